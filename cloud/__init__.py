@@ -1,0 +1,1 @@
+"""The central side: ingest, the Bytewax dataflow, the InfluxDB sink, queries."""

@@ -1,0 +1,1 @@
+"""The urbanpulse agent that runs on a sensor node."""

@@ -1,0 +1,1 @@
+"""Sensor drivers, one folder each: driver.py (params + wiring), sample.toml, README.md."""

@@ -1,0 +1,82 @@
+"""What every driver implements, and how the agent finds a driver by name.
+
+A driver folder `edge/drivers/<name>/` holds `driver.py` with two functions:
+
+    def parse_params(raw: Mapping[str, Any], key: str) -> Params
+        Validate the driver's keys of one `[[sensors]]` table (everything but `id` and
+        `driver`). No I/O. Raise ConfigError(f"{key}.<field>", reason) on a bad value.
+
+    def build(sensor_id: str, params: Params, ctx: DriverContext) -> Driver
+        Make the driver. No I/O here either: ports and pins are opened in `run`.
+
+`Driver.run(emit)` runs until cancelled; it raises DriverError (or any error) when the
+device fails, and the agent restarts it with backoff. `emit` is called on the event loop's
+thread; drivers fed by other threads (gpiozero callbacks) hop with
+`loop.call_soon_threadsafe`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from urbanpulse.clock import Clock, SystemClock
+
+DRIVERS = ("sds011", "pms5003", "mhz19b", "upfw", "traffic_loop", "bed_pad", "door_counter",
+           "queue_kiosk")
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One reading as a driver sees it; the agent adds the sequence number."""
+
+    sensor: str
+    kind: str
+    values: Mapping[str, float]
+    ts: datetime
+    flags: tuple[str, ...] = ()
+
+
+Emit = Callable[[Sample], None]
+
+
+class PinFactoryProvider(Protocol):
+    def __call__(self) -> Any:
+        """The gpiozero pin factory to use (real backend, or MockFactory in tests)."""
+        ...
+
+
+@dataclass(frozen=True)
+class DriverContext:
+    clock: Clock = field(default_factory=SystemClock)
+    pin_factory: PinFactoryProvider | None = None
+    state_dir: Path | None = None
+
+
+class Driver(Protocol):
+    sensor_id: str
+
+    async def run(self, emit: Emit) -> None: ...
+
+    def describe(self) -> dict[str, Any]:
+        """A small JSON-able description of the driver's state for the node status."""
+        ...
+
+
+@dataclass(frozen=True)
+class DriverModule:
+    name: str
+    parse_params: Callable[[Mapping[str, Any], str], Any]
+    build: Callable[[str, Any, DriverContext], Driver]
+
+
+def load_driver(name: str) -> DriverModule:
+    """Import `edge.drivers.<name>.driver`; raises KeyError for an unknown name."""
+    if name not in DRIVERS:
+        raise KeyError(name)
+    module = importlib.import_module(f"edge.drivers.{name}.driver")
+    return DriverModule(name, module.parse_params, module.build)

@@ -1,0 +1,54 @@
+"""The wire contract between edge nodes and the cloud: one definition, both sides.
+
+See docs/wire-contract.md for the prose version.
+"""
+
+from urbanpulse.wire.kinds import KINDS, FieldSpec, KindSpec
+from urbanpulse.wire.payload import (
+    MAX_PAYLOAD_BYTES,
+    MAX_READINGS_PER_BATCH,
+    ParsedBatch,
+    Reading,
+    RejectedReading,
+    WireError,
+    decode_batch,
+    decode_status,
+    encode_batch,
+    encode_status,
+    format_ts,
+)
+from urbanpulse.wire.topics import (
+    CONTRACT_VERSION,
+    Topic,
+    alerts_topic,
+    data_topic,
+    node_filter,
+    parse_topic,
+    status_topic,
+    validate_id,
+)
+
+__all__ = [
+    "CONTRACT_VERSION",
+    "KINDS",
+    "MAX_PAYLOAD_BYTES",
+    "MAX_READINGS_PER_BATCH",
+    "FieldSpec",
+    "KindSpec",
+    "ParsedBatch",
+    "Reading",
+    "RejectedReading",
+    "Topic",
+    "WireError",
+    "alerts_topic",
+    "data_topic",
+    "decode_batch",
+    "decode_status",
+    "encode_batch",
+    "encode_status",
+    "format_ts",
+    "node_filter",
+    "parse_topic",
+    "status_topic",
+    "validate_id",
+]

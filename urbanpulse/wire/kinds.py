@@ -1,0 +1,88 @@
+"""The kinds of reading the contract knows, with their fields and units (contract v1).
+
+A kind names what was measured; its fields are the values a reading carries. Units are
+part of the contract: a node that sends a field in another unit is rejected, not
+silently mixed with the others.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class FieldSpec:
+    unit: str
+    required: bool = True
+    low: float | None = None
+    high: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class KindSpec:
+    name: str
+    description: str
+    fields: dict[str, FieldSpec]
+
+    @property
+    def units(self) -> dict[str, str]:
+        return {name: spec.unit for name, spec in self.fields.items()}
+
+    @property
+    def measurement(self) -> str:
+        """The InfluxDB measurement this kind is stored in."""
+        return self.name.replace(".", "_")
+
+
+def _kind(name: str, description: str, **fields: FieldSpec) -> KindSpec:
+    return KindSpec(name, description, fields)
+
+
+KINDS: dict[str, KindSpec] = {
+    k.name: k
+    for k in (
+        _kind(
+            "air.pm",
+            "Particulate matter (SDS011, PMS5003): mass concentrations.",
+            pm25=FieldSpec("ug/m3", low=0, high=1000),
+            pm10=FieldSpec("ug/m3", low=0, high=2000),
+            pm1=FieldSpec("ug/m3", required=False, low=0, high=1000),
+            temperature_c=FieldSpec("degC", required=False, low=-40, high=85),
+            humidity_pct=FieldSpec("%", required=False, low=0, high=100),
+        ),
+        _kind(
+            "air.co2",
+            "Carbon dioxide (MH-Z19B).",
+            co2=FieldSpec("ppm", low=0, high=10000),
+            temperature_c=FieldSpec("degC", required=False, low=-40, high=85),
+        ),
+        _kind(
+            "traffic.loop",
+            "Inductive loop detector, one lane, aggregated over an interval.",
+            count=FieldSpec("vehicles", low=0, high=10000),
+            occupancy_pct=FieldSpec("%", low=0, high=100),
+            interval_s=FieldSpec("s", low=0.001, high=3600),
+            speed_kmh=FieldSpec("km/h", required=False, low=0, high=300),
+            length_m=FieldSpec("m", required=False, low=0, high=50),
+        ),
+        _kind(
+            "hospital.bed",
+            "Bed-occupancy pad: occupied (1) or free (0); fault 1 when the NC cable is cut.",
+            occupied=FieldSpec("bool", low=0, high=1),
+            fault=FieldSpec("bool", required=False, low=0, high=1),
+        ),
+        _kind(
+            "hospital.door",
+            "Door counter: people entering over an interval (visits, ER arrivals).",
+            count=FieldSpec("persons", low=0, high=100000),
+            interval_s=FieldSpec("s", low=0.001, high=3600),
+        ),
+        _kind(
+            "hospital.queue",
+            "Queue kiosk: a ticket issued (called=0) or called to a counter (called=1).",
+            ticket=FieldSpec("1", low=0, high=1e9),
+            called=FieldSpec("bool", low=0, high=1),
+            counter=FieldSpec("1", required=False, low=0, high=1000),
+        ),
+    )
+}

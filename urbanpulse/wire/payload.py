@@ -1,0 +1,239 @@
+"""Payloads of contract v1: a batch of readings per data message, a node status.
+
+One definition serves both sides: the edge builds with `encode_batch`, the cloud
+validates with `decode_batch`. A broken envelope raises `WireError`; a broken reading
+inside a sound envelope is returned as a `RejectedReading` so that the rest of the batch
+still counts.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from urbanpulse.clock import from_epoch_ns, to_epoch_ns
+from urbanpulse.errors import UrbanpulseError
+from urbanpulse.wire.kinds import KINDS
+from urbanpulse.wire.topics import CONTRACT_VERSION, validate_id
+
+MAX_PAYLOAD_BYTES = 256 * 1024
+MAX_READINGS_PER_BATCH = 2000
+MAX_SEQ = 2**63 - 1
+FLAGS = frozenset({"warmup", "calibrating", "backlog", "clock_unsynced"})
+# Readings stamped before this or too far in the future are certainly a broken clock.
+EARLIEST_TS_NS = to_epoch_ns(datetime(2020, 1, 1, tzinfo=UTC))
+FUTURE_TOLERANCE = timedelta(days=1)
+
+_SENSOR = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
+
+
+class WireError(UrbanpulseError):
+    """A payload breaks the contract. `code` is short and stable (for counting),
+    `detail` says exactly where and why."""
+
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(f"{code}: {detail}")
+        self.code = code
+        self.detail = detail
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    sensor: str
+    kind: str
+    ts_ns: int
+    seq: int
+    values: Mapping[str, float]
+    flags: tuple[str, ...] = ()
+
+    @property
+    def ts(self) -> datetime:
+        return from_epoch_ns(self.ts_ns)
+
+
+@dataclass(frozen=True, slots=True)
+class RejectedReading:
+    index: int
+    code: str
+    detail: str
+    raw: Any
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedBatch:
+    site: str
+    node: str
+    readings: list[Reading]
+    rejected: list[RejectedReading] = field(default_factory=list)
+
+
+def format_ts(ts: datetime) -> str:
+    """RFC 3339 in UTC with a Z and microseconds, the only form the contract accepts."""
+    if ts.tzinfo is None:
+        raise ValueError("naive datetime: the contract only carries aware UTC timestamps")
+    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _parse_ts(value: Any) -> int:
+    if not isinstance(value, str) or not value.endswith("Z"):
+        raise ValueError(f"ts must be an RFC 3339 UTC string ending in Z, got {value!r}")
+    try:
+        ts = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise ValueError(f"ts {value!r} is not RFC 3339: {exc}") from exc
+    return to_epoch_ns(ts)
+
+
+def encode_batch(site: str, node: str, readings: Sequence[Reading]) -> bytes:
+    """Build a data payload; raises WireError if the result would break the contract."""
+    validate_id("site", site)
+    validate_id("node", node)
+    units: dict[str, dict[str, str]] = {}
+    items = []
+    for r in readings:
+        spec = KINDS.get(r.kind)
+        if spec is None:
+            raise WireError("unknown_kind", f"kind {r.kind!r} is not in contract v1")
+        units.setdefault(r.kind, {k: spec.fields[k].unit for k in r.values if k in spec.fields})
+        item: dict[str, Any] = {
+            "sensor": r.sensor,
+            "kind": r.kind,
+            "ts": format_ts(r.ts),
+            "seq": r.seq,
+            "values": dict(r.values),
+        }
+        if r.flags:
+            item["flags"] = list(r.flags)
+        items.append(item)
+    body = {"v": CONTRACT_VERSION, "site": site, "node": node, "units": units, "readings": items}
+    payload = json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        raise WireError("too_large", f"{len(payload)} bytes > {MAX_PAYLOAD_BYTES}")
+    return payload
+
+
+def _envelope(payload: bytes) -> dict[str, Any]:
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        raise WireError("too_large", f"payload of {len(payload)} bytes > {MAX_PAYLOAD_BYTES}")
+    try:
+        body = json.loads(payload)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise WireError("not_json", f"payload is not UTF-8 JSON: {exc}") from exc
+    if not isinstance(body, dict):
+        raise WireError("not_object", f"payload must be a JSON object, got {type(body).__name__}")
+    version = body.get("v")
+    if version != CONTRACT_VERSION:
+        raise WireError("bad_version", f"v must be {CONTRACT_VERSION}, got {version!r}")
+    return body
+
+
+def decode_batch(payload: bytes, *, site: str | None = None, node: str | None = None,
+                 now_ns: int | None = None) -> ParsedBatch:
+    """Validate a data payload. `site`/`node` (from the topic) must match the body's."""
+    body = _envelope(payload)
+    for key, expected in (("site", site), ("node", node)):
+        value = body.get(key)
+        try:
+            validate_id(key, value)
+        except UrbanpulseError as exc:
+            raise WireError(f"bad_{key}", str(exc)) from exc
+        if expected is not None and value != expected:
+            raise WireError(f"{key}_mismatch", f"body {key} {value!r} != topic {key} {expected!r}")
+    units = body.get("units")
+    if not isinstance(units, dict):
+        raise WireError("bad_units", "units must be an object of kind -> {field: unit}")
+    readings_raw = body.get("readings")
+    if not isinstance(readings_raw, list):
+        raise WireError("bad_readings", "readings must be a list")
+    if len(readings_raw) > MAX_READINGS_PER_BATCH:
+        raise WireError("too_many", f"{len(readings_raw)} readings > {MAX_READINGS_PER_BATCH}")
+    latest = None if now_ns is None else now_ns + int(FUTURE_TOLERANCE.total_seconds() * 1e9)
+    good: list[Reading] = []
+    rejected: list[RejectedReading] = []
+    for index, raw in enumerate(readings_raw):
+        try:
+            good.append(_reading(raw, units, latest))
+        except _Reject as exc:
+            rejected.append(RejectedReading(index, exc.code, f"readings[{index}]{exc.detail}", raw))
+    return ParsedBatch(body["site"], body["node"], good, rejected)
+
+
+class _Reject(Exception):
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+
+
+def _reading(raw: Any, units: Mapping[str, Any], latest_ns: int | None) -> Reading:
+    if not isinstance(raw, dict):
+        raise _Reject("bad_reading", f": must be an object, got {type(raw).__name__}")
+    sensor = raw.get("sensor")
+    if not isinstance(sensor, str) or not _SENSOR.fullmatch(sensor):
+        raise _Reject("bad_sensor", f".sensor: {sensor!r} is not 1-64 of [a-z0-9_.-]")
+    kind = raw.get("kind")
+    spec = KINDS.get(kind) if isinstance(kind, str) else None
+    if spec is None:
+        raise _Reject("unknown_kind", f".kind: {kind!r} is not in contract v1")
+    seq = raw.get("seq")
+    if type(seq) is not int or not 0 <= seq <= MAX_SEQ:
+        raise _Reject("bad_seq", f".seq: must be an integer in [0, 2^63), got {seq!r}")
+    try:
+        ts_ns = _parse_ts(raw.get("ts"))
+    except ValueError as exc:
+        raise _Reject("bad_ts", f".ts: {exc}") from exc
+    if ts_ns < EARLIEST_TS_NS or (latest_ns is not None and ts_ns > latest_ns):
+        raise _Reject("ts_out_of_range", f".ts: {raw.get('ts')} is before 2020 or in the future")
+    values = raw.get("values")
+    if not isinstance(values, dict) or not values:
+        raise _Reject("bad_values", ".values: must be a non-empty object")
+    kind_units = units.get(kind)
+    if not isinstance(kind_units, dict):
+        raise _Reject("missing_units", f": units has no entry for kind {kind!r}")
+    clean: dict[str, float] = {}
+    for name, value in values.items():
+        fspec = spec.fields.get(name)
+        if fspec is None:
+            raise _Reject("unknown_field", f".values.{name}: not a field of {kind}")
+        if type(value) not in (int, float) or not math.isfinite(value):
+            raise _Reject("bad_value", f".values.{name}: must be a finite number, got {value!r}")
+        if kind_units.get(name) != fspec.unit:
+            raise _Reject(
+                "wrong_unit",
+                f".values.{name}: unit {kind_units.get(name)!r}, contract says {fspec.unit!r}",
+            )
+        clean[name] = value
+    for name, fspec in spec.fields.items():
+        if fspec.required and name not in clean:
+            raise _Reject("missing_field", f".values.{name}: required for {kind}")
+    flags = raw.get("flags", ())
+    if not isinstance(flags, list | tuple) or not all(f in FLAGS for f in flags):
+        raise _Reject("bad_flags", f".flags: must be a list drawn from {sorted(FLAGS)}")
+    return Reading(sensor, kind, ts_ns, seq, clean, tuple(flags))
+
+
+def encode_status(state: str, ts: datetime, health: Mapping[str, Any] | None = None) -> bytes:
+    if state not in ("online", "offline"):
+        raise ValueError(f"state must be online or offline, got {state!r}")
+    body: dict[str, Any] = {"v": CONTRACT_VERSION, "state": state, "ts": format_ts(ts)}
+    if health is not None:
+        body["health"] = dict(health)
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def decode_status(payload: bytes) -> dict[str, Any]:
+    body = _envelope(payload)
+    if body.get("state") not in ("online", "offline"):
+        raise WireError("bad_state", f"state must be online or offline, got {body.get('state')!r}")
+    try:
+        _parse_ts(body.get("ts"))
+    except ValueError as exc:
+        raise WireError("bad_ts", f"ts: {exc}") from exc
+    return body
+
+
