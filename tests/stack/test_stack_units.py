@@ -1,0 +1,107 @@
+"""Pieces of the stack that need no running server."""
+
+from __future__ import annotations
+
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from urbanpulse.errors import ConfigError
+from urbanpulse.stack import StackConfig
+from urbanpulse.stack.files import ensure_secret
+from urbanpulse.stack.layout import Layout
+from urbanpulse.stack.mosquitto import render_acl
+from urbanpulse.stack.passwords import mosquitto_hash, password_file_line, verify_mosquitto_hash
+from urbanpulse.stack.tls import ensure_tls
+
+
+def test_our_hash_matches_mosquitto_passwd(tmp_path: Path) -> None:
+    passwd = tmp_path / "passwd"
+    subprocess.run(
+        ["mosquitto_passwd", "-b", "-c", str(passwd), "alice", "s3cret-pw"],
+        check=True,
+        capture_output=True,
+    )
+    user, encoded = passwd.read_text().strip().split(":", 1)
+    assert user == "alice"
+    assert encoded.startswith("$7$")
+    assert verify_mosquitto_hash("s3cret-pw", encoded)
+    assert not verify_mosquitto_hash("s3cret-pX", encoded)
+
+
+def test_hash_format_and_salt() -> None:
+    a, b = mosquitto_hash("pw"), mosquitto_hash("pw")
+    assert a != b  # random salt
+    assert a.split("$")[1:3] == ["7", "101"]
+    assert verify_mosquitto_hash("pw", a)
+    assert verify_mosquitto_hash("pw", b)
+    with pytest.raises(ValueError, match="may not contain"):
+        password_file_line("bad:user", "pw")
+
+
+def test_acl_confines_each_node_to_its_own_filter() -> None:
+    acl = render_acl(["hn-b.aq-01", "hn-a.tl-02"])
+    blocks = [b.strip().splitlines() for b in acl.split("\n\n")[1:]]
+    assert blocks == [
+        ["user cloud", "topic read urbanpulse/v1/#", "topic write urbanpulse/v1/_alerts/#"],
+        ["user hn-a.tl-02", "topic readwrite urbanpulse/v1/hn-a/tl-02/#"],
+        ["user hn-b.aq-01", "topic readwrite urbanpulse/v1/hn-b/aq-01/#"],
+    ]
+
+
+def test_config_validation() -> None:
+    with pytest.raises(ConfigError, match="mqtt_port"):
+        StackConfig(home=Path("/tmp/x"), mqtt_port=0)
+    with pytest.raises(ConfigError, match="ports"):
+        StackConfig(home=Path("/tmp/x"), mqtt_port=9000, influx_port=9000)
+    with pytest.raises(ConfigError, match="bind"):
+        StackConfig(home=Path("/tmp/x"), bind="0.0.0.0")
+    with pytest.raises(ConfigError, match="database"):
+        StackConfig(home=Path("/tmp/x"), database="a;b")
+
+
+def test_from_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("URBANPULSE_HOME", str(tmp_path / "h"))
+    monkeypatch.setenv("URBANPULSE_MQTT_PORT", "18883")
+    config = StackConfig.from_env(influx_port=18086, influx_rpc_port=None)
+    assert config.home == tmp_path / "h"
+    assert (config.mqtt_port, config.influx_port, config.influx_rpc_port) == (18883, 18086, 8088)
+    assert StackConfig().home == tmp_path / "h"
+    monkeypatch.setenv("URBANPULSE_MQTT_PORT", "many")
+    with pytest.raises(ConfigError, match="URBANPULSE_MQTT_PORT"):
+        StackConfig.from_env()
+    with pytest.raises(ConfigError, match="mqtt_prot"):
+        StackConfig.from_env(mqtt_prot=1)
+
+
+def test_default_home_is_dot_urbanpulse(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("URBANPULSE_HOME", raising=False)
+    assert StackConfig().home == Path.cwd() / ".urbanpulse"
+
+
+def test_secrets_are_private_and_stable(tmp_path: Path) -> None:
+    path = tmp_path / "credentials" / "x.password"
+    first = ensure_secret(path)
+    assert len(first) >= 24
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert ensure_secret(path) == first
+
+
+def test_tls_generated_once_and_keys_private(tmp_path: Path) -> None:
+    from cryptography import x509
+
+    layout = Layout(tmp_path)
+    assert ensure_tls(layout) is True
+    ca_before = layout.ca_cert.read_bytes()
+    assert ensure_tls(layout) is False  # second call: nothing reissued
+    assert layout.ca_cert.read_bytes() == ca_before
+    for key in (layout.ca_key, layout.server_key):
+        assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    cert = x509.load_pem_x509_certificate(layout.server_cert.read_bytes())
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert "localhost" in san.get_values_for_type(x509.DNSName)
+    assert [str(ip) for ip in san.get_values_for_type(x509.IPAddress)] == ["127.0.0.1"]
+    ca = x509.load_pem_x509_certificate(ca_before)
+    cert.verify_directly_issued_by(ca)

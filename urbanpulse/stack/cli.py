@@ -1,0 +1,86 @@
+"""`urbanpulse stack up | down | status [--json] | add-node --site S --node N`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from urbanpulse.errors import UrbanpulseError
+from urbanpulse.stack.config import StackConfig, StackInfo
+from urbanpulse.stack.lifecycle import add_node, down, recorded_ports, status, up
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="urbanpulse stack",
+        description="Start, stop and inspect the project's own Mosquitto and InfluxDB.",
+    )
+    parser.add_argument(
+        "--home", type=Path, help="state directory (default: $URBANPULSE_HOME or ./.urbanpulse)"
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_up = sub.add_parser("up", help="start what is not running (idempotent)")
+    p_up.add_argument("--mqtt-port", type=int, help="MQTT over TLS port (default 8883)")
+    p_up.add_argument("--influx-port", type=int, help="InfluxDB HTTP port (default 8086)")
+    p_up.add_argument("--influx-rpc-port", type=int, help="influxd backup RPC port (default 8088)")
+    sub.add_parser("down", help="stop what `up` started in this home")
+    p_status = sub.add_parser("status", help="endpoints, database and where the credentials are")
+    p_status.add_argument("--json", action="store_true", help="machine-readable output")
+    p_node = sub.add_parser("add-node", help="create the MQTT user of a sensor node")
+    p_node.add_argument("--site", required=True)
+    p_node.add_argument("--node", required=True)
+    for p in (p_up, p_status, p_node, sub.choices["down"]):
+        p.add_argument("--home", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    return parser
+
+
+def _config(args: argparse.Namespace) -> StackConfig:
+    base = StackConfig.from_env(home=args.home)
+    # Ports not given now are those of this home's last `up`, so a bare
+    # `urbanpulse stack up` after `up --mqtt-port 18883` keeps 18883.
+    ports = recorded_ports(base.home)
+    for key in ("mqtt_port", "influx_port", "influx_rpc_port"):
+        given = getattr(args, key, None)
+        if given is not None:
+            ports[key] = given
+    return StackConfig.from_env(home=base.home, **ports)
+
+
+def _print_human(info: StackInfo) -> None:
+    data = info.to_json()
+    state = ", ".join(f"{name} {'running' if on else 'stopped'}" for name, on in info.running.items())
+    print(f"home         {info.home}")
+    print(f"state        {state}")
+    print(f"mqtt         mqtts://{info.mqtt_host}:{info.mqtt_port}  (CA {info.ca_file})")
+    print(f"influxdb     {info.influx_url}  database {info.database!r}")
+    print(f"credentials  {info.credentials_dir}")
+    for user, path in data["mqtt"]["users"].items():
+        print(f"  mqtt   {user:<24} {path}")
+    for role, path in data["influx"]["users"].items():
+        print(f"  influx {role:<24} {path}")
+
+
+def main(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        config = _config(args)
+        if args.command == "up":
+            _print_human(up(config))
+        elif args.command == "down":
+            down(config)
+            print(f"stopped the stack of {config.home}")
+        elif args.command == "status":
+            info = status(config)
+            if args.json:
+                print(json.dumps(info.to_json(), indent=2))
+            else:
+                _print_human(info)
+        elif args.command == "add-node":
+            creds = add_node(config, args.site, args.node)
+            print(f"mqtt user {creds.username}: password in {creds.password_file}")
+    except UrbanpulseError as exc:
+        print(f"urbanpulse stack {args.command}: {exc}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,132 @@
+"""up / down / status / add_node: the operations behind `urbanpulse stack`."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+from urbanpulse.stack import influxd, mosquitto
+from urbanpulse.stack.config import CLOUD_USER, MqttCredentials, StackConfig, StackInfo
+from urbanpulse.stack.errors import StackError
+from urbanpulse.stack.files import ensure_secret, write_file
+from urbanpulse.stack.layout import Layout
+from urbanpulse.stack.tls import ensure_tls
+
+_PORT_KEYS = ("mqtt_port", "influx_port", "influx_rpc_port")
+
+
+@contextlib.contextmanager
+def _locked(home: Path) -> Iterator[Layout]:
+    """One stack operation at a time per home (two `up`s must not both start a server)."""
+    layout = Layout(home)
+    home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with open(layout.lock, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield layout
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def recorded_ports(home: Path) -> dict[str, int]:
+    """The ports of the last `up` in this home ({} if it never ran)."""
+    try:
+        raw = json.loads(Layout(home).state.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+    return {k: raw[k] for k in _PORT_KEYS if isinstance(raw.get(k), int)}
+
+
+def effective(config: StackConfig) -> StackConfig:
+    """`config` with the ports the running stack in its home actually uses."""
+    ports = recorded_ports(config.home)
+    if not ports or not any(_running(Layout(config.home)).values()):
+        return config
+    return dataclasses.replace(
+        config,
+        mqtt_port=ports.get("mqtt_port", config.mqtt_port),
+        influx_port=ports.get("influx_port", config.influx_port),
+        influx_rpc_port=ports.get("influx_rpc_port", config.influx_rpc_port),
+    )
+
+
+def _running(layout: Layout) -> dict[str, bool]:
+    return {
+        "mosquitto": mosquitto.running_pid(layout) is not None,
+        "influxd": influxd.running_pid(layout) is not None,
+    }
+
+
+def _info(config: StackConfig, layout: Layout) -> StackInfo:
+    return StackInfo(
+        home=config.home,
+        mqtt_host=config.bind,
+        mqtt_port=config.mqtt_port,
+        ca_file=layout.ca_cert,
+        influx_url=influxd.url(config),
+        database=config.database,
+        credentials_dir=layout.credentials_dir,
+        running=_running(layout),
+    )
+
+
+def up(config: StackConfig) -> StackInfo:
+    """Start what is not running; idempotent. Refuses to move a running server to new ports."""
+    with _locked(config.home) as layout:
+        running = _running(layout)
+        recorded = recorded_ports(config.home)
+        for key in _PORT_KEYS:
+            wanted = getattr(config, key)
+            owner = "mosquitto" if key == "mqtt_port" else "influxd"
+            if running[owner] and recorded.get(key, wanted) != wanted:
+                raise StackError(
+                    f"{owner} of {config.home} is already running with {key}="
+                    f"{recorded[key]}, not {wanted}; run `urbanpulse stack down` first"
+                )
+        for private in (layout.credentials_dir, layout.mosquitto_dir, layout.influx_dir):
+            private.mkdir(exist_ok=True, mode=0o700)
+            private.chmod(0o700)
+        ensure_tls(layout)
+        ensure_secret(layout.mqtt_password(CLOUD_USER))
+        write_file(
+            layout.state,
+            json.dumps({k: getattr(config, k) for k in _PORT_KEYS}, indent=2) + "\n",
+            mode=0o644,
+        )
+        if not running["influxd"]:
+            influxd.write_config(config, layout)
+            influxd.start(config, layout)
+        influxd.bootstrap(config, layout)
+        if not running["mosquitto"]:
+            mosquitto.write_config(config, layout)
+            mosquitto.start(config, layout)
+        return _info(config, layout)
+
+
+def down(config: StackConfig) -> None:
+    """Stop the servers this home's `up` started (pidfile and command line must match)."""
+    if not config.home.is_dir():
+        return
+    with _locked(config.home) as layout:
+        mosquitto.stop(layout)
+        influxd.stop(layout)
+
+
+def status(config: StackConfig) -> StackInfo:
+    config = effective(config)
+    return _info(config, Layout(config.home))
+
+
+def add_node(config: StackConfig, site: str, node: str) -> MqttCredentials:
+    """A per-node MQTT user "<site>.<node>" confined to its own topics; idempotent."""
+    user = mosquitto.node_user(site, node)
+    config = effective(config)
+    with _locked(config.home) as layout:
+        ensure_secret(layout.mqtt_password(user))
+        mosquitto.write_auth_files(layout)
+        mosquitto.reload(config, layout, user)
+        return _info(config, layout).mqtt(user)

@@ -1,0 +1,124 @@
+"""Server processes owned by the stack: started detached, found again by pidfile + cmdline.
+
+A pidfile alone is not trusted: a pid is ours only while /proc/<pid>/cmdline still
+names our binary and our config file, so `down` never signals a stranger that reused
+the pid, and never touches a system-wide mosquitto/influxd.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from urbanpulse.stack.errors import StackError
+from urbanpulse.stack.files import write_file
+
+# The shell forks the server into the background and exits at once, so the server is
+# re-parented (no zombie, no Popen to keep) and survives the command that started it.
+_LAUNCHER = 'log=$1; shift; "$@" </dev/null >>"$log" 2>&1 & echo $!'
+
+
+def start_detached(argv: Sequence[str], *, output: Path, pidfile: Path) -> int:
+    output.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        done = subprocess.run(
+            ["/bin/sh", "-c", _LAUNCHER, "urbanpulse-launch", str(output), *argv],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            start_new_session=True,
+            timeout=10,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise StackError(f"could not launch {argv[0]}: {exc}") from exc
+    pid = int(done.stdout.strip())
+    write_file(pidfile, f"{pid}\n", mode=0o644)
+    return pid
+
+
+def _state(pid: int) -> str | None:
+    """The process state letter from /proc, None if there is no such process."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    return stat.rsplit(")", 1)[1].split()[0]
+
+
+def is_alive(pid: int) -> bool:
+    state = _state(pid)
+    return state is not None and state not in ("Z", "X")
+
+
+def is_ours(pid: int, binary: str, config: Path) -> bool:
+    if not is_alive(pid):
+        return False
+    try:
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    if not args or Path(os.fsdecode(args[0])).name != Path(binary).name:
+        return False
+    return os.fsencode(str(config)) in args
+
+
+def read_pid(pidfile: Path) -> int | None:
+    try:
+        return int(pidfile.read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def running_pid(pidfile: Path, binary: str, config: Path) -> int | None:
+    pid = read_pid(pidfile)
+    if pid is not None and is_ours(pid, binary, config):
+        return pid
+    return None
+
+
+def stop(pidfile: Path, binary: str, config: Path, *, timeout_s: float = 15.0) -> bool:
+    """SIGTERM our process (SIGKILL after `timeout_s`); True if one was running."""
+    pid = running_pid(pidfile, binary, config)
+    if pid is None:
+        pidfile.unlink(missing_ok=True)
+        return False
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    while is_alive(pid):
+        if time.monotonic() > deadline:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            deadline = time.monotonic() + 5.0
+        time.sleep(0.02)
+    pidfile.unlink(missing_ok=True)
+    return True
+
+
+def port_is_free(bind: str, port: int) -> bool:
+    """True if a server could bind (bind, port) now (SO_REUSEADDR, as the servers do)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((bind, port))
+        except OSError as exc:
+            if exc.errno in (errno.EADDRINUSE, errno.EACCES):
+                return False
+            raise StackError(f"cannot probe {bind}:{port}: {exc}") from exc
+    return True
+
+
+def tail(path: Path, lines: int = 15) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except FileNotFoundError:
+        return f"({path} does not exist)"
+    return "\n".join(text.splitlines()[-lines:])
