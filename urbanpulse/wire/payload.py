@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -79,7 +79,7 @@ def format_ts(ts: datetime) -> str:
     return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _parse_ts(value: Any) -> int:
+def parse_ts(value: Any) -> int:
     if not isinstance(value, str) or not value.endswith("Z"):
         raise ValueError(f"ts must be an RFC 3339 UTC string ending in Z, got {value!r}")
     try:
@@ -137,7 +137,7 @@ def decode_batch(payload: bytes, *, site: str | None = None, node: str | None = 
     """Validate a data payload. `site`/`node` (from the topic) must match the body's."""
     body = _envelope(payload)
     for key, expected in (("site", site), ("node", node)):
-        value = body.get(key)
+        value: Any = body.get(key)
         try:
             validate_id(key, value)
         except UrbanpulseError as exc:
@@ -178,13 +178,13 @@ def _reading(raw: Any, units: Mapping[str, Any], latest_ns: int | None) -> Readi
         raise _Reject("bad_sensor", f".sensor: {sensor!r} is not 1-64 of [a-z0-9_.-]")
     kind = raw.get("kind")
     spec = KINDS.get(kind) if isinstance(kind, str) else None
-    if spec is None:
+    if spec is None or not isinstance(kind, str):
         raise _Reject("unknown_kind", f".kind: {kind!r} is not in contract v1")
     seq = raw.get("seq")
     if type(seq) is not int or not 0 <= seq <= MAX_SEQ:
         raise _Reject("bad_seq", f".seq: must be an integer in [0, 2^63), got {seq!r}")
     try:
-        ts_ns = _parse_ts(raw.get("ts"))
+        ts_ns = parse_ts(raw.get("ts"))
     except ValueError as exc:
         raise _Reject("bad_ts", f".ts: {exc}") from exc
     if ts_ns < EARLIEST_TS_NS or (latest_ns is not None and ts_ns > latest_ns):
@@ -231,7 +231,7 @@ def decode_status(payload: bytes) -> dict[str, Any]:
     if body.get("state") not in ("online", "offline"):
         raise WireError("bad_state", f"state must be online or offline, got {body.get('state')!r}")
     try:
-        _parse_ts(body.get("ts"))
+        parse_ts(body.get("ts"))
     except ValueError as exc:
         raise WireError("bad_ts", f"ts: {exc}") from exc
     return body

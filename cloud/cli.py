@@ -1,0 +1,147 @@
+"""`urbanpulse cloud`: run the processor, or its parts; create the database layout."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING
+
+from cloud.config import CloudConfig, load_cloud_config
+from urbanpulse.errors import ConfigError, UrbanpulseError
+
+if TYPE_CHECKING:
+    from cloud.ingest import Ingest
+
+EXIT_CONFIG = 2
+EXIT_RUNTIME = 3
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="urbanpulse cloud", description=__doc__)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    run = sub.add_parser("run", help="ingest + dataflow, with recovery on (the default way to run)")
+    run.add_argument("--config", type=Path, required=True)
+    run.add_argument("--no-ingest", action="store_true", help="run the dataflow only")
+    run.add_argument("--process-id", type=int, default=None, help="overrides flow.process_id")
+    ing = sub.add_parser("ingest", help="MQTT to the journal only")
+    ing.add_argument("--config", type=Path, required=True)
+    ing.add_argument("--instance", default="i0")
+    init = sub.add_parser("init-db", help="create the database and retention policies")
+    init.add_argument("--config", type=Path, required=True)
+    init.add_argument("--admin-user", default="admin")
+    init.add_argument("--admin-password-file", type=Path, required=True)
+    check = sub.add_parser("check-config", help="validate a processor config and exit")
+    check.add_argument("config", type=Path)
+    return p
+
+
+def main(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        cfg = load_cloud_config(args.config)
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    logging.basicConfig(level=logging.INFO, stream=sys.stdout,
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        if args.cmd == "check-config":
+            print(f"{args.config}: ok")
+            return 0
+        if args.cmd == "init-db":
+            return _init_db(cfg, args.admin_user, args.admin_password_file)
+        if args.cmd == "ingest":
+            return _ingest_only(cfg, args.instance)
+        return run(cfg, ingest=not args.no_ingest, process_id=args.process_id)
+    except UrbanpulseError as exc:
+        print(f"urbanpulse cloud {args.cmd}: {exc}", file=sys.stderr)
+        return EXIT_RUNTIME
+
+
+def _init_db(cfg: CloudConfig, user: str, password_file: Path) -> int:
+    from cloud.initdb import init_db
+    from urbanpulse.influx_http import InfluxHTTP
+
+    try:
+        password = password_file.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError("--admin-password-file", exc.strerror or str(exc)) from exc
+    with InfluxHTTP(cfg.influx.url, user, password) as admin:
+        for stmt in init_db(admin, cfg.influx.database, cfg.retention):
+            print(stmt)
+    return 0
+
+
+def _start_ingest(cfg: CloudConfig, instance: str) -> Ingest:
+    from cloud.ingest import Ingest
+    from cloud.journal import Journal, journal_path
+
+    journal = Journal(journal_path(cfg.journal_dir, instance), instance).open()
+    ingest = Ingest(cfg.mqtt, journal, instance=instance)
+    ingest.start()
+    return ingest
+
+
+def _ingest_only(cfg: CloudConfig, instance: str) -> int:
+    import threading
+
+    stop = threading.Event()
+    _on_signals(stop.set)
+    ingest = _start_ingest(cfg, instance)
+    stop.wait()
+    ingest.stop()
+    return 0
+
+
+def _on_signals(action: Callable[[], None]) -> None:
+    def handler(signum: int, frame: FrameType | None) -> None:
+        action()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+def run(cfg: CloudConfig, *, ingest: bool = True, process_id: int | None = None) -> int:
+    from bytewax.recovery import RecoveryConfig, init_db_dir
+    from bytewax.run import cli_main
+
+    from cloud.flow import build_flow
+    from cloud.journal import partition_names
+
+    pid = cfg.flow.process_id if process_id is None else process_id
+    processes = max(1, len(cfg.flow.addresses))
+    partitions = partition_names(max(cfg.flow.ingest_instances, processes))
+    ingests = []
+    if ingest:
+        mine = [p for n, p in enumerate(partitions) if n % processes == (pid or 0)]
+        ingests = [_start_ingest(cfg, p) for p in mine]
+    recovery = None
+    if cfg.flow.recovery:
+        rdir = cfg.recovery_dir
+        if not rdir.exists() or not any(rdir.iterdir()):
+            rdir.mkdir(parents=True, exist_ok=True)
+            init_db_dir(rdir, processes * cfg.flow.workers)
+        recovery = RecoveryConfig(str(rdir), timedelta(seconds=cfg.flow.backup_interval_s))
+
+    def interrupt() -> None:
+        raise KeyboardInterrupt
+
+    _on_signals(interrupt)
+    try:
+        cli_main(build_flow(cfg, partitions), workers_per_process=cfg.flow.workers,
+                 process_id=pid if cfg.flow.addresses else None,
+                 addresses=list(cfg.flow.addresses) or None,
+                 epoch_interval=timedelta(seconds=cfg.flow.epoch_interval_s),
+                 recovery_config=recovery)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for i in ingests:
+            i.stop()
+    return 0

@@ -1,0 +1,162 @@
+"""MQTT → journal, acknowledging each message only after it is committed to disk.
+
+A broker redelivers an unacknowledged QoS1 message on reconnect (persistent session), so a
+crash anywhere here loses nothing; the price is an occasional duplicate, which the
+dataflow removes.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import threading
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from cloud.config import CloudMqtt
+from cloud.errors import CloudError
+from cloud.journal import Journal
+from urbanpulse.clock import Clock, SystemClock, to_epoch_ns
+
+if TYPE_CHECKING:
+    from paho.mqtt.client import Client, MQTTMessage
+
+log = logging.getLogger("urbanpulse.cloud.ingest")
+
+SESSION_EXPIRY_S = 7 * 86400
+COMMIT_INTERVAL_S = 0.005
+MAX_PENDING = 5000
+
+
+@dataclass
+class IngestStats:
+    received: int = 0
+    committed: int = 0
+    commits: int = 0
+    connected: bool = False
+    last_error: str | None = None
+
+
+def make_ingest_client(cfg: CloudMqtt, client_id: str) -> Client:
+    from paho.mqtt.client import Client
+    from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+
+    client = Client(CallbackAPIVersion.VERSION2, client_id=client_id,
+                    protocol=MQTTProtocolVersion.MQTTv5, manual_ack=True)
+    try:
+        password = cfg.password_file.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise CloudError(f"mqtt.password_file {cfg.password_file}: {exc.strerror}") from exc
+    client.username_pw_set(cfg.username, password)
+    if cfg.tls:
+        try:
+            context = ssl.create_default_context(cafile=str(cfg.ca_file) if cfg.ca_file else None)
+        except (OSError, ssl.SSLError) as exc:
+            raise CloudError(f"mqtt.ca_file {cfg.ca_file}: {exc}") from exc
+        client.tls_set_context(context)
+    return client
+
+
+class Ingest:
+    def __init__(self, cfg: CloudMqtt, journal: Journal, *, instance: str = "i0",
+                 client: Client | None = None, clock: Clock | None = None) -> None:
+        self.cfg = cfg
+        self.journal = journal
+        self.instance = instance
+        self.clock = clock or SystemClock()
+        self.client = client or make_ingest_client(cfg, f"{cfg.client_id}-{instance}")
+        self.stats = IngestStats()
+        self._pending: list[tuple[int, int, int, str, bytes]] = []
+        self._generation = 0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._subscribed = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def subscription(self) -> str:
+        if self.cfg.shared_group:
+            return f"$share/{self.cfg.shared_group}/{self.cfg.topic}"
+        return self.cfg.topic
+
+    def start(self) -> None:
+        from paho.mqtt.packettypes import PacketTypes
+        from paho.mqtt.properties import Properties
+
+        c = self.client
+        c.on_connect = self._on_connect
+        c.on_disconnect = self._on_disconnect
+        c.on_message = self._on_message
+        c.on_subscribe = self._on_subscribe
+        c.reconnect_delay_set(1, 10)
+        c.max_inflight_messages_set(100)
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        props.SessionExpiryInterval = SESSION_EXPIRY_S
+        try:
+            c.connect_async(self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive_s,
+                            clean_start=False, properties=props)
+        except OSError as exc:
+            raise CloudError(f"mqtt connect {self.cfg.host}:{self.cfg.port}: {exc}") from exc
+        c.loop_start()
+        self._thread = threading.Thread(target=self._commit_loop, name=f"ingest-{self.instance}",
+                                        daemon=True)
+        self._thread.start()
+
+    def wait_subscribed(self, timeout_s: float) -> bool:
+        return self._subscribed.wait(timeout_s)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(10)
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def _on_connect(self, client: Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        if reason.is_failure:
+            self.stats.last_error = f"broker refused the connection: {reason}"
+            log.error("ingest connection refused", extra={"reason": str(reason)})
+            return
+        self.stats.connected = True
+        client.subscribe(self.subscription, qos=1)
+
+    def _on_subscribe(self, client: Client, userdata: Any, mid: int, reasons: Any, props: Any) -> None:
+        if all(not r.is_failure for r in reasons):
+            self._subscribed.set()
+        else:
+            self.stats.last_error = f"subscription refused: {reasons}"
+            log.error("subscription refused", extra={"reasons": str(reasons)})
+
+    def _on_disconnect(self, client: Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        self.stats.connected = False
+        self._subscribed.clear()
+        # Packet ids belong to a connection: what is pending now is committed but not acked
+        # (the broker redelivers it; the dataflow drops the duplicate).
+        with self._lock:
+            self._generation += 1
+
+    def _on_message(self, client: Client, userdata: Any, msg: MQTTMessage) -> None:
+        with self._lock:
+            self._pending.append((self._generation, msg.mid, msg.qos, msg.topic, bytes(msg.payload)))
+        self.stats.received += 1
+        # Back-pressure: while the disk is slow, stop reading the socket.
+        while len(self._pending) > MAX_PENDING and not self._stop.is_set():
+            time.sleep(0.001)
+
+    def _commit_loop(self) -> None:
+        while not self._stop.is_set() or self._pending:
+            with self._lock:
+                batch, self._pending = self._pending, []
+            if not batch:
+                self._stop.wait(COMMIT_INTERVAL_S)
+                continue
+            self.journal.append([(topic, payload) for _, _, _, topic, payload in batch],
+                                to_epoch_ns(self.clock.now()))
+            self.stats.committed += len(batch)
+            self.stats.commits += 1
+            with self._lock:
+                generation = self._generation
+            for gen, mid, qos, _, _ in batch:
+                if qos > 0 and gen == generation:
+                    self.client.ack(mid, qos)

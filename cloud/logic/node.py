@@ -1,0 +1,102 @@
+"""The state the dataflow keeps per node: seen sequence numbers, open windows, the ledger."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from cloud.logic.lines import line
+from cloud.logic.records import RP_1H, RP_1M, RP_RAW, NodeData, Point
+from cloud.logic.rollup import HOUR_NS, MINUTE_NS, SensorRollup, Window
+from cloud.logic.seqs import SeqRanges
+from urbanpulse.wire import KINDS
+
+LATE_AFTER_NS = 5 * MINUTE_NS
+
+
+@dataclass(slots=True)
+class LedgerHour:
+    received: int = 0
+    duplicates: int = 0
+    late: int = 0
+    seq_span: dict[str, list[int]] = field(default_factory=dict)  # sensor -> [min, max]
+
+    def note(self, sensor: str, seq: int) -> None:
+        span = self.seq_span.get(sensor)
+        if span is None:
+            self.seq_span[sensor] = [seq, seq]
+        elif seq < span[0]:
+            span[0] = seq
+        elif seq > span[1]:
+            span[1] = seq
+
+    def fields(self) -> dict[str, int | float | str | bool]:
+        expected = sum(hi - lo + 1 for lo, hi in self.seq_span.values())
+        unique = self.received - self.duplicates
+        return {"expected": expected, "received": self.received, "duplicates": self.duplicates,
+                "late": self.late, "missing": max(0, expected - unique)}
+
+
+class NodeState:
+    def __init__(self, horizon_ns: int) -> None:
+        self.horizon_ns = horizon_ns
+        self.seqs: dict[str, SeqRanges] = {}
+        self.kinds: dict[str, str] = {}
+        self.minute: dict[str, SensorRollup] = {}
+        self.hour: dict[str, SensorRollup] = {}
+        self.ledger: dict[int, LedgerHour] = {}
+
+    def process(self, data: NodeData) -> list[Point]:
+        out: list[Point] = []
+        touched: dict[tuple[str, str, int], Window] = {}
+        ledger_touched: set[int] = set()
+        site, node = data.site, data.node
+        for r in data.readings:
+            hour = r.ts_ns - r.ts_ns % HOUR_NS
+            ledger = self.ledger.get(hour)
+            if ledger is None:
+                ledger = self.ledger[hour] = LedgerHour()
+            ledger_touched.add(hour)
+            ledger.received += 1
+            seqs = self.seqs.get(r.sensor)
+            if seqs is None:
+                seqs = self.seqs[r.sensor] = SeqRanges()
+            if not seqs.add(r.seq):
+                ledger.duplicates += 1
+                continue
+            ledger.note(r.sensor, r.seq)
+            if data.received_ns - r.ts_ns > LATE_AFTER_NS:
+                ledger.late += 1
+            self.kinds[r.sensor] = r.kind
+            spec = KINDS[r.kind]
+            tags = {"site": site, "node": node, "sensor": r.sensor, "kind": r.kind}
+            fields: dict[str, float | int | str | bool] = {k: float(v) for k, v in r.values.items()}
+            fields["seq"] = r.seq
+            if r.flags:
+                fields["flags"] = ",".join(r.flags)
+            out.append((RP_RAW, line(spec.measurement, tags, fields, r.ts_ns)))
+            for rp, rollups, width in ((RP_1M, self.minute, MINUTE_NS), (RP_1H, self.hour, HOUR_NS)):
+                rollup = rollups.get(r.sensor)
+                if rollup is None:
+                    rollup = rollups[r.sensor] = SensorRollup(width, self.horizon_ns)
+                window = rollup.add(r.ts_ns, r.values)
+                if window is not None:
+                    touched[(rp, r.sensor, window.start_ns)] = window
+        for (rp, sensor, start), window in touched.items():
+            kind = self.kinds[sensor]
+            tags = {"site": site, "node": node, "sensor": sensor, "kind": kind}
+            out.append((rp, line(KINDS[kind].measurement, tags, window.as_fields(), start)))
+        for hour in sorted(ledger_touched):
+            out.append((RP_1H, line("ledger", {"site": site, "node": node},
+                                    self.ledger[hour].fields(), hour)))
+        self._evict()
+        return out
+
+    def _evict(self) -> None:
+        newest = 0
+        for rollups in (self.minute, self.hour):
+            for r in rollups.values():
+                r.evict()
+                newest = max(newest, r.newest_ns)
+        floor = newest - self.horizon_ns - HOUR_NS
+        for hour in [h for h in self.ledger if h < floor]:
+            del self.ledger[hour]

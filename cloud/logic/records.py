@@ -1,0 +1,85 @@
+"""Turning journal records into validated data, dead letters and status points.
+
+Stateless, so it runs on any worker; nothing a node sends can make it raise.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from cloud.journal import JournalRecord
+from cloud.logic.lines import line
+from urbanpulse.errors import UrbanpulseError
+from urbanpulse.wire import Reading, WireError, decode_batch, decode_status, parse_topic
+from urbanpulse.wire.payload import parse_ts
+
+RP_RAW = "raw"
+RP_1M = "agg_1m"
+RP_1H = "agg_1h"
+
+Point = tuple[str, str]  # (retention policy, line)
+
+
+@dataclass(frozen=True, slots=True)
+class NodeData:
+    key: str
+    site: str
+    node: str
+    received_ns: int
+    readings: list[Reading]
+
+
+def dead_letter(rec: JournalRecord, site: str, node: str, code: str, detail: str, raw: bytes,
+                index: int, max_bytes: int) -> Point:
+    payload = raw[:max_bytes].decode("utf-8", errors="backslashreplace")
+    fields: dict[str, str | int | float | bool] = {
+        "detail": detail[:1000], "payload": payload, "topic": rec.topic[:300],
+        "truncated": len(raw) > max_bytes, "offset": rec.offset, "partition": rec.partition}
+    return RP_RAW, line("dead_letter", {"site": site, "node": node, "reason": code}, fields,
+                        rec.received_ns + index)
+
+
+def decode_record(rec: JournalRecord, max_dead_letter_bytes: int) -> tuple[NodeData | None, list[Point]]:
+    """Split a record into the node's good readings and the points to write straight away
+    (dead letters, status)."""
+    try:
+        topic = parse_topic(rec.topic)
+    except UrbanpulseError as exc:
+        return None, [dead_letter(rec, "", "", "bad_topic", str(exc), rec.payload, 0,
+                                  max_dead_letter_bytes)]
+    if topic.stream == "status":
+        return None, [_status_point(rec, topic.site, topic.node, max_dead_letter_bytes)]
+    try:
+        batch = decode_batch(rec.payload, site=topic.site, node=topic.node, now_ns=rec.received_ns)
+    except WireError as exc:
+        return None, [dead_letter(rec, topic.site, topic.node, exc.code, exc.detail, rec.payload, 0,
+                                  max_dead_letter_bytes)]
+    points = [
+        dead_letter(rec, topic.site, topic.node, r.code, r.detail,
+                    json.dumps(r.raw, default=str).encode(), r.index + 1, max_dead_letter_bytes)
+        for r in batch.rejected
+    ]
+    data = NodeData(f"{topic.site}/{topic.node}", topic.site, topic.node, rec.received_ns,
+                    batch.readings) if batch.readings else None
+    return data, points
+
+
+def _status_point(rec: JournalRecord, site: str, node: str, max_bytes: int) -> Point:
+    try:
+        body = decode_status(rec.payload)
+    except WireError as exc:
+        return dead_letter(rec, site, node, exc.code, exc.detail, rec.payload, 0, max_bytes)
+    fields: dict[str, str | int | float | bool] = {"state": body["state"],
+                                                   "online": body["state"] == "online"}
+    health = body.get("health")
+    if isinstance(health, dict):
+        for key in ("outbox_depth", "outbox_oldest_age_s", "outbox_evicted", "readings_per_s",
+                    "uptime_s", "cpu_temp_c"):
+            value = health.get(key)
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                fields[key] = float(value)
+        clock = health.get("clock")
+        if isinstance(clock, dict) and isinstance(clock.get("jumps"), int):
+            fields["clock_jumps"] = float(clock["jumps"])
+    return RP_RAW, line("node_status", {"site": site, "node": node}, fields, parse_ts(body["ts"]))

@@ -1,0 +1,56 @@
+"""Which sequence numbers of one sensor have been seen: duplicates, gaps and late arrivals.
+
+The seen numbers are kept as sorted, disjoint half-open ranges. A sensor that delivers in
+order needs one range; gaps add ranges. Past `max_ranges`, the oldest gap is given up
+(merged): its numbers count as missing, and should one still arrive it is treated as a
+duplicate (its raw point is still written; it is not added to an aggregate twice).
+"""
+
+from __future__ import annotations
+
+import bisect
+
+
+class SeqRanges:
+    __slots__ = ("given_up", "max_ranges", "ranges")
+
+    def __init__(self, max_ranges: int = 64) -> None:
+        self.ranges: list[list[int]] = []
+        self.max_ranges = max_ranges
+        self.given_up = 0
+
+    def add(self, seq: int) -> bool:
+        """Record `seq`; True if it is new, False if it was seen before."""
+        r = self.ranges
+        i = bisect.bisect_right(r, seq, key=lambda x: x[0]) - 1
+        if i >= 0 and seq < r[i][1]:
+            return False
+        joins_left = i >= 0 and r[i][1] == seq
+        joins_right = i + 1 < len(r) and r[i + 1][0] == seq + 1
+        if joins_left and joins_right:
+            r[i][1] = r[i + 1][1]
+            del r[i + 1]
+        elif joins_left:
+            r[i][1] = seq + 1
+        elif joins_right:
+            r[i + 1][0] = seq
+        else:
+            r.insert(i + 1, [seq, seq + 1])
+            if len(r) > self.max_ranges:
+                self.given_up += r[1][0] - r[0][1]
+                r[0][1] = r[1][1]
+                del r[1]
+        return True
+
+    @property
+    def expected(self) -> int:
+        """How many readings the sensor produced between the first and last seen."""
+        return self.ranges[-1][1] - self.ranges[0][0] if self.ranges else 0
+
+    @property
+    def seen(self) -> int:
+        return sum(b - a for a, b in self.ranges)
+
+    @property
+    def missing(self) -> int:
+        return self.expected - self.seen

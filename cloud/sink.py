@@ -1,0 +1,89 @@
+"""Writes points to InfluxDB in big batches, and keeps trying while InfluxDB is away.
+
+While a write fails for a reason that can pass (InfluxDB down, 5xx), the writer blocks and
+retries with backoff: the dataflow stops advancing, its snapshot stays behind, and the
+journal holds the data. A write refused for a reason that cannot pass (4xx: a field type
+conflict, points beyond a retention policy) is counted and logged with InfluxDB's words,
+and the rest goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from cloud.config import CloudInflux
+from cloud.errors import SinkError
+from cloud.logic.records import Point
+from urbanpulse.influx_http import InfluxError, InfluxHTTP
+
+log = logging.getLogger("urbanpulse.cloud.sink")
+
+BACKOFF_MIN_S = 0.2
+BACKOFF_MAX_S = 10.0
+
+
+@dataclass
+class SinkStats:
+    points: int = 0
+    requests: int = 0
+    retries: int = 0
+    refused_requests: int = 0
+    last_error: str | None = None
+
+
+class InfluxWriter:
+    def __init__(self, client: InfluxHTTP, database: str, batch_lines: int,
+                 stop: threading.Event | None = None,
+                 wait: Callable[[float], bool] | None = None) -> None:
+        self.client = client
+        self.database = database
+        self.batch_lines = batch_lines
+        self.stats = SinkStats()
+        self._stop = stop or threading.Event()
+        self._wait = wait or self._stop.wait
+
+    def write(self, points: Iterable[Point]) -> None:
+        by_rp: dict[str, list[str]] = defaultdict(list)
+        for rp, ln in points:
+            by_rp[rp].append(ln)
+        for rp, lines in by_rp.items():
+            for i in range(0, len(lines), self.batch_lines):
+                self._write_chunk(rp, lines[i:i + self.batch_lines])
+
+    def _write_chunk(self, rp: str, lines: list[str]) -> None:
+        body = "\n".join(lines).encode()
+        delay = BACKOFF_MIN_S
+        while True:
+            try:
+                self.client.write(body, db=self.database, rp=rp)
+            except InfluxError as exc:
+                self.stats.last_error = str(exc)
+                if not exc.retryable:
+                    self.stats.refused_requests += 1
+                    log.error("InfluxDB refused a write", extra={"rp": rp, "lines": len(lines),
+                                                                 "error": str(exc)})
+                    return
+                self.stats.retries += 1
+                if self.stats.retries % 10 == 1:
+                    log.warning("InfluxDB write failed; retrying", extra={"error": str(exc)})
+                if self._wait(random.uniform(delay / 2, delay)):
+                    raise SinkError("stopped while InfluxDB was unavailable") from exc
+                delay = min(BACKOFF_MAX_S, delay * 2)
+                continue
+            self.stats.points += len(lines)
+            self.stats.requests += 1
+            return
+
+
+def make_writer(cfg: CloudInflux, stop: threading.Event | None = None) -> InfluxWriter:
+    try:
+        password = cfg.password_file.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise SinkError(f"influx.password_file {cfg.password_file}: {exc.strerror}") from exc
+    client = InfluxHTTP(cfg.url, cfg.username, password, timeout_s=30)
+    return InfluxWriter(client, cfg.database, cfg.batch_lines, stop)

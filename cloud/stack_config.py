@@ -1,0 +1,43 @@
+"""A processor config for the local stack (`urbanpulse stack up`): used by the demo and tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from urbanpulse.stack import StackInfo
+
+
+def cloud_config_for_stack(info: StackInfo, state_dir: Path, **flow: Any) -> dict[str, Any]:
+    mqtt = info.mqtt("cloud")
+    influx = info.influx("writer")
+    return {
+        "mqtt": {"host": mqtt.host, "port": mqtt.port, "ca_file": str(mqtt.ca_file),
+                 "username": mqtt.username, "password_file": str(mqtt.password_file)},
+        "influx": {"url": influx.url, "database": influx.database, "username": influx.username,
+                   "password_file": str(influx.password_file)},
+        "state": {"dir": str(state_dir)},
+        "flow": {"epoch_interval_s": 1.0, **flow},
+    }
+
+
+def to_toml(config: dict[str, Any]) -> str:
+    """Just enough TOML for the flat tables above."""
+    out = []
+    for table, values in config.items():
+        out.append(f"[{table}]")
+        for key, value in values.items():
+            out.append(f"{key} = {_value(value)}")
+        out.append("")
+    return "\n".join(out)
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_value(v) for v in value) + "]"
+    text = str(value).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{text}"'

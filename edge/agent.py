@@ -1,0 +1,196 @@
+"""The agent: runs the drivers, commits their readings to the outbox, hands the outbox to the
+publisher, and tells the world how the node is doing."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import random
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from edge.config import AgentConfig, SensorConfig
+from edge.drivers.base import Driver, DriverContext, Sample, load_driver
+from edge.outbox import Outbox
+from edge.publisher import Publisher
+from urbanpulse.clock import Clock, SystemClock, to_epoch_ns
+
+if TYPE_CHECKING:
+    from paho.mqtt.client import Client
+
+log = logging.getLogger("urbanpulse.edge.agent")
+
+FLUSH_INTERVAL_S = 0.05
+CLOCK_JUMP_TOLERANCE_S = 2.0
+RESTART_MIN_S = 1.0
+RESTART_MAX_S = 60.0
+STATE_FILE = "agent-state.json"
+OUTBOX_FILE = "outbox.sqlite3"
+
+
+@dataclass
+class DriverState:
+    sensor: str
+    driver: str
+    state: str = "starting"
+    restarts: int = 0
+    readings: int = 0
+    last_error: str | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+class Agent:
+    def __init__(self, config: AgentConfig, *, clock: Clock | None = None,
+                 client_factory: Callable[[], Client] | None = None,
+                 pin_factory: Callable[[], Any] | None = None) -> None:
+        self.config = config
+        self.clock = clock or SystemClock()
+        self._client_factory = client_factory
+        self._pin_factory = pin_factory
+        self.outbox = Outbox(config.node.state_dir / OUTBOX_FILE, max_rows=config.outbox.max_rows)
+        self.drivers = {s.id: DriverState(s.id, s.driver) for s in config.sensors}
+        self._pending: list[Sample] = []
+        self._committed = 0
+        self._started_mono = time.monotonic()
+        self._clock_offset: float | None = None
+        self.clock_jumps = 0
+        self.publisher: Publisher | None = None
+
+    def emit(self, sample: Sample) -> None:
+        self._pending.append(sample)
+        state = self.drivers.get(sample.sensor)
+        if state is not None:
+            state.readings += 1
+
+    def flush(self) -> int:
+        batch, self._pending = self._pending, []
+        self.outbox.append(batch, to_epoch_ns(self.clock.now()))
+        self._committed += len(batch)
+        return len(batch)
+
+    def health(self) -> dict[str, Any]:
+        stats = self.outbox.stats()
+        now_ns = to_epoch_ns(self.clock.now())
+        uptime = time.monotonic() - self._started_mono
+        pub = self.publisher.state if self.publisher else None
+        return {
+            "uptime_s": round(uptime, 1),
+            "outbox_depth": stats.depth,
+            "outbox_oldest_age_s": None if stats.oldest_created_ns is None
+            else round((now_ns - stats.oldest_created_ns) / 1e9, 1),
+            "outbox_evicted": stats.evicted,
+            "readings_per_s": round(self._committed / uptime, 2) if uptime > 0 else 0.0,
+            "readings_committed": self._committed,
+            "drivers": {k: {"driver": d.driver, "state": d.state, "restarts": d.restarts,
+                            "last_error": d.last_error} for k, d in self.drivers.items()},
+            "mqtt": None if pub is None else {
+                "connected": pub.connected, "connects": pub.connects, "last_error": pub.last_error,
+                "last_ack_ns": pub.last_ack_ns, "readings_acked": pub.readings_acked,
+                "rejected": pub.rejected},
+            "clock": {"jumps": self.clock_jumps},
+            "cpu_temp_c": _cpu_temperature(),
+        }
+
+    def check_clock(self) -> None:
+        offset = self.clock.now().timestamp() - self.clock.monotonic()
+        if self._clock_offset is not None and abs(offset - self._clock_offset) > CLOCK_JUMP_TOLERANCE_S:
+            self.clock_jumps += 1
+            log.warning("wall clock jumped", extra={"jump_s": round(offset - self._clock_offset, 3)})
+        self._clock_offset = offset
+
+    def write_state(self) -> None:
+        path = self.config.node.state_dir / STATE_FILE
+        tmp = path.with_suffix(".tmp")
+        body = {"node": self.config.node.id, "site": self.config.node.site,
+                "written_at": self.clock.now().isoformat(), "health": self.health(),
+                "drivers": {k: asdict(v) for k, v in self.drivers.items()}}
+        tmp.write_text(json.dumps(body, indent=1, default=str), encoding="utf-8")
+        os.replace(tmp, path)
+
+    def _client(self) -> Client:
+        if self._client_factory is not None:
+            return self._client_factory()
+        from edge.mqtt_client import make_client
+
+        client_id = f"edge-{self.config.node.site}.{self.config.node.id}"
+        return make_client(client_id, self.config.mqtt)
+
+    def _pins(self) -> Any:
+        if self._pin_factory is not None:
+            return self._pin_factory()
+        from edge.gpio.factory import make_pin_factory  # type: ignore[import-not-found,unused-ignore]
+
+        return make_pin_factory(self.config.gpio.backend)
+
+    async def _supervise(self, sensor: SensorConfig, ctx: DriverContext) -> None:
+        state = self.drivers[sensor.id]
+        module = load_driver(sensor.driver)
+        delay = RESTART_MIN_S
+        while True:
+            driver: Driver = module.build(sensor.id, sensor.params, ctx)
+            state.state = "running"
+            started = time.monotonic()
+            try:
+                await driver.run(self.emit)
+                state.state = "stopped"
+                return
+            except asyncio.CancelledError:
+                state.state = "stopped"
+                raise
+            except Exception as exc:  # noqa: BLE001 - any driver failure is counted, logged, restarted
+                state.state = "failed"
+                state.restarts += 1
+                state.last_error = f"{type(exc).__name__}: {exc}"
+                log.warning("driver failed; restarting", extra={"sensor": sensor.id,
+                                                                "error": state.last_error})
+            if time.monotonic() - started > RESTART_MAX_S:
+                delay = RESTART_MIN_S
+            await asyncio.sleep(random.uniform(delay / 2, delay))
+            delay = min(RESTART_MAX_S, delay * 2)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        self.config.node.state_dir.mkdir(parents=True, exist_ok=True)
+        self.outbox.open()
+        self.outbox.evict_older_than(to_epoch_ns(self.clock.now()) - int(self.config.outbox.max_age_s * 1e9))
+        ctx = DriverContext(clock=self.clock, pin_factory=self._pins, state_dir=self.config.node.state_dir)
+        self.publisher = Publisher(self.config, self.outbox, self._client, self.clock, self.health)
+        self.publisher.start()
+        tasks = [asyncio.create_task(self._supervise(s, ctx), name=f"driver-{s.id}")
+                 for s in self.config.sensors]
+        log.info("agent started", extra={"node": self.config.node.id, "sensors": len(tasks)})
+        next_state = 0.0
+        try:
+            while not stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), FLUSH_INTERVAL_S)
+                self.flush()
+                self.check_clock()
+                if time.monotonic() >= next_state:
+                    self.write_state()
+                    next_state = time.monotonic() + min(5.0, self.config.heartbeat_s)
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            self.flush()
+            self.publisher.stop()
+            self.write_state()
+            self.outbox.close()
+            log.info("agent stopped", extra={"node": self.config.node.id})
+
+
+def _cpu_temperature() -> float | None:
+    try:
+        raw = Path("/sys/class/thermal/thermal_zone0/temp").read_text()
+    except OSError:
+        return None
+    try:
+        return round(int(raw.strip()) / 1000, 1)
+    except ValueError:
+        return None

@@ -1,0 +1,106 @@
+"""`urbanpulse edge`: run the agent, check a config, show a node's local status."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+import time
+from pathlib import Path
+
+from edge.config import load_config
+from urbanpulse.errors import ConfigError, UrbanpulseError
+
+EXIT_OK = 0
+EXIT_CONFIG = 2
+EXIT_RUNTIME = 3
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="urbanpulse edge", description=__doc__)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    run = sub.add_parser("run", help="run the agent in the foreground (systemd-friendly)")
+    run.add_argument("--config", type=Path, required=True)
+    run.add_argument("--log-level", default="INFO")
+    check = sub.add_parser("check-config", help="validate a node config and exit")
+    check.add_argument("config", type=Path)
+    status = sub.add_parser("status", help="outbox depth, last publish, drivers, from local state")
+    status.add_argument("--config", type=Path, required=True)
+    status.add_argument("--json", action="store_true")
+    return p
+
+
+def main(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.cmd == "check-config":
+        print(f"{args.config}: ok (node {config.node.site}/{config.node.id}, "
+              f"{len(config.sensors)} sensors)")
+        return EXIT_OK
+    if args.cmd == "status":
+        return _status(config.node.state_dir, args.json)
+    return _run(config, args.log_level)
+
+
+def _run(config: object, level: str) -> int:
+    from edge.agent import Agent
+    from edge.config import AgentConfig
+    from edge.logs import setup_logging
+
+    assert isinstance(config, AgentConfig)
+    setup_logging(level)
+
+    async def go() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await Agent(config).run(stop)
+
+    try:
+        asyncio.run(go())
+    except UrbanpulseError as exc:
+        print(f"edge agent: {exc}", file=sys.stderr)
+        return EXIT_RUNTIME
+    return EXIT_OK
+
+
+def _status(state_dir: Path, as_json: bool) -> int:
+    from edge.agent import OUTBOX_FILE, STATE_FILE
+    from edge.outbox import Outbox
+
+    body: dict[str, object] = {"state_dir": str(state_dir)}
+    state_file = state_dir / STATE_FILE
+    if state_file.exists():
+        state = json.loads(state_file.read_text(encoding="utf-8"))
+        body["agent"] = state
+        body["state_age_s"] = round(time.time() - state_file.stat().st_mtime, 1)
+    if (state_dir / OUTBOX_FILE).exists():
+        outbox = Outbox(state_dir / OUTBOX_FILE).open()
+        stats = outbox.stats()
+        body["outbox"] = {"depth": stats.depth, "evicted": stats.evicted,
+                          "oldest_age_s": None if stats.oldest_created_ns is None
+                          else round(time.time() - stats.oldest_created_ns / 1e9, 1)}
+        outbox.close()
+    if as_json:
+        print(json.dumps(body, indent=2, default=str))
+    else:
+        outbox_info = body.get("outbox") or {}
+        print(f"state dir: {state_dir}")
+        print(f"outbox:    {outbox_info}")
+        agent = body.get("agent")
+        if isinstance(agent, dict):
+            health = agent.get("health", {})
+            print(f"mqtt:      {health.get('mqtt')}")
+            for name, d in agent.get("drivers", {}).items():
+                print(f"driver {name}: {d.get('state')} (restarts {d.get('restarts')}, "
+                      f"last error {d.get('last_error')})")
+        else:
+            print("agent:     no state file (has the agent run here?)")
+    return EXIT_OK

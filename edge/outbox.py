@@ -1,0 +1,188 @@
+"""The durable outbox: every reading is committed here before anything else happens to it,
+and leaves only when the broker has acknowledged the message that carried it.
+
+SQLite in WAL mode with synchronous=FULL: a commit survives SIGKILL and power loss.
+Sequence numbers are assigned in the same transaction as the insert, so they continue
+across restarts and never repeat.
+
+Eviction (when the outbox is full by count, or rows are older than max_age): the oldest
+rows go first, and the number evicted is kept in `meta` and reported in the heartbeat, so
+the cloud's delivery ledger can tell "missing" from "not yet arrived".
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from edge.drivers.base import Sample
+from edge.errors import OutboxError
+from urbanpulse.clock import to_epoch_ns
+from urbanpulse.wire import Reading
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    sensor TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    ts_ns INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    created_ns INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS seq (sensor TEXT PRIMARY KEY, next INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    id: int
+    created_ns: int
+    reading: Reading
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxStats:
+    depth: int
+    oldest_created_ns: int | None
+    evicted: int
+
+
+class Outbox:
+    """Thread-safe; one connection per thread (SQLite WAL lets them read and write at once)."""
+
+    def __init__(self, path: Path, *, max_rows: int = 2_000_000) -> None:
+        self.path = path
+        self.max_rows = max_rows
+        self._local = threading.local()
+        self._write_lock = threading.Lock()
+
+    def open(self) -> Outbox:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        db = self._db()
+        db.executescript(_SCHEMA)
+        return self
+
+    def _db(self) -> sqlite3.Connection:
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is None:
+            try:
+                db = sqlite3.connect(self.path, timeout=30, isolation_level=None,
+                                     check_same_thread=True)
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=FULL")
+            except sqlite3.Error as exc:
+                raise OutboxError(f"cannot open the outbox {self.path}: {exc}") from exc
+            self._local.db = db
+        return db
+
+    def close(self) -> None:
+        db = getattr(self._local, "db", None)
+        if db is not None:
+            db.close()
+            self._local.db = None
+
+    def append(self, samples: Sequence[Sample], now_ns: int) -> list[Reading]:
+        """Assign sequence numbers and commit the samples; returns them as readings."""
+        if not samples:
+            return []
+        db = self._db()
+        readings: list[Reading] = []
+        with self._write_lock:
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                next_seq: dict[str, int] = {}
+                for s in samples:
+                    if s.sensor not in next_seq:
+                        row = db.execute("SELECT next FROM seq WHERE sensor = ?", (s.sensor,)).fetchone()
+                        next_seq[s.sensor] = row[0] if row else 0
+                    seq = next_seq[s.sensor]
+                    next_seq[s.sensor] = seq + 1
+                    readings.append(Reading(s.sensor, s.kind, to_epoch_ns(s.ts), seq, dict(s.values),
+                                            tuple(s.flags)))
+                db.executemany("INSERT OR REPLACE INTO seq (sensor, next) VALUES (?, ?)",
+                               list(next_seq.items()))
+                db.executemany(
+                    "INSERT INTO outbox (sensor, kind, ts_ns, seq, body, created_ns) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    [(r.sensor, r.kind, r.ts_ns, r.seq,
+                      json.dumps([r.values, list(r.flags)], separators=(",", ":")), now_ns)
+                     for r in readings],
+                )
+                self._evict_over_count(db)
+                db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise OutboxError(f"outbox append failed: {exc}") from exc
+        return readings
+
+    def _evict_over_count(self, db: sqlite3.Connection) -> None:
+        # The id span bounds the depth from above and costs two index look-ups, not a scan.
+        (top,) = db.execute("SELECT MAX(id) FROM outbox").fetchone()
+        if top is None:
+            return
+        floor = top - self.max_rows
+        (excess,) = db.execute("SELECT COUNT(*) FROM outbox WHERE id <= ?", (floor,)).fetchone() \
+            if db.execute("SELECT MIN(id) FROM outbox").fetchone()[0] <= floor else (0,)
+        if excess > 0:
+            db.execute("DELETE FROM outbox WHERE id <= ?", (floor,))
+            self._add_evicted(db, excess)
+
+    def _add_evicted(self, db: sqlite3.Connection, n: int) -> None:
+        db.execute("INSERT INTO meta (key, value) VALUES ('evicted', ?) "
+                   "ON CONFLICT(key) DO UPDATE SET value = value + excluded.value", (n,))
+
+    def evict_older_than(self, created_before_ns: int) -> int:
+        db = self._db()
+        with self._write_lock:
+            db.execute("BEGIN IMMEDIATE")
+            n = db.execute("DELETE FROM outbox WHERE created_ns < ?", (created_before_ns,)).rowcount
+            if n:
+                self._add_evicted(db, n)
+            db.execute("COMMIT")
+        return n
+
+    def fetch(self, limit: int, *, after_id: int = 0, created_since_ns: int | None = None,
+              created_before_ns: int | None = None) -> list[OutboxRow]:
+        """Rows in id order, after `after_id`, optionally restricted by creation time."""
+        sql = "SELECT id, sensor, kind, ts_ns, seq, body, created_ns FROM outbox WHERE id > ?"
+        args: list[int] = [after_id]
+        if created_since_ns is not None:
+            sql += " AND created_ns >= ?"
+            args.append(created_since_ns)
+        if created_before_ns is not None:
+            sql += " AND created_ns < ?"
+            args.append(created_before_ns)
+        sql += " ORDER BY id LIMIT ?"
+        args.append(limit)
+        rows = []
+        for rid, sensor, kind, ts_ns, seq, body, created_ns in self._db().execute(sql, args):
+            values, flags = json.loads(body)
+            rows.append(OutboxRow(rid, created_ns, Reading(sensor, kind, ts_ns, seq, values, tuple(flags))))
+        return rows
+
+
+    def ack(self, ids: Sequence[int]) -> None:
+        if not ids:
+            return
+        db = self._db()
+        with self._write_lock:
+            db.execute("BEGIN IMMEDIATE")
+            db.executemany("DELETE FROM outbox WHERE id = ?", [(i,) for i in ids])
+            db.execute("COMMIT")
+
+    def stats(self) -> OutboxStats:
+        db = self._db()
+        depth, oldest = db.execute("SELECT COUNT(*), MIN(created_ns) FROM outbox").fetchone()
+        row = db.execute("SELECT value FROM meta WHERE key = 'evicted'").fetchone()
+        return OutboxStats(depth, oldest, row[0] if row else 0)
+
+    def next_seq(self, sensor: str) -> int:
+        row = self._db().execute("SELECT next FROM seq WHERE sensor = ?", (sensor,)).fetchone()
+        return int(row[0]) if row else 0

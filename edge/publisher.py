@@ -1,0 +1,233 @@
+"""Moves readings from the outbox to the broker: MQTT 5, QoS1, persistent session, batches.
+
+A reading leaves the outbox only when the PUBACK of the message that carried it arrives.
+Fresh readings go first; after an outage the backlog drains at a bounded rate beside them,
+so live data stays fresh. Reconnects back off exponentially with full jitter.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from edge.config import AgentConfig
+from edge.outbox import Outbox, OutboxRow
+from urbanpulse.clock import Clock, to_epoch_ns
+from urbanpulse.wire import WireError, data_topic, encode_batch, encode_status, status_topic
+
+if TYPE_CHECKING:
+    from paho.mqtt.client import Client
+
+log = logging.getLogger("urbanpulse.edge.publisher")
+
+SESSION_EXPIRY_S = 7 * 86400
+BACKOFF_MIN_S = 0.5
+BACKOFF_MAX_S = 60.0
+
+
+@dataclass
+class PublisherState:
+    connected: bool = False
+    connects: int = 0
+    disconnects: int = 0
+    last_publish_ns: int | None = None
+    last_ack_ns: int | None = None
+    messages_acked: int = 0
+    readings_acked: int = 0
+    rejected: int = 0
+    inflight: int = 0
+    last_error: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Publisher:
+    def __init__(self, config: AgentConfig, outbox: Outbox, client_factory: Callable[[], Client],
+                 clock: Clock, health: Callable[[], dict[str, Any]]) -> None:
+        self.config = config
+        self.outbox = outbox
+        self.client_factory = client_factory
+        self.clock = clock
+        self.health = health
+        self.state = PublisherState()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._inflight: dict[int, list[int]] = {}
+        self._inflight_ids: set[int] = set()
+        self._live_cursor = 0
+        self._backlog_cursor = 0
+        self._backlog_tokens = 1.0
+        self._last_tick = 0.0
+        self._next_heartbeat = 0.0
+        self._data_topic = data_topic(config.node.site, config.node.id)
+        self._status_topic = status_topic(config.node.site, config.node.id)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="mqtt-publisher", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+
+    # -- the thread ---------------------------------------------------------------------
+
+    def _run(self) -> None:
+        client = self.client_factory()
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_publish = self._on_publish
+        client.max_inflight_messages_set(self.config.outbox.max_inflight + 2)
+        client.will_set(self._status_topic, encode_status("offline", self.clock.now()), qos=1,
+                        retain=True)
+        backoff = BACKOFF_MIN_S
+        first = True
+        while not self._stop.is_set():
+            if not self.state.connected:
+                if not first:
+                    delay = random.uniform(0, backoff)
+                    backoff = min(BACKOFF_MAX_S, backoff * 2)
+                    if self._stop.wait(delay):
+                        break
+                first = False
+                if not self._connect(client):
+                    continue
+                backoff = BACKOFF_MIN_S
+            rc = client.loop(timeout=0.02)
+            if rc != 0:
+                self.state.connected = False
+                continue
+            if self.state.connected:
+                self._pump(client)
+        self._shutdown(client)
+
+    def _connect(self, client: Client) -> bool:
+        from paho.mqtt.packettypes import PacketTypes
+        from paho.mqtt.properties import Properties
+
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        props.SessionExpiryInterval = SESSION_EXPIRY_S
+        m = self.config.mqtt
+        try:
+            if self.state.connects == 0 and self.state.disconnects == 0:
+                client.connect(m.host, m.port, keepalive=m.keepalive_s, clean_start=False,
+                               properties=props)
+            else:
+                client.reconnect()
+        except OSError as exc:
+            self.state.last_error = f"connect to {m.host}:{m.port}: {exc}"
+            log.warning("mqtt connect failed", extra={"error": str(exc)})
+            return False
+        deadline = time.monotonic() + 10
+        while not self.state.connected and time.monotonic() < deadline and not self._stop.is_set():
+            if client.loop(timeout=0.05) != 0:
+                return False
+        return self.state.connected
+
+    def _on_connect(self, client: Client, userdata: Any, flags: Any, reason: Any,
+                    properties: Any) -> None:
+        if reason.is_failure:
+            self.state.last_error = f"broker refused the connection: {reason}"
+            log.error("mqtt connection refused", extra={"reason": str(reason)})
+            return
+        self.state.connected = True
+        self.state.connects += 1
+        self._publish_status(client, "online")
+
+    def _on_disconnect(self, client: Client, userdata: Any, flags: Any, reason: Any,
+                       properties: Any) -> None:
+        if self.state.connected:
+            self.state.disconnects += 1
+        self.state.connected = False
+        self.state.last_error = f"disconnected: {reason}"
+
+    def _on_publish(self, client: Client, userdata: Any, mid: int, reason: Any,
+                    properties: Any) -> None:
+        ids = self._inflight.pop(mid, None)
+        if ids is None:
+            return
+        self._inflight_ids.difference_update(ids)
+        if reason.is_failure:
+            self.state.rejected += 1
+            self.state.last_error = f"broker rejected a batch: {reason}"
+            log.error("broker rejected a batch", extra={"reason": str(reason)})
+            return
+        self.outbox.ack(ids)
+        self.state.messages_acked += 1
+        self.state.readings_acked += len(ids)
+        self.state.last_ack_ns = to_epoch_ns(self.clock.now())
+        self.state.inflight = len(self._inflight)
+
+    def _publish_status(self, client: Client, state: str) -> None:
+        client.publish(self._status_topic, encode_status(state, self.clock.now(), self.health()),
+                       qos=1, retain=True)
+        self._next_heartbeat = time.monotonic() + self.config.heartbeat_s
+
+    def _pump(self, client: Client) -> None:
+        now_mono = time.monotonic()
+        if now_mono >= self._next_heartbeat:
+            self._publish_status(client, "online")
+        ob = self.config.outbox
+        elapsed = now_mono - self._last_tick if self._last_tick else 0.0
+        self._last_tick = now_mono
+        self._backlog_tokens = min(2.0, self._backlog_tokens + elapsed * ob.backlog_batches_per_s)
+        now_ns = to_epoch_ns(self.clock.now())
+        live_since = now_ns - int(ob.live_window_s * 1e9)
+        while len(self._inflight) < ob.max_inflight:
+            rows = [r for r in self.outbox.fetch(ob.batch_max_readings, after_id=self._live_cursor,
+                                                 created_since_ns=live_since)
+                    if r.id not in self._inflight_ids]
+            if not rows:
+                break
+            full = len(rows) >= ob.batch_max_readings
+            due = now_ns - rows[0].created_ns >= ob.batch_max_delay_s * 1e9
+            if not (full or due or self._stop.is_set()):
+                break
+            self._live_cursor = rows[-1].id
+            self._send(client, rows)
+        while len(self._inflight) < ob.max_inflight and self._backlog_tokens >= 1.0:
+            rows = [r for r in self.outbox.fetch(ob.batch_max_readings, after_id=self._backlog_cursor,
+                                                 created_before_ns=live_since)
+                    if r.id not in self._inflight_ids]
+            if not rows:
+                break
+            self._backlog_cursor = rows[-1].id
+            self._backlog_tokens -= 1.0
+            self._send(client, rows)
+
+    def _send(self, client: Client, rows: list[OutboxRow]) -> None:
+        try:
+            payload = encode_batch(self.config.node.site, self.config.node.id,
+                                   [r.reading for r in rows])
+        except WireError as exc:
+            if exc.code == "too_large" and len(rows) > 1:
+                half = len(rows) // 2
+                self._send(client, rows[:half])
+                self._send(client, rows[half:])
+                return
+            raise
+        info = client.publish(self._data_topic, payload, qos=1)
+        ids = [r.id for r in rows]
+        self._inflight[info.mid] = ids
+        self._inflight_ids.update(ids)
+        self.state.inflight = len(self._inflight)
+        self.state.last_publish_ns = to_epoch_ns(self.clock.now())
+
+    def _shutdown(self, client: Client) -> None:
+        if self.state.connected:
+            self._pump(client)
+            deadline = time.monotonic() + 5
+            while self._inflight and time.monotonic() < deadline and self.state.connected:
+                client.loop(timeout=0.05)
+            info = client.publish(self._status_topic, encode_status("offline", self.clock.now(),
+                                                                    self.health()), qos=1, retain=True)
+            deadline = time.monotonic() + 2
+            while not info.is_published() and time.monotonic() < deadline and self.state.connected:
+                client.loop(timeout=0.05)
+            client.disconnect()
+            client.loop(timeout=0.1)
