@@ -7,7 +7,6 @@ never touches ./.urbanpulse. If mosquitto or influxd is missing, the fixture fai
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -16,15 +15,7 @@ import pytest
 
 from urbanpulse.influx_http import InfluxHTTP
 from urbanpulse.stack import MqttCredentials, StackConfig, StackInfo, add_node, down, up
-
-
-def free_ports(n: int) -> list[int]:
-    """`n` distinct ports that were free on 127.0.0.1 a moment ago."""
-    with ExitStack() as stack:
-        socks = [stack.enter_context(socket.socket()) for _ in range(n)]
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
+from urbanpulse.stack.process import free_ports
 
 
 def private_stack_config(home: Path) -> StackConfig:
@@ -37,6 +28,17 @@ def private_stack_config(home: Path) -> StackConfig:
 @pytest.fixture(scope="session")
 def stack_config(tmp_path_factory: pytest.TempPathFactory) -> StackConfig:
     return private_stack_config(tmp_path_factory.mktemp("urbanpulse-home"))
+
+
+@pytest.fixture
+def own_stack_config(tmp_path: Path) -> Iterator[StackConfig]:
+    """A fresh private home on free ports, not started; whatever the test starts in it
+    is stopped at teardown. For tests that stop, kill or restart servers."""
+    config = private_stack_config(tmp_path / "urbanpulse-home")
+    try:
+        yield config
+    finally:
+        down(config)
 
 
 @pytest.fixture(scope="session")

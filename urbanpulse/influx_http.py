@@ -63,6 +63,7 @@ class InfluxHTTP:
             token = base64.b64encode(f"{username}:{password or ''}".encode()).decode()
             self._headers["Authorization"] = f"Basic {token}"
         self._conn: http.client.HTTPConnection | None = None
+        self.connections_opened = 0
         self._lock = threading.Lock()
 
     def __enter__(self) -> InfluxHTTP:
@@ -84,6 +85,7 @@ class InfluxHTTP:
         if self._conn is None:
             cls = http.client.HTTPSConnection if self._scheme == "https" else http.client.HTTPConnection
             self._conn = cls(self._host, self._port, timeout=self._timeout_s)
+            self.connections_opened += 1
         return self._conn
 
     def _request(

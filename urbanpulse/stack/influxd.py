@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import os
 import time
-from pathlib import Path
 
 from urbanpulse.influx_http import InfluxError, InfluxHTTP
 from urbanpulse.stack import process
@@ -79,15 +79,23 @@ def running_pid(layout: Layout) -> int | None:
     return process.running_pid(layout.influx_pid, BINARY, layout.influx_conf)
 
 
-def start(config: StackConfig, layout: Layout) -> int:
-    if not Path(BINARY).is_file():
+def require_binary() -> None:
+    if not os.access(BINARY, os.X_OK):
         raise BinaryMissing("influxd", BINARY, "influxdb")
+
+
+def check_ports(config: StackConfig) -> None:
     for port, what, flag in (
         (config.influx_port, "influxd (HTTP API)", "--influx-port"),
         (config.influx_rpc_port, "influxd (backup RPC bind-address)", "--influx-rpc-port"),
     ):
         if not process.port_is_free(config.bind, port):
             raise PortInUse(what, config.bind, port, flag)
+
+
+def start(config: StackConfig, layout: Layout) -> int:
+    require_binary()
+    check_ports(config)
     pid = process.start_detached(
         [BINARY, "run", "-config", str(layout.influx_conf)],
         output=layout.influx_log,

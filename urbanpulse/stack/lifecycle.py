@@ -76,6 +76,8 @@ def _info(config: StackConfig, layout: Layout) -> StackInfo:
 
 def up(config: StackConfig) -> StackInfo:
     """Start what is not running; idempotent. Refuses to move a running server to new ports."""
+    mosquitto.require_binary()
+    influxd.require_binary()
     with _locked(config.home) as layout:
         running = _running(layout)
         recorded = recorded_ports(config.home)
@@ -97,6 +99,11 @@ def up(config: StackConfig) -> StackInfo:
             json.dumps({k: getattr(config, k) for k in _PORT_KEYS}, indent=2) + "\n",
             mode=0o644,
         )
+        # Every port is checked before anything starts, so a clash leaves nothing half up.
+        if not running["influxd"]:
+            influxd.check_ports(config)
+        if not running["mosquitto"]:
+            mosquitto.check_ports(config)
         if not running["influxd"]:
             influxd.write_config(config, layout)
             influxd.start(config, layout)

@@ -6,7 +6,6 @@ import os
 import pwd
 import signal
 import time
-from pathlib import Path
 
 from urbanpulse.stack import mqtt_probe, process
 from urbanpulse.stack.config import CLOUD_USER, StackConfig
@@ -121,11 +120,19 @@ def _accepts(config: StackConfig, layout: Layout, user: str, password: str) -> b
     return code == mqtt_probe.CONNACK_ACCEPTED
 
 
-def start(config: StackConfig, layout: Layout) -> int:
-    if not Path(BINARY).is_file():
+def require_binary() -> None:
+    if not os.access(BINARY, os.X_OK):
         raise BinaryMissing("mosquitto", BINARY, "mosquitto")
+
+
+def check_ports(config: StackConfig) -> None:
     if not process.port_is_free(config.bind, config.mqtt_port):
         raise PortInUse("mosquitto (MQTT over TLS)", config.bind, config.mqtt_port, "--mqtt-port")
+
+
+def start(config: StackConfig, layout: Layout) -> int:
+    require_binary()
+    check_ports(config)
     pid = process.start_detached(
         [BINARY, "-c", str(layout.mosquitto_conf)],
         output=layout.mosquitto_stderr,

@@ -14,7 +14,8 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from pathlib import Path
 
 from urbanpulse.stack.errors import StackError
@@ -92,15 +93,32 @@ def stop(pidfile: Path, binary: str, config: Path, *, timeout_s: float = 15.0) -
         return False
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout_s
-    while is_alive(pid):
-        if time.monotonic() > deadline:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-            deadline = time.monotonic() + 5.0
-        time.sleep(0.02)
+    if not wait_until(lambda: not is_alive(pid), timeout_s=timeout_s):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        if not wait_until(lambda: not is_alive(pid), timeout_s=5.0):
+            raise StackError(f"{binary} (pid {pid}) did not exit after SIGKILL")
     pidfile.unlink(missing_ok=True)
     return True
+
+
+def wait_until(predicate: Callable[[], bool], *, timeout_s: float, poll_s: float = 0.02) -> bool:
+    """Poll `predicate` until it is true (True) or `timeout_s` has passed (False)."""
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(poll_s)
+    return True
+
+
+def free_ports(n: int, bind: str = "127.0.0.1") -> list[int]:
+    """`n` distinct ports that were free on `bind` a moment ago (for tests and tools)."""
+    with ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket()) for _ in range(n)]
+        for sock in socks:
+            sock.bind((bind, 0))
+        return [sock.getsockname()[1] for sock in socks]
 
 
 def port_is_free(bind: str, port: int) -> bool:

@@ -1,0 +1,133 @@
+"""The session's real InfluxDB 1.6.7: auth on, least-privilege users, the HTTP client."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable
+
+import pytest
+
+from urbanpulse.influx_http import InfluxError, InfluxHTTP, InfluxUnavailable
+from urbanpulse.stack import StackInfo
+
+Client = Callable[[str | None], InfluxHTTP]
+
+LINES = (
+    b"air,site=hn-a,node=n1,sensor=s1,kind=pm pm25=12.5,pm10=20.0,seq=1i 1700000000000000000\n"
+    b"air,site=hn-a,node=n1,sensor=s1,kind=pm pm25=13.5,pm10=21.0,seq=2i 1700000001000000000\n"
+    b"air,site=hn-a,node=n2,sensor=s9,kind=pm pm25=7.0,pm10=9.0,seq=1i 1700000000000000000\n"
+)
+
+
+def test_writer_writes_and_reader_reads(stack: StackInfo, influx_client: Client) -> None:
+    influx_client("writer").write(LINES, db=stack.database)
+    reader = influx_client("reader")
+    points = reader.query_points(
+        'SELECT pm25, seq FROM air WHERE site = \'hn-a\' GROUP BY "node"', db=stack.database
+    )
+    assert sorted((p["node"], p["time"], p["pm25"], p["seq"]) for p in points) == [
+        ("n1", 1700000000000000000, 12.5, 1),
+        ("n1", 1700000001000000000, 13.5, 2),
+        ("n2", 1700000000000000000, 7.0, 1),
+    ]
+    series = reader.query('SELECT last(pm25) FROM air GROUP BY "node"', db=stack.database)
+    assert [(s["name"], s["tags"], s["columns"]) for s in series] == [
+        ("air", {"node": "n1"}, ["time", "last"]),
+        ("air", {"node": "n2"}, ["time", "last"]),
+    ]
+    # epoch=None: RFC 3339 strings, as InfluxDB renders them.
+    rows = reader.query_points(
+        "SELECT pm25 FROM air WHERE node = 'n2'", db=stack.database, epoch=None
+    )
+    assert rows == [{"time": "2023-11-14T22:13:20Z", "pm25": 7.0}]
+
+
+def test_same_point_twice_is_one_point(stack: StackInfo, influx_client: Client) -> None:
+    writer = influx_client("writer")
+    line = b"dup,sensor=s1 v=1.0 1700000000000000000\n"
+    writer.write(line, db=stack.database)
+    writer.write(line, db=stack.database)
+    count = influx_client("reader").query_points("SELECT count(v) FROM dup", db=stack.database)
+    assert count[0]["count"] == 1
+
+
+def test_reader_cannot_write(stack: StackInfo, influx_client: Client) -> None:
+    with pytest.raises(InfluxError) as info:
+        influx_client("reader").write(b"x v=1 1\n", db=stack.database)
+    assert info.value.status == 403
+    assert not info.value.retryable
+
+
+def test_writer_cannot_read(stack: StackInfo, influx_client: Client) -> None:
+    # InfluxDB 1.6.7 answers a SELECT by a WRITE-only user with HTTP 403.
+    with pytest.raises(InfluxError) as info:
+        influx_client("writer").query("SELECT * FROM air", db=stack.database)
+    assert info.value.status == 403
+    assert "not authorized" in info.value.body
+
+
+def test_only_admin_manages_users(stack: StackInfo, influx_client: Client) -> None:
+    for role in ("writer", "reader"):
+        with pytest.raises(InfluxError) as info:
+            influx_client(role).query("CREATE USER mallory WITH PASSWORD 'x'", post=True)
+        assert info.value.status == 403
+    users = {p["user"]: p["admin"] for p in influx_client("admin").query_points("SHOW USERS")}
+    assert users == {"admin": True, "writer": False, "reader": False}
+    grants = influx_client("admin").query_points("SHOW GRANTS FOR reader")
+    assert grants == [{"database": stack.database, "privilege": "READ"}]
+    grants = influx_client("admin").query_points("SHOW GRANTS FOR writer")
+    assert grants == [{"database": stack.database, "privilege": "WRITE"}]
+
+
+def test_anonymous_and_wrong_password_refused(stack: StackInfo, influx_client: Client) -> None:
+    anonymous = influx_client(None)
+    assert anonymous.ping()  # /ping needs no credentials
+    with pytest.raises(InfluxError) as info:
+        anonymous.query("SHOW DATABASES")
+    assert info.value.status == 401
+    with pytest.raises(InfluxError) as info:
+        anonymous.write(b"x v=1 1\n", db=stack.database)
+    assert info.value.status == 401
+    with InfluxHTTP(stack.influx_url, "reader", "wrong") as wrong, pytest.raises(InfluxError) as info:
+        wrong.query("SHOW DATABASES")
+    assert info.value.status == 401
+
+
+def test_bad_line_protocol_is_a_400_with_the_reason(
+    stack: StackInfo, influx_client: Client
+) -> None:
+    with pytest.raises(InfluxError) as info:
+        influx_client("writer").write(b"air,site=x pm25=\n", db=stack.database)
+    assert info.value.status == 400
+    assert "unable to parse" in info.value.body
+
+
+def test_query_error_names_the_problem(stack: StackInfo, influx_client: Client) -> None:
+    with pytest.raises(InfluxError, match="error parsing query"):
+        influx_client("reader").query("SELEC nothing", db=stack.database)
+
+
+def test_keep_alive_connection_is_reused(stack: StackInfo, influx_client: Client) -> None:
+    reader = influx_client("reader")
+    writer = influx_client("writer")
+    for i in range(5):
+        reader.query("SHOW MEASUREMENTS", db=stack.database)
+        writer.write(f"ka v={i} {i}\n".encode(), db=stack.database)
+    assert (reader.connections_opened, writer.connections_opened) == (1, 1)
+
+
+def test_unreachable_server_is_influx_unavailable() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with InfluxHTTP(f"http://127.0.0.1:{port}", timeout_s=2.0) as client:
+        assert not client.ping()
+        with pytest.raises(InfluxUnavailable) as info:
+            client.query("SHOW DATABASES")
+    assert info.value.status == 0
+    assert info.value.retryable
+
+
+def test_url_is_validated() -> None:
+    with pytest.raises(ValueError, match="http"):
+        InfluxHTTP("127.0.0.1:8086")
