@@ -124,6 +124,7 @@ class Ingest:
     def _on_subscribe(self, client: Client, userdata: Any, mid: int, reasons: Any, props: Any) -> None:
         if all(not r.is_failure for r in reasons):
             self._subscribed.set()
+            log.info("ingest subscribed to %s", self.subscription)
         else:
             self.stats.last_error = f"subscription refused: {reasons}"
             log.error("subscription refused", extra={"reasons": str(reasons)})

@@ -1,0 +1,106 @@
+"""MQTT → ingest → Bytewax → InfluxDB on the real broker and database."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from datetime import UTC, datetime, timedelta
+
+from urbanpulse.clock import to_epoch_ns
+from urbanpulse.influx_http import InfluxHTTP
+from urbanpulse.mqtt import make_client
+from urbanpulse.testing import wait_for
+from urbanpulse.wire import Reading, data_topic, encode_batch
+
+T0 = datetime(2026, 11, 27, 8, 0, tzinfo=UTC)
+
+
+def _readings(sensor: str, n: int, start_seq: int = 0) -> list[Reading]:
+    return [Reading(sensor, "air.pm", to_epoch_ns(T0 + timedelta(seconds=7 * i)), start_seq + i,
+                    {"pm25": 10.0 + (i * 37 % 23) / 4, "pm10": 30.0 + i % 5}) for i in range(n)]
+
+
+def _publish(creds, messages):  # type: ignore[no-untyped-def]
+    client = make_client(f"pub-{creds.username}", creds, clean_start=True)
+    client.connect(creds.host, creds.port)
+    client.loop_start()
+    try:
+        infos = [client.publish(topic, payload, qos=1) for topic, payload in messages]
+        for info in infos:
+            info.wait_for_publish(10)
+            assert info.is_published()
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+def _raw(reader: InfluxHTTP, node: str) -> dict[tuple[str, int], tuple[float, float, int]]:
+    rows = reader.query_points(f"SELECT pm25, pm10, seq, sensor FROM raw.air_pm WHERE node = '{node}'",
+                               db="urbanpulse")
+    return {(r["sensor"], r["time"]): (r["pm25"], r["pm10"], r["seq"]) for r in rows}
+
+
+def test_known_readings_arrive_exactly_once_with_their_minute_aggregates(
+        cloud_factory, add_stack_node, reader, db_ready) -> None:  # type: ignore[no-untyped-def]
+    site, node = "hn-e2e", "aq-exact"
+    creds = add_stack_node(site, node)
+    cloud = cloud_factory("exact")
+    cloud.start()
+    wait_for(lambda: "ingest subscribed" in cloud.log(), 30, "the ingest to subscribe")
+
+    a, b = _readings("pm-a", 40), _readings("pm-b", 25)
+    topic = data_topic(site, node)
+    first = encode_batch(site, node, a[:20] + b[:10])
+    messages = [
+        (topic, first),
+        (topic, encode_batch(site, node, a[20:] + b[10:])),
+        (topic, first),  # a redelivery: must not count twice
+        (topic, b"{not json"),
+        (topic, json.dumps({"v": 1, "site": site, "node": node, "units": {"air.pm": {
+            "pm25": "ug/m3", "pm10": "ug/m3"}}, "readings": [
+            {"sensor": "pm-c", "kind": "air.pm", "ts": "2026-11-27T08:00:00.000000Z", "seq": -1,
+             "values": {"pm25": 1.0, "pm10": 2.0}}]}).encode()),
+    ]
+    _publish(creds, messages)
+
+    expected = {(r.sensor, r.ts_ns): (r.values["pm25"], r.values["pm10"], r.seq) for r in a + b}
+    got = wait_for(lambda: (lambda raw: raw if len(raw) >= len(expected) else None)(_raw(reader, node)),
+                   60, "all raw points")
+    assert got == expected
+
+    # 1-minute aggregates, computed here independently from the published set.
+    by_window: dict[tuple[str, int], list[Reading]] = {}
+    for r in a + b:
+        by_window.setdefault((r.sensor, r.ts_ns - r.ts_ns % 60_000_000_000), []).append(r)
+
+    def aggregates():  # type: ignore[no-untyped-def]
+        rows = reader.query_points(
+            f"SELECT * FROM agg_1m.air_pm WHERE node = '{node}'", db="urbanpulse")
+        done = {(r["sensor"], r["time"]): r for r in rows}
+        complete = all(done.get(k, {}).get("count") == len(v) for k, v in by_window.items())
+        return done if complete else None
+
+    aggs = wait_for(aggregates, 30, "complete minute aggregates")
+    assert set(aggs) == set(by_window)
+    for key, rs in by_window.items():
+        row = aggs[key]
+        pm25 = [r.values["pm25"] for r in rs]
+        assert row["count"] == len(rs)
+        assert row["pm25_mean"] == statistics.fmean(pm25)
+        assert row["pm25_min"] == min(pm25)
+        assert row["pm25_max"] == max(pm25)
+        assert row["pm25_last"] == max(rs, key=lambda r: r.ts_ns).values["pm25"]
+
+    dead = wait_for(lambda: reader.query_points(
+        f"SELECT reason, detail FROM raw.dead_letter WHERE node = '{node}'", db="urbanpulse"),
+        30, "dead letters")
+    reasons = sorted(d["reason"] for d in dead)
+    assert reasons == ["bad_seq", "not_json"]
+    assert any("readings[0].seq" in d["detail"] for d in dead)
+
+    ledger = wait_for(lambda: reader.query_points(
+        f"SELECT * FROM agg_1h.ledger WHERE node = '{node}'", db="urbanpulse"), 30, "the ledger")
+    assert ledger[0]["received"] == 65 + 30
+    assert ledger[0]["duplicates"] == 30
+    assert ledger[0]["expected"] == 65
+    assert ledger[0]["missing"] == 0
