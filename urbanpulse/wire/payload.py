@@ -99,7 +99,10 @@ def encode_batch(site: str, node: str, readings: Sequence[Reading]) -> bytes:
         spec = KINDS.get(r.kind)
         if spec is None:
             raise WireError("unknown_kind", f"kind {r.kind!r} is not in contract v1")
-        units.setdefault(r.kind, {k: spec.fields[k].unit for k in r.values if k in spec.fields})
+        kind_units = units.setdefault(r.kind, {})
+        for name in r.values:
+            if name in spec.fields and name not in kind_units:
+                kind_units[name] = spec.fields[name].unit
         item: dict[str, Any] = {
             "sensor": r.sensor,
             "kind": r.kind,

@@ -1,0 +1,146 @@
+"""The wire contract: what the edge builds, the cloud accepts; what breaks it, it names."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from urbanpulse.clock import to_epoch_ns
+from urbanpulse.wire import (
+    KINDS,
+    Reading,
+    WireError,
+    data_topic,
+    decode_batch,
+    decode_status,
+    encode_batch,
+    encode_status,
+    format_ts,
+    parse_topic,
+)
+from urbanpulse.wire.topics import TopicError
+
+TS = to_epoch_ns(datetime(2026, 11, 28, 9, 30, 1, 250000, tzinfo=UTC))
+
+
+def _body(**readings_override: object) -> dict:
+    reading = {"sensor": "pm-1", "kind": "air.pm", "ts": "2026-11-28T09:30:01.250000Z", "seq": 3,
+               "values": {"pm25": 41.5, "pm10": 60}}
+    reading.update(readings_override)
+    return {"v": 1, "site": "hn-hoankiem", "node": "aq-01",
+            "units": {"air.pm": {"pm25": "ug/m3", "pm10": "ug/m3"}}, "readings": [reading]}
+
+
+def test_round_trip_keeps_every_field() -> None:
+    r = Reading("pm-1", "air.pm", TS, 3, {"pm25": 41.5, "pm10": 60.0}, ("warmup",))
+    parsed = decode_batch(encode_batch("hn-hoankiem", "aq-01", [r]), site="hn-hoankiem", node="aq-01")
+    assert parsed.readings == [r]
+    assert parsed.rejected == []
+
+
+def test_topic_layout() -> None:
+    assert data_topic("hn-hoankiem", "aq-01") == "urbanpulse/v1/hn-hoankiem/aq-01/data"
+    t = parse_topic("urbanpulse/v1/hn-hoankiem/aq-01/status")
+    assert (t.site, t.node, t.stream) == ("hn-hoankiem", "aq-01", "status")
+    with pytest.raises(TopicError, match="unknown stream"):
+        parse_topic("urbanpulse/v1/hn-hoankiem/aq-01/telemetry")
+    with pytest.raises(TopicError, match="not a valid id"):
+        data_topic("Hanoi Site", "aq-01")
+
+
+@pytest.mark.parametrize(("override", "code", "where"), [
+    ({"seq": -1}, "bad_seq", "readings[0].seq"),
+    ({"seq": 1.5}, "bad_seq", "readings[0].seq"),
+    ({"ts": "2026-11-28T09:30:01"}, "bad_ts", "readings[0].ts"),
+    ({"ts": "2019-01-01T00:00:00.000000Z"}, "ts_out_of_range", "readings[0].ts"),
+    ({"kind": "air.ozone"}, "unknown_kind", "readings[0].kind"),
+    ({"sensor": "PM 1"}, "bad_sensor", "readings[0].sensor"),
+    ({"values": {"pm25": "high", "pm10": 1}}, "bad_value", "readings[0].values.pm25"),
+    ({"values": {"pm25": 1.0}}, "missing_field", "readings[0].values.pm10"),
+    ({"values": {"pm25": 1.0, "pm10": 2.0, "o3": 1}}, "unknown_field", "readings[0].values.o3"),
+    ({"flags": ["sunny"]}, "bad_flags", "readings[0].flags"),
+])
+def test_a_bad_reading_is_rejected_with_its_place_and_reason(override: dict, code: str, where: str) -> None:
+    parsed = decode_batch(json.dumps(_body(**override)).encode())
+    assert parsed.readings == []
+    [rej] = parsed.rejected
+    assert rej.code == code
+    assert rej.detail.startswith(where)
+
+
+def test_wrong_unit_is_rejected_not_mixed() -> None:
+    body = _body()
+    body["units"]["air.pm"]["pm25"] = "mg/m3"
+    [rej] = decode_batch(json.dumps(body).encode()).rejected
+    assert rej.code == "wrong_unit"
+    assert "'ug/m3'" in rej.detail
+
+
+def test_good_readings_survive_a_bad_neighbour() -> None:
+    body = _body()
+    body["readings"].append(dict(body["readings"][0], seq="x"))
+    parsed = decode_batch(json.dumps(body).encode())
+    assert len(parsed.readings) == 1
+    assert parsed.rejected[0].index == 1
+
+
+@pytest.mark.parametrize(("payload", "code"), [
+    (b"\xff\xfe", "not_json"),
+    (b"[1,2]", "not_object"),
+    (json.dumps(dict(_body(), v=2)).encode(), "bad_version"),
+    (json.dumps(dict(_body(), readings={})).encode(), "bad_readings"),
+    (b"x" * (256 * 1024 + 1), "too_large"),
+])
+def test_a_broken_envelope_raises_a_precise_error(payload: bytes, code: str) -> None:
+    with pytest.raises(WireError) as err:
+        decode_batch(payload)
+    assert err.value.code == code
+
+
+def test_body_must_match_the_topic() -> None:
+    with pytest.raises(WireError, match="node_mismatch"):
+        decode_batch(json.dumps(_body()).encode(), site="hn-hoankiem", node="aq-02")
+
+
+def test_future_timestamps_are_rejected_against_the_receive_time() -> None:
+    parsed = decode_batch(json.dumps(_body()).encode(), now_ns=TS - 2 * 86400 * 10**9)
+    assert parsed.rejected[0].code == "ts_out_of_range"
+
+
+def test_timestamps_are_utc_only() -> None:
+    with pytest.raises(ValueError, match="naive"):
+        format_ts(datetime(2026, 1, 1))
+    hanoi = timezone(timedelta(hours=7))
+    assert format_ts(datetime(2026, 1, 1, 7, tzinfo=hanoi)) == "2026-01-01T00:00:00.000000Z"
+
+
+def test_status_round_trip() -> None:
+    body = decode_status(encode_status("online", datetime(2026, 1, 1, tzinfo=UTC), {"outbox_depth": 3}))
+    assert body["state"] == "online"
+    assert body["health"]["outbox_depth"] == 3
+
+
+_kind = st.sampled_from(sorted(KINDS))
+
+
+@st.composite
+def readings(draw: st.DrawFn) -> Reading:
+    kind = draw(_kind)
+    spec = KINDS[kind]
+    values = {name: draw(st.floats(-1e6, 1e6, allow_nan=False)) for name, f in spec.fields.items()
+              if f.required or draw(st.booleans())}
+    ts = draw(st.integers(to_epoch_ns(datetime(2021, 1, 1, tzinfo=UTC)),
+                          to_epoch_ns(datetime(2030, 1, 1, tzinfo=UTC))))
+    return Reading(draw(st.sampled_from(["pm-1", "loop.a_2", "0", "bed-07"])), kind,
+                   ts - ts % 1000, draw(st.integers(0, 2**63 - 1)), values)
+
+
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(readings(), max_size=10))
+def test_any_valid_batch_round_trips(batch: list[Reading]) -> None:
+    parsed = decode_batch(encode_batch("s1", "n1", batch))
+    assert parsed.readings == batch
