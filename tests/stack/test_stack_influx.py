@@ -18,6 +18,8 @@ LINES = (
     b"air,site=hn-a,node=n2,sensor=s9,kind=pm pm25=7.0,pm10=9.0,seq=1i 1700000000000000000\n"
 )
 
+pytestmark = pytest.mark.stack
+
 
 def test_writer_writes_and_reader_reads(stack: StackInfo, influx_client: Client) -> None:
     influx_client("writer").write(LINES, db=stack.database)

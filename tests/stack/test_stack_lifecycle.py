@@ -33,6 +33,8 @@ from urbanpulse.stack.cli import main
 from urbanpulse.stack.layout import Layout
 from urbanpulse.stack.mqtt_probe import try_connect
 
+pytestmark = pytest.mark.stack
+
 
 @pytest.fixture
 def own(own_stack_config: StackConfig) -> StackConfig:

@@ -18,6 +18,8 @@ from urbanpulse.stack.mqtt_probe import connect_packet, try_connect
 
 AddNode = Callable[[str, str], MqttCredentials]
 
+pytestmark = pytest.mark.stack
+
 
 class Collector:
     """A connected client that records what it receives and the acks it gets."""
