@@ -105,3 +105,21 @@ def test_tls_generated_once_and_keys_private(tmp_path: Path) -> None:
     assert [str(ip) for ip in san.get_values_for_type(x509.IPAddress)] == ["127.0.0.1"]
     ca = x509.load_pem_x509_certificate(ca_before)
     cert.verify_directly_issued_by(ca)
+
+
+def test_resolve_config_precedence(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from urbanpulse.stack import resolve_config
+
+    monkeypatch.delenv("URBANPULSE_MQTT_PORT", raising=False)
+    monkeypatch.delenv("URBANPULSE_INFLUX_RPC_PORT", raising=False)
+    monkeypatch.setenv("URBANPULSE_INFLUX_PORT", "28086")
+    monkeypatch.setenv("URBANPULSE_HOME", str(tmp_path))
+    assert resolve_config().mqtt_port == 8883  # nothing recorded yet: the default
+    Layout(tmp_path).state.write_text(
+        '{"mqtt_port": 18883, "influx_port": 18086, "influx_rpc_port": 18088}'
+    )
+    config = resolve_config()
+    # recorded < environment < explicit
+    assert (config.mqtt_port, config.influx_port, config.influx_rpc_port) == (18883, 28086, 18088)
+    assert resolve_config(mqtt_port=38883).mqtt_port == 38883
+    assert resolve_config(tmp_path / "elsewhere").mqtt_port == 8883

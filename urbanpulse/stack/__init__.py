@@ -8,7 +8,7 @@ from urbanpulse.stack.config import (
     StackInfo,
 )
 from urbanpulse.stack.errors import BinaryMissing, PortInUse, StackError, StartFailed
-from urbanpulse.stack.lifecycle import add_node, down, status, up
+from urbanpulse.stack.lifecycle import add_node, down, resolve_config, status, up
 
 __all__ = [
     "BinaryMissing",
@@ -21,6 +21,7 @@ __all__ = [
     "StartFailed",
     "add_node",
     "down",
+    "resolve_config",
     "status",
     "up",
 ]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from urbanpulse.errors import UrbanpulseError
 from urbanpulse.stack.config import StackConfig, StackInfo
-from urbanpulse.stack.lifecycle import add_node, down, recorded_ports, status, up
+from urbanpulse.stack.lifecycle import add_node, down, resolve_config, status, up
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -37,15 +37,14 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _config(args: argparse.Namespace) -> StackConfig:
-    base = StackConfig.from_env(home=args.home)
     # Ports not given now are those of this home's last `up`, so a bare
     # `urbanpulse stack up` after `up --mqtt-port 18883` keeps 18883.
-    ports = recorded_ports(base.home)
-    for key in ("mqtt_port", "influx_port", "influx_rpc_port"):
-        given = getattr(args, key, None)
-        if given is not None:
-            ports[key] = given
-    return StackConfig.from_env(home=base.home, **ports)
+    return resolve_config(
+        args.home,
+        mqtt_port=getattr(args, "mqtt_port", None),
+        influx_port=getattr(args, "influx_port", None),
+        influx_rpc_port=getattr(args, "influx_rpc_port", None),
+    )
 
 
 def _print_human(info: StackInfo) -> None:

@@ -16,7 +16,7 @@ DEFAULT_HOME = Path(".urbanpulse")
 INFLUX_ROLES = ("admin", "writer", "reader")
 CLOUD_USER = "cloud"
 
-_PORT_ENV = {
+PORT_ENV = {
     "mqtt_port": "URBANPULSE_MQTT_PORT",
     "influx_port": "URBANPULSE_INFLUX_PORT",
     "influx_rpc_port": "URBANPULSE_INFLUX_RPC_PORT",
@@ -61,7 +61,7 @@ class StackConfig:
         home = os.environ.get(HOME_ENV)
         if home:
             values["home"] = Path(home)
-        for key, env in _PORT_ENV.items():
+        for key, env in PORT_ENV.items():
             raw = os.environ.get(env)
             if raw:
                 try:

@@ -6,11 +6,12 @@ import contextlib
 import dataclasses
 import fcntl
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 from urbanpulse.stack import influxd, mosquitto
-from urbanpulse.stack.config import CLOUD_USER, MqttCredentials, StackConfig, StackInfo
+from urbanpulse.stack.config import CLOUD_USER, PORT_ENV, MqttCredentials, StackConfig, StackInfo
 from urbanpulse.stack.errors import StackError
 from urbanpulse.stack.files import ensure_secret, write_file
 from urbanpulse.stack.layout import Layout
@@ -39,6 +40,25 @@ def recorded_ports(home: Path) -> dict[str, int]:
     except (FileNotFoundError, json.JSONDecodeError):
         return {}
     return {k: raw[k] for k in _PORT_KEYS if isinstance(raw.get(k), int)}
+
+
+def resolve_config(home: Path | None = None, **ports: int | None) -> StackConfig:
+    """The config `urbanpulse stack` uses: for each port, the explicit value, else
+    URBANPULSE_*_PORT, else the port of this home's last `up`, else the default. The demo
+    and other tools use it so that they find a stack started with custom ports."""
+    unknown = set(ports) - set(_PORT_KEYS)
+    if unknown:
+        raise StackError(f"unknown port settings {sorted(unknown)}; expected {_PORT_KEYS}")
+    home = StackConfig.from_env(home=home).home
+    recorded = recorded_ports(home)
+    chosen: dict[str, int] = {}
+    for key in _PORT_KEYS:
+        explicit = ports.get(key)
+        if explicit is not None:
+            chosen[key] = explicit
+        elif not os.environ.get(PORT_ENV[key]) and key in recorded:
+            chosen[key] = recorded[key]
+    return StackConfig.from_env(home=home, **chosen)
 
 
 def effective(config: StackConfig) -> StackConfig:
