@@ -73,23 +73,24 @@ def test_up_is_idempotent_and_restarts_only_what_died(own: StackConfig) -> None:
 
 def test_down_stops_ours_then_up_keeps_data_and_users(own: StackConfig) -> None:
     info = up(own)
-    creds = info.influx("writer")
-    with InfluxHTTP(creds.url, creds.username, creds.password()) as writer:
-        writer.write(b"m v=42 1700000000000000000\n", db=own.database)
-    node = add_node(own, "hn-life", "n1")
+    creds = info.influx("admin")
+    with InfluxHTTP(creds.url, creds.username, creds.password()) as admin:
+        admin.write(b"m v=42 1700000000000000000\n", db=own.database)
+        node = add_node(own, "hn-life", "n1")
 
-    down(own)
-    assert status(own).running == {"mosquitto": False, "influxd": False}
-    assert pids(own) == (None, None)
-    assert not Layout(own.home).mosquitto_pid.exists()
-    for port in (own.mqtt_port, own.influx_port, own.influx_rpc_port):
-        assert process.port_is_free(own.bind, port)
-    down(own)  # stopping a stopped stack is fine
+        down(own)
+        assert status(own).running == {"mosquitto": False, "influxd": False}
+        assert pids(own) == (None, None)
+        assert not Layout(own.home).mosquitto_pid.exists()
+        for port in (own.mqtt_port, own.influx_port, own.influx_rpc_port):
+            assert process.port_is_free(own.bind, port)
+        down(own)  # stopping a stopped stack is fine
 
-    up(own)
-    reader = info.influx("reader")
-    with InfluxHTTP(reader.url, reader.username, reader.password()) as client:
-        assert client.query_points("SELECT v FROM m", db=own.database)[0]["v"] == 42
+        up(own)
+        # The client's keep-alive connection died with the old server; the next request
+        # transparently uses a new one.
+        assert admin.query_points("SELECT v FROM m", db=own.database)[0]["v"] == 42
+        assert admin.connections_opened == 2
     assert try_connect(node.host, node.port, node.ca_file, node.username, node.password()) == 0
 
 

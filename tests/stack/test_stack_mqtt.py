@@ -246,3 +246,25 @@ def test_connect_to_closed_port_fails_fast(stack: StackInfo) -> None:
     with pytest.raises(MqttConnectError, match="cannot connect"):
         connect_and_wait(make_client("t-closed", creds))
     assert time.monotonic() - started < 5
+
+
+def test_mqtt_311_client(stack: StackInfo, add_stack_node: AddNode) -> None:
+    client = make_client("t-v311", add_stack_node("hn-v311", "n1"), protocol=4, clean_start=True)
+    node = Collector(client)
+    connect_and_wait(client)
+    try:
+        node.subscribe("urbanpulse/v1/hn-v311/n1/status")
+        assert node.publish("urbanpulse/v1/hn-v311/n1/status", b"online").value == 0
+        node.wait(lambda: node.payloads() == [b"online"])
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+def test_make_client_checks_arguments(stack: StackInfo) -> None:
+    from urbanpulse.mqtt import MqttError
+
+    with pytest.raises(MqttError, match="protocol"):
+        make_client("x", stack.mqtt("cloud"), protocol=3)
+    with pytest.raises(MqttError, match="client id"):
+        make_client("", stack.mqtt("cloud"))

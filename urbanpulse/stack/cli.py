@@ -79,7 +79,7 @@ def main(argv: list[str]) -> int:
         elif args.command == "add-node":
             creds = add_node(config, args.site, args.node)
             print(f"mqtt user {creds.username}: password in {creds.password_file}")
-    except UrbanpulseError as exc:
+    except (UrbanpulseError, OSError) as exc:
         print(f"urbanpulse stack {args.command}: {exc}", file=sys.stderr)
         return 1
     return 0
