@@ -1,0 +1,1 @@
+"""Nova Fitness SDS011 particulate sensor over a serial port."""

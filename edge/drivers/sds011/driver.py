@@ -1,0 +1,113 @@
+"""SDS011 driver: frames from firmware_bridge become `air.pm` readings.
+
+Active mode (default): the sensor reports on its own every `period` and the driver only
+listens. Query mode: the driver puts the sensor in query mode and asks every
+`query_interval_s`. Zero readings while the sensor warms up are flagged `warmup` (the cloud
+stores them but leaves them out of aggregates): they are not clean air.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from edge.drivers.base import DriverContext, Emit, Sample
+from edge.errors import DriverError
+from firmware_bridge.errors import BridgeError
+from firmware_bridge.protocols.sds011 import ReportMode, Sds011Decoder, Sds011Measurement
+from firmware_bridge.protocols.sds011 import commands as cmd
+from firmware_bridge.transport import open_link
+from urbanpulse.errors import ConfigError
+
+KIND = "air.pm"
+
+
+@dataclass(frozen=True)
+class Sds011Params:
+    port: str
+    baudrate: int = 9600
+    mode: str = "active"
+    query_interval_s: float = 5.0
+    silence_timeout_s: float = 10.0
+    pm25_scale: float = 1.0
+    pm10_scale: float = 1.0
+
+
+def parse_params(raw: Mapping[str, Any], key: str) -> Sds011Params:
+    known = set(Sds011Params.__dataclass_fields__)
+    for k in raw:
+        if k not in known:
+            raise ConfigError(f"{key}.{k}", f"unknown key for sds011 (known: {', '.join(sorted(known))})")
+    port = raw.get("port")
+    if not isinstance(port, str) or not port:
+        raise ConfigError(f"{key}.port", "missing: the serial port, e.g. /dev/serial/by-id/usb-...")
+    mode = raw.get("mode", "active")
+    if mode not in ("active", "query"):
+        raise ConfigError(f"{key}.mode", f"must be 'active' or 'query', got {mode!r}")
+    numbers: dict[str, float] = {}
+    for name in ("query_interval_s", "silence_timeout_s", "pm25_scale", "pm10_scale"):
+        value = raw.get(name, getattr(Sds011Params, name))
+        if type(value) not in (int, float) or value <= 0:
+            raise ConfigError(f"{key}.{name}", f"must be a number > 0, got {value!r}")
+        numbers[name] = float(value)
+    baud = raw.get("baudrate", 9600)
+    if baud != 9600:
+        raise ConfigError(f"{key}.baudrate", "the SDS011 speaks 9600 baud only")
+    return Sds011Params(port=port, mode=mode, query_interval_s=numbers["query_interval_s"],
+                        silence_timeout_s=numbers["silence_timeout_s"],
+                        pm25_scale=numbers["pm25_scale"], pm10_scale=numbers["pm10_scale"])
+
+
+class Sds011Driver:
+    def __init__(self, sensor_id: str, params: Sds011Params, ctx: DriverContext) -> None:
+        self.sensor_id = sensor_id
+        self.params = params
+        self.ctx = ctx
+        self.decoder = Sds011Decoder()
+
+    def describe(self) -> dict[str, Any]:
+        s = self.decoder.stats
+        return {"port": self.params.port, "mode": self.params.mode, "frames": s.frames,
+                "checksum_errors": s.checksum_errors, "bytes_skipped": s.bytes_skipped}
+
+    def _emit_frames(self, data: bytes, emit: Emit) -> None:
+        for frame in self.decoder.feed(data):
+            if isinstance(frame, Sds011Measurement):
+                emit(Sample(self.sensor_id, KIND,
+                            {"pm25": frame.pm25 * self.params.pm25_scale,
+                             "pm10": frame.pm10 * self.params.pm10_scale},
+                            self.ctx.clock.now(), ("warmup",) if frame.suspect_zero else ()))
+
+    async def run(self, emit: Emit) -> None:
+        p = self.params
+        try:
+            link = await open_link(p.port, p.baudrate, timeout_s=p.silence_timeout_s)
+        except BridgeError as exc:
+            raise DriverError(f"sds011 {self.sensor_id}: {exc}") from exc
+        try:
+            if p.mode == "active":
+                await link.write(cmd.set_report_mode(ReportMode.ACTIVE))
+                while True:
+                    self._emit_frames(await link.read(), emit)
+            else:
+                await link.write(cmd.set_report_mode(ReportMode.QUERY))
+                while True:
+                    frame = await link.request(
+                        cmd.query_data(), self.decoder, lambda f: isinstance(f, Sds011Measurement))
+                    assert isinstance(frame, Sds011Measurement)
+                    emit(Sample(self.sensor_id, KIND,
+                                {"pm25": frame.pm25 * p.pm25_scale, "pm10": frame.pm10 * p.pm10_scale},
+                                self.ctx.clock.now(), ("warmup",) if frame.suspect_zero else ()))
+                    await asyncio.sleep(p.query_interval_s)
+        except BridgeError as exc:
+            raise DriverError(f"sds011 {self.sensor_id}: {exc}") from exc
+        finally:
+            with contextlib.suppress(BridgeError):  # the adapter is gone; the next run reopens it
+                await link.close()
+
+
+def build(sensor_id: str, params: Sds011Params, ctx: DriverContext) -> Sds011Driver:
+    return Sds011Driver(sensor_id, params, ctx)

@@ -1,0 +1,123 @@
+"""The agent on a real broker, reading an SDS011 emulated on a real pseudo-terminal."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from edge.agent import OUTBOX_FILE, Agent
+from edge.config import load_config
+from edge.outbox import Outbox
+from firmware_bridge.protocols.sds011.emulator import Sds011Emulator
+from urbanpulse.testing import wait_for
+
+
+def sds011_sensor(port: str) -> str:
+    return f"""
+[[sensors]]
+id = "pm-1"
+driver = "sds011"
+port = "{port}"
+silence_timeout_s = 3.0
+"""
+
+
+@pytest.fixture
+def sds011() -> Iterator[Sds011Emulator]:
+    counter = iter(range(10**9))
+
+    def values() -> tuple[float, float]:
+        n = next(counter)
+        return 20.0 + n % 50 / 10, 40.0 + n % 7
+
+    emu = Sds011Emulator(values, period_s=0.05, warmup_s=0.0)
+    emu.start()
+    yield emu
+    emu.stop()
+
+
+def _run_agent_in_thread(config_path: Path) -> tuple[Agent, threading.Thread, asyncio.Event,
+                                                     asyncio.AbstractEventLoop]:
+    loop = asyncio.new_event_loop()
+    stop = asyncio.Event()
+    agent = Agent(load_config(config_path))
+
+    def target() -> None:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(agent.run(stop))
+        loop.close()
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    return agent, thread, stop, loop
+
+
+def test_readings_arrive_in_order_with_their_sequence_numbers(
+        sds011, make_node_config, collector) -> None:  # type: ignore[no-untyped-def]
+    path = make_node_config("hn-edge", "aq-seq", sds011_sensor(sds011.port))
+    seen = collector("hn-edge", "aq-seq")
+    agent, thread, stop, loop = _run_agent_in_thread(path)
+    try:
+        seqs = wait_for(lambda: (lambda s: s if len(s) >= 30 else None)(seen.seqs("pm-1")), 30,
+                        "30 readings at the subscriber")
+        assert seqs == list(range(len(seqs)))
+        r = seen.readings[0]
+        assert r.kind == "air.pm"
+        assert set(r.values) == {"pm25", "pm10"}
+        assert 20.0 <= r.values["pm25"] <= 25.0
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(20)
+    assert not thread.is_alive()
+    assert any(b'"offline"' in s for s in seen.statuses), "no death/offline status on clean stop"
+    assert any(b'"online"' in s for s in seen.statuses)
+    assert agent.drivers["pm-1"].restarts == 0
+    assert agent.outbox.stats().depth == 0
+
+
+def _start_agent_process(config: Path, log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        return subprocess.Popen([sys.executable, "-m", "urbanpulse.cli", "edge", "run", "--config",
+                                 str(config)], stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+
+
+def test_sigkill_at_random_moments_loses_nothing_committed(
+        sds011, make_node_config, collector, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = make_node_config("hn-edge", "aq-kill", sds011_sensor(sds011.port))
+    seen = collector("hn-edge", "aq-kill")
+    outbox_path = load_config(path).node.state_dir / OUTBOX_FILE
+    rng = random.Random(7)
+    log = tmp_path / "agent.log"
+    for round_ in range(4):
+        proc = _start_agent_process(path, log)
+        before = len(seen.seqs("pm-1"))
+        wait_for(lambda b=before: len(seen.seqs("pm-1")) > b + rng.randint(3, 15), 30,
+                 f"readings in round {round_}")
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+    before = len(seen.seqs("pm-1"))
+    proc = _start_agent_process(path, log)
+    wait_for(lambda: len(seen.seqs("pm-1")) > before + 5, 30, "the last agent to publish")
+    os.killpg(proc.pid, signal.SIGTERM)
+    assert proc.wait(30) == 0, log.read_text()
+
+    outbox = Outbox(outbox_path).open()
+    try:
+        assigned = outbox.next_seq("pm-1")
+        depth = outbox.stats().depth
+    finally:
+        outbox.close()
+    assert depth == 0, "a clean stop drains the outbox"
+    # Every sequence number ever assigned was committed with its reading: all must arrive.
+    got = set(seen.seqs("pm-1"))
+    assert got == set(range(assigned)), f"missing: {sorted(set(range(assigned)) - got)[:20]}"
