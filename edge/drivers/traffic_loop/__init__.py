@@ -1,0 +1,1 @@
+"""Inductive-loop detector driver (presence or pulse output, optional loop pair)."""

@@ -1,0 +1,146 @@
+"""traffic_loop: an inductive-loop detector card's output on GPIO (one lane), optionally
+with a second, downstream loop for speed and vehicle length. Emits one `traffic.loop`
+reading per interval, stamped with the interval's end."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from edge.drivers.base import DriverContext, Emit, Sample
+from edge.drivers.traffic_loop.logic import (
+    MAX_LENGTH_M,
+    MAX_SPEED_KMH,
+    LoopPair,
+    Mode,
+    TrafficLoopLogic,
+)
+from edge.gpio.params import Fields, InputWiring
+from edge.gpio.runtime import GpioDriver, RawEdge
+from edge.gpio.timing import IntervalSchedule, wall_time_at
+
+KIND = "traffic.loop"
+MAX_PULSE_DEBOUNCE_S = 0.05  # half the shortest pulse (100 ms) of a pulse-output card
+
+
+@dataclass(frozen=True, slots=True)
+class TrafficLoopParams:
+    pin: int
+    output: Mode = "presence"
+    wiring: InputWiring = field(default_factory=InputWiring)
+    interval_s: float = 60.0
+    debounce_s: float = 0.02
+    downstream_pin: int | None = None
+    pair: LoopPair | None = None
+
+    @property
+    def pins(self) -> tuple[int, ...]:
+        if self.downstream_pin is None:
+            return (self.pin,)
+        return (self.pin, self.downstream_pin)
+
+
+def parse_params(raw: Mapping[str, Any], key: str) -> TrafficLoopParams:
+    f = Fields(raw, key)
+    pin = f.pin("pin")
+    downstream_pin = f.optional_pin("downstream_pin")
+    f.distinct_pins({"pin": pin, "downstream_pin": downstream_pin})
+    output: Mode = "pulse" if f.choice("output", ("presence", "pulse"), "presence") == "pulse" \
+        else "presence"
+    wiring = f.wiring()
+    interval_s = f.number("interval_s", 60.0, 0.1, 3600.0)
+    debounce_s = f.number("debounce_s", 0.02, 0.0, 0.5)
+    if output == "pulse" and debounce_s > MAX_PULSE_DEBOUNCE_S:
+        raise f.error("debounce_s", f"must be <= {MAX_PULSE_DEBOUNCE_S} with output = "
+                      "\"pulse\" (pulses last 100-250 ms)")
+    distance = f.optional_number("loop_distance_m", 0.0, 100.0, low_inclusive=False)
+    loop_length = f.optional_number("loop_length_m", 0.0, MAX_LENGTH_M, low_inclusive=False)
+    min_speed = f.optional_number("min_speed_kmh", 0.0, MAX_SPEED_KMH, low_inclusive=False)
+    max_speed = f.optional_number("max_speed_kmh", 0.0, MAX_SPEED_KMH, low_inclusive=False)
+    pair = None
+    if downstream_pin is None:
+        for name in ("loop_distance_m", "loop_length_m", "min_speed_kmh", "max_speed_kmh"):
+            if f.has(name):
+                raise f.error(name, "only used with a loop pair (set downstream_pin)")
+    else:
+        if distance is None:
+            raise f.error("loop_distance_m", "required with downstream_pin (metres between "
+                          "the two loops' leading edges)")
+        if loop_length is not None and output == "pulse":
+            raise f.error("loop_length_m", "vehicle length needs presence output (a pulse "
+                          "carries no on-time)")
+        low = 5.0 if min_speed is None else min_speed
+        high = 200.0 if max_speed is None else max_speed
+        if low >= high:
+            raise f.error("min_speed_kmh", f"must be below max_speed_kmh ({high:g})")
+        pair = LoopPair(distance_m=distance, loop_length_m=loop_length,
+                        min_speed_kmh=low, max_speed_kmh=high)
+    f.finish()
+    return TrafficLoopParams(pin=pin, output=output, wiring=wiring, interval_s=interval_s,
+                             debounce_s=debounce_s, downstream_pin=downstream_pin, pair=pair)
+
+
+class _TrafficRun:
+    def __init__(self, driver: TrafficLoopDriver, levels: list[bool], now: float,
+                 emit: Emit) -> None:
+        params = driver.params
+        self.driver = driver
+        self.emit = emit
+        self.logic = TrafficLoopLogic(mode=params.output, bounce_s=params.debounce_s,
+                                      levels=levels, t0=now, pair=params.pair)
+        self.schedule = IntervalSchedule(params.interval_s, driver.ctx.clock.now(), now,
+                                         settle_s=self.logic.settle_s)
+
+    async def on_edge(self, edge: RawEdge) -> None:
+        self.logic.feed(edge.line, edge.level, edge.t)
+
+    def deadline(self) -> float | None:
+        debounce = self.logic.next_deadline()
+        close = self.schedule.close_at
+        return close if debounce is None else min(debounce, close)
+
+    async def on_time(self, now: float) -> None:
+        self.logic.poll(now)
+        driver = self.driver
+        while now >= self.schedule.close_at:
+            end = self.schedule.end
+            values = self.logic.close_interval(end, now).values()
+            driver.last_values = values
+            self.emit(Sample(driver.sensor_id, KIND, values, wall_time_at(driver.ctx.clock, end)))
+            self.schedule.advance()
+
+
+class TrafficLoopDriver(GpioDriver):
+    driver_name = "traffic_loop"
+
+    def __init__(self, sensor_id: str, params: TrafficLoopParams, ctx: DriverContext) -> None:
+        super().__init__(sensor_id, params.pins, params.wiring, ctx)
+        self.params = params
+        self.last_values: dict[str, float] | None = None
+        self._run: _TrafficRun | None = None
+
+    async def start(self, levels: list[bool], now: float, emit: Emit) -> _TrafficRun:
+        self._run = _TrafficRun(self, levels, now, emit)
+        return self._run
+
+    def describe(self) -> dict[str, Any]:
+        out = super().describe()
+        out["output"] = self.params.output
+        out["last"] = self.last_values
+        if self._run is not None:
+            logic = self._run.logic
+            totals = logic.totals
+            levels = [logic.level(line) for line in range(len(self.pins))]
+            out.update(on=levels[0], levels=levels, vehicles=totals.vehicles,
+                       glitches=logic.glitches)
+            if self.params.pair is not None:
+                out.update(measured=totals.measured,
+                           unmatched_upstream=totals.unmatched_upstream,
+                           unmatched_downstream=totals.unmatched_downstream,
+                           implausible_length=totals.implausible_length)
+        return out
+
+
+def build(sensor_id: str, params: TrafficLoopParams, ctx: DriverContext) -> TrafficLoopDriver:
+    return TrafficLoopDriver(sensor_id, params, ctx)

@@ -1,0 +1,158 @@
+"""Validation helpers shared by the GPIO drivers' parse_params (no I/O).
+
+Every error is a ConfigError naming the exact key (`<sensor key>.<field>`). Unknown keys
+are errors too: a misspelt `exit_tolerence_s` must not silently fall back to a default.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from urbanpulse.errors import ConfigError
+
+# BCM numbers of the 40-pin header's GPIOs, the same on every Pi since the B+.
+MAX_BCM_PIN = 27
+PULLS = ("up", "down", "off")
+ACTIVE_STATES = ("low", "high")
+# Keys of a [[sensors]] table that belong to the agent, not to the driver.
+AGENT_KEYS = frozenset({"id", "driver"})
+
+Pull = Literal["up", "down", "off"]
+
+
+@dataclass(frozen=True, slots=True)
+class InputWiring:
+    """How the sensor's pins are wired: the internal pull resistor and the level the pin
+    reads when the signal is on (contact closed, vehicle present, beam broken)."""
+
+    pull: Pull = "up"
+    active_high: bool = False
+
+    def gpiozero_args(self) -> tuple[bool | None, bool | None, bool]:
+        """(pull_up, active_state, invert) for gpiozero.DigitalInputDevice.
+
+        gpiozero fixes the active level when a pull is set (pull-up means active low);
+        the other combination is read through gpiozero's default and inverted by us.
+        """
+        if self.pull == "off":
+            return None, self.active_high, False
+        pull_up = self.pull == "up"
+        gpiozero_active_high = not pull_up
+        return pull_up, None, gpiozero_active_high != self.active_high
+
+
+class Fields:
+    """Reads one sensor table's fields, remembering which keys were used."""
+
+    def __init__(self, raw: Mapping[str, Any], key: str) -> None:
+        if not isinstance(raw, Mapping):
+            raise ConfigError(key, f"must be a table, got {type(raw).__name__}")
+        self.raw = raw
+        self.key = key
+        self._used: set[str] = set(AGENT_KEYS)
+
+    def error(self, name: str, reason: str) -> ConfigError:
+        return ConfigError(f"{self.key}.{name}", reason)
+
+    def has(self, name: str) -> bool:
+        return name in self.raw
+
+    def _get(self, name: str) -> Any:
+        self._used.add(name)
+        return self.raw.get(name)
+
+    def pin(self, name: str) -> int:
+        value = self._get(name)
+        if value is None:
+            raise self.error(name, "required (a BCM GPIO number 0..27)")
+        return self._check_pin(name, value)
+
+    def optional_pin(self, name: str) -> int | None:
+        value = self._get(name)
+        return None if value is None else self._check_pin(name, value)
+
+    def pin_list(self, name: str, *, min_len: int = 1, max_len: int = 16) -> tuple[int, ...]:
+        value = self._get(name)
+        if value is None:
+            raise self.error(name, "required (a list of BCM GPIO numbers 0..27)")
+        if not isinstance(value, list) or not min_len <= len(value) <= max_len:
+            raise self.error(name, f"must be a list of {min_len}..{max_len} BCM GPIO numbers")
+        return tuple(self._check_pin(f"{name}[{i}]", v) for i, v in enumerate(value))
+
+    def _check_pin(self, name: str, value: Any) -> int:
+        if type(value) is not int or not 0 <= value <= MAX_BCM_PIN:
+            raise self.error(name, f"must be a BCM GPIO number 0..{MAX_BCM_PIN}, got {value!r}")
+        return value
+
+    def number(self, name: str, default: float | None, low: float, high: float,
+               *, low_inclusive: bool = True) -> float:
+        value = self._get(name)
+        if value is None:
+            if default is None:
+                raise self.error(name, "required")
+            return default
+        return self._check_number(name, value, low, high, low_inclusive)
+
+    def optional_number(self, name: str, low: float, high: float,
+                        *, low_inclusive: bool = True) -> float | None:
+        value = self._get(name)
+        if value is None:
+            return None
+        return self._check_number(name, value, low, high, low_inclusive)
+
+    def _check_number(self, name: str, value: Any, low: float, high: float,
+                      low_inclusive: bool) -> float:
+        if type(value) not in (int, float) or not math.isfinite(value):
+            raise self.error(name, f"must be a number, got {value!r}")
+        above = value >= low if low_inclusive else value > low
+        if not above or value > high:
+            bracket = "[" if low_inclusive else "("
+            raise self.error(name, f"must be in {bracket}{low:g}, {high:g}], got {value!r}")
+        return float(value)
+
+    def integer_list(self, name: str, low: int, high: int) -> tuple[int, ...] | None:
+        value = self._get(name)
+        if value is None:
+            return None
+        if not isinstance(value, list) or not all(
+                type(v) is int and low <= v <= high for v in value):
+            raise self.error(name, f"must be a list of integers in [{low}, {high}]")
+        return tuple(value)
+
+    def choice(self, name: str, options: Iterable[str], default: str) -> str:
+        value = self._get(name)
+        allowed = tuple(options)
+        if value is None:
+            return default
+        if not isinstance(value, str) or value not in allowed:
+            raise self.error(name, f"must be one of {', '.join(allowed)}, got {value!r}")
+        return value
+
+    def wiring(self) -> InputWiring:
+        """`pull` (up | down | off, default up) and `active_state` (low | high; default
+        low with a pull-up, high with a pull-down, required with no pull)."""
+        pull = self.choice("pull", PULLS, "up")
+        default_active = {"up": "low", "down": "high", "off": ""}[pull]
+        if pull == "off" and self.raw.get("active_state") is None:
+            raise self.error("active_state", "required when pull = \"off\" (low or high)")
+        active = self.choice("active_state", ACTIVE_STATES, default_active)
+        checked: Pull = "up" if pull == "up" else "down" if pull == "down" else "off"
+        return InputWiring(pull=checked, active_high=active == "high")
+
+    def distinct_pins(self, named: Mapping[str, int | None]) -> None:
+        seen: dict[int, str] = {}
+        for name, pin in named.items():
+            if pin is None:
+                continue
+            if pin in seen:
+                raise self.error(name, f"GPIO {pin} is already used by {seen[pin]}")
+            seen[pin] = name
+
+    def finish(self) -> None:
+        """Reject keys no one read."""
+        unknown = sorted(set(self.raw) - self._used)
+        if unknown:
+            raise self.error(unknown[0], "unknown key for this driver")

@@ -1,0 +1,166 @@
+"""The part of a GPIO driver that touches gpiozero: open the pins on the context's pin
+factory, carry their edges from gpiozero's callback threads onto the asyncio loop, and
+run the driver's logic on edges and deadlines until cancelled.
+
+Each edge is stamped with the context clock's monotonic time in the callback thread (as
+close to the interrupt as Python gets) and handed over with `loop.call_soon_threadsafe`.
+The driver loop waits for the next edge or the logic's next deadline, whichever is first,
+always draining queued edges before acting on a deadline, so that a deadline never
+decides on a level that an already-received edge contradicts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from edge.drivers.base import DriverContext, Emit
+from edge.errors import DriverError
+from edge.gpio.params import InputWiring
+
+
+@dataclass(frozen=True, slots=True)
+class RawEdge:
+    """A raw level change of input `line` (an index into the driver's pins) at
+    monotonic time `t`; `level` is True when the signal is on (after active_state)."""
+
+    line: int
+    level: bool
+    t: float
+
+
+class PinInputs:
+    """DigitalInputDevices for `pins`, opened by `open` and closed by `close`."""
+
+    def __init__(self, pins: Sequence[int], wiring: InputWiring, ctx: DriverContext) -> None:
+        self.pins = tuple(pins)
+        self.wiring = wiring
+        self._clock = ctx.clock
+        self._devices: list[Any] = []
+        self._queue: asyncio.Queue[RawEdge] = asyncio.Queue()
+        self._invert = False
+
+    def open(self, factory: Any, loop: asyncio.AbstractEventLoop) -> list[bool]:
+        """Open every pin; returns their current levels (True = signal on)."""
+        from gpiozero import DigitalInputDevice
+
+        pull_up, active_state, self._invert = self.wiring.gpiozero_args()
+        try:
+            for line, pin in enumerate(self.pins):
+                device = DigitalInputDevice(pin, pull_up=pull_up, active_state=active_state,
+                                            pin_factory=factory)
+                self._devices.append(device)
+                device.when_activated = self._callback(loop, line, True)
+                device.when_deactivated = self._callback(loop, line, False)
+            return [bool(d.is_active) != self._invert for d in self._devices]
+        except Exception as exc:  # gpiozero's GPIOPinInUse, PinInvalidPin, backend errors
+            self.close()
+            raise DriverError(
+                f"cannot open GPIO {self.pins}: {type(exc).__name__}: {exc}") from exc
+
+    def _callback(self, loop: asyncio.AbstractEventLoop, line: int, active: bool) -> Any:
+        level = active != self._invert
+        clock = self._clock
+        queue = self._queue
+
+        def changed() -> None:
+            edge = RawEdge(line, level, clock.monotonic())
+            # RuntimeError: the loop has closed, the driver is gone and so is the edge's use.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(queue.put_nowait, edge)
+
+        return changed
+
+    def pending(self) -> bool:
+        return not self._queue.empty()
+
+    async def next_edge(self, until: float | None) -> RawEdge | None:
+        """The next queued edge, waiting until monotonic time `until` (None: forever);
+        None when the time is up first."""
+        if not self._queue.empty():
+            return self._queue.get_nowait()
+        if until is None:
+            return await self._queue.get()
+        delay = until - self._clock.monotonic()
+        if delay <= 0:
+            return None
+        try:
+            async with asyncio.timeout(delay):
+                return await self._queue.get()
+        except TimeoutError:
+            return None
+
+    def close(self) -> None:
+        devices, self._devices = self._devices, []
+        for device in devices:
+            device.when_activated = None
+            device.when_deactivated = None
+            device.close()
+
+
+class PinReactor(Protocol):
+    """One run of a GPIO driver: its logic, fed with edges and woken at deadlines."""
+
+    async def on_edge(self, edge: RawEdge) -> None: ...
+
+    def deadline(self) -> float | None:
+        """The monotonic time on_time must next run at; None: only edges matter."""
+        ...
+
+    async def on_time(self, now: float) -> None: ...
+
+
+class GpioDriver(ABC):
+    """Base of the GPIO drivers: opens the pins, then drives the reactor that the
+    subclass's `start` builds from the pins' levels at start-up."""
+
+    driver_name = "gpio"
+
+    def __init__(self, sensor_id: str, pins: Sequence[int], wiring: InputWiring,
+                 ctx: DriverContext) -> None:
+        self.sensor_id = sensor_id
+        self.ctx = ctx
+        self.pins = tuple(pins)
+        self.wiring = wiring
+        self.running = False
+        self.edges_seen = 0
+
+    async def run(self, emit: Emit) -> None:
+        if self.ctx.pin_factory is None:
+            raise DriverError(f"{self.sensor_id}: no GPIO pin factory in the driver context")
+        factory = self.ctx.pin_factory()
+        inputs = PinInputs(self.pins, self.wiring, self.ctx)
+        try:
+            levels = inputs.open(factory, asyncio.get_running_loop())
+            reactor = await self.start(levels, self.ctx.clock.monotonic(), emit)
+            self.running = True
+            while True:
+                edge = await inputs.next_edge(reactor.deadline())
+                if edge is not None:
+                    self.edges_seen += 1
+                    await reactor.on_edge(edge)
+                    if inputs.pending():
+                        continue
+                now = self.ctx.clock.monotonic()
+                due = reactor.deadline()
+                if due is not None and now >= due:
+                    await reactor.on_time(now)
+        finally:
+            self.running = False
+            inputs.close()
+
+    @abstractmethod
+    async def start(self, levels: list[bool], now: float, emit: Emit) -> PinReactor:
+        """Build this run's logic from the pins' levels (True = signal on) at `now`."""
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "driver": self.driver_name,
+            "pins": list(self.pins),
+            "running": self.running,
+            "edges": self.edges_seen,
+        }
