@@ -1,0 +1,136 @@
+"""The streaming anomaly detector: one object per series, one value at a time.
+
+For each value it combines two views (see docs/anomaly-detection.md):
+
+* tail surprise: five statistics (the value, its negation, its jump from the median
+  of the previous `jump_span` values, and the mean of the last `mean_span` values and
+  its negation) are each ranked against their own last `history` values
+  (`TailHistory`); the largest surprise s gives `1 - exp(-s / 8)`;
+* context novelty: the share of never-seen contexts of quantised values
+  (`ContextNovelty`).
+
+The score is `novelty_weight * novelty + (1 - novelty_weight) * tail`, 0 during the
+first `warmup` values, and 0 again while it is not higher than every score of the
+last `refractory` values: a lasting anomaly is reported when it starts and when it
+grows, not on every value.
+
+No value is used before it arrives, nothing about the range of a series is known in
+advance, and the state is a fixed set of bounded buffers (picklable, under 64 KB).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from cloud.detect.errors import DetectError
+from cloud.detect.novelty import ContextNovelty
+from cloud.detect.tail import TailHistory
+from urbanpulse.clock import to_epoch_ns
+
+SURPRISE_SCALE = 8.0
+
+
+@dataclass(frozen=True, slots=True)
+class DetectorSettings:
+    """Settings of one detector; the defaults are the ones tuned on NAB (see the doc)."""
+
+    history: int = 1000
+    warmup: int = 150
+    jump_span: int = 5
+    mean_span: int = 24
+    record_weight: float = 3.0
+    levels: int = 8
+    orders: tuple[int, ...] = (1, 2, 3, 4, 5)
+    learn: int = 150
+    coarsen: float = 2.5
+    memory_capacity: int = 2500
+    novelty_weight: float = 0.65
+    refractory: int = 20
+    threshold: float = field(default=0.80)
+
+    def __post_init__(self) -> None:
+        checks = {
+            "history": self.history >= 50,
+            "warmup": self.warmup >= 0,
+            "jump_span": self.jump_span >= 1,
+            "mean_span": self.mean_span >= 1,
+            "record_weight": self.record_weight >= 0,
+            "levels": self.levels >= 2,
+            "orders": bool(self.orders) and all(0 < o < 16 for o in self.orders),
+            "learn": self.learn >= 2,
+            "coarsen": self.coarsen >= 1.0,
+            "memory_capacity": self.memory_capacity >= 1,
+            "novelty_weight": 0.0 <= self.novelty_weight <= 1.0,
+            "refractory": self.refractory >= 0,
+            "threshold": 0.0 <= self.threshold <= 1.0,
+        }
+        for name, ok in checks.items():
+            if not ok:
+                raise DetectError(f"detector setting {name}={getattr(self, name)!r} is out of range")
+
+
+def _epoch_ns(ts: datetime | int) -> int:
+    if isinstance(ts, datetime):
+        if ts.tzinfo is None:
+            raise DetectError(f"timestamp {ts.isoformat()} has no time zone (UTC expected)")
+        return to_epoch_ns(ts)
+    return int(ts)
+
+
+class AnomalyDetector:
+    """Anomaly scores in [0, 1] for one series, fed in time order."""
+
+    def __init__(self, settings: DetectorSettings | None = None, name: str = "") -> None:
+        self.settings = s = settings or DetectorSettings()
+        self.name = name
+        self.count = 0
+        self.last_ns: int | None = None
+        self._recent: deque[float] = deque(maxlen=max(s.mean_span, s.jump_span + 1))
+        self._tails = [TailHistory(s.history, s.record_weight) for _ in range(5)]
+        self._novelty = ContextNovelty(
+            s.levels, s.orders, s.learn, s.coarsen, s.memory_capacity
+        )
+        self._last_scores: deque[float] = deque(maxlen=max(s.refractory, 1))
+
+    @property
+    def threshold(self) -> float:
+        return self.settings.threshold
+
+    def update(self, ts: datetime | int, value: float) -> float:
+        """Score of `value` observed at `ts` (aware datetime or epoch nanoseconds)."""
+        if not math.isfinite(value):
+            raise DetectError(f"{self.name or 'detector'}: value {value!r} is not finite")
+        self.last_ns = _epoch_ns(ts)
+        s = self.settings
+        self.count += 1
+        recent = self._recent
+        recent.append(value)
+        stats: list[tuple[int, float]] = [(0, value), (1, -value)]
+        if len(recent) > s.jump_span:
+            previous = sorted(list(recent)[-s.jump_span - 1 : -1])
+            stats.append((2, abs(value - previous[len(previous) // 2])))
+        if len(recent) >= s.mean_span:
+            mean = sum(list(recent)[-s.mean_span :]) / s.mean_span
+            stats += [(3, mean), (4, -mean)]
+        surprise = 0.0
+        for i, stat in stats:
+            tail = self._tails[i]
+            surprise = max(surprise, tail.surprise(stat))
+            tail.push(stat)
+        tail_score = 1.0 - math.exp(-surprise / SURPRISE_SCALE)
+        novelty = self._novelty.update(value)
+        score = s.novelty_weight * novelty + (1.0 - s.novelty_weight) * tail_score
+        if self.count < s.warmup:
+            return 0.0
+        if s.refractory:
+            if self._last_scores and score <= max(self._last_scores):
+                self._last_scores.append(score)
+                return 0.0
+            self._last_scores.append(score)
+        return min(max(score, 0.0), 1.0)
+
+    def is_anomaly(self, score: float) -> bool:
+        return score >= self.settings.threshold

@@ -1,0 +1,122 @@
+"""Novelty of short contexts of quantised values.
+
+Values are put into bins of one width, anchored at the smallest of the first
+`learn` values, with the width chosen so that those values span `levels` bins. Bins
+beyond that range simply get further indices, so a context learned before stays
+valid when the series leaves its first range. When the values seen span more than
+`levels * coarsen` bins, the width doubles and every stored context is mapped to
+the coarser bins (floor division by two is exact on this grid).
+
+A context of order k is the tuple of the last k bin indices. The novelty of a
+value is the share of its contexts (orders given by `orders`) never seen before;
+every context is then counted. The memory keeps at most `capacity` contexts and
+forgets the least recently seen first.
+"""
+
+from __future__ import annotations
+
+import math
+
+_BITS = 8
+_MASK = (1 << _BITS) - 1
+_OFFSET = 1 << (_BITS - 1)
+_ORDER_BITS = 4
+
+
+def _encode(levels: list[int]) -> int:
+    key = len(levels)
+    for i, level in enumerate(levels):
+        key |= ((level + _OFFSET) & _MASK) << (_ORDER_BITS + _BITS * i)
+    return key
+
+
+def _decode(key: int) -> list[int]:
+    order = key & ((1 << _ORDER_BITS) - 1)
+    return [((key >> (_ORDER_BITS + _BITS * i)) & _MASK) - _OFFSET for i in range(order)]
+
+
+class ContextNovelty:
+    __slots__ = (
+        "_anchor",
+        "_first",
+        "_high",
+        "_low",
+        "_memory",
+        "_recent",
+        "_width",
+        "capacity",
+        "coarsen",
+        "learn",
+        "levels",
+        "orders",
+    )
+
+    def __init__(
+        self, levels: int, orders: tuple[int, ...], learn: int, coarsen: float, capacity: int
+    ) -> None:
+        if max(orders) >= 1 << _ORDER_BITS:
+            raise ValueError(f"context orders must be below {1 << _ORDER_BITS}")
+        self.levels = levels
+        self.orders = orders
+        self.learn = learn
+        self.coarsen = coarsen
+        self.capacity = capacity
+        self._first: list[float] | None = []
+        self._anchor = 0.0
+        self._width = 0.0
+        self._low = math.inf
+        self._high = -math.inf
+        self._recent: list[int] = []
+        self._memory: dict[int, int] = {}
+
+    def update(self, value: float) -> float:
+        """Novelty in [0, 1] of `value` in its contexts; 0 while the bins are being learned."""
+        self._low = min(self._low, value)
+        self._high = max(self._high, value)
+        if self._first is not None:
+            self._first.append(value)
+            if len(self._first) > self.learn:
+                del self._first[0]  # a flat start: wait for the first change
+            if len(self._first) >= self.learn and self._high > self._low:
+                self._anchor = self._low
+                self._width = (self._high - self._low) / self.levels
+                first, self._first = self._first, None
+                for v in first:
+                    self._observe(self._level(v))
+            return 0.0
+        while (self._high - self._low) / self._width > self.levels * self.coarsen:
+            self._coarsen()
+        return self._observe(self._level(value))
+
+    def _level(self, value: float) -> int:
+        return math.floor((value - self._anchor) / self._width)
+
+    def _coarsen(self) -> None:
+        self._width *= 2.0
+        merged: dict[int, int] = {}
+        for key, count in self._memory.items():
+            coarse = _encode([level // 2 for level in _decode(key)])
+            merged[coarse] = merged.get(coarse, 0) + count
+        self._memory = merged
+        self._recent = [level // 2 for level in self._recent]
+
+    def _observe(self, level: int) -> float:
+        recent = self._recent
+        recent.append(level)
+        if len(recent) > max(self.orders):
+            del recent[0]
+        novel = 0
+        seen = 0
+        memory = self._memory
+        for order in self.orders:
+            if len(recent) < order:
+                continue
+            key = _encode(recent[-order:])
+            count = memory.pop(key, 0)
+            if count == 0:
+                novel += 1
+            seen += 1
+            memory[key] = count + 1
+        while len(memory) > self.capacity:
+            del memory[next(iter(memory))]
+        return novel / seen if seen else 0.0

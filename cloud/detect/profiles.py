@@ -1,0 +1,59 @@
+"""Detector settings and alert thresholds per sensor kind: `make_detector` is what the
+dataflow calls, once per (sensor, field) series.
+
+The defaults were tuned on NAB (docs/anomaly-detection.md). The default threshold,
+0.80, is chosen from what the score means, without labels: every context of the
+value is new (0.65) and its tail statistic is rarer than 1 in 100 (0.35 x 0.44).
+Booleans get a higher threshold (a bed that changes state is not news) and counts of
+people or vehicles, which go to zero every night, a longer warm-up.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from cloud.detect.detector import AnomalyDetector, DetectorSettings
+from cloud.detect.errors import DetectError
+from urbanpulse.wire.kinds import KINDS
+
+NAB_TUNED = DetectorSettings()
+DETECTORS: dict[str, DetectorSettings] = {"default": NAB_TUNED}
+
+_BOOL = replace(NAB_TUNED, threshold=0.95)
+_COUNTS = replace(NAB_TUNED, warmup=288)
+
+# (kind, field) -> settings; a field that is not listed gets the kind's entry under "*".
+KIND_SETTINGS: dict[tuple[str, str], DetectorSettings] = {
+    ("air.pm", "*"): NAB_TUNED,
+    ("air.co2", "*"): NAB_TUNED,
+    ("traffic.loop", "*"): NAB_TUNED,
+    ("traffic.loop", "count"): _COUNTS,
+    ("hospital.bed", "*"): _BOOL,
+    ("hospital.door", "*"): _COUNTS,
+    ("hospital.queue", "*"): _BOOL,
+    ("hospital.queue", "ticket"): _COUNTS,
+}
+
+
+def settings_for(kind: str, field: str) -> DetectorSettings:
+    if kind not in KINDS:
+        raise DetectError(f"unknown sensor kind {kind!r} (known: {', '.join(sorted(KINDS))})")
+    if field not in KINDS[kind].fields:
+        raise DetectError(f"kind {kind!r} has no field {field!r}")
+    return KIND_SETTINGS.get((kind, field)) or KIND_SETTINGS.get((kind, "*")) or NAB_TUNED
+
+
+def make_detector(kind: str, field: str, name: str | None = None) -> AnomalyDetector:
+    """A fresh detector for one field of one sensor of `kind` (a name in urbanpulse.wire.kinds)."""
+    return AnomalyDetector(settings_for(kind, field), name or f"{kind}/{field}")
+
+
+def detector_by_name(name: str) -> AnomalyDetector:
+    """A detector with named settings (`urbanpulse detect --detector NAME`)."""
+    if name in DETECTORS:
+        return AnomalyDetector(DETECTORS[name], name)
+    kind, _, field = name.partition(":")
+    if kind in KINDS and field:
+        return make_detector(kind, field)
+    known = ", ".join([*DETECTORS, "KIND:FIELD"])
+    raise DetectError(f"unknown detector {name!r} (known: {known})")
