@@ -1,0 +1,1 @@
+"""`urbanpulse demo`: a small simulated city through the whole pipeline, on the local stack."""

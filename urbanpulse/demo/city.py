@@ -1,0 +1,100 @@
+"""The demo's small city: who the nodes are, their sensors, and what drives the mock pins.
+
+Serial sensors are emulated on pseudo-terminals by firmware_bridge; GPIO sensors are
+gpiozero mock pins that a driver thread toggles with realistic timing (vehicles over a
+pair of loops, people through a door, patients in and out of bed).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class DemoNode:
+    site: str
+    node: str
+    label: str
+    sensors_toml: str
+    pins: dict[str, int] = field(default_factory=dict)
+
+
+def air_values(seed: int, base: float) -> Callable[[], tuple[float, float]]:
+    """PM2.5/PM10 around Hanoi's typical levels with a slow swing and noise."""
+    rng = random.Random(seed)
+    start = time.monotonic()
+
+    def values() -> tuple[float, float]:
+        t = time.monotonic() - start
+        pm25 = max(1.0, base + 12 * math.sin(t / 40) + rng.gauss(0, 3))
+        return round(pm25, 1), round(pm25 * 1.6 + rng.gauss(0, 4), 1)
+
+    return values
+
+
+def city_nodes(serial_ports: dict[str, str]) -> list[DemoNode]:
+    def sds(sensor: str) -> str:
+        return (f'[[sensors]]\nid = "{sensor}"\ndriver = "sds011"\nport = "{serial_ports[sensor]}"\n'
+                'silence_timeout_s = 10.0\n')
+
+    def loop(sensor: str, pin: int, down: int) -> str:
+        return (f'[[sensors]]\nid = "{sensor}"\ndriver = "traffic_loop"\npin = {pin}\n'
+                f'downstream_pin = {down}\nloop_distance_m = 4.0\nloop_length_m = 2.0\n'
+                'interval_s = 5.0\n')
+
+    return [
+        DemoNode("hn-hoankiem", "aq-01", "Hoan Kiem air station", sds("pm-hoankiem")),
+        DemoNode("hn-caugiay", "aq-02", "Cau Giay air station", sds("pm-caugiay")),
+        DemoNode("hn-hoankiem", "x-01", "Trang Tien x Hang Bai", loop("lane-1", 5, 6),
+                 {"lane-1": 5, "lane-1.down": 6}),
+        DemoNode("hn-caugiay", "x-02", "Xuan Thuy x Cau Giay", loop("lane-1", 5, 6),
+                 {"lane-1": 5, "lane-1.down": 6}),
+    ]
+
+
+class PinDriver(threading.Thread):
+    """Toggles mock pins like the street would, until stopped."""
+
+    def __init__(self, seed: int) -> None:
+        super().__init__(name="demo-pins", daemon=True)
+        self.rng = random.Random(seed)
+        self.stop_event = threading.Event()
+        self.loops: list[tuple[Any, int, int]] = []
+
+    def add_loop_pair_on(self, factory: Any, pin: int, downstream: int) -> None:
+        self.loops.append((factory, pin, downstream))
+
+    def run(self) -> None:
+        while not self.stop_event.is_set():
+            for factory, pin, down in self.loops:
+                if self.rng.random() < 0.5:
+                    self._vehicle(factory, pin, down)
+            self.stop_event.wait(self.rng.uniform(0.3, 0.9))
+
+    def _vehicle(self, factory: Any, pin: int, down: int) -> None:
+        speed = self.rng.uniform(20, 45) / 3.6
+        length = self.rng.choice([1.9, 1.9, 1.9, 4.5, 4.5, 11.0])
+        on_time = (length + 2.0) / speed
+        gap = 4.0 / speed
+        up, dn = factory.pin(pin), factory.pin(down)
+        up.drive_high()
+        if self.stop_event.wait(min(gap, on_time)):
+            return
+        if gap < on_time:
+            dn.drive_high()
+            self.stop_event.wait(on_time - gap)
+            up.drive_low()
+            self.stop_event.wait(gap)
+            dn.drive_low()
+        else:
+            up.drive_low()
+            self.stop_event.wait(gap - on_time)
+            dn.drive_high()
+            self.stop_event.wait(on_time)
+            dn.drive_low()
