@@ -1,0 +1,140 @@
+"""The streaming detector: its contract with the dataflow, and that it finds the obvious."""
+
+from __future__ import annotations
+
+import math
+import pickle
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cloud.detect import AnomalyDetector, DetectError, make_detector
+from cloud.detect.profiles import detector_by_name
+from urbanpulse.wire.kinds import KINDS
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+STEP_NS = 300 * 10**9
+
+
+def _series(n: int, seed: int = 1) -> list[float]:
+    rng = np.random.default_rng(seed)
+    day = np.sin(np.arange(n) * 2 * math.pi / 288) * 20 + 50
+    return list(day + rng.normal(0, 2, n))
+
+
+def _scores(detector: AnomalyDetector, values: list[float]) -> list[float]:
+    return [detector.update(i * STEP_NS, v) for i, v in enumerate(values)]
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.floats(-1e9, 1e9, allow_nan=False), min_size=1, max_size=400))
+def test_scores_stay_in_the_unit_interval(values: list[float]) -> None:
+    scores = _scores(AnomalyDetector(), values)
+    assert all(0.0 <= s <= 1.0 for s in scores)
+
+
+def test_no_look_ahead_a_score_depends_only_on_the_past() -> None:
+    values = _series(1500)
+    full = _scores(AnomalyDetector(), values)
+    changed = values[:1000] + [v * 3 + 100 for v in values[1000:]]
+    altered = _scores(AnomalyDetector(), changed)
+    assert full[:1000] == altered[:1000]
+    assert full[1000:] != altered[1000:]
+
+
+def test_same_input_same_scores() -> None:
+    values = _series(1200, seed=7)
+    assert _scores(AnomalyDetector(), values) == _scores(AnomalyDetector(), values)
+
+
+def test_a_pickled_detector_resumes_exactly() -> None:
+    values = _series(1600, seed=3)
+    straight = _scores(AnomalyDetector(), values)
+    first = AnomalyDetector()
+    head = [first.update(i * STEP_NS, v) for i, v in enumerate(values[:800])]
+    resumed = pickle.loads(pickle.dumps(first))
+    tail = [resumed.update((800 + i) * STEP_NS, v) for i, v in enumerate(values[800:])]
+    assert head + tail == straight
+
+
+@pytest.mark.parametrize("shape", ["random_walk", "noise", "growing"])
+def test_state_stays_under_64_kb(shape: str) -> None:
+    rng = np.random.default_rng(11)
+    n = 20_000
+    if shape == "random_walk":
+        values = np.cumsum(rng.normal(0, 1, n))
+    elif shape == "noise":
+        values = rng.standard_cauchy(n)
+    else:
+        values = np.arange(n) * (1 + rng.random(n))
+    detector = AnomalyDetector()
+    sizes = []
+    for i, v in enumerate(values):
+        detector.update(i * STEP_NS, float(v))
+        if i % 2500 == 0:
+            sizes.append(len(pickle.dumps(detector)))
+    sizes.append(len(pickle.dumps(detector)))
+    assert max(sizes) < 64 * 1024
+
+
+def test_an_obvious_spike_scores_above_the_threshold_and_normal_data_does_not() -> None:
+    values = _series(2000, seed=5)
+    values[1500] += 200.0
+    scores = _scores(AnomalyDetector(), values)
+    detector = AnomalyDetector()
+    assert scores[1500] >= detector.threshold
+    assert sum(s >= detector.threshold for s in scores[1000:1500]) <= 1
+
+
+def test_a_lasting_anomaly_is_reported_at_its_start_not_on_every_value() -> None:
+    values = _series(2000, seed=9)
+    shifted = values[:1500] + [v + 150 for v in values[1500:]]
+    scores = _scores(AnomalyDetector(), shifted)
+    threshold = AnomalyDetector().threshold
+    assert scores[1500] >= threshold
+    assert sum(s >= threshold for s in scores[1500:1600]) < 10
+
+
+def test_timestamps_may_be_aware_datetimes() -> None:
+    values = _series(400)
+    by_ns = _scores(AnomalyDetector(), values)
+    detector = AnomalyDetector()
+    by_dt = [detector.update(T0 + timedelta(minutes=5 * i), v) for i, v in enumerate(values)]
+    assert by_ns == by_dt
+
+
+def test_bad_inputs_are_refused_and_change_nothing() -> None:
+    detector = AnomalyDetector()
+    for i in range(200):
+        detector.update(i * STEP_NS, float(i % 7))
+    before = pickle.dumps(detector)
+    with pytest.raises(DetectError, match="not finite"):
+        detector.update(201 * STEP_NS, math.nan)
+    with pytest.raises(DetectError, match="time zone"):
+        detector.update(datetime(2026, 1, 1), 1.0)
+    assert pickle.dumps(detector) == before
+
+
+def test_make_detector_covers_every_kind_and_field() -> None:
+    for kind, spec in KINDS.items():
+        for field in spec.fields:
+            detector = make_detector(kind, field, name=f"n1/{kind}/{field}")
+            assert 0.0 < detector.threshold <= 1.0
+            assert detector.name == f"n1/{kind}/{field}"
+            assert detector.update(0, 1.0) == 0.0
+    assert make_detector("hospital.bed", "occupied").threshold > make_detector(
+        "air.pm", "pm25"
+    ).threshold
+
+
+def test_unknown_kinds_fields_and_names_are_errors() -> None:
+    with pytest.raises(DetectError, match="unknown sensor kind"):
+        make_detector("air.ozone", "o3")
+    with pytest.raises(DetectError, match="no field"):
+        make_detector("air.pm", "pm4")
+    with pytest.raises(DetectError, match="unknown detector"):
+        detector_by_name("magic")
+    assert detector_by_name("traffic.loop:occupancy_pct").name == "traffic.loop/occupancy_pct"
