@@ -1,0 +1,21 @@
+"""Counters every decoder keeps."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+
+@dataclass(slots=True)
+class DecoderStats:
+    """`frames`: valid frames decoded; `checksum_errors`: frames whose structure was right
+    but whose checksum was wrong; `bytes_skipped`: bytes dropped while resynchronising
+    (garbage, truncated frames, frames with a bad checksum); `malformed`: frames with a
+    valid checksum whose content breaks the protocol (unknown type, bad field)."""
+
+    frames: int = 0
+    checksum_errors: int = 0
+    bytes_skipped: int = 0
+    malformed: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)

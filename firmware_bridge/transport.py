@@ -1,0 +1,252 @@
+"""Async serial links over pyserial-asyncio-fast.
+
+Every wait is bounded: opening, reading, draining a write, closing. Foreign errors come
+out as firmware_bridge errors (see errors.py). `ReconnectingLink` reopens a port that
+vanished (a USB adapter pulled and plugged back, found again under its stable
+`/dev/serial/by-id/...` name), with jittered exponential backoff."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import random
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import serial
+import serial_asyncio_fast
+
+from firmware_bridge.decoding import FrameDecoder
+from firmware_bridge.errors import (
+    LinkLostError,
+    LinkTimeoutError,
+    PortBusyError,
+    PortNotFoundError,
+    ProtocolError,
+    SerialLinkError,
+)
+
+F = TypeVar("F")
+
+_READ_CHUNK = 4096
+
+
+def _translate(port: str, exc: BaseException, doing: str) -> SerialLinkError:
+    code = getattr(exc, "errno", None)
+    text = f"{doing}: {exc}"
+    if code in (errno.ENOENT, errno.ENXIO, errno.ENODEV):
+        return PortNotFoundError(port, text)
+    if code in (errno.EAGAIN, errno.EBUSY) or "exclusively lock" in str(exc):
+        return PortBusyError(port, text)
+    return SerialLinkError(port, text)
+
+
+class SerialLink:
+    """An open serial port. Made by `open_link`; `timeout_s` bounds every wait."""
+
+    def __init__(
+        self,
+        port: str,
+        baudrate: int,
+        timeout_s: float,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+    ) -> None:
+        self.port = port
+        self.baudrate = baudrate
+        self.timeout_s = timeout_s
+        self._reader = reader
+        self._writer = writer
+        self._closed = False
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    async def read(self, max_bytes: int = _READ_CHUNK, timeout_s: float | None = None) -> bytes:
+        """At least one byte, at most `max_bytes`. LinkTimeoutError if none came in time,
+        LinkLostError if the port went away."""
+        if self._closed:
+            raise LinkLostError(self.port, "link is closed")
+        wait = self.timeout_s if timeout_s is None else timeout_s
+        try:
+            data = await asyncio.wait_for(self._reader.read(max_bytes), wait)
+        except TimeoutError as exc:
+            raise LinkTimeoutError(self.port, f"nothing received in {wait:g} s") from exc
+        except (serial.SerialException, OSError) as exc:
+            raise LinkLostError(self.port, f"read failed: {exc}") from exc
+        if not data:
+            raise LinkLostError(self.port, "port closed")
+        return data
+
+    async def write(self, data: bytes) -> None:
+        if self._closed or self._writer.is_closing():
+            raise LinkLostError(self.port, "link is closed")
+        try:
+            self._writer.write(data)
+            await asyncio.wait_for(self._writer.drain(), self.timeout_s)
+        except TimeoutError as exc:
+            raise LinkTimeoutError(self.port, f"write did not drain in {self.timeout_s:g} s") from exc
+        except (serial.SerialException, OSError) as exc:
+            raise LinkLostError(self.port, f"write failed: {exc}") from exc
+
+    async def request(
+        self,
+        command: bytes,
+        decoder: FrameDecoder[F],
+        match: Callable[[F], bool],
+        *,
+        retries: int = 2,
+        timeout_s: float | None = None,
+        on_other: Callable[[F], None] | None = None,
+    ) -> F:
+        """Send `command` and wait for the first decoded frame that `match`es, resending
+        up to `retries` times if none comes within the timeout. Frames that do not
+        match (a reading that crossed the command on the line) go to `on_other`."""
+        wait = self.timeout_s if timeout_s is None else timeout_s
+        loop = asyncio.get_running_loop()
+        for _ in range(retries + 1):
+            await self.write(command)
+            deadline = loop.time() + wait
+            while (remaining := deadline - loop.time()) > 0:
+                try:
+                    data = await self.read(timeout_s=remaining)
+                except LinkTimeoutError:
+                    break
+                found: F | None = None
+                for frame in decoder.feed(data):
+                    if found is None and match(frame):
+                        found = frame
+                    elif on_other is not None:
+                        on_other(frame)
+                if found is not None:
+                    return found
+        raise ProtocolError(f"{self.port}: no valid reply to {command.hex(' ')} after {retries + 1} attempts")
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._writer.close()
+        try:
+            await asyncio.wait_for(self._writer.wait_closed(), self.timeout_s)
+        except TimeoutError as exc:
+            raise LinkTimeoutError(self.port, "close did not finish") from exc
+        except (serial.SerialException, OSError):
+            pass  # the port is already gone: closed is what we wanted
+
+
+async def open_link(port: str, baudrate: int, timeout_s: float, *, exclusive: bool = True) -> SerialLink:
+    """Open `port` at `baudrate`, 8N1, exclusively (flock) unless told otherwise."""
+    if timeout_s <= 0:
+        raise ValueError(f"timeout_s must be positive, got {timeout_s}")
+    try:
+        reader, writer = await asyncio.wait_for(
+            serial_asyncio_fast.open_serial_connection(url=port, baudrate=baudrate, exclusive=exclusive),
+            timeout_s,
+        )
+    except TimeoutError as exc:
+        raise LinkTimeoutError(port, f"open did not finish in {timeout_s:g} s") from exc
+    except (serial.SerialException, OSError, ValueError) as exc:
+        raise _translate(port, exc, "cannot open") from exc
+    return SerialLink(port, baudrate, timeout_s, reader, writer)
+
+
+class ReconnectingLink:
+    """A link that survives the port vanishing. `read`, `write` and `request` reopen the
+    port as needed; while it stays absent they raise the last open error once their
+    timeout has passed, and the next call keeps trying. `opens` counts successful opens
+    (a sensor that was unplugged has lost power and warms up again)."""
+
+    def __init__(
+        self,
+        port: str,
+        baudrate: int,
+        timeout_s: float,
+        *,
+        exclusive: bool = True,
+        backoff_initial_s: float = 0.05,
+        backoff_max_s: float = 5.0,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.port = port
+        self.baudrate = baudrate
+        self.timeout_s = timeout_s
+        self.exclusive = exclusive
+        self.backoff_initial_s = backoff_initial_s
+        self.backoff_max_s = backoff_max_s
+        self.opens = 0
+        self.losses = 0
+        self._rng = rng or random.Random()
+        self._link: SerialLink | None = None
+        self._failures = 0
+
+    @property
+    def connected(self) -> bool:
+        return self._link is not None
+
+    async def _ensure(self) -> SerialLink:
+        if self._link is not None:
+            return self._link
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout_s
+        while True:
+            try:
+                self._link = await open_link(
+                    self.port, self.baudrate, self.timeout_s, exclusive=self.exclusive
+                )
+            except SerialLinkError as exc:
+                self._failures += 1
+                delay = min(self.backoff_max_s, self.backoff_initial_s * 2 ** (self._failures - 1))
+                delay *= self._rng.uniform(0.5, 1.0)
+                if loop.time() + delay > deadline:
+                    raise exc
+                await asyncio.sleep(delay)
+                continue
+            self._failures = 0
+            self.opens += 1
+            return self._link
+
+    async def _lost(self) -> None:
+        link, self._link = self._link, None
+        self.losses += 1
+        if link is not None:
+            with contextlib.suppress(SerialLinkError):
+                await link.close()
+
+    async def _with_link(self, op: Callable[[SerialLink], Any]) -> Any:
+        link = await self._ensure()
+        try:
+            return await op(link)
+        except LinkLostError:
+            await self._lost()
+            raise
+
+    async def read(self, max_bytes: int = _READ_CHUNK) -> bytes:
+        """Bytes from the port; LinkLostError once when it vanishes (the caller learns
+        that the stream broke), then the next call reopens it."""
+        data: bytes = await self._with_link(lambda link: link.read(max_bytes))
+        return data
+
+    async def write(self, data: bytes) -> None:
+        await self._with_link(lambda link: link.write(data))
+
+    async def request(
+        self,
+        command: bytes,
+        decoder: FrameDecoder[F],
+        match: Callable[[F], bool],
+        *,
+        retries: int = 2,
+        on_other: Callable[[F], None] | None = None,
+    ) -> F:
+        frame: F = await self._with_link(
+            lambda link: link.request(command, decoder, match, retries=retries, on_other=on_other)
+        )
+        return frame
+
+    async def close(self) -> None:
+        link, self._link = self._link, None
+        if link is not None:
+            await link.close()

@@ -1,0 +1,48 @@
+"""Fixtures for the firmware_bridge tests."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+import firmware_bridge.protocols
+
+PROTOCOLS_DIR = Path(firmware_bridge.protocols.__file__ or "").parent
+
+GoldenLoader = Callable[[str], dict[str, bytes]]
+Waiter = Callable[..., None]
+
+
+def _load_golden(protocol: str) -> dict[str, bytes]:
+    """`<name> <hex bytes>` lines of a protocol's golden/datasheet.txt."""
+    frames: dict[str, bytes] = {}
+    path = PROTOCOLS_DIR / protocol / "golden" / "datasheet.txt"
+    for raw in path.read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, _, hexbytes = line.partition(" ")
+        frames[key] = bytes.fromhex(hexbytes)
+    return frames
+
+
+def _wait_until(condition: Callable[[], bool], timeout_s: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout_s} s")
+        time.sleep(0.005)
+
+
+@pytest.fixture
+def golden() -> GoldenLoader:
+    return _load_golden
+
+
+@pytest.fixture
+def wait_until() -> Waiter:
+    """Poll a condition until it holds; fail after the deadline."""
+    return _wait_until
