@@ -1,0 +1,1 @@
+"""Bed-exit pad driver: occupied/free with exit tolerance, cut-cable supervision."""

@@ -1,0 +1,67 @@
+"""The bed_pad driver end to end on gpiozero MockFactory pins (a Pi's GPIO chip cannot
+run here), under asyncio with the real clock."""
+
+import asyncio
+import itertools
+
+from edge.drivers.base import DriverContext
+from edge.drivers.bed_pad.driver import build, parse_params
+
+
+def states(samples: list) -> list[tuple[float, ...]]:
+    """The reported states in order, heartbeats (repeats) collapsed."""
+    seq = [(s.values["occupied"], s.values.get("fault", -1)) for s in samples]
+    return [k for k, _ in itertools.groupby(seq)]
+
+
+def test_exit_fault_and_heartbeat_with_loopback_supervision(gpio) -> None:
+    params = parse_params({"pin": 22, "supervision": "loopback", "supervision_pin": 23,
+                           "exit_tolerance_s": 0.5, "debounce_s": 0.005,
+                           "fault_delay_s": 0.05, "heartbeat_s": 0.25}, "sensors[1]")
+    driver = build("bed-01", params, DriverContext(pin_factory=gpio.provider))
+    pad, loop = gpio.factory.pin(22), gpio.factory.pin(23)
+
+    def contacts() -> list[bool]:
+        return driver.describe()["contacts"]
+
+    async def scenario() -> None:
+        async with gpio.running(driver) as samples:
+            # pull-ups, nothing connected yet: both contacts read open -> fault at start
+            assert states(samples) == [(0, 1)]
+            await gpio.in_thread(loop.drive_low)          # cable plugged in
+            await gpio.in_thread(pad.drive_low)           # patient lies down
+            await gpio.wait_until(lambda: states(samples)[-1] == (1, 0), "occupied")
+            await gpio.in_thread(pad.drive_high)          # patient leaves
+            await gpio.wait_until(lambda: contacts() == [False, True], "pad open")
+            assert states(samples)[-1] == (1, 0)           # still within the tolerance
+            await gpio.wait_until(lambda: states(samples)[-1] == (0, 0), "exit")
+            await gpio.in_thread(loop.drive_high)         # cable cut
+            await gpio.wait_until(lambda: states(samples)[-1] == (0, 1), "fault")
+            n = len(samples)
+            await gpio.wait_until(lambda: len(samples) >= n + 2, "two heartbeats")
+        assert states(samples) == [(0, 1), (0, 0), (1, 0), (0, 0), (0, 1)]
+        assert samples[-1].values == samples[-2].values == {"occupied": 0, "fault": 1}
+        assert all(s.kind == "hospital.bed" and s.sensor == "bed-01" for s in samples)
+        assert [s.ts for s in samples] == sorted(s.ts for s in samples)
+        gpio.assert_contract(samples)
+        assert driver.describe()["exits"] == 1
+
+    asyncio.run(scenario())
+
+
+def test_active_high_contact_on_a_pull_up_is_inverted_correctly(gpio) -> None:
+    # a pad whose contact drives the pin high when closed, with the pull-up enabled
+    params = parse_params({"pin": 5, "pull": "up", "active_state": "high",
+                           "exit_tolerance_s": 0.05, "debounce_s": 0.005}, "sensors[0]")
+    driver = build("bed-02", params, DriverContext(pin_factory=gpio.provider))
+    pin = gpio.factory.pin(5)
+
+    async def scenario() -> None:
+        async with gpio.running(driver) as samples:
+            assert samples[0].values == {"occupied": 1}   # the pull-up reads high: closed
+            await gpio.in_thread(pin.drive_low)
+            await gpio.wait_until(lambda: samples[-1].values == {"occupied": 0}, "exit")
+            await gpio.in_thread(pin.drive_high)
+            await gpio.wait_until(lambda: samples[-1].values == {"occupied": 1}, "back")
+
+    asyncio.run(scenario())
