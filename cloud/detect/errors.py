@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from urbanpulse.errors import UrbanpulseError
+from cloud.errors import CloudError
 
 
-class DetectError(UrbanpulseError):
+class DetectError(CloudError):
     """A detector was given something it cannot score (a non-finite value, an unknown kind)."""

@@ -1,16 +1,11 @@
-"""The detector tests import `bench.nab` from the repository root, and read NAB's data
-from the `shared/` folder beside the repository (or $URBANPULSE_SHARED)."""
+"""The detector tests read NAB's data from the `shared/` folder beside the repository
+(or $URBANPULSE_SHARED); `bench` is importable through pytest's pythonpath."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parents[3]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
 
 
 @pytest.fixture(scope="session")
