@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from edge.drivers.base import DriverContext, Emit, Sample
+from edge.drivers.base import DriverContext, Emit
 from edge.drivers.traffic_loop.logic import (
     MAX_LENGTH_M,
     MAX_SPEED_KMH,
@@ -16,9 +16,9 @@ from edge.drivers.traffic_loop.logic import (
     Mode,
     TrafficLoopLogic,
 )
+from edge.gpio.intervals import IntervalReactor
 from edge.gpio.params import Fields, InputWiring
-from edge.gpio.runtime import GpioDriver, RawEdge
-from edge.gpio.timing import IntervalSchedule, wall_time_at
+from edge.gpio.runtime import GpioDriver
 
 KIND = "traffic.loop"
 MAX_PULSE_DEBOUNCE_S = 0.05  # half the shortest pulse (100 ms) of a pulse-output card
@@ -81,55 +81,30 @@ def parse_params(raw: Mapping[str, Any], key: str) -> TrafficLoopParams:
                              debounce_s=debounce_s, downstream_pin=downstream_pin, pair=pair)
 
 
-class _TrafficRun:
-    def __init__(self, driver: TrafficLoopDriver, levels: list[bool], now: float,
-                 emit: Emit) -> None:
-        params = driver.params
-        self.driver = driver
-        self.emit = emit
-        self.logic = TrafficLoopLogic(mode=params.output, bounce_s=params.debounce_s,
-                                      levels=levels, t0=now, pair=params.pair)
-        self.schedule = IntervalSchedule(params.interval_s, driver.ctx.clock.now(), now,
-                                         settle_s=self.logic.settle_s)
-
-    async def on_edge(self, edge: RawEdge) -> None:
-        self.logic.feed(edge.line, edge.level, edge.t)
-
-    def deadline(self) -> float | None:
-        debounce = self.logic.next_deadline()
-        close = self.schedule.close_at
-        return close if debounce is None else min(debounce, close)
-
-    async def on_time(self, now: float) -> None:
-        self.logic.poll(now)
-        driver = self.driver
-        while now >= self.schedule.close_at:
-            end = self.schedule.end
-            values = self.logic.close_interval(end, now).values()
-            driver.last_values = values
-            self.emit(Sample(driver.sensor_id, KIND, values, wall_time_at(driver.ctx.clock, end)))
-            self.schedule.advance()
-
-
 class TrafficLoopDriver(GpioDriver):
     driver_name = "traffic_loop"
 
     def __init__(self, sensor_id: str, params: TrafficLoopParams, ctx: DriverContext) -> None:
         super().__init__(sensor_id, params.pins, params.wiring, ctx)
         self.params = params
-        self.last_values: dict[str, float] | None = None
-        self._run: _TrafficRun | None = None
+        self.logic: TrafficLoopLogic | None = None
+        self._run: IntervalReactor | None = None
 
-    async def start(self, levels: list[bool], now: float, emit: Emit) -> _TrafficRun:
-        self._run = _TrafficRun(self, levels, now, emit)
+    async def start(self, levels: list[bool], now: float, emit: Emit) -> IntervalReactor:
+        params = self.params
+        self.logic = TrafficLoopLogic(mode=params.output, bounce_s=params.debounce_s,
+                                      levels=levels, t0=now, pair=params.pair)
+        self._run = IntervalReactor(self.logic, sensor_id=self.sensor_id, kind=KIND,
+                                    interval_s=params.interval_s, clock=self.ctx.clock,
+                                    now=now, emit=emit)
         return self._run
 
     def describe(self) -> dict[str, Any]:
         out = super().describe()
         out["output"] = self.params.output
-        out["last"] = self.last_values
-        if self._run is not None:
-            logic = self._run.logic
+        out["last"] = None if self._run is None else self._run.last_values
+        logic = self.logic
+        if logic is not None:
             totals = logic.totals
             levels = [logic.level(line) for line in range(len(self.pins))]
             out.update(on=levels[0], levels=levels, vehicles=totals.vehicles,

@@ -1,0 +1,123 @@
+"""Door counter logic: people entering per interval, from one or two light beams.
+
+Pure: fed with raw edges (line, beam broken?, monotonic time), closed per interval.
+
+- One beam: every (debounced) break of the beam is a person; both directions count.
+- Two beams a few centimetres apart across the doorway, line 0 outside, line 1 inside:
+  a crossing is everything between two moments when both beams are clear. It is an
+  entry when the first beam broken was the outer one and the last one still broken was
+  the inner one; an exit the other way round; anything else (a person who stepped in and
+  turned back) counts as neither. A crossing counts in the interval in which it ends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from edge.gpio.debounce import Debouncer
+
+OUTER, INNER = 0, 1
+_CLEAR = (False, False)
+_OUTER_ONLY = (True, False)
+_INNER_ONLY = (False, True)
+
+
+@dataclass(frozen=True, slots=True)
+class DoorInterval:
+    count: int             # people entering (one beam: every break of the beam)
+    interval_s: float
+    exits: int = 0         # two beams only
+    turned_back: int = 0   # two beams only
+
+    def values(self) -> dict[str, float]:
+        """The fields of a `hospital.door` reading."""
+        return {"count": self.count, "interval_s": round(self.interval_s, 3)}
+
+
+class DoorCounter:
+    def __init__(self, *, bounce_s: float, levels: Sequence[bool], t0: float) -> None:
+        if len(levels) not in (1, 2):
+            raise ValueError("a door counter has one or two beams")
+        self.bounce_s = bounce_s
+        self._debouncers = [Debouncer(bounce_s, level, t0) for level in levels]
+        self._broken = list(levels)
+        self._edges: list[tuple[float, int, bool]] = []
+        self._start = t0
+        # first and last non-clear state of the crossing under way; None before the
+        # first moment both beams are clear (a crossing already under way at start-up)
+        self._first: tuple[bool, bool] | None = None
+        self._last: tuple[bool, bool] | None = None
+        self._tracking = tuple(levels) == _CLEAR if len(levels) == 2 else True
+        self._counts = [0, 0, 0]  # entries, exits, turned back, in the current interval
+        self.totals = [0, 0, 0]   # the same since start-up
+
+    @property
+    def directional(self) -> bool:
+        return len(self._debouncers) == 2
+
+    @property
+    def settle_s(self) -> float:
+        """How long after an interval's end to close it (see TrafficLoopLogic.settle_s)."""
+        return 2 * self.bounce_s + 0.05
+
+    @property
+    def glitches(self) -> int:
+        return sum(d.glitches for d in self._debouncers)
+
+    def broken(self, line: int) -> bool:
+        return self._debouncers[line].level
+
+    def feed(self, line: int, broken: bool, t: float) -> None:
+        for edge in self._debouncers[line].feed(broken, t):
+            self._edges.append((edge.t, line, edge.level))
+
+    def poll(self, now: float) -> None:
+        for line, debouncer in enumerate(self._debouncers):
+            for edge in debouncer.poll(now):
+                self._edges.append((edge.t, line, edge.level))
+
+    def next_deadline(self) -> float | None:
+        due = [d for d in (deb.deadline() for deb in self._debouncers) if d is not None]
+        return min(due) if due else None
+
+    def close_interval(self, end: float, now: float) -> DoorInterval:
+        self.poll(now)
+        self._edges.sort()
+        ready = [e for e in self._edges if e[0] < end]
+        self._edges = [e for e in self._edges if e[0] >= end]
+        for _, line, broken in ready:
+            self._apply(line, broken)
+        entries, exits, turned_back = self._counts
+        self._counts = [0, 0, 0]
+        result = DoorInterval(entries, end - self._start, exits, turned_back)
+        self._start = end
+        return result
+
+    def _apply(self, line: int, broken: bool) -> None:
+        self._broken[line] = broken
+        if not self.directional:
+            if broken:
+                self._count(0)
+            return
+        state = (self._broken[OUTER], self._broken[INNER])
+        if state != _CLEAR:
+            if self._first is None:
+                self._first = state
+            self._last = state
+            return
+        first, last = self._first, self._last
+        self._first = self._last = None
+        if not self._tracking:
+            self._tracking = True
+            return
+        if first == _OUTER_ONLY and last == _INNER_ONLY:
+            self._count(0)
+        elif first == _INNER_ONLY and last == _OUTER_ONLY:
+            self._count(1)
+        elif first is not None:
+            self._count(2)
+
+    def _count(self, which: int) -> None:
+        self._counts[which] += 1
+        self.totals[which] += 1

@@ -1,0 +1,59 @@
+"""The reactor of interval-reporting GPIO drivers (loop detectors, door counters): feed
+edges to the logic, confirm debounced levels at their deadlines, and emit one reading
+per interval, stamped with the interval's end."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Protocol
+
+from edge.drivers.base import Emit, Sample
+from edge.gpio.runtime import RawEdge
+from edge.gpio.timing import IntervalSchedule, wall_time_at
+from urbanpulse.clock import Clock
+
+
+class IntervalResult(Protocol):
+    def values(self) -> Mapping[str, float]: ...
+
+
+class IntervalLogic(Protocol):
+    @property
+    def settle_s(self) -> float: ...
+
+    def feed(self, line: int, level: bool, t: float) -> None: ...
+
+    def poll(self, now: float) -> None: ...
+
+    def next_deadline(self) -> float | None: ...
+
+    def close_interval(self, end: float, now: float) -> IntervalResult: ...
+
+
+class IntervalReactor:
+    def __init__(self, logic: IntervalLogic, *, sensor_id: str, kind: str,
+                 interval_s: float, clock: Clock, now: float, emit: Emit) -> None:
+        self.logic = logic
+        self.sensor_id = sensor_id
+        self.kind = kind
+        self.clock = clock
+        self.emit = emit
+        self.schedule = IntervalSchedule(interval_s, clock.now(), now, settle_s=logic.settle_s)
+        self.last_values: Mapping[str, float] | None = None
+
+    async def on_edge(self, edge: RawEdge) -> None:
+        self.logic.feed(edge.line, edge.level, edge.t)
+
+    def deadline(self) -> float | None:
+        debounce = self.logic.next_deadline()
+        close = self.schedule.close_at
+        return close if debounce is None else min(debounce, close)
+
+    async def on_time(self, now: float) -> None:
+        self.logic.poll(now)
+        while now >= self.schedule.close_at:
+            end = self.schedule.end
+            values = self.logic.close_interval(end, now).values()
+            self.last_values = values
+            self.emit(Sample(self.sensor_id, self.kind, values, wall_time_at(self.clock, end)))
+            self.schedule.advance()

@@ -1,0 +1,62 @@
+"""The door_counter driver end to end on gpiozero MockFactory pins (a Pi's GPIO chip
+cannot run here), under asyncio with the real clock."""
+
+import asyncio
+
+from edge.drivers.base import DriverContext
+from edge.drivers.door_counter.driver import build, parse_params
+
+
+def test_two_beam_door_counts_entries_not_exits(gpio) -> None:
+    params = parse_params({"pin": 5, "inner_pin": 6, "interval_s": 0.25,
+                           "debounce_s": 0.003}, "sensors[0]")
+    driver = build("door-er", params, DriverContext(pin_factory=gpio.provider))
+    outer, inner = gpio.factory.pin(5), gpio.factory.pin(6)
+
+    def broken() -> list[bool]:
+        return driver.describe()["broken"]
+
+    pins = [outer, inner]
+    entry = [(0, True), (1, True), (0, False), (1, False)]
+    exit_ = [(1, True), (0, True), (1, False), (0, False)]
+
+    async def walk(steps: list[tuple[int, bool]]) -> None:
+        for line, is_broken in steps:
+            # beam broken = receiver output pulled low (pull-up, active low)
+            pin = pins[line]
+            await gpio.in_thread(pin.drive_low if is_broken else pin.drive_high)
+            await gpio.wait_until(lambda line=line, b=is_broken: broken()[line] == b,
+                                  f"beam {line} broken={is_broken}")
+
+    async def scenario() -> None:
+        async with gpio.running(driver) as samples:
+            await walk(entry)
+            await walk(exit_)
+            await walk(entry)
+            await gpio.wait_until(lambda: driver.describe()["exits"] == 1, "the exit seen")
+            await gpio.wait_until(lambda: sum(s.values["count"] for s in samples) == 2,
+                                  "two entries reported")
+        assert all(s.kind == "hospital.door" and s.sensor == "door-er" for s in samples)
+        assert driver.describe()["entries"] == 2
+        gpio.assert_contract(samples)
+
+    asyncio.run(scenario())
+
+
+def test_one_beam_door_counts_every_break(gpio) -> None:
+    params = parse_params({"pin": 12, "interval_s": 0.2, "debounce_s": 0.003}, "sensors[0]")
+    driver = build("door-opd", params, DriverContext(pin_factory=gpio.provider))
+    beam = gpio.factory.pin(12)
+
+    async def scenario() -> None:
+        async with gpio.running(driver) as samples:
+            for _ in range(4):
+                await gpio.in_thread(beam.drive_low)
+                await gpio.wait_until(lambda: driver.describe()["broken"] == [True], "broken")
+                await gpio.in_thread(beam.drive_high)
+                await gpio.wait_until(lambda: driver.describe()["broken"] == [False], "clear")
+            await gpio.wait_until(lambda: sum(s.values["count"] for s in samples) == 4,
+                                  "four people reported")
+        gpio.assert_contract(samples)
+
+    asyncio.run(scenario())

@@ -1,0 +1,88 @@
+"""Door counter logic on a FakeClock: one beam, two beams for direction."""
+
+import pytest
+
+from edge.drivers.door_counter.logic import DoorCounter, DoorInterval
+from urbanpulse.clock import FakeClock
+
+OUT, IN = 0, 1
+T0 = 1000.0  # FakeClock's monotonic origin
+
+
+def script(counter: DoorCounter, events: list[tuple[float, int, bool]]) -> None:
+    for t, line, broken in events:
+        counter.feed(line, broken, T0 + t)
+
+
+def close(counter: DoorCounter, clock: FakeClock, end: float) -> DoorInterval:
+    clock.advance(T0 + end + counter.settle_s - clock.monotonic())
+    return counter.close_interval(T0 + end, clock.monotonic())
+
+
+def entry(t: float) -> list[tuple[float, int, bool]]:
+    """Outer beam, both, inner beam, clear: 0.1 s per step."""
+    return [(t, OUT, True), (t + 0.1, IN, True), (t + 0.2, OUT, False), (t + 0.3, IN, False)]
+
+
+def exit_(t: float) -> list[tuple[float, int, bool]]:
+    return [(t, IN, True), (t + 0.1, OUT, True), (t + 0.2, IN, False), (t + 0.3, OUT, False)]
+
+
+def test_one_beam_counts_every_break_and_filters_bounce() -> None:
+    clock = FakeClock()
+    counter = DoorCounter(bounce_s=0.03, levels=[False], t0=clock.monotonic())
+    script(counter, [(1.0, OUT, True), (1.4, OUT, False),
+                     (5.0, OUT, True), (5.01, OUT, False), (5.02, OUT, True), (5.5, OUT, False),
+                     (9.0, OUT, True), (9.005, OUT, False)])   # a 5 ms flicker: not a person
+    result = close(counter, clock, 60.0)
+    assert result == DoorInterval(count=2, interval_s=60.0)
+    assert result.values() == {"count": 2, "interval_s": 60.0}
+    assert counter.glitches == 1
+
+
+def test_two_beams_count_entries_only() -> None:
+    clock = FakeClock()
+    counter = DoorCounter(bounce_s=0.01, levels=[False, False], t0=clock.monotonic())
+    script(counter, entry(1.0) + entry(5.0) + exit_(9.0) + entry(20.0) + exit_(30.0))
+    result = close(counter, clock, 60.0)
+    assert (result.count, result.exits, result.turned_back) == (3, 2, 0)
+    assert counter.totals == [3, 2, 0]
+
+
+def test_someone_who_turns_back_is_neither() -> None:
+    clock = FakeClock()
+    counter = DoorCounter(bounce_s=0.01, levels=[False, False], t0=clock.monotonic())
+    script(counter, [(1.0, OUT, True), (1.1, IN, True), (1.5, IN, False), (1.7, OUT, False)])
+    result = close(counter, clock, 60.0)
+    assert (result.count, result.exits, result.turned_back) == (0, 0, 1)
+
+
+def test_hesitating_in_the_doorway_still_counts_once_by_first_and_last_beam() -> None:
+    clock = FakeClock()
+    counter = DoorCounter(bounce_s=0.01, levels=[False, False], t0=clock.monotonic())
+    script(counter, [(1.0, OUT, True), (1.1, IN, True), (1.3, IN, False),   # step back
+                     (1.8, IN, True), (2.2, OUT, False), (2.5, IN, False)])  # and in
+    result = close(counter, clock, 60.0)
+    assert (result.count, result.exits, result.turned_back) == (1, 0, 0)
+
+
+def test_a_crossing_counts_in_the_interval_it_ends_in() -> None:
+    clock = FakeClock()
+    counter = DoorCounter(bounce_s=0.01, levels=[False, False], t0=clock.monotonic())
+    script(counter, entry(59.9))
+    first = close(counter, clock, 60.0)
+    second = close(counter, clock, 120.0)
+    assert (first.count, second.count) == (0, 1)
+
+
+def test_a_crossing_under_way_at_start_up_is_not_counted() -> None:
+    clock = FakeClock()
+    counter = DoorCounter(bounce_s=0.01, levels=[False, True], t0=clock.monotonic())
+    script(counter, [(0.5, IN, False), *entry(3.0)])
+    result = close(counter, clock, 60.0)
+    assert (result.count, result.exits, result.turned_back) == (1, 0, 0)
+
+
+def test_three_beams_are_refused() -> None:
+    with pytest.raises(ValueError, match="one or two"):
+        DoorCounter(bounce_s=0, levels=[False] * 3, t0=0)

@@ -1,0 +1,38 @@
+"""door_counter parse_params: every bad value names its exact key; the sample parses."""
+
+import tomllib
+from pathlib import Path
+
+import pytest
+
+import edge.drivers.door_counter
+from edge.drivers.door_counter.driver import parse_params
+from urbanpulse.errors import ConfigError
+
+SAMPLE = Path(edge.drivers.door_counter.__file__).parent / "sample.toml"
+
+
+def test_sample_parses() -> None:
+    sensors = tomllib.loads(SAMPLE.read_text())["sensors"]
+    params = parse_params(sensors[0], "sensors[0]")
+    assert params.pins == (5, 6)
+    assert params.interval_s == 300.0
+
+
+@pytest.mark.parametrize(
+    ("raw", "key", "reason"),
+    [
+        ({}, "s.pin", "required"),
+        ({"pin": 5, "inner_pin": 5}, "s.inner_pin", "already"),
+        ({"pin": 5, "inner_pin": -1}, "s.inner_pin", "0..27"),
+        ({"pin": 5, "interval_s": 7200}, "s.interval_s", "[0.1, 3600]"),
+        ({"pin": 5, "debounce_s": True}, "s.debounce_s", "number"),
+        ({"pin": 5, "pull": "off", "active_state": "dark"}, "s.active_state", "low, high"),
+        ({"pin": 5, "direction": "in"}, "s.direction", "unknown key"),
+    ],
+)
+def test_bad_values_name_the_key(raw: dict[str, object], key: str, reason: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_params(raw, "s")
+    assert err.value.key == key
+    assert reason in err.value.reason
