@@ -62,6 +62,7 @@ class FlowSettings:
     journal_retention_s: int
     ingest_instances: int
     dead_letter_max_bytes: int
+    detect: bool
 
 
 @dataclass(frozen=True)
@@ -173,7 +174,8 @@ def parse_cloud_config(raw: Mapping[str, Any]) -> CloudConfig:
     s = _table(raw, "state", {"dir"})
     f = _table(raw, "flow", {"workers", "process_id", "addresses", "epoch_interval_s",
                              "backup_interval_s", "recovery", "aggregate_horizon_s",
-                             "journal_retention_s", "ingest_instances", "dead_letter_max_bytes"})
+                             "journal_retention_s", "ingest_instances", "dead_letter_max_bytes",
+                             "detect"})
     addresses = _get(f, "addresses", "flow", list, [])
     if not all(isinstance(a, str) and re.fullmatch(r"[^:\s]+:\d+", a) for a in addresses):
         raise ConfigError("flow.addresses", "must be a list of 'host:port' strings")
@@ -196,6 +198,7 @@ def parse_cloud_config(raw: Mapping[str, Any]) -> CloudConfig:
         ingest_instances=_min(_get(f, "ingest_instances", "flow", int, 1), "flow.ingest_instances", 1),
         dead_letter_max_bytes=_min(_get(f, "dead_letter_max_bytes", "flow", int, 4096),
                                    "flow.dead_letter_max_bytes", 64),
+        detect=_get(f, "detect", "flow", bool, True),
     )
     r = _table(raw, "retention", {"raw", "agg_1m", "agg_1h"})
     durations = {}

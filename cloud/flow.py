@@ -124,7 +124,7 @@ def build_flow(cfg: CloudConfig, partitions: list[str], sink: Any = None) -> Dat
         if resume is not None:
             state: NodeState = pickle.loads(resume)
             return NodeLogic(state)
-        return NodeLogic(NodeState(horizon_ns))
+        return NodeLogic(NodeState(horizon_ns, cfg.flow.detect))
 
     processed = op.stateful_batch("node_state", keyed, builder)
     node_points = op.map("unkey", processed, lambda kv: kv[1])

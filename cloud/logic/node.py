@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from cloud.logic.events import SensorWatch
 from cloud.logic.lines import line
 from cloud.logic.records import RP_1H, RP_1M, RP_RAW, NodeData, Point
 from cloud.logic.rollup import HOUR_NS, MINUTE_NS, SensorRollup, Window
@@ -37,8 +38,10 @@ class LedgerHour:
 
 
 class NodeState:
-    def __init__(self, horizon_ns: int) -> None:
+    def __init__(self, horizon_ns: int, detect: bool = True) -> None:
         self.horizon_ns = horizon_ns
+        self.detect = detect
+        self.watch: dict[str, SensorWatch] = {}
         self.seqs: dict[str, SeqRanges] = {}
         self.kinds: dict[str, str] = {}
         self.minute: dict[str, SensorRollup] = {}
@@ -74,6 +77,13 @@ class NodeState:
             if r.flags:
                 fields["flags"] = ",".join(r.flags)
             out.append((RP_RAW, line(spec.measurement, tags, fields, r.ts_ns)))
+            if "warmup" in r.flags:
+                continue  # stored, but a warming-up sensor's zeros are not air quality
+            if self.detect:
+                watch = self.watch.get(r.sensor)
+                if watch is None:
+                    watch = self.watch[r.sensor] = SensorWatch()
+                out.extend(watch.check(site, node, r))
             for rp, rollups, width in ((RP_1M, self.minute, MINUTE_NS), (RP_1H, self.hour, HOUR_NS)):
                 rollup = rollups.get(r.sensor)
                 if rollup is None:

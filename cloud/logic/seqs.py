@@ -49,7 +49,7 @@ class SeqRanges:
 
     @property
     def seen(self) -> int:
-        return sum(b - a for a, b in self.ranges)
+        return sum(b - a for a, b in self.ranges) - self.given_up
 
     @property
     def missing(self) -> int:

@@ -1,0 +1,149 @@
+"""The dataflow's logic in plain Python: dedup, windows, late data, ledger, dead letters."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import random
+from datetime import UTC, datetime
+
+from cloud.journal import JournalRecord
+from cloud.logic.lines import line
+from cloud.logic.node import NodeState
+from cloud.logic.records import NodeData, decode_record
+from cloud.logic.rollup import MINUTE_NS, SensorRollup
+from cloud.logic.seqs import SeqRanges
+from urbanpulse.clock import to_epoch_ns
+from urbanpulse.wire import Reading, encode_batch
+
+T0 = to_epoch_ns(datetime(2026, 11, 28, 8, 0, tzinfo=UTC))
+HOUR = 3600 * 10**9
+
+
+def test_seq_ranges_tell_new_from_duplicate_in_any_order() -> None:
+    s = SeqRanges()
+    order = list(range(100))
+    random.Random(3).shuffle(order)
+    assert all(s.add(q) for q in order)
+    assert not any(s.add(q) for q in order)
+    assert s.ranges == [[0, 100]]
+    assert (s.expected, s.seen, s.missing) == (100, 100, 0)
+
+
+def test_seq_ranges_count_gaps_and_stay_bounded() -> None:
+    s = SeqRanges(max_ranges=4)
+    for q in (0, 2, 4, 6, 8, 10):
+        s.add(q)
+    assert len(s.ranges) == 4
+    assert s.given_up == 2
+    assert s.missing == 5
+    assert not s.add(1)  # inside a given-up gap: treated as seen
+
+
+def test_line_protocol_escaping_and_types() -> None:
+    assert line("m x", {"b": "v,1", "a": "w=2"}, {"f": 1.5, "i": 3, "s": 'say "hi"\\', "ok": True}, 7) \
+        == 'm\\ x,a=w\\=2,b=v\\,1 f=1.5,i=3i,s="say \\"hi\\"\\\\",ok=true 7'
+
+
+def test_window_aggregates_hand_checked() -> None:
+    r = SensorRollup(MINUTE_NS, HOUR)
+    for sec, v in ((5, 10.0), (20, 30.0), (50, 20.0), (65, 99.0)):
+        r.add(T0 + sec * 10**9, {"pm25": v})
+    first = r.windows[T0].as_fields()
+    assert first == {"count": 3, "pm25_mean": 20.0, "pm25_min": 10.0, "pm25_max": 30.0, "pm25_last": 20.0}
+    assert r.windows[T0 + MINUTE_NS].as_fields()["count"] == 1
+
+
+def test_last_is_by_event_time_not_arrival() -> None:
+    r = SensorRollup(MINUTE_NS, HOUR)
+    r.add(T0 + 50 * 10**9, {"pm25": 5.0})
+    r.add(T0 + 10 * 10**9, {"pm25": 7.0})
+    assert r.windows[T0].as_fields()["pm25_last"] == 5.0
+
+
+def _readings(n: int, start_s: int = 0, seq0: int = 0, sensor: str = "pm-1") -> list[Reading]:
+    return [Reading(sensor, "air.pm", T0 + (start_s + 10 * i) * 10**9, seq0 + i,
+                    {"pm25": float(i % 7), "pm10": float(i % 5)}) for i in range(n)]
+
+
+def _final(points: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
+    """What InfluxDB keeps: the last line written for each (policy, series+time)."""
+    out = {}
+    for rp, ln in points:
+        head, _fields, ts = ln.rsplit(" ", 2)
+        out[(rp, head + " " + ts)] = ln
+    return out
+
+
+def test_late_backlog_gives_the_same_aggregates_as_in_order() -> None:
+    readings = _readings(400)  # about 67 minutes of one sensor
+    in_order = NodeState(6 * HOUR, detect=False)
+    a = _final(in_order.process(NodeData("s/n", "s", "n", T0 + 2 * HOUR, readings)))
+    late = NodeState(6 * HOUR, detect=False)
+    outage = readings[100:300]
+    points = late.process(NodeData("s/n", "s", "n", T0, readings[:100] + readings[300:]))
+    points += late.process(NodeData("s/n", "s", "n", T0 + 2 * HOUR, outage))
+    b = _final(points)
+    assert {k: v for k, v in a.items() if k[0] != "agg_1h" or "ledger" not in k[1]} == \
+        {k: v for k, v in b.items() if k[0] != "agg_1h" or "ledger" not in k[1]}
+
+
+def test_duplicates_are_written_once_and_counted() -> None:
+    state = NodeState(6 * HOUR, detect=False)
+    rs = _readings(10)
+    first = state.process(NodeData("s/n", "s", "n", T0, rs))
+    again = state.process(NodeData("s/n", "s", "n", T0, rs))
+    assert sum(1 for rp, _ in first if rp == "raw") == 10
+    assert not any(rp == "raw" for rp, _ in again)
+    ledger = [ln for rp, ln in again if ln.startswith("ledger")]
+    assert "duplicates=10i" in ledger[0]
+    assert "expected=10i" in ledger[0]
+
+
+def test_warmup_zeros_are_stored_but_not_aggregated() -> None:
+    state = NodeState(6 * HOUR, detect=False)
+    rs = [Reading("pm-1", "air.pm", T0 + 10**9, 0, {"pm25": 0.0, "pm10": 0.0}, ("warmup",)),
+          Reading("pm-1", "air.pm", T0 + 2 * 10**9, 1, {"pm25": 40.0, "pm10": 60.0})]
+    points = state.process(NodeData("s/n", "s", "n", T0, rs))
+    assert sum(1 for rp, _ in points if rp == "raw" and _.startswith("air_pm")) == 2
+    agg = next(ln for rp, ln in points if rp == "agg_1m")
+    assert "count=1i" in agg
+    assert "pm25_min=40.0" in agg
+
+
+def test_state_survives_pickling_mid_stream() -> None:
+    rs = _readings(60)
+    whole = NodeState(6 * HOUR)
+    a = _final(whole.process(NodeData("s/n", "s", "n", T0, rs)))
+    part = NodeState(6 * HOUR)
+    points = part.process(NodeData("s/n", "s", "n", T0, rs[:25]))
+    resumed: NodeState = pickle.loads(pickle.dumps(part))
+    points += resumed.process(NodeData("s/n", "s", "n", T0, rs[25:]))
+    assert a == _final(points)
+
+
+def _record(topic: str, payload: bytes) -> JournalRecord:
+    return JournalRecord("i0", 9, T0, topic, payload)
+
+
+def test_records_split_into_data_and_dead_letters() -> None:
+    good = _readings(2)
+    body = json.loads(encode_batch("s", "n", good))
+    body["readings"].append(dict(body["readings"][0], values={"pm25": "x", "pm10": 1}))
+    data, points = decode_record(_record("urbanpulse/v1/s/n/data", json.dumps(body).encode()), 64)
+    assert data is not None
+    assert data.readings == good
+    [(rp, dl)] = points
+    assert rp == "raw"
+    assert dl.startswith("dead_letter,node=n,reason=bad_value,site=s ")
+    assert 'detail="readings[2].values.pm25' in dl
+    assert dl.endswith(str(T0 + 3))
+
+
+def test_bad_topic_and_oversized_payload_become_dead_letters() -> None:
+    _, [(_, dl)] = decode_record(_record("other/topic", b"hello"), 64)
+    assert "reason=bad_topic" in dl
+    data, [(_, dl)] = decode_record(_record("urbanpulse/v1/s/n/data", b"{" * 5000), 64)
+    assert data is None
+    assert "truncated=true" in dl
+    assert len(dl) < 1500
