@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 import pytest
 
@@ -12,11 +14,15 @@ from urbanpulse.stack import StackInfo
 
 Client = Callable[[str | None], InfluxHTTP]
 
+# Other tests may give the shared database a retention policy: write recent points only,
+# to measurements of this module's own.
+T0 = (int(time.time()) - 300) * 1_000_000_000
+T1 = T0 + 1_000_000_000
 LINES = (
-    b"air,site=hn-a,node=n1,sensor=s1,kind=pm pm25=12.5,pm10=20.0,seq=1i 1700000000000000000\n"
-    b"air,site=hn-a,node=n1,sensor=s1,kind=pm pm25=13.5,pm10=21.0,seq=2i 1700000001000000000\n"
-    b"air,site=hn-a,node=n2,sensor=s9,kind=pm pm25=7.0,pm10=9.0,seq=1i 1700000000000000000\n"
-)
+    f"st_air,site=hn-a,node=n1,sensor=s1,kind=pm pm25=12.5,pm10=20.0,seq=1i {T0}\n"
+    f"st_air,site=hn-a,node=n1,sensor=s1,kind=pm pm25=13.5,pm10=21.0,seq=2i {T1}\n"
+    f"st_air,site=hn-a,node=n2,sensor=s9,kind=pm pm25=7.0,pm10=9.0,seq=1i {T0}\n"
+).encode()
 
 pytestmark = pytest.mark.stack
 
@@ -25,37 +31,38 @@ def test_writer_writes_and_reader_reads(stack: StackInfo, influx_client: Client)
     influx_client("writer").write(LINES, db=stack.database)
     reader = influx_client("reader")
     points = reader.query_points(
-        'SELECT pm25, seq FROM air WHERE site = \'hn-a\' GROUP BY "node"', db=stack.database
+        'SELECT pm25, seq FROM st_air WHERE site = \'hn-a\' GROUP BY "node"', db=stack.database
     )
     assert sorted((p["node"], p["time"], p["pm25"], p["seq"]) for p in points) == [
-        ("n1", 1700000000000000000, 12.5, 1),
-        ("n1", 1700000001000000000, 13.5, 2),
-        ("n2", 1700000000000000000, 7.0, 1),
+        ("n1", T0, 12.5, 1),
+        ("n1", T1, 13.5, 2),
+        ("n2", T0, 7.0, 1),
     ]
-    series = reader.query('SELECT last(pm25) FROM air GROUP BY "node"', db=stack.database)
+    series = reader.query('SELECT last(pm25) FROM st_air GROUP BY "node"', db=stack.database)
     assert [(s["name"], s["tags"], s["columns"]) for s in series] == [
-        ("air", {"node": "n1"}, ["time", "last"]),
-        ("air", {"node": "n2"}, ["time", "last"]),
+        ("st_air", {"node": "n1"}, ["time", "last"]),
+        ("st_air", {"node": "n2"}, ["time", "last"]),
     ]
     # epoch=None: RFC 3339 strings, as InfluxDB renders them.
     rows = reader.query_points(
-        "SELECT pm25 FROM air WHERE node = 'n2'", db=stack.database, epoch=None
+        "SELECT pm25 FROM st_air WHERE node = 'n2'", db=stack.database, epoch=None
     )
-    assert rows == [{"time": "2023-11-14T22:13:20Z", "pm25": 7.0}]
+    rfc3339 = datetime.fromtimestamp(T0 // 1_000_000_000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert rows == [{"time": rfc3339, "pm25": 7.0}]
 
 
 def test_same_point_twice_is_one_point(stack: StackInfo, influx_client: Client) -> None:
     writer = influx_client("writer")
-    line = b"dup,sensor=s1 v=1.0 1700000000000000000\n"
+    line = f"st_dup,sensor=s1 v=1.0 {T0}\n".encode()
     writer.write(line, db=stack.database)
     writer.write(line, db=stack.database)
-    count = influx_client("reader").query_points("SELECT count(v) FROM dup", db=stack.database)
+    count = influx_client("reader").query_points("SELECT count(v) FROM st_dup", db=stack.database)
     assert count[0]["count"] == 1
 
 
 def test_reader_cannot_write(stack: StackInfo, influx_client: Client) -> None:
     with pytest.raises(InfluxError) as info:
-        influx_client("reader").write(b"x v=1 1\n", db=stack.database)
+        influx_client("reader").write(f"st_x v=1 {T0}\n".encode(), db=stack.database)
     assert info.value.status == 403
     assert not info.value.retryable
 
@@ -63,7 +70,7 @@ def test_reader_cannot_write(stack: StackInfo, influx_client: Client) -> None:
 def test_writer_cannot_read(stack: StackInfo, influx_client: Client) -> None:
     # InfluxDB 1.6.7 answers a SELECT by a WRITE-only user with HTTP 403.
     with pytest.raises(InfluxError) as info:
-        influx_client("writer").query("SELECT * FROM air", db=stack.database)
+        influx_client("writer").query("SELECT * FROM st_air", db=stack.database)
     assert info.value.status == 403
     assert "not authorized" in info.value.body
 
@@ -88,7 +95,7 @@ def test_anonymous_and_wrong_password_refused(stack: StackInfo, influx_client: C
         anonymous.query("SHOW DATABASES")
     assert info.value.status == 401
     with pytest.raises(InfluxError) as info:
-        anonymous.write(b"x v=1 1\n", db=stack.database)
+        anonymous.write(f"st_x v=1 {T0}\n".encode(), db=stack.database)
     assert info.value.status == 401
     with InfluxHTTP(stack.influx_url, "reader", "wrong") as wrong, pytest.raises(InfluxError) as info:
         wrong.query("SHOW DATABASES")
@@ -99,7 +106,7 @@ def test_bad_line_protocol_is_a_400_with_the_reason(
     stack: StackInfo, influx_client: Client
 ) -> None:
     with pytest.raises(InfluxError) as info:
-        influx_client("writer").write(b"air,site=x pm25=\n", db=stack.database)
+        influx_client("writer").write(b"st_air,site=x pm25=\n", db=stack.database)
     assert info.value.status == 400
     assert "unable to parse" in info.value.body
 
@@ -114,7 +121,7 @@ def test_keep_alive_connection_is_reused(stack: StackInfo, influx_client: Client
     writer = influx_client("writer")
     for i in range(5):
         reader.query("SHOW MEASUREMENTS", db=stack.database)
-        writer.write(f"ka v={i} {i}\n".encode(), db=stack.database)
+        writer.write(f"st_ka v={i} {T0 + i}\n".encode(), db=stack.database)
     assert (reader.connections_opened, writer.connections_opened) == (1, 1)
 
 
