@@ -1,0 +1,1 @@
+"""Queue kiosk driver: ticket issued and ticket called signals, numbered tickets."""
