@@ -55,6 +55,8 @@ def _print_human(info: StackInfo) -> None:
     print(f"mqtt         mqtts://{info.mqtt_host}:{info.mqtt_port}  (CA {info.ca_file})")
     print(f"influxdb     {info.influx_url}  database {info.database!r}")
     print(f"credentials  {info.credentials_dir}")
+    if not info.credentials_dir.is_dir():
+        print("  (none yet: `urbanpulse stack up` creates them)")
     for user, path in data["mqtt"]["users"].items():
         print(f"  mqtt   {user:<24} {path}")
     for role, path in data["influx"]["users"].items():
@@ -62,7 +64,10 @@ def _print_human(info: StackInfo) -> None:
 
 
 def main(argv: list[str]) -> int:
-    args = _parser().parse_args(argv)
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as exc:  # --help, or a usage error argparse has already printed
+        return exc.code if isinstance(exc.code, int) else 2
     try:
         config = _config(args)
         if args.command == "up":

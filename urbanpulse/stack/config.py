@@ -144,7 +144,9 @@ class StackInfo:
                 "url": self.influx_url,
                 "database": self.database,
                 "users": {
-                    role: str(layout.influx_password(role)) for role in INFLUX_ROLES
+                    role: str(layout.influx_password(role))
+                    for role in INFLUX_ROLES
+                    if layout.influx_password(role).is_file()
                 },
             },
             "credentials_dir": str(self.credentials_dir),
