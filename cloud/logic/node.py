@@ -48,6 +48,12 @@ class NodeState:
         self.hour: dict[str, SensorRollup] = {}
         self.ledger: dict[int, LedgerHour] = {}
 
+    def __setstate__(self, state: dict[str, object]) -> None:
+        # Snapshots outlive code versions: attributes added since a snapshot was taken get
+        # their defaults, so an upgrade resumes instead of crashing on old state.
+        self.__dict__.update({"detect": True, "watch": {}, "ledger": {}})
+        self.__dict__.update(state)
+
     def process(self, data: NodeData) -> list[Point]:
         out: list[Point] = []
         touched: dict[tuple[str, str, int], Window] = {}

@@ -147,3 +147,12 @@ def test_bad_topic_and_oversized_payload_become_dead_letters() -> None:
     assert data is None
     assert "truncated=true" in dl
     assert len(dl) < 1500
+
+
+def test_state_from_an_older_version_resumes_with_defaults() -> None:
+    old = NodeState(6 * HOUR, detect=False)
+    old.process(NodeData("s/n", "s", "n", T0, _readings(3)))
+    del old.__dict__["watch"], old.__dict__["detect"]  # as pickled before detection existed
+    resumed: NodeState = pickle.loads(pickle.dumps(old))
+    points = resumed.process(NodeData("s/n", "s", "n", T0, _readings(3, start_s=30, seq0=3)))
+    assert sum(1 for rp, _ in points if rp == "raw") == 3

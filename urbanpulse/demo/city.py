@@ -48,7 +48,18 @@ def city_nodes(serial_ports: dict[str, str]) -> list[DemoNode]:
                 f'downstream_pin = {down}\nloop_distance_m = 4.0\nloop_length_m = 2.0\n'
                 'interval_s = 5.0\n')
 
+    def bed(sensor: str, pin: int) -> str:
+        return (f'[[sensors]]\nid = "{sensor}"\ndriver = "bed_pad"\npin = {pin}\npull = "up"\n'
+                'active_state = "low"\noccupied_when = "closed"\nsupervision = "none"\n'
+                'exit_tolerance_s = 3\nheartbeat_s = 10\n')
+
+    door = ('[[sensors]]\nid = "door-er"\ndriver = "door_counter"\npin = 20\npull = "up"\n'
+            'active_state = "low"\ninterval_s = 5\n')
+    beds = {f"bed-{i:02d}": 10 + i for i in range(1, 7)}
     return [
+        DemoNode("hn-bachmai", "ward-a", "Bach Mai hospital, ward A",
+                 "\n".join(bed(b, p) for b, p in beds.items()) + "\n" + door,
+                 {**beds, "door-er": 20}),
         DemoNode("hn-hoankiem", "aq-01", "Hoan Kiem air station", sds("pm-hoankiem")),
         DemoNode("hn-caugiay", "aq-02", "Cau Giay air station", sds("pm-caugiay")),
         DemoNode("hn-hoankiem", "x-01", "Trang Tien x Hang Bai", loop("lane-1", 5, 6),
@@ -66,15 +77,37 @@ class PinDriver(threading.Thread):
         self.rng = random.Random(seed)
         self.stop_event = threading.Event()
         self.loops: list[tuple[Any, int, int]] = []
+        self.beds: list[tuple[Any, int]] = []
+        self.doors: list[tuple[Any, int]] = []
+
+    def add_bed(self, factory: Any, pin: int) -> None:
+        self.beds.append((factory, pin))
+
+    def add_door(self, factory: Any, pin: int) -> None:
+        self.doors.append((factory, pin))
 
     def add_loop_pair_on(self, factory: Any, pin: int, downstream: int) -> None:
         self.loops.append((factory, pin, downstream))
 
     def run(self) -> None:
+        # Once the agents have set their pull-ups: most beds start occupied.
+        self.stop_event.wait(1.0)
+        for factory, pin in self.beds:
+            if self.rng.random() < 0.7:
+                factory.pin(pin).drive_low()  # contact closed: a patient in bed
         while not self.stop_event.is_set():
             for factory, pin, down in self.loops:
                 if self.rng.random() < 0.5:
                     self._vehicle(factory, pin, down)
+            for factory, pin in self.beds:
+                if self.rng.random() < 0.02:  # admission or discharge
+                    p = factory.pin(pin)
+                    p.drive_high() if p.state == 0 else p.drive_low()
+            for factory, pin in self.doors:
+                if self.rng.random() < 0.3:  # someone walks through the beam
+                    factory.pin(pin).drive_low()
+                    self.stop_event.wait(0.15)
+                    factory.pin(pin).drive_high()
             self.stop_event.wait(self.rng.uniform(0.3, 0.9))
 
     def _vehicle(self, factory: Any, pin: int, down: int) -> None:

@@ -100,8 +100,13 @@ def run_demo(duration_s: float | None, seed: int = 1) -> int:
             path = demo_dir / f"{node.site}.{node.node}.toml"
             path.write_text(_node_config(info, node, creds, demo_dir / "state" / f"{node.site}.{node.node}"))
             factory = MockFactory()
-            if node.pins:
-                pins.add_loop_pair_on(factory, node.pins["lane-1"], node.pins["lane-1.down"])
+            for sensor, pin in node.pins.items():
+                if sensor == "lane-1":
+                    pins.add_loop_pair_on(factory, pin, node.pins["lane-1.down"])
+                elif sensor.startswith("bed-"):
+                    pins.add_bed(factory, pin)
+                elif sensor.startswith("door-"):
+                    pins.add_door(factory, pin)
             agents.append(Agent(load_config(path), pin_factory=_constant(factory)))
         runner = _Agents(agents)
         runner.start()
