@@ -21,6 +21,7 @@ from urbanpulse.stack import (
     StackConfig,
     StackError,
     StackInfo,
+    StartFailed,
     add_node,
     down,
     influxd,
@@ -147,6 +148,18 @@ def test_missing_binary_fails_before_starting_anything(
     # without the Debian package.
     monkeypatch.setattr(mosquitto, "BINARY", "/nonexistent/sbin/mosquitto")
     with pytest.raises(BinaryMissing, match="apt-get install mosquitto"):
+        up(own)
+    assert status(own).running == {"mosquitto": False, "influxd": False}
+
+
+def test_a_broker_that_cannot_start_is_reported_and_nothing_is_left_up(
+    own: StackConfig,
+) -> None:
+    up(own)
+    down(own)
+    # A corrupt persistence file: Mosquitto exits at start.
+    (Layout(own.home).mosquitto_data / "mosquitto.db").write_bytes(b"garbage")
+    with pytest.raises(StartFailed, match=r"mosquitto exited(.|\n)*Couldn't open database"):
         up(own)
     assert status(own).running == {"mosquitto": False, "influxd": False}
 

@@ -123,3 +123,16 @@ def test_resolve_config_precedence(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     assert (config.mqtt_port, config.influx_port, config.influx_rpc_port) == (18883, 28086, 18088)
     assert resolve_config(mqtt_port=38883).mqtt_port == 38883
     assert resolve_config(tmp_path / "elsewhere").mqtt_port == 8883
+
+
+def test_tls_reissues_an_unreadable_server_cert_and_reports_a_broken_ca(tmp_path: Path) -> None:
+    from urbanpulse.stack import StackError
+
+    layout = Layout(tmp_path)
+    ensure_tls(layout)
+    layout.server_cert.write_text("garbage")
+    assert ensure_tls(layout) is True
+    assert layout.server_cert.read_text().startswith("-----BEGIN CERTIFICATE-----")
+    layout.ca_cert.write_text("garbage")
+    with pytest.raises(StackError, match=r"local CA .* unreadable"):
+        ensure_tls(layout)

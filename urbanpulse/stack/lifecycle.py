@@ -124,13 +124,24 @@ def up(config: StackConfig) -> StackInfo:
             influxd.check_ports(config)
         if not running["mosquitto"]:
             mosquitto.check_ports(config)
-        if not running["influxd"]:
-            influxd.write_config(config, layout)
-            influxd.start(config, layout)
-        influxd.bootstrap(config, layout)
-        if not running["mosquitto"]:
-            mosquitto.write_config(config, layout)
-            mosquitto.start(config, layout)
+        started: list[str] = []
+        try:
+            if not running["influxd"]:
+                influxd.write_config(config, layout)
+                started.append("influxd")
+                influxd.start(config, layout)
+            influxd.bootstrap(config, layout)
+            if not running["mosquitto"]:
+                mosquitto.write_config(config, layout)
+                started.append("mosquitto")
+                mosquitto.start(config, layout)
+        except BaseException:
+            # Leave nothing half up: stop what this call started, keep what ran before.
+            if "mosquitto" in started:
+                mosquitto.stop(layout)
+            if "influxd" in started:
+                influxd.stop(layout)
+            raise
         return _info(config, layout)
 
 

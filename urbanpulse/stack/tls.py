@@ -33,8 +33,14 @@ def ensure_tls(layout: Layout, *, now: datetime | None = None) -> bool:
         )
 
     if layout.ca_cert.is_file() and layout.ca_key.is_file():
-        ca_cert = x509.load_pem_x509_certificate(layout.ca_cert.read_bytes())
-        loaded = serialization.load_pem_private_key(layout.ca_key.read_bytes(), password=None)
+        try:
+            ca_cert = x509.load_pem_x509_certificate(layout.ca_cert.read_bytes())
+            loaded = serialization.load_pem_private_key(layout.ca_key.read_bytes(), password=None)
+        except ValueError as exc:
+            raise StackError(
+                f"the local CA in {layout.tls_dir} is unreadable ({exc}); to start over, "
+                "delete that directory and give every client the new ca.pem"
+            ) from exc
         if not isinstance(loaded, ec.EllipticCurvePrivateKey):
             raise StackError(f"{layout.ca_key} is not the EC key this stack generates")
         ca_key = loaded
@@ -80,9 +86,15 @@ def ensure_tls(layout: Layout, *, now: datetime | None = None) -> bool:
             stale.unlink(missing_ok=True)
 
     if layout.server_cert.is_file() and layout.server_key.is_file():
-        current = x509.load_pem_x509_certificate(layout.server_cert.read_bytes())
+        try:
+            current: x509.Certificate | None = x509.load_pem_x509_certificate(
+                layout.server_cert.read_bytes()
+            )
+        except ValueError:
+            current = None  # unreadable: issue a new one below
         if (
-            current.issuer == ca_cert.subject
+            current is not None
+            and current.issuer == ca_cert.subject
             and current.not_valid_after_utc - RENEW_BEFORE > now
         ):
             return False
