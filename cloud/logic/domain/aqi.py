@@ -1,0 +1,200 @@
+"""Air-quality index from particulate matter: the US EPA AQI and Vietnam's VN_AQI.
+
+US EPA (PM NAAQS revision of 7 Feb 2024, in force 6 May 2024; Technical Assistance
+Document for the Reporting of Daily Air Quality, EPA-454/B-24-002, May 2024, Table 6,
+and the EPA fact sheet "Final Updates to the AQI for Particle Pollution", 2024-02):
+concentrations are truncated (PM2.5 to 0.1 ug/m3, PM10 to 1 ug/m3), the segment with
+BP_lo <= C <= BP_hi is found, I = (I_hi - I_lo) / (BP_hi - BP_lo) * (C - BP_lo) + I_lo,
+rounded to the nearest integer. Above the top breakpoint the TAD allows the last segment
+to be extended; that is what `epa_aqi` does (values over 500 are "beyond the AQI").
+Hourly reporting uses the NowCast of the last 12 hourly means (`epa_nowcast`).
+
+Vietnam: Decision 1459/QD-TCMT of 12 Nov 2019 (Vietnam Environment Administration),
+"Huong dan ky thuat tinh toan va cong bo chi so chat luong khong khi Viet Nam (VN_AQI)",
+section 2.2.1: the hourly AQI of PM2.5 and PM10 is Formula 2 (linear interpolation
+between the Table 2 breakpoints, which are contiguous: BP_i to BP_i+1) applied to the
+NowCast of the 12 most recent hourly means (`vn_nowcast`), rounded to an integer; the
+station's hourly AQI is the maximum over pollutants. Table 2's last row is ">= 500 ug/m3
+(PM2.5), >= 600 (PM10) -> 500", so `vn_aqi` caps at 500.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Literal
+
+Pollutant = Literal["pm25", "pm10"]
+
+# (BP_lo, BP_hi, I_lo, I_hi); EPA 2024 Table 6.
+EPA_BREAKPOINTS: dict[str, tuple[tuple[float, float, int, int], ...]] = {
+    "pm25": (
+        (0.0, 9.0, 0, 50),
+        (9.1, 35.4, 51, 100),
+        (35.5, 55.4, 101, 150),
+        (55.5, 125.4, 151, 200),
+        (125.5, 225.4, 201, 300),
+        (225.5, 325.4, 301, 500),
+    ),
+    "pm10": (
+        (0, 54, 0, 50),
+        (55, 154, 51, 100),
+        (155, 254, 101, 150),
+        (255, 354, 151, 200),
+        (355, 424, 201, 300),
+        (425, 604, 301, 500),
+    ),
+}
+
+EPA_CATEGORIES: tuple[tuple[int, str], ...] = (
+    (50, "Good"),
+    (100, "Moderate"),
+    (150, "Unhealthy for Sensitive Groups"),
+    (200, "Unhealthy"),
+    (300, "Very Unhealthy"),
+    (10**9, "Hazardous"),
+)
+
+# Decision 1459/QD-TCMT Table 2: index levels I_i and the PM breakpoints BP_i (ug/m3).
+VN_LEVELS: tuple[int, ...] = (0, 50, 100, 150, 200, 300, 400, 500)
+VN_BREAKPOINTS: dict[str, tuple[float, ...]] = {
+    "pm25": (0, 25, 50, 80, 150, 250, 350, 500),
+    "pm10": (0, 50, 150, 250, 350, 420, 500, 600),
+}
+
+# Decision 1459/QD-TCMT Table 1 (names as published, then English).
+VN_CATEGORIES: tuple[tuple[int, str], ...] = (
+    (50, "Tốt"),
+    (100, "Trung bình"),
+    (150, "Kém"),
+    (200, "Xấu"),
+    (300, "Rất xấu"),
+    (10**9, "Nguy hại"),
+)
+
+
+def _round_half_up(x: float) -> int:
+    return math.floor(x + 0.5)
+
+
+def _check(pollutant: str) -> None:
+    if pollutant not in EPA_BREAKPOINTS:
+        raise ValueError(f"pollutant must be one of {sorted(EPA_BREAKPOINTS)}, got {pollutant!r}")
+
+
+def _usable(c: float | None) -> bool:
+    return c is not None and math.isfinite(c) and c >= 0
+
+
+def epa_truncate(pollutant: Pollutant, concentration: float) -> float:
+    """EPA truncation: PM2.5 to one decimal, PM10 to an integer (a small epsilon keeps
+    binary representation error from truncating 35.4 to 35.3)."""
+    _check(pollutant)
+    if pollutant == "pm25":
+        return math.floor(concentration * 10 + 1e-6) / 10
+    return float(math.floor(concentration + 1e-9))
+
+
+def epa_aqi(pollutant: Pollutant, concentration: float | None) -> int | None:
+    """US EPA sub-index of one pollutant; None when there is no usable concentration."""
+    _check(pollutant)
+    if concentration is None or not _usable(concentration):
+        return None
+    c = epa_truncate(pollutant, concentration)
+    table = EPA_BREAKPOINTS[pollutant]
+    # Past the last breakpoint the last segment is extended.
+    segment = next((s for s in table if c <= s[1]), table[-1])
+    bp_lo, bp_hi, i_lo, i_hi = segment
+    return _round_half_up((i_hi - i_lo) / (bp_hi - bp_lo) * (c - bp_lo) + i_lo)
+
+
+def vn_subindex(pollutant: Pollutant, concentration: float | None) -> int | None:
+    """VN_AQI Formula 2 applied to a (NowCast) concentration; capped at 500."""
+    _check(pollutant)
+    if concentration is None or not _usable(concentration):
+        return None
+    bps = VN_BREAKPOINTS[pollutant]
+    if concentration >= bps[-1]:
+        return VN_LEVELS[-1]
+    for i in range(len(bps) - 1):
+        if concentration <= bps[i + 1]:
+            lo, hi = bps[i], bps[i + 1]
+            i_lo, i_hi = VN_LEVELS[i], VN_LEVELS[i + 1]
+            return _round_half_up((i_hi - i_lo) / (hi - lo) * (concentration - lo) + i_lo)
+    raise AssertionError("unreachable: concentration below the top breakpoint")
+
+
+def _weight(hours: Sequence[float | None]) -> float | None:
+    """w of the NowCast, or None when fewer than 2 of the 3 most recent hours exist."""
+    if len(hours) > 12:
+        raise ValueError(f"NowCast takes at most 12 hourly values, got {len(hours)}")
+    recent = [c for c in hours[:3] if c is not None]
+    if len(recent) < 2:
+        return None
+    present = [c for c in hours if c is not None]
+    if any(not math.isfinite(c) or c < 0 for c in present):
+        raise ValueError(f"hourly concentrations must be finite and >= 0, got {list(hours)}")
+    c_max = max(present)
+    if c_max == 0:
+        return 1.0
+    return max(min(present) / c_max, 0.5)
+
+
+def epa_nowcast(hours: Sequence[float | None]) -> float | None:
+    """EPA NowCast for PM: `hours[0]` is the current hour's mean, `hours[11]` the mean 11
+    hours before; None marks a missing hour (its weight is dropped). w = max(Cmin/Cmax,
+    1/2); NowCast = sum(w^(i-1) c_i) / sum(w^(i-1)). None when fewer than 2 of the 3
+    most recent hours have data."""
+    w = _weight(hours)
+    if w is None:
+        return None
+    num = math.fsum(w**i * c for i, c in enumerate(hours) if c is not None)
+    den = math.fsum(w**i for i, c in enumerate(hours) if c is not None)
+    return num / den
+
+
+def vn_nowcast(hours: Sequence[float | None]) -> float | None:
+    """NowCast as Decision 1459/QD-TCMT section 2.2.1.a writes it: c1 = `hours[0]` is the
+    current hour, w* = Cmin/Cmax over the 12 values; w = w* if w* > 1/2, else w = 1/2.
+    If w > 1/2: NowCast = sum(w^(i-1) c_i) / sum(w^(i-1)). If w = 1/2: NowCast =
+    sum((1/2)^i c_i), i = 1..12 (not divided by the weight sum). A missing hour gets weight
+    0; for the w = 1/2 form (which the Decision does not normalise) the remaining weights
+    are rescaled to the full sum of (1/2)^i, so that a gap does not read as clean air.
+    None when fewer than 2 of c1, c2, c3 have data (the Decision's "no data")."""
+    w = _weight(hours)
+    if w is None:
+        return None
+    if w > 0.5:
+        return epa_nowcast(hours)
+    full = math.fsum(0.5 ** (i + 1) for i in range(12))
+    num = math.fsum(0.5 ** (i + 1) * c for i, c in enumerate(hours) if c is not None)
+    present = math.fsum(0.5 ** (i + 1) for i, c in enumerate(hours) if c is not None)
+    return num * full / present
+
+
+def epa_category(aqi: int | None) -> str | None:
+    if aqi is None:
+        return None
+    return next(name for top, name in EPA_CATEGORIES if aqi <= top)
+
+
+def vn_category(aqi: int | None) -> str | None:
+    if aqi is None:
+        return None
+    return next(name for top, name in VN_CATEGORIES if aqi <= top)
+
+
+def vn_aqi_hourly(pollutant: Pollutant, hours: Sequence[float | None]) -> int | None:
+    """Hourly VN_AQI sub-index of PM2.5 or PM10 from the last 12 hourly means (newest first)."""
+    return vn_subindex(pollutant, vn_nowcast(hours))
+
+
+def epa_aqi_hourly(pollutant: Pollutant, hours: Sequence[float | None]) -> int | None:
+    """Hourly (NowCast) EPA sub-index from the last 12 hourly means (newest first)."""
+    return epa_aqi(pollutant, epa_nowcast(hours))
+
+
+def overall(subindices: Sequence[int | None]) -> int | None:
+    """The station's index: the largest sub-index (both methods), None if none."""
+    known = [s for s in subindices if s is not None]
+    return max(known) if known else None
