@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import sys
 from collections.abc import Callable, Sequence
 
@@ -15,15 +16,21 @@ GROUPS: dict[str, tuple[str, str]] = {
     "bridge": ("firmware_bridge.cli", "serial protocols: decode captures, emulate devices, probe"),
     "simulate": ("urbanpulse.simulate.cli", "a city of simulated sensors"),
     "detect": ("cloud.detect.cli", "score a NAB-format CSV with a streaming anomaly detector"),
-    "query": ("cloud.query.cli", "query readings and aggregates for analysts"),
     "dashboards": ("urbanpulse.dashboards.cli", "generate and check the Grafana dashboards"),
-    "bench": ("urbanpulse.bench_cli", "run the benchmarks in bench/"),
 }
+
+
+def _built(module_name: str) -> bool:
+    try:
+        return importlib.util.find_spec(module_name) is not None
+    except ModuleNotFoundError:
+        return False
 
 
 def _usage() -> str:
     lines = ["usage: urbanpulse GROUP [ARGS...]", "", "groups:"]
-    lines += [f"  {name:<11} {help_}" for name, (_, help_) in GROUPS.items()]
+    lines += [f"  {name:<11} {help_}" + ("" if _built(module) else " (not in this build yet)")
+              for name, (module, help_) in GROUPS.items()]
     lines += ["", "`urbanpulse GROUP --help` for the commands of a group."]
     return "\n".join(lines)
 
@@ -43,6 +50,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"urbanpulse: unknown group {group!r}\n\n{_usage()}", file=sys.stderr)
         return 2
     module_name, _ = GROUPS[group]
+    if not _built(module_name):
+        print(f"urbanpulse {group}: not in this build yet", file=sys.stderr)
+        return 3
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:

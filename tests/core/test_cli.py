@@ -1,0 +1,42 @@
+"""The `urbanpulse` dispatcher and config errors as a technician sees them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from urbanpulse.cli import main
+
+SAMPLES = sorted(Path(__file__).resolve().parents[2].glob("edge/drivers/*/sample.toml"))
+
+
+def test_help_lists_groups(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--help"]) == 0
+    assert "edge" in capsys.readouterr().out
+
+
+def test_unknown_group_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["teleport"]) == 2
+    assert "unknown group 'teleport'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("sample", SAMPLES, ids=lambda p: p.parent.name)
+def test_every_driver_sample_config_is_valid(sample: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["edge", "check-config", str(sample)]) == 0, capsys.readouterr().err
+
+
+def test_a_wrong_config_names_the_key_and_why(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    text = SAMPLES[0].read_text().replace("port = 8883", "port = 70000")
+    bad = tmp_path / "node.toml"
+    bad.write_text(text)
+    assert main(["edge", "check-config", str(bad)]) == 2
+    assert "mqtt.port: must be 1-65535, got 70000" in capsys.readouterr().err
+
+
+def test_cloud_config_error_names_the_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "cloud.toml"
+    bad.write_text('[mqtt]\npassword_file = "p"\nca_file = "c"\n[influx]\npassword_file = "p"\n'
+                   '[retention]\nraw = "30 days"\n')
+    assert main(["cloud", "check-config", str(bad)]) == 2
+    assert "retention.raw: '30 days': use INF or a number with h, d or w" in capsys.readouterr().err
