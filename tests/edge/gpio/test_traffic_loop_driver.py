@@ -27,8 +27,9 @@ def test_driver_counts_vehicles_and_reports_occupancy(gpio) -> None:
                 await gpio.wait_until(lambda: not driver.describe()["on"], "vehicle gone")
             await gpio.wait_until(lambda: sum(s.values["count"] for s in samples) == 3,
                              "three vehicles reported")
+            # the last vehicle may straddle into the next interval; the one after is empty
             n = len(samples)
-            await gpio.wait_until(lambda: len(samples) > n, "one more (empty) interval")
+            await gpio.wait_until(lambda: len(samples) >= n + 2, "two more intervals")
         assert all(s.kind == "traffic.loop" and s.sensor == "loop-n1" for s in samples)
         assert samples[-1].values["count"] == 0
         assert samples[-1].values["occupancy_pct"] == 0.0
