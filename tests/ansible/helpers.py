@@ -1,0 +1,65 @@
+"""Shared by the Ansible tests: where the files are, and the example inventory's hosts
+with their variables merged the way Ansible merges them (role defaults, then group vars
+from `all` down to the host's own group, then host vars)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+ANSIBLE = REPO / "ansible"
+INVENTORY = ANSIBLE / "inventory.example.yml"
+ROLES = ANSIBLE / "roles"
+MISSING_DEV_DEP = "needs ansible-core (jinja2, PyYAML) in the dev extra of pyproject.toml"
+
+
+def load_yaml(path: Path) -> Any:
+    yaml = pytest.importorskip("yaml", reason=MISSING_DEV_DEP)
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+def _walk(name: str, group: Mapping[str, Any], chain: list[tuple[str, Mapping[str, Any]]]
+          ) -> Iterator[tuple[str, list[str], list[Mapping[str, Any]]]]:
+    chain = [*chain, (name, group.get("vars") or {})]
+    for host, hvars in (group.get("hosts") or {}).items():
+        yield host, [n for n, _ in chain], [v for _, v in chain] + [hvars or {}]
+    for child, sub in (group.get("children") or {}).items():
+        yield from _walk(child, sub or {}, chain)
+
+
+def inventory_hosts(group: str) -> dict[str, dict[str, Any]]:
+    """Hosts of `group` in the example inventory -> their merged (untemplated) variables."""
+    hosts: dict[str, dict[str, Any]] = {}
+    for host, groups, layers in _walk("all", load_yaml(INVENTORY)["all"], []):
+        if group in groups:
+            merged: dict[str, Any] = {}
+            for layer in layers:
+                merged.update(layer)
+            merged.update(inventory_hostname=host, inventory_dir=str(ANSIBLE))
+            hosts[host] = merged
+    return hosts
+
+
+def render(template: Path, role: str, host_vars: Mapping[str, Any]) -> str:
+    """Role defaults under the host's vars, resolved like Ansible's lazy templating."""
+    jinja2 = pytest.importorskip("jinja2", reason=MISSING_DEV_DEP)
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
+                             trim_blocks=True)
+    context: dict[str, Any] = dict(load_yaml(ROLES / role / "defaults" / "main.yml") or {})
+    context.update(host_vars)
+    lenient = jinja2.Environment()
+    for _ in range(10):
+        changed = False
+        for key, value in context.items():
+            if isinstance(value, str) and "{{" in value:
+                new = lenient.from_string(value).render(context)
+                changed |= new != value
+                context[key] = new
+        if not changed:
+            break
+    text: str = env.from_string(template.read_text(encoding="utf-8")).render(context)
+    return text
