@@ -8,7 +8,14 @@ injectable clock and never imports gpiozero; only `factory` and `inputs` touch i
 
 from edge.gpio.debounce import Debouncer, Edge
 from edge.gpio.errors import GpioBackendUnavailable, GpioError
-from edge.gpio.factory import BACKENDS, ENV_BACKEND, make_pin_factory, resolve_backend
+from edge.gpio.factory import (
+    BACKENDS,
+    ENV_BACKEND,
+    SharedPinFactory,
+    make_pin_factory,
+    resolve_backend,
+    validate_backend,
+)
 
 __all__ = [
     "BACKENDS",
@@ -17,6 +24,8 @@ __all__ = [
     "Edge",
     "GpioBackendUnavailable",
     "GpioError",
+    "SharedPinFactory",
     "make_pin_factory",
     "resolve_backend",
+    "validate_backend",
 ]

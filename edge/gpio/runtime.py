@@ -7,6 +7,10 @@ close to the interrupt as Python gets) and handed over with `loop.call_soon_thre
 The driver loop waits for the next edge or the logic's next deadline, whichever is first,
 always draining queued edges before acting on a deadline, so that a deadline never
 decides on a level that an already-received edge contradicts.
+
+The waits are real: deadlines are computed on the context clock's monotonic time and
+slept through by the event loop, so a driver runs on SystemClock. The logic underneath
+takes explicit timestamps and is tested on FakeClock.
 """
 
 from __future__ import annotations
