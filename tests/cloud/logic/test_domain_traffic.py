@@ -1,0 +1,106 @@
+"""Traffic per lane and per intersection, with hand-computed values."""
+
+from __future__ import annotations
+
+import pickle
+import random
+
+import pytest
+
+from cloud.logic.domain.traffic import TrafficRollup
+from tests.cloud.logic.domain_helpers import HOUR, MIN, T0, S, final, rd, select
+from urbanpulse.wire import Reading
+
+LOOP = "traffic.loop"
+
+
+def minute_readings() -> list[Reading]:
+    return [
+        rd("lane-1", LOOP, T0 + 10 * S, count=5, occupancy_pct=10, interval_s=20, speed_kmh=30),
+        rd("lane-1", LOOP, T0 + 30 * S, count=3, occupancy_pct=20, interval_s=20, speed_kmh=40),
+        rd("lane-1", LOOP, T0 + 50 * S, count=0, occupancy_pct=0, interval_s=20),
+        rd("lane-2", LOOP, T0 + 30 * S, count=6, occupancy_pct=30, interval_s=30, speed_kmh=20),
+    ]
+
+
+def test_lane_and_intersection_minute() -> None:
+    points = TrafficRollup(2 * HOUR).process("hn", "x12", minute_readings())
+    lane1 = select(points, "agg_1m", "traffic_lane", site="hn", node="x12", sensor="lane-1")[T0]
+    # vehicles 5+3+0; 60 s covered; occupancy (10*20 + 20*20 + 0)/60; speed (5*30 + 3*40)/8
+    assert lane1 == {"vehicles": 8.0, "interval_s": 60.0, "flow_vpm": 8.0, "occupancy_pct": 10.0,
+                     "speed_kmh": 33.75}
+    lane2 = select(points, "agg_1m", "traffic_lane", site="hn", node="x12", sensor="lane-2")[T0]
+    # 6 vehicles in 30 s -> 12 per minute
+    assert lane2 == {"vehicles": 6.0, "interval_s": 30.0, "flow_vpm": 12.0, "occupancy_pct": 30.0,
+                     "speed_kmh": 20.0}
+    both = select(points, "agg_1m", "traffic_intersection", site="hn", node="x12")[T0]
+    assert both["vehicles"] == 14.0
+    assert both["flow_vpm"] == 20.0  # 8 + 12
+    assert both["occupancy_pct"] == pytest.approx(1500 / 90)  # (200+400+0+900)/90
+    assert both["speed_kmh"] == pytest.approx(390 / 14)  # (150+120+120)/14
+    assert both["lanes"] == 2
+    hour = select(points, "agg_1h", "traffic_intersection", site="hn", node="x12")
+    assert hour[T0] == both
+
+
+def test_no_speed_when_no_vehicle_carries_one() -> None:
+    r = rd("lane-1", LOOP, T0 + 5 * S, count=0, occupancy_pct=0, interval_s=60, speed_kmh=0)
+    points = TrafficRollup(HOUR).process("hn", "x1", [r])
+    lane = select(points, "agg_1m", "traffic_lane", site="hn", node="x1", sensor="lane-1")[T0]
+    assert "speed_kmh" not in lane
+    assert lane["flow_vpm"] == 0.0
+
+
+def test_windows_split_by_event_time_and_warmup_left_out() -> None:
+    readings = [
+        rd("lane-1", LOOP, T0 + 59 * S, count=2, occupancy_pct=5, interval_s=60),
+        rd("lane-1", LOOP, T0 + MIN, count=4, occupancy_pct=7, interval_s=60),
+        rd("lane-1", LOOP, T0 + MIN + 1, ("warmup",), count=99, occupancy_pct=99, interval_s=60),
+    ]
+    points = TrafficRollup(HOUR).process("hn", "x1", readings)
+    lane = select(points, "agg_1m", "traffic_lane", site="hn", node="x1", sensor="lane-1")
+    assert lane[T0]["vehicles"] == 2.0
+    assert lane[T0 + MIN]["vehicles"] == 4.0
+    assert select(points, "agg_1h", "traffic_lane", site="hn", node="x1",
+                  sensor="lane-1")[T0]["vehicles"] == 6.0
+
+
+def _stream(seed: int) -> list[Reading]:
+    rng = random.Random(seed)
+    out = []
+    for i in range(300):
+        out.append(rd(f"lane-{i % 4}", LOOP, T0 + i * 7 * S + rng.randrange(S),
+                      count=rng.randrange(0, 9), occupancy_pct=rng.uniform(0, 60),
+                      interval_s=rng.choice([20.0, 30.0]), speed_kmh=rng.uniform(5, 70)))
+    return out
+
+
+def test_late_and_shuffled_input_gives_the_in_order_result() -> None:
+    readings = _stream(1)
+    in_order = TrafficRollup(2 * HOUR)
+    expected = final(in_order.process("hn", "x1", readings))
+    shuffled = readings[:]
+    random.Random(2).shuffle(shuffled)
+    late = TrafficRollup(2 * HOUR)
+    points = []
+    for i in range(0, len(shuffled), 17):
+        points += late.process("hn", "x1", shuffled[i:i + 17])
+    assert final(points) == expected
+    assert late.too_late == 0
+
+
+def test_too_late_is_counted_and_windows_evicted() -> None:
+    roll = TrafficRollup(10 * MIN)
+    roll.process("hn", "x1", [rd("l", LOOP, T0 + HOUR, count=1, occupancy_pct=1, interval_s=60)])
+    assert roll.process("hn", "x1", [rd("l", LOOP, T0, count=1, occupancy_pct=1, interval_s=60)]) == []
+    assert roll.too_late == 1
+    roll.process("hn", "x1", [rd("l", LOOP, T0 + 3 * HOUR, count=1, occupancy_pct=1, interval_s=60)])
+    assert sorted(roll.windows[("agg_1m", MIN)]) == [T0 + 3 * HOUR]
+
+
+def test_pickle_round_trip_continues_identically() -> None:
+    readings = _stream(3)
+    a = TrafficRollup(2 * HOUR)
+    a.process("hn", "x1", readings[:150])
+    b = pickle.loads(pickle.dumps(a))
+    assert b.process("hn", "x1", readings[150:]) == a.process("hn", "x1", readings[150:])
