@@ -1,0 +1,176 @@
+"""Every dashboard, variable and alert query run against the real InfluxDB of the session.
+
+Grafana cannot be installed here, so it is the one thing faked: `check` interpolates the
+queries the way Grafana does ($timeFilter, $__interval, template variables) and sends them
+to the real influxd started by the `stack` fixture, as the read-only `reader` user.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from cloud.config import Retention
+from cloud.initdb import init_db
+from cloud.logic.lines import line
+from urbanpulse.dashboards.alerts import RULES
+from urbanpulse.dashboards.check import check_alerts, check_dashboards
+from urbanpulse.dashboards.city import all_dashboards
+from urbanpulse.dashboards.cli import main
+from urbanpulse.dashboards.queries import TimeRange
+from urbanpulse.influx_http import InfluxHTTP
+from urbanpulse.stack import StackInfo
+
+pytestmark = pytest.mark.stack
+
+SITE = "dash-test"
+SEEDED = {"hospital_bed", "hospital_door", "hospital_queue", "traffic_loop", "air_pm", "air_co2",
+          "node_status", "dead_letter", "ledger"}
+MINUTE = 60 * 10**9
+
+
+@dataclass(frozen=True)
+class Seeded:
+    now: datetime
+    reader: InfluxHTTP
+    database: str
+
+
+def _ns(moment: datetime) -> int:
+    return int(moment.timestamp()) * 10**9
+
+
+def _seed_lines(now: datetime) -> dict[str, list[str]]:
+    t = _ns(now.replace(second=0, microsecond=0)) - 2 * MINUTE
+    hour = _ns(now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=2))
+
+    def reading(kind: str, node: str, sensor: str, values: dict[str, float | int | str | bool],
+                ts: int) -> str:
+        tags = {"site": SITE, "node": node, "sensor": sensor, "kind": kind}
+        return line(kind.replace(".", "_"), tags, values, ts)
+
+    raw = [
+        reading("hospital.bed", "ward-1", "bed-1", {"occupied": 1.0, "seq": 1}, t),
+        reading("hospital.bed", "ward-1", "bed-2", {"occupied": 0.0, "seq": 1}, t),
+        reading("hospital.bed", "ward-2", "bed-3", {"occupied": 1.0, "seq": 1}, t),
+        reading("hospital.door", "er-1", "door-er", {"count": 4.0, "interval_s": 60.0, "seq": 1}, t),
+        reading("hospital.queue", "opd-1", "kiosk-1",
+                {"ticket": 17.0, "called": 0.0, "counter": 0.0, "seq": 1}, t),
+        reading("hospital.queue", "opd-1", "kiosk-1",
+                {"ticket": 12.0, "called": 1.0, "counter": 2.0, "seq": 2}, t + 10**9),
+        reading("traffic.loop", "x-001", "lane-1",
+                {"count": 14.0, "occupancy_pct": 22.0, "interval_s": 60.0, "speed_kmh": 31.0,
+                 "seq": 1}, t),
+        line("dead_letter", {"site": SITE, "node": "x-001", "reason": "bad_seq"},
+             {"detail": "readings[0].seq: must be an integer", "payload": "{}", "topic": "t",
+              "truncated": False, "offset": 7, "partition": 0}, t),
+    ]
+    # "up" heartbeats every minute; "gone" stopped 20 minutes ago; "stuck" cannot deliver.
+    for minute in range(12):
+        ts = t + 2 * MINUTE - minute * MINUTE
+        raw.append(line("node_status", {"site": SITE, "node": "up"},
+                        {"state": "online", "online": True, "outbox_depth": 0.0,
+                         "readings_per_s": 2.0, "uptime_s": 600.0}, ts))
+        raw.append(line("node_status", {"site": SITE, "node": "stuck"},
+                        {"state": "online", "online": True, "outbox_depth": 1000.0 - 80 * minute,
+                         "readings_per_s": 2.0, "uptime_s": 600.0}, ts))
+        raw.append(line("node_status", {"site": SITE, "node": "gone"},
+                        {"state": "online", "online": True, "outbox_depth": 0.0,
+                         "readings_per_s": 1.0, "uptime_s": 60.0}, ts - 20 * MINUTE))
+    agg_1m = [
+        reading("traffic.loop", "x-001", "lane-1",
+                {"count": 1, "count_mean": 14.0, "occupancy_pct_mean": 22.0, "interval_s_mean": 60.0,
+                 "speed_kmh_mean": 31.0}, t),
+        reading("air.pm", "aq-01", "pm-1", {"count": 60, "pm25_mean": 80.0, "pm10_mean": 110.0}, t),
+        reading("air.pm", "aq-02", "pm-1", {"count": 60, "pm25_mean": 12.0, "pm10_mean": 20.0}, t),
+        reading("air.co2", "aq-01", "co2-1", {"count": 60, "co2_mean": 640.0}, t),
+    ]
+    agg_1h = [
+        line("ledger", {"site": SITE, "node": "x-001"},
+             {"expected": 3600, "received": 3590, "duplicates": 2, "late": 1, "missing": 12}, hour),
+    ]
+    return {"raw": raw, "agg_1m": agg_1m, "agg_1h": agg_1h}
+
+
+@pytest.fixture(scope="module")
+def seeded(stack: StackInfo) -> Iterator[Seeded]:
+    admin_creds = stack.influx("admin")
+    now = datetime.now(UTC)
+    with InfluxHTTP(admin_creds.url, admin_creds.username, admin_creds.password()) as admin:
+        init_db(admin, stack.database, Retention("30d", "400d", "INF"))
+        for policy, lines in _seed_lines(now).items():
+            admin.write("\n".join(lines).encode(), db=stack.database, rp=policy)
+    reader_creds = stack.influx("reader")
+    with InfluxHTTP(reader_creds.url, reader_creds.username, reader_creds.password()) as reader:
+        yield Seeded(now, reader, stack.database)
+
+
+def test_every_dashboard_query_runs_and_seeded_panels_return_rows(seeded: Seeded) -> None:
+    results = check_dashboards(seeded.reader, seeded.database,
+                               TimeRange.last(seeded.now + timedelta(minutes=1), timedelta(hours=6)))
+    failures = [f"{r.where}: {r.error}\n{r.influxql}" for r in results if not r.ok]
+    assert failures == []
+    empty = [r.where for r in results
+             if "[all]" in r.where and (r.measurement in SEEDED or r.measurement is None)
+             and r.rows == 0]
+    assert empty == []
+    queries = sum(len(p.queries) for d in all_dashboards() for p in d.panels)
+    assert sum("[first]" in r.where for r in results) == sum("[all]" in r.where for r in results) == queries
+
+
+def test_variables_list_the_seeded_tag_values(seeded: Seeded) -> None:
+    results = check_dashboards(seeded.reader, seeded.database,
+                               TimeRange.last(seeded.now + timedelta(minutes=1), timedelta(hours=6)))
+    variables = [r for r in results if "/ variable " in r.where]
+    assert len(variables) == 8
+    assert all(r.ok and r.rows > 0 for r in variables)
+
+
+def _alert_values(seeded: Seeded, uid: str) -> dict[str, float]:
+    rule = next(r for r in RULES if r.uid == uid)
+    (result,) = [r for r in check_alerts(seeded.reader, seeded.database, seeded.now) if r.where.endswith(uid)]
+    assert result.ok, result.error
+    out = {}
+    for series in seeded.reader.query(result.influxql, db=seeded.database):
+        if series["tags"].get("site") == SITE:
+            key = series["tags"].get("node") or series["tags"].get("reason", "")
+            out[key] = float(series["values"][-1][1])
+    assert rule.influxql  # the rule checked is the one shipped
+    return out
+
+
+def test_node_offline_rule_separates_the_silent_node(seeded: Seeded) -> None:
+    values = _alert_values(seeded, "urbanpulse-node-offline")
+    assert values["gone"] == 0  # < 1: fires
+    assert values["up"] >= 4
+    assert values["stuck"] >= 4
+
+
+def test_outbox_growing_rule_fires_only_for_the_stuck_node(seeded: Seeded) -> None:
+    values = _alert_values(seeded, "urbanpulse-outbox-growing")
+    assert values["stuck"] > 500
+    assert values["up"] == 0
+
+
+def test_pm25_missing_data_and_dead_letter_rules_see_the_seeded_data(seeded: Seeded) -> None:
+    pm = _alert_values(seeded, "urbanpulse-pm25-high")
+    assert pm["aq-01"] > 50 > pm["aq-02"]
+    assert _alert_values(seeded, "urbanpulse-missing-data") == {"x-001": 12}
+    assert _alert_values(seeded, "urbanpulse-dead-letters") == {"bad_seq": 1}
+
+
+def test_check_command_against_the_real_influxdb(seeded: Seeded, stack: StackInfo,
+                                                  tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    creds = stack.influx("reader")
+    argv = ["check", "--influx-url", creds.url, "--user", creds.username,
+            "--password-file", str(creds.password_file), "--db", stack.database]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "FAIL" not in out
+    assert main([*argv[:-1], "no-such-db"]) == 1
+    assert "FAIL" in capsys.readouterr().out
+    assert main([*argv[:5], "--password-file", str(tmp_path / "absent"), "--db", stack.database]) == 2

@@ -1,0 +1,139 @@
+"""Alert rules as code, rendered to Grafana unified-alerting file provisioning.
+
+Each rule is one InfluxQL query (A), reduced to its last value per series (B), compared
+with a threshold (C). Series are grouped by tags, so every node or station alerts alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from urbanpulse.dashboards import DATASOURCE_UID
+from urbanpulse.dashboards.model import JSON
+
+FOLDER = "UrbanPulse"
+GROUP = "urbanpulse"
+
+Comparison = Literal["gt", "lt"]
+
+# A node that heartbeats at least once a minute sends >= 4 online statuses in any 5 minutes.
+# Minute buckets filled with 0 over the last hour give every recently seen node a series, so
+# a node that vanished (or published its last will) drops to 0 instead of disappearing; the
+# moving sum of the last 5 buckets is its heartbeat count. (An outer `WHERE time > now() - 5m`
+# does not work: InfluxDB 1.x pushes it into the subquery, and the silent node's series is gone.)
+NODE_OFFLINE_QUERY = (
+    'SELECT 5 * moving_average("n", 5) FROM (SELECT count("state") AS "n" FROM "raw"."node_status" '
+    "WHERE \"state\" = 'online' AND time > now() - 1h "
+    'GROUP BY time(1m), "site", "node" fill(0)) GROUP BY "site", "node"'
+)
+
+
+@dataclass(frozen=True)
+class AlertRule:
+    uid: str
+    title: str
+    influxql: str
+    window_s: int
+    comparison: Comparison
+    threshold: float
+    pending: str
+    summary: str
+    severity: Literal["critical", "warning"]
+    window_end_s: int = 0
+    no_data: Literal["OK", "NoData", "Alerting"] = "OK"
+
+
+RULES: tuple[AlertRule, ...] = (
+    AlertRule(
+        uid="urbanpulse-node-offline", title="Node offline", influxql=NODE_OFFLINE_QUERY,
+        window_s=3600, comparison="lt", threshold=1, pending="2m", severity="critical",
+        summary="{{ $labels.site }}/{{ $labels.node }} sent no online heartbeat for 5 minutes",
+    ),
+    AlertRule(
+        uid="urbanpulse-outbox-growing", title="Outbox growing",
+        influxql='SELECT last("outbox_depth") - first("outbox_depth") FROM "raw"."node_status" '
+                 'WHERE $timeFilter GROUP BY "site", "node"',
+        window_s=1800, comparison="gt", threshold=500, pending="10m", severity="warning",
+        summary="{{ $labels.site }}/{{ $labels.node }}: outbox grew by {{ $values.B }} readings "
+                "in 30 minutes; the node is not delivering",
+    ),
+    AlertRule(
+        uid="urbanpulse-dead-letters", title="Dead letters",
+        influxql='SELECT count("offset") FROM "raw"."dead_letter" WHERE $timeFilter '
+                 'GROUP BY "site", "reason"',
+        window_s=900, comparison="gt", threshold=0, pending="0s", severity="warning",
+        summary="{{ $labels.site }}: {{ $values.B }} messages rejected as {{ $labels.reason }} "
+                "in 15 minutes",
+    ),
+    AlertRule(
+        uid="urbanpulse-missing-data", title="Missing data",
+        influxql='SELECT sum("missing") FROM "agg_1h"."ledger" WHERE $timeFilter '
+                 'GROUP BY "site", "node"',
+        window_s=3 * 3600, window_end_s=3600, comparison="gt", threshold=0, pending="0s",
+        severity="warning",
+        summary="{{ $labels.site }}/{{ $labels.node }}: {{ $values.B }} readings never arrived "
+                "in the two complete hours before the last one",
+    ),
+    AlertRule(
+        uid="urbanpulse-pm25-high", title="PM2.5 high",
+        influxql='SELECT mean("pm25_mean") FROM "agg_1m"."air_pm" WHERE $timeFilter '
+                 'GROUP BY "site", "node"',
+        window_s=3600, comparison="gt", threshold=50, pending="15m", severity="warning",
+        summary="{{ $labels.site }}/{{ $labels.node }}: PM2.5 hourly mean {{ $values.B }} ug/m3",
+    ),
+)
+
+
+def _escape_dollars(text: str) -> str:
+    """Grafana expands `$NAME` from the environment in provisioning files; `$$` is a `$`."""
+    return text.replace("$", "$$")
+
+
+def render_rule(rule: AlertRule) -> JSON:
+    query = {
+        "refId": "A",
+        "datasource": {"type": "influxdb", "uid": DATASOURCE_UID},
+        "rawQuery": True,
+        "query": _escape_dollars(rule.influxql),
+        "resultFormat": "time_series",
+        "intervalMs": 60000,
+        "maxDataPoints": 43200,
+    }
+    expr = {"type": "__expr__", "uid": "__expr__"}
+    return {
+        "uid": rule.uid,
+        "title": rule.title,
+        "condition": "C",
+        "data": [
+            {"refId": "A", "datasourceUid": DATASOURCE_UID,
+             "relativeTimeRange": {"from": rule.window_s, "to": rule.window_end_s},
+             "model": query},
+            {"refId": "B", "datasourceUid": "__expr__", "relativeTimeRange": {"from": 0, "to": 0},
+             "model": {"refId": "B", "type": "reduce", "expression": "A", "reducer": "last",
+                       "settings": {"mode": "dropNN"}, "datasource": expr}},
+            {"refId": "C", "datasourceUid": "__expr__", "relativeTimeRange": {"from": 0, "to": 0},
+             "model": {"refId": "C", "type": "threshold", "expression": "B", "datasource": expr,
+                       "conditions": [{"evaluator": {"type": rule.comparison,
+                                                     "params": [rule.threshold]}}]}},
+        ],
+        "noDataState": rule.no_data,
+        "execErrState": "Error",
+        "for": rule.pending,
+        "annotations": {"summary": _escape_dollars(rule.summary)},
+        "labels": {"severity": rule.severity, "team": "urbanpulse"},
+        "isPaused": False,
+    }
+
+
+def alert_provisioning() -> JSON:
+    return {
+        "apiVersion": 1,
+        "groups": [{
+            "orgId": 1,
+            "name": GROUP,
+            "folder": FOLDER,
+            "interval": "1m",
+            "rules": [render_rule(r) for r in RULES],
+        }],
+    }

@@ -1,0 +1,315 @@
+"""The four urbanpulse dashboards: hospitals, traffic, air quality and data health.
+
+Measurements, policies, tags and fields follow docs/influx-schema.md: readings in `raw`
+(one field per value), 1-minute and 1-hour aggregates in `agg_1m`/`agg_1h` (`count` and
+`<field>_mean/_min/_max/_last`), `node_status` and `dead_letter` in `raw`, the delivery
+`ledger` in `agg_1h`. A ward, an intersection and an air station are each one node.
+"""
+
+from __future__ import annotations
+
+from urbanpulse.dashboards.model import Dashboard, Panel, Query, Threshold, Variable
+
+SITE_NODE = "\"site\" =~ /^$site$/ AND \"node\" =~ /^$node$/"
+PER_LANE = "$tag_node $tag_sensor"
+PER_NODE = "$tag_site/$tag_node"
+
+
+def site_node_variables(policy: str, measurement: str) -> tuple[Variable, Variable]:
+    source = f'"{policy}"."{measurement}"'
+    return (
+        Variable("site", "Site", f'SHOW TAG VALUES FROM {source} WITH KEY = "site"'),
+        Variable("node", "Node",
+                 f'SHOW TAG VALUES FROM {source} WITH KEY = "node" WHERE "site" =~ /^$site$/'),
+    )
+
+
+def _node_status_panels() -> tuple[Panel, ...]:
+    return (
+        Panel(
+            "Nodes now", "table",
+            (Query('SELECT last("state") AS "state", last("outbox_depth") AS "outbox", '
+                   'last("readings_per_s") AS "readings/s", last("uptime_s") AS "uptime" '
+                   f'FROM "raw"."node_status" WHERE $timeFilter AND {SITE_NODE} '
+                   'GROUP BY "site", "node"', result_format="table"),),
+            description="Last status each node sent (birth, heartbeat or its last will).",
+            width=12,
+        ),
+        Panel(
+            "Outbox depth per node", "timeseries",
+            (Query('SELECT max("outbox_depth") FROM "raw"."node_status" '
+                   f'WHERE $timeFilter AND {SITE_NODE} '
+                   'GROUP BY time($__interval), "site", "node" fill(none)', alias=PER_NODE),),
+            description="Readings waiting on the node for the broker's acknowledgement; "
+                        "a rising line means the node cannot deliver.",
+            width=12,
+        ),
+    )
+
+
+def _bed_occupancy(select: str, group: str) -> str:
+    inner = ('SELECT last("occupied") AS "occ" FROM "raw"."hospital_bed" '
+             f'WHERE $timeFilter AND {SITE_NODE} GROUP BY {group}"site", "node", "sensor"')
+    if group:
+        inner += " fill(previous)"
+    outer = f'SELECT {select} FROM ({inner}) WHERE $timeFilter GROUP BY {group}"site", "node"'
+    return outer
+
+
+def hospitals() -> Dashboard:
+    over_time = "time($__interval), "
+    return Dashboard(
+        uid="urbanpulse-hospitals",
+        title="City operations — hospitals",
+        description="Bed occupancy per ward, ER and entrance visits, queue tickets, node status.",
+        variables=site_node_variables("raw", "hospital_bed"),
+        panels=(
+            Panel(
+                "Beds per ward now", "table",
+                (Query(_bed_occupancy('sum("occ") AS "occupied", count("occ") - sum("occ") AS '
+                                      '"available", count("occ") AS "beds"', ""),
+                       result_format="table"),),
+                description="Last state of each bed pad in the time range, summed per ward (node).",
+            ),
+            Panel(
+                "Beds occupied", "stat",
+                (Query('SELECT sum("occ") FROM (SELECT last("occupied") AS "occ" '
+                       'FROM "raw"."hospital_bed" '
+                       f'WHERE $timeFilter AND {SITE_NODE} GROUP BY "site", "node", "sensor") '
+                       'WHERE $timeFilter', alias="occupied"),),
+                width=6, unit="none",
+            ),
+            Panel(
+                "Beds available", "stat",
+                (Query('SELECT count("occ") - sum("occ") FROM (SELECT last("occupied") AS "occ" '
+                       'FROM "raw"."hospital_bed" '
+                       f'WHERE $timeFilter AND {SITE_NODE} GROUP BY "site", "node", "sensor") '
+                       'WHERE $timeFilter', alias="available"),),
+                width=6, unit="none",
+                thresholds=(Threshold(None, "red"), Threshold(3, "orange"), Threshold(10, "green")),
+            ),
+            Panel(
+                "Beds occupied per ward", "timeseries",
+                (Query(_bed_occupancy('sum("occ")', over_time), alias="$tag_site/$tag_node"),),
+                description="Each bed's last state per interval, carried forward, summed per ward.",
+                width=24, stacked=True, unit="none",
+            ),
+            Panel(
+                "Entrances and ER arrivals per hour", "timeseries",
+                (Query('SELECT sum("count") FROM "raw"."hospital_door" '
+                       f'WHERE $timeFilter AND {SITE_NODE} '
+                       'GROUP BY time(1h), "site", "node", "sensor" fill(0)', alias=PER_LANE),),
+                description="Persons counted by each door sensor per hour (ER doors and main "
+                            "entrances are separate sensors).",
+                unit="none",
+            ),
+            Panel(
+                "Queue tickets per hour", "timeseries",
+                (Query('SELECT count("ticket") FROM "raw"."hospital_queue" '
+                       f'WHERE $timeFilter AND {SITE_NODE} AND "called" = 0 '
+                       'GROUP BY time(1h), "site", "node" fill(0)', alias="issued $tag_node"),
+                 Query('SELECT count("ticket") FROM "raw"."hospital_queue" '
+                       f'WHERE $timeFilter AND {SITE_NODE} AND "called" = 1 '
+                       'GROUP BY time(1h), "site", "node" fill(0)', alias="called $tag_node")),
+                description="Tickets issued by the kiosks and tickets called to a counter.",
+                unit="none",
+            ),
+            Panel(
+                "Waiting now (last ticket issued minus last called)", "table",
+                (Query('SELECT last("ticket") AS "last issued" FROM "raw"."hospital_queue" '
+                       f'WHERE $timeFilter AND {SITE_NODE} AND "called" = 0 '
+                       'GROUP BY "site", "node", "sensor"', result_format="table"),
+                 Query('SELECT last("ticket") AS "last called" FROM "raw"."hospital_queue" '
+                       f'WHERE $timeFilter AND {SITE_NODE} AND "called" = 1 '
+                       'GROUP BY "site", "node", "sensor"', result_format="table")),
+                width=24, height=6,
+            ),
+            *_node_status_panels(),
+        ),
+    )
+
+
+def traffic() -> Dashboard:
+    return Dashboard(
+        uid="urbanpulse-traffic",
+        title="City operations — traffic",
+        description="Vehicles per minute, occupancy and speed per lane (loop detectors).",
+        variables=site_node_variables("raw", "traffic_loop"),
+        panels=(
+            Panel(
+                "Vehicles per minute per lane", "timeseries",
+                (Query('SELECT 60 * sum("count") / sum("interval_s") FROM "raw"."traffic_loop" '
+                       f'WHERE $timeFilter AND {SITE_NODE} '
+                       'GROUP BY time($__interval), "site", "node", "sensor" fill(none)',
+                       alias=PER_LANE),),
+                description="Vehicles counted divided by the seconds the intervals covered, "
+                            "from raw readings.",
+                width=24, unit="none",
+            ),
+            Panel(
+                "Vehicles per minute per lane (1-minute aggregates)", "timeseries",
+                (Query('SELECT 60 * mean("count_mean") / mean("interval_s_mean") '
+                       'FROM "agg_1m"."traffic_loop" '
+                       f'WHERE $timeFilter AND {SITE_NODE} '
+                       'GROUP BY time($__interval), "site", "node", "sensor" fill(none)',
+                       alias=PER_LANE),),
+                description="For long ranges: the same rate from the 1-minute aggregates "
+                            "(each minute weighted equally).",
+                width=24, unit="none",
+            ),
+            Panel(
+                "Occupancy per lane", "timeseries",
+                (Query('SELECT mean("occupancy_pct_mean") FROM "agg_1m"."traffic_loop" '
+                       f'WHERE $timeFilter AND {SITE_NODE} '
+                       'GROUP BY time($__interval), "site", "node", "sensor" fill(none)',
+                       alias=PER_LANE),),
+                description="Share of time a vehicle stood over the loop.",
+                unit="percent",
+            ),
+            Panel(
+                "Speed per lane", "timeseries",
+                (Query('SELECT mean("speed_kmh_mean") FROM "agg_1m"."traffic_loop" '
+                       f'WHERE $timeFilter AND {SITE_NODE} '
+                       'GROUP BY time($__interval), "site", "node", "sensor" fill(none)',
+                       alias=PER_LANE),),
+                description="Mean speed, where the detector measures it (double loops).",
+                unit="velocitykmh",
+            ),
+            Panel(
+                "Busiest lanes now (occupancy, last minute)", "bargauge",
+                (Query('SELECT last("occupancy_pct_mean") FROM "agg_1m"."traffic_loop" '
+                       f'WHERE $timeFilter AND {SITE_NODE} GROUP BY "site", "node", "sensor"',
+                       alias=PER_LANE),),
+                unit="percent", width=24,
+                thresholds=(Threshold(None, "green"), Threshold(30, "orange"), Threshold(60, "red")),
+            ),
+            *_node_status_panels(),
+        ),
+    )
+
+
+PM25_STEPS = (Threshold(None, "green"), Threshold(25, "yellow"), Threshold(50, "orange"),
+              Threshold(150, "red"))
+
+
+def air_quality() -> Dashboard:
+    return Dashboard(
+        uid="urbanpulse-air",
+        title="City operations — air quality",
+        description="PM2.5, PM10 and CO2 per station from the 1-minute aggregates.",
+        variables=site_node_variables("agg_1m", "air_pm"),
+        panels=(
+            Panel(
+                "PM2.5 per station", "timeseries",
+                (Query('SELECT mean("pm25_mean") FROM "agg_1m"."air_pm" '
+                       f'WHERE $timeFilter AND {SITE_NODE} '
+                       'GROUP BY time($__interval), "site", "node" fill(none)', alias=PER_NODE),),
+                unit="conμgm3", thresholds=PM25_STEPS,
+            ),
+            Panel(
+                "PM10 per station", "timeseries",
+                (Query('SELECT mean("pm10_mean") FROM "agg_1m"."air_pm" '
+                       f'WHERE $timeFilter AND {SITE_NODE} '
+                       'GROUP BY time($__interval), "site", "node" fill(none)', alias=PER_NODE),),
+                unit="conμgm3",
+            ),
+            Panel(
+                "PM2.5 now (mean of the last hour)", "bargauge",
+                (Query('SELECT mean("pm25_mean") FROM "agg_1m"."air_pm" '
+                       f'WHERE time > now() - 1h AND {SITE_NODE} GROUP BY "site", "node"',
+                       alias=PER_NODE),),
+                unit="conμgm3", thresholds=PM25_STEPS, width=12,
+            ),
+            Panel(
+                "CO2 per station", "timeseries",
+                (Query('SELECT mean("co2_mean") FROM "agg_1m"."air_co2" '
+                       f'WHERE $timeFilter AND {SITE_NODE} '
+                       'GROUP BY time($__interval), "site", "node" fill(none)', alias=PER_NODE),),
+                unit="ppm",
+                thresholds=(Threshold(None, "green"), Threshold(1000, "orange"),
+                            Threshold(2000, "red")),
+            ),
+            *_node_status_panels(),
+        ),
+    )
+
+
+def data_health() -> Dashboard:
+    return Dashboard(
+        uid="urbanpulse-data-health",
+        title="Data health",
+        description="Delivery ledger, dead letters, node status and silent nodes.",
+        variables=site_node_variables("raw", "node_status"),
+        panels=(
+            Panel(
+                "Delivery ledger per node", "table",
+                (Query('SELECT sum("expected") AS "expected", sum("received") AS "received", '
+                       'sum("duplicates") AS "duplicates", sum("late") AS "late", '
+                       'sum("missing") AS "missing" FROM "agg_1h"."ledger" '
+                       f'WHERE $timeFilter AND {SITE_NODE} GROUP BY "site", "node"',
+                       result_format="table"),),
+                description="Per node over the hours in range: readings expected from the "
+                            "sequence numbers, received (with duplicates), late, and missing.",
+                width=24,
+            ),
+            Panel(
+                "Missing readings per hour", "timeseries",
+                (Query('SELECT sum("missing") FROM "agg_1h"."ledger" '
+                       f'WHERE $timeFilter AND {SITE_NODE} '
+                       'GROUP BY time(1h), "site", "node" fill(none)', alias=PER_NODE),),
+                unit="none",
+            ),
+            Panel(
+                "Delivered share per hour", "timeseries",
+                (Query('SELECT 100 * (sum("received") - sum("duplicates")) / sum("expected") '
+                       'FROM "agg_1h"."ledger" '
+                       f'WHERE $timeFilter AND {SITE_NODE} '
+                       'GROUP BY time(1h), "site", "node" fill(none)', alias=PER_NODE),),
+                description="Distinct readings received over readings expected.",
+                unit="percent", decimals=2,
+            ),
+            Panel(
+                "Dead letters per reason", "timeseries",
+                (Query('SELECT count("offset") FROM "raw"."dead_letter" '
+                       f'WHERE $timeFilter AND {SITE_NODE} '
+                       'GROUP BY time($__interval), "reason" fill(0)', alias="$tag_reason"),),
+                description="Rejected messages and readings, by rejection code.",
+                unit="none", stacked=True,
+            ),
+            Panel(
+                "Latest dead letters", "table",
+                (Query('SELECT "reason", "site", "node", "detail", "topic" FROM "raw"."dead_letter" '
+                       f'WHERE $timeFilter AND {SITE_NODE} ORDER BY time DESC LIMIT 50',
+                       result_format="table"),),
+            ),
+            *_node_status_panels(),
+            Panel(
+                "Readings per second per node", "timeseries",
+                (Query('SELECT mean("readings_per_s") FROM "raw"."node_status" '
+                       f'WHERE $timeFilter AND {SITE_NODE} '
+                       'GROUP BY time($__interval), "site", "node" fill(none)', alias=PER_NODE),),
+                unit="none",
+            ),
+            Panel(
+                "Heartbeats per node (0 = silent)", "timeseries",
+                (Query('SELECT count("state") FROM "raw"."node_status" '
+                       f'WHERE $timeFilter AND {SITE_NODE} AND "state" = \'online\' '
+                       'GROUP BY time(5m), "site", "node" fill(0)', alias=PER_NODE),),
+                description="Online heartbeats per 5 minutes; a node that died or lost its "
+                            "link drops to 0.",
+                unit="none",
+            ),
+            Panel(
+                "Readings stored per node per minute", "timeseries",
+                (Query('SELECT sum("count") FROM "agg_1m"./^(air|traffic|hospital)_/ '
+                       f'WHERE $timeFilter AND {SITE_NODE} '
+                       'GROUP BY time(1m), "site", "node" fill(0)', alias="$tag_node $m"),),
+                description="From the 1-minute aggregates of every reading measurement.",
+                unit="none", width=24,
+            ),
+        ),
+    )
+
+
+def all_dashboards() -> tuple[Dashboard, ...]:
+    return (hospitals(), traffic(), air_quality(), data_health())
