@@ -34,9 +34,16 @@ def _mhz19b() -> ProtocolSpec:
     return SPEC
 
 
+def _upfw() -> ProtocolSpec:
+    from firmware_bridge.protocols.upfw.spec import SPEC
+
+    return SPEC
+
+
 register("sds011", _sds011)
 register("pms5003", _pms5003)
 register("pms5003t", _pms5003t)
 register("mhz19b", _mhz19b)
+register("upfw", _upfw)
 
 __all__ = ["ProtocolSpec", "get_protocol", "protocol_names"]

@@ -11,7 +11,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from firmware_bridge.decoding import FrameDecoder
-from firmware_bridge.protocols import get_protocol
+from firmware_bridge.protocols import get_protocol, upfw
 from firmware_bridge.protocols.mhz19b import wire as mhz_wire
 from firmware_bridge.protocols.mhz19b.frames import Mhz19bReading
 from firmware_bridge.protocols.pms5003 import wire as pms_wire
@@ -77,11 +77,42 @@ def _mhz19b() -> st.SearchStrategy[tuple[object, bytes]]:
     )
 
 
+def _upfw() -> st.SearchStrategy[tuple[object, bytes]]:
+    text = st.text(
+        alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-", min_size=1, max_size=8
+    )
+    seq, t_ms, chan, u32 = (
+        st.integers(0, 0xFFFF),
+        st.integers(0, 2**32 - 1),
+        st.integers(1, 255),
+        st.integers(0, 2**32 - 1),
+    )
+    tenths = st.none() | st.integers(0, 2**31 - 1).map(lambda v: v / 10)
+    messages = st.one_of(
+        st.builds(upfw.Hello, seq, t_ms, st.sampled_from(upfw.DeviceKind), text, text, chan),
+        st.builds(upfw.LoopVehicle, seq, t_ms, chan, u32, u32, tenths, tenths),
+        st.builds(
+            upfw.LoopInterval, seq, t_ms, chan, u32, u32, st.integers(0, 1000).map(lambda v: v / 10), tenths
+        ),
+        st.builds(
+            upfw.BedWeight, seq, t_ms, chan, st.integers(-(2**31), 2**31 - 1).map(lambda g: g / 1000),
+            st.booleans(), st.booleans(),
+        ),
+        st.builds(upfw.DoorCount, seq, t_ms, chan, u32, u32),
+        st.builds(upfw.TicketIssued, seq, t_ms, text, u32, u32),
+        st.builds(upfw.TicketServed, seq, t_ms, text, u32, u32, u32),
+        st.builds(upfw.Status, seq, t_ms, st.sampled_from(upfw.StatusCode), st.none() | chan, text),
+        st.just(upfw.IdentityQuery()),
+    )  # fmt: skip
+    return messages.map(lambda m: (m, upfw.encode(m)))
+
+
 CASES = [
     Case("sds011", _sds011(), b"\xaa\xc0", 10),
     Case("pms5003", _pms(False), b"BM", 32),
     Case("pms5003t", _pms(True), b"BM", 32),
     Case("mhz19b", _mhz19b(), b"\xff\x86", 9),
+    Case("upfw", _upfw(), b"$", 82),
 ]
 
 
