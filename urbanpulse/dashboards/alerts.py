@@ -43,6 +43,12 @@ class AlertRule:
     window_end_s: int = 0
     no_data: Literal["OK", "NoData", "Alerting"] = "OK"
 
+    def fires(self, last_value: float) -> bool:
+        """What the threshold expression (C) decides for a series whose last value this is."""
+        if self.comparison == "gt":
+            return last_value > self.threshold
+        return last_value < self.threshold
+
 
 RULES: tuple[AlertRule, ...] = (
     AlertRule(
