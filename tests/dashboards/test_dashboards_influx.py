@@ -128,6 +128,9 @@ def test_variables_list_the_seeded_tag_values(seeded: Seeded) -> None:
     variables = [r for r in results if "/ variable " in r.where]
     assert len(variables) == 8
     assert all(r.ok and r.rows > 0 for r in variables)
+    hospital_nodes = next(r for r in variables if r.where == "urbanpulse-hospitals / variable node")
+    listed = {p["value"] for p in seeded.reader.query_points(hospital_nodes.influxql, db=seeded.database)}
+    assert {"ward-1", "ward-2", "er-1", "opd-1"} <= listed  # beds, doors and kiosks alike
 
 
 def _rule(uid: str) -> AlertRule:

@@ -15,8 +15,8 @@ PER_LANE = "$tag_node $tag_sensor"
 PER_NODE = "$tag_site/$tag_node"
 
 
-def site_node_variables(policy: str, measurement: str) -> tuple[Variable, Variable]:
-    source = f'"{policy}"."{measurement}"'
+def site_node_variables(source: str) -> tuple[Variable, Variable]:
+    """`source`: an InfluxQL FROM target, e.g. `"raw"."traffic_loop"` or `"raw"./^hospital_/`."""
     return (
         Variable("site", "Site", f'SHOW TAG VALUES FROM {source} WITH KEY = "site"'),
         Variable("node", "Node",
@@ -62,7 +62,7 @@ def hospitals() -> Dashboard:
         uid="urbanpulse-hospitals",
         title="City operations — hospitals",
         description="Bed occupancy per ward, ER and entrance visits, queue tickets, node status.",
-        variables=site_node_variables("raw", "hospital_bed"),
+        variables=site_node_variables('"raw"./^hospital_/'),
         panels=(
             Panel(
                 "Beds per ward now", "table",
@@ -134,7 +134,7 @@ def traffic() -> Dashboard:
         uid="urbanpulse-traffic",
         title="City operations — traffic",
         description="Vehicles per minute, occupancy and speed per lane (loop detectors).",
-        variables=site_node_variables("raw", "traffic_loop"),
+        variables=site_node_variables('"raw"."traffic_loop"'),
         panels=(
             Panel(
                 "Vehicles per minute per lane", "timeseries",
@@ -197,7 +197,7 @@ def air_quality() -> Dashboard:
         uid="urbanpulse-air",
         title="City operations — air quality",
         description="PM2.5, PM10 and CO2 per station from the 1-minute aggregates.",
-        variables=site_node_variables("agg_1m", "air_pm"),
+        variables=site_node_variables('"agg_1m"./^air_/'),
         panels=(
             Panel(
                 "PM2.5 per station", "timeseries",
@@ -239,7 +239,7 @@ def data_health() -> Dashboard:
         uid="urbanpulse-data-health",
         title="Data health",
         description="Delivery ledger, dead letters, node status and silent nodes.",
-        variables=site_node_variables("raw", "node_status"),
+        variables=site_node_variables('"raw"."node_status"'),
         panels=(
             Panel(
                 "Delivery ledger per node", "table",
