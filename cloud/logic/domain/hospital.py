@@ -1,0 +1,271 @@
+"""Hospital rollups of one node (a ward, an entrance, a queue system), event time.
+
+Beds (`hospital.bed`, one sensor per bed; the node is the ward): the state of a bed in a
+window is its last reading before the window ends (last state by event time wins).
+`ward_occupancy` (agg_1m and agg_1h, at each window that holds a bed reading): beds
+(known beds), occupied, available, faulty (fault = 1: cut cable, state unknown) and
+occupancy_pct = occupied / (occupied + available) * 100. A late reading changes every
+window from its own to the bed's next reading, so all windows from it on are re-emitted.
+
+Doors (`hospital.door`): `count` people over the `interval_s` before `ts`, attributed to
+the hour of `ts`. A door's role comes from `DoorRoles`: an explicit sensor -> role map,
+else sensor ids starting with an ER prefix ("er-") are ER doors, the others visit doors.
+`door_flow` (agg_1h): er_arrivals, visits.
+
+Queue kiosks (`hospital.queue`): an issue (called = 0) of ticket N at t1 is paired with
+the first call (called = 1) of N at t2 >= t1, before N's next issue and within
+`max_wait_ns`; wait = t2 - t1, attributed to the hour of t2. Tickets restart daily: a
+number issued again the next day starts a new pair, and an unanswered issue expires
+after max_wait. `queue_wait` (agg_1h): n, median_s, p90_s, mean_s.
+
+The per-hospital (site) totals need all of the site's nodes: `process` also returns
+`SiteUpdate`s for `HospitalSite` (cloud.logic.domain.hospital_site), keyed by site.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from cloud.logic.domain.common import HOUR_NS, RP_1H, WIDTHS, Point, quantile, skipped, window_start
+from cloud.logic.lines import line
+from urbanpulse.wire import Reading
+
+ROLES = ("er", "visit", "ignore")
+
+
+@dataclass(frozen=True, slots=True)
+class DoorRoles:
+    """Which door counts ER arrivals: an explicit map wins, then the id prefix."""
+
+    by_sensor: Mapping[str, str] = field(default_factory=dict)
+    er_prefixes: tuple[str, ...] = ("er-",)
+
+    def __post_init__(self) -> None:
+        bad = {s: r for s, r in self.by_sensor.items() if r not in ROLES}
+        if bad:
+            raise ValueError(f"door roles must be one of {ROLES}, got {bad}")
+
+    def role(self, sensor: str) -> str:
+        explicit = self.by_sensor.get(sensor)
+        if explicit is not None:
+            return explicit
+        return "er" if sensor.startswith(self.er_prefixes) else "visit"
+
+
+@dataclass(frozen=True, slots=True)
+class WardSnapshot:
+    site: str
+    node: str
+    rp: str
+    start_ns: int
+    beds: int
+    occupied: int
+    available: int
+    faulty: int
+
+
+@dataclass(frozen=True, slots=True)
+class DoorTotals:
+    site: str
+    node: str
+    hour_ns: int
+    er_arrivals: float
+    visits: float
+
+
+@dataclass(frozen=True, slots=True)
+class WaitSamples:
+    site: str
+    node: str
+    hour_ns: int
+    waits_s: tuple[float, ...]  # sorted
+
+
+SiteUpdate = WardSnapshot | DoorTotals | WaitSamples
+
+
+def occupancy_fields(beds: int, occupied: int, available: int, faulty: int
+                     ) -> dict[str, float | int | str | bool]:
+    fields: dict[str, float | int | str | bool] = {
+        "beds": beds, "occupied": occupied, "available": available, "faulty": faulty}
+    if occupied + available:
+        fields["occupancy_pct"] = 100.0 * occupied / (occupied + available)
+    return fields
+
+
+def wait_fields(waits: list[float]) -> dict[str, float | int | str | bool]:
+    waits = sorted(waits)
+    fields: dict[str, float | int | str | bool] = {"n": len(waits)}
+    if waits:
+        fields.update(median_s=quantile(waits, 0.5), p90_s=quantile(waits, 0.9),
+                      mean_s=math.fsum(waits) / len(waits))
+    return fields
+
+
+class HospitalNodeRollup:
+    """Beds, doors and queue of one node. Picklable."""
+
+    def __init__(self, horizon_ns: int, roles: DoorRoles | None = None,
+                 max_wait_ns: int = 12 * HOUR_NS) -> None:
+        self.horizon_ns = horizon_ns
+        self.roles = roles or DoorRoles()
+        self.max_wait_ns = max_wait_ns
+        self.newest_ns = 0
+        self.too_late = 0
+        # beds: sensor -> sorted [(ts, occupied, fault)]
+        self.beds: dict[str, list[tuple[int, int, int]]] = {}
+        self.bed_windows: dict[str, set[int]] = {rp: set() for rp, _ in WIDTHS}
+        # doors: hour -> (sensor, ts) -> (role, count)
+        self.doors: dict[int, dict[tuple[str, int], tuple[str, float]]] = {}
+        # queue: ticket -> sorted issue times / call times; hour -> tickets called in it
+        self.issues: dict[int, list[int]] = {}
+        self.calls: dict[int, list[int]] = {}
+        self.call_hours: dict[int, set[int]] = {}
+
+    def process(self, site: str, node: str, readings: Iterable[Reading]
+                ) -> tuple[list[Point], list[SiteUpdate]]:
+        bed_from: int | None = None
+        door_hours: set[int] = set()
+        wait_hours: set[int] = set()
+        for r in readings:
+            if not r.kind.startswith("hospital.") or skipped(r):
+                continue
+            if r.ts_ns < self.newest_ns - self.horizon_ns:
+                self.too_late += 1
+                continue
+            self.newest_ns = max(self.newest_ns, r.ts_ns)
+            if r.kind == "hospital.bed":
+                self._add_bed(r)
+                bed_from = r.ts_ns if bed_from is None else min(bed_from, r.ts_ns)
+            elif r.kind == "hospital.door":
+                hour = window_start(r.ts_ns, HOUR_NS)
+                self.doors.setdefault(hour, {})[(r.sensor, r.ts_ns)] = (
+                    self.roles.role(r.sensor), float(r.values["count"]))
+                door_hours.add(hour)
+            elif r.kind == "hospital.queue":
+                wait_hours |= self._add_queue(r)
+        points: list[Point] = []
+        updates: list[SiteUpdate] = []
+        if bed_from is not None:
+            self._emit_beds(site, node, bed_from, points, updates)
+        for hour in sorted(door_hours):
+            er = math.fsum(c for role, c in self.doors[hour].values() if role == "er")
+            visits = math.fsum(c for role, c in self.doors[hour].values() if role == "visit")
+            points.append((RP_1H, line("door_flow", {"site": site, "node": node},
+                                       {"er_arrivals": er, "visits": visits}, hour)))
+            updates.append(DoorTotals(site, node, hour, er, visits))
+        for hour in sorted(wait_hours):
+            waits = sorted(self.waits(hour))
+            points.append((RP_1H, line("queue_wait", {"site": site, "node": node},
+                                       wait_fields(waits), hour)))
+            updates.append(WaitSamples(site, node, hour, tuple(waits)))
+        self._evict()
+        return points, updates
+
+    # beds
+
+    def _add_bed(self, r: Reading) -> None:
+        entry = (r.ts_ns, int(r.values["occupied"]), int(r.values.get("fault", 0)))
+        history = self.beds.setdefault(r.sensor, [])
+        i = bisect.bisect_left(history, r.ts_ns, key=lambda e: e[0])
+        if i < len(history) and history[i][0] == r.ts_ns:
+            history[i] = entry
+        else:
+            history.insert(i, entry)
+        for rp, width in WIDTHS:
+            self.bed_windows[rp].add(window_start(r.ts_ns, width))
+
+    def ward_at(self, end_ns: int) -> tuple[int, int, int, int]:
+        """(beds, occupied, available, faulty) from each bed's last reading before end_ns."""
+        beds = occupied = faulty = 0
+        for history in self.beds.values():
+            i = bisect.bisect_left(history, end_ns, key=lambda e: e[0])
+            if i == 0:
+                continue
+            _, occ, fault = history[i - 1]
+            beds += 1
+            if fault:
+                faulty += 1
+            elif occ:
+                occupied += 1
+        return beds, occupied, beds - occupied - faulty, faulty
+
+    def _emit_beds(self, site: str, node: str, from_ns: int, points: list[Point],
+                   updates: list[SiteUpdate]) -> None:
+        for rp, width in WIDTHS:
+            first = window_start(from_ns, width)
+            for start in sorted(s for s in self.bed_windows[rp] if s >= first):
+                beds, occupied, available, faulty = self.ward_at(start + width)
+                points.append((rp, line("ward_occupancy", {"site": site, "node": node},
+                                        occupancy_fields(beds, occupied, available, faulty), start)))
+                updates.append(WardSnapshot(site, node, rp, start, beds, occupied, available, faulty))
+
+    # queue
+
+    def _add_queue(self, r: Reading) -> set[int]:
+        ticket = round(r.values["ticket"])
+        if r.values["called"]:
+            insort_unique(self.calls.setdefault(ticket, []), r.ts_ns)
+            hour = window_start(r.ts_ns, HOUR_NS)
+            self.call_hours.setdefault(hour, set()).add(ticket)
+            return {hour}
+        insort_unique(self.issues.setdefault(ticket, []), r.ts_ns)
+        calls = self.calls.get(ticket, [])
+        lo = bisect.bisect_left(calls, r.ts_ns)
+        hi = bisect.bisect_right(calls, r.ts_ns + self.max_wait_ns)
+        return {window_start(t, HOUR_NS) for t in calls[lo:hi]}
+
+    def pair(self, ticket: int, issued_ns: int) -> int | None:
+        """The call answering the issue of `ticket` at `issued_ns`, if any."""
+        issues = self.issues.get(ticket, [])
+        i = bisect.bisect_right(issues, issued_ns)
+        next_issue = issues[i] if i < len(issues) else None
+        calls = self.calls.get(ticket, [])
+        j = bisect.bisect_left(calls, issued_ns)
+        if j == len(calls):
+            return None
+        call = calls[j]
+        if call - issued_ns > self.max_wait_ns or (next_issue is not None and call >= next_issue):
+            return None
+        return call
+
+    def waits(self, hour: int) -> list[float]:
+        """Waits (s) of the tickets called in the hour starting at `hour`."""
+        out: list[float] = []
+        for ticket in self.call_hours.get(hour, ()):
+            for issued in self.issues.get(ticket, ()):
+                call = self.pair(ticket, issued)
+                if call is not None and window_start(call, HOUR_NS) == hour:
+                    out.append((call - issued) / 1e9)
+        return out
+
+    def _evict(self) -> None:
+        floor = self.newest_ns - self.horizon_ns
+        for history in self.beds.values():
+            # Keep the last state before the floor: it is the bed's state at the floor.
+            i = bisect.bisect_left(history, floor, key=lambda e: e[0])
+            if i > 1:
+                del history[:i - 1]
+        for rp, width in WIDTHS:
+            self.bed_windows[rp] = {s for s in self.bed_windows[rp] if s >= floor - width}
+        for hour in [h for h in self.doors if h < floor - HOUR_NS]:
+            del self.doors[hour]
+        queue_floor = floor - self.max_wait_ns
+        for times in (self.issues, self.calls):
+            for ticket in list(times):
+                kept = [t for t in times[ticket] if t >= queue_floor]
+                if kept:
+                    times[ticket] = kept
+                else:
+                    del times[ticket]
+        for hour in [h for h in self.call_hours if h < floor - HOUR_NS]:
+            del self.call_hours[hour]
+
+
+def insort_unique(values: list[int], value: int) -> None:
+    i = bisect.bisect_left(values, value)
+    if i == len(values) or values[i] != value:
+        values.insert(i, value)

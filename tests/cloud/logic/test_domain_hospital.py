@@ -1,0 +1,186 @@
+"""Hospital rollups per node (ward, doors, queue) and per site, with hand-computed values."""
+
+from __future__ import annotations
+
+import pickle
+import random
+
+import pytest
+
+from cloud.logic.domain.hospital import DoorRoles, HospitalNodeRollup, SiteUpdate
+from cloud.logic.domain.hospital_site import HospitalSite
+from tests.cloud.logic.domain_helpers import HOUR, MIN, T0, S, final, rd, select
+from urbanpulse.wire import Reading
+
+BED, DOOR, QUEUE = "hospital.bed", "hospital.door", "hospital.queue"
+
+
+def ward1() -> list[Reading]:
+    return [
+        rd("b1", BED, T0 + 10 * S, occupied=1),
+        rd("b2", BED, T0 + 20 * S, occupied=0),
+        rd("b3", BED, T0 + 30 * S, occupied=1, fault=1),  # cut cable: state unknown
+        rd("b2", BED, T0 + MIN + 5 * S, occupied=1),
+        rd("b1", BED, T0 + 2 * MIN + 5 * S, occupied=0),
+        rd("b3", BED, T0 + 2 * MIN + 6 * S, occupied=0, fault=0),
+    ]
+
+
+def test_ward_occupancy_per_minute_and_hour() -> None:
+    points, _ = HospitalNodeRollup(2 * HOUR).process("bvbm", "w1", ward1())
+    rows = select(points, "agg_1m", "ward_occupancy", site="bvbm", node="w1")
+    assert rows == {
+        T0: {"beds": 3, "occupied": 1, "available": 1, "faulty": 1, "occupancy_pct": 50.0},
+        T0 + MIN: {"beds": 3, "occupied": 2, "available": 0, "faulty": 1, "occupancy_pct": 100.0},
+        T0 + 2 * MIN: {"beds": 3, "occupied": 1, "available": 2, "faulty": 0,
+                       "occupancy_pct": pytest.approx(100 / 3)},
+    }
+    # The hour's point is the state at its end.
+    assert select(points, "agg_1h", "ward_occupancy", site="bvbm", node="w1")[T0] == rows[T0 + 2 * MIN]
+
+
+def test_late_bed_reading_corrects_the_following_windows() -> None:
+    readings = ward1()
+    expected = final(HospitalNodeRollup(2 * HOUR).process("s", "w1", readings)[0])
+    roll = HospitalNodeRollup(2 * HOUR)
+    late = readings[3]  # b2 taken at minute 1 arrives after everything else
+    points = roll.process("s", "w1", readings[:3] + readings[4:])[0]
+    before = select(points, "agg_1m", "ward_occupancy", site="s", node="w1")
+    assert before[T0 + 2 * MIN]["occupied"] == 0
+    points += roll.process("s", "w1", [late])[0]
+    assert final(points) == expected
+
+
+def _random_ward(seed: int) -> list[Reading]:
+    rng = random.Random(seed)
+    return [rd(f"b{rng.randrange(6)}", BED, T0 + i * 13 * S + rng.randrange(S),
+               occupied=rng.randrange(2), fault=int(rng.random() < 0.1)) for i in range(200)]
+
+
+def test_shuffled_beds_give_the_in_order_result() -> None:
+    readings = _random_ward(7)
+    expected = final(HospitalNodeRollup(2 * HOUR).process("s", "w1", readings)[0])
+    shuffled = readings[:]
+    random.Random(8).shuffle(shuffled)
+    roll = HospitalNodeRollup(2 * HOUR)
+    points = [p for i in range(0, 200, 9) for p in roll.process("s", "w1", shuffled[i:i + 9])[0]]
+    assert final(points) == expected
+
+
+def test_door_flow_per_hour_with_roles() -> None:
+    roles = DoorRoles({"staff-1": "ignore"})
+    readings = [
+        rd("er-main", DOOR, T0 + 10 * MIN, count=3, interval_s=60),
+        rd("er-main", DOOR, T0 + 50 * MIN, count=2, interval_s=60),
+        rd("gate-1", DOOR, T0 + 20 * MIN, count=10, interval_s=60),
+        rd("staff-1", DOOR, T0 + 20 * MIN, count=7, interval_s=60),
+        rd("er-main", DOOR, T0 + HOUR + 1, count=4, interval_s=60),
+    ]
+    points, updates = HospitalNodeRollup(2 * HOUR, roles).process("bvbm", "e1", readings)
+    rows = select(points, "agg_1h", "door_flow", site="bvbm", node="e1")
+    assert rows == {T0: {"er_arrivals": 5.0, "visits": 10.0},
+                    T0 + HOUR: {"er_arrivals": 4.0, "visits": 0.0}}
+    assert len(updates) == 2
+    with pytest.raises(ValueError, match="door roles"):
+        DoorRoles({"x": "vip"})
+
+
+def queue_day() -> list[Reading]:
+    return [
+        rd("kiosk", QUEUE, T0, ticket=1, called=0),
+        rd("counter", QUEUE, T0 + 5 * MIN, ticket=1, called=1, counter=2),  # 300 s
+        rd("kiosk", QUEUE, T0 + 1 * MIN, ticket=2, called=0),
+        rd("counter", QUEUE, T0 + 11 * MIN, ticket=2, called=1),  # 600 s
+        rd("kiosk", QUEUE, T0 + 2 * MIN, ticket=3, called=0),
+        rd("counter", QUEUE, T0 + 3 * MIN, ticket=3, called=1),  # 60 s
+        rd("counter", QUEUE, T0 + 4 * MIN, ticket=3, called=1),  # called again: not a new wait
+        rd("kiosk", QUEUE, T0 + 10 * MIN, ticket=4, called=0),
+        rd("counter", QUEUE, T0 + HOUR + 10 * MIN, ticket=4, called=1),  # 3600 s, next hour
+        rd("kiosk", QUEUE, T0 + 12 * MIN, ticket=5, called=0),  # never called
+        # The number 1 comes round again (tickets restart): a new pair, 600 s.
+        rd("kiosk", QUEUE, T0 + 30 * MIN, ticket=1, called=0),
+        rd("counter", QUEUE, T0 + 40 * MIN, ticket=1, called=1),
+    ]
+
+
+def test_waiting_time_median_p90() -> None:
+    points, _ = HospitalNodeRollup(3 * HOUR).process("bvbm", "q1", queue_day())
+    rows = select(points, "agg_1h", "queue_wait", site="bvbm", node="q1")
+    # hour 0: waits 60, 300, 600, 600; median (300+600)/2; p90 at h = 3*0.9 -> 600
+    assert rows[T0] == {"n": 4, "median_s": 450.0, "p90_s": 600.0, "mean_s": 390.0}
+    assert rows[T0 + HOUR] == {"n": 1, "median_s": 3600.0, "p90_s": 3600.0, "mean_s": 3600.0}
+
+
+def test_waits_out_of_order_and_max_wait() -> None:
+    readings = queue_day()
+    expected = final(HospitalNodeRollup(3 * HOUR).process("s", "q1", readings)[0])
+    for seed in range(5):
+        shuffled = readings[:]
+        random.Random(seed).shuffle(shuffled)
+        roll = HospitalNodeRollup(3 * HOUR)
+        points = [p for r in shuffled for p in roll.process("s", "q1", [r])[0]]
+        assert final(points) == expected
+    roll = HospitalNodeRollup(24 * HOUR, max_wait_ns=12 * HOUR)
+    points, _ = roll.process("s", "q1", [rd("k", QUEUE, T0, ticket=9, called=0),
+                                         rd("k", QUEUE, T0 + 13 * HOUR, ticket=9, called=1)])
+    assert select(points, "agg_1h", "queue_wait", site="s", node="q1")[T0 + 13 * HOUR] == {"n": 0}
+
+
+def test_site_totals_from_several_nodes() -> None:
+    updates: list[SiteUpdate] = []
+    w1 = HospitalNodeRollup(2 * HOUR)
+    updates += w1.process("bvbm", "w1", ward1())[1]
+    w2 = HospitalNodeRollup(2 * HOUR)
+    updates += w2.process("bvbm", "w2", [rd("b1", BED, T0 + 40 * S, occupied=1)])[1]
+    q1 = HospitalNodeRollup(2 * HOUR)
+    updates += q1.process("bvbm", "q1", queue_day())[1]
+    q2 = HospitalNodeRollup(2 * HOUR)
+    updates += q2.process("bvbm", "q2", [rd("k", QUEUE, T0 + 20 * MIN, ticket=1, called=0),
+                                         rd("c", QUEUE, T0 + 22 * MIN, ticket=1, called=1)])[1]
+    e1 = HospitalNodeRollup(2 * HOUR)
+    updates += e1.process("bvbm", "e1", [rd("er-1", DOOR, T0 + MIN, count=5, interval_s=60),
+                                         rd("gate", DOOR, T0 + MIN, count=10, interval_s=60)])[1]
+    e2 = HospitalNodeRollup(2 * HOUR)
+    updates += e2.process("bvbm", "e2", [rd("er-2", DOOR, T0 + MIN, count=1, interval_s=60),
+                                         rd("gate", DOOR, T0 + MIN, count=2, interval_s=60)])[1]
+    site = HospitalSite(2 * HOUR)
+    points = site.process("bvbm", updates)
+    occ = select(points, "agg_1m", "hospital_occupancy", site="bvbm")
+    # w2 sent nothing after minute 0: its minute-0 state still counts at minutes 1 and 2.
+    assert occ[T0] == {"beds": 4, "occupied": 2, "available": 1, "faulty": 1,
+                       "occupancy_pct": pytest.approx(200 / 3)}
+    assert occ[T0 + MIN] == {"beds": 4, "occupied": 3, "available": 0, "faulty": 1,
+                             "occupancy_pct": 100.0}
+    assert occ[T0 + 2 * MIN] == {"beds": 4, "occupied": 2, "available": 2, "faulty": 0,
+                                 "occupancy_pct": 50.0}
+    assert select(points, "agg_1h", "hospital_flow", site="bvbm")[T0] == {
+        "er_arrivals": 6.0, "visits": 12.0}
+    # waits 60, 120, 300, 600, 600: median 300; p90 at h = 4*0.9 = 3.6 -> 600; mean 1680/5
+    assert select(points, "agg_1h", "hospital_wait", site="bvbm")[T0] == {
+        "n": 5, "median_s": 300.0, "p90_s": 600.0, "mean_s": 336.0}
+    # A corrected ward snapshot replaces the old one: same result when replayed in reverse.
+    again = HospitalSite(2 * HOUR)
+    assert final(again.process("bvbm", updates[::-1])) == final(points)
+
+
+def test_state_pickles_and_continues_identically() -> None:
+    readings = _random_ward(11) + queue_day()
+    node = HospitalNodeRollup(2 * HOUR)
+    site = HospitalSite(2 * HOUR)
+    site.process("s", node.process("s", "w1", readings[:100])[1])
+    node2, site2 = pickle.loads(pickle.dumps((node, site)))
+    p1, u1 = node.process("s", "w1", readings[100:])
+    p2, u2 = node2.process("s", "w1", readings[100:])
+    assert p1 == p2
+    assert u1 == u2
+    assert site.process("s", u1) == site2.process("s", u2)
+
+
+def test_too_late_readings_are_counted_and_history_bounded() -> None:
+    roll = HospitalNodeRollup(10 * MIN)
+    roll.process("s", "w1", [rd("b1", BED, T0 + i * MIN, occupied=i % 2) for i in range(120)])
+    assert len(roll.beds["b1"]) <= 12
+    assert roll.process("s", "w1", [rd("b1", BED, T0, occupied=1)]) == ([], [])
+    assert roll.too_late == 1
+    # The state before the horizon is kept as the bed's baseline.
+    assert roll.ward_at(T0 + 200 * MIN) == (1, 1, 0, 0)
