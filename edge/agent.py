@@ -53,6 +53,7 @@ class Agent:
         self.clock = clock or SystemClock()
         self._client_factory = client_factory
         self._pin_factory = pin_factory
+        self._shared_pins: Any = None
         self.outbox = Outbox(config.node.state_dir / OUTBOX_FILE, max_rows=config.outbox.max_rows)
         self.drivers = {s.id: DriverState(s.id, s.driver) for s in config.sensors}
         self._pending: list[Sample] = []
@@ -124,9 +125,11 @@ class Agent:
     def _pins(self) -> Any:
         if self._pin_factory is not None:
             return self._pin_factory()
-        from edge.gpio.factory import make_pin_factory  # type: ignore[import-not-found,unused-ignore]
+        if self._shared_pins is None:
+            from edge.gpio.factory import SharedPinFactory
 
-        return make_pin_factory(self.config.gpio.backend)
+            self._shared_pins = SharedPinFactory(self.config.gpio.backend)
+        return self._shared_pins()
 
     async def _supervise(self, sensor: SensorConfig, ctx: DriverContext) -> None:
         state = self.drivers[sensor.id]
@@ -180,6 +183,8 @@ class Agent:
             await asyncio.gather(*tasks, return_exceptions=True)
             self.flush()
             self.publisher.stop()
+            if self._shared_pins is not None:
+                self._shared_pins.close()
             self.write_state()
             self.outbox.close()
             log.info("agent stopped", extra={"node": self.config.node.id})

@@ -45,7 +45,8 @@ def city_nodes(serial_ports: dict[str, str]) -> list[DemoNode]:
 
     def loop(sensor: str, pin: int, down: int) -> str:
         return (f'[[sensors]]\nid = "{sensor}"\ndriver = "traffic_loop"\npin = {pin}\n'
-                f'downstream_pin = {down}\nloop_distance_m = 4.0\nloop_length_m = 2.0\n'
+                f'downstream_pin = {down}\npull = "down"\nactive_state = "high"\n'
+                'loop_distance_m = 4.0\nloop_length_m = 2.0\n'
                 'interval_s = 5.0\n')
 
     def bed(sensor: str, pin: int) -> str:

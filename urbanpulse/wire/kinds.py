@@ -60,7 +60,8 @@ KINDS: dict[str, KindSpec] = {
             "traffic.loop",
             "Inductive loop detector, one lane, aggregated over an interval.",
             count=FieldSpec("vehicles", low=0, high=10000),
-            occupancy_pct=FieldSpec("%", low=0, high=100),
+            # Absent for pulse-output loop cards, which carry no on-time.
+            occupancy_pct=FieldSpec("%", required=False, low=0, high=100),
             interval_s=FieldSpec("s", low=0.001, high=3600),
             speed_kmh=FieldSpec("km/h", required=False, low=0, high=300),
             length_m=FieldSpec("m", required=False, low=0, high=50),
