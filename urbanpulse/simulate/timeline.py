@@ -27,7 +27,8 @@ class PinEdge(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class PinTrack:
-    """A pin over a window [t0, t1): its level at t0, then its edges in time order.
+    """A pin over a window [t0, t1): its level from t0 on, then its edges (after t0) in
+    time order.
     Levels are logical: 1 = active (vehicle present, pad loaded, beam broken, button
     pressed); the wiring (active-low, NC) is the emulation layer's business."""
 
@@ -50,9 +51,10 @@ class Intervals:
         return Intervals(_EMPTY, _EMPTY)
 
     @staticmethod
-    def merged(starts: FloatArray, ends: FloatArray) -> Intervals:
+    def merged(starts: FloatArray, ends: FloatArray, min_gap: float = 0.0) -> Intervals:
         """Union of possibly overlapping spans (two vehicles side by side over one loop
-        make one detection, as they do for a real detector card)."""
+        make one detection, as they do for a real detector card); gaps shorter than
+        `min_gap` are closed too (a detector does not resolve them)."""
         if starts.size == 0:
             return Intervals.empty()
         order = np.argsort(starts, kind="stable")
@@ -60,7 +62,7 @@ class Intervals:
         running = np.maximum.accumulate(e)
         new = np.empty(s.size, dtype=bool)
         new[0] = True
-        new[1:] = s[1:] > running[:-1]
+        new[1:] = s[1:] > running[:-1] + min_gap
         first = np.flatnonzero(new)
         return Intervals(s[first], np.maximum.reduceat(e, first))
 
@@ -122,8 +124,9 @@ class Intervals:
         return on
 
     def track(self, t0: float, t1: float) -> PinTrack:
-        ks = (self.starts >= t0) & (self.starts < t1)
-        ke = (self.ends >= t0) & (self.ends < t1)
+        # An edge exactly at t0 is in `initial`, the level from t0 on.
+        ks = (self.starts > t0) & (self.starts < t1)
+        ke = (self.ends > t0) & (self.ends < t1)
         times = np.concatenate([self.starts[ks], self.ends[ke]])
         levels = np.concatenate([np.ones(int(ks.sum()), dtype=np.int64),
                                  np.zeros(int(ke.sum()), dtype=np.int64)])

@@ -32,6 +32,7 @@ SPEED_FACTOR = np.array([1.0, 0.95, 0.8, 0.85])
 SPEED_SIGMA = 0.2
 CONGESTION = 0.55  # share of the free speed lost at the peak flow
 MIN_SPEED_KMH = 2.0
+MIN_GAP_S = 0.05  # a detector card does not resolve shorter gaps between vehicles
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,8 +147,8 @@ class LaneModel:
         """When loop 1 (or 2) detects a vehicle, merged, around [t0, t1)."""
         p = self.passages(t0 - self.LOOKBACK, t1)
         if loop == 1:
-            return Intervals.merged(p.t_on1, p.t_off1)
-        return Intervals.merged(p.t_on2, p.t_off2)
+            return Intervals.merged(p.t_on1, p.t_off1, MIN_GAP_S)
+        return Intervals.merged(p.t_on2, p.t_off2, MIN_GAP_S)
 
 
 @dataclass

@@ -27,7 +27,9 @@ from urbanpulse.simulate.timeline import Intervals, LruCache, PinTrack, poisson_
 
 CHUNK = 3600.0
 LOOKBACK = 120.0
-BUTTON_S = 0.15  # a kiosk button press or a counter's call key
+MIN_GAP_S = 0.05  # a beam interrupted twice within this reads as one person
+BUTTON_S = 0.15
+PRINT_S = 2.0  # a kiosk button press or a counter's call key
 ISSUE_BEFORE_OPEN_H = 1.0  # kiosks hand out tickets this long before counters open
 ISSUE_STOP_BEFORE_CLOSE_H = 0.25
 
@@ -51,7 +53,7 @@ def beam_pulses(rng: np.random.Generator, arrivals: FloatArray, sizes: IntArray)
     cum = np.cumsum(gaps)
     offsets = cum - np.repeat(cum[first], sizes)
     starts = group_start + offsets
-    return Intervals.merged(starts, starts + rng.uniform(0.25, 0.6, n))
+    return Intervals.merged(starts, starts + rng.uniform(0.25, 0.6, n), MIN_GAP_S)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +103,7 @@ class EntranceModel:
         k0, k1 = int(np.floor((t0 - LOOKBACK) / CHUNK)), int(np.floor(t1 / CHUNK))
         parts = [self._cache.get(k).beam for k in range(k0, k1 + 1)]
         return Intervals.merged(np.concatenate([p.starts for p in parts]),
-                                np.concatenate([p.ends for p in parts]))
+                                np.concatenate([p.ends for p in parts]), MIN_GAP_S)
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,7 +208,10 @@ class OutpatientModel:
             low += kiosk.share
             issuing = ((visits >= windows[0][0] - ISSUE_BEFORE_OPEN_H * 3600)
                        & (visits < windows[-1][1] - ISSUE_STOP_BEFORE_CLOSE_H * 3600))
-            issued = visits[mine & issuing]
+            # One ticket at a time: a kiosk takes PRINT_S to print one.
+            queue_at = visits[mine & issuing]
+            spacing = PRINT_S * np.arange(queue_at.size)
+            issued = np.maximum.accumulate(queue_at - spacing) + spacing
             krng = substream(self.seed, "kiosk", self.site, o.node, kiosk.sensor, day)
             mean_s = kiosk.service_mean_min * 60.0
             sigma = kiosk.service_sigma
@@ -226,7 +231,7 @@ class OutpatientModel:
     def beam(self, t0: float, t1: float) -> Intervals:
         parts = [self.day(d).beam for d in self._days_over(t0 - LOOKBACK, t1)]
         return Intervals.merged(np.concatenate([p.starts for p in parts]),
-                                np.concatenate([p.ends for p in parts]))
+                                np.concatenate([p.ends for p in parts]), MIN_GAP_S)
 
     def kiosk_events(self, sensor: str, t0: float, t1: float) -> list[QueueEvent]:
         # A ticket is called at most a day after it is issued: look back one day.
