@@ -147,3 +147,12 @@ def test_emulate_process_prints_its_port_and_takes_fault_commands(tmp_path: Path
         for stream in (proc.stdin, proc.stdout, proc.stderr):
             if stream is not None:
                 stream.close()
+
+
+def test_benchmark_reports_every_protocol() -> None:
+    from firmware_bridge.benchmark import run as run_benchmark
+
+    lines: list[str] = []
+    run_benchmark(0.01, lines)
+    assert [line.split()[0] for line in lines[1:]] == ["sds011", "pms5003", "pms5003t", "mhz19b", "upfw"]
+    assert all(float(line.split()[1].replace(",", "")) > 0 for line in lines[1:])
