@@ -13,6 +13,7 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from cloud.config import CloudConfig, load_cloud_config
+from cloud.errors import CloudError
 from urbanpulse.errors import ConfigError, UrbanpulseError
 
 if TYPE_CHECKING:
@@ -129,10 +130,8 @@ def run(cfg: CloudConfig, *, ingest: bool = True, process_id: int | None = None)
             init_db_dir(rdir, processes * cfg.flow.workers)
         recovery = RecoveryConfig(str(rdir), timedelta(seconds=cfg.flow.backup_interval_s))
 
-    def interrupt() -> None:
-        raise KeyboardInterrupt
+    from bytewax.errors import BytewaxRuntimeError
 
-    _on_signals(interrupt)
     try:
         cli_main(build_flow(cfg, partitions), workers_per_process=cfg.flow.workers,
                  process_id=pid if cfg.flow.addresses else None,
@@ -141,6 +140,10 @@ def run(cfg: CloudConfig, *, ingest: bool = True, process_id: int | None = None)
                  recovery_config=recovery)
     except KeyboardInterrupt:
         pass
+    except BytewaxRuntimeError as exc:
+        # Bytewax ends the run this way on SIGINT/SIGTERM: a clean stop, not a failure.
+        if "signal received" not in str(exc):
+            raise CloudError(f"dataflow failed: {exc}") from exc
     finally:
         for i in ingests:
             i.stop()

@@ -19,6 +19,8 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from cloud.config import CloudConfig
 from cloud.journal import Journal, JournalRecord, journal_path
+from cloud.logic.domain.hospital import SiteUpdate
+from cloud.logic.domain.hospital_site import HospitalSite
 from cloud.logic.node import NodeState
 from cloud.logic.records import NodeData, Point, decode_record
 from cloud.sink import InfluxWriter, make_writer
@@ -82,12 +84,27 @@ class JournalSource(FixedPartitionedSource[JournalRecord, int]):
         return JournalPartition(journal, resume_state or 0, self.retention_s)
 
 
-class NodeLogic(op.StatefulBatchLogic[NodeData, list[Point], bytes]):
+NodeOut = tuple[list[Point], list[SiteUpdate]]
+
+
+class NodeLogic(op.StatefulBatchLogic[NodeData, NodeOut, bytes]):
     def __init__(self, state: NodeState) -> None:
         self.state = state
 
-    def on_batch(self, values: list[NodeData]) -> tuple[list[list[Point]], bool]:
-        return [self.state.process(v) for v in values], op.StatefulBatchLogic.RETAIN
+    def on_batch(self, values: list[NodeData]) -> tuple[list[NodeOut], bool]:
+        out = [(self.state.process(v), self.state.take_site_updates()) for v in values]
+        return out, op.StatefulBatchLogic.RETAIN
+
+    def snapshot(self) -> bytes:
+        return pickle.dumps(self.state, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+class SiteLogic(op.StatefulBatchLogic[SiteUpdate, list[Point], bytes]):
+    def __init__(self, state: HospitalSite) -> None:
+        self.state = state
+
+    def on_batch(self, values: list[SiteUpdate]) -> tuple[list[list[Point]], bool]:
+        return [self.state.process(values[0].site, values)], op.StatefulBatchLogic.RETAIN
 
     def snapshot(self) -> bytes:
         return pickle.dumps(self.state, protocol=pickle.HIGHEST_PROTOCOL)
@@ -127,7 +144,16 @@ def build_flow(cfg: CloudConfig, partitions: list[str], sink: Any = None) -> Dat
         return NodeLogic(NodeState(horizon_ns, cfg.flow.detect))
 
     processed = op.stateful_batch("node_state", keyed, builder)
-    node_points = op.map("unkey", processed, lambda kv: kv[1])
-    points = op.merge("points", direct, node_points)
+    node_points = op.map("node_points", processed, lambda kv: kv[1][0])
+    site_updates = op.flat_map("site_updates", processed, lambda kv: kv[1][1])
+    by_site = op.key_on("by_site", site_updates, lambda u: u.site)
+
+    def site_builder(resume: bytes | None) -> SiteLogic:
+        state: HospitalSite = pickle.loads(resume) if resume is not None else HospitalSite(horizon_ns)
+        return SiteLogic(state)
+
+    site_points = op.map("site_points", op.stateful_batch("site_state", by_site, site_builder),
+                         lambda kv: kv[1])
+    points = op.merge("points", direct, node_points, site_points)
     op.output("influx", points, sink if sink is not None else InfluxSink(cfg))
     return flow

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from cloud.logic.domain.hospital import SiteUpdate
+from cloud.logic.domain.node import DomainNode
 from cloud.logic.events import SensorWatch
 from cloud.logic.lines import line
 from cloud.logic.records import RP_1H, RP_1M, RP_RAW, NodeData, Point
 from cloud.logic.rollup import HOUR_NS, MINUTE_NS, SensorRollup, Window
 from cloud.logic.seqs import SeqRanges
-from urbanpulse.wire import KINDS
+from urbanpulse.wire import KINDS, Reading
 
 LATE_AFTER_NS = 5 * MINUTE_NS
 
@@ -42,6 +44,8 @@ class NodeState:
         self.horizon_ns = horizon_ns
         self.detect = detect
         self.watch: dict[str, SensorWatch] = {}
+        self.domain = DomainNode(horizon_ns)
+        self.site_updates: list[SiteUpdate] = []
         self.seqs: dict[str, SeqRanges] = {}
         self.kinds: dict[str, str] = {}
         self.minute: dict[str, SensorRollup] = {}
@@ -51,13 +55,17 @@ class NodeState:
     def __setstate__(self, state: dict[str, object]) -> None:
         # Snapshots outlive code versions: attributes added since a snapshot was taken get
         # their defaults, so an upgrade resumes instead of crashing on old state.
-        self.__dict__.update({"detect": True, "watch": {}, "ledger": {}})
+        defaults = {"detect": True, "watch": {}, "ledger": {}, "site_updates": []}
+        self.__dict__.update(defaults)
         self.__dict__.update(state)
+        if "domain" not in state:
+            self.domain = DomainNode(self.horizon_ns)
 
     def process(self, data: NodeData) -> list[Point]:
         out: list[Point] = []
         touched: dict[tuple[str, str, int], Window] = {}
         ledger_touched: set[int] = set()
+        fresh: list[Reading] = []
         site, node = data.site, data.node
         for r in data.readings:
             hour = r.ts_ns - r.ts_ns % HOUR_NS
@@ -73,6 +81,7 @@ class NodeState:
                 ledger.duplicates += 1
                 continue
             ledger.note(r.sensor, r.seq)
+            fresh.append(r)
             if data.received_ns - r.ts_ns > LATE_AFTER_NS:
                 ledger.late += 1
             self.kinds[r.sensor] = r.kind
@@ -101,11 +110,19 @@ class NodeState:
             kind = self.kinds[sensor]
             tags = {"site": site, "node": node, "sensor": sensor, "kind": kind}
             out.append((rp, line(KINDS[kind].measurement, tags, window.as_fields(), start)))
+        domain_points, updates = self.domain.process(site, node, fresh)
+        out.extend(domain_points)
+        self.site_updates.extend(updates)
         for hour in sorted(ledger_touched):
             out.append((RP_1H, line("ledger", {"site": site, "node": node},
                                     self.ledger[hour].fields(), hour)))
         self._evict()
         return out
+
+    def take_site_updates(self) -> list[SiteUpdate]:
+        """What the per-hospital (site) step needs from this node since the last call."""
+        updates, self.site_updates = self.site_updates, []
+        return updates
 
     def _evict(self) -> None:
         newest = 0

@@ -54,13 +54,13 @@ def city_nodes(serial_ports: dict[str, str]) -> list[DemoNode]:
                 'active_state = "low"\noccupied_when = "closed"\nsupervision = "none"\n'
                 'exit_tolerance_s = 3\nheartbeat_s = 10\n')
 
-    door = ('[[sensors]]\nid = "door-er"\ndriver = "door_counter"\npin = 20\npull = "up"\n'
+    door = ('[[sensors]]\nid = "er-door"\ndriver = "door_counter"\npin = 20\npull = "up"\n'
             'active_state = "low"\ninterval_s = 5\n')
     beds = {f"bed-{i:02d}": 10 + i for i in range(1, 7)}
     return [
         DemoNode("hn-bachmai", "ward-a", "Bach Mai hospital, ward A",
                  "\n".join(bed(b, p) for b, p in beds.items()) + "\n" + door,
-                 {**beds, "door-er": 20}),
+                 {**beds, "er-door": 20}),
         DemoNode("hn-hoankiem", "aq-01", "Hoan Kiem air station", sds("pm-hoankiem")),
         DemoNode("hn-caugiay", "aq-02", "Cau Giay air station", sds("pm-caugiay")),
         DemoNode("hn-hoankiem", "x-01", "Trang Tien x Hang Bai", loop("lane-1", 5, 6),

@@ -105,7 +105,7 @@ def run_demo(duration_s: float | None, seed: int = 1) -> int:
                     pins.add_loop_pair_on(factory, pin, node.pins["lane-1.down"])
                 elif sensor.startswith("bed-"):
                     pins.add_bed(factory, pin)
-                elif sensor.startswith("door-"):
+                elif sensor.endswith("-door"):
                     pins.add_door(factory, pin)
             agents.append(Agent(load_config(path), pin_factory=_constant(factory)))
         runner = _Agents(agents)
