@@ -135,3 +135,22 @@ def test_lane_values_make_sense(hanoi: City) -> None:
     with_speed = [v for v in values if "speed_kmh" in v]
     assert all(2 <= v["speed_kmh"] <= 130 for v in with_speed)
     assert all(v["count"] > 0 for v in with_speed)
+
+
+def test_shards_together_make_the_whole_city(hanoi: City) -> None:
+    city = hanoi.replicate(3)
+
+    def readings(c: City) -> dict[tuple[str, str, str, int], Reading]:
+        sim = Simulation(c, seed=6, start=MONDAY)
+        return {(b.site, b.node, r.sensor, r.seq): r
+                for b in sim.readings().run(2 * H) for r in b.readings}
+
+    whole = readings(city)
+    parts = [readings(city.shard(i, 3)) for i in range(3)]
+    assert all(parts)
+    merged: dict[tuple[str, str, str, int], Reading] = {}
+    for part in parts:
+        assert not merged.keys() & part.keys()
+        merged.update(part)
+    assert merged == whole
+    assert sum(len(city.shard(i, 3).events) for i in range(3)) == len(city.events)

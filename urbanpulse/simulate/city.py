@@ -4,6 +4,7 @@ urbanpulse/simulate/cities/hanoi.toml and docs/simulator.md)."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from functools import cached_property
@@ -264,6 +265,29 @@ class City:
             stations += [replace(s, site=_suffixed(s.site, suffix)) for s in self.air_stations]
         return replace(self, hospitals=tuple(hospitals), intersections=tuple(intersections),
                        air_stations=tuple(stations))
+
+    def shard(self, index: int, count: int) -> City:
+        """The sites of shard `index` out of `count` (by a stable hash of the site id),
+        with their events. Every model draws from its own stream, so the shards of a city
+        run in separate processes produce exactly the readings of the whole city."""
+        if not 0 <= index < count:
+            raise ValueError(f"shard index {index} not in 0..{count - 1}")
+
+        def mine(site: str | None) -> bool:
+            return site is None or _shard_of(site, count) == index
+
+        return replace(
+            self,
+            hospitals=tuple(h for h in self.hospitals if mine(h.site)),
+            intersections=tuple(x for x in self.intersections if mine(x.site)),
+            air_stations=tuple(s for s in self.air_stations if mine(s.site)),
+            events=tuple(e for e in self.events if mine(e.site)),
+        )
+
+
+def _shard_of(site: str, count: int) -> int:
+    return int.from_bytes(hashlib.blake2b(site.encode(), digest_size=8).digest(), "little") \
+        % count
 
 
 def _suffixed(site: str, suffix: str) -> str:

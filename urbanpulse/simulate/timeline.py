@@ -88,7 +88,16 @@ class Intervals:
     def extended(self, seconds: float) -> Intervals:
         """Each span lengthened by `seconds` at its end, then merged: gaps shorter than
         that disappear, and ends are seen `seconds` late (an exit-tolerance delay)."""
-        return Intervals.merged(self.starts, self.ends + seconds)
+        n = self.starts.size
+        ends = self.ends + seconds
+        if n <= 1:
+            return Intervals(self.starts, ends)
+        new = np.empty(n, dtype=bool)
+        new[0] = True
+        new[1:] = self.starts[1:] > ends[:-1]  # spans are sorted and disjoint
+        first = np.flatnonzero(new)
+        last = np.append(first[1:] - 1, n - 1)
+        return Intervals(self.starts[first], ends[last])
 
     def level_at(self, t: float) -> int:
         k = int(np.searchsorted(self.starts, t, side="right"))

@@ -142,30 +142,27 @@ def serve(issued: FloatArray, service: FloatArray, windows: list[tuple[float, fl
     counter c (0-based) is open in a window if c < count. Returns call times (NaN when
     the ticket is never called) and 1-based counters (0 when never called)."""
     n_counters = max(w[2] for w in windows)
-    free_at = np.full(n_counters, -np.inf).tolist()
+    free = [-np.inf] * n_counters
     called = np.full(issued.size, np.nan)
     counter = np.zeros(issued.size, dtype=np.int64)
     last_call = -np.inf
-
-    def next_open(c: int, t: float) -> float:
-        for start, end, count in windows:
-            if c < count and t < end:
-                return max(t, start)
-        return np.inf
-
+    durations = service.tolist()
     for i, arrival in enumerate(issued.tolist()):
         ready = max(arrival, last_call)
-        best, best_c = np.inf, -1
-        for c in range(n_counters):
-            t = next_open(c, max(free_at[c], ready))
-            if t < best:
-                best, best_c = t, c
-        if best_c < 0:
-            continue
-        called[i] = best
-        counter[i] = best_c + 1
-        free_at[best_c] = best + float(service[i])
-        last_call = best
+        for start, end, count in windows:
+            if end <= ready:
+                continue
+            open_counters = free[:count]
+            c = min(range(count), key=open_counters.__getitem__)  # the first to be free
+            t = max(open_counters[c], ready, start)
+            if t < end:
+                break
+        else:
+            break  # no counter will call it, nor any later ticket: abandoned at closing
+        called[i] = t
+        counter[i] = c + 1
+        free[c] = t + durations[i]
+        last_call = t
     return called, counter
 
 

@@ -178,7 +178,10 @@ class BedSensor:
 
     def timeline(self, t0: float, t1: float) -> Intervals:
         m = self.model
-        return pulse_timeline(m.contact(self.bed, t0, t1), self.faults, t0, t1, m.seed,
+        base = m.contact(self.bed, t0, t1)
+        if not self.faults:
+            return base
+        return pulse_timeline(base, self.faults, t0, t1, m.seed,
                               lambda t: m.contact(self.bed, t, t + 1e-6).level_at(t), 0)
 
     def pin_tracks(self, t0: float, t1: float) -> dict[str, PinTrack]:
@@ -196,10 +199,12 @@ class BedSensor:
         first = np.ceil((t0 - self.phase) / ward.period_s)
         beats = self.phase + np.arange(first, np.ceil((t1 - self.phase) / ward.period_s)) \
             * ward.period_s
-        times = np.union1d(changes, beats)
+        times = np.sort(np.concatenate([changes, beats]))
+        if not self.faults:
+            return times, [{"occupied": lv} for lv in seen.levels_at(times).tolist()]
         times = times[~in_faults(self.faults, ("silence",), times)]
         levels = seen.levels_at(times).tolist()
         cut = in_faults(self.faults, ("cut_cable",), times).tolist()
         values: list[dict[str, float]] = [{"occupied": 0, "fault": 1} if c else {"occupied": lv}
-                  for lv, c in zip(levels, cut, strict=True)]
+                                          for lv, c in zip(levels, cut, strict=True)]
         return times, values
