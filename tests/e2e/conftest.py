@@ -38,8 +38,9 @@ def reader(db_ready: StackInfo) -> Iterator[InfluxHTTP]:
 class CloudProcess:
     """`urbanpulse cloud run` in a child process, as an operator would start it."""
 
-    def __init__(self, config_path: Path, log_path: Path) -> None:
+    def __init__(self, config_path: Path, log_path: Path, extra_args: tuple[str, ...] = ()) -> None:
         self.config_path = config_path
+        self.extra_args = extra_args
         self.log_path = log_path
         self.proc: subprocess.Popen[bytes] | None = None
         self.config: CloudConfig | None = None
@@ -48,7 +49,7 @@ class CloudProcess:
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "urbanpulse.cli", "cloud", "run", "--config",
-                 str(self.config_path)],
+                 str(self.config_path), *self.extra_args],
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
     def kill(self) -> None:
@@ -72,14 +73,17 @@ class CloudProcess:
 def cloud_factory(db_ready: StackInfo, tmp_path: Path) -> Iterator[Callable[..., CloudProcess]]:
     started: list[CloudProcess] = []
 
-    def make(name: str = "cloud", **flow: Any) -> CloudProcess:
+    def make(name: str = "cloud", extra_args: tuple[str, ...] = (), log_name: str | None = None,
+             topic: str | None = None, **flow: Any) -> CloudProcess:
         config = cloud_config_for_stack(db_ready, tmp_path / name, **flow)
+        if topic is not None:
+            config["mqtt"]["topic"] = topic
         # Each test gets its own shared-subscription group and session.
         config["mqtt"]["shared_group"] = f"g-{tmp_path.name[-20:]}-{name}".replace("_", "-")
         config["mqtt"]["client_id"] = f"ingest-{tmp_path.name[-20:]}-{name}"
         path = tmp_path / f"{name}.toml"
         path.write_text(to_toml(config))
-        proc = CloudProcess(path, tmp_path / f"{name}.log")
+        proc = CloudProcess(path, tmp_path / f"{log_name or name}.log", extra_args)
         started.append(proc)
         return proc
 
