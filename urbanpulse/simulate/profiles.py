@@ -134,5 +134,6 @@ TEMPERATURE_MONTHLY = MonthlyCurve((16.5, 17.5, 20.0, 24.0, 28.0, 29.5, 29.5, 29
                                     25.5, 22.0, 18.5))
 RAIN_DAYS_MONTHLY = MonthlyCurve((8.0, 11.0, 15.0, 13.0, 14.0, 15.0, 16.0, 17.0, 13.0, 9.0,
                                   6.0, 5.0))
-# Onsets of multi-day stagnation episodes per 30 days.
-EPISODES_MONTHLY = MonthlyCurve((2.0, 1.5, 1.0, 0.5, 0.3, 0.2, 0.2, 0.2, 0.3, 0.8, 1.5, 2.0))
+# Onsets of multi-day stagnation episodes per 30 days: about a dozen from October to
+# February (Hien et al. 2011), rare in the rainy season.
+EPISODES_MONTHLY = MonthlyCurve((3.0, 2.0, 1.0, 0.5, 0.3, 0.2, 0.2, 0.2, 0.3, 1.5, 2.5, 3.0))
