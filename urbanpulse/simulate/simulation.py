@@ -13,6 +13,7 @@ Times are offsets in seconds from `start` (see timebase.py).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Protocol
@@ -21,7 +22,7 @@ from urbanpulse.clock import Clock, SystemClock
 from urbanpulse.simulate.air import AirSensorModel, CityAir, StationAir
 from urbanpulse.simulate.city import City, NodeSpec, SensorSpec
 from urbanpulse.simulate.city_file import check_target
-from urbanpulse.simulate.errors import UnknownTargetError
+from urbanpulse.simulate.errors import SimulationError, UnknownTargetError
 from urbanpulse.simulate.events import Event
 from urbanpulse.simulate.lightweight import ReadingGenerator
 from urbanpulse.simulate.randomness import FloatArray
@@ -60,8 +61,9 @@ class Simulation:
         self.city = city
         self.seed = seed
         self.timebase = TimeBase.create(start, city.utc_offset_hours)
+        if not math.isfinite(speed) or speed <= 0:
+            raise SimulationError(f"speed must be a positive finite number, got {speed}")
         self.speed = float(speed)
-        SimClock(self.timebase, self.speed, SystemClock())  # validates speed
         self.events: tuple[Event, ...] = tuple(city.events if events is None else events)
         for i, e in enumerate(self.events):
             check_target(city, e, f"events[{i}]")

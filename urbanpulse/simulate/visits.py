@@ -231,7 +231,6 @@ class OutpatientModel:
                                 np.concatenate([p.ends for p in parts]), MIN_GAP_S)
 
     def kiosk_events(self, sensor: str, t0: float, t1: float) -> list[QueueEvent]:
-        # A ticket is called at most a day after it is issued: look back one day.
         events: list[QueueEvent] = []
         for d in self._days_over(t0, t1):
             events += self.day(d).kiosks[sensor].events(t0, t1)
