@@ -1,0 +1,68 @@
+"""InfluxDB stopped for 60 s while data flows: the journal holds it, nothing is lost."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+
+from urbanpulse.clock import to_epoch_ns
+from urbanpulse.influx_http import InfluxHTTP
+from urbanpulse.mqtt import connect_and_wait, make_client
+from urbanpulse.stack import influxd, up
+from urbanpulse.stack.layout import Layout
+from urbanpulse.testing import wait_for
+from urbanpulse.wire import Reading, data_topic, encode_batch
+
+T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+OUTAGE_S = 60
+
+
+def _count(reader: InfluxHTTP, node: str) -> int:
+    rows = reader.query_points(f"SELECT count(co2) FROM raw.air_co2 WHERE node = '{node}'",
+                               db="urbanpulse")
+    return int(rows[0]["count"]) if rows else 0
+
+
+def test_influxdb_down_for_a_minute_mid_stream_loses_nothing(
+        cloud_factory, add_stack_node, reader, stack_config) -> None:  # type: ignore[no-untyped-def]
+    site, node = "hn-e2e", "co2-outage"
+    creds = add_stack_node(site, node)
+    cloud = cloud_factory("outage")
+    cloud.start()
+    wait_for(lambda: "ingest subscribed" in cloud.log(), 30, "the ingest to subscribe")
+    readings = [Reading("co2-1", "air.co2", to_epoch_ns(T0 + timedelta(seconds=i)), i,
+                        {"co2": 420.0 + i % 50}) for i in range(1500)]
+    batches = [readings[i:i + 50] for i in range(0, len(readings), 50)]
+    client = make_client(f"pub-{node}", creds, clean_start=True)
+    connect_and_wait(client)
+    restarted = False
+    try:
+        def send(batch: list[Reading]) -> None:
+            client.publish(data_topic(site, node), encode_batch(site, node, batch), qos=1) \
+                .wait_for_publish(10)
+
+        for batch in batches[:10]:
+            send(batch)
+        wait_for(lambda: _count(reader, node) == 500, 30, "the first 500 points")
+        assert influxd.stop(Layout(stack_config.home))
+        stopped_at = time.monotonic()
+        for batch in batches[10:]:  # mid-stream: the rest arrives while InfluxDB is away
+            send(batch)
+        wait_for(lambda: "InfluxDB write failed" in cloud.log() or None, 30,
+                 "the sink to notice the outage")
+        wait_for(lambda: time.monotonic() - stopped_at >= OUTAGE_S, OUTAGE_S + 5, "the outage",
+                 every_s=1.0)
+        assert cloud.proc is not None
+        assert cloud.proc.poll() is None, "the processor died"
+        up(stack_config)
+        restarted = True
+        wait_for(lambda: _count(reader, node) >= len(readings), 90, "every point after the outage")
+        assert _count(reader, node) == len(readings)
+        minutes = reader.query_points(f"SELECT sum(count) FROM agg_1m.air_co2 WHERE node = '{node}'",
+                                      db="urbanpulse")
+        assert minutes[0]["sum"] == len(readings)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+        if not restarted:
+            up(stack_config)
