@@ -17,10 +17,12 @@ from bytewax.dataflow import Dataflow
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
+from cloud.alerts import AlertPublisher, make_alert_publisher
 from cloud.config import CloudConfig
 from cloud.journal import Journal, JournalRecord, journal_path
 from cloud.logic.domain.hospital import SiteUpdate
 from cloud.logic.domain.hospital_site import HospitalSite
+from cloud.logic.events import Alert
 from cloud.logic.node import NodeState
 from cloud.logic.records import NodeData, Point, decode_record
 from cloud.sink import InfluxWriter, make_writer
@@ -84,7 +86,7 @@ class JournalSource(FixedPartitionedSource[JournalRecord, int]):
         return JournalPartition(journal, resume_state or 0, self.retention_s)
 
 
-NodeOut = tuple[list[Point], list[SiteUpdate]]
+NodeOut = tuple[list[Point], list[SiteUpdate], list[Alert]]
 
 
 class NodeLogic(op.StatefulBatchLogic[NodeData, NodeOut, bytes]):
@@ -92,7 +94,8 @@ class NodeLogic(op.StatefulBatchLogic[NodeData, NodeOut, bytes]):
         self.state = state
 
     def on_batch(self, values: list[NodeData]) -> tuple[list[NodeOut], bool]:
-        out = [(self.state.process(v), self.state.take_site_updates()) for v in values]
+        out = [(self.state.process(v), self.state.take_site_updates(), self.state.take_alerts())
+               for v in values]
         return out, op.StatefulBatchLogic.RETAIN
 
     def snapshot(self) -> bytes:
@@ -126,7 +129,28 @@ class InfluxSink(DynamicSink[list[Point]]):
         return InfluxPartition(make_writer(self.cfg.influx))
 
 
-def build_flow(cfg: CloudConfig, partitions: list[str], sink: Any = None) -> Dataflow:
+class AlertPartition(StatelessSinkPartition[list[Alert]]):
+    def __init__(self, publisher: AlertPublisher) -> None:
+        self.publisher = publisher
+
+    def write_batch(self, items: list[list[Alert]]) -> None:
+        self.publisher.publish([a for alerts in items for a in alerts])
+
+    def close(self) -> None:
+        self.publisher.stop()
+
+
+class AlertSink(DynamicSink[list[Alert]]):
+    def __init__(self, cfg: CloudConfig) -> None:
+        self.cfg = cfg
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> AlertPartition:
+        client_id = f"{self.cfg.mqtt.client_id}-alerts-{self.cfg.flow.process_id or 0}-{worker_index}"
+        return AlertPartition(make_alert_publisher(self.cfg.mqtt, client_id))
+
+
+def build_flow(cfg: CloudConfig, partitions: list[str], sink: Any = None,
+               alert_sink: Any = None) -> Dataflow:
     horizon_ns = cfg.flow.aggregate_horizon_s * 1_000_000_000
     max_dl = cfg.flow.dead_letter_max_bytes
     flow = Dataflow("urbanpulse")
@@ -155,5 +179,7 @@ def build_flow(cfg: CloudConfig, partitions: list[str], sink: Any = None) -> Dat
     site_points = op.map("site_points", op.stateful_batch("site_state", by_site, site_builder),
                          lambda kv: kv[1])
     points = op.merge("points", direct, node_points, site_points)
+    alerts = op.filter_map("alerts", processed, lambda kv: kv[1][2] or None)
+    op.output("mqtt_alerts", alerts, alert_sink if alert_sink is not None else AlertSink(cfg))
     op.output("influx", points, sink if sink is not None else InfluxSink(cfg))
     return flow

@@ -12,7 +12,9 @@ For each value it combines two views (see docs/anomaly-detection.md):
 The score is `novelty_weight * novelty + (1 - novelty_weight) * tail`, 0 during the
 first `warmup` values, and 0 again while it is not higher than every score of the
 last `refractory` values: a lasting anomaly is reported when it starts and when it
-grows, not on every value.
+grows, not on every value. For `damp_span` values after a score reached `damp_level`
+(an alert), scores are multiplied by `damp_factor`: a second alert so soon must be
+clearly stronger than an ordinary one.
 
 No value is used before it arrives, nothing about the range of a series is known in
 advance, and the state is a fixed set of bounded buffers (picklable, under 64 KB).
@@ -49,6 +51,9 @@ class DetectorSettings:
     memory_capacity: int = 2500
     novelty_weight: float = 0.65
     refractory: int = 20
+    damp_level: float = 0.75
+    damp_span: int = 150
+    damp_factor: float = 0.9
     threshold: float = field(default=0.80)
 
     def __post_init__(self) -> None:
@@ -65,6 +70,9 @@ class DetectorSettings:
             "memory_capacity": self.memory_capacity >= 1,
             "novelty_weight": 0.0 <= self.novelty_weight <= 1.0,
             "refractory": self.refractory >= 0,
+            "damp_level": 0.0 <= self.damp_level <= 1.0,
+            "damp_span": self.damp_span >= 0,
+            "damp_factor": 0.0 <= self.damp_factor <= 1.0,
             "threshold": 0.0 <= self.threshold <= 1.0,
         }
         for name, ok in checks.items():
@@ -94,6 +102,7 @@ class AnomalyDetector:
             s.levels, s.orders, s.learn, s.coarsen, s.memory_capacity
         )
         self._last_scores: deque[float] = deque(maxlen=max(s.refractory, 1))
+        self._since_alert = s.damp_span + 1
 
     @property
     def threshold(self) -> float:
@@ -126,11 +135,17 @@ class AnomalyDetector:
         if self.count < s.warmup:
             return 0.0
         if s.refractory:
-            if self._last_scores and score <= max(self._last_scores):
-                self._last_scores.append(score)
-                return 0.0
+            higher = not self._last_scores or score > max(self._last_scores)
             self._last_scores.append(score)
-        return min(max(score, 0.0), 1.0)
+            if not higher:
+                score = 0.0
+        score = min(max(score, 0.0), 1.0)
+        self._since_alert = min(self._since_alert + 1, s.damp_span + 1)
+        if self._since_alert <= s.damp_span:
+            score *= s.damp_factor
+        if score >= s.damp_level:
+            self._since_alert = 0
+        return score
 
     def is_anomaly(self, score: float) -> bool:
         return score >= self.settings.threshold

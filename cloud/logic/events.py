@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from cloud.detect import AnomalyDetector, DetectError, FaultMonitor, make_detector
 from cloud.logic.lines import line
 from cloud.logic.records import RP_RAW, Point
-from urbanpulse.clock import to_epoch_ns
-from urbanpulse.wire import Reading
+from urbanpulse.clock import from_epoch_ns, to_epoch_ns
+from urbanpulse.wire import Reading, format_ts
 
 EVENTS = "events"
 
@@ -25,11 +25,32 @@ class FieldWatch:
     last_ts_ns: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """An event for the MQTT alerts topic (operators' tools subscribe there)."""
+
+    site: str
+    node: str
+    sensor: str
+    kind: str
+    type: str
+    field: str
+    value: float
+    ts_ns: int
+    detail: str
+    score: float | None = None
+
+    def as_json(self) -> dict[str, object]:
+        return {"v": 1, "site": self.site, "node": self.node, "sensor": self.sensor,
+                "kind": self.kind, "type": self.type, "field": self.field, "value": self.value,
+                "score": self.score, "ts": format_ts(from_epoch_ns(self.ts_ns)), "detail": self.detail}
+
+
 @dataclass
 class SensorWatch:
     fields: dict[str, FieldWatch | None] = field(default_factory=dict)
 
-    def check(self, site: str, node: str, r: Reading) -> list[Point]:
+    def check(self, site: str, node: str, r: Reading, alerts: list[Alert] | None = None) -> list[Point]:
         out: list[Point] = []
         tags = {"site": site, "node": node, "sensor": r.sensor, "kind": r.kind}
         for name, value in r.values.items():
@@ -43,14 +64,22 @@ class SensorWatch:
             if watch.detector is not None:
                 score = watch.detector.update(r.ts_ns, v)
                 if watch.detector.is_anomaly(score):
+                    detail = f"{name}={v:g} scored {score:.2f}"
                     out.append((RP_RAW, line(EVENTS, dict(tags, type="anomaly"), {
                         "field": name, "value": v, "score": round(score, 4), "seq": r.seq,
-                        "detail": f"{name}={v:g} scored {score:.2f}"}, r.ts_ns)))
+                        "detail": detail}, r.ts_ns)))
+                    if alerts is not None:
+                        alerts.append(Alert(site, node, r.sensor, r.kind, "anomaly", name, v, r.ts_ns,
+                                            detail, round(score, 4)))
             for ev in watch.faults.update(r.ts_ns, v, r.seq):
+                value = v if ev.value is None else float(ev.value)
+                at = to_epoch_ns(ev.detected_at)
                 out.append((RP_RAW, line(EVENTS, dict(tags, type=str(ev.fault)), {
-                    "field": name, "value": v if ev.value is None else float(ev.value),
-                    "delay_s": ev.delay.total_seconds(), "seq": r.seq, "detail": ev.detail},
-                    to_epoch_ns(ev.detected_at))))
+                    "field": name, "value": value, "delay_s": ev.delay.total_seconds(), "seq": r.seq,
+                    "detail": ev.detail}, at)))
+                if alerts is not None:
+                    alerts.append(Alert(site, node, r.sensor, r.kind, str(ev.fault), name, value, at,
+                                        ev.detail))
         return out
 
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from cloud.logic.domain.hospital import SiteUpdate
 from cloud.logic.domain.node import DomainNode
-from cloud.logic.events import SensorWatch
+from cloud.logic.events import Alert, SensorWatch
 from cloud.logic.lines import line
 from cloud.logic.records import RP_1H, RP_1M, RP_RAW, NodeData, Point
 from cloud.logic.rollup import HOUR_NS, MINUTE_NS, SensorRollup, Window
@@ -46,6 +46,7 @@ class NodeState:
         self.watch: dict[str, SensorWatch] = {}
         self.domain = DomainNode(horizon_ns)
         self.site_updates: list[SiteUpdate] = []
+        self.alerts: list[Alert] = []
         self.seqs: dict[str, SeqRanges] = {}
         self.kinds: dict[str, str] = {}
         self.minute: dict[str, SensorRollup] = {}
@@ -55,7 +56,7 @@ class NodeState:
     def __setstate__(self, state: dict[str, object]) -> None:
         # Snapshots outlive code versions: attributes added since a snapshot was taken get
         # their defaults, so an upgrade resumes instead of crashing on old state.
-        defaults = {"detect": True, "watch": {}, "ledger": {}, "site_updates": []}
+        defaults = {"detect": True, "watch": {}, "ledger": {}, "site_updates": [], "alerts": []}
         self.__dict__.update(defaults)
         self.__dict__.update(state)
         if "domain" not in state:
@@ -98,7 +99,7 @@ class NodeState:
                 watch = self.watch.get(r.sensor)
                 if watch is None:
                     watch = self.watch[r.sensor] = SensorWatch()
-                out.extend(watch.check(site, node, r))
+                out.extend(watch.check(site, node, r, self.alerts))
             for rp, rollups, width in ((RP_1M, self.minute, MINUTE_NS), (RP_1H, self.hour, HOUR_NS)):
                 rollup = rollups.get(r.sensor)
                 if rollup is None:
@@ -118,6 +119,10 @@ class NodeState:
                                     self.ledger[hour].fields(), hour)))
         self._evict()
         return out
+
+    def take_alerts(self) -> list[Alert]:
+        alerts, self.alerts = self.alerts, []
+        return alerts
 
     def take_site_updates(self) -> list[SiteUpdate]:
         """What the per-hospital (site) step needs from this node since the last call."""

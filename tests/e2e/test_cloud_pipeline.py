@@ -104,3 +104,43 @@ def test_known_readings_arrive_exactly_once_with_their_minute_aggregates(
     assert ledger[0]["duplicates"] == 30
     assert ledger[0]["expected"] == 65
     assert ledger[0]["missing"] == 0
+
+
+def test_a_sensor_fault_is_stored_as_an_event_and_published_as_an_alert(
+        cloud_factory, add_stack_node, reader, db_ready) -> None:  # type: ignore[no-untyped-def]
+    import threading
+
+    from urbanpulse.mqtt import connect_and_wait
+
+    site, node = "hn-alerts", "co2-x"
+    creds = add_stack_node(site, node)
+    received: list[bytes] = []
+    subscribed = threading.Event()
+    watcher = make_client("alert-watcher", db_ready.mqtt("cloud"), clean_start=True)
+    watcher.on_message = lambda c, u, m: received.append(m.payload)
+    watcher.on_subscribe = lambda *a: subscribed.set()
+    connect_and_wait(watcher)
+    watcher.subscribe(f"urbanpulse/v1/_alerts/{site}/#", qos=1)
+    assert subscribed.wait(10)
+    cloud = cloud_factory("alerts")
+    cloud.start()
+    wait_for(lambda: "ingest subscribed" in cloud.log(), 30, "the ingest to subscribe")
+    try:
+        readings = [Reading("co2-1", "air.co2", to_epoch_ns(T0 + timedelta(seconds=5 * i)), i,
+                            {"co2": 450.0 + i % 9}) for i in range(40)]
+        readings.append(Reading("co2-1", "air.co2", to_epoch_ns(T0 + timedelta(seconds=200)), 40,
+                                {"co2": 25000.0}))  # beyond the sensor's 0-10000 ppm range
+        _publish(creds, [(data_topic(site, node), encode_batch(site, node, readings))])
+        events = wait_for(lambda: reader.query_points(
+            f"SELECT * FROM raw.events WHERE node = '{node}' AND type = 'out_of_range'",
+            db="urbanpulse"), 60, "the out_of_range event")
+        assert events[0]["value"] == 25000.0
+        assert events[0]["sensor"] == "co2-1"
+        alert = json.loads(wait_for(lambda: next((m for m in received if b"out_of_range" in m), None),
+                                    30, "the alert on MQTT"))
+        assert alert["type"] == "out_of_range"
+        assert alert["node"] == node
+        assert alert["field"] == "co2"
+    finally:
+        watcher.disconnect()
+        watcher.loop_stop()
