@@ -53,7 +53,7 @@ class DetectorSettings:
     refractory: int = 20
     damp_level: float = 0.75
     damp_span: int = 150
-    damp_factor: float = 0.9
+    damp_factor: float = 0.95
     threshold: float = field(default=0.80)
 
     def __post_init__(self) -> None:

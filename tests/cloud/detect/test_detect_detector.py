@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import pickle
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -11,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cloud.detect import AnomalyDetector, DetectError, make_detector
+from cloud.detect import AnomalyDetector, DetectError, DetectorSettings, make_detector
 from cloud.detect.profiles import detector_by_name
 from urbanpulse.wire.kinds import KINDS
 
@@ -138,3 +139,22 @@ def test_unknown_kinds_fields_and_names_are_errors() -> None:
     with pytest.raises(DetectError, match="unknown detector"):
         detector_by_name("magic")
     assert detector_by_name("traffic.loop:occupancy_pct").name == "traffic.loop/occupancy_pct"
+
+
+def test_a_second_alert_soon_after_the_first_is_damped() -> None:
+    values = _series(2000, seed=5)
+    values[1500] += 200.0
+    values[1560] += 200.0
+    damped = _scores(AnomalyDetector(), values)
+    plain = _scores(AnomalyDetector(replace(DetectorSettings(), damp_factor=1.0)), values)
+    settings_ = DetectorSettings()
+    assert max(damped[1350:1500]) < settings_.damp_level
+    assert damped[1500] == plain[1500] >= settings_.damp_level
+    assert plain[1560] >= settings_.damp_level
+    assert damped[1560] == pytest.approx(plain[1560] * settings_.damp_factor)
+    later = [*values[:1500], *values[1500:1560], values[1560], *values[1561:]]
+    later[1560] -= 200.0
+    later[1800] += 400.0
+    far = _scores(AnomalyDetector(), later)
+    far_plain = _scores(AnomalyDetector(replace(DetectorSettings(), damp_factor=1.0)), later)
+    assert far[1800] == far_plain[1800] >= settings_.damp_level
