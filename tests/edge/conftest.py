@@ -21,7 +21,9 @@ class Collector:
         self.readings: list[Reading] = []
         self.statuses: list[bytes] = []
         self._lock = threading.Lock()
-        self.client = make_client(f"collector-{site}-{node}", info.mqtt("cloud"), clean_start=True)
+        # A persistent session: the broker keeps the subscription and queues for it while
+        # the collector reconnects after a broker restart.
+        self.client = make_client(f"collector-{site}-{node}", info.mqtt("cloud"), clean_start=False)
         self.client.on_message = self._on_message
         self.topic = f"urbanpulse/v1/{site}/{node}/+"
 
@@ -34,9 +36,9 @@ class Collector:
                 self.statuses.append(msg.payload)
 
     def start(self) -> None:
-        connect_and_wait(self.client)
         subscribed = threading.Event()
         self.client.on_subscribe = lambda *a: subscribed.set()
+        connect_and_wait(self.client)
         self.client.subscribe(self.topic, qos=1)
         assert subscribed.wait(10), "subscription not acknowledged"
 

@@ -121,3 +121,32 @@ def test_sigkill_at_random_moments_loses_nothing_committed(
     # Every sequence number ever assigned was committed with its reading: all must arrive.
     got = set(seen.seqs("pm-1"))
     assert got == set(range(assigned)), f"missing: {sorted(set(range(assigned)) - got)[:20]}"
+
+
+def test_broker_down_for_a_while_then_back_every_reading_arrives(
+        sds011, make_node_config, collector, stack_config) -> None:  # type: ignore[no-untyped-def]
+    from urbanpulse.stack import mosquitto, up
+    from urbanpulse.stack.layout import Layout
+
+    path = make_node_config("hn-edge", "aq-outage", sds011_sensor(sds011.port))
+    seen = collector("hn-edge", "aq-outage")
+    agent, thread, stop, loop = _run_agent_in_thread(path)
+    restarted = False
+    try:
+        wait_for(lambda: len(seen.seqs("pm-1")) >= 10, 30, "readings before the outage")
+        assert mosquitto.stop(Layout(stack_config.home))
+        wait_for(lambda: agent.outbox.stats().depth >= 40, 30, "a backlog in the outbox")
+        assert agent.publisher is not None
+        assert not agent.publisher.state.connected
+        up(stack_config)
+        restarted = True
+        wait_for(lambda: agent.outbox.stats().depth == 0 and len(seen.seqs("pm-1")) > 60, 60,
+                 "the backlog to drain")
+    finally:
+        if not restarted:
+            up(stack_config)
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(20)
+    assigned = agent.outbox.next_seq("pm-1")
+    assert set(seen.seqs("pm-1")) == set(range(assigned))
+    assert agent.publisher.state.disconnects >= 1
