@@ -1,0 +1,59 @@
+"""What the agent says about itself: clock jumps, health, `urbanpulse edge status`."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from edge.agent import Agent
+from edge.config import load_config
+from edge.drivers.base import Sample
+from urbanpulse.cli import main
+from urbanpulse.clock import FakeClock
+
+SAMPLE = Path(__file__).resolve().parents[2] / "edge/drivers/sds011/sample.toml"
+
+
+def _agent(tmp_path: Path, clock: FakeClock) -> Agent:
+    text = SAMPLE.read_text().replace('state_dir = "/var/lib/urbanpulse"', f'state_dir = "{tmp_path}"')
+    path = tmp_path / "node.toml"
+    path.write_text(text)
+    return Agent(load_config(path), clock=clock)
+
+
+def test_a_wall_clock_jump_is_detected_against_the_monotonic_clock(tmp_path: Path) -> None:
+    clock = FakeClock(datetime(2026, 5, 1, tzinfo=UTC))
+    agent = _agent(tmp_path, clock)
+    agent.check_clock()
+    clock.advance(30)
+    agent.check_clock()
+    assert agent.clock_jumps == 0, "time passing is not a jump"
+    clock.jump(-3600)  # an RTC-less Pi booting, then NTP correcting by an hour
+    agent.check_clock()
+    assert agent.clock_jumps == 1
+
+
+def test_health_and_status_come_from_local_state(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    clock = FakeClock(datetime(2026, 5, 1, tzinfo=UTC))
+    agent = _agent(tmp_path, clock)
+    agent.config.node.state_dir.mkdir(parents=True, exist_ok=True)
+    agent.outbox.open()
+    for _ in range(3):
+        agent.emit(Sample("pm-1", "air.pm", {"pm25": 12.0, "pm10": 20.0}, clock.now()))
+    assert agent.flush() == 3
+    clock.advance(90)
+    health = agent.health()
+    assert health["outbox_depth"] == 3
+    assert health["outbox_oldest_age_s"] == 90.0
+    assert health["drivers"]["pm-1"]["driver"] == "sds011"
+    agent.write_state()
+    agent.outbox.close()
+
+    assert main(["edge", "status", "--config", str(tmp_path / "node.toml"), "--json"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert status["outbox"]["depth"] == 3
+    assert status["agent"]["node"] == "aq-01"
+    assert status["agent"]["drivers"]["pm-1"]["readings"] == 3
