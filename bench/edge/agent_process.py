@@ -1,0 +1,106 @@
+"""The real agent, `python -m urbanpulse.cli edge run`, as a child process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+from bench.edge.errors import BenchError
+from urbanpulse.stack import MqttCredentials
+from urbanpulse.stack.process import tail
+
+# What the outbox file is called in the agent's state dir (edge.agent.OUTBOX_FILE; not
+# imported, so that the benchmark process does not load the agent's modules itself).
+OUTBOX_FILE = "outbox.sqlite3"
+
+
+def node_config(creds: MqttCredentials, site: str, node: str, state_dir: Path,
+                sensors_toml: str) -> str:
+    """A production-shaped config: TLS, the node's own user, default outbox and heartbeat."""
+    return f"""
+[node]
+id = "{node}"
+site = "{site}"
+location = "benchmark"
+state_dir = "{state_dir}"
+
+[mqtt]
+host = "{creds.host}"
+port = {creds.port}
+ca_file = "{creds.ca_file}"
+username = "{creds.username}"
+password_file = "{creds.password_file}"
+{sensors_toml}"""
+
+
+def _query_outbox(state_dir: Path, sql: str) -> int:
+    """One number from the agent's outbox, read beside the running agent (WAL lets a
+    reader in while it writes)."""
+    path = state_dir / OUTBOX_FILE
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+        try:
+            (value,) = db.execute(sql).fetchone()
+        finally:
+            db.close()
+    except sqlite3.Error as exc:
+        raise BenchError(f"cannot read the outbox {path}: {exc}") from exc
+    return int(value)
+
+
+def outbox_depth(state_dir: Path) -> int:
+    """Readings committed and not yet acknowledged by the broker."""
+    return _query_outbox(state_dir, "SELECT COUNT(*) FROM outbox")
+
+
+def committed_total(state_dir: Path) -> int:
+    """Readings the agent ever committed: the sum of its per-sensor next sequence numbers."""
+    return _query_outbox(state_dir, "SELECT COALESCE(SUM(next), 0) FROM seq")
+
+
+class AgentProcess:
+    def __init__(self, config: Path, log: Path, state_dir: Path) -> None:
+        self.config = config
+        self.log = log
+        self.state_dir = state_dir
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int:
+        if self._proc is None:
+            raise BenchError("the agent is not running")
+        return self._proc.pid
+
+    def start(self) -> int:
+        with self.log.open("ab") as out:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-m", "urbanpulse.cli", "edge", "run", "--config",
+                 str(self.config)],
+                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True)
+        return self._proc.pid
+
+    def check_alive(self) -> None:
+        if self._proc is not None and self._proc.poll() is not None:
+            raise BenchError(f"the agent exited with {self._proc.returncode}:\n{tail(self.log)}")
+
+    def stop(self, timeout_s: float = 30.0) -> int:
+        """SIGTERM (the agent flushes and exits); SIGKILL if it does not within timeout_s."""
+        proc = self._proc
+        if proc is None:
+            return 0
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(10)
+                raise BenchError(f"the agent ignored SIGTERM for {timeout_s} s:\n"
+                                 f"{tail(self.log)}") from None
+        self._proc = None
+        return proc.returncode

@@ -1,0 +1,54 @@
+"""Smoke test of the edge benchmark: a tiny run end to end (its own Mosquitto, the real
+agent process, emulated SDS011s) prints every figure. It asserts what the run must show,
+not how fast this machine is."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.stack, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _figure(text: str, label: str) -> str:
+    match = re.search(rf"^{re.escape(label)}:\s+(.*)$", text, re.MULTILINE)
+    assert match, f"no {label!r} line in:\n{text}"
+    return match.group(1)
+
+
+def test_a_tiny_run_prints_the_figures(tmp_path: Path) -> None:
+    out_json = tmp_path / "figures.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.edge.run", "--sensors", "2", "--rate", "10",
+         "--warmup", "0.5", "--window", "2", "--idle-window", "1", "--json", str(out_json)],
+        cwd=ROOT, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr
+    text = done.stdout
+
+    rate = float(_figure(text, "readings/s delivered").split()[0])
+    assert rate > 0
+    assert re.match(r"\d+ ms ", _figure(text, "CPU per 1,000 readings"))
+    assert re.search(r"target < 2 %: (PASS|MISS)$", _figure(text, "CPU, % of one core"))
+    assert re.search(r"target < 30 MiB: (PASS|MISS)$", _figure(text, "peak RSS (VmHWM)"))
+    assert re.match(r"\d+ \(after a clean stop: 0\)$", _figure(text, "outbox depth at the end"))
+    committed, delivered = map(int, re.findall(r"\d+", _figure(text, "committed / delivered"))[:2])
+    assert committed == delivered > 0
+    assert "idle interpreter" in text
+    assert "agent started, connected" in text
+    assert "paho.mqtt.client" in text
+
+    figures = json.loads(out_json.read_text())
+    load = figures["load"]
+    assert load["exit_code"] == 0
+    # The printed rate is what was counted at the subscriber in the window.
+    assert load["readings_per_s"] == pytest.approx(load["delivered"] / load["window_s"])
+    assert f"{load['readings_per_s']:.1f}" == f"{rate:.1f}"
+    # Peak RSS is at least the idle interpreter's: the agent imports far more than nothing.
+    assert load["hwm_kb"] > figures["interpreter_kb"]
