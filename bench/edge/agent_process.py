@@ -19,8 +19,11 @@ OUTBOX_FILE = "outbox.sqlite3"
 
 
 def node_config(creds: MqttCredentials, site: str, node: str, state_dir: Path,
-                sensors_toml: str) -> str:
-    """A production-shaped config: TLS, the node's own user, default outbox and heartbeat."""
+                sensors_toml: str, *, broker_delivery: bool = True) -> str:
+    """A production-shaped config: TLS, the node's own user, default outbox and heartbeat.
+    `broker_delivery`: readings leave the outbox on the broker's PUBACK (no cloud
+    processor runs here to acknowledge them end to end)."""
+    delivery = 'delivery = "broker"\n' if broker_delivery else ""
     return f"""
 [node]
 id = "{node}"
@@ -34,7 +37,27 @@ port = {creds.port}
 ca_file = "{creds.ca_file}"
 username = "{creds.username}"
 password_file = "{creds.password_file}"
-{sensors_toml}"""
+{delivery}{sensors_toml}"""
+
+
+def write_node_config(path: Path, creds: MqttCredentials, site: str, node: str,
+                      state_dir: Path, sensors_toml: str) -> None:
+    """Write the config, checked by `urbanpulse edge check-config`. An agent that predates
+    the `mqtt.delivery` key (it always waited for the broker's PUBACK) gets it without."""
+    path.write_text(node_config(creds, site, node, state_dir, sensors_toml))
+    check = _check_config(path)
+    if check.returncode != 0 and "mqtt.delivery" in check.stderr:
+        path.write_text(node_config(creds, site, node, state_dir, sensors_toml,
+                                    broker_delivery=False))
+        check = _check_config(path)
+    if check.returncode != 0:
+        raise BenchError(f"the agent refuses the benchmark's config {path}: {check.stderr}")
+
+
+def _check_config(path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "urbanpulse.cli", "edge", "check-config",
+                           str(path)], capture_output=True, text=True, timeout=60,
+                          stdin=subprocess.DEVNULL)
 
 
 def _query_outbox(state_dir: Path, sql: str) -> int:

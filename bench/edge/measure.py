@@ -8,7 +8,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.edge.agent_process import AgentProcess, committed_total, node_config, outbox_depth
+from bench.edge.agent_process import (
+    AgentProcess,
+    committed_total,
+    outbox_depth,
+    write_node_config,
+)
 from bench.edge.delivered import DeliveredCounter
 from bench.edge.errors import BenchError
 from bench.edge.procfs import CpuTimes, cpu_times, memory, thread_cpu
@@ -46,6 +51,8 @@ class LoadResult:
     hwm_kb: int
     rss_max_kb: int
     rss_end_kb: int
+    anon_end_kb: int
+    file_end_kb: int
     outbox_depth_end: int
     outbox_depth_after_stop: int
     committed_total: int
@@ -53,6 +60,7 @@ class LoadResult:
     duplicates: int
     messages_in_window: int
     lifetime_cpu_s: float
+    threads: int
     exit_code: int
 
     @property
@@ -105,8 +113,8 @@ def idle_phase(workdir: Path, creds: MqttCredentials, site: str, node: str, sens
     state_dir = workdir / "state-idle"
     config = workdir / "idle.toml"
     with sds011_sensors(sensors, period_s=3600.0) as emulators:
-        config.write_text(node_config(creds, site, node, state_dir,
-                                         sensors_toml(emulators, silence_timeout_s=7200)))
+        write_node_config(config, creds, site, node, state_dir,
+                          sensors_toml(emulators, silence_timeout_s=7200))
         agent = AgentProcess(config, workdir / "agent-idle.log", state_dir)
         agent.start()
         try:
@@ -132,7 +140,7 @@ def load_phase(workdir: Path, creds: MqttCredentials, site: str, node: str, sens
     state_dir = workdir / "state"
     config = workdir / "load.toml"
     with sds011_sensors(sensors, period_s=sensors / rate, paced=paced) as emulators:
-        config.write_text(node_config(creds, site, node, state_dir, sensors_toml(emulators)))
+        write_node_config(config, creds, site, node, state_dir, sensors_toml(emulators))
         agent = AgentProcess(config, workdir / "agent.log", state_dir)
         agent.start()
         try:
@@ -162,10 +170,11 @@ def load_phase(workdir: Path, creds: MqttCredentials, site: str, node: str, sens
         cpu_s=after.total_s - before.total_s, loop_thread_cpu_s=loop_cpu,
         user_s=after.user_s - before.user_s, system_s=after.system_s - before.system_s,
         hwm_kb=mem.hwm_kb, rss_max_kb=max(rss_max, mem.rss_kb), rss_end_kb=mem.rss_kb,
+        anon_end_kb=mem.anon_kb, file_end_kb=mem.file_kb,
         outbox_depth_end=depth_end, outbox_depth_after_stop=outbox_depth(state_dir),
         committed_total=committed, delivered_total=counter.unique,
         duplicates=counter.duplicates, messages_in_window=messages1 - messages0,
-        lifetime_cpu_s=lifetime, exit_code=code)
+        lifetime_cpu_s=lifetime, threads=len(threads1), exit_code=code)
 
 
 def _delta(a: CpuTimes | None, b: CpuTimes | None) -> float:

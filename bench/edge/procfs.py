@@ -25,6 +25,8 @@ class CpuTimes:
 class Memory:
     rss_kb: int
     hwm_kb: int  # peak resident set size since the process started (VmHWM)
+    anon_kb: int  # private heap and stacks (RssAnon)
+    file_kb: int  # mapped files: the interpreter, shared libraries (RssFile; shareable)
 
 
 def _stat_fields(path: Path) -> list[str]:
@@ -54,6 +56,9 @@ def thread_cpu(pid: int) -> dict[int, CpuTimes]:
     return out
 
 
+_MEMORY_KEYS = ("VmRSS", "VmHWM", "RssAnon", "RssFile")
+
+
 def memory(pid: int) -> Memory:
     path = Path(f"/proc/{pid}/status")
     try:
@@ -63,8 +68,8 @@ def memory(pid: int) -> Memory:
     values = {}
     for line in lines:
         key, _, rest = line.partition(":")
-        if key in ("VmRSS", "VmHWM"):
+        if key in _MEMORY_KEYS:
             values[key] = int(rest.split()[0])
-    if len(values) != 2:
-        raise BenchError(f"{path}: no VmRSS/VmHWM (a zombie?)")
-    return Memory(values["VmRSS"], values["VmHWM"])
+    if len(values) != len(_MEMORY_KEYS):
+        raise BenchError(f"{path}: no {'/'.join(_MEMORY_KEYS)} (a zombie?)")
+    return Memory(*(values[k] for k in _MEMORY_KEYS))

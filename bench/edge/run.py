@@ -58,13 +58,15 @@ def report(interpreter_kb: int, ladder: list[ImportStep], idle: IdleResult | Non
         f"peak RSS (VmHWM):            {_mib(load.hwm_kb):.1f} MiB   target < "
         f"{TARGET_RSS_MIB:g} MiB: {_verdict(_mib(load.hwm_kb) < TARGET_RSS_MIB)}",
         f"RSS at the end / max seen:   {_mib(load.rss_end_kb):.1f} / "
-        f"{_mib(load.rss_max_kb):.1f} MiB",
+        f"{_mib(load.rss_max_kb):.1f} MiB (at the end: private {_mib(load.anon_end_kb):.1f} MiB, "
+        f"mapped files {_mib(load.file_end_kb):.1f} MiB)",
         f"outbox depth at the end:     {load.outbox_depth_end} (after a clean stop: "
         f"{load.outbox_depth_after_stop})",
         f"committed / delivered:       {load.committed_total} / {load.delivered_total} "
         f"(lost {load.committed_total - load.delivered_total}, duplicates {load.duplicates}); "
         f"agent exit code {load.exit_code}",
-        f"agent CPU over its life:     {load.lifetime_cpu_s:.2f} s (start-up included)",
+        f"agent CPU over its life:     {load.lifetime_cpu_s:.2f} s (start-up included); "
+        f"{load.threads} threads",
         "",
         "memory, where it goes:",
         f"  idle interpreter (python -c 'import time; time.sleep(...)'):  "
