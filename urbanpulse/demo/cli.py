@@ -1,27 +1,36 @@
-"""`urbanpulse demo [--duration SECONDS]`."""
+"""`urbanpulse demo [--duration SECONDS] [--seed N] [--city FILE] [--city-nodes all|live]`."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from urbanpulse.errors import UrbanpulseError
 
 
 def main(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="urbanpulse demo", description="Run a small simulated city "
-                                "(air stations, intersections, a hospital ward) through the whole "
-                                "pipeline on the local stack, with a live summary.")
+    p = argparse.ArgumentParser(
+        prog="urbanpulse demo",
+        description="Run the simulated city (default: Hanoi) through the whole pipeline on the "
+                    "local stack, at real time, with a live summary. A subset of nodes runs on "
+                    "real edge agents with emulated devices; the rest is published by the "
+                    "simulator's lightweight mode. See docs/demo.md.")
     p.add_argument("--duration", type=float, default=None,
                    help="seconds to run (default: until Ctrl-C)")
-    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--seed", type=int, default=1, help="the simulation's seed (default 1)")
+    p.add_argument("--city", type=Path, default=None,
+                   help="a city file (default: the shipped Hanoi pilot city)")
+    p.add_argument("--city-nodes", choices=("all", "live"), default="all",
+                   help="all: publish the rest of the city in lightweight mode too (default); "
+                        "live: only the live subset")
     args = p.parse_args(argv)
     if args.duration is not None and args.duration <= 0:
         p.error("--duration must be > 0")
-    from urbanpulse.demo.runner import run_demo
+    from urbanpulse.demo.runner import DemoOptions, run_demo
 
     try:
-        return run_demo(args.duration, args.seed)
+        return run_demo(DemoOptions(args.duration, args.seed, args.city, args.city_nodes))
     except UrbanpulseError as exc:
         print(f"urbanpulse demo: {exc}", file=sys.stderr)
         return 3

@@ -1,8 +1,11 @@
-"""Brings the demo city up: stack, database, cloud processor, emulated devices, agents."""
+"""Brings the demo city up: stack, database, cloud processor, the simulation, the live
+nodes (emulated devices and real edge agents), the lightweight rest of the city, and the
+live summary; writes the run's ground truth at the end."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import signal
@@ -12,33 +15,63 @@ import threading
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from cloud.config import Retention
 from cloud.initdb import init_db
 from cloud.stack_config import cloud_config_for_stack, to_toml
 from edge.agent import Agent
 from edge.config import load_config
 from edge.logs import JsonFormatter
-from firmware_bridge.protocols.sds011.emulator import Sds011Emulator
-from urbanpulse.demo.city import DemoNode, PinDriver, air_values, city_nodes
+from urbanpulse.demo.city_publisher import CityPublisher, load_seq, save_seq
+from urbanpulse.demo.demo_events import demo_events
+from urbanpulse.demo.live import (
+    SERIAL_PERIOD_S,
+    LiveNode,
+    active_high,
+    choose_live,
+    live_sensor_keys,
+    node_config,
+)
+from urbanpulse.demo.live import to_toml as node_toml
+from urbanpulse.demo.pins import PinPlayer, PinWire, pin_factory
+from urbanpulse.demo.serial_devices import SerialDevice, start_sds011
 from urbanpulse.demo.summary import collect, render
+from urbanpulse.errors import UrbanpulseError
 from urbanpulse.influx_http import InfluxHTTP
-from urbanpulse.stack import StackInfo, add_node, up
+from urbanpulse.mqtt import connect_and_wait, make_client
+from urbanpulse.simulate import City, SimClock, Simulation
+from urbanpulse.simulate.scenario import merge_events, write_ground_truth
+from urbanpulse.stack import StackConfig, StackInfo, add_node, up
 from urbanpulse.stack.lifecycle import resolve_config
 
+if TYPE_CHECKING:
+    import paho.mqtt.client as paho
+
 REFRESH_S = 2.0
+HISTORY_S = 300.0
+PUBACK_WAIT_S = 10.0
+CITY_NODES = ("all", "live")
 
 
-def _node_config(info: StackInfo, node: DemoNode, creds: Any, state_dir: Path) -> str:
-    return (f'[node]\nid = "{node.node}"\nsite = "{node.site}"\nlocation = "{node.label}"\n'
-            f'state_dir = "{state_dir}"\n\n[mqtt]\nhost = "{creds.host}"\nport = {creds.port}\n'
-            f'ca_file = "{creds.ca_file}"\nusername = "{creds.username}"\n'
-            f'password_file = "{creds.password_file}"\n\n[outbox]\nbatch_max_delay_s = 0.5\n\n'
-            f'[gpio]\nbackend = "mock"\n\n[agent]\nheartbeat_s = 10.0\n\n{node.sensors_toml}')
+class DemoError(UrbanpulseError):
+    pass
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    duration_s: float | None
+    seed: int = 1
+    city: Path | None = None
+    city_nodes: str = "all"
 
 
 class _Agents(threading.Thread):
+    """The live nodes' edge agents, on one asyncio loop in a thread of their own."""
+
     def __init__(self, agents: list[Agent]) -> None:
         super().__init__(name="demo-agents", daemon=True)
         self.agents = agents
@@ -58,83 +91,231 @@ class _Agents(threading.Thread):
         self.join(30)
 
 
-def run_demo(duration_s: float | None, seed: int = 1) -> int:
-    from gpiozero.pins.mock import MockFactory
-
+def run_demo(options: DemoOptions) -> int:
+    city = City.load(options.city) if options.city is not None else City.load()
+    live = choose_live(city)
     config = resolve_config()
-    print(f"urbanpulse demo: starting the local stack in {config.home} ...", flush=True)
+    print(f"urbanpulse demo: {city.name}, {len(city.nodes)} nodes; starting the local stack in "
+          f"{config.home} ...", flush=True)
     info = up(config)
     admin = info.influx("admin")
     with InfluxHTTP(admin.url, admin.username, admin.password()) as client:
-        from cloud.config import Retention
-
         init_db(client, info.database, Retention("30d", "400d", "INF"))
     demo_dir = config.home / "demo"
     demo_dir.mkdir(parents=True, exist_ok=True)
-    logging.getLogger().handlers[:] = []
-    handler = logging.FileHandler(demo_dir / "agents.log")
-    handler.setFormatter(JsonFormatter())
-    logging.getLogger().addHandler(handler)
-    logging.getLogger().setLevel(logging.INFO)
+    _log_to(demo_dir / "agents.log")
 
+    # The city has been running for HISTORY_S when the demo starts: the lightweight
+    # publisher back-fills those minutes, so every bed, lane and station has reported.
+    events = merge_events(city.events, demo_events(city, live, HISTORY_S))
+    sim = Simulation(city, seed=options.seed, start=datetime.now(UTC) - timedelta(
+        seconds=HISTORY_S), speed=1.0, events=events)
+    clock = sim.clock(at_offset=HISTORY_S)
+    live_keys = live_sensor_keys(live)
+    light = [(n.site, n.node) for n in sim.nodes
+             if options.city_nodes == "all"
+             and any((n.site, n.node, s.id) not in live_keys for s in n.sensors)]
+    _describe(demo_dir / "nodes.json", sim, live, light)
+    _print_plan(live, light, options.city_nodes)
+    seq_file = demo_dir / "city_seq.json"
+    truth = demo_dir / "ground_truth.jsonl"
+    reader = info.influx("reader")
+    code = 0
     with ExitStack() as cleanup:
-        ports: dict[str, str] = {}
-        for i, (sensor, base) in enumerate((("pm-hoankiem", 48.0), ("pm-caugiay", 36.0))):
-            emu = Sds011Emulator(air_values(seed + i, base), period_s=1.0, warmup_s=0.0)
-            ports[sensor] = emu.start()
-            cleanup.callback(emu.stop)
-        nodes = city_nodes(ports)
-
-        cloud_toml = demo_dir / "cloud.toml"
-        cloud_toml.write_text(to_toml(cloud_config_for_stack(info, demo_dir / "cloud")))
-        with (demo_dir / "cloud.log").open("ab") as log:
-            cloud = subprocess.Popen(
-                [sys.executable, "-m", "urbanpulse.cli", "cloud", "run", "--config", str(cloud_toml)],
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        cloud = _start_cloud(info, demo_dir)
         cleanup.callback(_stop_process, cloud)
-
-        pins = PinDriver(seed)
+        serial = _start_serial(sim, clock, live, demo_dir / "dev")
+        for device in serial:
+            cleanup.callback(device.stop)
+        publisher = None
+        if light:
+            clients = _city_clients(config, light)
+            cleanup.callback(_disconnect_all, clients)
+            publisher = CityPublisher(sim, clock, clients, live_keys, load_seq(seq_file))
+            publisher.publish_until(clock.offset())
+            publisher.start()
+            cleanup.callback(_stop_publisher, publisher, seq_file)
+        factories, player = _wire_pins(sim, clock, live)
+        player.prime(clock.offset())
         agents = []
-        for node in nodes:
-            creds = add_node(config, node.site, node.node)
-            path = demo_dir / f"{node.site}.{node.node}.toml"
-            path.write_text(_node_config(info, node, creds, demo_dir / "state" / f"{node.site}.{node.node}"))
-            factory = MockFactory()
-            for sensor, pin in node.pins.items():
-                if sensor == "lane-1":
-                    pins.add_loop_pair_on(factory, pin, node.pins["lane-1.down"])
-                elif sensor.startswith("bed-"):
-                    pins.add_bed(factory, pin)
-                elif sensor.endswith("-door"):
-                    pins.add_door(factory, pin)
-            agents.append(Agent(load_config(path), pin_factory=_constant(factory)))
+        for node in live:
+            agents.append(_agent(config, sim, clock, node, factories[node.key], demo_dir,
+                                 {d.sensor: d.port for d in serial if d.node == node.key}))
         runner = _Agents(agents)
         runner.start()
         cleanup.callback(runner.stop)
-        pins.start()
-        cleanup.callback(pins.stop_event.set)
+        player.start()
+        cleanup.callback(player.stop)
 
-        reader = info.influx("reader")
         started = time.monotonic()
-        print(f"cloud processor log: {demo_dir / 'cloud.log'}; agents log: {demo_dir / 'agents.log'}")
+        print(f"logs: {demo_dir / 'cloud.log'}, {demo_dir / 'agents.log'}", flush=True)
         with InfluxHTTP(reader.url, reader.username, reader.password()) as client:
             try:
-                while duration_s is None or time.monotonic() - started < duration_s:
-                    if cloud.poll() is not None:
-                        print(f"the cloud processor exited ({cloud.returncode}); see its log",
-                              file=sys.stderr)
-                        return 1
+                while options.duration_s is None or time.monotonic() - started < options.duration_s:
+                    problem = _failure(cloud, runner, player, publisher)
+                    if problem:
+                        print(f"urbanpulse demo: {problem}", file=sys.stderr)
+                        code = 1
+                        break
+                    for device in serial:
+                        device.device.follow()
                     text = render(collect(client, info.database), time.monotonic() - started,
-                                  duration_s)
+                                  options.duration_s, {f"{n.site}/{n.node}" for n in live})
                     if sys.stdout.isatty():
                         sys.stdout.write("\x1b[H\x1b[2J")
                     print(text, flush=True)
                     time.sleep(REFRESH_S)
             except KeyboardInterrupt:
-                print("\nstopping ...")
+                print("\nstopping ...", flush=True)
+    until = clock.offset()
+    count = write_ground_truth(truth, sim.ground_truth(until), sim.timebase)
+    print(f"simulated {until:.0f} s from {sim.start.isoformat()} (seed {options.seed}, the first "
+          f"{HISTORY_S:.0f} s back-filled); "
+          f"pins: {player.edges} edges driven, latest {player.max_late_s * 1000:.1f} ms late")
+    print(f"ground truth ({count} events): {truth}")
     print(f"done. The data stays in InfluxDB at {info.influx_url} (database {info.database}); "
           f"reader credentials: {reader.password_file}. `urbanpulse stack down` stops the stack.")
-    return 0
+    return code
+
+
+def _log_to(path: Path) -> None:
+    handler = logging.FileHandler(path)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)
+
+
+def _describe(path: Path, sim: Simulation, live: list[LiveNode],
+              light: list[tuple[str, str]]) -> None:
+    doc = {
+        "start": sim.start.isoformat(),
+        "seed": sim.seed,
+        "live": [{"site": n.site, "node": n.node, "label": n.label,
+                  "sensors": {s.id: s.pins or "serial" for s in n.sensors}} for n in live],
+        "lightweight": [f"{site}/{node}" for site, node in light],
+    }
+    path.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+
+
+def _print_plan(live: list[LiveNode], light: list[tuple[str, str]], mode: str) -> None:
+    print("live nodes (real edge agents, emulated SDS011 on ptys, gpiozero mock pins):")
+    for n in live:
+        drivers: dict[str, int] = {}
+        for s in n.sensors:
+            drivers[s.spec.driver] = drivers.get(s.spec.driver, 0) + 1
+        kinds = ", ".join(f"{c} {d}" for d, c in drivers.items())
+        print(f"  {n.site + '/' + n.node:<26} {n.label} ({kinds})")
+    if mode == "all":
+        print(f"lightweight (simulator batches over MQTT): {len(light)} nodes")
+    else:
+        print("lightweight: off (--city-nodes live)")
+    sys.stdout.flush()
+
+
+def _start_cloud(info: StackInfo, demo_dir: Path) -> subprocess.Popen[bytes]:
+    cloud_toml = demo_dir / "cloud.toml"
+    cloud_toml.write_text(to_toml(cloud_config_for_stack(info, demo_dir / "cloud")))
+    with (demo_dir / "cloud.log").open("ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "urbanpulse.cli", "cloud", "run", "--config", str(cloud_toml)],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+@dataclass(frozen=True)
+class _Serial:
+    node: tuple[str, str]
+    sensor: str
+    device: SerialDevice
+
+    @property
+    def key(self) -> str:
+        return f"{self.node[0]}/{self.node[1]}/{self.sensor}"
+
+    @property
+    def port(self) -> str:
+        return self.device.emulator.port
+
+    def stop(self) -> None:
+        self.device.stop()
+
+
+def _start_serial(sim: Simulation, clock: SimClock, live: list[LiveNode],
+                  dev_dir: Path) -> list[_Serial]:
+    out = []
+    for n in live:
+        for s in n.sensors:
+            if s.spec.driver != "sds011":
+                continue
+            source = sim.serial_source(n.site, n.node, s.id)
+            device = start_sds011(s.id, source, clock, dev_dir / f"{n.site}.{n.node}.{s.id}",
+                                  SERIAL_PERIOD_S)
+            out.append(_Serial(n.key, s.id, device))
+    return out
+
+
+def _wire_pins(sim: Simulation, clock: SimClock,
+               live: list[LiveNode]) -> tuple[dict[tuple[str, str], Any], PinPlayer]:
+    factories: dict[tuple[str, str], Any] = {}
+    wires: list[PinWire] = []
+    for n in live:
+        factory = factories[n.key] = pin_factory()
+        for s in n.sensors:
+            for name, line in s.pins.items():
+                wires.append(PinWire(n.site, n.node, s.id, name, factory.pin(line),
+                                     active_high(s)))
+    return factories, PinPlayer(sim, clock, wires)
+
+
+def _agent(config: StackConfig, sim: Simulation, clock: SimClock, node: LiveNode, factory: Any,
+           demo_dir: Path, ports: dict[str, str]) -> Agent:
+    creds = add_node(config, node.site, node.node)
+    mqtt = {"host": creds.host, "port": creds.port, "ca_file": str(creds.ca_file),
+            "username": creds.username, "password_file": str(creds.password_file)}
+    state_dir = demo_dir / "state" / f"{node.site}.{node.node}"
+    path = demo_dir / f"{node.site}.{node.node}.toml"
+    path.write_text(node_toml(node_config(node, mqtt, state_dir, ports)), encoding="utf-8")
+    return Agent(load_config(path), clock=sim.node_clock(node.site, node.node, clock),
+                 pin_factory=_constant(factory))
+
+
+def _city_clients(config: StackConfig,
+                  nodes: list[tuple[str, str]]) -> dict[tuple[str, str], paho.Client]:
+    clients: dict[tuple[str, str], paho.Client] = {}
+    try:
+        for site, node in nodes:
+            creds = add_node(config, site, node)
+            client = make_client(f"demo-city.{site}.{node}", creds, clean_start=True)
+            connect_and_wait(client)
+            clients[(site, node)] = client
+    except UrbanpulseError:
+        _disconnect_all(clients)
+        raise
+    return clients
+
+
+def _disconnect_all(clients: dict[tuple[str, str], paho.Client]) -> None:
+    for client in clients.values():
+        client.disconnect()
+        client.loop_stop()
+
+
+def _stop_publisher(publisher: CityPublisher, seq_file: Path) -> None:
+    unacked = publisher.stop(PUBACK_WAIT_S)
+    save_seq(seq_file, publisher.next_seq)
+    print(f"lightweight: {publisher.readings} readings in {publisher.batches} batches"
+          + (f", {unacked} batches not acknowledged by the broker" if unacked else ""))
+
+
+def _failure(cloud: subprocess.Popen[bytes], runner: _Agents, player: PinPlayer,
+             publisher: CityPublisher | None) -> str | None:
+    if cloud.poll() is not None:
+        return f"the cloud processor exited ({cloud.returncode}); see its log"
+    for name, thread in (("edge agents", runner), ("pin player", player),
+                         ("lightweight publisher", publisher)):
+        if thread is not None and not thread.is_alive():
+            return f"the {name} stopped (its traceback is above)"
+    return None
 
 
 def _constant(value: Any) -> Callable[[], Any]:
