@@ -10,15 +10,28 @@ both return the `FaultEvent`s that fired. The rules (settings in `FaultSettings`
 * STUCK: the value has not moved by more than `stuck_tolerance` for at least
   `stuck_count` readings spanning at least `stuck_min_s` seconds. Starts at the
   first reading of the run; fires on the reading that completes the rule.
+  For counts (`zero_alpha`): a run of zeros that the recent share p of non-zero
+  readings makes improbable, (1 - p) ** run < zero_alpha, at least `zero_min`
+  readings long (a dead counter during busy hours).
 * SILENCE: no reading for `silence_intervals` expected intervals. The interval is
-  `expected_interval_s` or, if None, the median gap of the last 15 readings. Starts
-  one interval after the last reading; fires at the tick that sees it. A jump in the
-  sequence numbers of `silence_intervals` or more readings that arrive late (a node
-  replaying its outbox) is reported when the data comes back.
+  `expected_interval_s` or, if None, the median gap of the last 15 readings (and
+  then at least 1.5 x the longest of the last 240 gaps). Judged
+  on arrival (the `now` of the ticks), not on the node's stamps. Starts one interval
+  after the last arrival; fires at the tick that sees it. A jump in the sequence
+  numbers of `silence_intervals` or more, with the stamps advancing accordingly, is
+  reported when the data comes back.
 * SPIKE: one reading more than `spike_k` robust deviations (1.4826 x MAD, at least
   `spike_floor` of the physical range) from the median of the previous
   `spike_window` readings, with the next reading back within half that distance.
   Starts at the spiking reading; fires one reading later.
+* CUT_CABLE: a value at or above `cut_at` on `cut_count` readings in a row (a bed
+  pad's `fault` flag; a loop card failing safe to constant presence).
+* CLOCK_JUMP (sensors with `regular` readings): the stamps jump against the
+  sequence numbers. Forward: consecutive sequence numbers, a gap longer than the
+  longest of the last 240 gaps by `clock_min_s`, and no silence seen in between.
+  Backward: `silence_intervals` or more sequence numbers skipped (readings stamped
+  before ones already seen, which the dataflow drops) while the stamps advanced
+  by less than half of what that many readings take.
 """
 
 from __future__ import annotations
@@ -39,6 +52,8 @@ class FaultType(StrEnum):
     STUCK = "stuck"
     SILENCE = "silence"
     SPIKE = "spike"
+    CUT_CABLE = "cut_cable"
+    CLOCK_JUMP = "clock_jump"
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,12 +76,21 @@ class FaultEvent:
 class FaultSettings:
     expected_interval_s: float | None = None
     silence_intervals: int = 3
+    regular: bool = True
+    every_reading: bool = True
     stuck_count: int | None = 30
     stuck_min_s: float = 1800.0
     stuck_tolerance: float = 0.0
+    zero_alpha: float | None = None
+    zero_min: int = 10
+    zero_busy: float = 0.7
     spike_window: int | None = 9
     spike_k: float = 8.0
     spike_floor: float = 0.02
+    spike_rel: float = 0.0
+    cut_at: float | None = None
+    cut_count: int = 1
+    clock_min_s: float = 20.0
 
     def __post_init__(self) -> None:
         bad = (
@@ -75,31 +99,54 @@ class FaultSettings:
             or (self.stuck_count is not None and self.stuck_count < 2)
             or self.stuck_min_s < 0
             or self.stuck_tolerance < 0
+            or (self.zero_alpha is not None and not 0 < self.zero_alpha < 1)
+            or self.zero_min < 1
+            or not 0 < self.zero_busy < 1
             or (self.spike_window is not None and self.spike_window < 3)
             or not self.spike_k > 0
             or self.spike_floor < 0
+            or self.spike_rel < 0
+            or self.cut_count < 1
+            or not self.clock_min_s > 0
         )
         if bad:
             raise DetectError(f"fault settings out of range: {self!r}")
 
 
 _BOOL = FaultSettings(stuck_count=None, spike_window=None)
-_COUNT = FaultSettings(stuck_min_s=6 * 3600.0)
+_COUNT = FaultSettings(stuck_count=None, zero_alpha=1e-9, zero_min=15, spike_window=None)
+_PM = FaultSettings(stuck_count=20, stuck_min_s=300.0, spike_floor=0.002, spike_rel=0.1)
+# Readings that come as events, not at an interval: no silence or clock rule.
+_EVENTS = replace(_BOOL, regular=False)
+# A field only some readings carry: gaps in the sequence numbers say nothing either.
+_SOME = replace(_EVENTS, every_reading=False)
 
 # Settings per (kind, field); a field not listed uses FaultSettings().
 FAULT_SETTINGS: dict[tuple[str, str], FaultSettings] = {
+    ("air.pm", "pm25"): _PM,
+    ("air.pm", "pm10"): _PM,
+    ("air.pm", "pm1"): _PM,
+    ("air.co2", "co2"): replace(_PM, stuck_count=10),
     ("hospital.bed", "occupied"): _BOOL,
-    ("hospital.bed", "fault"): _BOOL,
-    ("hospital.queue", "called"): _BOOL,
-    ("hospital.queue", "ticket"): replace(_BOOL, stuck_count=None),
-    ("hospital.queue", "counter"): _BOOL,
+    ("hospital.bed", "fault"): replace(_SOME, cut_at=1.0),
+    ("hospital.queue", "called"): _SOME,
+    ("hospital.queue", "ticket"): _SOME,
+    ("hospital.queue", "counter"): _SOME,
     ("hospital.door", "count"): _COUNT,
-    ("hospital.door", "interval_s"): replace(_BOOL, stuck_count=None),
+    ("hospital.door", "interval_s"): _BOOL,
     ("traffic.loop", "count"): _COUNT,
-    ("traffic.loop", "occupancy_pct"): _COUNT,
-    ("traffic.loop", "interval_s"): replace(_BOOL, stuck_count=None),
-    ("traffic.loop", "speed_kmh"): _COUNT,
+    ("traffic.loop", "occupancy_pct"): replace(_BOOL, cut_at=100.0, cut_count=3),
+    ("traffic.loop", "interval_s"): _BOOL,
+    ("traffic.loop", "speed_kmh"): _SOME,
+    ("traffic.loop", "length_m"): _SOME,
 }
+
+# Share of non-zero readings: an exponential average over about this many readings.
+_ZERO_SPAN = 20
+_LONG_GAPS = 240
+# Gaps seen before an interval is trusted (silence) or the longest gap is (clock).
+_LEARN_GAPS = 10
+_LEARN_LONGEST = 20
 
 
 def _aware(ts: datetime | int) -> datetime:
@@ -130,14 +177,29 @@ class FaultMonitor:
         self._last_ts: datetime | None = None
         self._last_seq: int | None = None
         self._gaps: deque[float] = deque(maxlen=15)
+        self._long_gaps: deque[float] = deque(maxlen=_LONG_GAPS)
+        self._longest = 0.0
+        # Arrival as the ticks see it: cloud time, not the node's stamps.
+        self._arrived: datetime | None = None
+        self._heard: datetime | None = None
+        self._now: datetime | None = None
         self._silent = False
+        self._silence_seen = False
         self._out_of_range = False
         self._run_start: datetime | None = None
         self._run_value = 0.0
         self._run_count = 0
         self._stuck = False
+        self._nonzero = 0.0
+        self._seen = 0
+        self._zero_start: datetime | None = None
+        self._zero_p = 0.0
+        self._zero_count = 0
+        self._zero_fired = False
         self._window: deque[float] = deque(maxlen=self.settings.spike_window or 1)
         self._candidate: tuple[datetime, float, float, float] | None = None
+        self._cut_start: datetime | None = None
+        self._cut_count = 0
 
     # -- the public calls -------------------------------------------------------------
 
@@ -149,37 +211,54 @@ class FaultMonitor:
         events = self._arrival(at, seq, value)
         events += self._range(at, value)
         events += self._stuck_rule(at, value)
+        events += self._zero_rule(at, value)
         events += self._spike(at, value)
+        events += self._cut(at, value)
         return events
 
     def heartbeat(self, ts: datetime | int, seq: int | None = None) -> list[FaultEvent]:
-        """A sign of life without a value: counts for the silence rule only."""
+        """A sign of life without a value: counts for the silence and clock rules only."""
         return self._arrival(_aware(ts), seq, None)
 
     def tick(self, now: datetime) -> list[FaultEvent]:
         """Silence seen at `now` (aware UTC), reported once until data comes back."""
         if now.tzinfo is None:
             raise DetectError("tick() needs an aware UTC datetime")
+        previous, self._now = self._now, now
+        if self._arrived is not None:
+            # The data came in after the previous tick and by this one.
+            heard = self._arrived if previous is None else max(self._arrived, previous)
+            self._heard = min(heard, now)
+            self._arrived = None
         interval = self.expected_interval()
-        if self._silent or self._last_ts is None or interval is None:
+        if self._silent or self._heard is None or interval is None or not self.settings.regular:
             return []
-        if now - self._last_ts >= interval * self.settings.silence_intervals:
-            self._silent = True
+        if now - self._heard >= self._silence_after(interval):
+            self._silent = self._silence_seen = True
+            since = self._last_ts.isoformat() if self._last_ts else "?"
             return [
                 self._event(
                     FaultType.SILENCE,
-                    self._last_ts + interval,
+                    self._heard + interval,
                     now,
                     None,
-                    f"no data since {self._last_ts.isoformat()}",
+                    f"no data since {since}",
                 )
             ]
         return []
 
+    def _silence_after(self, interval: timedelta) -> timedelta:
+        limit = interval * self.settings.silence_intervals
+        if self.settings.expected_interval_s is None:
+            # Irregular reports (a bed pad's changes between heartbeats) shorten the
+            # median gap: never less than 1.5 x the longest gap seen.
+            limit = max(limit, timedelta(seconds=1.5 * self._longest))
+        return limit
+
     def expected_interval(self) -> timedelta | None:
         if self.settings.expected_interval_s is not None:
             return timedelta(seconds=self.settings.expected_interval_s)
-        if len(self._gaps) < 3:
+        if len(self._long_gaps) < _LEARN_GAPS:
             return None
         gaps = sorted(self._gaps)
         return timedelta(seconds=gaps[len(gaps) // 2])
@@ -192,38 +271,70 @@ class FaultMonitor:
         return FaultEvent(self.sensor, self.field, fault, start, at, value, detail)
 
     def _arrival(self, at: datetime, seq: int | None, value: float | None) -> list[FaultEvent]:
-        events: list[FaultEvent] = []
-        previous_seq = self._last_seq
+        previous_seq, last_ts = self._last_seq, self._last_ts
         if seq is not None:
             if previous_seq is not None and seq <= previous_seq:
                 return []  # a duplicate or a late reading: nothing new about liveness
             self._last_seq = seq
-        if self._last_ts is not None and at <= self._last_ts:
+        if last_ts is not None and at <= last_ts:
             return []
-        interval = self.expected_interval()
-        if (
-            not self._silent
-            and seq is not None
-            and previous_seq is not None
-            and interval is not None
-            and self._last_ts is not None
-            and seq - previous_seq - 1 >= self.settings.silence_intervals
-        ):
-            events.append(
-                self._event(
-                    FaultType.SILENCE,
-                    self._last_ts + interval,
-                    at,
-                    value,
-                    f"{seq - previous_seq - 1} readings missing (seq {previous_seq} -> {seq})",
-                )
-            )
-        if self._last_ts is not None and (seq is None or previous_seq is None
-                                          or seq == previous_seq + 1):
-            self._gaps.append((at - self._last_ts).total_seconds())
+        self._arrived = at
+        silence_seen, self._silence_seen = self._silence_seen, False
         self._last_ts = at
         self._silent = False
-        return events
+        if last_ts is None:
+            return []
+        gap = (at - last_ts).total_seconds()
+        if seq is None or previous_seq is None:
+            self._remember_gap(gap)
+            return []
+        missing = seq - previous_seq - 1
+        if missing == 0:
+            return self._forward_jump(at, gap, value, silence_seen)
+        interval = self.expected_interval()
+        if (
+            interval is None
+            or not self.settings.every_reading
+            or missing < self.settings.silence_intervals
+        ):
+            return []
+        step = interval.total_seconds()
+        if self.settings.regular and gap < (missing + 1) * step / 2:
+            return [self._event(
+                FaultType.CLOCK_JUMP, at, at, value,
+                f"{missing} readings skipped but the stamps moved {gap:g} s: clock set back")]
+        if silence_seen:
+            return []
+        return [self._event(
+            FaultType.SILENCE, last_ts + interval, at, value,
+            f"{missing} readings missing (seq {previous_seq} -> {seq})")]
+
+    def _remember_gap(self, gap: float) -> None:
+        self._gaps.append(gap)
+        if len(self._long_gaps) == _LONG_GAPS and self._long_gaps[0] == self._longest:
+            self._long_gaps.append(gap)
+            self._longest = max(self._long_gaps)
+        else:
+            self._long_gaps.append(gap)
+            self._longest = max(self._longest, gap)
+
+    def _forward_jump(
+        self, at: datetime, gap: float, value: float | None, silence_seen: bool
+    ) -> list[FaultEvent]:
+        if silence_seen:
+            return []  # the gap is the silence already reported
+        longest = self._longest if len(self._long_gaps) >= _LEARN_LONGEST else None
+        if (
+            longest is None
+            or not self.settings.regular
+            or gap <= longest + self.settings.clock_min_s
+        ):
+            self._remember_gap(gap)
+            return []
+        return [self._event(
+            FaultType.CLOCK_JUMP, at, at, value,
+            f"stamps moved {gap:g} s between consecutive readings (at most {longest:g} s "
+            "before): clock set forward")]
 
     def _range(self, at: datetime, value: float) -> list[FaultEvent]:
         low, high = self.spec.low, self.spec.high
@@ -265,6 +376,34 @@ class FaultMonitor:
             ]
         return []
 
+    def _zero_rule(self, at: datetime, value: float) -> list[FaultEvent]:
+        s = self.settings
+        if s.zero_alpha is None:
+            return []
+        events: list[FaultEvent] = []
+        if value != 0:
+            self._zero_start, self._zero_count, self._zero_fired = None, 0, False
+        else:
+            if self._zero_start is None:
+                self._zero_start, self._zero_p = at, self._nonzero
+            self._zero_count += 1
+            p = min(self._zero_p, 0.95)
+            if (
+                not self._zero_fired
+                and self._seen >= _ZERO_SPAN
+                and self._zero_count >= s.zero_min
+                and p >= s.zero_busy
+                and self._zero_count * math.log1p(-p) < math.log(s.zero_alpha)
+            ):
+                self._zero_fired = True
+                events.append(self._event(
+                    FaultType.STUCK, self._zero_start, at, value,
+                    f"{self._zero_count} zeros in a row where {p:.0%} of readings were not 0"))
+        self._seen += 1
+        weight = 1 / min(self._seen, _ZERO_SPAN)
+        self._nonzero += weight * ((value != 0) - self._nonzero)
+        return events
+
     def _spike(self, at: datetime, value: float) -> list[FaultEvent]:
         s = self.settings
         if s.spike_window is None:
@@ -291,14 +430,29 @@ class FaultMonitor:
             median = ordered[len(ordered) // 2]
             mad = sorted(abs(v - median) for v in window)[len(window) // 2]
             floor = s.spike_floor * self._span() if self._span() else 0.0
-            scale = max(1.4826 * mad, floor, 1e-12)
+            scale = max(1.4826 * mad, floor, s.spike_rel * abs(median), 1e-12)
             if abs(value - median) > s.spike_k * scale:
                 self._candidate = (at, value, median, abs(value - median))
                 return events
         window.append(value)
         return events
 
+    def _cut(self, at: datetime, value: float) -> list[FaultEvent]:
+        s = self.settings
+        if s.cut_at is None:
+            return []
+        if value < s.cut_at:
+            self._cut_start, self._cut_count = None, 0
+            return []
+        if self._cut_start is None:
+            self._cut_start = at
+        self._cut_count += 1
+        if self._cut_count != s.cut_count:
+            return []
+        return [self._event(
+            FaultType.CUT_CABLE, self._cut_start, at, value,
+            f"{self._cut_count} readings at {value:g}: wiring cut")]
+
     def _span(self) -> float:
         low, high = self.spec.low, self.spec.high
         return 0.0 if low is None or high is None else high - low
-

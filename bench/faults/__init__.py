@@ -1,0 +1,1 @@
+"""Sensor-fault benchmark: the simulator's injected faults against `FaultMonitor`."""
