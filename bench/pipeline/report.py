@@ -1,0 +1,33 @@
+"""The results as a Markdown table."""
+
+from __future__ import annotations
+
+from bench.pipeline.case import CaseResult
+
+COLUMNS = ("offered/s", "detect", "readings", "broker/s", "journal/s", "InfluxDB/s",
+           "InfluxDB/s while publishing", "lag p50 s", "lag max s", "drain s", "lost",
+           "CPU cores: processor / mosquitto / influxd / publishers")
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.0f}" if abs(value) >= 100 else f"{value:g}"
+
+
+def _loss(r: CaseResult, lost: int) -> str:
+    text = str(lost) if r.complete else f"backlog {lost}"
+    return text + (f" ({r.error})" if r.error else "")
+
+
+def markdown_table(results: list[CaseResult]) -> str:
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    for r in results:
+        cpu = r.cpu_cores
+        lost = r.points_expected - r.points_written
+        lines.append("| " + " | ".join([
+            _num(r.rate), "on" if r.detect else "off", _num(r.readings), _num(r.broker_rate),
+            _num(r.journal_rate), _num(r.written_rate), _num(r.written_rate_while_publishing),
+            _num(r.lag_p50_s), _num(r.lag_max_s), _num(r.drain_after_publish_s),
+            _loss(r, lost),
+            " / ".join(f"{cpu.get(k, 0):.2f}" for k in ("processor", "mosquitto", "influxd", "publishers")),
+        ]) + " |")
+    return "\n".join(lines)

@@ -1,0 +1,104 @@
+"""`python -m bench.pipeline.stages`: the processor's stages timed one by one in this process,
+on the benchmark's own workload, with no broker, database or Bytewax in the way.
+
+It calls the same functions the dataflow calls (cloud.logic and cloud.journal), in the same
+order per node, and reports CPU microseconds per reading for each, so that the end-to-end
+numbers can be split without sampling noise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pickle
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from bench.pipeline.workload import Workload, generate
+from cloud.journal import Journal, JournalRecord
+from cloud.logic.node import NodeState
+from cloud.logic.records import NodeData, Point, decode_record
+
+HORIZON_NS = 6 * 3600 * 1_000_000_000
+RECEIVED_STEP_NS = 10_000_000
+
+
+def _timed(fn: Callable[[], object]) -> float:
+    start = time.process_time()
+    fn()
+    return time.process_time() - start
+
+
+def _records(workload: Workload) -> list[JournalRecord]:
+    # Received "now" is just after the last reading, as when a node keeps up.
+    received = workload.last_ts_ns
+    return [JournalRecord("i0", i + 1, received + i * RECEIVED_STEP_NS, m.topic, m.payload)
+            for i, m in enumerate(workload.messages)]
+
+
+def measure(workload: Workload) -> dict[str, float]:
+    """CPU µs per reading of each stage (per message for the journal)."""
+    n = workload.readings
+    records = _records(workload)
+    out: dict[str, float] = {}
+    out["json.loads only"] = _timed(lambda: [json.loads(r.payload) for r in records]) / n * 1e6
+    decoded: list[tuple[NodeData | None, list[Point]]] = []
+    out["decode_record"] = _timed(lambda: decoded.extend(decode_record(r, 4096) for r in records)) / n * 1e6
+    data = [d for d, _ in decoded if d is not None]
+    for detect in (True, False):
+        states: dict[str, NodeState] = {d.key: NodeState(HORIZON_NS, detect) for d in data}
+        points: list[Point] = []
+
+        def run(states: dict[str, NodeState] = states, points: list[Point] = points) -> None:
+            for d in data:
+                state = states[d.key]
+                points.extend(state.process(d))
+                state.take_site_updates()
+                state.take_alerts()
+
+        label = "on" if detect else "off"
+        out[f"NodeState.process, detect {label}"] = _timed(run) / n * 1e6
+        out[f"points per reading, detect {label}"] = len(points) / n
+        def snapshot_all(states: dict[str, NodeState] = states) -> None:
+            for s in states.values():
+                pickle.dumps(s, protocol=pickle.HIGHEST_PROTOCOL)
+
+        snap = _timed(snapshot_all)
+        out[f"one snapshot of every node, detect {label} (ms, not µs)"] = snap * 1e3
+        if not detect:
+            lines = [ln for _, ln in points]
+
+            def bodies(lines: list[str] = lines) -> None:
+                for i in range(0, len(lines), 5000):
+                    "\n".join(lines[i:i + 5000]).encode()
+
+            out["sink body join+encode (per point)"] = _timed(bodies) / len(lines) * 1e6
+    with tempfile.TemporaryDirectory() as tmp:
+        journal = Journal(Path(tmp) / "j.sqlite3", "i0").open()
+        msgs = [(m.topic, m.payload) for m in workload.messages]
+        wall = time.perf_counter()
+        cpu = _timed(lambda: [journal.append(msgs[i:i + 10], 0) for i in range(0, len(msgs), 10)])
+        wall = time.perf_counter() - wall
+        journal.close()
+    out["Journal.append, 10 messages a commit (CPU µs per reading)"] = cpu / n * 1e6
+    out["Journal.append, 10 messages a commit (wall ms per commit)"] = wall / (len(msgs) / 10) * 1e3
+    return out
+
+
+def main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.pipeline.stages", description=__doc__)
+    p.add_argument("--readings", type=int, default=200_000)
+    p.add_argument("--batch", type=int, default=500)
+    args = p.parse_args(argv)
+    workload = generate(args.readings, batch=args.batch)
+    print(f"{workload.readings} readings, {len(workload.messages)} messages, {len(workload.nodes)} nodes")
+    for name, value in measure(workload).items():
+        print(f"{value:10.2f}  {name}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

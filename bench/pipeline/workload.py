@@ -1,0 +1,143 @@
+"""Wire batches made ahead of time with the simulator, so that generating them costs nothing
+during a measured run.
+
+Readings are cut per node into batches of exactly `batch` readings (a node's remainder waits
+for its next readings), in the order the generator makes them, so that data time moves
+forward roughly together on every node.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from bench.pipeline.errors import PipelineBenchError
+from urbanpulse.simulate import City, Simulation
+from urbanpulse.wire import KINDS, Reading, data_topic, encode_batch
+from urbanpulse.wire.payload import parse_ts
+
+STEP_S = 3600.0
+MAX_SIMULATED_DAYS = 400
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    site: str
+    node: str
+    topic: str
+    payload: bytes
+    readings: int
+
+
+@dataclass
+class Workload:
+    messages: list[Message]
+    nodes: list[tuple[str, str]]
+    first_ts_ns: int
+    last_ts_ns: int
+    # InfluxDB keeps one point per series and time: the raw points expected per measurement.
+    expected_points: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def readings(self) -> int:
+        return sum(m.readings for m in self.messages)
+
+    def prefix(self, readings: int) -> Workload:
+        """The first messages holding at least `readings` readings (all if fewer)."""
+        total = 0
+        cut = len(self.messages)
+        for i, m in enumerate(self.messages):
+            total += m.readings
+            if total >= readings:
+                cut = i + 1
+                break
+        return _summarise(self.messages[:cut])
+
+
+def _summarise(messages: list[Message]) -> Workload:
+    nodes: dict[tuple[str, str], None] = {}
+    seen: set[tuple[str, str, str, str, int]] = set()
+    points: Counter[str] = Counter()
+    first, last = 2**63, 0
+    for m in messages:
+        nodes[(m.site, m.node)] = None
+        for r in json.loads(m.payload)["readings"]:
+            ts = parse_ts(r["ts"])
+            first, last = min(first, ts), max(last, ts)
+            key = (m.site, m.node, r["sensor"], r["kind"], ts)
+            if key not in seen:
+                seen.add(key)
+                points[KINDS[r["kind"]].measurement] += 1
+    return Workload(messages, list(nodes), first, last, points)
+
+
+def simulated_start(city: City, readings: int, now: datetime) -> datetime:
+    """A start far enough back that `readings` readings end before `now` (the cloud refuses
+    readings more than a day ahead of its clock), rounded down to the hour."""
+    probe = Simulation(city, seed=1, start=now).readings()
+    probe.advance(6 * STEP_S)
+    per_s = max(probe.count, 1) / (6 * STEP_S)
+    span = timedelta(seconds=readings / per_s * 1.2 + 2 * STEP_S)
+    if span > timedelta(days=MAX_SIMULATED_DAYS):
+        raise PipelineBenchError(f"{readings} readings need {span.days} simulated days of this city; "
+                                 "use more replicas")
+    start = now - span
+    return start.replace(minute=0, second=0, microsecond=0)
+
+
+def generate(readings: int, *, replicas: int = 1, batch: int = 500, seed: int = 1,
+             now: datetime | None = None) -> Workload:
+    """At least `readings` readings of the default city (`replicas` copies of it)."""
+    if readings < 1 or batch < 1 or replicas < 1:
+        raise PipelineBenchError("readings, batch and replicas must be positive")
+    city = City.load()
+    if replicas > 1:
+        city = city.replicate(replicas)
+    now = now or datetime.now(UTC)
+    sim = Simulation(city, seed=seed, start=simulated_start(city, readings, now))
+    gen = sim.readings(max_batch=min(batch, 2000))
+    pending: dict[tuple[str, str], list[Reading]] = {}
+    messages: list[Message] = []
+    made = 0
+    while made < readings:
+        for nb in gen.advance(gen.position + STEP_S):
+            buf = pending.setdefault((nb.site, nb.node), [])
+            buf.extend(nb.readings)
+            while len(buf) >= batch and made < readings:
+                chunk, buf[:] = buf[:batch], buf[batch:]
+                messages.append(Message(nb.site, nb.node, data_topic(nb.site, nb.node),
+                                        encode_batch(nb.site, nb.node, chunk), len(chunk)))
+                made += len(chunk)
+        if gen.position > (now - sim.start).total_seconds():
+            raise PipelineBenchError("the simulation reached the present before making enough readings")
+    return _summarise(messages)
+
+
+Scheduled = tuple[float, Message]  # (seconds after the start, message)
+
+
+def schedule(messages: list[Message], rate: float) -> list[Scheduled]:
+    """Each message due when the readings before it, sent at `rate` readings/s, are out."""
+    out: list[Scheduled] = []
+    before = 0
+    for m in messages:
+        out.append((before / rate, m))
+        before += m.readings
+    return out
+
+
+def save(scheduled: list[Scheduled], path: Path) -> None:
+    rows = [(t, m.site, m.node, m.topic, m.payload, m.readings) for t, m in scheduled]
+    path.write_bytes(pickle.dumps(rows, protocol=pickle.HIGHEST_PROTOCOL))
+
+
+def load(path: Path) -> list[Scheduled]:
+    try:
+        rows = pickle.loads(path.read_bytes())
+    except (OSError, pickle.UnpicklingError) as exc:
+        raise PipelineBenchError(f"cannot read the workload file {path}: {exc}") from exc
+    return [(row[0], Message(*row[1:])) for row in rows]

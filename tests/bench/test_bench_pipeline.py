@@ -1,0 +1,87 @@
+"""The pipeline benchmark, end to end with tiny parameters on its own private stack, and its
+bookkeeping on known inputs. No timing is asserted: the numbers belong to the machine."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from bench.pipeline.case import CaseSpec, run_case
+from bench.pipeline.observe import JournalCounter, merged_acks, reached_at
+from bench.pipeline.profiling import parse
+from bench.pipeline.report import markdown_table
+from bench.pipeline.workload import Message, generate, schedule
+
+
+def _msg(node: str, n: int) -> Message:
+    return Message("s", node, f"urbanpulse/v1/s/{node}/data", b"{}", n)
+
+
+def test_workload_cuts_exact_batches_and_counts_distinct_points() -> None:
+    w = generate(3000, batch=200)
+    assert w.readings == 3000
+    assert {m.readings for m in w.messages} == {200}
+    assert 0 < sum(w.expected_points.values()) <= w.readings
+    assert w.first_ts_ns < w.last_ts_ns
+    part = w.prefix(1000)
+    assert part.readings == 1000
+    assert part.messages == w.messages[:5]
+
+
+def test_schedule_spaces_messages_by_their_readings() -> None:
+    plan = schedule([_msg("a", 100), _msg("b", 300), _msg("a", 100)], rate=1000.0)
+    assert [t for t, _ in plan] == [0.0, 0.1, 0.4]
+
+
+def test_journal_rows_become_readings_through_each_nodes_publish_order(tmp_path: Path) -> None:
+    messages = [_msg("a", 100), _msg("b", 7), _msg("a", 50), _msg("a", 1)]
+    db = sqlite3.connect(tmp_path / "journal-i0.sqlite3")
+    db.execute("CREATE TABLE entries (offset INTEGER PRIMARY KEY, received_ns INTEGER, topic TEXT, "
+               "payload BLOB)")
+    rows = [messages[0].topic, messages[0].topic, messages[1].topic, "urbanpulse/v1/_alerts/s/x"]
+    db.executemany("INSERT INTO entries (received_ns, topic, payload) VALUES (0, ?, x'')",
+                   [(t,) for t in rows])
+    db.commit()
+    db.close()
+    assert JournalCounter(tmp_path, messages).readings() == (157, 1)
+
+
+def test_acks_of_several_publishers_merge_into_one_curve() -> None:
+    curve = merged_acks([[(1.0, 0, 10), (3.0, 0, 30)], [(2.0, 0, 5), (4.0, 0, 25)]])
+    assert curve == [(1.0, 10), (2.0, 15), (3.0, 35), (4.0, 55)]
+    assert reached_at(curve, 35) == 3.0
+    assert reached_at(curve, 36) == 4.0
+    assert reached_at(curve, 56) is None
+
+
+def test_profile_stages_take_the_innermost_known_frame(tmp_path: Path) -> None:
+    path = tmp_path / "raw.txt"
+    path.write_text(
+        "run (cloud/cli.py:1);NodeState.process (cloud/logic/node.py:2);"
+        "SensorWatch.check (cloud/logic/events.py:3);f (x.py:4) 3\n"
+        "run (cloud/cli.py:1);NodeState.process (cloud/logic/node.py:2);line (cloud/logic/lines.py:9) 1\n"
+        "Thread.run (threading.py:1);Event.wait (threading.py:2) 4\n")
+    profile = parse(path)
+    assert profile.samples == 8
+    assert profile.stages["detect (events.SensorWatch.check)"] == 3
+    assert profile.stages["node state, rest (ledger, seqs, raw lines)"] == 1
+    assert profile.self_time["f (x.py)"] == 3
+
+
+@pytest.mark.stack
+@pytest.mark.slow
+def test_a_small_run_delivers_every_reading_exactly_once(tmp_path: Path) -> None:
+    workload = generate(4000, batch=200)
+    spec = CaseSpec(rate=2000.0, duration_s=2.0, detect=False, publishers=2, window=5, drain_s=60.0)
+    result = run_case(spec, workload, tmp_path / "case")
+    assert result.error is None, result.error
+    assert result.complete
+    assert result.journaled == workload.readings
+    assert result.points_written == result.points_expected == sum(workload.expected_points.values())
+    assert result.missing_by_measurement == {}
+    assert result.broker_rate > 0
+    assert result.written_rate > 0
+    assert set(result.cpu_cores) == {"mosquitto", "influxd", "processor", "publishers"}
+    assert "| 2,000 | off | 4,000 |" in markdown_table([result])
