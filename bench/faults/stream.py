@@ -13,6 +13,7 @@ the reading that triggered it (the node's stamp minus its clock offset), or the
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -72,13 +73,18 @@ def _make(kind: str, name: str, sensor: str) -> _Watch | None:
         return None
 
 
-def _true_offset(ts_offset: float, jumps: list[Event], t0: float, t1: float) -> float:
-    """The simulated time of a reading stamped at `ts_offset` and read in [t0, t1)."""
-    for e in jumps:
-        t = ts_offset - e.params["offset_s"]
-        if e.start_s <= t < e.end_s and t0 <= t < t1:
-            return t
-    return ts_offset
+def _true_offset(ts_offset: float, jumps: list[Event], after: float) -> float:
+    """The simulated time of a reading stamped at `ts_offset`: the earliest time not
+    before `after` (the node's previous reading) whose clock offset explains the
+    stamp. A node's readings come in true-time order, which settles the stamps that
+    a clock set back makes ambiguous."""
+    best = math.inf
+    for off in {0.0, *(e.params["offset_s"] for e in jumps)}:
+        t = ts_offset - off
+        skew = sum(e.params["offset_s"] for e in jumps if e.start_s <= t < e.end_s)
+        if skew == off and after <= t < best:
+            best = t
+    return ts_offset if best == math.inf else best
 
 
 def stream(sim: Simulation, hours: float, tick_s: float = 60.0,
@@ -100,8 +106,12 @@ def stream(sim: Simulation, hours: float, tick_s: float = 60.0,
         timed: list[tuple[float, int, str, str, Reading]] = []
         for batch in gen.advance(t1):
             node_jumps = jumps.get((batch.site, batch.node), [])
+            at = t0
             for r in batch.readings:
-                at = _true_offset((r.ts_ns - start_ns) / 1e9, node_jumps, t0, t1)
+                if node_jumps:
+                    at = _true_offset((r.ts_ns - start_ns) / 1e9, node_jumps, at)
+                else:
+                    at = (r.ts_ns - start_ns) / 1e9
                 timed.append((at, len(timed), batch.site, batch.node, r))
         timed.sort(key=lambda x: (x[0], x[1]))
         readings += len(timed)

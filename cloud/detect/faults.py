@@ -83,7 +83,7 @@ class FaultSettings:
     stuck_tolerance: float = 0.0
     zero_alpha: float | None = None
     zero_min: int = 10
-    zero_busy: float = 0.7
+    zero_busy: float = 0.5
     spike_window: int | None = 9
     spike_k: float = 8.0
     spike_floor: float = 0.02
@@ -390,7 +390,7 @@ class FaultMonitor:
             p = min(self._zero_p, 0.95)
             if (
                 not self._zero_fired
-                and self._seen >= _ZERO_SPAN
+                and self._seen >= 3 * _ZERO_SPAN
                 and self._zero_count >= s.zero_min
                 and p >= s.zero_busy
                 and self._zero_count * math.log1p(-p) < math.log(s.zero_alpha)

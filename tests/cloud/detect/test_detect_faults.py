@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import pickle
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -108,3 +109,117 @@ def test_bad_input_is_refused() -> None:
         monitor.update(T0, math.inf)
     with pytest.raises(DetectError):
         FaultSettings(silence_intervals=0)
+
+
+def _feed_counts(monitor: FaultMonitor, values: list[float], first: int = 0) -> list:  # type: ignore[type-arg]
+    events = []
+    for i, v in enumerate(values, first):
+        events += monitor.update(T0 + i * STEP, v, seq=i)
+    return events
+
+
+def test_a_cut_bed_pad_is_reported_on_its_first_fault_flag() -> None:
+    monitor = FaultMonitor("hospital.bed", "fault", sensor="ward/bed-07")
+    events = _feed(monitor, [1.0, 1.0, 1.0])
+    assert [e.fault for e in events] == [FaultType.CUT_CABLE]
+    assert events[0].delay == timedelta(0)
+
+
+def test_a_loop_card_held_present_is_a_cut_cable_after_three_readings() -> None:
+    monitor = FaultMonitor("traffic.loop", "occupancy_pct")
+    values = [12.0, 30.5, 100.0, 8.0] + [100.0] * 6 + [5.0] + [100.0] * 3
+    events = _feed(monitor, values)
+    assert [e.fault for e in events] == [FaultType.CUT_CABLE] * 2
+    assert events[0].start == T0 + 4 * STEP
+    assert events[0].delay == 2 * STEP
+
+
+def test_stamps_jumping_ahead_of_the_sequence_numbers_are_a_clock_jump() -> None:
+    monitor = FaultMonitor("air.co2", "co2", settings=FaultSettings(spike_window=None))
+    values = _wavy(60)
+    events = []
+    for i, v in enumerate(values):
+        ts = T0 + i * STEP + (timedelta(minutes=10) if i >= 40 else timedelta(0))
+        events += monitor.update(ts, v, seq=i)
+    assert [e.fault for e in events] == [FaultType.CLOCK_JUMP]
+    assert events[0].start == T0 + 50 * STEP
+    assert "set forward" in events[0].detail
+
+
+def test_readings_skipped_while_the_stamps_barely_move_are_a_clock_set_back() -> None:
+    # The dataflow drops readings stamped before the newest one it has: after a clock
+    # set back by 10 minutes, the monitor sees seq jump by 10 for a one-minute step.
+    monitor = FaultMonitor("air.co2", "co2", settings=FaultSettings(spike_window=None))
+    _feed(monitor, _wavy(30))
+    events = monitor.update(T0 + 30 * STEP, 50.0, seq=40)
+    assert [e.fault for e in events] == [FaultType.CLOCK_JUMP]
+    assert "set back" in events[0].detail
+    # Ten readings truly lost move the stamps on as far: that is a silence.
+    lost = monitor.update(T0 + 41 * STEP, 50.0, seq=51)
+    assert [e.fault for e in lost] == [FaultType.SILENCE]
+
+
+def test_silence_is_judged_on_arrival_not_on_a_lagging_clock() -> None:
+    monitor = FaultMonitor("air.co2", "co2", settings=FaultSettings(spike_window=None))
+    lag = timedelta(hours=1)
+    events = []
+    for i, v in enumerate(_wavy(60)):
+        now = T0 + i * STEP
+        events += monitor.update(now - lag, v, seq=i)
+        events += monitor.tick(now + timedelta(seconds=30))
+    assert events == []
+    assert [e.fault for e in monitor.tick(T0 + 62 * STEP)] == [FaultType.SILENCE]
+
+
+def test_a_silence_seen_by_the_ticks_is_not_also_a_clock_jump() -> None:
+    monitor = FaultMonitor("air.co2", "co2", settings=FaultSettings(spike_window=None))
+    _feed(monitor, _wavy(30))
+    events = []
+    for i in range(30, 50):
+        events += monitor.tick(T0 + i * STEP)
+    events += monitor.update(T0 + 50 * STEP, 50.0, seq=30)
+    assert [e.fault for e in events] == [FaultType.SILENCE]
+    # Without ticks the same gap cannot be told from a clock set forward.
+    blind = FaultMonitor("air.co2", "co2", settings=FaultSettings(spike_window=None))
+    _feed(blind, _wavy(30))
+    assert [e.fault for e in blind.update(T0 + 50 * STEP, 50.0, seq=30)] == [
+        FaultType.CLOCK_JUMP]
+
+
+def test_a_busy_counter_gone_dead_is_stuck_and_a_quiet_one_is_not() -> None:
+    busy = [float(1 + (i * 7) % 5) for i in range(80)]
+    monitor = FaultMonitor("traffic.loop", "count")
+    events = _feed_counts(monitor, busy + [0.0] * 30)
+    assert [e.fault for e in events] == [FaultType.STUCK]
+    assert events[0].start == T0 + 80 * STEP
+    assert events[0].delay == 14 * STEP  # 15 zeros where every reading was not 0
+    quiet = [1.0 if i % 3 == 0 else 0.0 for i in range(80)]
+    assert _feed_counts(FaultMonitor("hospital.door", "count"), quiet + [0.0] * 60) == []
+
+
+def test_kiosk_events_have_no_silence_or_clock_rule() -> None:
+    monitor = FaultMonitor("hospital.queue", "ticket")
+    events = _feed(monitor, [float(i) for i in range(30)])
+    events += monitor.update(T0 + 31 * STEP, 31.0, seq=40)
+    events += monitor.tick(T0 + 600 * STEP)
+    assert events == []
+
+
+def test_a_spike_must_be_large_against_the_level() -> None:
+    values = [70.0 + (i % 3) * 0.1 for i in range(30)]
+    values[20] = 98.0  # 40 % up: weather, not a broken sample
+    assert _feed(FaultMonitor("air.pm", "pm25"), values) == []
+    values[20] = 420.0
+    assert [e.fault for e in _feed(FaultMonitor("air.pm", "pm25"), values)] == [FaultType.SPIKE]
+
+
+def test_a_monitor_pickled_midway_goes_on_exactly_as_the_original() -> None:
+    values = _wavy(50) + [412.0] * 30
+    original = FaultMonitor("air.co2", "co2", sensor="aq/mhz19b")
+    _feed(original, values[:40])
+    copy = pickle.loads(pickle.dumps(original))
+    rest = [(T0 + i * STEP, v, i) for i, v in enumerate(values) if i >= 40]
+    a = [e for ts, v, i in rest for e in original.update(ts, v, i)]
+    b = [e for ts, v, i in rest for e in copy.update(ts, v, i)]
+    assert a == b
+    assert [e.fault for e in a] == [FaultType.STUCK]

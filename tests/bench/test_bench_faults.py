@@ -1,0 +1,91 @@
+"""The fault benchmark: it feeds the rules as the dataflow does, matches as documented,
+and runs end to end on a short simulated run."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from bench.faults.match import match, rows_by_type
+from bench.faults.plan import GRACE_S, Planned, plan_faults
+from bench.faults.run import main, run_seed
+from bench.faults.stream import FaultFeed, Raised
+from cloud.detect import FaultEvent, FaultType
+from cloud.logic.events import Alert, SensorWatch
+from urbanpulse.clock import to_epoch_ns
+from urbanpulse.simulate import City, Simulation
+from urbanpulse.simulate.events import make_event
+
+
+def test_the_feed_raises_what_the_dataflow_raises() -> None:
+    city = City.load()
+    events = [
+        make_event("clock_jump", "nga-tu-so", "aq-roadside", None, 1800, 3600,
+                   {"offset_s": -300}),
+        make_event("cut_cable", "nga-tu-so", "cabinet", "lang-in", 1200, 4000, {}),
+        make_event("spikes", "lang-ha", "aq-1", "pms5003", 600, 5400, {}),
+    ]
+    sim = Simulation(city, seed=3, events=events)
+    feed = FaultFeed()
+    watches: dict[tuple[str, str, str], SensorWatch] = {}
+    ours: list[tuple[str, str, str, int]] = []
+    theirs: list[Alert] = []
+    for batch in sim.readings().run(until=2 * 3600, step=900):
+        for r in batch.readings:
+            ours += [(e.sensor, str(e.fault), e.field, to_epoch_ns(e.detected_at))
+                     for e in feed.check(batch.site, batch.node, r)]
+            key = (batch.site, batch.node, r.sensor)
+            watches.setdefault(key, SensorWatch()).check(batch.site, batch.node, r, theirs)
+    faults = [(a.sensor, a.type, a.field, a.ts_ns) for a in theirs if a.type != "anomaly"]
+    assert ours == faults
+    assert {t for _, t, _, _ in ours} >= {"clock_jump", "cut_cable", "spike"}
+
+
+def _raised(sensor: str, fault: FaultType, at_s: float) -> Raised:
+    t = datetime(2026, 3, 2, tzinfo=UTC)
+    return Raised("s", "n", FaultEvent(sensor, "v", fault, t, t, None, ""), at_s)
+
+
+def test_matching_needs_the_target_an_accepted_type_and_the_window() -> None:
+    stuck = Planned(make_event("stuck", "s", "n", "a", 1000, 2000, {}), "sds011")
+    jump = Planned(make_event("clock_jump", "s", "n2", None, 1000, 2000, {"offset_s": 600}),
+                   "air-station")
+    raised = [
+        _raised("a", FaultType.STUCK, 1500),  # detects the stuck sensor
+        _raised("a", FaultType.STUCK, 2000 + GRACE_S + 1),  # too late
+        _raised("a", FaultType.SPIKE, 1500),  # not how a stuck sensor shows
+        _raised("b", FaultType.STUCK, 1500),  # another sensor, never faulted
+        Raised("s", "n2", _raised("x", FaultType.SILENCE, 2000 + 600 + GRACE_S).event,
+               2000 + 600 + GRACE_S),  # a node's sensor, within the settling time
+    ]
+    result = match(1, [stuck, jump], raised)
+    assert [len(o.detections) for o in result.outcomes] == [1, 1]
+    assert [r.at_s for r in result.false_positives] == [2000 + GRACE_S + 1, 1500, 1500]
+    assert [r.event.sensor for r in result.clean_false_positives] == ["b"]
+    rows = {r.name: r for r in rows_by_type([result])}
+    assert rows["stuck"].recall == 1.0
+    assert rows["stuck"].precision == 1 / 3  # one true; one late, one on a clean sensor
+    assert rows["spikes"].precision == 0.0
+    assert rows["clock_jump"].delays_s == (1600.0 + GRACE_S,)
+
+
+def test_the_plan_covers_every_type_on_every_target_class_without_overlap() -> None:
+    planned, missed = plan_faults(City.load(), seed=1, hours=12)
+    assert missed == []
+    assert {p.event.type for p in planned} == {"stuck", "silence", "spikes", "drift",
+                                               "cut_cable", "clock_jump"}
+    assert {p.target_class for p in planned if p.event.type == "silence"} == {
+        "bed_pad", "door_counter", "mhz19b", "pms5003", "queue_kiosk", "sds011",
+        "traffic_loop"}
+    assert planned == plan_faults(City.load(), seed=1, hours=12)[0]
+
+
+def test_a_short_run_finds_its_faults_without_false_alarms(capsys) -> None:  # type: ignore[no-untyped-def]
+    result, readings, _ = run_seed(City.load(), seed=1, hours=4, tick_s=60)
+    assert readings > 10_000
+    assert result.clean_false_positives == []
+    found = {o.planned.event.type for o in result.outcomes if o.detections}
+    assert {"silence", "clock_jump", "cut_cable"} <= found
+    assert main(["--seeds", "1", "--hours", "4"]) == 0
+    out = capsys.readouterr().out
+    for name in ("stuck", "silence", "spikes", "drift", "cut_cable", "clock_jump"):
+        assert f"| {name} |" in out
