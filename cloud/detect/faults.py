@@ -11,17 +11,18 @@ both return the `FaultEvent`s that fired. The rules (settings in `FaultSettings`
   `stuck_count` readings spanning at least `stuck_min_s` seconds. Starts at the
   first reading of the run; fires on the reading that completes the rule.
   For counts (`zero_alpha`): a run of zeros that the recent share p of non-zero
-  readings makes improbable, (1 - p) ** run < zero_alpha, at least `zero_min`
-  readings long (a dead counter during busy hours).
+  readings (at least `zero_busy`) makes improbable, (1 - p) ** run < zero_alpha,
+  at least `zero_min` readings long (a dead counter during busy hours).
 * SILENCE: no reading for `silence_intervals` expected intervals. The interval is
   `expected_interval_s` or, if None, the median gap of the last 15 readings (and
   then at least 1.5 x the longest of the last 240 gaps). Judged
   on arrival (the `now` of the ticks), not on the node's stamps. Starts one interval
   after the last arrival; fires at the tick that sees it. A jump in the sequence
   numbers of `silence_intervals` or more, with the stamps advancing accordingly, is
-  reported when the data comes back.
+  reported when the data comes back (only for fields in `every_reading`).
 * SPIKE: one reading more than `spike_k` robust deviations (1.4826 x MAD, at least
-  `spike_floor` of the physical range) from the median of the previous
+  `spike_floor` of the physical range and `spike_rel` of the median) from the
+  median of the previous
   `spike_window` readings, with the next reading back within half that distance.
   Starts at the spiking reading; fires one reading later.
 * CUT_CABLE: a value at or above `cut_at` on `cut_count` readings in a row (a bed
