@@ -89,3 +89,64 @@ def test_demo_runs_hanoi_through_the_pipeline_and_shows_live_data(tmp_path: Path
     records = [json.loads(line) for line in truth.read_text().splitlines()]
     assert {r["type"] for r in records} >= {"spikes", "incident", "stuck"}, records
     assert "The data stays in InfluxDB" in out.stdout
+
+
+# --- the live subset's choice and wiring, without a stack ------------------------------
+
+
+def test_live_subset_of_hanoi_and_its_agent_configs_pass_edge_validation() -> None:
+    from edge.config import parse_config
+    from urbanpulse.demo.live import choose_live, node_config
+    from urbanpulse.simulate import City
+
+    city = City.load()
+    live = choose_live(city)
+    assert [f"{n.site}/{n.node}" for n in live] == [*LIVE, "bach-mai/er-gate"]
+    mqtt = {"host": "127.0.0.1", "port": 8883, "ca_file": "/ca.pem",
+            "password_file": "/node.password"}
+    for node in live:
+        ports = {s.id: f"/dev/demo-{s.id}" for s in node.sensors if not s.pins}
+        config = parse_config(node_config(node, mqtt, Path("/state"), ports))
+        spec = city.node(node.site, node.node)
+        assert [s.id for s in config.sensors] == [s.id for s in spec.sensors
+                                                  if s.driver != "mhz19b"]
+        lines = [line for s in node.sensors for line in s.pins.values()]
+        assert len(lines) == len(set(lines))
+        for sensor in config.sensors:
+            if sensor.driver == "traffic_loop":
+                params = spec.sensor(sensor.id).params
+                assert sensor.params.pair.distance_m == params["loop_spacing_m"]
+                assert sensor.params.pair.loop_length_m == params["loop_length_m"]
+            if sensor.driver == "bed_pad":
+                assert sensor.params.exit_tolerance_s == \
+                    spec.sensor(sensor.id).params["exit_tolerance_s"]
+
+
+def test_a_city_without_the_live_devices_is_refused_by_name() -> None:
+    import pytest
+
+    from urbanpulse.demo.live import choose_live
+    from urbanpulse.errors import ConfigError
+    from urbanpulse.simulate import City
+
+    city = City.parse('[city]\nname = "empty"\n')
+    with pytest.raises(ConfigError, match="air_station: the demo needs 2 stations"):
+        choose_live(city)
+
+
+def test_a_held_line_keeps_its_level_when_the_agent_sets_the_pull() -> None:
+    from gpiozero import DigitalInputDevice
+
+    from urbanpulse.demo.pins import pin_factory
+
+    factory = pin_factory()
+    try:
+        factory.pin(5).hold(False)  # a loaded bed pad pulls the line low
+        pad = DigitalInputDevice(5, pull_up=True, pin_factory=factory)
+        assert pad.is_active  # active low: the agent sees the patient at start-up
+        free = DigitalInputDevice(6, pull_up=True, pin_factory=factory)
+        assert not free.is_active  # a line nobody drives follows its pull
+        pad.close()
+        free.close()
+    finally:
+        factory.close()
