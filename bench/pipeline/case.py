@@ -102,9 +102,9 @@ def _spawn_publishers(spec: CaseSpec, workload: Workload, stack: PrivateStack, w
             "workload": str(wfile), "start_at": start_at, "window": spec.window,
             "deadline_s": spec.duration_s * 3 + spec.drain_s, "progress": str(progress),
             "ready": str(ready)}))
-        log = (workdir / f"pub{i}.log").open("ab")
-        proc = subprocess.Popen([sys.executable, "-m", "bench.pipeline.publisher", str(spec_file)],
-                                stdout=log, stderr=subprocess.STDOUT)
+        with (workdir / f"pub{i}.log").open("ab") as log:
+            proc = subprocess.Popen([sys.executable, "-m", "bench.pipeline.publisher", str(spec_file)],
+                                    stdout=log, stderr=subprocess.STDOUT)
         out.append((proc, progress, ready))
     return out
 
