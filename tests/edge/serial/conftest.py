@@ -1,0 +1,66 @@
+"""Running a serial driver against an emulator on a real pseudo-terminal: the driver's
+`run(emit)` as an asyncio task, and deadline-bounded waits for what it emitted."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from edge.drivers.base import Driver, Sample
+from firmware_bridge.emulator.pty_device import PtyEmulator
+
+
+class DriverRun:
+    """A driver running on the current event loop; `samples` holds what it emitted."""
+
+    def __init__(self, driver: Driver) -> None:
+        self.driver = driver
+        self.samples: list[Sample] = []
+        self.task: asyncio.Task[None] = asyncio.create_task(driver.run(self.samples.append))
+
+    async def wait_for(self, check: Callable[[list[Sample]], bool], timeout_s: float, what: str) -> None:
+        """Poll until `check(samples)` holds; fail at the deadline (or if the driver ended)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while not check(self.samples):
+            if self.task.done():
+                self.task.result()  # re-raises the driver's error
+                raise AssertionError(f"driver ended before {what}")
+            if loop.time() > deadline:
+                raise AssertionError(f"timed out after {timeout_s} s waiting for {what}; "
+                                     f"got {len(self.samples)} samples: {self.samples[-3:]}")
+            await asyncio.sleep(0.01)
+
+    async def count(self, n: int, timeout_s: float = 5.0) -> list[Sample]:
+        await self.wait_for(lambda s: len(s) >= n, timeout_s, f"{n} samples")
+        return list(self.samples)
+
+    async def failure(self, timeout_s: float) -> BaseException:
+        """The exception `run` ended with, within `timeout_s`."""
+        done, _ = await asyncio.wait({self.task}, timeout=timeout_s)
+        assert done, f"run() did not fail within {timeout_s} s"
+        exc = self.task.exception()
+        assert exc is not None, "run() returned instead of failing"
+        return exc
+
+    async def stop(self) -> None:
+        self.task.cancel()
+        await asyncio.gather(self.task, return_exceptions=True)
+
+
+@pytest.fixture
+def emulated() -> Iterator[Callable[[PtyEmulator], Any]]:
+    """emulated(emulator) starts it and stops it at the end of the test."""
+    started: list[PtyEmulator] = []
+
+    def start(emu: PtyEmulator) -> Any:
+        emu.start()
+        started.append(emu)
+        return emu
+
+    yield start
+    for emu in started:
+        emu.stop()
