@@ -1,0 +1,1 @@
+"""Our own boards (loop-detector cards, bed load cells, door counters, queue kiosks) over upfw."""

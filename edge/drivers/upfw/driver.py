@@ -1,0 +1,186 @@
+"""upfw driver: our boards' sentences (firmware_bridge/PROTOCOL.md) become contract readings.
+
+One board serves several channels (loops, beds, doors, queues): each channel is a sensor
+of its own, named `<sensor id>-<channel>` unless `names` says otherwise (see mapping.py
+and README.md for what each message type becomes). Any valid sentence proves the board
+alive; after half the silence timeout without one the driver asks for identity (IQ), and
+after the whole of it the driver fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from edge.drivers.base import DriverContext, Emit, Sample
+from edge.drivers.upfw.mapping import LoopReadings, Out, UpfwMapper
+from edge.errors import DriverError
+from edge.gpio.timing import IntervalSchedule, wall_time_at
+from firmware_bridge.errors import BridgeError, LinkTimeoutError
+from firmware_bridge.protocols.upfw import IdentityQuery, UpfwDecoder
+from firmware_bridge.protocols.upfw.commands import identity_query
+from firmware_bridge.transport import SerialLink, open_link
+from urbanpulse.errors import ConfigError
+
+BAUDRATES = (9600, 19200, 38400, 57600, 115200)
+_SENSOR_ID = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
+_CHANNEL = re.compile(r"[1-9][0-9]{0,2}|[a-z0-9._-]{1,8}")
+
+
+@dataclass(frozen=True, slots=True)
+class UpfwParams:
+    port: str
+    baudrate: int = 115200
+    loop_readings: LoopReadings = "intervals"
+    interval_s: float = 60.0
+    bed_heartbeat_s: float = 60.0
+    silence_timeout_s: float = 10.0
+    names: Mapping[str, str] = field(default_factory=dict)
+
+
+def _number(raw: Mapping[str, Any], key: str, name: str, low: float, high: float) -> float:
+    value = raw.get(name, UpfwParams.__dataclass_fields__[name].default)
+    if type(value) not in (int, float) or not low <= value <= high:
+        raise ConfigError(f"{key}.{name}", f"must be a number from {low:g} to {high:g}, got {value!r}")
+    return float(value)
+
+
+def _names(raw: Any, key: str) -> dict[str, str]:
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{key}.names", "must be a table: channel or queue code = sensor id")
+    names: dict[str, str] = {}
+    for channel, sensor in raw.items():
+        where = f"{key}.names.{channel}"
+        ch = str(channel).lower()
+        if not _CHANNEL.fullmatch(ch) or (ch.isdigit() and not 1 <= int(ch) <= 255):
+            raise ConfigError(where, "the key must be a channel number 1..255 or a queue code "
+                                     "(1-8 of A-Z, 0-9, '.', '_', '-')")
+        if not isinstance(sensor, str) or not _SENSOR_ID.fullmatch(sensor):
+            raise ConfigError(where, f"must be a sensor id (1-64 of a-z, 0-9, '_', '.', '-'), got {sensor!r}")
+        if ch in names:
+            raise ConfigError(where, f"names channel {ch!r} twice (queue codes ignore case)")
+        if sensor in names.values():
+            raise ConfigError(where, f"sensor id {sensor!r} is given to two channels")
+        names[ch] = sensor
+    return names
+
+
+def parse_params(raw: Mapping[str, Any], key: str) -> UpfwParams:
+    known = set(UpfwParams.__dataclass_fields__)
+    for k in raw:
+        if k not in known:
+            raise ConfigError(f"{key}.{k}", f"unknown key for upfw (known: {', '.join(sorted(known))})")
+    port = raw.get("port")
+    if not isinstance(port, str) or not port:
+        raise ConfigError(f"{key}.port", "missing: the serial port, e.g. /dev/serial/by-id/usb-...")
+    baudrate = raw.get("baudrate", 115200)
+    if baudrate not in BAUDRATES or type(baudrate) is not int:
+        raise ConfigError(f"{key}.baudrate", f"must be one of {BAUDRATES}, got {baudrate!r}")
+    readings = raw.get("loop_readings", "intervals")
+    if readings not in ("intervals", "vehicles"):
+        raise ConfigError(f"{key}.loop_readings", f"must be 'intervals' or 'vehicles', got {readings!r}")
+    if readings == "intervals" and "interval_s" in raw:
+        raise ConfigError(f"{key}.interval_s", "only used with loop_readings = \"vehicles\" "
+                                               "(the board times its own intervals)")
+    return UpfwParams(
+        port=port, baudrate=baudrate,
+        loop_readings="vehicles" if readings == "vehicles" else "intervals",
+        interval_s=_number(raw, key, "interval_s", 1.0, 3600.0),
+        bed_heartbeat_s=_number(raw, key, "bed_heartbeat_s", 1.0, 3600.0),
+        silence_timeout_s=_number(raw, key, "silence_timeout_s", 0.2, 3600.0),
+        names=_names(raw.get("names", {}), key),
+    )  # fmt: skip
+
+
+class UpfwDriver:
+    def __init__(self, sensor_id: str, params: UpfwParams, ctx: DriverContext) -> None:
+        self.sensor_id = sensor_id
+        self.params = params
+        self.ctx = ctx
+        self.decoder = UpfwDecoder()
+        self.mapper = UpfwMapper(sensor_id, params.names, params.loop_readings, params.bed_heartbeat_s)
+        self.probes = 0
+
+    def describe(self) -> dict[str, Any]:
+        m = self.mapper
+        return {
+            "port": self.params.port, "loop_readings": self.params.loop_readings,
+            "board": None if m.hello is None else m.hello.as_record(),
+            "messages": dict(m.messages), "reboots": m.reboots, "lost_sentences": m.lost_sentences,
+            "door_gaps": m.door_gaps, "ignored": m.ignored, "faults": dict(m.faults),
+            "probes": self.probes, **self.decoder.stats.as_dict(),
+        }  # fmt: skip
+
+    def _fail(self, reason: str) -> DriverError:
+        return DriverError(f"upfw {self.sensor_id} on {self.params.port}: {reason}")
+
+    async def run(self, emit: Emit) -> None:
+        p = self.params
+        try:
+            link = await open_link(p.port, p.baudrate, timeout_s=1.0)
+        except BridgeError as exc:
+            raise self._fail(str(exc)) from exc
+        try:
+            await link.write(identity_query())
+            await self._listen(link, emit)
+        except BridgeError as exc:
+            raise self._fail(str(exc)) from exc
+        finally:
+            with contextlib.suppress(BridgeError):  # the adapter is gone; the next run reopens it
+                await link.close()
+
+    def _emit(self, emit: Emit, outs: list[Out], ts: datetime | None = None) -> None:
+        stamp = self.ctx.clock.now() if ts is None else ts
+        for o in outs:
+            emit(Sample(o.sensor, o.kind, o.values, stamp))
+
+    async def _listen(self, link: SerialLink, emit: Emit) -> None:
+        p, clock = self.params, self.ctx.clock
+        loop = asyncio.get_running_loop()
+        schedule = (IntervalSchedule(p.interval_s, clock.now(), clock.monotonic())
+                    if p.loop_readings == "vehicles" else None)
+        last_ok = loop.time()
+        probed = False
+        while True:
+            now = loop.time()
+            wait = last_ok + (p.silence_timeout_s / 2 if not probed else p.silence_timeout_s) - now
+            if schedule is not None:
+                wait = min(wait, schedule.close_at - clock.monotonic())
+            try:
+                data = await link.read(timeout_s=max(wait, 0.001))
+            except LinkTimeoutError:
+                data = b""
+            _raise_if_cancelled()
+            for msg in self.decoder.feed(data):
+                if isinstance(msg, IdentityQuery):  # another host's command echoed: not the board
+                    continue
+                last_ok, probed = loop.time(), False
+                self._emit(emit, self.mapper.on_message(msg, clock.monotonic()))
+            while schedule is not None and clock.monotonic() >= schedule.close_at:
+                length = schedule.end - schedule.start
+                self._emit(emit, self.mapper.close_loop_interval(length), wall_time_at(clock, schedule.end))
+                schedule.advance()
+            quiet = loop.time() - last_ok
+            if quiet >= p.silence_timeout_s:
+                raise self._fail(f"no valid sentence in {p.silence_timeout_s:g} s")
+            if not probed and quiet >= p.silence_timeout_s / 2:
+                await link.write(identity_query())
+                self.probes += 1
+                probed = True
+
+
+def _raise_if_cancelled() -> None:
+    """Python 3.11's `asyncio.wait_for` (inside the serial link) swallows a cancellation
+    that arrives together with the data it waited for; the task still counts the request."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
+def build(sensor_id: str, params: UpfwParams, ctx: DriverContext) -> UpfwDriver:
+    return UpfwDriver(sensor_id, params, ctx)

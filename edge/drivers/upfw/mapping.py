@@ -1,0 +1,218 @@
+"""From upfw board messages to contract readings: which kind, which sensor id, which values.
+
+Pure: no I/O, no clock of its own (callers pass monotonic `now`). One mapper per driver
+run; a restart starts afresh (door totals need one message per door as a baseline).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+from firmware_bridge.protocols.upfw import (
+    BedWeight,
+    BoardMessage,
+    DoorCount,
+    Hello,
+    LoopInterval,
+    LoopVehicle,
+    Status,
+    StatusCode,
+    TicketIssued,
+    TicketServed,
+)
+
+U16 = 0xFFFF
+U32 = 0xFFFF_FFFF
+# `t_ms` stepping back counts as a wrap (49.7 days of uptime) only near the top of the range.
+WRAP_MARGIN_MS = 3_600_000
+MAX_INTERVAL_S = 3600.0  # the contract's bound on interval_s
+
+LoopReadings = Literal["intervals", "vehicles"]
+Values = dict[str, float]
+
+
+@dataclass(frozen=True, slots=True)
+class Out:
+    sensor: str
+    kind: str
+    values: Values
+
+
+@dataclass(slots=True)
+class _LoopAcc:
+    count: int = 0
+    on_ms: int = 0
+    speed_sum: float = 0.0
+    speeds: int = 0
+    length_sum: float = 0.0
+    lengths: int = 0
+
+
+@dataclass(slots=True)
+class _Bed:
+    occupied: bool = False
+    fault: bool = False
+    weight_kg: float | None = None
+    sent: tuple[bool, bool] | None = None
+    sent_at: float = 0.0
+
+
+@dataclass
+class UpfwMapper:
+    sensor_id: str
+    names: Mapping[str, str] = field(default_factory=dict)
+    loop_readings: LoopReadings = "intervals"
+    bed_heartbeat_s: float = 60.0
+
+    hello: Hello | None = None
+    reboots: int = 0
+    lost_sentences: int = 0
+    door_gaps: int = 0
+    ignored: int = 0  # messages the chosen mapping leaves out (LV or LI, see loop_readings)
+    faults: dict[str, str] = field(default_factory=dict)
+    messages: dict[str, int] = field(default_factory=dict)
+    doors: dict[int, tuple[int, int]] = field(default_factory=dict)  # door -> (entered, t_ms)
+    beds: dict[int, _Bed] = field(default_factory=dict)
+    loops: dict[int, _LoopAcc] = field(default_factory=dict)
+    _last: tuple[int, int] | None = None  # (seq, t_ms) of the previous message
+    _since_boot = False  # door totals count from 0 at a boot we saw
+
+    def sensor(self, channel: int | str) -> str:
+        key = str(channel).lower()
+        return self.names.get(key) or f"{self.sensor_id}-{key}"
+
+    def on_message(self, msg: BoardMessage, now: float) -> list[Out]:
+        name = type(msg).__name__
+        self.messages[name] = self.messages.get(name, 0) + 1
+        self._track_board(msg)
+        if isinstance(msg, Hello):
+            self.hello = msg
+            if msg.kind.value == "LOOP" and self.loop_readings == "vehicles":
+                for ch in range(1, msg.channels + 1):
+                    self.loops.setdefault(ch, _LoopAcc())
+            return []
+        if isinstance(msg, LoopInterval):
+            return self._loop_interval(msg)
+        if isinstance(msg, LoopVehicle):
+            return self._loop_vehicle(msg)
+        if isinstance(msg, BedWeight):
+            return self._bed_weight(msg, now)
+        if isinstance(msg, DoorCount):
+            return self._door_count(msg)
+        if isinstance(msg, TicketIssued):
+            return [Out(self.sensor(msg.queue), "hospital.queue",
+                        {"ticket": float(msg.ticket), "called": 0.0})]
+        if isinstance(msg, TicketServed):
+            return [Out(self.sensor(msg.queue), "hospital.queue",
+                        {"ticket": float(msg.ticket), "called": 1.0, "counter": float(msg.counter)})]
+        return self._status(msg, now)
+
+    def close_loop_interval(self, interval_s: float) -> list[Out]:
+        """`traffic.loop` per channel for an interval the driver timed (vehicles mode)."""
+        out = []
+        for ch in sorted(self.loops):
+            acc = self.loops[ch]
+            values: Values = {"count": float(acc.count), "interval_s": interval_s,
+                              "occupancy_pct": min(100.0, acc.on_ms / 10 / interval_s)}
+            if acc.speeds:
+                values["speed_kmh"] = acc.speed_sum / acc.speeds
+            if acc.lengths:
+                values["length_m"] = acc.length_sum / acc.lengths
+            out.append(Out(self.sensor(ch), "traffic.loop", values))
+            self.loops[ch] = _LoopAcc()
+        return out
+
+    # -- per message type ---------------------------------------------------------------
+
+    def _track_board(self, msg: BoardMessage) -> None:
+        last, self._last = self._last, (msg.seq, msg.t_ms)
+        if last is None:
+            self._since_boot = msg.seq == 0  # the board's first sentence after power-up
+            return
+        seq, t_ms = last
+        wrapped = t_ms > U32 - WRAP_MARGIN_MS and msg.t_ms < WRAP_MARGIN_MS
+        if msg.t_ms < t_ms and not wrapped:
+            self.reboots += 1
+            self._since_boot = True
+            self.doors = dict.fromkeys(self.doors, (0, 0))
+            return
+        self.lost_sentences += (msg.seq - seq - 1) & U16
+
+    def _loop_interval(self, msg: LoopInterval) -> list[Out]:
+        if self.loop_readings != "intervals" or not 0 < msg.interval_s <= MAX_INTERVAL_S:
+            self.ignored += 1
+            return []
+        values: Values = {"count": float(msg.count), "occupancy_pct": msg.occupancy_pct,
+                          "interval_s": float(msg.interval_s)}
+        if msg.mean_speed_kmh is not None:
+            values["speed_kmh"] = msg.mean_speed_kmh
+        return [Out(self.sensor(msg.channel), "traffic.loop", values)]
+
+    def _loop_vehicle(self, msg: LoopVehicle) -> list[Out]:
+        if self.loop_readings != "vehicles":
+            self.ignored += 1
+            return []
+        acc = self.loops.setdefault(msg.channel, _LoopAcc())
+        acc.count += 1
+        acc.on_ms += msg.on_ms
+        if msg.speed_kmh is not None:
+            acc.speed_sum += msg.speed_kmh
+            acc.speeds += 1
+        if msg.length_m is not None:
+            acc.length_sum += msg.length_m
+            acc.lengths += 1
+        return []
+
+    def _bed_weight(self, msg: BedWeight, now: float) -> list[Out]:
+        bed = self.beds.setdefault(msg.bed, _Bed())
+        bed.occupied = msg.occupied
+        bed.weight_kg = msg.weight_kg
+        return self._bed_out(msg.bed, bed, now, force=False)
+
+    def _bed_out(self, number: int, bed: _Bed, now: float, *, force: bool) -> list[Out]:
+        state = (bed.occupied, bed.fault)
+        if not force and state == bed.sent and now - bed.sent_at < self.bed_heartbeat_s:
+            return []
+        bed.sent, bed.sent_at = state, now
+        return [Out(self.sensor(number), "hospital.bed",
+                    {"occupied": float(bed.occupied), "fault": float(bed.fault)})]
+
+    def _door_count(self, msg: DoorCount) -> list[Out]:
+        prev = self.doors.get(msg.door)
+        if prev is None and not self._since_boot:
+            self.doors[msg.door] = (msg.entered, msg.t_ms)
+            return []
+        entered0, t0 = prev or (0, 0)
+        dt_ms = (msg.t_ms - t0) & U32
+        if dt_ms == 0:
+            return []
+        self.doors[msg.door] = (msg.entered, msg.t_ms)
+        if dt_ms > MAX_INTERVAL_S * 1000:
+            self.door_gaps += 1
+            return []
+        count = (msg.entered - entered0) & U32
+        return [Out(self.sensor(msg.door), "hospital.door",
+                    {"count": float(count), "interval_s": dt_ms / 1000})]
+
+    def _status(self, msg: Status, now: float) -> list[Out]:
+        where = "board" if msg.channel is None else str(msg.channel)
+        if msg.code is StatusCode.OK:
+            if msg.channel is None:
+                self.faults.clear()
+            else:
+                self.faults.pop(where, None)
+        elif msg.code is not StatusCode.REBOOT:
+            self.faults[where] = msg.code.value
+        out: list[Out] = []
+        for number, bed in sorted(self.beds.items()):
+            fault = self.faults.get(str(number)) == "LOAD_CELL" or self.faults.get("board") == "LOAD_CELL"
+            if fault != bed.fault:
+                bed.fault = fault
+                if fault:  # a fault is news now; its clearing shows with the next weight
+                    out += self._bed_out(number, bed, now, force=True)
+        if msg.code is StatusCode.LOAD_CELL and msg.channel is not None and msg.channel not in self.beds:
+            bed = self.beds[msg.channel] = _Bed(fault=True)
+            out += self._bed_out(msg.channel, bed, now, force=True)
+        return out

@@ -1,0 +1,330 @@
+"""The upfw driver against the board emulator on a real pseudo-terminal, and its mapping
+from board messages to contract readings."""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import edge.drivers.upfw
+from edge.config import load_config
+from edge.drivers.base import DriverContext, Sample
+from edge.drivers.upfw.driver import UpfwParams, build, parse_params
+from edge.drivers.upfw.mapping import Out, UpfwMapper
+from edge.errors import DriverError
+from firmware_bridge.protocols.upfw import (
+    BedWeight,
+    BoardMessage,
+    DeviceKind,
+    DoorCount,
+    Hello,
+    LoopInterval,
+    LoopVehicle,
+    Status,
+    StatusCode,
+    TicketIssued,
+    TicketServed,
+)
+from firmware_bridge.protocols.upfw.emulator import UpfwEmulator
+from tests.edge.serial.conftest import DriverRun
+from urbanpulse.clock import FakeClock
+from urbanpulse.errors import ConfigError
+from urbanpulse.wire.kinds import KINDS
+
+SAMPLE = Path(edge.drivers.upfw.__file__).parent / "sample.toml"
+
+
+class Script:
+    """Messages the test hands to the board; it sends them at its next report."""
+
+    def __init__(self) -> None:
+        self._q: queue.SimpleQueue[BoardMessage] = queue.SimpleQueue()
+
+    def put(self, *messages: BoardMessage) -> None:
+        for m in messages:
+            self._q.put(m)
+
+    def __call__(self) -> Sequence[BoardMessage]:
+        out = []
+        while not self._q.empty():
+            out.append(self._q.get())
+        return out
+
+
+class MuteBoard(UpfwEmulator):
+    """A board whose firmware hung: powered, port open, nothing sent, commands unheard."""
+
+    mute = False
+
+    def _on_bytes(self, data: bytes, now: float) -> None:
+        if not self.mute:
+            super()._on_bytes(data, now)
+
+    def _tick(self, now: float) -> float:
+        return now + 0.05 if self.mute else super()._tick(now)
+
+
+def _params(port: str, **kw: Any) -> UpfwParams:
+    return parse_params({"port": port, **kw}, "sensors[0]")
+
+
+def _of(samples: list[Sample], kind: str) -> list[Sample]:
+    return [s for s in samples if s.kind == kind]
+
+
+def _in_contract(s: Sample) -> bool:
+    spec = KINDS[s.kind]
+    return set(s.values) <= set(spec.fields) and all(
+        n in s.values for n, f in spec.fields.items() if f.required)
+
+
+def test_kiosk_tickets_become_queue_readings(emulated) -> None:  # type: ignore[no-untyped-def]
+    script = Script()
+    emu = emulated(UpfwEmulator(script, kind=DeviceKind.KIOSK, device_id="kiosk-opd", channels=2,
+                                period_s=0.02))
+    params = _params(emu.port, names={"B": "opd-cardio"})
+
+    async def scenario() -> None:
+        run = DriverRun(build("kiosk", params, DriverContext()))
+        await run.wait_for(lambda s: run.driver.describe()["board"] is not None, 5, "the board's HI")
+        script.put(TicketIssued(0, 0, "A", 1042, 17), TicketServed(0, 0, "A", 1025, 4, 1380),
+                   TicketIssued(0, 0, "B", 7, 0))
+        samples = await run.count(3)
+        await run.stop()
+        assert [(s.sensor, s.kind, dict(s.values)) for s in samples] == [
+            ("kiosk-a", "hospital.queue", {"ticket": 1042.0, "called": 0.0}),
+            ("kiosk-a", "hospital.queue", {"ticket": 1025.0, "called": 1.0, "counter": 4.0}),
+            ("opd-cardio", "hospital.queue", {"ticket": 7.0, "called": 0.0}),
+        ]
+        board = run.driver.describe()["board"]
+        assert (board["kind"], board["device_id"], board["channels"]) == ("kiosk", "kiosk-opd", 2)
+
+    asyncio.run(scenario())
+
+
+def test_beds_send_state_and_load_cell_faults(emulated) -> None:  # type: ignore[no-untyped-def]
+    script = Script()
+    emu = emulated(UpfwEmulator(script, kind=DeviceKind.BED, device_id="bed-c3", channels=2,
+                                period_s=0.02))
+
+    async def scenario() -> None:
+        run = DriverRun(build("beds", _params(emu.port), DriverContext()))
+        script.put(BedWeight(0, 0, 1, 68.25, True, True), BedWeight(0, 0, 2, -0.12, True, False))
+        await run.count(2)
+        script.put(BedWeight(0, 0, 1, 68.3, True, True))  # no change: no reading
+        script.put(Status(0, 0, StatusCode.LOAD_CELL, 2, "hx711"))
+        await run.count(3)
+        script.put(Status(0, 0, StatusCode.OK, 2), BedWeight(0, 0, 2, 70.0, False, True))
+        samples = await run.count(4)
+        await run.stop()
+        assert [(s.sensor, dict(s.values)) for s in samples] == [
+            ("beds-1", {"occupied": 1.0, "fault": 0.0}),
+            ("beds-2", {"occupied": 0.0, "fault": 0.0}),
+            ("beds-2", {"occupied": 0.0, "fault": 1.0}),
+            ("beds-2", {"occupied": 1.0, "fault": 0.0}),
+        ]
+        assert all(s.kind == "hospital.bed" and _in_contract(s) for s in samples)
+        assert run.driver.describe()["faults"] == {}
+
+    asyncio.run(scenario())
+
+
+def test_door_totals_become_counts_over_board_time(emulated) -> None:  # type: ignore[no-untyped-def]
+    script = Script()
+    emu = emulated(UpfwEmulator(script, kind=DeviceKind.DOOR, device_id="door-er", channels=1,
+                                period_s=0.02))
+
+    async def scenario() -> None:
+        driver = build("er-door", _params(emu.port), DriverContext())
+        run = DriverRun(driver)
+        await run.wait_for(lambda s: run.driver.describe()["board"] is not None, 5, "the board's HI")
+        script.put(DoorCount(0, 0, 1, 150, 140))  # baseline
+        await run.wait_for(lambda s: bool(driver.mapper.doors), 5, "the baseline")
+        script.put(DoorCount(0, 0, 1, 152, 149))
+        await run.count(1)
+        script.put(DoorCount(0, 0, 1, 159, 150))
+        samples = await run.count(2)
+        await run.stop()
+        assert [s.sensor for s in samples] == ["er-door-1", "er-door-1"]
+        assert [s.values["count"] for s in samples] == [2.0, 7.0]
+        # board uptime differences: at least one report period, never more than the test took
+        assert all(0.015 <= s.values["interval_s"] <= 5 for s in samples)
+        assert all(_in_contract(s) for s in samples)
+
+    asyncio.run(scenario())
+
+
+def test_loop_intervals_are_forwarded(emulated) -> None:  # type: ignore[no-untyped-def]
+    script = Script()
+    emu = emulated(UpfwEmulator(script, kind=DeviceKind.LOOP, channels=2, period_s=0.02))
+
+    async def scenario() -> None:
+        run = DriverRun(build("lanes", _params(emu.port, names={"2": "lane-n2"}), DriverContext()))
+        script.put(LoopVehicle(0, 0, 1, 780, 1523, 30.1, 4.6),  # per vehicle: left to the board's LI
+                   LoopInterval(0, 0, 1, 60, 18, 12.5, 28.7), LoopInterval(0, 0, 2, 60, 0, 0.0))
+        samples = await run.count(2)
+        await run.stop()
+        assert [(s.sensor, s.kind, dict(s.values)) for s in samples] == [
+            ("lanes-1", "traffic.loop", {"count": 18.0, "occupancy_pct": 12.5, "interval_s": 60.0,
+                                         "speed_kmh": 28.7}),
+            ("lane-n2", "traffic.loop", {"count": 0.0, "occupancy_pct": 0.0, "interval_s": 60.0}),
+        ]
+        assert run.driver.describe()["ignored"] == 1
+
+    asyncio.run(scenario())
+
+
+def test_loop_vehicles_are_summed_per_interval(emulated) -> None:  # type: ignore[no-untyped-def]
+    script = Script()
+    emu = emulated(UpfwEmulator(script, kind=DeviceKind.LOOP, channels=2, period_s=0.02))
+    clock = FakeClock()  # intervals close when the test moves the clock
+
+    async def scenario() -> None:
+        driver = build("lanes", _params(emu.port, loop_readings="vehicles", interval_s=10),
+                       DriverContext(clock=clock))
+        run = DriverRun(driver)
+        await run.wait_for(lambda s: driver.describe()["board"] is not None, 5, "the board's HI")
+        script.put(LoopVehicle(0, 0, 1, 600, 1, 30.0, 4.0), LoopVehicle(0, 0, 1, 900, 2, 20.0, 5.0),
+                   LoopVehicle(0, 0, 1, 300, 3), LoopInterval(0, 0, 1, 60, 3, 3.0))
+        await run.wait_for(lambda s: driver.describe()["messages"].get("LoopInterval") == 1, 5,
+                           "the vehicles at the driver")
+        assert run.samples == []
+        clock.advance(10.0)
+        script.put(Status(0, 0, StatusCode.OK, None, ""))  # any sentence wakes the driver up
+        samples = await run.count(2)
+        await run.stop()
+        assert [(s.sensor, s.kind, dict(s.values)) for s in samples] == [
+            ("lanes-1", "traffic.loop", {"count": 3.0, "interval_s": 10.0, "occupancy_pct": 18.0,
+                                         "speed_kmh": 25.0, "length_m": 4.5}),
+            ("lanes-2", "traffic.loop", {"count": 0.0, "interval_s": 10.0, "occupancy_pct": 0.0}),
+        ]
+        assert samples[0].ts == clock.now()
+        assert driver.describe()["ignored"] == 1  # the LI
+
+    asyncio.run(scenario())
+
+
+def test_a_quiet_board_is_probed_not_failed(emulated) -> None:  # type: ignore[no-untyped-def]
+    emu = emulated(UpfwEmulator(Script(), kind=DeviceKind.DOOR, channels=1, hello_period_s=3600))
+    params = _params(emu.port, silence_timeout_s=0.4)
+
+    async def scenario() -> None:
+        driver = build("door", params, DriverContext())
+        run = DriverRun(driver)
+        # three probes answered take longer than the silence timeout
+        await run.wait_for(lambda s: driver.probes >= 3, 5, "three IQ probes")
+        assert not run.task.done()
+        await run.stop()
+        assert emu.call(lambda: emu.commands_heard) >= 4  # the IQ at start and the probes
+
+    asyncio.run(scenario())
+
+
+def test_a_hung_board_fails_within_the_silence_timeout(emulated) -> None:  # type: ignore[no-untyped-def]
+    emu = emulated(MuteBoard(Script(), kind=DeviceKind.BED, channels=1, hello_period_s=3600))
+    params = _params(emu.port, silence_timeout_s=0.4)
+
+    async def scenario() -> None:
+        run = DriverRun(build("beds", params, DriverContext()))
+        await run.wait_for(lambda s: run.driver.describe()["board"] is not None, 5, "the board's HI")
+        emu.call(lambda: setattr(emu, "mute", True))
+        muted = time.monotonic()
+        exc = await run.failure(3.0)
+        assert isinstance(exc, DriverError)
+        assert "no valid sentence in 0.4 s" in str(exc)
+        assert time.monotonic() - muted < params.silence_timeout_s + 0.3
+
+    asyncio.run(scenario())
+
+
+def test_unplug_fails_the_driver(emulated) -> None:  # type: ignore[no-untyped-def]
+    emu = emulated(UpfwEmulator(kind=DeviceKind.DOOR, channels=1, period_s=0.05))
+    params = _params(emu.port, silence_timeout_s=1.0)
+
+    async def scenario() -> None:
+        run = DriverRun(build("door", params, DriverContext()))
+        await run.wait_for(lambda s: run.driver.describe()["frames"] >= 3, 5, "a few sentences")
+        emu.unplug()
+        exc = await run.failure(params.silence_timeout_s + 1.0)
+        assert isinstance(exc, DriverError)
+        assert "door" in str(exc)
+
+    asyncio.run(scenario())
+
+
+# -- the mapping alone -------------------------------------------------------------------
+
+
+def _door(mapper: UpfwMapper, seq: int, t_ms: int, entered: int) -> list[Out]:
+    return mapper.on_message(DoorCount(seq, t_ms, 1, entered, 0), 0.0)
+
+
+def test_door_counts_survive_a_reboot_and_a_counter_wrap() -> None:
+    m = UpfwMapper("door")
+    assert _door(m, 10, 50_000, 100) == []  # baseline
+    assert _door(m, 11, 110_000, 104) == [Out("door-1", "hospital.door", {"count": 4.0, "interval_s": 60.0})]
+    # reboot: uptime steps back, totals restart from 0
+    assert _door(m, 1, 30_000, 3) == [Out("door-1", "hospital.door", {"count": 3.0, "interval_s": 30.0})]
+    assert m.reboots == 1
+    assert _door(m, 2, 90_000, 2**32 - 1)[0].values["count"] == 2**32 - 4
+    assert _door(m, 3, 150_000, 5)[0].values["count"] == 6.0  # the total wrapped past 2^32
+    assert m.lost_sentences == 0
+
+
+def test_uptime_wrap_is_not_a_reboot_and_seq_gaps_are_counted() -> None:
+    m = UpfwMapper("door")
+    _door(m, 65534, 2**32 - 20_000, 10)
+    out = _door(m, 1, 40_000, 12)  # seq 65535 and 0 were lost; uptime wrapped after 49.7 days
+    assert out == [Out("door-1", "hospital.door", {"count": 2.0, "interval_s": 60.0})]
+    assert (m.reboots, m.lost_sentences) == (0, 2)
+
+
+def test_a_board_seen_booting_counts_doors_from_zero() -> None:
+    m = UpfwMapper("door")
+    m.on_message(Hello(0, 1532, DeviceKind.DOOR, "door-1", "1.0.0", 1), 0.0)
+    assert _door(m, 1, 60_000, 5) == [Out("door-1", "hospital.door", {"count": 5.0, "interval_s": 60.0})]
+
+
+def test_bed_state_is_resent_at_the_heartbeat() -> None:
+    m = UpfwMapper("beds", bed_heartbeat_s=60.0)
+    bw = BedWeight(0, 0, 3, 68.0, True, True)
+    assert len(m.on_message(bw, 0.0)) == 1
+    assert m.on_message(bw, 59.0) == []
+    assert m.on_message(bw, 60.0) == [Out("beds-3", "hospital.bed", {"occupied": 1.0, "fault": 0.0})]
+    board_fault = m.on_message(Status(0, 0, StatusCode.LOAD_CELL, None, ""), 61.0)
+    assert board_fault == [Out("beds-3", "hospital.bed", {"occupied": 1.0, "fault": 1.0})]
+    assert m.faults == {"board": "LOAD_CELL"}
+
+
+@pytest.mark.parametrize(("raw", "key"), [
+    ({}, "sensors[2].port"),
+    ({"port": "/dev/x", "baudrate": 4800}, "sensors[2].baudrate"),
+    ({"port": "/dev/x", "loop_readings": "both"}, "sensors[2].loop_readings"),
+    ({"port": "/dev/x", "interval_s": 30}, "sensors[2].interval_s"),
+    ({"port": "/dev/x", "loop_readings": "vehicles", "interval_s": 0}, "sensors[2].interval_s"),
+    ({"port": "/dev/x", "silence_timeout_s": "10"}, "sensors[2].silence_timeout_s"),
+    ({"port": "/dev/x", "names": ["bed-1"]}, "sensors[2].names"),
+    ({"port": "/dev/x", "names": {"0": "bed-0"}}, "sensors[2].names.0"),
+    ({"port": "/dev/x", "names": {"1": "Bed 1"}}, "sensors[2].names.1"),
+    ({"port": "/dev/x", "names": {"1": "bed-1", "2": "bed-1"}}, "sensors[2].names.2"),
+    ({"port": "/dev/x", "names": {"A": "q-a", "a": "q-b"}}, "sensors[2].names.a"),
+    ({"port": "/dev/x", "channels": 4}, "sensors[2].channels"),
+])
+def test_bad_params_name_the_key(raw: dict[str, Any], key: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_params(raw, "sensors[2]")
+    assert info.value.key == key
+
+
+def test_sample_config_validates() -> None:
+    config = load_config(SAMPLE)
+    (sensor,) = config.sensors
+    assert sensor.driver == "upfw"
+    assert sensor.params.names == {"1": "bed-c301", "2": "bed-c302", "3": "bed-c303", "4": "bed-c304"}
+    assert sensor.params.silence_timeout_s == 30.0
