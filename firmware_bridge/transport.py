@@ -71,7 +71,10 @@ class SerialLink:
             raise LinkLostError(self.port, "link is closed")
         wait = self.timeout_s if timeout_s is None else timeout_s
         try:
-            data = await asyncio.wait_for(self._reader.read(max_bytes), wait)
+            # asyncio.timeout, not wait_for: on 3.11, wait_for can swallow a cancellation that
+            # races with arriving data, and the driver would then hang until its timeout.
+            async with asyncio.timeout(wait):
+                data = await self._reader.read(max_bytes)
         except TimeoutError as exc:
             raise LinkTimeoutError(self.port, f"nothing received in {wait:g} s") from exc
         except (serial.SerialException, OSError) as exc:
@@ -85,7 +88,8 @@ class SerialLink:
             raise LinkLostError(self.port, "link is closed")
         try:
             self._writer.write(data)
-            await asyncio.wait_for(self._writer.drain(), self.timeout_s)
+            async with asyncio.timeout(self.timeout_s):
+                await self._writer.drain()
         except TimeoutError as exc:
             raise LinkTimeoutError(self.port, f"write did not drain in {self.timeout_s:g} s") from exc
         except (serial.SerialException, OSError) as exc:
@@ -130,7 +134,8 @@ class SerialLink:
         self._closed = True
         self._writer.close()
         try:
-            await asyncio.wait_for(self._writer.wait_closed(), self.timeout_s)
+            async with asyncio.timeout(self.timeout_s):
+                await self._writer.wait_closed()
         except TimeoutError as exc:
             raise LinkTimeoutError(self.port, "close did not finish") from exc
         except (serial.SerialException, OSError):
@@ -142,10 +147,9 @@ async def open_link(port: str, baudrate: int, timeout_s: float, *, exclusive: bo
     if timeout_s <= 0:
         raise ValueError(f"timeout_s must be positive, got {timeout_s}")
     try:
-        reader, writer = await asyncio.wait_for(
-            serial_asyncio_fast.open_serial_connection(url=port, baudrate=baudrate, exclusive=exclusive),
-            timeout_s,
-        )
+        async with asyncio.timeout(timeout_s):
+            reader, writer = await serial_asyncio_fast.open_serial_connection(
+                url=port, baudrate=baudrate, exclusive=exclusive)
     except TimeoutError as exc:
         raise LinkTimeoutError(port, f"open did not finish in {timeout_s:g} s") from exc
     except (serial.SerialException, OSError, ValueError) as exc:
