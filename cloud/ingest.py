@@ -18,6 +18,8 @@ from cloud.config import CloudMqtt
 from cloud.errors import CloudError
 from cloud.journal import Journal
 from urbanpulse.clock import Clock, SystemClock, to_epoch_ns
+from urbanpulse.wire import encode_ack
+from urbanpulse.wire.payload import batch_id_of
 
 if TYPE_CHECKING:
     from paho.mqtt.client import Client, MQTTMessage
@@ -34,6 +36,7 @@ class IngestStats:
     received: int = 0
     committed: int = 0
     commits: int = 0
+    acks_sent: int = 0
     connected: bool = False
     last_error: str | None = None
 
@@ -138,6 +141,9 @@ class Ingest:
             self._generation += 1
 
     def _on_message(self, client: Client, userdata: Any, msg: MQTTMessage) -> None:
+        if msg.topic.endswith("/ack"):
+            client.ack(msg.mid, msg.qos)  # our own acknowledgements to nodes
+            return
         with self._lock:
             self._pending.append((self._generation, msg.mid, msg.qos, msg.topic, bytes(msg.payload)))
         self.stats.received += 1
@@ -161,3 +167,19 @@ class Ingest:
             for gen, mid, qos, _, _ in batch:
                 if qos > 0 and gen == generation:
                     self.client.ack(mid, qos)
+            self._ack_nodes(batch)
+
+    def _ack_nodes(self, batch: list[tuple[int, int, int, str, bytes]]) -> None:
+        """Tell each node which of its batches are now durable here, so that it may delete
+        them from its outbox (the broker's PUBACK alone is not enough: a broker crash can
+        lose what it acknowledged)."""
+        by_node: dict[str, list[str]] = {}
+        for _, _, _, topic, payload in batch:
+            if not topic.endswith("/data"):
+                continue
+            batch_id = batch_id_of(payload)
+            if batch_id is not None:
+                by_node.setdefault(topic[: -len("data")] + "ack", []).append(batch_id)
+        for topic, ids in by_node.items():
+            self.client.publish(topic, encode_ack(ids), qos=1)
+            self.stats.acks_sent += len(ids)

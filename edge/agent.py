@@ -93,7 +93,8 @@ class Agent:
             "mqtt": None if pub is None else {
                 "connected": pub.connected, "connects": pub.connects, "last_error": pub.last_error,
                 "last_ack_ns": pub.last_ack_ns, "readings_acked": pub.readings_acked,
-                "rejected": pub.rejected},
+                "rejected": pub.rejected, "inflight": pub.inflight,
+                "awaiting_cloud": pub.awaiting_cloud, "resent_batches": pub.resent_batches},
             "clock": {"jumps": self.clock_jumps},
             "cpu_temp_c": _cpu_temperature(),
         }

@@ -38,6 +38,8 @@ class MqttConfig:
     key_file: Path | None
     keepalive_s: int
     tls: bool
+    delivery: str
+    ack_timeout_s: float
 
 
 @dataclass(frozen=True)
@@ -147,7 +149,10 @@ def parse_config(raw: Mapping[str, Any]) -> AgentConfig:
 
     m = _table(raw, "mqtt")
     _unknown(m, {"host", "port", "username", "ca_file", "password_file", "cert_file", "key_file",
-                 "keepalive_s", "tls"}, "mqtt")
+                 "keepalive_s", "tls", "delivery", "ack_timeout_s"}, "mqtt")
+    delivery = _get(m, "delivery", "mqtt", str, "cloud")
+    if delivery not in ("cloud", "broker"):
+        raise ConfigError("mqtt.delivery", f"must be 'cloud' or 'broker', got {delivery!r}")
     port = _get(m, "port", "mqtt", int, 8883)
     if not 0 < port < 65536:
         raise ConfigError("mqtt.port", f"must be 1-65535, got {port}")
@@ -161,6 +166,8 @@ def parse_config(raw: Mapping[str, Any]) -> AgentConfig:
         key_file=_path(m, "key_file", "mqtt"),
         keepalive_s=_positive(_get(m, "keepalive_s", "mqtt", int, 30), "mqtt.keepalive_s"),
         tls=_get(m, "tls", "mqtt", bool, True),
+        delivery=delivery,
+        ack_timeout_s=_positive(_get(m, "ack_timeout_s", "mqtt", float, 120.0), "mqtt.ack_timeout_s"),
     )
     if mqtt.password_file is None and mqtt.cert_file is None:
         raise ConfigError("mqtt.password_file", "give password_file, or cert_file and key_file")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import random
+import secrets
 import threading
 import time
 from collections.abc import Callable
@@ -18,7 +19,15 @@ from typing import TYPE_CHECKING, Any
 from edge.config import AgentConfig
 from edge.outbox import Outbox, OutboxRow
 from urbanpulse.clock import Clock, to_epoch_ns
-from urbanpulse.wire import WireError, data_topic, encode_batch, encode_status, status_topic
+from urbanpulse.wire import (
+    WireError,
+    ack_topic,
+    data_topic,
+    decode_ack,
+    encode_batch,
+    encode_status,
+    status_topic,
+)
 
 if TYPE_CHECKING:
     from paho.mqtt.client import Client
@@ -28,6 +37,13 @@ log = logging.getLogger("urbanpulse.edge.publisher")
 SESSION_EXPIRY_S = 7 * 86400
 BACKOFF_MIN_S = 0.5
 BACKOFF_MAX_S = 60.0
+
+
+@dataclass(slots=True)
+class Sent:
+    batch: str
+    ids: list[int]
+    at: float
 
 
 @dataclass
@@ -41,6 +57,8 @@ class PublisherState:
     readings_acked: int = 0
     rejected: int = 0
     inflight: int = 0
+    awaiting_cloud: int = 0
+    resent_batches: int = 0
     last_error: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -56,8 +74,12 @@ class Publisher:
         self.state = PublisherState()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._inflight: dict[int, list[int]] = {}
-        self._inflight_ids: set[int] = set()
+        self._inflight: dict[int, Sent] = {}  # MQTT packet id -> batch, until PUBACK
+        self._awaiting: dict[str, Sent] = {}  # batch id -> batch, until the cloud's ack
+        self._acked_early: set[str] = set()
+        self._pending_ids: set[int] = set()  # outbox rows in either of the two
+        self._boot = secrets.token_hex(8)
+        self._batches = 0
         self._live_cursor = 0
         self._backlog_cursor = 0
         self._backlog_tokens = 1.0
@@ -65,6 +87,8 @@ class Publisher:
         self._next_heartbeat = 0.0
         self._data_topic = data_topic(config.node.site, config.node.id)
         self._status_topic = status_topic(config.node.site, config.node.id)
+        self._ack_topic = ack_topic(config.node.site, config.node.id)
+        self._cloud_acks = config.mqtt.delivery == "cloud"
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="mqtt-publisher", daemon=True)
@@ -82,6 +106,7 @@ class Publisher:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
+        client.on_message = self._on_message
         client.max_inflight_messages_set(self.config.outbox.max_inflight + 2)
         client.will_set(self._status_topic, encode_status("offline", self.clock.now()), qos=1,
                         retain=True)
@@ -121,7 +146,7 @@ class Publisher:
                 client.reconnect()
         except OSError as exc:
             self.state.last_error = f"connect to {m.host}:{m.port}: {exc}"
-            log.warning("mqtt connect failed", extra={"error": str(exc)})
+            log.warning("mqtt connect failed: %s", exc, extra={"error": str(exc)})
             return False
         deadline = time.monotonic() + 10
         while not self.state.connected and time.monotonic() < deadline and not self._stop.is_set():
@@ -137,6 +162,8 @@ class Publisher:
             return
         self.state.connected = True
         self.state.connects += 1
+        if self._cloud_acks:
+            client.subscribe(self._ack_topic, qos=1)
         self._publish_status(client, "online")
 
     def _on_disconnect(self, client: Client, userdata: Any, flags: Any, reason: Any,
@@ -148,40 +175,102 @@ class Publisher:
 
     def _on_publish(self, client: Client, userdata: Any, mid: int, reason: Any,
                     properties: Any) -> None:
-        ids = self._inflight.pop(mid, None)
-        if ids is None:
+        sent = self._inflight.pop(mid, None)
+        if sent is None:
             return
-        self._inflight_ids.difference_update(ids)
+        self.state.inflight = len(self._inflight)
         if reason.is_failure:
+            self._pending_ids.difference_update(sent.ids)
             self.state.rejected += 1
             self.state.last_error = f"broker rejected a batch: {reason}"
             log.error("broker rejected a batch", extra={"reason": str(reason)})
             return
-        self.outbox.ack(ids)
+        if self._cloud_acks and sent.batch not in self._acked_early:
+            sent.at = time.monotonic()
+            self._awaiting[sent.batch] = sent
+            self.state.awaiting_cloud = len(self._awaiting)
+            return
+        self._acked_early.discard(sent.batch)
+        self._done(sent)
+
+    def _on_message(self, client: Client, userdata: Any, msg: Any) -> None:
+        if msg.topic != self._ack_topic:
+            return
+        try:
+            batches = decode_ack(msg.payload)
+        except WireError as exc:
+            log.warning("ignored a malformed ack", extra={"error": str(exc)})
+            return
+        in_flight = {s.batch for s in self._inflight.values()}
+        for batch in batches:
+            sent = self._awaiting.pop(batch, None)
+            if sent is not None:
+                self._done(sent)
+            elif batch in in_flight:
+                self._acked_early.add(batch)  # the cloud's ack overtook the broker's PUBACK
+        self.state.awaiting_cloud = len(self._awaiting)
+
+    def _done(self, sent: Sent) -> None:
+        self.outbox.ack(sent.ids)
+        self._pending_ids.difference_update(sent.ids)
         self.state.messages_acked += 1
-        self.state.readings_acked += len(ids)
+        self.state.readings_acked += len(sent.ids)
         self.state.last_ack_ns = to_epoch_ns(self.clock.now())
-        self.state.inflight = len(self._inflight)
+
+    def _expire_awaiting(self) -> None:
+        """Batches the broker took but the cloud never confirmed (a broker crash can lose
+        them) are sent again; the cloud drops the duplicates."""
+        timeout = self.config.mqtt.ack_timeout_s
+        now = time.monotonic()
+        expired = [b for b, sent in self._awaiting.items() if now - sent.at > timeout]
+        for batch in expired:
+            sent = self._awaiting.pop(batch)
+            self._pending_ids.difference_update(sent.ids)
+            first = min(sent.ids) - 1
+            self._live_cursor = min(self._live_cursor, first)
+            self._backlog_cursor = min(self._backlog_cursor, first)
+            self.state.resent_batches += 1
+        if expired:
+            self.state.awaiting_cloud = len(self._awaiting)
+            log.warning("no cloud ack in time; sending again", extra={"batches": len(expired)})
 
     def _publish_status(self, client: Client, state: str) -> None:
         client.publish(self._status_topic, encode_status(state, self.clock.now(), self.health()),
                        qos=1, retain=True)
         self._next_heartbeat = time.monotonic() + self.config.heartbeat_s
 
+    def _window_open(self) -> bool:
+        ob = self.config.outbox
+        return len(self._inflight) < ob.max_inflight and len(self._awaiting) < 20 * ob.max_inflight
+
+    def _fetch(self, cursor: int, **window: int) -> tuple[list[OutboxRow], int]:
+        """The next rows after `cursor` that are not already on their way, and the new
+        cursor; skips over rows in flight without stalling."""
+        limit = self.config.outbox.batch_max_readings
+        for _ in range(50):
+            rows = self.outbox.fetch(limit, after_id=cursor, **window)
+            if not rows:
+                return [], cursor
+            fresh = [r for r in rows if r.id not in self._pending_ids]
+            if fresh:
+                return fresh, cursor
+            cursor = rows[-1].id
+        return [], cursor
+
     def _pump(self, client: Client) -> None:
         now_mono = time.monotonic()
         if now_mono >= self._next_heartbeat:
             self._publish_status(client, "online")
+        if self._cloud_acks:
+            self._expire_awaiting()
         ob = self.config.outbox
         elapsed = now_mono - self._last_tick if self._last_tick else 0.0
         self._last_tick = now_mono
         self._backlog_tokens = min(2.0, self._backlog_tokens + elapsed * ob.backlog_batches_per_s)
         now_ns = to_epoch_ns(self.clock.now())
         live_since = now_ns - int(ob.live_window_s * 1e9)
-        while len(self._inflight) < ob.max_inflight:
-            rows = [r for r in self.outbox.fetch(ob.batch_max_readings, after_id=self._live_cursor,
-                                                 created_since_ns=live_since)
-                    if r.id not in self._inflight_ids]
+        while self._window_open():
+            rows, self._live_cursor = self._fetch(self._live_cursor, created_since_ns=live_since)
             if not rows:
                 break
             full = len(rows) >= ob.batch_max_readings
@@ -190,10 +279,8 @@ class Publisher:
                 break
             self._live_cursor = rows[-1].id
             self._send(client, rows)
-        while len(self._inflight) < ob.max_inflight and self._backlog_tokens >= 1.0:
-            rows = [r for r in self.outbox.fetch(ob.batch_max_readings, after_id=self._backlog_cursor,
-                                                 created_before_ns=live_since)
-                    if r.id not in self._inflight_ids]
+        while self._window_open() and self._backlog_tokens >= 1.0:
+            rows, self._backlog_cursor = self._fetch(self._backlog_cursor, created_before_ns=live_since)
             if not rows:
                 break
             self._backlog_cursor = rows[-1].id
@@ -201,9 +288,11 @@ class Publisher:
             self._send(client, rows)
 
     def _send(self, client: Client, rows: list[OutboxRow]) -> None:
+        self._batches += 1
+        batch = f"{self._boot}.{self._batches}"
         try:
             payload = encode_batch(self.config.node.site, self.config.node.id,
-                                   [r.reading for r in rows])
+                                   [r.reading for r in rows], batch=batch)
         except WireError as exc:
             if exc.code == "too_large" and len(rows) > 1:
                 half = len(rows) // 2
@@ -213,8 +302,8 @@ class Publisher:
             raise
         info = client.publish(self._data_topic, payload, qos=1)
         ids = [r.id for r in rows]
-        self._inflight[info.mid] = ids
-        self._inflight_ids.update(ids)
+        self._inflight[info.mid] = Sent(batch, ids, time.monotonic())
+        self._pending_ids.update(ids)
         self.state.inflight = len(self._inflight)
         self.state.last_publish_ns = to_epoch_ns(self.clock.now())
 
@@ -222,7 +311,8 @@ class Publisher:
         if self.state.connected:
             self._pump(client)
             deadline = time.monotonic() + 5
-            while self._inflight and time.monotonic() < deadline and self.state.connected:
+            while (self._inflight or self._awaiting) and time.monotonic() < deadline \
+                    and self.state.connected:
                 client.loop(timeout=0.05)
             info = client.publish(self._status_topic, encode_status("offline", self.clock.now(),
                                                                     self.health()), qos=1, retain=True)

@@ -7,15 +7,26 @@ never touches ./.urbanpulse. If mosquitto or influxd is missing, the fixture fai
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from cloud.config import CloudConfig, parse_cloud_config
+from cloud.initdb import init_db
+from cloud.stack_config import cloud_config_for_stack, to_toml
 from urbanpulse.influx_http import InfluxHTTP
+from urbanpulse.mqtt import connect_and_wait, make_client
 from urbanpulse.stack import MqttCredentials, StackConfig, StackInfo, add_node, down, up
 from urbanpulse.stack.process import free_ports
+from urbanpulse.wire import Reading, decode_batch, parse_topic
 
 
 def private_stack_config(home: Path) -> StackConfig:
@@ -78,3 +89,183 @@ def influx_client(stack: StackInfo) -> Iterator[Callable[[str | None], InfluxHTT
             return clients.enter_context(client)
 
         yield make
+
+
+# -- the edge agent on the session stack --------------------------------------------
+
+class Collector:
+    """Subscribes to a node's data as the cloud user and keeps every reading it sees."""
+
+    def __init__(self, info: StackInfo, site: str, node: str) -> None:
+        self.readings: list[Reading] = []
+        self.statuses: list[bytes] = []
+        self._lock = threading.Lock()
+        # A persistent session: the broker keeps the subscription and queues for it while
+        # the collector reconnects after a broker restart.
+        self.client = make_client(f"collector-{site}-{node}", info.mqtt("cloud"), clean_start=False)
+        self.client.on_message = self._on_message
+        self.topic = f"urbanpulse/v1/{site}/{node}/+"
+
+    def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
+        t = parse_topic(msg.topic)
+        with self._lock:
+            if t.stream == "data":
+                self.readings.extend(decode_batch(msg.payload).readings)
+            else:
+                self.statuses.append(msg.payload)
+
+    def start(self) -> None:
+        subscribed = threading.Event()
+        self.client.on_subscribe = lambda *a: subscribed.set()
+        connect_and_wait(self.client)
+        self.client.subscribe(self.topic, qos=1)
+        assert subscribed.wait(10), "subscription not acknowledged"
+
+    def seqs(self, sensor: str) -> list[int]:
+        with self._lock:
+            return sorted(r.seq for r in self.readings if r.sensor == sensor)
+
+    def stop(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def node_config(info: StackInfo, creds: Any, site: str, node: str, state_dir: Path,
+                sensors: str, delivery: str = "broker", ack_timeout_s: float = 120.0,
+                **outbox: Any) -> str:
+    outbox_lines = "\n".join(f"{k} = {v!r}" for k, v in outbox.items())
+    return f"""
+[node]
+id = "{node}"
+site = "{site}"
+state_dir = "{state_dir}"
+
+[mqtt]
+host = "{creds.host}"
+port = {creds.port}
+ca_file = "{creds.ca_file}"
+username = "{creds.username}"
+password_file = "{creds.password_file}"
+delivery = "{delivery}"
+ack_timeout_s = {ack_timeout_s}
+
+[outbox]
+batch_max_delay_s = 0.2
+{outbox_lines}
+
+[gpio]
+backend = "mock"
+
+[agent]
+heartbeat_s = 2.0
+
+{sensors}
+"""
+
+
+@pytest.fixture
+def collector(stack: StackInfo) -> Iterator[Callable[[str, str], Collector]]:
+    made: list[Collector] = []
+
+    def make(site: str, node: str) -> Collector:
+        c = Collector(stack, site, node)
+        c.start()
+        made.append(c)
+        return c
+
+    yield make
+    for c in made:
+        c.stop()
+
+
+@pytest.fixture
+def make_node_config(stack: StackInfo, add_stack_node: Callable[..., Any], tmp_path: Path
+                     ) -> Callable[..., Path]:
+    """make_node_config(site, node, sensors_toml, **outbox) -> path of a node config file
+    on the session stack, with a fresh state dir."""
+
+    def make(site: str, node: str, sensors: str, delivery: str = "broker",
+             ack_timeout_s: float = 120.0, **outbox: Any) -> Path:
+        # "broker" unless a test runs the cloud processor: nothing else sends the cloud's acks.
+        creds = add_stack_node(site, node)
+        path = tmp_path / f"{node}.toml"
+        path.write_text(node_config(stack, creds, site, node, tmp_path / f"state-{node}", sensors,
+                                    delivery, ack_timeout_s, **outbox))
+        return path
+
+    return make
+
+
+# -- the cloud processor on the session stack ---------------------------------------
+
+@pytest.fixture(scope="session")
+def db_ready(stack: StackInfo) -> StackInfo:
+    creds = stack.influx("admin")
+    with InfluxHTTP(creds.url, creds.username, creds.password()) as admin:
+        init_db(admin, stack.database, parse_cloud_config(
+            {"mqtt": {"password_file": "x", "ca_file": "x"}, "influx": {"password_file": "x"}}).retention)
+    return stack
+
+
+@pytest.fixture
+def reader(db_ready: StackInfo) -> Iterator[InfluxHTTP]:
+    creds = db_ready.influx("reader")
+    with InfluxHTTP(creds.url, creds.username, creds.password()) as client:
+        yield client
+
+
+class CloudProcess:
+    """`urbanpulse cloud run` in a child process, as an operator would start it."""
+
+    def __init__(self, config_path: Path, log_path: Path, extra_args: tuple[str, ...] = ()) -> None:
+        self.config_path = config_path
+        self.extra_args = extra_args
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.config: CloudConfig | None = None
+
+    def start(self) -> None:
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "urbanpulse.cli", "cloud", "run", "--config",
+                 str(self.config_path), *self.extra_args],
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+@pytest.fixture
+def cloud_factory(db_ready: StackInfo, tmp_path: Path) -> Iterator[Callable[..., CloudProcess]]:
+    started: list[CloudProcess] = []
+
+    def make(name: str = "cloud", extra_args: tuple[str, ...] = (), log_name: str | None = None,
+             topic: str | None = None, **flow: Any) -> CloudProcess:
+        config = cloud_config_for_stack(db_ready, tmp_path / name, **flow)
+        if topic is not None:
+            config["mqtt"]["topic"] = topic
+        # Each test gets its own shared-subscription group and session.
+        config["mqtt"]["shared_group"] = f"g-{tmp_path.name[-20:]}-{name}".replace("_", "-")
+        config["mqtt"]["client_id"] = f"ingest-{tmp_path.name[-20:]}-{name}"
+        path = tmp_path / f"{name}.toml"
+        path.write_text(to_toml(config))
+        proc = CloudProcess(path, tmp_path / f"{log_name or name}.log", extra_args)
+        started.append(proc)
+        return proc
+
+    yield make
+    for proc in started:
+        proc.stop()

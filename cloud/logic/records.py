@@ -48,6 +48,8 @@ def decode_record(rec: JournalRecord, max_dead_letter_bytes: int) -> tuple[NodeD
     except UrbanpulseError as exc:
         return None, [dead_letter(rec, "", "", "bad_topic", str(exc), rec.payload, 0,
                                   max_dead_letter_bytes)]
+    if topic.stream == "ack":
+        return None, []  # the cloud's own acknowledgements to nodes: nothing to store
     if topic.stream == "status":
         return None, [_status_point(rec, topic.site, topic.node, max_dead_letter_bytes)]
     try:

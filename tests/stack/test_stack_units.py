@@ -45,7 +45,8 @@ def test_acl_confines_each_node_to_its_own_filter() -> None:
     acl = render_acl(["hn-b.aq-01", "hn-a.tl-02"])
     blocks = [b.strip().splitlines() for b in acl.split("\n\n")[1:]]
     assert blocks == [
-        ["user cloud", "topic read urbanpulse/v1/#", "topic write urbanpulse/v1/_alerts/#"],
+        ["user cloud", "topic read urbanpulse/v1/#", "topic write urbanpulse/v1/_alerts/#",
+         "topic write urbanpulse/v1/+/+/ack"],
         ["user hn-a.tl-02", "topic readwrite urbanpulse/v1/hn-a/tl-02/#"],
         ["user hn-b.aq-01", "topic readwrite urbanpulse/v1/hn-b/aq-01/#"],
     ]

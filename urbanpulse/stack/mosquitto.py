@@ -13,7 +13,7 @@ from urbanpulse.stack.errors import BinaryMissing, PortInUse, StackError, StartF
 from urbanpulse.stack.files import ensure_secret, write_file
 from urbanpulse.stack.layout import Layout
 from urbanpulse.stack.passwords import password_file_line
-from urbanpulse.wire.topics import ALERTS, ROOT, node_filter, validate_id
+from urbanpulse.wire.topics import ACK_FILTER, ALERTS, ROOT, node_filter, validate_id
 
 BINARY = "/usr/sbin/mosquitto"
 MAX_QUEUED_MESSAGES = 200_000
@@ -75,6 +75,7 @@ def render_acl(node_users: list[str]) -> str:
         f"user {CLOUD_USER}",
         f"topic read {ROOT}/#",
         f"topic write {ROOT}/{ALERTS}/#",
+        f"topic write {ACK_FILTER}",
     ]
     for user in sorted(node_users):
         site, node = user.split(".", 1)

@@ -11,15 +11,19 @@ from urbanpulse.wire.payload import (
     Reading,
     RejectedReading,
     WireError,
+    decode_ack,
     decode_batch,
     decode_status,
+    encode_ack,
     encode_batch,
     encode_status,
     format_ts,
 )
 from urbanpulse.wire.topics import (
+    ACK_FILTER,
     CONTRACT_VERSION,
     Topic,
+    ack_topic,
     alerts_topic,
     data_topic,
     node_filter,
@@ -29,6 +33,7 @@ from urbanpulse.wire.topics import (
 )
 
 __all__ = [
+    "ACK_FILTER",
     "CONTRACT_VERSION",
     "KINDS",
     "MAX_PAYLOAD_BYTES",
@@ -40,10 +45,13 @@ __all__ = [
     "RejectedReading",
     "Topic",
     "WireError",
+    "ack_topic",
     "alerts_topic",
     "data_topic",
+    "decode_ack",
     "decode_batch",
     "decode_status",
+    "encode_ack",
     "encode_batch",
     "encode_status",
     "format_ts",

@@ -89,7 +89,30 @@ def parse_ts(value: Any) -> int:
     return to_epoch_ns(ts)
 
 
-def encode_batch(site: str, node: str, readings: Sequence[Reading]) -> bytes:
+_BATCH_ID = re.compile(r"[0-9a-f]{1,16}\.[0-9]{1,19}")
+_BATCH_FIELD = re.compile(rb'"batch":"([0-9a-f]{1,16}\.[0-9]{1,19})"')
+
+
+def batch_id_of(payload: bytes) -> str | None:
+    """The batch id of a data payload, found without parsing it (the ingest's hot path)."""
+    m = _BATCH_FIELD.search(payload, 0, 512)
+    return m.group(1).decode() if m else None
+
+
+def encode_ack(batches: Sequence[str]) -> bytes:
+    return json.dumps({"v": CONTRACT_VERSION, "batches": list(batches)}, separators=(",", ":")).encode()
+
+
+def decode_ack(payload: bytes) -> list[str]:
+    body = _envelope(payload)
+    batches = body.get("batches")
+    if not isinstance(batches, list) or not all(isinstance(b, str) and _BATCH_ID.fullmatch(b)
+                                                for b in batches):
+        raise WireError("bad_ack", "batches must be a list of batch ids")
+    return batches
+
+
+def encode_batch(site: str, node: str, readings: Sequence[Reading], batch: str | None = None) -> bytes:
     """Build a data payload; raises WireError if the result would break the contract."""
     validate_id("site", site)
     validate_id("node", node)
@@ -113,7 +136,13 @@ def encode_batch(site: str, node: str, readings: Sequence[Reading]) -> bytes:
         if r.flags:
             item["flags"] = list(r.flags)
         items.append(item)
-    body = {"v": CONTRACT_VERSION, "site": site, "node": node, "units": units, "readings": items}
+    body: dict[str, Any] = {"v": CONTRACT_VERSION, "site": site, "node": node}
+    if batch is not None:
+        if not _BATCH_ID.fullmatch(batch):
+            raise WireError("bad_batch", f"batch id {batch!r} is not <hex boot id>.<counter>")
+        body["batch"] = batch
+    body["units"] = units
+    body["readings"] = items
     payload = json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
     if len(payload) > MAX_PAYLOAD_BYTES:
         raise WireError("too_large", f"{len(payload)} bytes > {MAX_PAYLOAD_BYTES}")

@@ -9,7 +9,7 @@ from urbanpulse.errors import UrbanpulseError
 
 CONTRACT_VERSION = 1
 ROOT = f"urbanpulse/v{CONTRACT_VERSION}"
-STREAMS = ("data", "status")
+STREAMS = ("data", "status", "ack")
 ALERTS = "_alerts"
 
 _ID = re.compile(r"[a-z0-9][a-z0-9-]{0,31}")
@@ -42,6 +42,14 @@ def data_topic(site: str, node: str) -> str:
 
 def status_topic(site: str, node: str) -> str:
     return f"{ROOT}/{validate_id('site', site)}/{validate_id('node', node)}/status"
+
+
+def ack_topic(site: str, node: str) -> str:
+    """Where the cloud tells a node which of its batches are durably stored."""
+    return f"{ROOT}/{validate_id('site', site)}/{validate_id('node', node)}/ack"
+
+
+ACK_FILTER = f"{ROOT}/+/+/ack"
 
 
 def node_filter(site: str, node: str) -> str:
