@@ -31,6 +31,7 @@ from urbanpulse.clock import SystemClock, to_epoch_ns
 READ_BATCH = 500
 IDLE_WAIT = timedelta(milliseconds=20)
 TRIM_EVERY_S = 60.0
+TICK = timedelta(seconds=30)  # how often time-based fault rules (silence) are checked
 
 
 class JournalPartition(StatefulSourcePartition[JournalRecord, int]):
@@ -92,11 +93,22 @@ NodeOut = tuple[list[Point], list[SiteUpdate], list[Alert]]
 class NodeLogic(op.StatefulBatchLogic[NodeData, NodeOut, bytes]):
     def __init__(self, state: NodeState) -> None:
         self.state = state
+        self._next_tick: datetime | None = SystemClock().now() + TICK
 
     def on_batch(self, values: list[NodeData]) -> tuple[list[NodeOut], bool]:
         out = [(self.state.process(v), self.state.take_site_updates(), self.state.take_alerts())
                for v in values]
         return out, op.StatefulBatchLogic.RETAIN
+
+    def notify_at(self) -> datetime | None:
+        return self._next_tick
+
+    def on_notify(self) -> tuple[list[NodeOut], bool]:
+        now = SystemClock().now()
+        self._next_tick = now + TICK
+        points = self.state.tick(now)
+        alerts = self.state.take_alerts()
+        return ([(points, [], alerts)] if points or alerts else []), op.StatefulBatchLogic.RETAIN
 
     def snapshot(self) -> bytes:
         return pickle.dumps(self.state, protocol=pickle.HIGHEST_PROTOCOL)

@@ -8,6 +8,7 @@ but not scored.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from cloud.detect import AnomalyDetector, DetectError, FaultMonitor, make_detector
 from cloud.logic.lines import line
@@ -50,6 +51,27 @@ class Alert:
 class SensorWatch:
     fields: dict[str, FieldWatch | None] = field(default_factory=dict)
 
+    def tick(self, site: str, node: str, sensor: str, kind: str, now: datetime,
+             alerts: list[Alert] | None = None) -> list[Point]:
+        """Silence is judged on arrival time, so it needs a clock tick, not a reading."""
+        out: list[Point] = []
+        tags = {"site": site, "node": node, "sensor": sensor, "kind": kind}
+        for name, watch in self.fields.items():
+            if watch is None:
+                continue
+            for ev in watch.faults.tick(now):
+                at = to_epoch_ns(ev.detected_at)
+                value = float("nan") if ev.value is None else float(ev.value)
+                fields: dict[str, float | int | str | bool] = {
+                    "field": name, "delay_s": ev.delay.total_seconds(), "detail": ev.detail}
+                if ev.value is not None:
+                    fields["value"] = value
+                out.append((RP_RAW, line(EVENTS, dict(tags, type=str(ev.fault)), fields, at)))
+                if alerts is not None:
+                    alerts.append(Alert(site, node, sensor, kind, str(ev.fault), name,
+                                        0.0 if ev.value is None else value, at, ev.detail))
+        return out
+
     def check(self, site: str, node: str, r: Reading, alerts: list[Alert] | None = None) -> list[Point]:
         out: list[Point] = []
         tags = {"site": site, "node": node, "sensor": r.sensor, "kind": r.kind}
@@ -57,7 +79,7 @@ class SensorWatch:
             watch = self.fields.get(name, ...)
             if watch is ...:
                 watch = self.fields[name] = _make(r.kind, name, r.sensor)
-            if watch is None or r.ts_ns <= watch.last_ts_ns:
+            if watch is None or r.ts_ns < watch.last_ts_ns:
                 continue
             watch.last_ts_ns = r.ts_ns
             v = float(value)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
+from cloud.detect import STATE_VERSION as DETECT_STATE_VERSION
 from cloud.logic.domain.hospital import SiteUpdate
 from cloud.logic.domain.node import DomainNode
 from cloud.logic.events import Alert, SensorWatch
@@ -44,6 +46,7 @@ class NodeState:
         self.horizon_ns = horizon_ns
         self.detect = detect
         self.watch: dict[str, SensorWatch] = {}
+        self.detect_version = DETECT_STATE_VERSION
         self.domain = DomainNode(horizon_ns)
         self.site_updates: list[SiteUpdate] = []
         self.alerts: list[Alert] = []
@@ -61,6 +64,9 @@ class NodeState:
         self.__dict__.update(state)
         if "domain" not in state:
             self.domain = DomainNode(self.horizon_ns)
+        if state.get("detect_version") != DETECT_STATE_VERSION:
+            self.watch = {}
+            self.detect_version = DETECT_STATE_VERSION
 
     def process(self, data: NodeData) -> list[Point]:
         out: list[Point] = []
@@ -68,6 +74,7 @@ class NodeState:
         ledger_touched: set[int] = set()
         fresh: list[Reading] = []
         site, node = data.site, data.node
+        self.site, self.node = site, node
         for r in data.readings:
             hour = r.ts_ns - r.ts_ns % HOUR_NS
             ledger = self.ledger.get(hour)
@@ -118,6 +125,14 @@ class NodeState:
             out.append((RP_1H, line("ledger", {"site": site, "node": node},
                                     self.ledger[hour].fields(), hour)))
         self._evict()
+        return out
+
+    def tick(self, now: datetime) -> list[Point]:
+        """Fault rules that need time to pass (silence); alerts go to take_alerts()."""
+        site, node = getattr(self, "site", ""), getattr(self, "node", "")
+        out: list[Point] = []
+        for sensor, watch in self.watch.items():
+            out.extend(watch.tick(site, node, sensor, self.kinds.get(sensor, ""), now, self.alerts))
         return out
 
     def take_alerts(self) -> list[Alert]:

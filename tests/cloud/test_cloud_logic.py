@@ -156,3 +156,20 @@ def test_state_from_an_older_version_resumes_with_defaults() -> None:
     resumed: NodeState = pickle.loads(pickle.dumps(old))
     points = resumed.process(NodeData("s/n", "s", "n", T0, _readings(3, start_s=30, seq0=3)))
     assert sum(1 for rp, _ in points if rp == "raw") == 3
+
+
+def test_a_silent_sensor_is_reported_by_the_clock_tick() -> None:
+    from cloud.logic.records import NodeData as Data
+    from urbanpulse.clock import from_epoch_ns
+
+    state = NodeState(6 * HOUR)
+    for i in range(60):
+        ts = T0 + i * 10 * 10**9
+        r = Reading("co2-1", "air.co2", ts, i, {"co2": 500.0 + i % 7})
+        state.process(Data("s/n", "s", "n", ts, [r]))
+        assert not any("type=silence" in p for _, p in state.tick(from_epoch_ns(ts)))
+    assert state.take_alerts() == []
+    quiet = state.tick(from_epoch_ns(T0 + 60 * 10 * 10**9 + 10 * 60 * 10**9))
+    assert any(ln.startswith("events,") and "type=silence" in ln for _, ln in quiet), quiet
+    [alert] = [a for a in state.take_alerts() if a.type == "silence"]
+    assert alert.sensor == "co2-1"
