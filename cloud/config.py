@@ -27,8 +27,13 @@ class CloudMqtt:
     tls: bool
     client_id: str
     shared_group: str
-    topic: str
+    node_filter: str
     keepalive_s: int
+
+    @property
+    def subscriptions(self) -> tuple[str, str]:
+        """Data and status only: never the cloud's own acks and alerts."""
+        return f"{self.node_filter}/data", f"{self.node_filter}/status"
 
 
 @dataclass(frozen=True)
@@ -115,6 +120,13 @@ def _min(value: T, key: str, low: float) -> T:
     return value
 
 
+def _node_filter(value: str) -> str:
+    parts = value.split("/")
+    if len(parts) != 4 or parts[:2] != ["urbanpulse", "v1"] or "#" in value:
+        raise ConfigError("mqtt.node_filter", f"{value!r}: use urbanpulse/v1/<site or +>/<node or +>")
+    return value
+
+
 def load_cloud_config(path: Path) -> CloudConfig:
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -130,7 +142,7 @@ def parse_cloud_config(raw: Mapping[str, Any]) -> CloudConfig:
         if k not in ("mqtt", "influx", "state", "flow", "retention"):
             raise ConfigError(k, "unknown table (known: flow, influx, mqtt, retention, state)")
     m = _table(raw, "mqtt", {"host", "port", "username", "password_file", "ca_file", "tls",
-                             "client_id", "shared_group", "topic", "keepalive_s"})
+                             "client_id", "shared_group", "node_filter", "keepalive_s"})
     tls = _get(m, "tls", "mqtt", bool, True)
     ca = _get(m, "ca_file", "mqtt", str, None)
     if tls and ca is None:
@@ -147,7 +159,7 @@ def parse_cloud_config(raw: Mapping[str, Any]) -> CloudConfig:
         tls=tls,
         client_id=_get(m, "client_id", "mqtt", str, "urbanpulse-ingest"),
         shared_group=group,
-        topic=_get(m, "topic", "mqtt", str, "urbanpulse/v1/+/+/+"),
+        node_filter=_node_filter(_get(m, "node_filter", "mqtt", str, "urbanpulse/v1/+/+")),
         keepalive_s=_min(_get(m, "keepalive_s", "mqtt", int, 30), "mqtt.keepalive_s", 5),
     )
     i = _table(raw, "influx", {"url", "database", "username", "password_file", "api",

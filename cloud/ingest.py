@@ -78,10 +78,9 @@ class Ingest:
         self._thread: threading.Thread | None = None
 
     @property
-    def subscription(self) -> str:
-        if self.cfg.shared_group:
-            return f"$share/{self.cfg.shared_group}/{self.cfg.topic}"
-        return self.cfg.topic
+    def subscriptions(self) -> list[str]:
+        prefix = f"$share/{self.cfg.shared_group}/" if self.cfg.shared_group else ""
+        return [prefix + topic for topic in self.cfg.subscriptions]
 
     def start(self) -> None:
         from paho.mqtt.packettypes import PacketTypes
@@ -122,12 +121,12 @@ class Ingest:
             log.error("ingest connection refused", extra={"reason": str(reason)})
             return
         self.stats.connected = True
-        client.subscribe(self.subscription, qos=1)
+        client.subscribe([(topic, 1) for topic in self.subscriptions])
 
     def _on_subscribe(self, client: Client, userdata: Any, mid: int, reasons: Any, props: Any) -> None:
         if all(not r.is_failure for r in reasons):
             self._subscribed.set()
-            log.info("ingest subscribed to %s", self.subscription)
+            log.info("ingest subscribed to %s", ", ".join(self.subscriptions))
         else:
             self.stats.last_error = f"subscription refused: {reasons}"
             log.error("subscription refused", extra={"reasons": str(reasons)})
@@ -141,9 +140,6 @@ class Ingest:
             self._generation += 1
 
     def _on_message(self, client: Client, userdata: Any, msg: MQTTMessage) -> None:
-        if msg.topic.endswith("/ack"):
-            client.ack(msg.mid, msg.qos)  # our own acknowledgements to nodes
-            return
         with self._lock:
             self._pending.append((self._generation, msg.mid, msg.qos, msg.topic, bytes(msg.payload)))
         self.stats.received += 1

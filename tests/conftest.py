@@ -256,7 +256,7 @@ def cloud_factory(db_ready: StackInfo, tmp_path: Path) -> Iterator[Callable[...,
              topic: str | None = None, **flow: Any) -> CloudProcess:
         config = cloud_config_for_stack(db_ready, tmp_path / name, **flow)
         if topic is not None:
-            config["mqtt"]["topic"] = topic
+            config["mqtt"]["node_filter"] = topic
         # Each test gets its own shared-subscription group and session.
         config["mqtt"]["shared_group"] = f"g-{tmp_path.name[-20:]}-{name}".replace("_", "-")
         config["mqtt"]["client_id"] = f"ingest-{tmp_path.name[-20:]}-{name}"

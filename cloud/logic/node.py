@@ -41,6 +41,15 @@ class LedgerHour:
                 "late": self.late, "missing": max(0, expected - unique)}
 
 
+def raw_time(r: Reading) -> int:
+    """The raw point's timestamp: the reading's (microsecond precision on the wire) plus its
+    sequence number mod 1000 in nanoseconds, so that two readings of one sensor in the same
+    microsecond (kiosk events, a node whose clock stepped back) do not overwrite each other
+    in InfluxDB, where series + timestamp is the identity. Deterministic, so a replay still
+    overwrites itself."""
+    return r.ts_ns - r.ts_ns % 1000 + r.seq % 1000
+
+
 class NodeState:
     def __init__(self, horizon_ns: int, detect: bool = True) -> None:
         self.horizon_ns = horizon_ns
@@ -99,7 +108,7 @@ class NodeState:
             fields["seq"] = r.seq
             if r.flags:
                 fields["flags"] = ",".join(r.flags)
-            out.append((RP_RAW, line(spec.measurement, tags, fields, r.ts_ns)))
+            out.append((RP_RAW, line(spec.measurement, tags, fields, raw_time(r))))
             if "warmup" in r.flags:
                 continue  # stored, but a warming-up sensor's zeros are not air quality
             if self.detect:

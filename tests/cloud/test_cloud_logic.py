@@ -173,3 +173,11 @@ def test_a_silent_sensor_is_reported_by_the_clock_tick() -> None:
     assert any(ln.startswith("events,") and "type=silence" in ln for _, ln in quiet), quiet
     [alert] = [a for a in state.take_alerts() if a.type == "silence"]
     assert alert.sensor == "co2-1"
+
+
+def test_two_readings_in_the_same_microsecond_stay_two_points() -> None:
+    state = NodeState(6 * HOUR, detect=False)
+    same = [Reading("kiosk-1", "hospital.queue", T0, 7, {"ticket": 12.0, "called": 1.0}),
+            Reading("kiosk-1", "hospital.queue", T0, 8, {"ticket": 13.0, "called": 1.0})]
+    raw = [ln for rp, ln in state.process(NodeData("s/n", "s", "n", T0, same)) if rp == "raw"]
+    assert len({ln.rsplit(" ", 1)[1] for ln in raw}) == 2

@@ -58,10 +58,10 @@ def test_two_process_cluster_gives_the_same_results_as_one(
     a0, a1 = free_ports(2)
     addresses = [f"127.0.0.1:{a0}", f"127.0.0.1:{a1}"]
     cluster = [cloud_factory("cluster", extra_args=("--process-id", str(pid)), log_name=f"p{pid}",
-                             topic="urbanpulse/v1/hn-cl2/+/+", addresses=addresses, process_id=0,
+                             topic="urbanpulse/v1/hn-cl2/+", addresses=addresses, process_id=0,
                              ingest_instances=2)
                for pid in (0, 1)]
-    single = cloud_factory("single", topic="urbanpulse/v1/hn-cl1/+/+")
+    single = cloud_factory("single", topic="urbanpulse/v1/hn-cl1/+")
     for proc in (*cluster, single):
         proc.start()
     for proc in (*cluster, single):

@@ -6,6 +6,7 @@ import json
 import statistics
 from datetime import UTC, datetime, timedelta
 
+from cloud.logic.node import raw_time
 from urbanpulse.clock import to_epoch_ns
 from urbanpulse.influx_http import InfluxHTTP
 from urbanpulse.mqtt import make_client
@@ -63,7 +64,7 @@ def test_known_readings_arrive_exactly_once_with_their_minute_aggregates(
     ]
     _publish(creds, messages)
 
-    expected = {(r.sensor, r.ts_ns): (r.values["pm25"], r.values["pm10"], r.seq) for r in a + b}
+    expected = {(r.sensor, raw_time(r)): (r.values["pm25"], r.values["pm10"], r.seq) for r in a + b}
     got = wait_for(lambda: (lambda raw: raw if len(raw) >= len(expected) else None)(_raw(reader, node)),
                    60, "all raw points")
     assert got == expected
