@@ -1,4 +1,8 @@
-"""InfluxDB line protocol, written by hand: it is the hot path of the sink."""
+"""InfluxDB line protocol, written by hand: it is the hot path of the sink.
+
+A series' head (measurement and sorted tags, escaped) and escaped field keys are cached:
+the same few thousand series recur in every batch.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,10 @@ from collections.abc import Mapping
 
 _TAG = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ "})
 _MEAS = str.maketrans({",": r"\,", " ": r"\ "})
+_CACHE_MAX = 200_000
+
+_heads: dict[tuple[str, tuple[tuple[str, str], ...]], str] = {}
+_keys: dict[str, str] = {}
 
 
 def tag(value: str) -> str:
@@ -16,21 +24,43 @@ def string_field(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
+def _head(measurement: str, tags: Mapping[str, str]) -> str:
+    key = (measurement, tuple(tags.items()))
+    head = _heads.get(key)
+    if head is None:
+        if len(_heads) >= _CACHE_MAX:
+            _heads.clear()
+        tag_part = ",".join(f"{tag(k)}={tag(v)}" for k, v in sorted(tags.items()) if v != "")
+        head = measurement.translate(_MEAS) + ("," + tag_part if tag_part else "")
+        _heads[key] = head
+    return head
+
+
+def _key(name: str) -> str:
+    escaped = _keys.get(name)
+    if escaped is None:
+        if len(_keys) >= _CACHE_MAX:
+            _keys.clear()
+        escaped = _keys[name] = name.translate(_TAG)
+    return escaped
+
+
 def line(measurement: str, tags: Mapping[str, str], fields: Mapping[str, float | int | str | bool],
          ts_ns: int) -> str:
     """One point. Floats stay floats, ints get `i`, strings are quoted. Tags sorted by key."""
-    tag_part = ",".join(f"{tag(k)}={tag(v)}" for k, v in sorted(tags.items()) if v != "")
     parts = []
     for k, v in fields.items():
-        if isinstance(v, bool):
-            parts.append(f"{tag(k)}={'true' if v else 'false'}")
+        t = type(v)
+        if t is float:
+            parts.append(f"{_key(k)}={v!r}")
+        elif t is int:
+            parts.append(f"{_key(k)}={v}i")
+        elif t is bool:
+            parts.append(f"{_key(k)}={'true' if v else 'false'}")
+        elif isinstance(v, float):  # float subclasses, e.g. numpy's float64
+            parts.append(f"{_key(k)}={float(v)!r}")
         elif isinstance(v, int):
-            parts.append(f"{tag(k)}={v}i")
-        elif isinstance(v, float):
-            parts.append(f"{tag(k)}={v!r}")
+            parts.append(f"{_key(k)}={int(v)}i")
         else:
-            parts.append(f"{tag(k)}={string_field(v)}")
-    head = measurement.translate(_MEAS)
-    if tag_part:
-        head += "," + tag_part
-    return f"{head} {','.join(parts)} {ts_ns}"
+            parts.append(f"{_key(k)}={string_field(str(v))}")
+    return f"{_head(measurement, tags)} {','.join(parts)} {ts_ns}"

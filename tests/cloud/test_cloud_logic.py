@@ -181,3 +181,9 @@ def test_two_readings_in_the_same_microsecond_stay_two_points() -> None:
             Reading("kiosk-1", "hospital.queue", T0, 8, {"ticket": 13.0, "called": 1.0})]
     raw = [ln for rp, ln in state.process(NodeData("s/n", "s", "n", T0, same)) if rp == "raw"]
     assert len({ln.rsplit(" ", 1)[1] for ln in raw}) == 2
+
+
+def test_numpy_numbers_keep_their_field_types() -> None:
+    import numpy as np
+
+    assert line("m", {"a": "b"}, {"x": np.float64(2.5), "n": np.int64(3)}, 1) == "m,a=b x=2.5,n=3i 1"
