@@ -6,6 +6,7 @@ the same few thousand series recur in every batch.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Mapping
 
 _TAG = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ "})
@@ -57,10 +58,10 @@ def line(measurement: str, tags: Mapping[str, str], fields: Mapping[str, float |
             parts.append(f"{_key(k)}={v}i")
         elif t is bool:
             parts.append(f"{_key(k)}={'true' if v else 'false'}")
-        elif isinstance(v, float):  # float subclasses, e.g. numpy's float64
-            parts.append(f"{_key(k)}={float(v)!r}")
-        elif isinstance(v, int):
+        elif isinstance(v, numbers.Integral):  # e.g. numpy's int64
             parts.append(f"{_key(k)}={int(v)}i")
+        elif isinstance(v, numbers.Real):  # e.g. numpy's float64
+            parts.append(f"{_key(k)}={float(v)!r}")
         else:
             parts.append(f"{_key(k)}={string_field(str(v))}")
     return f"{_head(measurement, tags)} {','.join(parts)} {ts_ns}"
