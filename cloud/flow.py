@@ -28,7 +28,7 @@ from cloud.logic.records import NodeData, Point, decode_record
 from cloud.sink import InfluxWriter, make_writer
 from urbanpulse.clock import SystemClock, to_epoch_ns
 
-READ_BATCH = 500
+READ_BATCH = 50  # messages per source batch: bounds the latency of one step (50 x 500 readings)
 IDLE_WAIT = timedelta(milliseconds=20)
 TRIM_EVERY_S = 60.0
 TICK = timedelta(seconds=30)  # how often time-based fault rules (silence) are checked

@@ -17,7 +17,7 @@ def cloud_config_for_stack(info: StackInfo, state_dir: Path, **flow: Any) -> dic
         "influx": {"url": influx.url, "database": influx.database, "username": influx.username,
                    "password_file": str(influx.password_file)},
         "state": {"dir": str(state_dir)},
-        "flow": {"epoch_interval_s": 1.0, **flow},
+        "flow": {**flow},
     }
 
 
