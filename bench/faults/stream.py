@@ -52,7 +52,7 @@ class FaultFeed:
             watch = self.watches.get(key, ...)
             if watch is ...:
                 watch = self.watches[key] = _make(r.kind, name, r.sensor)
-            if watch is None or r.ts_ns <= watch.last_ts_ns:
+            if watch is None or r.ts_ns < watch.last_ts_ns:  # as cloud.logic.events
                 continue
             watch.last_ts_ns = r.ts_ns
             self.updates += 1

@@ -67,7 +67,7 @@ def _seed_lines(now: datetime) -> dict[str, list[str]]:
                  "seq": 1}, t),
         line("dead_letter", {"site": SITE, "node": "x-001", "reason": "bad_seq"},
              {"detail": "readings[0].seq: must be an integer", "payload": "{}", "topic": "t",
-              "truncated": False, "offset": 7, "partition": 0}, t),
+              "truncated": False, "offset": 7, "partition": "i0"}, t),
     ]
     # "up" heartbeats every minute; "gone" stopped 20 minutes ago; "stuck" cannot deliver.
     for minute in range(12):
