@@ -177,7 +177,7 @@ def parse_cloud_config(raw: Mapping[str, Any]) -> CloudConfig:
         url=url.rstrip("/"),
         database=_get(i, "database", "influx", str, "urbanpulse"),
         username=_get(i, "username", "influx", str, "writer"),
-        password_file=Path(_get(i, "password_file", "influx", str)),
+        password_file=Path(_get(i, "password_file", "influx", str, "" if api == "v2" else ...)),
         api=api,
         batch_lines=_min(_get(i, "batch_lines", "influx", int, 5000), "influx.batch_lines", 1),
         token_file=Path(token) if token else None,

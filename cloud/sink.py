@@ -15,6 +15,8 @@ import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
 
 from cloud.config import CloudInflux
 from cloud.errors import SinkError
@@ -36,8 +38,14 @@ class SinkStats:
     last_error: str | None = None
 
 
+class LineWriter(Protocol):
+    """What the writer needs from a transport: InfluxHTTP (v1 API) or InfluxV2Client."""
+
+    def write(self, lines: bytes, *, db: str, rp: str | None = None, precision: str = "ns") -> None: ...
+
+
 class InfluxWriter:
-    def __init__(self, client: InfluxHTTP, database: str, batch_lines: int,
+    def __init__(self, client: LineWriter, database: str, batch_lines: int,
                  stop: threading.Event | None = None,
                  wait: Callable[[float], bool] | None = None) -> None:
         self.client = client
@@ -80,10 +88,22 @@ class InfluxWriter:
             return
 
 
-def make_writer(cfg: CloudInflux, stop: threading.Event | None = None) -> InfluxWriter:
+def _secret(path: Path, key: str) -> str:
     try:
-        password = cfg.password_file.read_text(encoding="utf-8").strip()
+        return path.read_text(encoding="utf-8").strip()
     except OSError as exc:
-        raise SinkError(f"influx.password_file {cfg.password_file}: {exc.strerror}") from exc
-    client = InfluxHTTP(cfg.url, cfg.username, password, timeout_s=30)
-    return InfluxWriter(client, cfg.database, cfg.batch_lines, stop)
+        raise SinkError(f"{key} {path}: {exc.strerror}") from exc
+
+
+def make_writer(cfg: CloudInflux, stop: threading.Event | None = None,
+                wait: Callable[[float], bool] | None = None) -> InfluxWriter:
+    client: LineWriter
+    if cfg.api == "v2":
+        from cloud.influx_v2 import InfluxV2Client
+
+        assert cfg.token_file is not None  # the config requires it with api = "v2"
+        client = InfluxV2Client(cfg.url, _secret(cfg.token_file, "influx.token_file"), cfg.org)
+    else:
+        client = InfluxHTTP(cfg.url, cfg.username, _secret(cfg.password_file, "influx.password_file"),
+                            timeout_s=30)
+    return InfluxWriter(client, cfg.database, cfg.batch_lines, stop, wait)
