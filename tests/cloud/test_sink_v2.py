@@ -92,6 +92,6 @@ def test_unavailable_is_retried_and_a_refusal_is_counted(fake_v2: FakeV2, tmp_pa
 
 
 def test_v2_requires_a_token_file() -> None:
-    with pytest.raises(ConfigError, match="influx.token_file"):
+    with pytest.raises(ConfigError, match=r"influx\.token_file"):
         parse_cloud_config({"mqtt": {"password_file": "p", "ca_file": "c"}, "influx": {"api": "v2"}})
     assert InfluxError(503, "x").retryable
