@@ -46,6 +46,8 @@ class CloudInflux:
     batch_lines: int
     token_file: Path | None
     org: str
+    reader_username: str
+    reader_password_file: Path | None
 
 
 @dataclass(frozen=True)
@@ -120,6 +122,10 @@ def _min(value: T, key: str, low: float) -> T:
     return value
 
 
+def _opt_path(value: str | None) -> Path | None:
+    return None if value is None else Path(value)
+
+
 def _node_filter(value: str) -> str:
     parts = value.split("/")
     if len(parts) != 4 or parts[:2] != ["urbanpulse", "v1"] or "#" in value:
@@ -163,7 +169,8 @@ def parse_cloud_config(raw: Mapping[str, Any]) -> CloudConfig:
         keepalive_s=_min(_get(m, "keepalive_s", "mqtt", int, 30), "mqtt.keepalive_s", 5),
     )
     i = _table(raw, "influx", {"url", "database", "username", "password_file", "api",
-                               "batch_lines", "token_file", "org"})
+                               "batch_lines", "token_file", "org", "reader_username",
+                               "reader_password_file"})
     api = _get(i, "api", "influx", str, "v1")
     if api not in ("v1", "v2"):
         raise ConfigError("influx.api", f"must be 'v1' or 'v2', got {api!r}")
@@ -182,6 +189,8 @@ def parse_cloud_config(raw: Mapping[str, Any]) -> CloudConfig:
         batch_lines=_min(_get(i, "batch_lines", "influx", int, 5000), "influx.batch_lines", 1),
         token_file=Path(token) if token else None,
         org=_get(i, "org", "influx", str, "urbanpulse"),
+        reader_username=_get(i, "reader_username", "influx", str, "reader"),
+        reader_password_file=_opt_path(_get(i, "reader_password_file", "influx", str, None)),
     )
     s = _table(raw, "state", {"dir"})
     f = _table(raw, "flow", {"workers", "process_id", "addresses", "epoch_interval_s",

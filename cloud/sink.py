@@ -15,11 +15,13 @@ import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from cloud.config import CloudInflux
 from cloud.errors import SinkError
+from cloud.logic.recompute import RECOMPUTE, Recompute
 from cloud.logic.records import Point
 from urbanpulse.influx_http import InfluxError, InfluxHTTP
 
@@ -35,6 +37,8 @@ class SinkStats:
     requests: int = 0
     retries: int = 0
     refused_requests: int = 0
+    recomputed: int = 0
+    not_recomputed: int = 0
     last_error: str | None = None
 
 
@@ -47,8 +51,10 @@ class LineWriter(Protocol):
 class InfluxWriter:
     def __init__(self, client: LineWriter, database: str, batch_lines: int,
                  stop: threading.Event | None = None,
-                 wait: Callable[[float], bool] | None = None) -> None:
+                 wait: Callable[[float], bool] | None = None,
+                 reader: InfluxHTTP | None = None) -> None:
         self.client = client
+        self.reader = reader
         self.database = database
         self.batch_lines = batch_lines
         self.stats = SinkStats()
@@ -59,9 +65,42 @@ class InfluxWriter:
         by_rp: dict[str, list[str]] = defaultdict(list)
         for rp, ln in points:
             by_rp[rp].append(ln)
+        recomputes = by_rp.pop(RECOMPUTE, [])
         for rp, lines in by_rp.items():
             for i in range(0, len(lines), self.batch_lines):
                 self._write_chunk(rp, lines[i:i + self.batch_lines])
+        if recomputes:  # after the raw points they read are written
+            self._recompute(sorted(set(recomputes)))
+
+    def _recompute(self, requests: list[str]) -> None:
+        if self.reader is None:
+            self.stats.not_recomputed += len(requests)
+            log.warning("late readings beyond the aggregation horizon; windows not rebuilt "
+                        "(no influx.reader_* credentials configured)", extra={"windows": len(requests)})
+            return
+        reader = self.reader
+        rebuilt: dict[str, list[str]] = defaultdict(list)
+        for text in requests:
+            req = Recompute.decode(text)
+            rows = self._retrying(partial(reader.query_points, req.query(), db=self.database))
+            ln = req.rebuild(rows)
+            if ln is not None:
+                rebuilt[req.rp].append(ln)
+        for rp, lines in rebuilt.items():
+            self._write_chunk(rp, lines)
+        self.stats.recomputed += len(requests)
+
+    def _retrying(self, call: Callable[[], list[dict[str, Any]]]) -> list[dict[str, Any]]:
+        delay = BACKOFF_MIN_S
+        while True:
+            try:
+                return call()
+            except InfluxError as exc:
+                if not exc.retryable:
+                    raise SinkError(f"rebuilding a window from raw points: {exc}") from exc
+                if self._wait(random.uniform(delay / 2, delay)):
+                    raise SinkError("stopped while InfluxDB was unavailable") from exc
+                delay = min(BACKOFF_MAX_S, delay * 2)
 
     def _write_chunk(self, rp: str, lines: list[str]) -> None:
         body = "\n".join(lines).encode()
@@ -106,4 +145,8 @@ def make_writer(cfg: CloudInflux, stop: threading.Event | None = None,
     else:
         client = InfluxHTTP(cfg.url, cfg.username, _secret(cfg.password_file, "influx.password_file"),
                             timeout_s=30)
-    return InfluxWriter(client, cfg.database, cfg.batch_lines, stop, wait)
+    reader = None
+    if cfg.reader_password_file is not None:
+        reader = InfluxHTTP(cfg.url, cfg.reader_username,
+                            _secret(cfg.reader_password_file, "influx.reader_password_file"), timeout_s=30)
+    return InfluxWriter(client, cfg.database, cfg.batch_lines, stop, wait, reader)

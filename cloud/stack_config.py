@@ -11,11 +11,14 @@ from urbanpulse.stack import StackInfo
 def cloud_config_for_stack(info: StackInfo, state_dir: Path, **flow: Any) -> dict[str, Any]:
     mqtt = info.mqtt("cloud")
     influx = info.influx("writer")
+    reader = info.influx("reader")
     return {
         "mqtt": {"host": mqtt.host, "port": mqtt.port, "ca_file": str(mqtt.ca_file),
                  "username": mqtt.username, "password_file": str(mqtt.password_file)},
         "influx": {"url": influx.url, "database": influx.database, "username": influx.username,
-                   "password_file": str(influx.password_file)},
+                   "password_file": str(influx.password_file),
+                   "reader_username": reader.username,
+                   "reader_password_file": str(reader.password_file)},
         "state": {"dir": str(state_dir)},
         "flow": {**flow},
     }

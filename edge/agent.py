@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("urbanpulse.edge.agent")
 
-FLUSH_INTERVAL_S = 0.05
+FLUSH_INTERVAL_S = 0.2  # readings wait at most this long in memory before their commit
 CLOCK_JUMP_TOLERANCE_S = 2.0
 RESTART_MIN_S = 1.0
 RESTART_MAX_S = 60.0

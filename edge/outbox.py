@@ -168,6 +168,13 @@ class Outbox:
         return rows
 
 
+    def waiting(self, after_id: int, created_since_ns: int) -> tuple[int, int]:
+        """How many rows after `after_id` were created since then, and the oldest's time."""
+        count, oldest = self._db().execute(
+            "SELECT COUNT(*), MIN(created_ns) FROM outbox WHERE id > ? AND created_ns >= ?",
+            (after_id, created_since_ns)).fetchone()
+        return int(count), int(oldest or 0)
+
     def ack(self, ids: Sequence[int]) -> None:
         if not ids:
             return

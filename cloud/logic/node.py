@@ -10,6 +10,7 @@ from cloud.logic.domain.hospital import SiteUpdate
 from cloud.logic.domain.node import DomainNode
 from cloud.logic.events import Alert, SensorWatch
 from cloud.logic.lines import line
+from cloud.logic.recompute import RECOMPUTE, Recompute
 from cloud.logic.records import RP_1H, RP_1M, RP_RAW, NodeData, Point
 from cloud.logic.rollup import HOUR_NS, MINUTE_NS, SensorRollup, Window
 from cloud.logic.seqs import SeqRanges
@@ -123,6 +124,10 @@ class NodeState:
                 window = rollup.add(r.ts_ns, r.values)
                 if window is not None:
                     touched[(rp, r.sensor, window.start_ns)] = window
+                else:  # older than the horizon: rebuilt from the raw points by the sink
+                    start = r.ts_ns - r.ts_ns % width
+                    out.append((RECOMPUTE, Recompute(rp, spec.measurement, site, node, r.sensor,
+                                                     r.kind, width, start).encode()))
         for (rp, sensor, start), window in touched.items():
             kind = self.kinds[sensor]
             tags = {"site": site, "node": node, "sensor": sensor, "kind": kind}

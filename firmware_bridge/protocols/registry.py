@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from firmware_bridge.decoding import FrameDecoder
-from firmware_bridge.emulator.pty_device import PtyEmulator
 from firmware_bridge.errors import UnknownProtocolError
+
+if TYPE_CHECKING:  # an edge node never needs the emulators in memory
+    from firmware_bridge.emulator.pty_device import PtyEmulator
 
 
 @dataclass(frozen=True)

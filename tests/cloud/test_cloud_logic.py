@@ -187,3 +187,22 @@ def test_numpy_numbers_keep_their_field_types() -> None:
     import numpy as np
 
     assert line("m", {"a": "b"}, {"x": np.float64(2.5), "n": np.int64(3)}, 1) == "m,a=b x=2.5,n=3i 1"
+
+
+def test_a_reading_beyond_the_horizon_asks_for_its_windows_to_be_rebuilt() -> None:
+    from cloud.logic.recompute import RECOMPUTE, Recompute
+
+    state = NodeState(2 * 60 * 10**9, detect=False)
+    state.process(NodeData("s/n", "s", "n", T0, _readings(100)))  # 1000 s of data
+    late = Reading("pm-1", "air.pm", T0 + 15 * 10**9, 1000, {"pm25": 99.0, "pm10": 1.0})
+    points = state.process(NodeData("s/n", "s", "n", T0 + HOUR, [late]))
+    asks = sorted((Recompute.decode(ln) for rp, ln in points if rp == RECOMPUTE), key=lambda a: a.rp)
+    assert [(a.rp, a.start_ns) for a in asks] == [("agg_1h", T0), ("agg_1m", T0)]
+    rows = [{"time": T0 + 5 * 10**9, "pm25": 10.0, "pm10": 2.0, "seq": 0, "sensor": "pm-1"},
+            {"time": T0 + 15 * 10**9, "pm25": 99.0, "pm10": 1.0, "seq": 1000, "sensor": "pm-1"},
+            {"time": T0 + 25 * 10**9, "pm25": 0.0, "pm10": 0.0, "seq": 2, "flags": "warmup"}]
+    rebuilt = asks[1].rebuild(rows)
+    assert rebuilt is not None
+    assert rebuilt.startswith("air_pm,kind=air.pm,node=n,sensor=pm-1,site=s count=2i,")
+    assert "pm25_mean=54.5" in rebuilt
+    assert "pm25_last=99.0" in rebuilt

@@ -115,3 +115,30 @@ def test_a_nodes_late_backlog_corrects_the_aggregates(
     wait_for(lambda: _close(_minutes(reader, node), _expected_minutes(readings)), 60,
              "aggregates corrected by the backlog")
     assert _raw_count(reader, node) == len(readings)
+
+
+def test_data_later_than_the_horizon_is_rebuilt_from_the_raw_points(
+        cloud_factory, add_stack_node, reader) -> None:  # type: ignore[no-untyped-def]
+    site, node = "hn-e2e", "co2-verylate"
+    creds = add_stack_node(site, node)
+    cloud = cloud_factory("verylate", aggregate_horizon_s=120)  # windows leave memory after 2 min
+    cloud.start()
+    wait_for(lambda: "ingest subscribed" in cloud.log(), 30, "the ingest to subscribe")
+    readings = _readings("co2-1", 600, step_s=2.0)  # 20 minutes
+    late = readings[15:45]  # minute 0 and 1, split mid-minute, arriving after minute 19
+    live = readings[:15] + readings[45:]
+    publisher = make_client(f"pub-{node}", creds, clean_start=True)
+    connect_and_wait(publisher)
+    try:
+        for part in (live, late):
+            for i in range(0, len(part), 100):
+                publisher.publish(data_topic(site, node), encode_batch(site, node, part[i:i + 100]),
+                                  qos=1).wait_for_publish(10)
+            if part is live:
+                wait_for(lambda: _close(_minutes(reader, node), _expected_minutes(live)), 60,
+                         "the aggregates of the live data")
+    finally:
+        publisher.disconnect()
+        publisher.loop_stop()
+    wait_for(lambda: _close(_minutes(reader, node), _expected_minutes(readings)), 60,
+             "windows beyond the horizon rebuilt from raw points")
