@@ -93,22 +93,23 @@ NodeOut = tuple[list[Point], list[SiteUpdate], list[Alert]]
 class NodeLogic(op.StatefulBatchLogic[NodeData, NodeOut, bytes]):
     def __init__(self, state: NodeState) -> None:
         self.state = state
-        self._next_tick: datetime | None = SystemClock().now() + TICK
+        self._next_tick: datetime = SystemClock().now() + TICK
 
     def on_batch(self, values: list[NodeData]) -> tuple[list[NodeOut], bool]:
         out = [(self.state.process(v), self.state.take_site_updates(), self.state.take_alerts())
                for v in values]
-        return out, op.StatefulBatchLogic.RETAIN
-
-    def notify_at(self) -> datetime | None:
-        return self._next_tick
-
-    def on_notify(self) -> tuple[list[NodeOut], bool]:
+        # Time-based rules (a sensor gone silent while its node still talks) ride on the
+        # node's own traffic: a Bytewax notify_at would hold every epoch open until it fires
+        # and delay all output by up to the tick. A node silent as a whole is the heartbeat
+        # alert's job (node_status).
         now = SystemClock().now()
-        self._next_tick = now + TICK
-        points = self.state.tick(now)
-        alerts = self.state.take_alerts()
-        return ([(points, [], alerts)] if points or alerts else []), op.StatefulBatchLogic.RETAIN
+        if now >= self._next_tick:
+            self._next_tick = now + TICK
+            points = self.state.tick(now)
+            alerts = self.state.take_alerts()
+            if points or alerts:
+                out.append((points, [], alerts))
+        return out, op.StatefulBatchLogic.RETAIN
 
     def snapshot(self) -> bytes:
         return pickle.dumps(self.state, protocol=pickle.HIGHEST_PROTOCOL)

@@ -61,7 +61,8 @@ class InfluxCounter:
         self.client = client
         self.database = database
         self.sources = ", ".join(f'"raw"."{m}"' for m in sorted(measurements))
-        self.where = f"time >= {first_ns} AND time <= {last_ns}"
+        # Raw points sit up to 999 ns after their reading's time (cloud.logic.node.raw_time).
+        self.where = f"time >= {first_ns} AND time <= {last_ns + 999}"
 
     def raw_points(self) -> Counter[str]:
         """Raw reading points per measurement (every one has the field seq)."""
