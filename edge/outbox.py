@@ -76,6 +76,7 @@ class Outbox:
                                      check_same_thread=True)
                 db.execute("PRAGMA journal_mode=WAL")
                 db.execute("PRAGMA synchronous=FULL")
+                db.execute("PRAGMA cache_size=-256")  # KiB: the outbox is read in id order
             except sqlite3.Error as exc:
                 raise OutboxError(f"cannot open the outbox {self.path}: {exc}") from exc
             self._local.db = db

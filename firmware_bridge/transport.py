@@ -52,6 +52,7 @@ class SerialLink:
         timeout_s: float,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
+        coalesce_s: float = 0.0,
     ) -> None:
         self.port = port
         self.baudrate = baudrate
@@ -59,6 +60,7 @@ class SerialLink:
         self._reader = reader
         self._writer = writer
         self._closed = False
+        self.coalesce_s = coalesce_s
 
     @property
     def closed(self) -> bool:
@@ -81,6 +83,16 @@ class SerialLink:
             raise LinkLostError(self.port, f"read failed: {exc}") from exc
         if not data:
             raise LinkLostError(self.port, "port closed")
+        if self.coalesce_s > 0:
+            # Let the kernel gather the next bytes: a UART at 9600 baud otherwise wakes the
+            # event loop once per byte, which is most of an edge node's CPU.
+            transport = self._writer.transport
+            transport.pause_reading()  # type: ignore[attr-defined]
+            try:
+                await asyncio.sleep(self.coalesce_s)
+            finally:
+                if not transport.is_closing():
+                    transport.resume_reading()  # type: ignore[attr-defined]
         return data
 
     async def write(self, data: bytes) -> None:
@@ -142,8 +154,13 @@ class SerialLink:
             pass  # the port is already gone: closed is what we wanted
 
 
-async def open_link(port: str, baudrate: int, timeout_s: float, *, exclusive: bool = True) -> SerialLink:
-    """Open `port` at `baudrate`, 8N1, exclusively (flock) unless told otherwise."""
+COALESCE_S = 0.1
+
+
+async def open_link(port: str, baudrate: int, timeout_s: float, *, exclusive: bool = True,
+                    coalesce_s: float = COALESCE_S) -> SerialLink:
+    """Open `port` at `baudrate`, 8N1, exclusively (flock) unless told otherwise. After each
+    read the port rests `coalesce_s` so that bytes arrive in chunks (0: no pause)."""
     if timeout_s <= 0:
         raise ValueError(f"timeout_s must be positive, got {timeout_s}")
     try:
@@ -154,7 +171,7 @@ async def open_link(port: str, baudrate: int, timeout_s: float, *, exclusive: bo
         raise LinkTimeoutError(port, f"open did not finish in {timeout_s:g} s") from exc
     except (serial.SerialException, OSError, ValueError) as exc:
         raise _translate(port, exc, "cannot open") from exc
-    return SerialLink(port, baudrate, timeout_s, reader, writer)
+    return SerialLink(port, baudrate, timeout_s, reader, writer, coalesce_s)
 
 
 class ReconnectingLink:

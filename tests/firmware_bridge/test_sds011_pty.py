@@ -60,7 +60,7 @@ def test_streams_paced_frames_only_once_the_client_listens(
     assert emulator.bytes_written == 0
 
     async def scenario() -> tuple[list[Sds011Frame], int]:
-        link = await open_link(emulator.port, 9600, timeout_s=2.0)
+        link = await open_link(emulator.port, 9600, timeout_s=2.0, coalesce_s=0.0)
         decoder = Sds011Decoder()
         reads = 0
         frames: list[Sds011Frame] = []
@@ -224,3 +224,19 @@ def test_registry_builds_a_working_emulator_and_decoder() -> None:
     finally:
         emu.stop()
     assert spec.record(frames[0]) == {"pm25": 12.3, "pm10": 45.6, "device_id": "a160"}
+
+
+def test_coalescing_reads_takes_paced_bytes_in_chunks(emulator: Sds011Emulator) -> None:
+    async def scenario(coalesce_s: float) -> float:
+        link = await open_link(emulator.port, 9600, timeout_s=2.0, coalesce_s=coalesce_s)
+        decoder = Sds011Decoder()
+        reads, frames = 0, 0
+        while frames < 3:
+            frames += len(decoder.feed(await link.read()))
+            reads += 1
+        await link.close()
+        return reads / frames
+
+    per_frame_paced = asyncio.run(scenario(0.0))
+    per_frame_coalesced = asyncio.run(scenario(0.1))
+    assert per_frame_coalesced < per_frame_paced / 2  # a 10-byte frame per 1-2 reads, not ~10
