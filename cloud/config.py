@@ -6,12 +6,12 @@ The reference of every key is docs/cloud-config.md.
 from __future__ import annotations
 
 import re
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
+from urbanpulse.config_fields import only_known, read_toml, typed
 from urbanpulse.errors import ConfigError
 
 T = TypeVar("T")
@@ -92,27 +92,11 @@ class CloudConfig:
 _DURATION = re.compile(r"(INF|\d+[hdw])")
 
 
-def _get(table: Mapping[str, Any], key: str, prefix: str, kind: type[T], default: Any = ...) -> T:
-    full = f"{prefix}.{key}"
-    if key not in table:
-        if default is ...:
-            raise ConfigError(full, "missing")
-        return cast(T, default)
-    value = table[key]
-    if kind is float and type(value) is int:
-        value = float(value)
-    if type(value) is not kind:
-        raise ConfigError(full, f"must be {kind.__name__}, got {type(value).__name__} {value!r}")
-    return value
-
-
 def _table(raw: Mapping[str, Any], key: str, known: set[str]) -> Mapping[str, Any]:
     value = raw.get(key, {})
     if not isinstance(value, dict):
         raise ConfigError(key, "must be a table")
-    for k in value:
-        if k not in known:
-            raise ConfigError(f"{key}.{k}", f"unknown key (known: {', '.join(sorted(known))})")
+    only_known(value, known, key)
     return value
 
 
@@ -134,13 +118,7 @@ def _node_filter(value: str) -> str:
 
 
 def load_cloud_config(path: Path) -> CloudConfig:
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(str(path), f"cannot read the config file: {exc.strerror}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(str(path), f"not valid TOML: {exc}") from exc
-    return parse_cloud_config(raw)
+    return parse_cloud_config(read_toml(path))
 
 
 def parse_cloud_config(raw: Mapping[str, Any]) -> CloudConfig:
@@ -149,84 +127,84 @@ def parse_cloud_config(raw: Mapping[str, Any]) -> CloudConfig:
             raise ConfigError(k, "unknown table (known: flow, influx, mqtt, retention, state)")
     m = _table(raw, "mqtt", {"host", "port", "username", "password_file", "ca_file", "tls",
                              "client_id", "shared_group", "node_filter", "keepalive_s"})
-    tls = _get(m, "tls", "mqtt", bool, True)
-    ca = _get(m, "ca_file", "mqtt", str, None)
+    tls = typed(m, "tls", "mqtt", bool, True)
+    ca = typed(m, "ca_file", "mqtt", str, None)
     if tls and ca is None:
         raise ConfigError("mqtt.ca_file", "missing: TLS is on")
-    group = _get(m, "shared_group", "mqtt", str, "urbanpulse")
+    group = typed(m, "shared_group", "mqtt", str, "urbanpulse")
     if group and not re.fullmatch(r"[A-Za-z0-9_-]+", group):
         raise ConfigError("mqtt.shared_group", f"{group!r}: use letters, digits, '_' and '-'")
     mqtt = CloudMqtt(
-        host=_get(m, "host", "mqtt", str, "127.0.0.1"),
-        port=_min(_get(m, "port", "mqtt", int, 8883), "mqtt.port", 1),
-        username=_get(m, "username", "mqtt", str, "cloud"),
-        password_file=Path(_get(m, "password_file", "mqtt", str)),
+        host=typed(m, "host", "mqtt", str, "127.0.0.1"),
+        port=_min(typed(m, "port", "mqtt", int, 8883), "mqtt.port", 1),
+        username=typed(m, "username", "mqtt", str, "cloud"),
+        password_file=Path(typed(m, "password_file", "mqtt", str)),
         ca_file=Path(ca) if ca else None,
         tls=tls,
-        client_id=_get(m, "client_id", "mqtt", str, "urbanpulse-ingest"),
+        client_id=typed(m, "client_id", "mqtt", str, "urbanpulse-ingest"),
         shared_group=group,
-        node_filter=_node_filter(_get(m, "node_filter", "mqtt", str, "urbanpulse/v1/+/+")),
-        keepalive_s=_min(_get(m, "keepalive_s", "mqtt", int, 30), "mqtt.keepalive_s", 5),
+        node_filter=_node_filter(typed(m, "node_filter", "mqtt", str, "urbanpulse/v1/+/+")),
+        keepalive_s=_min(typed(m, "keepalive_s", "mqtt", int, 30), "mqtt.keepalive_s", 5),
     )
     i = _table(raw, "influx", {"url", "database", "username", "password_file", "api",
                                "batch_lines", "token_file", "org", "reader_username",
                                "reader_password_file"})
-    api = _get(i, "api", "influx", str, "v1")
+    api = typed(i, "api", "influx", str, "v1")
     if api not in ("v1", "v2"):
         raise ConfigError("influx.api", f"must be 'v1' or 'v2', got {api!r}")
-    url = _get(i, "url", "influx", str, "http://127.0.0.1:8086")
+    url = typed(i, "url", "influx", str, "http://127.0.0.1:8086")
     if not re.match(r"https?://", url):
         raise ConfigError("influx.url", f"must start with http:// or https://, got {url!r}")
-    token = _get(i, "token_file", "influx", str, None)
+    token = typed(i, "token_file", "influx", str, None)
     if api == "v2" and token is None:
         raise ConfigError("influx.token_file", "required with api = 'v2'")
     influx = CloudInflux(
         url=url.rstrip("/"),
-        database=_get(i, "database", "influx", str, "urbanpulse"),
-        username=_get(i, "username", "influx", str, "writer"),
-        password_file=Path(_get(i, "password_file", "influx", str, "" if api == "v2" else ...)),
+        database=typed(i, "database", "influx", str, "urbanpulse"),
+        username=typed(i, "username", "influx", str, "writer"),
+        password_file=Path(typed(i, "password_file", "influx", str, "" if api == "v2" else ...)),
         api=api,
-        batch_lines=_min(_get(i, "batch_lines", "influx", int, 5000), "influx.batch_lines", 1),
+        batch_lines=_min(typed(i, "batch_lines", "influx", int, 5000), "influx.batch_lines", 1),
         token_file=Path(token) if token else None,
-        org=_get(i, "org", "influx", str, "urbanpulse"),
-        reader_username=_get(i, "reader_username", "influx", str, "reader"),
-        reader_password_file=_opt_path(_get(i, "reader_password_file", "influx", str, None)),
+        org=typed(i, "org", "influx", str, "urbanpulse"),
+        reader_username=typed(i, "reader_username", "influx", str, "reader"),
+        reader_password_file=_opt_path(typed(i, "reader_password_file", "influx", str, None)),
     )
     s = _table(raw, "state", {"dir"})
     f = _table(raw, "flow", {"workers", "process_id", "addresses", "epoch_interval_s",
                              "backup_interval_s", "recovery", "aggregate_horizon_s",
                              "journal_retention_s", "ingest_instances", "dead_letter_max_bytes",
                              "detect"})
-    addresses = _get(f, "addresses", "flow", list, [])
+    addresses = typed(f, "addresses", "flow", list, [])
     if not all(isinstance(a, str) and re.fullmatch(r"[^:\s]+:\d+", a) for a in addresses):
         raise ConfigError("flow.addresses", "must be a list of 'host:port' strings")
-    pid = _get(f, "process_id", "flow", int, None)
+    pid = typed(f, "process_id", "flow", int, None)
     if addresses and (pid is None or not 0 <= pid < len(addresses)):
         raise ConfigError("flow.process_id", f"must be in [0, {len(addresses)}) with addresses set")
     flow = FlowSettings(
-        workers=_min(_get(f, "workers", "flow", int, 1), "flow.workers", 1),
+        workers=_min(typed(f, "workers", "flow", int, 1), "flow.workers", 1),
         process_id=pid,
         addresses=tuple(addresses),
-        epoch_interval_s=_min(_get(f, "epoch_interval_s", "flow", float, 2.0), "flow.epoch_interval_s",
+        epoch_interval_s=_min(typed(f, "epoch_interval_s", "flow", float, 2.0), "flow.epoch_interval_s",
                               0.05),
-        backup_interval_s=_min(_get(f, "backup_interval_s", "flow", float, 0.0),
+        backup_interval_s=_min(typed(f, "backup_interval_s", "flow", float, 0.0),
                                "flow.backup_interval_s", 0),
-        recovery=_get(f, "recovery", "flow", bool, True),
-        aggregate_horizon_s=_min(_get(f, "aggregate_horizon_s", "flow", int, 6 * 3600),
+        recovery=typed(f, "recovery", "flow", bool, True),
+        aggregate_horizon_s=_min(typed(f, "aggregate_horizon_s", "flow", int, 6 * 3600),
                                  "flow.aggregate_horizon_s", 120),
-        journal_retention_s=_min(_get(f, "journal_retention_s", "flow", int, 86400),
+        journal_retention_s=_min(typed(f, "journal_retention_s", "flow", int, 86400),
                                  "flow.journal_retention_s", 60),
-        ingest_instances=_min(_get(f, "ingest_instances", "flow", int, 1), "flow.ingest_instances", 1),
-        dead_letter_max_bytes=_min(_get(f, "dead_letter_max_bytes", "flow", int, 4096),
+        ingest_instances=_min(typed(f, "ingest_instances", "flow", int, 1), "flow.ingest_instances", 1),
+        dead_letter_max_bytes=_min(typed(f, "dead_letter_max_bytes", "flow", int, 4096),
                                    "flow.dead_letter_max_bytes", 64),
-        detect=_get(f, "detect", "flow", bool, True),
+        detect=typed(f, "detect", "flow", bool, True),
     )
     r = _table(raw, "retention", {"raw", "agg_1m", "agg_1h"})
     durations = {}
     for key, default in (("raw", "30d"), ("agg_1m", "400d"), ("agg_1h", "INF")):
-        value = _get(r, key, "retention", str, default)
+        value = typed(r, key, "retention", str, default)
         if not _DURATION.fullmatch(value):
             raise ConfigError(f"retention.{key}", f"{value!r}: use INF or a number with h, d or w")
         durations[key] = value
-    return CloudConfig(mqtt, influx, Path(_get(s, "dir", "state", str, ".urbanpulse/cloud")), flow,
+    return CloudConfig(mqtt, influx, Path(typed(s, "dir", "state", str, ".urbanpulse/cloud")), flow,
                        Retention(**durations))

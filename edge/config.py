@@ -6,13 +6,13 @@ be checked on a laptop before it goes to the node. Every error names the exact k
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 from edge.drivers.base import DRIVERS, load_driver
+from urbanpulse.config_fields import only_known, read_toml, typed
 from urbanpulse.errors import ConfigError
 from urbanpulse.wire.topics import TopicError, validate_id
 
@@ -79,27 +79,7 @@ GPIO_BACKENDS = ("auto", "lgpio", "rpigpio", "mock")
 
 
 def load_config(path: Path) -> AgentConfig:
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(str(path), f"cannot read the config file: {exc.strerror}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(str(path), f"not valid TOML: {exc}") from exc
-    return parse_config(raw)
-
-
-def _get(table: Mapping[str, Any], key: str, prefix: str, kind: type[T], default: Any = ...) -> T:
-    full = f"{prefix}.{key}" if prefix else key
-    if key not in table:
-        if default is ...:
-            raise ConfigError(full, "missing")
-        return cast(T, default)
-    value = table[key]
-    if kind is float and type(value) is int:
-        value = float(value)
-    if type(value) is not kind:
-        raise ConfigError(full, f"must be {kind.__name__}, got {type(value).__name__} {value!r}")
-    return value
+    return parse_config(read_toml(path))
 
 
 def _positive(value: T, key: str) -> T:
@@ -117,14 +97,8 @@ def _table(raw: Mapping[str, Any], key: str, required: bool = True) -> Mapping[s
     return value
 
 
-def _unknown(table: Mapping[str, Any], known: set[str], prefix: str) -> None:
-    for key in table:
-        if key not in known:
-            raise ConfigError(f"{prefix}.{key}", f"unknown key (known: {', '.join(sorted(known))})")
-
-
 def _path(table: Mapping[str, Any], key: str, prefix: str) -> Path | None:
-    value = _get(table, key, prefix, str, None)
+    value = typed(table, key, prefix, str, None)
     if value is None:
         return None
     if not value.startswith("/") and not value.startswith("."):
@@ -133,41 +107,41 @@ def _path(table: Mapping[str, Any], key: str, prefix: str) -> Path | None:
 
 
 def parse_config(raw: Mapping[str, Any]) -> AgentConfig:
-    _unknown(raw, {"node", "mqtt", "outbox", "gpio", "sensors", "agent"}, "")
+    only_known(raw, {"node", "mqtt", "outbox", "gpio", "sensors", "agent"}, "")
     node_t = _table(raw, "node")
-    _unknown(node_t, {"id", "site", "location", "state_dir"}, "node")
+    only_known(node_t, {"id", "site", "location", "state_dir"}, "node")
     try:
-        node_id = validate_id("node", _get(node_t, "id", "node", str))
+        node_id = validate_id("node", typed(node_t, "id", "node", str))
     except TopicError as exc:
         raise ConfigError("node.id", str(exc)) from exc
     try:
-        site = validate_id("site", _get(node_t, "site", "node", str))
+        site = validate_id("site", typed(node_t, "site", "node", str))
     except TopicError as exc:
         raise ConfigError("node.site", str(exc)) from exc
     state_dir = _path(node_t, "state_dir", "node") or Path("/var/lib/urbanpulse")
-    node = NodeConfig(node_id, site, _get(node_t, "location", "node", str, ""), state_dir)
+    node = NodeConfig(node_id, site, typed(node_t, "location", "node", str, ""), state_dir)
 
     m = _table(raw, "mqtt")
-    _unknown(m, {"host", "port", "username", "ca_file", "password_file", "cert_file", "key_file",
+    only_known(m, {"host", "port", "username", "ca_file", "password_file", "cert_file", "key_file",
                  "keepalive_s", "tls", "delivery", "ack_timeout_s"}, "mqtt")
-    delivery = _get(m, "delivery", "mqtt", str, "cloud")
+    delivery = typed(m, "delivery", "mqtt", str, "cloud")
     if delivery not in ("cloud", "broker"):
         raise ConfigError("mqtt.delivery", f"must be 'cloud' or 'broker', got {delivery!r}")
-    port = _get(m, "port", "mqtt", int, 8883)
+    port = typed(m, "port", "mqtt", int, 8883)
     if not 0 < port < 65536:
         raise ConfigError("mqtt.port", f"must be 1-65535, got {port}")
     mqtt = MqttConfig(
-        host=_get(m, "host", "mqtt", str),
+        host=typed(m, "host", "mqtt", str),
         port=port,
-        username=_get(m, "username", "mqtt", str, f"{site}.{node_id}"),
+        username=typed(m, "username", "mqtt", str, f"{site}.{node_id}"),
         ca_file=_path(m, "ca_file", "mqtt"),
         password_file=_path(m, "password_file", "mqtt"),
         cert_file=_path(m, "cert_file", "mqtt"),
         key_file=_path(m, "key_file", "mqtt"),
-        keepalive_s=_positive(_get(m, "keepalive_s", "mqtt", int, 30), "mqtt.keepalive_s"),
-        tls=_get(m, "tls", "mqtt", bool, True),
+        keepalive_s=_positive(typed(m, "keepalive_s", "mqtt", int, 30), "mqtt.keepalive_s"),
+        tls=typed(m, "tls", "mqtt", bool, True),
         delivery=delivery,
-        ack_timeout_s=_positive(_get(m, "ack_timeout_s", "mqtt", float, 120.0), "mqtt.ack_timeout_s"),
+        ack_timeout_s=_positive(typed(m, "ack_timeout_s", "mqtt", float, 120.0), "mqtt.ack_timeout_s"),
     )
     if mqtt.password_file is None and mqtt.cert_file is None:
         raise ConfigError("mqtt.password_file", "give password_file, or cert_file and key_file")
@@ -177,39 +151,39 @@ def parse_config(raw: Mapping[str, Any]) -> AgentConfig:
         raise ConfigError("mqtt.ca_file", "missing: TLS is on (set tls = false only on a lab bench)")
 
     o = _table(raw, "outbox", required=False)
-    _unknown(o, {"max_rows", "max_age_days", "batch_max_readings", "batch_max_delay_s",
+    only_known(o, {"max_rows", "max_age_days", "batch_max_readings", "batch_max_delay_s",
                  "max_inflight", "live_window_s", "backlog_batches_per_s"}, "outbox")
-    batch_max = _positive(_get(o, "batch_max_readings", "outbox", int, 500),
+    batch_max = _positive(typed(o, "batch_max_readings", "outbox", int, 500),
                           "outbox.batch_max_readings")
     if batch_max > 2000:
         raise ConfigError("outbox.batch_max_readings", "must be <= 2000 (the wire contract's limit)")
-    inflight = _positive(_get(o, "max_inflight", "outbox", int, 20), "outbox.max_inflight")
+    inflight = _positive(typed(o, "max_inflight", "outbox", int, 20), "outbox.max_inflight")
     if inflight > 1000:
         raise ConfigError("outbox.max_inflight", "must be <= 1000 (MQTT packet ids are 16 bits)")
     outbox = OutboxConfig(
-        max_rows=_positive(_get(o, "max_rows", "outbox", int, 2_000_000), "outbox.max_rows"),
-        max_age_s=86400 * _positive(_get(o, "max_age_days", "outbox", float, 7.0),
+        max_rows=_positive(typed(o, "max_rows", "outbox", int, 2_000_000), "outbox.max_rows"),
+        max_age_s=86400 * _positive(typed(o, "max_age_days", "outbox", float, 7.0),
                                     "outbox.max_age_days"),
         batch_max_readings=batch_max,
-        batch_max_delay_s=_positive(_get(o, "batch_max_delay_s", "outbox", float, 1.0),
+        batch_max_delay_s=_positive(typed(o, "batch_max_delay_s", "outbox", float, 1.0),
                                     "outbox.batch_max_delay_s"),
         max_inflight=inflight,
-        live_window_s=_positive(_get(o, "live_window_s", "outbox", float, 60.0),
+        live_window_s=_positive(typed(o, "live_window_s", "outbox", float, 60.0),
                                 "outbox.live_window_s"),
         backlog_batches_per_s=_positive(
-            _get(o, "backlog_batches_per_s", "outbox", float, 20.0), "outbox.backlog_batches_per_s"
+            typed(o, "backlog_batches_per_s", "outbox", float, 20.0), "outbox.backlog_batches_per_s"
         ),
     )
 
     g = _table(raw, "gpio", required=False)
-    _unknown(g, {"backend"}, "gpio")
-    backend = _get(g, "backend", "gpio", str, "auto")
+    only_known(g, {"backend"}, "gpio")
+    backend = typed(g, "backend", "gpio", str, "auto")
     if backend not in GPIO_BACKENDS:
         raise ConfigError("gpio.backend", f"must be one of {GPIO_BACKENDS}, got {backend!r}")
 
     a = _table(raw, "agent", required=False)
-    _unknown(a, {"heartbeat_s"}, "agent")
-    heartbeat = _positive(_get(a, "heartbeat_s", "agent", float, 30.0), "agent.heartbeat_s")
+    only_known(a, {"heartbeat_s"}, "agent")
+    heartbeat = _positive(typed(a, "heartbeat_s", "agent", float, 30.0), "agent.heartbeat_s")
 
     sensors_raw = raw.get("sensors", [])
     if not isinstance(sensors_raw, list) or not sensors_raw:
@@ -220,11 +194,11 @@ def parse_config(raw: Mapping[str, Any]) -> AgentConfig:
         key = f"sensors[{i}]"
         if not isinstance(s, dict):
             raise ConfigError(key, "must be a table")
-        sid = _get(s, "id", key, str)
+        sid = typed(s, "id", key, str)
         if sid in seen:
             raise ConfigError(f"{key}.id", f"duplicate sensor id {sid!r}")
         seen.add(sid)
-        driver = _get(s, "driver", key, str)
+        driver = typed(s, "driver", key, str)
         if driver not in DRIVERS:
             raise ConfigError(f"{key}.driver", f"unknown driver {driver!r} (known: {DRIVERS})")
         try:

@@ -1,0 +1,45 @@
+"""Typed reads from parsed TOML tables, shared by every config of the project: each error
+names the full key and why, and nothing here does I/O."""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TypeVar, cast
+
+from urbanpulse.errors import ConfigError
+
+T = TypeVar("T")
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """The one I/O step: read and parse the file, errors naming the file."""
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(str(path), f"cannot read the config file: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(str(path), f"not valid TOML: {exc}") from exc
+
+
+def typed(table: Mapping[str, Any], key: str, prefix: str, kind: type[T], default: Any = ...) -> T:
+    """`table[key]` as `kind` (an int is accepted for a float); `default` when absent, or a
+    "missing" error when no default is given."""
+    full = f"{prefix}.{key}" if prefix else key
+    if key not in table:
+        if default is ...:
+            raise ConfigError(full, "missing")
+        return cast(T, default)
+    value = table[key]
+    if kind is float and type(value) is int:
+        value = float(value)
+    if type(value) is not kind:
+        raise ConfigError(full, f"must be {kind.__name__}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def only_known(table: Mapping[str, Any], known: set[str], prefix: str) -> None:
+    for key in table:
+        if key not in known:
+            raise ConfigError(f"{prefix}.{key}", f"unknown key (known: {', '.join(sorted(known))})")
