@@ -88,6 +88,24 @@ def test_processor_sigkilled_while_data_flows_loses_and_doubles_nothing(
              "aggregates equal to an uninterrupted run")
 
 
+def _live_then_late(creds, reader: InfluxHTTP, site: str, node: str,  # type: ignore[no-untyped-def]
+                    live: list[Reading], late: list[Reading], batch: int) -> None:
+    """Publish `live`, wait until its aggregates are stored, then publish `late`."""
+    publisher = make_client(f"pub-{node}", creds, clean_start=True)
+    connect_and_wait(publisher)
+    try:
+        for part in (live, late):
+            for i in range(0, len(part), batch):
+                publisher.publish(data_topic(site, node), encode_batch(site, node, part[i:i + batch]),
+                                  qos=1).wait_for_publish(10)
+            if part is live:
+                wait_for(lambda: _close(_minutes(reader, node), _expected_minutes(live)), 60,
+                         "the aggregates of the live data")
+    finally:
+        publisher.disconnect()
+        publisher.loop_stop()
+
+
 def test_a_nodes_late_backlog_corrects_the_aggregates(
         cloud_factory, add_stack_node, reader) -> None:  # type: ignore[no-untyped-def]
     site, node = "hn-e2e", "co2-late"
@@ -99,19 +117,7 @@ def test_a_nodes_late_backlog_corrects_the_aggregates(
     # An hour-long outage that starts and ends mid-minute, so windows are split across it.
     live = readings[:615] + readings[1815:]
     backlog = readings[615:1815]
-    publisher = make_client(f"pub-{node}", creds, clean_start=True)
-    connect_and_wait(publisher)
-    try:
-        for part in (live, backlog):
-            for i in range(0, len(part), 200):
-                publisher.publish(data_topic(site, node), encode_batch(site, node, part[i:i + 200]),
-                                  qos=1).wait_for_publish(10)
-            if part is live:
-                wait_for(lambda: _close(_minutes(reader, node), _expected_minutes(live)), 60,
-                         "the aggregates of the live data")
-    finally:
-        publisher.disconnect()
-        publisher.loop_stop()
+    _live_then_late(creds, reader, site, node, live, backlog, batch=200)
     wait_for(lambda: _close(_minutes(reader, node), _expected_minutes(readings)), 60,
              "aggregates corrected by the backlog")
     assert _raw_count(reader, node) == len(readings)
@@ -127,18 +133,6 @@ def test_data_later_than_the_horizon_is_rebuilt_from_the_raw_points(
     readings = _readings("co2-1", 600, step_s=2.0)  # 20 minutes
     late = readings[15:45]  # minute 0 and 1, split mid-minute, arriving after minute 19
     live = readings[:15] + readings[45:]
-    publisher = make_client(f"pub-{node}", creds, clean_start=True)
-    connect_and_wait(publisher)
-    try:
-        for part in (live, late):
-            for i in range(0, len(part), 100):
-                publisher.publish(data_topic(site, node), encode_batch(site, node, part[i:i + 100]),
-                                  qos=1).wait_for_publish(10)
-            if part is live:
-                wait_for(lambda: _close(_minutes(reader, node), _expected_minutes(live)), 60,
-                         "the aggregates of the live data")
-    finally:
-        publisher.disconnect()
-        publisher.loop_stop()
+    _live_then_late(creds, reader, site, node, live, late, batch=100)
     wait_for(lambda: _close(_minutes(reader, node), _expected_minutes(readings)), 60,
              "windows beyond the horizon rebuilt from raw points")
