@@ -68,7 +68,9 @@ def _summarise(messages: list[Message]) -> Workload:
         for r in json.loads(m.payload)["readings"]:
             ts = parse_ts(r["ts"])
             first, last = min(first, ts), max(last, ts)
-            key = (m.site, m.node, r["sensor"], r["kind"], ts)
+            # The processor's raw point time (cloud.logic.node.raw_time): reading time plus
+            # seq mod 1000 ns, so readings sharing a microsecond stay distinct points.
+            key = (m.site, m.node, r["sensor"], r["kind"], ts - ts % 1000 + r["seq"] % 1000)
             if key not in seen:
                 seen.add(key)
                 points[KINDS[r["kind"]].measurement] += 1
