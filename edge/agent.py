@@ -69,6 +69,14 @@ class Agent:
         if state is not None:
             state.readings += 1
 
+    def _emitter(self, state: DriverState) -> Callable[[Sample], None]:
+        """Counts readings per driver, also for drivers that read several sensors (upfw)."""
+        def emit(sample: Sample) -> None:
+            self._pending.append(sample)
+            state.readings += 1
+
+        return emit
+
     def flush(self) -> int:
         batch, self._pending = self._pending, []
         self.outbox.append(batch, to_epoch_ns(self.clock.now()))
@@ -141,7 +149,7 @@ class Agent:
             state.state = "running"
             started = time.monotonic()
             try:
-                await driver.run(self.emit)
+                await driver.run(self._emitter(state))
                 state.state = "stopped"
                 return
             except asyncio.CancelledError:

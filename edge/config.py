@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 from edge.drivers.base import DRIVERS, load_driver
 from urbanpulse.config_fields import only_known, read_toml, typed
 from urbanpulse.errors import ConfigError
+from urbanpulse.wire.payload import SENSOR_ID
 from urbanpulse.wire.topics import TopicError, validate_id
 
 T = TypeVar("T")
@@ -195,6 +196,9 @@ def parse_config(raw: Mapping[str, Any]) -> AgentConfig:
         if not isinstance(s, dict):
             raise ConfigError(key, "must be a table")
         sid = typed(s, "id", key, str)
+        if not SENSOR_ID.fullmatch(sid):
+            raise ConfigError(f"{key}.id", f"{sid!r}: use 1-64 of a-z, 0-9, '_', '.', '-' "
+                              "(the wire contract's sensor ids)")
         if sid in seen:
             raise ConfigError(f"{key}.id", f"duplicate sensor id {sid!r}")
         seen.add(sid)

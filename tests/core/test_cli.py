@@ -40,3 +40,12 @@ def test_cloud_config_error_names_the_key(tmp_path: Path, capsys: pytest.Capture
                    '[retention]\nraw = "30 days"\n')
     assert main(["cloud", "check-config", str(bad)]) == 2
     assert "retention.raw: '30 days': use INF or a number with h, d or w" in capsys.readouterr().err
+
+
+def test_a_sensor_id_outside_the_wire_contract_is_refused(tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    sample = next(p for p in SAMPLES if p.parent.name == "sds011")
+    bad = tmp_path / "node.toml"
+    bad.write_text(sample.read_text().replace('id = "pm-1"', 'id = "PM 1"'))
+    assert main(["edge", "check-config", str(bad)]) == 2
+    assert "sensors[0].id: 'PM 1': use 1-64 of a-z" in capsys.readouterr().err

@@ -29,7 +29,8 @@ FLAGS = frozenset({"warmup", "calibrating", "backlog", "clock_unsynced"})
 EARLIEST_TS_NS = to_epoch_ns(datetime(2020, 1, 1, tzinfo=UTC))
 FUTURE_TOLERANCE = timedelta(days=1)
 
-_SENSOR = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
+SENSOR_ID = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
+_SENSOR = SENSOR_ID
 
 
 class WireError(UrbanpulseError):
