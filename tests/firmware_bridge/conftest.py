@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 import firmware_bridge.protocols
+from urbanpulse.testing import wait_for
 
 PROTOCOLS_DIR = Path(firmware_bridge.protocols.__file__ or "").parent
 
@@ -30,11 +30,7 @@ def _load_golden(protocol: str) -> dict[str, bytes]:
 
 
 def _wait_until(condition: Callable[[], bool], timeout_s: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout_s} s")
-        time.sleep(0.005)
+    wait_for(condition, timeout_s, "the condition", every_s=0.005)
 
 
 @pytest.fixture
