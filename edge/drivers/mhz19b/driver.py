@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from edge.drivers.base import DriverContext, Emit, Sample
+from edge.drivers.serial_params import check_known, default_of, fixed_baudrate, number, serial_port
 from edge.errors import DriverError
 from firmware_bridge.errors import BridgeError, ProtocolError
 from firmware_bridge.protocols.mhz19b import Mhz19bDecoder, Mhz19bReading
@@ -40,23 +41,14 @@ class Mhz19bParams:
 
 
 def _number(raw: Mapping[str, Any], key: str, name: str, *, zero_ok: bool = False) -> float:
-    value = raw.get(name, Mhz19bParams.__dataclass_fields__[name].default)
-    if type(value) not in (int, float) or value < 0 or (value == 0 and not zero_ok):
-        bound = ">= 0" if zero_ok else "> 0"
-        raise ConfigError(f"{key}.{name}", f"must be a number {bound}, got {value!r}")
-    return float(value)
+    return number(raw, key, name, default_of(Mhz19bParams, name), zero_ok=zero_ok)
 
 
 def parse_params(raw: Mapping[str, Any], key: str) -> Mhz19bParams:
     known = set(Mhz19bParams.__dataclass_fields__) | {"baudrate"}
-    for k in raw:
-        if k not in known:
-            raise ConfigError(f"{key}.{k}", f"unknown key for mhz19b (known: {', '.join(sorted(known))})")
-    port = raw.get("port")
-    if not isinstance(port, str) or not port:
-        raise ConfigError(f"{key}.port", "missing: the serial port, e.g. /dev/serial/by-id/usb-...")
-    if raw.get("baudrate", 9600) != 9600:
-        raise ConfigError(f"{key}.baudrate", "the MH-Z19B speaks 9600 baud only")
+    check_known(raw, known, key, "mhz19b")
+    port = serial_port(raw, key)
+    fixed_baudrate(raw, key, "MH-Z19B")
     abc = raw.get("abc", True)
     if not isinstance(abc, bool):
         raise ConfigError(f"{key}.abc", f"must be true or false, got {abc!r}")

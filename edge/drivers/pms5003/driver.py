@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from edge.drivers.base import DriverContext, Emit, Sample
+from edge.drivers.serial_params import check_known, default_of, fixed_baudrate, number, serial_port
 from edge.errors import DriverError
 from firmware_bridge.errors import BridgeError, LinkTimeoutError, ProtocolError
 from firmware_bridge.protocols.pms5003 import (
@@ -55,29 +56,20 @@ class Pms5003Params:
 
 
 def _number(raw: Mapping[str, Any], key: str, name: str, *, zero_ok: bool = False) -> float:
-    value = raw.get(name, Pms5003Params.__dataclass_fields__[name].default)
-    if type(value) not in (int, float) or value < 0 or (value == 0 and not zero_ok):
-        bound = ">= 0" if zero_ok else "> 0"
-        raise ConfigError(f"{key}.{name}", f"must be a number {bound}, got {value!r}")
-    return float(value)
+    return number(raw, key, name, default_of(Pms5003Params, name), zero_ok=zero_ok)
 
 
 def parse_params(raw: Mapping[str, Any], key: str) -> Pms5003Params:
     known = set(Pms5003Params.__dataclass_fields__) | {"baudrate"}
-    for k in raw:
-        if k not in known:
-            raise ConfigError(f"{key}.{k}", f"unknown key for pms5003 (known: {', '.join(sorted(known))})")
-    port = raw.get("port")
-    if not isinstance(port, str) or not port:
-        raise ConfigError(f"{key}.port", "missing: the serial port, e.g. /dev/serial/by-id/usb-...")
+    check_known(raw, known, key, "pms5003")
+    port = serial_port(raw, key)
     model = raw.get("model", "pms5003")
     if model not in MODELS:
         raise ConfigError(f"{key}.model", f"must be 'pms5003' or 'pms5003t', got {model!r}")
     mode = raw.get("mode", "active")
     if mode not in MODES:
         raise ConfigError(f"{key}.mode", f"must be 'active' or 'passive', got {mode!r}")
-    if raw.get("baudrate", 9600) != 9600:
-        raise ConfigError(f"{key}.baudrate", "the PMS5003 speaks 9600 baud only")
+    fixed_baudrate(raw, key, "PMS5003")
     if mode == "active":
         for name in ("query_interval_s", "reply_timeout_s"):
             if name in raw:

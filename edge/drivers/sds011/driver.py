@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from edge.drivers.base import DriverContext, Emit, Sample
+from edge.drivers.serial_params import check_known, default_of, fixed_baudrate, number, serial_port
 from edge.errors import DriverError
 from firmware_bridge.errors import BridgeError
 from firmware_bridge.protocols.sds011 import ReportMode, Sds011Decoder, Sds011Measurement
@@ -38,24 +39,14 @@ class Sds011Params:
 
 def parse_params(raw: Mapping[str, Any], key: str) -> Sds011Params:
     known = set(Sds011Params.__dataclass_fields__)
-    for k in raw:
-        if k not in known:
-            raise ConfigError(f"{key}.{k}", f"unknown key for sds011 (known: {', '.join(sorted(known))})")
-    port = raw.get("port")
-    if not isinstance(port, str) or not port:
-        raise ConfigError(f"{key}.port", "missing: the serial port, e.g. /dev/serial/by-id/usb-...")
+    check_known(raw, known, key, "sds011")
+    port = serial_port(raw, key)
     mode = raw.get("mode", "active")
     if mode not in ("active", "query"):
         raise ConfigError(f"{key}.mode", f"must be 'active' or 'query', got {mode!r}")
-    numbers: dict[str, float] = {}
-    for name in ("query_interval_s", "silence_timeout_s", "pm25_scale", "pm10_scale"):
-        value = raw.get(name, getattr(Sds011Params, name))
-        if type(value) not in (int, float) or value <= 0:
-            raise ConfigError(f"{key}.{name}", f"must be a number > 0, got {value!r}")
-        numbers[name] = float(value)
-    baud = raw.get("baudrate", 9600)
-    if baud != 9600:
-        raise ConfigError(f"{key}.baudrate", "the SDS011 speaks 9600 baud only")
+    numbers = {name: number(raw, key, name, default_of(Sds011Params, name))
+               for name in ("query_interval_s", "silence_timeout_s", "pm25_scale", "pm10_scale")}
+    fixed_baudrate(raw, key, "SDS011")
     return Sds011Params(port=port, mode=mode, query_interval_s=numbers["query_interval_s"],
                         silence_timeout_s=numbers["silence_timeout_s"],
                         pm25_scale=numbers["pm25_scale"], pm10_scale=numbers["pm10_scale"])

@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from edge.drivers.base import DriverContext, Emit, Sample
+from edge.drivers.serial_params import check_known, serial_port
 from edge.drivers.upfw.mapping import LoopReadings, Out, UpfwMapper
 from edge.errors import DriverError
 from edge.gpio.timing import IntervalSchedule, wall_time_at
@@ -26,9 +27,10 @@ from firmware_bridge.protocols.upfw import IdentityQuery, UpfwDecoder
 from firmware_bridge.protocols.upfw.commands import identity_query
 from firmware_bridge.transport import SerialLink, open_link
 from urbanpulse.errors import ConfigError
+from urbanpulse.wire.payload import SENSOR_ID
 
 BAUDRATES = (9600, 19200, 38400, 57600, 115200)
-_SENSOR_ID = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
+_SENSOR_ID = SENSOR_ID
 _CHANNEL = re.compile(r"[1-9][0-9]{0,2}|[a-z0-9._-]{1,8}")
 
 
@@ -72,12 +74,8 @@ def _names(raw: Any, key: str) -> dict[str, str]:
 
 def parse_params(raw: Mapping[str, Any], key: str) -> UpfwParams:
     known = set(UpfwParams.__dataclass_fields__)
-    for k in raw:
-        if k not in known:
-            raise ConfigError(f"{key}.{k}", f"unknown key for upfw (known: {', '.join(sorted(known))})")
-    port = raw.get("port")
-    if not isinstance(port, str) or not port:
-        raise ConfigError(f"{key}.port", "missing: the serial port, e.g. /dev/serial/by-id/usb-...")
+    check_known(raw, known, key, "upfw")
+    port = serial_port(raw, key)
     baudrate = raw.get("baudrate", 115200)
     if baudrate not in BAUDRATES or type(baudrate) is not int:
         raise ConfigError(f"{key}.baudrate", f"must be one of {BAUDRATES}, got {baudrate!r}")

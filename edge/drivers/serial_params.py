@@ -1,0 +1,39 @@
+"""Config checks every serial driver shares: known keys, the port, positive numbers."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from urbanpulse.errors import ConfigError
+
+
+def check_known(raw: Mapping[str, Any], known: set[str], key: str, driver: str) -> None:
+    for k in raw:
+        if k not in known:
+            raise ConfigError(f"{key}.{k}", f"unknown key for {driver} (known: {', '.join(sorted(known))})")
+
+
+def serial_port(raw: Mapping[str, Any], key: str) -> str:
+    port = raw.get("port")
+    if not isinstance(port, str) or not port:
+        raise ConfigError(f"{key}.port", "missing: the serial port, e.g. /dev/serial/by-id/usb-...")
+    return port
+
+
+def fixed_baudrate(raw: Mapping[str, Any], key: str, device: str, baudrate: int = 9600) -> None:
+    if raw.get("baudrate", baudrate) != baudrate:
+        raise ConfigError(f"{key}.baudrate", f"the {device} speaks {baudrate} baud only")
+
+
+def number(raw: Mapping[str, Any], key: str, name: str, default: float, *, zero_ok: bool = False) -> float:
+    value = raw.get(name, default)
+    if type(value) not in (int, float) or value < 0 or (value == 0 and not zero_ok):
+        bound = ">= 0" if zero_ok else "> 0"
+        raise ConfigError(f"{key}.{name}", f"must be a number {bound}, got {value!r}")
+    return float(value)
+
+
+def default_of(params_class: type, name: str) -> Any:
+    """A field's default in a params dataclass (slotted classes hide it from getattr)."""
+    return params_class.__dataclass_fields__[name].default  # type: ignore[attr-defined]
