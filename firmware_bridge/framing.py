@@ -18,10 +18,8 @@ NEED_MORE = -1
 NOT_A_FRAME = 0
 
 
-class FrameScanner(ABC, Generic[F]):
-    """Incremental decoder: `feed` any chunk, get the frames it completes."""
-
-    _sync: int
+class BufferedDecoder:
+    """The buffer and counters every incremental decoder keeps between chunks."""
 
     def __init__(self) -> None:
         self._buf = bytearray()
@@ -36,6 +34,12 @@ class FrameScanner(ABC, Generic[F]):
         """End of input: whatever is still buffered was a truncated frame."""
         self.stats.bytes_skipped += len(self._buf)
         self._buf.clear()
+
+
+class FrameScanner(BufferedDecoder, ABC, Generic[F]):
+    """Incremental decoder: `feed` any chunk, get the frames it completes."""
+
+    _sync: int
 
     def feed(self, data: bytes | bytearray | memoryview) -> list[F]:
         buf = self._buf

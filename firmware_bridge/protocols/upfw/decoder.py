@@ -5,28 +5,16 @@ from __future__ import annotations
 from functools import reduce
 from operator import xor
 
+from firmware_bridge.framing import BufferedDecoder
 from firmware_bridge.protocols.upfw.frames import UpfwFrame
 from firmware_bridge.protocols.upfw.wire import MAX_SENTENCE, parse_body
-from firmware_bridge.stats import DecoderStats
 
 _HEX = b"0123456789ABCDEFabcdef"
 
 
-class UpfwDecoder:
+class UpfwDecoder(BufferedDecoder):
     """Resynchronises on `$` like the binary decoders: a candidate that fails is left
     by one byte and the scan goes on (to the next `$`)."""
-
-    def __init__(self) -> None:
-        self._buf = bytearray()
-        self.stats = DecoderStats()
-
-    @property
-    def buffered(self) -> int:
-        return len(self._buf)
-
-    def finish(self) -> None:
-        self.stats.bytes_skipped += len(self._buf)
-        self._buf.clear()
 
     def feed(self, data: bytes | bytearray | memoryview) -> list[UpfwFrame]:
         buf = self._buf
