@@ -25,6 +25,11 @@ both return the `FaultEvent`s that fired. The rules (settings in `FaultSettings`
   median of the previous
   `spike_window` readings, with the next reading back within half that distance.
   Starts at the spiking reading; fires one reading later.
+* SPIKE from the edge (`glitch_count`): GPIO drivers count the pulses too short to be
+  real (false pulses, glitches) in a `glitches` field. At least `glitch_count` of them
+  within `glitch_span_s` fire once; the rule re-arms after a span without any. Starts
+  at the first reading of the span that carried glitches; fires on the one that
+  completes the count.
 * CUT_CABLE: a value at or above `cut_at` on `cut_count` readings in a row (a bed
   pad's `fault` flag; a loop card failing safe to constant presence).
 * CLOCK_JUMP (sensors with `regular` readings): the stamps jump against the
@@ -89,6 +94,8 @@ class FaultSettings:
     spike_k: float = 8.0
     spike_floor: float = 0.02
     spike_rel: float = 0.0
+    glitch_count: int | None = None
+    glitch_span_s: float = 3600.0
     cut_at: float | None = None
     cut_count: int = 1
     clock_min_s: float = 20.0
@@ -107,6 +114,8 @@ class FaultSettings:
             or not self.spike_k > 0
             or self.spike_floor < 0
             or self.spike_rel < 0
+            or (self.glitch_count is not None and self.glitch_count < 1)
+            or not self.glitch_span_s > 0
             or self.cut_count < 1
             or not self.clock_min_s > 0
         )
@@ -122,6 +131,9 @@ _EVENTS = replace(_BOOL, regular=False)
 # A field only some readings carry: gaps in the sequence numbers say nothing either.
 _SOME = replace(_EVENTS, every_reading=False)
 
+# Pulses a GPIO driver rejected as too short: a few within an hour are a noisy cable.
+_GLITCHES = replace(_SOME, glitch_count=3, glitch_span_s=3600.0)
+
 # Settings per (kind, field); a field not listed uses FaultSettings().
 FAULT_SETTINGS: dict[tuple[str, str], FaultSettings] = {
     ("air.pm", "pm25"): _PM,
@@ -130,16 +142,20 @@ FAULT_SETTINGS: dict[tuple[str, str], FaultSettings] = {
     ("air.co2", "co2"): replace(_PM, stuck_count=10),
     ("hospital.bed", "occupied"): _BOOL,
     ("hospital.bed", "fault"): replace(_SOME, cut_at=1.0),
+    ("hospital.bed", "glitches"): _GLITCHES,
     ("hospital.queue", "called"): _SOME,
     ("hospital.queue", "ticket"): _SOME,
     ("hospital.queue", "counter"): _SOME,
     ("hospital.door", "count"): _COUNT,
     ("hospital.door", "interval_s"): _BOOL,
+    ("hospital.door", "fault"): replace(_SOME, cut_at=1.0),
+    ("hospital.door", "glitches"): _GLITCHES,
     ("traffic.loop", "count"): _COUNT,
     ("traffic.loop", "occupancy_pct"): replace(_BOOL, cut_at=100.0, cut_count=3),
     ("traffic.loop", "interval_s"): _BOOL,
     ("traffic.loop", "speed_kmh"): _SOME,
     ("traffic.loop", "length_m"): _SOME,
+    ("traffic.loop", "glitches"): _GLITCHES,
 }
 
 # Share of non-zero readings: an exponential average over about this many readings.
@@ -201,6 +217,8 @@ class FaultMonitor:
         self._candidate: tuple[datetime, float, float, float] | None = None
         self._cut_start: datetime | None = None
         self._cut_count = 0
+        self._glitches: deque[tuple[datetime, float]] = deque()
+        self._glitch_fired = False
 
     # -- the public calls -------------------------------------------------------------
 
@@ -214,6 +232,7 @@ class FaultMonitor:
         events += self._stuck_rule(at, value)
         events += self._zero_rule(at, value)
         events += self._spike(at, value)
+        events += self._glitch_rule(at, value)
         events += self._cut(at, value)
         return events
 
@@ -437,6 +456,26 @@ class FaultMonitor:
                 return events
         window.append(value)
         return events
+
+    def _glitch_rule(self, at: datetime, value: float) -> list[FaultEvent]:
+        s = self.settings
+        if s.glitch_count is None:
+            return []
+        recent = self._glitches
+        while recent and (at - recent[0][0]).total_seconds() > s.glitch_span_s:
+            recent.popleft()
+        if not recent:
+            self._glitch_fired = False
+        if value <= 0:
+            return []
+        recent.append((at, value))
+        total = sum(n for _, n in recent)
+        if self._glitch_fired or total < s.glitch_count:
+            return []
+        self._glitch_fired = True
+        return [self._event(
+            FaultType.SPIKE, recent[0][0], at, value,
+            f"{total:g} pulses too short to be real within {s.glitch_span_s / 60:g} min")]
 
     def _cut(self, at: datetime, value: float) -> list[FaultEvent]:
         s = self.settings

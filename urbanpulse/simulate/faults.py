@@ -18,6 +18,11 @@ from urbanpulse.simulate.randomness import BoolArray, FloatArray, key_hash
 from urbanpulse.simulate.timeline import Intervals, glitches
 
 HOLDING = ("stuck", "silence", "cut_cable")
+# The edge drivers' default minimum pulse length (`min_pulse_s`): a shorter active pulse
+# is not a vehicle, a person or a patient but a glitch, counted in the reading's
+# `glitches` field. A loop's shortest real detection in the city is about 0.18 s (a
+# motorbike at speed), a door beam's 0.25 s; a bed pad is pressed for seconds.
+MIN_PULSE_S = {"traffic_loop": 0.1, "door_counter": 0.1, "bed_pad": 0.5}
 
 
 def fault_key(seed: int, event: Event) -> int:

@@ -99,6 +99,13 @@ class Intervals:
         last = np.append(first[1:] - 1, n - 1)
         return Intervals(self.starts[first], ends[last])
 
+    def split_short(self, min_s: float) -> tuple[Intervals, Intervals]:
+        """(spans lasting at least `min_s`, shorter ones): what an edge driver with a
+        minimum pulse length keeps, and what it rejects as glitches."""
+        short = (self.ends - self.starts) < min_s
+        return (Intervals(self.starts[~short], self.ends[~short]),
+                Intervals(self.starts[short], self.ends[short]))
+
     def level_at(self, t: float) -> int:
         k = int(np.searchsorted(self.starts, t, side="right"))
         return int(k > 0 and t < self.ends[k - 1])

@@ -17,7 +17,7 @@ import numpy as np
 
 from urbanpulse.simulate.city import Lane
 from urbanpulse.simulate.events import Event
-from urbanpulse.simulate.faults import HOLDING, in_faults, pulse_timeline
+from urbanpulse.simulate.faults import HOLDING, MIN_PULSE_S, in_faults, pulse_timeline
 from urbanpulse.simulate.profiles import WeeklyProfile
 from urbanpulse.simulate.randomness import FloatArray, IntArray, key_hash, substream
 from urbanpulse.simulate.timebase import TimeBase
@@ -190,8 +190,11 @@ class LaneSensor:
             return []
         period = self.model.lane.period_s
         lo = ends - period
-        timeline = self._timeline(float(lo[0]), float(ends[-1]), 1)
+        # Pulses shorter than the driver's minimum are glitches, not vehicles.
+        timeline, short = self._timeline(float(lo[0]), float(ends[-1]), 1).split_short(
+            MIN_PULSE_S["traffic_loop"])
         counts = timeline.count_starts(lo, ends).tolist()
+        glitches = short.count_starts(lo, ends).tolist()
         occupancy = np.minimum(timeline.on_time(lo, ends) / period * 100.0, 100.0)
         p = self.model.passages(float(lo[0]), float(ends[-1]))
         p = p.select(~in_faults(self.faults, HOLDING, p.t_on1))
@@ -203,11 +206,13 @@ class LaneSensor:
             speed = (np.diff(cum_v[idx]) / n).round(1).tolist()
             length = (np.diff(cum_len[idx]) / n).round(2).tolist()
         out: list[dict[str, float]] = []
-        for c, occ, vehicles, v, ln in zip(counts, occupancy.round(2).tolist(), n.tolist(),
-                                           speed, length, strict=True):
+        for c, occ, vehicles, v, ln, g in zip(counts, occupancy.round(2).tolist(), n.tolist(),
+                                              speed, length, glitches, strict=True):
             values = {"count": c, "occupancy_pct": occ, "interval_s": period}
             if c and vehicles:
                 values["speed_kmh"] = v
                 values["length_m"] = ln
+            if g:
+                values["glitches"] = g
             out.append(values)
         return out

@@ -19,7 +19,7 @@ import numpy as np
 
 from urbanpulse.simulate.city import Entrance, Kiosk, Outpatient
 from urbanpulse.simulate.events import Event
-from urbanpulse.simulate.faults import in_faults, pulse_timeline
+from urbanpulse.simulate.faults import MIN_PULSE_S, in_faults, pulse_timeline
 from urbanpulse.simulate.profiles import WeeklyProfile
 from urbanpulse.simulate.randomness import FloatArray, IntArray, key_hash, substream
 from urbanpulse.simulate.timebase import TimeBase
@@ -264,8 +264,22 @@ class DoorSensor:
         if ends.size == 0:
             return []
         lo = ends - self.period_s
-        counts = self.timeline(float(lo[0]), float(ends[-1])).count_starts(lo, ends)
-        return [{"count": c, "interval_s": self.period_s} for c in counts.tolist()]
+        # Pulses shorter than the driver's minimum are glitches, not people; the beam is
+        # supervised (a loopback pair), so a cut cable reads fault=1.
+        beam, short = self.timeline(float(lo[0]), float(ends[-1])).split_short(
+            MIN_PULSE_S["door_counter"])
+        counts = beam.count_starts(lo, ends).tolist()
+        glitches = short.count_starts(lo, ends).tolist()
+        cut = in_faults(self.faults, ("cut_cable",), ends).tolist()
+        out: list[dict[str, float]] = []
+        for c, g, x in zip(counts, glitches, cut, strict=True):
+            values = {"count": c, "interval_s": self.period_s}
+            if g:
+                values["glitches"] = g
+            if x:
+                values["fault"] = 1
+            out.append(values)
+        return out
 
 
 @dataclass

@@ -16,7 +16,7 @@ import numpy as np
 
 from urbanpulse.simulate.city import Ward
 from urbanpulse.simulate.events import Event
-from urbanpulse.simulate.faults import in_faults, pulse_timeline
+from urbanpulse.simulate.faults import MIN_PULSE_S, in_faults, pulse_timeline
 from urbanpulse.simulate.profiles import WeeklyProfile
 from urbanpulse.simulate.randomness import FloatArray, key_hash, substream
 from urbanpulse.simulate.timebase import TimeBase
@@ -190,21 +190,38 @@ class BedSensor:
 
     def reports(self, t0: float, t1: float) -> tuple[FloatArray, list[dict[str, float]]]:
         """hospital.bed readings in [t0, t1): on each confirmed change of state (an exit
-        counts once it has lasted the exit tolerance) and every period as a heartbeat."""
+        counts once it has lasted the exit tolerance) and every period as a heartbeat.
+        Contact pulses shorter than the driver's minimum pulse length are not a patient:
+        they are counted in the next reading's `glitches`."""
         ward = self.model.ward
         tolerance = ward.exit_tolerance_s
-        seen = self.timeline(t0 - tolerance - 3600, t1).extended(tolerance)
+        contact, short = self.timeline(t0 - tolerance - 3600, t1).split_short(
+            MIN_PULSE_S["bed_pad"])
+        seen = contact.extended(tolerance)
+        # From one period back: the report before t0 bounds the first one's glitches.
+        lo = t0 - ward.period_s
         changes = np.concatenate([seen.starts, seen.ends])
-        changes = changes[(changes >= t0) & (changes < t1)]
-        first = np.ceil((t0 - self.phase) / ward.period_s)
+        changes = changes[(changes >= lo) & (changes < t1)]
+        first = np.ceil((lo - self.phase) / ward.period_s)
         beats = self.phase + np.arange(first, np.ceil((t1 - self.phase) / ward.period_s)) \
             * ward.period_s
-        times = np.sort(np.concatenate([changes, beats]))
+        every = np.sort(np.concatenate([changes, beats]))
+        later = every >= t0
+        glitches = short.count_starts(every[:-1], every[1:])[later[1:]].tolist()
+        times = every[later]
         if not self.faults:
-            return times, [{"occupied": lv} for lv in seen.levels_at(times).tolist()]
-        times = times[~in_faults(self.faults, ("silence",), times)]
+            return times, [_bed(lv, g) for lv, g in zip(seen.levels_at(times).tolist(), glitches,
+                                                        strict=True)]
+        keep = ~in_faults(self.faults, ("silence",), times)
+        times = times[keep]
+        glitches = [g for g, k in zip(glitches, keep.tolist(), strict=True) if k]
         levels = seen.levels_at(times).tolist()
         cut = in_faults(self.faults, ("cut_cable",), times).tolist()
-        values: list[dict[str, float]] = [{"occupied": 0, "fault": 1} if c else {"occupied": lv}
-                                          for lv, c in zip(levels, cut, strict=True)]
+        values: list[dict[str, float]] = [
+            {"occupied": 0, "fault": 1} if c else _bed(lv, g)
+            for lv, c, g in zip(levels, cut, glitches, strict=True)]
         return times, values
+
+
+def _bed(occupied: int, glitches: int) -> dict[str, float]:
+    return {"occupied": occupied, "glitches": glitches} if glitches else {"occupied": occupied}

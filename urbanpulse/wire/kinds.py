@@ -34,6 +34,12 @@ class KindSpec:
         return self.name.replace(".", "_")
 
 
+# GPIO sensors: pulses the edge driver rejected as too short to be real (a contact
+# glitch, a false pulse picked up by the cable) since its previous reading. Sent only
+# when not 0.
+_GLITCHES = FieldSpec("pulses", required=False, low=0, high=1e6)
+
+
 def _kind(name: str, description: str, **fields: FieldSpec) -> KindSpec:
     return KindSpec(name, description, fields)
 
@@ -65,18 +71,23 @@ KINDS: dict[str, KindSpec] = {
             interval_s=FieldSpec("s", low=0.001, high=3600),
             speed_kmh=FieldSpec("km/h", required=False, low=0, high=300),
             length_m=FieldSpec("m", required=False, low=0, high=50),
+            glitches=_GLITCHES,
         ),
         _kind(
             "hospital.bed",
             "Bed-occupancy pad: occupied (1) or free (0); fault 1 when the NC cable is cut.",
             occupied=FieldSpec("bool", low=0, high=1),
             fault=FieldSpec("bool", required=False, low=0, high=1),
+            glitches=_GLITCHES,
         ),
         _kind(
             "hospital.door",
-            "Door counter: people entering over an interval (visits, ER arrivals).",
+            "Door counter: people entering over an interval (visits, ER arrivals); fault 1 "
+            "when a supervised beam's cable is cut.",
             count=FieldSpec("persons", low=0, high=100000),
             interval_s=FieldSpec("s", low=0.001, high=3600),
+            fault=FieldSpec("bool", required=False, low=0, high=1),
+            glitches=_GLITCHES,
         ),
         _kind(
             "hospital.queue",

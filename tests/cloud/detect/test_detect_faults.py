@@ -223,3 +223,30 @@ def test_a_monitor_pickled_midway_goes_on_exactly_as_the_original() -> None:
     b = [e for ts, v, i in rest for e in copy.update(ts, v, i)]
     assert a == b
     assert [e.fault for e in a] == [FaultType.STUCK]
+
+
+def test_glitches_from_the_edge_are_spikes_once_three_fall_within_an_hour() -> None:
+    monitor = FaultMonitor("traffic.loop", "glitches", sensor="x/lane")
+    at = [T0, T0 + 40 * STEP, T0 + 101 * STEP]  # never three within an hour
+    assert [e for t in at for e in monitor.update(t, 1.0)] == []
+    events = monitor.update(T0 + 120 * STEP, 2.0)  # 1 (at 101) + 2 within the hour
+    assert [e.fault for e in events] == [FaultType.SPIKE]
+    assert events[0].start == T0 + 101 * STEP
+    assert events[0].delay == 19 * STEP
+    assert monitor.update(T0 + 130 * STEP, 5.0) == []  # once per burst
+    # An hour without glitches re-arms the rule.
+    assert [e.fault for e in monitor.update(T0 + 200 * STEP, 3.0)] == [FaultType.SPIKE]
+
+
+def test_glitch_fields_have_no_silence_rule_and_zero_is_no_glitch() -> None:
+    for kind in ("hospital.bed", "hospital.door", "traffic.loop"):
+        monitor = FaultMonitor(kind, "glitches")
+        assert _feed(monitor, [0.0] * 200) == []
+        assert monitor.tick(T0 + 1000 * STEP) == []
+
+
+def test_a_cut_door_beam_cable_is_reported_on_its_first_fault_flag() -> None:
+    monitor = FaultMonitor("hospital.door", "fault", sensor="h/door")
+    events = _feed(monitor, [0.0, 0.0, 1.0, 1.0])
+    assert [e.fault for e in events] == [FaultType.CUT_CABLE]
+    assert events[0].start == T0 + 2 * STEP
