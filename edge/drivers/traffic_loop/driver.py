@@ -22,6 +22,9 @@ from edge.gpio.runtime import GpioDriver
 
 KIND = "traffic.loop"
 MAX_PULSE_DEBOUNCE_S = 0.05  # half the shortest pulse (100 ms) of a pulse-output card
+# Shortest real detection: a 1.2 m motorbike over a 2 m loop at 115 km/h lasts 0.1 s.
+# A pulse card's own pulses last 100-250 ms, so below that for "pulse" outputs.
+MIN_PULSE_S = {"presence": 0.1, "pulse": 0.05}
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +34,7 @@ class TrafficLoopParams:
     wiring: InputWiring = field(default_factory=InputWiring)
     interval_s: float = 60.0
     debounce_s: float = 0.02
+    min_pulse_s: float = MIN_PULSE_S["presence"]
     downstream_pin: int | None = None
     pair: LoopPair | None = None
 
@@ -54,6 +58,10 @@ def parse_params(raw: Mapping[str, Any], key: str) -> TrafficLoopParams:
     if output == "pulse" and debounce_s > MAX_PULSE_DEBOUNCE_S:
         raise f.error("debounce_s", f"must be <= {MAX_PULSE_DEBOUNCE_S} with output = "
                       "\"pulse\" (pulses last 100-250 ms)")
+    min_pulse_s = f.number("min_pulse_s", MIN_PULSE_S[output], 0.0, 1.0)
+    if output == "pulse" and min_pulse_s >= 0.1:
+        raise f.error("min_pulse_s", "must be below 0.1 with output = \"pulse\" (pulses "
+                      "last 100-250 ms)")
     distance = f.optional_number("loop_distance_m", 0.0, 100.0, low_inclusive=False)
     loop_length = f.optional_number("loop_length_m", 0.0, MAX_LENGTH_M, low_inclusive=False)
     min_speed = f.optional_number("min_speed_kmh", 0.0, MAX_SPEED_KMH, low_inclusive=False)
@@ -78,7 +86,8 @@ def parse_params(raw: Mapping[str, Any], key: str) -> TrafficLoopParams:
                         min_speed_kmh=low, max_speed_kmh=high)
     f.finish()
     return TrafficLoopParams(pin=pin, output=output, wiring=wiring, interval_s=interval_s,
-                             debounce_s=debounce_s, downstream_pin=downstream_pin, pair=pair)
+                             debounce_s=debounce_s, min_pulse_s=min_pulse_s,
+                             downstream_pin=downstream_pin, pair=pair)
 
 
 class TrafficLoopDriver(GpioDriver):
@@ -93,7 +102,8 @@ class TrafficLoopDriver(GpioDriver):
     async def start(self, levels: list[bool], now: float, emit: Emit) -> IntervalReactor:
         params = self.params
         self.logic = TrafficLoopLogic(mode=params.output, bounce_s=params.debounce_s,
-                                      levels=levels, t0=now, pair=params.pair)
+                                      levels=levels, t0=now, pair=params.pair,
+                                      min_pulse_s=params.min_pulse_s)
         self._run = IntervalReactor(self.logic, sensor_id=self.sensor_id, kind=KIND,
                                     interval_s=params.interval_s, clock=self.ctx.clock,
                                     now=now, emit=emit)

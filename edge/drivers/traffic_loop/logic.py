@@ -2,7 +2,9 @@
 
 Pure: fed with raw edges (line, level, monotonic time) and told when an interval ends.
 
-- Count: debounced rising edges of the (upstream) loop.
+- Count: debounced rising edges of the (upstream) loop. A detection shorter than
+  `min_pulse_s` is no vehicle but a glitch (see pulse_filter.py), counted in the
+  interval's `glitches` (both loops) instead.
 - Occupancy: the loop's on-time inside the interval / the interval's length. A vehicle on
   the loop at a boundary is split between the two intervals.
 - Pulse output (one 100-250 ms pulse per vehicle): count only, no occupancy.
@@ -19,6 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from edge.drivers.traffic_loop.pulse_filter import PulseFilter
 from edge.gpio.debounce import Debouncer
 
 Mode = Literal["presence", "pulse"]
@@ -55,6 +58,7 @@ class LoopInterval:
     speed_kmh: float | None = None
     length_m: float | None = None
     vehicles_measured: int = 0
+    glitches: int = 0
 
     def values(self) -> dict[str, float]:
         """The fields of a `traffic.loop` reading."""
@@ -65,6 +69,8 @@ class LoopInterval:
             out["speed_kmh"] = round(self.speed_kmh, 1)
         if self.length_m is not None:
             out["length_m"] = round(self.length_m, 2)
+        if self.glitches:
+            out["glitches"] = self.glitches
         return out
 
 
@@ -105,14 +111,17 @@ class _Measures:
 
 class TrafficLoopLogic:
     def __init__(self, *, mode: Mode, bounce_s: float, levels: Sequence[bool], t0: float,
-                 pair: LoopPair | None = None) -> None:
+                 pair: LoopPair | None = None, min_pulse_s: float = 0.0) -> None:
         lines = 2 if pair is not None else 1
         if len(levels) != lines:
             raise ValueError(f"expected {lines} initial levels, got {len(levels)}")
         self.mode = mode
         self.pair = pair
         self.bounce_s = bounce_s
-        self._debouncers = [Debouncer(bounce_s, level, t0) for level in levels]
+        self.min_pulse_s = min_pulse_s
+        self._filters = [PulseFilter(Debouncer(bounce_s, level, t0), min_pulse_s)
+                         for level in levels]
+        self._glitches_reported = 0
         self._accounts = [_LoopAccount(on=level, on_since=t0) for level in levels]
         self._start = t0
         self._edges: list[tuple[float, int, bool]] = []
@@ -124,29 +133,31 @@ class TrafficLoopLogic:
     @property
     def settle_s(self) -> float:
         """How long after an interval's end to close it: long enough for an edge begun
-        before the boundary to be confirmed by the debouncer (bounce plus margin)."""
-        return 2 * self.bounce_s + 0.05
+        before the boundary to be confirmed by the debouncer (bounce plus margin) and
+        by the minimum pulse length."""
+        return 2 * self.bounce_s + self.min_pulse_s + 0.05
 
     def feed(self, line: int, level: bool, t: float) -> None:
-        for edge in self._debouncers[line].feed(level, t):
+        for edge in self._filters[line].feed(level, t):
             self._edges.append((edge.t, line, edge.level))
 
     def poll(self, now: float) -> None:
-        for line, debouncer in enumerate(self._debouncers):
-            for edge in debouncer.poll(now):
+        for line, pulses in enumerate(self._filters):
+            for edge in pulses.poll(now):
                 self._edges.append((edge.t, line, edge.level))
 
     def next_deadline(self) -> float | None:
-        due = [d for d in (deb.deadline() for deb in self._debouncers) if d is not None]
+        due = [d for d in (f.deadline() for f in self._filters) if d is not None]
         return min(due) if due else None
 
     def level(self, line: int) -> bool:
-        """The debounced level of `line` (True: vehicle present / pulse on)."""
-        return self._debouncers[line].level
+        """The filtered level of `line` (True: vehicle present / pulse on)."""
+        return self._filters[line].level
 
     @property
     def glitches(self) -> int:
-        return sum(d.glitches for d in self._debouncers)
+        """Pulses too short to be real since start-up, both loops."""
+        return sum(f.glitches for f in self._filters)
 
     def close_interval(self, end: float, now: float) -> LoopInterval:
         """Account every confirmed edge before `end` and return the interval
@@ -174,7 +185,9 @@ class TrafficLoopLogic:
             speed_kmh=_mean(measures.speeds),
             length_m=_mean(measures.lengths),
             vehicles_measured=len(measures.speeds),
+            glitches=self.glitches - self._glitches_reported,
         )
+        self._glitches_reported += result.glitches
         for account in self._accounts:
             account.on_time = 0.0
             account.count = 0

@@ -75,6 +75,29 @@ def test_loop_pair_driver_reports_a_speed(gpio) -> None:
     asyncio.run(scenario())
 
 
+def test_driver_reports_pulses_too_short_for_a_vehicle_as_glitches(gpio) -> None:
+    # A minimum pulse of 0.5 s: a pin driven low and straight back high is a glitch.
+    params = parse_params({"pin": 17, "interval_s": 0.2, "debounce_s": 0.002,
+                           "min_pulse_s": 0.5}, "sensors[0]")
+    driver = build("loop-n1", params, DriverContext(pin_factory=gpio.provider))
+    pin = gpio.factory.pin(17)
+
+    async def scenario() -> None:
+        async with gpio.running(driver) as samples:
+            for i in range(1, 4):
+                await gpio.in_thread(lambda: (pin.drive_low(), pin.drive_high()))
+                await gpio.wait_until(lambda n=i: driver.describe()["glitches"] == n,
+                                      f"glitch {i} seen")
+            await gpio.wait_until(lambda: sum(s.values.get("glitches", 0) for s in samples) == 3,
+                                  "three glitches reported")
+        assert sum(s.values["count"] for s in samples) == 0
+        assert all(s.values["occupancy_pct"] == 0.0 for s in samples)
+        assert driver.describe()["glitches"] == 3
+        gpio.assert_contract(samples)
+
+    asyncio.run(scenario())
+
+
 def test_driver_without_pin_factory_fails_clearly() -> None:
     params = parse_params({"pin": 17}, "sensors[0]")
     driver = build("loop-n1", params, DriverContext())

@@ -253,3 +253,35 @@ def test_pulse_output_pair_gives_speed_but_no_length() -> None:
     assert result.count == 1
     assert result.speed_kmh == pytest.approx(36.0)
     assert result.length_m is None
+
+
+def test_detections_shorter_than_the_minimum_pulse_are_glitches_not_vehicles() -> None:
+    clock = FakeClock()
+    logic = make(clock, bounce_s=0.01, min_pulse_s=0.1)
+    for t in (3.0, 9.0, 15.0):  # false pulses of 50-90 ms
+        logic.feed(0, True, at(clock, t))
+        logic.feed(0, False, at(clock, t + 0.05 + (t - 3.0) / 300))
+    logic.feed(0, True, at(clock, 30.0))  # a motorbike, 0.2 s
+    logic.feed(0, False, at(clock, 30.2))
+    clock.advance(60.0 + logic.settle_s)
+    result = logic.close_interval(at(clock, 60.0), clock.monotonic())
+    assert result.count == 1
+    assert result.occupancy_pct == pytest.approx(100 * 0.2 / 60)  # timed from its onset
+    assert result.glitches == 3
+    assert result.values()["glitches"] == 3
+    clock.advance(60.0)
+    quiet = logic.close_interval(at(clock, 120.0), clock.monotonic())
+    assert quiet.glitches == 0
+    assert "glitches" not in quiet.values()  # sent only when not 0
+
+
+def test_a_held_onset_before_the_boundary_counts_in_its_own_interval() -> None:
+    clock = FakeClock()
+    logic = make(clock, bounce_s=0.01, min_pulse_s=0.1)
+    logic.feed(0, True, at(clock, 59.95))  # lasts past the boundary and the minimum
+    clock.advance(60.0 + logic.settle_s)
+    logic.poll(clock.monotonic())
+    first = logic.close_interval(at(clock, 60.0), clock.monotonic())
+    assert (first.count, first.glitches) == (1, 0)
+    assert first.occupancy_pct == pytest.approx(100 * 0.05 / 60)
+    assert logic.level(0) is True
