@@ -8,6 +8,7 @@ import json
 import signal
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from edge.config import load_config
@@ -16,6 +17,11 @@ from urbanpulse.errors import ConfigError, UrbanpulseError
 EXIT_OK = 0
 EXIT_CONFIG = 2
 EXIT_RUNTIME = 3
+
+# Blocking calls the event loop hands off (serial ports open and close in a thread): two
+# threads are enough for a node, where asyncio's default would start up to cores + 4, each
+# with its own stack and malloc arena in the agent's resident memory.
+IO_THREADS = 2
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -59,6 +65,7 @@ def _run(config: object, level: str) -> int:
     async def go() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
+        loop.set_default_executor(ThreadPoolExecutor(IO_THREADS, thread_name_prefix="edge-io"))
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         await Agent(config).run(stop)

@@ -9,6 +9,7 @@ import ssl
 from typing import TYPE_CHECKING
 
 from edge.config import MqttConfig
+from edge.deferred_imports import PAHO_UNUSED, defer
 from edge.errors import EdgeError
 
 if TYPE_CHECKING:
@@ -16,6 +17,7 @@ if TYPE_CHECKING:
 
 
 def make_client(client_id: str, cfg: MqttConfig) -> Client:
+    defer(*PAHO_UNUSED)
     from paho.mqtt.client import Client
     from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
