@@ -28,6 +28,8 @@ class BedPadParams:
     debounce_s: float = 0.05
     fault_delay_s: float = 1.0
     heartbeat_s: float = 60.0
+    # Getting into bed loads a pad for seconds; a shorter load is a false pulse.
+    min_pulse_s: float = 0.5
 
     @property
     def pins(self) -> tuple[int, ...]:
@@ -64,6 +66,7 @@ def parse_params(raw: Mapping[str, Any], key: str) -> BedPadParams:
         debounce_s=f.number("debounce_s", 0.05, 0.0, 1.0),
         fault_delay_s=f.number("fault_delay_s", 1.0, 0.0, 60.0),
         heartbeat_s=f.number("heartbeat_s", 60.0, 0.1, 3600.0),
+        min_pulse_s=f.number("min_pulse_s", 0.5, 0.0, 10.0),
     )
     f.finish()
     return params
@@ -79,14 +82,21 @@ class _BedRun:
             exit_tolerance_s=params.exit_tolerance_s, bounce_s=params.debounce_s,
             levels=levels, t0=now, supervision=params.supervision,
             fault_delay_s=params.fault_delay_s,
-            occupied_when_closed=params.occupied_when_closed)
+            occupied_when_closed=params.occupied_when_closed,
+            min_pulse_s=params.min_pulse_s)
+        self._glitches_sent = 0
         self.next_heartbeat = now
         self._send(self.logic.state, now)
 
     def _send(self, state: BedState, now: float) -> None:
         driver = self.driver
         driver.last_state = state
-        self.emit(Sample(driver.sensor_id, KIND, state.values(), driver.ctx.clock.now()))
+        values = state.values()
+        glitches = self.logic.glitches - self._glitches_sent
+        if glitches:
+            values["glitches"] = glitches
+            self._glitches_sent += glitches
+        self.emit(Sample(driver.sensor_id, KIND, values, driver.ctx.clock.now()))
         self.next_heartbeat = now + driver.params.heartbeat_s
 
     async def on_edge(self, edge: RawEdge) -> None:

@@ -5,7 +5,9 @@ Pure: fed with raw edges (line, contact closed?, monotonic time) and polled at
 
 - Line 0 is the pad's contact; `occupied_when_closed` says which contact state means a
   patient is in bed (NC wiring: closed while occupied, the fail-safe choice).
-- Occupied is reported as soon as the (debounced) pad says so; free only once the pad has
+- A load shorter than `min_pulse_s` is no patient but a glitch (see pulse_filter.py),
+  counted in `glitches`.
+- Occupied is reported as soon as the (debounced, filtered) pad says so; free only once the pad has
   read free for `exit_tolerance_s` without interruption, so a patient shifting their
   weight is not an exit.
 - Supervision (line 1), because a cut NC cable reads exactly like an empty bed:
@@ -26,6 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from edge.drivers.traffic_loop.pulse_filter import PulseFilter
 from edge.gpio.debounce import Debouncer, Edge
 
 Supervision = Literal["none", "loopback", "changeover"]
@@ -48,7 +51,7 @@ class BedState:
 class BedPadLogic:
     def __init__(self, *, exit_tolerance_s: float, bounce_s: float, levels: Sequence[bool],
                  t0: float, supervision: Supervision = "none", fault_delay_s: float = 1.0,
-                 occupied_when_closed: bool = True) -> None:
+                 occupied_when_closed: bool = True, min_pulse_s: float = 0.0) -> None:
         lines = 1 if supervision == "none" else 2
         if len(levels) != lines:
             raise ValueError(f"expected {lines} initial levels, got {len(levels)}")
@@ -56,7 +59,12 @@ class BedPadLogic:
         self.fault_delay_s = fault_delay_s
         self.supervision = supervision
         self.occupied_when_closed = occupied_when_closed
-        self._debouncers = [Debouncer(bounce_s, level, t0) for level in levels]
+        # The pad's line holds back loads shorter than min_pulse_s; the supervision line
+        # has no pulses to filter.
+        self._filters = [PulseFilter(Debouncer(bounce_s, level, t0),
+                                     min_pulse_s if line == PAD else 0.0,
+                                     active=occupied_when_closed if line == PAD else True)
+                         for line, level in enumerate(levels)]
         self._closed = list(levels)
         self._free_since: float | None = None
         condition = self._fault_condition()
@@ -68,21 +76,22 @@ class BedPadLogic:
 
     @property
     def glitches(self) -> int:
-        return sum(d.glitches for d in self._debouncers)
+        """Pad loads too short to be a patient, and dropped bursts, since start-up."""
+        return sum(f.glitches for f in self._filters)
 
     def closed(self, line: int) -> bool:
         """Debounced contact state of `line`."""
         return self._closed[line]
 
     def feed(self, line: int, closed: bool, t: float) -> list[BedState]:
-        edges = [(e, line) for e in self._debouncers[line].feed(closed, t)]
+        edges = [(e, line) for e in self._filters[line].feed(closed, t)]
         return self._advance(edges, t)
 
     def poll(self, now: float) -> list[BedState]:
         return self._advance([], now)
 
     def next_deadline(self) -> float | None:
-        due = [d for d in (deb.deadline() for deb in self._debouncers) if d is not None]
+        due = [d for d in (f.deadline() for f in self._filters) if d is not None]
         if self._condition_since is not None:
             if not self.state.fault:
                 due.append(self._condition_since + self.fault_delay_s)
@@ -101,8 +110,8 @@ class BedPadLogic:
         return False
 
     def _advance(self, edges: list[tuple[Edge, int]], now: float) -> list[BedState]:
-        for line, debouncer in enumerate(self._debouncers):
-            edges += [(e, line) for e in debouncer.poll(now)]
+        for line, pulses in enumerate(self._filters):
+            edges += [(e, line) for e in pulses.poll(now)]
         changes: list[BedState] = []
         for edge, line in sorted(edges, key=lambda item: item[0].t):
             self._closed[line] = edge.level

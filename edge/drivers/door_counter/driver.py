@@ -24,6 +24,8 @@ class DoorCounterParams:
     wiring: InputWiring = field(default_factory=InputWiring)
     interval_s: float = 60.0
     debounce_s: float = 0.03
+    # A walking adult breaks a beam for 0.2-0.6 s; a false pulse on the cable is shorter.
+    min_pulse_s: float = 0.1
 
     @property
     def pins(self) -> tuple[int, ...]:
@@ -41,6 +43,7 @@ def parse_params(raw: Mapping[str, Any], key: str) -> DoorCounterParams:
         wiring=f.wiring(),
         interval_s=f.number("interval_s", 60.0, 0.1, 3600.0),
         debounce_s=f.number("debounce_s", 0.03, 0.0, 0.5),
+        min_pulse_s=f.number("min_pulse_s", 0.1, 0.0, 1.0),
     )
     f.finish()
     return params
@@ -56,7 +59,8 @@ class DoorCounterDriver(GpioDriver):
         self._run: IntervalReactor | None = None
 
     async def start(self, levels: list[bool], now: float, emit: Emit) -> IntervalReactor:
-        self.logic = DoorCounter(bounce_s=self.params.debounce_s, levels=levels, t0=now)
+        self.logic = DoorCounter(bounce_s=self.params.debounce_s, levels=levels, t0=now,
+                                 min_pulse_s=self.params.min_pulse_s)
         self._run = IntervalReactor(self.logic, sensor_id=self.sensor_id, kind=KIND,
                                     interval_s=self.params.interval_s, clock=self.ctx.clock,
                                     now=now, emit=emit)

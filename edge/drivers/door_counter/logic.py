@@ -8,6 +8,8 @@ Pure: fed with raw edges (line, beam broken?, monotonic time), closed per interv
   entry when the first beam broken was the outer one and the last one still broken was
   the inner one; an exit the other way round; anything else (a person who stepped in and
   turned back) counts as neither. A crossing counts in the interval in which it ends.
+- A break shorter than `min_pulse_s` is nobody (see pulse_filter.py): it is counted in
+  the interval's `glitches` instead.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from edge.drivers.traffic_loop.pulse_filter import PulseFilter
 from edge.gpio.debounce import Debouncer
 
 OUTER, INNER = 0, 1
@@ -29,18 +32,26 @@ class DoorInterval:
     interval_s: float
     exits: int = 0         # two beams only
     turned_back: int = 0   # two beams only
+    glitches: int = 0      # breaks too short to be a person
 
     def values(self) -> dict[str, float]:
         """The fields of a `hospital.door` reading."""
-        return {"count": self.count, "interval_s": round(self.interval_s, 3)}
+        out: dict[str, float] = {"count": self.count, "interval_s": round(self.interval_s, 3)}
+        if self.glitches:
+            out["glitches"] = self.glitches
+        return out
 
 
 class DoorCounter:
-    def __init__(self, *, bounce_s: float, levels: Sequence[bool], t0: float) -> None:
+    def __init__(self, *, bounce_s: float, levels: Sequence[bool], t0: float,
+                 min_pulse_s: float = 0.0) -> None:
         if len(levels) not in (1, 2):
             raise ValueError("a door counter has one or two beams")
         self.bounce_s = bounce_s
-        self._debouncers = [Debouncer(bounce_s, level, t0) for level in levels]
+        self.min_pulse_s = min_pulse_s
+        self._filters = [PulseFilter(Debouncer(bounce_s, level, t0), min_pulse_s)
+                         for level in levels]
+        self._glitches_reported = 0
         self._broken = list(levels)
         self._edges: list[tuple[float, int, bool]] = []
         self._start = t0
@@ -54,31 +65,32 @@ class DoorCounter:
 
     @property
     def directional(self) -> bool:
-        return len(self._debouncers) == 2
+        return len(self._filters) == 2
 
     @property
     def settle_s(self) -> float:
         """How long after an interval's end to close it (see TrafficLoopLogic.settle_s)."""
-        return 2 * self.bounce_s + 0.05
+        return 2 * self.bounce_s + self.min_pulse_s + 0.05
 
     @property
     def glitches(self) -> int:
-        return sum(d.glitches for d in self._debouncers)
+        """Breaks too short to be a person since start-up, every beam."""
+        return sum(f.glitches for f in self._filters)
 
     def broken(self, line: int) -> bool:
-        return self._debouncers[line].level
+        return self._filters[line].level
 
     def feed(self, line: int, broken: bool, t: float) -> None:
-        for edge in self._debouncers[line].feed(broken, t):
+        for edge in self._filters[line].feed(broken, t):
             self._edges.append((edge.t, line, edge.level))
 
     def poll(self, now: float) -> None:
-        for line, debouncer in enumerate(self._debouncers):
-            for edge in debouncer.poll(now):
+        for line, pulses in enumerate(self._filters):
+            for edge in pulses.poll(now):
                 self._edges.append((edge.t, line, edge.level))
 
     def next_deadline(self) -> float | None:
-        due = [d for d in (deb.deadline() for deb in self._debouncers) if d is not None]
+        due = [d for d in (f.deadline() for f in self._filters) if d is not None]
         return min(due) if due else None
 
     def close_interval(self, end: float, now: float) -> DoorInterval:
@@ -90,7 +102,9 @@ class DoorCounter:
             self._apply(line, broken)
         entries, exits, turned_back = self._counts
         self._counts = [0, 0, 0]
-        result = DoorInterval(entries, end - self._start, exits, turned_back)
+        glitches = self.glitches - self._glitches_reported
+        self._glitches_reported += glitches
+        result = DoorInterval(entries, end - self._start, exits, turned_back, glitches)
         self._start = end
         return result
 

@@ -65,3 +65,23 @@ def test_active_high_contact_on_a_pull_up_is_inverted_correctly(gpio) -> None:
             await gpio.wait_until(lambda: samples[-1].values == {"occupied": 1}, "back")
 
     asyncio.run(scenario())
+
+
+def test_loads_too_short_for_a_patient_go_out_as_glitches_in_the_next_reading(gpio) -> None:
+    params = parse_params({"pin": 22, "debounce_s": 0.002, "min_pulse_s": 0.5,
+                           "heartbeat_s": 0.1}, "sensors[0]")
+    driver = build("bed-02", params, DriverContext(pin_factory=gpio.provider))
+    pad = gpio.factory.pin(22)
+
+    async def scenario() -> None:
+        async with gpio.running(driver) as samples:
+            for i in range(1, 3):
+                await gpio.in_thread(lambda: (pad.drive_low(), pad.drive_high()))
+                await gpio.wait_until(lambda n=i: driver.describe()["glitches"] == n,
+                                      f"glitch {i} seen")
+            await gpio.wait_until(lambda: sum(s.values.get("glitches", 0) for s in samples) == 2,
+                                  "two glitches sent")
+        assert all(s.values["occupied"] == 0 for s in samples)
+        gpio.assert_contract(samples)
+
+    asyncio.run(scenario())

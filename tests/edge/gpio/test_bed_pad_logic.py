@@ -201,3 +201,16 @@ def test_wrong_number_of_levels_is_refused() -> None:
     with pytest.raises(ValueError, match="2 initial levels"):
         BedPadLogic(exit_tolerance_s=1, bounce_s=0, levels=[True], t0=0,
                     supervision="loopback")
+
+
+def test_a_load_shorter_than_the_minimum_pulse_is_a_glitch_not_a_patient() -> None:
+    bed = Bed(FakeClock(), levels=[False], min_pulse_s=0.5)
+    bed.set(5.0, PAD, True)
+    bed.set(5.15, PAD, False)   # a 150 ms false pulse on an empty bed
+    bed.run_deadlines(20.0)
+    assert bed.changes == []
+    assert bed.logic.glitches == 1
+    bed.set(30.0, PAD, True)    # a patient gets in
+    bed.run_deadlines(40.0)
+    assert bed.changes == [(30.5, BedState(True))]  # confirmed once it lasted 0.5 s
+    assert bed.logic.glitches == 1

@@ -60,3 +60,23 @@ def test_one_beam_door_counts_every_break(gpio) -> None:
         gpio.assert_contract(samples)
 
     asyncio.run(scenario())
+
+
+def test_door_reports_breaks_too_short_for_a_person_as_glitches(gpio) -> None:
+    params = parse_params({"pin": 12, "interval_s": 0.2, "debounce_s": 0.002,
+                           "min_pulse_s": 0.5}, "sensors[0]")
+    driver = build("door-1", params, DriverContext(pin_factory=gpio.provider))
+    beam = gpio.factory.pin(12)
+
+    async def scenario() -> None:
+        async with gpio.running(driver) as samples:
+            for i in range(1, 3):
+                await gpio.in_thread(lambda: (beam.drive_low(), beam.drive_high()))
+                await gpio.wait_until(lambda n=i: driver.describe()["glitches"] == n,
+                                      f"glitch {i} seen")
+            await gpio.wait_until(lambda: sum(s.values.get("glitches", 0) for s in samples) == 2,
+                                  "two glitches reported")
+        assert sum(s.values["count"] for s in samples) == 0
+        gpio.assert_contract(samples)
+
+    asyncio.run(scenario())

@@ -35,8 +35,8 @@ def test_one_beam_counts_every_break_and_filters_bounce() -> None:
                      (5.0, OUT, True), (5.01, OUT, False), (5.02, OUT, True), (5.5, OUT, False),
                      (9.0, OUT, True), (9.005, OUT, False)])   # a 5 ms flicker: not a person
     result = close(counter, clock, 60.0)
-    assert result == DoorInterval(count=2, interval_s=60.0)
-    assert result.values() == {"count": 2, "interval_s": 60.0}
+    assert result == DoorInterval(count=2, interval_s=60.0, glitches=1)
+    assert result.values() == {"count": 2, "interval_s": 60.0, "glitches": 1}
     assert counter.glitches == 1
 
 
@@ -86,3 +86,26 @@ def test_a_crossing_under_way_at_start_up_is_not_counted() -> None:
 def test_three_beams_are_refused() -> None:
     with pytest.raises(ValueError, match="one or two"):
         DoorCounter(bounce_s=0, levels=[False] * 3, t0=0)
+
+
+def test_breaks_shorter_than_the_minimum_pulse_are_glitches_not_people() -> None:
+    clock = FakeClock()
+    counter = DoorCounter(bounce_s=0.01, levels=[False], t0=clock.monotonic(), min_pulse_s=0.1)
+    script(counter, [(5.0, 0, True), (5.06, 0, False),     # a false pulse, 60 ms
+                     (9.0, 0, True), (9.3, 0, False),      # a person, 0.3 s
+                     (59.97, 0, True), (60.04, 0, False)])  # a glitch across the boundary
+    first = close(counter, clock, 60.0)
+    assert (first.count, first.glitches) == (1, 2)
+    assert first.values() == {"count": 1, "interval_s": 60.0, "glitches": 2}
+    second = close(counter, clock, 120.0)
+    assert (second.count, second.glitches) == (0, 0)
+    assert "glitches" not in second.values()
+
+
+def test_two_beams_with_a_minimum_pulse_still_tell_entries_from_exits() -> None:
+    clock = FakeClock()
+    counter = DoorCounter(bounce_s=0.01, levels=[False, False], t0=clock.monotonic(),
+                          min_pulse_s=0.1)
+    script(counter, entry(2.0) + exit_(10.0) + entry(20.0) + [(30.0, OUT, True), (30.05, OUT, False)])
+    result = close(counter, clock, 60.0)
+    assert (result.count, result.exits, result.glitches) == (2, 1, 1)
