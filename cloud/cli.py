@@ -17,7 +17,7 @@ from cloud.errors import CloudError
 from urbanpulse.errors import ConfigError, UrbanpulseError
 
 if TYPE_CHECKING:
-    from cloud.ingest import Ingest
+    from cloud.ingest import Ingest, IngestProcess
 
 EXIT_CONFIG = 2
 EXIT_RUNTIME = 3
@@ -33,6 +33,8 @@ def _parser() -> argparse.ArgumentParser:
     ing = sub.add_parser("ingest", help="MQTT to the journal only")
     ing.add_argument("--config", type=Path, required=True)
     ing.add_argument("--instance", default="i0")
+    ing.add_argument("--until-stdin-closes", action="store_true",
+                     help="stop at EOF on stdin (how `cloud run` ties its ingest children to itself)")
     init = sub.add_parser("init-db", help="create the database and retention policies")
     init.add_argument("--config", type=Path, required=True)
     init.add_argument("--admin-user", default="admin")
@@ -58,8 +60,9 @@ def main(argv: list[str]) -> int:
         if args.cmd == "init-db":
             return _init_db(cfg, args.admin_user, args.admin_password_file)
         if args.cmd == "ingest":
-            return _ingest_only(cfg, args.instance)
-        return run(cfg, ingest=not args.no_ingest, process_id=args.process_id)
+            return _ingest_only(cfg, args.instance, args.until_stdin_closes)
+        return run(cfg, ingest=not args.no_ingest, process_id=args.process_id,
+                   config_path=args.config)
     except UrbanpulseError as exc:
         print(f"urbanpulse cloud {args.cmd}: {exc}", file=sys.stderr)
         return EXIT_RUNTIME
@@ -89,11 +92,15 @@ def _start_ingest(cfg: CloudConfig, instance: str) -> Ingest:
     return ingest
 
 
-def _ingest_only(cfg: CloudConfig, instance: str) -> int:
+def _ingest_only(cfg: CloudConfig, instance: str, until_stdin_closes: bool = False) -> int:
     import threading
+
+    from cloud.ingest import stop_when_stdin_closes
 
     stop = threading.Event()
     _on_signals(stop.set)
+    if until_stdin_closes:
+        stop_when_stdin_closes(stop.set)
     ingest = _start_ingest(cfg, instance)
     stop.wait()
     ingest.stop()
@@ -108,7 +115,21 @@ def _on_signals(action: Callable[[], None]) -> None:
     signal.signal(signal.SIGINT, handler)
 
 
-def run(cfg: CloudConfig, *, ingest: bool = True, process_id: int | None = None) -> int:
+def _start_ingest_processes(cfg: CloudConfig, config_path: Path | None, instances: list[str]
+                            ) -> list[IngestProcess]:
+    from cloud.ingest import IngestProcess, make_ingest_client
+
+    if config_path is None:
+        raise CloudError("flow.ingest_mode = 'process' needs the config file's path")
+    make_ingest_client(cfg.mqtt, cfg.mqtt.client_id)  # refuse a bad password or CA file here
+    children = [IngestProcess(config_path, instance) for instance in instances]
+    for child in children:
+        child.start()
+    return children
+
+
+def run(cfg: CloudConfig, *, ingest: bool = True, process_id: int | None = None,
+        config_path: Path | None = None) -> int:
     from bytewax.recovery import RecoveryConfig, init_db_dir
     from bytewax.run import cli_main
 
@@ -118,10 +139,13 @@ def run(cfg: CloudConfig, *, ingest: bool = True, process_id: int | None = None)
     pid = cfg.flow.process_id if process_id is None else process_id
     processes = max(1, len(cfg.flow.addresses))
     partitions = partition_names(max(cfg.flow.ingest_instances, processes))
-    ingests = []
+    ingests: list[Ingest | IngestProcess] = []
     if ingest:
         mine = [p for n, p in enumerate(partitions) if n % processes == (pid or 0)]
-        ingests = [_start_ingest(cfg, p) for p in mine]
+        if cfg.flow.ingest_mode == "process":
+            ingests.extend(_start_ingest_processes(cfg, config_path, mine))
+        else:
+            ingests.extend(_start_ingest(cfg, p) for p in mine)
     recovery = None
     if cfg.flow.recovery:
         rdir = cfg.recovery_dir

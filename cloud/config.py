@@ -68,6 +68,7 @@ class FlowSettings:
     aggregate_horizon_s: int
     journal_retention_s: int
     ingest_instances: int
+    ingest_mode: str
     dead_letter_max_bytes: int
     detect: bool
 
@@ -89,6 +90,9 @@ class CloudConfig:
         return self.state_dir / "recovery"
 
 
+# "process": `cloud run` starts each ingest as a child process (own interpreter, own GIL);
+# "thread": inside the dataflow's process (fewer processes, slower under load).
+INGEST_MODES = ("process", "thread")
 _DURATION = re.compile(r"(INF|\d+[hdw])")
 
 
@@ -173,12 +177,16 @@ def parse_cloud_config(raw: Mapping[str, Any]) -> CloudConfig:
     s = _table(raw, "state", {"dir"})
     f = _table(raw, "flow", {"workers", "process_id", "addresses", "epoch_interval_s",
                              "backup_interval_s", "recovery", "aggregate_horizon_s",
-                             "journal_retention_s", "ingest_instances", "dead_letter_max_bytes",
-                             "detect"})
+                             "journal_retention_s", "ingest_instances", "ingest_mode",
+                             "dead_letter_max_bytes", "detect"})
     addresses = typed(f, "addresses", "flow", list, [])
     if not all(isinstance(a, str) and re.fullmatch(r"[^:\s]+:\d+", a) for a in addresses):
         raise ConfigError("flow.addresses", "must be a list of 'host:port' strings")
     pid = typed(f, "process_id", "flow", int, None)
+    ingest_mode = typed(f, "ingest_mode", "flow", str, "process")
+    if ingest_mode not in INGEST_MODES:
+        raise ConfigError("flow.ingest_mode",
+                          f"must be one of {', '.join(INGEST_MODES)}, got {ingest_mode!r}")
     if addresses and (pid is None or not 0 <= pid < len(addresses)):
         raise ConfigError("flow.process_id", f"must be in [0, {len(addresses)}) with addresses set")
     flow = FlowSettings(
@@ -195,6 +203,7 @@ def parse_cloud_config(raw: Mapping[str, Any]) -> CloudConfig:
         journal_retention_s=_min(typed(f, "journal_retention_s", "flow", int, 86400),
                                  "flow.journal_retention_s", 60),
         ingest_instances=_min(typed(f, "ingest_instances", "flow", int, 1), "flow.ingest_instances", 1),
+        ingest_mode=ingest_mode,
         dead_letter_max_bytes=_min(typed(f, "dead_letter_max_bytes", "flow", int, 4096),
                                    "flow.dead_letter_max_bytes", 64),
         detect=typed(f, "detect", "flow", bool, True),

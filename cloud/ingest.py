@@ -8,10 +8,15 @@ dataflow removes.
 from __future__ import annotations
 
 import logging
+import os
 import ssl
+import subprocess
+import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cloud.config import CloudMqtt
@@ -179,3 +184,86 @@ class Ingest:
         for topic, ids in by_node.items():
             self.client.publish(topic, encode_ack(ids), qos=1)
             self.stats.acks_sent += len(ids)
+
+
+class IngestProcess:
+    """`urbanpulse cloud ingest` in a child process, so that MQTT and journal commits do not
+    share the dataflow's interpreter (and GIL). The journal is the hand-off, so nothing
+    crosses between the two processes but files.
+
+    The child's stdin is a pipe from this process and the child stops when it reads EOF:
+    it ends with its parent however the parent ends, SIGKILL included, and a restarted
+    processor never races an orphan for the same MQTT session. A child that exits on its
+    own is restarted with backoff by `supervise`.
+    """
+
+    RESTART_MIN_S = 1.0
+    RESTART_MAX_S = 30.0
+    STOP_TIMEOUT_S = 15.0
+
+    def __init__(self, config_path: Path, instance: str) -> None:
+        self.config_path = config_path
+        self.instance = instance
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.restarts = 0
+        self._stopping = threading.Event()
+        self._watch: threading.Thread | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return None if self.proc is None else self.proc.pid
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "urbanpulse.cli", "cloud", "ingest", "--config",
+             str(self.config_path), "--instance", self.instance, "--until-stdin-closes"],
+            stdin=subprocess.PIPE)
+        if self._watch is None:
+            self._watch = threading.Thread(target=self._supervise, name=f"watch-{self.instance}",
+                                           daemon=True)
+            self._watch.start()
+
+    def _supervise(self) -> None:
+        delay = self.RESTART_MIN_S
+        while not self._stopping.is_set():
+            proc = self.proc
+            if proc is not None and proc.poll() is not None:
+                log.error("ingest %s exited with %s; restarting in %.0f s", self.instance,
+                          proc.returncode, delay)
+                if self._stopping.wait(delay):
+                    return
+                delay = min(self.RESTART_MAX_S, delay * 2)
+                self.restarts += 1
+                self.start()
+            self._stopping.wait(0.5)
+
+    def stop(self) -> None:
+        self._stopping.set()
+        proc = self.proc
+        if proc is None or proc.poll() is not None:
+            return
+        if proc.stdin is not None:
+            proc.stdin.close()  # EOF: the child commits what it holds and disconnects
+        try:
+            proc.wait(self.STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(self.STOP_TIMEOUT_S)
+
+
+def stop_when_stdin_closes(stop: Callable[[], None]) -> threading.Thread:
+    """Call `stop` once stdin reaches EOF (the parent closed the pipe, or died)."""
+
+    def watch() -> None:
+        # os.read, not sys.stdin: a daemon thread blocked in a buffered read holds the
+        # buffer's lock and makes interpreter shutdown abort.
+        try:
+            while os.read(0, 4096):
+                pass
+        except OSError:
+            pass  # stdin closed under us: the same as EOF
+        stop()
+
+    thread = threading.Thread(target=watch, name="parent-watch", daemon=True)
+    thread.start()
+    return thread

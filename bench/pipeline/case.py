@@ -19,6 +19,7 @@ from bench.pipeline.observe import (
     CpuSample,
     InfluxCounter,
     JournalCounter,
+    child_pids,
     cpu_sample,
     merged_acks,
     reached_at,
@@ -141,6 +142,7 @@ def run_case(spec: CaseSpec, workload: Workload, workdir: Path) -> CaseResult:
                                          f"see {workdir}/pub*.log")
             time.sleep(0.05)
         pids = {**{k: [v] for k, v in stack.pids().items()}, "processor": [processor.pid],
+                "ingest": child_pids(processor.pid),
                 "publishers": [p.pid for p, _, _ in publishers]}
         journal = JournalCounter(workdir / "state" / "journal", workload.messages)
         with stack.reader() as reader:

@@ -115,6 +115,21 @@ def reached_at(curve: list[tuple[float, int]], value: int) -> float | None:
     return curve[i][0] if i < len(curve) else None
 
 
+def child_pids(pid: int) -> list[int]:
+    """The direct children of `pid` (e.g. the ingest processes `cloud run` starts)."""
+    out: list[int] = []
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return out
+    for task in tasks:
+        try:
+            out.extend(int(c) for c in (task / "children").read_text().split())
+        except OSError:
+            continue  # the thread ended between listing and reading
+    return sorted(set(out))
+
+
 @dataclass
 class CpuSample:
     t: float

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from bench.pipeline.case import CaseResult
 
+CPU_GROUPS = ("processor", "ingest", "mosquitto", "influxd", "publishers")
 COLUMNS = ("offered/s", "detect", "readings", "broker/s", "journal/s", "InfluxDB/s",
            "InfluxDB/s while publishing", "lag p50 s", "lag max s", "drain s", "lost",
-           "CPU cores: processor / mosquitto / influxd / publishers")
+           "CPU cores: " + " / ".join(CPU_GROUPS))
 
 
 def _num(value: float | None) -> str:
@@ -28,6 +29,6 @@ def markdown_table(results: list[CaseResult]) -> str:
             _num(r.journal_rate), _num(r.written_rate), _num(r.written_rate_while_publishing),
             _num(r.lag_p50_s), _num(r.lag_max_s), _num(r.drain_after_publish_s),
             _loss(r, lost),
-            " / ".join(f"{cpu.get(k, 0):.2f}" for k in ("processor", "mosquitto", "influxd", "publishers")),
+            " / ".join(f"{cpu.get(k, 0):.2f}" for k in CPU_GROUPS),
         ]) + " |")
     return "\n".join(lines)
