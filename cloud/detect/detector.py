@@ -7,7 +7,9 @@ For each value it combines two views (see docs/anomaly-detection.md):
   its negation) are each ranked against their own last `history` values
   (`TailHistory`); the largest surprise s gives `1 - exp(-s / 8)`;
 * context novelty: the share of never-seen contexts of quantised values
-  (`ContextNovelty`).
+  (`ContextNovelty`), raised to `record_jump_novelty` when the jump is larger than
+  every jump since the series began (a step never seen is new even when the values
+  on both sides of it are not).
 
 The score is `novelty_weight * novelty + (1 - novelty_weight) * tail`, 0 during the
 first `warmup` values, and 0 again while it is not higher than every score of the
@@ -49,6 +51,7 @@ class DetectorSettings:
     learn: int = 150
     coarsen: float = 2.5
     memory_capacity: int = 2500
+    record_jump_novelty: float = 0.7
     novelty_weight: float = 0.65
     refractory: int = 20
     damp_level: float = 0.75
@@ -68,6 +71,7 @@ class DetectorSettings:
             "learn": self.learn >= 2,
             "coarsen": self.coarsen >= 1.0,
             "memory_capacity": self.memory_capacity >= 1,
+            "record_jump_novelty": 0.0 <= self.record_jump_novelty <= 1.0,
             "novelty_weight": 0.0 <= self.novelty_weight <= 1.0,
             "refractory": self.refractory >= 0,
             "damp_level": 0.0 <= self.damp_level <= 1.0,
@@ -101,6 +105,7 @@ class AnomalyDetector:
         self._novelty = ContextNovelty(
             s.levels, s.orders, s.learn, s.coarsen, s.memory_capacity
         )
+        self._jump_record = -math.inf
         self._last_scores: deque[float] = deque(maxlen=max(s.refractory, 1))
         self._since_alert = s.damp_span + 1
 
@@ -118,9 +123,13 @@ class AnomalyDetector:
         recent = self._recent
         recent.append(value)
         stats: list[tuple[int, float]] = [(0, value), (1, -value)]
+        record_jump = False
         if len(recent) > s.jump_span:
             previous = sorted(list(recent)[-s.jump_span - 1 : -1])
-            stats.append((2, abs(value - previous[len(previous) // 2])))
+            jump = abs(value - previous[len(previous) // 2])
+            stats.append((2, jump))
+            record_jump = jump > self._jump_record
+            self._jump_record = max(self._jump_record, jump)
         if len(recent) >= s.mean_span:
             mean = sum(list(recent)[-s.mean_span :]) / s.mean_span
             stats += [(3, mean), (4, -mean)]
@@ -131,6 +140,8 @@ class AnomalyDetector:
             tail.push(stat)
         tail_score = 1.0 - math.exp(-surprise / SURPRISE_SCALE)
         novelty = self._novelty.update(value)
+        if record_jump and self.count > s.warmup:
+            novelty = max(novelty, s.record_jump_novelty)
         score = s.novelty_weight * novelty + (1.0 - s.novelty_weight) * tail_score
         if self.count < s.warmup:
             return 0.0

@@ -158,3 +158,25 @@ def test_a_second_alert_soon_after_the_first_is_damped() -> None:
     far = _scores(AnomalyDetector(), later)
     far_plain = _scores(AnomalyDetector(replace(DetectorSettings(), damp_factor=1.0)), later)
     assert far[1800] == far_plain[1800] >= settings_.damp_level
+
+
+def test_a_jump_larger_than_any_before_counts_as_novel() -> None:
+    # A repeated ramp down from 60 to 40 and back up in one step: its largest jump
+    # (against the median of the 5 values before) is 15. Then the series rests at 40,
+    # long enough for the scores of the rest's start to leave the refractory window,
+    # and steps to 60: a jump of 20, larger than any before, to a value and short
+    # contexts (40, 40, 60) already seen; only the contexts of orders 4 and 5 are new.
+    motif = [60.0, 55.0, 50.0, 45.0, 40.0, 40.0]
+    values = motif * 200 + [40.0] * 60 + [60.0]
+    jump_at = len(values) - 1
+    with_record = _scores(AnomalyDetector(), values)
+    plain = AnomalyDetector(replace(DetectorSettings(), record_jump_novelty=0.0))
+    without = _scores(plain, values)
+    assert with_record[:jump_at] == without[:jump_at]
+    assert with_record[jump_at] > without[jump_at]
+    assert with_record[jump_at] >= DetectorSettings().novelty_weight * 0.7
+
+
+def test_record_jump_novelty_is_checked() -> None:
+    with pytest.raises(DetectError, match="record_jump_novelty"):
+        DetectorSettings(record_jump_novelty=1.5)
