@@ -25,7 +25,8 @@ def string_field(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
-def _head(measurement: str, tags: Mapping[str, str]) -> str:
+def series_head(measurement: str, tags: Mapping[str, str]) -> str:
+    """Measurement and sorted tags, escaped (cached): everything before the fields."""
     key = (measurement, tuple(tags.items()))
     head = _heads.get(key)
     if head is None:
@@ -37,7 +38,8 @@ def _head(measurement: str, tags: Mapping[str, str]) -> str:
     return head
 
 
-def _key(name: str) -> str:
+def field_key(name: str) -> str:
+    """A field key, escaped for line protocol (cached)."""
     escaped = _keys.get(name)
     if escaped is None:
         if len(_keys) >= _CACHE_MAX:
@@ -53,15 +55,22 @@ def line(measurement: str, tags: Mapping[str, str], fields: Mapping[str, float |
     for k, v in fields.items():
         t = type(v)
         if t is float:
-            parts.append(f"{_key(k)}={v!r}")
+            parts.append(f"{field_key(k)}={v!r}")
         elif t is int:
-            parts.append(f"{_key(k)}={v}i")
+            parts.append(f"{field_key(k)}={v}i")
         elif t is bool:
-            parts.append(f"{_key(k)}={'true' if v else 'false'}")
+            parts.append(f"{field_key(k)}={'true' if v else 'false'}")
         elif isinstance(v, numbers.Integral):  # e.g. numpy's int64
-            parts.append(f"{_key(k)}={int(v)}i")
+            parts.append(f"{field_key(k)}={int(v)}i")
         elif isinstance(v, numbers.Real):  # e.g. numpy's float64
-            parts.append(f"{_key(k)}={float(v)!r}")
+            parts.append(f"{field_key(k)}={float(v)!r}")
         else:
-            parts.append(f"{_key(k)}={string_field(str(v))}")
-    return f"{_head(measurement, tags)} {','.join(parts)} {ts_ns}"
+            parts.append(f"{field_key(k)}={string_field(str(v))}")
+    return f"{series_head(measurement, tags)} {','.join(parts)} {ts_ns}"
+
+
+def float_fields(values: Mapping[str, float]) -> str:
+    """Numeric reading values as float fields, in their order (what `line` makes of them
+    after float()), for the hot path that writes one raw point per reading."""
+    keys = _keys
+    return ",".join([f"{keys.get(k) or field_key(k)}={float(v)!r}" for k, v in values.items()])

@@ -9,7 +9,7 @@ from cloud.detect import STATE_VERSION as DETECT_STATE_VERSION
 from cloud.logic.domain.hospital import SiteUpdate
 from cloud.logic.domain.node import DomainNode
 from cloud.logic.events import Alert, SensorWatch
-from cloud.logic.lines import line
+from cloud.logic.lines import float_fields, line, series_head, string_field
 from cloud.logic.recompute import RECOMPUTE, Recompute
 from cloud.logic.records import RP_1H, RP_1M, RP_RAW, NodeData, Point
 from cloud.logic.rollup import HOUR_NS, MINUTE_NS, SensorRollup, Window
@@ -65,6 +65,12 @@ class NodeState:
         self.minute: dict[str, SensorRollup] = {}
         self.hour: dict[str, SensorRollup] = {}
         self.ledger: dict[int, LedgerHour] = {}
+        self._heads: dict[str, tuple[str, str]] = {}  # sensor -> (kind, series head); a cache
+
+    def __getstate__(self) -> dict[str, object]:
+        state = self.__dict__.copy()
+        state.pop("_heads", None)
+        return state
 
     def __setstate__(self, state: dict[str, object]) -> None:
         # Snapshots outlive code versions: attributes added since a snapshot was taken get
@@ -72,6 +78,7 @@ class NodeState:
         defaults = {"detect": True, "watch": {}, "ledger": {}, "site_updates": [], "alerts": []}
         self.__dict__.update(defaults)
         self.__dict__.update(state)
+        self._heads = {}
         if "domain" not in state:
             self.domain = DomainNode(self.horizon_ns)
         if state.get("detect_version") != DETECT_STATE_VERSION:
@@ -85,53 +92,55 @@ class NodeState:
         fresh: list[Reading] = []
         site, node = data.site, data.node
         self.site, self.node = site, node
+        received_ns = data.received_ns
+        ledgers, seqs_of, heads = self.ledger, self.seqs, self._heads
+        minute, hour_rollups, horizon_ns = self.minute, self.hour, self.horizon_ns
         for r in data.readings:
-            hour = r.ts_ns - r.ts_ns % HOUR_NS
-            ledger = self.ledger.get(hour)
+            ts, sensor, kind = r.ts_ns, r.sensor, r.kind
+            hour = ts - ts % HOUR_NS
+            ledger = ledgers.get(hour)
             if ledger is None:
-                ledger = self.ledger[hour] = LedgerHour()
+                ledger = ledgers[hour] = LedgerHour()
             ledger_touched.add(hour)
             ledger.received += 1
-            seqs = self.seqs.get(r.sensor)
+            seqs = seqs_of.get(sensor)
             if seqs is None:
-                seqs = self.seqs[r.sensor] = SeqRanges()
+                seqs = seqs_of[sensor] = SeqRanges()
             if not seqs.add(r.seq):
                 ledger.duplicates += 1
                 continue
-            ledger.note(r.sensor, r.seq)
+            ledger.note(sensor, r.seq)
             fresh.append(r)
-            if data.received_ns - r.ts_ns > LATE_AFTER_NS:
+            if received_ns - ts > LATE_AFTER_NS:
                 ledger.late += 1
-            self.kinds[r.sensor] = r.kind
-            spec = KINDS[r.kind]
-            tags = {"site": site, "node": node, "sensor": r.sensor, "kind": r.kind}
-            fields: dict[str, float | int | str | bool] = {k: float(v) for k, v in r.values.items()}
-            fields["seq"] = r.seq
-            if r.flags:
-                fields["flags"] = ",".join(r.flags)
-            out.append((RP_RAW, line(spec.measurement, tags, fields, raw_time(r))))
-            if "warmup" in r.flags:
+            self.kinds[sensor] = kind
+            head = heads.get(sensor)
+            if head is None or head[0] != kind:
+                head = self._new_head(site, node, sensor, kind)
+            flags = r.flags
+            extra = f",flags={string_field(','.join(flags))}" if flags else ""
+            out.append((RP_RAW, f"{head[1]} {float_fields(r.values)},seq={r.seq}i{extra} "
+                                f"{ts - ts % 1000 + r.seq % 1000}"))  # raw_time(r), inlined
+            if flags and "warmup" in flags:
                 continue  # stored, but a warming-up sensor's zeros are not air quality
             if self.detect:
-                watch = self.watch.get(r.sensor)
+                watch = self.watch.get(sensor)
                 if watch is None:
-                    watch = self.watch[r.sensor] = SensorWatch()
+                    watch = self.watch[sensor] = SensorWatch()
                 out.extend(watch.check(site, node, r, self.alerts))
-            for rp, rollups, width in ((RP_1M, self.minute, MINUTE_NS), (RP_1H, self.hour, HOUR_NS)):
-                rollup = rollups.get(r.sensor)
+            for rp, rollups, width in ((RP_1M, minute, MINUTE_NS), (RP_1H, hour_rollups, HOUR_NS)):
+                rollup = rollups.get(sensor)
                 if rollup is None:
-                    rollup = rollups[r.sensor] = SensorRollup(width, self.horizon_ns)
-                window = rollup.add(r.ts_ns, r.values)
+                    rollup = rollups[sensor] = SensorRollup(width, horizon_ns)
+                window = rollup.add(ts, r.values)
                 if window is not None:
-                    touched[(rp, r.sensor, window.start_ns)] = window
+                    touched[(rp, sensor, window.start_ns)] = window
                 else:  # older than the horizon: rebuilt from the raw points by the sink
-                    start = r.ts_ns - r.ts_ns % width
-                    out.append((RECOMPUTE, Recompute(rp, spec.measurement, site, node, r.sensor,
-                                                     r.kind, width, start).encode()))
+                    start = ts - ts % width
+                    out.append((RECOMPUTE, Recompute(rp, KINDS[kind].measurement, site, node, sensor,
+                                                     kind, width, start).encode()))
         for (rp, sensor, start), window in touched.items():
-            kind = self.kinds[sensor]
-            tags = {"site": site, "node": node, "sensor": sensor, "kind": kind}
-            out.append((rp, line(KINDS[kind].measurement, tags, window.as_fields(), start)))
+            out.append((rp, f"{heads[sensor][1]} {window.field_text()} {start}"))  # head set above
         domain_points, updates = self.domain.process(site, node, fresh)
         out.extend(domain_points)
         self.site_updates.extend(updates)
@@ -140,6 +149,12 @@ class NodeState:
                                     self.ledger[hour].fields(), hour)))
         self._evict()
         return out
+
+    def _new_head(self, site: str, node: str, sensor: str, kind: str) -> tuple[str, str]:
+        """The series head of a sensor's raw and aggregate points (same measurement, tags)."""
+        head = self._heads[sensor] = (kind, series_head(KINDS[kind].measurement, {
+            "site": site, "node": node, "sensor": sensor, "kind": kind}))
+        return head
 
     def tick(self, now: datetime) -> list[Point]:
         """Fault rules that need time to pass (silence); alerts go to take_alerts()."""

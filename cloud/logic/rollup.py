@@ -11,12 +11,17 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from cloud.logic.lines import field_key
+
 MINUTE_NS = 60 * 1_000_000_000
 HOUR_NS = 60 * MINUTE_NS
 
 
 @dataclass(slots=True)
 class FieldAgg:
+    """One field's aggregate in snapshots taken before windows went compact; kept so that
+    they still load (`Window.__setstate__` turns it into the list form)."""
+
     n: int
     total: float
     low: float
@@ -24,42 +29,77 @@ class FieldAgg:
     last_ts: int
     last: float
 
-    def add(self, ts_ns: int, value: float) -> None:
-        self.n += 1
-        self.total += value
-        if value < self.low:
-            self.low = value
-        if value > self.high:
-            self.high = value
-        if ts_ns >= self.last_ts:
-            self.last_ts = ts_ns
-            self.last = value
+
+# A field's aggregate, compact (a list is cheaper than an object to make, update and pickle):
+# [n, total, low, high, last_ts, last]
+N, TOTAL, LOW, HIGH, LAST_TS, LAST = range(6)
 
 
-@dataclass(slots=True)
 class Window:
-    start_ns: int
-    count: int
-    fields: dict[str, FieldAgg]
+    __slots__ = ("count", "fields", "start_ns")
+
+    def __init__(self, start_ns: int, count: int, fields: dict[str, list[float]]) -> None:
+        self.start_ns = start_ns
+        self.count = count
+        self.fields = fields
+
+    def __getstate__(self) -> tuple[int, int, dict[str, list[float]]]:
+        return self.start_ns, self.count, self.fields
+
+    def __setstate__(self, state: tuple[object, ...]) -> None:
+        if len(state) == 3:
+            self.start_ns, self.count, self.fields = state  # type: ignore[assignment]
+            return
+        # A snapshot taken before windows went compact: (None, slots) with FieldAgg objects.
+        slots = state[1]
+        assert isinstance(slots, dict)
+        self.start_ns, self.count = slots["start_ns"], slots["count"]
+        self.fields = {name: [a.n, a.total, a.low, a.high, a.last_ts, a.last]
+                       for name, a in slots["fields"].items()}
+
+    def __eq__(self, other: object) -> bool:
+        return (isinstance(other, Window) and self.start_ns == other.start_ns
+                and self.count == other.count and self.fields == other.fields)
+
+    def __repr__(self) -> str:
+        return f"Window({self.start_ns}, {self.count}, {self.fields!r})"
 
     def add(self, ts_ns: int, values: Mapping[str, float]) -> None:
         self.count += 1
+        fields = self.fields
         for name, value in values.items():
-            agg = self.fields.get(name)
-            if agg is None:
-                v = float(value)
-                self.fields[name] = FieldAgg(1, v, v, v, ts_ns, v)
-            else:
-                agg.add(ts_ns, float(value))
+            v = float(value)
+            a = fields.get(name)
+            if a is None:
+                fields[name] = [1, v, v, v, ts_ns, v]
+                continue
+            a[0] += 1
+            a[1] += v
+            if v < a[2]:
+                a[2] = v
+            if v > a[3]:
+                a[3] = v
+            if ts_ns >= a[4]:
+                a[4] = ts_ns
+                a[5] = v
 
     def as_fields(self) -> dict[str, float | int]:
         out: dict[str, float | int] = {"count": self.count}
         for name, a in sorted(self.fields.items()):
-            out[f"{name}_mean"] = a.total / a.n
-            out[f"{name}_min"] = a.low
-            out[f"{name}_max"] = a.high
-            out[f"{name}_last"] = a.last
+            out[f"{name}_mean"] = a[TOTAL] / a[N]
+            out[f"{name}_min"] = a[LOW]
+            out[f"{name}_max"] = a[HIGH]
+            out[f"{name}_last"] = a[LAST]
         return out
+
+    def field_text(self) -> str:
+        """`as_fields` as line protocol (same keys, order and number formats), without the
+        dict: this runs for every window a batch touches."""
+        parts = [f"count={self.count}i"]
+        for name, a in sorted(self.fields.items()):
+            k = field_key(name)
+            parts.append(f"{k}_mean={a[1] / a[0]!r},{k}_min={a[2]!r},{k}_max={a[3]!r},{k}_last={a[5]!r}")
+        return ",".join(parts)
 
 
 class SensorRollup:

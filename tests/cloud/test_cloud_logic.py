@@ -206,3 +206,31 @@ def test_a_reading_beyond_the_horizon_asks_for_its_windows_to_be_rebuilt() -> No
     assert rebuilt.startswith("air_pm,kind=air.pm,node=n,sensor=pm-1,site=s count=2i,")
     assert "pm25_mean=54.5" in rebuilt
     assert "pm25_last=99.0" in rebuilt
+
+
+# A Window pickled by the version before windows went compact (slots dataclass holding
+# FieldAgg objects): 1 reading, pm25 = 2.0 at t = 61 in the window starting at 60.
+OLD_WINDOW_PICKLE = (
+    b"\x80\x05\x95\xc2\x00\x00\x00\x00\x00\x00\x00\x8c\x12cloud.logic.rollup\x94\x8c\x06Window"
+    b"\x94\x93\x94)\x81\x94N}\x94(\x8c\x08start_ns\x94K<\x8c\x05count\x94K\x01\x8c\x06fields\x94}"
+    b"\x94\x8c\x04pm25\x94h\x00\x8c\x08FieldAgg\x94\x93\x94)\x81\x94N}\x94(\x8c\x01n\x94K\x01\x8c"
+    b"\x05total\x94G@\x00\x00\x00\x00\x00\x00\x00\x8c\x03low\x94G@\x00\x00\x00\x00\x00\x00\x00\x8c"
+    b"\x04high\x94G@\x00\x00\x00\x00\x00\x00\x00\x8c\x07last_ts\x94K=\x8c\x04last\x94G@\x00\x00\x00"
+    b"\x00\x00\x00\x00u\x86\x94bsu\x86\x94b.")
+
+
+def test_a_window_from_an_older_snapshot_loads_and_keeps_aggregating() -> None:
+    window = pickle.loads(OLD_WINDOW_PICKLE)
+    window.add(62, {"pm25": 6.0})
+    assert window.as_fields() == {"count": 2, "pm25_mean": 4.0, "pm25_min": 2.0, "pm25_max": 6.0,
+                                  "pm25_last": 6.0}
+    assert pickle.loads(pickle.dumps(window)) == window
+
+
+def test_window_field_text_is_the_line_of_its_fields() -> None:
+    r = SensorRollup(MINUTE_NS, 3600 * 10**9)
+    for i, (pm25, pm10) in enumerate([(1.5, 3.0), (0.1, 7.25), (1e-7, 2.0)]):
+        r.add(T0 + i, {"pm25": pm25, "pm10": pm10})
+    window = r.windows[T0]
+    assert f"m {window.field_text()} 0" == line("m", {}, window.as_fields(), 0)
+    assert window.field_text().startswith("count=3i,pm10_mean=4.083333333333333,")
