@@ -41,21 +41,21 @@ password_file = "{creds.password_file}"
 
 
 def write_node_config(path: Path, creds: MqttCredentials, site: str, node: str,
-                      state_dir: Path, sensors_toml: str) -> None:
+                      state_dir: Path, sensors_toml: str, python: str = sys.executable) -> None:
     """Write the config, checked by `urbanpulse edge check-config`. An agent that predates
     the `mqtt.delivery` key (it always waited for the broker's PUBACK) gets it without."""
     path.write_text(node_config(creds, site, node, state_dir, sensors_toml))
-    check = _check_config(path)
+    check = _check_config(path, python)
     if check.returncode != 0 and "mqtt.delivery" in check.stderr:
         path.write_text(node_config(creds, site, node, state_dir, sensors_toml,
                                     broker_delivery=False))
-        check = _check_config(path)
+        check = _check_config(path, python)
     if check.returncode != 0:
         raise BenchError(f"the agent refuses the benchmark's config {path}: {check.stderr}")
 
 
-def _check_config(path: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "urbanpulse.cli", "edge", "check-config",
+def _check_config(path: Path, python: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([python, "-m", "urbanpulse.cli", "edge", "check-config",
                            str(path)], capture_output=True, text=True, timeout=60,
                           stdin=subprocess.DEVNULL)
 
@@ -86,7 +86,11 @@ def committed_total(state_dir: Path) -> int:
 
 
 class AgentProcess:
-    def __init__(self, config: Path, log: Path, state_dir: Path) -> None:
+    """`python`: the interpreter of the environment the agent runs in (a node's venv)."""
+
+    def __init__(self, config: Path, log: Path, state_dir: Path,
+                 python: str = sys.executable) -> None:
+        self.python = python
         self.config = config
         self.log = log
         self.state_dir = state_dir
@@ -101,7 +105,7 @@ class AgentProcess:
     def start(self) -> int:
         with self.log.open("ab") as out:
             self._proc = subprocess.Popen(
-                [sys.executable, "-m", "urbanpulse.cli", "edge", "run", "--config",
+                [self.python, "-m", "urbanpulse.cli", "edge", "run", "--config",
                  str(self.config)],
                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 start_new_session=True)

@@ -19,7 +19,8 @@ IMPORT_STEPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("sqlite3", ("sqlite3",)),
     ("json, logging, argparse, tomllib", ("json", "logging", "argparse", "tomllib")),
     ("pyserial + serial_asyncio_fast", ("serial", "serial_asyncio_fast")),
-    ("paho.mqtt.client", ("paho.mqtt.client",)),
+    ("paho.mqtt.client (urllib.request deferred, as the agent does)",
+     ("defer:urllib.request", "paho.mqtt.client")),
     ("urbanpulse core + edge.config + sds011 driver (firmware_bridge)",
      ("urbanpulse.cli", "edge.cli", "edge.config", "edge.drivers.sds011.driver")),
     ("edge.agent, publisher, mqtt_client, logs", ("edge.agent", "edge.publisher",
@@ -37,7 +38,11 @@ def rss():
                 return int(line.split()[1])
 for label, modules in steps:
     for m in modules:
-        importlib.import_module(m)
+        if m.startswith("defer:"):
+            from edge.deferred_imports import defer
+            defer(m.removeprefix("defer:"))
+        else:
+            importlib.import_module(m)
     print(json.dumps([label, rss(), len(sys.modules)]), flush=True)
 """
 
@@ -49,10 +54,18 @@ class ImportStep:
     modules: int
 
 
-def idle_interpreter_kb() -> int:
+def interpreter_version(python: str = sys.executable) -> str:
+    done = subprocess.run([python, "-c", "import sys; print(sys.version.split()[0])"],
+                          capture_output=True, text=True, timeout=60, check=False)
+    if done.returncode != 0:
+        raise BenchError(f"cannot run the agent's interpreter {python}: {done.stderr.strip()}")
+    return done.stdout.strip()
+
+
+def idle_interpreter_kb(python: str = sys.executable) -> int:
     """Peak RSS of `python -c "import time; time.sleep(...)"` once it is asleep."""
     proc = subprocess.Popen(
-        [sys.executable, "-c", "import time; print('asleep', flush=True); time.sleep(60)"],
+        [python, "-c", "import time; print('asleep', flush=True); time.sleep(60)"],
         stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
     try:
         assert proc.stdout is not None
@@ -66,9 +79,9 @@ def idle_interpreter_kb() -> int:
             proc.stdout.close()
 
 
-def import_ladder() -> list[ImportStep]:
+def import_ladder(python: str = sys.executable) -> list[ImportStep]:
     try:
-        done = subprocess.run([sys.executable, "-c", _LADDER, json.dumps(IMPORT_STEPS)],
+        done = subprocess.run([python, "-c", _LADDER, json.dumps(IMPORT_STEPS)],
                               capture_output=True, text=True, timeout=60, check=True)
     except subprocess.CalledProcessError as exc:
         raise BenchError(f"the import ladder failed:\n{exc.stderr}") from exc

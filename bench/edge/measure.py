@@ -107,15 +107,15 @@ def _window(agent: AgentProcess, seconds: float) -> int:
 
 
 def idle_phase(workdir: Path, creds: MqttCredentials, site: str, node: str, sensors: int,
-               window_s: float, counter: DeliveredCounter) -> IdleResult:
+               window_s: float, counter: DeliveredCounter, python: str) -> IdleResult:
     """The agent with every port open and the broker connected, but sensors that stay
     silent (an hour between reports): its memory before any reading, its fixed CPU cost."""
     state_dir = workdir / "state-idle"
     config = workdir / "idle.toml"
     with sds011_sensors(sensors, period_s=3600.0) as emulators:
         write_node_config(config, creds, site, node, state_dir,
-                          sensors_toml(emulators, silence_timeout_s=7200))
-        agent = AgentProcess(config, workdir / "agent-idle.log", state_dir)
+                          sensors_toml(emulators, silence_timeout_s=7200), python)
+        agent = AgentProcess(config, workdir / "agent-idle.log", state_dir, python)
         agent.start()
         try:
             _wait(lambda: counter.saw_status(b'"online"') and _drivers_running(state_dir, sensors)
@@ -136,12 +136,12 @@ def idle_phase(workdir: Path, creds: MqttCredentials, site: str, node: str, sens
 
 def load_phase(workdir: Path, creds: MqttCredentials, site: str, node: str, sensors: int,
                rate: float, warmup_s: float, window_s: float,
-               counter: DeliveredCounter, *, paced: bool = True) -> LoadResult:
+               counter: DeliveredCounter, python: str, *, paced: bool = True) -> LoadResult:
     state_dir = workdir / "state"
     config = workdir / "load.toml"
     with sds011_sensors(sensors, period_s=sensors / rate, paced=paced) as emulators:
-        write_node_config(config, creds, site, node, state_dir, sensors_toml(emulators))
-        agent = AgentProcess(config, workdir / "agent.log", state_dir)
+        write_node_config(config, creds, site, node, state_dir, sensors_toml(emulators), python)
+        agent = AgentProcess(config, workdir / "agent.log", state_dir, python)
         agent.start()
         try:
             _wait(lambda: counter.sensors_seen() == sensors, 60,

@@ -19,7 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench.edge.baseline import ImportStep, idle_interpreter_kb, import_ladder
+from bench.edge.baseline import ImportStep, idle_interpreter_kb, import_ladder, interpreter_version
 from bench.edge.delivered import DeliveredCounter
 from bench.edge.errors import BenchError
 from bench.edge.measure import IdleResult, LoadResult, idle_phase, load_phase
@@ -41,11 +41,12 @@ def _verdict(ok: bool) -> str:
 
 
 def report(interpreter_kb: int, ladder: list[ImportStep], idle: IdleResult | None,
-           load: LoadResult) -> str:
+           load: LoadResult, python: str = sys.executable, version: str = "") -> str:
     lines = [
         f"edge agent benchmark: {load.sensors} SDS011 sensors "
         f"({'paced at 9600 baud' if load.paced else 'whole frames'}), target "
         f"{load.target_rate:g} readings/s, window {load.window_s:.1f} s",
+        f"agent interpreter: {python} (Python {version})",
         "",
         f"readings/s delivered:        {load.rate:.1f}  ({load.delivered} in the window, "
         f"{load.messages_in_window} MQTT messages)",
@@ -105,6 +106,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--unpaced", action="store_true",
                    help="sensors write each frame whole (a buffering USB adapter) instead of "
                         "byte by byte at 9600 baud (a bare UART, the default)")
+    p.add_argument("--agent-python", default=sys.executable,
+                   help="the interpreter of the venv the agent runs in, e.g. a node-shaped venv "
+                        "made with the distribution's python3 and `pip install .[edge]` "
+                        "(default: this interpreter)")
     p.add_argument("--json", type=Path, help="also write the figures to this file")
     return p
 
@@ -116,8 +121,14 @@ def main(argv: list[str] | None = None) -> int:
         print("need --sensors >= 1, --rate > 0, --window > 0, --warmup >= 0, --idle-window >= 0",
               file=sys.stderr)
         return 2
-    interpreter_kb = idle_interpreter_kb()
-    ladder = import_ladder()
+    python = args.agent_python
+    try:
+        version = interpreter_version(python)
+        interpreter_kb = idle_interpreter_kb(python)
+        ladder = import_ladder(python)
+    except BenchError as exc:
+        print(f"bench.edge: {exc}", file=sys.stderr)
+        return 1
     with tempfile.TemporaryDirectory(prefix="urbanpulse-bench-edge-") as tmp:
         workdir = Path(tmp)
         mqtt_port, influx_port, rpc_port = free_ports(3)
@@ -130,9 +141,9 @@ def main(argv: list[str] | None = None) -> int:
             counter.start()
             try:
                 idle = None if args.idle_window == 0 else idle_phase(
-                    workdir, creds, SITE, NODE, args.sensors, args.idle_window, counter)
+                    workdir, creds, SITE, NODE, args.sensors, args.idle_window, counter, python)
                 load = load_phase(workdir, creds, SITE, NODE, args.sensors, args.rate,
-                                  args.warmup, args.window, counter,
+                                  args.warmup, args.window, counter, python,
                                   paced=not args.unpaced)
             finally:
                 counter.stop()
@@ -141,9 +152,10 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         finally:
             down(stack)
-    print(report(interpreter_kb, ladder, idle, load))
+    print(report(interpreter_kb, ladder, idle, load, python, version))
     if args.json is not None:
         args.json.write_text(json.dumps({
+            "agent_python": python, "python_version": version,
             "interpreter_kb": interpreter_kb,
             "imports": [dataclasses.asdict(s) for s in ladder],
             "idle": None if idle is None else dataclasses.asdict(idle),

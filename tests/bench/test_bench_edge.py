@@ -27,11 +27,13 @@ def test_a_tiny_run_prints_the_figures(tmp_path: Path) -> None:
     out_json = tmp_path / "figures.json"
     done = subprocess.run(
         [sys.executable, "-m", "bench.edge.run", "--sensors", "2", "--rate", "10",
-         "--warmup", "0.5", "--window", "2", "--idle-window", "1", "--json", str(out_json)],
+         "--warmup", "0.5", "--window", "2", "--idle-window", "1", "--json", str(out_json),
+         "--agent-python", sys.executable],
         cwd=ROOT, capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stderr
     text = done.stdout
 
+    assert _figure(text, "agent interpreter").startswith(f"{sys.executable} (Python 3.")
     rate = float(_figure(text, "readings/s delivered").split()[0])
     assert rate > 0
     assert re.match(r"\d+ ms ", _figure(text, "CPU per 1,000 readings"))
@@ -45,6 +47,7 @@ def test_a_tiny_run_prints_the_figures(tmp_path: Path) -> None:
     assert "paho.mqtt.client" in text
 
     figures = json.loads(out_json.read_text())
+    assert figures["agent_python"] == sys.executable
     load = figures["load"]
     assert load["exit_code"] == 0
     # The printed rate is what was counted at the subscriber in the window.
