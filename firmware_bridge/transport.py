@@ -157,6 +157,14 @@ class SerialLink:
 COALESCE_S = 0.1
 
 
+def raise_if_cancelled() -> None:
+    """Re-raise a cancellation that arrived while a read was completing: the read returned
+    its data, and the task must still stop rather than send its next request."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 async def open_link(port: str, baudrate: int, timeout_s: float, *, exclusive: bool = True,
                     coalesce_s: float = COALESCE_S) -> SerialLink:
     """Open `port` at `baudrate`, 8N1, exclusively (flock) unless told otherwise. After each

@@ -1,4 +1,5 @@
-"""Config checks every serial driver shares: known keys, the port, positive numbers."""
+"""Config checks every serial driver shares: known keys, the port, positive numbers,
+query timing."""
 
 from __future__ import annotations
 
@@ -32,6 +33,19 @@ def number(raw: Mapping[str, Any], key: str, name: str, default: float, *, zero_
         bound = ">= 0" if zero_ok else "> 0"
         raise ConfigError(f"{key}.{name}", f"must be a number {bound}, got {value!r}")
     return float(value)
+
+
+def check_query_timing(key: str, query_interval_s: float, reply_timeout_s: float,
+                       silence_timeout_s: float) -> None:
+    """A polled sensor: the reply must come before the next query, and a silent sensor
+    must miss at least one query before the driver declares it failed."""
+    if reply_timeout_s >= query_interval_s:
+        raise ConfigError(f"{key}.reply_timeout_s",
+                          f"must be below query_interval_s ({query_interval_s:g})")
+    if silence_timeout_s <= query_interval_s:
+        raise ConfigError(f"{key}.silence_timeout_s",
+                          f"must be above query_interval_s ({query_interval_s:g}): "
+                          "a silent sensor must miss at least one query before it fails")
 
 
 def default_of(params_class: type, name: str) -> Any:

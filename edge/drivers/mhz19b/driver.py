@@ -16,13 +16,20 @@ from dataclasses import dataclass
 from typing import Any
 
 from edge.drivers.base import DriverContext, Emit, Sample
-from edge.drivers.serial_params import check_known, default_of, fixed_baudrate, number, serial_port
+from edge.drivers.serial_params import (
+    check_known,
+    check_query_timing,
+    default_of,
+    fixed_baudrate,
+    number,
+    serial_port,
+)
 from edge.errors import DriverError
 from firmware_bridge.errors import BridgeError, ProtocolError
 from firmware_bridge.protocols.mhz19b import Mhz19bDecoder, Mhz19bReading
 from firmware_bridge.protocols.mhz19b import commands as cmd
 from firmware_bridge.protocols.mhz19b.emulator import WARMUP_S
-from firmware_bridge.transport import SerialLink, open_link
+from firmware_bridge.transport import SerialLink, open_link, raise_if_cancelled
 from firmware_bridge.warmup import WarmupTracker
 from urbanpulse.errors import ConfigError
 
@@ -62,13 +69,7 @@ def parse_params(raw: Mapping[str, Any], key: str) -> Mhz19bParams:
         silence_timeout_s=_number(raw, key, "silence_timeout_s"),
         warmup_s=_number(raw, key, "warmup_s", zero_ok=True),
     )  # fmt: skip
-    if p.reply_timeout_s >= p.query_interval_s:
-        raise ConfigError(f"{key}.reply_timeout_s",
-                          f"must be below query_interval_s ({p.query_interval_s:g})")
-    if p.silence_timeout_s <= p.query_interval_s:
-        raise ConfigError(f"{key}.silence_timeout_s",
-                          f"must be above query_interval_s ({p.query_interval_s:g}): "
-                          "a silent sensor must miss at least one query before it fails")
+    check_query_timing(key, p.query_interval_s, p.reply_timeout_s, p.silence_timeout_s)
     return p
 
 
@@ -140,19 +141,11 @@ class Mhz19bDriver:
         except ProtocolError:
             return None
         finally:
-            _raise_if_cancelled()
+            raise_if_cancelled()
 
 
 def _is_reading(frame: Mhz19bReading) -> bool:
     return True
-
-
-def _raise_if_cancelled() -> None:
-    """Python 3.11's `asyncio.wait_for` (inside the serial link) swallows a cancellation
-    that arrives together with the data it waited for; the task still counts the request."""
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
 
 
 def build(sensor_id: str, params: Mhz19bParams, ctx: DriverContext) -> Mhz19bDriver:

@@ -16,7 +16,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from edge.drivers.base import DriverContext, Emit, Sample
-from edge.drivers.serial_params import check_known, default_of, fixed_baudrate, number, serial_port
+from edge.drivers.serial_params import (
+    check_known,
+    check_query_timing,
+    default_of,
+    fixed_baudrate,
+    number,
+    serial_port,
+)
 from edge.errors import DriverError
 from firmware_bridge.errors import BridgeError, LinkTimeoutError, ProtocolError
 from firmware_bridge.protocols.pms5003 import (
@@ -29,7 +36,7 @@ from firmware_bridge.protocols.pms5003 import (
 )
 from firmware_bridge.protocols.pms5003 import commands as cmd
 from firmware_bridge.protocols.pms5003.emulator import WARMUP_S
-from firmware_bridge.transport import SerialLink, open_link
+from firmware_bridge.transport import SerialLink, open_link, raise_if_cancelled
 from firmware_bridge.warmup import WarmupTracker
 from urbanpulse.errors import ConfigError
 
@@ -85,13 +92,7 @@ def parse_params(raw: Mapping[str, Any], key: str) -> Pms5003Params:
         pm10_scale=_number(raw, key, "pm10_scale"),
     )  # fmt: skip
     if mode == "passive":
-        if p.reply_timeout_s >= p.query_interval_s:
-            raise ConfigError(f"{key}.reply_timeout_s",
-                              f"must be below query_interval_s ({p.query_interval_s:g})")
-        if p.silence_timeout_s <= p.query_interval_s:
-            raise ConfigError(f"{key}.silence_timeout_s",
-                              f"must be above query_interval_s ({p.query_interval_s:g}): "
-                              "a silent sensor must miss at least one query before it fails")
+        check_query_timing(key, p.query_interval_s, p.reply_timeout_s, p.silence_timeout_s)
     return p
 
 
@@ -163,7 +164,7 @@ class Pms5003Driver:
                 data = await link.read(timeout_s=max(remaining, 0.001))
             except LinkTimeoutError as exc:
                 raise self._fail(f"no valid frame in {silence:g} s") from exc
-            _raise_if_cancelled()
+            raise_if_cancelled()
             for frame in self.decoder.feed(data):
                 if isinstance(frame, Pms5003Measurement | Pms5003tMeasurement):
                     emit(self._sample(frame))
@@ -210,20 +211,12 @@ class Pms5003Driver:
         except ProtocolError:
             return None
         finally:
-            _raise_if_cancelled()
+            raise_if_cancelled()
         return found
 
 
 def _is_measurement(frame: Frame) -> bool:
     return not isinstance(frame, Pms5003Ack)
-
-
-def _raise_if_cancelled() -> None:
-    """Python 3.11's `asyncio.wait_for` (inside the serial link) swallows a cancellation
-    that arrives together with the data it waited for; the task still counts the request."""
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
 
 
 def build(sensor_id: str, params: Pms5003Params, ctx: DriverContext) -> Pms5003Driver:

@@ -25,7 +25,7 @@ from edge.gpio.timing import IntervalSchedule, wall_time_at
 from firmware_bridge.errors import BridgeError, LinkTimeoutError
 from firmware_bridge.protocols.upfw import IdentityQuery, UpfwDecoder
 from firmware_bridge.protocols.upfw.commands import identity_query
-from firmware_bridge.transport import SerialLink, open_link
+from firmware_bridge.transport import SerialLink, open_link, raise_if_cancelled
 from urbanpulse.errors import ConfigError
 from urbanpulse.wire.payload import SENSOR_ID
 
@@ -153,7 +153,7 @@ class UpfwDriver:
                 data = await link.read(timeout_s=max(wait, 0.001))
             except LinkTimeoutError:
                 data = b""
-            _raise_if_cancelled()
+            raise_if_cancelled()
             for msg in self.decoder.feed(data):
                 if isinstance(msg, IdentityQuery):  # another host's command echoed: not the board
                     continue
@@ -170,14 +170,6 @@ class UpfwDriver:
                 await link.write(identity_query())
                 self.probes += 1
                 probed = True
-
-
-def _raise_if_cancelled() -> None:
-    """Python 3.11's `asyncio.wait_for` (inside the serial link) swallows a cancellation
-    that arrives together with the data it waited for; the task still counts the request."""
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
 
 
 def build(sensor_id: str, params: UpfwParams, ctx: DriverContext) -> UpfwDriver:
