@@ -9,7 +9,9 @@ For each value it combines two views (see docs/anomaly-detection.md):
 * context novelty: the share of never-seen contexts of quantised values
   (`ContextNovelty`), raised to `record_jump_novelty` when the jump is larger than
   every jump since the series began (a step never seen is new even when the values
-  on both sides of it are not).
+  on both sides of it are not), and, when `difference_novelty` > 0 (the road-traffic
+  profile), to that share times the same novelty computed on the first differences
+  (value minus the previous value): a change of a size or rhythm never seen.
 
 The score is `novelty_weight * novelty + (1 - novelty_weight) * tail`, 0 during the
 first `warmup` values, and 0 again while it is not higher than every score of the
@@ -52,6 +54,7 @@ class DetectorSettings:
     coarsen: float = 2.5
     memory_capacity: int = 2500
     record_jump_novelty: float = 0.7
+    difference_novelty: float = 0.0
     novelty_weight: float = 0.65
     refractory: int = 20
     damp_level: float = 0.75
@@ -72,6 +75,7 @@ class DetectorSettings:
             "coarsen": self.coarsen >= 1.0,
             "memory_capacity": self.memory_capacity >= 1,
             "record_jump_novelty": 0.0 <= self.record_jump_novelty <= 1.0,
+            "difference_novelty": 0.0 <= self.difference_novelty <= 1.0,
             "novelty_weight": 0.0 <= self.novelty_weight <= 1.0,
             "refractory": self.refractory >= 0,
             "damp_level": 0.0 <= self.damp_level <= 1.0,
@@ -104,6 +108,11 @@ class AnomalyDetector:
         self._tails = [TailHistory(s.history, s.record_weight) for _ in range(5)]
         self._novelty = ContextNovelty(
             s.levels, s.orders, s.learn, s.coarsen, s.memory_capacity
+        )
+        self._differences = (
+            ContextNovelty(s.levels, s.orders, s.learn, s.coarsen, s.memory_capacity)
+            if s.difference_novelty > 0
+            else None
         )
         self._jump_record = -math.inf
         self._last_scores: deque[float] = deque(maxlen=max(s.refractory, 1))
@@ -140,6 +149,9 @@ class AnomalyDetector:
             tail.push(stat)
         tail_score = 1.0 - math.exp(-surprise / SURPRISE_SCALE)
         novelty = self._novelty.update(value)
+        if self._differences is not None:
+            step = value - recent[-2] if len(recent) > 1 else 0.0
+            novelty = max(novelty, s.difference_novelty * self._differences.update(step))
         if record_jump and self.count > s.warmup:
             novelty = max(novelty, s.record_jump_novelty)
         score = s.novelty_weight * novelty + (1.0 - s.novelty_weight) * tail_score

@@ -9,13 +9,17 @@ the coarser bins (floor division by two is exact on this grid).
 
 A context of order k is the tuple of the last k bin indices. The novelty of a
 value is the share of its contexts (orders given by `orders`) never seen before;
-every context is then counted. The memory keeps at most `capacity` contexts and
-forgets the least recently seen first.
+every context is then remembered. The memory keeps at most `capacity` contexts and
+forgets the least recently seen first; it is pickled as one array of 8-byte keys
+(a detector may hold two of these memories and must stay under 64 KB).
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
+
+import numpy as np
 
 _BITS = 8
 _MASK = (1 << _BITS) - 1
@@ -67,7 +71,19 @@ class ContextNovelty:
         self._low = math.inf
         self._high = -math.inf
         self._recent: list[int] = []
-        self._memory: dict[int, int] = {}
+        # Insertion-ordered set of context keys, least recently seen first.
+        self._memory: dict[int, None] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        state: dict[str, Any] = {name: getattr(self, name) for name in self.__slots__}
+        state["_memory"] = np.fromiter(self._memory, dtype=np.int64).tobytes()
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for name, value in state.items():
+            setattr(self, name, value)
+        keys = np.frombuffer(state["_memory"], dtype=np.int64)
+        self._memory = dict.fromkeys(int(key) for key in keys)
 
     def update(self, value: float) -> float:
         """Novelty in [0, 1] of `value` in its contexts; 0 while the bins are being learned."""
@@ -93,11 +109,9 @@ class ContextNovelty:
 
     def _coarsen(self) -> None:
         self._width *= 2.0
-        merged: dict[int, int] = {}
-        for key, count in self._memory.items():
-            coarse = _encode([level // 2 for level in _decode(key)])
-            merged[coarse] = merged.get(coarse, 0) + count
-        self._memory = merged
+        self._memory = dict.fromkeys(
+            _encode([level // 2 for level in _decode(key)]) for key in self._memory
+        )
         self._recent = [level // 2 for level in self._recent]
 
     def _observe(self, level: int) -> float:
@@ -112,11 +126,12 @@ class ContextNovelty:
             if len(recent) < order:
                 continue
             key = _encode(recent[-order:])
-            count = memory.pop(key, 0)
-            if count == 0:
+            if key in memory:
+                del memory[key]
+            else:
                 novel += 1
             seen += 1
-            memory[key] = count + 1
+            memory[key] = None
         while len(memory) > self.capacity:
             del memory[next(iter(memory))]
         return novel / seen if seen else 0.0

@@ -4,6 +4,9 @@ dataflow calls, once per (sensor, field) series.
 The defaults were tuned on NAB (docs/anomaly-detection.md). The default threshold,
 0.80, is chosen from what the score means, without labels: every context of the
 value is new (0.65) and its tail statistic is rarer than 1 in 100 (0.35 x 0.44).
+Road-traffic loops (`traffic.loop`) get the `ROAD_TRAFFIC` settings: the context
+novelty of the first differences counts beside that of the values (chosen on NAB's
+realTraffic files, road sensors; every other NAB category is scored with the default).
 Booleans get a higher threshold (a bed that changes state is not news) and counts of
 people or vehicles, which go to zero every night, a longer warm-up.
 """
@@ -17,17 +20,19 @@ from cloud.detect.errors import DetectError
 from urbanpulse.wire.kinds import KINDS
 
 NAB_TUNED = DetectorSettings()
-DETECTORS: dict[str, DetectorSettings] = {"default": NAB_TUNED}
+ROAD_TRAFFIC = replace(NAB_TUNED, difference_novelty=1.0)
+DETECTORS: dict[str, DetectorSettings] = {"default": NAB_TUNED, "traffic": ROAD_TRAFFIC}
 
 _BOOL = replace(NAB_TUNED, threshold=0.95)
 _COUNTS = replace(NAB_TUNED, warmup=288)
+_VEHICLE_COUNTS = replace(ROAD_TRAFFIC, warmup=288)
 
 # (kind, field) -> settings; a field that is not listed gets the kind's entry under "*".
 KIND_SETTINGS: dict[tuple[str, str], DetectorSettings] = {
     ("air.pm", "*"): NAB_TUNED,
     ("air.co2", "*"): NAB_TUNED,
-    ("traffic.loop", "*"): NAB_TUNED,
-    ("traffic.loop", "count"): _COUNTS,
+    ("traffic.loop", "*"): ROAD_TRAFFIC,
+    ("traffic.loop", "count"): _VEHICLE_COUNTS,
     ("hospital.bed", "*"): _BOOL,
     ("hospital.door", "*"): _COUNTS,
     ("hospital.queue", "*"): _BOOL,

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cloud.detect import AnomalyDetector, DetectError, DetectorSettings, make_detector
-from cloud.detect.profiles import detector_by_name
+from cloud.detect.profiles import ROAD_TRAFFIC, detector_by_name
 from urbanpulse.wire.kinds import KINDS
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -51,27 +51,31 @@ def test_same_input_same_scores() -> None:
     assert _scores(AnomalyDetector(), values) == _scores(AnomalyDetector(), values)
 
 
-def test_a_pickled_detector_resumes_exactly() -> None:
+@pytest.mark.parametrize("profile", [DetectorSettings(), ROAD_TRAFFIC], ids=["default", "traffic"])
+def test_a_pickled_detector_resumes_exactly(profile: DetectorSettings) -> None:
     values = _series(1600, seed=3)
-    straight = _scores(AnomalyDetector(), values)
-    first = AnomalyDetector()
+    straight = _scores(AnomalyDetector(profile), values)
+    first = AnomalyDetector(profile)
     head = [first.update(i * STEP_NS, v) for i, v in enumerate(values[:800])]
     resumed = pickle.loads(pickle.dumps(first))
     tail = [resumed.update((800 + i) * STEP_NS, v) for i, v in enumerate(values[800:])]
     assert head + tail == straight
 
 
-@pytest.mark.parametrize("shape", ["random_walk", "noise", "growing"])
-def test_state_stays_under_64_kb(shape: str) -> None:
+@pytest.mark.parametrize("profile", [DetectorSettings(), ROAD_TRAFFIC], ids=["default", "traffic"])
+@pytest.mark.parametrize("shape", ["random_walk", "noise", "gaussian", "growing"])
+def test_state_stays_under_64_kb(shape: str, profile: DetectorSettings) -> None:
     rng = np.random.default_rng(11)
     n = 20_000
     if shape == "random_walk":
         values = np.cumsum(rng.normal(0, 1, n))
     elif shape == "noise":
         values = rng.standard_cauchy(n)
+    elif shape == "gaussian":  # fills both context memories to capacity
+        values = rng.normal(0, 1, n)
     else:
         values = np.arange(n) * (1 + rng.random(n))
-    detector = AnomalyDetector()
+    detector = AnomalyDetector(profile)
     sizes = []
     for i, v in enumerate(values):
         detector.update(i * STEP_NS, float(v))
@@ -97,6 +101,27 @@ def test_a_lasting_anomaly_is_reported_at_its_start_not_on_every_value() -> None
     threshold = AnomalyDetector().threshold
     assert scores[1500] >= threshold
     assert sum(s >= threshold for s in scores[1500:1600]) < 10
+
+
+def test_the_traffic_profile_sees_a_change_of_pace_the_values_do_not_show() -> None:
+    # A daily wave that starts running twice as fast passes through the same values
+    # (familiar value contexts) in steps twice as large (never-seen differences).
+    phase = np.cumsum(np.where(np.arange(2000) < 1500, 1.0, 2.0))
+    values = list(np.sin(phase * 2 * math.pi / 288) * 20 + 50)
+    plain = _scores(AnomalyDetector(), values)
+    traffic = _scores(AnomalyDetector(ROAD_TRAFFIC), values)
+    assert max(traffic[1500:1550]) >= ROAD_TRAFFIC.threshold
+    assert max(plain[1500:1550]) < ROAD_TRAFFIC.threshold
+    assert max(traffic[300:1500]) < ROAD_TRAFFIC.threshold
+
+
+def test_road_loops_get_the_traffic_profile() -> None:
+    speed = make_detector("traffic.loop", "speed_kmh")
+    count = make_detector("traffic.loop", "count")
+    assert speed.settings.difference_novelty > 0
+    assert count.settings.difference_novelty > 0
+    assert count.settings.warmup == 288
+    assert make_detector("air.pm", "pm25").settings.difference_novelty == 0
 
 
 def test_timestamps_may_be_aware_datetimes() -> None:
