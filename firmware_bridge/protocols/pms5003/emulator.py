@@ -41,10 +41,7 @@ def reading_t(
 
 
 def _zeroed(m: M) -> M:
-    particles = {f.name: 0 for f in dataclasses.fields(m)[:10]}
-    if isinstance(m, Pms5003Measurement):
-        particles |= {"n5_0": 0, "n10_0": 0}
-    return dataclasses.replace(m, **particles)
+    return dataclasses.replace(m, **dict.fromkeys(m.PARTICLES, 0))
 
 
 class _PmsEmulator(PtyEmulator, Generic[M]):
@@ -54,16 +51,18 @@ class _PmsEmulator(PtyEmulator, Generic[M]):
     sleep answer `42 4D 00 04 CMD DATA` as the sensors do (observed; the manual does not
     document the answer)."""
 
+    default_reading: Callable[[], M]
+
     def __init__(
         self,
-        values: Callable[[], M],
+        values: Callable[[], M] | None = None,
         *,
-        period_s: float,
-        warmup_s: float,
-        link_path: str | None,
-        pace: bool,
-        attach_grace_s: float,
-        seed: int | None,
+        period_s: float = 1.0,
+        warmup_s: float = WARMUP_S,
+        link_path: str | None = None,
+        pace: bool = True,
+        attach_grace_s: float = 0.2,
+        seed: int | None = None,
     ) -> None:
         super().__init__(
             baudrate=BAUDRATE,
@@ -74,6 +73,9 @@ class _PmsEmulator(PtyEmulator, Generic[M]):
         )
         if period_s <= 0:
             raise ValueError(f"period_s must be positive, got {period_s}")
+        if values is None:
+            default = self.default_reading()
+            values = lambda: default  # noqa: E731
         self.values: Callable[[], M] = values
         self.period_s = period_s
         self.warmup_s = warmup_s
@@ -135,48 +137,8 @@ class _PmsEmulator(PtyEmulator, Generic[M]):
 
 
 class Pms5003Emulator(_PmsEmulator[Pms5003Measurement]):
-    def __init__(
-        self,
-        values: Callable[[], Pms5003Measurement] | None = None,
-        *,
-        period_s: float = 1.0,
-        warmup_s: float = WARMUP_S,
-        link_path: str | None = None,
-        pace: bool = True,
-        attach_grace_s: float = 0.2,
-        seed: int | None = None,
-    ) -> None:
-        default = reading()
-        super().__init__(
-            values or (lambda: default),
-            period_s=period_s,
-            warmup_s=warmup_s,
-            link_path=link_path,
-            pace=pace,
-            attach_grace_s=attach_grace_s,
-            seed=seed,
-        )
+    default_reading = staticmethod(reading)
 
 
 class Pms5003tEmulator(_PmsEmulator[Pms5003tMeasurement]):
-    def __init__(
-        self,
-        values: Callable[[], Pms5003tMeasurement] | None = None,
-        *,
-        period_s: float = 1.0,
-        warmup_s: float = WARMUP_S,
-        link_path: str | None = None,
-        pace: bool = True,
-        attach_grace_s: float = 0.2,
-        seed: int | None = None,
-    ) -> None:
-        default = reading_t()
-        super().__init__(
-            values or (lambda: default),
-            period_s=period_s,
-            warmup_s=warmup_s,
-            link_path=link_path,
-            pace=pace,
-            attach_grace_s=attach_grace_s,
-            seed=seed,
-        )
+    default_reading = staticmethod(reading_t)
