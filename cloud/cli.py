@@ -157,7 +157,7 @@ def run(cfg: CloudConfig, *, ingest: bool = True, process_id: int | None = None,
     from bytewax.errors import BytewaxRuntimeError
 
     try:
-        cli_main(build_flow(cfg, partitions), workers_per_process=cfg.flow.workers,
+        cli_main(build_flow(cfg, partitions, process_id=pid or 0), workers_per_process=cfg.flow.workers,
                  process_id=pid if cfg.flow.addresses else None,
                  addresses=list(cfg.flow.addresses) or None,
                  epoch_interval=timedelta(seconds=cfg.flow.epoch_interval_s),

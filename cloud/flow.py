@@ -7,7 +7,9 @@ journal ─▶ decode ─┬─ dead letters, node status ───────�
 from __future__ import annotations
 
 import pickle
+import threading
 import time
+from collections import deque
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -15,10 +17,16 @@ from typing import Any
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
-from bytewax.outputs import DynamicSink, StatelessSinkPartition
+from bytewax.outputs import (
+    DynamicSink,
+    FixedPartitionedSink,
+    StatefulSinkPartition,
+    StatelessSinkPartition,
+)
 
 from cloud.alerts import AlertPublisher, make_alert_publisher
 from cloud.config import CloudConfig
+from cloud.errors import SinkError
 from cloud.journal import Journal, JournalRecord, journal_path
 from cloud.logic.domain.hospital import SiteUpdate
 from cloud.logic.domain.hospital_site import HospitalSite
@@ -31,6 +39,7 @@ from urbanpulse.clock import SystemClock, to_epoch_ns
 READ_BATCH = 50  # messages per source batch: bounds the latency of one step (50 x 500 readings)
 IDLE_WAIT = timedelta(milliseconds=20)
 TRIM_EVERY_S = 60.0
+MAX_PENDING_POINTS = 200_000  # handed to the InfluxDB writer thread, not yet written
 TICK = timedelta(seconds=30)  # how often time-based fault rules (silence) are checked
 
 
@@ -126,20 +135,102 @@ class SiteLogic(op.StatefulBatchLogic[SiteUpdate, list[Point], bytes]):
         return pickle.dumps(self.state, protocol=pickle.HIGHEST_PROTOCOL)
 
 
-class InfluxPartition(StatelessSinkPartition[list[Point]]):
-    def __init__(self, writer: InfluxWriter) -> None:
+class InfluxPartition(StatefulSinkPartition[list[Point], None]):
+    """Writes on a thread of its own, so that the dataflow goes on processing while InfluxDB
+    takes a batch in. Bytewax calls `snapshot` at the end of every epoch, before it commits
+    the epoch: it returns only once everything handed over so far is written, so a
+    committed epoch never has points still in flight (exactly once in effect, as with
+    synchronous writes). `write_batch` blocks while `max_pending` points wait (InfluxDB
+    slow or down), which holds the dataflow back and leaves the data in the journal."""
+
+    def __init__(self, writer: InfluxWriter, max_pending: int = MAX_PENDING_POINTS) -> None:
         self.writer = writer
+        self.max_pending = max_pending
+        self._cond = threading.Condition()
+        self._queue: deque[list[Point]] = deque()
+        self._pending = 0  # points queued or being written
+        self._error: BaseException | None = None
+        self._closing = False
+        self._thread: threading.Thread | None = None
 
-    def write_batch(self, items: list[list[Point]]) -> None:
-        self.writer.write(p for points in items for p in points)
+    def write_batch(self, values: list[list[Point]]) -> None:
+        points = [p for batch in values for p in batch]
+        if not points:
+            return
+        with self._cond:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="influx-writer", daemon=True)
+                self._thread.start()
+            while self._pending >= self.max_pending and self._error is None:
+                self._cond.wait()
+            self._raise_failure()
+            self._queue.append(points)
+            self._pending += len(points)
+            self._cond.notify_all()
+
+    def snapshot(self) -> None:
+        self.flush()
+
+    def flush(self) -> None:
+        with self._cond:
+            while self._pending and self._error is None:
+                self._cond.wait()
+            self._raise_failure()
+
+    def close(self) -> None:
+        self.flush()
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _raise_failure(self) -> None:
+        if self._error is not None:
+            raise SinkError(f"the InfluxDB writer failed: {self._error}") from self._error
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue and not self._closing:
+                    self._cond.wait()
+                if not self._queue:
+                    return
+                batch: list[Point] = []
+                while self._queue:  # whatever piled up goes out as one set of requests
+                    batch.extend(self._queue.popleft())
+            try:
+                self.writer.write(batch)
+            except Exception as exc:  # noqa: BLE001 - not swallowed: the dataflow's thread raises it
+                with self._cond:
+                    self._error = exc
+                    self._cond.notify_all()
+                return
+            with self._cond:
+                self._pending -= len(batch)
+                self._cond.notify_all()
 
 
-class InfluxSink(DynamicSink[list[Point]]):
-    def __init__(self, cfg: CloudConfig) -> None:
+class InfluxSink(FixedPartitionedSink[list[Point], None]):
+    """One partition per process, named after it: each process writes its own points (the
+    `to_sink` key routes them to the local partition, so nothing crosses processes)."""
+
+    def __init__(self, cfg: CloudConfig, process_id: int) -> None:
         self.cfg = cfg
+        self.process_id = process_id
 
-    def build(self, step_id: str, worker_index: int, worker_count: int) -> InfluxPartition:
+    def list_parts(self) -> list[str]:
+        return [sink_part(self.process_id)]
+
+    def part_fn(self, item_key: str) -> int:
+        return int(item_key.rsplit("-", 1)[1])
+
+    def build_part(self, step_id: str, for_part: str, resume_state: None) -> InfluxPartition:
         return InfluxPartition(make_writer(self.cfg.influx))
+
+
+def sink_part(process_id: int) -> str:
+    return f"influx-{process_id:04d}"  # zero-padded: Bytewax orders partitions by name
 
 
 class AlertPartition(StatelessSinkPartition[list[Alert]]):
@@ -163,7 +254,7 @@ class AlertSink(DynamicSink[list[Alert]]):
 
 
 def build_flow(cfg: CloudConfig, partitions: list[str], sink: Any = None,
-               alert_sink: Any = None) -> Dataflow:
+               alert_sink: Any = None, process_id: int = 0) -> Dataflow:
     horizon_ns = cfg.flow.aggregate_horizon_s * 1_000_000_000
     max_dl = cfg.flow.dead_letter_max_bytes
     flow = Dataflow("urbanpulse")
@@ -194,5 +285,7 @@ def build_flow(cfg: CloudConfig, partitions: list[str], sink: Any = None,
     points = op.merge("points", direct, node_points, site_points)
     alerts = op.filter_map("alerts", processed, lambda kv: kv[1][2] or None)
     op.output("mqtt_alerts", alerts, alert_sink if alert_sink is not None else AlertSink(cfg))
-    op.output("influx", points, sink if sink is not None else InfluxSink(cfg))
+    local = sink_part(process_id)
+    to_sink = op.key_on("to_sink", points, lambda _: local)
+    op.output("influx", to_sink, sink if sink is not None else InfluxSink(cfg, process_id))
     return flow

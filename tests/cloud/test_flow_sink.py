@@ -1,0 +1,85 @@
+"""The dataflow's InfluxDB partition writes on its own thread; its epoch snapshot is the
+barrier that keeps exactly-once in effect. A stand-in transport holds a write mid-flight,
+which a real InfluxDB cannot be made to do on cue; the real one is used by the e2e tests
+(SIGKILL, InfluxDB down for a minute)."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from cloud.config import parse_cloud_config
+from cloud.errors import SinkError
+from cloud.flow import InfluxPartition, InfluxSink, sink_part
+from cloud.sink import InfluxWriter
+from urbanpulse.influx_http import InfluxError
+from urbanpulse.testing import wait_for
+
+
+class HeldTransport:
+    """Records bodies; each write waits until the test releases it."""
+
+    def __init__(self, fail_with: InfluxError | None = None) -> None:
+        self.bodies: list[bytes] = []
+        self.release = threading.Event()
+        self.entered = threading.Event()
+        self.fail_with = fail_with
+
+    def write(self, lines: bytes, *, db: str, rp: str | None = None, precision: str = "ns") -> None:
+        self.entered.set()
+        self.release.wait(30)
+        if self.fail_with is not None:
+            raise self.fail_with
+        self.bodies.append(lines)
+
+
+def test_snapshot_returns_only_after_every_handed_point_is_written() -> None:
+    transport = HeldTransport()
+    part = InfluxPartition(InfluxWriter(transport, "db", 5000))
+    part.write_batch([[("raw", "m f=1 1"), ("raw", "m f=2 2")], [("raw", "m f=3 3")]])
+    wait_for(transport.entered.is_set, 10, "the writer thread to start a write")
+    done = threading.Event()
+    snap = threading.Thread(target=lambda: (part.snapshot(), done.set()))
+    snap.start()
+    assert not done.wait(0.2), "snapshot returned while a write was in flight"
+    transport.release.set()
+    snap.join(10)
+    assert done.is_set()
+    assert b"".join(transport.bodies).split(b"\n") == [b"m f=1 1", b"m f=2 2", b"m f=3 3"]
+    part.close()
+
+
+def test_write_batch_blocks_at_the_bound_until_the_writer_catches_up() -> None:
+    transport = HeldTransport()
+    part = InfluxPartition(InfluxWriter(transport, "db", 5000), max_pending=2)
+    part.write_batch([[("raw", "m f=1 1"), ("raw", "m f=2 2")]])
+    wait_for(transport.entered.is_set, 10, "the first write")
+    second = threading.Thread(target=part.write_batch, args=([[("raw", "m f=3 3")]],))
+    second.start()
+    second.join(0.2)
+    assert second.is_alive(), "write_batch did not wait at the bound"
+    transport.release.set()
+    second.join(10)
+    part.close()
+    assert b"\n".join(transport.bodies).split(b"\n") == [b"m f=1 1", b"m f=2 2", b"m f=3 3"]
+
+
+def test_a_writer_failure_reaches_the_dataflow() -> None:
+    stop = threading.Event()
+    stop.set()  # the writer gives up at its first retry wait, as on shutdown
+    transport = HeldTransport(fail_with=InfluxError(503, "down"))
+    transport.release.set()
+    part = InfluxPartition(InfluxWriter(transport, "db", 5000, stop=stop))
+    part.write_batch([[("raw", "m f=1 1")]])
+    with pytest.raises(SinkError, match="InfluxDB writer failed"):
+        part.snapshot()
+
+
+def test_each_process_writes_through_its_own_partition() -> None:
+    cfg = parse_cloud_config({"mqtt": {"password_file": "p", "ca_file": "c"},
+                              "influx": {"password_file": "p"}})
+    sink = InfluxSink(cfg, process_id=1)
+    assert sink.list_parts() == [sink_part(1)]
+    parts = sorted([sink_part(0), sink_part(1), sink_part(12)])
+    assert [sink.part_fn(p) for p in parts] == [0, 1, 12]
