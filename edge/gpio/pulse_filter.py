@@ -1,7 +1,7 @@
 """Minimum pulse length, after the debounce: an active pulse shorter than `min_pulse_s`
 is a glitch (a false pulse picked up by the cable), not a vehicle, person or patient.
 
-Used by the loop, door and bed-pad drivers. The rising edge of an active pulse is held
+Shared by the loop, door and bed-pad drivers. The rising edge of an active pulse is held
 until the pulse has lasted `min_pulse_s` (it is then released with its own time, so
 on-times are not shortened) or until it ends sooner (both edges are dropped and
 `glitches` counts one). A burst the debouncer drops (it settled back on the old level)

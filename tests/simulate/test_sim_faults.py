@@ -20,6 +20,7 @@ CO2 = ("hoan-kiem-lake", "aq-1", "mhz19b")
 LANE = ("kim-lien", "cabinet", "le-duan-in")
 BED = ("saint-paul", "ward-peds", "bed-03")
 DOOR = ("bach-mai", "er-gate", "door-er")
+OPD_DOOR = ("bach-mai", "opd-hall", "door-main")
 
 
 def fault(type_: str, target: tuple[str, ...], start_h: float, hours: float,
@@ -36,6 +37,7 @@ FAULTS = [
     fault("cut_cable", LANE, 5, 1),
     fault("cut_cable", BED, 1, 2),
     fault("spikes", DOOR, 2, 2, rate_per_h=120.0),
+    fault("cut_cable", OPD_DOOR, 6.01, 0.5),
     fault("spikes", ("nga-tu-so", "aq-roadside", "sds011"), 1, 4, rate_per_h=120.0, factor=8.0),
     fault("clock_jump", ("saint-paul", "er-gate"), 2, 1, offset_s=-600.0),
 ]
@@ -110,6 +112,22 @@ def test_cut_bed_cable_reads_empty_with_the_fault_flag(runs: Runs) -> None:
     pad = sim.pin_tracks(*BED, 1 * H, 3 * H)["pad"]
     assert pad.initial == 0
     assert pad.edges == []
+
+
+def test_cut_door_cable_counts_nobody_with_the_fault_flag(runs: Runs) -> None:
+    sim, faulty, clean = runs
+    # Supervised beams: every reading carries the flag, 1 for each interval the cut
+    # (6:00:36 to 6:30:36 local, when the outpatient hall opens) touched: the minutes
+    # ending 6:01 ... 6:31.
+    assert {r.values["interval_s"] for r in faulty[OPD_DOOR]} == {60}
+    flagged = [true_t(sim, r) for r in faulty[OPD_DOOR] if r.values["fault"]]
+    assert flagged == [6 * H + k * 60 for k in range(1, 32)]
+    assert all(r.values["fault"] == 0 for r in clean[OPD_DOOR])
+    inside = [r.values["count"] for r in faulty[OPD_DOOR]
+              if 6 * H + 120 <= true_t(sim, r) <= 6 * H + 1800]
+    assert inside == [0] * 29
+    assert sum(r.values["count"] for r in clean[OPD_DOOR]
+               if 6 * H + 120 <= true_t(sim, r) <= 6 * H + 1800) > 0
 
 
 def test_spikes_add_false_pulses_and_wild_samples(runs: Runs) -> None:

@@ -32,6 +32,7 @@ BUTTON_S = 0.15
 PRINT_S = 2.0  # a kiosk button press or a counter's call key
 ISSUE_BEFORE_OPEN_H = 1.0  # kiosks hand out tickets this long before counters open
 ISSUE_STOP_BEFORE_CLOSE_H = 0.25
+FAULT_DELAY_S = 1.0  # the door driver's default: a supervision fault must last this long
 
 
 class QueueEvent(NamedTuple):
@@ -264,20 +265,22 @@ class DoorSensor:
         if ends.size == 0:
             return []
         lo = ends - self.period_s
-        # Pulses shorter than the driver's minimum are glitches, not people; the beam is
-        # supervised (a loopback pair), so a cut cable reads fault=1.
+        # Pulses shorter than the driver's minimum are glitches, not people. The beam is
+        # supervised (a loopback pair): every reading carries `fault`, 1 when a cut
+        # lasting the driver's fault delay was present at any moment of the interval.
         beam, short = self.timeline(float(lo[0]), float(ends[-1])).split_short(
             MIN_PULSE_S["door_counter"])
         counts = beam.count_starts(lo, ends).tolist()
         glitches = short.count_starts(lo, ends).tolist()
-        cut = in_faults(self.faults, ("cut_cable",), ends).tolist()
+        cut = np.zeros(ends.shape, dtype=bool)
+        for f in self.faults:
+            if f.type == "cut_cable" and f.end_s - f.start_s > FAULT_DELAY_S:
+                cut |= (f.start_s + FAULT_DELAY_S < ends) & (f.end_s > lo)
         out: list[dict[str, float]] = []
-        for c, g, x in zip(counts, glitches, cut, strict=True):
-            values = {"count": c, "interval_s": self.period_s}
+        for c, g, x in zip(counts, glitches, cut.tolist(), strict=True):
+            values = {"count": c, "interval_s": self.period_s, "fault": int(x)}
             if g:
                 values["glitches"] = g
-            if x:
-                values["fault"] = 1
             out.append(values)
         return out
 

@@ -5,8 +5,8 @@ Pure: fed with raw edges (line, contact closed?, monotonic time) and polled at
 
 - Line 0 is the pad's contact; `occupied_when_closed` says which contact state means a
   patient is in bed (NC wiring: closed while occupied, the fail-safe choice).
-- A load shorter than `min_pulse_s` is no patient but a glitch (see pulse_filter.py),
-  counted in `glitches`.
+- A load shorter than `min_pulse_s` is no patient but a glitch (see
+  edge/gpio/pulse_filter.py), counted in `glitches`.
 - Occupied is reported as soon as the (debounced, filtered) pad says so; free only once the pad has
   read free for `exit_tolerance_s` without interruption, so a patient shifting their
   weight is not an exit.
@@ -28,8 +28,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from edge.drivers.traffic_loop.pulse_filter import PulseFilter
 from edge.gpio.debounce import Debouncer, Edge
+from edge.gpio.pulse_filter import PulseFilter
 
 Supervision = Literal["none", "loopback", "changeover"]
 PAD, AUX = 0, 1

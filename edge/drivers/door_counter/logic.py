@@ -8,8 +8,14 @@ Pure: fed with raw edges (line, beam broken?, monotonic time), closed per interv
   entry when the first beam broken was the outer one and the last one still broken was
   the inner one; an exit the other way round; anything else (a person who stepped in and
   turned back) counts as neither. A crossing counts in the interval in which it ends.
-- A break shorter than `min_pulse_s` is nobody (see pulse_filter.py): it is counted in
-  the interval's `glitches` instead.
+- A break shorter than `min_pulse_s` is nobody (see edge/gpio/pulse_filter.py): it is
+  counted in the interval's `glitches` instead.
+- Supervision (`supervised`, the last line): a cut beam cable reads exactly like a clear
+  beam, i.e. like nobody coming. A second pair in each beam's cable is shorted at the
+  receiver (both receivers' pairs in series with two beams); the line reads `whole_level`
+  while every cable is whole and plugged in. Any other level that lasts `fault_delay_s`
+  is a fault, and an interval in which a fault was declared at any moment reports
+  `fault` = 1 (its count then means nothing).
 """
 
 from __future__ import annotations
@@ -17,8 +23,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from edge.drivers.traffic_loop.pulse_filter import PulseFilter
-from edge.gpio.debounce import Debouncer
+from edge.gpio.debounce import Debouncer, Edge
+from edge.gpio.pulse_filter import PulseFilter
 
 OUTER, INNER = 0, 1
 _CLEAR = (False, False)
@@ -33,24 +39,41 @@ class DoorInterval:
     exits: int = 0         # two beams only
     turned_back: int = 0   # two beams only
     glitches: int = 0      # breaks too short to be a person
+    fault: bool | None = None  # None: unsupervised, a cut cable cannot be seen
 
     def values(self) -> dict[str, float]:
         """The fields of a `hospital.door` reading."""
         out: dict[str, float] = {"count": self.count, "interval_s": round(self.interval_s, 3)}
         if self.glitches:
             out["glitches"] = self.glitches
+        if self.fault is not None:
+            out["fault"] = int(self.fault)
         return out
 
 
 class DoorCounter:
     def __init__(self, *, bounce_s: float, levels: Sequence[bool], t0: float,
-                 min_pulse_s: float = 0.0) -> None:
-        if len(levels) not in (1, 2):
-            raise ValueError("a door counter has one or two beams")
+                 min_pulse_s: float = 0.0, supervised: bool = False,
+                 whole_level: bool = True, fault_delay_s: float = 1.0) -> None:
+        beams = len(levels) - supervised
+        if beams not in (1, 2):
+            raise ValueError("a door counter has one or two beams (and a supervision line "
+                             "when supervised)")
+        if fault_delay_s < 0:
+            raise ValueError("fault_delay_s must be >= 0")
         self.bounce_s = bounce_s
         self.min_pulse_s = min_pulse_s
+        self.supervised = supervised
+        self.whole_level = whole_level
+        self.fault_delay_s = fault_delay_s
         self._filters = [PulseFilter(Debouncer(bounce_s, level, t0), min_pulse_s)
-                         for level in levels]
+                         for level in levels[:beams]]
+        self._supervision = Debouncer(bounce_s, levels[-1], t0) if supervised else None
+        self._supervision_edges: list[Edge] = []
+        # since when the supervision line has shown a fault; None while the cable is whole
+        self._fault_since: float | None = (
+            t0 if supervised and levels[-1] != whole_level else None)
+        self.faults = 0  # faults declared since start-up
         self._glitches_reported = 0
         self._broken = list(levels)
         self._edges: list[tuple[float, int, bool]] = []
@@ -80,7 +103,17 @@ class DoorCounter:
     def broken(self, line: int) -> bool:
         return self._filters[line].level
 
+    @property
+    def cable_whole(self) -> bool | None:
+        """The debounced supervision line says every cable is whole (None: unsupervised)."""
+        if self._supervision is None:
+            return None
+        return self._supervision.level == self.whole_level
+
     def feed(self, line: int, broken: bool, t: float) -> None:
+        if line == len(self._filters) and self._supervision is not None:
+            self._supervision_edges += self._supervision.feed(broken, t)
+            return
         for edge in self._filters[line].feed(broken, t):
             self._edges.append((edge.t, line, edge.level))
 
@@ -88,9 +121,13 @@ class DoorCounter:
         for line, pulses in enumerate(self._filters):
             for edge in pulses.poll(now):
                 self._edges.append((edge.t, line, edge.level))
+        if self._supervision is not None:
+            self._supervision_edges += self._supervision.poll(now)
 
     def next_deadline(self) -> float | None:
         due = [d for d in (f.deadline() for f in self._filters) if d is not None]
+        if self._supervision is not None and (d := self._supervision.deadline()) is not None:
+            due.append(d)
         return min(due) if due else None
 
     def close_interval(self, end: float, now: float) -> DoorInterval:
@@ -104,9 +141,38 @@ class DoorCounter:
         self._counts = [0, 0, 0]
         glitches = self.glitches - self._glitches_reported
         self._glitches_reported += glitches
-        result = DoorInterval(entries, end - self._start, exits, turned_back, glitches)
+        fault = self._close_supervision(end) if self.supervised else None
+        result = DoorInterval(entries, end - self._start, exits, turned_back, glitches, fault)
         self._start = end
         return result
+
+    def _close_supervision(self, end: float) -> bool:
+        """Whether a fault was declared (had lasted fault_delay_s) at any moment of
+        [start, end); consumes the supervision edges before `end`."""
+        ready = [e for e in self._supervision_edges if e.t < end]
+        self._supervision_edges = [e for e in self._supervision_edges if e.t >= end]
+        fault = False
+        for edge in ready:
+            if edge.level != self.whole_level:
+                if self._fault_since is None:
+                    self._fault_since = edge.t
+                continue
+            if self._fault_since is not None:
+                fault |= self._declared(self._fault_since, edge.t)
+                self._fault_since = None
+        if self._fault_since is not None:
+            fault |= self._declared(self._fault_since, end)
+        return fault
+
+    def _declared(self, since: float, until: float) -> bool:
+        """A fault condition over [since, until) was declared within this interval;
+        counted once, in the interval where it is first declared."""
+        declared_at = since + self.fault_delay_s
+        if declared_at >= until:
+            return False
+        if declared_at >= self._start:
+            self.faults += 1
+        return True
 
     def _apply(self, line: int, broken: bool) -> None:
         self._broken[line] = broken

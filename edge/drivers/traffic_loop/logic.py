@@ -3,7 +3,7 @@
 Pure: fed with raw edges (line, level, monotonic time) and told when an interval ends.
 
 - Count: debounced rising edges of the (upstream) loop. A detection shorter than
-  `min_pulse_s` is no vehicle but a glitch (see pulse_filter.py), counted in the
+  `min_pulse_s` is no vehicle but a glitch (see edge/gpio/pulse_filter.py), counted in the
   interval's `glitches` (both loops) instead.
 - Occupancy: the loop's on-time inside the interval / the interval's length. A vehicle on
   the loop at a boundary is split between the two intervals.
@@ -21,8 +21,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from edge.drivers.traffic_loop.pulse_filter import PulseFilter
 from edge.gpio.debounce import Debouncer
+from edge.gpio.pulse_filter import PulseFilter
 
 Mode = Literal["presence", "pulse"]
 MAX_LENGTH_M = 50.0

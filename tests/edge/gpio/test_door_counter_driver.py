@@ -80,3 +80,39 @@ def test_door_reports_breaks_too_short_for_a_person_as_glitches(gpio) -> None:
         gpio.assert_contract(samples)
 
     asyncio.run(scenario())
+
+
+def test_supervised_door_reports_a_cut_cable(gpio) -> None:
+    params = parse_params({"pin": 12, "supervision": "loopback", "supervision_pin": 13,
+                           "interval_s": 0.2, "debounce_s": 0.002, "min_pulse_s": 0.01,
+                           "fault_delay_s": 0.05}, "sensors[0]")
+    driver = build("door-opd", params, DriverContext(pin_factory=gpio.provider))
+    beam, loop = gpio.factory.pin(12), gpio.factory.pin(13)
+
+    async def scenario() -> None:
+        async with gpio.running(driver) as samples:
+            # pull-up, nothing connected yet: the supervision line reads a fault
+            assert driver.describe()["cable_whole"] is False
+            await gpio.wait_until(lambda: any(s.values["fault"] for s in samples),
+                                  "fault at start-up")
+            await gpio.in_thread(loop.drive_low)  # cable plugged in: the pair shorts to GND
+            await gpio.wait_until(lambda: driver.describe()["cable_whole"] is True, "whole")
+            await gpio.wait_until(lambda: len(samples) >= 2 and samples[-1].values["fault"] == 0,
+                                  "a whole interval")
+            del samples[:]
+            await gpio.in_thread(beam.drive_low)
+            await gpio.wait_until(lambda: driver.describe()["broken"] == [True], "broken")
+            await gpio.in_thread(beam.drive_high)
+            await gpio.wait_until(lambda: any(s.values["count"] for s in samples), "a person")
+            assert all(s.values["fault"] == 0 for s in samples)
+            await gpio.in_thread(loop.drive_high)           # cable cut: the pull-up wins
+            await gpio.wait_until(lambda: any(s.values["fault"] for s in samples), "fault")
+            await gpio.in_thread(loop.drive_low)            # repaired
+            n = len(samples)
+            await gpio.wait_until(lambda: len(samples) > n + 1 and samples[-1].values["fault"] == 0,
+                                  "fault cleared")
+        assert driver.describe()["faults"] == 2  # at start-up, and the cut
+        assert sum(s.values["count"] for s in samples) == 1
+        gpio.assert_contract(samples)
+
+    asyncio.run(scenario())

@@ -109,3 +109,77 @@ def test_two_beams_with_a_minimum_pulse_still_tell_entries_from_exits() -> None:
     script(counter, entry(2.0) + exit_(10.0) + entry(20.0) + [(30.0, OUT, True), (30.05, OUT, False)])
     result = close(counter, clock, 60.0)
     assert (result.count, result.exits, result.glitches) == (2, 1, 1)
+
+
+SUP = 1  # the supervision line of a one-beam door
+
+
+def supervised(clock: FakeClock, *, whole: bool = True, delay: float = 1.0) -> DoorCounter:
+    return DoorCounter(bounce_s=0.01, levels=[False, whole], t0=clock.monotonic(),
+                       min_pulse_s=0.1, supervised=True, whole_level=True, fault_delay_s=delay)
+
+
+def test_supervised_door_reports_fault_0_while_the_cable_is_whole() -> None:
+    clock = FakeClock()
+    counter = supervised(clock)
+    script(counter, [(1.0, OUT, True), (1.4, OUT, False)])
+    result = close(counter, clock, 60.0)
+    assert result.values() == {"count": 1, "interval_s": 60.0, "fault": 0}
+    assert counter.cable_whole is True
+
+
+def test_a_cut_cable_reports_fault_in_every_interval_it_touches() -> None:
+    clock = FakeClock()
+    counter = supervised(clock)
+    # cut at 50 s (the beam line then reads clear), repaired at 150 s
+    script(counter, [(50.0, SUP, False)])
+    first = close(counter, clock, 60.0)
+    assert first.fault is True
+    assert counter.cable_whole is False
+    assert close(counter, clock, 120.0).fault is True
+    script(counter, [(150.0, SUP, True), (170.0, OUT, True), (170.5, OUT, False)])
+    third = close(counter, clock, 180.0)
+    assert (third.fault, third.count) == (True, 1)   # the fault held part of it
+    assert close(counter, clock, 240.0).fault is False
+    assert counter.faults == 1
+
+
+def test_a_fault_shorter_than_the_delay_is_not_one() -> None:
+    clock = FakeClock()
+    counter = supervised(clock, delay=1.0)
+    script(counter, [(10.0, SUP, False), (10.5, SUP, True)])   # a connector wiggled
+    assert close(counter, clock, 60.0).fault is False
+    assert counter.faults == 0
+
+
+def test_a_fault_declared_just_before_the_interval_ends() -> None:
+    clock = FakeClock()
+    counter = supervised(clock, delay=1.0)
+    script(counter, [(58.5, SUP, False)])
+    assert close(counter, clock, 60.0).fault is True   # declared at 59.5 s
+    clock = FakeClock()
+    counter = supervised(clock, delay=1.0)
+    script(counter, [(59.5, SUP, False)])
+    assert close(counter, clock, 60.0).fault is False  # not yet: declared at 60.5 s
+    assert close(counter, clock, 120.0).fault is True
+    assert counter.faults == 1
+
+
+def test_a_cable_cut_at_start_up_is_a_fault_at_once() -> None:
+    clock = FakeClock()
+    counter = supervised(clock, whole=False)
+    assert close(counter, clock, 60.0).fault is True
+
+
+def test_two_beams_and_supervision_count_entries_on_the_beam_lines() -> None:
+    clock = FakeClock()
+    counter = DoorCounter(bounce_s=0.01, levels=[False, False, True], t0=clock.monotonic(),
+                          supervised=True, whole_level=True)
+    script(counter, entry(1.0) + exit_(5.0))
+    result = close(counter, clock, 60.0)
+    assert (result.count, result.exits, result.fault) == (1, 1, False)
+
+
+def test_supervised_needs_a_supervision_level() -> None:
+    with pytest.raises(ValueError, match="one or two beams"):
+        DoorCounter(bounce_s=0.01, levels=[True], t0=0.0, supervised=True)

@@ -15,8 +15,19 @@ SAMPLE = Path(edge.drivers.door_counter.__file__).parent / "sample.toml"
 def test_sample_parses() -> None:
     sensors = tomllib.loads(SAMPLE.read_text())["sensors"]
     params = parse_params(sensors[0], "sensors[0]")
-    assert params.pins == (5, 6)
+    assert params.pins == (5, 6, 13)
     assert params.interval_s == 300.0
+    assert params.whole_level is True
+
+
+def test_the_loopback_level_follows_the_pull() -> None:
+    # tied to ground against a pull-up: reads low, the active level of active-low beams
+    assert parse_params({"pin": 5}, "s").whole_level is True
+    assert parse_params({"pin": 5, "active_state": "high"}, "s").whole_level is False
+    # tied to 3.3 V against a pull-down
+    assert parse_params({"pin": 5, "pull": "down"}, "s").whole_level is True
+    assert parse_params({"pin": 5, "pull": "down", "active_state": "low"}, "s").whole_level \
+        is False
 
 
 @pytest.mark.parametrize(
@@ -29,6 +40,13 @@ def test_sample_parses() -> None:
         ({"pin": 5, "debounce_s": True}, "s.debounce_s", "number"),
         ({"pin": 5, "pull": "off", "active_state": "dark"}, "s.active_state", "low, high"),
         ({"pin": 5, "direction": "in"}, "s.direction", "unknown key"),
+        ({"pin": 5, "supervision": "loopback"}, "s.supervision_pin", "required"),
+        ({"pin": 5, "supervision_pin": 6}, "s.supervision_pin", "only used with"),
+        ({"pin": 5, "fault_delay_s": 2}, "s.fault_delay_s", "only used with"),
+        ({"pin": 5, "supervision": "loopback", "supervision_pin": 5}, "s.supervision_pin",
+         "already"),
+        ({"pin": 5, "supervision": "changeover", "supervision_pin": 6}, "s.supervision",
+         "none, loopback"),
     ],
 )
 def test_bad_values_name_the_key(raw: dict[str, object], key: str, reason: str) -> None:
