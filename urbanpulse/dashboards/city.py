@@ -13,6 +13,16 @@ from urbanpulse.dashboards.model import Dashboard, Panel, Query, Threshold, Vari
 SITE_NODE = "\"site\" =~ /^$site$/ AND \"node\" =~ /^$node$/"
 PER_LANE = "$tag_node $tag_sensor"
 PER_NODE = "$tag_site/$tag_node"
+BY_NODE = '"site", "node"'
+BY_LANE = '"site", "node", "sensor"'
+
+
+def per_interval(select: str, source: str, by: str, *, every: str = "$__interval",
+                 fill: str = "none", where: str = "", alias: str = PER_NODE) -> Query:
+    """`select` from `source` in the selected sites and nodes, per `every` and per the
+    tags in `by` (e.g. `"site", "node"`)."""
+    return Query(f'SELECT {select} FROM {source} WHERE $timeFilter AND {SITE_NODE}{where} '
+                 f'GROUP BY time({every}), {by} fill({fill})', alias=alias)
 
 
 def site_node_variables(source: str) -> tuple[Variable, Variable]:
@@ -37,9 +47,7 @@ def _node_status_panels() -> tuple[Panel, ...]:
         ),
         Panel(
             "Outbox depth per node", "timeseries",
-            (Query('SELECT max("outbox_depth") FROM "raw"."node_status" '
-                   f'WHERE $timeFilter AND {SITE_NODE} '
-                   'GROUP BY time($__interval), "site", "node" fill(none)', alias=PER_NODE),),
+            (per_interval('max("outbox_depth")', '"raw"."node_status"', BY_NODE),),
             description="Readings waiting on the node for the broker's acknowledgement; "
                         "a rising line means the node cannot deliver.",
             width=12,
@@ -96,21 +104,18 @@ def hospitals() -> Dashboard:
             ),
             Panel(
                 "Entrances and ER arrivals per hour", "timeseries",
-                (Query('SELECT sum("count") FROM "raw"."hospital_door" '
-                       f'WHERE $timeFilter AND {SITE_NODE} '
-                       'GROUP BY time(1h), "site", "node", "sensor" fill(0)', alias=PER_LANE),),
+                (per_interval('sum("count")', '"raw"."hospital_door"', BY_LANE,
+                              every="1h", fill="0", alias=PER_LANE),),
                 description="Persons counted by each door sensor per hour (ER doors and main "
                             "entrances are separate sensors).",
                 unit="none",
             ),
             Panel(
                 "Queue tickets per hour", "timeseries",
-                (Query('SELECT count("ticket") FROM "raw"."hospital_queue" '
-                       f'WHERE $timeFilter AND {SITE_NODE} AND "called" = 0 '
-                       'GROUP BY time(1h), "site", "node" fill(0)', alias="issued $tag_node"),
-                 Query('SELECT count("ticket") FROM "raw"."hospital_queue" '
-                       f'WHERE $timeFilter AND {SITE_NODE} AND "called" = 1 '
-                       'GROUP BY time(1h), "site", "node" fill(0)', alias="called $tag_node")),
+                (per_interval('count("ticket")', '"raw"."hospital_queue"', BY_NODE,
+                              every="1h", fill="0", where=' AND "called" = 0', alias="issued $tag_node"),
+                 per_interval('count("ticket")', '"raw"."hospital_queue"', BY_NODE,
+                              every="1h", fill="0", where=' AND "called" = 1', alias="called $tag_node")),
                 description="Tickets issued by the kiosks and tickets called to a counter.",
                 unit="none",
             ),
@@ -138,40 +143,31 @@ def traffic() -> Dashboard:
         panels=(
             Panel(
                 "Vehicles per minute per lane", "timeseries",
-                (Query('SELECT 60 * sum("count") / sum("interval_s") FROM "raw"."traffic_loop" '
-                       f'WHERE $timeFilter AND {SITE_NODE} '
-                       'GROUP BY time($__interval), "site", "node", "sensor" fill(none)',
-                       alias=PER_LANE),),
+                (per_interval('60 * sum("count") / sum("interval_s")', '"raw"."traffic_loop"', BY_LANE,
+                              alias=PER_LANE),),
                 description="Vehicles counted divided by the seconds the intervals covered, "
                             "from raw readings.",
                 width=24, unit="none",
             ),
             Panel(
                 "Vehicles per minute per lane (1-minute aggregates)", "timeseries",
-                (Query('SELECT 60 * mean("count_mean") / mean("interval_s_mean") '
-                       'FROM "agg_1m"."traffic_loop" '
-                       f'WHERE $timeFilter AND {SITE_NODE} '
-                       'GROUP BY time($__interval), "site", "node", "sensor" fill(none)',
-                       alias=PER_LANE),),
+                (per_interval('60 * mean("count_mean") / mean("interval_s_mean")',
+                              '"agg_1m"."traffic_loop"', BY_LANE, alias=PER_LANE),),
                 description="For long ranges: the same rate from the 1-minute aggregates "
                             "(each minute weighted equally).",
                 width=24, unit="none",
             ),
             Panel(
                 "Occupancy per lane", "timeseries",
-                (Query('SELECT mean("occupancy_pct_mean") FROM "agg_1m"."traffic_loop" '
-                       f'WHERE $timeFilter AND {SITE_NODE} '
-                       'GROUP BY time($__interval), "site", "node", "sensor" fill(none)',
-                       alias=PER_LANE),),
+                (per_interval('mean("occupancy_pct_mean")', '"agg_1m"."traffic_loop"', BY_LANE,
+                              alias=PER_LANE),),
                 description="Share of time a vehicle stood over the loop.",
                 unit="percent",
             ),
             Panel(
                 "Speed per lane", "timeseries",
-                (Query('SELECT mean("speed_kmh_mean") FROM "agg_1m"."traffic_loop" '
-                       f'WHERE $timeFilter AND {SITE_NODE} '
-                       'GROUP BY time($__interval), "site", "node", "sensor" fill(none)',
-                       alias=PER_LANE),),
+                (per_interval('mean("speed_kmh_mean")', '"agg_1m"."traffic_loop"', BY_LANE,
+                              alias=PER_LANE),),
                 description="Mean speed, where the detector measures it (double loops).",
                 unit="velocitykmh",
             ),
@@ -201,16 +197,12 @@ def air_quality() -> Dashboard:
         panels=(
             Panel(
                 "PM2.5 per station", "timeseries",
-                (Query('SELECT mean("pm25_mean") FROM "agg_1m"."air_pm" '
-                       f'WHERE $timeFilter AND {SITE_NODE} '
-                       'GROUP BY time($__interval), "site", "node" fill(none)', alias=PER_NODE),),
+                (per_interval('mean("pm25_mean")', '"agg_1m"."air_pm"', BY_NODE),),
                 unit="conμgm3", thresholds=PM25_STEPS,
             ),
             Panel(
                 "PM10 per station", "timeseries",
-                (Query('SELECT mean("pm10_mean") FROM "agg_1m"."air_pm" '
-                       f'WHERE $timeFilter AND {SITE_NODE} '
-                       'GROUP BY time($__interval), "site", "node" fill(none)', alias=PER_NODE),),
+                (per_interval('mean("pm10_mean")', '"agg_1m"."air_pm"', BY_NODE),),
                 unit="conμgm3",
             ),
             Panel(
@@ -222,9 +214,7 @@ def air_quality() -> Dashboard:
             ),
             Panel(
                 "CO2 per station", "timeseries",
-                (Query('SELECT mean("co2_mean") FROM "agg_1m"."air_co2" '
-                       f'WHERE $timeFilter AND {SITE_NODE} '
-                       'GROUP BY time($__interval), "site", "node" fill(none)', alias=PER_NODE),),
+                (per_interval('mean("co2_mean")', '"agg_1m"."air_co2"', BY_NODE),),
                 unit="ppm",
                 thresholds=(Threshold(None, "green"), Threshold(1000, "orange"),
                             Threshold(2000, "red")),
@@ -254,25 +244,20 @@ def data_health() -> Dashboard:
             ),
             Panel(
                 "Missing readings per hour", "timeseries",
-                (Query('SELECT sum("missing") FROM "agg_1h"."ledger" '
-                       f'WHERE $timeFilter AND {SITE_NODE} '
-                       'GROUP BY time(1h), "site", "node" fill(none)', alias=PER_NODE),),
+                (per_interval('sum("missing")', '"agg_1h"."ledger"', BY_NODE, every="1h"),),
                 unit="none",
             ),
             Panel(
                 "Delivered share per hour", "timeseries",
-                (Query('SELECT 100 * (sum("received") - sum("duplicates")) / sum("expected") '
-                       'FROM "agg_1h"."ledger" '
-                       f'WHERE $timeFilter AND {SITE_NODE} '
-                       'GROUP BY time(1h), "site", "node" fill(none)', alias=PER_NODE),),
+                (per_interval('100 * (sum("received") - sum("duplicates")) / sum("expected")',
+                              '"agg_1h"."ledger"', BY_NODE, every="1h"),),
                 description="Distinct readings received over readings expected.",
                 unit="percent", decimals=2,
             ),
             Panel(
                 "Dead letters per reason", "timeseries",
-                (Query('SELECT count("offset") FROM "raw"."dead_letter" '
-                       f'WHERE $timeFilter AND {SITE_NODE} '
-                       'GROUP BY time($__interval), "reason" fill(0)', alias="$tag_reason"),),
+                (per_interval('count("offset")', '"raw"."dead_letter"', '"reason"',
+                              fill="0", alias="$tag_reason"),),
                 description="Rejected messages and readings, by rejection code.",
                 unit="none", stacked=True,
             ),
@@ -285,9 +270,7 @@ def data_health() -> Dashboard:
             *_node_status_panels(),
             Panel(
                 "Readings per second per node", "timeseries",
-                (Query('SELECT mean("readings_per_s") FROM "raw"."node_status" '
-                       f'WHERE $timeFilter AND {SITE_NODE} '
-                       'GROUP BY time($__interval), "site", "node" fill(none)', alias=PER_NODE),),
+                (per_interval('mean("readings_per_s")', '"raw"."node_status"', BY_NODE),),
                 unit="none",
             ),
             Panel(
@@ -301,9 +284,8 @@ def data_health() -> Dashboard:
             ),
             Panel(
                 "Readings stored per node per minute", "timeseries",
-                (Query('SELECT sum("count") FROM "agg_1m"./^(air|traffic|hospital)_/ '
-                       f'WHERE $timeFilter AND {SITE_NODE} '
-                       'GROUP BY time(1m), "site", "node" fill(0)', alias="$tag_node $m"),),
+                (per_interval('sum("count")', '"agg_1m"./^(air|traffic|hospital)_/', BY_NODE,
+                              every="1m", fill="0", alias="$tag_node $m"),),
                 description="From the 1-minute aggregates of every reading measurement.",
                 unit="none", width=24,
             ),
