@@ -63,14 +63,9 @@ class Agent:
         self.clock_jumps = 0
         self.publisher: Publisher | None = None
 
-    def emit(self, sample: Sample) -> None:
-        self._pending.append(sample)
-        state = self.drivers.get(sample.sensor)
-        if state is not None:
-            state.readings += 1
-
-    def _emitter(self, state: DriverState) -> Callable[[Sample], None]:
-        """Counts readings per driver, also for drivers that read several sensors (upfw)."""
+    def emitter(self, state: DriverState) -> Callable[[Sample], None]:
+        """What a driver calls with each sample: queued for the next commit and counted for
+        the driver, also for drivers that read several sensors (upfw)."""
         def emit(sample: Sample) -> None:
             self._pending.append(sample)
             state.readings += 1
@@ -149,7 +144,7 @@ class Agent:
             state.state = "running"
             started = time.monotonic()
             try:
-                await driver.run(self._emitter(state))
+                await driver.run(self.emitter(state))
                 state.state = "stopped"
                 return
             except asyncio.CancelledError:

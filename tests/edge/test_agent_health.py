@@ -41,8 +41,9 @@ def test_health_and_status_come_from_local_state(tmp_path: Path, capsys: pytest.
     agent = _agent(tmp_path, clock)
     agent.config.node.state_dir.mkdir(parents=True, exist_ok=True)
     agent.outbox.open()
+    emit = agent.emitter(agent.drivers["pm-1"])
     for _ in range(3):
-        agent.emit(Sample("pm-1", "air.pm", {"pm25": 12.0, "pm10": 20.0}, clock.now()))
+        emit(Sample("pm-1", "air.pm", {"pm25": 12.0, "pm10": 20.0}, clock.now()))
     assert agent.flush() == 3
     clock.advance(90)
     health = agent.health()
