@@ -18,7 +18,8 @@ first `warmup` values, and 0 again while it is not higher than every score of th
 last `refractory` values: a lasting anomaly is reported when it starts and when it
 grows, not on every value. For `damp_span` values after a score reached `damp_level`
 (an alert), scores are multiplied by `damp_factor`: a second alert so soon must be
-clearly stronger than an ordinary one.
+clearly stronger than an ordinary one. For `hold` values after a score reached the
+threshold (a reported alert), scores are 0: that alert is still open.
 
 No value is used before it arrives, nothing about the range of a series is known in
 advance, and the state is a fixed set of bounded buffers (picklable, under 64 KB).
@@ -60,6 +61,7 @@ class DetectorSettings:
     damp_level: float = 0.75
     damp_span: int = 150
     damp_factor: float = 0.95
+    hold: int = 10
     threshold: float = field(default=0.80)
 
     def __post_init__(self) -> None:
@@ -81,6 +83,7 @@ class DetectorSettings:
             "damp_level": 0.0 <= self.damp_level <= 1.0,
             "damp_span": self.damp_span >= 0,
             "damp_factor": 0.0 <= self.damp_factor <= 1.0,
+            "hold": self.hold >= 0,
             "threshold": 0.0 <= self.threshold <= 1.0,
         }
         for name, ok in checks.items():
@@ -117,6 +120,7 @@ class AnomalyDetector:
         self._jump_record = -math.inf
         self._last_scores: deque[float] = deque(maxlen=max(s.refractory, 1))
         self._since_alert = s.damp_span + 1
+        self._since_report = s.hold + 1
 
     @property
     def threshold(self) -> float:
@@ -166,8 +170,13 @@ class AnomalyDetector:
         self._since_alert = min(self._since_alert + 1, s.damp_span + 1)
         if self._since_alert <= s.damp_span:
             score *= s.damp_factor
+        self._since_report = min(self._since_report + 1, s.hold + 1)
+        if self._since_report <= s.hold:
+            score = 0.0
         if score >= s.damp_level:
             self._since_alert = 0
+        if score >= s.threshold:
+            self._since_report = 0
         return score
 
     def is_anomaly(self, score: float) -> bool:
