@@ -5,7 +5,7 @@ For each value it combines two views (see docs/anomaly-detection.md):
 * tail surprise: five statistics (the value, its negation, its jump from the median
   of the previous `jump_span` values, and the mean of the last `mean_span` values and
   its negation) are each ranked against their own last `history` values
-  (`TailHistory`); the largest surprise s gives `1 - exp(-s / 8)`;
+  (`TailHistory`); the largest surprise s gives `1 - exp(-s / surprise_scale)`;
 * context novelty: the share of never-seen contexts of quantised values
   (`ContextNovelty`), raised to `record_jump_novelty` when the jump is larger than
   every jump since the series began (a step never seen is new even when the values
@@ -37,8 +37,6 @@ from cloud.detect.novelty import ContextNovelty
 from cloud.detect.tail import TailHistory
 from urbanpulse.clock import to_epoch_ns
 
-SURPRISE_SCALE = 8.0
-
 
 @dataclass(frozen=True, slots=True)
 class DetectorSettings:
@@ -49,6 +47,7 @@ class DetectorSettings:
     jump_span: int = 5
     mean_span: int = 24
     record_weight: float = 3.0
+    surprise_scale: float = 5.0
     levels: int = 8
     orders: tuple[int, ...] = (1, 2, 3, 4, 5)
     learn: int = 150
@@ -56,11 +55,11 @@ class DetectorSettings:
     memory_capacity: int = 2500
     record_jump_novelty: float = 0.7
     difference_novelty: float = 0.0
-    novelty_weight: float = 0.65
+    novelty_weight: float = 0.625
     refractory: int = 20
-    damp_level: float = 0.75
+    damp_level: float = 0.8
     damp_span: int = 150
-    damp_factor: float = 0.95
+    damp_factor: float = 0.97
     hold: int = 10
     threshold: float = field(default=0.80)
 
@@ -71,6 +70,7 @@ class DetectorSettings:
             "jump_span": self.jump_span >= 1,
             "mean_span": self.mean_span >= 1,
             "record_weight": self.record_weight >= 0,
+            "surprise_scale": self.surprise_scale > 0,
             "levels": self.levels >= 2,
             "orders": bool(self.orders) and all(0 < o < 16 for o in self.orders),
             "learn": self.learn >= 2,
@@ -151,7 +151,7 @@ class AnomalyDetector:
             tail = self._tails[i]
             surprise = max(surprise, tail.surprise(stat))
             tail.push(stat)
-        tail_score = 1.0 - math.exp(-surprise / SURPRISE_SCALE)
+        tail_score = 1.0 - math.exp(-surprise / s.surprise_scale)
         novelty = self._novelty.update(value)
         if self._differences is not None:
             step = value - recent[-2] if len(recent) > 1 else 0.0
