@@ -31,7 +31,7 @@ ACCEPTS: dict[str, frozenset[FaultType]] = {
     "stuck": frozenset({FaultType.STUCK, FaultType.CUT_CABLE}),
     "silence": frozenset({FaultType.SILENCE}),
     "spikes": frozenset({FaultType.SPIKE}),
-    "drift": frozenset(),
+    "drift": frozenset({FaultType.DRIFT}),
     "cut_cable": frozenset({FaultType.CUT_CABLE, FaultType.SILENCE, FaultType.STUCK}),
     "clock_jump": frozenset({FaultType.CLOCK_JUMP, FaultType.SILENCE}),
 }
@@ -42,6 +42,7 @@ CHARGED: dict[FaultType, str] = {
     FaultType.CUT_CABLE: "cut_cable",
     FaultType.CLOCK_JUMP: "clock_jump",
     FaultType.OUT_OF_RANGE: "out_of_range",
+    FaultType.DRIFT: "drift",
 }
 
 

@@ -23,7 +23,8 @@ from datetime import timedelta
 
 from bench.faults.match import Row, RunResult, match, rows_by_class, rows_by_type
 from bench.faults.plan import GRACE_S, plan_faults
-from bench.faults.stream import stream
+from bench.faults.stream import stream, warm_drift
+from cloud.detect.drift import CityDrift
 from urbanpulse.simulate import City, Simulation
 from urbanpulse.simulate.scenario import merge_events, plan_events
 from urbanpulse.simulate.simulation import DEFAULT_START
@@ -31,15 +32,21 @@ from urbanpulse.simulate.simulation import DEFAULT_START
 ANOMALIES = 6
 
 
-def run_seed(city: City, seed: int, hours: float, tick_s: float) -> tuple[RunResult, int, int]:
+def run_seed(city: City, seed: int, hours: float, tick_s: float
+             ) -> tuple[RunResult, int, int, int]:
     planned, missed = plan_faults(city, seed, hours)
     if missed:
         print(f"seed {seed}: no free slot for {', '.join(missed)}", file=sys.stderr)
     anomalies = plan_events(city, seed, hours, anomalies=ANOMALIES)
-    sim = Simulation(city, seed=seed, start=DEFAULT_START + timedelta(hours=6 * (seed - 1)),
+    start = DEFAULT_START + timedelta(hours=6 * (seed - 1))
+    sim = Simulation(city, seed=seed, start=start,
                      events=merge_events(anomalies, [p.event for p in planned]))
-    raised, readings, updates = stream(sim, hours, tick_s)
-    return match(seed, planned, raised), readings, updates
+    drift = CityDrift()
+    # Two clean days before the run, other weather (seed + 1000): the drift step's history.
+    warm = warm_drift(Simulation(city, seed=seed + 1000, start=start - timedelta(days=2),
+                                 events=()), drift)
+    raised, readings, updates = stream(sim, hours, tick_s, drift=drift)
+    return match(seed, planned, raised), readings, updates, len(warm)
 
 
 def _pct(x: float | None) -> str:
@@ -82,12 +89,13 @@ def main(argv: list[str] | None = None) -> int:
     city = City.load()
     began = time.perf_counter()
     results: list[RunResult] = []
-    readings = updates = 0
+    readings = updates = warm = 0
     for seed in args.seeds:
-        res, n, u = run_seed(city, seed, args.hours, args.tick)
+        res, n, u, w = run_seed(city, seed, args.hours, args.tick)
         results.append(res)
         readings += n
         updates += u
+        warm += w
     spent = time.perf_counter() - began
     sensor_hours = sum(len(n.sensors) for n in city.nodes) * args.hours * len(args.seeds)
     print(f"{len(args.seeds)} runs x {args.hours:g} h of the default city (seeds "
@@ -101,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     kinds = Counter(str(r.event.fault) for r in clean)
     print(f"\nFalse positives: {len(fps)} in all; on sensors with no injected fault "
           f"{len(clean)} in {sensor_hours:g} sensor-hours"
-          + (f" ({', '.join(f'{k} {v}' for k, v in sorted(kinds.items()))})" if kinds else ""))
+          + (f" ({', '.join(f'{k} {v}' for k, v in sorted(kinds.items()))})" if kinds else "")
+          + f"; drifts in the two clean days before each run (the drift step's history) {warm}")
     if args.details:
         for res in results:
             for o in res.outcomes:

@@ -6,6 +6,12 @@ calls `update(ts_ns, float(value), seq)`. `FaultFeed` does exactly that, without
 anomaly detector, and also calls `tick(now)` on every monitor each `tick_s` of
 simulated time (the cloud's clock), which the silence rule needs.
 
+The air readings also go, in the same order, through one `CityDrift` for the city
+(the dataflow's step keyed by city, `cloud/detect/drift.py`), after the same
+"not older than the newest checked" filter. A deployment's drift step has days of
+history behind it; the run's comparison starts from a baseline learnt on the clean
+day before the run (`warm_drift`), which holds no fault.
+
 Each event is stamped with the simulated time the cloud raised it: the true time of
 the reading that triggered it (the node's stamp minus its clock offset), or the
 `now` of the tick.
@@ -19,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from cloud.detect import DetectError, FaultEvent, FaultMonitor
+from cloud.detect.drift import DRIFT_FIELDS, CityDrift, Drift
 from urbanpulse.simulate import Simulation
 from urbanpulse.simulate.events import Event
 from urbanpulse.wire import Reading
@@ -43,10 +50,17 @@ class FaultFeed:
     """The fault half of `cloud.logic.events.SensorWatch`, for every sensor of a run."""
 
     watches: dict[tuple[str, str, str, str], _Watch | None] = field(default_factory=dict)
+    drift: CityDrift = field(default_factory=CityDrift)
     updates: int = 0
 
-    def check(self, site: str, node: str, r: Reading) -> list[FaultEvent]:
-        events: list[FaultEvent] = []
+    def check(self, site: str, node: str, r: Reading) -> list[tuple[str, str, FaultEvent]]:
+        events: list[tuple[str, str, FaultEvent]] = []
+        compared = DRIFT_FIELDS.get(r.kind)
+        if compared is not None:
+            seen = self.watches.get((site, node, r.sensor, compared))
+            if seen is None or r.ts_ns >= seen.last_ts_ns:
+                events += [(d.series[0], d.series[1], d.event) for d in
+                           self.drift.update((site, node, r.sensor), r.kind, r.ts_ns, r.values)]
         for name, value in r.values.items():
             key = (site, node, r.sensor, name)
             watch = self.watches.get(key, ...)
@@ -56,7 +70,7 @@ class FaultFeed:
                 continue
             watch.last_ts_ns = r.ts_ns
             self.updates += 1
-            events += watch.monitor.update(r.ts_ns, float(value), r.seq)
+            events += [(site, node, ev) for ev in watch.monitor.update(r.ts_ns, float(value), r.seq)]
         return events
 
     def tick(self, now: datetime) -> Iterator[tuple[str, str, FaultEvent]]:
@@ -87,10 +101,29 @@ def _true_offset(ts_offset: float, jumps: list[Event], after: float) -> float:
     return ts_offset if best == math.inf else best
 
 
+def warm_drift(history: Simulation, drift: CityDrift, days: float = 2.0) -> list[Drift]:
+    """Feed `drift` the air readings of clean simulated days (the days before a run);
+    the drifts it raised there (false positives: those days hold no fault)."""
+    timed: list[tuple[int, str, str, str, str, dict[str, float]]] = []
+    for n in history.nodes:
+        for s in n.sensors:
+            if s.kind in DRIFT_FIELDS:
+                t, values = history.output(n.site, n.node, s.id).reports(0.0, days * 86_400.0)
+                stamps = history.timebase.ts_ns(t).tolist()
+                timed += [(ts, n.site, n.node, s.id, s.kind, v)
+                          for ts, v in zip(stamps, values, strict=True)]
+    timed.sort(key=lambda x: x[0])
+    events: list[Drift] = []
+    for ts, site, node, sensor, kind, v in timed:
+        events += drift.update((site, node, sensor), kind, ts, v)
+    return events
+
+
 def stream(sim: Simulation, hours: float, tick_s: float = 60.0,
-           step_s: float = 600.0) -> tuple[list[Raised], int, int]:
+           step_s: float = 600.0, drift: CityDrift | None = None
+           ) -> tuple[list[Raised], int, int]:
     """Every fault event of the run; the number of readings and of monitor updates."""
-    feed = FaultFeed()
+    feed = FaultFeed() if drift is None else FaultFeed(drift=drift)
     raised: list[Raised] = []
     jumps: dict[tuple[str, str], list[Event]] = {}
     for e in sim.events:
@@ -120,11 +153,11 @@ def stream(sim: Simulation, hours: float, tick_s: float = 60.0,
         while tick <= t1:
             while i < len(timed) and timed[i][0] < tick:
                 at, _, site, node, r = timed[i]
-                raised += [Raised(site, node, ev, at) for ev in feed.check(site, node, r)]
+                raised += [Raised(s, n, ev, at) for s, n, ev in feed.check(site, node, r)]
                 i += 1
             raised += [Raised(s, n, ev, tick) for s, n, ev in feed.tick(sim.at(tick))]
             tick += tick_s
         for at, _, site, node, r in timed[i:]:
-            raised += [Raised(site, node, ev, at) for ev in feed.check(site, node, r)]
+            raised += [Raised(s, n, ev, at) for s, n, ev in feed.check(site, node, r)]
         t0 = t1
     return raised, readings, feed.updates

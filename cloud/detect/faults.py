@@ -60,6 +60,7 @@ class FaultType(StrEnum):
     SPIKE = "spike"
     CUT_CABLE = "cut_cable"
     CLOCK_JUMP = "clock_jump"
+    DRIFT = "drift"  # cross-station, cloud/detect/drift.py
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,17 +3,19 @@ and runs end to end on a short simulated run."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from bench.faults.match import match, rows_by_type
 from bench.faults.plan import GRACE_S, Planned, plan_faults
 from bench.faults.run import main, run_seed
-from bench.faults.stream import FaultFeed, Raised
+from bench.faults.stream import FaultFeed, Raised, stream, warm_drift
 from cloud.detect import FaultEvent, FaultType
+from cloud.detect.drift import CityDrift
 from cloud.logic.events import Alert, SensorWatch
 from urbanpulse.clock import to_epoch_ns
 from urbanpulse.simulate import City, Simulation
 from urbanpulse.simulate.events import make_event
+from urbanpulse.simulate.simulation import DEFAULT_START
 
 
 def test_the_feed_raises_what_the_dataflow_raises() -> None:
@@ -32,7 +34,7 @@ def test_the_feed_raises_what_the_dataflow_raises() -> None:
     for batch in sim.readings().run(until=2 * 3600, step=900):
         for r in batch.readings:
             ours += [(e.sensor, str(e.fault), e.field, to_epoch_ns(e.detected_at))
-                     for e in feed.check(batch.site, batch.node, r)]
+                     for _, _, e in feed.check(batch.site, batch.node, r)]
             key = (batch.site, batch.node, r.sensor)
             watches.setdefault(key, SensorWatch()).check(batch.site, batch.node, r, theirs)
     faults = [(a.sensor, a.type, a.field, a.ts_ns) for a in theirs if a.type != "anomaly"]
@@ -80,8 +82,9 @@ def test_the_plan_covers_every_type_on_every_target_class_without_overlap() -> N
 
 
 def test_a_short_run_finds_its_faults_without_false_alarms(capsys) -> None:  # type: ignore[no-untyped-def]
-    result, readings, _ = run_seed(City.load(), seed=1, hours=4, tick_s=60)
+    result, readings, _, warm = run_seed(City.load(), seed=1, hours=4, tick_s=60)
     assert readings > 10_000
+    assert warm == 0
     assert result.clean_false_positives == []
     found = {o.planned.event.type for o in result.outcomes if o.detections}
     assert {"silence", "clock_jump", "cut_cable"} <= found
@@ -89,3 +92,19 @@ def test_a_short_run_finds_its_faults_without_false_alarms(capsys) -> None:  # t
     out = capsys.readouterr().out
     for name in ("stuck", "silence", "spikes", "drift", "cut_cable", "clock_jump"):
         assert f"| {name} |" in out
+
+
+def test_a_strong_drift_is_found_by_the_city_step_after_its_history() -> None:
+    city = City.load()
+    start = DEFAULT_START + timedelta(hours=6)
+    drift = CityDrift()
+    assert warm_drift(Simulation(city, seed=11, start=start - timedelta(days=2), events=()),
+                      drift) == []
+    # z is clipped (a pollution peak is not a drift): even a strong drift needs hours
+    fault = make_event("drift", "lang-ha", "aq-1", "pms5003", 600, 9 * 3600,
+                       {"pct_per_h": 40.0})
+    sim = Simulation(city, seed=11, start=start, events=[fault])
+    raised, _, _ = stream(sim, 9, drift=drift)
+    drifts = [(r.site, r.node, r.event.sensor) for r in raised
+              if r.event.fault == FaultType.DRIFT]
+    assert drifts == [("lang-ha", "aq-1", "pms5003")]

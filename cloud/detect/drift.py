@@ -1,0 +1,230 @@
+"""Sensor drift, seen across the stations of a city.
+
+A drifting sensor reads a growing multiple of the truth (an aging laser or optical
+cell, dust on the lens). Its own series cannot show it: weather moves PM by tens of
+percent within hours. The other stations of the city breathe the same weather, so
+each station is compared with them:
+
+* Readings are averaged per sensor in `bin_s` bins of event time, in logs (a gain is
+  a difference of logs). A bin is judged once the median sensor of the city has
+  readings `lag_bins` bins later (late stations have then reported; one node whose
+  clock runs ahead does not close the bins of the others).
+* Each sensor learns its usual log ratio to each other sensor of the same field (the
+  stations' local levels, the sensors' biases): a mean over its first bins, then
+  a slow follow (`follow`), only while no excursion is under way, so that a drift
+  does not teach it. Its deviation d in a bin is the median, over at least
+  `min_others` other sensors, of its log ratio to each minus the usual one (a pair
+  baseline, so the deviation does not change when a sensor leaves the reference).
+  The ratios are used after `learn_bins` / 2 bins; the mean absolute d over the next
+  `learn_bins` / 2 sets the sensor's scale. Nothing is judged before `learn_bins`.
+* A sensor found drifting is left out of the others' references until it is back;
+  within a bin the most deviant sensor is judged first.
+* z = d / scale, clipped to +-`z_clip` (a local pollution peak of an
+  hour or two must not look like a drift), feeds a two-sided CUSUM with allowance
+  `k`; a sum above `h` is a drift. It starts at the bin where the sum left zero and
+  fires on the reading that completes the judged bin, once per excursion (re-armed
+  when the sum is back at zero).
+
+Keyed by city in the dataflow: one `CityDrift` holds every air sensor of the city.
+Plain Python, picklable.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from cloud.detect.errors import DetectError
+from cloud.detect.faults import FaultEvent, FaultType
+from urbanpulse.clock import from_epoch_ns
+
+# The field compared per kind: PM2.5 and CO2. (A gain drift is the same on pm1, pm25
+# and pm10, so one of them is enough.)
+DRIFT_FIELDS: dict[str, str] = {"air.pm": "pm25", "air.co2": "co2"}
+
+SeriesKey = tuple[str, str, str]  # site, node, sensor
+
+_NS = 1_000_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class Drift:
+    """A drift of the sensor `series` (the event's `sensor` is only its id)."""
+
+    series: SeriesKey
+    event: FaultEvent
+
+
+@dataclass(frozen=True, slots=True)
+class DriftSettings:
+    bin_s: float = 3600.0
+    lag_bins: int = 1
+    min_others: int = 3
+    learn_bins: int = 48
+    follow: float = 1 / 96
+    scale_floor: float = 0.02
+    log_floor: float = 1.0  # values below this are taken as this (logs of ~0)
+    k: float = 1.0
+    h: float = 8.0
+    z_clip: float = 2.5
+
+    def __post_init__(self) -> None:
+        if (not self.bin_s > 0 or self.lag_bins < 0 or self.min_others < 1
+                or self.learn_bins < 2 or not 0 < self.follow < 1
+                or not self.scale_floor > 0 or not self.log_floor > 0
+                or self.k < 0 or not self.h > 0 or not self.z_clip > 0):
+            raise DetectError(f"invalid drift settings {self}")
+
+
+@dataclass
+class _Bin:
+    index: int
+    total: float = 0.0
+    n: int = 0
+
+
+@dataclass
+class _Track:
+    # usual log ratio to each other sensor, and the number of bins it was learnt from
+    pairs: dict[SeriesKey, list[float]] = field(default_factory=dict)
+    scale: float = 0.0
+    scored: int = 0  # bins with a deviation
+    up: float = 0.0
+    down: float = 0.0
+    since: int | None = None  # bin where the current excursion began
+    fired: bool = False
+
+
+@dataclass
+class _Field:
+    current: dict[SeriesKey, _Bin] = field(default_factory=dict)
+    done: dict[int, dict[SeriesKey, float]] = field(default_factory=dict)
+    judged: int | None = None  # the last bin judged
+    tracks: dict[SeriesKey, _Track] = field(default_factory=dict)
+
+
+class CityDrift:
+    """Drift of every air sensor of one city, from the comparison with the others."""
+
+    def __init__(self, settings: DriftSettings | None = None) -> None:
+        self.settings = settings or DriftSettings()
+        self._fields: dict[str, _Field] = {}
+
+    def update(self, series: SeriesKey, kind: str, ts_ns: int, values: Mapping[str, float]
+               ) -> list[Drift]:
+        """One reading of `series` (site, node, sensor); the drifts it completes, of
+        any sensor of the city."""
+        name = DRIFT_FIELDS.get(kind)
+        if name is None or name not in values:
+            return []
+        value = float(values[name])
+        if not math.isfinite(value):
+            raise DetectError(f"{'/'.join(series)}/{name}: value {value!r} is not finite")
+        s = self.settings
+        state = self._fields.setdefault(name, _Field())
+        index = math.floor(ts_ns / (s.bin_s * _NS))
+        if state.judged is not None and index <= state.judged:
+            return []  # its bin is judged already: too late to count
+        current = state.current.get(series)
+        if current is None or current.index != index:
+            if (current is not None and current.n and current.index < index
+                    and (state.judged is None or current.index > state.judged)):
+                state.done.setdefault(current.index, {})[series] = current.total / current.n
+            if current is None or current.index < index:
+                current = state.current[series] = _Bin(index)
+            else:
+                return []  # stamped before its current bin (a clock set back): skipped
+        current.total += math.log(max(value, s.log_floor))
+        current.n += 1
+        return self._judge(name, state, ts_ns)
+
+    def _judge(self, name: str, state: _Field, ts_ns: int) -> list[Drift]:
+        s = self.settings
+        # Where the city's sensors are: the median of their open bins, so that one node
+        # whose clock jumps ahead does not close the others' bins early.
+        alive = [c.index for c in state.current.values()
+                 if state.judged is None or c.index > state.judged]
+        progress = statistics.median_low(alive)
+        events: list[Drift] = []
+        for index in sorted(state.done):
+            if index > progress - s.lag_bins:
+                break
+            means = state.done.pop(index)
+            # a sensor whose bin is still open (no later reading yet) closes it now
+            for series, current in state.current.items():
+                if current.index == index and current.n and series not in means:
+                    means[series] = current.total / current.n
+            state.judged = index
+            events += self._compare(name, state, index, means, ts_ns)
+        return events
+
+    def _compare(self, name: str, state: _Field, index: int, means: dict[SeriesKey, float],
+                 ts_ns: int) -> list[Drift]:
+        s = self.settings
+        tracks = state.tracks
+        for series in means:
+            tracks.setdefault(series, _Track())
+        # A sensor found drifting is no reference for the others while it drifts; the
+        # most deviant sensor is judged first, so that it is the one found.
+        drifting = {k for k in means if tracks[k].fired}
+        deviations = {k: self._deviation(tracks[k], k, means, drifting) for k in means}
+        events: list[Drift] = []
+        for series in sorted(means, key=lambda k: -abs(deviations[k] or 0.0)):
+            track = tracks[series]
+            d = self._deviation(track, series, means, drifting)
+            quiet = track.up == 0 and track.down == 0
+            if quiet:  # the usual ratios follow slowly, never during an excursion
+                self._learn(track, series, means)
+            if d is None:
+                continue
+            if track.scored < s.learn_bins // 2:
+                track.scored += 1
+                track.scale += (abs(d) * math.sqrt(math.pi / 2) - track.scale) / track.scored
+                continue
+            scale = max(s.scale_floor, track.scale)
+            z = max(-s.z_clip, min(s.z_clip, d / scale))
+            track.up = max(0.0, track.up + z - s.k)
+            track.down = max(0.0, track.down - z - s.k)
+            if track.up == 0 and track.down == 0:
+                track.since = None
+                track.fired = False
+                track.scale += s.follow * (abs(d) * math.sqrt(math.pi / 2) - track.scale)
+                continue
+            if track.since is None:
+                track.since = index
+            if not track.fired and max(track.up, track.down) > s.h:
+                track.fired = True
+                drifting.add(series)
+                start = from_epoch_ns(int(track.since * s.bin_s * _NS))
+                events.append(Drift(series, FaultEvent(
+                    series[2], name, FaultType.DRIFT, start, from_epoch_ns(ts_ns),
+                    math.exp(means[series]),
+                    f"{math.exp(d) * 100 - 100:+.0f} % against its usual ratio to the "
+                    f"other stations (median over {len(means) - len(drifting)})")))
+        return events
+
+    def _deviation(self, track: _Track, series: SeriesKey, means: dict[SeriesKey, float],
+                   drifting: set[SeriesKey]) -> float | None:
+        """The median, over the other sensors, of this sensor's log ratio to each minus
+        its usual one; None without enough learnt ratios."""
+        s = self.settings
+        mine = means[series]
+        offsets = [mine - value - pair[0] for other, value in means.items()
+                   if other != series and other not in drifting
+                   and (pair := track.pairs.get(other)) is not None and pair[1] >= s.learn_bins // 2]
+        if len(offsets) < s.min_others:
+            return None
+        return statistics.median(offsets)
+
+    def _learn(self, track: _Track, series: SeriesKey, means: dict[SeriesKey, float]) -> None:
+        s = self.settings
+        mine = means[series]
+        for other, value in means.items():
+            if other == series:
+                continue
+            pair = track.pairs.setdefault(other, [0.0, 0.0])
+            pair[1] += 1
+            weight = max(s.follow, 1 / pair[1])  # a mean while learning, then a slow follow
+            pair[0] += weight * (mine - value - pair[0])
