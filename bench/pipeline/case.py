@@ -27,6 +27,7 @@ from bench.pipeline.observe import (
 )
 from bench.pipeline.privstack import PrivateStack, Processor, cloud_config
 from bench.pipeline.workload import Workload, save, schedule
+from urbanpulse.stack.process import free_ports
 
 SAMPLE_EVERY_S = 1.0
 CONNECT_BUDGET_S = 10.0
@@ -42,6 +43,7 @@ class CaseSpec:
     drain_s: float = 120.0
     flow: dict[str, Any] = field(default_factory=dict)
     profile: bool = False
+    processes: int = 1  # a Bytewax cluster of this many processes on loopback
 
 
 @dataclass
@@ -126,14 +128,16 @@ def run_case(spec: CaseSpec, workload: Workload, workdir: Path) -> CaseResult:
                         len(workload.nodes), max(m.readings for m in workload.messages),
                         points_expected=expected)
     stack = PrivateStack.start(workdir / "home", workload.nodes)
-    processor: Processor | None = None
+    processors: list[Processor] = []
     publishers: list[tuple[subprocess.Popen[bytes], Path, Path]] = []
     try:
         config = cloud_config(stack.info, workdir / "state", detect=spec.detect, flow=spec.flow)
         stack.init_database(config)
-        processor = Processor(config, workdir)
-        processor.start()
-        processor.wait_subscribed()
+        processors = _processors(spec, config, workdir)
+        for processor in processors:
+            processor.start()
+        for processor in processors:
+            processor.wait_subscribed()
         start_at = time.monotonic() + CONNECT_BUDGET_S
         publishers = _spawn_publishers(spec, workload, stack, workdir, start_at)
         while not all(ready.exists() for _, _, ready in publishers):
@@ -141,8 +145,8 @@ def run_case(spec: CaseSpec, workload: Workload, workdir: Path) -> CaseResult:
                 raise PipelineBenchError(f"publishers did not connect in {CONNECT_BUDGET_S} s; "
                                          f"see {workdir}/pub*.log")
             time.sleep(0.05)
-        pids = {**{k: [v] for k, v in stack.pids().items()}, "processor": [processor.pid],
-                "ingest": child_pids(processor.pid),
+        pids = {**{k: [v] for k, v in stack.pids().items()}, "processor": [p.pid for p in processors],
+                "ingest": [c for p in processors for c in child_pids(p.pid)],
                 "publishers": [p.pid for p, _, _ in publishers]}
         journal = JournalCounter(workdir / "state" / "journal", workload.messages)
         with stack.reader() as reader:
@@ -151,7 +155,7 @@ def run_case(spec: CaseSpec, workload: Workload, workdir: Path) -> CaseResult:
                                    workload.last_ts_ns)
             while time.monotonic() < start_at:
                 time.sleep(0.01)
-            samples = _sample(spec, result, processor, publishers, pids, journal, influx, start_at,
+            samples = _sample(spec, result, processors, publishers, pids, journal, influx, start_at,
                               workdir)
             result.dead_letters = influx.dead_letters()
         _summarise(result, samples, publishers, start_at, workload, expected)
@@ -162,7 +166,7 @@ def run_case(spec: CaseSpec, workload: Workload, workdir: Path) -> CaseResult:
             if proc.poll() is None:
                 proc.terminate()
                 proc.wait(10)
-        if processor is not None:
+        for processor in processors:
             processor.stop()
         stack.stop()
     return result
@@ -177,15 +181,25 @@ class Samples:
     last_points: Counter[str] = field(default_factory=Counter)
 
 
-def _sample(spec: CaseSpec, result: CaseResult, processor: Processor,
+def _processors(spec: CaseSpec, config: dict[str, Any], workdir: Path) -> list[Processor]:
+    if spec.processes == 1:
+        return [Processor(config, workdir)]
+    ports = free_ports(spec.processes)
+    cluster = dict(config, flow={**config["flow"], "addresses": [f"127.0.0.1:{p}" for p in ports],
+                                 "process_id": 0, "ingest_instances": spec.processes})
+    return [Processor(cluster, workdir, name=f"cloud-p{pid}", extra_args=("--process-id", str(pid)))
+            for pid in range(spec.processes)]
+
+
+def _sample(spec: CaseSpec, result: CaseResult, processors: list[Processor],
             publishers: list[tuple[subprocess.Popen[bytes], Path, Path]], pids: dict[str, list[int]],
             journal: JournalCounter, influx: InfluxCounter, start_at: float, workdir: Path) -> Samples:
     profiler = None
     if spec.profile:
         result.profile_file = str(workdir / "processor.pyspy.txt")
-        profiler = _start_profiler(processor.pid, spec.duration_s, Path(result.profile_file))
+        profiler = _start_profiler(processors[0].pid, spec.duration_s, Path(result.profile_file))
     last_seen: dict[int, float] = {}
-    s = Samples([], [], [cpu_sample(start_at, pids, processor.pid, last_seen)], start_at)
+    s = Samples([], [], [cpu_sample(start_at, pids, processors[0].pid, last_seen)], start_at)
     deadline = start_at + spec.duration_s + spec.drain_s
     try:
         while True:
@@ -196,7 +210,7 @@ def _sample(spec: CaseSpec, result: CaseResult, processor: Processor,
             t = time.monotonic()
             s.journal.append((t, journaled))
             s.written.append((t, written))
-            s.cpu.append(cpu_sample(t, pids, processor.pid, last_seen))
+            s.cpu.append(cpu_sample(t, pids, processors[0].pid, last_seen))
             result.journaled, result.journal_duplicate_rows = journaled, dups
             result.points_written = written
             s.last_points = by_measurement
@@ -206,8 +220,9 @@ def _sample(spec: CaseSpec, result: CaseResult, processor: Processor,
             pubs_done = all(p.poll() == 0 for p, _, _ in publishers)
             if pubs_done and written >= result.points_expected and journaled >= result.readings:
                 break
-            if processor.proc is not None and processor.proc.poll() is not None:
-                raise PipelineBenchError(f"the processor exited:\n{processor.log()[-3000:]}")
+            for processor in processors:
+                if processor.proc is not None and processor.proc.poll() is not None:
+                    raise PipelineBenchError(f"the processor exited:\n{processor.log()[-3000:]}")
             if t > deadline:
                 break
             time.sleep(max(0.0, SAMPLE_EVERY_S - (time.monotonic() - now)))

@@ -83,10 +83,12 @@ def cloud_config(info: StackInfo, state_dir: Path, *, detect: bool,
 class Processor:
     """`python -m urbanpulse.cli cloud run --config FILE` in its own session."""
 
-    def __init__(self, config: dict[str, Any], workdir: Path) -> None:
-        self.config_path = workdir / "cloud.toml"
-        self.log_path = workdir / "cloud.log"
+    def __init__(self, config: dict[str, Any], workdir: Path, name: str = "cloud",
+                 extra_args: tuple[str, ...] = ()) -> None:
+        self.config_path = workdir / f"{name}.toml"
+        self.log_path = workdir / f"{name}.log"
         self.config_path.write_text(to_toml(config))
+        self.extra_args = extra_args
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -99,7 +101,8 @@ class Processor:
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "urbanpulse.cli", "cloud", "run", "--config",
-                 str(self.config_path)], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                 str(self.config_path), *self.extra_args],
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

@@ -32,6 +32,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--drain", type=float, default=120.0, help="seconds to wait for the backlog")
     p.add_argument("--flow", action="append", default=[], metavar="KEY=JSON",
                    help="extra [flow] settings of the processor, e.g. epoch_interval_s=2.0")
+    p.add_argument("--processes", type=int, default=1,
+                   help="run the processor as a Bytewax cluster of this many processes (and ingests)")
     p.add_argument("--profile", action="store_true", help="py-spy the processor (if installed)")
     p.add_argument("--workdir", type=Path, default=None, help="keep logs and state here")
     p.add_argument("--out", type=Path, default=None, help="write the results as JSON")
@@ -61,7 +63,7 @@ def main(argv: list[str]) -> int:
     for detect in modes:
         for rate in rates:
             spec = CaseSpec(rate, args.duration, detect, args.publishers, args.window, args.drain, flow,
-                            args.profile)
+                            args.profile, args.processes)
             name = f"r{int(rate)}-{'detect' if detect else 'nodetect'}"
             try:
                 result = run_case(spec, workload.prefix(int(rate * args.duration)), workdir / name)

@@ -11,7 +11,7 @@ import pytest
 from bench.pipeline.case import CaseSpec, run_case
 from bench.pipeline.observe import JournalCounter, merged_acks, reached_at
 from bench.pipeline.profiling import parse
-from bench.pipeline.report import markdown_table
+from bench.pipeline.report import cpu_per_reading_us, markdown_table
 from bench.pipeline.workload import Message, generate, schedule
 
 
@@ -86,3 +86,19 @@ def test_a_small_run_delivers_every_reading_exactly_once(tmp_path: Path) -> None
     assert set(result.cpu_cores) == {"mosquitto", "influxd", "processor", "ingest", "publishers"}
     assert result.cpu_cores["ingest"] > 0  # `cloud run` starts its ingest as a child process
     assert "| 2,000 | off | 4,000 |" in markdown_table([result])
+    assert cpu_per_reading_us(result) is not None
+
+
+@pytest.mark.stack
+@pytest.mark.slow
+def test_a_small_run_on_a_two_process_cluster_delivers_every_reading_once(tmp_path: Path) -> None:
+    workload = generate(4000, batch=200)
+    spec = CaseSpec(rate=2000.0, duration_s=2.0, detect=False, publishers=2, window=5, drain_s=60.0,
+                    processes=2)
+    result = run_case(spec, workload, tmp_path / "case")
+    assert result.error is None, result.error
+    assert result.complete
+    assert result.points_written == result.points_expected
+    journals = sorted(p.name for p in (tmp_path / "case" / "state" / "journal").glob("journal-*.sqlite3"))
+    assert journals == ["journal-i0.sqlite3", "journal-i1.sqlite3"]
+    assert len((tmp_path / "case" / "cloud-p1.log").read_text()) > 0
