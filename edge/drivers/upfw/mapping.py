@@ -1,7 +1,8 @@
 """From upfw board messages to contract readings: which kind, which sensor id, which values.
 
 Pure: no I/O, no clock of its own (callers pass monotonic `now`). One mapper per driver
-run; a restart starts afresh (door totals need one message per door as a baseline).
+run; door totals carry over a restart through `door_totals()` and `resume()` (the driver
+keeps them on disk), everything else starts afresh.
 """
 
 from __future__ import annotations
@@ -38,6 +39,16 @@ class Out:
     sensor: str
     kind: str
     values: Values
+
+
+@dataclass(frozen=True, slots=True)
+class DoorTotals:
+    """What counting every person across a driver restart needs: the board last heard (its
+    device id, when it said), its last sentence (seq, t_ms) and each door's (total, t_ms)."""
+
+    device_id: str | None
+    last: tuple[int, int]
+    doors: Mapping[int, tuple[int, int]]
 
 
 @dataclass(slots=True)
@@ -78,6 +89,22 @@ class UpfwMapper:
     loops: dict[int, _LoopAcc] = field(default_factory=dict)
     _last: tuple[int, int] | None = None  # (seq, t_ms) of the previous message
     _since_boot = False  # door totals count from 0 at a boot we saw
+    _resumed_from: str | None = None  # the device id the resumed totals belong to
+
+    def door_totals(self) -> DoorTotals | None:
+        """The state `resume` takes; None before any door count."""
+        if not self.doors or self._last is None:
+            return None
+        device = self.hello.device_id if self.hello is not None else self._resumed_from
+        return DoorTotals(device, self._last, dict(self.doors))
+
+    def resume(self, saved: DoorTotals) -> None:
+        """Continue counting from totals a previous run saved. The board's next sentence
+        decides: uptime stepping back means it rebooted meanwhile (counts restart from 0,
+        as within a run); a hello from another device drops the totals (new baselines)."""
+        self._last = saved.last
+        self.doors = dict(saved.doors)
+        self._resumed_from = saved.device_id
 
     def sensor(self, channel: int | str) -> str:
         key = str(channel).lower()
@@ -88,6 +115,9 @@ class UpfwMapper:
         self.messages[name] = self.messages.get(name, 0) + 1
         self._track_board(msg)
         if isinstance(msg, Hello):
+            if self._resumed_from is not None and msg.device_id != self._resumed_from:
+                self.doors = {}  # another board on this port: its totals are not ours
+            self._resumed_from = None
             self.hello = msg
             if msg.kind.value == "LOOP" and self.loop_readings == "vehicles":
                 for ch in range(1, msg.channels + 1):
@@ -189,7 +219,9 @@ class UpfwMapper:
         if dt_ms == 0:
             return []
         self.doors[msg.door] = (msg.entered, msg.t_ms)
-        if dt_ms > MAX_INTERVAL_S * 1000:
+        # A total that fell (not a wrap past 2^32) belongs to another count: re-baseline.
+        fell = 0 < (entered0 - msg.entered) & U32 < 1 << 31
+        if dt_ms > MAX_INTERVAL_S * 1000 or fell:
             self.door_gaps += 1
             return []
         count = (msg.entered - entered0) & U32

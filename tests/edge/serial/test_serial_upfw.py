@@ -16,7 +16,8 @@ import edge.drivers.upfw
 from edge.config import load_config
 from edge.drivers.base import DriverContext, Sample
 from edge.drivers.upfw.driver import UpfwParams, build, parse_params
-from edge.drivers.upfw.mapping import Out, UpfwMapper
+from edge.drivers.upfw.mapping import DoorTotals, Out, UpfwMapper
+from edge.drivers.upfw.store import DoorStore
 from edge.errors import DriverError
 from firmware_bridge.protocols.upfw import (
     BedWeight,
@@ -272,8 +273,10 @@ def test_door_counts_survive_a_reboot_and_a_counter_wrap() -> None:
     # reboot: uptime steps back, totals restart from 0
     assert _door(m, 1, 30_000, 3) == [Out("door-1", "hospital.door", {"count": 3.0, "interval_s": 30.0})]
     assert m.reboots == 1
-    assert _door(m, 2, 90_000, 2**32 - 1)[0].values["count"] == 2**32 - 4
-    assert _door(m, 3, 150_000, 5)[0].values["count"] == 6.0  # the total wrapped past 2^32
+    # (steps under 2^31: a larger one reads as a total that fell, see below)
+    assert _door(m, 2, 90_000, 2**31)[0].values["count"] == 2**31 - 3
+    assert _door(m, 3, 150_000, 2**32 - 1)[0].values["count"] == 2**31 - 1
+    assert _door(m, 4, 210_000, 5)[0].values["count"] == 6.0  # the total wrapped past 2^32
     assert m.lost_sentences == 0
 
 
@@ -328,3 +331,93 @@ def test_sample_config_validates() -> None:
     assert sensor.driver == "upfw"
     assert sensor.params.names == {"1": "bed-c301", "2": "bed-c302", "3": "bed-c303", "4": "bed-c304"}
     assert sensor.params.silence_timeout_s == 30.0
+
+
+def test_door_totals_carry_over_a_driver_restart(emulated, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    script = Script()
+    emu = emulated(UpfwEmulator(script, kind=DeviceKind.DOOR, device_id="door-main", channels=1,
+                                period_s=0.02))
+    ctx = DriverContext(state_dir=tmp_path)
+
+    async def first_run() -> None:
+        run = DriverRun(build("main-door", _params(emu.port), ctx))
+        await run.wait_for(lambda s: run.driver.describe()["board"] is not None, 5, "the board's HI")
+        script.put(DoorCount(0, 0, 1, 150, 140))  # baseline
+        await run.wait_for(lambda s: bool(run.driver.mapper.doors), 5, "the baseline")
+        script.put(DoorCount(0, 0, 1, 159, 150))
+        samples = await run.count(1)
+        await run.wait_for(lambda s: (tmp_path / "upfw" / "main-door.json").exists(), 5,
+                           "the totals on disk")
+        await run.stop()
+        assert [s.values["count"] for s in samples] == [9.0]
+
+    async def second_run() -> None:
+        # A fresh driver, as the agent builds after a failure or a restart: 11 people
+        # passed while it was away, and its first count must include them.
+        run = DriverRun(build("main-door", _params(emu.port), ctx))
+        await run.wait_for(lambda s: run.driver.describe()["board"] is not None, 5, "the board's HI")
+        script.put(DoorCount(0, 0, 1, 170, 160))
+        samples = await run.count(1)
+        await run.stop()
+        assert [s.values["count"] for s in samples] == [11.0]
+        assert samples[0].values["interval_s"] > 0
+
+    asyncio.run(first_run())
+    asyncio.run(second_run())
+
+
+def _resumed(saved: DoorTotals) -> UpfwMapper:
+    m = UpfwMapper("door")
+    m.resume(saved)
+    return m
+
+
+def _counted(m: UpfwMapper) -> DoorTotals:
+    _door(m, 10, 50_000, 100)  # baseline
+    _door(m, 11, 110_000, 104)
+    totals = m.door_totals()
+    assert totals == DoorTotals(None, (11, 110_000), {1: (104, 110_000)})
+    return totals
+
+
+def test_resumed_totals_count_what_passed_while_the_driver_was_away() -> None:
+    m = _resumed(_counted(UpfwMapper("door")))
+    assert _door(m, 40, 170_000, 111) == [Out("door-1", "hospital.door",
+                                              {"count": 7.0, "interval_s": 60.0})]
+    assert m.lost_sentences == 28  # seq 12..39 went by while nobody listened
+
+
+def test_a_board_that_rebooted_meanwhile_counts_from_zero() -> None:
+    m = _resumed(_counted(UpfwMapper("door")))
+    assert _door(m, 3, 20_000, 6) == [Out("door-1", "hospital.door",
+                                          {"count": 6.0, "interval_s": 20.0})]
+    assert m.reboots == 1
+
+
+def test_another_board_on_the_port_gets_new_baselines() -> None:
+    saved = DoorTotals("door-a", (11, 110_000), {1: (104, 110_000)})
+    m = _resumed(saved)
+    m.on_message(Hello(12, 120_000, DeviceKind.DOOR, "door-b", "1.0.0", 1), 0.0)
+    assert _door(m, 13, 130_000, 5000) == []  # a baseline, not 4,896 people
+    assert _door(m, 14, 190_000, 5004)[0].values["count"] == 4.0
+
+
+def test_a_total_that_falls_is_a_new_baseline() -> None:
+    m = _resumed(DoorTotals(None, (11, 110_000), {1: (104, 110_000)}))
+    assert _door(m, 12, 170_000, 90) == []
+    assert m.door_gaps == 1
+    assert _door(m, 13, 230_000, 93)[0].values["count"] == 3.0
+
+
+def test_the_door_store_round_trips_and_names_a_damaged_file(tmp_path: Path) -> None:
+    store = DoorStore(tmp_path / "upfw" / "d.json")
+    assert store.load() is None
+    totals = DoorTotals("door-a", (7, 2**32 - 1), {1: (2**32 - 1, 5), 2: (0, 9)})
+    store.save(totals)
+    assert store.load() == totals
+    store.path.write_text('{"device_id": null, "last": [1, 2], "doors": {"1": [-5, 0]}}')
+    with pytest.raises(DriverError, match="inconsistent"):
+        store.load()
+    store.path.write_text("{not json")
+    with pytest.raises(DriverError, match=r"d\.json are damaged"):
+        store.load()
