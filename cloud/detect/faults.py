@@ -100,6 +100,9 @@ class FaultSettings:
     cut_at: float | None = None
     cut_count: int = 1
     clock_min_s: float = 20.0
+    pair_busy: int | None = None
+    pair_alpha: float = 1e-9
+    pair_together: float = 4.0
 
     def __post_init__(self) -> None:
         bad = (
@@ -119,6 +122,9 @@ class FaultSettings:
             or not self.glitch_span_s > 0
             or self.cut_count < 1
             or not self.clock_min_s > 0
+            or (self.pair_busy is not None and self.pair_busy < 1)
+            or not 0 < self.pair_alpha < 1
+            or not self.pair_together > 0
         )
         if bad:
             raise DetectError(f"fault settings out of range: {self!r}")
@@ -145,7 +151,9 @@ FAULT_SETTINGS: dict[tuple[str, str], FaultSettings] = {
     ("hospital.bed", "fault"): replace(_SOME, cut_at=1.0),
     ("hospital.bed", "glitches"): _GLITCHES,
     ("hospital.queue", "called"): _SOME,
-    ("hospital.queue", "ticket"): _SOME,
+    # A kiosk's issues and calls, told apart by the ticket numbers: both stopping at once
+    # while busy, tickets waiting.
+    ("hospital.queue", "ticket"): replace(_SOME, pair_busy=20),
     ("hospital.queue", "counter"): _SOME,
     ("hospital.door", "count"): _COUNT,
     ("hospital.door", "interval_s"): _BOOL,
@@ -158,6 +166,9 @@ FAULT_SETTINGS: dict[tuple[str, str], FaultSettings] = {
     ("traffic.loop", "length_m"): _SOME,
     ("traffic.loop", "glitches"): _GLITCHES,
 }
+
+# The span over which the busy rate of an event pair (`pair_busy`) is measured.
+_PAIR_SPAN = timedelta(hours=1)
 
 # Share of non-zero readings: an exponential average over about this many readings.
 _ZERO_SPAN = 20
@@ -220,6 +231,10 @@ class FaultMonitor:
         self._cut_count = 0
         self._glitches: deque[tuple[datetime, float]] = deque()
         self._glitch_fired = False
+        # stamps of the last hour's readings by value (0 and 1), for `pair_busy`
+        self._pair: tuple[deque[datetime], deque[datetime]] = (deque(), deque())
+        self._tickets = (0.0, 0.0)  # the last ticket issued, the last called
+        self._pair_fired = False
 
     # -- the public calls -------------------------------------------------------------
 
@@ -235,6 +250,7 @@ class FaultMonitor:
         events += self._spike(at, value)
         events += self._glitch_rule(at, value)
         events += self._cut(at, value)
+        self._pair_note(at, value)
         return events
 
     def heartbeat(self, ts: datetime | int, seq: int | None = None) -> list[FaultEvent]:
@@ -251,6 +267,8 @@ class FaultMonitor:
             heard = self._arrived if previous is None else max(self._arrived, previous)
             self._heard = min(heard, now)
             self._arrived = None
+        if self.settings.pair_busy is not None:
+            return self._pair_rule(now)
         interval = self.expected_interval()
         if self._silent or self._heard is None or interval is None or not self.settings.regular:
             return []
@@ -477,6 +495,57 @@ class FaultMonitor:
         return [self._event(
             FaultType.SPIKE, recent[0][0], at, value,
             f"{total:g} pulses too short to be real within {s.glitch_span_s / 60:g} min")]
+
+    def _pair_note(self, at: datetime, value: float) -> None:
+        """A kiosk's ticket numbers: a number above every one before is an issue (1
+        after higher ones: the numbering restarted), any other a call."""
+        if self.settings.pair_busy is None:
+            return
+        top, called = self._tickets
+        issue = value > top or (value == 1 and top > 1)
+        if issue:
+            top = value
+        else:
+            called = value
+        self._tickets = (top, called)
+        stamps = self._pair[int(not issue)]
+        stamps.append(at)
+        for kept in self._pair:
+            while kept and at - kept[0] > _PAIR_SPAN:
+                kept.popleft()
+        self._pair_fired = False
+
+    def _pair_rule(self, now: datetime) -> list[FaultEvent]:
+        """Both kinds of event (a kiosk's issues and calls) stopped at the same moment
+        while both were busy and tickets were waiting; judged on arrival, like SILENCE.
+        A closing kiosk stops issuing before its counters stop calling, or its last
+        ticket is called; a lunch break stops the calls only."""
+        s = self.settings
+        assert s.pair_busy is not None
+        if self._pair_fired or self._heard is None:
+            return []
+        issues, calls = self._pair
+        if len(issues) < s.pair_busy or len(calls) < s.pair_busy:
+            return []
+        span = _PAIR_SPAN.total_seconds()
+        rates = (len(issues) / span, len(calls) / span)
+        apart = abs((issues[-1] - calls[-1]).total_seconds())
+        if min(rates) * apart > s.pair_together:
+            return []  # one stream had stopped well before the other: a closing
+        top, called = self._tickets
+        if top <= called:
+            return []  # nobody waiting: the last ticket of the day may have been called
+        quiet = (now - self._heard).total_seconds()
+        if quiet > span:
+            return []  # the rates of an hour ago say nothing about the silence now
+        if math.exp(-sum(rates) * quiet) >= s.pair_alpha:
+            return []
+        self._pair_fired = True
+        return [self._event(
+            FaultType.SILENCE, self._heard, now, None,
+            f"no issue nor call since {max(issues[-1], calls[-1]).isoformat()} with "
+            f"{top - called:g} waiting; {len(issues)} issues and {len(calls)} calls in "
+            "the hour before")]
 
     def _cut(self, at: datetime, value: float) -> list[FaultEvent]:
         s = self.settings

@@ -250,3 +250,51 @@ def test_a_cut_door_beam_cable_is_reported_on_its_first_fault_flag() -> None:
     events = _feed(monitor, [0.0, 0.0, 1.0, 1.0])
     assert [e.fault for e in events] == [FaultType.CUT_CABLE]
     assert events[0].start == T0 + 2 * STEP
+
+
+def _kiosk(monitor: FaultMonitor, issued: int, call_at: list[float]
+           ) -> tuple[list, datetime]:  # type: ignore[type-arg]
+    """Tickets 1..issued, one a minute; ticket n called at minute call_at[n - 1] (the
+    numbers only, as the readings carry them); fed on arrival, ticked at each one."""
+    stream = [(T0 + n * STEP, float(n + 1)) for n in range(issued)]
+    stream += [(T0 + t * STEP, float(n + 1)) for n, t in enumerate(call_at)]
+    stream.sort()
+    events: list = []  # type: ignore[type-arg]
+    for seq, (at, ticket) in enumerate(stream):
+        events += monitor.update(at, ticket, seq)
+        events += monitor.tick(at)
+    return events, stream[-1][0]
+
+
+def test_a_busy_kiosk_going_quiet_with_tickets_waiting_is_silent() -> None:
+    monitor = FaultMonitor("hospital.queue", "ticket", sensor="opd/kiosk")
+    # each ticket called 2.5 minutes after its issue; everything stops at minute 90
+    events, end = _kiosk(monitor, 90, [n + 2.5 for n in range(88)])
+    assert events == []
+    # about 2 events a minute: quiet for 10 minutes is improbable (p < 1e-9)
+    assert monitor.tick(end + 5 * STEP) == []
+    fired = monitor.tick(end + 11 * STEP)
+    assert [e.fault for e in fired] == [FaultType.SILENCE]
+    assert fired[0].start == end
+    assert "2 waiting" in fired[0].detail
+    assert monitor.tick(end + 30 * STEP) == []  # once
+
+
+def test_a_kiosk_closing_is_not_silent() -> None:
+    # issuing stops 15 minutes before the counters stop calling (tickets abandoned)
+    early = FaultMonitor("hospital.queue", "ticket")
+    events, end = _kiosk(early, 75, [1.2 * n + 2.5 for n in range(73)])
+    events += early.tick(end + 600 * STEP)
+    assert events == []
+    # the last ticket issued is called at once: nobody waiting
+    drained = FaultMonitor("hospital.queue", "ticket")
+    events, end = _kiosk(drained, 90, [n + 0.5 for n in range(90)])
+    events += drained.tick(end + 600 * STEP)
+    assert events == []
+    # a quiet kiosk (a ticket every 10 minutes) is never busy enough
+    quiet = FaultMonitor("hospital.queue", "ticket")
+    for n in range(20):
+        events += quiet.update(T0 + 10 * n * STEP, float(n + 1), 2 * n)
+        events += quiet.update(T0 + (10 * n + 5) * STEP, float(n + 1), 2 * n + 1)
+    events += quiet.tick(T0 + 1000 * STEP)
+    assert events == []
