@@ -1,14 +1,14 @@
 """The kiosk's ticket numbers on disk: one small JSON file per sensor, replaced
-atomically (write, fsync, rename, fsync the directory) on every change."""
+atomically (edge.state_file) on every change."""
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from edge.drivers.queue_kiosk.logic import TicketState
 from edge.errors import DriverError
+from edge.state_file import write_atomically
 
 
 class TicketStore:
@@ -37,19 +37,8 @@ class TicketStore:
         return TicketState(issued, called)
 
     def save(self, state: TicketState) -> None:
-        tmp = self.path.with_name(self.path.name + ".tmp")
         data = json.dumps({"issued": state.issued, "called": state.called}).encode()
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with open(tmp, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
-            dir_fd = os.open(self.path.parent, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
+            write_atomically(self.path, data)
         except OSError as exc:
             raise DriverError(f"cannot save ticket state {self.path}: {exc}") from exc
