@@ -19,7 +19,8 @@ last `refractory` values: a lasting anomaly is reported when it starts and when 
 grows, not on every value. For `damp_span` values after a score reached `damp_level`
 (an alert), scores are multiplied by `damp_factor`: a second alert so soon must be
 clearly stronger than an ordinary one. For `hold` values after a score reached the
-threshold (a reported alert), scores are 0: that alert is still open.
+threshold (a reported alert), scores are 0: that alert is still open (40 values by
+default, 10 in the road-traffic profile, whose anomalies can come closer together).
 
 No value is used before it arrives, nothing about the range of a series is known in
 advance, and the state is a fixed set of bounded buffers (picklable, under 64 KB).
@@ -60,7 +61,7 @@ class DetectorSettings:
     damp_level: float = 0.8
     damp_span: int = 150
     damp_factor: float = 0.97
-    hold: int = 10
+    hold: int = 40
     threshold: float = field(default=0.80)
 
     def __post_init__(self) -> None:

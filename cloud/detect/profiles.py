@@ -8,7 +8,9 @@ every context of the value is new (0.625) and its tail statistic is rarer than a
 NAB-tuned threshold happens to lie near 0.80 (docs/anomaly-detection.md).
 Road-traffic loops (`traffic.loop`) get the `ROAD_TRAFFIC` settings: the context
 novelty of the first differences counts beside that of the values (chosen on NAB's
-realTraffic files, road sensors; every other NAB category is scored with the default).
+realTraffic files, road sensors; every other NAB category is scored with the default),
+and an alert there stays open for 10 values instead of 40: two road anomalies may
+come 38 values apart (NAB's speed_7578), and a longer hold would silence the second.
 Booleans get a higher threshold (a bed that changes state is not news) and counts of
 people or vehicles, which go to zero every night, a longer warm-up.
 """
@@ -22,7 +24,7 @@ from cloud.detect.errors import DetectError
 from urbanpulse.wire.kinds import KINDS
 
 NAB_TUNED = DetectorSettings()
-ROAD_TRAFFIC = replace(NAB_TUNED, difference_novelty=1.0)
+ROAD_TRAFFIC = replace(NAB_TUNED, difference_novelty=1.0, hold=10)
 DETECTORS: dict[str, DetectorSettings] = {"default": NAB_TUNED, "traffic": ROAD_TRAFFIC}
 
 _BOOL = replace(NAB_TUNED, threshold=0.95)

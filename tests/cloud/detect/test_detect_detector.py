@@ -121,21 +121,23 @@ def test_road_loops_get_the_traffic_profile() -> None:
     assert speed.settings.difference_novelty > 0
     assert count.settings.difference_novelty > 0
     assert count.settings.warmup == 288
+    assert speed.settings.hold < make_detector("air.pm", "pm25").settings.hold
     assert make_detector("air.pm", "pm25").settings.difference_novelty == 0
 
 
 def test_an_alert_stays_open_for_hold_values_then_new_alerts_may_come() -> None:
+    hold = DetectorSettings().hold
     values = _series(2000, seed=5)
     values[1500] += 15.0
     values[1504] += 400.0  # within the hold of the first alert
-    values[1530] += 1500.0  # after it
+    values[1500 + hold + 20] += 1500.0  # after it
     held = _scores(AnomalyDetector(), values)
     unheld = _scores(AnomalyDetector(DetectorSettings(hold=0)), values)
     threshold = DetectorSettings().threshold
     assert held[1500] >= threshold
     assert unheld[1504] >= threshold
-    assert held[1501:1511] == [0.0] * 10
-    assert held[1530] >= threshold
+    assert held[1501 : 1501 + hold] == [0.0] * hold
+    assert held[1500 + hold + 20] >= threshold
 
 
 def test_timestamps_may_be_aware_datetimes() -> None:
