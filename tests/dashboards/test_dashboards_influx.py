@@ -16,6 +16,8 @@ import pytest
 
 from cloud.config import Retention
 from cloud.initdb import init_db
+from cloud.logic.domain.hospital_site import HospitalSite
+from cloud.logic.domain.node import DomainNode
 from cloud.logic.lines import line
 from urbanpulse.dashboards.alerts import RULES, AlertRule
 from urbanpulse.dashboards.check import check_alerts, check_dashboards
@@ -24,12 +26,14 @@ from urbanpulse.dashboards.cli import main
 from urbanpulse.dashboards.queries import TimeRange
 from urbanpulse.influx_http import InfluxHTTP
 from urbanpulse.stack import StackInfo
+from urbanpulse.wire import Reading
 
 pytestmark = pytest.mark.stack
 
 SITE = "dash-test"
 SEEDED = {"hospital_bed", "hospital_door", "hospital_queue", "traffic_loop", "air_pm", "air_co2",
-          "node_status", "dead_letter", "ledger"}
+          "node_status", "dead_letter", "ledger", "hospital_occupancy", "hospital_flow",
+          "queue_wait", "traffic_intersection", "air_quality"}
 MINUTE = 60 * 10**9
 
 
@@ -93,7 +97,33 @@ def _seed_lines(now: datetime) -> dict[str, list[str]]:
         line("ledger", {"site": SITE, "node": "x-001"},
              {"expected": 3600, "received": 3590, "duplicates": 2, "late": 1, "missing": 12}, hour),
     ]
-    return {"raw": raw, "agg_1m": agg_1m, "agg_1h": agg_1h}
+    lines = {"raw": raw, "agg_1m": agg_1m, "agg_1h": agg_1h}
+    for policy, point in _domain_points(t):
+        lines[policy].append(point)
+    return lines
+
+
+def _domain_points(t: int) -> list[tuple[str, str]]:
+    """The domain rollups (occupancy, flows, waits, intersections, AQI) as the dataflow
+    makes them: the cloud's own rollup classes run over readings like the raw ones above."""
+    def rd(sensor: str, kind: str, ts: int, **values: float) -> Reading:
+        return Reading(sensor, kind, ts, 1, values)
+
+    per_node = {
+        "ward-1": [rd("bed-1", "hospital.bed", t, occupied=1), rd("bed-2", "hospital.bed", t, occupied=0)],
+        "er-1": [rd("door-er", "hospital.door", t, count=4, interval_s=60)],
+        "opd-1": [rd("kiosk-1", "hospital.queue", t - 9 * MINUTE, ticket=12, called=0),
+                  rd("kiosk-1", "hospital.queue", t, ticket=12, called=1, counter=2)],
+        "x-001": [rd("lane-1", "traffic.loop", t, count=14, occupancy_pct=22, interval_s=60,
+                     speed_kmh=31)],
+        "aq-01": [rd("pm-1", "air.pm", t - minute * MINUTE, pm25=80, pm10=110) for minute in range(60)],
+    }
+    points: list[tuple[str, str]] = []
+    site = HospitalSite(6 * 60 * MINUTE)
+    for node, readings in per_node.items():
+        node_points, updates = DomainNode(6 * 60 * MINUTE).process(SITE, node, readings)
+        points += node_points + site.process(SITE, updates)
+    return points
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ from __future__ import annotations
 from urbanpulse.dashboards.model import Dashboard, Panel, Query, Threshold, Variable
 
 SITE_NODE = "\"site\" =~ /^$site$/ AND \"node\" =~ /^$node$/"
+SITE_ONLY = "\"site\" =~ /^$site$/"
 PER_LANE = "$tag_node $tag_sensor"
 PER_NODE = "$tag_site/$tag_node"
 BY_NODE = '"site", "node"'
@@ -18,10 +19,12 @@ BY_LANE = '"site", "node", "sensor"'
 
 
 def per_interval(select: str, source: str, by: str, *, every: str = "$__interval",
-                 fill: str = "none", where: str = "", alias: str = PER_NODE) -> Query:
-    """`select` from `source` in the selected sites and nodes, per `every` and per the
-    tags in `by` (e.g. `"site", "node"`)."""
-    return Query(f'SELECT {select} FROM {source} WHERE $timeFilter AND {SITE_NODE}{where} '
+                 fill: str = "none", where: str = "", alias: str = PER_NODE,
+                 where_site_only: bool = False) -> Query:
+    """`select` from `source` in the selected sites and nodes (only sites, for per-site
+    measurements), per `every` and per the tags in `by` (e.g. `"site", "node"`)."""
+    scope = SITE_ONLY if where_site_only else SITE_NODE
+    return Query(f'SELECT {select} FROM {source} WHERE $timeFilter AND {scope}{where} '
                  f'GROUP BY time({every}), {by} fill({fill})', alias=alias)
 
 
@@ -129,6 +132,43 @@ def hospitals() -> Dashboard:
                        'GROUP BY "site", "node", "sensor"', result_format="table")),
                 width=24, height=6,
             ),
+            Panel(
+                "Occupancy per hospital", "timeseries",
+                (per_interval('last("occupancy_pct")', '"agg_1m"."hospital_occupancy"', '"site"',
+                              where_site_only=True, alias="$tag_site"),),
+                description="Occupied beds over beds with a valid state, all wards of the "
+                            "hospital (beds with a cut cable count in neither).",
+                unit="percent", thresholds=OCCUPANCY_STEPS,
+            ),
+            Panel(
+                "ER arrivals and visits per hour, per hospital", "timeseries",
+                (per_interval('sum("er_arrivals")', '"agg_1h"."hospital_flow"', '"site"',
+                              every="1h", where_site_only=True, alias="ER arrivals $tag_site"),
+                 per_interval('sum("visits")', '"agg_1h"."hospital_flow"', '"site"',
+                              every="1h", where_site_only=True, alias="visits $tag_site")),
+                description="From the door counters: ER doors (ids starting er-) and the other "
+                            "entrances, per hour of the count.",
+                unit="none",
+            ),
+            Panel(
+                "Waiting time per queue (median and 90th percentile)", "timeseries",
+                (per_interval('max("median_s")', '"agg_1h"."queue_wait"', BY_NODE, every="1h",
+                              alias="median $tag_node"),
+                 per_interval('max("p90_s")', '"agg_1h"."queue_wait"', BY_NODE, every="1h",
+                              alias="p90 $tag_node")),
+                description="Ticket issued to ticket called, per hour of the call, per queue "
+                            "node: registration halls, and paraclinical departments (imaging, "
+                            "laboratory) where each has its own kiosk node.",
+                unit="s",
+            ),
+            Panel(
+                "Patients served per hour per queue", "timeseries",
+                (per_interval('sum("n")', '"agg_1h"."queue_wait"', BY_NODE, every="1h",
+                              fill="0", alias="$tag_node"),),
+                description="Tickets called at a counter (waits measured) per hour: "
+                            "registrations, or examinations done at a paraclinical queue.",
+                unit="none", stacked=True,
+            ),
             *_node_status_panels(),
         ),
     )
@@ -172,6 +212,13 @@ def traffic() -> Dashboard:
                 unit="velocitykmh",
             ),
             Panel(
+                "Vehicles per minute per intersection", "timeseries",
+                (per_interval('mean("flow_vpm")', '"agg_1m"."traffic_intersection"', BY_NODE),),
+                description="The sum of the lanes' flows (a lane without a reading is not "
+                            "read as an empty road).",
+                width=24, unit="none",
+            ),
+            Panel(
                 "Busiest lanes now (occupancy, last minute)", "bargauge",
                 (Query('SELECT last("occupancy_pct_mean") FROM "agg_1m"."traffic_loop" '
                        f'WHERE $timeFilter AND {SITE_NODE} GROUP BY "site", "node", "sensor"',
@@ -183,6 +230,10 @@ def traffic() -> Dashboard:
         ),
     )
 
+
+OCCUPANCY_STEPS = (Threshold(None, "green"), Threshold(85, "orange"), Threshold(95, "red"))
+AQI_STEPS = (Threshold(None, "green"), Threshold(51, "yellow"), Threshold(101, "orange"),
+             Threshold(151, "red"), Threshold(201, "purple"), Threshold(301, "dark-red"))
 
 PM25_STEPS = (Threshold(None, "green"), Threshold(25, "yellow"), Threshold(50, "orange"),
               Threshold(150, "red"))
@@ -218,6 +269,27 @@ def air_quality() -> Dashboard:
                 unit="ppm",
                 thresholds=(Threshold(None, "green"), Threshold(1000, "orange"),
                             Threshold(2000, "red")),
+            ),
+            Panel(
+                "Air-quality index per station: US EPA and VN_AQI", "timeseries",
+                (per_interval('last("aqi_epa")', '"agg_1h"."air_quality"', BY_NODE, every="1h",
+                              alias="EPA $tag_node"),
+                 per_interval('last("aqi_vn")', '"agg_1h"."air_quality"', BY_NODE, every="1h",
+                              alias="VN $tag_node")),
+                description="Hourly indices from PM2.5, PM10 (NowCast for EPA): US EPA's 2024 "
+                            "breakpoints and Vietnam's VN_AQI (Decision 1459/QD-TCMT), see "
+                            "docs/domain-rollups.md.",
+                unit="none", thresholds=AQI_STEPS,
+            ),
+            Panel(
+                "Air quality now", "table",
+                (Query('SELECT last("aqi_epa") AS "AQI EPA", last("category_epa") AS "EPA", '
+                       'last("aqi_vn") AS "VN_AQI", last("category_vn") AS "VN", '
+                       'last("pm25_mean") AS "PM2.5 (hour)" FROM "agg_1h"."air_quality" '
+                       f'WHERE $timeFilter AND {SITE_NODE} GROUP BY "site", "node"',
+                       result_format="table"),),
+                description="The latest hour of each station.",
+                width=24, height=6,
             ),
             *_node_status_panels(),
         ),
