@@ -13,8 +13,9 @@ else sensor ids starting with an ER prefix ("er-") are ER doors, the others visi
 `door_flow` (agg_1h): er_arrivals, visits.
 
 Queue kiosks (`hospital.queue`): an issue (called = 0) of ticket N at t1 is paired with
-the first call (called = 1) of N at t2 >= t1, before N's next issue and within
-`max_wait_ns`; wait = t2 - t1, attributed to the hour of t2. Tickets restart daily: a
+the first call (called = 1) of N by the same sensor at t2 >= t1, before N's next issue and
+within `max_wait_ns`; wait = t2 - t1, attributed to the hour of t2. Each kiosk sensor is
+its own numbering (two kiosks of one hall both hand out ticket 1). Tickets restart daily: a
 number issued again the next day starts a new pair, and an unanswered issue expires
 after max_wait. `queue_wait` (agg_1h): n, median_s, p90_s, mean_s.
 
@@ -105,6 +106,9 @@ def wait_fields(waits: list[float]) -> dict[str, float | int | str | bool]:
     return fields
 
 
+Ticket = tuple[str, int]  # (kiosk sensor, ticket number)
+
+
 class HospitalNodeRollup:
     """Beds, doors and queue of one node. Picklable."""
 
@@ -120,10 +124,10 @@ class HospitalNodeRollup:
         self.bed_windows: dict[str, set[int]] = {rp: set() for rp, _ in WIDTHS}
         # doors: hour -> (sensor, ts) -> (role, count)
         self.doors: dict[int, dict[tuple[str, int], tuple[str, float]]] = {}
-        # queue: ticket -> sorted issue times / call times; hour -> tickets called in it
-        self.issues: dict[int, list[int]] = {}
-        self.calls: dict[int, list[int]] = {}
-        self.call_hours: dict[int, set[int]] = {}
+        # queue: (sensor, ticket) -> sorted issue times / call times; hour -> tickets called in it
+        self.issues: dict[Ticket, list[int]] = {}
+        self.calls: dict[Ticket, list[int]] = {}
+        self.call_hours: dict[int, set[Ticket]] = {}
 
     def process(self, site: str, node: str, readings: Iterable[Reading]
                 ) -> tuple[list[Point], list[SiteUpdate]]:
@@ -206,7 +210,7 @@ class HospitalNodeRollup:
     # queue
 
     def _add_queue(self, r: Reading) -> set[int]:
-        ticket = round(r.values["ticket"])
+        ticket = (r.sensor, round(r.values["ticket"]))
         if r.values["called"]:
             insort_unique(self.calls.setdefault(ticket, []), r.ts_ns)
             hour = window_start(r.ts_ns, HOUR_NS)
@@ -218,8 +222,8 @@ class HospitalNodeRollup:
         hi = bisect.bisect_right(calls, r.ts_ns + self.max_wait_ns)
         return {window_start(t, HOUR_NS) for t in calls[lo:hi]}
 
-    def pair(self, ticket: int, issued_ns: int) -> int | None:
-        """The call answering the issue of `ticket` at `issued_ns`, if any."""
+    def pair(self, ticket: Ticket, issued_ns: int) -> int | None:
+        """The call answering the issue of `ticket` (sensor, number) at `issued_ns`, if any."""
         issues = self.issues.get(ticket, [])
         i = bisect.bisect_right(issues, issued_ns)
         next_issue = issues[i] if i < len(issues) else None

@@ -88,18 +88,18 @@ def test_door_flow_per_hour_with_roles() -> None:
 def queue_day() -> list[Reading]:
     return [
         rd("kiosk", QUEUE, T0, ticket=1, called=0),
-        rd("counter", QUEUE, T0 + 5 * MIN, ticket=1, called=1, counter=2),  # 300 s
+        rd("kiosk", QUEUE, T0 + 5 * MIN, ticket=1, called=1, counter=2),  # 300 s
         rd("kiosk", QUEUE, T0 + 1 * MIN, ticket=2, called=0),
-        rd("counter", QUEUE, T0 + 11 * MIN, ticket=2, called=1),  # 600 s
+        rd("kiosk", QUEUE, T0 + 11 * MIN, ticket=2, called=1),  # 600 s
         rd("kiosk", QUEUE, T0 + 2 * MIN, ticket=3, called=0),
-        rd("counter", QUEUE, T0 + 3 * MIN, ticket=3, called=1),  # 60 s
-        rd("counter", QUEUE, T0 + 4 * MIN, ticket=3, called=1),  # called again: not a new wait
+        rd("kiosk", QUEUE, T0 + 3 * MIN, ticket=3, called=1),  # 60 s
+        rd("kiosk", QUEUE, T0 + 4 * MIN, ticket=3, called=1),  # called again: not a new wait
         rd("kiosk", QUEUE, T0 + 10 * MIN, ticket=4, called=0),
-        rd("counter", QUEUE, T0 + HOUR + 10 * MIN, ticket=4, called=1),  # 3600 s, next hour
+        rd("kiosk", QUEUE, T0 + HOUR + 10 * MIN, ticket=4, called=1),  # 3600 s, next hour
         rd("kiosk", QUEUE, T0 + 12 * MIN, ticket=5, called=0),  # never called
         # The number 1 comes round again (tickets restart): a new pair, 600 s.
         rd("kiosk", QUEUE, T0 + 30 * MIN, ticket=1, called=0),
-        rd("counter", QUEUE, T0 + 40 * MIN, ticket=1, called=1),
+        rd("kiosk", QUEUE, T0 + 40 * MIN, ticket=1, called=1),
     ]
 
 
@@ -109,6 +109,19 @@ def test_waiting_time_median_p90() -> None:
     # hour 0: waits 60, 300, 600, 600; median (300+600)/2; p90 at h = 3*0.9 -> 600
     assert rows[T0] == {"n": 4, "median_s": 450.0, "p90_s": 600.0, "mean_s": 390.0}
     assert rows[T0 + HOUR] == {"n": 1, "median_s": 3600.0, "p90_s": 3600.0, "mean_s": 3600.0}
+
+
+def test_each_kiosk_is_its_own_numbering() -> None:
+    # Two kiosks of one hall both hand out ticket 1; each call pairs with its own kiosk's issue.
+    readings = [
+        rd("kiosk-insured", QUEUE, T0, ticket=1, called=0),
+        rd("kiosk-service", QUEUE, T0 + 2 * MIN, ticket=1, called=0),
+        rd("kiosk-service", QUEUE, T0 + 3 * MIN, ticket=1, called=1, counter=1),  # 60 s
+        rd("kiosk-insured", QUEUE, T0 + 20 * MIN, ticket=1, called=1, counter=4),  # 1200 s
+    ]
+    points, _ = HospitalNodeRollup(3 * HOUR).process("bvbm", "opd-hall", readings)
+    rows = select(points, "agg_1h", "queue_wait", site="bvbm", node="opd-hall")
+    assert rows[T0] == {"n": 2, "median_s": 630.0, "p90_s": 1086.0, "mean_s": 630.0}
 
 
 def test_waits_out_of_order_and_max_wait() -> None:
@@ -136,7 +149,7 @@ def test_site_totals_from_several_nodes() -> None:
     updates += q1.process("bvbm", "q1", queue_day())[1]
     q2 = HospitalNodeRollup(2 * HOUR)
     updates += q2.process("bvbm", "q2", [rd("k", QUEUE, T0 + 20 * MIN, ticket=1, called=0),
-                                         rd("c", QUEUE, T0 + 22 * MIN, ticket=1, called=1)])[1]
+                                         rd("k", QUEUE, T0 + 22 * MIN, ticket=1, called=1)])[1]
     e1 = HospitalNodeRollup(2 * HOUR)
     updates += e1.process("bvbm", "e1", [rd("er-1", DOOR, T0 + MIN, count=5, interval_s=60),
                                          rd("gate", DOOR, T0 + MIN, count=10, interval_s=60)])[1]
