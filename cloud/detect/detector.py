@@ -30,8 +30,10 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import islice
 
 from cloud.detect.errors import DetectError
 from cloud.detect.novelty import ContextNovelty
@@ -109,7 +111,10 @@ class AnomalyDetector:
         self.count = 0
         self.last_ns: int | None = None
         self._recent: deque[float] = deque(maxlen=max(s.mean_span, s.jump_span + 1))
-        self._tails = [TailHistory(s.history, s.record_weight) for _ in range(5)]
+        # The value and the mean, each with its negation (two-sided), and the jump.
+        self._value_tail = TailHistory(s.history, s.record_weight, two_sided=True)
+        self._jump_tail = TailHistory(s.history, s.record_weight)
+        self._mean_tail = TailHistory(s.history, s.record_weight, two_sided=True)
         self._novelty = ContextNovelty(
             s.levels, s.orders, s.learn, s.coarsen, s.memory_capacity
         )
@@ -132,39 +137,69 @@ class AnomalyDetector:
         if not math.isfinite(value):
             raise DetectError(f"{self.name or 'detector'}: value {value!r} is not finite")
         self.last_ns = _epoch_ns(ts)
+        return self._score(value)
+
+    def update_many(self, stamps: Sequence[int], values: Sequence[float]) -> list[float]:
+        """`update` of each (stamp, value) in turn, stamps in epoch nanoseconds."""
+        if len(stamps) != len(values):
+            raise DetectError(f"{len(stamps)} stamps for {len(values)} values")
+        score, isfinite = self._score, math.isfinite
+        out: list[float] = []
+        for ts, value in zip(stamps, values, strict=True):
+            if not isfinite(value):
+                raise DetectError(f"{self.name or 'detector'}: value {value!r} is not finite")
+            self.last_ns = int(ts)
+            out.append(score(value))
+        return out
+
+    def _score(self, value: float) -> float:
         s = self.settings
-        self.count += 1
+        self.count = count = self.count + 1
         recent = self._recent
         recent.append(value)
-        stats: list[tuple[int, float]] = [(0, value), (1, -value)]
-        record_jump = False
-        if len(recent) > s.jump_span:
-            previous = sorted(list(recent)[-s.jump_span - 1 : -1])
-            jump = abs(value - previous[len(previous) // 2])
-            stats.append((2, jump))
-            record_jump = jump > self._jump_record
-            self._jump_record = max(self._jump_record, jump)
-        if len(recent) >= s.mean_span:
-            mean = sum(list(recent)[-s.mean_span :]) / s.mean_span
-            stats += [(3, mean), (4, -mean)]
+        n = len(recent)
+        # The largest surprise of the five statistics, taken in this order.
         surprise = 0.0
-        for i, stat in stats:
-            tail = self._tails[i]
-            surprise = max(surprise, tail.surprise(stat))
-            tail.push(stat)
+        tail = self._value_tail
+        t = tail.surprise_push(value)
+        if t > surprise:
+            surprise = t
+        if tail.lower > surprise:
+            surprise = tail.lower
+        record_jump = False
+        jump_span = s.jump_span
+        if n > jump_span:
+            previous = sorted([recent[i] for i in range(-jump_span - 1, -1)])
+            jump = abs(value - previous[jump_span // 2])
+            t = self._jump_tail.surprise_push(jump)
+            if t > surprise:
+                surprise = t
+            if jump > self._jump_record:
+                record_jump = True
+                self._jump_record = jump
+        mean_span = s.mean_span
+        if n >= mean_span:
+            total = sum(recent) if n == mean_span else sum(islice(recent, n - mean_span, None))
+            tail = self._mean_tail
+            t = tail.surprise_push(total / mean_span)
+            if t > surprise:
+                surprise = t
+            if tail.lower > surprise:
+                surprise = tail.lower
         tail_score = 1.0 - math.exp(-surprise / s.surprise_scale)
         novelty = self._novelty.update(value)
         if self._differences is not None:
-            step = value - recent[-2] if len(recent) > 1 else 0.0
+            step = value - recent[-2] if n > 1 else 0.0
             novelty = max(novelty, s.difference_novelty * self._differences.update(step))
-        if record_jump and self.count > s.warmup:
+        if record_jump and count > s.warmup:
             novelty = max(novelty, s.record_jump_novelty)
         score = s.novelty_weight * novelty + (1.0 - s.novelty_weight) * tail_score
-        if self.count < s.warmup:
+        if count < s.warmup:
             return 0.0
         if s.refractory:
-            higher = not self._last_scores or score > max(self._last_scores)
-            self._last_scores.append(score)
+            last_scores = self._last_scores
+            higher = not last_scores or score > max(last_scores)
+            last_scores.append(score)
             if not higher:
                 score = 0.0
         score = min(max(score, 0.0), 1.0)

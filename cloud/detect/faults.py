@@ -350,7 +350,10 @@ class FaultMonitor:
 
     def _remember_gap(self, gap: float) -> None:
         self._gaps.append(gap)
-        if len(self._long_gaps) == _LONG_GAPS and self._long_gaps[0] == self._longest:
+        if gap >= self._longest:  # the new longest, whatever leaves the window
+            self._long_gaps.append(gap)
+            self._longest = gap
+        elif len(self._long_gaps) == _LONG_GAPS and self._long_gaps[0] == self._longest:
             self._long_gaps.append(gap)
             self._longest = max(self._long_gaps)
         else:

@@ -17,6 +17,7 @@ forgets the least recently seen first; it is pickled as one array of 8-byte keys
 from __future__ import annotations
 
 import math
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -42,8 +43,10 @@ def _decode(key: int) -> list[int]:
 class ContextNovelty:
     __slots__ = (
         "_anchor",
+        "_ascending",
         "_first",
         "_high",
+        "_longest",
         "_low",
         "_memory",
         "_recent",
@@ -65,6 +68,8 @@ class ContextNovelty:
         self.learn = learn
         self.coarsen = coarsen
         self.capacity = capacity
+        self._longest = max(orders)
+        self._ascending = all(a < b for a, b in pairwise(orders))
         self._first: list[float] | None = []
         self._anchor = 0.0
         self._width = 0.0
@@ -87,8 +92,10 @@ class ContextNovelty:
 
     def update(self, value: float) -> float:
         """Novelty in [0, 1] of `value` in its contexts; 0 while the bins are being learned."""
-        self._low = min(self._low, value)
-        self._high = max(self._high, value)
+        if value < self._low:
+            self._low = value
+        if value > self._high:
+            self._high = value
         if self._first is not None:
             self._first.append(value)
             if len(self._first) > self.learn:
@@ -117,15 +124,28 @@ class ContextNovelty:
     def _observe(self, level: int) -> float:
         recent = self._recent
         recent.append(level)
-        if len(recent) > max(self.orders):
+        n = len(recent)
+        if n > self._longest:
             del recent[0]
+            n -= 1
         novel = 0
         seen = 0
         memory = self._memory
+        ascending = self._ascending
+        # The key of order k, built from the one of order k - 1 (see _encode): the
+        # older level goes into the low bits.
+        body = 0
+        k = 0
         for order in self.orders:
-            if len(recent) < order:
+            if n < order:
                 continue
-            key = _encode(recent[-order:])
+            if ascending:
+                while k < order:
+                    k += 1
+                    body = (body << _BITS) | ((recent[-k] + _OFFSET) & _MASK)
+                key = order | (body << _ORDER_BITS)
+            else:
+                key = _encode(recent[-order:])
             if key in memory:
                 del memory[key]
             else:

@@ -6,46 +6,116 @@ of a new value v is -log of its empirical upper-tail probability, (count of kept
 values >= v) / (n + 1): a value never exceeded in the kept history gets
 log(n + 1), plus how far it beats the record in standard deviations of the history
 (times `record_weight`, capped), so that records are ranked by how far they go.
+
+Beside the ring, the same values are kept sorted, so that the count of values >= v
+is a binary search instead of a pass over the ring. The sorted copy is not pickled
+(it would double the state); it is rebuilt from the ring when a snapshot is loaded.
+
+A `two_sided` history also gives, in `lower`, the surprise of -v against the
+negated history, i.e. the lower tail, from the same ring: float32 rounding is
+symmetric, so it is exactly what a second history fed the negated statistic gives.
 """
 
 from __future__ import annotations
 
 import math
+import struct
+from array import array
+from bisect import bisect_left, bisect_right, insort
+from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
 RECORD_CAP = 20.0
 
+_F32 = struct.Struct("f")
+
+
+def as_float32(value: float) -> float:
+    """`value` rounded to float32, as a Python float (exact)."""
+    try:
+        return float(_F32.unpack(_F32.pack(value))[0])
+    except OverflowError:  # beyond float32's range: numpy's cast gives +-inf (and warns)
+        return float(np.float32(value))
+
 
 class TailHistory:
-    __slots__ = ("_count", "_next", "_values", "min_count", "record_weight")
+    __slots__ = (
+        "_count",
+        "_next",
+        "_sorted",
+        "_values",
+        "lower",
+        "min_count",
+        "record_weight",
+        "two_sided",
+    )
 
-    def __init__(self, size: int, record_weight: float, min_count: int = 30) -> None:
-        self._values: npt.NDArray[np.float32] = np.zeros(size, dtype=np.float32)
+    def __init__(
+        self, size: int, record_weight: float, min_count: int = 30, two_sided: bool = False
+    ) -> None:
+        self._values = array("f", bytes(4 * size))
+        self._sorted = array("f")
         self._count = 0
         self._next = 0
         self.record_weight = record_weight
         self.min_count = min_count
+        self.two_sided = two_sided
+        self.lower = 0.0  # the lower-tail surprise of the last value (two-sided only)
 
     def __len__(self) -> int:
         return self._count
 
-    def surprise(self, value: float) -> float:
-        """Surprise of `value`; 0 until `min_count` values are kept. Does not store it."""
-        n = self._count
-        if n < self.min_count:
-            return 0.0
-        kept = self._values if n == len(self._values) else self._values[:n]
-        value = float(np.float32(value))
-        at_or_above = int(np.count_nonzero(kept >= value))
-        if at_or_above:
-            return -math.log(at_or_above / (n + 1))
-        spread = float(kept.std(dtype=np.float64)) + 1e-12
-        beyond = min((value - float(kept.max())) / spread, RECORD_CAP)
-        return math.log(n + 1) + self.record_weight * beyond
+    def __getstate__(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__slots__ if name != "_sorted"}
 
-    def push(self, value: float) -> None:
-        self._values[self._next] = value
-        self._next = (self._next + 1) % len(self._values)
-        self._count = min(self._count + 1, len(self._values))
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for name, value in state.items():
+            setattr(self, name, value)
+        self._sorted = array("f", sorted(self._values[: self._count]))
+
+    def surprise_push(self, value: float) -> float:
+        """Surprise of `value` (0 until `min_count` values are kept), which is then kept.
+        A two-sided history leaves the surprise of -value in `lower`."""
+        v = as_float32(value)
+        n = self._count
+        ordered = self._sorted
+        surprise = 0.0
+        if n >= self.min_count:
+            at_or_above = n - bisect_left(ordered, v)
+            surprise = (
+                -math.log(at_or_above / (n + 1))
+                if at_or_above
+                else self._record(v, ordered[-1], False)
+            )
+            if self.two_sided:
+                at_or_below = bisect_right(ordered, v)
+                self.lower = (
+                    -math.log(at_or_below / (n + 1))
+                    if at_or_below
+                    else self._record(-v, -ordered[0], True)
+                )
+        elif self.two_sided:
+            self.lower = 0.0
+        values, i = self._values, self._next
+        if n == len(values):
+            del ordered[bisect_left(ordered, values[i])]
+        else:
+            self._count = n + 1
+        values[i] = v
+        insort(ordered, v)
+        i += 1
+        self._next = 0 if i == len(values) else i
+        return surprise
+
+    def _record(self, v: float, top: float, negated: bool) -> float:
+        """Surprise of a value above everything kept (`top` the largest); rare enough
+        that a pass over the ring costs nothing overall."""
+        n = self._count
+        ring = np.frombuffer(self._values, dtype=np.float32)
+        kept = ring if n == len(ring) else ring[:n]
+        if negated:
+            kept = np.negative(kept)
+        spread = float(kept.std(dtype=np.float64)) + 1e-12
+        beyond = min((v - top) / spread, RECORD_CAP)
+        return math.log(n + 1) + self.record_weight * beyond
