@@ -1,11 +1,13 @@
 """The Bytewax wiring, and only the wiring: the logic lives in cloud.logic.
 
-journal ─▶ decode ─┬─ dead letters, node status ─────────────────┐
-                   └─ readings ─▶ key by node ─▶ node state ─────┴─▶ InfluxDB
+journals (merged) ─▶ key by node ─▶ decode, node state ─┬─ points ──────────────┬─▶ InfluxDB
+                                                         ├─ site updates ─▶ site ┘
+                                                         └─ alerts ─▶ MQTT
 """
 
 from __future__ import annotations
 
+import logging
 import pickle
 import threading
 import time
@@ -27,36 +29,41 @@ from bytewax.outputs import (
 from cloud.alerts import AlertPublisher, make_alert_publisher
 from cloud.config import CloudConfig
 from cloud.errors import SinkError
-from cloud.journal import Journal, JournalRecord, journal_path
+from cloud.journal import Journal, JournalRecord, MergedJournals, journal_path
 from cloud.logic.domain.hospital import SiteUpdate
 from cloud.logic.domain.hospital_site import HospitalSite
 from cloud.logic.events import Alert
 from cloud.logic.node import NodeState
-from cloud.logic.records import NodeData, Point, decode_record
+from cloud.logic.records import Point, decode_record
 from cloud.sink import InfluxWriter, make_writer
 from urbanpulse.clock import SystemClock, to_epoch_ns
+
+log = logging.getLogger("urbanpulse.cloud.flow")
 
 READ_BATCH = 50  # messages per source batch: bounds the latency of one step (50 x 500 readings)
 IDLE_WAIT = timedelta(milliseconds=20)
 TRIM_EVERY_S = 60.0
 MAX_PENDING_POINTS = 200_000  # handed to the InfluxDB writer thread, not yet written
+STATS_EVERY_S = 30.0  # how often the InfluxDB writer logs its counts
 TICK = timedelta(seconds=30)  # how often time-based fault rules (silence) are checked
 
 
-class JournalPartition(StatefulSourcePartition[JournalRecord, int]):
-    def __init__(self, journal: Journal, offset: int, retention_s: int) -> None:
-        self.journal = journal
-        self.offset = offset
+class JournalPartition(StatefulSourcePartition[JournalRecord, dict[str, int]]):
+    """Every journal, merged in received-time order (cloud.journal.MergedJournals), as one
+    partition: one worker reads them all, and a node's messages leave it in the order the
+    broker delivered them, whichever ingest journaled them. Its snapshot is the offset of
+    the last record emitted from each journal."""
+
+    def __init__(self, journals: MergedJournals, retention_s: int) -> None:
+        self.journals = journals
         self.retention_s = retention_s
         self._idle = False
-        self._snapshots: list[tuple[float, int]] = []
+        self._snapshots: list[tuple[float, dict[str, int]]] = []
         self._next_trim = time.monotonic() + TRIM_EVERY_S
 
     def next_batch(self) -> list[JournalRecord]:
-        records = self.journal.read(self.offset, READ_BATCH)
-        if records:
-            self.offset = records[-1].offset
-        self._idle = len(records) < READ_BATCH
+        records = self.journals.read(READ_BATCH)
+        self._idle = self.journals.caught_up
         if time.monotonic() >= self._next_trim:
             self._trim()
         return records
@@ -64,25 +71,49 @@ class JournalPartition(StatefulSourcePartition[JournalRecord, int]):
     def next_awake(self) -> datetime | None:
         return SystemClock().now() + IDLE_WAIT if self._idle else None
 
-    def snapshot(self) -> int:
-        self._snapshots.append((time.monotonic(), self.offset))
-        return self.offset
+    def snapshot(self) -> dict[str, int]:
+        offsets = self.journals.offsets()
+        self._snapshots.append((time.monotonic(), offsets))
+        return offsets
 
     def _trim(self) -> None:
-        # Only below an offset snapshotted so long ago that its epoch is surely committed.
+        # Only below offsets snapshotted so long ago that their epoch is surely committed.
         self._next_trim = time.monotonic() + TRIM_EVERY_S
         cutoff = time.monotonic() - self.retention_s
         old = [o for t, o in self._snapshots if t < cutoff]
         if old:
             self._snapshots = [(t, o) for t, o in self._snapshots if t >= cutoff]
             received_before = to_epoch_ns(SystemClock().now()) - self.retention_s * 1_000_000_000
-            self.journal.trim(max(old) + 1, received_before)
+            self.journals.trim({p: offset + 1 for p, offset in old[-1].items()}, received_before)
 
     def close(self) -> None:
-        self.journal.close()
+        self.journals.close()
 
 
-class JournalSource(FixedPartitionedSource[JournalRecord, int]):
+class RetiredPartition(StatefulSourcePartition[JournalRecord, None]):
+    """A name kept from the time each journal was a partition of its own, so that a
+    recovery store written then still resumes (Bytewax refuses state for unknown
+    partitions). Emits nothing; the merged partition reads its journal."""
+
+    def next_batch(self) -> list[JournalRecord]:
+        return []
+
+    def next_awake(self) -> datetime | None:
+        # Not longer: a partition's epoch advances only when it is woken, and every epoch
+        # of the dataflow waits for it.
+        return SystemClock().now() + IDLE_WAIT
+
+    def snapshot(self) -> None:
+        return None
+
+
+class JournalSource(FixedPartitionedSource[JournalRecord, Any]):
+    """The merged partition takes the first journal's name: a store from one ingest,
+    which held that journal's offset as a plain int, resumes where it was. A store from
+    several held the others' offsets under their own names; those journals are read again
+    from their retained start (duplicates, which the node state drops and the sink
+    overwrites)."""
+
     def __init__(self, directory: Path, partitions: list[str], retention_s: int) -> None:
         self.directory = directory
         self.partitions = partitions
@@ -91,22 +122,43 @@ class JournalSource(FixedPartitionedSource[JournalRecord, int]):
     def list_parts(self) -> list[str]:
         return list(self.partitions)
 
-    def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> JournalPartition:
-        journal = Journal(journal_path(self.directory, for_part), for_part).open()
-        return JournalPartition(journal, resume_state or 0, self.retention_s)
+    def build_part(self, step_id: str, for_part: str,
+                   resume_state: dict[str, int] | int | None) -> StatefulSourcePartition[JournalRecord, Any]:
+        if for_part != self.partitions[0]:
+            return RetiredPartition()
+        if isinstance(resume_state, int):
+            resume_state = {for_part: resume_state}
+        journals = [Journal(journal_path(self.directory, p), p).open() for p in self.partitions]
+        return JournalPartition(MergedJournals(journals, resume_state or {}, READ_BATCH), self.retention_s)
+
+
+def node_key(rec: JournalRecord) -> str:
+    """The node a record belongs to, from its topic alone (urbanpulse/v1/SITE/NODE/STREAM),
+    so that records cross processes as received bytes and are decoded where the node's
+    state lives. The same key as NodeData.key; a malformed topic gets some key all the
+    same, and its dead letter comes from that key's step."""
+    parts = rec.topic.split("/")
+    return f"{parts[2]}/{parts[3]}" if len(parts) == 5 else ""
 
 
 NodeOut = tuple[list[Point], list[SiteUpdate], list[Alert]]
 
 
-class NodeLogic(op.StatefulBatchLogic[NodeData, NodeOut, bytes]):
-    def __init__(self, state: NodeState) -> None:
+class NodeLogic(op.StatefulBatchLogic[JournalRecord, NodeOut, bytes]):
+    def __init__(self, state: NodeState, dead_letter_max_bytes: int) -> None:
         self.state = state
+        self.dead_letter_max_bytes = dead_letter_max_bytes
         self._next_tick: datetime = SystemClock().now() + TICK
 
-    def on_batch(self, values: list[NodeData]) -> tuple[list[NodeOut], bool]:
-        out = [(self.state.process(v), self.state.take_site_updates(), self.state.take_alerts())
-               for v in values]
+    def on_batch(self, values: list[JournalRecord]) -> tuple[list[NodeOut], bool]:
+        out: list[NodeOut] = []
+        for rec in values:
+            data, points = decode_record(rec, self.dead_letter_max_bytes)
+            if data is not None:
+                points.extend(self.state.process(data))
+                out.append((points, self.state.take_site_updates(), self.state.take_alerts()))
+            elif points:
+                out.append((points, [], []))
         # Time-based rules (a sensor gone silent while its node still talks) ride on the
         # node's own traffic: a Bytewax notify_at would hold every epoch open until it fires
         # and delay all output by up to the tick. A node silent as a whole is the heartbeat
@@ -152,6 +204,7 @@ class InfluxPartition(StatefulSinkPartition[list[Point], None]):
         self._error: BaseException | None = None
         self._closing = False
         self._thread: threading.Thread | None = None
+        self._next_stats = time.monotonic() + STATS_EVERY_S
 
     def write_batch(self, values: list[list[Point]]) -> None:
         points = [p for batch in values for p in batch]
@@ -184,6 +237,13 @@ class InfluxPartition(StatefulSinkPartition[list[Point], None]):
             self._cond.notify_all()
         if self._thread is not None:
             self._thread.join()
+        self._log_stats()
+
+    def _log_stats(self) -> None:
+        s = self.writer.stats
+        log.info("InfluxDB writer: %d points in %d requests, %d windows rebuilt from raw points, "
+                 "%d retries, %d requests refused", s.points, s.requests, s.recomputed, s.retries,
+                 s.refused_requests)
 
     def _raise_failure(self) -> None:
         if self._error is not None:
@@ -201,6 +261,9 @@ class InfluxPartition(StatefulSinkPartition[list[Point], None]):
                     batch.extend(self._queue.popleft())
             try:
                 self.writer.write(batch)
+                if time.monotonic() >= self._next_stats:
+                    self._next_stats = time.monotonic() + STATS_EVERY_S
+                    self._log_stats()
             except Exception as exc:  # noqa: BLE001 - not swallowed: the dataflow's thread raises it
                 with self._cond:
                     self._error = exc
@@ -260,16 +323,11 @@ def build_flow(cfg: CloudConfig, partitions: list[str], sink: Any = None,
     flow = Dataflow("urbanpulse")
     records = op.input("journal", flow,
                        JournalSource(cfg.journal_dir, partitions, cfg.flow.journal_retention_s))
-    decoded = op.map("decode", records, lambda rec: decode_record(rec, max_dl))
-    direct = op.filter_map("direct_points", decoded, lambda d: d[1] or None)
-    data = op.filter_map("node_data", decoded, lambda d: d[0])
-    keyed = op.key_on("by_node", data, lambda d: d.key)
+    keyed = op.key_on("by_node", records, node_key)
 
     def builder(resume: bytes | None) -> NodeLogic:
-        if resume is not None:
-            state: NodeState = pickle.loads(resume)
-            return NodeLogic(state)
-        return NodeLogic(NodeState(horizon_ns, cfg.flow.detect))
+        state = pickle.loads(resume) if resume is not None else NodeState(horizon_ns, cfg.flow.detect)
+        return NodeLogic(state, max_dl)
 
     processed = op.stateful_batch("node_state", keyed, builder)
     node_points = op.map("node_points", processed, lambda kv: kv[1][0])
@@ -282,7 +340,7 @@ def build_flow(cfg: CloudConfig, partitions: list[str], sink: Any = None,
 
     site_points = op.map("site_points", op.stateful_batch("site_state", by_site, site_builder),
                          lambda kv: kv[1])
-    points = op.merge("points", direct, node_points, site_points)
+    points = op.merge("points", node_points, site_points)
     alerts = op.filter_map("alerts", processed, lambda kv: kv[1][2] or None)
     op.output("mqtt_alerts", alerts, alert_sink if alert_sink is not None else AlertSink(cfg))
     local = sink_part(process_id)

@@ -8,7 +8,8 @@ snapshot. One journal file per ingest instance; each is one source partition.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -108,3 +109,67 @@ class Journal:
         if self._db is not None:
             self._db.close()
             self._db = None
+
+
+class MergedJournals:
+    """Several journals read as one stream, in received-time order.
+
+    With several ingest instances (an MQTT shared subscription) the broker deals a node's
+    messages out to them in turn, so each journal holds every other message of a node.
+    Read one journal after another, or each at its own pace, a node's messages reach its
+    state out of order, hours of event time apart when a backlog is replayed, and older
+    readings fall behind the aggregation horizon. Merged by the time the ingests stamped
+    them, they come back in the order the broker delivered them (up to the ingests' commit
+    interval and clock difference).
+
+    Reads ahead at most `batch` records per journal; `offsets()` are those of the records
+    returned so far, which is what a resumed reader starts after."""
+
+    def __init__(self, journals: Sequence[Journal], offsets: Mapping[str, int], batch: int) -> None:
+        self.journals = list(journals)
+        self.batch = batch
+        self._emitted = {j.partition: offsets.get(j.partition, 0) for j in self.journals}
+        self._read = dict(self._emitted)
+        self._ahead: dict[str, deque[JournalRecord]] = {j.partition: deque() for j in self.journals}
+        self._more = {j.partition: True for j in self.journals}  # may hold more than read ahead
+
+    def read(self, limit: int) -> list[JournalRecord]:
+        for journal in self.journals:
+            p = journal.partition
+            ahead = self._ahead[p]
+            if len(ahead) < self.batch:
+                records = journal.read(self._read[p], self.batch)
+                if records:
+                    self._read[p] = records[-1].offset
+                    ahead.extend(records)
+                self._more[p] = len(records) == self.batch
+        out: list[JournalRecord] = []
+        while len(out) < limit:
+            heads = [(q[0].received_ns, p) for p, q in self._ahead.items() if q]
+            if not heads:
+                break
+            p = min(heads)[1]
+            ahead = self._ahead[p]
+            out.append(ahead.popleft())
+            if not ahead and self._more[p]:
+                break  # its next records are not read yet: they may come before the others'
+        for rec in out:
+            self._emitted[rec.partition] = rec.offset
+        return out
+
+    @property
+    def caught_up(self) -> bool:
+        """Nothing read ahead, and the last read of every journal found its end."""
+        return not any(self._ahead.values()) and not any(self._more.values())
+
+    def offsets(self) -> dict[str, int]:
+        return dict(self._emitted)
+
+    def trim(self, below: Mapping[str, int], received_before_ns: int) -> None:
+        for journal in self.journals:
+            if journal.partition in below:
+                journal.trim(below[journal.partition], received_before_ns)
+
+    def close(self) -> None:
+        for journal in self.journals:
+            journal.close()
