@@ -7,7 +7,7 @@ import pytest
 
 from urbanpulse.simulate import City, Simulation
 from urbanpulse.simulate.profiles import ER
-from urbanpulse.simulate.visits import KioskDay
+from urbanpulse.simulate.queues import KioskDay
 
 from .conftest import MONDAY
 

@@ -7,11 +7,11 @@ See docs/simulator.md.
 from urbanpulse.simulate.city import DEFAULT_CITY, City, NodeSpec, SensorSpec
 from urbanpulse.simulate.events import EVENT_TYPES, Event, make_event
 from urbanpulse.simulate.lightweight import NodeBatch, ReadingGenerator
+from urbanpulse.simulate.queues import QueueEvent
 from urbanpulse.simulate.simulation import DEFAULT_START, Simulation
 from urbanpulse.simulate.sources import SerialSource
 from urbanpulse.simulate.timebase import NodeClock, SimClock
 from urbanpulse.simulate.timeline import PinEdge, PinTrack
-from urbanpulse.simulate.visits import QueueEvent
 
 __all__ = [
     "DEFAULT_CITY",

@@ -175,6 +175,19 @@ class Outpatient:
 
 
 @dataclass(frozen=True, slots=True)
+class Department:
+    """A paraclinical department (imaging, laboratory): its own node, its own kiosks,
+    no door counter. Patients come after their outpatient consultation: the outpatient
+    profile `delay_h` hours later, `exams_per_day` tickets on a working day."""
+
+    node: str
+    name: str
+    exams_per_day: float
+    delay_h: float
+    kiosks: tuple[Kiosk, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Hospital:
     site: str
     name: str
@@ -182,6 +195,7 @@ class Hospital:
     wards: tuple[Ward, ...]
     er: Entrance | None
     outpatient: Outpatient | None
+    paraclinical: tuple[Department, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -296,6 +310,11 @@ def _suffixed(site: str, suffix: str) -> str:
     return site + suffix
 
 
+def _kiosk_spec(k: Kiosk) -> SensorSpec:
+    pins = ("ticket", *(f"call-{c}" for c in range(1, k.max_counters + 1)))
+    return SensorSpec(k.sensor, "queue_kiosk", 0.0, pins, {"counters": float(k.max_counters)})
+
+
 def nodes_of(city: City) -> tuple[NodeSpec, ...]:
     sensors: dict[tuple[str, str], list[SensorSpec]] = {}
 
@@ -314,9 +333,10 @@ def nodes_of(city: City) -> tuple[NodeSpec, ...]:
             o = h.outpatient
             add(h.site, o.node, SensorSpec(o.door, "door_counter", o.period_s, ("beam",)))
             for k in o.kiosks:
-                pins = ("ticket", *(f"call-{c}" for c in range(1, k.max_counters + 1)))
-                add(h.site, o.node, SensorSpec(k.sensor, "queue_kiosk", 0.0, pins,
-                                               {"counters": float(k.max_counters)}))
+                add(h.site, o.node, _kiosk_spec(k))
+        for d in h.paraclinical:
+            for k in d.kiosks:
+                add(h.site, d.node, _kiosk_spec(k))
     for x in city.intersections:
         for lane in x.lanes:
             add(x.site, x.node, SensorSpec(lane.sensor, "traffic_loop", lane.period_s,

@@ -15,6 +15,7 @@ from urbanpulse.simulate.city import (
     AirStation,
     City,
     CounterWindow,
+    Department,
     District,
     Entrance,
     Hospital,
@@ -247,8 +248,15 @@ def _hospital(t: Table, districts: set[str]) -> Hospital:
     er = _entrance(er_table) if er_table else None
     opd_table = t.table("outpatient")
     opd = _outpatient(opd_table) if opd_table else None
+    departments = tuple(_department(d) for d in t.tables("paraclinical"))
+    taken = {w.node for w in wards} | {e.node for e in (er, opd) if e is not None}
+    for i, d in enumerate(departments):
+        if d.node in taken:
+            raise ConfigError(f"{t.sub('paraclinical')}[{i}].node", f"{d.node!r} is already a "
+                              "node of this hospital: a department needs a node of its own")
+        taken.add(d.node)
     t.done()
-    return Hospital(site, name, district, wards, er, opd)
+    return Hospital(site, name, district, wards, er, opd, departments)
 
 
 def _ward(t: Table) -> Ward:
@@ -290,13 +298,30 @@ def _outpatient(t: Table) -> Outpatient:
     visits = t.number("visits_per_day", low=0.0, high=1_000_000.0)
     companions = t.number("companions_mean", 0.7, 0.0, 10.0)
     period = t.number("period_s", 60.0, 1.0, 3600.0)
+    kiosks = _kiosks(t)
+    t.done()
+    return Outpatient(node, door, visits, companions, period, kiosks)
+
+
+def _department(t: Table) -> Department:
+    node = t.ident("node")
+    name = t.string("name", node)
+    exams = t.number("exams_per_day", low=0.0, high=1_000_000.0)
+    delay = t.number("delay_h", 1.5, 0.0, 12.0)
+    kiosks = _kiosks(t)
+    if not kiosks:
+        raise ConfigError(t.sub("kiosk"), "a department needs at least one [[...kiosk]]")
+    t.done()
+    return Department(node, name, exams, delay, kiosks)
+
+
+def _kiosks(t: Table) -> tuple[Kiosk, ...]:
     kiosks = tuple(_kiosk(k) for k in t.tables("kiosk"))
     _unique([k.sensor for k in kiosks], t.sub("kiosk"), "sensor")
     total = sum(k.share for k in kiosks)
     if total > 1.0 + 1e-9:
         raise ConfigError(t.sub("kiosk"), f"shares add up to {total:g} > 1")
-    t.done()
-    return Outpatient(node, door, visits, companions, period, kiosks)
+    return kiosks
 
 
 def _clock_hours(value: Any, key: str) -> float:

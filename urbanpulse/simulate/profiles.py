@@ -76,6 +76,13 @@ class WeeklyProfile:
         return max(d.peak * f for d, f in zip(self.days, self.factors, strict=True))
 
 
+def per_day_rate(per_day: float, profile: WeeklyProfile, week_hour: ArrayLike) -> FloatArray:
+    """Events per second shaped like `profile`, `per_day` of them on a Monday (a weekday
+    factor of 1)."""
+    rate: FloatArray = per_day / 3600.0 / profile.days[0].day_sum * profile.at(week_hour)
+    return rate
+
+
 @dataclass(frozen=True, slots=True)
 class MonthlyCurve:
     """Twelve values at the middle of each month, joined by straight lines."""

@@ -25,18 +25,14 @@ from urbanpulse.simulate.city_file import check_target
 from urbanpulse.simulate.errors import SimulationError, UnknownTargetError
 from urbanpulse.simulate.events import Event
 from urbanpulse.simulate.lightweight import ReadingGenerator
+from urbanpulse.simulate.paraclinical import DepartmentModel
+from urbanpulse.simulate.queues import KioskSensor, QueueEvent
 from urbanpulse.simulate.randomness import FloatArray
 from urbanpulse.simulate.sources import SerialSource
 from urbanpulse.simulate.timebase import NodeClock, SimClock, SkewFn, TimeBase
 from urbanpulse.simulate.timeline import PinTrack
 from urbanpulse.simulate.traffic import LaneModel, LaneSensor, Passages
-from urbanpulse.simulate.visits import (
-    DoorSensor,
-    EntranceModel,
-    KioskSensor,
-    OutpatientModel,
-    QueueEvent,
-)
+from urbanpulse.simulate.visits import DoorSensor, EntranceModel, OutpatientModel
 from urbanpulse.simulate.ward import BedSensor, WardModel
 
 # A Monday, 00:00 in Hanoi.
@@ -73,6 +69,7 @@ class Simulation:
         self.wards: dict[tuple[str, str], WardModel] = {}
         self.entrances: dict[str, EntranceModel] = {}
         self.outpatients: dict[str, OutpatientModel] = {}
+        self.departments: dict[tuple[str, str], DepartmentModel] = {}
         self.outputs: dict[SensorKey, SensorOutput] = {}
         self._build()
 
@@ -117,6 +114,12 @@ class Simulation:
                 for k in o.kiosks:
                     self.outputs[(h.site, o.node, k.sensor)] = KioskSensor(
                         seed, h.site, o.node, k, opd, self._faults(h.site, o.node, k.sensor))
+            for d in h.paraclinical:
+                dept = DepartmentModel(seed, h.site, d, tb, profiles.outpatient)
+                self.departments[(h.site, d.node)] = dept
+                for k in d.kiosks:
+                    self.outputs[(h.site, d.node, k.sensor)] = KioskSensor(
+                        seed, h.site, d.node, k, dept, self._faults(h.site, d.node, k.sensor))
         for x in self.city.intersections:
             for lane in x.lanes:
                 model = LaneModel(seed, x.site, x.node, lane, tb, profiles.traffic,
