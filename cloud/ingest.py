@@ -35,6 +35,8 @@ SESSION_EXPIRY_S = 7 * 86400
 COMMIT_INTERVAL_S = 0.005
 MAX_PENDING = 5000
 
+Pending = tuple[int, int, int, str, bytes, int]  # generation, mid, qos, topic, payload, arrived_ns
+
 
 @dataclass
 class IngestStats:
@@ -75,7 +77,7 @@ class Ingest:
         self.clock = clock or SystemClock()
         self.client = client or make_ingest_client(cfg, f"{cfg.client_id}-{instance}")
         self.stats = IngestStats()
-        self._pending: list[tuple[int, int, int, str, bytes]] = []
+        self._pending: list[Pending] = []
         self._generation = 0
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -145,8 +147,10 @@ class Ingest:
             self._generation += 1
 
     def _on_message(self, client: Client, userdata: Any, msg: MQTTMessage) -> None:
+        arrived_ns = to_epoch_ns(self.clock.now())
         with self._lock:
-            self._pending.append((self._generation, msg.mid, msg.qos, msg.topic, bytes(msg.payload)))
+            self._pending.append((self._generation, msg.mid, msg.qos, msg.topic, bytes(msg.payload),
+                                  arrived_ns))
         self.stats.received += 1
         # Back-pressure: while the disk is slow, stop reading the socket.
         while len(self._pending) > MAX_PENDING and not self._stop.is_set():
@@ -159,23 +163,26 @@ class Ingest:
             if not batch:
                 self._stop.wait(COMMIT_INTERVAL_S)
                 continue
-            self.journal.append([(topic, payload) for _, _, _, topic, payload in batch],
-                                to_epoch_ns(self.clock.now()))
+            # Stamped with each message's arrival, not the commit's time: the stamps are what
+            # the dataflow merges several ingests' journals by, and a commit can wait for a
+            # disk flush while another ingest commits later messages of the same node.
+            self.journal.append([(p[3], p[4]) for p in batch], to_epoch_ns(self.clock.now()),
+                                arrived_ns=[p[5] for p in batch])
             self.stats.committed += len(batch)
             self.stats.commits += 1
             with self._lock:
                 generation = self._generation
-            for gen, mid, qos, _, _ in batch:
+            for gen, mid, qos, *_ in batch:
                 if qos > 0 and gen == generation:
                     self.client.ack(mid, qos)
             self._ack_nodes(batch)
 
-    def _ack_nodes(self, batch: list[tuple[int, int, int, str, bytes]]) -> None:
+    def _ack_nodes(self, batch: list[Pending]) -> None:
         """Tell each node which of its batches are now durable here, so that it may delete
         them from its outbox (the broker's PUBACK alone is not enough: a broker crash can
         lose what it acknowledged)."""
         by_node: dict[str, list[str]] = {}
-        for _, _, _, topic, payload in batch:
+        for _, _, _, topic, payload, _ in batch:
             if not topic.endswith("/data"):
                 continue
             batch_id = batch_id_of(payload)

@@ -65,12 +65,15 @@ class Journal:
             raise JournalError("journal is not open")
         return self._db
 
-    def append(self, messages: Sequence[tuple[str, bytes]], now_ns: int) -> int:
-        """Commit messages durably; returns the last offset written."""
+    def append(self, messages: Sequence[tuple[str, bytes]], now_ns: int,
+               arrived_ns: Sequence[int] | None = None) -> int:
+        """Commit messages durably; returns the last offset written. Each is stamped with
+        its arrival time if given, else `now_ns`, made strictly increasing."""
         rows = []
         received = self._last_received_ns
-        for topic, payload in messages:
-            received = max(now_ns, received + RECEIVED_STEP_NS)
+        for i, (topic, payload) in enumerate(messages):
+            stamp = now_ns if arrived_ns is None else arrived_ns[i]
+            received = max(stamp, received + RECEIVED_STEP_NS)
             rows.append((received, topic, payload))
         try:
             db = self.db
