@@ -169,7 +169,7 @@ class AnomalyDetector:
         record_jump = False
         jump_span = s.jump_span
         if n > jump_span:
-            previous = sorted([recent[i] for i in range(-jump_span - 1, -1)])
+            previous = sorted(islice(recent, n - jump_span - 1, n - 1))
             jump = abs(value - previous[jump_span // 2])
             t = self._jump_tail.surprise_push(jump)
             if t > surprise:
@@ -190,9 +190,11 @@ class AnomalyDetector:
         novelty = self._novelty.update(value)
         if self._differences is not None:
             step = value - recent[-2] if n > 1 else 0.0
-            novelty = max(novelty, s.difference_novelty * self._differences.update(step))
-        if record_jump and count > s.warmup:
-            novelty = max(novelty, s.record_jump_novelty)
+            t = s.difference_novelty * self._differences.update(step)
+            if t > novelty:
+                novelty = t
+        if record_jump and count > s.warmup and s.record_jump_novelty > novelty:
+            novelty = s.record_jump_novelty
         score = s.novelty_weight * novelty + (1.0 - s.novelty_weight) * tail_score
         if count < s.warmup:
             return 0.0
@@ -202,13 +204,21 @@ class AnomalyDetector:
             last_scores.append(score)
             if not higher:
                 score = 0.0
-        score = min(max(score, 0.0), 1.0)
-        self._since_alert = min(self._since_alert + 1, s.damp_span + 1)
-        if self._since_alert <= s.damp_span:
-            score *= s.damp_factor
-        self._since_report = min(self._since_report + 1, s.hold + 1)
-        if self._since_report <= s.hold:
+        if score < 0.0:
             score = 0.0
+        if score > 1.0:
+            score = 1.0
+        # Both counters stop one past their span (they start there).
+        since = self._since_alert
+        if since <= s.damp_span:
+            self._since_alert = since = since + 1
+            if since <= s.damp_span:
+                score *= s.damp_factor
+        since = self._since_report
+        if since <= s.hold:
+            self._since_report = since = since + 1
+            if since <= s.hold:
+                score = 0.0
         if score >= s.damp_level:
             self._since_alert = 0
         if score >= s.threshold:

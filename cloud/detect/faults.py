@@ -244,13 +244,27 @@ class FaultMonitor:
             raise DetectError(f"{self.sensor}/{self.field}: value {value!r} is not finite")
         at = _aware(ts)
         events = self._arrival(at, seq, value)
-        events += self._range(at, value)
-        events += self._stuck_rule(at, value)
-        events += self._zero_rule(at, value)
-        events += self._spike(at, value)
-        events += self._glitch_rule(at, value)
-        events += self._cut(at, value)
-        self._pair_note(at, value)
+        # Each rule only where its settings turn it on (most fields have a few).
+        s, spec = self.settings, self.spec
+        low, high = spec.low, spec.high
+        if (
+            self._out_of_range
+            or (low is not None and value < low)
+            or (high is not None and value > high)
+        ):
+            events += self._range(at, value)
+        if s.stuck_count is not None:
+            events += self._stuck_rule(at, value)
+        if s.zero_alpha is not None:
+            events += self._zero_rule(at, value)
+        if s.spike_window is not None:
+            events += self._spike(at, value)
+        if s.glitch_count is not None:
+            events += self._glitch_rule(at, value)
+        if s.cut_at is not None:
+            events += self._cut(at, value)
+        if s.pair_busy is not None:
+            self._pair_note(at, value)
         return events
 
     def heartbeat(self, ts: datetime | int, seq: int | None = None) -> list[FaultEvent]:

@@ -17,6 +17,7 @@ forgets the least recently seen first; it is pickled as one array of 8-byte keys
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from itertools import pairwise
 from typing import Any
 
@@ -38,6 +39,22 @@ def _encode(levels: list[int]) -> int:
 def _decode(key: int) -> list[int]:
     order = key & ((1 << _ORDER_BITS) - 1)
     return [((key >> (_ORDER_BITS + _BITS * i)) & _MASK) - _OFFSET for i in range(order)]
+
+
+def _coarser(keys: Iterable[int], longest: int) -> list[int]:
+    """Each key with its levels halved (floored), in the same order:
+    `_encode([level // 2 for level in _decode(key)])`, done on all keys at once."""
+    if _ORDER_BITS + _BITS * longest >= 63:
+        return [_encode([level // 2 for level in _decode(key)]) for key in keys]
+    old = np.fromiter(keys, dtype=np.int64)
+    orders = old & ((1 << _ORDER_BITS) - 1)
+    new = orders.copy()
+    for i in range(longest):
+        shift = _ORDER_BITS + _BITS * i
+        level = ((old >> shift) & _MASK) - _OFFSET
+        coded = ((level // 2) + _OFFSET) & _MASK
+        new |= np.where(i < orders, coded, 0) << shift
+    return [int(key) for key in new.tolist()]
 
 
 class ContextNovelty:
@@ -76,8 +93,8 @@ class ContextNovelty:
         self._low = math.inf
         self._high = -math.inf
         self._recent: list[int] = []
-        # Insertion-ordered set of context keys, least recently seen first.
-        self._memory: dict[int, None] = {}
+        # Insertion-ordered set of context keys, least recently seen first (values all 0).
+        self._memory: dict[int, int] = {}
 
     def __getstate__(self) -> dict[str, Any]:
         state: dict[str, Any] = {name: getattr(self, name) for name in self.__slots__}
@@ -88,14 +105,15 @@ class ContextNovelty:
         for name, value in state.items():
             setattr(self, name, value)
         keys = np.frombuffer(state["_memory"], dtype=np.int64)
-        self._memory = dict.fromkeys(int(key) for key in keys)
+        self._memory = dict.fromkeys((int(key) for key in keys), 0)
 
     def update(self, value: float) -> float:
         """Novelty in [0, 1] of `value` in its contexts; 0 while the bins are being learned."""
-        if value < self._low:
-            self._low = value
-        if value > self._high:
-            self._high = value
+        low, high = self._low, self._high
+        if value < low:
+            self._low = low = value
+        if value > high:
+            self._high = high = value
         if self._first is not None:
             self._first.append(value)
             if len(self._first) > self.learn:
@@ -107,18 +125,18 @@ class ContextNovelty:
                 for v in first:
                     self._observe(self._level(v))
             return 0.0
-        while (self._high - self._low) / self._width > self.levels * self.coarsen:
+        width = self._width
+        while (high - low) / width > self.levels * self.coarsen:
             self._coarsen()
-        return self._observe(self._level(value))
+            width = self._width
+        return self._observe(math.floor((value - self._anchor) / width))
 
     def _level(self, value: float) -> int:
         return math.floor((value - self._anchor) / self._width)
 
     def _coarsen(self) -> None:
         self._width *= 2.0
-        self._memory = dict.fromkeys(
-            _encode([level // 2 for level in _decode(key)]) for key in self._memory
-        )
+        self._memory = dict.fromkeys(_coarser(self._memory, self._longest), 0)
         self._recent = [level // 2 for level in self._recent]
 
     def _observe(self, level: int) -> float:
@@ -146,12 +164,9 @@ class ContextNovelty:
                 key = order | (body << _ORDER_BITS)
             else:
                 key = _encode(recent[-order:])
-            if key in memory:
-                del memory[key]
-            else:
-                novel += 1
+            novel += memory.pop(key, 1)  # 1 if new; a key seen before moves to the end
             seen += 1
-            memory[key] = None
+            memory[key] = 0
         while len(memory) > self.capacity:
             del memory[next(iter(memory))]
         return novel / seen if seen else 0.0

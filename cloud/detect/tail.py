@@ -29,6 +29,7 @@ import numpy as np
 RECORD_CAP = 20.0
 
 _F32 = struct.Struct("f")
+_pack, _unpack = _F32.pack, _F32.unpack
 
 
 def as_float32(value: float) -> float:
@@ -77,7 +78,10 @@ class TailHistory:
     def surprise_push(self, value: float) -> float:
         """Surprise of `value` (0 until `min_count` values are kept), which is then kept.
         A two-sided history leaves the surprise of -value in `lower`."""
-        v = as_float32(value)
+        try:
+            v: float = _unpack(_pack(value))[0]
+        except OverflowError:
+            v = as_float32(value)
         n = self._count
         ordered = self._sorted
         surprise = 0.0
@@ -86,14 +90,14 @@ class TailHistory:
             surprise = (
                 -math.log(at_or_above / (n + 1))
                 if at_or_above
-                else self._record(v, ordered[-1], False)
+                else self._record(v, ordered[-1])
             )
             if self.two_sided:
                 at_or_below = bisect_right(ordered, v)
                 self.lower = (
                     -math.log(at_or_below / (n + 1))
                     if at_or_below
-                    else self._record(-v, -ordered[0], True)
+                    else self._record(-v, -ordered[0])
                 )
         elif self.two_sided:
             self.lower = 0.0
@@ -108,14 +112,14 @@ class TailHistory:
         self._next = 0 if i == len(values) else i
         return surprise
 
-    def _record(self, v: float, top: float, negated: bool) -> float:
+    def _record(self, v: float, top: float) -> float:
         """Surprise of a value above everything kept (`top` the largest); rare enough
         that a pass over the ring costs nothing overall."""
         n = self._count
         ring = np.frombuffer(self._values, dtype=np.float32)
         kept = ring if n == len(ring) else ring[:n]
-        if negated:
-            kept = np.negative(kept)
+        # The spread of the negated values is the same, bit for bit: rounding is
+        # symmetric, so negating every term negates every partial sum.
         spread = float(kept.std(dtype=np.float64)) + 1e-12
         beyond = min((v - top) / spread, RECORD_CAP)
         return math.log(n + 1) + self.record_weight * beyond

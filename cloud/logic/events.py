@@ -74,26 +74,38 @@ class SensorWatch:
 
     def check(self, site: str, node: str, r: Reading, alerts: list[Alert] | None = None) -> list[Point]:
         out: list[Point] = []
-        tags = {"site": site, "node": node, "sensor": r.sensor, "kind": r.kind}
+        tags: dict[str, str] | None = None  # made only when an event fires
+        fields, ts = self.fields, r.ts_ns
+        stamp: datetime | None = None  # the fault rules' time, made once per reading
         for name, value in r.values.items():
-            watch = self.fields.get(name, ...)
+            watch = fields.get(name, ...)
             if watch is ...:
-                watch = self.fields[name] = _make(r.kind, name, r.sensor)
-            if watch is None or r.ts_ns < watch.last_ts_ns:
+                watch = fields[name] = _make(r.kind, name, r.sensor)
+            if watch is None or ts < watch.last_ts_ns:
                 continue
-            watch.last_ts_ns = r.ts_ns
+            watch.last_ts_ns = ts
             v = float(value)
-            if watch.detector is not None:
-                score = watch.detector.update(r.ts_ns, v)
-                if watch.detector.is_anomaly(score):
+            detector = watch.detector
+            if detector is not None:
+                score = detector.update(ts, v)
+                if detector.is_anomaly(score):
+                    if tags is None:
+                        tags = {"site": site, "node": node, "sensor": r.sensor, "kind": r.kind}
                     detail = f"{name}={v:g} scored {score:.2f}"
                     out.append((RP_RAW, line(EVENTS, dict(tags, type="anomaly"), {
                         "field": name, "value": v, "score": round(score, 4), "seq": r.seq,
-                        "detail": detail}, r.ts_ns)))
+                        "detail": detail}, ts)))
                     if alerts is not None:
-                        alerts.append(Alert(site, node, r.sensor, r.kind, "anomaly", name, v, r.ts_ns,
+                        alerts.append(Alert(site, node, r.sensor, r.kind, "anomaly", name, v, ts,
                                             detail, round(score, 4)))
-            for ev in watch.faults.update(r.ts_ns, v, r.seq):
+            if stamp is None:
+                stamp = from_epoch_ns(ts)
+            events = watch.faults.update(stamp, v, r.seq)
+            if not events:
+                continue
+            if tags is None:
+                tags = {"site": site, "node": node, "sensor": r.sensor, "kind": r.kind}
+            for ev in events:
                 value = v if ev.value is None else float(ev.value)
                 at = to_epoch_ns(ev.detected_at)
                 out.append((RP_RAW, line(EVENTS, dict(tags, type=str(ev.fault)), {
