@@ -73,6 +73,8 @@ def labels(city: City) -> dict[tuple[str, str], str]:
             out[(h.site, h.er.node)] = f"{h.name}, ER entrance"
         if h.outpatient is not None:
             out.setdefault((h.site, h.outpatient.node), f"{h.name}, outpatient hall")
+        for d in h.paraclinical:
+            out.setdefault((h.site, d.node), f"{h.name}, {d.name}")
     for x in city.intersections:
         out[(x.site, x.node)] = x.name
     for s in city.air_stations:

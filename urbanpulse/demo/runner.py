@@ -112,6 +112,7 @@ def run_demo(options: DemoOptions) -> int:
         seconds=HISTORY_S), speed=1.0, events=events)
     clock = sim.clock(at_offset=HISTORY_S)
     live_keys = live_sensor_keys(live)
+    departments = {f"{h.site}/{d.node}" for h in city.hospitals for d in h.paraclinical}
     light = [(n.site, n.node) for n in sim.nodes
              if options.city_nodes == "all"
              and any((n.site, n.node, s.id) not in live_keys for s in n.sensors)]
@@ -160,7 +161,8 @@ def run_demo(options: DemoOptions) -> int:
                     for device in serial:
                         device.device.follow()
                     text = render(collect(client, info.database), time.monotonic() - started,
-                                  options.duration_s, {f"{n.site}/{n.node}" for n in live})
+                                  options.duration_s, {f"{n.site}/{n.node}" for n in live},
+                                  departments)
                     if sys.stdout.isatty():
                         sys.stdout.write("\x1b[H\x1b[2J")
                     print(text, flush=True)

@@ -1,6 +1,7 @@
 """The demo's live terminal summary, read back from InfluxDB as an analyst would: raw
 readings for the rates and latest values, the cloud's rollups (docs/domain-rollups.md)
-for hospitals, traffic and air quality, and `raw.events` for anomalies and faults."""
+for hospitals (occupancy, flows, queue waits), traffic and air quality, and `raw.events`
+for anomalies and faults."""
 
 from __future__ import annotations
 
@@ -39,6 +40,16 @@ class AirIndex:
     category_vn: str | None
 
 
+@dataclass(frozen=True)
+class QueueWait:
+    """One queue node's hour: tickets called (patients served, exams done) and the wait
+    between issue and call."""
+
+    served: int
+    median_s: float | None
+    p90_s: float | None
+
+
 @dataclass
 class Summary:
     rates: dict[str, float] = field(default_factory=dict)
@@ -50,6 +61,7 @@ class Summary:
     wards: dict[str, Occupancy] = field(default_factory=dict)
     hospitals: dict[str, Occupancy] = field(default_factory=dict)
     flow: dict[str, tuple[int, int]] = field(default_factory=dict)
+    waits: dict[str, QueueWait] = field(default_factory=dict)
     dead_letters: int = 0
     received: int = 0
     missing: int = 0
@@ -110,6 +122,11 @@ def collect(client: InfluxHTTP, db: str, window_s: float = WINDOW_S) -> Summary:
                                  "FROM agg_1h.hospital_flow WHERE time > now() - 1h "
                                  "GROUP BY site"):
         s.flow[row["site"]] = (_int(row.get("er")), _int(row.get("visits")))
+    for row in _rows(client, db, "SELECT last(n) AS n, last(median_s) AS med, "
+                                 "last(p90_s) AS p90 FROM agg_1h.queue_wait "
+                                 "WHERE time > now() - 1h GROUP BY site, node"):
+        s.waits[f"{row['site']}/{row['node']}"] = QueueWait(
+            _int(row.get("n")), row.get("med"), row.get("p90"))
     for row in _rows(client, db, "SELECT count(offset) FROM raw.dead_letter "
                                  "WHERE time > now() - 1h"):
         s.dead_letters = _int(row["count"])
@@ -140,9 +157,14 @@ def _num(value: float | None, fmt: str, missing: str = "-") -> str:
     return missing if value is None else format(value, fmt)
 
 
+def _minutes(seconds: float | None) -> str:
+    return _num(None if seconds is None else seconds / 60, "5.1f", "    -")
+
+
 def render(s: Summary, elapsed_s: float, duration_s: float | None,
-           live: Collection[str] = ()) -> str:
-    """`live` holds the "site/node" keys that run on edge agents (marked with *)."""
+           live: Collection[str] = (), departments: Collection[str] = ()) -> str:
+    """`live` holds the "site/node" keys that run on edge agents (marked with *),
+    `departments` those of paraclinical departments (their queues count exams)."""
 
     def name(key: str) -> str:
         return f"{key}{' ' + LIVE_MARK if key in live else ''}"
@@ -183,6 +205,14 @@ def render(s: Summary, elapsed_s: float, duration_s: float | None,
         occ = f"{h.occupied:3d} / {h.beds:<3d} {_num(h.pct, '5.1f')} %" if h else "  -"
         er, visits = s.flow.get(site, (0, 0))
         lines.append(f"  {site:<28} {occ}   ER arrivals {er:4d}   visits {visits:5d}")
+    lines.append("hospital queues (this hour: patients served or exams done; wait median / "
+                 "p90 in minutes):")
+    if not s.waits:
+        lines.append("  (no ticket called this hour)")
+    for k, w in sorted(s.waits.items()):
+        what = "exams   " if k in departments else "patients"
+        lines.append(f"  {name(k):<28} {what} {w.served:5d}   wait {_minutes(w.median_s)} / "
+                     f"{_minutes(w.p90_s)} min")
     lines.append("")
     lines.append(f"delivery ledger (2 h): received {s.received}, duplicates {s.duplicates}, "
                  f"missing {s.missing}; dead letters (1 h): {s.dead_letters}")
