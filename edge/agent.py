@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edge.config import AgentConfig, SensorConfig
+from edge.driver_state import StagedState
 from edge.drivers.base import Driver, DriverContext, Sample, load_driver
 from edge.outbox import Outbox
 from edge.publisher import Publisher
@@ -57,6 +58,7 @@ class Agent:
         self.outbox = Outbox(config.node.state_dir / OUTBOX_FILE, max_rows=config.outbox.max_rows)
         self.drivers = {s.id: DriverState(s.id, s.driver) for s in config.sensors}
         self._pending: list[Sample] = []
+        self.driver_state = StagedState(self.outbox)
         self._committed = 0
         self._started_mono = time.monotonic()
         self._clock_offset: float | None = None
@@ -74,7 +76,7 @@ class Agent:
 
     def flush(self) -> int:
         batch, self._pending = self._pending, []
-        self.outbox.append(batch, to_epoch_ns(self.clock.now()))
+        self.outbox.append(batch, to_epoch_ns(self.clock.now()), self.driver_state.take())
         self._committed += len(batch)
         return len(batch)
 
@@ -165,7 +167,8 @@ class Agent:
         self.config.node.state_dir.mkdir(parents=True, exist_ok=True)
         self.outbox.open()
         self.outbox.evict_older_than(to_epoch_ns(self.clock.now()) - int(self.config.outbox.max_age_s * 1e9))
-        ctx = DriverContext(clock=self.clock, pin_factory=self._pins, state_dir=self.config.node.state_dir)
+        ctx = DriverContext(clock=self.clock, pin_factory=self._pins,
+                            state_dir=self.config.node.state_dir, state=self.driver_state)
         self.publisher = Publisher(self.config, self.outbox, self._client, self.clock, self.health)
         self.publisher.start()
         tasks = [asyncio.create_task(self._supervise(s, ctx), name=f"driver-{s.id}")

@@ -18,10 +18,10 @@ EXIT_OK = 0
 EXIT_CONFIG = 2
 EXIT_RUNTIME = 3
 
-# Blocking calls the event loop hands off (serial ports open and close in a thread): two
-# threads are enough for a node, where asyncio's default would start up to cores + 4, each
-# with its own stack and malloc arena in the agent's resident memory.
-IO_THREADS = 2
+# Blocking calls the event loop hands off (serial ports open and close in a thread). The
+# pool starts threads only when needed; four let two wedged USB adapters hang their opens
+# without starving the other ports, where asyncio's default allows cores + 4.
+IO_THREADS = 4
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -5,6 +5,10 @@ SQLite in WAL mode with synchronous=FULL: a commit survives SIGKILL and power lo
 Sequence numbers are assigned in the same transaction as the insert, so they continue
 across restarts and never repeat.
 
+Drivers that count (door totals, ticket numbers) keep their state in `driver_state`,
+written in the same transaction as the readings it produced: after a crash the state and
+the readings agree, so nothing is counted twice or lost between them.
+
 Eviction (when the outbox is full by count, or rows are older than max_age): the oldest
 rows go first, and the number evicted is kept in `meta` and reported in the heartbeat, so
 the cloud's delivery ledger can tell "missing" from "not yet arrived".
@@ -15,7 +19,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +40,7 @@ CREATE TABLE IF NOT EXISTS outbox (
 );
 CREATE TABLE IF NOT EXISTS seq (sensor TEXT PRIMARY KEY, next INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS driver_state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 
@@ -88,9 +93,11 @@ class Outbox:
             db.close()
             self._local.db = None
 
-    def append(self, samples: Sequence[Sample], now_ns: int) -> list[Reading]:
-        """Assign sequence numbers and commit the samples; returns them as readings."""
-        if not samples:
+    def append(self, samples: Sequence[Sample], now_ns: int,
+               states: Mapping[str, str] | None = None) -> list[Reading]:
+        """Assign sequence numbers and commit the samples, and the drivers' `states`
+        (key -> text) in the same transaction; returns the samples as readings."""
+        if not samples and not states:
             return []
         db = self._db()
         readings: list[Reading] = []
@@ -115,6 +122,9 @@ class Outbox:
                       json.dumps([r.values, list(r.flags)], separators=(",", ":")), now_ns)
                      for r in readings],
                 )
+                if states:
+                    db.executemany("INSERT OR REPLACE INTO driver_state (key, value) VALUES (?, ?)",
+                                   list(states.items()))
                 self._evict_over_count(db)
                 db.execute("COMMIT")
             except sqlite3.Error as exc:
@@ -122,6 +132,14 @@ class Outbox:
                     db.execute("ROLLBACK")
                 raise OutboxError(f"outbox append failed: {exc}") from exc
         return readings
+
+    def load_state(self, key: str) -> str | None:
+        """A driver's state as last committed with its readings; None if it never had one."""
+        try:
+            row = self._db().execute("SELECT value FROM driver_state WHERE key = ?", (key,)).fetchone()
+        except sqlite3.Error as exc:
+            raise OutboxError(f"cannot read driver state {key!r}: {exc}") from exc
+        return None if row is None else str(row[0])
 
     def _evict_over_count(self, db: sqlite3.Connection) -> None:
         # The id span bounds the depth from above and costs two index look-ups, not a scan.

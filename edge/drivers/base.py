@@ -50,11 +50,26 @@ class PinFactoryProvider(Protocol):
         ...
 
 
+class StateKeeper(Protocol):
+    """Where a counting driver keeps what it must remember across restarts (door totals,
+    ticket numbers), committed atomically with the readings (the agent's outbox)."""
+
+    def load(self, key: str) -> str | None:
+        """The latest state under `key`: staged or committed; None if there is none."""
+        ...
+
+    def stage(self, key: str, value: str) -> None:
+        """Replace the state under `key`. It is committed in the same transaction as the
+        samples emitted after it (stage, then emit, with no await in between)."""
+        ...
+
+
 @dataclass(frozen=True)
 class DriverContext:
     clock: Clock = field(default_factory=SystemClock)
     pin_factory: PinFactoryProvider | None = None
     state_dir: Path | None = None
+    state: StateKeeper | None = None
 
 
 class Driver(Protocol):

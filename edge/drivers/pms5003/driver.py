@@ -164,11 +164,11 @@ class Pms5003Driver:
                 data = await link.read(timeout_s=max(remaining, 0.001))
             except LinkTimeoutError as exc:
                 raise self._fail(f"no valid frame in {silence:g} s") from exc
-            raise_if_cancelled()
             for frame in self.decoder.feed(data):
                 if isinstance(frame, Pms5003Measurement | Pms5003tMeasurement):
                     emit(self._sample(frame))
                     last_ok = loop.time()
+            raise_if_cancelled()  # only after what was read is emitted
             if loop.time() - last_ok >= silence:
                 raise self._fail(f"no valid frame in {silence:g} s (garbage only)")
 

@@ -7,12 +7,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from edge.drivers.base import DriverContext, Emit, Sample
-from edge.drivers.queue_kiosk.logic import QueueEvent, QueueKiosk
-from edge.drivers.queue_kiosk.store import TicketStore
+from edge.drivers.queue_kiosk import store
+from edge.drivers.queue_kiosk.logic import QueueEvent, QueueKiosk, TicketState
 from edge.gpio.params import Fields, InputWiring
 from edge.gpio.runtime import GpioDriver, RawEdge
 from edge.gpio.timing import wall_time_at
@@ -57,11 +56,9 @@ def parse_params(raw: Mapping[str, Any], key: str) -> QueueKioskParams:
 
 
 class _KioskRun:
-    def __init__(self, driver: QueueKioskDriver, logic: QueueKiosk, store: TicketStore | None,
-                 emit: Emit) -> None:
+    def __init__(self, driver: QueueKioskDriver, logic: QueueKiosk, emit: Emit) -> None:
         self.driver = driver
         self.logic = logic
-        self.store = store
         self.emit = emit
 
     async def on_edge(self, edge: RawEdge) -> None:
@@ -76,9 +73,10 @@ class _KioskRun:
     async def _publish(self, events: list[QueueEvent]) -> None:
         if not events:
             return
-        # saved before emitting: a crash in between skips numbers rather than reusing them
-        if self.store is not None:
-            await asyncio.to_thread(self.store.save, self.logic.state)
+        # Staged, then emitted with no await in between: one commit holds both.
+        keeper = self.driver.ctx.state
+        if keeper is not None:
+            keeper.stage(store.state_key(self.driver.sensor_id), store.encode(self.logic.state))
         clock = self.driver.ctx.clock
         for event in events:
             self.emit(Sample(self.driver.sensor_id, KIND, event.values(),
@@ -93,23 +91,25 @@ class QueueKioskDriver(GpioDriver):
         self.params = params
         self.logic: QueueKiosk | None = None
 
-    @property
-    def state_path(self) -> Path | None:
-        if self.ctx.state_dir is None:
-            return None
-        return self.ctx.state_dir / "queue_kiosk" / f"{self.sensor_id}.json"
+    async def _saved_state(self) -> TicketState | None:
+        keeper, key = self.ctx.state, store.state_key(self.sensor_id)
+        text = None if keeper is None else keeper.load(key)
+        if text is not None:
+            return store.decode(text, repr(key))
+        if keeper is not None and self.ctx.state_dir is not None:  # a node set up before
+            return await asyncio.to_thread(store.load_legacy_file,
+                                           store.legacy_path(self.ctx.state_dir, self.sensor_id))
+        return None
 
     async def start(self, levels: list[bool], now: float, emit: Emit) -> _KioskRun:
-        path = self.state_path
-        store = None if path is None else TicketStore(path)
-        state = None if store is None else await asyncio.to_thread(store.load)
+        state = await self._saved_state()
         self.logic = QueueKiosk(counters=self.params.counters, bounce_s=self.params.debounce_s,
                                 levels=levels, t0=now, state=state)
-        return _KioskRun(self, self.logic, store, emit)
+        return _KioskRun(self, self.logic, emit)
 
     def describe(self) -> dict[str, Any]:
         out = super().describe()
-        out["persisted"] = self.ctx.state_dir is not None
+        out["persisted"] = self.ctx.state is not None
         if self.logic is not None:
             state = self.logic.state
             out.update(signals=[self.logic.level(line) for line in range(len(self.pins))],

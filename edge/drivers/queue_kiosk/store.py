@@ -1,5 +1,6 @@
-"""The kiosk's ticket numbers on disk: one small JSON file per sensor, replaced
-atomically (edge.state_file) on every change."""
+"""The kiosk's ticket numbers as text, kept by the agent (`DriverContext.state`) in the
+same transaction as the readings they numbered. Nodes set up before that kept them in a
+JSON file per sensor under the state directory; `load_legacy_file` reads it once."""
 
 from __future__ import annotations
 
@@ -8,37 +9,40 @@ from pathlib import Path
 
 from edge.drivers.queue_kiosk.logic import TicketState
 from edge.errors import DriverError
-from edge.state_file import write_atomically
 
 
-class TicketStore:
-    def __init__(self, path: Path) -> None:
-        self.path = path
+def state_key(sensor_id: str) -> str:
+    return f"queue_kiosk/{sensor_id}/tickets"
 
-    def load(self) -> TicketState:
-        """The saved state; a fresh one when there is no file yet. A damaged file is a
-        DriverError: numbering from 1 again would pair new tickets with old calls."""
-        try:
-            raw = self.path.read_bytes()
-        except FileNotFoundError:
-            return TicketState()
-        except OSError as exc:
-            raise DriverError(f"cannot read ticket state {self.path}: {exc}") from exc
-        try:
-            body = json.loads(raw)
-            issued, called = body["issued"], body["called"]
-        except (ValueError, TypeError, KeyError) as exc:
-            raise DriverError(
-                f"ticket state {self.path} is damaged ({exc}); fix or remove it (numbering "
-                "then restarts at 1)") from exc
-        if type(issued) is not int or type(called) is not int or not 0 <= called <= issued:
-            raise DriverError(f"ticket state {self.path} is inconsistent: {body!r}; fix or "
-                              "remove it (numbering then restarts at 1)")
-        return TicketState(issued, called)
 
-    def save(self, state: TicketState) -> None:
-        data = json.dumps({"issued": state.issued, "called": state.called}).encode()
-        try:
-            write_atomically(self.path, data)
-        except OSError as exc:
-            raise DriverError(f"cannot save ticket state {self.path}: {exc}") from exc
+def legacy_path(state_dir: Path, sensor_id: str) -> Path:
+    return state_dir / "queue_kiosk" / f"{sensor_id}.json"
+
+
+def encode(state: TicketState) -> str:
+    return json.dumps({"issued": state.issued, "called": state.called})
+
+
+def decode(text: str | bytes, where: str) -> TicketState:
+    """DriverError naming `where` when damaged: numbering from 1 again would pair new
+    tickets with old calls."""
+    try:
+        body = json.loads(text)
+        issued, called = body["issued"], body["called"]
+    except (ValueError, TypeError, KeyError) as exc:
+        raise DriverError(f"ticket state {where} is damaged ({exc}); fix or remove it "
+                          "(numbering then restarts at 1)") from exc
+    if type(issued) is not int or type(called) is not int or not 0 <= called <= issued:
+        raise DriverError(f"ticket state {where} is inconsistent: {body!r}; fix or remove it "
+                          "(numbering then restarts at 1)")
+    return TicketState(issued, called)
+
+
+def load_legacy_file(path: Path) -> TicketState | None:
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise DriverError(f"cannot read ticket state {path}: {exc}") from exc
+    return decode(raw, str(path))

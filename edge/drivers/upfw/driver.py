@@ -19,8 +19,8 @@ from typing import Any
 
 from edge.drivers.base import DriverContext, Emit, Sample
 from edge.drivers.serial_params import check_known, serial_port
+from edge.drivers.upfw import totals
 from edge.drivers.upfw.mapping import LoopReadings, Out, UpfwMapper
-from edge.drivers.upfw.store import DoorStore
 from edge.errors import DriverError
 from edge.gpio.timing import IntervalSchedule, wall_time_at
 from firmware_bridge.errors import BridgeError, LinkTimeoutError
@@ -104,8 +104,7 @@ class UpfwDriver:
         self.decoder = UpfwDecoder()
         self.mapper = UpfwMapper(sensor_id, params.names, params.loop_readings, params.bed_heartbeat_s)
         self.probes = 0
-        self.store = None if ctx.state_dir is None else DoorStore(
-            ctx.state_dir / "upfw" / f"{sensor_id}.json")
+        self._totals_key = totals.state_key(sensor_id)
         self._saved_doors: Mapping[int, tuple[int, int]] = {}
 
     def describe(self) -> dict[str, Any]:
@@ -115,7 +114,7 @@ class UpfwDriver:
             "board": None if m.hello is None else m.hello.as_record(),
             "messages": dict(m.messages), "reboots": m.reboots, "lost_sentences": m.lost_sentences,
             "door_gaps": m.door_gaps, "ignored": m.ignored, "faults": dict(m.faults),
-            "probes": self.probes, "door_totals_kept": self.store is not None,
+            "probes": self.probes, "door_totals_kept": self.ctx.state is not None,
             **self.decoder.stats.as_dict(),
         }  # fmt: skip
 
@@ -124,11 +123,11 @@ class UpfwDriver:
 
     async def run(self, emit: Emit) -> None:
         p = self.params
-        if self.store is not None:
-            saved = await asyncio.to_thread(self.store.load)
-            if saved is not None:
-                self.mapper.resume(saved)
-                self._saved_doors = saved.doors
+        text = None if self.ctx.state is None else self.ctx.state.load(self._totals_key)
+        if text is not None:
+            saved = totals.decode(text, self._totals_key)
+            self.mapper.resume(saved)
+            self._saved_doors = saved.doors
         try:
             link = await open_link(p.port, p.baudrate, timeout_s=1.0)
         except BridgeError as exc:
@@ -143,14 +142,13 @@ class UpfwDriver:
                 await link.close()
 
     def _keep_door_totals(self) -> None:
-        """Saved before the counts they produce are emitted, with no await in between: a
-        cancelled driver never leaves counts out that its file says were sent. Blocking,
-        but a door board sends a count per door about once a minute."""
-        totals = self.mapper.door_totals()
-        if self.store is None or totals is None or totals.doors == self._saved_doors:
+        """Staged before the counts they produce are emitted, with no await in between:
+        the agent commits both in one transaction."""
+        doors = self.mapper.door_totals()
+        if self.ctx.state is None or doors is None or doors.doors == self._saved_doors:
             return
-        self.store.save(totals)
-        self._saved_doors = totals.doors
+        self.ctx.state.stage(self._totals_key, totals.encode(doors))
+        self._saved_doors = doors.doors
 
     def _emit(self, emit: Emit, outs: list[Out], ts: datetime | None = None) -> None:
         stamp = self.ctx.clock.now() if ts is None else ts
@@ -173,7 +171,6 @@ class UpfwDriver:
                 data = await link.read(timeout_s=max(wait, 0.001))
             except LinkTimeoutError:
                 data = b""
-            raise_if_cancelled()
             for msg in self.decoder.feed(data):
                 if isinstance(msg, IdentityQuery):  # another host's command echoed: not the board
                     continue
@@ -181,6 +178,7 @@ class UpfwDriver:
                 outs = self.mapper.on_message(msg, clock.monotonic())
                 self._keep_door_totals()
                 self._emit(emit, outs)
+            raise_if_cancelled()  # only after what was read is emitted: nothing read is dropped
             while schedule is not None and clock.monotonic() >= schedule.close_at:
                 length = schedule.end - schedule.start
                 self._emit(emit, self.mapper.close_loop_interval(length), wall_time_at(clock, schedule.end))

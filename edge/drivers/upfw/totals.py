@@ -1,49 +1,37 @@
-"""A door board's totals on disk, so that a driver restart (an unplugged adapter, the
-agent restarted by systemd) counts the people who passed meanwhile instead of taking the
-board's next totals as a new baseline."""
+"""A door board's totals as text, kept by the agent (`DriverContext.state`) in the same
+transaction as the counts they produced, so that a driver or agent restart counts the
+people who passed meanwhile instead of taking the board's next totals as a new baseline,
+and a crash can neither lose a count nor count it twice."""
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from edge.drivers.upfw.mapping import U32, DoorTotals
 from edge.errors import DriverError
-from edge.state_file import write_atomically
 
 
-class DoorStore:
-    def __init__(self, path: Path) -> None:
-        self.path = path
+def state_key(sensor_id: str) -> str:
+    return f"upfw/{sensor_id}/doors"
 
-    def load(self) -> DoorTotals | None:
-        """The saved totals; None when there are none yet. A damaged file is a DriverError
-        that names it: counting from a wrong total would invent or lose people."""
-        try:
-            raw = self.path.read_bytes()
-        except FileNotFoundError:
-            return None
-        except OSError as exc:
-            raise DriverError(f"cannot read door totals {self.path}: {exc}") from exc
-        try:
-            body = json.loads(raw)
-            device = body["device_id"]
-            seq, t_ms = body["last"]
-            doors = {int(door): (entered, at) for door, (entered, at) in body["doors"].items()}
-        except (ValueError, TypeError, KeyError) as exc:
-            raise DriverError(f"door totals {self.path} are damaged ({exc}); remove the file "
-                              "(each door then starts from a new baseline)") from exc
-        numbers = [seq, t_ms, *(n for pair in doors.values() for n in pair)]
-        if not (device is None or isinstance(device, str)) or not all(
-                type(n) is int and 0 <= n <= U32 for n in numbers):
-            raise DriverError(f"door totals {self.path} are inconsistent: {body!r}; remove the "
-                              "file (each door then starts from a new baseline)")
-        return DoorTotals(device, (seq, t_ms), doors)
 
-    def save(self, totals: DoorTotals) -> None:
-        body = {"device_id": totals.device_id, "last": list(totals.last),
-                "doors": {str(door): list(pair) for door, pair in sorted(totals.doors.items())}}
-        try:
-            write_atomically(self.path, json.dumps(body).encode())
-        except OSError as exc:
-            raise DriverError(f"cannot save door totals {self.path}: {exc}") from exc
+def encode(totals: DoorTotals) -> str:
+    return json.dumps({"device_id": totals.device_id, "last": list(totals.last),
+                       "doors": {str(door): list(pair) for door, pair in sorted(totals.doors.items())}})
+
+
+def decode(text: str, key: str) -> DoorTotals:
+    """DriverError naming the key if the text is damaged: counting from a wrong total
+    would invent or lose people."""
+    try:
+        body = json.loads(text)
+        device = body["device_id"]
+        seq, t_ms = body["last"]
+        doors = {int(door): (entered, at) for door, (entered, at) in body["doors"].items()}
+    except (ValueError, TypeError, KeyError) as exc:
+        raise DriverError(f"door totals {key!r} are damaged ({exc})") from exc
+    numbers = [seq, t_ms, *(n for pair in doors.values() for n in pair)]
+    if not (device is None or isinstance(device, str)) or not all(
+            type(n) is int and 0 <= n <= U32 for n in numbers):
+        raise DriverError(f"door totals {key!r} are inconsistent: {body!r}")
+    return DoorTotals(device, (seq, t_ms), doors)

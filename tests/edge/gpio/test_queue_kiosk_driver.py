@@ -1,12 +1,16 @@
 """The queue_kiosk driver end to end on gpiozero MockFactory pins (a Pi's GPIO chip
-cannot run here), under asyncio with the real clock and a real state directory."""
+cannot run here), under asyncio with the real clock and the agent's real outbox for its
+ticket numbers."""
 
 import asyncio
 import json
 from pathlib import Path
 
+from edge.driver_state import StagedState
 from edge.drivers.base import DriverContext
+from edge.drivers.queue_kiosk import store
 from edge.drivers.queue_kiosk.driver import build, parse_params
+from edge.outbox import Outbox
 
 RAW = {"issue_pin": 16, "call_pins": [20, 21], "counter_numbers": [4, 5],
        "debounce_s": 0.003}
@@ -15,7 +19,17 @@ RAW = {"issue_pin": 16, "call_pins": [20, 21], "counter_numbers": [4, 5],
 def test_tickets_issued_and_called_and_numbering_survives_a_restart(gpio,
                                                                     tmp_path: Path) -> None:
     params = parse_params(RAW, "sensors[0]")
-    ctx = DriverContext(pin_factory=gpio.provider, state_dir=tmp_path)
+    outbox = Outbox(tmp_path / "outbox.sqlite3").open()
+
+    keepers = [StagedState(outbox), StagedState(outbox)]  # the agent's, before and after a restart
+
+    def agent_context(run: int) -> DriverContext:
+        return DriverContext(pin_factory=gpio.provider, state_dir=tmp_path, state=keepers[run])
+
+    def committed() -> dict:
+        outbox.append([], 0, keepers[0].take() | keepers[1].take())  # the agent's next commit
+        return json.loads(outbox.load_state(store.state_key("kiosk-opd")) or "null")
+
     pins = [gpio.factory.pin(n) for n in (16, 20, 21)]
     issue, call4, call5 = 0, 1, 2   # lines: the issue signal, then counters 4 and 5
 
@@ -28,7 +42,7 @@ def test_tickets_issued_and_called_and_numbering_survives_a_restart(gpio,
         await gpio.wait_until(lambda: not driver.describe()["signals"][line], "pulse off")
 
     async def first_run() -> list:
-        driver = build("kiosk-opd", params, ctx)
+        driver = build("kiosk-opd", params, agent_context(0))
         async with gpio.running(driver) as samples:
             await press(driver, issue)
             await gpio.wait_until(lambda: len(samples) == 1, "ticket 1 issued")
@@ -39,7 +53,7 @@ def test_tickets_issued_and_called_and_numbering_survives_a_restart(gpio,
         return samples
 
     async def second_run() -> list:
-        driver = build("kiosk-opd", params, ctx)
+        driver = build("kiosk-opd", params, agent_context(1))
         async with gpio.running(driver) as samples:
             assert driver.describe()["waiting"] == 1
             await press(driver, issue)
@@ -52,13 +66,12 @@ def test_tickets_issued_and_called_and_numbering_survives_a_restart(gpio,
     assert [s.values for s in first] == [
         {"ticket": 1, "called": 0}, {"ticket": 2, "called": 0},
         {"ticket": 1, "called": 1, "counter": 5}]
-    state_file = tmp_path / "queue_kiosk" / "kiosk-opd.json"
-    assert json.loads(state_file.read_text()) == {"issued": 2, "called": 1}
+    assert committed() == {"issued": 2, "called": 1}
 
     second = asyncio.run(second_run())
     assert [s.values for s in second] == [
         {"ticket": 3, "called": 0}, {"ticket": 2, "called": 1, "counter": 4}]
-    assert json.loads(state_file.read_text()) == {"issued": 3, "called": 2}
+    assert committed() == {"issued": 3, "called": 2}
     assert all(s.kind == "hospital.queue" and s.sensor == "kiosk-opd" for s in first + second)
     assert first[0].ts < first[1].ts < first[2].ts < second[0].ts < second[1].ts
     gpio.assert_contract(first + second)

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
+from edge.drivers.queue_kiosk import store
 from edge.drivers.queue_kiosk.logic import QueueEvent, QueueKiosk, TicketState
-from edge.drivers.queue_kiosk.store import TicketStore
 from edge.errors import DriverError
 from urbanpulse.clock import FakeClock
 
@@ -83,27 +83,22 @@ def test_inconsistent_state_is_refused() -> None:
         make(FakeClock(), TicketState(issued=1, called=2))
 
 
-def test_store_round_trip_and_fresh_start(tmp_path: Path) -> None:
-    store = TicketStore(tmp_path / "queue_kiosk" / "kiosk-1.json")
-    assert store.load() == TicketState()
-    store.save(TicketState(12, 9))
-    assert store.load() == TicketState(12, 9)
-    assert json.loads(store.path.read_text()) == {"issued": 12, "called": 9}
-    assert sorted(p.name for p in store.path.parent.iterdir()) == ["kiosk-1.json"]
+def test_state_text_round_trip_and_legacy_file(tmp_path: Path) -> None:
+    assert store.decode(store.encode(TicketState(12, 9)), "k") == TicketState(12, 9)
+    path = store.legacy_path(tmp_path, "kiosk-1")
+    assert store.load_legacy_file(path) is None
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"issued": 12, "called": 9}))
+    assert store.load_legacy_file(path) == TicketState(12, 9)
 
 
 @pytest.mark.parametrize("content", [b"", b"{not json", b'{"issued": 3}', b"[1, 2]",
                                      b'{"issued": 3, "called": 4}',
                                      b'{"issued": "3", "called": 1}'])
-def test_damaged_store_is_a_driver_error(tmp_path: Path, content: bytes) -> None:
+def test_damaged_state_is_a_driver_error_naming_where(tmp_path: Path, content: bytes) -> None:
     path = tmp_path / "kiosk.json"
     path.write_bytes(content)
-    with pytest.raises(DriverError, match="fix or remove"):
-        TicketStore(path).load()
-
-
-def test_unwritable_store_is_a_driver_error(tmp_path: Path) -> None:
-    blocker = tmp_path / "not-a-dir"
-    blocker.write_text("")
-    with pytest.raises(DriverError, match="cannot save"):
-        TicketStore(blocker / "kiosk.json").save(TicketState(1, 0))
+    with pytest.raises(DriverError, match=r"kiosk\.json .*fix or remove"):
+        store.load_legacy_file(path)
+    with pytest.raises(DriverError, match="'queue_kiosk/k/tickets'"):
+        store.decode(content, "'queue_kiosk/k/tickets'")

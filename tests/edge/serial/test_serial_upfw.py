@@ -14,11 +14,13 @@ import pytest
 
 import edge.drivers.upfw
 from edge.config import load_config
+from edge.driver_state import StagedState
 from edge.drivers.base import DriverContext, Sample
+from edge.drivers.upfw import totals
 from edge.drivers.upfw.driver import UpfwParams, build, parse_params
 from edge.drivers.upfw.mapping import DoorTotals, Out, UpfwMapper
-from edge.drivers.upfw.store import DoorStore
 from edge.errors import DriverError
+from edge.outbox import Outbox
 from firmware_bridge.protocols.upfw import (
     BedWeight,
     BoardMessage,
@@ -337,24 +339,25 @@ def test_door_totals_carry_over_a_driver_restart(emulated, tmp_path: Path) -> No
     script = Script()
     emu = emulated(UpfwEmulator(script, kind=DeviceKind.DOOR, device_id="door-main", channels=1,
                                 period_s=0.02))
-    ctx = DriverContext(state_dir=tmp_path)
+    outbox = Outbox(tmp_path / "outbox.sqlite3").open()
+    keeper = StagedState(outbox)
 
     async def first_run() -> None:
-        run = DriverRun(build("main-door", _params(emu.port), ctx))
+        run = DriverRun(build("main-door", _params(emu.port), DriverContext(state=keeper)))
         await run.wait_for(lambda s: run.driver.describe()["board"] is not None, 5, "the board's HI")
         script.put(DoorCount(0, 0, 1, 150, 140))  # baseline
         await run.wait_for(lambda s: bool(run.driver.mapper.doors), 5, "the baseline")
         script.put(DoorCount(0, 0, 1, 159, 150))
         samples = await run.count(1)
-        await run.wait_for(lambda s: (tmp_path / "upfw" / "main-door.json").exists(), 5,
-                           "the totals on disk")
         await run.stop()
         assert [s.values["count"] for s in samples] == [9.0]
+        outbox.append([], 0, keeper.take())  # the agent's commit of those readings
 
     async def second_run() -> None:
         # A fresh driver, as the agent builds after a failure or a restart: 11 people
         # passed while it was away, and its first count must include them.
-        run = DriverRun(build("main-door", _params(emu.port), ctx))
+        restarted = DriverContext(state=StagedState(outbox))  # the agent restarted too
+        run = DriverRun(build("main-door", _params(emu.port), restarted))
         await run.wait_for(lambda s: run.driver.describe()["board"] is not None, 5, "the board's HI")
         script.put(DoorCount(0, 0, 1, 170, 160))
         samples = await run.count(1)
@@ -409,15 +412,10 @@ def test_a_total_that_falls_is_a_new_baseline() -> None:
     assert _door(m, 13, 230_000, 93)[0].values["count"] == 3.0
 
 
-def test_the_door_store_round_trips_and_names_a_damaged_file(tmp_path: Path) -> None:
-    store = DoorStore(tmp_path / "upfw" / "d.json")
-    assert store.load() is None
-    totals = DoorTotals("door-a", (7, 2**32 - 1), {1: (2**32 - 1, 5), 2: (0, 9)})
-    store.save(totals)
-    assert store.load() == totals
-    store.path.write_text('{"device_id": null, "last": [1, 2], "doors": {"1": [-5, 0]}}')
-    with pytest.raises(DriverError, match="inconsistent"):
-        store.load()
-    store.path.write_text("{not json")
-    with pytest.raises(DriverError, match=r"d\.json are damaged"):
-        store.load()
+def test_door_totals_text_round_trips_and_a_damaged_one_names_its_key() -> None:
+    saved = DoorTotals("door-a", (7, 2**32 - 1), {1: (2**32 - 1, 5), 2: (0, 9)})
+    assert totals.decode(totals.encode(saved), "k") == saved
+    with pytest.raises(DriverError, match="'upfw/d/doors' are inconsistent"):
+        totals.decode('{"device_id": null, "last": [1, 2], "doors": {"1": [-5, 0]}}', "upfw/d/doors")
+    with pytest.raises(DriverError, match="'upfw/d/doors' are damaged"):
+        totals.decode("{not json", "upfw/d/doors")
