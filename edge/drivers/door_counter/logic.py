@@ -82,7 +82,7 @@ class DoorCounter:
         # first moment both beams are clear (a crossing already under way at start-up)
         self._first: tuple[bool, bool] | None = None
         self._last: tuple[bool, bool] | None = None
-        self._tracking = tuple(levels) == _CLEAR if len(levels) == 2 else True
+        self._tracking = tuple(levels[:beams]) == _CLEAR if beams == 2 else True
         self._counts = [0, 0, 0]  # entries, exits, turned back, in the current interval
         self.totals = [0, 0, 0]   # the same since start-up
 

@@ -159,6 +159,17 @@ def test_a_loopback_glitch_shorter_than_the_fault_delay_is_ignored() -> None:
     assert bed.changes == []
 
 
+def test_noise_on_the_supervision_line_is_not_a_pad_glitch() -> None:
+    bed = loopback_bed()
+    bed.set(10.0, AUX, False)   # a burst the debouncer drops (back within bounce_s)
+    bed.set(10.01, AUX, True)
+    bed.set(20.0, PAD, False)   # and one on the pad line, which is a pad glitch
+    bed.set(20.01, PAD, True)
+    bed.run_deadlines(30.0)
+    assert bed.changes == []
+    assert bed.logic.glitches == 1
+
+
 # --- changeover supervision: line 1 is the pad's other contact, closed while free ----
 
 def changeover_bed(**kw: object) -> Bed:

@@ -83,6 +83,20 @@ def test_a_crossing_under_way_at_start_up_is_not_counted() -> None:
     assert (result.count, result.exits, result.turned_back) == (1, 0, 0)
 
 
+@pytest.mark.parametrize("supervised", [False, True])
+def test_a_crossing_under_way_at_start_up_is_not_counted_with_supervision_too(
+        supervised: bool) -> None:
+    # Both beams broken at start-up (someone in the doorway), then they clear: not a
+    # person turning back, whether or not a supervision line follows the beam lines.
+    clock = FakeClock()
+    levels = [True, True, True] if supervised else [True, True]
+    counter = DoorCounter(bounce_s=0.01, levels=levels, t0=clock.monotonic(),
+                          supervised=supervised, whole_level=True)
+    script(counter, [(0.5, OUT, False), (0.6, IN, False), *entry(3.0)])
+    result = close(counter, clock, 60.0)
+    assert (result.count, result.exits, result.turned_back) == (1, 0, 0)
+
+
 def test_three_beams_are_refused() -> None:
     with pytest.raises(ValueError, match="one or two"):
         DoorCounter(bounce_s=0, levels=[False] * 3, t0=0)
