@@ -484,8 +484,9 @@ class FaultMonitor:
         if len(window) == window.maxlen:
             ordered = sorted(window)
             median = ordered[len(ordered) // 2]
-            mad = sorted(abs(v - median) for v in window)[len(window) // 2]
-            floor = s.spike_floor * self._span() if self._span() else 0.0
+            mad = sorted([abs(v - median) for v in window])[len(window) // 2]
+            span = self._span()
+            floor = s.spike_floor * span if span else 0.0
             scale = max(1.4826 * mad, floor, s.spike_rel * abs(median), 1e-12)
             if abs(value - median) > s.spike_k * scale:
                 self._candidate = (at, value, median, abs(value - median))

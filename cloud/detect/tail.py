@@ -21,10 +21,11 @@ from __future__ import annotations
 import math
 import struct
 from array import array
-from bisect import bisect_left, bisect_right, insort
+from bisect import bisect_left, bisect_right
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 RECORD_CAP = 20.0
 
@@ -38,6 +39,16 @@ def as_float32(value: float) -> float:
         return float(_F32.unpack(_F32.pack(value))[0])
     except OverflowError:  # beyond float32's range: numpy's cast gives +-inf (and warns)
         return float(np.float32(value))
+
+
+def _std(kept: npt.NDArray[np.float32]) -> float:
+    """`float(kept.std(dtype=np.float64))`, the same steps without numpy's Python wrapper."""
+    n = kept.size
+    mean = np.add.reduce(kept, dtype=np.float64, keepdims=True)
+    np.true_divide(mean, n, out=mean, casting="unsafe")
+    deviations = np.subtract(kept, mean)
+    np.square(deviations, out=deviations)
+    return math.sqrt(float(np.add.reduce(deviations, dtype=np.float64)) / n)
 
 
 class TailHistory:
@@ -84,16 +95,17 @@ class TailHistory:
             v = as_float32(value)
         n = self._count
         ordered = self._sorted
+        lo = bisect_left(ordered, v)  # kept values below v
         surprise = 0.0
         if n >= self.min_count:
-            at_or_above = n - bisect_left(ordered, v)
+            at_or_above = n - lo
             surprise = (
                 -math.log(at_or_above / (n + 1))
                 if at_or_above
                 else self._record(v, ordered[-1])
             )
             if self.two_sided:
-                at_or_below = bisect_right(ordered, v)
+                at_or_below = lo if lo == n or ordered[lo] != v else bisect_right(ordered, v, lo)
                 self.lower = (
                     -math.log(at_or_below / (n + 1))
                     if at_or_below
@@ -103,11 +115,14 @@ class TailHistory:
             self.lower = 0.0
         values, i = self._values, self._next
         if n == len(values):
-            del ordered[bisect_left(ordered, values[i])]
+            gone = bisect_left(ordered, values[i])
+            del ordered[gone]
+            if gone < lo:
+                lo -= 1
         else:
             self._count = n + 1
         values[i] = v
-        insort(ordered, v)
+        ordered.insert(lo, v)
         i += 1
         self._next = 0 if i == len(values) else i
         return surprise
@@ -120,6 +135,6 @@ class TailHistory:
         kept = ring if n == len(ring) else ring[:n]
         # The spread of the negated values is the same, bit for bit: rounding is
         # symmetric, so negating every term negates every partial sum.
-        spread = float(kept.std(dtype=np.float64)) + 1e-12
+        spread = _std(kept) + 1e-12
         beyond = min((v - top) / spread, RECORD_CAP)
         return math.log(n + 1) + self.record_weight * beyond
