@@ -74,6 +74,12 @@ class SensorWatch:
 
     def check(self, site: str, node: str, r: Reading, alerts: list[Alert] | None = None) -> list[Point]:
         out: list[Point] = []
+        self.check_into(out, site, node, r, alerts)
+        return out
+
+    def check_into(self, out: list[Point], site: str, node: str, r: Reading,
+                   alerts: list[Alert] | None) -> None:
+        """`check`, appending its points to `out`."""
         tags: dict[str, str] | None = None  # made only when an event fires
         fields, ts = self.fields, r.ts_ns
         stamp: datetime | None = None  # the fault rules' time, made once per reading
@@ -114,7 +120,20 @@ class SensorWatch:
                 if alerts is not None:
                     alerts.append(Alert(site, node, r.sensor, r.kind, str(ev.fault), name, value, at,
                                         ev.detail))
-        return out
+
+
+def check_readings(site: str, node: str, readings: list[Reading], watches: dict[str, SensorWatch],
+                   alerts: list[Alert] | None = None) -> list[Point]:
+    """`SensorWatch.check` of each reading in turn, with each sensor's watch taken from (or
+    added to) `watches`: the same points and alerts in the same order, in one call per
+    message instead of one per reading."""
+    out: list[Point] = []
+    for r in readings:
+        watch = watches.get(r.sensor)
+        if watch is None:
+            watch = watches[r.sensor] = SensorWatch()
+        watch.check_into(out, site, node, r, alerts)
+    return out
 
 
 def _make(kind: str, field_name: str, sensor: str) -> FieldWatch | None:

@@ -8,7 +8,7 @@ from datetime import datetime
 from cloud.detect import STATE_VERSION as DETECT_STATE_VERSION
 from cloud.logic.domain.hospital import SiteUpdate
 from cloud.logic.domain.node import DomainNode
-from cloud.logic.events import Alert, SensorWatch
+from cloud.logic.events import Alert, SensorWatch, check_readings
 from cloud.logic.lines import float_fields, line, series_head, string_field
 from cloud.logic.recompute import RECOMPUTE, Recompute
 from cloud.logic.records import RP_1H, RP_1M, RP_RAW, NodeData, Point
@@ -90,6 +90,8 @@ class NodeState:
         touched: dict[tuple[str, str, int], Window] = {}
         ledger_touched: set[int] = set()
         fresh: list[Reading] = []
+        checked: list[Reading] = []  # fresh readings for the detectors
+        detect = self.detect
         site, node = data.site, data.node
         self.site, self.node = site, node
         received_ns = data.received_ns
@@ -123,11 +125,8 @@ class NodeState:
                                 f"{ts - ts % 1000 + r.seq % 1000}"))  # raw_time(r), inlined
             if flags and "warmup" in flags:
                 continue  # stored, but a warming-up sensor's zeros are not air quality
-            if self.detect:
-                watch = self.watch.get(sensor)
-                if watch is None:
-                    watch = self.watch[sensor] = SensorWatch()
-                out.extend(watch.check(site, node, r, self.alerts))
+            if detect:
+                checked.append(r)
             for rp, rollups, width in ((RP_1M, minute, MINUTE_NS), (RP_1H, hour_rollups, HOUR_NS)):
                 rollup = rollups.get(sensor)
                 if rollup is None:
@@ -139,6 +138,8 @@ class NodeState:
                     start = ts - ts % width
                     out.append((RECOMPUTE, Recompute(rp, KINDS[kind].measurement, site, node, sensor,
                                                      kind, width, start).encode()))
+        if checked:  # the detectors' events, in reading order, after the raw points
+            out.extend(check_readings(site, node, checked, self.watch, self.alerts))
         for (rp, sensor, start), window in touched.items():
             out.append((rp, f"{heads[sensor][1]} {window.field_text()} {start}"))  # head set above
         domain_points, updates = self.domain.process(site, node, fresh)
