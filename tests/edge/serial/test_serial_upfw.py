@@ -223,8 +223,11 @@ def test_a_quiet_board_is_probed_not_failed(emulated) -> None:  # type: ignore[n
         # three probes answered take longer than the silence timeout
         await run.wait_for(lambda s: driver.probes >= 3, 5, "three IQ probes")
         assert not run.task.done()
+        # the IQ at start and the probes, once their bytes have crossed the pty
+        await run.wait_for(lambda s: emu.call(lambda: emu.commands_heard) >= 4, 5,
+                           "the board to hear them")
+        assert not run.task.done()
         await run.stop()
-        assert emu.call(lambda: emu.commands_heard) >= 4  # the IQ at start and the probes
 
     asyncio.run(scenario())
 
