@@ -148,6 +148,8 @@ def run_case(spec: CaseSpec, workload: Workload, workdir: Path) -> CaseResult:
         pids = {**{k: [v] for k, v in stack.pids().items()}, "processor": [p.pid for p in processors],
                 "ingest": [c for p in processors for c in child_pids(p.pid)],
                 "publishers": [p.pid for p, _, _ in publishers]}
+        if len(processors) > 1:  # each process of the cluster on its own too
+            pids.update({f"processor-p{n}": [p.pid] for n, p in enumerate(processors)})
         journal = JournalCounter(workdir / "state" / "journal", workload.messages)
         with stack.reader() as reader:
             influx = InfluxCounter(reader, stack.info.database, list(workload.expected_points),
@@ -194,10 +196,13 @@ def _processors(spec: CaseSpec, config: dict[str, Any], workdir: Path) -> list[P
 def _sample(spec: CaseSpec, result: CaseResult, processors: list[Processor],
             publishers: list[tuple[subprocess.Popen[bytes], Path, Path]], pids: dict[str, list[int]],
             journal: JournalCounter, influx: InfluxCounter, start_at: float, workdir: Path) -> Samples:
-    profiler = None
-    if spec.profile:
-        result.profile_file = str(workdir / "processor.pyspy.txt")
-        profiler = _start_profiler(processors[0].pid, spec.duration_s, Path(result.profile_file))
+    profilers: list[subprocess.Popen[bytes]] = []
+    if spec.profile:  # processor.pyspy.txt, then processor-p1.pyspy.txt... for a cluster
+        files = [workdir / ("processor.pyspy.txt" if n == 0 else f"processor-p{n}.pyspy.txt")
+                 for n in range(len(processors))]
+        result.profile_file = str(files[0])
+        profilers = [p for p in (_start_profiler(proc.pid, spec.duration_s, f)
+                                 for proc, f in zip(processors, files, strict=True)) if p is not None]
     last_seen: dict[int, float] = {}
     s = Samples([], [], [cpu_sample(start_at, pids, processors[0].pid, last_seen)], start_at)
     deadline = start_at + spec.duration_s + spec.drain_s
@@ -227,7 +232,7 @@ def _sample(spec: CaseSpec, result: CaseResult, processors: list[Processor],
                 break
             time.sleep(max(0.0, SAMPLE_EVERY_S - (time.monotonic() - now)))
     finally:
-        if profiler is not None:
+        for profiler in profilers:
             try:
                 profiler.wait(spec.duration_s + 30)
             except subprocess.TimeoutExpired:
