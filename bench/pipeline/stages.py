@@ -76,6 +76,8 @@ def measure(workload: Workload) -> dict[str, float]:
                     "\n".join(lines[i:i + 5000]).encode()
 
             out["sink body join+encode (per point)"] = _timed(bodies) / len(lines) * 1e6
+    out["detection (process on - off)"] = (out["NodeState.process, detect on"]
+                                           - out["NodeState.process, detect off"])
     with tempfile.TemporaryDirectory() as tmp:
         journal = Journal(Path(tmp) / "j.sqlite3", "i0").open()
         msgs = [(m.topic, m.payload) for m in workload.messages]

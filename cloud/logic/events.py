@@ -72,14 +72,12 @@ class SensorWatch:
                                         0.0 if ev.value is None else value, at, ev.detail))
         return out
 
-    def check(self, site: str, node: str, r: Reading, alerts: list[Alert] | None = None) -> list[Point]:
-        out: list[Point] = []
-        self.check_into(out, site, node, r, alerts)
-        return out
-
-    def check_into(self, out: list[Point], site: str, node: str, r: Reading,
-                   alerts: list[Alert] | None) -> None:
-        """`check`, appending its points to `out`."""
+    def check(self, site: str, node: str, r: Reading, alerts: list[Alert] | None = None,
+              out: list[Point] | None = None) -> list[Point]:
+        """The events of one reading, as points (appended to `out` if given, and returned);
+        their alerts appended to `alerts`."""
+        if out is None:
+            out = []
         tags: dict[str, str] | None = None  # made only when an event fires
         fields, ts = self.fields, r.ts_ns
         stamp: datetime | None = None  # the fault rules' time, made once per reading
@@ -120,6 +118,7 @@ class SensorWatch:
                 if alerts is not None:
                     alerts.append(Alert(site, node, r.sensor, r.kind, str(ev.fault), name, value, at,
                                         ev.detail))
+        return out
 
 
 def check_readings(site: str, node: str, readings: list[Reading], watches: dict[str, SensorWatch],
@@ -132,7 +131,7 @@ def check_readings(site: str, node: str, readings: list[Reading], watches: dict[
         watch = watches.get(r.sensor)
         if watch is None:
             watch = watches[r.sensor] = SensorWatch()
-        watch.check_into(out, site, node, r, alerts)
+        watch.check(site, node, r, alerts, out)
     return out
 
 
