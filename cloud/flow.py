@@ -1,8 +1,9 @@
 """The Bytewax wiring, and only the wiring: the logic lives in cloud.logic.
 
-journals (merged) ─▶ key by node ─▶ decode, node state ─┬─ points ──────────────┬─▶ InfluxDB
-                                                         ├─ site updates ─▶ site ┘
-                                                         └─ alerts ─▶ MQTT
+journals (merged) ─▶ key by node ─▶ decode, node state ─┬─ points ────────────────────▶ InfluxDB
+                                                         ├─ site updates ─▶ site ──────▶ InfluxDB
+                                                         ├─ air readings ─▶ city drift ─▶ InfluxDB, MQTT
+                                                         └─ alerts ────────────────────▶ MQTT
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from cloud.alerts import AlertPublisher, make_alert_publisher
 from cloud.config import CloudConfig
 from cloud.errors import SinkError
 from cloud.journal import Journal, JournalRecord, MergedJournals, journal_path
+from cloud.logic.domain.city_drift import CITY, AirReading, CityAir, drift_inputs
 from cloud.logic.domain.hospital import SiteUpdate
 from cloud.logic.domain.hospital_site import HospitalSite
 from cloud.logic.events import Alert
@@ -141,13 +143,14 @@ def node_key(rec: JournalRecord) -> str:
     return f"{parts[2]}/{parts[3]}" if len(parts) == 5 else ""
 
 
-NodeOut = tuple[list[Point], list[SiteUpdate], list[Alert]]
+NodeOut = tuple[list[Point], list[SiteUpdate], list[Alert], list[AirReading]]
 
 
 class NodeLogic(op.StatefulBatchLogic[JournalRecord, NodeOut, bytes]):
-    def __init__(self, state: NodeState, dead_letter_max_bytes: int) -> None:
+    def __init__(self, state: NodeState, dead_letter_max_bytes: int, drift: bool = False) -> None:
         self.state = state
         self.dead_letter_max_bytes = dead_letter_max_bytes
+        self.drift = drift  # hand the air readings on to the city's drift step
         self._next_tick: datetime = SystemClock().now() + TICK
 
     def on_batch(self, values: list[JournalRecord]) -> tuple[list[NodeOut], bool]:
@@ -156,9 +159,10 @@ class NodeLogic(op.StatefulBatchLogic[JournalRecord, NodeOut, bytes]):
             data, points = decode_record(rec, self.dead_letter_max_bytes)
             if data is not None:
                 points.extend(self.state.process(data))
-                out.append((points, self.state.take_site_updates(), self.state.take_alerts()))
+                air = drift_inputs(data.site, data.node, data.readings) if self.drift else []
+                out.append((points, self.state.take_site_updates(), self.state.take_alerts(), air))
             elif points:
-                out.append((points, [], []))
+                out.append((points, [], [], []))
         # Time-based rules (a sensor gone silent while its node still talks) ride on the
         # node's own traffic: a Bytewax notify_at would hold every epoch open until it fires
         # and delay all output by up to the tick. A node silent as a whole is the heartbeat
@@ -169,8 +173,20 @@ class NodeLogic(op.StatefulBatchLogic[JournalRecord, NodeOut, bytes]):
             points = self.state.tick(now)
             alerts = self.state.take_alerts()
             if points or alerts:
-                out.append((points, [], alerts))
+                out.append((points, [], alerts, []))
         return out, op.StatefulBatchLogic.RETAIN
+
+    def snapshot(self) -> bytes:
+        return pickle.dumps(self.state, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+class DriftLogic(op.StatefulBatchLogic[list[AirReading], tuple[list[Point], list[Alert]], bytes]):
+    def __init__(self, state: CityAir) -> None:
+        self.state = state
+
+    def on_batch(self, values: list[list[AirReading]]
+                 ) -> tuple[list[tuple[list[Point], list[Alert]]], bool]:
+        return [self.state.process(r for batch in values for r in batch)], op.StatefulBatchLogic.RETAIN
 
     def snapshot(self) -> bytes:
         return pickle.dumps(self.state, protocol=pickle.HIGHEST_PROTOCOL)
@@ -327,7 +343,7 @@ def build_flow(cfg: CloudConfig, partitions: list[str], sink: Any = None,
 
     def builder(resume: bytes | None) -> NodeLogic:
         state = pickle.loads(resume) if resume is not None else NodeState(horizon_ns, cfg.flow.detect)
-        return NodeLogic(state, max_dl)
+        return NodeLogic(state, max_dl, drift=cfg.flow.detect)
 
     processed = op.stateful_batch("node_state", keyed, builder)
     node_points = op.map("node_points", processed, lambda kv: kv[1][0])
@@ -342,6 +358,18 @@ def build_flow(cfg: CloudConfig, partitions: list[str], sink: Any = None,
                          lambda kv: kv[1])
     points = op.merge("points", node_points, site_points)
     alerts = op.filter_map("alerts", processed, lambda kv: kv[1][2] or None)
+    if cfg.flow.detect:  # cross-station drift: every air sensor of the city in one step
+        air = op.key_on("by_city", op.filter_map("air_readings", processed, lambda kv: kv[1][3] or None),
+                        lambda _: CITY)
+
+        def drift_builder(resume: bytes | None) -> DriftLogic:
+            return DriftLogic(pickle.loads(resume) if resume is not None else CityAir())
+
+        drifts = op.stateful_batch("city_drift", air, drift_builder)
+        points = op.merge("with_drift_points", points,
+                          op.filter_map("drift_points", drifts, lambda kv: kv[1][0] or None))
+        alerts = op.merge("with_drift_alerts", alerts,
+                          op.filter_map("drift_alerts", drifts, lambda kv: kv[1][1] or None))
     op.output("mqtt_alerts", alerts, alert_sink if alert_sink is not None else AlertSink(cfg))
     local = sink_part(process_id)
     to_sink = op.key_on("to_sink", points, lambda _: local)

@@ -1,0 +1,80 @@
+"""The cross-station drift step: every air sensor of a city through one `CityDrift`
+(cloud/detect/drift.py), its drifts turned into `events` points and alerts.
+
+The readings come from the node steps in each node's arrival order; like the per-sensor
+detectors (cloud.logic.events), the step takes a sensor's compared field only in event-time
+order: a reading older than the newest one taken from that sensor (a backlog interleaving
+with live data) is left out, and so is the same reading again (a redelivery).
+
+Live, the stations' readings reach the step seconds apart in event time. Catching up on a
+backlog of many hours, the node step takes each node's share of a source batch in turn.
+Stations late in that turn can then find an hour already judged without them, so drift is
+judged on fewer stations until the backlog is through.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+from cloud.detect.drift import DRIFT_FIELDS, CityDrift, Drift, DriftSettings
+from cloud.logic.events import EVENTS, Alert
+from cloud.logic.lines import line
+from cloud.logic.records import RP_RAW, Point
+from urbanpulse.clock import to_epoch_ns
+from urbanpulse.wire import Reading
+
+CITY = "city"  # the step's one key: every site is in one city
+KIND_OF_FIELD = {name: kind for kind, name in DRIFT_FIELDS.items()}
+
+AirReading = tuple[str, str, Reading]  # site, node, reading
+
+
+def drift_inputs(site: str, node: str, readings: Iterable[Reading]) -> list[AirReading]:
+    """What the drift step needs of a node's readings: its compared air fields, warming-up
+    sensors left out (their zeros are not air quality)."""
+    return [(site, node, r) for r in readings
+            if r.kind in DRIFT_FIELDS and not (r.flags and "warmup" in r.flags)]
+
+
+class CityAir:
+    """The drift step's state for one city: picklable."""
+
+    def __init__(self, settings: DriftSettings | None = None) -> None:
+        self.drift = CityDrift(settings)
+        self.newest: dict[tuple[str, str, str], tuple[int, int]] = {}  # series -> (ts, seq)
+
+    def process(self, readings: Iterable[AirReading]) -> tuple[list[Point], list[Alert]]:
+        points: list[Point] = []
+        alerts: list[Alert] = []
+        for site, node, r in readings:
+            name = DRIFT_FIELDS.get(r.kind)
+            value = r.values.get(name) if name is not None else None
+            if value is None or not math.isfinite(value):
+                continue
+            series = (site, node, r.sensor)
+            last = self.newest.get(series)
+            if last is not None and (r.ts_ns < last[0] or (r.ts_ns, r.seq) == last):
+                continue
+            self.newest[series] = (r.ts_ns, r.seq)
+            for drift in self.drift.update(series, r.kind, r.ts_ns, r.values):
+                point, alert = _event(drift)
+                points.append(point)
+                alerts.append(alert)
+        return points, alerts
+
+
+def _event(drift: Drift) -> tuple[Point, Alert]:
+    site, node, sensor = drift.series
+    ev = drift.event
+    kind = KIND_OF_FIELD[ev.field]
+    at = to_epoch_ns(ev.detected_at)
+    value = float("nan") if ev.value is None else float(ev.value)
+    fields: dict[str, float | int | str | bool] = {
+        "field": ev.field, "delay_s": ev.delay.total_seconds(), "detail": ev.detail}
+    if ev.value is not None:
+        fields["value"] = value
+    tags = {"site": site, "node": node, "sensor": sensor, "kind": kind, "type": str(ev.fault)}
+    return ((RP_RAW, line(EVENTS, tags, fields, at)),
+            Alert(site, node, sensor, kind, str(ev.fault), ev.field,
+                  0.0 if ev.value is None else value, at, ev.detail))

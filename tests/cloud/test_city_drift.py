@@ -1,0 +1,82 @@
+"""The dataflow's cross-station drift step (cloud.logic.domain.city_drift): a synthetic city
+of five PM stations sharing the weather, one of whose gains grows; its drift comes out as
+an `events` point and an alert, and readings out of event-time order are left out."""
+
+from __future__ import annotations
+
+import math
+import pickle
+import random
+
+from cloud.logic.domain.city_drift import AirReading, CityAir, drift_inputs
+from urbanpulse.wire import Reading
+
+H_NS = 3_600_000_000_000
+T0_NS = 1_770_000_000 * 1_000_000_000 // H_NS * H_NS
+LEVELS = (1.0, 1.3, 0.9, 1.1, 0.7)
+
+
+def city(hours: int, drifting: int | None = None, step_min: int = 10) -> list[AirReading]:
+    """PM2.5 every `step_min` minutes at each station: weather x level x noise, and from
+    hour 50 a gain growing 10 %/h at station `drifting`."""
+    rng = random.Random(7)
+    out: list[AirReading] = []
+    for k in range(hours * 60 // step_min):
+        h = k * step_min / 60
+        weather = 40 * (1.5 + math.sin(2 * math.pi * h / 24))
+        for i, level in enumerate(LEVELS):
+            value = weather * level * math.exp(0.08 * rng.gauss(0, 1))
+            if i == drifting:
+                value *= 1 + 0.1 * max(0.0, h - 50)
+            ts = T0_NS + k * step_min * 60_000_000_000
+            out.append(("hn", f"aq-{i}", Reading("pm-1", "air.pm", ts, k,
+                                                  {"pm25": round(value, 1), "pm10": round(1.6 * value, 1)})))
+    return out
+
+
+def test_a_drifting_station_gives_one_drift_event_and_one_alert() -> None:
+    points, alerts = CityAir().process(city(72, drifting=3))
+    assert len(points) == 1
+    assert len(alerts) == 1
+    rp, text = points[0]
+    assert rp == "raw"
+    assert text.startswith("events,")
+    assert "node=aq-3" in text
+    assert "type=drift" in text
+    assert 'field="pm25"' in text
+    alert = alerts[0]
+    assert (alert.node, alert.sensor, alert.kind, alert.type, alert.field) == (
+        "aq-3", "pm-1", "air.pm", "drift", "pm25")
+    assert alert.ts_ns > T0_NS + 50 * H_NS
+
+
+def test_a_clean_city_gives_none() -> None:
+    assert CityAir().process(city(72)) == ([], [])
+
+
+def test_readings_older_than_the_sensors_newest_and_redeliveries_are_left_out() -> None:
+    readings = city(72, drifting=3)
+    step = CityAir()
+    step.process(readings[:100])
+    before = pickle.dumps(step.drift)
+    # every one of them already taken, or older than the station's newest
+    assert step.process(readings[90:100] + readings[:50]) == ([], [])
+    assert pickle.dumps(step.drift) == before
+
+
+def test_the_state_resumes_from_its_pickle_with_the_same_result() -> None:
+    readings = city(72, drifting=3)
+    whole = CityAir().process(readings)
+    first = CityAir()
+    head = first.process(readings[:1500])
+    resumed: CityAir = pickle.loads(pickle.dumps(first))
+    tail = resumed.process(readings[1500:])
+    assert (head[0] + tail[0], head[1] + tail[1]) == whole
+
+
+def test_only_compared_air_fields_of_sensors_past_warmup_go_to_the_step() -> None:
+    pm = Reading("pm-1", "air.pm", T0_NS, 1, {"pm25": 10.0, "pm10": 16.0})
+    warming = Reading("pm-2", "air.pm", T0_NS, 1, {"pm25": 0.0, "pm10": 0.0}, ("warmup",))
+    co2 = Reading("co2-1", "air.co2", T0_NS, 1, {"co2": 420.0})
+    loop = Reading("loop-1", "traffic.loop", T0_NS, 1, {"count": 3.0})
+    assert drift_inputs("hn", "n", [pm, warming, co2, loop]) == [("hn", "n", pm), ("hn", "n", co2)]
