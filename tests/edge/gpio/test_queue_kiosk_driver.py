@@ -90,3 +90,27 @@ def test_without_a_state_dir_the_numbers_live_in_memory(gpio) -> None:
         assert driver.describe()["persisted"] is False
 
     asyncio.run(scenario())
+
+
+def test_numbers_from_an_earlier_version_s_state_file_carry_on(gpio, tmp_path: Path) -> None:
+    # A node set up before the numbers moved into the outbox: its file is read once.
+    legacy = store.legacy_path(tmp_path, "kiosk-opd")
+    legacy.parent.mkdir(parents=True)
+    legacy.write_text(json.dumps({"issued": 41, "called": 39}))
+    outbox = Outbox(tmp_path / "outbox.sqlite3").open()
+    keeper = StagedState(outbox)
+    ctx = DriverContext(pin_factory=gpio.provider, state_dir=tmp_path, state=keeper)
+    driver = build("kiosk-opd", parse_params(RAW, "sensors[0]"), ctx)
+    issue = gpio.factory.pin(16)
+
+    async def scenario() -> None:
+        async with gpio.running(driver) as samples:
+            assert driver.describe()["waiting"] == 2
+            await gpio.in_thread(issue.drive_low)
+            await gpio.wait_until(lambda: len(samples) == 1, "ticket issued")
+        assert samples[0].values == {"ticket": 42, "called": 0}
+
+    asyncio.run(scenario())
+    outbox.append([], 0, keeper.take())
+    assert json.loads(outbox.load_state(store.state_key("kiosk-opd")) or "null") == {
+        "issued": 42, "called": 39}
