@@ -118,15 +118,19 @@ class Row:
         return self.true_positives / raised if raised else None
 
 
-def rows_by_type(results: Sequence[RunResult]) -> list[Row]:
+def rows_by_type(results: Sequence[RunResult], without: frozenset[str] = frozenset()
+                 ) -> list[Row]:
+    """One row per fault type; faults on the target classes in `without` left out (the
+    false positives are all counted)."""
     outcomes: dict[str, list[Outcome]] = defaultdict(list)
     fps: Counter[str] = Counter()
     tps: Counter[str] = Counter()
     for res in results:
         for o in res.outcomes:
-            outcomes[o.planned.event.type].append(o)
+            if o.planned.target_class not in without:
+                outcomes[o.planned.event.type].append(o)
+                tps[o.planned.event.type] += len(o.detections)
         fps.update(CHARGED[r.event.fault] for r in res.false_positives)
-        tps.update(res.true_positives)
     names = list(FAULT_TYPES) + sorted(set(fps) - set(FAULT_TYPES))
     return [_row(n, outcomes.get(n, []), tps[n], fps[n]) for n in names]
 

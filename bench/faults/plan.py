@@ -6,6 +6,12 @@ can hit (each sensor driver; for clock jumps each kind of node), so every
 combination is measured. Targets, times and durations come from the seed. Faults on
 one sensor (or, for clock jumps, one node) never overlap, with `PAD_S` of clean data
 between them for the rules to settle.
+
+Paraclinical departments (imaging, laboratory) are nodes with kiosks only: they are a
+class of their own ("department" for clock jumps, "department_kiosk" for their
+kiosks), placed after every other class from a random stream of their own, so the
+other classes get the same targets and times as before the departments existed and
+their figures stay comparable.
 """
 
 from __future__ import annotations
@@ -28,6 +34,8 @@ PAD_S = 1800.0
 GRACE_S = 900.0
 _TRIES = 200
 _PLACE_FIRST = ("clock_jump", "drift", "stuck", "cut_cable", "silence", "spikes")
+DEPARTMENT = "department"
+DEPARTMENT_KIOSK = "department_kiosk"
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +58,8 @@ def window(event: Event) -> tuple[float, float]:
 
 
 def node_class(drivers: set[str]) -> str:
+    if drivers == {"queue_kiosk"}:
+        return DEPARTMENT  # a paraclinical department: kiosks, no door counter
     if "bed_pad" in drivers:
         return "ward"
     if "traffic_loop" in drivers:
@@ -65,13 +75,14 @@ def _classes(city: City, fault: str) -> dict[str, list[tuple[str, str, str | Non
     spec = EVENT_TYPES[fault]
     classes: dict[str, list[tuple[str, str, str | None]]] = {}
     for n in city.nodes:
+        cls = node_class({s.driver for s in n.sensors})
         if spec.target == "node":
-            key = node_class({s.driver for s in n.sensors})
-            classes.setdefault(key, []).append((n.site, n.node, None))
+            classes.setdefault(cls, []).append((n.site, n.node, None))
             continue
         for s in n.sensors:
             if s.driver in spec.drivers:
-                classes.setdefault(s.driver, []).append((n.site, n.node, s.id))
+                key = DEPARTMENT_KIOSK if cls == DEPARTMENT else s.driver
+                classes.setdefault(key, []).append((n.site, n.node, s.id))
     return dict(sorted(classes.items()))
 
 
@@ -87,15 +98,19 @@ def _clash(a: Event, b: Event) -> bool:
 
 def plan_faults(city: City, seed: int, hours: float) -> tuple[list[Planned], list[str]]:
     """The faults of one run, and the (type, class) pairs that found no free slot."""
-    rng = substream(seed, "bench-faults")
     span = hours * 3600.0
     placed: list[Planned] = []
     missed: list[str] = []
     jumps = 0
-    # Whole nodes and long faults first: they are the hardest to fit.
-    for fault in sorted(FAULT_TYPES, key=_PLACE_FIRST.index):
-        spec = EVENT_TYPES[fault]
-        for cls, targets in _classes(city, fault).items():
+    # Whole nodes and long faults first: they are the hardest to fit. Departments last.
+    order = sorted(FAULT_TYPES, key=_PLACE_FIRST.index)
+    pairs = [(f, c, t) for f in order for c, t in _classes(city, f).items()]
+    later = (DEPARTMENT, DEPARTMENT_KIOSK)
+    streams = (substream(seed, "bench-faults"), substream(seed, "bench-faults", DEPARTMENT))
+    for rng, group in zip(streams, ([p for p in pairs if p[1] not in later],
+                                    [p for p in pairs if p[1] in later]), strict=True):
+        for fault, cls, targets in group:
+            spec = EVENT_TYPES[fault]
             params: dict[str, float] = {}
             if fault == "clock_jump":
                 params["offset_s"] = CLOCK_JUMPS_S[(seed + jumps) % len(CLOCK_JUMPS_S)]

@@ -3,10 +3,11 @@ and runs end to end on a short simulated run."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from bench.faults.match import match, rows_by_type
-from bench.faults.plan import GRACE_S, Planned, plan_faults
+from bench.faults.plan import DEPARTMENT, DEPARTMENT_KIOSK, GRACE_S, Planned, plan_faults
 from bench.faults.run import main, run_seed
 from bench.faults.stream import FaultFeed, Raised, stream, warm_drift
 from cloud.detect import FaultEvent, FaultType
@@ -68,6 +69,10 @@ def test_matching_needs_the_target_an_accepted_type_and_the_window() -> None:
     assert rows["stuck"].precision == 1 / 3  # one true; one late, one on a clean sensor
     assert rows["spikes"].precision == 0.0
     assert rows["clock_jump"].delays_s == (1600.0 + GRACE_S,)
+    without = {r.name: r for r in rows_by_type([result], frozenset({"sds011"}))}
+    assert (without["stuck"].injected, without["stuck"].true_positives) == (0, 0)
+    assert without["stuck"].false_positives == 2  # false positives are all kept
+    assert without["clock_jump"].recall == 1.0
 
 
 def test_the_plan_covers_every_type_on_every_target_class_without_overlap() -> None:
@@ -76,9 +81,28 @@ def test_the_plan_covers_every_type_on_every_target_class_without_overlap() -> N
     assert {p.event.type for p in planned} == {"stuck", "silence", "spikes", "drift",
                                                "cut_cable", "clock_jump"}
     assert {p.target_class for p in planned if p.event.type == "silence"} == {
-        "bed_pad", "door_counter", "mhz19b", "pms5003", "queue_kiosk", "sds011",
-        "traffic_loop"}
+        "bed_pad", "department_kiosk", "door_counter", "mhz19b", "pms5003", "queue_kiosk",
+        "sds011", "traffic_loop"}
+    jumps = {p.target_class: p.event.node for p in planned if p.event.type == "clock_jump"}
+    assert set(jumps) == {"air-station", "cabinet", "department", "er-gate", "opd-hall", "ward"}
+    assert jumps["opd-hall"] == "opd-hall"
+    assert jumps["department"] in ("imaging", "laboratory")
+    kiosks = {p.target_class: p.event.node for p in planned if p.event.type == "cut_cable"}
+    assert kiosks["queue_kiosk"] == "opd-hall"
+    assert kiosks["department_kiosk"] in ("imaging", "laboratory")
     assert planned == plan_faults(City.load(), seed=1, hours=12)[0]
+
+
+def test_the_departments_leave_the_other_classes_planned_as_without_them() -> None:
+    city = City.load()
+    bare = replace(city, hospitals=tuple(replace(h, paraclinical=()) for h in city.hospitals))
+    assert len(bare.nodes) < len(city.nodes)
+    for seed in (1, 5):
+        planned, _ = plan_faults(city, seed=seed, hours=12)
+        before, _ = plan_faults(bare, seed=seed, hours=12)
+        assert {p.target_class for p in before} & {DEPARTMENT, DEPARTMENT_KIOSK} == set()
+        assert [p for p in planned
+                if p.target_class not in (DEPARTMENT, DEPARTMENT_KIOSK)] == before
 
 
 def test_a_short_run_finds_its_faults_without_false_alarms(capsys) -> None:  # type: ignore[no-untyped-def]
