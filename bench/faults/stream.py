@@ -1,10 +1,11 @@
 """Stream a simulated run through the fault rules as the dataflow does.
 
-`cloud/logic/events.py` keeps one `FaultMonitor` per (sensor, field), skips a
-reading stamped at or before the newest one already checked for that field, and
-calls `update(ts_ns, float(value), seq)`. `FaultFeed` does exactly that, without the
-anomaly detector, and also calls `tick(now)` on every monitor each `tick_s` of
-simulated time (the cloud's clock), which the silence rule needs.
+`cloud/logic/events.py` keeps one `FaultMonitor` per (sensor, field), hands a
+reading stamped before the newest one already checked for that field to
+`stamped_before` only, and calls `update(ts_ns, float(value), seq, values)` for the
+others. `FaultFeed` does exactly that, without the anomaly detector, and also calls
+`tick(now)` on every monitor each `tick_s` of simulated time (the cloud's clock),
+which the silence rule needs.
 
 The air readings also go, in the same order, through one `CityDrift` for the city
 (the dataflow's step keyed by city, `cloud/detect/drift.py`), after the same
@@ -66,11 +67,16 @@ class FaultFeed:
             watch = self.watches.get(key, ...)
             if watch is ...:
                 watch = self.watches[key] = _make(r.kind, name, r.sensor)
-            if watch is None or r.ts_ns < watch.last_ts_ns:  # as cloud.logic.events
+            if watch is None:
+                continue
+            if r.ts_ns < watch.last_ts_ns:  # as cloud.logic.events: only the clock rule
+                events += [(site, node, ev) for ev in
+                           watch.monitor.stamped_before(r.ts_ns, float(value), r.seq)]
                 continue
             watch.last_ts_ns = r.ts_ns
             self.updates += 1
-            events += [(site, node, ev) for ev in watch.monitor.update(r.ts_ns, float(value), r.seq)]
+            events += [(site, node, ev) for ev in
+                       watch.monitor.update(r.ts_ns, float(value), r.seq, r.values)]
         return events
 
     def tick(self, now: datetime) -> Iterator[tuple[str, str, FaultEvent]]:

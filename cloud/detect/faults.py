@@ -38,12 +38,20 @@ both return the `FaultEvent`s that fired. The rules (settings in `FaultSettings`
   Backward: `silence_intervals` or more sequence numbers skipped (readings stamped
   before ones already seen, which the dataflow drops) while the stamps advanced
   by less than half of what that many readings take.
+* CLOCK_JUMP (event sensors, `clock_back`): a reading stamped earlier than the
+  reading before it (by sequence number) while its sequence number went up: the
+  edge emits events in time order, so the clock was set back (a forward jump ending
+  shows the same way). Equal stamps are fine (events of one second). The dataflow
+  hands such a reading to `stamped_before`, as it leaves it out of the other rules.
+* SILENCE for a kiosk (`pair_busy`): its issues and calls (the reading's `called`,
+  passed in `values`) stopping at the same moment while busy, tickets waiting.
 """
 
 from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -103,6 +111,7 @@ class FaultSettings:
     pair_busy: int | None = None
     pair_alpha: float = 1e-9
     pair_together: float = 4.0
+    clock_back: bool = False
 
     def __post_init__(self) -> None:
         bad = (
@@ -151,9 +160,9 @@ FAULT_SETTINGS: dict[tuple[str, str], FaultSettings] = {
     ("hospital.bed", "fault"): replace(_SOME, cut_at=1.0),
     ("hospital.bed", "glitches"): _GLITCHES,
     ("hospital.queue", "called"): _SOME,
-    # A kiosk's issues and calls, told apart by the ticket numbers: both stopping at once
-    # while busy, tickets waiting.
-    ("hospital.queue", "ticket"): replace(_SOME, pair_busy=20),
+    # A kiosk's issues and calls (`called`): both stopping at once while busy, tickets
+    # waiting; its stamps going back while the sequence numbers go up.
+    ("hospital.queue", "ticket"): replace(_SOME, pair_busy=20, clock_back=True),
     ("hospital.queue", "counter"): _SOME,
     ("hospital.door", "count"): _COUNT,
     ("hospital.door", "interval_s"): _BOOL,
@@ -235,17 +244,30 @@ class FaultMonitor:
         self._pair: tuple[deque[datetime], deque[datetime]] = (deque(), deque())
         self._tickets = (0.0, 0.0)  # the last ticket issued, the last called
         self._pair_fired = False
+        # stamp and sequence number of the reading with the highest number, for `clock_back`
+        self._order: tuple[datetime, int] | None = None
 
     # -- the public calls -------------------------------------------------------------
 
-    def update(self, ts: datetime | int, value: float, seq: int | None = None) -> list[FaultEvent]:
-        """Rules that fire on this reading."""
+    def update(self, ts: datetime | int, value: float, seq: int | None = None,
+               values: Mapping[str, float] | None = None) -> list[FaultEvent]:
+        """Rules that fire on this reading; `values` are all the reading's fields (the
+        kiosk rule needs `called`)."""
         if not math.isfinite(value):
             raise DetectError(f"{self.sensor}/{self.field}: value {value!r} is not finite")
+        s = self.settings
+        called: float | None = None
+        if s.pair_busy is not None:
+            called = None if values is None else values.get("called")
+            if called is None:
+                raise DetectError(f"{self.sensor}/{self.field}: the kiosk rule needs the "
+                                  "reading's `called` (pass the reading's values)")
         at = _aware(ts)
         events = self._arrival(at, seq, value)
+        if s.clock_back:
+            events += self._clock_back(at, seq, value)
         # Each rule only where its settings turn it on (most fields have a few).
-        s, spec = self.settings, self.spec
+        spec = self.spec
         low, high = spec.low, spec.high
         if (
             self._out_of_range
@@ -263,9 +285,17 @@ class FaultMonitor:
             events += self._glitch_rule(at, value)
         if s.cut_at is not None:
             events += self._cut(at, value)
-        if s.pair_busy is not None:
-            self._pair_note(at, value)
+        if called is not None:
+            self._pair_note(at, value, called != 0)
         return events
+
+    def stamped_before(self, ts: datetime | int, value: float, seq: int | None = None
+                       ) -> list[FaultEvent]:
+        """A reading stamped before the newest one given to `update`, which the dataflow
+        leaves out of the rules: only `clock_back` judges it."""
+        if not self.settings.clock_back:
+            return []
+        return self._clock_back(_aware(ts), seq, value)
 
     def heartbeat(self, ts: datetime | int, seq: int | None = None) -> list[FaultEvent]:
         """A sign of life without a value: counts for the silence and clock rules only."""
@@ -514,19 +544,35 @@ class FaultMonitor:
             FaultType.SPIKE, recent[0][0], at, value,
             f"{total:g} pulses too short to be real within {s.glitch_span_s / 60:g} min")]
 
-    def _pair_note(self, at: datetime, value: float) -> None:
-        """A kiosk's ticket numbers: a number above every one before is an issue (1
-        after higher ones: the numbering restarted), any other a call."""
-        if self.settings.pair_busy is None:
-            return
-        top, called = self._tickets
-        issue = value > top or (value == 1 and top > 1)
-        if issue:
-            top = value
+    def _clock_back(self, at: datetime, seq: int | None, value: float) -> list[FaultEvent]:
+        """Stamps going back while the sequence numbers go up (events come in time order)."""
+        if seq is None:
+            return []
+        order = self._order
+        if order is None or seq > order[1]:
+            self._order = (at, seq)
+            if order is not None and at < order[0]:
+                back = (order[0] - at).total_seconds()
+                return [self._event(
+                    FaultType.CLOCK_JUMP, at, at, value,
+                    f"stamped {back:g} s before the reading before it (seq {order[1]} -> "
+                    f"{seq}): clock set back")]
+        elif at > order[0] and (self._last_ts is None or at > self._last_ts):
+            # Lower numbers stamped after everything seen: the numbering restarted (the
+            # edge lost its count). A late reading is stamped before the newest seen.
+            self._order = (at, seq)
+        return []
+
+    def _pair_note(self, at: datetime, value: float, called: bool) -> None:
+        """A kiosk's ticket numbers: the last issued (tickets are numbered in order,
+        from 1 again when the numbering restarts) and the last called."""
+        top, last_called = self._tickets
+        if called:
+            last_called = value
         else:
-            called = value
-        self._tickets = (top, called)
-        stamps = self._pair[int(not issue)]
+            top = value
+        self._tickets = (top, last_called)
+        stamps = self._pair[int(called)]
         stamps.append(at)
         for kept in self._pair:
             while kept and at - kept[0] > _PAIR_SPAN:

@@ -2,7 +2,8 @@
 
 Detectors need each series in event-time order: a reading older than the newest one
 already scored (a node's backlog interleaving with live data) is stored and aggregated
-but not scored.
+but not scored; only the clock rule of event sensors (a kiosk's stamps going back while
+its sequence numbers go up) is told of it (`FaultMonitor.stamped_before`).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from cloud.detect import AnomalyDetector, DetectError, FaultMonitor, make_detector
+from cloud.detect import AnomalyDetector, DetectError, FaultEvent, FaultMonitor, make_detector
 from cloud.logic.lines import line
 from cloud.logic.records import RP_RAW, Point
 from urbanpulse.clock import from_epoch_ns, to_epoch_ns
@@ -81,14 +82,23 @@ class SensorWatch:
         tags: dict[str, str] | None = None  # made only when an event fires
         fields, ts = self.fields, r.ts_ns
         stamp: datetime | None = None  # the fault rules' time, made once per reading
-        for name, value in r.values.items():
+        values = r.values
+        for name, value in values.items():
             watch = fields.get(name, ...)
             if watch is ...:
                 watch = fields[name] = _make(r.kind, name, r.sensor)
-            if watch is None or ts < watch.last_ts_ns:
+            if watch is None:
+                continue
+            v = float(value)
+            if ts < watch.last_ts_ns:
+                # Not scored nor checked; only an event sensor's clock rule judges it.
+                events = watch.faults.stamped_before(ts, v, r.seq)
+                if events:
+                    if tags is None:
+                        tags = {"site": site, "node": node, "sensor": r.sensor, "kind": r.kind}
+                    _fault_points(events, tags, name, v, r.seq, out, alerts)
                 continue
             watch.last_ts_ns = ts
-            v = float(value)
             detector = watch.detector
             if detector is not None:
                 score = detector.update(ts, v)
@@ -104,21 +114,27 @@ class SensorWatch:
                                             detail, round(score, 4)))
             if stamp is None:
                 stamp = from_epoch_ns(ts)
-            events = watch.faults.update(stamp, v, r.seq)
+            events = watch.faults.update(stamp, v, r.seq, values)
             if not events:
                 continue
             if tags is None:
                 tags = {"site": site, "node": node, "sensor": r.sensor, "kind": r.kind}
-            for ev in events:
-                value = v if ev.value is None else float(ev.value)
-                at = to_epoch_ns(ev.detected_at)
-                out.append((RP_RAW, line(EVENTS, dict(tags, type=str(ev.fault)), {
-                    "field": name, "value": value, "delay_s": ev.delay.total_seconds(), "seq": r.seq,
-                    "detail": ev.detail}, at)))
-                if alerts is not None:
-                    alerts.append(Alert(site, node, r.sensor, r.kind, str(ev.fault), name, value, at,
-                                        ev.detail))
+            _fault_points(events, tags, name, v, r.seq, out, alerts)
         return out
+
+
+def _fault_points(events: list[FaultEvent], tags: dict[str, str], name: str, v: float, seq: int,
+                  out: list[Point], alerts: list[Alert] | None) -> None:
+    """The points (appended to `out`) and alerts of a reading's fault events."""
+    for ev in events:
+        value = v if ev.value is None else float(ev.value)
+        at = to_epoch_ns(ev.detected_at)
+        out.append((RP_RAW, line(EVENTS, dict(tags, type=str(ev.fault)), {
+            "field": name, "value": value, "delay_s": ev.delay.total_seconds(), "seq": seq,
+            "detail": ev.detail}, at)))
+        if alerts is not None:
+            alerts.append(Alert(tags["site"], tags["node"], tags["sensor"], tags["kind"],
+                                str(ev.fault), name, value, at, ev.detail))
 
 
 def check_readings(site: str, node: str, readings: list[Reading], watches: dict[str, SensorWatch],

@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import math
 import pickle
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from cloud.detect import DetectError, FaultMonitor, FaultSettings, FaultType
+from cloud.logic.events import Alert, SensorWatch, check_readings
+from cloud.logic.records import Point
+from urbanpulse.simulate import City, Simulation
+from urbanpulse.simulate.events import make_event
+from urbanpulse.simulate.simulation import DEFAULT_START
+from urbanpulse.wire import Reading
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 STEP = timedelta(minutes=1)
@@ -197,11 +204,13 @@ def test_a_busy_counter_gone_dead_is_stuck_and_a_quiet_one_is_not() -> None:
     assert _feed_counts(FaultMonitor("hospital.door", "count"), quiet + [0.0] * 60) == []
 
 
-def test_kiosk_events_have_no_silence_or_clock_rule() -> None:
+def test_kiosk_events_have_no_interval_silence_or_forward_clock_rule() -> None:
     monitor = FaultMonitor("hospital.queue", "ticket")
-    events = _feed(monitor, [float(i) for i in range(30)])
-    events += monitor.update(T0 + 31 * STEP, 31.0, seq=40)
-    events += monitor.tick(T0 + 600 * STEP)
+    events = [e for i in range(30)
+              for e in monitor.update(T0 + i * STEP, float(i + 1), i, ISSUED)]
+    events += monitor.update(T0 + 31 * STEP, 31.0, 40, ISSUED)
+    events += monitor.update(T0 + 900 * STEP, 32.0, 41, ISSUED)
+    events += monitor.tick(T0 + 1000 * STEP)
     assert events == []
 
 
@@ -252,16 +261,22 @@ def test_a_cut_door_beam_cable_is_reported_on_its_first_fault_flag() -> None:
     assert events[0].start == T0 + 2 * STEP
 
 
-def _kiosk(monitor: FaultMonitor, issued: int, call_at: list[float]
-           ) -> tuple[list, datetime]:  # type: ignore[type-arg]
-    """Tickets 1..issued, one a minute; ticket n called at minute call_at[n - 1] (the
-    numbers only, as the readings carry them); fed on arrival, ticked at each one."""
-    stream = [(T0 + n * STEP, float(n + 1)) for n in range(issued)]
-    stream += [(T0 + t * STEP, float(n + 1)) for n, t in enumerate(call_at)]
+ISSUED = {"called": 0.0}
+CALLED = {"called": 1.0}
+
+
+def _kiosk(monitor: FaultMonitor, issued: int, call_at: list[float],
+           then: Sequence[tuple[float, float, bool]] = ()) -> tuple[list, datetime]:  # type: ignore[type-arg]
+    """Tickets 1..issued, one a minute; ticket n called at minute call_at[n - 1]; then
+    the (minute, ticket, called) of `then`; fed on arrival with the reading's `called`,
+    ticked at each one."""
+    stream = [(T0 + n * STEP, float(n + 1), False) for n in range(issued)]
+    stream += [(T0 + t * STEP, float(n + 1), True) for n, t in enumerate(call_at)]
+    stream += [(T0 + t * STEP, ticket, called) for t, ticket, called in then]
     stream.sort()
     events: list = []  # type: ignore[type-arg]
-    for seq, (at, ticket) in enumerate(stream):
-        events += monitor.update(at, ticket, seq)
+    for seq, (at, ticket, called) in enumerate(stream):
+        events += monitor.update(at, ticket, seq, CALLED if called else ISSUED)
         events += monitor.tick(at)
     return events, stream[-1][0]
 
@@ -294,7 +309,102 @@ def test_a_kiosk_closing_is_not_silent() -> None:
     # a quiet kiosk (a ticket every 10 minutes) is never busy enough
     quiet = FaultMonitor("hospital.queue", "ticket")
     for n in range(20):
-        events += quiet.update(T0 + 10 * n * STEP, float(n + 1), 2 * n)
-        events += quiet.update(T0 + (10 * n + 5) * STEP, float(n + 1), 2 * n + 1)
+        events += quiet.update(T0 + 10 * n * STEP, float(n + 1), 2 * n, ISSUED)
+        events += quiet.update(T0 + (10 * n + 5) * STEP, float(n + 1), 2 * n + 1, CALLED)
     events += quiet.tick(T0 + 1000 * STEP)
     assert events == []
+
+
+def test_a_call_of_ticket_1_does_not_restart_the_numbering() -> None:
+    # A busy hour on tickets 1..90, then the numbering restarts: 1, 2 and 3 issued, 1
+    # called, and everything stops with 2 waiting. Told by the ticket numbers alone, the
+    # call of 1 looked like an issue after a restart: nobody waiting, no silence.
+    monitor = FaultMonitor("hospital.queue", "ticket", sensor="opd/kiosk")
+    then = [(90.0, 1.0, False), (91.0, 2.0, False), (92.0, 3.0, False), (92.5, 1.0, True)]
+    events, end = _kiosk(monitor, 90, [n + 2.5 for n in range(88)], then)
+    assert events == []
+    fired = monitor.tick(end + 11 * STEP)
+    assert [e.fault for e in fired] == [FaultType.SILENCE]
+    assert "2 waiting" in fired[0].detail
+
+
+def test_the_kiosk_rule_needs_the_readings_called() -> None:
+    monitor = FaultMonitor("hospital.queue", "ticket", sensor="opd/kiosk")
+    with pytest.raises(DetectError, match="called"):
+        monitor.update(T0, 1.0, 0)
+    with pytest.raises(DetectError, match="called"):
+        monitor.update(T0, 1.0, 0, {"ticket": 1.0})
+    assert monitor.update(T0, 1.0, 0, ISSUED) == []
+
+
+def test_a_kiosk_stamped_back_while_its_numbers_go_up_is_a_clock_set_back() -> None:
+    monitor = FaultMonitor("hospital.queue", "ticket", sensor="opd/kiosk")
+    events: list = []  # type: ignore[type-arg]
+    for i in range(10):  # an issue and its call share a stamp: equal is fine
+        events += monitor.update(T0 + i * STEP, float(i + 1), 2 * i, ISSUED)
+        events += monitor.update(T0 + i * STEP, float(i + 1), 2 * i + 1, CALLED)
+    assert events == []
+    # the clock goes back an hour: the dataflow hands the reading to stamped_before
+    back = T0 + 10 * STEP - timedelta(hours=1)
+    fired = monitor.stamped_before(back, 11.0, 20)
+    assert [e.fault for e in fired] == [FaultType.CLOCK_JUMP]
+    assert fired[0].start == back
+    assert "3540 s" in fired[0].detail
+    # once: the next readings are stamped after the one before them
+    assert monitor.stamped_before(back + STEP, 12.0, 21) == []
+    # when the clock is put right the stamps go forward: nothing
+    assert monitor.update(T0 + 12 * STEP, 13.0, 22, ISSUED) == []
+    # a late reading (a lower number) stamped before the newest is no clock jump either
+    assert monitor.stamped_before(T0 + 5 * STEP, 6.0, 11) == []
+    assert monitor.update(T0 + 13 * STEP, 14.0, 23, ISSUED) == []
+    # the end of a forward jump is a clock set back too
+    assert monitor.update(T0 + 30 * STEP, 15.0, 24, ISSUED) == []
+    assert [e.fault for e in monitor.stamped_before(T0 + 15 * STEP, 16.0, 25)] == [
+        FaultType.CLOCK_JUMP]
+    # other fields and regular sensors have no such rule
+    assert FaultMonitor("hospital.queue", "called").stamped_before(T0, 1.0, 99) == []
+    pm = FaultMonitor("air.pm", "pm25")
+    _feed(pm, _wavy(30))
+    assert pm.stamped_before(T0, 50.0, 31) == []
+
+
+def test_a_kiosk_whose_numbering_restarted_is_judged_from_there() -> None:
+    monitor = FaultMonitor("hospital.queue", "ticket")
+    for i in range(10):
+        assert monitor.update(T0 + i * STEP, float(i + 1), 1000 + i, ISSUED) == []
+    # the edge lost its count: numbers from 0 again, stamped after everything seen
+    assert monitor.update(T0 + 20 * STEP, 1.0, 0, ISSUED) == []
+    assert [e.fault for e in monitor.stamped_before(T0 + 15 * STEP, 2.0, 1)] == [
+        FaultType.CLOCK_JUMP]
+
+
+def test_the_dataflow_feeds_a_kiosk_its_called_and_its_readings_stamped_back() -> None:
+    # A laboratory's kiosk through SensorWatch (one reading at a time) and check_readings
+    # (a message at a time), its node's clock set back an hour in opening hours.
+    jump = make_event("clock_jump", "bach-mai", "laboratory", None, 3600, 7200,
+                      {"offset_s": -3600})
+    sim = Simulation(City.load(), seed=2, start=DEFAULT_START + timedelta(hours=9),
+                     events=[jump])
+    one: dict[str, SensorWatch] = {}
+    batch: dict[str, SensorWatch] = {}
+    alerts: tuple[list[Alert], list[Alert]] = ([], [])
+    points: tuple[list[Point], list[Point]] = ([], [])
+    readings = 0
+    for nb in sim.readings().run(until=3 * 3600, step=600):
+        if (nb.site, nb.node) != ("bach-mai", "laboratory"):
+            continue
+        rs: list[Reading] = list(nb.readings)
+        readings += len(rs)
+        for r in rs:
+            points[0].extend(one.setdefault(r.sensor, SensorWatch()).check(
+                nb.site, nb.node, r, alerts[0]))
+        points[1].extend(check_readings(nb.site, nb.node, rs, batch, alerts[1]))
+    assert readings > 100
+    assert points[0] == points[1]
+    assert alerts[0] == alerts[1]
+    faults = [a for a in alerts[0] if a.type != "anomaly"]
+    assert [(a.type, a.field) for a in faults] == [("clock_jump", "ticket")]
+    assert "clock set back" in faults[0].detail
+    # raised on the first reading of the jump: stamped in the hour before its start
+    start_ns = sim.timebase.start_ns
+    assert 0 <= faults[0].ts_ns - start_ns < 3600 * 10**9
