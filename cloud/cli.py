@@ -92,6 +92,13 @@ def _start_ingest(cfg: CloudConfig, instance: str) -> Ingest:
     return ingest
 
 
+def _create_journals(cfg: CloudConfig, instances: list[str]) -> None:
+    from cloud.journal import Journal, journal_path
+
+    for instance in instances:
+        Journal(journal_path(cfg.journal_dir, instance), instance).open().close()
+
+
 def _ingest_only(cfg: CloudConfig, instance: str, until_stdin_closes: bool = False) -> int:
     import threading
 
@@ -139,9 +146,12 @@ def run(cfg: CloudConfig, *, ingest: bool = True, process_id: int | None = None,
     pid = cfg.flow.process_id if process_id is None else process_id
     processes = max(1, len(cfg.flow.addresses))
     partitions = partition_names(max(cfg.flow.ingest_instances, processes))
+    mine = [p for n, p in enumerate(partitions) if n % processes == (pid or 0)]
+    # Before the cluster forms: the source opens every journal and refuses a missing one, so
+    # that a process that does not share state.dir stops at start instead of losing data.
+    _create_journals(cfg, mine)
     ingests: list[Ingest | IngestProcess] = []
     if ingest:
-        mine = [p for n, p in enumerate(partitions) if n % processes == (pid or 0)]
         if cfg.flow.ingest_mode == "process":
             ingests.extend(_start_ingest_processes(cfg, config_path, mine))
         else:

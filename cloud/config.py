@@ -5,6 +5,7 @@ The reference of every key is docs/cloud-config.md.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -80,6 +81,7 @@ class CloudConfig:
     state_dir: Path
     flow: FlowSettings
     retention: Retention
+    state_shared: bool = False  # state.dir is on storage every process of the cluster sees
 
     @property
     def journal_dir(self) -> Path:
@@ -94,6 +96,9 @@ class CloudConfig:
 # "thread": inside the dataflow's process (fewer processes, slower under load).
 INGEST_MODES = ("process", "thread")
 _DURATION = re.compile(r"(INF|\d+[hdw])")
+# The sink keeps a partition name for every process id below this (cloud.flow.InfluxSink),
+# so that a recovery store resumes with fewer processes than wrote it.
+MAX_PROCESSES = 16
 
 
 def _table(raw: Mapping[str, Any], key: str, known: set[str]) -> Mapping[str, Any]:
@@ -112,6 +117,15 @@ def _min(value: T, key: str, low: float) -> T:
 
 def _opt_path(value: str | None) -> Path | None:
     return None if value is None else Path(value)
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: assume another host
 
 
 def _node_filter(value: str) -> str:
@@ -174,7 +188,8 @@ def parse_cloud_config(raw: Mapping[str, Any]) -> CloudConfig:
         reader_username=typed(i, "reader_username", "influx", str, "reader"),
         reader_password_file=_opt_path(typed(i, "reader_password_file", "influx", str, None)),
     )
-    s = _table(raw, "state", {"dir"})
+    s = _table(raw, "state", {"dir", "shared"})
+    shared = typed(s, "shared", "state", bool, False)
     f = _table(raw, "flow", {"workers", "process_id", "addresses", "epoch_interval_s",
                              "backup_interval_s", "recovery", "aggregate_horizon_s",
                              "journal_retention_s", "ingest_instances", "ingest_mode",
@@ -189,6 +204,14 @@ def parse_cloud_config(raw: Mapping[str, Any]) -> CloudConfig:
                           f"must be one of {', '.join(INGEST_MODES)}, got {ingest_mode!r}")
     if addresses and (pid is None or not 0 <= pid < len(addresses)):
         raise ConfigError("flow.process_id", f"must be in [0, {len(addresses)}) with addresses set")
+    if len(addresses) > MAX_PROCESSES:
+        raise ConfigError("flow.addresses", f"at most {MAX_PROCESSES} processes, got {len(addresses)}")
+    remote = [a for a in addresses if not _loopback(a.rsplit(":", 1)[0])]
+    if remote and not shared:
+        raise ConfigError("flow.addresses",
+                          f"{remote[0]} is another host: every process of a cluster reads the same "
+                          "journals and recovery store, so state.dir must be shared storage that "
+                          "all hosts mount (declare it with state.shared = true)")
     flow = FlowSettings(
         workers=_min(typed(f, "workers", "flow", int, 1), "flow.workers", 1),
         process_id=pid,
@@ -216,4 +239,4 @@ def parse_cloud_config(raw: Mapping[str, Any]) -> CloudConfig:
             raise ConfigError(f"retention.{key}", f"{value!r}: use INF or a number with h, d or w")
         durations[key] = value
     return CloudConfig(mqtt, influx, Path(typed(s, "dir", "state", str, ".urbanpulse/cloud")), flow,
-                       Retention(**durations))
+                       Retention(**durations), shared)

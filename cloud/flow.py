@@ -28,7 +28,7 @@ from bytewax.outputs import (
 )
 
 from cloud.alerts import AlertPublisher, make_alert_publisher
-from cloud.config import CloudConfig
+from cloud.config import MAX_PROCESSES, CloudConfig
 from cloud.errors import SinkError
 from cloud.journal import Journal, JournalRecord, MergedJournals, journal_path
 from cloud.logic.domain.city_drift import CITY, AirReading, CityAir, drift_inputs
@@ -114,7 +114,11 @@ class JournalSource(FixedPartitionedSource[JournalRecord, Any]):
     which held that journal's offset as a plain int, resumes where it was. A store from
     several held the others' offsets under their own names; those journals are read again
     from their retained start (duplicates, which the node state drops and the sink
-    overwrites)."""
+    overwrites).
+
+    Besides the configured journals it reads every journal found in the directory and every
+    one its snapshot names: after fewer ingests are configured (a scale-down), what the
+    retired ones journaled is still read, and a journal that vanished stops the start."""
 
     def __init__(self, directory: Path, partitions: list[str], retention_s: int) -> None:
         self.directory = directory
@@ -122,7 +126,7 @@ class JournalSource(FixedPartitionedSource[JournalRecord, Any]):
         self.retention_s = retention_s
 
     def list_parts(self) -> list[str]:
-        return list(self.partitions)
+        return self._names(self._found())
 
     def build_part(self, step_id: str, for_part: str,
                    resume_state: dict[str, int] | int | None) -> StatefulSourcePartition[JournalRecord, Any]:
@@ -130,8 +134,17 @@ class JournalSource(FixedPartitionedSource[JournalRecord, Any]):
             return RetiredPartition()
         if isinstance(resume_state, int):
             resume_state = {for_part: resume_state}
-        journals = [Journal(journal_path(self.directory, p), p).open() for p in self.partitions]
+        names = self._names([*self._found(), *(resume_state or {})])
+        journals = [Journal(journal_path(self.directory, p), p).open(create=False) for p in names]
         return JournalPartition(MergedJournals(journals, resume_state or {}, READ_BATCH), self.retention_s)
+
+    def _found(self) -> list[str]:
+        prefix, suffix = journal_path(self.directory, "*").name.split("*")
+        return [f.name[len(prefix):-len(suffix)] for f in self.directory.glob(f"{prefix}*{suffix}")]
+
+    def _names(self, more: list[str]) -> list[str]:
+        extra = sorted(set(more) - set(self.partitions), key=lambda p: (len(p), p))
+        return [*self.partitions, *extra]
 
 
 def node_key(rec: JournalRecord) -> str:
@@ -290,21 +303,48 @@ class InfluxPartition(StatefulSinkPartition[list[Point], None]):
                 self._cond.notify_all()
 
 
+class RetiredSinkPartition(StatefulSinkPartition[list[Point], None]):
+    """The name of a process id the cluster does not have now, kept so that a recovery
+    store written by more processes resumes (Bytewax refuses state for unknown
+    partitions). Nothing is routed to it."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def write_batch(self, values: list[list[Point]]) -> None:
+        if any(values):
+            raise SinkError(f"points routed to {self.name}, a partition of no running process")
+
+    def snapshot(self) -> None:
+        return None
+
+
 class InfluxSink(FixedPartitionedSink[list[Point], None]):
     """One partition per process, named after it: each process writes its own points (the
-    `to_sink` key routes them to the local partition, so nothing crosses processes)."""
+    `to_sink` key routes them to the local partition, so nothing crosses processes).
+
+    Every process also lists the names of the process ids above the cluster's, up to
+    MAX_PROCESSES: their partitions hold nothing, but a store written by a bigger cluster
+    has snapshots under those names, and resuming it needs them (a scale-down)."""
 
     def __init__(self, cfg: CloudConfig, process_id: int) -> None:
         self.cfg = cfg
         self.process_id = process_id
+        self.processes = max(1, len(cfg.flow.addresses))
 
     def list_parts(self) -> list[str]:
-        return [sink_part(self.process_id)]
+        retired = (sink_part(k) for k in range(self.processes, MAX_PROCESSES) if k != self.process_id)
+        return [sink_part(self.process_id), *retired]
 
     def part_fn(self, item_key: str) -> int:
+        # Bytewax indexes the sorted names of every process's partitions with this:
+        # influx-0000 .. influx-{MAX_PROCESSES - 1}, so k is the partition named k.
         return int(item_key.rsplit("-", 1)[1])
 
-    def build_part(self, step_id: str, for_part: str, resume_state: None) -> InfluxPartition:
+    def build_part(self, step_id: str, for_part: str,
+                   resume_state: None) -> InfluxPartition | RetiredSinkPartition:
+        if for_part != sink_part(self.process_id):
+            return RetiredSinkPartition(for_part)
         return InfluxPartition(make_writer(self.cfg.influx))
 
 

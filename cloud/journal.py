@@ -2,7 +2,7 @@
 
 The ingest appends each MQTT message here and commits (WAL, synchronous=FULL) before it
 sends the PUBACK; the dataflow reads by offset and resumes from the offset in its
-snapshot. One journal file per ingest instance; each is one source partition.
+snapshot. One journal file per ingest instance; the dataflow reads them all, merged.
 """
 
 from __future__ import annotations
@@ -44,16 +44,28 @@ class Journal:
         self._db: sqlite3.Connection | None = None
         self._last_received_ns = 0
 
-    def open(self) -> Journal:
+    def open(self, *, create: bool = True) -> Journal:
+        """Open for appending (`create`: the ingest's side) or, with `create=False`, only a
+        journal that exists: the reader's side, which must never stand an empty file in
+        for a journal another process writes where this one cannot see it."""
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+            if create:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                target = str(self.path)
+            else:
+                target = self.path.absolute().as_uri() + "?mode=rw"
+            db = sqlite3.connect(target, timeout=30, isolation_level=None, check_same_thread=False,
+                                 uri=not create)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
             db.execute("CREATE TABLE IF NOT EXISTS entries (offset INTEGER PRIMARY KEY AUTOINCREMENT, "
                        "received_ns INTEGER NOT NULL, topic TEXT NOT NULL, payload BLOB NOT NULL)")
             row = db.execute("SELECT MAX(received_ns) FROM entries").fetchone()
         except (OSError, sqlite3.Error) as exc:
+            if not create and not self.path.exists():
+                raise JournalError(
+                    f"journal {self.path} does not exist: its ingest writes it where this process "
+                    "cannot see it (every process of a cluster must share state.dir)") from exc
             raise JournalError(f"cannot open journal {self.path}: {exc}") from exc
         self._last_received_ns = row[0] or 0
         self._db = db
