@@ -7,6 +7,7 @@ dataflow removes.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import ssl
@@ -34,6 +35,10 @@ log = logging.getLogger("urbanpulse.cloud.ingest")
 SESSION_EXPIRY_S = 7 * 86400
 COMMIT_INTERVAL_S = 0.005
 MAX_PENDING = 5000
+# How long a starting ingest waits for the one before it (an orphan still committing what
+# it holds, up to the commit thread's 10 s join) to let go of the instance.
+LOCK_WAIT_S = 30.0
+LOCK_POLL_S = 0.05
 
 Pending = tuple[int, int, int, str, bytes, int]  # generation, mid, qos, topic, payload, arrived_ns
 
@@ -46,6 +51,47 @@ class IngestStats:
     acks_sent: int = 0
     connected: bool = False
     last_error: str | None = None
+
+
+class InstanceLock:
+    """An exclusive flock on a file next to the journal, held for an ingest's lifetime: two
+    ingests of one instance would share one MQTT session and append to one journal, which
+    breaks its strictly increasing received times. The kernel lets go when the holder's
+    process ends, however it ends."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    def acquire(self, timeout_s: float, cancel: threading.Event | None = None) -> InstanceLock:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise CloudError(f"ingest lock {self.path}: {exc.strerror}") from exc
+        cancel = cancel or threading.Event()
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if time.monotonic() >= deadline or cancel.wait(LOCK_POLL_S):
+                    os.close(fd)
+                    raise CloudError(
+                        f"another ingest of this instance still holds {self.path} after "
+                        f"{timeout_s:g} s (an earlier process not yet stopped?)") from None
+                continue
+            self._fd = fd
+            return self
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the only descriptor drops the flock
+            self._fd = None
+
+
+def instance_lock_path(journal: Journal, instance: str) -> Path:
+    return journal.path.parent / f"ingest-{instance}.lock"
 
 
 def make_ingest_client(cfg: CloudMqtt, client_id: str) -> Client:
@@ -83,16 +129,20 @@ class Ingest:
         self._stop = threading.Event()
         self._subscribed = threading.Event()
         self._thread: threading.Thread | None = None
+        self._lock_file = InstanceLock(instance_lock_path(journal, instance))
 
     @property
     def subscriptions(self) -> list[str]:
         prefix = f"$share/{self.cfg.shared_group}/" if self.cfg.shared_group else ""
         return [prefix + topic for topic in self.cfg.subscriptions]
 
-    def start(self) -> None:
+    def start(self, lock_wait_s: float = LOCK_WAIT_S) -> None:
+        """Connects once no other ingest of this instance runs (waits up to `lock_wait_s`
+        for one still stopping; CloudError after that)."""
         from paho.mqtt.packettypes import PacketTypes
         from paho.mqtt.properties import Properties
 
+        self._lock_file.acquire(lock_wait_s, self._stop)
         c = self.client
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
@@ -106,6 +156,7 @@ class Ingest:
             c.connect_async(self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive_s,
                             clean_start=False, properties=props)
         except OSError as exc:
+            self._lock_file.release()
             raise CloudError(f"mqtt connect {self.cfg.host}:{self.cfg.port}: {exc}") from exc
         c.loop_start()
         self._thread = threading.Thread(target=self._commit_loop, name=f"ingest-{self.instance}",
@@ -121,6 +172,9 @@ class Ingest:
             self._thread.join(10)
         self.client.disconnect()
         self.client.loop_stop()
+        if self._thread is None or not self._thread.is_alive():
+            self._lock_file.release()  # else the commit thread may still append: the lock
+            #                             goes with this process
 
     def _on_connect(self, client: Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         if reason.is_failure:
@@ -199,55 +253,70 @@ class IngestProcess:
     crosses between the two processes but files.
 
     The child's stdin is a pipe from this process and the child stops when it reads EOF:
-    it ends with its parent however the parent ends, SIGKILL included, and a restarted
-    processor never races an orphan for the same MQTT session. A child that exits on its
-    own is restarted with backoff by `supervise`.
+    it ends with its parent however the parent ends, SIGKILL included. An orphan may take
+    a few seconds to commit what it holds; the instance's lock (InstanceLock) makes the
+    restarted processor's child wait for it rather than share its MQTT session and journal.
+    A child that exits on its own is restarted with backoff by `_supervise`; none is
+    started once `stop` has begun.
     """
 
     RESTART_MIN_S = 1.0
     RESTART_MAX_S = 30.0
     STOP_TIMEOUT_S = 15.0
+    WATCH_EVERY_S = 0.5
 
     def __init__(self, config_path: Path, instance: str) -> None:
         self.config_path = config_path
         self.instance = instance
         self.proc: subprocess.Popen[bytes] | None = None
         self.restarts = 0
+        self.restart_min_s = self.RESTART_MIN_S
         self._stopping = threading.Event()
+        self._lock = threading.Lock()  # start vs stop: no child is started once stop began
         self._watch: threading.Thread | None = None
 
     @property
     def pid(self) -> int | None:
         return None if self.proc is None else self.proc.pid
 
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "urbanpulse.cli", "cloud", "ingest", "--config",
-             str(self.config_path), "--instance", self.instance, "--until-stdin-closes"],
-            stdin=subprocess.PIPE)
-        if self._watch is None:
-            self._watch = threading.Thread(target=self._supervise, name=f"watch-{self.instance}",
-                                           daemon=True)
-            self._watch.start()
+    def start(self) -> bool:
+        """Starts the child (and its watch); False once `stop` has begun."""
+        with self._lock:
+            if self._stopping.is_set():
+                return False
+            old = self.proc
+            if old is not None and old.stdin is not None:
+                old.stdin.close()
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "urbanpulse.cli", "cloud", "ingest", "--config",
+                 str(self.config_path), "--instance", self.instance, "--until-stdin-closes"],
+                stdin=subprocess.PIPE)
+            if self._watch is None:
+                self._watch = threading.Thread(target=self._supervise, name=f"watch-{self.instance}",
+                                               daemon=True)
+                self._watch.start()
+            return True
 
     def _supervise(self) -> None:
-        delay = self.RESTART_MIN_S
+        delay = self.restart_min_s
         while not self._stopping.is_set():
             proc = self.proc
             if proc is not None and proc.poll() is not None:
                 log.error("ingest %s exited with %s; restarting in %.0f s", self.instance,
                           proc.returncode, delay)
-                if self._stopping.wait(delay):
+                if self._stopping.wait(delay) or not self.start():
                     return
                 delay = min(self.RESTART_MAX_S, delay * 2)
                 self.restarts += 1
-                self.start()
-            self._stopping.wait(0.5)
+            self._stopping.wait(self.WATCH_EVERY_S)
 
     def stop(self) -> None:
-        self._stopping.set()
-        proc = self.proc
-        if proc is None or proc.poll() is not None:
+        with self._lock:
+            self._stopping.set()
+            proc = self.proc
+        if self._watch is not None and self._watch is not threading.current_thread():
+            self._watch.join()
+        if proc is None:
             return
         if proc.stdin is not None:
             proc.stdin.close()  # EOF: the child commits what it holds and disconnects
