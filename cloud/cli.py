@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
+import threading
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -21,6 +23,7 @@ if TYPE_CHECKING:
 
 EXIT_CONFIG = 2
 EXIT_RUNTIME = 3
+SHUTDOWN_GRACE_S = 5.0
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -100,8 +103,6 @@ def _create_journals(cfg: CloudConfig, instances: list[str]) -> None:
 
 
 def _ingest_only(cfg: CloudConfig, instance: str, until_stdin_closes: bool = False) -> int:
-    import threading
-
     from cloud.ingest import stop_when_stdin_closes
 
     stop = threading.Event()
@@ -135,6 +136,18 @@ def _start_ingest_processes(cfg: CloudConfig, config_path: Path | None, instance
     return children
 
 
+def _exit_unless_set_within(ended: threading.Event, grace_s: float) -> None:
+    """A Bytewax cluster process stops only together with the others: one stopped on its
+    own (its host's unit) would wait for them. Leaving is safe at any moment: nothing
+    uncommitted is lost (the journals hold it) and the ingest children end on EOF."""
+    if not ended.wait(grace_s):
+        logging.getLogger("urbanpulse.cloud").warning(
+            "the dataflow did not stop within %g s of the signal; exiting (a restart resumes "
+            "from the last committed epoch)", grace_s)
+        logging.shutdown()
+        os._exit(0)
+
+
 def run(cfg: CloudConfig, *, ingest: bool = True, process_id: int | None = None,
         config_path: Path | None = None) -> int:
     from bytewax.recovery import RecoveryConfig, init_db_dir
@@ -166,8 +179,23 @@ def run(cfg: CloudConfig, *, ingest: bool = True, process_id: int | None = None,
 
     from bytewax.errors import BytewaxRuntimeError
 
+    stopping = threading.Event()
+    dataflow_ended = threading.Event()
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        # Ends the sink's waits for InfluxDB (an outage must not hold the stop), then stops
+        # Bytewax the way it stops on SIGINT. What is not written is in no committed epoch.
+        if not stopping.is_set():  # a second signal: already stopping
+            stopping.set()
+            threading.Thread(target=_exit_unless_set_within, args=(dataflow_ended, SHUTDOWN_GRACE_S),
+                             name="shutdown-grace", daemon=True).start()
+            raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
     try:
-        cli_main(build_flow(cfg, partitions, process_id=pid or 0), workers_per_process=cfg.flow.workers,
+        cli_main(build_flow(cfg, partitions, process_id=pid or 0, stop=stopping),
+                 workers_per_process=cfg.flow.workers,
                  process_id=pid if cfg.flow.addresses else None,
                  addresses=list(cfg.flow.addresses) or None,
                  epoch_interval=timedelta(seconds=cfg.flow.epoch_interval_s),
@@ -175,10 +203,14 @@ def run(cfg: CloudConfig, *, ingest: bool = True, process_id: int | None = None,
     except KeyboardInterrupt:
         pass
     except BytewaxRuntimeError as exc:
-        # Bytewax ends the run this way on SIGINT/SIGTERM: a clean stop, not a failure.
-        if "signal received" not in str(exc):
+        # Bytewax ends the run this way on SIGINT/SIGTERM: a clean stop, not a failure (its
+        # worker reports the interrupted step with a panic message first).
+        if not stopping.is_set() and "signal received" not in str(exc):
             raise CloudError(f"dataflow failed: {exc}") from exc
+        logging.getLogger("urbanpulse.cloud").info("stopped on a signal; a restart resumes from "
+                                                   "the last committed epoch")
     finally:
+        dataflow_ended.set()
         for i in ingests:
             i.stop()
     return 0

@@ -47,6 +47,8 @@ IDLE_WAIT = timedelta(milliseconds=20)
 TRIM_EVERY_S = 60.0
 MAX_PENDING_POINTS = 200_000  # handed to the InfluxDB writer thread, not yet written
 STATS_EVERY_S = 30.0  # how often the InfluxDB writer logs its counts
+WAIT_STEP_S = 0.2  # how often a wait for the InfluxDB writer looks at the stop event
+CLOSE_JOIN_S = 10.0  # a write in flight when stopped ends within InfluxHTTP's timeout or is left
 TICK = timedelta(seconds=30)  # how often time-based fault rules (silence) are checked
 
 
@@ -222,11 +224,17 @@ class InfluxPartition(StatefulSinkPartition[list[Point], None]):
     the epoch: it returns only once everything handed over so far is written, so a
     committed epoch never has points still in flight (exactly once in effect, as with
     synchronous writes). `write_batch` blocks while `max_pending` points wait (InfluxDB
-    slow or down), which holds the dataflow back and leaves the data in the journal."""
+    slow or down), which holds the dataflow back and leaves the data in the journal.
 
-    def __init__(self, writer: InfluxWriter, max_pending: int = MAX_PENDING_POINTS) -> None:
+    Once `stop` is set (the processor is stopping) no wait goes on: `write_batch` and
+    `snapshot` raise SinkError, so the epoch is not committed and its points are read
+    from the journal again after the restart."""
+
+    def __init__(self, writer: InfluxWriter, max_pending: int = MAX_PENDING_POINTS,
+                 stop: threading.Event | None = None) -> None:
         self.writer = writer
         self.max_pending = max_pending
+        self.stop = stop or threading.Event()
         self._cond = threading.Condition()
         self._queue: deque[list[Point]] = deque()
         self._pending = 0  # points queued or being written
@@ -244,7 +252,7 @@ class InfluxPartition(StatefulSinkPartition[list[Point], None]):
                 self._thread = threading.Thread(target=self._run, name="influx-writer", daemon=True)
                 self._thread.start()
             while self._pending >= self.max_pending and self._error is None:
-                self._cond.wait()
+                self._wait_step()
             self._raise_failure()
             self._queue.append(points)
             self._pending += len(points)
@@ -256,17 +264,25 @@ class InfluxPartition(StatefulSinkPartition[list[Point], None]):
     def flush(self) -> None:
         with self._cond:
             while self._pending and self._error is None:
-                self._cond.wait()
+                self._wait_step()
             self._raise_failure()
 
     def close(self) -> None:
-        self.flush()
+        if not self.stop.is_set():
+            self.flush()
         with self._cond:
             self._closing = True
             self._cond.notify_all()
         if self._thread is not None:
-            self._thread.join()
+            self._thread.join(CLOSE_JOIN_S)
         self._log_stats()
+
+    def _wait_step(self) -> None:
+        """One bounded wait on the condition (held by the caller)."""
+        if self.stop.is_set():
+            raise SinkError(f"stopped with {self._pending} points not yet written to InfluxDB "
+                            "(their epoch is not committed: they are read again on restart)")
+        self._cond.wait(WAIT_STEP_S)
 
     def _log_stats(self) -> None:
         s = self.writer.stats
@@ -327,10 +343,11 @@ class InfluxSink(FixedPartitionedSink[list[Point], None]):
     MAX_PROCESSES: their partitions hold nothing, but a store written by a bigger cluster
     has snapshots under those names, and resuming it needs them (a scale-down)."""
 
-    def __init__(self, cfg: CloudConfig, process_id: int) -> None:
+    def __init__(self, cfg: CloudConfig, process_id: int, stop: threading.Event | None = None) -> None:
         self.cfg = cfg
         self.process_id = process_id
         self.processes = max(1, len(cfg.flow.addresses))
+        self.stop = stop or threading.Event()
 
     def list_parts(self) -> list[str]:
         retired = (sink_part(k) for k in range(self.processes, MAX_PROCESSES) if k != self.process_id)
@@ -345,7 +362,7 @@ class InfluxSink(FixedPartitionedSink[list[Point], None]):
                    resume_state: None) -> InfluxPartition | RetiredSinkPartition:
         if for_part != sink_part(self.process_id):
             return RetiredSinkPartition(for_part)
-        return InfluxPartition(make_writer(self.cfg.influx))
+        return InfluxPartition(make_writer(self.cfg.influx, self.stop), stop=self.stop)
 
 
 def sink_part(process_id: int) -> str:
@@ -373,7 +390,9 @@ class AlertSink(DynamicSink[list[Alert]]):
 
 
 def build_flow(cfg: CloudConfig, partitions: list[str], sink: Any = None,
-               alert_sink: Any = None, process_id: int = 0) -> Dataflow:
+               alert_sink: Any = None, process_id: int = 0,
+               stop: threading.Event | None = None) -> Dataflow:
+    """`stop`: set when the processor is stopping; ends the sink's waits for InfluxDB."""
     horizon_ns = cfg.flow.aggregate_horizon_s * 1_000_000_000
     max_dl = cfg.flow.dead_letter_max_bytes
     flow = Dataflow("urbanpulse")
@@ -413,5 +432,5 @@ def build_flow(cfg: CloudConfig, partitions: list[str], sink: Any = None,
     op.output("mqtt_alerts", alerts, alert_sink if alert_sink is not None else AlertSink(cfg))
     local = sink_part(process_id)
     to_sink = op.key_on("to_sink", points, lambda _: local)
-    op.output("influx", to_sink, sink if sink is not None else InfluxSink(cfg, process_id))
+    op.output("influx", to_sink, sink if sink is not None else InfluxSink(cfg, process_id, stop))
     return flow

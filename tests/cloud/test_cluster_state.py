@@ -5,6 +5,8 @@ it (real SQLite journals in a temporary directory)."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -104,3 +106,26 @@ def test_a_process_builds_its_own_partition_as_the_writer(tmp_path: Path) -> Non
     part = InfluxSink(cfg, process_id=0).build_part("influx", sink_part(0), None)
     assert isinstance(part, InfluxPartition)
     part.close()
+
+
+GRACE = """
+import threading
+from cloud.cli import _exit_unless_set_within
+ended = threading.Event()
+if {ended}:
+    ended.set()
+_exit_unless_set_within(ended, 0.1)
+print("returned", flush=True)
+"""
+
+
+@pytest.mark.parametrize("ended", [False, True])
+def test_a_process_left_waiting_for_its_cluster_after_a_signal_exits_after_the_grace(ended: bool) -> None:
+    done = subprocess.run([sys.executable, "-c", GRACE.format(ended=ended)], capture_output=True,
+                          text=True, timeout=30, check=False)
+    assert done.returncode == 0
+    if ended:
+        assert done.stdout == "returned\n"
+    else:
+        assert done.stdout == ""
+        assert "did not stop within 0.1 s of the signal; exiting" in done.stderr

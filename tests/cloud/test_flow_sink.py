@@ -85,3 +85,56 @@ def test_each_process_writes_through_its_own_partition() -> None:
     assert sink_part(0) not in sink.list_parts()  # process 0's own: listed by process 0 only
     parts = sorted([sink_part(0), sink_part(1), sink_part(12)])
     assert [sink.part_fn(p) for p in parts] == [0, 1, 12]
+
+
+class DownTransport:
+    """InfluxDB unavailable: every write fails as retryable."""
+
+    def __init__(self) -> None:
+        self.attempts = 0
+
+    def write(self, lines: bytes, *, db: str, rp: str | None = None, precision: str = "ns") -> None:
+        self.attempts += 1
+        raise InfluxError(503, "down")
+
+
+def test_stopping_ends_the_waits_for_an_unavailable_influxdb_without_committing() -> None:
+    stop = threading.Event()
+    transport = DownTransport()
+    part = InfluxPartition(InfluxWriter(transport, "db", 5000, stop=stop), max_pending=1, stop=stop)
+    part.write_batch([[("raw", "m f=1 1")]])
+    outcome: list[BaseException | None] = []
+
+    def snapshot() -> None:
+        try:
+            part.snapshot()
+            outcome.append(None)
+        except SinkError as exc:
+            outcome.append(exc)
+
+    snap = threading.Thread(target=snapshot)
+    snap.start()
+    wait_for(lambda: transport.attempts >= 2, 10, "the writer to retry")
+    assert snap.is_alive(), "the snapshot returned while the points were unwritten"
+    stop.set()
+    snap.join(5)
+    assert not snap.is_alive(), "the snapshot kept waiting after the stop"
+    assert isinstance(outcome[0], SinkError)  # the epoch is not committed: nothing lost
+    with pytest.raises(SinkError, match="stopped"):
+        part.write_batch([[("raw", "m f=2 2")]])
+    part.close()
+    assert part._thread is not None
+    assert not part._thread.is_alive()
+
+
+def test_stopping_ends_the_wait_even_while_a_write_hangs_in_flight() -> None:
+    stop = threading.Event()
+    transport = HeldTransport()  # InfluxDB accepted the connection and answers nothing
+    part = InfluxPartition(InfluxWriter(transport, "db", 5000, stop=stop), stop=stop)
+    part.write_batch([[("raw", "m f=1 1")]])
+    wait_for(transport.entered.is_set, 10, "the write to be in flight")
+    stop.set()
+    with pytest.raises(SinkError, match="stopped with 1 points not yet written"):
+        part.snapshot()
+    transport.release.set()
+    part.close()

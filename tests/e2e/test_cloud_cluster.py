@@ -6,6 +6,8 @@ and what the retired ingest had journaled but the cluster not yet read still arr
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
 import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -106,8 +108,12 @@ def test_two_process_cluster_gives_the_same_results_as_one_and_resumes_on_one_pr
     recovery_dir = journal_dir.parent / "recovery"
     wait_for(lambda: _snapshotted(recovery_dir, "influx", sink_part(1)), 30,
              "a committed snapshot of process 1's sink partition")
+    for proc in cluster:  # the cluster's units stopped together
+        assert proc.proc is not None
+        os.killpg(proc.proc.pid, signal.SIGTERM)
     for proc in cluster:
-        proc.stop()
+        assert proc.proc is not None
+        assert proc.proc.wait(20) == 0, proc.log()[-3000:]
     # As if ingest i1 had journaled (and PUBACKed) one more batch just before the stop.
     late = [Reading("pm-9", "air.pm", to_epoch_ns(T0 + timedelta(seconds=3 * i)), i,
                     {"pm25": 11.0, "pm10": 22.0}) for i in range(40)]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -61,6 +63,42 @@ def test_influxdb_down_for_a_minute_mid_stream_loses_nothing(
         minutes = reader.query_points(f"SELECT sum(count) FROM agg_1m.air_co2 WHERE node = '{node}'",
                                       db="urbanpulse")
         assert minutes[0]["sum"] == len(readings)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+        if not restarted:
+            up(stack_config)
+
+
+def test_sigterm_during_an_outage_stops_at_once_and_the_restart_writes_everything(
+        cloud_factory, add_stack_node, reader, stack_config) -> None:  # type: ignore[no-untyped-def]
+    site, node = "hn-e2e", "co2-sigterm"
+    creds = add_stack_node(site, node)
+    cloud = cloud_factory("sigterm")
+    cloud.start()
+    wait_for(lambda: "ingest subscribed" in cloud.log(), 30, "the ingest to subscribe")
+    readings = [Reading("co2-1", "air.co2", to_epoch_ns(T0 + timedelta(seconds=i)), i,
+                        {"co2": 430.0 + i % 40}) for i in range(300)]
+    client = make_client(f"pub-{node}", creds, clean_start=True)
+    connect_and_wait(client)
+    restarted = False
+    try:
+        for i in range(0, len(readings), 50):
+            if i == 100:
+                wait_for(lambda: _count(reader, node) == 100, 30, "the first 100 points")
+                assert influxd.stop(Layout(stack_config.home))
+            client.publish(data_topic(site, node), encode_batch(site, node, readings[i:i + 50]),
+                           qos=1).wait_for_publish(10)
+        wait_for(lambda: "InfluxDB write failed" in cloud.log() or None, 30,
+                 "the sink to notice the outage")
+        assert cloud.proc is not None
+        os.killpg(cloud.proc.pid, signal.SIGTERM)  # as systemd stops the unit
+        assert cloud.proc.wait(30) == 0, cloud.log()[-3000:]
+        up(stack_config)
+        restarted = True
+        cloud.start()
+        wait_for(lambda: _count(reader, node) >= len(readings), 90, "every point after the restart")
+        assert _count(reader, node) == len(readings)
     finally:
         client.disconnect()
         client.loop_stop()
