@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from cloud.detect.compat import slot_state
+
 _BITS = 8
 _MASK = (1 << _BITS) - 1
 _OFFSET = 1 << (_BITS - 1)
@@ -101,11 +103,16 @@ class ContextNovelty:
         state["_memory"] = np.fromiter(self._memory, dtype=np.int64).tobytes()
         return state
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        for name, value in state.items():
+    def __setstate__(self, state: Any) -> None:
+        fields = slot_state(state)
+        for name, value in fields.items():
             setattr(self, name, value)
-        keys = np.frombuffer(state["_memory"], dtype=np.int64)
-        self._memory = dict.fromkeys((int(key) for key in keys), 0)
+        memory = fields.get("_memory")
+        if isinstance(memory, bytes):
+            keys = np.frombuffer(memory, dtype=np.int64)
+            self._memory = dict.fromkeys((int(key) for key in keys), 0)
+        elif not isinstance(memory, dict):
+            self._memory = {}  # an older layout: dropped by its owner (see tail.py)
 
     def update(self, value: float) -> float:
         """Novelty in [0, 1] of `value` in its contexts; 0 while the bins are being learned."""

@@ -27,6 +27,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from cloud.detect.compat import slot_state
+
 RECORD_CAP = 20.0
 
 _F32 = struct.Struct("f")
@@ -81,10 +83,15 @@ class TailHistory:
     def __getstate__(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.__slots__ if name != "_sorted"}
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        for name, value in state.items():
+    def __setstate__(self, state: Any) -> None:
+        for name, value in slot_state(state).items():
             setattr(self, name, value)
-        self._sorted = array("f", sorted(self._values[: self._count]))
+        try:
+            self._sorted = array("f", sorted(self._values[: self._count]))
+        except (AttributeError, TypeError):
+            # A snapshot of an older layout: it loads, and the owner of the detector
+            # (cloud.logic.node.NodeState) drops it, its code version being another.
+            self._sorted = array("f")
 
     def surprise_push(self, value: float) -> float:
         """Surprise of `value` (0 until `min_count` values are kept), which is then kept.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -70,6 +71,10 @@ class NodeState:
     def __getstate__(self) -> dict[str, object]:
         state = self.__dict__.copy()
         state.pop("_heads", None)
+        # Pickled apart: a snapshot from another code version is dropped without being
+        # unpickled, whatever its detectors' layout was.
+        if "watch" in state:
+            state["watch"] = pickle.dumps(state["watch"], protocol=pickle.HIGHEST_PROTOCOL)
         return state
 
     def __setstate__(self, state: dict[str, object]) -> None:
@@ -84,6 +89,8 @@ class NodeState:
         if state.get("detect_version") != DETECT_STATE_VERSION:
             self.watch = {}
             self.detect_version = DETECT_STATE_VERSION
+        elif isinstance(self.watch, bytes):
+            self.watch = pickle.loads(self.watch)
 
     def process(self, data: NodeData) -> list[Point]:
         out: list[Point] = []

@@ -1,0 +1,53 @@
+"""Snapshots taken before an upgrade must resume: detector state of another code version
+loads without raising, and the dataflow's node state drops it unread."""
+
+from __future__ import annotations
+
+import pickle
+
+from cloud.detect.novelty import ContextNovelty
+from cloud.detect.tail import TailHistory
+from cloud.logic.node import NodeState
+
+# TailHistory(4, 1.0, min_count=2) after 1.0, 2.0, 3.0, pickled by the code of 77631b9 (a
+# slotted class without __getstate__: pickle's default `(None, {slot: value})` form, the
+# ring a numpy array). The code after it crashed on this when a demo resumed.
+OLD_TAIL_PICKLE = (
+    b"\x80\x05\x95\xf9\x00\x00\x00\x00\x00\x00\x00\x8c\x11cloud.detect.tail\x94\x8c\x0bTailHistory"
+    b"\x94\x93\x94)\x81\x94N}\x94(\x8c\x06_count\x94K\x03\x8c\x05_next\x94K\x03\x8c\x07_values\x94"
+    b"\x8c\x13numpy._core.numeric\x94\x8c\x0b_frombuffer\x94\x93\x94(\x96\x10\x00\x00\x00\x00\x00"
+    b"\x00\x00\x00\x00\x80?\x00\x00\x00@\x00\x00@@\x00\x00\x00\x00\x94\x8c\x05numpy\x94\x8c\x05dtype"
+    b"\x94\x93\x94\x8c\x02f4\x94\x89\x88\x87\x94R\x94(K\x03\x8c\x01<\x94NNNJ\xff\xff\xff\xffJ\xff\xff"
+    b"\xff\xffK\x00t\x94bK\x04\x85\x94\x8c\x01C\x94t\x94R\x94\x8c\tmin_count\x94K\x02\x8c\rrecord_weight"
+    b"\x94G?\xf0\x00\x00\x00\x00\x00\x00u\x86\x94b.")
+
+
+def test_a_tail_history_of_an_older_layout_loads() -> None:
+    old = pickle.loads(OLD_TAIL_PICKLE)
+    assert isinstance(old, TailHistory)
+    assert len(old) == 3
+
+
+def test_slotted_default_forms_load_for_every_detector_part() -> None:
+    tail = TailHistory.__new__(TailHistory)
+    tail.__setstate__((None, {"_count": 0, "min_count": 2}))  # no ring at all
+    assert list(tail._sorted) == []
+    novelty = ContextNovelty.__new__(ContextNovelty)
+    novelty.__setstate__((None, {"learn": 150}))  # no memory
+    assert novelty._memory == {}
+
+
+def test_node_state_of_another_detector_version_drops_its_detectors_unread() -> None:
+    state = NodeState(3_600 * 10**9, detect=True).__getstate__()
+    state["detect_version"] = "another version"
+    state["watch"] = b"not a pickle: would raise if it were read"
+    resumed = NodeState.__new__(NodeState)
+    resumed.__setstate__(state)
+    assert resumed.watch == {}
+
+
+def test_node_state_of_this_version_keeps_its_detectors() -> None:
+    node = NodeState(3_600 * 10**9, detect=True)
+    node.watch["pm-1"] = "a watch"  # type: ignore[assignment]
+    resumed: NodeState = pickle.loads(pickle.dumps(node))
+    assert resumed.watch == {"pm-1": "a watch"}
