@@ -144,8 +144,10 @@ class UpfwDriver:
     def _keep_door_totals(self) -> None:
         """Staged before the counts they produce are emitted, with no await in between:
         the agent commits both in one transaction."""
+        if self.ctx.state is None or self.mapper.doors == self._saved_doors:
+            return  # every message of every board passes here: compare before copying
         doors = self.mapper.door_totals()
-        if self.ctx.state is None or doors is None or doors.doors == self._saved_doors:
+        if doors is None:
             return
         self.ctx.state.stage(self._totals_key, totals.encode(doors))
         self._saved_doors = doors.doors
