@@ -95,6 +95,27 @@ def _start_ingest(cfg: CloudConfig, instance: str) -> Ingest:
     return ingest
 
 
+RECOVERY_LOCK_WAIT_S = 60.0
+
+
+def prepare_recovery_dir(rdir: Path, parts: int) -> None:
+    """Create the recovery store once: the processes of a cluster start together on one
+    state dir, and two of them creating its partitions at once made one fail."""
+    from bytewax.recovery import init_db_dir
+
+    from cloud.ingest import InstanceLock
+
+    lock = InstanceLock(rdir.parent / f"{rdir.name}.lock",
+                        holder="another process preparing the recovery store")
+    lock.acquire(RECOVERY_LOCK_WAIT_S)
+    try:
+        if not rdir.exists() or not any(rdir.iterdir()):
+            rdir.mkdir(parents=True, exist_ok=True)
+            init_db_dir(rdir, parts)
+    finally:
+        lock.release()
+
+
 def _create_journals(cfg: CloudConfig, instances: list[str]) -> None:
     from cloud.journal import Journal, journal_path
 
@@ -150,7 +171,7 @@ def _exit_unless_set_within(ended: threading.Event, grace_s: float) -> None:
 
 def run(cfg: CloudConfig, *, ingest: bool = True, process_id: int | None = None,
         config_path: Path | None = None) -> int:
-    from bytewax.recovery import RecoveryConfig, init_db_dir
+    from bytewax.recovery import RecoveryConfig
     from bytewax.run import cli_main
 
     from cloud.flow import build_flow
@@ -172,9 +193,7 @@ def run(cfg: CloudConfig, *, ingest: bool = True, process_id: int | None = None,
     recovery = None
     if cfg.flow.recovery:
         rdir = cfg.recovery_dir
-        if not rdir.exists() or not any(rdir.iterdir()):
-            rdir.mkdir(parents=True, exist_ok=True)
-            init_db_dir(rdir, processes * cfg.flow.workers)
+        prepare_recovery_dir(rdir, processes * cfg.flow.workers)
         recovery = RecoveryConfig(str(rdir), timedelta(seconds=cfg.flow.backup_interval_s))
 
     from bytewax.errors import BytewaxRuntimeError

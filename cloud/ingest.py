@@ -59,8 +59,9 @@ class InstanceLock:
     breaks its strictly increasing received times. The kernel lets go when the holder's
     process ends, however it ends."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, holder: str = "another ingest of this instance") -> None:
         self.path = path
+        self.holder = holder  # who else holds it, for the error when waiting times out
         self._fd: int | None = None
 
     def acquire(self, timeout_s: float, cancel: threading.Event | None = None) -> InstanceLock:
@@ -68,7 +69,7 @@ class InstanceLock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         except OSError as exc:
-            raise CloudError(f"ingest lock {self.path}: {exc.strerror}") from exc
+            raise CloudError(f"lock {self.path}: {exc.strerror}") from exc
         cancel = cancel or threading.Event()
         deadline = time.monotonic() + timeout_s
         while True:
@@ -78,7 +79,7 @@ class InstanceLock:
                 if time.monotonic() >= deadline or cancel.wait(LOCK_POLL_S):
                     os.close(fd)
                     raise CloudError(
-                        f"another ingest of this instance still holds {self.path} after "
+                        f"{self.holder} still holds {self.path} after "
                         f"{timeout_s:g} s (an earlier process not yet stopped?)") from None
                 continue
             self._fd = fd

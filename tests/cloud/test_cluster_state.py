@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 
+from cloud.cli import prepare_recovery_dir
 from cloud.config import MAX_PROCESSES, parse_cloud_config
 from cloud.errors import JournalError, SinkError
 from cloud.flow import InfluxPartition, InfluxSink, JournalSource, RetiredSinkPartition, sink_part
@@ -129,3 +131,24 @@ def test_a_process_left_waiting_for_its_cluster_after_a_signal_exits_after_the_g
     else:
         assert done.stdout == ""
         assert "did not stop within 0.1 s of the signal; exiting" in done.stderr
+
+
+def test_processes_starting_together_create_the_recovery_store_once(tmp_path: Path) -> None:
+    # A cluster's processes start at the same moment on one state dir; each one prepares
+    # the recovery store. Threads hold separate lock descriptors, as processes would.
+    rdir = tmp_path / "recovery"
+    errors: list[BaseException] = []
+
+    def prepare() -> None:
+        try:
+            prepare_recovery_dir(rdir, 2)
+        except BaseException as exc:  # noqa: BLE001 - collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=prepare) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+    assert sorted(p.name for p in rdir.iterdir()) == ["part-0.sqlite3", "part-1.sqlite3"]
