@@ -175,6 +175,7 @@ def run(cfg: CloudConfig, *, ingest: bool = True, process_id: int | None = None,
     from bytewax.run import cli_main
 
     from cloud.flow import build_flow
+    from cloud.gc_policy import tune_for_streaming
     from cloud.journal import partition_names
 
     pid = cfg.flow.process_id if process_id is None else process_id
@@ -212,6 +213,8 @@ def run(cfg: CloudConfig, *, ingest: bool = True, process_id: int | None = None,
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    if cfg.flow.gc_tuning:
+        tune_for_streaming()
     try:
         cli_main(build_flow(cfg, partitions, process_id=pid or 0, stop=stopping),
                  workers_per_process=cfg.flow.workers,

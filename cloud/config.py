@@ -72,6 +72,7 @@ class FlowSettings:
     ingest_mode: str
     dead_letter_max_bytes: int
     detect: bool
+    gc_tuning: bool = True
 
 
 @dataclass(frozen=True)
@@ -193,7 +194,7 @@ def parse_cloud_config(raw: Mapping[str, Any]) -> CloudConfig:
     f = _table(raw, "flow", {"workers", "process_id", "addresses", "epoch_interval_s",
                              "backup_interval_s", "recovery", "aggregate_horizon_s",
                              "journal_retention_s", "ingest_instances", "ingest_mode",
-                             "dead_letter_max_bytes", "detect"})
+                             "dead_letter_max_bytes", "detect", "gc_tuning"})
     addresses = typed(f, "addresses", "flow", list, [])
     if not all(isinstance(a, str) and re.fullmatch(r"[^:\s]+:\d+", a) for a in addresses):
         raise ConfigError("flow.addresses", "must be a list of 'host:port' strings")
@@ -230,6 +231,7 @@ def parse_cloud_config(raw: Mapping[str, Any]) -> CloudConfig:
         dead_letter_max_bytes=_min(typed(f, "dead_letter_max_bytes", "flow", int, 4096),
                                    "flow.dead_letter_max_bytes", 64),
         detect=typed(f, "detect", "flow", bool, True),
+        gc_tuning=typed(f, "gc_tuning", "flow", bool, True),
     )
     r = _table(raw, "retention", {"raw", "agg_1m", "agg_1h"})
     durations = {}

@@ -9,6 +9,7 @@ numbers can be split without sampling noise.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import pickle
 import sys
@@ -18,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench.pipeline.workload import Workload, generate
+from cloud.gc_policy import tune_for_streaming
 from cloud.journal import Journal, JournalRecord
 from cloud.logic.node import NodeState
 from cloud.logic.records import NodeData, Point, decode_record
@@ -78,6 +80,12 @@ def measure(workload: Workload) -> dict[str, float]:
             out["sink body join+encode (per point)"] = _timed(bodies) / len(lines) * 1e6
     out["detection (process on - off)"] = (out["NodeState.process, detect on"]
                                            - out["NodeState.process, detect off"])
+    streaming = gc.get_threshold()
+    gc.set_threshold(700, 10, 10)
+    states = {d.key: NodeState(HORIZON_NS, False) for d in data}
+    out["NodeState.process, detect off, CPython's default GC thresholds"] = _timed(
+        lambda: [states[d.key].process(d) for d in data]) / n * 1e6
+    gc.set_threshold(*streaming)
     with tempfile.TemporaryDirectory() as tmp:
         journal = Journal(Path(tmp) / "j.sqlite3", "i0").open()
         msgs = [(m.topic, m.payload) for m in workload.messages]
@@ -96,6 +104,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--batch", type=int, default=500)
     args = p.parse_args(argv)
     workload = generate(args.readings, batch=args.batch)
+    tune_for_streaming()  # as `cloud run` does
     print(f"{workload.readings} readings, {len(workload.messages)} messages, {len(workload.nodes)} nodes")
     for name, value in measure(workload).items():
         print(f"{value:10.2f}  {name}")
