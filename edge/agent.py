@@ -60,7 +60,7 @@ class Agent:
         self._pending: list[Sample] = []
         self.driver_state = StagedState(self.outbox)
         self._committed = 0
-        self._started_mono = time.monotonic()
+        self._started_mono = self.clock.monotonic()
         self._clock_offset: float | None = None
         self.clock_jumps = 0
         self.publisher: Publisher | None = None
@@ -83,7 +83,7 @@ class Agent:
     def health(self) -> dict[str, Any]:
         stats = self.outbox.stats()
         now_ns = to_epoch_ns(self.clock.now())
-        uptime = time.monotonic() - self._started_mono
+        uptime = self.clock.monotonic() - self._started_mono
         pub = self.publisher.state if self.publisher else None
         return {
             "uptime_s": round(uptime, 1),

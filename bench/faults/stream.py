@@ -13,23 +13,35 @@ The air readings also go, in the same order, through one `CityDrift` for the cit
 history behind it; the run's comparison starts from a baseline learnt on the clean
 day before the run (`warm_drift`), which holds no fault.
 
+Each node also sends the agent's heartbeat every `HEARTBEAT_S` (the default
+`heartbeat_s`), which the dataflow hands to the node's `HeartbeatMonitor`
+(`cloud/logic/events.py` `NodeWatch`): stamped by the node's clock, with the uptime of
+a node that never restarts during the run and the agent's count of wall-clock jumps,
+one counted when an injected clock offset starts and one when it ends
+(`node_heartbeats`).
+
 Each event is stamped with the simulated time the cloud raised it: the true time of
-the reading that triggered it (the node's stamp minus its clock offset), or the
-`now` of the tick.
+the reading or heartbeat that triggered it (the node's stamp minus its clock
+offset), or the `now` of the tick.
 """
 
 from __future__ import annotations
 
 import math
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from cloud.detect import DetectError, FaultEvent, FaultMonitor
 from cloud.detect.drift import DRIFT_FIELDS, CityDrift, Drift
+from cloud.detect.faults import Heartbeat, HeartbeatMonitor
 from urbanpulse.simulate import Simulation
 from urbanpulse.simulate.events import Event
 from urbanpulse.wire import Reading
+
+HEARTBEAT_S = 30.0  # the agent's default heartbeat_s
+UPTIME_S = 86_400.0  # how long the nodes have been up when a run starts
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +64,14 @@ class FaultFeed:
 
     watches: dict[tuple[str, str, str, str], _Watch | None] = field(default_factory=dict)
     drift: CityDrift = field(default_factory=CityDrift)
+    nodes: dict[tuple[str, str], HeartbeatMonitor] = field(default_factory=dict)
     updates: int = 0
+
+    def heartbeat(self, site: str, node: str, hb: Heartbeat) -> list[tuple[str, str, FaultEvent]]:
+        monitor = self.nodes.get((site, node))
+        if monitor is None:
+            monitor = self.nodes[(site, node)] = HeartbeatMonitor()
+        return [(site, node, ev) for ev in monitor.update(hb)]
 
     def check(self, site: str, node: str, r: Reading) -> list[tuple[str, str, FaultEvent]]:
         events: list[tuple[str, str, FaultEvent]] = []
@@ -107,6 +126,29 @@ def _true_offset(ts_offset: float, jumps: list[Event], after: float) -> float:
     return ts_offset if best == math.inf else best
 
 
+def _offset_at(t: float, jumps: list[Event]) -> float:
+    return sum(e.params["offset_s"] for e in jumps if e.start_s <= t < e.end_s)
+
+
+def node_heartbeats(sim: Simulation, t0: float, t1: float,
+                    jumps: dict[tuple[str, str], list[Event]]
+                    ) -> list[tuple[float, str, str, Heartbeat]]:
+    """The heartbeats the nodes' agents send in [t0, t1) of true time: every
+    `HEARTBEAT_S` from a phase of each node's own, stamped by the node's clock, with
+    the jumps the agent has counted (a clock offset starting, and ending)."""
+    out: list[tuple[float, str, str, Heartbeat]] = []
+    for n in sim.nodes:
+        phase = zlib.crc32(f"{n.site}/{n.node}".encode()) % int(HEARTBEAT_S)
+        node_jumps = jumps.get((n.site, n.node), [])
+        t = phase + math.ceil((t0 - phase) / HEARTBEAT_S) * HEARTBEAT_S
+        while t < t1:
+            counted = sum((e.start_s <= t) + (e.end_s <= t) for e in node_jumps)
+            hb = Heartbeat(sim.at(t + _offset_at(t, node_jumps)), UPTIME_S + t, counted)
+            out.append((t, n.site, n.node, hb))
+            t += HEARTBEAT_S
+    return out
+
+
 def warm_drift(history: Simulation, drift: CityDrift, days: float = 2.0) -> list[Drift]:
     """Feed `drift` the air readings of clean simulated days (the days before a run);
     the drifts it raised there (false positives: those days hold no fault)."""
@@ -142,7 +184,7 @@ def stream(sim: Simulation, hours: float, tick_s: float = 60.0,
     t0 = 0.0
     while t0 < end:
         t1 = min(end, t0 + step_s)
-        timed: list[tuple[float, int, str, str, Reading]] = []
+        timed: list[tuple[float, int, str, str, Reading | Heartbeat]] = []
         for batch in gen.advance(t1):
             node_jumps = jumps.get((batch.site, batch.node), [])
             at = t0
@@ -152,18 +194,26 @@ def stream(sim: Simulation, hours: float, tick_s: float = 60.0,
                 else:
                     at = (r.ts_ns - start_ns) / 1e9
                 timed.append((at, len(timed), batch.site, batch.node, r))
+        for at, site, node, hb in node_heartbeats(sim, t0, t1, jumps):
+            timed.append((at, len(timed), site, node, hb))
         timed.sort(key=lambda x: (x[0], x[1]))
-        readings += len(timed)
+        readings += sum(isinstance(x[4], Reading) for x in timed)
         i = 0
         tick = (t0 // tick_s + 1) * tick_s
         while tick <= t1:
             while i < len(timed) and timed[i][0] < tick:
-                at, _, site, node, r = timed[i]
-                raised += [Raised(s, n, ev, at) for s, n, ev in feed.check(site, node, r)]
+                raised += _feed(feed, *timed[i])
                 i += 1
             raised += [Raised(s, n, ev, tick) for s, n, ev in feed.tick(sim.at(tick))]
             tick += tick_s
-        for at, _, site, node, r in timed[i:]:
-            raised += [Raised(s, n, ev, at) for s, n, ev in feed.check(site, node, r)]
+        for item in timed[i:]:
+            raised += _feed(feed, *item)
         t0 = t1
     return raised, readings, feed.updates
+
+
+def _feed(feed: FaultFeed, at: float, _: int, site: str, node: str, item: Reading | Heartbeat
+          ) -> list[Raised]:
+    events = (feed.heartbeat(site, node, item) if isinstance(item, Heartbeat)
+              else feed.check(site, node, item))
+    return [Raised(s, n, ev, at) for s, n, ev in events]

@@ -45,6 +45,14 @@ both return the `FaultEvent`s that fired. The rules (settings in `FaultSettings`
   hands such a reading to `stamped_before`, as it leaves it out of the other rules.
 * SILENCE for a kiosk (`pair_busy`): its issues and calls (the reading's `called`,
   passed in `values`) stopping at the same moment while busy, tickets waiting.
+
+One `HeartbeatMonitor` per node reads the node's heartbeats (`Heartbeat`, from its
+`status` messages), which reach nodes whose readings cannot show a fault:
+
+* CLOCK_JUMP (the node): the agent's count of wall-clock jumps went up between two
+  heartbeats of one run (a restart, told by `uptime_s` going down, resets the count).
+* CUT_CABLE / SILENCE (a supervised driver): the driver reports its cable `cut`, or
+  its device not ready (a kiosk's "in service" output off) while the cable is whole.
 """
 
 from __future__ import annotations
@@ -630,3 +638,101 @@ class FaultMonitor:
     def _span(self) -> float:
         low, high = self.spec.low, self.spec.high
         return 0.0 if low is None or high is None else high - low
+
+
+# -- rules on a node's heartbeats ---------------------------------------------------
+
+# The events already raised, remembered to raise none twice for one heartbeat that
+# comes again (an MQTT redelivery, a retained status after the ingest reconnects).
+_RAISED_KEPT = 64
+
+
+@dataclass(frozen=True, slots=True)
+class Supervision:
+    """What a supervised driver says of its wiring in the heartbeat: `cable` "ok" or
+    "cut" (a loopback pair), `ready` the device's "in service" output; None where the
+    driver does not watch it."""
+
+    cable: str | None = None
+    ready: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    """What the fault rules read of a node's status message: its stamp (the node's
+    clock), the agent's uptime and wall-clock jump count, and each supervised
+    driver's `Supervision` by sensor id. None where the heartbeat does not say."""
+
+    ts: datetime
+    uptime_s: float | None = None
+    clock_jumps: int | None = None
+    supervision: Mapping[str, Supervision] | None = None
+
+    def __post_init__(self) -> None:
+        if self.ts.tzinfo is None:
+            raise DetectError(f"heartbeat stamp {self.ts.isoformat()} has no time zone")
+
+
+class HeartbeatMonitor:
+    """The fault rules on one node's heartbeats; picklable. `update(hb)` returns the
+    events that fired; each is raised once, however often its heartbeat comes."""
+
+    def __init__(self) -> None:
+        self._uptime: float | None = None  # of the newest heartbeat of the current run
+        self._jumps: int | None = None
+        self._cut: set[str] = set()  # sensors whose cable is reported cut
+        self._down: set[str] = set()  # sensors whose device is reported not ready
+        self._raised: deque[tuple[datetime, str, FaultType]] = deque(maxlen=_RAISED_KEPT)
+
+    def update(self, hb: Heartbeat) -> list[FaultEvent]:
+        at = hb.ts.astimezone(UTC)
+        since = at  # when the node last spoke, on this heartbeat's clock
+        events: list[FaultEvent] = []
+        uptime, jumps = hb.uptime_s, hb.clock_jumps
+        if uptime is not None:
+            last = self._uptime
+            if last is not None and uptime == last:
+                return []  # the same heartbeat again
+            if last is not None and uptime > last:
+                since = at - timedelta(seconds=uptime - last)
+                if jumps is not None and self._jumps is not None and jumps > self._jumps:
+                    n = jumps - self._jumps
+                    events.append(FaultEvent(
+                        "", "clock_jumps", FaultType.CLOCK_JUMP, since, at, float(jumps),
+                        f"the node counted {n} wall-clock jump{'s' if n > 1 else ''} in the "
+                        f"{uptime - last:g} s before its heartbeat (uptime {uptime:g} s)"))
+            # Else a restart (the count starts again) or an older heartbeat: a baseline.
+            self._uptime = uptime
+            if jumps is not None:
+                self._jumps = jumps
+        for sensor, sup in sorted((hb.supervision or {}).items()):
+            events += self._supervised(sensor, sup, since, at)
+        return [ev for ev in events if self._first(ev)]
+
+    def _supervised(self, sensor: str, sup: Supervision, since: datetime, at: datetime
+                    ) -> list[FaultEvent]:
+        events: list[FaultEvent] = []
+        if sup.cable == "cut":
+            if sensor not in self._cut:
+                self._cut.add(sensor)
+                events.append(FaultEvent(sensor, "cable", FaultType.CUT_CABLE, since, at, 1.0,
+                                         "the driver reports its supervised cable cut"))
+            return events  # a device's ready line is not read through a cut cable
+        if sup.cable is not None:
+            self._cut.discard(sensor)
+        if sup.ready is False:
+            if sensor not in self._down:
+                self._down.add(sensor)
+                events.append(FaultEvent(sensor, "ready", FaultType.SILENCE, since, at, 0.0,
+                                         "the device's in-service output is off, its cable "
+                                         "whole: a dead device"))
+        elif sup.ready is True:
+            self._down.discard(sensor)
+        return events
+
+    def _first(self, ev: FaultEvent) -> bool:
+        key = (ev.detected_at, ev.sensor, ev.fault)
+        if key in self._raised:
+            return False
+        self._raised.append(key)
+        return True

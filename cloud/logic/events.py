@@ -4,6 +4,11 @@ Detectors need each series in event-time order: a reading older than the newest 
 already scored (a node's backlog interleaving with live data) is stored and aggregated
 but not scored; only the clock rule of event sensors (a kiosk's stamps going back while
 its sequence numbers go up) is told of it (`FaultMonitor.stamped_before`).
+
+A node's heartbeats (its status messages) go to the node's `NodeWatch`: a clock jump the
+agent counted, a supervised driver's cut cable or dead device. Their events are stamped
+with the heartbeat's own stamp, deterministic like a reading's, so a replayed heartbeat
+overwrites its event.
 """
 
 from __future__ import annotations
@@ -12,12 +17,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from cloud.detect import AnomalyDetector, DetectError, FaultEvent, FaultMonitor, make_detector
+from cloud.detect.faults import Heartbeat, HeartbeatMonitor
 from cloud.logic.lines import line
 from cloud.logic.records import RP_RAW, Point
 from urbanpulse.clock import from_epoch_ns, to_epoch_ns
 from urbanpulse.wire import Reading, format_ts
 
 EVENTS = "events"
+NODE_KIND = "node"  # the `kind` tag of an event about a whole node (no `sensor` tag)
 
 
 @dataclass
@@ -135,6 +142,31 @@ def _fault_points(events: list[FaultEvent], tags: dict[str, str], name: str, v: 
         if alerts is not None:
             alerts.append(Alert(tags["site"], tags["node"], tags["sensor"], tags["kind"],
                                 str(ev.fault), name, value, at, ev.detail))
+
+
+@dataclass
+class NodeWatch:
+    """The fault rules on a node's heartbeats."""
+
+    monitor: HeartbeatMonitor = field(default_factory=HeartbeatMonitor)
+
+    def check(self, site: str, node: str, hb: Heartbeat, kinds: dict[str, str],
+              alerts: list[Alert] | None = None) -> list[Point]:
+        """The events of one heartbeat as points, their alerts appended to `alerts`;
+        `kinds`: each sensor's kind (a sensor's event is tagged with it)."""
+        out: list[Point] = []
+        for ev in self.monitor.update(hb):
+            kind = kinds.get(ev.sensor, "") if ev.sensor else NODE_KIND
+            tags = {"site": site, "node": node, "sensor": ev.sensor, "kind": kind}
+            value = 0.0 if ev.value is None else float(ev.value)
+            at = to_epoch_ns(ev.detected_at)
+            out.append((RP_RAW, line(EVENTS, dict(tags, type=str(ev.fault)), {
+                "field": ev.field, "value": value, "delay_s": ev.delay.total_seconds(),
+                "detail": ev.detail}, at)))
+            if alerts is not None:
+                alerts.append(Alert(site, node, ev.sensor, kind, str(ev.fault), ev.field, value,
+                                    at, ev.detail))
+        return out
 
 
 def check_readings(site: str, node: str, readings: list[Reading], watches: dict[str, SensorWatch],

@@ -9,7 +9,7 @@ from datetime import datetime
 from cloud.detect import STATE_VERSION as DETECT_STATE_VERSION
 from cloud.logic.domain.hospital import SiteUpdate
 from cloud.logic.domain.node import DomainNode
-from cloud.logic.events import Alert, SensorWatch, check_readings
+from cloud.logic.events import Alert, NodeWatch, SensorWatch, check_readings
 from cloud.logic.lines import float_fields, line, series_head, string_field
 from cloud.logic.recompute import RECOMPUTE, Recompute
 from cloud.logic.records import RP_1H, RP_1M, RP_RAW, NodeData, Point
@@ -57,6 +57,7 @@ class NodeState:
         self.horizon_ns = horizon_ns
         self.detect = detect
         self.watch: dict[str, SensorWatch] = {}
+        self.node_watch = NodeWatch()  # the rules on the node's heartbeats
         self.detect_version = DETECT_STATE_VERSION
         self.domain = DomainNode(horizon_ns)
         self.site_updates: list[SiteUpdate] = []
@@ -73,8 +74,9 @@ class NodeState:
         state.pop("_heads", None)
         # Pickled apart: a snapshot from another code version is dropped without being
         # unpickled, whatever its detectors' layout was.
-        if "watch" in state:
-            state["watch"] = pickle.dumps(state["watch"], protocol=pickle.HIGHEST_PROTOCOL)
+        for name in ("watch", "node_watch"):
+            if name in state:
+                state[name] = pickle.dumps(state[name], protocol=pickle.HIGHEST_PROTOCOL)
         return state
 
     def __setstate__(self, state: dict[str, object]) -> None:
@@ -88,11 +90,17 @@ class NodeState:
             self.domain = DomainNode(self.horizon_ns)
         if state.get("detect_version") != DETECT_STATE_VERSION:
             self.watch = {}
+            self.node_watch = NodeWatch()
             self.detect_version = DETECT_STATE_VERSION
-        elif isinstance(self.watch, bytes):
+            return
+        if isinstance(self.watch, bytes):
             self.watch = pickle.loads(self.watch)
+        node_watch = state.get("node_watch")
+        self.node_watch = pickle.loads(node_watch) if isinstance(node_watch, bytes) else NodeWatch()
 
     def process(self, data: NodeData) -> list[Point]:
+        if data.status is not None:
+            return self.heartbeat(data)
         out: list[Point] = []
         touched: dict[tuple[str, str, int], Window] = {}
         ledger_touched: set[int] = set()
@@ -157,6 +165,14 @@ class NodeState:
                                     self.ledger[hour].fields(), hour)))
         self._evict()
         return out
+
+    def heartbeat(self, data: NodeData) -> list[Point]:
+        """A status message's heartbeat: the events of the rules on heartbeats (alerts to
+        take_alerts()); its `node_status` point is written by the caller."""
+        if data.status is None or not self.detect:
+            return []
+        self.site, self.node = data.site, data.node
+        return self.node_watch.check(data.site, data.node, data.status, self.kinds, self.alerts)
 
     def _new_head(self, site: str, node: str, sensor: str, kind: str) -> tuple[str, str]:
         """The series head of a sensor's raw and aggregate points (same measurement, tags)."""

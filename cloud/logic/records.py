@@ -1,15 +1,21 @@
 """Turning journal records into validated data, dead letters and status points.
 
-Stateless, so it runs on any worker; nothing a node sends can make it raise.
+Stateless, so it runs on any worker; nothing a node sends can make it raise. A status
+message becomes a `node_status` point and, when it carries the agent's health, a
+`Heartbeat` for the node's state (the fault rules on heartbeats).
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
+from cloud.detect.faults import Heartbeat, Supervision
 from cloud.journal import JournalRecord
 from cloud.logic.lines import line
+from urbanpulse.clock import from_epoch_ns
 from urbanpulse.errors import UrbanpulseError
 from urbanpulse.wire import Reading, WireError, decode_batch, decode_status, parse_topic
 from urbanpulse.wire.payload import parse_ts
@@ -28,6 +34,7 @@ class NodeData:
     node: str
     received_ns: int
     readings: list[Reading]
+    status: Heartbeat | None = None  # a status message's health (then no readings)
 
 
 def dead_letter(rec: JournalRecord, site: str, node: str, code: str, detail: str, raw: bytes,
@@ -51,7 +58,11 @@ def decode_record(rec: JournalRecord, max_dead_letter_bytes: int) -> tuple[NodeD
     if topic.stream == "ack":
         return None, []  # the cloud's own acknowledgements to nodes: nothing to store
     if topic.stream == "status":
-        return None, [_status_point(rec, topic.site, topic.node, max_dead_letter_bytes)]
+        point, beat = _status(rec, topic.site, topic.node, max_dead_letter_bytes)
+        if beat is None:
+            return None, [point]
+        return NodeData(f"{topic.site}/{topic.node}", topic.site, topic.node, rec.received_ns,
+                        [], beat), [point]
     try:
         batch = decode_batch(rec.payload, site=topic.site, node=topic.node, now_ns=rec.received_ns)
     except WireError as exc:
@@ -67,11 +78,12 @@ def decode_record(rec: JournalRecord, max_dead_letter_bytes: int) -> tuple[NodeD
     return data, points
 
 
-def _status_point(rec: JournalRecord, site: str, node: str, max_bytes: int) -> Point:
+def _status(rec: JournalRecord, site: str, node: str, max_bytes: int
+            ) -> tuple[Point, Heartbeat | None]:
     try:
         body = decode_status(rec.payload)
     except WireError as exc:
-        return dead_letter(rec, site, node, exc.code, exc.detail, rec.payload, 0, max_bytes)
+        return dead_letter(rec, site, node, exc.code, exc.detail, rec.payload, 0, max_bytes), None
     fields: dict[str, str | int | float | bool] = {"state": body["state"],
                                                    "online": body["state"] == "online"}
     health = body.get("health")
@@ -84,4 +96,29 @@ def _status_point(rec: JournalRecord, site: str, node: str, max_bytes: int) -> P
         clock = health.get("clock")
         if isinstance(clock, dict) and isinstance(clock.get("jumps"), int):
             fields["clock_jumps"] = float(clock["jumps"])
-    return RP_RAW, line("node_status", {"site": site, "node": node}, fields, parse_ts(body["ts"]))
+    ts = parse_ts(body["ts"])
+    point = RP_RAW, line("node_status", {"site": site, "node": node}, fields, ts)
+    return point, _heartbeat(from_epoch_ns(ts), health) if isinstance(health, dict) else None
+
+
+def _heartbeat(ts: datetime, health: dict[str, Any]) -> Heartbeat:
+    """What the fault rules read of the health: fields of the wrong type are left out."""
+    uptime = health.get("uptime_s")
+    clock = health.get("clock")
+    jumps = clock.get("jumps") if isinstance(clock, dict) else None
+    supervision: dict[str, Supervision] = {}
+    drivers = health.get("drivers")
+    for sensor, state in (drivers.items() if isinstance(drivers, dict) else ()):
+        sup = state.get("supervision") if isinstance(state, dict) else None
+        if not isinstance(sup, dict):
+            continue
+        cable, ready = sup.get("cable"), sup.get("ready")
+        supervision[str(sensor)] = Supervision(
+            cable if cable in ("ok", "cut") else None,
+            ready if isinstance(ready, bool) else None)
+    return Heartbeat(
+        ts,
+        float(uptime) if isinstance(uptime, int | float) and not isinstance(uptime, bool)
+        and uptime >= 0 else None,
+        jumps if isinstance(jumps, int) and not isinstance(jumps, bool) and jumps >= 0 else None,
+        supervision or None)

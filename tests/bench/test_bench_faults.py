@@ -3,20 +3,26 @@ and runs end to end on a short simulated run."""
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from bench.faults.match import match, rows_by_type
 from bench.faults.plan import DEPARTMENT, DEPARTMENT_KIOSK, GRACE_S, Planned, plan_faults
 from bench.faults.run import main, run_seed
-from bench.faults.stream import FaultFeed, Raised, stream, warm_drift
+from bench.faults.stream import HEARTBEAT_S, FaultFeed, Raised, node_heartbeats, stream, warm_drift
 from cloud.detect import FaultEvent, FaultType
 from cloud.detect.drift import CityDrift
+from cloud.journal import JournalRecord
 from cloud.logic.events import Alert, SensorWatch
+from cloud.logic.node import NodeState
+from cloud.logic.records import decode_record
+from cloud.logic.rollup import HOUR_NS
 from urbanpulse.clock import to_epoch_ns
 from urbanpulse.simulate import City, Simulation
 from urbanpulse.simulate.events import make_event
 from urbanpulse.simulate.simulation import DEFAULT_START
+from urbanpulse.wire import encode_status, status_topic
 
 
 def test_the_feed_raises_what_the_dataflow_raises() -> None:
@@ -132,3 +138,50 @@ def test_a_strong_drift_is_found_by_the_city_step_after_its_history() -> None:
     drifts = [(r.site, r.node, r.event.sensor) for r in raised
               if r.event.fault == FaultType.DRIFT]
     assert drifts == [("lang-ha", "aq-1", "pms5003")]
+
+
+def test_heartbeats_carry_the_jumps_the_agent_would_have_counted() -> None:
+    city = City.load()
+    jump = make_event("clock_jump", "nga-tu-so", "aq-roadside", None, 600, 1800,
+                      {"offset_s": -300})
+    sim = Simulation(city, seed=3, events=[jump])
+    beats = [(t, hb) for t, site, node, hb in node_heartbeats(
+        sim, 0, 2400, {("nga-tu-so", "aq-roadside"): [jump]})
+        if (site, node) == ("nga-tu-so", "aq-roadside")]
+    assert [b - a for (a, _), (b, _) in itertools.pairwise(beats)] == \
+        [HEARTBEAT_S] * (len(beats) - 1)
+    assert len(beats) == 2400 // HEARTBEAT_S
+    for t, hb in beats:
+        assert hb.clock_jumps == (t >= 600) + (t >= 1800)
+        skew = -300 if 600 <= t < 1800 else 0
+        assert hb.ts == sim.at(t + skew)
+        assert hb.uptime_s is not None
+        assert hb.uptime_s > t
+    everyone = node_heartbeats(sim, 0, 60, {})
+    assert {(s, n) for _, s, n, _ in everyone} == {(n.site, n.node) for n in city.nodes}
+
+
+def test_the_feed_raises_on_heartbeats_what_the_node_state_raises() -> None:
+    """The harness's heartbeats, sent as status messages and processed as the dataflow
+    does, raise the same events as the harness's own monitors."""
+    city = City.load()
+    jumps = {("nga-tu-so", "aq-roadside"): [
+        make_event("clock_jump", "nga-tu-so", "aq-roadside", None, 600, 1800, {"offset_s": 900})]}
+    sim = Simulation(city, seed=3, events=jumps[("nga-tu-so", "aq-roadside")])
+    feed = FaultFeed()
+    states: dict[tuple[str, str], NodeState] = {}
+    ours: list[tuple[str, str, str, int]] = []
+    theirs: list[tuple[str, str, str, int]] = []
+    for i, (_, site, node, hb) in enumerate(node_heartbeats(sim, 0, 3600, jumps)):
+        ours += [(n, e.sensor, str(e.fault), to_epoch_ns(e.detected_at))
+                 for _, n, e in feed.heartbeat(site, node, hb)]
+        health = {"uptime_s": hb.uptime_s, "clock": {"jumps": hb.clock_jumps}}
+        rec = JournalRecord("i0", i + 1, 0, status_topic(site, node),
+                            encode_status("online", hb.ts, health))
+        data, _ = decode_record(rec, 4096)
+        assert data is not None
+        state = states.setdefault((site, node), NodeState(HOUR_NS))
+        state.process(data)
+        theirs += [(a.node, a.sensor, a.type, a.ts_ns) for a in state.take_alerts()]
+    assert ours == theirs
+    assert [(n, t) for n, _, t, _ in ours] == [("aq-roadside", "clock_jump")] * 2

@@ -1,0 +1,102 @@
+"""The fault rules on a node's heartbeats: clock jumps the agent counted, supervised
+drivers' cut cables and dead devices."""
+
+from __future__ import annotations
+
+import pickle
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from cloud.detect import DetectError, FaultType
+from cloud.detect.faults import Heartbeat, HeartbeatMonitor, Supervision
+
+T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
+
+
+def _beat(t_s: float, uptime_s: float, jumps: int, skew_s: float = 0.0,
+          **supervision: Supervision) -> Heartbeat:
+    return Heartbeat(T0 + timedelta(seconds=t_s + skew_s), uptime_s, jumps, supervision or None)
+
+
+def test_a_jump_counted_between_two_heartbeats_of_a_run_is_a_clock_jump() -> None:
+    m = HeartbeatMonitor()
+    assert m.update(_beat(0, 600, 3)) == []  # the first heartbeat seen: a baseline
+    assert m.update(_beat(30, 630, 3)) == []
+    [ev] = m.update(_beat(60, 660, 4, skew_s=-3600))
+    assert (ev.fault, ev.sensor, ev.field, ev.value) == (FaultType.CLOCK_JUMP, "", "clock_jumps", 4.0)
+    assert ev.detected_at == T0 + timedelta(seconds=60 - 3600)  # the heartbeat's own stamp
+    assert ev.delay == timedelta(seconds=30)  # since the heartbeat before, by the uptime
+    assert m.update(_beat(90, 690, 4, skew_s=-3600)) == []
+    [ev] = m.update(_beat(120, 720, 6))  # two more (set right, and again): one event
+    assert "2 wall-clock jumps" in ev.detail
+
+
+def test_a_restart_resets_the_count_without_an_event() -> None:
+    m = HeartbeatMonitor()
+    m.update(_beat(0, 600, 5))
+    assert m.update(_beat(30, 4.0, 0)) == []  # uptime went down: a new run, counting from 0
+    assert m.update(_beat(60, 34.0, 0)) == []
+    [ev] = m.update(_beat(90, 64.0, 1))
+    assert ev.fault == FaultType.CLOCK_JUMP
+
+
+def test_a_heartbeat_that_comes_again_raises_nothing_again() -> None:
+    m = HeartbeatMonitor()
+    a, b, c = _beat(0, 600, 0), _beat(30, 630, 1), _beat(60, 660, 1)
+    m.update(a)
+    assert len(m.update(b)) == 1
+    assert m.update(b) == []  # a retained status, seen again
+    # an MQTT redelivery of both, out of order: the older one is a baseline, the newer
+    # one's event was raised already
+    assert m.update(a) == []
+    assert m.update(b) == []
+    assert m.update(c) == []
+
+
+def test_heartbeats_without_an_uptime_or_a_count_raise_no_clock_jump() -> None:
+    m = HeartbeatMonitor()
+    assert m.update(Heartbeat(T0, None, 0)) == []
+    assert m.update(Heartbeat(T0 + timedelta(seconds=30), None, 3)) == []
+    assert m.update(Heartbeat(T0 + timedelta(seconds=60), 100.0, None)) == []
+    assert m.update(Heartbeat(T0 + timedelta(seconds=90), 130.0, 2)) == []  # a first count
+
+
+def test_a_cut_cable_and_a_dead_device_once_per_excursion() -> None:
+    m = HeartbeatMonitor()
+    ok, cut = Supervision("ok", True), Supervision("cut", False)
+    dead = Supervision("ok", False)
+    assert m.update(_beat(0, 600, 0, k1=ok, k2=ok)) == []
+    [ev] = m.update(_beat(30, 630, 0, k1=cut, k2=ok))
+    assert (ev.sensor, ev.fault, ev.field) == ("k1", FaultType.CUT_CABLE, "cable")
+    assert ev.start == T0
+    assert ev.detected_at == T0 + timedelta(seconds=30)
+    # still cut: nothing more; a device's ready line through a cut cable says nothing
+    assert m.update(_beat(60, 660, 0, k1=cut, k2=ok)) == []
+    [ev] = m.update(_beat(90, 690, 0, k1=ok, k2=dead))
+    assert (ev.sensor, ev.fault, ev.field) == ("k2", FaultType.SILENCE, "ready")
+    assert m.update(_beat(120, 720, 0, k1=ok, k2=dead)) == []
+    assert m.update(_beat(150, 750, 0, k1=ok, k2=ok)) == []
+    [again] = m.update(_beat(180, 780, 0, k1=cut, k2=ok))  # a new excursion
+    assert again.fault == FaultType.CUT_CABLE
+    # ready only (no loopback pair): not ready is a dead device
+    [ev] = m.update(_beat(210, 810, 0, k3=Supervision(None, False)))
+    assert (ev.sensor, ev.fault) == ("k3", FaultType.SILENCE)
+
+
+def test_the_monitor_pickles_midway() -> None:
+    beats = [_beat(0, 600, 0, k=Supervision("ok")), _beat(30, 630, 0, k=Supervision("cut")),
+             _beat(60, 660, 1, k=Supervision("cut")), _beat(90, 690, 1, k=Supervision("ok")),
+             _beat(120, 720, 2, k=Supervision("cut"))]
+    whole, part = HeartbeatMonitor(), HeartbeatMonitor()
+    expected = [whole.update(b) for b in beats]
+    got = [part.update(b) for b in beats[:2]]
+    part = pickle.loads(pickle.dumps(part))
+    got += [part.update(b) for b in beats[2:]]
+    assert got == expected
+    assert [len(e) for e in expected] == [0, 1, 1, 0, 2]
+
+
+def test_a_naive_stamp_is_refused() -> None:
+    with pytest.raises(DetectError, match="time zone"):
+        Heartbeat(datetime(2026, 3, 2, 8, 0), 1.0, 0)

@@ -1,0 +1,119 @@
+"""A node's heartbeats reach its state: the agent's own health, encoded as the publisher
+sends it, journalled, decoded and processed as the dataflow does (records ->
+NodeState), raises CLOCK_JUMP once, survives snapshots, and replays without a second
+event."""
+
+from __future__ import annotations
+
+import pickle
+from datetime import UTC, datetime
+from pathlib import Path
+
+from cloud.journal import JournalRecord
+from cloud.logic.node import NodeState
+from cloud.logic.records import decode_record
+from cloud.logic.rollup import HOUR_NS
+from edge.agent import Agent
+from edge.config import load_config
+from urbanpulse.clock import FakeClock, to_epoch_ns
+from urbanpulse.wire import encode_status, status_topic
+
+SAMPLE = Path(__file__).resolve().parents[3] / "edge/drivers/sds011/sample.toml"
+
+
+def _agent(tmp_path: Path, clock: FakeClock) -> Agent:
+    text = SAMPLE.read_text().replace('state_dir = "/var/lib/urbanpulse"',
+                                      f'state_dir = "{tmp_path}"')
+    path = tmp_path / "node.toml"
+    path.write_text(text)
+    agent = Agent(load_config(path), clock=clock)
+    agent.outbox.open()
+    return agent
+
+
+class _Node:
+    """An agent's heartbeats as journal records (what the ingest stores of them)."""
+
+    def __init__(self, tmp_path: Path, clock: FakeClock | None = None) -> None:
+        self.clock = clock or FakeClock(datetime(2026, 5, 1, 8, 0, tzinfo=UTC))
+        tmp_path.mkdir(exist_ok=True)
+        self.agent = _agent(tmp_path, self.clock)
+        self.agent.check_clock()
+        self.offset = 0
+
+    def beat(self, seconds: float = 30.0, jump_s: float = 0.0) -> JournalRecord:
+        self.clock.advance(seconds)
+        if jump_s:
+            self.clock.jump(jump_s)
+        self.agent.check_clock()
+        node = self.agent.config.node
+        payload = encode_status("online", self.clock.now(), self.agent.health())
+        self.offset += 1
+        received = to_epoch_ns(self.clock.now()) + 10**6  # the cloud's clock does not matter
+        return JournalRecord("i0", self.offset, received, status_topic(node.site, node.id),
+                             payload)
+
+
+def _process(state: NodeState, rec: JournalRecord) -> list[tuple[str, str]]:
+    """What the dataflow's node step writes for a record (cloud/flow.py NodeLogic)."""
+    data, points = decode_record(rec, 4096)
+    if data is not None:
+        points.extend(state.process(data))
+    return points
+
+
+def test_a_clock_jump_the_agent_counted_is_an_event_of_the_node(tmp_path: Path) -> None:
+    node = _Node(tmp_path)
+    state = NodeState(HOUR_NS)
+    assert [p for p in _process(state, node.beat()) if "events" in p[1]] == []
+    jumped = node.beat(jump_s=-3600)  # NTP set the clock an hour back
+    points = _process(state, jumped)
+    assert [p[1].split(",", 1)[0] for p in points] == ["node_status", "events"]
+    event = points[1][1]
+    assert event.startswith("events,kind=node,node=aq-01,site=")
+    assert "type=clock_jump" in event
+    assert 'field="clock_jumps"' in event
+    stamp = to_epoch_ns(node.clock.now())  # the heartbeat's own (node) stamp
+    assert event.endswith(f" {stamp}")
+    [alert] = state.take_alerts()
+    assert (alert.type, alert.sensor, alert.kind, alert.ts_ns) == ("clock_jump", "", "node", stamp)
+    # later heartbeats of the same run, no new jump: nothing
+    assert not any("events" in p[1] for p in _process(state, node.beat()))
+    assert state.take_alerts() == []
+
+
+def test_replays_from_a_snapshot_write_the_same_event_and_a_repeat_none(tmp_path: Path) -> None:
+    node = _Node(tmp_path)
+    state = NodeState(HOUR_NS)
+    _process(state, node.beat())
+    snapshot = pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+    records = [node.beat(jump_s=600), node.beat(), node.beat(jump_s=-600)]
+    first = [p for r in records for p in _process(state, r)]
+    events = [p for p in first if p[1].startswith("events")]
+    assert len(events) == 2
+    # a crash after the snapshot: the same records again give the same points, which
+    # overwrite themselves in InfluxDB (same series, same stamps)
+    resumed = pickle.loads(snapshot)
+    assert [p for r in records for p in _process(resumed, r)] == first
+    # the same heartbeats again without a crash (MQTT redelivery, a retained status):
+    # no event twice
+    assert [p for r in records for p in _process(state, r) if p[1].startswith("events")] == []
+
+
+def test_a_restart_starts_counting_again(tmp_path: Path) -> None:
+    node = _Node(tmp_path)
+    state = NodeState(HOUR_NS)
+    _process(state, node.beat(jump_s=120))  # jumps counted before the cloud heard it
+    _process(state, node.beat())
+    node.agent.outbox.close()
+    restarted = _Node(tmp_path / "again", node.clock)  # a new run: uptime and count from 0
+    assert not any(p[1].startswith("events") for p in _process(state, restarted.beat()))
+    assert any(p[1].startswith("events") for p in _process(state, restarted.beat(jump_s=90)))
+
+
+def test_without_detection_a_heartbeat_is_its_status_point_only(tmp_path: Path) -> None:
+    node = _Node(tmp_path)
+    state = NodeState(HOUR_NS, detect=False)
+    _process(state, node.beat())
+    points = _process(state, node.beat(jump_s=600))
+    assert [p[1].split(",", 1)[0] for p in points] == ["node_status"]
