@@ -9,6 +9,7 @@ duplicate (its raw point is still written; it is not added to an aggregate twice
 from __future__ import annotations
 
 import bisect
+import math
 
 
 class SeqRanges:
@@ -22,7 +23,9 @@ class SeqRanges:
     def add(self, seq: int) -> bool:
         """Record `seq`; True if it is new, False if it was seen before."""
         r = self.ranges
-        i = bisect.bisect_right(r, seq, key=lambda x: x[0]) - 1
+        # The last range starting at or before seq: in order, the last one without a search;
+        # else by bisection ([a, b] <= [seq, inf] iff a <= seq).
+        i = len(r) - 1 if r and seq >= r[-1][0] else bisect.bisect_right(r, [seq, math.inf]) - 1
         if i >= 0 and seq < r[i][1]:
             return False
         joins_left = i >= 0 and r[i][1] == seq

@@ -7,6 +7,9 @@ import pickle
 import random
 from datetime import UTC, datetime
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from cloud.journal import JournalRecord
 from cloud.logic.lines import line
 from cloud.logic.node import NodeState
@@ -28,6 +31,17 @@ def test_seq_ranges_tell_new_from_duplicate_in_any_order() -> None:
     assert not any(s.add(q) for q in order)
     assert s.ranges == [[0, 100]]
     assert (s.expected, s.seen, s.missing) == (100, 100, 0)
+
+
+@given(st.lists(st.integers(0, 60), max_size=120))
+def test_seq_ranges_agree_with_a_set_of_seen_numbers(seqs: list[int]) -> None:
+    s, seen = SeqRanges(max_ranges=1000), set()
+    for q in seqs:
+        assert s.add(q) == (q not in seen), q
+        seen.add(q)
+    assert s.seen == len(seen)
+    assert all(a < b for a, b in s.ranges)
+    assert all(s.ranges[i][1] < s.ranges[i + 1][0] for i in range(len(s.ranges) - 1))
 
 
 def test_seq_ranges_count_gaps_and_stay_bounded() -> None:

@@ -174,7 +174,7 @@ class HospitalNodeRollup:
     def _add_bed(self, r: Reading) -> None:
         entry = (r.ts_ns, int(r.values["occupied"]), int(r.values.get("fault", 0)))
         history = self.beds.setdefault(r.sensor, [])
-        i = bisect.bisect_left(history, r.ts_ns, key=lambda e: e[0])
+        i = bisect.bisect_left(history, (r.ts_ns,))  # (ts,) sorts before every (ts, ...)
         if i < len(history) and history[i][0] == r.ts_ns:
             history[i] = entry
         else:
@@ -186,7 +186,7 @@ class HospitalNodeRollup:
         """(beds, occupied, available, faulty) from each bed's last reading before end_ns."""
         beds = occupied = faulty = 0
         for history in self.beds.values():
-            i = bisect.bisect_left(history, end_ns, key=lambda e: e[0])
+            i = bisect.bisect_left(history, (end_ns,))
             if i == 0:
                 continue
             _, occ, fault = history[i - 1]
@@ -250,7 +250,7 @@ class HospitalNodeRollup:
         floor = self.newest_ns - self.horizon_ns
         for history in self.beds.values():
             # Keep the last state before the floor: it is the bed's state at the floor.
-            i = bisect.bisect_left(history, floor, key=lambda e: e[0])
+            i = bisect.bisect_left(history, (floor,))
             if i > 1:
                 del history[:i - 1]
         for rp, width in WIDTHS:

@@ -77,13 +77,15 @@ class TrafficRollup:
         out: list[Point] = []
         for rp, width, start in sorted(touched):
             lanes = self.windows[(rp, width)][start]
+            flows: list[float] = []
             for sensor in sorted(lanes):
                 fields = _sums(lanes[sensor].values())
+                flows.append(fields["flow_vpm"])
                 out.append((rp, line("traffic_lane", {"site": site, "node": node, "sensor": sensor},
                                      fields, start)))
             total: dict[str, float | int] = dict(
                 _sums(s for lane in lanes.values() for s in lane.values()))
-            total["flow_vpm"] = math.fsum(_sums(lanes[s].values())["flow_vpm"] for s in lanes)
+            total["flow_vpm"] = math.fsum(flows)
             total["lanes"] = len(lanes)
             out.append((rp, line("traffic_intersection", {"site": site, "node": node}, total, start)))
         self._evict()
