@@ -57,6 +57,7 @@ class Agent:
         self._shared_pins: Any = None
         self.outbox = Outbox(config.node.state_dir / OUTBOX_FILE, max_rows=config.outbox.max_rows)
         self.drivers = {s.id: DriverState(s.id, s.driver) for s in config.sensors}
+        self._running: dict[str, Driver] = {}  # each sensor's driver, for its supervision
         self._pending: list[Sample] = []
         self.driver_state = StagedState(self.outbox)
         self._committed = 0
@@ -93,8 +94,7 @@ class Agent:
             "outbox_evicted": stats.evicted,
             "readings_per_s": round(self._committed / uptime, 2) if uptime > 0 else 0.0,
             "readings_committed": self._committed,
-            "drivers": {k: {"driver": d.driver, "state": d.state, "restarts": d.restarts,
-                            "last_error": d.last_error} for k, d in self.drivers.items()},
+            "drivers": {k: self._driver_health(k, d) for k, d in self.drivers.items()},
             "mqtt": None if pub is None else {
                 "connected": pub.connected, "connects": pub.connects, "last_error": pub.last_error,
                 "last_ack_ns": pub.last_ack_ns, "readings_acked": pub.readings_acked,
@@ -103,6 +103,17 @@ class Agent:
             "clock": {"jumps": self.clock_jumps},
             "cpu_temp_c": _cpu_temperature(),
         }
+
+    def _driver_health(self, sensor: str, d: DriverState) -> dict[str, Any]:
+        out: dict[str, Any] = {"driver": d.driver, "state": d.state, "restarts": d.restarts,
+                               "last_error": d.last_error}
+        # A supervised driver's wiring ({"cable": "ok" | "cut", "ready": bool}): drivers
+        # whose readings cannot carry it (a kiosk's) report it here, for the cloud.
+        report = getattr(self._running.get(sensor), "supervision", None)
+        supervision = report() if callable(report) else None
+        if supervision:
+            out["supervision"] = supervision
+        return out
 
     def check_clock(self) -> None:
         offset = self.clock.now().timestamp() - self.clock.monotonic()
@@ -143,6 +154,7 @@ class Agent:
         delay = RESTART_MIN_S
         while True:
             driver: Driver = module.build(sensor.id, sensor.params, ctx)
+            self._running[sensor.id] = driver
             state.state = "running"
             started = time.monotonic()
             try:

@@ -18,7 +18,10 @@ Each node also sends the agent's heartbeat every `HEARTBEAT_S` (the default
 (`cloud/logic/events.py` `NodeWatch`): stamped by the node's clock, with the uptime of
 a node that never restarts during the run and the agent's count of wall-clock jumps,
 one counted when an injected clock offset starts and one when it ends
-(`node_heartbeats`).
+(`node_heartbeats`). The kiosks are supervised (`supervised_kiosks`, on by default):
+their heartbeat reports the loopback pair cut during a `cut_cable` fault and the
+kiosk's "in service" output off during a `silence` or `cut_cable` fault (the
+queue_kiosk driver's `supervision`), which an unsupervised kiosk cannot say.
 
 Each event is stamped with the simulated time the cloud raised it: the true time of
 the reading or heartbeat that triggered it (the node's stamp minus its clock
@@ -35,7 +38,7 @@ from datetime import datetime
 
 from cloud.detect import DetectError, FaultEvent, FaultMonitor
 from cloud.detect.drift import DRIFT_FIELDS, CityDrift, Drift
-from cloud.detect.faults import Heartbeat, HeartbeatMonitor
+from cloud.detect.faults import Heartbeat, HeartbeatMonitor, Supervision
 from urbanpulse.simulate import Simulation
 from urbanpulse.simulate.events import Event
 from urbanpulse.wire import Reading
@@ -131,19 +134,33 @@ def _offset_at(t: float, jumps: list[Event]) -> float:
 
 
 def node_heartbeats(sim: Simulation, t0: float, t1: float,
-                    jumps: dict[tuple[str, str], list[Event]]
+                    jumps: dict[tuple[str, str], list[Event]],
+                    supervised_kiosks: bool = False
                     ) -> list[tuple[float, str, str, Heartbeat]]:
     """The heartbeats the nodes' agents send in [t0, t1) of true time: every
     `HEARTBEAT_S` from a phase of each node's own, stamped by the node's clock, with
-    the jumps the agent has counted (a clock offset starting, and ending)."""
+    the jumps the agent has counted (a clock offset starting, and ending) and, with
+    `supervised_kiosks`, each kiosk's supervision (cable cut during a cut_cable
+    fault; out of service during it and during a silence fault)."""
     out: list[tuple[float, str, str, Heartbeat]] = []
     for n in sim.nodes:
         phase = zlib.crc32(f"{n.site}/{n.node}".encode()) % int(HEARTBEAT_S)
         node_jumps = jumps.get((n.site, n.node), [])
+        kiosks = [s.id for s in n.sensors if s.driver == "queue_kiosk"] if supervised_kiosks \
+            else []
+        faults = [e for e in sim.events if e.type in ("cut_cable", "silence")
+                  and e.site == n.site and e.node == n.node and e.sensor in kiosks]
         t = phase + math.ceil((t0 - phase) / HEARTBEAT_S) * HEARTBEAT_S
         while t < t1:
             counted = sum((e.start_s <= t) + (e.end_s <= t) for e in node_jumps)
-            hb = Heartbeat(sim.at(t + _offset_at(t, node_jumps)), UPTIME_S + t, counted)
+            supervision = None
+            if kiosks:
+                active = {(e.sensor, e.type) for e in faults if e.start_s <= t < e.end_s}
+                supervision = {k: Supervision("cut" if (k, "cut_cable") in active else "ok",
+                                              not any(s == k for s, _ in active))
+                               for k in kiosks}
+            hb = Heartbeat(sim.at(t + _offset_at(t, node_jumps)), UPTIME_S + t, counted,
+                           supervision)
             out.append((t, n.site, n.node, hb))
             t += HEARTBEAT_S
     return out
@@ -168,8 +185,8 @@ def warm_drift(history: Simulation, drift: CityDrift, days: float = 2.0) -> list
 
 
 def stream(sim: Simulation, hours: float, tick_s: float = 60.0,
-           step_s: float = 600.0, drift: CityDrift | None = None
-           ) -> tuple[list[Raised], int, int]:
+           step_s: float = 600.0, drift: CityDrift | None = None,
+           supervised_kiosks: bool = True) -> tuple[list[Raised], int, int]:
     """Every fault event of the run; the number of readings and of monitor updates."""
     feed = FaultFeed() if drift is None else FaultFeed(drift=drift)
     raised: list[Raised] = []
@@ -194,7 +211,7 @@ def stream(sim: Simulation, hours: float, tick_s: float = 60.0,
                 else:
                     at = (r.ts_ns - start_ns) / 1e9
                 timed.append((at, len(timed), batch.site, batch.node, r))
-        for at, site, node, hb in node_heartbeats(sim, t0, t1, jumps):
+        for at, site, node, hb in node_heartbeats(sim, t0, t1, jumps, supervised_kiosks):
             timed.append((at, len(timed), site, node, hb))
         timed.sort(key=lambda x: (x[0], x[1]))
         readings += sum(isinstance(x[4], Reading) for x in timed)

@@ -161,21 +161,44 @@ def test_heartbeats_carry_the_jumps_the_agent_would_have_counted() -> None:
     assert {(s, n) for _, s, n, _ in everyone} == {(n.site, n.node) for n in city.nodes}
 
 
+def test_supervised_kiosks_report_their_cable_and_service_in_the_heartbeat() -> None:
+    faults = [make_event("cut_cable", "bach-mai", "opd-hall", "kiosk-insured", 600, 1200, {}),
+              make_event("silence", "bach-mai", "opd-hall", "kiosk-service", 900, 1500, {})]
+    sim = Simulation(City.load(), seed=3, events=faults)
+    beats = [(t, hb) for t, site, node, hb in node_heartbeats(sim, 0, 1800, {}, True)
+             if (site, node) == ("bach-mai", "opd-hall")]
+    assert len(beats) == 1800 // HEARTBEAT_S
+    for t, hb in beats:
+        assert hb.supervision is not None
+        insured, service = hb.supervision["kiosk-insured"], hb.supervision["kiosk-service"]
+        cut = 600 <= t < 1200
+        assert (insured.cable, insured.ready) == ("cut" if cut else "ok", not cut)
+        assert (service.cable, service.ready) == ("ok", not 900 <= t < 1500)
+    plain = node_heartbeats(sim, 0, 1800, {}, False)
+    assert all(hb.supervision is None for _, _, _, hb in plain)
+
+
 def test_the_feed_raises_on_heartbeats_what_the_node_state_raises() -> None:
     """The harness's heartbeats, sent as status messages and processed as the dataflow
     does, raise the same events as the harness's own monitors."""
     city = City.load()
     jumps = {("nga-tu-so", "aq-roadside"): [
         make_event("clock_jump", "nga-tu-so", "aq-roadside", None, 600, 1800, {"offset_s": 900})]}
-    sim = Simulation(city, seed=3, events=jumps[("nga-tu-so", "aq-roadside")])
+    kiosk = [make_event("cut_cable", "viet-duc", "laboratory", "kiosk-sampling", 300, 2000, {}),
+             make_event("silence", "viet-duc", "laboratory", "kiosk-sampling", 2500, 3000, {})]
+    sim = Simulation(city, seed=3, events=jumps[("nga-tu-so", "aq-roadside")] + kiosk)
     feed = FaultFeed()
     states: dict[tuple[str, str], NodeState] = {}
     ours: list[tuple[str, str, str, int]] = []
     theirs: list[tuple[str, str, str, int]] = []
-    for i, (_, site, node, hb) in enumerate(node_heartbeats(sim, 0, 3600, jumps)):
+    for i, (_, site, node, hb) in enumerate(node_heartbeats(sim, 0, 3600, jumps, True)):
         ours += [(n, e.sensor, str(e.fault), to_epoch_ns(e.detected_at))
                  for _, n, e in feed.heartbeat(site, node, hb)]
-        health = {"uptime_s": hb.uptime_s, "clock": {"jumps": hb.clock_jumps}}
+        health: dict[str, object] = {"uptime_s": hb.uptime_s, "clock": {"jumps": hb.clock_jumps}}
+        if hb.supervision:
+            health["drivers"] = {k: {"driver": "queue_kiosk", "state": "running",
+                                     "supervision": {"cable": v.cable, "ready": v.ready}}
+                                 for k, v in hb.supervision.items()}
         rec = JournalRecord("i0", i + 1, 0, status_topic(site, node),
                             encode_status("online", hb.ts, health))
         data, _ = decode_record(rec, 4096)
@@ -184,4 +207,6 @@ def test_the_feed_raises_on_heartbeats_what_the_node_state_raises() -> None:
         state.process(data)
         theirs += [(a.node, a.sensor, a.type, a.ts_ns) for a in state.take_alerts()]
     assert ours == theirs
-    assert [(n, t) for n, _, t, _ in ours] == [("aq-roadside", "clock_jump")] * 2
+    assert sorted((n, k, t) for n, k, t, _ in ours) == [
+        ("aq-roadside", "", "clock_jump"), ("aq-roadside", "", "clock_jump"),
+        ("laboratory", "kiosk-sampling", "cut_cable"), ("laboratory", "kiosk-sampling", "silence")]

@@ -1,6 +1,8 @@
 """queue_kiosk: a ticket kiosk's "ticket printed" output and the counters' "call next"
 buttons on GPIO. Emits a `hospital.queue` reading per ticket issued (called = 0) and per
-ticket called (called = 1, with the counter), stamped with the pulse's leading edge."""
+ticket called (called = 1, with the counter), stamped with the pulse's leading edge.
+Optionally supervised (a loopback pair in the cable, the kiosk's "in service" output):
+reported in the node's heartbeat (`supervision()`), not in readings."""
 
 from __future__ import annotations
 
@@ -12,12 +14,14 @@ from typing import Any
 from edge.drivers.base import DriverContext, Emit, Sample
 from edge.drivers.queue_kiosk import store
 from edge.drivers.queue_kiosk.logic import QueueEvent, QueueKiosk, TicketState
+from edge.drivers.queue_kiosk.supervision import CABLE, READY, KioskSupervision
 from edge.gpio.params import Fields, InputWiring
 from edge.gpio.runtime import GpioDriver, RawEdge
 from edge.gpio.timing import wall_time_at
 
 KIND = "hospital.queue"
 MAX_COUNTER = 1000  # the contract's bound on `counter`
+SUPERVISIONS = ("none", "loopback")
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,10 +31,27 @@ class QueueKioskParams:
     counters: tuple[int, ...]
     wiring: InputWiring = field(default_factory=InputWiring)
     debounce_s: float = 0.03
+    supervision_pin: int | None = None  # the cable's loopback pair; None: unsupervised
+    ready_pin: int | None = None  # the kiosk's "in service" output; None: not read
+    fault_delay_s: float = 1.0
+
+    @property
+    def supervision_lines(self) -> tuple[str, ...]:
+        """The supervision lines wired, in pin order after the call pins."""
+        return tuple(name for name, pin in ((CABLE, self.supervision_pin),
+                                            (READY, self.ready_pin)) if pin is not None)
 
     @property
     def pins(self) -> tuple[int, ...]:
-        return (self.issue_pin, *self.call_pins)
+        extra = tuple(p for p in (self.supervision_pin, self.ready_pin) if p is not None)
+        return (self.issue_pin, *self.call_pins, *extra)
+
+    @property
+    def whole_level(self) -> bool:
+        """The level (after active_state) the loopback line reads while the cable is
+        whole: the pair ties the pin to the rail opposite its pull (as door_counter)."""
+        tied_high = self.wiring.pull == "down"
+        return tied_high == self.wiring.active_high
 
 
 def parse_params(raw: Mapping[str, Any], key: str) -> QueueKioskParams:
@@ -39,6 +60,16 @@ def parse_params(raw: Mapping[str, Any], key: str) -> QueueKioskParams:
     call_pins = f.pin_list("call_pins")
     named: dict[str, int | None] = {"issue_pin": issue_pin}
     named.update({f"call_pins[{i}]": pin for i, pin in enumerate(call_pins)})
+    supervised = f.choice("supervision", SUPERVISIONS, "none") == "loopback"
+    supervision_pin = f.optional_pin("supervision_pin")
+    ready_pin = f.optional_pin("ready_pin")
+    if not supervised and f.has("supervision_pin"):
+        raise f.error("supervision_pin", "only used with supervision = \"loopback\"")
+    if supervised and supervision_pin is None:
+        raise f.error("supervision_pin", "required with supervision = \"loopback\"")
+    if not supervised and ready_pin is None and f.has("fault_delay_s"):
+        raise f.error("fault_delay_s", "only used with supervision or a ready_pin")
+    named.update(supervision_pin=supervision_pin, ready_pin=ready_pin)
     f.distinct_pins(named)
     counters = f.integer_list("counter_numbers", 0, MAX_COUNTER)
     if counters is None:
@@ -50,24 +81,38 @@ def parse_params(raw: Mapping[str, Any], key: str) -> QueueKioskParams:
         raise f.error("counter_numbers", "must not repeat a counter")
     params = QueueKioskParams(issue_pin=issue_pin, call_pins=call_pins, counters=counters,
                               wiring=f.wiring(),
-                              debounce_s=f.number("debounce_s", 0.03, 0.0, 0.5))
+                              debounce_s=f.number("debounce_s", 0.03, 0.0, 0.5),
+                              supervision_pin=supervision_pin, ready_pin=ready_pin,
+                              fault_delay_s=f.number("fault_delay_s", 1.0, 0.0, 60.0))
     f.finish()
     return params
 
 
 class _KioskRun:
-    def __init__(self, driver: QueueKioskDriver, logic: QueueKiosk, emit: Emit) -> None:
+    def __init__(self, driver: QueueKioskDriver, logic: QueueKiosk,
+                 supervision: KioskSupervision | None, emit: Emit) -> None:
         self.driver = driver
         self.logic = logic
+        self.supervision = supervision
+        self.first_supervised = 1 + len(logic.counters)  # the lines after the call pins
         self.emit = emit
 
     async def on_edge(self, edge: RawEdge) -> None:
+        if edge.line >= self.first_supervised and self.supervision is not None:
+            self.supervision.feed(self.supervision.lines[edge.line - self.first_supervised],
+                                  edge.level, edge.t)
+            return
         await self._publish(self.logic.feed(edge.line, edge.level, edge.t))
 
     def deadline(self) -> float | None:
-        return self.logic.next_deadline()
+        due = [d for d in (self.logic.next_deadline(),
+                           None if self.supervision is None else self.supervision.next_deadline())
+               if d is not None]
+        return min(due) if due else None
 
     async def on_time(self, now: float) -> None:
+        if self.supervision is not None:
+            self.supervision.poll(now)
         await self._publish(self.logic.poll(now))
 
     async def _publish(self, events: list[QueueEvent]) -> None:
@@ -90,6 +135,7 @@ class QueueKioskDriver(GpioDriver):
         super().__init__(sensor_id, params.pins, params.wiring, ctx)
         self.params = params
         self.logic: QueueKiosk | None = None
+        self.supervised: KioskSupervision | None = None
 
     async def _saved_state(self) -> TicketState | None:
         keeper, key = self.ctx.state, store.state_key(self.sensor_id)
@@ -103,18 +149,34 @@ class QueueKioskDriver(GpioDriver):
 
     async def start(self, levels: list[bool], now: float, emit: Emit) -> _KioskRun:
         state = await self._saved_state()
-        self.logic = QueueKiosk(counters=self.params.counters, bounce_s=self.params.debounce_s,
-                                levels=levels, t0=now, state=state)
-        return _KioskRun(self, self.logic, emit)
+        params = self.params
+        first = 1 + len(params.counters)
+        self.logic = QueueKiosk(counters=params.counters, bounce_s=params.debounce_s,
+                                levels=levels[:first], t0=now, state=state)
+        lines = params.supervision_lines
+        self.supervised = KioskSupervision(
+            lines=lines, levels=tuple(levels[first:]), t0=now, bounce_s=params.debounce_s,
+            delay_s=params.fault_delay_s, whole_level=params.whole_level) if lines else None
+        return _KioskRun(self, self.logic, self.supervised, emit)
+
+    def supervision(self) -> dict[str, str | bool] | None:
+        """For the node's heartbeat: {"cable": "ok" | "cut", "ready": bool}, the lines
+        wired only; None when unsupervised or not running."""
+        if self.supervised is None or not self.running:
+            return None
+        return self.supervised.report(self.ctx.clock.monotonic())
 
     def describe(self) -> dict[str, Any]:
         out = super().describe()
         out["persisted"] = self.ctx.state is not None
         if self.logic is not None:
             state = self.logic.state
-            out.update(signals=[self.logic.level(line) for line in range(len(self.pins))],
+            lines = 1 + len(self.params.counters)
+            out.update(signals=[self.logic.level(line) for line in range(lines)],
                        issued=state.issued, called=state.called, waiting=state.waiting,
                        empty_calls=self.logic.empty_calls, glitches=self.logic.glitches)
+        if self.params.supervision_lines:
+            out["supervision"] = self.supervision()
         return out
 
 

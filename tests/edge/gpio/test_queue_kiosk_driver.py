@@ -3,11 +3,15 @@ cannot run here), under asyncio with the real clock and the agent's real outbox 
 ticket numbers."""
 
 import asyncio
+import contextlib
 import json
 from pathlib import Path
+from typing import Any
 
+from edge.agent import Agent
+from edge.config import load_config
 from edge.driver_state import StagedState
-from edge.drivers.base import DriverContext
+from edge.drivers.base import DriverContext, Sample
 from edge.drivers.queue_kiosk import store
 from edge.drivers.queue_kiosk.driver import build, parse_params
 from edge.outbox import Outbox
@@ -114,3 +118,82 @@ def test_numbers_from_an_earlier_version_s_state_file_carry_on(gpio, tmp_path: P
     outbox.append([], 0, keeper.take())
     assert json.loads(outbox.load_state(store.state_key("kiosk-opd")) or "null") == {
         "issued": 42, "called": 39}
+
+
+SUPERVISED = dict(RAW, supervision="loopback", supervision_pin=19, ready_pin=13,
+                  fault_delay_s=0.05)
+
+
+def test_supervision_reports_a_cut_cable_and_a_dead_kiosk_without_touching_readings(
+        gpio: Any) -> None:
+    driver = build("kiosk-opd", parse_params(SUPERVISED, "sensors[0]"),
+                   DriverContext(pin_factory=gpio.provider))
+    issue, loop, ready = (gpio.factory.pin(n) for n in (16, 19, 13))
+
+    async def scenario() -> list[Sample]:
+        assert driver.supervision() is None, "not running yet"
+        async with gpio.running(driver) as samples:
+            # wired and working: the loop ties its pin to GND, the kiosk's output is on
+            # (low); until then the pull-ups read a cut cable and a kiosk out of service
+            await gpio.wait_until(lambda: driver.supervision() == {"cable": "cut",
+                                                                   "ready": False},
+                                  "nothing wired yet")
+            await gpio.in_thread(loop.drive_low)
+            await gpio.in_thread(ready.drive_low)
+            await gpio.wait_until(lambda: driver.supervision() == {"cable": "ok", "ready": True},
+                                  "whole and in service")
+            await gpio.in_thread(issue.drive_low)
+            await gpio.wait_until(lambda: len(samples) == 1, "ticket issued")
+            await gpio.in_thread(issue.drive_high)
+            await gpio.in_thread(loop.drive_high)  # the pull-up wins: the cable is cut
+            await gpio.wait_until(lambda: (driver.supervision() or {}).get("cable") == "cut",
+                                  "cable reported cut")
+            await gpio.in_thread(loop.drive_low)
+            await gpio.wait_until(lambda: (driver.supervision() or {}).get("cable") == "ok",
+                                  "cable whole again")
+            await gpio.in_thread(ready.drive_high)  # the kiosk died
+            await gpio.wait_until(lambda: driver.supervision() == {"cable": "ok", "ready": False},
+                                  "kiosk out of service")
+            assert driver.describe()["supervision"] == {"cable": "ok", "ready": False}
+            await gpio.in_thread(issue.drive_low)
+            await gpio.wait_until(lambda: len(samples) == 2, "a second ticket")
+        assert driver.supervision() is None, "stopped"
+        return list(samples)
+
+    samples = asyncio.run(scenario())
+    assert [s.values for s in samples] == [{"ticket": 1, "called": 0}, {"ticket": 2, "called": 0}]
+    gpio.assert_contract(samples)
+
+
+def test_the_agent_puts_a_running_kiosk_s_supervision_in_its_heartbeat(gpio: Any,
+                                                                      tmp_path: Path) -> None:
+    sample = Path(__file__).resolve().parents[3] / "edge/drivers/queue_kiosk/sample.toml"
+    text = sample.read_text().replace('state_dir = "/var/lib/urbanpulse"',
+                                      f'state_dir = "{tmp_path}"')
+    text = text.replace("fault_delay_s = 1.0 ", "fault_delay_s = 0.05")
+    (tmp_path / "node.toml").write_text(text)
+    agent = Agent(load_config(tmp_path / "node.toml"), pin_factory=gpio.provider)
+    agent.outbox.open()
+    loop = gpio.factory.pin(19)
+    [sensor] = agent.config.sensors
+
+    async def scenario() -> None:
+        assert "supervision" not in agent.health()["drivers"]["kiosk-opd"]
+        # The agent's own driver supervision (run() would also need a broker).
+        task = asyncio.create_task(agent._supervise(
+            sensor, DriverContext(clock=agent.clock, pin_factory=gpio.provider)))
+        try:
+            await gpio.wait_until(lambda: "supervision" in agent.health()["drivers"]["kiosk-opd"],
+                                  "the driver's pins open")
+            await gpio.in_thread(loop.drive_low)  # the cable whole; the kiosk's output off
+            await gpio.wait_until(
+                lambda: agent.health()["drivers"]["kiosk-opd"].get("supervision")
+                == {"cable": "ok", "ready": False}, "the heartbeat's supervision")
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        assert "supervision" not in agent.health()["drivers"]["kiosk-opd"]
+
+    asyncio.run(scenario())
+    agent.outbox.close()

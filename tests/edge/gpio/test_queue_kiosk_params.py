@@ -15,8 +15,20 @@ SAMPLE = Path(edge.drivers.queue_kiosk.__file__).parent / "sample.toml"
 def test_sample_parses() -> None:
     sensors = tomllib.loads(SAMPLE.read_text())["sensors"]
     params = parse_params(sensors[0], "sensors[0]")
-    assert params.pins == (16, 20, 21, 26)
+    assert params.pins == (16, 20, 21, 26, 19, 13)
     assert params.counters == (4, 5, 6)
+    assert params.supervision_lines == ("cable", "ready")
+    assert params.whole_level is True  # pull-up, active low: the pair ties the pin to GND
+
+
+def test_supervision_is_optional_and_each_line_on_its_own() -> None:
+    bare = parse_params({"issue_pin": 2, "call_pins": [3]}, "s")
+    assert (bare.pins, bare.supervision_lines) == ((2, 3), ())
+    ready = parse_params({"issue_pin": 2, "call_pins": [3], "ready_pin": 5}, "s")
+    assert (ready.pins, ready.supervision_lines) == ((2, 3, 5), ("ready",))
+    loop = parse_params({"issue_pin": 2, "call_pins": [3], "supervision": "loopback",
+                         "supervision_pin": 6, "pull": "down"}, "s")
+    assert (loop.pins, loop.supervision_lines, loop.whole_level) == ((2, 3, 6), ("cable",), True)
 
 
 def test_counters_default_to_their_position() -> None:
@@ -40,6 +52,16 @@ def test_counters_default_to_their_position() -> None:
          "s.counter_numbers", "[0, 1000]"),
         ({"issue_pin": 2, "call_pins": [3], "first_ticket": 100}, "s.first_ticket",
          "unknown key"),
+        ({"issue_pin": 2, "call_pins": [3], "supervision_pin": 5}, "s.supervision_pin",
+         "only used with supervision"),
+        ({"issue_pin": 2, "call_pins": [3], "supervision": "loopback"}, "s.supervision_pin",
+         "required"),
+        ({"issue_pin": 2, "call_pins": [3], "supervision": "relay"}, "s.supervision", "loopback"),
+        ({"issue_pin": 2, "call_pins": [3], "fault_delay_s": 2}, "s.fault_delay_s",
+         "only used with supervision or a ready_pin"),
+        ({"issue_pin": 2, "call_pins": [3], "ready_pin": 3}, "s.ready_pin", "call_pins[0]"),
+        ({"issue_pin": 2, "call_pins": [3], "ready_pin": 5, "fault_delay_s": 61},
+         "s.fault_delay_s", "60"),
     ],
 )
 def test_bad_values_name_the_key(raw: dict[str, object], key: str, reason: str) -> None:
