@@ -13,14 +13,20 @@ For each value it combines two views (see docs/anomaly-detection.md):
   profile), to that share times the same novelty computed on the first differences
   (value minus the previous value): a change of a size or rhythm never seen.
 
-The score is `novelty_weight * novelty + (1 - novelty_weight) * tail`, 0 during the
-first `warmup` values, and 0 again while it is not higher than every score of the
-last `refractory` values: a lasting anomaly is reported when it starts and when it
-grows, not on every value. For `damp_span` values after a score reached `damp_level`
-(an alert), scores are multiplied by `damp_factor`: a second alert so soon must be
-clearly stronger than an ordinary one. For `hold` values after a score reached the
-threshold (a reported alert), scores are 0: that alert is still open (40 values by
-default, 10 in the road-traffic profile, whose anomalies can come closer together).
+A third view, the seasonal residual (`SeasonalResidual`, on unless `season_learn` is 0),
+is reported on its own: when the first `season_learn` values show a period, the
+distance of each value from its phase's smoothed profile is ranked against the last
+`history` such distances, and its surprise s gives `1 - exp(-s / season_scale)`.
+
+The score is `novelty_weight * novelty + (1 - novelty_weight) * tail`, or the seasonal
+one when that is higher, 0 during the first `warmup` values, and 0 again while it is
+not higher than every score of the last `refractory` values: a lasting anomaly is
+reported when it starts and when it grows, not on every value. For `damp_span` values
+after a score reached `damp_level` (an alert), scores are multiplied by `damp_factor`:
+a second alert so soon must be clearly stronger than an ordinary one. For `hold`
+values after a score reached the threshold (a reported alert), scores are 0: that
+alert is still open (40 values by default, 10 in the road-traffic profile, whose
+anomalies can come closer together).
 
 No value is used before it arrives, nothing about the range of a series is known in
 advance, and the state is a fixed set of bounded buffers (picklable, under 64 KB).
@@ -37,6 +43,7 @@ from itertools import islice
 
 from cloud.detect.errors import DetectError
 from cloud.detect.novelty import ContextNovelty
+from cloud.detect.seasonal import SeasonalResidual
 from cloud.detect.tail import TailHistory
 from urbanpulse.clock import to_epoch_ns
 
@@ -64,6 +71,10 @@ class DetectorSettings:
     damp_span: int = 150
     damp_factor: float = 0.97
     hold: int = 40
+    season_learn: int = 600
+    season_min_correlation: float = 0.5
+    season_rate: float = 0.2
+    season_scale: float = 20.0
     threshold: float = field(default=0.80)
 
     def __post_init__(self) -> None:
@@ -87,6 +98,10 @@ class DetectorSettings:
             "damp_span": self.damp_span >= 0,
             "damp_factor": 0.0 <= self.damp_factor <= 1.0,
             "hold": self.hold >= 0,
+            "season_learn": self.season_learn == 0 or self.season_learn >= 8,
+            "season_min_correlation": 0.0 < self.season_min_correlation <= 1.0,
+            "season_rate": 0.0 < self.season_rate <= 1.0,
+            "season_scale": self.season_scale > 0,
             "threshold": 0.0 <= self.threshold <= 1.0,
         }
         for name, ok in checks.items():
@@ -121,6 +136,18 @@ class AnomalyDetector:
         self._differences = (
             ContextNovelty(s.levels, s.orders, s.learn, s.coarsen, s.memory_capacity)
             if s.difference_novelty > 0
+            else None
+        )
+        self._season = (
+            SeasonalResidual(
+                s.season_learn,
+                s.season_min_correlation,
+                s.season_rate,
+                s.history,
+                s.record_weight,
+                max(s.warmup, 30),
+            )
+            if s.season_learn
             else None
         )
         self._jump_record = -math.inf
@@ -196,6 +223,12 @@ class AnomalyDetector:
         if record_jump and count > s.warmup and s.record_jump_novelty > novelty:
             novelty = s.record_jump_novelty
         score = s.novelty_weight * novelty + (1.0 - s.novelty_weight) * tail_score
+        if self._season is not None:
+            t = self._season.update(self.last_ns or 0, value)
+            if t > 0.0:
+                t = 1.0 - math.exp(-t / s.season_scale)
+                if t > score:
+                    score = t
         if count < s.warmup:
             return 0.0
         if s.refractory:

@@ -63,7 +63,7 @@ def test_a_pickled_detector_resumes_exactly(profile: DetectorSettings) -> None:
 
 
 @pytest.mark.parametrize("profile", [DetectorSettings(), ROAD_TRAFFIC], ids=["default", "traffic"])
-@pytest.mark.parametrize("shape", ["random_walk", "noise", "gaussian", "growing"])
+@pytest.mark.parametrize("shape", ["random_walk", "noise", "gaussian", "daily", "growing"])
 def test_state_stays_under_64_kb(shape: str, profile: DetectorSettings) -> None:
     rng = np.random.default_rng(11)
     n = 20_000
@@ -73,6 +73,8 @@ def test_state_stays_under_64_kb(shape: str, profile: DetectorSettings) -> None:
         values = rng.standard_cauchy(n)
     elif shape == "gaussian":  # fills both context memories to capacity
         values = rng.normal(0, 1, n)
+    elif shape == "daily":  # the same with a daily wave: the seasonal profile is kept too
+        values = np.sin(np.arange(n) * 2 * math.pi / 288) * 2 + rng.normal(0, 1, n)
     else:
         values = np.arange(n) * (1 + rng.random(n))
     detector = AnomalyDetector(profile)
@@ -83,6 +85,7 @@ def test_state_stays_under_64_kb(shape: str, profile: DetectorSettings) -> None:
             sizes.append(len(pickle.dumps(detector)))
     sizes.append(len(pickle.dumps(detector)))
     assert max(sizes) < 64 * 1024
+    assert (detector._season is not None and detector._season.period > 0) == (shape == "daily")
 
 
 def test_an_obvious_spike_scores_above_the_threshold_and_normal_data_does_not() -> None:
@@ -106,13 +109,18 @@ def test_a_lasting_anomaly_is_reported_at_its_start_not_on_every_value() -> None
 def test_the_traffic_profile_sees_a_change_of_pace_the_values_do_not_show() -> None:
     # A daily wave that starts running twice as fast passes through the same values
     # (familiar value contexts) in steps twice as large (never-seen differences).
+    # The seasonal residual is off in both: it sees the change too (below).
     phase = np.cumsum(np.where(np.arange(2000) < 1500, 1.0, 2.0))
     values = list(np.sin(phase * 2 * math.pi / 288) * 20 + 50)
-    plain = _scores(AnomalyDetector(), values)
-    traffic = _scores(AnomalyDetector(ROAD_TRAFFIC), values)
+    plain = _scores(AnomalyDetector(replace(DetectorSettings(), season_learn=0)), values)
+    traffic = _scores(AnomalyDetector(replace(ROAD_TRAFFIC, season_learn=0)), values)
     assert max(traffic[1500:1550]) >= ROAD_TRAFFIC.threshold
     assert max(plain[1500:1550]) < ROAD_TRAFFIC.threshold
     assert max(traffic[300:1500]) < ROAD_TRAFFIC.threshold
+    # The wave leaves its daily profile at once: the default settings see it by that.
+    seasonal = _scores(AnomalyDetector(), values)
+    assert seasonal[1500] >= DetectorSettings().threshold
+    assert max(seasonal[300:1500]) < DetectorSettings().threshold
 
 
 def test_road_loops_get_the_traffic_profile() -> None:

@@ -5,7 +5,8 @@
 * Context keys: built incrementally and coarsened all at once, against `_encode` and
   `_decode` key by key.
 * NAB: the scores of two files are pinned to those of the code before the speed-up
-  (commit 77631b9); `update_many` gives the same as `update`.
+  (commit 77631b9), a third to those of the code that added the seasonal residual;
+  `update_many` gives the same as `update`.
 * City readings: the batch call the dataflow makes (`check_readings`, one per message)
   raises the same points and alerts, in the same order, as `SensorWatch.check` per reading.
 """
@@ -127,14 +128,18 @@ def test_coarsening_all_keys_at_once_matches_key_by_key(contexts: list[list[int]
 
 # sha256 of the float64 scores, from `bench.nab.run`'s detectors at commit 77631b9 (before
 # the speed-up). A deliberate change of the detector changes them: recompute them then.
+# The seasonal residual left these two as they were (5f5533 has a period, 8 values, whose
+# residual never beats its other evidence; speed_7578 none); art_daily_nojump, where it
+# finds the missing daily rise, is pinned from the code that added it.
 PINNED = {
     "realAWSCloudwatch/ec2_cpu_utilization_5f5533.csv": ("default", "ffcad2c436ba5dca7f89300e15e14565"),
     "realTraffic/speed_7578.csv": ("traffic", "794faa4e8995010d71d79b840a335e5b"),
+    "artificialWithAnomaly/art_daily_nojump.csv": ("default", "c9c99a56abd7d8d07afcaff1e29d4acb"),
 }
 
 
 @pytest.mark.parametrize("key", sorted(PINNED))
-def test_nab_scores_are_those_of_the_code_before_the_speed_up(nab_root: Path, key: str) -> None:
+def test_nab_scores_are_the_pinned_ones(nab_root: Path, key: str) -> None:
     name, digest = PINNED[key]
     stamps, values = read_series(nab_root / "data" / key)
     ns = [to_epoch_ns(ts.replace(tzinfo=UTC)) for ts in stamps]
