@@ -13,6 +13,7 @@ overwrites its event.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -21,7 +22,7 @@ from cloud.detect.faults import Heartbeat, HeartbeatMonitor
 from cloud.logic.lines import line
 from cloud.logic.records import RP_RAW, Point
 from urbanpulse.clock import from_epoch_ns, to_epoch_ns
-from urbanpulse.wire import Reading, format_ts
+from urbanpulse.wire import KINDS, Reading, format_ts
 
 EVENTS = "events"
 NODE_KIND = "node"  # the `kind` tag of an event about a whole node (no `sensor` tag)
@@ -32,6 +33,10 @@ class FieldWatch:
     detector: AnomalyDetector | None
     faults: FaultMonitor
     last_ts_ns: int = 0
+    # The contract's physical range: a value outside it is no measurement, so it is not
+    # scored (the fault rules raise OUT_OF_RANGE). Class defaults for older snapshots.
+    low: float = -math.inf
+    high: float = math.inf
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +112,7 @@ class SensorWatch:
                 continue
             watch.last_ts_ns = ts
             detector = watch.detector
-            if detector is not None:
+            if detector is not None and watch.low <= v <= watch.high:
                 score = detector.update(ts, v)
                 if detector.is_anomaly(score):
                     if tags is None:
@@ -192,4 +197,7 @@ def _make(kind: str, field_name: str, sensor: str) -> FieldWatch | None:
         faults = FaultMonitor(kind, field_name, sensor)
     except DetectError:
         return None
-    return FieldWatch(detector, faults)
+    spec = KINDS[kind].fields.get(field_name)
+    low = -math.inf if spec is None or spec.low is None else spec.low
+    high = math.inf if spec is None or spec.high is None else spec.high
+    return FieldWatch(detector, faults, low=low, high=high)

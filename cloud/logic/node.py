@@ -15,7 +15,7 @@ from cloud.logic.recompute import RECOMPUTE, Recompute
 from cloud.logic.records import RP_1H, RP_1M, RP_RAW, NodeData, Point
 from cloud.logic.rollup import HOUR_NS, MINUTE_NS, SensorRollup, Window
 from cloud.logic.seqs import SeqRanges
-from urbanpulse.wire import KINDS, Reading
+from urbanpulse.wire import KINDS, Reading, outside_range
 
 LATE_AFTER_NS = 5 * MINUTE_NS
 
@@ -104,7 +104,7 @@ class NodeState:
         out: list[Point] = []
         touched: dict[tuple[str, str, int], Window] = {}
         ledger_touched: set[int] = set()
-        fresh: list[Reading] = []
+        measured: list[Reading] = []  # fresh readings within the contract's ranges
         checked: list[Reading] = []  # fresh readings for the detectors
         detect = self.detect
         site, node = data.site, data.node
@@ -127,7 +127,6 @@ class NodeState:
                 ledger.duplicates += 1
                 continue
             ledger.note(sensor, r.seq)
-            fresh.append(r)
             if received_ns - ts > LATE_AFTER_NS:
                 ledger.late += 1
             self.kinds[sensor] = kind
@@ -141,7 +140,10 @@ class NodeState:
             if flags and "warmup" in flags:
                 continue  # stored, but a warming-up sensor's zeros are not air quality
             if detect:
-                checked.append(r)
+                checked.append(r)  # the fault rules raise OUT_OF_RANGE; nothing else sees it
+            if outside_range(kind, r.values) is not None:
+                continue
+            measured.append(r)
             for rp, rollups, width in ((RP_1M, minute, MINUTE_NS), (RP_1H, hour_rollups, HOUR_NS)):
                 rollup = rollups.get(sensor)
                 if rollup is None:
@@ -157,7 +159,7 @@ class NodeState:
             out.extend(check_readings(site, node, checked, self.watch, self.alerts))
         for (rp, sensor, start), window in touched.items():
             out.append((rp, f"{heads[sensor][1]} {window.field_text()} {start}"))  # head set above
-        domain_points, updates = self.domain.process(site, node, fresh)
+        domain_points, updates = self.domain.process(site, node, measured)
         out.extend(domain_points)
         self.site_updates.extend(updates)
         for hour in sorted(ledger_touched):

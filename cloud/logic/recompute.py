@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from cloud.logic.lines import line
 from cloud.logic.rollup import Window
+from urbanpulse.wire import outside_range
 
 RECOMPUTE = "__recompute__"  # pseudo retention policy: the sink handles these itself
 _META = {"time", "site", "node", "sensor", "kind", "seq", "flags"}
@@ -46,14 +47,14 @@ class Recompute:
 
     def rebuild(self, rows: list[dict[str, object]]) -> str | None:
         """The window's aggregate line from its raw rows (as InfluxHTTP.query_points gives
-        them, epoch ns), or None if none count (all warming up)."""
+        them, epoch ns), or None if none count (all warming up or out of range)."""
         window = Window(self.start_ns, 0, {})
         for row in sorted(rows, key=lambda r: int(str(r["time"]))):
             if "warmup" in str(row.get("flags") or ""):
                 continue
             values = {k: float(v) for k, v in row.items()
                       if k not in _META and isinstance(v, int | float) and not isinstance(v, bool)}
-            if values:
+            if values and outside_range(self.kind, values) is None:
                 window.add(int(str(row["time"])), values)
         if window.count == 0:
             return None

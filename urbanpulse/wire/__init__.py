@@ -3,7 +3,7 @@
 See docs/wire-contract.md for the prose version.
 """
 
-from urbanpulse.wire.kinds import KINDS, FieldSpec, KindSpec
+from urbanpulse.wire.kinds import KINDS, FieldSpec, KindSpec, outside_range
 from urbanpulse.wire.payload import (
     MAX_PAYLOAD_BYTES,
     MAX_READINGS_PER_BATCH,
@@ -56,6 +56,7 @@ __all__ = [
     "encode_status",
     "format_ts",
     "node_filter",
+    "outside_range",
     "parse_topic",
     "status_topic",
     "validate_id",

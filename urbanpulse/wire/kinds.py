@@ -7,6 +7,8 @@ silently mixed with the others.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 
@@ -98,3 +100,26 @@ KINDS: dict[str, KindSpec] = {
         ),
     )
 }
+
+
+# kind -> field -> (low, high), open ends as infinities: looked up once per reading.
+_BOUNDS: dict[str, dict[str, tuple[float, float]]] = {
+    kind.name: {name: (-math.inf if f.low is None else f.low, math.inf if f.high is None else f.high)
+                for name, f in kind.fields.items()}
+    for kind in KINDS.values()
+}
+
+
+_OPEN = (-math.inf, math.inf)  # a field the contract does not know has no range
+
+
+def outside_range(kind: str, values: Mapping[str, float]) -> str | None:
+    """The first field whose value lies outside the contract's physical range (`low`,
+    `high`), or None. Such a value is valid on the wire (the cloud stores it and raises
+    OUT_OF_RANGE) but no measurement: it is kept out of aggregates and anomaly scores."""
+    bounds = _BOUNDS.get(kind, {})
+    for name, value in values.items():
+        low, high = bounds.get(name, _OPEN)
+        if not low <= value <= high:
+            return name
+    return None

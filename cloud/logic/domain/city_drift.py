@@ -22,7 +22,7 @@ from cloud.logic.events import EVENTS, Alert
 from cloud.logic.lines import line
 from cloud.logic.records import RP_RAW, Point
 from urbanpulse.clock import to_epoch_ns
-from urbanpulse.wire import Reading
+from urbanpulse.wire import Reading, outside_range
 
 CITY = "city"  # the step's one key: every site is in one city
 KIND_OF_FIELD = {name: kind for kind, name in DRIFT_FIELDS.items()}
@@ -32,9 +32,11 @@ AirReading = tuple[str, str, Reading]  # site, node, reading
 
 def drift_inputs(site: str, node: str, readings: Iterable[Reading]) -> list[AirReading]:
     """What the drift step needs of a node's readings: its compared air fields, warming-up
-    sensors left out (their zeros are not air quality)."""
+    sensors (their zeros are not air quality) and values outside the contract's ranges
+    left out."""
     return [(site, node, r) for r in readings
-            if r.kind in DRIFT_FIELDS and not (r.flags and "warmup" in r.flags)]
+            if r.kind in DRIFT_FIELDS and not (r.flags and "warmup" in r.flags)
+            and outside_range(r.kind, r.values) is None]
 
 
 class CityAir:
