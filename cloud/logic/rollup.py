@@ -33,6 +33,7 @@ class FieldAgg:
 # A field's aggregate, compact (a list is cheaper than an object to make, update and pickle):
 # [n, total, low, high, last_ts, last]
 N, TOTAL, LOW, HIGH, LAST_TS, LAST = range(6)
+UNKNOWN_OLDEST = -(2**63)
 
 
 class Window:
@@ -105,14 +106,20 @@ class Window:
 class SensorRollup:
     """The open windows of one sensor at one width."""
 
-    __slots__ = ("horizon_ns", "newest_ns", "too_late", "width_ns", "windows")
+    __slots__ = ("horizon_ns", "newest_ns", "oldest_ns", "too_late", "width_ns", "windows")
 
     def __init__(self, width_ns: int, horizon_ns: int) -> None:
         self.width_ns = width_ns
         self.horizon_ns = horizon_ns
         self.windows: dict[int, Window] = {}
         self.newest_ns = 0
+        self.oldest_ns = 0  # no window starts before this: evict() has nothing to do above it
         self.too_late = 0
+
+    def __setstate__(self, state: tuple[None, dict[str, object]]) -> None:
+        self.oldest_ns = UNKNOWN_OLDEST  # a snapshot from before it was kept: the next evict looks
+        for name, value in state[1].items():
+            setattr(self, name, value)
 
     def add(self, ts_ns: int, values: Mapping[str, float]) -> Window | None:
         """Add a reading; returns its window, or None when it is too late to aggregate."""
@@ -122,6 +129,8 @@ class SensorRollup:
         start = ts_ns - ts_ns % self.width_ns
         window = self.windows.get(start)
         if window is None:
+            if not self.windows or start < self.oldest_ns:
+                self.oldest_ns = start
             window = self.windows[start] = Window(start, 0, {})
         window.add(ts_ns, values)
         if ts_ns > self.newest_ns:
@@ -130,8 +139,12 @@ class SensorRollup:
 
     def evict(self) -> None:
         floor = self.newest_ns - self.horizon_ns - self.width_ns
-        for start in [s for s in self.windows if s < floor]:
-            del self.windows[start]
+        if self.oldest_ns >= floor:  # called per message; a pass over every window is not
+            return
+        windows = self.windows
+        for start in [s for s in windows if s < floor]:
+            del windows[start]
+        self.oldest_ns = min(windows, default=0)
 
 
 def windows_of(rollups: Iterable[SensorRollup]) -> int:

@@ -54,6 +54,31 @@ def test_seq_ranges_count_gaps_and_stay_bounded() -> None:
     assert not s.add(1)  # inside a given-up gap: treated as seen
 
 
+@given(st.lists(st.integers(0, 600), min_size=1, max_size=80))
+def test_rollup_eviction_keeps_exactly_the_windows_inside_the_horizon(minutes: list[int]) -> None:
+    r = SensorRollup(MINUTE_NS, 30 * MINUTE_NS)
+    accepted: set[int] = set()
+    for m in [31, 0, 40, 15, 50, *minutes]:  # any order: late readings open older windows
+        if r.add(T0 + m * MINUTE_NS, {"v": 1.0}) is not None:  # None: too late to aggregate
+            accepted.add(T0 + m * MINUTE_NS)
+        r.evict()
+        floor = r.newest_ns - r.horizon_ns - r.width_ns
+        assert all(start >= floor for start in r.windows)
+    assert set(r.windows) == {s for s in accepted if s >= r.newest_ns - r.horizon_ns - r.width_ns}
+
+
+def test_a_rollup_pickled_before_it_kept_its_oldest_window_still_evicts() -> None:
+    r = SensorRollup(MINUTE_NS, 30 * MINUTE_NS)
+    for m in (5, 0, 10):
+        r.add(T0 + m * MINUTE_NS, {"v": 1.0})
+    old = SensorRollup.__new__(SensorRollup)
+    old.__setstate__((None, {k: getattr(r, k) for k in ("horizon_ns", "newest_ns", "too_late",
+                                                        "width_ns", "windows")}))
+    old.add(T0 + 100 * MINUTE_NS, {"v": 2.0})
+    old.evict()
+    assert list(old.windows) == [T0 + 100 * MINUTE_NS]
+
+
 def test_line_protocol_escaping_and_types() -> None:
     assert line("m x", {"b": "v,1", "a": "w=2"}, {"f": 1.5, "i": 3, "s": 'say "hi"\\', "ok": True}, 7) \
         == 'm\\ x,a=w\\=2,b=v\\,1 f=1.5,i=3i,s="say \\"hi\\"\\\\",ok=true 7'

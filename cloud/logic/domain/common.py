@@ -24,7 +24,7 @@ def window_start(ts_ns: int, width_ns: int) -> int:
 
 
 def skipped(r: Reading) -> bool:
-    return any(f in NOT_MEASURING for f in r.flags)
+    return bool(r.flags) and not NOT_MEASURING.isdisjoint(r.flags)
 
 
 def quantile(ordered: Sequence[float], q: float) -> float:
