@@ -11,8 +11,9 @@ novelty of the first differences counts beside that of the values (chosen on NAB
 realTraffic files, road sensors; every other NAB category is scored with the default),
 and an alert there stays open for 10 values instead of 40: two road anomalies may
 come 38 values apart (NAB's speed_7578), and a longer hold would silence the second.
-Booleans get a higher threshold (a bed that changes state is not news) and counts of
-people or vehicles, which go to zero every night, a longer warm-up.
+Booleans get a higher threshold and counts of people or vehicles, which go to zero
+every night, a longer warm-up. Fields that are no measurement are not scored at all
+(`scored`): the dataflow gives them the fault rules only.
 """
 
 from __future__ import annotations
@@ -42,6 +43,20 @@ KIND_SETTINGS: dict[tuple[str, str], DetectorSettings] = {
     ("hospital.queue", "*"): _BOOL,
     ("hospital.queue", "ticket"): _COUNTS,
 }
+
+
+# Fields that are no measurement get no anomaly detector (the fault rules still watch
+# them): identifiers and event types (a kiosk's ticket and counter numbers count up and
+# restart daily; `called` tells an issue from a call), a bed pad's two states (a bed that
+# changes state is not news; the ward's occupancy is aggregated), configuration
+# (`interval_s`) and the flags the fault rules read (`fault`: CUT_CABLE, `glitches`: SPIKE).
+UNSCORED_FIELDS = frozenset({"interval_s", "fault", "glitches"})
+UNSCORED_KINDS = frozenset({"hospital.queue", "hospital.bed"})
+
+
+def scored(kind: str, field: str) -> bool:
+    """Whether the dataflow scores this field of this kind with an anomaly detector."""
+    return kind not in UNSCORED_KINDS and field not in UNSCORED_FIELDS
 
 
 def settings_for(kind: str, field: str) -> DetectorSettings:

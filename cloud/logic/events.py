@@ -19,6 +19,7 @@ from datetime import datetime
 
 from cloud.detect import AnomalyDetector, DetectError, FaultEvent, FaultMonitor, make_detector
 from cloud.detect.faults import Heartbeat, HeartbeatMonitor
+from cloud.detect.profiles import scored
 from cloud.logic.lines import line
 from cloud.logic.records import RP_RAW, Point
 from urbanpulse.clock import from_epoch_ns, to_epoch_ns
@@ -190,7 +191,8 @@ def check_readings(site: str, node: str, readings: list[Reading], watches: dict[
 
 def _make(kind: str, field_name: str, sensor: str) -> FieldWatch | None:
     try:
-        detector: AnomalyDetector | None = make_detector(kind, field_name, sensor)
+        detector: AnomalyDetector | None = (make_detector(kind, field_name, sensor)
+                                            if scored(kind, field_name) else None)
     except DetectError:
         detector = None
     try:

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cloud.detect import AnomalyDetector, DetectError, DetectorSettings, make_detector
-from cloud.detect.profiles import ROAD_TRAFFIC, detector_by_name
+from cloud.detect.profiles import ROAD_TRAFFIC, detector_by_name, scored
 from urbanpulse.wire.kinds import KINDS
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -178,6 +178,31 @@ def test_make_detector_covers_every_kind_and_field() -> None:
     assert make_detector("hospital.bed", "occupied").threshold > make_detector(
         "air.pm", "pm25"
     ).threshold
+
+
+def test_only_measurements_are_scored_and_the_rest_keep_their_fault_rules() -> None:
+    from cloud.logic.events import SensorWatch
+    from urbanpulse.wire import Reading
+
+    assert scored("air.pm", "pm25")
+    assert scored("traffic.loop", "speed_kmh")
+    assert scored("hospital.door", "count")
+    for kind, field in (("hospital.queue", "ticket"), ("hospital.queue", "counter"),
+                        ("hospital.bed", "occupied"), ("traffic.loop", "interval_s"),
+                        ("hospital.door", "fault"), ("traffic.loop", "glitches")):
+        assert not scored(kind, field), (kind, field)
+    watch = SensorWatch()
+    out = watch.check("hn", "n1", Reading("kiosk-1", "hospital.queue", 10**18, 1,
+                                          {"ticket": 1.0, "called": 0.0}))
+    assert out == []
+    ticket = watch.fields["ticket"]
+    assert ticket is not None
+    assert ticket.detector is None
+    assert ticket.faults is not None
+    bed = SensorWatch()
+    points = bed.check("hn", "n1", Reading("bed-1", "hospital.bed", 10**18, 1,
+                                           {"occupied": 0.0, "fault": 1.0}))
+    assert any("type=cut_cable" in p[1] for p in points), "the fault rules still run"
 
 
 def test_unknown_kinds_fields_and_names_are_errors() -> None:
