@@ -16,13 +16,19 @@ Pure: fed with raw edges (line, beam broken?, monotonic time), closed per interv
   while every cable is whole and plugged in. Any other level that lasts `fault_delay_s`
   is a fault, and an interval in which a fault was declared at any moment reports
   `fault` = 1 (its count then means nothing).
+- Self-test (`self_test`, see self_test.py): while a test window is under way the beams'
+  raw edges go to the test, not to the counting; when it ends, the counting takes the
+  beams up at their levels then. No test starts while a beam is (or may be about to
+  read) broken, or while the supervision line shows a fault (a cut cable fails it).
+- A beam held broken for `blocked_after_s` is blocked (`blocked(now)`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from edge.drivers.door_counter.self_test import BeamSelfTest, BlockedBeams
 from edge.gpio.debounce import Debouncer, Edge
 from edge.gpio.pulse_filter import PulseFilter
 
@@ -54,7 +60,10 @@ class DoorInterval:
 class DoorCounter:
     def __init__(self, *, bounce_s: float, levels: Sequence[bool], t0: float,
                  min_pulse_s: float = 0.0, supervised: bool = False,
-                 whole_level: bool = True, fault_delay_s: float = 1.0) -> None:
+                 whole_level: bool = True, fault_delay_s: float = 1.0,
+                 blocked_after_s: float = 60.0,
+                 self_test: Callable[[int, float], BeamSelfTest] | None = None) -> None:
+        """`self_test(beams, t0)` builds the beams' self-test (None: no test output)."""
         beams = len(levels) - supervised
         if beams not in (1, 2):
             raise ValueError("a door counter has one or two beams (and a supervision line "
@@ -76,6 +85,8 @@ class DoorCounter:
         self.faults = 0  # faults declared since start-up
         self._glitches_reported = 0
         self._broken = list(levels)
+        self._blocked = BlockedBeams(levels=levels[:beams], t0=t0, after_s=blocked_after_s)
+        self.self_test = None if self_test is None else self_test(beams, t0)
         self._edges: list[tuple[float, int, bool]] = []
         self._start = t0
         # first and last non-clear state of the crossing under way; None before the
@@ -110,24 +121,62 @@ class DoorCounter:
             return None
         return self._supervision.level == self.whole_level
 
+    def blocked(self, now: float) -> bool:
+        """A beam has been broken for blocked_after_s at `now`."""
+        return self._blocked.blocked(now)
+
     def feed(self, line: int, broken: bool, t: float) -> None:
         if line == len(self._filters) and self._supervision is not None:
             self._supervision_edges += self._supervision.feed(broken, t)
             return
-        for edge in self._filters[line].feed(broken, t):
+        test = self.self_test
+        if test is not None:
+            self._test_step(test, t)
+            if test.active:
+                test.feed(line, broken, t)
+                return
+        self._take(line, self._filters[line].feed(broken, t))
+
+    def _take(self, line: int, edges: list[Edge]) -> None:
+        for edge in edges:
             self._edges.append((edge.t, line, edge.level))
+            self._blocked.edge(line, edge.level, edge.t)
 
     def poll(self, now: float) -> None:
         for line, pulses in enumerate(self._filters):
-            for edge in pulses.poll(now):
-                self._edges.append((edge.t, line, edge.level))
+            self._take(line, pulses.poll(now))
         if self._supervision is not None:
             self._supervision_edges += self._supervision.poll(now)
+        test = self.self_test
+        if test is None:
+            return
+        self._test_step(test, now)
+        if not test.active and now >= test.next_due:
+            if self._may_test():
+                test.start(now)
+            else:
+                test.postpone(now)
+
+    def _test_step(self, test: BeamSelfTest, now: float) -> None:
+        levels = test.step(now)
+        if levels is not None:  # the window closed: the beams as they read now
+            for line, broken in enumerate(levels):
+                self._take(line, self._filters[line].feed(broken, now))
+
+    def _may_test(self) -> bool:
+        """Every beam clear with nothing pending, and no cable fault showing."""
+        for f in self._filters:
+            if f.level or f.debouncer.raw or f.deadline() is not None:
+                return False
+        return self._supervision is None or (
+            self._supervision.raw == self.whole_level and self._supervision.deadline() is None)
 
     def next_deadline(self) -> float | None:
         due = [d for d in (f.deadline() for f in self._filters) if d is not None]
         if self._supervision is not None and (d := self._supervision.deadline()) is not None:
             due.append(d)
+        if self.self_test is not None:
+            due.append(self.self_test.deadline())
         return min(due) if due else None
 
     def close_interval(self, end: float, now: float) -> DoorInterval:

@@ -2,9 +2,17 @@
 cannot run here), under asyncio with the real clock."""
 
 import asyncio
+import contextlib
+from pathlib import Path
+from typing import Any
 
+from gpiozero import DigitalOutputDevice
+from gpiozero.pins.mock import MockPin
+
+from edge.agent import Agent
+from edge.config import load_config
 from edge.drivers.base import DriverContext
-from edge.drivers.door_counter.driver import build, parse_params
+from edge.drivers.door_counter.driver import DoorCounterParams, build, parse_params
 
 
 def test_two_beam_door_counts_entries_not_exits(gpio) -> None:
@@ -116,3 +124,136 @@ def test_supervised_door_reports_a_cut_cable(gpio) -> None:
         gpio.assert_contract(samples)
 
     asyncio.run(scenario())
+
+
+# The self-test and the blocked beam, on periods far shorter than a deployment's (which
+# parse_params keeps to >= 10 s and >= 5 s), so the params are built directly.
+def _tested(**kw: object) -> DoorCounterParams:
+    base: dict[str, object] = dict(pin=12, interval_s=0.2, debounce_s=0.002, min_pulse_s=0.01,
+                                   test_pin=17, test_active_high=False,
+                                   self_test_every_s=0.15, self_test_s=0.02)
+    base.update(kw)
+    return DoorCounterParams(**base)  # type: ignore[arg-type]
+
+
+class EmitterTestInput(MockPin):
+    """A beam's emitter test input wired to the node's test output: the receiver
+    (`receiver`, pull-up, active low) reads broken while the emitter is off (this pin
+    driven low) or a body is in the beam (`body`)."""
+
+    def __init__(self, factory: Any, info: Any, receiver: MockPin) -> None:
+        super().__init__(factory, info)
+        self.receiver = receiver
+        self.body = False
+        self.dark = False
+
+    def _change_state(self, value: bool) -> bool:
+        self.dark = not value
+        self.update()
+        return bool(super()._change_state(value))
+
+    def update(self) -> None:
+        if self.body or self.dark:
+            self.receiver.drive_low()
+        else:
+            self.receiver.drive_high()
+
+    def person(self, inside: bool) -> None:
+        self.body = inside
+        self.update()
+
+
+def test_a_working_beam_passes_its_self_tests_without_counting_them(gpio) -> None:
+    gpio.factory.pin(12)
+    emitter = gpio.factory.pin(17, pin_class=EmitterTestInput, receiver=gpio.factory.pin(12))
+    driver = build("door-opd", _tested(), DriverContext(pin_factory=gpio.provider))
+
+    async def scenario() -> None:
+        async with gpio.running(driver) as samples:
+            assert gpio.factory.pin(17).state is True, "emitter on (test output inactive)"
+            await gpio.wait_until(lambda: driver.describe()["self_tests"] >= 3, "three tests")
+            assert driver.supervision() == {"blocked": False, "self_test": "ok"}
+            await gpio.wait_until(lambda: len(samples) >= 2, "two intervals")
+            n = driver.describe()["self_tests"]
+            await gpio.in_thread(lambda: emitter.person(True))
+            await gpio.wait_until(lambda: driver.describe()["broken"] == [True], "broken")
+            await gpio.in_thread(lambda: emitter.person(False))
+            await gpio.wait_until(lambda: driver.describe()["self_tests"] >= n + 3,
+                                  "three more tests")
+            await gpio.wait_until(lambda: driver.describe()["entries"] == 1, "the person")
+        assert driver.describe()["self_test_failures"] == 0
+        assert driver.describe()["entries"] == 1, "tests are not people"
+        assert driver.describe()["glitches"] == 0
+        assert driver.supervision() is None, "stopped"
+        gpio.assert_contract(samples)
+
+    asyncio.run(scenario())
+
+
+def test_a_receiver_stuck_clear_fails_its_self_test(gpio) -> None:
+    gpio.factory.pin(12)  # the receiver ignores the test output: it stays clear
+    driver = build("door-opd", _tested(), DriverContext(pin_factory=gpio.provider))
+
+    async def scenario() -> None:
+        async with gpio.running(driver):
+            await gpio.wait_until(lambda: (driver.supervision() or {}).get("self_test")
+                                  == "failed", "a failed self-test")
+            test_pin = gpio.factory.pin(17)
+            await gpio.wait_until(lambda: driver.describe()["self_tests"] >= 2, "two tests")
+            assert driver.describe()["self_test_failed_beams"] == [0]
+            # between tests the emitter is on again
+            await gpio.wait_until(lambda: test_pin.state is True, "emitter back on")
+        # the output is released with the driver: the pin can be opened again
+        DigitalOutputDevice(17, pin_factory=gpio.factory).close()
+
+    asyncio.run(scenario())
+
+
+def test_a_beam_held_broken_is_reported_blocked(gpio) -> None:
+    beam = gpio.factory.pin(12)
+    params = DoorCounterParams(pin=12, interval_s=0.2, debounce_s=0.002, min_pulse_s=0.01,
+                               blocked_after_s=0.15)
+    driver = build("door-opd", params, DriverContext(pin_factory=gpio.provider))
+
+    async def scenario() -> None:
+        async with gpio.running(driver) as samples:
+            assert driver.supervision() == {"blocked": False}
+            await gpio.in_thread(beam.drive_low)
+            await gpio.wait_until(lambda: driver.describe()["broken"] == [True], "broken")
+            assert driver.supervision() == {"blocked": False}, "not yet"
+            await gpio.wait_until(lambda: driver.supervision() == {"blocked": True}, "blocked")
+            await gpio.in_thread(beam.drive_high)
+            await gpio.wait_until(lambda: driver.supervision() == {"blocked": False}, "clear")
+            await gpio.wait_until(lambda: sum(s.values["count"] for s in samples) == 1,
+                                  "counted once")
+
+    asyncio.run(scenario())
+
+
+def test_the_agent_puts_a_running_door_s_supervision_in_its_heartbeat(gpio,
+                                                                     tmp_path: Path) -> None:
+    sample = Path(__file__).resolve().parents[3] / "edge/drivers/door_counter/sample.toml"
+    text = sample.read_text().replace('state_dir = "/var/lib/urbanpulse"',
+                                      f'state_dir = "{tmp_path}"')
+    (tmp_path / "node.toml").write_text(text)
+    agent = Agent(load_config(tmp_path / "node.toml"), pin_factory=gpio.provider)
+    agent.outbox.open()
+    [sensor] = agent.config.sensors
+
+    async def scenario() -> None:
+        assert "supervision" not in agent.health()["drivers"]["door-er"]
+        # The agent's own driver supervision (run() would also need a broker).
+        task = asyncio.create_task(agent._supervise(
+            sensor, DriverContext(clock=agent.clock, pin_factory=gpio.provider)))
+        try:
+            await gpio.wait_until(
+                lambda: agent.health()["drivers"]["door-er"].get("supervision")
+                == {"blocked": False}, "the heartbeat's supervision (no test run yet)")
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        assert "supervision" not in agent.health()["drivers"]["door-er"]
+
+    asyncio.run(scenario())
+    agent.outbox.close()

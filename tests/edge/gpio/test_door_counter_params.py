@@ -18,6 +18,21 @@ def test_sample_parses() -> None:
     assert params.pins == (5, 6, 13)
     assert params.interval_s == 300.0
     assert params.whole_level is True
+    assert (params.test_pin, params.test_active_high) == (19, True)
+    assert (params.self_test_every_s, params.self_test_s) == (300.0, 0.2)
+    assert params.blocked_after_s == 60.0
+
+
+def test_self_test_defaults_and_polarity() -> None:
+    plain = parse_params({"pin": 5}, "s")
+    assert (plain.test_pin, plain.blocked_after_s) == (None, 60.0)
+    tested = parse_params({"pin": 5, "test_pin": 7, "test_active_state": "low",
+                           "self_test_every_s": 60, "self_test_s": 0.05,
+                           "blocked_after_s": 120}, "s")
+    assert (tested.test_pin, tested.test_active_high) == (7, False)
+    assert (tested.self_test_every_s, tested.self_test_s, tested.blocked_after_s) == \
+        (60.0, 0.05, 120.0)
+    assert 7 not in tested.pins, "an output, not one of the inputs"
 
 
 def test_the_loopback_level_follows_the_pull() -> None:
@@ -47,6 +62,17 @@ def test_the_loopback_level_follows_the_pull() -> None:
          "already"),
         ({"pin": 5, "supervision": "changeover", "supervision_pin": 6}, "s.supervision",
          "none, loopback"),
+        ({"pin": 5, "test_pin": 5}, "s.test_pin", "already"),
+        ({"pin": 5, "supervision": "loopback", "supervision_pin": 6, "test_pin": 6},
+         "s.test_pin", "already"),
+        ({"pin": 5, "self_test_every_s": 60}, "s.self_test_every_s", "only used with"),
+        ({"pin": 5, "test_active_state": "low"}, "s.test_active_state", "only used with"),
+        ({"pin": 5, "test_pin": 7, "self_test_every_s": 5}, "s.self_test_every_s",
+         "[10, 86400]"),
+        ({"pin": 5, "test_pin": 7, "self_test_s": 3}, "s.self_test_s", "[0.005, 2]"),
+        ({"pin": 5, "test_pin": 7, "test_active_state": "off"}, "s.test_active_state",
+         "low, high"),
+        ({"pin": 5, "blocked_after_s": 1}, "s.blocked_after_s", "[5, 86400]"),
     ],
 )
 def test_bad_values_name_the_key(raw: dict[str, object], key: str, reason: str) -> None:
