@@ -1,7 +1,7 @@
 """Precision, recall and detection delay of the fault rules on the simulator's faults.
 
     python -m bench.faults.run [--seeds 1 2 3 4] [--hours 12] [--tick 60] [--details]
-                               [--unsupervised-kiosks]
+                               [--unsupervised-kiosks] [--untested-doors]
 
 For each seed: the default city from a start `6 h x (seed - 1)` after the default
 Monday 00:00 (so the runs cover night and day), every fault type on every class of
@@ -35,7 +35,8 @@ ANOMALIES = 6
 
 
 def run_seed(city: City, seed: int, hours: float, tick_s: float,
-             supervised_kiosks: bool = True) -> tuple[RunResult, int, int, int]:
+             supervised_kiosks: bool = True, tested_doors: bool = True
+             ) -> tuple[RunResult, int, int, int]:
     planned, missed = plan_faults(city, seed, hours)
     if missed:
         print(f"seed {seed}: no free slot for {', '.join(missed)}", file=sys.stderr)
@@ -48,7 +49,8 @@ def run_seed(city: City, seed: int, hours: float, tick_s: float,
     warm = warm_drift(Simulation(city, seed=seed + 1000, start=start - timedelta(days=2),
                                  events=()), drift)
     raised, readings, updates = stream(sim, hours, tick_s, drift=drift,
-                                       supervised_kiosks=supervised_kiosks)
+                                       supervised_kiosks=supervised_kiosks,
+                                       tested_doors=tested_doors)
     return match(seed, planned, raised), readings, updates, len(warm)
 
 
@@ -89,6 +91,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--unsupervised-kiosks", action="store_true",
                         help="kiosks without a loopback pair or a ready line: their "
                              "heartbeats say nothing of their wiring")
+    parser.add_argument("--untested-doors", action="store_true",
+                        help="door counters without the beam self-test: their heartbeats "
+                             "say nothing of a receiver stuck clear or a blocked beam")
     args = parser.parse_args(argv)
     if args.hours < 4 or args.tick <= 0:
         parser.error("--hours must be at least 4 and --tick positive")
@@ -98,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     readings = updates = warm = 0
     for seed in args.seeds:
         res, n, u, w = run_seed(city, seed, args.hours, args.tick,
-                                not args.unsupervised_kiosks)
+                                not args.unsupervised_kiosks, not args.untested_doors)
         results.append(res)
         readings += n
         updates += u
@@ -108,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(args.seeds)} runs x {args.hours:g} h of the default city (seeds "
           f"{' '.join(map(str, args.seeds))}), {readings} readings, {updates} monitor "
           f"updates, ticks every {args.tick:g} s, grace {GRACE_S / 60:g} min, kiosks "
-          f"{'un' if args.unsupervised_kiosks else ''}supervised; {spent:.1f} s\n")
+          f"{'un' if args.unsupervised_kiosks else ''}supervised, doors "
+          f"{'un' if args.untested_doors else 'self-'}tested; {spent:.1f} s\n")
     print(format_rows(rows_by_type(results)))
     print("\nThe same without the paraclinical departments' nodes and kiosks (the classes "
           "measured before the departments existed; false positives all counted):\n")

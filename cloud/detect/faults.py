@@ -53,6 +53,10 @@ One `HeartbeatMonitor` per node reads the node's heartbeats (`Heartbeat`, from i
   heartbeats of one run (a restart, told by `uptime_s` going down, resets the count).
 * CUT_CABLE / SILENCE (a supervised driver): the driver reports its cable `cut`, or
   its device not ready (a kiosk's "in service" output off) while the cable is whole.
+* STUCK (a door beam): the driver reports its self-test `failed` (a receiver that
+  stayed clear with its emitter switched off) or the beam `blocked` (broken longer
+  than anyone takes through a door). Once per episode: again only after an "ok" test
+  or the beam clear.
 """
 
 from __future__ import annotations
@@ -647,14 +651,32 @@ class FaultMonitor:
 _RAISED_KEPT = 64
 
 
+CABLE_STATES = ("ok", "cut")
+SELF_TEST_RESULTS = ("ok", "failed")
+
+
 @dataclass(frozen=True, slots=True)
 class Supervision:
     """What a supervised driver says of its wiring in the heartbeat: `cable` "ok" or
-    "cut" (a loopback pair), `ready` the device's "in service" output; None where the
-    driver does not watch it."""
+    "cut" (a loopback pair), `ready` the device's "in service" output, `self_test`
+    "ok" or "failed" (a door beam's last self-test), `blocked` a beam held broken;
+    None where the driver does not watch it."""
 
     cable: str | None = None
     ready: bool | None = None
+    self_test: str | None = None
+    blocked: bool | None = None
+
+    @classmethod
+    def from_report(cls, report: Mapping[str, object]) -> Supervision:
+        """From a driver's entry in the agent's health (`drivers.<id>.supervision`):
+        a value of the wrong type or an unknown state is left out (None)."""
+        cable, ready = report.get("cable"), report.get("ready")
+        test, blocked = report.get("self_test"), report.get("blocked")
+        return cls(cable if cable in CABLE_STATES else None,
+                   ready if isinstance(ready, bool) else None,
+                   test if test in SELF_TEST_RESULTS else None,
+                   blocked if isinstance(blocked, bool) else None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -682,7 +704,12 @@ class HeartbeatMonitor:
         self._jumps: int | None = None
         self._cut: set[str] = set()  # sensors whose cable is reported cut
         self._down: set[str] = set()  # sensors whose device is reported not ready
+        self._stuck: set[tuple[str, str]] = set()  # (sensor, "self_test" | "blocked")
         self._raised: deque[tuple[datetime, str, FaultType]] = deque(maxlen=_RAISED_KEPT)
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__dict__.update(state)
+        self.__dict__.setdefault("_stuck", set())  # a snapshot from before the beam rules
 
     def update(self, hb: Heartbeat) -> list[FaultEvent]:
         at = hb.ts.astimezone(UTC)
@@ -728,6 +755,18 @@ class HeartbeatMonitor:
                                          "whole: a dead device"))
         elif sup.ready is True:
             self._down.discard(sensor)
+        for name, stuck, detail in (
+                ("self_test", sup.self_test == "failed" if sup.self_test else None,
+                 "the beam's self-test failed: a receiver read clear with its emitter off"),
+                ("blocked", sup.blocked,
+                 "a beam has been broken longer than anyone takes through a door")):
+            if stuck is None:
+                continue
+            if not stuck:
+                self._stuck.discard((sensor, name))
+            elif (sensor, name) not in self._stuck:
+                self._stuck.add((sensor, name))
+                events.append(FaultEvent(sensor, name, FaultType.STUCK, since, at, 1.0, detail))
         return events
 
     def _first(self, ev: FaultEvent) -> bool:

@@ -7,12 +7,14 @@ import itertools
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
+from bench.faults.door_tests import BLOCKED_AFTER_S, EVERY_S, DoorSelfTests
 from bench.faults.match import match, rows_by_type
 from bench.faults.plan import DEPARTMENT, DEPARTMENT_KIOSK, GRACE_S, Planned, plan_faults
 from bench.faults.run import main, run_seed
 from bench.faults.stream import HEARTBEAT_S, FaultFeed, Raised, node_heartbeats, stream, warm_drift
 from cloud.detect import FaultEvent, FaultType
 from cloud.detect.drift import CityDrift
+from cloud.detect.faults import Supervision
 from cloud.journal import JournalRecord
 from cloud.logic.events import Alert, SensorWatch
 from cloud.logic.node import NodeState
@@ -22,6 +24,7 @@ from urbanpulse.clock import to_epoch_ns
 from urbanpulse.simulate import City, Simulation
 from urbanpulse.simulate.events import make_event
 from urbanpulse.simulate.simulation import DEFAULT_START
+from urbanpulse.simulate.visits import DoorSensor
 from urbanpulse.wire import encode_status, status_topic
 
 
@@ -191,7 +194,7 @@ def test_the_feed_raises_on_heartbeats_what_the_node_state_raises() -> None:
     states: dict[tuple[str, str], NodeState] = {}
     ours: list[tuple[str, str, str, int]] = []
     theirs: list[tuple[str, str, str, int]] = []
-    for i, (_, site, node, hb) in enumerate(node_heartbeats(sim, 0, 3600, jumps, True)):
+    for i, (t, site, node, hb) in enumerate(node_heartbeats(sim, 0, 3600, jumps, True)):
         ours += [(n, e.sensor, str(e.fault), to_epoch_ns(e.detected_at))
                  for _, n, e in feed.heartbeat(site, node, hb)]
         health: dict[str, object] = {"uptime_s": hb.uptime_s, "clock": {"jumps": hb.clock_jumps}}
@@ -199,7 +202,8 @@ def test_the_feed_raises_on_heartbeats_what_the_node_state_raises() -> None:
             health["drivers"] = {k: {"driver": "queue_kiosk", "state": "running",
                                      "supervision": {"cable": v.cable, "ready": v.ready}}
                                  for k, v in hb.supervision.items()}
-        rec = JournalRecord("i0", i + 1, 0, status_topic(site, node),
+        received = to_epoch_ns(sim.at(t))  # the cloud's clock: the true time
+        rec = JournalRecord("i0", i + 1, received, status_topic(site, node),
                             encode_status("online", hb.ts, health))
         data, _ = decode_record(rec, 4096)
         assert data is not None
@@ -210,3 +214,76 @@ def test_the_feed_raises_on_heartbeats_what_the_node_state_raises() -> None:
     assert sorted((n, k, t) for n, k, t, _ in ours) == [
         ("aq-roadside", "", "clock_jump"), ("aq-roadside", "", "clock_jump"),
         ("laboratory", "kiosk-sampling", "cut_cable"), ("laboratory", "kiosk-sampling", "silence")]
+
+
+def _door_beats(sim: Simulation, t0: float, t1: float) -> list[tuple[float, Supervision | None]]:
+    return [(t, (hb.supervision or {}).get("door-main"))
+            for t, site, node, hb in node_heartbeats(sim, t0, t1, {}, False, DoorSelfTests(sim))
+            if (site, node) == ("saint-paul", "opd-hall")]
+
+
+def test_self_tested_doors_report_a_receiver_stuck_clear_until_a_test_passes() -> None:
+    start = DEFAULT_START + timedelta(hours=9)  # a Monday morning: people come and go
+    plain = Simulation(City.load(), seed=3, start=start, events=[])
+    beam = plain.output("saint-paul", "opd-hall", "door-main")
+    assert isinstance(beam, DoorSensor)
+    timeline = beam.timeline(0, 3600)
+    assert len(timeline) > 50
+    # a stuck fault from a clear moment holds the beam clear; one from inside a
+    # passage holds it broken
+    clear_at = next(float(e) + 0.05 for s, e in zip(timeline.starts[1:], timeline.ends,
+                                                   strict=False) if s - e > 1 and e > 600)
+    stuck = make_event("stuck", "saint-paul", "opd-hall", "door-main", clear_at,
+                       clear_at + 1200, {})
+    beats = _door_beats(Simulation(City.load(), seed=3, start=start, events=[stuck]), 0, 3600)
+    assert len(beats) == 3600 // HEARTBEAT_S
+    failed = [t for t, sup in beats if sup is not None and sup.self_test == "failed"]
+    assert failed, "the first test after the fault's start fails"
+    assert clear_at < failed[0] <= clear_at + EVERY_S + HEARTBEAT_S
+    assert failed[-1] < clear_at + 1200 + EVERY_S + HEARTBEAT_S  # a test passes after it
+    assert failed == [t for t, _ in beats if failed[0] <= t <= failed[-1]], "one episode"
+    assert all(sup is not None and sup.blocked is False for _, sup in beats)
+    # the same door without the fault: every test passes, never blocked
+    assert {(sup.self_test, sup.blocked) for _, sup in _door_beats(plain, 0, 3600)
+            if sup is not None} == {("ok", False)}
+
+
+def test_self_tested_doors_report_a_beam_held_broken_and_say_nothing_when_silent() -> None:
+    start = DEFAULT_START + timedelta(hours=9)
+    beam = Simulation(City.load(), seed=3, start=start, events=[]).output(
+        "saint-paul", "opd-hall", "door-main")
+    assert isinstance(beam, DoorSensor)
+    starts = beam.timeline(0, 3600).starts
+    inside = float(starts[starts > 600][0]) + 0.01
+    faults = [make_event("stuck", "saint-paul", "opd-hall", "door-main", inside,
+                         inside + 600, {}),
+              make_event("silence", "saint-paul", "opd-hall", "door-main", 2400, 3000, {})]
+    beats = _door_beats(Simulation(City.load(), seed=3, start=start, events=faults), 0, 3600)
+    blocked = [t for t, sup in beats if sup is not None and sup.blocked]
+    assert blocked == [t for t, _ in beats if inside + BLOCKED_AFTER_S <= t < inside + 600]
+    assert all(sup.self_test == "ok" for _, sup in beats if sup is not None), \
+        "no test runs on a broken beam"
+    assert [t for t, sup in beats if sup is None] == [t for t, _ in beats if 2400 <= t < 3000]
+
+
+def test_a_stuck_door_is_found_from_its_heartbeat_within_a_test_period() -> None:
+    start = DEFAULT_START + timedelta(hours=9)
+    beam = Simulation(City.load(), seed=3, start=start, events=[]).output(
+        "saint-paul", "opd-hall", "door-main")
+    assert isinstance(beam, DoorSensor)
+    timeline = beam.timeline(0, 7200)
+    clear_at = next(float(e) + 0.05 for s, e in zip(timeline.starts[1:], timeline.ends,
+                                                   strict=False) if s - e > 1 and e > 1800)
+    stuck = make_event("stuck", "saint-paul", "opd-hall", "door-main", clear_at,
+                       clear_at + 1800, {})
+    sim = Simulation(City.load(), seed=3, start=start, events=[stuck])
+    raised, _, _ = stream(sim, 2)
+    found = [r for r in raised if r.event.sensor == "door-main"]
+    assert (found[0].event.fault, found[0].event.field) == (FaultType.STUCK, "self_test")
+    assert clear_at < found[0].at_s <= clear_at + EVERY_S + HEARTBEAT_S
+    # without the self-test, only the dead-counter rule on the counts, in busy hours
+    # and later: a run of zeros has to grow improbable first
+    untested, _, _ = stream(sim, 2, tested_doors=False)
+    late = [r for r in untested if r.event.sensor == "door-main"]
+    assert [(r.event.fault, r.event.field) for r in late] == [(FaultType.STUCK, "count")]
+    assert late[0].at_s > found[0].at_s + 300

@@ -100,3 +100,48 @@ def test_the_monitor_pickles_midway() -> None:
 def test_a_naive_stamp_is_refused() -> None:
     with pytest.raises(DetectError, match="time zone"):
         Heartbeat(datetime(2026, 3, 2, 8, 0), 1.0, 0)
+
+
+def test_a_failed_self_test_or_a_blocked_beam_is_stuck_once_per_episode() -> None:
+    m = HeartbeatMonitor()
+    ok, failed = Supervision(self_test="ok", blocked=False), Supervision(self_test="failed")
+    blocked = Supervision(self_test="ok", blocked=True)
+    assert m.update(_beat(0, 600, 0, door=ok)) == []
+    [ev] = m.update(_beat(30, 630, 0, door=failed))
+    assert (ev.sensor, ev.fault, ev.field) == ("door", FaultType.STUCK, "self_test")
+    assert (ev.start, ev.detected_at) == (T0, T0 + timedelta(seconds=30))
+    assert m.update(_beat(60, 660, 0, door=failed)) == []  # the same episode
+    assert m.update(_beat(90, 690, 0, door=Supervision(blocked=False))) == []  # no test yet
+    assert m.update(_beat(120, 720, 0, door=ok)) == []  # passed again: the episode ends
+    [ev] = m.update(_beat(150, 750, 0, door=failed))
+    assert ev.field == "self_test"
+    [ev] = m.update(_beat(180, 780, 0, other=blocked))
+    assert (ev.sensor, ev.fault, ev.field) == ("other", FaultType.STUCK, "blocked")
+    assert m.update(_beat(210, 810, 0, other=blocked)) == []
+    assert m.update(_beat(240, 840, 0, other=ok)) == []
+    [ev] = m.update(_beat(270, 870, 0, other=blocked))
+    assert ev.field == "blocked"
+
+
+def test_a_cut_cable_explains_a_failed_self_test() -> None:
+    m = HeartbeatMonitor()
+    m.update(_beat(0, 600, 0))
+    [ev] = m.update(_beat(30, 630, 0, door=Supervision("cut", self_test="failed")))
+    assert ev.fault == FaultType.CUT_CABLE
+
+
+def test_supervision_from_a_heartbeat_s_report_leaves_out_what_it_cannot_read() -> None:
+    assert Supervision.from_report({"blocked": False, "self_test": "failed"}) == \
+        Supervision(None, None, "failed", False)
+    assert Supervision.from_report({"cable": "cut", "ready": True}) == Supervision("cut", True)
+    assert Supervision.from_report({"cable": 1, "ready": "yes", "self_test": "maybe",
+                                    "blocked": 0}) == Supervision()
+
+
+def test_a_monitor_pickled_before_the_beam_rules_loads_and_raises_them() -> None:
+    old = HeartbeatMonitor()
+    old.update(_beat(0, 600, 0))
+    del old.__dict__["_stuck"]  # the layout of a snapshot from before them
+    loaded = pickle.loads(pickle.dumps(old))
+    [ev] = loaded.update(_beat(30, 630, 0, door=Supervision(self_test="failed")))
+    assert ev.fault == FaultType.STUCK

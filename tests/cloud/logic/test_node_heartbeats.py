@@ -6,10 +6,12 @@ event."""
 from __future__ import annotations
 
 import pickle
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from cloud.detect.faults import Heartbeat, Supervision
 from cloud.journal import JournalRecord
+from cloud.logic.events import Alert, NodeWatch
 from cloud.logic.node import NodeState
 from cloud.logic.records import decode_record
 from cloud.logic.rollup import HOUR_NS
@@ -117,3 +119,27 @@ def test_without_detection_a_heartbeat_is_its_status_point_only(tmp_path: Path) 
     _process(state, node.beat())
     points = _process(state, node.beat(jump_s=600))
     assert [p[1].split(",", 1)[0] for p in points] == ["node_status"]
+
+
+def test_a_door_beam_s_failed_self_test_is_a_stuck_event_of_the_sensor() -> None:
+    watch = NodeWatch()
+    t0 = datetime(2026, 5, 1, 8, 0, tzinfo=UTC)
+    kinds = {"door-er": "hospital.door"}
+
+    def beat(s: int, report: dict[str, object]) -> Heartbeat:
+        return Heartbeat(t0 + timedelta(seconds=s), 600.0 + s, 0,
+                         {"door-er": Supervision.from_report(report)})
+
+    alerts: list[Alert] = []
+    assert watch.check("hn", "er-gate", beat(0, {"blocked": False, "self_test": "ok"}), kinds,
+                       alerts) == []
+    [(_, point)] = watch.check("hn", "er-gate", beat(30, {"blocked": False,
+                                                         "self_test": "failed"}), kinds, alerts)
+    assert point.startswith("events,kind=hospital.door,node=er-gate,sensor=door-er,site=hn,"
+                            "type=stuck ")
+    assert 'field="self_test"' in point
+    assert point.endswith(f" {to_epoch_ns(t0 + timedelta(seconds=30))}")
+    assert [(a.type, a.sensor, a.kind, a.field) for a in alerts] == [
+        ("stuck", "door-er", "hospital.door", "self_test")]
+    assert watch.check("hn", "er-gate", beat(60, {"blocked": False, "self_test": "failed"}),
+                       kinds) == []
