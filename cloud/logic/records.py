@@ -18,13 +18,18 @@ from cloud.logic.lines import line
 from urbanpulse.clock import from_epoch_ns
 from urbanpulse.errors import UrbanpulseError
 from urbanpulse.wire import Reading, WireError, decode_batch, decode_status, parse_topic
-from urbanpulse.wire.payload import parse_ts
+from urbanpulse.wire.payload import SENSOR_ID, finite, parse_ts
 
 RP_RAW = "raw"
 RP_1M = "agg_1m"
 RP_1H = "agg_1h"
 
 Point = tuple[str, str]  # (retention policy, line)
+
+# What a heartbeat's health may claim: beyond these it is ignored, not trusted.
+MAX_UPTIME_S = 1e9  # 31 years
+MAX_COUNT = 2**31
+MAX_SUPERVISED = 256  # supervised drivers of one node (an agent has a few)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +86,7 @@ def decode_record(rec: JournalRecord, max_dead_letter_bytes: int) -> tuple[NodeD
 def _status(rec: JournalRecord, site: str, node: str, max_bytes: int
             ) -> tuple[Point, Heartbeat | None]:
     try:
-        body = decode_status(rec.payload)
+        body = decode_status(rec.payload, now_ns=rec.received_ns)
     except WireError as exc:
         return dead_letter(rec, site, node, exc.code, exc.detail, rec.payload, 0, max_bytes), None
     fields: dict[str, str | int | float | bool] = {"state": body["state"],
@@ -90,12 +95,13 @@ def _status(rec: JournalRecord, site: str, node: str, max_bytes: int
     if isinstance(health, dict):
         for key in ("outbox_depth", "outbox_oldest_age_s", "outbox_evicted", "readings_per_s",
                     "uptime_s", "cpu_temp_c"):
-            value = health.get(key)
-            if isinstance(value, int | float) and not isinstance(value, bool):
-                fields[key] = float(value)
+            value = _number(health.get(key))
+            if value is not None:
+                fields[key] = value
         clock = health.get("clock")
-        if isinstance(clock, dict) and isinstance(clock.get("jumps"), int):
-            fields["clock_jumps"] = float(clock["jumps"])
+        jumps = _count(clock.get("jumps")) if isinstance(clock, dict) else None
+        if jumps is not None:
+            fields["clock_jumps"] = float(jumps)
     ts = parse_ts(body["ts"])
     point = RP_RAW, line("node_status", {"site": site, "node": node}, fields, ts)
     return point, _heartbeat(from_epoch_ns(ts), health) if isinstance(health, dict) else None
@@ -103,22 +109,37 @@ def _status(rec: JournalRecord, site: str, node: str, max_bytes: int
 
 def _heartbeat(ts: datetime, health: dict[str, Any]) -> Heartbeat:
     """What the fault rules read of the health: fields of the wrong type are left out."""
-    uptime = health.get("uptime_s")
+    uptime = _number(health.get("uptime_s"))
     clock = health.get("clock")
-    jumps = clock.get("jumps") if isinstance(clock, dict) else None
+    jumps = _count(clock.get("jumps")) if isinstance(clock, dict) else None
     supervision: dict[str, Supervision] = {}
     drivers = health.get("drivers")
     for sensor, state in (drivers.items() if isinstance(drivers, dict) else ()):
         sup = state.get("supervision") if isinstance(state, dict) else None
-        if not isinstance(sup, dict):
-            continue
+        if not isinstance(sup, dict) or not SENSOR_ID.fullmatch(sensor):
+            continue  # an id that is not a sensor's would reach line protocol as a tag
+        if len(supervision) == MAX_SUPERVISED:
+            break
         cable, ready = sup.get("cable"), sup.get("ready")
-        supervision[str(sensor)] = Supervision(
-            cable if cable in ("ok", "cut") else None,
+        supervision[sensor] = Supervision(
+            cable if isinstance(cable, str) and cable in ("ok", "cut") else None,
             ready if isinstance(ready, bool) else None)
     return Heartbeat(
         ts,
-        float(uptime) if isinstance(uptime, int | float) and not isinstance(uptime, bool)
-        and uptime >= 0 else None,
-        jumps if isinstance(jumps, int) and not isinstance(jumps, bool) and jumps >= 0 else None,
+        uptime if uptime is not None and 0 <= uptime <= MAX_UPTIME_S else None,
+        jumps,
         supervision or None)
+
+
+def _number(value: object) -> float | None:
+    """A JSON number as a finite float; None for anything else (bool, NaN, 1e400, 10**400)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not finite(value):
+        return None
+    return float(value)
+
+
+def _count(value: object) -> int | None:
+    """A counter: an integer in [0, 2**31)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < MAX_COUNT:
+        return None
+    return value

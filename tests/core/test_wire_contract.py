@@ -63,6 +63,7 @@ def test_topic_layout() -> None:
     ({"values": {"pm25": 1.0}}, "missing_field", "readings[0].values.pm10"),
     ({"values": {"pm25": 1.0, "pm10": 2.0, "o3": 1}}, "unknown_field", "readings[0].values.o3"),
     ({"flags": ["sunny"]}, "bad_flags", "readings[0].flags"),
+    ({"values": {"pm25": 10**400, "pm10": 1}}, "bad_value", "readings[0].values.pm25"),
 ])
 def test_a_bad_reading_is_rejected_with_its_place_and_reason(override: dict, code: str, where: str) -> None:
     parsed = decode_batch(json.dumps(_body(**override)).encode())
@@ -94,6 +95,9 @@ def test_good_readings_survive_a_bad_neighbour() -> None:
     (json.dumps(dict(_body(), v=2)).encode(), "bad_version"),
     (json.dumps(dict(_body(), readings={})).encode(), "bad_readings"),
     (b"x" * (256 * 1024 + 1), "too_large"),
+    # Past Python's 4,300-digit limit for int(); nested past the recursion limit.
+    (b'{"v":1,"site":"s","node":"n","units":{},"readings":[' + b"9" * 5000 + b"]}", "not_json"),
+    (b'{"v":1,"x":' + b"[" * 50_000 + b"]" * 50_000 + b"}", "not_json"),
 ])
 def test_a_broken_envelope_raises_a_precise_error(payload: bytes, code: str) -> None:
     with pytest.raises(WireError) as err:
@@ -116,6 +120,16 @@ def test_timestamps_are_utc_only() -> None:
         format_ts(datetime(2026, 1, 1))
     hanoi = timezone(timedelta(hours=7))
     assert format_ts(datetime(2026, 1, 1, 7, tzinfo=hanoi)) == "2026-01-01T00:00:00.000000Z"
+
+
+def test_a_status_stamped_outside_the_readings_range_is_refused() -> None:
+    now = datetime(2026, 11, 28, tzinfo=UTC)
+    now_ns = int(now.timestamp()) * 10**9
+    assert decode_status(encode_status("online", now), now_ns=now_ns)["state"] == "online"
+    for ts in (datetime(2019, 12, 31, tzinfo=UTC), datetime(2026, 12, 1, tzinfo=UTC)):
+        with pytest.raises(WireError) as err:
+            decode_status(encode_status("online", ts), now_ns=now_ns)
+        assert err.value.code == "ts_out_of_range"
 
 
 def test_status_round_trip() -> None:

@@ -155,8 +155,10 @@ def _envelope(payload: bytes) -> dict[str, Any]:
         raise WireError("too_large", f"payload of {len(payload)} bytes > {MAX_PAYLOAD_BYTES}")
     try:
         body = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise WireError("not_json", f"payload is not UTF-8 JSON: {exc}") from exc
+    except (ValueError, RecursionError) as exc:
+        # ValueError: not UTF-8, not JSON, or an integer past Python's 4,300-digit limit;
+        # RecursionError: arrays or objects nested thousands deep.
+        raise WireError("not_json", f"payload is not UTF-8 JSON: {str(exc)[:200]}") from exc
     if not isinstance(body, dict):
         raise WireError("not_object", f"payload must be a JSON object, got {type(body).__name__}")
     version = body.get("v")
@@ -233,8 +235,8 @@ def _reading(raw: Any, units: Mapping[str, Any], latest_ns: int | None) -> Readi
         fspec = spec.fields.get(name)
         if fspec is None:
             raise _Reject("unknown_field", f".values.{name}: not a field of {kind}")
-        if type(value) not in (int, float) or not math.isfinite(value):
-            raise _Reject("bad_value", f".values.{name}: must be a finite number, got {value!r}")
+        if type(value) not in (int, float) or not finite(value):
+            raise _Reject("bad_value", f".values.{name}: must be a finite number, got {value!r:.40}")
         if kind_units.get(name) != fspec.unit:
             raise _Reject(
                 "wrong_unit",
@@ -259,14 +261,28 @@ def encode_status(state: str, ts: datetime, health: Mapping[str, Any] | None = N
     return json.dumps(body, separators=(",", ":")).encode()
 
 
-def decode_status(payload: bytes) -> dict[str, Any]:
+def decode_status(payload: bytes, now_ns: int | None = None) -> dict[str, Any]:
+    """Validate a status payload; its `ts` must lie in the range a reading's may (from 2020
+    to `now_ns` plus the future tolerance). `health` is the agent's, read field by field
+    by whoever uses it."""
     body = _envelope(payload)
     if body.get("state") not in ("online", "offline"):
-        raise WireError("bad_state", f"state must be online or offline, got {body.get('state')!r}")
+        raise WireError("bad_state", f"state must be online or offline, got {body.get('state')!r:.40}")
     try:
-        parse_ts(body.get("ts"))
+        ts_ns = parse_ts(body.get("ts"))
     except ValueError as exc:
         raise WireError("bad_ts", f"ts: {exc}") from exc
+    latest = None if now_ns is None else now_ns + int(FUTURE_TOLERANCE.total_seconds() * 1e9)
+    if ts_ns < EARLIEST_TS_NS or (latest is not None and ts_ns > latest):
+        raise WireError("ts_out_of_range", f"ts: {body.get('ts')} is before 2020 or in the future")
     return body
+
+
+def finite(value: int | float) -> bool:
+    """math.isfinite for JSON numbers: an integer too large for a float is not finite."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 

@@ -1,0 +1,78 @@
+"""Nothing a node puts in a status message can crash the dataflow (a crash would replay the
+same message forever) or reach line protocol unchecked: numbers beyond a float, NaN,
+stamps outside the readings' range, driver ids that are no sensor ids, supervision of
+any shape. Found by review with crafted payloads."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from cloud.journal import JournalRecord
+from cloud.logic.node import NodeState
+from cloud.logic.records import MAX_SUPERVISED, decode_record
+from cloud.logic.rollup import HOUR_NS
+
+RECEIVED_NS = 1_780_000_000_000_000_000  # 2026-05-28
+TS = "2026-05-28T08:00:00Z"
+TS2 = "2026-05-28T08:00:30Z"
+
+
+def _status(health: object, ts: str = TS) -> bytes:
+    return json.dumps({"v": 1, "state": "online", "ts": ts, "health": health}).encode()
+
+
+def _run(*payloads: bytes) -> list[str]:
+    state = NodeState(HOUR_NS)
+    lines: list[str] = []
+    for i, payload in enumerate(payloads):
+        data, points = decode_record(JournalRecord("i0", i + 1, RECEIVED_NS,
+                                                   "urbanpulse/v1/s1/n1/status", payload), 4096)
+        if data is not None:
+            points.extend(state.process(data))
+        lines.extend(text for _, text in points)
+    return lines
+
+
+BASE = _status({"uptime_s": 10, "clock": {"jumps": 0}})
+
+
+@pytest.mark.parametrize("second", [
+    _status({"uptime_s": 10**400, "clock": {"jumps": 0}}, TS2),
+    _status({"uptime_s": 1e308, "clock": {"jumps": 1}}, TS2),
+    _status({"uptime_s": 1e11, "clock": {"jumps": 0}}, TS2),
+    b'{"v":1,"state":"online","ts":"' + TS2.encode() + b'","health":{"uptime_s":Infinity}}',
+    b'{"v":1,"state":"online","ts":"' + TS2.encode() + b'","health":{"uptime_s":NaN,"cpu_temp_c":NaN}}',
+    _status({"uptime_s": 40, "clock": {"jumps": 10**310}}, TS2),
+    _status({"uptime_s": 40, "clock": {"jumps": -3}}, TS2),
+    _status({"uptime_s": 40, "drivers": [1, 2]}, TS2),
+    _status({"uptime_s": 40, "drivers": {"k": {"supervision": {"cable": ["x"], "ready": 1}}}}, TS2),
+    _status([1, 2], TS2),
+    _status({"uptime_s": 40, "clock": [1]}, TS2),
+])
+def test_a_malformed_health_is_stored_as_far_as_it_is_sound_and_raises_nothing(second: bytes) -> None:
+    lines = _run(BASE, second)
+    assert not any(text.startswith("events,") for text in lines), "no event from nonsense"
+    assert not any("nan" in text or "inf" in text for text in lines)
+
+
+@pytest.mark.parametrize("ts", ["0001-01-01T00:00:30Z", "9999-12-31T23:59:59Z"])
+def test_a_status_stamped_outside_the_readings_range_is_a_dead_letter(ts: str) -> None:
+    lines = _run(BASE, _status({"uptime_s": 1000, "clock": {"jumps": 1}}, ts))
+    assert any(text.startswith("dead_letter,") and "reason=ts_out_of_range" in text for text in lines)
+    assert not any(text.startswith("events,") for text in lines)
+
+
+def test_driver_ids_that_are_no_sensor_ids_never_reach_line_protocol() -> None:
+    evil = "k\nair_pm,node=other,sensor=pms5003"
+    lines = _run(_status({"uptime_s": 10, "drivers": {evil: {"supervision": {"cable": "ok"}}}}),
+                 _status({"uptime_s": 40, "drivers": {evil: {"supervision": {"cable": "cut"}}}}, TS2))
+    assert all("\n" not in text for text in lines)
+    assert not any(text.startswith("events,") for text in lines)
+
+
+def test_a_heartbeat_naming_thousands_of_drivers_is_bounded() -> None:
+    many = {f"k{i}": {"supervision": {"cable": "cut"}} for i in range(5000)}
+    lines = _run(_status({"uptime_s": 10, "drivers": many}))
+    assert sum(text.startswith("events,") for text in lines) <= MAX_SUPERVISED
