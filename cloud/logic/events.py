@@ -35,8 +35,10 @@ class FieldWatch:
     faults: FaultMonitor
     last_ts_ns: int = 0
     # The contract's physical range: a value outside it is no measurement, so it is not
-    # scored (the fault rules raise OUT_OF_RANGE). Class defaults for older snapshots.
-    low: float = -math.inf
+    # scored (the fault rules raise OUT_OF_RANGE). None until known: a watch unpickled from
+    # a snapshot taken before the range was kept has the class's None, and gets it on its
+    # next reading.
+    low: float | None = None
     high: float = math.inf
 
 
@@ -113,6 +115,8 @@ class SensorWatch:
                 continue
             watch.last_ts_ns = ts
             detector = watch.detector
+            if watch.low is None:
+                watch.low, watch.high = _range(r.kind, name)
             if detector is not None and watch.low <= v <= watch.high:
                 score = detector.update(ts, v)
                 if detector.is_anomaly(score):
@@ -199,7 +203,12 @@ def _make(kind: str, field_name: str, sensor: str) -> FieldWatch | None:
         faults = FaultMonitor(kind, field_name, sensor)
     except DetectError:
         return None
-    spec = KINDS[kind].fields.get(field_name)
+    low, high = _range(kind, field_name)
+    return FieldWatch(detector, faults, low=low, high=high)
+
+
+def _range(kind: str, field_name: str) -> tuple[float, float]:
+    spec = KINDS[kind].fields.get(field_name) if kind in KINDS else None
     low = -math.inf if spec is None or spec.low is None else spec.low
     high = math.inf if spec is None or spec.high is None else spec.high
-    return FieldWatch(detector, faults, low=low, high=high)
+    return low, high

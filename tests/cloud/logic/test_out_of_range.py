@@ -70,3 +70,23 @@ def test_a_window_rebuilt_from_raw_points_leaves_out_of_range_values_out_too() -
     assert "count=2i" in rebuilt
     assert "pm25_max=22.0" in rebuilt
     assert job.rebuild(rows[1:2]) is None
+
+
+def test_a_watch_from_a_snapshot_taken_before_ranges_were_kept_learns_its_range() -> None:
+    import pickle
+
+    from cloud.logic.events import SensorWatch
+
+    watch = SensorWatch()
+    for i in range(300):
+        watch.check("hn", "n1", Reading("s1", "air.co2", T0 + i * MIN, i, {"co2": 600.0 + i % 7}))
+    field = watch.fields["co2"]
+    assert field is not None
+    del field.low, field.high  # the instance as it was pickled before: no range attributes
+    old = pickle.loads(pickle.dumps(watch))
+    out = old.check("hn", "n1", Reading("s1", "air.co2", T0 + 300 * MIN, 300, {"co2": 1e308}))
+    assert any("type=out_of_range" in text for _, text in out)
+    assert not any("type=anomaly" in text for _, text in out), "1e308 is not scored"
+    restored = old.fields["co2"]
+    assert restored is not None
+    assert (restored.low, restored.high) == (0, 10000)
