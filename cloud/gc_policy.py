@@ -3,9 +3,10 @@
 The dataflow keeps every node's state (windows, sequence ranges, detectors: millions of
 container objects) and allocates tuples and lists per reading. With CPython's default
 thresholds (700, 10, 10) a full collection walks that whole state every hundred thousand
-allocations or so: 20 % of the CPU per reading in `bench.pipeline.stages` terms. The hot
-path creates almost no reference cycles, so collecting far less often loses nothing but
-a little memory held a little longer.
+allocations or so: 29 % of the processor's CPU without detection in the pipeline
+benchmark, 7.6 % with these thresholds (docs/throughput.md). The hot path creates almost
+no reference cycles, so collecting far less often loses nothing but a little memory held
+a little longer.
 """
 
 from __future__ import annotations
