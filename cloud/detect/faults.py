@@ -673,9 +673,9 @@ class Supervision:
         a value of the wrong type or an unknown state is left out (None)."""
         cable, ready = report.get("cable"), report.get("ready")
         test, blocked = report.get("self_test"), report.get("blocked")
-        return cls(cable if cable in CABLE_STATES else None,
+        return cls(cable if isinstance(cable, str) and cable in CABLE_STATES else None,
                    ready if isinstance(ready, bool) else None,
-                   test if test in SELF_TEST_RESULTS else None,
+                   test if isinstance(test, str) and test in SELF_TEST_RESULTS else None,
                    blocked if isinstance(blocked, bool) else None)
 
 
