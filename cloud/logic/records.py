@@ -120,10 +120,7 @@ def _heartbeat(ts: datetime, health: dict[str, Any]) -> Heartbeat:
             continue  # an id that is not a sensor's would reach line protocol as a tag
         if len(supervision) == MAX_SUPERVISED:
             break
-        cable, ready = sup.get("cable"), sup.get("ready")
-        supervision[sensor] = Supervision(
-            cable if isinstance(cable, str) and cable in ("ok", "cut") else None,
-            ready if isinstance(ready, bool) else None)
+        supervision[sensor] = Supervision.from_report(sup)
     return Heartbeat(
         ts,
         uptime if uptime is not None and 0 <= uptime <= MAX_UPTIME_S else None,

@@ -76,3 +76,14 @@ def test_a_heartbeat_naming_thousands_of_drivers_is_bounded() -> None:
     many = {f"k{i}": {"supervision": {"cable": "cut"}} for i in range(5000)}
     lines = _run(_status({"uptime_s": 10, "drivers": many}))
     assert sum(text.startswith("events,") for text in lines) <= MAX_SUPERVISED
+
+
+def test_a_door_whose_self_test_fails_raises_stuck_through_the_decoder() -> None:
+    ok = {"uptime_s": 10, "drivers": {"door-main": {"supervision": {"self_test": "ok", "blocked": False}}}}
+    failed = {"uptime_s": 40, "drivers": {"door-main": {"supervision": {"self_test": "failed",
+                                                                        "blocked": False}}}}
+    lines = _run(_status(ok), _status(failed, TS2))
+    events = [t for t in lines if t.startswith("events,")]
+    assert len(events) == 1
+    assert "type=stuck" in events[0]
+    assert "sensor=door-main" in events[0]
