@@ -14,9 +14,11 @@ For each value it combines two views (see docs/anomaly-detection.md):
   (value minus the previous value): a change of a size or rhythm never seen.
 
 A third view, the seasonal residual (`SeasonalResidual`, on unless `season_learn` is 0),
-is reported on its own: when the first `season_learn` values show a period, the
-distance of each value from its phase's smoothed profile is ranked against the last
-`history` such distances, and its surprise s gives `1 - exp(-s / season_scale)`.
+is reported on its own: when the means of the first `season_learn` time slots of
+`season_slot_s` seconds (or the series' interval, if longer) show a period, the
+distance of the first value of each slot's visit from its phase's smoothed profile is
+ranked against the last `history` such distances, and its surprise s gives
+`1 - exp(-s / season_scale)`.
 
 The score is `novelty_weight * novelty + (1 - novelty_weight) * tail`, or the seasonal
 one when that is higher, 0 during the first `warmup` values, and 0 again while it is
@@ -72,6 +74,7 @@ class DetectorSettings:
     damp_factor: float = 0.97
     hold: int = 40
     season_learn: int = 600
+    season_slot_s: int = 300
     season_min_correlation: float = 0.5
     season_rate: float = 0.2
     season_scale: float = 20.0
@@ -99,6 +102,7 @@ class DetectorSettings:
             "damp_factor": 0.0 <= self.damp_factor <= 1.0,
             "hold": self.hold >= 0,
             "season_learn": self.season_learn == 0 or self.season_learn >= 8,
+            "season_slot_s": self.season_slot_s >= 1,
             "season_min_correlation": 0.0 < self.season_min_correlation <= 1.0,
             "season_rate": 0.0 < self.season_rate <= 1.0,
             "season_scale": self.season_scale > 0,
@@ -141,6 +145,7 @@ class AnomalyDetector:
         self._season = (
             SeasonalResidual(
                 s.season_learn,
+                s.season_slot_s * 10**9,
                 s.season_min_correlation,
                 s.season_rate,
                 s.history,

@@ -85,7 +85,14 @@ def test_state_stays_under_64_kb(shape: str, profile: DetectorSettings) -> None:
             sizes.append(len(pickle.dumps(detector)))
     sizes.append(len(pickle.dumps(detector)))
     assert max(sizes) < 64 * 1024
-    assert (detector._season is not None and detector._season.period > 0) == (shape == "daily")
+    season = detector._season
+    assert season is not None
+    assert (season.period > 0) == (shape == "daily")
+    # Without a period the seasonal part keeps no profile and no ranked history (they
+    # were 4.3 KB per field before, for every field).
+    assert (season._residuals is None) == (shape != "daily")
+    if shape != "daily":
+        assert len(pickle.dumps(season)) < 1024
 
 
 def test_an_obvious_spike_scores_above_the_threshold_and_normal_data_does_not() -> None:
