@@ -15,6 +15,9 @@ _CACHE_MAX = 200_000
 
 _heads: dict[tuple[str, tuple[tuple[str, str], ...]], str] = {}
 _keys: dict[str, str] = {}
+# A float's text: repr is the costly part of a line, and readings repeat their values
+# (occupied 0/1, counts, a handful of distinct levels per sensor).
+_texts: dict[float, str] = {}
 
 
 def tag(value: str) -> str:
@@ -48,6 +51,28 @@ def field_key(name: str) -> str:
     return escaped
 
 
+def float_text(value: float) -> str:
+    """repr(float(value)), cached by value. Zero is not cached: 0.0 and -0.0 are one key
+    but two texts."""
+    text = repr(float(value))
+    if value:
+        if len(_texts) >= _CACHE_MAX:
+            _texts.clear()
+        _texts[value] = text
+    return text
+
+
+def float_texts() -> dict[float, str]:
+    """The cache of `float_text` itself, for hot loops: `texts.get(v) or float_text(v)`."""
+    return _texts
+
+
+def field_keys() -> dict[str, str]:
+    """The cache of escaped field keys itself, for hot loops: a key missing from it is
+    escaped (and cached) by `field_key`."""
+    return _keys
+
+
 def line(measurement: str, tags: Mapping[str, str], fields: Mapping[str, float | int | str | bool],
          ts_ns: int) -> str:
     """One point. Floats stay floats, ints get `i`, strings are quoted. Tags sorted by key."""
@@ -72,5 +97,6 @@ def line(measurement: str, tags: Mapping[str, str], fields: Mapping[str, float |
 def float_fields(values: Mapping[str, float]) -> str:
     """Numeric reading values as float fields, in their order (what `line` makes of them
     after float()), for the hot path that writes one raw point per reading."""
-    keys = _keys
-    return ",".join([f"{keys.get(k) or field_key(k)}={float(v)!r}" for k, v in values.items()])
+    keys, texts = _keys, _texts
+    return ",".join([f"{keys.get(k) or field_key(k)}={texts.get(v) or float_text(v)}"
+                     for k, v in values.items()])

@@ -5,12 +5,13 @@ from __future__ import annotations
 import pickle
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from cloud.detect import STATE_VERSION as DETECT_STATE_VERSION
 from cloud.logic.domain.hospital import SiteUpdate
 from cloud.logic.domain.node import DomainNode
 from cloud.logic.events import Alert, NodeWatch, SensorWatch, check_readings
-from cloud.logic.lines import float_fields, line, series_head, string_field
+from cloud.logic.lines import field_key, field_keys, float_text, float_texts, line, series_head, string_field
 from cloud.logic.recompute import RECOMPUTE, Recompute
 from cloud.logic.records import RP_1H, RP_1M, RP_RAW, NodeData, Point
 from cloud.logic.rollup import HOUR_NS, MINUTE_NS, SensorRollup, Window
@@ -18,6 +19,7 @@ from cloud.logic.seqs import SeqRanges
 from urbanpulse.wire import KINDS, Reading, outside_range
 
 LATE_AFTER_NS = 5 * MINUTE_NS
+KIND, HEAD, SEQS, MINUTE, HOURLY = range(5)  # a sensor's parts (NodeState._sensors)
 
 
 @dataclass(slots=True)
@@ -67,11 +69,13 @@ class NodeState:
         self.minute: dict[str, SensorRollup] = {}
         self.hour: dict[str, SensorRollup] = {}
         self.ledger: dict[int, LedgerHour] = {}
-        self._heads: dict[str, tuple[str, str]] = {}  # sensor -> (kind, series head); a cache
+        # sensor -> [kind, series head, seq ranges, minute rollup, hour rollup]: a cache of
+        # what the hot path needs per reading, looked up once (not pickled)
+        self._sensors: dict[str, list[Any]] = {}
 
     def __getstate__(self) -> dict[str, object]:
         state = self.__dict__.copy()
-        state.pop("_heads", None)
+        state.pop("_sensors", None)
         # Pickled apart: a snapshot from another code version is dropped without being
         # unpickled, whatever its detectors' layout was.
         for name in ("watch", "node_watch"):
@@ -85,7 +89,7 @@ class NodeState:
         defaults = {"detect": True, "watch": {}, "ledger": {}, "site_updates": [], "alerts": []}
         self.__dict__.update(defaults)
         self.__dict__.update(state)
-        self._heads = {}
+        self._sensors = {}
         if "domain" not in state:
             self.domain = DomainNode(self.horizon_ns)
         if state.get("detect_version") != DETECT_STATE_VERSION:
@@ -102,6 +106,7 @@ class NodeState:
         if data.status is not None:
             return self.heartbeat(data)
         out: list[Point] = []
+        append = out.append
         touched: dict[tuple[str, str, int], Window] = {}
         ledger_touched: set[int] = set()
         measured: list[Reading] = []  # fresh readings within the contract's ranges
@@ -110,63 +115,104 @@ class NodeState:
         site, node = data.site, data.node
         self.site, self.node = site, node
         received_ns = data.received_ns
-        ledgers, seqs_of, heads = self.ledger, self.seqs, self._heads
-        minute, hour_rollups, horizon_ns = self.minute, self.hour, self.horizon_ns
+        ledgers, sensors, kinds = self.ledger, self._sensors, self.kinds
+        keys, texts = field_keys(), float_texts()
+        hour = -1
+        ledger = LedgerHour()  # replaced at the first reading
+        spans = ledger.seq_span
         for r in data.readings:
-            ts, sensor, kind = r.ts_ns, r.sensor, r.kind
-            hour = ts - ts % HOUR_NS
-            ledger = ledgers.get(hour)
-            if ledger is None:
-                ledger = ledgers[hour] = LedgerHour()
-            ledger_touched.add(hour)
+            ts, sensor, kind, seq = r.ts_ns, r.sensor, r.kind, r.seq
+            part = sensors.get(sensor)
+            if part is None or part[KIND] != kind:
+                part = self._sensor(site, node, sensor, kind)
+            if ts - ts % HOUR_NS != hour:
+                hour = ts - ts % HOUR_NS
+                ledger = ledgers.get(hour)  # type: ignore[assignment]
+                if ledger is None:
+                    ledger = ledgers[hour] = LedgerHour()
+                ledger_touched.add(hour)
+                spans = ledger.seq_span
             ledger.received += 1
-            seqs = seqs_of.get(sensor)
-            if seqs is None:
-                seqs = seqs_of[sensor] = SeqRanges()
-            if not seqs.add(r.seq):
+            ranges = part[SEQS].ranges
+            if ranges and seq == ranges[-1][1]:  # the next in order: SeqRanges.add, inlined
+                ranges[-1][1] = seq + 1
+            elif not part[SEQS].add(seq):
                 ledger.duplicates += 1
                 continue
-            ledger.note(sensor, r.seq)
+            span = spans.get(sensor)  # LedgerHour.note, inlined
+            if span is None:
+                spans[sensor] = [seq, seq]
+            elif seq < span[0]:
+                span[0] = seq
+            elif seq > span[1]:
+                span[1] = seq
             if received_ns - ts > LATE_AFTER_NS:
                 ledger.late += 1
-            self.kinds[sensor] = kind
-            head = heads.get(sensor)
-            if head is None or head[0] != kind:
-                head = self._new_head(site, node, sensor, kind)
+            kinds[sensor] = kind
+            values = r.values
             flags = r.flags
-            extra = f",flags={string_field(','.join(flags))}" if flags else ""
-            out.append((RP_RAW, f"{head[1]} {float_fields(r.values)},seq={r.seq}i{extra} "
-                                f"{ts - ts % 1000 + r.seq % 1000}"))  # raw_time(r), inlined
-            if flags and "warmup" in flags:
-                continue  # stored, but a warming-up sensor's zeros are not air quality
+            text = ",".join([f"{keys.get(k) or field_key(k)}={texts.get(v) or float_text(v)}"
+                             for k, v in values.items()])  # float_fields(values), inlined
+            if flags:
+                append((RP_RAW, f"{part[HEAD]} {text},seq={seq}i,flags={string_field(','.join(flags))} "
+                                f"{ts - ts % 1000 + seq % 1000}"))  # raw_time(r), inlined
+                if "warmup" in flags:
+                    continue  # stored, but a warming-up sensor's zeros are not air quality
+            else:
+                append((RP_RAW, f"{part[HEAD]} {text},seq={seq}i {ts - ts % 1000 + seq % 1000}"))
             if detect:
                 checked.append(r)  # the fault rules raise OUT_OF_RANGE; nothing else sees it
-            if outside_range(kind, r.values) is not None:
+            if outside_range(kind, values) is not None:
                 continue
             measured.append(r)
-            for rp, rollups, width in ((RP_1M, minute, MINUTE_NS), (RP_1H, hour_rollups, HOUR_NS)):
-                rollup = rollups.get(sensor)
-                if rollup is None:
-                    rollup = rollups[sensor] = SensorRollup(width, horizon_ns)
-                window = rollup.add(ts, r.values)
-                if window is not None:
-                    touched[(rp, sensor, window.start_ns)] = window
-                else:  # older than the horizon: rebuilt from the raw points by the sink
-                    start = ts - ts % width
-                    out.append((RECOMPUTE, Recompute(rp, KINDS[kind].measurement, site, node, sensor,
-                                                     kind, width, start).encode()))
+            minute = part[MINUTE] or self._rollup(part, MINUTE, sensor)
+            window = minute.window(ts)
+            if window is None:  # older than the horizon: rebuilt from the raw points by the sink
+                append(self._recompute(site, node, sensor, kind, RP_1M, MINUTE_NS, ts))
+            else:
+                window.add(ts, values)
+                touched[(RP_1M, sensor, window.start_ns)] = window
+            hourly = part[HOURLY] or self._rollup(part, HOURLY, sensor)
+            window = hourly.window(ts)
+            if window is None:
+                append(self._recompute(site, node, sensor, kind, RP_1H, HOUR_NS, ts))
+            else:
+                window.add(ts, values)
+                touched[(RP_1H, sensor, window.start_ns)] = window
         if checked:  # the detectors' events, in reading order, after the raw points
             out.extend(check_readings(site, node, checked, self.watch, self.alerts))
         for (rp, sensor, start), window in touched.items():
-            out.append((rp, f"{heads[sensor][1]} {window.field_text()} {start}"))  # head set above
+            append((rp, f"{sensors[sensor][HEAD]} {window.field_text()} {start}"))
         domain_points, updates = self.domain.process(site, node, measured)
         out.extend(domain_points)
         self.site_updates.extend(updates)
         for hour in sorted(ledger_touched):
-            out.append((RP_1H, line("ledger", {"site": site, "node": node},
-                                    self.ledger[hour].fields(), hour)))
+            append((RP_1H, line("ledger", {"site": site, "node": node},
+                                self.ledger[hour].fields(), hour)))
         self._evict()
         return out
+
+    def _sensor(self, site: str, node: str, sensor: str, kind: str) -> list[Any]:
+        """The sensor's parts for the hot path, made when first seen or when its kind changes."""
+        seqs = self.seqs.get(sensor)
+        if seqs is None:
+            seqs = self.seqs[sensor] = SeqRanges()
+        head = series_head(KINDS[kind].measurement,
+                           {"site": site, "node": node, "sensor": sensor, "kind": kind})
+        part = self._sensors[sensor] = [kind, head, seqs, self.minute.get(sensor), self.hour.get(sensor)]
+        return part
+
+    def _rollup(self, part: list[Any], which: int, sensor: str) -> SensorRollup:
+        """The sensor's rollup at one width, made at its first reading that counts."""
+        rollups, width = (self.minute, MINUTE_NS) if which == MINUTE else (self.hour, HOUR_NS)
+        rollup = part[which] = rollups[sensor] = SensorRollup(width, self.horizon_ns)
+        return rollup
+
+    @staticmethod
+    def _recompute(site: str, node: str, sensor: str, kind: str, rp: str, width: int, ts: int
+                   ) -> Point:
+        return RECOMPUTE, Recompute(rp, KINDS[kind].measurement, site, node, sensor, kind, width,
+                                    ts - ts % width).encode()
 
     def heartbeat(self, data: NodeData) -> list[Point]:
         """A status message's heartbeat: the events of the rules on heartbeats (alerts to
@@ -175,12 +221,6 @@ class NodeState:
             return []
         self.site, self.node = data.site, data.node
         return self.node_watch.check(data.site, data.node, data.status, self.kinds, self.alerts)
-
-    def _new_head(self, site: str, node: str, sensor: str, kind: str) -> tuple[str, str]:
-        """The series head of a sensor's raw and aggregate points (same measurement, tags)."""
-        head = self._heads[sensor] = (kind, series_head(KINDS[kind].measurement, {
-            "site": site, "node": node, "sensor": sensor, "kind": kind}))
-        return head
 
     def tick(self, now: datetime) -> list[Point]:
         """Fault rules that need time to pass (silence); alerts go to take_alerts()."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from cloud.logic.lines import field_key
+from cloud.logic.lines import field_key, float_text, float_texts
 
 MINUTE_NS = 60 * 1_000_000_000
 HOUR_NS = 60 * MINUTE_NS
@@ -97,9 +97,20 @@ class Window:
         """`as_fields` as line protocol (same keys, order and number formats), without the
         dict: this runs for every window a batch touches."""
         parts = [f"count={self.count}i"]
-        for name, a in sorted(self.fields.items()):
+        fields = self.fields
+        texts = float_texts()
+        for name in sorted(fields) if len(fields) > 1 else fields:
+            a = fields[name]
             k = field_key(name)
-            parts.append(f"{k}_mean={a[1] / a[0]!r},{k}_min={a[2]!r},{k}_max={a[3]!r},{k}_last={a[5]!r}")
+            # A float's text is its repr, the costly part: a value that is the low, the high
+            # and the last at once (one object) is written once, and so is a one-reading mean.
+            low, high, last = a[2], a[3], a[5]
+            r_low = texts.get(low) or float_text(low)
+            r_high = r_low if high is low else texts.get(high) or float_text(high)
+            r_last = (r_low if last is low else r_high if last is high
+                      else texts.get(last) or float_text(last))
+            r_mean = r_last if a[0] == 1 and a[1] is last else repr(a[1] / a[0])
+            parts.append(f"{k}_mean={r_mean},{k}_min={r_low},{k}_max={r_high},{k}_last={r_last}")
         return ",".join(parts)
 
 
@@ -123,6 +134,14 @@ class SensorRollup:
 
     def add(self, ts_ns: int, values: Mapping[str, float]) -> Window | None:
         """Add a reading; returns its window, or None when it is too late to aggregate."""
+        window = self.window(ts_ns)
+        if window is not None:
+            window.add(ts_ns, values)
+        return window
+
+    def window(self, ts_ns: int) -> Window | None:
+        """The window a reading at `ts_ns` goes to (made if new; the reading is then the
+        newest), or None when it is too late to aggregate: `add` without the values."""
         if ts_ns < self.newest_ns - self.horizon_ns:
             self.too_late += 1
             return None
@@ -132,7 +151,6 @@ class SensorRollup:
             if not self.windows or start < self.oldest_ns:
                 self.oldest_ns = start
             window = self.windows[start] = Window(start, 0, {})
-        window.add(ts_ns, values)
         if ts_ns > self.newest_ns:
             self.newest_ns = ts_ns
         return window

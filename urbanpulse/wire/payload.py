@@ -18,7 +18,7 @@ from typing import Any
 
 from urbanpulse.clock import from_epoch_ns, to_epoch_ns
 from urbanpulse.errors import UrbanpulseError
-from urbanpulse.wire.kinds import KINDS
+from urbanpulse.wire.kinds import KINDS, KindSpec
 from urbanpulse.wire.topics import CONTRACT_VERSION, validate_id
 
 MAX_PAYLOAD_BYTES = 256 * 1024
@@ -190,9 +190,10 @@ def decode_batch(payload: bytes, *, site: str | None = None, node: str | None = 
     latest = None if now_ns is None else now_ns + int(FUTURE_TOLERANCE.total_seconds() * 1e9)
     good: list[Reading] = []
     rejected: list[RejectedReading] = []
+    sound: set[tuple[str, tuple[str, ...]]] = set()
     for index, raw in enumerate(readings_raw):
         try:
-            good.append(_reading(raw, units, latest))
+            good.append(_reading(raw, units, latest, sound))
         except _Reject as exc:
             rejected.append(RejectedReading(index, exc.code, f"readings[{index}]{exc.detail}", raw))
     return ParsedBatch(body["site"], body["node"], good, rejected)
@@ -205,11 +206,30 @@ class _Reject(Exception):
         self.detail = detail
 
 
-def _reading(raw: Any, units: Mapping[str, Any], latest_ns: int | None) -> Reading:
+# Sensor ids that matched SENSOR_ID: the same few recur in every batch (bounded; a cache).
+_sensor_ids: set[str] = set()
+_SENSOR_IDS_MAX = 100_000
+
+
+def _sensor_id(sensor: str) -> bool:
+    if sensor in _sensor_ids:
+        return True
+    if not _SENSOR.fullmatch(sensor):
+        return False
+    if len(_sensor_ids) >= _SENSOR_IDS_MAX:
+        _sensor_ids.clear()
+    _sensor_ids.add(sensor)
+    return True
+
+
+def _reading(raw: Any, units: Mapping[str, Any], latest_ns: int | None,
+             sound: set[tuple[str, tuple[str, ...]]]) -> Reading:
+    """One reading, validated. `sound` holds the (kind, field names) whose names, units and
+    required fields this batch has already passed: their values only need checking."""
     if not isinstance(raw, dict):
         raise _Reject("bad_reading", f": must be an object, got {type(raw).__name__}")
     sensor = raw.get("sensor")
-    if not isinstance(sensor, str) or not _SENSOR.fullmatch(sensor):
+    if not isinstance(sensor, str) or not _sensor_id(sensor):
         raise _Reject("bad_sensor", f".sensor: {sensor!r} is not 1-64 of [a-z0-9_.-]")
     kind = raw.get("kind")
     spec = KINDS.get(kind) if isinstance(kind, str) else None
@@ -230,6 +250,36 @@ def _reading(raw: Any, units: Mapping[str, Any], latest_ns: int | None) -> Readi
     kind_units = units.get(kind)
     if not isinstance(kind_units, dict):
         raise _Reject("missing_units", f": units has no entry for kind {kind!r}")
+    fields = (kind, tuple(values))
+    if fields in sound and _finite_numbers(values):
+        clean: dict[str, float] = values  # as _clean would copy it, and no longer referenced
+    else:
+        clean = _clean(values, kind, spec, kind_units)
+        sound.add(fields)
+    flags = raw.get("flags", ())
+    if flags or not isinstance(flags, list | tuple):
+        # (a flag that is no string, [] or {}, would make `in FLAGS` raise: it is rejected)
+        if not isinstance(flags, list | tuple) or not all(isinstance(f, str) and f in FLAGS
+                                                          for f in flags):
+            raise _Reject("bad_flags", f".flags: must be a list drawn from {sorted(FLAGS)}")
+        flags = tuple(flags)
+    return Reading(sensor, kind, ts_ns, seq, clean, flags or ())
+
+
+def _finite_numbers(values: dict[str, Any]) -> bool:
+    for value in values.values():
+        t = type(value)
+        if t is float:
+            if value - value != 0.0:  # inf or nan
+                return False
+        elif t is not int or not finite(value):
+            return False
+    return True
+
+
+def _clean(values: dict[str, Any], kind: str, spec: KindSpec, kind_units: dict[str, Any]
+           ) -> dict[str, float]:
+    """The values checked field by field: the first broken one raises."""
     clean: dict[str, float] = {}
     for name, value in values.items():
         fspec = spec.fields.get(name)
@@ -246,10 +296,7 @@ def _reading(raw: Any, units: Mapping[str, Any], latest_ns: int | None) -> Readi
     for name, fspec in spec.fields.items():
         if fspec.required and name not in clean:
             raise _Reject("missing_field", f".values.{name}: required for {kind}")
-    flags = raw.get("flags", ())
-    if not isinstance(flags, list | tuple) or not all(f in FLAGS for f in flags):
-        raise _Reject("bad_flags", f".flags: must be a list drawn from {sorted(FLAGS)}")
-    return Reading(sensor, kind, ts_ns, seq, clean, tuple(flags))
+    return clean
 
 
 def encode_status(state: str, ts: datetime, health: Mapping[str, Any] | None = None) -> bytes:
