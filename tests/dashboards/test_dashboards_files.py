@@ -38,12 +38,12 @@ def test_generate_writes_files_that_check_accepts_and_detects_a_hand_edit(tmp_pa
     assert main(["generate", "--out", str(tmp_path), "--check"]) == 1
 
 
-def test_the_four_dashboards_with_unique_uids_and_titles() -> None:
+def test_the_five_dashboards_with_unique_uids_and_titles() -> None:
     dashboards = [render(d) for d in all_dashboards()]
     assert [d["title"] for d in dashboards] == [
         "City operations — hospitals", "City operations — traffic",
-        "City operations — air quality", "Data health"]
-    assert len({d["uid"] for d in dashboards}) == 4
+        "City operations — air quality", "Data health", "Sensor faults and anomalies"]
+    assert len({d["uid"] for d in dashboards}) == 5
     for d in dashboards:
         assert d["schemaVersion"] == 39
         assert "id" not in d

@@ -18,6 +18,7 @@ from cloud.config import Retention
 from cloud.initdb import init_db
 from cloud.logic.domain.hospital_site import HospitalSite
 from cloud.logic.domain.node import DomainNode
+from cloud.logic.events import SensorWatch
 from cloud.logic.lines import line
 from urbanpulse.dashboards.alerts import RULES, AlertRule
 from urbanpulse.dashboards.check import check_alerts, check_dashboards
@@ -33,7 +34,7 @@ pytestmark = pytest.mark.stack
 SITE = "dash-test"
 SEEDED = {"hospital_bed", "hospital_door", "hospital_queue", "traffic_loop", "air_pm", "air_co2",
           "node_status", "dead_letter", "ledger", "hospital_occupancy", "hospital_flow",
-          "queue_wait", "traffic_intersection", "air_quality"}
+          "queue_wait", "traffic_intersection", "air_quality", "events"}
 MINUTE = 60 * 10**9
 
 
@@ -97,6 +98,13 @@ def _seed_lines(now: datetime) -> dict[str, list[str]]:
         line("ledger", {"site": SITE, "node": "x-001"},
              {"expected": 3600, "received": 3590, "duplicates": 2, "late": 1, "missing": 12}, hour),
     ]
+    # A sensor fault as the dataflow raises it (CO2 beyond its range), and an anomaly event.
+    raw += [text for _, text in SensorWatch().check(
+        SITE, "aq-01", Reading("co2-1", "air.co2", t, 5, {"co2": 20000.0}))]
+    raw.append(line("events", {"site": SITE, "node": "x-001", "sensor": "lane-1",
+                               "kind": "traffic.loop", "type": "anomaly"},
+                    {"field": "speed_kmh", "value": 95.0, "score": 0.93, "seq": 3,
+                     "detail": "speed_kmh=95 scored 0.93"}, t))
     lines = {"raw": raw, "agg_1m": agg_1m, "agg_1h": agg_1h}
     for policy, point in _domain_points(t):
         lines[policy].append(point)
@@ -156,7 +164,7 @@ def test_variables_list_the_seeded_tag_values(seeded: Seeded) -> None:
     results = check_dashboards(seeded.reader, seeded.database,
                                TimeRange.last(seeded.now + timedelta(minutes=1), timedelta(hours=6)))
     variables = [r for r in results if "/ variable " in r.where]
-    assert len(variables) == 8
+    assert len(variables) == 10
     assert all(r.ok and r.rows > 0 for r in variables)
     hospital_nodes = next(r for r in variables if r.where == "urbanpulse-hospitals / variable node")
     listed = {p["value"] for p in seeded.reader.query_points(hospital_nodes.influxql, db=seeded.database)}
@@ -202,6 +210,11 @@ def test_pm25_missing_data_and_dead_letter_rules_fire_on_the_seeded_data(seeded:
     assert _firing(seeded, "urbanpulse-missing-data") == {"x-001": True}
     assert _alert_values(seeded, _rule("urbanpulse-dead-letters")) == {"bad_seq": 1}
     assert _firing(seeded, "urbanpulse-dead-letters") == {"bad_seq": True}
+
+
+def test_sensor_fault_fires_for_the_faulty_sensor_and_not_for_an_anomaly(seeded: Seeded) -> None:
+    assert _alert_values(seeded, _rule("urbanpulse-sensor-fault")) == {"aq-01": 1}
+    assert _firing(seeded, "urbanpulse-sensor-fault") == {"aq-01": True}
 
 
 def test_check_command_against_the_real_influxdb(seeded: Seeded, stack: StackInfo,

@@ -82,6 +82,14 @@ RULES: tuple[AlertRule, ...] = (
                 "in the two complete hours before the last one",
     ),
     AlertRule(
+        uid="urbanpulse-sensor-fault", title="Sensor fault",
+        influxql='SELECT count("detail") FROM "raw"."events" WHERE $timeFilter '
+                 "AND \"type\" != 'anomaly' GROUP BY \"site\", \"node\", \"sensor\", \"type\"",
+        window_s=900, comparison="gt", threshold=0, pending="0s", severity="warning",
+        summary="{{ $labels.site }}/{{ $labels.node }} {{ $labels.sensor }}: {{ $labels.type }} "
+                "({{ $values.B }} events in 15 minutes)",
+    ),
+    AlertRule(
         uid="urbanpulse-pm25-high", title="PM2.5 high",
         influxql='SELECT mean("pm25_mean") FROM "agg_1m"."air_pm" WHERE $timeFilter '
                  'GROUP BY "site", "node"',

@@ -1,9 +1,11 @@
-"""The four urbanpulse dashboards: hospitals, traffic, air quality and data health.
+"""The urbanpulse dashboards: hospitals, traffic, air quality, data health, sensor events.
 
 Measurements, policies, tags and fields follow docs/influx-schema.md: readings in `raw`
 (one field per value), 1-minute and 1-hour aggregates in `agg_1m`/`agg_1h` (`count` and
 `<field>_mean/_min/_max/_last`), `node_status` and `dead_letter` in `raw`, the delivery
-`ledger` in `agg_1h`. A ward, an intersection and an air station are each one node.
+`ledger` in `agg_1h`, anomaly and sensor-fault `events` in `raw` (tag `type`; a whole
+node's events have no `sensor` tag). A ward, an intersection and an air station are each
+one node.
 """
 
 from __future__ import annotations
@@ -365,5 +367,51 @@ def data_health() -> Dashboard:
     )
 
 
+NOT_ANOMALY = " AND \"type\" != 'anomaly'"
+ANOMALY = " AND \"type\" = 'anomaly'"
+
+
+def sensor_events() -> Dashboard:
+    return Dashboard(
+        uid="urbanpulse-events",
+        title="Sensor faults and anomalies",
+        description="The dataflow's events: sensor faults (stuck, silence, out of range, spikes, "
+                    "cut cable, clock jumps, drift) and anomaly scores above their threshold.",
+        variables=site_node_variables('"raw"."events"'),
+        panels=(
+            Panel(
+                "Sensor faults per type", "timeseries",
+                (per_interval('count("detail")', '"raw"."events"', '"type"', where=NOT_ANOMALY,
+                              fill="0", alias="$tag_type"),),
+                description="Fault events raised, by rule. An event is stamped with the reading "
+                            "or heartbeat that completed its rule.",
+                unit="none", stacked=True,
+            ),
+            Panel(
+                "Anomalies per node", "timeseries",
+                (per_interval('count("score")', '"raw"."events"', BY_NODE, where=ANOMALY, fill="0"),),
+                description="Values whose anomaly score reached their sensor kind's threshold.",
+                unit="none", stacked=True,
+            ),
+            Panel(
+                "Latest sensor faults", "table",
+                (Query('SELECT "type", "site", "node", "sensor", "field", "detail", "delay_s" '
+                       f'FROM "raw"."events" WHERE $timeFilter AND {SITE_NODE}{NOT_ANOMALY} '
+                       'ORDER BY time DESC LIMIT 100', result_format="table"),),
+                description="Newest first. `delay_s`: from the fault's start to the event. A "
+                            "node's own events (clock jumps from its heartbeat) have no sensor.",
+                width=24,
+            ),
+            Panel(
+                "Latest anomalies", "table",
+                (Query('SELECT "site", "node", "sensor", "kind", "field", "value", "score", "detail" '
+                       f'FROM "raw"."events" WHERE $timeFilter AND {SITE_NODE}{ANOMALY} '
+                       'ORDER BY time DESC LIMIT 100', result_format="table"),),
+                width=24,
+            ),
+        ),
+    )
+
+
 def all_dashboards() -> tuple[Dashboard, ...]:
-    return (hospitals(), traffic(), air_quality(), data_health())
+    return (hospitals(), traffic(), air_quality(), data_health(), sensor_events())
