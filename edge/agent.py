@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import random
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -17,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 from edge.config import AgentConfig, SensorConfig
 from edge.driver_state import StagedState
-from edge.drivers.base import Driver, DriverContext, Sample, load_driver
+from edge.drivers.base import Driver, DriverContext, Sample, Supervised, load_driver
+from edge.errors import EdgeError
 from edge.outbox import Outbox
 from edge.publisher import Publisher
 from urbanpulse.clock import Clock, SystemClock, to_epoch_ns
@@ -29,6 +31,9 @@ log = logging.getLogger("urbanpulse.edge.agent")
 
 FLUSH_INTERVAL_S = 0.2  # readings wait at most this long in memory before their commit
 CLOCK_JUMP_TOLERANCE_S = 2.0
+# What a driver's pure supervision logic can raise besides the drivers' EdgeError (its
+# arithmetic on times and levels, lookups by line): contained to the driver's entry.
+SUPERVISION_ERRORS = (ValueError, ArithmeticError, LookupError)
 RESTART_MIN_S = 1.0
 RESTART_MAX_S = 60.0
 STATE_FILE = "agent-state.json"
@@ -62,6 +67,9 @@ class Agent:
         self.driver_state = StagedState(self.outbox)
         self._committed = 0
         self._started_mono = self.clock.monotonic()
+        # This run's id, in every heartbeat with the uptime it shares its life with: the
+        # cloud puts heartbeats in (run, uptime) order, and a new id is a restart.
+        self.run_id = secrets.token_hex(8)
         self._clock_offset: float | None = None
         self.clock_jumps = 0
         self.publisher: Publisher | None = None
@@ -87,6 +95,7 @@ class Agent:
         uptime = self.clock.monotonic() - self._started_mono
         pub = self.publisher.state if self.publisher else None
         return {
+            "run_id": self.run_id,
             "uptime_s": round(uptime, 1),
             "outbox_depth": stats.depth,
             "outbox_oldest_age_s": None if stats.oldest_created_ns is None
@@ -107,12 +116,19 @@ class Agent:
     def _driver_health(self, sensor: str, d: DriverState) -> dict[str, Any]:
         out: dict[str, Any] = {"driver": d.driver, "state": d.state, "restarts": d.restarts,
                                "last_error": d.last_error}
-        # A supervised driver's wiring ({"cable": "ok" | "cut", "ready": bool}): drivers
-        # whose readings cannot carry it (a kiosk's) report it here, for the cloud.
-        report = getattr(self._running.get(sensor), "supervision", None)
-        supervision = report() if callable(report) else None
-        if supervision:
-            out["supervision"] = supervision
+        # What a supervised driver's readings cannot carry, for the cloud's fault rules:
+        # a kiosk's {"cable": "ok" | "cut", "ready": bool}, a door counter's
+        # {"blocked": bool, "self_test": "ok" | "failed"} (see Supervised). A driver that
+        # fails to say gets its error here; the other entries and the heartbeat go on.
+        driver = self._running.get(sensor)
+        if isinstance(driver, Supervised):
+            try:
+                supervision = driver.supervision()
+            except (EdgeError, *SUPERVISION_ERRORS) as exc:
+                out["supervision_error"] = f"{type(exc).__name__}: {exc}"
+                return out
+            if supervision:
+                out["supervision"] = dict(supervision)
         return out
 
     def check_clock(self) -> None:

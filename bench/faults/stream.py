@@ -15,8 +15,9 @@ day before the run (`warm_drift`), which holds no fault.
 
 Each node also sends the agent's heartbeat every `HEARTBEAT_S` (the default
 `heartbeat_s`), which the dataflow hands to the node's `HeartbeatMonitor`
-(`cloud/logic/events.py` `NodeWatch`): stamped by the node's clock, with the uptime of
-a node that never restarts during the run and the agent's count of wall-clock jumps,
+(`cloud/logic/events.py` `NodeWatch`): stamped by the node's clock and received at the
+true time, with one run id per node, the uptime of a node that never restarts during
+the run and the agent's count of wall-clock jumps,
 one counted when an injected clock offset starts and one when it ends
 (`node_heartbeats`). The kiosks are supervised (`supervised_kiosks`, on by default):
 their heartbeat reports the loopback pair cut during a `cut_cable` fault and the
@@ -150,6 +151,7 @@ def node_heartbeats(sim: Simulation, t0: float, t1: float,
     out: list[tuple[float, str, str, Heartbeat]] = []
     for n in sim.nodes:
         phase = zlib.crc32(f"{n.site}/{n.node}".encode()) % int(HEARTBEAT_S)
+        run = f"{zlib.crc32(f'run/{n.site}/{n.node}'.encode()):08x}"  # one run each
         node_jumps = jumps.get((n.site, n.node), [])
         kiosks = [s.id for s in n.sensors if s.driver == "queue_kiosk"] if supervised_kiosks \
             else []
@@ -169,7 +171,7 @@ def node_heartbeats(sim: Simulation, t0: float, t1: float,
                                                    not any(s == k for s, _ in active))
                                     for k in kiosks})
             hb = Heartbeat(sim.at(t + _offset_at(t, node_jumps)), UPTIME_S + t, counted,
-                           supervision or None)
+                           supervision or None, run, sim.at(t))
             out.append((t, n.site, n.node, hb))
     return out
 

@@ -50,18 +50,26 @@ One `HeartbeatMonitor` per node reads the node's heartbeats (`Heartbeat`, from i
 `status` messages), which reach nodes whose readings cannot show a fault:
 
 * CLOCK_JUMP (the node): the agent's count of wall-clock jumps went up between two
-  heartbeats of one run (a restart, told by `uptime_s` going down, resets the count).
+  heartbeats of one run (a run: the agent's run id; from older agents, told by
+  `uptime_s` going down). Heartbeats are taken in (run, uptime) order: an older one
+  delivered again is ignored.
 * CUT_CABLE / SILENCE (a supervised driver): the driver reports its cable `cut`, or
   its device not ready (a kiosk's "in service" output off) while the cable is whole.
 * STUCK (a door beam): the driver reports its self-test `failed` (a receiver that
   stayed clear with its emitter switched off) or the beam `blocked` (broken longer
   than anyone takes through a door). Once per episode: again only after an "ok" test
   or the beam clear.
+
+Heartbeat events are stamped when the cloud received the heartbeat (a replay of the
+journal gives the same stamp), not by the node's clock, which may be the one that
+jumped; they start at the heartbeat before, by the agent's uptime (`delay`: the time
+between the two heartbeats, measured by no wall clock).
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -646,10 +654,17 @@ class FaultMonitor:
 
 # -- rules on a node's heartbeats ---------------------------------------------------
 
-# The events already raised, remembered to raise none twice for one heartbeat that
-# comes again (an MQTT redelivery, a retained status after the ingest reconnects).
+# The events already raised for heartbeats without a run id (older agents), remembered to
+# raise none twice for one heartbeat that comes again (an MQTT redelivery, a retained
+# status after the ingest reconnects).
 _RAISED_KEPT = 64
+# Supervised drivers followed per node (the status decoder passes as many per heartbeat):
+# those named first, by sensor id, when a heartbeat names more.
+MAX_SUPERVISED = 256
 
+
+# An agent's run id (edge/agent.py makes 16 hex digits at its start).
+RUN_ID = re.compile(r"[0-9A-Za-z_.-]{1,64}")
 
 CABLE_STATES = ("ok", "cut")
 SELF_TEST_RESULTS = ("ok", "failed")
@@ -682,24 +697,42 @@ class Supervision:
 @dataclass(frozen=True, slots=True)
 class Heartbeat:
     """What the fault rules read of a node's status message: its stamp (the node's
-    clock), the agent's uptime and wall-clock jump count, and each supervised
-    driver's `Supervision` by sensor id. None where the heartbeat does not say."""
+    clock), the agent's uptime and wall-clock jump count, each supervised driver's
+    `Supervision` by sensor id, the agent's run id (made at its start; None from older
+    agents) and when the cloud received it (its clock; None where unknown, then the
+    node's stamp stands for it). None where the heartbeat does not say."""
 
     ts: datetime
     uptime_s: float | None = None
     clock_jumps: int | None = None
     supervision: Mapping[str, Supervision] | None = None
+    run: str | None = None
+    received: datetime | None = None
 
     def __post_init__(self) -> None:
-        if self.ts.tzinfo is None:
-            raise DetectError(f"heartbeat stamp {self.ts.isoformat()} has no time zone")
+        for name, stamp in (("stamp", self.ts), ("reception", self.received)):
+            if stamp is not None and stamp.tzinfo is None:
+                raise DetectError(f"heartbeat {name} {stamp.isoformat()} has no time zone")
 
 
 class HeartbeatMonitor:
     """The fault rules on one node's heartbeats; picklable. `update(hb)` returns the
-    events that fired; each is raised once, however often its heartbeat comes."""
+    events that fired, stamped when the cloud received the heartbeat.
+
+    Heartbeats are put in order by (run, uptime): one older than the newest of its run,
+    or the same again, is ignored entirely (an MQTT redelivery, a retained status); a run
+    id not seen before is a restart, unless by the cloud's clock its run began before the
+    current one did (received - uptime: a late heartbeat of a run already over), then it
+    is ignored too. Without a run id (older agents) an uptime going down is a restart and
+    a heartbeat seen again raises nothing twice (its events are remembered).
+
+    Each supervised driver is followed while the heartbeats name it: one that a
+    heartbeat no longer names is forgotten (its next report starts afresh), and at most
+    `MAX_SUPERVISED` are followed."""
 
     def __init__(self) -> None:
+        self._run: str | None = None  # of the current run; None: an older agent's
+        self._run_start: datetime | None = None  # the current run's start, cloud's clock
         self._uptime: float | None = None  # of the newest heartbeat of the current run
         self._jumps: int | None = None
         self._cut: set[str] = set()  # sensors whose cable is reported cut
@@ -708,33 +741,72 @@ class HeartbeatMonitor:
         self._raised: deque[tuple[datetime, str, FaultType]] = deque(maxlen=_RAISED_KEPT)
 
     def __setstate__(self, state: dict[str, object]) -> None:
+        # Snapshots from before the beam rules and the run ids load.
+        self.__dict__.update({"_stuck": set(), "_run": None, "_run_start": None})
         self.__dict__.update(state)
-        self.__dict__.setdefault("_stuck", set())  # a snapshot from before the beam rules
 
     def update(self, hb: Heartbeat) -> list[FaultEvent]:
-        at = hb.ts.astimezone(UTC)
-        since = at  # when the node last spoke, on this heartbeat's clock
+        at = (hb.ts if hb.received is None else hb.received).astimezone(UTC)
+        take, gap = self._order(hb, at) if hb.run is not None else self._legacy_order(hb)
+        if not take:
+            return []
+        since = at if gap is None else at - timedelta(seconds=gap)
         events: list[FaultEvent] = []
-        uptime, jumps = hb.uptime_s, hb.clock_jumps
-        if uptime is not None:
+        jumps = hb.clock_jumps
+        if gap is not None and jumps is not None and self._jumps is not None \
+                and jumps > self._jumps:
+            n = jumps - self._jumps
+            events.append(FaultEvent(
+                "", "clock_jumps", FaultType.CLOCK_JUMP, since, at, float(jumps),
+                f"the node counted {n} wall-clock jump{'s' if n > 1 else ''} in the "
+                f"{gap:g} s before its heartbeat (uptime {hb.uptime_s:g} s)"))
+        if hb.uptime_s is not None and jumps is not None:
+            self._jumps = jumps
+        named = sorted(hb.supervision or {})[:MAX_SUPERVISED]
+        for sensor in named:
+            events += self._supervised(sensor, (hb.supervision or {})[sensor], since, at)
+        self._forget_all_but(set(named))
+        if hb.run is None:
+            events = [ev for ev in events if self._first(hb.ts, ev)]
+        return events
+
+    def _order(self, hb: Heartbeat, at: datetime) -> tuple[bool, float | None]:
+        """For a heartbeat with a run id: whether to take it, and the seconds since the
+        heartbeat before of its run (None for the first of a run: a baseline)."""
+        uptime = hb.uptime_s
+        if uptime is None:
+            return False, None  # cannot be put in order
+        start = None if hb.received is None else at - timedelta(seconds=uptime)
+        if hb.run == self._run:
             last = self._uptime
-            if last is not None and uptime == last:
-                return []  # the same heartbeat again
-            if last is not None and uptime > last:
-                since = at - timedelta(seconds=uptime - last)
-                if jumps is not None and self._jumps is not None and jumps > self._jumps:
-                    n = jumps - self._jumps
-                    events.append(FaultEvent(
-                        "", "clock_jumps", FaultType.CLOCK_JUMP, since, at, float(jumps),
-                        f"the node counted {n} wall-clock jump{'s' if n > 1 else ''} in the "
-                        f"{uptime - last:g} s before its heartbeat (uptime {uptime:g} s)"))
-            # Else a restart (the count starts again) or an older heartbeat: a baseline.
+            if last is not None and uptime <= last:
+                return False, None  # older than, or the same as, the newest of its run
+            if start is not None and (self._run_start is None or start < self._run_start):
+                self._run_start = start  # transit delays only make a later estimate
             self._uptime = uptime
-            if jumps is not None:
-                self._jumps = jumps
-        for sensor, sup in sorted((hb.supervision or {}).items()):
-            events += self._supervised(sensor, sup, since, at)
-        return [ev for ev in events if self._first(ev)]
+            return True, None if last is None else uptime - last
+        if start is not None and self._run_start is not None and start <= self._run_start:
+            return False, None  # a run that began before the current one: over
+        self._run, self._run_start, self._uptime, self._jumps = hb.run, start, uptime, None
+        return True, None
+
+    def _legacy_order(self, hb: Heartbeat) -> tuple[bool, float | None]:
+        """As `_order`, for a heartbeat without a run id: the same one again is ignored,
+        an uptime going down is a restart (or an older heartbeat): a new baseline."""
+        uptime = hb.uptime_s
+        if self._run is not None:  # an agent went back to a version without run ids
+            self._run = self._run_start = None
+            self._uptime = self._jumps = None
+        if uptime is None:
+            return True, None
+        last = self._uptime
+        if last is not None and uptime == last:
+            return False, None  # the same heartbeat again
+        self._uptime = uptime
+        if last is None or uptime < last:
+            self._jumps = None
+            return True, None
+        return True, uptime - last
 
     def _supervised(self, sensor: str, sup: Supervision, since: datetime, at: datetime
                     ) -> list[FaultEvent]:
@@ -769,8 +841,15 @@ class HeartbeatMonitor:
                 events.append(FaultEvent(sensor, name, FaultType.STUCK, since, at, 1.0, detail))
         return events
 
-    def _first(self, ev: FaultEvent) -> bool:
-        key = (ev.detected_at, ev.sensor, ev.fault)
+    def _forget_all_but(self, named: set[str]) -> None:
+        """Drivers the heartbeat no longer names: their state goes."""
+        self._cut &= named
+        self._down &= named
+        self._stuck = {key for key in self._stuck if key[0] in named}
+
+    def _first(self, ts: datetime, ev: FaultEvent) -> bool:
+        """Not raised yet for a heartbeat with this (node) stamp."""
+        key = (ts, ev.sensor, ev.fault)
         if key in self._raised:
             return False
         self._raised.append(key)

@@ -6,9 +6,10 @@ but not scored; only the clock rule of event sensors (a kiosk's stamps going bac
 its sequence numbers go up) is told of it (`FaultMonitor.stamped_before`).
 
 A node's heartbeats (its status messages) go to the node's `NodeWatch`: a clock jump the
-agent counted, a supervised driver's cut cable or dead device. Their events are stamped
-with the heartbeat's own stamp, deterministic like a reading's, so a replayed heartbeat
-overwrites its event.
+agent counted, a supervised driver's cut cable, dead device or stuck beam. Their events
+are stamped when the cloud received the heartbeat (journalled, so a replay overwrites
+them), not by the node's clock, which may be the one that jumped; the node's stamp is a
+field (`node_ts`).
 """
 
 from __future__ import annotations
@@ -163,16 +164,19 @@ class NodeWatch:
     def check(self, site: str, node: str, hb: Heartbeat, kinds: dict[str, str],
               alerts: list[Alert] | None = None) -> list[Point]:
         """The events of one heartbeat as points, their alerts appended to `alerts`;
-        `kinds`: each sensor's kind (a sensor's event is tagged with it)."""
+        `kinds`: each sensor's kind (a sensor's event is tagged with it). The i-th event
+        of a heartbeat is stamped i ns after its reception: two of one sensor and type
+        (a beam's self-test and blocked) do not overwrite each other."""
         out: list[Point] = []
-        for ev in self.monitor.update(hb):
+        node_ts = format_ts(hb.ts)
+        for i, ev in enumerate(self.monitor.update(hb)):
             kind = kinds.get(ev.sensor, "") if ev.sensor else NODE_KIND
             tags = {"site": site, "node": node, "sensor": ev.sensor, "kind": kind}
             value = 0.0 if ev.value is None else float(ev.value)
-            at = to_epoch_ns(ev.detected_at)
+            at = to_epoch_ns(ev.detected_at) + i
             out.append((RP_RAW, line(EVENTS, dict(tags, type=str(ev.fault)), {
                 "field": ev.field, "value": value, "delay_s": ev.delay.total_seconds(),
-                "detail": ev.detail}, at)))
+                "detail": ev.detail, "node_ts": node_ts}, at)))
             if alerts is not None:
                 alerts.append(Alert(site, node, ev.sensor, kind, str(ev.fault), ev.field, value,
                                     at, ev.detail))

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from cloud.detect.faults import Heartbeat, Supervision
+from cloud.detect.faults import RUN_ID, Heartbeat, Supervision
 from cloud.journal import JournalRecord
 from cloud.logic.lines import line
 from urbanpulse.clock import from_epoch_ns
@@ -104,12 +104,15 @@ def _status(rec: JournalRecord, site: str, node: str, max_bytes: int
             fields["clock_jumps"] = float(jumps)
     ts = parse_ts(body["ts"])
     point = RP_RAW, line("node_status", {"site": site, "node": node}, fields, ts)
-    return point, _heartbeat(from_epoch_ns(ts), health) if isinstance(health, dict) else None
+    return point, (_heartbeat(from_epoch_ns(ts), health, rec.received_ns)
+                   if isinstance(health, dict) else None)
 
 
-def _heartbeat(ts: datetime, health: dict[str, Any]) -> Heartbeat:
-    """What the fault rules read of the health: fields of the wrong type are left out."""
+def _heartbeat(ts: datetime, health: dict[str, Any], received_ns: int) -> Heartbeat:
+    """What the fault rules read of the health: fields of the wrong type are left out.
+    Received at `received_ns` (the journal's stamp: a replay gives the same)."""
     uptime = _number(health.get("uptime_s"))
+    run = health.get("run_id")
     clock = health.get("clock")
     jumps = _count(clock.get("jumps")) if isinstance(clock, dict) else None
     supervision: dict[str, Supervision] = {}
@@ -125,7 +128,9 @@ def _heartbeat(ts: datetime, health: dict[str, Any]) -> Heartbeat:
         ts,
         uptime if uptime is not None and 0 <= uptime <= MAX_UPTIME_S else None,
         jumps,
-        supervision or None)
+        supervision or None,
+        run if isinstance(run, str) and RUN_ID.fullmatch(run) else None,
+        from_epoch_ns(received_ns))
 
 
 def _number(value: object) -> float | None:

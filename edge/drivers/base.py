@@ -13,6 +13,9 @@ A driver folder `edge/drivers/<name>/` holds `driver.py` with two functions:
 device fails, and the agent restarts it with backoff. `emit` is called on the event loop's
 thread; drivers fed by other threads (gpiozero callbacks) hop with
 `loop.call_soon_threadsafe`.
+
+Optionally a driver is `Supervised`: it has `supervision()`, what it knows of its own
+wiring that its readings cannot carry, which the agent puts in the node's heartbeat.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from urbanpulse.clock import Clock, SystemClock
 
@@ -79,6 +82,21 @@ class Driver(Protocol):
 
     def describe(self) -> dict[str, Any]:
         """A small JSON-able description of the driver's state for the node status."""
+        ...
+
+
+@runtime_checkable
+class Supervised(Protocol):
+    """A driver that watches its own wiring (queue_kiosk, door_counter)."""
+
+    def supervision(self) -> Mapping[str, str | bool] | None:
+        """For the node's heartbeat (`health()["drivers"][id]["supervision"]`): states by
+        name, such as {"cable": "ok" | "cut", "ready": bool}; None when it has nothing to
+        say (not running). Called at every heartbeat (from the MQTT publisher's thread) and
+        state write: quick, no I/O.
+        Raises DriverError when it cannot tell; the agent reports any EdgeError, and the
+        ValueError, ArithmeticError or LookupError of a logic fault, in the driver's
+        entry (`supervision_error`) and the heartbeat goes on."""
         ...
 
 

@@ -197,7 +197,8 @@ def test_the_feed_raises_on_heartbeats_what_the_node_state_raises() -> None:
     for i, (t, site, node, hb) in enumerate(node_heartbeats(sim, 0, 3600, jumps, True)):
         ours += [(n, e.sensor, str(e.fault), to_epoch_ns(e.detected_at))
                  for _, n, e in feed.heartbeat(site, node, hb)]
-        health: dict[str, object] = {"uptime_s": hb.uptime_s, "clock": {"jumps": hb.clock_jumps}}
+        health: dict[str, object] = {"uptime_s": hb.uptime_s, "clock": {"jumps": hb.clock_jumps},
+                                     "run_id": hb.run}
         if hb.supervision:
             health["drivers"] = {k: {"driver": "queue_kiosk", "state": "running",
                                      "supervision": {"cable": v.cable, "ready": v.ready}}

@@ -11,6 +11,7 @@ import pytest
 from edge.agent import Agent
 from edge.config import load_config
 from edge.drivers.base import Sample
+from edge.errors import DriverError
 from urbanpulse.cli import main
 from urbanpulse.clock import FakeClock
 
@@ -58,3 +59,55 @@ def test_health_and_status_come_from_local_state(tmp_path: Path, capsys: pytest.
     assert status["outbox"]["depth"] == 3
     assert status["agent"]["node"] == "aq-01"
     assert status["agent"]["drivers"]["pm-1"]["readings"] == 3
+
+
+class _Reporting:
+    """Stands for a supervised driver whose supervision() raises (no driver here does:
+    a bug or a device fault in one must not take the heartbeat down)."""
+
+    sensor_id = "pm-1"
+
+    def __init__(self, error: Exception | None) -> None:
+        self.error = error
+
+    async def run(self, emit: object) -> None:
+        return None
+
+    def describe(self) -> dict[str, object]:
+        return {}
+
+    def supervision(self) -> dict[str, str | bool] | None:
+        if self.error is not None:
+            raise self.error
+        return {"cable": "ok"}
+
+
+@pytest.mark.parametrize("error", [DriverError("loopback line unreadable"),
+                                   ZeroDivisionError("division by zero"),
+                                   KeyError("ready")])
+def test_a_driver_failing_to_report_its_supervision_is_contained_to_its_entry(
+        tmp_path: Path, error: Exception) -> None:
+    agent = _agent(tmp_path, FakeClock(datetime(2026, 5, 1, tzinfo=UTC)))
+    agent.config.node.state_dir.mkdir(parents=True, exist_ok=True)
+    agent.outbox.open()
+    agent._running["pm-1"] = _Reporting(error)
+    health = agent.health()  # raised before
+    entry = health["drivers"]["pm-1"]
+    assert entry["supervision_error"] == f"{type(error).__name__}: {error}"
+    assert "supervision" not in entry
+    assert entry["driver"] == "sds011"
+    assert health["clock"] == {"jumps": 0}
+    agent._running["pm-1"] = _Reporting(None)
+    assert agent.health()["drivers"]["pm-1"]["supervision"] == {"cable": "ok"}
+    agent.outbox.close()
+
+
+def test_each_run_of_the_agent_has_its_own_id(tmp_path: Path) -> None:
+    clock = FakeClock(datetime(2026, 5, 1, tzinfo=UTC))
+    first = _agent(tmp_path, clock)
+    second = _agent(tmp_path, clock)
+    assert first.run_id != second.run_id
+    first.outbox.open()
+    assert first.health()["run_id"] == first.run_id
+    first.outbox.close()
+    assert len(first.run_id) == 16

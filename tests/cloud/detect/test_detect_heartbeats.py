@@ -1,15 +1,18 @@
 """The fault rules on a node's heartbeats: clock jumps the agent counted, supervised
-drivers' cut cables and dead devices."""
+drivers' cut cables, dead devices and stuck beams; heartbeats put in (run, uptime) order,
+events stamped when received, the drivers followed bounded. The first tests use
+heartbeats of older agents (no run id, no reception time)."""
 
 from __future__ import annotations
 
 import pickle
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from cloud.detect import DetectError, FaultType
-from cloud.detect.faults import Heartbeat, HeartbeatMonitor, Supervision
+from cloud.detect.faults import MAX_SUPERVISED, Heartbeat, HeartbeatMonitor, Supervision
 
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 
@@ -145,3 +148,109 @@ def test_a_monitor_pickled_before_the_beam_rules_loads_and_raises_them() -> None
     loaded = pickle.loads(pickle.dumps(old))
     [ev] = loaded.update(_beat(30, 630, 0, door=Supervision(self_test="failed")))
     assert ev.fault == FaultType.STUCK
+
+
+# -- heartbeats of agents that send a run id, received by the cloud --------------------
+
+RUN = "5f0c2a9e1b7d4c33"
+
+
+def _run_beat(t_s: float, uptime_s: float, jumps: int, *, run: str = RUN, skew_s: float = 0.0,
+              drivers: dict[str, Supervision] | None = None, **supervision: Supervision
+              ) -> Heartbeat:
+    """Sent at T0 + t_s (the node's clock off by skew_s), received then by the cloud."""
+    return Heartbeat(T0 + timedelta(seconds=t_s + skew_s), uptime_s, jumps,
+                     {**(drivers or {}), **supervision} or None, run, T0 + timedelta(seconds=t_s))
+
+
+def test_an_old_heartbeat_delivered_again_changes_nothing() -> None:
+    """The reviewer's order A, B, C, A, D: A again used to reset the baseline, and D then
+    raised a false CLOCK_JUMP."""
+    m = HeartbeatMonitor()
+    a, b, c, d = (_run_beat(0, 600, 0), _run_beat(30, 630, 1), _run_beat(60, 660, 1),
+                  _run_beat(90, 690, 1))
+    assert m.update(a) == []
+    assert [ev.fault for ev in m.update(b)] == [FaultType.CLOCK_JUMP]
+    assert m.update(c) == []
+    assert m.update(replace(a, received=T0 + timedelta(seconds=75))) == []  # redelivered
+    assert m.update(d) == []
+
+
+def test_an_old_ok_delivered_again_does_not_end_a_cut() -> None:
+    m = HeartbeatMonitor()
+    ok, cut = Supervision("ok"), Supervision("cut")
+    assert m.update(_run_beat(0, 600, 0, k=ok)) == []
+    [first] = m.update(_run_beat(30, 630, 0, k=cut))
+    assert first.fault == FaultType.CUT_CABLE
+    assert m.update(replace(_run_beat(0, 600, 0, k=ok), received=T0 + timedelta(seconds=45))) == []
+    assert m.update(_run_beat(60, 660, 0, k=cut)) == []  # still the first excursion
+
+
+def test_a_new_run_id_is_a_restart_and_a_late_heartbeat_of_the_run_before_is_ignored() -> None:
+    m = HeartbeatMonitor()
+    m.update(_run_beat(0, 600, 5, k=Supervision("ok")))
+    m.update(_run_beat(30, 630, 5, k=Supervision("ok")))
+    # a restart with a higher uptime than the old run's (a long-lived run before): no jump
+    assert m.update(_run_beat(60, 4.0, 0, run="a1", k=Supervision("ok"))) == []
+    # the old run's last heartbeat, delivered late: it began long before "a1" did
+    late = replace(_run_beat(45, 645, 9, k=Supervision("cut")), received=T0 + timedelta(seconds=70))
+    assert m.update(late) == []
+    [ev] = m.update(_run_beat(90, 34.0, 1, run="a1", k=Supervision("ok")))
+    assert (ev.fault, ev.delay) == (FaultType.CLOCK_JUMP, timedelta(seconds=30))
+
+
+def test_without_reception_times_a_new_run_id_is_a_restart() -> None:
+    m = HeartbeatMonitor()
+    m.update(Heartbeat(T0, 600.0, 3, None, "r1"))
+    assert m.update(Heartbeat(T0 + timedelta(seconds=30), 900.0, 0, None, "r2")) == []
+    [ev] = m.update(Heartbeat(T0 + timedelta(seconds=60), 930.0, 1, None, "r2"))
+    assert ev.fault == FaultType.CLOCK_JUMP
+    # a run id but no uptime cannot be put in order: ignored
+    assert m.update(Heartbeat(T0 + timedelta(seconds=90), None, 7, None, "r2")) == []
+
+
+def test_events_are_stamped_when_received_not_by_the_clock_that_jumped() -> None:
+    m = HeartbeatMonitor()
+    m.update(_run_beat(0, 600, 0))
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)  # an RTC-less node that lost its time
+    [ev] = m.update(replace(_run_beat(30, 630, 1), ts=epoch))
+    assert ev.detected_at == T0 + timedelta(seconds=30)
+    assert ev.start == T0  # the heartbeat before, by the uptime
+    assert ev.delay == timedelta(seconds=30)
+    [ev] = m.update(_run_beat(60, 660, 2, skew_s=-86_400 * 365))
+    assert ev.detected_at == T0 + timedelta(seconds=60)
+
+
+def test_drivers_a_heartbeat_no_longer_names_are_forgotten() -> None:
+    m = HeartbeatMonitor()
+    m.update(_run_beat(0, 600, 0))
+    for i in range(1, 20):  # a node naming new drivers, each with a cut cable
+        cuts = {f"x{i}-{j}": Supervision("cut") for j in range(50)}
+        assert len(m.update(_run_beat(30 * i, 600 + 30 * i, 0, drivers=cuts))) == 50
+        assert len(m._cut) == 50
+    m.update(_run_beat(600, 1200, 0))  # a heartbeat naming none
+    assert (m._cut, m._down, m._stuck) == (set(), set(), set())
+    # a driver back after being left out of a heartbeat starts afresh
+    [ev] = m.update(_run_beat(630, 1230, 0, k=Supervision("cut")))
+    assert ev.fault == FaultType.CUT_CABLE
+
+
+def test_at_most_max_supervised_drivers_are_followed() -> None:
+    m = HeartbeatMonitor()
+    many = {f"s{j:04d}": Supervision("cut", self_test="failed", blocked=True)
+            for j in range(MAX_SUPERVISED + 100)}
+    events = m.update(_run_beat(0, 600, 0, drivers=many))
+    assert len({ev.sensor for ev in events}) == MAX_SUPERVISED
+    assert len(m._cut) == MAX_SUPERVISED
+    assert len(pickle.dumps(m)) < 20_000
+
+
+def test_a_monitor_pickled_before_the_run_ids_loads_and_follows_them() -> None:
+    old = HeartbeatMonitor()
+    old.update(_beat(0, 600, 0))
+    for name in ("_run", "_run_start"):
+        del old.__dict__[name]
+    loaded = pickle.loads(pickle.dumps(old))
+    assert loaded.update(_run_beat(30, 630, 0)) == []  # a new agent's first: a baseline
+    [ev] = loaded.update(_run_beat(60, 660, 1))
+    assert ev.fault == FaultType.CLOCK_JUMP

@@ -6,6 +6,7 @@ event."""
 from __future__ import annotations
 
 import pickle
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from cloud.logic.rollup import HOUR_NS
 from edge.agent import Agent
 from edge.config import load_config
 from urbanpulse.clock import FakeClock, to_epoch_ns
-from urbanpulse.wire import encode_status, status_topic
+from urbanpulse.wire import encode_status, format_ts, status_topic
 
 SAMPLE = Path(__file__).resolve().parents[3] / "edge/drivers/sds011/sample.toml"
 
@@ -42,6 +43,8 @@ class _Node:
         self.agent = _agent(tmp_path, self.clock)
         self.agent.check_clock()
         self.offset = 0
+        # The cloud's clock: true time, whatever the node's clock does.
+        self.received_ns = to_epoch_ns(self.clock.now()) + 10**6
 
     def beat(self, seconds: float = 30.0, jump_s: float = 0.0) -> JournalRecord:
         self.clock.advance(seconds)
@@ -51,9 +54,9 @@ class _Node:
         node = self.agent.config.node
         payload = encode_status("online", self.clock.now(), self.agent.health())
         self.offset += 1
-        received = to_epoch_ns(self.clock.now()) + 10**6  # the cloud's clock does not matter
-        return JournalRecord("i0", self.offset, received, status_topic(node.site, node.id),
-                             payload)
+        self.received_ns += int(seconds * 10**9)
+        return JournalRecord("i0", self.offset, self.received_ns,
+                             status_topic(node.site, node.id), payload)
 
 
 def _process(state: NodeState, rec: JournalRecord) -> list[tuple[str, str]]:
@@ -75,8 +78,12 @@ def test_a_clock_jump_the_agent_counted_is_an_event_of_the_node(tmp_path: Path) 
     assert event.startswith("events,kind=node,node=aq-01,site=")
     assert "type=clock_jump" in event
     assert 'field="clock_jumps"' in event
-    stamp = to_epoch_ns(node.clock.now())  # the heartbeat's own (node) stamp
+    # stamped when the cloud received it (journalled: a replay gives the same stamp), not
+    # by the clock that jumped, which is kept as a field
+    stamp = jumped.received_ns
     assert event.endswith(f" {stamp}")
+    assert f'node_ts="{format_ts(node.clock.now())}"' in event
+    assert "delay_s=30.0" in event  # since the heartbeat before, by the agent's uptime
     [alert] = state.take_alerts()
     assert (alert.type, alert.sensor, alert.kind, alert.ts_ns) == ("clock_jump", "", "node", stamp)
     # later heartbeats of the same run, no new jump: nothing
@@ -143,3 +150,31 @@ def test_a_door_beam_s_failed_self_test_is_a_stuck_event_of_the_sensor() -> None
         ("stuck", "door-er", "hospital.door", "self_test")]
     assert watch.check("hn", "er-gate", beat(60, {"blocked": False, "self_test": "failed"}),
                        kinds) == []
+
+
+def test_an_old_heartbeat_redelivered_through_the_ingest_raises_nothing(tmp_path: Path) -> None:
+    """The agent's run id puts heartbeats in order: an old one delivered again (with a
+    new reception time) neither resets the count nor ends a cut."""
+    node = _Node(tmp_path)
+    state = NodeState(HOUR_NS)
+    assert "run_id" in node.agent.health()
+    a = node.beat()
+    b = node.beat(jump_s=600)
+    c = node.beat()
+    again = replace(a, offset=99, received_ns=c.received_ns + 10**9)
+    d = node.beat()
+    events = [[p for p in _process(state, r) if p[1].startswith("events")]
+              for r in (a, b, c, again, d)]
+    assert [len(e) for e in events] == [0, 1, 0, 0, 0]
+
+
+def test_a_malformed_run_id_is_left_out() -> None:
+    t0 = datetime(2026, 5, 1, 8, 0, tzinfo=UTC)
+    for run_id, kept in (("0123abcd", "0123abcd"), ("a,b=c", None), ("", None), (7, None),
+                         ("x" * 65, None)):
+        rec = JournalRecord("i0", 1, to_epoch_ns(t0), status_topic("hn", "n1"),
+                            encode_status("online", t0, {"uptime_s": 5, "run_id": run_id}))
+        data, _ = decode_record(rec, 4096)
+        assert data is not None
+        assert data.status is not None
+        assert (data.status.run, data.status.received) == (kept, t0)
