@@ -20,12 +20,13 @@ true time, with one run id per node, the uptime of a node that never restarts du
 the run and the agent's count of wall-clock jumps,
 one counted when an injected clock offset starts and one when it ends
 (`node_heartbeats`). The kiosks are supervised (`supervised_kiosks`, on by default):
-their heartbeat reports the loopback pair cut during a `cut_cable` fault and the
-kiosk's "in service" output off during a `silence` or `cut_cable` fault (the
-queue_kiosk driver's `supervision`), which an unsupervised kiosk cannot say. The
-door counters have the beam self-test (`tested_doors`, on by default): their
-heartbeat reports the last test's result and whether the beam is blocked
-(`door_tests.py`).
+their heartbeat carries what the queue_kiosk driver's supervision logic reports of
+its loopback pair and "in service" line, which an unsupervised kiosk cannot say
+(`kiosk_lines.py`). The door counters have the beam self-test (`tested_doors`, on by
+default): their heartbeat carries what the door_counter driver's logic reports of its
+self-test and blocked beam (`door_tests.py`). Both run the drivers' code on the levels
+the simulated pins would read; what a fault does to those levels is assumed (listed
+in those modules).
 
 Each event is stamped with the simulated time the cloud raised it: the true time of
 the reading or heartbeat that triggered it (the node's stamp minus its clock
@@ -41,6 +42,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from bench.faults.door_tests import DoorSelfTests
+from bench.faults.kiosk_lines import KioskLines
 from cloud.detect import DetectError, FaultEvent, FaultMonitor
 from cloud.detect.drift import DRIFT_FIELDS, CityDrift, Drift
 from cloud.detect.faults import Heartbeat, HeartbeatMonitor, Supervision
@@ -140,36 +142,30 @@ def _offset_at(t: float, jumps: list[Event]) -> float:
 
 def node_heartbeats(sim: Simulation, t0: float, t1: float,
                     jumps: dict[tuple[str, str], list[Event]],
-                    supervised_kiosks: bool = False, doors: DoorSelfTests | None = None
+                    kiosks: KioskLines | None = None, doors: DoorSelfTests | None = None
                     ) -> list[tuple[float, str, str, Heartbeat]]:
     """The heartbeats the nodes' agents send in [t0, t1) of true time: every
     `HEARTBEAT_S` from a phase of each node's own, stamped by the node's clock, with
     the jumps the agent has counted (a clock offset starting, and ending) and, with
-    `supervised_kiosks`, each kiosk's supervision (cable cut during a cut_cable
-    fault; out of service during it and during a silence fault); with `doors`, each
-    door counter's self-test and blocked beam."""
+    `kiosks`, each kiosk's supervision report; with `doors`, each door counter's (both
+    from the drivers' logic: kiosk_lines.py, door_tests.py; call with consecutive
+    windows)."""
     out: list[tuple[float, str, str, Heartbeat]] = []
     for n in sim.nodes:
         phase = zlib.crc32(f"{n.site}/{n.node}".encode()) % int(HEARTBEAT_S)
         run = f"{zlib.crc32(f'run/{n.site}/{n.node}'.encode()):08x}"  # one run each
         node_jumps = jumps.get((n.site, n.node), [])
-        kiosks = [s.id for s in n.sensors if s.driver == "queue_kiosk"] if supervised_kiosks \
-            else []
-        faults = [e for e in sim.events if e.type in ("cut_cable", "silence")
-                  and e.site == n.site and e.node == n.node and e.sensor in kiosks]
         first = phase + math.ceil((t0 - phase) / HEARTBEAT_S) * HEARTBEAT_S
         times = [first + HEARTBEAT_S * k
                  for k in range(max(0, math.ceil((t1 - first) / HEARTBEAT_S)))]
-        door_reports = doors.reports(n.site, n.node, times) if doors is not None else \
-            [{} for _ in times]
-        for t, door_report in zip(times, door_reports, strict=True):
+        reports: list[dict[str, Supervision]] = [{} for _ in times]
+        for source in (kiosks, doors):
+            if source is not None:
+                for report, more in zip(reports, source.reports(n.site, n.node, times),
+                                        strict=True):
+                    report.update(more)
+        for t, supervision in zip(times, reports, strict=True):
             counted = sum((e.start_s <= t) + (e.end_s <= t) for e in node_jumps)
-            supervision: dict[str, Supervision] = dict(door_report)
-            if kiosks:
-                active = {(e.sensor, e.type) for e in faults if e.start_s <= t < e.end_s}
-                supervision.update({k: Supervision("cut" if (k, "cut_cable") in active else "ok",
-                                                   not any(s == k for s, _ in active))
-                                    for k in kiosks})
             hb = Heartbeat(sim.at(t + _offset_at(t, node_jumps)), UPTIME_S + t, counted,
                            supervision or None, run, sim.at(t))
             out.append((t, n.site, n.node, hb))
@@ -201,6 +197,7 @@ def stream(sim: Simulation, hours: float, tick_s: float = 60.0,
     """Every fault event of the run; the number of readings and of monitor updates."""
     feed = FaultFeed() if drift is None else FaultFeed(drift=drift)
     doors = DoorSelfTests(sim) if tested_doors else None
+    kiosks = KioskLines(sim) if supervised_kiosks else None
     raised: list[Raised] = []
     jumps: dict[tuple[str, str], list[Event]] = {}
     for e in sim.events:
@@ -223,8 +220,7 @@ def stream(sim: Simulation, hours: float, tick_s: float = 60.0,
                 else:
                     at = (r.ts_ns - start_ns) / 1e9
                 timed.append((at, len(timed), batch.site, batch.node, r))
-        for at, site, node, hb in node_heartbeats(sim, t0, t1, jumps, supervised_kiosks,
-                                                  doors):
+        for at, site, node, hb in node_heartbeats(sim, t0, t1, jumps, kiosks, doors):
             timed.append((at, len(timed), site, node, hb))
         timed.sort(key=lambda x: (x[0], x[1]))
         readings += sum(isinstance(x[4], Reading) for x in timed)
