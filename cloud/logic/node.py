@@ -165,20 +165,54 @@ class NodeState:
             if outside_range(kind, values) is not None:
                 continue
             measured.append(r)
-            minute = part[MINUTE] or self._rollup(part, MINUTE, sensor)
-            window = minute.window(ts)
-            if window is None:  # older than the horizon: rebuilt from the raw points by the sink
-                append(self._recompute(site, node, sensor, kind, RP_1M, MINUTE_NS, ts))
-            else:
-                window.add(ts, values)
-                touched[(RP_1M, sensor, window.start_ns)] = window
-            hourly = part[HOURLY] or self._rollup(part, HOURLY, sensor)
-            window = hourly.window(ts)
-            if window is None:
-                append(self._recompute(site, node, sensor, kind, RP_1H, HOUR_NS, ts))
-            else:
-                window.add(ts, values)
-                touched[(RP_1H, sensor, window.start_ns)] = window
+            minute = (part[MINUTE] or self._rollup(part, MINUTE, sensor)).window(ts)
+            hourly = (part[HOURLY] or self._rollup(part, HOURLY, sensor)).window(ts)
+            if minute is None or hourly is None:  # older than the horizon: rebuilt by the sink
+                if minute is None:
+                    append(self._recompute(site, node, sensor, kind, RP_1M, MINUTE_NS, ts))
+                else:
+                    minute.add(ts, values)
+                    touched[(RP_1M, sensor, minute.start_ns)] = minute
+                if hourly is None:
+                    append(self._recompute(site, node, sensor, kind, RP_1H, HOUR_NS, ts))
+                else:
+                    hourly.add(ts, values)
+                    touched[(RP_1H, sensor, hourly.start_ns)] = hourly
+                continue
+            # Window.add on both windows at once (the same reading: one pass over its values)
+            minute.count += 1
+            hourly.count += 1
+            in_minute, in_hour = minute.fields, hourly.fields
+            for name, value in values.items():
+                v = float(value)
+                a = in_minute.get(name)
+                if a is None:
+                    in_minute[name] = [1, v, v, v, ts, v]
+                else:
+                    a[0] += 1
+                    a[1] += v
+                    if v < a[2]:
+                        a[2] = v
+                    if v > a[3]:
+                        a[3] = v
+                    if ts >= a[4]:
+                        a[4] = ts
+                        a[5] = v
+                a = in_hour.get(name)
+                if a is None:
+                    in_hour[name] = [1, v, v, v, ts, v]
+                else:
+                    a[0] += 1
+                    a[1] += v
+                    if v < a[2]:
+                        a[2] = v
+                    if v > a[3]:
+                        a[3] = v
+                    if ts >= a[4]:
+                        a[4] = ts
+                        a[5] = v
+            touched[(RP_1M, sensor, minute.start_ns)] = minute
+            touched[(RP_1H, sensor, hourly.start_ns)] = hourly
         if checked:  # the detectors' events, in reading order, after the raw points
             out.extend(check_readings(site, node, checked, self.watch, self.alerts))
         for (rp, sensor, start), window in touched.items():

@@ -117,7 +117,8 @@ class Window:
 class SensorRollup:
     """The open windows of one sensor at one width."""
 
-    __slots__ = ("horizon_ns", "newest_ns", "oldest_ns", "too_late", "width_ns", "windows")
+    __slots__ = ("horizon_ns", "newest_ns", "oldest_ns", "ordered", "too_late", "width_ns",
+                 "windows")
 
     def __init__(self, width_ns: int, horizon_ns: int) -> None:
         self.width_ns = width_ns
@@ -125,10 +126,13 @@ class SensorRollup:
         self.windows: dict[int, Window] = {}
         self.newest_ns = 0
         self.oldest_ns = 0  # no window starts before this: evict() has nothing to do above it
+        self.ordered = True  # `windows` holds its starts in increasing order
         self.too_late = 0
 
     def __setstate__(self, state: tuple[None, dict[str, object]]) -> None:
-        self.oldest_ns = UNKNOWN_OLDEST  # a snapshot from before it was kept: the next evict looks
+        # Snapshots from before these were kept: the next evict looks at every window.
+        self.oldest_ns = UNKNOWN_OLDEST
+        self.ordered = False
         for name, value in state[1].items():
             setattr(self, name, value)
 
@@ -142,16 +146,22 @@ class SensorRollup:
     def window(self, ts_ns: int) -> Window | None:
         """The window a reading at `ts_ns` goes to (made if new; the reading is then the
         newest), or None when it is too late to aggregate: `add` without the values."""
-        if ts_ns < self.newest_ns - self.horizon_ns:
+        newest = self.newest_ns
+        if ts_ns < newest - self.horizon_ns:
             self.too_late += 1
             return None
-        start = ts_ns - ts_ns % self.width_ns
+        width = self.width_ns
+        start = ts_ns - ts_ns % width
         window = self.windows.get(start)
         if window is None:
-            if not self.windows or start < self.oldest_ns:
+            if not self.windows:
                 self.oldest_ns = start
+            elif start < newest - newest % width:  # the newest window starts last
+                self.ordered = False
+                if start < self.oldest_ns:
+                    self.oldest_ns = start
             window = self.windows[start] = Window(start, 0, {})
-        if ts_ns > self.newest_ns:
+        if ts_ns > newest:
             self.newest_ns = ts_ns
         return window
 
@@ -160,9 +170,20 @@ class SensorRollup:
         if self.oldest_ns >= floor:  # called per message; a pass over every window is not
             return
         windows = self.windows
-        for start in [s for s in windows if s < floor]:
+        if self.ordered:  # the windows to drop come first
+            old = []
+            for start in windows:
+                if start >= floor:
+                    break
+                old.append(start)
+        else:
+            old = [s for s in windows if s < floor]
+        for start in old:
             del windows[start]
-        self.oldest_ns = min(windows, default=0)
+        if not self.ordered:
+            windows = self.windows = dict(sorted(windows.items()))
+            self.ordered = True
+        self.oldest_ns = next(iter(windows), 0)
 
 
 def windows_of(rollups: Iterable[SensorRollup]) -> int:

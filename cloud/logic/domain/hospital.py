@@ -30,8 +30,8 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from cloud.logic.domain.common import HOUR_NS, RP_1H, WIDTHS, Point, quantile, skipped, window_start
-from cloud.logic.lines import line
+from cloud.logic.domain.common import HOUR_NS, NOT_MEASURING, RP_1H, WIDTHS, Point, quantile, window_start
+from cloud.logic.lines import line, series_head
 from urbanpulse.wire import Reading
 
 ROLES = ("er", "visit", "ignore")
@@ -134,22 +134,32 @@ class HospitalNodeRollup:
         bed_from: int | None = None
         door_hours: set[int] = set()
         wait_hours: set[int] = set()
+        horizon_ns = self.horizon_ns
         for r in readings:
-            if not r.kind.startswith("hospital.") or skipped(r):
+            kind = r.kind
+            if not kind.startswith("hospital."):
                 continue
-            if r.ts_ns < self.newest_ns - self.horizon_ns:
+            flags = r.flags
+            if flags and not NOT_MEASURING.isdisjoint(flags):  # skipped(r)
+                continue
+            ts = r.ts_ns
+            if ts < self.newest_ns - horizon_ns:
                 self.too_late += 1
                 continue
-            self.newest_ns = max(self.newest_ns, r.ts_ns)
-            if r.kind == "hospital.bed":
+            if ts > self.newest_ns:
+                self.newest_ns = ts
+            if kind == "hospital.bed":
                 self._add_bed(r)
-                bed_from = r.ts_ns if bed_from is None else min(bed_from, r.ts_ns)
-            elif r.kind == "hospital.door":
-                hour = window_start(r.ts_ns, HOUR_NS)
-                self.doors.setdefault(hour, {})[(r.sensor, r.ts_ns)] = (
-                    self.roles.role(r.sensor), float(r.values["count"]))
+                if bed_from is None or ts < bed_from:
+                    bed_from = ts
+            elif kind == "hospital.door":
+                hour = ts - ts % HOUR_NS
+                doors = self.doors.get(hour)
+                if doors is None:
+                    doors = self.doors[hour] = {}
+                doors[(r.sensor, ts)] = (self.roles.role(r.sensor), float(r.values["count"]))
                 door_hours.add(hour)
-            elif r.kind == "hospital.queue":
+            elif kind == "hospital.queue":
                 wait_hours |= self._add_queue(r)
         points: list[Point] = []
         updates: list[SiteUpdate] = []
@@ -172,15 +182,21 @@ class HospitalNodeRollup:
     # beds
 
     def _add_bed(self, r: Reading) -> None:
-        entry = (r.ts_ns, int(r.values["occupied"]), int(r.values.get("fault", 0)))
-        history = self.beds.setdefault(r.sensor, [])
-        i = bisect.bisect_left(history, (r.ts_ns,))  # (ts,) sorts before every (ts, ...)
-        if i < len(history) and history[i][0] == r.ts_ns:
-            history[i] = entry
+        ts = r.ts_ns
+        entry = (ts, int(r.values["occupied"]), int(r.values.get("fault", 0)))
+        history = self.beds.get(r.sensor)
+        if history is None:
+            self.beds[r.sensor] = [entry]
+        elif ts > history[-1][0]:  # in order: the common case
+            history.append(entry)
         else:
-            history.insert(i, entry)
+            i = bisect.bisect_left(history, (ts,))  # (ts,) sorts before every (ts, ...)
+            if i < len(history) and history[i][0] == ts:
+                history[i] = entry
+            else:
+                history.insert(i, entry)
         for rp, width in WIDTHS:
-            self.bed_windows[rp].add(window_start(r.ts_ns, width))
+            self.bed_windows[rp].add(ts - ts % width)
 
     def ward_at(self, end_ns: int) -> tuple[int, int, int, int]:
         """(beds, occupied, available, faulty) from each bed's last reading before end_ns."""
@@ -199,12 +215,16 @@ class HospitalNodeRollup:
 
     def _emit_beds(self, site: str, node: str, from_ns: int, points: list[Point],
                    updates: list[SiteUpdate]) -> None:
+        head = series_head("ward_occupancy", {"site": site, "node": node})
         for rp, width in WIDTHS:
             first = window_start(from_ns, width)
             for start in sorted(s for s in self.bed_windows[rp] if s >= first):
                 beds, occupied, available, faulty = self.ward_at(start + width)
-                points.append((rp, line("ward_occupancy", {"site": site, "node": node},
-                                        occupancy_fields(beds, occupied, available, faulty), start)))
+                # line(..., occupancy_fields(...), start), written directly
+                text = f"{head} beds={beds}i,occupied={occupied}i,available={available}i,faulty={faulty}i"
+                if occupied + available:
+                    text += f",occupancy_pct={100.0 * occupied / (occupied + available)!r}"
+                points.append((rp, f"{text} {start}"))
                 updates.append(WardSnapshot(site, node, rp, start, beds, occupied, available, faulty))
 
     # queue
@@ -259,10 +279,12 @@ class HospitalNodeRollup:
             del self.doors[hour]
         queue_floor = floor - self.max_wait_ns
         for times in (self.issues, self.calls):
-            for ticket in list(times):
-                kept = [t for t in times[ticket] if t >= queue_floor]
-                if kept:
-                    times[ticket] = kept
+            for ticket, stamps in list(times.items()):
+                if stamps[0] >= queue_floor:  # sorted (insort_unique): nothing to drop
+                    continue
+                i = bisect.bisect_left(stamps, queue_floor)
+                if i < len(stamps):
+                    del stamps[:i]
                 else:
                     del times[ticket]
         for hour in [h for h in self.call_hours if h < floor - HOUR_NS]:

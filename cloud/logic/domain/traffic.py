@@ -21,8 +21,8 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
-from cloud.logic.domain.common import WIDTHS, Point, skipped, window_start
-from cloud.logic.lines import line
+from cloud.logic.domain.common import WIDTHS, Point, skipped
+from cloud.logic.lines import float_text, float_texts, series_head
 from urbanpulse.wire import Reading
 
 KIND = "traffic.loop"
@@ -45,6 +45,31 @@ def _sums(samples: Iterable[Sample]) -> dict[str, float]:
     return out
 
 
+def _sums_text(items: list[Sample], flow: float | None = None) -> tuple[str, float]:
+    """`line`'s fields of `_sums(items)`, and its flow; with `flow` given (an intersection's:
+    the sum of its lanes' flows) that flow is written instead. A single sample's sums are
+    its own values: fsum([x]) is x + 0.0 (which turns -0.0 into 0.0, as fsum does)."""
+    if len(items) == 1:
+        count, occupancy, covered, speed = items[0]
+        vehicles, covered, occupancy = count + 0.0, covered + 0.0, occupancy + 0.0
+        speed_sums = None if speed is None or not count > 0 else (speed + 0.0, vehicles)
+    else:
+        vehicles = math.fsum([s[0] for s in items])
+        covered = math.fsum([s[2] for s in items])
+        occupancy = math.fsum([s[1] for s in items])
+        counted = [s for s in items if s[3] is not None and s[0] > 0]
+        speed_sums = (math.fsum([s[3] for s in counted if s[3] is not None]),
+                      math.fsum([s[0] for s in counted])) if counted else None
+    lane_flow = 60.0 * vehicles / covered
+    texts = float_texts()
+    text = (f"vehicles={texts.get(vehicles) or float_text(vehicles)},"
+            f"interval_s={texts.get(covered) or float_text(covered)},"
+            f"flow_vpm={lane_flow if flow is None else flow!r},occupancy_pct={occupancy / covered!r}")
+    if speed_sums is not None:
+        text += f",speed_kmh={speed_sums[0] / speed_sums[1]!r}"
+    return text, lane_flow
+
+
 class TrafficRollup:
     """The open windows of one intersection (node). Picklable."""
 
@@ -57,37 +82,54 @@ class TrafficRollup:
             w: {} for w in WIDTHS}
 
     def process(self, site: str, node: str, readings: Iterable[Reading]) -> list[Point]:
-        touched: set[tuple[str, int, int]] = set()
+        touched: dict[tuple[str, int], set[int]] = {key: set() for key in self.windows}
+        widths = [(key[1], self.windows[key], touched[key]) for key in self.windows]
+        horizon_ns = self.horizon_ns
         for r in readings:
             if r.kind != KIND or skipped(r):
                 continue
-            if r.ts_ns < self.newest_ns - self.horizon_ns:
+            ts = r.ts_ns
+            if ts < self.newest_ns - horizon_ns:
                 self.too_late += 1
                 continue
-            self.newest_ns = max(self.newest_ns, r.ts_ns)
+            if ts > self.newest_ns:
+                self.newest_ns = ts
             v = r.values
             count, interval = float(v["count"]), float(v["interval_s"])
             speed = v.get("speed_kmh")
             sample: Sample = (count, float(v["occupancy_pct"]) * interval, interval,
                               None if speed is None else float(speed) * count)
-            for (rp, width), windows in self.windows.items():
-                start = window_start(r.ts_ns, width)
-                windows.setdefault(start, {}).setdefault(r.sensor, {})[r.ts_ns] = sample
-                touched.add((rp, width, start))
+            sensor = r.sensor
+            for width, windows, starts in widths:
+                start = ts - ts % width
+                lanes = windows.get(start)
+                if lanes is None:
+                    lanes = windows[start] = {}
+                lane = lanes.get(sensor)
+                if lane is None:
+                    lane = lanes[sensor] = {}
+                lane[ts] = sample
+                starts.add(start)
         out: list[Point] = []
-        for rp, width, start in sorted(touched):
-            lanes = self.windows[(rp, width)][start]
-            flows: list[float] = []
-            for sensor in sorted(lanes):
-                fields = _sums(lanes[sensor].values())
-                flows.append(fields["flow_vpm"])
-                out.append((rp, line("traffic_lane", {"site": site, "node": node, "sensor": sensor},
-                                     fields, start)))
-            total: dict[str, float | int] = dict(
-                _sums(s for lane in lanes.values() for s in lane.values()))
-            total["flow_vpm"] = math.fsum(flows)
-            total["lanes"] = len(lanes)
-            out.append((rp, line("traffic_intersection", {"site": site, "node": node}, total, start)))
+        lane_heads: dict[str, str] = {}
+        tags = {"site": site, "node": node}
+        total_head = series_head("traffic_intersection", tags)
+        for key in sorted(touched):
+            rp = key[0]
+            windows = self.windows[key]
+            for start in sorted(touched[key]):
+                lanes = windows[start]
+                flows: list[float] = []
+                for sensor in sorted(lanes):
+                    head = lane_heads.get(sensor)
+                    if head is None:
+                        head = lane_heads[sensor] = series_head("traffic_lane", tags | {"sensor": sensor})
+                    text, flow = _sums_text(list(lanes[sensor].values()))
+                    flows.append(flow)
+                    out.append((rp, f"{head} {text} {start}"))
+                text, _ = _sums_text([s for lane in lanes.values() for s in lane.values()],
+                                     math.fsum(flows))
+                out.append((rp, f"{total_head} {text},lanes={len(lanes)}i {start}"))
         self._evict()
         return out
 

@@ -6,8 +6,11 @@ import pickle
 import random
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from cloud.logic.domain.traffic import TrafficRollup
+from cloud.logic.domain.traffic import Sample, TrafficRollup, _sums, _sums_text
+from cloud.logic.lines import line
 from tests.cloud.logic.domain_helpers import HOUR, MIN, T0, S, final, rd, select
 from urbanpulse.wire import Reading
 
@@ -104,3 +107,22 @@ def test_pickle_round_trip_continues_identically() -> None:
     a.process("hn", "x1", readings[:150])
     b = pickle.loads(pickle.dumps(a))
     assert b.process("hn", "x1", readings[150:]) == a.process("hn", "x1", readings[150:])
+
+
+_FLOATS = st.floats(min_value=-0.0, max_value=1e6, allow_nan=False) | st.sampled_from([0.0, -0.0, 1.0])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(_FLOATS, _FLOATS, st.floats(min_value=1.0, max_value=3600.0),
+                          st.none() | _FLOATS), min_size=1, max_size=6),
+       st.none() | st.floats(min_value=0.0, max_value=1e4))
+def test_the_written_sums_are_those_of_the_definition(samples: list[Sample], flow: float | None
+                                                      ) -> None:
+    """The hot path writes a lane's and an intersection's fields directly (`_sums_text`,
+    fsum([x]) as x + 0.0 for one sample): the same text as `line` makes of `_sums`."""
+    expected = _sums(samples)
+    if flow is not None:
+        expected["flow_vpm"] = flow
+    text, lane_flow = _sums_text(samples, flow)
+    assert text == line("m", {}, expected, 0)[2:-2]
+    assert lane_flow == _sums(samples)["flow_vpm"]

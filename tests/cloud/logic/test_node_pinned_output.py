@@ -14,9 +14,12 @@ detection off and that each message's events follow its raw points, as before.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
+import pickle
 import random
+import zlib
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from functools import cache
@@ -25,7 +28,9 @@ from bench.pipeline.workload import Workload, generate
 from cloud.journal import JournalRecord
 from cloud.logic.node import NodeState
 from cloud.logic.recompute import RECOMPUTE
-from cloud.logic.records import RP_RAW, Point, decode_record
+from cloud.logic.records import RP_RAW, NodeData, Point, decode_record
+from cloud.logic.rollup import SensorRollup
+from urbanpulse.wire import Reading
 from urbanpulse.wire.kinds import KINDS
 
 HOUR_NS = 3600 * 10**9
@@ -142,3 +147,88 @@ def test_points_of_a_messy_workload_are_byte_identical() -> None:
 def test_detection_adds_its_events_and_changes_no_other_point() -> None:
     assert _with_detection_same_points(_plain(), 6 * HOUR_NS) > 0
     assert _with_detection_same_points(_messy(), HOUR_NS) > 0
+
+
+# A node's state after 8 minutes of a bed, a traffic loop, a dust sensor and a kiosk
+# (`_golden_readings(0, 8)`, detection off), pickled by the code of ba61574, before the
+# rewrite (its rollups had no `ordered` slot); zlib, base64.
+OLD_SNAPSHOT = (
+    "eNqlWm9oHMcVP1u60+mPEzctrWPH/yhpLrRWJdeKpbggBZue1EtFaqU4UMKydzfWrHR3e7rdtepStxKlMlWGWtQb"
+    "DClJBP3Q9ls/hkL/QenXFkq/9A8JmDYJLtjQgPOhgc7szLyZm9OtZx2D8NPbeW/f+828P/NWG/lXP3oyl/wjB2sN"
+    "P6qPN/xlrzbe8usoJsOL9L+l0A1RfDN+ejO+FpfICPY73rf9ltMK4u1Cbvetia8MkEIdhagWxj8k+XU3rOH4fH4j"
+    "fy0ej8kI0+QI5p828q/+ISfe95j+PnQFtcJAvPFSslq8kQw1/ZYX+p2YfJJL8HeNX3ajBhM5OI/cTlhFbvg1sRBs"
+    "HXKidug1UbxICs5K1GwHlBp0alEY34hJ3qn76y1GFZwgjGqrjBxyOq4XoHpMRmt+o0Ff5PnUU5Kvo7UogaEytxVf"
+    "jKNqUKXuPcKNca6gTkAXUmtmJurTZybOnq5NnKlPVycmqPa633Q9+uwzusecKYAeuZD8xpzXrA877uXLXi0mh/cQ"
+    "hIcHXuTURWpu1AZxnIfdGW6hdRSEyY4V/3z3j086x98/RIqh7zsNtreVHBla91oUjSB5ccFdXnYmm/F2PvdS+cMD"
+    "W4y5Xczd++noB8feP0S3pNDw/fapScqn+q7/5ZsfUXapPPcpvrPlue+cEMSi5NR+mRBhHARU0/ydgf3HmSZ8MlHx"
+    "9uEXR48nKg71V7G8q6vYPf2/R3UVZ6vPP85VPNFfxeqOruLDqx8c1VXc+MWFp45nc+SF3//n87qKd+99eSqjIz8v"
+    "/mtGVzE7PXU+oyO5F/5Z1lXc+t6pr2d05KVbf/2GrkIcEmtHInFoMOSEreR05N65P7N7TCouqeOCP6v2HX9ObSB+"
+    "Wu0E/oKCFH9RYYNPKyfxlLIWT0fUkqhKBlyPpotP7xE1yYPh57xO32jBj28X3/qvUHiYhsag30Ytw5kSGWw3T0/F"
+    "gqKhQIVe4Z5txeW5MxwivEDZt7mTjD2lsc9xfxn7GY19k7vO2Gc19h2OAmNPa+zzHBDGntHYP+HYMPazGlt4xdjn"
+    "ODti1k9OJAgsdLvw3O/2dEFnay7obM0Fna25oLM1F3S25oLO1lwQ7CgKSIHuNMvZ12haJkXsB20vdBsxObLHCVBP"
+    "H5sXJEu7/bNnvuM3UBBjhwxf8H12cOhvybqX4xJNhgOocyr+QYyqZLTpfouWOi8UtXHjZ/NffYqdp937+nmqojrL"
+    "s6RAiVMTk0zNdvG973PoK7lK7jo9Te/9nWNe2Sd+/xIHG56/wlGG57c5vPD8HMcVnt/kgMLzO9wk/hwFZJRa42hV"
+    "AB+9oWd9lbVV2lM5VCVkldFUYlL5ZQfPcK0iknYiWlgpqBwPj0Yv4iVoaNXzg1UaV5XcFgWIQniD4+Pizco+wZrl"
+    "kDDWfsG6y1FgrAHBepM77tJX1dxGgzu3CXrf5Tjrem9xaHW9ZY6mrlfsKdU7wvQ62I8SP5R31FX8Y0zwj/DOThBV"
+    "6dkcC7wQ0aakTstuwDaenqqxS26nvtRy2wH2QzhYZD+mHcP+1mSMj6pdYLvFflAVv8bX4dfxG8kKsTv0KVuz1wqx"
+    "Qyk6xG6m6BA7n6JD7H6KDnEqUnSI09JHx4xCWFvhkNFLNPSW3GZbD1AmodaXtOrVlwhpLCNazxqoE7JNIoMBWuPH"
+    "xu/ukhM+GV5Caxfd1rJ86yI7wMVlj7a0dKtZdzXCEkOHL6nMkYIgX2YGUvOLyI224io+iX8lxPGvKzn8m8oc/q25"
+    "ZsFizeaD19BgWKWxLr0ak1lxnGYBWqrJmGgvx1mnF+MFCofXGW83Y7xJHoHFtCOmPTGt/U2vFdFGkivrauw7PK+S"
+    "sSXUCvyusrvYU3dlUiLDfqMOHas8/En2LK579RAnD3h3io90daf4b6RwKcli/CV67NAcU/RrtajtUScZHPvK4jKS"
+    "6yVUSgYWCq7HVRVq+DbXD5FHm5x/c7Wz94S2HkJldmBJtSI+pVoIV6U21VpRIHqsFUEt1UKMW1or6kyPtSITSLWQ"
+    "GCytFeWqx1qRPqRayCaW1oqq12OtyDlSLaQgS2tF8eyxViQqqRbylqW14rh3WxuJXPCPPUMEet23uwMDv9MnHm73"
+    "BEGJFkI/aoUiBNQlwSRUtw4sRA4kEeS2aleddg10HJOiJqHrOCZ1jHitEHWuuA0nkAr6ZmNdwaJUMBy0EW1XVptY"
+    "ys9uCDGT0OUFC0UPiuPSyui+XE6ohhuQSagbDLDQygElmAYKCEpQVh5VgmlggKAEY+UTSjANBRA0UOifdrpQgNuo"
+    "Sai7G7CsUQDBrCiAYFYUQNBAoX+W7EIhLVbErVXFii0KIJgVBRDMigIIGij0T+rWESHu69kjAgSzogCCWVEAQQOF"
+    "/jXIOiLEpCJ7RIBgVhRAMCsKIGig0L9kWkeEmNFkjwgQzIoCCGZFAQQNFPpXeOuIEBU7e0SAYFYUQDArCiCooxCJ"
+    "i8feDQnMyj5GQ4LLwrYz0heTULMpYCF8UUiJSVAvoUsJlkXtB2umpBEmoUZiwLKzBqQMa1JqMFjzjDTCJNQkDlh2"
+    "1oCUYU1KLQRrzkojTEINAIFlZw1IGdak1CSwZloaYRJq7ggsO2tAyrAmpTaANTPSCJNQ405g2VkDUoY1KTkarHlW"
+    "GmESasoKLDtrQMqwJiVXgjXnpBEmoTIJsOysASndmkgMQvbOWTCP/TiXqELo1VZRaDFIkLNLdX0kBTYytJpC9Apb"
+    "3F7WId2nqhazT6V65SoIpl1cQRAurhZ3iXU71WKoq1RrNqU6M2vOPyw6e0ubbpkzEFucegQt+mxl05z0sodQk25g"
+    "WeN015y8WHS9ljaVZZrKep7K5tjGogfVbCpKU0xCjf+BZY3Tm+bMx6IjtLTpvkxZxYw43TcHRpDrIjLIPkDwEWyf"
+    "tCfnTUnaExNxkfbkqiP69wvpohy2F+VYq1ieO2gi96CxVmA/1no401Q/Ts0rb5i3kics+vGi1k1n6sep4Hcfqh+n"
+    "gn7Wfjyw78cfEkleraltyxtmP/7Aak2l1rJW68C+Wj/s2VhXgJfMo2sVmelnfu/IDHhkFmilX0adrm+DOEdGnk/Y"
+    "8yxstQ9HHVRD3hXaG1ROkJF61G54teRrIft0zP9c5wQpBmjNCdpui8c7/7QzhPBJoBaA2pRUkicCMsi+Qcb4dTKY"
+    "/O0RfiOqjv8fl0nJmw=="
+)
+T0 = 1_795_000_000_000_000_000
+MINUTE_NS = 60 * 10**9
+
+
+def _golden_readings(lo: int, hi: int) -> list[Reading]:
+    out = []
+    for i in range(lo, hi):
+        t = T0 + i * MINUTE_NS
+        out.append(Reading("bed-01", "hospital.bed", t + 1000, i, {"occupied": i % 2}))
+        out.append(Reading("loop-1", "traffic.loop", t + 2000, i, {
+            "count": 5 + i % 3, "occupancy_pct": 7.5, "interval_s": 60.0, "speed_kmh": 31.5}))
+        out.append(Reading("pm-1", "air.pm", t + 3000, i, {"pm25": 20.0 + i, "pm10": 35.5}))
+        out.append(Reading("kiosk-1", "hospital.queue", t + 4000, i, {"ticket": i // 2, "called": i % 2}))
+    return out
+
+
+def test_a_snapshot_taken_before_the_rewrite_resumes_with_the_same_points() -> None:
+    old: NodeState = pickle.loads(zlib.decompress(base64.b64decode("".join(OLD_SNAPSHOT))))
+    fresh = NodeState(HOUR_NS, detect=False)
+    first = NodeData("hn/n1", "hn", "n1", T0 + 40 * MINUTE_NS, _golden_readings(0, 8))
+    fresh.process(first)
+    again: NodeState = pickle.loads(pickle.dumps(fresh, protocol=pickle.HIGHEST_PROTOCOL))
+    # Later minutes, one reading of an earlier minute (late, new seq), then past the horizon.
+    late = Reading("pm-1", "air.pm", T0 + 2 * MINUTE_NS + 5000, 100, {"pm25": 90.0, "pm10": 95.0})
+    batches = [[*_golden_readings(8, 20), late], _golden_readings(20, 90)]
+    for n, readings in enumerate(batches):
+        data = NodeData("hn/n1", "hn", "n1", T0 + (95 + n) * MINUTE_NS, readings)
+        expected = fresh.process(data)
+        if n == 0:  # the late reading's minute, re-emitted with both readings
+            start = late.ts_ns - late.ts_ns % MINUTE_NS
+            assert [t for _, t in expected if t.startswith("air_pm,") and t.endswith(f" {start}")
+                    and "count=2i" in t]
+        assert old.process(data) == expected
+        assert again.process(data) == expected
+    for rollups, resumed in ((fresh.minute, old.minute), (fresh.hour, old.hour)):
+        assert {s: _slots(r) for s, r in resumed.items()} == {s: _slots(r) for s, r in rollups.items()}
+
+
+def _slots(rollup: SensorRollup) -> dict[str, object]:
+    """All but `ordered`: a resumed rollup learns its order at its first full eviction."""
+    return {name: getattr(rollup, name) for name in SensorRollup.__slots__ if name != "ordered"}
