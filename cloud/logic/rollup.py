@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from cloud.logic.lines import field_key, float_text, float_texts
+from cloud.logic.lines import field_key, field_keys, float_text, float_texts
 
 MINUTE_NS = 60 * 1_000_000_000
 HOUR_NS = 60 * MINUTE_NS
@@ -98,10 +98,10 @@ class Window:
         dict: this runs for every window a batch touches."""
         parts = [f"count={self.count}i"]
         fields = self.fields
-        texts = float_texts()
+        texts, keys = float_texts(), field_keys()
         for name in sorted(fields) if len(fields) > 1 else fields:
             a = fields[name]
-            k = field_key(name)
+            k = keys.get(name) or field_key(name)
             # A float's text is its repr, the costly part: a value that is the low, the high
             # and the last at once (one object) is written once, and so is a one-reading mean.
             low, high, last = a[2], a[3], a[5]

@@ -51,7 +51,8 @@ class AirRollup:
                     fields.setdefault(name, {})[(r.sensor, r.ts_ns)] = float(r.values[name])
             touched.add(hour)
         emit = {h + k * HOUR_NS for h in touched for k in range(NOWCAST_HOURS)} & self.open.keys()
-        out = [(RP_1H, line("air_quality", {"site": site, "node": node}, self._fields(h), h))
+        means: dict[tuple[int, str], tuple[float, int] | None] = {}  # this call's, reused
+        out = [(RP_1H, line("air_quality", {"site": site, "node": node}, self._fields(h, means), h))
                for h in sorted(emit)]
         self._evict()
         return out
@@ -62,24 +63,35 @@ class AirRollup:
             return math.fsum(values.values()) / len(values), len(values)
         return self.closed.get(hour, {}).get(name)
 
-    def _nowcast_hours(self, hour: int, name: str) -> list[float | None]:
+    def _mean(self, hour: int, name: str, means: dict[tuple[int, str], tuple[float, int] | None]
+              ) -> tuple[float, int] | None:
+        """`mean`, remembered in `means`: the emitted hours share their NowCast hours."""
+        key = (hour, name)
+        if key in means:
+            return means[key]
+        m = means[key] = self.mean(hour, name)
+        return m
+
+    def _nowcast_hours(self, hour: int, name: str,
+                       means: dict[tuple[int, str], tuple[float, int] | None]) -> list[float | None]:
         out: list[float | None] = []
         for k in range(NOWCAST_HOURS):
-            m = self.mean(hour - k * HOUR_NS, name)
+            m = self._mean(hour - k * HOUR_NS, name, means)
             out.append(None if m is None else m[0])
         return out
 
-    def _fields(self, hour: int) -> dict[str, float | int | str | bool]:
+    def _fields(self, hour: int, means: dict[tuple[int, str], tuple[float, int] | None]
+                ) -> dict[str, float | int | str | bool]:
         fields: dict[str, float | int | str | bool] = {}
         for name in ("pm25", "pm10", "co2"):
-            m = self.mean(hour, name)
+            m = self._mean(hour, name, means)
             if m is not None:
                 fields[f"{name}_mean"], fields[f"{name}_n"] = m
         epa: list[int | None] = []
         vn: list[int | None] = []
         pollutant: aqi.Pollutant
         for pollutant in ("pm25", "pm10"):
-            hours = self._nowcast_hours(hour, pollutant)
+            hours = self._nowcast_hours(hour, pollutant, means)
             epa_now, vn_now = aqi.epa_nowcast(hours), aqi.vn_nowcast(hours)
             if epa_now is not None:
                 fields[f"{pollutant}_nowcast"] = epa_now

@@ -213,13 +213,59 @@ class HospitalNodeRollup:
                 occupied += 1
         return beds, occupied, beds - occupied - faulty, faulty
 
+    def wards_at(self, ends: list[int]) -> list[tuple[int, int, int, int]]:
+        """`ward_at` of each of the ascending `ends`. Many windows: one sweep over the bed
+        readings between the first and the last end instead of a search per bed and end."""
+        if len(ends) < 4:
+            return [self.ward_at(end) for end in ends]
+        first, last = ends[0], ends[-1]
+        beds = occupied = faulty = 0
+        states: list[tuple[int, int] | None] = []  # per bed: (occupied, fault) of its last reading
+        changes: list[tuple[int, int, int, int]] = []  # (ts, bed, occupied, fault)
+        for b, history in enumerate(self.beds.values()):
+            i = bisect.bisect_left(history, (first,))
+            if i == 0:
+                states.append(None)
+            else:
+                _, occ, fault = history[i - 1]
+                states.append((occ, fault))
+                beds += 1
+                if fault:
+                    faulty += 1
+                elif occ:
+                    occupied += 1
+            j = bisect.bisect_left(history, (last,), i)
+            changes += [(ts, b, occ, fault) for ts, occ, fault in history[i:j]]
+        changes.sort()
+        out = [(beds, occupied, beds - occupied - faulty, faulty)]
+        k, n = 0, len(changes)
+        for end in ends[1:]:
+            while k < n and changes[k][0] < end:
+                _, b, occ, fault = changes[k]
+                k += 1
+                before = states[b]
+                if before is None:
+                    beds += 1
+                elif before[1]:
+                    faulty -= 1
+                elif before[0]:
+                    occupied -= 1
+                if fault:
+                    faulty += 1
+                elif occ:
+                    occupied += 1
+                states[b] = (occ, fault)
+            out.append((beds, occupied, beds - occupied - faulty, faulty))
+        return out
+
     def _emit_beds(self, site: str, node: str, from_ns: int, points: list[Point],
                    updates: list[SiteUpdate]) -> None:
         head = series_head("ward_occupancy", {"site": site, "node": node})
         for rp, width in WIDTHS:
             first = window_start(from_ns, width)
-            for start in sorted(s for s in self.bed_windows[rp] if s >= first):
-                beds, occupied, available, faulty = self.ward_at(start + width)
+            starts = sorted(s for s in self.bed_windows[rp] if s >= first)
+            for start, (beds, occupied, available, faulty) in zip(
+                    starts, self.wards_at([s + width for s in starts]), strict=True):
                 # line(..., occupancy_fields(...), start), written directly
                 text = f"{head} beds={beds}i,occupied={occupied}i,available={available}i,faulty={faulty}i"
                 if occupied + available:

@@ -25,7 +25,7 @@ class DomainNode:
         """Points to write now, and the updates to route to `HospitalSite` keyed by site.
         Pass the node's new, deduplicated readings (duplicates by (sensor, ts) are
         harmless: they overwrite themselves)."""
-        kinds = {r.kind.split(".", 1)[0] for r in readings}
+        kinds = {kind.split(".", 1)[0] for kind in {r.kind for r in readings}}
         points: list[Point] = []
         updates: list[SiteUpdate] = []
         if "traffic" in kinds:

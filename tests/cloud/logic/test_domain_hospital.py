@@ -6,6 +6,8 @@ import pickle
 import random
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cloud.logic.domain.hospital import DoorRoles, HospitalNodeRollup, SiteUpdate
 from cloud.logic.domain.hospital_site import HospitalSite
@@ -197,3 +199,16 @@ def test_too_late_readings_are_counted_and_history_bounded() -> None:
     assert roll.too_late == 1
     # The state before the horizon is kept as the bed's baseline.
     assert roll.ward_at(T0 + 200 * MIN) == (1, 1, 0, 0)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["b1", "b2", "b3", "b4"]), st.integers(0, 40),
+                          st.integers(0, 1), st.integers(0, 1)), max_size=60),
+       st.lists(st.integers(-2, 45), min_size=1, max_size=12))
+def test_wards_at_many_ends_match_ward_at_one_by_one(
+        beds: list[tuple[str, int, int, int]], ends: list[int]) -> None:
+    """The sweep over many windows' ends gives what a search per bed and end gives."""
+    rollup = HospitalNodeRollup(100 * HOUR)
+    rollup.process("hn", "w1", [rd(b, BED, T0 + t * MIN, occupied=o, fault=f) for b, t, o, f in beds])
+    ordered = sorted({T0 + e * MIN for e in ends})
+    assert rollup.wards_at(ordered) == [rollup.ward_at(end) for end in ordered]
