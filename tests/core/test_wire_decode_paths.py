@@ -8,10 +8,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from urbanpulse.wire import decode_batch
+from urbanpulse.wire.payload import EARLIEST_TS_NS, parse_ts
 
 UNITS = {"air.pm": {"pm25": "ug/m3", "pm10": "ug/m3", "pm1": "ug/m3"},
          "hospital.bed": {"occupied": "bool", "fault": "bool"}}
@@ -115,3 +117,31 @@ def test_a_flag_that_is_no_string_is_rejected_not_raised() -> None:
     good, rejected = _decoded(_payload(readings, UNITS))
     assert [(g[3], g[6]) for g in good] == [(2, ("warmup",))]
     assert [(i, code) for i, code, _ in rejected] == [(0, "bad_flags"), (1, "bad_flags")]
+
+
+TS_TEXTS = ["2026-11-28T09:30:01.250000Z", "2026-11-28T09:30:01Z", "2026-11-28T09:30Z",
+            "20261128T093001Z", "2026-11-28T09:30:01.5Z", "2026-11-28T09:30:01.250000",
+            "2026-11-28T09:30:01+00:00", "2026-11-28T25:30:01Z", "2026-11-28T09:30:01+07:00Z",
+            "Z", "", "2019-12-31T23:59:59.999999Z", "2020-01-01T00:00:00Z"]
+
+
+@pytest.mark.parametrize("ts", [*TS_TEXTS, 1764322201, None, ["2026-11-28T09:30:01Z"]])
+def test_a_reading_stamp_is_read_as_parse_ts_reads_it(ts: object) -> None:
+    reading = json.dumps({"sensor": "pm-1", "kind": "air.pm", "ts": ts, "seq": 1,
+                          "values": {"pm25": 1.0, "pm10": 2.0}})
+    good, rejected = _decoded(_payload([reading], UNITS))
+    expected = _parsed(ts)
+    if isinstance(expected, str):
+        assert rejected == [(0, "bad_ts", f"readings[0].ts: {expected}")]
+    elif expected < EARLIEST_TS_NS:
+        assert [code for _, code, _ in rejected] == ["ts_out_of_range"]
+    else:
+        assert [g[2] for g in good] == [expected]
+
+
+def _parsed(ts: object) -> int | str:
+    """parse_ts's stamp, or its error message."""
+    try:
+        return parse_ts(ts)
+    except ValueError as exc:
+        return str(exc)
