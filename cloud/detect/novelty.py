@@ -12,6 +12,10 @@ value is the share of its contexts (orders given by `orders`) never seen before;
 every context is then remembered. The memory keeps at most `capacity` contexts and
 forgets the least recently seen first; it is pickled as one array of 8-byte keys
 (a detector may hold two of these memories and must stay under 64 KB).
+
+A level equal to the last `max(orders)` levels has the contexts of the value before it,
+which were just remembered in the same order: its novelty is 0 and the memory is left
+as it is (when the memory holds at least one context per order).
 """
 
 from __future__ import annotations
@@ -63,12 +67,15 @@ class ContextNovelty:
     __slots__ = (
         "_anchor",
         "_ascending",
+        "_consecutive",
         "_first",
         "_high",
         "_longest",
         "_low",
         "_memory",
         "_recent",
+        "_run",
+        "_span_checked",
         "_width",
         "capacity",
         "coarsen",
@@ -89,6 +96,10 @@ class ContextNovelty:
         self.capacity = capacity
         self._longest = max(orders)
         self._ascending = all(a < b for a, b in pairwise(orders))
+        # Orders 1, 2, .. k: a key per kept level, newest first.
+        self._consecutive = orders == tuple(range(1, self._longest + 1))
+        self._run = 0  # the last level's repeats in a row (itself included) since a coarsening
+        self._span_checked = math.nan  # the range (high - low) last found fine for the bins
         self._first: list[float] | None = []
         self._anchor = 0.0
         self._width = 0.0
@@ -104,6 +115,7 @@ class ContextNovelty:
         return state
 
     def __setstate__(self, state: Any) -> None:
+        self._run, self._consecutive, self._span_checked = 0, False, math.nan  # older layouts
         fields = slot_state(state)
         for name, value in fields.items():
             setattr(self, name, value)
@@ -133,9 +145,12 @@ class ContextNovelty:
                     self._observe(self._level(v))
             return 0.0
         width = self._width
-        while (high - low) / width > self.levels * self.coarsen:
-            self._coarsen()
-            width = self._width
+        span = high - low
+        if span != self._span_checked:  # only another range can call for coarser bins
+            while span / width > self.levels * self.coarsen:
+                self._coarsen()
+                width = self._width
+            self._span_checked = span
         return self._observe(math.floor((value - self._anchor) / width))
 
     def _level(self, value: float) -> int:
@@ -145,35 +160,57 @@ class ContextNovelty:
         self._width *= 2.0
         self._memory = dict.fromkeys(_coarser(self._memory, self._longest), 0)
         self._recent = [level // 2 for level in self._recent]
+        self._run = 0  # the memory's order changed
 
     def _observe(self, level: int) -> float:
         recent = self._recent
+        longest = self._longest
+        if recent and recent[-1] == level:
+            run = self._run = self._run + 1
+            if run > longest and self.capacity >= len(self.orders):
+                return 0.0  # the same contexts as the value before (see the module)
+        else:
+            self._run = 1
         recent.append(level)
         n = len(recent)
-        if n > self._longest:
+        if n > longest:
             del recent[0]
             n -= 1
         novel = 0
-        seen = 0
         memory = self._memory
-        ascending = self._ascending
-        # The key of order k, built from the one of order k - 1 (see _encode): the
-        # older level goes into the low bits.
-        body = 0
-        k = 0
-        for order in self.orders:
-            if n < order:
-                continue
-            if ascending:
-                while k < order:
-                    k += 1
-                    body = (body << _BITS) | ((recent[-k] + _OFFSET) & _MASK)
+        pop = memory.pop
+        if self._consecutive:
+            # The key of order k, built from the one of order k - 1 (see _encode): the
+            # older level goes into the low bits.
+            body = 0
+            order = 0
+            for kept in reversed(recent):
+                order += 1
+                body = (body << _BITS) | ((kept + _OFFSET) & _MASK)
                 key = order | (body << _ORDER_BITS)
-            else:
-                key = _encode(recent[-order:])
-            novel += memory.pop(key, 1)  # 1 if new; a key seen before moves to the end
-            seen += 1
-            memory[key] = 0
-        while len(memory) > self.capacity:
-            del memory[next(iter(memory))]
+                novel += pop(key, 1)  # 1 if new; a key seen before moves to the end
+                memory[key] = 0
+            seen = order
+        else:
+            seen = 0
+            ascending = self._ascending
+            body = 0
+            k = 0
+            for order in self.orders:
+                if n < order:
+                    continue
+                if ascending:
+                    while k < order:
+                        k += 1
+                        body = (body << _BITS) | ((recent[-k] + _OFFSET) & _MASK)
+                    key = order | (body << _ORDER_BITS)
+                else:
+                    key = _encode(recent[-order:])
+                novel += pop(key, 1)
+                seen += 1
+                memory[key] = 0
+        if novel:
+            capacity = self.capacity
+            while len(memory) > capacity:
+                del memory[next(iter(memory))]
         return novel / seen if seen else 0.0

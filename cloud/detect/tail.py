@@ -10,6 +10,8 @@ log(n + 1), plus how far it beats the record in standard deviations of the histo
 Beside the ring, the same values are kept sorted, so that the count of values >= v
 is a binary search instead of a pass over the ring. The sorted copy is not pickled
 (it would double the state); it is rebuilt from the ring when a snapshot is loaded.
+A value equal to the one it replaces in a full ring leaves the sorted copy as it is,
+and a full ring's surprises, -log(k / (n + 1)) with n fixed, come from a table.
 
 A `two_sided` history also gives, in `lower`, the surprise of -v against the
 negated history, i.e. the lower tail, from the same ring: float32 rounding is
@@ -30,9 +32,19 @@ import numpy.typing as npt
 from cloud.detect.compat import slot_state
 
 RECORD_CAP = 20.0
+_DERIVED = ("_cast", "_neg_log", "_sorted")  # made from the rest, not pickled
 
 _F32 = struct.Struct("f")
-_pack, _unpack = _F32.pack, _F32.unpack
+
+# -log(k / (n + 1)) for k = 0 .. n (k = 0 unused), per ring size n: a full ring's ranks.
+_NEG_LOGS: dict[int, list[float]] = {}
+
+
+def _neg_logs(n: int) -> list[float]:
+    table = _NEG_LOGS.get(n)
+    if table is None:
+        table = _NEG_LOGS[n] = [0.0] + [-math.log(k / (n + 1)) for k in range(1, n + 1)]
+    return table
 
 
 def as_float32(value: float) -> float:
@@ -55,7 +67,9 @@ def _std(kept: npt.NDArray[np.float32]) -> float:
 
 class TailHistory:
     __slots__ = (
+        "_cast",
         "_count",
+        "_neg_log",
         "_next",
         "_sorted",
         "_values",
@@ -70,6 +84,8 @@ class TailHistory:
     ) -> None:
         self._values = array("f", bytes(4 * size))
         self._sorted = array("f")
+        self._cast = array("f", b"\0\0\0\0")  # rounds a value to float32 (not pickled)
+        self._neg_log = _neg_logs(size)  # (not pickled)
         self._count = 0
         self._next = 0
         self.record_weight = record_weight
@@ -81,11 +97,17 @@ class TailHistory:
         return self._count
 
     def __getstate__(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self.__slots__ if name != "_sorted"}
+        return {name: getattr(self, name) for name in self.__slots__ if name not in _DERIVED}
 
     def __setstate__(self, state: Any) -> None:
         for name, value in slot_state(state).items():
-            setattr(self, name, value)
+            if name not in _DERIVED:
+                setattr(self, name, value)
+        self._cast = array("f", b"\0\0\0\0")
+        try:
+            self._neg_log = _neg_logs(len(self._values))
+        except (AttributeError, TypeError):
+            self._neg_log = []
         try:
             self._sorted = array("f", sorted(self._values[: self._count]))
         except (AttributeError, TypeError):
@@ -96,40 +118,46 @@ class TailHistory:
     def surprise_push(self, value: float) -> float:
         """Surprise of `value` (0 until `min_count` values are kept), which is then kept.
         A two-sided history leaves the surprise of -value in `lower`."""
-        try:
-            v: float = _unpack(_pack(value))[0]
-        except OverflowError:
-            v = as_float32(value)
+        cast = self._cast
+        cast[0] = value  # rounded as the ring keeps it (beyond float32's range: +-inf)
+        v: float = cast[0]
         n = self._count
         ordered = self._sorted
+        values = self._values
+        full = n == len(values)
         lo = bisect_left(ordered, v)  # kept values below v
         surprise = 0.0
         if n >= self.min_count:
             at_or_above = n - lo
-            surprise = (
-                -math.log(at_or_above / (n + 1))
-                if at_or_above
-                else self._record(v, ordered[-1])
-            )
+            if not at_or_above:
+                surprise = self._record(v, ordered[-1])
+            elif full:
+                surprise = self._neg_log[at_or_above]
+            else:
+                surprise = -math.log(at_or_above / (n + 1))
             if self.two_sided:
                 at_or_below = lo if lo == n or ordered[lo] != v else bisect_right(ordered, v, lo)
-                self.lower = (
-                    -math.log(at_or_below / (n + 1))
-                    if at_or_below
-                    else self._record(-v, -ordered[0])
-                )
+                if not at_or_below:
+                    self.lower = self._record(-v, -ordered[0])
+                elif full:
+                    self.lower = self._neg_log[at_or_below]
+                else:
+                    self.lower = -math.log(at_or_below / (n + 1))
         elif self.two_sided:
             self.lower = 0.0
-        values, i = self._values, self._next
-        if n == len(values):
-            gone = bisect_left(ordered, values[i])
-            del ordered[gone]
-            if gone < lo:
-                lo -= 1
+        i = self._next
+        if full:
+            old = values[i]
+            if old != v:  # an equal value would be taken out where it goes back in
+                gone = bisect_left(ordered, old)
+                del ordered[gone]
+                if gone < lo:
+                    lo -= 1
+                ordered.insert(lo, v)
         else:
             self._count = n + 1
+            ordered.insert(lo, v)
         values[i] = v
-        ordered.insert(lo, v)
         i += 1
         self._next = 0 if i == len(values) else i
         return surprise
