@@ -77,7 +77,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 from cloud.detect.errors import DetectError
-from urbanpulse.clock import from_epoch_ns
+from urbanpulse.clock import from_epoch_ns, to_epoch_ns
 from urbanpulse.wire.kinds import KINDS, FieldSpec
 
 
@@ -198,6 +198,7 @@ FAULT_SETTINGS: dict[tuple[str, str], FaultSettings] = {
 
 # The span over which the busy rate of an event pair (`pair_busy`) is measured.
 _PAIR_SPAN = timedelta(hours=1)
+_PAIR_SPAN_US = 3_600_000_000
 
 # Share of non-zero readings: an exponential average over about this many readings.
 _ZERO_SPAN = 20
@@ -207,12 +208,19 @@ _LEARN_GAPS = 10
 _LEARN_LONGEST = 20
 
 
-def _aware(ts: datetime | int) -> datetime:
+def _micros(ts: datetime | int) -> int:
+    """Microseconds since the epoch of an aware datetime or of epoch nanoseconds (the
+    rules keep their stamps so: datetimes are made only for the events)."""
     if isinstance(ts, datetime):
         if ts.tzinfo is None:
             raise DetectError(f"timestamp {ts.isoformat()} has no time zone (UTC expected)")
-        return ts.astimezone(UTC)
-    return from_epoch_ns(int(ts))
+        return to_epoch_ns(ts) // 1000
+    return int(ts) // 1000
+
+
+def _stamp(us: int) -> datetime:
+    """The aware UTC datetime of `_micros`."""
+    return from_epoch_ns(us * 1000)
 
 
 class FaultMonitor:
@@ -232,40 +240,43 @@ class FaultMonitor:
         self.sensor = sensor
         self.spec: FieldSpec = KINDS[kind].fields[field]
         self.settings = settings or FAULT_SETTINGS.get((kind, field), FaultSettings())
-        self._last_ts: datetime | None = None
+        # Stamps are microseconds since the epoch (`_micros`), but where the ticks' clock is kept.
+        self._last_ts: int | None = None
         self._last_seq: int | None = None
         self._gaps: deque[float] = deque(maxlen=15)
         self._long_gaps: deque[float] = deque(maxlen=_LONG_GAPS)
         self._longest = 0.0
         # Arrival as the ticks see it: cloud time, not the node's stamps.
-        self._arrived: datetime | None = None
+        self._arrived: int | None = None
         self._heard: datetime | None = None
         self._now: datetime | None = None
         self._silent = False
         self._silence_seen = False
         self._out_of_range = False
-        self._run_start: datetime | None = None
+        self._run_start: int | None = None
         self._run_value = 0.0
         self._run_count = 0
         self._stuck = False
         self._nonzero = 0.0
         self._seen = 0
-        self._zero_start: datetime | None = None
+        self._zero_start: int | None = None
         self._zero_p = 0.0
         self._zero_count = 0
         self._zero_fired = False
         self._window: deque[float] = deque(maxlen=self.settings.spike_window or 1)
-        self._candidate: tuple[datetime, float, float, float] | None = None
-        self._cut_start: datetime | None = None
+        self._candidate: tuple[int, float, float, float] | None = None
+        self._cut_start: int | None = None
         self._cut_count = 0
-        self._glitches: deque[tuple[datetime, float]] = deque()
+        self._glitches: deque[tuple[int, float]] = deque()
         self._glitch_fired = False
         # stamps of the last hour's readings by value (0 and 1), for `pair_busy`
-        self._pair: tuple[deque[datetime], deque[datetime]] = (deque(), deque())
+        self._pair: tuple[deque[int], deque[int]] = (deque(), deque())
         self._tickets = (0.0, 0.0)  # the last ticket issued, the last called
         self._pair_fired = False
         # stamp and sequence number of the reading with the highest number, for `clock_back`
-        self._order: tuple[datetime, int] | None = None
+        self._order: tuple[int, int] | None = None
+        low, high = self.spec.low, self.spec.high
+        self._span = 0.0 if low is None or high is None else high - low
 
     # -- the public calls -------------------------------------------------------------
 
@@ -282,10 +293,11 @@ class FaultMonitor:
             if called is None:
                 raise DetectError(f"{self.sensor}/{self.field}: the kiosk rule needs the "
                                   "reading's `called` (pass the reading's values)")
-        at = _aware(ts)
-        events = self._arrival(at, seq, value)
+        at = ts // 1000 if type(ts) is int else _micros(ts)
+        events: list[FaultEvent] = []
+        self._arrival(at, seq, value, events)
         if s.clock_back:
-            events += self._clock_back(at, seq, value)
+            self._clock_back(at, seq, value, events)
         # Each rule only where its settings turn it on (most fields have a few).
         spec = self.spec
         low, high = spec.low, spec.high
@@ -294,17 +306,17 @@ class FaultMonitor:
             or (low is not None and value < low)
             or (high is not None and value > high)
         ):
-            events += self._range(at, value)
+            self._range(at, value, events)
         if s.stuck_count is not None:
-            events += self._stuck_rule(at, value)
+            self._stuck_rule(at, value, events)
         if s.zero_alpha is not None:
-            events += self._zero_rule(at, value)
+            self._zero_rule(at, value, events)
         if s.spike_window is not None:
-            events += self._spike(at, value)
+            self._spike(at, value, events)
         if s.glitch_count is not None:
-            events += self._glitch_rule(at, value)
+            self._glitch_rule(at, value, events)
         if s.cut_at is not None:
-            events += self._cut(at, value)
+            self._cut(at, value, events)
         if called is not None:
             self._pair_note(at, value, called != 0)
         return events
@@ -313,13 +325,16 @@ class FaultMonitor:
                        ) -> list[FaultEvent]:
         """A reading stamped before the newest one given to `update`, which the dataflow
         leaves out of the rules: only `clock_back` judges it."""
-        if not self.settings.clock_back:
-            return []
-        return self._clock_back(_aware(ts), seq, value)
+        events: list[FaultEvent] = []
+        if self.settings.clock_back:
+            self._clock_back(_micros(ts), seq, value, events)
+        return events
 
     def heartbeat(self, ts: datetime | int, seq: int | None = None) -> list[FaultEvent]:
         """A sign of life without a value: counts for the silence and clock rules only."""
-        return self._arrival(_aware(ts), seq, None)
+        events: list[FaultEvent] = []
+        self._arrival(_micros(ts), seq, None, events)
+        return events
 
     def tick(self, now: datetime) -> list[FaultEvent]:
         """Silence seen at `now` (aware UTC), reported once until data comes back."""
@@ -328,7 +343,8 @@ class FaultMonitor:
         previous, self._now = self._now, now
         if self._arrived is not None:
             # The data came in after the previous tick and by this one.
-            heard = self._arrived if previous is None else max(self._arrived, previous)
+            arrived = _stamp(self._arrived)
+            heard = arrived if previous is None else max(arrived, previous)
             self._heard = min(heard, now)
             self._arrived = None
         if self.settings.pair_busy is not None:
@@ -338,7 +354,7 @@ class FaultMonitor:
             return []
         if now - self._heard >= self._silence_after(interval):
             self._silent = self._silence_seen = True
-            since = self._last_ts.isoformat() if self._last_ts else "?"
+            since = _stamp(self._last_ts).isoformat() if self._last_ts is not None else "?"
             return [
                 self._event(
                     FaultType.SILENCE,
@@ -367,126 +383,118 @@ class FaultMonitor:
         return timedelta(seconds=gaps[len(gaps) // 2])
 
     # -- the rules ------------------------------------------------------------------
+    # Each appends what fired to `events`; stamps in microseconds (`_micros`).
 
     def _event(
         self, fault: FaultType, start: datetime, at: datetime, value: float | None, detail: str
     ) -> FaultEvent:
         return FaultEvent(self.sensor, self.field, fault, start, at, value, detail)
 
-    def _arrival(self, at: datetime, seq: int | None, value: float | None) -> list[FaultEvent]:
+    def _arrival(self, at: int, seq: int | None, value: float | None,
+                 events: list[FaultEvent]) -> None:
         previous_seq, last_ts = self._last_seq, self._last_ts
         if seq is not None:
             if previous_seq is not None and seq <= previous_seq:
-                return []  # a duplicate or a late reading: nothing new about liveness
+                return  # a duplicate or a late reading: nothing new about liveness
             self._last_seq = seq
         if last_ts is not None and at <= last_ts:
-            return []
+            return
         self._arrived = at
         silence_seen, self._silence_seen = self._silence_seen, False
         self._last_ts = at
         self._silent = False
         if last_ts is None:
-            return []
-        gap = (at - last_ts).total_seconds()
+            return
+        gap = (at - last_ts) / 1_000_000  # as timedelta.total_seconds() gives it
         if seq is None or previous_seq is None:
             self._remember_gap(gap)
-            return []
+            return
         missing = seq - previous_seq - 1
         if missing == 0:
-            return self._forward_jump(at, gap, value, silence_seen)
+            # A forward jump of the clock: consecutive readings much further apart than
+            # any gap seen (unless that gap is the silence already reported).
+            if silence_seen:
+                return
+            s = self.settings
+            if (
+                len(self._long_gaps) < _LEARN_LONGEST
+                or not s.regular
+                or gap <= self._longest + s.clock_min_s
+            ):
+                self._remember_gap(gap)
+                return
+            stamp = _stamp(at)
+            events.append(self._event(
+                FaultType.CLOCK_JUMP, stamp, stamp, value,
+                f"stamps moved {gap:g} s between consecutive readings (at most "
+                f"{self._longest:g} s before): clock set forward"))
+            return
         interval = self.expected_interval()
         if (
             interval is None
             or not self.settings.every_reading
             or missing < self.settings.silence_intervals
         ):
-            return []
+            return
         step = interval.total_seconds()
         if self.settings.regular and gap < (missing + 1) * step / 2:
-            return [self._event(
-                FaultType.CLOCK_JUMP, at, at, value,
-                f"{missing} readings skipped but the stamps moved {gap:g} s: clock set back")]
+            stamp = _stamp(at)
+            events.append(self._event(
+                FaultType.CLOCK_JUMP, stamp, stamp, value,
+                f"{missing} readings skipped but the stamps moved {gap:g} s: clock set back"))
+            return
         if silence_seen:
-            return []
-        return [self._event(
-            FaultType.SILENCE, last_ts + interval, at, value,
-            f"{missing} readings missing (seq {previous_seq} -> {seq})")]
+            return
+        events.append(self._event(
+            FaultType.SILENCE, _stamp(last_ts) + interval, _stamp(at), value,
+            f"{missing} readings missing (seq {previous_seq} -> {seq})"))
 
     def _remember_gap(self, gap: float) -> None:
         self._gaps.append(gap)
-        if gap >= self._longest:  # the new longest, whatever leaves the window
-            self._long_gaps.append(gap)
+        long_gaps = self._long_gaps
+        longest = self._longest
+        if gap >= longest:  # the new longest, whatever leaves the window
+            long_gaps.append(gap)
             self._longest = gap
-        elif len(self._long_gaps) == _LONG_GAPS and self._long_gaps[0] == self._longest:
-            self._long_gaps.append(gap)
-            self._longest = max(self._long_gaps)
+        elif len(long_gaps) == _LONG_GAPS and long_gaps[0] == longest:
+            long_gaps.append(gap)
+            self._longest = max(long_gaps)
         else:
-            self._long_gaps.append(gap)
-            self._longest = max(self._longest, gap)
+            long_gaps.append(gap)
 
-    def _forward_jump(
-        self, at: datetime, gap: float, value: float | None, silence_seen: bool
-    ) -> list[FaultEvent]:
-        if silence_seen:
-            return []  # the gap is the silence already reported
-        longest = self._longest if len(self._long_gaps) >= _LEARN_LONGEST else None
-        if (
-            longest is None
-            or not self.settings.regular
-            or gap <= longest + self.settings.clock_min_s
-        ):
-            self._remember_gap(gap)
-            return []
-        return [self._event(
-            FaultType.CLOCK_JUMP, at, at, value,
-            f"stamps moved {gap:g} s between consecutive readings (at most {longest:g} s "
-            "before): clock set forward")]
-
-    def _range(self, at: datetime, value: float) -> list[FaultEvent]:
+    def _range(self, at: int, value: float, events: list[FaultEvent]) -> None:
         low, high = self.spec.low, self.spec.high
         outside = (low is not None and value < low) or (high is not None and value > high)
         fired = outside and not self._out_of_range
         self._out_of_range = outside
-        if not fired:
-            return []
-        return [
-            self._event(
-                FaultType.OUT_OF_RANGE, at, at, value, f"{value} outside [{low}, {high}]"
-            )
-        ]
+        if fired:
+            stamp = _stamp(at)
+            events.append(self._event(
+                FaultType.OUT_OF_RANGE, stamp, stamp, value, f"{value} outside [{low}, {high}]"))
 
-    def _stuck_rule(self, at: datetime, value: float) -> list[FaultEvent]:
+    def _stuck_rule(self, at: int, value: float, events: list[FaultEvent]) -> None:
         s = self.settings
-        if s.stuck_count is None:
-            return []
-        if self._run_start is None or abs(value - self._run_value) > s.stuck_tolerance:
+        start = self._run_start
+        if start is None or abs(value - self._run_value) > s.stuck_tolerance:
             self._run_start, self._run_value, self._run_count = at, value, 1
             self._stuck = False
-            return []
-        self._run_count += 1
-        start = self._run_start
+            return
+        self._run_count = count = self._run_count + 1
         if (
             not self._stuck
-            and self._run_count >= s.stuck_count
-            and (at - start).total_seconds() >= s.stuck_min_s
+            and s.stuck_count is not None
+            and count >= s.stuck_count
+            and (at - start) / 1_000_000 >= s.stuck_min_s
         ):
             self._stuck = True
-            return [
-                self._event(
-                    FaultType.STUCK,
-                    start,
-                    at,
-                    value,
-                    f"{self._run_count} readings at {self._run_value}",
-                )
-            ]
-        return []
+            events.append(self._event(
+                FaultType.STUCK, _stamp(start), _stamp(at), value,
+                f"{count} readings at {self._run_value}"))
 
-    def _zero_rule(self, at: datetime, value: float) -> list[FaultEvent]:
+    def _zero_rule(self, at: int, value: float, events: list[FaultEvent]) -> None:
         s = self.settings
         if s.zero_alpha is None:
-            return []
-        events: list[FaultEvent] = []
+            return
         if value != 0:
             self._zero_start, self._zero_count, self._zero_fired = None, 0, False
         else:
@@ -503,87 +511,83 @@ class FaultMonitor:
             ):
                 self._zero_fired = True
                 events.append(self._event(
-                    FaultType.STUCK, self._zero_start, at, value,
+                    FaultType.STUCK, _stamp(self._zero_start), _stamp(at), value,
                     f"{self._zero_count} zeros in a row where {p:.0%} of readings were not 0"))
         self._seen += 1
         weight = 1 / min(self._seen, _ZERO_SPAN)
         self._nonzero += weight * ((value != 0) - self._nonzero)
-        return events
 
-    def _spike(self, at: datetime, value: float) -> list[FaultEvent]:
+    def _spike(self, at: int, value: float, events: list[FaultEvent]) -> None:
         s = self.settings
-        if s.spike_window is None:
-            return []
-        events: list[FaultEvent] = []
-        candidate, self._candidate = self._candidate, None
+        candidate = self._candidate
+        window = self._window
         if candidate is not None:
+            self._candidate = None
             start, spike_value, median, distance = candidate
             if abs(value - median) <= distance / 2:
-                events.append(
-                    self._event(
-                        FaultType.SPIKE,
-                        start,
-                        at,
-                        spike_value,
-                        f"{spike_value} against a median of {median}",
-                    )
-                )
+                events.append(self._event(
+                    FaultType.SPIKE, _stamp(start), _stamp(at), spike_value,
+                    f"{spike_value} against a median of {median}"))
             else:
-                self._window.append(spike_value)  # a level change, not a spike
-        window = self._window
+                window.append(spike_value)  # a level change, not a spike
         if len(window) == window.maxlen:
             ordered = sorted(window)
             median = ordered[len(ordered) // 2]
-            mad = sorted([abs(v - median) for v in window])[len(window) // 2]
-            span = self._span()
+            distance = abs(value - median)
+            span = self._span
             floor = s.spike_floor * span if span else 0.0
-            scale = max(1.4826 * mad, floor, s.spike_rel * abs(median), 1e-12)
-            if abs(value - median) > s.spike_k * scale:
-                self._candidate = (at, value, median, abs(value - median))
-                return events
+            least = max(floor, s.spike_rel * abs(median), 1e-12)
+            # The MAD can only raise the scale above `least`: not needed when the value
+            # is within spike_k of that.
+            if distance > s.spike_k * least:
+                mad = sorted([abs(v - median) for v in window])[len(window) // 2]
+                scale = max(1.4826 * mad, floor, s.spike_rel * abs(median), 1e-12)
+                if distance > s.spike_k * scale:
+                    self._candidate = (at, value, median, distance)
+                    return
         window.append(value)
-        return events
 
-    def _glitch_rule(self, at: datetime, value: float) -> list[FaultEvent]:
+    def _glitch_rule(self, at: int, value: float, events: list[FaultEvent]) -> None:
         s = self.settings
         if s.glitch_count is None:
-            return []
+            return
         recent = self._glitches
-        while recent and (at - recent[0][0]).total_seconds() > s.glitch_span_s:
+        while recent and (at - recent[0][0]) / 1_000_000 > s.glitch_span_s:
             recent.popleft()
         if not recent:
             self._glitch_fired = False
         if value <= 0:
-            return []
+            return
         recent.append((at, value))
         total = sum(n for _, n in recent)
         if self._glitch_fired or total < s.glitch_count:
-            return []
+            return
         self._glitch_fired = True
-        return [self._event(
-            FaultType.SPIKE, recent[0][0], at, value,
-            f"{total:g} pulses too short to be real within {s.glitch_span_s / 60:g} min")]
+        events.append(self._event(
+            FaultType.SPIKE, _stamp(recent[0][0]), _stamp(at), value,
+            f"{total:g} pulses too short to be real within {s.glitch_span_s / 60:g} min"))
 
-    def _clock_back(self, at: datetime, seq: int | None, value: float) -> list[FaultEvent]:
+    def _clock_back(self, at: int, seq: int | None, value: float,
+                    events: list[FaultEvent]) -> None:
         """Stamps going back while the sequence numbers go up (events come in time order)."""
         if seq is None:
-            return []
+            return
         order = self._order
         if order is None or seq > order[1]:
             self._order = (at, seq)
             if order is not None and at < order[0]:
-                back = (order[0] - at).total_seconds()
-                return [self._event(
-                    FaultType.CLOCK_JUMP, at, at, value,
+                back = (order[0] - at) / 1_000_000
+                stamp = _stamp(at)
+                events.append(self._event(
+                    FaultType.CLOCK_JUMP, stamp, stamp, value,
                     f"stamped {back:g} s before the reading before it (seq {order[1]} -> "
-                    f"{seq}): clock set back")]
+                    f"{seq}): clock set back"))
         elif at > order[0] and (self._last_ts is None or at > self._last_ts):
             # Lower numbers stamped after everything seen: the numbering restarted (the
             # edge lost its count). A late reading is stamped before the newest seen.
             self._order = (at, seq)
-        return []
 
-    def _pair_note(self, at: datetime, value: float, called: bool) -> None:
+    def _pair_note(self, at: int, value: float, called: bool) -> None:
         """A kiosk's ticket numbers: the last issued (tickets are numbered in order,
         from 1 again when the numbering restarts) and the last called."""
         top, last_called = self._tickets
@@ -595,7 +599,7 @@ class FaultMonitor:
         stamps = self._pair[int(called)]
         stamps.append(at)
         for kept in self._pair:
-            while kept and at - kept[0] > _PAIR_SPAN:
+            while kept and at - kept[0] > _PAIR_SPAN_US:
                 kept.popleft()
         self._pair_fired = False
 
@@ -613,7 +617,7 @@ class FaultMonitor:
             return []
         span = _PAIR_SPAN.total_seconds()
         rates = (len(issues) / span, len(calls) / span)
-        apart = abs((issues[-1] - calls[-1]).total_seconds())
+        apart = abs((issues[-1] - calls[-1]) / 1_000_000)
         if min(rates) * apart > s.pair_together:
             return []  # one stream had stopped well before the other: a closing
         top, called = self._tickets
@@ -627,29 +631,25 @@ class FaultMonitor:
         self._pair_fired = True
         return [self._event(
             FaultType.SILENCE, self._heard, now, None,
-            f"no issue nor call since {max(issues[-1], calls[-1]).isoformat()} with "
+            f"no issue nor call since {_stamp(max(issues[-1], calls[-1])).isoformat()} with "
             f"{top - called:g} waiting; {len(issues)} issues and {len(calls)} calls in "
             "the hour before")]
 
-    def _cut(self, at: datetime, value: float) -> list[FaultEvent]:
+    def _cut(self, at: int, value: float, events: list[FaultEvent]) -> None:
         s = self.settings
         if s.cut_at is None:
-            return []
+            return
         if value < s.cut_at:
             self._cut_start, self._cut_count = None, 0
-            return []
+            return
         if self._cut_start is None:
             self._cut_start = at
         self._cut_count += 1
         if self._cut_count != s.cut_count:
-            return []
-        return [self._event(
-            FaultType.CUT_CABLE, self._cut_start, at, value,
-            f"{self._cut_count} readings at {value:g}: wiring cut")]
-
-    def _span(self) -> float:
-        low, high = self.spec.low, self.spec.high
-        return 0.0 if low is None or high is None else high - low
+            return
+        events.append(self._event(
+            FaultType.CUT_CABLE, _stamp(self._cut_start), _stamp(at), value,
+            f"{self._cut_count} readings at {value:g}: wiring cut"))
 
 
 # -- rules on a node's heartbeats ---------------------------------------------------

@@ -97,7 +97,6 @@ class SensorWatch:
             out = []
         tags: dict[str, str] | None = None  # made only when an event fires
         fields, ts = self.fields, r.ts_ns
-        stamp: datetime | None = None  # the fault rules' time, made once per reading
         values = r.values
         for name, value in values.items():
             watch = fields.get(name, ...)
@@ -130,9 +129,7 @@ class SensorWatch:
                     if alerts is not None:
                         alerts.append(Alert(site, node, r.sensor, r.kind, "anomaly", name, v, ts,
                                             detail, round(score, 4)))
-            if stamp is None:
-                stamp = from_epoch_ns(ts)
-            events = watch.faults.update(stamp, v, r.seq, values)
+            events = watch.faults.update(ts, v, r.seq, values)
             if not events:
                 continue
             if tags is None:
