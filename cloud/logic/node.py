@@ -151,8 +151,12 @@ class NodeState:
             kinds[sensor] = kind
             values = r.values
             flags = r.flags
-            text = ",".join([f"{keys.get(k) or field_key(k)}={texts.get(v) or float_text(v)}"
-                             for k, v in values.items()])  # float_fields(values), inlined
+            if len(values) == 1:  # float_fields(values), inlined; a bed pad sends one value
+                ((k, v),) = values.items()
+                text = f"{keys.get(k) or field_key(k)}={texts.get(v) or float_text(v)}"
+            else:
+                text = ",".join([f"{keys.get(k) or field_key(k)}={texts.get(v) or float_text(v)}"
+                                 for k, v in values.items()])
             if flags:
                 append((RP_RAW, f"{part[HEAD]} {text},seq={seq}i,flags={string_field(','.join(flags))} "
                                 f"{ts - ts % 1000 + seq % 1000}"))  # raw_time(r), inlined
