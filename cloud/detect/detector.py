@@ -157,6 +157,10 @@ class AnomalyDetector:
         )
         self._jump_record = -math.inf
         self._last_scores: deque[float] = deque(maxlen=max(s.refractory, 1))
+        # The largest of `_last_scores` and how many scores were appended after it (the
+        # newest largest one): it is looked for again only once it has left.
+        self._top = 0.0
+        self._top_age = 0
         self._since_alert = s.damp_span + 1
         self._since_report = s.hold + 1
 
@@ -168,7 +172,7 @@ class AnomalyDetector:
         """Score of `value` observed at `ts` (aware datetime or epoch nanoseconds)."""
         if not math.isfinite(value):
             raise DetectError(f"{self.name or 'detector'}: value {value!r} is not finite")
-        self.last_ns = _epoch_ns(ts)
+        self.last_ns = ts if type(ts) is int else _epoch_ns(ts)
         return self._score(value)
 
     def update_many(self, stamps: Sequence[int], values: Sequence[float]) -> list[float]:
@@ -196,8 +200,9 @@ class AnomalyDetector:
         t = tail.surprise_push(value)
         if t > surprise:
             surprise = t
-        if tail.lower > surprise:
-            surprise = tail.lower
+        t = tail.lower
+        if t > surprise:
+            surprise = t
         record_jump = False
         jump_span = s.jump_span
         if n > jump_span:
@@ -216,30 +221,48 @@ class AnomalyDetector:
             t = tail.surprise_push(total / mean_span)
             if t > surprise:
                 surprise = t
-            if tail.lower > surprise:
-                surprise = tail.lower
+            t = tail.lower
+            if t > surprise:
+                surprise = t
         tail_score = 1.0 - math.exp(-surprise / s.surprise_scale)
         novelty = self._novelty.update(value)
-        if self._differences is not None:
+        differences = self._differences
+        if differences is not None:
             step = value - recent[-2] if n > 1 else 0.0
-            t = s.difference_novelty * self._differences.update(step)
+            t = s.difference_novelty * differences.update(step)
             if t > novelty:
                 novelty = t
-        if record_jump and count > s.warmup and s.record_jump_novelty > novelty:
+        warmup = s.warmup
+        if record_jump and count > warmup and s.record_jump_novelty > novelty:
             novelty = s.record_jump_novelty
-        score = s.novelty_weight * novelty + (1.0 - s.novelty_weight) * tail_score
-        if self._season is not None:
-            t = self._season.update(self.last_ns or 0, value)
+        weight = s.novelty_weight
+        score = weight * novelty + (1.0 - weight) * tail_score
+        season = self._season
+        if season is not None:
+            t = season.update(self.last_ns or 0, value)
             if t > 0.0:
                 t = 1.0 - math.exp(-t / s.season_scale)
                 if t > score:
                     score = t
-        if count < s.warmup:
+        if count < warmup:
             return 0.0
         if s.refractory:
             last_scores = self._last_scores
-            higher = not last_scores or score > max(last_scores)
-            last_scores.append(score)
+            top = self._top
+            if not last_scores or score >= top:
+                higher = not last_scores or score > top
+                self._top, self._top_age = score, 0
+                last_scores.append(score)
+            else:
+                higher = False
+                last_scores.append(score)
+                age = self._top_age = self._top_age + 1
+                if age >= len(last_scores):  # the largest has just left
+                    self._top = top = max(last_scores)
+                    newest = len(last_scores) - 1
+                    while last_scores[newest] != top:
+                        newest -= 1
+                    self._top_age = len(last_scores) - 1 - newest
             if not higher:
                 score = 0.0
         if score < 0.0:
@@ -248,14 +271,16 @@ class AnomalyDetector:
             score = 1.0
         # Both counters stop one past their span (they start there).
         since = self._since_alert
-        if since <= s.damp_span:
+        damp_span = s.damp_span
+        if since <= damp_span:
             self._since_alert = since = since + 1
-            if since <= s.damp_span:
+            if since <= damp_span:
                 score *= s.damp_factor
         since = self._since_report
-        if since <= s.hold:
+        hold = s.hold
+        if since <= hold:
             self._since_report = since = since + 1
-            if since <= s.hold:
+            if since <= hold:
                 score = 0.0
         if score >= s.damp_level:
             self._since_alert = 0

@@ -119,7 +119,7 @@ class SensorWatch:
                 watch.low, watch.high = _range(r.kind, name)
             if detector is not None and watch.low <= v <= watch.high:
                 score = detector.update(ts, v)
-                if detector.is_anomaly(score):
+                if score >= detector.settings.threshold:
                     if tags is None:
                         tags = {"site": site, "node": node, "sensor": r.sensor, "kind": r.kind}
                     detail = f"{name}={v:g} scored {score:.2f}"
