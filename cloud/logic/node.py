@@ -183,38 +183,15 @@ class NodeState:
                     hourly.add(ts, values)
                     touched[(RP_1H, sensor, hourly.start_ns)] = hourly
                 continue
-            # Window.add on both windows at once (the same reading: one pass over its values)
-            minute.count += 1
-            hourly.count += 1
-            in_minute, in_hour = minute.fields, hourly.fields
-            for name, value in values.items():
-                v = float(value)
-                a = in_minute.get(name)
-                if a is None:
-                    in_minute[name] = [1, v, v, v, ts, v]
-                else:
-                    a[0] += 1
-                    a[1] += v
-                    if v < a[2]:
-                        a[2] = v
-                    if v > a[3]:
-                        a[3] = v
-                    if ts >= a[4]:
-                        a[4] = ts
-                        a[5] = v
-                a = in_hour.get(name)
-                if a is None:
-                    in_hour[name] = [1, v, v, v, ts, v]
-                else:
-                    a[0] += 1
-                    a[1] += v
-                    if v < a[2]:
-                        a[2] = v
-                    if v > a[3]:
-                        a[3] = v
-                    if ts >= a[4]:
-                        a[4] = ts
-                        a[5] = v
+            # Most minute windows get one reading: a new window keeps it as it came.
+            if minute.count == 0:
+                minute.hold(ts, values)
+            else:
+                minute.add(ts, values)
+            if hourly.count == 0:
+                hourly.hold(ts, values)
+            else:
+                hourly.add(ts, values)
             touched[(RP_1M, sensor, minute.start_ns)] = minute
             touched[(RP_1H, sensor, hourly.start_ns)] = hourly
         if checked:  # the detectors' events, in reading order, after the raw points

@@ -36,27 +36,63 @@ N, TOTAL, LOW, HIGH, LAST_TS, LAST = range(6)
 UNKNOWN_OLDEST = -(2**63)
 
 
+Reading = tuple[int, Mapping[str, float]]  # (ts_ns, values) as the reading came
+
+
 class Window:
-    __slots__ = ("count", "fields", "start_ns")
+    """The aggregate of one sensor's readings in one window. A window's first reading is
+    kept as it came (`first`) until a second one arrives or the fields are read: most
+    minute windows hold one reading, and their fields need no lists then."""
+
+    __slots__ = ("_fields", "count", "first", "start_ns")
 
     def __init__(self, start_ns: int, count: int, fields: dict[str, list[float]]) -> None:
         self.start_ns = start_ns
         self.count = count
-        self.fields = fields
+        self._fields = fields
+        self.first: Reading | None = None
 
-    def __getstate__(self) -> tuple[int, int, dict[str, list[float]]]:
-        return self.start_ns, self.count, self.fields
+    @property
+    def fields(self) -> dict[str, list[float]]:
+        if self.first is not None:
+            self._settle()
+        return self._fields
+
+    def hold(self, ts_ns: int, values: Mapping[str, float]) -> None:
+        """Add the first reading of a new (empty) window, kept as it is: `add` for a window
+        with no reading yet."""
+        self.count = 1
+        self.first = (ts_ns, values)
+
+    def _settle(self) -> None:
+        """The held first reading into the fields, as `add` would have put it."""
+        assert self.first is not None
+        ts_ns, values = self.first
+        self.first = None
+        fields = self._fields
+        for name, value in values.items():
+            v = float(value)
+            fields[name] = [1, v, v, v, ts_ns, v]
+
+    def __getstate__(self) -> tuple[object, ...]:
+        if self.first is None:
+            return self.start_ns, self.count, self._fields
+        return self.start_ns, self.count, self._fields, self.first
 
     def __setstate__(self, state: tuple[object, ...]) -> None:
+        self.first = None
         if len(state) == 3:
-            self.start_ns, self.count, self.fields = state  # type: ignore[assignment]
+            self.start_ns, self.count, self._fields = state  # type: ignore[assignment]
+            return
+        if len(state) == 4:
+            self.start_ns, self.count, self._fields, self.first = state  # type: ignore[assignment]
             return
         # A snapshot taken before windows went compact: (None, slots) with FieldAgg objects.
         slots = state[1]
         assert isinstance(slots, dict)
         self.start_ns, self.count = slots["start_ns"], slots["count"]
-        self.fields = {name: [a.n, a.total, a.low, a.high, a.last_ts, a.last]
-                       for name, a in slots["fields"].items()}
+        self._fields = {name: [a.n, a.total, a.low, a.high, a.last_ts, a.last]
+                        for name, a in slots["fields"].items()}
 
     def __eq__(self, other: object) -> bool:
         return (isinstance(other, Window) and self.start_ns == other.start_ns
@@ -66,8 +102,10 @@ class Window:
         return f"Window({self.start_ns}, {self.count}, {self.fields!r})"
 
     def add(self, ts_ns: int, values: Mapping[str, float]) -> None:
+        if self.first is not None:
+            self._settle()
         self.count += 1
-        fields = self.fields
+        fields = self._fields
         for name, value in values.items():
             v = float(value)
             a = fields.get(name)
@@ -96,9 +134,18 @@ class Window:
     def field_text(self) -> str:
         """`as_fields` as line protocol (same keys, order and number formats), without the
         dict: this runs for every window a batch touches."""
-        parts = [f"count={self.count}i"]
-        fields = self.fields
         texts, keys = float_texts(), field_keys()
+        if self.first is not None:  # one reading: its values are the mean, low, high and last
+            values = self.first[1]
+            parts = [f"count={self.count}i"]
+            for name in sorted(values) if len(values) > 1 else values:
+                k = keys.get(name) or field_key(name)
+                v = values[name]
+                r = texts.get(v) or float_text(v)
+                parts.append(f"{k}_mean={r},{k}_min={r},{k}_max={r},{k}_last={r}")
+            return ",".join(parts)
+        parts = [f"count={self.count}i"]
+        fields = self._fields
         for name in sorted(fields) if len(fields) > 1 else fields:
             a = fields[name]
             k = keys.get(name) or field_key(name)

@@ -14,7 +14,7 @@ from cloud.journal import JournalRecord
 from cloud.logic.lines import line
 from cloud.logic.node import NodeState
 from cloud.logic.records import NodeData, decode_record
-from cloud.logic.rollup import MINUTE_NS, SensorRollup
+from cloud.logic.rollup import MINUTE_NS, SensorRollup, Window
 from cloud.logic.seqs import SeqRanges
 from urbanpulse.clock import to_epoch_ns
 from urbanpulse.wire import Reading, encode_batch
@@ -225,7 +225,7 @@ def test_two_readings_in_the_same_microsecond_stay_two_points() -> None:
 def test_numpy_numbers_keep_their_field_types() -> None:
     import numpy as np
 
-    assert line("m", {"a": "b"}, {"x": np.float64(2.5), "n": np.int64(3)}, 1) == "m,a=b x=2.5,n=3i 1"
+    assert line("m", {"a": "b"}, {"x": np.float64(2.5), "n": np.int64(3)}, 1) == "m,a=b x=2.5,n=3i 1"  # type: ignore[dict-item]
 
 
 def test_a_reading_beyond_the_horizon_asks_for_its_windows_to_be_rebuilt() -> None:
@@ -273,3 +273,26 @@ def test_window_field_text_is_the_line_of_its_fields() -> None:
     window = r.windows[T0]
     assert f"m {window.field_text()} 0" == line("m", {}, window.as_fields(), 0)
     assert window.field_text().startswith("count=3i,pm10_mean=4.083333333333333,")
+
+
+_VALUE = st.sampled_from([0, 1, -0.0, 0.0, 7, 2.5, 1e-7, 123456.75, -3.0])
+
+
+@given(st.lists(st.dictionaries(st.sampled_from(["pm25", "pm10", "co2"]), _VALUE, min_size=1),
+                min_size=1, max_size=4))
+def test_a_window_holding_its_first_reading_is_the_window_that_added_it(
+        readings: list[dict[str, float]]) -> None:
+    """A new window keeps its first reading as it came (`hold`): its text, fields, equality
+    and pickle are those of a window that `add`ed it, before and after more readings."""
+    held, added = Window(0, 0, {}), Window(0, 0, {})
+    held.hold(10, readings[0])
+    added.add(10, readings[0])
+    assert held.field_text() == added.field_text()
+    assert f"m {held.field_text()} 0" == line("m", {}, added.as_fields(), 0)
+    resumed = pickle.loads(pickle.dumps(held))
+    for i, values in enumerate(readings[1:], 11):
+        for window in (held, added, resumed):
+            window.add(i, values)
+    assert held.field_text() == added.field_text() == resumed.field_text()
+    assert held == added == resumed
+    assert held.fields == added.fields
