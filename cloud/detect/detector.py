@@ -206,7 +206,9 @@ class AnomalyDetector:
         record_jump = False
         jump_span = s.jump_span
         if n > jump_span:
-            previous = sorted(islice(recent, n - jump_span - 1, n - 1))
+            # The values before this one, newest first (the median's sign of zero aside,
+            # which the absolute difference drops, the order given to sorted() is moot).
+            previous = sorted(islice(reversed(recent), 1, jump_span + 1))
             jump = abs(value - previous[jump_span // 2])
             t = self._jump_tail.surprise_push(jump)
             if t > surprise:
