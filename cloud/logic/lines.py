@@ -18,6 +18,7 @@ _keys: dict[str, str] = {}
 # A float's text: repr is the costly part of a line, and readings repeat their values
 # (occupied 0/1, counts, a handful of distinct levels per sensor).
 _texts: dict[float, str] = {}
+_TEXTS_MAX = 50_000  # a few MB; the values that repeat are far fewer
 
 
 def tag(value: str) -> str:
@@ -56,7 +57,7 @@ def float_text(value: float) -> str:
     but two texts."""
     text = repr(float(value))
     if value:
-        if len(_texts) >= _CACHE_MAX:
+        if len(_texts) >= _TEXTS_MAX:
             _texts.clear()
         _texts[value] = text
     return text

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cloud.journal import JournalRecord
-from cloud.logic.lines import line
+from cloud.logic.lines import float_fields, line
 from cloud.logic.node import NodeState
 from cloud.logic.records import NodeData, decode_record
 from cloud.logic.rollup import MINUTE_NS, SensorRollup, Window
@@ -296,3 +296,9 @@ def test_a_window_holding_its_first_reading_is_the_window_that_added_it(
     assert held.field_text() == added.field_text() == resumed.field_text()
     assert held == added == resumed
     assert held.fields == added.fields
+
+
+def test_cached_float_texts_keep_the_sign_of_zero_and_write_ints_as_floats() -> None:
+    """Float texts are cached by value, and 0.0 == -0.0 == 0 == False as dict keys."""
+    for order in ([0.0, -0.0, 0, 1, 1.0, -0.0], [-0.0, 0, 0.0, 1.0, 1]):
+        assert [float_fields({"x": v}) for v in order] == [f"x={float(v)!r}" for v in order]
