@@ -123,7 +123,7 @@ class NodeState:
         for r in data.readings:
             ts, sensor, kind, seq = r.ts_ns, r.sensor, r.kind, r.seq
             part = sensors.get(sensor)
-            if part is None or part[KIND] != kind:
+            if part is None:
                 part = self._sensor(site, node, sensor, kind)
             if ts - ts % HOUR_NS != hour:
                 hour = ts - ts % HOUR_NS
@@ -148,6 +148,8 @@ class NodeState:
                 span[1] = seq
             if received_ns - ts > LATE_AFTER_NS:
                 ledger.late += 1
+            if part[KIND] != kind:  # a fresh reading of another kind: its series head
+                part = self._sensor(site, node, sensor, kind)
             kinds[sensor] = kind
             values = r.values
             flags = r.flags
@@ -208,7 +210,8 @@ class NodeState:
         return out
 
     def _sensor(self, site: str, node: str, sensor: str, kind: str) -> list[Any]:
-        """The sensor's parts for the hot path, made when first seen or when its kind changes."""
+        """The sensor's parts for the hot path, made when first seen or when a fresh reading
+        comes with another kind (the sequence numbers and rollups are the sensor's)."""
         seqs = self.seqs.get(sensor)
         if seqs is None:
             seqs = self.seqs[sensor] = SeqRanges()
