@@ -238,13 +238,15 @@ def _slots(rollup: SensorRollup) -> dict[str, object]:
     return {name: getattr(rollup, name) for name in SensorRollup.__slots__ if name != "ordered"}
 
 
-RANDOM_SHA256 = "7b29693a64e7dadab2e72f7d4b9d34f7c5f523358bedb84a9c2d124671193e68"  # ba61574
+RANDOM_SHA256 = "5db363641fe8b4c7911ea9fc22eac0ce3958af2d13d4371ebe9bfc7e3e55bcf1"  # ba61574
 _VALUES = {
     "air.pm": lambda r: {"pm25": r.choice([0, 1.5, -0.0, 2000.0, 35]), "pm10": r.choice([3.0, 7])},
     "air.co2": lambda r: {"co2": r.choice([400, 401.5, 20000])},
     "hospital.bed": lambda r: {"occupied": r.choice([0, 1]), **({"fault": 1} if r.random() < 0.1 else {})},
     "traffic.loop": lambda r: {"count": r.choice([0, 3, 5]), "occupancy_pct": 5.5,
                                "interval_s": r.choice([60.0, 0.0, 30.0]), "speed_kmh": 30.0},
+    "hospital.queue": lambda r: {"ticket": r.randint(1, 4), "called": r.choice([0, 1])},
+    "hospital.door": lambda r: {"count": r.choice([0, 2, 9]), "interval_s": 60.0},
 }
 
 
@@ -259,7 +261,7 @@ def _random_streams() -> Iterator[tuple[int, list[NodeData]]]:
         for _ in range(rng.randint(1, 6)):
             readings = []
             for _ in range(rng.randint(1, 40)):
-                sensor = rng.choice(["s1", "s2", "s3"])
+                sensor = rng.choice(["s1", "s2", "s3", "er-1"])
                 kind = rng.choice(list(_VALUES))
                 seq = seqs.get(sensor, 0)
                 if seq and rng.random() < 0.2:
