@@ -93,14 +93,23 @@ def _plain_keys(recent: list[int], orders: tuple[int, ...]) -> list[int]:
     return [_encode(recent[-order:]) for order in orders if len(recent) >= order]
 
 
-@settings(max_examples=60, deadline=None)
+# Levels in runs: a level repeated at least max(orders) + 1 times in a row takes a shortcut.
+_LEVEL_RUNS = st.lists(st.tuples(st.integers(-300, 300), st.integers(1, 9)), min_size=1, max_size=60)
+
+
+@settings(max_examples=80, deadline=None)
 @given(
-    st.lists(st.integers(-300, 300), min_size=1, max_size=200),
+    _LEVEL_RUNS,
     st.sampled_from([(1, 2, 3, 4, 5), (2, 4), (3, 1, 2), (1,)]),
+    st.sampled_from([40, 3]),
 )
-def test_context_memory_matches_key_by_key_encoding(levels: list[int], orders: tuple[int, ...]) -> None:
-    """Levels beyond +-128 wrap in the key; the incremental keys must wrap the same way."""
-    novelty = ContextNovelty(8, orders, 150, 2.5, 40)
+def test_context_memory_matches_key_by_key_encoding(
+    runs: list[tuple[int, int]], orders: tuple[int, ...], capacity: int
+) -> None:
+    """Levels beyond +-128 wrap in the key; the incremental keys must wrap the same way.
+    A memory smaller than the number of orders forgets contexts of the value itself."""
+    levels = [level for level, times in runs for _ in range(times)]
+    novelty = ContextNovelty(8, orders, 150, 2.5, capacity)
     memory: dict[int, None] = {}
     recent: list[int] = []
     for level in levels:
@@ -113,7 +122,7 @@ def test_context_memory_matches_key_by_key_encoding(levels: list[int], orders: t
             else:
                 novel += 1
             memory[key] = None
-        while len(memory) > 40:
+        while len(memory) > capacity:
             del memory[next(iter(memory))]
         assert novelty._observe(level) == (novel / len(keys) if keys else 0.0)
         assert list(novelty._memory) == list(memory)

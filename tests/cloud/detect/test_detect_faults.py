@@ -5,13 +5,14 @@ from __future__ import annotations
 import math
 import pickle
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from cloud.detect import DetectError, FaultMonitor, FaultSettings, FaultType
+from cloud.detect import DetectError, FaultEvent, FaultMonitor, FaultSettings, FaultType
 from cloud.logic.events import Alert, SensorWatch, check_readings
 from cloud.logic.records import Point
+from urbanpulse.clock import to_epoch_ns
 from urbanpulse.simulate import City, Simulation
 from urbanpulse.simulate.events import make_event
 from urbanpulse.simulate.simulation import DEFAULT_START
@@ -408,3 +409,29 @@ def test_the_dataflow_feeds_a_kiosk_its_called_and_its_readings_stamped_back() -
     # raised on the first reading of the jump: stamped in the hour before its start
     start_ns = sim.timebase.start_ns
     assert 0 <= faults[0].ts_ns - start_ns < 3600 * 10**9
+
+
+def test_stamps_in_nanoseconds_and_in_any_zone_raise_the_same_events() -> None:
+    """The rules keep microseconds since the epoch: an aware datetime of another zone and
+    the epoch nanoseconds the dataflow passes give the events a UTC datetime gives."""
+    hanoi = timezone(timedelta(hours=7))
+    # A level, a spike, a stuck run, a gap in the numbers, a clock set back and forward.
+    values = [*_wavy(60), 400.0, *_wavy(5), *[42.0] * 40, *_wavy(30)]
+    stamps = [T0 + i * STEP for i in range(len(values))]
+    stamps[80:] = [ts + timedelta(hours=2) for ts in stamps[80:]]
+    stamps[100:] = [ts - timedelta(minutes=30) for ts in stamps[100:]]
+    seqs = [i if i < 90 else i + 5 for i in range(len(values))]
+    runs: list[list[FaultEvent]] = []
+    for form in ("utc", "hanoi", "ns"):
+        monitor = FaultMonitor("air.pm", "pm25", sensor="n1/pm")
+        events: list[FaultEvent] = []
+        for ts, v, seq in zip(stamps, values, seqs, strict=True):
+            stamp: datetime | int = (ts if form == "utc" else ts.astimezone(hanoi) if form == "hanoi"
+                                     else to_epoch_ns(ts))
+            events += monitor.update(stamp, v, seq=seq)
+        events += monitor.tick(stamps[-1] + timedelta(hours=1))
+        runs.append(events)
+    assert runs[0] == runs[1] == runs[2]
+    assert [repr(ev) for ev in runs[0]] == [repr(ev) for ev in runs[1]] == [repr(ev) for ev in runs[2]]
+    assert {ev.fault for ev in runs[0]} >= {FaultType.SPIKE, FaultType.STUCK,
+                                            FaultType.CLOCK_JUMP, FaultType.SILENCE}
