@@ -3,7 +3,8 @@
 * Tail ranks: `TailHistory` (binary search in a sorted copy, one ring for a statistic
   and its negation) against the plain pass over a float32 ring it replaced.
 * Context keys: built incrementally and coarsened all at once, against `_encode` and
-  `_decode` key by key.
+  `_decode` key by key; a level repeating the last ones leaves the memory as it is.
+* The refractory rule's running maximum against `max()` over a plain window.
 * NAB: the scores of two files are pinned to those of the code before the speed-up
   (commit 77631b9), a third to those of the code that added the seasonal residual;
   `update_many` gives the same as `update`.
@@ -16,17 +17,18 @@ from __future__ import annotations
 import hashlib
 import math
 import pickle
+from dataclasses import replace
 from datetime import UTC
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from bench.nab.corpus import read_series
-from cloud.detect import DetectError
+from cloud.detect import AnomalyDetector, DetectError, DetectorSettings
 from cloud.detect.novelty import ContextNovelty, _coarser, _decode, _encode
 from cloud.detect.profiles import detector_by_name
 from cloud.detect.tail import RECORD_CAP, TailHistory
@@ -103,6 +105,8 @@ _LEVEL_RUNS = st.lists(st.tuples(st.integers(-300, 300), st.integers(1, 9)), min
     st.sampled_from([(1, 2, 3, 4, 5), (2, 4), (3, 1, 2), (1,)]),
     st.sampled_from([40, 3]),
 )
+@example(runs=[(5, 9), (130, 7), (5, 8)], orders=(1, 2, 3, 4, 5), capacity=40)
+@example(runs=[(5, 9)], orders=(1, 2, 3, 4, 5), capacity=3)
 def test_context_memory_matches_key_by_key_encoding(
     runs: list[tuple[int, int]], orders: tuple[int, ...], capacity: int
 ) -> None:
@@ -192,3 +196,25 @@ def test_the_batch_call_raises_the_same_points_and_alerts_as_one_check_per_readi
     assert alerts[0] == alerts[1]
     kinds = {a.type for a in alerts[0]}
     assert "anomaly" in kinds
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.sampled_from([0.0, 1.0, 2.0, 5.0, 40.0, -3.0]), min_size=60, max_size=400),
+       st.integers(1, 6))
+def test_the_refractory_rule_keeps_the_maximum_of_a_plain_window(values: list[float], span: int) -> None:
+    """A score is kept only when higher than each of the `span` before it: the detector's
+    running maximum against `max()` over a plain window of the raw scores (no damping nor
+    hold, so the raw scores are what a detector without the rule returns)."""
+    plain = DetectorSettings(history=50, warmup=0, learn=20, refractory=0, damp_span=0, hold=0,
+                             season_learn=0)
+    raw_detector = AnomalyDetector(plain)
+    detector = AnomalyDetector(replace(plain, refractory=span))
+    raw = [raw_detector.update(i, v) for i, v in enumerate(values)]
+    scores = []
+    for i, v in enumerate(values):
+        if i == len(values) // 2:
+            detector = pickle.loads(pickle.dumps(detector))
+        scores.append(detector.update(i, v))
+    expected = [r if i == 0 or r > max(raw[max(0, i - span):i]) else 0.0 for i, r in enumerate(raw)]
+    assert scores == expected
+    assert any(s == 0.0 < r for s, r in zip(scores, raw, strict=True))
