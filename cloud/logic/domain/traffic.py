@@ -6,8 +6,9 @@ whose `ts` falls in the window (a reading covers the `interval_s` before its `ts
 - flow_vpm: vehicles per minute of covered time, 60 * sum(count) / sum(interval_s), so a
   missing reading does not read as an empty road (an intersection's flow is the sum of
   its lanes' flows);
-- occupancy_pct: time-weighted, sum(occupancy_pct * interval_s) / sum(interval_s) (for
-  the intersection over all its lanes' readings, i.e. the mean lane occupancy);
+- occupancy_pct: time-weighted, sum(occupancy_pct * interval_s) / sum(interval_s) over
+  the readings that carry it (for the intersection over all its lanes' readings, i.e. the
+  mean lane occupancy); absent when none does (pulse-output loop cards send no on-time);
 - speed_kmh: vehicle-weighted, sum(speed_kmh * count) / sum(count) over readings that
   carry a speed and saw a vehicle; absent when there is none.
 
@@ -27,17 +28,19 @@ from urbanpulse.wire import Reading
 
 KIND = "traffic.loop"
 
-# count, occupancy_pct * interval_s, interval_s, speed_kmh * count (or None)
-Sample = tuple[float, float, float, float | None]
+# count, occupancy_pct * interval_s (or None), interval_s, speed_kmh * count (or None)
+Sample = tuple[float, float | None, float, float | None]
 
 
 def _sums(samples: Iterable[Sample]) -> dict[str, float]:
     items = list(samples)
     vehicles = math.fsum(s[0] for s in items)
     covered = math.fsum(s[2] for s in items)
-    out = {"vehicles": vehicles, "interval_s": covered,
-           "flow_vpm": 60.0 * vehicles / covered,
-           "occupancy_pct": math.fsum(s[1] for s in items) / covered}
+    out = {"vehicles": vehicles, "interval_s": covered, "flow_vpm": 60.0 * vehicles / covered}
+    occupied = [s for s in items if s[1] is not None]
+    if occupied:
+        out["occupancy_pct"] = (math.fsum(s[1] for s in occupied if s[1] is not None)
+                                / math.fsum(s[2] for s in occupied))
     counted = [s for s in items if s[3] is not None and s[0] > 0]
     if counted:
         out["speed_kmh"] = (math.fsum(s[3] for s in counted if s[3] is not None)
@@ -49,14 +52,20 @@ def _sums_text(items: list[Sample], flow: float | None = None) -> tuple[str, flo
     """`line`'s fields of `_sums(items)`, and its flow; with `flow` given (an intersection's:
     the sum of its lanes' flows) that flow is written instead. A single sample's sums are
     its own values: fsum([x]) is x + 0.0 (which turns -0.0 into 0.0, as fsum does)."""
+    occupancy: float | None
     if len(items) == 1:
-        count, occupancy, covered, speed = items[0]
-        vehicles, covered, occupancy = count + 0.0, covered + 0.0, occupancy + 0.0
+        count, occupied, covered, speed = items[0]
+        vehicles, covered = count + 0.0, covered + 0.0
+        occupancy = None if occupied is None else (occupied + 0.0) / covered
         speed_sums = None if speed is None or not count > 0 else (speed + 0.0, vehicles)
     else:
         vehicles = math.fsum([s[0] for s in items])
         covered = math.fsum([s[2] for s in items])
-        occupancy = math.fsum([s[1] for s in items])
+        with_occupancy = [s for s in items if s[1] is not None]
+        occupancy = None if not with_occupancy else (
+            math.fsum([s[1] for s in with_occupancy if s[1] is not None])
+            / (covered if len(with_occupancy) == len(items)
+               else math.fsum([s[2] for s in with_occupancy])))
         counted = [s for s in items if s[3] is not None and s[0] > 0]
         speed_sums = (math.fsum([s[3] for s in counted if s[3] is not None]),
                       math.fsum([s[0] for s in counted])) if counted else None
@@ -64,7 +73,9 @@ def _sums_text(items: list[Sample], flow: float | None = None) -> tuple[str, flo
     texts = float_texts()
     text = (f"vehicles={texts.get(vehicles) or float_text(vehicles)},"
             f"interval_s={texts.get(covered) or float_text(covered)},"
-            f"flow_vpm={lane_flow if flow is None else flow!r},occupancy_pct={occupancy / covered!r}")
+            f"flow_vpm={lane_flow if flow is None else flow!r}")
+    if occupancy is not None:
+        text += f",occupancy_pct={occupancy!r}"
     if speed_sums is not None:
         text += f",speed_kmh={speed_sums[0] / speed_sums[1]!r}"
     return text, lane_flow
@@ -96,9 +107,9 @@ class TrafficRollup:
                 self.newest_ns = ts
             v = r.values
             count, interval = float(v["count"]), float(v["interval_s"])
-            speed = v.get("speed_kmh")
-            sample: Sample = (count, float(v["occupancy_pct"]) * interval, interval,
-                              None if speed is None else float(speed) * count)
+            speed, occupancy = v.get("speed_kmh"), v.get("occupancy_pct")
+            sample: Sample = (count, None if occupancy is None else float(occupancy) * interval,
+                              interval, None if speed is None else float(speed) * count)
             sensor = r.sensor
             for width, windows, starts in widths:
                 start = ts - ts % width
