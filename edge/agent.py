@@ -32,8 +32,9 @@ log = logging.getLogger("urbanpulse.edge.agent")
 FLUSH_INTERVAL_S = 0.2  # readings wait at most this long in memory before their commit
 CLOCK_JUMP_TOLERANCE_S = 2.0
 # What a driver's pure supervision logic can raise besides the drivers' EdgeError (its
-# arithmetic on times and levels, lookups by line): contained to the driver's entry.
-SUPERVISION_ERRORS = (ValueError, ArithmeticError, LookupError)
+# arithmetic on times and levels, lookups by line, a None where a value was due):
+# contained to the driver's entry.
+SUPERVISION_ERRORS = (ValueError, ArithmeticError, LookupError, TypeError, AttributeError)
 RESTART_MIN_S = 1.0
 RESTART_MAX_S = 60.0
 STATE_FILE = "agent-state.json"

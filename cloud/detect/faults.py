@@ -715,11 +715,19 @@ class Heartbeat:
     supervision: Mapping[str, Supervision] | None = None
     run: str | None = None
     received: datetime | None = None
+    # Every driver the health lists, supervised or not at that moment (a restarting driver
+    # reports no supervision): only drivers missing from it are forgotten. None: unknown.
+    drivers: frozenset[str] | None = None
 
     def __post_init__(self) -> None:
         for name, stamp in (("stamp", self.ts), ("reception", self.received)):
             if stamp is not None and stamp.tzinfo is None:
                 raise DetectError(f"heartbeat {name} {stamp.isoformat()} has no time zone")
+
+
+# Heartbeats of another run, each newer than the one before, refused in a row while the
+# current run sent none, after which that run is taken as the current one.
+FOREIGN_STREAK = 3
 
 
 class HeartbeatMonitor:
@@ -746,10 +754,12 @@ class HeartbeatMonitor:
         self._down: set[str] = set()  # sensors whose device is reported not ready
         self._stuck: set[tuple[str, str]] = set()  # (sensor, "self_test" | "blocked")
         self._raised: deque[tuple[datetime, str, FaultType]] = deque(maxlen=_RAISED_KEPT)
+        # Another run's heartbeats refused in a row: (run, newest uptime, how many).
+        self._foreign: tuple[str, float, int] | None = None
 
     def __setstate__(self, state: dict[str, object]) -> None:
         # Snapshots from before the beam rules and the run ids load.
-        self.__dict__.update({"_stuck": set(), "_run": None, "_run_start": None})
+        self.__dict__.update({"_stuck": set(), "_run": None, "_run_start": None, "_foreign": None})
         self.__dict__.update(state)
 
     def update(self, hb: Heartbeat) -> list[FaultEvent]:
@@ -772,7 +782,7 @@ class HeartbeatMonitor:
         named = sorted(hb.supervision or {})[:MAX_SUPERVISED]
         for sensor in named:
             events += self._supervised(sensor, (hb.supervision or {})[sensor], since, at)
-        self._forget_all_but(set(named))
+        self._forget_all_but(set(named) if hb.drivers is None else set(named) | hb.drivers)
         if hb.run is None:
             events = [ev for ev in events if self._first(hb.ts, ev)]
         return events
@@ -785,6 +795,7 @@ class HeartbeatMonitor:
             return False, None  # cannot be put in order
         start = None if hb.received is None else at - timedelta(seconds=uptime)
         if hb.run == self._run:
+            self._foreign = None
             last = self._uptime
             if last is not None and uptime <= last:
                 return False, None  # older than, or the same as, the newest of its run
@@ -793,7 +804,16 @@ class HeartbeatMonitor:
             self._uptime = uptime
             return True, None if last is None else uptime - last
         if start is not None and self._run_start is not None and start <= self._run_start:
-            return False, None  # a run that began before the current one: over
+            # A run that began before the current one: over. Unless it keeps sending while
+            # the current one is silent: then the current one was a late heartbeat of a run
+            # already over (its transit delay made it look newer), and this run is live.
+            run = hb.run or ""
+            seen = self._foreign
+            count = seen[2] + 1 if seen is not None and seen[0] == run and seen[1] < uptime else 1
+            self._foreign = (run, uptime, count)
+            if count < FOREIGN_STREAK:
+                return False, None
+        self._foreign = None
         self._run, self._run_start, self._uptime, self._jumps = hb.run, start, uptime, None
         return True, None
 

@@ -116,21 +116,25 @@ def _heartbeat(ts: datetime, health: dict[str, Any], received_ns: int) -> Heartb
     clock = health.get("clock")
     jumps = _count(clock.get("jumps")) if isinstance(clock, dict) else None
     supervision: dict[str, Supervision] = {}
+    listed: set[str] = set()
     drivers = health.get("drivers")
     for sensor, state in (drivers.items() if isinstance(drivers, dict) else ()):
-        sup = state.get("supervision") if isinstance(state, dict) else None
-        if not isinstance(sup, dict) or not SENSOR_ID.fullmatch(sensor):
+        if not SENSOR_ID.fullmatch(sensor):
             continue  # an id that is not a sensor's would reach line protocol as a tag
-        if len(supervision) == MAX_SUPERVISED:
+        if len(listed) == MAX_SUPERVISED:
             break
-        supervision[sensor] = Supervision.from_report(sup)
+        listed.add(sensor)
+        sup = state.get("supervision") if isinstance(state, dict) else None
+        if isinstance(sup, dict):
+            supervision[sensor] = Supervision.from_report(sup)
     return Heartbeat(
         ts,
         uptime if uptime is not None and 0 <= uptime <= MAX_UPTIME_S else None,
         jumps,
         supervision or None,
         run if isinstance(run, str) and RUN_ID.fullmatch(run) else None,
-        from_epoch_ns(received_ns))
+        from_epoch_ns(received_ns),
+        frozenset(listed) if isinstance(drivers, dict) else None)
 
 
 def _number(value: object) -> float | None:

@@ -254,3 +254,42 @@ def test_a_monitor_pickled_before_the_run_ids_loads_and_follows_them() -> None:
     assert loaded.update(_run_beat(30, 630, 0)) == []  # a new agent's first: a baseline
     [ev] = loaded.update(_run_beat(60, 660, 1))
     assert ev.fault == FaultType.CLOCK_JUMP
+
+
+def _kiosk_beat(run: str, uptime: float, received_s: float, cut: bool = False) -> Heartbeat:
+    at = datetime(2026, 11, 28, 10, tzinfo=UTC) + timedelta(seconds=received_s)
+    report = {"kiosk1": Supervision.from_report({"cable": "cut" if cut else "ok", "ready": True})}
+    return Heartbeat(at, uptime, 0, report, run, at, frozenset(report))
+
+
+def test_a_late_heartbeat_of_a_short_earlier_run_does_not_blind_the_monitor_to_the_live_one() -> None:
+    """Review: run a's heartbeat delivered 10 s late looks like a newer run (received minus
+    uptime); the live run b was then refused until the node restarted again, and its cut
+    cable never reported."""
+    monitor = HeartbeatMonitor()
+    monitor.update(_kiosk_beat("a", 0.0, 0.1))
+    monitor.update(_kiosk_beat("b", 0.0, 6.1))
+    assert monitor.update(_kiosk_beat("a", 4.0, 14.0)) == []
+    faults = [ev.fault for up in (30.0, 60.0, 90.0, 120.0, 150.0)
+              for ev in monitor.update(_kiosk_beat("b", up, 6.1 + up, cut=up >= 60))]
+    assert faults == [FaultType.CUT_CABLE]
+
+
+def test_a_driver_listed_without_supervision_for_a_moment_is_not_forgotten() -> None:
+    """Review: a restarting driver reports no supervision; forgetting it raised its ongoing
+    cut again at the next heartbeat (an alert per restart of a crash-looping driver)."""
+    at = datetime(2026, 11, 28, 10, tzinfo=UTC)
+    cut = {"kiosk1": Supervision.from_report({"cable": "cut"})}
+    monitor = HeartbeatMonitor()
+    faults = []
+    for up, report in ((0.0, cut), (60.0, cut), (120.0, None), (180.0, cut)):
+        t = at + timedelta(seconds=up)
+        faults += [ev.fault for ev in monitor.update(
+            Heartbeat(t, up, 0, report, "r1", t, frozenset({"kiosk1"})))]
+    assert faults == [FaultType.CUT_CABLE]
+    t = at + timedelta(seconds=240)
+    monitor.update(Heartbeat(t, 240.0, 0, None, "r1", t, frozenset()))  # the driver is gone
+    t = at + timedelta(seconds=300)
+    assert [ev.fault for ev in monitor.update(Heartbeat(t, 300.0, 0, cut, "r1", t,
+                                                        frozenset({"kiosk1"})))] \
+        == [FaultType.CUT_CABLE], "a driver that came back is followed afresh"
