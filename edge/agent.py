@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from edge.config import AgentConfig, SensorConfig
 from edge.driver_state import StagedState
 from edge.drivers.base import Driver, DriverContext, Sample, Supervised, load_driver
-from edge.errors import EdgeError
+from edge.errors import EdgeError, PublisherError
 from edge.outbox import Outbox
 from edge.publisher import Publisher
 from urbanpulse.clock import Clock, SystemClock, to_epoch_ns
@@ -210,6 +210,10 @@ class Agent:
                     await asyncio.wait_for(stop.wait(), FLUSH_INTERVAL_S)
                 self.flush()
                 self.check_clock()
+                if self.publisher.failure is not None:
+                    raise PublisherError("the MQTT publisher stopped on "
+                                         f"{type(self.publisher.failure).__name__}: "
+                                         f"{self.publisher.failure}") from self.publisher.failure
                 if time.monotonic() >= next_state:
                     self.write_state()
                     next_state = time.monotonic() + min(5.0, self.config.heartbeat_s)

@@ -2,7 +2,7 @@
 
 from urbanpulse.errors import ConfigError, UrbanpulseError
 
-__all__ = ["ConfigError", "DriverError", "EdgeError", "OutboxError"]
+__all__ = ["ConfigError", "DriverError", "EdgeError", "OutboxError", "PublisherError"]
 
 
 class EdgeError(UrbanpulseError):
@@ -15,3 +15,8 @@ class DriverError(EdgeError):
 
 class OutboxError(EdgeError):
     pass
+
+
+class PublisherError(EdgeError):
+    """The MQTT publisher thread died. The agent stops with it, so that its supervisor
+    (systemd, Restart=always) starts it afresh; the outbox keeps every reading meanwhile."""

@@ -77,6 +77,7 @@ class Publisher:
         self.state = PublisherState()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.failure: BaseException | None = None  # what ended the thread, if anything did
         self._inflight: dict[int, Sent] = {}  # MQTT packet id -> batch, until PUBACK
         self._awaiting: dict[str, Sent] = {}  # batch id -> batch, until the cloud's ack
         self._acked_early: set[str] = set()
@@ -105,6 +106,12 @@ class Publisher:
     # -- the thread ---------------------------------------------------------------------
 
     def _run(self) -> None:
+        try:
+            self._publish_until_stopped()
+        except Exception as exc:  # noqa: BLE001 - not swallowed: Agent.run raises it
+            self.failure = exc
+
+    def _publish_until_stopped(self) -> None:
         client = self.client_factory()
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect

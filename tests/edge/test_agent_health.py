@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -111,3 +112,29 @@ def test_each_run_of_the_agent_has_its_own_id(tmp_path: Path) -> None:
     assert first.health()["run_id"] == first.run_id
     first.outbox.close()
     assert len(first.run_id) == 16
+
+
+def test_the_agent_stops_when_its_publisher_thread_dies(tmp_path: Path) -> None:
+    """A publisher thread that died would leave a node collecting forever and sending
+    nothing; the agent stops instead, for its supervisor to restart it. The MQTT client
+    factory failing stands in for any fault inside the publisher's thread."""
+    import asyncio
+
+    from edge.errors import PublisherError
+
+    class Broken(RuntimeError):
+        pass
+
+    def factory() -> Any:
+        raise Broken("no client")
+
+    text = SAMPLE.read_text().replace('state_dir = "/var/lib/urbanpulse"', f'state_dir = "{tmp_path}"')
+    (tmp_path / "node.toml").write_text(text)
+    agent = Agent(load_config(tmp_path / "node.toml"), client_factory=factory)
+
+    async def run() -> None:
+        await asyncio.wait_for(agent.run(asyncio.Event()), timeout=10)
+
+    with pytest.raises(PublisherError, match="Broken: no client") as err:
+        asyncio.run(run())
+    assert isinstance(err.value.__cause__, Broken)
