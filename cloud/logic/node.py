@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import pickle
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -20,6 +21,9 @@ from urbanpulse.wire import KINDS, Reading, outside_range
 
 LATE_AFTER_NS = 5 * MINUTE_NS
 KIND, HEAD, SEQS, MINUTE, HOURLY = range(5)  # a sensor's parts (NodeState._sensors)
+# A node has tens of sensors; its state keeps each one it ever sent. Past this many, a
+# reading of a new sensor is a dead letter, so a faulty node cannot grow the state forever.
+MAX_SENSORS_PER_NODE = 4096
 
 
 @dataclass(slots=True)
@@ -118,12 +122,17 @@ class NodeState:
         ledgers, sensors, kinds = self.ledger, self._sensors, self.kinds
         keys, texts = field_keys(), float_texts()
         hour = -1
+        refused = 0
         ledger = LedgerHour()  # replaced at the first reading
         spans = ledger.seq_span
         for r in data.readings:
             ts, sensor, kind, seq = r.ts_ns, r.sensor, r.kind, r.seq
             part = sensors.get(sensor)
             if part is None:
+                if sensor not in self.seqs and len(self.seqs) >= MAX_SENSORS_PER_NODE:
+                    refused += 1
+                    append(_too_many_sensors(site, node, r, received_ns + refused))
+                    continue
                 part = self._sensor(site, node, sensor, kind)
             if ts - ts % HOUR_NS != hour:
                 hour = ts - ts % HOUR_NS
@@ -266,3 +275,12 @@ class NodeState:
         floor = newest - self.horizon_ns - HOUR_NS
         for hour in [h for h in self.ledger if h < floor]:
             del self.ledger[hour]
+
+
+def _too_many_sensors(site: str, node: str, r: Reading, stamp_ns: int) -> Point:
+    raw = json.dumps({"sensor": r.sensor, "kind": r.kind, "seq": r.seq, "ts_ns": r.ts_ns,
+                      "values": dict(r.values)})
+    return RP_RAW, line("dead_letter", {"site": site, "node": node, "reason": "too_many_sensors"}, {
+        "detail": f"sensor {r.sensor!r}: the node already has {MAX_SENSORS_PER_NODE} sensors",
+        "payload": raw[:1000], "topic": "", "truncated": len(raw) > 1000, "offset": 0,
+        "partition": ""}, stamp_ns)

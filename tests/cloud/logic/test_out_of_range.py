@@ -90,3 +90,22 @@ def test_a_watch_from_a_snapshot_taken_before_ranges_were_kept_learns_its_range(
     restored = old.fields["co2"]
     assert restored is not None
     assert (restored.low, restored.high) == (0, 10000)
+
+
+def test_a_node_cannot_grow_its_state_past_the_sensor_cap(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A faulty node inventing sensor ids would grow the node's state (sequence ranges,
+    rollups, detectors) without end; past the cap a new sensor's reading is a dead letter,
+    and the sensors already known go on."""
+    import cloud.logic.node as node_module
+
+    monkeypatch.setattr(node_module, "MAX_SENSORS_PER_NODE", 3)
+    state = NodeState(HORIZON, detect=False)
+    readings = [Reading(f"s{i}", "air.co2", T0 + i * MIN, 1, {"co2": 600.0}) for i in range(5)]
+    readings.append(Reading("s0", "air.co2", T0 + 6 * MIN, 2, {"co2": 610.0}))
+    out = state.process(NodeData("hn/n1", "hn", "n1", T0 + 7 * MIN, readings))
+    refused = [t for _, t in out if t.startswith("dead_letter,")]
+    assert len(refused) == 2
+    assert all("reason=too_many_sensors" in t for t in refused)
+    assert len({t.rsplit(" ", 1)[1] for t in refused}) == 2, "distinct stamps"
+    assert sorted(state.seqs) == ["s0", "s1", "s2"]
+    assert sum(t.startswith("air_co2,") and "seq=2i" in t for _, t in out) == 1
