@@ -416,19 +416,9 @@ class FaultMonitor:
             if silence_seen:
                 return
             s = self.settings
-            long_gaps = self._long_gaps
-            longest = self._longest
-            if len(long_gaps) < _LEARN_LONGEST or not s.regular or gap <= longest + s.clock_min_s:
-                # _remember_gap(gap), inline: the path of most readings
-                self._gaps.append(gap)
-                if gap >= longest:
-                    long_gaps.append(gap)
-                    self._longest = gap
-                elif len(long_gaps) == _LONG_GAPS and long_gaps[0] == longest:
-                    long_gaps.append(gap)
-                    self._longest = max(long_gaps)
-                else:
-                    long_gaps.append(gap)
+            if len(self._long_gaps) < _LEARN_LONGEST or not s.regular \
+                    or gap <= self._longest + s.clock_min_s:
+                self._remember_gap(gap)
                 return
             stamp = _stamp(at)
             events.append(self._event(
