@@ -24,7 +24,7 @@ from cloud.detect.profiles import scored
 from cloud.logic.lines import line
 from cloud.logic.records import RP_RAW, Point
 from urbanpulse.clock import from_epoch_ns, to_epoch_ns
-from urbanpulse.wire import KINDS, Reading, format_ts
+from urbanpulse.wire import Reading, field_range, format_ts
 
 EVENTS = "events"
 NODE_KIND = "node"  # the `kind` tag of an event about a whole node (no `sensor` tag)
@@ -116,7 +116,7 @@ class SensorWatch:
             watch.last_ts_ns = ts
             detector = watch.detector
             if watch.low is None:
-                watch.low, watch.high = _range(r.kind, name)
+                watch.low, watch.high = field_range(r.kind, name)
             if detector is not None and watch.low <= v <= watch.high:
                 score = detector.update(ts, v)
                 if score >= detector.settings.threshold:
@@ -204,12 +204,6 @@ def _make(kind: str, field_name: str, sensor: str) -> FieldWatch | None:
         faults = FaultMonitor(kind, field_name, sensor)
     except DetectError:
         return None
-    low, high = _range(kind, field_name)
+    low, high = field_range(kind, field_name)
     return FieldWatch(detector, faults, low=low, high=high)
 
-
-def _range(kind: str, field_name: str) -> tuple[float, float]:
-    spec = KINDS[kind].fields.get(field_name) if kind in KINDS else None
-    low = -math.inf if spec is None or spec.low is None else spec.low
-    high = math.inf if spec is None or spec.high is None else spec.high
-    return low, high

@@ -3,7 +3,7 @@
 See docs/wire-contract.md for the prose version.
 """
 
-from urbanpulse.wire.kinds import KINDS, FieldSpec, KindSpec, outside_range
+from urbanpulse.wire.kinds import KINDS, FieldSpec, KindSpec, field_range, outside_range
 from urbanpulse.wire.payload import (
     MAX_PAYLOAD_BYTES,
     MAX_READINGS_PER_BATCH,
@@ -54,6 +54,7 @@ __all__ = [
     "encode_ack",
     "encode_batch",
     "encode_status",
+    "field_range",
     "format_ts",
     "node_filter",
     "outside_range",

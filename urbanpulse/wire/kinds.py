@@ -113,6 +113,12 @@ _BOUNDS: dict[str, dict[str, tuple[float, float]]] = {
 _OPEN = (-math.inf, math.inf)  # a field the contract does not know has no range
 
 
+def field_range(kind: str, field: str) -> tuple[float, float]:
+    """The contract's physical range of one field (`low`, `high`), open ends as
+    infinities; open for a kind or field the contract does not know."""
+    return _BOUNDS.get(kind, {}).get(field, _OPEN)
+
+
 def outside_range(kind: str, values: Mapping[str, float]) -> str | None:
     """The first field whose value lies outside the contract's physical range (`low`,
     `high`), or None. Such a value is valid on the wire (the cloud stores it and raises
