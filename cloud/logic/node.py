@@ -14,7 +14,7 @@ from cloud.logic.domain.node import DomainNode
 from cloud.logic.events import Alert, NodeWatch, SensorWatch, check_readings
 from cloud.logic.lines import field_key, field_keys, float_text, float_texts, line, series_head, string_field
 from cloud.logic.recompute import RECOMPUTE, Recompute
-from cloud.logic.records import RP_1H, RP_1M, RP_RAW, NodeData, Point
+from cloud.logic.records import RP_1H, RP_1M, RP_RAW, NodeData, Point, dead_letter_point
 from cloud.logic.rollup import HOUR_NS, MINUTE_NS, SensorRollup, Window
 from cloud.logic.seqs import SeqRanges
 from urbanpulse.wire import KINDS, Reading, outside_range
@@ -279,8 +279,7 @@ class NodeState:
 
 def _too_many_sensors(site: str, node: str, r: Reading, stamp_ns: int) -> Point:
     raw = json.dumps({"sensor": r.sensor, "kind": r.kind, "seq": r.seq, "ts_ns": r.ts_ns,
-                      "values": dict(r.values)})
-    return RP_RAW, line("dead_letter", {"site": site, "node": node, "reason": "too_many_sensors"}, {
-        "detail": f"sensor {r.sensor!r}: the node already has {MAX_SENSORS_PER_NODE} sensors",
-        "payload": raw[:1000], "topic": "", "truncated": len(raw) > 1000, "offset": 0,
-        "partition": ""}, stamp_ns)
+                      "values": dict(r.values)}).encode()
+    return dead_letter_point(site, node, "too_many_sensors",
+                             f"sensor {r.sensor!r}: the node already has {MAX_SENSORS_PER_NODE} "
+                             "sensors", raw, 1000, stamp_ns)

@@ -44,12 +44,20 @@ class NodeData:
 
 def dead_letter(rec: JournalRecord, site: str, node: str, code: str, detail: str, raw: bytes,
                 index: int, max_bytes: int) -> Point:
+    return dead_letter_point(site, node, code, detail, raw, max_bytes, rec.received_ns + index,
+                             rec.topic, rec.offset, rec.partition)
+
+
+def dead_letter_point(site: str, node: str, code: str, detail: str, raw: bytes, max_bytes: int,
+                      stamp_ns: int, topic: str = "", offset: int = 0, partition: str = "") -> Point:
+    """A `dead_letter` point; `topic`, `offset` and `partition` locate the journal record
+    (empty for a rejection made from the dataflow's state, not from one record)."""
     payload = raw[:max_bytes].decode("utf-8", errors="backslashreplace")
     fields: dict[str, str | int | float | bool] = {
-        "detail": detail[:1000], "payload": payload, "topic": rec.topic[:300],
-        "truncated": len(raw) > max_bytes, "offset": rec.offset, "partition": rec.partition}
+        "detail": detail[:1000], "payload": payload, "topic": topic[:300],
+        "truncated": len(raw) > max_bytes, "offset": offset, "partition": partition}
     return RP_RAW, line("dead_letter", {"site": site, "node": node, "reason": code}, fields,
-                        rec.received_ns + index)
+                        stamp_ns)
 
 
 def decode_record(rec: JournalRecord, max_dead_letter_bytes: int) -> tuple[NodeData | None, list[Point]]:
