@@ -18,13 +18,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from edge.drivers.base import DriverContext, Emit
 from edge.errors import DriverError
 from edge.gpio.params import InputWiring
+
+
+@contextlib.contextmanager
+def opening_gpio(what: str) -> Iterator[None]:
+    """Turn whatever gpiozero or its pin backend raises while `what` is opened into a
+    DriverError that names it."""
+    try:
+        yield
+    except Exception as exc:  # gpiozero's GPIOPinInUse, PinInvalidPin, backend errors
+        raise DriverError(f"cannot open {what}: {type(exc).__name__}: {exc}") from exc
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,17 +64,17 @@ class PinInputs:
 
         pull_up, active_state, self._invert = self.wiring.gpiozero_args()
         try:
-            for line, pin in enumerate(self.pins):
-                device = DigitalInputDevice(pin, pull_up=pull_up, active_state=active_state,
-                                            pin_factory=factory)
-                self._devices.append(device)
-                device.when_activated = self._callback(loop, line, True)
-                device.when_deactivated = self._callback(loop, line, False)
-            return [bool(d.is_active) != self._invert for d in self._devices]
-        except Exception as exc:  # gpiozero's GPIOPinInUse, PinInvalidPin, backend errors
+            with opening_gpio(f"GPIO {self.pins}"):
+                for line, pin in enumerate(self.pins):
+                    device = DigitalInputDevice(pin, pull_up=pull_up, active_state=active_state,
+                                                pin_factory=factory)
+                    self._devices.append(device)
+                    device.when_activated = self._callback(loop, line, True)
+                    device.when_deactivated = self._callback(loop, line, False)
+                return [bool(d.is_active) != self._invert for d in self._devices]
+        except DriverError:
             self.close()
-            raise DriverError(
-                f"cannot open GPIO {self.pins}: {type(exc).__name__}: {exc}") from exc
+            raise
 
     def _callback(self, loop: asyncio.AbstractEventLoop, line: int, active: bool) -> Any:
         level = active != self._invert

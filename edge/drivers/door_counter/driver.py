@@ -13,10 +13,9 @@ from typing import Any
 from edge.drivers.base import DriverContext, Emit
 from edge.drivers.door_counter.logic import DoorCounter
 from edge.drivers.door_counter.self_test import BeamSelfTest
-from edge.errors import DriverError
 from edge.gpio.intervals import IntervalReactor
 from edge.gpio.params import ACTIVE_STATES, Fields, InputWiring
-from edge.gpio.runtime import GpioDriver
+from edge.gpio.runtime import GpioDriver, opening_gpio
 
 KIND = "hospital.door"
 SUPERVISIONS = ("none", "loopback")
@@ -116,12 +115,9 @@ class DoorCounterDriver(GpioDriver):
         from gpiozero import DigitalOutputDevice
 
         assert self.ctx.pin_factory is not None  # run() checked it
-        try:
+        with opening_gpio(f"the test output GPIO {pin}"):
             return DigitalOutputDevice(pin, active_high=self.params.test_active_high,
                                        initial_value=False, pin_factory=self.ctx.pin_factory())
-        except Exception as exc:  # gpiozero's GPIOPinInUse, PinInvalidPin, backend errors
-            raise DriverError(f"cannot open the test output GPIO {pin}: "
-                              f"{type(exc).__name__}: {exc}") from exc
 
     def _blank(self, on: bool) -> None:
         if on:

@@ -6,13 +6,15 @@ import contextlib
 from pathlib import Path
 from typing import Any
 
-from gpiozero import DigitalOutputDevice
+import pytest
+from gpiozero import DigitalInputDevice, DigitalOutputDevice
 from gpiozero.pins.mock import MockPin
 
 from edge.agent import Agent
 from edge.config import load_config
 from edge.drivers.base import DriverContext
 from edge.drivers.door_counter.driver import DoorCounterParams, build, parse_params
+from edge.errors import DriverError
 
 
 def test_two_beam_door_counts_entries_not_exits(gpio) -> None:
@@ -257,3 +259,13 @@ def test_the_agent_puts_a_running_door_s_supervision_in_its_heartbeat(gpio,
 
     asyncio.run(scenario())
     agent.outbox.close()
+
+
+def test_a_test_output_in_use_is_a_driver_error_and_releases_the_beams(gpio) -> None:
+    holder = DigitalOutputDevice(17, pin_factory=gpio.factory)
+    driver = build("door-opd", _tested(), DriverContext(pin_factory=gpio.provider))
+    with pytest.raises(DriverError, match=r"cannot open the test output GPIO 17: GPIOPinInUse"):
+        asyncio.run(driver.run(lambda s: None))
+    holder.close()
+    # the beam's input was released with the failed start: it can be opened again
+    DigitalInputDevice(12, pin_factory=gpio.factory).close()
