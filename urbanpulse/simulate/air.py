@@ -240,6 +240,7 @@ FIELDS = {
     "mhz19b": ("co2", "temperature_c"),
 }
 PRIMARY = frozenset({"pm1", "pm25", "pm10", "co2"})
+_WAVES = 4  # sinusoids in a module's gain wander
 _LIMITS = {"pm1": 999.0, "pm25": 999.9, "pm10": 1999.9, "co2": 5000.0}
 
 
@@ -280,6 +281,24 @@ class AirSensorModel:
         rows = zip(*(columns[n].tolist() for n in names), strict=True)
         return times, [dict(zip(names, row, strict=True)) for row in rows]
 
+    def _respond(self, out: dict[str, FloatArray], t: FloatArray, humidity: FloatArray
+                 ) -> None:
+        """The module's own response on top of its bias: a slow wander of its gain, its
+        humidity sensitivity, its offset (none unless the city file sets them)."""
+        a = self.sensor
+        if a.wander_sd or a.humidity_coef:
+            draws = slot_uniform(self._key, np.arange(2 * _WAVES, dtype=np.int64), 9)
+            periods = 6.0 * 3600.0 * 8.0 ** draws[:_WAVES]  # 6 to 48 h
+            phases = 2 * np.pi * draws[_WAVES:]
+            wander = np.sin(2 * np.pi * t[:, None] / periods + phases).sum(axis=1)
+            gain = np.exp(a.wander_sd * np.sqrt(2 / _WAVES) * wander
+                          + a.humidity_coef * (humidity - 70.0))
+            for name in out.keys() & PRIMARY:
+                out[name] *= gain
+        if a.offset:
+            for name in out.keys() & PRIMARY:
+                out[name] += a.offset
+
     def values(self, t: FloatArray, period: float = 1.0) -> dict[str, FloatArray]:
         """Field arrays at offsets t. `period` is the sampling interval, which sets the
         chance of catching a spike. Silent samples are not removed here (see silent)."""
@@ -304,6 +323,7 @@ class AirSensorModel:
                 0.05 * slot_normal(self._key, slots, 2)) + slot_normal(self._key, slots, 3)
             if self.sensor.driver == "pms5003":
                 out["pm1"] = pm25 * 0.72 * np.exp(0.04 * slot_normal(self._key, slots, 4))
+        self._respond(out, eff, true.humidity)
         for f in self.faults:
             inside = (t >= f.start_s) & (t < f.end_s)
             if f.type == "drift":

@@ -96,10 +96,19 @@ class Intersection:
 
 @dataclass(frozen=True, slots=True)
 class AirSensor:
+    """One serial air module. `bias` is its constant gain; `wander_sd` (sd of a slow
+    wander of its log gain, periods of 6-48 h), `humidity_coef` (log gain per %RH away
+    from 70 %RH) and `offset` (added to the primary value, ppm or ug/m3) are how a real
+    module's response differs from another's with the weather and the particle mix
+    (urbanpulse/simulate/module_pairs.py); all 0 by default."""
+
     id: str
     driver: str
     period_s: float
     bias: float
+    wander_sd: float = 0.0
+    humidity_coef: float = 0.0
+    offset: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

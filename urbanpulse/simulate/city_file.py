@@ -405,7 +405,9 @@ def _air_sensor(t: Table) -> AirSensor:
         raise ConfigError(t.sub("driver"), f"{driver!r} is not an air driver: use one of "
                           + ", ".join(sorted(AIR_DRIVERS)))
     s = AirSensor(sensor_id, driver, t.number("period_s", AIR_PERIOD_S[driver], 1.0, 3600.0),
-                  t.number("bias", 1.0, 0.2, 5.0))
+                  t.number("bias", 1.0, 0.2, 5.0), t.number("wander_sd", 0.0, 0.0, 0.5),
+                  t.number("humidity_coef", 0.0, -0.05, 0.05),
+                  t.number("offset", 0.0, -500.0, 500.0))
     t.done()
     return s
 
