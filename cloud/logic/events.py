@@ -184,14 +184,102 @@ def check_readings(site: str, node: str, readings: list[Reading], watches: dict[
                    alerts: list[Alert] | None = None) -> list[Point]:
     """`SensorWatch.check` of each reading in turn, with each sensor's watch taken from (or
     added to) `watches`: the same points and alerts in the same order, in one call per
-    message instead of one per reading."""
-    out: list[Point] = []
-    for r in readings:
-        watch = watches.get(r.sensor)
+    message instead of one per reading.
+
+    The values are scored per sensor and field, each field's run in reading order, and the
+    events then put back in reading order: a field's detector and rules see the values
+    they saw reading by reading, but while their state is still in the CPU's caches (a
+    city's detectors taken in turn find theirs evicted by the others')."""
+    # sensor -> field -> indexes of the readings carrying it; both in order of first
+    # appearance, which is the order in which reading-by-reading checks add the watches.
+    runs: dict[str, dict[str, list[int]]] = {}
+    for i, r in enumerate(readings):
+        columns = runs.get(r.sensor)
+        if columns is None:
+            columns = runs[r.sensor] = {}
+        for name in r.values:
+            run = columns.get(name)
+            if run is None:
+                columns[name] = [i]
+            else:
+                run.append(i)
+    found: list[_Found] = []
+    for sensor, columns in runs.items():
+        watch = watches.get(sensor)
         if watch is None:
-            watch = watches[r.sensor] = SensorWatch()
-        watch.check(site, node, r, alerts, out)
-    return out
+            watch = watches[sensor] = SensorWatch()
+        fields = watch.fields
+        for name, run in columns.items():
+            field_watch = fields.get(name, ...)
+            if field_watch is ...:
+                first = readings[run[0]]
+                field_watch = fields[name] = _make(first.kind, name, sensor)
+            if field_watch is not None:
+                _check_run(site, node, name, field_watch, readings, run, found, alerts is not None)
+    if len(found) > 1:
+        found.sort(key=_reading_order)
+    if alerts is not None:
+        alerts.extend(alert for _, _, _, alert in found if alert is not None)
+    return [point for _, _, point, _ in found]
+
+
+# An event of `check_readings`: (reading index, the field's place in the reading, point,
+# alert); a reading's anomaly comes before its fault events, as the sort is stable.
+_Found = tuple[int, int, Point, Alert | None]
+
+
+def _reading_order(found: _Found) -> tuple[int, int]:
+    return found[0], found[1]
+
+
+def _check_run(site: str, node: str, name: str, watch: FieldWatch, readings: list[Reading],
+               run: list[int], found: list[_Found], alerting: bool) -> None:
+    """`SensorWatch.check`'s work on field `name` of the readings at `run` (indexes, in
+    order), its events appended to `found`."""
+    detector = watch.detector
+    faults = watch.faults
+    update = faults.update
+    threshold = math.inf if detector is None else detector.settings.threshold
+    for i in run:
+        r = readings[i]
+        ts = r.ts_ns
+        values = r.values
+        v = float(values[name])
+        if ts < watch.last_ts_ns:
+            # Not scored nor checked; only an event sensor's clock rule judges it.
+            events = faults.stamped_before(ts, v, r.seq)
+            if events:
+                _found_faults(site, node, r, name, v, events, i, found, alerting)
+            continue
+        watch.last_ts_ns = ts
+        if watch.low is None:
+            watch.low, watch.high = field_range(r.kind, name)
+        if detector is not None and watch.low <= v <= watch.high:
+            score = detector.update(ts, v)
+            if score >= threshold:
+                place = list(values).index(name)
+                tags = {"site": site, "node": node, "sensor": r.sensor, "kind": r.kind}
+                detail = f"{name}={v:g} scored {score:.2f}"
+                point = (RP_RAW, line(EVENTS, dict(tags, type="anomaly"), {
+                    "field": name, "value": v, "score": round(score, 4), "seq": r.seq,
+                    "detail": detail}, ts))
+                alert = (Alert(site, node, r.sensor, r.kind, "anomaly", name, v, ts, detail,
+                               round(score, 4)) if alerting else None)
+                found.append((i, place, point, alert))
+        events = update(ts, v, r.seq, values)
+        if events:
+            _found_faults(site, node, r, name, v, events, i, found, alerting)
+
+
+def _found_faults(site: str, node: str, r: Reading, name: str, v: float, events: list[FaultEvent],
+                  i: int, found: list[_Found], alerting: bool) -> None:
+    tags = {"site": site, "node": node, "sensor": r.sensor, "kind": r.kind}
+    points: list[Point] = []
+    alerts: list[Alert] | None = [] if alerting else None
+    _fault_points(events, tags, name, v, r.seq, points, alerts)
+    place = list(r.values).index(name)
+    for k, point in enumerate(points):
+        found.append((i, place, point, None if alerts is None else alerts[k]))
 
 
 def _make(kind: str, field_name: str, sensor: str) -> FieldWatch | None:
