@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import pickle
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -17,13 +18,22 @@ from cloud.logic.recompute import RECOMPUTE, Recompute
 from cloud.logic.records import RP_1H, RP_1M, RP_RAW, NodeData, Point, dead_letter_point
 from cloud.logic.rollup import HOUR_NS, MINUTE_NS, SensorRollup, Window
 from cloud.logic.seqs import SeqRanges
-from urbanpulse.wire import KINDS, Reading, outside_range
+from urbanpulse.wire import KINDS, Reading, field_range
 
 LATE_AFTER_NS = 5 * MINUTE_NS
 KIND, HEAD, SEQS, MINUTE, HOURLY = range(5)  # a sensor's parts (NodeState._sensors)
 # A node has tens of sensors; its state keeps each one it ever sent. Past this many, a
 # reading of a new sensor is a dead letter, so a faulty node cannot grow the state forever.
 MAX_SENSORS_PER_NODE = 4096
+OPEN = (-math.inf, math.inf)
+# kind -> field -> the contract's range (urbanpulse.wire.field_range), for the hot loop
+_RANGES: dict[str, dict[str, tuple[float, float]]] = {}
+
+
+def _ranges(kind: str) -> dict[str, tuple[float, float]]:
+    spec = KINDS.get(kind)
+    ranges = _RANGES[kind] = {name: field_range(kind, name) for name in (spec.fields if spec else ())}
+    return ranges
 
 
 @dataclass(slots=True)
@@ -111,7 +121,11 @@ class NodeState:
             return self.heartbeat(data)
         out: list[Point] = []
         append = out.append
-        touched: dict[tuple[str, str, int], Window] = {}
+        # The windows this call touched, in first-touch order: a window marked with this
+        # call's token is listed already.
+        touched: list[tuple[str, str, Window]] = []
+        touch = touched.append
+        token = object()
         ledger_touched: set[int] = set()
         measured: list[Reading] = []  # fresh readings within the contract's ranges
         checked: list[Reading] = []  # fresh readings for the detectors
@@ -121,6 +135,7 @@ class NodeState:
         received_ns = data.received_ns
         ledgers, sensors, kinds = self.ledger, self._sensors, self.kinds
         keys, texts = field_keys(), float_texts()
+        ranges_of = _RANGES
         hour = -1
         refused = 0
         ledger = LedgerHour()  # replaced at the first reading
@@ -177,38 +192,55 @@ class NodeState:
                 append((RP_RAW, f"{part[HEAD]} {text},seq={seq}i {ts - ts % 1000 + seq % 1000}"))
             if detect:
                 checked.append(r)  # the fault rules raise OUT_OF_RANGE; nothing else sees it
-            if outside_range(kind, values) is not None:
-                continue
-            measured.append(r)
-            minute = (part[MINUTE] or self._rollup(part, MINUTE, sensor)).window(ts)
-            hourly = (part[HOURLY] or self._rollup(part, HOURLY, sensor)).window(ts)
-            if minute is None or hourly is None:  # older than the horizon: rebuilt by the sink
-                if minute is None:
-                    append(self._recompute(site, node, sensor, kind, RP_1M, MINUTE_NS, ts))
+            bounds = ranges_of.get(kind) or _ranges(kind)  # outside_range(kind, values), inlined
+            for k, v in values.items():
+                low, high = bounds.get(k, OPEN)
+                if not low <= v <= high:
+                    break
+            else:
+                measured.append(r)
+                minute = (part[MINUTE] or self._rollup(part, MINUTE, sensor)).window(ts)
+                hourly = (part[HOURLY] or self._rollup(part, HOURLY, sensor)).window(ts)
+                if minute is None or hourly is None:  # older than the horizon: rebuilt by the sink
+                    if minute is None:
+                        append(self._recompute(site, node, sensor, kind, RP_1M, MINUTE_NS, ts))
+                    else:
+                        minute.add(ts, values)
+                        if minute.mark is not token:
+                            minute.mark = token
+                            touch((RP_1M, sensor, minute))
+                    if hourly is None:
+                        append(self._recompute(site, node, sensor, kind, RP_1H, HOUR_NS, ts))
+                    else:
+                        hourly.add(ts, values)
+                        if hourly.mark is not token:
+                            hourly.mark = token
+                            touch((RP_1H, sensor, hourly))
+                    continue
+                # Most minute windows get one reading: a new window keeps it as it came, and
+                # is listed as touched (it is new).
+                if minute.count == 0:
+                    minute.hold(ts, values)
+                    minute.mark = token
+                    touch((RP_1M, sensor, minute))
                 else:
                     minute.add(ts, values)
-                    touched[(RP_1M, sensor, minute.start_ns)] = minute
-                if hourly is None:
-                    append(self._recompute(site, node, sensor, kind, RP_1H, HOUR_NS, ts))
+                    if minute.mark is not token:
+                        minute.mark = token
+                        touch((RP_1M, sensor, minute))
+                if hourly.count == 0:
+                    hourly.hold(ts, values)
+                    hourly.mark = token
+                    touch((RP_1H, sensor, hourly))
                 else:
                     hourly.add(ts, values)
-                    touched[(RP_1H, sensor, hourly.start_ns)] = hourly
-                continue
-            # Most minute windows get one reading: a new window keeps it as it came.
-            if minute.count == 0:
-                minute.hold(ts, values)
-            else:
-                minute.add(ts, values)
-            if hourly.count == 0:
-                hourly.hold(ts, values)
-            else:
-                hourly.add(ts, values)
-            touched[(RP_1M, sensor, minute.start_ns)] = minute
-            touched[(RP_1H, sensor, hourly.start_ns)] = hourly
+                    if hourly.mark is not token:
+                        hourly.mark = token
+                        touch((RP_1H, sensor, hourly))
         if checked:  # the detectors' events, in reading order, after the raw points
             out.extend(check_readings(site, node, checked, self.watch, self.alerts))
-        for (rp, sensor, start), window in touched.items():
-            append((rp, f"{sensors[sensor][HEAD]} {window.field_text()} {start}"))
+        for rp, sensor, window in touched:
+            append((rp, f"{sensors[sensor][HEAD]} {window.field_text()} {window.start_ns}"))
         domain_points, updates = self.domain.process(site, node, measured)
         out.extend(domain_points)
         self.site_updates.extend(updates)

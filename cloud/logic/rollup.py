@@ -44,13 +44,16 @@ class Window:
     kept as it came (`first`) until a second one arrives or the fields are read: most
     minute windows hold one reading, and their fields need no lists then."""
 
-    __slots__ = ("_fields", "count", "first", "start_ns")
+    __slots__ = ("_fields", "count", "first", "mark", "start_ns")
 
     def __init__(self, start_ns: int, count: int, fields: dict[str, list[float]]) -> None:
         self.start_ns = start_ns
         self.count = count
         self._fields = fields
         self.first: Reading | None = None
+        # Whoever last touched the window (NodeState.process: its call's token), so that a
+        # batch lists each window it touched once without a dict of keys. Not pickled.
+        self.mark: object = None
 
     @property
     def fields(self) -> dict[str, list[float]]:
@@ -81,6 +84,7 @@ class Window:
 
     def __setstate__(self, state: tuple[object, ...]) -> None:
         self.first = None
+        self.mark = None
         if len(state) == 3:
             self.start_ns, self.count, self._fields = state  # type: ignore[assignment]
             return
