@@ -2,7 +2,11 @@
 
 An event detects a fault when
 * it names the fault's target: the same site, node and sensor (for a clock jump,
-  which hits a whole node, any sensor of that node);
+  which hits a whole node, any sensor of that node). A drift found between a
+  station's two modules names the pair: it names the fault's sensor when the sensor
+  is one of the pair ("station found", the default), or, matching with
+  `module_named`, only when the event names that module itself (the other stations
+  told which module drifted);
 * its type is one the fault can show as (`ACCEPTS`): a cut serial cable sends
   nothing, so SILENCE detects it; readings a node stamps before ones the cloud
   already has are dropped by the dataflow, so a clock set back looks like SILENCE;
@@ -69,14 +73,17 @@ class RunResult:
     true_positives: Counter[str]
 
 
-def _names(r: Raised, p: Planned) -> bool:
+def _names(r: Raised, p: Planned, module_named: bool = False) -> bool:
     e = p.event
     if r.site != e.site or r.node != e.node:
         return False
-    return e.sensor is None or e.sensor == r.event.sensor
+    if e.sensor is None or e.sensor == r.event.sensor:
+        return True
+    return not module_named and r.pair is not None and e.sensor in r.pair
 
 
-def match(run: int, planned: Sequence[Planned], raised: Sequence[Raised]) -> RunResult:
+def match(run: int, planned: Sequence[Planned], raised: Sequence[Raised],
+          module_named: bool = False) -> RunResult:
     outcomes = [Outcome(p, run) for p in planned]
     false_positives: list[Raised] = []
     clean: list[Raised] = []
@@ -85,7 +92,7 @@ def match(run: int, planned: Sequence[Planned], raised: Sequence[Raised]) -> Run
         hit = None
         for o in outcomes:
             start, end = window(o.planned.event)
-            if (_names(r, o.planned) and start <= r.at_s <= end
+            if (_names(r, o.planned, module_named) and start <= r.at_s <= end
                     and r.event.fault in ACCEPTS[o.planned.event.type]):
                 hit = o
                 break

@@ -2,6 +2,7 @@
 
     python -m bench.faults.run [--seeds 1 2 3 4] [--hours 12] [--tick 60] [--details]
                                [--unsupervised-kiosks] [--untested-doors]
+                               [--single-modules] [--pair-variation 1] [--drift-pct 8]
 
 For each seed: the default city from a start `6 h x (seed - 1)` after the default
 Monday 00:00 (so the runs cover night and day), every fault type on every class of
@@ -11,6 +12,13 @@ as the dataflow feeds it (`stream.py`), events are matched to the ground truth
 (`match.py`), and one table per fault type is printed (and again without the
 paraclinical departments' classes, comparable with figures from before they existed),
 then recall per target class, then the false positives.
+
+The bench city's air stations carry two modules of each air sensor (PurpleAir-style;
+`urbanpulse/simulate/module_pairs.py`), `--single-modules` the default city's one. The
+faults are planned on the default city either way (the second modules get none), so
+every fault and anomaly is the same in both. Drift is matched twice: "station found"
+(an event of the station's pair counts; the table) and "module named" (only an event
+naming the drifting module itself).
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import timedelta
 
 from bench.faults.match import Row, RunResult, match, rows_by_class, rows_by_type
@@ -28,6 +37,8 @@ from bench.faults.plan import DEPARTMENT, DEPARTMENT_KIOSK, GRACE_S, plan_faults
 from bench.faults.stream import stream, warm_drift
 from cloud.detect.drift import CityDrift
 from urbanpulse.simulate import City, Simulation
+from urbanpulse.simulate.events import make_event
+from urbanpulse.simulate.module_pairs import with_module_pairs
 from urbanpulse.simulate.scenario import merge_events, plan_events
 from urbanpulse.simulate.simulation import DEFAULT_START
 
@@ -35,23 +46,35 @@ ANOMALIES = 6
 
 
 def run_seed(city: City, seed: int, hours: float, tick_s: float,
-             supervised_kiosks: bool = True, tested_doors: bool = True
-             ) -> tuple[RunResult, int, int, int]:
+             supervised_kiosks: bool = True, tested_doors: bool = True,
+             simulated: City | None = None, drift_pct: float | None = None
+             ) -> tuple[RunResult, RunResult, int, int, int]:
+    """One run: faults planned on `city`, readings of `simulated` (`city` with more
+    sensors, e.g. paired modules; `city` itself by default); drifts at `drift_pct` %/h
+    instead of the default. The result matched with drift events of a pair counting
+    for either module, then only those naming the module; readings, monitor updates,
+    drifts raised in the run's clean history."""
     planned, missed = plan_faults(city, seed, hours)
     if missed:
         print(f"seed {seed}: no free slot for {', '.join(missed)}", file=sys.stderr)
+    if drift_pct is not None:
+        planned = [p if p.event.type != "drift" else replace(p, event=make_event(
+            "drift", p.event.site, p.event.node, p.event.sensor, p.event.start_s,
+            p.event.end_s, {"pct_per_h": drift_pct})) for p in planned]
     anomalies = plan_events(city, seed, hours, anomalies=ANOMALIES)
     start = DEFAULT_START + timedelta(hours=6 * (seed - 1))
-    sim = Simulation(city, seed=seed, start=start,
+    simulated = simulated or city
+    sim = Simulation(simulated, seed=seed, start=start,
                      events=merge_events(anomalies, [p.event for p in planned]))
     drift = CityDrift()
     # Two clean days before the run, other weather (seed + 1000): the drift step's history.
-    warm = warm_drift(Simulation(city, seed=seed + 1000, start=start - timedelta(days=2),
-                                 events=()), drift)
+    warm = warm_drift(Simulation(simulated, seed=seed + 1000,
+                                 start=start - timedelta(days=2), events=()), drift)
     raised, readings, updates = stream(sim, hours, tick_s, drift=drift,
                                        supervised_kiosks=supervised_kiosks,
                                        tested_doors=tested_doors)
-    return match(seed, planned, raised), readings, updates, len(warm)
+    return (match(seed, planned, raised), match(seed, planned, raised, module_named=True),
+            readings, updates, len(warm))
 
 
 def _pct(x: float | None) -> str:
@@ -94,28 +117,51 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--untested-doors", action="store_true",
                         help="door counters without the beam self-test: their heartbeats "
                              "say nothing of a receiver stuck clear or a blocked beam")
+    parser.add_argument("--single-modules", action="store_true",
+                        help="one module per air sensor (the default city): no pair "
+                             "ratio, drift only from the other stations")
+    parser.add_argument("--pair-variation", type=float, default=1.0,
+                        help="scale of the paired modules' response differences "
+                             "(1 = the argued sizes)")
+    parser.add_argument("--drift-pct", type=float, default=None,
+                        help="the injected drifts' rate, %%/h (default 8; sign = direction)")
     args = parser.parse_args(argv)
     if args.hours < 4 or args.tick <= 0:
         parser.error("--hours must be at least 4 and --tick positive")
+    if args.pair_variation < 0 or (args.drift_pct is not None
+                                   and not -100 <= args.drift_pct <= 100):
+        parser.error("--pair-variation must not be negative, --drift-pct within +-100")
     city = City.load()
+    simulated = city if args.single_modules else with_module_pairs(city, args.pair_variation)
     began = time.perf_counter()
     results: list[RunResult] = []
+    named: list[RunResult] = []
     readings = updates = warm = 0
     for seed in args.seeds:
-        res, n, u, w = run_seed(city, seed, args.hours, args.tick,
-                                not args.unsupervised_kiosks, not args.untested_doors)
+        res, by_module, n, u, w = run_seed(city, seed, args.hours, args.tick,
+                                           not args.unsupervised_kiosks,
+                                           not args.untested_doors, simulated, args.drift_pct)
         results.append(res)
+        named.append(by_module)
         readings += n
         updates += u
         warm += w
     spent = time.perf_counter() - began
-    sensor_hours = sum(len(n.sensors) for n in city.nodes) * args.hours * len(args.seeds)
+    sensor_hours = sum(len(n.sensors) for n in simulated.nodes) * args.hours * len(args.seeds)
     print(f"{len(args.seeds)} runs x {args.hours:g} h of the default city (seeds "
           f"{' '.join(map(str, args.seeds))}), {readings} readings, {updates} monitor "
           f"updates, ticks every {args.tick:g} s, grace {GRACE_S / 60:g} min, kiosks "
           f"{'un' if args.unsupervised_kiosks else ''}supervised, doors "
-          f"{'un' if args.untested_doors else 'self-'}tested; {spent:.1f} s\n")
+          f"{'un' if args.untested_doors else 'self-'}tested, air modules "
+          + ("single" if args.single_modules else
+             f"paired (response differences x{args.pair_variation:g})")
+          + (f", drifts {args.drift_pct:+g} %/h" if args.drift_pct is not None else "")
+          + f"; {spent:.1f} s\n")
     print(format_rows(rows_by_type(results)))
+    drift_named = [r for r in rows_by_type(named) if r.name == "drift"]
+    print("\nDrift again, counting only events that name the drifting module (not the "
+          "pair):\n")
+    print(format_rows(drift_named))
     print("\nThe same without the paraclinical departments' nodes and kiosks (the classes "
           "measured before the departments existed; false positives all counted):\n")
     print(format_rows(rows_by_type(results, frozenset({DEPARTMENT, DEPARTMENT_KIOSK}))))

@@ -9,7 +9,8 @@ which the silence rule needs.
 
 The air readings also go, in the same order, through one `CityDrift` for the city
 (the dataflow's step keyed by city, `cloud/detect/drift.py`), after the same
-"not older than the newest checked" filter. A deployment's drift step has days of
+"not older than the newest checked" filter; a drift found between a station's two
+modules is raised with both (`Raised.pair`). A deployment's drift step has days of
 history behind it; the run's comparison starts from a baseline learnt on the clean
 day before the run (`warm_drift`), which holds no fault.
 
@@ -60,6 +61,7 @@ class Raised:
     node: str
     event: FaultEvent
     at_s: float  # simulated offset at which the cloud raised it
+    pair: tuple[str, str] | None = None  # a drift between a station's two modules: both
 
 
 @dataclass
@@ -76,6 +78,7 @@ class FaultFeed:
     drift: CityDrift = field(default_factory=CityDrift)
     nodes: dict[tuple[str, str], HeartbeatMonitor] = field(default_factory=dict)
     updates: int = 0
+    pair_of: dict[FaultEvent, tuple[str, str]] = field(default_factory=dict)  # until raised
 
     def heartbeat(self, site: str, node: str, hb: Heartbeat) -> list[tuple[str, str, FaultEvent]]:
         monitor = self.nodes.get((site, node))
@@ -89,8 +92,10 @@ class FaultFeed:
         if compared is not None:
             seen = self.watches.get((site, node, r.sensor, compared))
             if seen is None or r.ts_ns >= seen.last_ts_ns:
-                events += [(d.series[0], d.series[1], d.event) for d in
-                           self.drift.update((site, node, r.sensor), r.kind, r.ts_ns, r.values)]
+                for d in self.drift.update((site, node, r.sensor), r.kind, r.ts_ns, r.values):
+                    events.append((d.series[0], d.series[1], d.event))
+                    if d.pair is not None:
+                        self.pair_of[d.event] = d.pair
         for name, value in r.values.items():
             key = (site, node, r.sensor, name)
             watch = self.watches.get(key, ...)
@@ -242,4 +247,4 @@ def _feed(feed: FaultFeed, at: float, _: int, site: str, node: str, item: Readin
           ) -> list[Raised]:
     events = (feed.heartbeat(site, node, item) if isinstance(item, Heartbeat)
               else feed.check(site, node, item))
-    return [Raised(s, n, ev, at) for s, n, ev in events]
+    return [Raised(s, n, ev, at, feed.pair_of.pop(ev, None)) for s, n, ev in events]

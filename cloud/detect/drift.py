@@ -25,6 +25,19 @@ each station is compared with them:
   fires on the reading that completes the judged bin, once per excursion (re-armed
   when the sum is back at zero).
 
+A station that carries two modules of a field (`cloud/detect/pair_drift.py`) is also
+judged on their ratio, which sees a drift hours before the other stations could: the
+event names the pair, and names the module when the comparison with the other stations
+can tell (below). Another station's modules enter a sensor's reference as one station
+(their offsets averaged), and the sensor's own station's other module not at all: it
+breathes the same air, so it is no other station.
+
+Attribution of a pair's drift: over the hours judged here since the pair's departure
+began, each module's mean deviation against the other stations; the module whose
+deviation has the pair's sign and is at least twice the other's is named. Otherwise
+(no judged hour yet, fewer than `min_others` other stations, or no clear answer) the
+event's sensor is "<first>+<second>" and its detail says the other stations cannot tell.
+
 Keyed by city in the dataflow: one `CityDrift` holds every air sensor of the city.
 Plain Python, picklable.
 """
@@ -33,11 +46,14 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from cloud.detect.errors import DetectError
 from cloud.detect.faults import FaultEvent, FaultType
+from cloud.detect.pair_drift import PairDeviation, PairDrift, PairDriftSettings
 from urbanpulse.clock import from_epoch_ns
 
 # The field compared per kind: PM2.5 and CO2. (A gain drift is the same on pm1, pm25
@@ -49,12 +65,18 @@ SeriesKey = tuple[str, str, str]  # site, node, sensor
 _NS = 1_000_000_000
 
 
+_RECENT_BINS = 24  # judged deviations kept per sensor, for a pair's attribution
+
+
 @dataclass(frozen=True, slots=True)
 class Drift:
-    """A drift of the sensor `series` (the event's `sensor` is only its id)."""
+    """A drift of the sensor `series` (the event's `sensor` is only its id). For a drift
+    found between the two modules of a station, `pair` names both; `series` then ends
+    with the module named, or with "<first>+<second>" when none could be."""
 
     series: SeriesKey
     event: FaultEvent
+    pair: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +117,8 @@ class _Track:
     down: float = 0.0
     since: int | None = None  # bin where the current excursion began
     fired: bool = False
+    recent: deque[tuple[int, float]] = field(
+        default_factory=lambda: deque(maxlen=_RECENT_BINS))  # judged bins' deviations
 
 
 @dataclass
@@ -108,9 +132,16 @@ class _Field:
 class CityDrift:
     """Drift of every air sensor of one city, from the comparison with the others."""
 
-    def __init__(self, settings: DriftSettings | None = None) -> None:
+    def __init__(self, settings: DriftSettings | None = None,
+                 pair_settings: PairDriftSettings | None = None) -> None:
         self.settings = settings or DriftSettings()
         self._fields: dict[str, _Field] = {}
+        self.pairs = PairDrift(pair_settings)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # a snapshot from before the pair rule has no `pairs`
+        state.setdefault("pairs", PairDrift())
+        self.__dict__.update(state)
 
     def update(self, series: SeriesKey, kind: str, ts_ns: int, values: Mapping[str, float]
                ) -> list[Drift]:
@@ -122,8 +153,15 @@ class CityDrift:
         value = float(values[name])
         if not math.isfinite(value):
             raise DetectError(f"{'/'.join(series)}/{name}: value {value!r} is not finite")
-        s = self.settings
         state = self._fields.setdefault(name, _Field())
+        found = [self._pair_drift(name, state, dev, ts_ns)
+                 for dev in self.pairs.update((series[0], series[1], name), series[2],
+                                              ts_ns, value)]
+        return found + self._cross(series, name, state, ts_ns, value)
+
+    def _cross(self, series: SeriesKey, name: str, state: _Field, ts_ns: int, value: float
+               ) -> list[Drift]:
+        s = self.settings
         index = math.floor(ts_ns / (s.bin_s * _NS))
         if state.judged is not None and index <= state.judged:
             return []  # its bin is judged already: too late to count
@@ -179,6 +217,9 @@ class CityDrift:
                 self._learn(track, series, means)
             if d is None:
                 continue
+            if not hasattr(track, "recent"):  # a track pickled before the pair rule
+                track.recent = deque(maxlen=_RECENT_BINS)
+            track.recent.append((index, d))
             if track.scored < s.learn_bins // 2:
                 track.scored += 1
                 track.scale += (abs(d) * math.sqrt(math.pi / 2) - track.scale) / track.scored
@@ -211,12 +252,49 @@ class CityDrift:
         its usual one; None without enough learnt ratios."""
         s = self.settings
         mine = means[series]
-        offsets = [mine - value - pair[0] for other, value in means.items()
-                   if other != series and other not in drifting
-                   and (pair := track.pairs.get(other)) is not None and pair[1] >= s.learn_bins // 2]
-        if len(offsets) < s.min_others:
+        stations: dict[tuple[str, str], list[float]] = {}
+        for other, value in means.items():
+            if (other[:2] != series[:2] and other not in drifting
+                    and (pair := track.pairs.get(other)) is not None
+                    and pair[1] >= s.learn_bins // 2):
+                stations.setdefault(other[:2], []).append(mine - value - pair[0])
+        if len(stations) < s.min_others:
             return None
-        return statistics.median(offsets)
+        return statistics.median(sum(v) / len(v) for v in stations.values())
+
+    def _pair_drift(self, name: str, state: _Field, dev: PairDeviation, ts_ns: int
+                    ) -> Drift:
+        site, node, _ = dev.key
+        since = math.floor(dev.start_ns / (self.settings.bin_s * _NS))
+        seen: dict[str, float] = {}
+        for module in (dev.first, dev.second):
+            track = state.tracks.get((site, node, module))
+            ds = [d for i, d in getattr(track, "recent", ()) if i >= since]
+            if ds:
+                seen[module] = sum(ds) / len(ds)
+        named = None
+        if len(seen) == 2:
+            # the first module's deviation should carry the ratio's sign, the second's
+            # the opposite one
+            a, b = seen[dev.first], seen[dev.second]
+            sign = 1.0 if dev.ratio > 0 else -1.0
+            if a * sign > 0 and abs(a) >= 2 * abs(b):
+                named = dev.first
+            elif b * sign < 0 and abs(b) >= 2 * abs(a):
+                named = dev.second
+        label = named or f"{dev.first}+{dev.second}"
+        if seen:
+            against = ", ".join(f"{m} {math.exp(d) * 100 - 100:+.0f} %" for m, d in seen.items())
+            why = f"against the other stations since then: {against}"
+        else:
+            why = "no hour judged against the other stations since then"
+        detail = (f"{dev.first}/{dev.second} ratio {math.exp(dev.ratio) * 100 - 100:+.0f} % "
+                  f"against its usual over {dev.bins} bins; "
+                  + (f"{named} drifts ({why})" if named
+                     else f"the other stations cannot tell which module drifts ({why})"))
+        event = FaultEvent(label, name, FaultType.DRIFT, from_epoch_ns(dev.start_ns),
+                           from_epoch_ns(ts_ns), None, detail)
+        return Drift((site, node, label), event, (dev.first, dev.second))
 
     def _learn(self, track: _Track, series: SeriesKey, means: dict[SeriesKey, float]) -> None:
         s = self.settings

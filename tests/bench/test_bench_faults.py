@@ -25,6 +25,7 @@ from cloud.logic.rollup import HOUR_NS
 from urbanpulse.clock import to_epoch_ns
 from urbanpulse.simulate import City, Simulation
 from urbanpulse.simulate.events import make_event
+from urbanpulse.simulate.module_pairs import with_module_pairs
 from urbanpulse.simulate.simulation import DEFAULT_START
 from urbanpulse.simulate.visits import DoorSensor
 from urbanpulse.wire import encode_status, status_topic
@@ -117,7 +118,7 @@ def test_the_departments_leave_the_other_classes_planned_as_without_them() -> No
 
 
 def test_a_short_run_finds_its_faults_without_false_alarms(capsys) -> None:  # type: ignore[no-untyped-def]
-    result, readings, _, warm = run_seed(City.load(), seed=1, hours=4, tick_s=60)
+    result, _, readings, _, warm = run_seed(City.load(), seed=1, hours=4, tick_s=60)
     assert readings > 10_000
     assert warm == 0
     assert result.clean_false_positives == []
@@ -327,3 +328,40 @@ def test_the_doors_entries_come_from_the_driver_s_self_test_run_on_the_beam() ->
     assert 12 <= test.tests <= (3600 + WARM_S) / EVERY_S + 1
     assert test.failures == 0
     assert door.logic.totals[0] > 50  # and the beam's people were counted between tests
+
+
+def test_a_pair_s_drift_detects_either_module_s_fault_unless_the_module_must_be_named(
+        ) -> None:
+    t = datetime(2026, 3, 2, tzinfo=UTC)
+    fault = make_event("drift", "s", "n", "pm", 0, 3600, {})
+    planned = [Planned(fault, "pms5003")]
+
+    def raised(sensor: str, pair: tuple[str, str] | None) -> Raised:
+        return Raised("s", "n", FaultEvent(sensor, "pm25", FaultType.DRIFT, t, t, None, ""),
+                      1800, pair)
+
+    pair = ("pm", "pm-b")
+    for r, station, module in [(raised("pm+pm-b", pair), True, False),
+                               (raised("pm", pair), True, True),
+                               (raised("pm-b", pair), True, False),
+                               (raised("pm-b", None), False, False)]:
+        for module_named, found in ((False, station), (True, module)):
+            res = match(1, planned, [r], module_named=module_named)
+            assert bool(res.outcomes[0].detections) == found
+            assert len(res.false_positives) == (not found)
+
+
+def test_paired_modules_find_a_drift_the_city_cannot_and_name_the_pair() -> None:
+    city = with_module_pairs(City.load())
+    start = DEFAULT_START + timedelta(hours=6)
+    drift = CityDrift()
+    assert warm_drift(Simulation(city, seed=12, start=start - timedelta(days=1), events=()),
+                      drift, days=1.0) == []
+    fault = make_event("drift", "lang-ha", "aq-1", "pms5003", 3600, 4 * 3600,
+                       {"pct_per_h": -8.0})
+    raised, _, _ = stream(Simulation(city, seed=12, start=start, events=[fault]), 5,
+                          drift=drift)
+    drifts = [r for r in raised if r.event.fault == FaultType.DRIFT]
+    assert [(r.site, r.node, r.pair) for r in drifts] == [
+        ("lang-ha", "aq-1", ("pms5003", "pms5003-b"))]
+    assert 3600 < drifts[0].at_s < 4 * 3600 + GRACE_S

@@ -6,6 +6,10 @@ detectors (cloud.logic.events), the step takes a sensor's compared field only in
 order: a reading older than the newest one taken from that sensor (a backlog interleaving
 with live data) is left out, and so is the same reading again (a redelivery).
 
+A drift found between a station's two modules of a field (cloud/detect/pair_drift.py)
+is one event with the modules in its `pair` field; its `sensor` tag is the module the
+other stations point at, or "<first>+<second>" when they cannot tell.
+
 Live, the stations' readings reach the step seconds apart in event time. Catching up on a
 backlog of many hours, the node step takes each node's share of a source batch in turn.
 Stations late in that turn can then find an hour already judged without them, so drift is
@@ -76,6 +80,8 @@ def _event(drift: Drift) -> tuple[Point, Alert]:
         "field": ev.field, "delay_s": ev.delay.total_seconds(), "detail": ev.detail}
     if ev.value is not None:
         fields["value"] = value
+    if drift.pair is not None:  # found between a station's two modules: both, by id
+        fields["pair"] = "+".join(drift.pair)
     tags = {"site": site, "node": node, "sensor": sensor, "kind": kind, "type": str(ev.fault)}
     return ((RP_RAW, line(EVENTS, tags, fields, at)),
             Alert(site, node, sensor, kind, str(ev.fault), ev.field,

@@ -1,0 +1,242 @@
+"""Sensor drift, seen between the two modules of one station.
+
+A station that carries two modules of one kind (a PurpleAir carries two laser counters,
+channels A and B) measures the same air twice: the station's own air, which moves PM
+by tens of percent within the hour, cancels in the ratio of the two, and what remains
+is the modules' noise and their slowly varying difference in response (humidity,
+particle mix, ageing: a few percent over a day). A drift of one module moves that
+ratio at its own rate, which is what this rule looks for:
+
+* Each module's readings are summed up per `bin_s` bin of event time by their median
+  (spikes do not move it), over at least `min_readings`; a bin where one value holds
+  more than half the readings is left out (a stuck module: its own rule reports it), and so is a bin where
+  one module's readings scatter (interquartile range / median) over `scatter` and over
+  `scatter_ratio` times the other's: the same air, so a spiking module. A bin is judged once
+  both modules have readings in a later bin, or once one of them is `max_lag_bins`
+  ahead (the other is silent: that bin is skipped). Its log ratio r = log(median of
+  the first module) - log(median of the second), modules in id order.
+* The usual ratio is a mean of r, fed with a delay of `delay_bins`: the mean of the
+  first `learn_bins` ratios, then followed at `follow` per bin. The delay keeps a
+  drift's first hours out of it, the following keeps the slow difference in response
+  in it. It does not follow while the pair is out of line.
+* The deviation d is the mean of the last `smooth_bins` ratios minus the usual one;
+  the threshold is max(`shift`, `spread` x the pair's scale), the scale being the mean
+  absolute d while the pair is in line (learnt over `learn_bins`, then followed).
+* A drift is |d| above the threshold for `persist` judged bins in a row, of one sign.
+  It starts at the first bin of that run whose |d| exceeded a third of the threshold,
+  and fires on the reading that completes the last bin of the run, once; re-armed
+  when |d| is back under half the threshold. A pair out of line for `accept_bins` takes
+  its current ratio as the usual one (the drift was reported; a module replaced by
+  one of another gain is reported once, then compared afresh).
+
+Which module drifted the pair cannot say: the ratio moves the same whichever one
+moves. `PairDrift` reports the pair; `cloud/detect/drift.py` names the module when
+the other stations can tell. Both directions and any rate are judged alike; a rate
+so slow that the usual ratio follows it (well under a percent an hour) is not a
+drift to this rule.
+
+Plain Python, picklable.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import Counter, deque
+from dataclasses import dataclass, field
+
+from cloud.detect.errors import DetectError
+
+PairKey = tuple[str, str, str]  # site, node, field
+
+_NS = 1_000_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class PairDriftSettings:
+    bin_s: float = 900.0
+    max_lag_bins: int = 4
+    min_readings: int = 10  # per module and bin
+    scatter: float = 0.3  # a bin's relative spread that is never a spiking module's...
+    scatter_ratio: float = 3.0  # ...nor one at most this many times the other module's
+    delay_bins: int = 4
+    learn_bins: int = 32
+    follow: float = 1 / 24
+    smooth_bins: int = 3
+    shift: float = 0.12
+    spread: float = 4.0
+    persist: int = 1
+    accept_bins: int = 96
+    log_floor: float = 1.0  # values below this are taken as this (logs of ~0)
+
+    def __post_init__(self) -> None:
+        if (not self.bin_s > 0 or self.max_lag_bins < 1 or self.min_readings < 1
+                or self.delay_bins < 0 or self.learn_bins < 2 or not 0 < self.follow < 1
+                or self.smooth_bins < 1 or not self.shift > 0 or self.spread < 0
+                or self.persist < 1 or self.accept_bins < 1 or not self.log_floor > 0
+                or not self.scatter > 0 or self.scatter_ratio < 1):
+            raise DetectError(f"invalid pair drift settings {self}")
+
+
+@dataclass(frozen=True, slots=True)
+class PairDeviation:
+    """A pair found out of line: `first` / `second` its modules (id order), `ratio` how
+    far their log ratio moved from the usual one (positive: the first reads higher
+    than usual against the second), `start_ns` the start of the bin where it began,
+    `bins` the bins judged since then."""
+
+    key: PairKey
+    first: str
+    second: str
+    ratio: float
+    start_ns: int
+    bins: int
+
+
+@dataclass
+class _Open:
+    index: int
+    values: list[float] = field(default_factory=list)
+
+    def level(self, least: int) -> tuple[float, float] | None:
+        """The bin's median and relative spread (interquartile range / median); None
+        with fewer than `least` readings or one value in more than half of them (a
+        stuck module, reported as such by its own rule: no ratio to judge)."""
+        v = self.values
+        if len(v) < least or 2 * max(Counter(v).values()) > len(v):
+            return None
+        q1, mid, q3 = statistics.quantiles(v, n=4)
+        return mid, (q3 - q1) / mid if mid > 0 else math.inf
+
+
+@dataclass
+class _Pair:
+    modules: list[str] = field(default_factory=list)  # at most two, sorted
+    current: dict[str, _Open] = field(default_factory=dict)
+    # bin -> module -> (median, relative spread)
+    done: dict[int, dict[str, tuple[float, float]]] = field(default_factory=dict)
+    judged: int | None = None
+    # ratios not yet taken into the usual one: bin, ratio, judged while found drifting
+    delayed: deque[tuple[int, float, bool]] = field(default_factory=deque)
+    usual: float = 0.0
+    learnt: int = 0
+    scale: float = 0.0
+    scaled: int = 0
+    run: int = 0  # judged bins in a row beyond the threshold, signed by their side
+    since: int | None = None  # bin where the current departure began
+    side: int = 0  # its sign
+    fired: bool = False
+    out_bins: int = 0  # judged bins since the pair went out of line
+    recent: deque[tuple[int, float]] = field(default_factory=deque)
+
+
+class PairDrift:
+    """Drift of every pair of like modules of the stations that carry two."""
+
+    def __init__(self, settings: PairDriftSettings | None = None) -> None:
+        self.settings = settings or PairDriftSettings()
+        self._pairs: dict[PairKey, _Pair] = {}
+
+    def update(self, key: PairKey, module: str, ts_ns: int, value: float
+               ) -> list[PairDeviation]:
+        """One reading of `module` of the station and field `key`; the pairs it finds
+        out of line. A station with more than two modules of a field is judged on the
+        first two by id seen (the others are ignored)."""
+        if not math.isfinite(value):
+            raise DetectError(f"{'/'.join(key)}/{module}: value {value!r} is not finite")
+        s = self.settings
+        pair = self._pairs.get(key)
+        if pair is None:
+            pair = self._pairs[key] = _Pair()
+        if module not in pair.modules:
+            if len(pair.modules) == 2:
+                return []
+            pair.modules = sorted([*pair.modules, module])
+        index = math.floor(ts_ns / (s.bin_s * _NS))
+        if pair.judged is not None and index <= pair.judged:
+            return []  # too late: its bin is judged
+        current = pair.current.get(module)
+        if current is None or current.index != index:
+            if current is not None and current.index > index:
+                return []  # stamped before its current bin (a clock set back): skipped
+            if current is not None and (level := current.level(s.min_readings)) is not None:
+                pair.done.setdefault(current.index, {})[module] = level
+            current = pair.current[module] = _Open(index)
+        current.values.append(value)
+        if len(pair.modules) < 2:
+            return []
+        return self._judge(key, pair)
+
+    def _judge(self, key: PairKey, pair: _Pair) -> list[PairDeviation]:
+        s = self.settings
+        heads = [c.index for m in pair.modules if (c := pair.current.get(m)) is not None]
+        if len(heads) < 2:
+            return []
+        ready = max(min(heads) - 1, max(heads) - s.max_lag_bins)
+        found: list[PairDeviation] = []
+        for index in sorted(i for i in pair.done if i <= ready):
+            means = pair.done.pop(index)
+            pair.judged = index
+            (first, a), (second, b) = (means.get(m, (0.0, math.inf)) for m in pair.modules)
+            if max(a, b) <= max(s.scatter, s.scatter_ratio * min(a, b)):
+                ratio = (math.log(max(first, s.log_floor))
+                         - math.log(max(second, s.log_floor)))
+                dev = self._ratio(key, pair, index, ratio)
+                if dev is not None:
+                    found.append(dev)
+        # the open bins of a module whose partner is far ahead are dropped with them
+        for m, c in pair.current.items():
+            if c.index <= ready:
+                pair.current[m] = _Open(c.index)
+        return found
+
+    def _ratio(self, key: PairKey, pair: _Pair, index: int, ratio: float
+               ) -> PairDeviation | None:
+        s = self.settings
+        pair.delayed.append((index, ratio, pair.fired))
+        pair.recent.append((index, ratio))
+        while pair.recent and pair.recent[0][0] <= index - s.smooth_bins:
+            pair.recent.popleft()
+        out = pair.run != 0 or pair.fired
+        while pair.delayed and pair.delayed[0][0] <= index - s.delay_bins:
+            _, old, drifting = pair.delayed.popleft()
+            if drifting:  # judged while the pair was found drifting: never usual
+                continue
+            if pair.learnt < s.learn_bins:
+                pair.learnt += 1
+                pair.usual += (old - pair.usual) / pair.learnt
+            elif not out:
+                pair.usual += s.follow * (old - pair.usual)
+        if pair.learnt < s.learn_bins:
+            return None
+        d = sum(r for _, r in pair.recent) / len(pair.recent) - pair.usual
+        if pair.scaled < s.learn_bins:  # the pair's own spread, before judging
+            pair.scaled += 1
+            pair.scale += (abs(d) - pair.scale) / pair.scaled
+            return None
+        limit = max(s.shift, s.spread * pair.scale)
+        side = (d > 0) - (d < 0)
+        if pair.fired:
+            pair.out_bins += 1
+            if abs(d) < limit / 2 or pair.out_bins >= s.accept_bins:
+                if abs(d) >= limit / 2:  # out of line for long: the new usual ratio
+                    pair.usual += d
+                    pair.delayed.clear()
+                pair.fired, pair.run, pair.since, pair.out_bins = False, 0, None, 0
+            return None
+        if abs(d) < limit / 3:
+            pair.since = None
+        elif pair.since is None or side != pair.side:
+            pair.since, pair.side = index, side
+        if abs(d) <= limit:
+            pair.run = 0
+            if abs(d) < limit / 3:  # in line: the scale follows
+                pair.scale += s.follow * (abs(d) - pair.scale)
+            return None
+        pair.run = pair.run + side if pair.run * side > 0 else side
+        if abs(pair.run) < s.persist:
+            return None
+        pair.fired, pair.out_bins = True, 0
+        since = pair.since if pair.since is not None else index
+        return PairDeviation(key, pair.modules[0], pair.modules[1], d,
+                             int(since * s.bin_s * _NS), index - since + 1)

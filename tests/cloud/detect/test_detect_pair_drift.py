@@ -1,0 +1,186 @@
+"""Drift between the two modules of a station (cloud/detect/pair_drift.py, and its
+events through cloud/detect/drift.py) on hand-made series: the station's air moves by
+tens of percent, the modules' ratio by a few, and one module's gain moves."""
+
+from __future__ import annotations
+
+import math
+import pickle
+import random
+from collections.abc import Callable
+
+import pytest
+
+from cloud.detect import DetectError, FaultType
+from cloud.detect.drift import CityDrift, Drift
+from cloud.detect.pair_drift import PairDeviation, PairDrift, PairDriftSettings
+
+BIN_NS = 900_000_000_000
+T0_NS = 1_770_000_000 * 1_000_000_000 // BIN_NS * BIN_NS
+KEY = ("s", "aq", "pm25")
+Gain = Callable[[float], float]  # hours -> multiplier of one module
+
+
+def _one(h: float) -> float:
+    return 1.0
+
+
+def station(hours: float, gain_a: Gain = _one, gain_b: Gain = _one, seed: int = 1,
+            wander: float = 0.03, drop_b: tuple[float, float] | None = None
+            ) -> list[tuple[str, int, float]]:
+    """PM2.5 every minute from modules "a" and "b" (b's gain 0.93): local air moving
+    +-40 % within hours, each module's noise (6 %), and a realistic slow disagreement:
+    their ratio wanders by `wander` over a period of 17 h."""
+    rng = random.Random(seed)
+    out = []
+    for k in range(int(hours * 60)):
+        h = k / 60
+        air = 50 * math.exp(0.3 * math.sin(h / 2) + 0.2 * math.sin(h * 1.7))
+        differ = wander * math.sin(2 * math.pi * h / 17)
+        ts = T0_NS + k * 60_000_000_000
+        out.append(("a", ts, air * math.exp(differ + 0.06 * rng.gauss(0, 1)) * gain_a(h)))
+        if drop_b is None or not drop_b[0] <= h < drop_b[1]:
+            out.append(("b", ts + 3_000_000_000,
+                        0.93 * air * math.exp(0.06 * rng.gauss(0, 1)) * gain_b(h)))
+    return out
+
+
+def feed(rule: PairDrift, readings: list[tuple[str, int, float]]
+         ) -> list[tuple[float, PairDeviation]]:
+    found = []
+    for module, ts, value in readings:
+        found += [((ts - T0_NS) / 3.6e12, d) for d in rule.update(KEY, module, ts, value)]
+    return found
+
+
+def ramp(rate_per_h: float, start: float, end: float = math.inf) -> Gain:
+    return lambda h: 1 + rate_per_h * (min(h, end) - start) if h >= start else 1.0
+
+
+@pytest.mark.parametrize(("rate", "latest_h"), [(0.08, 3.0), (-0.08, 3.0), (0.2, 1.5),
+                                                (-0.2, 1.5), (0.03, 5.0)])
+def test_a_drift_of_either_sign_and_rate_is_found_and_its_start_is_near(
+        rate: float, latest_h: float) -> None:
+    found = feed(PairDrift(), station(40, gain_a=ramp(rate, 30)))
+    assert len(found) == 1
+    at, dev = found[0]
+    assert 30 < at < 30 + latest_h
+    assert (dev.first, dev.second) == ("a", "b")
+    assert dev.ratio * rate > 0  # the first module reads higher when its gain grows
+    # where the ratio left a third of the threshold (0.04) against a usual ratio that
+    # follows the pair's slow disagreement: sooner at a higher rate
+    assert 29.5 < (dev.start_ns - T0_NS) / 3.6e12 < 30.5 + 0.08 / abs(rate)
+
+
+def test_the_second_module_drifting_moves_the_ratio_the_other_way() -> None:
+    found = feed(PairDrift(), station(40, gain_b=ramp(0.08, 30)))
+    assert [d.ratio < 0 for _, d in found] == [True]
+
+
+def test_a_clean_pair_with_a_realistic_disagreement_raises_nothing() -> None:
+    for seed in range(3):
+        assert feed(PairDrift(), station(72, seed=seed, wander=0.04)) == []
+
+
+def test_a_drift_ended_is_not_raised_again_when_the_ratio_comes_back() -> None:
+    found = feed(PairDrift(), station(60, gain_a=lambda h: 1.3 if 30 <= h < 36 else 1.0))
+    assert len(found) == 1
+    assert 30 < found[0][0] < 31
+
+
+def test_a_module_dropping_out_pauses_the_pair_and_is_no_drift() -> None:
+    rule = PairDrift()
+    assert feed(rule, station(60, drop_b=(30, 34))) == []
+    # and a drift after it is still found
+    rule = PairDrift()
+    assert len(feed(rule, station(60, gain_a=ramp(0.1, 40), drop_b=(30, 34)))) == 1
+
+
+def test_a_pair_out_of_line_for_a_day_takes_its_new_ratio() -> None:
+    found = feed(PairDrift(), station(80, gain_a=lambda h: 1.4 if h >= 30 else 1.0))
+    assert len(found) == 1  # a module replaced by one of another gain: reported once
+
+
+def test_spiking_or_stuck_readings_are_no_drift() -> None:
+    rng = random.Random(5)
+    readings = station(40)
+    spiky = [(m, ts, v * 6 if m == "a" and 30 * 3.6e12 <= ts - T0_NS < 33 * 3.6e12
+              and rng.random() < 0.5 else v) for m, ts, v in readings]
+    assert feed(PairDrift(), spiky) == []
+    stuck = [(m, ts, 42.0 if m == "a" and 30 * 3.6e12 <= ts - T0_NS < 33 * 3.6e12 else v)
+             for m, ts, v in readings]
+    assert feed(PairDrift(), stuck) == []
+
+
+def test_state_pickles_midway() -> None:
+    readings = station(40, gain_a=ramp(-0.1, 30))
+    whole = feed(PairDrift(), readings)
+    first = PairDrift()
+    half = len(readings) * 3 // 4  # within the drift
+    found = feed(first, readings[:half])
+    found += feed(pickle.loads(pickle.dumps(first)), readings[half:])
+    assert found == whole
+    assert len(whole) == 1
+
+
+def test_bad_values_and_settings_are_refused() -> None:
+    with pytest.raises(DetectError, match="not finite"):
+        PairDrift().update(KEY, "a", T0_NS, math.inf)
+    with pytest.raises(DetectError, match="invalid pair drift settings"):
+        PairDriftSettings(shift=0)
+
+
+def _city(hours: float, drifting: Gain, local_sd: float = 0.1
+          ) -> list[tuple[tuple[str, str, str], int, float]]:
+    """Four other stations with one module each, and station "s" with two, "a" drifting;
+    every station's air its own mix of the city's weather and local variation."""
+    rng = random.Random(3)
+    keep = math.exp(-1 / 40)
+    local = [0.0] * 5
+    out = []
+    for k in range(int(hours * 60)):
+        h = k / 60
+        weather = 40 * (1.5 + math.sin(2 * math.pi * h / 24))
+        ts = T0_NS + k * 60_000_000_000
+        for i in range(5):
+            local[i] = keep * local[i] + local_sd * math.sqrt(1 - keep**2) * rng.gauss(0, 1)
+            air = weather * math.exp(local[i])
+            if i == 0:
+                out.append((("s", "aq", "a"), ts, air * drifting(h)
+                            * math.exp(0.06 * rng.gauss(0, 1))))
+                out.append((("s", "aq", "b"), ts, air * math.exp(0.06 * rng.gauss(0, 1))))
+            else:
+                out.append(((f"o{i}", "aq", "pm"), ts, air * math.exp(0.06 * rng.gauss(0, 1))))
+    return out
+
+
+def _drifts(readings: list[tuple[tuple[str, str, str], int, float]]) -> list[Drift]:
+    drift = CityDrift()
+    found: list[Drift] = []
+    for series, ts, value in readings:
+        found += drift.update(series, "air.pm", ts, {"pm25": round(value, 1)})
+    return found
+
+
+def test_the_city_step_raises_the_pair_s_drift_and_names_the_module_the_others_point_at(
+        ) -> None:
+    found = _drifts(_city(60, ramp(0.08, 50)))
+    pair = [d for d in found if d.pair is not None]
+    assert len(pair) == 1
+    d = pair[0]
+    assert d.pair == ("a", "b")
+    assert d.event.fault == FaultType.DRIFT
+    assert d.event.field == "pm25"
+    assert d.series[:2] == ("s", "aq")
+    assert d.series[2] in {"a", "a+b"}  # named when the other stations can tell, never b
+    assert d.event.sensor == d.series[2]
+    assert "ratio +" in d.event.detail
+
+
+def test_a_slow_drift_is_named_when_the_other_stations_have_seen_it() -> None:
+    # local air quiet enough for the other stations to tell within the hours the pair
+    # takes to find a slow drift
+    found = [d for d in _drifts(_city(60, ramp(-0.03, 50), local_sd=0.02))
+             if d.pair is not None]
+    assert [d.series[2] for d in found] == ["a"]
+    assert "a drifts" in found[0].event.detail
