@@ -245,14 +245,16 @@ def test_a_message_scored_per_field_raises_its_events_in_reading_order(
     bounds = sorted({0, len(readings), *(len(readings) - c for c in cuts)})
     one: dict[str, SensorWatch] = {}
     batch: dict[str, SensorWatch] = {}
-    points: tuple[list[Point], list[Point]] = ([], [])
+    silent: dict[str, SensorWatch] = {}  # no alerts asked for
+    points: tuple[list[Point], list[Point], list[Point]] = ([], [], [])
     alerts: tuple[list[Alert], list[Alert]] = ([], [])
     for start, end in itertools.pairwise(bounds):
         message = readings[start:end]
         for r in message:
             points[0].extend(one.setdefault(r.sensor, SensorWatch()).check("hn", "n1", r, alerts[0]))
         points[1].extend(check_readings("hn", "n1", message, batch, alerts[1]))
-    assert points[0] == points[1]
+        points[2].extend(check_readings("hn", "n1", message, silent))
+    assert points[0] == points[1] == points[2]
     assert alerts[0] == alerts[1]
     assert list(one) == list(batch)
     for sensor, watch in one.items():
