@@ -159,7 +159,10 @@ class PairDrift:
         if current is None or current.index != index:
             if current is not None and current.index > index:
                 return []  # stamped before its current bin (a clock set back): skipped
-            if current is not None and (level := current.level(s.min_readings)) is not None:
+            # a bin is kept for judging only once the station has shown both modules:
+            # a station with one module has no ratio, and its bins would pile up unjudged
+            if (current is not None and len(pair.modules) == 2
+                    and (level := current.level(s.min_readings)) is not None):
                 pair.done.setdefault(current.index, {})[module] = level
             current = pair.current[module] = _Open(index)
         current.values.append(value)

@@ -184,3 +184,17 @@ def test_a_slow_drift_is_named_when_the_other_stations_have_seen_it() -> None:
              if d.pair is not None]
     assert [d.series[2] for d in found] == ["a"]
     assert "a drifts" in found[0].event.detail
+
+
+def _state_bytes(hours: float, modules: tuple[str, ...]) -> int:
+    rule = PairDrift()
+    for k in range(int(hours * 60)):
+        for m in modules:
+            rule.update(KEY, m, T0_NS + k * 60_000_000_000, 40.0 + k % 7)
+    return len(pickle.dumps(rule))
+
+
+@pytest.mark.parametrize("modules", [("a",), ("a", "b")])
+def test_the_state_does_not_grow_with_time(modules: tuple[str, ...]) -> None:
+    # a station with one module has no pair to judge: nothing of its bins may pile up
+    assert _state_bytes(240, modules) < 1.2 * _state_bytes(24, modules)
