@@ -29,6 +29,14 @@ ratio at its own rate, which is what this rule looks for:
   its current ratio as the usual one (the drift was reported; a module replaced by
   one of another gain is reported once, then compared afresh).
 
+Which modules form a pair is declared by their ids, as the simulator names them
+(`urbanpulse/simulate/module_pairs.py`): a sensor `<id><second_suffix>` ("-b" by
+default, e.g. "pms5003" and "pms5003-b") is the second module of the sensor `<id>` of
+the same node, and the two are paired on each field they share. Nothing else is
+paired: two sensors of one kind on a node that are not so named (an indoor and an
+outdoor module, say) are not the same air, and a third module ("pms5003-c") is left
+out. A sensor without its partner keeps no state here.
+
 Which module drifted the pair cannot say: the ratio moves the same whichever one
 moves. `PairDrift` reports the pair; `cloud/detect/drift.py` names the module when
 the other stations can tell. Both directions and any rate are judged alike; a rate
@@ -44,10 +52,12 @@ import math
 import statistics
 from collections import Counter, deque
 from dataclasses import dataclass, field
+from typing import Any
 
 from cloud.detect.errors import DetectError
 
 PairKey = tuple[str, str, str]  # site, node, field
+_Slot = tuple[str, str, str, str]  # site, node, field, first module
 
 _NS = 1_000_000_000
 
@@ -68,13 +78,14 @@ class PairDriftSettings:
     persist: int = 1
     accept_bins: int = 96
     log_floor: float = 1.0  # values below this are taken as this (logs of ~0)
+    second_suffix: str = "-b"  # `<id><second_suffix>` is the second module of `<id>`
 
     def __post_init__(self) -> None:
         if (not self.bin_s > 0 or self.max_lag_bins < 1 or self.min_readings < 1
                 or self.delay_bins < 0 or self.learn_bins < 2 or not 0 < self.follow < 1
                 or self.smooth_bins < 1 or not self.shift > 0 or self.spread < 0
                 or self.persist < 1 or self.accept_bins < 1 or not self.log_floor > 0
-                or not self.scatter > 0 or self.scatter_ratio < 1):
+                or not self.scatter > 0 or self.scatter_ratio < 1 or not self.second_suffix):
             raise DetectError(f"invalid pair drift settings {self}")
 
 
@@ -111,7 +122,7 @@ class _Open:
 
 @dataclass
 class _Pair:
-    modules: list[str] = field(default_factory=list)  # at most two, sorted
+    modules: list[str] = field(default_factory=list)  # the pair's modules seen, sorted
     current: dict[str, _Open] = field(default_factory=dict)
     # bin -> module -> (median, relative spread)
     done: dict[int, dict[str, tuple[float, float]]] = field(default_factory=dict)
@@ -135,22 +146,33 @@ class PairDrift:
 
     def __init__(self, settings: PairDriftSettings | None = None) -> None:
         self.settings = settings or PairDriftSettings()
-        self._pairs: dict[PairKey, _Pair] = {}
+        self._pairs: dict[_Slot, _Pair] = {}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # pairs of a snapshot that paired any two modules of a field (keyed by the field
+        # only) start afresh
+        state["_pairs"] = {k: v for k, v in state["_pairs"].items() if len(k) == 4}
+        self.__dict__.update(state)
 
     def update(self, key: PairKey, module: str, ts_ns: int, value: float
                ) -> list[PairDeviation]:
         """One reading of `module` of the station and field `key`; the pairs it finds
-        out of line. A station with more than two modules of a field is judged on the
-        first two by id seen (the others are ignored)."""
+        out of line. Only a module and its declared second one are judged (above)."""
         if not math.isfinite(value):
             raise DetectError(f"{'/'.join(key)}/{module}: value {value!r} is not finite")
         s = self.settings
-        pair = self._pairs.get(key)
-        if pair is None:
-            pair = self._pairs[key] = _Pair()
+        suffix = s.second_suffix
+        if module.endswith(suffix) and len(module) > len(suffix):
+            slot = (*key, module[:-len(suffix)])
+            pair = self._pairs.get(slot)
+            if pair is None:
+                pair = self._pairs[slot] = _Pair()
+        else:
+            found = self._pairs.get((*key, module))
+            if found is None:
+                return []  # no second module of it seen: nothing to pair
+            pair = found
         if module not in pair.modules:
-            if len(pair.modules) == 2:
-                return []
             pair.modules = sorted([*pair.modules, module])
         index = math.floor(ts_ns / (s.bin_s * _NS))
         if pair.judged is not None and index <= pair.judged:

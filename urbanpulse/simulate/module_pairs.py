@@ -3,8 +3,9 @@ station carries two laser counters (channels A and B): the redundancy the drift 
 needs (cloud/detect/pair_drift.py).
 
 `with_module_pairs(city)` adds beside each air module `<id>` a second one `<id>-b` of
-the same driver and gives both the response differences two real modules have, so that
-their ratio is not cleaner than in the field:
+the same driver (the ids by which the drift rule knows a pair: its `second_suffix`)
+and gives both the response differences two real modules have, so that their ratio
+is not cleaner than in the field:
 
 * a constant gain of the second module against the first, 0.9 to 1.1 (unit-to-unit
   spread of low-cost PM and NDIR modules; learnt by the rule, not a fault);

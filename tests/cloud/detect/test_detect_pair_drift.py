@@ -14,6 +14,7 @@ import pytest
 from cloud.detect import DetectError, FaultType
 from cloud.detect.drift import CityDrift, Drift
 from cloud.detect.pair_drift import PairDeviation, PairDrift, PairDriftSettings
+from urbanpulse.simulate.module_pairs import SECOND
 
 BIN_NS = 900_000_000_000
 T0_NS = 1_770_000_000 * 1_000_000_000 // BIN_NS * BIN_NS
@@ -28,7 +29,7 @@ def _one(h: float) -> float:
 def station(hours: float, gain_a: Gain = _one, gain_b: Gain = _one, seed: int = 1,
             wander: float = 0.03, drop_b: tuple[float, float] | None = None
             ) -> list[tuple[str, int, float]]:
-    """PM2.5 every minute from modules "a" and "b" (b's gain 0.93): local air moving
+    """PM2.5 every minute from modules "a" and "a-b" (a-b's gain 0.93): local air moving
     +-40 % within hours, each module's noise (6 %), and a realistic slow disagreement:
     their ratio wanders by `wander` over a period of 17 h."""
     rng = random.Random(seed)
@@ -40,7 +41,7 @@ def station(hours: float, gain_a: Gain = _one, gain_b: Gain = _one, seed: int = 
         ts = T0_NS + k * 60_000_000_000
         out.append(("a", ts, air * math.exp(differ + 0.06 * rng.gauss(0, 1)) * gain_a(h)))
         if drop_b is None or not drop_b[0] <= h < drop_b[1]:
-            out.append(("b", ts + 3_000_000_000,
+            out.append(("a-b", ts + 3_000_000_000,
                         0.93 * air * math.exp(0.06 * rng.gauss(0, 1)) * gain_b(h)))
     return out
 
@@ -65,7 +66,7 @@ def test_a_drift_of_either_sign_and_rate_is_found_and_its_start_is_near(
     assert len(found) == 1
     at, dev = found[0]
     assert 30 < at < 30 + latest_h
-    assert (dev.first, dev.second) == ("a", "b")
+    assert (dev.first, dev.second) == ("a", "a-b")
     assert dev.ratio * rate > 0  # the first module reads higher when its gain grows
     # where the ratio left a third of the threshold (0.04) against a usual ratio that
     # follows the pair's slow disagreement: sooner at a higher rate
@@ -148,7 +149,7 @@ def _city(hours: float, drifting: Gain, local_sd: float = 0.1
             if i == 0:
                 out.append((("s", "aq", "a"), ts, air * drifting(h)
                             * math.exp(0.06 * rng.gauss(0, 1))))
-                out.append((("s", "aq", "b"), ts, air * math.exp(0.06 * rng.gauss(0, 1))))
+                out.append((("s", "aq", "a-b"), ts, air * math.exp(0.06 * rng.gauss(0, 1))))
             else:
                 out.append(((f"o{i}", "aq", "pm"), ts, air * math.exp(0.06 * rng.gauss(0, 1))))
     return out
@@ -168,11 +169,11 @@ def test_the_city_step_raises_the_pair_s_drift_and_names_the_module_the_others_p
     pair = [d for d in found if d.pair is not None]
     assert len(pair) == 1
     d = pair[0]
-    assert d.pair == ("a", "b")
+    assert d.pair == ("a", "a-b")
     assert d.event.fault == FaultType.DRIFT
     assert d.event.field == "pm25"
     assert d.series[:2] == ("s", "aq")
-    assert d.series[2] in {"a", "a+b"}  # named when the other stations can tell, never b
+    assert d.series[2] in {"a", "a+a-b"}  # named when the other stations can tell, never a-b
     assert d.event.sensor == d.series[2]
     assert "ratio +" in d.event.detail
 
@@ -194,7 +195,41 @@ def _state_bytes(hours: float, modules: tuple[str, ...]) -> int:
     return len(pickle.dumps(rule))
 
 
-@pytest.mark.parametrize("modules", [("a",), ("a", "b")])
+@pytest.mark.parametrize("modules", [("a",), ("a-b",), ("a", "a-b")])
 def test_the_state_does_not_grow_with_time(modules: tuple[str, ...]) -> None:
     # a station with one module has no pair to judge: nothing of its bins may pile up
     assert _state_bytes(240, modules) < 1.2 * _state_bytes(24, modules)
+
+
+def _renamed(readings: list[tuple[str, int, float]], names: dict[str, str]
+             ) -> list[tuple[str, int, float]]:
+    return [(names.get(m, m), ts, v) for m, ts, v in readings]
+
+
+def test_only_modules_declared_a_pair_by_their_ids_are_paired() -> None:
+    # two PM sensors of one node that are no pair (say the hall's and the entrance's):
+    # one of them moving against the other is the air, not a drift
+    readings = station(40, gain_a=ramp(0.2, 30))
+    assert feed(PairDrift(), _renamed(readings, {"a": "pm-hall", "a-b": "pm-door"})) == []
+    # the suffix that declares a second module is a setting
+    rule = PairDrift(PairDriftSettings(second_suffix="-2"))
+    assert [(d.first, d.second) for _, d in feed(rule, _renamed(readings, {"a-b": "a-2"}))
+            ] == [("a", "a-2")]
+    with pytest.raises(DetectError, match="invalid pair drift settings"):
+        PairDriftSettings(second_suffix="")
+
+
+def test_a_third_module_of_the_field_neither_joins_nor_displaces_the_pair() -> None:
+    # "c" reports first, and moves on its own: the station's pair is still a / a-b
+    rng = random.Random(9)
+    readings = [("c", ts - 1_000_000_000, v * (1.5 if ts - T0_NS > 20 * 3.6e12 else 1.0)
+                 * math.exp(0.05 * rng.gauss(0, 1)))
+                for m, ts, v in station(40, gain_a=ramp(0.1, 30)) if m == "a"]
+    mixed = sorted(readings + station(40, gain_a=ramp(0.1, 30)), key=lambda r: r[1])
+    found = feed(PairDrift(), mixed)
+    assert [(d.first, d.second) for _, d in found] == [("a", "a-b")]
+    assert 30 < found[0][0] < 33
+
+
+def test_the_simulator_names_its_second_modules_as_the_rule_expects() -> None:
+    assert PairDriftSettings().second_suffix == SECOND
