@@ -1,0 +1,1 @@
+"""`python -m bench.influx.run`: influxd's CPU per point written, by setting and write format."""
