@@ -141,6 +141,13 @@ class Window:
         texts, keys = float_texts(), field_keys()
         if self.first is not None:  # one reading: its values are the mean, low, high and last
             values = self.first[1]
+            if len(values) == 1 and self.count == 1:  # a bed pad's reading, say: its text made once per value
+                ((name, v),) = values.items()
+                if type(v) is int or v:  # (not 0.0 or -0.0: one key, two texts)
+                    held = _held_texts.get((name, v))
+                    if held is None:
+                        held = _held_text(name, v)
+                    return held
             parts = [f"count={self.count}i"]
             for name in sorted(values) if len(values) > 1 else values:
                 k = keys.get(name) or field_key(name)
@@ -163,6 +170,21 @@ class Window:
             r_mean = r_last if a[0] == 1 and a[1] is last else repr(a[1] / a[0])
             parts.append(f"{k}_mean={r_mean},{k}_min={r_low},{k}_max={r_high},{k}_last={r_last}")
         return ",".join(parts)
+
+
+# (field, value) -> the field text of a window holding one reading of that one value
+_held_texts: dict[tuple[str, float], str] = {}
+_HELD_TEXTS_MAX = 20_000
+
+
+def _held_text(name: str, value: float) -> str:
+    k = field_key(name)
+    r = float_text(value)
+    text = f"count=1i,{k}_mean={r},{k}_min={r},{k}_max={r},{k}_last={r}"
+    if len(_held_texts) >= _HELD_TEXTS_MAX:
+        _held_texts.clear()
+    _held_texts[(name, value)] = text
+    return text
 
 
 class SensorRollup:
