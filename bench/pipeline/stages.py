@@ -18,6 +18,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import orjson
+
 from bench.pipeline.workload import Workload, generate
 from cloud.gc_policy import tune_for_streaming
 from cloud.journal import Journal, JournalRecord
@@ -47,6 +49,8 @@ def measure(workload: Workload) -> dict[str, float]:
     records = _records(workload)
     out: dict[str, float] = {}
     out["json.loads only"] = _timed(lambda: [json.loads(r.payload) for r in records]) / n * 1e6
+    out["orjson.loads only (decode_record's parser)"] = _timed(
+        lambda: [orjson.loads(r.payload) for r in records]) / n * 1e6
     decoded: list[tuple[NodeData | None, list[Point]]] = []
     out["decode_record"] = _timed(lambda: decoded.extend(decode_record(r, 4096) for r in records)) / n * 1e6
     data = [d for d, _ in decoded if d is not None]

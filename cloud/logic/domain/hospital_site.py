@@ -64,12 +64,14 @@ class HospitalSite:
                 continue
             wards = self.wards[rp]
             starts = sorted({s for snaps in wards.values() for s in snaps if s >= ward_from[rp]})
+            # each ward's snapshot starts sorted once for all the windows (`latest_at`)
+            ordered = [(sorted(snaps), snaps) for snaps in wards.values()]
             for start in starts:
                 total = [0, 0, 0, 0]
-                for snaps in wards.values():
-                    snap = latest_at(snaps, start)
-                    if snap is not None:
-                        total = [a + b for a, b in zip(total, snap, strict=True)]
+                for keys, snaps in ordered:
+                    i = bisect.bisect_right(keys, start)
+                    if i:
+                        total = [a + b for a, b in zip(total, snaps[keys[i - 1]], strict=True)]
                 out.append((rp, line("hospital_occupancy", tags, occupancy_fields(*total), start)))
         for hour in sorted(flow_hours):
             nodes = self.flow[hour].values()
@@ -96,6 +98,7 @@ class HospitalSite:
 
 def latest_at(snaps: dict[int, tuple[int, int, int, int]], start: int
               ) -> tuple[int, int, int, int] | None:
+    """A ward's latest snapshot at or before `start` (what `process` sums per window)."""
     keys = sorted(snaps)
     i = bisect.bisect_right(keys, start)
     return snaps[keys[i - 1]] if i else None

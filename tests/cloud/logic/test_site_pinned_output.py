@@ -1,0 +1,75 @@
+"""The per-hospital (site) step's output pinned byte for byte, so that a faster
+`HospitalSite.process` cannot change a point. The digests were computed by the code before
+its ward snapshots were sorted once per call (commit 3574abd), on the benchmark's own
+city: once in order, and once with the messages shuffled, a fifth of them replayed and a
+1-hour horizon (eviction), with the updates of several messages per call as the dataflow
+batches them."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from datetime import UTC, datetime
+from functools import cache
+
+import pytest
+
+from bench.pipeline.workload import Workload, generate
+from cloud.journal import JournalRecord
+from cloud.logic.domain.hospital import SiteUpdate
+from cloud.logic.domain.hospital_site import HospitalSite
+from cloud.logic.node import NodeState
+from cloud.logic.records import decode_record
+
+NOW = datetime(2026, 6, 1, 12, tzinfo=UTC)  # generate() is then deterministic
+HOUR_NS = 3600 * 10**9
+
+
+@cache
+def _workload() -> Workload:
+    return generate(20_000, now=NOW)
+
+
+def _site_points(shuffle: bool, horizon_ns: int, group: int) -> tuple[str, int]:
+    w = _workload()
+    msgs = list(enumerate(w.messages))
+    if shuffle:
+        random.Random(7).shuffle(msgs)
+        msgs += msgs[: len(msgs) // 5]
+    nodes: dict[str, NodeState] = {}
+    sites: dict[str, HospitalSite] = {}
+    pending: dict[str, list[SiteUpdate]] = {}
+    digest = hashlib.sha256()
+    count = 0
+
+    def flush() -> None:
+        nonlocal count
+        for site, updates in pending.items():
+            state = sites.setdefault(site, HospitalSite(horizon_ns))
+            for rp, ln in state.process(site, updates):
+                digest.update(f"{rp}\t{ln}\n".encode())
+                count += 1
+        pending.clear()
+
+    for n, (i, m) in enumerate(msgs):
+        data, _ = decode_record(JournalRecord("i0", i + 1, w.last_ts_ns + i * 10_000_000, m.topic,
+                                              m.payload), 4096)
+        if data is None:
+            continue
+        state = nodes.setdefault(data.key, NodeState(horizon_ns, False))
+        state.process(data)
+        for u in state.take_site_updates():
+            pending.setdefault(u.site, []).append(u)
+        if n % group == group - 1:
+            flush()
+    flush()
+    return digest.hexdigest(), count
+
+
+@pytest.mark.parametrize(("shuffle", "horizon_ns", "group", "expected"), [
+    (False, 6 * HOUR_NS, 3, ("cfecce91339a2170abfad4188fa71fd0ec2ecab50d7594d0428adf146684158f", 1428)),
+    (True, HOUR_NS, 2, ("ac45d829887999aece465af6d5981b0234be0cd49c928a83db740416bdd9524e", 1222)),
+], ids=["in-order", "messy"])
+def test_site_points_are_those_of_the_code_before(shuffle: bool, horizon_ns: int, group: int,
+                                                  expected: tuple[str, int]) -> None:
+    assert _site_points(shuffle, horizon_ns, group) == expected
