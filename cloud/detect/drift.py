@@ -33,10 +33,15 @@ can tell (below). Another station's modules enter a sensor's reference as one st
 breathes the same air, so it is no other station.
 
 Attribution of a pair's drift: over the hours judged here since the pair's departure
-began, each module's mean deviation against the other stations; the module whose
-deviation has the pair's sign and is at least twice the other's is named. Otherwise
-(no judged hour yet, fewer than `min_others` other stations, or no clear answer) the
-event's sensor is "<first>+<second>" and its detail says the other stations cannot tell.
+began, each module's mean deviation against the other stations. Both carry the
+station's own air, which moves them alike against the others; the module that did not
+drift is the one whose deviation is the air's alone. A module is named when its
+deviation has the pair's sign and the other's is at least 19 times likelier than its
+own to be the air's alone (each normal about 0, the sd the sensors' scale over the
+hours seen): a drift of 20-30 % against an hourly air of 15 % takes some hours to be
+told. Otherwise (no judged hour yet, fewer than `min_others` other stations, or no
+clear answer) the event's sensor is "<first>+<second>" and its detail says the other
+stations cannot tell.
 
 Keyed by city in the dataflow: one `CityDrift` holds every air sensor of the city.
 Plain Python, picklable.
@@ -66,6 +71,7 @@ _NS = 1_000_000_000
 
 
 _RECENT_BINS = 24  # judged deviations kept per sensor, for a pair's attribution
+_NAME_LOG_ODDS = math.log(19)  # a module is named at odds of 19 to 1 (95 %)
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,20 +273,29 @@ class CityDrift:
         site, node, _ = dev.key
         since = math.floor(dev.start_ns / (self.settings.bin_s * _NS))
         seen: dict[str, float] = {}
+        hours: list[int] = []
+        scales: list[float] = []
         for module in (dev.first, dev.second):
             track = state.tracks.get((site, node, module))
             ds = [d for i, d in getattr(track, "recent", ()) if i >= since]
-            if ds:
+            if track is not None and ds:
                 seen[module] = sum(ds) / len(ds)
+                hours.append(len(ds))
+                scales.append(max(self.settings.scale_floor, track.scale))
         named = None
         if len(seen) == 2:
-            # the first module's deviation should carry the ratio's sign, the second's
-            # the opposite one
+            # Both modules breathe the station's own air, which moves both against the
+            # other stations: a = air + drift of the first, b = air - drift of the
+            # second. The module that did not move is the one whose deviation is
+            # the air's alone, so which one is judged by how likely each deviation is
+            # as the air's (normal, sd the tracks' scale over the hours seen).
             a, b = seen[dev.first], seen[dev.second]
+            sd2 = (scales[0] ** 2 + scales[1] ** 2) / 2 / min(hours)
+            odds = (a * a - b * b) / (2 * sd2)  # log odds: the first moved, not the second
             sign = 1.0 if dev.ratio > 0 else -1.0
-            if a * sign > 0 and abs(a) >= 2 * abs(b):
+            if a * sign > 0 and odds >= _NAME_LOG_ODDS:
                 named = dev.first
-            elif b * sign < 0 and abs(b) >= 2 * abs(a):
+            elif b * sign < 0 and -odds >= _NAME_LOG_ODDS:
                 named = dev.second
         label = named or f"{dev.first}+{dev.second}"
         if seen:
