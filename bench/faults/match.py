@@ -3,10 +3,10 @@
 An event detects a fault when
 * it names the fault's target: the same site, node and sensor (for a clock jump,
   which hits a whole node, any sensor of that node). A drift found between a
-  station's two modules names the pair: it names the fault's sensor when the sensor
-  is one of the pair ("station found", the default), or, matching with
-  `module_named`, only when the event names that module itself (the other stations
-  told which module drifted);
+  station's two modules names the pair: an event naming neither module names the
+  fault's sensor when the sensor is one of the pair ("station found", the default);
+  an event naming a module names only that one, and matching with `module_named`
+  only such an event counts (the other stations told which module drifted);
 * its type is one the fault can show as (`ACCEPTS`): a cut serial cable sends
   nothing, so SILENCE detects it; readings a node stamps before ones the cloud
   already has are dropped by the dataflow, so a clock set back looks like SILENCE;
@@ -79,7 +79,10 @@ def _names(r: Raised, p: Planned, module_named: bool = False) -> bool:
         return False
     if e.sensor is None or e.sensor == r.event.sensor:
         return True
-    return not module_named and r.pair is not None and e.sensor in r.pair
+    # an event of the pair that names neither module (an event naming the other
+    # module would have the good one swapped: no detection)
+    return (not module_named and r.pair is not None and e.sensor in r.pair
+            and r.event.sensor not in r.pair)
 
 
 def match(run: int, planned: Sequence[Planned], raised: Sequence[Raised],
