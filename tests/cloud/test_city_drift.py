@@ -80,3 +80,40 @@ def test_only_compared_air_fields_of_sensors_past_warmup_go_to_the_step() -> Non
     co2 = Reading("co2-1", "air.co2", T0_NS, 1, {"co2": 420.0})
     loop = Reading("loop-1", "traffic.loop", T0_NS, 1, {"count": 3.0})
     assert drift_inputs("hn", "n", [pm, warming, co2, loop]) == [("hn", "n", pm), ("hn", "n", co2)]
+
+
+def _inventing(ids: int, hours: int = 24) -> list[AirReading]:
+    """A node sending CO2 under `ids` sensor ids of its own making, one after the other."""
+    return [("hn", "aq-x", Reading(f"co2-{k % ids}", "air.co2", T0_NS + k * 60_000_000_000,
+                                   k, {"co2": 420.0 + k % 5}))
+            for k in range(hours * 60)]
+
+
+def test_a_node_inventing_sensor_ids_does_not_grow_the_state_and_the_others_go_on() -> None:
+    sizes = []
+    for ids in (40, 400):  # uncapped: 45 kB, then 1 MB
+        step = CityAir()
+        step.process(_inventing(ids))
+        sizes.append(len(pickle.dumps(step)))
+    assert sizes[1] < 1.1 * sizes[0]
+    readings = city(72, drifting=3)
+    junk = _inventing(400, 72)
+    mixed = sorted(readings + junk, key=lambda r: r[2].ts_ns)
+    assert CityAir().process(mixed) == CityAir().process(readings)
+
+
+def test_a_snapshot_from_before_the_pair_rule_and_the_cap_resumes() -> None:
+    readings = city(72, drifting=3)
+    whole = CityAir().process(readings)
+    first = CityAir()
+    head = first.process(readings[:1500])
+    # what such a snapshot lacks: the step's count of sensors per node, the pair rule,
+    # the deviations a track keeps for a pair's attribution
+    del first.sensors, first.refused, first.drift.pairs
+    for state in first.drift._fields.values():
+        for track in state.tracks.values():
+            del track.recent
+    resumed: CityAir = pickle.loads(pickle.dumps(first))
+    tail = resumed.process(readings[1500:] + _inventing(400, 72))
+    assert (head[0] + tail[0], head[1] + tail[1]) == whole
+    assert len(resumed.newest) == 5 + 16

@@ -6,6 +6,12 @@ detectors (cloud.logic.events), the step takes a sensor's compared field only in
 order: a reading older than the newest one taken from that sensor (a backlog interleaving
 with live data) is left out, and so is the same reading again (a redelivery).
 
+A node's compared sensors are its first `MAX_SENSORS_PER_NODE` (16; an air station
+carries a few modules): a node inventing sensor ids would otherwise grow the step's
+state without end, quadratically (each sensor learns its ratio to every other one). The
+node step refuses a node's sensors only past its own, larger cap, and hands the step
+every reading of a message.
+
 A drift found between a station's two modules of a field (cloud/detect/pair_drift.py)
 is one event with the modules in its `pair` field; its `sensor` tag is the module the
 other stations point at, or "<first>+<second>" when they cannot tell.
@@ -19,7 +25,9 @@ judged on fewer stations until the backlog is through.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Iterable
+from typing import Any
 
 from cloud.detect.drift import DRIFT_FIELDS, CityDrift, Drift, DriftSettings
 from cloud.logic.events import EVENTS, Alert
@@ -32,6 +40,7 @@ CITY = "city"  # the step's one key: every site is in one city
 KIND_OF_FIELD = {name: kind for kind, name in DRIFT_FIELDS.items()}
 
 AirReading = tuple[str, str, Reading]  # site, node, reading
+MAX_SENSORS_PER_NODE = 16
 
 
 def drift_inputs(site: str, node: str, readings: Iterable[Reading]) -> list[AirReading]:
@@ -49,6 +58,14 @@ class CityAir:
     def __init__(self, settings: DriftSettings | None = None) -> None:
         self.drift = CityDrift(settings)
         self.newest: dict[tuple[str, str, str], tuple[int, int]] = {}  # series -> (ts, seq)
+        self.sensors: dict[tuple[str, str], int] = {}  # node -> its sensors in `newest`
+        self.refused = 0  # readings of a node's sensors past MAX_SENSORS_PER_NODE
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        if "sensors" not in state:  # a snapshot from before the cap
+            state["refused"] = 0
+            state["sensors"] = Counter((site, node) for site, node, _ in state["newest"])
+        self.__dict__.update(state)
 
     def process(self, readings: Iterable[AirReading]) -> tuple[list[Point], list[Alert]]:
         points: list[Point] = []
@@ -60,7 +77,13 @@ class CityAir:
                 continue
             series = (site, node, r.sensor)
             last = self.newest.get(series)
-            if last is not None and (r.ts_ns < last[0] or (r.ts_ns, r.seq) == last):
+            if last is None:
+                known = self.sensors.get((site, node), 0)
+                if known >= MAX_SENSORS_PER_NODE:
+                    self.refused += 1
+                    continue
+                self.sensors[(site, node)] = known + 1
+            elif r.ts_ns < last[0] or (r.ts_ns, r.seq) == last:
                 continue
             self.newest[series] = (r.ts_ns, r.seq)
             for drift in self.drift.update(series, r.kind, r.ts_ns, r.values):
