@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import statistics
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 from bench.influx.measure import Sample
 
@@ -18,16 +21,24 @@ class Summary:
     influxd_mean: float
     client_median: float  # CPU s per 100,000 points
     rate_median: float  # points/s
+    paired: float | None  # median over rounds of this round's cost / base's in the same round
 
     def vs(self, base: Summary) -> tuple[float, float]:
         """Median and mean relative to `base` (1.0: the same cost)."""
         return self.influxd_median / base.influxd_median, self.influxd_mean / base.influxd_mean
 
 
+def _paired(runs: list[Sample], base: dict[int, Sample]) -> float | None:
+    ratios = [s.influxd_per_100k / base[s.round].influxd_per_100k for s in runs
+              if s.round in base and base[s.round].influxd_cpu_s > 0]
+    return statistics.median(ratios) if ratios else None
+
+
 def summarise(samples: list[Sample]) -> list[Summary]:
     by_variant: dict[str, list[Sample]] = {}
     for s in samples:
         by_variant.setdefault(s.variant, []).append(s)
+    base = {s.round: s for s in by_variant.get("base", [])}
     out = []
     for name, runs in by_variant.items():
         out.append(Summary(
@@ -36,17 +47,38 @@ def summarise(samples: list[Sample]) -> list[Summary]:
             statistics.median(s.influxd_per_100k for s in runs),
             sum(s.influxd_cpu_s for s in runs) / sum(s.points for s in runs) * 100_000,
             statistics.median(s.client_per_100k for s in runs),
-            statistics.median(s.rate for s in runs)))
+            statistics.median(s.rate for s in runs), _paired(runs, base)))
     return out
 
 
 def table(summaries: list[Summary]) -> str:
     base = next((s for s in summaries if s.variant == "base"), None)
     head = ("| variant | points/round | influxd CPU s per 100k points: min / median / mean "
-            "| vs base (median, mean) | client CPU s per 100k | write rate points/s |")
+            "| vs base: medians, means, paired | client CPU s per 100k | write rate points/s |")
     rows = [head, "|" + "---|" * 6]
-    for s in summaries:
+    for s in sorted(summaries, key=lambda s: (s.variant != "base", s.variant)):
         ratio = "" if base is None else "{:.2f}, {:.2f}".format(*s.vs(base))
+        if s.paired is not None:
+            ratio += f", {s.paired:.2f}"
         rows.append(f"| {s.variant} | {s.points:,} | {s.influxd_min:.3f} / {s.influxd_median:.3f} / "
                     f"{s.influxd_mean:.3f} | {ratio} | {s.client_median:.3f} | {s.rate_median:,.0f} |")
     return "\n".join(rows)
+
+
+def main(argv: list[str]) -> int:
+    """`python -m bench.influx.report SAMPLES.json`: the table of a run's --out file."""
+    if len(argv) != 1:
+        print("usage: python -m bench.influx.report SAMPLES.json", file=sys.stderr)
+        return 2
+    try:
+        rows = json.loads(Path(argv[0]).read_text())
+        samples = [Sample(**row) for row in rows]
+    except (OSError, ValueError, TypeError) as exc:
+        print(f"cannot read samples from {argv[0]}: {exc}", file=sys.stderr)
+        return 1
+    print(table(summarise(samples)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

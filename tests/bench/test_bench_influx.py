@@ -4,12 +4,14 @@ points all stored, its CPU counted). No timing is asserted: the numbers belong t
 
 from __future__ import annotations
 
+import json
 import tomllib
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
 
-from bench.influx.measure import CALL_POINTS, Sender, requests, write_once
+from bench.influx.measure import CALL_POINTS, Sample, Sender, requests, write_once
 from bench.influx.points import (
     PointSet,
     count_and_means,
@@ -20,6 +22,7 @@ from bench.influx.points import (
     timestamp,
     without_seq,
 )
+from bench.influx.report import main as report_main
 from bench.influx.report import summarise, table
 from bench.influx.server import Server, with_settings
 from bench.influx.variants import Rewrite, Variant, select
@@ -131,3 +134,25 @@ def test_a_measured_write_stores_every_point_and_counts_influxds_cpu(points: Poi
         (sample.influxd_cpu_s + again.influxd_cpu_s) / (2 * len(points.points)) * 100_000)
     assert f"| gzip | {len(points.points):,} |" in table(summarise([sample, again]))
 
+
+
+def test_report_pairs_each_round_with_base_and_reads_a_runs_samples(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    def sample(variant: str, round_no: int, cpu: float) -> Sample:
+        return Sample(variant, round_no, 200_000, 40, cpu, 0.1, 2.0)
+
+    samples = [sample("base", 1, 1.0), sample("gzip", 1, 1.2), sample("base", 2, 2.0), sample("gzip", 2, 2.2),
+               sample("base", 3, 1.0), sample("gzip", 3, 1.3)]
+    by_name = {s.variant: s for s in summarise(samples)}
+    gzip = by_name["gzip"]
+    assert gzip.paired == pytest.approx(1.2)  # rounds: 1.2, 1.1, 1.3
+    assert gzip.influxd_median == pytest.approx(0.65)  # 1.3 s per 200,000 points
+    assert gzip.vs(by_name["base"]) == pytest.approx((1.3, 4.7 / 4.0))
+    path = tmp_path / "samples.json"
+    path.write_text(json.dumps([asdict(s) for s in samples]))
+    assert report_main([str(path)]) == 0
+    # mean: 4.7 s over 600,000 points
+    row = "| gzip | 200,000 | 0.600 / 0.650 / 0.783 | 1.30, 1.18, 1.20 | 0.050 | 100,000 |"
+    assert row in capsys.readouterr().out
+    path.write_text('[{"variant": "base"}]')
+    assert report_main([str(path)]) == 1
