@@ -36,12 +36,13 @@ Attribution of a pair's drift: over the hours judged here since the pair's depar
 began, each module's mean deviation against the other stations. Both carry the
 station's own air, which moves them alike against the others; the module that did not
 drift is the one whose deviation is the air's alone. A module is named when its
-deviation has the pair's sign and the other's is at least 19 times likelier than its
+deviation has the pair's sign, the other's is at least 19 times likelier than its
 own to be the air's alone (each normal about 0, the sd the sensors' scale over the
-hours seen): a drift of 20-30 % against an hourly air of 15 % takes some hours to be
-told. Otherwise (no judged hour yet, fewer than `min_others` other stations, or no
-clear answer) the event's sensor is "<first>+<second>" and its detail says the other
-stations cannot tell.
+hours seen) and within 2 sd of 0 (an air far off for both tells nothing): a drift
+of 20-30 % against an hourly air of 15 % takes some hours to be told. Otherwise (no
+judged hour yet, fewer than `min_others` other stations, or no clear answer) the
+event's sensor is "<first>+<second>" and its detail says the other stations cannot
+tell.
 
 Keyed by city in the dataflow: one `CityDrift` holds every air sensor of the city.
 Plain Python, picklable.
@@ -292,10 +293,12 @@ class CityDrift:
             a, b = seen[dev.first], seen[dev.second]
             sd2 = (scales[0] ** 2 + scales[1] ** 2) / 2 / min(hours)
             odds = (a * a - b * b) / (2 * sd2)  # log odds: the first moved, not the second
+            # and the module kept must itself look like the air alone (within 2 sd):
+            # when the air is far off for both, the farther module only follows signs
             sign = 1.0 if dev.ratio > 0 else -1.0
-            if a * sign > 0 and odds >= _NAME_LOG_ODDS:
+            if a * sign > 0 and odds >= _NAME_LOG_ODDS and b * b <= 4 * sd2:
                 named = dev.first
-            elif b * sign < 0 and -odds >= _NAME_LOG_ODDS:
+            elif b * sign < 0 and -odds >= _NAME_LOG_ODDS and a * a <= 4 * sd2:
                 named = dev.second
         label = named or f"{dev.first}+{dev.second}"
         if seen:

@@ -202,6 +202,18 @@ def test_the_station_s_own_air_moving_both_modules_does_not_get_the_other_module
     assert found[0].series[2] in {"a", "a+a-b"}
 
 
+@pytest.mark.parametrize("rate", [-0.08, -0.03, 0.03, 0.08])
+@pytest.mark.parametrize("own", [0.3, 3.0])
+def test_a_station_air_far_off_the_others_names_no_module(rate: float, own: float) -> None:
+    # the station's own air three times above or below its usual against the others
+    # while "a" drifts: neither module's deviation is the air's alone, so neither is
+    # named (whichever is farther out only follows the air's and the drift's signs)
+    found = [d for d in _drifts(_city(60, ramp(rate, 50),
+                                      own_air=lambda h: own if 50 <= h < 58 else 1.0))
+             if d.pair is not None]
+    assert [d.series[2] for d in found] == ["a+a-b"]
+
+
 def _state_bytes(hours: float, modules: tuple[str, ...]) -> int:
     rule = PairDrift()
     for k in range(int(hours * 60)):
