@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from cloud.logic.lines import field_key, field_keys, float_text, float_texts
 
@@ -34,6 +35,7 @@ class FieldAgg:
 # [n, total, low, high, last_ts, last]
 N, TOTAL, LOW, HIGH, LAST_TS, LAST = range(6)
 UNKNOWN_OLDEST = -(2**63)
+COMPACT_ROLLUP = "rollup-2"  # the first item of a SensorRollup's pickled state since it is compact
 
 
 Reading = tuple[int, Mapping[str, float]]  # (ts_ns, values) as the reading came
@@ -202,11 +204,30 @@ class SensorRollup:
         self.ordered = True  # `windows` holds its starts in increasing order
         self.too_late = 0
 
-    def __setstate__(self, state: tuple[None, dict[str, object]]) -> None:
-        # Snapshots from before these were kept: the next evict looks at every window.
+    def __getstate__(self) -> tuple[object, ...]:
+        # The windows as the plain tuples they pickle as: a Window object costs pickle a
+        # reduce call of its own, which was most of the time of a node's snapshot.
+        return (COMPACT_ROLLUP, self.width_ns, self.horizon_ns, self.newest_ns, self.oldest_ns,
+                self.ordered, self.too_late, [w.__getstate__() for w in self.windows.values()])
+
+    def __setstate__(self, state: tuple[Any, ...]) -> None:
+        if state[0] == COMPACT_ROLLUP:
+            (_, self.width_ns, self.horizon_ns, self.newest_ns, self.oldest_ns, self.ordered,
+             self.too_late, compact) = state
+            windows: dict[int, Window] = {}
+            for window_state in compact:
+                window = Window.__new__(Window)
+                window.__setstate__(window_state)
+                windows[window.start_ns] = window
+            self.windows = windows
+            return
+        # A snapshot from before the compact form: (None, slots). Older ones kept neither
+        # oldest_ns nor ordered: the next evict looks at every window.
         self.oldest_ns = UNKNOWN_OLDEST
         self.ordered = False
-        for name, value in state[1].items():
+        slots = state[1]
+        assert isinstance(slots, dict)
+        for name, value in slots.items():
             setattr(self, name, value)
 
     def add(self, ts_ns: int, values: Mapping[str, float]) -> Window | None:

@@ -1,0 +1,74 @@
+"""A rollup pickles its windows as plain tuples (compact): it resumes with the same windows,
+order, bookkeeping and later output as the rollup it was taken from, and a rollup pickled
+in the form before (Python's default state of a slotted object) still loads."""
+
+from __future__ import annotations
+
+import pickle
+
+from cloud.logic.rollup import MINUTE_NS, SensorRollup, Window
+
+T0 = 1_795_000_000_000_000_000
+
+
+def _rollup() -> SensorRollup:
+    r = SensorRollup(MINUTE_NS, 10 * MINUTE_NS)
+    for i, ts in enumerate([T0, T0 + 5, T0 + 3 * MINUTE_NS, T0 + MINUTE_NS, T0 + 2]):
+        window = r.window(ts)
+        assert window is not None
+        if window.count == 0:
+            window.hold(ts, {"pm25": 1.5 + i, "pm10": -0.0})
+        else:
+            window.add(ts, {"pm25": 1.5 + i, "pm10": 0})
+    r.too_late = 3
+    return r
+
+
+def _state(r: SensorRollup) -> dict[str, object]:
+    return {name: getattr(r, name) for name in SensorRollup.__slots__}
+
+
+def _texts(r: SensorRollup) -> list[tuple[int, str]]:
+    return [(start, w.field_text()) for start, w in r.windows.items()]
+
+
+def test_a_compact_snapshot_resumes_the_same_rollup() -> None:
+    r = _rollup()
+    assert not r.ordered  # a window made out of order
+    resumed: SensorRollup = pickle.loads(pickle.dumps(r, protocol=pickle.HIGHEST_PROTOCOL))
+    held = T0 + 3 * MINUTE_NS - (T0 + 3 * MINUTE_NS) % MINUTE_NS
+    assert r.windows[held].first is not None
+    assert resumed.windows[held].first is not None  # a held reading stays held
+    assert _state(resumed) == _state(r)  # (comparing windows reads their fields: settles them)
+    assert list(resumed.windows) == list(r.windows)
+    for rollup in (r, resumed):
+        window = rollup.window(T0 + 12 * MINUTE_NS)
+        assert window is not None
+        window.hold(T0 + 12 * MINUTE_NS, {"pm25": 9.0})
+        rollup.evict()
+    assert _texts(resumed) == _texts(r)
+    assert _state(resumed) == _state(r)
+
+
+def test_a_rollup_pickled_in_the_form_before_still_loads() -> None:
+    r = _rollup()
+    old = SensorRollup.__new__(SensorRollup)
+    old.__setstate__((None, {name: getattr(r, name) for name in SensorRollup.__slots__}))
+    assert _state(old) == {**_state(r), "oldest_ns": old.oldest_ns, "ordered": False}
+    assert _texts(old) == _texts(r)
+
+
+def test_windows_shared_values_stay_shared_in_a_snapshot() -> None:
+    """A reading held by its minute and its hour window is one dict in both, and stays one
+    after a snapshot (pickle's memo), so a snapshot is no bigger than the state."""
+    values = {"occupied": 1}
+    minute, hour = SensorRollup(MINUTE_NS, MINUTE_NS), SensorRollup(60 * MINUTE_NS, MINUTE_NS)
+    for rollup in (minute, hour):
+        window = rollup.window(T0)
+        assert isinstance(window, Window)
+        window.hold(T0, values)
+    m, h = pickle.loads(pickle.dumps((minute, hour)))
+    first_m, first_h = next(iter(m.windows.values())).first, next(iter(h.windows.values())).first
+    assert first_m is not None
+    assert first_h is not None
+    assert first_m[1] is first_h[1]
