@@ -64,6 +64,10 @@ class Fields:
         self._used.add(name)
         return self.raw.get(name)
 
+    def value(self, name: str) -> Any:
+        """The raw value of `name` (None when absent), for a driver's own checks."""
+        return self._get(name)
+
     def pin(self, name: str) -> int:
         value = self._get(name)
         if value is None:

@@ -10,10 +10,12 @@ import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from edge.drivers.base import DriverContext, Emit, Sample
 from edge.drivers.queue_kiosk import store
 from edge.drivers.queue_kiosk.logic import QueueEvent, QueueKiosk, TicketState
+from edge.drivers.queue_kiosk.service_hours import ServiceHours, parse_service_hours
 from edge.drivers.queue_kiosk.supervision import CABLE, READY, KioskSupervision
 from edge.gpio.params import Fields, InputWiring
 from edge.gpio.runtime import GpioDriver, RawEdge
@@ -34,6 +36,7 @@ class QueueKioskParams:
     supervision_pin: int | None = None  # the cable's loopback pair; None: unsupervised
     ready_pin: int | None = None  # the kiosk's "in service" output; None: not read
     fault_delay_s: float = 1.0
+    ready_hours: ServiceHours | None = None  # when the ready line is judged; None: always
 
     @property
     def supervision_lines(self) -> tuple[str, ...]:
@@ -70,6 +73,13 @@ def parse_params(raw: Mapping[str, Any], key: str) -> QueueKioskParams:
     if not supervised and ready_pin is None and f.has("fault_delay_s"):
         raise f.error("fault_delay_s", "only used with supervision or a ready_pin")
     named.update(supervision_pin=supervision_pin, ready_pin=ready_pin)
+    ready_hours = None
+    if f.has("ready_hours") or f.has("timezone") or f.has("ready_closed"):
+        if ready_pin is None:
+            name = next(n for n in ("ready_hours", "timezone", "ready_closed") if f.has(n))
+            raise f.error(name, "only used with a ready_pin")
+        ready_hours = parse_service_hours(f.value("ready_hours"), f.value("ready_closed"),
+                                          f.value("timezone"), key)
     f.distinct_pins(named)
     counters = f.integer_list("counter_numbers", 0, MAX_COUNTER)
     if counters is None:
@@ -83,7 +93,8 @@ def parse_params(raw: Mapping[str, Any], key: str) -> QueueKioskParams:
                               wiring=f.wiring(),
                               debounce_s=f.number("debounce_s", 0.03, 0.0, 0.5),
                               supervision_pin=supervision_pin, ready_pin=ready_pin,
-                              fault_delay_s=f.number("fault_delay_s", 1.0, 0.0, 60.0))
+                              fault_delay_s=f.number("fault_delay_s", 1.0, 0.0, 60.0),
+                              ready_hours=ready_hours)
     f.finish()
     return params
 
@@ -136,6 +147,7 @@ class QueueKioskDriver(GpioDriver):
         self.params = params
         self.logic: QueueKiosk | None = None
         self.supervised: KioskSupervision | None = None
+        self._zone: ZoneInfo | None = None
 
     async def _saved_state(self) -> TicketState | None:
         keeper, key = self.ctx.state, store.state_key(self.sensor_id)
@@ -148,8 +160,10 @@ class QueueKioskDriver(GpioDriver):
         return None
 
     async def start(self, levels: list[bool], now: float, emit: Emit) -> _KioskRun:
-        state = await self._saved_state()
         params = self.params
+        if params.ready_hours is not None:
+            self._zone = await asyncio.to_thread(params.ready_hours.zone)
+        state = await self._saved_state()
         first = 1 + len(params.counters)
         self.logic = QueueKiosk(counters=params.counters, bounce_s=params.debounce_s,
                                 levels=levels[:first], t0=now, state=state)
@@ -161,10 +175,16 @@ class QueueKioskDriver(GpioDriver):
 
     def supervision(self) -> dict[str, str | bool] | None:
         """For the node's heartbeat: {"cable": "ok" | "cut", "ready": bool}, the lines
-        wired only; None when unsupervised or not running."""
+        wired only, "ready" only within `ready_hours`; None when unsupervised or not
+        running."""
         if self.supervised is None or not self.running:
             return None
-        return self.supervised.report(self.ctx.clock.monotonic())
+        report = self.supervised.report(self.ctx.clock.monotonic())
+        hours, zone = self.params.ready_hours, self._zone
+        if hours is not None and zone is not None \
+                and not hours.covers(self.ctx.clock.now().astimezone(zone)):
+            report.pop(READY, None)  # switched off on purpose, maybe: nothing to say
+        return report
 
     def describe(self) -> dict[str, Any]:
         out = super().describe()

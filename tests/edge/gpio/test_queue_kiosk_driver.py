@@ -175,7 +175,7 @@ def test_the_agent_puts_a_running_kiosk_s_supervision_in_its_heartbeat(gpio: Any
     agent = Agent(load_config(tmp_path / "node.toml"), pin_factory=gpio.provider)
     agent.outbox.open()
     loop = gpio.factory.pin(19)
-    [sensor] = agent.config.sensors
+    sensor = agent.config.sensors[0]  # kiosk-opd, supervised around the clock
 
     async def scenario() -> None:
         assert "supervision" not in agent.health()["drivers"]["kiosk-opd"]

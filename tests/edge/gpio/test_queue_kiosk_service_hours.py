@@ -1,0 +1,128 @@
+"""A kiosk's ready line judged only within its opening hours (`ready_hours`): parsing
+(every bad value names its exact key), the schedule itself, and the driver's heartbeat
+entry on gpiozero MockFactory pins (a Pi's GPIO chip cannot run here)."""
+
+import asyncio
+import time
+import tomllib
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+import edge.drivers.queue_kiosk
+from edge.drivers.base import DriverContext
+from edge.drivers.queue_kiosk.driver import build, parse_params
+from edge.drivers.queue_kiosk.service_hours import ServiceHours, parse_service_hours
+from edge.errors import DriverError
+from urbanpulse.errors import ConfigError
+
+HANOI = ZoneInfo("Asia/Ho_Chi_Minh")
+BASE = {"issue_pin": 16, "call_pins": [20, 21], "debounce_s": 0.003, "ready_pin": 13,
+        "fault_delay_s": 0.05}
+HOURS = dict(BASE, ready_hours=["mon-fri 07:00-16:30", "sat 07:00-11:30"],
+             ready_closed=["2027-02-08"], timezone="Asia/Ho_Chi_Minh")
+
+
+def _local(text: str) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=HANOI)
+
+
+def test_the_sample_s_hours_parse() -> None:
+    sample = Path(edge.drivers.queue_kiosk.__file__).parent / "sample.toml"
+    sensors = tomllib.loads(sample.read_text())["sensors"]
+    hours = parse_params(sensors[1], "sensors[1]").ready_hours
+    assert hours is not None
+    assert hours.timezone == "Asia/Ho_Chi_Minh"
+    assert hours.covers(_local("2027-03-01T07:00"))  # a Monday
+    assert date(2027, 2, 8) in hours.closed  # a TOML date
+
+
+def test_opening_hours_by_weekday_end_excluded_closed_dates_and_wrapping_ranges() -> None:
+    hours = parse_params(HOURS, "s").ready_hours
+    assert hours is not None
+    assert not hours.covers(_local("2027-03-01T06:59"))  # Monday
+    assert hours.covers(_local("2027-03-01T07:00"))
+    assert hours.covers(_local("2027-03-05T16:29"))  # Friday
+    assert not hours.covers(_local("2027-03-05T16:30"))
+    assert hours.covers(_local("2027-03-06T11:29"))  # Saturday
+    assert not hours.covers(_local("2027-03-06T12:00"))
+    assert not hours.covers(_local("2027-03-07T10:00"))  # Sunday
+    assert not hours.covers(_local("2027-02-08T10:00"))  # a Monday, closed (Tet)
+    weekend = parse_service_hours(["sat-mon 08:00-24:00", "wed,fri 00:00-01:00"], None,
+                                  "UTC", "s")
+    assert sorted(weekend.spans) == [0, 2, 4, 5, 6]
+    assert weekend.covers(datetime(2027, 3, 7, 23, 59, tzinfo=UTC))  # Sunday
+
+
+@pytest.mark.parametrize(("change", "key", "reason"), [
+    ({"ready_hours": "mon-fri 07:00-16:30"}, "s.ready_hours", "non-empty list"),
+    ({"ready_hours": ["mon-fri 7:00-16:30"]}, "s.ready_hours[0]", "DAYS HH:MM-HH:MM"),
+    ({"ready_hours": ["weekdays 07:00-16:30"]}, "s.ready_hours[0]", "days must be"),
+    ({"ready_hours": ["mon,mon 07:00-16:30"]}, "s.ready_hours[0]", "named twice"),
+    ({"ready_hours": ["mon 16:30-07:00"]}, "s.ready_hours[0]", "end after it starts"),
+    ({"ready_hours": ["mon 07:00-24:30"]}, "s.ready_hours[0]", "no time of day"),
+    ({"ready_hours": ["mon-fri 07:00-12:00", "fri 11:00-16:00"]}, "s.ready_hours",
+     "overlap on fri"),
+    ({"ready_closed": ["8 Feb 2027"]}, "s.ready_closed[0]", "YYYY-MM-DD"),
+    ({"ready_closed": "2027-02-08"}, "s.ready_closed", "list of dates"),
+    ({"timezone": None}, "s.timezone", "required with ready_hours"),
+    ({"timezone": "Hanoi time"}, "s.timezone", "IANA"),
+])
+def test_bad_hours_name_their_key(change: dict[str, Any], key: str, reason: str) -> None:
+    raw = {k: v for k, v in dict(HOURS, **change).items() if v is not None}
+    with pytest.raises(ConfigError, match=reason) as err:
+        parse_params(raw, "s")
+    assert err.value.key == key
+
+
+def test_hours_need_a_ready_line() -> None:
+    raw = {k: v for k, v in HOURS.items() if k not in ("ready_pin", "fault_delay_s")}
+    with pytest.raises(ConfigError) as err:
+        parse_params(raw, "s")
+    assert (err.value.key, "only used with a ready_pin" in str(err.value)) == (
+        "s.ready_hours", True)
+
+
+def test_a_zone_unknown_to_the_system_fails_the_driver_naming_the_key() -> None:
+    hours = ServiceHours("Asia/Nowhere", {0: ((0, 60),)}, key="sensors[2].timezone")
+    with pytest.raises(DriverError, match=r"sensors\[2\]\.timezone: no time zone 'Asia/Nowhere'"):
+        hours.zone()
+
+
+class WallClock:
+    """The real monotonic clock (the driver's waits are real) with a wall time the test
+    sets: the hour of day decides what the heartbeat says."""
+
+    def __init__(self, wall: datetime) -> None:
+        self.wall = wall
+
+    def now(self) -> datetime:
+        return self.wall
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+
+def test_a_kiosk_switched_off_after_hours_is_not_reported_dead(gpio: Any) -> None:
+    # Friday 16:00 in Hanoi is 09:00 UTC.
+    clock = WallClock(datetime(2027, 3, 5, 9, 0, tzinfo=UTC))
+    driver = build("kiosk-opd", parse_params(HOURS, "s"),
+                   DriverContext(clock=clock, pin_factory=gpio.provider))
+    ready = gpio.factory.pin(13)
+
+    async def scenario() -> None:
+        async with gpio.running(driver):
+            await gpio.in_thread(ready.drive_low)  # in service (active low)
+            await gpio.wait_until(lambda: driver.supervision() == {"ready": True}, "in service")
+            await gpio.in_thread(ready.drive_high)  # off at 16:00: within the hours, dead
+            await gpio.wait_until(lambda: driver.supervision() == {"ready": False},
+                                  "out of service within the hours")
+            clock.wall = datetime(2027, 3, 5, 9, 30, tzinfo=UTC)  # 16:30: the hall closed
+            assert driver.supervision() == {}
+            clock.wall = datetime(2027, 3, 8, 0, 0, tzinfo=UTC)  # Monday 07:00, still off
+            assert driver.supervision() == {"ready": False}
+
+    asyncio.run(scenario())
