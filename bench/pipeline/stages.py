@@ -23,6 +23,8 @@ import orjson
 from bench.pipeline.workload import Workload, generate
 from cloud.gc_policy import tune_for_streaming
 from cloud.journal import Journal, JournalRecord
+from cloud.logic.domain.hospital import SiteUpdate
+from cloud.logic.domain.hospital_site import HospitalSite
 from cloud.logic.node import NodeState
 from cloud.logic.records import NodeData, Point, decode_record
 
@@ -57,12 +59,14 @@ def measure(workload: Workload) -> dict[str, float]:
     for detect in (True, False):
         states: dict[str, NodeState] = {d.key: NodeState(HORIZON_NS, detect) for d in data}
         points: list[Point] = []
+        updates: list[list[SiteUpdate]] = []  # per message
 
-        def run(states: dict[str, NodeState] = states, points: list[Point] = points) -> None:
+        def run(states: dict[str, NodeState] = states, points: list[Point] = points,
+                updates: list[list[SiteUpdate]] = updates) -> None:
             for d in data:
                 state = states[d.key]
                 points.extend(state.process(d))
-                state.take_site_updates()
+                updates.append(state.take_site_updates())
                 state.take_alerts()
 
         label = "on" if detect else "off"
@@ -75,6 +79,20 @@ def measure(workload: Workload) -> dict[str, float]:
         snap = _timed(snapshot_all)
         out[f"one snapshot of every node, detect {label} (ms, not µs)"] = snap * 1e3
         if not detect:
+            sites: dict[str, HospitalSite] = {}
+
+            def site_step(updates: list[list[SiteUpdate]] = updates,
+                          sites: dict[str, HospitalSite] = sites) -> None:
+                # one call per site and message (the dataflow batches several messages)
+                for message in updates:
+                    by_site: dict[str, list[SiteUpdate]] = {}
+                    for u in message:
+                        by_site.setdefault(u.site, []).append(u)
+                    for site, batch in by_site.items():
+                        state = sites.get(site) or sites.setdefault(site, HospitalSite(HORIZON_NS))
+                        state.process(site, batch)
+
+            out["HospitalSite.process (per reading of the whole city)"] = _timed(site_step) / n * 1e6
             lines = [ln for _, ln in points]
 
             def bodies(lines: list[str] = lines) -> None:
