@@ -55,6 +55,8 @@ One `HeartbeatMonitor` per node reads the node's heartbeats (`Heartbeat`, from i
   delivered again is ignored.
 * CUT_CABLE / SILENCE (a supervised driver): the driver reports its cable `cut`, or
   its device not ready (a kiosk's "in service" output off) while the cable is whole.
+  Once per episode; a report without the ready line (a kiosk outside its opening hours)
+  ends it.
 * STUCK (a door beam): the driver reports its self-test `failed` (a receiver that
   stayed clear with its emitter switched off) or the beam `blocked` (broken longer
   than anyone takes through a door). Once per episode: again only after an "ok" test
@@ -842,7 +844,9 @@ class HeartbeatMonitor:
                 events.append(FaultEvent(sensor, "ready", FaultType.SILENCE, since, at, 0.0,
                                          "the device's in-service output is off, its cable "
                                          "whole: a dead device"))
-        elif sup.ready is True:
+        else:
+            # In service, or the line not judged now (a kiosk's report outside its opening
+            # hours): the episode ends, and a kiosk still off when judged again is reported.
             self._down.discard(sensor)
         for name, stuck, detail in (
                 ("self_test", sup.self_test == "failed" if sup.self_test else None,

@@ -293,3 +293,22 @@ def test_a_driver_listed_without_supervision_for_a_moment_is_not_forgotten() -> 
     assert [ev.fault for ev in monitor.update(Heartbeat(t, 300.0, 0, cut, "r1", t,
                                                         frozenset({"kiosk1"})))] \
         == [FaultType.CUT_CABLE], "a driver that came back is followed afresh"
+
+
+def test_a_report_without_the_ready_line_ends_a_dead_device_s_episode() -> None:
+    """A kiosk with opening hours leaves `ready` out after closing time. One reported dead
+    at 16:29 (episode open) and still off when the hall opens next morning is reported
+    again: the line was not judged in between, so the old episode says nothing of today."""
+    m = HeartbeatMonitor()
+    assert m.update(_beat(0, 600, 0, k=Supervision("ok", True))) == []
+    [ev] = m.update(_beat(30, 630, 0, k=Supervision("ok", False)))  # 16:29
+    assert (ev.sensor, ev.fault, ev.field) == ("k", FaultType.SILENCE, "ready")
+    assert m.update(_beat(60, 660, 0, k=Supervision("ok", None))) == []  # 16:30: closed
+    # repaired and switched off after hours; next morning nobody switched it on
+    [ev] = m.update(_beat(52_200, 52_800, 0, k=Supervision("ok", False)))
+    assert (ev.sensor, ev.fault, ev.field) == ("k", FaultType.SILENCE, "ready")
+    assert m.update(_beat(52_230, 52_830, 0, k=Supervision("ok", False))) == []  # once
+    # a ready-only kiosk's report after hours carries no line state at all
+    assert m.update(_beat(52_260, 52_860, 0, k=Supervision())) == []
+    [ev] = m.update(_beat(52_290, 52_890, 0, k=Supervision(None, False)))
+    assert ev.fault == FaultType.SILENCE
