@@ -24,6 +24,7 @@ from edge.gpio.timing import wall_time_at
 KIND = "hospital.queue"
 MAX_COUNTER = 1000  # the contract's bound on `counter`
 SUPERVISIONS = ("none", "loopback")
+HOURS, CLOSED = "hours", "closed"  # the report's entry outside `ready_hours`
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,15 +176,19 @@ class QueueKioskDriver(GpioDriver):
 
     def supervision(self) -> dict[str, str | bool] | None:
         """For the node's heartbeat: {"cable": "ok" | "cut", "ready": bool}, the lines
-        wired only, "ready" only within `ready_hours`; None when unsupervised or not
-        running."""
+        wired only; outside `ready_hours` "hours": "closed" instead of "ready"; None when
+        unsupervised or not running."""
         if self.supervised is None or not self.running:
             return None
         report = self.supervised.report(self.ctx.clock.monotonic())
         hours, zone = self.params.ready_hours, self._zone
         if hours is not None and zone is not None \
                 and not hours.covers(self.ctx.clock.now().astimezone(zone)):
-            report.pop(READY, None)  # switched off on purpose, maybe: nothing to say
+            # Switched off on purpose, maybe: the line says nothing. Said, not just left
+            # out: a ready-only kiosk's empty report would drop its entry from the
+            # heartbeat, and the cloud would keep a dead-kiosk episode open overnight.
+            report.pop(READY, None)
+            report[HOURS] = CLOSED
         return report
 
     def describe(self) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 entry on gpiozero MockFactory pins (a Pi's GPIO chip cannot run here)."""
 
 import asyncio
+import contextlib
 import time
 import tomllib
 from datetime import UTC, date, datetime
@@ -13,6 +14,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 import edge.drivers.queue_kiosk
+from edge.agent import Agent
+from edge.config import load_config
 from edge.drivers.base import DriverContext
 from edge.drivers.queue_kiosk.driver import build, parse_params
 from edge.drivers.queue_kiosk.service_hours import ServiceHours, parse_service_hours
@@ -121,8 +124,47 @@ def test_a_kiosk_switched_off_after_hours_is_not_reported_dead(gpio: Any) -> Non
             await gpio.wait_until(lambda: driver.supervision() == {"ready": False},
                                   "out of service within the hours")
             clock.wall = datetime(2027, 3, 5, 9, 30, tzinfo=UTC)  # 16:30: the hall closed
-            assert driver.supervision() == {}
+            # the line is not judged, and the report says so (a report without any state
+            # would leave the heartbeat without the driver's entry)
+            assert driver.supervision() == {"hours": "closed"}
             clock.wall = datetime(2027, 3, 8, 0, 0, tzinfo=UTC)  # Monday 07:00, still off
             assert driver.supervision() == {"ready": False}
 
     asyncio.run(scenario())
+
+
+def test_the_agent_s_heartbeat_says_a_kiosk_s_line_is_not_judged_after_hours(
+        gpio: Any, tmp_path: Path) -> None:
+    """The sample's ready-only kiosk on a Sunday: its heartbeat entry still has a
+    supervision, without `ready`, which ends a dead-kiosk episode in the cloud (a driver
+    entry without supervision is taken for a restarting driver, whose state is kept)."""
+    sample = Path(edge.drivers.queue_kiosk.__file__).parent / "sample.toml"
+    text = sample.read_text().replace('state_dir = "/var/lib/urbanpulse"',
+                                      f'state_dir = "{tmp_path}"')
+    (tmp_path / "node.toml").write_text(text)
+    clock = WallClock(datetime(2027, 3, 7, 3, 0, tzinfo=UTC))  # Sunday 10:00 in Hanoi
+    agent = Agent(load_config(tmp_path / "node.toml"), clock=clock, pin_factory=gpio.provider)
+    agent.outbox.open()
+    sensor = agent.config.sensors[1]
+    assert sensor.id == "kiosk-imaging"
+
+    def entry() -> dict[str, Any]:
+        drivers: dict[str, dict[str, Any]] = agent.health()["drivers"]
+        return drivers["kiosk-imaging"]
+
+    async def scenario() -> None:
+        task = asyncio.create_task(agent._supervise(
+            sensor, DriverContext(clock=clock, pin_factory=gpio.provider)))
+        try:
+            await gpio.wait_until(lambda: "supervision" in entry(), "the driver's pins open")
+            assert entry()["supervision"] == {"hours": "closed"}
+            clock.wall = datetime(2027, 3, 8, 3, 0, tzinfo=UTC)  # Monday 10:00, still off
+            await gpio.wait_until(lambda: entry()["supervision"] == {"ready": False},
+                                  "off for the sample's fault_delay_s (1 s): dead")
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    asyncio.run(scenario())
+    agent.outbox.close()
