@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -182,13 +183,22 @@ class QueueKioskDriver(GpioDriver):
             return None
         report = self.supervised.report(self.ctx.clock.monotonic())
         hours, zone = self.params.ready_hours, self._zone
-        if hours is not None and zone is not None \
-                and not hours.covers(self.ctx.clock.now().astimezone(zone)):
+        if hours is None or zone is None:
+            return report
+        now = self.ctx.clock.now()
+        if not hours.covers(now.astimezone(zone)):
             # Switched off on purpose, maybe: the line says nothing. Said, not just left
             # out: a ready-only kiosk's empty report would drop its entry from the
             # heartbeat, and the cloud would keep a dead-kiosk episode open overnight.
             report.pop(READY, None)
             report[HOURS] = CLOSED
+        elif report.get(READY) is False and not hours.covers(
+                (now - timedelta(seconds=self.params.fault_delay_s)).astimezone(zone)):
+            # Off since before the hours began: like any out-of-service state it counts
+            # once it has lasted fault_delay_s, within the hours (a kiosk switched on as
+            # they begin is still starting). Both ends covered is enough: spans are whole
+            # minutes apart and the delay at most 60 s.
+            report[READY] = True
         return report
 
     def describe(self) -> dict[str, Any]:

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import time
 import tomllib
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -101,12 +101,18 @@ class WallClock:
 
     def __init__(self, wall: datetime) -> None:
         self.wall = wall
+        self.shift = 0.0
 
     def now(self) -> datetime:
         return self.wall
 
     def monotonic(self) -> float:
-        return time.monotonic()
+        return time.monotonic() + self.shift
+
+    def advance(self, seconds: float) -> None:
+        """Both clocks move on, as time passing would move them."""
+        self.wall += timedelta(seconds=seconds)
+        self.shift += seconds
 
 
 def test_a_kiosk_switched_off_after_hours_is_not_reported_dead(gpio: Any) -> None:
@@ -127,7 +133,32 @@ def test_a_kiosk_switched_off_after_hours_is_not_reported_dead(gpio: Any) -> Non
             # the line is not judged, and the report says so (a report without any state
             # would leave the heartbeat without the driver's entry)
             assert driver.supervision() == {"hours": "closed"}
-            clock.wall = datetime(2027, 3, 8, 0, 0, tzinfo=UTC)  # Monday 07:00, still off
+            # Monday 07:00, still off: dead once off for fault_delay_s (0.05 s) within the
+            # hours, as for an in-service kiosk going off
+            clock.wall = datetime(2027, 3, 8, 0, 0, tzinfo=UTC)
+            assert driver.supervision() == {"ready": True}
+            clock.wall = datetime(2027, 3, 8, 0, 0, 0, 40_000, tzinfo=UTC)
+            assert driver.supervision() == {"ready": True}
+            clock.wall = datetime(2027, 3, 8, 0, 0, 0, 60_000, tzinfo=UTC)
+            assert driver.supervision() == {"ready": False}
+
+    asyncio.run(scenario())
+
+
+def test_a_long_fault_delay_spans_the_hours_start(gpio: Any) -> None:
+    """A kiosk switched on at 07:00 by its timer takes a while to be in service:
+    `fault_delay_s` covers that at the start of the hours as it covers a reboot, and a
+    kiosk still off after it is reported dead."""
+    clock = WallClock(datetime(2027, 3, 7, 23, 0, tzinfo=UTC))  # Monday 06:00 in Hanoi
+    driver = build("kiosk-opd", parse_params(dict(HOURS, fault_delay_s=45.0), "s"),
+                   DriverContext(clock=clock, pin_factory=gpio.provider))
+
+    async def scenario() -> None:
+        async with gpio.running(driver):  # the ready line idle: the kiosk is off
+            assert driver.supervision() == {"hours": "closed"}
+            clock.advance(3630)  # 07:00:30, off for an hour, 30 s of it within the hours
+            assert driver.supervision() == {"ready": True}
+            clock.advance(15)  # 07:00:45
             assert driver.supervision() == {"ready": False}
 
     asyncio.run(scenario())
