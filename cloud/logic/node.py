@@ -193,50 +193,53 @@ class NodeState:
             if detect:
                 checked.append(r)  # the fault rules raise OUT_OF_RANGE; nothing else sees it
             bounds = ranges_of.get(kind) or _ranges(kind)  # outside_range(kind, values), inlined
+            outside = False
             for k, v in values.items():
                 low, high = bounds.get(k, OPEN)
                 if not low <= v <= high:
+                    outside = True
                     break
-            else:
-                measured.append(r)
-                minute = (part[MINUTE] or self._rollup(part, MINUTE, sensor)).window(ts)
-                hourly = (part[HOURLY] or self._rollup(part, HOURLY, sensor)).window(ts)
-                if minute is None or hourly is None:  # older than the horizon: rebuilt by the sink
-                    if minute is None:
-                        append(self._recompute(site, node, sensor, kind, RP_1M, MINUTE_NS, ts))
-                    else:
-                        minute.add(ts, values)
-                        if minute.mark is not token:
-                            minute.mark = token
-                            touch((RP_1M, sensor, minute))
-                    if hourly is None:
-                        append(self._recompute(site, node, sensor, kind, RP_1H, HOUR_NS, ts))
-                    else:
-                        hourly.add(ts, values)
-                        if hourly.mark is not token:
-                            hourly.mark = token
-                            touch((RP_1H, sensor, hourly))
-                    continue
-                # Most minute windows get one reading: a new window keeps it as it came, and
-                # is listed as touched (it is new).
-                if minute.count == 0:
-                    minute.hold(ts, values)
-                    minute.mark = token
-                    touch((RP_1M, sensor, minute))
+            if outside:
+                continue
+            measured.append(r)
+            minute = (part[MINUTE] or self._rollup(part, MINUTE, sensor)).window(ts)
+            hourly = (part[HOURLY] or self._rollup(part, HOURLY, sensor)).window(ts)
+            if minute is None or hourly is None:  # older than the horizon: rebuilt by the sink
+                if minute is None:
+                    append(self._recompute(site, node, sensor, kind, RP_1M, MINUTE_NS, ts))
                 else:
                     minute.add(ts, values)
                     if minute.mark is not token:
                         minute.mark = token
                         touch((RP_1M, sensor, minute))
-                if hourly.count == 0:
-                    hourly.hold(ts, values)
-                    hourly.mark = token
-                    touch((RP_1H, sensor, hourly))
+                if hourly is None:
+                    append(self._recompute(site, node, sensor, kind, RP_1H, HOUR_NS, ts))
                 else:
                     hourly.add(ts, values)
                     if hourly.mark is not token:
                         hourly.mark = token
                         touch((RP_1H, sensor, hourly))
+                continue
+            # Most minute windows get one reading: a new window keeps it as it came, and
+            # is listed as touched (it is new).
+            if minute.count == 0:
+                minute.hold(ts, values)
+                minute.mark = token
+                touch((RP_1M, sensor, minute))
+            else:
+                minute.add(ts, values)
+                if minute.mark is not token:
+                    minute.mark = token
+                    touch((RP_1M, sensor, minute))
+            if hourly.count == 0:
+                hourly.hold(ts, values)
+                hourly.mark = token
+                touch((RP_1H, sensor, hourly))
+            else:
+                hourly.add(ts, values)
+                if hourly.mark is not token:
+                    hourly.mark = token
+                    touch((RP_1H, sensor, hourly))
         if checked:  # the detectors' events, in reading order, after the raw points
             out.extend(check_readings(site, node, checked, self.watch, self.alerts))
         for rp, sensor, window in touched:
