@@ -174,7 +174,9 @@ class NodeLogic(op.StatefulBatchLogic[JournalRecord, NodeOut, bytes]):
             data, points = decode_record(rec, self.dead_letter_max_bytes)
             if data is not None:
                 points.extend(self.state.process(data))
-                air = drift_inputs(data.site, data.node, data.readings) if self.drift else []
+                # The readings the node state took in: no duplicate, no refused sensor.
+                measured = self.state.take_measured()
+                air = drift_inputs(data.site, data.node, measured) if self.drift else []
                 out.append((points, self.state.take_site_updates(), self.state.take_alerts(), air))
             elif points:
                 out.append((points, [], [], []))

@@ -78,6 +78,7 @@ class NodeState:
         self.domain = DomainNode(horizon_ns)
         self.site_updates: list[SiteUpdate] = []
         self.alerts: list[Alert] = []
+        self.measured: list[Reading] = []  # of the last message, for `take_measured` (not pickled)
         self.seqs: dict[str, SeqRanges] = {}
         self.kinds: dict[str, str] = {}
         self.minute: dict[str, SensorRollup] = {}
@@ -90,6 +91,7 @@ class NodeState:
     def __getstate__(self) -> dict[str, object]:
         state = self.__dict__.copy()
         state.pop("_sensors", None)
+        state.pop("measured", None)
         # Pickled apart: a snapshot from another code version is dropped without being
         # unpickled, whatever its detectors' layout was.
         for name in ("watch", "node_watch"):
@@ -104,6 +106,7 @@ class NodeState:
         self.__dict__.update(defaults)
         self.__dict__.update(state)
         self._sensors = {}
+        self.measured = []
         if "domain" not in state:
             self.domain = DomainNode(self.horizon_ns)
         if state.get("detect_version") != DETECT_STATE_VERSION:
@@ -245,6 +248,7 @@ class NodeState:
         for rp, sensor, window in touched:
             append((rp, f"{sensors[sensor][HEAD]} {window.field_text()} {window.start_ns}"))
         domain_points, updates = self.domain.process(site, node, measured)
+        self.measured = measured
         out.extend(domain_points)
         self.site_updates.extend(updates)
         for hour in sorted(ledger_touched):
@@ -295,6 +299,12 @@ class NodeState:
     def take_alerts(self) -> list[Alert]:
         alerts, self.alerts = self.alerts, []
         return alerts
+
+    def take_measured(self) -> list[Reading]:
+        """The last message's readings that entered the aggregates: fresh (no duplicate),
+        of a sensor within the node's cap, within the contract's ranges, not warming up."""
+        measured, self.measured = self.measured, []
+        return measured
 
     def take_site_updates(self) -> list[SiteUpdate]:
         """What the per-hospital (site) step needs from this node since the last call."""

@@ -8,8 +8,14 @@ import math
 import pickle
 import random
 
+import pytest
+
+import cloud.logic.node as node_module
+from cloud.flow import NodeLogic
+from cloud.journal import JournalRecord
 from cloud.logic.domain.city_drift import AirReading, CityAir, drift_inputs
-from urbanpulse.wire import Reading
+from cloud.logic.node import NodeState
+from urbanpulse.wire import Reading, data_topic, encode_batch
 
 H_NS = 3_600_000_000_000
 T0_NS = 1_770_000_000 * 1_000_000_000 // H_NS * H_NS
@@ -117,3 +123,23 @@ def test_a_snapshot_from_before_the_pair_rule_and_the_cap_resumes() -> None:
     tail = resumed.process(readings[1500:] + _inventing(400, 72))
     assert (head[0] + tail[0], head[1] + tail[1]) == whole
     assert len(resumed.newest) == 5 + 16
+
+
+def test_the_dataflow_hands_the_drift_step_only_what_the_node_state_took_in(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The node step (cloud/flow.py NodeLogic, called as Bytewax calls it) gives the drift
+    step the readings that entered the aggregates: a redelivered reading and the readings
+    of a sensor past the node's cap (a node inventing ids) do not reach it."""
+    monkeypatch.setattr(node_module, "MAX_SENSORS_PER_NODE", 2)
+    logic = NodeLogic(NodeState(3600 * 10**9, detect=False), 4096, drift=True)
+    t0 = 1_795_000_000_000_000_000
+    first = [Reading(f"pm{i}", "air.pm", t0 + i * 10**9, 1, {"pm25": 20.0, "pm10": 30.0})
+             for i in range(3)]
+    again = [first[0], Reading("pm1", "air.pm", t0 + 60 * 10**9, 2, {"pm25": 21.0, "pm10": 31.0})]
+    topic = data_topic("hn", "aq-1")
+    records = [JournalRecord("i0", k, t0 + 10**12 + k, topic, encode_batch("hn", "aq-1", batch))
+               for k, batch in enumerate((first, again))]
+    out, _ = logic.on_batch(records)
+    air = [[(site, node, r.sensor, r.seq) for site, node, r in o[3]] for o in out]
+    assert air == [[("hn", "aq-1", "pm0", 1), ("hn", "aq-1", "pm1", 1)],  # pm2: refused
+                   [("hn", "aq-1", "pm1", 2)]]  # pm0 seq 1 again: a duplicate
