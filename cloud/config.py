@@ -73,6 +73,7 @@ class FlowSettings:
     dead_letter_max_bytes: int
     detect: bool
     gc_tuning: bool = True
+    drift_pair_suffix: str = "-b"  # `<id><suffix>` is a station's second module of `<id>`
 
 
 @dataclass(frozen=True)
@@ -194,7 +195,12 @@ def parse_cloud_config(raw: Mapping[str, Any]) -> CloudConfig:
     f = _table(raw, "flow", {"workers", "process_id", "addresses", "epoch_interval_s",
                              "backup_interval_s", "recovery", "aggregate_horizon_s",
                              "journal_retention_s", "ingest_instances", "ingest_mode",
-                             "dead_letter_max_bytes", "detect", "gc_tuning"})
+                             "dead_letter_max_bytes", "detect", "gc_tuning",
+                             "drift_pair_suffix"})
+    pair_suffix = typed(f, "drift_pair_suffix", "flow", str, "-b")
+    if not re.fullmatch(r"[a-z0-9-]{1,16}", pair_suffix):
+        raise ConfigError("flow.drift_pair_suffix", "must be 1-16 characters of a-z, 0-9 and '-' "
+                          f"(what a sensor id may hold), got {pair_suffix!r}")
     addresses = typed(f, "addresses", "flow", list, [])
     if not all(isinstance(a, str) and re.fullmatch(r"[^:\s]+:\d+", a) for a in addresses):
         raise ConfigError("flow.addresses", "must be a list of 'host:port' strings")
@@ -232,6 +238,7 @@ def parse_cloud_config(raw: Mapping[str, Any]) -> CloudConfig:
                                    "flow.dead_letter_max_bytes", 64),
         detect=typed(f, "detect", "flow", bool, True),
         gc_tuning=typed(f, "gc_tuning", "flow", bool, True),
+        drift_pair_suffix=pair_suffix,
     )
     r = _table(raw, "retention", {"raw", "agg_1m", "agg_1h"})
     durations = {}

@@ -424,7 +424,9 @@ def build_flow(cfg: CloudConfig, partitions: list[str], sink: Any = None,
                         lambda _: CITY)
 
         def drift_builder(resume: bytes | None) -> DriftLogic:
-            return DriftLogic(pickle.loads(resume) if resume is not None else CityAir())
+            city = pickle.loads(resume) if resume is not None else CityAir()
+            city.use_pair_suffix(cfg.flow.drift_pair_suffix)
+            return DriftLogic(city)
 
         drifts = op.stateful_batch("city_drift", air, drift_builder)
         points = op.merge("with_drift_points", points,

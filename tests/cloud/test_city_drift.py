@@ -11,10 +11,12 @@ import random
 import pytest
 
 import cloud.logic.node as node_module
+from cloud.config import parse_cloud_config
 from cloud.flow import NodeLogic
 from cloud.journal import JournalRecord
 from cloud.logic.domain.city_drift import AirReading, CityAir, drift_inputs
 from cloud.logic.node import NodeState
+from urbanpulse.errors import ConfigError
 from urbanpulse.wire import Reading, data_topic, encode_batch
 
 H_NS = 3_600_000_000_000
@@ -143,3 +145,25 @@ def test_the_dataflow_hands_the_drift_step_only_what_the_node_state_took_in(
     air = [[(site, node, r.sensor, r.seq) for site, node, r in o[3]] for o in out]
     assert air == [[("hn", "aq-1", "pm0", 1), ("hn", "aq-1", "pm1", 1)],  # pm2: refused
                    [("hn", "aq-1", "pm1", 2)]]  # pm0 seq 1 again: a duplicate
+
+
+def test_the_config_s_pair_suffix_declares_the_pairs_and_a_change_starts_them_afresh() -> None:
+    base = {"mqtt": {"password_file": "p", "ca_file": "c"}, "influx": {"password_file": "p"}}
+    assert parse_cloud_config(base).flow.drift_pair_suffix == "-b"
+    assert parse_cloud_config({**base, "flow": {"drift_pair_suffix": "-2"}}
+                              ).flow.drift_pair_suffix == "-2"
+    for bad in ("", "_B", "-" * 17, 2):
+        with pytest.raises(ConfigError, match=r"flow\.drift_pair_suffix"):
+            parse_cloud_config({**base, "flow": {"drift_pair_suffix": bad}})
+
+    t0 = 1_795_000_000_000_000_000
+    step = CityAir()
+    step.process([("hn", "aq", Reading(m, "air.pm", t0 + k * 60 * 10**9, k, {"pm25": 20.0}))
+                  for k in range(30) for m in ("pm-1", "pm-1-b")])
+    pairs = step.drift.pairs
+    step.use_pair_suffix("-b")  # what the dataflow does on resume: the same, kept
+    assert step.drift.pairs is pairs
+    step.use_pair_suffix("-2")  # another convention: declared anew, learnt afresh
+    assert step.drift.pairs is not pairs
+    assert step.drift.pairs.settings.second_suffix == "-2"
+    assert pickle.loads(pickle.dumps(step)).drift.pairs.settings.second_suffix == "-2"

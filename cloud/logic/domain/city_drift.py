@@ -27,9 +27,11 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Iterable
+from dataclasses import replace
 from typing import Any
 
 from cloud.detect.drift import DRIFT_FIELDS, CityDrift, Drift, DriftSettings
+from cloud.detect.pair_drift import PairDrift, PairDriftSettings
 from cloud.logic.events import EVENTS, Alert
 from cloud.logic.lines import line
 from cloud.logic.records import RP_RAW, Point
@@ -55,8 +57,9 @@ def drift_inputs(site: str, node: str, readings: Iterable[Reading]) -> list[AirR
 class CityAir:
     """The drift step's state for one city: picklable."""
 
-    def __init__(self, settings: DriftSettings | None = None) -> None:
-        self.drift = CityDrift(settings)
+    def __init__(self, settings: DriftSettings | None = None,
+                 pair_settings: PairDriftSettings | None = None) -> None:
+        self.drift = CityDrift(settings, pair_settings)
         self.newest: dict[tuple[str, str, str], tuple[int, int]] = {}  # series -> (ts, seq)
         self.sensors: dict[tuple[str, str], int] = {}  # node -> its sensors in `newest`
         self.refused = 0  # readings of a node's sensors past MAX_SENSORS_PER_NODE
@@ -66,6 +69,13 @@ class CityAir:
             state["refused"] = 0
             state["sensors"] = Counter((site, node) for site, node, _ in state["newest"])
         self.__dict__.update(state)
+
+    def use_pair_suffix(self, suffix: str) -> None:
+        """Declare pairs by `<id><suffix>` (the config's), e.g. on a state resumed from a
+        snapshot; pairs declared by another suffix before are dropped and learnt anew."""
+        pairs = self.drift.pairs
+        if pairs.settings.second_suffix != suffix:
+            self.drift.pairs = PairDrift(replace(pairs.settings, second_suffix=suffix))
 
     def process(self, readings: Iterable[AirReading]) -> tuple[list[Point], list[Alert]]:
         points: list[Point] = []
