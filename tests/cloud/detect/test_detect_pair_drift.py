@@ -260,3 +260,13 @@ def test_a_third_module_of_the_field_neither_joins_nor_displaces_the_pair() -> N
 
 def test_the_simulator_names_its_second_modules_as_the_rule_expects() -> None:
     assert PairDriftSettings().second_suffix == SECOND
+
+
+def test_a_long_drift_is_raised_again_by_the_other_stations_naming_the_module() -> None:
+    # the pair finds it first and cannot say which module; hours later the other
+    # stations see it too, and their rule names the module (docs: "Which module")
+    found = _drifts(_city(72, ramp(0.2, 50)))
+    assert [(d.series[2], d.pair) for d in found] == [("a+a-b", ("a", "a-b")), ("a", None)]
+    pair, cross = found
+    hours = (cross.event.detected_at - pair.event.detected_at).total_seconds() / 3600
+    assert 3 < hours < 10
