@@ -25,6 +25,9 @@ KIND, HEAD, SEQS, MINUTE, HOURLY = range(5)  # a sensor's parts (NodeState._sens
 # A node has tens of sensors; its state keeps each one it ever sent. Past this many, a
 # reading of a new sensor is a dead letter, so a faulty node cannot grow the state forever.
 MAX_SENSORS_PER_NODE = 4096
+# InfluxDB's integers are int64; sequence numbers may reach 2^63 - 1, so a sensor's span
+# in an hour (and the node's sum of spans) can exceed it: the ledger's counts stop there.
+INT64_MAX = 2**63 - 1
 OPEN = (-math.inf, math.inf)
 # kind -> field -> the contract's range (urbanpulse.wire.field_range), for the hot loop
 _RANGES: dict[str, dict[str, tuple[float, float]]] = {}
@@ -53,7 +56,7 @@ class LedgerHour:
             span[1] = seq
 
     def fields(self) -> dict[str, int | float | str | bool]:
-        expected = sum(hi - lo + 1 for lo, hi in self.seq_span.values())
+        expected = min(INT64_MAX, sum(hi - lo + 1 for lo, hi in self.seq_span.values()))
         unique = self.received - self.duplicates
         return {"expected": expected, "received": self.received, "duplicates": self.duplicates,
                 "late": self.late, "missing": max(0, expected - unique)}
