@@ -48,6 +48,35 @@ def cpu_seconds(pid: int) -> float:
 
 
 @dataclass(frozen=True)
+class Memory:
+    """influxd's memory in kB (/proc/<pid>/status): peak resident set since it started
+    (VmHWM), resident set now (VmRSS) and its anonymous part (RssAnon: mostly Go's heap; the
+    rest of VmRSS is mapped TSM files and the binary)."""
+
+    peak_rss_kb: int
+    rss_kb: int
+    anon_rss_kb: int
+
+
+def memory(pid: int) -> Memory:
+    try:
+        raw = Path(f"/proc/{pid}/status").read_text()
+    except (FileNotFoundError, ProcessLookupError) as exc:
+        raise InfluxBenchError(f"influxd (pid {pid}) is gone") from exc
+    fields: dict[str, int] = {}
+    for line in raw.splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmHWM", "VmRSS", "RssAnon"):
+            number, unit = value.split()
+            if unit != "kB":
+                raise InfluxBenchError(f"/proc/{pid}/status: {line!r} is not in kB")
+            fields[key] = int(number)
+    if len(fields) != 3:
+        raise InfluxBenchError(f"/proc/{pid}/status lacks VmHWM, VmRSS or RssAnon")
+    return Memory(fields["VmHWM"], fields["VmRSS"], fields["RssAnon"])
+
+
+@dataclass(frozen=True)
 class Request:
     rp: str
     precision: str
@@ -132,6 +161,10 @@ class Sample:
     influxd_cpu_s: float  # first request until idle again
     client_cpu_s: float  # this thread: sorting, joining, encoding, gzip, sending
     write_s: float  # wall time of the requests
+    # influxd's memory in kB once idle again (None in samples of runs before they were kept)
+    peak_rss_kb: int | None = None  # VmHWM: the peak since the server started
+    rss_kb: int | None = None  # VmRSS
+    anon_rss_kb: int | None = None  # RssAnon
 
     @property
     def influxd_per_100k(self) -> float:
@@ -155,5 +188,7 @@ def write_once(sender: Sender, pid: int, reqs: list[Request], variant: Variant, 
     write_s = time.perf_counter() - wall0
     client = time.thread_time() - client0
     settle(pid)
-    return Sample(variant.name, round_no, sum(len(r.lines) for r in reqs), len(reqs),
-                  cpu_seconds(pid) - cpu0, client, write_s)
+    cpu = cpu_seconds(pid) - cpu0
+    mem = memory(pid)
+    return Sample(variant.name, round_no, sum(len(r.lines) for r in reqs), len(reqs), cpu, client,
+                  write_s, mem.peak_rss_kb, mem.rss_kb, mem.anon_rss_kb)

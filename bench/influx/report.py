@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import statistics
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +23,9 @@ class Summary:
     client_median: float  # CPU s per 100,000 points
     rate_median: float  # points/s
     paired: float | None  # median over rounds of this round's cost / base's in the same round
+    peak_rss_mb: float | None  # influxd's VmHWM after the last round: its peak over the run
+    rss_mb: float | None  # median over rounds of VmRSS once idle after the round
+    anon_rss_mb: float | None  # the same for RssAnon (Go's heap, mostly)
 
     def vs(self, base: Summary) -> tuple[float, float]:
         """Median and mean relative to `base` (1.0: the same cost)."""
@@ -32,6 +36,11 @@ def _paired(runs: list[Sample], base: dict[int, Sample]) -> float | None:
     ratios = [s.influxd_per_100k / base[s.round].influxd_per_100k for s in runs
               if s.round in base and base[s.round].influxd_cpu_s > 0]
     return statistics.median(ratios) if ratios else None
+
+
+def _mb(values: list[int | None], pick: Callable[[list[int]], float]) -> float | None:
+    known = [v for v in values if v is not None]
+    return pick(known) / 1024 if known else None
 
 
 def summarise(samples: list[Sample]) -> list[Summary]:
@@ -47,21 +56,47 @@ def summarise(samples: list[Sample]) -> list[Summary]:
             statistics.median(s.influxd_per_100k for s in runs),
             sum(s.influxd_cpu_s for s in runs) / sum(s.points for s in runs) * 100_000,
             statistics.median(s.client_per_100k for s in runs),
-            statistics.median(s.rate for s in runs), _paired(runs, base)))
+            statistics.median(s.rate for s in runs), _paired(runs, base),
+            _mb([s.peak_rss_kb for s in runs], max),
+            _mb([s.rss_kb for s in runs], statistics.median),
+            _mb([s.anon_rss_kb for s in runs], statistics.median)))
     return out
+
+
+def _fmt_mb(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.0f}"
+
 
 
 def table(summaries: list[Summary]) -> str:
     base = next((s for s in summaries if s.variant == "base"), None)
     head = ("| variant | points/round | influxd CPU s per 100k points: min / median / mean "
-            "| vs base: medians, means, paired | client CPU s per 100k | write rate points/s |")
-    rows = [head, "|" + "---|" * 6]
+            "| vs base: medians, means, paired | client CPU s per 100k | write rate points/s "
+            "| influxd peak RSS MB (VmHWM) | RSS MB after a round, median (anon) |")
+    rows = [head, "|" + "---|" * 8]
     for s in sorted(summaries, key=lambda s: (s.variant != "base", s.variant)):
         ratio = "" if base is None else "{:.2f}, {:.2f}".format(*s.vs(base))
         if s.paired is not None:
             ratio += f", {s.paired:.2f}"
         rows.append(f"| {s.variant} | {s.points:,} | {s.influxd_min:.3f} / {s.influxd_median:.3f} / "
-                    f"{s.influxd_mean:.3f} | {ratio} | {s.client_median:.3f} | {s.rate_median:,.0f} |")
+                    f"{s.influxd_mean:.3f} | {ratio} | {s.client_median:.3f} | {s.rate_median:,.0f} "
+                    f"| {_fmt_mb(s.peak_rss_mb)} | {_fmt_mb(s.rss_mb)} ({_fmt_mb(s.anon_rss_mb)}) |")
+    return "\n".join(rows)
+
+
+def rss_table(samples: list[Sample]) -> str:
+    """influxd's memory per variant and round: peak so far (VmHWM) / resident once idle
+    (VmRSS), MB; "-" where a sample has none."""
+    rounds = sorted({s.round for s in samples})
+    cells: dict[str, dict[int, str]] = {}
+    for s in samples:
+        peak = None if s.peak_rss_kb is None else s.peak_rss_kb / 1024
+        now = None if s.rss_kb is None else s.rss_kb / 1024
+        cells.setdefault(s.variant, {})[s.round] = f"{_fmt_mb(peak)} / {_fmt_mb(now)}"
+    head = "| variant | " + " | ".join(f"round {r}: peak / RSS MB" for r in rounds) + " |"
+    rows = [head, "|" + "---|" * (len(rounds) + 1)]
+    for name in sorted(cells, key=lambda n: (n != "base", n)):
+        rows.append(f"| {name} | " + " | ".join(cells[name].get(r, "") for r in rounds) + " |")
     return "\n".join(rows)
 
 
@@ -77,6 +112,8 @@ def main(argv: list[str]) -> int:
         print(f"cannot read samples from {argv[0]}: {exc}", file=sys.stderr)
         return 1
     print(table(summarise(samples)))
+    print()
+    print(rss_table(samples))
     return 0
 
 

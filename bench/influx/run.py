@@ -20,7 +20,7 @@ from pathlib import Path
 
 from bench.influx.measure import Sample, Sender, requests, write_once
 from bench.influx.points import PointSet, make_points
-from bench.influx.report import summarise, table
+from bench.influx.report import rss_table, summarise, table
 from bench.influx.server import Server
 from bench.influx.variants import Variant, select
 
@@ -75,8 +75,10 @@ def run(points: PointSet, variants: list[Variant], rounds: int, workdir: Path, s
                 sample = bench.write(v, round_no)
                 samples.append(sample)
                 if progress:
+                    peak_mb, rss_mb = (sample.peak_rss_kb or 0) / 1024, (sample.rss_kb or 0) / 1024
                     print(f"round {round_no} {v.name}: {sample.influxd_per_100k:.3f} s/100k, "
-                          f"{sample.rate:,.0f} points/s", file=sys.stderr, flush=True)
+                          f"{sample.rate:,.0f} points/s, peak RSS {peak_mb:,.0f} MB, RSS {rss_mb:,.0f} MB",
+                          file=sys.stderr, flush=True)
     finally:
         bench.stop()
     return samples
@@ -107,6 +109,8 @@ def main(argv: list[str]) -> int:
         workdir.mkdir(parents=True, exist_ok=True)
         samples = run(points, variants, args.rounds, workdir, args.seed, progress=not args.quiet)
     print(table(summarise(samples)))
+    print()
+    print(rss_table(samples))
     if args.out is not None:
         args.out.write_text(json.dumps([asdict(s) for s in samples], indent=1))
     return 0

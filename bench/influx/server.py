@@ -4,9 +4,7 @@ some settings of that config changed, and the database made by `cloud init-db`'s
 
 from __future__ import annotations
 
-import contextlib
-import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,20 +57,6 @@ def with_settings(text: str, settings: Settings) -> str:
     return "\n".join(out) + "\n"
 
 
-@contextlib.contextmanager
-def _environment(env: Mapping[str, str]) -> Iterator[None]:
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
 @dataclass
 class Server:
     """One influxd; `start` opens it, `stop` ends it (the home stays for a look)."""
@@ -95,8 +79,7 @@ class Server:
         influxd.write_config(self.config, layout)
         layout.influx_conf.write_text(with_settings(layout.influx_conf.read_text(), self.settings))
         try:
-            with _environment(self.env):  # influxd inherits it (GOGC and the like)
-                self.pid = influxd.start(self.config, layout)
+            self.pid = influxd.start(self.config, layout, env=self.env)
             influxd.bootstrap(self.config, layout)
             with self.client("admin") as admin:
                 init_db(admin, self.config.database, RETENTION)

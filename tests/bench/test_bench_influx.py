@@ -105,11 +105,14 @@ def _stored_raw_points(server: Server) -> int:
 def test_a_measured_write_stores_every_point_and_counts_influxds_cpu(points: PointSet,
                                                                       tmp_path: Path) -> None:
     variant = select(["gzip"])[1]
-    server = Server(tmp_path / "home", {"logging": {"level": '"warn"'}}, {})
+    server = Server(tmp_path / "home", {"logging": {"level": '"warn"'}}, {"GOGC": "150"})
     try:
         server.start()
         assert server.pid is not None
         assert 'level = "warn"' in server.layout.influx_conf.read_text()
+        # The variant's environment over the stack's (GOGC=200).
+        environ = Path(f"/proc/{server.pid}/environ").read_bytes().split(b"\0")
+        assert [v for v in environ if v.startswith(b"GOGC=")] == [b"GOGC=150"]
         sender = Sender(server.url(), "writer", server.password("writer"), server.database)
         try:
             reqs = requests(points, variant, 0)
@@ -127,32 +130,52 @@ def test_a_measured_write_stores_every_point_and_counts_influxds_cpu(points: Poi
     assert sample.influxd_cpu_s > 0
     assert sample.client_cpu_s > 0
     assert sample.write_s > 0
+    peaks = []
+    for s in (sample, again):
+        assert s.peak_rss_kb is not None
+        assert s.rss_kb is not None
+        assert s.anon_rss_kb is not None
+        assert s.peak_rss_kb >= s.rss_kb > s.anon_rss_kb > 0
+        peaks.append(s.peak_rss_kb)
+    assert peaks[1] >= peaks[0]  # VmHWM: the peak since influxd started
     summary = summarise([sample, again])[0]
     assert summary.rounds == 2
     assert summary.influxd_min <= summary.influxd_median
     assert summary.influxd_mean == pytest.approx(
         (sample.influxd_cpu_s + again.influxd_cpu_s) / (2 * len(points.points)) * 100_000)
     assert f"| gzip | {len(points.points):,} |" in table(summarise([sample, again]))
+    assert summary.peak_rss_mb == pytest.approx(peaks[1] / 1024)
 
 
 
 def test_report_pairs_each_round_with_base_and_reads_a_runs_samples(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    def sample(variant: str, round_no: int, cpu: float) -> Sample:
-        return Sample(variant, round_no, 200_000, 40, cpu, 0.1, 2.0)
+    def sample(variant: str, round_no: int, cpu: float, rss_mb: int) -> Sample:
+        return Sample(variant, round_no, 200_000, 40, cpu, 0.1, 2.0,
+                      (rss_mb + 50) * 1024, rss_mb * 1024, (rss_mb - 10) * 1024)
 
-    samples = [sample("base", 1, 1.0), sample("gzip", 1, 1.2), sample("base", 2, 2.0), sample("gzip", 2, 2.2),
-               sample("base", 3, 1.0), sample("gzip", 3, 1.3)]
+    samples = [sample("base", 1, 1.0, 100), sample("gzip", 1, 1.2, 150), sample("base", 2, 2.0, 300),
+               sample("gzip", 2, 2.2, 250), sample("base", 3, 1.0, 200), sample("gzip", 3, 1.3, 200)]
     by_name = {s.variant: s for s in summarise(samples)}
     gzip = by_name["gzip"]
     assert gzip.paired == pytest.approx(1.2)  # rounds: 1.2, 1.1, 1.3
+    assert (gzip.peak_rss_mb, gzip.rss_mb, gzip.anon_rss_mb) == (300, 200, 190)  # max, medians
     assert gzip.influxd_median == pytest.approx(0.65)  # 1.3 s per 200,000 points
     assert gzip.vs(by_name["base"]) == pytest.approx((1.3, 4.7 / 4.0))
     path = tmp_path / "samples.json"
     path.write_text(json.dumps([asdict(s) for s in samples]))
     assert report_main([str(path)]) == 0
     # mean: 4.7 s over 600,000 points
-    row = "| gzip | 200,000 | 0.600 / 0.650 / 0.783 | 1.30, 1.18, 1.20 | 0.050 | 100,000 |"
-    assert row in capsys.readouterr().out
+    row = "| gzip | 200,000 | 0.600 / 0.650 / 0.783 | 1.30, 1.18, 1.20 | 0.050 | 100,000 | 300 | 200 (190) |"
+    out = capsys.readouterr().out
+    assert row in out
+    assert "| base | 150 / 100 | 350 / 300 | 250 / 200 |" in out  # per round: peak / RSS
+    # Samples of runs before memory was kept still load; their memory is "-".
+    old = [{k: v for k, v in asdict(s).items() if "rss" not in k} for s in samples]
+    path.write_text(json.dumps(old))
+    assert report_main([str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "| 0.050 | 100,000 | - | - (-) |" in out
+    assert "| base | - / - | - / - | - / - |" in out
     path.write_text('[{"variant": "base"}]')
     assert report_main([str(path)]) == 1

@@ -6,11 +6,13 @@ import socket
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
 from urbanpulse.influx_http import InfluxError, InfluxHTTP, InfluxUnavailable
-from urbanpulse.stack import StackInfo
+from urbanpulse.stack import StackConfig, StackInfo, influxd
+from urbanpulse.stack.layout import Layout
 
 Client = Callable[[str | None], InfluxHTTP]
 
@@ -86,6 +88,14 @@ def test_only_admin_manages_users(stack: StackInfo, influx_client: Client) -> No
     assert grants == [{"database": stack.database, "privilege": "READ"}]
     grants = influx_client("admin").query_points("SHOW GRANTS FOR writer")
     assert grants == [{"database": stack.database, "privilege": "WRITE"}]
+
+
+def test_influxd_runs_with_gogc_200(stack: StackInfo, stack_config: StackConfig) -> None:
+    # Go's collector target, measured in docs/influx-cost.md; the stack's influxd has it.
+    pid = influxd.running_pid(Layout(stack_config.home))
+    assert pid is not None
+    environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    assert [v for v in environ if v.startswith(b"GOGC=")] == [b"GOGC=200"]
 
 
 def test_anonymous_and_wrong_password_refused(stack: StackInfo, influx_client: Client) -> None:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import stat
 import subprocess
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -14,6 +17,7 @@ from urbanpulse.stack.files import ensure_secret
 from urbanpulse.stack.layout import Layout
 from urbanpulse.stack.mosquitto import render_acl
 from urbanpulse.stack.passwords import mosquitto_hash, password_file_line, verify_mosquitto_hash
+from urbanpulse.stack.process import is_alive, start_detached, wait_until
 from urbanpulse.stack.tls import ensure_tls
 
 
@@ -137,3 +141,42 @@ def test_tls_reissues_an_unreadable_server_cert_and_reports_a_broken_ca(tmp_path
     layout.ca_cert.write_text("garbage")
     with pytest.raises(StackError, match=r"local CA .* unreadable"):
         ensure_tls(layout)
+
+
+def _runs(pid: int, command: str | None) -> bool:
+    """`pid` runs `command` (None: it has ended)."""
+    if command is None:
+        return not is_alive(pid)
+    return Path(f"/proc/{pid}/comm").read_text().strip() == command
+
+
+def _environ(pid: int) -> dict[str, str]:
+    raw = Path(f"/proc/{pid}/environ").read_bytes().decode()
+    return dict(entry.split("=", 1) for entry in raw.split("\0") if entry)
+
+
+def test_a_detached_server_gets_the_extra_environment_on_top_of_ours(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("URBANPULSE_TEST_INHERITED", "kept")
+    monkeypatch.setenv("URBANPULSE_TEST_OVERRIDDEN", "ours")
+    pids = []
+    try:
+        for env in ({"URBANPULSE_TEST_OVERRIDDEN": "theirs", "GOGC": "200"}, None):
+            pid = start_detached(["/bin/sleep", "60"], output=tmp_path / "out.log",
+                                 pidfile=tmp_path / "sleep.pid", env=env)
+            pids.append(pid)
+            # The launcher's shell has forked it; it is sleep once exec'd.
+            assert wait_until(partial(_runs, pid, "sleep"), timeout_s=5)
+            assert (tmp_path / "sleep.pid").read_text() == f"{pid}\n"
+        given, plain = (_environ(pid) for pid in pids)
+    finally:
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
+    assert given["URBANPULSE_TEST_OVERRIDDEN"] == "theirs"
+    assert given["GOGC"] == "200"
+    assert given["URBANPULSE_TEST_INHERITED"] == plain["URBANPULSE_TEST_INHERITED"] == "kept"
+    assert plain["URBANPULSE_TEST_OVERRIDDEN"] == "ours"
+    assert given.get("PATH") == plain.get("PATH") == os.environ.get("PATH")
+    for pid in pids:
+        assert wait_until(partial(_runs, pid, None), timeout_s=5)

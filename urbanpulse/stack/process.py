@@ -14,7 +14,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -26,11 +26,16 @@ from urbanpulse.stack.files import write_file
 _LAUNCHER = 'log=$1; shift; "$@" </dev/null >>"$log" 2>&1 & echo $!'
 
 
-def start_detached(argv: Sequence[str], *, output: Path, pidfile: Path) -> int:
+def start_detached(
+    argv: Sequence[str], *, output: Path, pidfile: Path, env: Mapping[str, str] | None = None
+) -> int:
+    """Start `argv` in the background, its output appended to `output`; its pid, also written
+    to `pidfile`. `env`: variables set for it on top of this process's environment."""
     output.parent.mkdir(parents=True, exist_ok=True)
     try:
         done = subprocess.run(
             ["/bin/sh", "-c", _LAUNCHER, "urbanpulse-launch", str(output), *argv],
+            env=None if env is None else {**os.environ, **env},
             stdin=subprocess.DEVNULL,
             capture_output=True,
             text=True,
