@@ -1,0 +1,278 @@
+"""`decode_record`'s orjson shortcut (`records._sound_readings`) against the contract's
+decoder (`urbanpulse.wire.decode_batch`), on payloads test_records_shortcut.py does not
+make: JSON written as text rather than by `json.dumps`, so that keys come escaped
+(`\\u0070m25`), repeated (both parsers keep the last), reordered and spaced;
+numbers spelt every way JSON allows (exponents, `-0`, 20 digits, 1e-400); stamps on the
+edges of what the contract takes (exactly 2020, exactly a day ahead, ISO 8601 forms that
+are no RFC 3339); flags repeated; the envelope's `v` as 1.0 or true. And the benchmark
+city's messages with their bytes mutated at random (fixed seed): a broken message must
+become the same dead letters, and a message still sound the same readings, either way.
+
+Both sides are compared with every value's type showing (1 and 1.0 differ here), stamps,
+flags, order, and the dead letters' reasons and details.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from datetime import UTC, datetime
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bench.pipeline.workload import Workload, generate
+from cloud.journal import JournalRecord
+from cloud.logic import records
+from cloud.logic.records import NodeData, Point, decode_record
+from urbanpulse.wire import KINDS, decode_batch
+
+SITE, NODE = "hn-bachmai", "ward-1"
+TOPIC = f"urbanpulse/v1/{SITE}/{NODE}/data"
+RECEIVED_NS = 1_795_000_000_000_000_000  # 2026-11-18T11:06:40Z
+A_DAY_AHEAD = "2026-11-19T11:06:40Z"  # the latest stamp the contract takes
+UNITS = {"air.pm": {"pm25": "ug/m3", "pm10": "ug/m3", "pm1": "ug/m3"},
+         "hospital.bed": {"occupied": "bool", "fault": "bool"},
+         "traffic.loop": {"count": "vehicles", "interval_s": "s", "occupancy_pct": "%"}}
+FIELDS = {kind: list(units) for kind, units in UNITS.items()}
+REQUIRED = {kind: [name for name, spec in KINDS[kind].fields.items() if spec.required] for kind in UNITS}
+
+# Numbers a sound reading may carry, spelt as JSON text.
+SOUND_NUMBERS = ["-0", "-0.0", "0.0", "1.0", "1E2", "1e-400", "5e-324", "41.5", "7",
+                 "9223372036854775807", "-9223372036854775808", "9223372036854775808",
+                 "18446744073709551615", "9007199254740993", "9007199254740993.0",
+                 "0.30000000000000004441", "123456789.123456789e-3", "9.2233720368547748e18",
+                 "-9.2233720368547748e18", "2.2250738585072014e-308"]
+# Text in place of a number that the contract refuses, or that orjson reads otherwise.
+ODD_NUMBERS = ["NaN", "Infinity", "-Infinity", "true", "false", "null", '"1"', "[]", "{}",
+               "18446744073709551616", "-9223372036854775809", "1e308", "1e309", "-1e400",
+               "1.7976931348623159e308", "1" + "0" * 30, "1" + "0" * 330]
+SOUND_STAMPS = ["2026-11-18T09:00:01.000000Z", "2026-11-18T09:00:01Z", "2026-11-18T09Z",
+                "20261118T0900Z", "2026-W47-3T09:00Z", "2026-11-18 09:00:00Z",
+                "2020-01-01T00:00:00Z", "2026-11-18T09:00:00.1234567Z",
+                "2026-11-18T09:00:00,5Z", A_DAY_AHEAD]
+ODD_STAMPS = ["2026-11-19T11:06:40.000001Z", "2019-12-31T23:59:59.999999Z",
+              "2026-11-18T09:00:00+00:00", "9999-12-31T23:59:59.999999Z",
+              "0001-01-01T00:00:00Z", "z", "", "2026-02-30T00:00:00Z", "1795000000"]
+SOUND_FLAGS: list[str | None] = [None, None, "[]", '["warmup"]', '["backlog","warmup","warmup"]',
+               '["clock_unsynced","calibrating"]']
+ODD_FLAGS: list[str | None] = ['["nope"]', '"warmup"', "null", "{}", '[["warmup"]]', "[1]", '["Warmup"]']
+SENSORS = ["pm-1", "bed-01", "x.y_z-0", "a" * 64]
+ODD_SENSORS = ["a" * 65, "Pm-1", "pm 1", "pm-1\n", "-pm", "\u00f1-1", "pm\u00e9", "\u0661", ""]
+SEQS = ["0", "1", "9223372036854775807", "-0", "10000000"]
+ODD_SEQS = ["1.0", "-1", "9223372036854775808", "18446744073709551616", "true", "1e2",
+            '"1"', "null", "0.0"]
+# A second pair after a reading's own: the last of two equal keys wins (or is refused).
+REPEATS = [('"extra"', "1"), ('"seq"', "3"), ('"values"', '{"occupied":1}'),
+           ('"kind"', '"hospital.bed"'), ('"sensor"', '"bed-01"'), ('"flags"', '["warmup"]'),
+           ('"ts"', '"2026-11-18T09:00:02Z"')]
+
+
+def _string(s: str, how: int) -> str:
+    """A JSON string three ways: ASCII escapes, raw UTF-8, every character escaped."""
+    if how == 0:
+        return json.dumps(s)
+    if how == 1:
+        return json.dumps(s, ensure_ascii=False)
+    return '"' + "".join(f"\\u{ord(c):04x}" if ord(c) < 0x10000 else json.dumps(c)[1:-1]
+                         for c in s) + '"'
+
+
+@st.composite
+def _object(draw: st.DrawFn, pairs: list[tuple[str, str]]) -> str:
+    """An object from (key text, value text) pairs, spaced some way."""
+    ws = draw(st.sampled_from(["", " ", "\n", "\t", " \r\n "]))
+    return "{" + ws + ("," + ws).join(f"{k}{ws}:{ws}{v}" for k, v in pairs) + ws + "}"
+
+
+def _number_text() -> st.SearchStrategy[str]:
+    digits = st.text("0123456789", min_size=1, max_size=22)
+    built = st.builds(lambda sign, whole, frac, exp: sign + (whole.lstrip("0") or "0") + frac + exp,
+                      st.sampled_from(["", "-"]), digits,
+                      st.sampled_from(["", ".0", ".5", ".000001", ".1234567890123456789"])
+                      | digits.map(lambda d: "." + d),
+                      st.sampled_from(["", "e0", "E+2", "e-5", "e18", "e19", "e308", "e-324"])
+                      | digits.map(lambda d: "e" + d[:3]))
+    return st.one_of(built, st.floats(allow_nan=False, allow_infinity=False).map(repr),
+                     st.integers(-2**70, 2**70).map(str), st.sampled_from(SOUND_NUMBERS))
+
+
+@st.composite
+def _reading(draw: st.DrawFn, sound: bool) -> str:
+    kind = draw(st.sampled_from(sorted(UNITS) + ([] if sound else ["air.ozone"])))
+    fields = FIELDS.get(kind, ["o3"])
+    names = REQUIRED.get(kind, ["o3"]) + draw(st.lists(st.sampled_from(fields), max_size=3))
+    if not sound:
+        names = draw(st.lists(st.sampled_from([*fields, "zz"]), max_size=4)) or names
+    how = draw(st.integers(0, 2))
+    numbers = (st.sampled_from(SOUND_NUMBERS) | st.integers(-1000, 1000).map(str)
+               | st.floats(-1e18, 1e18).map(repr)) if sound else (
+        _number_text() | st.sampled_from(ODD_NUMBERS))
+    values = draw(_object([(_string(n, how), draw(numbers)) for n in names]))
+    sensor = draw(st.sampled_from(SENSORS) if sound
+                  else st.sampled_from(SENSORS + ODD_SENSORS) | st.text(max_size=6))
+    seq = draw(st.sampled_from(SEQS) if sound else st.sampled_from(SEQS + ODD_SEQS) | _number_text())
+    ts = draw(st.sampled_from(SOUND_STAMPS if sound else SOUND_STAMPS + ODD_STAMPS))
+    flags = draw(st.sampled_from(SOUND_FLAGS if sound else SOUND_FLAGS + ODD_FLAGS))
+    pairs = [('"sensor"', _string(sensor, how)), ('"kind"', json.dumps(kind)), ('"ts"', json.dumps(ts)),
+             ('"seq"', seq), ('"values"', values)]
+    if flags is not None:
+        pairs.append(('"flags"', flags))
+    if not sound and draw(st.booleans()):
+        pairs.insert(draw(st.integers(0, len(pairs))), draw(st.sampled_from(REPEATS)))
+    if draw(st.booleans()):
+        pairs = draw(st.permutations(pairs))
+    return draw(_object(pairs))
+
+
+def _units_text(case: str) -> str:
+    text = json.dumps(UNITS)
+    if case == "wrong":
+        return text.replace('"vehicles"', '"veh"')
+    if case == "missing":
+        return json.dumps({k: v for k, v in UNITS.items() if k != "hospital.bed"})
+    if case == "extra":
+        return text[:-1] + ', "air.co2": {"co2": "ppm"}}'
+    if case == "nested":
+        return text[:-1] + ', "air.co2": {"co2": ["ppm"]}}'
+    if case == "repeated":  # the second entry of a kind wins
+        return text[:-1] + ', "hospital.bed": {"occupied": "boolean"}}'
+    return text
+
+
+@st.composite
+def _payload(draw: st.DrawFn) -> bytes:
+    """A data payload; a sound one (every reading one the contract accepts, as text that
+    varies) half the time, else anything near one."""
+    sound = draw(st.booleans())
+    readings = [draw(_reading(sound or draw(st.integers(0, 3)) > 0)) for _ in range(draw(st.integers(0, 5)))]
+    if sound:
+        return (f'{{"v":1,"site":"{SITE}","node":"{NODE}","units":{json.dumps(UNITS)},'
+                f'"readings":[{",".join(readings)}]}}').encode()
+    pairs = [('"v"', draw(st.sampled_from(["1", "1", "1.0", "true", "2", '"1"']))),
+             ('"site"', draw(st.sampled_from([json.dumps(SITE)] * 3 + ['"hn-other"', '"HN"']))),
+             ('"node"', json.dumps(NODE)),
+             ('"units"', _units_text(draw(st.sampled_from(["good"] * 5 + ["wrong", "missing", "extra",
+                                                                          "nested", "repeated"])))),
+             ('"readings"', f"[{','.join(readings)}]")]
+    if draw(st.booleans()):
+        pairs.insert(1, ('"batch"', draw(st.sampled_from(['"0a1b.12"', "12", "null", '"x"']))))
+    repeat = draw(st.sampled_from([None] * 4 + [('"x"', "1"), ('"v"', "1"), ('"v"', "2"),
+                                                ('"site"', '"hn-other"'), ('"readings"', "[]"),
+                                                ('"units"', "{}")]))
+    if repeat is not None:
+        pairs.insert(draw(st.integers(0, len(pairs))), repeat)
+    before = draw(st.sampled_from(["", "", " ", "\n", "\ufeff"]))
+    return (before + draw(_object(pairs))).encode()
+
+
+def _exact(out: tuple[NodeData | None, list[Point]]) -> str:
+    """The decoded record with every value's type showing (1 == 1.0, but not here)."""
+    data, points = out
+    return repr((None if data is None else (data.key, data.received_ns, data.readings, data.status),
+                 points))
+
+
+def _both(rec: JournalRecord, monkeypatch: pytest.MonkeyPatch) -> tuple[str, str]:
+    """(decode_record as it is, decode_record with the shortcut turned off)."""
+    fast = _exact(decode_record(rec, 4096))
+    with monkeypatch.context() as m:
+        m.setattr(records, "_sound_readings", lambda *args: None)
+        contract = _exact(decode_record(rec, 4096))
+    return fast, contract
+
+
+def _shortcut_is_the_contract(payload: bytes, site: str, node: str, received_ns: int) -> bool:
+    """Whether the shortcut took the payload; if it did, its readings are the contract's,
+    value types included, and the contract rejects none of them."""
+    readings = records._sound_readings(payload, site, node, received_ns)
+    if readings is None:
+        return False
+    batch = decode_batch(payload, site=site, node=node, now_ns=received_ns)
+    assert repr(readings) == repr(batch.readings)
+    assert not batch.rejected
+    return True
+
+
+def test_payloads_written_as_text_decode_as_the_contract_decodes_them(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    taken: list[bool] = []
+
+    @settings(max_examples=300, deadline=None, database=None)
+    @given(payload=_payload())
+    def check(payload: bytes) -> None:
+        fast, contract = _both(JournalRecord("i0", 7, RECEIVED_NS, TOPIC, payload), monkeypatch)
+        assert fast == contract
+        taken.append(_shortcut_is_the_contract(payload, SITE, NODE, RECEIVED_NS)
+                     and b'"sensor"' in payload)
+
+    check()
+    # Else the comparison above would hold for a shortcut that never applies.
+    assert sum(taken) >= len(taken) // 5, (sum(taken), len(taken))
+
+
+@pytest.mark.parametrize("ts", ["2020-01-01T00:00:00Z", A_DAY_AHEAD, "2026-11-18T09Z",
+                                "2026-11-18 09:00:00Z", "2026-11-18T09:00:00.1234567Z"])
+def test_a_stamp_on_the_edge_or_in_another_iso_form_decodes_as_the_contract_decodes_it(
+        ts: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each of these the contract accepts: the shortcut must take it and stamp it alike."""
+    payload = (f'{{"v":1,"site":"{SITE}","node":"{NODE}","units":{json.dumps(UNITS)},"readings":'
+               f'[{{"sensor":"pm-1","kind":"air.pm","ts":"{ts}","seq":1,"values":{{"pm25":1,"pm10":2.5}}}}]}}'
+               ).encode()
+    assert _shortcut_is_the_contract(payload, SITE, NODE, RECEIVED_NS)
+    fast, contract = _both(JournalRecord("i0", 7, RECEIVED_NS, TOPIC, payload), monkeypatch)
+    assert fast == contract
+
+
+NOW = datetime(2026, 6, 1, 12, tzinfo=UTC)  # the workload's end: generate() is then deterministic
+# Bytes put in at random: JSON's own syntax, numbers orjson and json read apart, flags, a
+# BOM, an invalid UTF-8 byte, escapes.
+TOKENS = [b"1", b"1.0", b"-0", b"-0.0", b"1e400", b"NaN", b"true", b"null", b"[]", b"{}", b'"a"',
+          b",", b":", b'"', b"\\", b"\\u0000", b"\\ud800", b"\\u0070", b"18446744073709551616",
+          b"9223372036854775808", b"1e18", b"9.3e18", b" ", b"\xef\xbb\xbf", b"\xff",
+          b'"warmup"', b'"seq"', b'"values"', b'"flags":["backlog"],', b'"x":1,', b"Z", b"T", b".",
+          b"+", b"-", b"0", b"9", b"e", b"E"]
+
+
+def _mutate(payload: bytes, rng: random.Random) -> bytes:
+    p = bytearray(payload)
+    for _ in range(rng.choice([1, 1, 2, 4])):
+        roll, i = rng.random(), rng.randrange(len(p) + 1)
+        if roll < 0.3 and p:
+            p[min(i, len(p) - 1)] = rng.randrange(256)
+        elif roll < 0.5:
+            del p[i:i + rng.randint(1, 6)]
+        elif roll < 0.8:
+            p[i:i] = rng.choice(TOKENS)
+        else:  # a piece of the message copied elsewhere in it
+            j = rng.randrange(len(p) + 1)
+            p[i:i] = p[j:j + rng.randint(1, 40)]
+    return bytes(p)
+
+
+def _city() -> Workload:
+    """300 messages of 20 readings of the benchmark's city, every kind it has."""
+    return generate(6000, batch=20, now=NOW)
+
+
+def test_city_messages_with_mutated_bytes_decode_as_the_contract_decodes_them(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = random.Random(20261118)
+    city = _city()
+    messages = city.messages
+    taken = dead = 0
+    for n in range(900):
+        m = messages[n % len(messages)]
+        payload = _mutate(m.payload, rng)
+        _, _, site, node, _ = m.topic.split("/")
+        received = city.last_ts_ns + rng.randint(0, 10**9)
+        fast, contract = _both(JournalRecord("i0", n, received, m.topic, payload), monkeypatch)
+        assert fast == contract, payload
+        taken += _shortcut_is_the_contract(payload, site, node, received)
+        dead += "dead_letter," in fast
+    # Both ways are exercised (with this seed: 23 messages the shortcut took, 877 with dead
+    # letters).
+    assert taken >= 15, taken
+    assert dead >= 600, dead
+

@@ -1,0 +1,207 @@
+"""A node's state against two references on random small streams (sensors changing kind,
+duplicate and reordered sequence numbers, readings late past the horizon, warm-up, values
+outside the contract's range):
+
+- the same state pickled and unpickled between any two messages (a snapshot and a
+  restart, as the dataflow does) gives the same points, measured readings, site updates
+  and alerts as one never pickled;
+- a naive model, written here from what the node state promises, gives the same raw
+  points, window lines, recompute requests, ledger lines and measured readings. It keeps
+  every reading and recomputes each touched window from all of them.
+
+test_node_pinned_output.py pins the output of a city and of seeded streams to digests;
+this checks it against what it should be, and a resume at every point of a stream.
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Mapping
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cloud.logic.lines import line
+from cloud.logic.node import LATE_AFTER_NS, NodeState
+from cloud.logic.recompute import RECOMPUTE, Recompute
+from cloud.logic.records import RP_1H, RP_1M, RP_RAW, NodeData, Point
+from urbanpulse.wire import KINDS, Reading, outside_range
+
+MINUTE_NS = 60 * 10**9
+HOUR_NS = 60 * MINUTE_NS
+T0 = 1_795_000_000_000_000_000 - 1_795_000_000_000_000_000 % HOUR_NS
+SENSORS = {"bed-1": "hospital.bed", "bed-2": "hospital.bed", "pm-1": "air.pm", "loop-1": "traffic.loop"}
+# 1e300 and -1 are outside every range; ints and floats, -0.0 and 0.0 kept apart.
+KINDS_USED = sorted(set(SENSORS.values()))
+VALUES = st.sampled_from([0, 1, 0.0, -0.0, 1.0, 2, 2.5, 1e-9, 3, 10**6, 7.25, -1, 1e300])
+HORIZONS = st.sampled_from([10 * MINUTE_NS, 30 * MINUTE_NS, 3 * HOUR_NS])
+
+
+@st.composite
+def _reading(draw: st.DrawFn) -> Reading:
+    sensor = draw(st.sampled_from(sorted(SENSORS)))
+    # now and then a sensor claims another kind
+    kind = SENSORS[sensor] if draw(st.integers(0, 20)) else draw(st.sampled_from(KINDS_USED))
+    values: dict[str, float]
+    if kind == "hospital.bed":
+        values = {"occupied": draw(VALUES)}
+        if draw(st.integers(0, 5)) == 0:
+            values["fault"] = draw(VALUES)
+    elif kind == "air.pm":
+        values = {"pm25": draw(VALUES), "pm10": draw(VALUES)}
+    else:
+        values = {"count": draw(VALUES), "interval_s": draw(st.sampled_from([60, 60.0, 30.5]))}
+    # mostly in the first of three hours (windows with several readings), to the microsecond
+    hour = draw(st.sampled_from([0, 0, 0, 1, 2]))
+    ts = T0 + hour * HOUR_NS + draw(st.integers(0, 180)) * MINUTE_NS // 3 + draw(st.integers(0, 10**6)) * 1000
+    seq = draw(st.integers(0, 60))  # small: duplicates are frequent
+    flags = draw(st.sampled_from([(), (), (), ("warmup",), ("backlog",)]))
+    return Reading(sensor, kind, ts, seq, values, flags)
+
+
+_MESSAGES = st.lists(st.lists(_reading(), max_size=12), min_size=1, max_size=10)
+
+
+def _data(i: int, readings: list[Reading]) -> NodeData:
+    return NodeData("hn/n1", "hn", "n1", T0 + (170 + i) * MINUTE_NS, readings)
+
+
+@settings(max_examples=200, deadline=None, database=None)
+@given(messages=_MESSAGES, cuts=st.sets(st.integers(0, 9)), horizon=HORIZONS, detect=st.booleans())
+def test_a_state_resumed_from_a_snapshot_between_any_two_messages_goes_on_alike(
+        messages: list[list[Reading]], cuts: set[int], horizon: int, detect: bool) -> None:
+    kept, resumed = NodeState(horizon, detect=detect), NodeState(horizon, detect=detect)
+    for i, readings in enumerate(messages):
+        if i in cuts:
+            resumed = pickle.loads(pickle.dumps(resumed, protocol=pickle.HIGHEST_PROTOCOL))
+        data = _data(i, readings)
+        assert resumed.process(data) == kept.process(data), i
+        assert resumed.take_measured() == kept.take_measured(), i
+        assert resumed.take_site_updates() == kept.take_site_updates(), i
+        assert resumed.take_alerts() == kept.take_alerts(), i
+
+
+class _Model:
+    """What a node's state should write, kept the simple way: every reading remembered,
+    every touched window computed again from all of them."""
+
+    def __init__(self, horizon_ns: int) -> None:
+        self.horizon_ns = horizon_ns
+        self.seen: set[tuple[str, int]] = set()
+        self.newest: dict[str, int] = {}  # sensor -> its newest reading in a window
+        self.windowed: dict[str, list[Reading]] = {}  # sensor -> its readings in windows
+        self.kind: dict[str, str] = {}  # sensor -> the kind of its latest fresh reading
+        self.ledger: dict[int, dict[str, int]] = {}
+        self.spans: dict[int, dict[str, tuple[int, int]]] = {}
+
+    def _tags(self, sensor: str) -> dict[str, str]:
+        return {"site": "hn", "node": "n1", "sensor": sensor, "kind": self.kind[sensor]}
+
+    def process(self, data: NodeData) -> tuple[list[Point], list[Point], list[Point], list[Reading]]:
+        """(raw points and recompute requests in reading order, window lines in the order
+        first touched, ledger lines by hour, measured readings)."""
+        raw: list[Point] = []
+        touched: list[tuple[str, str, int]] = []
+        hours: set[int] = set()
+        measured: list[Reading] = []
+        for r in data.readings:
+            hour = r.ts_ns - r.ts_ns % HOUR_NS
+            hours.add(hour)
+            counts = self.ledger.setdefault(hour, {"received": 0, "duplicates": 0, "late": 0})
+            counts["received"] += 1
+            if (r.sensor, r.seq) in self.seen:
+                counts["duplicates"] += 1
+                continue
+            self.seen.add((r.sensor, r.seq))
+            spans = self.spans.setdefault(hour, {})
+            low, high = spans.get(r.sensor, (r.seq, r.seq))
+            spans[r.sensor] = (min(low, r.seq), max(high, r.seq))
+            if data.received_ns - r.ts_ns > LATE_AFTER_NS:
+                counts["late"] += 1
+            self.kind[r.sensor] = r.kind
+            fields: dict[str, float | int | str] = {k: float(v) for k, v in r.values.items()}
+            fields["seq"] = r.seq
+            if r.flags:
+                fields["flags"] = ",".join(r.flags)
+            stamp = r.ts_ns - r.ts_ns % 1000 + r.seq % 1000
+            raw.append((RP_RAW, line(KINDS[r.kind].measurement, self._tags(r.sensor), fields, stamp)))
+            if "warmup" in r.flags or outside_range(r.kind, r.values) is not None:
+                continue
+            measured.append(r)
+            newest = self.newest.get(r.sensor, 0)
+            for rp, width in ((RP_1M, MINUTE_NS), (RP_1H, HOUR_NS)):
+                start = r.ts_ns - r.ts_ns % width
+                if r.ts_ns < newest - self.horizon_ns:
+                    raw.append((RECOMPUTE, Recompute(rp, KINDS[r.kind].measurement, "hn", "n1",
+                                                     r.sensor, r.kind, width, start).encode()))
+                elif (rp, r.sensor, start) not in touched:
+                    touched.append((rp, r.sensor, start))
+            if r.ts_ns >= newest - self.horizon_ns:
+                self.newest[r.sensor] = max(newest, r.ts_ns)
+                self.windowed.setdefault(r.sensor, []).append(r)
+        windows = []
+        for rp, sensor, start in touched:
+            width = MINUTE_NS if rp == RP_1M else HOUR_NS
+            inside = [r for r in self.windowed[sensor] if r.ts_ns - r.ts_ns % width == start]
+            windows.append((rp, line(KINDS[self.kind[sensor]].measurement, self._tags(sensor),
+                                     _aggregate(inside), start)))
+        ledger = [(RP_1H, line("ledger", {"site": "hn", "node": "n1"}, self._ledger(h), h))
+                  for h in sorted(hours)]
+        self._forget(max(self.newest.values(), default=0) - self.horizon_ns - HOUR_NS)
+        return raw, windows, ledger, measured
+
+    def _ledger(self, hour: int) -> dict[str, int]:
+        counts = self.ledger[hour]
+        expected = sum(high - low + 1 for low, high in self.spans.get(hour, {}).values())
+        unique = counts["received"] - counts["duplicates"]
+        return {"expected": expected, **counts, "missing": max(0, expected - unique)}
+
+    def _forget(self, floor: int) -> None:
+        """Ledger hours before the floor are dropped: a reading for one starts it again."""
+        for hour in [h for h in self.ledger if h < floor]:
+            del self.ledger[hour]
+            self.spans.pop(hour, None)
+
+
+def _aggregate(readings: list[Reading]) -> dict[str, float | int]:
+    """count, then per field (sorted) mean, min, max and last (the newest stamp; of equal
+    stamps, the one that came last), summed in the order the readings came."""
+    out: dict[str, float | int] = {"count": len(readings)}
+    names = sorted({name for r in readings for name in r.values})
+    for name in names:
+        have = [(r.ts_ns, float(r.values[name])) for r in readings if name in r.values]
+        total = have[0][1]
+        for _, v in have[1:]:
+            total += v
+        values = [v for _, v in have]
+        newest = max(ts for ts, _ in have)
+        out[f"{name}_mean"] = total / len(have)
+        out[f"{name}_min"] = min(values)
+        out[f"{name}_max"] = max(values)
+        out[f"{name}_last"] = [v for ts, v in have if ts == newest][-1]
+    return out
+
+
+def _split(points: list[Point], heads: Mapping[str, str]) -> tuple[list[Point], list[Point], list[Point]]:
+    """A node state's points as the model's: raw and recompute, windows, ledger (other
+    points, the domain's, are not modelled here)."""
+    raw = [p for p in points if p[0] in (RP_RAW, RECOMPUTE)]
+    windows = [p for p in points if p[0] in (RP_1M, RP_1H)
+               and p[1].split(" ", 1)[0] in heads.values()]
+    ledger = [p for p in points if p[0] == RP_1H and p[1].startswith("ledger,")]
+    return raw, windows, ledger
+
+
+@settings(max_examples=200, deadline=None, database=None)
+@given(messages=_MESSAGES, horizon=HORIZONS)
+def test_a_state_writes_what_a_naive_model_of_its_windows_and_ledger_writes(
+        messages: list[list[Reading]], horizon: int) -> None:
+    state, model = NodeState(horizon, detect=False), _Model(horizon)
+    for i, readings in enumerate(messages):
+        data = _data(i, readings)
+        points = state.process(data)
+        raw, windows, ledger, measured = model.process(data)
+        heads = {s: line(KINDS[k].measurement, model._tags(s), {"x": 1}, 0).split(" ", 1)[0]
+                 for s, k in model.kind.items()}
+        assert _split(points, heads) == (raw, windows, ledger), i
+        assert state.take_measured() == measured, i
