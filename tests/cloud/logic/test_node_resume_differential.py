@@ -15,6 +15,7 @@ this checks it against what it should be, and a resume at every point of a strea
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
 from collections.abc import Mapping
 
@@ -59,7 +60,17 @@ def _reading(draw: st.DrawFn) -> Reading:
     return Reading(sensor, kind, ts, seq, values, flags)
 
 
-_MESSAGES = st.lists(st.lists(_reading(), max_size=12), min_size=1, max_size=10)
+@st.composite
+def _message(draw: st.DrawFn) -> list[Reading]:
+    """Readings, some stamped as the one before (which of equal stamps is a window's last)."""
+    readings = draw(st.lists(_reading(), max_size=12))
+    for i in range(1, len(readings)):
+        if draw(st.integers(0, 3)) == 0:
+            readings[i] = dataclasses.replace(readings[i], ts_ns=readings[i - 1].ts_ns)
+    return readings
+
+
+_MESSAGES = st.lists(_message(), min_size=1, max_size=10)
 
 
 def _data(i: int, readings: list[Reading]) -> NodeData:

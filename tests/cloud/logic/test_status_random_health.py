@@ -33,6 +33,9 @@ ATOMS = (st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats() | 
 HEALTH = st.recursive(ATOMS, lambda inner: st.lists(inner, max_size=4)
                       | st.dictionaries(st.sampled_from(KEYS) | st.text(max_size=6), inner, max_size=5),
                       max_leaves=30)
+NUMBERS = st.sampled_from([math.nan, math.inf, -math.inf, 1e308, 10**400, -1, 2**31, 0.5, True])
+# Mostly an object of the health's own keys, so that the odd values reach the fields read.
+HEALTH_OBJECT = st.dictionaries(st.sampled_from(KEYS), NUMBERS | HEALTH, max_size=8)
 STAMPS = st.sampled_from(["2026-11-18T09:00:01Z", "2026-11-18T09:00:31Z", "2020-01-01T00:00:00Z",
                           "2019-12-31T23:59:59Z", "2026-11-18T09Z"])
 
@@ -50,7 +53,7 @@ def _fields_are_finite(text: str) -> bool:
 
 
 @settings(max_examples=150, deadline=None, database=None)
-@given(healths=st.lists(st.tuples(HEALTH, STAMPS), min_size=1, max_size=4))
+@given(healths=st.lists(st.tuples(HEALTH_OBJECT | HEALTH, STAMPS), min_size=1, max_size=4))
 def test_any_health_decodes_and_runs_through_a_node_state_without_harm(
         healths: list[tuple[Any, str]]) -> None:
     state = NodeState(600 * 10**9)
