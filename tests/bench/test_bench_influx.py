@@ -130,21 +130,22 @@ def test_a_measured_write_stores_every_point_and_counts_influxds_cpu(points: Poi
     assert sample.influxd_cpu_s > 0
     assert sample.client_cpu_s > 0
     assert sample.write_s > 0
-    peaks = []
+    # VmHWM is not monotonic as read: the kernel reports max(its high-water mark, the
+    # current RSS) and raises the mark lazily, so a later read can show less. Hence no
+    # order between the rounds' peaks; the report takes their maximum.
     for s in (sample, again):
         assert s.peak_rss_kb is not None
         assert s.rss_kb is not None
         assert s.anon_rss_kb is not None
         assert s.peak_rss_kb >= s.rss_kb > s.anon_rss_kb > 0
-        peaks.append(s.peak_rss_kb)
-    assert peaks[1] >= peaks[0]  # VmHWM: the peak since influxd started
     summary = summarise([sample, again])[0]
     assert summary.rounds == 2
     assert summary.influxd_min <= summary.influxd_median
     assert summary.influxd_mean == pytest.approx(
         (sample.influxd_cpu_s + again.influxd_cpu_s) / (2 * len(points.points)) * 100_000)
     assert f"| gzip | {len(points.points):,} |" in table(summarise([sample, again]))
-    assert summary.peak_rss_mb == pytest.approx(peaks[1] / 1024)
+    assert summary.peak_rss_mb == pytest.approx(
+        max(s.peak_rss_kb or 0 for s in (sample, again)) / 1024)
 
 
 
