@@ -43,7 +43,9 @@ from urbanpulse.wire.payload import (
     MAX_SEQ,
     SENSOR_ID,
     finite,
+    is_sensor_id,
     parse_ts,
+    sensor_id_cache,
 )
 
 RP_RAW = "raw"
@@ -129,8 +131,6 @@ _FUTURE_NS = int(FUTURE_TOLERANCE.total_seconds() * 1e9)
 # large may have been one, so its batch goes the contract's way.
 _INT_AS_FLOAT = 2.0**63
 _NO_FLAGS: tuple[str, ...] = ()
-_sensor_ids: set[str] = set()  # ids that matched SENSOR_ID (bounded; a cache)
-_SENSOR_IDS_MAX = 100_000
 
 
 def _sound_readings(payload: bytes, site: str, node: str, now_ns: int) -> list[Reading] | None:
@@ -158,7 +158,7 @@ def _sound_readings(payload: bytes, site: str, node: str, now_ns: int) -> list[R
             return None
     latest = now_ns + _FUTURE_NS
     sound: set[tuple[str, tuple[str, ...]]] = set()  # (kind, field names) whose names and units passed
-    sensor_ids = _sensor_ids
+    sensor_ids = sensor_id_cache()
     parse = datetime.fromisoformat
     out: list[Reading] = []
     for raw in raws:
@@ -168,7 +168,7 @@ def _sound_readings(payload: bytes, site: str, node: str, now_ns: int) -> list[R
         if n != 5 and (n != 6 or "flags" not in raw):
             return None  # a key the contract does not read
         sensor = raw.get("sensor")
-        if type(sensor) is not str or (sensor not in sensor_ids and not _sensor_id(sensor)):
+        if type(sensor) is not str or (sensor not in sensor_ids and not is_sensor_id(sensor)):
             return None
         seq = raw.get("seq")
         if type(seq) is not int or not 0 <= seq <= MAX_SEQ:
@@ -206,15 +206,6 @@ def _sound_readings(payload: bytes, site: str, node: str, now_ns: int) -> list[R
             flags = tuple(flags)
         out.append(Reading(sensor, kind, ts_ns, seq, values, flags))
     return out
-
-
-def _sensor_id(sensor: str) -> bool:
-    if not SENSOR_ID.fullmatch(sensor):
-        return False
-    if len(_sensor_ids) >= _SENSOR_IDS_MAX:
-        _sensor_ids.clear()
-    _sensor_ids.add(sensor)
-    return True
 
 
 def _sound_fields(kind: str, values: dict[str, Any], units: dict[str, Any]) -> bool:

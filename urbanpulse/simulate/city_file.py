@@ -29,9 +29,9 @@ from urbanpulse.simulate.city import (
 )
 from urbanpulse.simulate.events import AIR_DRIVERS, EVENT_TYPES, Event, make_event
 from urbanpulse.simulate.profiles import DailyProfile, MonthlyCurve, WeeklyProfile
+from urbanpulse.wire.payload import SENSOR_ID
 
 SITE_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,31}")
-SENSOR_ID = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
 _CLOCK = re.compile(r"([0-2]?\d):([0-5]\d)")
 AIR_PERIOD_S = {"sds011": 30.0, "pms5003": 30.0, "mhz19b": 60.0}
 

@@ -213,7 +213,8 @@ _sensor_ids: set[str] = set()
 _SENSOR_IDS_MAX = 100_000
 
 
-def _sensor_id(sensor: str) -> bool:
+def is_sensor_id(sensor: str) -> bool:
+    """`sensor` is a sensor id of the contract (SENSOR_ID), remembered once it matched."""
     if sensor in _sensor_ids:
         return True
     if not _SENSOR.fullmatch(sensor):
@@ -224,6 +225,12 @@ def _sensor_id(sensor: str) -> bool:
     return True
 
 
+def sensor_id_cache() -> set[str]:
+    """The ids `is_sensor_id` remembers, for hot loops: `sensor in ids or is_sensor_id(sensor)`
+    (read only)."""
+    return _sensor_ids
+
+
 def _reading(raw: Any, units: Mapping[str, Any], latest_ns: int | None,
              sound: set[tuple[str, tuple[str, ...]]]) -> Reading:
     """One reading, validated. `sound` holds the (kind, field names) whose names, units and
@@ -231,7 +238,7 @@ def _reading(raw: Any, units: Mapping[str, Any], latest_ns: int | None,
     if not isinstance(raw, dict):
         raise _Reject("bad_reading", f": must be an object, got {type(raw).__name__}")
     sensor = raw.get("sensor")
-    if not isinstance(sensor, str) or (sensor not in _sensor_ids and not _sensor_id(sensor)):
+    if not isinstance(sensor, str) or (sensor not in _sensor_ids and not is_sensor_id(sensor)):
         raise _Reject("bad_sensor", f".sensor: {sensor!r} is not 1-64 of [a-z0-9_.-]")
     kind = raw.get("kind")
     spec = KINDS.get(kind) if isinstance(kind, str) else None
