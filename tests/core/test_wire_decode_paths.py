@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.core.wire_text import payload_text, reading_text
 from urbanpulse.wire import decode_batch
 from urbanpulse.wire.payload import EARLIEST_TS_NS, parse_ts
 
@@ -47,21 +48,11 @@ BAD_READING_PARTS: list[dict[str, Any]] = [
 
 def _reading(seq: int, base: dict[str, Any], part: dict[str, Any] | None, bad: str | None
              ) -> str:
-    r: dict[str, Any] = {"sensor": base["sensor"], "kind": base["kind"],
-                         "ts": f"2026-11-28T09:{seq % 60:02d}:01.250000Z", "seq": seq,
-                         "values": dict(base["values"])}
-    if part is not None:
-        r.update(part)
-    text = json.dumps(r)
-    if bad is not None and isinstance(r.get("values"), dict) and r["values"]:
-        name = next(iter(r["values"]))
-        text = text.replace(f'"{name}": {json.dumps(r["values"][name])}', f'"{name}": {bad}', 1)
-    return text
+    return reading_text(seq, base, part, bad, f"2026-11-28T09:{seq % 60:02d}:01.250000Z")
 
 
 def _payload(readings: list[str], units: dict[str, Any]) -> bytes:
-    return (f'{{"v":1,"site":"hn-bachmai","node":"ward-1","units":{json.dumps(units)},'
-            f'"readings":[{",".join(readings)}]}}').encode()
+    return payload_text(readings, units, "hn-bachmai", "ward-1")
 
 
 def _decoded(payload: bytes) -> tuple[list[Any], list[tuple[int, str, str]]]:

@@ -19,6 +19,7 @@ from bench.pipeline.workload import generate
 from cloud.journal import JournalRecord
 from cloud.logic import records
 from cloud.logic.records import NodeData, Point, decode_record
+from tests.core.wire_text import payload_text, reading_text
 from urbanpulse.wire import decode_batch
 
 SITE, NODE = "hn-bachmai", "ward-1"
@@ -80,22 +81,11 @@ ODD_PAYLOADS = [
 
 
 def _reading(seq: int, base: dict[str, Any], part: dict[str, Any] | None, value: str | None) -> str:
-    r: dict[str, Any] = {"sensor": base["sensor"], "kind": base["kind"],
-                         "ts": f"2026-11-18T09:{seq % 60:02d}:01.{seq:06d}Z", "seq": seq,
-                         "values": dict(base["values"])}
-    if part is not None:
-        r.update(part)
-    text = json.dumps(r)
-    if value is not None and isinstance(r.get("values"), dict) and r["values"]:
-        name = next(iter(r["values"]))
-        text = text.replace(f'"{name}": {json.dumps(r["values"][name])}', f'"{name}": {value}', 1)
-    return text
+    return reading_text(seq, base, part, value, f"2026-11-18T09:{seq % 60:02d}:01.{seq:06d}Z")
 
 
 def _payload(readings: list[str], units: Any = None, envelope: str = "") -> bytes:
-    units = UNITS if units is None else units
-    return (f'{{"v":1,"site":"{SITE}","node":"{NODE}",{envelope}"units":{json.dumps(units)},'
-            f'"readings":[{",".join(readings)}]}}').encode()
+    return payload_text(readings, UNITS if units is None else units, SITE, NODE, envelope)
 
 
 def _record(payload: bytes) -> JournalRecord:
