@@ -36,6 +36,7 @@ from urbanpulse.wire import (
     decode_status,
     parse_topic,
 )
+from urbanpulse.wire.kinds import BOOL_UNIT
 from urbanpulse.wire.payload import (
     EARLIEST_TS_NS,
     FLAGS,
@@ -157,7 +158,8 @@ def _sound_readings(payload: bytes, site: str, node: str, now_ns: int) -> list[R
         if type(kind_units) is not dict or any(type(u) is not str for u in kind_units.values()):
             return None
     latest = now_ns + _FUTURE_NS
-    sound: set[tuple[str, tuple[str, ...]]] = set()  # (kind, field names) whose names and units passed
+    # (kind, field names) whose names and units passed -> its bool fields
+    sound: dict[tuple[str, tuple[str, ...]], tuple[str, ...]] = {}
     sensor_ids = sensor_id_cache()
     parse = datetime.fromisoformat
     out: list[Reading] = []
@@ -188,16 +190,21 @@ def _sound_readings(payload: bytes, site: str, node: str, now_ns: int) -> list[R
         if type(kind) is not str or type(values) is not dict:
             return None
         fields = (kind, tuple(values))
-        if fields not in sound:
-            if not _sound_fields(kind, values, units):
+        bools = sound.get(fields)
+        if bools is None:
+            bools = _sound_fields(kind, values, units)
+            if bools is None:
                 return None
-            sound.add(fields)
+            sound[fields] = bools
         for v in values.values():
             t = type(v)
             if t is float:
                 if not -_INT_AS_FLOAT < v < _INT_AS_FLOAT:  # also NaN and the infinities
                     return None
             elif t is not int:
+                return None
+        for name in bools:
+            if values[name] != 0 and values[name] != 1:
                 return None
         flags = raw.get("flags", _NO_FLAGS)
         if flags is not _NO_FLAGS:
@@ -208,18 +215,21 @@ def _sound_readings(payload: bytes, site: str, node: str, now_ns: int) -> list[R
     return out
 
 
-def _sound_fields(kind: str, values: dict[str, Any], units: dict[str, Any]) -> bool:
-    """A kind of the contract, its field names known, their units the contract's, its
-    required fields present (the values themselves are checked per reading)."""
+def _sound_fields(kind: str, values: dict[str, Any], units: dict[str, Any]) -> tuple[str, ...] | None:
+    """The names of the bool fields among `values` when its kind is the contract's, its
+    field names known, their units the contract's and its required fields present (the
+    values themselves are checked per reading); None otherwise."""
     spec = KINDS.get(kind)
     kind_units = units.get(kind)
     if spec is None or type(kind_units) is not dict or not values:
-        return False
+        return None
     for name in values:
         field = spec.fields.get(name)
         if field is None or kind_units.get(name) != field.unit:
-            return False
-    return all(name in values for name, field in spec.fields.items() if field.required)
+            return None
+    if not all(name in values for name, field in spec.fields.items() if field.required):
+        return None
+    return tuple(name for name in values if spec.fields[name].unit == BOOL_UNIT)
 
 
 def _status(rec: JournalRecord, site: str, node: str, max_bytes: int

@@ -22,6 +22,7 @@ from urbanpulse.wire import (
     format_ts,
     parse_topic,
 )
+from urbanpulse.wire.kinds import BOOL_UNIT
 from urbanpulse.wire.topics import TopicError
 
 TS = to_epoch_ns(datetime(2026, 11, 28, 9, 30, 1, 250000, tzinfo=UTC))
@@ -32,7 +33,7 @@ def _body(**readings_override: object) -> dict:
                "values": {"pm25": 41.5, "pm10": 60}}
     reading.update(readings_override)
     return {"v": 1, "site": "hn-hoankiem", "node": "aq-01",
-            "units": {"air.pm": {"pm25": "ug/m3", "pm10": "ug/m3"}}, "readings": [reading]}
+            "units": {kind: spec.units for kind, spec in KINDS.items()}, "readings": [reading]}
 
 
 def test_round_trip_keeps_every_field() -> None:
@@ -64,6 +65,11 @@ def test_topic_layout() -> None:
     ({"values": {"pm25": 1.0, "pm10": 2.0, "o3": 1}}, "unknown_field", "readings[0].values.o3"),
     ({"flags": ["sunny"]}, "bad_flags", "readings[0].flags"),
     ({"values": {"pm25": 10**400, "pm10": 1}}, "bad_value", "readings[0].values.pm25"),
+    ({"kind": "hospital.bed", "values": {"occupied": 0.5}}, "bad_value", "readings[0].values.occupied"),
+    ({"kind": "hospital.bed", "values": {"occupied": 1, "fault": 2}}, "bad_value",
+     "readings[0].values.fault"),
+    ({"kind": "hospital.queue", "values": {"ticket": 4, "called": -1}}, "bad_value",
+     "readings[0].values.called"),
 ])
 def test_a_bad_reading_is_rejected_with_its_place_and_reason(override: dict, code: str, where: str) -> None:
     parsed = decode_batch(json.dumps(_body(**override)).encode())
@@ -145,8 +151,9 @@ _kind = st.sampled_from(sorted(KINDS))
 def readings(draw: st.DrawFn) -> Reading:
     kind = draw(_kind)
     spec = KINDS[kind]
-    values = {name: draw(st.floats(-1e6, 1e6, allow_nan=False)) for name, f in spec.fields.items()
-              if f.required or draw(st.booleans())}
+    values = {name: draw(st.sampled_from([0, 1, 0.0, 1.0]) if f.unit == BOOL_UNIT
+                         else st.floats(-1e6, 1e6, allow_nan=False))
+              for name, f in spec.fields.items() if f.required or draw(st.booleans())}
     ts = draw(st.integers(to_epoch_ns(datetime(2021, 1, 1, tzinfo=UTC)),
                           to_epoch_ns(datetime(2030, 1, 1, tzinfo=UTC))))
     return Reading(draw(st.sampled_from(["pm-1", "loop.a_2", "0", "bed-07"])), kind,

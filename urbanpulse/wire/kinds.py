@@ -36,6 +36,10 @@ class KindSpec:
         return self.name.replace(".", "_")
 
 
+# A bool field carries 0 or 1 (an int or a float equal to it); any other value is refused
+# by the contract, not read as one or the other.
+BOOL_UNIT = "bool"
+
 # GPIO sensors: pulses the edge driver rejected as too short to be real (a contact
 # glitch, a false pulse picked up by the cable) since its previous reading. Sent only
 # when not 0.
@@ -78,8 +82,8 @@ KINDS: dict[str, KindSpec] = {
         _kind(
             "hospital.bed",
             "Bed-occupancy pad: occupied (1) or free (0); fault 1 when the NC cable is cut.",
-            occupied=FieldSpec("bool", low=0, high=1),
-            fault=FieldSpec("bool", required=False, low=0, high=1),
+            occupied=FieldSpec(BOOL_UNIT, low=0, high=1),
+            fault=FieldSpec(BOOL_UNIT, required=False, low=0, high=1),
             glitches=_GLITCHES,
         ),
         _kind(
@@ -88,14 +92,14 @@ KINDS: dict[str, KindSpec] = {
             "when a supervised beam's cable is cut.",
             count=FieldSpec("persons", low=0, high=100000),
             interval_s=FieldSpec("s", low=0.001, high=3600),
-            fault=FieldSpec("bool", required=False, low=0, high=1),
+            fault=FieldSpec(BOOL_UNIT, required=False, low=0, high=1),
             glitches=_GLITCHES,
         ),
         _kind(
             "hospital.queue",
             "Queue kiosk: a ticket issued (called=0) or called to a counter (called=1).",
             ticket=FieldSpec("1", low=0, high=1e9),
-            called=FieldSpec("bool", low=0, high=1),
+            called=FieldSpec(BOOL_UNIT, low=0, high=1),
             counter=FieldSpec("1", required=False, low=0, high=1000),
         ),
     )

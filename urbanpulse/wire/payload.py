@@ -18,7 +18,7 @@ from typing import Any
 
 from urbanpulse.clock import from_epoch_ns, to_epoch_ns
 from urbanpulse.errors import UrbanpulseError
-from urbanpulse.wire.kinds import KINDS, KindSpec
+from urbanpulse.wire.kinds import BOOL_UNIT, KINDS, KindSpec
 from urbanpulse.wire.topics import CONTRACT_VERSION, validate_id
 
 MAX_PAYLOAD_BYTES = 256 * 1024
@@ -315,6 +315,8 @@ def _clean(values: dict[str, Any], kind: str, spec: KindSpec, kind_units: dict[s
                 "wrong_unit",
                 f".values.{name}: unit {kind_units.get(name)!r}, contract says {fspec.unit!r}",
             )
+        if fspec.unit == BOOL_UNIT and value not in (0, 1):
+            raise _Reject("bad_value", f".values.{name}: a bool must be 0 or 1, got {value!r:.40}")
         clean[name] = value
     for name, fspec in spec.fields.items():
         if fspec.required and name not in clean:
