@@ -2,7 +2,7 @@
 
 from urbanpulse.errors import ConfigError, UrbanpulseError
 
-__all__ = ["CloudError", "ConfigError", "JournalError", "SinkError"]
+__all__ = ["CloudError", "ConfigError", "JournalError", "QueryError", "SinkError"]
 
 
 class CloudError(UrbanpulseError):
@@ -15,3 +15,7 @@ class JournalError(CloudError):
 
 class SinkError(CloudError):
     pass
+
+
+class QueryError(CloudError):
+    """An analyst's query (cloud.query) could not be answered."""

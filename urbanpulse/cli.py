@@ -17,6 +17,7 @@ GROUPS: dict[str, tuple[str, str]] = {
     "simulate": ("urbanpulse.simulate.cli", "a city of simulated sensors"),
     "detect": ("cloud.detect.cli", "score a NAB-format CSV with a streaming anomaly detector"),
     "dashboards": ("urbanpulse.dashboards.cli", "generate and check the Grafana dashboards"),
+    "query": ("cloud.query.cli", "analysts' queries (readings, aggregates, ledger, events) as CSV"),
 }
 
 

@@ -1,0 +1,263 @@
+"""`CityData`: the stored city data as pandas DataFrames, over an InfluxDB client the
+caller owns (built with the reader's credentials: reading needs no more)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from cloud.config import load_cloud_config
+from cloud.logic.records import RP_1H, RP_1M, RP_RAW
+from cloud.query import catalog, influxql
+from cloud.query.errors import BadArgument, QueryError
+from cloud.query.frames import Schema, empty_index, to_frame
+from cloud.query.timerange import Chunks, TimeRange, chunk_length_ns
+from urbanpulse.errors import ConfigError
+from urbanpulse.influx_http import InfluxError, InfluxHTTP, InfluxUnavailable
+
+Tags = str | Sequence[str] | None
+# The first chunk per policy; later ones adapt to the rows they hold (cloud.query.timerange).
+FIRST_CHUNK = {RP_RAW: timedelta(hours=1), RP_1M: timedelta(days=1), RP_1H: timedelta(days=30)}
+CHUNK_ROWS = 100_000
+POST_ABOVE_CHARS = 4000  # longer statements go in a POST body, not the URL
+
+
+class CityData:
+    """Each method returns a DataFrame indexed by `time` (UTC, tz-aware), tags first as
+    columns, then fields with their stored types (float64, Int64, boolean, object).
+    Ranges are half-open, [start, end); aggregates are stamped with their window's start.
+    The `iter_*` form yields one frame per chunk, for ranges too large to hold at once."""
+
+    def __init__(self, client: InfluxHTTP, database: str, *, chunk: timedelta | None = None,
+                 chunk_rows: int = CHUNK_ROWS) -> None:
+        if not isinstance(database, str) or not database:
+            raise BadArgument("database", "must be a non-empty string")
+        if not isinstance(chunk_rows, int) or chunk_rows < 1:
+            raise BadArgument("chunk_rows", f"must be a positive integer, got {chunk_rows!r}")
+        self.client = client
+        self.database = database
+        self._first_ns = None if chunk is None else chunk_length_ns(chunk)
+        self._chunk_rows = chunk_rows
+        self.requests = 0  # statements sent, for callers watching the cost of a range
+        self._owns_client = False
+
+    @classmethod
+    def from_config(cls, path: Path, *, timeout_s: float = 30.0, chunk: timedelta | None = None,
+                    chunk_rows: int = CHUNK_ROWS) -> CityData:
+        """From the cloud config file (docs/cloud-config.md): its `[influx]` url and database,
+        and the READ-only reader's credentials (`reader_username`, `reader_password_file`),
+        never the writer's. Close it (or use `with`) to close its connection."""
+        cfg = load_cloud_config(path)
+        password_file = cfg.influx.reader_password_file
+        if password_file is None:
+            raise ConfigError("influx.reader_password_file",
+                              "missing: queries use the reader's READ-only credentials")
+        try:
+            password = password_file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError("influx.reader_password_file",
+                              f"{password_file}: {exc.strerror or exc}") from exc
+        client = InfluxHTTP(cfg.influx.url, cfg.influx.reader_username, password, timeout_s=timeout_s)
+        data = cls(client, cfg.influx.database, chunk=chunk, chunk_rows=chunk_rows)
+        data._owns_client = True
+        return data
+
+    def close(self) -> None:
+        """Closes the connection if `from_config` opened it; an injected client is the caller's."""
+        if self._owns_client:
+            self.client.close()
+
+    def __enter__(self) -> CityData:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- the base: any stored measurement ------------------------------------------
+
+    def measurement(self, name: str, start: datetime, end: datetime, *, rp: str = RP_RAW,
+                    tags: catalog.Filters | None = None,
+                    fields: Sequence[str] | None = None) -> pd.DataFrame:
+        """Every point of measurement `name` in `rp` over [start, end); `tags`: tag key ->
+        value or list of values (any matches); `fields`: the fields wanted (default all)."""
+        return _concat(self.iter_measurement(name, start, end, rp=rp, tags=tags, fields=fields))
+
+    def iter_measurement(self, name: str, start: datetime, end: datetime, *, rp: str = RP_RAW,
+                         tags: catalog.Filters | None = None,
+                         fields: Sequence[str] | None = None) -> Iterator[pd.DataFrame]:
+        span = TimeRange.of(start, end)
+        plan = (catalog.policy(rp), catalog.measurement_name(name),
+                catalog.tag_filters(tags or {}), catalog.field_names(fields))
+        return self._chunks(span, *plan)
+
+    # -- readings and their aggregates ---------------------------------------------
+
+    def readings(self, kind: str, start: datetime, end: datetime, *, site: Tags = None,
+                 node: Tags = None, sensor: Tags = None,
+                 fields: Sequence[str] | None = None) -> pd.DataFrame:
+        """Raw readings of a kind ("air.pm", ...): its values, `seq` and `flags`."""
+        return _concat(self.iter_readings(kind, start, end, site=site, node=node, sensor=sensor,
+                                          fields=fields))
+
+    def iter_readings(self, kind: str, start: datetime, end: datetime, *, site: Tags = None,
+                      node: Tags = None, sensor: Tags = None,
+                      fields: Sequence[str] | None = None) -> Iterator[pd.DataFrame]:
+        measurement = catalog.kind_measurement(kind)
+        return self.iter_measurement(measurement, start, end, rp=RP_RAW, fields=fields,
+                                     tags={"site": site, "node": node, "sensor": sensor})
+
+    def aggregates(self, kind: str, start: datetime, end: datetime, *, resolution: str = "1m",
+                   site: Tags = None, node: Tags = None, sensor: Tags = None,
+                   fields: Sequence[str] | None = None) -> pd.DataFrame:
+        """Per-sensor windows ("1m" or "1h"): `count` and `<value>_mean/_min/_max/_last`."""
+        return _concat(self.iter_aggregates(kind, start, end, resolution=resolution, site=site,
+                                            node=node, sensor=sensor, fields=fields))
+
+    def iter_aggregates(self, kind: str, start: datetime, end: datetime, *, resolution: str = "1m",
+                        site: Tags = None, node: Tags = None, sensor: Tags = None,
+                        fields: Sequence[str] | None = None) -> Iterator[pd.DataFrame]:
+        measurement = catalog.kind_measurement(kind)
+        rp = catalog.resolution(resolution)
+        return self.iter_measurement(measurement, start, end, rp=rp, fields=fields,
+                                     tags={"site": site, "node": node, "sensor": sensor})
+
+    # -- domain rollups (docs/domain-rollups.md) -----------------------------------
+
+    def rollup(self, name: str, start: datetime, end: datetime, *, resolution: str = "1h",
+               site: Tags = None, node: Tags = None, sensor: Tags = None,
+               fields: Sequence[str] | None = None) -> pd.DataFrame:
+        """Any domain rollup by its measurement name (catalog.ROLLUPS)."""
+        rp = catalog.rollup_policy(name, resolution)
+        return self.measurement(name, start, end, rp=rp, fields=fields,
+                                tags={"site": site, "node": node, "sensor": sensor})
+
+    def ward_occupancy(self, start: datetime, end: datetime, *, resolution: str = "1h",
+                       site: Tags = None, node: Tags = None) -> pd.DataFrame:
+        """Per ward (node): beds, occupied, available, faulty, occupancy_pct."""
+        return self.rollup("ward_occupancy", start, end, resolution=resolution, site=site, node=node)
+
+    def hospital_occupancy(self, start: datetime, end: datetime, *, resolution: str = "1h",
+                           site: Tags = None) -> pd.DataFrame:
+        return self.rollup("hospital_occupancy", start, end, resolution=resolution, site=site)
+
+    def hospital_flow(self, start: datetime, end: datetime, *, site: Tags = None) -> pd.DataFrame:
+        """ER arrivals and visits per hospital and hour."""
+        return self.rollup("hospital_flow", start, end, site=site)
+
+    def waiting_times(self, start: datetime, end: datetime, *, site: Tags = None,
+                      per_queue: bool = False) -> pd.DataFrame:
+        """Waits per hour (n, median_s, p90_s, mean_s): per hospital, or per queue node."""
+        return self.rollup("queue_wait" if per_queue else "hospital_wait", start, end, site=site)
+
+    def lane_traffic(self, start: datetime, end: datetime, *, resolution: str = "1m",
+                     site: Tags = None, node: Tags = None, sensor: Tags = None) -> pd.DataFrame:
+        return self.rollup("traffic_lane", start, end, resolution=resolution, site=site, node=node,
+                           sensor=sensor)
+
+    def intersection_traffic(self, start: datetime, end: datetime, *, resolution: str = "1m",
+                             site: Tags = None, node: Tags = None) -> pd.DataFrame:
+        return self.rollup("traffic_intersection", start, end, resolution=resolution, site=site,
+                           node=node)
+
+    def air_quality(self, start: datetime, end: datetime, *, site: Tags = None,
+                    node: Tags = None) -> pd.DataFrame:
+        """Per station (node) and hour: means, NowCasts, US EPA and VN_AQI indices."""
+        return self.rollup("air_quality", start, end, site=site, node=node)
+
+    # -- delivery, events, dead letters, node status -------------------------------
+
+    def ledger(self, start: datetime, end: datetime, *, site: Tags = None,
+               node: Tags = None) -> pd.DataFrame:
+        """Per node and hour: expected, received, duplicates, late, missing, and
+        `completeness` = (received - duplicates) / expected (NaN where nothing was expected)."""
+        return _concat(self.iter_ledger(start, end, site=site, node=node))
+
+    def iter_ledger(self, start: datetime, end: datetime, *, site: Tags = None,
+                    node: Tags = None) -> Iterator[pd.DataFrame]:
+        frames = self.iter_measurement("ledger", start, end, rp=RP_1H,
+                                       tags={"site": site, "node": node})
+        return (_with_completeness(f) for f in frames)
+
+    def events(self, start: datetime, end: datetime, *, type: Tags = None, site: Tags = None,
+               node: Tags = None, sensor: Tags = None, kind: Tags = None) -> pd.DataFrame:
+        """Anomalies and sensor faults; `type` one or more of catalog.EVENT_TYPES."""
+        return _concat(self.iter_events(start, end, type=type, site=site, node=node,
+                                        sensor=sensor, kind=kind))
+
+    def iter_events(self, start: datetime, end: datetime, *, type: Tags = None, site: Tags = None,
+                    node: Tags = None, sensor: Tags = None,
+                    kind: Tags = None) -> Iterator[pd.DataFrame]:
+        tags = {"type": catalog.event_types(type), "site": site, "node": node, "sensor": sensor,
+                "kind": kind}
+        return self.iter_measurement("events", start, end, rp=RP_RAW, tags=tags)
+
+    def dead_letters(self, start: datetime, end: datetime, *, site: Tags = None, node: Tags = None,
+                     reason: Tags = None) -> pd.DataFrame:
+        """Refused input: reason code, detail, the payload kept (up to its limit)."""
+        return self.measurement("dead_letter", start, end, rp=RP_RAW,
+                                tags={"site": site, "node": node, "reason": reason})
+
+    def node_status(self, start: datetime, end: datetime, *, site: Tags = None,
+                    node: Tags = None) -> pd.DataFrame:
+        return self.measurement("node_status", start, end, rp=RP_RAW,
+                                tags={"site": site, "node": node})
+
+    # -- I/O -------------------------------------------------------------------------
+
+    def _chunks(self, span: TimeRange, rp: str, name: str, tags: dict[str, tuple[str, ...]],
+                fields: tuple[str, ...] | None) -> Iterator[pd.DataFrame]:
+        stored = Schema.from_series(self._query(influxql.schema(rp, name)))
+        schema = stored.select(fields, f"{rp}.{name}")
+        first = self._first_ns if self._first_ns is not None else chunk_length_ns(FIRST_CHUNK[rp])
+        chunks = Chunks(span, first, self._chunk_rows)
+        while (part := chunks.next_span()) is not None:
+            lo, hi = part
+            frame = to_frame(self._query(influxql.select(rp, name, fields, tags, lo, hi)), schema)
+            chunks.fetched(hi, len(frame))
+            yield frame
+
+    def _query(self, statement: str) -> list[dict[str, Any]]:
+        self.requests += 1
+        url = self.client.url
+        try:
+            return self.client.query(statement, db=self.database, epoch="ns",
+                                     post=len(statement) > POST_ABOVE_CHARS)
+        except InfluxUnavailable as exc:
+            raise QueryError(f"InfluxDB at {url} did not answer: {exc.body}") from exc
+        except InfluxError as exc:
+            if exc.status == 401:
+                raise QueryError(f"InfluxDB at {url} refused the credentials (wrong user or "
+                                 f"password): {exc.body}") from exc
+            if exc.status == 403:
+                raise QueryError(f"InfluxDB at {url}: the user may not read database "
+                                 f"{self.database!r}: {exc.body}") from exc
+            raise QueryError(f"InfluxDB at {url} refused the query ({exc.status}): {exc.body}; "
+                             f"query: {statement[:300]}") from exc
+
+
+def _concat(frames: Iterator[pd.DataFrame]) -> pd.DataFrame:
+    parts = list(frames)
+    nonempty = [f for f in parts if len(f)]
+    if not nonempty:
+        frame = parts[0].iloc[0:0] if parts else pd.DataFrame(index=empty_index())
+        return frame
+    return nonempty[0] if len(nonempty) == 1 else pd.concat(nonempty)
+
+
+def _with_completeness(frame: pd.DataFrame) -> pd.DataFrame:
+    needed = ("expected", "received", "duplicates")
+    if not all(c in frame.columns for c in needed):  # no ledger stored yet
+        frame = frame.copy()
+        for c in needed:
+            if c not in frame.columns:
+                frame[c] = pd.array([pd.NA] * len(frame), dtype="Int64")
+    expected = frame["expected"].astype("float64")
+    unique = (frame["received"] - frame["duplicates"]).astype("float64")
+    ratio = unique.to_numpy() / np.where(expected.to_numpy() > 0, expected.to_numpy(), np.nan)
+    return frame.assign(completeness=ratio)
+

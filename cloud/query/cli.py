@@ -1,0 +1,142 @@
+"""`urbanpulse query`: the analysts' queries (cloud.query.CityData) as CSV, to stdout or a
+file. Exit codes: 0 done, 2 a bad argument or config (named), 1 InfluxDB failed."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import TextIO
+
+import pandas as pd
+
+from cloud.logic.records import RP_RAW
+from cloud.query import catalog
+from cloud.query.city_data import CityData
+from cloud.query.errors import BadArgument, QueryError
+from urbanpulse.errors import ConfigError
+
+EXIT_OK, EXIT_DATABASE, EXIT_ARGUMENTS = 0, 1, 2
+
+
+def _instant(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO-8601 time") from exc
+    if value.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r} has no zone: add Z (UTC) or an offset (+07:00)")
+    return value
+
+
+def _tag(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"{text!r}: use KEY=VALUE")
+    return key, value
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", type=Path, required=True,
+                        help="the cloud config: [influx] url, database, reader credentials")
+    common.add_argument("--start", type=_instant, required=True, help="ISO-8601 with a zone, included")
+    common.add_argument("--end", type=_instant, required=True, help="ISO-8601 with a zone, excluded")
+    common.add_argument("--site", action="append", help="repeat for several (any matches)")
+    common.add_argument("--node", action="append")
+    common.add_argument("-o", "--output", type=Path, help="CSV file (default: stdout)")
+
+    def sub(name: str, help_: str, *, sensor: bool = True, fields: bool = False
+            ) -> argparse.ArgumentParser:
+        p = commands.add_parser(name, parents=[common], help=help_)
+        if sensor:
+            p.add_argument("--sensor", action="append")
+        if fields:
+            p.add_argument("--field", action="append", dest="fields", help="repeat for several")
+        return p
+
+    parser = argparse.ArgumentParser(prog="urbanpulse query", description=__doc__)
+    commands = parser.add_subparsers(dest="cmd", required=True)
+    sub("readings", "raw readings of a kind", fields=True).add_argument("kind")
+    agg = sub("aggregates", "per-sensor 1-minute or 1-hour windows of a kind", fields=True)
+    agg.add_argument("kind")
+    agg.add_argument("--resolution", choices=sorted(catalog.RESOLUTIONS), default="1m")
+    rollup = sub("rollup", "a domain rollup: " + ", ".join(catalog.ROLLUPS), fields=True)
+    rollup.add_argument("name")
+    rollup.add_argument("--resolution", choices=sorted(catalog.RESOLUTIONS), default="1h")
+    sub("ledger", "the delivery ledger per node and hour, with completeness", sensor=False)
+    events = sub("events", "anomalies and sensor faults")
+    events.add_argument("--type", action="append", help=", ".join(catalog.EVENT_TYPES))
+    events.add_argument("--kind", action="append")
+    sub("dead-letters", "refused input", sensor=False).add_argument("--reason", action="append")
+    sub("node-status", "the nodes' status reports", sensor=False)
+    generic = sub("measurement", "any stored measurement", sensor=False, fields=True)
+    generic.add_argument("name")
+    generic.add_argument("--rp", choices=catalog.POLICIES, default=RP_RAW)
+    generic.add_argument("--tag", action="append", type=_tag, default=[], metavar="KEY=VALUE")
+    return parser
+
+
+def _frames(data: CityData, a: argparse.Namespace) -> Iterator[pd.DataFrame]:
+    span = (a.start, a.end)
+    where = {"site": a.site, "node": a.node}
+    if a.cmd == "readings":
+        return data.iter_readings(a.kind, *span, sensor=a.sensor, fields=a.fields, **where)
+    if a.cmd == "aggregates":
+        return data.iter_aggregates(a.kind, *span, resolution=a.resolution, sensor=a.sensor,
+                                    fields=a.fields, **where)
+    if a.cmd == "rollup":
+        return data.iter_measurement(a.name, *span, rp=catalog.rollup_policy(a.name, a.resolution),
+                                     fields=a.fields, tags={**where, "sensor": a.sensor})
+    if a.cmd == "ledger":
+        return data.iter_ledger(*span, **where)
+    if a.cmd == "events":
+        return data.iter_events(*span, type=a.type, kind=a.kind, sensor=a.sensor, **where)
+    if a.cmd == "dead-letters":
+        return data.iter_measurement("dead_letter", *span, tags={**where, "reason": a.reason})
+    if a.cmd == "node-status":
+        return data.iter_measurement("node_status", *span, tags=where)
+    tags: dict[str, list[str]] = {}
+    for key, value in a.tag:
+        tags.setdefault(key, []).append(value)
+    return data.iter_measurement(a.name, *span, rp=a.rp, fields=a.fields, tags={**where, **tags})
+
+
+def _write(frames: Iterator[pd.DataFrame], out: TextIO) -> int:
+    """Chunk by chunk, so a long range never sits in memory whole; returns the rows."""
+    rows = 0
+    for i, frame in enumerate(frames):
+        if i == 0 or len(frame):
+            frame.to_csv(out, header=i == 0)
+        rows += len(frame)
+    return rows
+
+
+def main(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    prog = f"urbanpulse query {args.cmd}"
+    try:
+        with CityData.from_config(args.config) as data:
+            frames = _frames(data, args)
+            if args.output is None:
+                _write(frames, sys.stdout)
+                return EXIT_OK
+            partial = args.output.with_name(args.output.name + ".part")
+            try:
+                with partial.open("w", encoding="utf-8", newline="") as out:
+                    _write(frames, out)
+                os.replace(partial, args.output)
+            except OSError as exc:
+                raise BadArgument("--output", f"{args.output}: {exc.strerror or exc}") from exc
+            finally:
+                partial.unlink(missing_ok=True)
+    except (ConfigError, BadArgument) as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return EXIT_ARGUMENTS
+    except QueryError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return EXIT_DATABASE
+    return EXIT_OK

@@ -1,0 +1,102 @@
+"""InfluxDB's JSON series turned into DataFrames with the stored types.
+
+InfluxDB's JSON writes a float field holding 1.0 as `1`, so a column's type cannot be
+guessed from its values: it comes from the measurement's field keys (`Schema`). Every frame
+of one query gets the same columns and dtypes, whether its chunk held data or not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from cloud.query.catalog import tag_order
+from cloud.query.errors import BadArgument
+
+# InfluxDB field type -> pandas dtype
+DTYPES = {"float": "float64", "integer": "Int64", "boolean": "boolean", "string": "object"}
+
+
+@dataclass(frozen=True)
+class Schema:
+    tags: tuple[str, ...]  # in column order
+    fields: dict[str, str]  # field key -> InfluxDB type, in column order
+
+    @classmethod
+    def from_series(cls, series: list[dict[str, Any]]) -> Schema:
+        """From `SHOW TAG KEYS` and `SHOW FIELD KEYS` answers, every field in name order. A
+        key stored with several types (in different shards) gets the one that holds them all."""
+        tags: set[str] = set()
+        types: dict[str, set[str]] = {}
+        for s in series:
+            if s["columns"] == ["tagKey"]:
+                tags.update(row[0] for row in s["values"])
+            elif s["columns"] == ["fieldKey", "fieldType"]:
+                for key, kind in s["values"]:
+                    types.setdefault(key, set()).add(kind)
+        return cls(tuple(tag_order(sorted(tags))), {k: _widest(types[k]) for k in sorted(types)})
+
+    def select(self, fields: Sequence[str] | None, where: str) -> Schema:
+        """The schema of the chosen fields, in their order (None: all of them)."""
+        if fields is None:
+            return self
+        missing = [f for f in fields if f not in self.fields]
+        if missing:
+            raise BadArgument("fields", f"{', '.join(map(repr, missing))} not stored in {where} "
+                                        f"(stored: {', '.join(self.fields) or 'none'})")
+        return Schema(self.tags, {f: self.fields[f] for f in fields})
+
+    @property
+    def columns(self) -> list[str]:
+        return [*self.tags, *self.fields]
+
+
+def _widest(kinds: set[str]) -> str:
+    for kind in ("string", "float", "integer", "boolean"):
+        if kind in kinds:
+            return kind
+    return "string"
+
+
+def empty_index() -> pd.DatetimeIndex:
+    return pd.DatetimeIndex([], dtype="datetime64[ns, UTC]", name="time")
+
+
+def to_frame(series: list[dict[str, Any]], schema: Schema) -> pd.DataFrame:
+    """Rows of `SELECT ... GROUP BY *` answers in time order (ties by tags); a missing tag
+    is None. The index is the UTC time, named `time`."""
+    times: list[int] = []
+    columns: dict[str, list[Any]] = {c: [] for c in schema.columns}
+    for s in series:
+        rows = s["values"]
+        if not rows:
+            continue
+        n = len(rows)
+        where = {c: i for i, c in enumerate(s["columns"])}
+        t = where["time"]
+        times.extend(row[t] for row in rows)
+        for tag in schema.tags:
+            columns[tag].extend([s["tags"].get(tag) or None] * n)
+        for name in schema.fields:
+            i = where.get(name)
+            columns[name].extend([None] * n if i is None else [row[i] for row in rows])
+    data = {"time": np.array(times, dtype=np.int64)}
+    data.update({c: _typed(values, schema.fields.get(c, "string")) for c, values in columns.items()})
+    frame = pd.DataFrame(data, columns=["time", *schema.columns])
+    if len(series) > 1:
+        frame = frame.sort_values(["time", *schema.tags], kind="stable", na_position="first")
+    frame.index = pd.DatetimeIndex(pd.to_datetime(frame.pop("time").to_numpy(), unit="ns", utc=True),
+                                   name="time")
+    return frame
+
+
+def _typed(values: list[Any], kind: str) -> Any:
+    if kind == "float":
+        return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+    if kind in ("integer", "boolean"):
+        return pd.array(values, dtype=DTYPES[kind])
+    return np.array(values, dtype=object)

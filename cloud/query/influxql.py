@@ -1,0 +1,40 @@
+"""InfluxQL text built safely: identifiers double-quoted, tag values single-quoted, each
+escaped the way InfluxDB's scanner reads them back (backslash, the quote, newline)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+
+def _quoted(text: str, quote: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace(quote, "\\" + quote).replace("\n", "\\n")
+    return quote + escaped + quote
+
+
+def ident(name: str) -> str:
+    """An identifier (measurement, retention policy, tag or field key)."""
+    return _quoted(name, '"')
+
+
+def literal(value: str) -> str:
+    """A string literal (a tag value)."""
+    return _quoted(value, "'")
+
+
+def select(rp: str, measurement: str, fields: Sequence[str] | None,
+           tags: Mapping[str, Sequence[str]], start_ns: int, end_ns: int) -> str:
+    """Every point of one measurement in [start_ns, end_ns), one series per tag set.
+    `tags`: tag key -> accepted values (any of them)."""
+    columns = ",".join(ident(f) for f in fields) if fields else "*"
+    where = [f"time >= {start_ns}", f"time < {end_ns}"]
+    for key, values in tags.items():
+        alternatives = " OR ".join(f"{ident(key)} = {literal(v)}" for v in values)
+        where.append(f"({alternatives})" if len(values) > 1 else alternatives)
+    return (f"SELECT {columns} FROM {ident(rp)}.{ident(measurement)} "
+            f"WHERE {' AND '.join(where)} GROUP BY *")
+
+
+def schema(rp: str, measurement: str) -> str:
+    """The tag keys and the field keys with their types, in two statements."""
+    source = f"{ident(rp)}.{ident(measurement)}"
+    return f"SHOW TAG KEYS FROM {source}; SHOW FIELD KEYS FROM {source}"
