@@ -84,7 +84,7 @@ def to_frame(series: list[dict[str, Any]], schema: Schema) -> pd.DataFrame:
         for name in schema.fields:
             i = where.get(name)
             columns[name].extend([None] * n if i is None else [row[i] for row in rows])
-    data = {"time": np.array(times, dtype=np.int64)}
+    data = {"time": pd.Series(times, dtype=np.int64)}
     data.update({c: _typed(values, schema.fields.get(c, "string")) for c, values in columns.items()})
     frame = pd.DataFrame(data, columns=["time", *schema.columns])
     if len(series) > 1:
@@ -94,9 +94,9 @@ def to_frame(series: list[dict[str, Any]], schema: Schema) -> pd.DataFrame:
     return frame
 
 
-def _typed(values: list[Any], kind: str) -> Any:
+def _typed(values: list[Any], kind: str) -> pd.Series:
     if kind == "float":
-        return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
-    if kind in ("integer", "boolean"):
-        return pd.array(values, dtype=DTYPES[kind])
-    return np.array(values, dtype=object)
+        return pd.Series([np.nan if v is None else v for v in values], dtype=np.float64)
+    # Strings as object, not pandas' inferred `str`: an empty chunk's column would not be
+    # inferred so, and every chunk of a query must have the same dtypes.
+    return pd.Series(values, dtype=DTYPES[kind])

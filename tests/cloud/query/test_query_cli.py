@@ -1,0 +1,145 @@
+"""`urbanpulse query` end to end on the session's InfluxDB: CSV that pandas reads back equal
+to the API's frame, and the exit codes."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from cloud.query import CityData
+from cloud.query.cli import main
+from cloud.stack_config import cloud_config_for_stack, to_toml
+from urbanpulse.influx_http import InfluxError, InfluxHTTP
+from urbanpulse.stack import StackInfo
+
+from .conftest import City
+
+pytestmark = pytest.mark.stack
+
+
+def write_config(db_ready: StackInfo, tmp_path: Path, **influx: object) -> Path:
+    config = cloud_config_for_stack(db_ready, tmp_path / "state")
+    config["influx"].update(influx)
+    config["influx"] = {k: v for k, v in config["influx"].items() if v is not None}
+    path = tmp_path / "cloud.toml"
+    path.write_text(to_toml(config))
+    return path
+
+
+def window(city: City) -> list[str]:
+    return ["--start", city.base.isoformat(), "--end", (city.base + timedelta(hours=1)).isoformat()]
+
+
+def read_back(text: str, like: pd.DataFrame) -> pd.DataFrame:
+    back = pd.read_csv(io.StringIO(text), index_col="time", keep_default_na=True)
+    back.index = pd.DatetimeIndex(pd.to_datetime(back.index, utc=True).as_unit("ns"), name="time")
+    back = back.astype(like.dtypes.to_dict())
+    for column in [c for c in like.columns if pd.api.types.is_object_dtype(like[c])]:
+        # the API's missing strings are None
+        back[column] = back[column].where(back[column].notna(), None)
+    return back
+
+
+@pytest.mark.parametrize(("command", "expected"), [
+    (["readings", "air.pm"], lambda d, c: d.readings("air.pm", *span(c), site=c.site)),
+    (["aggregates", "air.pm", "--resolution", "1h", "--sensor", "pm-1", "--field", "count",
+      "--field", "pm25_mean"],
+     lambda d, c: d.aggregates("air.pm", *span(c), resolution="1h", site=c.site, sensor="pm-1",
+                               fields=["count", "pm25_mean"])),
+    (["ledger"], lambda d, c: d.ledger(*span(c), site=c.site)),
+    (["events"], lambda d, c: d.events(*span(c), site=c.site)),
+    (["events", "--type", "clock_jump"], lambda d, c: d.events(*span(c), site=c.site, type="clock_jump")),
+    (["rollup", "traffic_lane", "--resolution", "1m"],
+     lambda d, c: d.lane_traffic(*span(c), site=c.site)),
+    (["dead-letters"], lambda d, c: d.dead_letters(*span(c), site=c.site)),
+])
+def test_csv_reads_back_equal_to_the_frame(db_ready: StackInfo, reader: InfluxHTTP, city: City,
+                                           tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                           command: list[str], expected: object) -> None:
+    config = write_config(db_ready, tmp_path)
+    assert main([*command, "--config", str(config), *window(city), "--site", city.site]) == 0
+    frame = expected(CityData(reader, db_ready.database), city)  # type: ignore[operator]
+    assert len(frame) > 0
+    pd.testing.assert_frame_equal(read_back(capsys.readouterr().out, frame), frame)
+
+
+def span(city: City) -> tuple[object, object]:
+    return city.base, city.base + timedelta(hours=1)
+
+
+def test_output_file_and_the_installed_command(db_ready: StackInfo, reader: InfluxHTTP, city: City,
+                                               tmp_path: Path) -> None:
+    config = write_config(db_ready, tmp_path)
+    out = tmp_path / "ledger.csv"
+    done = subprocess.run(
+        [sys.executable, "-m", "urbanpulse.cli", "query", "ledger", "--config", str(config),
+         "--start", city.base.isoformat().replace("+00:00", "Z"),
+         "--end", (city.base + timedelta(hours=8)).astimezone().isoformat(),
+         "--site", city.site, "-o", str(out)],
+        capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == ""
+    frame = CityData(reader, db_ready.database).ledger(*span(city), site=city.site)
+    pd.testing.assert_frame_equal(read_back(out.read_text(), frame), frame)
+    assert list(tmp_path.glob("*.part")) == []
+
+
+def test_naive_time_is_refused_by_name(db_ready: StackInfo, tmp_path: Path,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    config = write_config(db_ready, tmp_path)
+    with pytest.raises(SystemExit) as stop:
+        main(["ledger", "--config", str(config), "--start", "2026-01-01T00:00:00",
+              "--end", "2026-01-02T00:00:00Z"])
+    assert stop.value.code == 2
+    assert "argument --start: '2026-01-01T00:00:00' has no zone" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["readings", "air.ozone"], "kind: unknown kind 'air.ozone'"),
+    (["rollup", "air_quality", "--resolution", "1m"], "resolution: air_quality is stored per hour"),
+    (["events", "--type", "meteor"], "type: unknown event type 'meteor'"),
+    (["readings", "air.pm", "--field", "pm3"], "fields: 'pm3' not stored in raw.air_pm"),
+])
+def test_bad_arguments_exit_2(db_ready: StackInfo, city: City, tmp_path: Path,
+                              capsys: pytest.CaptureFixture[str], args: list[str], message: str) -> None:
+    config = write_config(db_ready, tmp_path)
+    assert main([*args, "--config", str(config), *window(city)]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_config_without_reader_credentials_exit_2_with_the_key(
+        db_ready: StackInfo, city: City, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = write_config(db_ready, tmp_path, reader_password_file=None)
+    assert main(["ledger", "--config", str(config), *window(city)]) == 2
+    assert "influx.reader_password_file: missing" in capsys.readouterr().err
+    config = write_config(db_ready, tmp_path, reader_password_file=str(tmp_path / "absent"))
+    assert main(["ledger", "--config", str(config), *window(city)]) == 2
+    assert "influx.reader_password_file: " in capsys.readouterr().err
+
+
+def test_wrong_reader_password_exit_1(db_ready: StackInfo, city: City, tmp_path: Path,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    wrong = tmp_path / "reader.password"
+    wrong.write_text("not-it\n")
+    config = write_config(db_ready, tmp_path, reader_password_file=str(wrong))
+    out = tmp_path / "x.csv"
+    assert main(["ledger", "--config", str(config), *window(city), "-o", str(out)]) == 1
+    assert "refused the credentials" in capsys.readouterr().err
+    assert not out.exists()
+    assert list(tmp_path.glob("*.part")) == []
+
+
+def test_queries_use_the_reader_not_the_writer(db_ready: StackInfo, city: City, tmp_path: Path) -> None:
+    config = write_config(db_ready, tmp_path)
+    with CityData.from_config(config) as data:
+        assert len(data.ledger(*span(city), site=city.site)) == 3
+        # the config also names the writer; the client built from it may only read
+        with pytest.raises(InfluxError) as refused:
+            data.client.write(b"probe v=1i 1", db=db_ready.database, rp="raw")
+        assert refused.value.status == 403
