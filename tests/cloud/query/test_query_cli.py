@@ -143,3 +143,35 @@ def test_queries_use_the_reader_not_the_writer(db_ready: StackInfo, city: City, 
         with pytest.raises(InfluxError) as refused:
             data.client.write(b"probe v=1i 1", db=db_ready.database, rp="raw")
         assert refused.value.status == 403
+
+
+def test_csv_of_several_chunks_the_first_empty(db_ready: StackInfo, reader: InfluxHTTP, city: City,
+                                               tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = write_config(db_ready, tmp_path)
+    start, end = city.base - timedelta(hours=2), city.base + timedelta(hours=1)
+    chunks = list(CityData(reader, db_ready.database).iter_readings("air.pm", start, end, site=city.site))
+    assert [len(c) for c in chunks] == [0, 5]  # raw starts with 1 h chunks: an empty one, then data
+    assert main(["readings", "air.pm", "--config", str(config), "--start", start.isoformat(),
+                 "--end", end.isoformat(), "--site", city.site]) == 0
+    text = capsys.readouterr().out
+    assert text.count("time,") == 1  # one header
+    pd.testing.assert_frame_equal(read_back(text, chunks[1]), chunks[1])
+
+
+def test_generic_measurement_with_tag_filters(db_ready: StackInfo, reader: InfluxHTTP, city: City,
+                                              tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = write_config(db_ready, tmp_path)
+    assert main(["measurement", "ledger", "--rp", "agg_1h", "--tag", "node=air-1", "--field", "missing",
+                 "--config", str(config), *window(city), "--site", city.site]) == 0
+    frame = CityData(reader, db_ready.database).measurement(
+        "ledger", *span(city), rp="agg_1h", tags={"site": city.site, "node": "air-1"}, fields=["missing"])
+    assert frame["missing"].tolist() == [1]
+    pd.testing.assert_frame_equal(read_back(capsys.readouterr().out, frame), frame)
+
+
+def test_nothing_found_writes_the_header_only(db_ready: StackInfo, city: City, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    config = write_config(db_ready, tmp_path)
+    assert main(["ledger", "--config", str(config), *window(city), "--site", city.site + "-none"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "time,site,node,duplicates,expected,late,missing,received,completeness"]
