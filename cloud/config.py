@@ -49,6 +49,7 @@ class CloudInflux:
     org: str
     reader_username: str
     reader_password_file: Path | None
+    timeout_s: float = 30.0  # per HTTP request: an answer that does not come is a failure
 
 
 @dataclass(frozen=True)
@@ -168,7 +169,7 @@ def parse_cloud_config(raw: Mapping[str, Any]) -> CloudConfig:
     )
     i = _table(raw, "influx", {"url", "database", "username", "password_file", "api",
                                "batch_lines", "token_file", "org", "reader_username",
-                               "reader_password_file"})
+                               "reader_password_file", "timeout_s"})
     api = typed(i, "api", "influx", str, "v1")
     if api not in ("v1", "v2"):
         raise ConfigError("influx.api", f"must be 'v1' or 'v2', got {api!r}")
@@ -189,6 +190,7 @@ def parse_cloud_config(raw: Mapping[str, Any]) -> CloudConfig:
         org=typed(i, "org", "influx", str, "urbanpulse"),
         reader_username=typed(i, "reader_username", "influx", str, "reader"),
         reader_password_file=_opt_path(typed(i, "reader_password_file", "influx", str, None)),
+        timeout_s=_min(typed(i, "timeout_s", "influx", float, 30.0), "influx.timeout_s", 0.5),
     )
     s = _table(raw, "state", {"dir", "shared"})
     shared = typed(s, "shared", "state", bool, False)

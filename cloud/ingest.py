@@ -194,6 +194,8 @@ class Ingest:
             log.error("subscription refused", extra={"reasons": str(reasons)})
 
     def _on_disconnect(self, client: Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        if self.stats.connected and not self._stop.is_set():
+            log.warning("ingest disconnected from the broker: %s", reason)
         self.stats.connected = False
         self._subscribed.clear()
         # Packet ids belong to a connection: what is pending now is committed but not acked

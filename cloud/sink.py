@@ -117,7 +117,7 @@ class InfluxWriter:
                     return
                 self.stats.retries += 1
                 if self.stats.retries % 10 == 1:
-                    log.warning("InfluxDB write failed; retrying", extra={"error": str(exc)})
+                    log.warning("InfluxDB write failed; retrying: %s", exc, extra={"error": str(exc)})
                 if self._wait(random.uniform(delay / 2, delay)):
                     raise SinkError("stopped while InfluxDB was unavailable") from exc
                 delay = min(BACKOFF_MAX_S, delay * 2)
@@ -141,12 +141,14 @@ def make_writer(cfg: CloudInflux, stop: threading.Event | None = None,
         from cloud.influx_v2 import InfluxV2Client
 
         assert cfg.token_file is not None  # the config requires it with api = "v2"
-        client = InfluxV2Client(cfg.url, _secret(cfg.token_file, "influx.token_file"), cfg.org)
+        client = InfluxV2Client(cfg.url, _secret(cfg.token_file, "influx.token_file"), cfg.org,
+                                timeout_s=cfg.timeout_s)
     else:
         client = InfluxHTTP(cfg.url, cfg.username, _secret(cfg.password_file, "influx.password_file"),
-                            timeout_s=30)
+                            timeout_s=cfg.timeout_s)
     reader = None
     if cfg.reader_password_file is not None:
         reader = InfluxHTTP(cfg.url, cfg.reader_username,
-                            _secret(cfg.reader_password_file, "influx.reader_password_file"), timeout_s=30)
+                            _secret(cfg.reader_password_file, "influx.reader_password_file"),
+                              timeout_s=cfg.timeout_s)
     return InfluxWriter(client, cfg.database, cfg.batch_lines, stop, wait, reader)

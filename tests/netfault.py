@@ -31,8 +31,11 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import selectors
 import socket
+import struct
+import termios
 import threading
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -43,6 +46,14 @@ _BUFFER_BYTES = 256 * 1024
 _CHUNK = 65536
 _UPSTREAM_CONNECT_S = 2.0
 _SELECT_S = 0.2
+
+
+def _unread(sock: socket.socket) -> int:
+    """Bytes in the socket's kernel receive queue."""
+    if sock.fileno() < 0:
+        return 0
+    raw = fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0\0\0\0")
+    return int(struct.unpack("i", raw)[0])
 
 
 @dataclass(eq=False)
@@ -81,6 +92,16 @@ class PartitionProxy:
     def open_links(self) -> int:
         with self._lock:
             return len(self._links)
+
+    def stranded(self) -> tuple[int, int]:
+        """Bytes sent into the proxy and not yet passed on: (toward the clients, toward the
+        server). During a partition: what each side wrote into the dead link."""
+        to_clients = to_server = 0
+        with self._lock:
+            for link in self._links:
+                to_clients += len(link.to_client) + (_unread(link.server) if link.server else 0)
+                to_server += len(link.to_server) + _unread(link.client)
+        return to_clients, to_server
 
     def partition(self) -> None:
         """From the return on, no byte moves through the proxy in either direction."""

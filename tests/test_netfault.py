@@ -80,6 +80,7 @@ def test_bytes_stop_both_ways_in_a_partition_and_arrive_after_the_heal(
         assert _silent(server)
         assert _silent(client)
         assert proxy.open_links == 1  # nobody was told
+        assert proxy.stranded() == (4, 13)
 
         proxy.heal()
         assert _recv_exactly(server, 13) == b"into the void"

@@ -10,14 +10,16 @@ tests fast; the times each side took to notice are printed (run with -s to see t
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import signal
 import threading
 import time
 import tomllib
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -25,11 +27,16 @@ from edge.agent import Agent
 from edge.config import load_config
 from firmware_bridge.protocols.sds011.emulator import Sds011Emulator
 from tests.netfault import PartitionProxy
+from urbanpulse.clock import to_epoch_ns
 from urbanpulse.influx_http import InfluxHTTP
 from urbanpulse.mqtt import connect_and_wait, make_client
-from urbanpulse.stack import StackInfo
+from urbanpulse.stack import StackConfig, StackInfo
+from urbanpulse.stack.layout import Layout
 from urbanpulse.testing import wait_for
-from urbanpulse.wire import status_topic
+from urbanpulse.wire import Reading, data_topic, encode_batch, status_topic
+
+if TYPE_CHECKING:
+    from tests.conftest import CloudProcess
 
 SITE = "hn-part"
 T0 = datetime(2026, 11, 28, 8, 0, tzinfo=UTC)
@@ -114,7 +121,8 @@ EDGE_KEEPALIVE_S = 2
 
 
 def test_node_partitioned_from_the_broker_past_its_keepalive_loses_and_doubles_nothing(
-        make_node_config, cloud_factory, reader, stack, status_watch) -> None:  # type: ignore[no-untyped-def]
+        make_node_config: Callable[..., Path], cloud_factory: Callable[..., CloudProcess],
+        reader: InfluxHTTP, stack: StackInfo, status_watch: Callable[[str, str], StatusWatch]) -> None:
     node = "aq-part"
     emu = Sds011Emulator(lambda: (25.0, 45.0), period_s=0.05, warmup_s=0.0)
     port = emu.start()
@@ -179,3 +187,190 @@ def test_node_partitioned_from_the_broker_past_its_keepalive_loses_and_doubles_n
     print(f"\nnode<->broker partition: node noticed after {edge_noticed} s, broker after "
           f"{broker_noticed} s (keepalive {EDGE_KEEPALIVE_S} s); backlog {backlog} readings; "
           f"node reconnected {reconnected} s after the heal")
+
+
+# -- b. the cloud's ingest link to the broker --------------------------------------------
+
+INGEST_KEEPALIVE_S = 5  # the lowest mqtt.keepalive_s the cloud config takes
+
+
+def _co2(n: int) -> list[Reading]:
+    return [Reading("co2-1", "air.co2", to_epoch_ns(T0 + timedelta(seconds=2 * i)), i,
+                    {"co2": 410.0 + i % 37}) for i in range(n)]
+
+
+class NodePublisher:
+    """A node's batches straight to the broker (this link stays up), QoS1, each PUBACKed."""
+
+    def __init__(self, info: StackInfo, creds: Any, site: str, node: str) -> None:
+        self.site, self.node = site, node
+        self.client = make_client(f"pub-{node}", creds, clean_start=True)
+
+    def __enter__(self) -> NodePublisher:
+        connect_and_wait(self.client)
+        return self
+
+    def send(self, readings: list[Reading], per_batch: int = 50) -> None:
+        for i in range(0, len(readings), per_batch):
+            self.client.publish(data_topic(self.site, self.node),
+                                encode_batch(self.site, self.node, readings[i:i + per_batch]),
+                                qos=1).wait_for_publish(10)
+
+    def __exit__(self, *exc: object) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def _log_line_after(path: Path, pattern: str, seen_before: int) -> bool:
+    text = path.read_text(errors="replace") if path.exists() else ""
+    return text.count(pattern) > seen_before
+
+
+def test_ingest_partitioned_from_the_broker_while_nodes_publish_loses_and_doubles_nothing(
+        cloud_factory: Callable[..., CloudProcess], add_stack_node: Callable[[str, str], Any],
+        reader: InfluxHTTP, stack: StackInfo, stack_config: StackConfig) -> None:
+    node = "co2-part-ingest"
+    creds = add_stack_node(SITE, node)
+    readings = _co2(1200)
+    broker_log = Layout(stack_config.home).mosquitto_log
+    with PartitionProxy(stack.mqtt_host, stack.mqtt_port) as proxy, \
+            NodePublisher(stack, creds, SITE, node) as nodes:
+        cloud = cloud_factory("part-ingest")
+        _rewrite_cloud_config(cloud.config_path,
+                              mqtt={"port": proxy.port, "keepalive_s": INGEST_KEEPALIVE_S})
+        client_id = tomllib.loads(cloud.config_path.read_text())["mqtt"]["client_id"] + "-i0"
+        timeouts_before = broker_log.read_text(errors="replace").count(
+            f"Client {client_id} has exceeded timeout")
+        cloud.start()
+        wait_for(lambda: "ingest subscribed" in cloud.log(), 30, "the ingest to subscribe")
+        nodes.send(readings[:300])
+        wait_for(lambda: len(_stored_seqs(reader, "air_co2", node)) == 300, 30, "the first 300")
+
+        proxy.partition()
+        cut = time.monotonic()
+        # Before anyone notices: the broker hands these to the ingest, into the dead link.
+        nodes.send(readings[300:600])
+        wait_for(lambda: proxy.stranded()[0] > 0, 10, "messages sent into the dead link")
+        ingest_noticed = wait_for(
+            lambda: "ingest disconnected from the broker" in cloud.log() and _noticed(cut), 30,
+            "the ingest to notice the silent link", every_s=0.05)
+        broker_noticed = wait_for(
+            lambda: _log_line_after(broker_log, f"Client {client_id} has exceeded timeout",
+                                    timeouts_before) and _noticed(cut),
+            30, "the broker to give the ingest up", every_s=0.05)
+        stranded = proxy.stranded()[0]
+        nodes.send(readings[600:900])  # queued by the broker for the ingest's session
+        proxy.heal()
+        healed = time.monotonic()
+        reconnected = wait_for(lambda: cloud.log().count("ingest subscribed") >= 2 and _noticed(healed),
+                               60, "the ingest to reconnect by itself", every_s=0.05)
+        nodes.send(readings[900:])
+        expected = list(range(len(readings)))
+        wait_for(lambda: _stored_seqs(reader, "air_co2", node) == expected, 60,
+                 "exactly the published set in InfluxDB")
+        wait_for(lambda: _minute_counts(reader, "air_co2", node) == len(readings), 30,
+                 "minute aggregates counting each reading once")
+        assert cloud.proc is not None
+        assert cloud.proc.poll() is None
+    print(f"\ningest<->broker partition: ingest noticed after {ingest_noticed} s, broker after "
+          f"{broker_noticed} s (keepalive {INGEST_KEEPALIVE_S} s); {stranded} bytes were in the "
+          f"dead link toward the ingest; reconnected {reconnected} s after the heal")
+
+
+# -- c. the processor's link to InfluxDB --------------------------------------------------
+
+INFLUX_TIMEOUT_S = 2.0
+
+
+def test_the_influx_timeout_is_a_validated_setting() -> None:
+    from cloud.config import parse_cloud_config
+    from urbanpulse.errors import ConfigError
+
+    def influx(**values: Any) -> Any:
+        return parse_cloud_config({"mqtt": {"password_file": "p", "tls": False},
+                                   "influx": {"password_file": "p", **values}}).influx
+
+    assert influx().timeout_s == 30.0
+    assert influx(timeout_s=2).timeout_s == 2.0
+    for bad in (0.1, "5"):
+        with pytest.raises(ConfigError, match=r"influx\.timeout_s"):
+            influx(timeout_s=bad)
+
+
+def _influx_proxy(stack: StackInfo) -> PartitionProxy:
+    host, port = stack.influx_url.split("//", 1)[1].rstrip("/").rsplit(":", 1)
+    return PartitionProxy(host, int(port))
+
+
+def test_processor_partitioned_from_influxdb_times_out_retries_and_writes_everything_once(
+        cloud_factory: Callable[..., CloudProcess], add_stack_node: Callable[[str, str], Any],
+        reader: InfluxHTTP, stack: StackInfo) -> None:
+    node = "co2-part-influx"
+    creds = add_stack_node(SITE, node)
+    readings = _co2(1200)
+    with _influx_proxy(stack) as proxy, NodePublisher(stack, creds, SITE, node) as nodes:
+        cloud = cloud_factory("part-influx")
+        _rewrite_cloud_config(cloud.config_path, influx={
+            "url": f"http://127.0.0.1:{proxy.port}", "timeout_s": INFLUX_TIMEOUT_S})
+        cloud.start()
+        wait_for(lambda: "ingest subscribed" in cloud.log(), 30, "the ingest to subscribe")
+        nodes.send(readings[:400])
+        wait_for(lambda: len(_stored_seqs(reader, "air_co2", node)) == 400, 30, "the first 400")
+
+        proxy.partition()
+        cut = time.monotonic()
+        opened = proxy.accepted
+        nodes.send(readings[400:800])
+        noticed = wait_for(lambda: "InfluxDB write failed" in cloud.log() and _noticed(cut), 30,
+                           "the sink to give up on a silent request", every_s=0.05)
+        assert "timed out" in cloud.log()
+        # It keeps trying, each time on a fresh connection (into the void).
+        wait_for(lambda: proxy.accepted >= opened + 2, 30, "retries during the partition")
+        nodes.send(readings[800:])
+        assert cloud.proc is not None
+        assert cloud.proc.poll() is None, "the processor died"
+        proxy.heal()
+        healed = time.monotonic()
+        expected = list(range(len(readings)))
+        wait_for(lambda: _stored_seqs(reader, "air_co2", node) == expected, 60,
+                 "exactly the published set in InfluxDB")
+        written = _noticed(healed)
+        wait_for(lambda: _minute_counts(reader, "air_co2", node) == len(readings), 30,
+                 "minute aggregates counting each reading once")
+    print(f"\nprocessor<->InfluxDB partition: the sink noticed after {noticed} s (timeout "
+          f"{INFLUX_TIMEOUT_S} s), retried on {proxy.accepted - opened} connections; everything "
+          f"written {written} s after the heal")
+
+
+def test_sigterm_while_a_write_hangs_in_a_partition_stops_the_processor_promptly(
+        cloud_factory: Callable[..., CloudProcess], add_stack_node: Callable[[str, str], Any],
+        reader: InfluxHTTP, stack: StackInfo) -> None:
+    node = "co2-part-sigterm"
+    creds = add_stack_node(SITE, node)
+    readings = _co2(400)
+    with _influx_proxy(stack) as proxy, NodePublisher(stack, creds, SITE, node) as nodes:
+        cloud = cloud_factory("part-sigterm")
+        # A timeout far beyond the test: the write hangs for as long as the partition lasts.
+        _rewrite_cloud_config(cloud.config_path, influx={
+            "url": f"http://127.0.0.1:{proxy.port}", "timeout_s": 600.0})
+        cloud.start()
+        wait_for(lambda: "ingest subscribed" in cloud.log(), 30, "the ingest to subscribe")
+        nodes.send(readings[:200])
+        wait_for(lambda: len(_stored_seqs(reader, "air_co2", node)) == 200, 30, "the first 200")
+        proxy.partition()
+        nodes.send(readings[200:])
+        # A request or its answer stuck in the dead link: the writer waits on it.
+        wait_for(lambda: sum(proxy.stranded()) > 0, 30, "a write hanging in the dead link")
+        assert cloud.proc is not None
+        signalled = time.monotonic()
+        os.killpg(cloud.proc.pid, signal.SIGTERM)
+        assert cloud.proc.wait(30) == 0, cloud.log()[-3000:]
+        stopped = _noticed(signalled)
+        # Not the 600 s of the hung request: the processor's shutdown grace (5 s) ends it.
+        assert stopped < 10
+        proxy.heal()
+        cloud.start()
+        expected = list(range(len(readings)))
+        wait_for(lambda: _stored_seqs(reader, "air_co2", node) == expected, 60,
+                 "everything after the restart")
+    print(f"\nSIGTERM with a write hanging in a partition: stopped after {stopped} s")
