@@ -270,7 +270,7 @@ def _reading(raw: Any, units: Mapping[str, Any], latest_ns: int | None,
     if not isinstance(kind_units, dict):
         raise _Reject("missing_units", f": units has no entry for kind {kind!r}")
     fields = (kind, tuple(values))
-    if fields in sound and _finite_numbers(values):
+    if fields in sound and _finite_numbers(values) and _bools_sound(kind, values):
         clean: dict[str, float] = values  # as _clean would copy it, and no longer referenced
     else:
         clean = _clean(values, kind, spec, kind_units)
@@ -286,6 +286,13 @@ def _reading(raw: Any, units: Mapping[str, Any], latest_ns: int | None,
 
 
 _SMALL_INT = 2**1000  # an int below this in size is a finite float, no conversion needed
+_BOOL_FIELDS = {kind.name: tuple(name for name, f in kind.fields.items() if f.unit == BOOL_UNIT)
+                for kind in KINDS.values()}
+
+
+def _bools_sound(kind: str, values: dict[str, Any]) -> bool:
+    """Every bool field among `values` 0 or 1: the bool check of `_clean`."""
+    return all(values[name] in (0, 1) for name in _BOOL_FIELDS[kind] if name in values)
 
 
 def _finite_numbers(values: dict[str, Any]) -> bool:
