@@ -10,6 +10,7 @@ tests fast; the times each side took to notice are printed (run with -s to see t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import signal
@@ -115,64 +116,45 @@ def _minute_counts(reader: InfluxHTTP, measurement: str, node: str) -> int:
     return int(rows[0]["sum"]) if rows else 0
 
 
-# -- a. the node's link to the broker ---------------------------------------------------
+# -- the real edge agent -----------------------------------------------------------------
 
-EDGE_KEEPALIVE_S = 2
-
-
-def test_node_partitioned_from_the_broker_past_its_keepalive_loses_and_doubles_nothing(
-        make_node_config: Callable[..., Path], cloud_factory: Callable[..., CloudProcess],
-        reader: InfluxHTTP, stack: StackInfo, status_watch: Callable[[str, str], StatusWatch]) -> None:
-    node = "aq-part"
+@contextlib.contextmanager
+def _agent_reading_sds011(make_node_config: Callable[..., Path], node: str,
+                          mqtt: dict[str, int | float], **node_args: Any) -> Iterator[Agent]:
+    """The edge agent reading an emulated SDS011 (20 readings a second) on a real pty, its
+    [mqtt] keys overridden by `mqtt`; stopped (outbox drained as far as it goes) on exit."""
     emu = Sds011Emulator(lambda: (25.0, 45.0), period_s=0.05, warmup_s=0.0)
     port = emu.start()
-    cloud = cloud_factory("part-edge")
-    cloud.start()
-    with PartitionProxy(stack.mqtt_host, stack.mqtt_port) as proxy:
-        path = make_node_config(SITE, node, f'[[sensors]]\nid = "pm-1"\ndriver = "sds011"\n'
-                                f'port = "{port}"\nsilence_timeout_s = 30.0\n', delivery="cloud")
-        text = re.sub(r"(?m)^port = \d+$", f"port = {proxy.port}", path.read_text())
-        path.write_text(text.replace("[mqtt]\n", f"[mqtt]\nkeepalive_s = {EDGE_KEEPALIVE_S}\n", 1))
-        watch = status_watch(SITE, node)
-        wait_for(lambda: "ingest subscribed" in cloud.log(), 30, "the ingest to subscribe")
-        agent = Agent(load_config(path))
-        loop = asyncio.new_event_loop()
-        stop = asyncio.Event()
+    path = make_node_config(SITE, node, f'[[sensors]]\nid = "pm-1"\ndriver = "sds011"\n'
+                            f'port = "{port}"\nsilence_timeout_s = 30.0\n', **node_args)
+    head, rest = path.read_text().split("[mqtt]\n", 1)
+    table, tail = rest.split("\n[", 1)
+    for key, value in mqtt.items():
+        table = re.sub(rf"(?m)^{key} = .*$", f"{key} = {value!r}", table)
+        if f"{key} = " not in table:
+            table = f"{key} = {value!r}\n{table}"
+    path.write_text(f"{head}[mqtt]\n{table}\n[{tail}")
+    agent = Agent(load_config(path))
+    loop = asyncio.new_event_loop()
+    stop = asyncio.Event()
 
-        def run() -> None:
-            loop.run_until_complete(agent.run(stop))
-            loop.close()
+    def run() -> None:
+        loop.run_until_complete(agent.run(stop))
+        loop.close()
 
-        thread = threading.Thread(target=run, daemon=True)
-        thread.start()
-        try:
-            wait_for(lambda: len(_stored_seqs(reader, "air_pm", node)) >= 20, 30,
-                     "readings through the cloud before the partition")
-            publisher = agent.publisher
-            assert publisher is not None
-            proxy.partition()
-            cut = time.monotonic()
-            edge_noticed = wait_for(lambda: not publisher.state.connected and _noticed(cut), 15,
-                                    "the node to notice the silent link", every_s=0.02)
-            broker_noticed = wait_for(lambda: (t := watch.first("offline", cut)) and round(t - cut, 1),
-                                      15, "the broker to give the node up (its will)", every_s=0.02)
-            # The node keeps trying while the link is dead: connections into the void.
-            wait_for(lambda: proxy.accepted >= 3, 30, "reconnection attempts during the partition")
-            backlog = agent.outbox.stats().depth
-            assert backlog > 0
-            proxy.heal()
-            healed = time.monotonic()
-            reconnected = wait_for(lambda: publisher.state.connected and _noticed(healed), 30,
-                                   "the node to reconnect by itself", every_s=0.02)
-            wait_for(lambda: publisher.state.awaiting_cloud == 0 and agent.outbox.stats().depth < 5,
-                     60, f"the cloud to confirm the backlog ({publisher.state})")
-        finally:
-            loop.call_soon_threadsafe(stop.set)
-            thread.join(30)
-            emu.stop()
-    assert not thread.is_alive()
-    assert publisher.state.disconnects >= 1
-    assert publisher.state.connects >= 2
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: agent.publisher, 30, "the agent's publisher to start")
+        yield agent
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(30)
+        emu.stop()
+    assert not thread.is_alive(), "the agent did not stop"
+
+
+def _all_readings_exactly_once(reader: InfluxHTTP, agent: Agent, node: str) -> int:
     assigned = agent.outbox.next_seq("pm-1")
     expected = list(range(assigned))
     try:
@@ -183,7 +165,50 @@ def test_node_partitioned_from_the_broker_past_its_keepalive_loses_and_doubles_n
     except AssertionError:
         got = _stored_seqs(reader, "air_pm", node)
         raise AssertionError(f"missing {sorted(set(expected) - set(got))[:20]}, extra "
-                             f"{len(got) - len(set(got))}; publisher {publisher.state}") from None
+                             f"{len(got) - len(set(got))}; publisher "
+                             f"{agent.publisher and agent.publisher.state}") from None
+    return assigned
+
+
+# -- a. the node's link to the broker ---------------------------------------------------
+
+EDGE_KEEPALIVE_S = 2
+
+
+def test_node_partitioned_from_the_broker_past_its_keepalive_loses_and_doubles_nothing(
+        make_node_config: Callable[..., Path], cloud_factory: Callable[..., CloudProcess],
+        reader: InfluxHTTP, stack: StackInfo, status_watch: Callable[[str, str], StatusWatch]) -> None:
+    node = "aq-part"
+    cloud = cloud_factory("part-edge")
+    cloud.start()
+    watch = status_watch(SITE, node)
+    wait_for(lambda: "ingest subscribed" in cloud.log(), 30, "the ingest to subscribe")
+    with PartitionProxy(stack.mqtt_host, stack.mqtt_port) as proxy, _agent_reading_sds011(
+            make_node_config, node, {"port": proxy.port, "keepalive_s": EDGE_KEEPALIVE_S},
+            delivery="cloud") as agent:
+        publisher = agent.publisher
+        wait_for(lambda: len(_stored_seqs(reader, "air_pm", node)) >= 20, 30,
+                 "readings through the cloud before the partition")
+        assert publisher is not None
+        proxy.partition()
+        cut = time.monotonic()
+        edge_noticed = wait_for(lambda: not publisher.state.connected and _noticed(cut), 15,
+                                "the node to notice the silent link", every_s=0.02)
+        broker_noticed = wait_for(lambda: (t := watch.first("offline", cut)) and round(t - cut, 1),
+                                  15, "the broker to give the node up (its will)", every_s=0.02)
+        # The node keeps trying while the link is dead: connections into the void.
+        wait_for(lambda: proxy.accepted >= 3, 30, "reconnection attempts during the partition")
+        backlog = agent.outbox.stats().depth
+        assert backlog > 0
+        proxy.heal()
+        healed = time.monotonic()
+        reconnected = wait_for(lambda: publisher.state.connected and _noticed(healed), 30,
+                               "the node to reconnect by itself", every_s=0.02)
+        wait_for(lambda: publisher.state.awaiting_cloud == 0 and agent.outbox.stats().depth < 5,
+                 60, f"the cloud to confirm the backlog ({publisher.state})")
+    assert publisher.state.disconnects >= 1
+    assert publisher.state.connects >= 2
+    _all_readings_exactly_once(reader, agent, node)
     print(f"\nnode<->broker partition: node noticed after {edge_noticed} s, broker after "
           f"{broker_noticed} s (keepalive {EDGE_KEEPALIVE_S} s); backlog {backlog} readings; "
           f"node reconnected {reconnected} s after the heal")
@@ -374,3 +399,64 @@ def test_sigterm_while_a_write_hangs_in_a_partition_stops_the_processor_promptly
         wait_for(lambda: _stored_seqs(reader, "air_co2", node) == expected, 60,
                  "everything after the restart")
     print(f"\nSIGTERM with a write hanging in a partition: stopped after {stopped} s")
+
+
+# -- d. the cloud's acks to a node, cut off ------------------------------------------------
+
+ACK_TIMEOUT_S = 2.0
+
+
+def test_cloud_acks_cut_off_the_node_resends_and_the_cloud_counts_duplicates(
+        make_node_config: Callable[..., Path], cloud_factory: Callable[..., CloudProcess],
+        reader: InfluxHTTP, stack: StackInfo) -> None:
+    """The ingest, which sends the cloud's acks, is partitioned from the broker while the
+    node's own link stays up: the broker takes the node's batches, no ack comes back, and
+    the node sends them again every ack_timeout_s. After the heal the cloud gets originals
+    and resends and must keep each reading once."""
+    node = "aq-part-acks"
+    with PartitionProxy(stack.mqtt_host, stack.mqtt_port) as proxy:
+        cloud = cloud_factory("part-acks")
+        _rewrite_cloud_config(cloud.config_path,
+                              mqtt={"port": proxy.port, "keepalive_s": INGEST_KEEPALIVE_S})
+        cloud.start()
+        wait_for(lambda: "ingest subscribed" in cloud.log(), 30, "the ingest to subscribe")
+        with _agent_reading_sds011(make_node_config, node, {}, delivery="cloud",
+                                   ack_timeout_s=ACK_TIMEOUT_S) as agent:
+            publisher = agent.publisher
+            assert publisher is not None
+            wait_for(lambda: len(_stored_seqs(reader, "air_pm", node)) >= 20, 30,
+                     "readings through the cloud before the partition")
+            proxy.partition()
+            wait_for(lambda: publisher.state.resent_batches >= 3, 30,
+                     "the node to send unconfirmed batches again")
+            wait_for(lambda: "ingest disconnected from the broker" in cloud.log(), 30,
+                     "the ingest to notice the silent link")
+            assert publisher.state.connected, "the node's own link stayed up"
+            proxy.heal()
+            wait_for(lambda: cloud.log().count("ingest subscribed") >= 2, 60,
+                     "the ingest to reconnect by itself")
+            wait_for(lambda: publisher.state.awaiting_cloud == 0 and agent.outbox.stats().depth < 5,
+                     60, f"the cloud to confirm every batch ({publisher.state})")
+        assigned = _all_readings_exactly_once(reader, agent, node)
+
+        def ledger() -> tuple[int, int, int, int] | None:  # expected, received, duplicates, missing
+            rows = reader.query_points(
+                "SELECT sum(expected), sum(received), sum(duplicates), sum(missing) "
+                f"FROM agg_1h.ledger WHERE node = '{node}'", db="urbanpulse")
+            if not rows:
+                return None
+            r = rows[0]
+            return int(r["sum"]), int(r["sum_1"]), int(r["sum_2"]), int(r["sum_3"])
+
+        def complete_ledger() -> tuple[int, int, int, int] | None:
+            counts = ledger()
+            return counts if counts is not None and counts[0] == assigned else None
+
+        counts = wait_for(complete_ledger, 30, "the ledger of every reading")
+    _, received, duplicates, missing = counts
+    assert missing == 0
+    assert duplicates > 0
+    assert received - duplicates == assigned
+    print(f"\ncloud acks cut off: the node sent {publisher.state.resent_batches} batches again "
+          f"(ack timeout {ACK_TIMEOUT_S} s); the ledger counted {duplicates} duplicates of "
+          f"{assigned} readings, none missing")
