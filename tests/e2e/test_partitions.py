@@ -175,6 +175,34 @@ def _all_readings_exactly_once(reader: InfluxHTTP, agent: Agent, node: str) -> i
 EDGE_KEEPALIVE_S = 2
 
 
+def test_a_tls_connect_into_a_dead_link_leaves_no_socket_open(stack: StackInfo) -> None:
+    """paho leaves the TLS socket of a failed handshake to the garbage collector: one open
+    descriptor per reconnection attempt for as long as a partition lasts, unless closed."""
+    import gc
+
+    from edge.config import MqttConfig
+    from edge.mqtt_client import make_client as make_node_client
+
+    cfg = MqttConfig(host=stack.mqtt_host, port=0, username="u", ca_file=stack.ca_file,
+                     password_file=None, cert_file=None, key_file=None, keepalive_s=2, tls=True,
+                     delivery="broker", ack_timeout_s=120.0)
+    with PartitionProxy(stack.mqtt_host, stack.mqtt_port) as proxy:
+        proxy.partition()
+        client = make_node_client("dead-link", cfg)
+        client.connect_timeout = 0.3
+        gc.disable()  # the collector would close what is left over, and hide it
+        try:
+            before = len(os.listdir("/proc/self/fd")) - proxy.open_links
+            for _ in range(3):
+                with pytest.raises(TimeoutError, match="handshake"):
+                    client.connect(stack.mqtt_host, proxy.port)
+            # The proxy's own ends of the three connections are in this process too.
+            left = len(os.listdir("/proc/self/fd")) - proxy.open_links - before
+        finally:
+            gc.enable()
+    assert left == 0
+
+
 def test_node_partitioned_from_the_broker_past_its_keepalive_loses_and_doubles_nothing(
         make_node_config: Callable[..., Path], cloud_factory: Callable[..., CloudProcess],
         reader: InfluxHTTP, stack: StackInfo, status_watch: Callable[[str, str], StatusWatch]) -> None:
