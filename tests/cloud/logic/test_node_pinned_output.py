@@ -35,7 +35,7 @@ from cloud.logic.recompute import RECOMPUTE
 from cloud.logic.records import RP_RAW, NodeData, Point, decode_record
 from cloud.logic.rollup import SensorRollup
 from urbanpulse.wire import Reading
-from urbanpulse.wire.kinds import KINDS
+from urbanpulse.wire.kinds import BOOL_UNIT, KINDS
 
 HOUR_NS = 3600 * 10**9
 NOW = datetime(2026, 6, 1, 12, tzinfo=UTC)  # the workload's end: generate() is then deterministic
@@ -43,8 +43,10 @@ NOW = datetime(2026, 6, 1, 12, tzinfo=UTC)  # the workload's end: generate() is 
 WORKLOAD_SHA256 = "c38cbc01a2e2c67ccaee07231ca379b038c2f0ada10fe0d698356dddb195885f"
 PLAIN_SHA256 = "00200f865a3f1c80f7a1640dacadbf57b9089e89e3cf6ec1112db6fc50cae9c2"
 PLAIN_POINTS = 40962
-MESSY_SHA256 = "b50ee9b95b0f2fcad966a01588a517689c5019068c3a4819f41297ae05775766"
-MESSY_POINTS = 40638
+# Computed by the code of cf2552d (before bool fields were held to 0 or 1), with the spoiling
+# that leaves bool fields alone.
+MESSY_SHA256 = "364b0d5b52bfc2498f48fd56f10b6aa6a5f0b6c1b5837dc835b321970921ccc0"
+MESSY_POINTS = 40883
 
 
 @cache
@@ -65,10 +67,12 @@ def _spoil(payload: bytes, rng: random.Random) -> bytes:
         roll = rng.random()
         if roll < 0.03:
             r["flags"] = ["warmup"]
-        elif roll < 0.06:
-            name = next(iter(r["values"]))
-            high = KINDS[r["kind"]].fields[name].high
-            r["values"][name] = (high if high is not None else 1e300) * 10 + 1
+        elif roll < 0.06:  # a bool field's other values are refused on the wire: not those
+            fields = KINDS[r["kind"]].fields
+            name = next((n for n in r["values"] if fields[n].unit != BOOL_UNIT), None)
+            if name is not None:
+                high = fields[name].high
+                r["values"][name] = (high if high is not None else 1e300) * 10 + 1
         elif roll < 0.07:
             r["flags"] = ["calibrating", "backlog"]
         elif roll < 0.075:
@@ -238,7 +242,8 @@ def _slots(rollup: SensorRollup) -> dict[str, object]:
     return {name: getattr(rollup, name) for name in SensorRollup.__slots__ if name != "ordered"}
 
 
-RANDOM_SHA256 = "5db363641fe8b4c7911ea9fc22eac0ce3958af2d13d4371ebe9bfc7e3e55bcf1"  # ba61574
+# Computed by the code of 374c0f4, before numbering restarts were told from redeliveries.
+RANDOM_SHA256 = "83f6cf00a876bec7c15ac66c3d52d76fa82b2183b0ce1f97c7a0ca32d503f233"
 _VALUES = {
     "air.pm": lambda r: {"pm25": r.choice([0, 1.5, -0.0, 2000.0, 35]), "pm10": r.choice([3.0, 7])},
     "air.co2": lambda r: {"co2": r.choice([400, 401.5, 20000])},
@@ -257,6 +262,7 @@ def _random_streams() -> Iterator[tuple[int, list[NodeData]]]:
         rng = random.Random(seed)
         horizon = rng.choice([30, 60, 360]) * MINUTE_NS
         seqs: dict[str, int] = {}
+        sent: dict[tuple[str, int], Reading] = {}
         messages = []
         for _ in range(rng.randint(1, 6)):
             readings = []
@@ -265,12 +271,16 @@ def _random_streams() -> Iterator[tuple[int, list[NodeData]]]:
                 kind = rng.choice(list(_VALUES))
                 seq = seqs.get(sensor, 0)
                 if seq and rng.random() < 0.2:
-                    seq = rng.randrange(seq)  # seen before, or a gap filled late
+                    seq = rng.randrange(seq)  # sent before (then again as it was), or a gap filled late
+                    if (sensor, seq) in sent:
+                        readings.append(sent[(sensor, seq)])
+                        continue
                 else:
                     seqs[sensor] = seq + rng.randint(1, 2)
                 ts = T0 + rng.randint(-180, 480) * MINUTE_NS // 4 + rng.randint(0, 10**9)
                 flags = rng.choice([(), (), ("warmup",), ("backlog",)])
-                readings.append(Reading(sensor, kind, ts, seq, _VALUES[kind](rng), flags))
+                reading = sent[(sensor, seq)] = Reading(sensor, kind, ts, seq, _VALUES[kind](rng), flags)
+                readings.append(reading)
             messages.append(NodeData("hn/n1", "hn", "n1", T0 + 600 * MINUTE_NS, readings))
         yield horizon, messages
 
