@@ -17,7 +17,7 @@ from cloud.logic.lines import field_key, field_keys, float_text, float_texts, li
 from cloud.logic.recompute import RECOMPUTE, Recompute
 from cloud.logic.records import RP_1H, RP_1M, RP_RAW, NodeData, Point, dead_letter_point
 from cloud.logic.rollup import HOUR_NS, MINUTE_NS, SensorRollup, Window
-from cloud.logic.seqs import SeqRanges
+from cloud.logic.seqs import NEWEST_UNKNOWN, SeqRanges
 from urbanpulse.wire import KINDS, Reading, field_range
 
 LATE_AFTER_NS = 5 * MINUTE_NS
@@ -45,6 +45,21 @@ class LedgerHour:
     duplicates: int = 0
     late: int = 0
     seq_span: dict[str, list[int]] = field(default_factory=dict)  # sensor -> [min, max]
+    restarts: int = 0  # sensors whose numbering started again in this hour
+    closed: int = 0  # expected readings of spans a restart closed
+
+    def __setstate__(self, state: tuple[None, dict[str, Any]]) -> None:
+        self.restarts = self.closed = 0  # absent from hours pickled before they were kept
+        for name, value in state[1].items():
+            setattr(self, name, value)
+
+    def restart(self, sensor: str) -> None:
+        """The sensor's numbering started again: its span so far is closed, so that the
+        old numbers and the new ones do not make one span."""
+        span = self.seq_span.pop(sensor, None)
+        if span is not None:
+            self.closed += span[1] - span[0] + 1
+        self.restarts += 1
 
     def note(self, sensor: str, seq: int) -> None:
         span = self.seq_span.get(sensor)
@@ -56,10 +71,14 @@ class LedgerHour:
             span[1] = seq
 
     def fields(self) -> dict[str, int | float | str | bool]:
-        expected = min(INT64_MAX, sum(hi - lo + 1 for lo, hi in self.seq_span.values()))
+        expected = min(INT64_MAX, self.closed + sum(hi - lo + 1 for lo, hi in self.seq_span.values()))
         unique = self.received - self.duplicates
-        return {"expected": expected, "received": self.received, "duplicates": self.duplicates,
-                "late": self.late, "missing": max(0, expected - unique)}
+        out: dict[str, int | float | str | bool] = {
+            "expected": expected, "received": self.received, "duplicates": self.duplicates,
+            "late": self.late, "missing": max(0, expected - unique)}
+        if self.restarts:
+            out["restarts"] = self.restarts
+        return out
 
 
 def raw_time(r: Reading) -> int:
@@ -110,6 +129,13 @@ class NodeState:
         self.__dict__.update(state)
         self._sensors = {}
         self.measured = []
+        for sensor, seqs in self.seqs.items():
+            # Pickled before the newest stamp was kept: the newest its windows hold, a lower
+            # bound (a reading kept out of the windows may have been newer).
+            if seqs.newest_ns == NEWEST_UNKNOWN:
+                rollups = [r for r in (self.minute.get(sensor), self.hour.get(sensor)) if r]
+                if rollups:
+                    seqs.newest_ns = max(r.newest_ns for r in rollups)
         if "domain" not in state:
             self.domain = DomainNode(self.horizon_ns)
         if state.get("detect_version") != DETECT_STATE_VERSION:
@@ -163,12 +189,19 @@ class NodeState:
                 ledger_touched.add(hour)
                 spans = ledger.seq_span
             ledger.received += 1
-            ranges = part[SEQS].ranges
+            seqs = part[SEQS]
+            if seqs.previous is not None and ts <= seqs.previous.newest_ns:
+                seqs = seqs.previous  # stamped before the numbering restarted: one of the old
+            ranges = seqs.ranges
             if ranges and seq == ranges[-1][1]:  # the next in order: SeqRanges.add, inlined
                 ranges[-1][1] = seq + 1
-            elif not part[SEQS].add(seq):
-                ledger.duplicates += 1
-                continue
+            elif not seqs.add(seq):
+                if ts <= seqs.newest_ns:  # a redelivery: its stamp was seen
+                    ledger.duplicates += 1
+                    continue
+                self._restarted(sensor, seqs, seq, ledger)
+            if ts > seqs.newest_ns:
+                seqs.newest_ns = ts
             span = spans.get(sensor)  # LedgerHour.note, inlined
             if span is None:
                 spans[sensor] = [seq, seq]
@@ -270,6 +303,14 @@ class NodeState:
                            {"site": site, "node": node, "sensor": sensor, "kind": kind})
         part = self._sensors[sensor] = [kind, head, seqs, self.minute.get(sensor), self.hour.get(sensor)]
         return part
+
+    def _restarted(self, sensor: str, seqs: SeqRanges, seq: int, ledger: LedgerHour) -> None:
+        """A number seen before, stamped after every reading taken: the sensor's numbering
+        started again. The old numbers are kept apart, and what the fault rules learnt
+        from them is forgotten (they judge gaps and order by the numbers)."""
+        seqs.restart(seq)
+        ledger.restart(sensor)
+        self.watch.pop(sensor, None)
 
     def _rollup(self, part: list[Any], which: int, sensor: str) -> SensorRollup:
         """The sensor's rollup at one width, made at its first reading that counts."""

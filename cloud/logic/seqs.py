@@ -4,20 +4,48 @@ The seen numbers are kept as sorted, disjoint half-open ranges. A sensor that de
 order needs one range; gaps add ranges. Past `max_ranges`, the oldest gap is given up
 (merged): its numbers count as missing, and should one still arrive it is treated as a
 duplicate (its raw point is still written; it is not added to an aggregate twice).
+
+`newest_ns` is the newest stamp of a reading taken as new. A redelivery carries the stamp it
+had, so a number seen before with a stamp newer than that is no redelivery: the sensor's
+numbering started again (a node that lost its state: a replaced SD card, a wiped state
+directory). `restart` keeps the old numbers as `previous`, for the readings stamped before
+the restart that still come (redelivered or late): one numbering back, no more.
 """
 
 from __future__ import annotations
 
 import bisect
 import math
+from typing import Any
+
+# The newest stamp of ranges pickled before it was kept: unknown, so nothing is taken for
+# a restart until the node state sets it (NodeState.__setstate__).
+NEWEST_UNKNOWN = 2**63 - 1
 
 
 class SeqRanges:
-    __slots__ = ("given_up", "max_ranges", "ranges")
+    __slots__ = ("given_up", "max_ranges", "newest_ns", "previous", "ranges")
 
     def __init__(self, max_ranges: int = 64) -> None:
         self.ranges: list[list[int]] = []
         self.max_ranges = max_ranges
+        self.given_up = 0
+        self.newest_ns = -1
+        self.previous: SeqRanges | None = None  # the numbering before the last restart
+
+    def __setstate__(self, state: tuple[None, dict[str, Any]]) -> None:
+        self.newest_ns = NEWEST_UNKNOWN
+        self.previous = None
+        for name, value in state[1].items():
+            setattr(self, name, value)
+
+    def restart(self, seq: int) -> None:
+        """The numbering started again at `seq`: the numbers seen so far become `previous`
+        (the one before them is forgotten)."""
+        before = SeqRanges(self.max_ranges)
+        before.ranges, before.given_up, before.newest_ns = self.ranges, self.given_up, self.newest_ns
+        self.previous = before
+        self.ranges = [[seq, seq + 1]]
         self.given_up = 0
 
     def add(self, seq: int) -> bool:

@@ -1,6 +1,7 @@
 """A node's state against two references on random small streams (sensors changing kind,
-duplicate and reordered sequence numbers, readings late past the horizon, warm-up, values
-outside the contract's range):
+duplicate and reordered sequence numbers, numbers seen before with newer stamps (a
+numbering that restarted), readings late past the horizon, warm-up, values outside the
+contract's range):
 
 - the same state pickled and unpickled between any two messages (a snapshot and a
   restart, as the dataflow does) gives the same points, measured readings, site updates
@@ -52,8 +53,9 @@ def _reading(draw: st.DrawFn) -> Reading:
         values = {"pm25": draw(VALUES), "pm10": draw(VALUES)}
     else:
         values = {"count": draw(VALUES), "interval_s": draw(st.sampled_from([60, 60.0, 30.5]))}
-    # mostly in the first of three hours (windows with several readings), to the microsecond
-    hour = draw(st.sampled_from([0, 0, 0, 1, 2]))
+    # mostly in the first of three hours (windows with several readings), to the microsecond;
+    # now and then later than all before it (with a number seen before: a restart)
+    hour = draw(st.sampled_from([0, 0, 0, 1, 2, 2, 4]))
     ts = T0 + hour * HOUR_NS + draw(st.integers(0, 180)) * MINUTE_NS // 3 + draw(st.integers(0, 10**6)) * 1000
     seq = draw(st.integers(0, 60))  # small: duplicates are frequent
     flags = draw(st.sampled_from([(), (), (), ("warmup",), ("backlog",)]))
@@ -98,7 +100,8 @@ class _Model:
 
     def __init__(self, horizon_ns: int) -> None:
         self.horizon_ns = horizon_ns
-        self.seen: set[tuple[str, int]] = set()
+        # sensor -> its numberings, the current one last: (numbers seen, newest stamp taken)
+        self.numberings: dict[str, list[tuple[set[int], list[int]]]] = {}
         self.newest: dict[str, int] = {}  # sensor -> its newest reading in a window
         self.windowed: dict[str, list[Reading]] = {}  # sensor -> its readings in windows
         self.kind: dict[str, str] = {}  # sensor -> the kind of its latest fresh reading
@@ -118,13 +121,27 @@ class _Model:
         for r in data.readings:
             hour = r.ts_ns - r.ts_ns % HOUR_NS
             hours.add(hour)
-            counts = self.ledger.setdefault(hour, {"received": 0, "duplicates": 0, "late": 0})
+            counts = self.ledger.setdefault(hour, {"received": 0, "duplicates": 0, "late": 0,
+                                                   "closed": 0, "restarts": 0})
             counts["received"] += 1
-            if (r.sensor, r.seq) in self.seen:
-                counts["duplicates"] += 1
-                continue
-            self.seen.add((r.sensor, r.seq))
             spans = self.spans.setdefault(hour, {})
+            numberings = self.numberings.setdefault(r.sensor, [(set(), [-1])])
+            # stamped before the last restart: a reading of the numbering before it
+            seen, newest = numberings[-2] if len(numberings) > 1 and r.ts_ns <= numberings[-2][1][0] \
+                else numberings[-1]
+            if r.seq in seen:
+                if r.ts_ns <= newest[0]:  # a redelivery
+                    counts["duplicates"] += 1
+                    continue
+                # a number seen before, stamped after all taken: the numbering restarted
+                numberings[:] = [numberings[-1], (set(), [newest[0]])]
+                seen, newest = numberings[-1]
+                if r.sensor in spans:
+                    low, high = spans.pop(r.sensor)
+                    counts["closed"] += high - low + 1
+                counts["restarts"] += 1
+            seen.add(r.seq)
+            newest[0] = max(newest[0], r.ts_ns)
             low, high = spans.get(r.sensor, (r.seq, r.seq))
             spans[r.sensor] = (min(low, r.seq), max(high, r.seq))
             if data.received_ns - r.ts_ns > LATE_AFTER_NS:
@@ -162,10 +179,12 @@ class _Model:
         return raw, windows, ledger, measured
 
     def _ledger(self, hour: int) -> dict[str, int]:
-        counts = self.ledger[hour]
-        expected = sum(high - low + 1 for low, high in self.spans.get(hour, {}).values())
+        counts = dict(self.ledger[hour])
+        closed, restarts = counts.pop("closed"), counts.pop("restarts")
+        expected = closed + sum(high - low + 1 for low, high in self.spans.get(hour, {}).values())
         unique = counts["received"] - counts["duplicates"]
-        return {"expected": expected, **counts, "missing": max(0, expected - unique)}
+        return {"expected": expected, **counts, "missing": max(0, expected - unique),
+                **({"restarts": restarts} if restarts else {})}
 
     def _forget(self, floor: int) -> None:
         """Ledger hours before the floor are dropped: a reading for one starts it again."""

@@ -1,0 +1,119 @@
+"""A sensor whose numbering starts again (its node lost its state: a replaced SD card) is
+told from redeliveries by the stamps: a redelivery carries the stamp it had, never newer
+than the newest reading taken, so a number seen before with a newer stamp is a new
+reading. Before this rule every such reading was dropped as a duplicate."""
+
+from __future__ import annotations
+
+import base64
+import copyreg
+import io
+import pickle
+import zlib
+
+from cloud.logic.node import NodeState
+from cloud.logic.records import RP_1M, RP_RAW, NodeData, Point
+from cloud.logic.seqs import NEWEST_UNKNOWN, SeqRanges
+from urbanpulse.wire import Reading
+
+MINUTE_NS = 60 * 10**9
+HOUR_NS = 60 * MINUTE_NS
+T0 = 1_795_000_000_000_000_000 - 1_795_000_000_000_000_000 % HOUR_NS
+
+
+def _pm(seq: int, minute: float, pm25: float = 10.0) -> Reading:
+    return Reading("pm-1", "air.pm", T0 + int(minute * MINUTE_NS), seq, {"pm25": pm25, "pm10": 20.0})
+
+
+def _process(state: NodeState, readings: list[Reading], at_minute: int = 59) -> list[Point]:
+    return state.process(NodeData("hn/n1", "hn", "n1", T0 + at_minute * MINUTE_NS, readings))
+
+
+def _raw(points: list[Point]) -> list[str]:
+    return [text for rp, text in points if rp == RP_RAW and text.startswith("air_pm,")]
+
+
+def _ledger(points: list[Point]) -> str:
+    [text] = [text for _, text in points if text.startswith("ledger,")]
+    return text.split(" ")[1]
+
+
+def test_numbers_seen_before_with_newer_stamps_are_new_readings_and_the_ledger_says_so() -> None:
+    state = NodeState(6 * HOUR_NS, detect=False)
+    assert len(_raw(_process(state, [_pm(i, i) for i in range(20)]))) == 20
+    # The card replaced at minute 30 of the same hour: numbers from 0 again.
+    points = _process(state, [_pm(i, 30 + i, pm25=50.0) for i in range(5)])
+    assert [t.split(" ")[1] for t in _raw(points)] == [f"pm25=50.0,pm10=20.0,seq={i}i" for i in range(5)]
+    assert [t for rp, t in points if rp == RP_1M and t.endswith(f" {T0 + 30 * MINUTE_NS}")]
+    # The old span (0-19) is closed: it and the new one (0-4) are 25 expected, none missing.
+    ledger = _ledger(points)
+    assert ledger.startswith("expected=25i,received=25i,duplicates=0i,")
+    assert ledger.endswith(",missing=0i,restarts=1i")
+
+
+def test_redeliveries_of_either_numbering_are_duplicates_and_a_late_old_reading_is_taken() -> None:
+    state = NodeState(6 * HOUR_NS, detect=False)
+    old = [_pm(i, i) for i in range(10) if i != 4]  # 4 is late
+    _process(state, old)
+    assert _raw(_process(state, old[3:6])) == []  # redelivered: same stamps
+    _process(state, [_pm(0, 30), _pm(1, 31)])  # restart
+    # the new ones again, old ones again (their numbers 5 and 8 not yet seen in the new
+    # numbering, 0 and 1 seen in both), and the old numbering's late 4
+    again = _process(state, [_pm(0, 30), _pm(1, 31), old[0], old[1], old[4], old[7], _pm(4, 4)])
+    assert [t.split(" ")[1] for t in _raw(again)] == ["pm25=10.0,pm10=20.0,seq=4i"]
+    assert "duplicates=9i" in _ledger(again)
+    assert "restarts=1i" in _ledger(again)
+
+
+def test_a_restart_forgets_what_the_fault_rules_learnt_from_the_old_numbers() -> None:
+    state = NodeState(6 * HOUR_NS, detect=True)
+    _process(state, [_pm(i, i, pm25=10.0 + i % 3) for i in range(40)])
+    watch = state.watch["pm-1"]
+    _process(state, [_pm(0, 45), _pm(1, 46)])
+    assert state.watch["pm-1"] is not watch
+    # Still a restart after a snapshot: the newest stamp is part of the state.
+    resumed: NodeState = pickle.loads(pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL))
+    assert resumed.seqs["pm-1"].newest_ns == T0 + 46 * MINUTE_NS
+    assert _raw(_process(resumed, [_pm(0, 47)]))
+    assert resumed.seqs["pm-1"].ranges == [[0, 1]]
+
+
+class _OldFormPickler(pickle.Pickler):
+    """Pickles SeqRanges as the code before the restart rule did: without the slots
+    `newest_ns` and `previous`."""
+
+    def reducer_override(self, obj: object) -> object:
+        if type(obj) is SeqRanges:
+            slots = {name: getattr(obj, name) for name in ("given_up", "max_ranges", "ranges")}
+            return copyreg.__newobj__, (SeqRanges,), (None, slots)  # type: ignore[attr-defined]
+        return NotImplemented
+
+
+def _old_form(obj: object) -> bytes:
+    buffer = io.BytesIO()
+    _OldFormPickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(obj)
+    return buffer.getvalue()
+
+
+def test_ranges_pickled_before_the_newest_stamp_was_kept_take_it_from_the_windows() -> None:
+    state = NodeState(6 * HOUR_NS, detect=False)
+    _process(state, [_pm(i, i) for i in range(10)])
+    assert pickle.loads(_old_form(SeqRanges())).newest_ns == NEWEST_UNKNOWN
+    resumed: NodeState = pickle.loads(_old_form(state))
+    assert resumed.seqs["pm-1"].newest_ns == T0 + 9 * MINUTE_NS
+    assert _raw(_process(resumed, [_pm(9, 9)])) == []  # a redelivery
+    assert len(_raw(_process(resumed, [_pm(0, 30)]))) == 1  # a restart
+
+
+def test_the_snapshot_from_before_the_rewrite_still_tells_redeliveries_from_restarts() -> None:
+    from tests.cloud.logic.test_node_pinned_output import OLD_SNAPSHOT, _golden_readings
+
+    old: NodeState = pickle.loads(zlib.decompress(base64.b64decode("".join(OLD_SNAPSHOT))))
+    newest = T0_GOLDEN + 7 * MINUTE_NS + 3000  # pm-1's last reading in the snapshot
+    assert old.seqs["pm-1"].newest_ns == newest
+    redelivered = [r for r in _golden_readings(0, 8) if r.sensor == "pm-1"]
+    points = old.process(NodeData("hn/n1", "hn", "n1", newest + MINUTE_NS, redelivered))
+    assert _raw(points) == []
+
+
+T0_GOLDEN = 1_795_000_000_000_000_000
