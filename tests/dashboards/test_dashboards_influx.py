@@ -124,7 +124,9 @@ def _domain_points(t: int) -> list[tuple[str, str]]:
                   rd("kiosk-1", "hospital.queue", t, ticket=12, called=1, counter=2)],
         "x-001": [rd("lane-1", "traffic.loop", t, count=14, occupancy_pct=22, interval_s=60,
                      speed_kmh=31)],
-        "aq-01": [rd("pm-1", "air.pm", t - minute * MINUTE, pm25=80, pm10=110) for minute in range(60)],
+        # three hours: the NowCast behind the AQI needs two of the last three hours, whatever
+        # the minute the test runs at (one hour of readings failed in the first minutes of an hour)
+        "aq-01": [rd("pm-1", "air.pm", t - minute * MINUTE, pm25=80, pm10=110) for minute in range(180)],
     }
     points: list[tuple[str, str]] = []
     site = HospitalSite(6 * 60 * MINUTE)
