@@ -132,3 +132,15 @@ def test_write_into_an_unwritable_place_is_a_clear_error(tmp_path: Path) -> None
     with pytest.raises(DashboardsError, match="cannot write the dashboards into"):
         write(blocker)
     assert main(["generate", "--out", str(blocker)]) == 2
+
+
+def test_every_alert_says_what_to_check_and_names_a_runbook_section_that_exists() -> None:
+    from urbanpulse.dashboards.alerts import RULES
+
+    runbook = (COMMITTED.parent / "docs" / "runbook.md").read_text(encoding="utf-8")
+    sections = set(re.findall(r"^## (.+)$", runbook, flags=re.MULTILINE))
+    for rule in RULES:
+        named = re.findall(r'Runbook: docs/runbook\.md, "([^"]+)"|docs/runbook\.md, "([^"]+)"', rule.action)
+        assert named, rule.title
+        assert {a or b for a, b in named} <= sections, rule.title
+        assert rule.title in sections, f"{rule.title}: no runbook section of its own"

@@ -40,6 +40,8 @@ class AlertRule:
     pending: str
     summary: str
     severity: Literal["critical", "warning"]
+    # What to check first, and the runbook section (docs/runbook.md) that says more.
+    action: str = ""
     window_end_s: int = 0
     no_data: Literal["OK", "NoData", "Alerting"] = "OK"
 
@@ -55,6 +57,9 @@ RULES: tuple[AlertRule, ...] = (
         uid="urbanpulse-node-offline", title="Node offline", influxql=NODE_OFFLINE_QUERY,
         window_s=3600, comparison="lt", threshold=1, pending="2m", severity="critical",
         summary="{{ $labels.site }}/{{ $labels.node }} sent no online heartbeat for 5 minutes",
+        action="Other nodes of the site or city offline too? Then the site network or the "
+               "broker. Else the node's power and network, then `systemctl status urbanpulse-edge` "
+               "on it. Its readings wait in its outbox. Runbook: docs/runbook.md, \"Node offline\".",
     ),
     AlertRule(
         uid="urbanpulse-outbox-growing", title="Outbox growing",
@@ -63,6 +68,8 @@ RULES: tuple[AlertRule, ...] = (
         window_s=1800, comparison="gt", threshold=500, pending="10m", severity="warning",
         summary="{{ $labels.site }}/{{ $labels.node }}: outbox grew by {{ $values.B }} readings "
                 "in 30 minutes; the node is not delivering",
+        action="Many nodes at once: the central side (processor, ingest, broker) is not "
+               "confirming. One node: its uplink. Runbook: docs/runbook.md, \"Outbox growing\".",
     ),
     AlertRule(
         uid="urbanpulse-dead-letters", title="Dead letters",
@@ -71,6 +78,8 @@ RULES: tuple[AlertRule, ...] = (
         window_s=900, comparison="gt", threshold=0, pending="0s", severity="warning",
         summary="{{ $labels.site }}: {{ $values.B }} messages rejected as {{ $labels.reason }} "
                 "in 15 minutes",
+        action="The dead_letter measurement holds each rejection's detail and payload; the "
+               "reason says whose fault. Runbook: docs/runbook.md, \"Dead letters\".",
     ),
     AlertRule(
         uid="urbanpulse-missing-data", title="Missing data",
@@ -80,6 +89,8 @@ RULES: tuple[AlertRule, ...] = (
         severity="warning",
         summary="{{ $labels.site }}/{{ $labels.node }}: {{ $values.B }} readings never arrived "
                 "in the two complete hours before the last one",
+        action="Was the node offline or evicting from its outbox, or did its numbering restart "
+               "(ledger field restarts)? Runbook: docs/runbook.md, \"Missing data\".",
     ),
     AlertRule(
         uid="urbanpulse-sensor-fault", title="Sensor fault",
@@ -88,6 +99,8 @@ RULES: tuple[AlertRule, ...] = (
         window_s=900, comparison="gt", threshold=0, pending="0s", severity="warning",
         summary="{{ $labels.site }}/{{ $labels.node }} {{ $labels.sensor }}: {{ $labels.type }} "
                 "({{ $values.B }} events in 15 minutes)",
+        action="Raised once per episode: this alert clears after 15 minutes even if the fault "
+               "lasts. What each type means on site: docs/runbook.md, \"Sensor fault\".",
     ),
     AlertRule(
         uid="urbanpulse-pm25-high", title="PM2.5 high",
@@ -95,6 +108,8 @@ RULES: tuple[AlertRule, ...] = (
                  'GROUP BY "site", "node"',
         window_s=3600, comparison="gt", threshold=50, pending="15m", severity="warning",
         summary="{{ $labels.site }}/{{ $labels.node }}: PM2.5 hourly mean {{ $values.B }} ug/m3",
+        action="Do nearby stations agree? One station alone with fault events is more likely "
+               "the sensor. Runbook: docs/runbook.md, \"PM2.5 high\".",
     ),
 )
 
@@ -134,7 +149,8 @@ def render_rule(rule: AlertRule) -> JSON:
         "noDataState": rule.no_data,
         "execErrState": "Error",
         "for": rule.pending,
-        "annotations": {"summary": _escape_dollars(rule.summary)},
+        "annotations": {"summary": _escape_dollars(rule.summary),
+                        "description": _escape_dollars(rule.action)},
         "labels": {"severity": rule.severity, "team": "urbanpulse"},
         "isPaused": False,
     }
