@@ -78,6 +78,17 @@ class FlowSettings:
 
 
 @dataclass(frozen=True)
+class DriftTuning:
+    """The drift rules' thresholds (cloud/detect/pair_drift.py, cloud/detect/drift.py)."""
+
+    pair_shift: float = 0.12  # a module pair's ratio this far (relative) from its usual one...
+    pair_spread: float = 4.0  # ...and this many times the pair's own spread: out of line
+    cross_k: float = 1.0  # the cross-station CUSUM's allowance, in the sensor's scales
+    cross_h: float = 8.0  # and its decision threshold
+    cross_min_others: int = 3  # stations a sensor is compared with before it is judged
+
+
+@dataclass(frozen=True)
 class CloudConfig:
     mqtt: CloudMqtt
     influx: CloudInflux
@@ -85,6 +96,7 @@ class CloudConfig:
     flow: FlowSettings
     retention: Retention
     state_shared: bool = False  # state.dir is on storage every process of the cluster sees
+    drift: DriftTuning = DriftTuning()
 
     @property
     def journal_dir(self) -> Path:
@@ -144,8 +156,8 @@ def load_cloud_config(path: Path) -> CloudConfig:
 
 def parse_cloud_config(raw: Mapping[str, Any]) -> CloudConfig:
     for k in raw:
-        if k not in ("mqtt", "influx", "state", "flow", "retention"):
-            raise ConfigError(k, "unknown table (known: flow, influx, mqtt, retention, state)")
+        if k not in ("mqtt", "influx", "state", "flow", "retention", "drift"):
+            raise ConfigError(k, "unknown table (known: drift, flow, influx, mqtt, retention, state)")
     m = _table(raw, "mqtt", {"host", "port", "username", "password_file", "ca_file", "tls",
                              "client_id", "shared_group", "node_filter", "keepalive_s"})
     tls = typed(m, "tls", "mqtt", bool, True)
@@ -250,4 +262,23 @@ def parse_cloud_config(raw: Mapping[str, Any]) -> CloudConfig:
             raise ConfigError(f"retention.{key}", f"{value!r}: use INF or a number with h, d or w")
         durations[key] = value
     return CloudConfig(mqtt, influx, Path(typed(s, "dir", "state", str, ".urbanpulse/cloud")), flow,
-                       Retention(**durations), shared)
+                       Retention(**durations), shared, _drift(raw))
+
+
+def _drift(raw: Mapping[str, Any]) -> DriftTuning:
+    d = _table(raw, "drift", {"pair_shift", "pair_spread", "cross_k", "cross_h", "cross_min_others"})
+    default = DriftTuning()
+
+    def number(key: str, low: float, high: float, kind: type = float) -> Any:
+        value: float = typed(d, key, "drift", kind, getattr(default, key))
+        if not low <= value <= high:
+            raise ConfigError(f"drift.{key}", f"must be in [{low:g}, {high:g}], got {value!r}")
+        return value
+
+    return DriftTuning(
+        pair_shift=number("pair_shift", 0.01, 1.0),
+        pair_spread=number("pair_spread", 0.0, 20.0),
+        cross_k=number("cross_k", 0.0, 10.0),
+        cross_h=number("cross_h", 0.5, 100.0),
+        cross_min_others=number("cross_min_others", 1, 100, int),
+    )

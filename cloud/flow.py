@@ -426,6 +426,9 @@ def build_flow(cfg: CloudConfig, partitions: list[str], sink: Any = None,
         def drift_builder(resume: bytes | None) -> DriftLogic:
             city = pickle.loads(resume) if resume is not None else CityAir()
             city.use_pair_suffix(cfg.flow.drift_pair_suffix)
+            t = cfg.drift
+            city.use_thresholds(pair_shift=t.pair_shift, pair_spread=t.pair_spread, cross_k=t.cross_k,
+                                cross_h=t.cross_h, cross_min_others=t.cross_min_others)
             return DriftLogic(city)
 
         drifts = op.stateful_batch("city_drift", air, drift_builder)

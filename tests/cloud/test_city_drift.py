@@ -11,7 +11,7 @@ import random
 import pytest
 
 import cloud.logic.node as node_module
-from cloud.config import parse_cloud_config
+from cloud.config import DriftTuning, parse_cloud_config
 from cloud.flow import NodeLogic
 from cloud.journal import JournalRecord
 from cloud.logic.domain.city_drift import AirReading, CityAir, drift_inputs
@@ -167,3 +167,43 @@ def test_the_config_s_pair_suffix_declares_the_pairs_and_a_change_starts_them_af
     assert step.drift.pairs is not pairs
     assert step.drift.pairs.settings.second_suffix == "-2"
     assert pickle.loads(pickle.dumps(step)).drift.pairs.settings.second_suffix == "-2"
+
+
+def test_the_config_s_drift_thresholds_are_validated_by_key() -> None:
+    base = {"mqtt": {"password_file": "p", "ca_file": "c"}, "influx": {"password_file": "p"}}
+    assert parse_cloud_config(base).drift == DriftTuning()
+    tuned = parse_cloud_config({**base, "drift": {"pair_shift": 0.2, "cross_h": 12, "cross_min_others": 4}})
+    assert (tuned.drift.pair_shift, tuned.drift.cross_h, tuned.drift.cross_min_others) == (0.2, 12.0, 4)
+    for key, bad in (("pair_shift", 0.0), ("pair_shift", 2), ("pair_spread", -1), ("cross_k", "1"),
+                     ("cross_h", 0), ("cross_min_others", 0), ("cross_min_others", 2.5)):
+        with pytest.raises(ConfigError, match=rf"drift\.{key}"):
+            parse_cloud_config({**base, "drift": {key: bad}})
+    with pytest.raises(ConfigError, match=r"drift\.window"):
+        parse_cloud_config({**base, "drift": {"window": 3}})
+
+
+def _pair_readings(hours: float) -> list[AirReading]:
+    """A station's two PM modules, the first drifting +8 %/h from hour 30."""
+    from tests.cloud.detect.test_detect_pair_drift import ramp, station
+
+    return [("hn", "aq", Reading(module, "air.pm", ts, k, {"pm25": value, "pm10": value}))
+            for k, (module, ts, value) in enumerate(station(hours, gain_a=ramp(0.08, 30)))]
+
+
+def test_thresholds_from_the_config_judge_a_resumed_state_without_learning_anew() -> None:
+    readings = _pair_readings(36)
+    learnt = CityAir()
+    learnt.process(readings[:len(readings) * 3 // 4])  # 27 h: learnt, no drift yet
+    rest = readings[len(readings) * 3 // 4:]
+
+    as_before = pickle.loads(pickle.dumps(learnt))
+    as_before.use_thresholds(**vars(DriftTuning()))
+    points, _ = as_before.process(rest)
+    assert [p for p in points if "type=drift" in p[1]], "the default thresholds find the drift"
+
+    lenient = pickle.loads(pickle.dumps(learnt))
+    pairs = lenient.drift.pairs
+    lenient.use_thresholds(**{**vars(DriftTuning()), "pair_shift": 0.9})
+    assert lenient.drift.pairs is pairs  # what the pair learnt is kept
+    points, _ = lenient.process(rest)
+    assert not [p for p in points if "type=drift" in p[1]]

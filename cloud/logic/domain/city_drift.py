@@ -77,6 +77,15 @@ class CityAir:
         if pairs.settings.second_suffix != suffix:
             self.drift.pairs = PairDrift(replace(pairs.settings, second_suffix=suffix))
 
+    def use_thresholds(self, *, pair_shift: float, pair_spread: float, cross_k: float,
+                       cross_h: float, cross_min_others: int) -> None:
+        """The config's thresholds, also on a state resumed from a snapshot. They judge what
+        was learnt and take effect at the next judgement: nothing is learnt anew."""
+        pairs = self.drift.pairs
+        pairs.settings = replace(pairs.settings, shift=pair_shift, spread=pair_spread)
+        self.drift.settings = replace(self.drift.settings, k=cross_k, h=cross_h,
+                                      min_others=cross_min_others)
+
     def process(self, readings: Iterable[AirReading]) -> tuple[list[Point], list[Alert]]:
         points: list[Point] = []
         alerts: list[Alert] = []
