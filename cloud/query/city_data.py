@@ -24,6 +24,9 @@ Tags = str | Sequence[str] | None
 # The first chunk per policy; later ones adapt to the rows they hold (cloud.query.timerange).
 FIRST_CHUNK = {RP_RAW: timedelta(hours=1), RP_1M: timedelta(days=1), RP_1H: timedelta(days=30)}
 CHUNK_ROWS = 100_000
+FIELD_KEY_COLUMNS = ["fieldKey", "fieldType"]
+LEDGER_TAGS = ("site", "node")
+LEDGER_COUNTS = ("duplicates", "expected", "late", "missing", "received", "restarts")
 POST_ABOVE_CHARS = 4000  # longer statements go in a POST body, not the URL
 
 
@@ -146,13 +149,18 @@ class CityData:
         return self.rollup("hospital_occupancy", start, end, resolution=resolution, site=site)
 
     def hospital_flow(self, start: datetime, end: datetime, *, site: Tags = None) -> pd.DataFrame:
-        """ER arrivals and visits per hospital and hour."""
+        """ER arrivals and visits (float64 sums of the door counts) per hospital and hour;
+        per door node: `rollup("door_flow", ...)`."""
         return self.rollup("hospital_flow", start, end, site=site)
 
     def waiting_times(self, start: datetime, end: datetime, *, site: Tags = None,
-                      per_queue: bool = False) -> pd.DataFrame:
-        """Waits per hour (n, median_s, p90_s, mean_s): per hospital, or per queue node."""
-        return self.rollup("queue_wait" if per_queue else "hospital_wait", start, end, site=site)
+                      per_queue: bool = False, node: Tags = None) -> pd.DataFrame:
+        """Waits per hour of the call (n, median_s, p90_s, mean_s): per hospital, or with
+        `per_queue=True` per queue node (which `node` may choose)."""
+        if node is not None and not per_queue:
+            raise BadArgument("node", "the hospital's waits have no node: use per_queue=True")
+        return self.rollup("queue_wait" if per_queue else "hospital_wait", start, end, site=site,
+                           node=node)
 
     def lane_traffic(self, start: datetime, end: datetime, *, resolution: str = "1m",
                      site: Tags = None, node: Tags = None, sensor: Tags = None) -> pd.DataFrame:
@@ -173,8 +181,9 @@ class CityData:
 
     def ledger(self, start: datetime, end: datetime, *, site: Tags = None,
                node: Tags = None) -> pd.DataFrame:
-        """Per node and hour: expected, received, duplicates, late, missing, and
-        `completeness` = (received - duplicates) / expected (NaN where nothing was expected)."""
+        """Per node and hour: duplicates, expected, late, missing, received, restarts (sensors
+        whose numbering started again; <NA> where none did), all Int64, and `completeness` =
+        (received - duplicates) / expected (NaN where nothing was expected)."""
         return _concat(self.iter_ledger(start, end, site=site, node=node))
 
     def iter_ledger(self, start: datetime, end: datetime, *, site: Tags = None,
@@ -213,11 +222,23 @@ class CityData:
                 fields: tuple[str, ...] | None) -> Iterator[pd.DataFrame]:
         stored = Schema.from_series(self._query(influxql.schema(rp, name)))
         schema = stored.select(fields, f"{rp}.{name}")
+        _check_tag_keys(tags, stored, f"{rp}.{name}")
         first = self._first_ns if self._first_ns is not None else chunk_length_ns(FIRST_CHUNK[rp])
         chunks = Chunks(span, first, self._chunk_rows)
         while (part := chunks.next_span()) is not None:
             lo, hi = part
-            frame = to_frame(self._query(influxql.select(rp, name, fields, tags, lo, hi)), schema)
+            # The field keys after the rows: InfluxDB drops the statements after the one that
+            # reached its max-row-limit, so their absence tells an answer that may be cut.
+            answer = self._query(f"{influxql.select(rp, name, fields, tags, lo, hi)}; "
+                                 f"{influxql.field_keys(rp, name)}")
+            rows = [s for s in answer if s["columns"][:1] == ["time"]]
+            if rows and not any(s["columns"] == FIELD_KEY_COLUMNS for s in answer):
+                if hi - lo == 1:
+                    raise QueryError(f"{rp}.{name}: the points of one nanosecond ({lo}) exceed "
+                                     "InfluxDB's max-row-limit ([http] in its config): raise it")
+                chunks.cut()
+                continue
+            frame = to_frame(rows, schema)
             chunks.fetched(hi, len(frame))
             yield frame
 
@@ -249,13 +270,28 @@ def _concat(frames: Iterator[pd.DataFrame]) -> pd.DataFrame:
     return nonempty[0] if len(nonempty) == 1 else pd.concat(nonempty)
 
 
+def _check_tag_keys(tags: dict[str, tuple[str, ...]], stored: Schema, where: str) -> None:
+    """A filter on a key that is no tag would match nothing, silently (InfluxQL compares a
+    field or a missing key with the value); refused instead. A measurement with nothing
+    stored has no keys to check against: its frame is empty either way."""
+    if not stored.tags and not stored.fields:
+        return
+    for key in tags:
+        if key not in stored.tags:
+            raise BadArgument(key, f"not a tag of {where} (tags: {', '.join(stored.tags) or 'none'})")
+
+
 def _with_completeness(frame: pd.DataFrame) -> pd.DataFrame:
-    needed = ("expected", "received", "duplicates")
-    if not all(c in frame.columns for c in needed):  # no ledger stored yet
-        frame = frame.copy()
-        for c in needed:
-            if c not in frame.columns:
-                frame[c] = pd.array([pd.NA] * len(frame), dtype="Int64")
+    """Every ledger count as Int64, `restarts` (stored only when not 0) and the columns of
+    a ledger not stored yet included as missing; then `completeness`."""
+    absent = {c: pd.Series([None] * len(frame), index=frame.index, dtype=object)
+              for c in LEDGER_TAGS if c not in frame.columns}
+    absent.update({c: pd.Series(pd.NA, index=frame.index, dtype="Int64")
+                   for c in LEDGER_COUNTS if c not in frame.columns})
+    if absent:
+        frame = frame.assign(**absent)
+        tags = [*LEDGER_TAGS, *(c for c in frame.columns if c not in (*LEDGER_TAGS, *LEDGER_COUNTS))]
+        frame = frame[[*tags, *sorted(c for c in frame.columns if c not in tags)]]
     expected = frame["expected"].astype("float64")
     unique = (frame["received"] - frame["duplicates"]).astype("float64")
     ratio = unique.to_numpy() / np.where(expected.to_numpy() > 0, expected.to_numpy(), np.nan)

@@ -34,7 +34,10 @@ def select(rp: str, measurement: str, fields: Sequence[str] | None,
             f"WHERE {' AND '.join(where)} GROUP BY *")
 
 
+def field_keys(rp: str, measurement: str) -> str:
+    return f"SHOW FIELD KEYS FROM {ident(rp)}.{ident(measurement)}"
+
+
 def schema(rp: str, measurement: str) -> str:
     """The tag keys and the field keys with their types, in two statements."""
-    source = f"{ident(rp)}.{ident(measurement)}"
-    return f"SHOW TAG KEYS FROM {source}; SHOW FIELD KEYS FROM {source}"
+    return f"SHOW TAG KEYS FROM {ident(rp)}.{ident(measurement)}; {field_keys(rp, measurement)}"

@@ -10,21 +10,32 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+import pandas as pd
+
 from cloud.query.errors import BadArgument
 from urbanpulse.clock import to_epoch_ns
 
 MIN_CHUNK_NS = 1_000_000_000  # 1 s
 MAX_CHUNK_NS = 366 * 86_400 * 1_000_000_000
+# InfluxDB's own bounds (models.MinNanoTime, MaxNanoTime), within pandas' nanosecond index
+FIRST_NS = -(2**63) + 2
+LAST_NS = 2**63 - 2
 
 
 def epoch_ns(value: datetime, argument: str) -> int:
-    """An aware datetime (any offset) as nanoseconds since the epoch."""
+    """An aware datetime (any offset) as nanoseconds since the epoch; a pandas Timestamp
+    keeps its nanoseconds (a frame's own index values are exact bounds)."""
     if not isinstance(value, datetime):
         raise BadArgument(argument, f"must be a datetime, got {type(value).__name__}")
     if value.tzinfo is None or value.utcoffset() is None:
         raise BadArgument(argument, f"{value.isoformat()} is naive: give a timezone (UTC: "
                                     "tzinfo=datetime.UTC, or 'Z' in text)")
-    return to_epoch_ns(value)
+    ns = value.value if isinstance(value, pd.Timestamp) else to_epoch_ns(value)
+    if not FIRST_NS <= ns <= LAST_NS:
+        raise BadArgument(argument, f"{value.isoformat()} is outside the times InfluxDB holds "
+                                    f"({pd.Timestamp(FIRST_NS, tz='UTC')} to "
+                                    f"{pd.Timestamp(LAST_NS, tz='UTC')})")
+    return ns
 
 
 @dataclass(frozen=True)
@@ -60,6 +71,12 @@ class Chunks:
             return None
         upto = min(self._end, self._at + self._length)
         return self._at, upto
+
+    def cut(self) -> None:
+        """The last span's answer was cut short by the server: the next try is half as long,
+        from the same start (below the usual floor if need be)."""
+        upto = min(self._end, self._at + self._length)
+        self._length = max(1, (upto - self._at) // 2)
 
     def fetched(self, upto: int, rows: int) -> None:
         self._at = upto

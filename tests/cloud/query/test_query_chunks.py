@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pandas as pd
 import pytest
@@ -41,7 +41,7 @@ def dense(db_ready: StackInfo, city: City) -> City:
     return site
 
 
-def span(city: City) -> tuple[object, object]:
+def span(city: City) -> tuple[datetime, datetime]:
     return city.base - timedelta(minutes=5), city.base + timedelta(hours=3)
 
 

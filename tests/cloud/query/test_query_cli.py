@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 import subprocess
 import sys
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -69,7 +69,7 @@ def test_csv_reads_back_equal_to_the_frame(db_ready: StackInfo, reader: InfluxHT
     pd.testing.assert_frame_equal(read_back(capsys.readouterr().out, frame), frame)
 
 
-def span(city: City) -> tuple[object, object]:
+def span(city: City) -> tuple[datetime, datetime]:
     return city.base, city.base + timedelta(hours=1)
 
 
@@ -174,4 +174,4 @@ def test_nothing_found_writes_the_header_only(db_ready: StackInfo, city: City, t
     config = write_config(db_ready, tmp_path)
     assert main(["ledger", "--config", str(config), *window(city), "--site", city.site + "-none"]) == 0
     assert capsys.readouterr().out.splitlines() == [
-        "time,site,node,duplicates,expected,late,missing,received,completeness"]
+        "time,site,node,duplicates,expected,late,missing,received,restarts,completeness"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pandas as pd
 import pytest
@@ -25,7 +25,7 @@ def ts(city: City, seconds: float, ns: int = 0) -> pd.Timestamp:
     return pd.Timestamp(city.at(seconds)) + pd.Timedelta(ns, "ns")
 
 
-def hour(city: City) -> tuple[object, object]:
+def hour(city: City) -> tuple[datetime, datetime]:
     return city.base, city.base + timedelta(hours=1)
 
 
@@ -92,16 +92,17 @@ def test_minute_and_hour_aggregates(data: CityData, city: City) -> None:
 def test_ledger_completeness(data: CityData, city: City) -> None:
     frame = data.ledger(*hour(city), site=city.site)
     assert list(frame.columns) == ["site", "node", "duplicates", "expected", "late", "missing",
-                                   "received", "completeness"]
+                                   "received", "restarts", "completeness"]
+    assert (frame.dtypes[2:8] == "Int64").all()
     # air-1: pm-1 seqs 0..4 and pm-2 seq 10 expected (6); 6 received of which 1 redelivered;
     # seq 3 missing -> 5 / 6
     assert rows(frame) == [
         {"time": ts(city, 0), "site": city.site, "node": "air-1", "duplicates": 1, "expected": 6,
-         "late": 0, "missing": 1, "received": 6, "completeness": 5 / 6},
+         "late": 0, "missing": 1, "received": 6, "restarts": None, "completeness": 5 / 6},
         {"time": ts(city, 0), "site": city.site, "node": "int-1", "duplicates": 0, "expected": 3,
-         "late": 0, "missing": 0, "received": 3, "completeness": 1.0},
+         "late": 0, "missing": 0, "received": 3, "restarts": None, "completeness": 1.0},
         {"time": ts(city, 0), "site": city.site, "node": "ward-1", "duplicates": 0, "expected": 3,
-         "late": 0, "missing": 0, "received": 3, "completeness": 1.0},
+         "late": 0, "missing": 0, "received": 3, "restarts": None, "completeness": 1.0},
     ]
 
 

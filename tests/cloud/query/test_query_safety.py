@@ -76,7 +76,7 @@ BAD_CALLS: list[tuple[str, Callable[[CityData], Any]]] = [
     ("end", lambda d: d.readings("air.pm", T0, datetime(2026, 1, 2))),
     ("start", lambda d: d.readings("air.pm", T1, T0)),
     ("start", lambda d: d.readings("air.pm", T0, T0)),
-    ("start", lambda d: d.readings("air.pm", "2026-01-01", T1)),
+    ("start", lambda d: d.readings("air.pm", "2026-01-01", T1)),  # type: ignore[arg-type]
     ("kind", lambda d: d.readings("air.ozone", T0, T1)),
     ("kind", lambda d: d.aggregates("hospital_bed", T0, T1)),
     ("resolution", lambda d: d.aggregates("air.pm", T0, T1, resolution="5m")),
@@ -87,7 +87,7 @@ BAD_CALLS: list[tuple[str, Callable[[CityData], Any]]] = [
     ("type", lambda d: d.events(T0, T1, type="meteor")),
     ("site", lambda d: d.readings("air.pm", T0, T1, site=[])),
     ("site", lambda d: d.readings("air.pm", T0, T1, site="")),
-    ("node", lambda d: d.ledger(T0, T1, node=["n1", 7])),
+    ("node", lambda d: d.ledger(T0, T1, node=["n1", 7])),  # type: ignore[list-item]
     ("fields", lambda d: d.readings("air.pm", T0, T1, fields="pm25")),
     ("fields", lambda d: d.readings("air.pm", T0, T1, fields=["pm25", "pm25"])),
 ]
