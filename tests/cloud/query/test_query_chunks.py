@@ -101,3 +101,15 @@ def test_chunks_never_shrink_below_the_floor() -> None:
         lengths.append(part[1] - part[0])
         chunks.fetched(part[1], rows=1000)
     assert lengths == [2 * MIN_CHUNK_NS] + [MIN_CHUNK_NS] * 8
+
+
+@pytest.mark.stack
+def test_points_at_and_beside_a_chunk_boundary_come_once(reader: InfluxHTTP, city: City) -> None:
+    # 1 s chunks that never grow (chunk_rows=1), one boundary exactly on the point stored at
+    # 10 s + 10 ns, the point at 10 s + 0 ns 10 ns before it
+    on = pd.Timestamp(city.at(10)) + pd.Timedelta(10, "ns")
+    data = CityData(reader, "urbanpulse", chunk=timedelta(seconds=1), chunk_rows=1)
+    parts = list(data.iter_readings("air.pm", on - pd.Timedelta(1, "s"), on + pd.Timedelta(1, "s"),
+                                    site=city.site, fields=["seq"]))
+    assert [p["seq"].tolist() for p in parts] == [[0], [10]]
+    assert parts[1].index.tolist() == [on]

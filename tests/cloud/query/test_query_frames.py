@@ -164,3 +164,14 @@ def test_nothing_stored_gives_empty_frame_with_the_columns(data: CityData, city:
     assert list(frame.columns) == ["site", "node", "sensor", "kind", "flags", "pm10", "pm25", "seq"]
     assert frame["seq"].dtype == "Int64"
     assert frame["pm25"].dtype == "float64"
+
+
+def test_pandas_timestamps_are_exact_bounds(data: CityData, city: City) -> None:
+    whole = data.readings("air.pm", *hour(city), site=city.site, fields=["seq"])
+    # the rows after the first, by the first's own stamp + 1 ns: 10 ns after the 10 s mark
+    after = data.readings("air.pm", whole.index[0] + pd.Timedelta(1, "ns"), whole.index[-1],
+                          site=city.site, fields=["seq"])
+    assert after["seq"].tolist() == [10, 1, 2]
+    assert after.index[0] == ts(city, 10, 10)
+    between = data.readings("air.pm", whole.index[1], whole.index[2], site=city.site, fields=["seq"])
+    assert between["seq"].tolist() == [10]

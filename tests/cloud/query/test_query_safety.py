@@ -147,3 +147,59 @@ def test_wrong_password_is_a_clear_query_error(db_ready: StackInfo, city: City) 
 def test_a_database_the_reader_may_not_read(reader: InfluxHTTP, city: City) -> None:
     with pytest.raises(QueryError, match="may not read database 'elsewhere'"):
         CityData(reader, "elsewhere").ledger(city.base, city.at(60))
+
+
+@pytest.mark.parametrize(("argument", "call"), [
+    ("start", lambda d: d.readings("air.pm", datetime(1, 1, 1, tzinfo=UTC), T1)),
+    ("end", lambda d: d.readings("air.pm", T0, datetime(9999, 1, 1, tzinfo=UTC))),
+])
+def test_times_influxdb_cannot_hold_are_refused(argument: str, call: Callable[[CityData], Any]) -> None:
+    data = CityData(_closed_port_client(), "urbanpulse")
+    with pytest.raises(BadArgument, match="outside the times InfluxDB holds") as err:
+        call(data)
+    assert err.value.argument == argument
+    assert data.requests == 0
+
+
+@pytest.mark.stack
+@pytest.mark.parametrize("value", ["/.*/", ".*", "x\\", "\\", "two\nlines", "a\"b", "\\'", "'",
+                                   "x' OR time > 0 OR site = 'y"])
+def test_odd_tag_values_match_nothing_and_raise_nothing(reader: InfluxHTTP, city: City,
+                                                        value: str) -> None:
+    data = CityData(reader, "urbanpulse")
+    start, end = city.base, city.base + timedelta(hours=1)
+    assert data.readings("air.pm", start, end, site=[value]).empty
+    assert data.readings("air.pm", start, end, site=[city.site + value]).empty
+    # beside a real value, the odd one changes nothing
+    assert len(data.readings("air.pm", start, end, site=[value, city.site])) == 5
+
+
+@pytest.mark.stack
+@pytest.mark.parametrize("name", ['air_pm" WHERE 1=1; DROP MEASUREMENT "air_pm', "air_pm\\",
+                                  'air_pm"', "air_pm\n"])
+def test_identifiers_are_names_not_statements(reader: InfluxHTTP, city: City, name: str) -> None:
+    data = CityData(reader, "urbanpulse")
+    start, end = city.base, city.base + timedelta(hours=1)
+    assert data.measurement(name, start, end).empty
+    with pytest.raises(BadArgument, match=r"not stored in raw\.air_pm"):
+        data.readings("air.pm", start, end, fields=["pm25", name])
+    with pytest.raises(BadArgument, match=r"not a tag of raw\.air_pm") as err:
+        data.measurement("air_pm", start, end, tags={name: "x"})
+    assert err.value.argument == name
+    assert len(data.readings("air.pm", start, end, site=city.site)) == 5
+
+
+@pytest.mark.stack
+def test_the_reader_cannot_change_anything(db_ready: StackInfo, reader: InfluxHTTP, city: City) -> None:
+    point = line("air_pm", {"site": city.site, "node": "n", "sensor": "s", "kind": "air.pm"},
+                 {"pm25": 1.0, "seq": 1}, to_epoch_ns(city.at(33)))
+    with pytest.raises(InfluxError) as err:
+        reader.write(point.encode(), db=db_ready.database, rp="raw")
+    assert err.value.status == 403
+    for statement in ('DROP MEASUREMENT "air_pm"',
+                      'SELECT * INTO "raw"."copied" FROM "raw"."air_pm" GROUP BY *',
+                      f"DELETE FROM \"air_pm\" WHERE \"site\" = '{city.site}'"):
+        with pytest.raises(InfluxError):
+            reader.query(statement, db=db_ready.database, post=True)
+    assert len(CityData(reader, db_ready.database).readings(
+        "air.pm", city.base, city.base + timedelta(hours=1), site=city.site)) == 5
