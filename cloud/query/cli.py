@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -105,14 +106,46 @@ def _frames(data: CityData, a: argparse.Namespace) -> Iterator[pd.DataFrame]:
     return data.iter_measurement(a.name, *span, rp=a.rp, fields=a.fields, tags={**where, **tags})
 
 
+def iso_times(index: pd.DatetimeIndex) -> pd.Index:
+    """UTC stamps as ISO 8601 with all nine digits of the nanoseconds and a Z, the same in
+    every chunk (pandas writes only the digits a frame needs, so chunks written one by one
+    would mix formats that `read_csv(parse_dates=...)` then leaves unparsed)."""
+    ns = index.as_unit("ns").asi8 % 1_000_000_000
+    return pd.Index(index.strftime("%Y-%m-%dT%H:%M:%S.") + pd.Index(ns).map("{:09d}Z".format),
+                    name=index.name)
+
+
 def _write(frames: Iterator[pd.DataFrame], out: TextIO) -> int:
     """Chunk by chunk, so a long range never sits in memory whole; returns the rows."""
     rows = 0
     for i, frame in enumerate(frames):
         if i == 0 or len(frame):
-            frame.to_csv(out, header=i == 0)
+            frame.set_axis(iso_times(frame.index), axis="index").to_csv(out, header=i == 0)
         rows += len(frame)
     return rows
+
+
+def _write_file(frames: Iterator[pd.DataFrame], path: Path) -> None:
+    """Whole or not at all: into a new file beside `path`, renamed over it once complete."""
+    try:
+        fd, partial = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    except OSError as exc:
+        raise BadArgument("--output", f"{path}: {exc.strerror or exc}") from exc
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as out:
+            _write(frames, out)
+        os.chmod(partial, 0o666 & ~_umask())
+        os.replace(partial, path)
+    except OSError as exc:
+        raise BadArgument("--output", f"{path}: {exc.strerror or exc}") from exc
+    finally:
+        Path(partial).unlink(missing_ok=True)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def main(argv: list[str]) -> int:
@@ -124,15 +157,7 @@ def main(argv: list[str]) -> int:
             if args.output is None:
                 _write(frames, sys.stdout)
                 return EXIT_OK
-            partial = args.output.with_name(args.output.name + ".part")
-            try:
-                with partial.open("w", encoding="utf-8", newline="") as out:
-                    _write(frames, out)
-                os.replace(partial, args.output)
-            except OSError as exc:
-                raise BadArgument("--output", f"{args.output}: {exc.strerror or exc}") from exc
-            finally:
-                partial.unlink(missing_ok=True)
+            _write_file(frames, args.output)
     except (ConfigError, BadArgument) as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return EXIT_ARGUMENTS

@@ -6,15 +6,18 @@ from __future__ import annotations
 import io
 import subprocess
 import sys
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from cloud.logic.lines import line
 from cloud.query import CityData
 from cloud.query.cli import main
 from cloud.stack_config import cloud_config_for_stack, to_toml
+from urbanpulse.clock import to_epoch_ns
 from urbanpulse.influx_http import InfluxError, InfluxHTTP
 from urbanpulse.stack import StackInfo
 
@@ -37,9 +40,9 @@ def window(city: City) -> list[str]:
 
 
 def read_back(text: str, like: pd.DataFrame) -> pd.DataFrame:
-    back = pd.read_csv(io.StringIO(text), index_col="time", keep_default_na=True)
-    back.index = pd.DatetimeIndex(pd.to_datetime(back.index, utc=True).as_unit("ns"), name="time")
-    back = back.astype(like.dtypes.to_dict())
+    """The CSV read the way docs/analyst-queries.md says, with the frame's dtypes."""
+    back = pd.read_csv(io.StringIO(text), index_col="time", parse_dates=["time"],
+                       keep_default_na=False, na_values=[""], dtype=like.dtypes.to_dict())
     for column in [c for c in like.columns if pd.api.types.is_object_dtype(like[c])]:
         # the API's missing strings are None
         back[column] = back[column].where(back[column].notna(), None)
@@ -175,3 +178,61 @@ def test_nothing_found_writes_the_header_only(db_ready: StackInfo, city: City, t
     assert main(["ledger", "--config", str(config), *window(city), "--site", city.site + "-none"]) == 0
     assert capsys.readouterr().out.splitlines() == [
         "time,site,node,duplicates,expected,late,missing,received,restarts,completeness"]
+
+
+
+ODD = [  # (seconds from the city's hour, fields); the first an hour before, in another chunk
+    (-3600, {"text": "a,b", "flag": True, "count": 2**63 - 1, "value": 0.1 + 0.2}),
+    (1, {"text": 'say "hi", twice', "count": -5}),
+    (2, {"text": "null", "flag": False, "value": 1e-300}),
+    (3, {"text": "NaN", "count": 0}),
+    (4, {"value": 2 / 3, "flag": True}),
+]
+# a raw newline inside a quoted string field is stored as it is; so is a backslash
+NEWLINE = 'q_odd,site={site} text="two\nlines, \\\\ end\\\\" {at}'
+
+
+def test_csv_round_trips_exactly(db_ready: StackInfo, reader: InfluxHTTP, city: City,
+                                 influx_client: Callable[[str | None], InfluxHTTP], tmp_path: Path,
+                                 capsys: pytest.CaptureFixture[str]) -> None:
+    # whole seconds an hour before, +5 ns stamps in the hour: chunks needing other digits
+    lines = [line("q_odd", {"site": city.site}, fields, to_epoch_ns(city.at(at)) + 5 * (at > 0))
+             for at, fields in ODD]
+    lines.append(NEWLINE.format(site=city.site, at=to_epoch_ns(city.at(5))))
+    influx_client("writer").write("\n".join(lines).encode(), db=db_ready.database, rp="raw")
+    start, end = city.base - timedelta(hours=1), city.base + timedelta(hours=1)
+    frame = CityData(reader, db_ready.database).measurement("q_odd", start, end,
+                                                            tags={"site": city.site})
+    assert frame["text"].tolist() == ["a,b", 'say "hi", twice', "null", "NaN", None,
+                                      "two\nlines, \\ end\\"]
+    assert [str(t) for t in frame.dtypes] == ["object", "Int64", "boolean", "object", "float64"]
+    out = tmp_path / "odd.csv"
+    config = write_config(db_ready, tmp_path)
+    assert main(["measurement", "q_odd", "--config", str(config), "--site", city.site,
+                 "--start", start.isoformat(), "--end", end.isoformat(), "-o", str(out)]) == 0
+    back = read_back(out.read_text(encoding="utf-8"), frame)
+    pd.testing.assert_frame_equal(back, frame, check_exact=True)
+    assert back.index[1] == pd.Timestamp(city.at(1)) + pd.Timedelta(5, "ns")
+
+
+def test_output_replaces_a_file_whole_and_leaves_others_alone(
+        db_ready: StackInfo, city: City, tmp_path: Path) -> None:
+    out = tmp_path / "ledger.csv"
+    out.write_text("old\n")
+    mine = tmp_path / "ledger.csv.part"  # a file of the analyst's that happens to have that name
+    mine.write_text("keep me\n")
+    config = write_config(db_ready, tmp_path)
+    assert main(["ledger", "--config", str(config), *window(city), "--site", city.site,
+                 "-o", str(out)]) == 0
+    assert out.read_text().startswith("time,site,node,")
+    assert mine.read_text() == "keep me\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cloud.toml", "ledger.csv",
+                                                          "ledger.csv.part"]
+
+
+def test_output_into_a_missing_directory_names_the_argument(
+        db_ready: StackInfo, city: City, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = write_config(db_ready, tmp_path)
+    assert main(["ledger", "--config", str(config), *window(city),
+                 "-o", str(tmp_path / "nowhere" / "x.csv")]) == 2
+    assert "--output: " in capsys.readouterr().err
