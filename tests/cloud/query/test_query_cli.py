@@ -181,7 +181,8 @@ def test_nothing_found_writes_the_header_only(db_ready: StackInfo, city: City, t
 
 
 
-ODD = [  # (seconds from the city's hour, fields); the first an hour before, in another chunk
+# (seconds from the city's hour, fields); the first an hour before, in another chunk
+ODD: list[tuple[int, dict[str, float | int | str | bool]]] = [
     (-3600, {"text": "a,b", "flag": True, "count": 2**63 - 1, "value": 0.1 + 0.2}),
     (1, {"text": 'say "hi", twice', "count": -5}),
     (2, {"text": "null", "flag": False, "value": 1e-300}),
