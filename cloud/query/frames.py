@@ -41,9 +41,13 @@ class Schema:
         return cls(tuple(tag_order(sorted(tags))), {k: _widest(types[k]) for k in sorted(types)})
 
     def select(self, fields: Sequence[str] | None, where: str) -> Schema:
-        """The schema of the chosen fields, in their order (None: all of them)."""
+        """The schema of the chosen fields, in their order (None: all of them). Where nothing
+        was ever stored there is nothing to check the names against: the (empty) frames get
+        those columns, as object."""
         if fields is None:
             return self
+        if not self.tags and not self.fields:
+            return Schema((), dict.fromkeys(fields, "string"))
         missing = [f for f in fields if f not in self.fields]
         if missing:
             raise BadArgument("fields", f"{', '.join(map(repr, missing))} not stored in {where} "

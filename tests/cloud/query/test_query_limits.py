@@ -95,3 +95,13 @@ def test_a_database_without_a_ledger_gives_its_columns(server: InfluxHTTP) -> No
     assert list(frame.columns) == ["site", "node", "duplicates", "expected", "late", "missing",
                                    "received", "restarts", "completeness"]
     assert [str(t) for t in frame.dtypes] == ["object", "object", *["Int64"] * 6, "float64"]
+
+
+def test_fields_of_a_measurement_never_stored_give_an_empty_frame(server: InfluxHTTP) -> None:
+    server.query('CREATE DATABASE "fresh"', post=True)
+    server.query('CREATE RETENTION POLICY "raw" ON "fresh" DURATION 30d REPLICATION 1 DEFAULT',
+                 post=True)
+    frame = CityData(server, "fresh").readings("air.pm", T0, T0 + timedelta(hours=1),
+                                               fields=["pm25"])
+    assert frame.empty
+    assert list(frame.columns) == ["pm25"]
