@@ -10,7 +10,6 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
-import ssl
 import subprocess
 import sys
 import threading
@@ -24,6 +23,7 @@ from cloud.config import CloudMqtt
 from cloud.errors import CloudError
 from cloud.journal import Journal
 from urbanpulse.clock import Clock, SystemClock, to_epoch_ns
+from urbanpulse.mqtt import MqttError, tls_context
 from urbanpulse.wire import encode_ack
 from urbanpulse.wire.payload import batch_id_of
 
@@ -108,9 +108,9 @@ def make_ingest_client(cfg: CloudMqtt, client_id: str) -> Client:
     client.username_pw_set(cfg.username, password)
     if cfg.tls:
         try:
-            context = ssl.create_default_context(cafile=str(cfg.ca_file) if cfg.ca_file else None)
-        except (OSError, ssl.SSLError) as exc:
-            raise CloudError(f"mqtt.ca_file {cfg.ca_file}: {exc}") from exc
+            context = tls_context(cfg.ca_file)
+        except MqttError as exc:
+            raise CloudError(f"mqtt.ca_file: {exc}") from exc
         client.tls_set_context(context)
     return client
 

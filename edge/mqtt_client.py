@@ -5,29 +5,15 @@ No socket is opened here; the publisher connects.
 
 from __future__ import annotations
 
-import ssl
 from typing import TYPE_CHECKING
 
 from edge.config import MqttConfig
 from edge.deferred_imports import PAHO_UNUSED, defer
 from edge.errors import EdgeError
+from urbanpulse.mqtt import MqttError, tls_context
 
 if TYPE_CHECKING:
     from paho.mqtt.client import Client
-
-
-class _SocketClosedOnFailedHandshake(ssl.SSLSocket):
-    """paho drops the TLS socket unclosed when the handshake fails (a broker behind a dead
-    link, or one that accepts TCP and never answers, times it out): its descriptor would
-    stay open until the garbage collector finds the exception's reference cycle, one more
-    for every reconnection attempt."""
-
-    def do_handshake(self, block: bool = False) -> None:
-        try:
-            super().do_handshake(block)
-        except BaseException:
-            self.close()
-            raise
 
 
 def make_client(client_id: str, cfg: MqttConfig) -> Client:
@@ -45,11 +31,8 @@ def make_client(client_id: str, cfg: MqttConfig) -> Client:
         client.username_pw_set(cfg.username, password)
     if cfg.tls:
         try:
-            context = ssl.create_default_context(cafile=str(cfg.ca_file) if cfg.ca_file else None)
-            context.sslsocket_class = _SocketClosedOnFailedHandshake
-            if cfg.cert_file is not None and cfg.key_file is not None:
-                context.load_cert_chain(str(cfg.cert_file), str(cfg.key_file))
-        except (OSError, ssl.SSLError) as exc:
+            context = tls_context(cfg.ca_file, cfg.cert_file, cfg.key_file)
+        except MqttError as exc:
             raise EdgeError(f"mqtt TLS files: {exc}") from exc
         client.tls_set_context(context)
     return client

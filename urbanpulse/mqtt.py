@@ -1,4 +1,5 @@
-"""MQTT clients for the local stack: paho 2.x, TLS with the stack's CA, user and password.
+"""MQTT clients for the local stack: paho 2.x, TLS with the stack's CA, user and password;
+and the TLS context every urbanpulse MQTT client uses (node, ingest, alerts, stack).
 
 paho is imported inside the functions: the core has no hard dependencies, paho comes with
 the `edge` and `cloud` extras.
@@ -6,10 +7,10 @@ the `edge` and `cloud` extras.
 
 from __future__ import annotations
 
-import socket
 import ssl
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from urbanpulse.errors import UrbanpulseError
@@ -29,6 +30,39 @@ class MqttError(UrbanpulseError):
 
 class MqttConnectError(MqttError):
     """The broker was unreachable, the TLS handshake failed, or the CONNECT was refused."""
+
+
+class SocketClosedOnFailedHandshake(ssl.SSLSocket):
+    """paho drops the TLS socket unclosed when the handshake fails (a broker behind a dead
+    link, or one that accepts TCP and never answers, times it out): its descriptor would
+    stay open until the garbage collector finds the exception's reference cycle, one more
+    for every reconnection attempt. Sockets of this class close themselves then."""
+
+    def do_handshake(self, block: bool = False) -> None:
+        try:
+            super().do_handshake(block)
+        except BaseException:
+            self.close()
+            raise
+
+
+def tls_context(ca_file: Path | None, cert_file: Path | None = None,
+                key_file: Path | None = None) -> ssl.SSLContext:
+    """A client TLS context (certificate and host name checked against `ca_file`, or the
+    system's CAs when None), with a client certificate if both files are given, whose
+    sockets close themselves when their handshake fails. For `Client.tls_set_context`.
+    MqttError names the file that cannot be used."""
+    try:
+        context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+    except (OSError, ssl.SSLError) as exc:
+        raise MqttError(f"CA file {ca_file}: {exc}") from exc
+    context.sslsocket_class = SocketClosedOnFailedHandshake
+    if cert_file is not None and key_file is not None:
+        try:
+            context.load_cert_chain(str(cert_file), str(key_file))
+        except (OSError, ssl.SSLError) as exc:
+            raise MqttError(f"client certificate {cert_file} / key {key_file}: {exc}") from exc
+    return context
 
 
 def make_client(
@@ -73,7 +107,7 @@ def make_client(
             manual_ack=manual_ack,
         )
     client.username_pw_set(creds.username, creds.password())
-    client.tls_set(ca_certs=str(creds.ca_file), tls_version=ssl.PROTOCOL_TLS_CLIENT)
+    client.tls_set_context(tls_context(creds.ca_file))
     if protocol == MQTTV5:
         properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         properties.SessionExpiryInterval = 0 if clean_start else session_expiry_s
@@ -83,17 +117,6 @@ def make_client(
     else:
         client.connect_async(creds.host, creds.port, keepalive_s)
     return client
-
-
-def _close_leaked_sockets(exc: BaseException) -> None:
-    # paho 2.2 leaves the TLS socket open when the handshake fails (it is only
-    # referenced from the failing frames); close it rather than leak a descriptor.
-    tb = exc.__traceback__
-    while tb is not None:
-        for value in list(tb.tb_frame.f_locals.values()):
-            if isinstance(value, socket.socket):
-                value.close()
-        tb = tb.tb_next
 
 
 def connect_and_wait(client: paho.Client, *, timeout_s: float = 10.0) -> None:
@@ -114,7 +137,6 @@ def connect_and_wait(client: paho.Client, *, timeout_s: float = 10.0) -> None:
         try:
             client.reconnect()
         except (OSError, ValueError) as exc:
-            _close_leaked_sockets(exc)
             raise MqttConnectError(f"cannot connect to the broker: {exc}") from exc
         client.loop_start()
         if not connected.wait(timeout_s):

@@ -176,8 +176,9 @@ EDGE_KEEPALIVE_S = 2
 
 
 def test_a_tls_connect_into_a_dead_link_leaves_no_socket_open(stack: StackInfo) -> None:
-    """paho leaves the TLS socket of a failed handshake to the garbage collector: one open
-    descriptor per reconnection attempt for as long as a partition lasts, unless closed."""
+    """paho leaves the TLS socket of a failed handshake to its finalizer: it stays open for
+    as long as the error's traceback lives (kept, logged, or in a cycle until the garbage
+    collector runs), one descriptor per reconnection attempt, unless closed."""
     import gc
 
     from edge.config import MqttConfig
@@ -193,9 +194,11 @@ def test_a_tls_connect_into_a_dead_link_leaves_no_socket_open(stack: StackInfo) 
         gc.disable()  # the collector would close what is left over, and hide it
         try:
             before = len(os.listdir("/proc/self/fd")) - proxy.open_links
+            errors = []  # kept, as a caller that stores or logs the error keeps its traceback
             for _ in range(3):
-                with pytest.raises(TimeoutError, match="handshake"):
+                with pytest.raises(TimeoutError, match="handshake") as error:
                     client.connect(stack.mqtt_host, proxy.port)
+                errors.append(error)
             # The proxy's own ends of the three connections are in this process too.
             left = len(os.listdir("/proc/self/fd")) - proxy.open_links - before
         finally:
