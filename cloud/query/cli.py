@@ -155,7 +155,13 @@ def main(argv: list[str]) -> int:
         with CityData.from_config(args.config) as data:
             frames = _frames(data, args)
             if args.output is None:
-                _write(frames, sys.stdout)
+                try:
+                    _write(frames, sys.stdout)
+                    sys.stdout.flush()
+                except BrokenPipeError:
+                    # The reader stopped (`| head`): it has what it wanted. Nothing more may
+                    # reach the closed pipe, not even the interpreter's flush at exit.
+                    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
                 return EXIT_OK
             _write_file(frames, args.output)
     except (ConfigError, BadArgument) as exc:

@@ -93,6 +93,22 @@ def test_output_file_and_the_installed_command(db_ready: StackInfo, reader: Infl
     assert list(tmp_path.glob("*.part")) == []
 
 
+def test_a_reader_that_stops_reading_ends_the_command_quietly(db_ready: StackInfo, city: City,
+                                                            tmp_path: Path) -> None:
+    """`urbanpulse query ... | head`: the pipe's reader is gone before the first row."""
+    config = write_config(db_ready, tmp_path)
+    with subprocess.Popen(
+            [sys.executable, "-m", "urbanpulse.cli", "query", "readings", "air.pm", "--config", str(config),
+             *window(city), "--site", city.site],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+        assert proc.stdout is not None
+        assert proc.stderr is not None
+        proc.stdout.close()
+        err = proc.stderr.read()
+        assert proc.wait(timeout=60) == 0, err
+    assert err == ""
+
+
 def test_naive_time_is_refused_by_name(db_ready: StackInfo, tmp_path: Path,
                                        capsys: pytest.CaptureFixture[str]) -> None:
     config = write_config(db_ready, tmp_path)
