@@ -41,6 +41,18 @@ class MqttConfig:
     tls: bool
     delivery: str
     ack_timeout_s: float
+    # The longest wait before a batch the cloud keeps not confirming is sent again (the
+    # wait doubles from ack_timeout_s); None: RESEND_WAIT_MAX_FACTOR x ack_timeout_s.
+    ack_timeout_max_s: float | None = None
+
+    @property
+    def resend_wait_max_s(self) -> float:
+        if self.ack_timeout_max_s is None:
+            return RESEND_WAIT_MAX_FACTOR * self.ack_timeout_s
+        return self.ack_timeout_max_s
+
+
+RESEND_WAIT_MAX_FACTOR = 8
 
 
 @dataclass(frozen=True)
@@ -124,10 +136,16 @@ def parse_config(raw: Mapping[str, Any]) -> AgentConfig:
 
     m = _table(raw, "mqtt")
     only_known(m, {"host", "port", "username", "ca_file", "password_file", "cert_file", "key_file",
-                 "keepalive_s", "tls", "delivery", "ack_timeout_s"}, "mqtt")
+                 "keepalive_s", "tls", "delivery", "ack_timeout_s", "ack_timeout_max_s"}, "mqtt")
     delivery = typed(m, "delivery", "mqtt", str, "cloud")
     if delivery not in ("cloud", "broker"):
         raise ConfigError("mqtt.delivery", f"must be 'cloud' or 'broker', got {delivery!r}")
+    ack_timeout = _positive(typed(m, "ack_timeout_s", "mqtt", float, 120.0), "mqtt.ack_timeout_s")
+    ack_timeout_max = typed(m, "ack_timeout_max_s", "mqtt", float,
+                            RESEND_WAIT_MAX_FACTOR * ack_timeout)
+    if ack_timeout_max < ack_timeout:
+        raise ConfigError("mqtt.ack_timeout_max_s",
+                          f"must be >= mqtt.ack_timeout_s ({ack_timeout:g}), got {ack_timeout_max!r}")
     port = typed(m, "port", "mqtt", int, 8883)
     if not 0 < port < 65536:
         raise ConfigError("mqtt.port", f"must be 1-65535, got {port}")
@@ -142,7 +160,8 @@ def parse_config(raw: Mapping[str, Any]) -> AgentConfig:
         keepalive_s=_positive(typed(m, "keepalive_s", "mqtt", int, 30), "mqtt.keepalive_s"),
         tls=typed(m, "tls", "mqtt", bool, True),
         delivery=delivery,
-        ack_timeout_s=_positive(typed(m, "ack_timeout_s", "mqtt", float, 120.0), "mqtt.ack_timeout_s"),
+        ack_timeout_s=ack_timeout,
+        ack_timeout_max_s=ack_timeout_max,
     )
     if mqtt.password_file is None and mqtt.cert_file is None:
         raise ConfigError("mqtt.password_file", "give password_file, or cert_file and key_file")

@@ -1,8 +1,13 @@
 """Moves readings from the outbox to the broker: MQTT 5, QoS1, persistent session, batches.
 
-A reading leaves the outbox only when the PUBACK of the message that carried it arrives.
-Fresh readings go first; after an outage the backlog drains at a bounded rate beside them,
-so live data stays fresh. Reconnects back off exponentially with full jitter.
+A reading leaves the outbox when the cloud confirms the batch that carried it (or, with
+`delivery = "broker"`, on the broker's PUBACK). Fresh readings go first; after an outage
+the backlog drains at a bounded rate beside them, so live data stays fresh. Reconnects
+back off exponentially with full jitter. A batch the cloud does not confirm is sent again
+after `ack_timeout_s`, then after twice that, four times... (jittered) up to
+`ack_timeout_max_s`, and back to `ack_timeout_s` as soon as the cloud confirms anything:
+a long central outage does not make every node re-send its whole window every
+`ack_timeout_s`.
 """
 
 from __future__ import annotations
@@ -40,13 +45,17 @@ BACKOFF_MIN_S = 0.5
 # loop at once): a few wake-ups a second keep an idle node's CPU near zero.
 PUMP_INTERVAL_S = 0.1
 BACKOFF_MAX_S = 60.0
+# A resend's wait is its doubled (capped) value times a factor drawn from this range, so
+# that nodes whose batches expired together do not send again together.
+RESEND_JITTER = (0.75, 1.0)
 
 
 @dataclass(slots=True)
 class Sent:
     batch: str
     ids: list[int]
-    at: float
+    tries: int = 0  # how often these readings went out before without the cloud confirming
+    due: float = 0.0  # clock.monotonic() at which to send them again if still unconfirmed
 
 
 @dataclass
@@ -62,6 +71,10 @@ class PublisherState:
     inflight: int = 0
     awaiting_cloud: int = 0
     resent_batches: int = 0
+    cloud_acks: int = 0  # ack messages from the cloud, whichever batches they name
+    # clock.monotonic() of the last look at what is due (expiries, the outbox); tests wait
+    # for it to pass a time they set on a FakeClock
+    pumped_at: float | None = None
     last_error: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -82,6 +95,8 @@ class Publisher:
         self._awaiting: dict[str, Sent] = {}  # batch id -> batch, until the cloud's ack
         self._acked_early: set[str] = set()
         self._pending_ids: set[int] = set()  # outbox rows in either of the two
+        self._tries: dict[int, int] = {}  # outbox row -> unconfirmed sends, until sent again
+        self._backing_off = False  # some batch is waiting longer than ack_timeout_s
         self._boot = secrets.token_hex(8)
         self._batches = 0
         self._live_cursor = 0
@@ -196,7 +211,7 @@ class Publisher:
             log.error("broker rejected a batch", extra={"reason": str(reason)})
             return
         if self._cloud_acks and sent.batch not in self._acked_early:
-            sent.at = time.monotonic()
+            sent.due = self.clock.monotonic() + self._resend_wait(sent.tries)
             self._awaiting[sent.batch] = sent
             self.state.awaiting_cloud = len(self._awaiting)
             return
@@ -211,6 +226,8 @@ class Publisher:
         except WireError as exc:
             log.warning("ignored a malformed ack", extra={"error": str(exc)})
             return
+        if batches:
+            self._cloud_answers()
         in_flight = {s.batch for s in self._inflight.values()}
         for batch in batches:
             sent = self._awaiting.pop(batch, None)
@@ -219,6 +236,7 @@ class Publisher:
             elif batch in in_flight:
                 self._acked_early.add(batch)  # the cloud's ack overtook the broker's PUBACK
         self.state.awaiting_cloud = len(self._awaiting)
+        self.state.cloud_acks += 1
 
     def _done(self, sent: Sent) -> None:
         self.outbox.ack(sent.ids)
@@ -227,20 +245,47 @@ class Publisher:
         self.state.readings_acked += len(sent.ids)
         self.state.last_ack_ns = to_epoch_ns(self.clock.now())
 
-    def _expire_awaiting(self) -> None:
+    def _resend_wait(self, tries: int) -> float:
+        """How long the cloud has to confirm readings sent `tries` times before unconfirmed:
+        ack_timeout_s the first time, then doubling, jittered, up to ack_timeout_max_s."""
+        m = self.config.mqtt
+        if tries == 0:
+            return m.ack_timeout_s
+        cap = m.resend_wait_max_s
+        doubled = cap if tries > 30 else min(cap, m.ack_timeout_s * 2 ** tries)
+        return max(m.ack_timeout_s, doubled * random.uniform(*RESEND_JITTER))
+
+    def _cloud_answers(self) -> None:
+        """The cloud confirmed something: it is back. Whatever waits longer than
+        ack_timeout_s now is sent again after ack_timeout_s at the latest (its copies may
+        have been dropped by the broker meanwhile), and the doubling starts afresh."""
+        if not self._backing_off:
+            return
+        latest = self.clock.monotonic() + self.config.mqtt.ack_timeout_s
+        for sent in self._awaiting.values():
+            sent.tries = 0
+            sent.due = min(sent.due, latest)
+        for sent in self._inflight.values():
+            sent.tries = 0
+        self._tries.clear()
+        self._backing_off = False
+
+    def _expire_awaiting(self, now: float) -> None:
         """Batches the broker took but the cloud never confirmed (a broker crash can lose
-        them) are sent again; the cloud drops the duplicates."""
-        timeout = self.config.mqtt.ack_timeout_s
-        now = time.monotonic()
-        expired = [b for b, sent in self._awaiting.items() if now - sent.at > timeout]
+        them) are sent again, later each time while the cloud stays silent; the cloud drops
+        the duplicates."""
+        expired = [b for b, sent in self._awaiting.items() if now >= sent.due]
         for batch in expired:
             sent = self._awaiting.pop(batch)
             self._pending_ids.difference_update(sent.ids)
+            for row in sent.ids:
+                self._tries[row] = sent.tries + 1
             first = min(sent.ids) - 1
             self._live_cursor = min(self._live_cursor, first)
             self._backlog_cursor = min(self._backlog_cursor, first)
             self.state.resent_batches += 1
         if expired:
+            self._backing_off = True
             self.state.awaiting_cloud = len(self._awaiting)
             log.warning("no cloud ack in time; sending again", extra={"batches": len(expired)})
 
@@ -271,8 +316,9 @@ class Publisher:
         now_mono = time.monotonic()
         if now_mono >= self._next_heartbeat:
             self._publish_status(client, "online")
+        pumped_at = self.clock.monotonic()
         if self._cloud_acks:
-            self._expire_awaiting()
+            self._expire_awaiting(pumped_at)
         ob = self.config.outbox
         elapsed = now_mono - self._last_tick if self._last_tick else 0.0
         self._last_tick = now_mono
@@ -300,6 +346,7 @@ class Publisher:
             self._backlog_cursor = rows[-1].id
             self._backlog_tokens -= 1.0
             self._send(client, rows)
+        self.state.pumped_at = pumped_at
 
     def _send(self, client: Client, rows: list[OutboxRow]) -> None:
         self._batches += 1
@@ -316,7 +363,8 @@ class Publisher:
             raise
         info = client.publish(self._data_topic, payload, qos=1)
         ids = [r.id for r in rows]
-        self._inflight[info.mid] = Sent(batch, ids, time.monotonic())
+        tries = max((self._tries.pop(i, 0) for i in ids), default=0) if self._tries else 0
+        self._inflight[info.mid] = Sent(batch, ids, tries)
         self._pending_ids.update(ids)
         self.state.inflight = len(self._inflight)
         self.state.last_publish_ns = to_epoch_ns(self.clock.now())

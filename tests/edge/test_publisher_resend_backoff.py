@@ -1,0 +1,192 @@
+"""While the cloud does not confirm (ingest down or cut off, the node's own link up), a node
+sends its unconfirmed batches again later each time: after ack_timeout_s, then about twice
+that, four times... up to ack_timeout_max_s; and as soon as the cloud confirms anything,
+within ack_timeout_s again.
+
+The node's publisher runs on the session's real Mosquitto; the test plays the cloud (it
+sees every data message and confirms only when told to) and drives the publisher's
+resend timing with a FakeClock, stepping it and waiting for the publisher to have looked
+at each step before the next.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from edge.config import load_config, parse_config
+from edge.drivers.base import Sample
+from edge.mqtt_client import make_client as make_node_client
+from edge.outbox import Outbox
+from edge.publisher import RESEND_JITTER, Publisher
+from urbanpulse.clock import FakeClock, to_epoch_ns
+from urbanpulse.errors import ConfigError
+from urbanpulse.mqtt import connect_and_wait, make_client
+from urbanpulse.stack import StackInfo
+from urbanpulse.testing import wait_for
+from urbanpulse.wire import ack_topic, data_topic, decode_batch, encode_ack
+from urbanpulse.wire.payload import batch_id_of
+
+SITE = "hn-backoff"
+NODE = "aq-backoff"
+T = 10.0  # ack_timeout_s, in FakeClock seconds
+CAP = 8 * T  # ack_timeout_max_s by default
+STEP = T / 4
+READINGS = 5
+
+
+class PlayedCloud:
+    """Every data message of the node, with the FakeClock time of the step it came in."""
+
+    def __init__(self, stack: StackInfo) -> None:
+        self.sent: list[tuple[float, str, list[int]]] = []  # (step time, batch id, seqs)
+        self.now = 0.0
+        self._lock = threading.Lock()
+        self.client = make_client("played-cloud", stack.mqtt("cloud"), clean_start=True)
+        self.client.on_message = self._on_message
+
+    def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
+        batch = decode_batch(msg.payload, site=SITE, node=NODE)
+        with self._lock:
+            self.sent.append((self.now, batch_id_of(msg.payload) or "",
+                              [r.seq for r in batch.readings]))
+
+    def start(self) -> None:
+        subscribed = threading.Event()
+        self.client.on_subscribe = lambda *a: subscribed.set()
+        connect_and_wait(self.client)
+        self.client.subscribe(data_topic(SITE, NODE), qos=1)
+        assert subscribed.wait(10), "subscription not acknowledged"
+
+    def confirm(self, batch: str) -> None:
+        self.client.publish(ack_topic(SITE, NODE), encode_ack([batch]), qos=1).wait_for_publish(10)
+
+    def count(self) -> int:
+        with self._lock:
+            return len(self.sent)
+
+    def stop(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+@pytest.fixture
+def cloud(stack: StackInfo) -> Iterator[PlayedCloud]:
+    played = PlayedCloud(stack)
+    played.start()
+    yield played
+    played.stop()
+
+
+@pytest.fixture
+def node(make_node_config: Callable[..., Path], tmp_path: Path
+         ) -> Iterator[tuple[Publisher, Outbox, FakeClock]]:
+    path = make_node_config(SITE, NODE, '[[sensors]]\nid = "pm-1"\ndriver = "sds011"\n'
+                            'port = "/dev/null"\n', delivery="cloud", ack_timeout_s=T)
+    config = load_config(path)
+    clock = FakeClock(datetime(2026, 11, 29, 6, 0, tzinfo=UTC))
+    outbox = Outbox(tmp_path / "outbox.sqlite3").open()
+    publisher = Publisher(config, outbox, lambda: make_node_client(f"edge-{SITE}.{NODE}",
+                                                                   config.mqtt),
+                          clock, lambda: {})
+    publisher.start()
+    try:
+        yield publisher, outbox, clock
+    finally:
+        publisher.stop()
+        outbox.close()
+    assert publisher.failure is None
+
+
+def test_resends_back_off_while_the_cloud_is_silent_and_recover_when_it_answers(
+        node: tuple[Publisher, Outbox, FakeClock], cloud: PlayedCloud) -> None:
+    publisher, outbox, clock = node
+    state = publisher.state
+    wait_for(lambda: state.connected, 15, "the publisher to connect")
+
+    def settle() -> None:
+        """Wait until the publisher has looked at the clock's time, and what it sent then is
+        with the broker (so its wait was measured from this time) and with the cloud."""
+        now = clock.monotonic()
+        wait_for(lambda: (state.pumped_at or 0) >= now and state.inflight == 0
+                 and state.awaiting_cloud == 1 and cloud.count() == 1 + state.resent_batches,
+                 10, f"the publisher to settle at {now} ({state})", every_s=0.01)
+
+    def step_until_sent(limit: float) -> float | None:
+        """Step the clock until the node sends again (its time) or `limit` passed (None)."""
+        seen = cloud.count()
+        while clock.monotonic() < limit:
+            clock.advance(STEP)
+            cloud.now = clock.monotonic()
+            settle()
+            if cloud.count() > seen:
+                return cloud.now
+        return None
+
+    outbox.append([Sample("pm-1", "air.pm", {"pm25": 12.0, "pm10": 20.0}, clock.now())
+                   for _ in range(READINGS)], to_epoch_ns(clock.now()))
+    clock.advance(1.0)  # past the node's batch_max_delay_s: the batch is due
+    start = cloud.now = clock.monotonic()
+    settle()
+
+    # The cloud silent for 20 x ack_timeout_s: the node's sends, each with every reading.
+    sends = [start]
+    while (sent_at := step_until_sent(start + 20 * T)) is not None:
+        sends.append(sent_at)
+    assert all(seqs == list(range(READINGS)) for _, _, seqs in cloud.sent)
+    gaps = [round(b - a, 6) for a, b in itertools.pairwise(sends)]
+    assert gaps[0] == T, gaps
+    for tries, gap in enumerate(gaps[1:], start=1):
+        longest = min(CAP, T * 2 ** tries)
+        shortest = max(T, longest * RESEND_JITTER[0])
+        assert shortest <= gap < longest + STEP, (tries, gaps)
+    # Every ack_timeout_s that would be 20 sends again; doubling up to 8 x: 4 or 5.
+    assert 4 <= len(gaps) <= 5, gaps
+
+    # The cloud is back: the broker hands it the node's oldest copy first, and it confirms
+    # that one. The node sends the rest again within ack_timeout_s, not after its long wait.
+    first_batch = cloud.sent[0][1]
+    cloud.confirm(first_batch)
+    wait_for(lambda: state.cloud_acks == 1, 10, "the node to get the cloud's ack")
+    answered = clock.monotonic()
+    resent = step_until_sent(answered + T)
+    assert resent is not None, (answered, sends)
+    assert resent - answered <= T, (answered, sends)
+    # ... and the doubling starts afresh: about 2 x ack_timeout_s to the next send.
+    again = step_until_sent(resent + 2 * T + STEP)
+    assert again is not None, resent
+    assert max(T, 2 * T * RESEND_JITTER[0]) <= again - resent, (resent, again)
+
+    # The cloud confirms what the node sent last: every reading leaves the outbox.
+    cloud.confirm(cloud.sent[-1][1])
+    wait_for(lambda: state.awaiting_cloud == 0 and outbox.stats().depth == 0, 10,
+             f"every reading confirmed ({state})")
+    assert state.readings_acked == READINGS
+    print(f"\nresends with the cloud silent, ack_timeout_s {T:g}: at "
+          f"{[round(s - start, 1) for s in sends[1:]]} (every {T:g} s before the backoff: "
+          f"20 sends); after the cloud's first ack: {resent - answered:g} s, "
+          f"then {again - resent:g} s")
+
+
+def test_the_longest_resend_wait_is_a_validated_setting() -> None:
+    def mqtt(**values: Any) -> Any:
+        return parse_config({
+            "node": {"id": "n1", "site": "s1"},
+            "mqtt": {"host": "127.0.0.1", "password_file": "/p", "tls": False, **values},
+            "sensors": [{"id": "pm-1", "driver": "sds011", "port": "/dev/null"}]}).mqtt
+
+    assert mqtt().ack_timeout_s == 120.0
+    assert mqtt().resend_wait_max_s == 960.0
+    assert mqtt(ack_timeout_s=5).resend_wait_max_s == 40.0
+    assert mqtt(ack_timeout_max_s=300).resend_wait_max_s == 300.0
+    assert mqtt(ack_timeout_s=30, ack_timeout_max_s=30).resend_wait_max_s == 30.0  # no backoff
+    with pytest.raises(ConfigError, match=r"mqtt\.ack_timeout_max_s: must be >= mqtt\.ack_timeout_s \(120\)"):
+        mqtt(ack_timeout_max_s=60)
+    with pytest.raises(ConfigError, match=r"mqtt\.ack_timeout_max_s: must be float"):
+        mqtt(ack_timeout_max_s="10m")
