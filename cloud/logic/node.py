@@ -44,22 +44,14 @@ class LedgerHour:
     received: int = 0
     duplicates: int = 0
     late: int = 0
-    seq_span: dict[str, list[int]] = field(default_factory=dict)  # sensor -> [min, max]
+    # a sensor's numbering (the sensor, or SeqRanges.span_key after a restart) -> [min, max]
+    seq_span: dict[str, list[int]] = field(default_factory=dict)
     restarts: int = 0  # sensors whose numbering started again in this hour
-    closed: int = 0  # expected readings of spans a restart closed
 
     def __setstate__(self, state: tuple[None, dict[str, Any]]) -> None:
-        self.restarts = self.closed = 0  # absent from hours pickled before they were kept
+        self.restarts = 0  # absent from hours pickled before it was kept
         for name, value in state[1].items():
             setattr(self, name, value)
-
-    def restart(self, sensor: str) -> None:
-        """The sensor's numbering started again: its span so far is closed, so that the
-        old numbers and the new ones do not make one span."""
-        span = self.seq_span.pop(sensor, None)
-        if span is not None:
-            self.closed += span[1] - span[0] + 1
-        self.restarts += 1
 
     def note(self, sensor: str, seq: int) -> None:
         span = self.seq_span.get(sensor)
@@ -71,7 +63,7 @@ class LedgerHour:
             span[1] = seq
 
     def fields(self) -> dict[str, int | float | str | bool]:
-        expected = min(INT64_MAX, self.closed + sum(hi - lo + 1 for lo, hi in self.seq_span.values()))
+        expected = min(INT64_MAX, sum(hi - lo + 1 for lo, hi in self.seq_span.values()))
         unique = self.received - self.duplicates
         out: dict[str, int | float | str | bool] = {
             "expected": expected, "received": self.received, "duplicates": self.duplicates,
@@ -190,21 +182,27 @@ class NodeState:
                 spans = ledger.seq_span
             ledger.received += 1
             seqs = part[SEQS]
-            if seqs.previous is not None and ts <= seqs.previous.newest_ns:
-                seqs = seqs.previous  # stamped before the numbering restarted: one of the old
+            old = False  # stamped before the numbering restarted: a reading of an old numbering
+            if seqs.previous:
+                seqs = seqs.numbering_of(ts)
+                old = seqs is not part[SEQS]
             ranges = seqs.ranges
             if ranges and seq == ranges[-1][1]:  # the next in order: SeqRanges.add, inlined
                 ranges[-1][1] = seq + 1
-            elif not seqs.add(seq):
-                if ts <= seqs.newest_ns:  # a redelivery: its stamp was seen
-                    ledger.duplicates += 1
-                    continue
-                self._restarted(sensor, seqs, seq, ledger)
+            elif ts > seqs.newest_ns and ranges and seq < ranges[-1][1]:
+                # Stamped after every reading taken, numbered at or below the highest: no
+                # redelivery (it would carry a stamp seen) and no gap filled late (numbers
+                # follow the stamps), so the numbering started again.
+                self._restarted(sensor, seqs, seq, ts, ledger)
+            elif not seqs.add(seq):  # seen before, and stamped so: a redelivery
+                ledger.duplicates += 1
+                continue
             if ts > seqs.newest_ns:
                 seqs.newest_ns = ts
-            span = spans.get(sensor)  # LedgerHour.note, inlined
+            span_key = seqs.span_key or sensor
+            span = spans.get(span_key)  # LedgerHour.note, inlined
             if span is None:
-                spans[sensor] = [seq, seq]
+                spans[span_key] = [seq, seq]
             elif seq < span[0]:
                 span[0] = seq
             elif seq > span[1]:
@@ -229,7 +227,7 @@ class NodeState:
                     continue  # stored, but a warming-up sensor's zeros are not air quality
             else:
                 append((RP_RAW, f"{part[HEAD]} {text},seq={seq}i {ts - ts % 1000 + seq % 1000}"))
-            if detect:
+            if detect and not old:  # the rules judge the sensor's numbering as it is now
                 checked.append(r)  # the fault rules raise OUT_OF_RANGE; nothing else sees it
             bounds = ranges_of.get(kind) or _ranges(kind)  # outside_range(kind, values), inlined
             outside = False
@@ -304,12 +302,14 @@ class NodeState:
         part = self._sensors[sensor] = [kind, head, seqs, self.minute.get(sensor), self.hour.get(sensor)]
         return part
 
-    def _restarted(self, sensor: str, seqs: SeqRanges, seq: int, ledger: LedgerHour) -> None:
+    def _restarted(self, sensor: str, seqs: SeqRanges, seq: int, ts: int, ledger: LedgerHour
+                   ) -> None:
         """A number seen before, stamped after every reading taken: the sensor's numbering
-        started again. The old numbers are kept apart, and what the fault rules learnt
-        from them is forgotten (they judge gaps and order by the numbers)."""
-        seqs.restart(seq)
-        ledger.restart(sensor)
+        started again. The old numbers are kept apart (the ledger's spans too: the new
+        numbering's is named by the restart's stamp), and what the fault rules learnt from
+        them is forgotten (they judge gaps and order by the numbers)."""
+        seqs.restart(seq, f"{sensor}#{ts}")
+        ledger.restarts += 1
         self.watch.pop(sensor, None)
 
     def _rollup(self, part: list[Any], which: int, sensor: str) -> SensorRollup:

@@ -6,10 +6,14 @@ order needs one range; gaps add ranges. Past `max_ranges`, the oldest gap is giv
 duplicate (its raw point is still written; it is not added to an aggregate twice).
 
 `newest_ns` is the newest stamp of a reading taken as new. A redelivery carries the stamp it
-had, so a number seen before with a stamp newer than that is no redelivery: the sensor's
-numbering started again (a node that lost its state: a replaced SD card, a wiped state
-directory). `restart` keeps the old numbers as `previous`, for the readings stamped before
-the restart that still come (redelivered or late): one numbering back, no more.
+had, and a node numbers its readings in the order it stamps them, so a number at or below
+the highest seen with a stamp newer than that is neither a redelivery nor a gap filled
+late: the sensor's numbering started again (a node that lost its state: a replaced SD card,
+a wiped state directory). `restart` keeps the numbers seen so far in `previous` (oldest first, up to
+`MAX_NUMBERINGS_BACK`), for the readings stamped before the restart that still come,
+redelivered or late: `numbering_of` finds a reading's numbering by its stamp. A numbering
+taken in no longer grows its newest stamp, so each one's stamps lie before the next one's.
+`span_key` names the numbering in the ledger's spans (None: the sensor's first).
 """
 
 from __future__ import annotations
@@ -21,32 +25,46 @@ from typing import Any
 # The newest stamp of ranges pickled before it was kept: unknown, so nothing is taken for
 # a restart until the node state sets it (NodeState.__setstate__).
 NEWEST_UNKNOWN = 2**63 - 1
+MAX_NUMBERINGS_BACK = 8  # a node losing its state more often than this in a horizon is broken
 
 
 class SeqRanges:
-    __slots__ = ("given_up", "max_ranges", "newest_ns", "previous", "ranges")
+    __slots__ = ("given_up", "max_ranges", "newest_ns", "previous", "ranges", "span_key")
 
-    def __init__(self, max_ranges: int = 64) -> None:
+    def __init__(self, max_ranges: int = 64, span_key: str | None = None) -> None:
         self.ranges: list[list[int]] = []
         self.max_ranges = max_ranges
         self.given_up = 0
         self.newest_ns = -1
-        self.previous: SeqRanges | None = None  # the numbering before the last restart
+        self.previous: list[SeqRanges] = []  # the numberings before restarts, oldest first
+        self.span_key = span_key
 
     def __setstate__(self, state: tuple[None, dict[str, Any]]) -> None:
         self.newest_ns = NEWEST_UNKNOWN
-        self.previous = None
+        self.previous = []
+        self.span_key = None
         for name, value in state[1].items():
             setattr(self, name, value)
+        if not isinstance(self.previous, list):  # one numbering back, or none, as first kept
+            self.previous = [] if self.previous is None else [self.previous]
 
-    def restart(self, seq: int) -> None:
-        """The numbering started again at `seq`: the numbers seen so far become `previous`
-        (the one before them is forgotten)."""
-        before = SeqRanges(self.max_ranges)
+    def numbering_of(self, ts_ns: int) -> SeqRanges:
+        """The numbering a reading stamped `ts_ns` belongs to: the oldest one whose newest
+        stamp is not before it, else this one."""
+        for before in self.previous:
+            if ts_ns <= before.newest_ns:
+                return before
+        return self
+
+    def restart(self, seq: int, span_key: str) -> None:
+        """The numbering started again at `seq`: the numbers seen so far join `previous`
+        (past MAX_NUMBERINGS_BACK, the oldest is forgotten)."""
+        before = SeqRanges(self.max_ranges, self.span_key)
         before.ranges, before.given_up, before.newest_ns = self.ranges, self.given_up, self.newest_ns
-        self.previous = before
+        self.previous = [*self.previous, before][-MAX_NUMBERINGS_BACK:]
         self.ranges = [[seq, seq + 1]]
         self.given_up = 0
+        self.span_key = span_key
 
     def add(self, seq: int) -> bool:
         """Record `seq`; True if it is new, False if it was seen before."""

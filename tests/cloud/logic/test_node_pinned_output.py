@@ -242,8 +242,8 @@ def _slots(rollup: SensorRollup) -> dict[str, object]:
     return {name: getattr(rollup, name) for name in SensorRollup.__slots__ if name != "ordered"}
 
 
-# Computed by the code of 374c0f4, before numbering restarts were told from redeliveries.
-RANDOM_SHA256 = "83f6cf00a876bec7c15ac66c3d52d76fa82b2183b0ce1f97c7a0ca32d503f233"
+# Computed by the code of cf2552d, before numbering restarts were told from redeliveries.
+RANDOM_SHA256 = "a82e976aba1936a2074b60606293b088671a7d4b7a665f20c739400b3135fa48"
 _VALUES = {
     "air.pm": lambda r: {"pm25": r.choice([0, 1.5, -0.0, 2000.0, 35]), "pm10": r.choice([3.0, 7])},
     "air.co2": lambda r: {"co2": r.choice([400, 401.5, 20000])},
@@ -257,11 +257,14 @@ _VALUES = {
 
 def _random_streams() -> Iterator[tuple[int, list[NodeData]]]:
     """Small nodes whose sensors change kind, repeat and reorder sequence numbers, arrive
-    late, warm up and go out of range: the corners a generated city does not reach."""
+    late, warm up and go out of range: the corners a generated city does not reach. A
+    sensor stamps its readings in the order it numbers them, each at its own pace."""
     for seed in range(200):
         rng = random.Random(seed)
         horizon = rng.choice([30, 60, 360]) * MINUTE_NS
         seqs: dict[str, int] = {}
+        paces = {s: (rng.randint(-180, 0) * MINUTE_NS // 4, rng.randint(1, 40) * MINUTE_NS // 4)
+                 for s in ("s1", "s2", "s3", "er-1")}
         sent: dict[tuple[str, int], Reading] = {}
         messages = []
         for _ in range(rng.randint(1, 6)):
@@ -277,7 +280,8 @@ def _random_streams() -> Iterator[tuple[int, list[NodeData]]]:
                         continue
                 else:
                     seqs[sensor] = seq + rng.randint(1, 2)
-                ts = T0 + rng.randint(-180, 480) * MINUTE_NS // 4 + rng.randint(0, 10**9)
+                start, step = paces[sensor]
+                ts = T0 + start + seq * step + rng.randint(0, 10**9)
                 flags = rng.choice([(), (), ("warmup",), ("backlog",)])
                 reading = sent[(sensor, seq)] = Reading(sensor, kind, ts, seq, _VALUES[kind](rng), flags)
                 readings.append(reading)

@@ -101,7 +101,7 @@ class _Model:
     def __init__(self, horizon_ns: int) -> None:
         self.horizon_ns = horizon_ns
         # sensor -> its numberings, the current one last: (numbers seen, newest stamp taken)
-        self.numberings: dict[str, list[tuple[set[int], list[int]]]] = {}
+        self.numberings: dict[str, list[tuple[set[int], list[int], str]]] = {}
         self.newest: dict[str, int] = {}  # sensor -> its newest reading in a window
         self.windowed: dict[str, list[Reading]] = {}  # sensor -> its readings in windows
         self.kind: dict[str, str] = {}  # sensor -> the kind of its latest fresh reading
@@ -122,28 +122,26 @@ class _Model:
             hour = r.ts_ns - r.ts_ns % HOUR_NS
             hours.add(hour)
             counts = self.ledger.setdefault(hour, {"received": 0, "duplicates": 0, "late": 0,
-                                                   "closed": 0, "restarts": 0})
+                                                   "restarts": 0})
             counts["received"] += 1
             spans = self.spans.setdefault(hour, {})
-            numberings = self.numberings.setdefault(r.sensor, [(set(), [-1])])
-            # stamped before the last restart: a reading of the numbering before it
-            seen, newest = numberings[-2] if len(numberings) > 1 and r.ts_ns <= numberings[-2][1][0] \
-                else numberings[-1]
-            if r.seq in seen:
-                if r.ts_ns <= newest[0]:  # a redelivery
-                    counts["duplicates"] += 1
-                    continue
-                # a number seen before, stamped after all taken: the numbering restarted
-                numberings[:] = [numberings[-1], (set(), [newest[0]])]
-                seen, newest = numberings[-1]
-                if r.sensor in spans:
-                    low, high = spans.pop(r.sensor)
-                    counts["closed"] += high - low + 1
+            numberings = self.numberings.setdefault(r.sensor, [(set(), [-1], r.sensor)])
+            # stamped before a restart: a reading of the oldest numbering whose newest stamp
+            # is not before it (at most 8 kept before the current one)
+            seen, newest, key = next((n for n in numberings[:-1] if r.ts_ns <= n[1][0]), numberings[-1])
+            if r.ts_ns > newest[0] and seen and r.seq <= max(seen):
+                # stamped after all taken, numbered at or below the highest: a restart
+                numberings.append((set(), [newest[0]], f"{r.sensor}#{r.ts_ns}"))
+                del numberings[:-9]
+                seen, newest, key = numberings[-1]
                 counts["restarts"] += 1
+            elif r.seq in seen:  # a redelivery
+                counts["duplicates"] += 1
+                continue
             seen.add(r.seq)
             newest[0] = max(newest[0], r.ts_ns)
-            low, high = spans.get(r.sensor, (r.seq, r.seq))
-            spans[r.sensor] = (min(low, r.seq), max(high, r.seq))
+            low, high = spans.get(key, (r.seq, r.seq))
+            spans[key] = (min(low, r.seq), max(high, r.seq))
             if data.received_ns - r.ts_ns > LATE_AFTER_NS:
                 counts["late"] += 1
             self.kind[r.sensor] = r.kind
@@ -180,8 +178,8 @@ class _Model:
 
     def _ledger(self, hour: int) -> dict[str, int]:
         counts = dict(self.ledger[hour])
-        closed, restarts = counts.pop("closed"), counts.pop("restarts")
-        expected = closed + sum(high - low + 1 for low, high in self.spans.get(hour, {}).values())
+        restarts = counts.pop("restarts")
+        expected = sum(high - low + 1 for low, high in self.spans.get(hour, {}).values())
         unique = counts["received"] - counts["duplicates"]
         return {"expected": expected, **counts, "missing": max(0, expected - unique),
                 **({"restarts": restarts} if restarts else {})}

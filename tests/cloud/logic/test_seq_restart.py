@@ -117,3 +117,57 @@ def test_the_snapshot_from_before_the_rewrite_still_tells_redeliveries_from_rest
 
 
 T0_GOLDEN = 1_795_000_000_000_000_000
+
+
+def _ledger_at(points: list[Point], hour: int) -> dict[str, str]:
+    [text] = [t for _, t in points if t.startswith("ledger,") and t.endswith(f" {T0 + hour * HOUR_NS}")]
+    return dict(kv.split("=") for kv in text.split(" ")[1].split(","))
+
+
+def test_a_redelivery_from_two_numberings_back_is_still_a_duplicate() -> None:
+    state = NodeState(6 * HOUR_NS, detect=False)
+    first = [_pm(i, i * 0.1) for i in range(100)]
+    _process(state, first)
+    _process(state, [_pm(i, 20 + i) for i in range(5)])  # a restart
+    _process(state, [_pm(i, 40 + i) for i in range(5)])  # and another
+    points = _process(state, [first[50]])
+    assert _raw(points) == []
+    assert _ledger(points).startswith("expected=110i,received=111i,duplicates=1i,")
+
+
+def test_a_new_card_numbered_below_the_old_card_without_a_collision_is_a_restart_too() -> None:
+    """The old card's numbers ran 5000-5099; the new card sends its fresh reading (30) first
+    and its backlog (0-29, an hour earlier) after, as the agent does: none of its numbers was
+    seen, but they go back while the stamps go on."""
+    state = NodeState(6 * HOUR_NS, detect=False)
+    _process(state, [_pm(5000 + i, i * 0.2) for i in range(100)], at_minute=21)
+    _process(state, [_pm(30, 70)], at_minute=70)
+    points = _process(state, [_pm(i, 40 + i) for i in range(30)], at_minute=71)
+    assert len(_raw(points)) == 30
+    hour0 = _ledger_at(points, 0)
+    assert (hour0["expected"], hour0["received"], hour0["missing"]) == ("120i", "120i", "0i")  # 100 + 20
+
+
+def test_an_old_reading_filling_its_gap_after_a_restart_counts_in_the_old_numbering() -> None:
+    state = NodeState(6 * HOUR_NS, detect=False)
+    _process(state, [_pm(1000 + i, i) for i in range(20) if i != 10])
+    _process(state, [_pm(i, 30 + i) for i in range(5)])  # a restart, same hour
+    points = _process(state, [_pm(1010, 10)])  # the old numbering's late reading
+    assert len(_raw(points)) == 1
+    assert _ledger(points).startswith("expected=25i,received=25i,duplicates=0i,")
+
+
+def _kiosk(seq: int, minute: float, ticket: int) -> Reading:
+    return Reading("kiosk-1", "hospital.queue", T0 + int(minute * MINUTE_NS), seq,
+                   {"ticket": ticket, "called": 0})
+
+
+def test_an_old_numberings_late_reading_is_stored_but_not_judged_by_the_fault_rules() -> None:
+    """Its high number and early stamp would read, against the new numbering, as a kiosk
+    whose clock was set back."""
+    state = NodeState(6 * HOUR_NS, detect=True)
+    _process(state, [_kiosk(i, i * 0.5, i + 1) for i in range(40) if i != 30])
+    _process(state, [_kiosk(i, 25 + i * 0.5, i + 1) for i in range(10)])  # a restart
+    points = _process(state, [_kiosk(30, 15, 31)])
+    assert [t for _, t in points if t.startswith("hospital_queue,")]
+    assert not [t for _, t in points if t.startswith("events,")]
