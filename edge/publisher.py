@@ -96,7 +96,7 @@ class Publisher:
         self._acked_early: set[str] = set()
         self._pending_ids: set[int] = set()  # outbox rows in either of the two
         self._tries: dict[int, int] = {}  # outbox row -> unconfirmed sends, until sent again
-        self._backing_off = False  # some batch is waiting longer than ack_timeout_s
+        self._backing_off = False  # a batch went unconfirmed since the cloud last answered
         self._boot = secrets.token_hex(8)
         self._batches = 0
         self._live_cursor = 0
