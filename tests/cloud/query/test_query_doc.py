@@ -40,8 +40,10 @@ def test_every_example_runs(db_ready: StackInfo, city: City, site: City, tmp_pat
                             monkeypatch: pytest.MonkeyPatch,
                             influx_client: Callable[[str | None], InfluxHTTP]) -> None:
     # every measurement the examples read has been stored (the doc's names match nothing)
+    # outbox_depth a float, as the processor writes it (an int would conflict in InfluxDB
+    # with the other tests' node_status points)
     status = line("node_status", {"site": city.site, "node": "n"},
-                  {"outbox_depth": 0, "state": "ok"}, to_epoch_ns(city.at(1)))
+                  {"outbox_depth": 0.0, "state": "ok"}, to_epoch_ns(city.at(1)))
     influx_client("writer").write(status.encode(), db=db_ready.database, rp="raw")
     config = write_config(db_ready, tmp_path)
     reader = db_ready.influx("reader")
