@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import os
 import selectors
 import socket
 import struct
@@ -292,3 +293,25 @@ class PartitionProxy:
         for sock in (link.client, link.server):
             if sock is not None:
                 sock.close()
+
+
+def sockets_connected_to(port: int) -> int:
+    """This process's TCP sockets whose remote end is 127.0.0.1:`port` (the clients' ends of
+    links into the proxy; the proxy's own ends have it as their local port)."""
+    inodes: set[str] = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue  # closed while listing
+        if target.startswith("socket:["):
+            inodes.add(target[len("socket:["):-1])
+    count = 0
+    with open("/proc/self/net/tcp", encoding="ascii") as table:
+        next(table)
+        for line in table:
+            fields = line.split()
+            remote_port = int(fields[2].rsplit(":", 1)[1], 16)
+            if remote_port == port and fields[9] in inodes:
+                count += 1
+    return count

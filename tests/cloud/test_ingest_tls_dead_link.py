@@ -13,7 +13,6 @@ left over and hide it.
 from __future__ import annotations
 
 import gc
-import os
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,33 +23,11 @@ from cloud.alerts import AlertPublisher
 from cloud.config import CloudMqtt, parse_cloud_config
 from cloud.ingest import Ingest, make_ingest_client
 from cloud.journal import Journal, journal_path
-from tests.netfault import PartitionProxy
+from tests.netfault import PartitionProxy, sockets_connected_to
 from urbanpulse.stack import StackInfo
 from urbanpulse.testing import wait_for
 
 HANDSHAKE_TIMEOUT_S = 0.3
-
-
-def _sockets_connected_to(port: int) -> int:
-    """This process's TCP sockets whose remote end is 127.0.0.1:`port` (the clients' ends of
-    links into the proxy; the proxy's own ends have it as their local port)."""
-    inodes: set[str] = set()
-    for fd in os.listdir("/proc/self/fd"):
-        try:
-            target = os.readlink(f"/proc/self/fd/{fd}")
-        except OSError:
-            continue  # closed while listing
-        if target.startswith("socket:["):
-            inodes.add(target[len("socket:["):-1])
-    count = 0
-    with open("/proc/self/net/tcp", encoding="ascii") as table:
-        next(table)
-        for line in table:
-            fields = line.split()
-            remote_port = int(fields[2].rsplit(":", 1)[1], 16)
-            if remote_port == port and fields[9] in inodes:
-                count += 1
-    return count
 
 
 @pytest.fixture
@@ -89,7 +66,7 @@ def test_a_failed_handshake_of_the_ingest_client_closes_its_socket_at_once(
             client.connect(stack.mqtt_host, dead_link.port)
         errors.append(error)
     assert dead_link.accepted == 3
-    assert _sockets_connected_to(dead_link.port) == 0
+    assert sockets_connected_to(dead_link.port) == 0
 
 
 def test_the_ingest_reconnecting_into_a_dead_link_closes_each_failed_socket(
@@ -106,7 +83,7 @@ def test_the_ingest_reconnecting_into_a_dead_link_closes_each_failed_socket(
         try:
             wait_for(lambda: dead_link.accepted >= 3, 15, "three connection attempts")
             # The third may still be waiting for its handshake: that one socket is in use.
-            assert _sockets_connected_to(dead_link.port) <= 1
+            assert sockets_connected_to(dead_link.port) <= 1
             assert not ingest.stats.connected
         finally:
             ingest.stop()
@@ -129,7 +106,7 @@ def test_the_alert_publisher_reconnecting_into_a_dead_link_closes_each_failed_so
         publisher.start(cfg.host, cfg.port, cfg.keepalive_s)
         try:
             wait_for(lambda: dead_link.accepted >= 4, 15, "four connection attempts")
-            assert _sockets_connected_to(dead_link.port) <= 1
+            assert sockets_connected_to(dead_link.port) <= 1
         finally:
             publisher.stop()
     assert _unclosed_ssl_sockets(caught) == []

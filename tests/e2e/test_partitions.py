@@ -9,7 +9,6 @@ tests fast; the times each side took to notice are printed (run with -s to see t
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import re
@@ -25,9 +24,9 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from edge.agent import Agent
-from edge.config import load_config
 from firmware_bridge.protocols.sds011.emulator import Sds011Emulator
-from tests.netfault import PartitionProxy
+from tests.agent_thread import agent_in_thread
+from tests.netfault import PartitionProxy, sockets_connected_to
 from urbanpulse.clock import to_epoch_ns
 from urbanpulse.influx_http import InfluxHTTP
 from urbanpulse.mqtt import connect_and_wait, make_client
@@ -134,24 +133,12 @@ def _agent_reading_sds011(make_node_config: Callable[..., Path], node: str,
         if f"{key} = " not in table:
             table = f"{key} = {value!r}\n{table}"
     path.write_text(f"{head}[mqtt]\n{table}\n[{tail}")
-    agent = Agent(load_config(path))
-    loop = asyncio.new_event_loop()
-    stop = asyncio.Event()
-
-    def run() -> None:
-        loop.run_until_complete(agent.run(stop))
-        loop.close()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
     try:
-        wait_for(lambda: agent.publisher, 30, "the agent's publisher to start")
-        yield agent
+        with agent_in_thread(path) as agent:
+            wait_for(lambda: agent.publisher, 30, "the agent's publisher to start")
+            yield agent
     finally:
-        loop.call_soon_threadsafe(stop.set)
-        thread.join(30)
         emu.stop()
-    assert not thread.is_alive(), "the agent did not stop"
 
 
 def _all_readings_exactly_once(reader: InfluxHTTP, agent: Agent, node: str) -> int:
@@ -193,14 +180,13 @@ def test_a_tls_connect_into_a_dead_link_leaves_no_socket_open(stack: StackInfo) 
         client.connect_timeout = 0.3
         gc.disable()  # the collector would close what is left over, and hide it
         try:
-            before = len(os.listdir("/proc/self/fd")) - proxy.open_links
             errors = []  # kept, as a caller that stores or logs the error keeps its traceback
             for _ in range(3):
                 with pytest.raises(TimeoutError, match="handshake") as error:
                     client.connect(stack.mqtt_host, proxy.port)
                 errors.append(error)
-            # The proxy's own ends of the three connections are in this process too.
-            left = len(os.listdir("/proc/self/fd")) - proxy.open_links - before
+            # the clients' ends only: other tests' threads open and close descriptors too
+            left = sockets_connected_to(proxy.port)
         finally:
             gc.enable()
     assert left == 0
