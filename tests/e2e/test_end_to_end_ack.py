@@ -3,14 +3,11 @@ has: a broker SIGKILLed while it holds messages for a stopped processor loses no
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
-import threading
 
-from edge.agent import Agent
-from edge.config import load_config
 from firmware_bridge.protocols.sds011.emulator import Sds011Emulator
+from tests.agent_thread import agent_in_thread
 from urbanpulse.influx_http import InfluxHTTP
 from urbanpulse.stack import mosquitto, up
 from urbanpulse.stack.layout import Layout
@@ -34,39 +31,29 @@ def test_broker_crash_with_queued_messages_loses_nothing(
     cloud = cloud_factory("e2eack")
     cloud.start()
     wait_for(lambda: "ingest subscribed" in cloud.log(), 30, "the ingest to subscribe")
-    agent = Agent(load_config(path))
-    loop = asyncio.new_event_loop()
-    stop = asyncio.Event()
-    def run() -> None:
-        loop.run_until_complete(agent.run(stop))
-        loop.close()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
     broker_up = True
     try:
-        wait_for(lambda: len(_stored_seqs(reader, node)) >= 20, 30, "readings through the cloud")
-        cloud.kill()  # the ingest is gone; the broker queues for its persistent session
-        assert agent.publisher is not None
-        wait_for(lambda: agent.publisher.state.awaiting_cloud >= 5, 30,
-                 "batches the broker took but the cloud has not confirmed")
-        pid = mosquitto.running_pid(Layout(stack_config.home))
-        assert pid is not None
-        os.kill(pid, signal.SIGKILL)
-        broker_up = False
-        wait_for(lambda: not is_alive(pid), 10, "the broker to die", every_s=0.02)
-        up(stack_config)
-        broker_up = True
-        cloud.start()
-        # Rows leave the outbox only on the cloud's ack: wait until everything read so far
-        # has been confirmed (resent where the crash lost it).
-        wait_for(lambda: agent.publisher.state.awaiting_cloud == 0 and agent.outbox.stats().depth < 5,
-                 60, f"the cloud to confirm every batch ({agent.publisher.state})")
+        with agent_in_thread(path) as agent:
+            wait_for(lambda: len(_stored_seqs(reader, node)) >= 20, 30, "readings through the cloud")
+            cloud.kill()  # the ingest is gone; the broker queues for its persistent session
+            assert agent.publisher is not None
+            wait_for(lambda: agent.publisher.state.awaiting_cloud >= 5, 30,
+                     "batches the broker took but the cloud has not confirmed")
+            pid = mosquitto.running_pid(Layout(stack_config.home))
+            assert pid is not None
+            os.kill(pid, signal.SIGKILL)
+            broker_up = False
+            wait_for(lambda: not is_alive(pid), 10, "the broker to die", every_s=0.02)
+            up(stack_config)
+            broker_up = True
+            cloud.start()
+            # Rows leave the outbox only on the cloud's ack: wait until everything read so far
+            # has been confirmed (resent where the crash lost it).
+            wait_for(lambda: agent.publisher.state.awaiting_cloud == 0 and agent.outbox.stats().depth < 5,
+                     60, f"the cloud to confirm every batch ({agent.publisher.state})")
     finally:
         if not broker_up:
             up(stack_config)
-        loop.call_soon_threadsafe(stop.set)
-        thread.join(30)
         emu.stop()
     assigned = agent.outbox.next_seq("pm-1")
     try:

@@ -4,14 +4,12 @@ the numbers it has already seen: real agent, broker, processor and InfluxDB."""
 
 from __future__ import annotations
 
-import asyncio
 import shutil
-import threading
 from pathlib import Path
 
-from edge.agent import Agent
 from edge.config import load_config
 from firmware_bridge.protocols.sds011.emulator import Sds011Emulator
+from tests.agent_thread import agent_in_thread
 from urbanpulse.influx_http import InfluxHTTP
 from urbanpulse.testing import wait_for
 
@@ -25,32 +23,19 @@ def _stored(reader: InfluxHTTP) -> list[tuple[str, int]]:
 
 def _run_agent(config: Path, link: Path, reader: InfluxHTTP, stored: int) -> int:
     """Runs an agent on a fresh SDS011 emulator at `link` until InfluxDB holds `stored`
-    readings of the node, stops the sensor, waits for the cloud to confirm every reading, and stops the
-    agent; returns how many readings it numbered."""
+    readings of the node, stops the sensor, waits for the cloud to confirm every reading, and
+    stops the agent; returns how many readings it numbered."""
     emu = Sds011Emulator(lambda: (31.0, 52.0), period_s=0.05, warmup_s=0.0, link_path=str(link))
     emu.start()
-    cfg = load_config(config)
-    cfg.node.state_dir.mkdir(exist_ok=True)  # as systemd's StateDirectory= makes it
-    agent = Agent(cfg)
-    loop = asyncio.new_event_loop()
-    stop = asyncio.Event()
-
-    def run() -> None:
-        loop.run_until_complete(agent.run(stop))
-        loop.close()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
+    load_config(config).node.state_dir.mkdir(exist_ok=True)  # as systemd's StateDirectory= makes it
     try:
-        wait_for(lambda: len(_stored(reader)) >= stored, 60, f"{stored} readings stored")
-        emu.stop()  # nothing more to read: what was read can all be confirmed
-        wait_for(lambda: agent.outbox.stats().depth == 0 and agent.publisher is not None
-                 and agent.publisher.state.awaiting_cloud == 0, 60, "the cloud to confirm every reading")
+        with agent_in_thread(config) as agent:
+            wait_for(lambda: len(_stored(reader)) >= stored, 60, f"{stored} readings stored")
+            emu.stop()  # nothing more to read: what was read can all be confirmed
+            wait_for(lambda: agent.outbox.stats().depth == 0 and agent.publisher is not None
+                     and agent.publisher.state.awaiting_cloud == 0, 60, "the cloud to confirm every reading")
     finally:
         emu.stop()
-        loop.call_soon_threadsafe(stop.set)
-        thread.join(30)
-    assert not thread.is_alive()
     return agent.outbox.next_seq("pm-1")
 
 
