@@ -19,7 +19,8 @@ Pure: fed with raw edges (line, beam broken?, monotonic time), closed per interv
 - Self-test (`self_test`, see self_test.py): while a test window is under way the beams'
   raw edges go to the test, not to the counting; when it ends, the counting takes the
   beams up at their levels then. No test starts while a beam is (or may be about to
-  read) broken, or while the supervision line shows a fault (a cut cable fails it).
+  read) broken, or while the supervision line shows a fault (a cut cable fails it); a
+  test during which the line leaves its whole level leaves no result and is tried again.
 - A beam held broken for `blocked_after_s` is blocked (`blocked(now)`).
 """
 
@@ -128,6 +129,9 @@ class DoorCounter:
     def feed(self, line: int, broken: bool, t: float) -> None:
         if line == len(self._filters) and self._supervision is not None:
             self._supervision_edges += self._supervision.feed(broken, t)
+            test = self.self_test
+            if test is not None and test.active and broken != self.whole_level:
+                test.spoil()  # a cut cable reads clear: the receivers' answer means nothing
             return
         test = self.self_test
         if test is not None:

@@ -161,6 +161,22 @@ def test_no_test_while_the_cable_shows_a_fault() -> None:
     assert bench.test.result is None
 
 
+def test_a_cable_cut_during_a_test_leaves_no_result_and_the_test_is_tried_again() -> None:
+    """A cut cable reads clear, as a receiver stuck clear does: a test it overlaps says
+    nothing (before, it failed, and the heartbeat reported a stuck beam after the mend)."""
+    bench = Bench(supervised=True, stuck=(0,))  # through a cut, the receiver never answers
+    bench.run_until(FIRST_TEST_S + 0.1)
+    assert bench.test.active
+    bench.counter.feed(bench.beams, True, bench.clock.monotonic())  # the loopback opens
+    bench.run_until(FIRST_TEST_S + 30.0)
+    assert (bench.test.result, bench.test.tests, bench.test.failures) == (None, 0, 0)
+    assert len(bench.blanks) == 2  # that window's dark and lit only: none while cut
+    bench.stuck = ()  # mended: the receiver answers again
+    bench.counter.feed(bench.beams, False, bench.clock.monotonic())
+    bench.run_until(FIRST_TEST_S + 40.0)
+    assert (bench.test.result, bench.test.tests, bench.test.failures) == (OK, 1, 0)
+
+
 def test_a_beam_held_broken_is_blocked() -> None:
     bench = Bench(blocked_after_s=60.0)
     bench.edge(20.0, 0, True)
