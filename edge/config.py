@@ -6,6 +6,7 @@ be checked on a laptop before it goes to the node. Every error names the exact k
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,6 +102,13 @@ def _positive(value: T, key: str) -> T:
     return value
 
 
+def _finite(value: float, key: str) -> float:
+    # TOML has nan and inf; a wait of either never ends (nothing compares true with nan)
+    if not math.isfinite(value):
+        raise ConfigError(key, f"must be a finite number of seconds, got {value!r}")
+    return value
+
+
 def _table(raw: Mapping[str, Any], key: str, required: bool = True) -> Mapping[str, Any]:
     value = raw.get(key)
     if value is None and not required:
@@ -140,9 +148,10 @@ def parse_config(raw: Mapping[str, Any]) -> AgentConfig:
     delivery = typed(m, "delivery", "mqtt", str, "cloud")
     if delivery not in ("cloud", "broker"):
         raise ConfigError("mqtt.delivery", f"must be 'cloud' or 'broker', got {delivery!r}")
-    ack_timeout = _positive(typed(m, "ack_timeout_s", "mqtt", float, 120.0), "mqtt.ack_timeout_s")
-    ack_timeout_max = typed(m, "ack_timeout_max_s", "mqtt", float,
-                            RESEND_WAIT_MAX_FACTOR * ack_timeout)
+    ack_timeout = _positive(_finite(typed(m, "ack_timeout_s", "mqtt", float, 120.0),
+                                    "mqtt.ack_timeout_s"), "mqtt.ack_timeout_s")
+    ack_timeout_max = _finite(typed(m, "ack_timeout_max_s", "mqtt", float,
+                                    RESEND_WAIT_MAX_FACTOR * ack_timeout), "mqtt.ack_timeout_max_s")
     if ack_timeout_max < ack_timeout:
         raise ConfigError("mqtt.ack_timeout_max_s",
                           f"must be >= mqtt.ack_timeout_s ({ack_timeout:g}), got {ack_timeout_max!r}")

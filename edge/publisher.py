@@ -5,9 +5,11 @@ A reading leaves the outbox when the cloud confirms the batch that carried it (o
 the backlog drains at a bounded rate beside them, so live data stays fresh. Reconnects
 back off exponentially with full jitter. A batch the cloud does not confirm is sent again
 after `ack_timeout_s`, then after twice that, four times... (jittered) up to
-`ack_timeout_max_s`, and back to `ack_timeout_s` as soon as the cloud confirms anything:
-a long central outage does not make every node re-send its whole window every
-`ack_timeout_s`.
+`ack_timeout_max_s`: a long central outage does not make every node re-send its whole
+window every `ack_timeout_s`. When the cloud confirms something after batches went
+unconfirmed, those are sent again within `ack_timeout_s` (the broker may have dropped
+their copies), at most once per `ack_timeout_max_s`: a cloud that confirms new batches
+while older ones stay unconfirmed does not bring the flood back.
 """
 
 from __future__ import annotations
@@ -70,6 +72,7 @@ class PublisherState:
     rejected: int = 0
     inflight: int = 0
     awaiting_cloud: int = 0
+    sent_batches: int = 0  # data messages published, first sends and resends
     resent_batches: int = 0
     cloud_acks: int = 0  # ack messages from the cloud, whichever batches they name
     # clock.monotonic() of the last look at what is due (expiries, the outbox); tests wait
@@ -96,7 +99,8 @@ class Publisher:
         self._acked_early: set[str] = set()
         self._pending_ids: set[int] = set()  # outbox rows in either of the two
         self._tries: dict[int, int] = {}  # outbox row -> unconfirmed sends, until sent again
-        self._backing_off = False  # a batch went unconfirmed since the cloud last answered
+        self._backing_off = False  # a batch went unconfirmed since the waits were last cut
+        self._cut_at: float | None = None  # clock.monotonic() when they were
         self._boot = secrets.token_hex(8)
         self._batches = 0
         self._live_cursor = 0
@@ -256,19 +260,24 @@ class Publisher:
         return max(m.ack_timeout_s, doubled * random.uniform(*RESEND_JITTER))
 
     def _cloud_answers(self) -> None:
-        """The cloud confirmed something: it is back. Whatever waits longer than
-        ack_timeout_s now is sent again after ack_timeout_s at the latest (its copies may
-        have been dropped by the broker meanwhile), and the doubling starts afresh."""
+        """The cloud confirmed something after batches went unconfirmed: it may be back
+        after a silence, and the broker may have dropped its copies meanwhile. Whatever
+        waits longer than ack_timeout_s is sent again after ack_timeout_s at the latest;
+        the tries stay, so the waits after that go on doubling. At most once per
+        ack_timeout_max_s: while the cloud confirms new batches and not older ones (their
+        copies lost, or the cloud far behind), cutting at every ack would send those again
+        every ack_timeout_s."""
         if not self._backing_off:
             return
-        latest = self.clock.monotonic() + self.config.mqtt.ack_timeout_s
+        now = self.clock.monotonic()
+        m = self.config.mqtt
+        if self._cut_at is not None and now - self._cut_at < m.resend_wait_max_s:
+            return
+        latest = now + m.ack_timeout_s
         for sent in self._awaiting.values():
-            sent.tries = 0
             sent.due = min(sent.due, latest)
-        for sent in self._inflight.values():
-            sent.tries = 0
-        self._tries.clear()
         self._backing_off = False
+        self._cut_at = now
 
     def _expire_awaiting(self, now: float) -> None:
         """Batches the broker took but the cloud never confirmed (a broker crash can lose
@@ -367,6 +376,7 @@ class Publisher:
         self._inflight[info.mid] = Sent(batch, ids, tries)
         self._pending_ids.update(ids)
         self.state.inflight = len(self._inflight)
+        self.state.sent_batches += 1
         self.state.last_publish_ns = to_epoch_ns(self.clock.now())
 
     def _shutdown(self, client: Client) -> None:
