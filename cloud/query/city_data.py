@@ -50,11 +50,12 @@ class CityData:
         self._owns_client = False
 
     @classmethod
-    def from_config(cls, path: Path, *, timeout_s: float = 30.0, chunk: timedelta | None = None,
+    def from_config(cls, path: Path, *, timeout_s: float | None = None, chunk: timedelta | None = None,
                     chunk_rows: int = CHUNK_ROWS) -> CityData:
-        """From the cloud config file (docs/cloud-config.md): its `[influx]` url and database,
-        and the READ-only reader's credentials (`reader_username`, `reader_password_file`),
-        never the writer's. Close it (or use `with`) to close its connection."""
+        """From the cloud config file (docs/cloud-config.md): its `[influx]` url, database and
+        `timeout_s` (unless `timeout_s` is given here), and the READ-only reader's
+        credentials (`reader_username`, `reader_password_file`), never the writer's. Close it
+        (or use `with`) to close its connection."""
         cfg = load_cloud_config(path)
         password_file = cfg.influx.reader_password_file
         if password_file is None:
@@ -65,7 +66,8 @@ class CityData:
         except OSError as exc:
             raise ConfigError("influx.reader_password_file",
                               f"{password_file}: {exc.strerror or exc}") from exc
-        client = InfluxHTTP(cfg.influx.url, cfg.influx.reader_username, password, timeout_s=timeout_s)
+        client = InfluxHTTP(cfg.influx.url, cfg.influx.reader_username, password,
+                            timeout_s=cfg.influx.timeout_s if timeout_s is None else timeout_s)
         data = cls(client, cfg.influx.database, chunk=chunk, chunk_rows=chunk_rows)
         data._owns_client = True
         return data

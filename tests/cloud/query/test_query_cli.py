@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -17,6 +18,7 @@ from cloud.logic.lines import line
 from cloud.query import CityData
 from cloud.query.cli import main
 from cloud.stack_config import cloud_config_for_stack, to_toml
+from tests.netfault import PartitionProxy
 from urbanpulse.clock import to_epoch_ns
 from urbanpulse.influx_http import InfluxError, InfluxHTTP
 from urbanpulse.stack import StackInfo
@@ -253,3 +255,19 @@ def test_output_into_a_missing_directory_names_the_argument(
     assert main(["ledger", "--config", str(config), *window(city),
                  "-o", str(tmp_path / "nowhere" / "x.csv")]) == 2
     assert "--output: " in capsys.readouterr().err
+
+
+def test_a_query_into_a_silent_database_fails_after_the_configs_timeout(
+        db_ready: StackInfo, city: City, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`influx.timeout_s` of the config bounds each request, as it does the processor's."""
+    host, port = db_ready.influx_url.removeprefix("http://").rsplit(":", 1)
+    with PartitionProxy(host, int(port)) as proxy:
+        config = write_config(db_ready, tmp_path, url=f"http://{host}:{proxy.port}", timeout_s=0.5)
+        assert main(["ledger", "--config", str(config), *window(city)]) == 0  # the link works
+        capsys.readouterr()
+        proxy.partition()
+        started = time.monotonic()
+        assert main(["ledger", "--config", str(config), *window(city)]) == 1
+        # well before the 30 s a client without the config's value would wait
+        assert time.monotonic() - started < 10
+        assert "timed out" in capsys.readouterr().err
