@@ -294,9 +294,26 @@ class Publisher:
             self._backlog_cursor = min(self._backlog_cursor, first)
             self.state.resent_batches += 1
         if expired:
+            self._forget_tries_of_gone_rows()
             self._backing_off = True
             self.state.awaiting_cloud = len(self._awaiting)
             log.warning("no cloud ack in time; sending again", extra={"batches": len(expired)})
+
+    def _forget_tries_of_gone_rows(self) -> None:
+        """Rows evicted from the outbox while their batch waited are never sent again, so
+        their counts would stay for as long as the cloud is silent: one per evicted row.
+        Past what the window holds, the counts of rows below the outbox's oldest are
+        dropped, and all of them if that is not enough (a count only lengthens a wait:
+        forgetting one costs an earlier resend, never a reading)."""
+        ob = self.config.outbox
+        limit = 20 * ob.max_inflight * ob.batch_max_readings
+        if len(self._tries) <= limit:
+            return
+        oldest = self.outbox.fetch(1)
+        floor = oldest[0].id if oldest else max(self._tries) + 1
+        self._tries = {row: tries for row, tries in self._tries.items() if row >= floor}
+        if len(self._tries) > limit // 2:
+            self._tries.clear()
 
     def _publish_status(self, client: Client, state: str) -> None:
         client.publish(self._status_topic, encode_status(state, self.clock.now(), self.health()),

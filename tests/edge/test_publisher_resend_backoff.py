@@ -252,3 +252,43 @@ def test_acks_of_new_batches_do_not_bring_back_a_resend_every_ack_timeout(
     assert 4 <= len(first_sends) <= 8, first_sends
     print(f"\nthe unconfirmed readings sent at {first_sends} while the cloud confirmed "
           f"{len(confirmed)} other batches")
+
+
+def test_resend_counts_of_rows_evicted_meanwhile_are_not_kept(
+        make_node_config: Callable[..., Path], tmp_path: Path) -> None:
+    """A long central outage with a full outbox: the oldest rows are evicted, among them rows
+    of batches still waiting for the cloud. Such a row is never sent again, so a count of
+    its tries kept until it is would be kept for ever: one per evicted reading, for as long
+    as the outage lasts (150 MB a day at 20 readings a second). The counts kept stay within
+    what the window holds (20 x max_inflight batches). The broker is the session's; no one
+    confirms; the counts are read from the publisher's own map, which nothing else shows."""
+    path = make_node_config(SITE, "aq-evicting", '[[sensors]]\nid = "pm-1"\ndriver = "sds011"\n'
+                            'port = "/dev/null"\n', delivery="cloud", ack_timeout_s=T,
+                            batch_max_readings=5, max_inflight=1)
+    config = load_config(path)
+    window_rows = 20 * config.outbox.max_inflight * config.outbox.batch_max_readings
+    clock = FakeClock(datetime(2026, 11, 29, 6, 0, tzinfo=UTC))
+    outbox = Outbox(tmp_path / "outbox.sqlite3", max_rows=10).open()
+    publisher = Publisher(config, outbox, lambda: make_node_client(f"edge-{SITE}.aq-evicting",
+                                                                   config.mqtt),
+                          clock, lambda: {})
+    state = publisher.state
+    publisher.start()
+    try:
+        wait_for(lambda: state.connected, 15, "the publisher to connect")
+        most = 0
+        for _ in range(40):
+            outbox.append([Sample("pm-1", "air.pm", {"pm25": 12.0, "pm10": 20.0}, clock.now())
+                           for _ in range(5)], to_epoch_ns(clock.now()))
+            clock.advance(T / 2)
+            now = clock.monotonic()
+            wait_for(lambda now=now: (state.pumped_at or 0) >= now and state.inflight == 0,
+                     10, f"the publisher to settle at {now} ({state})", every_s=0.01)
+            most = max(most, len(publisher._tries))
+        assert outbox.stats().evicted >= 150
+        assert state.resent_batches >= 20  # rows were waiting for their resend throughout
+        assert most <= window_rows, (most, window_rows)
+    finally:
+        publisher.stop()
+        outbox.close()
+    assert publisher.failure is None
