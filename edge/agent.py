@@ -107,7 +107,8 @@ class Agent:
             "drivers": {k: self._driver_health(k, d) for k, d in self.drivers.items()},
             "mqtt": None if pub is None else {
                 "connected": pub.connected, "connects": pub.connects, "last_error": pub.last_error,
-                "last_ack_ns": pub.last_ack_ns, "readings_acked": pub.readings_acked,
+                "last_publish_ns": pub.last_publish_ns, "last_ack_ns": pub.last_ack_ns,
+                "readings_acked": pub.readings_acked,
                 "rejected": pub.rejected, "inflight": pub.inflight,
                 "awaiting_cloud": pub.awaiting_cloud, "resent_batches": pub.resent_batches},
             "clock": {"jumps": self.clock_jumps},

@@ -32,7 +32,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--log-level", default="INFO")
     check = sub.add_parser("check-config", help="validate a node config and exit")
     check.add_argument("config", type=Path)
-    status = sub.add_parser("status", help="outbox depth, last publish, drivers, from local state")
+    status = sub.add_parser("status", help="outbox depth, MQTT link (last publish, last ack), drivers, "
+                                           "from local state")
     status.add_argument("--config", type=Path, required=True)
     status.add_argument("--json", action="store_true")
     return p

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from edge.agent import OUTBOX_FILE, Agent
 from edge.config import load_config
 from edge.outbox import Outbox
 from firmware_bridge.protocols.sds011.emulator import Sds011Emulator
+from urbanpulse.clock import to_epoch_ns
 from urbanpulse.testing import wait_for
 
 
@@ -74,6 +76,9 @@ def test_readings_arrive_in_order_with_their_sequence_numbers(
         assert r.kind == "air.pm"
         assert set(r.values) == {"pm25", "pm10"}
         assert 20.0 <= r.values["pm25"] <= 25.0
+        mqtt = agent.health()["mqtt"]  # what `edge status` shows of the link
+        assert mqtt["connected"]
+        assert 0 < mqtt["last_publish_ns"] <= to_epoch_ns(datetime.now(UTC))
     finally:
         loop.call_soon_threadsafe(stop.set)
         thread.join(20)
