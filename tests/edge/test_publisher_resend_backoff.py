@@ -16,6 +16,7 @@ import math
 import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -273,6 +274,10 @@ def test_resend_counts_of_rows_evicted_meanwhile_are_not_kept(
                                                                    config.mqtt),
                           clock, lambda: {})
     state = publisher.state
+
+    def settled_at(now: float) -> bool:
+        return (state.pumped_at or 0) >= now and state.inflight == 0
+
     publisher.start()
     try:
         wait_for(lambda: state.connected, 15, "the publisher to connect")
@@ -281,9 +286,8 @@ def test_resend_counts_of_rows_evicted_meanwhile_are_not_kept(
             outbox.append([Sample("pm-1", "air.pm", {"pm25": 12.0, "pm10": 20.0}, clock.now())
                            for _ in range(5)], to_epoch_ns(clock.now()))
             clock.advance(T / 2)
-            now = clock.monotonic()
-            wait_for(lambda now=now: (state.pumped_at or 0) >= now and state.inflight == 0,
-                     10, f"the publisher to settle at {now} ({state})", every_s=0.01)
+            wait_for(partial(settled_at, clock.monotonic()), 10,
+                     f"the publisher to settle at {clock.monotonic()} ({state})", every_s=0.01)
             most = max(most, len(publisher._tries))
         assert outbox.stats().evicted >= 150
         assert state.resent_batches >= 20  # rows were waiting for their resend throughout
