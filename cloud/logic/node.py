@@ -16,7 +16,7 @@ from cloud.logic.events import Alert, NodeWatch, SensorWatch, check_readings
 from cloud.logic.lines import field_key, field_keys, float_text, float_texts, line, series_head, string_field
 from cloud.logic.recompute import RECOMPUTE, Recompute
 from cloud.logic.records import RP_1H, RP_1M, RP_RAW, NodeData, Point, dead_letter_point
-from cloud.logic.rollup import HOUR_NS, MINUTE_NS, SensorRollup, Window
+from cloud.logic.rollup import HOUR_NS, MINUTE_NS, OUT_OF_WINDOWS, SensorRollup, Window
 from cloud.logic.seqs import NEWEST_UNKNOWN, SeqRanges
 from urbanpulse.wire import KINDS, Reading, field_range
 
@@ -223,8 +223,8 @@ class NodeState:
             if flags:
                 append((RP_RAW, f"{part[HEAD]} {text},seq={seq}i,flags={string_field(','.join(flags))} "
                                 f"{ts - ts % 1000 + seq % 1000}"))  # raw_time(r), inlined
-                if "warmup" in flags:
-                    continue  # stored, but a warming-up sensor's zeros are not air quality
+                if not OUT_OF_WINDOWS.isdisjoint(flags):
+                    continue
             else:
                 append((RP_RAW, f"{part[HEAD]} {text},seq={seq}i {ts - ts % 1000 + seq % 1000}"))
             if detect and not old:  # the rules judge the sensor's numbering as it is now

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cloud.logic.lines import line
-from cloud.logic.rollup import Window
+from cloud.logic.rollup import OUT_OF_WINDOWS, Window
 from urbanpulse.wire import outside_range
 
 RECOMPUTE = "__recompute__"  # pseudo retention policy: the sink handles these itself
@@ -47,10 +47,11 @@ class Recompute:
 
     def rebuild(self, rows: list[dict[str, object]]) -> str | None:
         """The window's aggregate line from its raw rows (as InfluxHTTP.query_points gives
-        them, epoch ns), or None if none count (all warming up or out of range)."""
+        them, epoch ns), or None if none count (all warming up, stamped by a clock not yet
+        synchronised, or out of range)."""
         window = Window(self.start_ns, 0, {})
         for row in sorted(rows, key=lambda r: int(str(r["time"]))):
-            if "warmup" in str(row.get("flags") or ""):
+            if not OUT_OF_WINDOWS.isdisjoint(str(row.get("flags") or "").split(",")):
                 continue
             values = {k: float(v) for k, v in row.items()
                       if k not in _META and isinstance(v, int | float) and not isinstance(v, bool)}

@@ -16,6 +16,10 @@ from cloud.logic.lines import field_key, field_keys, float_text, float_texts
 
 MINUTE_NS = 60 * 1_000_000_000
 HOUR_NS = 60 * MINUTE_NS
+# Readings flagged so are stored raw, but in no window, rollup, fault rule or drift step:
+# a warming-up sensor's zeros are not air quality, and a stamp from a clock not yet
+# synchronised (a Pi without RTC before NTP) would put the reading in some other minute.
+OUT_OF_WINDOWS = frozenset({"warmup", "clock_unsynced"})
 
 
 @dataclass(slots=True)

@@ -35,6 +35,7 @@ from cloud.detect.pair_drift import PairDrift, PairDriftSettings
 from cloud.logic.events import EVENTS, Alert
 from cloud.logic.lines import line
 from cloud.logic.records import RP_RAW, Point
+from cloud.logic.rollup import OUT_OF_WINDOWS
 from urbanpulse.clock import to_epoch_ns
 from urbanpulse.wire import Reading, outside_range
 
@@ -46,11 +47,11 @@ MAX_SENSORS_PER_NODE = 16
 
 
 def drift_inputs(site: str, node: str, readings: Iterable[Reading]) -> list[AirReading]:
-    """What the drift step needs of a node's readings: its compared air fields, warming-up
-    sensors (their zeros are not air quality) and values outside the contract's ranges
-    left out."""
+    """What the drift step needs of a node's readings: its compared air fields; readings
+    kept out of the windows (cloud.logic.rollup.OUT_OF_WINDOWS) and values outside the
+    contract's ranges left out."""
     return [(site, node, r) for r in readings
-            if r.kind in DRIFT_FIELDS and not (r.flags and "warmup" in r.flags)
+            if r.kind in DRIFT_FIELDS and not (r.flags and not OUT_OF_WINDOWS.isdisjoint(r.flags))
             and outside_range(r.kind, r.values) is None]
 
 
