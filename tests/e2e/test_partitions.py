@@ -428,7 +428,8 @@ def test_cloud_acks_cut_off_the_node_resends_and_the_cloud_counts_duplicates(
         reader: InfluxHTTP, stack: StackInfo) -> None:
     """The ingest, which sends the cloud's acks, is partitioned from the broker while the
     node's own link stays up: the broker takes the node's batches, no ack comes back, and
-    the node sends them again every ack_timeout_s. After the heal the cloud gets originals
+    the node sends them again, ack_timeout_s after the first send and then at doubling
+    intervals (docs/delivery.md). After the heal the cloud gets originals
     and resends and must keep each reading once."""
     node = "aq-part-acks"
     with PartitionProxy(stack.mqtt_host, stack.mqtt_port) as proxy:
