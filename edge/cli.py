@@ -32,8 +32,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--log-level", default="INFO")
     check = sub.add_parser("check-config", help="validate a node config and exit")
     check.add_argument("config", type=Path)
-    status = sub.add_parser("status", help="outbox depth, MQTT link (last publish, last ack), drivers, "
-                                           "from local state")
+    status = sub.add_parser("status", help="outbox depth, MQTT link (last publish, last ack), clock "
+                                           "(jumps, synchronised), drivers, from local state")
     status.add_argument("--config", type=Path, required=True)
     status.add_argument("--json", action="store_true")
     return p
@@ -106,9 +106,19 @@ def _status(state_dir: Path, as_json: bool) -> int:
         if isinstance(agent, dict):
             health = agent.get("health", {})
             print(f"mqtt:      {health.get('mqtt')}")
+            print(f"clock:     {_clock_line(health.get('clock'))}")
             for name, d in agent.get("drivers", {}).items():
                 print(f"driver {name}: {d.get('state')} (restarts {d.get('restarts')}, "
                       f"last error {d.get('last_error')})")
         else:
             print("agent:     no state file (has the agent run here?)")
     return EXIT_OK
+
+
+def _clock_line(clock: object) -> str:
+    if not isinstance(clock, dict):
+        return "unknown"
+    synced = clock.get("synchronised")
+    sync = {True: "synchronised", False: "NOT synchronised (readings flagged clock_unsynced)",
+            None: "synchronisation not checked"}.get(synced, f"synchronised={synced!r}")
+    return f"{sync}, {clock.get('jumps')} jumps since start-up"

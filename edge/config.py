@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from edge.clock_sync import CLOCK_CHECKS
 from edge.drivers.base import DRIVERS, load_driver
 from urbanpulse.config_fields import only_known, read_toml, typed
 from urbanpulse.errors import ConfigError
@@ -87,6 +88,9 @@ class AgentConfig:
     gpio: GpioConfig
     sensors: tuple[SensorConfig, ...]
     heartbeat_s: float
+    # How the agent learns whether the wall clock is synchronised (edge/clock_sync.py):
+    # "kernel" (adjtimex) or "off" (readings never flagged clock_unsynced).
+    clock_check: str = "kernel"
 
 
 GPIO_BACKENDS = ("auto", "lgpio", "rpigpio", "mock")
@@ -211,8 +215,12 @@ def parse_config(raw: Mapping[str, Any]) -> AgentConfig:
         raise ConfigError("gpio.backend", f"must be one of {GPIO_BACKENDS}, got {backend!r}")
 
     a = _table(raw, "agent", required=False)
-    only_known(a, {"heartbeat_s"}, "agent")
+    only_known(a, {"heartbeat_s", "clock_check"}, "agent")
     heartbeat = _positive(typed(a, "heartbeat_s", "agent", float, 30.0), "agent.heartbeat_s")
+    clock_check = typed(a, "clock_check", "agent", str, "kernel")
+    if clock_check not in CLOCK_CHECKS:
+        raise ConfigError("agent.clock_check",
+                          f"must be one of {', '.join(CLOCK_CHECKS)}, got {clock_check!r}")
 
     sensors_raw = raw.get("sensors", [])
     if not isinstance(sensors_raw, list) or not sensors_raw:
@@ -239,4 +247,5 @@ def parse_config(raw: Mapping[str, Any]) -> AgentConfig:
             raise ConfigError(f"{key}.driver", f"driver {driver!r} is not available: {exc}") from exc
         params = module.parse_params({k: v for k, v in s.items() if k not in ("id", "driver")}, key)
         sensors.append(SensorConfig(sid, driver, params))
-    return AgentConfig(node, mqtt, outbox, GpioConfig(backend), tuple(sensors), heartbeat)
+    return AgentConfig(node, mqtt, outbox, GpioConfig(backend), tuple(sensors), heartbeat,
+                       clock_check)

@@ -35,6 +35,9 @@ def test_rendered_node_config_parses_and_matches_the_inventory(host: str) -> Non
     assert str(config.mqtt.password_file) == "/etc/urbanpulse/mqtt.password"
     assert str(config.mqtt.ca_file) == "/etc/urbanpulse/ca.pem"
     assert config.gpio.backend == hv.get("edge_gpio_backend", "auto")
+    # Said in the file, not left to the agent's default: a Pi has no RTC.
+    assert 'clock_check = "kernel"' in text.splitlines()
+    assert config.clock_check == "kernel"
     assert [(s.id, s.driver) for s in config.sensors] == [
         (s["id"], s["driver"]) for s in hv["edge_sensors"]
     ]
@@ -47,6 +50,12 @@ def test_strings_with_quotes_backslashes_and_vietnamese_survive() -> None:
     location = 'Bệnh viện "Bạch Mai", tầng 3 \\ khu A'
     text = render(TEMPLATE, "edge", {**hv, "edge_location": location})
     assert parse_config(tomllib.loads(text)).node.location == location
+
+
+def test_a_host_may_turn_the_clock_check_off() -> None:
+    hv = next(iter(EDGE_HOSTS.values()))
+    text = render(TEMPLATE, "edge", {**hv, "edge_clock_check": "off"})
+    assert parse_config(tomllib.loads(text)).clock_check == "off"
 
 
 def test_a_bad_sensor_parameter_is_caught_by_the_agents_own_validation() -> None:
