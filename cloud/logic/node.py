@@ -29,6 +29,7 @@ MAX_SENSORS_PER_NODE = 4096
 # in an hour (and the node's sum of spans) can exceed it: the ledger's counts stop there.
 INT64_MAX = 2**63 - 1
 OPEN = (-math.inf, math.inf)
+UNSYNCED = "clock_unsynced"  # a flag: the node says the reading's stamp may be far off
 # kind -> field -> the contract's range (urbanpulse.wire.field_range), for the hot loop
 _RANGES: dict[str, dict[str, tuple[float, float]]] = {}
 
@@ -189,15 +190,19 @@ class NodeState:
             ranges = seqs.ranges
             if ranges and seq == ranges[-1][1]:  # the next in order: SeqRanges.add, inlined
                 ranges[-1][1] = seq + 1
-            elif ts > seqs.newest_ns and ranges and seq < ranges[-1][1]:
+                if seqs.newest_ns == NEWEST_UNKNOWN and not (r.flags and UNSYNCED in r.flags):
+                    seqs.newest_ns = ts  # (an old snapshot's) the next in order is the newest
+            elif ts > seqs.newest_ns and ranges and seq < ranges[-1][1] and not (
+                    r.flags and UNSYNCED in r.flags):
                 # Stamped after every reading taken, numbered at or below the highest: no
                 # redelivery (it would carry a stamp seen) and no gap filled late (numbers
-                # follow the stamps), so the numbering started again.
+                # follow the stamps), so the numbering started again. A stamp its node says
+                # is not synchronised tells nothing of the kind.
                 self._restarted(sensor, seqs, seq, ts, ledger)
             elif not seqs.add(seq):  # seen before, and stamped so: a redelivery
                 ledger.duplicates += 1
                 continue
-            if ts > seqs.newest_ns:
+            if ts > seqs.newest_ns and not (r.flags and UNSYNCED in r.flags):
                 seqs.newest_ns = ts
             span_key = seqs.span_key or sensor
             span = spans.get(span_key)  # LedgerHour.note, inlined

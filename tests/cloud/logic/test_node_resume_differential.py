@@ -58,7 +58,7 @@ def _reading(draw: st.DrawFn) -> Reading:
     hour = draw(st.sampled_from([0, 0, 0, 1, 2, 2, 4]))
     ts = T0 + hour * HOUR_NS + draw(st.integers(0, 180)) * MINUTE_NS // 3 + draw(st.integers(0, 10**6)) * 1000
     seq = draw(st.integers(0, 60))  # small: duplicates are frequent
-    flags = draw(st.sampled_from([(), (), (), ("warmup",), ("backlog",)]))
+    flags = draw(st.sampled_from([(), (), (), ("warmup",), ("backlog",), ("clock_unsynced",)]))
     return Reading(sensor, kind, ts, seq, values, flags)
 
 
@@ -129,7 +129,8 @@ class _Model:
             # stamped before a restart: a reading of the oldest numbering whose newest stamp
             # is not before it (at most 8 kept before the current one)
             seen, newest, key = next((n for n in numberings[:-1] if r.ts_ns <= n[1][0]), numberings[-1])
-            if r.ts_ns > newest[0] and seen and r.seq <= max(seen):
+            unsynced = "clock_unsynced" in r.flags  # its stamp says nothing of restarts
+            if r.ts_ns > newest[0] and seen and r.seq <= max(seen) and not unsynced:
                 # stamped after all taken, numbered at or below the highest: a restart
                 numberings.append((set(), [newest[0]], f"{r.sensor}#{r.ts_ns}"))
                 del numberings[:-9]
@@ -139,7 +140,8 @@ class _Model:
                 counts["duplicates"] += 1
                 continue
             seen.add(r.seq)
-            newest[0] = max(newest[0], r.ts_ns)
+            if not unsynced:
+                newest[0] = max(newest[0], r.ts_ns)
             low, high = spans.get(key, (r.seq, r.seq))
             spans[key] = (min(low, r.seq), max(high, r.seq))
             if data.received_ns - r.ts_ns > LATE_AFTER_NS:
@@ -151,7 +153,7 @@ class _Model:
                 fields["flags"] = ",".join(r.flags)
             stamp = r.ts_ns - r.ts_ns % 1000 + r.seq % 1000
             raw.append((RP_RAW, line(KINDS[r.kind].measurement, self._tags(r.sensor), fields, stamp)))
-            if "warmup" in r.flags or outside_range(r.kind, r.values) is not None:
+            if {"warmup", "clock_unsynced"} & set(r.flags) or outside_range(r.kind, r.values) is not None:
                 continue
             measured.append(r)
             newest = self.newest.get(r.sensor, 0)

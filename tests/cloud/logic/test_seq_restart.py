@@ -21,8 +21,9 @@ HOUR_NS = 60 * MINUTE_NS
 T0 = 1_795_000_000_000_000_000 - 1_795_000_000_000_000_000 % HOUR_NS
 
 
-def _pm(seq: int, minute: float, pm25: float = 10.0) -> Reading:
-    return Reading("pm-1", "air.pm", T0 + int(minute * MINUTE_NS), seq, {"pm25": pm25, "pm10": 20.0})
+def _pm(seq: int, minute: float, pm25: float = 10.0, flags: tuple[str, ...] = ()) -> Reading:
+    return Reading("pm-1", "air.pm", T0 + int(minute * MINUTE_NS), seq, {"pm25": pm25, "pm10": 20.0},
+                   flags)
 
 
 def _process(state: NodeState, readings: list[Reading], at_minute: int = 59) -> list[Point]:
@@ -171,3 +172,30 @@ def test_an_old_numberings_late_reading_is_stored_but_not_judged_by_the_fault_ru
     points = _process(state, [_kiosk(30, 15, 31)])
     assert [t for _, t in points if t.startswith("hospital_queue,")]
     assert not [t for _, t in points if t.startswith("events,")]
+
+
+def test_stamps_of_an_unsynchronised_clock_neither_restart_a_numbering_nor_raise_its_newest() -> None:
+    """A node whose clock ran ahead until NTP set it back: its readings before that carry
+    `clock_unsynced`. One of them arriving late, stamped after the corrected ones, is a
+    reading like any other, not a restart."""
+    state = NodeState(6 * HOUR_NS, detect=False)
+    ahead = [_pm(i, 100 + i, flags=("clock_unsynced",)) for i in range(11)]
+    _process(state, ahead[:10], at_minute=52)
+    _process(state, [_pm(11, 50), _pm(12, 51)], at_minute=52)
+    points = _process(state, [ahead[10]], at_minute=52)
+    assert len(_raw(points)) == 1
+    assert "restarts" not in _ledger_at(points, 1)
+    assert state.seqs["pm-1"].previous == []
+    assert state.seqs["pm-1"].newest_ns == T0 + 51 * MINUTE_NS
+
+
+def test_a_sensor_without_windows_in_an_old_snapshot_learns_its_newest_stamp_from_its_next_reading(
+        ) -> None:
+    state = NodeState(6 * HOUR_NS, detect=False)
+    _process(state, [_pm(i, i, flags=("warmup",)) for i in range(5)])  # no window yet
+    resumed: NodeState = pickle.loads(_old_form(state))
+    assert resumed.seqs["pm-1"].newest_ns == NEWEST_UNKNOWN
+    _process(resumed, [_pm(5, 5)])  # the next in order
+    assert resumed.seqs["pm-1"].newest_ns == T0 + 5 * MINUTE_NS
+    assert len(_raw(_process(resumed, [_pm(0, 30)]))) == 1  # so a new card is seen
+    assert resumed.seqs["pm-1"].previous
