@@ -6,6 +6,7 @@ The reference of every key is docs/cloud-config.md.
 from __future__ import annotations
 
 import ipaddress
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -125,8 +126,15 @@ def _table(raw: Mapping[str, Any], key: str, known: set[str]) -> Mapping[str, An
 
 
 def _min(value: T, key: str, low: float) -> T:
-    if value < low:  # type: ignore[operator]
+    if not value >= low:  # type: ignore[operator]  # (also NaN, which TOML reads as a float)
         raise ConfigError(key, f"must be >= {low}, got {value!r}")
+    return value
+
+
+def _seconds(value: float, key: str, low: float) -> float:
+    """A duration: at least `low`, and finite (an infinite one would never end a wait)."""
+    if not math.isfinite(_min(value, key, low)):
+        raise ConfigError(key, f"must be a finite number of seconds, got {value!r}")
     return value
 
 
@@ -202,7 +210,7 @@ def parse_cloud_config(raw: Mapping[str, Any]) -> CloudConfig:
         org=typed(i, "org", "influx", str, "urbanpulse"),
         reader_username=typed(i, "reader_username", "influx", str, "reader"),
         reader_password_file=_opt_path(typed(i, "reader_password_file", "influx", str, None)),
-        timeout_s=_min(typed(i, "timeout_s", "influx", float, 30.0), "influx.timeout_s", 0.5),
+        timeout_s=_seconds(typed(i, "timeout_s", "influx", float, 30.0), "influx.timeout_s", 0.5),
     )
     s = _table(raw, "state", {"dir", "shared"})
     shared = typed(s, "shared", "state", bool, False)

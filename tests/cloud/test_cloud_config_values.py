@@ -1,0 +1,33 @@
+"""Values of the processor's config that were once taken when they should not have been."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from cloud.config import parse_cloud_config
+from urbanpulse.errors import ConfigError
+
+
+def _config(**tables: dict[str, Any]) -> Any:
+    base: dict[str, dict[str, Any]] = {"mqtt": {"password_file": "p", "tls": False},
+                                       "influx": {"password_file": "p"}}
+    for name, values in tables.items():
+        base[name] = {**base.get(name, {}), **values}
+    return parse_cloud_config(base)
+
+
+def test_the_influx_timeout_is_a_finite_number_of_seconds() -> None:
+    assert _config().influx.timeout_s == 30.0
+    assert _config(influx={"timeout_s": 2}).influx.timeout_s == 2.0
+    # nan and inf are floats to TOML; an HTTP client given one fails at its first request
+    for bad in (0.1, "5", float("nan"), float("inf")):
+        with pytest.raises(ConfigError, match=r"influx\.timeout_s"):
+            _config(influx={"timeout_s": bad})
+
+
+def test_a_nan_is_refused_where_a_least_value_is_checked() -> None:
+    for key in ("epoch_interval_s", "backup_interval_s"):
+        with pytest.raises(ConfigError, match=rf"flow\.{key}"):
+            _config(flow={key: float("nan")})
