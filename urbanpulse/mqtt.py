@@ -41,6 +41,8 @@ class SocketClosedOnFailedHandshake(ssl.SSLSocket):
     def do_handshake(self, block: bool = False) -> None:
         try:
             super().do_handshake(block)
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            raise  # a non-blocking handshake not done yet: not a failure
         except BaseException:
             self.close()
             raise
