@@ -51,11 +51,12 @@ def write_node_config(path: Path, creds: MqttCredentials, site: str, node: str,
     options = {"broker_delivery": True, "clock_check_off": True}
     path.write_text(node_config(creds, site, node, state_dir, sensors_toml, **options))
     check = _check_config(path, python)
-    for key, option in (("agent.clock_check", "clock_check_off"), ("mqtt.delivery", "broker_delivery")):
-        if check.returncode != 0 and key in check.stderr:
-            options[option] = False
-            path.write_text(node_config(creds, site, node, state_dir, sensors_toml, **options))
-            check = _check_config(path, python)
+    newer = {"agent.clock_check": "clock_check_off", "mqtt.delivery": "broker_delivery"}
+    # an agent names one unknown key at a time, in the order it reads its tables
+    while check.returncode != 0 and (key := next((k for k in newer if k in check.stderr), None)):
+        options[newer.pop(key)] = False
+        path.write_text(node_config(creds, site, node, state_dir, sensors_toml, **options))
+        check = _check_config(path, python)
     if check.returncode != 0:
         raise BenchError(f"the agent refuses the benchmark's config {path}: {check.stderr}")
 

@@ -8,9 +8,13 @@ import json
 import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
+
+from bench.edge.agent_process import write_node_config
+from urbanpulse.stack.config import MqttCredentials
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 
@@ -55,3 +59,28 @@ def test_a_tiny_run_prints_the_figures(tmp_path: Path) -> None:
     assert f"{load['readings_per_s']:.1f}" == f"{rate:.1f}"
     # Peak RSS is at least the idle interpreter's: the agent imports far more than nothing.
     assert load["hwm_kb"] > figures["interpreter_kb"]
+
+
+OLD_AGENT = """\
+import sys, tomllib
+raw = tomllib.load(open(sys.argv[-1], "rb"))
+if "delivery" in raw.get("mqtt", {}):
+    sys.exit(print("mqtt.delivery: unknown key", file=sys.stderr) or 2)
+if "clock_check" in raw.get("agent", {}):
+    sys.exit(print("agent.clock_check: unknown key", file=sys.stderr) or 2)
+"""
+
+
+def test_an_agent_older_than_both_newer_keys_gets_a_config_without_them(tmp_path: Path) -> None:
+    """A stand-in for `python -m urbanpulse.cli edge check-config` of an old agent (an old
+    checkout cannot be installed here): it names one unknown key at a time, [mqtt] first."""
+    python = tmp_path / "python"
+    python.write_text(f"#!{sys.executable}\n{OLD_AGENT}")
+    python.chmod(0o755)
+    creds = MqttCredentials("127.0.0.1", 8883, tmp_path / "ca", "u", tmp_path / "p")
+    path = tmp_path / "node.toml"
+    write_node_config(path, creds, "s", "n", tmp_path / "state", '[[sensors]]\nid = "pm-1"\n',
+                      python=str(python))
+    config = tomllib.loads(path.read_text())
+    assert "delivery" not in config["mqtt"]
+    assert "agent" not in config
