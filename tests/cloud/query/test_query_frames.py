@@ -121,10 +121,10 @@ def test_events_by_type_and_node_events_without_sensor(data: CityData, city: Cit
 
 
 def test_dead_letters(data: CityData, city: City) -> None:
-    frame = data.dead_letters(*hour(city), site=city.site, reason="bad_json")
+    frame = data.dead_letters(*hour(city), site=city.site, reason="not_json")
     assert rows(frame) == [{
-        "time": ts(city, 160), "site": city.site, "node": "air-1", "reason": "bad_json",
-        "detail": "not JSON", "offset": 7, "partition": "i0", "payload": "{oops",
+        "time": ts(city, 160), "site": city.site, "node": "air-1", "reason": "not_json",
+        "detail": "payload is not UTF-8 JSON", "offset": 7, "partition": "i0", "payload": "{oops",
         "topic": "urbanpulse/v1/x/air-1/data", "truncated": False}]
     assert frame["truncated"].dtype == "boolean"
 
