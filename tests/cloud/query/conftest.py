@@ -82,8 +82,9 @@ def city_points(city: City) -> list[Point]:
                                          "kind": NODE_KIND, "type": "clock_jump"},
                                 {"field": "clock_jumps", "value": 1.0, "delay_s": 0.0,
                                  "detail": "the agent's clock stepped"}, _ns(city, 150))))
-    points.append(dead_letter_point(city.site, "air-1", "not_json", "payload is not UTF-8 JSON", b"{oops", 4096,
-                                    _ns(city, 160), "urbanpulse/v1/x/air-1/data", 7, "i0"))
+    points.append(dead_letter_point(city.site, "air-1", "not_json", "payload is not UTF-8 JSON",
+                                    b"{oops", 4096, _ns(city, 160), "urbanpulse/v1/x/air-1/data", 7,
+                                    "i0"))
     return points
 
 
