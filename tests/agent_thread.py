@@ -13,10 +13,10 @@ from edge.config import load_config
 
 
 @contextlib.contextmanager
-def agent_in_thread(config_path: Path) -> Iterator[Agent]:
-    """The agent of `config_path`, running while the block runs; then stopped as SIGTERM
-    stops it (the outbox flushed) and checked to have ended."""
-    agent = Agent(load_config(config_path))
+def agent_in_thread(agent_or_config: Agent | Path) -> Iterator[Agent]:
+    """The agent (or the agent of a config file), running while the block runs; then
+    stopped as SIGTERM stops it (the outbox flushed) and checked to have ended."""
+    agent = agent_or_config if isinstance(agent_or_config, Agent) else Agent(load_config(agent_or_config))
     loop = asyncio.new_event_loop()
     stop = asyncio.Event()
 

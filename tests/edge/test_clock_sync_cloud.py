@@ -5,10 +5,6 @@ kernel says "not synchronised" forever, and the test must switch it."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -17,6 +13,7 @@ from edge.agent import Agent
 from edge.clock_sync import CLOCK_UNSYNCED, FixedClockSync
 from edge.config import load_config
 from firmware_bridge.protocols.sds011.emulator import Sds011Emulator
+from tests.agent_thread import agent_in_thread
 from urbanpulse.influx_http import InfluxHTTP
 from urbanpulse.testing import wait_for
 
@@ -25,26 +22,6 @@ pytestmark = [pytest.mark.stack, pytest.mark.slow]
 NODE = "aq-unsynced"
 BEFORE_NTP_PM25 = 500.0  # what the sensor reads while the clock is wrong: no window may see it
 AFTER_PM25 = 20.0
-
-
-@contextlib.contextmanager
-def _running(agent: Agent) -> Iterator[Agent]:
-    loop = asyncio.new_event_loop()
-    stop = asyncio.Event()
-
-    def run() -> None:
-        asyncio.set_event_loop(loop)
-        loop.run_until_complete(agent.run(stop))
-        loop.close()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    try:
-        yield agent
-    finally:
-        loop.call_soon_threadsafe(stop.set)
-        thread.join(30)
-    assert not thread.is_alive(), "the agent did not stop"
 
 
 def _raw(reader: InfluxHTTP) -> dict[int, dict[str, Any]]:
@@ -68,7 +45,7 @@ def test_readings_made_before_ntp_are_stored_raw_and_in_no_aggregate(  # type: i
     agent = Agent(load_config(path), clock_sync=probe)
     state = agent.drivers["pm-1"]
     try:
-        with _running(agent):
+        with agent_in_thread(agent):
             wait_for(lambda: state.readings >= 10, 20, "readings before NTP answers")
             # The values change first; readings made since still count as unsynchronised, and
             # come after every BEFORE_NTP reading (one serial line, in order).
