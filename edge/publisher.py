@@ -50,6 +50,9 @@ BACKOFF_MAX_S = 60.0
 # A resend's wait is its doubled (capped) value times a factor drawn from this range, so
 # that nodes whose batches expired together do not send again together.
 RESEND_JITTER = (0.75, 1.0)
+# Batches the broker took but the cloud has not confirmed, at most this many times
+# max_inflight: past that the node sends nothing new until the cloud answers.
+AWAITING_WINDOWS = 20
 
 
 @dataclass(slots=True)
@@ -302,11 +305,11 @@ class Publisher:
     def _forget_tries_of_gone_rows(self) -> None:
         """Rows evicted from the outbox while their batch waited are never sent again, so
         their counts would stay for as long as the cloud is silent: one per evicted row.
-        Past what the window holds, the counts of rows below the outbox's oldest are
-        dropped, and all of them if that is not enough (a count only lengthens a wait:
-        forgetting one costs an earlier resend, never a reading)."""
+        Past the rows the unconfirmed batches can hold, the counts of rows below the
+        outbox's oldest are dropped, and all of them if that is not enough (a count only
+        lengthens a wait: forgetting one costs an earlier resend, never a reading)."""
         ob = self.config.outbox
-        limit = 20 * ob.max_inflight * ob.batch_max_readings
+        limit = AWAITING_WINDOWS * ob.max_inflight * ob.batch_max_readings
         if len(self._tries) <= limit:
             return
         oldest = self.outbox.fetch(1)
@@ -322,7 +325,8 @@ class Publisher:
 
     def _window_open(self) -> bool:
         ob = self.config.outbox
-        return len(self._inflight) < ob.max_inflight and len(self._awaiting) < 20 * ob.max_inflight
+        return (len(self._inflight) < ob.max_inflight
+                and len(self._awaiting) < AWAITING_WINDOWS * ob.max_inflight)
 
     def _fetch(self, cursor: int, **window: int) -> tuple[list[OutboxRow], int]:
         """The next rows after `cursor` that are not already on their way, and the new
