@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import sys
-import tempfile
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -126,26 +126,21 @@ def _write(frames: Iterator[pd.DataFrame], out: TextIO) -> int:
 
 
 def _write_file(frames: Iterator[pd.DataFrame], path: Path) -> None:
-    """Whole or not at all: into a new file beside `path`, renamed over it once complete."""
+    """Whole or not at all: into a new file beside `path`, renamed over it once complete.
+    Made with mode 0o666 so that the kernel applies the umask, as for any file written."""
+    partial = path.parent / f".{path.name}.{secrets.token_hex(6)}.part"
     try:
-        fd, partial = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     except OSError as exc:
         raise BadArgument("--output", f"{path}: {exc.strerror or exc}") from exc
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as out:
             _write(frames, out)
-        os.chmod(partial, 0o666 & ~_umask())
         os.replace(partial, path)
     except OSError as exc:
         raise BadArgument("--output", f"{path}: {exc.strerror or exc}") from exc
     finally:
-        Path(partial).unlink(missing_ok=True)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+        partial.unlink(missing_ok=True)
 
 
 def main(argv: list[str]) -> int:

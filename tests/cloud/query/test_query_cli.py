@@ -4,6 +4,7 @@ to the API's frame, and the exit codes."""
 from __future__ import annotations
 
 import io
+import os
 import subprocess
 import sys
 import time
@@ -271,3 +272,16 @@ def test_a_query_into_a_silent_database_fails_after_the_configs_timeout(
         # well before the 30 s a client without the config's value would wait
         assert time.monotonic() - started < 10
         assert "timed out" in capsys.readouterr().err
+
+
+def test_the_output_file_gets_the_mode_the_umask_allows(db_ready: StackInfo, city: City,
+                                                        tmp_path: Path) -> None:
+    config = write_config(db_ready, tmp_path)
+    out = tmp_path / "ledger.csv"
+    mask = os.umask(0o027)
+    try:
+        assert main(["ledger", "--config", str(config), *window(city), "-o", str(out)]) == 0
+    finally:
+        os.umask(mask)
+    assert out.stat().st_mode & 0o777 == 0o640
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".part")] == []
