@@ -8,7 +8,6 @@ import os
 import secrets
 import sys
 from collections.abc import Iterator
-from datetime import datetime
 from pathlib import Path
 from typing import TextIO
 
@@ -18,19 +17,10 @@ from cloud.logic.records import RP_RAW
 from cloud.query import catalog
 from cloud.query.city_data import CityData
 from cloud.query.errors import BadArgument, QueryError
+from urbanpulse.cli_types import aware_datetime
 from urbanpulse.errors import ConfigError
 
 EXIT_OK, EXIT_DATABASE, EXIT_ARGUMENTS = 0, 1, 2
-
-
-def _instant(text: str) -> datetime:
-    try:
-        value = datetime.fromisoformat(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO-8601 time") from exc
-    if value.tzinfo is None:
-        raise argparse.ArgumentTypeError(f"{text!r} has no zone: add Z (UTC) or an offset (+07:00)")
-    return value
 
 
 def _tag(text: str) -> tuple[str, str]:
@@ -44,8 +34,8 @@ def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", type=Path, required=True,
                         help="the cloud config: [influx] url, database, reader credentials")
-    common.add_argument("--start", type=_instant, required=True, help="ISO-8601 with a zone, included")
-    common.add_argument("--end", type=_instant, required=True, help="ISO-8601 with a zone, excluded")
+    common.add_argument("--start", type=aware_datetime, required=True, help="ISO-8601 with a zone, included")
+    common.add_argument("--end", type=aware_datetime, required=True, help="ISO-8601 with a zone, excluded")
     common.add_argument("--site", action="append", help="repeat for several (any matches)")
     common.add_argument("--node", action="append")
     common.add_argument("-o", "--output", type=Path, help="CSV file (default: stdout)")

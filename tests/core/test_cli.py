@@ -49,3 +49,16 @@ def test_a_sensor_id_outside_the_wire_contract_is_refused(tmp_path: Path,
     bad.write_text(sample.read_text().replace('id = "pm-1"', 'id = "PM 1"'))
     assert main(["edge", "check-config", str(bad)]) == 2
     assert "sensors[0].id: 'PM 1': use 1-64 of a-z" in capsys.readouterr().err
+
+
+def test_times_on_the_command_line_need_their_zone() -> None:
+    import argparse
+    from datetime import UTC, datetime, timedelta, timezone
+
+    from urbanpulse.cli_types import aware_datetime
+
+    assert aware_datetime("2026-11-29T05:00:00Z") == datetime(2026, 11, 29, 5, tzinfo=UTC)
+    assert aware_datetime("2026-11-29T12:00:00+07:00").tzinfo == timezone(timedelta(hours=7))
+    for text, why in (("2026-11-29T05:00:00", "has no zone"), ("yesterday", "is not an ISO-8601")):
+        with pytest.raises(argparse.ArgumentTypeError, match=why):
+            aware_datetime(text)

@@ -15,10 +15,10 @@ import json
 import sys
 import time
 from collections.abc import Sequence
-from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
+from urbanpulse.cli_types import aware_datetime
 from urbanpulse.clock import from_epoch_ns
 from urbanpulse.errors import UrbanpulseError
 from urbanpulse.simulate.city import DEFAULT_CITY, City, NodeSpec
@@ -36,7 +36,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--hours", type=float, default=24.0, help="simulated hours to run")
     p.add_argument("--out", type=Path, help="directory for the output files")
-    p.add_argument("--start", type=_aware_datetime, default=DEFAULT_START,
+    p.add_argument("--start", type=aware_datetime, default=DEFAULT_START,
                    help="start, ISO 8601 with a zone (default: Monday 2026-03-02 00:00 +07:00)")
     p.add_argument("--anomalies", type=int, default=0, help="random anomalies to inject")
     p.add_argument("--faults", type=int, default=0, help="random sensor faults to inject")
@@ -49,16 +49,6 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--check", action="store_true",
                    help="only load the city and print its nodes; write nothing")
     return p
-
-
-def _aware_datetime(text: str) -> datetime:
-    try:
-        ts = datetime.fromisoformat(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"{text!r} is not ISO 8601") from exc
-    if ts.tzinfo is None:
-        raise argparse.ArgumentTypeError(f"{text!r} has no time zone (add Z or +07:00)")
-    return ts
 
 
 def node_inventory(nodes: Sequence[NodeSpec]) -> list[dict[str, Any]]:
