@@ -4,21 +4,18 @@ and its sequence numbers continue."""
 
 from __future__ import annotations
 
-import asyncio
 import functools
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from edge.agent import Agent
-from edge.config import load_config
 from firmware_bridge.protocols.mhz19b.emulator import Mhz19bEmulator
 from firmware_bridge.protocols.pms5003.emulator import Pms5003tEmulator, reading_t
 from firmware_bridge.protocols.upfw import DeviceKind
 from firmware_bridge.protocols.upfw.emulator import UpfwEmulator
+from tests.agent_thread import agent_in_thread
 from urbanpulse.testing import wait_for
 
 
@@ -71,18 +68,7 @@ def test_serial_sensors_through_the_agent_and_broker(devices, make_node_config, 
     pms, mhz, kiosk = devices
     path = make_node_config("hn-serial", "mixed-1", _sensors(pms.port, mhz.port, kiosk.port))
     seen = collector("hn-serial", "mixed-1")
-    agent = Agent(load_config(path))
-    loop = asyncio.new_event_loop()
-    stop = asyncio.Event()
-
-    def target() -> None:
-        asyncio.set_event_loop(loop)
-        loop.run_until_complete(agent.run(stop))
-        loop.close()
-
-    thread = threading.Thread(target=target, daemon=True)
-    thread.start()
-    try:
+    with agent_in_thread(path) as agent:
         for sensor in ("pm-1", "co2-1", "kiosk-a"):
             wait_for(functools.partial(_has_five, seen, sensor), 20, f"5 readings of {sensor}")
         by_sensor = {r.sensor: r for r in seen.readings}
@@ -101,10 +87,6 @@ def test_serial_sensors_through_the_agent_and_broker(devices, make_node_config, 
         wait_for(lambda: len(seen.seqs("co2-1")) >= before + 5, 20, "co2 readings after the replug")
         assert agent.drivers["co2-1"].state == "running"
         assert agent.drivers["pm-1"].restarts == 0
-    finally:
-        loop.call_soon_threadsafe(stop.set)
-        thread.join(20)
-    assert not thread.is_alive()
     for sensor in ("pm-1", "co2-1", "kiosk-a"):
         seqs = seen.seqs(sensor)
         assert seqs == list(range(len(seqs))), sensor  # no gap, no duplicate, across the restart
