@@ -137,9 +137,15 @@ class CityData:
                site: Tags = None, node: Tags = None, sensor: Tags = None,
                fields: Sequence[str] | None = None) -> pd.DataFrame:
         """Any domain rollup by its measurement name (catalog.ROLLUPS)."""
+        return _concat(self.iter_rollup(name, start, end, resolution=resolution, site=site,
+                                        node=node, sensor=sensor, fields=fields))
+
+    def iter_rollup(self, name: str, start: datetime, end: datetime, *, resolution: str = "1h",
+                    site: Tags = None, node: Tags = None, sensor: Tags = None,
+                    fields: Sequence[str] | None = None) -> Iterator[pd.DataFrame]:
         rp = catalog.rollup_policy(name, resolution)
-        return self.measurement(name, start, end, rp=rp, fields=fields,
-                                tags={"site": site, "node": node, "sensor": sensor})
+        return self.iter_measurement(name, start, end, rp=rp, fields=fields,
+                                     tags={"site": site, "node": node, "sensor": sensor})
 
     def ward_occupancy(self, start: datetime, end: datetime, *, resolution: str = "1h",
                        site: Tags = None, node: Tags = None) -> pd.DataFrame:
@@ -210,13 +216,21 @@ class CityData:
     def dead_letters(self, start: datetime, end: datetime, *, site: Tags = None, node: Tags = None,
                      reason: Tags = None) -> pd.DataFrame:
         """Refused input: reason code, detail, the payload kept (up to its limit)."""
-        return self.measurement("dead_letter", start, end, rp=RP_RAW,
-                                tags={"site": site, "node": node, "reason": reason})
+        return _concat(self.iter_dead_letters(start, end, site=site, node=node, reason=reason))
+
+    def iter_dead_letters(self, start: datetime, end: datetime, *, site: Tags = None,
+                          node: Tags = None, reason: Tags = None) -> Iterator[pd.DataFrame]:
+        return self.iter_measurement("dead_letter", start, end, rp=RP_RAW,
+                                     tags={"site": site, "node": node, "reason": reason})
 
     def node_status(self, start: datetime, end: datetime, *, site: Tags = None,
                     node: Tags = None) -> pd.DataFrame:
-        return self.measurement("node_status", start, end, rp=RP_RAW,
-                                tags={"site": site, "node": node})
+        return _concat(self.iter_node_status(start, end, site=site, node=node))
+
+    def iter_node_status(self, start: datetime, end: datetime, *, site: Tags = None,
+                         node: Tags = None) -> Iterator[pd.DataFrame]:
+        return self.iter_measurement("node_status", start, end, rp=RP_RAW,
+                                     tags={"site": site, "node": node})
 
     # -- I/O -------------------------------------------------------------------------
 

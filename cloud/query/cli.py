@@ -80,16 +80,16 @@ def _frames(data: CityData, a: argparse.Namespace) -> Iterator[pd.DataFrame]:
         return data.iter_aggregates(a.kind, *span, resolution=a.resolution, sensor=a.sensor,
                                     fields=a.fields, **where)
     if a.cmd == "rollup":
-        return data.iter_measurement(a.name, *span, rp=catalog.rollup_policy(a.name, a.resolution),
-                                     fields=a.fields, tags={**where, "sensor": a.sensor})
+        return data.iter_rollup(a.name, *span, resolution=a.resolution, sensor=a.sensor,
+                                fields=a.fields, **where)
     if a.cmd == "ledger":
         return data.iter_ledger(*span, **where)
     if a.cmd == "events":
         return data.iter_events(*span, type=a.type, kind=a.kind, sensor=a.sensor, **where)
     if a.cmd == "dead-letters":
-        return data.iter_measurement("dead_letter", *span, tags={**where, "reason": a.reason})
+        return data.iter_dead_letters(*span, reason=a.reason, **where)
     if a.cmd == "node-status":
-        return data.iter_measurement("node_status", *span, tags=where)
+        return data.iter_node_status(*span, **where)
     tags: dict[str, list[str]] = {}
     for key, value in a.tag:
         tags.setdefault(key, []).append(value)

@@ -113,3 +113,19 @@ def test_points_at_and_beside_a_chunk_boundary_come_once(reader: InfluxHTTP, cit
                                     site=city.site, fields=["seq"]))
     assert [p["seq"].tolist() for p in parts] == [[0], [10]]
     assert parts[1].index.tolist() == [on]
+
+
+@pytest.mark.stack
+def test_the_iter_forms_give_the_frame_methods_rows_chunk_by_chunk(reader: InfluxHTTP,
+                                                                   city: City) -> None:
+    """What the CLI writes chunk by chunk is what an analyst gets whole."""
+    data = CityData(reader, "urbanpulse", chunk=timedelta(minutes=7))
+    whole = CityData(reader, "urbanpulse", chunk=timedelta(days=2))
+    window = span(city)
+    for name, args in (("rollup", ("traffic_lane",)), ("dead_letters", ())):
+        kwargs = {"resolution": "1m"} if name == "rollup" else {}
+        one = getattr(whole, name)(*args, *window, site=city.site, **kwargs)
+        parts = list(getattr(data, f"iter_{name}")(*args, *window, site=city.site, **kwargs))
+        assert len(one) > 0, name
+        assert len(parts) > 1, name
+        pd.testing.assert_frame_equal(pd.concat(parts), one)
