@@ -45,8 +45,6 @@ class SeqRanges:
         self.span_key = None
         for name, value in state[1].items():
             setattr(self, name, value)
-        if not isinstance(self.previous, list):  # one numbering back, or none, as first kept
-            self.previous = [] if self.previous is None else [self.previous]
 
     def numbering_of(self, ts_ns: int) -> SeqRanges:
         """The numbering a reading stamped `ts_ns` belongs to: the oldest one whose newest
