@@ -16,7 +16,7 @@ from cloud.logic.events import Alert, NodeWatch, SensorWatch, check_readings
 from cloud.logic.lines import field_key, field_keys, float_text, float_texts, line, series_head, string_field
 from cloud.logic.recompute import RECOMPUTE, Recompute
 from cloud.logic.records import RP_1H, RP_1M, RP_RAW, NodeData, Point, dead_letter_point
-from cloud.logic.rollup import HOUR_NS, MINUTE_NS, OUT_OF_WINDOWS, SensorRollup, Window
+from cloud.logic.rollup import CLOCK_UNSYNCED, HOUR_NS, MINUTE_NS, OUT_OF_WINDOWS, SensorRollup, Window
 from cloud.logic.seqs import NEWEST_UNKNOWN, SeqRanges
 from urbanpulse.wire import KINDS, Reading, field_range
 
@@ -29,7 +29,6 @@ MAX_SENSORS_PER_NODE = 4096
 # in an hour (and the node's sum of spans) can exceed it: the ledger's counts stop there.
 INT64_MAX = 2**63 - 1
 OPEN = (-math.inf, math.inf)
-UNSYNCED = "clock_unsynced"  # a flag: the node says the reading's stamp may be far off
 # kind -> field -> the contract's range (urbanpulse.wire.field_range), for the hot loop
 _RANGES: dict[str, dict[str, tuple[float, float]]] = {}
 
@@ -166,7 +165,7 @@ class NodeState:
         ledger = LedgerHour()  # replaced at the first reading
         spans = ledger.seq_span
         for r in data.readings:
-            ts, sensor, kind, seq = r.ts_ns, r.sensor, r.kind, r.seq
+            ts, sensor, kind, seq, flags = r.ts_ns, r.sensor, r.kind, r.seq, r.flags
             part = sensors.get(sensor)
             if part is None:
                 if sensor not in self.seqs and len(self.seqs) >= MAX_SENSORS_PER_NODE:
@@ -190,10 +189,9 @@ class NodeState:
             ranges = seqs.ranges
             if ranges and seq == ranges[-1][1]:  # the next in order: SeqRanges.add, inlined
                 ranges[-1][1] = seq + 1
-                if seqs.newest_ns == NEWEST_UNKNOWN and not (r.flags and UNSYNCED in r.flags):
+                if seqs.newest_ns == NEWEST_UNKNOWN and CLOCK_UNSYNCED not in flags:
                     seqs.newest_ns = ts  # (an old snapshot's) the next in order is the newest
-            elif ts > seqs.newest_ns and ranges and seq < ranges[-1][1] and not (
-                    r.flags and UNSYNCED in r.flags):
+            elif ts > seqs.newest_ns and ranges and seq < ranges[-1][1] and CLOCK_UNSYNCED not in flags:
                 # Stamped after every reading taken, numbered at or below the highest: no
                 # redelivery (it would carry a stamp seen) and no gap filled late (numbers
                 # follow the stamps), so the numbering started again. A stamp its node says
@@ -202,7 +200,7 @@ class NodeState:
             elif not seqs.add(seq):  # seen before, and stamped so: a redelivery
                 ledger.duplicates += 1
                 continue
-            if ts > seqs.newest_ns and not (r.flags and UNSYNCED in r.flags):
+            if ts > seqs.newest_ns and CLOCK_UNSYNCED not in flags:  # else its stamp may be far off
                 seqs.newest_ns = ts
             span_key = seqs.span_key or sensor
             span = spans.get(span_key)  # LedgerHour.note, inlined
@@ -218,7 +216,6 @@ class NodeState:
                 part = self._sensor(site, node, sensor, kind)
             kinds[sensor] = kind
             values = r.values
-            flags = r.flags
             if len(values) == 1:  # float_fields(values), inlined; a bed pad sends one value
                 ((k, v),) = values.items()
                 text = f"{keys.get(k) or field_key(k)}={texts.get(v) or float_text(v)}"

@@ -19,7 +19,8 @@ HOUR_NS = 60 * MINUTE_NS
 # Readings flagged so are stored raw, but in no window, rollup, fault rule or drift step:
 # a warming-up sensor's zeros are not air quality, and a stamp from a clock not yet
 # synchronised (a Pi without RTC before NTP) would put the reading in some other minute.
-OUT_OF_WINDOWS = frozenset({"warmup", "clock_unsynced"})
+CLOCK_UNSYNCED = "clock_unsynced"
+OUT_OF_WINDOWS = frozenset({"warmup", CLOCK_UNSYNCED})
 
 
 @dataclass(slots=True)
