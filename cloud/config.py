@@ -6,14 +6,13 @@ The reference of every key is docs/cloud-config.md.
 from __future__ import annotations
 
 import ipaddress
-import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from urbanpulse.config_fields import only_known, read_toml, typed
+from urbanpulse.config_fields import finite_seconds, only_known, read_toml, typed
 from urbanpulse.errors import ConfigError
 
 T = TypeVar("T")
@@ -131,13 +130,6 @@ def _min(value: T, key: str, low: float) -> T:
     return value
 
 
-def _seconds(value: float, key: str, low: float) -> float:
-    """A duration: at least `low`, and finite (an infinite one would never end a wait)."""
-    if not math.isfinite(_min(value, key, low)):
-        raise ConfigError(key, f"must be a finite number of seconds, got {value!r}")
-    return value
-
-
 def _opt_path(value: str | None) -> Path | None:
     return None if value is None else Path(value)
 
@@ -210,7 +202,8 @@ def parse_cloud_config(raw: Mapping[str, Any]) -> CloudConfig:
         org=typed(i, "org", "influx", str, "urbanpulse"),
         reader_username=typed(i, "reader_username", "influx", str, "reader"),
         reader_password_file=_opt_path(typed(i, "reader_password_file", "influx", str, None)),
-        timeout_s=_seconds(typed(i, "timeout_s", "influx", float, 30.0), "influx.timeout_s", 0.5),
+        timeout_s=finite_seconds(_min(typed(i, "timeout_s", "influx", float, 30.0), "influx.timeout_s", 0.5),
+                                 "influx.timeout_s"),
     )
     s = _table(raw, "state", {"dir", "shared"})
     shared = typed(s, "shared", "state", bool, False)

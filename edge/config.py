@@ -6,7 +6,6 @@ be checked on a laptop before it goes to the node. Every error names the exact k
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +13,7 @@ from typing import Any, TypeVar
 
 from edge.clock_sync import CLOCK_CHECKS
 from edge.drivers.base import DRIVERS, load_driver
-from urbanpulse.config_fields import only_known, read_toml, typed
+from urbanpulse.config_fields import finite_seconds, only_known, read_toml, typed
 from urbanpulse.errors import ConfigError
 from urbanpulse.wire.payload import SENSOR_ID
 from urbanpulse.wire.topics import TopicError, validate_id
@@ -106,13 +105,6 @@ def _positive(value: T, key: str) -> T:
     return value
 
 
-def _finite(value: float, key: str) -> float:
-    # TOML has nan and inf; a wait of either never ends (nothing compares true with nan)
-    if not math.isfinite(value):
-        raise ConfigError(key, f"must be a finite number of seconds, got {value!r}")
-    return value
-
-
 def _table(raw: Mapping[str, Any], key: str, required: bool = True) -> Mapping[str, Any]:
     value = raw.get(key)
     if value is None and not required:
@@ -152,9 +144,9 @@ def parse_config(raw: Mapping[str, Any]) -> AgentConfig:
     delivery = typed(m, "delivery", "mqtt", str, "cloud")
     if delivery not in ("cloud", "broker"):
         raise ConfigError("mqtt.delivery", f"must be 'cloud' or 'broker', got {delivery!r}")
-    ack_timeout = _positive(_finite(typed(m, "ack_timeout_s", "mqtt", float, 120.0),
+    ack_timeout = _positive(finite_seconds(typed(m, "ack_timeout_s", "mqtt", float, 120.0),
                                     "mqtt.ack_timeout_s"), "mqtt.ack_timeout_s")
-    ack_timeout_max = _finite(typed(m, "ack_timeout_max_s", "mqtt", float,
+    ack_timeout_max = finite_seconds(typed(m, "ack_timeout_max_s", "mqtt", float,
                                     RESEND_WAIT_MAX_FACTOR * ack_timeout), "mqtt.ack_timeout_max_s")
     if ack_timeout_max < ack_timeout:
         raise ConfigError("mqtt.ack_timeout_max_s",

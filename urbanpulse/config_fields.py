@@ -3,6 +3,7 @@ names the full key and why, and nothing here does I/O."""
 
 from __future__ import annotations
 
+import math
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -43,3 +44,11 @@ def only_known(table: Mapping[str, Any], known: set[str], prefix: str) -> None:
     for key in table:
         if key not in known:
             raise ConfigError(f"{prefix}.{key}", f"unknown key (known: {', '.join(sorted(known))})")
+
+
+def finite_seconds(value: float, key: str) -> float:
+    """A duration read as a float: TOML has nan and inf, and a wait of either never ends
+    (nothing compares true with nan), so both are refused."""
+    if not math.isfinite(value):
+        raise ConfigError(key, f"must be a finite number of seconds, got {value!r}")
+    return value
