@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -94,11 +95,14 @@ def influx_client(stack: StackInfo) -> Iterator[Callable[[str | None], InfluxHTT
 # -- the edge agent on the session stack --------------------------------------------
 
 class Collector:
-    """Subscribes to a node's data as the cloud user and keeps every reading it sees."""
+    """Subscribes to a node's data as the cloud user and keeps every reading it sees, and
+    its status messages with the time each arrived (the broker publishes the node's will,
+    "offline", when it gives the node's connection up)."""
 
     def __init__(self, info: StackInfo, site: str, node: str) -> None:
         self.readings: list[Reading] = []
         self.statuses: list[bytes] = []
+        self._status_arrivals: list[float] = []  # time.monotonic() of each of `statuses`
         self._lock = threading.Lock()
         # A persistent session: the broker keeps the subscription and queues for it while
         # the collector reconnects after a broker restart.
@@ -113,6 +117,7 @@ class Collector:
                 self.readings.extend(decode_batch(msg.payload).readings)
             else:
                 self.statuses.append(msg.payload)
+                self._status_arrivals.append(time.monotonic())
 
     def start(self) -> None:
         subscribed = threading.Event()
@@ -124,6 +129,12 @@ class Collector:
     def seqs(self, sensor: str) -> list[int]:
         with self._lock:
             return sorted(r.seq for r in self.readings if r.sensor == sensor)
+
+    def first_status(self, state: str, after: float) -> float | None:
+        """When the first status of `state` ("online" or "offline") arrived after `after`."""
+        with self._lock:
+            return next((t for t, payload in zip(self._status_arrivals, self.statuses, strict=True)
+                         if t > after and f'"{state}"'.encode() in payload), None)
 
     def stop(self) -> None:
         self.client.disconnect()

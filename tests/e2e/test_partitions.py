@@ -13,7 +13,6 @@ import contextlib
 import os
 import re
 import signal
-import threading
 import time
 import tomllib
 from collections.abc import Callable, Iterator
@@ -33,10 +32,10 @@ from urbanpulse.mqtt import connect_and_wait, make_client
 from urbanpulse.stack import StackConfig, StackInfo
 from urbanpulse.stack.layout import Layout
 from urbanpulse.testing import wait_for
-from urbanpulse.wire import Reading, data_topic, encode_batch, status_topic
+from urbanpulse.wire import Reading, data_topic, encode_batch
 
 if TYPE_CHECKING:
-    from tests.conftest import CloudProcess
+    from tests.conftest import CloudProcess, Collector
 
 SITE = "hn-part"
 T0 = datetime(2026, 11, 28, 8, 0, tzinfo=UTC)
@@ -54,53 +53,6 @@ def _rewrite_cloud_config(path: Path, **tables: dict[str, Any]) -> None:
 
 def _noticed(start: float) -> float:
     return round(time.monotonic() - start, 1)
-
-
-class StatusWatch:
-    """Every status message of a node as the broker hands it out, with its arrival time:
-    the broker publishes the node's will ("offline") when it gives the connection up."""
-
-    def __init__(self, info: StackInfo, site: str, node: str) -> None:
-        self.seen: list[tuple[float, str]] = []
-        self._lock = threading.Lock()
-        self.client = make_client(f"watch-{node}", info.mqtt("cloud"), clean_start=True)
-        self.client.on_message = self._on_message
-        self.topic = status_topic(site, node)
-
-    def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
-        state = "offline" if b'"offline"' in msg.payload else "online"
-        with self._lock:
-            self.seen.append((time.monotonic(), state))
-
-    def start(self) -> None:
-        subscribed = threading.Event()
-        self.client.on_subscribe = lambda *a: subscribed.set()
-        connect_and_wait(self.client)
-        self.client.subscribe(self.topic, qos=1)
-        assert subscribed.wait(10), "subscription not acknowledged"
-
-    def first(self, state: str, after: float) -> float | None:
-        with self._lock:
-            return next((t for t, s in self.seen if s == state and t > after), None)
-
-    def stop(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
-
-
-@pytest.fixture
-def status_watch(stack: StackInfo) -> Iterator[Callable[[str, str], StatusWatch]]:
-    made: list[StatusWatch] = []
-
-    def make(site: str, node: str) -> StatusWatch:
-        w = StatusWatch(stack, site, node)
-        w.start()
-        made.append(w)
-        return w
-
-    yield make
-    for w in made:
-        w.stop()
 
 
 def _stored_seqs(reader: InfluxHTTP, measurement: str, node: str) -> list[int]:
@@ -194,11 +146,11 @@ def test_a_tls_connect_into_a_dead_link_leaves_no_socket_open(stack: StackInfo) 
 
 def test_node_partitioned_from_the_broker_past_its_keepalive_loses_and_doubles_nothing(
         make_node_config: Callable[..., Path], cloud_factory: Callable[..., CloudProcess],
-        reader: InfluxHTTP, stack: StackInfo, status_watch: Callable[[str, str], StatusWatch]) -> None:
+        reader: InfluxHTTP, stack: StackInfo, collector: Callable[[str, str], Collector]) -> None:
     node = "aq-part"
     cloud = cloud_factory("part-edge")
     cloud.start()
-    watch = status_watch(SITE, node)
+    watch = collector(SITE, node)
     wait_for(lambda: "ingest subscribed" in cloud.log(), 30, "the ingest to subscribe")
     with PartitionProxy(stack.mqtt_host, stack.mqtt_port) as proxy, _agent_reading_sds011(
             make_node_config, node, {"port": proxy.port, "keepalive_s": EDGE_KEEPALIVE_S},
@@ -212,7 +164,7 @@ def test_node_partitioned_from_the_broker_past_its_keepalive_loses_and_doubles_n
         wait_for(lambda: not publisher.state.connected, 15, "the node to notice the silent link",
                  every_s=0.02)
         edge_noticed = _noticed(cut)
-        offline_at = wait_for(lambda: watch.first("offline", cut), 15,
+        offline_at = wait_for(lambda: watch.first_status("offline", cut), 15,
                               "the broker to give the node up (its will)", every_s=0.02)
         broker_noticed = round(offline_at - cut, 1)
         # The node keeps trying while the link is dead: connections into the void.
