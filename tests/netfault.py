@@ -295,6 +295,12 @@ class PartitionProxy:
                 sock.close()
 
 
+def proxy_for_url(url: str) -> PartitionProxy:
+    """A proxy in front of the HTTP server at `url` (http://host:port, as InfluxDB's)."""
+    host, port = url.split("//", 1)[1].rstrip("/").rsplit(":", 1)
+    return PartitionProxy(host, int(port))
+
+
 def sockets_connected_to(port: int) -> int:
     """This process's TCP sockets whose remote end is 127.0.0.1:`port` (the clients' ends of
     links into the proxy; the proxy's own ends have it as their local port)."""

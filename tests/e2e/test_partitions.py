@@ -25,7 +25,7 @@ import pytest
 from edge.agent import Agent
 from firmware_bridge.protocols.sds011.emulator import Sds011Emulator
 from tests.agent_thread import agent_in_thread
-from tests.netfault import PartitionProxy, sockets_connected_to
+from tests.netfault import PartitionProxy, proxy_for_url, sockets_connected_to
 from urbanpulse.clock import to_epoch_ns
 from urbanpulse.influx_http import InfluxHTTP
 from urbanpulse.mqtt import connect_and_wait, make_client
@@ -280,18 +280,13 @@ def test_ingest_partitioned_from_the_broker_while_nodes_publish_loses_and_double
 INFLUX_TIMEOUT_S = 2.0
 
 
-def _influx_proxy(stack: StackInfo) -> PartitionProxy:
-    host, port = stack.influx_url.split("//", 1)[1].rstrip("/").rsplit(":", 1)
-    return PartitionProxy(host, int(port))
-
-
 def test_processor_partitioned_from_influxdb_times_out_retries_and_writes_everything_once(
         cloud_factory: Callable[..., CloudProcess], add_stack_node: Callable[[str, str], Any],
         reader: InfluxHTTP, stack: StackInfo) -> None:
     node = "co2-part-influx"
     creds = add_stack_node(SITE, node)
     readings = _co2(1200)
-    with _influx_proxy(stack) as proxy, NodePublisher(stack, creds, SITE, node) as nodes:
+    with proxy_for_url(stack.influx_url) as proxy, NodePublisher(stack, creds, SITE, node) as nodes:
         cloud = cloud_factory("part-influx")
         _rewrite_cloud_config(cloud.config_path, influx={
             "url": f"http://127.0.0.1:{proxy.port}", "timeout_s": INFLUX_TIMEOUT_S})
@@ -332,7 +327,7 @@ def test_sigterm_while_a_write_hangs_in_a_partition_stops_the_processor_promptly
     node = "co2-part-sigterm"
     creds = add_stack_node(SITE, node)
     readings = _co2(400)
-    with _influx_proxy(stack) as proxy, NodePublisher(stack, creds, SITE, node) as nodes:
+    with proxy_for_url(stack.influx_url) as proxy, NodePublisher(stack, creds, SITE, node) as nodes:
         cloud = cloud_factory("part-sigterm")
         # A timeout far beyond the test: the write hangs for as long as the partition lasts.
         _rewrite_cloud_config(cloud.config_path, influx={

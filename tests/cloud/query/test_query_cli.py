@@ -19,7 +19,7 @@ from cloud.logic.lines import line
 from cloud.query import CityData
 from cloud.query.cli import main
 from cloud.stack_config import cloud_config_for_stack, to_toml
-from tests.netfault import PartitionProxy
+from tests.netfault import proxy_for_url
 from urbanpulse.clock import to_epoch_ns
 from urbanpulse.influx_http import InfluxError, InfluxHTTP
 from urbanpulse.stack import StackInfo
@@ -261,9 +261,8 @@ def test_output_into_a_missing_directory_names_the_argument(
 def test_a_query_into_a_silent_database_fails_after_the_configs_timeout(
         db_ready: StackInfo, city: City, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """`influx.timeout_s` of the config bounds each request, as it does the processor's."""
-    host, port = db_ready.influx_url.removeprefix("http://").rsplit(":", 1)
-    with PartitionProxy(host, int(port)) as proxy:
-        config = write_config(db_ready, tmp_path, url=f"http://{host}:{proxy.port}", timeout_s=0.5)
+    with proxy_for_url(db_ready.influx_url) as proxy:
+        config = write_config(db_ready, tmp_path, url=f"http://127.0.0.1:{proxy.port}", timeout_s=0.5)
         assert main(["ledger", "--config", str(config), *window(city)]) == 0  # the link works
         capsys.readouterr()
         proxy.partition()
