@@ -93,9 +93,14 @@ def city(db_ready: StackInfo) -> City:
     now = datetime.now(UTC)
     base = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=3)
     written = City(f"q-{uuid.uuid4().hex[:10]}", base)
+    write_points(db_ready, city_points(written))
+    return written
+
+
+def write_points(db_ready: StackInfo, points: list[Point]) -> None:
+    """Through the processor's own writer, as the writer user; none refused."""
     creds = db_ready.influx("writer")
     with InfluxHTTP(creds.url, creds.username, creds.password()) as client:
         writer = InfluxWriter(client, db_ready.database, 5000)
-        writer.write(city_points(written))
+        writer.write(points)
         assert writer.stats.refused_requests == 0, writer.stats.last_error
-    return written

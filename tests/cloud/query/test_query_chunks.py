@@ -12,13 +12,12 @@ from cloud.logic.node import NodeState
 from cloud.logic.records import NodeData
 from cloud.query import CityData
 from cloud.query.timerange import MIN_CHUNK_NS, Chunks, TimeRange
-from cloud.sink import InfluxWriter
 from urbanpulse.clock import to_epoch_ns
 from urbanpulse.influx_http import InfluxHTTP
 from urbanpulse.stack import StackInfo
 from urbanpulse.wire import Reading
 
-from .conftest import HORIZON_NS, City
+from .conftest import HORIZON_NS, City, write_points
 
 READINGS = 300  # one every 30 s: 2.5 hours
 MIN = 60 * 10**9
@@ -33,11 +32,7 @@ def dense(db_ready: StackInfo, city: City) -> City:
                 for i in range(READINGS)]
     points = NodeState(HORIZON_NS, detect=False).process(
         NodeData(f"{site.site}/n", site.site, "n", start + READINGS * 30 * 10**9, readings))
-    creds = db_ready.influx("writer")
-    with InfluxHTTP(creds.url, creds.username, creds.password()) as client:
-        writer = InfluxWriter(client, db_ready.database, 5000)
-        writer.write(points)
-        assert writer.stats.refused_requests == 0, writer.stats.last_error
+    write_points(db_ready, points)
     return site
 
 

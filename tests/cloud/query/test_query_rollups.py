@@ -18,13 +18,12 @@ from cloud.logic.domain.hospital_site import HospitalSite
 from cloud.logic.node import NodeState
 from cloud.logic.records import NodeData, Point
 from cloud.query import CityData
-from cloud.sink import InfluxWriter
 from urbanpulse.clock import to_epoch_ns
 from urbanpulse.influx_http import InfluxHTTP
 from urbanpulse.stack import StackInfo
 from urbanpulse.wire import Reading
 
-from .conftest import HORIZON_NS, City
+from .conftest import HORIZON_NS, City, write_points
 from .helpers import rows
 
 pytestmark = pytest.mark.stack
@@ -85,11 +84,7 @@ def site(db_ready: StackInfo, city: City) -> City:
         points += state.process(NodeData(f"{written.site}/{node}", written.site, node, received,
                                           readings))
         points += hospital.process(written.site, state.take_site_updates())
-    creds = db_ready.influx("writer")
-    with InfluxHTTP(creds.url, creds.username, creds.password()) as client:
-        writer = InfluxWriter(client, db_ready.database, 5000)
-        writer.write(points)
-        assert writer.stats.refused_requests == 0, writer.stats.last_error
+    write_points(db_ready, points)
     return written
 
 
