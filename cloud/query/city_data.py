@@ -15,7 +15,7 @@ from cloud.config import load_cloud_config
 from cloud.logic.records import RP_1H, RP_1M, RP_RAW
 from cloud.query import catalog, influxql
 from cloud.query.errors import BadArgument, QueryError
-from cloud.query.frames import Schema, empty_index, to_frame
+from cloud.query.frames import FIELD_KEY_COLUMNS, Schema, empty_index, to_frame
 from cloud.query.timerange import Chunks, TimeRange, chunk_length_ns
 from urbanpulse.errors import ConfigError
 from urbanpulse.influx_http import InfluxError, InfluxHTTP, InfluxUnavailable
@@ -24,7 +24,6 @@ Tags = str | Sequence[str] | None
 # The first chunk per policy; later ones adapt to the rows they hold (cloud.query.timerange).
 FIRST_CHUNK = {RP_RAW: timedelta(hours=1), RP_1M: timedelta(days=1), RP_1H: timedelta(days=30)}
 CHUNK_ROWS = 100_000
-FIELD_KEY_COLUMNS = ["fieldKey", "fieldType"]
 LEDGER_TAGS = ("site", "node")
 LEDGER_COUNTS = ("duplicates", "expected", "late", "missing", "received", "restarts")
 POST_ABOVE_CHARS = 4000  # longer statements go in a POST body, not the URL

@@ -19,6 +19,9 @@ from cloud.query.errors import BadArgument
 
 # InfluxDB field type -> pandas dtype
 DTYPES = {"float": "float64", "integer": "Int64", "boolean": "boolean", "string": "object"}
+# The columns of a `SHOW FIELD KEYS` answer, and of a `SHOW TAG KEYS` one
+FIELD_KEY_COLUMNS = ["fieldKey", "fieldType"]
+TAG_KEY_COLUMNS = ["tagKey"]
 
 
 @dataclass(frozen=True)
@@ -33,9 +36,9 @@ class Schema:
         tags: set[str] = set()
         types: dict[str, set[str]] = {}
         for s in series:
-            if s["columns"] == ["tagKey"]:
+            if s["columns"] == TAG_KEY_COLUMNS:
                 tags.update(row[0] for row in s["values"])
-            elif s["columns"] == ["fieldKey", "fieldType"]:
+            elif s["columns"] == FIELD_KEY_COLUMNS:
                 for key, kind in s["values"]:
                     types.setdefault(key, set()).add(kind)
         return cls(tuple(tag_order(sorted(tags))), {k: _widest(types[k]) for k in sorted(types)})
