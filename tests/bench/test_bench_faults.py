@@ -7,6 +7,8 @@ import itertools
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
+from bench.faults.clean_days import main as clean_days_main
+from bench.faults.clean_days import pairs_of
 from bench.faults.door_tests import BLOCKED_AFTER_S, EVERY_S, WARM_S, DoorSelfTests
 from bench.faults.kiosk_lines import DEFAULTS as KIOSK
 from bench.faults.kiosk_lines import KioskLines
@@ -367,3 +369,13 @@ def test_paired_modules_find_a_drift_the_city_cannot_and_name_the_pair() -> None
     assert [(r.site, r.node, r.pair) for r in drifts] == [
         ("lang-ha", "aq-1", ("pms5003", "pms5003-b"))]
     assert 3600 < drifts[0].at_s < 4 * 3600 + GRACE_S
+
+
+def test_the_clean_days_count_the_pairs_and_every_drift_raised_as_false(capsys) -> None:  # type: ignore[no-untyped-def]
+    city = City.load()
+    assert pairs_of(city) == 0
+    # every air module of the default city (5 PM, 3 CO2) gets its second
+    assert pairs_of(with_module_pairs(city)) == 8
+    assert clean_days_main(["--seeds", "2001", "--days", "0.5"]) == 0
+    head = capsys.readouterr().out.splitlines()[0]
+    assert head.startswith("1 seeds x 0.5 clean days, 8 module pairs (4 pair-days): ")
