@@ -12,6 +12,8 @@ import http.client
 import json
 import socket
 import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -39,6 +41,34 @@ class InfluxUnavailable(InfluxError):
 
     def __init__(self, url: str, reason: str) -> None:
         super().__init__(0, f"{url} unavailable: {reason}")
+
+
+@dataclass
+class Series:
+    """One series of a statement's answer. `partial`: the server says more rows of it
+    follow (in a chunked answer) or were cut (see `InfluxHTTP.results`)."""
+
+    name: str
+    tags: dict[str, str]
+    columns: list[str]
+    values: list[list[Any]]
+    partial: bool = False
+
+
+@dataclass
+class Result:
+    """The answer to one statement. `partial`: the server says more of it follows (or
+    was cut); `messages`: the server's notes on it, as (level, text)."""
+
+    statement_id: int
+    series: list[Series] = field(default_factory=list)
+    partial: bool = False
+    messages: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        """No flag says that rows of this statement are missing."""
+        return not self.partial and not any(s.partial for s in self.series)
 
 
 class InfluxHTTP:
@@ -131,7 +161,32 @@ class InfluxHTTP:
         self, q: str, *, db: str | None = None, epoch: str | None = "ns", post: bool = False
     ) -> list[dict[str, Any]]:
         """Run InfluxQL; return every series of every statement as
-        {"name", "tags", "columns", "values"}. Statements that change things need post=True."""
+        {"name", "tags", "columns", "values"}. Statements that change things need post=True.
+        One answer as the server gives it: see `results` for its `partial` flags."""
+        return [
+            {"name": s.name, "tags": s.tags, "columns": s.columns, "values": s.values}
+            for result in self.results(q, db=db, epoch=epoch, post=post)
+            for s in result.series
+        ]
+
+    def results(
+        self,
+        q: str,
+        *,
+        db: str | None = None,
+        epoch: str | None = "ns",
+        post: bool = False,
+        chunk_size: int | None = None,
+    ) -> list[Result]:
+        """Run InfluxQL; one `Result` per statement answered, in order.
+
+        chunk_size=None asks for one answer. InfluxDB 1.x cuts it at its `max-row-limit`
+        (if set) and its `partial` flags are then no reliable sign of a cut: 1.6 flags no
+        series when the cut falls between two series, and flags a whole series of more than
+        10,000 rows as partial when nothing was cut.
+        chunk_size=N streams the answer in pieces of at most N rows (`chunked=true`), which
+        no row limit applies to; the pieces are joined here, so a flag still set on the
+        last piece of a statement or series means the stream ended before it did."""
         params = {"q": q}
         if db is not None:
             params["db"] = db
@@ -139,6 +194,11 @@ class InfluxHTTP:
             if epoch not in _EPOCHS:
                 raise ValueError(f"epoch must be one of {sorted(_EPOCHS)}, got {epoch!r}")
             params["epoch"] = epoch
+        if chunk_size is not None:
+            if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+                raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+            params["chunked"] = "true"
+            params["chunk_size"] = str(chunk_size)
         if post:
             body = urlencode(params).encode()
             status, data = self._request(
@@ -149,26 +209,15 @@ class InfluxHTTP:
         text = data.decode("utf-8", errors="replace")
         if status != 200:
             raise InfluxError(status, _error_text(text))
-        try:
-            decoded = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise InfluxError(status, f"answer is not JSON: {text[:200]}") from exc
-        if "error" in decoded:
-            raise InfluxError(status, str(decoded["error"]))
-        series: list[dict[str, Any]] = []
-        for result in decoded.get("results", []):
-            if "error" in result:
-                raise InfluxError(status, str(result["error"]))
-            for s in result.get("series", []):
-                series.append(
-                    {
-                        "name": s.get("name", ""),
-                        "tags": s.get("tags") or {},
-                        "columns": s.get("columns", []),
-                        "values": s.get("values", []),
-                    }
-                )
-        return series
+        results: list[Result] = []
+        for answer in _documents(status, text):
+            if "error" in answer:
+                raise InfluxError(status, str(answer["error"]))
+            for piece in answer.get("results", []):
+                if "error" in piece:
+                    raise InfluxError(status, str(piece["error"]))
+                _join(results, _result(piece))
+        return results
 
     def query_points(
         self, q: str, *, db: str | None = None, epoch: str | None = "ns"
@@ -202,3 +251,58 @@ def _error_text(text: str) -> str:
     if isinstance(decoded, dict) and "error" in decoded:
         return str(decoded["error"])
     return text
+
+
+def _documents(status: int, text: str) -> Iterator[dict[str, Any]]:
+    """The JSON documents of an answer: one, or one per piece of a chunked answer."""
+    decoder = json.JSONDecoder()
+    at = 0
+    while True:
+        while at < len(text) and text[at].isspace():
+            at += 1
+        if at == len(text):
+            return
+        try:
+            document, at = decoder.raw_decode(text, at)
+        except json.JSONDecodeError as exc:
+            raise InfluxError(status, f"answer is not JSON: {text[at:at + 200]}") from exc
+        if not isinstance(document, dict):
+            raise InfluxError(status, f"answer is not a JSON object: {text[:200]}")
+        yield document
+
+
+def _result(piece: dict[str, Any]) -> Result:
+    return Result(
+        statement_id=int(piece.get("statement_id", 0)),
+        series=[
+            Series(
+                name=s.get("name", ""),
+                tags=s.get("tags") or {},
+                columns=s.get("columns", []),
+                values=s.get("values") or [],
+                partial=bool(s.get("partial", False)),
+            )
+            for s in piece.get("series", [])
+        ],
+        partial=bool(piece.get("partial", False)),
+        messages=[(m.get("level", ""), m.get("text", "")) for m in piece.get("messages", [])],
+    )
+
+
+def _join(results: list[Result], piece: Result) -> None:
+    """A chunked answer's piece joined to what came before: the rows of a series the last
+    piece left partial go on in this one; the flags become this piece's."""
+    last = results[-1] if results else None
+    if last is None or last.statement_id != piece.statement_id:
+        results.append(piece)
+        return
+    series = piece.series
+    if last.series and series:
+        tail, head = last.series[-1], series[0]
+        if tail.partial and (tail.name, tail.tags, tail.columns) == (head.name, head.tags, head.columns):
+            tail.values.extend(head.values)
+            tail.partial = head.partial
+            series = series[1:]
+    last.series.extend(series)
+    last.partial = piece.partial
+    last.messages.extend(piece.messages)

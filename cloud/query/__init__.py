@@ -3,6 +3,7 @@ events and dead letters as pandas DataFrames (docs/analyst-queries.md)."""
 
 from cloud.query.catalog import EVENT_TYPES, POLICIES, ROLLUPS
 from cloud.query.city_data import CityData
-from cloud.query.errors import BadArgument, QueryError
+from cloud.query.errors import BadArgument, IncompleteAnswer, QueryError
 
-__all__ = ["EVENT_TYPES", "POLICIES", "ROLLUPS", "BadArgument", "CityData", "QueryError"]
+__all__ = ["EVENT_TYPES", "POLICIES", "ROLLUPS", "BadArgument", "CityData", "IncompleteAnswer",
+           "QueryError"]

@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -14,11 +13,11 @@ import pandas as pd
 from cloud.config import load_cloud_config
 from cloud.logic.records import RP_1H, RP_1M, RP_RAW
 from cloud.query import catalog, influxql
-from cloud.query.errors import BadArgument, QueryError
-from cloud.query.frames import FIELD_KEY_COLUMNS, Schema, empty_index, to_frame
+from cloud.query.errors import BadArgument, IncompleteAnswer, QueryError
+from cloud.query.frames import Schema, empty_index, to_frame
 from cloud.query.timerange import Chunks, TimeRange, chunk_length_ns
 from urbanpulse.errors import ConfigError
-from urbanpulse.influx_http import InfluxError, InfluxHTTP, InfluxUnavailable
+from urbanpulse.influx_http import InfluxError, InfluxHTTP, InfluxUnavailable, Result
 
 Tags = str | Sequence[str] | None
 # The first chunk per policy; later ones adapt to the rows they hold (cloud.query.timerange).
@@ -27,6 +26,10 @@ CHUNK_ROWS = 100_000
 LEDGER_TAGS = ("site", "node")
 LEDGER_COUNTS = ("duplicates", "expected", "late", "missing", "received", "restarts")
 POST_ABOVE_CHARS = 4000  # longer statements go in a POST body, not the URL
+# Each answer is streamed (chunked=true) in pieces of at most this many rows: InfluxDB's
+# max-row-limit does not apply to a streamed answer, and its `partial` flags then say
+# exactly whether rows are missing (urbanpulse.influx_http.InfluxHTTP.results).
+STREAM_ROWS = 10_000
 
 
 class CityData:
@@ -45,7 +48,7 @@ class CityData:
         self.database = database
         self._first_ns = None if chunk is None else chunk_length_ns(chunk)
         self._chunk_rows = chunk_rows
-        self.requests = 0  # statements sent, for callers watching the cost of a range
+        self.requests = 0  # requests sent, for callers watching the cost of a range
         self._owns_client = False
 
     @classmethod
@@ -235,34 +238,35 @@ class CityData:
 
     def _chunks(self, span: TimeRange, rp: str, name: str, tags: dict[str, tuple[str, ...]],
                 fields: tuple[str, ...] | None) -> Iterator[pd.DataFrame]:
-        stored = Schema.from_series(self._query(influxql.schema(rp, name)))
-        schema = stored.select(fields, f"{rp}.{name}")
-        _check_tag_keys(tags, stored, f"{rp}.{name}")
+        where = f"{rp}.{name}"
+        keys = self._query(influxql.schema(rp, name))
+        if not _whole(keys, statements=2):
+            raise IncompleteAnswer(where, span.start_ns, span.end_ns, "naming its tags and fields")
+        stored = Schema.from_series([s for r in keys for s in r.series])
+        schema = stored.select(fields, where)
+        _check_tag_keys(tags, stored, where)
         first = self._first_ns if self._first_ns is not None else chunk_length_ns(FIRST_CHUNK[rp])
         chunks = Chunks(span, first, self._chunk_rows)
         while (part := chunks.next_span()) is not None:
             lo, hi = part
-            # The field keys after the rows: InfluxDB drops the statements after the one that
-            # reached its max-row-limit, so their absence tells an answer that may be cut.
-            answer = self._query(f"{influxql.select(rp, name, fields, tags, lo, hi)}; "
-                                 f"{influxql.field_keys(rp, name)}")
-            rows = [s for s in answer if s["columns"][:1] == ["time"]]
-            if rows and not any(s["columns"] == FIELD_KEY_COLUMNS for s in answer):
+            answer = self._query(influxql.select(rp, name, fields, tags, lo, hi))
+            if not _whole(answer, statements=1):
+                # A streamed answer cut short: what cut it may let a shorter one through.
                 if hi - lo == 1:
-                    raise QueryError(f"{rp}.{name}: the points of one nanosecond ({lo}) exceed "
-                                     "InfluxDB's max-row-limit ([http] in its config): raise it")
+                    raise IncompleteAnswer(where, lo, hi, "even for one nanosecond")
                 chunks.cut()
                 continue
-            frame = to_frame(rows, schema)
+            frame = to_frame(answer[0].series, schema)
             chunks.fetched(hi, len(frame))
             yield frame
 
-    def _query(self, statement: str) -> list[dict[str, Any]]:
+    def _query(self, statement: str) -> list[Result]:
         self.requests += 1
         url = self.client.url
         try:
-            return self.client.query(statement, db=self.database, epoch="ns",
-                                     post=len(statement) > POST_ABOVE_CHARS)
+            return self.client.results(statement, db=self.database, epoch="ns",
+                                       post=len(statement) > POST_ABOVE_CHARS,
+                                       chunk_size=STREAM_ROWS)
         except InfluxUnavailable as exc:
             raise QueryError(f"InfluxDB at {url} did not answer: {exc.body}") from exc
         except InfluxError as exc:
@@ -283,6 +287,12 @@ def _concat(frames: Iterator[pd.DataFrame]) -> pd.DataFrame:
         frame = parts[0].iloc[0:0] if parts else pd.DataFrame(index=empty_index())
         return frame
     return nonempty[0] if len(nonempty) == 1 else pd.concat(nonempty)
+
+
+def _whole(answer: list[Result], statements: int) -> bool:
+    """Every statement answered, and no flag left saying that rows are missing."""
+    return ([r.statement_id for r in answer] == list(range(statements))
+            and all(r.complete for r in answer))
 
 
 def _check_tag_keys(tags: dict[str, tuple[str, ...]], stored: Schema, where: str) -> None:

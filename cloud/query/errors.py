@@ -1,10 +1,13 @@
-"""The query package's errors: a bad argument (found before any I/O) or a failed query."""
+"""The query package's errors: a bad argument (found before any I/O), a failed query, and an
+answer InfluxDB cut short."""
 
 from __future__ import annotations
 
+import pandas as pd
+
 from cloud.errors import QueryError
 
-__all__ = ["BadArgument", "QueryError"]
+__all__ = ["BadArgument", "IncompleteAnswer", "QueryError"]
 
 
 class BadArgument(QueryError):
@@ -14,3 +17,15 @@ class BadArgument(QueryError):
         super().__init__(f"{argument}: {reason}")
         self.argument = argument
         self.reason = reason
+
+
+class IncompleteAnswer(QueryError):
+    """InfluxDB's answer for `measurement` ("rp.name") over [start, end) ended before its
+    last rows, and asking for less did not help: nothing is returned rather than a part."""
+
+    def __init__(self, measurement: str, start_ns: int, end_ns: int, what: str) -> None:
+        self.measurement = measurement
+        self.start = pd.Timestamp(start_ns, tz="UTC")
+        self.end = pd.Timestamp(end_ns, tz="UTC")
+        super().__init__(f"{measurement} from {self.start.isoformat()} to {self.end.isoformat()}: "
+                         f"InfluxDB's answer {what} ended before its last rows (partial)")

@@ -16,6 +16,7 @@ import pandas as pd
 
 from cloud.query.catalog import tag_order
 from cloud.query.errors import BadArgument
+from urbanpulse.influx_http import Series
 
 # InfluxDB field type -> pandas dtype
 DTYPES = {"float": "float64", "integer": "Int64", "boolean": "boolean", "string": "object"}
@@ -30,16 +31,16 @@ class Schema:
     fields: dict[str, str]  # field key -> InfluxDB type, in column order
 
     @classmethod
-    def from_series(cls, series: list[dict[str, Any]]) -> Schema:
+    def from_series(cls, series: Sequence[Series]) -> Schema:
         """From `SHOW TAG KEYS` and `SHOW FIELD KEYS` answers, every field in name order. A
         key stored with several types (in different shards) gets the one that holds them all."""
         tags: set[str] = set()
         types: dict[str, set[str]] = {}
         for s in series:
-            if s["columns"] == TAG_KEY_COLUMNS:
-                tags.update(row[0] for row in s["values"])
-            elif s["columns"] == FIELD_KEY_COLUMNS:
-                for key, kind in s["values"]:
+            if s.columns == TAG_KEY_COLUMNS:
+                tags.update(row[0] for row in s.values)
+            elif s.columns == FIELD_KEY_COLUMNS:
+                for key, kind in s.values:
                     types.setdefault(key, set()).add(kind)
         return cls(tuple(tag_order(sorted(tags))), {k: _widest(types[k]) for k in sorted(types)})
 
@@ -73,21 +74,21 @@ def empty_index() -> pd.DatetimeIndex:
     return pd.DatetimeIndex([], dtype="datetime64[ns, UTC]", name="time")
 
 
-def to_frame(series: list[dict[str, Any]], schema: Schema) -> pd.DataFrame:
+def to_frame(series: Sequence[Series], schema: Schema) -> pd.DataFrame:
     """Rows of `SELECT ... GROUP BY *` answers in time order (ties by tags); a missing tag
     is None. The index is the UTC time, named `time`."""
     times: list[int] = []
     columns: dict[str, list[Any]] = {c: [] for c in schema.columns}
     for s in series:
-        rows = s["values"]
+        rows = s.values
         if not rows:
             continue
         n = len(rows)
-        where = {c: i for i, c in enumerate(s["columns"])}
+        where = {c: i for i, c in enumerate(s.columns)}
         t = where["time"]
         times.extend(row[t] for row in rows)
         for tag in schema.tags:
-            columns[tag].extend([s["tags"].get(tag) or None] * n)
+            columns[tag].extend([s.tags.get(tag) or None] * n)
         for name in schema.fields:
             i = where.get(name)
             columns[name].extend([None] * n if i is None else [row[i] for row in rows])

@@ -8,11 +8,14 @@ other tests' data in the shared database never matches the filters.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
+from bench.influx.server import Server
 from cloud.logic.domain.hospital_site import HospitalSite
 from cloud.logic.events import EVENTS, NODE_KIND
 from cloud.logic.lines import line
@@ -24,7 +27,7 @@ from urbanpulse.influx_http import InfluxHTTP
 from urbanpulse.stack import StackInfo
 from urbanpulse.wire import Reading
 
-HORIZON_NS = 6 * 3600 * 10**9
+from .scratch_influx import HORIZON_NS, LIMIT, fill, scratch_influx
 
 
 @dataclass(frozen=True)
@@ -104,3 +107,19 @@ def write_points(db_ready: StackInfo, points: list[Point]) -> None:
         writer = InfluxWriter(client, db_ready.database, 5000)
         writer.write(points)
         assert writer.stats.refused_requests == 0, writer.stats.last_error
+
+
+@pytest.fixture(scope="session")
+def limited_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """An InfluxDB of its own whose max-row-limit is LIMIT, filled (scratch_influx.fill)."""
+    with scratch_influx(Path(tmp_path_factory.mktemp("influx")), LIMIT) as server:
+        with server.client("admin") as client:
+            fill(client)
+        yield server
+
+
+@pytest.fixture
+def limited(limited_server: Server) -> Iterator[InfluxHTTP]:
+    """The admin's client of `limited_server`."""
+    with limited_server.client("admin") as client:
+        yield client

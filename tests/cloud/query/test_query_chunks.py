@@ -17,7 +17,8 @@ from urbanpulse.influx_http import InfluxHTTP
 from urbanpulse.stack import StackInfo
 from urbanpulse.wire import Reading
 
-from .conftest import HORIZON_NS, City, write_points
+from .conftest import City, write_points
+from .scratch_influx import HORIZON_NS
 
 READINGS = 300  # one every 30 s: 2.5 hours
 MIN = 60 * 10**9

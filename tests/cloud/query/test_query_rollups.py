@@ -23,8 +23,9 @@ from urbanpulse.influx_http import InfluxHTTP
 from urbanpulse.stack import StackInfo
 from urbanpulse.wire import Reading
 
-from .conftest import HORIZON_NS, City, write_points
+from .conftest import City, write_points
 from .helpers import rows
+from .scratch_influx import HORIZON_NS
 
 pytestmark = pytest.mark.stack
 HOUR = 3600
