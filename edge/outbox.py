@@ -9,6 +9,10 @@ Drivers that count (door totals, ticket numbers) keep their state in `driver_sta
 written in the same transaction as the readings it produced: after a crash the state and
 the readings agree, so nothing is counted twice or lost between them.
 
+The outbox names its numbering (`numbering`: 16 random hex digits, made with the outbox and
+sent with every batch): a node that lost its state numbers from 0 again under a new name,
+so the cloud never takes its readings for ones it has seen.
+
 Eviction (when the outbox is full by count, or rows are older than max_age): the oldest
 rows go first, and the number evicted is kept in `meta` and reported in the heartbeat, so
 the cloud's delivery ledger can tell "missing" from "not yet arrived".
@@ -17,6 +21,7 @@ the cloud's delivery ledger can tell "missing" from "not yet arrived".
 from __future__ import annotations
 
 import json
+import secrets
 import sqlite3
 import threading
 from collections.abc import Mapping, Sequence
@@ -70,8 +75,22 @@ class Outbox:
     def open(self) -> Outbox:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         db = self._db()
-        db.executescript(_SCHEMA)
+        try:
+            db.executescript(_SCHEMA)
+            # An outbox made before names were kept gets one now: it names the numbers
+            # that continue.
+            db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('numbering', ?)",
+                       (secrets.randbits(63),))
+        except sqlite3.Error as exc:
+            raise OutboxError(f"cannot set up the outbox {self.path}: {exc}") from exc
         return self
+
+    def numbering(self) -> str:
+        """The name of this outbox's sequence numbering (urbanpulse.wire's `numbering`)."""
+        row = self._db().execute("SELECT value FROM meta WHERE key = 'numbering'").fetchone()
+        if row is None:
+            raise OutboxError(f"the outbox {self.path} is not open (it has no numbering)")
+        return f"{int(row[0]):016x}"
 
     def _db(self) -> sqlite3.Connection:
         db: sqlite3.Connection | None = getattr(self._local, "db", None)

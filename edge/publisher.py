@@ -105,6 +105,7 @@ class Publisher:
         self._backing_off = False  # a batch went unconfirmed since the waits were last cut
         self._cut_at: float | None = None  # clock.monotonic() when they were
         self._boot = secrets.token_hex(8)
+        self._numbering: str | None = None  # the outbox's, read at the first send
         self._batches = 0
         self._live_cursor = 0
         self._backlog_cursor = 0
@@ -381,9 +382,11 @@ class Publisher:
     def _send(self, client: Client, rows: list[OutboxRow]) -> None:
         self._batches += 1
         batch = f"{self._boot}.{self._batches}"
+        if self._numbering is None:
+            self._numbering = self.outbox.numbering()
         try:
             payload = encode_batch(self.config.node.site, self.config.node.id,
-                                   [r.reading for r in rows], batch=batch)
+                                   [r.reading for r in rows], batch=batch, numbering=self._numbering)
         except WireError as exc:
             if exc.code == "too_large" and len(rows) > 1:
                 half = len(rows) // 2

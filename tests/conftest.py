@@ -101,6 +101,7 @@ class Collector:
 
     def __init__(self, info: StackInfo, site: str, node: str) -> None:
         self.readings: list[Reading] = []
+        self.numberings: set[str | None] = set()  # the data batches' numbering ids
         self.statuses: list[bytes] = []
         self._status_arrivals: list[float] = []  # time.monotonic() of each of `statuses`
         self._lock = threading.Lock()
@@ -114,7 +115,9 @@ class Collector:
         t = parse_topic(msg.topic)
         with self._lock:
             if t.stream == "data":
-                self.readings.extend(decode_batch(msg.payload).readings)
+                batch = decode_batch(msg.payload)
+                self.readings.extend(batch.readings)
+                self.numberings.add(batch.numbering)
             else:
                 self.statuses.append(msg.payload)
                 self._status_arrivals.append(time.monotonic())

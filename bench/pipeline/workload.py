@@ -8,6 +8,7 @@ forward roughly together on every node.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import pickle
 from collections import Counter
@@ -112,11 +113,19 @@ def generate(readings: int, *, replicas: int = 1, batch: int = 500, seed: int = 
             while len(buf) >= batch and made < readings:
                 chunk, buf[:] = buf[:batch], buf[batch:]
                 messages.append(Message(nb.site, nb.node, data_topic(nb.site, nb.node),
-                                        encode_batch(nb.site, nb.node, chunk), len(chunk)))
+                                        encode_batch(nb.site, nb.node, chunk,
+                                                     numbering=numbering_of(nb.site, nb.node)),
+                                        len(chunk)))
                 made += len(chunk)
         if gen.position > (now - sim.start).total_seconds():
             raise PipelineBenchError("the simulation reached the present before making enough readings")
     return _summarise(messages)
+
+
+def numbering_of(site: str, node: str) -> str:
+    """A node's numbering id, as its outbox names it: fixed per node here, so that every run
+    of the benchmark sends the same bytes."""
+    return hashlib.blake2b(f"{site}/{node}".encode(), digest_size=8).hexdigest()
 
 
 Scheduled = tuple[float, Message]  # (seconds after the start, message)

@@ -156,7 +156,7 @@ class NodeState:
         detect = self.detect
         site, node = data.site, data.node
         self.site, self.node = site, node
-        received_ns = data.received_ns
+        received_ns, numbering = data.received_ns, data.numbering
         ledgers, sensors, kinds = self.ledger, self._sensors, self.kinds
         keys, texts = field_keys(), float_texts()
         ranges_of = _RANGES
@@ -182,8 +182,10 @@ class NodeState:
                 spans = ledger.seq_span
             ledger.received += 1
             seqs = part[SEQS]
-            old = False  # stamped before the numbering restarted: a reading of an old numbering
-            if seqs.previous:
+            old = False  # a reading of a numbering before the sensor's current one
+            if numbering is not None and numbering != seqs.numbering:
+                seqs, old = self._numbering(sensor, seqs, numbering, seq, ts, flags, ledger)
+            elif seqs.previous and numbering is None:  # unnamed: its stamp tells
                 seqs = seqs.numbering_of(ts)
                 old = seqs is not part[SEQS]
             ranges = seqs.ranges
@@ -191,12 +193,9 @@ class NodeState:
                 ranges[-1][1] = seq + 1
                 if seqs.newest_ns == NEWEST_UNKNOWN and CLOCK_UNSYNCED not in flags:
                     seqs.newest_ns = ts  # (an old snapshot's) the next in order is the newest
-            elif ts > seqs.newest_ns and ranges and seq < ranges[-1][1] and CLOCK_UNSYNCED not in flags:
-                # Stamped after every reading taken, numbered at or below the highest: no
-                # redelivery (it would carry a stamp seen) and no gap filled late (numbers
-                # follow the stamps), so the numbering started again. A stamp its node says
-                # is not synchronised tells nothing of the kind.
-                self._restarted(sensor, seqs, seq, ts, ledger)
+            elif (not old and ts > seqs.newest_ns and ranges and seq < ranges[-1][1]
+                  and CLOCK_UNSYNCED not in flags):  # SeqRanges.starts_again, inlined
+                self._restarted(sensor, seqs, seq, ts, ledger, numbering)
             elif not seqs.add(seq):  # seen before, and stamped so: a redelivery
                 ledger.duplicates += 1
                 continue
@@ -304,15 +303,32 @@ class NodeState:
         part = self._sensors[sensor] = [kind, head, seqs, self.minute.get(sensor), self.hour.get(sensor)]
         return part
 
-    def _restarted(self, sensor: str, seqs: SeqRanges, seq: int, ts: int, ledger: LedgerHour
-                   ) -> None:
-        """A number seen before, stamped after every reading taken: the sensor's numbering
-        started again. The old numbers are kept apart (the ledger's spans too: the new
-        numbering's is named by the restart's stamp), and what the fault rules learnt from
-        them is forgotten (they judge gaps and order by the numbers)."""
-        seqs.restart(seq, f"{sensor}#{ts}")
+    def _restarted(self, sensor: str, seqs: SeqRanges, seq: int | None, ts: int,
+                   ledger: LedgerHour, numbering: str | None = None) -> None:
+        """The sensor's numbering started again (a number seen before, stamped after every
+        reading taken; or a numbering named anew). The old numbers are kept apart (the
+        ledger's spans too: the new numbering's is named by the restart's stamp), and what
+        the fault rules learnt from them is forgotten (they judge gaps and order by the
+        numbers)."""
+        seqs.restart(seq, f"{sensor}#{ts}", numbering)
         ledger.restarts += 1
         self.watch.pop(sensor, None)
+
+    def _numbering(self, sensor: str, seqs: SeqRanges, numbering: str, seq: int, ts: int,
+                   flags: tuple[str, ...], ledger: LedgerHour) -> tuple[SeqRanges, bool]:
+        """The numbering a reading named `numbering` belongs to, the sensor's current one
+        being named otherwise (or not at all), and whether it is an earlier one. A name
+        kept from before is that numbering; an unnamed current numbering takes the first
+        name it is sent with (an agent that began to send names), unless the stamps say the
+        numbering started again; any other name is a new numbering, started empty."""
+        known = seqs.named(numbering)
+        if known is not None:
+            return known, True
+        if seqs.numbering is None and (CLOCK_UNSYNCED in flags or not seqs.starts_again(seq, ts)):
+            seqs.numbering = numbering
+            return seqs, False
+        self._restarted(sensor, seqs, None, ts, ledger, numbering)
+        return seqs, False
 
     def _rollup(self, part: list[Any], which: int, sensor: str) -> SensorRollup:
         """The sensor's rollup at one width, made at its first reading that counts."""

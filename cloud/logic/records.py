@@ -42,6 +42,7 @@ from urbanpulse.wire.payload import (
     FLAGS,
     FUTURE_TOLERANCE,
     MAX_SEQ,
+    NUMBERING_ID,
     SENSOR_ID,
     finite,
     is_sensor_id,
@@ -69,6 +70,7 @@ class NodeData:
     received_ns: int
     readings: list[Reading]
     status: Heartbeat | None = None  # a status message's health (then no readings)
+    numbering: str | None = None  # the batch's numbering id (urbanpulse.wire), if it names one
 
 
 def dead_letter(rec: JournalRecord, site: str, node: str, code: str, detail: str, raw: bytes,
@@ -105,10 +107,11 @@ def decode_record(rec: JournalRecord, max_dead_letter_bytes: int) -> tuple[NodeD
             return None, [point]
         return NodeData(f"{topic.site}/{topic.node}", topic.site, topic.node, rec.received_ns,
                         [], beat), [point]
-    readings = _sound_readings(rec.payload, topic.site, topic.node, rec.received_ns)
-    if readings is not None:
+    sound = _sound_readings(rec.payload, topic.site, topic.node, rec.received_ns)
+    if sound is not None:
+        readings, numbering = sound
         return (NodeData(f"{topic.site}/{topic.node}", topic.site, topic.node, rec.received_ns,
-                         readings) if readings else None), []
+                         readings, None, numbering) if readings else None), []
     try:
         batch = decode_batch(rec.payload, site=topic.site, node=topic.node, now_ns=rec.received_ns)
     except WireError as exc:
@@ -120,11 +123,11 @@ def decode_record(rec: JournalRecord, max_dead_letter_bytes: int) -> tuple[NodeD
         for r in batch.rejected
     ]
     data = NodeData(f"{topic.site}/{topic.node}", topic.site, topic.node, rec.received_ns,
-                    batch.readings) if batch.readings else None
+                    batch.readings, None, batch.numbering) if batch.readings else None
     return data, points
 
 
-_BODY_KEYS = frozenset({"v", "site", "node", "batch", "units", "readings"})
+_BODY_KEYS = frozenset({"v", "site", "node", "batch", "numbering", "units", "readings"})
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 _FUTURE_NS = int(FUTURE_TOLERANCE.total_seconds() * 1e9)
@@ -134,9 +137,10 @@ _INT_AS_FLOAT = 2.0**63
 _NO_FLAGS: tuple[str, ...] = ()
 
 
-def _sound_readings(payload: bytes, site: str, node: str, now_ns: int) -> list[Reading] | None:
-    """The readings of a data payload whose every reading the contract accepts, equal to
-    `decode_batch(...).readings` (same values, stamps and flags, in order); None when the
+def _sound_readings(payload: bytes, site: str, node: str, now_ns: int
+                    ) -> tuple[list[Reading], str | None] | None:
+    """The readings and numbering id of a data payload whose every reading the contract
+    accepts, equal to `decode_batch(...)`'s (same values, stamps and flags, in order); None when the
     payload is anything else, for `decode_batch` to decide. The shapes taken here are
     bounded (numbers in values, strings in flags and units), so no nesting depth or
     integer size that json refuses can hide in a part this pass does not read."""
@@ -149,6 +153,9 @@ def _sound_readings(payload: bytes, site: str, node: str, now_ns: int) -> list[R
     if (type(body) is not dict or not body.keys() <= _BODY_KEYS or body.get("v") != CONTRACT_VERSION
             or body.get("site") != site or body.get("node") != node
             or type(body.get("batch", "")) is not str):
+        return None
+    numbering = body.get("numbering")
+    if numbering is not None and (type(numbering) is not str or not NUMBERING_ID.fullmatch(numbering)):
         return None
     units = body.get("units")
     raws = body.get("readings")
@@ -212,7 +219,7 @@ def _sound_readings(payload: bytes, site: str, node: str, now_ns: int) -> list[R
                 return None
             flags = tuple(flags)
         out.append(Reading(sensor, kind, ts_ns, seq, values, flags))
-    return out
+    return out, numbering
 
 
 def _sound_fields(kind: str, values: dict[str, Any], units: dict[str, Any]) -> tuple[str, ...] | None:

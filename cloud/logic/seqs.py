@@ -14,6 +14,11 @@ a wiped state directory). `restart` keeps the numbers seen so far in `previous` 
 redelivered or late: `numbering_of` finds a reading's numbering by its stamp. A numbering
 taken in no longer grows its newest stamp, so each one's stamps lie before the next one's.
 `span_key` names the numbering in the ledger's spans (None: the sensor's first).
+
+A node that names its numbering (the batch's `numbering` id, made with its outbox) says
+outright which numbering a reading belongs to: `numbering` is the id the sensor's numbers
+came with (None: unnamed, from an older agent), and `named` finds an earlier one by it.
+The stamps still decide for readings that come unnamed.
 """
 
 from __future__ import annotations
@@ -29,22 +34,41 @@ MAX_NUMBERINGS_BACK = 8  # a node losing its state more often than this in a hor
 
 
 class SeqRanges:
-    __slots__ = ("given_up", "max_ranges", "newest_ns", "previous", "ranges", "span_key")
+    __slots__ = ("given_up", "max_ranges", "newest_ns", "numbering", "previous", "ranges",
+                 "span_key")
 
-    def __init__(self, max_ranges: int = 64, span_key: str | None = None) -> None:
+    def __init__(self, max_ranges: int = 64, span_key: str | None = None,
+                 numbering: str | None = None) -> None:
         self.ranges: list[list[int]] = []
         self.max_ranges = max_ranges
         self.given_up = 0
         self.newest_ns = -1
         self.previous: list[SeqRanges] = []  # the numberings before restarts, oldest first
         self.span_key = span_key
+        self.numbering = numbering
 
     def __setstate__(self, state: tuple[None, dict[str, Any]]) -> None:
         self.newest_ns = NEWEST_UNKNOWN
         self.previous = []
         self.span_key = None
+        self.numbering = None
         for name, value in state[1].items():
             setattr(self, name, value)
+
+    def named(self, numbering: str) -> SeqRanges | None:
+        """The earlier numbering named `numbering`, if one is kept."""
+        for before in reversed(self.previous):
+            if before.numbering == numbering:
+                return before
+        return None
+
+    def starts_again(self, seq: int, ts_ns: int) -> bool:
+        """`seq` at or below the highest seen, stamped after every reading taken: no
+        redelivery (it would carry a stamp seen) and no gap filled late (numbers follow the
+        stamps), so the numbering started again. (The caller leaves out stamps its node says
+        are not synchronised: they tell nothing of the kind.)"""
+        r = self.ranges
+        return bool(r) and ts_ns > self.newest_ns and seq < r[-1][1]
 
     def numbering_of(self, ts_ns: int) -> SeqRanges:
         """The numbering a reading stamped `ts_ns` belongs to: the oldest one whose newest
@@ -54,15 +78,19 @@ class SeqRanges:
                 return before
         return self
 
-    def restart(self, seq: int, span_key: str) -> None:
-        """The numbering started again at `seq`: the numbers seen so far join `previous`
-        (past MAX_NUMBERINGS_BACK, the oldest is forgotten)."""
-        before = SeqRanges(self.max_ranges, self.span_key)
+    def restart(self, seq: int | None, span_key: str, numbering: str | None = None) -> None:
+        """The numbering started again, at `seq` (None: nothing seen of it yet), named
+        `numbering`: the numbers seen so far join `previous` (past MAX_NUMBERINGS_BACK, the
+        oldest is forgotten), and the newest stamp starts afresh (a new card's clock may lag
+        the old one's)."""
+        before = SeqRanges(self.max_ranges, self.span_key, self.numbering)
         before.ranges, before.given_up, before.newest_ns = self.ranges, self.given_up, self.newest_ns
         self.previous = [*self.previous, before][-MAX_NUMBERINGS_BACK:]
-        self.ranges = [[seq, seq + 1]]
+        self.ranges = [] if seq is None else [[seq, seq + 1]]
         self.given_up = 0
+        self.newest_ns = -1
         self.span_key = span_key
+        self.numbering = numbering
 
     def add(self, seq: int) -> bool:
         """Record `seq`; True if it is new, False if it was seen before."""

@@ -43,6 +43,16 @@ def test_round_trip_keeps_every_field() -> None:
     assert parsed.rejected == []
 
 
+def test_the_numbering_id_goes_with_the_batch_and_may_be_absent() -> None:
+    r = Reading("pm-1", "air.pm", TS, 3, {"pm25": 41.5, "pm10": 60.0})
+    named = encode_batch("hn-hoankiem", "aq-01", [r], batch="9f3c.1", numbering="0123456789abcdef")
+    assert json.loads(named)["numbering"] == "0123456789abcdef"
+    assert decode_batch(named).numbering == "0123456789abcdef"
+    assert decode_batch(encode_batch("hn-hoankiem", "aq-01", [r])).numbering is None
+    with pytest.raises(WireError, match="bad_numbering"):
+        encode_batch("hn-hoankiem", "aq-01", [r], numbering="node-7")
+
+
 def test_topic_layout() -> None:
     assert data_topic("hn-hoankiem", "aq-01") == "urbanpulse/v1/hn-hoankiem/aq-01/data"
     t = parse_topic("urbanpulse/v1/hn-hoankiem/aq-01/status")
@@ -104,6 +114,9 @@ def test_good_readings_survive_a_bad_neighbour() -> None:
     # Past Python's 4,300-digit limit for int(); nested past the recursion limit.
     (b'{"v":1,"site":"s","node":"n","units":{},"readings":[' + b"9" * 5000 + b"]}", "not_json"),
     (b'{"v":1,"x":' + b"[" * 50_000 + b"]" * 50_000 + b"}", "not_json"),
+    (json.dumps(dict(_body(), numbering="0123456789ABCDEF")).encode(), "bad_numbering"),
+    (json.dumps(dict(_body(), numbering="0123")).encode(), "bad_numbering"),
+    (json.dumps(dict(_body(), numbering=12)).encode(), "bad_numbering"),
 ])
 def test_a_broken_envelope_raises_a_precise_error(payload: bytes, code: str) -> None:
     with pytest.raises(WireError) as err:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -87,6 +88,18 @@ def test_readings_arrive_in_order_with_their_sequence_numbers(
     assert any(b'"online"' in s for s in seen.statuses)
     assert agent.drivers["pm-1"].restarts == 0
     assert agent.outbox.stats().depth == 0
+    assert seen.numberings == {agent.outbox.numbering()}  # every batch names the numbering
+
+
+def test_the_outbox_keeps_its_numbering_name_and_a_new_outbox_gets_another(tmp_path: Path) -> None:
+    path = tmp_path / "state" / OUTBOX_FILE
+    first = Outbox(path).open()
+    name = first.numbering()
+    assert re.fullmatch("[0-9a-f]{16}", name)
+    first.close()
+    assert Outbox(path).open().numbering() == name  # a restart keeps it
+    path.unlink()
+    assert Outbox(path).open().numbering() != name  # a node that lost its state: a new name
 
 
 def _start_agent_process(config: Path, log: Path) -> subprocess.Popen[bytes]:

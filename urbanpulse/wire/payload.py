@@ -33,6 +33,8 @@ _MICROSECOND = timedelta(microseconds=1)
 
 SENSOR_ID = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
 _SENSOR = SENSOR_ID
+# Names the node's sequence numbering: made with its outbox, new when a node loses its state.
+NUMBERING_ID = re.compile(r"[0-9a-f]{16}")
 
 
 class WireError(UrbanpulseError):
@@ -73,6 +75,7 @@ class ParsedBatch:
     node: str
     readings: list[Reading]
     rejected: list[RejectedReading] = field(default_factory=list)
+    numbering: str | None = None  # the batch's `numbering`; None from nodes that send none
 
 
 def format_ts(ts: datetime) -> str:
@@ -115,7 +118,8 @@ def decode_ack(payload: bytes) -> list[str]:
     return batches
 
 
-def encode_batch(site: str, node: str, readings: Sequence[Reading], batch: str | None = None) -> bytes:
+def encode_batch(site: str, node: str, readings: Sequence[Reading], batch: str | None = None,
+                 numbering: str | None = None) -> bytes:
     """Build a data payload; raises WireError if the result would break the contract."""
     validate_id("site", site)
     validate_id("node", node)
@@ -144,6 +148,10 @@ def encode_batch(site: str, node: str, readings: Sequence[Reading], batch: str |
         if not _BATCH_ID.fullmatch(batch):
             raise WireError("bad_batch", f"batch id {batch!r} is not <hex boot id>.<counter>")
         body["batch"] = batch
+    if numbering is not None:
+        if not NUMBERING_ID.fullmatch(numbering):
+            raise WireError("bad_numbering", f"numbering {numbering!r} is not 16 hex digits")
+        body["numbering"] = numbering
     body["units"] = units
     body["readings"] = items
     payload = json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
@@ -181,6 +189,9 @@ def decode_batch(payload: bytes, *, site: str | None = None, node: str | None = 
             raise WireError(f"bad_{key}", str(exc)) from exc
         if expected is not None and value != expected:
             raise WireError(f"{key}_mismatch", f"body {key} {value!r} != topic {key} {expected!r}")
+    numbering = body.get("numbering")
+    if numbering is not None and not (isinstance(numbering, str) and NUMBERING_ID.fullmatch(numbering)):
+        raise WireError("bad_numbering", f"numbering must be 16 hex digits [0-9a-f], got {numbering!r:.40}")
     units = body.get("units")
     if not isinstance(units, dict):
         raise WireError("bad_units", "units must be an object of kind -> {field: unit}")
@@ -198,7 +209,7 @@ def decode_batch(payload: bytes, *, site: str | None = None, node: str | None = 
             good.append(_reading(raw, units, latest, sound))
         except _Reject as exc:
             rejected.append(RejectedReading(index, exc.code, f"readings[{index}]{exc.detail}", raw))
-    return ParsedBatch(body["site"], body["node"], good, rejected)
+    return ParsedBatch(body["site"], body["node"], good, rejected, numbering)
 
 
 class _Reject(Exception):

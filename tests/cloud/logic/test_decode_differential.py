@@ -157,6 +157,9 @@ ENVELOPE_SPOILS = {
     "site": ['"hn-other"', '"HN"', "null"],
     "units": ["wrong", "missing", "extra", "nested", "repeated"],
     "batch": ['"0a1b.12"', "12", "null", '"x"'],
+    # sound (also spelt with an escape), then ones the contract refuses
+    "numbering": ['"0123456789abcdef"', '"\\u0030123456789abcdef"', '"0123456789ABCDEF"',
+                  '"0123"', '"0123456789abcdef0"', "12", "null", '["0123456789abcdef"]'],
     "repeat": ['"x":1', '"v":1', '"v":2', '"site":"hn-other"', '"readings":[]', '"units":{}'],
     "before": [" ", "\n", "\ufeff"],
 }
@@ -182,6 +185,10 @@ def _payload(draw: st.DrawFn) -> bytes:
              ('"readings"', f"[{','.join(readings)}]")]
     if "batch" in spoil:
         pairs.insert(1, ('"batch"', spoil["batch"]))
+    if "numbering" in spoil:
+        pairs.insert(1, ('"numbering"', spoil["numbering"]))
+    elif draw(st.booleans()):
+        pairs.insert(1, ('"numbering"', '"00ff00ff00ff00ff"'))
     if "repeat" in spoil:
         key, value = spoil["repeat"].split(":", 1)
         pairs.insert(draw(st.integers(0, len(pairs))), (key, value))
@@ -192,7 +199,8 @@ def _payload(draw: st.DrawFn) -> bytes:
 def _exact(out: tuple[NodeData | None, list[Point]]) -> str:
     """The decoded record with every value's type showing (1 == 1.0, but not here)."""
     data, points = out
-    return repr((None if data is None else (data.key, data.received_ns, data.readings, data.status),
+    return repr((None if data is None else (data.key, data.received_ns, data.readings, data.status,
+                                            data.numbering),
                  points))
 
 
@@ -208,11 +216,11 @@ def _both(rec: JournalRecord, monkeypatch: pytest.MonkeyPatch) -> tuple[str, str
 def _shortcut_is_the_contract(payload: bytes, site: str, node: str, received_ns: int) -> bool:
     """Whether the shortcut took the payload; if it did, its readings are the contract's,
     value types included, and the contract rejects none of them."""
-    readings = records._sound_readings(payload, site, node, received_ns)
-    if readings is None:
+    sound = records._sound_readings(payload, site, node, received_ns)
+    if sound is None:
         return False
     batch = decode_batch(payload, site=site, node=node, now_ns=received_ns)
-    assert repr(readings) == repr(batch.readings)
+    assert repr(sound) == repr((batch.readings, batch.numbering))
     assert not batch.rejected
     return True
 

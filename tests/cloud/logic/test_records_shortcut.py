@@ -178,8 +178,8 @@ def test_the_city_s_messages_take_the_shortcut(monkeypatch: pytest.MonkeyPatch) 
     for i, m in enumerate(workload.messages):
         received = workload.last_ts_ns + i
         topic = m.topic.split("/")
-        readings = records._sound_readings(m.payload, topic[2], topic[3], received)
-        assert readings is not None
+        sound = records._sound_readings(m.payload, topic[2], topic[3], received)
+        assert sound is not None
         expected = decode_batch(m.payload, site=topic[2], node=topic[3], now_ns=received)
-        assert repr(readings) == repr(expected.readings)
+        assert repr(sound) == repr((expected.readings, expected.numbering))
         assert not expected.rejected

@@ -1,0 +1,121 @@
+"""A node that names its numbering (the batch's `numbering` id, made with its outbox): the
+cloud tells a new card's readings from redeliveries by the name, where the stamps alone
+cannot (a new card whose clock lags the old one's, or is not synchronised yet), and finds
+an old card's late readings by it. Unnamed readings keep the stamp rule (test_seq_restart.py).
+"""
+
+from __future__ import annotations
+
+import pickle
+
+from cloud.logic.node import NodeState
+from cloud.logic.records import RP_RAW, NodeData, Point
+from urbanpulse.wire import Reading
+
+MINUTE_NS = 60 * 10**9
+HOUR_NS = 60 * MINUTE_NS
+T0 = 1_795_000_000_000_000_000 - 1_795_000_000_000_000_000 % HOUR_NS
+OLD, NEW = "00000000000000aa", "00000000000000bb"
+
+
+def _pm(seq: int, minute: float, pm25: float = 10.0, flags: tuple[str, ...] = ()) -> Reading:
+    return Reading("pm-1", "air.pm", T0 + int(minute * MINUTE_NS), seq, {"pm25": pm25, "pm10": 20.0},
+                   flags)
+
+
+def _process(state: NodeState, readings: list[Reading], numbering: str | None,
+             at_minute: int = 59) -> list[Point]:
+    return state.process(NodeData("hn/n1", "hn", "n1", T0 + at_minute * MINUTE_NS, readings,
+                                  None, numbering))
+
+
+def _raw(points: list[Point]) -> list[str]:
+    return [text for rp, text in points if rp == RP_RAW and text.startswith("air_pm,")]
+
+
+def _ledger(points: list[Point]) -> dict[str, str]:
+    [text] = [text for _, text in points if text.startswith("ledger,")]
+    return dict(kv.split("=") for kv in text.split(" ")[1].split(","))
+
+
+def test_a_new_card_whose_clock_lags_the_old_one_is_a_new_numbering_when_named() -> None:
+    """The old card read until minute 40; the new card's clock says minute 20-24. By the
+    stamps these are redeliveries (numbers seen, stamps not newer); by the name they are
+    new."""
+    unnamed = NodeState(6 * HOUR_NS, detect=False)
+    _process(unnamed, [_pm(i, i) for i in range(41)], None)
+    assert _raw(_process(unnamed, [_pm(i, 20 + i, pm25=50.0) for i in range(5)], None)) == []
+
+    named = NodeState(6 * HOUR_NS, detect=False)
+    _process(named, [_pm(i, i) for i in range(41)], OLD)
+    points = _process(named, [_pm(i, 20 + i, pm25=50.0) for i in range(5)], NEW)
+    assert [t.split(" ")[1] for t in _raw(points)] == [f"pm25=50.0,pm10=20.0,seq={i}i" for i in range(5)]
+    ledger = _ledger(points)
+    assert (ledger["expected"], ledger["received"], ledger["duplicates"], ledger["missing"],
+            ledger["restarts"]) == ("46i", "46i", "0i", "0i", "1i")
+    # Each card's redeliveries are duplicates of its own numbering.
+    again = _process(named, [_pm(3, 23, pm25=50.0), _pm(30, 30)], NEW)
+    assert [t.split(" ")[1] for t in _raw(again)] == ["pm25=10.0,pm10=20.0,seq=30i"]  # NEW's 30 is new
+    assert _raw(_process(named, [_pm(3, 3), _pm(30, 30)], OLD)) == []
+
+
+def test_a_new_card_with_an_unsynchronised_clock_is_a_new_numbering_when_named() -> None:
+    """A Pi without a real-time clock before NTP answers: stamps it knows are wrong, which
+    the stamp rule does not trust."""
+    state = NodeState(6 * HOUR_NS, detect=False)
+    _process(state, [_pm(i, i) for i in range(30)], OLD)
+    unsynced = [_pm(i, 1 + i, flags=("clock_unsynced",)) for i in range(5)]
+    points = _process(state, unsynced, NEW)
+    assert len(_raw(points)) == 5
+    assert _ledger(points)["restarts"] == "1i"
+    # Its next readings, synchronised now, continue the new numbering.
+    assert len(_raw(_process(state, [_pm(5 + i, 31 + i) for i in range(3)], NEW))) == 3
+
+
+def test_an_old_cards_late_reading_is_found_by_its_name_not_by_its_stamp() -> None:
+    """The old card's reading 20 comes after the new card's first ones, stamped after every
+    old reading taken: by its stamp it would belong to the new numbering (where 20 is not
+    seen yet, and would later collide with the new card's own 20)."""
+    state = NodeState(6 * HOUR_NS, detect=False)
+    _process(state, [_pm(i, i) for i in range(20)], OLD)
+    _process(state, [_pm(i, 30 + i) for i in range(3)], NEW)
+    late = _process(state, [_pm(20, 20.5)], OLD)
+    assert len(_raw(late)) == 1
+    assert state.seqs["pm-1"].ranges == [[0, 3]]  # the new numbering did not take it
+    assert state.seqs["pm-1"].previous[0].ranges == [[0, 21]]
+    assert len(_raw(_process(state, [_pm(i, 33 + i) for i in range(3, 21)], NEW))) == 18
+
+
+def test_an_agent_that_begins_to_name_its_numbering_continues_it() -> None:
+    """An upgraded agent keeps its outbox: the first name comes with the next number, and
+    names the numbering the cloud had seen unnamed."""
+    state = NodeState(6 * HOUR_NS, detect=False)
+    _process(state, [_pm(i, i) for i in range(10)], None)
+    points = _process(state, [_pm(10 + i, 10 + i) for i in range(5)], OLD)
+    assert len(_raw(points)) == 5
+    assert "restarts" not in _ledger(points)
+    assert state.seqs["pm-1"].numbering == OLD
+    assert _raw(_process(state, [_pm(4, 4), _pm(12, 12)], OLD)) == []  # redeliveries
+    assert _raw(_process(state, [_pm(5, 5)], None)) == []  # one sent before the upgrade, again
+
+
+def test_a_card_restored_from_a_backup_repeats_its_name_and_the_stamps_still_tell() -> None:
+    """A state directory restored from an old copy numbers again from where the copy was,
+    under the same name: numbers seen, stamps newer than every reading taken."""
+    state = NodeState(6 * HOUR_NS, detect=False)
+    _process(state, [_pm(i, i) for i in range(20)], OLD)
+    points = _process(state, [_pm(10 + i, 30 + i) for i in range(5)], OLD)
+    assert len(_raw(points)) == 5
+    assert _ledger(points)["restarts"] == "1i"
+
+
+def test_names_survive_a_snapshot() -> None:
+    state = NodeState(6 * HOUR_NS, detect=False)
+    _process(state, [_pm(i, i) for i in range(20)], OLD)
+    _process(state, [_pm(i, 5 + i) for i in range(3)], NEW)
+    resumed: NodeState = pickle.loads(pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL))
+    seqs = resumed.seqs["pm-1"]
+    assert (seqs.numbering, [before.numbering for before in seqs.previous]) == (NEW, [OLD])
+    assert _raw(_process(resumed, [_pm(1, 6)], NEW)) == []
+    assert _raw(_process(resumed, [_pm(1, 1)], OLD)) == []
+    assert len(_raw(_process(resumed, [_pm(20, 20)], OLD))) == 1
