@@ -8,6 +8,7 @@ import os
 import secrets
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TextIO
 
@@ -17,6 +18,7 @@ from cloud.logic.records import RP_RAW
 from cloud.query import catalog
 from cloud.query.city_data import CityData
 from cloud.query.errors import BadArgument, QueryError
+from cloud.query.typed_csv import SIDECAR_SUFFIX, sidecar_path, sidecar_text, write_frames
 from urbanpulse.cli_types import aware_datetime
 from urbanpulse.errors import ConfigError
 
@@ -38,7 +40,10 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--end", type=aware_datetime, required=True, help="ISO-8601 with a zone, excluded")
     common.add_argument("--site", action="append", help="repeat for several (any matches)")
     common.add_argument("--node", action="append")
-    common.add_argument("-o", "--output", type=Path, help="CSV file (default: stdout)")
+    common.add_argument("-o", "--output", type=Path,
+                        help=f"CSV file (default: stdout), its dtypes beside it in FILE{SIDECAR_SUFFIX}")
+    common.add_argument("--dtypes", type=Path, metavar="FILE",
+                        help="where to write the dtypes sidecar (cloud.query.read_csv reads both)")
 
     def sub(name: str, help_: str, *, sensor: bool = True, fields: bool = False
             ) -> argparse.ArgumentParser:
@@ -96,41 +101,50 @@ def _frames(data: CityData, a: argparse.Namespace) -> Iterator[pd.DataFrame]:
     return data.iter_measurement(a.name, *span, rp=a.rp, fields=a.fields, tags={**where, **tags})
 
 
-def iso_times(index: pd.DatetimeIndex) -> pd.Index:
-    """UTC stamps as ISO 8601 with all nine digits of the nanoseconds and a Z, the same in
-    every chunk (pandas writes only the digits a frame needs, so chunks written one by one
-    would mix formats that `read_csv(parse_dates=...)` then leaves unparsed)."""
-    ns = index.as_unit("ns").asi8 % 1_000_000_000
-    return pd.Index(index.strftime("%Y-%m-%dT%H:%M:%S.") + pd.Index(ns).map("{:09d}Z".format),
-                    name=index.name)
+def _write_file(frames: Iterator[pd.DataFrame], path: Path, dtypes: Path | None) -> None:
+    """Whole or not at all: the CSV and its dtypes sidecar (`dtypes`, or beside `path`), each
+    into a new file beside its place, renamed over it once both are complete, the sidecar
+    first. Made with mode 0o666 so that the kernel applies the umask, as for any file written."""
+    sidecar = dtypes or sidecar_path(path)
+    with _new_file(path, "--output") as (csv_part, out), \
+            _new_file(sidecar, "--dtypes") as (sidecar_part, side):
+        rows, types = write_frames(frames, out)
+        side.write(sidecar_text(types, rows))
+        side.close()
+        out.close()
+        _rename(sidecar_part, sidecar, "--dtypes")
+        _rename(csv_part, path, "--output")
 
 
-def _write(frames: Iterator[pd.DataFrame], out: TextIO) -> int:
-    """Chunk by chunk, so a long range never sits in memory whole; returns the rows."""
-    rows = 0
-    for i, frame in enumerate(frames):
-        if i == 0 or len(frame):
-            frame.set_axis(iso_times(frame.index), axis="index").to_csv(out, header=i == 0)
-        rows += len(frame)
-    return rows
+def _write_sidecar(path: Path, types: dict[str, str], rows: int) -> None:
+    with _new_file(path, "--dtypes") as (part, out):
+        out.write(sidecar_text(types, rows))
+        out.close()
+        _rename(part, path, "--dtypes")
 
 
-def _write_file(frames: Iterator[pd.DataFrame], path: Path) -> None:
-    """Whole or not at all: into a new file beside `path`, renamed over it once complete.
-    Made with mode 0o666 so that the kernel applies the umask, as for any file written."""
-    partial = path.parent / f".{path.name}.{secrets.token_hex(6)}.part"
+@contextmanager
+def _new_file(path: Path, option: str) -> Iterator[tuple[Path, TextIO]]:
+    """A new temporary file beside `path`, removed on leaving unless renamed meanwhile."""
+    part = path.parent / f".{path.name}.{secrets.token_hex(6)}.part"
     try:
-        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     except OSError as exc:
-        raise BadArgument("--output", f"{path}: {exc.strerror or exc}") from exc
+        raise BadArgument(option, f"{path}: {exc.strerror or exc}") from exc
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as out:
-            _write(frames, out)
-        os.replace(partial, path)
+            yield part, out
     except OSError as exc:
-        raise BadArgument("--output", f"{path}: {exc.strerror or exc}") from exc
+        raise BadArgument(option, f"{path}: {exc.strerror or exc}") from exc
     finally:
-        partial.unlink(missing_ok=True)
+        part.unlink(missing_ok=True)
+
+
+def _rename(part: Path, path: Path, option: str) -> None:
+    try:
+        os.replace(part, path)
+    except OSError as exc:
+        raise BadArgument(option, f"{path}: {exc.strerror or exc}") from exc
 
 
 def main(argv: list[str]) -> int:
@@ -141,14 +155,17 @@ def main(argv: list[str]) -> int:
             frames = _frames(data, args)
             if args.output is None:
                 try:
-                    _write(frames, sys.stdout)
+                    rows, types = write_frames(frames, sys.stdout)
                     sys.stdout.flush()
                 except BrokenPipeError:
                     # The reader stopped (`| head`): it has what it wanted. Nothing more may
                     # reach the closed pipe, not even the interpreter's flush at exit.
                     os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+                    return EXIT_OK
+                if args.dtypes is not None:
+                    _write_sidecar(args.dtypes, types, rows)
                 return EXIT_OK
-            _write_file(frames, args.output)
+            _write_file(frames, args.output, args.dtypes)
     except (ConfigError, BadArgument) as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return EXIT_ARGUMENTS

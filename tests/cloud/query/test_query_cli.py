@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from cloud.logic.lines import line
-from cloud.query import CityData
+from cloud.query import CityData, read_csv
 from cloud.query.cli import main
 from cloud.stack_config import cloud_config_for_stack, to_toml
 from tests.netfault import proxy_for_url
@@ -42,14 +42,20 @@ def window(city: City) -> list[str]:
     return ["--start", city.base.isoformat(), "--end", (city.base + timedelta(hours=1)).isoformat()]
 
 
-def read_back(text: str, like: pd.DataFrame) -> pd.DataFrame:
-    """The CSV read the way docs/analyst-queries.md says, with the frame's dtypes."""
-    back = pd.read_csv(io.StringIO(text), index_col="time", parse_dates=["time"],
-                       keep_default_na=False, na_values=[""], dtype=like.dtypes.to_dict())
-    for column in [c for c in like.columns if pd.api.types.is_object_dtype(like[c])]:
-        # the API's missing strings are None
-        back[column] = back[column].where(back[column].notna(), None)
-    return back
+def read_back(text: str, sidecar: Path) -> pd.DataFrame:
+    """CSV written to stdout, read with the sidecar `--dtypes` wrote."""
+    return read_csv(io.StringIO(text), sidecar)
+
+
+@pytest.fixture(scope="module")
+def status(db_ready: StackInfo, city: City) -> City:
+    """A node status report on the city's site, as the processor stores one."""
+    report = line("node_status", {"site": city.site, "node": "air-1"},
+                  {"outbox_depth": 3.0, "state": "ok"}, to_epoch_ns(city.at(30)))
+    creds = db_ready.influx("writer")
+    with InfluxHTTP(creds.url, creds.username, creds.password()) as writer:
+        writer.write(report.encode(), db=db_ready.database, rp="raw")
+    return city
 
 
 @pytest.mark.parametrize(("command", "expected"), [
@@ -64,15 +70,21 @@ def read_back(text: str, like: pd.DataFrame) -> pd.DataFrame:
     (["rollup", "traffic_lane", "--resolution", "1m"],
      lambda d, c: d.lane_traffic(*span(c), site=c.site)),
     (["dead-letters"], lambda d, c: d.dead_letters(*span(c), site=c.site)),
+    (["node-status"], lambda d, c: d.node_status(*span(c), site=c.site)),
+    (["measurement", "air_pm", "--tag", "sensor=pm-1", "--field", "pm10"],
+     lambda d, c: d.measurement("air_pm", *span(c), tags={"site": c.site, "sensor": "pm-1"},
+                                fields=["pm10"])),
 ])
-def test_csv_reads_back_equal_to_the_frame(db_ready: StackInfo, reader: InfluxHTTP, city: City,
-                                           tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                           command: list[str], expected: object) -> None:
+def test_csv_reads_back_equal_to_the_frame(db_ready: StackInfo, reader: InfluxHTTP, status: City,
+                                           tmp_path: Path, command: list[str], expected: object) -> None:
     config = write_config(db_ready, tmp_path)
-    assert main([*command, "--config", str(config), *window(city), "--site", city.site]) == 0
-    frame = expected(CityData(reader, db_ready.database), city)  # type: ignore[operator]
+    out = tmp_path / "out.csv"
+    assert main([*command, "--config", str(config), *window(status), "--site", status.site,
+                 "-o", str(out)]) == 0
+    frame = expected(CityData(reader, db_ready.database), status)  # type: ignore[operator]
     assert len(frame) > 0
-    pd.testing.assert_frame_equal(read_back(capsys.readouterr().out, frame), frame)
+    assert (tmp_path / "out.csv.dtypes.json").exists()
+    pd.testing.assert_frame_equal(read_csv(out), frame, check_exact=True)
 
 
 def span(city: City) -> tuple[datetime, datetime]:
@@ -92,7 +104,7 @@ def test_output_file_and_the_installed_command(db_ready: StackInfo, reader: Infl
     assert done.returncode == 0, done.stderr
     assert done.stdout == ""
     frame = CityData(reader, db_ready.database).ledger(*span(city), site=city.site)
-    pd.testing.assert_frame_equal(read_back(out.read_text(), frame), frame)
+    pd.testing.assert_frame_equal(read_csv(out), frame)
     assert list(tmp_path.glob("*.part")) == []
 
 
@@ -173,30 +185,38 @@ def test_csv_of_several_chunks_the_first_empty(db_ready: StackInfo, reader: Infl
     start, end = city.base - timedelta(hours=2), city.base + timedelta(hours=1)
     chunks = list(CityData(reader, db_ready.database).iter_readings("air.pm", start, end, site=city.site))
     assert [len(c) for c in chunks] == [0, 5]  # raw starts with 1 h chunks: an empty one, then data
+    sidecar = tmp_path / "types.json"
     assert main(["readings", "air.pm", "--config", str(config), "--start", start.isoformat(),
-                 "--end", end.isoformat(), "--site", city.site]) == 0
+                 "--end", end.isoformat(), "--site", city.site, "--dtypes", str(sidecar)]) == 0
     text = capsys.readouterr().out
     assert text.count("time,") == 1  # one header
-    pd.testing.assert_frame_equal(read_back(text, chunks[1]), chunks[1])
+    pd.testing.assert_frame_equal(read_back(text, sidecar), chunks[1])
 
 
 def test_generic_measurement_with_tag_filters(db_ready: StackInfo, reader: InfluxHTTP, city: City,
                                               tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = write_config(db_ready, tmp_path)
+    sidecar = tmp_path / "types.json"
     assert main(["measurement", "ledger", "--rp", "agg_1h", "--tag", "node=air-1", "--field", "missing",
-                 "--config", str(config), *window(city), "--site", city.site]) == 0
+                 "--config", str(config), *window(city), "--site", city.site,
+                 "--dtypes", str(sidecar)]) == 0
     frame = CityData(reader, db_ready.database).measurement(
         "ledger", *span(city), rp="agg_1h", tags={"site": city.site, "node": "air-1"}, fields=["missing"])
     assert frame["missing"].tolist() == [1]
-    pd.testing.assert_frame_equal(read_back(capsys.readouterr().out, frame), frame)
+    pd.testing.assert_frame_equal(read_back(capsys.readouterr().out, sidecar), frame)
 
 
-def test_nothing_found_writes_the_header_only(db_ready: StackInfo, city: City, tmp_path: Path,
-                                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_nothing_found_writes_the_header_only(db_ready: StackInfo, reader: InfluxHTTP, city: City,
+                                              tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = write_config(db_ready, tmp_path)
-    assert main(["ledger", "--config", str(config), *window(city), "--site", city.site + "-none"]) == 0
-    assert capsys.readouterr().out.splitlines() == [
+    sidecar = tmp_path / "types.json"
+    assert main(["ledger", "--config", str(config), *window(city), "--site", city.site + "-none",
+                 "--dtypes", str(sidecar)]) == 0
+    text = capsys.readouterr().out
+    assert text.splitlines() == [
         "time,site,node,duplicates,expected,late,missing,received,restarts,completeness"]
+    frame = CityData(reader, db_ready.database).ledger(*span(city), site=city.site + "-none")
+    pd.testing.assert_frame_equal(read_back(text, sidecar), frame)
 
 
 
@@ -207,6 +227,9 @@ ODD: list[tuple[int, dict[str, float | int | str | bool]]] = [
     (2, {"text": "null", "flag": False, "value": 1e-300}),
     (3, {"text": "NaN", "count": 0}),
     (4, {"value": 2 / 3, "flag": True}),
+    (6, {"text": "", "count": 1}),  # an empty string, where (4) has none
+    (7, {"text": 'x,"",y'}),  # a quoted empty field inside a quoted field
+    (8, {"text": '""'}),
 ]
 # a raw newline inside a quoted string field is stored as it is; so is a backslash
 NEWLINE = 'q_odd,site={site} text="two\nlines, \\\\ end\\\\" {at}'
@@ -224,14 +247,16 @@ def test_csv_round_trips_exactly(db_ready: StackInfo, reader: InfluxHTTP, city: 
     frame = CityData(reader, db_ready.database).measurement("q_odd", start, end,
                                                             tags={"site": city.site})
     assert frame["text"].tolist() == ["a,b", 'say "hi", twice', "null", "NaN", None,
-                                      "two\nlines, \\ end\\"]
+                                      "two\nlines, \\ end\\", "", 'x,"",y', '""']
     assert [str(t) for t in frame.dtypes] == ["object", "Int64", "boolean", "object", "float64"]
     out = tmp_path / "odd.csv"
     config = write_config(db_ready, tmp_path)
     assert main(["measurement", "q_odd", "--config", str(config), "--site", city.site,
                  "--start", start.isoformat(), "--end", end.isoformat(), "-o", str(out)]) == 0
-    back = read_back(out.read_text(encoding="utf-8"), frame)
+    back = read_csv(out)
     pd.testing.assert_frame_equal(back, frame, check_exact=True)
+    assert back["text"].iloc[6] == ""  # the empty string, not a missing one
+    assert back["text"].iloc[4] is None
     assert back.index[1] == pd.Timestamp(city.at(1)) + pd.Timedelta(5, "ns")
 
 
@@ -247,6 +272,7 @@ def test_output_replaces_a_file_whole_and_leaves_others_alone(
     assert out.read_text().startswith("time,site,node,")
     assert mine.read_text() == "keep me\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cloud.toml", "ledger.csv",
+                                                          "ledger.csv.dtypes.json",
                                                           "ledger.csv.part"]
 
 
