@@ -284,6 +284,16 @@ def test_output_into_a_missing_directory_names_the_argument(
     assert "--output: " in capsys.readouterr().err
 
 
+def test_dtypes_into_a_missing_directory_names_the_option_and_writes_nothing(
+        db_ready: StackInfo, city: City, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = write_config(db_ready, tmp_path)
+    out = tmp_path / "ledger.csv"
+    assert main(["ledger", "--config", str(config), *window(city), "-o", str(out),
+                 "--dtypes", str(tmp_path / "nowhere" / "t.json")]) == 2
+    assert "--dtypes: " in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cloud.toml"]
+
+
 def test_a_query_into_a_silent_database_fails_after_the_configs_timeout(
         db_ready: StackInfo, city: City, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """`influx.timeout_s` of the config bounds each request, as it does the processor's."""
