@@ -29,6 +29,9 @@ log = logging.getLogger("urbanpulse.cloud.sink")
 
 BACKOFF_MIN_S = 0.2
 BACKOFF_MAX_S = 10.0
+# A window's raw points are read streamed, in pieces of this many rows: InfluxDB 1.x's
+# `max-row-limit` cuts a one-piece answer short without a reliable sign, a stream not.
+REBUILD_CHUNK_ROWS = 10_000
 
 
 @dataclass
@@ -82,7 +85,7 @@ class InfluxWriter:
         rebuilt: dict[str, list[str]] = defaultdict(list)
         for text in requests:
             req = Recompute.decode(text)
-            rows = self._retrying(partial(reader.query_points, req.query(), db=self.database))
+            rows = self._retrying(partial(_all_rows, reader, req.query(), self.database))
             ln = req.rebuild(rows)
             if ln is not None:
                 rebuilt[req.rp].append(ln)
@@ -125,6 +128,21 @@ class InfluxWriter:
             self.stats.points += len(lines)
             self.stats.requests += 1
             return
+
+
+def _all_rows(reader: InfluxHTTP, q: str, db: str) -> list[dict[str, Any]]:
+    """Every row of `q`'s answer, as `InfluxHTTP.query_points` gives them; an answer that
+    ended before its last rows (its `partial` flag still set) is retried like an outage."""
+    rows: list[dict[str, Any]] = []
+    for result in reader.results(q, db=db, chunk_size=REBUILD_CHUNK_ROWS):
+        if not result.complete:
+            raise InfluxError(0, f"the answer to {q[:200]!r} ended before its last rows")
+        for s in result.series:
+            for values in s.values:
+                row: dict[str, Any] = dict(s.tags)
+                row.update(zip(s.columns, values, strict=True))
+                rows.append(row)
+    return rows
 
 
 def _secret(path: Path, key: str) -> str:
