@@ -185,8 +185,9 @@ class NodeState:
             old = False  # a reading of a numbering before the sensor's current one
             if numbering is not None and numbering != seqs.numbering:
                 seqs, old = self._numbering(sensor, seqs, numbering, seq, ts, flags, ledger)
-            elif seqs.previous and numbering is None:  # unnamed: its stamp tells
-                seqs = seqs.numbering_of(ts)
+            elif seqs.previous and (numbering is None or seqs.previous[-1].numbering == numbering):
+                # unnamed, or a name the numbering before had too: the stamp tells which
+                seqs = seqs.numbering_of(ts) if numbering is None else seqs.named(numbering, ts) or seqs
                 old = seqs is not part[SEQS]
             ranges = seqs.ranges
             if ranges and seq == ranges[-1][1]:  # the next in order: SeqRanges.add, inlined
@@ -318,10 +319,11 @@ class NodeState:
                    flags: tuple[str, ...], ledger: LedgerHour) -> tuple[SeqRanges, bool]:
         """The numbering a reading named `numbering` belongs to, the sensor's current one
         being named otherwise (or not at all), and whether it is an earlier one. A name
-        kept from before is that numbering; an unnamed current numbering takes the first
+        kept from before is that numbering (of several of that name, the one its stamp
+        falls in: SeqRanges.named); an unnamed current numbering takes the first
         name it is sent with (an agent that began to send names), unless the stamps say the
         numbering started again; any other name is a new numbering, started empty."""
-        known = seqs.named(numbering)
+        known = seqs.named(numbering, ts)
         if known is not None:
             return known, True
         if seqs.numbering is None and (CLOCK_UNSYNCED in flags or not seqs.starts_again(seq, ts)):

@@ -17,8 +17,9 @@ taken in no longer grows its newest stamp, so each one's stamps lie before the n
 
 A node that names its numbering (the batch's `numbering` id, made with its outbox) says
 outright which numbering a reading belongs to: `numbering` is the id the sensor's numbers
-came with (None: unnamed, from an older agent), and `named` finds an earlier one by it.
-The stamps still decide for readings that come unnamed.
+came with (None: unnamed, from an older agent), and `named` finds a reading's numbering by
+it. The stamps still decide for readings that come unnamed, and among numberings that
+share a name (a state restored from an old copy keeps its name).
 """
 
 from __future__ import annotations
@@ -55,12 +56,18 @@ class SeqRanges:
         for name, value in state[1].items():
             setattr(self, name, value)
 
-    def named(self, numbering: str) -> SeqRanges | None:
-        """The earlier numbering named `numbering`, if one is kept."""
-        for before in reversed(self.previous):
+    def named(self, numbering: str, ts_ns: int) -> SeqRanges | None:
+        """The numbering named `numbering` that a reading stamped `ts_ns` belongs to, None if
+        no numbering kept has that name. A name repeats when a state restored from an old
+        copy numbered again under it (a restart only the stamps told): among the numberings
+        of one name, the stamp decides as for unnamed readings (`numbering_of`)."""
+        last = None
+        for before in self.previous:
             if before.numbering == numbering:
-                return before
-        return None
+                if ts_ns <= before.newest_ns:
+                    return before
+                last = before
+        return self if self.numbering == numbering else last
 
     def starts_again(self, seq: int, ts_ns: int) -> bool:
         """`seq` at or below the highest seen, stamped after every reading taken: no

@@ -119,3 +119,42 @@ def test_names_survive_a_snapshot() -> None:
     assert _raw(_process(resumed, [_pm(1, 6)], NEW)) == []
     assert _raw(_process(resumed, [_pm(1, 1)], OLD)) == []
     assert len(_raw(_process(resumed, [_pm(20, 20)], OLD))) == 1
+
+
+def test_a_redelivery_from_before_a_restore_under_the_same_name_is_a_duplicate() -> None:
+    """A state directory restored from an old copy numbers again from where the copy was
+    (10), under the name it had. A reading of the first run under that name redelivered
+    afterwards (5, stamped then) was taken already: by its stamp it belongs to the first
+    run, as it would unnamed."""
+    state = NodeState(6 * HOUR_NS, detect=False)
+    _process(state, [_pm(i, i) for i in range(20)], OLD)
+    _process(state, [_pm(10 + i, 30 + i) for i in range(5)], OLD)  # restored: 10-14 again
+    points = _process(state, [_pm(5, 5)], OLD)
+    assert _raw(points) == []
+    ledger = _ledger(points)
+    assert (ledger["expected"], ledger["received"], ledger["duplicates"], ledger["missing"]
+            ) == ("25i", "26i", "1i", "0i")
+    # So too once a new card followed: the name then picks the restored runs, the stamp one.
+    _process(state, [_pm(i, 40 + i) for i in range(3)], NEW)
+    assert _raw(_process(state, [_pm(15, 15)], OLD)) == []  # the first run's 15, again
+
+
+def test_a_late_reading_of_the_run_before_a_restore_is_not_judged_by_the_fault_rules() -> None:
+    """Its stamp puts it in the first run of the name; against the restored run its high
+    number and early stamp would read as a kiosk whose clock was set back."""
+    state = NodeState(6 * HOUR_NS, detect=True)
+
+    def kiosk(seq: int, minute: float) -> Reading:
+        return Reading("kiosk-1", "hospital.queue", T0 + int(minute * MINUTE_NS), seq,
+                       {"ticket": seq + 1, "called": 0})
+
+    state.process(NodeData("hn/n1", "hn", "n1", T0 + 59 * MINUTE_NS,
+                           [kiosk(i, i * 0.5) for i in range(40) if i != 30], None, OLD))
+    state.process(NodeData("hn/n1", "hn", "n1", T0 + 59 * MINUTE_NS,
+                           [kiosk(20 + i, 25 + i * 0.5) for i in range(10)], None, OLD))
+    points = state.process(NodeData("hn/n1", "hn", "n1", T0 + 59 * MINUTE_NS, [kiosk(30, 15)],
+                                    None, OLD))
+    assert [t for _, t in points if t.startswith("hospital_queue,")]
+    assert not [t for _, t in points if t.startswith("events,")]
+    assert state.seqs["kiosk-1"].ranges == [[20, 30]]
+
