@@ -19,8 +19,15 @@ ratio at its own rate, which is what this rule looks for:
   first `learn_bins` ratios, then followed at `follow` per bin. The delay keeps a
   drift's first hours out of it, the following keeps the slow difference in response
   in it. It does not follow while the pair is out of line.
-* The deviation d is the mean of the last `smooth_bins` ratios minus the usual one;
-  the threshold is max(`shift`, `spread` x the pair's scale), the scale being the mean
+* The deviation d is judged on the last `smooth_bins` bins, only when every one of them
+  was judged (a bin left out, or a module silent, leaves the window short for
+  `smooth_bins` bins: nothing is judged meanwhile): the mean of their ratios minus the
+  usual one, or their median minus it when that is nearer zero (0 when the two differ
+  in sign). A departure must be carried by most bins of the window, as a drift (a
+  gain changing gradually) is: not by one bin whose median a module's spikes took over
+  (more than half of its readings spiked: the bin filters above cannot see it) or that
+  a module coming back mid-bin summed up over part of the bin only.
+  The threshold is max(`shift`, `spread` x the pair's scale), the scale being the mean
   absolute d while the pair is in line (learnt over `learn_bins`, then followed).
 * A drift is |d| above the threshold for `persist` judged bins in a row, of one sign.
   It starts at the first bin of that run whose |d| exceeded a third of the threshold,
@@ -234,7 +241,12 @@ class PairDrift:
                 pair.usual += s.follow * (old - pair.usual)
         if pair.learnt < s.learn_bins:
             return None
-        d = sum(r for _, r in pair.recent) / len(pair.recent) - pair.usual
+        if len(pair.recent) < s.smooth_bins:
+            return None  # a bin of the window was not judged: the window is short
+        ratios = [r for _, r in pair.recent]
+        mean = sum(ratios) / len(ratios) - pair.usual
+        mid = statistics.median(ratios) - pair.usual
+        d = min(mean, mid, key=abs) if mean * mid > 0 else 0.0
         if pair.scaled < s.learn_bins:  # the pair's own spread, before judging
             pair.scaled += 1
             pair.scale += (abs(d) - pair.scale) / pair.scaled

@@ -113,6 +113,34 @@ def test_spiking_or_stuck_readings_are_no_drift() -> None:
     assert feed(PairDrift(), stuck) == []
 
 
+def test_one_bin_taken_over_by_a_module_s_spikes_is_no_drift() -> None:
+    # Spikes on nearly every reading of one bin (more than half, so the bin's median is
+    # a spike; three in four, so its quartiles are too and the scatter filter passes it):
+    # one bin's ratio x6, then back. A drift moves most bins of the window, not one.
+    spiked = [(m, ts, v * 6 if m == "a" and 30 * 3.6e12 <= ts - T0_NS < 30.25 * 3.6e12
+               else v) for m, ts, v in station(40)]
+    assert feed(PairDrift(), spiked) == []
+
+
+def test_a_module_back_mid_bin_is_not_judged_on_that_partial_bin() -> None:
+    # "a-b" is silent for two hours and comes back 5 minutes into a bin while the
+    # station's air builds up fast (a plume, x e over that bin): its median covers the
+    # bin's last 10 minutes only, so the bin's ratio is off by some 15 %. After a gap
+    # the window is short: the rule waits for a full window of judged bins.
+    def plume(h: float) -> float:
+        return math.exp(min(max((h - 32) / 0.25, 0.0), 1.0))
+
+    readings = [(m, ts, v * plume((ts - T0_NS) / 3.6e12))
+                for m, ts, v in station(40, drop_b=(30, 32 + 5 / 60))]
+    assert feed(PairDrift(), readings) == []
+    # and a drift soon after the module's return is still found
+    late = [(m, ts, v * (ramp(0.1, 33)((ts - T0_NS) / 3.6e12) if m == "a" else 1.0))
+            for m, ts, v in readings]
+    found = feed(PairDrift(), late)
+    assert len(found) == 1
+    assert 33 < found[0][0] < 35
+
+
 def test_state_pickles_midway() -> None:
     readings = station(40, gain_a=ramp(-0.1, 30))
     whole = feed(PairDrift(), readings)
