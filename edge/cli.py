@@ -73,6 +73,9 @@ def _run(config: object, level: str) -> int:
 
     try:
         asyncio.run(go())
+    except ConfigError as exc:  # found only at start-up (agent.clock_check on this machine)
+        print(f"config error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     except UrbanpulseError as exc:
         print(f"edge agent: {exc}", file=sys.stderr)
         return EXIT_RUNTIME

@@ -26,7 +26,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from edge.drivers.base import Sample
-from edge.errors import EdgeError
+from edge.errors import ConfigError, EdgeError
 from urbanpulse.clock import Clock
 
 if TYPE_CHECKING:
@@ -65,8 +65,7 @@ def _libc_adjtimex() -> Adjtimex:
     try:
         fn = libc.adjtimex
     except AttributeError as exc:
-        raise ClockSyncError("this system's C library has no adjtimex (not Linux?): "
-                             "set [agent] clock_check = \"off\"") from exc
+        raise ClockSyncError("this system's C library has no adjtimex (not Linux?)") from exc
     fn.argtypes = [ctypes.c_void_p]
     fn.restype = ctypes.c_int
     return fn
@@ -88,8 +87,7 @@ class KernelClockSync:
         if rc == -1:
             code = ctypes.get_errno()
             name = errno.errorcode.get(code, "?")
-            raise ClockSyncError(f"adjtimex failed with errno {code} ({name}: {os.strerror(code)}); "
-                                 "set [agent] clock_check = \"off\" where the kernel cannot be asked")
+            raise ClockSyncError(f"adjtimex failed with errno {code} ({name}: {os.strerror(code)})")
         if rc not in _CLOCK_STATES:
             raise ClockSyncError(f"adjtimex returned {rc}, not a clock state (0-5)")
         return rc != TIME_ERROR
@@ -150,11 +148,21 @@ class SyncWatch:
         return self._probe is not None
 
     def start(self) -> None:
-        """The start-up probe: a ClockSyncError here (the kernel cannot be asked at all)
-        stops the agent, for the operator to fix or to set clock_check = "off"."""
+        """The start-up probe. A kernel that cannot be asked at all (not Linux, or a
+        sandbox that refuses the call) will not answer later either: the config asks for
+        what this machine cannot do, a ConfigError naming the key (the agent stops with
+        exit code 2, which systemd does not restart)."""
         if self._probe is None:
             return
-        self._record(self._probe.synchronised())
+        try:
+            synced = self._probe.synchronised()
+        except ClockSyncError as exc:
+            raise ConfigError("agent.clock_check", f'"kernel", but the kernel cannot be asked '
+                              f"whether the clock is synchronised here: {exc}. Under systemd, "
+                              "the unit must allow the adjtimex and clock_adjtime system calls "
+                              "and not set ProtectClock=yes (the unit of ansible/roles/edge "
+                              'does so); elsewhere set clock_check = "off"') from exc
+        self._record(synced)
         self._asked_at = self._clock.monotonic()
 
     def refresh(self) -> bool | None:

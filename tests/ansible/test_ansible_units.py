@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from tests.ansible.helpers import ROLES
+from tests.ansible.helpers import REPO, ROLES
 
 UNITS = {
     "urbanpulse-edge.service": ROLES / "edge" / "files" / "urbanpulse-edge.service",
@@ -138,3 +139,82 @@ def test_cloud_unit_runs_the_processor_on_the_cloud_config() -> None:
     assert _one(unit, "Service", "ExecStart") == f"{EXEC} cloud run --config {config}"
     assert _one(unit, "Service", "ExecStartPre") == f"{EXEC} cloud check-config {config}"
 
+
+
+# -- the edge agent asks the kernel about the clock ----------------------------------
+
+def _syscall_groups() -> dict[str, list[str]]:
+    """systemd's own system-call groups (@name -> members, which may be groups)."""
+    out = subprocess.run([_analyze(), "syscall-filter", "--no-pager"], capture_output=True,
+                         text=True, timeout=60, check=True).stdout
+    groups: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    for line in out.splitlines():
+        if line.startswith("@"):
+            current = groups.setdefault(line.strip(), [])
+        elif line.startswith("    ") and not line.strip().startswith("#") and current is not None:
+            current.append(line.strip())
+        elif not line.strip() or line.startswith("#"):
+            current = None
+    return groups
+
+
+def _expand(names: list[str], groups: dict[str, list[str]]) -> set[str]:
+    calls: set[str] = set()
+    for name in names:
+        calls |= _expand(groups[name], groups) if name.startswith("@") else {name}
+    return calls
+
+
+def _allowed_calls(unit: dict[str, dict[str, list[str]]]) -> set[str]:
+    """What the unit's SystemCallFilter= lines allow, read as systemd reads them: the first
+    line is an allow list, and each later one adds its calls (or, after ~, removes them)
+    in order."""
+    groups = _syscall_groups()
+    lines = unit["Service"]["SystemCallFilter"]
+    assert not lines[0].startswith("~"), "the filter should start with an allow list"
+    allowed: set[str] = set()
+    for line in lines:
+        deny = line.startswith("~")
+        calls = _expand(line.lstrip("~").split(), groups)
+        allowed = allowed - calls if deny else allowed | calls
+    return allowed
+
+
+def test_edge_unit_does_not_restart_a_config_error() -> None:
+    from edge.cli import EXIT_CONFIG
+
+    unit = _parse(UNITS["urbanpulse-edge.service"])
+    assert str(EXIT_CONFIG) in _one(unit, "Service", "RestartPreventExitStatus").split()
+
+
+def test_edge_unit_lets_the_agent_ask_whether_the_clock_is_synchronised() -> None:
+    """The agent's clock check (clock_check = "kernel", the role's default) asks adjtimex(2)
+    with modes = 0; glibc makes that clock_adjtime. Before, the unit refused both (not in
+    @system-service, taken away again with @privileged, and ProtectClock=yes refuses them
+    even for reading): every node stopped at start-up, restarted every 5 s for ever. Here
+    the unit's own filter is installed in a child process by the kernel (seccomp), and the
+    agent's probe must answer under it."""
+    from tests.edge.seccomp import CLOCK_READS
+
+    unit = _parse(UNITS["urbanpulse-edge.service"])
+    assert unit["Service"].get("ProtectClock", ["no"])[-1] in ("no", "false")
+    assert _one(unit, "Service", "CapabilityBoundingSet") == ""  # no CAP_SYS_TIME: read only
+    allowed = _allowed_calls(unit)
+    assert {"adjtimex", "clock_adjtime"} <= allowed
+    assert not {"settimeofday", "clock_settime"} & allowed
+    script = ("import sys\nfrom edge.clock_sync import KernelClockSync\n"
+              "from tests.edge.seccomp import install_filter\n"
+              f"install_filter({sorted(allowed)!r}, allow_listed=True)\n"
+              "print('synchronised' if KernelClockSync().synchronised() else 'not synchronised')\n")
+    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert (done.returncode, done.stdout.strip() in ("synchronised", "not synchronised")) \
+        == (0, True), done.stdout + done.stderr
+    # The same without the clock reads: the kernel refuses, as it did under the old unit.
+    script = script.replace(f"{sorted(allowed)!r}",
+                            f"{sorted(allowed - set(CLOCK_READS))!r}")
+    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert done.returncode != 0, done.stdout
+    assert "EPERM" in done.stderr, done.stderr

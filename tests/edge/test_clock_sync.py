@@ -9,6 +9,8 @@ import ctypes
 import errno
 import json
 import logging
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,6 +19,7 @@ from typing import Any
 import pytest
 
 from edge.agent import OUTBOX_FILE, Agent
+from edge.cli import EXIT_CONFIG
 from edge.clock_sync import (
     CLOCK_UNSYNCED,
     TIMEX_BUFFER_BYTES,
@@ -36,7 +39,8 @@ from urbanpulse.errors import ConfigError
 from urbanpulse.wire import encode_batch
 from urbanpulse.wire.payload import FLAGS, decode_batch
 
-SAMPLE = Path(__file__).resolve().parents[2] / "edge/drivers/sds011/sample.toml"
+REPO = Path(__file__).resolve().parents[2]
+SAMPLE = REPO / "edge/drivers/sds011/sample.toml"
 T0 = datetime(2026, 5, 1, 6, 0, tzinfo=UTC)
 
 
@@ -238,18 +242,42 @@ def test_edge_status_shows_the_clock(agent: Agent, probe: FixedClockSync, tmp_pa
     assert status["agent"]["health"]["clock"] == {"jumps": 0, "synchronised": False}
 
 
-def test_a_clock_that_cannot_be_asked_stops_the_agent_at_start_up(
+def test_a_clock_that_cannot_be_asked_stops_the_agent_at_start_up_as_a_config_error(
         tmp_path: Path, clock: FakeClock, probe: FixedClockSync) -> None:
+    """The kernel will not answer later either: the config asks what this machine cannot do.
+    Before, a ClockSyncError (exit code 3), which systemd restarted every 5 s for ever."""
     probe.error = ClockSyncError("adjtimex failed with errno 1 (EPERM: Operation not permitted)")
     agent = Agent(load_config(_config_path(tmp_path)), clock=clock, clock_sync=probe)
 
     async def run() -> None:
         await asyncio.wait_for(agent.run(asyncio.Event()), timeout=10)
 
-    with pytest.raises(ClockSyncError, match="EPERM"):
+    with pytest.raises(ConfigError, match="EPERM") as err:
         asyncio.run(run())
+    assert err.value.key == "agent.clock_check"
+    assert isinstance(err.value.__cause__, ClockSyncError)
+    assert 'clock_check = "off"' in err.value.reason
     assert agent.publisher is None  # nothing was started
     assert not (tmp_path / OUTBOX_FILE).exists()
+
+
+def test_edge_run_where_the_kernel_refuses_the_clock_check_exits_2_naming_the_key(
+        tmp_path: Path) -> None:
+    """`urbanpulse edge run` in a process whose adjtimex and clock_adjtime the kernel
+    refuses (a seccomp filter, as systemd's SystemCallFilter= or ProtectClock=yes install):
+    exit code 2, which the unit's RestartPreventExitStatus=2 does not restart, and a
+    message naming the key. Before: exit code 3, restarted every RestartSec for ever."""
+    config = _config_path(tmp_path, 'clock_check = "kernel"')
+    script = (f"from tests.edge.seccomp import CLOCK_READS, install_filter\n"
+              f"install_filter(CLOCK_READS, allow_listed=False)\n"
+              f"import sys\nfrom urbanpulse.cli import main\n"
+              f"sys.exit(main(['edge', 'run', '--config', {str(config)!r}]))\n")
+    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert done.returncode == EXIT_CONFIG, done.stderr
+    assert done.stderr.startswith("config error: agent.clock_check: "), done.stderr
+    assert "EPERM" in done.stderr
+    assert not (tmp_path / OUTBOX_FILE).exists()  # it stopped before opening anything
 
 
 def test_a_probe_failing_later_flags_readings_and_is_logged_once(
