@@ -194,7 +194,8 @@ class NodeState:
                 ranges[-1][1] = seq + 1
                 if seqs.newest_ns == NEWEST_UNKNOWN and CLOCK_UNSYNCED not in flags:
                     seqs.newest_ns = ts  # (an old snapshot's) the next in order is the newest
-            elif (not old and ts > seqs.newest_ns and ranges and seq < ranges[-1][1]
+                    seqs.newest_seq = seq
+            elif (not old and ts > seqs.newest_ns and seq <= seqs.newest_seq
                   and CLOCK_UNSYNCED not in flags):  # SeqRanges.starts_again, inlined
                 self._restarted(sensor, seqs, seq, ts, ledger, numbering)
             elif not seqs.add(seq):  # seen before, and stamped so: a redelivery
@@ -202,6 +203,7 @@ class NodeState:
                 continue
             if ts > seqs.newest_ns and CLOCK_UNSYNCED not in flags:  # else its stamp may be far off
                 seqs.newest_ns = ts
+                seqs.newest_seq = seq
             span_key = seqs.span_key or sensor
             span = spans.get(span_key)  # LedgerHour.note, inlined
             if span is None:

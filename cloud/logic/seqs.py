@@ -5,14 +5,19 @@ order needs one range; gaps add ranges. Past `max_ranges`, the oldest gap is giv
 (merged): its numbers count as missing, and should one still arrive it is treated as a
 duplicate (its raw point is still written; it is not added to an aggregate twice).
 
-`newest_ns` is the newest stamp of a reading taken as new. A redelivery carries the stamp it
-had, and a node numbers its readings in the order it stamps them, so a number at or below
-the highest seen with a stamp newer than that is neither a redelivery nor a gap filled
-late: the sensor's numbering started again (a node that lost its state: a replaced SD card,
-a wiped state directory). `restart` keeps the numbers seen so far in `previous` (oldest first, up to
+`newest_ns` is the newest stamp of a reading taken as new, `newest_seq` that reading's
+number (-1 both while none is known: readings flagged `clock_unsynced` leave them as they
+are, their stamps say nothing). A redelivery carries the stamp it had, and a node numbers
+its readings in the order it stamps them, so a number at or below `newest_seq` with a stamp
+newer than `newest_ns` is neither a redelivery nor a gap filled late: the sensor's
+numbering started again (a node that lost its state: a replaced SD card, a wiped state
+directory). (A number above `newest_seq` but below the highest seen is a gap filled late:
+the readings above it may carry unsynchronised stamps, sent first as the fresh ones.)
+`restart` keeps the numbers seen so far in `previous` (oldest first, up to
 `MAX_NUMBERINGS_BACK`), for the readings stamped before the restart that still come,
-redelivered or late: `numbering_of` finds a reading's numbering by its stamp. A numbering
-taken in no longer grows its newest stamp, so each one's stamps lie before the next one's.
+redelivered or late: `numbering_of` finds a reading's numbering by its stamp. An unnamed
+reading never grows an earlier numbering's newest stamp, so each one's stamps lie before
+the next one's.
 `span_key` names the numbering in the ledger's spans (None: the sensor's first).
 
 A node that names its numbering (the batch's `numbering` id, made with its outbox) says
@@ -35,8 +40,8 @@ MAX_NUMBERINGS_BACK = 8  # a node losing its state more often than this in a hor
 
 
 class SeqRanges:
-    __slots__ = ("given_up", "max_ranges", "newest_ns", "numbering", "previous", "ranges",
-                 "span_key")
+    __slots__ = ("given_up", "max_ranges", "newest_ns", "newest_seq", "numbering", "previous",
+                 "ranges", "span_key")
 
     def __init__(self, max_ranges: int = 64, span_key: str | None = None,
                  numbering: str | None = None) -> None:
@@ -44,6 +49,7 @@ class SeqRanges:
         self.max_ranges = max_ranges
         self.given_up = 0
         self.newest_ns = -1
+        self.newest_seq = -1
         self.previous: list[SeqRanges] = []  # the numberings before restarts, oldest first
         self.span_key = span_key
         self.numbering = numbering
@@ -55,6 +61,9 @@ class SeqRanges:
         self.numbering = None
         for name, value in state[1].items():
             setattr(self, name, value)
+        if "newest_seq" not in state[1]:
+            # Pickled before it was kept: the highest number seen, as the rule then read.
+            self.newest_seq = self.ranges[-1][1] - 1 if self.ranges else -1
 
     def named(self, numbering: str, ts_ns: int) -> SeqRanges | None:
         """The numbering named `numbering` that a reading stamped `ts_ns` belongs to, None if
@@ -74,8 +83,7 @@ class SeqRanges:
         redelivery (it would carry a stamp seen) and no gap filled late (numbers follow the
         stamps), so the numbering started again. (The caller leaves out stamps its node says
         are not synchronised: they tell nothing of the kind.)"""
-        r = self.ranges
-        return bool(r) and ts_ns > self.newest_ns and seq < r[-1][1]
+        return ts_ns > self.newest_ns and seq <= self.newest_seq
 
     def numbering_of(self, ts_ns: int) -> SeqRanges:
         """The numbering a reading stamped `ts_ns` belongs to: the oldest one whose newest
@@ -92,10 +100,11 @@ class SeqRanges:
         the old one's)."""
         before = SeqRanges(self.max_ranges, self.span_key, self.numbering)
         before.ranges, before.given_up, before.newest_ns = self.ranges, self.given_up, self.newest_ns
+        before.newest_seq = self.newest_seq
         self.previous = [*self.previous, before][-MAX_NUMBERINGS_BACK:]
         self.ranges = [] if seq is None else [[seq, seq + 1]]
         self.given_up = 0
-        self.newest_ns = -1
+        self.newest_ns = self.newest_seq = -1
         self.span_key = span_key
         self.numbering = numbering
 

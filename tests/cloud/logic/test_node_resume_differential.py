@@ -100,7 +100,8 @@ class _Model:
 
     def __init__(self, horizon_ns: int) -> None:
         self.horizon_ns = horizon_ns
-        # sensor -> its numberings, the current one last: (numbers seen, newest stamp taken)
+        # sensor -> its numberings, the current one last: (numbers seen, [newest stamp taken,
+        # its number] (-1, -1 until a stamp not flagged clock_unsynced is taken), span key)
         self.numberings: dict[str, list[tuple[set[int], list[int], str]]] = {}
         self.newest: dict[str, int] = {}  # sensor -> its newest reading in a window
         self.windowed: dict[str, list[Reading]] = {}  # sensor -> its readings in windows
@@ -125,14 +126,14 @@ class _Model:
                                                    "restarts": 0})
             counts["received"] += 1
             spans = self.spans.setdefault(hour, {})
-            numberings = self.numberings.setdefault(r.sensor, [(set(), [-1], r.sensor)])
+            numberings = self.numberings.setdefault(r.sensor, [(set(), [-1, -1], r.sensor)])
             # stamped before a restart: a reading of the oldest numbering whose newest stamp
             # is not before it (at most 8 kept before the current one)
             seen, newest, key = next((n for n in numberings[:-1] if r.ts_ns <= n[1][0]), numberings[-1])
             unsynced = "clock_unsynced" in r.flags  # its stamp says nothing of restarts
-            if r.ts_ns > newest[0] and seen and r.seq <= max(seen) and not unsynced:
-                # stamped after all taken, numbered at or below the highest: a restart
-                numberings.append((set(), [newest[0]], f"{r.sensor}#{r.ts_ns}"))
+            if r.ts_ns > newest[0] and r.seq <= newest[1] and not unsynced:
+                # stamped after all taken, numbered at or below the newest stamp's: a restart
+                numberings.append((set(), [-1, -1], f"{r.sensor}#{r.ts_ns}"))
                 del numberings[:-9]
                 seen, newest, key = numberings[-1]
                 counts["restarts"] += 1
@@ -140,8 +141,8 @@ class _Model:
                 counts["duplicates"] += 1
                 continue
             seen.add(r.seq)
-            if not unsynced:
-                newest[0] = max(newest[0], r.ts_ns)
+            if not unsynced and r.ts_ns > newest[0]:
+                newest[:] = [r.ts_ns, r.seq]
             low, high = spans.get(key, (r.seq, r.seq))
             spans[key] = (min(low, r.seq), max(high, r.seq))
             if data.received_ns - r.ts_ns > LATE_AFTER_NS:

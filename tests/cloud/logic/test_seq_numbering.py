@@ -158,3 +158,21 @@ def test_a_late_reading_of_the_run_before_a_restore_is_not_judged_by_the_fault_r
     assert not [t for _, t in points if t.startswith("events,")]
     assert state.seqs["kiosk-1"].ranges == [[20, 30]]
 
+
+
+def test_a_named_numbering_whose_first_readings_are_unsynchronised_has_no_newest_stamp_yet() -> None:
+    """A new card read 0-2 with its clock synchronised, then lost the synchronisation
+    (3-4, flagged), and sends its fresh readings first. Taken first, 3-4 say nothing of
+    when; 0-2 after them are a backlog of the same numbering, not a numbering started
+    again, and 3 sent again is a redelivery."""
+    state = NodeState(6 * HOUR_NS, detect=False)
+    _process(state, [_pm(i, i) for i in range(20)], OLD)
+    unsynced = [_pm(3 + i, 33 + i, flags=("clock_unsynced",)) for i in range(2)]
+    _process(state, unsynced, NEW)
+    points = _process(state, [_pm(i, 30 + i) for i in range(3)], NEW)
+    assert len(_raw(points)) == 3
+    assert _ledger(points)["restarts"] == "1i"
+    points = _process(state, unsynced[:1], NEW)
+    assert _raw(points) == []
+    assert _ledger(points)["duplicates"] == "1i"
+    assert state.seqs["pm-1"].ranges == [[0, 5]]

@@ -199,3 +199,48 @@ def test_a_sensor_without_windows_in_an_old_snapshot_learns_its_newest_stamp_fro
     assert resumed.seqs["pm-1"].newest_ns == T0 + 5 * MINUTE_NS
     assert len(_raw(_process(resumed, [_pm(0, 30)]))) == 1  # so a new card is seen
     assert resumed.seqs["pm-1"].previous
+
+
+def test_a_backlog_numbered_below_readings_of_an_unsynchronised_clock_is_not_a_restart() -> None:
+    """The node read 0-9 (taken), then lost its network for hours, and NTP with it: 10-12
+    are stamped by a clock still synchronised, 13-14 flagged (the kernel gave up on it).
+    Back online it sends the fresh 13-14 first, the backlog 10-12 after: numbered below
+    13-14 and stamped after every stamp the cloud trusts, but stamped before 13-14 (whose
+    stamps say nothing), so the same numbering; 13 sent again is a redelivery."""
+    state = NodeState(6 * HOUR_NS, detect=False)
+    _process(state, [_pm(i, i) for i in range(10)])
+    fresh = [_pm(13 + i, 40 + i, flags=("clock_unsynced",)) for i in range(2)]
+    _process(state, fresh)
+    points = _process(state, [_pm(10 + i, 20 + i) for i in range(3)])
+    assert len(_raw(points)) == 3
+    assert "restarts" not in _ledger(points)
+    points = _process(state, fresh[:1])
+    assert _raw(points) == []
+    assert "duplicates=1i" in _ledger(points)
+    assert (state.seqs["pm-1"].ranges, state.seqs["pm-1"].previous) == ([[0, 15]], [])
+
+
+class _FormBeforeNamesPickler(pickle.Pickler):
+    """Pickles SeqRanges as the code before numbering names (and `newest_seq`) did."""
+
+    def reducer_override(self, obj: object) -> object:
+        if type(obj) is SeqRanges:
+            slots = {name: getattr(obj, name) for name in
+                     ("given_up", "max_ranges", "newest_ns", "previous", "ranges", "span_key")}
+            return copyreg.__newobj__, (SeqRanges,), (None, slots)  # type: ignore[attr-defined]
+        return NotImplemented
+
+
+def test_ranges_pickled_before_names_were_kept_resume_unnamed_and_by_the_rule_they_had() -> None:
+    state = NodeState(6 * HOUR_NS, detect=False)
+    _process(state, [_pm(i, i) for i in range(10)])
+    _process(state, [_pm(i, 20 + i) for i in range(5)])  # a restart
+    buffer = io.BytesIO()
+    _FormBeforeNamesPickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(state)
+    resumed: NodeState = pickle.loads(buffer.getvalue())
+    seqs = resumed.seqs["pm-1"]
+    assert (seqs.numbering, seqs.newest_seq, seqs.newest_ns) == (None, 4, T0 + 24 * MINUTE_NS)
+    assert [(p.numbering, p.newest_seq, p.ranges) for p in seqs.previous] == [(None, 9, [[0, 10]])]
+    assert _raw(_process(resumed, [_pm(3, 23), _pm(7, 7)])) == []  # redeliveries of each
+    assert len(_raw(_process(resumed, [_pm(2, 30)]))) == 1  # another restart
+    assert len(seqs.previous) == 2
