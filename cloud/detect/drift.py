@@ -6,9 +6,12 @@ percent within hours. The other stations of the city breathe the same weather, s
 each station is compared with them:
 
 * Readings are averaged per sensor in `bin_s` bins of event time, in logs (a gain is
-  a difference of logs). A bin is judged once the median sensor of the city has
-  readings `lag_bins` bins later (late stations have then reported; one node whose
-  clock runs ahead does not close the bins of the others).
+  a difference of logs). A sensor's bin where one value holds more than half of the
+  readings is left out, as the pair rule leaves it out: a stuck sensor, which its own
+  rule reports (its constant against the others' moving air is no gain). A bin is
+  judged once the median sensor of the city has readings `lag_bins` bins later (late
+  stations have then reported; one node whose clock runs ahead does not close the bins
+  of the others).
 * Each sensor learns its usual log ratio to each other sensor of the same field (the
   stations' local levels, the sensors' biases): a mean over its first bins, then
   a slow follow (`follow`), only while no excursion is under way, so that a drift
@@ -52,7 +55,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -112,6 +115,18 @@ class _Bin:
     index: int
     total: float = 0.0
     n: int = 0
+    counts: Counter[float] = field(default_factory=Counter)  # readings per value
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state.setdefault("counts", Counter())  # a bin pickled before the counts
+        self.__dict__.update(state)
+
+    def level(self) -> float | None:
+        """The mean log; None without readings or with one value in more than half of
+        them (a stuck sensor)."""
+        if not self.n or (self.counts and 2 * max(self.counts.values()) > self.n):
+            return None
+        return self.total / self.n
 
 
 @dataclass
@@ -174,15 +189,17 @@ class CityDrift:
             return []  # its bin is judged already: too late to count
         current = state.current.get(series)
         if current is None or current.index != index:
-            if (current is not None and current.n and current.index < index
-                    and (state.judged is None or current.index > state.judged)):
-                state.done.setdefault(current.index, {})[series] = current.total / current.n
+            if (current is not None and current.index < index
+                    and (state.judged is None or current.index > state.judged)
+                    and (level := current.level()) is not None):
+                state.done.setdefault(current.index, {})[series] = level
             if current is None or current.index < index:
                 current = state.current[series] = _Bin(index)
             else:
                 return []  # stamped before its current bin (a clock set back): skipped
         current.total += math.log(max(value, s.log_floor))
         current.n += 1
+        current.counts[value] += 1
         return self._judge(name, state, ts_ns)
 
     def _judge(self, name: str, state: _Field, ts_ns: int) -> list[Drift]:
@@ -199,8 +216,9 @@ class CityDrift:
             means = state.done.pop(index)
             # a sensor whose bin is still open (no later reading yet) closes it now
             for series, current in state.current.items():
-                if current.index == index and current.n and series not in means:
-                    means[series] = current.total / current.n
+                if (current.index == index and series not in means
+                        and (level := current.level()) is not None):
+                    means[series] = level
             state.judged = index
             events += self._compare(name, state, index, means, ts_ns)
         return events

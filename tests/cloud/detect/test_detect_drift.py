@@ -115,3 +115,44 @@ def test_state_pickles_midway() -> None:
     events += feed(copy, readings[half:])
     assert [(d.series, d.event) for d in events] == [(d.series, d.event) for d in whole]
     assert whole
+
+
+def _stuck(readings: list[tuple[tuple[str, str, str], int, dict[str, float]]], station: int,
+           start_h: float, end_h: float) -> list[tuple[tuple[str, str, str], int, dict[str, float]]]:
+    """The station's sensor repeating, from `start_h` to `end_h`, the reading it had then."""
+    held: dict[str, float] | None = None
+    out = []
+    for series, ts, values in readings:
+        if series == STATIONS[station] and start_h * H_NS <= ts - T0_NS < end_h * H_NS:
+            held = held or values
+            values = held
+        out.append((series, ts, values))
+    return out
+
+
+def test_a_stuck_sensor_s_hours_are_left_out_not_taken_for_a_drift() -> None:
+    # ten hours stuck while the weather doubles and halves: its own rule reports a
+    # stuck sensor; its constant against the others' moving air is no gain
+    readings = _stuck(city(72), 2, 50, 60)
+    assert feed(CityDrift(), readings) == []
+
+    # a drift of the same sensor after it is still found
+    def gain(i: int, h: float) -> float:
+        return 1 + 0.1 * max(0.0, h - 62) if i == 2 else 1.0
+
+    found = feed(CityDrift(), _stuck(city(72, gain), 2, 50, 60))
+    assert [d.series for d in found] == [STATIONS[2]]
+    assert found[0].event.start.timestamp() * 1e9 >= T0_NS + 62 * H_NS
+
+
+def test_open_bins_pickled_before_the_value_counts_resume() -> None:
+    readings = city(72)
+    drift = CityDrift()
+    half = len(readings) // 2 + 7  # mid-hour: every sensor has an open bin
+    assert feed(drift, readings[:half]) == []
+    for state in drift._fields.values():
+        for open_bin in state.current.values():
+            del open_bin.counts  # as a bin of a snapshot taken before they were kept
+    resumed = pickle.loads(pickle.dumps(drift))
+    assert feed(resumed, readings[half:]) == []
+    assert all(b.counts for state in resumed._fields.values() for b in state.current.values())
