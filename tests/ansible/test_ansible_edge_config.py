@@ -3,7 +3,11 @@ config the agent accepts, and says what the inventory says."""
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
 import tomllib
+from pathlib import Path
 
 import pytest
 
@@ -66,3 +70,89 @@ def test_a_bad_sensor_parameter_is_caught_by_the_agents_own_validation() -> None
     text = render(TEMPLATE, "edge", {**hv, "edge_sensors": sensors})
     with pytest.raises(ConfigError, match=r"sensors\[0\]\.mode"):
         parse_config(tomllib.loads(text))
+
+
+def _without_resend_keys(text: str) -> str:
+    return "\n".join(line for line in text.splitlines() if not line.startswith("ack_timeout"))
+
+
+def test_the_resend_timing_is_rendered_with_the_agents_defaults() -> None:
+    """Said in the file by the role, and the same as the agent's own defaults: the role's
+    default for the longest wait is no second opinion."""
+    for host, hv in EDGE_HOSTS.items():
+        text = render(TEMPLATE, "edge", hv)
+        assert "ack_timeout_max_s = 960" in text.splitlines(), host
+        ours = parse_config(tomllib.loads(text)).mqtt
+        agents = parse_config(tomllib.loads(_without_resend_keys(text))).mqtt
+        assert (ours.ack_timeout_s, ours.ack_timeout_max_s) == (
+            agents.ack_timeout_s, agents.ack_timeout_max_s), host
+
+
+def test_a_host_may_set_the_longest_resend_wait() -> None:
+    hv = next(iter(EDGE_HOSTS.values()))
+    text = render(TEMPLATE, "edge", {**hv, "edge_mqtt_ack_timeout_max_s": 300})
+    mqtt = parse_config(tomllib.loads(text)).mqtt
+    assert (mqtt.ack_timeout_s, mqtt.resend_wait_max_s) == (120.0, 300.0)
+    text = render(TEMPLATE, "edge", {**hv, "edge_mqtt_ack_timeout_s": 30,
+                                     "edge_mqtt_ack_timeout_max_s": 30.5})
+    mqtt = parse_config(tomllib.loads(text)).mqtt
+    assert (mqtt.ack_timeout_s, mqtt.resend_wait_max_s) == (30.0, 30.5)
+
+
+@pytest.mark.parametrize(("value", "reason"), [
+    ('"16m"', "must be float"), ("60", "must be >= mqtt.ack_timeout_s"), ("true", "got bool")])
+def test_a_bad_longest_resend_wait_is_caught_by_the_agents_own_validation(
+        value: str, reason: str) -> None:
+    """What the role's `validate:` (urbanpulse edge check-config) refuses, should a value
+    pass the role's own check."""
+    from urbanpulse.errors import ConfigError
+
+    hv = next(iter(EDGE_HOSTS.values()))
+    text = render(TEMPLATE, "edge", hv).replace("ack_timeout_max_s = 960",
+                                                f"ack_timeout_max_s = {value}")
+    with pytest.raises(ConfigError, match=rf"mqtt\.ack_timeout_max_s: .*{reason}"):
+        parse_config(tomllib.loads(text))
+
+
+CHECKED_HOSTS: dict[str, tuple[dict[str, object], bool]] = {
+    # host: (extra vars, the check fails)
+    "defaults": ({}, False),
+    "own-wait": ({"edge_mqtt_ack_timeout_max_s": 300}, False),
+    "no-backoff": ({"edge_mqtt_ack_timeout_s": 30, "edge_mqtt_ack_timeout_max_s": 30}, False),
+    "text-wait": ({"edge_mqtt_ack_timeout_max_s": "16m"}, True),
+    "bool-wait": ({"edge_mqtt_ack_timeout_max_s": True}, True),
+    "short-wait": ({"edge_mqtt_ack_timeout_max_s": 60}, True),
+    "zero-timeout": ({"edge_mqtt_ack_timeout_s": 0}, True),
+}
+
+
+def test_the_roles_checks_refuse_a_bad_resend_timing_naming_the_variables(
+        tmp_path: Path) -> None:
+    """The role's check tasks, run by ansible-playbook itself on this machine (connection
+    local, nothing installed) for hosts that differ only in the resend timing."""
+    import json
+
+    from tests.ansible.test_ansible_playbooks import _ansible_tool
+
+    sensors = [{"id": "pm-1", "driver": "sds011", "port": "/dev/ttyUSB0"}]
+    inventory: dict[str, object] = {"all": {"hosts": {
+        host: {"ansible_connection": "local", "edge_site": "hn-check", "edge_node_id": host,
+               "edge_sensors": sensors, "vault_edge_mqtt_password": "x" * 24, **extra}
+        for host, (extra, _) in CHECKED_HOSTS.items()}}}
+    (tmp_path / "inventory.json").write_text(json.dumps(inventory))
+    # include_role, so that the role's defaults stay below the inventory's values
+    (tmp_path / "check.yml").write_text(json.dumps([{
+        "name": "The edge role's checks", "hosts": "all", "gather_facts": False,
+        "tasks": [{"ansible.builtin.include_role": {"name": "edge", "tasks_from": "check_vars"}}],
+    }]))
+    out = subprocess.run(
+        [_ansible_tool("ansible-playbook"), "-i", str(tmp_path / "inventory.json"),
+         str(tmp_path / "check.yml")], cwd=tmp_path, capture_output=True, text=True,
+        timeout=120, check=False,
+        env={**os.environ, "ANSIBLE_CONFIG": "", "ANSIBLE_ROLES_PATH": str(ROLES),
+             "ANSIBLE_NOCOLOR": "1", "ANSIBLE_LOCAL_TEMP": str(tmp_path / "ansible-tmp"),
+             "ANSIBLE_HOME": str(tmp_path / "ansible-home"), "ANSIBLE_RETRY_FILES_ENABLED": "0"})
+    recap = out.stdout[out.stdout.index("PLAY RECAP"):]
+    failed = set(re.findall(r"(?m)^(\S+)\s+: ok=\d+ .*failed=[1-9]", recap))
+    assert failed == {host for host, (_, fails) in CHECKED_HOSTS.items() if fails}, out.stdout
+    assert "edge_mqtt_ack_timeout_max_s one >= it" in out.stdout
