@@ -75,6 +75,7 @@ class FlowSettings:
     detect: bool
     gc_tuning: bool = True
     drift_pair_suffix: str = "-b"  # `<id><suffix>` is a station's second module of `<id>`
+    health_every_s: float = 10.0  # how often each process writes its `processor` point
 
 
 @dataclass(frozen=True)
@@ -211,7 +212,7 @@ def parse_cloud_config(raw: Mapping[str, Any]) -> CloudConfig:
                              "backup_interval_s", "recovery", "aggregate_horizon_s",
                              "journal_retention_s", "ingest_instances", "ingest_mode",
                              "dead_letter_max_bytes", "detect", "gc_tuning",
-                             "drift_pair_suffix"})
+                             "drift_pair_suffix", "health_every_s"})
     pair_suffix = typed(f, "drift_pair_suffix", "flow", str, "-b")
     if not re.fullmatch(r"[a-z0-9-]{1,16}", pair_suffix):
         raise ConfigError("flow.drift_pair_suffix", "must be 1-16 characters of a-z, 0-9 and '-' "
@@ -254,6 +255,7 @@ def parse_cloud_config(raw: Mapping[str, Any]) -> CloudConfig:
         detect=typed(f, "detect", "flow", bool, True),
         gc_tuning=typed(f, "gc_tuning", "flow", bool, True),
         drift_pair_suffix=pair_suffix,
+        health_every_s=_health_every(typed(f, "health_every_s", "flow", float, 10.0)),
     )
     r = _table(raw, "retention", {"raw", "agg_1m", "agg_1h"})
     durations = {}
@@ -264,6 +266,17 @@ def parse_cloud_config(raw: Mapping[str, Any]) -> CloudConfig:
         durations[key] = value
     return CloudConfig(mqtt, influx, Path(typed(s, "dir", "state", str, ".urbanpulse/cloud")), flow,
                        Retention(**durations), shared, _drift(raw))
+
+
+# "Processor silent" fires after 5 minutes without a point: an interval must fit it often.
+HEALTH_EVERY_RANGE_S = (1.0, 60.0)
+
+
+def _health_every(value: float) -> float:
+    low, high = HEALTH_EVERY_RANGE_S
+    if not low <= finite_seconds(value, "flow.health_every_s") <= high:
+        raise ConfigError("flow.health_every_s", f"must be in [{low:g}, {high:g}] seconds, got {value!r}")
+    return value
 
 
 def _drift(raw: Mapping[str, Any]) -> DriftTuning:

@@ -30,6 +30,7 @@ from bytewax.outputs import (
 from cloud.alerts import AlertPublisher, make_alert_publisher
 from cloud.config import MAX_PROCESSES, CloudConfig
 from cloud.errors import SinkError
+from cloud.health import ProcessorHealth
 from cloud.journal import Journal, JournalRecord, MergedJournals, journal_path
 from cloud.logic.domain.city_drift import CITY, AirReading, CityAir, drift_inputs
 from cloud.logic.domain.hospital import SiteUpdate
@@ -39,6 +40,7 @@ from cloud.logic.node import NodeState
 from cloud.logic.records import Point, decode_record
 from cloud.sink import InfluxWriter, make_writer
 from urbanpulse.clock import SystemClock, to_epoch_ns
+from urbanpulse.influx_http import InfluxError
 
 log = logging.getLogger("urbanpulse.cloud.flow")
 
@@ -56,11 +58,13 @@ class JournalPartition(StatefulSourcePartition[JournalRecord, dict[str, int]]):
     """Every journal, merged in received-time order (cloud.journal.MergedJournals), as one
     partition: one worker reads them all, and a node's messages leave it in the order the
     broker delivered them, whichever ingest journaled them. Its snapshot is the offset of
-    the last record emitted from each journal."""
+    the last record emitted from each journal. `health` hears of every batch."""
 
-    def __init__(self, journals: MergedJournals, retention_s: int) -> None:
+    def __init__(self, journals: MergedJournals, retention_s: int,
+                 health: ProcessorHealth | None = None) -> None:
         self.journals = journals
         self.retention_s = retention_s
+        self.health = health
         self._idle = False
         self._snapshots: list[tuple[float, dict[str, int]]] = []
         self._next_trim = time.monotonic() + TRIM_EVERY_S
@@ -68,6 +72,8 @@ class JournalPartition(StatefulSourcePartition[JournalRecord, dict[str, int]]):
     def next_batch(self) -> list[JournalRecord]:
         records = self.journals.read(READ_BATCH)
         self._idle = self.journals.caught_up
+        if self.health is not None:
+            self.health.journal_read(records, self._idle, self.journals.backlog)
         if time.monotonic() >= self._next_trim:
             self._trim()
         return records
@@ -122,10 +128,12 @@ class JournalSource(FixedPartitionedSource[JournalRecord, Any]):
     one its snapshot names: after fewer ingests are configured (a scale-down), what the
     retired ones journaled is still read, and a journal that vanished stops the start."""
 
-    def __init__(self, directory: Path, partitions: list[str], retention_s: int) -> None:
+    def __init__(self, directory: Path, partitions: list[str], retention_s: int,
+                 health: ProcessorHealth | None = None) -> None:
         self.directory = directory
         self.partitions = partitions
         self.retention_s = retention_s
+        self.health = health
 
     def list_parts(self) -> list[str]:
         return self._names(self._found())
@@ -138,7 +146,8 @@ class JournalSource(FixedPartitionedSource[JournalRecord, Any]):
             resume_state = {for_part: resume_state}
         names = self._names([*self._found(), *(resume_state or {})])
         journals = [Journal(journal_path(self.directory, p), p).open(create=False) for p in names]
-        return JournalPartition(MergedJournals(journals, resume_state or {}, READ_BATCH), self.retention_s)
+        return JournalPartition(MergedJournals(journals, resume_state or {}, READ_BATCH), self.retention_s,
+                                self.health)
 
     def _found(self) -> list[str]:
         prefix, suffix = journal_path(self.directory, "*").name.split("*")
@@ -230,13 +239,19 @@ class InfluxPartition(StatefulSinkPartition[list[Point], None]):
 
     Once `stop` is set (the processor is stopping) no wait goes on: `write_batch` and
     `snapshot` raise SinkError, so the epoch is not committed and its points are read
-    from the journal again after the restart."""
+    from the journal again after the restart.
+
+    With `health`, the writer thread also writes the process's `processor` point whenever
+    it is due, between batches (cloud.health); `start` then starts the thread at once, so
+    that the points come before any data does."""
 
     def __init__(self, writer: InfluxWriter, max_pending: int = MAX_PENDING_POINTS,
-                 stop: threading.Event | None = None) -> None:
+                 stop: threading.Event | None = None, health: ProcessorHealth | None = None) -> None:
         self.writer = writer
         self.max_pending = max_pending
         self.stop = stop or threading.Event()
+        self.health = health
+        self._health_failing = False
         self._cond = threading.Condition()
         self._queue: deque[list[Point]] = deque()
         self._pending = 0  # points queued or being written
@@ -245,14 +260,22 @@ class InfluxPartition(StatefulSinkPartition[list[Point], None]):
         self._thread: threading.Thread | None = None
         self._next_stats = time.monotonic() + STATS_EVERY_S
 
+    def start(self) -> None:
+        with self._cond:
+            self._start_thread()
+
+    def _start_thread(self) -> None:
+        """Starts the writer thread unless it runs (the caller holds the condition)."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="influx-writer", daemon=True)
+            self._thread.start()
+
     def write_batch(self, values: list[list[Point]]) -> None:
         points = [p for batch in values for p in batch]
         if not points:
             return
         with self._cond:
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="influx-writer", daemon=True)
-                self._thread.start()
+            self._start_thread()
             while self._pending >= self.max_pending and self._error is None:
                 self._wait_step()
             self._raise_failure()
@@ -299,26 +322,49 @@ class InfluxPartition(StatefulSinkPartition[list[Point], None]):
     def _run(self) -> None:
         while True:
             with self._cond:
-                while not self._queue and not self._closing:
-                    self._cond.wait()
-                if not self._queue:
+                while not self._queue and not self._closing and not self._report_due():
+                    self._cond.wait(None if self.health is None else self.health.seconds_to_report())
+                if not self._queue and self._closing:
                     return
                 batch: list[Point] = []
                 while self._queue:  # whatever piled up goes out as one set of requests
                     batch.extend(self._queue.popleft())
-            try:
-                self.writer.write(batch)
-                if time.monotonic() >= self._next_stats:
-                    self._next_stats = time.monotonic() + STATS_EVERY_S
-                    self._log_stats()
-            except Exception as exc:  # noqa: BLE001 - not swallowed: the dataflow's thread raises it
+            if batch:
+                try:
+                    self.writer.write(batch)
+                    if time.monotonic() >= self._next_stats:
+                        self._next_stats = time.monotonic() + STATS_EVERY_S
+                        self._log_stats()
+                except Exception as exc:  # noqa: BLE001 - not swallowed: the dataflow's thread raises it
+                    with self._cond:
+                        self._error = exc
+                        self._cond.notify_all()
+                    return
                 with self._cond:
-                    self._error = exc
+                    self._pending -= len(batch)
                     self._cond.notify_all()
-                return
-            with self._cond:
-                self._pending -= len(batch)
-                self._cond.notify_all()
+            if self._report_due():
+                self._write_report()
+
+    def _report_due(self) -> bool:
+        return self.health is not None and self.health.seconds_to_report() <= 0
+
+    def _write_report(self) -> None:
+        """The `processor` point, written once: not retried, as the next one follows an
+        interval later, and not through the writer's counts, which it reports."""
+        assert self.health is not None
+        with self._cond:
+            pending = self._pending
+        rp, text = self.health.report(self.writer.stats, pending)
+        try:
+            self.writer.client.write(text.encode(), db=self.writer.database, rp=rp)
+        except InfluxError as exc:
+            if not self._health_failing:
+                log.warning("the processor's health point was not written (more may follow, "
+                            "logged once until one is): %s", exc, extra={"error": str(exc)})
+            self._health_failing = True
+            return
+        self._health_failing = False
 
 
 class RetiredSinkPartition(StatefulSinkPartition[list[Point], None]):
@@ -345,11 +391,13 @@ class InfluxSink(FixedPartitionedSink[list[Point], None]):
     MAX_PROCESSES: their partitions hold nothing, but a store written by a bigger cluster
     has snapshots under those names, and resuming it needs them (a scale-down)."""
 
-    def __init__(self, cfg: CloudConfig, process_id: int, stop: threading.Event | None = None) -> None:
+    def __init__(self, cfg: CloudConfig, process_id: int, stop: threading.Event | None = None,
+                 health: ProcessorHealth | None = None) -> None:
         self.cfg = cfg
         self.process_id = process_id
         self.processes = max(1, len(cfg.flow.addresses))
         self.stop = stop or threading.Event()
+        self.health = health
 
     def list_parts(self) -> list[str]:
         retired = (sink_part(k) for k in range(self.processes, MAX_PROCESSES) if k != self.process_id)
@@ -364,7 +412,10 @@ class InfluxSink(FixedPartitionedSink[list[Point], None]):
                    resume_state: None) -> InfluxPartition | RetiredSinkPartition:
         if for_part != sink_part(self.process_id):
             return RetiredSinkPartition(for_part)
-        return InfluxPartition(make_writer(self.cfg.influx, self.stop), stop=self.stop)
+        part = InfluxPartition(make_writer(self.cfg.influx, self.stop), stop=self.stop, health=self.health)
+        if self.health is not None:
+            part.start()
+        return part
 
 
 def sink_part(process_id: int) -> str:
@@ -393,13 +444,17 @@ class AlertSink(DynamicSink[list[Alert]]):
 
 def build_flow(cfg: CloudConfig, partitions: list[str], sink: Any = None,
                alert_sink: Any = None, process_id: int = 0,
-               stop: threading.Event | None = None) -> Dataflow:
-    """`stop`: set when the processor is stopping; ends the sink's waits for InfluxDB."""
+               stop: threading.Event | None = None, health: ProcessorHealth | None = None) -> Dataflow:
+    """`stop`: set when the processor is stopping; ends the sink's waits for InfluxDB.
+    `health`: what the journal reader and the InfluxDB writer of this process report on
+    (made here, on the system clock, unless given)."""
+    if health is None:
+        health = ProcessorHealth(process_id, cfg.flow.health_every_s, SystemClock())
     horizon_ns = cfg.flow.aggregate_horizon_s * 1_000_000_000
     max_dl = cfg.flow.dead_letter_max_bytes
     flow = Dataflow("urbanpulse")
     records = op.input("journal", flow,
-                       JournalSource(cfg.journal_dir, partitions, cfg.flow.journal_retention_s))
+                       JournalSource(cfg.journal_dir, partitions, cfg.flow.journal_retention_s, health))
     keyed = op.key_on("by_node", records, node_key)
 
     def builder(resume: bytes | None) -> NodeLogic:
@@ -439,5 +494,5 @@ def build_flow(cfg: CloudConfig, partitions: list[str], sink: Any = None,
     op.output("mqtt_alerts", alerts, alert_sink if alert_sink is not None else AlertSink(cfg))
     local = sink_part(process_id)
     to_sink = op.key_on("to_sink", points, lambda _: local)
-    op.output("influx", to_sink, sink if sink is not None else InfluxSink(cfg, process_id, stop))
+    op.output("influx", to_sink, sink if sink is not None else InfluxSink(cfg, process_id, stop, health))
     return flow

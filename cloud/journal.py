@@ -180,6 +180,15 @@ class MergedJournals:
     def offsets(self) -> dict[str, int]:
         return dict(self._emitted)
 
+    def backlog(self) -> int:
+        """Records journaled and not yet returned by `read` (read ahead counts as not
+        returned). One look at each journal's last offset: offsets are consecutive, as
+        each journal has one writer and an append that fails rolls back whole."""
+        try:
+            return sum(max(0, j.last_offset() - self._emitted[j.partition]) for j in self.journals)
+        except sqlite3.Error as exc:
+            raise JournalError(f"journal read failed: {exc}") from exc
+
     def trim(self, below: Mapping[str, int], received_before_ns: int) -> None:
         for journal in self.journals:
             if journal.partition in below:

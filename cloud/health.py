@@ -1,0 +1,94 @@
+"""The processor's report on itself: one `processor` point per process every interval.
+
+Two threads of one process feed it. The journal partition tells it, per batch, what it
+read (`journal_read`); the InfluxDB writer thread asks for the point when it is due
+(`report`) and writes it itself, so the report goes on while the dataflow is stuck, and
+stops only when the process or its way to InfluxDB is gone ("Processor silent").
+
+Read lag: the cloud's clock at the report minus the time up to which every journaled
+record had been read. When the reader's last batch left nothing unread (it found every
+journal's end, or no journal holds an offset beyond its own), that time is the batch's, and
+the lag is the time since (hundredths of a second while it polls). While it is behind, it
+is the receive time of the newest record read, every older one being read too (the journals
+are merged in receive order): the newest read record's age. That bounds the oldest unread
+record's age from above, by the gap between two records; it is chosen because the reader
+holds it in every batch for free, where the oldest unread record would need a query into
+the journal. Either way the age is taken on the report's clock, so a reader that stops
+(a stuck dataflow) shows a lag that grows.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+
+from cloud.journal import JournalRecord
+from cloud.logic.lines import line
+from cloud.logic.records import Point
+from cloud.sink import SinkStats
+from urbanpulse.clock import Clock, to_epoch_ns
+
+MEASUREMENT = "processor"
+POLICY = "raw"
+
+
+class ProcessorHealth:
+    """Counters and gauges of one processor process, thread-safe; `clock` stamps the
+    points and measures the lag, `every_s` is the reporting interval."""
+
+    def __init__(self, process_id: int, every_s: float, clock: Clock) -> None:
+        if not every_s > 0:
+            raise ValueError(f"every_s must be > 0, got {every_s!r}")
+        self.process_id = process_id
+        self.every_s = every_s
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._started_ns = to_epoch_ns(clock.now())
+        self._next_report = clock.monotonic()  # the first report is due at once
+        self._reading = False  # a journal partition reports here (one process of a cluster)
+        self._records_read = 0
+        self._read_up_to_ns = 0  # every record received before this has been read
+        self._backlog = 0
+
+    def journal_read(self, records: Sequence[JournalRecord], caught_up: bool,
+                     backlog: Callable[[], int]) -> None:
+        """One batch of the journal partition: `records` in receive order, `caught_up`
+        whether the read found every journal's end. `backlog` counts the records not yet
+        read (a look at each journal's last offset); it is called only while behind."""
+        pending = 0 if caught_up else backlog()
+        newest = records[-1].received_ns if records else 0
+        # Nothing pending: everything journaled so far is read, up to now.
+        up_to = to_epoch_ns(self.clock.now()) if pending == 0 else newest
+        with self._lock:
+            self._reading = True
+            self._records_read += len(records)
+            self._read_up_to_ns = max(self._read_up_to_ns, up_to)
+            self._backlog = pending
+
+    def seconds_to_report(self) -> float:
+        """How long until the next report is due (0 when it is)."""
+        with self._lock:
+            return max(0.0, self._next_report - self.clock.monotonic())
+
+    def report(self, stats: SinkStats, pending_points: int) -> Point:
+        """The `processor` point for now, stamped by the cloud's clock; the next one is
+        due an interval later. `stats`: the InfluxDB writer's counts; `pending_points`:
+        handed to the writer and not yet written."""
+        now_ns = to_epoch_ns(self.clock.now())
+        fields: dict[str, float | int] = {
+            "uptime_s": (now_ns - self._started_ns) / 1e9,
+            "points_written": stats.points,
+            "write_requests": stats.requests,
+            "write_retries": stats.retries,
+            "write_refused": stats.refused_requests,
+            "windows_rebuilt": stats.recomputed,
+            "windows_not_rebuilt": stats.not_recomputed,
+            "points_pending": pending_points,
+        }
+        with self._lock:
+            self._next_report = self.clock.monotonic() + self.every_s
+            if self._reading:
+                fields["records_read"] = self._records_read
+                fields["journal_backlog"] = self._backlog
+                fields["read_lag_s"] = max(0, now_ns - self._read_up_to_ns) / 1e9
+        return POLICY, line(MEASUREMENT, {"process": str(self.process_id)}, fields, now_ns)

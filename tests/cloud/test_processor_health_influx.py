@@ -1,0 +1,98 @@
+"""The InfluxDB partition's writer thread writes the `processor` point itself, on the real
+InfluxDB of the test session: from its start with no data yet, beside the data it writes
+(which it counts, not itself), and again after InfluxDB was out of its reach (a real TCP
+partition, tests/netfault.py), having said so once in the log."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from cloud.flow import InfluxPartition
+from cloud.health import ProcessorHealth
+from cloud.logic.lines import line
+from cloud.sink import InfluxWriter
+from tests.netfault import proxy_for_url
+from urbanpulse.clock import SystemClock, to_epoch_ns
+from urbanpulse.influx_http import InfluxHTTP
+from urbanpulse.stack import StackInfo
+from urbanpulse.testing import wait_for
+
+pytestmark = pytest.mark.stack
+
+EVERY_S = 0.2  # below the config's 1 s minimum: the class takes any interval
+
+
+@pytest.fixture
+def writer_client(db_ready: StackInfo) -> Iterator[InfluxHTTP]:
+    creds = db_ready.influx("writer")
+    with InfluxHTTP(creds.url, creds.username, creds.password()) as client:
+        yield client
+
+
+def _reports(reader: InfluxHTTP, process: int, since: datetime) -> list[dict[str, Any]]:
+    return reader.query_points(
+        f'SELECT * FROM "raw"."processor" WHERE "process" = \'{process}\' '
+        f"AND time >= {to_epoch_ns(since)} ORDER BY time", db="urbanpulse")
+
+
+def test_reports_start_with_the_partition_and_count_the_data_it_writes(
+        db_ready: StackInfo, writer_client: InfluxHTTP, reader: InfluxHTTP) -> None:
+    since = datetime.now(UTC)
+    writer = InfluxWriter(writer_client, db_ready.database, 5000)
+    part = InfluxPartition(writer, health=ProcessorHealth(71, EVERY_S, SystemClock()))
+    part.start()
+    try:
+        idle = wait_for(lambda: (lambda r: r if len(r) >= 2 else None)(_reports(reader, 71, since)),
+                        20, "two reports before any data")
+        assert [r["points_written"] for r in idle] == [0] * len(idle)
+        assert idle[0].get("records_read") is None  # no journal partition in this process
+        tags = {"site": "health-test", "node": "n-71", "sensor": "co2-1", "kind": "air.co2"}
+        t = to_epoch_ns(since)
+        part.write_batch([[("raw", line("air_co2", tags, {"co2": 400.0 + i, "seq": i}, t + i))
+                           for i in range(3)]])
+        part.flush()
+        after = wait_for(lambda: [r for r in _reports(reader, 71, since) if r["points_written"] == 3],
+                         20, "a report counting the 3 points")
+        counts = after[0]["write_requests"], after[0]["write_retries"], after[0]["points_pending"]
+        assert counts == (1, 0, 0)
+        assert writer.stats.points == 3  # the reports are not counted as data
+        uptimes = [r["uptime_s"] for r in _reports(reader, 71, since)]
+        assert uptimes == sorted(uptimes)
+        assert uptimes[-1] > uptimes[0]
+    finally:
+        part.close()
+    assert part._thread is not None
+    assert not part._thread.is_alive()
+
+
+def test_reports_stop_while_influxdb_is_unreachable_and_resume_after(
+        db_ready: StackInfo, reader: InfluxHTTP, caplog: pytest.LogCaptureFixture) -> None:
+    creds = db_ready.influx("writer")
+    with proxy_for_url(creds.url) as proxy, \
+            InfluxHTTP(f"http://127.0.0.1:{proxy.port}", creds.username, creds.password(),
+                       timeout_s=0.5) as client:
+        part = InfluxPartition(InfluxWriter(client, db_ready.database, 5000),
+                               health=ProcessorHealth(72, EVERY_S, SystemClock()))
+        since = datetime.now(UTC)
+        part.start()
+        try:
+            wait_for(lambda: _reports(reader, 72, since), 20, "a first report")
+            with caplog.at_level(logging.WARNING, logger="urbanpulse.cloud.flow"):
+                proxy.partition()
+                opened = proxy.accepted
+                wait_for(lambda: proxy.accepted >= opened + 3, 20, "three reports into the dead link")
+                warned = [r for r in caplog.records if "health point was not written" in r.getMessage()]
+                assert len(warned) == 1
+                proxy.heal()
+                healed = datetime.now(UTC)
+                back = wait_for(lambda: _reports(reader, 72, healed), 20, "a report after the heal")
+            assert back[0]["uptime_s"] > 0
+            assert part._thread is not None
+            assert part._thread.is_alive()
+        finally:
+            part.close()

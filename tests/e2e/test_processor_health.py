@@ -1,0 +1,85 @@
+"""`urbanpulse cloud run` reports on itself: started behind a journal that already holds a
+backlog (as after an outage of the processor), its `processor` points show the backlog
+draining to 0 and the read lag falling once it has caught up. Real processor, journal and
+InfluxDB; the journal is filled the way the ingest fills it (cloud.journal.Journal.append)
+before the processor starts, so that the backlog is known exactly."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from cloud.journal import Journal, journal_path
+from tests.conftest import CloudProcess
+from urbanpulse.clock import to_epoch_ns
+from urbanpulse.influx_http import InfluxHTTP
+from urbanpulse.testing import wait_for
+from urbanpulse.wire import Reading, data_topic, encode_batch
+
+pytestmark = [pytest.mark.stack, pytest.mark.slow]
+
+SITE, NODE = "hn-health", "aq-health"
+RECORDS, PER_SENSOR = 400, 100  # 3 sensors: 120,000 readings, several seconds of work
+T0 = datetime(2026, 11, 27, 8, 0, tzinfo=UTC)
+RECEIVED_AGO_S = 120  # the backlog was journaled this long before the processor starts
+
+
+def _batches() -> list[tuple[str, bytes]]:
+    out = []
+    for k in range(RECORDS):
+        readings = [Reading(f"pm-{s}", "air.pm", to_epoch_ns(T0 + timedelta(seconds=k * PER_SENSOR + i)),
+                            k * PER_SENSOR + i, {"pm25": 10.0 + i % 7, "pm10": 20.0 + i % 5})
+                    for s in range(3) for i in range(PER_SENSOR)]
+        out.append((data_topic(SITE, NODE), encode_batch(SITE, NODE, readings)))
+    return out
+
+
+def _reports(reader: InfluxHTTP, since: datetime) -> list[dict[str, Any]]:
+    return reader.query_points(
+        'SELECT * FROM "raw"."processor" WHERE "process" = \'0\' '
+        f"AND time >= {to_epoch_ns(since)} ORDER BY time", db="urbanpulse")
+
+
+def test_processor_points_show_the_backlog_draining_and_the_lag_falling_once_caught_up(
+        cloud_factory: Callable[..., CloudProcess], reader: InfluxHTTP) -> None:
+    cloud = cloud_factory("health", extra_args=("--no-ingest",), health_every_s=1.0)
+    journal_dir = cloud.config_path.parent / "health" / "journal"
+    journal = Journal(journal_path(journal_dir, "i0"), "i0").open()
+    filled_ns = to_epoch_ns(datetime.now(UTC)) - RECEIVED_AGO_S * 1_000_000_000
+    journal.append(_batches(), filled_ns)
+    journal.close()
+    since = datetime.now(UTC)
+    cloud.start()
+
+    def drained() -> list[dict[str, Any]] | None:
+        reports = _reports(reader, since)
+        done = [r for r in reports if r.get("records_read") == RECORDS and r["points_pending"] == 0]
+        return reports if len(done) >= 2 else None
+
+    reports = wait_for(drained, 120, "reports of a drained backlog", every_s=0.5)
+    journal_reports = [r for r in reports if r.get("records_read") is not None]
+    behind = [r for r in journal_reports if r["journal_backlog"] > 0]
+    assert behind, f"no report while behind: {journal_reports}"
+    backlogs = [r["journal_backlog"] for r in journal_reports]
+    assert max(backlogs) < RECORDS
+    assert backlogs == sorted(backlogs, reverse=True)  # nothing new is journaled: it only drains
+    read = [r["records_read"] for r in journal_reports]
+    assert read == sorted(read)
+    # Behind, the lag is the newest read record's age: at least how long ago it was journaled.
+    assert all(r["read_lag_s"] >= RECEIVED_AGO_S for r in behind)
+    caught_up = [r for r in journal_reports if r["journal_backlog"] == 0 and r["records_read"] == RECORDS]
+    assert caught_up
+    assert all(r["read_lag_s"] < 5 for r in caught_up)
+    assert caught_up[0]["read_lag_s"] < behind[-1]["read_lag_s"]
+    last = reports[-1]
+    assert last["points_written"] >= 3 * PER_SENSOR * RECORDS  # a raw point per reading, and more
+    assert (last["write_retries"], last["write_refused"]) == (0, 0)
+    stamps = [r["time"] for r in reports]
+    assert stamps == sorted(stamps)
+    assert [r["uptime_s"] for r in reports] == sorted(r["uptime_s"] for r in reports)
+    cloud.stop()
+    assert cloud.proc is not None
+    assert cloud.proc.returncode == 0, cloud.log()
