@@ -1,7 +1,8 @@
 """A node's state against two references on random small streams (sensors changing kind,
 duplicate and reordered sequence numbers, numbers seen before with newer stamps (a
-numbering that restarted), readings late past the horizon, warm-up, values outside the
-contract's range):
+numbering that restarted), messages naming their numbering or not (a few names, so names
+repeat, change and come back), readings late past the horizon, warm-up, values outside
+the contract's range):
 
 - the same state pickled and unpickled between any two messages (a snapshot and a
   restart, as the dataflow does) gives the same points, measured readings, site updates
@@ -72,26 +73,43 @@ def _message(draw: st.DrawFn) -> list[Reading]:
     return readings
 
 
-_MESSAGES = st.lists(_message(), min_size=1, max_size=10)
+# A message's numbering id: none (an agent before names), or one of a few.
+NAMES = st.sampled_from([None, None, "00000000000000aa", "00000000000000aa", "00000000000000bb",
+                         "00000000000000cc"])
+_MESSAGES = st.lists(st.tuples(NAMES, _message()), min_size=1, max_size=10)
 
 
-def _data(i: int, readings: list[Reading]) -> NodeData:
-    return NodeData("hn/n1", "hn", "n1", T0 + (170 + i) * MINUTE_NS, readings)
+def _data(i: int, readings: list[Reading], numbering: str | None) -> NodeData:
+    return NodeData("hn/n1", "hn", "n1", T0 + (170 + i) * MINUTE_NS, readings, None, numbering)
 
 
 @settings(max_examples=200, deadline=None, database=None)
 @given(messages=_MESSAGES, cuts=st.sets(st.integers(0, 9)), horizon=HORIZONS, detect=st.booleans())
 def test_a_state_resumed_from_a_snapshot_between_any_two_messages_goes_on_alike(
-        messages: list[list[Reading]], cuts: set[int], horizon: int, detect: bool) -> None:
+        messages: list[tuple[str | None, list[Reading]]], cuts: set[int], horizon: int,
+        detect: bool) -> None:
     kept, resumed = NodeState(horizon, detect=detect), NodeState(horizon, detect=detect)
-    for i, readings in enumerate(messages):
+    for i, (numbering, readings) in enumerate(messages):
         if i in cuts:
             resumed = pickle.loads(pickle.dumps(resumed, protocol=pickle.HIGHEST_PROTOCOL))
-        data = _data(i, readings)
+        data = _data(i, readings, numbering)
         assert resumed.process(data) == kept.process(data), i
         assert resumed.take_measured() == kept.take_measured(), i
         assert resumed.take_site_updates() == kept.take_site_updates(), i
         assert resumed.take_alerts() == kept.take_alerts(), i
+
+
+@dataclasses.dataclass
+class _Numbering:
+    key: str  # its span's key in the ledger
+    name: str | None = None
+    seen: set[int] = dataclasses.field(default_factory=set)
+    newest: int = -1  # the newest stamp taken not flagged clock_unsynced, and its number
+    newest_seq: int = -1
+
+    def starts_again(self, r: Reading) -> bool:
+        """Stamped after all taken, numbered at or below the newest stamp's."""
+        return r.ts_ns > self.newest and r.seq <= self.newest_seq
 
 
 class _Model:
@@ -100,9 +118,8 @@ class _Model:
 
     def __init__(self, horizon_ns: int) -> None:
         self.horizon_ns = horizon_ns
-        # sensor -> its numberings, the current one last: (numbers seen, [newest stamp taken,
-        # its number] (-1, -1 until a stamp not flagged clock_unsynced is taken), span key)
-        self.numberings: dict[str, list[tuple[set[int], list[int], str]]] = {}
+        # sensor -> its numberings, the current one last (at most 8 before it)
+        self.numberings: dict[str, list[_Numbering]] = {}
         self.newest: dict[str, int] = {}  # sensor -> its newest reading in a window
         self.windowed: dict[str, list[Reading]] = {}  # sensor -> its readings in windows
         self.kind: dict[str, str] = {}  # sensor -> the kind of its latest fresh reading
@@ -126,25 +143,30 @@ class _Model:
                                                    "restarts": 0})
             counts["received"] += 1
             spans = self.spans.setdefault(hour, {})
-            numberings = self.numberings.setdefault(r.sensor, [(set(), [-1, -1], r.sensor)])
-            # stamped before a restart: a reading of the oldest numbering whose newest stamp
-            # is not before it (at most 8 kept before the current one)
-            seen, newest, key = next((n for n in numberings[:-1] if r.ts_ns <= n[1][0]), numberings[-1])
+            numberings = self.numberings.setdefault(r.sensor, [_Numbering(r.sensor)])
             unsynced = "clock_unsynced" in r.flags  # its stamp says nothing of restarts
-            if r.ts_ns > newest[0] and r.seq <= newest[1] and not unsynced:
-                # stamped after all taken, numbered at or below the newest stamp's: a restart
-                numberings.append((set(), [-1, -1], f"{r.sensor}#{r.ts_ns}"))
-                del numberings[:-9]
-                seen, newest, key = numberings[-1]
-                counts["restarts"] += 1
-            elif r.seq in seen:  # a redelivery
+            name, current = data.numbering, numberings[-1]
+            named = [n for n in numberings if n.name == name]
+            if name is None or named:
+                # unnamed, or a name kept: among all (unnamed) or those of the name, the
+                # oldest whose newest stamp is not before it, else the latest
+                among = numberings if name is None else named
+                n = next((n for n in among[:-1] if r.ts_ns <= n.newest), among[-1])
+            elif current.name is None and (unsynced or not current.starts_again(r)):
+                current.name = name  # an agent that began to name its numbering
+                n = current
+            else:  # a name not seen: a new numbering
+                n = self._restart(numberings, f"{r.sensor}#{r.ts_ns}", name, counts)
+            if n is numberings[-1] and not unsynced and n.starts_again(r):
+                n = self._restart(numberings, f"{r.sensor}#{r.ts_ns}", name, counts)
+            elif r.seq in n.seen:  # a redelivery
                 counts["duplicates"] += 1
                 continue
-            seen.add(r.seq)
-            if not unsynced and r.ts_ns > newest[0]:
-                newest[:] = [r.ts_ns, r.seq]
-            low, high = spans.get(key, (r.seq, r.seq))
-            spans[key] = (min(low, r.seq), max(high, r.seq))
+            n.seen.add(r.seq)
+            if not unsynced and r.ts_ns > n.newest:
+                n.newest, n.newest_seq = r.ts_ns, r.seq
+            low, high = spans.get(n.key, (r.seq, r.seq))
+            spans[n.key] = (min(low, r.seq), max(high, r.seq))
             if data.received_ns - r.ts_ns > LATE_AFTER_NS:
                 counts["late"] += 1
             self.kind[r.sensor] = r.kind
@@ -178,6 +200,14 @@ class _Model:
                   for h in sorted(hours)]
         self._forget(max(self.newest.values(), default=0) - self.horizon_ns - HOUR_NS)
         return raw, windows, ledger, measured
+
+    @staticmethod
+    def _restart(numberings: list[_Numbering], key: str, name: str | None,
+                 counts: dict[str, int]) -> _Numbering:
+        numberings.append(_Numbering(key, name))
+        del numberings[:-9]
+        counts["restarts"] += 1
+        return numberings[-1]
 
     def _ledger(self, hour: int) -> dict[str, int]:
         counts = dict(self.ledger[hour])
@@ -226,10 +256,10 @@ def _split(points: list[Point], heads: Mapping[str, str]) -> tuple[list[Point], 
 @settings(max_examples=200, deadline=None, database=None)
 @given(messages=_MESSAGES, horizon=HORIZONS)
 def test_a_state_writes_what_a_naive_model_of_its_windows_and_ledger_writes(
-        messages: list[list[Reading]], horizon: int) -> None:
+        messages: list[tuple[str | None, list[Reading]]], horizon: int) -> None:
     state, model = NodeState(horizon, detect=False), _Model(horizon)
-    for i, readings in enumerate(messages):
-        data = _data(i, readings)
+    for i, (numbering, readings) in enumerate(messages):
+        data = _data(i, readings, numbering)
         points = state.process(data)
         raw, windows, ledger, measured = model.process(data)
         heads = {s: line(KINDS[k].measurement, model._tags(s), {"x": 1}, 0).split(" ", 1)[0]
