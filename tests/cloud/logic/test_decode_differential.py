@@ -159,8 +159,10 @@ ENVELOPE_SPOILS = {
     "batch": ['"0a1b.12"', "12", "null", '"x"'],
     # sound (also spelt with an escape), then ones the contract refuses
     "numbering": ['"0123456789abcdef"', '"\\u0030123456789abcdef"', '"0123456789ABCDEF"',
-                  '"0123"', '"0123456789abcdef0"', "12", "null", '["0123456789abcdef"]'],
-    "repeat": ['"x":1', '"v":1', '"v":2', '"site":"hn-other"', '"readings":[]', '"units":{}'],
+                  '"0123"', '"0123456789abcdef0"', "12", "null", '["0123456789abcdef"]', '""',
+                  '"0123456789abcdef\\n"', '"\\ud800123456789abcde"', "true", "{}"],
+    "repeat": ['"x":1', '"v":1', '"v":2', '"site":"hn-other"', '"readings":[]', '"units":{}',
+               '"numbering":"0123456789abcdef"', '"numbering":"nope"', '"numbering":null'],
     "before": [" ", "\n", "\ufeff"],
 }
 
@@ -318,3 +320,36 @@ def test_city_messages_with_mutated_bytes_decode_as_the_contract_decodes_them(
     assert taken >= 40, taken
     assert dead >= 600, dead
 
+
+
+SOUND_PM = ('{"sensor":"pm-1","kind":"air.pm","ts":"2026-11-18T09:00:01Z","seq":1,'
+            '"values":{"pm25":1,"pm10":2.5}}')
+
+
+@pytest.mark.parametrize("numbering", ['"0123456789ABCDEF"', '""', "12", '["0123456789abcdef"]',
+                                       '"\\ud800123456789abcde"', '"0123456789abcdef "'])
+def test_a_bad_numbering_is_one_dead_letter_that_names_it_and_keeps_the_message(
+        numbering: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    payload = (f'{{"v":1,"site":"{SITE}","node":"{NODE}","numbering":{numbering},'
+               f'"units":{json.dumps(UNITS)},"readings":[{SOUND_PM}]}}').encode()
+    rec = JournalRecord("i0", 7, RECEIVED_NS, TOPIC, payload)
+    fast, contract = _both(rec, monkeypatch)
+    assert fast == contract
+    data, [(_, text)] = decode_record(rec, 4096)
+    assert data is None
+    assert text.startswith(f"dead_letter,node={NODE},reason=bad_numbering,site={SITE} ")
+    assert 'detail="numbering must be 16 hex digits [0-9a-f], got ' in text
+    assert '\\"readings\\":[{\\"sensor\\":\\"pm-1\\"' in text  # the whole message, kept
+
+
+def test_a_null_numbering_is_no_numbering_either_way(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As wire-contract.md says: without a name, the stamps decide."""
+    payload = (f'{{"v":1,"site":"{SITE}","node":"{NODE}","numbering":null,'
+               f'"units":{json.dumps(UNITS)},"readings":[{SOUND_PM}]}}').encode()
+    rec = JournalRecord("i0", 7, RECEIVED_NS, TOPIC, payload)
+    fast, contract = _both(rec, monkeypatch)
+    assert fast == contract
+    data, points = decode_record(rec, 4096)
+    assert not points
+    assert data is not None
+    assert (data.numbering, len(data.readings)) == (None, 1)
