@@ -74,6 +74,8 @@ def test_every_panel_and_variable_uses_the_influx_datasource_and_fits_the_grid()
 
 # Per-hospital rollups have no node tag: a node filter would empty them.
 SITE_LEVEL = ("hospital_occupancy", "hospital_flow", "hospital_wait")
+# The processor's report on itself has neither a site nor a node.
+CITY_LEVEL = ("processor",)
 
 
 def test_panel_queries_filter_by_the_template_variables_they_declare() -> None:
@@ -83,7 +85,8 @@ def test_panel_queries_filter_by_the_template_variables_they_declare() -> None:
             for query in panel.queries:
                 used = set(re.findall(r"\$(\w+)", query.influxql)) - {"timeFilter", "__interval"}
                 site_level = any(f'."{m}"' in query.influxql for m in SITE_LEVEL)
-                expected = declared - {"node"} if site_level else declared
+                city_level = any(f'."{m}"' in query.influxql for m in CITY_LEVEL)
+                expected = set() if city_level else declared - {"node"} if site_level else declared
                 assert used == expected, f"{dashboard.uid} / {panel.title}: uses {used}"
 
 
@@ -99,7 +102,8 @@ def test_alert_file_escapes_every_dollar_so_grafana_does_not_expand_it_from_the_
     assert "$$timeFilter" in text
     assert "{{ $$labels.node }}" in text
     assert re.search(r"(?<!\$)\$(?!\$)", text) is None
-    for uid in ("node-offline", "outbox-growing", "dead-letters", "missing-data", "pm25-high"):
+    for uid in ("node-offline", "outbox-growing", "dead-letters", "missing-data", "pm25-high",
+                "processor-silent", "processor-behind"):
         assert f'uid: "urbanpulse-{uid}"' in text
 
 

@@ -28,6 +28,15 @@ NODE_OFFLINE_QUERY = (
     'GROUP BY time(1m), "site", "node" fill(0)) GROUP BY "site", "node"'
 )
 
+# The processor writes a `processor` point every flow.health_every_s (at most 60 s), from its
+# InfluxDB writer thread. The same moving count as for heartbeats: a process seen in the last
+# hour and silent for the last 5 minute buckets drops to 0.
+PROCESSOR_SILENT_QUERY = (
+    'SELECT 5 * moving_average("n", 5) FROM (SELECT count("uptime_s") AS "n" FROM "raw"."processor" '
+    'WHERE time > now() - 1h GROUP BY time(1m), "process" fill(0)) GROUP BY "process"'
+)
+PROCESSOR_BEHIND_S = 120  # read lag: the dashboards are this far behind the nodes
+
 
 @dataclass(frozen=True)
 class AlertRule:
@@ -57,9 +66,11 @@ RULES: tuple[AlertRule, ...] = (
         uid="urbanpulse-node-offline", title="Node offline", influxql=NODE_OFFLINE_QUERY,
         window_s=3600, comparison="lt", threshold=1, pending="2m", severity="critical",
         summary="{{ $labels.site }}/{{ $labels.node }} sent no online heartbeat for 5 minutes",
-        action="Other nodes of the site or city offline too? Then the site network or the "
-               "broker. Else the node's power and network, then `systemctl status urbanpulse-edge` "
-               "on it. Its readings wait in its outbox. Runbook: docs/runbook.md, \"Node offline\".",
+        action="Every node at once? Check \"Processor silent\" first: the processor writes "
+               "node_status (docs/runbook.md, \"Processor silent\"). Other nodes of the site "
+               "offline too? Then the site network or the broker. Else the node's power and "
+               "network, then `systemctl status urbanpulse-edge` on it. Its readings wait in its "
+               "outbox. Runbook: docs/runbook.md, \"Node offline\".",
     ),
     AlertRule(
         uid="urbanpulse-outbox-growing", title="Outbox growing",
@@ -101,6 +112,26 @@ RULES: tuple[AlertRule, ...] = (
                 "({{ $values.B }} events in 15 minutes)",
         action="Raised once per episode: this alert clears after 15 minutes even if the fault "
                "lasts. What each type means on site: docs/runbook.md, \"Sensor fault\".",
+    ),
+    AlertRule(
+        uid="urbanpulse-processor-silent", title="Processor silent", influxql=PROCESSOR_SILENT_QUERY,
+        window_s=3600, comparison="lt", threshold=1, pending="0s", severity="critical",
+        no_data="Alerting",  # no point from any process in the last hour
+        summary="Processor process {{ $labels.process }} wrote no `processor` point for 5 minutes",
+        action="The processor is down or cannot reach InfluxDB: `systemctl status urbanpulse-cloud "
+               "influxdb` centrally. While it is, nothing reaches the dashboards and \"Node "
+               "offline\" fires for every node: not a field problem. Nothing is lost (journal, "
+               "outboxes). Runbook: docs/runbook.md, \"Processor silent\".",
+    ),
+    AlertRule(
+        uid="urbanpulse-processor-behind", title="Processor behind",
+        influxql='SELECT last("read_lag_s") FROM "raw"."processor" WHERE $timeFilter GROUP BY "process"',
+        window_s=600, comparison="gt", threshold=PROCESSOR_BEHIND_S, pending="10m", severity="warning",
+        summary="Processor process {{ $labels.process }} reads its journal {{ $values.B }} s behind",
+        action="Everything on the dashboards is that late; nothing is lost. Falling after an "
+               "outage: let it drain. Growing with write retries: InfluxDB is failing; without: "
+               "the processor is stuck or too slow (data-health dashboard, \"Processor\" panels). "
+               "Runbook: docs/runbook.md, \"Processor behind\".",
     ),
     AlertRule(
         uid="urbanpulse-pm25-high", title="PM2.5 high",

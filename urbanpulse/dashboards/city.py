@@ -4,12 +4,13 @@ Measurements, policies, tags and fields follow docs/influx-schema.md: readings i
 (one field per value), 1-minute and 1-hour aggregates in `agg_1m`/`agg_1h` (`count` and
 `<field>_mean/_min/_max/_last`), `node_status` and `dead_letter` in `raw`, the delivery
 `ledger` in `agg_1h`, anomaly and sensor-fault `events` in `raw` (tag `type`; a whole
-node's events have no `sensor` tag). A ward, an intersection and an air station are each
-one node.
+node's events have no `sensor` tag), and the processor's report on itself, `processor` in
+`raw` (tag `process` only). A ward, an intersection and an air station are each one node.
 """
 
 from __future__ import annotations
 
+from urbanpulse.dashboards.alerts import PROCESSOR_BEHIND_S
 from urbanpulse.dashboards.model import Dashboard, Panel, Query, Threshold, Variable
 
 SITE_NODE = "\"site\" =~ /^$site$/ AND \"node\" =~ /^$node$/"
@@ -298,13 +299,74 @@ def air_quality() -> Dashboard:
     )
 
 
+PROCESSOR = '"raw"."processor"'
+PER_PROCESS = "process $tag_process"
+
+
+def _per_process(select: str, alias: str = PER_PROCESS) -> Query:
+    """`select` from the processor's own points, per interval and process: they have no site
+    or node, so no variable filters them."""
+    return Query(f'SELECT {select} FROM {PROCESSOR} WHERE $timeFilter '
+                 'GROUP BY time($__interval), "process" fill(none)', alias=alias)
+
+
+def _processor_panels() -> tuple[Panel, ...]:
+    """The processor's report on itself (the `processor` measurement, cloud/health.py)."""
+    return (
+        Panel(
+            "Processor: read lag", "timeseries",
+            (_per_process('max("read_lag_s")'),),
+            description="How far the processor's reading of its journal is behind: the age of "
+                        "the newest record read while behind, about 0 when caught up. Every "
+                        "panel below is this late. A line that stops: see \"Processor silent\".",
+            width=8, unit="s",
+            thresholds=(Threshold(None, "green"), Threshold(PROCESSOR_BEHIND_S, "red")),
+        ),
+        Panel(
+            "Processor: journal backlog", "timeseries",
+            (_per_process('max("journal_backlog")'),),
+            description="Messages journaled by the ingest and not yet read by the processor.",
+            width=8, unit="none",
+        ),
+        Panel(
+            "Processor: InfluxDB write retries and refusals", "timeseries",
+            (_per_process('non_negative_difference(max("write_retries"))', "retries $tag_process"),
+             _per_process('non_negative_difference(max("write_refused"))', "refused $tag_process")),
+            description="Per interval. Retries: InfluxDB unavailable, the writer waits and tries "
+                        "again (nothing lost). Refused: InfluxDB rejected a request for good "
+                        "(its reason is in the processor's log).",
+            width=8, unit="none",
+        ),
+        Panel(
+            "Processor: throughput", "timeseries",
+            (_per_process('non_negative_derivative(max("records_read"), 1s)', "records read/s $tag_process"),
+             _per_process('non_negative_derivative(max("points_written"), 1s)',
+                          "points written/s $tag_process")),
+            description="Journal records (MQTT messages) read and InfluxDB points written per second.",
+            width=12, unit="none",
+        ),
+        Panel(
+            "Processor now", "table",
+            (Query('SELECT last("read_lag_s") AS "read lag s", last("journal_backlog") AS "backlog", '
+                   'last("points_pending") AS "points pending", last("write_retries") AS "retries", '
+                   'last("write_refused") AS "refused", last("uptime_s") AS "uptime s" '
+                   f'FROM {PROCESSOR} WHERE $timeFilter GROUP BY "process"', result_format="table"),),
+            description="The last report of each process (counts since its start). Only the "
+                        "process that reads the journals has read lag and backlog.",
+            width=12,
+        ),
+    )
+
+
 def data_health() -> Dashboard:
     return Dashboard(
         uid="urbanpulse-data-health",
         title="Data health",
-        description="Delivery ledger, dead letters, node status and silent nodes.",
+        description="The processor's own health, delivery ledger, dead letters, node status and "
+                    "silent nodes.",
         variables=site_node_variables('"raw"."node_status"'),
         panels=(
+            *_processor_panels(),
             Panel(
                 "Delivery ledger per node", "table",
                 (Query('SELECT sum("expected") AS "expected", sum("received") AS "received", '

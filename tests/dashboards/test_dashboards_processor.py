@@ -1,0 +1,125 @@
+"""The "Processor" panels of the data-health dashboard and the "Processor silent" and
+"Processor behind" rules, run against the real InfluxDB of the test session over
+`processor` points made by the processor's own class (cloud.health.ProcessorHealth) on a
+fake clock: one process caught up, one behind, one silent for 20 minutes. Grafana cannot
+run here; check.py sends the queries as Grafana would."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import partial
+
+import pytest
+
+from cloud.health import ProcessorHealth
+from cloud.journal import JournalRecord
+from cloud.logic.records import Point
+from cloud.sink import SinkStats
+from urbanpulse.clock import FakeClock, to_epoch_ns
+from urbanpulse.dashboards.alerts import PROCESSOR_BEHIND_S, RULES, AlertRule
+from urbanpulse.dashboards.check import check_alerts, check_dashboards
+from urbanpulse.dashboards.city import data_health
+from urbanpulse.dashboards.queries import TimeRange
+from urbanpulse.influx_http import InfluxHTTP
+from urbanpulse.stack import StackInfo
+
+pytestmark = pytest.mark.stack
+
+UP, BEHIND, GONE = 91, 92, 93  # process ids no processor of the test session uses
+EVERY_S = 10.0
+BEHIND_BY_S = 600.0
+
+
+@dataclass(frozen=True)
+class Seeded:
+    now: datetime
+    reader: InfluxHTTP
+    database: str
+
+
+def _reports(process: int, start: datetime, end: datetime, behind: bool) -> list[Point]:
+    """What a process reports from `start` to `end`, every EVERY_S: caught up, or reading
+    records received BEHIND_BY_S before it read them, with a shrinking backlog."""
+    clock = FakeClock(start)
+    health = ProcessorHealth(process, EVERY_S, clock)
+    stats = SinkStats()
+    points: list[Point] = []
+    backlog = 50_000
+    while clock.now() <= end:
+        received = to_epoch_ns(clock.now() - timedelta(seconds=BEHIND_BY_S))
+        records = [JournalRecord("i0", k, received, "urbanpulse/v1/s/n/data", b"") for k in range(50)]
+        backlog -= 50
+        health.journal_read(records, caught_up=not behind, backlog=partial(int, backlog))
+        stats.points += 2000
+        stats.requests += 1
+        stats.retries += 1 if behind else 0
+        points.append(health.report(stats, 0))
+        clock.advance(EVERY_S)
+    return points
+
+
+@pytest.fixture(scope="module")
+def seeded(db_ready: StackInfo) -> Iterator[Seeded]:
+    stack = db_ready
+    now = datetime.now(UTC)
+    points = (_reports(UP, now - timedelta(minutes=40), now, behind=False)
+              + _reports(BEHIND, now - timedelta(minutes=40), now, behind=True)
+              + _reports(GONE, now - timedelta(minutes=40), now - timedelta(minutes=20), behind=False))
+    writer_creds = stack.influx("writer")
+    with InfluxHTTP(writer_creds.url, writer_creds.username, writer_creds.password()) as writer:
+        writer.write("\n".join(text for _, text in points).encode(), db=stack.database, rp="raw")
+    reader_creds = stack.influx("reader")
+    with InfluxHTTP(reader_creds.url, reader_creds.username, reader_creds.password()) as reader:
+        yield Seeded(now, reader, stack.database)
+
+
+def test_the_processor_panels_run_and_return_rows(seeded: Seeded) -> None:
+    results = check_dashboards(seeded.reader, seeded.database,
+                               TimeRange.last(seeded.now + timedelta(minutes=1), timedelta(hours=1)),
+                               (data_health(),))
+    processor = [r for r in results if r.measurement == "processor"]
+    panels = [p for p in data_health().panels if p.title.startswith("Processor")]
+    assert len(processor) == 2 * sum(len(p.queries) for p in panels) == 14
+    assert [r.where for r in processor if not r.ok or r.rows == 0] == []
+
+
+def test_the_read_lag_panel_shows_each_process_lag(seeded: Seeded) -> None:
+    (result,) = [r for r in check_dashboards(
+        seeded.reader, seeded.database, TimeRange.last(seeded.now + timedelta(minutes=1),
+                                                       timedelta(minutes=30)), (data_health(),))
+        if r.where == "urbanpulse-data-health / Processor: read lag / A [all]"]
+    lags = {s["tags"]["process"]: [v[1] for v in s["values"] if v[1] is not None]
+            for s in seeded.reader.query(result.influxql, db=seeded.database)}
+    assert max(lags[str(BEHIND)]) == BEHIND_BY_S
+    assert max(lags[str(UP)]) == 0.0
+
+
+def _rule(uid: str) -> AlertRule:
+    (rule,) = [r for r in RULES if r.uid == uid]
+    return rule
+
+
+def _firing(seeded: Seeded, uid: str) -> dict[int, bool]:
+    """Per seeded process: what the rule's threshold decides on the last value of its series."""
+    rule = _rule(uid)
+    (result,) = [r for r in check_alerts(seeded.reader, seeded.database, seeded.now)
+                 if r.where == f"alert {uid}"]
+    assert result.ok, result.error
+    out = {}
+    for series in seeded.reader.query(result.influxql, db=seeded.database):
+        process = int(series["tags"]["process"])
+        if process in (UP, BEHIND, GONE):
+            out[process] = rule.fires(float(series["values"][-1][1]))
+    return out
+
+
+def test_processor_silent_fires_for_the_process_gone_quiet_only(seeded: Seeded) -> None:
+    assert _firing(seeded, "urbanpulse-processor-silent") == {UP: False, BEHIND: False, GONE: True}
+
+
+def test_processor_behind_fires_for_the_lagging_process_only(seeded: Seeded) -> None:
+    # The silent process has no point in the rule's 10 minutes: no series, no alert of this rule.
+    assert BEHIND_BY_S > PROCESSOR_BEHIND_S
+    assert _firing(seeded, "urbanpulse-processor-behind") == {UP: False, BEHIND: True}
