@@ -322,12 +322,16 @@ class NodeState:
         """The numbering a reading named `numbering` belongs to, the sensor's current one
         being named otherwise (or not at all), and whether it is an earlier one. A name
         kept from before is that numbering (of several of that name, the one its stamp
-        falls in: SeqRanges.named); an unnamed current numbering takes the first
-        name it is sent with (an agent that began to send names), unless the stamps say the
-        numbering started again; any other name is a new numbering, started empty."""
+        falls in: SeqRanges.named); a name forgotten (SeqRanges.forgotten) is an earlier
+        numbering whose numbers are gone, so its reading is taken as new; an unnamed current
+        numbering takes the first name it is sent with (an agent that began to send names),
+        unless the stamps say the numbering started again; any other name is a new
+        numbering, started empty."""
         known = seqs.named(numbering, ts)
         if known is not None:
             return known, True
+        if numbering in seqs.forgotten:
+            return SeqRanges(seqs.max_ranges, f"{sensor}#{numbering}", numbering), True
         if seqs.numbering is None and (CLOCK_UNSYNCED in flags or not seqs.starts_again(seq, ts)):
             seqs.numbering = numbering
             return seqs, False

@@ -24,7 +24,9 @@ A node that names its numbering (the batch's `numbering` id, made with its outbo
 outright which numbering a reading belongs to: `numbering` is the id the sensor's numbers
 came with (None: unnamed, from an older agent), and `named` finds a reading's numbering by
 it. The stamps still decide for readings that come unnamed, and among numberings that
-share a name (a state restored from an old copy keeps its name).
+share a name (a state restored from an old copy keeps its name). A numbering dropped past
+`MAX_NUMBERINGS_BACK` leaves its name in `forgotten` (up to `MAX_FORGOTTEN_NAMES`): its
+late readings cannot be checked any more, but they are not taken for a new numbering.
 """
 
 from __future__ import annotations
@@ -37,11 +39,12 @@ from typing import Any
 # a restart until the node state sets it (NodeState.__setstate__).
 NEWEST_UNKNOWN = 2**63 - 1
 MAX_NUMBERINGS_BACK = 8  # a node losing its state more often than this in a horizon is broken
+MAX_FORGOTTEN_NAMES = 64  # names of numberings dropped past MAX_NUMBERINGS_BACK, kept
 
 
 class SeqRanges:
-    __slots__ = ("given_up", "max_ranges", "newest_ns", "newest_seq", "numbering", "previous",
-                 "ranges", "span_key")
+    __slots__ = ("forgotten", "given_up", "max_ranges", "newest_ns", "newest_seq", "numbering",
+                 "previous", "ranges", "span_key")
 
     def __init__(self, max_ranges: int = 64, span_key: str | None = None,
                  numbering: str | None = None) -> None:
@@ -53,12 +56,14 @@ class SeqRanges:
         self.previous: list[SeqRanges] = []  # the numberings before restarts, oldest first
         self.span_key = span_key
         self.numbering = numbering
+        self.forgotten: tuple[str, ...] = ()  # names of numberings dropped from `previous`
 
     def __setstate__(self, state: tuple[None, dict[str, Any]]) -> None:
         self.newest_ns = NEWEST_UNKNOWN
         self.previous = []
         self.span_key = None
         self.numbering = None
+        self.forgotten = ()
         for name, value in state[1].items():
             setattr(self, name, value)
         if "newest_seq" not in state[1]:
@@ -101,7 +106,11 @@ class SeqRanges:
         before = SeqRanges(self.max_ranges, self.span_key, self.numbering)
         before.ranges, before.given_up, before.newest_ns = self.ranges, self.given_up, self.newest_ns
         before.newest_seq = self.newest_seq
-        self.previous = [*self.previous, before][-MAX_NUMBERINGS_BACK:]
+        kept = [*self.previous, before]
+        dropped = [old.numbering for old in kept[:-MAX_NUMBERINGS_BACK] if old.numbering is not None]
+        if dropped:
+            self.forgotten = (*self.forgotten, *dropped)[-MAX_FORGOTTEN_NAMES:]
+        self.previous = kept[-MAX_NUMBERINGS_BACK:]
         self.ranges = [] if seq is None else [[seq, seq + 1]]
         self.given_up = 0
         self.newest_ns = self.newest_seq = -1

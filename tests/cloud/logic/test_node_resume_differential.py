@@ -120,6 +120,7 @@ class _Model:
         self.horizon_ns = horizon_ns
         # sensor -> its numberings, the current one last (at most 8 before it)
         self.numberings: dict[str, list[_Numbering]] = {}
+        self.forgotten: dict[str, list[str | None]] = {}  # sensor -> names of numberings dropped
         self.newest: dict[str, int] = {}  # sensor -> its newest reading in a window
         self.windowed: dict[str, list[Reading]] = {}  # sensor -> its readings in windows
         self.kind: dict[str, str] = {}  # sensor -> the kind of its latest fresh reading
@@ -152,13 +153,15 @@ class _Model:
                 # oldest whose newest stamp is not before it, else the latest
                 among = numberings if name is None else named
                 n = next((n for n in among[:-1] if r.ts_ns <= n.newest), among[-1])
+            elif name in self.forgotten.get(r.sensor, ()):  # its numbers gone: taken as new
+                n = _Numbering(f"{r.sensor}#{name}", name)
             elif current.name is None and (unsynced or not current.starts_again(r)):
                 current.name = name  # an agent that began to name its numbering
                 n = current
             else:  # a name not seen: a new numbering
-                n = self._restart(numberings, f"{r.sensor}#{r.ts_ns}", name, counts)
+                n = self._restart(r.sensor, f"{r.sensor}#{r.ts_ns}", name, counts)
             if n is numberings[-1] and not unsynced and n.starts_again(r):
-                n = self._restart(numberings, f"{r.sensor}#{r.ts_ns}", name, counts)
+                n = self._restart(r.sensor, f"{r.sensor}#{r.ts_ns}", name, counts)
             elif r.seq in n.seen:  # a redelivery
                 counts["duplicates"] += 1
                 continue
@@ -201,10 +204,12 @@ class _Model:
         self._forget(max(self.newest.values(), default=0) - self.horizon_ns - HOUR_NS)
         return raw, windows, ledger, measured
 
-    @staticmethod
-    def _restart(numberings: list[_Numbering], key: str, name: str | None,
-                 counts: dict[str, int]) -> _Numbering:
+    def _restart(self, sensor: str, key: str, name: str | None, counts: dict[str, int]
+                 ) -> _Numbering:
+        """A new numbering; past 8 before it, the oldest is dropped, its name kept."""
+        numberings = self.numberings[sensor]
         numberings.append(_Numbering(key, name))
+        self.forgotten.setdefault(sensor, []).extend(n.name for n in numberings[:-9] if n.name)
         del numberings[:-9]
         counts["restarts"] += 1
         return numberings[-1]

@@ -176,3 +176,24 @@ def test_a_named_numbering_whose_first_readings_are_unsynchronised_has_no_newest
     assert _raw(points) == []
     assert _ledger(points)["duplicates"] == "1i"
     assert state.seqs["pm-1"].ranges == [[0, 5]]
+
+
+def test_a_late_reading_of_a_numbering_forgotten_past_8_restarts_does_not_take_over() -> None:
+    """Ten cards in turn (a node whose state directory does not survive a reboot): the
+    first card's numbers are no longer kept. Its late reading is taken as new (its numbers
+    are gone), but it is no new numbering: no restart, and the tenth card's readings stay
+    the current numbering's, judged by the fault rules."""
+    state = NodeState(6 * HOUR_NS, detect=True)
+    names = [f"{k:016x}" for k in range(1, 11)]
+    for k, name in enumerate(names):
+        _process(state, [_pm(i, k * 5 + i * 0.5) for i in range(8)], name)
+    watch = state.watch["pm-1"]
+    points = _process(state, [_pm(3, 1.5)], names[0])
+    assert len(_raw(points)) == 1
+    ledger = _ledger(points)
+    assert (ledger["expected"], ledger["received"], ledger["restarts"]) == ("81i", "81i", "9i")
+    assert state.seqs["pm-1"].numbering == names[-1]
+    assert state.watch["pm-1"] is watch
+    assert len(_raw(_process(state, [_pm(8, 50)], names[-1]))) == 1
+    assert state.watch["pm-1"] is watch
+    assert _raw(_process(state, [_pm(5, 47.5)], names[-1])) == []  # the tenth card's, again
