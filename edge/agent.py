@@ -115,8 +115,10 @@ class Agent:
                 "connected": pub.connected, "connects": pub.connects, "last_error": pub.last_error,
                 "last_publish_ns": pub.last_publish_ns, "last_ack_ns": pub.last_ack_ns,
                 "readings_acked": pub.readings_acked,
-                "rejected": pub.rejected, "inflight": pub.inflight,
-                "awaiting_cloud": pub.awaiting_cloud, "resent_batches": pub.resent_batches},
+                "rejected": pub.rejected, "refused": pub.refused, "last_refusal": pub.last_refusal,
+                "inflight": pub.inflight, "awaiting_cloud": pub.awaiting_cloud,
+                "resent_batches": pub.resent_batches, "resend_wait_s": pub.resend_wait_s,
+                "next_resend_in_s": pub.next_resend_in_s},
             "clock": {"jumps": self.clock_jumps, "synchronised": self.clock_sync.state},
             "cpu_temp_c": _cpu_temperature(),
         }

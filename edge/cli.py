@@ -32,8 +32,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--log-level", default="INFO")
     check = sub.add_parser("check-config", help="validate a node config and exit")
     check.add_argument("config", type=Path)
-    status = sub.add_parser("status", help="outbox depth, MQTT link (last publish, last ack), clock "
-                                           "(jumps, synchronised), drivers, from local state")
+    status = sub.add_parser("status", help="outbox depth, MQTT link (last publish, last ack), resend "
+                                           "backoff, clock (jumps, synchronised), drivers, from "
+                                           "local state")
     status.add_argument("--config", type=Path, required=True)
     status.add_argument("--json", action="store_true")
     return p
@@ -109,6 +110,7 @@ def _status(state_dir: Path, as_json: bool) -> int:
         if isinstance(agent, dict):
             health = agent.get("health", {})
             print(f"mqtt:      {health.get('mqtt')}")
+            print(f"resend:    {_resend_line(health.get('mqtt'))}")
             print(f"clock:     {_clock_line(health.get('clock'))}")
             for name, d in agent.get("drivers", {}).items():
                 print(f"driver {name}: {d.get('state')} (restarts {d.get('restarts')}, "
@@ -116,6 +118,20 @@ def _status(state_dir: Path, as_json: bool) -> int:
         else:
             print("agent:     no state file (has the agent run here?)")
     return EXIT_OK
+
+
+def _resend_line(mqtt: object) -> str:
+    """The resend backoff, from the heartbeat's `mqtt` part."""
+    if not isinstance(mqtt, dict):
+        return "unknown (the publisher has not started)"
+    awaiting, refused = mqtt.get("awaiting_cloud") or 0, mqtt.get("refused") or 0
+    line = f"{awaiting} batches await the cloud's ack, {refused} refused by the broker"
+    if refused:
+        line += f" ({mqtt.get('last_refusal')})"
+    wait, next_in = mqtt.get("resend_wait_s"), mqtt.get("next_resend_in_s")
+    if wait is None:
+        return f"{line}; none waits for a resend"
+    return f"{line}; resend wait now {wait:g} s, next resend in {next_in:g} s"
 
 
 def _clock_line(clock: object) -> str:

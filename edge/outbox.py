@@ -213,14 +213,16 @@ class Outbox:
             (after_id, created_since_ns)).fetchone()
         return int(count), int(oldest or 0)
 
-    def ack(self, ids: Sequence[int]) -> None:
+    def ack(self, ids: Sequence[int]) -> int:
+        """Deletes the rows; returns how many were still there."""
         if not ids:
-            return
+            return 0
         db = self._db()
         with self._write_lock:
             db.execute("BEGIN IMMEDIATE")
-            db.executemany("DELETE FROM outbox WHERE id = ?", [(i,) for i in ids])
+            deleted = db.executemany("DELETE FROM outbox WHERE id = ?", [(i,) for i in ids]).rowcount
             db.execute("COMMIT")
+        return int(deleted)
 
     def stats(self) -> OutboxStats:
         db = self._db()

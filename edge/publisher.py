@@ -10,6 +10,16 @@ window every `ack_timeout_s`. When the cloud confirms something after batches we
 unconfirmed, those are sent again within `ack_timeout_s` (the broker may have dropped
 their copies), at most once per `ack_timeout_max_s`: a cloud that confirms new batches
 while older ones stay unconfirmed does not bring the flood back.
+
+A batch sent again goes under a new batch id; the ids of the copies it replaced are
+remembered (the last REPLACED_WINDOWS x max_inflight of them), so that the cloud's ack
+for an older copy, arriving late after a heal, still confirms its readings.
+
+A batch the broker refuses (a PUBACK with a failure reason code, e.g. "Not authorized"
+from an ACL) waits for its resend on the same backoff as an unconfirmed one, counted in
+the state (`refused`) and logged once per episode of refusals. When the broker takes a
+batch again after refusing some, the refused ones are sent again at once (at most once
+per `ack_timeout_max_s`, in case the broker refuses only some batches).
 """
 
 from __future__ import annotations
@@ -50,9 +60,12 @@ BACKOFF_MAX_S = 60.0
 # A resend's wait is its doubled (capped) value times a factor drawn from this range, so
 # that nodes whose batches expired together do not send again together.
 RESEND_JITTER = (0.75, 1.0)
-# Batches the broker took but the cloud has not confirmed, at most this many times
-# max_inflight: past that the node sends nothing new until the cloud answers.
+# Batches the broker took but the cloud has not confirmed, or the broker refused, at most
+# this many times max_inflight: past that the node sends nothing new until they are done.
 AWAITING_WINDOWS = 20
+# Copies replaced by a resend whose ids are remembered (times max_inflight), each as runs
+# of consecutive outbox row ids (one run, or a few, per copy).
+REPLACED_WINDOWS = AWAITING_WINDOWS
 
 
 @dataclass(slots=True)
@@ -61,6 +74,7 @@ class Sent:
     ids: list[int]
     tries: int = 0  # how often these readings went out before without the cloud confirming
     due: float = 0.0  # clock.monotonic() at which to send them again if still unconfirmed
+    wait: float = 0.0  # how long before `due` that was set: the backoff's step for them
 
 
 @dataclass
@@ -72,12 +86,21 @@ class PublisherState:
     last_ack_ns: int | None = None
     messages_acked: int = 0
     readings_acked: int = 0
-    rejected: int = 0
+    rejected: int = 0  # batches the broker refused (PUBACK reason code >= 0x80), in all
+    refused: int = 0  # of them, batches waiting to be sent again
+    last_refusal: str | None = None  # the broker's reason, e.g. "Not authorized"
     inflight: int = 0
     awaiting_cloud: int = 0
     sent_batches: int = 0  # data messages published, first sends and resends
     resent_batches: int = 0
     cloud_acks: int = 0  # ack messages from the cloud, whichever batches they name
+    # readings confirmed by an ack for a copy of their batch already replaced by a resend
+    acked_by_replaced_copy: int = 0
+    # The resend backoff: the longest wait now set for a batch awaiting the cloud or refused
+    # (ack_timeout_s, doubling up to ack_timeout_max_s), and the time until the next one is
+    # due; None while no batch waits.
+    resend_wait_s: float | None = None
+    next_resend_in_s: float | None = None
     # clock.monotonic() of the last look at what is due (expiries, the outbox); tests wait
     # for it to pass a time they set on a FakeClock
     pumped_at: float | None = None
@@ -99,8 +122,13 @@ class Publisher:
         self.failure: BaseException | None = None  # what ended the thread, if anything did
         self._inflight: dict[int, Sent] = {}  # MQTT packet id -> batch, until PUBACK
         self._awaiting: dict[str, Sent] = {}  # batch id -> batch, until the cloud's ack
+        self._refused: dict[str, Sent] = {}  # batch id -> batch the broker refused, until due
         self._acked_early: set[str] = set()
-        self._pending_ids: set[int] = set()  # outbox rows in either of the two
+        self._pending_ids: set[int] = set()  # outbox rows in any of the three
+        # batch id -> its outbox rows as (first, last) runs, for copies replaced by a resend
+        self._replaced: dict[str, tuple[tuple[int, int], ...]] = {}
+        self._refusing = False  # the broker refused a batch and has taken none since
+        self._refusals_cut_at: float | None = None  # clock.monotonic() of the last cut
         self._tries: dict[int, int] = {}  # outbox row -> unconfirmed sends, until sent again
         self._backing_off = False  # a batch went unconfirmed since the waits were last cut
         self._cut_at: float | None = None  # clock.monotonic() when they were
@@ -213,18 +241,57 @@ class Publisher:
             return
         self.state.inflight = len(self._inflight)
         if reason.is_failure:
-            self._pending_ids.difference_update(sent.ids)
-            self.state.rejected += 1
-            self.state.last_error = f"broker rejected a batch: {reason}"
-            log.error("broker rejected a batch", extra={"reason": str(reason)})
+            self._acked_early.discard(sent.batch)
+            self._refuse(sent, reason)
+            return
+        self._broker_takes()
+        if not sent.ids:  # every reading confirmed meanwhile, by an ack for an older copy
+            self._acked_early.discard(sent.batch)
             return
         if self._cloud_acks and sent.batch not in self._acked_early:
-            sent.due = self.clock.monotonic() + self._resend_wait(sent.tries)
+            self._schedule(sent)
             self._awaiting[sent.batch] = sent
             self.state.awaiting_cloud = len(self._awaiting)
             return
         self._acked_early.discard(sent.batch)
         self._done(sent)
+
+    def _refuse(self, sent: Sent, reason: Any) -> None:
+        """The broker refused the batch: it is sent again on the resend backoff (its rows
+        stay pending meanwhile, so neither the live nor the backlog pass takes them)."""
+        self.state.rejected += 1
+        self.state.last_refusal = str(reason)
+        self.state.last_error = f"the broker refused a batch: {reason}"
+        if not self._refusing:
+            log.error("the broker refuses batches; sending them again on the resend backoff",
+                      extra={"reason": str(reason), "reason_code": getattr(reason, "value", None)})
+            self._refusing = True
+        if not sent.ids:
+            return
+        self._schedule(sent)
+        self._refused[sent.batch] = sent
+        self.state.refused = len(self._refused)
+
+    def _broker_takes(self) -> None:
+        """The broker took a batch: if it refused some before (an ACL since mended), those
+        are sent again now rather than after their long wait. At most once per
+        ack_timeout_max_s: a broker that refuses one batch for good (too large for it)
+        while taking the others would otherwise have it sent at every other batch."""
+        if not self._refusing:
+            return
+        self._refusing = False
+        log.info("the broker takes batches again", extra={"refused_waiting": len(self._refused)})
+        now = self.clock.monotonic()
+        if self._refusals_cut_at is not None \
+                and now - self._refusals_cut_at < self.config.mqtt.resend_wait_max_s:
+            return
+        self._refusals_cut_at = now
+        for sent in self._refused.values():
+            sent.due = min(sent.due, now)
+
+    def _schedule(self, sent: Sent) -> None:
+        sent.wait = self._resend_wait(sent.tries)
+        sent.due = self.clock.monotonic() + sent.wait
 
     def _on_message(self, client: Client, userdata: Any, msg: Any) -> None:
         if msg.topic != self._ack_topic:
@@ -243,7 +310,10 @@ class Publisher:
                 self._done(sent)
             elif batch in in_flight:
                 self._acked_early.add(batch)  # the cloud's ack overtook the broker's PUBACK
+            elif batch in self._replaced:
+                self._confirm_replaced(batch)
         self.state.awaiting_cloud = len(self._awaiting)
+        self.state.refused = len(self._refused)
         self.state.cloud_acks += 1
 
     def _done(self, sent: Sent) -> None:
@@ -252,6 +322,42 @@ class Publisher:
         self.state.messages_acked += 1
         self.state.readings_acked += len(sent.ids)
         self.state.last_ack_ns = to_epoch_ns(self.clock.now())
+
+    def _confirm_replaced(self, batch: str) -> None:
+        """The cloud confirms a copy that a resend replaced (its ack was late, or the cloud
+        got the old copy only after the heal): its readings are done, wherever they are now:
+        waiting in the outbox for their resend, or in a newer copy, which then carries only
+        the others (and is forgotten if none are left)."""
+        ids = {row for first, last in self._replaced.pop(batch) for row in range(first, last + 1)}
+        for pool in (self._awaiting, self._refused):
+            for key in [k for k, s in pool.items() if not ids.isdisjoint(s.ids)]:
+                sent = pool[key]
+                sent.ids = [row for row in sent.ids if row not in ids]
+                if not sent.ids:
+                    del pool[key]
+        for sent in self._inflight.values():
+            if not ids.isdisjoint(sent.ids):
+                sent.ids = [row for row in sent.ids if row not in ids]
+        confirmed = self.outbox.ack(sorted(ids))  # rows already gone count for nothing
+        self._pending_ids.difference_update(ids)
+        for row in ids:
+            self._tries.pop(row, None)
+        self.state.messages_acked += 1
+        self.state.readings_acked += confirmed
+        self.state.acked_by_replaced_copy += confirmed
+        self.state.last_ack_ns = to_epoch_ns(self.clock.now())
+
+    def _remember_replaced(self, sent: Sent) -> None:
+        runs: list[tuple[int, int]] = []
+        for row in sorted(sent.ids):
+            if runs and row == runs[-1][1] + 1:
+                runs[-1] = (runs[-1][0], row)
+            else:
+                runs.append((row, row))
+        self._replaced[sent.batch] = tuple(runs)
+        limit = REPLACED_WINDOWS * self.config.outbox.max_inflight
+        while len(self._replaced) > limit:
+            del self._replaced[next(iter(self._replaced))]
 
     def _resend_wait(self, tries: int) -> float:
         """How long the cloud has to confirm readings sent `tries` times before unconfirmed:
@@ -287,9 +393,25 @@ class Publisher:
         """Batches the broker took but the cloud never confirmed (a broker crash can lose
         them) are sent again, later each time while the cloud stays silent; the cloud drops
         the duplicates."""
-        expired = [b for b, sent in self._awaiting.items() if now >= sent.due]
-        for batch in expired:
-            sent = self._awaiting.pop(batch)
+        expired = self._expire(self._awaiting, now)
+        for sent in expired:
+            self._remember_replaced(sent)
+        if expired:
+            self._backing_off = True
+            self.state.awaiting_cloud = len(self._awaiting)
+            log.warning("no cloud ack in time; sending again", extra={"batches": len(expired)})
+
+    def _expire_refused(self, now: float) -> None:
+        """Batches the broker refused are sent again when due (logged once per episode,
+        when the refusals began)."""
+        if self._expire(self._refused, now):
+            self.state.refused = len(self._refused)
+
+    def _expire(self, pool: dict[str, Sent], now: float) -> list[Sent]:
+        """Takes the batches of `pool` that are due out of it; their rows are sent again
+        (the cursors go back to them) with one more try each."""
+        expired = [pool.pop(b) for b in [b for b, sent in pool.items() if now >= sent.due]]
+        for sent in expired:
             self._pending_ids.difference_update(sent.ids)
             for row in sent.ids:
                 self._tries[row] = sent.tries + 1
@@ -299,9 +421,15 @@ class Publisher:
             self.state.resent_batches += 1
         if expired:
             self._forget_tries_of_gone_rows()
-            self._backing_off = True
-            self.state.awaiting_cloud = len(self._awaiting)
-            log.warning("no cloud ack in time; sending again", extra={"batches": len(expired)})
+        return expired
+
+    def _show_backoff(self, now: float) -> None:
+        waiting = [*self._awaiting.values(), *self._refused.values()]
+        if not waiting:
+            self.state.resend_wait_s = self.state.next_resend_in_s = None
+            return
+        self.state.resend_wait_s = round(max(s.wait for s in waiting), 1)
+        self.state.next_resend_in_s = round(max(0.0, min(s.due for s in waiting) - now), 1)
 
     def _forget_tries_of_gone_rows(self) -> None:
         """Rows evicted from the outbox while their batch waited are never sent again, so
@@ -327,7 +455,7 @@ class Publisher:
     def _window_open(self) -> bool:
         ob = self.config.outbox
         return (len(self._inflight) < ob.max_inflight
-                and len(self._awaiting) < AWAITING_WINDOWS * ob.max_inflight)
+                and len(self._awaiting) + len(self._refused) < AWAITING_WINDOWS * ob.max_inflight)
 
     def _fetch(self, cursor: int, **window: int) -> tuple[list[OutboxRow], int]:
         """The next rows after `cursor` that are not already on their way, and the new
@@ -350,6 +478,7 @@ class Publisher:
         pumped_at = self.clock.monotonic()
         if self._cloud_acks:
             self._expire_awaiting(pumped_at)
+        self._expire_refused(pumped_at)
         ob = self.config.outbox
         elapsed = now_mono - self._last_tick if self._last_tick else 0.0
         self._last_tick = now_mono
@@ -377,6 +506,7 @@ class Publisher:
             self._backlog_cursor = rows[-1].id
             self._backlog_tokens -= 1.0
             self._send(client, rows)
+        self._show_backoff(pumped_at)
         self.state.pumped_at = pumped_at
 
     def _send(self, client: Client, rows: list[OutboxRow]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import random
 import re
@@ -10,7 +11,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -20,6 +21,8 @@ from edge.agent import OUTBOX_FILE, Agent
 from edge.config import load_config
 from edge.outbox import Outbox
 from firmware_bridge.protocols.sds011.emulator import Sds011Emulator
+from tests.agent_thread import agent_in_thread
+from urbanpulse.cli import main
 from urbanpulse.clock import to_epoch_ns
 from urbanpulse.testing import wait_for
 
@@ -168,3 +171,35 @@ def test_broker_down_for_a_while_then_back_every_reading_arrives(
     assigned = agent.outbox.next_seq("pm-1")
     assert set(seen.seqs("pm-1")) == set(range(assigned))
     assert agent.publisher.state.disconnects >= 1
+
+
+def test_edge_status_shows_the_resend_backoff_while_the_cloud_is_silent(
+        sds011: Sds011Emulator, make_node_config: Callable[..., Path],
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The real agent with delivery = "cloud" and no cloud to confirm: its batches wait, are
+    sent again at doubling waits, and `edge status` (the heartbeat's `mqtt` part, from the
+    agent's state file) says how many wait, the wait now set and when the next resend is."""
+    path = make_node_config("hn-edge", "aq-backoff-status", sds011_sensor(sds011.port),
+                            delivery="cloud", ack_timeout_s=0.5)
+    path.write_text(path.read_text().replace("ack_timeout_s = 0.5",
+                                             "ack_timeout_s = 0.5\nack_timeout_max_s = 4.0"))
+    with agent_in_thread(path) as agent:
+        wait_for(lambda: agent.publisher is not None
+                 and agent.publisher.state.resent_batches >= 20, 30, "batches sent again")
+        agent.write_state()
+        mqtt = agent.health()["mqtt"]
+        assert mqtt["awaiting_cloud"] > 0
+        assert 0.5 < mqtt["resend_wait_s"] <= 4.0  # doubled from ack_timeout_s
+        assert 0 <= mqtt["next_resend_in_s"] <= mqtt["resend_wait_s"]
+        assert mqtt["refused"] == 0
+        config = str(path)
+        assert main(["edge", "status", "--config", config]) == 0
+        out = capsys.readouterr().out
+        assert main(["edge", "status", "--config", config, "--json"]) == 0
+        status = json.loads(capsys.readouterr().out)
+    shown = status["agent"]["health"]["mqtt"]
+    line = next(line for line in out.splitlines() if line.startswith("resend:"))
+    assert line == (f"resend:    {shown['awaiting_cloud']} batches await the cloud's ack, 0 refused "
+                    f"by the broker; resend wait now {shown['resend_wait_s']:g} s, next resend in "
+                    f"{shown['next_resend_in_s']:g} s")
+    assert shown["resend_wait_s"] > 0.5

@@ -26,7 +26,7 @@ from edge.config import load_config, parse_config
 from edge.drivers.base import Sample
 from edge.mqtt_client import make_client as make_node_client
 from edge.outbox import Outbox
-from edge.publisher import RESEND_JITTER, Publisher
+from edge.publisher import REPLACED_WINDOWS, RESEND_JITTER, Publisher
 from urbanpulse.clock import FakeClock, to_epoch_ns
 from urbanpulse.errors import ConfigError
 from urbanpulse.mqtt import connect_and_wait, make_client
@@ -116,13 +116,15 @@ def test_resends_back_off_while_the_cloud_is_silent_and_recover_when_it_answers(
     publisher, outbox, clock = node
     state = publisher.state
     wait_for(lambda: state.connected, 15, "the publisher to connect")
+    others = 0  # batches of other readings, sent once each
 
-    def settle() -> None:
+    def settle(awaiting: int = 1) -> None:
         """Wait until the publisher has looked at the clock's time, and what it sent then is
         with the broker (so its wait was measured from this time) and with the cloud."""
         now = clock.monotonic()
         wait_for(lambda: (state.pumped_at or 0) >= now and state.inflight == 0
-                 and state.awaiting_cloud == 1 and cloud.count() == 1 + state.resent_batches,
+                 and state.awaiting_cloud == awaiting
+                 and cloud.count() == 1 + others + state.resent_batches,
                  10, f"the publisher to settle at {now} ({state})", every_s=0.01)
 
     def step_until_sent(limit: float) -> float | None:
@@ -155,12 +157,26 @@ def test_resends_back_off_while_the_cloud_is_silent_and_recover_when_it_answers(
         assert shortest <= gap < longest + STEP, (tries, gaps)
     # Every ack_timeout_s that would be 20 sends again; doubling up to 8 x: 4 or 5.
     assert 4 <= len(gaps) <= 5, gaps
+    # What `edge status` shows of the backoff: the wait now set (after 4 or 5 sends, the
+    # longest), and when it ends.
+    assert state.resend_wait_s is not None
+    assert CAP * RESEND_JITTER[0] - 0.1 <= state.resend_wait_s <= CAP
+    assert state.next_resend_in_s is not None
+    assert 0 < state.next_resend_in_s <= state.resend_wait_s
 
-    # The cloud is back: the broker hands it the node's oldest copy first, and it confirms
-    # that one. The node sends the rest again within ack_timeout_s, not after its long wait.
-    first_batch = cloud.sent[0][1]
-    cloud.confirm(first_batch)
-    wait_for(lambda: state.cloud_acks == 1, 10, "the node to get the cloud's ack")
+    # The cloud is back: it confirms a batch of new readings, not the waiting ones (the
+    # broker may have dropped their copies). The node sends those again within
+    # ack_timeout_s, not after its long wait.
+    outbox.append([Sample("pm-1", "air.pm", {"pm25": 12.0, "pm10": 20.0}, clock.now())],
+                  to_epoch_ns(clock.now()))
+    clock.advance(STEP)  # past the node's batch_max_delay_s
+    others = 1
+    settle(awaiting=2)
+    cloud.now = clock.monotonic()
+    (new_batch,) = [batch for _, batch, seqs in cloud.seen() if seqs == [READINGS]]
+    cloud.confirm(new_batch)
+    wait_for(lambda: state.cloud_acks == 1 and state.awaiting_cloud == 1, 10,
+             "the node to get the cloud's ack")
     answered = clock.monotonic()
     resent = step_until_sent(answered + T)
     assert resent is not None, (answered, sends)
@@ -175,7 +191,8 @@ def test_resends_back_off_while_the_cloud_is_silent_and_recover_when_it_answers(
     cloud.confirm(cloud.sent[-1][1])
     wait_for(lambda: state.awaiting_cloud == 0 and outbox.stats().depth == 0, 10,
              f"every reading confirmed ({state})")
-    assert state.readings_acked == READINGS
+    assert state.readings_acked == READINGS + 1
+    assert state.acked_by_replaced_copy == 0
     print(f"\nresends with the cloud silent, ack_timeout_s {T:g}: at "
           f"{[round(s - start, 1) for s in sends[1:]]} (every {T:g} s before the backoff: "
           f"20 sends); after the cloud's first ack: {resent - answered:g} s, "
@@ -281,7 +298,7 @@ def test_resend_counts_of_rows_evicted_meanwhile_are_not_kept(
     publisher.start()
     try:
         wait_for(lambda: state.connected, 15, "the publisher to connect")
-        most = 0
+        most = most_replaced = 0
         for _ in range(40):
             outbox.append([Sample("pm-1", "air.pm", {"pm25": 12.0, "pm10": 20.0}, clock.now())
                            for _ in range(5)], to_epoch_ns(clock.now()))
@@ -289,10 +306,62 @@ def test_resend_counts_of_rows_evicted_meanwhile_are_not_kept(
             wait_for(partial(settled_at, clock.monotonic()), 10,
                      f"the publisher to settle at {clock.monotonic()} ({state})", every_s=0.01)
             most = max(most, len(publisher._tries))
+            most_replaced = max(most_replaced, len(publisher._replaced))
         assert outbox.stats().evicted >= 150
         assert state.resent_batches >= 20  # rows were waiting for their resend throughout
         assert most <= window_rows, (most, window_rows)
+        # The ids of replaced copies, kept for their late acks, are bounded the same way.
+        assert most_replaced == REPLACED_WINDOWS * config.outbox.max_inflight
     finally:
         publisher.stop()
         outbox.close()
     assert publisher.failure is None
+
+
+def test_a_late_ack_for_a_replaced_copy_confirms_its_readings(
+        node: tuple[Publisher, Outbox, FakeClock], cloud: PlayedCloud) -> None:
+    """The node sent readings 0-4 as batch A, the cloud stayed silent, so after
+    ack_timeout_s they went again as batch B with reading 5. Then the cloud's ack for A
+    arrives (late, or the cloud got A only after a heal). Before, it found nothing: readings
+    0-4 stayed in the outbox and went out again with every resend of B until B's own ack.
+    Now A's ack confirms them, and B's later resends carry reading 5 only."""
+    publisher, outbox, clock = node
+    state = publisher.state
+    wait_for(lambda: state.connected, 15, "the publisher to connect")
+
+    def pm() -> Sample:
+        return Sample("pm-1", "air.pm", {"pm25": 12.0, "pm10": 20.0}, clock.now())
+
+    def settle() -> None:
+        now = clock.monotonic()
+        wait_for(lambda: (state.pumped_at or 0) >= now and state.inflight == 0
+                 and cloud.count() == state.sent_batches,
+                 10, f"the publisher to settle at {now}", every_s=0.01)
+
+    outbox.append([pm() for _ in range(READINGS)], to_epoch_ns(clock.now()))
+    clock.advance(1.0)
+    settle()
+    outbox.append([pm()], to_epoch_ns(clock.now()))  # not due before the clock moves on
+    clock.advance(T)
+    settle()
+    (_, batch_a, seqs_a), (_, batch_b, seqs_b) = cloud.seen()
+    assert (seqs_a, seqs_b) == (list(range(READINGS)), list(range(READINGS + 1)))
+    assert state.awaiting_cloud == 1
+
+    cloud.confirm(batch_a)
+    wait_for(lambda: state.cloud_acks == 1, 10, "the node to get the cloud's ack for A")
+    assert outbox.stats().depth == 1
+    assert state.acked_by_replaced_copy == state.readings_acked == READINGS
+    assert state.awaiting_cloud == 1  # B, for reading 5
+
+    acked_at = clock.monotonic()
+    while cloud.count() == 2:  # B's wait, about 2 x T
+        clock.advance(STEP)
+        settle()
+        assert clock.monotonic() < acked_at + 3 * T, "B was not sent again"
+    assert cloud.seen()[-1][2] == [READINGS]  # reading 5 alone
+    cloud.confirm(batch_b)  # B's own ack, late as well: confirms reading 5, nothing twice
+    wait_for(lambda: outbox.stats().depth == 0 and state.awaiting_cloud == 0, 10,
+             f"reading 5 confirmed ({state})")
+    assert state.readings_acked == READINGS + 1
+    assert publisher._replaced == {}  # A's and B's remembered ids, used up by their acks
