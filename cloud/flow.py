@@ -4,6 +4,10 @@ journals (merged) ─▶ key by node ─▶ decode, node state ─┬─ points 
                                                          ├─ site updates ─▶ site ──────▶ InfluxDB
                                                          ├─ air readings ─▶ city drift ─▶ InfluxDB, MQTT
                                                          └─ alerts ────────────────────▶ MQTT
+process start: one empty batch per worker ─────────────────────────────────────────────▶ InfluxDB
+
+Each process's InfluxDB writer thread also writes the process's `processor` point
+(cloud.health), fed by the journal partition of the same process.
 """
 
 from __future__ import annotations
@@ -19,7 +23,12 @@ from typing import Any
 
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow
-from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
+from bytewax.inputs import (
+    DynamicSource,
+    FixedPartitionedSource,
+    StatefulSourcePartition,
+    StatelessSourcePartition,
+)
 from bytewax.outputs import (
     DynamicSink,
     FixedPartitionedSink,
@@ -418,6 +427,28 @@ class InfluxSink(FixedPartitionedSink[list[Point], None]):
         return part
 
 
+class ProcessStart(DynamicSource[list[Point]]):
+    """One empty batch of points from each worker as it starts, then the end. Routed like
+    all points, it reaches this process's own InfluxDB partition, which Bytewax builds only
+    when something is routed to it: its writer thread, and the `processor` reports it
+    writes, then start with the process, not with its first data (a process of a cluster
+    may hold no node)."""
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _OneEmptyBatch:
+        return _OneEmptyBatch()
+
+
+class _OneEmptyBatch(StatelessSourcePartition[list[Point]]):
+    def __init__(self) -> None:
+        self._sent = False
+
+    def next_batch(self) -> list[list[Point]]:
+        if self._sent:
+            raise StopIteration
+        self._sent = True
+        return [[]]
+
+
 def sink_part(process_id: int) -> str:
     return f"influx-{process_id:04d}"  # zero-padded: Bytewax orders partitions by name
 
@@ -493,6 +524,7 @@ def build_flow(cfg: CloudConfig, partitions: list[str], sink: Any = None,
                           op.filter_map("drift_alerts", drifts, lambda kv: kv[1][1] or None))
     op.output("mqtt_alerts", alerts, alert_sink if alert_sink is not None else AlertSink(cfg))
     local = sink_part(process_id)
+    points = op.merge("with_process_start", points, op.input("process_start", flow, ProcessStart()))
     to_sink = op.key_on("to_sink", points, lambda _: local)
     op.output("influx", to_sink, sink if sink is not None else InfluxSink(cfg, process_id, stop, health))
     return flow

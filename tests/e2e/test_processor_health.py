@@ -6,6 +6,8 @@ before the processor starts, so that the backlog is known exactly."""
 
 from __future__ import annotations
 
+import os
+import signal
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -16,6 +18,7 @@ from cloud.journal import Journal, journal_path
 from tests.conftest import CloudProcess
 from urbanpulse.clock import to_epoch_ns
 from urbanpulse.influx_http import InfluxHTTP
+from urbanpulse.stack.process import free_ports
 from urbanpulse.testing import wait_for
 from urbanpulse.wire import Reading, data_topic, encode_batch
 
@@ -37,9 +40,9 @@ def _batches() -> list[tuple[str, bytes]]:
     return out
 
 
-def _reports(reader: InfluxHTTP, since: datetime) -> list[dict[str, Any]]:
+def _reports(reader: InfluxHTTP, since: datetime, process: int = 0) -> list[dict[str, Any]]:
     return reader.query_points(
-        'SELECT * FROM "raw"."processor" WHERE "process" = \'0\' '
+        f'SELECT * FROM "raw"."processor" WHERE "process" = \'{process}\' '
         f"AND time >= {to_epoch_ns(since)} ORDER BY time", db="urbanpulse")
 
 
@@ -83,3 +86,37 @@ def test_processor_points_show_the_backlog_draining_and_the_lag_falling_once_cau
     cloud.stop()
     assert cloud.proc is not None
     assert cloud.proc.returncode == 0, cloud.log()
+
+
+def test_each_process_of_a_cluster_reports_and_only_the_journal_reader_reports_the_journal(
+        cloud_factory: Callable[..., CloudProcess], reader: InfluxHTTP) -> None:
+    addresses = [f"127.0.0.1:{port}" for port in free_ports(2)]
+    cluster = [cloud_factory("health-cluster", extra_args=("--no-ingest", "--process-id", str(pid)),
+                             log_name=f"health-p{pid}", addresses=addresses, process_id=0,
+                             health_every_s=1.0, epoch_interval_s=0.2)
+               for pid in (0, 1)]
+    journal = Journal(journal_path(cluster[0].config_path.parent / "health-cluster" / "journal", "i0"),
+                      "i0").open()
+    journal.append(_batches()[:20], to_epoch_ns(datetime.now(UTC)))
+    journal.close()
+    since = datetime.now(UTC)
+    for proc in cluster:
+        proc.start()
+
+    def both() -> tuple[list[dict[str, Any]], list[dict[str, Any]]] | None:
+        reports = _reports(reader, since, 0), _reports(reader, since, 1)
+        read = [r.get("records_read") for rs in reports for r in rs]
+        return reports if all(reports) and 20 in read else None
+
+    zero, one = wait_for(both, 90, "reports of both processes, one having read the journal", every_s=0.5)
+    readers = [rs for rs in (zero, one) if any(r.get("records_read") is not None for r in rs)]
+    assert len(readers) == 1  # one source partition reads every journal, on one process
+    (other,) = [rs for rs in (zero, one) if rs is not readers[0]]
+    assert all(r.get("records_read") is None and r.get("read_lag_s") is None for r in other)
+    assert all(r["uptime_s"] >= 0 for r in other)
+    for proc in cluster:  # a cluster's processes stop together
+        assert proc.proc is not None
+        os.killpg(proc.proc.pid, signal.SIGTERM)
+    for proc in cluster:
+        assert proc.proc is not None
+        assert proc.proc.wait(20) == 0, proc.log()[-3000:]
