@@ -108,9 +108,17 @@ def read_csv(path_or_buffer: str | Path | IO[str],
     sidecar, the file must have its columns and its number of rows."""
     text = _text(path_or_buffer)
     columns, rows = _dtypes(path_or_buffer, dtypes)
-    frame = pd.read_csv(io.StringIO(text), index_col=INDEX, keep_default_na=False,
-                        na_values={c: [""] for c, t in columns.items() if t != "object"},
-                        dtype={INDEX: object, **columns})
+    try:
+        frame = pd.read_csv(io.StringIO(text), index_col=INDEX, keep_default_na=False,
+                            na_values={c: [""] for c, t in columns.items() if t != "object"},
+                            dtype={INDEX: object, **columns})
+    except (ValueError, TypeError, KeyError, pd.errors.ParserError,
+            pd.errors.EmptyDataError) as exc:
+        # cells the dtypes do not fit (another file's sidecar), no `time` column, a row with
+        # more cells than the header, no header at all
+        raise BadArgument("path_or_buffer", f"does not read as a query CSV with these dtypes "
+                                            f"({', '.join(f'{c}: {t}' for c, t in columns.items())}"
+                                            f"): {type(exc).__name__}: {exc}") from exc
     if list(frame.columns) != list(columns):
         raise BadArgument("dtypes", f"the file's columns {list(frame.columns)} are not the "
                                     f"ones its dtypes name {list(columns)}")

@@ -119,3 +119,20 @@ def test_a_sidecar_that_is_not_one_is_refused(tmp_path: Path, sidecar: str, mess
     sidecar_path(path).write_text(sidecar, encoding="utf-8")
     with pytest.raises(BadArgument, match=message):
         read_csv(path)
+
+
+@pytest.mark.parametrize(("text", "dtypes"), [
+    ("time,a\n2024-01-01T00:00:00.000000000Z,abc\n", {"a": "Int64"}),
+    ("time,a\n2024-01-01T00:00:00.000000000Z,abc\n", {"a": "float64"}),
+    ("time,a\n2024-01-01T00:00:00.000000000Z,abc\n", {"a": "boolean"}),
+    ("time,a\n2024-01-01T00:00:00.000000000Z,1.5\n", {"a": "Int64"}),
+    ("time,a\n2024-01-01T00:00:00.000000000Z,1,2\n", {"a": "Int64"}),
+    ("a,b\n1,2\n", {"b": "Int64"}),
+    ("", {"a": "Int64"}),
+])
+def test_cells_the_dtypes_do_not_fit_are_a_bad_argument(text: str, dtypes: dict[str, str]) -> None:
+    """A sidecar with the right columns and rows but another file's types (or a file that
+    is no query CSV) is refused as such, not with whatever pandas raised on the way."""
+    with pytest.raises(BadArgument, match="does not read as") as refused:
+        read_csv(io.StringIO(text), dtypes)
+    assert refused.value.argument == "path_or_buffer"
