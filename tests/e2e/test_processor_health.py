@@ -6,10 +6,18 @@ before the processor starts, so that the backlog is known exactly."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
+import pickle
 import signal
+import sqlite3
+import subprocess
+import sys
+import tarfile
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -120,3 +128,116 @@ def test_each_process_of_a_cluster_reports_and_only_the_journal_reader_reports_t
     for proc in cluster:
         assert proc.proc is not None
         assert proc.proc.wait(20) == 0, proc.log()[-3000:]
+
+
+# The last commit before the `process_start` input and the health wiring: a recovery store
+# its processor wrote must resume under the present flow, which has one input step more.
+BEFORE_PROCESS_START = "990598e"
+RESUME_NODE = "aq-resume"
+RESUME_RECORDS, RESUME_PER_RECORD = 12, 45  # 45 s of readings each: a minute spans the restart
+
+
+def _resume_batches() -> list[tuple[str, bytes]]:
+    out = []
+    for k in range(RESUME_RECORDS):
+        readings = [Reading(f"pm-{s}", "air.pm",
+                            to_epoch_ns(T0 + timedelta(seconds=k * RESUME_PER_RECORD + i)),
+                            k * RESUME_PER_RECORD + i, {"pm25": 10.0 + (i * 3 + s) % 11, "pm10": 20.0})
+                    for s in range(2) for i in range(RESUME_PER_RECORD)]
+        out.append((data_topic(SITE, RESUME_NODE), encode_batch(SITE, RESUME_NODE, readings)))
+    return out
+
+
+def _old_tree(dest: Path) -> Path:
+    """The processor's sources at BEFORE_PROCESS_START, from this repository's history."""
+    root = Path(__file__).resolve().parents[2]
+    try:
+        archive = subprocess.run(["git", "-C", str(root), "archive", BEFORE_PROCESS_START,
+                                  "cloud", "urbanpulse", "firmware_bridge", "edge"],
+                                 capture_output=True, check=True, timeout=60).stdout
+    except (OSError, subprocess.CalledProcessError) as exc:
+        pytest.skip(f"the sources of {BEFORE_PROCESS_START} are not at hand (no git history): {exc}")
+    dest.mkdir()
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(dest, filter="data")
+    return dest
+
+
+def _committed_offset(recovery_dir: Path, partition: str) -> int | None:
+    """The journal offset of the newest snapshot of the journal input whose epoch is
+    committed in Bytewax's store (read here only to know where a resume starts)."""
+    best: tuple[int, int] | None = None
+    for part in recovery_dir.glob("part-*.sqlite3"):
+        with contextlib.closing(sqlite3.connect(part)) as db:
+            commits = db.execute("SELECT commit_epoch FROM commits").fetchall()
+            if not commits:
+                continue
+            committed = min(c for (c,) in commits)
+            for epoch, blob in db.execute(
+                    "SELECT snap_epoch, ser_change FROM snaps WHERE step_id LIKE '%.journal' "
+                    "AND state_key = ? AND snap_epoch <= ? AND ser_change IS NOT NULL",
+                    (partition, committed)):
+                if best is None or epoch > best[0]:
+                    best = (epoch, pickle.loads(blob)[partition])
+    return None if best is None else best[1]
+
+
+def _air(reader: InfluxHTTP, rp: str, what: str) -> list[dict[str, Any]]:
+    return reader.query_points(f"SELECT {what} FROM {rp}.air_pm WHERE node = '{RESUME_NODE}' "
+                               "GROUP BY sensor", db="urbanpulse")
+
+
+def test_a_recovery_store_written_before_process_start_resumes_with_nothing_lost_or_doubled(
+        cloud_factory: Callable[..., CloudProcess], reader: InfluxHTTP, tmp_path: Path) -> None:
+    old_src = _old_tree(tmp_path / "old-src")
+    batches = _resume_batches()
+    half = RESUME_RECORDS // 2
+    old = cloud_factory("resume", extra_args=("--no-ingest",), log_name="resume-old", epoch_interval_s=0.2)
+    state_dir = old.config_path.parent / "resume"
+    journal_dir = state_dir / "journal"
+    journal_dir.mkdir(parents=True)
+    journal = Journal(journal_path(journal_dir, "i0"), "i0").open()
+    journal.append(batches[:half], to_epoch_ns(datetime.now(UTC)))
+    journal.close()
+    since = datetime.now(UTC)
+    with old.log_path.open("ab") as log:  # as CloudProcess.start, on the old sources
+        old.proc = subprocess.Popen(
+            [sys.executable, "-m", "urbanpulse.cli", "cloud", "run", "--config", str(old.config_path),
+             *old.extra_args],
+            cwd=old_src, env={**os.environ, "PYTHONPATH": str(old_src)},
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    readings_a = half * RESUME_PER_RECORD * 2
+    wait_for(lambda: (_air(reader, "raw", "count(pm25)") or None), 60, "the old processor's first points")
+    # Every record of the first half in a committed epoch: the resume must not read them again.
+    wait_for(lambda: _committed_offset(state_dir / "recovery", "i0") == half, 60,
+             "the first half's journal offset in a committed epoch")
+    assert sum(r["count"] for r in _air(reader, "raw", "count(pm25)")) == readings_a
+    old.stop()
+    assert old.proc.returncode == 0, old.log()[-3000:]
+    assert not _reports(reader, since), "the old sources wrote processor points: they did not run"
+
+    journal = Journal(journal_path(journal_dir, "i0"), "i0").open()
+    journal.append(batches[half:], to_epoch_ns(datetime.now(UTC)))
+    journal.close()
+    new = cloud_factory("resume", extra_args=("--no-ingest",), log_name="resume-new",
+                        epoch_interval_s=0.2, health_every_s=1.0)
+    new.start()
+    total = RESUME_RECORDS * RESUME_PER_RECORD * 2
+
+    def all_read() -> list[dict[str, Any]] | None:
+        done = [r for r in _reports(reader, since) if r.get("journal_backlog") == 0
+                and r["points_pending"] == 0 and r.get("records_read", 0) > 0]
+        return done or None
+
+    report = wait_for(all_read, 90, "a report of the resumed processor having read everything")[-1]
+    assert report["records_read"] == RESUME_RECORDS - half  # the first half is not read again
+    raw = _air(reader, "raw", "count(pm25)")
+    assert sorted(r["count"] for r in raw) == [total // 2, total // 2]
+    # Each minute's count: the node state of the first half went on (nothing lost across the
+    # restart, in the minute that spans it too) and took nothing twice.
+    minutes = wait_for(lambda: (lambda rows: rows if sum(r["count"] for r in rows) == total else None)(
+        _air(reader, "agg_1m", '"count"')), 60, "every reading in the minute aggregates")
+    assert all(r["count"] == 60 for r in minutes), minutes
+    assert len(minutes) == 2 * RESUME_RECORDS * RESUME_PER_RECORD // 60
+    assert new.proc is not None
+    assert new.proc.poll() is None, new.log()[-2000:]
