@@ -12,14 +12,15 @@ import http.client
 import json
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlencode, urlsplit
 
 from urbanpulse.errors import UrbanpulseError
 
 _EPOCHS = {"ns", "u", "µ", "ms", "s", "m", "h"}
+_T = TypeVar("_T")
 
 
 class InfluxError(UrbanpulseError):
@@ -121,6 +122,19 @@ class InfluxHTTP:
     def _request(
         self, method: str, path: str, params: dict[str, str], body: bytes | None, ctype: str | None
     ) -> tuple[int, bytes]:
+        return self._exchange(method, path, params, body, ctype, _read_all)
+
+    def _exchange(
+        self,
+        method: str,
+        path: str,
+        params: dict[str, str],
+        body: bytes | None,
+        ctype: str | None,
+        read: Callable[[http.client.HTTPResponse], tuple[_T, bool]],
+    ) -> tuple[int, _T]:
+        """One request; `read` takes what it wants of the answer and says whether it read
+        all of it (a connection with some of an answer left unread is not used again)."""
         target = f"{self._base}{path}"
         if params:
             target += "?" + urlencode(params)
@@ -134,7 +148,7 @@ class InfluxHTTP:
                 try:
                     conn.request(method, target, body=body, headers=headers)
                     response = conn.getresponse()
-                    data = response.read()
+                    data, whole = read(response)
                 except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as exc:
                     self._drop()
                     if reused and attempt == 1:
@@ -144,7 +158,10 @@ class InfluxHTTP:
                     self._drop()
                     reason = "timed out" if isinstance(exc, socket.timeout) else str(exc)
                     raise InfluxUnavailable(self.url, reason or type(exc).__name__) from exc
-                if response.will_close:
+                except BaseException:
+                    self._drop()  # what is left of the answer would be read as the next one
+                    raise
+                if response.will_close or not whole:
                     self._drop()
                 return response.status, data
         raise AssertionError("unreachable")
@@ -177,6 +194,7 @@ class InfluxHTTP:
         epoch: str | None = "ns",
         post: bool = False,
         chunk_size: int | None = None,
+        max_rows: int | None = None,
     ) -> list[Result]:
         """Run InfluxQL; one `Result` per statement answered, in order.
 
@@ -186,7 +204,10 @@ class InfluxHTTP:
         10,000 rows as partial when nothing was cut.
         chunk_size=N streams the answer in pieces of at most N rows (`chunked=true`), which
         no row limit applies to; the pieces are joined here, so a flag still set on the
-        last piece of a statement or series means the stream ended before it did."""
+        last piece of a statement or series means the stream ended before it did.
+        max_rows=M (with chunk_size) stops reading a stream once more than M rows came and
+        its last piece says more follow (that flag stays set), so that an answer far larger
+        than expected never sits in memory whole; the connection is then closed."""
         params = {"q": q}
         if db is not None:
             params["db"] = db
@@ -199,25 +220,25 @@ class InfluxHTTP:
                 raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
             params["chunked"] = "true"
             params["chunk_size"] = str(chunk_size)
+        if max_rows is not None and (chunk_size is None or isinstance(max_rows, bool)
+                                     or not isinstance(max_rows, int) or max_rows < 1):
+            raise ValueError(f"max_rows must be a positive integer, with chunk_size: got {max_rows!r}")
+
+        def read(response: http.client.HTTPResponse) -> tuple[list[Result] | str, bool]:
+            if response.status != 200:
+                return response.read().decode("utf-8", errors="replace"), True
+            return _read_results(response, max_rows)
+
         if post:
             body = urlencode(params).encode()
-            status, data = self._request(
-                "POST", "/query", {}, body, "application/x-www-form-urlencoded"
+            status, answer = self._exchange(
+                "POST", "/query", {}, body, "application/x-www-form-urlencoded", read
             )
         else:
-            status, data = self._request("GET", "/query", params, None, None)
-        text = data.decode("utf-8", errors="replace")
-        if status != 200:
-            raise InfluxError(status, _error_text(text))
-        results: list[Result] = []
-        for answer in _documents(status, text):
-            if "error" in answer:
-                raise InfluxError(status, str(answer["error"]))
-            for piece in answer.get("results", []):
-                if "error" in piece:
-                    raise InfluxError(status, str(piece["error"]))
-                _join(results, _result(piece))
-        return results
+            status, answer = self._exchange("GET", "/query", params, None, None, read)
+        if isinstance(answer, str):
+            raise InfluxError(status, _error_text(answer))
+        return answer
 
     def query_points(
         self, q: str, *, db: str | None = None, epoch: str | None = "ns"
@@ -251,6 +272,49 @@ def _error_text(text: str) -> str:
     if isinstance(decoded, dict) and "error" in decoded:
         return str(decoded["error"])
     return text
+
+
+def _read_all(response: http.client.HTTPResponse) -> tuple[bytes, bool]:
+    return response.read(), True
+
+
+def _read_results(
+    response: http.client.HTTPResponse, max_rows: int | None
+) -> tuple[list[Result], bool]:
+    """A 200 answer's results, read piece by piece (InfluxDB writes each JSON document of a
+    stream on a line of its own); stops early, (results, False), past `max_rows` rows."""
+    results: list[Result] = []
+    rows = 0
+    pending = ""
+    while line := response.readline():
+        pending += line.decode("utf-8", errors="replace")
+        if not pending.endswith("\n"):
+            continue  # the end of the answer: read below
+        try:
+            documents = list(_documents(200, pending))
+        except InfluxError:
+            continue  # a document written over several lines, not whole yet
+        pending = ""
+        rows += _add(results, documents)
+        if max_rows is not None and rows > max_rows and results and results[-1].partial:
+            return results, False
+    _add(results, list(_documents(200, pending)))
+    return results, True
+
+
+def _add(results: list[Result], documents: list[dict[str, Any]]) -> int:
+    """The documents' pieces joined to `results`; their number of rows."""
+    rows = 0
+    for answer in documents:
+        if "error" in answer:
+            raise InfluxError(200, str(answer["error"]))
+        for piece in answer.get("results", []):
+            if "error" in piece:
+                raise InfluxError(200, str(piece["error"]))
+            result = _result(piece)
+            rows += sum(len(s.values) for s in result.series)
+            _join(results, result)
+    return rows
 
 
 def _documents(status: int, text: str) -> Iterator[dict[str, Any]]:

@@ -30,6 +30,10 @@ POST_ABOVE_CHARS = 4000  # longer statements go in a POST body, not the URL
 # max-row-limit does not apply to a streamed answer, and its `partial` flags then say
 # exactly whether rows are missing (urbanpulse.influx_http.InfluxHTTP.results).
 STREAM_ROWS = 10_000
+# An answer is read up to this many times `chunk_rows` rows: past that (a burst far denser
+# than the chunk before it) reading stops and the chunk is fetched again in halves, so that
+# memory stays bounded by the rows asked for, whatever the data holds.
+READ_ROWS_FACTOR = 2
 
 
 class CityData:
@@ -249,9 +253,12 @@ class CityData:
         chunks = Chunks(span, first, self._chunk_rows)
         while (part := chunks.next_span()) is not None:
             lo, hi = part
-            answer = self._query(influxql.select(rp, name, fields, tags, lo, hi))
+            # One nanosecond cannot be cut: its answer is read whole, however long.
+            cap = None if hi - lo == 1 else READ_ROWS_FACTOR * self._chunk_rows
+            answer = self._query(influxql.select(rp, name, fields, tags, lo, hi), max_rows=cap)
             if not _whole(answer, statements=1):
-                # A streamed answer cut short: what cut it may let a shorter one through.
+                # Reading stopped at the cap, or the stream was cut short: a shorter span's
+                # answer may come whole.
                 if hi - lo == 1:
                     raise IncompleteAnswer(where, lo, hi, "even for one nanosecond")
                 chunks.cut()
@@ -260,13 +267,14 @@ class CityData:
             chunks.fetched(hi, len(frame))
             yield frame
 
-    def _query(self, statement: str) -> list[Result]:
+    def _query(self, statement: str, max_rows: int | None = None) -> list[Result]:
         self.requests += 1
         url = self.client.url
         try:
             return self.client.results(statement, db=self.database, epoch="ns",
                                        post=len(statement) > POST_ABOVE_CHARS,
-                                       chunk_size=STREAM_ROWS)
+                                       chunk_size=min(STREAM_ROWS, self._chunk_rows),
+                                       max_rows=max_rows)
         except InfluxUnavailable as exc:
             raise QueryError(f"InfluxDB at {url} did not answer: {exc.body}") from exc
         except InfluxError as exc:

@@ -97,3 +97,25 @@ def test_a_chunk_size_that_is_no_positive_integer_is_refused(limited: InfluxHTTP
                                                             size: object) -> None:
     with pytest.raises(ValueError, match="chunk_size must be a positive integer"):
         limited.results(BIG_Q, db="d", chunk_size=size)  # type: ignore[arg-type]
+
+
+def test_a_stream_past_max_rows_is_read_no_further(limited: InfluxHTTP) -> None:
+    limited.query("SHOW DATABASES")  # a connection open before
+    opened = limited.connections_opened
+    (big,) = limited.results(BIG_Q, db="d", chunk_size=1000, max_rows=2500)
+    # three pieces of the 13: reading stopped once past 2,500 rows, the flags say so
+    assert [[v for _, v in s.values] for s in big.series] == [list(range(3000))]
+    assert big.series[0].partial
+    assert not big.complete
+    # the rest of that answer is not taken for the next one: its connection was closed
+    (again,) = limited.results(BIG_Q, db="d", chunk_size=1000, max_rows=BIG)
+    assert [[v for _, v in s.values] for s in again.series] == [list(range(BIG))]
+    assert again.complete
+    assert limited.connections_opened == opened + 1
+
+
+@pytest.mark.parametrize(("chunk_size", "max_rows"), [(None, 10), (10, 0), (10, True)])
+def test_max_rows_needs_a_stream_and_a_positive_integer(limited: InfluxHTTP, chunk_size: int | None,
+                                                        max_rows: object) -> None:
+    with pytest.raises(ValueError, match="max_rows must be a positive integer"):
+        limited.results(BIG_Q, db="d", chunk_size=chunk_size, max_rows=max_rows)  # type: ignore[arg-type]

@@ -67,11 +67,13 @@ def test_dense_data_shrinks_the_chunks(reader: InfluxHTTP, dense: City) -> None:
     data = CityData(reader, "urbanpulse", chunk=timedelta(hours=1), chunk_rows=20)
     frames = list(data.iter_readings("air.co2", *span(dense), site=dense.site, fields=["co2"]))
     sizes = [len(f) for f in frames]
-    # 1 h held 110 readings (from 5 min before the first): the next chunks halve to 7.5 min
-    assert sizes[:4] == [110, 60, 30, 15]
+    # 1 h holds 110 readings (from 5 min before the first): reading stops past 40 (twice
+    # chunk_rows, in pieces of 20) and the half hour is asked, 50 readings; the next chunks
+    # halve to 7.5 min
+    assert sizes[:4] == [50, 30, 15, 15]
     assert max(sizes[3:]) <= 20
     assert sum(sizes) == READINGS
-    assert data.requests == 1 + len(frames)  # the schema, then one statement per chunk
+    assert data.requests == 2 + len(frames)  # the schema, the cut hour, a statement per chunk
     whole = CityData(reader, "urbanpulse", chunk=timedelta(days=2)).readings(
         "air.co2", *span(dense), site=dense.site, fields=["co2"])
     pd.testing.assert_frame_equal(pd.concat(frames), whole)

@@ -112,3 +112,13 @@ def test_fields_of_a_measurement_never_stored_give_an_empty_frame(limited: Influ
                                                fields=["pm25"])
     assert frame.empty
     assert list(frame.columns) == ["pm25"]
+
+
+def test_a_burst_denser_than_its_chunk_is_never_read_whole(limited: InfluxHTTP) -> None:
+    """4 hours of one point a second, asked in 4-hour chunks of about 1,000 rows: reading
+    stops past 2,000 rows and the chunk is asked again in halves, never holding all 12,005."""
+    data = CityData(limited, "d", chunk=timedelta(hours=4), chunk_rows=1000)
+    frames = list(data.iter_measurement("big", T0, T0 + timedelta(hours=4)))
+    assert [v for f in frames for v in f["v"]] == list(range(BIG))
+    assert max(len(f) for f in frames) <= 2000
+    assert data.requests > 1 + len(frames)  # the cut chunks were asked again
