@@ -186,7 +186,9 @@ def _strings(frame: pd.DataFrame, strings: list[str], text: str) -> pd.DataFrame
     if not blank:
         return frame
     quoted = _quoted_empty_cells(text) if '""' in text else set()
-    positions = {c: frame.columns.get_loc(c) + 1 for c in blank}  # +1: the index comes first
+    # the columns' places in the file, `time` wherever it is
+    header = [str(c) for c in pd.read_csv(io.StringIO(text), nrows=0, dtype=object).columns]
+    positions = {c: header.index(c) for c in blank}
     updates = {}
     for c, b in blank.items():
         values = frame[c].to_numpy(dtype=object, copy=True)

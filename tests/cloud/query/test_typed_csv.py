@@ -136,3 +136,11 @@ def test_cells_the_dtypes_do_not_fit_are_a_bad_argument(text: str, dtypes: dict[
     with pytest.raises(BadArgument, match="does not read as") as refused:
         read_csv(io.StringIO(text), dtypes)
     assert refused.value.argument == "path_or_buffer"
+
+
+def test_empty_and_missing_strings_are_told_apart_wherever_the_time_column_is() -> None:
+    """A file whose columns were reordered (time not first) keeps "" apart from missing."""
+    text = 'a,time,b\n"",2024-01-01T00:00:00.000000000Z,\n,2024-01-01T00:00:01.000000000Z,""\n'
+    frame = read_csv(io.StringIO(text), {"a": "object", "b": "object"})
+    assert frame["a"].tolist() == ["", None]
+    assert frame["b"].tolist() == [None, ""]
