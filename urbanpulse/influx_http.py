@@ -284,7 +284,7 @@ def _read_results(
     """A 200 answer's results, read piece by piece (InfluxDB writes each JSON document of a
     stream on a line of its own); stops early, (results, False), past `max_rows` rows."""
     results: list[Result] = []
-    rows = 0
+    rows = documents_read = 0
     pending = ""
     while line := response.readline():
         pending += line.decode("utf-8", errors="replace")
@@ -295,10 +295,15 @@ def _read_results(
         except InfluxError:
             continue  # a document written over several lines, not whole yet
         pending = ""
+        documents_read += len(documents)
         rows += _add(results, documents)
         if max_rows is not None and rows > max_rows and results and results[-1].partial:
             return results, False
-    _add(results, list(_documents(200, pending)))
+    documents = list(_documents(200, pending))
+    if not documents_read and not documents:
+        # every statement is answered, with rows or not: no document is no answer
+        raise InfluxError(200, "answer is empty")
+    _add(results, documents)
     return results, True
 
 

@@ -119,3 +119,14 @@ def test_max_rows_needs_a_stream_and_a_positive_integer(limited: InfluxHTTP, chu
                                                         max_rows: object) -> None:
     with pytest.raises(ValueError, match="max_rows must be a positive integer"):
         limited.results(BIG_Q, db="d", chunk_size=chunk_size, max_rows=max_rows)  # type: ignore[arg-type]
+
+
+def test_an_empty_answer_is_an_error_not_one_without_rows(limited_server: Server) -> None:
+    """InfluxDB answers every statement, with rows or not: a 200 with nothing in it (a proxy
+    that dropped the body) is no answer, as it was before answers were streamed."""
+    with cutting_proxy(limited_server.url(), keep=0) as url, \
+            InfluxHTTP(url, "admin", limited_server.password("admin")) as cut:
+        with pytest.raises(InfluxError, match="answer is empty"):
+            cut.query(PM, db="d")
+        with pytest.raises(InfluxError, match="answer is empty"):
+            cut.results(PM, db="d", chunk_size=4)
