@@ -150,6 +150,10 @@ def _rename(part: Path, path: Path, option: str) -> None:
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     prog = f"urbanpulse query {args.cmd}"
+    if (args.output is not None and args.dtypes is not None
+            and os.path.realpath(args.output) == os.path.realpath(args.dtypes)):
+        print(f"{prog}: --dtypes: {args.dtypes} is the --output file itself", file=sys.stderr)
+        return EXIT_ARGUMENTS
     try:
         with CityData.from_config(args.config) as data:
             frames = _frames(data, args)

@@ -320,3 +320,14 @@ def test_the_output_file_gets_the_mode_the_umask_allows(db_ready: StackInfo, cit
         os.umask(mask)
     assert out.stat().st_mode & 0o777 == 0o640
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".part")] == []
+
+
+def test_dtypes_on_the_output_itself_is_refused_before_any_query(
+        db_ready: StackInfo, city: City, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The sidecar renamed first, then the CSV over it: one of the pair would be lost."""
+    config = write_config(db_ready, tmp_path)
+    out = tmp_path / "ledger.csv"
+    assert main(["ledger", "--config", str(config), *window(city), "-o", str(out),
+                 "--dtypes", str(tmp_path / "." / "ledger.csv")]) == 2
+    assert "--dtypes: " in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cloud.toml"]
