@@ -251,7 +251,7 @@ class InfluxPartition(StatefulSinkPartition[list[Point], None]):
     from the journal again after the restart.
 
     With `health`, the writer thread also writes the process's `processor` point whenever
-    it is due, between batches (cloud.health); `start` then starts the thread at once, so
+    it is due, between requests (cloud.health); `start` then starts the thread at once, so
     that the points come before any data does."""
 
     def __init__(self, writer: InfluxWriter, max_pending: int = MAX_PENDING_POINTS,
@@ -340,7 +340,7 @@ class InfluxPartition(StatefulSinkPartition[list[Point], None]):
                     batch.extend(self._queue.popleft())
             if batch:
                 try:
-                    self.writer.write(batch)
+                    self.writer.write(batch, between=self._report_if_due)
                     if time.monotonic() >= self._next_stats:
                         self._next_stats = time.monotonic() + STATS_EVERY_S
                         self._log_stats()
@@ -352,8 +352,13 @@ class InfluxPartition(StatefulSinkPartition[list[Point], None]):
                 with self._cond:
                     self._pending -= len(batch)
                     self._cond.notify_all()
-            if self._report_due():
-                self._write_report()
+            self._report_if_due()
+
+    def _report_if_due(self) -> None:
+        """Also between the requests of a batch: one may take minutes (a catch-up, many
+        windows to rebuild), longer than "Processor silent" waits."""
+        if self._report_due():
+            self._write_report()
 
     def _report_due(self) -> bool:
         return self.health is not None and self.health.seconds_to_report() <= 0

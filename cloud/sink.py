@@ -64,7 +64,9 @@ class InfluxWriter:
         self._stop = stop or threading.Event()
         self._wait = wait or self._stop.wait
 
-    def write(self, points: Iterable[Point]) -> None:
+    def write(self, points: Iterable[Point], between: Callable[[], None] | None = None) -> None:
+        """`between` is called after each request that succeeded: a long set of requests
+        (a catch-up, many windows to rebuild) lets its caller do its own work meanwhile."""
         by_rp: dict[str, list[str]] = defaultdict(list)
         for rp, ln in points:
             by_rp[rp].append(ln)
@@ -72,10 +74,12 @@ class InfluxWriter:
         for rp, lines in by_rp.items():
             for i in range(0, len(lines), self.batch_lines):
                 self._write_chunk(rp, lines[i:i + self.batch_lines])
+                if between is not None:
+                    between()
         if recomputes:  # after the raw points they read are written
-            self._recompute(sorted(set(recomputes)))
+            self._recompute(sorted(set(recomputes)), between)
 
-    def _recompute(self, requests: list[str]) -> None:
+    def _recompute(self, requests: list[str], between: Callable[[], None] | None = None) -> None:
         if self.reader is None:
             self.stats.not_recomputed += len(requests)
             log.warning("late readings beyond the aggregation horizon; windows not rebuilt "
@@ -89,6 +93,8 @@ class InfluxWriter:
             ln = req.rebuild(rows)
             if ln is not None:
                 rebuilt[req.rp].append(ln)
+            if between is not None:
+                between()
         for rp, lines in rebuilt.items():
             self._write_chunk(rp, lines)
         self.stats.recomputed += len(requests)

@@ -17,7 +17,7 @@ from cloud.health import ProcessorHealth
 from cloud.logic.lines import line
 from cloud.sink import InfluxWriter
 from tests.netfault import proxy_for_url
-from urbanpulse.clock import SystemClock, to_epoch_ns
+from urbanpulse.clock import FakeClock, SystemClock, to_epoch_ns
 from urbanpulse.influx_http import InfluxHTTP
 from urbanpulse.stack import StackInfo
 from urbanpulse.testing import wait_for
@@ -96,3 +96,49 @@ def test_reports_stop_while_influxdb_is_unreachable_and_resume_after(
             assert part._thread.is_alive()
         finally:
             part.close()
+
+
+class TimedWrites:
+    """The real InfluxDB client, with each data request taking `request_s` on the health's
+    fake clock (a slow InfluxDB, or a long catch-up, without waiting for it), and a log of
+    what each request carried, in order."""
+
+    def __init__(self, client: InfluxHTTP, clock: FakeClock, request_s: float) -> None:
+        self.client = client
+        self.clock = clock
+        self.request_s = request_s
+        self.log: list[str] = []
+
+    def write(self, lines: bytes, *, db: str, rp: str | None = None, precision: str = "ns") -> None:
+        self.client.write(lines, db=db, rp=rp, precision=precision)
+        if lines.startswith(b"processor,"):
+            self.log.append("report")
+        else:
+            self.log.append("data")
+            self.clock.advance(self.request_s)
+
+
+def test_a_long_batch_does_not_hold_the_reports_back(
+        db_ready: StackInfo, writer_client: InfluxHTTP, reader: InfluxHTTP) -> None:
+    # A catch-up batch of many requests (the 200,000 points handed over at most, or
+    # thousands of windows to rebuild) may take minutes: the reports must go on between
+    # its requests, or "Processor silent" fires on a process hard at work.
+    since = datetime.now(UTC)
+    clock = FakeClock(since)
+    timed = TimedWrites(writer_client, clock, request_s=4.0)
+    part = InfluxPartition(InfluxWriter(timed, db_ready.database, batch_lines=1),
+                           health=ProcessorHealth(73, 10.0, clock))
+    part.start()
+    try:
+        wait_for(lambda: timed.log == ["report"], 20, "the first report")
+        tags = {"site": "health-test", "node": "n-73", "sensor": "co2-1", "kind": "air.co2"}
+        t = to_epoch_ns(since)
+        part.write_batch([[("raw", line("air_co2", tags, {"co2": 400.0 + i, "seq": i}, t + i))
+                           for i in range(30)]])  # 30 requests: 120 s on the clock
+        part.flush()
+    finally:
+        part.close()
+    reports_at = [k for k, what in enumerate(timed.log) if what == "report"]
+    gaps = [b - a - 1 for a, b in zip(reports_at, [*reports_at, len(timed.log)][1:], strict=True)]
+    assert max(gaps) <= 3, timed.log  # a report at least every 10 s: every third request
+    assert len(_reports(reader, 73, since)) == len(reports_at)
