@@ -3,7 +3,8 @@
 A reading leaves the outbox when the cloud confirms the batch that carried it (or, with
 `delivery = "broker"`, on the broker's PUBACK). Fresh readings go first; after an outage
 the backlog drains at a bounded rate beside them, so live data stays fresh. Reconnects
-back off exponentially with full jitter. A batch the cloud does not confirm is sent again
+back off exponentially with full jitter, back to the shortest wait only after a connection
+that lasted a keepalive interval. A batch the cloud does not confirm is sent again
 after `ack_timeout_s`, then after twice that, four times... (jittered) up to
 `ack_timeout_max_s`: a long central outage does not make every node re-send its whole
 window every `ack_timeout_s`. When the cloud confirms something after batches went
@@ -82,6 +83,9 @@ class PublisherState:
     connected: bool = False
     connects: int = 0
     disconnects: int = 0
+    # The longest wait before the next connect attempt (full jitter: a draw from 0 to it);
+    # doubles at every failed attempt and every connection that did not last a keepalive.
+    reconnect_backoff_s: float = BACKOFF_MIN_S
     last_publish_ns: int | None = None
     last_ack_ns: int | None = None
     messages_acked: int = 0
@@ -173,17 +177,27 @@ class Publisher:
                         retain=True)
         backoff = BACKOFF_MIN_S
         first = True
+        connected_at: float | None = None
         while not self._stop.is_set():
             if not self.state.connected:
+                # Back to the shortest wait only after a connection that held: one the
+                # broker drops at once (a message it answers with what paho calls a protocol
+                # error, sent again at every connect) must not be retried a few times a
+                # second for ever.
+                if connected_at is not None \
+                        and time.monotonic() - connected_at >= self.config.mqtt.keepalive_s:
+                    backoff = BACKOFF_MIN_S
+                connected_at = None
                 if not first:
                     delay = random.uniform(0, backoff)
                     backoff = min(BACKOFF_MAX_S, backoff * 2)
+                    self.state.reconnect_backoff_s = backoff
                     if self._stop.wait(delay):
                         break
                 first = False
                 if not self._connect(client):
                     continue
-                backoff = BACKOFF_MIN_S
+                connected_at = time.monotonic()
             rc = client.loop(timeout=PUMP_INTERVAL_S)
             if rc != 0:
                 self.state.connected = False
@@ -275,8 +289,10 @@ class Publisher:
     def _broker_takes(self) -> None:
         """The broker took a batch: if it refused some before (an ACL since mended), those
         are sent again now rather than after their long wait. At most once per
-        ack_timeout_max_s: a broker that refuses one batch for good (too large for it)
-        while taking the others would otherwise have it sent at every other batch."""
+        ack_timeout_max_s: a broker that refuses one batch for good while taking the
+        others would otherwise have it sent at every other batch. (A batch over Mosquitto
+        2.0's message_size_limit does not come here: its PUBACK reason, 0x95, is not one
+        MQTT 5 allows there, so paho drops the link and the reconnect backoff applies.)"""
         if not self._refusing:
             return
         self._refusing = False
