@@ -60,6 +60,7 @@ MAX_PENDING_POINTS = 200_000  # handed to the InfluxDB writer thread, not yet wr
 STATS_EVERY_S = 30.0  # how often the InfluxDB writer logs its counts
 WAIT_STEP_S = 0.2  # how often a wait for the InfluxDB writer looks at the stop event
 CLOSE_JOIN_S = 10.0  # a write in flight when stopped ends within InfluxHTTP's timeout or is left
+MID_BATCH_REPORT_S = 60.0  # "Processor silent" waits 5 minutes: 5 chances
 TICK = timedelta(seconds=30)  # how often time-based fault rules (silence) are checked
 
 
@@ -338,9 +339,10 @@ class InfluxPartition(StatefulSinkPartition[list[Point], None]):
                 batch: list[Point] = []
                 while self._queue:  # whatever piled up goes out as one set of requests
                     batch.extend(self._queue.popleft())
+            between = None if self.health is None else self._report_between_requests
             if batch:
                 try:
-                    self.writer.write(batch, between=self._report_if_due)
+                    self.writer.write(batch, between=between)
                     if time.monotonic() >= self._next_stats:
                         self._next_stats = time.monotonic() + STATS_EVERY_S
                         self._log_stats()
@@ -355,9 +357,15 @@ class InfluxPartition(StatefulSinkPartition[list[Point], None]):
             self._report_if_due()
 
     def _report_if_due(self) -> None:
-        """Also between the requests of a batch: one may take minutes (a catch-up, many
-        windows to rebuild), longer than "Processor silent" waits."""
         if self._report_due():
+            self._write_report()
+
+    def _report_between_requests(self) -> None:
+        """A batch may take minutes (a catch-up, many windows to rebuild), longer than
+        "Processor silent" waits: reports go on between its requests too, but only every
+        MID_BATCH_REPORT_S, so that a slow InfluxDB's time goes to the data."""
+        assert self.health is not None
+        if self.health.seconds_to_report(max(self.health.every_s, MID_BATCH_REPORT_S)) <= 0:
             self._write_report()
 
     def _report_due(self) -> bool:

@@ -65,10 +65,12 @@ class ProcessorHealth:
             self._read_up_to_ns = max(self._read_up_to_ns, up_to)
             self._backlog = pending
 
-    def seconds_to_report(self) -> float:
-        """How long until the next report is due (0 when it is)."""
+    def seconds_to_report(self, every_s: float | None = None) -> float:
+        """How long until the next report is due (0 when it is); with `every_s`, when it
+        would be due were the reports that far apart instead."""
         with self._lock:
-            return max(0.0, self._next_report - self.clock.monotonic())
+            due = self._next_report if every_s is None else self._next_report - self.every_s + every_s
+            return max(0.0, due - self.clock.monotonic())
 
     def report(self, stats: SinkStats, pending_points: int) -> Point:
         """The `processor` point for now, stamped by the cloud's clock; the next one is

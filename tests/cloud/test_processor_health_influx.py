@@ -5,6 +5,7 @@ partition, tests/netfault.py), having said so once in the log."""
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -12,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from cloud.flow import InfluxPartition
+from cloud.flow import MID_BATCH_REPORT_S, InfluxPartition
 from cloud.health import ProcessorHealth
 from cloud.logic.lines import line
 from cloud.sink import InfluxWriter
@@ -99,30 +100,28 @@ def test_reports_stop_while_influxdb_is_unreachable_and_resume_after(
 
 
 class TimedWrites:
-    """The real InfluxDB client, with each data request taking `request_s` on the health's
-    fake clock (a slow InfluxDB, or a long catch-up, without waiting for it), and a log of
-    what each request carried, in order."""
+    """The real InfluxDB client, with each request taking `request_s` on the health's fake
+    clock (a slow InfluxDB, or a long catch-up, without waiting for it), and a log of what
+    each request carried and when it began, in order."""
 
     def __init__(self, client: InfluxHTTP, clock: FakeClock, request_s: float) -> None:
         self.client = client
         self.clock = clock
         self.request_s = request_s
-        self.log: list[str] = []
+        self.log: list[tuple[str, float]] = []
 
     def write(self, lines: bytes, *, db: str, rp: str | None = None, precision: str = "ns") -> None:
         self.client.write(lines, db=db, rp=rp, precision=precision)
-        if lines.startswith(b"processor,"):
-            self.log.append("report")
-        else:
-            self.log.append("data")
-            self.clock.advance(self.request_s)
+        self.log.append(("report" if lines.startswith(b"processor,") else "data", self.clock.monotonic()))
+        self.clock.advance(self.request_s)
 
 
-def test_a_long_batch_does_not_hold_the_reports_back(
+def test_a_long_batch_does_not_hold_the_reports_back_nor_do_they_crowd_its_requests(
         db_ready: StackInfo, writer_client: InfluxHTTP, reader: InfluxHTTP) -> None:
     # A catch-up batch of many requests (the 200,000 points handed over at most, or
-    # thousands of windows to rebuild) may take minutes: the reports must go on between
-    # its requests, or "Processor silent" fires on a process hard at work.
+    # thousands of windows to rebuild) may take minutes: reports must go on between its
+    # requests, or "Processor silent" (5 minutes) fires on a process hard at work; but on a
+    # slow InfluxDB not every interval, which would take a request in three from the data.
     since = datetime.now(UTC)
     clock = FakeClock(since)
     timed = TimedWrites(writer_client, clock, request_s=4.0)
@@ -130,15 +129,17 @@ def test_a_long_batch_does_not_hold_the_reports_back(
                            health=ProcessorHealth(73, 10.0, clock))
     part.start()
     try:
-        wait_for(lambda: timed.log == ["report"], 20, "the first report")
+        wait_for(lambda: [w for w, _ in timed.log] == ["report"], 20, "the first report")
         tags = {"site": "health-test", "node": "n-73", "sensor": "co2-1", "kind": "air.co2"}
         t = to_epoch_ns(since)
         part.write_batch([[("raw", line("air_co2", tags, {"co2": 400.0 + i, "seq": i}, t + i))
-                           for i in range(30)]])  # 30 requests: 120 s on the clock
+                           for i in range(90)]])  # 90 requests: 6 minutes on the clock
         part.flush()
     finally:
         part.close()
-    reports_at = [k for k, what in enumerate(timed.log) if what == "report"]
-    gaps = [b - a - 1 for a, b in zip(reports_at, [*reports_at, len(timed.log)][1:], strict=True)]
-    assert max(gaps) <= 3, timed.log  # a report at least every 10 s: every third request
+    reports_at = [at for what, at in timed.log if what == "report"]
+    assert timed.log[-1][0] == "report"  # and one when the batch is done
+    gaps = [b - a for a, b in itertools.pairwise(reports_at)]
+    assert max(gaps) <= MID_BATCH_REPORT_S + 4.0, timed.log  # well within the 5 minutes
+    assert len(reports_at) <= 2 + 6 * 60 / MID_BATCH_REPORT_S, timed.log
     assert len(_reports(reader, 73, since)) == len(reports_at)
