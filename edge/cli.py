@@ -131,6 +131,8 @@ def _resend_line(mqtt: object) -> str:
     wait, next_in = mqtt.get("resend_wait_s"), mqtt.get("next_resend_in_s")
     if wait is None:
         return f"{line}; none waits for a resend"
+    if mqtt.get("connected") is False:  # the times were set while connected and are stale
+        return f"{line}; resends wait for the link to the broker (resend wait was {wait:g} s)"
     return f"{line}; resend wait now {wait:g} s, next resend in {next_in:g} s"
 
 

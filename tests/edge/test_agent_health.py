@@ -138,3 +138,16 @@ def test_the_agent_stops_when_its_publisher_thread_dies(tmp_path: Path) -> None:
     with pytest.raises(PublisherError, match="Broken: no client") as err:
         asyncio.run(run())
     assert isinstance(err.value.__cause__, Broken)
+
+
+def test_the_resend_line_does_not_count_down_while_the_link_is_down() -> None:
+    """The publisher sets its resend times only while connected: with the link down they
+    are stale, and the line says what the resends wait for instead."""
+    from edge.cli import _resend_line
+
+    mqtt = {"awaiting_cloud": 3, "refused": 0, "resend_wait_s": 240.0, "next_resend_in_s": 12.5}
+    assert _resend_line({**mqtt, "connected": True}).endswith(
+        "; resend wait now 240 s, next resend in 12.5 s")
+    assert _resend_line({**mqtt, "connected": False}) == (
+        "3 batches await the cloud's ack, 0 refused by the broker; resends wait for the link to "
+        "the broker (resend wait was 240 s)")
