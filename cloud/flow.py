@@ -354,7 +354,12 @@ class InfluxPartition(StatefulSinkPartition[list[Point], None]):
                 with self._cond:
                     self._pending -= len(batch)
                     self._cond.notify_all()
-            self._report_if_due()
+            with self._cond:
+                busy = bool(self._queue)  # batches back to back: as within one
+            if busy and between is not None:
+                between()
+            else:
+                self._report_if_due()
 
     def _report_if_due(self) -> None:
         if self._report_due():

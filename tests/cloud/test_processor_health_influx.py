@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -104,16 +104,21 @@ class TimedWrites:
     clock (a slow InfluxDB, or a long catch-up, without waiting for it), and a log of what
     each request carried and when it began, in order."""
 
-    def __init__(self, client: InfluxHTTP, clock: FakeClock, request_s: float) -> None:
+    def __init__(self, client: InfluxHTTP, clock: FakeClock, request_s: float,
+                 during_data: Callable[[], None] | None = None) -> None:
         self.client = client
         self.clock = clock
         self.request_s = request_s
+        self.during_data = during_data  # what the dataflow does while a data request runs
         self.log: list[tuple[str, float]] = []
 
     def write(self, lines: bytes, *, db: str, rp: str | None = None, precision: str = "ns") -> None:
         self.client.write(lines, db=db, rp=rp, precision=precision)
-        self.log.append(("report" if lines.startswith(b"processor,") else "data", self.clock.monotonic()))
+        data = not lines.startswith(b"processor,")
+        self.log.append(("data" if data else "report", self.clock.monotonic()))
         self.clock.advance(self.request_s)
+        if data and self.during_data is not None:
+            self.during_data()
 
 
 def test_a_long_batch_does_not_hold_the_reports_back_nor_do_they_crowd_its_requests(
@@ -143,3 +148,36 @@ def test_a_long_batch_does_not_hold_the_reports_back_nor_do_they_crowd_its_reque
     assert max(gaps) <= MID_BATCH_REPORT_S + 4.0, timed.log  # well within the 5 minutes
     assert len(reports_at) <= 2 + 6 * 60 / MID_BATCH_REPORT_S, timed.log
     assert len(_reports(reader, 73, since)) == len(reports_at)
+
+
+def test_batches_back_to_back_on_a_slow_influxdb_get_reports_as_one_long_batch(
+        db_ready: StackInfo, writer_client: InfluxHTTP, reader: InfluxHTTP) -> None:
+    # The dataflow hands over a batch of one request's points while each request runs: the
+    # writer never idles, and its reports go once a minute, not every interval.
+    since = datetime.now(UTC)
+    clock = FakeClock(since)
+    tags = {"site": "health-test", "node": "n-74", "sensor": "co2-1", "kind": "air.co2"}
+    t = to_epoch_ns(since)
+    handed = [0]
+
+    def hand_over() -> None:
+        if handed[0] < 90:
+            handed[0] += 1
+            part.write_batch([[("raw", line("air_co2", tags, {"co2": 400.0, "seq": handed[0]},
+                                            t + handed[0]))]])
+
+    timed = TimedWrites(writer_client, clock, request_s=4.0, during_data=hand_over)
+    part = InfluxPartition(InfluxWriter(timed, db_ready.database, batch_lines=1),
+                           health=ProcessorHealth(74, 10.0, clock))
+    part.start()
+    try:
+        wait_for(lambda: [w for w, _ in timed.log] == ["report"], 20, "the first report")
+        hand_over()
+        wait_for(lambda: handed[0] == 90, 30, "90 batches handed over")
+        part.flush()
+    finally:
+        part.close()
+    reports_at = [at for what, at in timed.log if what == "report"]
+    assert len([w for w, _ in timed.log if w == "data"]) == 90
+    assert max(b - a for a, b in itertools.pairwise(reports_at)) <= MID_BATCH_REPORT_S + 4.0, timed.log
+    assert len(reports_at) <= 2 + 6 * 60 / MID_BATCH_REPORT_S, timed.log
