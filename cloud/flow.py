@@ -330,6 +330,17 @@ class InfluxPartition(StatefulSinkPartition[list[Point], None]):
             raise SinkError(f"the InfluxDB writer failed: {self._error}") from self._error
 
     def _run(self) -> None:
+        try:
+            self._serve()
+        except Exception as exc:  # noqa: BLE001 - not swallowed: the dataflow's thread raises it
+            with self._cond:
+                self._error = exc
+                self._cond.notify_all()
+
+    def _serve(self) -> None:
+        """Writes what is handed over until closed; whatever it raises (a write that cannot
+        go on, or anything in a health report) ends it and is raised by the dataflow's
+        thread at its next hand-over or flush, which would otherwise wait for ever."""
         while True:
             with self._cond:
                 while not self._queue and not self._closing and not self._report_due():
@@ -341,16 +352,10 @@ class InfluxPartition(StatefulSinkPartition[list[Point], None]):
                     batch.extend(self._queue.popleft())
             between = None if self.health is None else self._report_between_requests
             if batch:
-                try:
-                    self.writer.write(batch, between=between)
-                    if time.monotonic() >= self._next_stats:
-                        self._next_stats = time.monotonic() + STATS_EVERY_S
-                        self._log_stats()
-                except Exception as exc:  # noqa: BLE001 - not swallowed: the dataflow's thread raises it
-                    with self._cond:
-                        self._error = exc
-                        self._cond.notify_all()
-                    return
+                self.writer.write(batch, between=between)
+                if time.monotonic() >= self._next_stats:
+                    self._next_stats = time.monotonic() + STATS_EVERY_S
+                    self._log_stats()
                 with self._cond:
                     self._pending -= len(batch)
                     self._cond.notify_all()

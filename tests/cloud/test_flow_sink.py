@@ -12,7 +12,10 @@ import pytest
 from cloud.config import parse_cloud_config
 from cloud.errors import SinkError
 from cloud.flow import InfluxPartition, InfluxSink, sink_part
-from cloud.sink import InfluxWriter
+from cloud.health import ProcessorHealth
+from cloud.logic.records import Point
+from cloud.sink import InfluxWriter, SinkStats
+from urbanpulse.clock import SystemClock
 from urbanpulse.influx_http import InfluxError
 from urbanpulse.testing import wait_for
 
@@ -137,4 +140,23 @@ def test_stopping_ends_the_wait_even_while_a_write_hangs_in_flight() -> None:
     with pytest.raises(SinkError, match="stopped with 1 points not yet written"):
         part.snapshot()
     transport.release.set()
+    part.close()
+
+
+class BrokenHealth(ProcessorHealth):
+    """A health whose report raises what no InfluxDB error is (a bug in it, say)."""
+
+    def report(self, stats: SinkStats, pending_points: int) -> Point:
+        raise ValueError("a broken report")
+
+
+def test_anything_the_writer_thread_raises_reaches_the_dataflow_instead_of_a_wait_for_ever() -> None:
+    transport = HeldTransport()
+    transport.release.set()
+    part = InfluxPartition(InfluxWriter(transport, "db", 5000),
+                           health=BrokenHealth(0, 0.01, SystemClock()))
+    part.write_batch([[("raw", "m f=1 1")]])
+    with pytest.raises(SinkError, match="a broken report"):
+        wait_for(lambda: part.flush() or None, 10, "the writer's failure")  # type: ignore[func-returns-value]
+    part.stop.set()
     part.close()
