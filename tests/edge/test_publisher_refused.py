@@ -14,11 +14,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -27,13 +25,12 @@ from edge.drivers.base import Sample
 from edge.mqtt_client import make_client as make_node_client
 from edge.outbox import Outbox
 from edge.publisher import RESEND_JITTER, Publisher
+from tests.conftest import Collector
 from urbanpulse.clock import FakeClock, to_epoch_ns
-from urbanpulse.mqtt import connect_and_wait, make_client
-from urbanpulse.stack import StackConfig, StackInfo, mosquitto
+from urbanpulse.stack import StackConfig, mosquitto
 from urbanpulse.stack.config import CLOUD_USER
 from urbanpulse.stack.layout import Layout
 from urbanpulse.testing import wait_for
-from urbanpulse.wire import data_topic, decode_batch
 
 SITE = "hn-refused"
 NODE = "aq-refused"
@@ -64,47 +61,11 @@ def node_not_allowed_to_write(stack_config: StackConfig) -> Iterator[Callable[[]
             mend()
 
 
-class Subscriber:
-    """The sequence numbers of every data message the broker passes on."""
-
-    def __init__(self, stack: StackInfo) -> None:
-        self.seqs: list[list[int]] = []
-        self._lock = threading.Lock()
-        self.client = make_client("refused-watch", stack.mqtt("cloud"), clean_start=True)
-        self.client.on_message = self._on_message
-
-    def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
-        batch = decode_batch(msg.payload, site=SITE, node=NODE)
-        with self._lock:
-            self.seqs.append([r.seq for r in batch.readings])
-
-    def seen(self) -> list[int]:
-        with self._lock:
-            return sorted(s for seqs in self.seqs for s in seqs)
-
-    def start(self) -> None:
-        subscribed = threading.Event()
-        self.client.on_subscribe = lambda *a: subscribed.set()
-        connect_and_wait(self.client)
-        self.client.subscribe(data_topic(SITE, NODE), qos=1)
-        assert subscribed.wait(10), "subscription not acknowledged"
-
-    def stop(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
-
-
-@pytest.fixture
-def watch(stack: StackInfo) -> Iterator[Subscriber]:
-    sub = Subscriber(stack)
-    sub.start()
-    yield sub
-    sub.stop()
-
-
 def test_refused_batches_are_sent_again_on_the_backoff_and_at_once_when_taken_again(
-        make_node_config: Callable[..., Path], stack_config: StackConfig, watch: Subscriber,
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+        make_node_config: Callable[..., Path], stack_config: StackConfig,
+        collector: Callable[[str, str], Collector], tmp_path: Path,
+        caplog: pytest.LogCaptureFixture) -> None:
+    watch = collector(SITE, NODE)
     path = make_node_config(SITE, NODE, '[[sensors]]\nid = "pm-1"\ndriver = "sds011"\n'
                             'port = "/dev/null"\n', delivery="broker", ack_timeout_s=T,
                             live_window_s=3600.0)
@@ -156,7 +117,7 @@ def test_refused_batches_are_sent_again_on_the_backoff_and_at_once_when_taken_ag
             assert state.resend_wait_s is not None
             assert state.resend_wait_s > T  # what `edge status` shows
             assert outbox.stats().depth == 2 * READINGS
-            assert watch.seen() == []
+            assert watch.seqs("pm-1") == []
 
             # Mended; a new reading's batch is taken, and the refused ones go with it
             # at once, not after their waits (up to 4 x T now).
@@ -166,7 +127,7 @@ def test_refused_batches_are_sent_again_on_the_backoff_and_at_once_when_taken_ag
             wait_for(lambda: outbox.stats().depth == 0, 10, f"every reading taken ({state})")
             assert state.refused == 0
             assert state.resend_wait_s is None
-            wait_for(lambda: watch.seen() == list(range(2 * READINGS + 1)), 10,
+            wait_for(lambda: watch.seqs("pm-1") == list(range(2 * READINGS + 1)), 10,
                      "every reading at the subscriber, once")
         finally:
             publisher.stop()
