@@ -5,13 +5,16 @@ credentials, paced at real time.
 Sensors that run live (see live.py) are left out, so no sensor is reported twice. Each
 sensor's sequence numbers continue from the previous demo run (kept in a small JSON file
 in the demo directory), as an edge agent's outbox keeps them, so the cloud's delivery
-ledger sees neither duplicates nor gaps across runs.
+ledger sees neither duplicates nor gaps across runs. The same file keeps the name of that
+numbering (the contract's `numbering`, as an outbox keeps it): a demo directory wiped
+numbers from 0 again under a new name, as a node that lost its state does.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import secrets
 import threading
 import time
 from collections.abc import Mapping
@@ -22,6 +25,7 @@ from typing import TYPE_CHECKING
 from urbanpulse.errors import ConfigError
 from urbanpulse.simulate import NodeBatch, SimClock, Simulation
 from urbanpulse.wire import Reading, encode_batch
+from urbanpulse.wire.payload import NUMBERING_ID
 from urbanpulse.wire.topics import data_topic
 
 if TYPE_CHECKING:
@@ -32,29 +36,46 @@ MAX_BATCH = 500
 SensorKey = tuple[str, str, str]
 
 
-def load_seq(path: Path) -> dict[SensorKey, int]:
-    """Next sequence number per sensor from an earlier run; empty when there is none."""
+NUMBERING_KEY = "numbering"  # beside the "site/node/sensor" keys, which always hold two slashes
+
+
+def load_seq(path: Path) -> tuple[dict[SensorKey, int], str]:
+    """Next sequence number per sensor from an earlier run, and the name of that numbering;
+    none and a new name when there is no file (a file from before names gets a new name:
+    its numbers continue, which the cloud takes as the numbering being named)."""
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        return {}
+        return {}, new_numbering()
     except (OSError, ValueError) as exc:
         raise ConfigError(str(path), f"not a sequence file: {exc}") from exc
-    if not isinstance(raw, dict) or not all(
-            isinstance(k, str) and k.count("/") == 2 and type(v) is int and v >= 0
-            for k, v in raw.items()):
+    if not isinstance(raw, dict):
+        raise ConfigError(str(path), "not a sequence file: expected {\"site/node/sensor\": next}")
+    numbering = raw.pop(NUMBERING_KEY, None)
+    if numbering is None:
+        numbering = new_numbering()
+    elif not isinstance(numbering, str) or not NUMBERING_ID.fullmatch(numbering):
+        raise ConfigError(str(path), f"not a sequence file: {NUMBERING_KEY} {numbering!r:.40} "
+                                     "is not 16 hex digits")
+    if not all(isinstance(k, str) and k.count("/") == 2 and type(v) is int and v >= 0
+               for k, v in raw.items()):
         raise ConfigError(str(path), "not a sequence file: expected {\"site/node/sensor\": next}")
     out: dict[SensorKey, int] = {}
     for k, v in raw.items():
         site, node, sensor = k.split("/")
         out[(site, node, sensor)] = v
-    return out
+    return out, numbering
 
 
-def save_seq(path: Path, seq: Mapping[SensorKey, int]) -> None:
+def new_numbering() -> str:
+    return secrets.token_hex(8)
+
+
+def save_seq(path: Path, seq: Mapping[SensorKey, int], numbering: str) -> None:
+    body: dict[str, int | str] = {NUMBERING_KEY: numbering}
+    body.update(("/".join(k), v) for k, v in sorted(seq.items()))
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"/".join(k): v for k, v in sorted(seq.items())}, indent=0),
-                   encoding="utf-8")
+    tmp.write_text(json.dumps(body, indent=0), encoding="utf-8")
     tmp.replace(path)
 
 
@@ -63,7 +84,8 @@ class CityPublisher(threading.Thread):
 
     def __init__(self, sim: Simulation, clock: SimClock,
                  clients: Mapping[tuple[str, str], paho.Client],
-                 live: frozenset[SensorKey], seq_base: Mapping[SensorKey, int]) -> None:
+                 live: frozenset[SensorKey], seq_base: Mapping[SensorKey, int],
+                 numbering: str) -> None:
         super().__init__(name="demo-city", daemon=True)
         self.sim = sim
         self.clock = clock
@@ -71,6 +93,7 @@ class CityPublisher(threading.Thread):
         self.live = live
         self.seq_base = dict(seq_base)
         self.next_seq = dict(seq_base)
+        self.numbering = numbering
         self.generator = sim.readings(MAX_BATCH)
         self.stop_event = threading.Event()
         self.readings = 0
@@ -99,7 +122,8 @@ class CityPublisher(threading.Thread):
                 if not readings or client is None:
                     continue
                 info = client.publish(data_topic(batch.site, batch.node),
-                                      encode_batch(batch.site, batch.node, readings), qos=1)
+                                      encode_batch(batch.site, batch.node, readings,
+                                                   numbering=self.numbering), qos=1)
                 self._pending.append(info)
                 self.readings += len(readings)
                 self.batches += 1

@@ -132,7 +132,8 @@ def run_demo(options: DemoOptions) -> int:
         if light:
             clients = _city_clients(config, light)
             cleanup.callback(_disconnect_all, clients)
-            publisher = CityPublisher(sim, clock, clients, live_keys, load_seq(seq_file))
+            seq_base, numbering = load_seq(seq_file)
+            publisher = CityPublisher(sim, clock, clients, live_keys, seq_base, numbering)
             publisher.publish_until(clock.offset())
             publisher.start()
             cleanup.callback(_stop_publisher, publisher, seq_file)
@@ -304,7 +305,7 @@ def _disconnect_all(clients: dict[tuple[str, str], paho.Client]) -> None:
 
 def _stop_publisher(publisher: CityPublisher, seq_file: Path) -> None:
     unacked = publisher.stop(PUBACK_WAIT_S)
-    save_seq(seq_file, publisher.next_seq)
+    save_seq(seq_file, publisher.next_seq, publisher.numbering)
     print(f"lightweight: {publisher.readings} readings in {publisher.batches} batches"
           + (f", {unacked} batches not acknowledged by the broker" if unacked else ""))
 
