@@ -166,10 +166,37 @@ def test_node_cannot_read_other_nodes(
     other = connect("t-read-other", add_stack_node("hn-read", "other"))
 
     assert other.publish("urbanpulse/v1/hn-read/other/data", b"secret").value == 0
-    cloud.wait(lambda: b"secret" in cloud.payloads())
-    assert spy.publish("urbanpulse/v1/hn-read/spy/status", b"own-status").value == 0
-    spy.wait(lambda: b"own-status" in spy.payloads())
-    assert spy.payloads() == [b"own-status"]
+    assert cloud.publish("urbanpulse/v1/hn-read/other/ack", b"other-ack").value == 0
+    cloud.wait(lambda: b"secret" in cloud.payloads() and b"other-ack" in cloud.payloads())
+    assert cloud.publish("urbanpulse/v1/hn-read/spy/ack", b"own-ack").value == 0
+    spy.wait(lambda: b"own-ack" in spy.payloads())
+    assert spy.payloads() == [b"own-ack"]
+
+
+def test_node_writes_only_its_data_and_status_and_reads_only_its_acks(
+    stack: StackInfo, add_stack_node: AddNode, connect: Any
+) -> None:
+    cloud = connect("t-least-cloud", stack.mqtt("cloud"))
+    cloud.subscribe("urbanpulse/v1/hn-least/#")
+    node = connect("t-least-node", add_stack_node("hn-least", "n1"))
+    node.subscribe("urbanpulse/v1/hn-least/n1/#")
+    own = "urbanpulse/v1/hn-least/n1"
+
+    # An ack forged to itself, and topics the contract does not have (which a node could
+    # fill with retained messages) are refused: 135, MQTT 5 "Not authorized".
+    assert node.publish(f"{own}/ack", b"self-ack").value == 135
+    assert node.publish(f"{own}/data/more", b"deeper").value == 135
+    assert node.publish(f"{own}/other", b"other-stream").value == 135
+    assert node.publish(f"{own}/status", b"status").value == 0
+    assert node.publish(f"{own}/data", b"data").value == 0
+    cloud.wait(lambda: b"data" in cloud.payloads())
+    assert cloud.publish(f"{own}/ack", b"ack").value == 0
+    node.wait(lambda: b"ack" in node.payloads())
+    cloud.wait(lambda: b"ack" in cloud.payloads())
+    # The node's own publications were routed before the cloud's ack: they would have
+    # reached it first had it been allowed to read them back.
+    assert node.payloads() == [b"ack"]
+    assert sorted(cloud.payloads()) == [b"ack", b"data", b"status"]
 
 
 def test_cloud_reads_data_and_writes_only_alerts(
@@ -252,14 +279,18 @@ def test_connect_to_closed_port_fails_fast(stack: StackInfo) -> None:
     assert time.monotonic() - started < 5
 
 
-def test_mqtt_311_client(stack: StackInfo, add_stack_node: AddNode) -> None:
+def test_mqtt_311_client(stack: StackInfo, add_stack_node: AddNode, connect: Any) -> None:
+    cloud = connect("t-v311-cloud", stack.mqtt("cloud"))
+    cloud.subscribe("urbanpulse/v1/hn-v311/n1/status")
     client = make_client("t-v311", add_stack_node("hn-v311", "n1"), protocol=4, clean_start=True)
     node = Collector(client)
     connect_and_wait(client)
     try:
-        node.subscribe("urbanpulse/v1/hn-v311/n1/status")
+        node.subscribe("urbanpulse/v1/hn-v311/n1/ack")
         assert node.publish("urbanpulse/v1/hn-v311/n1/status", b"online").value == 0
-        node.wait(lambda: node.payloads() == [b"online"])
+        cloud.wait(lambda: cloud.payloads() == [b"online"])
+        assert cloud.publish("urbanpulse/v1/hn-v311/n1/ack", b"ack").value == 0
+        node.wait(lambda: node.payloads() == [b"ack"])
     finally:
         client.disconnect()
         client.loop_stop()

@@ -51,8 +51,10 @@ def test_acl_confines_each_node_to_its_own_filter() -> None:
     assert blocks == [
         ["user cloud", "topic read urbanpulse/v1/#", "topic write urbanpulse/v1/_alerts/#",
          "topic write urbanpulse/v1/+/+/ack"],
-        ["user hn-a.tl-02", "topic readwrite urbanpulse/v1/hn-a/tl-02/#"],
-        ["user hn-b.aq-01", "topic readwrite urbanpulse/v1/hn-b/aq-01/#"],
+        ["user hn-a.tl-02", "topic write urbanpulse/v1/hn-a/tl-02/data",
+         "topic write urbanpulse/v1/hn-a/tl-02/status", "topic read urbanpulse/v1/hn-a/tl-02/ack"],
+        ["user hn-b.aq-01", "topic write urbanpulse/v1/hn-b/aq-01/data",
+         "topic write urbanpulse/v1/hn-b/aq-01/status", "topic read urbanpulse/v1/hn-b/aq-01/ack"],
     ]
 
 

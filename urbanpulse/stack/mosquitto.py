@@ -13,7 +13,15 @@ from urbanpulse.stack.errors import BinaryMissing, PortInUse, StackError, StartF
 from urbanpulse.stack.files import ensure_secret, write_file
 from urbanpulse.stack.layout import Layout
 from urbanpulse.stack.passwords import password_file_line
-from urbanpulse.wire.topics import ACK_FILTER, ALERTS, ROOT, node_filter, validate_id
+from urbanpulse.wire.topics import (
+    ACK_FILTER,
+    ALERTS,
+    ROOT,
+    ack_topic,
+    data_topic,
+    status_topic,
+    validate_id,
+)
 
 BINARY = "/usr/sbin/mosquitto"
 MAX_QUEUED_MESSAGES = 200_000
@@ -77,9 +85,18 @@ def render_acl(node_users: list[str]) -> str:
         f"topic write {ROOT}/{ALERTS}/#",
         f"topic write {ACK_FILTER}",
     ]
+    # A node writes its data and status and reads its acks, nothing else: not an ack to
+    # itself, nor topics the contract does not have (retained messages the broker would
+    # keep for ever).
     for user in sorted(node_users):
         site, node = user.split(".", 1)
-        lines += ["", f"user {user}", f"topic readwrite {node_filter(site, node)}"]
+        lines += [
+            "",
+            f"user {user}",
+            f"topic write {data_topic(site, node)}",
+            f"topic write {status_topic(site, node)}",
+            f"topic read {ack_topic(site, node)}",
+        ]
     return "\n".join(lines) + "\n"
 
 
