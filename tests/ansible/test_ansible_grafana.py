@@ -42,7 +42,8 @@ def test_the_role_refuses_a_missing_or_short_admin_password_before_installing() 
     assert check < install
     that = " ".join(tasks[check]["ansible.builtin.assert"]["that"])
     # 16+ characters a systemd environment file reads back as they are
-    assert "is defined" in that and "match('^[A-Za-z0-9_-]{16,}$')" in that
+    assert "is defined" in that
+    assert "match('^[A-Za-z0-9_-]{16,}$')" in that
     assert tasks[check].get("no_log") is True
 
 
@@ -57,7 +58,8 @@ def test_the_environment_is_in_place_before_grafana_first_starts() -> None:
                    in str(t.get("ansible.builtin.copy", {}).get("content", "")))
     start = next(i for i, t in enumerate(tasks)
                  if t.get("ansible.builtin.systemd_service", {}).get("state") == "started")
-    assert env < start and drop_in < start
+    assert env < start
+    assert drop_in < start
     assert tasks[env]["ansible.builtin.template"]["mode"] == "0640"
     assert tasks[env]["ansible.builtin.template"]["group"] == "grafana"
     assert tasks[env].get("no_log") is True
