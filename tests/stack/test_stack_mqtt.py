@@ -209,6 +209,24 @@ def test_cloud_reads_data_and_writes_only_alerts(
     cloud.wait(lambda: b"alert" in cloud.payloads())
 
 
+def test_broker_drops_payloads_larger_than_the_contract_allows(
+    stack: StackInfo, add_stack_node: AddNode, connect: Any
+) -> None:
+    from urbanpulse.wire import MAX_PAYLOAD_BYTES
+
+    cloud = connect("t-size-cloud", stack.mqtt("cloud"))
+    cloud.subscribe("urbanpulse/v1/hn-size/#")
+    node = connect("t-size-node", add_stack_node("hn-size", "n1"))
+    largest = b"a" * MAX_PAYLOAD_BYTES
+    assert node.publish("urbanpulse/v1/hn-size/n1/data", largest).value == 0
+    # QoS 0, retained: Mosquitto drops it without a word (at QoS 1 its PUBACK 0x95 would
+    # make paho drop the link). Without a limit it would be kept, up to 256 MB, for ever.
+    node.client.publish("urbanpulse/v1/hn-size/n1/status", largest + b"a", qos=0, retain=True)
+    assert node.publish("urbanpulse/v1/hn-size/n1/status", b"after").value == 0
+    cloud.wait(lambda: b"after" in cloud.payloads())
+    assert [len(p) for p in cloud.payloads()] == [MAX_PAYLOAD_BYTES, len(b"after")]
+
+
 def test_shared_subscription_spreads_one_topic_over_cloud_consumers(
     stack: StackInfo, add_stack_node: AddNode, connect: Any
 ) -> None:

@@ -13,6 +13,7 @@ from urbanpulse.stack.errors import BinaryMissing, PortInUse, StackError, StartF
 from urbanpulse.stack.files import ensure_secret, write_file
 from urbanpulse.stack.layout import Layout
 from urbanpulse.stack.passwords import password_file_line
+from urbanpulse.wire.payload import MAX_PAYLOAD_BYTES
 from urbanpulse.wire.topics import (
     ACK_FILTER,
     ALERTS,
@@ -59,6 +60,7 @@ set_tcp_nodelay true
 max_queued_messages {MAX_QUEUED_MESSAGES}
 max_queued_bytes {MAX_QUEUED_BYTES}
 max_inflight_messages {MAX_INFLIGHT_MESSAGES}
+message_size_limit {MAX_PAYLOAD_BYTES}
 
 persistence true
 persistence_location {layout.mosquitto_data}/
