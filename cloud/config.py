@@ -98,6 +98,9 @@ class CloudConfig:
     retention: Retention
     state_shared: bool = False  # state.dir is on storage every process of the cluster sees
     drift: DriftTuning = DriftTuning()
+    # The ingest journals nothing (and takes nothing from the broker) while less is free on
+    # state.dir's filesystem: the recovery store there keeps room for its snapshots.
+    state_min_free_bytes: int = 1 << 30
 
     @property
     def journal_dir(self) -> Path:
@@ -107,6 +110,8 @@ class CloudConfig:
     def recovery_dir(self) -> Path:
         return self.state_dir / "recovery"
 
+
+DEFAULT_MIN_FREE_BYTES = CloudConfig.state_min_free_bytes
 
 # "process": `cloud run` starts each ingest as a child process (own interpreter, own GIL);
 # "thread": inside the dataflow's process (fewer processes, slower under load).
@@ -206,8 +211,10 @@ def parse_cloud_config(raw: Mapping[str, Any]) -> CloudConfig:
         timeout_s=finite_seconds(_min(typed(i, "timeout_s", "influx", float, 30.0), "influx.timeout_s", 0.5),
                                  "influx.timeout_s"),
     )
-    s = _table(raw, "state", {"dir", "shared"})
+    s = _table(raw, "state", {"dir", "shared", "min_free_bytes"})
     shared = typed(s, "shared", "state", bool, False)
+    min_free = _min(typed(s, "min_free_bytes", "state", int, DEFAULT_MIN_FREE_BYTES),
+                    "state.min_free_bytes", 0)
     f = _table(raw, "flow", {"workers", "process_id", "addresses", "epoch_interval_s",
                              "backup_interval_s", "recovery", "aggregate_horizon_s",
                              "journal_retention_s", "ingest_instances", "ingest_mode",
@@ -265,7 +272,7 @@ def parse_cloud_config(raw: Mapping[str, Any]) -> CloudConfig:
             raise ConfigError(f"retention.{key}", f"{value!r}: use INF or a number with h, d or w")
         durations[key] = value
     return CloudConfig(mqtt, influx, Path(typed(s, "dir", "state", str, ".urbanpulse/cloud")), flow,
-                       Retention(**durations), shared, _drift(raw))
+                       Retention(**durations), shared, _drift(raw), min_free)
 
 
 # "Processor silent" fires after 5 minutes without a point: an interval must fit it often.

@@ -3,6 +3,12 @@
 A broker redelivers an unacknowledged QoS1 message on reconnect (persistent session), so a
 crash anywhere here loses nothing; the price is an occasional duplicate, which the
 dataflow removes.
+
+A commit that fails (the state disk full) or that the free-space floor holds back
+(state.min_free_bytes) acknowledges nothing: the messages stay pending and the commit is
+retried with a bounded backoff until it succeeds. Meanwhile the broker sends no more than
+RECEIVE_MAXIMUM unacknowledged messages (MQTT 5 Receive Maximum), so the rest wait in the
+broker's session and in the nodes' outboxes, and the connection stays up.
 """
 
 from __future__ import annotations
@@ -19,9 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cloud.config import CloudMqtt
-from cloud.errors import CloudError
+from cloud.config import DEFAULT_MIN_FREE_BYTES, CloudMqtt
+from cloud.errors import CloudError, JournalError
 from cloud.journal import Journal
+from cloud.state_disk import FreeSpaceFloor, StatVfs
 from urbanpulse.clock import Clock, SystemClock, to_epoch_ns
 from urbanpulse.mqtt import MqttError, tls_context
 from urbanpulse.wire import encode_ack
@@ -35,6 +42,12 @@ log = logging.getLogger("urbanpulse.cloud.ingest")
 SESSION_EXPIRY_S = 7 * 86400
 COMMIT_INTERVAL_S = 0.005
 MAX_PENDING = 5000
+# Unacknowledged QoS 1 messages the broker may have sent us at once (sent in CONNECT). It
+# bounds what a commit that cannot go on holds, and is how the ingest stops reading the
+# broker without blocking paho's network thread (whose keepalives keep the link up).
+RECEIVE_MAXIMUM = 1000
+COMMIT_RETRY_MIN_S = 0.05  # a failed commit is retried after this, doubling...
+COMMIT_RETRY_MAX_S = 2.0  # ...up to this
 # How long a starting ingest waits for the one before it (an orphan still committing what
 # it holds, up to the commit thread's 10 s join) to let go of the instance.
 LOCK_WAIT_S = 30.0
@@ -51,6 +64,8 @@ class IngestStats:
     acks_sent: int = 0
     connected: bool = False
     last_error: str | None = None
+    commit_failures: int = 0  # commits that failed or were held back by the free-space floor
+    holding: str | None = None  # why nothing commits now, while it does not
 
 
 class InstanceLock:
@@ -117,11 +132,20 @@ def make_ingest_client(cfg: CloudMqtt, client_id: str) -> Client:
 
 class Ingest:
     def __init__(self, cfg: CloudMqtt, journal: Journal, *, instance: str = "i0",
-                 client: Client | None = None, clock: Clock | None = None) -> None:
+                 client: Client | None = None, clock: Clock | None = None,
+                 min_free_bytes: int = DEFAULT_MIN_FREE_BYTES, statvfs: StatVfs = os.statvfs,
+                 receive_maximum: int = RECEIVE_MAXIMUM) -> None:
+        """`min_free_bytes`: state.min_free_bytes (0: commit until the disk is full);
+        `statvfs` looks at the journal's filesystem for it."""
         self.cfg = cfg
         self.journal = journal
         self.instance = instance
         self.clock = clock or SystemClock()
+        self.receive_maximum = receive_maximum
+        self.floor = FreeSpaceFloor(journal.path.parent, min_free_bytes, self.clock,
+                                    self._journal_free_pages, statvfs)
+        self._held_since: float | None = None  # monotonic time the commits began to fail
+        self._held_for: str | None = None  # what kind of failure was logged last
         self.client = client or make_ingest_client(cfg, f"{cfg.client_id}-{instance}")
         self.stats = IngestStats()
         self._pending: list[Pending] = []
@@ -153,6 +177,7 @@ class Ingest:
         c.max_inflight_messages_set(100)
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = SESSION_EXPIRY_S
+        props.ReceiveMaximum = self.receive_maximum
         try:
             c.connect_async(self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive_s,
                             clean_start=False, properties=props)
@@ -214,25 +239,81 @@ class Ingest:
             time.sleep(0.001)
 
     def _commit_loop(self) -> None:
-        while not self._stop.is_set() or self._pending:
+        retry_s = COMMIT_RETRY_MIN_S
+        while True:
+            stopping = self._stop.is_set()
             with self._lock:
                 batch, self._pending = self._pending, []
             if not batch:
+                if stopping:
+                    return
                 self._stop.wait(COMMIT_INTERVAL_S)
                 continue
-            # Stamped with each message's arrival, not the commit's time: the stamps are what
-            # the dataflow merges several ingests' journals by, and a commit can wait for a
-            # disk flush while another ingest commits later messages of the same node.
-            self.journal.append([(p[3], p[4]) for p in batch], to_epoch_ns(self.clock.now()),
-                                arrived_ns=[p[5] for p in batch])
-            self.stats.committed += len(batch)
-            self.stats.commits += 1
+            if self._commit(batch):
+                retry_s = COMMIT_RETRY_MIN_S
+                continue
             with self._lock:
-                generation = self._generation
-            for gen, mid, qos, *_ in batch:
-                if qos > 0 and gen == generation:
-                    self.client.ack(mid, qos)
-            self._ack_nodes(batch)
+                self._pending[:0] = batch  # held, before what arrived since
+            if stopping:
+                log.warning("ingest stopped with %d messages neither journaled nor acknowledged: "
+                            "the broker sends them again", len(batch))
+                return
+            self._stop.wait(retry_s)
+            retry_s = min(COMMIT_RETRY_MAX_S, retry_s * 2)
+
+    def _commit(self, batch: list[Pending]) -> bool:
+        """Journals `batch` and then acknowledges it; False, with nothing acknowledged, if
+        it cannot be journaled now."""
+        reason = self.floor.shortage()
+        kind = "the state disk is below its free-space floor"
+        if reason is None:
+            try:
+                # Stamped with each message's arrival, not the commit's time: the stamps are
+                # what the dataflow merges several ingests' journals by, and a commit can wait
+                # for a disk flush while another ingest commits later messages of the node.
+                self.journal.append([(p[3], p[4]) for p in batch], to_epoch_ns(self.clock.now()),
+                                    arrived_ns=[p[5] for p in batch])
+            except JournalError as exc:
+                kind, reason = "the journal cannot commit", str(exc)
+        if reason is not None:
+            self._hold(kind, reason, len(batch))
+            return False
+        if self._held_since is not None:
+            log.info("ingest journals again after %.0f s; %d messages held meanwhile are "
+                     "journaled", self.clock.monotonic() - self._held_since, len(batch))
+            self._held_since = None
+            self._held_for = None
+            self.stats.holding = None
+        self.stats.committed += len(batch)
+        self.stats.commits += 1
+        with self._lock:
+            generation = self._generation
+        for gen, mid, qos, *_ in batch:
+            if qos > 0 and gen == generation:
+                self.client.ack(mid, qos)
+        self._ack_nodes(batch)
+        return True
+
+    def _hold(self, kind: str, reason: str, held: int) -> None:
+        """Logged once per episode (and if it goes on for another kind of reason), not per
+        retry."""
+        self.stats.commit_failures += 1
+        self.stats.holding = self.stats.last_error = reason
+        if self._held_for == kind:
+            return
+        if self._held_since is None:
+            self._held_since = self.clock.monotonic()
+        self._held_for = kind
+        log.warning("ingest cannot journal, %s (%s): holding %d messages unacknowledged and taking "
+                    "no more from the broker (it keeps them, as the nodes' outboxes do); "
+                    "retrying every %g s at most, logged again when it journals", kind, reason, held,
+                    COMMIT_RETRY_MAX_S, extra={"reason": reason})
+
+    def _journal_free_pages(self) -> int:
+        try:
+            return self.journal.free_page_bytes()
+        except JournalError:
+            return 0  # the append that follows reports what is wrong with the journal
 
     def _ack_nodes(self, batch: list[Pending]) -> None:
         """Tell each node which of its batches are now durable here, so that it may delete

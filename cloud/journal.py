@@ -87,14 +87,22 @@ class Journal:
             stamp = now_ns if arrived_ns is None else arrived_ns[i]
             received = max(stamp, received + RECEIVED_STEP_NS)
             rows.append((received, topic, payload))
+        db = self.db
         try:
-            db = self.db
             db.execute("BEGIN IMMEDIATE")
             db.executemany("INSERT INTO entries (received_ns, topic, payload) VALUES (?, ?, ?)", rows)
             (last,) = db.execute("SELECT MAX(offset) FROM entries").fetchone()
             db.execute("COMMIT")
         except sqlite3.Error as exc:
-            raise JournalError(f"journal append failed: {exc}") from exc
+            # A full disk (SQLITE_FULL) or an I/O error may leave the transaction open: the
+            # caller retries the same messages, and its BEGIN must not find one.
+            detail = str(exc)
+            if db.in_transaction:
+                try:
+                    db.execute("ROLLBACK")
+                except sqlite3.Error as again:
+                    detail += f" (and the rollback failed: {again})"
+            raise JournalError(f"journal append failed: {detail}") from exc
         self._last_received_ns = received
         return int(last)
 
@@ -115,6 +123,15 @@ class Journal:
             return cur.rowcount
         except sqlite3.Error as exc:
             raise JournalError(f"journal trim failed: {exc}") from exc
+
+    def free_page_bytes(self) -> int:
+        """Space free inside the file (pages a trim left), which an append uses first."""
+        try:
+            (free,) = self.db.execute("PRAGMA freelist_count").fetchone()
+            (size,) = self.db.execute("PRAGMA page_size").fetchone()
+        except sqlite3.Error as exc:
+            raise JournalError(f"journal read failed: {exc}") from exc
+        return int(free) * int(size)
 
     def last_offset(self) -> int:
         (last,) = self.db.execute("SELECT MAX(offset) FROM entries").fetchone()
