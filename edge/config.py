@@ -13,7 +13,13 @@ from typing import Any, TypeVar
 
 from edge.clock_sync import CLOCK_CHECKS
 from edge.drivers.base import DRIVERS, load_driver
-from urbanpulse.config_fields import finite_seconds, only_known, read_toml, typed
+from urbanpulse.config_fields import (
+    finite_seconds,
+    only_known,
+    plaintext_only_on_loopback,
+    read_toml,
+    typed,
+)
 from urbanpulse.errors import ConfigError
 from urbanpulse.wire.payload import SENSOR_ID
 from urbanpulse.wire.topics import TopicError, validate_id
@@ -174,6 +180,7 @@ def parse_config(raw: Mapping[str, Any]) -> AgentConfig:
         raise ConfigError("mqtt.key_file", "cert_file and key_file go together")
     if mqtt.tls and mqtt.ca_file is None:
         raise ConfigError("mqtt.ca_file", "missing: TLS is on (set tls = false only on a lab bench)")
+    plaintext_only_on_loopback(mqtt.tls, mqtt.host, "mqtt.tls")
 
     o = _table(raw, "outbox", required=False)
     only_known(o, {"max_rows", "max_age_days", "batch_max_readings", "batch_max_delay_s",

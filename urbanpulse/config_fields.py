@@ -14,6 +14,17 @@ from urbanpulse.errors import ConfigError
 T = TypeVar("T")
 
 
+def plaintext_only_on_loopback(tls: bool, host: str, key: str) -> None:
+    """A link without TLS carries its password in clear: allowed only to this machine."""
+    if not tls and host not in LOOPBACK_HOSTS:
+        raise ConfigError(key, f"false is for a broker on this machine only (host one of "
+                               f"{', '.join(sorted(LOOPBACK_HOSTS))}), got host {host!r}: the "
+                               "password would cross the network in clear")
+
+
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+
+
 def read_toml(path: Path) -> dict[str, Any]:
     """The one I/O step: read and parse the file, errors naming the file."""
     try:
