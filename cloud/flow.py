@@ -496,6 +496,12 @@ class AlertSink(DynamicSink[list[Alert]]):
         return AlertPartition(make_alert_publisher(self.cfg.mqtt, client_id))
 
 
+def processor_health(cfg: CloudConfig, process_id: int) -> ProcessorHealth:
+    """What a processor process reports on itself, on the system clock, state.dir's disk
+    included."""
+    return ProcessorHealth(process_id, cfg.flow.health_every_s, SystemClock(), cfg.state_dir)
+
+
 def build_flow(cfg: CloudConfig, partitions: list[str], sink: Any = None,
                alert_sink: Any = None, process_id: int = 0,
                stop: threading.Event | None = None, health: ProcessorHealth | None = None) -> Dataflow:
@@ -503,7 +509,7 @@ def build_flow(cfg: CloudConfig, partitions: list[str], sink: Any = None,
     `health`: what the journal reader and the InfluxDB writer of this process report on
     (made here, on the system clock, unless given)."""
     if health is None:
-        health = ProcessorHealth(process_id, cfg.flow.health_every_s, SystemClock())
+        health = processor_health(cfg, process_id)
     horizon_ns = cfg.flow.aggregate_horizon_s * 1_000_000_000
     max_dl = cfg.flow.dead_letter_max_bytes
     flow = Dataflow("urbanpulse")

@@ -15,17 +15,25 @@ record's age from above, by the gap between two records; it is chosen because th
 holds it in every batch for free, where the oldest unread record would need a query into
 the journal. Either way the age is taken on the report's clock, so a reader that stops
 (a stuck dataflow) shows a lag that grows.
+
+State disk: the bytes still free on state.dir's filesystem (journals, recovery store),
+looked at when the point is made; the ingest stops taking messages below
+state.min_free_bytes (cloud.state_disk).
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import threading
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from cloud.journal import JournalRecord
 from cloud.logic.lines import line
 from cloud.logic.records import Point
 from cloud.sink import SinkStats
+from cloud.state_disk import StatVfs, free_bytes
 from urbanpulse.clock import Clock, to_epoch_ns
 
 MEASUREMENT = "processor"
@@ -34,14 +42,18 @@ POLICY = "raw"
 
 class ProcessorHealth:
     """Counters and gauges of one processor process, thread-safe; `clock` stamps the
-    points and measures the lag, `every_s` is the reporting interval."""
+    points and measures the lag, `every_s` is the reporting interval; with `state_dir`, the
+    points say how much is free on its filesystem (looked at with `statvfs`)."""
 
-    def __init__(self, process_id: int, every_s: float, clock: Clock) -> None:
+    def __init__(self, process_id: int, every_s: float, clock: Clock, state_dir: Path | None = None,
+                 statvfs: StatVfs = os.statvfs) -> None:
         if not every_s > 0:
             raise ValueError(f"every_s must be > 0, got {every_s!r}")
         self.process_id = process_id
         self.every_s = every_s
         self.clock = clock
+        self.state_dir = state_dir
+        self.statvfs = statvfs
         self._lock = threading.Lock()
         self._started_ns = to_epoch_ns(clock.now())
         self._next_report = clock.monotonic()  # the first report is due at once
@@ -87,6 +99,10 @@ class ProcessorHealth:
             "windows_not_rebuilt": stats.not_recomputed,
             "points_pending": pending_points,
         }
+        if self.state_dir is not None:
+            # A state.dir that cannot be looked at leaves the field out, not the point.
+            with contextlib.suppress(OSError):
+                fields["state_free_bytes"] = free_bytes(self.state_dir, self.statvfs)
         with self._lock:
             self._next_report = self.clock.monotonic() + self.every_s
             if self._reading:
