@@ -1,15 +1,19 @@
-"""The "Processor" panels of the data-health dashboard and the "Processor silent" and
-"Processor behind" rules, run against the real InfluxDB of the test session over
-`processor` points made by the processor's own class (cloud.health.ProcessorHealth) on a
-fake clock: one process caught up, one behind, one silent for 20 minutes. Grafana cannot
-run here; check.py sends the queries as Grafana would."""
+"""The "Processor" panels of the data-health dashboard and the "Processor silent",
+"Processor behind" and "State disk low" rules, run against the real InfluxDB of the test
+session over `processor` points made by the processor's own class
+(cloud.health.ProcessorHealth) on a fake clock: one process caught up, one behind, one
+silent for 20 minutes, one whose state disk runs low. Their disks' free space comes from a
+fake statvfs (a real disk cannot be made to run low here). Grafana cannot run here;
+check.py sends the queries as Grafana would."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
+from pathlib import Path
 
 import pytest
 
@@ -18,7 +22,7 @@ from cloud.journal import JournalRecord
 from cloud.logic.records import Point
 from cloud.sink import SinkStats
 from urbanpulse.clock import FakeClock, to_epoch_ns
-from urbanpulse.dashboards.alerts import PROCESSOR_BEHIND_S, RULES, AlertRule
+from urbanpulse.dashboards.alerts import PROCESSOR_BEHIND_S, RULES, STATE_DISK_LOW_BYTES, AlertRule
 from urbanpulse.dashboards.check import check_alerts, check_dashboards
 from urbanpulse.dashboards.city import data_health
 from urbanpulse.dashboards.queries import TimeRange
@@ -27,9 +31,25 @@ from urbanpulse.stack import StackInfo
 
 pytestmark = pytest.mark.stack
 
-UP, BEHIND, GONE = 91, 92, 93  # process ids no processor of the test session uses
+UP, BEHIND, GONE, LOW = 91, 92, 93, 94  # process ids no processor of the test session uses
 EVERY_S = 10.0
 BEHIND_BY_S = 600.0
+FRSIZE = 4096
+AMPLE = 200 * 1024**3  # free on the state disk
+FILLING_BY = 11_000_000 * EVERY_S  # a journal growing 11 MB/s (100,000 readings/s)
+
+
+class ShrinkingDisk:
+    """statvfs of a disk with `free` bytes available, less `by` at every look."""
+
+    def __init__(self, free: float, by: float) -> None:
+        self.free = free
+        self.by = by
+
+    def __call__(self, path: Path) -> os.statvfs_result:
+        blocks = int(self.free) // FRSIZE
+        self.free = max(0.0, self.free - self.by)
+        return os.statvfs_result((FRSIZE, FRSIZE, 10**9, blocks, blocks, 10**6, 10**6, 10**6, 0, 255))
 
 
 @dataclass(frozen=True)
@@ -39,11 +59,14 @@ class Seeded:
     database: str
 
 
-def _reports(process: int, start: datetime, end: datetime, behind: bool) -> list[Point]:
+def _reports(process: int, start: datetime, end: datetime, behind: bool,
+             disk: ShrinkingDisk | None = None) -> list[Point]:
     """What a process reports from `start` to `end`, every EVERY_S: caught up, or reading
-    records received BEHIND_BY_S before it read them, with a shrinking backlog."""
+    records received BEHIND_BY_S before it read them, with a shrinking backlog; its state
+    disk has AMPLE free unless `disk` says otherwise."""
     clock = FakeClock(start)
-    health = ProcessorHealth(process, EVERY_S, clock)
+    health = ProcessorHealth(process, EVERY_S, clock, state_dir=Path("/state"),
+                             statvfs=disk or ShrinkingDisk(AMPLE, 0))
     stats = SinkStats()
     points: list[Point] = []
     backlog = 50_000
@@ -66,7 +89,10 @@ def seeded(db_ready: StackInfo) -> Iterator[Seeded]:
     now = datetime.now(UTC)
     points = (_reports(UP, now - timedelta(minutes=40), now, behind=False)
               + _reports(BEHIND, now - timedelta(minutes=40), now, behind=True)
-              + _reports(GONE, now - timedelta(minutes=40), now - timedelta(minutes=20), behind=False))
+              + _reports(GONE, now - timedelta(minutes=40), now - timedelta(minutes=20), behind=False)
+              # 40 minutes of filling at full load from 30 GB free: about 4 GB left at the end
+              + _reports(LOW, now - timedelta(minutes=40), now, behind=False,
+                         disk=ShrinkingDisk(30e9, FILLING_BY)))
     writer_creds = stack.influx("writer")
     with InfluxHTTP(writer_creds.url, writer_creds.username, writer_creds.password()) as writer:
         writer.write("\n".join(text for _, text in points).encode(), db=stack.database, rp="raw")
@@ -81,7 +107,7 @@ def test_the_processor_panels_run_and_return_rows(seeded: Seeded) -> None:
                                (data_health(),))
     processor = [r for r in results if r.measurement == "processor"]
     panels = [p for p in data_health().panels if p.title.startswith("Processor")]
-    assert len(processor) == 2 * sum(len(p.queries) for p in panels) == 14
+    assert len(processor) == 2 * sum(len(p.queries) for p in panels) == 16
     assert [r.where for r in processor if not r.ok or r.rows == 0] == []
 
 
@@ -110,16 +136,35 @@ def _firing(seeded: Seeded, uid: str) -> dict[int, bool]:
     out = {}
     for series in seeded.reader.query(result.influxql, db=seeded.database):
         process = int(series["tags"]["process"])
-        if process in (UP, BEHIND, GONE):
+        if process in (UP, BEHIND, GONE, LOW):
             out[process] = rule.fires(float(series["values"][-1][1]))
     return out
 
 
 def test_processor_silent_fires_for_the_process_gone_quiet_only(seeded: Seeded) -> None:
-    assert _firing(seeded, "urbanpulse-processor-silent") == {UP: False, BEHIND: False, GONE: True}
+    assert _firing(seeded, "urbanpulse-processor-silent") == {UP: False, BEHIND: False, GONE: True,
+                                                               LOW: False}
 
 
 def test_processor_behind_fires_for_the_lagging_process_only(seeded: Seeded) -> None:
     # The silent process has no point in the rule's 10 minutes: no series, no alert of this rule.
     assert BEHIND_BY_S > PROCESSOR_BEHIND_S
-    assert _firing(seeded, "urbanpulse-processor-behind") == {UP: False, BEHIND: True}
+    assert _firing(seeded, "urbanpulse-processor-behind") == {UP: False, BEHIND: True, LOW: False}
+
+
+def test_state_disk_low_fires_for_the_process_whose_disk_runs_low_only(seeded: Seeded) -> None:
+    assert 0 < 30e9 - 240 * FILLING_BY < STATE_DISK_LOW_BYTES < AMPLE
+    assert _firing(seeded, "urbanpulse-state-disk-low") == {UP: False, BEHIND: False, LOW: True}
+
+
+def test_the_state_disk_panel_shows_the_disk_filling(seeded: Seeded) -> None:
+    (result,) = [r for r in check_dashboards(
+        seeded.reader, seeded.database, TimeRange.last(seeded.now + timedelta(minutes=1),
+                                                       timedelta(minutes=30)), (data_health(),))
+        if r.where == "urbanpulse-data-health / Processor: state disk free / A [all]"]
+    free = {s["tags"]["process"]: [v[1] for v in s["values"] if v[1] is not None]
+            for s in seeded.reader.query(result.influxql, db=seeded.database)}
+    assert free[str(UP)][-1] == AMPLE
+    low = free[str(LOW)]
+    assert low == sorted(low, reverse=True)
+    assert low[-1] < STATE_DISK_LOW_BYTES

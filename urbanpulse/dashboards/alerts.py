@@ -36,6 +36,10 @@ PROCESSOR_SILENT_QUERY = (
     'WHERE time > now() - 1h GROUP BY time(1m), "process" fill(0)) GROUP BY "process"'
 )
 PROCESSOR_BEHIND_S = 120  # read lag: the dashboards are this far behind the nodes
+# Free on the state disk (the processor's `state_free_bytes`). The ingest stops taking
+# messages at state.min_free_bytes (1 GiB by default): at the rated 100,000 readings/s the
+# journal grows about 11 MB/s, so this leaves about a quarter of an hour at full load.
+STATE_DISK_LOW_BYTES = 10 * 1024**3
 
 
 @dataclass(frozen=True)
@@ -132,6 +136,19 @@ RULES: tuple[AlertRule, ...] = (
                "outage: let it drain. Growing with write retries: InfluxDB is failing; without: "
                "the processor is stuck or too slow (data-health dashboard, \"Processor\" panels). "
                "Runbook: docs/runbook.md, \"Processor behind\".",
+    ),
+    AlertRule(
+        uid="urbanpulse-state-disk-low", title="State disk low",
+        influxql='SELECT last("state_free_bytes") FROM "raw"."processor" WHERE $timeFilter '
+                 'GROUP BY "process"',
+        window_s=600, comparison="lt", threshold=STATE_DISK_LOW_BYTES, pending="2m", severity="critical",
+        summary="Processor process {{ $labels.process }}: {{ $values.B }} bytes free on the state "
+                "disk (journals, recovery store)",
+        action="Below state.min_free_bytes the ingest stops taking messages (the broker and the "
+               "nodes' outboxes hold them; nothing is lost while they have room). Is \"Processor "
+               "behind\" firing too? Then the journal grows because InfluxDB is down or slow: fix "
+               "that. Else `du -sh` the journal/ and recovery/ folders of state.dir. Never delete "
+               "journal or recovery files to make room. Runbook: docs/runbook.md, \"State disk low\".",
     ),
     AlertRule(
         uid="urbanpulse-pm25-high", title="PM2.5 high",

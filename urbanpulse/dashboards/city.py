@@ -10,7 +10,7 @@ node's events have no `sensor` tag), and the processor's report on itself, `proc
 
 from __future__ import annotations
 
-from urbanpulse.dashboards.alerts import PROCESSOR_BEHIND_S
+from urbanpulse.dashboards.alerts import PROCESSOR_BEHIND_S, STATE_DISK_LOW_BYTES
 from urbanpulse.dashboards.model import Dashboard, Panel, Query, Threshold, Variable
 
 SITE_NODE = "\"site\" =~ /^$site$/ AND \"node\" =~ /^$node$/"
@@ -346,14 +346,24 @@ def _processor_panels() -> tuple[Panel, ...]:
             width=12, unit="none",
         ),
         Panel(
+            "Processor: state disk free", "timeseries",
+            (_per_process('min("state_free_bytes")'),),
+            description="Free on state.dir's filesystem (journals, recovery store). Red: the "
+                        "\"State disk low\" alert. At state.min_free_bytes (1 GiB by default) "
+                        "the ingest stops taking messages until there is room again.",
+            width=12, unit="bytes",
+            thresholds=(Threshold(None, "red"), Threshold(STATE_DISK_LOW_BYTES, "green")),
+        ),
+        Panel(
             "Processor now", "table",
             (Query('SELECT last("read_lag_s") AS "read lag s", last("journal_backlog") AS "backlog", '
                    'last("points_pending") AS "points pending", last("write_retries") AS "retries", '
-                   'last("write_refused") AS "refused", last("uptime_s") AS "uptime s" '
+                   'last("write_refused") AS "refused", last("state_free_bytes") AS "state disk free", '
+                   'last("uptime_s") AS "uptime s" '
                    f'FROM {PROCESSOR} WHERE $timeFilter GROUP BY "process"', result_format="table"),),
             description="The last report of each process (counts since its start). Only the "
                         "process that reads the journals has read lag and backlog.",
-            width=12,
+            width=24,
         ),
     )
 
