@@ -86,13 +86,18 @@ def _init_db(cfg: CloudConfig, user: str, password_file: Path) -> int:
 
 
 def _start_ingest(cfg: CloudConfig, instance: str) -> Ingest:
+    ingest = make_ingest(cfg, instance)
+    ingest.start()
+    return ingest
+
+
+def make_ingest(cfg: CloudConfig, instance: str) -> Ingest:
+    """The ingest instance `instance` as the config sets it up, not started (no socket yet)."""
     from cloud.ingest import Ingest
     from cloud.journal import Journal, journal_path
 
     journal = Journal(journal_path(cfg.journal_dir, instance), instance).open()
-    ingest = Ingest(cfg.mqtt, journal, instance=instance)
-    ingest.start()
-    return ingest
+    return Ingest(cfg.mqtt, journal, instance=instance, min_free_bytes=cfg.state_min_free_bytes)
 
 
 RECOVERY_LOCK_WAIT_S = 60.0

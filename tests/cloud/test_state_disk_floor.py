@@ -129,3 +129,19 @@ def test_the_ingest_holds_below_the_floor_and_resumes_above_it(
     (held,) = ingest_log(caplog, logging.WARNING)
     assert "below state.min_free_bytes = 4096000" in held
     assert len([m for m in ingest_log(caplog, logging.INFO) if "journals again" in m]) == 1
+
+
+def test_cloud_run_gives_its_ingest_the_configured_floor(tmp_path: Path) -> None:
+    from cloud.cli import make_ingest
+
+    password = tmp_path / "mqtt.password"
+    password.write_text("not-used-here", encoding="utf-8")
+    cfg = parse_cloud_config({**BASE, "mqtt": {"password_file": str(password), "tls": False},
+                              "state": {"dir": str(tmp_path), "min_free_bytes": 12345}})
+    cfg.journal_dir.mkdir(parents=True, exist_ok=True)
+    ingest = make_ingest(cfg, "i0")  # nothing connects before start()
+    try:
+        assert ingest.floor.min_free_bytes == 12345
+        assert ingest.floor.path == cfg.journal_dir
+    finally:
+        ingest.journal.close()
