@@ -91,13 +91,15 @@ def _start_ingest(cfg: CloudConfig, instance: str) -> Ingest:
     return ingest
 
 
-def make_ingest(cfg: CloudConfig, instance: str) -> Ingest:
+def make_ingest(cfg: CloudConfig, instance: str, on_failure: Callable[[], None] | None = None
+                ) -> Ingest:
     """The ingest instance `instance` as the config sets it up, not started (no socket yet)."""
     from cloud.ingest import Ingest
     from cloud.journal import Journal, journal_path
 
     journal = Journal(journal_path(cfg.journal_dir, instance), instance).open()
-    return Ingest(cfg.mqtt, journal, instance=instance, min_free_bytes=cfg.state_min_free_bytes)
+    return Ingest(cfg.mqtt, journal, instance=instance, min_free_bytes=cfg.state_min_free_bytes,
+                  on_failure=on_failure)
 
 
 RECOVERY_LOCK_WAIT_S = 60.0
@@ -135,10 +137,11 @@ def _ingest_only(cfg: CloudConfig, instance: str, until_stdin_closes: bool = Fal
     _on_signals(stop.set)
     if until_stdin_closes:
         stop_when_stdin_closes(stop.set)
-    ingest = _start_ingest(cfg, instance)
+    ingest = make_ingest(cfg, instance, on_failure=stop.set)
+    ingest.start()
     stop.wait()
     ingest.stop()
-    return 0
+    return 0 if ingest.failure is None else EXIT_RUNTIME
 
 
 def _on_signals(action: Callable[[], None]) -> None:

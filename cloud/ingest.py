@@ -134,7 +134,8 @@ class Ingest:
     def __init__(self, cfg: CloudMqtt, journal: Journal, *, instance: str = "i0",
                  client: Client | None = None, clock: Clock | None = None,
                  min_free_bytes: int = DEFAULT_MIN_FREE_BYTES, statvfs: StatVfs = os.statvfs,
-                 receive_maximum: int = RECEIVE_MAXIMUM) -> None:
+                 receive_maximum: int = RECEIVE_MAXIMUM,
+                 on_failure: Callable[[], None] | None = None) -> None:
         """`min_free_bytes`: state.min_free_bytes (0: commit until the disk is full);
         `statvfs` looks at the journal's filesystem for it."""
         self.cfg = cfg
@@ -142,6 +143,8 @@ class Ingest:
         self.instance = instance
         self.clock = clock or SystemClock()
         self.receive_maximum = receive_maximum
+        self.failure: BaseException | None = None  # what ended the commit thread, if anything did
+        self.on_failure = on_failure
         self.floor = FreeSpaceFloor(journal.path.parent, min_free_bytes, self.clock,
                                     self._journal_free_pages, statvfs)
         self._held_since: float | None = None  # monotonic time the commits began to fail
@@ -185,7 +188,7 @@ class Ingest:
             self._lock_file.release()
             raise CloudError(f"mqtt connect {self.cfg.host}:{self.cfg.port}: {exc}") from exc
         c.loop_start()
-        self._thread = threading.Thread(target=self._commit_loop, name=f"ingest-{self.instance}",
+        self._thread = threading.Thread(target=self._commits, name=f"ingest-{self.instance}",
                                         daemon=True)
         self._thread.start()
 
@@ -237,6 +240,21 @@ class Ingest:
         # Back-pressure: while the disk is slow, stop reading the socket.
         while len(self._pending) > MAX_PENDING and not self._stop.is_set():
             time.sleep(0.001)
+
+    def _commits(self) -> None:
+        """The commit thread. Anything it raises besides a journal that cannot commit (which
+        it holds and retries) ends it: it is kept in `failure` and handed to `on_failure`
+        (`cloud ingest` then exits, and `cloud run` starts it again); what it held is not
+        acknowledged, so the broker sends it again. Before, such an error ended the thread
+        alone and the ingest hung, connected, journaling nothing."""
+        try:
+            self._commit_loop()
+        except Exception as exc:  # not swallowed: kept, logged, and the ingest ends
+            self.failure = exc
+            log.critical("ingest %s: its commit thread failed; stopping it: %s", self.instance, exc,
+                         exc_info=exc)
+            if self.on_failure is not None:
+                self.on_failure()
 
     def _commit_loop(self) -> None:
         retry_s = COMMIT_RETRY_MIN_S

@@ -109,3 +109,33 @@ def test_an_ingest_stopped_while_the_journal_is_full_acknowledged_none_of_what_i
         journal.close()
     assert sorted(journal_rows(path)) == sorted(batch_payload(node.site, node.node, k) for k in range(5))
     assert sorted(node.acks()) == [f"df.{k}" for k in range(5)]
+
+
+class BrokenJournal(Journal):
+    """A journal whose append fails with what no full disk raises: a bug, say."""
+
+    def append(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
+        raise RuntimeError("a bug in the journal")
+
+
+def test_an_unexpected_error_in_the_commit_thread_ends_the_ingest_and_acknowledges_nothing(
+        stack: StackInfo, node: Node, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Before, the thread ended alone and the ingest stayed connected, journaling nothing:
+    `cloud ingest` now exits (on_failure), and `cloud run` starts it again."""
+    cfg = cloud_mqtt(stack, tmp_path, node.site)
+    journal = BrokenJournal(journal_path(tmp_path / "state" / "journal", "i0"), "i0").open()
+    failed: list[bool] = []
+    ingest = Ingest(cfg, journal, min_free_bytes=0, on_failure=lambda: failed.append(True))
+    ingest.start()
+    try:
+        assert ingest.wait_subscribed(10)
+        node.publish(range(1))
+        wait_for(lambda: failed, 10, "the ingest to report its failure")
+    finally:
+        ingest.stop()
+        journal.close()
+    assert isinstance(ingest.failure, RuntimeError)
+    assert node.acks() == []
+    assert ingest.stats.committed == 0
+    assert any("commit thread failed" in r.getMessage() for r in caplog.records
+               if r.levelno == logging.CRITICAL)
