@@ -12,7 +12,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from urbanpulse.config_fields import finite_seconds, only_known, read_toml, typed
+from urbanpulse.config_fields import (
+    finite_seconds,
+    only_known,
+    plaintext_only_on_loopback,
+    read_toml,
+    typed,
+)
 from urbanpulse.errors import ConfigError
 
 T = TypeVar("T")
@@ -185,6 +191,7 @@ def parse_cloud_config(raw: Mapping[str, Any]) -> CloudConfig:
         node_filter=_node_filter(typed(m, "node_filter", "mqtt", str, "urbanpulse/v1/+/+")),
         keepalive_s=_min(typed(m, "keepalive_s", "mqtt", int, 30), "mqtt.keepalive_s", 5),
     )
+    plaintext_only_on_loopback(mqtt.tls, mqtt.host, "mqtt.tls")
     i = _table(raw, "influx", {"url", "database", "username", "password_file", "api",
                                "batch_lines", "token_file", "org", "reader_username",
                                "reader_password_file", "timeout_s"})

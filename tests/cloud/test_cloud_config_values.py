@@ -31,3 +31,12 @@ def test_a_nan_is_refused_where_a_least_value_is_checked() -> None:
     for key in ("epoch_interval_s", "backup_interval_s"):
         with pytest.raises(ConfigError, match=rf"flow\.{key}"):
             _config(flow={key: float("nan")})
+
+
+def test_plain_mqtt_is_for_a_broker_on_this_machine_only() -> None:
+    """Without TLS the cloud's password crosses the network in clear: refused by name."""
+    plain = {"password_file": "p", "tls": False}
+    influx = {"password_file": "p"}
+    assert parse_cloud_config({"mqtt": {**plain, "host": "localhost"}, "influx": influx}).mqtt.tls is False
+    with pytest.raises(ConfigError, match=r"^mqtt\.tls: false is for a broker on this machine only"):
+        parse_cloud_config({"mqtt": {**plain, "host": "10.10.0.4"}, "influx": influx})
