@@ -73,13 +73,17 @@ def main(argv: list[str]) -> int:
 
 def _init_db(cfg: CloudConfig, user: str, password_file: Path) -> int:
     from cloud.initdb import init_db
-    from urbanpulse.influx_http import InfluxHTTP
+    from urbanpulse.influx_http import InfluxCAFileError, InfluxHTTP
 
     try:
         password = password_file.read_text(encoding="utf-8").strip()
     except OSError as exc:
         raise ConfigError("--admin-password-file", exc.strerror or str(exc)) from exc
-    with InfluxHTTP(cfg.influx.url, user, password) as admin:
+    try:
+        admin = InfluxHTTP(cfg.influx.url, user, password, ca_file=cfg.influx.ca_file)
+    except InfluxCAFileError as exc:
+        raise ConfigError("influx.ca_file", str(exc)) from exc
+    with admin:
         for stmt in init_db(admin, cfg.influx.database, cfg.retention):
             print(stmt)
     return 0

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 from urbanpulse.config_fields import (
     finite_seconds,
+    http_only_on_loopback,
     only_known,
     plaintext_only_on_loopback,
     read_toml,
@@ -56,6 +57,7 @@ class CloudInflux:
     reader_username: str
     reader_password_file: Path | None
     timeout_s: float = 30.0  # per HTTP request: an answer that does not come is a failure
+    ca_file: Path | None = None  # CAs to check an https server with; None: the system's
 
 
 @dataclass(frozen=True)
@@ -155,6 +157,20 @@ def _loopback(host: str) -> bool:
         return False  # a host name: assume another host
 
 
+def _influx_ca_file(value: str | None, url: str, api: str) -> Path | None:
+    if value is None:
+        return None
+    if not value.strip():
+        raise ConfigError("influx.ca_file", "is empty: give the CA bundle's path, or leave the key out "
+                                            "to trust the system's CAs")
+    if not url.startswith("https://"):
+        raise ConfigError("influx.ca_file", f"is for an https:// url, but influx.url is {url!r}")
+    if api != "v1":
+        raise ConfigError("influx.ca_file", "is not supported with api = 'v2' (its client trusts the "
+                                            "system's CAs only)")
+    return Path(value)
+
+
 def _node_filter(value: str) -> str:
     parts = value.split("/")
     if len(parts) != 4 or parts[:2] != ["urbanpulse", "v1"] or "#" in value:
@@ -194,13 +210,15 @@ def parse_cloud_config(raw: Mapping[str, Any]) -> CloudConfig:
     plaintext_only_on_loopback(mqtt.tls, mqtt.host, "mqtt.tls")
     i = _table(raw, "influx", {"url", "database", "username", "password_file", "api",
                                "batch_lines", "token_file", "org", "reader_username",
-                               "reader_password_file", "timeout_s"})
+                               "reader_password_file", "timeout_s", "ca_file"})
     api = typed(i, "api", "influx", str, "v1")
     if api not in ("v1", "v2"):
         raise ConfigError("influx.api", f"must be 'v1' or 'v2', got {api!r}")
     url = typed(i, "url", "influx", str, "http://127.0.0.1:8086")
     if not re.match(r"https?://", url):
         raise ConfigError("influx.url", f"must start with http:// or https://, got {url!r}")
+    http_only_on_loopback(url, "influx.url")
+    ca_file = _influx_ca_file(typed(i, "ca_file", "influx", str, None), url, api)
     token = typed(i, "token_file", "influx", str, None)
     if api == "v2" and token is None:
         raise ConfigError("influx.token_file", "required with api = 'v2'")
@@ -217,6 +235,7 @@ def parse_cloud_config(raw: Mapping[str, Any]) -> CloudConfig:
         reader_password_file=_opt_path(typed(i, "reader_password_file", "influx", str, None)),
         timeout_s=finite_seconds(_min(typed(i, "timeout_s", "influx", float, 30.0), "influx.timeout_s", 0.5),
                                  "influx.timeout_s"),
+        ca_file=ca_file,
     )
     s = _table(raw, "state", {"dir", "shared", "min_free_bytes"})
     shared = typed(s, "shared", "state", bool, False)

@@ -23,7 +23,7 @@ from cloud.config import CloudInflux
 from cloud.errors import SinkError
 from cloud.logic.recompute import RECOMPUTE, Recompute
 from cloud.logic.records import Point
-from urbanpulse.influx_http import InfluxError, InfluxHTTP
+from urbanpulse.influx_http import InfluxCAFileError, InfluxError, InfluxHTTP
 
 log = logging.getLogger("urbanpulse.cloud.sink")
 
@@ -168,11 +168,16 @@ def make_writer(cfg: CloudInflux, stop: threading.Event | None = None,
         client = InfluxV2Client(cfg.url, _secret(cfg.token_file, "influx.token_file"), cfg.org,
                                 timeout_s=cfg.timeout_s)
     else:
-        client = InfluxHTTP(cfg.url, cfg.username, _secret(cfg.password_file, "influx.password_file"),
-                            timeout_s=cfg.timeout_s)
+        client = _client(cfg, cfg.username, _secret(cfg.password_file, "influx.password_file"))
     reader = None
     if cfg.reader_password_file is not None:
-        reader = InfluxHTTP(cfg.url, cfg.reader_username,
-                            _secret(cfg.reader_password_file, "influx.reader_password_file"),
-                              timeout_s=cfg.timeout_s)
+        reader = _client(cfg, cfg.reader_username,
+                         _secret(cfg.reader_password_file, "influx.reader_password_file"))
     return InfluxWriter(client, cfg.database, cfg.batch_lines, stop, wait, reader)
+
+
+def _client(cfg: CloudInflux, username: str, password: str) -> InfluxHTTP:
+    try:
+        return InfluxHTTP(cfg.url, username, password, timeout_s=cfg.timeout_s, ca_file=cfg.ca_file)
+    except InfluxCAFileError as exc:
+        raise SinkError(f"influx.ca_file: {exc}") from exc

@@ -8,6 +8,7 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar, cast
+from urllib.parse import urlsplit
 
 from urbanpulse.errors import ConfigError
 
@@ -20,6 +21,17 @@ def plaintext_only_on_loopback(tls: bool, host: str, key: str) -> None:
         raise ConfigError(key, f"false is for a broker on this machine only (host one of "
                                f"{', '.join(sorted(LOOPBACK_HOSTS))}), got host {host!r}: the "
                                "password would cross the network in clear")
+
+
+def http_only_on_loopback(url: str, key: str) -> None:
+    """The HTTP twin of `plaintext_only_on_loopback`: an http:// url carries its password
+    and data in clear, so it must name this machine; another host needs https://."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    if parts.scheme.lower() == "http" and host not in LOOPBACK_HOSTS:
+        raise ConfigError(key, f"http:// is for a server on this machine only (host one of "
+                               f"{', '.join(sorted(LOOPBACK_HOSTS))}), got host {host!r}: use "
+                               "https://, the password and data would cross the network in clear")
 
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})

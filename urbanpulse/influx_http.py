@@ -3,6 +3,8 @@
 The v1 API is the one that works on InfluxDB 1.x, on 2.x (v1 compatibility) and on 3.x Core.
 One keep-alive connection per client, guarded by a lock; a request that fails on a
 reused connection the server closed meanwhile is retried once on a fresh one.
+Over https the server's certificate and name are always checked, against the system's CAs
+or the CA bundle given as `ca_file`.
 """
 
 from __future__ import annotations
@@ -11,9 +13,11 @@ import base64
 import http.client
 import json
 import socket
+import ssl
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlencode, urlsplit
 
@@ -42,6 +46,31 @@ class InfluxUnavailable(InfluxError):
 
     def __init__(self, url: str, reason: str) -> None:
         super().__init__(0, f"{url} unavailable: {reason}")
+
+
+class InfluxTLSError(InfluxUnavailable):
+    """The TLS handshake failed, most often because the server's certificate is not signed
+    by a trusted CA or does not name the host. Retryable like any missing answer (a writer
+    keeps its points until the certificate or the CA is fixed), but `ping` raises it rather
+    than answering "not ready"."""
+
+    def __init__(self, url: str, trusted: str, reason: str) -> None:
+        super().__init__(url, f"TLS handshake failed ({reason}); the server's certificate "
+                              f"is checked against {trusted}")
+
+
+class InfluxCAFileError(InfluxError):
+    """The CA bundle given as `ca_file` cannot be read or holds no certificate."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        text = f"ca_file {path}: {reason}"
+        super().__init__(0, text)
+        self.args = (text,)  # not an answer of InfluxDB: no "InfluxDB error 0" before it
+        self.path = path
+
+    @property
+    def retryable(self) -> bool:
+        return False
 
 
 @dataclass
@@ -79,10 +108,16 @@ class InfluxHTTP:
         username: str | None = None,
         password: str | None = None,
         timeout_s: float = 10.0,
+        ca_file: Path | str | None = None,
     ) -> None:
+        """`ca_file`: a PEM bundle of the CAs to check an https server's certificate with
+        (its name is checked too); None: the system's CAs. It is read here, once: an
+        unreadable file or one without a certificate raises `InfluxCAFileError`."""
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"InfluxDB url must be http(s)://host:port, got {url!r}")
+        if ca_file is not None and parts.scheme != "https":
+            raise ValueError(f"ca_file is for an https:// url, got {url!r}")
         self.url = url.rstrip("/")
         self._scheme = parts.scheme
         self._host = parts.hostname
@@ -93,6 +128,11 @@ class InfluxHTTP:
         if username is not None:
             token = base64.b64encode(f"{username}:{password or ''}".encode()).decode()
             self._headers["Authorization"] = f"Basic {token}"
+        self._tls: ssl.SSLContext | None = None
+        self._trusted = "the system's CAs"
+        if ca_file is not None:
+            self._tls = _tls_context(Path(ca_file))
+            self._trusted = f"the CAs of {ca_file}"
         self._conn: http.client.HTTPConnection | None = None
         self.connections_opened = 0
         self._lock = threading.Lock()
@@ -114,8 +154,11 @@ class InfluxHTTP:
 
     def _connection(self) -> http.client.HTTPConnection:
         if self._conn is None:
-            cls = http.client.HTTPSConnection if self._scheme == "https" else http.client.HTTPConnection
-            self._conn = cls(self._host, self._port, timeout=self._timeout_s)
+            if self._scheme == "https":
+                self._conn = http.client.HTTPSConnection(self._host, self._port,
+                                                         timeout=self._timeout_s, context=self._tls)
+            else:
+                self._conn = http.client.HTTPConnection(self._host, self._port, timeout=self._timeout_s)
             self.connections_opened += 1
         return self._conn
 
@@ -149,6 +192,11 @@ class InfluxHTTP:
                     conn.request(method, target, body=body, headers=headers)
                     response = conn.getresponse()
                     data, whole = read(response)
+                except ssl.SSLError as exc:
+                    self._drop()
+                    if reused and attempt == 1 and not isinstance(exc, ssl.SSLCertVerificationError):
+                        continue  # e.g. an idle connection the server closed without a TLS goodbye
+                    raise InfluxTLSError(self.url, self._trusted, _ssl_reason(exc)) from exc
                 except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as exc:
                     self._drop()
                     if reused and attempt == 1:
@@ -167,9 +215,12 @@ class InfluxHTTP:
         raise AssertionError("unreachable")
 
     def ping(self) -> bool:
-        """True if the server answers /ping with 204 (ready)."""
+        """True if the server answers /ping with 204 (ready); False if it does not answer.
+        A failed TLS handshake raises `InfluxTLSError`: waiting would not fix it."""
         try:
             status, _ = self._request("GET", "/ping", {}, None, None)
+        except InfluxTLSError:
+            raise
         except InfluxUnavailable:
             return False
         return status == 204
@@ -262,6 +313,23 @@ class InfluxHTTP:
         status, data = self._request("POST", "/write", params, lines, "text/plain; charset=utf-8")
         if status != 204:
             raise InfluxError(status, _error_text(data.decode("utf-8", errors="replace")))
+
+
+def _tls_context(ca_file: Path) -> ssl.SSLContext:
+    """Certificate and host name required, trusting only the CAs of `ca_file`."""
+    try:
+        return ssl.create_default_context(cafile=str(ca_file))
+    except ssl.SSLError as exc:
+        raise InfluxCAFileError(ca_file, "no PEM certificate could be read from it "
+                                         f"({_ssl_reason(exc)})") from exc
+    except OSError as exc:
+        raise InfluxCAFileError(ca_file, f"cannot be read: {exc.strerror or exc}") from exc
+
+
+def _ssl_reason(exc: ssl.SSLError) -> str:
+    if isinstance(exc, ssl.SSLCertVerificationError) and exc.verify_message:
+        return f"certificate verify failed: {exc.verify_message}"
+    return str(exc.reason or exc)
 
 
 def _error_text(text: str) -> str:

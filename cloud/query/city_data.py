@@ -17,7 +17,13 @@ from cloud.query.errors import BadArgument, IncompleteAnswer, QueryError
 from cloud.query.frames import Schema, empty_index, to_frame
 from cloud.query.timerange import Chunks, TimeRange, chunk_length_ns
 from urbanpulse.errors import ConfigError
-from urbanpulse.influx_http import InfluxError, InfluxHTTP, InfluxUnavailable, Result
+from urbanpulse.influx_http import (
+    InfluxCAFileError,
+    InfluxError,
+    InfluxHTTP,
+    InfluxUnavailable,
+    Result,
+)
 
 Tags = str | Sequence[str] | None
 # The first chunk per policy; later ones adapt to the rows they hold (cloud.query.timerange).
@@ -58,8 +64,8 @@ class CityData:
     @classmethod
     def from_config(cls, path: Path, *, timeout_s: float | None = None, chunk: timedelta | None = None,
                     chunk_rows: int = CHUNK_ROWS) -> CityData:
-        """From the cloud config file (docs/cloud-config.md): its `[influx]` url, database and
-        `timeout_s` (unless `timeout_s` is given here), and the READ-only reader's
+        """From the cloud config file (docs/cloud-config.md): its `[influx]` url, `ca_file`,
+        database and `timeout_s` (unless `timeout_s` is given here), and the READ-only reader's
         credentials (`reader_username`, `reader_password_file`), never the writer's. Close it
         (or use `with`) to close its connection."""
         cfg = load_cloud_config(path)
@@ -72,8 +78,12 @@ class CityData:
         except OSError as exc:
             raise ConfigError("influx.reader_password_file",
                               f"{password_file}: {exc.strerror or exc}") from exc
-        client = InfluxHTTP(cfg.influx.url, cfg.influx.reader_username, password,
-                            timeout_s=cfg.influx.timeout_s if timeout_s is None else timeout_s)
+        try:
+            client = InfluxHTTP(cfg.influx.url, cfg.influx.reader_username, password,
+                                timeout_s=cfg.influx.timeout_s if timeout_s is None else timeout_s,
+                                ca_file=cfg.influx.ca_file)
+        except InfluxCAFileError as exc:
+            raise ConfigError("influx.ca_file", str(exc)) from exc
         data = cls(client, cfg.influx.database, chunk=chunk, chunk_rows=chunk_rows)
         data._owns_client = True
         return data

@@ -63,7 +63,7 @@ def test_rendered_cloud_config_parses_and_matches_the_inventory() -> None:
         assert cfg.mqtt.port == hv["urbanpulse_mqtt_port"]
         assert cfg.mqtt.tls is True
         assert str(cfg.mqtt.ca_file) == "/etc/urbanpulse/ca.pem"
-        assert cfg.influx.url == hv["cloud_influx_url"]
+        assert cfg.influx.url == hv["urbanpulse_influx_url"]
         assert cfg.influx.username == "writer"
         assert str(cfg.state_dir) == "/var/lib/urbanpulse-cloud"
         assert (cfg.retention.raw, cfg.retention.agg_1m, cfg.retention.agg_1h) == (

@@ -1,7 +1,9 @@
 """Grafana provisioning: the InfluxDB datasource and the dashboard file provider.
 
 Secrets are never written here: the datasource's URL, user and password come from the
-environment of the Grafana process when it reads the file.
+environment of the Grafana process when it reads the file. Over https Grafana checks
+InfluxDB's certificate against the CA in `CA_FILE` only (Grafana reads `$__file{...}` in a
+provisioning file; the file must exist, ansible/roles/grafana installs it).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ USER_ENV = "URBANPULSE_INFLUX_READER_USER"
 URL_ENV = "URBANPULSE_INFLUX_URL"
 DATABASE_ENV = "URBANPULSE_INFLUX_DB"
 DASHBOARDS_PATH = "/var/lib/grafana/dashboards/urbanpulse"
+CA_FILE = "/etc/grafana/urbanpulse-influx-ca.pem"
 
 
 def datasource_provisioning() -> JSON:
@@ -32,8 +35,12 @@ def datasource_provisioning() -> JSON:
                 "dbName": "${" + DATABASE_ENV + "}",
                 "httpMode": "POST",
                 "timeInterval": "10s",
+                "tlsAuthWithCACert": True,
             },
-            "secureJsonData": {"password": "${" + PASSWORD_ENV + "}"},
+            "secureJsonData": {
+                "password": "${" + PASSWORD_ENV + "}",
+                "tlsCACert": "$__file{" + CA_FILE + "}",
+            },
         }],
     }
 
