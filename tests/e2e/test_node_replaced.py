@@ -53,7 +53,10 @@ def test_a_node_numbering_from_zero_again_after_losing_its_state_loses_nothing(
 
         shutil.rmtree(tmp_path / f"state-{NODE}")  # the node's card replaced: outbox and numbers gone
         second = _run_agent(config, link, reader, first + 30)
-        assert second < first, "the new card's numbers all lie among the old card's"
+        # Both cards number from 0: at least 30 of the new card's numbers are the old card's.
+        # (How many each numbers depends on how far the pipeline lags, not on the test: the
+        # new card's may pass the old card's count by a few.)
+        assert min(first, second) >= 30, (first, second)
 
         wait_for(lambda: len(_stored(reader)) == first + second, 60,
                  f"{first} + {second} readings stored (the new card's are not duplicates)")
