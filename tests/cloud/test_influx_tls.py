@@ -271,3 +271,19 @@ def test_the_servers_name_is_checked(https_influx: HttpsInflux, tmp_path: Path) 
         influxd.stop(layout)
     assert "certificate verify failed" in str(error)
     assert "mismatch" in str(error).lower()
+
+
+def test_the_dashboards_check_trusts_the_ca_it_is_given(https_influx: HttpsInflux, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    from urbanpulse.dashboards.cli import main as dashboards_main
+
+    argv = ["check", "--influx-url", https_influx.url, "--user", "reader",
+            "--password-file", str(https_influx.passwords["reader"]), "--db", "urbanpulse"]
+    assert dashboards_main([*argv, "--ca-file", str(https_influx.ca_file)]) == 0
+    assert "FAIL" not in capsys.readouterr().out
+    # Not trusted: one error naming the server, not a failure per query.
+    assert dashboards_main([*argv, "--ca-file", str(_other_ca(tmp_path))]) == 2
+    captured = capsys.readouterr()
+    assert "FAIL" not in captured.out
+    assert f"--influx-url {https_influx.url}: " in captured.err
+    assert "certificate verify failed" in captured.err

@@ -10,7 +10,7 @@ from pathlib import Path
 from urbanpulse.dashboards.check import check_all
 from urbanpulse.dashboards.errors import DashboardsError
 from urbanpulse.dashboards.generate import stale, write
-from urbanpulse.influx_http import InfluxHTTP
+from urbanpulse.influx_http import InfluxError, InfluxHTTP
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -26,6 +26,8 @@ def _parser() -> argparse.ArgumentParser:
     chk.add_argument("--user", required=True)
     chk.add_argument("--password-file", type=Path, required=True)
     chk.add_argument("--db", default="urbanpulse")
+    chk.add_argument("--ca-file", type=Path, default=None,
+                     help="CA bundle that signed an https InfluxDB's certificate (default: the system's)")
     chk.add_argument("--hours", type=float, default=6.0, help="dashboard time range (default 6)")
     chk.add_argument("--verbose", action="store_true", help="print every query, not only failures")
     return parser
@@ -50,7 +52,16 @@ def _check(args: argparse.Namespace) -> int:
     if args.hours <= 0:
         raise DashboardsError(f"--hours must be positive, got {args.hours}")
     failures = total = 0
-    with InfluxHTTP(args.influx_url, args.user, password) as client:
+    # A server that cannot be reached, or not trusted, is one error, not one per query.
+    try:
+        client = InfluxHTTP(args.influx_url, args.user, password, ca_file=args.ca_file)
+        answers = client.ping()
+    except (InfluxError, ValueError) as exc:
+        raise DashboardsError(f"--influx-url {args.influx_url}: {exc}") from exc
+    if not answers:
+        client.close()
+        raise DashboardsError(f"--influx-url {args.influx_url}: InfluxDB does not answer")
+    with client:
         now = datetime.now(UTC)
         for result in check_all(client, args.db, now, timedelta(hours=args.hours)):
             total += 1
