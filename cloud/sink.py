@@ -144,10 +144,7 @@ def _all_rows(reader: InfluxHTTP, q: str, db: str) -> list[dict[str, Any]]:
         if not result.complete:
             raise InfluxError(0, f"the answer to {q[:200]!r} ended before its last rows")
         for s in result.series:
-            for values in s.values:
-                row: dict[str, Any] = dict(s.tags)
-                row.update(zip(s.columns, values, strict=True))
-                rows.append(row)
+            rows.extend(s.rows())
     return rows
 
 

@@ -84,6 +84,15 @@ class Series:
     values: list[list[Any]]
     partial: bool = False
 
+    def rows(self) -> list[dict[str, Any]]:
+        """One dict per row: column -> value, with the series' tags merged in."""
+        rows: list[dict[str, Any]] = []
+        for values in self.values:
+            row: dict[str, Any] = dict(self.tags)
+            row.update(zip(self.columns, values, strict=True))
+            rows.append(row)
+        return rows
+
 
 @dataclass
 class Result:
@@ -294,14 +303,9 @@ class InfluxHTTP:
     def query_points(
         self, q: str, *, db: str | None = None, epoch: str | None = "ns"
     ) -> list[dict[str, Any]]:
-        """One dict per row: column -> value, with the series' tags merged in."""
-        points: list[dict[str, Any]] = []
-        for s in self.query(q, db=db, epoch=epoch):
-            for row in s["values"]:
-                point = dict(s["tags"])
-                point.update(zip(s["columns"], row, strict=True))
-                points.append(point)
-        return points
+        """One dict per row: column -> value, with the series' tags merged in (`Series.rows`)."""
+        return [row for result in self.results(q, db=db, epoch=epoch)
+                for s in result.series for row in s.rows()]
 
     def write(
         self, lines: bytes, *, db: str, rp: str | None = None, precision: str = "ns"
