@@ -25,6 +25,7 @@ from urbanpulse.stack import influxd, process
 from urbanpulse.stack.config import StackConfig
 from urbanpulse.stack.layout import Layout
 from urbanpulse.stack.tls import ensure_tls
+from urbanpulse.testing import wait_for
 
 READY_S = 30.0
 REFUSED_WITHIN_S = 5.0  # a refused handshake is an answer, not a wait for the timeout
@@ -59,11 +60,10 @@ def _start(home: Path, cert: Path, key: Path) -> tuple[StackConfig, Layout]:
 
 def _wait_for_answer(client: InfluxHTTP, layout: Layout) -> None:
     """Until influxd accepts connections: a refused connection means "not yet"."""
-    deadline = time.monotonic() + READY_S
-    while not client.ping():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"influxd did not answer:\n{process.tail(layout.influx_log)}")
-        time.sleep(0.05)
+    try:
+        wait_for(client.ping, READY_S, "influxd to answer", every_s=0.05)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{process.tail(layout.influx_log)}") from exc
 
 
 @pytest.fixture(scope="module")
@@ -255,17 +255,19 @@ def test_the_servers_name_is_checked(https_influx: HttpsInflux, tmp_path: Path) 
     cert, key = _issue_for_another_name(ca_layout, tmp_path)
     config, layout = _start(tmp_path / "home", cert, key)
     client = InfluxHTTP(f"https://127.0.0.1:{config.influx_port}", ca_file=ca_layout.ca_cert)
+    def handshake_refused() -> InfluxTLSError | None:
+        """None while influxd does not listen yet (connection refused); then its answer."""
+        try:
+            client.ping()
+        except InfluxTLSError as exc:
+            return exc
+        return None
+
     try:
-        deadline = time.monotonic() + READY_S
-        while True:  # connection refused until influxd listens; then the handshake answers
-            try:
-                client.ping()
-            except InfluxTLSError as exc:
-                error = exc
-                break
-            if time.monotonic() > deadline:
-                raise AssertionError(f"no handshake:\n{process.tail(layout.influx_log)}")
-            time.sleep(0.05)
+        try:
+            error = wait_for(handshake_refused, READY_S, "the handshake", every_s=0.05)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{process.tail(layout.influx_log)}") from exc
     finally:
         client.close()
         influxd.stop(layout)
