@@ -379,3 +379,24 @@ def test_the_clean_days_count_the_pairs_and_every_drift_raised_as_false(capsys) 
     assert clean_days_main(["--seeds", "2001", "--days", "0.5"]) == 0
     head = capsys.readouterr().out.splitlines()[0]
     assert head.startswith("1 seeds x 0.5 clean days, 8 module pairs (4 pair-days): ")
+
+
+def test_effect_tells_a_fault_that_changed_nothing_from_one_that_hid_changes() -> None:
+    from bench.faults.effect import effects
+
+    city = City.load()
+    pads = {(e.planned.event.type, e.planned.event.sensor): e
+            for e in effects(city, 1, 12.0, {"bed_pad"}, {"stuck", "spikes"})}
+    stuck, spikes = pads[("stuck", "bed-01")], pads[("spikes", "bed-19")]
+    # The stuck pad holds its level: no change while the fault lasts, where the run
+    # without it has the patient leave and come back.
+    assert stuck.changes == 0 < stuck.changes_without
+    assert stuck.visible
+    # Pulses on a loaded pad are masked: the readings are those of the run without them.
+    assert spikes.differing == 0
+    assert not spikes.visible
+    assert spikes.readings == spikes.readings_without > 0
+    air = effects(city, 1, 12.0, {"pms5003"}, {"stuck"})
+    assert len(air) == 1
+    assert air[0].visible
+    assert air[0].changes == 0 < air[0].changes_without
