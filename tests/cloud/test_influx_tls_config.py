@@ -40,6 +40,16 @@ def test_https_to_another_host_takes_a_ca_file_or_the_systems_cas() -> None:
     assert cfg.ca_file == Path("/etc/urbanpulse/ca.pem")
 
 
+def test_the_v2_api_takes_the_ca_file_and_keeps_the_http_rule() -> None:
+    cfg = _influx(url="https://influx.example.org:8086", ca_file="/etc/urbanpulse/ca.pem",
+                  api="v2", token_file="/t")
+    assert (cfg.api, cfg.ca_file) == ("v2", Path("/etc/urbanpulse/ca.pem"))
+    with pytest.raises(ConfigError, match=r"^influx\.url: .*use https://"):
+        _influx(url="http://influx.example.org:8086", api="v2", token_file="/t")
+    with pytest.raises(ConfigError, match=r"^influx\.ca_file: is for an https:// url"):
+        _influx(url="http://127.0.0.1:8086", ca_file="/ca.pem", api="v2", token_file="/t")
+
+
 def test_the_ca_file_is_not_read_while_validating() -> None:
     assert _influx(url="https://h:8086", ca_file="/nonexistent/ca.pem").ca_file == Path(
         "/nonexistent/ca.pem")
@@ -49,7 +59,6 @@ def test_the_ca_file_is_not_read_while_validating() -> None:
     ({"url": "http://127.0.0.1:8086", "ca_file": "/ca.pem"}, "is for an https:// url"),
     ({"url": "https://h:8086", "ca_file": " "}, "is empty"),
     ({"url": "https://h:8086", "ca_file": 3}, "must be str"),
-    ({"url": "https://h:8086", "ca_file": "/ca.pem", "api": "v2", "token_file": "t"}, "api = 'v2'"),
 ])
 def test_a_ca_file_that_cannot_apply_is_refused_by_name(influx: dict[str, Any], reason: str) -> None:
     with pytest.raises(ConfigError, match=r"^influx\.ca_file") as caught:
