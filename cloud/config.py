@@ -157,7 +157,7 @@ def _loopback(host: str) -> bool:
         return False  # a host name: assume another host
 
 
-def _influx_ca_file(value: str | None, url: str, api: str) -> Path | None:
+def _influx_ca_file(value: str | None, url: str) -> Path | None:
     if value is None:
         return None
     if not value.strip():
@@ -165,9 +165,6 @@ def _influx_ca_file(value: str | None, url: str, api: str) -> Path | None:
                                             "to trust the system's CAs")
     if not url.startswith("https://"):
         raise ConfigError("influx.ca_file", f"is for an https:// url, but influx.url is {url!r}")
-    if api != "v1":
-        raise ConfigError("influx.ca_file", "is not supported with api = 'v2' (its client trusts the "
-                                            "system's CAs only)")
     return Path(value)
 
 
@@ -218,7 +215,7 @@ def parse_cloud_config(raw: Mapping[str, Any]) -> CloudConfig:
     if not re.match(r"https?://", url):
         raise ConfigError("influx.url", f"must start with http:// or https://, got {url!r}")
     http_only_on_loopback(url, "influx.url")
-    ca_file = _influx_ca_file(typed(i, "ca_file", "influx", str, None), url, api)
+    ca_file = _influx_ca_file(typed(i, "ca_file", "influx", str, None), url)
     token = typed(i, "token_file", "influx", str, None)
     if api == "v2" and token is None:
         raise ConfigError("influx.token_file", "required with api = 'v2'")

@@ -162,8 +162,11 @@ def make_writer(cfg: CloudInflux, stop: threading.Event | None = None,
         from cloud.influx_v2 import InfluxV2Client
 
         assert cfg.token_file is not None  # the config requires it with api = "v2"
-        client = InfluxV2Client(cfg.url, _secret(cfg.token_file, "influx.token_file"), cfg.org,
-                                timeout_s=cfg.timeout_s)
+        try:
+            client = InfluxV2Client(cfg.url, _secret(cfg.token_file, "influx.token_file"), cfg.org,
+                                    timeout_s=cfg.timeout_s, ca_file=cfg.ca_file)
+        except InfluxCAFileError as exc:
+            raise SinkError(f"influx.ca_file: {exc}") from exc
     else:
         client = _client(cfg, cfg.username, _secret(cfg.password_file, "influx.password_file"))
     reader = None

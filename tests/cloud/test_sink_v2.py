@@ -1,11 +1,13 @@
 """The v2-API transport. InfluxDB 2.x cannot run here (Debian 12 ships 1.6.7 only), so a
-small HTTP server on 127.0.0.1 stands in for its /api/v2/write endpoint and records what
+small HTTP(S) server on 127.0.0.1 stands in for its /api/v2/write endpoint and records what
 the official client sends; the v1 path is tested against the real InfluxDB elsewhere."""
 
 from __future__ import annotations
 
+import ssl
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -13,9 +15,13 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from cloud.config import parse_cloud_config
+from cloud.errors import SinkError
+from cloud.influx_v2 import InfluxV2Client
 from cloud.sink import InfluxWriter, make_writer
 from urbanpulse.errors import ConfigError
-from urbanpulse.influx_http import InfluxError
+from urbanpulse.influx_http import InfluxError, InfluxTLSError
+from urbanpulse.stack.layout import Layout
+from urbanpulse.stack.tls import ensure_tls
 
 
 class FakeV2(ThreadingHTTPServer):
@@ -95,3 +101,101 @@ def test_v2_requires_a_token_file() -> None:
     with pytest.raises(ConfigError, match=r"influx\.token_file"):
         parse_cloud_config({"mqtt": {"password_file": "p", "ca_file": "c"}, "influx": {"api": "v2"}})
     assert InfluxError(503, "x").retryable
+
+
+# Over HTTPS: the stand-in endpoint serves the stack's server certificate (127.0.0.1 and
+# localhost, signed by the stack's CA), so the official client's handshake, certificate and
+# name checks are real; only the 2.x server behind them is not.
+
+@pytest.fixture
+def tls_layout(tmp_path_factory: pytest.TempPathFactory) -> Layout:
+    layout = Layout(tmp_path_factory.mktemp("v2-tls"))
+    ensure_tls(layout)
+    return layout
+
+
+@contextmanager
+def _serve_https(cert: Path, key: Path) -> Iterator[FakeV2]:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    server = FakeV2()
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def https_v2(tls_layout: Layout) -> Iterator[FakeV2]:
+    with _serve_https(tls_layout.server_cert, tls_layout.server_key) as server:
+        yield server
+
+
+def _https_url(server: FakeV2) -> str:
+    return f"https://127.0.0.1:{server.server_address[1]}"
+
+
+def test_over_https_the_writer_trusts_the_configured_ca(https_v2: FakeV2, tls_layout: Layout,
+                                                        tmp_path: Path) -> None:
+    token = tmp_path / "token"
+    token.write_text("s3cret-token\n")
+    cfg = parse_cloud_config({
+        "mqtt": {"password_file": "p", "ca_file": "c"},
+        "influx": {"url": _https_url(https_v2), "api": "v2", "ca_file": str(tls_layout.ca_cert),
+                   "token_file": str(token), "org": "hanoi"}})
+    writer = make_writer(cfg.influx, wait=lambda s: False)
+    writer.write([("raw", "air_pm,site=s pm25=1.0 1")])
+    assert [(p, q["bucket"], auth, body) for p, q, auth, body in https_v2.requests] == [
+        ("/api/v2/write", ["urbanpulse/raw"], "Token s3cret-token", b"air_pm,site=s pm25=1.0 1")]
+    assert (writer.stats.points, writer.stats.retries) == (1, 0)
+
+
+def _refused(url: str, ca_file: Path | None) -> InfluxTLSError:
+    client = InfluxV2Client(url, "s3cret-token", "hanoi", timeout_s=5.0, ca_file=ca_file)
+    try:
+        with pytest.raises(InfluxTLSError) as caught:
+            client.write(b"m v=1.0 1", db="urbanpulse", rp="raw")
+    finally:
+        client.close()
+    assert caught.value.retryable  # the writer keeps its points until the CA or certificate is fixed
+    return caught.value
+
+
+def test_a_server_the_ca_did_not_sign_is_refused_with_a_tls_error(https_v2: FakeV2,
+                                                                 tmp_path: Path) -> None:
+    other = Layout(tmp_path / "other")
+    ensure_tls(other)
+    error = _refused(_https_url(https_v2), other.ca_cert)
+    assert "certificate verify failed: unable to get local issuer certificate" in str(error)
+    assert f"the CAs of {other.ca_cert}" in str(error)
+    # without a ca_file only the system's CAs are trusted: the private CA is not among them
+    assert "the system's CAs" in str(_refused(_https_url(https_v2), None))
+    assert https_v2.requests == []
+
+
+def test_the_servers_name_is_checked(tls_layout: Layout, tmp_path: Path) -> None:
+    """Signed by the trusted CA, but for influx.invalid, not the url's 127.0.0.1."""
+    from tests.cloud.test_influx_tls import _issue_for_another_name
+
+    cert, key = _issue_for_another_name(tls_layout, tmp_path)
+    with _serve_https(cert, key) as server:
+        error = _refused(_https_url(server), tls_layout.ca_cert)
+        assert "certificate verify failed" in str(error)
+        assert "IP address mismatch, certificate is not valid for '127.0.0.1'" in str(error)
+        assert server.requests == []
+
+
+def test_an_unreadable_ca_file_is_refused_when_the_writer_is_made(tmp_path: Path) -> None:
+    (tmp_path / "token").write_text("t\n")
+    (tmp_path / "garbage.pem").write_text("not a certificate\n")
+    for name, reason in (("missing.pem", "cannot be read"), ("garbage.pem", "no PEM certificate")):
+        cfg = parse_cloud_config({
+            "mqtt": {"password_file": "p", "ca_file": "c"},
+            "influx": {"url": "https://127.0.0.1:1", "api": "v2", "token_file": str(tmp_path / "token"),
+                       "ca_file": str(tmp_path / name)}})
+        with pytest.raises(SinkError, match=rf"^influx\.ca_file: ca_file {tmp_path / name}: {reason}"):
+            make_writer(cfg.influx)
