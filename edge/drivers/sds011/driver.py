@@ -18,7 +18,7 @@ from edge.drivers.base import DriverContext, Emit, Sample
 from edge.drivers.serial_params import check_known, default_of, fixed_baudrate, number, serial_port
 from edge.errors import DriverError
 from firmware_bridge.errors import BridgeError
-from firmware_bridge.protocols.sds011 import ReportMode, Sds011Decoder, Sds011Measurement
+from firmware_bridge.protocols.sds011 import ReportMode, Sds011Decoder, Sds011Measurement, WorkState
 from firmware_bridge.protocols.sds011 import commands as cmd
 from firmware_bridge.transport import open_link
 from urbanpulse.errors import ConfigError
@@ -79,6 +79,11 @@ class Sds011Driver:
         except BridgeError as exc:
             raise DriverError(f"sds011 {self.sensor_id}: {exc}") from exc
         try:
+            # Sleep lasts until a power cycle and the working period is kept in flash: a
+            # sensor left asleep, or reporting every n minutes, by another tool (or an
+            # earlier run) would stay silent here. Wake it and make it report continuously.
+            await link.write(cmd.set_work_state(WorkState.WORK))
+            await link.write(cmd.set_working_period(0))
             if p.mode == "active":
                 await link.write(cmd.set_report_mode(ReportMode.ACTIVE))
                 while True:

@@ -1,0 +1,112 @@
+"""The sds011 driver against the SDS011 emulator on a real pseudo-terminal."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import edge.drivers.sds011
+from edge.config import load_config
+from edge.drivers.base import DriverContext
+from edge.drivers.sds011.driver import Sds011Params, build, parse_params
+from edge.errors import DriverError
+from firmware_bridge.protocols.sds011 import WorkState
+from firmware_bridge.protocols.sds011.emulator import Sds011Emulator
+from tests.edge.serial.conftest import DriverRun
+from urbanpulse.errors import ConfigError
+
+SAMPLE = Path(edge.drivers.sds011.__file__).parent / "sample.toml"
+
+
+
+def _params(port: str, **kw: Any) -> Sds011Params:
+    return parse_params({"port": port, **kw}, "sensors[0]")
+
+
+def test_active_mode_emits_pm(emulated) -> None:  # type: ignore[no-untyped-def]
+    emu = emulated(Sds011Emulator(lambda: (41.3, 77.9), period_s=0.05, warmup_s=0.0))
+
+    async def scenario() -> None:
+        run = DriverRun(build("pm-1", _params(emu.port), DriverContext()))
+        samples = await run.count(5)
+        await run.stop()
+        s = samples[-1]
+        assert (s.sensor, s.kind, s.flags) == ("pm-1", "air.pm", ())
+        assert s.values == {"pm25": 41.3, "pm10": 77.9}
+        assert s.ts.tzinfo is not None
+        assert run.driver.describe()["frames"] >= 5
+
+    asyncio.run(scenario())
+
+
+def test_a_sensor_left_asleep_is_woken(emulated) -> None:  # type: ignore[no-untyped-def]
+    """Sleep survives the port being closed (only a power cycle ends it): a sensor put to
+    sleep by another tool, or by a previous run, must be woken or it stays silent."""
+    emu = emulated(Sds011Emulator(lambda: (20.0, 30.0), period_s=0.05, warmup_s=0.0))
+    emu.call(lambda: setattr(emu, "work_state", WorkState.SLEEP))
+
+    async def scenario() -> None:
+        run = DriverRun(build("pm-1", _params(emu.port, silence_timeout_s=2.0), DriverContext()))
+        await run.count(3)
+        await run.stop()
+
+    asyncio.run(scenario())
+    assert emu.call(lambda: emu.work_state) is WorkState.WORK
+
+
+def test_a_working_period_left_set_is_made_continuous(emulated) -> None:  # type: ignore[no-untyped-def]
+    """The working period is kept in the sensor's flash: one reading every n minutes
+    would trip the silence timeout at every run."""
+    emu = emulated(Sds011Emulator(lambda: (20.0, 30.0), period_s=0.05, warmup_s=0.0))
+    emu.call(lambda: setattr(emu, "working_period_min", 5))
+
+    async def scenario() -> None:
+        run = DriverRun(build("pm-1", _params(emu.port, silence_timeout_s=2.0), DriverContext()))
+        await run.count(3)
+        await run.stop()
+
+    asyncio.run(scenario())
+    assert emu.call(lambda: emu.working_period_min) == 0
+
+
+
+
+
+
+
+
+def test_unplug_fails_the_driver(emulated) -> None:  # type: ignore[no-untyped-def]
+    emu = emulated(Sds011Emulator(period_s=0.05, warmup_s=0.0))
+    params = _params(emu.port, silence_timeout_s=1.0)
+
+    async def scenario() -> None:
+        run = DriverRun(build("pm-1", params, DriverContext()))
+        await run.count(2)
+        emu.unplug()
+        exc = await run.failure(params.silence_timeout_s + 1.0)
+        assert isinstance(exc, DriverError)
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(("raw", "key"), [
+    ({}, "sensors[1].port"),
+    ({"port": "/dev/x", "mode": "passive"}, "sensors[1].mode"),
+    ({"port": "/dev/x", "baudrate": 115200}, "sensors[1].baudrate"),
+    ({"port": "/dev/x", "silence_timeout_s": 0}, "sensors[1].silence_timeout_s"),
+    ({"port": "/dev/x", "period": 1}, "sensors[1].period"),
+])
+def test_bad_params_name_the_key(raw: dict[str, Any], key: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_params(raw, "sensors[1]")
+    assert info.value.key == key
+
+
+def test_sample_config_validates() -> None:
+    config = load_config(SAMPLE)
+    (sensor,) = config.sensors
+    assert sensor.driver == "sds011"
+    assert sensor.params == Sds011Params(port=sensor.params.port)
