@@ -17,10 +17,10 @@ from typing import Any
 from edge.drivers.base import DriverContext, Emit, Sample
 from edge.drivers.serial_params import check_known, default_of, fixed_baudrate, number, serial_port
 from edge.errors import DriverError
-from firmware_bridge.errors import BridgeError
+from firmware_bridge.errors import BridgeError, LinkTimeoutError
 from firmware_bridge.protocols.sds011 import ReportMode, Sds011Decoder, Sds011Measurement, WorkState
 from firmware_bridge.protocols.sds011 import commands as cmd
-from firmware_bridge.transport import open_link
+from firmware_bridge.transport import SerialLink, open_link, raise_if_cancelled
 from urbanpulse.errors import ConfigError
 
 KIND = "air.pm"
@@ -60,24 +60,24 @@ class Sds011Driver:
         self.decoder = Sds011Decoder()
 
     def describe(self) -> dict[str, Any]:
-        s = self.decoder.stats
-        return {"port": self.params.port, "mode": self.params.mode, "frames": s.frames,
-                "checksum_errors": s.checksum_errors, "bytes_skipped": s.bytes_skipped}
+        return {"port": self.params.port, "mode": self.params.mode,
+                **self.decoder.stats.as_dict()}
 
-    def _emit_frames(self, data: bytes, emit: Emit) -> None:
-        for frame in self.decoder.feed(data):
-            if isinstance(frame, Sds011Measurement):
-                emit(Sample(self.sensor_id, KIND,
-                            {"pm25": frame.pm25 * self.params.pm25_scale,
-                             "pm10": frame.pm10 * self.params.pm10_scale},
-                            self.ctx.clock.now(), ("warmup",) if frame.suspect_zero else ()))
+    def _sample(self, frame: Sds011Measurement) -> Sample:
+        p = self.params
+        return Sample(self.sensor_id, KIND,
+                      {"pm25": frame.pm25 * p.pm25_scale, "pm10": frame.pm10 * p.pm10_scale},
+                      self.ctx.clock.now(), ("warmup",) if frame.suspect_zero else ())
+
+    def _fail(self, reason: str) -> DriverError:
+        return DriverError(f"sds011 {self.sensor_id} on {self.params.port}: {reason}")
 
     async def run(self, emit: Emit) -> None:
         p = self.params
         try:
             link = await open_link(p.port, p.baudrate, timeout_s=p.silence_timeout_s)
         except BridgeError as exc:
-            raise DriverError(f"sds011 {self.sensor_id}: {exc}") from exc
+            raise self._fail(str(exc)) from exc
         try:
             # Sleep lasts until a power cycle and the working period is kept in flash: a
             # sensor left asleep, or reporting every n minutes, by another tool (or an
@@ -86,23 +86,40 @@ class Sds011Driver:
             await link.write(cmd.set_working_period(0))
             if p.mode == "active":
                 await link.write(cmd.set_report_mode(ReportMode.ACTIVE))
-                while True:
-                    self._emit_frames(await link.read(), emit)
+                await self._listen(link, emit)
             else:
                 await link.write(cmd.set_report_mode(ReportMode.QUERY))
                 while True:
                     frame = await link.request(
                         cmd.query_data(), self.decoder, lambda f: isinstance(f, Sds011Measurement))
                     assert isinstance(frame, Sds011Measurement)
-                    emit(Sample(self.sensor_id, KIND,
-                                {"pm25": frame.pm25 * p.pm25_scale, "pm10": frame.pm10 * p.pm10_scale},
-                                self.ctx.clock.now(), ("warmup",) if frame.suspect_zero else ()))
+                    emit(self._sample(frame))
                     await asyncio.sleep(p.query_interval_s)
         except BridgeError as exc:
-            raise DriverError(f"sds011 {self.sensor_id}: {exc}") from exc
+            raise self._fail(str(exc)) from exc
         finally:
             with contextlib.suppress(BridgeError):  # the adapter is gone; the next run reopens it
                 await link.close()
+
+    async def _listen(self, link: SerialLink, emit: Emit) -> None:
+        """Active mode: only a valid measurement proves the sensor well; bytes that never
+        make one (a wrong rate, a damaged cable) fail the driver like silence does."""
+        loop = asyncio.get_running_loop()
+        silence = self.params.silence_timeout_s
+        last_ok = loop.time()
+        while True:
+            remaining = last_ok + silence - loop.time()
+            try:
+                data = await link.read(timeout_s=max(remaining, 0.001))
+            except LinkTimeoutError as exc:
+                raise self._fail(f"no valid frame in {silence:g} s") from exc
+            for frame in self.decoder.feed(data):
+                if isinstance(frame, Sds011Measurement):
+                    emit(self._sample(frame))
+                    last_ok = loop.time()
+            raise_if_cancelled()  # only after what was read is emitted
+            if loop.time() - last_ok >= silence:
+                raise self._fail(f"no valid frame in {silence:g} s (garbage only)")
 
 
 def build(sensor_id: str, params: Sds011Params, ctx: DriverContext) -> Sds011Driver:

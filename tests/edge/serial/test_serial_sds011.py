@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,17 @@ from urbanpulse.errors import ConfigError
 
 SAMPLE = Path(edge.drivers.sds011.__file__).parent / "sample.toml"
 
+
+class NoisySds011(Sds011Emulator):
+    """A sensor whose frames are all damaged (a wrong rate, a bad cable): bytes keep
+    coming but none is a frame."""
+
+    noisy = False
+
+    def _send_frame(self, frame: bytes) -> None:
+        if self.noisy:
+            frame = bytes(b ^ 0x5A for b in frame)
+        super()._send_frame(frame)
 
 
 def _params(port: str, **kw: Any) -> Sds011Params:
@@ -74,6 +86,22 @@ def test_a_working_period_left_set_is_made_continuous(emulated) -> None:  # type
 
 
 
+def test_garbage_only_fails_within_the_silence_timeout(emulated) -> None:  # type: ignore[no-untyped-def]
+    emu = emulated(NoisySds011(period_s=0.05, warmup_s=0.0))
+    params = _params(emu.port, silence_timeout_s=0.5)
+
+    async def scenario() -> None:
+        run = DriverRun(build("pm-1", params, DriverContext()))
+        await run.count(2)
+        emu.call(lambda: setattr(emu, "noisy", True))
+        noisy = time.monotonic()
+        exc = await run.failure(3.0)
+        assert isinstance(exc, DriverError)
+        assert "pm-1" in str(exc)
+        assert time.monotonic() - noisy < params.silence_timeout_s + 0.5
+        assert run.driver.describe()["bytes_skipped"] > 0
+
+    asyncio.run(scenario())
 
 
 
