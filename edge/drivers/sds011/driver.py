@@ -15,10 +15,23 @@ from dataclasses import dataclass
 from typing import Any
 
 from edge.drivers.base import DriverContext, Emit, Sample
-from edge.drivers.serial_params import check_known, default_of, fixed_baudrate, number, serial_port
+from edge.drivers.serial_params import (
+    check_known,
+    check_query_timing,
+    default_of,
+    fixed_baudrate,
+    number,
+    serial_port,
+)
 from edge.errors import DriverError
-from firmware_bridge.errors import BridgeError, LinkTimeoutError
-from firmware_bridge.protocols.sds011 import ReportMode, Sds011Decoder, Sds011Measurement, WorkState
+from firmware_bridge.errors import BridgeError, LinkTimeoutError, ProtocolError
+from firmware_bridge.protocols.sds011 import (
+    ReportMode,
+    Sds011Decoder,
+    Sds011Frame,
+    Sds011Measurement,
+    WorkState,
+)
 from firmware_bridge.protocols.sds011 import commands as cmd
 from firmware_bridge.transport import SerialLink, open_link, raise_if_cancelled
 from urbanpulse.errors import ConfigError
@@ -32,6 +45,7 @@ class Sds011Params:
     baudrate: int = 9600
     mode: str = "active"
     query_interval_s: float = 5.0
+    reply_timeout_s: float = 1.0
     silence_timeout_s: float = 10.0
     pm25_scale: float = 1.0
     pm10_scale: float = 1.0
@@ -44,12 +58,19 @@ def parse_params(raw: Mapping[str, Any], key: str) -> Sds011Params:
     mode = raw.get("mode", "active")
     if mode not in ("active", "query"):
         raise ConfigError(f"{key}.mode", f"must be 'active' or 'query', got {mode!r}")
+    if mode == "active" and "reply_timeout_s" in raw:
+        raise ConfigError(f"{key}.reply_timeout_s", "only used with mode = \"query\"")
     numbers = {name: number(raw, key, name, default_of(Sds011Params, name))
-               for name in ("query_interval_s", "silence_timeout_s", "pm25_scale", "pm10_scale")}
+               for name in ("query_interval_s", "reply_timeout_s", "silence_timeout_s",
+                            "pm25_scale", "pm10_scale")}
     fixed_baudrate(raw, key, "SDS011")
-    return Sds011Params(port=port, mode=mode, query_interval_s=numbers["query_interval_s"],
-                        silence_timeout_s=numbers["silence_timeout_s"],
-                        pm25_scale=numbers["pm25_scale"], pm10_scale=numbers["pm10_scale"])
+    p = Sds011Params(port=port, mode=mode, query_interval_s=numbers["query_interval_s"],
+                     reply_timeout_s=numbers["reply_timeout_s"],
+                     silence_timeout_s=numbers["silence_timeout_s"],
+                     pm25_scale=numbers["pm25_scale"], pm10_scale=numbers["pm10_scale"])
+    if mode == "query":
+        check_query_timing(key, p.query_interval_s, p.reply_timeout_s, p.silence_timeout_s)
+    return p
 
 
 class Sds011Driver:
@@ -58,10 +79,15 @@ class Sds011Driver:
         self.params = params
         self.ctx = ctx
         self.decoder = Sds011Decoder()
+        self.queries = 0
+        self.missed_replies = 0
 
     def describe(self) -> dict[str, Any]:
-        return {"port": self.params.port, "mode": self.params.mode,
-                **self.decoder.stats.as_dict()}
+        out: dict[str, Any] = {"port": self.params.port, "mode": self.params.mode,
+                               **self.decoder.stats.as_dict()}
+        if self.params.mode == "query":
+            out.update(queries=self.queries, missed_replies=self.missed_replies)
+        return out
 
     def _sample(self, frame: Sds011Measurement) -> Sample:
         p = self.params
@@ -89,12 +115,7 @@ class Sds011Driver:
                 await self._listen(link, emit)
             else:
                 await link.write(cmd.set_report_mode(ReportMode.QUERY))
-                while True:
-                    frame = await link.request(
-                        cmd.query_data(), self.decoder, lambda f: isinstance(f, Sds011Measurement))
-                    assert isinstance(frame, Sds011Measurement)
-                    emit(self._sample(frame))
-                    await asyncio.sleep(p.query_interval_s)
+                await self._poll(link, emit)
         except BridgeError as exc:
             raise self._fail(str(exc)) from exc
         finally:
@@ -120,6 +141,43 @@ class Sds011Driver:
             raise_if_cancelled()  # only after what was read is emitted
             if loop.time() - last_ok >= silence:
                 raise self._fail(f"no valid frame in {silence:g} s (garbage only)")
+
+    async def _poll(self, link: SerialLink, emit: Emit) -> None:
+        """Query mode: one 'query data' every query_interval_s, a single attempt each (the
+        next query is the retry); no reply for silence_timeout_s fails the driver."""
+        p = self.params
+        loop = asyncio.get_running_loop()
+
+        def on_other(frame: Sds011Frame) -> None:  # a report sent before query mode was set
+            if isinstance(frame, Sds011Measurement):
+                emit(self._sample(frame))
+
+        last_ok = next_query = loop.time()
+        while True:
+            self.queries += 1
+            try:
+                frame = await link.request(cmd.query_data(), self.decoder, _is_measurement,
+                                           retries=0, timeout_s=p.reply_timeout_s,
+                                           on_other=on_other)
+            except ProtocolError as exc:
+                self.missed_replies += 1
+                if loop.time() - last_ok >= p.silence_timeout_s:
+                    raise self._fail(f"no reply to 'query data' for {p.silence_timeout_s:g} s") from exc
+            else:
+                assert isinstance(frame, Sds011Measurement)
+                emit(self._sample(frame))
+                last_ok = loop.time()
+            finally:
+                raise_if_cancelled()
+            next_query += p.query_interval_s
+            now = loop.time()
+            if next_query < now:  # fell behind (slow replies): keep the cadence from now
+                next_query = now
+            await asyncio.sleep(next_query - now)
+
+
+def _is_measurement(frame: Sds011Frame) -> bool:
+    return isinstance(frame, Sds011Measurement)
 
 
 def build(sensor_id: str, params: Sds011Params, ctx: DriverContext) -> Sds011Driver:

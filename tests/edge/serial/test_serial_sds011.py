@@ -14,12 +14,22 @@ from edge.config import load_config
 from edge.drivers.base import DriverContext
 from edge.drivers.sds011.driver import Sds011Params, build, parse_params
 from edge.errors import DriverError
-from firmware_bridge.protocols.sds011 import WorkState
+from firmware_bridge.protocols.sds011 import ReportMode, WorkState
 from firmware_bridge.protocols.sds011.emulator import Sds011Emulator
 from tests.edge.serial.conftest import DriverRun
 from urbanpulse.errors import ConfigError
 
 SAMPLE = Path(edge.drivers.sds011.__file__).parent / "sample.toml"
+
+
+class MuteSds011(Sds011Emulator):
+    """A powered sensor that stopped answering commands (a firmware hang)."""
+
+    mute = False
+
+    def _on_bytes(self, data: bytes, now: float) -> None:
+        if not self.mute:
+            super()._on_bytes(data, now)
 
 
 class NoisySds011(Sds011Emulator):
@@ -84,6 +94,19 @@ def test_a_working_period_left_set_is_made_continuous(emulated) -> None:  # type
     assert emu.call(lambda: emu.working_period_min) == 0
 
 
+def test_query_mode_polls(emulated) -> None:  # type: ignore[no-untyped-def]
+    emu = emulated(Sds011Emulator(lambda: (12.5, 20.0), period_s=0.05, warmup_s=0.0))
+    params = _params(emu.port, mode="query", query_interval_s=0.1, reply_timeout_s=0.08,
+                     silence_timeout_s=1.0)
+
+    async def scenario() -> None:
+        run = DriverRun(build("pm-q", params, DriverContext()))
+        await run.count(5)
+        await run.stop()
+        assert emu.call(lambda: emu.report_mode) is ReportMode.QUERY
+        assert run.samples[-1].values == {"pm25": 12.5, "pm10": 20.0}
+
+    asyncio.run(scenario())
 
 
 def test_garbage_only_fails_within_the_silence_timeout(emulated) -> None:  # type: ignore[no-untyped-def]
@@ -104,6 +127,24 @@ def test_garbage_only_fails_within_the_silence_timeout(emulated) -> None:  # typ
     asyncio.run(scenario())
 
 
+def test_a_mute_sensor_in_query_mode_fails_within_the_silence_timeout(emulated) -> None:  # type: ignore[no-untyped-def]
+    emu = emulated(MuteSds011(period_s=0.05, warmup_s=0.0))
+    params = _params(emu.port, mode="query", query_interval_s=0.1, reply_timeout_s=0.08,
+                     silence_timeout_s=0.5)
+
+    async def scenario() -> None:
+        run = DriverRun(build("pm-q", params, DriverContext()))
+        await run.count(2)
+        emu.call(lambda: setattr(emu, "mute", True))
+        muted = time.monotonic()
+        exc = await run.failure(5.0)
+        assert isinstance(exc, DriverError)
+        assert "no reply" in str(exc)
+        # the last query before failing may still be waiting out its reply timeout
+        assert time.monotonic() - muted < params.silence_timeout_s + params.query_interval_s + 0.3
+        assert run.driver.describe()["missed_replies"] >= 1
+
+    asyncio.run(scenario())
 
 
 def test_unplug_fails_the_driver(emulated) -> None:  # type: ignore[no-untyped-def]
@@ -125,6 +166,11 @@ def test_unplug_fails_the_driver(emulated) -> None:  # type: ignore[no-untyped-d
     ({"port": "/dev/x", "mode": "passive"}, "sensors[1].mode"),
     ({"port": "/dev/x", "baudrate": 115200}, "sensors[1].baudrate"),
     ({"port": "/dev/x", "silence_timeout_s": 0}, "sensors[1].silence_timeout_s"),
+    ({"port": "/dev/x", "mode": "query", "query_interval_s": 2, "reply_timeout_s": 2},
+     "sensors[1].reply_timeout_s"),
+    ({"port": "/dev/x", "mode": "query", "query_interval_s": 10, "silence_timeout_s": 10},
+     "sensors[1].silence_timeout_s"),
+    ({"port": "/dev/x", "reply_timeout_s": 0.5}, "sensors[1].reply_timeout_s"),
     ({"port": "/dev/x", "period": 1}, "sensors[1].period"),
 ])
 def test_bad_params_name_the_key(raw: dict[str, Any], key: str) -> None:
