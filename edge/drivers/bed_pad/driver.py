@@ -15,6 +15,8 @@ from edge.gpio.runtime import GpioDriver, RawEdge
 
 KIND = "hospital.bed"
 SUPERVISIONS = ("none", "loopback", "changeover")
+# Allowance for a changeover contact's travel between its sides (tens of milliseconds).
+CHANGEOVER_TRANSIT_S = 0.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +71,14 @@ def parse_params(raw: Mapping[str, Any], key: str) -> BedPadParams:
         min_pulse_s=f.number("min_pulse_s", 0.5, 0.0, 10.0),
     )
     f.finish()
+    # At every entry the free side opens while the pad side's load is still held back as
+    # a possible glitch: both read open for min_pulse_s (plus debounce and the contact's
+    # travel), which is what a cut conductor looks like.
+    both_open_s = params.min_pulse_s + params.debounce_s + CHANGEOVER_TRANSIT_S
+    if supervision == "changeover" and params.fault_delay_s <= both_open_s:
+        raise f.error("fault_delay_s", f"must be above min_pulse_s + debounce_s + "
+                      f"{CHANGEOVER_TRANSIT_S:g} s ({both_open_s:g}) with supervision = "
+                      "\"changeover\": both sides read open that long at every entry")
     return params
 
 
