@@ -46,11 +46,31 @@ def test_the_certificate_comes_from_the_inventory_and_the_key_is_influxdbs_only(
     defaults = load_yaml(ROLES / "influxdb" / "defaults" / "main.yml")
     assert defaults["influxdb_server_cert_src"] == "{{ inventory_dir }}/files/influx-server.pem"
     assert defaults["influxdb_server_key_src"] == "{{ inventory_dir }}/files/influx-server.key"
-    # the role's own requests: https to the loopback (no certificate names 127.0.0.1)
-    assert defaults["influxdb_url"].startswith("https://127.0.0.1:")
     conf = next(i for i, t in enumerate(tasks) if "ansible.builtin.template" in t
                 and t["ansible.builtin.template"]["src"] == "influxdb.conf.j2")
     assert tasks.index(copy) < conf
+
+
+def test_the_roles_own_requests_check_the_certificate_with_the_inventorys_ca() -> None:
+    """They go to the loopback, the certificate checked for the name of urbanpulse_influx_url
+    (tests/ansible/test_ansible_influx_users.py runs them against a real influxd)."""
+    role = ROLES / "influxdb"
+    tasks: list[dict[str, Any]] = load_yaml(role / "tasks" / "main.yml")
+    users: list[dict[str, Any]] = load_yaml(role / "tasks" / "users.yml")
+    assert "validate_certs" not in str(tasks) + str(users)
+    assert not [t for t in tasks + users if "ansible.builtin.uri" in t]
+    ca = next(i for i, t in enumerate(tasks)
+              if t.get("ansible.builtin.copy", {}).get("dest") == "{{ influxdb_ca_file }}")
+    flush = next(i for i, t in enumerate(tasks) if t.get("ansible.builtin.meta") == "flush_handlers")
+    assert ca < flush < len(tasks) - 1
+    assert tasks[-1]["ansible.builtin.import_tasks"] == "users.yml"
+    setup = users[0]["urbanpulse_influxdb_users"]
+    assert setup["ca_file"] == "{{ influxdb_ca_file }}"
+    assert "urbanpulse_influx_url | urlsplit('hostname')" in setup["server_name"]
+    defaults = load_yaml(role / "defaults" / "main.yml")
+    assert defaults["influxdb_setup_address"] == "127.0.0.1"
+    assert defaults["influxdb_ca_cert_src"] == "{{ urbanpulse_ca_cert_src }}"
+    assert defaults["influxdb_ca_file"] == "{{ influxdb_tls_dir }}/ca.pem"
 
 
 def test_the_processor_reaches_influxdb_over_https_trusting_the_ca() -> None:

@@ -1,0 +1,239 @@
+"""The influxdb role's users, run by ansible-playbook itself on this machine (connection
+local; only tasks/users.yml, the rest installs packages) against a real influxd serving HTTPS
+with auth on 127.0.0.1. Its certificate names influx.urbanpulse.test only, as a deployed one
+names the host's network name: the role's requests go to 127.0.0.1 and check it for that name.
+
+A fresh InfluxDB gets the admin, the database and the users with their grants, and a
+certificate the CA did not sign or that names another host stops the role before it changes
+anything."""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import os
+import socket
+import ssl
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import pytest
+
+from bench.influx.server import with_settings
+from tests.ansible.helpers import ROLES
+from tests.ansible.test_ansible_playbooks import _ansible_tool
+from urbanpulse.stack import influxd, process
+from urbanpulse.stack.config import StackConfig
+from urbanpulse.stack.layout import Layout
+from urbanpulse.testing import wait_for
+
+SERVER_NAME = "influx.urbanpulse.test"
+ADMIN = ("admin", "admin-secret-0123456789")
+WRITER = {"name": "writer", "password": "writer-secret-0123456789",
+          "grants": [{"database": "urbanpulse", "privilege": "WRITE"}]}
+READER = {"name": "reader", "password": "reader-secret-0123456789",
+          "grants": [{"database": "urbanpulse", "privilege": "READ"}]}
+EXPORTER = {"name": "exporter", "password": "exporter-secret-012345",
+            "grants": [{"database": "urbanpulse", "privilege": "READ"}]}
+READY_S = 30.0
+
+
+def _issue(out: Path, ca_name: str, server_name: str) -> tuple[Path, Path, Path]:
+    """A CA and a server certificate it signed for `server_name` (a DNS name, no address)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.now(UTC)
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, ca_name)])
+    ca = (x509.CertificateBuilder().subject_name(ca_subject).issuer_name(ca_subject)
+          .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
+          .not_valid_before(now - timedelta(minutes=5)).not_valid_after(now + timedelta(days=1))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+          .sign(ca_key, hashes.SHA256()))
+    cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, server_name)]))
+            .issuer_name(ca_subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(minutes=5)).not_valid_after(now + timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(server_name)]), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    out.mkdir(parents=True, exist_ok=True)
+    paths = out / "ca.pem", out / "server.pem", out / "server.key"
+    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    paths[2].chmod(0o600)
+    return paths
+
+
+@dataclass
+class Server:
+    port: int
+    ca_file: Path
+    home: Path
+
+    def request(self, path: str, form: dict[str, str] | None = None,
+                auth: tuple[str, str] | None = None) -> tuple[int, bytes]:
+        """To 127.0.0.1, the certificate checked for SERVER_NAME (the test's own client)."""
+        context = ssl.create_default_context(cafile=str(self.ca_file))
+        raw = socket.create_connection(("127.0.0.1", self.port), timeout=10)
+        conn = http.client.HTTPConnection(SERVER_NAME, self.port, timeout=10)
+        conn.sock = context.wrap_socket(raw, server_hostname=SERVER_NAME)
+        headers = {"Content-Type": "application/x-www-form-urlencoded"}
+        if auth is not None:
+            headers["Authorization"] = "Basic " + base64.b64encode(":".join(auth).encode()).decode()
+        try:
+            conn.request("GET" if form is None else "POST", path,
+                         None if form is None else urlencode(form), headers)
+            response = conn.getresponse()
+            return response.status, response.read()
+        finally:
+            conn.close()
+
+    def admin(self, statement: str) -> list[list[Any]]:
+        status, body = self.request("/query", {"q": statement}, ADMIN)
+        result = json.loads(body)["results"][0]
+        assert (status, result.get("error")) == (200, None), statement
+        return [row for s in result.get("series", []) for row in s["values"]]
+
+    def users(self) -> dict[str, bool]:
+        return {name: is_admin for name, is_admin in self.admin("SHOW USERS")}
+
+    def grants(self, user: str) -> dict[str, str]:
+        return {db: p for db, p in self.admin(f'SHOW GRANTS FOR "{user}"') if p != "NO PRIVILEGES"}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    influxd.require_binary()
+    home = tmp_path_factory.mktemp("influx-role")
+    ca, cert, key = _issue(home / "tls", "urbanpulse test CA", SERVER_NAME)
+    http_port, rpc_port, unused_mqtt = process.free_ports(3)
+    config = StackConfig(home=home, mqtt_port=unused_mqtt, influx_port=http_port, influx_rpc_port=rpc_port)
+    layout = Layout(home)
+    influxd.write_config(config, layout)  # auth on, as the role's influxdb.conf
+    layout.influx_conf.write_text(with_settings(layout.influx_conf.read_text(), {"http": {
+        "https-enabled": "true", "https-certificate": f'"{cert}"', "https-private-key": f'"{key}"'}}))
+    process.start_detached([influxd.BINARY, "run", "-config", str(layout.influx_conf)],
+                           output=layout.influx_log, pidfile=layout.influx_pid, env=influxd.ENVIRONMENT)
+    found = Server(http_port, ca, home)
+
+    def answers() -> bool:
+        try:
+            return found.request("/ping")[0] == 204
+        except ConnectionRefusedError:
+            return False
+    try:
+        try:
+            wait_for(answers, READY_S, "influxd to answer over https", every_s=0.05)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{process.tail(layout.influx_log)}") from exc
+        yield found
+    finally:
+        influxd.stop(layout)
+
+
+@dataclass
+class Run:
+    failed: bool
+    changed: bool
+    msg: str
+    statements: list[str]
+
+
+def run_role(server: Server, tmp_path: Path, *, users: list[dict[str, Any]] | None = None,
+             check: bool = False, **extra: Any) -> Run:
+    """tasks/users.yml of the role for one local host, with the role's defaults under it."""
+    host_vars: dict[str, Any] = {
+        "ansible_connection": "local", "ansible_python_interpreter": sys.executable,
+        # the port of the url is not the one the role uses: only its host name counts
+        "urbanpulse_influx_url": f"https://{SERVER_NAME}:8086",
+        "influxdb_http_port": server.port, "influxdb_ca_file": str(server.ca_file),
+        "vault_influx_admin_password": ADMIN[1],
+        "vault_influx_writer_password": WRITER["password"],
+        "vault_influx_reader_password": READER["password"],
+        **({} if users is None else {"influxdb_users": users}), **extra}
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    (tmp_path / "inventory.json").write_text(json.dumps({"all": {"hosts": {"influx-test": host_vars}}}))
+    result_file = tmp_path / "result.json"
+    (tmp_path / "users.yml").write_text(json.dumps([{
+        "name": "The influxdb role's users", "hosts": "all", "gather_facts": False,
+        "tasks": [{"block": [{"ansible.builtin.include_role": {"name": "influxdb", "tasks_from": "users"}}],
+                   "always": [{"ansible.builtin.copy": {
+                       "content": "{{ influxdb_users_result | to_json }}", "dest": str(result_file)},
+                       "check_mode": False}]}]}]))
+    out = subprocess.run(
+        [_ansible_tool("ansible-playbook"), "-i", str(tmp_path / "inventory.json"),
+         str(tmp_path / "users.yml"), *(["--check"] if check else [])],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False,
+        env={**os.environ, "ANSIBLE_CONFIG": "", "ANSIBLE_ROLES_PATH": str(ROLES), "ANSIBLE_NOCOLOR": "1",
+             "ANSIBLE_LOCAL_TEMP": str(tmp_path / "ansible-tmp"),
+             "ANSIBLE_HOME": str(tmp_path / "ansible-home"), "ANSIBLE_RETRY_FILES_ENABLED": "0"})
+    try:
+        result = json.loads(result_file.read_text())
+    except (OSError, ValueError) as exc:
+        raise AssertionError(f"ansible-playbook said:\n{out.stdout}\n{out.stderr}") from exc
+    assert (out.returncode != 0) == bool(result.get("failed")), out.stdout
+    return Run(bool(result.get("failed")), bool(result.get("changed")), str(result.get("msg", "")),
+               list(result.get("statements", [])))
+
+
+@pytest.fixture(scope="module")
+def first_run(server: Server, tmp_path_factory: pytest.TempPathFactory) -> Run:
+    return run_role(server, tmp_path_factory.mktemp("first-run"))
+
+
+def _writes(server: Server, user: dict[str, Any]) -> int:
+    return server.request("/write?db=urbanpulse", {}, (user["name"], user["password"]))[0]
+
+
+def test_a_fresh_influxdb_gets_the_admin_the_database_and_the_grants(
+        server: Server, first_run: Run, tmp_path: Path) -> None:
+    assert not first_run.failed, first_run.msg
+    assert first_run.changed
+    assert server.users() == {"admin": True, "writer": False, "reader": False}
+    assert ["urbanpulse"] in server.admin("SHOW DATABASES")
+    assert (server.grants("writer"), server.grants("reader")) == (
+        {"urbanpulse": "WRITE"}, {"urbanpulse": "READ"})
+    assert not any("secret" in s for s in first_run.statements)
+    # the passwords are the inventory's: the writer may write, the reader may not
+    assert _writes(server, WRITER) == 204  # an empty body: accepted, nothing written
+    assert _writes(server, READER) == 403
+    again = run_role(server, tmp_path)
+    assert (again.failed, again.changed, again.statements) == (False, False, [])
+
+
+def test_the_admin_is_never_a_managed_user(server: Server, first_run: Run, tmp_path: Path) -> None:
+    run = run_role(server, tmp_path, users=[WRITER, {**READER, "name": "admin"}])
+    assert run.failed
+    assert "user admin is the admin" in run.msg
+    assert server.users()["admin"] is True
+
+
+@pytest.mark.parametrize(("case", "expected"), [
+    ("another CA", "unable to get local issuer certificate"),
+    ("another name", "Hostname mismatch, certificate is not valid for 'influx.other.test'"),
+])
+def test_a_certificate_that_does_not_check_out_stops_the_role_before_any_change(
+        server: Server, first_run: Run, tmp_path: Path, case: str, expected: str) -> None:
+    if case == "another CA":
+        other_ca, _, _ = _issue(tmp_path / "other", "another CA", SERVER_NAME)
+        extra: dict[str, Any] = {"influxdb_ca_file": str(other_ca)}
+    else:
+        extra = {"urbanpulse_influx_url": "https://influx.other.test:8086"}
+    run = run_role(server, tmp_path, users=[WRITER, READER, EXPORTER], **extra)
+    assert run.failed
+    assert "the server's certificate is refused" in run.msg
+    assert expected in run.msg
+    assert "exporter" not in server.users()
