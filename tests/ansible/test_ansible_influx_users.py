@@ -3,9 +3,10 @@ local; only tasks/users.yml, the rest installs packages) against a real influxd 
 with auth on 127.0.0.1. Its certificate names influx.urbanpulse.test only, as a deployed one
 names the host's network name: the role's requests go to 127.0.0.1 and check it for that name.
 
-A fresh InfluxDB gets the admin, the database and the users with their grants, and a
-certificate the CA did not sign or that names another host stops the role before it changes
-anything."""
+Each managed user ends with exactly the grants the inventory gives (cluster admin and other
+databases revoked), a user that leaves the inventory is dropped, the admin and users the role
+never managed are left alone, and a certificate the CA did not sign or that names another
+host stops the role before it changes anything."""
 
 from __future__ import annotations
 
@@ -42,6 +43,7 @@ READER = {"name": "reader", "password": "reader-secret-0123456789",
           "grants": [{"database": "urbanpulse", "privilege": "READ"}]}
 EXPORTER = {"name": "exporter", "password": "exporter-secret-012345",
             "grants": [{"database": "urbanpulse", "privilege": "READ"}]}
+HAND_MADE = "telegraf"  # made by hand on the server: not the role's
 READY_S = 30.0
 
 
@@ -160,6 +162,7 @@ def run_role(server: Server, tmp_path: Path, *, users: list[dict[str, Any]] | No
         # the port of the url is not the one the role uses: only its host name counts
         "urbanpulse_influx_url": f"https://{SERVER_NAME}:8086",
         "influxdb_http_port": server.port, "influxdb_ca_file": str(server.ca_file),
+        "influxdb_managed_users_record": str(server.home / "managed-users.json"),
         "vault_influx_admin_password": ADMIN[1],
         "vault_influx_writer_password": WRITER["password"],
         "vault_influx_reader_password": READER["password"],
@@ -198,7 +201,7 @@ def _writes(server: Server, user: dict[str, Any]) -> int:
     return server.request("/write?db=urbanpulse", {}, (user["name"], user["password"]))[0]
 
 
-def test_a_fresh_influxdb_gets_the_admin_the_database_and_the_grants(
+def test_a_fresh_influxdb_gets_the_admin_the_database_and_exactly_the_grants(
         server: Server, first_run: Run, tmp_path: Path) -> None:
     assert not first_run.failed, first_run.msg
     assert first_run.changed
@@ -206,12 +209,57 @@ def test_a_fresh_influxdb_gets_the_admin_the_database_and_the_grants(
     assert ["urbanpulse"] in server.admin("SHOW DATABASES")
     assert (server.grants("writer"), server.grants("reader")) == (
         {"urbanpulse": "WRITE"}, {"urbanpulse": "READ"})
+    assert json.loads((server.home / "managed-users.json").read_text()) == ["reader", "writer"]
     assert not any("secret" in s for s in first_run.statements)
     # the passwords are the inventory's: the writer may write, the reader may not
     assert _writes(server, WRITER) == 204  # an empty body: accepted, nothing written
     assert _writes(server, READER) == 403
     again = run_role(server, tmp_path)
     assert (again.failed, again.changed, again.statements) == (False, False, [])
+
+
+def test_grants_the_inventory_does_not_give_are_revoked(server: Server, first_run: Run,
+                                                        tmp_path: Path) -> None:
+    server.admin('CREATE DATABASE "other"')
+    server.admin(f"CREATE USER {HAND_MADE} WITH PASSWORD 'hand-made-0123456789'")
+    for statement in ("GRANT ALL PRIVILEGES TO reader", 'GRANT WRITE ON "urbanpulse" TO reader',
+                      'GRANT ALL ON "other" TO writer', 'GRANT ALL ON "urbanpulse" TO writer',
+                      f"GRANT ALL PRIVILEGES TO {HAND_MADE}", f'GRANT WRITE ON "other" TO {HAND_MADE}'):
+        server.admin(statement)
+
+    checked = run_role(server, tmp_path / "check", check=True)
+    assert (checked.failed, checked.changed) == (False, True), checked.msg
+    assert server.users()["reader"] is True  # --check changed nothing
+    assert sorted(checked.statements) == sorted([
+        'REVOKE ALL PRIVILEGES FROM "reader"', 'GRANT READ ON "urbanpulse" TO "reader"',
+        'REVOKE ALL ON "other" FROM "writer"', 'GRANT WRITE ON "urbanpulse" TO "writer"'])
+
+    run = run_role(server, tmp_path)
+    assert (run.failed, run.changed, sorted(run.statements)) == (False, True, sorted(checked.statements))
+    assert server.users() == {"admin": True, "writer": False, "reader": False, HAND_MADE: True}
+    assert (server.grants("writer"), server.grants("reader")) == (
+        {"urbanpulse": "WRITE"}, {"urbanpulse": "READ"})
+    assert server.grants(HAND_MADE) == {"other": "WRITE"}  # not the role's: left alone
+
+
+def test_a_user_that_leaves_the_inventory_is_dropped(server: Server, first_run: Run,
+                                                     tmp_path: Path) -> None:
+    server.admin(f"CREATE USER {HAND_MADE}2 WITH PASSWORD 'hand-made-0123456789'")
+    added = run_role(server, tmp_path / "added", users=[WRITER, READER, EXPORTER])
+    assert not added.failed, added.msg
+    assert server.grants("exporter") == {"urbanpulse": "READ"}
+    assert json.loads((server.home / "managed-users.json").read_text()) == ["exporter", "reader", "writer"]
+
+    removed = run_role(server, tmp_path / "removed", users=[WRITER])
+    assert (removed.failed, removed.statements) == (False, ['DROP USER "exporter"', 'DROP USER "reader"'])
+    users = server.users()
+    assert {"exporter", "reader"}.isdisjoint(users)
+    assert (users["admin"], f"{HAND_MADE}2" in users) == (True, True)
+    assert json.loads((server.home / "managed-users.json").read_text()) == ["writer"]
+
+    back = run_role(server, tmp_path / "back")  # the defaults: writer and reader
+    assert not back.failed, back.msg
+    assert server.grants("reader") == {"urbanpulse": "READ"}
 
 
 def test_the_admin_is_never_a_managed_user(server: Server, first_run: Run, tmp_path: Path) -> None:
@@ -232,8 +280,9 @@ def test_a_certificate_that_does_not_check_out_stops_the_role_before_any_change(
         extra: dict[str, Any] = {"influxdb_ca_file": str(other_ca)}
     else:
         extra = {"urbanpulse_influx_url": "https://influx.other.test:8086"}
-    run = run_role(server, tmp_path, users=[WRITER, READER, EXPORTER], **extra)
+    never = {**EXPORTER, "name": "never-made"}
+    run = run_role(server, tmp_path, users=[WRITER, READER, never], **extra)
     assert run.failed
     assert "the server's certificate is refused" in run.msg
     assert expected in run.msg
-    assert "exporter" not in server.users()
+    assert "never-made" not in server.users()

@@ -1,12 +1,16 @@
 """Ansible module of the influxdb role: the admin, the database and the users the role manages,
-on this host's InfluxDB 1.x.
+each left with exactly the privileges it is given, on this host's InfluxDB 1.x.
 
 Its requests go to `address` (this host's loopback) but check the server's certificate
 against `ca_file` for `server_name`, the name the certificate carries: Ansible's uri module
 can only check the name it connects to, and the certificate names the host's network name,
 not 127.0.0.1.
 
-Each user given is created when missing, its password set and its grants given.
+Converging: a managed user that is a cluster admin loses that, privileges on databases it is
+not given are revoked, and the given ones set (GRANT replaces a database's privilege in 1.x).
+Users this module managed before (their names kept in `record`) that are no longer given are
+dropped; the admin and users it never managed are never touched. Statements that change
+something are returned in `statements`, passwords left out.
 """
 
 from __future__ import annotations
@@ -18,8 +22,9 @@ import re
 import socket
 import ssl
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -28,6 +33,7 @@ from ansible.module_utils.basic import AnsibleModule  # type: ignore[import-unty
 NAME = re.compile(r"[A-Za-z0-9_-]+\Z")
 PASSWORD = re.compile(r"[A-Za-z0-9_-]{16,}\Z")
 PRIVILEGES = {"READ": "READ", "WRITE": "WRITE", "ALL": "ALL PRIVILEGES"}
+NO_PRIVILEGES = "NO PRIVILEGES"
 PING_EVERY_S = 0.5
 
 ARGUMENTS: dict[str, Any] = {
@@ -46,6 +52,7 @@ ARGUMENTS: dict[str, Any] = {
             "privilege": {"type": "str", "required": True, "choices": sorted(PRIVILEGES)},
         }},
     }},
+    "record": {"type": "path", "required": True},
     "wait_s": {"type": "float", "default": 30.0},
     "timeout_s": {"type": "float", "default": 10.0},
 }
@@ -165,13 +172,37 @@ def quote(name: str) -> str:
     return f'"{name}"'
 
 
-def plan_user(user: User, exists: bool, current: Mapping[str, str]) -> list[str]:
-    """The statements that give `user` its grants (its password aside)."""
+def plan_user(user: User, exists: bool, is_admin: bool, current: Mapping[str, str]) -> list[str]:
+    """The statements that leave `user` with exactly its grants (its password aside)."""
     out = [] if exists else [f"CREATE USER {quote(user.name)} WITH PASSWORD '{user.password}'"]
+    if is_admin:
+        out.append(f"REVOKE ALL PRIVILEGES FROM {quote(user.name)}")
+    for db, privilege in sorted(current.items()):
+        if db not in user.grants and privilege != NO_PRIVILEGES:
+            out.append(f"REVOKE ALL ON {quote(db)} FROM {quote(user.name)}")
     for db, privilege in sorted(user.grants.items()):
         if current.get(db) != privilege:
             out.append(f"GRANT {privilege} ON {quote(db)} TO {quote(user.name)}")
     return out
+
+
+def read_record(path: Path) -> set[str]:
+    try:
+        names = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return set()
+    except (OSError, ValueError) as exc:
+        raise SetupError(f"record {path}: cannot be read ({exc}); fix or delete it") from exc
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise SetupError(f"record {path}: not a list of user names; fix or delete it")
+    return set(names)
+
+
+def write_record(path: Path, names: Iterable[str]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(sorted(set(names))) + "\n", encoding="utf-8")
+    tmp.chmod(0o644)
+    tmp.replace(path)
 
 
 def converge(influx: VerifiedInflux, params: Mapping[str, Any], users: list[User],
@@ -181,6 +212,9 @@ def converge(influx: VerifiedInflux, params: Mapping[str, Any], users: list[User
     if changed and check:
         return True, ["CREATE USER (the admin) and everything after it"]
     admin = Admin(influx, admin_user, params["admin_password"])
+    record = Path(params["record"])
+    managed_before = read_record(record) - {admin_user}
+    given = {u.name for u in users}
     existing = {str(name): bool(is_admin) for name, is_admin in admin.rows("SHOW USERS")}
     databases = {str(row[0]) for row in admin.rows("SHOW DATABASES")}
 
@@ -191,12 +225,17 @@ def converge(influx: VerifiedInflux, params: Mapping[str, Any], users: list[User
         current: dict[str, str] = {}
         if user.name in existing:
             current = {str(db): str(p) for db, p in admin.rows(f"SHOW GRANTS FOR {quote(user.name)}")}
-        todo += plan_user(user, user.name in existing, current)
+        todo += plan_user(user, user.name in existing, existing.get(user.name, False), current)
+    # Dropped rather than stripped: a user that keeps its password but no privilege can
+    # still log in, and would be given rights again by anyone granting by mistake.
+    todo += [f"DROP USER {quote(name)}" for name in sorted(managed_before - given) if name in existing]
     if not check:
+        write_record(record, managed_before | given)  # before creating: a crash forgets no one
         for statement in todo:
             admin.query(statement)
         for user in users:  # not a change InfluxDB can report: not counted as one
             admin.query(f"SET PASSWORD FOR {quote(user.name)} = '{user.password}'")
+        write_record(record, given)
     shown = [s.split(" WITH PASSWORD ")[0] for s in todo]
     return changed or bool(todo), shown
 
