@@ -121,6 +121,8 @@ class CloudConfig:
 
 DEFAULT_MIN_FREE_BYTES = CloudConfig.state_min_free_bytes
 
+# The broker's listener for the cloud's clients (the nodes have their own, 8883).
+CLOUD_MQTT_PORT = 8884
 # "process": `cloud run` starts each ingest as a child process (own interpreter, own GIL);
 # "thread": inside the dataflow's process (fewer processes, slower under load).
 INGEST_MODES = ("process", "thread")
@@ -192,14 +194,20 @@ def parse_cloud_config(raw: Mapping[str, Any]) -> CloudConfig:
     group = typed(m, "shared_group", "mqtt", str, "urbanpulse")
     if group and not re.fullmatch(r"[A-Za-z0-9_-]+", group):
         raise ConfigError("mqtt.shared_group", f"{group!r}: use letters, digits, '_' and '-'")
+    client_id = typed(m, "client_id", "mqtt", str, "urbanpulse-ingest")
+    # No '.': a node's client id is its user name "<site>.<node>" (the broker forces it),
+    # so no cloud client can ever resume or kick a node's session.
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", client_id):
+        raise ConfigError("mqtt.client_id", f"{client_id!r}: use 1-64 letters, digits, '_' and "
+                          "'-' (no '.', which the nodes' ids have)")
     mqtt = CloudMqtt(
         host=typed(m, "host", "mqtt", str, "127.0.0.1"),
-        port=_min(typed(m, "port", "mqtt", int, 8883), "mqtt.port", 1),
+        port=_min(typed(m, "port", "mqtt", int, CLOUD_MQTT_PORT), "mqtt.port", 1),
         username=typed(m, "username", "mqtt", str, "cloud"),
         password_file=Path(typed(m, "password_file", "mqtt", str)),
         ca_file=Path(ca) if ca else None,
         tls=tls,
-        client_id=typed(m, "client_id", "mqtt", str, "urbanpulse-ingest"),
+        client_id=client_id,
         shared_group=group,
         node_filter=_node_filter(typed(m, "node_filter", "mqtt", str, "urbanpulse/v1/+/+")),
         keepalive_s=_min(typed(m, "keepalive_s", "mqtt", int, 30), "mqtt.keepalive_s", 5),

@@ -31,10 +31,9 @@ from urbanpulse.wire import Reading, decode_batch, parse_topic
 
 
 def private_stack_config(home: Path) -> StackConfig:
-    mqtt_port, influx_port, rpc_port = free_ports(3)
-    return StackConfig(
-        home=home, mqtt_port=mqtt_port, influx_port=influx_port, influx_rpc_port=rpc_port
-    )
+    mqtt_port, cloud_port, influx_port, rpc_port = free_ports(4)
+    return StackConfig(home=home, mqtt_port=mqtt_port, mqtt_cloud_port=cloud_port,
+                       influx_port=influx_port, influx_rpc_port=rpc_port)
 
 
 @pytest.fixture(scope="session")

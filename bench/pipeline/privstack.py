@@ -34,9 +34,9 @@ class PrivateStack:
 
     @classmethod
     def start(cls, home: Path, nodes: list[tuple[str, str]]) -> PrivateStack:
-        mqtt_port, influx_port, rpc_port = free_ports(3)
-        config = StackConfig(home=home, mqtt_port=mqtt_port, influx_port=influx_port,
-                             influx_rpc_port=rpc_port)
+        mqtt_port, cloud_port, influx_port, rpc_port = free_ports(4)
+        config = StackConfig(home=home, mqtt_port=mqtt_port, mqtt_cloud_port=cloud_port,
+                             influx_port=influx_port, influx_rpc_port=rpc_port)
         try:
             stack = cls(config, up(config))
             for site, node in nodes:

@@ -44,11 +44,14 @@ def inventory_hosts(group: str) -> dict[str, dict[str, Any]]:
     return hosts
 
 
-def render(template: Path, role: str, host_vars: Mapping[str, Any]) -> str:
-    """Role defaults under the host's vars, resolved like Ansible's lazy templating."""
+def render(template: Path, role: str, host_vars: Mapping[str, Any],
+           filters: Mapping[str, Any] | None = None) -> str:
+    """Role defaults under the host's vars, resolved like Ansible's lazy templating;
+    `filters`: a role's filter plugins the template uses."""
     jinja2 = pytest.importorskip("jinja2", reason=MISSING_DEV_DEP)
     env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
                              trim_blocks=True)
+    env.filters.update(filters or {})
     context: dict[str, Any] = dict(load_yaml(ROLES / role / "defaults" / "main.yml") or {})
     context.update(host_vars)
     lenient = jinja2.Environment()

@@ -14,7 +14,7 @@ import pytest
 
 from cloud.config import parse_cloud_config
 from tests.ansible.helpers import ANSIBLE, INVENTORY, ROLES, inventory_hosts, render
-from urbanpulse.stack.mosquitto import render_acl
+from urbanpulse.stack.mosquitto import render_acl, render_cloud_acl
 
 PLAYBOOKS = ["site.yml", "edge.yml", "cloud.yml"]
 
@@ -60,7 +60,7 @@ def test_rendered_cloud_config_parses_and_matches_the_inventory() -> None:
         text = render(ROLES / "processor" / "templates" / "cloud.toml.j2", "processor", hv)
         cfg = parse_cloud_config(tomllib.loads(text))
         assert cfg.mqtt.host == hv["urbanpulse_mqtt_host"], host
-        assert cfg.mqtt.port == hv["urbanpulse_mqtt_port"]
+        assert cfg.mqtt.port == hv["urbanpulse_mqtt_cloud_port"] != hv["urbanpulse_mqtt_port"]
         assert cfg.mqtt.tls is True
         assert str(cfg.mqtt.ca_file) == "/etc/urbanpulse/ca.pem"
         assert cfg.influx.url == hv["urbanpulse_influx_url"]
@@ -74,15 +74,17 @@ def _acl_rules(text: str) -> list[str]:
     return [line for line in text.splitlines() if line and not line.startswith("#")]
 
 
-def test_broker_acl_from_the_inventory_is_the_stacks_acl_for_the_same_nodes() -> None:
+def test_broker_acls_from_the_inventory_are_the_stacks_acls_for_the_same_nodes() -> None:
     edge = inventory_hosts("edge")
     groups = {"edge": sorted(edge)}
     hostvars = dict(edge)
-    broker_vars = next(iter(inventory_hosts("broker").values()))
-    text = render(ROLES / "mosquitto" / "templates" / "acl.j2", "mosquitto",
-                  {**broker_vars, "groups": groups, "hostvars": hostvars})
+    broker_vars = {**next(iter(inventory_hosts("broker").values())),
+                   "groups": groups, "hostvars": hostvars}
+    nodes = render(ROLES / "mosquitto" / "templates" / "acl-nodes.j2", "mosquitto", broker_vars)
+    cloud = render(ROLES / "mosquitto" / "templates" / "acl-cloud.j2", "mosquitto", broker_vars)
     users = [f"{v['edge_site']}.{v['edge_node_id']}" for v in edge.values()]
-    assert _acl_rules(text) == _acl_rules(render_acl(users))
+    assert _acl_rules(nodes) == _acl_rules(render_acl(users))
+    assert _acl_rules(cloud) == _acl_rules(render_cloud_acl())
 
 
 # Settings whose value names a host path, user or address: they differ by design.
@@ -106,9 +108,10 @@ def test_broker_config_has_the_local_stacks_settings(tmp_path: Path) -> None:
 
     broker_vars = next(iter(inventory_hosts("broker").values()))
     ours = render(ROLES / "mosquitto" / "templates" / "mosquitto.conf.j2", "mosquitto", broker_vars)
-    stack = render_config(StackConfig(home=tmp_path), Layout(tmp_path))
+    stack = render_config(StackConfig(home=tmp_path, mqtt_cloud_port=8884), Layout(tmp_path))
     settings = [k for k, _ in _mosquitto_settings(ours)]
-    assert {"listener", "password_file", "acl_file"} <= set(settings)
+    assert {"listener", "password_file", "acl_file", "use_username_as_clientid"} <= set(settings)
+    assert settings.count("listener") == 2
     stack_settings = _mosquitto_settings(stack)
     # The stack runs as the invoking user; the service drops to `mosquitto` and has a pidfile.
     assert [s for s in _mosquitto_settings(ours) if s[0] != "pid_file"] == [

@@ -32,7 +32,7 @@ HANDSHAKE_TIMEOUT_S = 0.3
 
 @pytest.fixture
 def dead_link(stack: StackInfo) -> Iterator[PartitionProxy]:
-    with PartitionProxy(stack.mqtt_host, stack.mqtt_port) as proxy:
+    with PartitionProxy(stack.mqtt_host, stack.mqtt("cloud").port) as proxy:
         proxy.partition()
         gc.collect()
         gc.disable()

@@ -83,7 +83,8 @@ def test_down_stops_ours_then_up_keeps_data_and_users(own: StackConfig) -> None:
         assert status(own).running == {"mosquitto": False, "influxd": False}
         assert pids(own) == (None, None)
         assert not Layout(own.home).mosquitto_pid.exists()
-        for port in (own.mqtt_port, own.influx_port, own.influx_rpc_port):
+        assert own.mqtt_cloud_port is not None
+        for port in (own.mqtt_port, own.mqtt_cloud_port, own.influx_port, own.influx_rpc_port):
             assert process.port_is_free(own.bind, port)
         down(own)  # stopping a stopped stack is fine
 
@@ -171,6 +172,9 @@ def test_files_are_private(own: StackConfig) -> None:
         layout.ca_key,
         layout.server_key,
         layout.mosquitto_passwd,
+        layout.mosquitto_cloud_passwd,
+        layout.mosquitto_acl,
+        layout.mosquitto_cloud_acl,
         layout.mosquitto_conf,
         layout.influx_conf,
         *own.home.glob("credentials/*/*.password"),
@@ -186,11 +190,14 @@ def test_cli_up_status_add_node_down(own: StackConfig, capsys: pytest.CaptureFix
     home = ["--home", str(own.home)]
     ports = [
         "--mqtt-port", str(own.mqtt_port),
+        "--mqtt-cloud-port", str(own.mqtt_cloud_port),
         "--influx-port", str(own.influx_port),
         "--influx-rpc-port", str(own.influx_rpc_port),
     ]  # fmt: skip
     assert main([*home, "up", *ports]) == 0
-    assert f"mqtts://127.0.0.1:{own.mqtt_port}" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"mqtts://127.0.0.1:{own.mqtt_port}  nodes" in out
+    assert f"mqtts://127.0.0.1:{own.mqtt_cloud_port}  cloud" in out
 
     # Without port options, status and add-node find the running instance's ports.
     assert main([*home, "add-node", "--site", "hn-cli", "--node", "n7"]) == 0
@@ -199,6 +206,7 @@ def test_cli_up_status_add_node_down(own: StackConfig, capsys: pytest.CaptureFix
     data = json.loads(capsys.readouterr().out)
     assert data["running"] == {"mosquitto": True, "influxd": True}
     assert data["mqtt"]["port"] == own.mqtt_port
+    assert data["mqtt"]["cloud_port"] == own.mqtt_cloud_port
     assert data["mqtt"]["tls"] is True
     assert data["influx"]["url"] == f"http://127.0.0.1:{own.influx_port}"
     assert data["influx"]["database"] == "urbanpulse"

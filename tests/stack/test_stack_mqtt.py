@@ -92,9 +92,11 @@ def test_tls_connection_with_the_stack_ca(stack: StackInfo, connect: Any) -> Non
     assert cloud.client.is_connected()
 
 
-def test_plaintext_mqtt_is_refused(stack: StackInfo) -> None:
+@pytest.mark.parametrize("listener", ["nodes", "cloud"])
+def test_plaintext_mqtt_is_refused(stack: StackInfo, listener: str) -> None:
     password = stack.mqtt("cloud").password()
-    with socket.create_connection((stack.mqtt_host, stack.mqtt_port), timeout=5) as sock:
+    port = stack.mqtt_port if listener == "nodes" else stack.mqtt("cloud").port
+    with socket.create_connection((stack.mqtt_host, port), timeout=5) as sock:
         sock.sendall(connect_packet("t-plain", "cloud", password))
         # A TLS listener answers a plaintext CONNECT by closing (or with a TLS alert),
         # never with a CONNACK (0x20).
@@ -116,7 +118,7 @@ def test_untrusted_ca_is_refused(stack: StackInfo, tmp_path: Any) -> None:
     with pytest.raises(MqttConnectError, match="CERTIFICATE_VERIFY_FAILED"):
         connect_and_wait(client)
     with pytest.raises(OSError, match="CERTIFICATE_VERIFY_FAILED"):
-        try_connect(stack.mqtt_host, stack.mqtt_port, other.ca_cert, "cloud", creds.password())
+        try_connect(stack.mqtt_host, creds.port, other.ca_cert, "cloud", creds.password())
 
 
 def test_wrong_password_and_anonymous_are_refused(stack: StackInfo, tmp_path: Any) -> None:
@@ -127,9 +129,10 @@ def test_wrong_password_and_anonymous_are_refused(stack: StackInfo, tmp_path: An
     with pytest.raises(MqttConnectError, match="refused"):
         connect_and_wait(client)
     # MQTT 3.1.1 return codes from the raw probe: 5 = not authorized.
-    assert try_connect(stack.mqtt_host, stack.mqtt_port, stack.ca_file, "cloud", "nope") == 5
-    assert try_connect(stack.mqtt_host, stack.mqtt_port, stack.ca_file, "", "") == 5
-    assert try_connect(stack.mqtt_host, stack.mqtt_port, stack.ca_file, "nobody", "x") == 5
+    for port in (stack.mqtt_port, creds.port):
+        assert try_connect(stack.mqtt_host, port, stack.ca_file, "cloud", "nope") == 5
+        assert try_connect(stack.mqtt_host, port, stack.ca_file, "", "") == 5
+        assert try_connect(stack.mqtt_host, port, stack.ca_file, "nobody", "x") == 5
 
 
 def test_node_can_publish_only_under_its_own_topics(

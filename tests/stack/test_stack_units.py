@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from urbanpulse.errors import ConfigError
-from urbanpulse.stack import StackConfig
+from urbanpulse.stack import StackConfig, StackError
 from urbanpulse.stack.files import ensure_secret
 from urbanpulse.stack.layout import Layout
-from urbanpulse.stack.mosquitto import render_acl
+from urbanpulse.stack.mosquitto import check_version, parse_version, render_acl, render_cloud_acl
 from urbanpulse.stack.passwords import mosquitto_hash, password_file_line, verify_mosquitto_hash
 from urbanpulse.stack.process import is_alive, start_detached, wait_until
 from urbanpulse.stack.tls import ensure_tls
@@ -48,9 +48,12 @@ def test_hash_format_and_salt() -> None:
 def test_acl_confines_each_node_to_its_own_filter() -> None:
     acl = render_acl(["hn-b.aq-01", "hn-a.tl-02"])
     blocks = [b.strip().splitlines() for b in acl.split("\n\n")[1:]]
-    assert blocks == [
+    cloud = [b.strip().splitlines() for b in render_cloud_acl().split("\n\n")[1:]]
+    # Each listener's ACL has its own users: the cloud's is on the cloud's listener only.
+    assert cloud == [
         ["user cloud", "topic read urbanpulse/v1/#", "topic write urbanpulse/v1/_alerts/#",
-         "topic write urbanpulse/v1/+/+/ack"],
+         "topic write urbanpulse/v1/+/+/ack"]]
+    assert blocks == [
         ["user hn-a.tl-02", "topic write urbanpulse/v1/hn-a/tl-02/data",
          "topic write urbanpulse/v1/hn-a/tl-02/status", "topic read urbanpulse/v1/hn-a/tl-02/ack"],
         ["user hn-b.aq-01", "topic write urbanpulse/v1/hn-b/aq-01/data",
@@ -182,3 +185,14 @@ def test_a_detached_server_gets_the_extra_environment_on_top_of_ours(
     assert given.get("PATH") == plain.get("PATH") == os.environ.get("PATH")
     for pid in pids:
         assert wait_until(partial(_runs, pid, None), timeout_s=5)
+
+
+def test_the_broker_versions_that_lose_queued_messages_are_refused() -> None:
+    assert parse_version("mosquitto version 2.0.11\n\nmosquitto is an MQTT broker") == (2, 0, 11)
+    with pytest.raises(StackError, match="cannot tell the version"):
+        parse_version("something else")
+    for fine in ((2, 0, 11), (2, 0, 10), (2, 0, 23), (2, 1, 0)):
+        check_version(fine)
+    for lossy in ((2, 0, 12), (2, 0, 18), (2, 0, 22)):
+        with pytest.raises(StackError, match=r"mosquitto 2\.0\.\d+ loses the messages queued"):
+            check_version(lossy)

@@ -22,7 +22,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     p_up = sub.add_parser("up", help="start what is not running (idempotent)")
-    p_up.add_argument("--mqtt-port", type=int, help="MQTT over TLS port (default 8883)")
+    p_up.add_argument("--mqtt-port", type=int,
+                      help="the nodes' MQTT over TLS port (default 8883)")
+    p_up.add_argument("--mqtt-cloud-port", type=int,
+                      help="the cloud's MQTT over TLS port (default: a free port, kept)")
     p_up.add_argument("--influx-port", type=int, help="InfluxDB HTTP port (default 8086)")
     p_up.add_argument("--influx-rpc-port", type=int, help="influxd backup RPC port (default 8088)")
     sub.add_parser("down", help="stop what `up` started in this home")
@@ -42,6 +45,7 @@ def _config(args: argparse.Namespace) -> StackConfig:
     return resolve_config(
         args.home,
         mqtt_port=getattr(args, "mqtt_port", None),
+        mqtt_cloud_port=getattr(args, "mqtt_cloud_port", None),
         influx_port=getattr(args, "influx_port", None),
         influx_rpc_port=getattr(args, "influx_rpc_port", None),
     )
@@ -52,7 +56,9 @@ def _print_human(info: StackInfo) -> None:
     state = ", ".join(f"{name} {'running' if on else 'stopped'}" for name, on in info.running.items())
     print(f"home         {info.home}")
     print(f"state        {state}")
-    print(f"mqtt         mqtts://{info.mqtt_host}:{info.mqtt_port}  (CA {info.ca_file})")
+    print(f"mqtt         mqtts://{info.mqtt_host}:{info.mqtt_port}  nodes (CA {info.ca_file})")
+    if info.mqtt_cloud_port is not None:
+        print(f"             mqtts://{info.mqtt_host}:{info.mqtt_cloud_port}  cloud")
     print(f"influxdb     {info.influx_url}  database {info.database!r}")
     print(f"credentials  {info.credentials_dir}")
     if not info.credentials_dir.is_dir():

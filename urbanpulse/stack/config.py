@@ -18,6 +18,7 @@ CLOUD_USER = "cloud"
 
 PORT_ENV = {
     "mqtt_port": "URBANPULSE_MQTT_PORT",
+    "mqtt_cloud_port": "URBANPULSE_MQTT_CLOUD_PORT",
     "influx_port": "URBANPULSE_INFLUX_PORT",
     "influx_rpc_port": "URBANPULSE_INFLUX_RPC_PORT",
 }
@@ -32,7 +33,9 @@ def _check_port(key: str, value: object) -> int:
 @dataclass(frozen=True)
 class StackConfig:
     home: Path = field(default_factory=lambda: Path(os.environ.get(HOME_ENV) or DEFAULT_HOME))
-    mqtt_port: int = 8883
+    mqtt_port: int = 8883  # the nodes' listener
+    # The cloud's listener; None: the port of this home's last `up`, else a free one.
+    mqtt_cloud_port: int | None = None
     influx_port: int = 8086
     influx_rpc_port: int = 8088
     bind: str = "127.0.0.1"
@@ -41,10 +44,11 @@ class StackConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "home", Path(self.home).absolute())
         ports = {}
-        for key in ("mqtt_port", "influx_port", "influx_rpc_port"):
-            ports[key] = _check_port(key, getattr(self, key))
+        for key in PORT_ENV:
+            if key != "mqtt_cloud_port" or self.mqtt_cloud_port is not None:
+                ports[key] = _check_port(key, getattr(self, key))
         if len(set(ports.values())) != len(ports):
-            raise ConfigError("ports", f"must be three different ports, got {ports}")
+            raise ConfigError("ports", f"must be different ports, got {ports}")
         if self.bind != "127.0.0.1":
             raise ConfigError("bind", "the local stack listens on 127.0.0.1 only")
         if not self.database or not self.database.replace("_", "").isalnum():
@@ -99,7 +103,8 @@ class InfluxCredentials:
 class StackInfo:
     home: Path
     mqtt_host: str
-    mqtt_port: int
+    mqtt_port: int  # the nodes' listener
+    mqtt_cloud_port: int | None  # the cloud's listener (None: never started)
     ca_file: Path
     influx_url: str
     database: str
@@ -107,14 +112,21 @@ class StackInfo:
     running: dict[str, bool]
 
     def mqtt(self, username: str) -> MqttCredentials:
-
+        """The credentials of `username`, on the cloud's listener for the cloud user and on
+        the nodes' listener for a node (each listener knows its own users only)."""
         password_file = Layout(self.home).mqtt_password(username)
         if not password_file.is_file():
             raise StackError(
                 f"no MQTT user {username!r} in {self.home}: nodes are added with "
                 "`urbanpulse stack add-node --site S --node N`"
             )
-        return MqttCredentials(self.mqtt_host, self.mqtt_port, self.ca_file, username, password_file)
+        port = self.mqtt_port
+        if username == CLOUD_USER:
+            if self.mqtt_cloud_port is None:
+                raise StackError(f"the cloud's MQTT port of {self.home} is not known yet: "
+                                 "run `urbanpulse stack up`")
+            port = self.mqtt_cloud_port
+        return MqttCredentials(self.mqtt_host, port, self.ca_file, username, password_file)
 
     def influx(self, role: str) -> InfluxCredentials:
 
@@ -134,6 +146,7 @@ class StackInfo:
             "mqtt": {
                 "host": self.mqtt_host,
                 "port": self.mqtt_port,
+                "cloud_port": self.mqtt_cloud_port,
                 "tls": True,
                 "ca_file": str(self.ca_file),
                 "users": {

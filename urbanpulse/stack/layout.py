@@ -66,13 +66,22 @@ class Layout:
     def mosquitto_conf(self) -> Path:
         return self.mosquitto_dir / "mosquitto.conf"
 
+    # One password file and ACL per listener: the nodes' and the cloud's.
     @property
     def mosquitto_passwd(self) -> Path:
-        return self.mosquitto_dir / "passwd"
+        return self.mosquitto_dir / "passwd-nodes"
 
     @property
     def mosquitto_acl(self) -> Path:
-        return self.mosquitto_dir / "acl"
+        return self.mosquitto_dir / "acl-nodes"
+
+    @property
+    def mosquitto_cloud_passwd(self) -> Path:
+        return self.mosquitto_dir / "passwd-cloud"
+
+    @property
+    def mosquitto_cloud_acl(self) -> Path:
+        return self.mosquitto_dir / "acl-cloud"
 
     @property
     def mosquitto_log(self) -> Path:

@@ -15,9 +15,10 @@ from urbanpulse.stack.config import CLOUD_USER, PORT_ENV, MqttCredentials, Stack
 from urbanpulse.stack.errors import StackError
 from urbanpulse.stack.files import ensure_secret, write_file
 from urbanpulse.stack.layout import Layout
+from urbanpulse.stack.process import free_ports
 from urbanpulse.stack.tls import ensure_tls
 
-_PORT_KEYS = ("mqtt_port", "influx_port", "influx_rpc_port")
+_PORT_KEYS = ("mqtt_port", "mqtt_cloud_port", "influx_port", "influx_rpc_port")
 
 
 @contextlib.contextmanager
@@ -69,6 +70,7 @@ def effective(config: StackConfig) -> StackConfig:
     return dataclasses.replace(
         config,
         mqtt_port=ports.get("mqtt_port", config.mqtt_port),
+        mqtt_cloud_port=ports.get("mqtt_cloud_port", config.mqtt_cloud_port),
         influx_port=ports.get("influx_port", config.influx_port),
         influx_rpc_port=ports.get("influx_rpc_port", config.influx_rpc_port),
     )
@@ -86,12 +88,26 @@ def _info(config: StackConfig, layout: Layout) -> StackInfo:
         home=config.home,
         mqtt_host=config.bind,
         mqtt_port=config.mqtt_port,
+        mqtt_cloud_port=config.mqtt_cloud_port,
         ca_file=layout.ca_cert,
         influx_url=influxd.url(config),
         database=config.database,
         credentials_dir=layout.credentials_dir,
         running=_running(layout),
     )
+
+
+def _with_cloud_port(config: StackConfig, recorded: dict[str, int]) -> StackConfig:
+    """`config` with its cloud listener's port: as given, else the last `up`'s, else free."""
+    if config.mqtt_cloud_port is not None:
+        return config
+    port = recorded.get("mqtt_cloud_port")
+    taken = {config.mqtt_port, config.influx_port, config.influx_rpc_port}
+    for _ in range(10):
+        if port is not None and port not in taken:
+            break
+        port = free_ports(1, config.bind)[0]
+    return dataclasses.replace(config, mqtt_cloud_port=port)
 
 
 def up(config: StackConfig) -> StackInfo:
@@ -101,6 +117,12 @@ def up(config: StackConfig) -> StackInfo:
     with _locked(config.home) as layout:
         running = _running(layout)
         recorded = recorded_ports(config.home)
+        if running["mosquitto"] and "mqtt_cloud_port" not in recorded:
+            raise StackError(
+                f"the mosquitto of {config.home} was started by an older urbanpulse, without "
+                "the cloud's listener; run `urbanpulse stack down` first"
+            )
+        config = _with_cloud_port(config, recorded)
         for key in _PORT_KEYS:
             wanted = getattr(config, key)
             owner = "mosquitto" if key == "mqtt_port" else "influxd"
@@ -165,6 +187,9 @@ def add_node(config: StackConfig, site: str, node: str) -> MqttCredentials:
     config = effective(config)
     with _locked(config.home) as layout:
         ensure_secret(layout.mqtt_password(user))
-        mosquitto.write_auth_files(layout)
-        mosquitto.reload(config, layout, user)
+        # The reload is checked by connecting as the new user; for a user the broker knows,
+        # that probe (its client id forced to the user name) would kick the node off.
+        if not mosquitto.knows_user(layout, user):
+            mosquitto.write_auth_files(layout)
+            mosquitto.reload(config, layout, user)
         return _info(config, layout).mqtt(user)

@@ -1,0 +1,150 @@
+"""The mosquitto role: no password in clear on the broker host, passwords long enough,
+and no Mosquitto that would lose the processor's queued messages."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import subprocess
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from tests.ansible.helpers import ROLES, inventory_hosts, load_yaml, render
+from tests.ansible.test_ansible_playbooks import _ansible_tool
+from urbanpulse.stack.passwords import verify_mosquitto_hash
+
+ROLE = ROLES / "mosquitto"
+CLOUD_PASSWORD = "cloud-secret-0123456789"
+
+
+def _plugin() -> ModuleType:
+    path = ROLE / "filter_plugins" / "mosquitto_hash.py"
+    spec = importlib.util.spec_from_file_location("mosquitto_hash_plugin", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _tasks() -> list[dict[str, Any]]:
+    tasks: list[dict[str, Any]] = load_yaml(ROLE / "tasks" / "main.yml")
+    return tasks
+
+
+def _all_tasks() -> list[dict[str, Any]]:
+    return [inner for t in _tasks() for inner in t.get("block", [t])]
+
+
+def test_the_controllers_hash_is_mosquittos_format() -> None:
+    hash_ = _plugin().FilterModule().filters()["mosquitto_hash"]
+    first, second = hash_("pw-0123456789abcdef"), hash_("pw-0123456789abcdef")
+    assert first != second  # salted
+    assert first.startswith("$7$101$")
+    assert verify_mosquitto_hash("pw-0123456789abcdef", first)
+    assert not verify_mosquitto_hash("another-password", first)
+    with pytest.raises(ValueError, match="non-empty"):
+        hash_("")
+
+
+def test_the_password_files_hold_hashes_of_the_inventorys_passwords_only() -> None:
+    edge = inventory_hosts("edge")
+    passwords = {f"{v['edge_site']}.{v['edge_node_id']}": f"node-secret-{i:02d}-0123456789"
+                 for i, v in enumerate(edge.values())}
+    hostvars = {h: {**v, "vault_edge_mqtt_password": passwords[f"{v['edge_site']}.{v['edge_node_id']}"]}
+                for h, v in edge.items()}
+    context = {**next(iter(inventory_hosts("broker").values())), "groups": {"edge": sorted(edge)},
+               "hostvars": hostvars, "vault_mqtt_cloud_password": CLOUD_PASSWORD}
+    filters = _plugin().FilterModule().filters()
+    nodes = render(ROLE / "templates" / "passwd-nodes.j2", "mosquitto", context, filters)
+    cloud = render(ROLE / "templates" / "passwd-cloud.j2", "mosquitto", context, filters)
+    for text, expected in ((nodes, passwords), (cloud, {"cloud": CLOUD_PASSWORD})):
+        lines = dict(line.split(":", 1) for line in text.splitlines() if line)
+        assert set(lines) == set(expected)
+        for user, hashed in lines.items():
+            assert verify_mosquitto_hash(expected[user], hashed), user
+        for password in expected.values():
+            assert password not in text
+    assert "cloud" not in dict(line.split(":", 1) for line in nodes.splitlines() if line)
+
+
+def test_no_task_puts_a_password_in_clear_on_the_broker() -> None:
+    tasks = _all_tasks()
+    text = json.dumps(_tasks())  # blocks with their vars
+    # no plain list for `mosquitto_passwd -U`, no password on a command line
+    assert "mosquitto_passwd -" not in text
+    commands = [t["ansible.builtin.command"] for t in tasks if "ansible.builtin.command" in t]
+    assert commands == ["dpkg-query -W -f=${Version} mosquitto"]
+    written = [t["ansible.builtin.template"] for t in tasks if "ansible.builtin.template" in t]
+    sources = {str(w["src"]) for w in written}
+    assert sources == {"{{ item }}.j2", "mosquitto.conf.j2"}
+    loops: list[list[str]] = [t["loop"] for t in tasks
+                              if "ansible.builtin.template" in t and t.get("loop")]
+    assert sorted(loops) == [["acl-nodes", "acl-cloud"], ["passwd-nodes", "passwd-cloud"]]
+    # users.digest.j2 (the plain list) is only looked up and hashed on the controller
+    assert "lookup('ansible.builtin.template', 'users.digest.j2') | hash('sha256')" in text
+    for task in tasks:
+        if task.get("loop") == ["passwd-nodes", "passwd-cloud"] and "ansible.builtin.template" in task:
+            assert task["ansible.builtin.template"]["mode"] == "0640"
+            assert task["no_log"] is True
+    # what the single-listener role left: its plain list included
+    removal = next(t for t in tasks if t.get("ansible.builtin.file", {}).get("state") == "absent")
+    assert "passwd.new" in removal["loop"]
+
+
+def _run_checks(tmp_path: Path, **extra_vars: Any) -> subprocess.CompletedProcess[str]:
+    """The role's checks (every assert task, in order) run by Ansible on localhost."""
+    yaml = pytest.importorskip("yaml")
+    tasks = _tasks()
+    checks = [t for t in tasks if "ansible.builtin.assert" in t]
+    defaults = load_yaml(ROLE / "defaults" / "main.yml")
+    inventory = tmp_path / "inventory.ini"
+    inventory.write_text(
+        "localhost ansible_connection=local\n[edge]\n"
+        "n1 edge_site=hn-a edge_node_id=aq-01 vault_edge_mqtt_password="
+        f"{extra_vars.pop('node_password', 'node-secret-0123456789')}\n")
+    variables = {"mosquitto_node_group": "edge",
+                 "mosquitto_password_min_length": defaults["mosquitto_password_min_length"],
+                 "mosquitto_cloud_password": CLOUD_PASSWORD,
+                 "mosquitto_installed": {"stdout": "2.0.11-1.2+deb12u1"}, **extra_vars}
+    playbook = tmp_path / "checks.yml"
+    playbook.write_text(yaml.safe_dump([{"hosts": "localhost", "gather_facts": False,
+                                         "vars": variables, "tasks": checks}]))
+    return subprocess.run([_ansible_tool("ansible-playbook"), "-i", str(inventory), str(playbook)],
+                          capture_output=True, text=True, timeout=120, check=False)
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    ({}, None),
+    ({"mosquitto_installed": {"stdout": "2.0.23-1"}}, None),
+    ({"node_password": "short-0123"}, "n1: needs edge_site .* vault_edge_mqtt_password of at least 16"),
+    ({"mosquitto_cloud_password": "short-0123"},
+     r"vault_mqtt_cloud_password \(mosquitto_cloud_password\) must be at least 16"),
+    ({"mosquitto_installed": {"stdout": "2.0.18-1build1"}},
+     "Mosquitto 2.0.18-1build1 loses the messages queued"),
+])
+def test_the_roles_checks_refuse_short_passwords_and_lossy_brokers(
+        tmp_path: Path, extra: dict[str, Any], message: str | None) -> None:
+
+
+    done = _run_checks(tmp_path, **extra)
+    if message is None:
+        assert done.returncode == 0, done.stdout + done.stderr
+    else:
+        assert done.returncode != 0
+        assert re.search(message, " ".join(done.stdout.split())), done.stdout
+        for secret in (CLOUD_PASSWORD, "node-secret-0123456789"):
+            assert secret not in done.stdout
+
+
+def test_the_checks_come_before_the_install() -> None:
+    tasks = _tasks()
+    install = next(i for i, t in enumerate(tasks) if "ansible.builtin.apt" in t)
+    password_checks = [i for i, t in enumerate(tasks) if "ansible.builtin.assert" in t
+                       and "password" in json.dumps(t)]
+    assert len(password_checks) == 2
+    assert max(password_checks) < install
