@@ -180,3 +180,14 @@ def test_the_cloud_config_takes_no_client_id_a_node_could_have() -> None:
     for bad in ("hn-a.aq-01", "", "a b", "x" * 65, "urbanpulse/ingest"):
         with pytest.raises(ConfigError, match=r"^mqtt\.client_id: .*no '\.'"):
             mqtt(client_id=bad)
+
+
+def test_two_clients_of_one_node_cannot_both_stay_connected(
+        stack: StackInfo, add_stack_node: AddNode, clients: Callable[..., Client]) -> None:
+    """Whatever ids they send, both are `<site>.<node>`: the second ends the first. So one
+    node is one client (the demo never runs the lightweight publisher for a live node)."""
+    node = add_stack_node(SITE, "a5")
+    agent = clients("edge-hn-cid.a5", node, clean_start=False).connect()
+    clients("demo-city.hn-cid.a5", node).connect()
+    agent.wait(lambda: agent.disconnects > 0, "the first client's disconnection")
+    assert agent.disconnects >= 1

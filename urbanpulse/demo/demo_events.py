@@ -19,7 +19,7 @@ AIR = ("sds011", "pms5003", "mhz19b")
 
 
 def demo_events(city: City, live: list[LiveNode], at: float) -> list[Event]:
-    live_keys = {(n.site, n.node, s.id) for n in live for s in n.sensors}
+    live_nodes = {n.key for n in live}
     events: list[Event] = []
 
     def add(type_: str, site: str, node: str, sensor: str | None, start: float,
@@ -39,7 +39,7 @@ def demo_events(city: City, live: list[LiveNode], at: float) -> list[Event]:
         n, s = lanes[0]
         add("incident", n.site, n.node, s.id, 10, 20)
     light_air = [(node.site, node.node, s.id) for node in city.nodes for s in node.sensors
-                 if s.driver in AIR and (node.site, node.node, s.id) not in live_keys]
+                 if s.driver in AIR and (node.site, node.node) not in live_nodes]
     if light_air and at >= 240:
         site, node, sensor = light_air[0]
         add("stuck", site, node, sensor, -240, 60)

@@ -137,6 +137,24 @@ def live_sensor_keys(nodes: Iterable[LiveNode]) -> frozenset[tuple[str, str, str
     return frozenset((n.site, n.node, s.id) for n in nodes for s in n.sensors)
 
 
+def lightweight_nodes(
+    nodes: Iterable[NodeSpec], live: Iterable[LiveNode]
+) -> tuple[list[tuple[str, str]], list[tuple[str, str, str]]]:
+    """The nodes the lightweight publisher takes (every node that is not live), and the
+    live nodes' sensors that no device reports, which nobody publishes.
+
+    One MQTT client per node: the broker's nodes' listener gives every connection of a
+    node's user the same client id, its user name, so the publisher connecting for a live
+    node would end the agent's connection (and, with a clean start, empty its session)."""
+    live = list(live)
+    live_nodes = {n.key for n in live}
+    live_sensors = live_sensor_keys(live)
+    light = [(n.site, n.node) for n in nodes if (n.site, n.node) not in live_nodes]
+    unreported = [(n.site, n.node, s.id) for n in nodes if (n.site, n.node) in live_nodes
+                  for s in n.sensors if (n.site, n.node, s.id) not in live_sensors]
+    return light, unreported
+
+
 # --- the agents' configuration -------------------------------------------------------
 
 

@@ -33,6 +33,7 @@ from urbanpulse.demo.live import (
     LiveNode,
     active_high,
     choose_live,
+    lightweight_nodes,
     live_sensor_keys,
     node_config,
 )
@@ -113,11 +114,11 @@ def run_demo(options: DemoOptions) -> int:
     clock = sim.clock(at_offset=HISTORY_S)
     live_keys = live_sensor_keys(live)
     departments = {f"{h.site}/{d.node}" for h in city.hospitals for d in h.paraclinical}
-    light = [(n.site, n.node) for n in sim.nodes
-             if options.city_nodes == "all"
-             and any((n.site, n.node, s.id) not in live_keys for s in n.sensors)]
+    light, unreported = lightweight_nodes(sim.nodes, live)
+    if options.city_nodes != "all":
+        light = []
     _describe(demo_dir / "nodes.json", sim, live, light)
-    _print_plan(live, light, options.city_nodes)
+    _print_plan(live, light, unreported, options.city_nodes)
     seq_file = demo_dir / "city_seq.json"
     truth = demo_dir / "ground_truth.jsonl"
     reader = info.influx("reader")
@@ -201,7 +202,8 @@ def _describe(path: Path, sim: Simulation, live: list[LiveNode],
     path.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
 
 
-def _print_plan(live: list[LiveNode], light: list[tuple[str, str]], mode: str) -> None:
+def _print_plan(live: list[LiveNode], light: list[tuple[str, str]],
+                unreported: list[tuple[str, str, str]], mode: str) -> None:
     print("live nodes (real edge agents, emulated SDS011 on ptys, gpiozero mock pins):")
     for n in live:
         drivers: dict[str, int] = {}
@@ -209,6 +211,9 @@ def _print_plan(live: list[LiveNode], light: list[tuple[str, str]], mode: str) -
             drivers[s.spec.driver] = drivers.get(s.spec.driver, 0) + 1
         kinds = ", ".join(f"{c} {d}" for d, c in drivers.items())
         print(f"  {n.site + '/' + n.node:<26} {n.label} ({kinds})")
+    if unreported:
+        print("  not reported (no live device; one MQTT client per node): "
+              + ", ".join(f"{site}/{node}/{sensor}" for site, node, sensor in unreported))
     if mode == "all":
         print(f"lightweight (simulator batches over MQTT): {len(light)} nodes")
     else:
