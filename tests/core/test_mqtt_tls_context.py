@@ -140,7 +140,7 @@ def test_the_stack_client_leaves_no_socket_after_failed_handshakes(
     answer through paho: tests/cloud/test_ingest_tls_dead_link.py.)"""
     creds = stack.mqtt("cloud")
     errors = []
-    with PartitionProxy(stack.mqtt_host, stack.mqtt_port) as proxy:
+    with PartitionProxy(stack.mqtt_host, creds.port) as proxy:
         wrong_ca = make_client("tls-wrong-ca", dataclasses.replace(creds, port=proxy.port,
                                                                    ca_file=other_ca))
         for _ in range(2):
@@ -158,7 +158,7 @@ def test_the_stack_client_leaves_no_socket_after_failed_handshakes(
 
 
 def test_a_successful_handshake_keeps_its_socket(stack: StackInfo) -> None:
-    with PartitionProxy(stack.mqtt_host, stack.mqtt_port) as proxy:
+    with PartitionProxy(stack.mqtt_host, stack.mqtt("cloud").port) as proxy:
         client = make_client("tls-fine", dataclasses.replace(stack.mqtt("cloud"), port=proxy.port),
                              clean_start=True)
         connect_and_wait(client)

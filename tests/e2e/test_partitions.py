@@ -230,7 +230,7 @@ def test_ingest_partitioned_from_the_broker_while_nodes_publish_loses_and_double
     creds = add_stack_node(SITE, node)
     readings = _co2(1200)
     broker_log = Layout(stack_config.home).mosquitto_log
-    with PartitionProxy(stack.mqtt_host, stack.mqtt_port) as proxy, \
+    with PartitionProxy(stack.mqtt_host, stack.mqtt("cloud").port) as proxy, \
             NodePublisher(stack, creds, SITE, node) as nodes:
         cloud = cloud_factory("part-ingest")
         _rewrite_cloud_config(cloud.config_path,
@@ -369,7 +369,7 @@ def test_cloud_acks_cut_off_the_node_resends_and_the_cloud_counts_duplicates(
     intervals (docs/delivery.md). After the heal the cloud gets originals
     and resends and must keep each reading once."""
     node = "aq-part-acks"
-    with PartitionProxy(stack.mqtt_host, stack.mqtt_port) as proxy:
+    with PartitionProxy(stack.mqtt_host, stack.mqtt("cloud").port) as proxy:
         cloud = cloud_factory("part-acks")
         _rewrite_cloud_config(cloud.config_path,
                               mqtt={"port": proxy.port, "keepalive_s": INGEST_KEEPALIVE_S})
