@@ -286,3 +286,33 @@ def test_a_certificate_that_does_not_check_out_stops_the_role_before_any_change(
     assert "the server's certificate is refused" in run.msg
     assert expected in run.msg
     assert "never-made" not in server.users()
+
+
+def test_a_grant_on_a_database_whose_name_needs_escaping_is_revoked(
+        server: Server, first_run: Run, tmp_path: Path) -> None:
+    """The databases in SHOW GRANTS are the server's, not the inventory's: a name with a
+    double quote (InfluxDB allows it; a backslash it refuses) is escaped in the REVOKE, not
+    pasted between quotes (which failed the role, or with a crafted name made another
+    statement)."""
+    odd = 'odd"name; x'
+    server.admin('CREATE DATABASE "odd\\"name; x"')
+    server.admin('GRANT READ ON "odd\\"name; x" TO writer')
+    assert server.grants("writer") == {"urbanpulse": "WRITE", odd: "READ"}
+    try:
+        run = run_role(server, tmp_path)
+        assert not run.failed, run.msg
+        assert run.statements == ['REVOKE ALL ON "odd\\"name; x" FROM "writer"']
+        assert server.grants("writer") == {"urbanpulse": "WRITE"}
+    finally:
+        server.admin('DROP DATABASE "odd\\"name; x"')
+
+
+def test_database_names_from_the_inventory_are_checked(server: Server, first_run: Run,
+                                                       tmp_path: Path) -> None:
+    bad = {**READER, "grants": [{"database": 'urbanpulse" TO "x', "privilege": "READ"}]}
+    run = run_role(server, tmp_path / "grant", users=[WRITER, bad])
+    assert run.failed
+    assert "database name" in run.msg
+    run = run_role(server, tmp_path / "db", influxdb_database="a b")
+    assert run.failed
+    assert "database name 'a b'" in run.msg

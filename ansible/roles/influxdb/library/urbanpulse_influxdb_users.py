@@ -169,7 +169,10 @@ def bootstrap_admin(influx: VerifiedInflux, user: str, password: str, check: boo
 
 
 def quote(name: str) -> str:
-    return f'"{name}"'
+    """An InfluxQL identifier in double quotes, escaped: names read back from the server
+    (SHOW GRANTS) are not checked like the inventory's and may hold any character."""
+    escaped = name.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return f'"{escaped}"'
 
 
 def plan_user(user: User, exists: bool, is_admin: bool, current: Mapping[str, str]) -> list[str]:
@@ -240,6 +243,12 @@ def converge(influx: VerifiedInflux, params: Mapping[str, Any], users: list[User
     return changed or bool(todo), shown
 
 
+def check_database(name: str) -> str:
+    if not NAME.match(name):
+        raise SetupError(f"database name {name!r}: use letters, digits, '_' and '-'")
+    return name
+
+
 def parse_users(params: Mapping[str, Any]) -> list[User]:
     users: list[User] = []
     for raw in params["users"]:
@@ -250,8 +259,9 @@ def parse_users(params: Mapping[str, Any]) -> list[User]:
             raise SetupError(f"user {name} is the admin: the admin is not one of the managed users")
         if not PASSWORD.match(password):
             raise SetupError(f"user {name}: the password must be 16+ of [A-Za-z0-9_-] (InfluxQL quotes it)")
-        grants = {g["database"]: PRIVILEGES[g["privilege"]] for g in raw["grants"]}
+        grants = {check_database(g["database"]): PRIVILEGES[g["privilege"]] for g in raw["grants"]}
         users.append(User(name, password, grants))
+    check_database(params["database"])
     if len({u.name for u in users}) != len(users):
         raise SetupError("a user name is given twice")
     if not NAME.match(params["admin_user"]) or not PASSWORD.match(params["admin_password"]):
