@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import pwd
 import re
 import subprocess
 from pathlib import Path
@@ -148,3 +150,46 @@ def test_the_checks_come_before_the_install() -> None:
                        and "password" in json.dumps(t)]
     assert len(password_checks) == 2
     assert max(password_checks) < install
+
+
+def test_the_real_broker_accepts_the_controllers_hashes(tmp_path: Path) -> None:
+    """The filter's output, as passwd-nodes, checked by Mosquitto itself (not only by the
+    stack's verifier): the right password is accepted, a wrong one and a truncated one not."""
+    from urbanpulse.stack import mosquitto, process
+    from urbanpulse.stack.layout import Layout
+    from urbanpulse.stack.mqtt_probe import ProbeFailed, try_connect
+    from urbanpulse.stack.tls import ensure_tls
+    from urbanpulse.testing import wait_for
+
+    mosquitto.require_binary()
+    layout = Layout(tmp_path)
+    ensure_tls(layout)
+    hash_ = _plugin().FilterModule().filters()["mosquitto_hash"]
+    password = "node-secret-0123456789"
+    passwd = tmp_path / "passwd-nodes"
+    passwd.write_text(f"hn-a.aq-01:{hash_(password)}\n")
+    passwd.chmod(0o600)
+    port = process.free_ports(1)[0]
+    conf = tmp_path / "mosquitto.conf"
+    # as the stack does: Mosquitto started as root would drop to a user that cannot read it
+    user = pwd.getpwuid(os.getuid()).pw_name
+    conf.write_text(f"per_listener_settings true\nuser {user}\nlistener {port} 127.0.0.1\n"
+                    f"cafile {layout.ca_cert}\ncertfile {layout.server_cert}\n"
+                    f"keyfile {layout.server_key}\nallow_anonymous false\n"
+                    f"use_username_as_clientid true\npassword_file {passwd}\n")
+    conf.chmod(0o600)
+    log, pidfile = tmp_path / "mosquitto.log", tmp_path / "mosquitto.pid"
+    process.start_detached([mosquitto.BINARY, "-c", str(conf)], output=log, pidfile=pidfile)
+
+    def connack(user: str, secret: str) -> int | None:
+        try:
+            return try_connect("127.0.0.1", port, layout.ca_cert, user, secret, timeout_s=2.0)
+        except (ProbeFailed, ConnectionRefusedError):
+            return None
+    try:
+        wait_for(lambda: connack("hn-a.aq-01", password) == 0, 15.0,
+                 f"the broker to accept the hashed password; {log}")
+        assert connack("hn-a.aq-01", password + "x") == 5
+        assert connack("hn-a.aq-01", password[:-1]) == 5
+    finally:
+        process.stop(pidfile, mosquitto.BINARY, conf)
