@@ -193,3 +193,20 @@ def test_the_real_broker_accepts_the_controllers_hashes(tmp_path: Path) -> None:
         assert connack("hn-a.aq-01", password[:-1]) == 5
     finally:
         process.stop(pidfile, mosquitto.BINARY, conf)
+
+
+def test_a_run_that_restarts_the_broker_does_not_also_reload_it() -> None:
+    """Structure only: the handlers cannot run here (no systemd as PID 1). Handlers run in
+    the order the file lists them; a SIGHUP after a restart in the same run would drop the
+    sessions restored from disk whose clients have not reconnected (Mosquitto 2.0.11)."""
+    handlers = load_yaml(ROLE / "handlers" / "main.yml")
+    names = [h["name"] for h in handlers]
+    restart, remember, reload_ = (names.index(n) for n in (
+        "Restart mosquitto", "Remember that mosquitto was restarted", "Reload mosquitto"))
+    assert restart < remember < reload_
+    assert handlers[restart]["listen"] == handlers[remember]["listen"] == "Restart mosquitto"
+    assert handlers[remember]["ansible.builtin.set_fact"] == {"mosquitto_restarted": True}
+    assert handlers[reload_]["when"] == "not (mosquitto_restarted | default(false))"
+    assert handlers[reload_]["ansible.builtin.systemd_service"]["state"] == "reloaded"
+    tasks = "\n".join(p.read_text() for p in (ROLE / "tasks").glob("*.yml"))
+    assert set(re.findall(r"notify: (.+)", tasks)) == {"Restart mosquitto", "Reload mosquitto"}
