@@ -300,6 +300,11 @@ class PtyEmulator(ABC):
 
     def _loop(self) -> None:
         while True:
+            # Drain the wake-ups before taking the actions, not after: an action queued
+            # between the two would lose its wake-up, and the select below waits forever
+            # while the device is unplugged (a replug right after an unplug hung so).
+            with contextlib.suppress(BlockingIOError):
+                os.read(self._wake_r, 4096)
             while True:
                 try:
                     action = self._actions.get_nowait()
@@ -308,8 +313,6 @@ class PtyEmulator(ABC):
                 action()
             if self._stopping:
                 return
-            with contextlib.suppress(BlockingIOError):
-                os.read(self._wake_r, 4096)
             master = self._master
             if master is None:
                 select.select([self._wake_r], [], [])

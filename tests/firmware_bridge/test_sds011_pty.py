@@ -240,3 +240,17 @@ def test_coalescing_reads_takes_paced_bytes_in_chunks(emulator: Sds011Emulator) 
     per_frame_paced = asyncio.run(scenario(0.0))
     per_frame_coalesced = asyncio.run(scenario(0.1))
     assert per_frame_coalesced < per_frame_paced / 2  # a 10-byte frame per 1-2 reads, not ~10
+
+
+def test_a_replug_right_after_an_unplug_is_never_lost() -> None:
+    """The emulator thread must not sleep through an action queued while it takes the
+    previous one (an unplugged device waits on its wake-up pipe alone)."""
+    emu = Sds011Emulator(period_s=0.05, warmup_s=0.0)
+    emu.start()
+    try:
+        for _ in range(300):
+            emu.unplug()
+            emu.replug()
+        assert emu.pty_path is not None
+    finally:
+        emu.stop()
