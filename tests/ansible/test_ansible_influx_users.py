@@ -316,3 +316,43 @@ def test_database_names_from_the_inventory_are_checked(server: Server, first_run
     run = run_role(server, tmp_path / "db", influxdb_database="a b")
     assert run.failed
     assert "database name 'a b'" in run.msg
+
+
+def test_a_server_that_does_not_answer_http_is_a_clear_error(tmp_path: Path) -> None:
+    """The role's module against a TLS server with a right certificate that answers no HTTP
+    (another service on InfluxDB's port): a SetupError naming the server, not a traceback."""
+    import importlib.util
+    import threading
+
+    ca, cert, key = _issue(tmp_path, "urbanpulse test CA", "influx.urbanpulse.test")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def serve_once() -> None:
+        conn, _ = listener.accept()
+        with context.wrap_socket(conn, server_side=True) as tls:
+            tls.recv(4096)
+            tls.sendall(b"SSH-2.0-OpenSSH_9.2\r\n")
+
+    thread = threading.Thread(target=serve_once, daemon=True)
+    thread.start()
+    path = ROLES / "influxdb" / "library" / "urbanpulse_influxdb_users.py"
+    spec = importlib.util.spec_from_file_location("urbanpulse_influxdb_users_module", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        del sys.modules[spec.name]
+    influx = module.VerifiedInflux("127.0.0.1", port, "influx.urbanpulse.test", str(ca), 5.0)
+    try:
+        with pytest.raises(module.SetupError, match=r"influx\.urbanpulse\.test:\d+ .*/ping: not "
+                                                    r"an HTTP answer .*InfluxDB's port"):
+            influx.wait_for_ping(1.0)
+    finally:
+        thread.join(5)
+        listener.close()

@@ -107,6 +107,9 @@ class VerifiedInflux:
                          body=None if form is None else urlencode(form), headers=headers)
             response = conn.getresponse()
             return response.status, response.read()
+        except http.client.HTTPException as exc:
+            raise SetupError(f"{self.where}{path}: not an HTTP answer ({exc!r}); is this "
+                             f"InfluxDB's port?") from exc
         finally:
             conn.close()
 
