@@ -2,19 +2,22 @@
 
 Active mode (default): the sensor reports on its own every `period` and the driver only
 listens. Query mode: the driver puts the sensor in query mode and asks every
-`query_interval_s`. Zero readings while the sensor warms up are flagged `warmup` (the cloud
-stores them but leaves them out of aggregates): they are not clean air.
+`query_interval_s`. Reporting mode and working period live in the sensor's flash: the
+driver reads them at start and writes only what differs (edge.drivers.flash_settings).
+Zero readings while the sensor warms up are flagged `warmup` (the cloud stores them but
+leaves them out of aggregates): they are not clean air.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from edge.drivers.base import DriverContext, Emit, Sample
+from edge.drivers.flash_settings import FlashSettings
 from edge.drivers.serial_params import (
     check_known,
     check_query_timing,
@@ -30,6 +33,8 @@ from firmware_bridge.protocols.sds011 import (
     Sds011Decoder,
     Sds011Frame,
     Sds011Measurement,
+    Sds011ReportModeReply,
+    Sds011WorkingPeriodReply,
     WorkState,
 )
 from firmware_bridge.protocols.sds011 import commands as cmd
@@ -58,8 +63,6 @@ def parse_params(raw: Mapping[str, Any], key: str) -> Sds011Params:
     mode = raw.get("mode", "active")
     if mode not in ("active", "query"):
         raise ConfigError(f"{key}.mode", f"must be 'active' or 'query', got {mode!r}")
-    if mode == "active" and "reply_timeout_s" in raw:
-        raise ConfigError(f"{key}.reply_timeout_s", "only used with mode = \"query\"")
     numbers = {name: number(raw, key, name, default_of(Sds011Params, name))
                for name in ("query_interval_s", "reply_timeout_s", "silence_timeout_s",
                             "pm25_scale", "pm10_scale")}
@@ -81,9 +84,15 @@ class Sds011Driver:
         self.decoder = Sds011Decoder()
         self.queries = 0
         self.missed_replies = 0
+        self.flash = FlashSettings(ctx.state, f"sds011/{sensor_id}/flash", ctx.clock)
+        self.flash_writes = 0
+        self.unanswered_setting_queries = 0
+        self.settings: dict[str, str] = {}
 
     def describe(self) -> dict[str, Any]:
         out: dict[str, Any] = {"port": self.params.port, "mode": self.params.mode,
+                               "settings": dict(self.settings), "flash_writes": self.flash_writes,
+                               "unanswered_setting_queries": self.unanswered_setting_queries,
                                **self.decoder.stats.as_dict()}
         if self.params.mode == "query":
             out.update(queries=self.queries, missed_replies=self.missed_replies)
@@ -107,20 +116,64 @@ class Sds011Driver:
         try:
             # Sleep lasts until a power cycle and the working period is kept in flash: a
             # sensor left asleep, or reporting every n minutes, by another tool (or an
-            # earlier run) would stay silent here. Wake it and make it report continuously.
+            # earlier run) would stay silent here. Wake it (sleep is not in flash: no wear)
+            # and make it report continuously.
             await link.write(cmd.set_work_state(WorkState.WORK))
-            await link.write(cmd.set_working_period(0))
+            await self._keep(link, emit, "working_period", 0)
+            mode = ReportMode.ACTIVE if p.mode == "active" else ReportMode.QUERY
+            await self._keep(link, emit, "report_mode", mode)
             if p.mode == "active":
-                await link.write(cmd.set_report_mode(ReportMode.ACTIVE))
                 await self._listen(link, emit)
             else:
-                await link.write(cmd.set_report_mode(ReportMode.QUERY))
                 await self._poll(link, emit)
         except BridgeError as exc:
             raise self._fail(str(exc)) from exc
         finally:
             with contextlib.suppress(BridgeError):  # the adapter is gone; the next run reopens it
                 await link.close()
+
+    async def _keep(self, link: SerialLink, emit: Emit, name: str, wanted: int) -> None:
+        """Read setting `name` (the query form, two attempts) and write `wanted` only if it
+        differs. A sensor that does not answer gets the write unless the driver state says
+        the same value was written recently (FlashSettings)."""
+        reply_type: type[Sds011ReportModeReply | Sds011WorkingPeriodReply]
+        if name == "report_mode":
+            query, write = cmd.get_report_mode(), cmd.set_report_mode(ReportMode(wanted))
+            reply_type = Sds011ReportModeReply
+        else:
+            query, write = cmd.get_working_period(), cmd.set_working_period(wanted)
+            reply_type = Sds011WorkingPeriodReply
+
+        def answers(frame: Sds011Frame) -> bool:
+            return isinstance(frame, reply_type) and not frame.is_set
+
+        try:
+            reply = await link.request(query, self.decoder, answers, retries=1,
+                                       timeout_s=self.params.reply_timeout_s,
+                                       on_other=self._on_other(emit))
+        except ProtocolError:
+            self.unanswered_setting_queries += 1
+            if self.flash.recently_written(name, wanted):
+                self.settings[name] = "unconfirmed"
+                return
+            status = "written_unconfirmed"
+        else:
+            if _value_of(reply) == wanted:
+                self.settings[name] = "kept"
+                return
+            status = "written"
+        await link.write(write)
+        self.flash_writes += 1
+        self.flash.record(name, wanted)
+        self.settings[name] = status
+
+    def _on_other(self, emit: Emit) -> Callable[[Sds011Frame], None]:
+        """A report that crossed a command on the line is a reading like any other."""
+        def on_other(frame: Sds011Frame) -> None:
+            if isinstance(frame, Sds011Measurement):
+                emit(self._sample(frame))
+
+        return on_other
 
     async def _listen(self, link: SerialLink, emit: Emit) -> None:
         """Active mode: only a valid measurement proves the sensor well; bytes that never
@@ -147,11 +200,7 @@ class Sds011Driver:
         next query is the retry); no reply for silence_timeout_s fails the driver."""
         p = self.params
         loop = asyncio.get_running_loop()
-
-        def on_other(frame: Sds011Frame) -> None:  # a report sent before query mode was set
-            if isinstance(frame, Sds011Measurement):
-                emit(self._sample(frame))
-
+        on_other = self._on_other(emit)  # a report sent before query mode was set
         last_ok = next_query = loop.time()
         while True:
             self.queries += 1
@@ -178,6 +227,13 @@ class Sds011Driver:
 
 def _is_measurement(frame: Sds011Frame) -> bool:
     return isinstance(frame, Sds011Measurement)
+
+
+def _value_of(frame: Sds011Frame) -> int:
+    if isinstance(frame, Sds011ReportModeReply):
+        return int(frame.mode)
+    assert isinstance(frame, Sds011WorkingPeriodReply)
+    return frame.minutes
 
 
 def build(sensor_id: str, params: Sds011Params, ctx: DriverContext) -> Sds011Driver:

@@ -25,7 +25,12 @@ class Sds011Emulator(PtyEmulator):
     the data but not the command replies; zeros during `warmup_s` after power-on and
     after each wake; report mode, working period and device id survive a power cycle,
     sleep does not. `minute_s` is how long a 'minute' of the working period lasts (60 s
-    on a real sensor; tests shorten it)."""
+    on a real sensor; tests shorten it).
+
+    Those three settings live in the sensor's flash: every 'set' of one is a flash write,
+    counted in `flash_writes` (also when it sets the value already stored, as the firmware
+    does not compare). `answers_setting_queries=False` is a clone that obeys the set form
+    of 'reporting mode' and 'working period' but ignores their query form."""
 
     def __init__(
         self,
@@ -40,6 +45,7 @@ class Sds011Emulator(PtyEmulator):
         pace: bool = True,
         attach_grace_s: float = 0.2,
         seed: int | None = None,
+        answers_setting_queries: bool = True,
     ) -> None:
         super().__init__(
             baudrate=BAUDRATE,
@@ -60,7 +66,9 @@ class Sds011Emulator(PtyEmulator):
         self.report_mode = ReportMode.ACTIVE
         self.work_state = WorkState.WORK
         self.working_period_min = 0
+        self.answers_setting_queries = answers_setting_queries
         self.commands_heard = 0
+        self.flash_writes = 0
         self._commands = Sds011CommandDecoder()
         self._warm_until = 0.0
         self._next_report = 0.0
@@ -108,12 +116,16 @@ class Sds011Emulator(PtyEmulator):
 
     def _answer(self, cmd: Sds011Command, now: float) -> None:
         is_set = cmd.data[0] == SET
+        stored = cmd.command in (wire.CMD_REPORT_MODE, wire.CMD_WORKING_PERIOD)
+        if stored and not is_set and not self.answers_setting_queries:
+            return
         if cmd.command == wire.CMD_QUERY_DATA:
             if self.work_state is WorkState.WORK:
                 self._send_frame(self._measurement(now))
         elif cmd.command == wire.CMD_REPORT_MODE:
             if is_set and cmd.data[1] in (0, 1):
                 self.report_mode = ReportMode(cmd.data[1])
+                self.flash_writes += 1
                 self._next_report = now + self.interval_s
             self._reply(cmd.command, int(is_set), self.report_mode)
         elif cmd.command == wire.CMD_SLEEP_WORK:
@@ -127,12 +139,14 @@ class Sds011Emulator(PtyEmulator):
         elif cmd.command == wire.CMD_WORKING_PERIOD:
             if is_set and cmd.data[1] <= 30:
                 self.working_period_min = cmd.data[1]
+                self.flash_writes += 1
                 self._next_report = now + self.interval_s
             self._reply(cmd.command, int(is_set), self.working_period_min)
         elif cmd.command == wire.CMD_SET_DEVICE_ID:
             new_id = wire.device_id_str(cmd.data[10], cmd.data[11])
             if new_id != wire.BROADCAST_ID:
                 self.device_id = new_id
+                self.flash_writes += 1
                 self._reply(cmd.command, 0, 0, 0)
         elif cmd.command == wire.CMD_FIRMWARE:
             year, month, day = self.firmware

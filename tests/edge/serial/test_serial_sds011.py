@@ -11,12 +11,15 @@ import pytest
 
 import edge.drivers.sds011
 from edge.config import load_config
+from edge.driver_state import StagedState
 from edge.drivers.base import DriverContext
 from edge.drivers.sds011.driver import Sds011Params, build, parse_params
 from edge.errors import DriverError
+from edge.outbox import Outbox
 from firmware_bridge.protocols.sds011 import ReportMode, WorkState
 from firmware_bridge.protocols.sds011.emulator import Sds011Emulator
 from tests.edge.serial.conftest import DriverRun
+from urbanpulse.clock import FakeClock
 from urbanpulse.errors import ConfigError
 
 SAMPLE = Path(edge.drivers.sds011.__file__).parent / "sample.toml"
@@ -46,6 +49,11 @@ class NoisySds011(Sds011Emulator):
 
 def _params(port: str, **kw: Any) -> Sds011Params:
     return parse_params({"port": port, **kw}, "sensors[0]")
+
+
+async def _settings_done(run: DriverRun) -> None:
+    """The start's setting queries are over: reports before that came during them."""
+    await run.wait_for(lambda s: len(run.driver.describe()["settings"]) == 2, 5, "both settings")
 
 
 def test_active_mode_emits_pm(emulated) -> None:  # type: ignore[no-untyped-def]
@@ -115,7 +123,8 @@ def test_garbage_only_fails_within_the_silence_timeout(emulated) -> None:  # typ
 
     async def scenario() -> None:
         run = DriverRun(build("pm-1", params, DriverContext()))
-        await run.count(2)
+        await _settings_done(run)
+        await run.count(len(run.samples) + 2)
         emu.call(lambda: setattr(emu, "noisy", True))
         noisy = time.monotonic()
         exc = await run.failure(3.0)
@@ -134,7 +143,8 @@ def test_a_mute_sensor_in_query_mode_fails_within_the_silence_timeout(emulated) 
 
     async def scenario() -> None:
         run = DriverRun(build("pm-q", params, DriverContext()))
-        await run.count(2)
+        await _settings_done(run)
+        await run.count(len(run.samples) + 2)
         emu.call(lambda: setattr(emu, "mute", True))
         muted = time.monotonic()
         exc = await run.failure(5.0)
@@ -161,6 +171,77 @@ def test_unplug_fails_the_driver(emulated) -> None:  # type: ignore[no-untyped-d
     asyncio.run(scenario())
 
 
+async def _restart(emu: Sds011Emulator, ctx: DriverContext, **kw: Any) -> dict[str, Any]:
+    """One run of a freshly built driver (as the agent builds one at each restart) until
+    its first reading after the settings; returns its describe()."""
+    run = DriverRun(build("pm-1", _params(emu.port, silence_timeout_s=3.0, **kw), ctx))
+    await _settings_done(run)
+    await run.count(len(run.samples) + 1)
+    await run.stop()
+    return run.driver.describe()
+
+
+@pytest.mark.parametrize(("mode", "first_writes"), [("active", 1), ("query", 2)])
+def test_restarts_write_the_flash_only_when_a_setting_differs(  # type: ignore[no-untyped-def]
+        emulated, tmp_path: Path, mode: str, first_writes: int) -> None:
+    """Reporting mode and working period live in the sensor's flash (10^4-10^5 write
+    cycles): a driver restarting in a loop must read them and write only what differs.
+    Here another tool left a 5-minute working period (and active reporting)."""
+    emu = emulated(Sds011Emulator(lambda: (20.0, 30.0), period_s=0.05, warmup_s=0.0))
+    emu.call(lambda: setattr(emu, "working_period_min", 5))
+    keeper = StagedState(Outbox(tmp_path / "outbox.sqlite3").open())
+    kw = {"mode": mode, "query_interval_s": 0.1, "reply_timeout_s": 0.08} if mode == "query" else {}
+
+    async def restarts() -> list[int]:
+        writes = []
+        for i in range(5):
+            if i == 3:  # a power cycle keeps the flash
+                emu.unplug()
+                emu.replug()
+            described = await _restart(emu, DriverContext(state=keeper), **kw)
+            writes.append(emu.call(lambda: emu.flash_writes))
+            assert writes == [first_writes] * len(writes)
+            assert described["flash_writes"] == (first_writes if i == 0 else 0)
+        return writes
+
+    asyncio.run(restarts())
+    assert emu.call(lambda: emu.working_period_min) == 0
+    assert emu.call(lambda: emu.report_mode) is ReportMode(int(mode == "query"))
+
+
+def test_a_clone_that_ignores_queries_is_written_once_a_day(emulated, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Some clones do not answer the query form: the driver writes the settings anyway
+    (a sensor left on a working period would stay silent), then, while the driver state
+    says it wrote the same values, no more than once a day."""
+    emu = emulated(Sds011Emulator(lambda: (20.0, 30.0), period_s=0.05, warmup_s=0.0,
+                                  answers_setting_queries=False))
+    emu.call(lambda: setattr(emu, "working_period_min", 5))
+    clock = FakeClock()
+    outbox = Outbox(tmp_path / "outbox.sqlite3").open()
+    keeper = StagedState(outbox)
+
+    async def restarts() -> None:
+        first = await _restart(emu, DriverContext(clock=clock, state=keeper), reply_timeout_s=0.1)
+        assert first["flash_writes"] == 2
+        assert first["settings"] == {"working_period": "written_unconfirmed",
+                                     "report_mode": "written_unconfirmed"}
+        assert first["unanswered_setting_queries"] == 2
+        outbox.append([], 0, keeper.take())  # the agent's commit
+        again = DriverContext(clock=clock, state=StagedState(outbox))  # the agent restarted too
+        for _ in range(3):
+            clock.advance(3600.0)
+            later = await _restart(emu, again, reply_timeout_s=0.1)
+            assert later["flash_writes"] == 0
+            assert later["settings"] == {"working_period": "unconfirmed", "report_mode": "unconfirmed"}
+        assert emu.call(lambda: emu.flash_writes) == 2
+        clock.advance(86400.0)
+        assert (await _restart(emu, again, reply_timeout_s=0.1))["flash_writes"] == 2
+
+    asyncio.run(restarts())
+    assert emu.call(lambda: emu.flash_writes) == 4
+    assert emu.call(lambda: emu.working_period_min) == 0
+
+
 @pytest.mark.parametrize(("raw", "key"), [
     ({}, "sensors[1].port"),
     ({"port": "/dev/x", "mode": "passive"}, "sensors[1].mode"),
@@ -170,7 +251,6 @@ def test_unplug_fails_the_driver(emulated) -> None:  # type: ignore[no-untyped-d
      "sensors[1].reply_timeout_s"),
     ({"port": "/dev/x", "mode": "query", "query_interval_s": 10, "silence_timeout_s": 10},
      "sensors[1].silence_timeout_s"),
-    ({"port": "/dev/x", "reply_timeout_s": 0.5}, "sensors[1].reply_timeout_s"),
     ({"port": "/dev/x", "period": 1}, "sensors[1].period"),
 ])
 def test_bad_params_name_the_key(raw: dict[str, Any], key: str) -> None:
