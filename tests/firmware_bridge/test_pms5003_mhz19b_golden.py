@@ -8,7 +8,7 @@ import pytest
 
 from firmware_bridge.errors import CommandError
 from firmware_bridge.protocols import get_protocol
-from firmware_bridge.protocols.mhz19b import Mhz19bDecoder, Mhz19bReading
+from firmware_bridge.protocols.mhz19b import Mhz19bAbcStatus, Mhz19bDecoder, Mhz19bReading
 from firmware_bridge.protocols.mhz19b import commands as mhz
 from firmware_bridge.protocols.pms5003 import (
     Mode,
@@ -120,3 +120,16 @@ def test_mhz19b_commands_on_the_line_are_not_readings(golden: GoldenLoader) -> N
 def test_mhz19b_bad_arguments(build: Callable[[], bytes]) -> None:
     with pytest.raises(CommandError):
         build()
+
+
+def test_mhz19b_abc_status_by_hand() -> None:
+    """'Get ABC status' (0x7D) is not in the V1.0 manual: packets worked out by hand from
+    its checksum rule (0xFF - low byte of the sum of bytes 1..7, + 1)."""
+    assert mhz.get_abc_status() == bytes.fromhex("FF 01 7D 00 00 00 00 00 82")
+    decoder = Mhz19bDecoder()
+    out = decoder.feed(bytes.fromhex("FF 7D 00 00 00 00 00 01 82 FF 7D 00 00 00 00 00 00 83"))
+    assert out == [Mhz19bAbcStatus(True), Mhz19bAbcStatus(False)]
+    assert get_protocol("mhz19b").record(out[0]) is None  # not a reading
+    # a status byte other than 0 or 1 breaks the (unpublished) layout: malformed, skipped
+    assert decoder.feed(bytes.fromhex("FF 7D 00 00 00 00 00 02 81")) == []
+    assert decoder.stats.malformed == 1

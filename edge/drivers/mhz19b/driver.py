@@ -1,8 +1,11 @@
 """MH-Z19B driver: 'read CO2' every `query_interval_s` becomes an `air.co2` reading.
 
-The module answers only when asked. At start the driver sets automatic baseline
-correction (ABC) on or off as configured (and the range, if given): those commands
-have no reply. Readings during the preheat (`warmup_s`, 3 minutes, after the port is
+The module answers only when asked. At start the driver makes sure of automatic baseline
+correction (ABC) on or off as configured (and of the range, if given). Both live in the
+module's flash: ABC is read back ('get ABC status', where the firmware answers it) and
+written only if it differs; what cannot be read back (the range, ABC on firmware without
+the query) is written when the driver state does not say it was written within a day
+(edge.drivers.flash_settings). Readings during the preheat (`warmup_s`, 3 minutes, after the port is
 opened) are flagged `warmup`: the module answers 0 ppm, or on some firmware a fixed
 400-500 ppm, while it preheats.
 """
@@ -16,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from edge.drivers.base import DriverContext, Emit, Sample
+from edge.drivers.flash_settings import FlashSettings
 from edge.drivers.serial_params import (
     check_known,
     check_query_timing,
@@ -26,7 +30,7 @@ from edge.drivers.serial_params import (
 )
 from edge.errors import DriverError
 from firmware_bridge.errors import BridgeError, ProtocolError
-from firmware_bridge.protocols.mhz19b import Mhz19bDecoder, Mhz19bReading
+from firmware_bridge.protocols.mhz19b import Mhz19bAbcStatus, Mhz19bDecoder, Mhz19bFrame, Mhz19bReading
 from firmware_bridge.protocols.mhz19b import commands as cmd
 from firmware_bridge.protocols.mhz19b.emulator import WARMUP_S
 from firmware_bridge.transport import SerialLink, open_link, raise_if_cancelled
@@ -83,10 +87,16 @@ class Mhz19bDriver:
         self.queries = 0
         self.missed_replies = 0
         self.last: dict[str, float] | None = None
+        self.flash = FlashSettings(ctx.state, f"mhz19b/{sensor_id}/flash", ctx.clock)
+        self.flash_writes = 0
+        self.unanswered_setting_queries = 0
+        self.settings: dict[str, str] = {}
 
     def describe(self) -> dict[str, Any]:
         p = self.params
         return {"port": p.port, "abc": p.abc, "range_ppm": p.range_ppm,
+                "settings": dict(self.settings), "flash_writes": self.flash_writes,
+                "unanswered_setting_queries": self.unanswered_setting_queries,
                 "warming_up": self.warmup.in_window, "last": self.last, "queries": self.queries,
                 "missed_replies": self.missed_replies, **self.decoder.stats.as_dict()}
 
@@ -101,15 +111,47 @@ class Mhz19bDriver:
             raise self._fail(str(exc)) from exc
         self.warmup.restart()
         try:
-            await link.write(cmd.set_abc(p.abc))
-            if p.range_ppm is not None:
-                await link.write(cmd.set_range(p.range_ppm))
+            await self._keep_abc(link)
+            if p.range_ppm is not None:  # no command reads it back
+                await self._write_unless_recent(link, "range_ppm", p.range_ppm,
+                                                cmd.set_range(p.range_ppm), "written_unconfirmed")
             await self._poll(link, emit)
         except BridgeError as exc:
             raise self._fail(str(exc)) from exc
         finally:
             with contextlib.suppress(BridgeError):  # the adapter is gone; the next run reopens it
                 await link.close()
+
+    async def _keep_abc(self, link: SerialLink) -> None:
+        """Read ABC back (two attempts) and write it only if it differs; without an answer,
+        write it unless the driver state says it was written within a day."""
+        wanted = self.params.abc
+        try:
+            status = await link.request(cmd.get_abc_status(), self.decoder, _is_abc_status,
+                                        retries=1, timeout_s=self.params.reply_timeout_s)
+        except ProtocolError:
+            self.unanswered_setting_queries += 1
+            await self._write_unless_recent(link, "abc", int(wanted), cmd.set_abc(wanted),
+                                            "written_unconfirmed")
+        else:
+            assert isinstance(status, Mhz19bAbcStatus)
+            if status.enabled == wanted:
+                self.settings["abc"] = "kept"
+            else:
+                await self._write(link, "abc", int(wanted), cmd.set_abc(wanted), "written")
+
+    async def _write_unless_recent(self, link: SerialLink, name: str, value: int, command: bytes,
+                                   status: str) -> None:
+        if self.flash.recently_written(name, value):
+            self.settings[name] = "unconfirmed"
+        else:
+            await self._write(link, name, value, command, status)
+
+    async def _write(self, link: SerialLink, name: str, value: int, command: bytes, status: str) -> None:
+        await link.write(command)
+        self.flash_writes += 1
+        self.flash.record(name, value)
+        self.settings[name] = status
 
     async def _poll(self, link: SerialLink, emit: Emit) -> None:
         p = self.params
@@ -136,16 +178,22 @@ class Mhz19bDriver:
 
     async def _read(self, link: SerialLink) -> Mhz19bReading | None:
         try:
-            return await link.request(cmd.read_co2(), self.decoder, _is_reading, retries=0,
-                                      timeout_s=self.params.reply_timeout_s)
+            frame = await link.request(cmd.read_co2(), self.decoder, _is_reading, retries=0,
+                                       timeout_s=self.params.reply_timeout_s)
         except ProtocolError:
             return None
         finally:
             raise_if_cancelled()
+        assert isinstance(frame, Mhz19bReading)
+        return frame
 
 
-def _is_reading(frame: Mhz19bReading) -> bool:
-    return True
+def _is_reading(frame: Mhz19bFrame) -> bool:
+    return isinstance(frame, Mhz19bReading)
+
+
+def _is_abc_status(frame: Mhz19bFrame) -> bool:
+    return isinstance(frame, Mhz19bAbcStatus)
 
 
 def build(sensor_id: str, params: Mhz19bParams, ctx: DriverContext) -> Mhz19bDriver:

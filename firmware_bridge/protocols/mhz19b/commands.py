@@ -1,5 +1,6 @@
 """Commands the host sends to an MH-Z19B (FF 01 CMD b3..b7 CS), and their parser for
-the emulator. Only 'read CO2' is answered; the others have no reply (datasheet)."""
+the emulator. Only 'read CO2' is answered (datasheet), and 'get ABC status' on the
+firmware that has it; the others have no reply."""
 
 from __future__ import annotations
 
@@ -37,6 +38,11 @@ def set_abc(enabled: bool) -> bytes:
     """Automatic baseline correction (every 24 h, assumes the lowest reading is 400
     ppm): on by default; turn it off indoors where air is never fresh."""
     return _command(wire.CMD_ABC, 0xA0 if enabled else 0x00)
+
+
+def get_abc_status() -> bytes:
+    """Ask whether ABC is on (0x7D: not in the V1.0 manual, answered by most firmware)."""
+    return _command(wire.CMD_ABC_STATUS)
 
 
 def set_range(range_ppm: int) -> bytes:

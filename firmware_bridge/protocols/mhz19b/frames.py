@@ -1,4 +1,4 @@
-"""Typed frames of the Winsen MH-Z19B: its answer to 'read CO2'."""
+"""Typed frames of the Winsen MH-Z19B: its answers to 'read CO2' and 'get ABC status'."""
 
 from __future__ import annotations
 
@@ -24,4 +24,12 @@ class Mhz19bReading:
         return {"co2_ppm": self.co2_ppm, "temperature_c": self.temperature_c}
 
 
-Mhz19bFrame = Mhz19bReading
+@dataclass(frozen=True, slots=True)
+class Mhz19bAbcStatus:
+    """The answer (FF 7D ... b7 CS) to 'get ABC status' (0x7D): not in the V1.0 manual, but
+    answered by most firmware; b7 is 1 when automatic baseline correction is on."""
+
+    enabled: bool
+
+
+Mhz19bFrame = Mhz19bReading | Mhz19bAbcStatus

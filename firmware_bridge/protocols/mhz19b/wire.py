@@ -11,6 +11,7 @@ CMD_READ = 0x86
 CMD_ZERO = 0x87
 CMD_SPAN = 0x88
 CMD_ABC = 0x79
+CMD_ABC_STATUS = 0x7D  # not in the V1.0 manual; answered by most firmware since
 CMD_RANGE = 0x99
 
 TEMPERATURE_OFFSET = 40
@@ -28,3 +29,8 @@ def encode_reading(co2_ppm: int, temperature_c: int, status: int = 0) -> bytes:
     co2 = min(max(co2_ppm, 0), 0xFFFF)
     temp = min(max(temperature_c + TEMPERATURE_OFFSET, 0), 0xFF)
     return seal(bytes((START, CMD_READ, co2 >> 8, co2 & 0xFF, temp, status, 0, 0)))
+
+
+def encode_abc_status(enabled: bool) -> bytes:
+    """The answer to 'get ABC status' as the MH-Z19 libraries read it: byte 7 is 1 (on) or 0."""
+    return seal(bytes((START, CMD_ABC_STATUS, 0, 0, 0, 0, 0, int(enabled))))

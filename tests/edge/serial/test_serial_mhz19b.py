@@ -11,9 +11,11 @@ import pytest
 
 import edge.drivers.mhz19b
 from edge.config import load_config
+from edge.driver_state import StagedState
 from edge.drivers.base import DriverContext
 from edge.drivers.mhz19b.driver import Mhz19bParams, build, parse_params
 from edge.errors import DriverError
+from edge.outbox import Outbox
 from firmware_bridge.protocols.mhz19b.emulator import Mhz19bEmulator
 from tests.edge.serial.conftest import DriverRun
 from urbanpulse.clock import FakeClock
@@ -43,7 +45,10 @@ def test_polls_co2_and_sets_abc(emulated) -> None:  # type: ignore[no-untyped-de
     assert emu.abc_enabled
 
     async def scenario() -> None:
-        run = DriverRun(build("co2-1", _params(emu.port, abc=False, range_ppm=2000), DriverContext()))
+        # A reply timeout above the link's 0.1 s read coalescing, so every reply is on time.
+        params = _params(emu.port, abc=False, range_ppm=2000, query_interval_s=0.3,
+                         reply_timeout_s=0.2, silence_timeout_s=1.0)
+        run = DriverRun(build("co2-1", params, DriverContext()))
         samples = await run.count(4)
         await run.stop()
         assert emu.call(lambda: emu.abc_enabled) is False
@@ -52,9 +57,10 @@ def test_polls_co2_and_sets_abc(emulated) -> None:  # type: ignore[no-untyped-de
         assert (s.sensor, s.kind, s.flags) == ("co2-1", "air.co2", ())
         assert s.values == {"co2": 1234.0, "temperature_c": 31.0}
         described = run.driver.describe()
-        assert described["frames"] == len(run.samples)
+        assert described["frames"] == len(run.samples) + 1  # + the ABC status
         # every reading answered one query: the module never talks unasked
-        assert emu.call(lambda: emu.commands_heard) == described["queries"] + 2  # + ABC, range
+        # + 'get ABC status', the ABC that differed, the range (no state keeper: always)
+        assert emu.call(lambda: emu.commands_heard) == described["queries"] + 3
 
     asyncio.run(scenario())
 
@@ -147,6 +153,64 @@ def test_a_mute_module_fails_within_the_silence_timeout(emulated) -> None:  # ty
         assert time.monotonic() - muted < params.silence_timeout_s + params.query_interval_s + 0.3
 
     asyncio.run(scenario())
+
+
+async def _restart(emu: Mhz19bEmulator, ctx: DriverContext, **kw: Any) -> dict[str, Any]:
+    """One run of a freshly built driver (the agent builds one at each restart) until a
+    reading; returns its describe()."""
+    run = DriverRun(build("co2-1", _params(emu.port, **kw), ctx))
+    await run.count(1)
+    await run.stop()
+    return run.driver.describe()
+
+
+@pytest.mark.parametrize("answers_abc_status", [True, False])
+def test_restarts_write_the_flash_only_when_a_setting_changes(  # type: ignore[no-untyped-def]
+        emulated, tmp_path: Path, answers_abc_status: bool) -> None:
+    """ABC and range live in the module's flash: a driver restarting in a loop writes them
+    once. ABC is read back where the firmware answers 0x7D; otherwise, like the range
+    (which nothing reads back), the driver state remembers what was written."""
+    emu = emulated(Mhz19bEmulator(warmup_s=0.0, answers_abc_status=answers_abc_status))
+    outbox = Outbox(tmp_path / "outbox.sqlite3").open()
+    keeper = StagedState(outbox)
+
+    async def restarts() -> None:
+        for i in range(5):
+            if i == 2:  # a power cycle keeps the flash
+                emu.unplug()
+                emu.replug()
+            if i == 3:  # the agent restarted: only what it committed is remembered
+                outbox.append([], 0, keeper.take())
+            ctx = DriverContext(state=keeper if i < 3 else StagedState(outbox))
+            described = await _restart(emu, ctx, abc=False, range_ppm=2000)
+            assert emu.call(lambda: emu.flash_writes) == 2  # ABC off, range 2000: once
+            assert described["flash_writes"] == (2 if i == 0 else 0)
+            assert described["unanswered_setting_queries"] == (0 if answers_abc_status else 1)
+        assert emu.call(lambda: (emu.abc_enabled, emu.range_ppm)) == (False, 2000)
+        # The configuration changes: written at once, the unchanged range is not.
+        assert (await _restart(emu, DriverContext(state=keeper), abc=True, range_ppm=2000))[
+            "flash_writes"] == 1
+        assert emu.call(lambda: (emu.abc_enabled, emu.flash_writes)) == (True, 3)
+
+    asyncio.run(restarts())
+
+
+def test_abc_changed_behind_the_drivers_back_is_read_back_and_corrected(  # type: ignore[no-untyped-def]
+        emulated, tmp_path: Path) -> None:
+    emu = emulated(Mhz19bEmulator(warmup_s=0.0))
+    keeper = StagedState(Outbox(tmp_path / "outbox.sqlite3").open())
+
+    async def restarts() -> None:
+        first = await _restart(emu, DriverContext(state=keeper), abc=False)
+        assert first["settings"] == {"abc": "written"}
+        emu.call(lambda: setattr(emu, "abc_enabled", True))  # a maintenance tool
+        second = await _restart(emu, DriverContext(state=keeper), abc=False)
+        assert second["settings"] == {"abc": "written"}
+        third = await _restart(emu, DriverContext(state=keeper), abc=False)
+        assert third["settings"] == {"abc": "kept"}
+
+    asyncio.run(restarts())
+    assert emu.call(lambda: (emu.abc_enabled, emu.flash_writes)) == (False, 2)
 
 
 @pytest.mark.parametrize(("raw", "key"), [
