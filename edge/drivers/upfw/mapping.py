@@ -29,6 +29,7 @@ U32 = 0xFFFF_FFFF
 # `t_ms` stepping back counts as a wrap (49.7 days of uptime) only near the top of the range.
 WRAP_MARGIN_MS = 3_600_000
 MAX_INTERVAL_S = 3600.0  # the contract's bound on interval_s
+BOOT = (0, 0)  # a door's (total, t_ms) at the board's boot: counts since the boot follow
 
 LoopReadings = Literal["intervals", "vehicles"]
 Values = dict[str, float]
@@ -166,7 +167,7 @@ class UpfwMapper:
         if msg.t_ms < t_ms and not wrapped:
             self.reboots += 1
             self._since_boot = True
-            self.doors = dict.fromkeys(self.doors, (0, 0))
+            self.doors = dict.fromkeys(self.doors, BOOT)
             return
         self.lost_sentences += (msg.seq - seq - 1) & U16
 
@@ -214,12 +215,21 @@ class UpfwMapper:
         if prev is None and not self._since_boot:
             self.doors[msg.door] = (msg.entered, msg.t_ms)
             return []
-        entered0, t0 = prev or (0, 0)
+        entered0, t0 = prev or BOOT
         dt_ms = (msg.t_ms - t0) & U32
         if dt_ms == 0:
             return []
         self.doors[msg.door] = (msg.entered, msg.t_ms)
-        # A total that fell (not a wrap past 2^32) belongs to another count: re-baseline.
+        if (entered0, t0) == BOOT:
+            # Counting from the boot (seen, or told by uptime stepping back): the total is
+            # everyone since then however late this first count comes, so it is no gap. The
+            # contract bounds the interval to an hour; the people may have passed earlier.
+            return [Out(self.sensor(msg.door), "hospital.door",
+                        {"count": float(msg.entered), "interval_s": min(dt_ms / 1000, MAX_INTERVAL_S)})]
+        # Within one boot, counts more than an hour apart mean that door's sentences were
+        # lost (one goes out at least every 60 s) and the people between cannot be placed in
+        # an interval the contract takes; a total that fell (not a wrap past 2^32) belongs
+        # to another count. Either way: a gap, and this count is the new baseline.
         fell = 0 < (entered0 - msg.entered) & U32 < 1 << 31
         if dt_ms > MAX_INTERVAL_S * 1000 or fell:
             self.door_gaps += 1

@@ -109,6 +109,13 @@ class UpfwEmulator(PtyEmulator):
         self._next_hello = 0.0
         self._commands = UpfwDecoder()
 
+    def age(self, seconds: float) -> None:
+        """The board has been up `seconds` longer than it has (its `t_ms` jumps ahead), so
+        a test can play hours of uptime without waiting them."""
+        if seconds < 0:
+            raise ValueError(f"seconds must be >= 0, got {seconds}")
+        self.call(lambda: setattr(self, "_boot", self._boot - seconds))
+
     def _hello(self, now: float) -> Hello:
         return Hello(0, 0, self.kind, self.device_id, self.firmware, self.channels)
 

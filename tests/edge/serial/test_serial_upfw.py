@@ -372,6 +372,29 @@ def test_door_totals_carry_over_a_driver_restart(emulated, tmp_path: Path) -> No
     asyncio.run(second_run())
 
 
+def test_a_reboot_then_a_late_first_count_loses_nobody() -> None:
+    """Totals restart from 0 at a boot, so the first count after one is every person since
+    the boot, however long the board was up before it came: not a gap. The reading's
+    interval is the contract's bound at most."""
+    m = UpfwMapper("door")
+    _door(m, 10, 50_000, 100)  # baseline
+    m.on_message(Hello(0, 1532, DeviceKind.DOOR, "door-1", "1.0.0", 1), 0.0)  # reboot
+    assert _door(m, 1, 7_200_000, 9) == [Out("door-1", "hospital.door",
+                                             {"count": 9.0, "interval_s": 3600.0})]
+    assert (m.reboots, m.door_gaps) == (1, 0)
+    assert _door(m, 2, 7_260_000, 12)[0].values == {"count": 3.0, "interval_s": 60.0}
+
+
+def test_a_door_unheard_for_over_an_hour_is_a_gap() -> None:
+    """Within one boot, counts more than an hour apart: that door's sentences were lost
+    (the board sends one at least every 60 s); the people between are not placed in time."""
+    m = UpfwMapper("door")
+    _door(m, 10, 50_000, 100)
+    assert _door(m, 11, 50_000 + 3_600_001, 130) == []
+    assert m.door_gaps == 1
+    assert _door(m, 12, 50_000 + 3_660_001, 131)[0].values == {"count": 1.0, "interval_s": 60.0}
+
+
 def _resumed(saved: DoorTotals) -> UpfwMapper:
     m = UpfwMapper("door")
     m.resume(saved)
@@ -398,6 +421,42 @@ def test_a_board_that_rebooted_meanwhile_counts_from_zero() -> None:
     assert _door(m, 3, 20_000, 6) == [Out("door-1", "hospital.door",
                                           {"count": 6.0, "interval_s": 20.0})]
     assert m.reboots == 1
+
+
+def test_a_board_that_rebooted_meanwhile_long_ago_counts_from_zero(emulated, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The board (up 5 h) reboots while the driver is away and has been up 2 h when the
+    driver comes back: its first count holds everyone since that boot."""
+    script = Script()
+    emu = emulated(UpfwEmulator(script, kind=DeviceKind.DOOR, device_id="door-main", channels=1,
+                                period_s=0.02))
+    emu.age(5 * 3600.0)
+    outbox = Outbox(tmp_path / "outbox.sqlite3").open()
+    keeper = StagedState(outbox)
+
+    async def first_run() -> None:
+        run = DriverRun(build("main-door", _params(emu.port), DriverContext(state=keeper)))
+        await run.wait_for(lambda s: run.driver.describe()["board"] is not None, 5, "the board's HI")
+        script.put(DoorCount(0, 0, 1, 150, 140))  # baseline
+        await run.wait_for(lambda s: bool(run.driver.mapper.doors), 5, "the baseline")
+        script.put(DoorCount(0, 0, 1, 159, 150))
+        await run.count(1)
+        await run.stop()
+        outbox.append([], 0, keeper.take())
+
+    async def second_run() -> None:
+        run = DriverRun(build("main-door", _params(emu.port), DriverContext(state=StagedState(outbox))))
+        await run.wait_for(lambda s: run.driver.describe()["board"] is not None, 5, "the board's HI")
+        script.put(DoorCount(0, 0, 1, 9, 4))
+        samples = await run.count(1)
+        await run.stop()
+        assert [s.values for s in samples] == [{"count": 9.0, "interval_s": 3600.0}]
+        assert (run.driver.describe()["reboots"], run.driver.describe()["door_gaps"]) == (1, 0)
+
+    asyncio.run(first_run())
+    emu.unplug()  # power lost: the board boots again
+    emu.replug()
+    emu.age(2 * 3600.0)
+    asyncio.run(second_run())
 
 
 def test_another_board_on_the_port_gets_new_baselines() -> None:
