@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from firmware_bridge.errors import ProtocolError
+from firmware_bridge.errors import LinkTimeoutError, ProtocolError
 from firmware_bridge.protocols.mhz19b import Mhz19bDecoder, Mhz19bReading
 from firmware_bridge.protocols.mhz19b import commands as mhz
 from firmware_bridge.protocols.mhz19b.emulator import Mhz19bEmulator
@@ -116,3 +116,38 @@ def test_mhz19b_read_calibrate_and_preheat() -> None:
         asyncio.run(scenario())
         assert emu.abc_enabled is False
         assert emu.range_ppm == 2000
+
+
+def test_mhz19b_late_answers() -> None:
+    """reply_delay_s holds every answer back that long; hold_replies(1) keeps one answer
+    until the next query's, then sends both, oldest first, back to back."""
+    ppm = iter(range(600, 700))
+    emu = Mhz19bEmulator(lambda: float(next(ppm)), warmup_s=0.0, reply_delay_s=0.2)
+
+    async def scenario() -> None:
+        link = await open_link(emu.port, 9600, timeout_s=1.0, coalesce_s=0.0)
+        dec = Mhz19bDecoder()
+        loop = asyncio.get_running_loop()
+
+        async def frames(n: int) -> list[Mhz19bReading]:
+            out: list[Mhz19bReading] = []
+            while len(out) < n:
+                out += [f for f in dec.feed(await link.read()) if isinstance(f, Mhz19bReading)]
+            return out
+
+        asked = loop.time()
+        await link.write(mhz.read_co2())
+        assert await frames(1) == [Mhz19bReading(600, 28)]
+        assert loop.time() - asked >= 0.2
+
+        emu.hold_replies(1)
+        await link.write(mhz.read_co2())
+        with pytest.raises(LinkTimeoutError):  # held: nothing within twice the delay
+            await link.read(timeout_s=0.4)
+        await link.write(mhz.read_co2())
+        assert await frames(2) == [Mhz19bReading(601, 28), Mhz19bReading(602, 28)]
+        await link.close()
+
+    with emu:
+        asyncio.run(scenario())
+        assert emu.readings_sent == 3

@@ -29,8 +29,8 @@ from edge.drivers.serial_params import (
     serial_port,
 )
 from edge.errors import DriverError
-from firmware_bridge.errors import BridgeError, ProtocolError
-from firmware_bridge.protocols.mhz19b import Mhz19bAbcStatus, Mhz19bDecoder, Mhz19bFrame, Mhz19bReading
+from firmware_bridge.errors import BridgeError, LinkTimeoutError, ProtocolError
+from firmware_bridge.protocols.mhz19b import Mhz19bAbcStatus, Mhz19bDecoder, Mhz19bFrame
 from firmware_bridge.protocols.mhz19b import commands as cmd
 from firmware_bridge.protocols.mhz19b.emulator import WARMUP_S
 from firmware_bridge.transport import SerialLink, open_link, raise_if_cancelled
@@ -86,6 +86,8 @@ class Mhz19bDriver:
         self.warmup = WarmupTracker(params.warmup_s, ctx.clock)
         self.queries = 0
         self.missed_replies = 0
+        self.late_replies = 0
+        self.late_abc_status = 0
         self.last: dict[str, float] | None = None
         self.flash = FlashSettings(ctx.state, f"mhz19b/{sensor_id}/flash", ctx.clock)
         self.flash_writes = 0
@@ -98,7 +100,8 @@ class Mhz19bDriver:
                 "settings": dict(self.settings), "flash_writes": self.flash_writes,
                 "unanswered_setting_queries": self.unanswered_setting_queries,
                 "warming_up": self.warmup.in_window, "last": self.last, "queries": self.queries,
-                "missed_replies": self.missed_replies, **self.decoder.stats.as_dict()}
+                "missed_replies": self.missed_replies, "late_replies": self.late_replies,
+                "late_abc_status": self.late_abc_status, **self.decoder.stats.as_dict()}
 
     def _fail(self, reason: str) -> DriverError:
         return DriverError(f"mhz19b {self.sensor_id} on {self.params.port}: {reason}")
@@ -111,7 +114,7 @@ class Mhz19bDriver:
             raise self._fail(str(exc)) from exc
         self.warmup.restart()
         try:
-            await self._keep_abc(link)
+            await self._keep_abc(link, emit)
             if p.range_ppm is not None:  # no command reads it back
                 await self._write_unless_recent(link, "range_ppm", p.range_ppm,
                                                 cmd.set_range(p.range_ppm), "written_unconfirmed")
@@ -122,13 +125,21 @@ class Mhz19bDriver:
             with contextlib.suppress(BridgeError):  # the adapter is gone; the next run reopens it
                 await link.close()
 
-    async def _keep_abc(self, link: SerialLink) -> None:
+    async def _keep_abc(self, link: SerialLink, emit: Emit) -> None:
         """Read ABC back (two attempts) and write it only if it differs; without an answer,
         write it unless the driver state says it was written within a day."""
         wanted = self.params.abc
+
+        def on_other(frame: Mhz19bFrame) -> None:
+            # A reading here answers a query of the previous run, sent just before it ended;
+            # a second ABC status, the first attempt's answer come late.
+            if self._take(frame, emit):
+                self.late_replies += 1
+
         try:
             status = await link.request(cmd.get_abc_status(), self.decoder, _is_abc_status,
-                                        retries=1, timeout_s=self.params.reply_timeout_s)
+                                        retries=1, timeout_s=self.params.reply_timeout_s,
+                                        on_other=on_other)
         except ProtocolError:
             self.unanswered_setting_queries += 1
             await self._write_unless_recent(link, "abc", int(wanted), cmd.set_abc(wanted),
@@ -159,37 +170,48 @@ class Mhz19bDriver:
         last_ok = next_query = loop.time()
         while True:
             self.queries += 1
-            reading = await self._read(link)
-            if reading is None:
+            readings = await self._query(link, emit)
+            if readings:
+                self.late_replies += readings - 1
+                last_ok = loop.time()
+            else:
                 self.missed_replies += 1
                 if loop.time() - last_ok >= p.silence_timeout_s:
                     raise self._fail(f"no reply to 'read CO2' for {p.silence_timeout_s:g} s")
-            else:
-                values = {"co2": float(reading.co2_ppm), "temperature_c": float(reading.temperature_c)}
-                self.last = values
-                flags = ("warmup",) if self.warmup.warming_up(reading) or reading.suspect_zero else ()
-                emit(Sample(self.sensor_id, KIND, values, self.ctx.clock.now(), flags))
-                last_ok = loop.time()
             next_query += p.query_interval_s
             now = loop.time()
             if next_query < now:  # fell behind (slow replies): keep the cadence from now
                 next_query = now
             await asyncio.sleep(next_query - now)
 
-    async def _read(self, link: SerialLink) -> Mhz19bReading | None:
-        try:
-            frame = await link.request(cmd.read_co2(), self.decoder, _is_reading, retries=0,
-                                       timeout_s=self.params.reply_timeout_s)
-        except ProtocolError:
-            return None
-        finally:
-            raise_if_cancelled()
-        assert isinstance(frame, Mhz19bReading)
-        return frame
+    async def _query(self, link: SerialLink, emit: Emit) -> int:
+        """Send 'read CO2' and listen for the whole reply window, emitting every reading
+        as it comes; returns how many came. The last is this query's answer, any before
+        it answered earlier queries late (see README)."""
+        await link.write(cmd.read_co2())
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.params.reply_timeout_s
+        readings = 0
+        while (remaining := deadline - loop.time()) > 0:
+            try:
+                data = await link.read(timeout_s=remaining)
+            except LinkTimeoutError:
+                break
+            for frame in self.decoder.feed(data):
+                readings += self._take(frame, emit)
+            raise_if_cancelled()  # only after what was read is emitted
+        return readings
 
-
-def _is_reading(frame: Mhz19bFrame) -> bool:
-    return isinstance(frame, Mhz19bReading)
+    def _take(self, frame: Mhz19bFrame, emit: Emit) -> bool:
+        """Emit a reading; count a frame that answers nothing asked now. True for a reading."""
+        if isinstance(frame, Mhz19bAbcStatus):  # a late answer to the start's ABC query
+            self.late_abc_status += 1
+            return False
+        values = {"co2": float(frame.co2_ppm), "temperature_c": float(frame.temperature_c)}
+        self.last = values
+        flags = ("warmup",) if self.warmup.warming_up(frame) or frame.suspect_zero else ()
+        emit(Sample(self.sensor_id, KIND, values, self.ctx.clock.now(), flags))
+        return True
 
 
 def _is_abc_status(frame: Mhz19bFrame) -> bool:

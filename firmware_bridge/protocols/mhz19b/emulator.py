@@ -23,7 +23,13 @@ class Mhz19bEmulator(PtyEmulator):
     Those settings live in the module's flash: each command that sets one (ABC, range,
     zero and span calibration) is a flash write, counted in `flash_writes` (also when it
     sets the stored value). 'Get ABC status' (0x7D) is answered unless
-    `answers_abc_status=False` (firmware without it: no reply)."""
+    `answers_abc_status=False` (firmware without it: no reply).
+
+    Late answers, as a slow module or a USB adapter holding bytes back gives them: every
+    answer leaves `reply_delay_s` after its command, and `hold_replies(n)` keeps the
+    next n answers to 'read CO2' back and sends them just before the following one,
+    back to back. `readings_sent` counts the answers to 'read CO2' put on the line.
+    Answers not yet sent are lost when the client closes the port or power goes."""
 
     def __init__(
         self,
@@ -37,6 +43,7 @@ class Mhz19bEmulator(PtyEmulator):
         attach_grace_s: float = 0.2,
         seed: int | None = None,
         answers_abc_status: bool = True,
+        reply_delay_s: float = 0.0,
     ) -> None:
         super().__init__(
             baudrate=BAUDRATE,
@@ -47,6 +54,8 @@ class Mhz19bEmulator(PtyEmulator):
         )
         if range_ppm not in RANGES_PPM:
             raise ValueError(f"range_ppm must be one of {RANGES_PPM}, got {range_ppm}")
+        if reply_delay_s < 0:
+            raise ValueError(f"reply_delay_s must be 0 or more, got {reply_delay_s}")
         self.values = values or (lambda: 650.0)
         self.temperature_c = temperature_c
         self.warmup_s = warmup_s
@@ -57,18 +66,49 @@ class Mhz19bEmulator(PtyEmulator):
         self.answers_abc_status = answers_abc_status
         self.commands_heard = 0
         self.flash_writes = 0
+        self.reply_delay_s = reply_delay_s
+        self.readings_sent = 0
         self._commands = Mhz19bCommandDecoder()
         self._warm_until = 0.0
+        self._to_hold = 0
+        self._held: list[bytes] = []
+        self._due: list[tuple[float, bytes]] = []  # (when, answer), in command order
+
+    def hold_replies(self, count: int) -> None:
+        """Keep the next `count` answers to 'read CO2' back; each goes out just before
+        the answer that follows it."""
+        if count < 0:
+            raise ValueError(f"count must be 0 or more, got {count}")
+        self._call(lambda: setattr(self, "_to_hold", self._to_hold + count))
 
     def _power_on(self, now: float) -> None:
         self._warm_until = now + self.warmup_s
-        self._commands = Mhz19bCommandDecoder()
+        self._forget_answers()
 
     def _on_detach(self) -> None:
+        self._forget_answers()
+
+    def _forget_answers(self) -> None:
         self._commands = Mhz19bCommandDecoder()
+        self._held.clear()
+        self._due.clear()
+        self._to_hold = 0
 
     def _tick(self, now: float) -> float:
-        return now + _IDLE_S
+        while self._due and self._due[0][0] <= now:
+            self._put_on_line(self._due.pop(0)[1])
+        return self._due[0][0] if self._due else now + _IDLE_S
+
+    def _answer(self, frame: bytes, now: float) -> None:
+        if self.reply_delay_s > 0 or self._due:
+            self._due.append((now + self.reply_delay_s, frame))
+        else:
+            self._put_on_line(frame)
+
+    def _put_on_line(self, frame: bytes) -> None:
+        if frame[1] == wire.CMD_READ:
+            self.readings_sent += 1
+        self._send_frame(frame)
 
     def _corrupt_checksum(self, frame: bytes) -> bytes:
         return frame[:-1] + bytes((frame[-1] ^ 0x5A,))
@@ -83,10 +123,17 @@ class Mhz19bEmulator(PtyEmulator):
             if cmd.command == wire.CMD_READ:
                 ppm = 0 if now < self._warm_until else round(self._calibrated())
                 ppm = min(max(ppm, 0), self.range_ppm)
-                self._send_frame(wire.encode_reading(ppm, self.temperature_c))
+                reading = wire.encode_reading(ppm, self.temperature_c)
+                if self._to_hold:
+                    self._to_hold -= 1
+                    self._held.append(reading)
+                else:
+                    for frame in (*self._held, reading):
+                        self._answer(frame, now)
+                    self._held.clear()
             elif cmd.command == wire.CMD_ABC_STATUS:
                 if self.answers_abc_status:
-                    self._send_frame(wire.encode_abc_status(self.abc_enabled))
+                    self._answer(wire.encode_abc_status(self.abc_enabled), now)
             elif cmd.command in _STORED:
                 self.flash_writes += 1
                 self._store(cmd.command, args)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +14,7 @@ import pytest
 import edge.drivers.mhz19b
 from edge.config import load_config
 from edge.driver_state import StagedState
-from edge.drivers.base import DriverContext
+from edge.drivers.base import DriverContext, Sample
 from edge.drivers.mhz19b.driver import Mhz19bParams, build, parse_params
 from edge.errors import DriverError
 from edge.outbox import Outbox
@@ -151,6 +153,59 @@ def test_a_mute_module_fails_within_the_silence_timeout(emulated) -> None:  # ty
         assert "no reply" in str(exc)
         # the last query before failing may still be waiting out its reply timeout
         assert time.monotonic() - muted < params.silence_timeout_s + params.query_interval_s + 0.3
+
+    asyncio.run(scenario())
+
+
+def _counting() -> Callable[[], float]:
+    """A CO2 value that goes up by 1 ppm at each read, so each answer can be told apart."""
+    numbers = itertools.count(500)
+    return lambda: float(next(numbers))
+
+
+def _unbroken(samples: list[Sample]) -> list[float]:
+    """The CO2 values emitted; fails if an answer the module sent is missing or repeated."""
+    co2 = [s.values["co2"] for s in samples]
+    assert co2 == [float(v) for v in range(500, 500 + len(co2))], co2
+    return co2
+
+
+def test_two_answers_in_one_read_both_become_readings(emulated) -> None:  # type: ignore[no-untyped-def]
+    """The answer to one query held back (a module or adapter late) reaches the driver
+    with the next query's, in one read: both are readings, in the order sent."""
+    emu = emulated(Mhz19bEmulator(_counting(), warmup_s=0.0))
+
+    async def scenario() -> None:
+        params = _params(emu.port, query_interval_s=0.3, reply_timeout_s=0.2, silence_timeout_s=2.0)
+        run = DriverRun(build("co2-1", params, DriverContext()))
+        await run.count(2)
+        emu.hold_replies(1)
+        await run.wait_for(lambda s: len(s) >= 6, 5, "readings after a late answer")
+        await run.stop()
+        _unbroken(run.samples)
+        assert emu.call(lambda: emu.readings_sent) == len(run.samples)
+        described = run.driver.describe()
+        assert described["missed_replies"] == 1  # the held one, not in its own window
+        assert described["late_replies"] == 1  # ...but in the next one's, before its answer
+        assert described["frames"] == len(run.samples) + 1  # + the ABC status
+
+    asyncio.run(scenario())
+
+
+def test_answers_always_after_the_window_are_readings_all_the_same(  # type: ignore[no-untyped-def]
+        emulated) -> None:
+    """A module (or adapter) that answers every query after reply_timeout_s: each answer
+    is still a reading, taken in the next query's window; the driver does not call the
+    module silent although no answer ever came in its own window."""
+    emu = emulated(Mhz19bEmulator(_counting(), warmup_s=0.0, reply_delay_s=0.15))
+
+    async def scenario() -> None:
+        params = _params(emu.port, query_interval_s=0.2, reply_timeout_s=0.1, silence_timeout_s=0.5)
+        run = DriverRun(build("co2-1", params, DriverContext()))
+        await run.count(8)  # 1.6 s: three times the silence timeout
+        await run.stop()
+        _unbroken(run.samples)
+        assert run.driver.describe()["late_replies"] == 0  # never two in one window
 
     asyncio.run(scenario())
 
