@@ -9,14 +9,16 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
 from cloud.config import CloudConfig, load_cloud_config
 from cloud.errors import CloudError
+from urbanpulse.cli_types import aware_datetime
 from urbanpulse.errors import ConfigError, UrbanpulseError
+from urbanpulse.wire import validate_id
 
 if TYPE_CHECKING:
     from cloud.ingest import Ingest, IngestProcess
@@ -24,6 +26,7 @@ if TYPE_CHECKING:
 EXIT_CONFIG = 2
 EXIT_RUNTIME = 3
 SHUTDOWN_GRACE_S = 5.0
+GIVE_UP_AFTER_S = 120.0  # `recompute`: how long an unavailable InfluxDB is waited for
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -44,7 +47,25 @@ def _parser() -> argparse.ArgumentParser:
     init.add_argument("--admin-password-file", type=Path, required=True)
     check = sub.add_parser("check-config", help="validate a processor config and exit")
     check.add_argument("config", type=Path)
+    rec = sub.add_parser("recompute", help="rebuild a site's domain rollups (wards, hospital, traffic, "
+                                           "air) from the raw points, e.g. after late data")
+    rec.add_argument("--config", type=Path, required=True)
+    rec.add_argument("--site", type=_site_id, required=True)
+    rec.add_argument("--from", dest="start", type=aware_datetime, default=None,
+                     help="first hour to rebuild (rounded down to the hour; default: --to minus 24 h)")
+    rec.add_argument("--to", dest="end", type=aware_datetime, default=None,
+                     help="end of the hours to rebuild (rounded up to the hour; default: now)")
+    rec.add_argument("--give-up-after", type=float, default=GIVE_UP_AFTER_S, metavar="SECONDS",
+                     help="give up once the waits for an unavailable InfluxDB add up to this "
+                          "(default %(default)s)")
     return p
+
+
+def _site_id(text: str) -> str:
+    try:
+        return validate_id("site", text)
+    except UrbanpulseError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def main(argv: list[str]) -> int:
@@ -64,6 +85,8 @@ def main(argv: list[str]) -> int:
             return _init_db(cfg, args.admin_user, args.admin_password_file)
         if args.cmd == "ingest":
             return _ingest_only(cfg, args.instance, args.until_stdin_closes)
+        if args.cmd == "recompute":
+            return _recompute(cfg, args.site, args.start, args.end, args.give_up_after)
         return run(cfg, ingest=not args.no_ingest, process_id=args.process_id,
                    config_path=args.config)
     except UrbanpulseError as exc:
@@ -87,6 +110,66 @@ def _init_db(cfg: CloudConfig, user: str, password_file: Path) -> int:
         for stmt in init_db(admin, cfg.influx.database, cfg.retention):
             print(stmt)
     return 0
+
+
+def recompute_hours(start: datetime | None, end: datetime | None, now: datetime
+                    ) -> tuple[int, int]:
+    """`recompute`'s [from, to) in epoch ns, widened to whole hours."""
+    from urbanpulse.clock import to_epoch_ns
+
+    hour = 3600 * 10**9
+    end_ns = to_epoch_ns(end or now)
+    end_ns += -end_ns % hour
+    start_ns = to_epoch_ns(start) if start is not None else end_ns - 24 * hour
+    start_ns -= start_ns % hour
+    if start_ns >= end_ns:
+        raise ConfigError("--from", "must come before --to")
+    return start_ns, end_ns
+
+
+def _recompute(cfg: CloudConfig, site: str, start: datetime | None, end: datetime | None,
+               give_up_after_s: float) -> int:
+    from cloud.logic.domain.late import SCOPE_KINDS
+    from cloud.logic.domain_replay import ReplaySpan
+    from cloud.sink import make_writer
+    from urbanpulse.clock import SystemClock, from_epoch_ns
+    from urbanpulse.wire import format_ts
+
+    try:
+        start_ns, end_ns = recompute_hours(start, end, SystemClock().now())
+        if cfg.influx.reader_password_file is None:
+            raise ConfigError("influx.reader_password_file", "`recompute` reads the raw points with "
+                              "the reader's credentials: set it and influx.reader_username")
+    except ConfigError as exc:
+        print(f"urbanpulse cloud recompute: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    writer = make_writer(cfg.influx, wait=_give_up_after(give_up_after_s))
+    total = 0
+    for scope in SCOPE_KINDS:
+        written = writer.replay_domain(ReplaySpan(scope, site, "", start_ns, end_ns))
+        print(f"{site} {scope} [{format_ts(from_epoch_ns(start_ns))}, "
+              f"{format_ts(from_epoch_ns(end_ns))}): {written} points")
+        total += written
+    refused = writer.stats.refused_requests
+    print(f"{site}: {total} points written" + (f", {refused} requests refused by InfluxDB "
+                                               f"(last: {writer.stats.last_error})" if refused else ""))
+    return EXIT_RUNTIME if refused else 0
+
+
+def _give_up_after(seconds: float) -> Callable[[float], bool]:
+    """The writer's backoff wait for a one-off command: it sleeps, and says stop (True)
+    once the waits for an unavailable InfluxDB add up to `seconds`."""
+    waited = [0.0]
+    pause = threading.Event()  # never set: its wait is the backoff's sleep
+
+    def wait(delay: float) -> bool:
+        if waited[0] >= seconds:
+            return True
+        waited[0] += delay
+        pause.wait(delay)
+        return False
+
+    return wait
 
 
 def _start_ingest(cfg: CloudConfig, instance: str) -> Ingest:

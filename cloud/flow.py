@@ -44,6 +44,7 @@ from cloud.journal import Journal, JournalRecord, MergedJournals, journal_path
 from cloud.logic.domain.city_drift import CITY, AirReading, CityAir, drift_inputs
 from cloud.logic.domain.hospital import SiteUpdate
 from cloud.logic.domain.hospital_site import HospitalSite
+from cloud.logic.domain_replay import replay_requests
 from cloud.logic.events import Alert
 from cloud.logic.node import NodeState
 from cloud.logic.records import Point, decode_record
@@ -193,6 +194,9 @@ class NodeLogic(op.StatefulBatchLogic[JournalRecord, NodeOut, bytes]):
             data, points = decode_record(rec, self.dead_letter_max_bytes)
             if data is not None:
                 points.extend(self.state.process(data))
+                late = self.state.domain.take_late()
+                if late:  # domain windows to rebuild from the raw points, by the sink
+                    points.extend(replay_requests(data.site, data.node, late))
                 # The readings the node state took in: no duplicate, no refused sensor.
                 measured = self.state.take_measured()
                 air = drift_inputs(data.site, data.node, measured) if self.drift else []
@@ -322,8 +326,8 @@ class InfluxPartition(StatefulSinkPartition[list[Point], None]):
     def _log_stats(self) -> None:
         s = self.writer.stats
         log.info("InfluxDB writer: %d points in %d requests, %d windows rebuilt from raw points, "
-                 "%d retries, %d requests refused", s.points, s.requests, s.recomputed, s.retries,
-                 s.refused_requests)
+                 "%d domain spans replayed, %d retries, %d requests refused", s.points, s.requests,
+                 s.recomputed, s.domain_replays, s.retries, s.refused_requests)
 
     def _raise_failure(self) -> None:
         if self._error is not None:

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 from cloud.config import CloudInflux
 from cloud.errors import SinkError
+from cloud.logic.domain_replay import DOMAIN_REPLAY, ReplaySpan, coalesce, replay
 from cloud.logic.recompute import RECOMPUTE, Recompute
 from cloud.logic.records import Point
 from urbanpulse.influx_http import InfluxCAFileError, InfluxError, InfluxHTTP
@@ -32,6 +33,9 @@ BACKOFF_MAX_S = 10.0
 # A window's raw points are read streamed, in pieces of this many rows: InfluxDB 1.x's
 # `max-row-limit` cuts a one-piece answer short without a reliable sign, a stream not.
 REBUILD_CHUNK_ROWS = 10_000
+# A domain replay reads its span in pieces of this many hours (each with its lookback), so
+# that an operator's replay of a month holds a few hours of a site's raw points at a time.
+REPLAY_CHUNK_HOURS = 6
 
 
 @dataclass
@@ -42,6 +46,8 @@ class SinkStats:
     refused_requests: int = 0
     recomputed: int = 0
     not_recomputed: int = 0
+    domain_replays: int = 0  # spans of domain rollups rebuilt from raw points
+    domain_not_replayed: int = 0
     last_error: str | None = None
 
 
@@ -71,6 +77,7 @@ class InfluxWriter:
         for rp, ln in points:
             by_rp[rp].append(ln)
         recomputes = by_rp.pop(RECOMPUTE, [])
+        replays = by_rp.pop(DOMAIN_REPLAY, [])
         for rp, lines in by_rp.items():
             for i in range(0, len(lines), self.batch_lines):
                 self._write_chunk(rp, lines[i:i + self.batch_lines])
@@ -78,6 +85,40 @@ class InfluxWriter:
                     between()
         if recomputes:  # after the raw points they read are written
             self._recompute(sorted(set(recomputes)), between)
+        if replays:  # after the raw points, and after the live points they correct
+            spans = coalesce(ReplaySpan.decode(text) for text in set(replays))
+            if self.reader is None:
+                self.stats.domain_not_replayed += len(spans)
+                log.warning("late readings beyond the aggregation horizon; domain rollups not "
+                            "rebuilt (no influx.reader_* credentials configured)",
+                            extra={"spans": len(spans)})
+                return
+            for span in spans:
+                self.replay_domain(span, between)
+
+    def replay_domain(self, span: ReplaySpan, between: Callable[[], None] | None = None) -> int:
+        """Rebuild the domain rollups of `span` from the raw points (cloud.logic.domain_replay)
+        and write them; returns the points written. Needs the reader's credentials."""
+        if self.reader is None:
+            raise SinkError("rebuilding domain rollups needs influx.reader_username and "
+                            "influx.reader_password_file")
+        reader = self.reader
+        written = 0
+        for chunk in span.chunks(REPLAY_CHUNK_HOURS):
+            rows: list[dict[str, Any]] = []
+            for q in chunk.queries():
+                rows += self._retrying(partial(_all_rows, reader, q, self.database))
+            by_rp: dict[str, list[str]] = defaultdict(list)
+            for rp, ln in replay(chunk, rows):
+                by_rp[rp].append(ln)
+            for rp, lines in by_rp.items():
+                for i in range(0, len(lines), self.batch_lines):
+                    self._write_chunk(rp, lines[i:i + self.batch_lines])
+                written += len(lines)
+            if between is not None:
+                between()
+        self.stats.domain_replays += 1
+        return written
 
     def _recompute(self, requests: list[str], between: Callable[[], None] | None = None) -> None:
         if self.reader is None:
@@ -106,7 +147,7 @@ class InfluxWriter:
                 return call()
             except InfluxError as exc:
                 if not exc.retryable:
-                    raise SinkError(f"rebuilding a window from raw points: {exc}") from exc
+                    raise SinkError(f"reading raw points back: {exc}") from exc
                 if self._wait(random.uniform(delay / 2, delay)):
                     raise SinkError("stopped while InfluxDB was unavailable") from exc
                 delay = min(BACKOFF_MAX_S, delay * 2)

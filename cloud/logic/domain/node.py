@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from cloud.logic.domain.air import AirRollup
 from cloud.logic.domain.common import Point
 from cloud.logic.domain.hospital import DoorRoles, HospitalNodeRollup, SiteUpdate
+from cloud.logic.domain.late import Late, LateMarks, late_of
 from cloud.logic.domain.traffic import TrafficRollup
 from urbanpulse.wire import Reading
 
@@ -19,6 +20,13 @@ class DomainNode:
         self.traffic = TrafficRollup(horizon_ns)
         self.air = AirRollup(horizon_ns)
         self.hospital = HospitalNodeRollup(horizon_ns, roles)
+        self.late: list[Late] = []  # to replay, for take_late
+        self.marks = LateMarks()  # replayed, while the live rollups may write their windows
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__dict__.update(state)
+        self.__dict__.setdefault("late", [])  # a snapshot from before they were kept
+        self.__dict__.setdefault("marks", LateMarks())
 
     def process(self, site: str, node: str, readings: Sequence[Reading]
                 ) -> tuple[list[Point], list[SiteUpdate]]:
@@ -29,13 +37,47 @@ class DomainNode:
         points: list[Point] = []
         updates: list[SiteUpdate] = []
         if "traffic" in kinds:
+            late = self.traffic.too_late
             points += self.traffic.process(site, node, readings)
+            if self.traffic.too_late != late:
+                self._note_late("traffic", self.traffic.newest_ns, readings)
         if "air" in kinds:
+            late = self.air.too_late
             points += self.air.process(site, node, readings)
+            if self.air.too_late != late:
+                self._note_late("air", self.air.newest_ns, readings)
         if "hospital" in kinds:
+            late = self.hospital.too_late
             p, updates = self.hospital.process(site, node, readings)
             points += p
+            if self.hospital.too_late != late:
+                self._note_late("hospital", self.hospital.newest_ns, readings)
+        if self.marks:  # only after late readings: the live path pays nothing otherwise
+            self.late += self.marks.touched(readings)
+            horizon = self.horizon_ns
+            self.marks.evict({"traffic": self.traffic.newest_ns - horizon,
+                              "air": self.air.newest_ns - horizon,
+                              "hospital": self.hospital.newest_ns - horizon})
         return points, updates
+
+    def _note_late(self, family: str, newest_ns: int, readings: Sequence[Reading]) -> None:
+        """The hours of this call's readings of `family` older than the horizon now: those
+        counted too late, and perhaps some taken before the newest moved on (replaying
+        their hours too does no harm). Runs only when a reading was too late."""
+        late = late_of(readings, family, newest_ns - self.horizon_ns)
+        self.late += sorted(late)
+        self.marks.add(late)
+
+    @property
+    def horizon_ns(self) -> int:
+        return self.traffic.horizon_ns
+
+    def take_late(self) -> list[Late]:
+        """(scope, hour start) to rebuild from the raw points (`cloud.logic.domain_replay`)
+        since the last call: of readings left out as too late, and of marks a later reading
+        touched (its live window would otherwise be the last written)."""
+        late, self.late = self.late, []
+        return late
 
     @property
     def too_late(self) -> int:

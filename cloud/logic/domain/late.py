@@ -1,0 +1,85 @@
+"""Readings too late for a node's live domain rollups, and the windows they reach.
+
+A reading older than the horizon is left out of the live rollups and counted in
+`too_late`; its raw point is written all the same, and `cloud.logic.domain_replay`
+rebuilds the windows it belongs to from the raw points. This module says which windows
+those are (per scope: a kind, or the two air kinds, read and rebuilt together), and keeps
+the marks that make a replay happen again while the live rollups may still write one of
+those windows without the late reading (a reading taken later into the same hour, an air
+hour whose NowCast spans a replayed hour): the replay's points must be the last written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from cloud.logic.domain.air import NOWCAST_HOURS
+from cloud.logic.domain.common import HOUR_NS, skipped
+from urbanpulse.wire import Reading
+
+QUEUE_MAX_WAIT_NS = 12 * HOUR_NS  # HospitalNodeRollup's default max_wait_ns, which the flow uses
+SCOPE_KINDS: dict[str, tuple[str, ...]] = {
+    "traffic": ("traffic.loop",),
+    "air": ("air.pm", "air.co2"),
+    "beds": ("hospital.bed",),
+    "doors": ("hospital.door",),
+    "queue": ("hospital.queue",),
+}
+SCOPE_OF_KIND = {kind: scope for scope, kinds in SCOPE_KINDS.items() for kind in kinds}
+FAMILY_OF_SCOPE = {"traffic": "traffic", "air": "air", "beds": "hospital", "doors": "hospital",
+                   "queue": "hospital"}
+SITE_WIDE = frozenset({"beds", "doors", "queue"})  # the hospital totals sum the site's nodes
+# How far a late reading reaches past its own hour: an air mean enters the NowCast of the 11
+# hours after it, an issued ticket pairs with a call up to max_wait later.
+REACH_NS: dict[str, int] = {"traffic": 0, "air": (NOWCAST_HOURS - 1) * HOUR_NS, "beds": 0,
+                            "doors": 0, "queue": QUEUE_MAX_WAIT_NS}
+
+Late = tuple[str, int]  # (scope, hour start)
+
+
+def span_end(scope: str, hour: int) -> int:
+    """The end of the windows a late reading of `scope` in `hour` changes."""
+    return hour + HOUR_NS + REACH_NS[scope]
+
+
+def late_of(readings: Iterable[Reading], family: str, floor_ns: int) -> set[Late]:
+    """(scope, hour) of the readings of `family` ("traffic", "air", "hospital") stamped
+    before `floor_ns` (the rollup's newest minus its horizon)."""
+    return {(SCOPE_OF_KIND[r.kind], r.ts_ns - r.ts_ns % HOUR_NS) for r in readings
+            if r.kind in SCOPE_OF_KIND and FAMILY_OF_SCOPE[SCOPE_OF_KIND[r.kind]] == family
+            and r.ts_ns < floor_ns and not skipped(r)}
+
+
+class LateMarks:
+    """The (scope, hour)s replayed for a node, kept while its live rollups can still write
+    a window they reach. Picklable."""
+
+    def __init__(self) -> None:
+        self.ends: dict[Late, int] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self.ends)
+
+    def add(self, late: Iterable[Late]) -> None:
+        for scope, hour in late:
+            self.ends[(scope, hour)] = span_end(scope, hour)
+
+    def touched(self, readings: Sequence[Reading]) -> list[Late]:
+        """The marks whose windows these readings (just taken by the live rollups) may have
+        written again: a reading writes windows from its own on, so a mark is touched by a
+        reading of its scope stamped before the mark's end."""
+        low: dict[str, int] = {}
+        for r in readings:
+            scope = SCOPE_OF_KIND.get(r.kind)
+            if scope is not None and (scope not in low or r.ts_ns < low[scope]):
+                low[scope] = r.ts_ns
+        return sorted(mark for mark, end in self.ends.items()
+                      if mark[0] in low and low[mark[0]] < end)
+
+    def evict(self, floors: dict[str, int]) -> None:
+        """Drop the marks no live reading can reach any more: every reading the rollups of
+        a family take is stamped at or after its floor (newest minus horizon), and writes
+        no window starting before that floor's hour."""
+        for mark in [m for m, end in self.ends.items()
+                     if end <= floors[FAMILY_OF_SCOPE[m[0]]] - HOUR_NS]:
+            del self.ends[mark]

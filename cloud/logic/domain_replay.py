@@ -1,0 +1,215 @@
+"""Domain rollups rebuilt from the raw points InfluxDB holds: the way late data older than
+the aggregation horizon gets into the ward, hospital, traffic and air aggregates.
+
+The live rollups (cloud.logic.domain) count such a reading in `too_late` and leave it
+out: its windows left memory long ago. Its raw point is written all the same, so the
+windows it belongs to can be computed again from every raw point of their site: fresh
+`DomainNode`/`HospitalSite` instances are run over the readings read back, in time order,
+and only the points of windows starting within [start, end) are kept. Points are stamped
+with their window start, so writing them overwrites the stored ones; a replay can run any
+number of times (after a crash, twice for one hour) with the same result.
+
+A replay is split by scope, each read on its own, so that a late traffic reading does not
+read a hospital's beds:
+
+| scope | kinds | read for | what a window in [start, end) needs from before `start` |
+|---|---|---|---|
+| traffic | traffic.loop | the node | nothing (a reading counts in the windows of its ts) |
+| air | air.pm, air.co2 | the node | the 11 hourly means before: the NowCast spans 12 hours |
+| beds | hospital.bed | the site | each bed's last state (its last valid reading before `start`) |
+| doors | hospital.door | the site | nothing |
+| queue | hospital.queue | the site | issues and calls of the 12 h before (`max_wait`) |
+
+(A call pairs with the latest issue of its ticket before it, within max_wait.)
+
+Hospital scopes are read for the whole site: the hospital totals sum its nodes. The
+traffic and air scopes are read for one node when a node is named, else for all of the
+site's. The rows are filtered here again, so a caller may hand over more than the queries
+asked for (the plain tests hand over every raw point).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from cloud.logic.domain.air import NOWCAST_HOURS
+from cloud.logic.domain.common import HOUR_NS, Point
+from cloud.logic.domain.hospital_site import HospitalSite
+from cloud.logic.domain.late import QUEUE_MAX_WAIT_NS, SCOPE_KINDS, SCOPE_OF_KIND, SITE_WIDE, Late, span_end
+from cloud.logic.domain.node import DomainNode
+from cloud.logic.rollup import OUT_OF_WINDOWS
+from urbanpulse.wire import KINDS, Reading, outside_range
+
+DOMAIN_REPLAY = "__domain_replay__"  # pseudo retention policy of a replay request (the sink's)
+
+LOOKBACK_NS: dict[str, int] = {
+    "traffic": 0,
+    "air": (NOWCAST_HOURS - 1) * HOUR_NS,
+    "beds": 0,  # plus each bed's last state: the last query of `ReplaySpan.queries`
+    "doors": 0,
+    "queue": QUEUE_MAX_WAIT_NS,
+}
+# A bed's last raw points read back to find its last valid state (flagged and out-of-range
+# readings do not count): a bed with this many invalid readings in a row before `start`
+# is taken as unknown until its next reading.
+LAST_STATE_ROWS = 10
+_META = frozenset({"time", "site", "node", "sensor", "kind", "seq", "flags"})
+
+
+@dataclass(frozen=True, slots=True)
+class ReplaySpan:
+    """The windows of one scope starting within [start_ns, end_ns) (whole hours), of one
+    site, or of one node of it (`node`; "" = every node; hospital scopes are site-wide)."""
+
+    scope: str
+    site: str
+    node: str
+    start_ns: int
+    end_ns: int
+
+    def __post_init__(self) -> None:
+        if self.scope not in SCOPE_KINDS:
+            raise ValueError(f"scope must be one of {sorted(SCOPE_KINDS)}, got {self.scope!r}")
+        if self.start_ns % HOUR_NS or self.end_ns % HOUR_NS or self.end_ns <= self.start_ns:
+            raise ValueError(f"a replay spans whole hours, start before end: got "
+                             f"[{self.start_ns}, {self.end_ns})")
+        if self.scope in SITE_WIDE and self.node:
+            raise ValueError(f"scope {self.scope} is site-wide: no node, got {self.node!r}")
+
+    def encode(self) -> str:
+        return "|".join((self.scope, self.site, self.node, str(self.start_ns), str(self.end_ns)))
+
+    @classmethod
+    def decode(cls, text: str) -> ReplaySpan:
+        scope, site, node, start, end = text.split("|")
+        return cls(scope, site, node, int(start), int(end))
+
+    def chunks(self, hours: int) -> list[ReplaySpan]:
+        """This span cut into spans of at most `hours` hours (each read with its own
+        lookback, so memory stays bounded whatever the span)."""
+        step = hours * HOUR_NS
+        return [ReplaySpan(self.scope, self.site, self.node, s, min(s + step, self.end_ns))
+                for s in range(self.start_ns, self.end_ns, step)]
+
+    def queries(self) -> list[str]:
+        """The InfluxQL statements whose rows `replay` needs."""
+        where = f'"site" = {_literal(self.site)}'
+        if self.node:
+            where += f' AND "node" = {_literal(self.node)}'
+        lo = self.start_ns - LOOKBACK_NS[self.scope]
+        out = [f'SELECT * FROM "raw"."{KINDS[kind].measurement}" WHERE {where} '
+               f"AND time >= {lo} AND time < {self.end_ns}" for kind in SCOPE_KINDS[self.scope]]
+        if self.scope == "beds":
+            out.append(f'SELECT * FROM "raw"."{KINDS["hospital.bed"].measurement}" WHERE {where} '
+                       f'AND time < {self.start_ns} GROUP BY "node", "sensor" '
+                       f"ORDER BY time DESC LIMIT {LAST_STATE_ROWS}")
+        return out
+
+
+def _literal(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def coalesce(spans: Iterable[ReplaySpan]) -> list[ReplaySpan]:
+    """Overlapping or adjacent spans of one scope, site and node merged into one."""
+    by_key: dict[tuple[str, str, str], list[tuple[int, int]]] = defaultdict(list)
+    for s in spans:
+        by_key[(s.scope, s.site, s.node)].append((s.start_ns, s.end_ns))
+    out: list[ReplaySpan] = []
+    for (scope, site, node), ranges in sorted(by_key.items()):
+        ranges.sort()
+        lo, hi = ranges[0]
+        for start, end in ranges[1:]:
+            if start > hi:
+                out.append(ReplaySpan(scope, site, node, lo, hi))
+                lo = start
+            hi = max(hi, end)
+        out.append(ReplaySpan(scope, site, node, lo, hi))
+    return out
+
+
+def late_spans(site: str, node: str, late: Iterable[Late]) -> list[ReplaySpan]:
+    """What to replay for late readings of a node, given as (scope, hour): each hour and
+    the hours its readings reach into (cloud.logic.domain.late.REACH_NS), coalesced."""
+    return coalesce(ReplaySpan(scope, site, "" if scope in SITE_WIDE else node, hour,
+                               span_end(scope, hour)) for scope, hour in late)
+
+
+def reading_of(row: Mapping[str, Any]) -> Reading | None:
+    """The reading a raw point was written from (as `InfluxHTTP.query_points` gives it,
+    epoch ns), or None if it never entered the domain rollups: flagged out of the windows
+    (warming up, clock not synchronised) or outside the contract's range.
+
+    The raw point's time is the reading's ts (microseconds on the wire) plus its sequence
+    number mod 1000 in ns (`cloud.logic.node.raw_time`): the ts is the time rounded down
+    to the microsecond."""
+    kind = row.get("kind")
+    if not isinstance(kind, str) or kind not in SCOPE_OF_KIND:
+        return None
+    flags_text = row.get("flags")
+    flags = tuple(str(flags_text).split(",")) if flags_text else ()
+    if flags and not OUT_OF_WINDOWS.isdisjoint(flags):
+        return None
+    values = {k: float(v) for k, v in row.items()
+              if k not in _META and isinstance(v, int | float) and not isinstance(v, bool)}
+    if not values or outside_range(kind, values) is not None:
+        return None
+    time = int(str(row["time"]))
+    seq = row.get("seq")
+    return Reading(str(row.get("sensor", "")), kind, time - time % 1000,
+                   int(seq) if isinstance(seq, int | float) else 0, values, flags)
+
+
+def replay(span: ReplaySpan, rows: Iterable[Mapping[str, Any]]) -> list[Point]:
+    """The domain points of `span`'s windows, computed from the raw rows of its site."""
+    kinds = SCOPE_KINDS[span.scope]
+    lo = span.start_ns - LOOKBACK_NS[span.scope]
+    by_node: dict[str, dict[tuple[str, int], tuple[int, Reading]]] = defaultdict(dict)
+    last_state: dict[tuple[str, str], tuple[int, Reading]] = {}  # beds: (node, sensor) -> newest
+    for row in rows:
+        if row.get("site") != span.site or (span.node and row.get("node") != span.node):
+            continue
+        r = reading_of(row)
+        if r is None or r.kind not in kinds:
+            continue
+        node, time = str(row.get("node", "")), int(str(row["time"]))
+        if lo <= r.ts_ns < span.end_ns:
+            by_node[node][(r.sensor, time)] = (time, r)
+        elif span.scope == "beds" and r.ts_ns < span.start_ns:
+            key = (node, r.sensor)
+            if key not in last_state or last_state[key][0] < time:
+                last_state[key] = (time, r)
+    for (node, sensor), (time, r) in last_state.items():
+        by_node[node][(sensor, time)] = (time, r)
+    return replay_readings(span.site, {node: [r for _, r in sorted(rs.values(), key=lambda x: x[0])]
+                                       for node, rs in by_node.items()},
+                           span.start_ns, span.end_ns)
+
+
+def replay_readings(site: str, readings: Mapping[str, list[Reading]], start_ns: int, end_ns: int
+                    ) -> list[Point]:
+    """Fresh rollups run over each node's readings (in time order, in one call: nothing is
+    too late, nothing evicted before the end), the site's totals over all their updates;
+    the points of windows starting within [start_ns, end_ns)."""
+    if not readings:
+        return []
+    oldest = min((r.ts_ns for rs in readings.values() for r in rs), default=start_ns)
+    horizon_ns = max(end_ns, start_ns) - min(oldest, start_ns) + HOUR_NS
+    points: list[Point] = []
+    updates = []
+    for node in sorted(readings):
+        p, u = DomainNode(horizon_ns).process(site, node, readings[node])
+        points += p
+        updates += u
+    if updates:
+        points += HospitalSite(horizon_ns).process(site, updates)
+    return [(rp, text) for rp, text in points if start_ns <= int(text.rsplit(" ", 1)[1]) < end_ns]
+
+
+def replay_requests(site: str, node: str, late: Iterable[Late]) -> list[Point]:
+    """The requests (points of the DOMAIN_REPLAY pseudo retention policy, for the sink) for
+    what `DomainNode.take_late` hands over."""
+    return [(DOMAIN_REPLAY, span.encode()) for span in late_spans(site, node, late)]

@@ -1,0 +1,189 @@
+"""Late data older than the aggregation horizon gets into the domain rollups by a replay
+from the raw points (issue 6): a ward, an intersection and an air station offline for 8 h
+send their fresh reading first and their backlog after it; with the default 6 h horizon
+the backlog's first 2 h are too late for the live rollups. With the replays the node step
+asks for (run here as the sink runs them: after each message's raw points, over every raw
+point written so far), every domain point ends as in-order processing gives it.
+
+The node step and the site step are run as the dataflow wires them (cloud.flow: NodeState
+per node, HospitalSite per site fed with the node states' updates)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from cloud.logic.domain.hospital_site import HospitalSite
+from cloud.logic.domain_replay import (
+    DOMAIN_REPLAY,
+    ReplaySpan,
+    coalesce,
+    reading_of,
+    replay,
+    replay_requests,
+)
+from cloud.logic.node import NodeState
+from cloud.logic.records import RP_1H, RP_1M, RP_RAW, NodeData, Point
+from tests.cloud.logic.domain_helpers import HOUR, MIN, T0, final, parse, select
+from urbanpulse.wire import Reading
+
+HORIZON = 6 * HOUR  # flow.aggregate_horizon_s's default
+STEP = 10 * MIN
+END = T0 + 12 * HOUR
+DOWN, UP = T0 + 2 * HOUR, T0 + 10 * HOUR  # the outage of the three nodes
+OFFLINE = {("bv", "ward-a"), ("hk", "tl-1"), ("hk", "aq-1")}
+DOMAIN = {"ward_occupancy", "hospital_occupancy", "traffic_lane", "traffic_intersection",
+          "air_quality", "queue_wait", "hospital_wait", "door_flow", "hospital_flow"}
+
+
+def _readings(site: str, node: str, t: int, seq: int) -> list[Reading]:
+    if node == "ward-a":  # bed-1 occupied until T0 + 3 h, bed-2 from T0 + 2 h 30
+        return [Reading("bed-1", "hospital.bed", t, seq, {"occupied": float(t < T0 + 3 * HOUR)}),
+                Reading("bed-2", "hospital.bed", t, seq, {"occupied": float(t >= T0 + 150 * MIN)})]
+    if node == "ward-b":  # always sent in time: one of two beds occupied
+        return [Reading("bed-1", "hospital.bed", t, seq, {"occupied": 1.0}),
+                Reading("bed-2", "hospital.bed", t, seq, {"occupied": 0.0})]
+    if node == "tl-1":
+        return [Reading("lane-1", "traffic.loop", t, seq, {"count": 6.0, "interval_s": 600.0}),
+                Reading("lane-2", "traffic.loop", t, seq, {"count": 3.0, "interval_s": 600.0,
+                                                           "occupancy_pct": 4.0})]
+    pm25 = 30.0 if DOWN <= t < DOWN + HOUR else 10.0
+    return [Reading("pm-1", "air.pm", t, seq, {"pm25": pm25, "pm10": 40.0}),
+            Reading("co2-1", "air.co2", t, seq, {"co2": 500.0})]
+
+
+NODES = [("bv", "ward-a"), ("bv", "ward-b"), ("hk", "tl-1"), ("hk", "aq-1")]
+
+
+def _message(site: str, node: str, t: int, received: int) -> NodeData:
+    return NodeData(f"{site}/{node}", site, node, received, _readings(site, node, t, (t - T0) // STEP))
+
+
+def in_order() -> Iterator[NodeData]:
+    for t in range(T0, END, STEP):
+        for site, node in NODES:
+            yield _message(site, node, t, t)
+
+
+def backlog_after_fresh() -> Iterator[NodeData]:
+    """The outage: the offline nodes send nothing in [DOWN, UP); at UP each sends its fresh
+    reading, then its backlog oldest first, then goes on live."""
+    for t in range(T0, END, STEP):
+        for site, node in NODES:
+            if (site, node) in OFFLINE and DOWN <= t < UP:
+                continue
+            yield _message(site, node, t, t)
+            if (site, node) in OFFLINE and t == UP:
+                for old in range(DOWN, UP, STEP):
+                    yield _message(site, node, old, t)
+
+
+def _row(point: str) -> dict[str, Any]:
+    _, tags, fields, ts = parse(point)
+    return {**tags, **fields, "time": ts}
+
+
+def run(messages: Iterator[NodeData], replays: bool) -> list[Point]:
+    """The node and site steps over `messages`; with `replays`, each message's replay
+    requests are run after its raw points are stored, over every raw point stored."""
+    nodes: dict[str, NodeState] = {}
+    sites: dict[str, HospitalSite] = {}
+    raw: list[dict[str, Any]] = []
+    out: list[Point] = []
+    for data in messages:
+        state = nodes.setdefault(data.key, NodeState(HORIZON, detect=False))
+        points = state.process(data)
+        updates = state.take_site_updates()
+        if updates:
+            points += sites.setdefault(data.site, HospitalSite(HORIZON)).process(data.site, updates)
+        requests = replay_requests(data.site, data.node, state.domain.take_late())
+        raw += [_row(p) for rp, p in points if rp == RP_RAW]
+        out += points
+        if replays:
+            for span in coalesce(ReplaySpan.decode(text) for _, text in requests):
+                out += replay(span, raw)
+    return out
+
+
+def domain_points(points: list[Point]) -> dict[Any, dict[str, object]]:
+    return {k: v for k, v in final([p for p in points if p[0] in (RP_1M, RP_1H)]).items()
+            if k[1] in DOMAIN}
+
+
+@pytest.fixture(scope="module")
+def expected() -> dict[Any, dict[str, object]]:
+    return domain_points(run(in_order(), replays=False))
+
+
+def test_without_replay_the_backlog_beyond_the_horizon_is_left_out_of_the_domain_rollups(
+        expected: dict[Any, dict[str, object]]) -> None:
+    late = domain_points(run(backlog_after_fresh(), replays=False))
+    missing = {k for k in expected if k not in late}
+    # what the gap was: the offline nodes' windows of [DOWN, UP - horizon) never computed
+    assert missing
+    assert all(DOWN <= k[3] < UP - HORIZON for k in missing)
+    assert {k[1] for k in missing} >= {"ward_occupancy", "traffic_lane", "traffic_intersection",
+                                       "air_quality"}
+
+
+def test_with_replay_every_domain_point_is_that_of_in_order_processing(
+        expected: dict[Any, dict[str, object]]) -> None:
+    late = domain_points(run(backlog_after_fresh(), replays=True))
+    assert late == expected
+    # hand-checked: the ward's hour of DOWN ends with both beds occupied, the next with one
+    ward = select(list(late_points := _as_points(late)), RP_1H, "ward_occupancy", site="bv", node="ward-a")
+    assert ward[DOWN] == {"beds": 2, "occupied": 2, "available": 0, "faulty": 0, "occupancy_pct": 100.0}
+    assert ward[DOWN + HOUR]["occupancy_pct"] == 50.0
+    site = select(late_points, RP_1M, "hospital_occupancy", site="bv")
+    assert site[DOWN + 30 * MIN]["occupied"] == 3  # ward-a's two beds and ward-b's one
+    lane = select(late_points, RP_1H, "traffic_lane", site="hk", node="tl-1", sensor="lane-1")
+    assert (lane[DOWN]["vehicles"], lane[DOWN]["flow_vpm"]) == (36.0, 0.6)
+    crossing = select(late_points, RP_1H, "traffic_intersection", site="hk", node="tl-1")
+    assert crossing[DOWN]["vehicles"] == 54.0
+    assert crossing[DOWN]["flow_vpm"] == pytest.approx(0.9)  # 0.6 + 0.3, the lanes' flows
+    air = select(late_points, RP_1H, "air_quality", site="hk", node="aq-1")
+    assert (air[DOWN]["pm25_mean"], air[DOWN]["pm25_n"], air[DOWN]["co2_mean"]) == (30.0, 6, 500.0)
+    # NowCast of DOWN + 1 h (the data begins at T0): c1 = 10, c2 = 30, c3 = c4 = 10, w = 1/2:
+    # (10 + 30/2 + 10/4 + 10/8) / (1 + 1/2 + 1/4 + 1/8) = 28.75 / 1.875
+    assert air[DOWN + HOUR]["pm25_nowcast"] == pytest.approx(28.75 / 1.875)
+
+
+def _as_points(points: dict[Any, dict[str, object]]) -> list[Point]:
+    """`final`'s dict back to points, for `select`."""
+    out: list[Point] = []
+    for (rp, name, tags, ts), fields in points.items():
+        tag_text = "".join(f",{k}={v}" for k, v in tags)
+        field_text = ",".join(f"{k}={v}i" if isinstance(v, int) and not isinstance(v, bool)
+                              else f'{k}="{v}"' if isinstance(v, str) else f"{k}={v!r}"
+                              for k, v in fields.items())
+        out.append((rp, f"{name}{tag_text} {field_text} {ts}"))
+    return out
+
+
+def test_a_raw_point_flagged_out_of_the_windows_or_out_of_range_is_no_reading() -> None:
+    row = {"time": T0 + 7, "site": "hk", "node": "aq-1", "sensor": "pm-1", "kind": "air.pm",
+           "seq": 7, "pm25": 12, "pm10": 20.0, "pm1": None}
+    assert reading_of(row) == Reading("pm-1", "air.pm", T0, 7, {"pm25": 12.0, "pm10": 20.0})
+    assert reading_of(row | {"flags": "backlog,warmup"}) is None
+    assert reading_of(row | {"flags": "clock_unsynced"}) is None
+    assert reading_of(row | {"pm25": 5000.0}) is None  # beyond the contract's 1000 ug/m3
+    assert reading_of(row | {"kind": "door.unknown"}) is None
+
+
+def test_requests_cover_what_a_late_reading_reaches_and_are_coalesced() -> None:
+    late = [("traffic", T0), ("traffic", T0 + HOUR), ("air", T0), ("air", T0 + HOUR),
+            ("beds", T0 + 3 * HOUR), ("queue", T0), ("doors", T0)]
+    spans = [ReplaySpan.decode(text) for rp, text in replay_requests("bv", "n1", late)
+             if rp == DOMAIN_REPLAY]
+    assert sorted(spans, key=repr) == sorted([
+        ReplaySpan("traffic", "bv", "n1", T0, T0 + 2 * HOUR),
+        ReplaySpan("air", "bv", "n1", T0, T0 + 13 * HOUR),  # the NowCast of the 11 hours after
+        ReplaySpan("beds", "bv", "", T0 + 3 * HOUR, T0 + 4 * HOUR),  # hospital scopes: the site
+        ReplaySpan("queue", "bv", "", T0, T0 + 13 * HOUR),  # calls up to max_wait later
+        ReplaySpan("doors", "bv", "", T0, T0 + HOUR)], key=repr)
+    with pytest.raises(ValueError, match="whole hours"):
+        ReplaySpan("traffic", "bv", "", T0 + MIN, T0 + HOUR)
+    with pytest.raises(ValueError, match="site-wide"):
+        ReplaySpan("beds", "bv", "n1", T0, T0 + HOUR)
