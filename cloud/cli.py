@@ -145,11 +145,14 @@ def _recompute(cfg: CloudConfig, site: str, start: datetime | None, end: datetim
         return EXIT_CONFIG
     writer = make_writer(cfg.influx, wait=_give_up_after(give_up_after_s))
     total = 0
-    for scope in SCOPE_KINDS:
-        written = writer.replay_domain(ReplaySpan(scope, site, "", start_ns, end_ns))
-        print(f"{site} {scope} [{format_ts(from_epoch_ns(start_ns))}, "
-              f"{format_ts(from_epoch_ns(end_ns))}): {written} points")
-        total += written
+    try:
+        for scope in SCOPE_KINDS:
+            written = writer.replay_domain(ReplaySpan(scope, site, "", start_ns, end_ns))
+            print(f"{site} {scope} [{format_ts(from_epoch_ns(start_ns))}, "
+                  f"{format_ts(from_epoch_ns(end_ns))}): {written} points")
+            total += written
+    finally:
+        writer.close()
     refused = writer.stats.refused_requests
     print(f"{site}: {total} points written" + (f", {refused} requests refused by InfluxDB "
                                                f"(last: {writer.stats.last_error})" if refused else ""))

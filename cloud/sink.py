@@ -70,6 +70,13 @@ class InfluxWriter:
         self._stop = stop or threading.Event()
         self._wait = wait or self._stop.wait
 
+    def close(self) -> None:
+        """Closes the connections of the transport and of the reader."""
+        for client in (self.client, self.reader):
+            close = getattr(client, "close", None)
+            if close is not None:
+                close()
+
     def write(self, points: Iterable[Point], between: Callable[[], None] | None = None) -> None:
         """`between` is called after each request that succeeded: a long set of requests
         (a catch-up, many windows to rebuild) lets its caller do its own work meanwhile."""
