@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from edge.drivers.base import DriverContext, Emit, Sample
+from edge.drivers.serial_listen import listen
 from edge.drivers.serial_params import (
     check_known,
     check_query_timing,
@@ -25,7 +26,7 @@ from edge.drivers.serial_params import (
     serial_port,
 )
 from edge.errors import DriverError
-from firmware_bridge.errors import BridgeError, LinkTimeoutError, ProtocolError
+from firmware_bridge.errors import BridgeError, ProtocolError
 from firmware_bridge.protocols.pms5003 import (
     Mode,
     Pms5003Ack,
@@ -155,22 +156,13 @@ class Pms5003Driver:
                 await link.close()
 
     async def _listen(self, link: SerialLink, emit: Emit) -> None:
-        loop = asyncio.get_running_loop()
-        silence = self.params.silence_timeout_s
-        last_ok = loop.time()
-        while True:
-            remaining = last_ok + silence - loop.time()
-            try:
-                data = await link.read(timeout_s=max(remaining, 0.001))
-            except LinkTimeoutError as exc:
-                raise self._fail(f"no valid frame in {silence:g} s") from exc
-            for frame in self.decoder.feed(data):
-                if isinstance(frame, Pms5003Measurement | Pms5003tMeasurement):
-                    emit(self._sample(frame))
-                    last_ok = loop.time()
-            raise_if_cancelled()  # only after what was read is emitted
-            if loop.time() - last_ok >= silence:
-                raise self._fail(f"no valid frame in {silence:g} s (garbage only)")
+        def take(frame: object) -> bool:
+            if isinstance(frame, Pms5003Measurement | Pms5003tMeasurement):
+                emit(self._sample(frame))
+                return True
+            return False
+
+        await listen(link, self.decoder.feed, take, self.params.silence_timeout_s, self._fail)
 
     async def _poll(self, link: SerialLink, emit: Emit) -> None:
         p = self.params

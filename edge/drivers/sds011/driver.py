@@ -18,6 +18,7 @@ from typing import Any
 
 from edge.drivers.base import DriverContext, Emit, Sample
 from edge.drivers.flash_settings import FlashSettings
+from edge.drivers.serial_listen import listen
 from edge.drivers.serial_params import (
     check_known,
     check_query_timing,
@@ -27,7 +28,7 @@ from edge.drivers.serial_params import (
     serial_port,
 )
 from edge.errors import DriverError
-from firmware_bridge.errors import BridgeError, LinkTimeoutError, ProtocolError
+from firmware_bridge.errors import BridgeError, ProtocolError
 from firmware_bridge.protocols.sds011 import (
     ReportMode,
     Sds011Decoder,
@@ -176,24 +177,13 @@ class Sds011Driver:
         return on_other
 
     async def _listen(self, link: SerialLink, emit: Emit) -> None:
-        """Active mode: only a valid measurement proves the sensor well; bytes that never
-        make one (a wrong rate, a damaged cable) fail the driver like silence does."""
-        loop = asyncio.get_running_loop()
-        silence = self.params.silence_timeout_s
-        last_ok = loop.time()
-        while True:
-            remaining = last_ok + silence - loop.time()
-            try:
-                data = await link.read(timeout_s=max(remaining, 0.001))
-            except LinkTimeoutError as exc:
-                raise self._fail(f"no valid frame in {silence:g} s") from exc
-            for frame in self.decoder.feed(data):
-                if isinstance(frame, Sds011Measurement):
-                    emit(self._sample(frame))
-                    last_ok = loop.time()
-            raise_if_cancelled()  # only after what was read is emitted
-            if loop.time() - last_ok >= silence:
-                raise self._fail(f"no valid frame in {silence:g} s (garbage only)")
+        def take(frame: object) -> bool:
+            if isinstance(frame, Sds011Measurement):
+                emit(self._sample(frame))
+                return True
+            return False
+
+        await listen(link, self.decoder.feed, take, self.params.silence_timeout_s, self._fail)
 
     async def _poll(self, link: SerialLink, emit: Emit) -> None:
         """Query mode: one 'query data' every query_interval_s, a single attempt each (the
