@@ -326,8 +326,9 @@ class InfluxPartition(StatefulSinkPartition[list[Point], None]):
     def _log_stats(self) -> None:
         s = self.writer.stats
         log.info("InfluxDB writer: %d points in %d requests, %d windows rebuilt from raw points, "
-                 "%d domain spans replayed, %d retries, %d requests refused", s.points, s.requests,
-                 s.recomputed, s.domain_replays, s.retries, s.refused_requests)
+                 "%d domain spans replayed, %d domain spans not replayed, %d retries, %d requests "
+                 "refused", s.points, s.requests, s.recomputed, s.domain_replays,
+                 s.domain_not_replayed, s.retries, s.refused_requests)
 
     def _raise_failure(self) -> None:
         if self._error is not None:
