@@ -187,3 +187,18 @@ def test_requests_cover_what_a_late_reading_reaches_and_are_coalesced() -> None:
         ReplaySpan("traffic", "bv", "", T0 + MIN, T0 + HOUR)
     with pytest.raises(ValueError, match="site-wide"):
         ReplaySpan("beds", "bv", "n1", T0, T0 + HOUR)
+
+
+def test_a_node_snapshot_from_before_the_replay_resumes_and_asks_for_replays() -> None:
+    import pickle
+
+    from cloud.logic.domain.node import DomainNode
+
+    node = DomainNode(HORIZON)
+    del node.__dict__["late"], node.__dict__["marks"]  # as pickled by the code before
+    resumed: DomainNode = pickle.loads(pickle.dumps(node))
+    fresh = Reading("lane-1", "traffic.loop", UP, 1, {"count": 1.0, "interval_s": 60.0})
+    old = Reading("lane-1", "traffic.loop", DOWN, 2, {"count": 1.0, "interval_s": 60.0})
+    resumed.process("hk", "tl-1", [fresh])
+    resumed.process("hk", "tl-1", [old])
+    assert resumed.take_late() == [("traffic", DOWN)]
