@@ -28,6 +28,18 @@ from urbanpulse.errors import ConfigError
 SAMPLE = Path(edge.drivers.pms5003.__file__).parent / "sample.toml"
 
 
+class NoisyPms5003(Pms5003Emulator):
+    """A sensor whose frames are all damaged (a wrong rate, a bad cable): bytes keep
+    coming but none is a frame."""
+
+    noisy = False
+
+    def _send_frame(self, frame: bytes) -> None:
+        if self.noisy:
+            frame = bytes(b ^ 0x5A for b in frame)
+        super()._send_frame(frame)
+
+
 def _params(port: str, **kw: Any) -> Pms5003Params:
     return parse_params({"port": port, "warmup_s": 0, **kw}, "sensors[0]")
 
@@ -194,3 +206,21 @@ def test_sample_config_validates() -> None:
     assert sensor.params == Pms5003Params(
         port=sensor.params.port, model="pms5003t", mode="passive", query_interval_s=5.0,
         reply_timeout_s=1.0, silence_timeout_s=20.0, warmup_s=30.0)
+
+
+def test_garbage_only_fails_within_the_silence_timeout(emulated) -> None:  # type: ignore[no-untyped-def]
+    emu = emulated(NoisyPms5003(period_s=0.05, warmup_s=0.0))
+    params = _params(emu.port, silence_timeout_s=0.5)
+
+    async def scenario() -> None:
+        run = DriverRun(build("pm-1", params, DriverContext()))
+        await run.count(2)
+        emu.call(lambda: setattr(emu, "noisy", True))
+        noisy = time.monotonic()
+        exc = await run.failure(3.0)
+        assert isinstance(exc, DriverError)
+        assert "garbage only" in str(exc)
+        assert time.monotonic() - noisy < params.silence_timeout_s + 0.5
+        assert run.driver.describe()["bytes_skipped"] > 0
+
+    asyncio.run(scenario())
