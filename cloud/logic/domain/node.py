@@ -77,7 +77,7 @@ class DomainNode:
         since the last call: of readings left out as too late, and of marks a later reading
         touched (its live window would otherwise be the last written)."""
         late, self.late = self.late, []
-        return late
+        return sorted(set(late)) if late else late
 
     @property
     def too_late(self) -> int:
