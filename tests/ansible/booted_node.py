@@ -1,0 +1,334 @@
+"""A Debian 12 node with systemd as PID 1, for running the real playbooks against it
+(test_ansible_edge_booted.py). Needs root, debootstrap, systemd-nspawn (Debian's
+systemd-container), iproute2 and OpenSSH's client.
+
+- The root file system is made once by debootstrap (minbase with systemd, Python, sudo and
+  an SSH server; about a minute and 360 MB) and cached under URBANPULSE_ROOTFS_CACHE
+  (default /var/cache/urbanpulse-tests), keyed by what goes into it. Each boot runs on an
+  overlay of it, so the cache is never written by a test.
+- The node has a network namespace of its own with one veth pair to this machine
+  (HOST_ADDR here, NODE_ADDR there) and no other route: it reaches nothing but this machine.
+- Ansible logs in over SSH as SSH_USER (passwordless sudo, as on a Raspberry Pi OS image).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from urbanpulse.testing import wait_for
+
+SUITE = "bookworm"
+MIRROR = "http://deb.debian.org/debian"
+# What the node has before the playbook runs: an image's systemd and SSH server, the
+# python3 Ansible needs with python3-apt for its apt module (a standard Debian or Raspberry
+# Pi OS install has it; Ansible would install it, from a mirror this node cannot reach),
+# and the role's own apt packages (the same reason).
+PACKAGES = ("systemd", "systemd-sysv", "dbus", "python3", "python3-apt", "python3-venv",
+            "python3-pip", "sudo", "openssh-server", "iproute2")
+SSH_USER = "tech"
+CACHE_ENV = "URBANPULSE_ROOTFS_CACHE"
+DEFAULT_CACHE = Path("/var/cache/urbanpulse-tests")
+# Changing how the image is made: bump this, and the next run builds a new one.
+IMAGE_RECIPE = 1
+
+HOST_ADDR = "10.231.7.1"
+NODE_ADDR = "10.231.7.2"
+PREFIX = 30
+TOOLS = ("debootstrap", "systemd-nspawn", "ip", "ssh", "ssh-keygen", "mount", "umount", "chroot")
+BOOT_TIMEOUT_S = 90.0
+
+
+def missing_requirements() -> list[str]:
+    """What this machine lacks for a booted node (empty if nothing)."""
+    missing = [tool for tool in TOOLS if shutil.which(tool) is None]
+    if os.geteuid() != 0:
+        missing.append("root")
+    return missing
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get(CACHE_ENV) or DEFAULT_CACHE)
+
+
+@contextlib.contextmanager
+def _locked(folder: Path) -> Iterator[None]:
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _key(*parts: object) -> str:
+    return hashlib.sha256(repr(parts).encode()).hexdigest()[:12]
+
+
+def _run(argv: Sequence[str], timeout_s: float) -> subprocess.CompletedProcess[str]:
+    out = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout_s, check=False)
+    if out.returncode != 0:
+        raise AssertionError(f"{' '.join(argv)} exited {out.returncode}:\n{out.stdout}{out.stderr}")
+    return out
+
+
+def cached_rootfs(cache: Path) -> Path:
+    """The node's root file system, made by debootstrap on the first call (other images in
+    the cache, of an older recipe, are removed then)."""
+    name = f"rootfs-{SUITE}-{_key(SUITE, PACKAGES, SSH_USER, IMAGE_RECIPE)}"
+    final = cache / name
+    with _locked(cache):
+        if final.is_dir():
+            return final
+        for old in cache.glob("rootfs-*"):
+            shutil.rmtree(old)
+        building = cache / f".building-{name}"
+        shutil.rmtree(building, ignore_errors=True)
+        _run(["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}",
+              SUITE, str(building), MIRROR], timeout_s=900)
+        _run(["chroot", str(building), "useradd", "--create-home", "--shell", "/bin/bash",
+              SSH_USER], timeout_s=60)
+        sudoers = building / "etc" / "sudoers.d" / SSH_USER
+        sudoers.write_text(f"{SSH_USER} ALL=(ALL) NOPASSWD: ALL\n")
+        sudoers.chmod(0o440)
+        for deb in (building / "var" / "cache" / "apt" / "archives").glob("*.deb"):
+            deb.unlink()
+        building.rename(final)  # the image exists only once complete
+        return final
+
+
+def cached_wheels(cache: Path, requirements: Sequence[str]) -> Path:
+    """A folder of wheels for `requirements` and their dependencies, downloaded from the
+    package index once (the node installs from it: it reaches no index)."""
+    final = cache / f"wheels-{_key(sorted(requirements), sys.version_info[:2])}"
+    with _locked(cache):
+        if final.is_dir():
+            return final
+        for old in cache.glob("wheels-*"):
+            shutil.rmtree(old)
+        partial = cache / f".partial-{final.name}"
+        shutil.rmtree(partial, ignore_errors=True)
+        _run([sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:",
+              "--dest", str(partial), *requirements], timeout_s=300)
+        partial.rename(final)
+        return final
+
+
+@dataclass(frozen=True)
+class BootedNode:
+    root: Path  # the node's root file system as this machine sees it (the overlay)
+    key: Path  # SSH_USER's private key
+    log: Path  # the container's console
+
+    def ssh_argv(self, command: str) -> list[str]:
+        return ["ssh", "-i", str(self.key), *SSH_OPTIONS, f"{SSH_USER}@{NODE_ADDR}", command]
+
+    def run(self, command: str, timeout_s: float = 60.0) -> str:
+        """`command` run on the node by SSH_USER (through a shell there); its stdout.
+        Fails the test if it exits non-zero."""
+        return _run(self.ssh_argv(command), timeout_s=timeout_s).stdout
+
+
+SSH_OPTIONS = ("-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
+               "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
+               "-o", "ConnectTimeout=3")
+
+
+def _ip(*args: str) -> None:
+    _run(["ip", *args], timeout_s=30)
+
+
+@contextlib.contextmanager
+def _network(tag: str) -> Iterator[Path]:
+    """A network namespace with one veth pair to this machine's namespace; its path."""
+    netns, host_if, node_if = f"upn{tag}", f"uph{tag}", f"upc{tag}"
+    taken = _run(["ip", "-o", "addr", "show", "to", f"{HOST_ADDR}/{PREFIX}"], timeout_s=30).stdout
+    if taken.strip():
+        raise AssertionError(f"{HOST_ADDR}/{PREFIX} is already on an interface here (a run that "
+                             f"did not clean up?); the node would not be reachable:\n{taken}")
+    _ip("netns", "add", netns)
+    try:
+        _ip("link", "add", host_if, "type", "veth", "peer", "name", node_if)
+        _ip("link", "set", node_if, "netns", netns)
+        _ip("addr", "add", f"{HOST_ADDR}/{PREFIX}", "dev", host_if)
+        _ip("link", "set", host_if, "up")
+        for args in (("addr", "add", f"{NODE_ADDR}/{PREFIX}", "dev", node_if),
+                     ("link", "set", node_if, "up"), ("link", "set", "lo", "up")):
+            _ip("netns", "exec", netns, "ip", *args)
+        yield Path("/run/netns") / netns
+    finally:
+        # Deleting the namespace deletes its end of the pair, and so the pair.
+        _ip("netns", "del", netns)
+
+
+@contextlib.contextmanager
+def _overlay(lower: Path, work: Path) -> Iterator[Path]:
+    upper, scratch, merged = work / "upper", work / "overlay-work", work / "root"
+    for d in (upper, scratch, merged):
+        d.mkdir(parents=True)
+    _run(["mount", "-t", "overlay", "overlay", "-o",
+          f"lowerdir={lower},upperdir={upper},workdir={scratch}", str(merged)], timeout_s=30)
+    try:
+        yield merged
+    finally:
+        _run(["umount", str(merged)], timeout_s=60)
+
+
+def _uid_gid(root: Path, user: str) -> tuple[int, int]:
+    for line in (root / "etc" / "passwd").read_text().splitlines():
+        fields = line.split(":")
+        if fields[0] == user:
+            return int(fields[2]), int(fields[3])
+    raise AssertionError(f"no user {user} in {root}/etc/passwd")
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM makes systemd-nspawn power the container off; SIGKILL if that hangs."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+
+
+@contextlib.contextmanager
+def booted_node(rootfs: Path, work: Path, files: Mapping[str, bytes]) -> Iterator[BootedNode]:
+    """Boot `rootfs` (on an overlay under `work`, with `files` -- absolute paths on the
+    node -- written into it first) and yield once systemd reports the boot finished and
+    SSH_USER can log in."""
+    work.mkdir(parents=True)
+    key = work / "id_ed25519"
+    _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], timeout_s=30)
+    log = work / "console.log"
+    with _overlay(rootfs, work) as root, _network(str(os.getpid())) as netns:
+        uid, gid = _uid_gid(root, SSH_USER)
+        ssh_dir = root / "home" / SSH_USER / ".ssh"
+        ssh_dir.mkdir(mode=0o700)
+        (ssh_dir / "authorized_keys").write_bytes(key.with_suffix(".pub").read_bytes())
+        for p in (ssh_dir, ssh_dir / "authorized_keys"):
+            os.chown(p, uid, gid)
+        for path, data in files.items():
+            target = root / path.lstrip("/")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+        machine = f"urbanpulse-node-{os.getpid()}"
+        # No systemd on this machine to register with or to give the container a scope:
+        # --register=no --keep-unit (the container's systemd still gets its own cgroups).
+        argv = ["systemd-nspawn", "--quiet", f"--directory={root}", "--boot",
+                f"--machine={machine}", "--register=no", "--keep-unit",
+                f"--network-namespace-path={netns}", "--console=passive",
+                # nspawn's own allow list leaves out @clock for a container without
+                # CAP_SYS_TIME, so adjtimex failed with EPERM even for root in the container
+                # and the agent's clock check (modes = 0, read only) could not run. Allowed
+                # here, the calls read the clock's state as on a real node; without the
+                # capability the kernel still refuses any change (`date -s` fails).
+                "--system-call-filter=adjtimex clock_adjtime"]
+        with open(log, "wb") as console:
+            proc = subprocess.Popen(argv, stdout=console, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, start_new_session=True)
+        try:
+            node = BootedNode(root, key, log)
+            _wait_until_up(node, proc)
+            yield node
+        finally:
+            _stop(proc)
+
+
+def _wait_until_up(node: BootedNode, proc: subprocess.Popen[bytes]) -> None:
+    def logged_in() -> bool:
+        if proc.poll() is not None:
+            raise AssertionError(f"systemd-nspawn exited {proc.returncode}:\n"
+                                 f"{node.log.read_text(errors='replace')[-3000:]}")
+        return subprocess.run(node.ssh_argv("true"), capture_output=True, timeout=30,
+                              check=False).returncode == 0
+
+    wait_for(logged_in, BOOT_TIMEOUT_S, f"SSH on the booted node ({node.log})", every_s=0.5)
+    state = subprocess.run(node.ssh_argv("systemctl is-system-running --wait"), capture_output=True,
+                           text=True, timeout=BOOT_TIMEOUT_S, check=False).stdout.strip()
+    if state != "running":
+        failed = subprocess.run(node.ssh_argv("systemctl --failed --no-pager"), capture_output=True,
+                                text=True, timeout=30, check=False).stdout
+        raise AssertionError(f"the node's systemd says {state!r} after boot:\n{failed}")
+
+
+class TcpRelay:
+    """Forwards connections to (HOST_ADDR, port) to 127.0.0.1:target_port, byte for byte
+    (TLS stays end to end). The local stack listens on 127.0.0.1 only (StackConfig refuses
+    another address), and the node reaches this machine on the veth address only."""
+
+    def __init__(self, port: int, target_port: int) -> None:
+        self.port, self.target_port = port, target_port
+        self._stop = threading.Event()
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+        self._server: socket.socket | None = None
+
+    def start(self) -> None:
+        server = socket.create_server((HOST_ADDR, self.port))
+        server.settimeout(0.2)
+        self._server = server
+        self._spawn(self._accept, server)
+
+    def _spawn(self, target: object, *args: object) -> None:
+        t = threading.Thread(target=target, args=args, daemon=True)  # type: ignore[arg-type]
+        t.start()
+        self._threads.append(t)
+
+    def _accept(self, server: socket.socket) -> None:
+        while not self._stop.is_set():
+            try:
+                client, _ = server.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return  # closed by stop()
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=5)
+            except OSError:
+                client.close()
+                continue
+            client.settimeout(None)
+            upstream.settimeout(None)
+            with self._lock:
+                self._sockets += [client, upstream]
+            self._spawn(self._pump, client, upstream)
+            self._spawn(self._pump, upstream, client)
+
+    @staticmethod
+    def _pump(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+            dst.shutdown(socket.SHUT_WR)
+        except OSError:
+            with contextlib.suppress(OSError):
+                dst.shutdown(socket.SHUT_RDWR)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._server is not None:
+            self._server.close()
+        with self._lock:
+            for s in self._sockets:
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+                s.close()
+        deadline = time.monotonic() + 10
+        for t in self._threads:
+            t.join(timeout=max(0.0, deadline - time.monotonic()))
