@@ -25,7 +25,6 @@ import sys
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from urbanpulse.testing import wait_for
@@ -127,11 +126,14 @@ def cached_wheels(cache: Path, requirements: Sequence[str]) -> Path:
         return final
 
 
-@dataclass(frozen=True)
 class BootedNode:
-    root: Path  # the node's root file system as this machine sees it (the overlay)
-    key: Path  # SSH_USER's private key
-    log: Path  # the container's console
+    """The booted container: `root` is its root file system as this machine sees it (the
+    overlay), `key` SSH_USER's private key, `log` its console."""
+
+    def __init__(self, root: Path, key: Path, log: Path, argv: Sequence[str]) -> None:
+        self.root, self.key, self.log = root, key, log
+        self._argv = list(argv)
+        self._proc: subprocess.Popen[bytes] | None = None
 
     def ssh_argv(self, command: str) -> list[str]:
         return ["ssh", "-i", str(self.key), *SSH_OPTIONS, f"{SSH_USER}@{NODE_ADDR}", command]
@@ -140,6 +142,35 @@ class BootedNode:
         """`command` run on the node by SSH_USER (through a shell there); its stdout.
         Fails the test if it exits non-zero."""
         return _run(self.ssh_argv(command), timeout_s=timeout_s).stdout
+
+    def boot(self) -> None:
+        """Start the container and return once systemd says the boot finished and
+        SSH_USER can log in."""
+        with open(self.log, "ab") as console:
+            self._proc = subprocess.Popen(self._argv, stdout=console, stderr=subprocess.STDOUT,
+                                          stdin=subprocess.DEVNULL, start_new_session=True)
+        _wait_until_up(self, self._proc)
+
+    def reboot(self) -> int:
+        """`systemctl reboot` on the node, then boot it again (systemd-nspawn exits when
+        its container reboots). Returns systemd-nspawn's exit status for that reboot."""
+        assert self._proc is not None
+        subprocess.run(self.ssh_argv("sudo systemctl reboot"), capture_output=True, timeout=60,
+                       check=False)
+        code = self._proc.wait(timeout=60)
+        self.boot()
+        return code
+
+    def stop(self) -> None:
+        """SIGTERM makes systemd-nspawn power the container off; SIGKILL if that hangs."""
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=30)
 
 
 SSH_OPTIONS = ("-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
@@ -195,17 +226,6 @@ def _uid_gid(root: Path, user: str) -> tuple[int, int]:
     raise AssertionError(f"no user {user} in {root}/etc/passwd")
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM makes systemd-nspawn power the container off; SIGKILL if that hangs."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=30)
-
-
 @contextlib.contextmanager
 def booted_node(rootfs: Path, work: Path, files: Mapping[str, bytes]) -> Iterator[BootedNode]:
     """Boot `rootfs` (on an overlay under `work`, with `files` -- absolute paths on the
@@ -238,15 +258,12 @@ def booted_node(rootfs: Path, work: Path, files: Mapping[str, bytes]) -> Iterato
                 # here, the calls read the clock's state as on a real node; without the
                 # capability the kernel still refuses any change (`date -s` fails).
                 "--system-call-filter=adjtimex clock_adjtime"]
-        with open(log, "wb") as console:
-            proc = subprocess.Popen(argv, stdout=console, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, start_new_session=True)
+        node = BootedNode(root, key, log, argv)
         try:
-            node = BootedNode(root, key, log)
-            _wait_until_up(node, proc)
+            node.boot()
             yield node
         finally:
-            _stop(proc)
+            node.stop()
 
 
 def _wait_until_up(node: BootedNode, proc: subprocess.Popen[bytes]) -> None:

@@ -10,7 +10,9 @@ README's verification step runs it, answers from it); its clock check (the role'
 "kernel") is answered through the unit's filter and agrees with this machine's kernel (the
 same kernel: a test machine has no NTP, so the readings carry clock_unsynced); readings of a
 bed pad on gpiozero's mock pins reach the broker; a second run of the play changes nothing
-and leaves the agent running.
+and leaves the agent running; an inventory whose node.toml `check-config` refuses stops the
+play at that task and leaves the node's config and agent as they were; after a reboot the
+agent starts by itself and publishes again.
 
 Not checked here: MemoryMax=, TasksMax= and the device policy. On a host with cgroup v1
 controllers (this workplace's machines) the container's systemd gets no memory, pids or
@@ -20,7 +22,7 @@ Opt-in: set URBANPULSE_BOOTED_NODE=1 (CI's .ci/run does). It needs root, deboots
 systemd-container, iproute2 and an SSH client. The node's image is made once (debootstrap
 from Debian's mirror, about a minute) and the edge extra's wheels downloaded once, both kept
 in URBANPULSE_ROOTFS_CACHE (default /var/cache/urbanpulse-tests); with them a run takes
-about 35 s.
+about 45 s.
 
 The node cannot reach a package mirror or index (its only link is the veth pair to this
 machine): the image carries the role's apt packages with fresh lists, and pip on the node
@@ -30,14 +32,16 @@ comes as a wheel built from this checkout (`urbanpulse_wheel_src`, as the README
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
 import subprocess
 import sys
 import threading
+import time
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -185,9 +189,12 @@ class Provisioned:
     playbook: list[str]
     env: dict[str, str]
     first_run: subprocess.CompletedProcess[str]
+    # inventory(name, **sensor settings) -> another inventory of the same node
+    inventory: Callable[..., Path]
 
 
-def _inventory(work: Path, info: StackInfo, node: BootedNode, wheel: Path, password: str) -> Path:
+def _inventory(work: Path, info: StackInfo, node: BootedNode, wheel: Path, password: str,
+               name: str = "inventory.yml", **sensor_settings: object) -> Path:
     host = {
         "ansible_host": NODE_ADDR,
         "ansible_user": "tech",
@@ -200,7 +207,7 @@ def _inventory(work: Path, info: StackInfo, node: BootedNode, wheel: Path, passw
         "edge_heartbeat_s": 2,
         "edge_sensors": [{"id": SENSOR, "driver": "bed_pad", "pin": 22, "pull": "up",
                           "active_state": "low", "occupied_when": "closed",
-                          "supervision": "none", "heartbeat_s": 1}],
+                          "supervision": "none", "heartbeat_s": 1, **sensor_settings}],
         "vault_edge_mqtt_password": password,
     }
     inventory = {"all": {
@@ -210,7 +217,7 @@ def _inventory(work: Path, info: StackInfo, node: BootedNode, wheel: Path, passw
         "children": {"edge": {"children": {"site_test": {
             "vars": {"edge_site": SITE}, "hosts": {HOST: host}}}}},
     }}
-    path = work / "inventory.yml"  # JSON is YAML
+    path = work / name  # JSON is YAML
     path.write_text(json.dumps(inventory, indent=2))
     path.chmod(0o600)
     return path
@@ -220,6 +227,7 @@ def _play(argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[s
     out = subprocess.run(argv, cwd=ANSIBLE, env=env, capture_output=True, text=True,
                          timeout=PLAY_TIMEOUT_S, check=False)
     assert out.returncode == 0, out.stdout[-8000:] + out.stderr[-4000:]
+    assert "WARNING" not in out.stderr, out.stderr
     return out
 
 
@@ -261,10 +269,10 @@ def provisioned(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Provisione
             env = {**os.environ, "ANSIBLE_CONFIG": str(ANSIBLE / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1",
                    "ANSIBLE_LOCAL_TEMP": str(work / "ansible-tmp"),
                    "ANSIBLE_HOME": str(work / "ansible-home")}
-            argv = [_ansible_tool("ansible-playbook"), "-i",
-                    str(_inventory(work, info, node, wheel, creds.password())), "edge.yml"]
+            inventory = functools.partial(_inventory, work, info, node, wheel, creds.password())
+            argv = [_ansible_tool("ansible-playbook"), "-i", str(inventory()), "edge.yml"]
             try:
-                yield Provisioned(node, info, collector, argv, env, _play(argv, env))
+                yield Provisioned(node, info, collector, argv, env, _play(argv, env), inventory)
             finally:
                 collector.stop()
     finally:
@@ -329,9 +337,12 @@ def test_the_play_starts_the_agent_under_systemd_with_its_hardening(provisioned:
 def test_the_agent_keeps_its_state_and_edge_status_reads_it(provisioned: Provisioned) -> None:
     node = provisioned.node
     _running_unit(node)
-    owners = node.run(f"sudo stat -c '%U %n' {STATE_DIR}/{STATE_FILE} {STATE_DIR}/{OUTBOX_FILE}")
-    assert owners.split() == ["urbanpulse", f"{STATE_DIR}/{STATE_FILE}",
-                              "urbanpulse", f"{STATE_DIR}/{OUTBOX_FILE}"], owners
+    # StateDirectoryMode=0750 and UMask=0027: the agent's files are its own and its group's.
+    modes = node.run(f"sudo stat -c '%n %a %U %G' {STATE_DIR} {STATE_DIR}/{STATE_FILE} "
+                     f"{STATE_DIR}/{OUTBOX_FILE}").splitlines()
+    assert modes == [f"{STATE_DIR} 750 urbanpulse urbanpulse",
+                     f"{STATE_DIR}/{STATE_FILE} 640 urbanpulse urbanpulse",
+                     f"{STATE_DIR}/{OUTBOX_FILE} 640 urbanpulse urbanpulse"], modes
 
     def connected() -> dict[str, Any] | None:
         body: dict[str, Any] = json.loads(node.run(
@@ -363,3 +374,29 @@ def test_a_second_run_changes_nothing_and_keeps_the_agent(provisioned: Provision
     assert "changed=0" in recap[-1], again.stdout[-6000:]
     after = _running_unit(provisioned.node)
     assert after["MainPID"] == before["MainPID"], "the second run restarted the agent"
+
+
+def test_a_config_the_node_refuses_stops_the_play_and_leaves_the_agent(provisioned: Provisioned) -> None:
+    node = provisioned.node
+    before = _running_unit(node)
+    config_before = node.run("sudo sha256sum /etc/urbanpulse/node.toml")
+    bad = provisioned.inventory("inventory-bad.yml", heartbeat_s=0)  # check-config: >= 0.1
+    out = subprocess.run([*provisioned.playbook[:2], str(bad), *provisioned.playbook[3:]],
+                         cwd=ANSIBLE, env=provisioned.env, capture_output=True, text=True,
+                         timeout=PLAY_TIMEOUT_S, check=False)
+    assert out.returncode != 0, out.stdout[-6000:]
+    failed = out.stdout[out.stdout.index("fatal:") - 300:] if "fatal:" in out.stdout else out.stdout
+    assert "Write node.toml" in failed, failed[-6000:]
+    assert "heartbeat_s" in failed, failed[-6000:]
+    assert node.run("sudo sha256sum /etc/urbanpulse/node.toml") == config_before
+    assert _running_unit(node)["MainPID"] == before["MainPID"], "the refused config restarted the agent"
+
+
+def test_after_a_reboot_the_agent_starts_by_itself_and_publishes(provisioned: Provisioned) -> None:
+    node, collector = provisioned.node, provisioned.collector
+    rebooted_ns = time.time_ns()
+    status = node.reboot()
+    assert status == 133, f"systemd-nspawn exited {status}, not as for a reboot (133)"
+    _running_unit(node)
+    wait_for(lambda: len([r for r in collector.of(SENSOR) if r.ts_ns > rebooted_ns]) >= 2, 60,
+             f"readings of {SENSOR} made after the reboot at the broker", every_s=0.5)
