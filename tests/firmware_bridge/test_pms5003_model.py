@@ -91,6 +91,18 @@ def test_clean_air_pms5003() -> None:
     assert tell_model(frames) == "pms5003"
 
 
+def test_clean_air_pms5003_with_no_large_particles() -> None:
+    # Filtered or clean air: no particle > 5 µm for minutes, so words 11-12 hold still at 0
+    # (or 2 and 0) while the fine counts move. Still words are not a PMS5003T here: it would
+    # be reading 0.0 % (0.0-0.2 %) humidity, which air does not have.
+    for w11, w12 in [(0, 0), (2, 0), (2, 1), (9, 9)]:
+        frames = [_frame(1200, 20, w11, w12), _frame(1500, 26, w11, w12), _frame(1100, 18, w11, w12)]
+        assert tell_model(frames) == "pms5003", (w11, w12)
+    # a PMS5003T at 25.0 °C in the driest air met outdoors still reads as one
+    frames = [_frame(n0_3, n2_5, 250, 10) for n0_3, n2_5 in DUST]
+    assert tell_model(frames) == "pms5003t"
+
+
 def test_a_steady_stream_cannot_tell() -> None:
     assert tell_model([_frame(6000, 400, 350, 300)] * 6) is None
 

@@ -9,7 +9,11 @@ PMS5003's (`n5_0`, `n10_0` are the raw words 11 and 12) and the words are weighe
 Facts, each of which rules one model out:
 - counts are cumulative (particles *larger than* the size), so a PMS5003 always has
   n10_0 <= n5_0 <= n2_5;
-- relative humidity is at most 100 %, so a PMS5003T's word 12 is at most 1000;
+- relative humidity is at most 100 %, so a PMS5003T's word 12 is at most 1000, and air
+  at the surface is never drier than about 1 % (desert records), so it is at least 10.
+  A PMS5003 in clean or filtered air sees no particle > 5 µm for minutes: words 11-12
+  at 0 (or a few) hold still while the fine counts move, which the weighing below would
+  otherwise take for a PMS5003T;
 - temperature and humidity move slowly: between two frames (at most 2.3 s apart in
   active mode) a PMS5003T's temperature does not step more than 1 °C nor its humidity
   more than 3 %.
@@ -30,6 +34,7 @@ from firmware_bridge.protocols.pms5003.frames import Pms5003Measurement
 Model = Literal["pms5003", "pms5003t"]
 
 RH_MAX = 1000  # word 12 of a PMS5003T: 100.0 %
+RH_MIN = 10  # and 1.0 %
 T_STEP_MAX = 10  # word 11 of a PMS5003T between two frames: 1.0 °C
 RH_STEP_MAX = 30  # word 12 of a PMS5003T between two frames: 3.0 %
 MIN_FRAMES = 3  # for the comparison of how much the words move
@@ -52,7 +57,7 @@ def can_be_plain(frames: Sequence[Pms5003Measurement]) -> bool:
 
 
 def can_be_t(frames: Sequence[Pms5003Measurement]) -> bool:
-    if any(f.n10_0 > RH_MAX for f in frames):
+    if any(not RH_MIN <= f.n10_0 <= RH_MAX for f in frames):
         return False
     return all(abs(_signed(b.n5_0) - _signed(a.n5_0)) <= T_STEP_MAX
                and abs(b.n10_0 - a.n10_0) <= RH_STEP_MAX for a, b in pairwise(frames))
