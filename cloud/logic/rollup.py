@@ -244,7 +244,8 @@ class SensorRollup:
 
     def window(self, ts_ns: int) -> Window | None:
         """The window a reading at `ts_ns` goes to (made if new; the reading is then the
-        newest), or None when it is too late to aggregate: `add` without the values."""
+        newest), or None when it is too late to aggregate (`add` without the values): the
+        reading is older than the horizon, or its window is not held and starts before it."""
         newest = self.newest_ns
         if ts_ns < newest - self.horizon_ns:
             self.too_late += 1
@@ -253,6 +254,11 @@ class SensorRollup:
         start = ts_ns - ts_ns % width
         window = self.windows.get(start)
         if window is None:
+            if start < newest - self.horizon_ns:
+                # Its earlier readings, if any, were too late: it is rebuilt from the raw
+                # points, and a window made now would hold the later ones only.
+                self.too_late += 1
+                return None
             if not self.windows:
                 self.oldest_ns = start
             elif start < newest - newest % width:  # the newest window starts last

@@ -122,7 +122,8 @@ class _Model:
         self.numberings: dict[str, list[_Numbering]] = {}
         self.forgotten: dict[str, list[str | None]] = {}  # sensor -> names of numberings dropped
         self.newest: dict[str, int] = {}  # sensor -> its newest reading in a window
-        self.windowed: dict[str, list[Reading]] = {}  # sensor -> its readings in windows
+        # (sensor, policy) -> its readings in windows of that width
+        self.windowed: dict[tuple[str, str], list[Reading]] = {}
         self.kind: dict[str, str] = {}  # sensor -> the kind of its latest fresh reading
         self.ledger: dict[int, dict[str, int]] = {}
         self.spans: dict[int, dict[str, tuple[int, int]]] = {}
@@ -185,18 +186,24 @@ class _Model:
             newest = self.newest.get(r.sensor, 0)
             for rp, width in ((RP_1M, MINUTE_NS), (RP_1H, HOUR_NS)):
                 start = r.ts_ns - r.ts_ns % width
-                if r.ts_ns < newest - self.horizon_ns:
+                held = any(w.ts_ns - w.ts_ns % width == start
+                           for w in self.windowed.get((r.sensor, rp), ()))
+                # too late, or a window not held that starts before the horizon (its
+                # earlier readings may have been too late): rebuilt from the raw points
+                if r.ts_ns < newest - self.horizon_ns or (
+                        not held and start < newest - self.horizon_ns):
                     raw.append((RECOMPUTE, Recompute(rp, KINDS[r.kind].measurement, "hn", "n1",
                                                      r.sensor, r.kind, width, start).encode()))
-                elif (rp, r.sensor, start) not in touched:
+                    continue
+                if (rp, r.sensor, start) not in touched:
                     touched.append((rp, r.sensor, start))
+                self.windowed.setdefault((r.sensor, rp), []).append(r)
             if r.ts_ns >= newest - self.horizon_ns:
                 self.newest[r.sensor] = max(newest, r.ts_ns)
-                self.windowed.setdefault(r.sensor, []).append(r)
         windows = []
         for rp, sensor, start in touched:
             width = MINUTE_NS if rp == RP_1M else HOUR_NS
-            inside = [r for r in self.windowed[sensor] if r.ts_ns - r.ts_ns % width == start]
+            inside = [r for r in self.windowed[(sensor, rp)] if r.ts_ns - r.ts_ns % width == start]
             windows.append((rp, line(KINDS[self.kind[sensor]].measurement, self._tags(sensor),
                                      _aggregate(inside), start)))
         ledger = [(RP_1H, line("ledger", {"site": "hn", "node": "n1"}, self._ledger(h), h))
