@@ -38,6 +38,8 @@ from firmware_bridge.warmup import WarmupTracker
 from urbanpulse.errors import ConfigError
 
 KIND = "air.co2"
+# Driver-state prefix of a setting written and read back otherwise right after.
+NOT_HELD = "not_held:"
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,12 +146,45 @@ class Mhz19bDriver:
             self.unanswered_setting_queries += 1
             await self._write_unless_recent(link, "abc", int(wanted), cmd.set_abc(wanted),
                                             "written_unconfirmed")
+            return
+        assert isinstance(status, Mhz19bAbcStatus)
+        if status.enabled == wanted:
+            self.settings["abc"] = "kept"
+        elif self.flash.recently_written(NOT_HELD + "abc", int(wanted)):
+            # Written within a day and read back otherwise right after: writing it again at
+            # every start would not make it hold, only wear the flash.
+            self.settings["abc"] = "not_held"
         else:
-            assert isinstance(status, Mhz19bAbcStatus)
-            if status.enabled == wanted:
-                self.settings["abc"] = "kept"
-            else:
-                await self._write(link, "abc", int(wanted), cmd.set_abc(wanted), "written")
+            await self._write(link, "abc", int(wanted), cmd.set_abc(wanted), "written")
+            if await self._abc_reads_back(link, emit, wanted) is False:
+                self.flash.record(NOT_HELD + "abc", int(wanted))
+                self.settings["abc"] = "written_not_held"
+
+    async def _abc_reads_back(self, link: SerialLink, emit: Emit, wanted: bool) -> bool | None:
+        """Ask 'get ABC status' (two attempts, each listened to for its whole window): True
+        as soon as an answer reads `wanted`, False when every answer reads otherwise, None
+        without an answer. An answer to the query before the write may still come first
+        (late, with the old value), so only an answer that reads `wanted` settles it early."""
+        loop = asyncio.get_running_loop()
+        answered = held = False
+        for _ in range(2):
+            await link.write(cmd.get_abc_status())
+            deadline = loop.time() + self.params.reply_timeout_s
+            while not held and (remaining := deadline - loop.time()) > 0:
+                try:
+                    data = await link.read(timeout_s=remaining)
+                except LinkTimeoutError:
+                    break
+                for frame in self.decoder.feed(data):
+                    if isinstance(frame, Mhz19bAbcStatus):
+                        answered = True
+                        held = held or frame.enabled == wanted
+                    elif self._take(frame, emit):
+                        self.late_replies += 1
+                raise_if_cancelled()  # only after what was read is emitted
+            if held:
+                return True
+        return False if answered else None
 
     async def _write_unless_recent(self, link: SerialLink, name: str, value: int, command: bytes,
                                    status: str) -> None:

@@ -23,7 +23,9 @@ class Mhz19bEmulator(PtyEmulator):
     Those settings live in the module's flash: each command that sets one (ABC, range,
     zero and span calibration) is a flash write, counted in `flash_writes` (also when it
     sets the stored value). 'Get ABC status' (0x7D) is answered unless
-    `answers_abc_status=False` (firmware without it: no reply).
+    `answers_abc_status=False` (firmware without it: no reply); with
+    `abc_status_follows=False` it answers 'on' whatever is stored (firmware whose status
+    does not follow the setting).
 
     Late answers, as a slow module or a USB adapter holding bytes back gives them: every
     answer leaves `reply_delay_s` after its command, and `hold_replies(n)` keeps the
@@ -43,6 +45,7 @@ class Mhz19bEmulator(PtyEmulator):
         attach_grace_s: float = 0.2,
         seed: int | None = None,
         answers_abc_status: bool = True,
+        abc_status_follows: bool = True,
         reply_delay_s: float = 0.0,
     ) -> None:
         super().__init__(
@@ -64,6 +67,7 @@ class Mhz19bEmulator(PtyEmulator):
         self.zero_offset_ppm = 0.0
         self.span_factor = 1.0
         self.answers_abc_status = answers_abc_status
+        self.abc_status_follows = abc_status_follows
         self.commands_heard = 0
         self.flash_writes = 0
         self.reply_delay_s = reply_delay_s
@@ -133,7 +137,8 @@ class Mhz19bEmulator(PtyEmulator):
                     self._held.clear()
             elif cmd.command == wire.CMD_ABC_STATUS:
                 if self.answers_abc_status:
-                    self._answer(wire.encode_abc_status(self.abc_enabled), now)
+                    status = self.abc_enabled if self.abc_status_follows else True
+                    self._answer(wire.encode_abc_status(status), now)
             elif cmd.command in _STORED:
                 self.flash_writes += 1
                 self._store(cmd.command, args)

@@ -59,10 +59,11 @@ def test_polls_co2_and_sets_abc(emulated) -> None:  # type: ignore[no-untyped-de
         assert (s.sensor, s.kind, s.flags) == ("co2-1", "air.co2", ())
         assert s.values == {"co2": 1234.0, "temperature_c": 31.0}
         described = run.driver.describe()
-        assert described["frames"] == len(run.samples) + 1  # + the ABC status
+        assert described["frames"] == len(run.samples) + 2  # + the ABC status, before and after
         # every reading answered one query: the module never talks unasked
-        # + 'get ABC status', the ABC that differed, the range (no state keeper: always)
-        assert emu.call(lambda: emu.commands_heard) == described["queries"] + 3
+        # + 'get ABC status', the ABC that differed, 'get ABC status' again (did the write
+        # hold?), the range (no state keeper: always)
+        assert emu.call(lambda: emu.commands_heard) == described["queries"] + 4
 
     asyncio.run(scenario())
 
@@ -266,6 +267,31 @@ def test_abc_changed_behind_the_drivers_back_is_read_back_and_corrected(  # type
 
     asyncio.run(restarts())
     assert emu.call(lambda: (emu.abc_enabled, emu.flash_writes)) == (False, 2)
+
+
+def test_an_abc_write_that_does_not_hold_is_not_repeated_at_every_start(  # type: ignore[no-untyped-def]
+        emulated, tmp_path: Path) -> None:
+    """Firmware whose 'get ABC status' does not follow the setting (it answers 'on' after
+    'ABC off' was stored): the read-back differs at every start. The driver reads ABC back
+    after writing it, sees that the write did not hold, and a driver restarting in a loop
+    does not write it again for a day."""
+    emu = emulated(Mhz19bEmulator(warmup_s=0.0, abc_status_follows=False))
+    outbox = Outbox(tmp_path / "outbox.sqlite3").open()
+    keeper = StagedState(outbox)
+
+    async def restarts() -> None:
+        runs = [await _restart(emu, DriverContext(state=keeper), abc=False)]
+        outbox.append([], 0, keeper.take())  # ... and the agent restarts too
+        runs += [await _restart(emu, DriverContext(state=StagedState(outbox)), abc=False)
+                 for _ in range(3)]
+        assert [r["flash_writes"] for r in runs] == [1, 0, 0, 0]
+        assert [r["settings"]["abc"] for r in runs] == ["written_not_held"] + ["not_held"] * 3
+        # a changed configuration is another value: it goes out at once
+        on = await _restart(emu, DriverContext(state=keeper), abc=True)
+        assert on["settings"] == {"abc": "kept"}  # the firmware says 'on' already
+
+    asyncio.run(restarts())
+    assert emu.call(lambda: emu.flash_writes) == 1
 
 
 @pytest.mark.parametrize(("raw", "key"), [
