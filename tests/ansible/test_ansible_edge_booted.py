@@ -41,7 +41,7 @@ import sys
 import threading
 import time
 import tomllib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -132,9 +132,12 @@ def _seed_tls(layout: Layout) -> None:
         path.chmod(mode)
 
 
-def _build_wheel(out: Path) -> Path:
-    """A wheel of this checkout, built from a copy (a build in place writes build/ into the
-    shared work tree)."""
+MARKER = "urbanpulse/booted-node-build.txt"  # in a wheel's package data: which build it is
+
+
+def _build_wheel(out: Path, build: str) -> Path:
+    """A wheel of this checkout (same version whatever `build` says), built from a copy (a
+    build in place writes build/ into the shared work tree)."""
     src = out / "src"
     src.mkdir(parents=True)
     for name in ("pyproject.toml", "README.md", "LICENSE"):
@@ -142,6 +145,7 @@ def _build_wheel(out: Path) -> Path:
     for package in ("urbanpulse", "edge", "cloud", "firmware_bridge"):
         shutil.copytree(REPO / package, src / package,
                         ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    (src / MARKER).write_text(build)
     dist = out / "dist"
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir",
                     str(dist), str(src)], check=True, capture_output=True, timeout=300)
@@ -189,12 +193,15 @@ class Provisioned:
     playbook: list[str]
     env: dict[str, str]
     first_run: subprocess.CompletedProcess[str]
-    # inventory(name, **sensor settings) -> another inventory of the same node
+    work: Path
+    wheel: Path
+    # inventory(wheel, name, sensors=more, **bed-01's settings) -> another inventory of the node
     inventory: Callable[..., Path]
 
 
-def _inventory(work: Path, info: StackInfo, node: BootedNode, wheel: Path, password: str,
-               name: str = "inventory.yml", **sensor_settings: object) -> Path:
+def _inventory(work: Path, info: StackInfo, node: BootedNode, password: str, wheel: Path,
+               name: str = "inventory.yml", sensors: Sequence[Mapping[str, object]] = (),
+               **sensor_settings: object) -> Path:
     host = {
         "ansible_host": NODE_ADDR,
         "ansible_user": "tech",
@@ -207,7 +214,8 @@ def _inventory(work: Path, info: StackInfo, node: BootedNode, wheel: Path, passw
         "edge_heartbeat_s": 2,
         "edge_sensors": [{"id": SENSOR, "driver": "bed_pad", "pin": 22, "pull": "up",
                           "active_state": "low", "occupied_when": "closed",
-                          "supervision": "none", "heartbeat_s": 1, **sensor_settings}],
+                          "supervision": "none", "heartbeat_s": 1, **sensor_settings},
+                         *sensors],
         "vault_edge_mqtt_password": password,
     }
     inventory = {"all": {
@@ -241,7 +249,7 @@ def provisioned(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Provisione
     rootfs = cached_rootfs(cache)
     wheels = cached_wheels(cache, edge_requirements)
     work = tmp_path_factory.mktemp("booted-node")
-    wheel = _build_wheel(work / "wheel")
+    wheel = _build_wheel(work / "wheel", "first")
 
     home = work / "urbanpulse-home"
     mqtt_port, cloud_port, influx_port, rpc_port = free_ports(4)
@@ -269,10 +277,11 @@ def provisioned(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Provisione
             env = {**os.environ, "ANSIBLE_CONFIG": str(ANSIBLE / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1",
                    "ANSIBLE_LOCAL_TEMP": str(work / "ansible-tmp"),
                    "ANSIBLE_HOME": str(work / "ansible-home")}
-            inventory = functools.partial(_inventory, work, info, node, wheel, creds.password())
-            argv = [_ansible_tool("ansible-playbook"), "-i", str(inventory()), "edge.yml"]
+            inventory = functools.partial(_inventory, work, info, node, creds.password())
+            argv = [_ansible_tool("ansible-playbook"), "-i", str(inventory(wheel)), "edge.yml"]
             try:
-                yield Provisioned(node, info, collector, argv, env, _play(argv, env), inventory)
+                yield Provisioned(node, info, collector, argv, env, _play(argv, env), work, wheel,
+                                  inventory)
             finally:
                 collector.stop()
     finally:
@@ -380,7 +389,8 @@ def test_a_config_the_node_refuses_stops_the_play_and_leaves_the_agent(provision
     node = provisioned.node
     before = _running_unit(node)
     config_before = node.run("sudo sha256sum /etc/urbanpulse/node.toml")
-    bad = provisioned.inventory("inventory-bad.yml", heartbeat_s=0)  # check-config: >= 0.1
+    bad = provisioned.inventory(provisioned.wheel, "inventory-bad.yml",
+                                heartbeat_s=0)  # check-config wants >= 0.1
     out = subprocess.run([*provisioned.playbook[:2], str(bad), *provisioned.playbook[3:]],
                          cwd=ANSIBLE, env=provisioned.env, capture_output=True, text=True,
                          timeout=PLAY_TIMEOUT_S, check=False)
@@ -390,6 +400,37 @@ def test_a_config_the_node_refuses_stops_the_play_and_leaves_the_agent(provision
     assert "heartbeat_s" in failed, failed[-6000:]
     assert node.run("sudo sha256sum /etc/urbanpulse/node.toml") == config_before
     assert _running_unit(node)["MainPID"] == before["MainPID"], "the refused config restarted the agent"
+
+
+def _play_with(provisioned: Provisioned, inventory: Path) -> subprocess.CompletedProcess[str]:
+    return _play([*provisioned.playbook[:2], str(inventory), *provisioned.playbook[3:]],
+                 provisioned.env)
+
+
+def test_a_new_sensor_in_the_inventory_restarts_the_agent_with_it(provisioned: Provisioned) -> None:
+    node, collector = provisioned.node, provisioned.collector
+    before = _running_unit(node)
+    door = {"id": "door-01", "driver": "door_counter", "pin": 5, "pull": "up",
+            "active_state": "low", "interval_s": 1}
+    _play_with(provisioned, provisioned.inventory(provisioned.wheel, "inventory-door.yml",
+                                                  sensors=[door]))
+    assert _running_unit(node)["MainPID"] != before["MainPID"], "the agent was not restarted"
+    wait_for(lambda: len(collector.of("door-01")) >= 2, 60, "readings of the new sensor door-01",
+             every_s=0.5)
+
+
+def test_a_rebuilt_wheel_of_the_same_version_is_installed_and_run(provisioned: Provisioned) -> None:
+    """The technician's usual upgrade (README, step 5): a wheel built from a newer checkout,
+    whose version in pyproject.toml has not changed."""
+    node = provisioned.node
+    before = _running_unit(node)
+    site_packages = node.run(f"{EDGE_BIN.rsplit('/', 1)[0]}/python -c "
+                             "'import sysconfig; print(sysconfig.get_paths()[\"purelib\"])'").strip()
+    assert node.run(f"cat {site_packages}/{MARKER}") == "first"
+    rebuilt = _build_wheel(provisioned.work / "wheel-rebuilt", "rebuilt")
+    _play_with(provisioned, provisioned.inventory(rebuilt, "inventory-rebuilt.yml"))
+    assert node.run(f"cat {site_packages}/{MARKER}") == "rebuilt", "the node runs the old build"
+    assert _running_unit(node)["MainPID"] != before["MainPID"], "the agent still runs the old code"
 
 
 def test_after_a_reboot_the_agent_starts_by_itself_and_publishes(provisioned: Provisioned) -> None:
