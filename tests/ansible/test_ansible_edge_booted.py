@@ -11,8 +11,9 @@ README's verification step runs it, answers from it); its clock check (the role'
 same kernel: a test machine has no NTP, so the readings carry clock_unsynced); readings of a
 bed pad on gpiozero's mock pins reach the broker; a second run of the play changes nothing
 and leaves the agent running; an inventory whose node.toml `check-config` refuses stops the
-play at that task and leaves the node's config and agent as they were; after a reboot the
-agent starts by itself and publishes again.
+play at that task and leaves the node's config and agent as they were; a new sensor in the
+inventory restarts the agent with it; a wheel rebuilt with the same version replaces the
+installed build; after a reboot the agent starts by itself and publishes again.
 
 Not checked here: MemoryMax=, TasksMax= and the device policy. On a host with cgroup v1
 controllers (this workplace's machines) the container's systemd gets no memory, pids or
@@ -22,7 +23,7 @@ Opt-in: set URBANPULSE_BOOTED_NODE=1 (CI's .ci/run does). It needs root, deboots
 systemd-container, iproute2 and an SSH client. The node's image is made once (debootstrap
 from Debian's mirror, about a minute) and the edge extra's wheels downloaded once, both kept
 in URBANPULSE_ROOTFS_CACHE (default /var/cache/urbanpulse-tests); with them a run takes
-about 45 s.
+about 80 s.
 
 The node cannot reach a package mirror or index (its only link is the veth pair to this
 machine): the image carries the role's apt packages with fresh lists, and pip on the node
@@ -185,7 +186,7 @@ class Collector:
         self.client.loop_stop()
 
 
-@dataclass(frozen=True)
+@dataclass
 class Provisioned:
     node: BootedNode
     stack: StackInfo
@@ -194,7 +195,7 @@ class Provisioned:
     env: dict[str, str]
     first_run: subprocess.CompletedProcess[str]
     work: Path
-    wheel: Path
+    wheel: Path  # the build the node has
     # inventory(wheel, name, sensors=more, **bed-01's settings) -> another inventory of the node
     inventory: Callable[..., Path]
 
@@ -407,18 +408,6 @@ def _play_with(provisioned: Provisioned, inventory: Path) -> subprocess.Complete
                  provisioned.env)
 
 
-def test_a_new_sensor_in_the_inventory_restarts_the_agent_with_it(provisioned: Provisioned) -> None:
-    node, collector = provisioned.node, provisioned.collector
-    before = _running_unit(node)
-    door = {"id": "door-01", "driver": "door_counter", "pin": 5, "pull": "up",
-            "active_state": "low", "interval_s": 1}
-    _play_with(provisioned, provisioned.inventory(provisioned.wheel, "inventory-door.yml",
-                                                  sensors=[door]))
-    assert _running_unit(node)["MainPID"] != before["MainPID"], "the agent was not restarted"
-    wait_for(lambda: len(collector.of("door-01")) >= 2, 60, "readings of the new sensor door-01",
-             every_s=0.5)
-
-
 def test_a_rebuilt_wheel_of_the_same_version_is_installed_and_run(provisioned: Provisioned) -> None:
     """The technician's usual upgrade (README, step 5): a wheel built from a newer checkout,
     whose version in pyproject.toml has not changed."""
@@ -429,8 +418,21 @@ def test_a_rebuilt_wheel_of_the_same_version_is_installed_and_run(provisioned: P
     assert node.run(f"cat {site_packages}/{MARKER}") == "first"
     rebuilt = _build_wheel(provisioned.work / "wheel-rebuilt", "rebuilt")
     _play_with(provisioned, provisioned.inventory(rebuilt, "inventory-rebuilt.yml"))
+    provisioned.wheel = rebuilt  # what the node has from here on
     assert node.run(f"cat {site_packages}/{MARKER}") == "rebuilt", "the node runs the old build"
     assert _running_unit(node)["MainPID"] != before["MainPID"], "the agent still runs the old code"
+
+
+def test_a_new_sensor_in_the_inventory_restarts_the_agent_with_it(provisioned: Provisioned) -> None:
+    node, collector = provisioned.node, provisioned.collector
+    before = _running_unit(node)
+    door = {"id": "door-01", "driver": "door_counter", "pin": 5, "pull": "up",
+            "active_state": "low", "interval_s": 1}
+    _play_with(provisioned, provisioned.inventory(provisioned.wheel, "inventory-door.yml",
+                                                  sensors=[door]))
+    assert _running_unit(node)["MainPID"] != before["MainPID"], "the agent was not restarted"
+    wait_for(lambda: len(collector.of("door-01")) >= 2, 60, "readings of the new sensor door-01",
+             every_s=0.5)
 
 
 def test_after_a_reboot_the_agent_starts_by_itself_and_publishes(provisioned: Provisioned) -> None:
