@@ -29,10 +29,14 @@ SCOPE_OF_KIND = {kind: scope for scope, kinds in SCOPE_KINDS.items() for kind in
 FAMILY_OF_SCOPE = {"traffic": "traffic", "air": "air", "beds": "hospital", "doors": "hospital",
                    "queue": "hospital"}
 SITE_WIDE = frozenset({"beds", "doors", "queue"})  # the hospital totals sum the site's nodes
+# A bed reports at least this often (its heartbeat: the edge's bed_pad heartbeat_s and upfw
+# bed_heartbeat_s allow at most 3600 s), so its state lasts at most this long unreported.
+BED_HEARTBEAT_MAX_NS = HOUR_NS
 # How far a late reading reaches past its own hour: an air mean enters the NowCast of the 11
-# hours after it, an issued ticket pairs with a call up to max_wait later.
-REACH_NS: dict[str, int] = {"traffic": 0, "air": (NOWCAST_HOURS - 1) * HOUR_NS, "beds": 0,
-                            "doors": 0, "queue": QUEUE_MAX_WAIT_NS}
+# hours after it, a bed's state holds every window up to its next reading, an issued ticket
+# pairs with a call up to max_wait later.
+REACH_NS: dict[str, int] = {"traffic": 0, "air": (NOWCAST_HOURS - 1) * HOUR_NS,
+                            "beds": BED_HEARTBEAT_MAX_NS, "doors": 0, "queue": QUEUE_MAX_WAIT_NS}
 
 Late = tuple[str, int]  # (scope, hour start)
 

@@ -10,7 +10,7 @@ per node, HospitalSite per site fed with the node states' updates)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -57,27 +57,30 @@ def _readings(site: str, node: str, t: int, seq: int) -> list[Reading]:
 NODES = [("bv", "ward-a"), ("bv", "ward-b"), ("hk", "tl-1"), ("hk", "aq-1")]
 
 
-def _message(site: str, node: str, t: int, received: int) -> NodeData:
-    return NodeData(f"{site}/{node}", site, node, received, _readings(site, node, t, (t - T0) // STEP))
+Readings = Callable[[str, str, int, int], list[Reading]]
 
 
-def in_order() -> Iterator[NodeData]:
+def _message(site: str, node: str, t: int, received: int, readings: Readings = _readings) -> NodeData:
+    return NodeData(f"{site}/{node}", site, node, received, readings(site, node, t, (t - T0) // STEP))
+
+
+def in_order(readings: Readings = _readings) -> Iterator[NodeData]:
     for t in range(T0, END, STEP):
         for site, node in NODES:
-            yield _message(site, node, t, t)
+            yield _message(site, node, t, t, readings)
 
 
-def backlog_after_fresh() -> Iterator[NodeData]:
+def backlog_after_fresh(readings: Readings = _readings) -> Iterator[NodeData]:
     """The outage: the offline nodes send nothing in [DOWN, UP); at UP each sends its fresh
     reading, then its backlog oldest first, then goes on live."""
     for t in range(T0, END, STEP):
         for site, node in NODES:
             if (site, node) in OFFLINE and DOWN <= t < UP:
                 continue
-            yield _message(site, node, t, t)
+            yield _message(site, node, t, t, readings)
             if (site, node) in OFFLINE and t == UP:
                 for old in range(DOWN, UP, STEP):
-                    yield _message(site, node, old, t)
+                    yield _message(site, node, old, t, readings)
 
 
 def _row(point: str) -> dict[str, Any]:
@@ -150,6 +153,30 @@ def test_with_replay_every_domain_point_is_that_of_in_order_processing(
     assert air[DOWN + HOUR]["pm25_nowcast"] == pytest.approx(28.75 / 1.875)
 
 
+def _hourly_bed(site: str, node: str, t: int, seq: int) -> list[Reading]:
+    """ward-a's bed-1 reports once an hour (at :50; a bed's heartbeat may be as long as
+    3600 s on the edge) and is occupied from DOWN + 1 h 30; bed-2, free, every 10 min."""
+    if node != "ward-a":
+        return _readings(site, node, t, seq)
+    out = [Reading("bed-2", "hospital.bed", t, seq, {"occupied": 0.0})]
+    if t % HOUR == 50 * MIN:
+        out.append(Reading("bed-1", "hospital.bed", t, seq, {"occupied": float(t >= DOWN + 90 * MIN)}))
+    return out
+
+
+def test_a_late_bed_state_carried_past_its_hour_is_replayed_where_it_lasts() -> None:
+    """bed-1's reading at DOWN + 1 h 50 is too late (the horizon's floor is DOWN + 2 h) and
+    its state lasts until its next reading at DOWN + 2 h 50: the ward's and the hospital's
+    minute windows after the floor and before that reading hold it (occupied), not the
+    state bed-1 had before the outage (free)."""
+    expected = domain_points(run(in_order(_hourly_bed), replays=False))
+    late = domain_points(run(backlog_after_fresh(_hourly_bed), replays=True))
+    assert {k: late.get(k) for k in expected if late.get(k) != expected[k]} == {}
+    ward = select(_as_points(late), RP_1M, "ward_occupancy", site="bv", node="ward-a")
+    assert ward[DOWN + 2 * HOUR + 40 * MIN]["occupied"] == 1  # bed-1, as reported at 1 h 50
+    assert ward[DOWN + 2 * HOUR + 50 * MIN]["occupied"] == 1
+
+
 def _as_points(points: dict[Any, dict[str, object]]) -> list[Point]:
     """`final`'s dict back to points, for `select`."""
     out: list[Point] = []
@@ -180,7 +207,8 @@ def test_requests_cover_what_a_late_reading_reaches_and_are_coalesced() -> None:
     assert sorted(spans, key=repr) == sorted([
         ReplaySpan("traffic", "bv", "n1", T0, T0 + 2 * HOUR),
         ReplaySpan("air", "bv", "n1", T0, T0 + 13 * HOUR),  # the NowCast of the 11 hours after
-        ReplaySpan("beds", "bv", "", T0 + 3 * HOUR, T0 + 4 * HOUR),  # hospital scopes: the site
+        # hospital scopes: the site; a bed's state lasts up to its next reading, an hour at most
+        ReplaySpan("beds", "bv", "", T0 + 3 * HOUR, T0 + 5 * HOUR),
         ReplaySpan("queue", "bv", "", T0, T0 + 13 * HOUR),  # calls up to max_wait later
         ReplaySpan("doors", "bv", "", T0, T0 + HOUR)], key=repr)
     with pytest.raises(ValueError, match="whole hours"):
