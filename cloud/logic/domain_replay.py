@@ -57,6 +57,10 @@ LOOKBACK_NS: dict[str, int] = {
 # is taken as unknown until its next reading.
 LAST_STATE_ROWS = 10
 _META = frozenset({"time", "site", "node", "sensor", "kind", "seq", "flags"})
+# The fields the contract requires of each kind: a row without one (written by something
+# other than this processor) is no reading the rollups can take.
+REQUIRED = {kind: frozenset(name for name, f in spec.fields.items() if f.required)
+            for kind, spec in KINDS.items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,7 +145,8 @@ def late_spans(site: str, node: str, late: Iterable[Late]) -> list[ReplaySpan]:
 def reading_of(row: Mapping[str, Any]) -> Reading | None:
     """The reading a raw point was written from (as `InfluxHTTP.query_points` gives it,
     epoch ns), or None if it never entered the domain rollups: flagged out of the windows
-    (warming up, clock not synchronised) or outside the contract's range.
+    (warming up, clock not synchronised), outside the contract's range, or without a field
+    its kind requires.
 
     The raw point's time is the reading's ts (microseconds on the wire) plus its sequence
     number mod 1000 in ns (`cloud.logic.node.raw_time`): the ts is the time rounded down
@@ -155,7 +160,7 @@ def reading_of(row: Mapping[str, Any]) -> Reading | None:
         return None
     values = {k: float(v) for k, v in row.items()
               if k not in _META and isinstance(v, int | float) and not isinstance(v, bool)}
-    if not values or outside_range(kind, values) is not None:
+    if not values or outside_range(kind, values) is not None or not REQUIRED[kind] <= values.keys():
         return None
     time = int(str(row["time"]))
     seq = row.get("seq")
