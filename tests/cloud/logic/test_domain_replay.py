@@ -153,7 +153,7 @@ def test_with_replay_every_domain_point_is_that_of_in_order_processing(
     assert air[DOWN + HOUR]["pm25_nowcast"] == pytest.approx(28.75 / 1.875)
 
 
-def _hourly_bed(site: str, node: str, t: int, seq: int) -> list[Reading]:
+def hourly_bed(site: str, node: str, t: int, seq: int) -> list[Reading]:
     """ward-a's bed-1 reports once an hour (at :50; a bed's heartbeat may be as long as
     3600 s on the edge) and is occupied from DOWN + 1 h 30; bed-2, free, every 10 min."""
     if node != "ward-a":
@@ -169,8 +169,8 @@ def test_a_late_bed_state_carried_past_its_hour_is_replayed_where_it_lasts() -> 
     its state lasts until its next reading at DOWN + 2 h 50: the ward's and the hospital's
     minute windows after the floor and before that reading hold it (occupied), not the
     state bed-1 had before the outage (free)."""
-    expected = domain_points(run(in_order(_hourly_bed), replays=False))
-    late = domain_points(run(backlog_after_fresh(_hourly_bed), replays=True))
+    expected = domain_points(run(in_order(hourly_bed), replays=False))
+    late = domain_points(run(backlog_after_fresh(hourly_bed), replays=True))
     assert {k: late.get(k) for k in expected if late.get(k) != expected[k]} == {}
     ward = select(_as_points(late), RP_1M, "ward_occupancy", site="bv", node="ward-a")
     assert ward[DOWN + 2 * HOUR + 40 * MIN]["occupied"] == 1  # bed-1, as reported at 1 h 50
