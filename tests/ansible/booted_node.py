@@ -349,3 +349,52 @@ class TcpRelay:
         deadline = time.monotonic() + 10
         for t in self._threads:
             t.join(timeout=max(0.0, deadline - time.monotonic()))
+
+
+# The central side's node (test_ansible_cloud_booted.py): the same image with the broker's and
+# InfluxDB's Debian packages as well, which its roles install (from a mirror the node cannot
+# reach). A cache entry of its own, under other names than the edge node's: neither test's
+# cache replaces the other's.
+CLOUD_PACKAGES = (*PACKAGES, "mosquitto", "influxdb")
+CLOUD_IMAGE_RECIPE = 1
+
+
+def cached_cloud_rootfs(cache: Path) -> Path:
+    """The central node's root file system: cached_rootfs's, made by debootstrap with
+    CLOUD_PACKAGES on the first call (older cloud images in the cache are removed then)."""
+    name = f"cloud-rootfs-{SUITE}-{_key(SUITE, CLOUD_PACKAGES, SSH_USER, CLOUD_IMAGE_RECIPE)}"
+    final = cache / name
+    with _locked(cache):
+        if final.is_dir():
+            return final
+        for old in cache.glob("cloud-rootfs-*"):
+            shutil.rmtree(old)
+        building = cache / f".building-{name}"
+        shutil.rmtree(building, ignore_errors=True)
+        _run(["debootstrap", "--variant=minbase", f"--include={','.join(CLOUD_PACKAGES)}",
+              SUITE, str(building), MIRROR], timeout_s=900)
+        _run(["chroot", str(building), "useradd", "--create-home", "--shell", "/bin/bash",
+              SSH_USER], timeout_s=60)
+        sudoers = building / "etc" / "sudoers.d" / SSH_USER
+        sudoers.write_text(f"{SSH_USER} ALL=(ALL) NOPASSWD: ALL\n")
+        sudoers.chmod(0o440)
+        for deb in (building / "var" / "cache" / "apt" / "archives").glob("*.deb"):
+            deb.unlink()
+        building.rename(final)
+        return final
+
+
+def cached_cloud_wheels(cache: Path, requirements: Sequence[str]) -> Path:
+    """As cached_wheels, for the central node's requirements, kept beside the edge node's."""
+    final = cache / f"cloud-wheels-{_key(sorted(requirements), sys.version_info[:2])}"
+    with _locked(cache):
+        if final.is_dir():
+            return final
+        for old in cache.glob("cloud-wheels-*"):
+            shutil.rmtree(old)
+        partial = cache / f".partial-{final.name}"
+        shutil.rmtree(partial, ignore_errors=True)
+        _run([sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:",
+              "--dest", str(partial), *requirements], timeout_s=600)
+        partial.rename(final)
+        return final
