@@ -97,6 +97,8 @@ class ProcessorHealth:
             "write_refused": stats.refused_requests,
             "windows_rebuilt": stats.recomputed,
             "windows_not_rebuilt": stats.not_recomputed,
+            "domain_spans_replayed": stats.domain_replays,
+            "domain_spans_not_replayed": stats.domain_not_replayed,
             "points_pending": pending_points,
         }
         if self.state_dir is not None:
