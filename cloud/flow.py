@@ -251,6 +251,13 @@ class InfluxPartition(StatefulSinkPartition[list[Point], None]):
     synchronous writes). `write_batch` blocks while `max_pending` points wait (InfluxDB
     slow or down), which holds the dataflow back and leaves the data in the journal.
 
+    Domain replay requests (cloud.logic.domain_replay) are held until the epoch ends and
+    run in `snapshot`, after every point of the epoch is written: Bytewax hands over the node
+    step's points (with the requests) and the site step's in batches of its own choosing, and
+    a site step's live hospital total of a replayed window handed over after the replay
+    would otherwise be the last written. The requests of an epoch not committed are made
+    again when its input is read again.
+
     Once `stop` is set (the processor is stopping) no wait goes on: `write_batch` and
     `snapshot` raise SinkError, so the epoch is not committed and its points are read
     from the journal again after the restart.
@@ -269,6 +276,9 @@ class InfluxPartition(StatefulSinkPartition[list[Point], None]):
         self._cond = threading.Condition()
         self._queue: deque[list[Point]] = deque()
         self._pending = 0  # points queued or being written
+        self._replays: list[str] = []  # domain replay requests held for the epoch's end
+        self._replaying = False  # the writer runs the held requests
+        self._epoch_end = False  # `flush` waits: the held requests are due
         self._error: BaseException | None = None
         self._closing = False
         self._thread: threading.Thread | None = None
@@ -277,6 +287,12 @@ class InfluxPartition(StatefulSinkPartition[list[Point], None]):
     def start(self) -> None:
         with self._cond:
             self._start_thread()
+
+    @property
+    def pending_points(self) -> int:
+        """Points handed over and not yet written."""
+        with self._cond:
+            return self._pending
 
     def _start_thread(self) -> None:
         """Starts the writer thread unless it runs (the caller holds the condition)."""
@@ -301,9 +317,16 @@ class InfluxPartition(StatefulSinkPartition[list[Point], None]):
         self.flush()
 
     def flush(self) -> None:
+        """Returns once every point handed over is written and the replays they asked for
+        have run."""
         with self._cond:
-            while self._pending and self._error is None:
-                self._wait_step()
+            self._epoch_end = True
+            self._cond.notify_all()
+            try:
+                while (self._pending or self._replays or self._replaying) and self._error is None:
+                    self._wait_step()
+            finally:
+                self._epoch_end = False
             self._raise_failure()
 
     def close(self) -> None:
@@ -348,21 +371,32 @@ class InfluxPartition(StatefulSinkPartition[list[Point], None]):
         thread at its next hand-over or flush, which would otherwise wait for ever."""
         while True:
             with self._cond:
-                while not self._queue and not self._closing and not self._report_due():
+                while (not self._queue and not self._closing and not self._report_due()
+                       and not self._replays_due()):
                     self._cond.wait(None if self.health is None else self.health.seconds_to_report())
                 if not self._queue and self._closing:
                     return
                 batch: list[Point] = []
                 while self._queue:  # whatever piled up goes out as one set of requests
                     batch.extend(self._queue.popleft())
+                replays: list[str] = []
+                if not batch and self._replays_due():
+                    replays, self._replays, self._replaying = self._replays, [], True
             between = None if self.health is None else self._report_between_requests
             if batch:
-                self.writer.write(batch, between=between)
+                held: list[str] = []
+                self.writer.write(batch, between=between, defer_replays=held)
                 if time.monotonic() >= self._next_stats:
                     self._next_stats = time.monotonic() + STATS_EVERY_S
                     self._log_stats()
                 with self._cond:
+                    self._replays += held
                     self._pending -= len(batch)
+                    self._cond.notify_all()
+            if replays:
+                self.writer.run_replays(replays, between)
+                with self._cond:
+                    self._replaying = False
                     self._cond.notify_all()
             with self._cond:
                 busy = bool(self._queue)  # batches back to back: as within one
@@ -382,6 +416,11 @@ class InfluxPartition(StatefulSinkPartition[list[Point], None]):
         assert self.health is not None
         if self.health.seconds_to_report(max(self.health.every_s, MID_BATCH_REPORT_S)) <= 0:
             self._write_report()
+
+    def _replays_due(self) -> bool:
+        """The epoch ended (`flush` waits) and every point handed over is written (the
+        caller holds the condition)."""
+        return self._epoch_end and bool(self._replays) and not self._queue
 
     def _report_due(self) -> bool:
         return self.health is not None and self.health.seconds_to_report() <= 0

@@ -77,9 +77,12 @@ class InfluxWriter:
             if close is not None:
                 close()
 
-    def write(self, points: Iterable[Point], between: Callable[[], None] | None = None) -> None:
+    def write(self, points: Iterable[Point], between: Callable[[], None] | None = None,
+              defer_replays: list[str] | None = None) -> None:
         """`between` is called after each request that succeeded: a long set of requests
-        (a catch-up, many windows to rebuild) lets its caller do its own work meanwhile."""
+        (a catch-up, many windows to rebuild) lets its caller do its own work meanwhile.
+        The domain replay requests among `points` run after the rest is written, or, with
+        `defer_replays`, are appended to it for `run_replays` later."""
         by_rp: dict[str, list[str]] = defaultdict(list)
         for rp, ln in points:
             by_rp[rp].append(ln)
@@ -92,16 +95,22 @@ class InfluxWriter:
                     between()
         if recomputes:  # after the raw points they read are written
             self._recompute(sorted(set(recomputes)), between)
-        if replays:  # after the raw points, and after the live points they correct
-            spans = coalesce(ReplaySpan.decode(text) for text in set(replays))
-            if self.reader is None:
-                self.stats.domain_not_replayed += len(spans)
-                log.warning("late readings beyond the aggregation horizon; domain rollups not "
-                            "rebuilt (no influx.reader_* credentials configured)",
-                            extra={"spans": len(spans)})
-                return
-            for span in spans:
-                self.replay_domain(span, between)
+        if defer_replays is not None:
+            defer_replays += replays
+        elif replays:  # after the raw points, and after the live points they correct
+            self.run_replays(replays, between)
+
+    def run_replays(self, requests: Iterable[str], between: Callable[[], None] | None = None) -> None:
+        """Runs domain replay requests (DOMAIN_REPLAY points' texts), coalesced."""
+        spans = coalesce(ReplaySpan.decode(text) for text in set(requests))
+        if self.reader is None:
+            self.stats.domain_not_replayed += len(spans)
+            log.warning("late readings beyond the aggregation horizon; domain rollups not "
+                        "rebuilt (no influx.reader_* credentials configured)",
+                        extra={"spans": len(spans)})
+            return
+        for span in spans:
+            self.replay_domain(span, between)
 
     def replay_domain(self, span: ReplaySpan, between: Callable[[], None] | None = None) -> int:
         """Rebuild the domain rollups of `span` from the raw points (cloud.logic.domain_replay)
