@@ -384,6 +384,13 @@ def test_a_second_run_changes_nothing_and_keeps_the_agent(provisioned: Provision
     assert "changed=0" in recap[-1], again.stdout[-6000:]
     after = _running_unit(provisioned.node)
     assert after["MainPID"] == before["MainPID"], "the second run restarted the agent"
+    # `--check`, the README's dry run, says so too (the pip module alone cannot tell in check
+    # mode whether a wheel file is installed: the role asks the virtualenv's record).
+    dry = _play([*provisioned.playbook, "--check"], provisioned.env)
+    recap = [line for line in dry.stdout.splitlines() if line.startswith(HOST) and "ok=" in line]
+    assert recap, dry.stdout[-6000:]
+    assert "changed=0" in recap[-1], dry.stdout[-8000:]
+    assert _running_unit(provisioned.node)["MainPID"] == before["MainPID"]
 
 
 def test_a_config_the_node_refuses_stops_the_play_and_leaves_the_agent(provisioned: Provisioned) -> None:
