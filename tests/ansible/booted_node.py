@@ -182,10 +182,20 @@ def _ip(*args: str) -> None:
     _run(["ip", *args], timeout_s=30)
 
 
+def _drop_stale_networks() -> None:
+    """A run killed before its cleanup leaves its namespace, and with it the pair and the
+    address: the namespaces of runs whose process is gone are deleted."""
+    for entry in _run(["ip", "netns", "list"], timeout_s=30).stdout.splitlines():
+        name = entry.split(" ", 1)[0]
+        if name.startswith("upn") and name[3:].isdigit() and not Path(f"/proc/{name[3:]}").exists():
+            _ip("netns", "del", name)
+
+
 @contextlib.contextmanager
 def _network(tag: str) -> Iterator[Path]:
     """A network namespace with one veth pair to this machine's namespace; its path."""
     netns, host_if, node_if = f"upn{tag}", f"uph{tag}", f"upc{tag}"
+    _drop_stale_networks()
     taken = _run(["ip", "-o", "addr", "show", "to", f"{HOST_ADDR}/{PREFIX}"], timeout_s=30).stdout
     if taken.strip():
         raise AssertionError(f"{HOST_ADDR}/{PREFIX} is already on an interface here (a run that "
