@@ -87,16 +87,20 @@ def _run(argv: Sequence[str], timeout_s: float) -> subprocess.CompletedProcess[s
 def cached_rootfs(cache: Path) -> Path:
     """The node's root file system, made by debootstrap on the first call (other images in
     the cache, of an older recipe, are removed then)."""
-    name = f"rootfs-{SUITE}-{_key(SUITE, PACKAGES, SSH_USER, IMAGE_RECIPE)}"
+    return _cached_image(cache, "rootfs", PACKAGES, IMAGE_RECIPE)
+
+
+def _cached_image(cache: Path, prefix: str, packages: Sequence[str], recipe: int) -> Path:
+    name = f"{prefix}-{SUITE}-{_key(SUITE, packages, SSH_USER, recipe)}"
     final = cache / name
     with _locked(cache):
         if final.is_dir():
             return final
-        for old in cache.glob("rootfs-*"):
+        for old in cache.glob(f"{prefix}-*"):
             shutil.rmtree(old)
         building = cache / f".building-{name}"
         shutil.rmtree(building, ignore_errors=True)
-        _run(["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}",
+        _run(["debootstrap", "--variant=minbase", f"--include={','.join(packages)}",
               SUITE, str(building), MIRROR], timeout_s=900)
         _run(["chroot", str(building), "useradd", "--create-home", "--shell", "/bin/bash",
               SSH_USER], timeout_s=60)
@@ -112,16 +116,20 @@ def cached_rootfs(cache: Path) -> Path:
 def cached_wheels(cache: Path, requirements: Sequence[str]) -> Path:
     """A folder of wheels for `requirements` and their dependencies, downloaded from the
     package index once (the node installs from it: it reaches no index)."""
-    final = cache / f"wheels-{_key(sorted(requirements), sys.version_info[:2])}"
+    return _cached_wheels(cache, "wheels", requirements)
+
+
+def _cached_wheels(cache: Path, prefix: str, requirements: Sequence[str]) -> Path:
+    final = cache / f"{prefix}-{_key(sorted(requirements), sys.version_info[:2])}"
     with _locked(cache):
         if final.is_dir():
             return final
-        for old in cache.glob("wheels-*"):
+        for old in cache.glob(f"{prefix}-*"):
             shutil.rmtree(old)
         partial = cache / f".partial-{final.name}"
         shutil.rmtree(partial, ignore_errors=True)
         _run([sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:",
-              "--dest", str(partial), *requirements], timeout_s=300)
+              "--dest", str(partial), *requirements], timeout_s=600)
         partial.rename(final)
         return final
 
@@ -372,39 +380,9 @@ CLOUD_IMAGE_RECIPE = 1
 def cached_cloud_rootfs(cache: Path) -> Path:
     """The central node's root file system: cached_rootfs's, made by debootstrap with
     CLOUD_PACKAGES on the first call (older cloud images in the cache are removed then)."""
-    name = f"cloud-rootfs-{SUITE}-{_key(SUITE, CLOUD_PACKAGES, SSH_USER, CLOUD_IMAGE_RECIPE)}"
-    final = cache / name
-    with _locked(cache):
-        if final.is_dir():
-            return final
-        for old in cache.glob("cloud-rootfs-*"):
-            shutil.rmtree(old)
-        building = cache / f".building-{name}"
-        shutil.rmtree(building, ignore_errors=True)
-        _run(["debootstrap", "--variant=minbase", f"--include={','.join(CLOUD_PACKAGES)}",
-              SUITE, str(building), MIRROR], timeout_s=900)
-        _run(["chroot", str(building), "useradd", "--create-home", "--shell", "/bin/bash",
-              SSH_USER], timeout_s=60)
-        sudoers = building / "etc" / "sudoers.d" / SSH_USER
-        sudoers.write_text(f"{SSH_USER} ALL=(ALL) NOPASSWD: ALL\n")
-        sudoers.chmod(0o440)
-        for deb in (building / "var" / "cache" / "apt" / "archives").glob("*.deb"):
-            deb.unlink()
-        building.rename(final)
-        return final
+    return _cached_image(cache, "cloud-rootfs", CLOUD_PACKAGES, CLOUD_IMAGE_RECIPE)
 
 
 def cached_cloud_wheels(cache: Path, requirements: Sequence[str]) -> Path:
     """As cached_wheels, for the central node's requirements, kept beside the edge node's."""
-    final = cache / f"cloud-wheels-{_key(sorted(requirements), sys.version_info[:2])}"
-    with _locked(cache):
-        if final.is_dir():
-            return final
-        for old in cache.glob("cloud-wheels-*"):
-            shutil.rmtree(old)
-        partial = cache / f".partial-{final.name}"
-        shutil.rmtree(partial, ignore_errors=True)
-        _run([sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:",
-              "--dest", str(partial), *requirements], timeout_s=600)
-        partial.rename(final)
-        return final
+    return _cached_wheels(cache, "cloud-wheels", requirements)
