@@ -13,6 +13,18 @@ from edge.drivers.base import Driver, Sample
 from firmware_bridge.emulator.pty_device import PtyEmulator
 
 
+class Noisy(PtyEmulator):
+    """Mixed in before a sensor's emulator: once `noisy` is set, every frame is damaged (a
+    wrong rate, a bad cable): bytes keep coming but none is a frame."""
+
+    noisy = False
+
+    def _send_frame(self, frame: bytes) -> None:
+        if self.noisy:
+            frame = bytes(b ^ 0x5A for b in frame)
+        super()._send_frame(frame)
+
+
 class DriverRun:
     """A driver running on the current event loop; `samples` holds what it emitted."""
 

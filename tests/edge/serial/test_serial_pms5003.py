@@ -21,23 +21,15 @@ from firmware_bridge.protocols.pms5003.emulator import (
     reading,
     reading_t,
 )
-from tests.edge.serial.conftest import DriverRun
+from tests.edge.serial.conftest import DriverRun, Noisy
 from urbanpulse.clock import FakeClock
 from urbanpulse.errors import ConfigError
 
 SAMPLE = Path(edge.drivers.pms5003.__file__).parent / "sample.toml"
 
 
-class NoisyPms5003(Pms5003Emulator):
-    """A sensor whose frames are all damaged (a wrong rate, a bad cable): bytes keep
-    coming but none is a frame."""
-
-    noisy = False
-
-    def _send_frame(self, frame: bytes) -> None:
-        if self.noisy:
-            frame = bytes(b ^ 0x5A for b in frame)
-        super()._send_frame(frame)
+class NoisyPms5003(Noisy, Pms5003Emulator):
+    pass
 
 
 def _params(port: str, **kw: Any) -> Pms5003Params:

@@ -18,7 +18,7 @@ from edge.errors import DriverError
 from edge.outbox import Outbox
 from firmware_bridge.protocols.sds011 import ReportMode, WorkState
 from firmware_bridge.protocols.sds011.emulator import Sds011Emulator
-from tests.edge.serial.conftest import DriverRun
+from tests.edge.serial.conftest import DriverRun, Noisy
 from urbanpulse.clock import FakeClock
 from urbanpulse.errors import ConfigError
 
@@ -35,16 +35,8 @@ class MuteSds011(Sds011Emulator):
             super()._on_bytes(data, now)
 
 
-class NoisySds011(Sds011Emulator):
-    """A sensor whose frames are all damaged (a wrong rate, a bad cable): bytes keep
-    coming but none is a frame."""
-
-    noisy = False
-
-    def _send_frame(self, frame: bytes) -> None:
-        if self.noisy:
-            frame = bytes(b ^ 0x5A for b in frame)
-        super()._send_frame(frame)
+class NoisySds011(Noisy, Sds011Emulator):
+    pass
 
 
 def _params(port: str, **kw: Any) -> Sds011Params:
