@@ -27,6 +27,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
+from tests.ansible.helpers import ANSIBLE
 from urbanpulse.testing import wait_for
 
 SUITE = "bookworm"
@@ -386,3 +387,77 @@ def cached_cloud_rootfs(cache: Path) -> Path:
 def cached_cloud_wheels(cache: Path, requirements: Sequence[str]) -> Path:
     """As cached_wheels, for the central node's requirements, kept beside the edge node's."""
     return _cached_wheels(cache, "cloud-wheels", requirements)
+
+
+# -- what the booted tests ask of a provisioned node ---------------------------------------
+
+PLAY_TIMEOUT_S = 600
+
+
+def play(argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """An ansible-playbook run that must succeed without warnings."""
+    out = subprocess.run(argv, cwd=ANSIBLE, env=env, capture_output=True, text=True,
+                         timeout=PLAY_TIMEOUT_S, check=False)
+    assert out.returncode == 0, out.stdout[-8000:] + out.stderr[-4000:]
+    assert "WARNING" not in out.stderr, out.stderr
+    return out
+
+
+def assert_no_change(out: subprocess.CompletedProcess[str], host: str) -> None:
+    """The play's recap for `host` says it changed nothing."""
+    recap = [line for line in out.stdout.splitlines() if line.startswith(host) and "ok=" in line]
+    assert recap, out.stdout[-6000:]
+    assert "changed=0" in recap[-1], out.stdout[-8000:]
+
+
+def unit(node: BootedNode, service: str) -> dict[str, str]:
+    out = node.run(f"systemctl show {service} -p ActiveState -p SubState -p MainPID -p NRestarts "
+                   "-p User -p ExecMainStatus")
+    return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+
+
+def running_unit(node: BootedNode, service: str) -> dict[str, str]:
+    """The service's properties once it is active (running); its journal if it never is."""
+    def active() -> dict[str, str] | None:
+        props = unit(node, service)
+        return props if props["ActiveState"] == "active" and props["SubState"] == "running" else None
+
+    try:
+        return wait_for(active, 30, f"{service} active (running)")
+    except AssertionError as exc:
+        journal = subprocess.run(
+            node.ssh_argv(f"systemctl status {service} --no-pager; "
+                          f"sudo journalctl -u {service} --no-pager -n 60"),
+            capture_output=True, text=True, timeout=30, check=False).stdout
+        raise AssertionError(f"{exc}\n{journal}") from None
+
+
+def status_fields(text: str) -> dict[str, str]:
+    """/proc/<pid>/status as a dict."""
+    fields = {}
+    for line in text.splitlines():
+        name, _, value = line.partition(":")
+        fields[name] = value.strip()
+    return fields
+
+
+def assert_hardened(node: BootedNode, pid: str, user: str, state_dir: str, what: str) -> None:
+    """The process runs as `user` with no capability, no_new_privs and a system-call filter,
+    on a read-only root but for `state_dir`: even root in its mount namespace cannot write
+    outside it."""
+    uid = node.run(f"id -u {user}").strip()
+    status = status_fields(node.run(f"sudo cat /proc/{pid}/status"))
+    assert status["Uid"].split() == [uid] * 4, status["Uid"]
+    assert status["CapEff"] == status["CapPrm"] == status["CapBnd"] == "0" * 16
+    assert status["NoNewPrivs"] == "1"
+    assert status["Seccomp"] == "2", f"no system-call filter on the {what}"
+    mounts = {}
+    for line in node.run(f"sudo cat /proc/{pid}/mountinfo").splitlines():
+        fields = line.split()
+        mounts[fields[4]] = set(fields[5].split(","))
+    assert "ro" in mounts["/"], mounts["/"]
+    assert "rw" in mounts[state_dir], mounts.get(state_dir)
+    probe = subprocess.run(node.ssh_argv(f"sudo nsenter -t {pid} -m touch /opt/urbanpulse/probe"),
+                           capture_output=True, text=True, timeout=30, check=False)
+    assert probe.returncode != 0, probe
+    assert "Read-only file system" in probe.stderr, probe.stderr

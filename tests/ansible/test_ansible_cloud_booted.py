@@ -55,14 +55,18 @@ import pytest
 from tests.ansible.booted_node import (
     NODE_ADDR,
     BootedNode,
+    assert_hardened,
+    assert_no_change,
     booted_node,
     cache_dir,
     cached_cloud_rootfs,
     cached_cloud_wheels,
     missing_requirements,
+    play,
+    running_unit,
 )
 from tests.ansible.helpers import ANSIBLE, REPO
-from tests.ansible.test_ansible_edge_booted import OPT_IN, _build_wheel, _play
+from tests.ansible.test_ansible_edge_booted import OPT_IN, _build_wheel
 from tests.ansible.test_ansible_playbooks import _ansible_tool
 from urbanpulse.influx_http import InfluxError, InfluxHTTP
 from urbanpulse.mqtt import MqttConnectError, connect_and_wait, make_client
@@ -229,34 +233,13 @@ def central(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Central]:
         inventory = partial(_inventory, node=node, tls=tls, wheel=wheel, secret=secret)
         argv = [_ansible_tool("ansible-playbook"), "-i", str(inventory(work / "inventory.yml")),
                 "cloud.yml"]
-        yield Central(node, argv, env, _play(argv, env), tls, secret, work, inventory)
-
-
-def _unit(node: BootedNode, service: str) -> dict[str, str]:
-    out = node.run(f"systemctl show {service} -p ActiveState -p SubState -p MainPID -p NRestarts "
-                   "-p User")
-    return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
-
-
-def _running(node: BootedNode, service: str) -> dict[str, str]:
-    def active() -> dict[str, str] | None:
-        unit = _unit(node, service)
-        return unit if unit["ActiveState"] == "active" and unit["SubState"] == "running" else None
-
-    try:
-        return wait_for(active, 30, f"{service} active (running)")
-    except AssertionError as exc:
-        journal = subprocess.run(
-            node.ssh_argv(f"systemctl status {service} --no-pager; "
-                          f"sudo journalctl -u {service} --no-pager -n 60"),
-            capture_output=True, text=True, timeout=30, check=False).stdout
-        raise AssertionError(f"{exc}\n{journal}") from None
+        yield Central(node, argv, env, play(argv, env), tls, secret, work, inventory)
 
 
 def test_the_plays_start_the_three_services_under_systemd(central: Central) -> None:
     node = central.node
     for service in SERVICES:
-        unit = _running(node, service)
+        unit = running_unit(node, service)
         assert unit["NRestarts"] == "0", f"{service} is being restarted by systemd"
     # Started once: not started, then restarted by the handler a moment later.
     starts = node.run(f"sudo journalctl -u {PROCESSOR} -o cat --no-pager").splitlines()
@@ -268,27 +251,9 @@ def test_the_plays_start_the_three_services_under_systemd(central: Central) -> N
 
 def test_the_processor_runs_with_its_hardening(central: Central) -> None:
     node = central.node
-    unit = _running(node, PROCESSOR)
+    unit = running_unit(node, PROCESSOR)
     assert unit["User"] == "urbanpulse"
-    pid = unit["MainPID"]
-    uid = node.run("id -u urbanpulse").strip()
-    status = {}
-    for line in node.run(f"sudo cat /proc/{pid}/status").splitlines():
-        name, _, value = line.partition(":")
-        status[name] = value.strip()
-    assert status["Uid"].split() == [uid] * 4, status["Uid"]
-    assert status["CapEff"] == status["CapPrm"] == status["CapBnd"] == "0" * 16
-    assert status["NoNewPrivs"] == "1"
-    assert status["Seccomp"] == "2", "no system-call filter on the processor"
-    mounts = {}
-    for line in node.run(f"sudo cat /proc/{pid}/mountinfo").splitlines():
-        fields = line.split()
-        mounts[fields[4]] = set(fields[5].split(","))
-    assert "ro" in mounts["/"], mounts["/"]
-    assert "rw" in mounts[STATE_DIR], mounts.get(STATE_DIR)
-    probe = subprocess.run(node.ssh_argv(f"sudo nsenter -t {pid} -m touch /opt/urbanpulse/probe"),
-                           capture_output=True, text=True, timeout=30, check=False)
-    assert "Read-only file system" in probe.stderr, probe
+    assert_hardened(node, unit["MainPID"], "urbanpulse", STATE_DIR, "processor")
     assert node.run(f"sudo stat -c '%a %U %G' {STATE_DIR}").split() == ["750", "urbanpulse",
                                                                          "urbanpulse"]
 
@@ -384,12 +349,10 @@ def test_a_node_batch_is_journaled_acked_and_lands_in_influxdb(central: Central)
 
 def test_a_second_run_changes_nothing_and_restarts_nothing(central: Central) -> None:
     node = central.node
-    before = {service: _running(node, service)["MainPID"] for service in SERVICES}
-    again = _play(central.playbook, central.env)
-    recap = [line for line in again.stdout.splitlines() if line.startswith(HOST) and "ok=" in line]
-    assert recap, again.stdout[-6000:]
-    assert "changed=0" in recap[-1], again.stdout[-8000:]
-    after = {service: _running(node, service)["MainPID"] for service in SERVICES}
+    before = {service: running_unit(node, service)["MainPID"] for service in SERVICES}
+    again = play(central.playbook, central.env)
+    assert_no_change(again, HOST)
+    after = {service: running_unit(node, service)["MainPID"] for service in SERVICES}
     assert after == before, "the second run restarted a service"
 
 
@@ -397,12 +360,10 @@ def test_a_check_run_reports_no_change(central: Central) -> None:
     """`--check` (the README's dry run) on the provisioned host: it runs through and says
     nothing would change."""
     node = central.node
-    before = {service: _running(node, service)["MainPID"] for service in SERVICES}
-    dry = _play([*central.playbook, "--check"], central.env)
-    recap = [line for line in dry.stdout.splitlines() if line.startswith(HOST) and "ok=" in line]
-    assert recap, dry.stdout[-6000:]
-    assert "changed=0" in recap[-1], dry.stdout[-8000:]
-    assert {service: _running(node, service)["MainPID"] for service in SERVICES} == before
+    before = {service: running_unit(node, service)["MainPID"] for service in SERVICES}
+    dry = play([*central.playbook, "--check"], central.env)
+    assert_no_change(dry, HOST)
+    assert {service: running_unit(node, service)["MainPID"] for service in SERVICES} == before
 
 
 def test_what_the_processor_misses_while_down_waits_for_it_across_a_broker_restart(
@@ -416,7 +377,7 @@ def test_what_the_processor_misses_while_down_waits_for_it_across_a_broker_resta
         reading = _reading(2, 640.0)
         _publish(central, NODE, reading, await_ack_s=None)
         node.run("sudo systemctl restart mosquitto")
-        _running(node, "mosquitto")
+        running_unit(node, "mosquitto")
     finally:
         node.run(f"sudo systemctl start {PROCESSOR}")
     _stored(central, NODE, reading)
@@ -427,12 +388,12 @@ def test_a_new_node_in_the_inventory_is_let_in_without_restarting_the_broker(
     """README step 4: the broker reloads (the processor keeps its session) and the new
     node's batches are acked and stored."""
     node = central.node
-    before = {service: _running(node, service)["MainPID"] for service in SERVICES}
+    before = {service: running_unit(node, service)["MainPID"] for service in SERVICES}
     password = secrets.token_urlsafe(24)
     inventory = central.inventory(central.work / "inventory-new-node.yml",
                                   more_nodes={"sensor-2": password})
-    _play([*central.playbook[:2], str(inventory), *central.playbook[3:]], central.env)
-    after = {service: _running(node, service)["MainPID"] for service in SERVICES}
+    play([*central.playbook[:2], str(inventory), *central.playbook[3:]], central.env)
+    after = {service: running_unit(node, service)["MainPID"] for service in SERVICES}
     assert after == before, "adding a node restarted a service"
     reading = _reading(3, 655.0)
     _publish(central, "sensor-2", reading, secret=password)
@@ -444,7 +405,7 @@ def test_after_a_reboot_the_services_start_by_themselves_and_data_flows(central:
     status = node.reboot()
     assert status == 133, f"systemd-nspawn exited {status}, not as for a reboot (133)"
     for service in SERVICES:
-        _running(node, service)
+        running_unit(node, service)
     reading = _reading(4, 670.0)
     _publish(central, NODE, reading)
     _stored(central, NODE, reading)

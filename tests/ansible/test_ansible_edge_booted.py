@@ -55,13 +55,18 @@ from edge.clock_sync import CLOCK_UNSYNCED, KernelClockSync
 from tests.ansible.booted_node import (
     HOST_ADDR,
     NODE_ADDR,
+    PLAY_TIMEOUT_S,
     BootedNode,
     TcpRelay,
+    assert_hardened,
+    assert_no_change,
     booted_node,
     cache_dir,
     cached_rootfs,
     cached_wheels,
     missing_requirements,
+    play,
+    running_unit,
 )
 from tests.ansible.helpers import ANSIBLE, REPO
 from tests.ansible.test_ansible_playbooks import _ansible_tool
@@ -89,7 +94,6 @@ MQTT_PORT = 8883
 SERVICE = "urbanpulse-edge"
 STATE_DIR = "/var/lib/urbanpulse"
 EDGE_BIN = "/opt/urbanpulse/venv/bin/urbanpulse"
-PLAY_TIMEOUT_S = 600
 
 
 def _seed_tls(layout: Layout) -> None:
@@ -232,14 +236,6 @@ def _inventory(work: Path, info: StackInfo, node: BootedNode, password: str, whe
     return path
 
 
-def _play(argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    out = subprocess.run(argv, cwd=ANSIBLE, env=env, capture_output=True, text=True,
-                         timeout=PLAY_TIMEOUT_S, check=False)
-    assert out.returncode == 0, out.stdout[-8000:] + out.stderr[-4000:]
-    assert "WARNING" not in out.stderr, out.stderr
-    return out
-
-
 @pytest.fixture(scope="module")
 def provisioned(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Provisioned]:
     missing = missing_requirements()
@@ -281,7 +277,7 @@ def provisioned(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Provisione
             inventory = functools.partial(_inventory, work, info, node, creds.password())
             argv = [_ansible_tool("ansible-playbook"), "-i", str(inventory(wheel)), "edge.yml"]
             try:
-                yield Provisioned(node, info, collector, argv, env, _play(argv, env), work, wheel,
+                yield Provisioned(node, info, collector, argv, env, play(argv, env), work, wheel,
                                   inventory)
             finally:
                 collector.stop()
@@ -290,33 +286,8 @@ def provisioned(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Provisione
         down(config)
 
 
-def _unit(node: BootedNode) -> dict[str, str]:
-    out = node.run(f"systemctl show {SERVICE} -p ActiveState -p SubState -p MainPID -p NRestarts "
-                   "-p User -p ExecMainStatus")
-    return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
-
-
 def _running_unit(node: BootedNode) -> dict[str, str]:
-    def active() -> dict[str, str] | None:
-        unit = _unit(node)
-        return unit if unit["ActiveState"] == "active" and unit["SubState"] == "running" else None
-
-    try:
-        return wait_for(active, 30, f"{SERVICE} active (running)")
-    except AssertionError as exc:
-        journal = subprocess.run(
-            node.ssh_argv(f"systemctl status {SERVICE} --no-pager; "
-                          f"sudo journalctl -u {SERVICE} --no-pager -n 60"),
-            capture_output=True, text=True, timeout=30, check=False).stdout
-        raise AssertionError(f"{exc}\n{journal}") from None
-
-
-def _status_fields(text: str) -> dict[str, str]:
-    fields = {}
-    for line in text.splitlines():
-        name, _, value = line.partition(":")
-        fields[name] = value.strip()
-    return fields
+    return running_unit(node, SERVICE)
 
 
 def test_the_play_starts_the_agent_under_systemd_with_its_hardening(provisioned: Provisioned) -> None:
@@ -324,24 +295,7 @@ def test_the_play_starts_the_agent_under_systemd_with_its_hardening(provisioned:
     unit = _running_unit(node)
     assert unit["User"] == "urbanpulse"
     assert unit["NRestarts"] == "0", "the agent is being restarted by systemd"
-    pid = unit["MainPID"]
-    uid = node.run("id -u urbanpulse").strip()
-    status = _status_fields(node.run(f"sudo cat /proc/{pid}/status"))
-    assert status["Uid"].split() == [uid] * 4, status["Uid"]
-    assert status["CapEff"] == status["CapPrm"] == status["CapBnd"] == "0" * 16
-    assert status["NoNewPrivs"] == "1"
-    assert status["Seccomp"] == "2", "no system-call filter on the agent"
-    mounts = {}
-    for line in node.run(f"sudo cat /proc/{pid}/mountinfo").splitlines():
-        fields = line.split()
-        mounts[fields[4]] = set(fields[5].split(","))
-    assert "ro" in mounts["/"], mounts["/"]
-    assert "rw" in mounts[STATE_DIR], mounts.get(STATE_DIR)
-    # Even root, in the agent's mount namespace, cannot write outside the state directory.
-    probe = subprocess.run(node.ssh_argv(f"sudo nsenter -t {pid} -m touch /opt/urbanpulse/probe"),
-                           capture_output=True, text=True, timeout=30, check=False)
-    assert probe.returncode != 0, probe
-    assert "Read-only file system" in probe.stderr, probe.stderr
+    assert_hardened(node, unit["MainPID"], "urbanpulse", STATE_DIR, "agent")
 
 
 def test_the_agent_keeps_its_state_and_edge_status_reads_it(provisioned: Provisioned) -> None:
@@ -378,18 +332,14 @@ def test_readings_of_the_mock_sensor_reach_the_broker(provisioned: Provisioned) 
 
 def test_a_second_run_changes_nothing_and_keeps_the_agent(provisioned: Provisioned) -> None:
     before = _running_unit(provisioned.node)
-    again = _play(provisioned.playbook, provisioned.env)
-    recap = [line for line in again.stdout.splitlines() if line.startswith(HOST) and "ok=" in line]
-    assert recap, again.stdout[-6000:]
-    assert "changed=0" in recap[-1], again.stdout[-6000:]
+    again = play(provisioned.playbook, provisioned.env)
+    assert_no_change(again, HOST)
     after = _running_unit(provisioned.node)
     assert after["MainPID"] == before["MainPID"], "the second run restarted the agent"
     # `--check`, the README's dry run, says so too (the pip module alone cannot tell in check
     # mode whether a wheel file is installed: the role asks the virtualenv's record).
-    dry = _play([*provisioned.playbook, "--check"], provisioned.env)
-    recap = [line for line in dry.stdout.splitlines() if line.startswith(HOST) and "ok=" in line]
-    assert recap, dry.stdout[-6000:]
-    assert "changed=0" in recap[-1], dry.stdout[-8000:]
+    dry = play([*provisioned.playbook, "--check"], provisioned.env)
+    assert_no_change(dry, HOST)
     assert _running_unit(provisioned.node)["MainPID"] == before["MainPID"]
 
 
@@ -411,7 +361,7 @@ def test_a_config_the_node_refuses_stops_the_play_and_leaves_the_agent(provision
 
 
 def _play_with(provisioned: Provisioned, inventory: Path) -> subprocess.CompletedProcess[str]:
-    return _play([*provisioned.playbook[:2], str(inventory), *provisioned.playbook[3:]],
+    return play([*provisioned.playbook[:2], str(inventory), *provisioned.playbook[3:]],
                  provisioned.env)
 
 
