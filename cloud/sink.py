@@ -88,11 +88,7 @@ class InfluxWriter:
             by_rp[rp].append(ln)
         recomputes = by_rp.pop(RECOMPUTE, [])
         replays = by_rp.pop(DOMAIN_REPLAY, [])
-        for rp, lines in by_rp.items():
-            for i in range(0, len(lines), self.batch_lines):
-                self._write_chunk(rp, lines[i:i + self.batch_lines])
-                if between is not None:
-                    between()
+        self._write_grouped(by_rp, between)
         if recomputes:  # after the raw points they read are written
             self._recompute(sorted(set(recomputes)), between)
         if defer_replays is not None:
@@ -127,14 +123,21 @@ class InfluxWriter:
             by_rp: dict[str, list[str]] = defaultdict(list)
             for rp, ln in replay(chunk, rows):
                 by_rp[rp].append(ln)
-            for rp, lines in by_rp.items():
-                for i in range(0, len(lines), self.batch_lines):
-                    self._write_chunk(rp, lines[i:i + self.batch_lines])
-                written += len(lines)
+            self._write_grouped(by_rp)
+            written += sum(len(lines) for lines in by_rp.values())
             if between is not None:
                 between()
         self.stats.domain_replays += 1
         return written
+
+    def _write_grouped(self, by_rp: dict[str, list[str]],
+                       between: Callable[[], None] | None = None) -> None:
+        """Each policy's lines in requests of `batch_lines`; `between` after each."""
+        for rp, lines in by_rp.items():
+            for i in range(0, len(lines), self.batch_lines):
+                self._write_chunk(rp, lines[i:i + self.batch_lines])
+                if between is not None:
+                    between()
 
     def _recompute(self, requests: list[str], between: Callable[[], None] | None = None) -> None:
         if self.reader is None:
