@@ -40,6 +40,7 @@ from cloud.logic.domain.common import HOUR_NS, Point
 from cloud.logic.domain.hospital_site import HospitalSite
 from cloud.logic.domain.late import QUEUE_MAX_WAIT_NS, SCOPE_KINDS, SCOPE_OF_KIND, SITE_WIDE, Late, span_end
 from cloud.logic.domain.node import DomainNode
+from cloud.logic.recompute import row_values
 from cloud.logic.rollup import OUT_OF_WINDOWS
 from urbanpulse.wire import KINDS, Reading, outside_range
 
@@ -56,7 +57,6 @@ LOOKBACK_NS: dict[str, int] = {
 # readings do not count): a bed with this many invalid readings in a row before `start`
 # is taken as unknown until its next reading.
 LAST_STATE_ROWS = 10
-_META = frozenset({"time", "site", "node", "sensor", "kind", "seq", "flags"})
 # The fields the contract requires of each kind: a row without one (written by something
 # other than this processor) is no reading the rollups can take.
 REQUIRED = {kind: frozenset(name for name, f in spec.fields.items() if f.required)
@@ -158,8 +158,7 @@ def reading_of(row: Mapping[str, Any]) -> Reading | None:
     flags = tuple(str(flags_text).split(",")) if flags_text else ()
     if flags and not OUT_OF_WINDOWS.isdisjoint(flags):
         return None
-    values = {k: float(v) for k, v in row.items()
-              if k not in _META and isinstance(v, int | float) and not isinstance(v, bool)}
+    values = row_values(row)
     if not values or outside_range(kind, values) is not None or not REQUIRED[kind] <= values.keys():
         return None
     time = int(str(row["time"]))

@@ -9,6 +9,7 @@ idempotent, so a replay after a crash does no harm.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from cloud.logic.lines import line
@@ -16,7 +17,14 @@ from cloud.logic.rollup import OUT_OF_WINDOWS, Window
 from urbanpulse.wire import outside_range
 
 RECOMPUTE = "__recompute__"  # pseudo retention policy: the sink handles these itself
-_META = {"time", "site", "node", "sensor", "kind", "seq", "flags"}
+_META = frozenset({"time", "site", "node", "sensor", "kind", "seq", "flags"})
+
+
+def row_values(row: Mapping[str, object]) -> dict[str, float]:
+    """A raw point's measured values, as read back from InfluxDB: every numeric field but
+    the sequence number (tags, time and flags are no values)."""
+    return {k: float(v) for k, v in row.items()
+            if k not in _META and isinstance(v, int | float) and not isinstance(v, bool)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,8 +61,7 @@ class Recompute:
         for row in sorted(rows, key=lambda r: int(str(r["time"]))):
             if not OUT_OF_WINDOWS.isdisjoint(str(row.get("flags") or "").split(",")):
                 continue
-            values = {k: float(v) for k, v in row.items()
-                      if k not in _META and isinstance(v, int | float) and not isinstance(v, bool)}
+            values = row_values(row)
             if values and outside_range(self.kind, values) is None:
                 window.add(int(str(row["time"])), values)
         if window.count == 0:
