@@ -65,12 +65,10 @@ class LedgerHour:
     def fields(self) -> dict[str, int | float | str | bool]:
         expected = min(INT64_MAX, sum(hi - lo + 1 for lo, hi in self.seq_span.values()))
         unique = self.received - self.duplicates
-        out: dict[str, int | float | str | bool] = {
-            "expected": expected, "received": self.received, "duplicates": self.duplicates,
-            "late": self.late, "missing": max(0, expected - unique)}
-        if self.restarts:
-            out["restarts"] = self.restarts
-        return out
+        # Every field each time, restarts too when 0: a rewrite of the hour replaces them all
+        # (InfluxDB keeps a field the new write lacks).
+        return {"expected": expected, "received": self.received, "duplicates": self.duplicates,
+                "late": self.late, "missing": max(0, expected - unique), "restarts": self.restarts}
 
 
 def raw_time(r: Reading) -> int:

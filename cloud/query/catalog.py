@@ -4,6 +4,7 @@ the names an analyst passes: all made before any I/O."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 from cloud.detect.faults import FaultType
 from cloud.logic.records import RP_1H, RP_1M, RP_RAW
@@ -24,6 +25,28 @@ ROLLUPS: dict[str, tuple[str, ...]] = {
     "traffic_lane": (RP_1M, RP_1H),
     "traffic_intersection": (RP_1M, RP_1H),
     "air_quality": (RP_1H,),
+}
+
+
+
+@dataclass(frozen=True, slots=True)
+class Void:
+    """Fields of a rollup that are undefined (void) where its `counts` sum to 0: a ratio
+    or a statistic of nothing. The processor leaves them out of such a point, and InfluxDB
+    keeps in them what an earlier write of the point held (docs/influx-schema.md, "Fields
+    that can be void"); read back, they are set to NaN there."""
+
+    fields: tuple[str, ...]
+    counts: tuple[str, ...]
+
+
+_OCCUPANCY = Void(("occupancy_pct",), ("occupied", "available"))
+_WAITS = Void(("median_s", "p90_s", "mean_s"), ("n",))
+VOID: dict[str, Void] = {
+    "ward_occupancy": _OCCUPANCY,
+    "hospital_occupancy": _OCCUPANCY,
+    "queue_wait": _WAITS,
+    "hospital_wait": _WAITS,
 }
 
 EVENT_TYPES = ("anomaly", *(str(t) for t in FaultType))

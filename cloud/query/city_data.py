@@ -160,8 +160,14 @@ class CityData:
                     site: Tags = None, node: Tags = None, sensor: Tags = None,
                     fields: Sequence[str] | None = None) -> Iterator[pd.DataFrame]:
         rp = catalog.rollup_policy(name, resolution)
-        return self.iter_measurement(name, start, end, rp=rp, fields=fields,
-                                     tags={"site": site, "node": node, "sensor": sensor})
+        asked = catalog.field_names(fields)
+        tags = {"site": site, "node": node, "sensor": sensor}
+        void = catalog.VOID.get(name)
+        if void is None or (asked is not None and not set(void.fields) & set(asked)):
+            return self.iter_measurement(name, start, end, rp=rp, fields=asked, tags=tags)
+        read = None if asked is None else (*asked, *(c for c in void.counts if c not in asked))
+        frames = self.iter_measurement(name, start, end, rp=rp, fields=read, tags=tags)
+        return (_voided(frame, void, asked) for frame in frames)
 
     def ward_occupancy(self, start: datetime, end: datetime, *, resolution: str = "1h",
                        site: Tags = None, node: Tags = None) -> pd.DataFrame:
@@ -322,6 +328,22 @@ def _check_tag_keys(tags: dict[str, tuple[str, ...]], stored: Schema, where: str
     for key in tags:
         if key not in stored.tags:
             raise BadArgument(key, f"not a tag of {where} (tags: {', '.join(stored.tags) or 'none'})")
+
+
+def _voided(frame: pd.DataFrame, void: catalog.Void, asked: tuple[str, ...] | None) -> pd.DataFrame:
+    """`void.fields` set to NaN where `void.counts` sum to 0 (a value left there by an
+    earlier write of the point, or none); the counts read for it alone dropped again."""
+    if all(c in frame.columns for c in void.counts) and len(frame):
+        total = sum(frame[c].astype("float64") for c in void.counts)
+        where = (total == 0).to_numpy()  # NaN (a point without its counts) is not 0
+        if where.any():
+            frame = frame.copy()
+            for name in void.fields:
+                if name in frame.columns:
+                    frame.loc[where, name] = np.nan
+    if asked is not None:
+        frame = frame.drop(columns=[c for c in void.counts if c not in asked and c in frame.columns])
+    return frame
 
 
 def _with_completeness(frame: pd.DataFrame) -> pd.DataFrame:

@@ -18,6 +18,10 @@ SITE_ONLY = "\"site\" =~ /^$site$/"
 PER_LANE = "$tag_node $tag_sensor"
 PER_NODE = "$tag_site/$tag_node"
 BY_NODE = '"site", "node"'
+# A rollup's ratio or statistic of nothing is void, whatever an earlier write of the point
+# left in it (docs/influx-schema.md, "Fields that can be void"): read only where defined.
+OCCUPANCY_DEFINED = ' AND ("occupied" > 0 OR "available" > 0)'
+WAITS_DEFINED = ' AND "n" > 0'
 BY_LANE = '"site", "node", "sensor"'
 
 
@@ -138,7 +142,7 @@ def hospitals() -> Dashboard:
             Panel(
                 "Occupancy per hospital", "timeseries",
                 (per_interval('last("occupancy_pct")', '"agg_1m"."hospital_occupancy"', '"site"',
-                              where_site_only=True, alias="$tag_site"),),
+                              where=OCCUPANCY_DEFINED, where_site_only=True, alias="$tag_site"),),
                 description="Occupied beds over beds with a valid state, all wards of the "
                             "hospital (beds with a cut cable count in neither).",
                 unit="percent", thresholds=OCCUPANCY_STEPS,
@@ -156,9 +160,9 @@ def hospitals() -> Dashboard:
             Panel(
                 "Waiting time per queue (median and 90th percentile)", "timeseries",
                 (per_interval('max("median_s")', '"agg_1h"."queue_wait"', BY_NODE, every="1h",
-                              alias="median $tag_node"),
+                              where=WAITS_DEFINED, alias="median $tag_node"),
                  per_interval('max("p90_s")', '"agg_1h"."queue_wait"', BY_NODE, every="1h",
-                              alias="p90 $tag_node")),
+                              where=WAITS_DEFINED, alias="p90 $tag_node")),
                 description="Ticket issued to ticket called, per hour of the call, per queue "
                             "node: registration halls, and paraclinical departments (imaging, "
                             "laboratory) where each has its own kiosk node.",

@@ -276,11 +276,17 @@ class HospitalNodeRollup:
     # queue
 
     def _add_queue(self, r: Reading) -> set[int]:
+        """The hours whose waits the reading may change."""
         ticket = (r.sensor, round(r.values["ticket"]))
         if r.values["called"]:
-            insort_unique(self.calls.setdefault(ticket, []), r.ts_ns)
+            calls = self.calls.setdefault(ticket, [])
+            i = insort_unique(calls, r.ts_ns)
             hour = window_start(r.ts_ns, HOUR_NS)
             self.call_hours.setdefault(hour, set()).add(ticket)
+            if i + 1 < len(calls):
+                # An issue answered by the next call (a repeat, in order) is answered by
+                # this one now: the next call's hour loses that wait.
+                return {hour, window_start(calls[i + 1], HOUR_NS)}
             return {hour}
         insort_unique(self.issues.setdefault(ticket, []), r.ts_ns)
         calls = self.calls.get(ticket, [])
@@ -337,7 +343,9 @@ class HospitalNodeRollup:
             del self.call_hours[hour]
 
 
-def insort_unique(values: list[int], value: int) -> None:
+def insort_unique(values: list[int], value: int) -> int:
+    """`value` into the sorted `values` unless it is there; its index."""
     i = bisect.bisect_left(values, value)
     if i == len(values) or values[i] != value:
         values.insert(i, value)
+    return i

@@ -54,7 +54,7 @@ def test_ordinary_spans_are_counted_as_before() -> None:
     readings = [Reading("bed-1", "hospital.bed", HOUR + seq * 1000, seq, {"occupied": 1})
                 for seq in (5, 7, 9)]
     (ledger,) = _ledger_lines(readings)
-    assert "expected=5i,received=3i,duplicates=0i,late=0i,missing=2i " in ledger
+    assert "expected=5i,received=3i,duplicates=0i,late=0i,missing=2i,restarts=0i " in ledger
 
 
 @pytest.mark.stack

@@ -227,7 +227,7 @@ class _Model:
         expected = sum(high - low + 1 for low, high in self.spans.get(hour, {}).values())
         unique = counts["received"] - counts["duplicates"]
         return {"expected": expected, **counts, "missing": max(0, expected - unique),
-                **({"restarts": restarts} if restarts else {})}
+                "restarts": restarts}
 
     def _forget(self, floor: int) -> None:
         """Ledger hours before the floor are dropped: a reading for one starts it again."""

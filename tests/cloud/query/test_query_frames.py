@@ -98,11 +98,11 @@ def test_ledger_completeness(data: CityData, city: City) -> None:
     # seq 3 missing -> 5 / 6
     assert rows(frame) == [
         {"time": ts(city, 0), "site": city.site, "node": "air-1", "duplicates": 1, "expected": 6,
-         "late": 0, "missing": 1, "received": 6, "restarts": None, "completeness": 5 / 6},
+         "late": 0, "missing": 1, "received": 6, "restarts": 0, "completeness": 5 / 6},
         {"time": ts(city, 0), "site": city.site, "node": "int-1", "duplicates": 0, "expected": 3,
-         "late": 0, "missing": 0, "received": 3, "restarts": None, "completeness": 1.0},
+         "late": 0, "missing": 0, "received": 3, "restarts": 0, "completeness": 1.0},
         {"time": ts(city, 0), "site": city.site, "node": "ward-1", "duplicates": 0, "expected": 3,
-         "late": 0, "missing": 0, "received": 3, "restarts": None, "completeness": 1.0},
+         "late": 0, "missing": 0, "received": 3, "restarts": 0, "completeness": 1.0},
     ]
 
 
