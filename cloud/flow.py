@@ -338,6 +338,8 @@ class InfluxPartition(StatefulSinkPartition[list[Point], None]):
         if self._thread is not None:
             self._thread.join(CLOSE_JOIN_S)
         self._log_stats()
+        if self._thread is None or not self._thread.is_alive():  # else a write is in flight on them
+            self.writer.close()
 
     def _wait_step(self) -> None:
         """One bounded wait on the condition (held by the caller)."""

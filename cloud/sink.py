@@ -48,6 +48,8 @@ class SinkStats:
     not_recomputed: int = 0
     domain_replays: int = 0  # spans of domain rollups rebuilt from raw points
     domain_not_replayed: int = 0
+    reads: int = 0  # queries of raw points read back, for rebuilds and replays
+    rows_read: int = 0
     last_error: str | None = None
 
 
@@ -155,15 +157,17 @@ class InfluxWriter:
                 rebuilt[req.rp].append(ln)
             if between is not None:
                 between()
-        for rp, lines in rebuilt.items():
-            self._write_chunk(rp, lines)
+        self._write_grouped(rebuilt, between)
         self.stats.recomputed += len(requests)
 
     def _retrying(self, call: Callable[[], list[dict[str, Any]]]) -> list[dict[str, Any]]:
         delay = BACKOFF_MIN_S
         while True:
             try:
-                return call()
+                rows = call()
+                self.stats.reads += 1
+                self.stats.rows_read += len(rows)
+                return rows
             except InfluxError as exc:
                 if not exc.retryable:
                     raise SinkError(f"reading raw points back: {exc}") from exc

@@ -40,7 +40,7 @@ from cloud.logic.domain.common import HOUR_NS, Point
 from cloud.logic.domain.hospital_site import HospitalSite
 from cloud.logic.domain.late import QUEUE_MAX_WAIT_NS, SCOPE_KINDS, SCOPE_OF_KIND, SITE_WIDE, Late, span_end
 from cloud.logic.domain.node import DomainNode
-from cloud.logic.recompute import row_values
+from cloud.logic.recompute import influx_literal, row_values
 from cloud.logic.rollup import OUT_OF_WINDOWS
 from urbanpulse.wire import KINDS, Reading, outside_range
 
@@ -100,9 +100,9 @@ class ReplaySpan:
 
     def queries(self) -> list[str]:
         """The InfluxQL statements whose rows `replay` needs."""
-        where = f'"site" = {_literal(self.site)}'
+        where = f'"site" = {influx_literal(self.site)}'
         if self.node:
-            where += f' AND "node" = {_literal(self.node)}'
+            where += f' AND "node" = {influx_literal(self.node)}'
         lo = self.start_ns - LOOKBACK_NS[self.scope]
         out = [f'SELECT * FROM "raw"."{KINDS[kind].measurement}" WHERE {where} '
                f"AND time >= {lo} AND time < {self.end_ns}" for kind in SCOPE_KINDS[self.scope]]
@@ -111,10 +111,6 @@ class ReplaySpan:
                        f'AND time < {self.start_ns} GROUP BY "node", "sensor" '
                        f"ORDER BY time DESC LIMIT {LAST_STATE_ROWS}")
         return out
-
-
-def _literal(value: str) -> str:
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def coalesce(spans: Iterable[ReplaySpan]) -> list[ReplaySpan]:
@@ -171,7 +167,7 @@ def replay(span: ReplaySpan, rows: Iterable[Mapping[str, Any]]) -> list[Point]:
     """The domain points of `span`'s windows, computed from the raw rows of its site."""
     kinds = SCOPE_KINDS[span.scope]
     lo = span.start_ns - LOOKBACK_NS[span.scope]
-    by_node: dict[str, dict[tuple[str, int], tuple[int, Reading]]] = defaultdict(dict)
+    by_node: dict[str, dict[tuple[str, int], Reading]] = defaultdict(dict)
     last_state: dict[tuple[str, str], tuple[int, Reading]] = {}  # beds: (node, sensor) -> newest
     for row in rows:
         if row.get("site") != span.site or (span.node and row.get("node") != span.node):
@@ -181,16 +177,22 @@ def replay(span: ReplaySpan, rows: Iterable[Mapping[str, Any]]) -> list[Point]:
             continue
         node, time = str(row.get("node", "")), int(str(row["time"]))
         if lo <= r.ts_ns < span.end_ns:
-            by_node[node][(r.sensor, time)] = (time, r)
+            by_node[node][(r.sensor, time)] = r
         elif span.scope == "beds" and r.ts_ns < span.start_ns:
             key = (node, r.sensor)
-            if key not in last_state or last_state[key][0] < time:
+            if key not in last_state or _taken_before(last_state[key][1], r):
                 last_state[key] = (time, r)
     for (node, sensor), (time, r) in last_state.items():
-        by_node[node][(sensor, time)] = (time, r)
-    return replay_readings(span.site, {node: [r for _, r in sorted(rs.values(), key=lambda x: x[0])]
+        by_node[node][(sensor, time)] = r
+    # In the order the live rollups took them: by stamp, then by number (the raw time, stamp
+    # plus number mod 1000, orders 1000 before 999 of one stamp).
+    return replay_readings(span.site, {node: sorted(rs.values(), key=lambda r: (r.ts_ns, r.seq))
                                        for node, rs in by_node.items()},
                            span.start_ns, span.end_ns)
+
+
+def _taken_before(a: Reading, b: Reading) -> bool:
+    return (a.ts_ns, a.seq) < (b.ts_ns, b.seq)
 
 
 def replay_readings(site: str, readings: Mapping[str, list[Reading]], start_ns: int, end_ns: int

@@ -48,10 +48,11 @@ class Recompute:
         return cls(rp, measurement, site, node, sensor, kind, int(width), int(start))
 
     def query(self) -> str:
-        q = "'" + self.sensor.replace("'", "") + "'"
-        n = "'" + self.node.replace("'", "") + "'"
-        return (f'SELECT * FROM "raw"."{self.measurement}" WHERE "sensor" = {q} AND "node" = {n} '
-                f"AND time >= {self.start_ns} AND time < {self.start_ns + self.width_ns}")
+        """The window's raw points: of its site too, as nodes of different sites may share
+        their ids and their sensors' (every hospital's opd-hall has a door-main)."""
+        q, n, s = (influx_literal(v) for v in (self.sensor, self.node, self.site))
+        return (f'SELECT * FROM "raw"."{self.measurement}" WHERE "site" = {s} AND "node" = {n} '
+                f'AND "sensor" = {q} AND time >= {self.start_ns} AND time < {self.start_ns + self.width_ns}')
 
     def rebuild(self, rows: list[dict[str, object]]) -> str | None:
         """The window's aggregate line from its raw rows (as InfluxHTTP.query_points gives
@@ -68,3 +69,8 @@ class Recompute:
             return None
         tags = {"site": self.site, "node": self.node, "sensor": self.sensor, "kind": self.kind}
         return line(self.measurement, tags, window.as_fields(), self.start_ns)
+
+
+def influx_literal(value: str) -> str:
+    """An InfluxQL string literal."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"

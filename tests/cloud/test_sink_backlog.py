@@ -1,0 +1,112 @@
+"""The sink's side of a long outage's backlog, on the session's real InfluxDB: per-sensor
+windows rebuilt from their own site's raw points only, written in requests of
+`batch_lines`; the partition closes its writer's connections."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import pytest
+
+from cloud.config import CloudInflux, parse_cloud_config
+from cloud.flow import InfluxPartition
+from cloud.logic.lines import line
+from cloud.logic.recompute import RECOMPUTE, Recompute
+from cloud.sink import InfluxWriter, make_writer
+from cloud.stack_config import cloud_config_for_stack
+from urbanpulse.clock import SystemClock, to_epoch_ns
+from urbanpulse.influx_http import InfluxHTTP
+from urbanpulse.stack import StackInfo
+
+MINUTE = 60 * 10**9
+HOUR = 60 * MINUTE
+_runs = itertools.count()
+
+
+def _influx(info: StackInfo) -> CloudInflux:
+    return parse_cloud_config(cloud_config_for_stack(info, Path("/nonexistent-state"))).influx
+
+
+def _start() -> tuple[int, str]:
+    """A minute of the last day (the raw policy keeps 30 days) and a suffix for site names."""
+    now = to_epoch_ns(SystemClock().now())
+    return now - now % HOUR - 10 * HOUR, f"{now % 10**6}-{next(_runs)}"
+
+
+def test_a_rebuilt_window_counts_only_the_raw_points_of_its_own_site(
+        db_ready: StackInfo, reader: InfluxHTTP, request: pytest.FixtureRequest) -> None:
+    """Hospitals of one template share node and sensor ids (every opd-hall has a door-main):
+    a window of one site rebuilt from all three sites' points counted 3 times its readings."""
+    start, suffix = _start()
+    writer = make_writer(_influx(db_ready))
+    request.addfinalizer(writer.close)
+    sites = [f"a-{suffix}", f"b-{suffix}", f"c-{suffix}"]
+    raw = [("raw", line("hospital_door", {"site": site, "node": "opd-hall", "sensor": "door-main",
+                                          "kind": "hospital.door"},
+                        {"count": float(k + 1), "interval_s": 60.0, "seq": i}, start + i * 10**9))
+           for k, site in enumerate(sites) for i in range(3)]
+    writer.write(raw)
+    writer.write([(RECOMPUTE, Recompute("agg_1m", "hospital_door", site, "opd-hall", "door-main",
+                                        "hospital.door", MINUTE, start).encode()) for site in sites])
+    rows = reader.query_points(f'SELECT "count", "count_max" FROM "agg_1m"."hospital_door" '
+                               f"WHERE time = {start} AND (" +
+                               " OR ".join(f"\"site\" = '{s}'" for s in sites) + ') GROUP BY "site"',
+                               db=db_ready.database)
+    assert sorted((r["count"], r["count_max"]) for r in rows) == [(3, 1.0), (3, 2.0), (3, 3.0)]
+
+
+def test_rebuilt_windows_are_written_in_requests_of_batch_lines(
+        db_ready: StackInfo, reader: InfluxHTTP, request: pytest.FixtureRequest) -> None:
+    start, suffix = _start()
+    site = f"n-{suffix}"
+    writer = make_writer(_influx(db_ready))
+    request.addfinalizer(writer.close)
+    tags = {"site": site, "node": "aq", "sensor": "pm", "kind": "air.pm"}
+    writer.write([("raw", line("air_pm", tags, {"pm25": float(i), "pm10": 1.0, "seq": i}, start + i * MINUTE))
+                  for i in range(5)])
+    small = InfluxWriter(writer.client, writer.database, 2, reader=writer.reader)
+    small.write([(RECOMPUTE, Recompute("agg_1m", "air_pm", site, "aq", "pm", "air.pm", MINUTE,
+                                       start + i * MINUTE).encode()) for i in range(5)])
+    assert small.stats.recomputed == 5
+    assert small.stats.points == 5
+    assert small.stats.requests == 3  # 2 + 2 + 1 lines, not one request of 5
+    rows = reader.query_points(f'SELECT "pm25_mean" FROM "agg_1m"."air_pm" WHERE "site" = \'{site}\'',
+                               db=db_ready.database)
+    assert [r["pm25_mean"] for r in rows] == [0, 1, 2, 3, 4]
+
+
+def _established_to(port: int) -> int:
+    """This process's TCP connections to 127.0.0.1:`port` that are established."""
+    inodes = set()
+    for fd in Path("/proc/self/fd").iterdir():
+        try:
+            target = fd.readlink().name
+        except OSError:
+            continue  # closed meanwhile
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    count = 0
+    for row in Path("/proc/self/net/tcp").read_text().splitlines()[1:]:
+        cols = row.split()
+        remote, state, inode = cols[2], cols[3], cols[9]
+        if state == "01" and int(remote.split(":")[1], 16) == port and inode in inodes:
+            count += 1
+    return count
+
+
+def test_closing_the_partition_closes_the_writer_s_connections(db_ready: StackInfo) -> None:
+    start, suffix = _start()
+    influx = _influx(db_ready)
+    port = int(influx.url.rsplit(":", 1)[1].split("/")[0])
+    before = _established_to(port)
+    part = InfluxPartition(make_writer(influx))
+    site = f"c-{suffix}"
+    tags = {"site": site, "node": "aq", "sensor": "pm", "kind": "air.pm"}
+    part.write_batch([[("raw", line("air_pm", tags, {"pm25": 1.0, "seq": 0}, start)),
+                       (RECOMPUTE, Recompute("agg_1m", "air_pm", site, "aq", "pm", "air.pm", MINUTE,
+                                             start).encode())]])
+    part.flush()
+    assert _established_to(port) == before + 2  # the writer's and the reader's
+    part.close()
+    assert _established_to(port) == before
