@@ -22,7 +22,7 @@ from typing import Any, Protocol
 from cloud.config import CloudInflux
 from cloud.errors import SinkError
 from cloud.logic.domain_replay import DOMAIN_REPLAY, ReplaySpan, coalesce, replay
-from cloud.logic.recompute import RECOMPUTE, Recompute
+from cloud.logic.recompute import RECOMPUTE, Recompute, raw_reads
 from cloud.logic.records import Point
 from urbanpulse.influx_http import InfluxCAFileError, InfluxError, InfluxHTTP
 
@@ -149,12 +149,10 @@ class InfluxWriter:
             return
         reader = self.reader
         rebuilt: dict[str, list[str]] = defaultdict(list)
-        for text in requests:
-            req = Recompute.decode(text)
-            rows = self._retrying(partial(_all_rows, reader, req.query(), self.database))
-            ln = req.rebuild(rows)
-            if ln is not None:
-                rebuilt[req.rp].append(ln)
+        for read in raw_reads([Recompute.decode(text) for text in requests]):
+            rows = self._retrying(partial(_all_rows, reader, read.query(), self.database))
+            for rp, ln in read.rebuild(rows):
+                rebuilt[rp].append(ln)
             if between is not None:
                 between()
         self._write_grouped(rebuilt, between)

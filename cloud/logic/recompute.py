@@ -5,19 +5,27 @@ left memory long ago). Its raw point is written as always; the dataflow then ask
 sink to rebuild that window from every raw point InfluxDB holds for it, with exactly the
 rules of the in-memory rollup, and to overwrite the stored aggregate. Rebuilding is
 idempotent, so a replay after a crash does no harm.
+
+A node's backlog asks for thousands of windows (every minute and hour of every sensor it
+holds); they are read together (`raw_reads`): one query per node, measurement and span of
+at most READ_SPAN_NS, each raw point read once for its minute and its hour.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from bisect import bisect_left
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from cloud.logic.lines import line
-from cloud.logic.rollup import OUT_OF_WINDOWS, Window
+from cloud.logic.rollup import HOUR_NS, OUT_OF_WINDOWS, Window
 from urbanpulse.wire import outside_range
 
 RECOMPUTE = "__recompute__"  # pseudo retention policy: the sink handles these itself
 _META = frozenset({"time", "site", "node", "sensor", "kind", "seq", "flags"})
+# The longest span of a node's raw points one read takes in (bounds what a read holds).
+READ_SPAN_NS = 6 * HOUR_NS
 
 
 def row_values(row: Mapping[str, object]) -> dict[str, float]:
@@ -69,6 +77,69 @@ class Recompute:
             return None
         tags = {"site": self.site, "node": self.node, "sensor": self.sensor, "kind": self.kind}
         return line(self.measurement, tags, window.as_fields(), self.start_ns)
+
+
+@dataclass(frozen=True, slots=True)
+class RawRead:
+    """The raw points of some sensors of one node in [start_ns, end_ns), read once for the
+    windows within it that are to be rebuilt."""
+
+    measurement: str
+    site: str
+    node: str
+    start_ns: int
+    end_ns: int
+    windows: tuple[Recompute, ...]
+
+    def query(self) -> str:
+        sensors = sorted({w.sensor for w in self.windows})
+        which = " OR ".join(f'"sensor" = {influx_literal(s)}' for s in sensors)
+        return (f'SELECT * FROM "raw"."{self.measurement}" WHERE "site" = {influx_literal(self.site)} '
+                f'AND "node" = {influx_literal(self.node)} AND ({which}) '
+                f"AND time >= {self.start_ns} AND time < {self.end_ns}")
+
+    def rebuild(self, rows: Iterable[dict[str, object]]) -> list[tuple[str, str]]:
+        """(rp, line) of each window that any raw point counts in."""
+        by_sensor: dict[str, list[tuple[int, dict[str, object]]]] = defaultdict(list)
+        for row in rows:
+            by_sensor[str(row.get("sensor", ""))].append((int(str(row["time"])), row))
+        for timed in by_sensor.values():
+            timed.sort(key=lambda x: x[0])
+        out: list[tuple[str, str]] = []
+        for w in self.windows:
+            timed = by_sensor.get(w.sensor, [])
+            lo = bisect_left(timed, w.start_ns, key=lambda x: x[0])
+            hi = bisect_left(timed, w.start_ns + w.width_ns, key=lambda x: x[0])
+            ln = w.rebuild([row for _, row in timed[lo:hi]])
+            if ln is not None:
+                out.append((w.rp, ln))
+        return out
+
+
+def raw_reads(windows: Sequence[Recompute]) -> list[RawRead]:
+    """The reads that serve `windows`: per node and measurement, windows overlapping or
+    adjacent merged into one read while it spans at most READ_SPAN_NS (a window longer
+    than that is read alone)."""
+    by_node: dict[tuple[str, str, str], list[Recompute]] = defaultdict(list)
+    for w in windows:
+        by_node[(w.measurement, w.site, w.node)].append(w)
+    out: list[RawRead] = []
+    for (measurement, site, node), ws in sorted(by_node.items()):
+        ws.sort(key=lambda w: (w.start_ns, -w.width_ns))
+        group: list[Recompute] = []
+        start = end = 0
+        for w in ws:
+            w_end = w.start_ns + w.width_ns
+            if group and w.start_ns <= end and max(end, w_end) - start <= READ_SPAN_NS:
+                group.append(w)
+                end = max(end, w_end)
+                continue
+            if group:
+                out.append(RawRead(measurement, site, node, start, end, tuple(group)))
+            group, start, end = [w], w.start_ns, w_end
+        if group:
+            out.append(RawRead(measurement, site, node, start, end, tuple(group)))
+    return out
 
 
 def influx_literal(value: str) -> str:

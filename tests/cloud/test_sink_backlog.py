@@ -110,3 +110,46 @@ def test_closing_the_partition_closes_the_writer_s_connections(db_ready: StackIn
     assert _established_to(port) == before + 2  # the writer's and the reader's
     part.close()
     assert _established_to(port) == before
+
+
+def test_a_node_s_backlog_windows_are_read_once_per_span_not_once_per_window(
+        db_ready: StackInfo, reader: InfluxHTTP, request: pytest.FixtureRequest) -> None:
+    """Three sensors, two hours of a reading a minute: 360 minute windows and 6 hour
+    windows, read in one query (they span less than READ_SPAN_NS), not 366; each window
+    as rebuilt alone."""
+    start, suffix = _start()
+    site = f"r-{suffix}"
+    writer = make_writer(_influx(db_ready))
+    request.addfinalizer(writer.close)
+    raw = []
+    windows = []
+    for s in ("pm-1", "pm-2", "pm-3"):
+        tags = {"site": site, "node": "aq", "sensor": s, "kind": "air.pm"}
+        for i in range(120):
+            t = start + i * MINUTE + 7 * 10**9
+            raw.append(("raw", line("air_pm", tags, {"pm25": float(i % 17), "pm10": 3.0, "seq": i}, t)))
+            windows.append(Recompute("agg_1m", "air_pm", site, "aq", s, "air.pm", MINUTE, start + i * MINUTE))
+        windows += [Recompute("agg_1h", "air_pm", site, "aq", s, "air.pm", HOUR, start + h * HOUR)
+                    for h in range(2)]
+    writer.write(raw)
+    writer.write([(RECOMPUTE, w.encode()) for w in windows])
+    assert writer.stats.recomputed == 366
+    assert writer.stats.reads == 1
+    assert writer.stats.rows_read == 360
+    expected = {}
+    for w in windows:
+        rows = reader.query_points(f'SELECT * FROM "raw"."air_pm" WHERE "site" = \'{site}\' AND '
+                                   f"\"sensor\" = '{w.sensor}' AND time >= {w.start_ns} AND "
+                                   f"time < {w.start_ns + w.width_ns}", db=db_ready.database)
+        expected[(w.rp, w.sensor, w.start_ns)] = w.rebuild(rows)
+    stored = {}
+    for rp in ("agg_1m", "agg_1h"):
+        for row in reader.query_points(f'SELECT * FROM "{rp}"."air_pm" WHERE "site" = \'{site}\'',
+                                       db=db_ready.database):
+            stored[(rp, row["sensor"], row["time"])] = row
+    assert stored.keys() == expected.keys()
+    for (rp, sensor, t), text in expected.items():
+        assert text is not None
+        fields = dict(kv.split("=") for kv in text.split(" ")[1].split(","))
+        assert float(fields["pm25_mean"]) == stored[(rp, sensor, t)]["pm25_mean"]
+        assert fields["count"] == f"{stored[(rp, sensor, t)]['count']}i"
