@@ -37,6 +37,9 @@ class CloudMqtt:
     shared_group: str
     node_filter: str
     keepalive_s: int
+    # The client certificate and its key (PEM) for a listener that requires one; both or neither.
+    cert_file: Path | None = None
+    key_file: Path | None = None
 
     @property
     def subscriptions(self) -> tuple[str, str]:
@@ -84,6 +87,7 @@ class FlowSettings:
     gc_tuning: bool = True
     drift_pair_suffix: str = "-b"  # `<id><suffix>` is a station's second module of `<id>`
     health_every_s: float = 10.0  # how often each process writes its `processor` point
+    replay_interval_s: float = 30.0  # a domain span's replays run at most this often
 
 
 @dataclass(frozen=True)
@@ -170,6 +174,24 @@ def _influx_ca_file(value: str | None, url: str) -> Path | None:
     return Path(value)
 
 
+def _mqtt_client_cert(cert: str | None, key: str | None, tls: bool
+                      ) -> tuple[Path | None, Path | None]:
+    """mqtt.cert_file and mqtt.key_file: both or neither, with TLS, not empty."""
+    if cert is None and key is None:
+        return None, None
+    if cert is None or key is None:
+        given, missing = ("cert_file", "key_file") if key is None else ("key_file", "cert_file")
+        raise ConfigError(f"mqtt.{missing}", f"missing: mqtt.{given} is given (a client "
+                                             "certificate needs both, or leave both out)")
+    if not tls:
+        raise ConfigError("mqtt.cert_file", "is for TLS, but mqtt.tls is false")
+    for name, value in (("cert_file", cert), ("key_file", key)):
+        if not value.strip():
+            raise ConfigError(f"mqtt.{name}", "is empty: give the PEM file's path, or leave "
+                                              "both cert_file and key_file out")
+    return Path(cert), Path(key)
+
+
 def _node_filter(value: str) -> str:
     parts = value.split("/")
     if len(parts) != 4 or parts[:2] != ["urbanpulse", "v1"] or "#" in value:
@@ -186,7 +208,8 @@ def parse_cloud_config(raw: Mapping[str, Any]) -> CloudConfig:
         if k not in ("mqtt", "influx", "state", "flow", "retention", "drift"):
             raise ConfigError(k, "unknown table (known: drift, flow, influx, mqtt, retention, state)")
     m = _table(raw, "mqtt", {"host", "port", "username", "password_file", "ca_file", "tls",
-                             "client_id", "shared_group", "node_filter", "keepalive_s"})
+                             "client_id", "shared_group", "node_filter", "keepalive_s",
+                             "cert_file", "key_file"})
     tls = typed(m, "tls", "mqtt", bool, True)
     ca = typed(m, "ca_file", "mqtt", str, None)
     if tls and ca is None:
@@ -200,6 +223,8 @@ def parse_cloud_config(raw: Mapping[str, Any]) -> CloudConfig:
     if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", client_id):
         raise ConfigError("mqtt.client_id", f"{client_id!r}: use 1-64 letters, digits, '_' and "
                           "'-' (no '.', which the nodes' ids have)")
+    cert_file, key_file = _mqtt_client_cert(typed(m, "cert_file", "mqtt", str, None),
+                                            typed(m, "key_file", "mqtt", str, None), tls)
     mqtt = CloudMqtt(
         host=typed(m, "host", "mqtt", str, "127.0.0.1"),
         port=_min(typed(m, "port", "mqtt", int, CLOUD_MQTT_PORT), "mqtt.port", 1),
@@ -211,6 +236,8 @@ def parse_cloud_config(raw: Mapping[str, Any]) -> CloudConfig:
         shared_group=group,
         node_filter=_node_filter(typed(m, "node_filter", "mqtt", str, "urbanpulse/v1/+/+")),
         keepalive_s=_min(typed(m, "keepalive_s", "mqtt", int, 30), "mqtt.keepalive_s", 5),
+        cert_file=cert_file,
+        key_file=key_file,
     )
     plaintext_only_on_loopback(mqtt.tls, mqtt.host, "mqtt.tls")
     i = _table(raw, "influx", {"url", "database", "username", "password_file", "api",
@@ -250,7 +277,7 @@ def parse_cloud_config(raw: Mapping[str, Any]) -> CloudConfig:
                              "backup_interval_s", "recovery", "aggregate_horizon_s",
                              "journal_retention_s", "ingest_instances", "ingest_mode",
                              "dead_letter_max_bytes", "detect", "gc_tuning",
-                             "drift_pair_suffix", "health_every_s"})
+                             "drift_pair_suffix", "health_every_s", "replay_interval_s"})
     pair_suffix = typed(f, "drift_pair_suffix", "flow", str, "-b")
     if not re.fullmatch(r"[a-z0-9-]{1,16}", pair_suffix):
         raise ConfigError("flow.drift_pair_suffix", "must be 1-16 characters of a-z, 0-9 and '-' "
@@ -294,6 +321,9 @@ def parse_cloud_config(raw: Mapping[str, Any]) -> CloudConfig:
         gc_tuning=typed(f, "gc_tuning", "flow", bool, True),
         drift_pair_suffix=pair_suffix,
         health_every_s=_health_every(typed(f, "health_every_s", "flow", float, 10.0)),
+        replay_interval_s=finite_seconds(
+            _min(typed(f, "replay_interval_s", "flow", float, 30.0), "flow.replay_interval_s", 0),
+            "flow.replay_interval_s"),
     )
     r = _table(raw, "retention", {"raw", "agg_1m", "agg_1h"})
     durations = {}

@@ -126,6 +126,11 @@ def make_ingest_client(cfg: CloudMqtt, client_id: str) -> Client:
             context = tls_context(cfg.ca_file)
         except MqttError as exc:
             raise CloudError(f"mqtt.ca_file: {exc}") from exc
+        if cfg.cert_file is not None and cfg.key_file is not None:
+            try:
+                context = tls_context(cfg.ca_file, cfg.cert_file, cfg.key_file)
+            except MqttError as exc:
+                raise CloudError(f"mqtt.cert_file / mqtt.key_file: {exc}") from exc
         client.tls_set_context(context)
     return client
 

@@ -83,7 +83,7 @@ def test_no_task_puts_a_password_in_clear_on_the_broker() -> None:
     assert commands == ["dpkg-query -W -f=${Version} mosquitto"]
     written = [t["ansible.builtin.template"] for t in tasks if "ansible.builtin.template" in t]
     sources = {str(w["src"]) for w in written}
-    assert sources == {"{{ item }}.j2", "mosquitto.conf.j2"}
+    assert sources == {"{{ item }}.j2", "mosquitto.conf.j2", "acl-all.j2"}
     loops: list[list[str]] = [t["loop"] for t in tasks
                               if "ansible.builtin.template" in t and t.get("loop")]
     assert sorted(loops) == [["acl-nodes", "acl-cloud"], ["passwd-nodes", "passwd-cloud"]]
@@ -109,9 +109,14 @@ def _run_checks(tmp_path: Path, **extra_vars: Any) -> subprocess.CompletedProces
         "localhost ansible_connection=local\n[edge]\n"
         "n1 edge_site=hn-a edge_node_id=aq-01 vault_edge_mqtt_password="
         f"{extra_vars.pop('node_password', 'node-secret-0123456789')}\n")
+    site_ca, cloud_ca = tmp_path / "ca.pem", tmp_path / "cloud-clients-ca.pem"
+    site_ca.write_text("site CA\n")
+    cloud_ca.write_text("cloud clients' CA\n")
     variables = {"mosquitto_node_group": "edge",
                  "mosquitto_password_min_length": defaults["mosquitto_password_min_length"],
                  "mosquitto_cloud_password": CLOUD_PASSWORD,
+                 "mosquitto_cloud_auth": "password", "mosquitto_ca_cert_src": str(site_ca),
+                 "mosquitto_cloud_client_ca_src": str(cloud_ca),
                  "mosquitto_installed": {"stdout": "2.0.11-1.2+deb12u1"}, **extra_vars}
     playbook = tmp_path / "checks.yml"
     playbook.write_text(yaml.safe_dump([{"hosts": "localhost", "gather_facts": False,
@@ -127,12 +132,23 @@ def _run_checks(tmp_path: Path, **extra_vars: Any) -> subprocess.CompletedProces
     ({"mosquitto_cloud_password": "short-0123"},
      r"vault_mqtt_cloud_password \(mosquitto_cloud_password\) must be at least 16"),
     ({"mosquitto_installed": {"stdout": "2.0.18-1build1"}},
-     "Mosquitto 2.0.18-1build1 loses the messages queued"),
+     "Mosquitto 2.0.18-1build1 loses the messages queued .* set urbanpulse_mqtt_cloud_auth to "
+     "'certificate'"),
+    ({"mosquitto_installed": {"stdout": "2.0.22-1"}}, "Mosquitto 2.0.22-1 loses"),
+    ({"mosquitto_installed": {"stdout": "2.0.12-1"}}, "Mosquitto 2.0.12-1 loses"),
+    # the client-certificate listener does without per_listener_settings: any version
+    ({"mosquitto_installed": {"stdout": "2.0.21-1"}, "mosquitto_cloud_auth": "certificate"}, None),
+    ({"mosquitto_installed": {"stdout": "2.0.11-1.2+deb12u1"}, "mosquitto_cloud_auth": "certificate"},
+     None),
+    ({"mosquitto_cloud_auth": "cert"}, r"urbanpulse_mqtt_cloud_auth \(mosquitto_cloud_auth\) is "
+                                       "'cert': use 'password' or 'certificate'"),
+    ({"mosquitto_cloud_auth": "certificate", "mosquitto_cloud_client_ca_src": "SITE_CA"},
+     "is the site's CA \\(urbanpulse_ca_cert_src\\)"),
 ])
 def test_the_roles_checks_refuse_short_passwords_and_lossy_brokers(
         tmp_path: Path, extra: dict[str, Any], message: str | None) -> None:
-
-
+    if extra.get("mosquitto_cloud_client_ca_src") == "SITE_CA":
+        extra = {**extra, "mosquitto_cloud_client_ca_src": str(tmp_path / "ca.pem")}
     done = _run_checks(tmp_path, **extra)
     if message is None:
         assert done.returncode == 0, done.stdout + done.stderr
@@ -146,10 +162,12 @@ def test_the_roles_checks_refuse_short_passwords_and_lossy_brokers(
 def test_the_checks_come_before_the_install() -> None:
     tasks = _tasks()
     install = next(i for i, t in enumerate(tasks) if "ansible.builtin.apt" in t)
-    password_checks = [i for i, t in enumerate(tasks) if "ansible.builtin.assert" in t
-                       and "password" in json.dumps(t)]
+    checks = [i for i, t in enumerate(tasks) if "ansible.builtin.assert" in t]
+    password_checks = [i for i in checks if "password_min_length" in json.dumps(tasks[i])]
     assert len(password_checks) == 2
-    assert max(password_checks) < install
+    # the passwords, how the processor logs in, and its CA: all but the version
+    assert len(checks) == 5
+    assert max(checks[:-1]) < install < checks[-1]
 
 
 def test_the_real_broker_accepts_the_controllers_hashes(tmp_path: Path) -> None:
