@@ -34,7 +34,8 @@ both return the `FaultEvent`s that fired. The rules (settings in `FaultSettings`
   pad's `fault` flag; a loop card failing safe to constant presence).
 * CLOCK_JUMP (sensors with `regular` readings): the stamps jump against the
   sequence numbers. Forward: consecutive sequence numbers, a gap longer than the
-  longest of the last 240 gaps by `clock_min_s`, and no silence seen in between.
+  longest of the last 240 gaps by `clock_min_s`, no silence seen in between, and no
+  start of the node's agent within the gap (`agent_started`, from its heartbeats).
   Backward: `silence_intervals` or more sequence numbers skipped (readings stamped
   before ones already seen, which the dataflow drops) while the stamps advanced
   by less than half of what that many readings take.
@@ -228,6 +229,12 @@ def _stamp(us: int) -> datetime:
 class FaultMonitor:
     """The fault rules for one field of one sensor."""
 
+    # The node clock's stamp (µs) at which the node's agent last started, from its
+    # heartbeat: consecutive readings on either side of it are apart by the time the agent
+    # was down, not by a clock set forward. Kept on the class too: monitors unpickled from
+    # snapshots taken before it load with None.
+    _agent_start: int | None = None
+
     def __init__(
         self,
         kind: str,
@@ -281,6 +288,11 @@ class FaultMonitor:
         self._span = 0.0 if low is None or high is None else high - low
 
     # -- the public calls -------------------------------------------------------------
+
+    def agent_started(self, at: datetime) -> None:
+        """The node's agent (re)started at `at`, by the node's clock (its heartbeat's
+        stamp less its uptime)."""
+        self._agent_start = _micros(at)
 
     def update(self, ts: datetime | int, value: float, seq: int | None = None,
                values: Mapping[str, float] | None = None) -> list[FaultEvent]:
@@ -417,6 +429,9 @@ class FaultMonitor:
             # any gap seen (unless that gap is the silence already reported).
             if silence_seen:
                 return
+            start = self._agent_start
+            if start is not None and last_ts < start <= at:
+                return  # the agent was down in between: a restart, not a clock jump
             s = self.settings
             if len(self._long_gaps) < _LEARN_LONGEST or not s.regular \
                     or gap <= self._longest + s.clock_min_s:
@@ -748,14 +763,19 @@ class HeartbeatMonitor:
         self._raised: deque[tuple[datetime, str, FaultType]] = deque(maxlen=_RAISED_KEPT)
         # Another run's heartbeats refused in a row: (run, newest uptime, how many).
         self._foreign: tuple[str, float, int] | None = None
+        # Set by `update` when its heartbeat began a run: when the agent started, by the
+        # node's clock (for the sensors' clock rule); None otherwise.
+        self.started_at: datetime | None = None
 
     def __setstate__(self, state: dict[str, object]) -> None:
         # Snapshots from before the beam rules and the run ids load.
-        self.__dict__.update({"_stuck": set(), "_run": None, "_run_start": None, "_foreign": None})
+        self.__dict__.update({"_stuck": set(), "_run": None, "_run_start": None, "_foreign": None,
+                              "started_at": None})
         self.__dict__.update(state)
 
     def update(self, hb: Heartbeat) -> list[FaultEvent]:
         at = (hb.ts if hb.received is None else hb.received).astimezone(UTC)
+        self.started_at = None
         take, gap = self._order(hb, at) if hb.run is not None else self._legacy_order(hb)
         if not take:
             return []
@@ -807,6 +827,7 @@ class HeartbeatMonitor:
                 return False, None
         self._foreign = None
         self._run, self._run_start, self._uptime, self._jumps = hb.run, start, uptime, None
+        self.started_at = hb.ts - timedelta(seconds=uptime)
         return True, None
 
     def _legacy_order(self, hb: Heartbeat) -> tuple[bool, float | None]:
@@ -824,6 +845,7 @@ class HeartbeatMonitor:
         self._uptime = uptime
         if last is None or uptime < last:
             self._jumps = None
+            self.started_at = hb.ts - timedelta(seconds=uptime)
             return True, None
         return True, uptime - last
 

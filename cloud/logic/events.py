@@ -15,6 +15,7 @@ field (`node_ts`).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -159,14 +160,23 @@ class NodeWatch:
     monitor: HeartbeatMonitor = field(default_factory=HeartbeatMonitor)
 
     def check(self, site: str, node: str, hb: Heartbeat, kinds: dict[str, str],
-              alerts: list[Alert] | None = None) -> list[Point]:
+              alerts: list[Alert] | None = None,
+              sensors: Mapping[str, SensorWatch] | None = None) -> list[Point]:
         """The events of one heartbeat as points, their alerts appended to `alerts`;
         `kinds`: each sensor's kind (a sensor's event is tagged with it). The i-th event
         of a heartbeat is stamped i ns after its reception: two of one sensor and type
-        (a beam's self-test and blocked) do not overwrite each other."""
+        (a beam's self-test and blocked) do not overwrite each other. A heartbeat that
+        begins a run tells the node's `sensors` when the agent started."""
         out: list[Point] = []
         node_ts = format_ts(hb.ts)
-        for i, ev in enumerate(self.monitor.update(hb)):
+        events = self.monitor.update(hb)
+        started = self.monitor.started_at
+        if started is not None and sensors:
+            for sensor in sensors.values():
+                for watch in sensor.fields.values():
+                    if watch is not None:
+                        watch.faults.agent_started(started)
+        for i, ev in enumerate(events):
             kind = kinds.get(ev.sensor, "") if ev.sensor else NODE_KIND
             tags = {"site": site, "node": node, "sensor": ev.sensor, "kind": kind}
             value = 0.0 if ev.value is None else float(ev.value)

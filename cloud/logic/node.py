@@ -354,7 +354,8 @@ class NodeState:
         if data.status is None or not self.detect:
             return []
         self.site, self.node = data.site, data.node
-        return self.node_watch.check(data.site, data.node, data.status, self.kinds, self.alerts)
+        return self.node_watch.check(data.site, data.node, data.status, self.kinds, self.alerts,
+                                     self.watch)
 
     def tick(self, now: datetime) -> list[Point]:
         """Fault rules that need time to pass (silence); alerts go to take_alerts()."""
