@@ -23,7 +23,7 @@ ROLE = ROLES / "mosquitto"
 CLOUD_PASSWORD = "cloud-secret-0123456789"
 
 
-def _plugin() -> ModuleType:
+def filter_plugin() -> ModuleType:
     path = ROLE / "filter_plugins" / "mosquitto_hash.py"
     spec = importlib.util.spec_from_file_location("mosquitto_hash_plugin", path)
     assert spec is not None
@@ -43,7 +43,7 @@ def _all_tasks() -> list[dict[str, Any]]:
 
 
 def test_the_controllers_hash_is_mosquittos_format() -> None:
-    hash_ = _plugin().FilterModule().filters()["mosquitto_hash"]
+    hash_ = filter_plugin().FilterModule().filters()["mosquitto_hash"]
     first, second = hash_("pw-0123456789abcdef"), hash_("pw-0123456789abcdef")
     assert first != second  # salted
     assert first.startswith("$7$101$")
@@ -61,7 +61,7 @@ def test_the_password_files_hold_hashes_of_the_inventorys_passwords_only() -> No
                 for h, v in edge.items()}
     context = {**next(iter(inventory_hosts("broker").values())), "groups": {"edge": sorted(edge)},
                "hostvars": hostvars, "vault_mqtt_cloud_password": CLOUD_PASSWORD}
-    filters = _plugin().FilterModule().filters()
+    filters = filter_plugin().FilterModule().filters()
     nodes = render(ROLE / "templates" / "passwd-nodes.j2", "mosquitto", context, filters)
     cloud = render(ROLE / "templates" / "passwd-cloud.j2", "mosquitto", context, filters)
     for text, expected in ((nodes, passwords), (cloud, {"cloud": CLOUD_PASSWORD})):
@@ -182,7 +182,7 @@ def test_the_real_broker_accepts_the_controllers_hashes(tmp_path: Path) -> None:
     mosquitto.require_binary()
     layout = Layout(tmp_path)
     ensure_tls(layout)
-    hash_ = _plugin().FilterModule().filters()["mosquitto_hash"]
+    hash_ = filter_plugin().FilterModule().filters()["mosquitto_hash"]
     password = "node-secret-0123456789"
     passwd = tmp_path / "passwd-nodes"
     passwd.write_text(f"hn-a.aq-01:{hash_(password)}\n")
@@ -228,3 +228,83 @@ def test_a_run_that_restarts_the_broker_does_not_also_reload_it() -> None:
     assert handlers[reload_]["ansible.builtin.systemd_service"]["state"] == "reloaded"
     tasks = "\n".join(p.read_text() for p in (ROLE / "tasks").glob("*.yml"))
     assert set(re.findall(r"notify: (.+)", tasks)) == {"Restart mosquitto", "Reload mosquitto"}
+
+
+def _listeners(conf: str) -> tuple[dict[str, str], list[dict[str, str]]]:
+    """The settings before the first listener, and each listener's."""
+    blocks: list[dict[str, str]] = [{}]
+    for line in conf.splitlines():
+        if line.strip() and not line.startswith("#"):
+            key, _, value = line.partition(" ")
+            if key == "listener":
+                blocks.append({})
+            blocks[-1][key] = value
+    return blocks[0], blocks[1:]
+
+
+def test_the_certificate_config_shares_the_nodes_users_and_takes_a_certificate_on_the_cloud_listener(
+        ) -> None:
+    """urbanpulse_mqtt_cloud_auth 'certificate': per_listener_settings false (one password file,
+    the nodes', and one ACL); the nodes' listener forces client ids, the cloud's requires a
+    certificate of the cloud clients' CA and takes its name as the user. On the real brokers:
+    test_ansible_mosquitto_cert_listener.py."""
+    broker = {**next(iter(inventory_hosts("broker").values())), "urbanpulse_mqtt_cloud_auth": "certificate"}
+    conf = render(ROLE / "templates" / "mosquitto.conf.j2", "mosquitto", broker)
+    top, (nodes, cloud) = _listeners(conf)
+    d = "/etc/mosquitto/urbanpulse"
+    assert top == {"per_listener_settings": "false", "pid_file": "/run/mosquitto/mosquitto.pid",
+                   "allow_anonymous": "false", "password_file": f"{d}/passwd-nodes",
+                   "acl_file": f"{d}/acl-all"}
+    assert (nodes["listener"], cloud["listener"]) == ("8883", "8884")
+    assert nodes["cafile"] == f"{d}/ca.pem"
+    assert nodes["use_username_as_clientid"] == "true"
+    assert cloud["cafile"] == f"{d}/cloud-clients-ca.pem"
+    assert cloud["require_certificate"] == cloud["use_identity_as_username"] == "true"
+    assert "use_username_as_clientid" not in cloud
+    for listener in (nodes, cloud):
+        assert listener["tls_version"] == "tlsv1.2"
+        assert not {"password_file", "acl_file", "allow_anonymous"} & set(listener)
+    # the rest (queues, persistence, logs) as with 'password'
+    password = render(ROLE / "templates" / "mosquitto.conf.j2", "mosquitto",
+                      {**broker, "urbanpulse_mqtt_cloud_auth": "password"})
+    assert _listeners(password)[0]["per_listener_settings"] == "true"
+    assert conf[conf.index("set_tcp_nodelay"):] == password[password.index("set_tcp_nodelay"):]
+
+
+def render_acl_all(groups: dict[str, list[str]], hostvars: dict[str, Any]) -> str:
+    """acl-all.j2, which includes the two listeners' templates, rendered as Ansible's template
+    module does (trim_blocks, the role's templates folder on the search path)."""
+    jinja2 = pytest.importorskip("jinja2")
+    defaults = load_yaml(ROLE / "defaults" / "main.yml")
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(ROLE / "templates"),
+                             undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
+                             trim_blocks=True)
+    text: str = env.get_template("acl-all.j2").render(
+        groups=groups, hostvars=hostvars, mosquitto_node_group=defaults["mosquitto_node_group"],
+        mosquitto_cloud_user=defaults["mosquitto_cloud_user"])
+    return text
+
+
+def test_the_one_acl_holds_both_listeners_rules() -> None:
+    from urbanpulse.stack.mosquitto import render_acl, render_cloud_acl
+
+    edge = inventory_hosts("edge")
+    text = render_acl_all({"edge": sorted(edge)}, edge)
+    users = sorted(f"{v['edge_site']}.{v['edge_node_id']}" for v in edge.values())
+
+    def rules(acl: str) -> list[str]:
+        return [line for line in acl.splitlines() if line and not line.startswith("#")]
+    assert rules(text) == rules(render_acl(users)) + rules(render_cloud_acl())
+
+
+def test_the_certificate_configs_files_are_installed_in_that_mode_only() -> None:
+    tasks = _all_tasks()
+    only_then = {t["name"]: t for t in tasks if t.get("when") == "mosquitto_cloud_auth == 'certificate'"}
+    ca = only_then["Install the CA of the cloud's client certificates"]["ansible.builtin.copy"]
+    assert ca["src"] == "{{ mosquitto_cloud_client_ca_src }}"
+    assert ca["dest"] == "{{ mosquitto_conf_dir }}/cloud-clients-ca.pem"
+    acl = only_then["Write the ACL of both listeners"]["ansible.builtin.template"]
+    assert (acl["src"], acl["dest"]) == ("acl-all.j2", "{{ mosquitto_conf_dir }}/acl-all")
+    assert "Check that the cloud's clients have a CA of their own" in only_then
+    assert only_then["Install the CA of the cloud's client certificates"]["notify"] == "Restart mosquitto"
+    assert only_then["Write the ACL of both listeners"]["notify"] == "Reload mosquitto"

@@ -1,0 +1,88 @@
+"""Debian 13's own Mosquitto (2.0.21, which loses a disconnected session's queue with
+per_listener_settings true, eclipse-mosquitto/mosquitto#2618), for running the mosquitto
+role's config on it here. Needs root and debootstrap.
+
+The root file system (debootstrap minbase with mosquitto, about 40 s and 220 MB) is made
+once and cached under URBANPULSE_ROOTFS_CACHE (default /var/cache/urbanpulse-tests), as the
+booted-node images are (tests/ansible/booted_node.py). Mosquitto runs from it through the
+image's own dynamic loader and libraries, not chrooted: it reads the test's files where
+they are, and the cached image is never written. Only /etc of this machine (passwd,
+openssl.cnf) is seen by it instead of the image's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+SUITE = "trixie"
+MIRROR = "http://deb.debian.org/debian"
+PACKAGES = ("mosquitto",)
+# Changing how the image is made: bump this, and the next run builds a new one.
+RECIPE = 1
+PREFIX = "mosquitto-trixie"
+CACHE_ENV = "URBANPULSE_ROOTFS_CACHE"
+DEFAULT_CACHE = Path("/var/cache/urbanpulse-tests")
+
+
+def missing_requirements() -> list[str]:
+    missing = [] if shutil.which("debootstrap") else ["debootstrap"]
+    if os.geteuid() != 0:
+        missing.append("root")
+    return missing
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get(CACHE_ENV) or DEFAULT_CACHE)
+
+
+@contextlib.contextmanager
+def _locked(folder: Path) -> Iterator[None]:
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "a") as handle:  # the booted-node images' lock too
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def cached_rootfs(cache: Path) -> Path:
+    """The image, made by debootstrap on the first call (older recipes' are removed then)."""
+    key = hashlib.sha256(repr((SUITE, PACKAGES, RECIPE)).encode()).hexdigest()[:12]
+    final = cache / f"{PREFIX}-{key}"
+    with _locked(cache):
+        if final.is_dir():
+            return final
+        for old in cache.glob(f"{PREFIX}-*"):
+            shutil.rmtree(old)
+        building = cache / f".building-{final.name}"
+        shutil.rmtree(building, ignore_errors=True)
+        argv = ["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}", SUITE,
+                str(building), MIRROR]
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=900, check=False)
+        if done.returncode != 0:
+            raise AssertionError(f"{' '.join(argv)} exited {done.returncode}:\n"
+                                 f"{done.stdout[-3000:]}{done.stderr[-3000:]}")
+        for deb in (building / "var" / "cache" / "apt" / "archives").glob("*.deb"):
+            deb.unlink()
+        building.rename(final)  # the image exists only once complete
+        return final
+
+
+def mosquitto_argv(root: Path) -> list[str]:
+    """The image's mosquitto, started with the image's loader and libraries."""
+    libc = sorted(root.glob("usr/lib/*-linux-gnu*/libc.so.6"))
+    if not libc:
+        raise AssertionError(f"no libc.so.6 under {root}/usr/lib/<triplet>")
+    libs = libc[0].parent
+    loaders = sorted(libs.glob("ld-linux*.so.*"))
+    if not loaders:
+        raise AssertionError(f"no dynamic loader in {libs}")
+    return [str(loaders[0]), "--library-path", str(libs), str(root / "usr" / "sbin" / "mosquitto")]
