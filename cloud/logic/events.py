@@ -74,7 +74,7 @@ class SensorWatch:
         """Silence is judged on arrival time, so it needs a clock tick, not a reading."""
         out: list[Point] = []
         tags = {"site": site, "node": node, "sensor": sensor, "kind": kind}
-        for name, watch in self.fields.items():
+        for place, (name, watch) in enumerate(self.fields.items()):
             if watch is None:
                 continue
             for ev in watch.faults.tick(now):
@@ -84,7 +84,7 @@ class SensorWatch:
                     "field": name, "delay_s": ev.delay.total_seconds(), "detail": ev.detail}
                 if ev.value is not None:
                     fields["value"] = value
-                out.append((RP_RAW, line(EVENTS, dict(tags, type=str(ev.fault)), fields, at)))
+                out.append((RP_RAW, line(EVENTS, dict(tags, type=str(ev.fault)), fields, at + place)))
                 if alerts is not None:
                     alerts.append(Alert(site, node, sensor, kind, str(ev.fault), name,
                                         0.0 if ev.value is None else value, at, ev.detail))
@@ -112,7 +112,7 @@ class SensorWatch:
                 if events:
                     if tags is None:
                         tags = {"site": site, "node": node, "sensor": r.sensor, "kind": r.kind}
-                    _fault_points(events, tags, name, v, r.seq, out, alerts)
+                    _fault_points(events, tags, name, v, r.seq, list(values).index(name), out, alerts)
                 continue
             watch.last_ts_ns = ts
             detector = watch.detector
@@ -124,9 +124,10 @@ class SensorWatch:
                     if tags is None:
                         tags = {"site": site, "node": node, "sensor": r.sensor, "kind": r.kind}
                     detail = f"{name}={v:g} scored {score:.2f}"
+                    at = ts + list(values).index(name)
                     out.append((RP_RAW, line(EVENTS, dict(tags, type="anomaly"), {
                         "field": name, "value": v, "score": round(score, 4), "seq": r.seq,
-                        "detail": detail}, ts)))
+                        "detail": detail}, at)))
                     if alerts is not None:
                         alerts.append(Alert(site, node, r.sensor, r.kind, "anomaly", name, v, ts,
                                             detail, round(score, 4)))
@@ -135,19 +136,22 @@ class SensorWatch:
                 continue
             if tags is None:
                 tags = {"site": site, "node": node, "sensor": r.sensor, "kind": r.kind}
-            _fault_points(events, tags, name, v, r.seq, out, alerts)
+            _fault_points(events, tags, name, v, r.seq, list(values).index(name), out, alerts)
         return out
 
 
 def _fault_points(events: list[FaultEvent], tags: dict[str, str], name: str, v: float, seq: int,
-                  out: list[Point], alerts: list[Alert] | None) -> None:
-    """The points (appended to `out`) and alerts of a reading's fault events."""
+                  place: int, out: list[Point], alerts: list[Alert] | None) -> None:
+    """The points (appended to `out`) and alerts of a reading's fault events on its field
+    `name`, the reading's `place`-th: a point is stamped `place` ns after the detection, so
+    that events of one type on two fields of one reading stay two points (an alert keeps
+    the detection's stamp)."""
     for ev in events:
         value = v if ev.value is None else float(ev.value)
         at = to_epoch_ns(ev.detected_at)
         out.append((RP_RAW, line(EVENTS, dict(tags, type=str(ev.fault)), {
             "field": name, "value": value, "delay_s": ev.delay.total_seconds(), "seq": seq,
-            "detail": ev.detail}, at)))
+            "detail": ev.detail}, at + place)))
         if alerts is not None:
             alerts.append(Alert(tags["site"], tags["node"], tags["sensor"], tags["kind"],
                                 str(ev.fault), name, value, at, ev.detail))
@@ -272,7 +276,7 @@ def _check_run(site: str, node: str, name: str, watch: FieldWatch, readings: lis
                 detail = f"{name}={v:g} scored {score:.2f}"
                 point = (RP_RAW, line(EVENTS, dict(tags, type="anomaly"), {
                     "field": name, "value": v, "score": round(score, 4), "seq": r.seq,
-                    "detail": detail}, ts))
+                    "detail": detail}, ts + place))
                 alert = (Alert(site, node, r.sensor, r.kind, "anomaly", name, v, ts, detail,
                                round(score, 4)) if alerting else None)
                 found.append((i, place, point, alert))
@@ -286,8 +290,8 @@ def _found_faults(site: str, node: str, r: Reading, name: str, v: float, events:
     tags = {"site": site, "node": node, "sensor": r.sensor, "kind": r.kind}
     points: list[Point] = []
     alerts: list[Alert] | None = [] if alerting else None
-    _fault_points(events, tags, name, v, r.seq, points, alerts)
     place = list(r.values).index(name)
+    _fault_points(events, tags, name, v, r.seq, place, points, alerts)
     for k, point in enumerate(points):
         found.append((i, place, point, None if alerts is None else alerts[k]))
 

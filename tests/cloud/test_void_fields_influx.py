@@ -199,3 +199,23 @@ def test_a_ledger_hour_written_again_keeps_no_restart_count_of_the_write_before(
     assert stored.get("restarts", 0) == 0, last
     assert last.split(" ")[1].count("=") == len(stored)
 
+
+
+def test_events_of_one_type_on_two_fields_of_one_reading_are_two_points(
+        flow: Flow, reader: InfluxHTTP, db_ready: StackInfo) -> None:
+    """A dust reading with PM2.5 and PM10 both outside the contract's range raises two
+    out_of_range events; stamped alike they were one point, the second write's."""
+    site, start = _site(), _hour_ago(3)
+    state = flow.nodes.setdefault(f"{site}/station", NodeState(HORIZON, detect=True))
+    assert state.detect
+    normal = [_reading("pm-1", "air.pm", start + i * MIN, pm25=12.0 + i % 3, pm10=20.0 + i % 2)
+              for i in range(20)]
+    flow.send(site, "station", normal)
+    bad = _reading("pm-1", "air.pm", start + 20 * MIN, pm25=5000.0, pm10=9000.0)
+    flow.send(site, "station", [bad])
+    rows = reader.query_points(
+        f"SELECT \"field\", \"value\", \"seq\" FROM \"raw\".\"events\" WHERE \"site\" = '{site}' "
+        "AND \"type\" = 'out_of_range'", db=db_ready.database)
+    assert [(r["field"], r["value"], r["seq"]) for r in rows] == [("pm25", 5000, bad.seq),
+                                                                  ("pm10", 9000, bad.seq)]
+    assert [int(r["time"]) - bad.ts_ns for r in rows] == [0, 1]  # the field's place in the reading

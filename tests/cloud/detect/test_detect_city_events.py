@@ -23,7 +23,12 @@ from urbanpulse.clock import from_epoch_ns
 
 HORIZON_NS = 6 * 3600 * 10**9
 END = datetime(2024, 5, 1, 12, tzinfo=UTC)
-PINNED = ("695a07bb7394546c0d57bec4c9da989be4ee2de20c18171ef31705dc268a49dd", 244, 244)
+# Re-pinned when an event point came to be stamped its field's place in ns after the
+# detection (cloud/logic/events.py; events of one type on two fields of a reading or a
+# sensor had one series and time, so InfluxDB kept one: 40 of these 244). Checked point by
+# point against the code before: the same 244 lines in the same order, each timestamp
+# moved by 0 to 4 ns (155 by 0), now 244 distinct points; the alerts unchanged.
+PINNED = ("eb47dd36cf3ca7720a8c9e55622da24e4bc8501b63aac10c39be77ed01bcdb9b", 244, 244)
 
 
 def city_events() -> tuple[str, int, int]:
