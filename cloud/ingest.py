@@ -40,6 +40,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("urbanpulse.cloud.ingest")
 
 SESSION_EXPIRY_S = 7 * 86400
+# Logged once the broker has granted the subscriptions: from then on it queues every
+# message for the ingest's session (the demo waits for it before it publishes).
+SUBSCRIBED = "ingest subscribed"
 COMMIT_INTERVAL_S = 0.005
 MAX_PENDING = 5000
 # Unacknowledged QoS 1 messages the broker may have sent us at once (sent in CONNECT). It
@@ -221,7 +224,7 @@ class Ingest:
     def _on_subscribe(self, client: Client, userdata: Any, mid: int, reasons: Any, props: Any) -> None:
         if all(not r.is_failure for r in reasons):
             self._subscribed.set()
-            log.info("ingest subscribed to %s", ", ".join(self.subscriptions))
+            log.info("%s to %s", SUBSCRIBED, ", ".join(self.subscriptions))
         else:
             self.stats.last_error = f"subscription refused: {reasons}"
             log.error("subscription refused", extra={"reasons": str(reasons)})

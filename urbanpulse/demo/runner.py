@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cloud.config import Retention
+from cloud.ingest import SUBSCRIBED
 from cloud.initdb import init_db
 from cloud.stack_config import cloud_config_for_stack, to_toml
 from edge.agent import Agent
@@ -55,6 +56,9 @@ if TYPE_CHECKING:
 REFRESH_S = 2.0
 HISTORY_S = 300.0
 PUBACK_WAIT_S = 10.0
+# The processor's start (Bytewax, recovery store, ingest child) until its ingest subscribed.
+SUBSCRIBE_WAIT_S = 120.0
+SUBSCRIBE_POLL_S = 0.2
 CITY_NODES = ("all", "live")
 
 
@@ -124,8 +128,14 @@ def run_demo(options: DemoOptions) -> int:
     reader = info.influx("reader")
     code = 0
     with ExitStack() as cleanup:
+        cloud_log = demo_dir / "cloud.log"
+        log_start = cloud_log.stat().st_size if cloud_log.exists() else 0
         cloud = _start_cloud(info, demo_dir)
         cleanup.callback(_stop_process, cloud)
+        # The lightweight nodes publish without resending (QoS 1 to the broker only): on a
+        # fresh stack the broker would drop what they send before the ingest's session has
+        # its subscription, the back-filled minutes first.
+        _wait_subscribed(cloud, cloud_log, log_start)
         serial = _start_serial(sim, clock, live, demo_dir / "dev")
         for device in serial:
             cleanup.callback(device.stop)
@@ -219,6 +229,25 @@ def _print_plan(live: list[LiveNode], light: list[tuple[str, str]],
     else:
         print("lightweight: off (--city-nodes live)")
     sys.stdout.flush()
+
+
+def _wait_subscribed(cloud: subprocess.Popen[bytes], log_path: Path, log_start: int,
+                     timeout_s: float = SUBSCRIBE_WAIT_S) -> None:
+    """Until the processor started now logs its ingest's subscription (in `log_path`, after
+    `log_start`): DemoError if it exits or takes longer than `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        with log_path.open("rb") as log:
+            log.seek(log_start)
+            if SUBSCRIBED.encode() in log.read():
+                return
+        if cloud.poll() is not None:
+            raise DemoError(f"the processor exited with code {cloud.returncode} before its ingest "
+                            f"subscribed: see {log_path}")
+        if time.monotonic() > deadline:
+            raise DemoError(f"the processor's ingest did not subscribe within {timeout_s:.0f} s: "
+                            f"see {log_path}")
+        time.sleep(SUBSCRIBE_POLL_S)
 
 
 def _start_cloud(info: StackInfo, demo_dir: Path) -> subprocess.Popen[bytes]:
