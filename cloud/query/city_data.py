@@ -152,7 +152,9 @@ class CityData:
     def rollup(self, name: str, start: datetime, end: datetime, *, resolution: str = "1h",
                site: Tags = None, node: Tags = None, sensor: Tags = None,
                fields: Sequence[str] | None = None) -> pd.DataFrame:
-        """Any domain rollup by its measurement name (catalog.ROLLUPS)."""
+        """Any domain rollup by its measurement name (catalog.ROLLUPS). A ratio or statistic
+        of nothing (catalog.VOID: occupancy_pct where occupied + available is 0, the wait
+        statistics where n is 0) is NaN, whatever an earlier write of the point left there."""
         return _concat(self.iter_rollup(name, start, end, resolution=resolution, site=site,
                                         node=node, sensor=sensor, fields=fields))
 
@@ -171,7 +173,8 @@ class CityData:
 
     def ward_occupancy(self, start: datetime, end: datetime, *, resolution: str = "1h",
                        site: Tags = None, node: Tags = None) -> pd.DataFrame:
-        """Per ward (node): beds, occupied, available, faulty, occupancy_pct."""
+        """Per ward (node): beds, occupied, available, faulty, occupancy_pct (NaN where no bed
+        has a valid state)."""
         return self.rollup("ward_occupancy", start, end, resolution=resolution, site=site, node=node)
 
     def hospital_occupancy(self, start: datetime, end: datetime, *, resolution: str = "1h",
@@ -185,8 +188,8 @@ class CityData:
 
     def waiting_times(self, start: datetime, end: datetime, *, site: Tags = None,
                       per_queue: bool = False, node: Tags = None) -> pd.DataFrame:
-        """Waits per hour of the call (n, median_s, p90_s, mean_s): per hospital, or with
-        `per_queue=True` per queue node (which `node` may choose)."""
+        """Waits per hour of the call (n, median_s, p90_s, mean_s; the statistics NaN where n
+        is 0): per hospital, or with `per_queue=True` per queue node (which `node` may choose)."""
         if node is not None and not per_queue:
             raise BadArgument("node", "the hospital's waits have no node: use per_queue=True")
         return self.rollup("queue_wait" if per_queue else "hospital_wait", start, end, site=site,

@@ -144,6 +144,10 @@ def test_a_ward_whose_beds_all_turn_faulty_has_no_occupancy_pct_left_from_before
         row = frame.iloc[0]
         assert (row["occupied"], row["available"], row["faulty"]) == (0, 0, 2)
         assert math.isnan(row["occupancy_pct"])
+    # the ratio alone: its counts are read for it, and left out again
+    alone = data.rollup("ward_occupancy", start, end, resolution="1m", site=site, fields=["occupancy_pct"])
+    assert list(alone.columns) == ["site", "node", "occupancy_pct"]
+    assert alone["occupancy_pct"].isna().tolist() == [True]
 
     # the next minute bed-1's cable is mended: a valid state, shown again
     flow.send(site, "ward-a", [_reading("bed-1", "hospital.bed", minute + MIN + 5 * S, occupied=1)])
