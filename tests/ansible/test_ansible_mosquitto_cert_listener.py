@@ -12,12 +12,15 @@ user running the test, who owns the files)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import re
+import shutil
 import socket
 import ssl
 import subprocess
+import tempfile
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -78,25 +81,48 @@ def render_role_files(conf_dir: Path, data_dir: Path, auth: str, ports: tuple[in
     return path
 
 
+@dataclass(frozen=True)
+class Site:
+    """What outlives a broker's restart: the certificates (as the controller holds them), the
+    processor's password file and the broker's persistence folder."""
+
+    root: Path
+    site_ca: Path
+    cloud_clients_ca: Path
+    server_cert: tuple[Path, Path]
+    client_cert: tuple[Path, Path]  # the processor's, signed by the cloud clients' CA
+    node_held_cert: tuple[Path, Path]  # one the site's CA signed: what a node could hold
+    password_file: Path
+    data_dir: Path
+
+    @classmethod
+    def make(cls, root: Path) -> Site:
+        site, cloud = Ca.new("urbanpulse site CA"), Ca.new("urbanpulse cloud clients CA")
+        password_file = root / "cloud-mqtt.password"
+        password_file.write_text(CLOUD_PASSWORD + "\n")
+        (root / "data").mkdir()
+        return cls(root, site.write(root / "ca.pem"), cloud.write(root / "cloud-clients-ca.pem"),
+                   site.issue(root, "server", "localhost", server=True),
+                   cloud.issue(root, "cloud-mqtt", "cloud"), site.issue(root, "node-held", "cloud"),
+                   password_file, root / "data")
+
+
 @dataclass
 class Broker:
     version: str
+    site: Site
     nodes_port: int
     cloud_port: int
-    site_ca: Path
-    client_cert: tuple[Path, Path]  # the processor's, signed by the cloud clients' CA
-    node_held_cert: tuple[Path, Path]  # one the site's CA signed: what a node could hold
     log: Path
-    password_file: Path
-    state: Path
     ids: list[str] = field(default_factory=list)
 
     def cloud_mqtt(self, client_id: str, *, certificate: bool = True) -> CloudMqtt:
-        mqtt: dict[str, Any] = {"host": "127.0.0.1", "port": self.cloud_port, "ca_file": str(self.site_ca),
-                                "username": "cloud", "password_file": str(self.password_file),
+        site = self.site
+        mqtt: dict[str, Any] = {"host": "127.0.0.1", "port": self.cloud_port, "ca_file": str(site.site_ca),
+                                "username": "cloud", "password_file": str(site.password_file),
                                 "client_id": client_id, "node_filter": f"urbanpulse/v1/{SITE}/+"}
         if certificate:
-            mqtt.update(cert_file=str(self.client_cert[0]), key_file=str(self.client_cert[1]))
+            mqtt.update(cert_file=str(site.client_cert[0]), key_file=str(site.client_cert[1]))
         return parse_cloud_config({"mqtt": mqtt, "influx": {"password_file": "p"}}).mqtt
 
     def fresh_id(self, name: str) -> str:
@@ -108,30 +134,24 @@ class Broker:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
 
-def _start(argv: list[str], version: str, root: Path, auth: str) -> Iterator[Broker]:
-    conf_dir, data_dir = root / "conf", root / "data"
-    conf_dir.mkdir(parents=True)
-    data_dir.mkdir()
-    site, cloud = Ca.new("urbanpulse site CA"), Ca.new("urbanpulse cloud clients CA")
-    site.write(conf_dir / "ca.pem")
-    cloud.write(conf_dir / "cloud-clients-ca.pem")
-    site.issue(conf_dir, "server", "localhost", server=True)
-    client = cloud.issue(root, "cloud-mqtt", "cloud")
-    node_held = site.issue(root, "node-held", "cloud")
-    password_file = root / "cloud-mqtt.password"
-    password_file.write_text(CLOUD_PASSWORD + "\n")
+@contextlib.contextmanager
+def running(argv: list[str], version: str, site: Site, auth: str) -> Iterator[Broker]:
+    """A broker with the role's config for `auth`, on the site's files and persistence;
+    stopped (its persistence saved) on leaving."""
+    conf_dir = Path(tempfile.mkdtemp(prefix=f"conf-{version}-{auth}-", dir=site.root))
+    for src, dest in ((site.site_ca, "ca.pem"), (site.cloud_clients_ca, "cloud-clients-ca.pem"),
+                      (site.server_cert[0], "server.pem"), (site.server_cert[1], "server.key")):
+        shutil.copyfile(src, conf_dir / dest)
     ports = free_ports(2)
-    conf = render_role_files(conf_dir, data_dir, auth, (ports[0], ports[1]))
-    log = conf_dir / "mosquitto.log"
-    broker = Broker(version, ports[0], ports[1], conf_dir / "ca.pem", client, node_held, log,
-                    password_file, root)
-    with open(root / "mosquitto.out", "wb") as out:
+    conf = render_role_files(conf_dir, site.data_dir, auth, (ports[0], ports[1]))
+    broker = Broker(version, site, ports[0], ports[1], conf_dir / "mosquitto.log")
+    with open(conf_dir / "mosquitto.out", "wb") as out:
         proc = subprocess.Popen([*argv, "-c", str(conf)], stdout=out, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL)
     try:
         wait_for(lambda: f"mosquitto version {version} running" in broker.log_text()
-                 or proc.poll() is not None, TIMEOUT_S, f"Mosquitto {version} to start; {log}")
-        assert proc.poll() is None, (root / "mosquitto.out").read_text() + broker.log_text()
+                 or proc.poll() is not None, TIMEOUT_S, f"Mosquitto {version} to start; {broker.log}")
+        assert proc.poll() is None, (conf_dir / "mosquitto.out").read_text() + broker.log_text()
         yield broker
     finally:
         proc.terminate()
@@ -160,8 +180,9 @@ def _host_argv() -> list[str]:
 def broker(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
            ) -> Iterator[Broker]:
     argv = _host_argv() if request.param == "2.0.11" else _trixie_argv()
-    yield from _start(argv, request.param, tmp_path_factory.mktemp(f"mosq-{request.param}"),
-                      "certificate")
+    with running(argv, request.param, Site.make(tmp_path_factory.mktemp(f"mosq-{request.param}")),
+                 "certificate") as started:
+        yield started
 
 
 class NodeClient:
@@ -174,7 +195,7 @@ class NodeClient:
         self.client = Client(CallbackAPIVersion.VERSION2, client_id=client_id,
                              protocol=MQTTProtocolVersion.MQTTv5)
         self.client.username_pw_set(NODE_USER, NODE_PASSWORD)
-        self.client.tls_set_context(tls_context(broker.site_ca))
+        self.client.tls_set_context(tls_context(broker.site.site_ca))
         self.client.connect_async("127.0.0.1", broker.nodes_port)
         connect_and_wait(self.client)
 
@@ -188,39 +209,58 @@ class NodeClient:
         self.client.loop_stop()
 
 
-def _queued_while_away(broker: Broker, tmp_path: Path, *, certificate: bool = True) -> list[bytes]:
-    """The real ingest subscribes and stops (its session stays); a node publishes batches 0-2
-    meanwhile; the ingest starts again and the node publishes batch 3. What the journal holds
-    once batch 3 is in it (batches arrive in the order published)."""
-    cfg = broker.cloud_mqtt(broker.fresh_id(INGEST_ID), certificate=certificate)
-    journal = Journal(journal_path(tmp_path / "journal", "i0"), "i0").open()
+def _publish(broker: Broker, *ks: int) -> None:
+    node = NodeClient(broker, broker.fresh_id("node"))
     try:
-        first = Ingest(cfg, journal, instance="i0")
-        first.start()
-        try:
-            assert first.wait_subscribed(TIMEOUT_S), first.stats.last_error
-        finally:
-            first.stop()
-        node = NodeClient(broker, broker.fresh_id("node"))
-        try:
-            node.publish(0, 1, 2)
-            again = Ingest(cfg, journal, instance="i0")
-            again.start()
-            try:
-                assert again.wait_subscribed(TIMEOUT_S), again.stats.last_error
-                node.publish(3)
-                last = batch_payload(SITE, NODE, 3)
+        node.publish(*ks)  # each acknowledged by the broker: queued for the ingest by then
+    finally:
+        node.close()
 
-                def through_batch_3() -> list[bytes] | None:
-                    rows = journal_rows(journal.path)
-                    return rows if rows and rows[-1] == last else None
-                return wait_for(through_batch_3, TIMEOUT_S, "batch 3 in the journal")
-            finally:
-                again.stop()
-        finally:
-            node.close()
+
+def _subscribe_and_leave(cfg: CloudMqtt, journal: Journal) -> None:
+    """The real ingest subscribes and stops: its persistent session stays in the broker."""
+    ingest = Ingest(cfg, journal, instance="i0")
+    ingest.start()
+    try:
+        assert ingest.wait_subscribed(TIMEOUT_S), ingest.stats.last_error
+    finally:
+        ingest.stop()
+
+
+def _come_back(cfg: CloudMqtt, journal: Journal, broker: Broker, last: int) -> list[bytes]:
+    """The ingest starts again and a node publishes batch `last`: what the journal holds once
+    that batch is in it (batches arrive in the order published, the queued ones first)."""
+    ingest = Ingest(cfg, journal, instance="i0")
+    ingest.start()
+    try:
+        assert ingest.wait_subscribed(TIMEOUT_S), ingest.stats.last_error
+        _publish(broker, last)
+        payload = batch_payload(SITE, NODE, last)
+
+        def through_last() -> list[bytes] | None:
+            rows = journal_rows(journal.path)
+            return rows if rows and rows[-1] == payload else None
+        return wait_for(through_last, TIMEOUT_S, f"batch {last} in the journal")
+    finally:
+        ingest.stop()
+
+
+@contextlib.contextmanager
+def _journal(folder: Path) -> Iterator[Journal]:
+    journal = Journal(journal_path(folder, "i0"), "i0").open()
+    try:
+        yield journal
     finally:
         journal.close()
+
+
+def _queued_while_away(broker: Broker, tmp_path: Path, *, certificate: bool = True) -> list[bytes]:
+    """Batches 0-2 published while the ingest is away, 3 once it is back: the journal."""
+    cfg = broker.cloud_mqtt(broker.fresh_id(INGEST_ID), certificate=certificate)
+    with _journal(tmp_path / "journal") as journal:
+        _subscribe_and_leave(cfg, journal)
+        _publish(broker, 0, 1, 2)
+        return _come_back(cfg, journal, broker, 3)
 
 
 def test_the_ingests_session_keeps_what_nodes_publish_while_it_is_away(
@@ -248,26 +288,26 @@ def _connack(port: int, ca: Path, username: str, password: str,
 
 def test_a_node_cannot_connect_on_the_cloud_listener(broker: Broker) -> None:
     # without a certificate: a node's password is never even read there
-    refused = _connack(broker.cloud_port, broker.site_ca, NODE_USER, NODE_PASSWORD)
+    refused = _connack(broker.cloud_port, broker.site.site_ca, NODE_USER, NODE_PASSWORD)
     assert isinstance(refused, str), refused
     wait_for(lambda: "peer did not return a certificate" in broker.log_text(), TIMEOUT_S,
              "the broker to log the missing client certificate")
     # nor with one the site's CA signed (a node could hold such a certificate)
-    refused = _connack(broker.cloud_port, broker.site_ca, NODE_USER, NODE_PASSWORD,
-                       broker.node_held_cert)
+    refused = _connack(broker.cloud_port, broker.site.site_ca, NODE_USER, NODE_PASSWORD,
+                       broker.site.node_held_cert)
     assert isinstance(refused, str), refused
     wait_for(lambda: "certificate verify failed" in broker.log_text(), TIMEOUT_S,
              "the broker to log the certificate of another CA")
     # the same node on its own listener, and the processor's certificate on the cloud's
-    assert _connack(broker.nodes_port, broker.site_ca, NODE_USER, NODE_PASSWORD) == 0
-    assert _connack(broker.cloud_port, broker.site_ca, "", "", broker.client_cert) == 0
+    assert _connack(broker.nodes_port, broker.site.site_ca, NODE_USER, NODE_PASSWORD) == 0
+    assert _connack(broker.cloud_port, broker.site.site_ca, "", "", broker.site.client_cert) == 0
 
 
 def test_the_clouds_password_is_taken_nowhere(broker: Broker) -> None:
     """One user list serves both listeners: it holds no cloud user, so the cloud's password
     (which the processor still sends) opens neither listener."""
-    assert _connack(broker.nodes_port, broker.site_ca, "cloud", CLOUD_PASSWORD) == 5
-    refused = _connack(broker.cloud_port, broker.site_ca, "cloud", CLOUD_PASSWORD)
+    assert _connack(broker.nodes_port, broker.site.site_ca, "cloud", CLOUD_PASSWORD) == 5
+    refused = _connack(broker.cloud_port, broker.site.site_ca, "cloud", CLOUD_PASSWORD)
     assert isinstance(refused, str), refused
 
 
@@ -330,8 +370,9 @@ def test_a_node_choosing_the_ingests_client_id_does_not_take_its_session(broker:
 
 @pytest.fixture(scope="module")
 def lossy_password_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
-    yield from _start(_trixie_argv(), "2.0.21", tmp_path_factory.mktemp("mosq-password"),
-                      "password")
+    with running(_trixie_argv(), "2.0.21", Site.make(tmp_path_factory.mktemp("mosq-password")),
+                 "password") as started:
+        yield started
 
 
 def test_the_password_config_loses_the_queue_on_2_0_21(
@@ -340,3 +381,29 @@ def test_the_password_config_loses_the_queue_on_2_0_21(
     the same run as above with per_listener_settings true, and batches 0-2 never come."""
     rows = _queued_while_away(lossy_password_broker, tmp_path, certificate=False)
     assert rows == [batch_payload(SITE, NODE, 3)]
+
+
+def test_a_sites_queue_outlives_the_switch_to_certificate_and_the_upgrade_to_debian_13(
+        tmp_path: Path) -> None:
+    """The upgrade of an existing site (ansible/README.md) on one persistence folder: what is
+    queued for the ingest on Debian 12's broker with 'password' reaches it after the switch
+    to 'certificate' (its certificate's name is the same user, its client id the same), and
+    what is queued then reaches it from Debian 13's 2.0.21.
+
+    Each batch is queued before a restart: what is published after a restart and before the
+    ingest is back is not queued for its shared subscription ($share/<group>/...) on 2.0.11
+    or 2.0.21, in either mode (seen here; a plain subscription keeps it with 'certificate');
+    the nodes send such batches again (docs/delivery.md)."""
+    host, trixie = _host_argv(), _trixie_argv()
+    (tmp_path / "site").mkdir()
+    site = Site.make(tmp_path / "site")
+    with _journal(tmp_path / "journal") as journal:
+        with running(host, "2.0.11", site, "password") as broker:
+            _subscribe_and_leave(broker.cloud_mqtt(INGEST_ID, certificate=False), journal)
+            _publish(broker, 0)
+        with running(host, "2.0.11", site, "certificate") as broker:
+            _come_back(broker.cloud_mqtt(INGEST_ID), journal, broker, 1)
+            _publish(broker, 2)
+        with running(trixie, "2.0.21", site, "certificate") as broker:
+            rows = _come_back(broker.cloud_mqtt(INGEST_ID), journal, broker, 3)
+    assert rows == [batch_payload(SITE, NODE, k) for k in range(4)]
