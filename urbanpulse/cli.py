@@ -12,7 +12,7 @@ GROUPS: dict[str, tuple[str, str]] = {
     "stack": ("urbanpulse.stack.cli", "start, stop and inspect the local Mosquitto and InfluxDB"),
     "demo": ("urbanpulse.demo.cli", "run a small simulated city through the whole pipeline"),
     "edge": ("edge.cli", "the agent on a sensor node: run, check-config, status"),
-    "cloud": ("cloud.cli", "the central dataflow: run, ingest, init-db"),
+    "cloud": ("cloud.cli", "the central dataflow: run, ingest, init-db, check-config, recompute"),
     "bridge": ("firmware_bridge.cli", "serial protocols: decode captures, emulate devices, probe"),
     "simulate": ("urbanpulse.simulate.cli", "a city of simulated sensors"),
     "detect": ("cloud.detect.cli", "score a NAB-format CSV with a streaming anomaly detector"),
@@ -21,17 +21,40 @@ GROUPS: dict[str, tuple[str, str]] = {
 }
 
 
-def _built(module_name: str) -> bool:
+OWN_PACKAGES = ("urbanpulse", "edge", "cloud", "firmware_bridge")
+# Which extra installs a third-party package a group imports (pyproject.toml).
+EXTRA_OF = {"bytewax": "cloud", "numpy": "cloud", "pandas": "cloud", "orjson": "cloud",
+            "cryptography": "cloud", "influxdb_client": "influx2", "paho": "edge",
+            "gpiozero": "edge", "serial": "edge", "serial_asyncio_fast": "edge"}
+
+
+def _missing_dependency(exc: ModuleNotFoundError) -> str | None:
+    """The third-party package `exc` is about, or None when it is one of ours."""
+    top = (exc.name or "").split(".")[0]
+    return None if not top or top in OWN_PACKAGES else top
+
+
+def _needs(group: str, package: str) -> str:
+    extra = EXTRA_OF.get(package, "cloud")
+    return (f"urbanpulse {group}: needs {package!r}, which is not installed here "
+            f"(`pip install 'urbanpulse[{extra}]'`)")
+
+
+def _status(module_name: str) -> str | None:
+    """None when the group can be imported; else why not, for the usage."""
     try:
-        return importlib.util.find_spec(module_name) is not None
-    except ModuleNotFoundError:
-        return False
+        found = importlib.util.find_spec(module_name) is not None
+    except ModuleNotFoundError as exc:  # a parent package failed to import
+        package = _missing_dependency(exc)
+        return "not in this build yet" if package is None else f"needs {package!r}"
+    return None if found else "not in this build yet"
 
 
 def _usage() -> str:
     lines = ["usage: urbanpulse GROUP [ARGS...]", "", "groups:"]
-    lines += [f"  {name:<11} {help_}" + ("" if _built(module) else " (not in this build yet)")
-              for name, (module, help_) in GROUPS.items()]
+    for name, (module, help_) in GROUPS.items():
+        status = _status(module)
+        lines.append(f"  {name:<11} {help_}" + ("" if status is None else f" ({status})"))
     lines += ["", "`urbanpulse GROUP --help` for the commands of a group."]
     return "\n".join(lines)
 
@@ -51,22 +74,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"urbanpulse: unknown group {group!r}\n\n{_usage()}", file=sys.stderr)
         return 2
     module_name, _ = GROUPS[group]
-    if not _built(module_name):
+    if _status(module_name) == "not in this build yet":
         print(f"urbanpulse {group}: not in this build yet", file=sys.stderr)
         return 3
     try:
         module = importlib.import_module(module_name)
+        run: Callable[[list[str]], int] = module.main
+        # Commands import what only they need when they run (`cloud run`: Bytewax).
+        return run(args[1:])
     except ModuleNotFoundError as exc:
-        if (exc.name or "").split(".")[0] in ("urbanpulse", "edge", "cloud", "firmware_bridge"):
+        package = _missing_dependency(exc)
+        if package is None:
             raise
-        print(
-            f"urbanpulse {group}: needs {exc.name!r}, which is not installed "
-            f"(install the extra that provides it, e.g. `pip install urbanpulse[cloud]`)",
-            file=sys.stderr,
-        )
+        print(_needs(group, package), file=sys.stderr)
         return 3
-    run: Callable[[list[str]], int] = module.main
-    return run(args[1:])
 
 
 if __name__ == "__main__":
