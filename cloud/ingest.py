@@ -134,8 +134,27 @@ def make_ingest_client(cfg: CloudMqtt, client_id: str) -> Client:
                 context = tls_context(cfg.ca_file, cfg.cert_file, cfg.key_file)
             except MqttError as exc:
                 raise CloudError(f"mqtt.cert_file / mqtt.key_file: {exc}") from exc
+            _check_certificate_name(cfg.cert_file, cfg.username)
         client.tls_set_context(context)
     return client
+
+
+def _check_certificate_name(cert_file: Path, username: str) -> None:
+    """A broker that requires a client certificate takes its common name as the user
+    (Mosquitto's use_identity_as_username, the Ansible role's 'certificate' mode): under
+    another name the ingest would connect and subscribe, and the ACL would give it nothing."""
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
+    try:
+        cert = x509.load_pem_x509_certificate(cert_file.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise CloudError(f"mqtt.cert_file {cert_file}: {exc}") from exc
+    names = [a.value for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
+    if names != [username]:
+        raise CloudError(f"mqtt.cert_file {cert_file}: its common name is "
+                         f"{', '.join(map(str, names)) or 'missing'}, not mqtt.username "
+                         f"{username!r}: the broker takes the certificate's name as the user")
 
 
 class Ingest:

@@ -80,3 +80,15 @@ def test_a_file_that_cannot_be_used_stops_the_start_up_naming_it(
     with pytest.raises(CloudError, match=r"mqtt\.cert_file / mqtt\.key_file: client certificate") as caught:
         make_ingest_client(_cfg(files, **chosen), "urbanpulse-ingest-i0")
     assert named in str(caught.value)
+
+
+def test_a_certificate_for_another_user_stops_the_start_up(files: dict[str, Path], tmp_path: Path
+                                                           ) -> None:
+    """The broker takes the certificate's name as the user: under another name than
+    mqtt.username the ingest would connect and subscribe, and be given nothing."""
+    cert, key = Ca.new("cloud clients CA").issue(tmp_path, "processor", "processor")
+    with pytest.raises(CloudError, match=r"its common name is processor, not mqtt\.username 'cloud'"):
+        make_ingest_client(_cfg(files, cert_file=cert, key_file=key), "urbanpulse-ingest-i0")
+    agreeing = _mqtt(ca_file=str(files["ca_file"]), password_file=str(files["password_file"]),
+                     cert_file=str(cert), key_file=str(key), username="processor")
+    make_ingest_client(agreeing, "urbanpulse-ingest-i0")  # the same names: taken
