@@ -9,6 +9,7 @@ import os
 import pwd
 import re
 import subprocess
+import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -308,3 +309,28 @@ def test_the_certificate_configs_files_are_installed_in_that_mode_only() -> None
     assert "Check that the cloud's clients have a CA of their own" in only_then
     assert only_then["Install the CA of the cloud's client certificates"]["notify"] == "Restart mosquitto"
     assert only_then["Write the ACL of both listeners"]["notify"] == "Reload mosquitto"
+
+
+def test_ansible_renders_the_one_acl_as_the_tests_do(tmp_path: Path) -> None:
+    """acl-all.j2 includes the two listeners' templates: Ansible's template module finds them
+    beside it and renders what render_acl_all (the tests' rendering) does."""
+    yaml = pytest.importorskip("yaml")
+    inventory = tmp_path / "inventory.ini"
+    inventory.write_text("localhost ansible_connection=local\n[edge]\n"
+                         "n1 edge_site=hn-a edge_node_id=aq-01\nn2 edge_site=hn-b edge_node_id=loop-01\n")
+    out = tmp_path / "acl-all"
+    playbook = tmp_path / "acl.yml"
+    playbook.write_text(yaml.safe_dump([{
+        "hosts": "localhost", "gather_facts": False,
+        "vars": {"mosquitto_node_group": "edge", "mosquitto_cloud_user": "cloud",
+                 "ansible_python_interpreter": sys.executable},
+        "tasks": [{"ansible.builtin.template": {"src": str(ROLE / "templates" / "acl-all.j2"),
+                                                "dest": str(out)}}]}]))
+    done = subprocess.run([_ansible_tool("ansible-playbook"), "-i", str(inventory), str(playbook)],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    hostvars = {"n1": {"edge_site": "hn-a", "edge_node_id": "aq-01"},
+                "n2": {"edge_site": "hn-b", "edge_node_id": "loop-01"}}
+    ours = render_acl_all({"edge": ["n1", "n2"]}, hostvars)
+    managed = "# Managed by Ansible (ansible/roles/mosquitto)"  # ansible_managed, undefined in tests
+    assert out.read_text().replace("# Ansible managed", managed) == ours
