@@ -44,7 +44,7 @@ from cloud.journal import Journal, JournalRecord, MergedJournals, journal_path
 from cloud.logic.domain.city_drift import CITY, AirReading, CityAir, drift_inputs
 from cloud.logic.domain.hospital import SiteUpdate
 from cloud.logic.domain.hospital_site import HospitalSite
-from cloud.logic.domain_replay import replay_requests
+from cloud.logic.domain_replay import ReplaySpan, SpanKey, replay_requests
 from cloud.logic.events import Alert
 from cloud.logic.node import NodeState
 from cloud.logic.records import Point, decode_record
@@ -243,7 +243,7 @@ class SiteLogic(op.StatefulBatchLogic[SiteUpdate, list[Point], bytes]):
         return pickle.dumps(self.state, protocol=pickle.HIGHEST_PROTOCOL)
 
 
-class InfluxPartition(StatefulSinkPartition[list[Point], None]):
+class InfluxPartition(StatefulSinkPartition[list[Point], list[str] | None]):
     """Writes on a thread of its own, so that the dataflow goes on processing while InfluxDB
     takes a batch in. Bytewax calls `snapshot` at the end of every epoch, before it commits
     the epoch: it returns only once everything handed over so far is written, so a
@@ -258,6 +258,13 @@ class InfluxPartition(StatefulSinkPartition[list[Point], None]):
     would otherwise be the last written. The requests of an epoch not committed are made
     again when its input is read again.
 
+    The replays of one span (scope, site, node: `ReplaySpan.key`) run at most every
+    `replay_interval_s`: a backlog drained over many epochs, and the live readings after it
+    that write a replayed span's windows again, ask for the same span epoch after epoch, and
+    each replay reads the span's raw points and their lookback. A request made sooner is
+    held, in the partition's snapshot, so a crash loses none, and runs at the first epoch's
+    end once the interval has passed; until then the live points it corrects stay written.
+
     Once `stop` is set (the processor is stopping) no wait goes on: `write_batch` and
     `snapshot` raise SinkError, so the epoch is not committed and its points are read
     from the journal again after the restart.
@@ -267,8 +274,10 @@ class InfluxPartition(StatefulSinkPartition[list[Point], None]):
     that the points come before any data does."""
 
     def __init__(self, writer: InfluxWriter, max_pending: int = MAX_PENDING_POINTS,
-                 stop: threading.Event | None = None, health: ProcessorHealth | None = None) -> None:
+                 stop: threading.Event | None = None, health: ProcessorHealth | None = None,
+                 replay_interval_s: float = 0.0, held_replays: list[str] | None = None) -> None:
         self.writer = writer
+        self.replay_interval_s = replay_interval_s
         self.max_pending = max_pending
         self.stop = stop or threading.Event()
         self.health = health
@@ -276,8 +285,12 @@ class InfluxPartition(StatefulSinkPartition[list[Point], None]):
         self._cond = threading.Condition()
         self._queue: deque[list[Point]] = deque()
         self._pending = 0  # points queued or being written
-        self._replays: list[str] = []  # domain replay requests held for the epoch's end
+        # domain replay requests held for the epoch's end (or their span's interval), by span
+        self._replays: dict[SpanKey, set[str]] = {}
+        self._last_replay: dict[SpanKey, float] = {}  # monotonic time a span's replay last began
+        self._hold(held_replays or [])
         self._replaying = False  # the writer runs the held requests
+        self._flush_all = False  # `close`: every held request is due, whatever its interval
         self._epoch_end = False  # `flush` waits: the held requests are due
         self._error: BaseException | None = None
         self._closing = False
@@ -313,25 +326,50 @@ class InfluxPartition(StatefulSinkPartition[list[Point], None]):
             self._pending += len(points)
             self._cond.notify_all()
 
-    def snapshot(self) -> None:
+    def snapshot(self) -> list[str]:
+        """Flushes; the replay requests still held (their span replayed too recently)."""
         self.flush()
+        with self._cond:
+            return sorted(text for texts in self._replays.values() for text in texts)
 
-    def flush(self) -> None:
-        """Returns once every point handed over is written and the replays they asked for
-        have run."""
+    @property
+    def held_replays(self) -> int:
+        """Replay requests held for a later epoch's end."""
+        with self._cond:
+            return sum(len(texts) for texts in self._replays.values())
+
+    def flush(self, everything: bool = False) -> None:
+        """Returns once every point handed over is written and the replays due have run
+        (with `everything`, all the held ones)."""
         with self._cond:
             self._epoch_end = True
+            self._flush_all = everything
+            if self._replays:  # held since before a restart: nothing may have started the thread
+                self._start_thread()
             self._cond.notify_all()
             try:
-                while (self._pending or self._replays or self._replaying) and self._error is None:
+                while (self._pending or self._due_keys() or self._replaying) and self._error is None:
                     self._wait_step()
             finally:
-                self._epoch_end = False
+                self._epoch_end = self._flush_all = False
             self._raise_failure()
+
+    def _hold(self, requests: list[str]) -> None:
+        """Adds replay requests to those held (the caller holds the condition)."""
+        for text in requests:
+            self._replays.setdefault(ReplaySpan.decode(text).key, set()).add(text)
+
+    def _due_keys(self) -> list[SpanKey]:
+        """The held spans whose replays may run now (the caller holds the condition)."""
+        if self._flush_all or self.replay_interval_s <= 0:
+            return list(self._replays)
+        since = time.monotonic() - self.replay_interval_s
+        last = self._last_replay
+        return [k for k in self._replays if last.get(k, since) <= since]
 
     def close(self) -> None:
         if not self.stop.is_set():
-            self.flush()
+            self.flush(everything=True)
         with self._cond:
             self._closing = True
             self._cond.notify_all()
@@ -383,7 +421,12 @@ class InfluxPartition(StatefulSinkPartition[list[Point], None]):
                     batch.extend(self._queue.popleft())
                 replays: list[str] = []
                 if not batch and self._replays_due():
-                    replays, self._replays, self._replaying = self._replays, [], True
+                    now = time.monotonic()
+                    for key in self._due_keys():
+                        replays += self._replays.pop(key)
+                        self._last_replay[key] = now
+                    self._replaying = True
+                    self._forget_replayed(now)
             between = None if self.health is None else self._report_between_requests
             if batch:
                 held: list[str] = []
@@ -392,7 +435,7 @@ class InfluxPartition(StatefulSinkPartition[list[Point], None]):
                     self._next_stats = time.monotonic() + STATS_EVERY_S
                     self._log_stats()
                 with self._cond:
-                    self._replays += held
+                    self._hold(held)
                     self._pending -= len(batch)
                     self._cond.notify_all()
             if replays:
@@ -422,7 +465,13 @@ class InfluxPartition(StatefulSinkPartition[list[Point], None]):
     def _replays_due(self) -> bool:
         """The epoch ended (`flush` waits) and every point handed over is written (the
         caller holds the condition)."""
-        return self._epoch_end and bool(self._replays) and not self._queue
+        return self._epoch_end and not self._queue and bool(self._due_keys())
+
+    def _forget_replayed(self, now: float) -> None:
+        """Spans replayed longer ago than the interval are due anyway: their times go."""
+        old = [k for k, t in self._last_replay.items() if t <= now - self.replay_interval_s]
+        for k in old:
+            del self._last_replay[k]
 
     def _report_due(self) -> bool:
         return self.health is not None and self.health.seconds_to_report() <= 0
@@ -445,23 +494,29 @@ class InfluxPartition(StatefulSinkPartition[list[Point], None]):
         self._health_failing = False
 
 
-class RetiredSinkPartition(StatefulSinkPartition[list[Point], None]):
+class RetiredSinkPartition(StatefulSinkPartition[list[Point], list[str] | None]):
     """The name of a process id the cluster does not have now, kept so that a recovery
     store written by more processes resumes (Bytewax refuses state for unknown
-    partitions). Nothing is routed to it."""
+    partitions). Nothing is routed to it. Domain replay requests its process held when it
+    stopped cannot run here (no writer): they are kept and logged."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, held_replays: list[str] | None = None) -> None:
         self.name = name
+        self.held_replays = held_replays or None
+        if self.held_replays:
+            log.warning("domain replays held by a process the cluster no longer has are not run; "
+                        "run `urbanpulse cloud recompute` for their sites",
+                        extra={"partition": name, "spans": self.held_replays})
 
     def write_batch(self, values: list[list[Point]]) -> None:
         if any(values):
             raise SinkError(f"points routed to {self.name}, a partition of no running process")
 
-    def snapshot(self) -> None:
-        return None
+    def snapshot(self) -> list[str] | None:
+        return self.held_replays
 
 
-class InfluxSink(FixedPartitionedSink[list[Point], None]):
+class InfluxSink(FixedPartitionedSink[list[Point], list[str] | None]):
     """One partition per process, named after it: each process writes its own points (the
     `to_sink` key routes them to the local partition, so nothing crosses processes).
 
@@ -487,10 +542,11 @@ class InfluxSink(FixedPartitionedSink[list[Point], None]):
         return int(item_key.rsplit("-", 1)[1])
 
     def build_part(self, step_id: str, for_part: str,
-                   resume_state: None) -> InfluxPartition | RetiredSinkPartition:
+                   resume_state: list[str] | None) -> InfluxPartition | RetiredSinkPartition:
         if for_part != sink_part(self.process_id):
-            return RetiredSinkPartition(for_part)
-        part = InfluxPartition(make_writer(self.cfg.influx, self.stop), stop=self.stop, health=self.health)
+            return RetiredSinkPartition(for_part, resume_state)
+        part = InfluxPartition(make_writer(self.cfg.influx, self.stop), stop=self.stop, health=self.health,
+                               replay_interval_s=self.cfg.flow.replay_interval_s, held_replays=resume_state)
         if self.health is not None:
             part.start()
         return part

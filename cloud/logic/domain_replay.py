@@ -53,6 +53,7 @@ LOOKBACK_NS: dict[str, int] = {
     "doors": 0,
     "queue": QUEUE_MAX_WAIT_NS,
 }
+SpanKey = tuple[str, str, str]  # (scope, site, node)
 # A bed's last raw points read back to find its last valid state (flagged and out-of-range
 # readings do not count): a bed with this many invalid readings in a row before `start`
 # is taken as unknown until its next reading.
@@ -85,6 +86,11 @@ class ReplaySpan:
 
     def encode(self) -> str:
         return "|".join((self.scope, self.site, self.node, str(self.start_ns), str(self.end_ns)))
+
+    @property
+    def key(self) -> SpanKey:
+        """What spans of one replay read: (scope, site, node)."""
+        return self.scope, self.site, self.node
 
     @classmethod
     def decode(cls, text: str) -> ReplaySpan:

@@ -1,0 +1,132 @@
+"""Domain replays of one span run at most every flow.replay_interval_s (cloud.flow
+InfluxPartition), on the session's real InfluxDB: a request made sooner is held in the
+partition's snapshot (a crash loses none), runs at an epoch's end once the interval has
+passed, and at close; what InfluxDB ends with is still what in-order processing gives."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from cloud.config import parse_cloud_config
+from cloud.flow import InfluxPartition
+from cloud.logic.domain.hospital_site import HospitalSite
+from cloud.logic.domain_replay import ReplaySpan, replay_requests
+from cloud.logic.node import NodeState
+from cloud.logic.records import Point
+from cloud.sink import make_writer
+from tests.cloud.logic.test_domain_replay import HORIZON, backlog_after_fresh, hourly_bed
+from tests.cloud.test_domain_replay_influx import (
+    _expected,
+    _moved,
+    _scenario,
+    _stored,
+    cloud_config_for_stack_influx,
+)
+from urbanpulse.clock import SystemClock, to_epoch_ns
+from urbanpulse.errors import ConfigError
+from urbanpulse.influx_http import InfluxHTTP
+from urbanpulse.stack import StackInfo
+
+HOUR = 3600 * 10**9
+
+
+def _span(site: str, hour: int) -> str:
+    return ReplaySpan("traffic", site, "tl", hour, hour + HOUR).encode()
+
+
+def _hour() -> int:
+    now = to_epoch_ns(SystemClock().now())
+    return now - now % HOUR - 5 * HOUR
+
+
+def test_a_span_asked_again_within_the_interval_is_held_in_the_snapshot_and_runs_later(
+        db_ready: StackInfo, request: pytest.FixtureRequest) -> None:
+    hour, site = _hour(), f"ri-{time.monotonic_ns()}"
+    part = InfluxPartition(make_writer(cloud_config_for_stack_influx(db_ready)), replay_interval_s=3600)
+    request.addfinalizer(part.writer.close)
+    request.addfinalizer(part.close)
+    stats = part.writer.stats
+    part.write_batch([[("__domain_replay__", _span(site, hour))]])
+    assert part.snapshot() == []  # the span's first replay runs at once
+    assert stats.domain_replays == 1
+    part.write_batch([[("__domain_replay__", _span(site, hour)),
+                       ("__domain_replay__", _span(site, hour + HOUR))]])
+    held = part.snapshot()
+    assert held == sorted([_span(site, hour), _span(site, hour + HOUR)])
+    assert stats.domain_replays == 1
+    assert part.held_replays == 2
+    other = f"{site}-b"  # another span is not held back by this one's interval
+    part.write_batch([[("__domain_replay__", _span(other, hour))]])
+    assert part.snapshot() == held
+    assert stats.domain_replays == 2
+    # a crash: the next process resumes the snapshot; the held requests run at its first epoch end
+    resumed = InfluxPartition(make_writer(cloud_config_for_stack_influx(db_ready)), replay_interval_s=3600,
+                              held_replays=held)
+    request.addfinalizer(resumed.writer.close)
+    request.addfinalizer(resumed.close)
+    assert resumed.snapshot() == []
+    assert resumed.writer.stats.domain_replays == 1  # the two requests, coalesced into one span
+    part.close()  # a clean stop runs what is held
+    assert stats.domain_replays == 3
+    assert part.held_replays == 0
+
+
+def test_a_held_span_runs_at_the_first_epoch_end_after_its_interval(
+        db_ready: StackInfo, request: pytest.FixtureRequest) -> None:
+    hour, site = _hour(), f"rj-{time.monotonic_ns()}"
+    part = InfluxPartition(make_writer(cloud_config_for_stack_influx(db_ready)), replay_interval_s=0.5)
+    request.addfinalizer(part.writer.close)
+    request.addfinalizer(part.close)
+    part.write_batch([[("__domain_replay__", _span(site, hour))]])
+    part.snapshot()
+    part.write_batch([[("__domain_replay__", _span(site, hour))]])
+    assert part.snapshot() == [_span(site, hour)]
+    deadline = time.monotonic() + 10
+    while part.snapshot() and time.monotonic() < deadline:  # epochs end until the interval has passed
+        pass
+    assert part.held_replays == 0
+    assert part.writer.stats.domain_replays == 2
+
+
+def test_with_replays_held_influxdb_still_ends_as_in_order(
+        db_ready: StackInfo, reader: InfluxHTTP, request: pytest.FixtureRequest) -> None:
+    """The backlog scenario of test_domain_replay_influx, an epoch every 5 messages, spans
+    replayed at most once an hour: the first replay of each span runs at once, the rest at
+    close; every domain point ends as in-order processing gives it."""
+    shift, suffix = _scenario()
+    part = InfluxPartition(make_writer(cloud_config_for_stack_influx(db_ready)), replay_interval_s=3600)
+    request.addfinalizer(part.writer.close)
+    nodes: dict[str, NodeState] = {}
+    sites: dict[str, HospitalSite] = {}
+    asked = 0
+    for i, data in enumerate(_moved(backlog_after_fresh(hourly_bed), shift, suffix)):
+        state = nodes.setdefault(data.key, NodeState(HORIZON, detect=False))
+        points: list[Point] = state.process(data)
+        asks = replay_requests(data.site, data.node, state.domain.take_late())
+        asked += len(asks)
+        updates = state.take_site_updates()
+        if updates:
+            points += sites.setdefault(data.site, HospitalSite(HORIZON)).process(data.site, updates)
+        part.write_batch([points + asks])
+        if i % 5 == 4:
+            part.snapshot()
+    part.snapshot()
+    assert part.held_replays > 0
+    replays_before_close = part.writer.stats.domain_replays
+    part.close()
+    assert part.writer.stats.domain_replays > replays_before_close
+    assert replays_before_close < asked
+    stored = _stored(reader, db_ready.database, [f"bv-{suffix}", f"hk-{suffix}"])
+    expected = _expected(shift, suffix, hourly_bed)
+    assert {k: stored.get(k) for k in expected if stored.get(k) != expected[k]} == {}
+
+
+def test_replay_interval_is_a_finite_number_of_seconds_not_below_zero() -> None:
+    base = {"mqtt": {"password_file": "x", "ca_file": "x"}, "influx": {"password_file": "x"}}
+    assert parse_cloud_config(base).flow.replay_interval_s == 30.0
+    assert parse_cloud_config({**base, "flow": {"replay_interval_s": 0.0}}).flow.replay_interval_s == 0.0
+    for bad in (-1.0, float("inf"), float("nan")):
+        with pytest.raises(ConfigError, match=r"flow\.replay_interval_s"):
+            parse_cloud_config({**base, "flow": {"replay_interval_s": bad}})
