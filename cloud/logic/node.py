@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import json
 import math
 import pickle
@@ -29,6 +30,10 @@ MAX_SENSORS_PER_NODE = 4096
 # in an hour (and the node's sum of spans) can exceed it: the ledger's counts stop there.
 INT64_MAX = 2**63 - 1
 OPEN = (-math.inf, math.inf)
+# Ledger hours the state holds beyond the horizon (a backlog being received): at most this
+# many, the oldest let go first; and the ranges of hours let go it remembers.
+MAX_LEDGER_HOURS = 24 * 8
+MAX_CLOSED_RANGES = 32
 # kind -> field -> the contract's range (urbanpulse.wire.field_range), for the hot loop
 _RANGES: dict[str, dict[str, tuple[float, float]]] = {}
 
@@ -47,9 +52,11 @@ class LedgerHour:
     # a sensor's numbering (the sensor, or SeqRanges.span_key after a restart) -> [min, max]
     seq_span: dict[str, list[int]] = field(default_factory=dict)
     restarts: int = 0  # sensors whose numbering started again in this hour
+    touched_ns: int = 0  # when the last message with a reading of this hour was received
 
     def __setstate__(self, state: tuple[None, dict[str, Any]]) -> None:
         self.restarts = 0  # absent from hours pickled before it was kept
+        self.touched_ns = 0
         for name, value in state[1].items():
             setattr(self, name, value)
 
@@ -96,6 +103,9 @@ class NodeState:
         self.minute: dict[str, SensorRollup] = {}
         self.hour: dict[str, SensorRollup] = {}
         self.ledger: dict[int, LedgerHour] = {}
+        # Hours let go from `ledger` after they were written, as [first, last] hour starts:
+        # a later reading of one is counted nowhere rather than written as the whole hour.
+        self.ledger_closed: list[list[int]] = []
         # sensor -> [kind, series head, seq ranges, minute rollup, hour rollup]: a cache of
         # what the hot path needs per reading, looked up once (not pickled)
         self._sensors: dict[str, list[Any]] = {}
@@ -114,7 +124,8 @@ class NodeState:
     def __setstate__(self, state: dict[str, object]) -> None:
         # Snapshots outlive code versions: attributes added since a snapshot was taken get
         # their defaults, so an upgrade resumes instead of crashing on old state.
-        defaults = {"detect": True, "watch": {}, "ledger": {}, "site_updates": [], "alerts": []}
+        defaults = {"detect": True, "watch": {}, "ledger": {}, "site_updates": [], "alerts": [],
+                    "ledger_closed": []}
         self.__dict__.update(defaults)
         self.__dict__.update(state)
         self._sensors = {}
@@ -174,9 +185,13 @@ class NodeState:
             if ts - ts % HOUR_NS != hour:
                 hour = ts - ts % HOUR_NS
                 ledger = ledgers.get(hour)  # type: ignore[assignment]
-                if ledger is None:
-                    ledger = ledgers[hour] = LedgerHour()
-                ledger_touched.add(hour)
+                if ledger is None and self.ledger_closed and _closed(self.ledger_closed, hour):
+                    ledger = LedgerHour()  # counted nowhere: its hour stays as written
+                else:
+                    if ledger is None:
+                        ledger = ledgers[hour] = LedgerHour()
+                    ledger.touched_ns = received_ns
+                    ledger_touched.add(hour)
                 spans = ledger.seq_span
             ledger.received += 1
             seqs = part[SEQS]
@@ -290,7 +305,7 @@ class NodeState:
         for hour in sorted(ledger_touched):
             append((RP_1H, line("ledger", {"site": site, "node": node},
                                 self.ledger[hour].fields(), hour)))
-        self._evict()
+        self._evict(received_ns)
         return out
 
     def _sensor(self, site: str, node: str, sensor: str, kind: str) -> list[Any]:
@@ -380,15 +395,45 @@ class NodeState:
         updates, self.site_updates = self.site_updates, []
         return updates
 
-    def _evict(self) -> None:
+    def _evict(self, received_ns: int) -> None:
         newest = 0
         for rollups in (self.minute, self.hour):
             for r in rollups.values():
                 r.evict()
                 newest = max(newest, r.newest_ns)
+        # A ledger hour older than the horizon stays while messages with its readings keep
+        # coming (a backlog sent in many messages), until none came for a horizon of
+        # receive time; then it is let go, and remembered as written.
         floor = newest - self.horizon_ns - HOUR_NS
-        for hour in [h for h in self.ledger if h < floor]:
-            del self.ledger[hour]
+        idle = received_ns - self.horizon_ns
+        old = sorted(h for h in self.ledger if h < floor)
+        over = len(self.ledger) - MAX_LEDGER_HOURS
+        for i, hour in enumerate(old):
+            if i < over or self.ledger[hour].touched_ns < idle:
+                del self.ledger[hour]
+                _close(self.ledger_closed, hour)
+
+
+def _closed(ranges: list[list[int]], hour: int) -> bool:
+    return any(lo <= hour <= hi for lo, hi in ranges)
+
+
+def _close(ranges: list[list[int]], hour: int) -> None:
+    """Adds `hour` to the sorted, merged `ranges` of hours let go (the oldest ranges are
+    forgotten past MAX_CLOSED_RANGES)."""
+    i = bisect.bisect_left(ranges, [hour, hour])
+    before = ranges[i - 1] if i > 0 else None
+    after = ranges[i] if i < len(ranges) else None
+    if before is not None and before[1] + HOUR_NS >= hour:
+        before[1] = max(before[1], hour)
+        if after is not None and after[0] <= before[1] + HOUR_NS:
+            before[1] = max(before[1], after[1])
+            del ranges[i]
+    elif after is not None and after[0] - HOUR_NS <= hour:
+        after[0] = min(after[0], hour)
+    else:
+        ranges.insert(i, [hour, hour])
+    del ranges[:-MAX_CLOSED_RANGES]
 
 
 def _too_many_sensors(site: str, node: str, r: Reading, stamp_ns: int) -> Point:

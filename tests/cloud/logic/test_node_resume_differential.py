@@ -25,7 +25,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cloud.logic.lines import line
-from cloud.logic.node import LATE_AFTER_NS, NodeState
+from cloud.logic.node import LATE_AFTER_NS, MAX_LEDGER_HOURS, NodeState
 from cloud.logic.recompute import RECOMPUTE, Recompute
 from cloud.logic.records import RP_1H, RP_1M, RP_RAW, NodeData, Point
 from urbanpulse.wire import KINDS, Reading, outside_range
@@ -127,6 +127,8 @@ class _Model:
         self.kind: dict[str, str] = {}  # sensor -> the kind of its latest fresh reading
         self.ledger: dict[int, dict[str, int]] = {}
         self.spans: dict[int, dict[str, tuple[int, int]]] = {}
+        self.touched: dict[int, int] = {}  # hour -> when a message with a reading of it came
+        self.closed: set[int] = set()  # hours dropped after they were written
 
     def _tags(self, sensor: str) -> dict[str, str]:
         return {"site": "hn", "node": "n1", "sensor": sensor, "kind": self.kind[sensor]}
@@ -140,11 +142,15 @@ class _Model:
         measured: list[Reading] = []
         for r in data.readings:
             hour = r.ts_ns - r.ts_ns % HOUR_NS
-            hours.add(hour)
-            counts = self.ledger.setdefault(hour, {"received": 0, "duplicates": 0, "late": 0,
-                                                   "restarts": 0})
+            fresh = {"received": 0, "duplicates": 0, "late": 0, "restarts": 0}
+            if hour in self.closed and hour not in self.ledger:
+                counts, spans = fresh, {}  # counted nowhere: the hour stays as written
+            else:
+                hours.add(hour)
+                self.touched[hour] = data.received_ns
+                counts = self.ledger.setdefault(hour, fresh)
+                spans = self.spans.setdefault(hour, {})
             counts["received"] += 1
-            spans = self.spans.setdefault(hour, {})
             numberings = self.numberings.setdefault(r.sensor, [_Numbering(r.sensor)])
             unsynced = "clock_unsynced" in r.flags  # its stamp says nothing of restarts
             name, current = data.numbering, numberings[-1]
@@ -208,7 +214,8 @@ class _Model:
                                      _aggregate(inside), start)))
         ledger = [(RP_1H, line("ledger", {"site": "hn", "node": "n1"}, self._ledger(h), h))
                   for h in sorted(hours)]
-        self._forget(max(self.newest.values(), default=0) - self.horizon_ns - HOUR_NS)
+        self._forget(max(self.newest.values(), default=0) - self.horizon_ns - HOUR_NS,
+                     data.received_ns - self.horizon_ns)
         return raw, windows, ledger, measured
 
     def _restart(self, sensor: str, key: str, name: str | None, counts: dict[str, int]
@@ -229,11 +236,16 @@ class _Model:
         return {"expected": expected, **counts, "missing": max(0, expected - unique),
                 "restarts": restarts}
 
-    def _forget(self, floor: int) -> None:
-        """Ledger hours before the floor are dropped: a reading for one starts it again."""
-        for hour in [h for h in self.ledger if h < floor]:
-            del self.ledger[hour]
-            self.spans.pop(hour, None)
+    def _forget(self, floor: int, idle: int) -> None:
+        """Ledger hours before the floor and not touched since `idle` are dropped, the
+        oldest first while more than MAX_LEDGER_HOURS are held; a reading for one later
+        is counted nowhere."""
+        over = len(self.ledger) - MAX_LEDGER_HOURS
+        for i, hour in enumerate(sorted(h for h in self.ledger if h < floor)):
+            if i < over or self.touched[hour] < idle:
+                del self.ledger[hour]
+                self.spans.pop(hour, None)
+                self.closed.add(hour)
 
 
 def _aggregate(readings: list[Reading]) -> dict[str, float | int]:
