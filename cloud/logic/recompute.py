@@ -67,12 +67,12 @@ class Recompute:
         them, epoch ns), or None if none count (all warming up, stamped by a clock not yet
         synchronised, or out of range)."""
         window = Window(self.start_ns, 0, {})
-        for row in sorted(rows, key=lambda r: int(str(r["time"]))):
+        for row in sorted(rows, key=taken_order):
             if not OUT_OF_WINDOWS.isdisjoint(str(row.get("flags") or "").split(",")):
                 continue
             values = row_values(row)
             if values and outside_range(self.kind, values) is None:
-                window.add(int(str(row["time"])), values)
+                window.add(taken_order(row)[0], values)
         if window.count == 0:
             return None
         tags = {"site": self.site, "node": self.node, "sensor": self.sensor, "kind": self.kind}
@@ -140,6 +140,15 @@ def raw_reads(windows: Sequence[Recompute]) -> list[RawRead]:
         if group:
             out.append(RawRead(measurement, site, node, start, end, tuple(group)))
     return out
+
+
+def taken_order(row: Mapping[str, object]) -> tuple[int, int]:
+    """A raw row's (reading ts, seq): the order the live rollups took the readings. The raw
+    time is the ts plus the sequence number mod 1000 (cloud.logic.node), which puts a
+    sensor's readings of one stamp numbered 999 and 1000 the other way round."""
+    time = int(str(row["time"]))
+    seq = row.get("seq")
+    return time - time % 1000, int(seq) if isinstance(seq, int | float) else 0
 
 
 def influx_literal(value: str) -> str:
