@@ -38,7 +38,8 @@ PROCESSOR_SILENT_QUERY = (
 PROCESSOR_BEHIND_S = 120  # read lag: the dashboards are this far behind the nodes
 # Free on the state disk (the processor's `state_free_bytes`). The ingest stops taking
 # messages at state.min_free_bytes (1 GiB by default): at the rated 100,000 readings/s the
-# journal grows about 11 MB/s, so this leaves about a quarter of an hour at full load.
+# journal grows 13.5-36 MB/s by message size (docs/sizing.md), so this leaves 5-13 minutes
+# at full load.
 STATE_DISK_LOW_BYTES = 10 * 1024**3
 
 
