@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 from cloud.config import CloudInflux
 from cloud.errors import SinkError
-from cloud.logic.domain_replay import DOMAIN_REPLAY, ReplaySpan, coalesce, replay
+from cloud.logic.domain_replay import DOMAIN_REPLAY, ReplayInput, ReplaySpan, coalesce
 from cloud.logic.recompute import RECOMPUTE, Recompute, raw_reads
 from cloud.logic.records import Point
 from urbanpulse.influx_http import InfluxCAFileError, InfluxError, InfluxHTTP
@@ -119,11 +119,11 @@ class InfluxWriter:
         reader = self.reader
         written = 0
         for chunk in span.chunks(REPLAY_CHUNK_HOURS):
-            rows: list[dict[str, Any]] = []
+            kept = ReplayInput(chunk)  # the readings only, not each answer's rows
             for q in chunk.queries():
-                rows += self._retrying(partial(_all_rows, reader, q, self.database))
+                self._retrying(partial(_each_row, reader, q, self.database, kept.take))
             by_rp: dict[str, list[str]] = defaultdict(list)
-            for rp, ln in replay(chunk, rows):
+            for rp, ln in kept.points():
                 by_rp[rp].append(ln)
             self._write_grouped(by_rp)
             written += sum(len(lines) for lines in by_rp.values())
@@ -150,7 +150,9 @@ class InfluxWriter:
         reader = self.reader
         rebuilt: dict[str, list[str]] = defaultdict(list)
         for read in raw_reads([Recompute.decode(text) for text in requests]):
-            rows = self._retrying(partial(_all_rows, reader, read.query(), self.database))
+            rows: list[dict[str, Any]] = []
+            self._retrying(partial(_each_row, reader, read.query(), self.database, rows.append,
+                                   rows.clear))
             for rp, ln in read.rebuild(rows):
                 rebuilt[rp].append(ln)
             if between is not None:
@@ -158,14 +160,15 @@ class InfluxWriter:
         self._write_grouped(rebuilt, between)
         self.stats.recomputed += len(requests)
 
-    def _retrying(self, call: Callable[[], list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    def _retrying(self, read: Callable[[], int]) -> None:
+        """Runs `read` (it returns the rows it read) until it succeeds or fails for good."""
         delay = BACKOFF_MIN_S
         while True:
             try:
-                rows = call()
+                rows = read()
                 self.stats.reads += 1
-                self.stats.rows_read += len(rows)
-                return rows
+                self.stats.rows_read += rows
+                return
             except InfluxError as exc:
                 if not exc.retryable:
                     raise SinkError(f"reading raw points back: {exc}") from exc
@@ -198,16 +201,24 @@ class InfluxWriter:
             return
 
 
-def _all_rows(reader: InfluxHTTP, q: str, db: str) -> list[dict[str, Any]]:
-    """Every row of `q`'s answer, as `InfluxHTTP.query_points` gives them; an answer that
-    ended before its last rows (its `partial` flag still set) is retried like an outage."""
-    rows: list[dict[str, Any]] = []
+def _each_row(reader: InfluxHTTP, q: str, db: str, take: Callable[[dict[str, Any]], None],
+              restart: Callable[[], None] | None = None) -> int:
+    """Hands every row of `q`'s answer to `take` (as `InfluxHTTP.query_points` gives them,
+    one dict at a time); returns how many. An answer that ended before its last rows (its
+    `partial` flag still set) is retried like an outage (after `restart`, if given)."""
+    if restart is not None:
+        restart()
+    count = 0
     for result in reader.results(q, db=db, chunk_size=REBUILD_CHUNK_ROWS):
         if not result.complete:
             raise InfluxError(0, f"the answer to {q[:200]!r} ended before its last rows")
         for s in result.series:
-            rows.extend(s.rows())
-    return rows
+            for values in s.values:
+                row: dict[str, Any] = dict(s.tags)
+                row.update(zip(s.columns, values, strict=True))
+                take(row)
+                count += 1
+    return count
 
 
 def _secret(path: Path, key: str) -> str:

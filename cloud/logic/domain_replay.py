@@ -171,30 +171,49 @@ def reading_of(row: Mapping[str, Any]) -> Reading | None:
 
 def replay(span: ReplaySpan, rows: Iterable[Mapping[str, Any]]) -> list[Point]:
     """The domain points of `span`'s windows, computed from the raw rows of its site."""
-    kinds = SCOPE_KINDS[span.scope]
-    lo = span.start_ns - LOOKBACK_NS[span.scope]
-    by_node: dict[str, dict[tuple[str, int], Reading]] = defaultdict(dict)
-    last_state: dict[tuple[str, str], tuple[int, Reading]] = {}  # beds: (node, sensor) -> newest
+    kept = ReplayInput(span)
     for row in rows:
+        kept.take(row)
+    return kept.points()
+
+
+class ReplayInput:
+    """The readings a replay of `span` runs over, taken from raw rows one at a time (so a
+    reader need not hold a whole answer's rows: only the readings that count stay). Taking
+    a row again (a read retried) changes nothing."""
+
+    def __init__(self, span: ReplaySpan) -> None:
+        self.span = span
+        self._kinds = SCOPE_KINDS[span.scope]
+        self._lo = span.start_ns - LOOKBACK_NS[span.scope]
+        self._by_node: dict[str, dict[tuple[str, int], Reading]] = defaultdict(dict)
+        self._last_state: dict[tuple[str, str], tuple[int, Reading]] = {}  # beds: newest before
+
+    def take(self, row: Mapping[str, Any]) -> None:
+        span = self.span
         if row.get("site") != span.site or (span.node and row.get("node") != span.node):
-            continue
+            return
         r = reading_of(row)
-        if r is None or r.kind not in kinds:
-            continue
+        if r is None or r.kind not in self._kinds:
+            return
         node, time = str(row.get("node", "")), int(str(row["time"]))
-        if lo <= r.ts_ns < span.end_ns:
-            by_node[node][(r.sensor, time)] = r
+        if self._lo <= r.ts_ns < span.end_ns:
+            self._by_node[node][(r.sensor, time)] = r
         elif span.scope == "beds" and r.ts_ns < span.start_ns:
             key = (node, r.sensor)
-            if key not in last_state or _taken_before(last_state[key][1], r):
-                last_state[key] = (time, r)
-    for (node, sensor), (time, r) in last_state.items():
-        by_node[node][(sensor, time)] = r
-    # In the order the live rollups took them: by stamp, then by number (the raw time, stamp
-    # plus number mod 1000, orders 1000 before 999 of one stamp).
-    return replay_readings(span.site, {node: sorted(rs.values(), key=lambda r: (r.ts_ns, r.seq))
-                                       for node, rs in by_node.items()},
-                           span.start_ns, span.end_ns)
+            last = self._last_state.get(key)
+            if last is None or _taken_before(last[1], r):
+                self._last_state[key] = (time, r)
+
+    def points(self) -> list[Point]:
+        by_node = {node: dict(rs) for node, rs in self._by_node.items()}
+        for (node, sensor), (time, r) in self._last_state.items():
+            by_node.setdefault(node, {})[(sensor, time)] = r
+        # In the order the live rollups took them: by stamp, then by number (the raw time,
+        # stamp plus number mod 1000, orders 1000 before 999 of one stamp).
+        return replay_readings(self.span.site, {node: sorted(rs.values(), key=lambda r: (r.ts_ns, r.seq))
+                                                for node, rs in by_node.items()},
+                               self.span.start_ns, self.span.end_ns)
 
 
 def _taken_before(a: Reading, b: Reading) -> bool:
