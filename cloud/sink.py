@@ -35,7 +35,9 @@ BACKOFF_MAX_S = 10.0
 REBUILD_CHUNK_ROWS = 10_000
 # A domain replay reads its span in pieces of this many hours (each with its lookback), so
 # that an operator's replay of a month holds a few hours of a site's raw points at a time.
-REPLAY_CHUNK_HOURS = 6
+# Each piece reads its lookback again: the scopes of a long lookback and few points (a
+# node's air, 11 h; a site's queue, 12 h) read a day at a time.
+REPLAY_CHUNK_HOURS = {"traffic": 6, "air": 24, "beds": 6, "doors": 6, "queue": 24}
 
 
 @dataclass
@@ -118,7 +120,7 @@ class InfluxWriter:
                             "influx.reader_password_file")
         reader = self.reader
         written = 0
-        for chunk in span.chunks(REPLAY_CHUNK_HOURS):
+        for chunk in span.chunks(REPLAY_CHUNK_HOURS[span.scope]):
             kept = ReplayInput(chunk)  # the readings only, not each answer's rows
             for q in chunk.queries():
                 self._retrying(partial(_each_row, reader, q, self.database, kept.take))

@@ -11,6 +11,7 @@ import pytest
 
 from cloud.config import CloudInflux, parse_cloud_config
 from cloud.flow import InfluxPartition
+from cloud.logic.domain_replay import ReplaySpan, replay
 from cloud.logic.lines import line
 from cloud.logic.recompute import RECOMPUTE, Recompute
 from cloud.sink import InfluxWriter, make_writer
@@ -153,3 +154,35 @@ def test_a_node_s_backlog_windows_are_read_once_per_span_not_once_per_window(
         fields = dict(kv.split("=") for kv in text.split(" ")[1].split(","))
         assert float(fields["pm25_mean"]) == stored[(rp, sensor, t)]["pm25_mean"]
         assert fields["count"] == f"{stored[(rp, sensor, t)]['count']}i"
+
+
+def test_an_air_replay_reads_its_lookback_once_a_day_not_every_six_hours(
+        db_ready: StackInfo, reader: InfluxHTTP, request: pytest.FixtureRequest) -> None:
+    """An air span of 30 h needs the 11 h before each piece it is read in (NowCast): read
+    in 6-hour pieces it read 5 x 17 h of the station's points; in pieces of a day, 2."""
+    now = to_epoch_ns(SystemClock().now())
+    start = now - now % HOUR - 45 * HOUR
+    site = f"air-{now % 10**6}-{next(_runs)}"
+    writer = make_writer(_influx(db_ready))
+    request.addfinalizer(writer.close)
+    raw = []
+    for i, t in enumerate(range(start - 12 * HOUR, start + 31 * HOUR, 10 * MINUTE)):
+        pm = {"site": site, "node": "aq", "sensor": "pm", "kind": "air.pm"}
+        co2 = {"site": site, "node": "aq", "sensor": "co2", "kind": "air.co2"}
+        raw.append(("raw", line("air_pm", pm, {"pm25": float(10 + i % 40), "pm10": 30.0, "seq": i}, t)))
+        raw.append(("raw", line("air_co2", co2, {"co2": 500.0 + i % 7, "seq": i}, t)))
+    writer.write(raw)
+    span = ReplaySpan("air", site, "aq", start, start + 30 * HOUR)
+    reads_before = writer.stats.reads
+    written = writer.replay_domain(span)
+    assert writer.stats.reads - reads_before == 4  # 2 pieces x (air.pm, air.co2)
+    rows = reader.query_points(f'SELECT * FROM "raw"./air_.*/ WHERE "site" = \'{site}\'',
+                               db=db_ready.database)
+    expected = replay(span, rows)
+    assert written == len(expected) > 0
+    stored = reader.query_points(f'SELECT "aqi_epa", "pm25_nowcast" FROM "agg_1h"."air_quality" '
+                                 f"WHERE \"site\" = '{site}'", db=db_ready.database)
+    assert len(stored) == 30
+    nowcast = {int(ln.rsplit(" ", 1)[1]): float(ln.split("pm25_nowcast=")[1].split(",")[0].split(" ")[0])
+               for rp, ln in expected if rp == "agg_1h" and ln.startswith("air_quality")}
+    assert {row["time"]: row["pm25_nowcast"] for row in stored} == nowcast
