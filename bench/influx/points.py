@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import datetime
 
 from bench.influx.errors import InfluxBenchError
 from bench.pipeline.stages import HORIZON_NS, _records
@@ -37,10 +38,12 @@ class PointSet:
         return PointSet([p for p in self.points if p[0] == rp], self.readings, self.span_ns)
 
 
-def make_points(readings: int, *, detect: bool = True, seed: int = 1) -> PointSet:
+def make_points(readings: int, *, detect: bool = True, seed: int = 1,
+                now: datetime | None = None) -> PointSet:
     """The points of `readings` simulated readings, as the dataflow makes them (node state per
-    node, the hospital site step per site), without the late-window rebuild requests."""
-    workload: Workload = generate(readings, seed=seed)
+    node, the hospital site step per site), without the late-window rebuild requests; the
+    city's time ends at `now` (default: the present)."""
+    workload: Workload = generate(readings, seed=seed, now=now)
     nodes: dict[str, NodeState] = {}
     sites: dict[str, HospitalSite] = {}
     out: list[Point] = []

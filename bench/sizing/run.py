@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.influx.points import make_points
@@ -15,6 +16,8 @@ from bench.pipeline.workload import generate
 from bench.sizing import influx_disk, journal_disk, outbox_disk
 from cloud.logic.records import RP_1H, RP_1M, RP_RAW
 
+# The city's time ends here, whenever the benchmark runs: the same readings every run.
+NOW = datetime(2026, 6, 1, 12, tzinfo=UTC)
 DAY_S = 86_400
 PER_S = 1_000  # readings a second the daily figures are given for
 RETENTION_DAYS = {RP_RAW: 30, RP_1M: 400, RP_1H: 365}  # cloud.config defaults; 1h: a year of "forever"
@@ -69,11 +72,13 @@ def main(argv: list[str]) -> int:
     with tempfile.TemporaryDirectory(prefix="urbanpulse-sizing-") as tmp:
         work = args.workdir or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
-        lines = report_influx(influx_disk.measure(make_points(args.readings), work))
-        shapes = [journal_disk.measure(generate(args.readings, batch=b), work / f"journal-{b}.sqlite3")
-                  for b in (1, 500)]
+        lines = report_influx(influx_disk.measure(make_points(args.readings, now=NOW), work))
+        shapes = [journal_disk.measure(generate(args.readings, batch=b, now=NOW),
+                                       work / f"journal-{b}.sqlite3") for b in (1, 500)]
         lines += report_journal(shapes)
-        lines += report_outbox(outbox_disk.measure(generate(args.outbox_readings), work / "outboxes"))
+        # a node's readings one by one: the outbox holds readings, not messages
+        lines += report_outbox(outbox_disk.measure(generate(args.outbox_readings, batch=1, now=NOW),
+                                                   work / "outboxes"))
     print("\n".join(lines))
     return 0
 

@@ -15,13 +15,13 @@ from bench.pipeline.workload import generate
 from bench.sizing import influx_disk, journal_disk, outbox_disk
 from bench.sizing.errors import SizingError
 from bench.sizing.files import disk_bytes
-from bench.sizing.run import main
+from bench.sizing.run import NOW, main
 from cloud.logic.records import RP_1H, RP_1M, RP_RAW
 
 
 @pytest.fixture(scope="module")
 def points() -> PointSet:
-    return make_points(4000)
+    return make_points(4000, now=NOW)
 
 
 def test_stored_points_are_the_distinct_series_and_times(points: PointSet) -> None:
@@ -56,7 +56,7 @@ def test_compaction_wait_gives_up_while_a_shard_keeps_changing(tmp_path: Path) -
 
 
 def test_journal_costs_more_per_reading_in_messages_of_one(tmp_path: Path) -> None:
-    one, many = (journal_disk.measure(generate(3000, batch=b), tmp_path / f"j{b}.sqlite3")
+    one, many = (journal_disk.measure(generate(3000, batch=b, now=NOW), tmp_path / f"j{b}.sqlite3")
                  for b in (1, 500))
     assert one.readings_per_message == 1.0
     assert many.readings_per_message == pytest.approx(500, rel=0.05)
@@ -65,7 +65,7 @@ def test_journal_costs_more_per_reading_in_messages_of_one(tmp_path: Path) -> No
 
 
 def test_outbox_holds_every_reading_and_counts_its_empty_size_apart(tmp_path: Path) -> None:
-    workload = generate(3000)
+    workload = generate(3000, batch=1, now=NOW)
     nodes = outbox_disk.measure(workload, tmp_path)
     assert sum(n.readings for n in nodes) == workload.readings
     for n in nodes:
