@@ -20,6 +20,7 @@ import argparse
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -282,6 +283,8 @@ def main(argv: list[str]) -> int:
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench-backlog-"))
     workdir.mkdir(parents=True, exist_ok=True)
     if args.one is not None:  # a child: one case, its outcome as JSON on stdout
+        # stopped (the parent's timeout, an operator): its InfluxDB is stopped on the way out
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
         tune_for_streaming()  # as `cloud run` does
         hours, mode = args.one.split(",")
         name = f"h{hours}-{mode}"
@@ -302,8 +305,13 @@ def main(argv: list[str]) -> int:
                    "--after-h", str(args.after_h), "--epoch-s", str(args.epoch_s),
                    "--replay-interval-s", str(args.replay_interval_s),
                    "--budget-s", str(args.budget_s), "--workdir", str(workdir)]
-            done = subprocess.run(cmd, capture_output=True, text=True, timeout=args.budget_s * 3 + 300,
-                                  check=False)
+            with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as child:
+                try:
+                    stdout, stderr = child.communicate(timeout=args.budget_s * 3 + 300)
+                except subprocess.TimeoutExpired:
+                    child.terminate()
+                    stdout, stderr = child.communicate()
+            done = subprocess.CompletedProcess(cmd, child.returncode, stdout, stderr)
             if done.returncode != 0:
                 print(f"case {h} h {mode} failed:\n{done.stderr[-3000:]}", file=sys.stderr)
                 return 1
