@@ -16,6 +16,7 @@ from cloud.query import catalog, influxql
 from cloud.query.errors import BadArgument, IncompleteAnswer, QueryError
 from cloud.query.frames import Schema, empty_index, to_frame
 from cloud.query.timerange import Chunks, TimeRange, chunk_length_ns
+from cloud.query.written import written_schema
 from urbanpulse.errors import ConfigError
 from urbanpulse.influx_http import (
     InfluxCAFileError,
@@ -266,6 +267,8 @@ class CityData:
         if not _whole(keys, statements=2):
             raise IncompleteAnswer(where, span.start_ns, span.end_ns, "naming its tags and fields")
         stored = Schema.from_series([s for r in keys for s in r.series])
+        if stored.empty:  # never written there: the keys the processor would write, if any
+            stored = written_schema(rp, name) or stored
         schema = stored.select(fields, where)
         _check_tag_keys(tags, stored, where)
         first = self._first_ns if self._first_ns is not None else chunk_length_ns(FIRST_CHUNK[rp])
@@ -324,13 +327,16 @@ def _whole(answer: list[Result], statements: int) -> bool:
 
 def _check_tag_keys(tags: dict[str, tuple[str, ...]], stored: Schema, where: str) -> None:
     """A filter on a key that is no tag would match nothing, silently (InfluxQL compares a
-    field or a missing key with the value); refused instead. A measurement with nothing
-    stored has no keys to check against: its frame is empty either way."""
-    if not stored.tags and not stored.fields:
+    field or a missing key with the value); refused instead, also where nothing is stored
+    yet (the keys the processor writes). A measurement the processor does not write, with
+    nothing stored, has no keys to check against: its frame is empty either way."""
+    if stored.empty:
         return
     for key in tags:
         if key not in stored.tags:
-            raise BadArgument(key, f"not a tag of {where} (tags: {', '.join(stored.tags) or 'none'})")
+            yet = "" if stored.stored else ", where nothing is stored yet"
+            raise BadArgument(key, f"not a tag of {where}{yet} "
+                                   f"(tags: {', '.join(stored.tags) or 'none'})")
 
 
 def _voided(frame: pd.DataFrame, void: catalog.Void, asked: tuple[str, ...] | None) -> pd.DataFrame:

@@ -29,6 +29,14 @@ TAG_KEY_COLUMNS = ["tagKey"]
 class Schema:
     tags: tuple[str, ...]  # in column order
     fields: dict[str, str]  # field key -> InfluxDB type, in column order
+    # False: not InfluxDB's keys but the ones the processor writes (cloud.query.written),
+    # for a measurement with nothing stored
+    stored: bool = True
+
+    @property
+    def empty(self) -> bool:
+        """No key at all: InfluxDB knows nothing of the measurement there."""
+        return not self.tags and not self.fields
 
     @classmethod
     def from_series(cls, series: Sequence[Series]) -> Schema:
@@ -45,18 +53,22 @@ class Schema:
         return cls(tuple(tag_order(sorted(tags))), {k: _widest(types[k]) for k in sorted(types)})
 
     def select(self, fields: Sequence[str] | None, where: str) -> Schema:
-        """The schema of the chosen fields, in their order (None: all of them). Where nothing
-        was ever stored there is nothing to check the names against: the (empty) frames get
-        those columns, as object."""
+        """The schema of the chosen fields, in their order (None: all of them). An empty
+        schema (nothing stored, a measurement the processor does not write) has nothing to
+        check the names against: the (empty) frames get those columns, as object."""
         if fields is None:
             return self
-        if not self.tags and not self.fields:
+        if self.empty:
             return Schema((), dict.fromkeys(fields, "string"))
         missing = [f for f in fields if f not in self.fields]
         if missing:
-            raise BadArgument("fields", f"{', '.join(map(repr, missing))} not stored in {where} "
-                                        f"(stored: {', '.join(self.fields) or 'none'})")
-        return Schema(self.tags, {f: self.fields[f] for f in fields})
+            names = ", ".join(map(repr, missing))
+            if self.stored:
+                raise BadArgument("fields", f"{names} not stored in {where} "
+                                            f"(stored: {', '.join(self.fields) or 'none'})")
+            raise BadArgument("fields", f"{names} not a field of {where}, where nothing is stored "
+                                        f"yet (the processor writes: {', '.join(self.fields)})")
+        return Schema(self.tags, {f: self.fields[f] for f in fields}, self.stored)
 
     @property
     def columns(self) -> list[str]:

@@ -110,8 +110,9 @@ def test_fields_of_a_measurement_never_stored_give_an_empty_frame(limited: Influ
                  post=True)
     frame = CityData(limited, "fresh").readings("air.pm", T0, T0 + timedelta(hours=1),
                                                fields=["pm25"])
-    assert frame.empty
-    assert list(frame.columns) == ["pm25"]
+    assert frame.empty  # the keys the processor writes (cloud.query.written)
+    assert list(frame.columns) == ["site", "node", "sensor", "kind", "pm25"]
+    assert frame["pm25"].dtype == "float64"
 
 
 def test_a_burst_denser_than_its_chunk_is_never_read_whole(limited: InfluxHTTP) -> None:

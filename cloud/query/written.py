@@ -1,0 +1,96 @@
+"""What the processor writes: each of its measurements' tags and field types, per retention
+policy (docs/influx-schema.md, docs/domain-rollups.md).
+
+A query takes its columns from InfluxDB's own keys (`SHOW TAG KEYS`, `SHOW FIELD KEYS`);
+where InfluxDB knows nothing of a measurement in a policy (never written there: a fresh
+deployment, no dead letter yet, a kind no node has sent), these give an empty result its
+columns and dtypes instead. tests/cloud/query/test_written_schema.py holds them to the
+points the processor's own code makes.
+"""
+
+from __future__ import annotations
+
+from cloud.logic.records import RP_1H, RP_1M, RP_RAW
+from cloud.query.catalog import ROLLUPS, tag_order
+from cloud.query.frames import Schema
+from urbanpulse.wire import KINDS
+
+FLOAT, INTEGER, BOOLEAN, STRING = "float", "integer", "boolean", "string"
+AGGREGATE_STATS = ("mean", "min", "max", "last")
+SENSOR_TAGS = ("site", "node", "sensor", "kind")
+
+
+def _schema(tags: tuple[str, ...], fields: dict[str, str]) -> Schema:
+    """In the order `Schema.from_series` gives a stored measurement's keys."""
+    return Schema(tuple(tag_order(tags)), {k: fields[k] for k in sorted(fields)}, stored=False)
+
+
+def _readings() -> dict[tuple[str, str], Schema]:
+    out: dict[tuple[str, str], Schema] = {}
+    for spec in KINDS.values():
+        # A reading's values are written as floats, whatever the JSON held (bools too).
+        raw = {name: FLOAT for name in spec.fields} | {"seq": INTEGER, "flags": STRING}
+        windows = {"count": INTEGER} | {f"{name}_{stat}": FLOAT for name in spec.fields
+                                        for stat in AGGREGATE_STATS}
+        out[(RP_RAW, spec.measurement)] = _schema(SENSOR_TAGS, raw)
+        out[(RP_1M, spec.measurement)] = out[(RP_1H, spec.measurement)] = _schema(SENSOR_TAGS, windows)
+    return out
+
+
+_OCCUPANCY = {"beds": INTEGER, "occupied": INTEGER, "available": INTEGER, "faulty": INTEGER,
+              "occupancy_pct": FLOAT}
+_FLOW = {"er_arrivals": FLOAT, "visits": FLOAT}
+_WAITS = {"n": INTEGER, "median_s": FLOAT, "p90_s": FLOAT, "mean_s": FLOAT}
+_TRAFFIC = {"vehicles": FLOAT, "flow_vpm": FLOAT, "occupancy_pct": FLOAT, "speed_kmh": FLOAT,
+            "interval_s": FLOAT}
+_AIR = {f"{p}_mean": FLOAT for p in ("pm25", "pm10", "co2")} \
+    | {f"{p}_n": INTEGER for p in ("pm25", "pm10", "co2")} \
+    | {"pm25_nowcast": FLOAT, "pm10_nowcast": FLOAT, "aqi_epa": INTEGER, "category_epa": STRING,
+       "aqi_vn": INTEGER, "category_vn": STRING}
+
+# rollup -> (tags, fields); the policies are catalog.ROLLUPS'
+_ROLLUP_KEYS: dict[str, tuple[tuple[str, ...], dict[str, str]]] = {
+    "ward_occupancy": (("site", "node"), _OCCUPANCY),
+    "hospital_occupancy": (("site",), _OCCUPANCY),
+    "door_flow": (("site", "node"), _FLOW),
+    "hospital_flow": (("site",), _FLOW),
+    "queue_wait": (("site", "node"), _WAITS),
+    "hospital_wait": (("site",), _WAITS),
+    "traffic_lane": (("site", "node", "sensor"), _TRAFFIC),
+    "traffic_intersection": (("site", "node"), _TRAFFIC | {"lanes": INTEGER}),
+    "air_quality": (("site", "node"), _AIR),
+}
+
+
+def _rollups() -> dict[tuple[str, str], Schema]:
+    return {(rp, name): _schema(*_ROLLUP_KEYS[name]) for name, rps in ROLLUPS.items() for rp in rps}
+
+
+_OTHERS: dict[tuple[str, str], Schema] = {
+    (RP_1H, "ledger"): _schema(("site", "node"), dict.fromkeys(
+        ("duplicates", "expected", "late", "missing", "received", "restarts"), INTEGER)),
+    (RP_RAW, "events"): _schema(("site", "node", "sensor", "kind", "type"), {
+        "field": STRING, "value": FLOAT, "score": FLOAT, "delay_s": FLOAT, "seq": INTEGER,
+        "node_ts": STRING, "pair": STRING, "detail": STRING}),
+    (RP_RAW, "dead_letter"): _schema(("site", "node", "reason"), {
+        "detail": STRING, "payload": STRING, "truncated": BOOLEAN, "topic": STRING,
+        "offset": INTEGER, "partition": STRING}),
+    # A status's numbers are written as floats, `clock_jumps` too.
+    (RP_RAW, "node_status"): _schema(("site", "node"), {
+        "state": STRING, "online": BOOLEAN} | dict.fromkeys(
+        ("outbox_depth", "outbox_oldest_age_s", "outbox_evicted", "readings_per_s", "uptime_s",
+         "cpu_temp_c", "clock_jumps"), FLOAT)),
+    (RP_RAW, "processor"): _schema(("process",), {
+        "uptime_s": FLOAT, "read_lag_s": FLOAT} | dict.fromkeys(
+        ("points_written", "write_requests", "write_retries", "write_refused", "windows_rebuilt",
+         "windows_not_rebuilt", "domain_spans_replayed", "domain_spans_not_replayed",
+         "points_pending", "records_read", "journal_backlog", "state_free_bytes"), INTEGER)),
+}
+
+# (retention policy, measurement) -> its keys
+WRITTEN: dict[tuple[str, str], Schema] = _readings() | _rollups() | _OTHERS
+
+
+def written_schema(rp: str, measurement: str) -> Schema | None:
+    """The keys the processor writes to `measurement` in `rp`; None for one it never writes."""
+    return WRITTEN.get((rp, measurement))
