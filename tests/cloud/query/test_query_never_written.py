@@ -204,6 +204,8 @@ def test_a_filter_or_field_the_processor_never_writes_is_refused_where_nothing_i
                                           r"nothing is stored yet \(tags: site, node\)") as err:
         city.rollup("ward_occupancy", START, END, sensor="bed-1")
     assert err.value.argument == "sensor"
+    with pytest.raises(TypeError, match="unexpected keyword argument 'sensor'"):
+        city.ward_occupancy(START, END, sensor="bed-1")  # type: ignore[call-arg]  # as the doc says
     with pytest.raises(BadArgument, match=r"^fields: 'pm3' not a field of raw\.air_pm, where nothing"
                                           r" is stored yet \(the processor writes: flags, humidity_pct"):
         city.readings("air.pm", START, END, fields=["pm3"])
