@@ -71,6 +71,25 @@ def new_numbering() -> str:
     return secrets.token_hex(8)
 
 
+def load_published_until(path: Path) -> int:
+    """The newest stamp (epoch ns) an earlier run published, 0 without one."""
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        return 0
+    except OSError as exc:
+        raise ConfigError(str(path), f"cannot read: {exc}") from exc
+    if not text.isdigit():
+        raise ConfigError(str(path), f"not a stamp in epoch nanoseconds: {text[:40]!r}")
+    return int(text)
+
+
+def save_published_until(path: Path, stamp_ns: int) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(f"{stamp_ns}\n", encoding="utf-8")
+    tmp.replace(path)
+
+
 def save_seq(path: Path, seq: Mapping[SensorKey, int], numbering: str) -> None:
     body: dict[str, int | str] = {NUMBERING_KEY: numbering}
     body.update(("/".join(k), v) for k, v in sorted(seq.items()))
@@ -80,12 +99,17 @@ def save_seq(path: Path, seq: Mapping[SensorKey, int], numbering: str) -> None:
 
 
 class CityPublisher(threading.Thread):
-    """Publishes the lightweight readings of [position, clock offset) every STEP_S."""
+    """Publishes the lightweight readings of [position, clock offset) every STEP_S.
+
+    Readings stamped at or before `not_before_ns` (what an earlier run already published:
+    the demo back-fills minutes before its start) are left out, and the sequence numbers go
+    on without them: a sensor's stamps never go back against its numbers, which the cloud
+    would take for a clock set back."""
 
     def __init__(self, sim: Simulation, clock: SimClock,
                  clients: Mapping[tuple[str, str], paho.Client],
                  live: frozenset[SensorKey], seq_base: Mapping[SensorKey, int],
-                 numbering: str) -> None:
+                 numbering: str, not_before_ns: int = 0) -> None:
         super().__init__(name="demo-city", daemon=True)
         self.sim = sim
         self.clock = clock
@@ -94,6 +118,9 @@ class CityPublisher(threading.Thread):
         self.seq_base = dict(seq_base)
         self.next_seq = dict(seq_base)
         self.numbering = numbering
+        self.not_before_ns = not_before_ns
+        self.published_until_ns = not_before_ns
+        self._skipped: dict[SensorKey, int] = {}
         self.generator = sim.readings(MAX_BATCH)
         self.stop_event = threading.Event()
         self.readings = 0
@@ -108,8 +135,13 @@ class CityPublisher(threading.Thread):
             key = (batch.site, batch.node, r.sensor)
             if key in self.live:
                 continue
-            seq = r.seq + base.get(key, 0)
+            if r.ts_ns <= self.not_before_ns:
+                self._skipped[key] = self._skipped.get(key, 0) + 1
+                continue
+            # the simulation's own gaps kept: only the readings left out are not numbered
+            seq = r.seq - self._skipped.get(key, 0) + base.get(key, 0)
             self.next_seq[key] = seq + 1
+            self.published_until_ns = max(self.published_until_ns, r.ts_ns)
             out.append(replace(r, seq=seq))
         return out
 

@@ -27,7 +27,13 @@ from cloud.stack_config import cloud_config_for_stack, to_toml
 from edge.agent import Agent
 from edge.config import load_config
 from edge.logs import JsonFormatter
-from urbanpulse.demo.city_publisher import CityPublisher, load_seq, save_seq
+from urbanpulse.demo.city_publisher import (
+    CityPublisher,
+    load_published_until,
+    load_seq,
+    save_published_until,
+    save_seq,
+)
 from urbanpulse.demo.demo_events import demo_events
 from urbanpulse.demo.live import (
     SERIAL_PERIOD_S,
@@ -144,7 +150,8 @@ def run_demo(options: DemoOptions) -> int:
             clients = _city_clients(config, light)
             cleanup.callback(_disconnect_all, clients)
             seq_base, numbering = load_seq(seq_file)
-            publisher = CityPublisher(sim, clock, clients, live_keys, seq_base, numbering)
+            publisher = CityPublisher(sim, clock, clients, live_keys, seq_base, numbering,
+                                      load_published_until(_until_file(seq_file)))
             publisher.publish_until(clock.offset())
             publisher.start()
             cleanup.callback(_stop_publisher, publisher, seq_file)
@@ -337,9 +344,15 @@ def _disconnect_all(clients: dict[tuple[str, str], paho.Client]) -> None:
         client.loop_stop()
 
 
+def _until_file(seq_file: Path) -> Path:
+    """Beside the sequence file: the newest stamp the lightweight nodes published."""
+    return seq_file.with_name("city_published_until")
+
+
 def _stop_publisher(publisher: CityPublisher, seq_file: Path) -> None:
     unacked = publisher.stop(PUBACK_WAIT_S)
     save_seq(seq_file, publisher.next_seq, publisher.numbering)
+    save_published_until(_until_file(seq_file), publisher.published_until_ns)
     print(f"lightweight: {publisher.readings} readings in {publisher.batches} batches"
           + (f", {unacked} batches not acknowledged by the broker" if unacked else ""))
 
