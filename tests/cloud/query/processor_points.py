@@ -103,9 +103,14 @@ def processor_report(state_dir: Path) -> list[Point]:
     return [health.report(SinkStats(points=10, requests=2), 5)]
 
 
+# The city's time ends here whatever the hour of the run: the simulated span then always
+# holds the outpatient hours that make queue waits (and never reaches past the present).
+CITY_NOW = datetime(2026, 6, 1, 12, tzinfo=UTC)
+
+
 @cache
 def city_points() -> tuple[Point, ...]:
-    return tuple(make_points(READINGS, detect=True).points)
+    return tuple(make_points(READINGS, detect=True, now=CITY_NOW).points)
 
 
 def processor_points(state_dir: Path) -> list[Point]:
