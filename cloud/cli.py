@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import _thread
 import argparse
 import logging
 import os
@@ -26,6 +27,9 @@ if TYPE_CHECKING:
 EXIT_CONFIG = 2
 EXIT_RUNTIME = 3
 SHUTDOWN_GRACE_S = 5.0
+# A stop first ends the journal source, so that the epoch under way is written and
+# committed and Bytewax ends its run cleanly; past this, it is stopped as before.
+DRAIN_S = 3.0
 GIVE_UP_AFTER_S = 120.0  # `recompute`: how long an unavailable InfluxDB is waited for
 
 
@@ -255,6 +259,16 @@ def _start_ingest_processes(cfg: CloudConfig, config_path: Path | None, instance
     return children
 
 
+def _interrupt_unless_set_within(ended: threading.Event, drain_s: float) -> None:
+    """The stop's second step, when the first takes too long: InfluxDB down or slow holds
+    the last epoch's writes, and a cluster process waits for the others to end theirs."""
+    if not ended.wait(drain_s):
+        logging.getLogger("urbanpulse.cloud").info(
+            "the last epoch was not written within %g s of the signal; stopping without it "
+            "(a restart reads it again from the journal)", drain_s)
+        _thread.interrupt_main(signal.SIGTERM)
+
+
 def _exit_unless_set_within(ended: threading.Event, grace_s: float) -> None:
     """A Bytewax cluster process stops only together with the others: one stopped on its
     own (its host's unit) would wait for them. Leaving is safe at any moment: nothing
@@ -297,13 +311,22 @@ def run(cfg: CloudConfig, *, ingest: bool = True, process_id: int | None = None,
 
     from bytewax.errors import BytewaxRuntimeError
 
+    draining = threading.Event()
     stopping = threading.Event()
     dataflow_ended = threading.Event()
 
     def stop(signum: int, frame: FrameType | None) -> None:
-        # Ends the sink's waits for InfluxDB (an outage must not hold the stop), then stops
-        # Bytewax the way it stops on SIGINT. What is not written is in no committed epoch.
-        if not stopping.is_set():  # a second signal: already stopping
+        # First the journal source ends: the epoch under way is written and committed and
+        # the run ends (Bytewax stopped by an exception logs a panic and its backtrace).
+        if not draining.is_set():
+            draining.set()
+            threading.Thread(target=_interrupt_unless_set_within, args=(dataflow_ended, DRAIN_S),
+                             name="drain-grace", daemon=True).start()
+            return
+        # Too long, or a second signal: the sink's waits for InfluxDB end (an outage must
+        # not hold the stop), then Bytewax is stopped the way it stops on SIGINT. What is
+        # not written is in no committed epoch.
+        if not stopping.is_set():
             stopping.set()
             threading.Thread(target=_exit_unless_set_within, args=(dataflow_ended, SHUTDOWN_GRACE_S),
                              name="shutdown-grace", daemon=True).start()
@@ -314,12 +337,15 @@ def run(cfg: CloudConfig, *, ingest: bool = True, process_id: int | None = None,
     if cfg.flow.gc_tuning:
         tune_for_streaming()
     try:
-        cli_main(build_flow(cfg, partitions, process_id=pid or 0, stop=stopping),
+        cli_main(build_flow(cfg, partitions, process_id=pid or 0, stop=stopping, drain=draining),
                  workers_per_process=cfg.flow.workers,
                  process_id=pid if cfg.flow.addresses else None,
                  addresses=list(cfg.flow.addresses) or None,
                  epoch_interval=timedelta(seconds=cfg.flow.epoch_interval_s),
                  recovery_config=recovery)
+        if draining.is_set():
+            logging.getLogger("urbanpulse.cloud").info(
+                "stopped on a signal, the last epoch written and committed")
     except KeyboardInterrupt:
         pass
     except BytewaxRuntimeError as exc:

@@ -72,15 +72,18 @@ class JournalPartition(StatefulSourcePartition[JournalRecord, dict[str, int]]):
     the last record emitted from each journal. `health` hears of every batch."""
 
     def __init__(self, journals: MergedJournals, retention_s: int,
-                 health: ProcessorHealth | None = None) -> None:
+                 health: ProcessorHealth | None = None, drain: threading.Event | None = None) -> None:
         self.journals = journals
         self.retention_s = retention_s
         self.health = health
+        self.drain = drain or threading.Event()
         self._idle = False
         self._snapshots: list[tuple[float, dict[str, int]]] = []
         self._next_trim = time.monotonic() + TRIM_EVERY_S
 
     def next_batch(self) -> list[JournalRecord]:
+        if self.drain.is_set():
+            raise StopIteration  # stopping: the epoch under way is written and committed
         records = self.journals.read(READ_BATCH)
         self._idle = self.journals.caught_up
         if self.health is not None:
@@ -116,7 +119,12 @@ class RetiredPartition(StatefulSourcePartition[JournalRecord, None]):
     recovery store written then still resumes (Bytewax refuses state for unknown
     partitions). Emits nothing; the merged partition reads its journal."""
 
+    def __init__(self, drain: threading.Event | None = None) -> None:
+        self.drain = drain or threading.Event()
+
     def next_batch(self) -> list[JournalRecord]:
+        if self.drain.is_set():
+            raise StopIteration
         return []
 
     def next_awake(self) -> datetime | None:
@@ -140,11 +148,12 @@ class JournalSource(FixedPartitionedSource[JournalRecord, Any]):
     retired ones journaled is still read, and a journal that vanished stops the start."""
 
     def __init__(self, directory: Path, partitions: list[str], retention_s: int,
-                 health: ProcessorHealth | None = None) -> None:
+                 health: ProcessorHealth | None = None, drain: threading.Event | None = None) -> None:
         self.directory = directory
         self.partitions = partitions
         self.retention_s = retention_s
         self.health = health
+        self.drain = drain
 
     def list_parts(self) -> list[str]:
         return self._names(self._found())
@@ -152,13 +161,13 @@ class JournalSource(FixedPartitionedSource[JournalRecord, Any]):
     def build_part(self, step_id: str, for_part: str,
                    resume_state: dict[str, int] | int | None) -> StatefulSourcePartition[JournalRecord, Any]:
         if for_part != self.partitions[0]:
-            return RetiredPartition()
+            return RetiredPartition(self.drain)
         if isinstance(resume_state, int):
             resume_state = {for_part: resume_state}
         names = self._names([*self._found(), *(resume_state or {})])
         journals = [Journal(journal_path(self.directory, p), p).open(create=False) for p in names]
         return JournalPartition(MergedJournals(journals, resume_state or {}, READ_BATCH), self.retention_s,
-                                self.health)
+                                self.health, self.drain)
 
     def _found(self) -> list[str]:
         prefix, suffix = journal_path(self.directory, "*").name.split("*")
@@ -606,8 +615,11 @@ def processor_health(cfg: CloudConfig, process_id: int) -> ProcessorHealth:
 
 def build_flow(cfg: CloudConfig, partitions: list[str], sink: Any = None,
                alert_sink: Any = None, process_id: int = 0,
-               stop: threading.Event | None = None, health: ProcessorHealth | None = None) -> Dataflow:
-    """`stop`: set when the processor is stopping; ends the sink's waits for InfluxDB.
+               stop: threading.Event | None = None, health: ProcessorHealth | None = None,
+               drain: threading.Event | None = None) -> Dataflow:
+    """`drain`: set when the processor is asked to stop; the journal source ends, so that
+    the epoch under way is written and committed and the run ends cleanly.
+    `stop`: set when it must stop now; ends the sink's waits for InfluxDB.
     `health`: what the journal reader and the InfluxDB writer of this process report on
     (made here, on the system clock, unless given)."""
     if health is None:
@@ -616,7 +628,8 @@ def build_flow(cfg: CloudConfig, partitions: list[str], sink: Any = None,
     max_dl = cfg.flow.dead_letter_max_bytes
     flow = Dataflow("urbanpulse")
     records = op.input("journal", flow,
-                       JournalSource(cfg.journal_dir, partitions, cfg.flow.journal_retention_s, health))
+                       JournalSource(cfg.journal_dir, partitions, cfg.flow.journal_retention_s, health,
+                                     drain))
     keyed = op.key_on("by_node", records, node_key)
 
     def builder(resume: bytes | None) -> NodeLogic:
