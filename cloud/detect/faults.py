@@ -35,7 +35,8 @@ both return the `FaultEvent`s that fired. The rules (settings in `FaultSettings`
 * CLOCK_JUMP (sensors with `regular` readings): the stamps jump against the
   sequence numbers. Forward: consecutive sequence numbers, a gap longer than the
   longest of the last 240 gaps by `clock_min_s`, no silence seen in between, and no
-  start of the node's agent within the gap (`agent_started`, from its heartbeats).
+  start of the node's agent within the gap (`agent_started`, from its heartbeats; not
+  told when the agent counted a wall-clock jump before that heartbeat).
   Backward: `silence_intervals` or more sequence numbers skipped (readings stamped
   before ones already seen, which the dataflow drops) while the stamps advanced
   by less than half of what that many readings take.
@@ -737,6 +738,17 @@ class Heartbeat:
 FOREIGN_STREAK = 3
 
 
+def _agent_start(hb: Heartbeat, uptime: float) -> datetime | None:
+    """When the agent of a run's first heartbeat started, by the clock its readings were
+    stamped with: its stamp less its uptime. None when the agent counted a wall-clock jump
+    since its start: the stamp is then on the clock as it is after the jump (a Pi without
+    RTC stepped forward by NTP before its agent connected), and a start dated so would fall
+    within the jump's gap and excuse it."""
+    if hb.clock_jumps:
+        return None
+    return hb.ts - timedelta(seconds=uptime)
+
+
 class HeartbeatMonitor:
     """The fault rules on one node's heartbeats; picklable. `update(hb)` returns the
     events that fired, stamped when the cloud received the heartbeat.
@@ -764,7 +776,7 @@ class HeartbeatMonitor:
         # Another run's heartbeats refused in a row: (run, newest uptime, how many).
         self._foreign: tuple[str, float, int] | None = None
         # Set by `update` when its heartbeat began a run: when the agent started, by the
-        # node's clock (for the sensors' clock rule); None otherwise.
+        # node's clock (for the sensors' clock rule); None otherwise (`_agent_start`).
         self.started_at: datetime | None = None
 
     def __setstate__(self, state: dict[str, object]) -> None:
@@ -827,7 +839,7 @@ class HeartbeatMonitor:
                 return False, None
         self._foreign = None
         self._run, self._run_start, self._uptime, self._jumps = hb.run, start, uptime, None
-        self.started_at = hb.ts - timedelta(seconds=uptime)
+        self.started_at = _agent_start(hb, uptime)
         return True, None
 
     def _legacy_order(self, hb: Heartbeat) -> tuple[bool, float | None]:
@@ -845,7 +857,7 @@ class HeartbeatMonitor:
         self._uptime = uptime
         if last is None or uptime < last:
             self._jumps = None
-            self.started_at = hb.ts - timedelta(seconds=uptime)
+            self.started_at = _agent_start(hb, uptime)
             return True, None
         return True, uptime - last
 

@@ -66,10 +66,14 @@ class _City:
             out.append(self._record(data_topic(SITE, NODE), encode_batch(SITE, NODE, [r])))
         return out
 
-    def restart(self) -> None:
+    def restart(self, clock_moved_s: float = DOWN_S) -> None:
+        """The agent stops, the Pi is down for DOWN_S and the agent starts again; its clock
+        moved `clock_moved_s` meanwhile (0: a Pi without RTC, back at fake-hwclock's saved
+        time). The agent checks its clock from its start on, as its loop does."""
         self.agent.outbox.close()
-        self.clock.advance(DOWN_S)
+        self.clock.advance(clock_moved_s)
         self.agent = self._start_agent()
+        self.agent.check_clock()
 
 
 def _clock_jumps(state: NodeState, records: list[JournalRecord]) -> list[str]:
@@ -109,3 +113,22 @@ def test_a_forward_jump_within_a_run_is_still_an_event(tmp_path: Path) -> None:
     city.clock.jump(DOWN_S)  # NTP set the clock forward while the agent ran
     events = _clock_jumps(state, [*city.readings(5), city.heartbeat()])
     assert any("pm25" in e and "clock set forward" in e for e in events)
+
+
+def test_a_clock_stepped_before_the_runs_first_heartbeat_is_still_a_jump(tmp_path: Path) -> None:
+    """A Pi without RTC boots at fake-hwclock's saved time, the agent reads for a while, and
+    NTP steps the clock forward by the time the Pi was down before the agent connects (its
+    network late, the MQTT backoff): the first heartbeat is stamped after the step, so its
+    stamp less its uptime falls within the step's gap, which is a clock set forward all the
+    same (the readings before it are stamped DOWN_S early). The heartbeat says so: the
+    agent counted the jump."""
+    city, state = _City(tmp_path), NodeState(HOUR_NS)
+    _clock_jumps(state, [city.heartbeat(), *city.readings(300)])
+    city.restart(clock_moved_s=0)
+    before_step = city.readings(10)
+    city.clock.jump(DOWN_S)
+    heartbeat = city.heartbeat()
+    assert city.agent.clock_jumps == 1
+    # sent on connecting, then the readings in order (all within the agent's live window)
+    events = _clock_jumps(state, [heartbeat, *before_step, *city.readings(60)])
+    assert any("pm25" in e and "clock set forward" in e for e in events), events
