@@ -403,12 +403,16 @@ class NodeState:
                 newest = max(newest, r.newest_ns)
         # A ledger hour older than the horizon stays while messages with its readings keep
         # coming (a backlog sent in many messages), until none came for a horizon of
-        # receive time; then it is let go, and remembered as written.
+        # receive time; then it is let go, and remembered as written. Past
+        # MAX_LEDGER_HOURS the oldest go whatever the horizon: a node none of whose
+        # readings enters the windows (all clock_unsynced) has no newest to count back from.
         floor = newest - self.horizon_ns - HOUR_NS
         idle = received_ns - self.horizon_ns
-        old = sorted(h for h in self.ledger if h < floor)
         over = len(self.ledger) - MAX_LEDGER_HOURS
-        for i, hour in enumerate(old):
+        hours = sorted(self.ledger)
+        for i, hour in enumerate(hours):
+            if i >= over and hour >= floor:
+                break
             if i < over or self.ledger[hour].touched_ns < idle:
                 del self.ledger[hour]
                 _close(self.ledger_closed, hour)

@@ -9,8 +9,9 @@ hour's counts with its own)."""
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
-from cloud.logic.node import NodeState
+from cloud.logic.node import MAX_LEDGER_HOURS, NodeState
 from cloud.logic.records import RP_1H, NodeData
 from urbanpulse.wire import Reading
 
@@ -75,3 +76,18 @@ def test_hours_are_let_go_once_idle_so_the_state_stays_bounded() -> None:
     # the horizon and the hour being written, and those touched in the last horizon of
     # receive time: nothing older
     assert len(node.state.ledger) <= HORIZON_NS // HOUR_NS + 2, sorted(node.state.ledger)
+
+
+def test_the_state_holds_at_most_max_ledger_hours_when_no_reading_enters_the_windows() -> None:
+    """A node whose clock the kernel never calls synchronised (an RTC but no NTP server on
+    its network) flags every reading clock_unsynced: none enters the windows, so the
+    horizon has no newest reading to count back from and no hour is ever older than it.
+    Its ledger hours must still be let go past MAX_LEDGER_HOURS."""
+    node = _Node()
+    hours = MAX_LEDGER_HOURS + 48
+    for hour in range(hours):
+        unsynced = [replace(r, flags=("clock_unsynced",)) for r in _readings(hour, range(0, 30))]
+        node.send(unsynced, T0 + (hour + 1) * HOUR_NS)
+    assert node.ledgers[T0 + (hours - 1) * HOUR_NS]["received"] == 30
+    assert len(node.state.ledger) <= MAX_LEDGER_HOURS, len(node.state.ledger)
+    assert min(node.state.ledger) == T0 + (hours - MAX_LEDGER_HOURS) * HOUR_NS

@@ -237,12 +237,12 @@ class _Model:
                 "restarts": restarts}
 
     def _forget(self, floor: int, idle: int) -> None:
-        """Ledger hours before the floor and not touched since `idle` are dropped, the
-        oldest first while more than MAX_LEDGER_HOURS are held; a reading for one later
-        is counted nowhere."""
+        """Ledger hours before the floor and not touched since `idle` are dropped, and the
+        oldest, whatever the floor, while more than MAX_LEDGER_HOURS are held; a reading
+        for one later is counted nowhere."""
         over = len(self.ledger) - MAX_LEDGER_HOURS
-        for i, hour in enumerate(sorted(h for h in self.ledger if h < floor)):
-            if i < over or self.touched[hour] < idle:
+        for i, hour in enumerate(sorted(self.ledger)):
+            if i < over or (hour < floor and self.touched[hour] < idle):
                 del self.ledger[hour]
                 self.spans.pop(hour, None)
                 self.closed.add(hour)
