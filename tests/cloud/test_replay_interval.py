@@ -5,17 +5,20 @@ passed, and at close; what InfluxDB ends with is still what in-order processing 
 
 from __future__ import annotations
 
+import logging
 import time
+from pathlib import Path
 
 import pytest
 
 from cloud.config import parse_cloud_config
-from cloud.flow import InfluxPartition
+from cloud.flow import InfluxPartition, InfluxSink, RetiredSinkPartition, sink_part
 from cloud.logic.domain.hospital_site import HospitalSite
 from cloud.logic.domain_replay import ReplaySpan, replay_requests
 from cloud.logic.node import NodeState
 from cloud.logic.records import Point
 from cloud.sink import make_writer
+from cloud.stack_config import cloud_config_for_stack
 from tests.cloud.logic.test_domain_replay import HORIZON, backlog_after_fresh, hourly_bed
 from tests.cloud.test_domain_replay_influx import (
     _expected,
@@ -130,3 +133,28 @@ def test_replay_interval_is_a_finite_number_of_seconds_not_below_zero() -> None:
     for bad in (-1.0, float("inf"), float("nan")):
         with pytest.raises(ConfigError, match=r"flow\.replay_interval_s"):
             parse_cloud_config({**base, "flow": {"replay_interval_s": bad}})
+
+
+def test_a_processes_own_partition_resumes_its_held_replays_and_a_retired_one_keeps_them(
+        db_ready: StackInfo, caplog: pytest.LogCaptureFixture) -> None:
+    """Built from a recovery store: the process's own partition takes the requests its
+    snapshot held (and runs them at its first epoch end); a partition of a process the
+    cluster no longer has cannot run them, keeps them in its snapshot and says so."""
+    cfg = parse_cloud_config(cloud_config_for_stack(db_ready, Path("/nonexistent-state")))
+    held = [_span(f"rk-{time.monotonic_ns()}", _hour())]
+    sink = InfluxSink(cfg, process_id=0)
+    own = sink.build_part("influx", sink_part(0), held)
+    assert isinstance(own, InfluxPartition)
+    try:
+        assert own.replay_interval_s == cfg.flow.replay_interval_s == 30.0
+        assert own.held_replays == 1
+        assert own.snapshot() == []
+        assert own.writer.stats.domain_replays == 1
+    finally:
+        own.close()
+        own.writer.close()
+    with caplog.at_level(logging.WARNING, logger="urbanpulse.cloud.flow"):
+        retired = sink.build_part("influx", sink_part(1), held)
+    assert isinstance(retired, RetiredSinkPartition)
+    assert retired.snapshot() == held
+    assert "urbanpulse cloud recompute" in caplog.text
