@@ -34,6 +34,11 @@ OPEN = (-math.inf, math.inf)
 # many, the oldest let go first; and the ranges of hours let go it remembers.
 MAX_LEDGER_HOURS = 24 * 8
 MAX_CLOSED_RANGES = 32
+# How long a ledger hour older than the horizon stays with no message touching it: the
+# horizon, and at least this, whatever the horizon is set to (a batch the cloud did not
+# confirm is sent again up to 16 minutes later, a backlog drains at the node's pace, and
+# the "Missing data" alert judges hours until 3 hours after their start).
+LEDGER_IDLE_MIN_NS = 6 * HOUR_NS
 # kind -> field -> the contract's range (urbanpulse.wire.field_range), for the hot loop
 _RANGES: dict[str, dict[str, tuple[float, float]]] = {}
 
@@ -402,12 +407,13 @@ class NodeState:
                 r.evict()
                 newest = max(newest, r.newest_ns)
         # A ledger hour older than the horizon stays while messages with its readings keep
-        # coming (a backlog sent in many messages), until none came for a horizon of
-        # receive time; then it is let go, and remembered as written. Past
+        # coming (a backlog sent in many messages), until none came for the horizon of
+        # receive time (LEDGER_IDLE_MIN_NS at least); then it is let go, and remembered as
+        # written. Past
         # MAX_LEDGER_HOURS the oldest go whatever the horizon: a node none of whose
         # readings enters the windows (all clock_unsynced) has no newest to count back from.
         floor = newest - self.horizon_ns - HOUR_NS
-        idle = received_ns - self.horizon_ns
+        idle = received_ns - max(self.horizon_ns, LEDGER_IDLE_MIN_NS)
         over = len(self.ledger) - MAX_LEDGER_HOURS
         hours = sorted(self.ledger)
         for i, hour in enumerate(hours):

@@ -91,3 +91,38 @@ def test_the_state_holds_at_most_max_ledger_hours_when_no_reading_enters_the_win
     assert node.ledgers[T0 + (hours - 1) * HOUR_NS]["received"] == 30
     assert len(node.state.ledger) <= MAX_LEDGER_HOURS, len(node.state.ledger)
     assert min(node.state.ledger) == T0 + (hours - MAX_LEDGER_HOURS) * HOUR_NS
+
+
+def test_with_a_short_horizon_a_backlog_after_a_short_outage_is_counted() -> None:
+    """flow.aggregate_horizon_s may be as short as 2 minutes; the ledger's hours must not
+    go with it. Here 10 minutes: a node's link drops at 00:45 for 26 minutes; back, it
+    sends its fresh readings, then the 26 minutes it kept. Hour 0 must count all 180
+    readings (else its last 45 are counted in no hour: it was let go 10 minutes after its
+    last message, before they came)."""
+    node = _Node()
+    node.state = NodeState(10 * MINUTE_NS, detect=False)
+    for minute in range(45):  # live: a message a minute
+        node.send(_readings(0, range(minute * 3, minute * 3 + 3)), T0 + minute * MINUTE_NS + 10**9)
+    back = T0 + HOUR_NS + 11 * MINUTE_NS
+    node.send(_readings(1, range(33, 36)), back)  # the fresh minute first
+    node.send(_readings(0, range(135, 180)), back + 10**9)  # then the backlog, oldest first
+    node.send(_readings(1, range(0, 33)), back + 2 * 10**9)
+    hour0 = node.ledgers[T0]
+    assert (hour0["received"], hour0["missing"]) == (180, 0), hour0
+
+
+def test_with_a_short_horizon_a_batch_sent_again_late_is_counted() -> None:
+    """A batch the cloud did not confirm (a broker crash) is sent again up to 16 minutes
+    later (edge mqtt.ack_timeout_s doubling to 8 times). With a 10-minute horizon, hour 0
+    must still take it: else the stored hour says its 3 readings are missing, and "Missing
+    data" fires for readings that arrived, for as long as it judges the hour."""
+    node = _Node()
+    node.state = NodeState(10 * MINUTE_NS, detect=False)
+    for minute in range(60):
+        if minute != 50:  # lost on the way
+            node.send(_readings(0, range(minute * 3, minute * 3 + 3)), T0 + minute * MINUTE_NS + 10**9)
+    for minute in range(16):
+        node.send(_readings(1, range(minute * 3, minute * 3 + 3)), T0 + HOUR_NS + minute * MINUTE_NS + 10**9)
+    node.send(_readings(0, range(150, 153)), T0 + HOUR_NS + 16 * MINUTE_NS + 2 * 10**9)
+    hour0 = node.ledgers[T0]
+    assert (hour0["received"], hour0["missing"]) == (180, 0), hour0

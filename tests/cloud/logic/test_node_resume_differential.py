@@ -25,7 +25,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cloud.logic.lines import line
-from cloud.logic.node import LATE_AFTER_NS, MAX_LEDGER_HOURS, NodeState
+from cloud.logic.node import LATE_AFTER_NS, LEDGER_IDLE_MIN_NS, MAX_LEDGER_HOURS, NodeState
 from cloud.logic.recompute import RECOMPUTE, Recompute
 from cloud.logic.records import RP_1H, RP_1M, RP_RAW, NodeData, Point
 from urbanpulse.wire import KINDS, Reading, outside_range
@@ -215,7 +215,7 @@ class _Model:
         ledger = [(RP_1H, line("ledger", {"site": "hn", "node": "n1"}, self._ledger(h), h))
                   for h in sorted(hours)]
         self._forget(max(self.newest.values(), default=0) - self.horizon_ns - HOUR_NS,
-                     data.received_ns - self.horizon_ns)
+                     data.received_ns - max(self.horizon_ns, LEDGER_IDLE_MIN_NS))
         return raw, windows, ledger, measured
 
     def _restart(self, sensor: str, key: str, name: str | None, counts: dict[str, int]
