@@ -124,6 +124,13 @@ class InfluxWriter:
             kept = ReplayInput(chunk)  # the readings only, not each answer's rows
             for q in chunk.queries():
                 self._retrying(partial(_each_row, reader, q, self.database, kept.take))
+            if chunk.scope == "beds":  # beds whose state lies before the last-state window
+                beds: list[dict[str, Any]] = []
+                self._retrying(partial(_each_row, reader, chunk.beds_query(), self.database,
+                                       beds.append, beds.clear))
+                older = chunk.older_states_query(kept.beds_without_state(beds))
+                if older is not None:
+                    self._retrying(partial(_each_row, reader, older, self.database, kept.take_older))
             by_rp: dict[str, list[str]] = defaultdict(list)
             for rp, ln in kept.points():
                 by_rp[rp].append(ln)

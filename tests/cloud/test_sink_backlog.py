@@ -14,6 +14,7 @@ from cloud.flow import InfluxPartition
 from cloud.logic.domain_replay import ReplaySpan, replay
 from cloud.logic.lines import line
 from cloud.logic.recompute import RECOMPUTE, Recompute
+from cloud.logic.records import Point
 from cloud.sink import InfluxWriter, make_writer
 from cloud.stack_config import cloud_config_for_stack
 from urbanpulse.clock import SystemClock, to_epoch_ns
@@ -186,3 +187,48 @@ def test_an_air_replay_reads_its_lookback_once_a_day_not_every_six_hours(
     nowcast = {int(ln.rsplit(" ", 1)[1]): float(ln.split("pm25_nowcast=")[1].split(",")[0].split(" ")[0])
                for rp, ln in expected if rp == "agg_1h" and ln.startswith("air_quality")}
     assert {row["time"]: row["pm25_nowcast"] for row in stored} == nowcast
+
+
+def _bed(site: str, bed: str, t: int, occupied: float, seq: int, flags: str | None = None) -> Point:
+    fields: dict[str, float | int | str | bool] = {"occupied": occupied, "seq": seq}
+    if flags:
+        fields["flags"] = flags
+    return ("raw", line("hospital_bed", {"site": site, "node": "ward", "sensor": bed,
+                                         "kind": "hospital.bed"}, fields, t))
+
+
+def test_a_bed_silent_for_hours_before_a_replayed_span_keeps_its_state(
+        db_ready: StackInfo, reader: InfluxHTTP, request: pytest.FixtureRequest) -> None:
+    """Each bed's last state before a beds span is read in the 2 hours before it, then
+    further back only for the beds without one there (the site's series from InfluxDB's
+    index): bed-1 read once 5 h before, bed-3 warming up in the last 2 h with a valid
+    reading 4 h before; the replay counts both as a read of all their points would."""
+    now = to_epoch_ns(SystemClock().now())
+    start = now - now % HOUR - 10 * HOUR
+    site = f"beds-{now % 10**6}-{next(_runs)}"
+    writer = make_writer(_influx(db_ready))
+    request.addfinalizer(writer.close)
+    raw = [_bed(site, "bed-1", start - 5 * HOUR, 1.0, 0), _bed(site, "bed-3", start - 4 * HOUR, 1.0, 0)]
+    raw += [_bed(site, "bed-3", start - HOUR + i * MINUTE, 0.0, 1 + i, "warmup") for i in range(3)]
+    raw += [_bed(site, "bed-2", start - 3 * HOUR + i * 10 * MINUTE, 0.0, i) for i in range(24)]
+    writer.write(raw)
+    span = ReplaySpan("beds", site, "", start, start + HOUR)
+    reads = writer.stats.reads
+    writer.replay_domain(span)
+    assert writer.stats.reads - reads == 4  # the span, the window, the site's beds, the older states
+    rows = reader.query_points(f'SELECT * FROM "raw"."hospital_bed" WHERE "site" = \'{site}\'',
+                               db=db_ready.database)
+    expected = replay(span, rows)
+    stored = reader.query_points(f'SELECT "beds", "occupied" FROM "agg_1h"."ward_occupancy" '
+                                 f"WHERE \"site\" = '{site}'", db=db_ready.database)
+    assert [(r["beds"], r["occupied"]) for r in stored] == [(3, 2)]
+    assert any(ln.startswith("ward_occupancy") and "occupied=2i" in ln and rp == "agg_1h"
+               for rp, ln in expected)
+    # every bed with a state in the last 2 hours: no read further back
+    writer.write([_bed(site, b, start - HOUR // 2, 0.0, 50) for b in ("bed-1", "bed-3")])
+    reads = writer.stats.reads
+    writer.replay_domain(span)
+    assert writer.stats.reads - reads == 3
+    stored = reader.query_points(f'SELECT "beds", "occupied" FROM "agg_1h"."ward_occupancy" '
+                                 f"WHERE \"site\" = '{site}'", db=db_ready.database)
+    assert [(r["beds"], r["occupied"]) for r in stored] == [(3, 0)]

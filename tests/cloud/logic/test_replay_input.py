@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cloud.logic.domain_replay import ReplayInput, ReplaySpan, replay
+from cloud.logic.domain_replay import ReplayInput, ReplaySpan, replay, series_tags
 from tests.cloud.logic.domain_helpers import HOUR, MIN, T0
 
 BEDS = ReplaySpan("beds", "s", "", T0 + 2 * HOUR, T0 + 3 * HOUR)
@@ -33,3 +33,39 @@ def test_rows_taken_one_at_a_time_and_again_give_the_points_of_the_list() -> Non
         kept.take(dict(row))
     assert kept.points() == expected
     assert kept.points() == expected  # reading the points changes nothing
+
+
+def test_series_keys_give_their_tags_escapes_and_all() -> None:
+    assert series_tags("hospital_bed,kind=hospital.bed,node=w\\,1,sensor=b\\ 1\\=x,site=s") == \
+        {"kind": "hospital.bed", "node": "w,1", "sensor": "b 1=x", "site": "s"}
+
+
+def _bed_row(bed: str, t: int, occupied: float, warmup: bool = False) -> dict[str, Any]:
+    row: dict[str, Any] = {"time": t, "site": "s", "node": "ward", "sensor": bed, "kind": "hospital.bed",
+                           "seq": t // MIN % 1000, "occupied": occupied}
+    if warmup:
+        row["flags"] = "warmup"
+    return row
+
+
+def _hour_occupancy(window_invalid: int) -> str:
+    """bed-x: `window_invalid` invalid points in the last-state window, then (older, newest
+    first) one invalid point and a valid occupied one; bed-2 free, read in the span."""
+    kept = ReplayInput(BEDS)
+    start = BEDS.start_ns
+    kept.take(_bed_row("bed-2", start + 5 * MIN, 0.0))
+    for i in range(window_invalid):
+        kept.take(_bed_row("bed-x", start - (i + 1) * MIN, 0.0, warmup=True))
+    assert kept.beds_without_state([{"key": "hospital_bed,node=ward,sensor=bed-x,site=s"},
+                                    {"key": "hospital_bed,node=ward,sensor=bed-2,site=s"},
+                                    {"key": "hospital_bed,node=ward,sensor=bed-9,site=other"}]) == \
+        [("ward", "bed-x"), ("ward", "bed-2")]  # (bed-2 has no point before the span at all)
+    kept.take_older(_bed_row("bed-x", start - 3 * HOUR, 0.0, warmup=True))
+    kept.take_older(_bed_row("bed-x", start - 4 * HOUR, 1.0))
+    [hour] = [ln for rp, ln in kept.points() if ln.startswith("ward_occupancy") and rp == "agg_1h"]
+    return hour
+
+
+def test_older_points_are_taken_up_to_a_bed_s_last_ten_as_one_query_would_give_them() -> None:
+    assert "beds=2i,occupied=1i" in _hour_occupancy(8)  # 8 + 2 older: the valid one is among the last 10
+    assert "beds=1i,occupied=0i" in _hour_occupancy(9)  # 9 + 1: it is the 11th, as a LIMIT 10 leaves it
