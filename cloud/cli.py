@@ -316,6 +316,8 @@ def run(cfg: CloudConfig, *, ingest: bool = True, process_id: int | None = None,
     dataflow_ended = threading.Event()
 
     def stop(signum: int, frame: FrameType | None) -> None:
+        if dataflow_ended.is_set():
+            return  # the run is over (a drain timer that fired as it returned): nothing to stop
         # First the journal source ends: the epoch under way is written and committed and
         # the run ends (Bytewax stopped by an exception logs a panic and its backtrace).
         if not draining.is_set():
@@ -337,12 +339,15 @@ def run(cfg: CloudConfig, *, ingest: bool = True, process_id: int | None = None,
     if cfg.flow.gc_tuning:
         tune_for_streaming()
     try:
-        cli_main(build_flow(cfg, partitions, process_id=pid or 0, stop=stopping, drain=draining),
-                 workers_per_process=cfg.flow.workers,
-                 process_id=pid if cfg.flow.addresses else None,
-                 addresses=list(cfg.flow.addresses) or None,
-                 epoch_interval=timedelta(seconds=cfg.flow.epoch_interval_s),
-                 recovery_config=recovery)
+        try:
+            cli_main(build_flow(cfg, partitions, process_id=pid or 0, stop=stopping, drain=draining),
+                     workers_per_process=cfg.flow.workers,
+                     process_id=pid if cfg.flow.addresses else None,
+                     addresses=list(cfg.flow.addresses) or None,
+                     epoch_interval=timedelta(seconds=cfg.flow.epoch_interval_s),
+                     recovery_config=recovery)
+        finally:
+            dataflow_ended.set()  # at once: a signal from now on finds nothing to stop
         if draining.is_set():
             logging.getLogger("urbanpulse.cloud").info(
                 "stopped on a signal, the last epoch written and committed")
