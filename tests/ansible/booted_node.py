@@ -24,7 +24,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from tests.ansible.helpers import ANSIBLE
@@ -91,8 +91,10 @@ def cached_rootfs(cache: Path) -> Path:
     return _cached_image(cache, "rootfs", PACKAGES, IMAGE_RECIPE)
 
 
-def _cached_image(cache: Path, prefix: str, packages: Sequence[str], recipe: int) -> Path:
-    name = f"{prefix}-{SUITE}-{_key(SUITE, packages, SSH_USER, recipe)}"
+def cached(cache: Path, name: str, prefix: str, build: Callable[[Path], None]) -> Path:
+    """`cache/name`, made by `build(folder)` on the first call, under the cache's lock (the
+    other entries named `prefix-*`, of an older recipe, are removed then). It exists only
+    once complete: a build that fails or is killed leaves nothing under `name`."""
     final = cache / name
     with _locked(cache):
         if final.is_dir():
@@ -101,17 +103,29 @@ def _cached_image(cache: Path, prefix: str, packages: Sequence[str], recipe: int
             shutil.rmtree(old)
         building = cache / f".building-{name}"
         shutil.rmtree(building, ignore_errors=True)
-        _run(["debootstrap", "--variant=minbase", f"--include={','.join(packages)}",
-              SUITE, str(building), MIRROR], timeout_s=900)
-        _run(["chroot", str(building), "useradd", "--create-home", "--shell", "/bin/bash",
+        build(building)
+        building.rename(final)
+        return final
+
+
+def debootstrap(root: Path, suite: str, packages: Sequence[str]) -> None:
+    """A minbase `suite` with `packages` at `root`, without the downloaded .deb files."""
+    _run(["debootstrap", "--variant=minbase", f"--include={','.join(packages)}", suite,
+          str(root), MIRROR], timeout_s=900)
+    for deb in (root / "var" / "cache" / "apt" / "archives").glob("*.deb"):
+        deb.unlink()
+
+
+def _cached_image(cache: Path, prefix: str, packages: Sequence[str], recipe: int) -> Path:
+    def build(root: Path) -> None:
+        debootstrap(root, SUITE, packages)
+        _run(["chroot", str(root), "useradd", "--create-home", "--shell", "/bin/bash",
               SSH_USER], timeout_s=60)
-        sudoers = building / "etc" / "sudoers.d" / SSH_USER
+        sudoers = root / "etc" / "sudoers.d" / SSH_USER
         sudoers.write_text(f"{SSH_USER} ALL=(ALL) NOPASSWD: ALL\n")
         sudoers.chmod(0o440)
-        for deb in (building / "var" / "cache" / "apt" / "archives").glob("*.deb"):
-            deb.unlink()
-        building.rename(final)  # the image exists only once complete
-        return final
+
+    return cached(cache, f"{prefix}-{SUITE}-{_key(SUITE, packages, SSH_USER, recipe)}", prefix, build)
 
 
 def cached_wheels(cache: Path, requirements: Sequence[str]) -> Path:
@@ -121,18 +135,11 @@ def cached_wheels(cache: Path, requirements: Sequence[str]) -> Path:
 
 
 def _cached_wheels(cache: Path, prefix: str, requirements: Sequence[str]) -> Path:
-    final = cache / f"{prefix}-{_key(sorted(requirements), sys.version_info[:2])}"
-    with _locked(cache):
-        if final.is_dir():
-            return final
-        for old in cache.glob(f"{prefix}-*"):
-            shutil.rmtree(old)
-        partial = cache / f".partial-{final.name}"
-        shutil.rmtree(partial, ignore_errors=True)
+    def build(folder: Path) -> None:
         _run([sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:",
-              "--dest", str(partial), *requirements], timeout_s=600)
-        partial.rename(final)
-        return final
+              "--dest", str(folder), *requirements], timeout_s=600)
+
+    return cached(cache, f"{prefix}-{_key(sorted(requirements), sys.version_info[:2])}", prefix, build)
 
 
 class BootedNode:

@@ -12,23 +12,20 @@ openssl.cnf) is seen by it instead of the image's.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import os
 import shutil
-import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
+from tests.ansible.booted_node import cache_dir, cached, debootstrap
+
+__all__ = ["cache_dir", "cached_rootfs", "missing_requirements", "mosquitto_argv"]
+
 SUITE = "trixie"
-MIRROR = "http://deb.debian.org/debian"
 PACKAGES = ("mosquitto",)
 # Changing how the image is made: bump this, and the next run builds a new one.
 RECIPE = 1
 PREFIX = "mosquitto-trixie"
-CACHE_ENV = "URBANPULSE_ROOTFS_CACHE"
-DEFAULT_CACHE = Path("/var/cache/urbanpulse-tests")
 
 
 def missing_requirements() -> list[str]:
@@ -38,42 +35,10 @@ def missing_requirements() -> list[str]:
     return missing
 
 
-def cache_dir() -> Path:
-    return Path(os.environ.get(CACHE_ENV) or DEFAULT_CACHE)
-
-
-@contextlib.contextmanager
-def _locked(folder: Path) -> Iterator[None]:
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / ".lock", "a") as handle:  # the booted-node images' lock too
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def cached_rootfs(cache: Path) -> Path:
     """The image, made by debootstrap on the first call (older recipes' are removed then)."""
     key = hashlib.sha256(repr((SUITE, PACKAGES, RECIPE)).encode()).hexdigest()[:12]
-    final = cache / f"{PREFIX}-{key}"
-    with _locked(cache):
-        if final.is_dir():
-            return final
-        for old in cache.glob(f"{PREFIX}-*"):
-            shutil.rmtree(old)
-        building = cache / f".building-{final.name}"
-        shutil.rmtree(building, ignore_errors=True)
-        argv = ["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}", SUITE,
-                str(building), MIRROR]
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=900, check=False)
-        if done.returncode != 0:
-            raise AssertionError(f"{' '.join(argv)} exited {done.returncode}:\n"
-                                 f"{done.stdout[-3000:]}{done.stderr[-3000:]}")
-        for deb in (building / "var" / "cache" / "apt" / "archives").glob("*.deb"):
-            deb.unlink()
-        building.rename(final)  # the image exists only once complete
-        return final
+    return cached(cache, f"{PREFIX}-{key}", PREFIX, lambda root: debootstrap(root, SUITE, PACKAGES))
 
 
 def mosquitto_argv(root: Path) -> list[str]:
