@@ -122,8 +122,9 @@ class HospitalNodeRollup:
         # beds: sensor -> sorted [(ts, occupied, fault)]
         self.beds: dict[str, list[tuple[int, int, int]]] = {}
         self.bed_windows: dict[str, set[int]] = {rp: set() for rp, _ in WIDTHS}
-        # doors: hour -> (sensor, ts) -> (role, count)
-        self.doors: dict[int, dict[tuple[str, int], tuple[str, float]]] = {}
+        # doors: hour -> (sensor, ts, seq) -> (role, count); two counts of one stamp are two
+        # (snapshots from before the seq was kept hold (sensor, ts) keys)
+        self.doors: dict[int, dict[tuple[str, int] | tuple[str, int, int], tuple[str, float]]] = {}
         # queue: (sensor, ticket) -> sorted issue times / call times; hour -> tickets called in it
         self.issues: dict[Ticket, list[int]] = {}
         self.calls: dict[Ticket, list[int]] = {}
@@ -157,7 +158,7 @@ class HospitalNodeRollup:
                 doors = self.doors.get(hour)
                 if doors is None:
                     doors = self.doors[hour] = {}
-                doors[(r.sensor, ts)] = (self.roles.role(r.sensor), float(r.values["count"]))
+                doors[(r.sensor, ts, r.seq)] = (self.roles.role(r.sensor), float(r.values["count"]))
                 door_hours.add(hour)
             elif kind == "hospital.queue":
                 wait_hours |= self._add_queue(r)

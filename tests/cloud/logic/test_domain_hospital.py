@@ -87,6 +87,18 @@ def test_door_flow_per_hour_with_roles() -> None:
         DoorRoles({"x": "vip"})
 
 
+def test_two_counts_of_one_door_with_the_same_stamp_both_count() -> None:
+    """A door counter may report twice in one microsecond (two intervals closed at once, a
+    stamp its clock repeated): two readings, two sequence numbers, both counted."""
+    readings = [rd("er-main", DOOR, T0 + 10 * MIN, count=3, interval_s=60),
+                rd("er-main", DOOR, T0 + 10 * MIN, count=9, interval_s=60),
+                rd("gate-1", DOOR, T0 + 20 * MIN, count=5, interval_s=60),
+                rd("gate-1", DOOR, T0 + 20 * MIN, count=6, interval_s=60)]
+    points, _ = HospitalNodeRollup(2 * HOUR).process("bvbm", "e1", readings)
+    rows = select(points, "agg_1h", "door_flow", site="bvbm", node="e1")
+    assert rows == {T0: {"er_arrivals": 12.0, "visits": 11.0}}
+
+
 def queue_day() -> list[Reading]:
     return [
         rd("kiosk", QUEUE, T0, ticket=1, called=0),
