@@ -113,6 +113,11 @@ def test_events_by_type_and_node_events_without_sensor(data: CityData, city: Cit
     assert node_event["sensor"] is None
     assert node_event["kind"] == "node"
     faults = data.events(*hour(city), site=city.site, type="out_of_range", sensor="pm-1")
+    # Another test's anomaly events in the shared database give the measurement a `score`
+    # field (its columns are the measurement's): void on these rows.
+    if "score" in faults.columns:
+        assert faults["score"].isna().all()
+        faults = faults.drop(columns=["score"])
     assert rows(faults) == [{
         "time": ts(city, 130), "site": city.site, "node": "air-1", "sensor": "pm-1",
         "kind": "air.pm", "type": "out_of_range", "delay_s": 0.0,
