@@ -559,7 +559,11 @@ class Publisher:
             info = client.publish(self._status_topic, encode_status("offline", self.clock.now(),
                                                                     self.health()), qos=1, retain=True)
             deadline = time.monotonic() + 2
-            while not info.is_published() and time.monotonic() < deadline and self.state.connected:
+            # rc 0: queued. The link may have dropped since `connected` was read (the
+            # callback comes later): then there is nothing to wait for, and is_published()
+            # would raise; the broker sends the will instead.
+            while info.rc == 0 and not info.is_published() and time.monotonic() < deadline \
+                    and self.state.connected:
                 client.loop(timeout=0.05)
             client.disconnect()
             client.loop(timeout=0.1)

@@ -106,3 +106,47 @@ port = "/dev/null"
         publisher.stop()
         outbox.close()
     assert publisher.failure is None
+
+
+def test_a_link_lost_just_as_the_publisher_stops_is_no_failure(tmp_path: Path) -> None:
+    """The race the flapping link above hits at random: at the stop, the publisher still
+    reads `connected` (paho's disconnect callback has not run yet) and publishes its
+    "offline" status on a link already gone. paho refuses it (not connected) and raised from
+    is_published(), which the agent took for the publisher failing. A real paho client that
+    never connected stands for the dropped link; `connected` as the callback left it."""
+    (tmp_path / "password").write_text("not-checked-here", encoding="utf-8")
+    (port,) = free_ports(1)
+    path = tmp_path / "node.toml"
+    path.write_text(f"""
+[node]
+id = "aq-gone"
+site = "hn-flaps"
+state_dir = "{tmp_path / 'state'}"
+
+[mqtt]
+host = "127.0.0.1"
+port = {port}
+tls = false  # never connected: nothing listens there
+password_file = "{tmp_path / 'password'}"
+
+[gpio]
+backend = "mock"
+
+[agent]
+clock_check = "off"
+
+[[sensors]]
+id = "pm-1"
+driver = "sds011"
+port = "/dev/null"
+""", encoding="utf-8")
+    config = load_config(path)
+    outbox = Outbox(tmp_path / "outbox.sqlite3").open()
+    publisher = Publisher(config, outbox, lambda: make_node_client("hn-flaps.aq-gone", config.mqtt),
+                          FakeClock(datetime(2026, 11, 29, 6, 0, tzinfo=UTC)), lambda: {})
+    client = make_node_client("hn-flaps.aq-gone", config.mqtt)
+    publisher.state.connected = True
+    try:
+        publisher._shutdown(client)  # returns without waiting on a message never queued
+    finally:
+        outbox.close()
