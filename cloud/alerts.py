@@ -49,8 +49,12 @@ class AlertPublisher:
         infos = [self.client.publish(alerts_topic(a.site, a.kind.replace(".", "-")),
                                      json.dumps(a.as_json()), qos=1) for a in alerts]
         for info in infos:
-            info.wait_for_publish(PUBLISH_WAIT_S)
-            if info.is_published():
+            # rc 0: queued. The link may have dropped since the wait above (its callback
+            # comes later): paho then refuses the message, and waiting on it would raise
+            # out of the dataflow's sink.
+            if info.rc == 0:
+                info.wait_for_publish(PUBLISH_WAIT_S)
+            if info.rc == 0 and info.is_published():
                 self.published += 1
             else:
                 self.undelivered += 1
