@@ -133,9 +133,12 @@ class ReplaySpan:
 
     def beds_query(self) -> str:
         """The site's bed series (InfluxDB's index, no point read): every bed that may have
-        a state from before the span."""
+        a state from before the last-state window. The time condition is what confines
+        InfluxDB 1.x to the raw policy's shards (those holding time before the window):
+        without one it lists the series of every policy, a bed gone for years included."""
         return (f'SHOW SERIES FROM "raw"."{KINDS["hospital.bed"].measurement}" '
-                f'WHERE "site" = {influx_literal(self.site)}')
+                f'WHERE "site" = {influx_literal(self.site)} '
+                f"AND time < {self.start_ns - LAST_STATE_WINDOW_NS}")
 
     def older_states_query(self, beds: Iterable[tuple[str, str]]) -> str | None:
         """The last points before the last-state window of `beds` ((node, sensor)): those

@@ -232,3 +232,27 @@ def test_a_bed_silent_for_hours_before_a_replayed_span_keeps_its_state(
     stored = reader.query_points(f'SELECT "beds", "occupied" FROM "agg_1h"."ward_occupancy" '
                                  f"WHERE \"site\" = '{site}'", db=db_ready.database)
     assert [(r["beds"], r["occupied"]) for r in stored] == [(3, 0)]
+
+
+def test_a_bed_known_only_to_the_aggregates_is_not_read_further_back(
+        db_ready: StackInfo, reader: InfluxHTTP, request: pytest.FixtureRequest) -> None:
+    """InfluxDB 1.x's SHOW SERIES without a time condition lists the measurement's series of
+    every retention policy, whatever policy FROM names: a bed removed long ago, whose
+    hourly aggregates the infinite policy keeps, had every beds replay of its site read the
+    raw points further back (the query without a lower time bound)."""
+    now = to_epoch_ns(SystemClock().now())
+    start = now - now % HOUR - 10 * HOUR
+    site = f"beds-gone-{now % 10**6}-{next(_runs)}"
+    writer = make_writer(_influx(db_ready))
+    request.addfinalizer(writer.close)
+    gone = ("agg_1h", line("hospital_bed", {"site": site, "node": "ward", "sensor": "bed-gone",
+                                            "kind": "hospital.bed"},
+                           {"count": 1, "occupied_mean": 1.0}, start - 400 * 24 * HOUR))
+    writer.write([_bed(site, "bed-1", start - HOUR // 2, 1.0, 0),
+                  _bed(site, "bed-1", start + 10 * MINUTE, 1.0, 1), gone])
+    reads = writer.stats.reads
+    writer.replay_domain(ReplaySpan("beds", site, "", start, start + HOUR))
+    assert writer.stats.reads - reads == 3  # the span, the window, the site's beds: none further back
+    stored = reader.query_points(f'SELECT "beds", "occupied" FROM "agg_1h"."ward_occupancy" '
+                                 f"WHERE \"site\" = '{site}'", db=db_ready.database)
+    assert [(r["beds"], r["occupied"]) for r in stored] == [(1, 1)]
