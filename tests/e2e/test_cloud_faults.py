@@ -7,6 +7,7 @@ import statistics
 import threading
 from datetime import UTC, datetime, timedelta
 
+from tests.e2e.counts import raw_count
 from urbanpulse.clock import to_epoch_ns
 from urbanpulse.influx_http import InfluxHTTP
 from urbanpulse.mqtt import connect_and_wait, make_client
@@ -34,9 +35,7 @@ def _minutes(reader: InfluxHTTP, node: str) -> dict[int, tuple[int, float, float
 
 
 def _raw_count(reader: InfluxHTTP, node: str) -> int:
-    rows = reader.query_points(f"SELECT count(co2) FROM raw.air_co2 WHERE node = '{node}'",
-                               db="urbanpulse")
-    return int(rows[0]["count"]) if rows else 0
+    return raw_count(reader, "air_co2", "co2", node)
 
 
 def _close(a: dict[int, tuple[int, float, float, float]], b: dict[int, tuple[int, float, float, float]]

@@ -7,6 +7,7 @@ import signal
 import time
 from datetime import UTC, datetime, timedelta
 
+from tests.e2e.counts import minute_count, raw_count
 from urbanpulse.clock import to_epoch_ns
 from urbanpulse.influx_http import InfluxHTTP
 from urbanpulse.mqtt import connect_and_wait, make_client
@@ -20,15 +21,11 @@ OUTAGE_S = 60
 
 
 def _count(reader: InfluxHTTP, node: str) -> int:
-    rows = reader.query_points(f"SELECT count(co2) FROM raw.air_co2 WHERE node = '{node}'",
-                               db="urbanpulse")
-    return int(rows[0]["count"]) if rows else 0
+    return raw_count(reader, "air_co2", "co2", node)
 
 
 def _minute_counts(reader: InfluxHTTP, node: str) -> int:
-    rows = reader.query_points(f"SELECT sum(count) FROM agg_1m.air_co2 WHERE node = '{node}'",
-                               db="urbanpulse")
-    return int(rows[0]["sum"]) if rows else 0
+    return minute_count(reader, "air_co2", node)
 
 
 def test_influxdb_down_for_a_minute_mid_stream_loses_nothing(

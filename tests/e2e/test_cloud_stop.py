@@ -9,6 +9,7 @@ import os
 import signal
 from datetime import UTC, datetime, timedelta
 
+from tests.e2e.counts import minute_count, raw_count
 from urbanpulse.clock import to_epoch_ns
 from urbanpulse.influx_http import InfluxHTTP
 from urbanpulse.mqtt import connect_and_wait, make_client
@@ -19,11 +20,7 @@ T0 = datetime(2026, 11, 28, 6, 0, tzinfo=UTC)
 
 
 def _counts(reader: InfluxHTTP, node: str) -> tuple[int, int]:
-    raw = reader.query_points(f"SELECT count(co2) FROM raw.air_co2 WHERE node = '{node}'",
-                              db="urbanpulse")
-    minute = reader.query_points(f"SELECT sum(count) FROM agg_1m.air_co2 WHERE node = '{node}'",
-                                 db="urbanpulse")
-    return (int(raw[0]["count"]) if raw else 0, int(minute[0]["sum"]) if minute else 0)
+    return raw_count(reader, "air_co2", "co2", node), minute_count(reader, "air_co2", node)
 
 
 def test_sigterm_while_data_flows_ends_the_run_cleanly_and_loses_nothing(

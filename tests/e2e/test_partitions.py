@@ -25,6 +25,7 @@ import pytest
 from edge.agent import Agent
 from firmware_bridge.protocols.sds011.emulator import Sds011Emulator
 from tests.agent_thread import agent_in_thread
+from tests.e2e.counts import minute_count
 from tests.netfault import PartitionProxy, proxy_for_url, sockets_connected_to
 from urbanpulse.clock import to_epoch_ns
 from urbanpulse.influx_http import InfluxHTTP
@@ -61,12 +62,6 @@ def _stored_seqs(reader: InfluxHTTP, measurement: str, node: str) -> list[int]:
     return sorted(int(r["seq"]) for r in rows)
 
 
-def _minute_counts(reader: InfluxHTTP, measurement: str, node: str) -> int:
-    rows = reader.query_points(f"SELECT sum(count) FROM agg_1m.{measurement} WHERE node = '{node}'",
-                               db="urbanpulse")
-    return int(rows[0]["sum"]) if rows else 0
-
-
 # -- the real edge agent -----------------------------------------------------------------
 
 @contextlib.contextmanager
@@ -99,7 +94,7 @@ def _all_readings_exactly_once(reader: InfluxHTTP, agent: Agent, node: str) -> i
     try:
         wait_for(lambda: _stored_seqs(reader, "air_pm", node) == expected, 60,
                  f"exactly the {assigned} readings produced, in InfluxDB")
-        wait_for(lambda: _minute_counts(reader, "air_pm", node) == assigned, 30,
+        wait_for(lambda: minute_count(reader, "air_pm", node) == assigned, 30,
                  "minute aggregates counting each reading once")
     except AssertionError:
         got = _stored_seqs(reader, "air_pm", node)
@@ -266,7 +261,7 @@ def test_ingest_partitioned_from_the_broker_while_nodes_publish_loses_and_double
         expected = list(range(len(readings)))
         wait_for(lambda: _stored_seqs(reader, "air_co2", node) == expected, 60,
                  "exactly the published set in InfluxDB")
-        wait_for(lambda: _minute_counts(reader, "air_co2", node) == len(readings), 30,
+        wait_for(lambda: minute_count(reader, "air_co2", node) == len(readings), 30,
                  "minute aggregates counting each reading once")
         assert cloud.proc is not None
         assert cloud.proc.poll() is None
@@ -314,7 +309,7 @@ def test_processor_partitioned_from_influxdb_times_out_retries_and_writes_everyt
         wait_for(lambda: _stored_seqs(reader, "air_co2", node) == expected, 60,
                  "exactly the published set in InfluxDB")
         written = _noticed(healed)
-        wait_for(lambda: _minute_counts(reader, "air_co2", node) == len(readings), 30,
+        wait_for(lambda: minute_count(reader, "air_co2", node) == len(readings), 30,
                  "minute aggregates counting each reading once")
     print(f"\nprocessor<->InfluxDB partition: the sink noticed after {noticed} s (timeout "
           f"{INFLUX_TIMEOUT_S} s), retried on {proxy.accepted - opened} connections; everything "
