@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.config import load_config
+from edge.config import AgentConfig, load_config
 from edge.drivers.base import Sample
 from edge.mqtt_client import make_client as make_node_client
 from edge.outbox import Outbox
@@ -51,25 +51,23 @@ def small_broker(tmp_path: Path) -> Iterator[int]:
         proc.wait(10)
 
 
-def test_a_connection_dropped_at_once_again_and_again_backs_off(
-        small_broker: int, tmp_path: Path) -> None:
+def _config(tmp_path: Path, node: str, port: int, more: str = "") -> AgentConfig:
+    """A node of site hn-flaps with one SDS011, on a plain-TCP lab broker at `port`;
+    `more`: TOML lines after the [mqtt] table's own keys (more of its keys, then tables)."""
     (tmp_path / "password").write_text("not-checked-here", encoding="utf-8")
     path = tmp_path / "node.toml"
     path.write_text(f"""
 [node]
-id = "aq-flaps"
+id = "{node}"
 site = "hn-flaps"
 state_dir = "{tmp_path / 'state'}"
 
 [mqtt]
 host = "127.0.0.1"
-port = {small_broker}
+port = {port}
 tls = false  # a lab broker of the test's own
 password_file = "{tmp_path / 'password'}"
-delivery = "broker"
-
-[outbox]
-batch_max_delay_s = 0.2
+{more}
 
 [gpio]
 backend = "mock"
@@ -82,7 +80,13 @@ id = "pm-1"
 driver = "sds011"
 port = "/dev/null"
 """, encoding="utf-8")
-    config = load_config(path)
+    return load_config(path)
+
+
+def test_a_connection_dropped_at_once_again_and_again_backs_off(
+        small_broker: int, tmp_path: Path) -> None:
+    config = _config(tmp_path, "aq-flaps", small_broker,
+                     'delivery = "broker"\n\n[outbox]\nbatch_max_delay_s = 0.2')
     clock = FakeClock(datetime(2026, 11, 29, 6, 0, tzinfo=UTC))
     outbox = Outbox(tmp_path / "outbox.sqlite3").open()
     outbox.append([Sample("pm-1", "air.pm", {"pm25": 12.0, "pm10": 20.0}, clock.now())
@@ -114,33 +118,8 @@ def test_a_link_lost_just_as_the_publisher_stops_is_no_failure(tmp_path: Path) -
     "offline" status on a link already gone. paho refuses it (not connected) and raised from
     is_published(), which the agent took for the publisher failing. A real paho client that
     never connected stands for the dropped link; `connected` as the callback left it."""
-    (tmp_path / "password").write_text("not-checked-here", encoding="utf-8")
-    (port,) = free_ports(1)
-    path = tmp_path / "node.toml"
-    path.write_text(f"""
-[node]
-id = "aq-gone"
-site = "hn-flaps"
-state_dir = "{tmp_path / 'state'}"
-
-[mqtt]
-host = "127.0.0.1"
-port = {port}
-tls = false  # never connected: nothing listens there
-password_file = "{tmp_path / 'password'}"
-
-[gpio]
-backend = "mock"
-
-[agent]
-clock_check = "off"
-
-[[sensors]]
-id = "pm-1"
-driver = "sds011"
-port = "/dev/null"
-""", encoding="utf-8")
-    config = load_config(path)
+    (port,) = free_ports(1)  # never connected: nothing listens there
+    config = _config(tmp_path, "aq-gone", port)
     outbox = Outbox(tmp_path / "outbox.sqlite3").open()
     publisher = Publisher(config, outbox, lambda: make_node_client("hn-flaps.aq-gone", config.mqtt),
                           FakeClock(datetime(2026, 11, 29, 6, 0, tzinfo=UTC)), lambda: {})
