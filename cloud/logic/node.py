@@ -409,9 +409,9 @@ class NodeState:
         # A ledger hour older than the horizon stays while messages with its readings keep
         # coming (a backlog sent in many messages), until none came for the horizon of
         # receive time (LEDGER_IDLE_MIN_NS at least); then it is let go, and remembered as
-        # written. Past
-        # MAX_LEDGER_HOURS the oldest go whatever the horizon: a node none of whose
-        # readings enters the windows (all clock_unsynced) has no newest to count back from.
+        # written. Past MAX_LEDGER_HOURS the oldest go whatever the horizon: a node none of
+        # whose readings enters the windows (all clock_unsynced) has no newest to count back
+        # from.
         floor = newest - self.horizon_ns - HOUR_NS
         idle = received_ns - max(self.horizon_ns, LEDGER_IDLE_MIN_NS)
         over = len(self.ledger) - MAX_LEDGER_HOURS
