@@ -39,7 +39,7 @@ from cloud.flow import InfluxPartition
 from cloud.gc_policy import tune_for_streaming
 from cloud.journal import JournalRecord
 from cloud.logic.domain.hospital_site import HospitalSite
-from cloud.logic.domain_replay import replay_requests
+from cloud.logic.domain_replay import replay_requests, site_step
 from cloud.logic.node import NodeState
 from cloud.logic.records import RP_1H, RP_1M, Point, decode_record
 from cloud.sink import InfluxWriter, SinkStats
@@ -136,7 +136,7 @@ class Feeder:
             site = self.sites.get(data.site)
             if site is None:
                 site = self.sites[data.site] = HospitalSite(HORIZON_NS)
-            points.extend(site.process(data.site, updates))
+            points.extend(site_step(site, data.site, updates))
         return points
 
     def _end_epoch(self) -> None:

@@ -37,6 +37,7 @@ from typing import Any
 
 from cloud.logic.domain.air import NOWCAST_HOURS
 from cloud.logic.domain.common import HOUR_NS, Point
+from cloud.logic.domain.hospital import SiteUpdate
 from cloud.logic.domain.hospital_site import HospitalSite
 from cloud.logic.domain.late import (
     BED_HEARTBEAT_MAX_NS,
@@ -320,6 +321,16 @@ def replay_readings(site: str, readings: Mapping[str, list[Reading]], start_ns: 
     if updates:
         points += HospitalSite(horizon_ns).process(site, updates)
     return [(rp, text) for rp, text in points if start_ns <= int(text.rsplit(" ", 1)[1]) < end_ns]
+
+
+def site_step(state: HospitalSite, site: str, updates: Iterable[SiteUpdate]) -> list[Point]:
+    """The dataflow's site step: `HospitalSite.process`, and the replay requests for the
+    site-wide spans its windows reached again (after the points that reach them)."""
+    points = state.process(site, updates)
+    late = state.take_late()
+    if late:
+        points += replay_requests(site, "", late)
+    return points
 
 
 def replay_requests(site: str, node: str, late: Iterable[Late]) -> list[Point]:

@@ -31,6 +31,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from cloud.logic.domain.common import HOUR_NS, NOT_MEASURING, RP_1H, WIDTHS, Point, quantile, window_start
+from cloud.logic.domain.late import Late
 from cloud.logic.lines import line, series_head
 from urbanpulse.wire import Reading
 
@@ -85,7 +86,19 @@ class WaitSamples:
     waits_s: tuple[float, ...]  # sorted
 
 
-SiteUpdate = WardSnapshot | DoorTotals | WaitSamples
+@dataclass(frozen=True, slots=True)
+class SiteReplayed:
+    """(scope, hour)s of a node's hospital readings too late for its live rollups, so
+    replayed from the raw points for the whole site: the site step keeps them, and asks
+    for the replay again when it writes a hospital window they reach from its live state
+    (another ward's update after the replay would otherwise be the last written)."""
+
+    site: str
+    node: str
+    late: tuple[Late, ...]
+
+
+SiteUpdate = WardSnapshot | DoorTotals | WaitSamples | SiteReplayed
 
 
 def occupancy_fields(beds: int, occupied: int, available: int, faulty: int

@@ -8,6 +8,13 @@ same window, so a re-emitted (corrected) node window corrects the site window to
   before the window start. Emitted at every window that holds a ward snapshot.
 - `hospital_flow` (agg_1h): er_arrivals and visits summed over the site's door nodes.
 - `hospital_wait` (agg_1h): n, median_s, p90_s, mean_s over the waits of all its queues.
+
+Late hospital readings (older than a node's horizon) are left out of the live rollups and
+their windows replayed from the raw points for the whole site (cloud.logic.domain_replay).
+The replayed ward's live snapshots here stay as they were, so a window the site writes
+again later from them (on another ward's update) would overwrite the replay's total: the
+site keeps the replayed (scope, hour)s it is told of (`SiteReplayed`) while its live
+windows can reach them, and `take_late` gives those such a window touched, to replay again.
 """
 
 from __future__ import annotations
@@ -20,10 +27,12 @@ from cloud.logic.domain.common import HOUR_NS, RP_1H, WIDTHS, Point
 from cloud.logic.domain.hospital import (
     DoorTotals,
     SiteUpdate,
+    WaitSamples,
     WardSnapshot,
     occupancy_fields,
     wait_fields,
 )
+from cloud.logic.domain.late import Late, LateMarks
 from cloud.logic.lines import line
 
 
@@ -38,6 +47,13 @@ class HospitalSite:
             rp: {} for rp, _ in WIDTHS}
         self.flow: dict[int, dict[str, tuple[float, float]]] = {}
         self.waits: dict[int, dict[str, tuple[float, ...]]] = {}
+        self.marks = LateMarks()  # (scope, hour)s replayed for the site
+        self.late: list[Late] = []  # marks a window written since the last take_late reached
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__dict__.update(state)
+        self.__dict__.setdefault("marks", LateMarks())  # a snapshot from before they were kept
+        self.__dict__.setdefault("late", [])
 
     def process(self, site: str, updates: Iterable[SiteUpdate]) -> list[Point]:
         ward_from: dict[str, int] = {}
@@ -53,13 +69,16 @@ class HospitalSite:
                 self.flow.setdefault(u.hour_ns, {})[u.node] = (u.er_arrivals, u.visits)
                 flow_hours.add(u.hour_ns)
                 self.newest_ns = max(self.newest_ns, u.hour_ns)
-            else:
+            elif isinstance(u, WaitSamples):
                 self.waits.setdefault(u.hour_ns, {})[u.node] = u.waits_s
                 wait_hours.add(u.hour_ns)
                 self.newest_ns = max(self.newest_ns, u.hour_ns)
+            else:
+                self.marks.add(u.late)
         out: list[Point] = []
+        written: list[tuple[str, int, int]] = []  # (scope, start, end) of the windows written
         tags = {"site": site}
-        for rp, _width in WIDTHS:
+        for rp, width in WIDTHS:
             if rp not in ward_from:
                 continue
             wards = self.wards[rp]
@@ -73,6 +92,8 @@ class HospitalSite:
                     if i:
                         total = [a + b for a, b in zip(total, snaps[keys[i - 1]], strict=True)]
                 out.append((rp, line("hospital_occupancy", tags, occupancy_fields(*total), start)))
+            if self.marks:
+                written.append(("beds", starts[0], starts[-1] + width))
         for hour in sorted(flow_hours):
             nodes = self.flow[hour].values()
             out.append((RP_1H, line("hospital_flow", tags, {
@@ -81,8 +102,21 @@ class HospitalSite:
         for hour in sorted(wait_hours):
             waits = [w for node_waits in self.waits[hour].values() for w in node_waits]
             out.append((RP_1H, line("hospital_wait", tags, wait_fields(waits), hour)))
+        if self.marks:  # only after late readings: the live path pays nothing otherwise
+            if flow_hours:
+                written.append(("doors", min(flow_hours), max(flow_hours) + HOUR_NS))
+            if wait_hours:
+                written.append(("queue", min(wait_hours), max(wait_hours) + HOUR_NS))
+            self.late += self.marks.reached(written)
+            self.marks.evict({"hospital": self.newest_ns - self.horizon_ns})
         self._evict()
         return out
+
+    def take_late(self) -> list[Late]:
+        """(scope, hour start) to rebuild from the raw points again (site-wide) since the
+        last call: replayed hours that a window written since reached."""
+        late, self.late = self.late, []
+        return sorted(set(late)) if late else late
 
     def _evict(self) -> None:
         floor = self.newest_ns - self.horizon_ns

@@ -80,6 +80,11 @@ class LateMarks:
         return sorted(mark for mark, end in self.ends.items()
                       if mark[0] in low and low[mark[0]] < end)
 
+    def reached(self, written: Iterable[tuple[str, int, int]]) -> list[Late]:
+        """The marks that windows written within [start, end) of a scope overlap."""
+        return sorted({mark for scope, start, end in written for mark, mark_end in self.ends.items()
+                       if mark[0] == scope and start < mark_end and mark[1] < end})
+
     def evict(self, floors: dict[str, int]) -> None:
         """Drop the marks no live reading can reach any more: every reading the rollups of
         a family take is stamped at or after its floor (newest minus horizon), and writes

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from cloud.logic.domain.air import AirRollup
 from cloud.logic.domain.common import Point
-from cloud.logic.domain.hospital import DoorRoles, HospitalNodeRollup, SiteUpdate
+from cloud.logic.domain.hospital import DoorRoles, HospitalNodeRollup, SiteReplayed, SiteUpdate
 from cloud.logic.domain.late import Late, LateMarks, late_of
 from cloud.logic.domain.traffic import TrafficRollup
 from urbanpulse.wire import Reading
@@ -51,7 +51,9 @@ class DomainNode:
             p, updates = self.hospital.process(site, node, readings)
             points += p
             if self.hospital.too_late != late:
-                self._note_late("hospital", self.hospital.newest_ns, readings)
+                replayed = self._note_late("hospital", self.hospital.newest_ns, readings)
+                if replayed:  # every hospital scope is site-wide
+                    updates.append(SiteReplayed(site, node, tuple(sorted(replayed))))
         if self.marks:  # only after late readings: the live path pays nothing otherwise
             self.late += self.marks.touched(readings)
             horizon = self.horizon_ns
@@ -60,13 +62,14 @@ class DomainNode:
                               "hospital": self.hospital.newest_ns - horizon})
         return points, updates
 
-    def _note_late(self, family: str, newest_ns: int, readings: Sequence[Reading]) -> None:
+    def _note_late(self, family: str, newest_ns: int, readings: Sequence[Reading]) -> set[Late]:
         """The hours of this call's readings of `family` older than the horizon now: those
         counted too late, and perhaps some taken before the newest moved on (replaying
         their hours too does no harm). Runs only when a reading was too late."""
         late = late_of(readings, family, newest_ns - self.horizon_ns)
         self.late += sorted(late)
         self.marks.add(late)
+        return late
 
     @property
     def horizon_ns(self) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pickle
 
-from cloud.logic.domain.hospital import WardSnapshot
+from cloud.logic.domain.hospital import SiteReplayed, WardSnapshot
 from cloud.logic.domain.node import DomainNode
 from tests.cloud.logic.domain_helpers import HOUR, MIN, T0, final, parse, rd
 
@@ -23,6 +23,8 @@ def test_mixed_node_routes_by_kind() -> None:
     assert all(isinstance(u, WardSnapshot) for u in updates)
     copy = pickle.loads(pickle.dumps(node))
     late = [rd("bed-1", "hospital.bed", T0 + MIN, occupied=0)]  # 3 h behind the newest bed
-    assert node.process("s", "n1", late) == copy.process("s", "n1", late) == ([], [])
+    # no window written; the site is told the hour is replayed (the site step keeps it)
+    replayed = ([], [SiteReplayed("s", "n1", (("beds", T0),))])
+    assert node.process("s", "n1", late) == copy.process("s", "n1", late) == replayed
     assert node.too_late == 1
     assert final(points)

@@ -23,6 +23,7 @@ from cloud.logic.domain_replay import (
     reading_of,
     replay,
     replay_requests,
+    site_step,
 )
 from cloud.logic.node import NodeState
 from cloud.logic.records import RP_1H, RP_1M, RP_RAW, NodeData, Point
@@ -98,10 +99,11 @@ def run(messages: Iterator[NodeData], replays: bool) -> list[Point]:
     for data in messages:
         state = nodes.setdefault(data.key, NodeState(HORIZON, detect=False))
         points = state.process(data)
+        requests = replay_requests(data.site, data.node, state.domain.take_late())
         updates = state.take_site_updates()
         if updates:
-            points += sites.setdefault(data.site, HospitalSite(HORIZON)).process(data.site, updates)
-        requests = replay_requests(data.site, data.node, state.domain.take_late())
+            points += site_step(sites.setdefault(data.site, HospitalSite(HORIZON)), data.site, updates)
+        requests += [p for p in points if p[0] == DOMAIN_REPLAY]
         raw += [_row(p) for rp, p in points if rp == RP_RAW]
         out += points
         if replays:
