@@ -380,7 +380,7 @@ class InfluxPartition(StatefulSinkPartition[list[Point], list[str] | None]):
             self._flushes += 1
             self._epoch_end = True
             self._flush_all = everything
-            if self._replays or self._windows:  # held since before a restart: nothing may have started the thread
+            if self._replays or self._windows:  # held since a restart: nothing may have started the thread
                 self._start_thread()
             self._cond.notify_all()
             try:

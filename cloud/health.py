@@ -99,6 +99,8 @@ class ProcessorHealth:
             "windows_not_rebuilt": stats.not_recomputed,
             "domain_spans_replayed": stats.domain_replays,
             "domain_spans_not_replayed": stats.domain_not_replayed,
+            "domain_spans_refused": stats.spans_refused,
+            "windows_refused": stats.windows_refused,
             "points_pending": pending_points,
         }
         if self.state_dir is not None:

@@ -5,6 +5,14 @@ retries with backoff: the dataflow stops advancing, its snapshot stays behind, a
 journal holds the data. A write refused for a reason that cannot pass (4xx: a field type
 conflict, points beyond a retention policy) is counted and logged with InfluxDB's words,
 and the rest goes on.
+
+Reads of raw points back (window rebuilds and domain replays after late data) retry the
+same way while InfluxDB is away. A read refused for good (a 4xx: the reader lacks READ on
+the database, a bad query) raises `ReadRefused`, or, for a caller that gives a `refused`
+list (the processor's partition), leaves that request's text in it to be held and tried
+again later, so that the rest of the data goes on being written. Such a refusal is logged
+at ERROR once per span (scope, site, node) or node, until a read of it succeeds again.
+`check_reader` is `cloud run`'s start-up look at the reader's rights.
 """
 
 from __future__ import annotations
@@ -14,16 +22,16 @@ import random
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
 from cloud.config import CloudInflux
-from cloud.errors import SinkError
+from cloud.errors import InfluxAccessError, ReadRefused, SinkError
 from cloud.logic.domain_replay import DOMAIN_REPLAY, ReplayInput, ReplaySpan, coalesce
 from cloud.logic.recompute import RECOMPUTE, Recompute, raw_reads
-from cloud.logic.records import Point
+from cloud.logic.records import RP_RAW, Point
 from urbanpulse.influx_http import InfluxCAFileError, InfluxError, InfluxHTTP
 
 log = logging.getLogger("urbanpulse.cloud.sink")
@@ -38,6 +46,9 @@ REBUILD_CHUNK_ROWS = 10_000
 # Each piece reads its lookback again: the scopes of a long lookback and few points (a
 # node's air, 11 h; a site's queue, 12 h) read a day at a time.
 REPLAY_CHUNK_HOURS = {"traffic": 6, "air": 24, "beds": 6, "doors": 6, "queue": 24}
+# `cloud run`'s start-up look at the reader's rights: a bounded read of the raw policy the
+# rebuilds read (the last minute of the processor's own points: one shard, a few rows).
+READ_CHECK = f'SELECT "uptime_s" FROM "{RP_RAW}"."processor" WHERE time > now() - 1m LIMIT 1'
 
 
 @dataclass
@@ -53,6 +64,21 @@ class SinkStats:
     reads: int = 0  # queries of raw points read back, for rebuilds and replays
     rows_read: int = 0
     last_error: str | None = None
+    # Held now because InfluxDB refused to read their raw points back (set by the
+    # processor's partition, which holds them): domain spans (scope, site, node), windows.
+    spans_refused: int = 0
+    windows_refused: int = 0
+
+
+@dataclass
+class Refused:
+    """Requests whose raw points InfluxDB refused to read back, handed back to be held."""
+
+    windows: list[str] = field(default_factory=list)  # RECOMPUTE texts
+    spans: list[str] = field(default_factory=list)  # DOMAIN_REPLAY texts (coalesced spans)
+
+    def __bool__(self) -> bool:
+        return bool(self.windows or self.spans)
 
 
 class LineWriter(Protocol):
@@ -65,14 +91,16 @@ class InfluxWriter:
     def __init__(self, client: LineWriter, database: str, batch_lines: int,
                  stop: threading.Event | None = None,
                  wait: Callable[[float], bool] | None = None,
-                 reader: InfluxHTTP | None = None) -> None:
+                 reader: InfluxHTTP | None = None, reader_user: str = "") -> None:
         self.client = client
         self.reader = reader
+        self.reader_user = reader_user  # for the log: InfluxDB's 401 does not name it
         self.database = database
         self.batch_lines = batch_lines
         self.stats = SinkStats()
         self._stop = stop or threading.Event()
         self._wait = wait or self._stop.wait
+        self._refusals: dict[tuple[str, str, str], str] = {}  # refused, logged; until read again
 
     def close(self) -> None:
         """Closes the connections of the transport and of the reader."""
@@ -82,11 +110,14 @@ class InfluxWriter:
                 close()
 
     def write(self, points: Iterable[Point], between: Callable[[], None] | None = None,
-              defer_replays: list[str] | None = None) -> None:
+              defer_replays: list[str] | None = None, hold_refused: bool = False) -> Refused:
         """`between` is called after each request that succeeded: a long set of requests
         (a catch-up, many windows to rebuild) lets its caller do its own work meanwhile.
         The domain replay requests among `points` run after the rest is written, or, with
-        `defer_replays`, are appended to it for `run_replays` later."""
+        `defer_replays`, are appended to it for `run_replays` later. With `hold_refused`,
+        the requests whose raw points InfluxDB refused to read back are returned, the rest
+        done; without, `ReadRefused` is raised."""
+        refused = Refused()
         by_rp: dict[str, list[str]] = defaultdict(list)
         for rp, ln in points:
             by_rp[rp].append(ln)
@@ -94,23 +125,39 @@ class InfluxWriter:
         replays = by_rp.pop(DOMAIN_REPLAY, [])
         self._write_grouped(by_rp, between)
         if recomputes:  # after the raw points they read are written
-            self._recompute(sorted(set(recomputes)), between)
+            refused.windows += self.rebuild_windows(recomputes, between, hold_refused).windows
         if defer_replays is not None:
             defer_replays += replays
         elif replays:  # after the raw points, and after the live points they correct
-            self.run_replays(replays, between)
+            refused.spans += self.run_replays(replays, between, hold_refused).spans
+        return refused
 
-    def run_replays(self, requests: Iterable[str], between: Callable[[], None] | None = None) -> None:
-        """Runs domain replay requests (DOMAIN_REPLAY points' texts), coalesced."""
+    def run_replays(self, requests: Iterable[str], between: Callable[[], None] | None = None,
+                    hold_refused: bool = False) -> Refused:
+        """Runs domain replay requests (DOMAIN_REPLAY points' texts), coalesced. With
+        `hold_refused`, the spans whose raw points InfluxDB refused to read are returned
+        (as request texts) and the others run; without, `ReadRefused` is raised."""
+        refused = Refused()
         spans = coalesce(ReplaySpan.decode(text) for text in set(requests))
         if self.reader is None:
             self.stats.domain_not_replayed += len(spans)
             log.warning("late readings beyond the aggregation horizon; domain rollups not "
                         "rebuilt (no influx.reader_* credentials configured)",
                         extra={"spans": len(spans)})
-            return
+            return refused
         for span in spans:
-            self.replay_domain(span, between)
+            what = f"the {span.scope} rollups of site {span.site}" + (
+                f" node {span.node}" if span.node else "")
+            try:
+                self.replay_domain(span, between)
+            except ReadRefused as exc:
+                if not hold_refused:
+                    raise
+                self._refused(span.key, what, exc)
+                refused.spans.append(span.encode())
+                continue
+            self._read_again(span.key, what)
+        return refused
 
     def replay_domain(self, span: ReplaySpan, between: Callable[[], None] | None = None) -> int:
         """Rebuild the domain rollups of `span` from the raw points (cloud.logic.domain_replay)
@@ -150,27 +197,64 @@ class InfluxWriter:
                 if between is not None:
                     between()
 
-    def _recompute(self, requests: list[str], between: Callable[[], None] | None = None) -> None:
+    def rebuild_windows(self, requests: Iterable[str], between: Callable[[], None] | None = None,
+                        hold_refused: bool = False) -> Refused:
+        """Rebuilds the aggregate windows of RECOMPUTE requests (their texts) from the raw
+        points. With `hold_refused`, the requests of the reads InfluxDB refused are
+        returned and the other reads go on; without, `ReadRefused` is raised."""
+        refused = Refused()
+        requests = sorted(set(requests))
         if self.reader is None:
             self.stats.not_recomputed += len(requests)
             log.warning("late readings beyond the aggregation horizon; windows not rebuilt "
                         "(no influx.reader_* credentials configured)", extra={"windows": len(requests)})
-            return
+            return refused
         reader = self.reader
         rebuilt: dict[str, list[str]] = defaultdict(list)
+        done = 0
         for read in raw_reads([Recompute.decode(text) for text in requests]):
+            key = ("windows", read.site, read.node)
+            what = f"the windows of site {read.site} node {read.node}"
             rows: list[dict[str, Any]] = []
-            self._retrying(partial(_each_row, reader, read.query(), self.database, rows.append,
-                                   rows.clear))
+            try:
+                self._retrying(partial(_each_row, reader, read.query(), self.database, rows.append,
+                                       rows.clear))
+            except ReadRefused as exc:
+                if not hold_refused:
+                    raise
+                self._refused(key, what, exc)
+                refused.windows += (w.encode() for w in read.windows)
+                continue
+            self._read_again(key, what)
             for rp, ln in read.rebuild(rows):
                 rebuilt[rp].append(ln)
+            done += len(read.windows)
             if between is not None:
                 between()
         self._write_grouped(rebuilt, between)
-        self.stats.recomputed += len(requests)
+        self.stats.recomputed += done
+        return refused
+
+    def _refused(self, key: tuple[str, str, str], what: str, exc: ReadRefused) -> None:
+        """A read refused for good: logged at ERROR the first time for `key`, until a read
+        of it succeeds again (`_read_again`), not at every retry."""
+        self.stats.last_error = str(exc)
+        if key not in self._refusals:
+            log.error("InfluxDB refused the reader %r the raw points of %s (status %d: %s); "
+                      "held and tried again every flow.replay_interval_s (logged once; "
+                      "docs/runbook.md, \"InfluxDB refuses the reader\")",
+                      self.reader_user, what, exc.status, exc.reason,
+                      extra={"status": exc.status, "error": exc.reason})
+        self._refusals[key] = exc.reason
+
+    def _read_again(self, key: tuple[str, str, str], what: str) -> None:
+        if self._refusals.pop(key, None) is not None:
+            log.info("InfluxDB let the reader %r read the raw points of %s again: rebuilt",
+                     self.reader_user, what)
 
     def _retrying(self, read: Callable[[], int]) -> None:
-        """Runs `read` (it returns the rows it read) until it succeeds or fails for good."""
+        """Runs `read` (it returns the rows it read) until it succeeds or fails for good
+        (`ReadRefused`)."""
         delay = BACKOFF_MIN_S
         while True:
             try:
@@ -180,7 +264,8 @@ class InfluxWriter:
                 return
             except InfluxError as exc:
                 if not exc.retryable:
-                    raise SinkError(f"reading raw points back: {exc}") from exc
+                    raise ReadRefused(f"reading raw points back: {exc}", exc.status,
+                                      _error_reason(exc)) from exc
                 if self._wait(random.uniform(delay / 2, delay)):
                     raise SinkError("stopped while InfluxDB was unavailable") from exc
                 delay = min(BACKOFF_MAX_S, delay * 2)
@@ -230,6 +315,48 @@ def _each_row(reader: InfluxHTTP, q: str, db: str, take: Callable[[dict[str, Any
     return count
 
 
+def _error_reason(exc: InfluxError) -> str:
+    """InfluxDB's own message, bounded (a 403 quotes the whole statement)."""
+    return exc.body.strip()[:500]
+
+
+def check_reader(cfg: CloudInflux) -> None:
+    """`cloud run`'s start-up step (it does I/O, so it is no part of config validation):
+    with reader credentials configured, one bounded read of the raw policy the rebuilds
+    read back. A reader InfluxDB refuses (401, 403) raises `InfluxAccessError`, naming the
+    user, the database and the grant; an InfluxDB that does not answer (or any other
+    error) is logged and start-up goes on: the writer waits for it as always, and a
+    refused read is then held and retried (`InfluxWriter.rebuild_windows`)."""
+    if cfg.reader_password_file is None:
+        return
+    user, db = cfg.reader_username, cfg.database
+    client = _client(cfg, user, _secret(cfg.reader_password_file, "influx.reader_password_file"))
+    try:
+        client.results(READ_CHECK, db=db)
+    except InfluxError as exc:
+        reason = _error_reason(exc)
+        if exc.status == 401:
+            raise InfluxAccessError(
+                f"InfluxDB at {cfg.url} refuses the reader {user!r} (influx.reader_username) "
+                f"its credentials (401: {reason}): check influx.reader_password_file "
+                f"({cfg.reader_password_file}) and that the user exists") from exc
+        if exc.status == 403:
+            raise InfluxAccessError(
+                f"InfluxDB at {cfg.url} does not let the reader {user!r} (influx.reader_username) "
+                f"read database {db!r} (403: {reason}). The processor reads raw points back "
+                f"to rebuild aggregates after late data. As an InfluxDB admin: "
+                f"GRANT READ ON \"{db}\" TO \"{user}\" (or leave influx.reader_* out to run "
+                f"without rebuilds)") from exc
+        if exc.retryable:
+            log.warning("the reader's rights could not be checked at start-up (%s); starting "
+                        "anyway: InfluxDB is waited for as always", exc, extra={"error": str(exc)})
+        else:
+            log.warning("InfluxDB answered the start-up check of the reader %r with an error "
+                        "(%s); starting anyway", user, exc, extra={"error": str(exc)})
+    finally:
+        client.close()
+
+
 def _secret(path: Path, key: str) -> str:
     try:
         return path.read_text(encoding="utf-8").strip()
@@ -255,7 +382,8 @@ def make_writer(cfg: CloudInflux, stop: threading.Event | None = None,
     if cfg.reader_password_file is not None:
         reader = _client(cfg, cfg.reader_username,
                          _secret(cfg.reader_password_file, "influx.reader_password_file"))
-    return InfluxWriter(client, cfg.database, cfg.batch_lines, stop, wait, reader)
+    return InfluxWriter(client, cfg.database, cfg.batch_lines, stop, wait, reader,
+                        cfg.reader_username)
 
 
 def _client(cfg: CloudInflux, username: str, password: str) -> InfluxHTTP:

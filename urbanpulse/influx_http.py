@@ -37,8 +37,15 @@ class InfluxError(UrbanpulseError):
 
     @property
     def retryable(self) -> bool:
-        """True for errors where the same request may succeed later (unavailable, 5xx)."""
+        """True for errors where the same request may succeed later (unavailable, 5xx).
+        Any other is refused for good: a 4xx, or a 200 whose answer holds an error."""
         return self.status == 0 or self.status >= 500
+
+    @property
+    def denied(self) -> bool:
+        """The user was refused: 401 (unknown user, wrong password) or 403 (a privilege
+        missing, e.g. READ on the database for a query)."""
+        return self.status in (401, 403)
 
 
 class InfluxUnavailable(InfluxError):

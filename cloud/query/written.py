@@ -84,7 +84,8 @@ _OTHERS: dict[tuple[str, str], Schema] = {
         "uptime_s": FLOAT, "read_lag_s": FLOAT} | dict.fromkeys(
         ("points_written", "write_requests", "write_retries", "write_refused", "windows_rebuilt",
          "windows_not_rebuilt", "domain_spans_replayed", "domain_spans_not_replayed",
-         "points_pending", "records_read", "journal_backlog", "state_free_bytes"), INTEGER)),
+         "domain_spans_refused", "windows_refused", "points_pending", "records_read",
+         "journal_backlog", "state_free_bytes"), INTEGER)),
 }
 
 # (retention policy, measurement) -> its keys

@@ -54,6 +54,7 @@ def test_a_report_before_any_journal_read_holds_the_writer_counts_only() -> None
     assert text == ("processor,process=3 uptime_s=2.5,points_written=1200i,write_requests=3i,"
                     f"write_retries=2i,write_refused=1i,windows_rebuilt=4i,windows_not_rebuilt=5i,"
                     f"domain_spans_replayed=6i,domain_spans_not_replayed=7i,"
+                    f"domain_spans_refused=0i,windows_refused=0i,"
                     f"points_pending=70i {to_epoch_ns(T0) + 2_500_000_000}")
     assert health.seconds_to_report() == 10.0
     clock.advance(4)
