@@ -274,6 +274,15 @@ class InfluxPartition(StatefulSinkPartition[list[Point], list[str] | None]):
     held, in the partition's snapshot, so a crash loses none, and runs at the first epoch's
     end once the interval has passed; until then the live points it corrects stay written.
 
+    A request whose raw points InfluxDB refused to read back for good (a 4xx: the reader
+    lacks READ on the database, a bad query) is held the same way, in the snapshot, and
+    tried again at the replay interval, at a later epoch's end than the one that was
+    refused; everything else goes on being written. That holds for the domain spans and for
+    the per-sensor windows a late reading asks to rebuild (cloud.logic.recompute): those
+    are held too, in the snapshot as HELD_WINDOW + the request's text. The writer logs each
+    refusal once; the `processor` point counts what is held (`domain_spans_refused`,
+    `windows_refused`). Errors that can pass (InfluxDB down, a 5xx) are waited out as always.
+
     Once `stop` is set (the processor is stopping) no wait goes on: `write_batch` and
     `snapshot` raise SinkError, so the epoch is not committed and its points are read
     from the journal again after the restart.
@@ -281,6 +290,8 @@ class InfluxPartition(StatefulSinkPartition[list[Point], list[str] | None]):
     With `health`, the writer thread also writes the process's `processor` point whenever
     it is due, between requests (cloud.health); `start` then starts the thread at once, so
     that the points come before any data does."""
+
+    HELD_WINDOW = "window|"  # a held window rebuild in the snapshot (no replay scope is "window")
 
     def __init__(self, writer: InfluxWriter, max_pending: int = MAX_PENDING_POINTS,
                  stop: threading.Event | None = None, health: ProcessorHealth | None = None,
@@ -297,6 +308,13 @@ class InfluxPartition(StatefulSinkPartition[list[Point], list[str] | None]):
         # domain replay requests held for the epoch's end (or their span's interval), by span
         self._replays: dict[SpanKey, set[str]] = {}
         self._last_replay: dict[SpanKey, float] = {}  # monotonic time a span's replay last began
+        self._flushes = 0  # epoch ends (and closes) so far
+        # Held after InfluxDB refused their reads: the flush in which each span was refused
+        # (not tried again within it), the windows to rebuild, and when they were refused.
+        self._refused: dict[SpanKey, int] = {}
+        self._windows: set[str] = set()
+        self._windows_refused_in = -1
+        self._windows_refused_at = 0.0
         self._hold(held_replays or [])
         self._replaying = False  # the writer runs the held requests
         self._flush_all = False  # `close`: every held request is due, whatever its interval
@@ -336,10 +354,12 @@ class InfluxPartition(StatefulSinkPartition[list[Point], list[str] | None]):
             self._cond.notify_all()
 
     def snapshot(self) -> list[str]:
-        """Flushes; the replay requests still held (their span replayed too recently)."""
+        """Flushes; the requests still held: replays (their span replayed too recently, or
+        refused) and window rebuilds InfluxDB refused (as HELD_WINDOW + text)."""
         self.flush()
         with self._cond:
-            return sorted(text for texts in self._replays.values() for text in texts)
+            return sorted([text for texts in self._replays.values() for text in texts]
+                          + [self.HELD_WINDOW + text for text in self._windows])
 
     @property
     def held_replays(self) -> int:
@@ -347,34 +367,79 @@ class InfluxPartition(StatefulSinkPartition[list[Point], list[str] | None]):
         with self._cond:
             return sum(len(texts) for texts in self._replays.values())
 
+    @property
+    def held_windows(self) -> int:
+        """Window rebuilds held because InfluxDB refused to read their raw points."""
+        with self._cond:
+            return len(self._windows)
+
     def flush(self, everything: bool = False) -> None:
         """Returns once every point handed over is written and the replays due have run
         (with `everything`, all the held ones)."""
         with self._cond:
+            self._flushes += 1
             self._epoch_end = True
             self._flush_all = everything
-            if self._replays:  # held since before a restart: nothing may have started the thread
+            if self._replays or self._windows:  # held since a restart: nothing may have started the thread
                 self._start_thread()
             self._cond.notify_all()
             try:
-                while (self._pending or self._due_keys() or self._replaying) and self._error is None:
+                while ((self._pending or self._due_keys() or self._windows_due() or self._replaying)
+                       and self._error is None):
                     self._wait_step()
             finally:
                 self._epoch_end = self._flush_all = False
             self._raise_failure()
 
     def _hold(self, requests: list[str]) -> None:
-        """Adds replay requests to those held (the caller holds the condition)."""
+        """Adds replay requests, or held window rebuilds (HELD_WINDOW + text: a snapshot's),
+        to those held (the caller holds the condition)."""
         for text in requests:
-            self._replays.setdefault(ReplaySpan.decode(text).key, set()).add(text)
+            if text.startswith(self.HELD_WINDOW):
+                self._windows.add(text[len(self.HELD_WINDOW):])
+            else:
+                self._replays.setdefault(ReplaySpan.decode(text).key, set()).add(text)
+
+    def _hold_refused(self, windows: list[str], spans: list[str], tried: list[SpanKey],
+                      now: float) -> None:
+        """Holds the requests InfluxDB refused to read for (the texts of window rebuilds
+        and of replay spans, as the writer hands them back): tried again at a later epoch's
+        end, once the replay interval has passed. `tried`: the spans whose replays ran;
+        those not refused again no longer count as refused (the caller holds the condition)."""
+        again: set[SpanKey] = set()
+        for text in spans:
+            key = ReplaySpan.decode(text).key
+            self._replays.setdefault(key, set()).add(text)
+            self._refused[key] = self._flushes
+            self._last_replay[key] = now
+            again.add(key)
+        for key in tried:
+            if key not in again:
+                self._refused.pop(key, None)
+        if windows:
+            self._windows.update(windows)
+            self._windows_refused_in = self._flushes
+            self._windows_refused_at = now
+        self.writer.stats.spans_refused = len(self._refused)
+        self.writer.stats.windows_refused = len(self._windows)
 
     def _due_keys(self) -> list[SpanKey]:
-        """The held spans whose replays may run now (the caller holds the condition)."""
+        """The held spans whose replays may run now (the caller holds the condition). A
+        span refused in this epoch end's flush is not tried again within it."""
+        fresh = [k for k in self._replays if self._refused.get(k, -1) < self._flushes]
         if self._flush_all or self.replay_interval_s <= 0:
-            return list(self._replays)
+            return fresh
         since = time.monotonic() - self.replay_interval_s
         last = self._last_replay
-        return [k for k in self._replays if last.get(k, since) <= since]
+        return [k for k in fresh if last.get(k, since) <= since]
+
+    def _windows_due(self) -> bool:
+        """Held window rebuilds may be tried again now: not refused in this flush, and the
+        interval has passed (the caller holds the condition)."""
+        if not self._windows or self._windows_refused_in >= self._flushes:
+            return False
+        return (self._flush_all or self.replay_interval_s <= 0
+                or time.monotonic() - self._windows_refused_at >= self.replay_interval_s)
 
     def close(self) -> None:
         if not self.stop.is_set():
@@ -399,8 +464,9 @@ class InfluxPartition(StatefulSinkPartition[list[Point], list[str] | None]):
         s = self.writer.stats
         log.info("InfluxDB writer: %d points in %d requests, %d windows rebuilt from raw points, "
                  "%d domain spans replayed, %d domain spans not replayed, %d retries, %d requests "
-                 "refused", s.points, s.requests, s.recomputed, s.domain_replays,
-                 s.domain_not_replayed, s.retries, s.refused_requests)
+                 "refused; held after InfluxDB refused their reads: %d domain spans, %d windows",
+                 s.points, s.requests, s.recomputed, s.domain_replays, s.domain_not_replayed,
+                 s.retries, s.refused_requests, s.spans_refused, s.windows_refused)
 
     def _raise_failure(self) -> None:
         if self._error is not None:
@@ -429,27 +495,38 @@ class InfluxPartition(StatefulSinkPartition[list[Point], list[str] | None]):
                 while self._queue:  # whatever piled up goes out as one set of requests
                     batch.extend(self._queue.popleft())
                 replays: list[str] = []
+                tried: list[SpanKey] = []
+                windows: list[str] = []
                 if not batch and self._replays_due():
                     now = time.monotonic()
-                    for key in self._due_keys():
+                    tried = self._due_keys()
+                    for key in tried:
                         replays += self._replays.pop(key)
                         self._last_replay[key] = now
+                    if self._windows_due():
+                        windows = sorted(self._windows)
+                        self._windows.clear()
                     self._replaying = True
                     self._forget_replayed(now)
             between = None if self.health is None else self._report_between_requests
             if batch:
                 held: list[str] = []
-                self.writer.write(batch, between=between, defer_replays=held)
+                refused = self.writer.write(batch, between=between, defer_replays=held,
+                                            hold_refused=True)
                 if time.monotonic() >= self._next_stats:
                     self._next_stats = time.monotonic() + STATS_EVERY_S
                     self._log_stats()
                 with self._cond:
                     self._hold(held)
+                    if refused:
+                        self._hold_refused(refused.windows, [], [], time.monotonic())
                     self._pending -= len(batch)
                     self._cond.notify_all()
-            if replays:
-                self.writer.run_replays(replays, between)
+            if replays or windows:
+                again = self.writer.rebuild_windows(windows, between, hold_refused=True)
+                again.spans += self.writer.run_replays(replays, between, hold_refused=True).spans
                 with self._cond:
+                    self._hold_refused(again.windows, again.spans, tried, time.monotonic())
                     self._replaying = False
                     self._cond.notify_all()
             with self._cond:
@@ -472,9 +549,9 @@ class InfluxPartition(StatefulSinkPartition[list[Point], list[str] | None]):
             self._write_report()
 
     def _replays_due(self) -> bool:
-        """The epoch ended (`flush` waits) and every point handed over is written (the
-        caller holds the condition)."""
-        return self._epoch_end and not self._queue and bool(self._due_keys())
+        """The epoch ended (`flush` waits), every point handed over is written, and held
+        replays or refused window rebuilds are due (the caller holds the condition)."""
+        return self._epoch_end and not self._queue and (bool(self._due_keys()) or self._windows_due())
 
     def _forget_replayed(self, now: float) -> None:
         """Spans replayed longer ago than the interval are due anyway: their times go."""
