@@ -16,7 +16,7 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from cloud.config import CloudConfig, load_cloud_config
-from cloud.errors import CloudError
+from cloud.errors import CloudError, InfluxAccessError
 from urbanpulse.cli_types import aware_datetime
 from urbanpulse.errors import ConfigError, UrbanpulseError
 from urbanpulse.wire import validate_id
@@ -93,6 +93,11 @@ def main(argv: list[str]) -> int:
             return _recompute(cfg, args.site, args.start, args.end, args.give_up_after)
         return run(cfg, ingest=not args.no_ingest, process_id=args.process_id,
                    config_path=args.config)
+    except InfluxAccessError as exc:
+        # A missing grant or a wrong password: a restart would not fix it (exit 2, which
+        # the systemd unit does not restart, as for a configuration error).
+        print(f"urbanpulse cloud {args.cmd}: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     except UrbanpulseError as exc:
         print(f"urbanpulse cloud {args.cmd}: {exc}", file=sys.stderr)
         return EXIT_RUNTIME
@@ -289,7 +294,12 @@ def run(cfg: CloudConfig, *, ingest: bool = True, process_id: int | None = None,
     from cloud.flow import build_flow
     from cloud.gc_policy import tune_for_streaming
     from cloud.journal import partition_names
+    from cloud.sink import check_reader
 
+    # A start-up step, after config validation (which does no I/O) and before anything
+    # moves: a reader InfluxDB refuses stops the start (InfluxAccessError); an InfluxDB
+    # that does not answer does not (the writer waits for it as always).
+    check_reader(cfg.influx)
     pid = cfg.flow.process_id if process_id is None else process_id
     processes = max(1, len(cfg.flow.addresses))
     partitions = partition_names(max(cfg.flow.ingest_instances, processes))

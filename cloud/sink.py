@@ -22,7 +22,7 @@ import random
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
@@ -49,6 +49,7 @@ REPLAY_CHUNK_HOURS = {"traffic": 6, "air": 24, "beds": 6, "doors": 6, "queue": 2
 # `cloud run`'s start-up look at the reader's rights: a bounded read of the raw policy the
 # rebuilds read (the last minute of the processor's own points: one shard, a few rows).
 READ_CHECK = f'SELECT "uptime_s" FROM "{RP_RAW}"."processor" WHERE time > now() - 1m LIMIT 1'
+READ_CHECK_TIMEOUT_S = 5.0  # at most influx.timeout_s: a hung InfluxDB does not hold the start
 
 
 @dataclass
@@ -320,17 +321,19 @@ def _error_reason(exc: InfluxError) -> str:
     return exc.body.strip()[:500]
 
 
-def check_reader(cfg: CloudInflux) -> None:
+def check_reader(cfg: CloudInflux, timeout_s: float = READ_CHECK_TIMEOUT_S) -> None:
     """`cloud run`'s start-up step (it does I/O, so it is no part of config validation):
     with reader credentials configured, one bounded read of the raw policy the rebuilds
     read back. A reader InfluxDB refuses (401, 403) raises `InfluxAccessError`, naming the
     user, the database and the grant; an InfluxDB that does not answer (or any other
     error) is logged and start-up goes on: the writer waits for it as always, and a
-    refused read is then held and retried (`InfluxWriter.rebuild_windows`)."""
+    refused read is then held and retried (`InfluxWriter.rebuild_windows`). An answer
+    is waited for at most `timeout_s` (and `influx.timeout_s`)."""
     if cfg.reader_password_file is None:
         return
     user, db = cfg.reader_username, cfg.database
-    client = _client(cfg, user, _secret(cfg.reader_password_file, "influx.reader_password_file"))
+    client = _client(replace(cfg, timeout_s=min(cfg.timeout_s, timeout_s)), user,
+                     _secret(cfg.reader_password_file, "influx.reader_password_file"))
     try:
         client.results(READ_CHECK, db=db)
     except InfluxError as exc:
