@@ -344,12 +344,16 @@ def check_reader(cfg: CloudInflux, timeout_s: float = READ_CHECK_TIMEOUT_S) -> N
                 f"its credentials (401: {reason}): check influx.reader_password_file "
                 f"({cfg.reader_password_file}) and that the user exists") from exc
         if exc.status == 403:
+            # In InfluxDB 1.x a GRANT replaces the user's privilege on the database: READ
+            # for the writer's own user would take its WRITE away.
+            grant = (f'GRANT ALL ON "{db}" TO "{user}" (it is influx.username too: GRANT READ '
+                     "would take its WRITE away; better, a reader of its own with READ)"
+                     if user == cfg.username else f'GRANT READ ON "{db}" TO "{user}"')
             raise InfluxAccessError(
                 f"InfluxDB at {cfg.url} does not let the reader {user!r} (influx.reader_username) "
                 f"read database {db!r} (403: {reason}). The processor reads raw points back "
-                f"to rebuild aggregates after late data. As an InfluxDB admin: "
-                f"GRANT READ ON \"{db}\" TO \"{user}\" (or leave influx.reader_* out to run "
-                f"without rebuilds)") from exc
+                f"to rebuild aggregates after late data. As an InfluxDB admin: {grant}; or "
+                "leave influx.reader_* out to run without rebuilds") from exc
         if exc.retryable:
             log.warning("the reader's rights could not be checked at start-up (%s); starting "
                         "anyway: InfluxDB is waited for as always", exc, extra={"error": str(exc)})

@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 
 from cloud.config import CloudInflux
-from cloud.errors import ReadRefused
+from cloud.errors import InfluxAccessError, ReadRefused
 from cloud.flow import InfluxPartition
 from cloud.health import ProcessorHealth
 from cloud.logic.domain.hospital_site import HospitalSite
@@ -287,6 +287,16 @@ def test_cloud_run_refuses_to_start_with_a_reader_without_read_naming_the_grant(
     assert f"read database '{db_ready.database}' (403" in done.stderr
     assert f'GRANT READ ON "{db_ready.database}" TO "{user}"' in done.stderr
     assert not (tmp_path / "state").exists()  # stopped before anything was started or created
+
+
+def test_for_a_reader_that_is_the_writer_too_the_check_names_grant_all_not_read(
+        db_ready: StackInfo, write_only_reader: tuple[str, Path]) -> None:
+    """In InfluxDB 1.x GRANT READ would replace the user's WRITE (checked on 1.6)."""
+    user, password = write_only_reader
+    cfg = replace(cloud_config_for_stack_influx(db_ready), username=user, password_file=password,
+                  reader_username=user, reader_password_file=password)
+    with pytest.raises(InfluxAccessError, match=f'GRANT ALL ON "{db_ready.database}" TO "{user}"'):
+        check_reader(cfg)
 
 
 def test_cloud_run_refuses_to_start_with_a_reader_influxdb_does_not_know(
