@@ -25,6 +25,7 @@ from typing import Any
 
 import pytest
 
+from cloud.cli import main as cloud_main
 from cloud.config import CloudInflux
 from cloud.errors import InfluxAccessError, ReadRefused
 from cloud.flow import InfluxPartition
@@ -334,3 +335,18 @@ def test_the_check_waits_for_a_hung_influxdb_no_longer_than_its_own_timeout(
         took = time.monotonic() - began
     assert took < 5
     assert "timed out" in caplog.text
+
+
+def test_cloud_recompute_with_a_reader_without_read_exits_3_with_influxdbs_reason(
+        db_ready: StackInfo, write_only_reader: tuple[str, Path], tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The operator's command is no processor: it stops at once, saying why (no retries)."""
+    user, password = write_only_reader
+    config = cloud_config_for_stack(db_ready, tmp_path / "state")
+    config["influx"] |= {"reader_username": user, "reader_password_file": str(password)}
+    path = tmp_path / "cloud.toml"
+    path.write_text(to_toml(config))
+    assert cloud_main(["recompute", "--config", str(path), "--site", "rr-site"]) == 3
+    err = capsys.readouterr().err
+    assert "urbanpulse cloud recompute: reading raw points back: InfluxDB error 403" in err
+    assert f"requires READ on {db_ready.database}" in err
