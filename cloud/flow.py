@@ -283,6 +283,13 @@ class InfluxPartition(StatefulSinkPartition[list[Point], list[str] | None]):
     refusal once; the `processor` point counts what is held (`domain_spans_refused`,
     `windows_refused`). Errors that can pass (InfluxDB down, a 5xx) are waited out as always.
 
+    In a cluster (`replay_after_epochs` 1) a request waits for the end of the epoch after
+    the one it came in. The processes write their points on their own, each before its own
+    epoch end: a replay asked for by the site step of one process reads raw points that the
+    node step of another wrote in the same epoch, and would read them before they are all
+    written. One epoch later they are (a process's next epoch end comes an epoch's length
+    after its last, and no process gets there while another is still in the epoch before).
+
     Once `stop` is set (the processor is stopping) no wait goes on: `write_batch` and
     `snapshot` raise SinkError, so the epoch is not committed and its points are read
     from the journal again after the restart.
@@ -295,15 +302,17 @@ class InfluxPartition(StatefulSinkPartition[list[Point], list[str] | None]):
 
     def __init__(self, writer: InfluxWriter, max_pending: int = MAX_PENDING_POINTS,
                  stop: threading.Event | None = None, health: ProcessorHealth | None = None,
-                 replay_interval_s: float = 0.0, held_replays: list[str] | None = None) -> None:
+                 replay_interval_s: float = 0.0, held_replays: list[str] | None = None,
+                 replay_after_epochs: int = 0) -> None:
         self.writer = writer
         self.replay_interval_s = replay_interval_s
+        self.replay_after_epochs = replay_after_epochs
         self.max_pending = max_pending
         self.stop = stop or threading.Event()
         self.health = health
         self._health_failing = False
         self._cond = threading.Condition()
-        self._queue: deque[list[Point]] = deque()
+        self._queue: deque[tuple[int, list[Point]]] = deque()  # (flush count when handed over, points)
         self._pending = 0  # points queued or being written
         # domain replay requests held for the epoch's end (or their span's interval), by span
         self._replays: dict[SpanKey, set[str]] = {}
@@ -315,7 +324,9 @@ class InfluxPartition(StatefulSinkPartition[list[Point], list[str] | None]):
         self._windows: set[str] = set()
         self._windows_refused_in = -1
         self._windows_refused_at = 0.0
-        self._hold(held_replays or [])
+        # a held replay request -> the flush counts when it was first and last handed over
+        self._held_in: dict[str, tuple[int, int]] = {}
+        self._hold(held_replays or [])  # from committed epochs: ripe
         self._replaying = False  # the writer runs the held requests
         self._flush_all = False  # `close`: every held request is due, whatever its interval
         self._epoch_end = False  # `flush` waits: the held requests are due
@@ -349,7 +360,7 @@ class InfluxPartition(StatefulSinkPartition[list[Point], list[str] | None]):
             while self._pending >= self.max_pending and self._error is None:
                 self._wait_step()
             self._raise_failure()
-            self._queue.append(points)
+            self._queue.append((self._flushes, points))
             self._pending += len(points)
             self._cond.notify_all()
 
@@ -391,14 +402,41 @@ class InfluxPartition(StatefulSinkPartition[list[Point], list[str] | None]):
                 self._epoch_end = self._flush_all = False
             self._raise_failure()
 
-    def _hold(self, requests: list[str]) -> None:
+    def _hold(self, requests: list[str], handed_in: int = -1) -> None:
         """Adds replay requests, or held window rebuilds (HELD_WINDOW + text: a snapshot's),
-        to those held (the caller holds the condition)."""
+        to those held; `handed_in`: the flush count when they were handed over (the caller
+        holds the condition)."""
         for text in requests:
             if text.startswith(self.HELD_WINDOW):
                 self._windows.add(text[len(self.HELD_WINDOW):])
             else:
                 self._replays.setdefault(ReplaySpan.decode(text).key, set()).add(text)
+                if self.replay_after_epochs:
+                    first, _ = self._held_in.get(text, (handed_in, handed_in))
+                    self._held_in[text] = (first, handed_in)
+
+    def _ripe(self, text: str) -> bool:
+        """A held request whose epoch is `replay_after_epochs` behind (the caller holds
+        the condition)."""
+        return (not self.replay_after_epochs or self._flush_all
+                or self._held_in.get(text, (-1, -1))[0] + self.replay_after_epochs < self._flushes)
+
+    def _take_ripe(self, key: SpanKey) -> set[str]:
+        """A span's ripe requests, taken out of those held, except those asked for again
+        since (the caller holds the condition): they run now and stay held for the epoch of
+        their last request, so that a span asked for epoch after epoch runs at every
+        interval, and once more after its last request."""
+        texts = self._replays[key]
+        ripe = {t for t in texts if self._ripe(t)}
+        for t in ripe:
+            _, last = self._held_in.pop(t, (-1, -1))
+            if self._flush_all or last + self.replay_after_epochs < self._flushes:
+                texts.discard(t)
+            else:
+                self._held_in[t] = (last, last)
+        if not texts:
+            del self._replays[key]
+        return ripe
 
     def _hold_refused(self, windows: list[str], spans: list[str], tried: list[SpanKey],
                       now: float) -> None:
@@ -426,7 +464,8 @@ class InfluxPartition(StatefulSinkPartition[list[Point], list[str] | None]):
     def _due_keys(self) -> list[SpanKey]:
         """The held spans whose replays may run now (the caller holds the condition). A
         span refused in this epoch end's flush is not tried again within it."""
-        fresh = [k for k in self._replays if self._refused.get(k, -1) < self._flushes]
+        fresh = [k for k, texts in self._replays.items() if self._refused.get(k, -1) < self._flushes
+                 and any(self._ripe(t) for t in texts)]
         if self._flush_all or self.replay_interval_s <= 0:
             return fresh
         since = time.monotonic() - self.replay_interval_s
@@ -492,8 +531,10 @@ class InfluxPartition(StatefulSinkPartition[list[Point], list[str] | None]):
                 if not self._queue and self._closing:
                     return
                 batch: list[Point] = []
+                handed_in = 0
                 while self._queue:  # whatever piled up goes out as one set of requests
-                    batch.extend(self._queue.popleft())
+                    handed_in, points = self._queue.popleft()
+                    batch.extend(points)
                 replays: list[str] = []
                 tried: list[SpanKey] = []
                 windows: list[str] = []
@@ -501,7 +542,7 @@ class InfluxPartition(StatefulSinkPartition[list[Point], list[str] | None]):
                     now = time.monotonic()
                     tried = self._due_keys()
                     for key in tried:
-                        replays += self._replays.pop(key)
+                        replays += self._take_ripe(key)
                         self._last_replay[key] = now
                     if self._windows_due():
                         windows = sorted(self._windows)
@@ -517,7 +558,7 @@ class InfluxPartition(StatefulSinkPartition[list[Point], list[str] | None]):
                     self._next_stats = time.monotonic() + STATS_EVERY_S
                     self._log_stats()
                 with self._cond:
-                    self._hold(held)
+                    self._hold(held, handed_in)
                     if refused:
                         self._hold_refused(refused.windows, [], [], time.monotonic())
                     self._pending -= len(batch)
@@ -632,7 +673,8 @@ class InfluxSink(FixedPartitionedSink[list[Point], list[str] | None]):
         if for_part != sink_part(self.process_id):
             return RetiredSinkPartition(for_part, resume_state)
         part = InfluxPartition(make_writer(self.cfg.influx, self.stop), stop=self.stop, health=self.health,
-                               replay_interval_s=self.cfg.flow.replay_interval_s, held_replays=resume_state)
+                               replay_interval_s=self.cfg.flow.replay_interval_s, held_replays=resume_state,
+                               replay_after_epochs=1 if self.processes > 1 else 0)
         if self.health is not None:
             part.start()
         return part

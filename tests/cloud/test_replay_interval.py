@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -158,3 +159,49 @@ def test_a_processes_own_partition_resumes_its_held_replays_and_a_retired_one_ke
     assert isinstance(retired, RetiredSinkPartition)
     assert retired.snapshot() == held
     assert "urbanpulse cloud recompute" in caplog.text
+
+
+def test_in_a_cluster_a_request_runs_at_the_end_of_the_epoch_after_its_own(
+        db_ready: StackInfo, request: pytest.FixtureRequest) -> None:
+    """Another process may still be writing the raw points a request reads when this one's
+    epoch ends: in a cluster the sink's partitions run a request one epoch end later. A
+    request for the span made meanwhile waits for its own next epoch end; one from a
+    snapshot (its epoch committed) runs at once."""
+    cfg = parse_cloud_config(cloud_config_for_stack(db_ready, Path("/nonexistent-state")))
+    two = replace(cfg, flow=replace(cfg.flow, addresses=("127.0.0.1:1", "127.0.0.1:2")))
+    cluster = InfluxSink(two, process_id=0)
+    part = cluster.build_part("influx", sink_part(0), None)
+    assert isinstance(part, InfluxPartition)
+    request.addfinalizer(part.writer.close)
+    request.addfinalizer(part.close)
+    assert part.replay_after_epochs == 1
+    part.replay_interval_s = 0.0
+    hour, site = _hour(), f"rc-{time.monotonic_ns()}"
+    stats = part.writer.stats
+    part.write_batch([[("__domain_replay__", _span(site, hour))]])
+    assert part.snapshot() == [_span(site, hour)]  # the epoch it came in: held
+    assert stats.domain_replays == 0
+    part.write_batch([[("__domain_replay__", _span(site, hour + HOUR))]])
+    assert part.snapshot() == [_span(site, hour + HOUR)]  # the first ran, the second waits
+    assert stats.domain_replays == 1
+    assert part.snapshot() == []
+    assert stats.domain_replays == 2
+    # asked for again in the epoch it becomes ripe: it runs, and once more an epoch later
+    part.write_batch([[("__domain_replay__", _span(site, hour))]])
+    assert part.snapshot() == [_span(site, hour)]
+    part.write_batch([[("__domain_replay__", _span(site, hour))]])
+    assert part.snapshot() == [_span(site, hour)]
+    assert stats.domain_replays == 3
+    assert part.snapshot() == []
+    assert stats.domain_replays == 4
+    resumed = cluster.build_part("influx", sink_part(0), [_span(site, hour)])
+    assert isinstance(resumed, InfluxPartition)
+    request.addfinalizer(resumed.writer.close)
+    request.addfinalizer(resumed.close)
+    assert resumed.snapshot() == []
+    assert resumed.writer.stats.domain_replays == 1
+    single = InfluxSink(cfg, process_id=0).build_part("influx", sink_part(0), None)
+    assert isinstance(single, InfluxPartition)
+    single.close()
+    single.writer.close()
+    assert single.replay_after_epochs == 0
