@@ -624,16 +624,13 @@ class InfluxPartition(StatefulSinkPartition[list[Point], list[str] | None]):
 class RetiredSinkPartition(StatefulSinkPartition[list[Point], list[str] | None]):
     """The name of a process id the cluster does not have now, kept so that a recovery
     store written by more processes resumes (Bytewax refuses state for unknown
-    partitions). Nothing is routed to it. Domain replay requests its process held when it
-    stopped cannot run here (no writer): they are kept and logged."""
+    partitions). Nothing is routed to it, and it holds nothing: a retired partition whose
+    snapshot holds requests (replays, window rebuilds) is built as an `InfluxPartition`,
+    which runs them (`InfluxSink.build_part`)."""
 
     def __init__(self, name: str, held_replays: list[str] | None = None) -> None:
         self.name = name
         self.held_replays = held_replays or None
-        if self.held_replays:
-            log.warning("domain replays held by a process the cluster no longer has are not run; "
-                        "run `urbanpulse cloud recompute` for their sites",
-                        extra={"partition": name, "spans": self.held_replays})
 
     def write_batch(self, values: list[list[Point]]) -> None:
         if any(values):
@@ -671,7 +668,15 @@ class InfluxSink(FixedPartitionedSink[list[Point], list[str] | None]):
     def build_part(self, step_id: str, for_part: str,
                    resume_state: list[str] | None) -> InfluxPartition | RetiredSinkPartition:
         if for_part != sink_part(self.process_id):
-            return RetiredSinkPartition(for_part, resume_state)
+            if not resume_state:
+                return RetiredSinkPartition(for_part)
+            # Requests a process the cluster no longer has held when it stopped: from
+            # committed epochs, so they run at this process's first epoch end.
+            log.info("running the requests held by a process the cluster no longer has",
+                     extra={"partition": for_part, "held": len(resume_state)})
+            return InfluxPartition(make_writer(self.cfg.influx, self.stop), stop=self.stop,
+                                   replay_interval_s=self.cfg.flow.replay_interval_s,
+                                   held_replays=resume_state)
         part = InfluxPartition(make_writer(self.cfg.influx, self.stop), stop=self.stop, health=self.health,
                                replay_interval_s=self.cfg.flow.replay_interval_s, held_replays=resume_state,
                                replay_after_epochs=1 if self.processes > 1 else 0)

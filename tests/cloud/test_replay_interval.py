@@ -5,7 +5,6 @@ passed, and at close; what InfluxDB ends with is still what in-order processing 
 
 from __future__ import annotations
 
-import logging
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -136,29 +135,26 @@ def test_replay_interval_is_a_finite_number_of_seconds_not_below_zero() -> None:
             parse_cloud_config({**base, "flow": {"replay_interval_s": bad}})
 
 
-def test_a_processes_own_partition_resumes_its_held_replays_and_a_retired_one_keeps_them(
-        db_ready: StackInfo, caplog: pytest.LogCaptureFixture) -> None:
+def test_a_processes_own_partition_and_a_retired_one_run_the_requests_their_snapshots_held(
+        db_ready: StackInfo, request: pytest.FixtureRequest) -> None:
     """Built from a recovery store: the process's own partition takes the requests its
-    snapshot held (and runs them at its first epoch end); a partition of a process the
-    cluster no longer has cannot run them, keeps them in its snapshot and says so."""
+    snapshot held and runs them at its first epoch end; so does the partition of a process
+    the cluster no longer has (a scale-down), which nothing else is routed to; one with
+    nothing held is an empty stand-in."""
     cfg = parse_cloud_config(cloud_config_for_stack(db_ready, Path("/nonexistent-state")))
-    held = [_span(f"rk-{time.monotonic_ns()}", _hour())]
     sink = InfluxSink(cfg, process_id=0)
-    own = sink.build_part("influx", sink_part(0), held)
-    assert isinstance(own, InfluxPartition)
-    try:
-        assert own.replay_interval_s == cfg.flow.replay_interval_s == 30.0
-        assert own.held_replays == 1
-        assert own.snapshot() == []
-        assert own.writer.stats.domain_replays == 1
-    finally:
-        own.close()
-        own.writer.close()
-    with caplog.at_level(logging.WARNING, logger="urbanpulse.cloud.flow"):
-        retired = sink.build_part("influx", sink_part(1), held)
-    assert isinstance(retired, RetiredSinkPartition)
-    assert retired.snapshot() == held
-    assert "urbanpulse cloud recompute" in caplog.text
+    for name in (sink_part(0), sink_part(1)):
+        held = [_span(f"rk-{time.monotonic_ns()}", _hour())]
+        part = sink.build_part("influx", name, held)
+        assert isinstance(part, InfluxPartition)
+        request.addfinalizer(part.writer.close)
+        request.addfinalizer(part.close)
+        assert part.replay_interval_s == cfg.flow.replay_interval_s == 30.0
+        assert part.held_replays == 1
+        assert part.snapshot() == []
+        assert part.writer.stats.domain_replays == 1
+    assert isinstance(sink.build_part("influx", sink_part(1), None), RetiredSinkPartition)
+    assert isinstance(sink.build_part("influx", sink_part(1), []), RetiredSinkPartition)
 
 
 def test_in_a_cluster_a_request_runs_at_the_end_of_the_epoch_after_its_own(
