@@ -2,10 +2,10 @@
 
 `cloud/logic/events.py` keeps one `FaultMonitor` per (sensor, field), hands a
 reading stamped before the newest one already checked for that field to
-`stamped_before` only, and calls `update(ts_ns, float(value), seq, values)` for the
-others. `FaultFeed` does exactly that, without the anomaly detector, and also calls
-`tick(now)` on every monitor each `tick_s` of simulated time (the cloud's clock),
-which the silence rule needs.
+`stamped_before` only, and calls `update(ts_ns, float(value), seq, values, received_ns)`
+for the others (received at the true time: the cloud's clock). `FaultFeed` does exactly
+that, without the anomaly detector, and also calls `tick(now)` on every monitor each
+`tick_s` of simulated time (the cloud's clock), which the silence rule needs.
 
 The air readings also go, in the same order, through one `CityDrift` for the city
 (the dataflow's step keyed by city, `cloud/detect/drift.py`), after the same
@@ -16,8 +16,9 @@ day before the run (`warm_drift`), which holds no fault.
 
 Each node also sends the agent's heartbeat every `HEARTBEAT_S` (the default
 `heartbeat_s`), which the dataflow hands to the node's `HeartbeatMonitor`
-(`cloud/logic/events.py` `NodeWatch`): stamped by the node's clock and received at the
-true time, with one run id per node, the uptime of a node that never restarts during
+(`cloud/logic/events.py` `NodeWatch`, which also hands each heartbeat it takes to the
+node's field monitors: `FaultMonitor.node_heartbeat`): stamped by the node's clock and
+received at the true time, with one run id per node, the uptime of a node that never restarts during
 the run and the agent's count of wall-clock jumps,
 one counted when an injected clock offset starts and one when it ends
 (`node_heartbeats`). The kiosks are supervised (`supervised_kiosks`, on by default):
@@ -79,14 +80,22 @@ class FaultFeed:
     nodes: dict[tuple[str, str], HeartbeatMonitor] = field(default_factory=dict)
     updates: int = 0
     pair_of: dict[FaultEvent, tuple[str, str]] = field(default_factory=dict)  # until raised
+    # each node's field monitors, in the order they were made (the node's heartbeats go to them)
+    of_node: dict[tuple[str, str], list[FaultMonitor]] = field(default_factory=dict)
 
     def heartbeat(self, site: str, node: str, hb: Heartbeat) -> list[tuple[str, str, FaultEvent]]:
         monitor = self.nodes.get((site, node))
         if monitor is None:
             monitor = self.nodes[(site, node)] = HeartbeatMonitor()
-        return [(site, node, ev) for ev in monitor.update(hb)]
+        events = [(site, node, ev) for ev in monitor.update(hb)]
+        if monitor.taken:
+            for faults in self.of_node.get((site, node), ()):
+                events += [(site, node, ev) for ev in
+                           faults.node_heartbeat(hb.ts, hb.received, monitor.started_at)]
+        return events
 
-    def check(self, site: str, node: str, r: Reading) -> list[tuple[str, str, FaultEvent]]:
+    def check(self, site: str, node: str, r: Reading, received_ns: int | None = None
+              ) -> list[tuple[str, str, FaultEvent]]:
         events: list[tuple[str, str, FaultEvent]] = []
         compared = DRIFT_FIELDS.get(r.kind)
         if compared is not None:
@@ -101,6 +110,8 @@ class FaultFeed:
             watch = self.watches.get(key, ...)
             if watch is ...:
                 watch = self.watches[key] = _make(r.kind, name, r.sensor)
+                if watch is not None:
+                    self.of_node.setdefault((site, node), []).append(watch.monitor)
             if watch is None:
                 continue
             if r.ts_ns < watch.last_ts_ns:  # as cloud.logic.events: only the clock rule
@@ -110,7 +121,7 @@ class FaultFeed:
             watch.last_ts_ns = r.ts_ns
             self.updates += 1
             events += [(site, node, ev) for ev in
-                       watch.monitor.update(r.ts_ns, float(value), r.seq, r.values)]
+                       watch.monitor.update(r.ts_ns, float(value), r.seq, r.values, received_ns)]
         return events
 
     def tick(self, now: datetime) -> Iterator[tuple[str, str, FaultEvent]]:
@@ -233,18 +244,19 @@ def stream(sim: Simulation, hours: float, tick_s: float = 60.0,
         tick = (t0 // tick_s + 1) * tick_s
         while tick <= t1:
             while i < len(timed) and timed[i][0] < tick:
-                raised += _feed(feed, *timed[i])
+                raised += _feed(feed, start_ns, *timed[i])
                 i += 1
             raised += [Raised(s, n, ev, tick) for s, n, ev in feed.tick(sim.at(tick))]
             tick += tick_s
         for item in timed[i:]:
-            raised += _feed(feed, *item)
+            raised += _feed(feed, start_ns, *item)
         t0 = t1
     return raised, readings, feed.updates
 
 
-def _feed(feed: FaultFeed, at: float, _: int, site: str, node: str, item: Reading | Heartbeat
-          ) -> list[Raised]:
+def _feed(feed: FaultFeed, start_ns: int, at: float, _: int, site: str, node: str,
+          item: Reading | Heartbeat) -> list[Raised]:
+    """`item` received by the cloud at `at` (the true time, s after `start_ns`)."""
     events = (feed.heartbeat(site, node, item) if isinstance(item, Heartbeat)
-              else feed.check(site, node, item))
+              else feed.check(site, node, item, start_ns + round(at * 1e9)))
     return [Raised(s, n, ev, at, feed.pair_of.pop(ev, None)) for s, n, ev in events]

@@ -2,8 +2,9 @@
 not that the world is unusual.
 
 One `FaultMonitor` per (sensor, field). Feed it every reading with `update(ts,
-value, seq)` and call `tick(now)` on a timer (heartbeats too: `heartbeat(ts, seq)`);
-both return the `FaultEvent`s that fired. The rules (settings in `FaultSettings`):
+value, seq, values, received)` and call `tick(now)` on a timer (signs of life too:
+`heartbeat(ts, seq)`; the node's heartbeats: `node_heartbeat`); each returns the
+`FaultEvent`s that fired. The rules (settings in `FaultSettings`):
 
 * OUT_OF_RANGE: a value outside the field's physical range (`FieldSpec.low/high` of
   the wire contract). Fires on that reading (delay 0), once per excursion.
@@ -36,7 +37,14 @@ both return the `FaultEvent`s that fired. The rules (settings in `FaultSettings`
   sequence numbers. Forward: consecutive sequence numbers, a gap longer than the
   longest of the last 240 gaps by `clock_min_s`, no silence seen in between, and no
   start of the node's agent within the gap (`agent_started`, from its heartbeats; not
-  told when the agent counted a wall-clock jump before that heartbeat).
+  told when the agent counted a wall-clock jump before that heartbeat). The heartbeat
+  that tells of a restart may reach the rules after the readings across it (several
+  ingests: the journals are merged by their reception stamps, and the heartbeat is
+  another topic): a jump whose reading (received at `update(received=)`) is not stamped
+  ahead of the cloud's clock by `clock_ahead_s` beyond the lead the node's heartbeats show
+  is held until a heartbeat taken in order (`node_heartbeat`) drops it (a start within
+  the gap) or lets it go (sent after the reading), or a reading received `clock_hold_s`
+  later lets it go; a reading stamped ahead is a jump at once (no restart does that).
   Backward: `silence_intervals` or more sequence numbers skipped (readings stamped
   before ones already seen, which the dataflow drops) while the stamps advanced
   by less than half of what that many readings take.
@@ -104,6 +112,9 @@ class FaultEvent:
     detected_at: datetime
     value: float | None
     detail: str
+    # The sequence number of the reading that fired it, where the event is raised later
+    # than on that reading (a held clock jump, FaultMonitor.node_heartbeat); None otherwise.
+    seq: int | None = None
 
     @property
     def delay(self) -> timedelta:
@@ -132,6 +143,8 @@ class FaultSettings:
     cut_at: float | None = None
     cut_count: int = 1
     clock_min_s: float = 20.0
+    clock_ahead_s: float = 10.0
+    clock_hold_s: float = 10.0
     pair_busy: int | None = None
     pair_alpha: float = 1e-9
     pair_together: float = 4.0
@@ -155,6 +168,8 @@ class FaultSettings:
             or not self.glitch_span_s > 0
             or self.cut_count < 1
             or not self.clock_min_s > 0
+            or self.clock_ahead_s < 0
+            or self.clock_hold_s < 0
             or (self.pair_busy is not None and self.pair_busy < 1)
             or not 0 < self.pair_alpha < 1
             or not self.pair_together > 0
@@ -210,6 +225,8 @@ _LONG_GAPS = 240
 # Gaps seen before an interval is trusted (silence) or the longest gap is (clock).
 _LEARN_GAPS = 10
 _LEARN_LONGEST = 20
+# Forward clock jumps held per monitor (FaultMonitor._hold), at most.
+_HELD_MAX = 8
 
 
 def _micros(ts: datetime | int) -> int:
@@ -235,6 +252,12 @@ class FaultMonitor:
     # was down, not by a clock set forward. Kept on the class too: monitors unpickled from
     # snapshots taken before it load with None.
     _agent_start: int | None = None
+    # The node clock's lead on the cloud's (µs): the stamp of the node's last heartbeat taken
+    # in order less its reception (`node_heartbeat`); None before one.
+    _lead: int | None = None
+    # Forward clock jumps judged but not raised yet (`_hold`): (the stamp before the gap, the
+    # stamp after it, the cloud's reception of the reading after it (µs), the event).
+    _held: list[tuple[int, int, int, FaultEvent]] | None = None
 
     def __init__(
         self,
@@ -292,13 +315,37 @@ class FaultMonitor:
 
     def agent_started(self, at: datetime) -> None:
         """The node's agent (re)started at `at`, by the node's clock (its heartbeat's
-        stamp less its uptime)."""
-        self._agent_start = _micros(at)
+        stamp less its uptime). A held clock jump whose gap holds that start is dropped."""
+        start = self._agent_start = _micros(at)
+        if self._held:
+            self._held = [h for h in self._held if not h[0] < start <= h[1]]
+
+    def node_heartbeat(self, ts: datetime, received: datetime | None = None,
+                       started: datetime | None = None) -> list[FaultEvent]:
+        """A heartbeat of the node's agent, taken in order (`HeartbeatMonitor.taken`):
+        stamped `ts` by the node's clock, `received` by the cloud's; `started`: when the
+        agent started, where the heartbeat began a run (`HeartbeatMonitor.started_at`).
+        Returns the held clock jumps it lets go: those of readings stamped at or before
+        it (the agent that sent it was running then: a restart in their gap would have
+        been told first) and those received `clock_hold_s` before it; a jump whose gap
+        holds `started` is dropped instead."""
+        stamp = _micros(ts)
+        got = None if received is None else _micros(received)
+        self._lead = 0 if got is None else stamp - got
+        if started is not None:
+            self.agent_started(started)
+        events: list[FaultEvent] = []
+        if self._held:
+            self._release(got, stamp, events)
+        return events
 
     def update(self, ts: datetime | int, value: float, seq: int | None = None,
-               values: Mapping[str, float] | None = None) -> list[FaultEvent]:
+               values: Mapping[str, float] | None = None,
+               received: datetime | int | None = None) -> list[FaultEvent]:
         """Rules that fire on this reading; `values` are all the reading's fields (the
-        kiosk rule needs `called`)."""
+        kiosk rule needs `called`); `received`: when the cloud received it (its clock,
+        as `ts`; the forward clock rule holds a jump it cannot yet tell from a restart,
+        see `_hold`; None: judged at once)."""
         if not math.isfinite(value):
             raise DetectError(f"{self.sensor}/{self.field}: value {value!r} is not finite")
         s = self.settings
@@ -310,7 +357,9 @@ class FaultMonitor:
                                   "reading's `called` (pass the reading's values)")
         at = ts // 1000 if type(ts) is int else _micros(ts)
         events: list[FaultEvent] = []
-        self._arrival(at, seq, value, events)
+        if received is not None and self._held:
+            self._release(_micros(received), None, events)
+        self._arrival(at, seq, value, events, received)
         if s.clock_back:
             self._clock_back(at, seq, value, events)
         # Each rule only where its settings turn it on (most fields have a few).
@@ -406,7 +455,7 @@ class FaultMonitor:
         return FaultEvent(self.sensor, self.field, fault, start, at, value, detail)
 
     def _arrival(self, at: int, seq: int | None, value: float | None,
-                 events: list[FaultEvent]) -> None:
+                 events: list[FaultEvent], received: datetime | int | None = None) -> None:
         previous_seq, last_ts = self._last_seq, self._last_ts
         if seq is not None:
             if previous_seq is not None and seq <= previous_seq:
@@ -439,10 +488,15 @@ class FaultMonitor:
                 self._remember_gap(gap)
                 return
             stamp = _stamp(at)
-            events.append(self._event(
+            event = self._event(
                 FaultType.CLOCK_JUMP, stamp, stamp, value,
                 f"stamps moved {gap:g} s between consecutive readings (at most "
-                f"{self._longest:g} s before): clock set forward"))
+                f"{self._longest:g} s before): clock set forward")
+            got = None if received is None else _micros(received)
+            if got is None or at - got - (self._lead or 0) > s.clock_ahead_s * 1e6:
+                events.append(event)  # stamped ahead of the cloud's clock: no restart does that
+            else:
+                self._hold(last_ts, at, got, replace(event, seq=seq), events)
             return
         interval = self.expected_interval()
         if (
@@ -463,6 +517,34 @@ class FaultMonitor:
         events.append(self._event(
             FaultType.SILENCE, _stamp(last_ts) + interval, _stamp(at), value,
             f"{missing} readings missing (seq {previous_seq} -> {seq})"))
+
+    def _hold(self, last_ts: int, at: int, received: int, event: FaultEvent,
+              events: list[FaultEvent]) -> None:
+        """A forward jump whose reading is not stamped ahead of the cloud's clock (more than
+        `clock_ahead_s` beyond the lead the node's heartbeats show) may be an agent restart
+        whose first heartbeat has not reached the node's state yet: with several ingests
+        the merged journals can give it the run's first data first. Held until a heartbeat
+        tells (`node_heartbeat`: dropped if it dates a start within the gap, let go
+        otherwise) or a reading received `clock_hold_s` later comes. At most `_HELD_MAX`
+        are held, the oldest let go first."""
+        held = self._held
+        if held is None:
+            held = self._held = []
+        held.append((last_ts, at, received, event))
+        while len(held) > _HELD_MAX:
+            events.append(held.pop(0)[3])
+
+    def _release(self, now: int | None, stamp: int | None, events: list[FaultEvent]) -> None:
+        """Lets go (appends to `events`) the held jumps received `clock_hold_s` before the
+        cloud's `now`, and those of readings stamped at or before `stamp` (node clock)."""
+        hold = self.settings.clock_hold_s * 1e6
+        kept: list[tuple[int, int, int, FaultEvent]] = []
+        for h in self._held or ():
+            if (now is not None and now >= h[2] + hold) or (stamp is not None and stamp >= h[1]):
+                events.append(h[3])
+            else:
+                kept.append(h)
+        self._held = kept
 
     def _remember_gap(self, gap: float) -> None:
         self._gaps.append(gap)
@@ -778,17 +860,21 @@ class HeartbeatMonitor:
         # Set by `update` when its heartbeat began a run: when the agent started, by the
         # node's clock (for the sensors' clock rule); None otherwise (`_agent_start`).
         self.started_at: datetime | None = None
+        # Set by `update`: whether it took its heartbeat in order (an old one delivered
+        # again, or a late one of a run already over, is not).
+        self.taken = False
 
     def __setstate__(self, state: dict[str, object]) -> None:
         # Snapshots from before the beam rules and the run ids load.
         self.__dict__.update({"_stuck": set(), "_run": None, "_run_start": None, "_foreign": None,
-                              "started_at": None})
+                              "started_at": None, "taken": False})
         self.__dict__.update(state)
 
     def update(self, hb: Heartbeat) -> list[FaultEvent]:
         at = (hb.ts if hb.received is None else hb.received).astimezone(UTC)
         self.started_at = None
         take, gap = self._order(hb, at) if hb.run is not None else self._legacy_order(hb)
+        self.taken = take
         if not take:
             return []
         since = at if gap is None else at - timedelta(seconds=gap)

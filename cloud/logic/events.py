@@ -91,9 +91,9 @@ class SensorWatch:
         return out
 
     def check(self, site: str, node: str, r: Reading, alerts: list[Alert] | None = None,
-              out: list[Point] | None = None) -> list[Point]:
+              out: list[Point] | None = None, received_ns: int | None = None) -> list[Point]:
         """The events of one reading, as points (appended to `out` if given, and returned);
-        their alerts appended to `alerts`."""
+        their alerts appended to `alerts`; `received_ns`: when the cloud received it."""
         if out is None:
             out = []
         tags: dict[str, str] | None = None  # made only when an event fires
@@ -131,7 +131,7 @@ class SensorWatch:
                     if alerts is not None:
                         alerts.append(Alert(site, node, r.sensor, r.kind, "anomaly", name, v, ts,
                                             detail, round(score, 4)))
-            events = watch.faults.update(ts, v, r.seq, values)
+            events = watch.faults.update(ts, v, r.seq, values, received_ns)
             if not events:
                 continue
             if tags is None:
@@ -150,8 +150,8 @@ def _fault_points(events: list[FaultEvent], tags: dict[str, str], name: str, v: 
         value = v if ev.value is None else float(ev.value)
         at = to_epoch_ns(ev.detected_at)
         out.append((RP_RAW, line(EVENTS, dict(tags, type=str(ev.fault)), {
-            "field": name, "value": value, "delay_s": ev.delay.total_seconds(), "seq": seq,
-            "detail": ev.detail}, at + place)))
+            "field": name, "value": value, "delay_s": ev.delay.total_seconds(),
+            "seq": seq if ev.seq is None else ev.seq, "detail": ev.detail}, at + place)))
         if alerts is not None:
             alerts.append(Alert(tags["site"], tags["node"], tags["sensor"], tags["kind"],
                                 str(ev.fault), name, value, at, ev.detail))
@@ -169,17 +169,29 @@ class NodeWatch:
         """The events of one heartbeat as points, their alerts appended to `alerts`;
         `kinds`: each sensor's kind (a sensor's event is tagged with it). The i-th event
         of a heartbeat is stamped i ns after its reception: two of one sensor and type
-        (a beam's self-test and blocked) do not overwrite each other. A heartbeat that
-        begins a run tells the node's `sensors` when the agent started."""
+        (a beam's self-test and blocked) do not overwrite each other.
+
+        A heartbeat taken in order goes to every field's rules of the node's `sensors`
+        (`FaultMonitor.node_heartbeat`): the node clock's lead on the cloud's, when the
+        agent started if it began a run; the forward clock jumps they held until a heartbeat
+        could tell them from a restart and now let go are appended as the sensors' events
+        (stamped as if raised on their reading)."""
         out: list[Point] = []
         node_ts = format_ts(hb.ts)
         events = self.monitor.update(hb)
-        started = self.monitor.started_at
-        if started is not None and sensors:
-            for sensor in sensors.values():
-                for watch in sensor.fields.values():
-                    if watch is not None:
-                        watch.faults.agent_started(started)
+        if self.monitor.taken and sensors:
+            started = self.monitor.started_at
+            for sensor_id, sensor in sensors.items():
+                tags: dict[str, str] | None = None
+                for place, (name, watch) in enumerate(sensor.fields.items()):
+                    if watch is None:
+                        continue
+                    released = watch.faults.node_heartbeat(hb.ts, hb.received, started)
+                    if released:
+                        if tags is None:
+                            tags = {"site": site, "node": node, "sensor": sensor_id,
+                                    "kind": kinds.get(sensor_id, "")}
+                        _fault_points(released, tags, name, math.nan, 0, place, out, alerts)
         for i, ev in enumerate(events):
             kind = kinds.get(ev.sensor, "") if ev.sensor else NODE_KIND
             tags = {"site": site, "node": node, "sensor": ev.sensor, "kind": kind}
@@ -195,10 +207,10 @@ class NodeWatch:
 
 
 def check_readings(site: str, node: str, readings: list[Reading], watches: dict[str, SensorWatch],
-                   alerts: list[Alert] | None = None) -> list[Point]:
+                   alerts: list[Alert] | None = None, received_ns: int | None = None) -> list[Point]:
     """`SensorWatch.check` of each reading in turn, with each sensor's watch taken from (or
     added to) `watches`: the same points and alerts in the same order, in one call per
-    message instead of one per reading.
+    message instead of one per reading; `received_ns`: when the cloud received the message.
 
     The values are scored per sensor and field, each field's run in reading order, and the
     events then put back in reading order: a field's detector and rules see the values
@@ -229,7 +241,8 @@ def check_readings(site: str, node: str, readings: list[Reading], watches: dict[
                 first = readings[run[0]]
                 field_watch = fields[name] = _make(first.kind, name, sensor)
             if field_watch is not None:
-                _check_run(site, node, name, field_watch, readings, run, found, alerts is not None)
+                _check_run(site, node, name, field_watch, readings, run, found, alerts is not None,
+                           received_ns)
     if len(found) > 1:
         found.sort(key=_reading_order)
     if alerts is not None:
@@ -247,7 +260,8 @@ def _reading_order(found: _Found) -> tuple[int, int]:
 
 
 def _check_run(site: str, node: str, name: str, watch: FieldWatch, readings: list[Reading],
-               run: list[int], found: list[_Found], alerting: bool) -> None:
+               run: list[int], found: list[_Found], alerting: bool,
+               received_ns: int | None = None) -> None:
     """`SensorWatch.check`'s work on field `name` of the readings at `run` (indexes, in
     order), its events appended to `found`."""
     detector = watch.detector
@@ -280,7 +294,7 @@ def _check_run(site: str, node: str, name: str, watch: FieldWatch, readings: lis
                 alert = (Alert(site, node, r.sensor, r.kind, "anomaly", name, v, ts, detail,
                                round(score, 4)) if alerting else None)
                 found.append((i, place, point, alert))
-        events = update(ts, v, r.seq, values)
+        events = update(ts, v, r.seq, values, received_ns)
         if events:
             _found_faults(site, node, r, name, v, events, i, found, alerting)
 

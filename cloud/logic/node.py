@@ -300,7 +300,7 @@ class NodeState:
                     hourly.mark = token
                     touch((RP_1H, sensor, hourly))
         if checked:  # the detectors' events, in reading order, after the raw points
-            out.extend(check_readings(site, node, checked, self.watch, self.alerts))
+            out.extend(check_readings(site, node, checked, self.watch, self.alerts, received_ns))
         for rp, sensor, window in touched:
             append((rp, f"{sensors[sensor][HEAD]} {window.field_text()} {window.start_ns}"))
         domain_points, updates = self.domain.process(site, node, measured)

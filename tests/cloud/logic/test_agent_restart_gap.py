@@ -7,6 +7,8 @@ still looks like one (the rule the restart exempts)."""
 
 from __future__ import annotations
 
+import pickle
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -31,6 +33,7 @@ class _City:
     def __init__(self, tmp_path: Path) -> None:
         self.tmp_path = tmp_path
         self.clock = FakeClock(datetime(2026, 5, 1, 8, 0, tzinfo=UTC))
+        self.true_start_ns, self.mono_start = to_epoch_ns(self.clock.now()), self.clock.monotonic()
         self.offset = 0
         self.seq = 0
         self.runs = 0
@@ -46,15 +49,23 @@ class _City:
         agent.outbox.open()
         return agent
 
+    def received_ns(self, after_s: float = 0.01) -> int:
+        """The cloud's clock (true time: the fake clock's monotonic time, which no wall-clock
+        step moves) `after_s` after now: received just after it was sent, the node keeps up."""
+        return self.true_start_ns + int((self.clock.monotonic() - self.mono_start + after_s) * 10**9)
+
     def _record(self, topic: str, payload: bytes) -> JournalRecord:
         self.offset += 1
-        # received just after it was sent: the node keeps up
-        return JournalRecord("i0", self.offset, to_epoch_ns(self.clock.now()) + 10**7, topic, payload)
+        return JournalRecord("i0", self.offset, self.received_ns(), topic, payload)
 
-    def heartbeat(self) -> JournalRecord:
+    def heartbeat(self, skew_s: float = 0.0) -> JournalRecord:
+        """The agent's status; `skew_s`: how much later than a data message sent at the same
+        moment its ingest stamps it (two ingests, MQTT shared subscription: the heartbeat
+        and the data reach different ones)."""
         self.agent.check_clock()
-        return self._record(status_topic(SITE, NODE),
-                            encode_status("online", self.clock.now(), self.agent.health()))
+        record = self._record(status_topic(SITE, NODE),
+                              encode_status("online", self.clock.now(), self.agent.health()))
+        return replace(record, received_ns=record.received_ns + int(skew_s * 10**9))
 
     def readings(self, n: int) -> list[JournalRecord]:
         out = []
@@ -71,7 +82,8 @@ class _City:
         moved `clock_moved_s` meanwhile (0: a Pi without RTC, back at fake-hwclock's saved
         time). The agent checks its clock from its start on, as its loop does."""
         self.agent.outbox.close()
-        self.clock.advance(clock_moved_s)
+        self.clock.advance(DOWN_S)
+        self.clock.jump(clock_moved_s - DOWN_S)
         self.agent = self._start_agent()
         self.agent.check_clock()
 
@@ -132,3 +144,103 @@ def test_a_clock_stepped_before_the_runs_first_heartbeat_is_still_a_jump(tmp_pat
     # sent on connecting, then the readings in order (all within the agent's live window)
     events = _clock_jumps(state, [heartbeat, *before_step, *city.readings(60)])
     assert any("pm25" in e and "clock set forward" in e for e in events), events
+
+
+# How much later the heartbeat's ingest stamps it than the other ingest stamps the data sent
+# just after it (a busy ingest, a commit waiting on the disk): well within what the cloud
+# allows for (FaultSettings.clock_hold_s).
+SKEW_S = 0.5
+
+
+def _merged(records: list[JournalRecord]) -> list[JournalRecord]:
+    """The records as the processor reads two ingests' journals: merged by their received
+    stamps (cloud.journal.MergedJournals), so a heartbeat stamped late by its ingest comes
+    after data the node sent after it."""
+    return sorted(records, key=lambda rec: rec.received_ns)
+
+
+def _connecting(city: _City, skew_s: float, backlog: list[JournalRecord] | None = None,
+                after: int = 60) -> list[JournalRecord]:
+    """A run's first records: the `backlog` of readings taken while the agent connected (5
+    by default), its first heartbeat on connecting (stamped `skew_s` late by its ingest),
+    the backlog sent just after it, then `after` readings sent as they are taken."""
+    if backlog is None:
+        backlog = city.readings(5)
+    first = city.heartbeat(skew_s=skew_s)
+    sent = [replace(rec, received_ns=city.received_ns(0.02)) for rec in backlog]
+    return [first, *sent, *city.readings(after)]
+
+
+def test_a_restart_whose_heartbeat_reaches_the_state_after_its_data_is_no_clock_jump(
+        tmp_path: Path) -> None:
+    """Two ingests: the new run's first heartbeat (sent on connecting, before the data) is
+    stamped by a slower ingest than the run's first data messages, so the merged journals
+    give the node's state the readings across the restart first. The gap must not be judged
+    a clock set forward before the heartbeat that explains it had its chance."""
+    city, state = _City(tmp_path), NodeState(HOUR_NS)
+    assert _clock_jumps(state, [city.heartbeat(), *city.readings(300)]) == []
+    city.restart()
+    records = _merged(_connecting(city, SKEW_S))
+    assert records[0].topic.endswith("/data")  # the data first
+    assert _clock_jumps(state, records) == []
+    # and the heartbeats after it, the readings after those: nothing either
+    assert _clock_jumps(state, [*city.readings(30), city.heartbeat(), *city.readings(30)]) == []
+
+
+def test_a_clock_stepped_before_the_runs_first_heartbeat_is_a_jump_in_either_order(
+        tmp_path: Path) -> None:
+    """As test_a_clock_stepped_before_the_runs_first_heartbeat_is_still_a_jump, the heartbeat
+    stamped late by its ingest: the readings across the step reach the state first, the
+    heartbeat (which counted the jump, so dates no start) after them; the jump is raised."""
+    city, state = _City(tmp_path), NodeState(HOUR_NS)
+    _clock_jumps(state, [city.heartbeat(), *city.readings(300)])
+    city.restart(clock_moved_s=0)
+    before_step = city.readings(10)
+    city.clock.jump(DOWN_S)
+    records = _merged(_connecting(city, SKEW_S, [*before_step, *city.readings(5)]))
+    assert records[0].topic.endswith("/data")
+    events = _clock_jumps(state, records)
+    assert {e.split(" ")[1].split(",")[0] for e in events} == {'field="pm25"', 'field="pm10"'}
+    assert all("clock set forward" in e for e in events)
+
+
+def test_a_forward_jump_within_a_run_gives_the_same_events_whichever_comes_first(
+        tmp_path: Path) -> None:
+    """A clock set forward while the agent runs, and its next heartbeat sent just after:
+    the same clock_jump points whether the heartbeat or the readings reach the state first
+    (the readings are stamped ahead of the cloud's clock by the jump: raised on the reading
+    when they come first; after the heartbeat, whose stamp already carries the jump, held
+    until the heartbeat after them, which lets them go as the node's state writes the
+    heartbeat's events)."""
+    city, states = _City(tmp_path), (NodeState(HOUR_NS), NodeState(HOUR_NS))
+    start = [city.heartbeat(), *city.readings(300)]
+    for state in states:
+        _clock_jumps(state, start)
+    city.clock.jump(DOWN_S)
+    heartbeat = city.heartbeat()
+    readings = city.readings(5)  # received within clock_hold_s
+    city.clock.advance(25)
+    after = city.heartbeat()
+    held = _clock_jumps(states[0], [heartbeat, *readings])
+    assert not [e for e in held if "sensor=" in e]  # held: only the node's, from its count
+    first = held + _clock_jumps(states[0], [after])
+    second = _clock_jumps(states[1], [*readings, heartbeat, after])
+    assert sorted(first) == sorted(second)
+    readings_rule = [e for e in first if "sensor=pm-1" in e]
+    assert len(readings_rule) == 2
+    assert len(first) == 3  # and the node's, from its count of jumps
+    assert all("clock set forward" in e and "seq=300i" in e for e in readings_rule)
+
+
+def test_a_held_jump_lives_through_a_snapshot(tmp_path: Path) -> None:
+    """The readings across a restart, then a snapshot (the processor stops), then the
+    heartbeat: the resumed state still drops the jump it held."""
+    city, state = _City(tmp_path), NodeState(HOUR_NS)
+    _clock_jumps(state, [city.heartbeat(), *city.readings(300)])
+    city.restart()
+    records = _merged(_connecting(city, SKEW_S, after=0))
+    heartbeat = next(i for i, rec in enumerate(records) if rec.topic.endswith("/status"))
+    assert heartbeat > 0
+    assert _clock_jumps(state, records[:heartbeat]) == []
+    resumed: NodeState = pickle.loads(pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL))
+    assert _clock_jumps(resumed, [*records[heartbeat:], *city.readings(60), city.heartbeat()]) == []
