@@ -140,7 +140,7 @@ def _recompute(cfg: CloudConfig, site: str, start: datetime | None, end: datetim
                give_up_after_s: float) -> int:
     from cloud.logic.domain.late import SCOPE_KINDS
     from cloud.logic.domain_replay import ReplaySpan
-    from cloud.sink import make_writer
+    from cloud.sink import check_writer, make_writer
     from urbanpulse.clock import SystemClock, from_epoch_ns
     from urbanpulse.wire import format_ts
 
@@ -152,6 +152,8 @@ def _recompute(cfg: CloudConfig, site: str, start: datetime | None, end: datetim
     except ConfigError as exc:
         print(f"urbanpulse cloud recompute: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    # A writer InfluxDB refuses stops it at once (exit 2), not after --give-up-after.
+    check_writer(cfg.influx)
     writer = make_writer(cfg.influx, wait=_give_up_after(give_up_after_s))
     total = 0
     try:
@@ -294,11 +296,12 @@ def run(cfg: CloudConfig, *, ingest: bool = True, process_id: int | None = None,
     from cloud.flow import build_flow
     from cloud.gc_policy import tune_for_streaming
     from cloud.journal import partition_names
-    from cloud.sink import check_reader
+    from cloud.sink import check_reader, check_writer
 
-    # A start-up step, after config validation (which does no I/O) and before anything
-    # moves: a reader InfluxDB refuses stops the start (InfluxAccessError); an InfluxDB
-    # that does not answer does not (the writer waits for it as always).
+    # Start-up steps, after config validation (which does no I/O) and before anything
+    # moves: a writer or a reader InfluxDB refuses stops the start (InfluxAccessError); an
+    # InfluxDB that does not answer does not (the writer waits for it as always).
+    check_writer(cfg.influx)
     check_reader(cfg.influx)
     pid = cfg.flow.process_id if process_id is None else process_id
     processes = max(1, len(cfg.flow.addresses))

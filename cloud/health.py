@@ -95,6 +95,8 @@ class ProcessorHealth:
             "write_requests": stats.requests,
             "write_retries": stats.retries,
             "write_refused": stats.refused_requests,
+            "write_denied": stats.denied,
+            "write_denied_s": round(stats.denied_s, 3),
             "windows_rebuilt": stats.recomputed,
             "windows_not_rebuilt": stats.not_recomputed,
             "domain_spans_replayed": stats.domain_replays,

@@ -2,9 +2,14 @@
 
 While a write fails for a reason that can pass (InfluxDB down, 5xx), the writer blocks and
 retries with backoff: the dataflow stops advancing, its snapshot stays behind, and the
-journal holds the data. A write refused for a reason that cannot pass (4xx: a field type
-conflict, points beyond a retention policy) is counted and logged with InfluxDB's words,
-and the rest goes on.
+journal holds the data. A write InfluxDB denies the writer (401: its credentials; 403: no
+WRITE on the database; 404: no such database) is held the same way, since only an operator
+can fix it and nothing may be lost meanwhile: logged once at ERROR with what to grant,
+reminded every DENIED_REMINDER_S, counted (`write_denied`, `write_denied_s`). A write
+refused for its lines (another 4xx: a field type conflict, points beyond a retention
+policy, a line InfluxDB cannot parse) is counted and logged with InfluxDB's words, not
+retried, and the rest goes on; InfluxDB 1.x stores the request's good lines itself
+("partial write"). `write_failure` is that classification.
 
 Reads of raw points back (window rebuilds and domain replays after late data) retry the
 same way while InfluxDB is away. A read refused for good (a 4xx: the reader lacks READ on
@@ -12,14 +17,16 @@ the database, a bad query) raises `ReadRefused`, or, for a caller that gives a `
 list (the processor's partition), leaves that request's text in it to be held and tried
 again later, so that the rest of the data goes on being written. Such a refusal is logged
 at ERROR once per span (scope, site, node) or node, until a read of it succeeds again.
-`check_reader` is `cloud run`'s start-up look at the reader's rights.
+`check_writer` and `check_reader` are `cloud run`'s start-up looks at the users' rights.
 """
 
 from __future__ import annotations
 
+import enum
 import logging
 import random
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
@@ -50,6 +57,68 @@ REPLAY_CHUNK_HOURS = {"traffic": 6, "air": 24, "beds": 6, "doors": 6, "queue": 2
 # rebuilds read (the last minute of the processor's own points: one shard, a few rows).
 READ_CHECK = f'SELECT "uptime_s" FROM "{RP_RAW}"."processor" WHERE time > now() - 1m LIMIT 1'
 READ_CHECK_TIMEOUT_S = 5.0  # at most influx.timeout_s: a hung InfluxDB does not hold the start
+# While InfluxDB denies the writer, the ERROR is logged once; this reminds of it at WARNING
+# (journalctl --since -1h would not show an ERROR logged hours ago).
+DENIED_REMINDER_S = 600.0
+
+
+class WriteFailure(enum.Enum):
+    """What a failed write means for its points (`write_failure`)."""
+
+    UNAVAILABLE = "unavailable"  # no answer, a 5xx: wait and try again
+    DENIED = "denied"  # the writer is refused (401, 403, 404): held and tried until an operator acts
+    REJECTED = "rejected"  # the lines are refused (another 4xx): trying again gets the same answer
+
+
+WRITE_DENIED = (401, 403, 404)
+
+
+def write_failure(exc: InfluxError) -> WriteFailure:
+    """A 401 (credentials), 403 (no WRITE on the database) or 404 (no such database, or
+    2.x bucket) says nothing about the points: they can be written once the operator fixes
+    the user or the database, so they are held, never dropped. Any other 4xx (400: a field
+    type conflict, a line InfluxDB cannot parse, points beyond a retention policy; 413; a
+    2.x 422) refuses the lines themselves."""
+    if exc.retryable:
+        return WriteFailure.UNAVAILABLE
+    if exc.status in WRITE_DENIED:
+        return WriteFailure.DENIED
+    return WriteFailure.REJECTED
+
+
+@dataclass(frozen=True)
+class WriterUser:
+    """Who the writer writes as, for the advice of a denied write (InfluxDB's 401 names no
+    one). `secret`: the config key of the password or token file and its path."""
+
+    name: str = ""
+    secret: str = "influx.password_file"
+    also_reader: bool = False  # influx.reader_username names the same user
+    v2: bool = False  # a 2.x token (api = "v2"), not a v1 user
+
+    @property
+    def who(self) -> str:
+        if self.v2:
+            return f"the token of {self.secret}"
+        return f"the writer {self.name!r} (influx.username)"
+
+    def advice(self, status: int, database: str, rp: str | None = None) -> str:
+        """What an operator does about a write denied with `status`."""
+        if status == 401:
+            return (f"check {self.secret} and that the "
+                    + ("token exists" if self.v2 else "user exists"))
+        if self.v2:
+            bucket = f"{database}/{rp}" if rp else f"the buckets {database}/<rp>"
+            return (f"give the token write access to {bucket} (and create the buckets, one per "
+                    "retention policy, if missing)")
+        if status == 404:
+            return (f"create the database and its retention policies (urbanpulse cloud init-db), "
+                    f"or correct influx.database ({database!r})")
+        if self.also_reader:
+            # In InfluxDB 1.x a GRANT replaces the user's privilege on the database.
+            return (f'as an InfluxDB admin: GRANT ALL ON "{database}" TO "{self.name}" (it is '
+                    "influx.reader_username too: GRANT WRITE would take its READ away)")
+        return f'as an InfluxDB admin: GRANT WRITE ON "{database}" TO "{self.name}"'
 
 
 @dataclass
@@ -63,6 +132,10 @@ class SinkStats:
     domain_replays: int = 0  # spans of domain rollups rebuilt from raw points
     domain_not_replayed: int = 0
     reads: int = 0  # queries of raw points read back, for rebuilds and replays
+    # Write attempts InfluxDB denied the writer (401, 403, 404: `write_failure`), held and
+    # tried again, and the seconds writes were held so, since start.
+    denied: int = 0
+    denied_s: float = 0.0
     rows_read: int = 0
     last_error: str | None = None
     # Held now because InfluxDB refused to read their raw points back (set by the
@@ -92,16 +165,25 @@ class InfluxWriter:
     def __init__(self, client: LineWriter, database: str, batch_lines: int,
                  stop: threading.Event | None = None,
                  wait: Callable[[float], bool] | None = None,
-                 reader: InfluxHTTP | None = None, reader_user: str = "") -> None:
+                 reader: InfluxHTTP | None = None, reader_user: str = "",
+                 user: WriterUser | None = None,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         self.client = client
         self.reader = reader
         self.reader_user = reader_user  # for the log: InfluxDB's 401 does not name it
+        self.user = user or WriterUser()
+        self._monotonic = monotonic
         self.database = database
         self.batch_lines = batch_lines
         self.stats = SinkStats()
         self._stop = stop or threading.Event()
         self._wait = wait or self._stop.wait
         self._refusals: dict[tuple[str, str, str], str] = {}  # refused, logged; until read again
+        # Writes denied now: since when (monotonic), the statuses logged, the last reminder.
+        self._denied_since: float | None = None
+        self._denied_mark = 0.0  # up to when denied_s counts
+        self._denied_logged: set[int] = set()
+        self._denied_reminded = 0.0
 
     def close(self) -> None:
         """Closes the connections of the transport and of the reader."""
@@ -279,21 +361,68 @@ class InfluxWriter:
                 self.client.write(body, db=self.database, rp=rp)
             except InfluxError as exc:
                 self.stats.last_error = str(exc)
-                if not exc.retryable:
+                failure = write_failure(exc)
+                if failure is WriteFailure.REJECTED:
                     self.stats.refused_requests += 1
-                    log.error("InfluxDB refused a write", extra={"rp": rp, "lines": len(lines),
-                                                                 "error": str(exc)})
+                    log.error("InfluxDB refused lines of a write of %d to policy %s for good "
+                              "(status %d: %s); not retried: the lines it names are not stored "
+                              "(InfluxDB 1.x stores the request's other lines: a partial write)",
+                              len(lines), rp, exc.status, _error_reason(exc),
+                              extra={"rp": rp, "lines": len(lines), "status": exc.status,
+                                     "error": str(exc)})
                     return
-                self.stats.retries += 1
-                if self.stats.retries % 10 == 1:
-                    log.warning("InfluxDB write failed; retrying: %s", exc, extra={"error": str(exc)})
+                if failure is WriteFailure.DENIED:
+                    self._denied(exc, rp, len(lines))
+                else:
+                    self.stats.retries += 1
+                    if self.stats.retries % 10 == 1:
+                        log.warning("InfluxDB write failed; retrying: %s", exc, extra={"error": str(exc)})
                 if self._wait(random.uniform(delay / 2, delay)):
-                    raise SinkError("stopped while InfluxDB was unavailable") from exc
+                    held = "refused the writer" if failure is WriteFailure.DENIED else "was unavailable"
+                    raise SinkError(f"stopped while InfluxDB {held}") from exc
                 delay = min(BACKOFF_MAX_S, delay * 2)
                 continue
+            if self._denied_since is not None:
+                self._write_again()
             self.stats.points += len(lines)
             self.stats.requests += 1
             return
+
+    def _denied(self, exc: InfluxError, rp: str, lines: int) -> None:
+        """A write InfluxDB denied the writer: counted, and logged at ERROR once per status
+        until a write succeeds again, with a reminder every DENIED_REMINDER_S."""
+        now = self._monotonic()
+        self.stats.denied += 1
+        if self._denied_since is None:
+            self._denied_since = self._denied_mark = self._denied_reminded = now
+        self.stats.denied_s += now - self._denied_mark
+        self._denied_mark = now
+        reason = _error_reason(exc)
+        if exc.status not in self._denied_logged:
+            self._denied_logged.add(exc.status)
+            log.error("InfluxDB refuses %s writes to database %r (status %d: %s): %s. The points "
+                      "are held, not dropped: the write is tried again with backoff until InfluxDB "
+                      "takes it; meanwhile the dataflow waits and the journal keeps the data "
+                      "(logged once; docs/runbook.md, \"InfluxDB refuses the writer\")",
+                      self.user.who, self.database, exc.status, reason,
+                      self.user.advice(exc.status, self.database, rp),
+                      extra={"status": exc.status, "error": reason, "rp": rp, "lines": lines})
+        elif now - self._denied_reminded >= DENIED_REMINDER_S:
+            self._denied_reminded = now
+            log.warning("InfluxDB still refuses %s writes to database %r (status %d: %s): writes "
+                        "held for %.0f s; %s", self.user.who, self.database, exc.status, reason,
+                        now - self._denied_since, self.user.advice(exc.status, self.database, rp),
+                        extra={"status": exc.status, "error": reason})
+
+    def _write_again(self) -> None:
+        """A write succeeded after writes were denied: the episode ends."""
+        assert self._denied_since is not None
+        now = self._monotonic()
+        self.stats.denied_s += now - self._denied_mark
+        log.info("InfluxDB takes %s writes again, after %.1f s refused: the held points are "
+                 "written", self.user.who, now - self._denied_since)
+        self._denied_since = None
+        self._denied_logged.clear()
 
 
 def _each_row(reader: InfluxHTTP, q: str, db: str, take: Callable[[dict[str, Any]], None],
@@ -364,6 +493,49 @@ def check_reader(cfg: CloudInflux, timeout_s: float = READ_CHECK_TIMEOUT_S) -> N
         client.close()
 
 
+def writer_user(cfg: CloudInflux) -> WriterUser:
+    if cfg.api == "v2":
+        return WriterUser(secret=f"influx.token_file ({cfg.token_file})", v2=True)
+    return WriterUser(cfg.username, f"influx.password_file ({cfg.password_file})",
+                      also_reader=(cfg.reader_password_file is not None
+                                   and cfg.reader_username == cfg.username))
+
+
+def check_writer(cfg: CloudInflux, timeout_s: float = READ_CHECK_TIMEOUT_S) -> None:
+    """`cloud run`'s and `cloud recompute`'s start-up step: a write of no line to the raw
+    policy, as the writer. InfluxDB 1.x checks the database and the user's WRITE on it
+    before it reads the body, then stores nothing and answers 204 (checked on 1.6.7), so
+    the check leaves no point behind. Denied (401, 403, 404: `write_failure`) raises
+    `InfluxAccessError`, naming the user, the database and the fix; an InfluxDB that does
+    not answer within `timeout_s` (and `influx.timeout_s`), or any other error, is logged
+    and start-up goes on (the writer waits for it, and holds a denied write, as always).
+    api = "v2" is not checked: no 2.x server was at hand to learn how it answers a write of
+    no line; a denied write is held and logged at run time all the same."""
+    if cfg.api == "v2":
+        return
+    user = writer_user(cfg)
+    db = cfg.database
+    client = _client(replace(cfg, timeout_s=min(cfg.timeout_s, timeout_s)), cfg.username,
+                     _secret(cfg.password_file, "influx.password_file"))
+    try:
+        client.write(b"", db=db, rp=RP_RAW)
+    except InfluxError as exc:
+        reason = _error_reason(exc)
+        if write_failure(exc) is WriteFailure.DENIED:
+            raise InfluxAccessError(
+                f"InfluxDB at {cfg.url} refuses {user.who} writes to database {db!r} "
+                f"({exc.status}: {reason}). The processor writes every point as this user: "
+                f"{user.advice(exc.status, db, RP_RAW)}") from exc
+        if exc.retryable:
+            log.warning("the writer's rights could not be checked at start-up (%s); starting "
+                        "anyway: InfluxDB is waited for as always", exc, extra={"error": str(exc)})
+        else:
+            log.warning("InfluxDB answered the start-up check of the writer %r with an error "
+                        "(%s); starting anyway", cfg.username, exc, extra={"error": str(exc)})
+    finally:
+        client.close()
+
+
 def _secret(path: Path, key: str) -> str:
     try:
         return path.read_text(encoding="utf-8").strip()
@@ -390,7 +562,7 @@ def make_writer(cfg: CloudInflux, stop: threading.Event | None = None,
         reader = _client(cfg, cfg.reader_username,
                          _secret(cfg.reader_password_file, "influx.reader_password_file"))
     return InfluxWriter(client, cfg.database, cfg.batch_lines, stop, wait, reader,
-                        cfg.reader_username)
+                        cfg.reader_username, writer_user(cfg))
 
 
 def _client(cfg: CloudInflux, username: str, password: str) -> InfluxHTTP:

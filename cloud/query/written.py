@@ -81,8 +81,9 @@ _OTHERS: dict[tuple[str, str], Schema] = {
         ("outbox_depth", "outbox_oldest_age_s", "outbox_evicted", "readings_per_s", "uptime_s",
          "cpu_temp_c", "clock_jumps"), FLOAT)),
     (RP_RAW, "processor"): _schema(("process",), {
-        "uptime_s": FLOAT, "read_lag_s": FLOAT} | dict.fromkeys(
-        ("points_written", "write_requests", "write_retries", "write_refused", "windows_rebuilt",
+        "uptime_s": FLOAT, "read_lag_s": FLOAT, "write_denied_s": FLOAT} | dict.fromkeys(
+        ("points_written", "write_requests", "write_retries", "write_refused", "write_denied",
+         "windows_rebuilt",
          "windows_not_rebuilt", "domain_spans_replayed", "domain_spans_not_replayed",
          "domain_spans_refused", "windows_refused", "points_pending", "records_read",
          "journal_backlog", "state_free_bytes"), INTEGER)),

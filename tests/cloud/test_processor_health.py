@@ -49,10 +49,12 @@ def test_a_report_before_any_journal_read_holds_the_writer_counts_only() -> None
     clock.advance(2.5)
     rp, text = health.report(SinkStats(points=1200, requests=3, retries=2, refused_requests=1,
                                        recomputed=4, not_recomputed=5, domain_replays=6,
-                                       domain_not_replayed=7), pending_points=70)
+                                       domain_not_replayed=7, denied=8, denied_s=12.25),
+                           pending_points=70)
     assert rp == "raw"
     assert text == ("processor,process=3 uptime_s=2.5,points_written=1200i,write_requests=3i,"
-                    f"write_retries=2i,write_refused=1i,windows_rebuilt=4i,windows_not_rebuilt=5i,"
+                    f"write_retries=2i,write_refused=1i,write_denied=8i,write_denied_s=12.25,"
+                    f"windows_rebuilt=4i,windows_not_rebuilt=5i,"
                     f"domain_spans_replayed=6i,domain_spans_not_replayed=7i,"
                     f"domain_spans_refused=0i,windows_refused=0i,"
                     f"points_pending=70i {to_epoch_ns(T0) + 2_500_000_000}")
