@@ -57,6 +57,23 @@ def test_a_heartbeat_that_comes_again_raises_nothing_again() -> None:
     assert m.update(c) == []
 
 
+def test_a_run_s_first_heartbeat_with_jumps_counted_is_a_baseline_and_dates_no_start() -> None:
+    """Jumps the agent counted before the first heartbeat the cloud sees of its run: most
+    often NTP's first step of an RTC-less Pi's clock at boot (the agent counts any step
+    from its start), which the readings' clock_unsynced flag covers. No event, the count is
+    the run's baseline; and the start it would date may fall within the step's gap, so the
+    forward rule is told none (docs/anomaly-detection.md, "Jumps counted before a run's
+    first heartbeat")."""
+    m = HeartbeatMonitor()
+    at = [T0 + timedelta(seconds=s) for s in (0, 30, 60)]
+    assert m.update(Heartbeat(at[0], 40.0, 1, run="r1", received=at[0])) == []
+    assert m.taken
+    assert m.started_at is None
+    assert m.update(Heartbeat(at[1], 70.0, 1, run="r1", received=at[1])) == []
+    [ev] = m.update(Heartbeat(at[2], 100.0, 2, run="r1", received=at[2]))
+    assert (ev.fault, ev.start, ev.detected_at) == (FaultType.CLOCK_JUMP, at[1], at[2])
+
+
 def test_heartbeats_without_an_uptime_or_a_count_raise_no_clock_jump() -> None:
     m = HeartbeatMonitor()
     assert m.update(Heartbeat(T0, None, 0)) == []
