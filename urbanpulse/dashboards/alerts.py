@@ -123,10 +123,11 @@ RULES: tuple[AlertRule, ...] = (
         window_s=3600, comparison="lt", threshold=1, pending="0s", severity="critical",
         no_data="Alerting",  # no point from any process in the last hour
         summary="Processor process {{ $labels.process }} wrote no `processor` point for 5 minutes",
-        action="The processor is down or cannot reach InfluxDB: `systemctl status urbanpulse-cloud "
-               "influxdb` centrally. While it is, nothing reaches the dashboards and \"Node "
-               "offline\" fires for every node: not a field problem. Nothing is lost (journal, "
-               "outboxes). Runbook: docs/runbook.md, \"Processor silent\".",
+        action="The processor is down, cannot reach InfluxDB, or InfluxDB refuses its writer "
+               "(its log: \"InfluxDB refuses the writer\", with the GRANT to run): `systemctl "
+               "status urbanpulse-cloud influxdb` centrally. While it is, nothing reaches the "
+               "dashboards and \"Node offline\" fires for every node: not a field problem. Nothing "
+               "is lost (journal, outboxes). Runbook: docs/runbook.md, \"Processor silent\".",
     ),
     AlertRule(
         uid="urbanpulse-processor-behind", title="Processor behind",
@@ -137,6 +138,19 @@ RULES: tuple[AlertRule, ...] = (
                "outage: let it drain. Growing with write retries: InfluxDB is failing; without: "
                "the processor is stuck or too slow (data-health dashboard, \"Processor\" panels). "
                "Runbook: docs/runbook.md, \"Processor behind\".",
+    ),
+    AlertRule(
+        uid="urbanpulse-processor-read-refused", title="Processor cannot read back",
+        influxql='SELECT last("domain_spans_refused") + last("windows_refused") FROM "raw"."processor" '
+                 'WHERE $timeFilter GROUP BY "process"',
+        window_s=600, comparison="gt", threshold=0, pending="10m", severity="warning",
+        summary="Processor process {{ $labels.process }} holds {{ $values.B }} rebuilds of late "
+                "data (domain spans and windows) because InfluxDB refuses it the raw points",
+        action="InfluxDB refuses the processor's reader (influx.reader_username) the reads that "
+               "rebuild rollups and aggregates after late data: most often READ missing or its "
+               "password changed. Its log names the user and the GRANT (\"InfluxDB refused the "
+               "reader\"). The rebuilds are held and done once it may read; raw points are "
+               "complete, nothing is lost. Runbook: docs/runbook.md, \"Processor cannot read back\".",
     ),
     AlertRule(
         uid="urbanpulse-state-disk-low", title="State disk low",

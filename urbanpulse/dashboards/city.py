@@ -335,10 +335,14 @@ def _processor_panels() -> tuple[Panel, ...]:
         Panel(
             "Processor: InfluxDB write retries and refusals", "timeseries",
             (_per_process('non_negative_difference(max("write_retries"))', "retries $tag_process"),
-             _per_process('non_negative_difference(max("write_refused"))', "refused $tag_process")),
+             _per_process('non_negative_difference(max("write_refused"))', "refused $tag_process"),
+             _per_process('non_negative_difference(max("write_denied"))', "denied $tag_process")),
             description="Per interval. Retries: InfluxDB unavailable, the writer waits and tries "
-                        "again (nothing lost). Refused: InfluxDB rejected a request for good "
-                        "(its reason is in the processor's log).",
+                        "again (nothing lost). Refused: InfluxDB rejected lines of a request for "
+                        "good (its reason is in the processor's log). Denied: InfluxDB refused "
+                        "the writer (401, 403, 404), which held the points and tried again; shown "
+                        "once writes resume, as no point can be written meanwhile (\"Processor "
+                        "silent\").",
             width=8, unit="none",
         ),
         Panel(
@@ -362,11 +366,16 @@ def _processor_panels() -> tuple[Panel, ...]:
             "Processor now", "table",
             (Query('SELECT last("read_lag_s") AS "read lag s", last("journal_backlog") AS "backlog", '
                    'last("points_pending") AS "points pending", last("write_retries") AS "retries", '
-                   'last("write_refused") AS "refused", last("state_free_bytes") AS "state disk free", '
+                   'last("write_refused") AS "refused", last("write_denied") AS "denied", '
+                   'last("domain_spans_refused") AS "spans refused", '
+                   'last("windows_refused") AS "windows refused", '
+                   'last("state_free_bytes") AS "state disk free", '
                    'last("uptime_s") AS "uptime s" '
                    f'FROM {PROCESSOR} WHERE $timeFilter GROUP BY "process"', result_format="table"),),
             description="The last report of each process (counts since its start). Only the "
-                        "process that reads the journals has read lag and backlog.",
+                        "process that reads the journals has read lag and backlog. Spans and "
+                        "windows refused: rebuilds held now because InfluxDB refuses the reader "
+                        "(\"Processor cannot read back\").",
             width=24,
         ),
     )
