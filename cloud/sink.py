@@ -9,7 +9,8 @@ reminded every DENIED_REMINDER_S, counted (`write_denied`, `write_denied_s`). A 
 refused for its lines (another 4xx: a field type conflict, points beyond a retention
 policy, a line InfluxDB cannot parse) is counted and logged with InfluxDB's words, not
 retried, and the rest goes on; InfluxDB 1.x stores the request's good lines itself
-("partial write"). `write_failure` is that classification.
+("partial write"). `write_failure` is that classification. A request too large (413:
+InfluxDB's max-body-size, or a proxy's) is written again in halves.
 
 Reads of raw points back (window rebuilds and domain replays after late data) retry the
 same way while InfluxDB is away. A read refused for good (a 4xx: the reader lacks READ on
@@ -71,14 +72,16 @@ class WriteFailure(enum.Enum):
 
 
 WRITE_DENIED = (401, 403, 404)
+TOO_LARGE = 413  # a request over InfluxDB's max-body-size (or a proxy's): split, not dropped
 
 
 def write_failure(exc: InfluxError) -> WriteFailure:
     """A 401 (credentials), 403 (no WRITE on the database) or 404 (no such database, or
     2.x bucket) says nothing about the points: they can be written once the operator fixes
     the user or the database, so they are held, never dropped. Any other 4xx (400: a field
-    type conflict, a line InfluxDB cannot parse, points beyond a retention policy; 413; a
-    2.x 422) refuses the lines themselves."""
+    type conflict, a line InfluxDB cannot parse, points beyond a retention policy; a 2.x
+    422) refuses the lines themselves; a 413 (too large) the request's size, which the
+    writer splits (one line too large is refused)."""
     if exc.retryable:
         return WriteFailure.UNAVAILABLE
     if exc.status in WRITE_DENIED:
@@ -184,6 +187,7 @@ class InfluxWriter:
         self._denied_mark = 0.0  # up to when denied_s counts
         self._denied_logged: set[int] = set()
         self._denied_reminded = 0.0
+        self._split_logged = False  # a request too large (413) was logged
 
     def close(self) -> None:
         """Closes the connections of the transport and of the reader."""
@@ -362,6 +366,9 @@ class InfluxWriter:
             except InfluxError as exc:
                 self.stats.last_error = str(exc)
                 failure = write_failure(exc)
+                if exc.status == TOO_LARGE and len(lines) > 1:
+                    self._split(rp, lines, exc)
+                    return
                 if failure is WriteFailure.REJECTED:
                     self.stats.refused_requests += 1
                     log.error("InfluxDB refused lines of a write of %d to policy %s for good "
@@ -387,6 +394,20 @@ class InfluxWriter:
             self.stats.points += len(lines)
             self.stats.requests += 1
             return
+
+    def _split(self, rp: str, lines: list[str], exc: InfluxError) -> None:
+        """A request too large for InfluxDB (or a proxy before it): its lines are written in
+        halves, each split again while too large, so that none is dropped for its size."""
+        if not self._split_logged:
+            self._split_logged = True
+            log.warning("InfluxDB refused a write of %d lines as too large (status %d: %s); "
+                        "written in smaller requests (logged once): lower influx.batch_lines, or "
+                        "raise the limit ([http] max-body-size in InfluxDB 1.x, a proxy's "
+                        "body size)", len(lines), exc.status, _error_reason(exc),
+                        extra={"rp": rp, "lines": len(lines), "status": exc.status})
+        half = len(lines) // 2
+        self._write_chunk(rp, lines[:half])
+        self._write_chunk(rp, lines[half:])
 
     def _denied(self, exc: InfluxError, rp: str, lines: int) -> None:
         """A write InfluxDB denied the writer: counted, and logged at ERROR once per status

@@ -180,6 +180,41 @@ def test_lines_refused_for_good_are_counted_and_logged_with_influxdbs_words_the_
     assert conflict in error
 
 
+class SizeLimit:
+    """Answers 413 to a body over `limit` bytes, as InfluxDB 1.6.7 does past its [http]
+    max-body-size (checked by hand: "Request Entity Too Large", nothing of it stored)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.written: list[bytes] = []
+        self.refused = 0
+
+    def write(self, lines: bytes, *, db: str, rp: str | None = None, precision: str = "ns") -> None:
+        if len(lines) > self.limit:
+            self.refused += 1
+            raise InfluxError(413, "Request Entity Too Large")
+        self.written.append(lines)
+
+
+def test_a_request_too_large_is_written_in_smaller_ones_none_dropped(
+        caplog: pytest.LogCaptureFixture) -> None:
+    transport = SizeLimit(40)
+    writer = InfluxWriter(transport, "city", 5000, wait=Clocked().wait)
+    lines = [f"m v={i} {i}" for i in range(20)]  # 8-9 bytes each
+    caplog.set_level(logging.INFO, logger=SINK_LOG)
+    writer.write([("raw", ln) for ln in lines])
+    assert b"\n".join(transport.written).decode().split("\n") == lines  # each once, in order
+    assert all(len(body) <= 40 for body in transport.written)
+    assert transport.refused > 1
+    assert (writer.stats.points, writer.stats.refused_requests) == (20, 0)
+    (warning,) = _logged(caplog, logging.WARNING)  # once, not per split
+    assert "lower influx.batch_lines" in warning
+    # One line too large on its own: refused for good, the others of its request written.
+    writer.write([("raw", "m v=1 1"), ("raw", "m s=\"" + "x" * 60 + "\" 2")])
+    assert writer.stats.refused_requests == 1
+    assert transport.written[-1] == b"m v=1 1"
+
+
 def test_a_stop_while_denied_ends_the_wait_with_a_sink_error() -> None:
     stop = threading.Event()
     stop.set()
