@@ -5,8 +5,9 @@ same output).
 `test_detect_equivalence.py` pins three NAB files; this pins every file of the corpus with
 the detector `bench.nab.run` gives it (realTraffic: road traffic, the rest: default), the
 road-traffic detector on every other file too (its differences memory on every shape of
-series), and every score the city's detectors give in the dataflow's order of calls,
-the state of each detector pickled and loaded halfway (as a snapshot restores it).
+series), the pickled state each file leaves (snapshots keep their format), and every score
+the city's detectors give in the dataflow's order of calls, the state of each detector
+pickled and loaded halfway (as a snapshot restores it).
 A deliberate change of the detector changes these digests: recompute them then (run
 this module's `nab_digests` and `city_digest` with the new code).
 """
@@ -40,23 +41,28 @@ def _digest(scores: list[float]) -> str:
     return hashlib.sha256(np.array(scores, dtype=np.float64).tobytes()).hexdigest()[:32]
 
 
-def _scores(f: NabFile, name: str) -> list[float]:
-    detector = detector_by_name(name)
+def _scores(f: NabFile, detector: AnomalyDetector) -> list[float]:
     update = detector.update
     return [update(to_epoch_ns(ts.replace(tzinfo=UTC)), v)
             for ts, v in zip(f.timestamps, f.values, strict=True)]
 
 
-def nab_digests(root: Path) -> tuple[dict[str, str], str]:
+def nab_digests(root: Path) -> tuple[dict[str, str], str, str]:
     """(file -> digest of its scores by kind, one digest of the road-traffic detector's
-    scores on every file of another category)."""
+    scores on every file of another category, one digest of the pickled detectors by kind
+    after their file)."""
     by_kind: dict[str, str] = {}
     traffic = hashlib.sha256()
+    states = hashlib.sha256()
     for f in load_corpus(root):
-        by_kind[f.key] = _digest(_scores(f, detector_for(f, BY_KIND)))
-        if detector_for(f, BY_KIND) != "traffic":
-            traffic.update(f"{f.key} {_digest(_scores(f, 'traffic'))}\n".encode())
-    return by_kind, traffic.hexdigest()[:32]
+        name = detector_for(f, BY_KIND)
+        detector = detector_by_name(name)
+        by_kind[f.key] = _digest(_scores(f, detector))
+        states.update(pickle.dumps(detector, protocol=pickle.HIGHEST_PROTOCOL))
+        if name != "traffic":
+            scores = _scores(f, detector_by_name("traffic"))
+            traffic.update(f"{f.key} {_digest(scores)}\n".encode())
+    return by_kind, traffic.hexdigest()[:32], states.hexdigest()[:32]
 
 
 def city_digest() -> tuple[str, int, int]:
@@ -149,14 +155,16 @@ NAB_BY_KIND: dict[str, str] = {
     "realTweets/Twitter_volume_UPS.csv": "317e6e51164e2f5160802abf91144dad",
 }
 NAB_TRAFFIC_ELSEWHERE = "b7e722f9e4fb669d9d2a70e0b08e9d25"
+NAB_STATES = "4622ea872b41fc8bd23c23f44ef7d3b6"
 CITY = ("78ba429e425566218556184cae8d2393", 72907, 3200)
 
 
 def test_every_nab_score_is_the_pinned_one(nab_root: Path) -> None:
-    by_kind, traffic = nab_digests(nab_root)
+    by_kind, traffic, states = nab_digests(nab_root)
     assert len(by_kind) == 51
     assert {key: d for key, d in by_kind.items() if NAB_BY_KIND.get(key) != d} == {}
     assert traffic == NAB_TRAFFIC_ELSEWHERE
+    assert states == NAB_STATES
 
 
 def test_every_city_score_is_the_pinned_one() -> None:
