@@ -42,6 +42,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import islice
+from math import exp, isfinite
 
 from cloud.detect.errors import DetectError
 from cloud.detect.novelty import ContextNovelty
@@ -170,25 +171,9 @@ class AnomalyDetector:
 
     def update(self, ts: datetime | int, value: float) -> float:
         """Score of `value` observed at `ts` (aware datetime or epoch nanoseconds)."""
-        if not math.isfinite(value):
+        if not isfinite(value):
             raise DetectError(f"{self.name or 'detector'}: value {value!r} is not finite")
-        self.last_ns = ts if type(ts) is int else _epoch_ns(ts)
-        return self._score(value)
-
-    def update_many(self, stamps: Sequence[int], values: Sequence[float]) -> list[float]:
-        """`update` of each (stamp, value) in turn, stamps in epoch nanoseconds."""
-        if len(stamps) != len(values):
-            raise DetectError(f"{len(stamps)} stamps for {len(values)} values")
-        score, isfinite = self._score, math.isfinite
-        out: list[float] = []
-        for ts, value in zip(stamps, values, strict=True):
-            if not isfinite(value):
-                raise DetectError(f"{self.name or 'detector'}: value {value!r} is not finite")
-            self.last_ns = int(ts)
-            out.append(score(value))
-        return out
-
-    def _score(self, value: float) -> float:
+        self.last_ns = ts_ns = ts if type(ts) is int else _epoch_ns(ts)
         s = self.settings
         self.count = count = self.count + 1
         recent = self._recent
@@ -208,7 +193,10 @@ class AnomalyDetector:
         if n > jump_span:
             # The values before this one, newest first (the median's sign of zero aside,
             # which the absolute difference drops, the order given to sorted() is moot).
-            previous = sorted(islice(reversed(recent), 1, jump_span + 1))
+            if jump_span == 5:
+                previous = sorted((recent[-2], recent[-3], recent[-4], recent[-5], recent[-6]))
+            else:
+                previous = sorted(islice(reversed(recent), 1, jump_span + 1))
             jump = abs(value - previous[jump_span // 2])
             t = self._jump_tail.surprise_push(jump)
             if t > surprise:
@@ -226,7 +214,7 @@ class AnomalyDetector:
             t = tail.lower
             if t > surprise:
                 surprise = t
-        tail_score = 1.0 - math.exp(-surprise / s.surprise_scale)
+        tail_score = 1.0 - exp(-surprise / s.surprise_scale)
         novelty = self._novelty.update(value)
         differences = self._differences
         if differences is not None:
@@ -241,9 +229,9 @@ class AnomalyDetector:
         score = weight * novelty + (1.0 - weight) * tail_score
         season = self._season
         if season is not None:
-            t = season.update(self.last_ns or 0, value)
+            t = season.update(ts_ns or 0, value)
             if t > 0.0:
-                t = 1.0 - math.exp(-t / s.season_scale)
+                t = 1.0 - exp(-t / s.season_scale)
                 if t > score:
                     score = t
         if count < warmup:
@@ -289,6 +277,13 @@ class AnomalyDetector:
         if score >= s.threshold:
             self._since_report = 0
         return score
+
+    def update_many(self, stamps: Sequence[int], values: Sequence[float]) -> list[float]:
+        """`update` of each (stamp, value) in turn, stamps in epoch nanoseconds."""
+        if len(stamps) != len(values):
+            raise DetectError(f"{len(stamps)} stamps for {len(values)} values")
+        update = self.update
+        return [update(int(ts), value) for ts, value in zip(stamps, values, strict=True)]
 
     def is_anomaly(self, score: float) -> bool:
         return score >= self.settings.threshold
