@@ -16,6 +16,11 @@ forgets the least recently seen first; it is pickled as one array of 8-byte keys
 A level equal to the last `max(orders)` levels has the contexts of the value before it,
 which were just remembered in the same order: its novelty is 0 and the memory is left
 as it is (when the memory holds at least one context per order).
+
+With orders 1, 2, .. k (the default), the last k levels are also kept packed as a key
+codes them (`_packed`, newest in the highest bits; made from them again on loading, not
+pickled): one shift and one or per value keep it, and the key of each order is a shift
+of it, instead of coding every level again for every order.
 """
 
 from __future__ import annotations
@@ -33,6 +38,10 @@ _BITS = 8
 _MASK = (1 << _BITS) - 1
 _OFFSET = 1 << (_BITS - 1)
 _ORDER_BITS = 4
+_DERIVED = ("_body",)  # made from `_recent`, not pickled
+
+# (order k, right shift of the packed levels giving the k newest), for 1 .. n levels kept.
+_ORDER_SHIFTS = [tuple((k, _BITS * (n - k)) for k in range(1, n + 1)) for n in range(16)]
 
 
 def _encode(levels: list[int]) -> int:
@@ -45,6 +54,15 @@ def _encode(levels: list[int]) -> int:
 def _decode(key: int) -> list[int]:
     order = key & ((1 << _ORDER_BITS) - 1)
     return [((key >> (_ORDER_BITS + _BITS * i)) & _MASK) - _OFFSET for i in range(order)]
+
+
+def _packed(recent: list[int]) -> int:
+    """The levels of `recent` coded as in a key (see _encode), the newest in the highest bits:
+    shifted right by `_BITS * j`, the body of the key of the `len(recent) - j` newest."""
+    body = 0
+    for level in reversed(recent):
+        body = (body << _BITS) | ((level + _OFFSET) & _MASK)
+    return body
 
 
 def _coarser(keys: Iterable[int], longest: int) -> list[int]:
@@ -67,6 +85,7 @@ class ContextNovelty:
     __slots__ = (
         "_anchor",
         "_ascending",
+        "_body",
         "_consecutive",
         "_first",
         "_high",
@@ -106,11 +125,14 @@ class ContextNovelty:
         self._low = math.inf
         self._high = -math.inf
         self._recent: list[int] = []
+        self._body = 0  # `_recent` packed (`_packed`), for the keys of consecutive orders
         # Insertion-ordered set of context keys, least recently seen first (values all 0).
         self._memory: dict[int, int] = {}
 
     def __getstate__(self) -> dict[str, Any]:
-        state: dict[str, Any] = {name: getattr(self, name) for name in self.__slots__}
+        state: dict[str, Any] = {
+            name: getattr(self, name) for name in self.__slots__ if name not in _DERIVED
+        }
         state["_memory"] = np.fromiter(self._memory, dtype=np.int64).tobytes()
         return state
 
@@ -125,6 +147,8 @@ class ContextNovelty:
             self._memory = dict.fromkeys((int(key) for key in keys), 0)
         elif not isinstance(memory, dict):
             self._memory = {}  # an older layout: dropped by its owner (see tail.py)
+        recent = fields.get("_recent")
+        self._body = _packed(recent) if isinstance(recent, list) else 0
 
     def update(self, value: float) -> float:
         """Novelty in [0, 1] of `value` in its contexts; 0 while the bins are being learned."""
@@ -160,6 +184,7 @@ class ContextNovelty:
         self._width *= 2.0
         self._memory = dict.fromkeys(_coarser(self._memory, self._longest), 0)
         self._recent = [level // 2 for level in self._recent]
+        self._body = _packed(self._recent)
         self._run = 0  # the memory's order changed
 
     def _observe(self, level: int) -> float:
@@ -173,25 +198,28 @@ class ContextNovelty:
             self._run = 1
         recent.append(level)
         n = len(recent)
-        if n > longest:
-            del recent[0]
-            n -= 1
         novel = 0
         memory = self._memory
         pop = memory.pop
         if self._consecutive:
-            # The key of order k, built from the one of order k - 1 (see _encode): the
-            # older level goes into the low bits.
-            body = 0
-            order = 0
-            for kept in reversed(recent):
-                order += 1
-                body = (body << _BITS) | ((kept + _OFFSET) & _MASK)
-                key = order | (body << _ORDER_BITS)
+            # The levels packed once (see _packed); the key of order k is its body shifted.
+            coded = (level + _OFFSET) & _MASK
+            if n > longest:
+                del recent[0]
+                n -= 1
+                body = (self._body >> _BITS) | (coded << (_BITS * (n - 1)))
+            else:
+                body = self._body | (coded << (_BITS * (n - 1)))
+            self._body = body
+            for order, shift in _ORDER_SHIFTS[n]:
+                key = order | ((body >> shift) << _ORDER_BITS)
                 novel += pop(key, 1)  # 1 if new; a key seen before moves to the end
                 memory[key] = 0
-            seen = order
+            seen = n
         else:
+            if n > longest:
+                del recent[0]
+                n -= 1
             seen = 0
             ascending = self._ascending
             body = 0
