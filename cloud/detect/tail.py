@@ -24,6 +24,7 @@ import math
 import struct
 from array import array
 from bisect import bisect_left, bisect_right
+from math import log
 from typing import Any
 
 import numpy as np
@@ -32,7 +33,7 @@ import numpy.typing as npt
 from cloud.detect.compat import slot_state
 
 RECORD_CAP = 20.0
-_DERIVED = ("_cast", "_neg_log", "_sorted")  # made from the rest, not pickled
+_DERIVED = ("_cast", "_neg_log", "_size", "_sorted")  # made from the rest, not pickled
 
 _F32 = struct.Struct("f")
 
@@ -58,9 +59,9 @@ def as_float32(value: float) -> float:
 def _std(kept: npt.NDArray[np.float32]) -> float:
     """`float(kept.std(dtype=np.float64))`, the same steps without numpy's Python wrapper."""
     n = kept.size
-    mean = np.add.reduce(kept, dtype=np.float64, keepdims=True)
-    np.true_divide(mean, n, out=mean, casting="unsafe")
-    deviations = np.subtract(kept, mean)
+    # The mean divided in Python: the same double division as numpy's, one call fewer.
+    mean = float(np.add.reduce(kept, dtype=np.float64)) / n
+    deviations = np.subtract(kept, mean, dtype=np.float64)
     np.square(deviations, out=deviations)
     return math.sqrt(float(np.add.reduce(deviations, dtype=np.float64)) / n)
 
@@ -71,6 +72,7 @@ class TailHistory:
         "_count",
         "_neg_log",
         "_next",
+        "_size",
         "_sorted",
         "_values",
         "lower",
@@ -86,6 +88,7 @@ class TailHistory:
         self._sorted = array("f")
         self._cast = array("f", b"\0\0\0\0")  # rounds a value to float32 (not pickled)
         self._neg_log = _neg_logs(size)  # (not pickled)
+        self._size = size  # len(self._values) (not pickled)
         self._count = 0
         self._next = 0
         self.record_weight = record_weight
@@ -105,8 +108,10 @@ class TailHistory:
                 setattr(self, name, value)
         self._cast = array("f", b"\0\0\0\0")
         try:
-            self._neg_log = _neg_logs(len(self._values))
+            self._size = len(self._values)
+            self._neg_log = _neg_logs(self._size)
         except (AttributeError, TypeError):
+            self._size = -1
             self._neg_log = []
         try:
             self._sorted = array("f", sorted(self._values[: self._count]))
@@ -124,7 +129,7 @@ class TailHistory:
         n = self._count
         ordered = self._sorted
         values = self._values
-        full = n == len(values)
+        full = n == self._size
         lo = bisect_left(ordered, v)  # kept values below v
         surprise = 0.0
         if n >= self.min_count:
@@ -134,7 +139,7 @@ class TailHistory:
             elif full:
                 surprise = self._neg_log[at_or_above]
             else:
-                surprise = -math.log(at_or_above / (n + 1))
+                surprise = -log(at_or_above / (n + 1))
             if self.two_sided:
                 at_or_below = lo if lo == n or ordered[lo] != v else bisect_right(ordered, v, lo)
                 if not at_or_below:
@@ -142,7 +147,7 @@ class TailHistory:
                 elif full:
                     self.lower = self._neg_log[at_or_below]
                 else:
-                    self.lower = -math.log(at_or_below / (n + 1))
+                    self.lower = -log(at_or_below / (n + 1))
         elif self.two_sided:
             self.lower = 0.0
         i = self._next
@@ -159,7 +164,7 @@ class TailHistory:
             ordered.insert(lo, v)
         values[i] = v
         i += 1
-        self._next = 0 if i == len(values) else i
+        self._next = 0 if i == self._size else i
         return surprise
 
     def _record(self, v: float, top: float) -> float:
