@@ -20,7 +20,12 @@ value, seq, values, received)` and call `tick(now)` on a timer (signs of life to
   on arrival (the `now` of the ticks), not on the node's stamps. Starts one interval
   after the last arrival; fires at the tick that sees it. A jump in the sequence
   numbers of `silence_intervals` or more, with the stamps advancing accordingly, is
-  reported when the data comes back (only for fields in `every_reading`).
+  reported when the data comes back (only for fields in `every_reading`). Two messages
+  of the node can come swapped (several ingests: their journals are merged by their
+  reception stamps), so a jump of a reading received at `update(received=)` is held until
+  a reading of the field or a heartbeat of the node (`node_heartbeat`) received
+  `gap_grace_s` later; the missing numbers coming meanwhile (`stamped_before`) fill it,
+  and it is dropped when no run of `silence_intervals` is left missing.
 * SPIKE: one reading more than `spike_k` robust deviations (1.4826 x MAD, at least
   `spike_floor` of the physical range and `spike_rel` of the median) from the
   median of the previous
@@ -145,6 +150,7 @@ class FaultSettings:
     clock_min_s: float = 20.0
     clock_ahead_s: float = 10.0
     clock_hold_s: float = 10.0
+    gap_grace_s: float = 10.0
     pair_busy: int | None = None
     pair_alpha: float = 1e-9
     pair_together: float = 4.0
@@ -170,6 +176,7 @@ class FaultSettings:
             or not self.clock_min_s > 0
             or self.clock_ahead_s < 0
             or self.clock_hold_s < 0
+            or self.gap_grace_s < 0
             or (self.pair_busy is not None and self.pair_busy < 1)
             or not 0 < self.pair_alpha < 1
             or not self.pair_together > 0
@@ -225,8 +232,11 @@ _LONG_GAPS = 240
 # Gaps seen before an interval is trusted (silence) or the longest gap is (clock).
 _LEARN_GAPS = 10
 _LEARN_LONGEST = 20
-# Forward clock jumps held per monitor (FaultMonitor._hold), at most.
+# Forward clock jumps held per monitor (FaultMonitor._hold), at most; sequence gaps too
+# (FaultMonitor._hold_gap).
 _HELD_MAX = 8
+# Runs of numbers still missing kept per held sequence gap (`_fill`), at most.
+_HOLES_MAX = 8
 
 
 def _micros(ts: datetime | int) -> int:
@@ -258,6 +268,10 @@ class FaultMonitor:
     # Forward clock jumps judged but not raised yet (`_hold`): (the stamp before the gap, the
     # stamp after it, the cloud's reception of the reading after it (µs), the event).
     _held: list[tuple[int, int, int, FaultEvent]] | None = None
+    # Sequence gaps judged a silence but not raised yet (`_hold_gap`): (the cloud's reception
+    # of the reading after the gap (µs), the number before the gap, the number after it,
+    # the event, the runs of numbers still missing as [first, last]).
+    _gaps_held: list[tuple[int, int, int, FaultEvent, list[list[int]]]] | None = None
 
     def __init__(
         self,
@@ -337,6 +351,8 @@ class FaultMonitor:
         events: list[FaultEvent] = []
         if self._held:
             self._release(got, stamp, events)
+        if self._gaps_held and got is not None:
+            self._release_gaps(got, events)
         return events
 
     def update(self, ts: datetime | int, value: float, seq: int | None = None,
@@ -357,8 +373,11 @@ class FaultMonitor:
                                   "reading's `called` (pass the reading's values)")
         at = ts // 1000 if type(ts) is int else _micros(ts)
         events: list[FaultEvent] = []
-        if received is not None and self._held:
-            self._release(_micros(received), None, events)
+        if received is not None:
+            if self._held:
+                self._release(_micros(received), None, events)
+            if self._gaps_held:
+                self._release_gaps(_micros(received), events)
         self._arrival(at, seq, value, events, received)
         if s.clock_back:
             self._clock_back(at, seq, value, events)
@@ -388,8 +407,11 @@ class FaultMonitor:
     def stamped_before(self, ts: datetime | int, value: float, seq: int | None = None
                        ) -> list[FaultEvent]:
         """A reading stamped before the newest one given to `update`, which the dataflow
-        leaves out of the rules: only `clock_back` judges it."""
+        leaves out of the rules: only `clock_back` judges it, and its number fills a held
+        sequence gap (`_hold_gap`)."""
         events: list[FaultEvent] = []
+        if seq is not None and self._gaps_held:
+            self._fill(seq, _micros(ts), events)
         if self.settings.clock_back:
             self._clock_back(_micros(ts), seq, value, events)
         return events
@@ -459,6 +481,8 @@ class FaultMonitor:
         previous_seq, last_ts = self._last_seq, self._last_ts
         if seq is not None:
             if previous_seq is not None and seq <= previous_seq:
+                if self._gaps_held:
+                    self._fill(seq, at, events)
                 return  # a duplicate or a late reading: nothing new about liveness
             self._last_seq = seq
         if last_ts is not None and at <= last_ts:
@@ -514,9 +538,13 @@ class FaultMonitor:
             return
         if silence_seen:
             return
-        events.append(self._event(
+        event = self._event(
             FaultType.SILENCE, _stamp(last_ts) + interval, _stamp(at), value,
-            f"{missing} readings missing (seq {previous_seq} -> {seq})"))
+            f"{missing} readings missing (seq {previous_seq} -> {seq})")
+        if received is None:
+            events.append(event)
+        else:
+            self._hold_gap(_micros(received), previous_seq, seq, replace(event, seq=seq), events)
 
     def _hold(self, last_ts: int, at: int, received: int, event: FaultEvent,
               events: list[FaultEvent]) -> None:
@@ -545,6 +573,60 @@ class FaultMonitor:
             else:
                 kept.append(h)
         self._held = kept
+
+    def _hold_gap(self, received: int, previous_seq: int, seq: int, event: FaultEvent,
+                  events: list[FaultEvent]) -> None:
+        """A jump in the sequence numbers may be two messages of the node swapped on their
+        way (two ingests stamp on receipt, and the processor reads their journals merged by
+        those stamps): the missing numbers can still come, stamped before the newest reading
+        (`stamped_before`). Held until a reading of the field or a heartbeat of the node
+        received `gap_grace_s` later (`_release_gaps`); dropped if the numbers that came
+        leave no run of `silence_intervals` missing (`_fill`). At most `_HELD_MAX` are held,
+        the oldest raised first."""
+        held = self._gaps_held
+        if held is None:
+            held = self._gaps_held = []
+        held.append((received, previous_seq, seq, event, [[previous_seq + 1, seq - 1]]))
+        while len(held) > _HELD_MAX:
+            events.append(_gap_event(held.pop(0)))
+
+    def _fill(self, seq: int, at: int, events: list[FaultEvent]) -> None:
+        """A reading numbered `seq`, stamped `at`, came late: its number is no longer missing
+        from the held gap it falls in (if stamped before the reading after the gap), which
+        is dropped when no run of `silence_intervals` numbers is left missing (raised at once
+        instead when its runs would be more than `_HOLES_MAX`)."""
+        held = self._gaps_held
+        if not held:
+            return
+        for k, (received, before, after, event, holes) in enumerate(held):
+            if not before < seq < after or at >= _micros(event.detected_at):
+                continue
+            for i, (first, last) in enumerate(holes):
+                if first <= seq <= last:
+                    parts = [[a, b] for a, b in ((first, seq - 1), (seq + 1, last)) if a <= b]
+                    holes[i:i + 1] = parts
+                    break
+            else:
+                return  # come already (a duplicate)
+            if not holes or max(b - a + 1 for a, b in holes) < self.settings.silence_intervals:
+                del held[k]
+            elif len(holes) > _HOLES_MAX:
+                del held[k]
+                # too scattered to follow: raised now, as before the hold
+                events.append(_gap_event((received, before, after, event, holes)))
+            return
+
+    def _release_gaps(self, now: int, events: list[FaultEvent]) -> None:
+        """Raises (appends to `events`) the held sequence gaps received `gap_grace_s` before
+        the cloud's `now`, with the numbers still missing."""
+        grace = self.settings.gap_grace_s * 1e6
+        kept: list[tuple[int, int, int, FaultEvent, list[list[int]]]] = []
+        for h in self._gaps_held or ():
+            if now >= h[0] + grace:
+                events.append(_gap_event(h))
+            else:
+                kept.append(h)
+        self._gaps_held = kept
 
     def _remember_gap(self, gap: float) -> None:
         self._gaps.append(gap)
@@ -747,6 +829,16 @@ class FaultMonitor:
         events.append(self._event(
             FaultType.CUT_CABLE, _stamp(self._cut_start), _stamp(at), value,
             f"{self._cut_count} readings at {value:g}: wiring cut"))
+
+
+def _gap_event(held: tuple[int, int, int, FaultEvent, list[list[int]]]) -> FaultEvent:
+    """The SILENCE of a held sequence gap, with the numbers still missing."""
+    _, before, after, event, holes = held
+    missing = sum(last - first + 1 for first, last in holes)
+    if missing == after - before - 1:
+        return event
+    return replace(event, detail=f"{missing} readings missing (seq {holes[0][0] - 1} -> "
+                                 f"{holes[-1][1] + 1})")
 
 
 # -- rules on a node's heartbeats ---------------------------------------------------

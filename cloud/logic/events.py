@@ -174,8 +174,9 @@ class NodeWatch:
         A heartbeat taken in order goes to every field's rules of the node's `sensors`
         (`FaultMonitor.node_heartbeat`): the node clock's lead on the cloud's, when the
         agent started if it began a run; the forward clock jumps they held until a heartbeat
-        could tell them from a restart and now let go are appended as the sensors' events
-        (stamped as if raised on their reading)."""
+        could tell them from a restart, and the sequence gaps they held in case the missing
+        readings were only late (a swapped message), that it now lets go are appended as
+        the sensors' events (stamped as if raised on their reading)."""
         out: list[Point] = []
         node_ts = format_ts(hb.ts)
         events = self.monitor.update(hb)
