@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -36,6 +37,7 @@ from cloud.errors import InfluxAccessError, SinkError
 from cloud.flow import InfluxPartition
 from cloud.health import ProcessorHealth
 from cloud.initdb import init_db
+from cloud.journal import Journal, journal_path
 from cloud.logic.records import RP_1M, RP_RAW, Point
 from cloud.sink import (
     DENIED_REMINDER_S,
@@ -49,13 +51,16 @@ from cloud.sink import (
 )
 from cloud.stack_config import cloud_config_for_stack, to_toml
 from tests.cloud.test_domain_replay_influx import cloud_config_for_stack_influx
+from tests.conftest import CloudProcess
 from urbanpulse.clock import SystemClock
 from urbanpulse.influx_http import InfluxError, InfluxHTTP, InfluxTLSError, InfluxUnavailable
 from urbanpulse.stack import StackInfo
 from urbanpulse.stack.process import free_ports
 from urbanpulse.testing import wait_for
+from urbanpulse.wire import Reading, data_topic, encode_batch
 
 SINK_LOG = "urbanpulse.cloud.sink"
+HOLD_S = 3.0  # how long the whole-process test keeps WRITE away
 
 
 # -- which write failures hold the points ---------------------------------------------------
@@ -484,3 +489,79 @@ def test_the_writer_check_writes_nothing_and_lets_an_unreachable_influxdb_start(
     with caplog.at_level(logging.WARNING, logger=SINK_LOG):
         check_writer(replace(cfg, url=f"http://127.0.0.1:{port}"))
     assert "the writer's rights could not be checked at start-up" in caplog.text
+
+
+# -- the whole processor: WRITE taken away while it runs, then given back ---------------------
+
+def _journal_batches(site: str, node: str, start_seq: int, records: int, t0_ns: int
+                     ) -> list[tuple[str, bytes]]:
+    """`records` messages of 10 PM readings each (one sensor), numbered on from `start_seq`."""
+    out = []
+    for k in range(records):
+        readings = [Reading("pm-1", "air.pm", t0_ns + (start_seq + k * 10 + i) * 1_000_000_000,
+                            start_seq + k * 10 + i, {"pm25": 10.0 + i, "pm10": 20.0 + i})
+                    for i in range(10)]
+        out.append((data_topic(site, node), encode_batch(site, node, readings)))
+    return out
+
+
+def _raw_pm(admin: InfluxHTTP, node: str) -> list[int]:
+    rows = admin.query_points(f"SELECT \"seq\" FROM \"raw\".\"air_pm\" WHERE \"node\" = '{node}'",
+                              db="urbanpulse")
+    return sorted(int(r["seq"]) for r in rows)
+
+
+@pytest.mark.slow
+def test_cloud_run_holds_its_writes_while_write_is_revoked_and_writes_each_reading_once_after(
+        db_ready: StackInfo, admin: InfluxHTTP, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """The operator's slip the issue names: `GRANT READ` to the processor's writer, which in
+    InfluxDB 1.x replaces its WRITE. Readings journaled meanwhile wait; GRANT WRITE again and
+    every one is stored once. Real `cloud run` (its journal filled the way the ingest fills
+    it), real InfluxDB."""
+    user = f"wp_{time.monotonic_ns()}"
+    password = tmp_path / "wp.password"
+    password.write_text("wp-secret\n")
+    admin.query(f"CREATE USER {user} WITH PASSWORD 'wp-secret'; "
+                f'GRANT WRITE ON "{db_ready.database}" TO {user}', post=True)
+    request.addfinalizer(lambda: admin.query(f"DROP USER {user}", post=True))
+    site, node = "hn-wdenied", f"aq-{time.monotonic_ns() % 10**9}"
+    state = tmp_path / "state"
+    config = cloud_config_for_stack(db_ready, state, health_every_s=1.0)
+    config["influx"] |= {"username": user, "password_file": str(password)}
+    path = tmp_path / "cloud.toml"
+    path.write_text(to_toml(config))
+    cloud = CloudProcess(path, tmp_path / "cloud.log", ("--no-ingest",))
+    request.addfinalizer(cloud.stop)
+    journal = Journal(journal_path(state / "journal", "i0"), "i0").open()
+    request.addfinalizer(journal.close)
+    t0 = (time.time_ns() // 3_600_000_000_000 - 2) * 3_600_000_000_000
+    journal.append(_journal_batches(site, node, 0, 20, t0), time.time_ns())
+    cloud.start()
+    wait_for(lambda: len(_raw_pm(admin, node)) == 200, 90, "the first 200 readings stored")
+
+    admin.query(f'GRANT READ ON "{db_ready.database}" TO {user}', post=True)  # WRITE gone
+    journal.append(_journal_batches(site, node, 200, 30, t0), time.time_ns())
+    refusal = f"ERROR urbanpulse.cloud.sink InfluxDB refuses the writer '{user}'"
+    wait_for(lambda: refusal in cloud.log(), 60, "the refusal logged")
+    assert f'GRANT WRITE ON "{db_ready.database}" TO "{user}"' in cloud.log()
+    assert cloud.proc is not None
+    # A hold, asserted throughout HOLD_S (several retries): the process runs and waits,
+    # nothing more is stored, and, below, nothing is dropped.
+    until = time.monotonic() + HOLD_S
+    while time.monotonic() < until:
+        assert cloud.proc.poll() is None
+        assert len(_raw_pm(admin, node)) == 200
+        time.sleep(0.2)
+
+    admin.query(f'GRANT WRITE ON "{db_ready.database}" TO {user}', post=True)
+    wait_for(lambda: _raw_pm(admin, node) == list(range(500)), 90, "every reading stored once")
+    assert cloud.log().count(refusal) == 1  # not once per retry
+    (again,) = re.findall(r"writes again, after ([0-9.]+) s refused", cloud.log())
+    assert float(again) >= HOLD_S
+    denied = wait_for(lambda: [r for r in admin.query_points(
+        'SELECT "write_denied", "write_refused" FROM "raw"."processor" WHERE "process" = \'0\' '
+        "AND time > now() - 5m", db="urbanpulse") if (r["write_denied"] or 0) > 0], 30,
+        "a processor point counting the denied writes")
+    assert denied[-1]["write_refused"] == 0
+    cloud.stop()
+    assert cloud.proc.returncode == 0, cloud.log()
