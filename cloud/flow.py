@@ -503,9 +503,10 @@ class InfluxPartition(StatefulSinkPartition[list[Point], list[str] | None]):
         s = self.writer.stats
         log.info("InfluxDB writer: %d points in %d requests, %d windows rebuilt from raw points, "
                  "%d domain spans replayed, %d domain spans not replayed, %d retries, %d requests "
-                 "refused; held after InfluxDB refused their reads: %d domain spans, %d windows",
+                 "refused, %d writes denied (%.0f s); held after InfluxDB refused their reads: "
+                 "%d domain spans, %d windows",
                  s.points, s.requests, s.recomputed, s.domain_replays, s.domain_not_replayed,
-                 s.retries, s.refused_requests, s.spans_refused, s.windows_refused)
+                 s.retries, s.refused_requests, s.denied, s.denied_s, s.spans_refused, s.windows_refused)
 
     def _raise_failure(self) -> None:
         if self._error is not None:
