@@ -20,7 +20,8 @@ Each node also sends the agent's heartbeat every `HEARTBEAT_S` (the default
 node's field monitors: `FaultMonitor.node_heartbeat`): stamped by the node's clock and
 received at the true time, with one run id per node, the uptime of a node that never restarts during
 the run and the agent's count of wall-clock jumps,
-one counted when an injected clock offset starts and one when it ends
+one counted when an injected clock offset starts and one when it ends, its clock
+synchronised throughout (an injected offset is a step of a clock NTP keeps)
 (`node_heartbeats`). The kiosks are supervised (`supervised_kiosks`, on by default):
 their heartbeat carries what the queue_kiosk driver's supervision logic reports of
 its loopback pair and "in service" line, which an unsupervised kiosk cannot say
@@ -182,8 +183,10 @@ def node_heartbeats(sim: Simulation, t0: float, t1: float,
                     report.update(more)
         for t, supervision in zip(times, reports, strict=True):
             counted = sum((e.start_s <= t) + (e.end_s <= t) for e in node_jumps)
+            # synchronised: the injected offsets are steps of a clock NTP keeps (a step
+            # that synchronised one is no node clock jump: HeartbeatMonitor)
             hb = Heartbeat(sim.at(t + _offset_at(t, node_jumps)), UPTIME_S + t, counted,
-                           supervision or None, run, sim.at(t))
+                           supervision or None, run, sim.at(t), synchronised=True)
             out.append((t, n.site, n.node, hb))
     return out
 

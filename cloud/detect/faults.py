@@ -67,7 +67,11 @@ One `HeartbeatMonitor` per node reads the node's heartbeats (`Heartbeat`, from i
 * CLOCK_JUMP (the node): the agent's count of wall-clock jumps went up between two
   heartbeats of one run (a run: the agent's run id; from older agents, told by
   `uptime_s` going down). Heartbeats are taken in (run, uptime) order: an older one
-  delivered again is ignored.
+  delivered again is ignored. Not for the step that synchronised the clock: the
+  heartbeat before said `synchronised` false and this one true (a Pi without RTC whose
+  agent connected before NTP answered); counted by one still saying false (the agent
+  asks the kernel at most once a second), the jump waits for the next heartbeat, which
+  drops it if it says true and counted no more, and raises it otherwise.
 * CUT_CABLE / SILENCE (a supervised driver): the driver reports its cable `cut`, or
   its device not ready (a kiosk's "in service" output off) while the cable is whole.
   Once per episode; a report without the ready line (a kiosk outside its opening hours)
@@ -900,6 +904,9 @@ class Heartbeat:
     # Every driver the health lists, supervised or not at that moment (a restarting driver
     # reports no supervision): only drivers missing from it are forgotten. None: unknown.
     drivers: frozenset[str] | None = None
+    # Whether the node's clock was synchronised (the agent's `clock.synchronised`, the
+    # kernel's word); None where the agent does not check (`clock_check = "off"`) or says not.
+    synchronised: bool | None = None
 
     def __post_init__(self) -> None:
         for name, stamp in (("stamp", self.ts), ("reception", self.received)):
@@ -955,11 +962,17 @@ class HeartbeatMonitor:
         # Set by `update`: whether it took its heartbeat in order (an old one delivered
         # again, or a late one of a run already over, is not).
         self.taken = False
+        # Of the current run's newest heartbeat: whether the clock was synchronised.
+        self._synced: bool | None = None
+        # A jump counted by a heartbeat of the run that, like the one before, said the clock
+        # was not synchronised: the next one tells whether it was the synchronising step.
+        self._sync_held: FaultEvent | None = None
 
     def __setstate__(self, state: dict[str, object]) -> None:
-        # Snapshots from before the beam rules and the run ids load.
+        # Snapshots from before the beam rules, the run ids and the clock's sync load.
         self.__dict__.update({"_stuck": set(), "_run": None, "_run_start": None, "_foreign": None,
-                              "started_at": None, "taken": False})
+                              "started_at": None, "taken": False, "_synced": None,
+                              "_sync_held": None})
         self.__dict__.update(state)
 
     def update(self, hb: Heartbeat) -> list[FaultEvent]:
@@ -972,13 +985,23 @@ class HeartbeatMonitor:
         since = at if gap is None else at - timedelta(seconds=gap)
         events: list[FaultEvent] = []
         jumps = hb.clock_jumps
-        if gap is not None and jumps is not None and self._jumps is not None \
-                and jumps > self._jumps:
-            n = jumps - self._jumps
-            events.append(FaultEvent(
+        prior = self._jumps
+        counted = gap is not None and jumps is not None and prior is not None and jumps > prior
+        held, self._sync_held = self._sync_held, None
+        if held is not None and (gap is None or counted or hb.synchronised is not True):
+            events.append(held)  # not followed by the clock's sync alone: a jump all the same
+        if gap is not None and jumps is not None and prior is not None and jumps > prior:
+            n = jumps - prior
+            event = FaultEvent(
                 "", "clock_jumps", FaultType.CLOCK_JUMP, since, at, float(jumps),
                 f"the node counted {n} wall-clock jump{'s' if n > 1 else ''} in the "
-                f"{gap:g} s before its heartbeat (uptime {hb.uptime_s:g} s)"))
+                f"{gap:g} s before its heartbeat (uptime {hb.uptime_s:g} s)")
+            if self._synced is not False:
+                events.append(event)
+            elif hb.synchronised is False:
+                self._sync_held = event  # the sync may have been counted before it was seen
+            # else: the step that synchronised the clock (set right, no jump of a good one)
+        self._synced = hb.synchronised
         if hb.uptime_s is not None and jumps is not None:
             self._jumps = jumps
         named = sorted(hb.supervision or {})[:MAX_SUPERVISED]

@@ -271,6 +271,7 @@ def _heartbeat(ts: datetime, health: dict[str, Any], received_ns: int) -> Heartb
     run = health.get("run_id")
     clock = health.get("clock")
     jumps = _count(clock.get("jumps")) if isinstance(clock, dict) else None
+    synced = clock.get("synchronised") if isinstance(clock, dict) else None
     supervision: dict[str, Supervision] = {}
     listed: set[str] = set()
     drivers = health.get("drivers")
@@ -290,7 +291,8 @@ def _heartbeat(ts: datetime, health: dict[str, Any], received_ns: int) -> Heartb
         supervision or None,
         run if isinstance(run, str) and RUN_ID.fullmatch(run) else None,
         from_epoch_ns(received_ns),
-        frozenset(listed) if isinstance(drivers, dict) else None)
+        frozenset(listed) if isinstance(drivers, dict) else None,
+        synced if isinstance(synced, bool) else None)
 
 
 def _number(value: object) -> float | None:
