@@ -17,6 +17,7 @@ import pickle
 import threading
 import time
 from collections import deque
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -625,9 +626,10 @@ class InfluxPartition(StatefulSinkPartition[list[Point], list[str] | None]):
 class RetiredSinkPartition(StatefulSinkPartition[list[Point], list[str] | None]):
     """The name of a process id the cluster does not have now, kept so that a recovery
     store written by more processes resumes (Bytewax refuses state for unknown
-    partitions). Nothing is routed to it, and it holds nothing: a retired partition whose
-    snapshot holds requests (replays, window rebuilds) is built as an `InfluxPartition`,
-    which runs them (`InfluxSink.build_part`)."""
+    partitions). Nothing is routed to it but the process start's empty batch (`ProcessStart`),
+    and it holds nothing: a retired partition whose snapshot holds requests (replays, window
+    rebuilds) is built as an `InfluxPartition`, which runs them at the first epoch end
+    (`InfluxSink.build_part`)."""
 
     def __init__(self, name: str, held_replays: list[str] | None = None) -> None:
         self.name = name
@@ -658,8 +660,7 @@ class InfluxSink(FixedPartitionedSink[list[Point], list[str] | None]):
         self.health = health
 
     def list_parts(self) -> list[str]:
-        retired = (sink_part(k) for k in range(self.processes, MAX_PROCESSES) if k != self.process_id)
-        return [sink_part(self.process_id), *retired]
+        return [sink_part(self.process_id), *retired_sink_parts(self.processes, self.process_id)]
 
     def part_fn(self, item_key: str) -> int:
         # Bytewax indexes the sorted names of every process's partitions with this:
@@ -686,30 +687,46 @@ class InfluxSink(FixedPartitionedSink[list[Point], list[str] | None]):
         return part
 
 
-class ProcessStart(DynamicSource[list[Point]]):
-    """One empty batch of points from each worker as it starts, then the end. Routed like
-    all points, it reaches this process's own InfluxDB partition, which Bytewax builds only
-    when something is routed to it: its writer thread, and the `processor` reports it
-    writes, then start with the process, not with its first data (a process of a cluster
-    may hold no node)."""
+class ProcessStart(DynamicSource[tuple[str, list[Point]]]):
+    """One empty batch of points from each worker as it starts, then the end, for this
+    process's own InfluxDB partition, which Bytewax builds only when something is routed to
+    it: its writer thread, and the `processor` reports it writes, then start with the
+    process, not with its first data (a process of a cluster may hold no node).
 
-    def build(self, step_id: str, worker_index: int, worker_count: int) -> _OneEmptyBatch:
-        return _OneEmptyBatch()
+    The cluster's first worker also sends one to each partition of a process id the cluster
+    does not have (`retired`): Bytewax calls `snapshot` only on the sink partitions handed
+    something in the epoch, and nothing else is routed to those, so the requests a retired
+    partition's snapshot holds (`InfluxSink.build_part`) would run only at close and stay in
+    the recovery store for ever. Woken once, it runs them at the first epoch end and its
+    snapshot no longer holds them."""
+
+    def __init__(self, local: str, retired: Iterable[str] = ()) -> None:
+        self.local = local
+        self.retired = tuple(retired)
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _EmptyBatches:
+        return _EmptyBatches([self.local, *(self.retired if worker_index == 0 else ())])
 
 
-class _OneEmptyBatch(StatelessSourcePartition[list[Point]]):
-    def __init__(self) -> None:
+class _EmptyBatches(StatelessSourcePartition[tuple[str, list[Point]]]):
+    def __init__(self, parts: list[str]) -> None:
+        self._parts = parts
         self._sent = False
 
-    def next_batch(self) -> list[list[Point]]:
+    def next_batch(self) -> list[tuple[str, list[Point]]]:
         if self._sent:
             raise StopIteration
         self._sent = True
-        return [[]]
+        return [(part, []) for part in self._parts]
 
 
 def sink_part(process_id: int) -> str:
     return f"influx-{process_id:04d}"  # zero-padded: Bytewax orders partitions by name
+
+
+def retired_sink_parts(processes: int, process_id: int) -> list[str]:
+    """The sink partitions of the process ids above the cluster's, up to MAX_PROCESSES."""
+    return [sink_part(k) for k in range(processes, MAX_PROCESSES) if k != process_id]
 
 
 class AlertPartition(StatelessSinkPartition[list[Alert]]):
@@ -793,7 +810,8 @@ def build_flow(cfg: CloudConfig, partitions: list[str], sink: Any = None,
                           op.filter_map("drift_alerts", drifts, lambda kv: kv[1][1] or None))
     op.output("mqtt_alerts", alerts, alert_sink if alert_sink is not None else AlertSink(cfg))
     local = sink_part(process_id)
-    points = op.merge("with_process_start", points, op.input("process_start", flow, ProcessStart()))
-    to_sink = op.key_on("to_sink", points, lambda _: local)
+    retired = retired_sink_parts(max(1, len(cfg.flow.addresses)), process_id)
+    to_sink = op.merge("with_process_start", op.key_on("to_sink", points, lambda _: local),
+                       op.input("process_start", flow, ProcessStart(local, retired)))
     op.output("influx", to_sink, sink if sink is not None else InfluxSink(cfg, process_id, stop, health))
     return flow

@@ -5,14 +5,26 @@ passed, and at close; what InfluxDB ends with is still what in-order processing 
 
 from __future__ import annotations
 
+import contextlib
+import pickle
+import sqlite3
+import threading
 import time
 from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 
+import bytewax.operators as op
 import pytest
+from bytewax.dataflow import Dataflow
+from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
+from bytewax.recovery import RecoveryConfig
+from bytewax.testing import TestingSink, TestingSource, run_main
 
-from cloud.config import parse_cloud_config
-from cloud.flow import InfluxPartition, InfluxSink, RetiredSinkPartition, sink_part
+from cloud.cli import prepare_recovery_dir
+from cloud.config import MAX_PROCESSES, parse_cloud_config
+from cloud.flow import InfluxPartition, InfluxSink, RetiredSinkPartition, build_flow, sink_part
+from cloud.journal import Journal, journal_path, partition_names
 from cloud.logic.domain.hospital_site import HospitalSite
 from cloud.logic.domain_replay import ReplaySpan, replay_requests
 from cloud.logic.node import NodeState
@@ -201,3 +213,81 @@ def test_in_a_cluster_a_request_runs_at_the_end_of_the_epoch_after_its_own(
     single.close()
     single.writer.close()
     assert single.replay_after_epochs == 0
+
+
+class _HeldBy(FixedPartitionedSink[list[Point], list[str] | None]):
+    """The sink step of a run by a bigger cluster, as far as the store goes: one item for
+    `part`, whose snapshot holds `held` (what its process's partition held when it stopped)."""
+
+    def __init__(self, part: str, held: list[str]) -> None:
+        self.part, self.held = part, held
+
+    def list_parts(self) -> list[str]:
+        return [sink_part(k) for k in range(MAX_PROCESSES)]
+
+    def part_fn(self, item_key: str) -> int:
+        return int(item_key.rsplit("-", 1)[1])
+
+    def build_part(self, step_id: str, for_part: str, resume_state: list[str] | None) -> _Holds:
+        return _Holds(self.held if for_part == self.part else None)
+
+
+class _Holds(StatefulSinkPartition[list[Point], list[str] | None]):
+    def __init__(self, held: list[str] | None) -> None:
+        self.held = held
+
+    def write_batch(self, values: list[list[Point]]) -> None:
+        pass
+
+    def snapshot(self) -> list[str] | None:
+        return self.held
+
+
+def _stored_snapshot(rdir: Path, step: str, key: str) -> tuple[bool, object]:
+    """The newest snapshot of (step, key) in Bytewax's store (read here only to know what a
+    resume would start from)."""
+    best: tuple[int, object] | None = None
+    for part in rdir.glob("part-*.sqlite3"):
+        with contextlib.closing(sqlite3.connect(part)) as db:
+            for epoch, blob in db.execute("SELECT snap_epoch, ser_change FROM snaps WHERE step_id = ? "
+                                          "AND state_key = ?", (step, key)):
+                if best is None or epoch > best[0]:
+                    best = (epoch, None if blob is None else pickle.loads(blob))
+    return (False, None) if best is None else (True, best[1])
+
+
+def test_after_a_scale_down_a_retired_partitions_held_requests_run_at_an_epoch_end_and_leave_its_snapshot(
+        db_ready: StackInfo, tmp_path: Path) -> None:
+    """A real Bytewax run resumes a store in which the sink partition of process 1 (of a
+    cluster that had two) holds a replay request. Bytewax snapshots only the sink partitions
+    that were handed something in the epoch: nothing is routed to a retired one, so it ran
+    its requests only at close and its snapshot in the store kept them for ever (run again
+    at every start). It is woken at the first epoch: they run, and its snapshot no longer
+    holds them."""
+    cfg = parse_cloud_config(cloud_config_for_stack(db_ready, tmp_path / "state"))
+    assert len(cfg.flow.addresses) <= 1
+    rdir = tmp_path / "recovery"
+    prepare_recovery_dir(rdir, 1)
+    recovery = RecoveryConfig(str(rdir))
+    step = "urbanpulse.influx"
+    held = [_span(f"rr-{time.monotonic_ns()}", _hour())]
+    before = Dataflow("urbanpulse")
+    op.output("influx", op.input("seed", before, TestingSource([(sink_part(1), [])])),
+              _HeldBy(sink_part(1), held))
+    run_main(before, epoch_interval=timedelta(seconds=1), recovery_config=recovery)
+    assert _stored_snapshot(rdir, step, sink_part(1)) == (True, held)
+
+    partitions = partition_names(cfg.flow.ingest_instances)
+    cfg.journal_dir.mkdir(parents=True)
+    Journal(journal_path(cfg.journal_dir, partitions[0]), partitions[0]).open().close()
+    drain = threading.Event()
+    drain.set()  # the journal source ends at once: one epoch, the process start's
+    run_main(build_flow(cfg, partitions, alert_sink=TestingSink([]), drain=drain),
+             epoch_interval=timedelta(seconds=1), recovery_config=recovery)
+    found, state = _stored_snapshot(rdir, step, sink_part(1))
+    assert found
+    assert not state, state  # it held the span before the fix
+    # the store, with the snapshots of the woken partitions, resumes again
+    run_main(build_flow(cfg, partitions, alert_sink=TestingSink([]), drain=drain),
+             epoch_interval=timedelta(seconds=1), recovery_config=recovery)
+    assert not _stored_snapshot(rdir, step, sink_part(1))[1]
