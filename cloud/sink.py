@@ -1,16 +1,16 @@
 """Writes points to InfluxDB in big batches, and keeps trying while InfluxDB is away.
 
-While a write fails for a reason that can pass (InfluxDB down, 5xx), the writer blocks and
-retries with backoff: the dataflow stops advancing, its snapshot stays behind, and the
-journal holds the data. A write InfluxDB denies the writer (401: its credentials; 403: no
-WRITE on the database; 404: no such database) is held the same way, since only an operator
-can fix it and nothing may be lost meanwhile: logged once at ERROR with what to grant,
-reminded every DENIED_REMINDER_S, counted (`write_denied`, `write_denied_s`). A write
-refused for its lines (another 4xx: a field type conflict, points beyond a retention
-policy, a line InfluxDB cannot parse) is counted and logged with InfluxDB's words, not
-retried, and the rest goes on; InfluxDB 1.x stores the request's good lines itself
-("partial write"). `write_failure` is that classification. A request too large (413:
-InfluxDB's max-body-size, or a proxy's) is written again in halves.
+While a write fails for a reason that can pass (InfluxDB down, a 5xx, a 408 or 429), the
+writer blocks and retries with backoff: the dataflow stops advancing, its snapshot stays
+behind, and the journal holds the data. A write InfluxDB denies the writer (401: its
+credentials; 403: no WRITE on the database; 404: no such database) is held the same way,
+since only an operator can fix it and nothing may be lost meanwhile: logged once at ERROR
+with what to grant, reminded every DENIED_REMINDER_S, counted (`write_denied`,
+`write_denied_s`). A write refused for its lines (another 4xx: a field type conflict,
+points beyond a retention policy, a line InfluxDB cannot parse) is counted and logged with
+InfluxDB's words, not retried, and the rest goes on; InfluxDB 1.x stores the request's
+good lines itself ("partial write"). `write_failure` is that classification. A request too
+large (413: InfluxDB's max-body-size, or a proxy's) is written again in halves.
 
 Reads of raw points back (window rebuilds and domain replays after late data) retry the
 same way while InfluxDB is away. A read refused for good (a 4xx: the reader lacks READ on
@@ -66,7 +66,7 @@ DENIED_REMINDER_S = 600.0
 class WriteFailure(enum.Enum):
     """What a failed write means for its points (`write_failure`)."""
 
-    UNAVAILABLE = "unavailable"  # no answer, a 5xx: wait and try again
+    UNAVAILABLE = "unavailable"  # no answer, a 5xx, 408, 429: wait and try again
     DENIED = "denied"  # the writer is refused (401, 403, 404): held and tried until an operator acts
     REJECTED = "rejected"  # the lines are refused (another 4xx): trying again gets the same answer
 

@@ -24,6 +24,8 @@ from urllib.parse import urlencode, urlsplit
 from urbanpulse.errors import UrbanpulseError
 
 _EPOCHS = {"ns", "u", "µ", "ms", "s", "m", "h"}
+# Answers that say "not now" about a request, not "never": Request Timeout, Too Many Requests.
+RETRYABLE_4XX = frozenset({408, 429})
 _T = TypeVar("_T")
 
 
@@ -37,9 +39,11 @@ class InfluxError(UrbanpulseError):
 
     @property
     def retryable(self) -> bool:
-        """True for errors where the same request may succeed later (unavailable, 5xx).
-        Any other is refused for good: a 4xx, or a 200 whose answer holds an error."""
-        return self.status == 0 or self.status >= 500
+        """True for errors where the same request may succeed later: no answer, a 5xx, a
+        408 (a proxy's timeout) or a 429 (a rate limit: InfluxDB Cloud's, 2.x quotas, a
+        proxy's). Any other is refused for good: a 4xx, or a 200 whose answer holds an
+        error."""
+        return self.status == 0 or self.status >= 500 or self.status in RETRYABLE_4XX
 
     @property
     def denied(self) -> bool:

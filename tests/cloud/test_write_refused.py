@@ -220,6 +220,20 @@ def test_a_request_too_large_is_written_in_smaller_ones_none_dropped(
     assert transport.written[-1] == b"m v=1 1"
 
 
+def test_too_many_requests_and_a_request_timeout_are_waited_out_not_dropped() -> None:
+    """429 (InfluxDB Cloud's and 2.x's rate limits, a proxy's limit_req) and 408 (a proxy
+    that gave up waiting for the body) say nothing about the lines: the same request passes
+    later. They were refused for good like a bad line, and their points dropped."""
+    for status in (408, 429):
+        assert InfluxError(status, "x").retryable
+        assert write_failure(InfluxError(status, "x")) is WriteFailure.UNAVAILABLE
+        transport = Answers(InfluxError(status, "Too Many Requests"), InfluxError(status, "again"))
+        writer = InfluxWriter(transport, "city", 10, wait=Clocked().wait)
+        writer.write([("raw", "m v=1 1"), ("raw", "m v=2 2")])
+        assert transport.written == [b"m v=1 1\nm v=2 2"]
+        assert (writer.stats.points, writer.stats.refused_requests, writer.stats.retries) == (2, 0, 2)
+
+
 def test_a_stop_while_denied_ends_the_wait_with_a_sink_error() -> None:
     stop = threading.Event()
     stop.set()
