@@ -9,12 +9,18 @@ from urbanpulse.stack import StackInfo
 
 
 def cloud_config_for_stack(info: StackInfo, state_dir: Path, **flow: Any) -> dict[str, Any]:
+    """The processor's config for the stack of `info`; with the cloud user's client
+    certificate when the stack's broker runs in certificate mode (docs/stack.md)."""
     mqtt = info.mqtt("cloud")
     influx = info.influx("writer")
     reader = info.influx("reader")
+    mqtt_table: dict[str, Any] = {
+        "host": mqtt.host, "port": mqtt.port, "ca_file": str(mqtt.ca_file),
+        "username": mqtt.username, "password_file": str(mqtt.password_file)}
+    if mqtt.cert_file is not None and mqtt.key_file is not None:
+        mqtt_table.update(cert_file=str(mqtt.cert_file), key_file=str(mqtt.key_file))
     return {
-        "mqtt": {"host": mqtt.host, "port": mqtt.port, "ca_file": str(mqtt.ca_file),
-                 "username": mqtt.username, "password_file": str(mqtt.password_file)},
+        "mqtt": mqtt_table,
         "influx": {"url": influx.url, "database": influx.database, "username": influx.username,
                    "password_file": str(influx.password_file),
                    "reader_username": reader.username,

@@ -166,15 +166,16 @@ def test_a_broker_that_cannot_start_is_reported_and_nothing_is_left_up(
 
 
 def test_files_are_private(own: StackConfig) -> None:
-    up(own)
+    info = up(own)
     layout = Layout(own.home)
+    assert info.mqtt_cloud_auth is not None
+    certificate = [layout.client_ca_cert, layout.client_ca_key, layout.cloud_client_cert,
+                   layout.cloud_client_key] if info.mqtt_cloud_auth == "certificate" else []
     private = [
         layout.ca_key,
         layout.server_key,
-        layout.mosquitto_passwd,
-        layout.mosquitto_cloud_passwd,
-        layout.mosquitto_acl,
-        layout.mosquitto_cloud_acl,
+        *mosquitto.auth_files(layout, info.mqtt_cloud_auth),
+        *certificate,
         layout.mosquitto_conf,
         layout.influx_conf,
         *own.home.glob("credentials/*/*.password"),
@@ -208,6 +209,10 @@ def test_cli_up_status_add_node_down(own: StackConfig, capsys: pytest.CaptureFix
     assert data["mqtt"]["port"] == own.mqtt_port
     assert data["mqtt"]["cloud_port"] == own.mqtt_cloud_port
     assert data["mqtt"]["tls"] is True
+    # the mode of this machine's mosquitto (2.0.11 here: password, no client certificate)
+    auth = mosquitto.cloud_auth_for(mosquitto.require_binary())
+    assert data["mqtt"]["cloud_auth"] == auth
+    assert (data["mqtt"]["cloud_cert_file"] is None) == (auth == "password")
     assert data["influx"]["url"] == f"http://127.0.0.1:{own.influx_port}"
     assert data["influx"]["database"] == "urbanpulse"
     assert set(data["mqtt"]["users"]) == {"cloud", "hn-cli.n7"}

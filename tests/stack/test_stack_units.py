@@ -15,7 +15,13 @@ from urbanpulse.errors import ConfigError
 from urbanpulse.stack import StackConfig, StackError
 from urbanpulse.stack.files import ensure_secret
 from urbanpulse.stack.layout import Layout
-from urbanpulse.stack.mosquitto import check_version, parse_version, render_acl, render_cloud_acl
+from urbanpulse.stack.mosquitto import (
+    check_auth,
+    cloud_auth_for,
+    parse_version,
+    render_acl,
+    render_cloud_acl,
+)
 from urbanpulse.stack.passwords import mosquitto_hash, password_file_line, verify_mosquitto_hash
 from urbanpulse.stack.process import is_alive, start_detached, wait_until
 from urbanpulse.stack.tls import ensure_tls
@@ -187,12 +193,19 @@ def test_a_detached_server_gets_the_extra_environment_on_top_of_ours(
         assert wait_until(partial(_runs, pid, None), timeout_s=5)
 
 
-def test_the_broker_versions_that_lose_queued_messages_are_refused() -> None:
+def test_the_broker_versions_that_lose_queued_messages_run_in_certificate_mode() -> None:
+    """Debian 12's 2.0.11 (this machine's) and 2.0.23+ keep the listeners' own users; the
+    versions of #2618 (Ubuntu 24.04's 2.0.18, Debian 13's 2.0.21) get certificate mode, and
+    password mode is refused on them."""
     assert parse_version("mosquitto version 2.0.11\n\nmosquitto is an MQTT broker") == (2, 0, 11)
     with pytest.raises(StackError, match="cannot tell the version"):
         parse_version("something else")
     for fine in ((2, 0, 11), (2, 0, 10), (2, 0, 23), (2, 1, 0)):
-        check_version(fine)
-    for lossy in ((2, 0, 12), (2, 0, 18), (2, 0, 22)):
+        assert cloud_auth_for(fine) == "password"
+        check_auth(fine, "password")
+        check_auth(fine, "certificate")
+    for lossy in ((2, 0, 12), (2, 0, 18), (2, 0, 21), (2, 0, 22)):
+        assert cloud_auth_for(lossy) == "certificate"
+        check_auth(lossy, "certificate")
         with pytest.raises(StackError, match=r"mosquitto 2\.0\.\d+ loses the messages queued"):
-            check_version(lossy)
+            check_auth(lossy, "password")

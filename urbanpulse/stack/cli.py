@@ -59,6 +59,9 @@ def _print_human(info: StackInfo) -> None:
     print(f"mqtt         mqtts://{info.mqtt_host}:{info.mqtt_port}  nodes (CA {info.ca_file})")
     if info.mqtt_cloud_port is not None:
         print(f"             mqtts://{info.mqtt_host}:{info.mqtt_cloud_port}  cloud")
+    if data["mqtt"]["cloud_auth"] == "certificate":
+        print(f"             cloud: client certificate {data['mqtt']['cloud_cert_file']}")
+        print(f"                    key {data['mqtt']['cloud_key_file']}")
     print(f"influxdb     {info.influx_url}  database {info.database!r}")
     print(f"credentials  {info.credentials_dir}")
     if not info.credentials_dir.is_dir():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 from urbanpulse.errors import ConfigError
 from urbanpulse.stack.errors import StackError
 from urbanpulse.stack.layout import Layout
+from urbanpulse.stack.state import CloudAuth
 
 HOME_ENV = "URBANPULSE_HOME"
 DEFAULT_HOME = Path(".urbanpulse")
@@ -83,6 +85,11 @@ class MqttCredentials:
     ca_file: Path
     username: str
     password_file: Path
+    # The cloud user's client certificate and key when the broker runs in certificate mode
+    # (docs/stack.md): the broker then takes the certificate's name as the user and reads
+    # no password. None for a node, and for the cloud in password mode.
+    cert_file: Path | None = None
+    key_file: Path | None = None
 
     def password(self) -> str:
         return self.password_file.read_text(encoding="utf-8").strip()
@@ -110,6 +117,9 @@ class StackInfo:
     database: str
     credentials_dir: Path
     running: dict[str, bool]
+    # How the broker knows the cloud user: "password", or "certificate" on the Mosquitto
+    # versions that lose queued messages with per-listener users; None: never started.
+    mqtt_cloud_auth: CloudAuth | None = None
 
     def mqtt(self, username: str) -> MqttCredentials:
         """The credentials of `username`, on the cloud's listener for the cloud user and on
@@ -120,13 +130,29 @@ class StackInfo:
                 f"no MQTT user {username!r} in {self.home}: nodes are added with "
                 "`urbanpulse stack add-node --site S --node N`"
             )
-        port = self.mqtt_port
-        if username == CLOUD_USER:
-            if self.mqtt_cloud_port is None:
-                raise StackError(f"the cloud's MQTT port of {self.home} is not known yet: "
-                                 "run `urbanpulse stack up`")
-            port = self.mqtt_cloud_port
-        return MqttCredentials(self.mqtt_host, port, self.ca_file, username, password_file)
+        if username != CLOUD_USER:
+            return MqttCredentials(self.mqtt_host, self.mqtt_port, self.ca_file, username,
+                                   password_file)
+        if self.mqtt_cloud_port is None:
+            raise StackError(f"the cloud's MQTT port of {self.home} is not known yet: "
+                             "run `urbanpulse stack up`")
+        creds = MqttCredentials(self.mqtt_host, self.mqtt_cloud_port, self.ca_file, username,
+                                password_file)
+        if self.mqtt_cloud_auth != "certificate":
+            return creds
+        cert, key = self.cloud_client_files()
+        for path in (cert, key):
+            if not path.is_file():
+                raise StackError(f"the cloud's client certificate {path} is missing: run "
+                                 "`urbanpulse stack down`, then `urbanpulse stack up`")
+        # The password is still given: the processor's config requires one; the broker
+        # ignores it on the cloud's listener, and no listener takes it.
+        return dataclasses.replace(creds, cert_file=cert, key_file=key)
+
+    def cloud_client_files(self) -> tuple[Path, Path]:
+        """Where certificate mode keeps the cloud user's client certificate and key."""
+        layout = Layout(self.home)
+        return layout.cloud_client_cert, layout.cloud_client_key
 
     def influx(self, role: str) -> InfluxCredentials:
 
@@ -140,6 +166,9 @@ class StackInfo:
     def to_json(self) -> dict[str, Any]:
 
         layout = Layout(self.home)
+        cert_file = key_file = None
+        if self.mqtt_cloud_auth == "certificate":
+            cert_file, key_file = (str(p) for p in self.cloud_client_files())
         return {
             "home": str(self.home),
             "running": dict(self.running),
@@ -149,6 +178,10 @@ class StackInfo:
                 "cloud_port": self.mqtt_cloud_port,
                 "tls": True,
                 "ca_file": str(self.ca_file),
+                # the cloud user's client certificate and key, in certificate mode only
+                "cloud_auth": self.mqtt_cloud_auth,
+                "cloud_cert_file": cert_file,
+                "cloud_key_file": key_file,
                 "users": {
                     user: str(path) for user, path in sorted(layout.mqtt_password_files().items())
                 },

@@ -40,6 +40,24 @@ class Layout:
     def server_key(self) -> Path:
         return self.tls_dir / "server.key"
 
+    # The cloud's client certificate (certificate mode only, docs/stack.md), from a CA of its
+    # own that signs nothing else; all four 0600.
+    @property
+    def client_ca_cert(self) -> Path:
+        return self.tls_dir / "cloud-clients-ca.pem"
+
+    @property
+    def client_ca_key(self) -> Path:
+        return self.tls_dir / "cloud-clients-ca.key"
+
+    @property
+    def cloud_client_cert(self) -> Path:
+        return self.tls_dir / "cloud-client.pem"
+
+    @property
+    def cloud_client_key(self) -> Path:
+        return self.tls_dir / "cloud-client.key"
+
     # Credentials: one password per file, 0600.
     @property
     def credentials_dir(self) -> Path:
@@ -82,6 +100,11 @@ class Layout:
     @property
     def mosquitto_cloud_acl(self) -> Path:
         return self.mosquitto_dir / "acl-cloud"
+
+    # Certificate mode: one ACL for both listeners (the password file is the nodes').
+    @property
+    def mosquitto_acl_all(self) -> Path:
+        return self.mosquitto_dir / "acl-all"
 
     @property
     def mosquitto_log(self) -> Path:

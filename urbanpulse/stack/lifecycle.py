@@ -5,20 +5,20 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fcntl
-import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from urbanpulse.stack import influxd, mosquitto
+from urbanpulse.stack import influxd, mosquitto, state
 from urbanpulse.stack.config import CLOUD_USER, PORT_ENV, MqttCredentials, StackConfig, StackInfo
 from urbanpulse.stack.errors import StackError
-from urbanpulse.stack.files import ensure_secret, write_file
+from urbanpulse.stack.files import ensure_secret
 from urbanpulse.stack.layout import Layout
 from urbanpulse.stack.process import free_ports
-from urbanpulse.stack.tls import ensure_tls
+from urbanpulse.stack.state import CloudAuth
+from urbanpulse.stack.tls import ensure_client_tls, ensure_tls
 
-_PORT_KEYS = ("mqtt_port", "mqtt_cloud_port", "influx_port", "influx_rpc_port")
+_PORT_KEYS = state.PORT_KEYS
 
 
 @contextlib.contextmanager
@@ -36,11 +36,7 @@ def _locked(home: Path) -> Iterator[Layout]:
 
 def recorded_ports(home: Path) -> dict[str, int]:
     """The ports of the last `up` in this home ({} if it never ran)."""
-    try:
-        raw = json.loads(Layout(home).state.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return {}
-    return {k: raw[k] for k in _PORT_KEYS if isinstance(raw.get(k), int)}
+    return state.read(Layout(home)).ports
 
 
 def resolve_config(home: Path | None = None, **ports: int | None) -> StackConfig:
@@ -84,6 +80,7 @@ def _running(layout: Layout) -> dict[str, bool]:
 
 
 def _info(config: StackConfig, layout: Layout) -> StackInfo:
+    recorded = state.read(layout)
     return StackInfo(
         home=config.home,
         mqtt_host=config.bind,
@@ -94,6 +91,7 @@ def _info(config: StackConfig, layout: Layout) -> StackInfo:
         database=config.database,
         credentials_dir=layout.credentials_dir,
         running=_running(layout),
+        mqtt_cloud_auth=recorded.mqtt_cloud_auth or ("password" if recorded.ports else None),
     )
 
 
@@ -110,13 +108,31 @@ def _with_cloud_port(config: StackConfig, recorded: dict[str, int]) -> StackConf
     return dataclasses.replace(config, mqtt_cloud_port=port)
 
 
-def up(config: StackConfig) -> StackInfo:
-    """Start what is not running; idempotent. Refuses to move a running server to new ports."""
-    mosquitto.require_binary()
+def up(
+    config: StackConfig,
+    *,
+    mosquitto_argv: Sequence[str] | None = None,
+    mqtt_cloud_auth: CloudAuth | None = None,
+) -> StackInfo:
+    """Start what is not running; idempotent. Refuses to move a running server to new ports.
+
+    `mosquitto_argv`: the command that runs mosquitto, without `-c <conf>` (None:
+    /usr/sbin/mosquitto; tests run another build, e.g. Debian 13's through its loader).
+    `mqtt_cloud_auth`: "password" or "certificate" (docs/stack.md); None: by the broker's
+    version, certificate on mosquitto.LOSSY_VERSIONS. Both apply when mosquitto is started;
+    a running one keeps how it was started."""
+    argv = list(mosquitto_argv) if mosquitto_argv is not None else [mosquitto.BINARY]
+    version = mosquitto.require_binary(argv)
+    auth = mosquitto.cloud_auth_for(version) if mqtt_cloud_auth is None else mqtt_cloud_auth
+    mosquitto.check_auth(version, auth)
     influxd.require_binary()
     with _locked(config.home) as layout:
         running = _running(layout)
-        recorded = recorded_ports(config.home)
+        previous = state.read(layout)
+        recorded = previous.ports
+        if running["mosquitto"]:
+            argv = list(previous.mosquitto_argv or [mosquitto.BINARY])
+            auth = previous.mqtt_cloud_auth or "password"
         if running["mosquitto"] and "mqtt_cloud_port" not in recorded:
             raise StackError(
                 f"the mosquitto of {config.home} was started by an older urbanpulse, without "
@@ -135,12 +151,13 @@ def up(config: StackConfig) -> StackInfo:
             private.mkdir(exist_ok=True, mode=0o700)
             private.chmod(0o700)
         ensure_tls(layout)
+        # In certificate mode too: the processor's config needs a password file (the broker
+        # ignores the password there).
         ensure_secret(layout.mqtt_password(CLOUD_USER))
-        write_file(
-            layout.state,
-            json.dumps({k: getattr(config, k) for k in _PORT_KEYS}, indent=2) + "\n",
-            mode=0o644,
-        )
+        if auth == "certificate":
+            ensure_client_tls(layout, CLOUD_USER, may_replace_ca=not running["mosquitto"])
+        state.write(layout, state.Recorded({k: getattr(config, k) for k in _PORT_KEYS},
+                                           tuple(argv), auth))
         # Every port is checked before anything starts, so a clash leaves nothing half up.
         if not running["influxd"]:
             influxd.check_ports(config)
@@ -154,9 +171,9 @@ def up(config: StackConfig) -> StackInfo:
                 influxd.start(config, layout)
             influxd.bootstrap(config, layout)
             if not running["mosquitto"]:
-                mosquitto.write_config(config, layout)
+                mosquitto.write_config(config, layout, auth)
                 started.append("mosquitto")
-                mosquitto.start(config, layout)
+                mosquitto.start(config, layout, argv, auth)
         except BaseException:
             # Leave nothing half up: stop what this call started, keep what ran before.
             if "mosquitto" in started:

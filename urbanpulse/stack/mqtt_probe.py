@@ -60,12 +60,18 @@ def _read_exact(sock: ssl.SSLSocket, n: int) -> bytes:
 
 
 def try_connect(
-    host: str, port: int, ca_file: Path, username: str, password: str, *, timeout_s: float = 3.0
+    host: str, port: int, ca_file: Path, username: str, password: str, *, timeout_s: float = 3.0,
+    cert: tuple[Path, Path] | None = None,
 ) -> int:
-    """CONNECT and return the CONNACK return code (0 = accepted); ProbeFailed if no CONNACK."""
+    """CONNECT and return the CONNACK return code (0 = accepted); ProbeFailed if no CONNACK
+    (a listener that requires a client certificate refuses one it does not trust, or none,
+    in the handshake or, with TLS 1.3, when the CONNACK is read). `cert`: the client
+    certificate and key files to present."""
     context = ssl.create_default_context(cafile=str(ca_file))
     client_id = f"urbanpulse-probe-{secrets.token_hex(4)}"
     try:
+        if cert is not None:
+            context.load_cert_chain(str(cert[0]), str(cert[1]))
         with (
             socket.create_connection((host, port), timeout=timeout_s) as raw,
             context.wrap_socket(raw, server_hostname=host) as sock,
