@@ -58,6 +58,10 @@ REPLAY_CHUNK_HOURS = {"traffic": 6, "air": 24, "beds": 6, "doors": 6, "queue": 2
 # rebuilds read (the last minute of the processor's own points: one shard, a few rows).
 READ_CHECK = f'SELECT "uptime_s" FROM "{RP_RAW}"."processor" WHERE time > now() - 1m LIMIT 1'
 READ_CHECK_TIMEOUT_S = 5.0  # at most influx.timeout_s: a hung InfluxDB does not hold the start
+# InfluxDB 2.x's answer (400) to the writer check's write of no line, on its v1 /write as on
+# /api/v2/write: given only after the DBRP mapping (or bucket) and the write permission on
+# it passed (its legacy write handler: mapping 404, permission 403, then the body).
+NO_POINTS_2X = "writing requires points"
 # While InfluxDB denies the writer, the ERROR is logged once; this reminds of it at WARNING
 # (journalctl --since -1h would not show an ERROR logged hours ago).
 DENIED_REMINDER_S = 600.0
@@ -530,8 +534,10 @@ def check_writer(cfg: CloudInflux, timeout_s: float = READ_CHECK_TIMEOUT_S) -> N
     `InfluxAccessError`, naming the user, the database and the fix; an InfluxDB that does
     not answer within `timeout_s` (and `influx.timeout_s`), or any other error, is logged
     and start-up goes on (the writer waits for it, and holds a denied write, as always).
-    api = "v2" is not checked: no 2.x server was at hand to learn how it answers a write of
-    no line; a denied write is held and logged at run time all the same."""
+    InfluxDB 2.x (v1 API with DBRP mappings) answers a write of no line with 400 "writing
+    requires points" once the mapping and the right passed: that passes the check.
+    api = "v2" is not checked: no 2.x server was at hand to learn how its client library
+    sends a write of no line; a denied write is held and logged at run time all the same."""
     if cfg.api == "v2":
         return
     user = writer_user(cfg)
@@ -542,6 +548,8 @@ def check_writer(cfg: CloudInflux, timeout_s: float = READ_CHECK_TIMEOUT_S) -> N
         client.write(b"", db=db, rp=RP_RAW)
     except InfluxError as exc:
         reason = _error_reason(exc)
+        if exc.status == 400 and NO_POINTS_2X in exc.body:
+            return  # 2.x found the bucket and the write right before it looked at the body
         if write_failure(exc) is WriteFailure.DENIED:
             raise InfluxAccessError(
                 f"InfluxDB at {cfg.url} refuses {user.who} writes to database {db!r} "

@@ -26,6 +26,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -503,6 +504,51 @@ def test_the_writer_check_writes_nothing_and_lets_an_unreachable_influxdb_start(
     with caplog.at_level(logging.WARNING, logger=SINK_LOG):
         check_writer(replace(cfg, url=f"http://127.0.0.1:{port}"))
     assert "the writer's rights could not be checked at start-up" in caplog.text
+
+
+class _V1OnTwo(BaseHTTPRequestHandler):
+    """InfluxDB 2.x's v1 /write, as its legacy write handler answers a request: the DBRP
+    mapping of (db, rp) and the token's write permission on its bucket are checked first
+    (404, 403), then the body, which must hold points (400 "writing requires points")."""
+
+    status = 400
+    body = b'{"code":"invalid","message":"writing requires points"}'
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.send_response(self.status)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(self.body)))
+        self.end_headers()
+        self.wfile.write(self.body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def test_the_writer_check_passes_on_influxdb_2_whose_v1_write_wants_points(
+        db_ready: StackInfo, caplog: pytest.LogCaptureFixture) -> None:
+    """A healthy 2.x deployment (v1 API, DBRP mappings) answers the check's write of no line
+    with 400 "writing requires points", after it found the bucket and the write right: no
+    refusal, and no warning at every start that the writer's rights could not be checked."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _V1OnTwo)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        cfg = replace(cloud_config_for_stack_influx(db_ready),
+                      url=f"http://127.0.0.1:{server.server_address[1]}")
+        with caplog.at_level(logging.WARNING, logger=SINK_LOG):
+            check_writer(cfg)
+        assert _logged(caplog, logging.WARNING) == []
+        # the same server denying the write is still a refusal
+        _V1OnTwo.status = 403
+        _V1OnTwo.body = b'{"code":"forbidden","message":"insufficient permissions for write"}'
+        with pytest.raises(InfluxAccessError, match="insufficient permissions for write"):
+            check_writer(cfg)
+    finally:
+        _V1OnTwo.status, _V1OnTwo.body = 400, b'{"code":"invalid","message":"writing requires points"}'
+        server.shutdown()
+        server.server_close()
 
 
 # -- the whole processor: WRITE taken away while it runs, then given back ---------------------
