@@ -374,3 +374,44 @@ def test_the_client_certificate_is_kept_and_reissued_near_expiry(tmp_path: Path)
         ensure_client_tls(layout, "other", may_replace_ca=False)
     assert ensure_client_tls(layout, "other") is True
     assert layout.client_ca_cert.read_bytes() != ca
+
+
+def test_a_home_upgraded_to_2_0_21_keeps_the_ingests_queue(
+        own_stack_config: StackConfig, tmp_path: Path) -> None:
+    """A machine going from Debian 12 to 13 between a `down` and an `up`: the home's broker
+    switches from password to certificate mode on the same persistence file, and what was
+    queued for the ingest before reaches it (its user is `cloud` in both modes, its client
+    id the same). Batch 0 is queued before the restart: what is published after a restart
+    and before the ingest is back is not queued for its shared subscription
+    (tests/ansible/test_ansible_mosquitto_cert_listener.py)."""
+    trixie, config = _trixie_argv(), own_stack_config
+    if mosquitto.is_lossy(mosquitto.require_binary()):
+        pytest.skip("this machine's mosquitto is one of the versions certificate mode is for")
+    with _journal(tmp_path / "journal") as journal:
+        info = up(config)
+        assert info.mqtt_cloud_auth == "password"
+        cfg = cloud_mqtt(info, tmp_path, SITE)
+        ingest = Ingest(cfg, journal, instance="i0")
+        ingest.start()
+        try:
+            assert ingest.wait_subscribed(TIMEOUT_S), ingest.stats.last_error
+        finally:
+            ingest.stop()
+        _publish(add_node(config, SITE, NODE), "t-upgrade-0", 0)
+        down(config)
+        info = up(config, mosquitto_argv=trixie)
+        assert info.mqtt_cloud_auth == "certificate"
+        assert not Layout(config.home).mosquitto_cloud_passwd.exists()
+        cfg = cloud_mqtt(info, tmp_path, SITE)
+        assert cfg.cert_file is not None
+        ingest = Ingest(cfg, journal, instance="i0")
+        ingest.start()
+        try:
+            assert ingest.wait_subscribed(TIMEOUT_S), ingest.stats.last_error
+            _publish(add_node(config, SITE, NODE), "t-upgrade-1", 1)
+            last = batch_payload(SITE, NODE, 1)
+            rows = wait_for(lambda: (r := journal_rows(journal.path)) and r[-1] == last and r,
+                            TIMEOUT_S, "batch 1 in the journal")
+        finally:
+            ingest.stop()
+    assert rows == [batch_payload(SITE, NODE, k) for k in range(2)]
