@@ -12,9 +12,14 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import re
+import signal
 import socket
 import ssl
 import stat
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -308,6 +313,69 @@ def test_the_alert_publisher_of_the_stacks_cloud_config_publishes(
     finally:
         watcher.disconnect()
         watcher.loop_stop()
+
+
+def test_the_processor_of_the_stacks_cloud_config_stores_what_a_node_sends(
+        cert_stack: CertStack, tmp_path: Path) -> None:
+    """`urbanpulse cloud run` as the demo starts it, on `cloud_config_for_stack`: its ingest
+    and alert publisher connect with the client certificate, and a node's readings reach
+    InfluxDB."""
+    from cloud.initdb import init_db
+    from cloud.stack_config import to_toml
+    from urbanpulse.clock import to_epoch_ns
+    from urbanpulse.influx_http import InfluxHTTP
+    from urbanpulse.wire import Reading, encode_batch
+
+    info = cert_stack.info
+    admin = info.influx("admin")
+    with InfluxHTTP(admin.url, admin.username, admin.password()) as admin_db:
+        init_db(admin_db, info.database, parse_cloud_config(
+            {"mqtt": {"password_file": "x", "ca_file": "x"}, "influx": {"password_file": "x"}}
+        ).retention)
+    config = cloud_config_for_stack(info, tmp_path / "state")
+    config["mqtt"].update(node_filter=f"urbanpulse/v1/{SITE}/+", client_id="t-cert-processor",
+                          shared_group="t-cert-processor")
+    path = tmp_path / "cloud.toml"
+    path.write_text(to_toml(config))
+    log = tmp_path / "cloud.log"
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
+    readings = [Reading("pm-1", "air.pm", to_epoch_ns(start + timedelta(seconds=5 * i)), i,
+                        {"pm25": 10.0 + i, "pm10": 20.0 + i}) for i in range(20)]
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "urbanpulse.cli", "cloud", "run", "--config", str(path)],
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_for(lambda: "ingest subscribed" in log.read_text() or proc.poll() is not None, 60,
+                 "the processor's ingest to subscribe")
+        assert proc.poll() is None, log.read_text()
+        client = make_client("t-cert-node", cert_stack.node, clean_start=True)
+        connect_and_wait(client)
+        try:
+            client.publish(data_topic(SITE, NODE), encode_batch(SITE, NODE, readings),
+                           qos=1).wait_for_publish(TIMEOUT_S)
+        finally:
+            client.disconnect()
+            client.loop_stop()
+        reader = info.influx("reader")
+        with InfluxHTTP(reader.url, reader.username, reader.password()) as db:
+            def stored() -> set[int]:
+                rows = db.query_points(f"SELECT seq FROM raw.air_pm WHERE node = '{NODE}'",
+                                       db=info.database)
+                return {int(r["seq"]) for r in rows}
+            wait_for(lambda: stored() == set(range(20)), 60, "the node's readings in InfluxDB")
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(10)
+    # the broker saw the processor's ingest and alert publisher as the certificate's user
+    text = cert_stack.layout.mosquitto_log.read_text()
+    assert "as t-cert-processor-i0 (p5, c0, k30, u'cloud')" in text, text[-2000:]
+    assert re.search(r"as t-cert-processor-alerts-\S+ \(p5, c1, k30, u'cloud'\)", text), text[-2000:]
 
 
 def test_a_later_up_keeps_the_running_broker_and_down_stops_it(cert_stack: CertStack) -> None:
