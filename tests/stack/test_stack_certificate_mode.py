@@ -402,6 +402,8 @@ def test_a_later_up_keeps_the_running_broker_and_down_stops_it(cert_stack: CertS
 
 def test_password_mode_is_refused_on_2_0_21_before_anything_starts(
         own_stack_config: StackConfig) -> None:
+    with pytest.raises(StackError, match="mqtt_cloud_auth must be one of"):
+        up(own_stack_config, mqtt_cloud_auth="certificates")  # type: ignore[arg-type]
     argv = _trixie_argv()
     with pytest.raises(StackError, match=r"mosquitto 2\.0\.21 loses the messages queued"):
         up(own_stack_config, mosquitto_argv=argv, mqtt_cloud_auth="password")

@@ -121,6 +121,9 @@ def up(
     `mqtt_cloud_auth`: "password" or "certificate" (docs/stack.md); None: by the broker's
     version, certificate on mosquitto.LOSSY_VERSIONS. Both apply when mosquitto is started;
     a running one keeps how it was started."""
+    if mqtt_cloud_auth is not None and mqtt_cloud_auth not in state.CLOUD_AUTHS:
+        raise StackError(f"mqtt_cloud_auth must be one of {state.CLOUD_AUTHS} or None, "
+                         f"got {mqtt_cloud_auth!r}")
     argv = list(mosquitto_argv) if mosquitto_argv is not None else [mosquitto.BINARY]
     version = mosquitto.require_binary(argv)
     auth = mosquitto.cloud_auth_for(version) if mqtt_cloud_auth is None else mqtt_cloud_auth
