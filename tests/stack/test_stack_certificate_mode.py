@@ -485,3 +485,21 @@ def test_a_home_upgraded_to_2_0_21_keeps_the_ingests_queue(
         finally:
             ingest.stop()
     assert rows == [batch_payload(SITE, NODE, k) for k in range(2)]
+
+
+def test_the_certificate_config_has_the_ansible_roles_settings(tmp_path: Path) -> None:
+    """The same settings as the broker role's urbanpulse_mqtt_cloud_auth 'certificate' config
+    (paths aside; the stack runs as the invoking user, the service has a pidfile), as the
+    password configs are compared in tests/ansible/test_ansible_playbooks.py."""
+    from tests.ansible.helpers import ROLES, inventory_hosts, render
+    from tests.ansible.test_ansible_playbooks import _mosquitto_settings
+    from urbanpulse.stack.mosquitto import render_config
+
+    broker = {**next(iter(inventory_hosts("broker").values())),
+              "urbanpulse_mqtt_cloud_auth": "certificate"}
+    role = render(ROLES / "mosquitto" / "templates" / "mosquitto.conf.j2", "mosquitto", broker)
+    ours = render_config(StackConfig(home=tmp_path, mqtt_cloud_port=8884), Layout(tmp_path),
+                         "certificate")
+    assert [s for s in _mosquitto_settings(role) if s[0] != "pid_file"] == [
+        s for s in _mosquitto_settings(ours) if s[0] != "user"]
+    assert ("require_certificate", "true") in _mosquitto_settings(ours)
