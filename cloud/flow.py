@@ -280,7 +280,7 @@ class InfluxPartition(StatefulSinkPartition[list[Point], list[str] | None]):
     tried again at the replay interval, at a later epoch's end than the one that was
     refused; everything else goes on being written. That holds for the domain spans and for
     the per-sensor windows a late reading asks to rebuild (cloud.logic.recompute): those
-    are held too, in the snapshot as HELD_WINDOW + the request's text. The writer logs each
+    are held too, in the snapshot as runs of a sensor's windows (`pack_windows`). The writer logs each
     refusal once; the `processor` point counts what is held (`domain_spans_refused`,
     `windows_refused`). Errors that can pass (InfluxDB down, a 5xx) are waited out as always.
 
@@ -299,7 +299,8 @@ class InfluxPartition(StatefulSinkPartition[list[Point], list[str] | None]):
     it is due, between requests (cloud.health); `start` then starts the thread at once, so
     that the points come before any data does."""
 
-    HELD_WINDOW = "window|"  # a held window rebuild in the snapshot (no replay scope is "window")
+    HELD_WINDOW = "window|"  # one held window rebuild (snapshots before runs; still read)
+    HELD_WINDOWS = "windows|"  # a sensor's held rebuilds of one width, as runs (`pack_windows`)
 
     def __init__(self, writer: InfluxWriter, max_pending: int = MAX_PENDING_POINTS,
                  stop: threading.Event | None = None, health: ProcessorHealth | None = None,
@@ -367,11 +368,12 @@ class InfluxPartition(StatefulSinkPartition[list[Point], list[str] | None]):
 
     def snapshot(self) -> list[str]:
         """Flushes; the requests still held: replays (their span replayed too recently, or
-        refused) and window rebuilds InfluxDB refused (as HELD_WINDOW + text)."""
+        refused) and window rebuilds InfluxDB refused (`pack_windows`: HELD_WINDOWS entries,
+        one per sensor and width, whose consecutive windows are runs)."""
         self.flush()
         with self._cond:
             return sorted([text for texts in self._replays.values() for text in texts]
-                          + [self.HELD_WINDOW + text for text in self._windows])
+                          + pack_windows(self._windows))
 
     @property
     def held_replays(self) -> int:
@@ -404,11 +406,13 @@ class InfluxPartition(StatefulSinkPartition[list[Point], list[str] | None]):
             self._raise_failure()
 
     def _hold(self, requests: list[str], handed_in: int = -1) -> None:
-        """Adds replay requests, or held window rebuilds (HELD_WINDOW + text: a snapshot's),
-        to those held; `handed_in`: the flush count when they were handed over (the caller
-        holds the condition)."""
+        """Adds replay requests, or held window rebuilds (a snapshot's HELD_WINDOWS or
+        HELD_WINDOW entries), to those held; `handed_in`: the flush count when they were
+        handed over (the caller holds the condition)."""
         for text in requests:
-            if text.startswith(self.HELD_WINDOW):
+            if text.startswith(self.HELD_WINDOWS):
+                self._windows.update(unpack_windows(text))
+            elif text.startswith(self.HELD_WINDOW):
                 self._windows.add(text[len(self.HELD_WINDOW):])
             else:
                 self._replays.setdefault(ReplaySpan.decode(text).key, set()).add(text)
@@ -621,6 +625,54 @@ class InfluxPartition(StatefulSinkPartition[list[Point], list[str] | None]):
             self._health_failing = True
             return
         self._health_failing = False
+
+
+def pack_windows(texts: Iterable[str]) -> list[str]:
+    """Held window rebuilds (RECOMPUTE texts: rp|measurement|site|node|sensor|kind|width|start)
+    as snapshot entries: HELD_WINDOWS + the text without its start + "|" + runs of starts
+    ("<first>x<count>", comma-separated; a run's windows follow each other by the width). A
+    node's backlog asks for every minute and hour of each sensor: a few entries a sensor,
+    not one per window (a city's backlog held while READ is revoked was tens of MB pickled
+    at every epoch end)."""
+    by_head: dict[str, list[int]] = {}
+    for text in texts:
+        head, start = text.rsplit("|", 1)
+        by_head.setdefault(head, []).append(int(start))
+    out = []
+    for head, starts in by_head.items():
+        width = int(head.rsplit("|", 1)[1])
+        starts.sort()
+        runs: list[list[int]] = []
+        for at in starts:
+            if runs and at == runs[-1][0] + runs[-1][1] * width:
+                runs[-1][1] += 1
+            else:
+                runs.append([at, 1])
+        out.append(f"{InfluxPartition.HELD_WINDOWS}{head}|" + ",".join(f"{a}x{n}" for a, n in runs))
+    return out
+
+
+def unpack_windows(entry: str) -> list[str]:
+    """The RECOMPUTE texts of a HELD_WINDOWS snapshot entry (`pack_windows`)."""
+    head, runs = entry[len(InfluxPartition.HELD_WINDOWS):].rsplit("|", 1)
+    width = int(head.rsplit("|", 1)[1])
+    out = []
+    for run in runs.split(","):
+        first, count = (int(x) for x in run.split("x"))
+        out += [f"{head}|{first + i * width}" for i in range(count)]
+    return out
+
+
+def held_windows_in(snapshot: Iterable[str]) -> set[str]:
+    """The window rebuilds (RECOMPUTE texts) an InfluxPartition snapshot holds, in either
+    form (HELD_WINDOWS runs, or HELD_WINDOW one by one)."""
+    out: set[str] = set()
+    for entry in snapshot:
+        if entry.startswith(InfluxPartition.HELD_WINDOWS):
+            out.update(unpack_windows(entry))
+        elif entry.startswith(InfluxPartition.HELD_WINDOW):
+            out.add(entry[len(InfluxPartition.HELD_WINDOW):])
+    return out
 
 
 class RetiredSinkPartition(StatefulSinkPartition[list[Point], list[str] | None]):

@@ -28,10 +28,10 @@ import pytest
 from cloud.cli import main as cloud_main
 from cloud.config import CloudInflux
 from cloud.errors import InfluxAccessError, ReadRefused
-from cloud.flow import InfluxPartition
+from cloud.flow import InfluxPartition, held_windows_in, pack_windows, unpack_windows
 from cloud.health import ProcessorHealth
 from cloud.logic.domain.hospital_site import HospitalSite
-from cloud.logic.domain_replay import replay_requests
+from cloud.logic.domain_replay import ReplaySpan, replay_requests
 from cloud.logic.node import NodeState
 from cloud.logic.records import RP_RAW, Point
 from cloud.sink import InfluxWriter, check_reader, make_writer
@@ -194,11 +194,16 @@ def test_refused_reads_are_held_across_a_crash_the_rest_written_and_rebuilt_once
     assert stats.refused_requests == 0
     assert _raw_count(reader, db, suffix) == raw > 0  # every raw point written
     assert stats.recomputed == stats.domain_replays == 0
-    windows = [t for t in held if t.startswith(InfluxPartition.HELD_WINDOW)]
-    spans = [t for t in held if not t.startswith(InfluxPartition.HELD_WINDOW)]
+    windows = sorted(held_windows_in(held))
+    spans = [t for t in held if not t.startswith(InfluxPartition.HELD_WINDOW[:-1])]
     assert windows
     assert spans
     assert (stats.windows_refused, first.held_windows) == (len(windows), len(windows))
+    # The snapshot (pickled at every epoch end) holds a sensor's windows of one width as
+    # runs of starts, not one entry per window: a city's backlog while READ is revoked
+    # would otherwise be tens of MB every 2 s.
+    sensors = {tuple(t.split("|")[:7]) for t in windows}
+    assert len([t for t in held if t.startswith("window")]) <= len(sensors) < len(windows)
     assert stats.spans_refused == len({t.rsplit("|", 2)[0] for t in spans}) > 0
     logged = _refusals(caplog)
     assert logged
@@ -219,12 +224,12 @@ def test_refused_reads_are_held_across_a_crash_the_rest_written_and_rebuilt_once
     tried = len(asked)
     wait_for(lambda: second.snapshot() and len(asked) > tried, 20, "a retry after the replay interval")
     kept = second.snapshot()
-    assert {t for t in kept if t.startswith(InfluxPartition.HELD_WINDOW)} == set(windows)
-    assert {t.rsplit("|", 2)[0] for t in kept if "|" in t and not t.startswith("window|")} \
+    assert held_windows_in(kept) == set(windows)
+    assert {t.rsplit("|", 2)[0] for t in kept if "|" in t and not t.startswith("window")} \
         == {t.rsplit("|", 2)[0] for t in spans}
     logged = _refusals(caplog)
     assert len(logged) == len(set(logged)) == stats.spans_refused + len(
-        {tuple(t.split("|")[3:5]) for t in windows})  # once per span and per node's windows
+        {tuple(t.split("|")[2:4]) for t in windows})  # once per span and per node's windows
     refused_now = wait_for(lambda: [p for p in _processor_points(reader, db, process)
                                     if (p["domain_spans_refused"] or 0) > 0], 20,
                            "a processor point counting the refused spans")
@@ -350,3 +355,23 @@ def test_cloud_recompute_with_a_reader_without_read_exits_3_with_influxdbs_reaso
     err = capsys.readouterr().err
     assert "urbanpulse cloud recompute: reading raw points back: InfluxDB error 403" in err
     assert f"requires READ on {db_ready.database}" in err
+
+
+def test_held_windows_are_snapshotted_as_runs_and_old_snapshots_still_load() -> None:
+    minute, hour = 60 * 10**9, 3600 * 10**9
+    t0 = 1_795_903_200 * 10**9
+    head = "agg_1m|air_pm|hk|aq-1|pm-1|air.pm"
+    texts = ({f"{head}|{minute}|{t0 + i * minute}" for i in (*range(300), *range(301, 400))}
+             | {f"agg_1h|air_pm|hk|aq-1|pm-1|air.pm|{hour}|{t0 + i * hour}" for i in range(5)})
+    packed = pack_windows(texts)
+    assert sorted(packed) == sorted([
+        f"windows|{head}|{minute}|{t0}x300,{t0 + 301 * minute}x99",
+        f"windows|agg_1h|air_pm|hk|aq-1|pm-1|air.pm|{hour}|{t0}x5"])
+    assert held_windows_in(packed) == texts
+    assert {t for e in packed for t in unpack_windows(e)} == texts
+    # a partition resumes either form: runs, and one window an entry (730f4e9's)
+    span = ReplaySpan("traffic", "hk", "tl", t0, t0 + hour).encode()
+    old = [f"window|{t}" for t in sorted(texts)[:3]]
+    part = InfluxPartition(InfluxWriter(_NoWrites(), "city", 10), held_replays=[*packed, *old, span])
+    assert part.held_windows == len(texts)
+    assert part.held_replays == 1
