@@ -109,7 +109,7 @@ def make_client(
             manual_ack=manual_ack,
         )
     client.username_pw_set(creds.username, creds.password())
-    client.tls_set_context(tls_context(creds.ca_file))
+    client.tls_set_context(tls_context(creds.ca_file, creds.cert_file, creds.key_file))
     if protocol == MQTTV5:
         properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         properties.SessionExpiryInterval = 0 if clean_start else session_expiry_s

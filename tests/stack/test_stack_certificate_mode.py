@@ -207,6 +207,17 @@ def test_the_cloud_connects_with_its_certificate_only(
              "the broker to log the certificate of another CA")
 
 
+def test_make_client_connects_as_the_cloud_with_the_stacks_credentials(cert_stack: CertStack) -> None:
+    """What tools and tests do with `StackInfo.mqtt("cloud")`: make_client sends the
+    certificate the credentials carry."""
+    client = make_client("t-cert-tool", cert_stack.cloud(), clean_start=True)
+    try:
+        connect_and_wait(client)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
 def test_a_nodes_password_is_refused_on_the_cloud_listener(cert_stack: CertStack) -> None:
     node, cloud_port = cert_stack.node, cert_stack.cloud().port
     refused = _connack(cloud_port, node.ca_file, node.username, node.password())
