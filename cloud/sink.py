@@ -3,14 +3,15 @@
 While a write fails for a reason that can pass (InfluxDB down, a 5xx, a 408 or 429), the
 writer blocks and retries with backoff: the dataflow stops advancing, its snapshot stays
 behind, and the journal holds the data. A write InfluxDB denies the writer (401: its
-credentials; 403: no WRITE on the database; 404: no such database) is held the same way,
-since only an operator can fix it and nothing may be lost meanwhile: logged once at ERROR
-with what to grant, reminded every DENIED_REMINDER_S, counted (`write_denied`,
-`write_denied_s`). A write refused for its lines (another 4xx: a field type conflict,
-points beyond a retention policy, a line InfluxDB cannot parse) is counted and logged with
-InfluxDB's words, not retried, and the rest goes on; InfluxDB 1.x stores the request's
-good lines itself ("partial write"). `write_failure` is that classification. A request too
-large (413: InfluxDB's max-body-size, or a proxy's) is written again in halves.
+credentials; 403: no WRITE on the database; 404: no such database), or a proxy redirects
+(3xx), is held the same way, since only an operator can fix it and nothing may be lost
+meanwhile: logged once at ERROR with what to grant, reminded every DENIED_REMINDER_S,
+counted (`write_denied`, `write_denied_s`). A write refused for its lines (another 4xx: a
+field type conflict, points beyond a retention policy, a line InfluxDB cannot parse) is
+counted and logged with InfluxDB's words, not retried, and the rest goes on; InfluxDB 1.x
+stores the request's good lines itself ("partial write"). `write_failure` is that
+classification. A request too large (413: InfluxDB's max-body-size, or a proxy's) is
+written again in halves.
 
 Reads of raw points back (window rebuilds and domain replays after late data) retry the
 same way while InfluxDB is away. A read refused for good (a 4xx: the reader lacks READ on
@@ -71,7 +72,7 @@ class WriteFailure(enum.Enum):
     """What a failed write means for its points (`write_failure`)."""
 
     UNAVAILABLE = "unavailable"  # no answer, a 5xx, 408, 429: wait and try again
-    DENIED = "denied"  # the writer is refused (401, 403, 404): held and tried until an operator acts
+    DENIED = "denied"  # the writer is refused (401, 403, 404, a 3xx): held until an operator acts
     REJECTED = "rejected"  # the lines are refused (another 4xx): trying again gets the same answer
 
 
@@ -81,14 +82,15 @@ TOO_LARGE = 413  # a request over InfluxDB's max-body-size (or a proxy's): split
 
 def write_failure(exc: InfluxError) -> WriteFailure:
     """A 401 (credentials), 403 (no WRITE on the database) or 404 (no such database, or
-    2.x bucket) says nothing about the points: they can be written once the operator fixes
-    the user or the database, so they are held, never dropped. Any other 4xx (400: a field
-    type conflict, a line InfluxDB cannot parse, points beyond a retention policy; a 2.x
-    422) refuses the lines themselves; a 413 (too large) the request's size, which the
-    writer splits (one line too large is refused)."""
+    2.x bucket) says nothing about the points: they can be written once the operator
+    fixes the user or the database, so they are held, never dropped. So does a 3xx (a
+    proxy's redirect, which the writer does not follow: influx.url is to be fixed). Any
+    other 4xx (400: a field type conflict, a line InfluxDB cannot parse, points beyond a
+    retention policy; a 2.x 422) refuses the lines themselves; a 413 (too large) the
+    request's size, which the writer splits (one line too large is refused)."""
     if exc.retryable:
         return WriteFailure.UNAVAILABLE
-    if exc.status in WRITE_DENIED:
+    if exc.status in WRITE_DENIED or 300 <= exc.status < 400:
         return WriteFailure.DENIED
     return WriteFailure.REJECTED
 
@@ -111,6 +113,9 @@ class WriterUser:
 
     def advice(self, status: int, database: str, rp: str | None = None) -> str:
         """What an operator does about a write denied with `status`."""
+        if 300 <= status < 400:
+            return ("InfluxDB, or a proxy before it, redirects the write elsewhere (the writer "
+                    "follows no redirect): set influx.url to where it points (https?)")
         if status == 401:
             return (f"check {self.secret} and that the "
                     + ("token exists" if self.v2 else "user exists"))
@@ -139,7 +144,7 @@ class SinkStats:
     domain_replays: int = 0  # spans of domain rollups rebuilt from raw points
     domain_not_replayed: int = 0
     reads: int = 0  # queries of raw points read back, for rebuilds and replays
-    # Write attempts InfluxDB denied the writer (401, 403, 404: `write_failure`), held and
+    # Write attempts InfluxDB denied the writer (401, 403, 404, 3xx: `write_failure`), held and
     # tried again, and the seconds writes were held so, since start.
     denied: int = 0
     denied_s: float = 0.0
@@ -530,7 +535,7 @@ def check_writer(cfg: CloudInflux, timeout_s: float = READ_CHECK_TIMEOUT_S) -> N
     """`cloud run`'s and `cloud recompute`'s start-up step: a write of no line to the raw
     policy, as the writer. InfluxDB 1.x checks the database and the user's WRITE on it
     before it reads the body, then stores nothing and answers 204 (checked on 1.6.7), so
-    the check leaves no point behind. Denied (401, 403, 404: `write_failure`) raises
+    the check leaves no point behind. Denied (401, 403, 404, a 3xx: `write_failure`) raises
     `InfluxAccessError`, naming the user, the database and the fix; an InfluxDB that does
     not answer within `timeout_s` (and `influx.timeout_s`), or any other error, is logged
     and start-up goes on (the writer waits for it, and holds a denied write, as always).

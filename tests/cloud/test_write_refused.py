@@ -235,6 +235,25 @@ def test_too_many_requests_and_a_request_timeout_are_waited_out_not_dropped() ->
         assert (writer.stats.points, writer.stats.refused_requests, writer.stats.retries) == (2, 0, 2)
 
 
+def test_a_redirected_write_is_held_until_influx_url_is_fixed_not_dropped(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A 3xx (a proxy moving http to https, a load balancer's redirect: InfluxHTTP follows
+    none) means nothing took the request in: no line was looked at. It was refused for good
+    like a bad line, every point dropped while the epochs committed."""
+    for status in (301, 302, 307, 308):
+        assert write_failure(InfluxError(status, "Moved")) is WriteFailure.DENIED
+    transport = Answers(InfluxError(301, "<html>301 Moved Permanently</html>"))
+    writer = InfluxWriter(transport, "city", 10, wait=Clocked().wait,
+                          user=WriterUser("w", "influx.password_file (/etc/w.pw)"))
+    caplog.set_level(logging.INFO, logger=SINK_LOG)
+    writer.write([("raw", "m v=1 1")])
+    assert transport.written == [b"m v=1 1"]
+    assert (writer.stats.points, writer.stats.refused_requests, writer.stats.denied) == (1, 0, 1)
+    (error,) = _logged(caplog, logging.ERROR)
+    assert "influx.url" in error
+    assert "GRANT" not in error
+
+
 def test_a_stop_while_denied_ends_the_wait_with_a_sink_error() -> None:
     stop = threading.Event()
     stop.set()
