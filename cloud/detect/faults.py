@@ -242,6 +242,13 @@ _HELD_MAX = 8
 # Runs of numbers still missing kept per held sequence gap (`_fill`), at most.
 _HOLES_MAX = 8
 
+# A sequence gap held (`FaultMonitor._hold_gap`): the cloud's reception of the reading after
+# the gap (µs), the number before the gap, the number after it, the event that reading
+# raised, the runs of numbers still missing as [first, last], the late readings bordering
+# them (number -> (stamp, value)), the stamp of the reading before the gap and the interval
+# expected then (µs). Pickled; held by an older version: the first five only.
+_HeldGap = tuple[int, int, int, FaultEvent, list[list[int]], dict[int, tuple[int, float]], int, int]
+
 
 def _micros(ts: datetime | int) -> int:
     """Microseconds since the epoch of an aware datetime or of epoch nanoseconds (the
@@ -272,10 +279,8 @@ class FaultMonitor:
     # Forward clock jumps judged but not raised yet (`_hold`): (the stamp before the gap, the
     # stamp after it, the cloud's reception of the reading after it (µs), the event).
     _held: list[tuple[int, int, int, FaultEvent]] | None = None
-    # Sequence gaps judged a silence but not raised yet (`_hold_gap`): (the cloud's reception
-    # of the reading after the gap (µs), the number before the gap, the number after it,
-    # the event, the runs of numbers still missing as [first, last]).
-    _gaps_held: list[tuple[int, int, int, FaultEvent, list[list[int]]]] | None = None
+    # Sequence gaps judged a silence but not raised yet (`_hold_gap`, `_HeldGap`).
+    _gaps_held: list[_HeldGap] | None = None
 
     def __init__(
         self,
@@ -415,7 +420,7 @@ class FaultMonitor:
         sequence gap (`_hold_gap`)."""
         events: list[FaultEvent] = []
         if seq is not None and self._gaps_held:
-            self._fill(seq, _micros(ts), events)
+            self._fill(seq, _micros(ts), value, events)
         if self.settings.clock_back:
             self._clock_back(_micros(ts), seq, value, events)
         return events
@@ -485,8 +490,8 @@ class FaultMonitor:
         previous_seq, last_ts = self._last_seq, self._last_ts
         if seq is not None:
             if previous_seq is not None and seq <= previous_seq:
-                if self._gaps_held:
-                    self._fill(seq, at, events)
+                if self._gaps_held and value is not None:
+                    self._fill(seq, at, value, events)
                 return  # a duplicate or a late reading: nothing new about liveness
             self._last_seq = seq
         if last_ts is not None and at <= last_ts:
@@ -548,7 +553,8 @@ class FaultMonitor:
         if received is None:
             events.append(event)
         else:
-            self._hold_gap(_micros(received), previous_seq, seq, replace(event, seq=seq), events)
+            self._hold_gap(_micros(received), previous_seq, seq, replace(event, seq=seq), last_ts,
+                           round(step * 1e6), events)
 
     def _hold(self, last_ts: int, at: int, received: int, event: FaultEvent,
               events: list[FaultEvent]) -> None:
@@ -579,7 +585,7 @@ class FaultMonitor:
         self._held = kept
 
     def _hold_gap(self, received: int, previous_seq: int, seq: int, event: FaultEvent,
-                  events: list[FaultEvent]) -> None:
+                  last_ts: int, interval: int, events: list[FaultEvent]) -> None:
         """A jump in the sequence numbers may be two messages of the node swapped on their
         way (two ingests stamp on receipt, and the processor reads their journals merged by
         those stamps): the missing numbers can still come, stamped before the newest reading
@@ -590,21 +596,26 @@ class FaultMonitor:
         held = self._gaps_held
         if held is None:
             held = self._gaps_held = []
-        held.append((received, previous_seq, seq, event, [[previous_seq + 1, seq - 1]]))
+        held.append((received, previous_seq, seq, event, [[previous_seq + 1, seq - 1]], {},
+                     last_ts, interval))
         while len(held) > _HELD_MAX:
-            events.append(_gap_event(held.pop(0)))
+            events += self._gap_events(held.pop(0))
 
-    def _fill(self, seq: int, at: int, events: list[FaultEvent]) -> None:
+    def _fill(self, seq: int, at: int, value: float, events: list[FaultEvent]) -> None:
         """A reading numbered `seq`, stamped `at`, came late: its number is no longer missing
         from the held gap it falls in (if stamped before the reading after the gap), which
         is dropped when no run of `silence_intervals` numbers is left missing (raised at once
-        instead when its runs would be more than `_HOLES_MAX`)."""
+        instead when its runs would be more than `_HOLES_MAX`). Its stamp and value are kept
+        while a run still missing borders it: each run is raised as the reading after it
+        would have raised it, had the readings come in order."""
         held = self._gaps_held
         if not held:
             return
-        for k, (received, before, after, event, holes) in enumerate(held):
+        for k, gap in enumerate(held):
+            _, before, after, event, holes, came, _, _ = gap = _upgraded(gap)
             if not before < seq < after or at >= _micros(event.detected_at):
                 continue
+            held[k] = gap
             for i, (first, last) in enumerate(holes):
                 if first <= seq <= last:
                     parts = [[a, b] for a, b in ((first, seq - 1), (seq + 1, last)) if a <= b]
@@ -612,25 +623,61 @@ class FaultMonitor:
                     break
             else:
                 return  # come already (a duplicate)
+            came[seq] = (at, value)
+            for kept in [n for n in came if not any(a - 1 <= n <= b + 1 for a, b in holes)]:
+                del came[kept]
             if not holes or max(b - a + 1 for a, b in holes) < self.settings.silence_intervals:
                 del held[k]
             elif len(holes) > _HOLES_MAX:
                 del held[k]
                 # too scattered to follow: raised now, as before the hold
-                events.append(_gap_event((received, before, after, event, holes)))
+                events += self._gap_events(gap)
             return
 
     def _release_gaps(self, now: int, events: list[FaultEvent]) -> None:
         """Raises (appends to `events`) the held sequence gaps received `gap_grace_s` before
         the cloud's `now`, with the numbers still missing."""
         grace = self.settings.gap_grace_s * 1e6
-        kept: list[tuple[int, int, int, FaultEvent, list[list[int]]]] = []
+        kept: list[_HeldGap] = []
         for h in self._gaps_held or ():
             if now >= h[0] + grace:
-                events.append(_gap_event(h))
+                events += self._gap_events(h)
             else:
                 kept.append(h)
         self._gaps_held = kept
+
+    def _gap_events(self, gap: _HeldGap) -> list[FaultEvent]:
+        """The events of a held sequence gap let go: each run of at least `silence_intervals`
+        numbers still missing, as the reading after it would have raised it had the readings
+        come in order (a SILENCE from one interval after the reading before it, on the
+        reading after it; a clock set back where their stamps moved less than half of what
+        the run takes)."""
+        _, before, after, event, holes, came, last_ts, interval = _upgraded(gap)
+        out: list[FaultEvent] = []
+        for first, last in holes:
+            missing = last - first + 1
+            if missing < self.settings.silence_intervals:
+                continue
+            if first - 1 == before and last + 1 == after:
+                out.append(event)  # nothing came: the event as judged on its reading
+                continue
+            prior = last_ts if first - 1 == before else came[first - 1][0]
+            if last + 1 == after:
+                at, value = _micros(event.detected_at), event.value
+            else:
+                at, value = came[last + 1]
+            stamp = _stamp(at)
+            if self.settings.regular and at - prior < (missing + 1) * interval / 2:
+                out.append(FaultEvent(
+                    self.sensor, self.field, FaultType.CLOCK_JUMP, stamp, stamp, value,
+                    f"{missing} readings skipped but the stamps moved {(at - prior) / 1e6:g} s: "
+                    "clock set back", last + 1))
+            else:
+                out.append(FaultEvent(
+                    self.sensor, self.field, FaultType.SILENCE,
+                    _stamp(prior) + timedelta(microseconds=interval), stamp, value,
+                    f"{missing} readings missing (seq {first - 1} -> {last + 1})", last + 1))
+        return out
 
     def _remember_gap(self, gap: float) -> None:
         self._gaps.append(gap)
@@ -835,14 +882,15 @@ class FaultMonitor:
             f"{self._cut_count} readings at {value:g}: wiring cut"))
 
 
-def _gap_event(held: tuple[int, int, int, FaultEvent, list[list[int]]]) -> FaultEvent:
-    """The SILENCE of a held sequence gap, with the numbers still missing."""
-    _, before, after, event, holes = held
-    missing = sum(last - first + 1 for first, last in holes)
-    if missing == after - before - 1:
-        return event
-    return replace(event, detail=f"{missing} readings missing (seq {holes[0][0] - 1} -> "
-                                 f"{holes[-1][1] + 1})")
+def _upgraded(gap: _HeldGap) -> _HeldGap:
+    """A held gap as this version keeps it: one pickled by a version that kept only its
+    first five parts (no late readings' stamps) gets none, and its event's start as the
+    start of a silence from the reading before the gap (interval 0: its runs are raised
+    as silences, the later ones from the late reading before them)."""
+    if len(gap) == 8:
+        return gap
+    event = gap[3]
+    return (*gap[:5], {}, _micros(event.start), 0)
 
 
 # -- rules on a node's heartbeats ---------------------------------------------------

@@ -6,6 +6,7 @@ before the newest reading (`stamped_before`)."""
 from __future__ import annotations
 
 import pickle
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from cloud.detect import FaultMonitor, FaultType
@@ -77,6 +78,43 @@ def test_a_partly_filled_gap_is_raised_with_the_numbers_still_missing() -> None:
         assert m.stamped_before(_ns(_at(seq)), 11.0, seq) == []
     [ev] = m.node_heartbeat(_at(AFTER + 2), _at(AFTER + 2))
     assert ev.detail == f"4 readings missing (seq {LEARNT + 2} -> {LEARNT + 7})"
+    # as reading LEARNT + 7 raises it when the readings come in order: the same point
+    assert (ev.fault, ev.detected_at, ev.seq, ev.value) == (FaultType.SILENCE, _at(LEARNT + 7),
+                                                           LEARNT + 7, 11.0)
+    assert ev.start == _at(LEARNT + 2) + timedelta(seconds=STEP)
+    in_order = _learnt()
+    for seq in (*range(LEARNT, LEARNT + 3), *range(LEARNT + 7, AFTER)):
+        got = in_order.update(_ns(_at(seq)), 11.0, seq)
+        if seq == LEARNT + 7:
+            assert got == [replace(ev, seq=None)]
+
+
+def test_runs_still_missing_on_both_sides_of_a_late_reading_are_two_silences() -> None:
+    m = _learnt()
+    assert _read(m, AFTER, _at(AFTER)) == []
+    assert m.stamped_before(_ns(_at(LEARNT + 4)), 12.5, LEARNT + 4) == []
+    events = m.node_heartbeat(_at(AFTER + 2), _at(AFTER + 2))
+    assert [(ev.detected_at, ev.seq, ev.value) for ev in events] == [
+        (_at(LEARNT + 4), LEARNT + 4, 12.5), (_at(AFTER), AFTER, 11.0)]
+    assert [ev.detail for ev in events] == [
+        f"4 readings missing (seq {LEARNT - 1} -> {LEARNT + 4})",
+        f"5 readings missing (seq {LEARNT + 4} -> {AFTER})"]
+    assert events[1].start == _at(LEARNT + 5)
+
+
+def test_a_gap_held_by_the_version_before_still_fills_and_raises() -> None:
+    """A snapshot taken while a gap was held by the version that kept no late stamps (five
+    parts): it loads, fills and raises (with the numbers still missing)."""
+    m = _learnt()
+    assert _read(m, AFTER, _at(AFTER)) == []
+    assert m._gaps_held is not None
+    m._gaps_held = [gap[:5] for gap in m._gaps_held]  # type: ignore[misc]
+    copy: FaultMonitor = pickle.loads(pickle.dumps(m))
+    for seq in range(LEARNT, LEARNT + 5):
+        assert copy.stamped_before(_ns(_at(seq)), 11.0, seq) == []
+    [ev] = copy.node_heartbeat(_at(AFTER + 2), _at(AFTER + 2))
+    assert (ev.fault, ev.seq) == (FaultType.SILENCE, AFTER)
+    assert ev.detail == f"5 readings missing (seq {LEARNT + 4} -> {AFTER})"
 
 
 def test_a_hole_shorter_than_the_rule_left_is_no_silence() -> None:
@@ -128,11 +166,20 @@ def test_at_most_a_few_gaps_are_held_the_oldest_raised_first() -> None:
 
 
 def test_scattered_late_numbers_keep_a_few_runs_then_the_gap_is_raised() -> None:
+    """More runs still missing than are followed: each run raised now, as the reading after
+    it would have raised it in order."""
     m = _learnt()
     far = LEARNT + 100
     assert _read(m, far, _at(far)) == []
-    raised: list[FaultType] = []
+    raised = []
     for seq in range(LEARNT + 3, far - 3, 4):  # every fourth number: holes of 3
-        raised += [ev.fault for ev in m.stamped_before(_ns(_at(seq)), 11.0, seq)]
-    assert raised == [FaultType.SILENCE]
+        raised += m.stamped_before(_ns(_at(seq)), 11.0 + seq, seq)
+    assert {ev.fault for ev in raised} == {FaultType.SILENCE}
+    came = list(range(LEARNT + 3, LEARNT + 3 + 4 * 8, 4))  # the eighth came, the ninth run left
+    assert [ev.seq for ev in raised] == [*came, far]
+    assert [ev.detected_at for ev in raised] == [_at(seq) for seq in (*came, far)]
+    assert [ev.value for ev in raised] == [*(11.0 + seq for seq in came), 11.0]
+    assert raised[1].detail == f"3 readings missing (seq {came[0]} -> {came[1]})"
+    assert raised[1].start == _at(came[0] + 1)
+    assert raised[-1].detail == f"{far - came[-1] - 1} readings missing (seq {came[-1]} -> {far})"
     assert m.node_heartbeat(_at(far + 2), _at(far + 2)) == []
