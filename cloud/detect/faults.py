@@ -25,7 +25,9 @@ value, seq, values, received)` and call `tick(now)` on a timer (signs of life to
   reception stamps), so a jump of a reading received at `update(received=)` is held until
   a reading of the field or a heartbeat of the node (`node_heartbeat`) received
   `gap_grace_s` later; the missing numbers coming meanwhile (`stamped_before`) fill it,
-  and it is dropped when no run of `silence_intervals` is left missing.
+  and it is dropped when no run of `silence_intervals` is left missing (each run left is
+  raised on the reading after it, as in order; the one before the reading after the gap
+  gets that reading judged by the forward clock rule, as in order).
 * SPIKE: one reading more than `spike_k` robust deviations (1.4826 x MAD, at least
   `spike_floor` of the physical range and `spike_rel` of the median) from the
   median of the previous
@@ -512,24 +514,8 @@ class FaultMonitor:
             # any gap seen (unless that gap is the silence already reported).
             if silence_seen:
                 return
-            start = self._agent_start
-            if start is not None and last_ts < start <= at:
-                return  # the agent was down in between: a restart, not a clock jump
-            s = self.settings
-            if len(self._long_gaps) < _LEARN_LONGEST or not s.regular \
-                    or gap <= self._longest + s.clock_min_s:
-                self._remember_gap(gap)
-                return
-            stamp = _stamp(at)
-            event = self._event(
-                FaultType.CLOCK_JUMP, stamp, stamp, value,
-                f"stamps moved {gap:g} s between consecutive readings (at most "
-                f"{self._longest:g} s before): clock set forward")
-            got = None if received is None else _micros(received)
-            if got is None or at - got - (self._lead or 0) > s.clock_ahead_s * 1e6:
-                events.append(event)  # stamped ahead of the cloud's clock: no restart does that
-            else:
-                self._hold(last_ts, at, got, replace(event, seq=seq), events)
+            self._forward(last_ts, at, seq, value, None if received is None else _micros(received),
+                          events)
             return
         interval = self.expected_interval()
         if (
@@ -555,6 +541,30 @@ class FaultMonitor:
         else:
             self._hold_gap(_micros(received), previous_seq, seq, replace(event, seq=seq), last_ts,
                            round(step * 1e6), events)
+
+    def _forward(self, last_ts: int, at: int, seq: int | None, value: float | None,
+                 got: int | None, events: list[FaultEvent]) -> None:
+        """The forward clock rule on two consecutive readings stamped `last_ts` and `at`, the
+        second numbered `seq`, valued `value` and received at `got` (the cloud's clock, µs;
+        None: judged at once)."""
+        start = self._agent_start
+        if start is not None and last_ts < start <= at:
+            return  # the agent was down in between: a restart, not a clock jump
+        gap = (at - last_ts) / 1_000_000  # as timedelta.total_seconds() gives it
+        s = self.settings
+        if len(self._long_gaps) < _LEARN_LONGEST or not s.regular \
+                or gap <= self._longest + s.clock_min_s:
+            self._remember_gap(gap)
+            return
+        stamp = _stamp(at)
+        event = self._event(
+            FaultType.CLOCK_JUMP, stamp, stamp, value,
+            f"stamps moved {gap:g} s between consecutive readings (at most "
+            f"{self._longest:g} s before): clock set forward")
+        if got is None or at - got - (self._lead or 0) > s.clock_ahead_s * 1e6:
+            events.append(event)  # stamped ahead of the cloud's clock: no restart does that
+        else:
+            self._hold(last_ts, at, got, replace(event, seq=seq), events)
 
     def _hold(self, last_ts: int, at: int, received: int, event: FaultEvent,
               events: list[FaultEvent]) -> None:
@@ -604,15 +614,18 @@ class FaultMonitor:
     def _fill(self, seq: int, at: int, value: float, events: list[FaultEvent]) -> None:
         """A reading numbered `seq`, stamped `at`, came late: its number is no longer missing
         from the held gap it falls in (if stamped before the reading after the gap), which
-        is dropped when no run of `silence_intervals` numbers is left missing (raised at once
+        is dropped when no run of `silence_intervals` numbers is left missing and the reading
+        before the one after the gap has come (raised at once
         instead when its runs would be more than `_HOLES_MAX`). Its stamp and value are kept
         while a run still missing borders it: each run is raised as the reading after it
-        would have raised it, had the readings come in order."""
+        would have raised it, had the readings come in order. The one just before the
+        reading after the gap gets that reading judged by the forward clock rule, as it
+        would have been (two consecutive readings)."""
         held = self._gaps_held
         if not held:
             return
         for k, gap in enumerate(held):
-            _, before, after, event, holes, came, _, _ = gap = _upgraded(gap)
+            received, before, after, event, holes, came, _, _ = gap = _upgraded(gap)
             if not before < seq < after or at >= _micros(event.detected_at):
                 continue
             held[k] = gap
@@ -626,8 +639,13 @@ class FaultMonitor:
             came[seq] = (at, value)
             for kept in [n for n in came if not any(a - 1 <= n <= b + 1 for a, b in holes)]:
                 del came[kept]
-            if not holes or max(b - a + 1 for a, b in holes) < self.settings.silence_intervals:
-                del held[k]
+            if seq == after - 1 and event.value is not None:
+                jumped: list[FaultEvent] = []
+                self._forward(at, _micros(event.detected_at), after, event.value, received, jumped)
+                events += [ev if ev.seq is not None else replace(ev, seq=after) for ev in jumped]
+            if not holes or (max(b - a + 1 for a, b in holes) < self.settings.silence_intervals
+                             and holes[-1][1] < after - 1):
+                del held[k]  # (kept while the reading before the one after it may still come)
             elif len(holes) > _HOLES_MAX:
                 del held[k]
                 # too scattered to follow: raised now, as before the hold

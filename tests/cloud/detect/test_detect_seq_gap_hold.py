@@ -183,3 +183,34 @@ def test_scattered_late_numbers_keep_a_few_runs_then_the_gap_is_raised() -> None
     assert raised[1].start == _at(came[0] + 1)
     assert raised[-1].detail == f"{far - came[-1] - 1} readings missing (seq {came[-1]} -> {far})"
     assert m.node_heartbeat(_at(far + 2), _at(far + 2)) == []
+
+
+def test_the_reading_before_the_one_after_the_gap_gets_it_judged_by_the_forward_rule() -> None:
+    """Numbers LEARNT .. AFTER - 1 come late, and AFTER was stamped 600 s ahead of them (the
+    clock set forward between AFTER - 1 and AFTER): the readings in order raise a clock set
+    forward on AFTER; so does the late AFTER - 1, even after a hole too short for a silence."""
+    ahead = timedelta(seconds=600)
+    for late in (range(LEARNT, AFTER), range(LEARNT + 2, AFTER)):
+        m = _learnt()
+        assert m.update(_ns(_at(AFTER) + ahead), 11.0, AFTER, received=_ns(_at(AFTER))) == []
+        raised = []
+        for seq in late:
+            raised += m.stamped_before(_ns(_at(seq)), 11.0, seq)
+        [ev] = raised
+        assert (ev.fault, ev.detected_at, ev.seq) == (FaultType.CLOCK_JUMP, _at(AFTER) + ahead, AFTER)
+        assert "clock set forward" in ev.detail
+        assert m.node_heartbeat(_at(AFTER + 2), _at(AFTER + 2)) == []
+    in_order = _learnt()
+    for seq in range(LEARNT, AFTER):
+        assert in_order.update(_ns(_at(seq)), 11.0, seq) == []
+    assert in_order.update(_ns(_at(AFTER) + ahead), 11.0, AFTER) == [replace(ev, seq=None)]
+
+
+def test_a_restart_between_the_late_reading_and_the_one_after_the_gap_is_no_jump() -> None:
+    m = _learnt()
+    m.agent_started(_at(AFTER) - timedelta(seconds=STEP / 2))
+    assert m.update(_ns(_at(AFTER) + timedelta(seconds=600)), 11.0, AFTER,
+                    received=_ns(_at(AFTER))) == []
+    for seq in range(LEARNT, AFTER):
+        assert m.stamped_before(_ns(_at(seq)), 11.0, seq) == []
+    assert m.node_heartbeat(_at(AFTER + 2), _at(AFTER + 2)) == []

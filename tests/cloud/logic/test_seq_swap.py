@@ -148,3 +148,13 @@ def test_a_run_missing_within_the_late_message_is_the_silence_it_is_in_order() -
     assert all("3 readings missing (seq 402 -> 406)" in e and "delay_s=30.0" in e for e in silences)
     assert _faults(_swapped_pair(skip)) == in_order
 
+
+def test_a_clock_set_forward_between_the_swapped_messages_is_still_a_clock_jump() -> None:
+    """The node's clock set forward between readings 409 and 410, the message of 400-409
+    swapped with the next one: 410 first shows a gap in the numbers (held), which 400-409
+    then fill; 409 -> 410 is still the clock set forward that the readings in order raise."""
+    in_order = _faults(_swapped_pair(ahead_from=410, swap=False))
+    jumps = [e for e in in_order if "type=clock_jump" in e]
+    assert len(jumps) == 2, in_order
+    assert all("seq=410i" in e and "clock set forward" in e for e in jumps)
+    assert _faults(_swapped_pair(ahead_from=410)) == in_order
