@@ -92,7 +92,8 @@ class FaultFeed:
         if monitor.taken:
             for faults in self.of_node.get((site, node), ()):
                 events += [(site, node, ev) for ev in
-                           faults.node_heartbeat(hb.ts, hb.received, monitor.started_at)]
+                           faults.node_heartbeat(hb.ts, hb.received, monitor.started_at,
+                                                 hb.synchronised)]
         return events
 
     def check(self, site: str, node: str, r: Reading, received_ns: int | None = None

@@ -44,14 +44,16 @@ value, seq, values, received)` and call `tick(now)` on a timer (signs of life to
   sequence numbers. Forward: consecutive sequence numbers, a gap longer than the
   longest of the last 240 gaps by `clock_min_s`, no silence seen in between, and no
   start of the node's agent within the gap (`agent_started`, from its heartbeats; not
-  told when the agent counted a wall-clock jump before that heartbeat). The heartbeat
+  told when the agent counted a wall-clock jump before that heartbeat; told again by the
+  run's first heartbeat saying the clock synchronised after one said not). The heartbeat
   that tells of a restart may reach the rules after the readings across it (several
   ingests: the journals are merged by their reception stamps, and the heartbeat is
   another topic): a jump whose reading (received at `update(received=)`) is not stamped
   ahead of the cloud's clock by `clock_ahead_s` beyond the lead the node's heartbeats show
-  is held until a heartbeat taken in order (`node_heartbeat`) drops it (a start within
-  the gap) or lets it go (sent after the reading), or a reading received `clock_hold_s`
-  later lets it go; a reading stamped ahead is a jump at once (no restart does that).
+  (none from one saying its clock not synchronised) is held until a heartbeat taken in
+  order (`node_heartbeat`) drops it (a start within the gap) or lets it go (sent after the
+  reading), or a reading received `clock_hold_s` later lets it go; a reading stamped
+  ahead is a jump at once (no restart does that).
   Backward: `silence_intervals` or more sequence numbers skipped (readings stamped
   before ones already seen, which the dataflow drops) while the stamps advanced
   by less than half of what that many readings take.
@@ -346,17 +348,21 @@ class FaultMonitor:
             self._held = [h for h in self._held if not h[0] < start <= h[1]]
 
     def node_heartbeat(self, ts: datetime, received: datetime | None = None,
-                       started: datetime | None = None) -> list[FaultEvent]:
+                       started: datetime | None = None,
+                       synchronised: bool | None = None) -> list[FaultEvent]:
         """A heartbeat of the node's agent, taken in order (`HeartbeatMonitor.taken`):
         stamped `ts` by the node's clock, `received` by the cloud's; `started`: when the
-        agent started, where the heartbeat began a run (`HeartbeatMonitor.started_at`).
-        Returns the held clock jumps it lets go: those of readings stamped at or before
-        it (the agent that sent it was running then: a restart in their gap would have
-        been told first) and those received `clock_hold_s` before it; a jump whose gap
-        holds `started` is dropped instead."""
+        agent started, where the heartbeat began a run or dated it again
+        (`HeartbeatMonitor.started_at`); `synchronised`: the heartbeat's word on the node's
+        clock (`Heartbeat.synchronised`). Returns the held clock jumps it lets go: those of
+        readings stamped at or before it (the agent that sent it was running then: a
+        restart in their gap would have been told first) and those received `clock_hold_s`
+        before it; a jump whose gap holds `started` is dropped instead. One saying the clock
+        not synchronised shows no lead: its clock is to be set right (a Pi without RTC on its
+        saved time), and the readings stamped meanwhile are kept out of the rules."""
         stamp = _micros(ts)
         got = None if received is None else _micros(received)
-        self._lead = 0 if got is None else stamp - got
+        self._lead = None if synchronised is False else 0 if got is None else stamp - got
         if started is not None:
             self.agent_started(started)
         events: list[FaultEvent] = []
@@ -1023,7 +1029,10 @@ class HeartbeatMonitor:
         # Another run's heartbeats refused in a row: (run, newest uptime, how many).
         self._foreign: tuple[str, float, int] | None = None
         # Set by `update` when its heartbeat began a run: when the agent started, by the
-        # node's clock (for the sensors' clock rule); None otherwise (`_agent_start`).
+        # node's clock (for the sensors' clock rule); None otherwise (`_agent_start`). Also
+        # when it is the run's first to say the clock synchronised after one said not: the
+        # start dated again on the clock set right (the run's first heartbeat dated it on a
+        # clock about to be stepped: a Pi without RTC on fake-hwclock's saved time).
         self.started_at: datetime | None = None
         # Set by `update`: whether it took its heartbeat in order (an old one delivered
         # again, or a late one of a run already over, is not).
@@ -1067,6 +1076,9 @@ class HeartbeatMonitor:
             elif hb.synchronised is False:
                 self._sync_held = event  # the sync may have been counted before it was seen
             # else: the step that synchronised the clock (set right, no jump of a good one)
+        if gap is not None and self._synced is False and hb.synchronised is True \
+                and hb.uptime_s is not None:
+            self.started_at = hb.ts - timedelta(seconds=hb.uptime_s)  # on the clock set right
         self._synced = hb.synchronised
         if hb.uptime_s is not None and jumps is not None:
             self._jumps = jumps

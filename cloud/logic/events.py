@@ -187,7 +187,8 @@ class NodeWatch:
                 for place, (name, watch) in enumerate(sensor.fields.items()):
                     if watch is None:
                         continue
-                    released = watch.faults.node_heartbeat(hb.ts, hb.received, started)
+                    released = watch.faults.node_heartbeat(hb.ts, hb.received, started,
+                                                            hb.synchronised)
                     if released:
                         if tags is None:
                             tags = {"site": site, "node": node, "sensor": sensor_id,

@@ -140,3 +140,20 @@ def test_the_heartbeat_monitor_says_which_heartbeats_it_took() -> None:
     del resumed.__dict__["taken"]
     resumed.__setstate__(dict(resumed.__dict__))
     assert resumed.taken is False
+
+
+def test_a_heartbeat_of_a_clock_not_synchronised_gives_no_lead() -> None:
+    """A heartbeat stamped an hour behind by a clock not yet synchronised (the readings it
+    stamps are kept out of the rules) is no reference for the stamps-ahead test: the first
+    reading after the clock is set right is held (a restart may explain its gap), not taken
+    for one stamped an hour ahead and raised at once."""
+    m = _learnt()
+    behind = timedelta(hours=1)
+    assert m.node_heartbeat(LAST - behind, LAST, synchronised=False) == []
+    assert _after(m, AFTER) == []  # held
+    m.agent_started(AFTER - timedelta(seconds=5))
+    assert m.node_heartbeat(AFTER + timedelta(seconds=1), AFTER + timedelta(seconds=1),
+                            synchronised=True) == []
+    told = _learnt()
+    told.node_heartbeat(LAST - behind, LAST)  # a clock the agent does not vouch for: its lead
+    assert _after(told, AFTER) == [FaultType.CLOCK_JUMP]

@@ -92,3 +92,22 @@ def test_a_held_step_lives_through_a_pickle_and_old_monitors_load() -> None:
     loaded = HeartbeatMonitor.__new__(HeartbeatMonitor)
     loaded.__setstate__(state)
     assert _types(loaded, _beat(1, 1, True)) == [FaultType.CLOCK_JUMP]  # nothing known: a jump
+
+
+def test_the_first_synchronised_heartbeat_dates_the_start_again_on_the_clock_set_right() -> None:
+    """The run's first heartbeat dated the agent's start on a clock about to be stepped; the
+    first saying synchronised dates it again (its stamp less its uptime), once."""
+    m = HeartbeatMonitor()
+    behind = timedelta(hours=1)
+    first = Heartbeat(T0 - behind, 100.0, 0, run="a", received=T0, synchronised=False)
+    m.update(first)
+    assert m.started_at == T0 - behind - timedelta(seconds=100)
+    m.update(_beat(1, 1, True))
+    assert m.started_at == T0 + timedelta(seconds=30) - timedelta(seconds=130)
+    m.update(_beat(2, 1, True))
+    assert m.started_at is None
+    # an agent that does not say (clock_check off) is dated once, as before
+    n = HeartbeatMonitor()
+    n.update(_beat(0, 0, None))
+    n.update(_beat(1, 1, None))
+    assert n.started_at is None

@@ -16,8 +16,8 @@ from cloud.logic.rollup import HOUR_NS
 from edge.agent import Agent
 from edge.clock_sync import FixedClockSync
 from edge.config import load_config
-from urbanpulse.clock import FakeClock, to_epoch_ns
-from urbanpulse.wire import encode_status, status_topic
+from urbanpulse.clock import FakeClock, from_epoch_ns, to_epoch_ns
+from urbanpulse.wire import Reading, data_topic, encode_batch, encode_status, status_topic
 
 SAMPLE = Path(__file__).resolve().parents[3] / "edge/drivers/sds011/sample.toml"
 SITE, NODE = "hn-hoankiem", "aq-01"
@@ -123,3 +123,57 @@ def test_the_heartbeat_decodes_the_clock_s_synchronised_only_as_a_bool() -> None
         assert data is not None
         assert data.status is not None
         assert data.status.synchronised is decoded
+
+
+def _power_cut_reboot(heartbeat_first: bool) -> list[JournalRecord]:
+    """A node's records as its ingests stamp them: a run of a CO2 sensor read every 60 s with
+    the clock synchronised, then the power cut (a Pi without RTC: fake-hwclock's saved time,
+    written hourly, is 40 min behind the last reading), the Pi back 60 s later. Its agent
+    connects before NTP answers (its first heartbeat says not synchronised, no jump), NTP
+    steps the clock 20 s after the boot, and the next heartbeat says synchronised and counts
+    the step. The sensor's first reading after the step comes before that heartbeat or after."""
+    s = 10**9
+    t0 = to_epoch_ns(datetime(2026, 5, 1, 8, 0, tzinfo=UTC))
+    records: list[JournalRecord] = []
+
+    def heartbeat(run: str, ts: int, received: int, uptime: float, jumps: int, synced: bool) -> None:
+        health = {"run_id": run, "uptime_s": uptime, "clock": {"jumps": jumps, "synchronised": synced}}
+        records.append(JournalRecord("i1", len(records) + 1, received, status_topic(SITE, NODE),
+                                     encode_status("online", from_epoch_ns(ts), health)))
+
+    def reading(seq: int, ts: int) -> None:
+        r = Reading("co2-1", "air.co2", ts, seq, {"co2": 450.0 + seq % 7})
+        records.append(JournalRecord("i0", len(records) + 1, ts + s // 100, data_topic(SITE, NODE),
+                                     encode_batch(SITE, NODE, [r])))
+
+    for i in range(600):  # 5 h: heartbeats every 30 s, a reading every 60 s
+        t = t0 + i * 30 * s
+        heartbeat("0123456789abcdef", t, t + s // 100, 100.0 + 30 * i, 0, True)
+        if i % 2:
+            reading(i // 2, t + s // 2)
+    boot = t0 + 600 * 30 * s + 60 * s
+    behind = 41 * 60 * s  # the node's clock until NTP steps it
+    heartbeat("fedcba9876543210", boot + 8 * s - behind, boot + 8 * s, 3.0, 0, False)
+    synced_at = boot + (38 if heartbeat_first else 58) * s  # the next heartbeat
+    heartbeat("fedcba9876543210", synced_at, synced_at + s // 100, (synced_at - boot) / s - 5, 1, True)
+    for j in range(10):
+        reading(300 + j, boot + 50 * s + j * 60 * s)
+        beat = synced_at + (j + 1) * 30 * s
+        heartbeat("fedcba9876543210", beat, beat + s // 100, (beat - boot) / s - 5, 1, True)
+    return sorted(records, key=lambda rec: rec.received_ns)
+
+
+def test_the_boot_step_after_a_power_cut_is_no_sensor_clock_jump_either() -> None:
+    """The sensors' forward clock rule must not take the run's restart gap for a clock set
+    forward: the first heartbeat dated the agent's start on the clock not yet set right
+    (40 min early: before the last reading of the run before, so no start within the gap),
+    and its lead (its stamp less its reception) is that clock's. The heartbeat that says the
+    clock synchronised dates the start on the clock set right, whichever comes first."""
+    for heartbeat_first in (True, False):
+        state, events = NodeState(HOUR_NS), []
+        for rec in _power_cut_reboot(heartbeat_first):
+            data, points = decode_record(rec, 4096)
+            assert data is not None
+            points.extend(state.process(data))
+            events += [ln for _, ln in points if ln.startswith("events,") and "type=anomaly" not in ln]
+        assert events == [], (heartbeat_first, events)
