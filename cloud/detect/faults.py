@@ -50,10 +50,10 @@ value, seq, values, received)` and call `tick(now)` on a timer (signs of life to
   ingests: the journals are merged by their reception stamps, and the heartbeat is
   another topic): a jump whose reading (received at `update(received=)`) is not stamped
   ahead of the cloud's clock by `clock_ahead_s` beyond the lead the node's heartbeats show
-  (none from one saying its clock not synchronised) is held until a heartbeat taken in
-  order (`node_heartbeat`) drops it (a start within the gap) or lets it go (sent after the
-  reading), or a reading received `clock_hold_s` later lets it go; a reading stamped
-  ahead is a jump at once (no restart does that).
+  (the largest of their last few; none from one saying its clock not synchronised) is
+  held until a heartbeat taken in order (`node_heartbeat`) drops it (a start within the
+  gap) or lets it go (sent after the reading), or a reading received `clock_hold_s` later
+  lets it go; a reading stamped ahead is a jump at once (no restart does that).
   Backward: `silence_intervals` or more sequence numbers skipped (readings stamped
   before ones already seen, which the dataflow drops) while the stamps advanced
   by less than half of what that many readings take.
@@ -243,6 +243,8 @@ _LEARN_LONGEST = 20
 # Forward clock jumps held per monitor (FaultMonitor._hold), at most; sequence gaps too
 # (FaultMonitor._hold_gap).
 _HELD_MAX = 8
+# Heartbeats whose lead (stamp less reception) the forward clock rule takes the largest of.
+_LEADS_KEPT = 4
 # Runs of numbers still missing kept per held sequence gap (`_fill`), at most.
 _HOLES_MAX = 8
 
@@ -277,9 +279,11 @@ class FaultMonitor:
     # was down, not by a clock set forward. Kept on the class too: monitors unpickled from
     # snapshots taken before it load with None.
     _agent_start: int | None = None
-    # The node clock's lead on the cloud's (µs): the stamp of the node's last heartbeat taken
-    # in order less its reception (`node_heartbeat`); None before one.
+    # The node clock's lead on the cloud's (µs): the stamp of a heartbeat taken in order less
+    # its reception, the largest of the node's last `_LEADS_KEPT` (`node_heartbeat`: a
+    # transit delay, an ingest that stamped it late, makes one look behind); None before one.
     _lead: int | None = None
+    _leads: deque[int] | None = None
     # Forward clock jumps judged but not raised yet (`_hold`): (the stamp before the gap, the
     # stamp after it, the cloud's reception of the reading after it (µs), the event).
     _held: list[tuple[int, int, int, FaultEvent]] | None = None
@@ -357,12 +361,22 @@ class FaultMonitor:
         clock (`Heartbeat.synchronised`). Returns the held clock jumps it lets go: those of
         readings stamped at or before it (the agent that sent it was running then: a
         restart in their gap would have been told first) and those received `clock_hold_s`
-        before it; a jump whose gap holds `started` is dropped instead. One saying the clock
-        not synchronised shows no lead: its clock is to be set right (a Pi without RTC on its
-        saved time), and the readings stamped meanwhile are kept out of the rules."""
+        before it; a jump whose gap holds `started` is dropped instead. The node clock's
+        lead is the largest of the last `_LEADS_KEPT` heartbeats' (a transit delay only makes
+        one smaller). One saying the clock not synchronised shows no lead: its clock is to
+        be set right (a Pi without RTC on its saved time), and the readings stamped meanwhile
+        are kept out of the rules."""
         stamp = _micros(ts)
         got = None if received is None else _micros(received)
-        self._lead = None if synchronised is False else 0 if got is None else stamp - got
+        if synchronised is False or got is None:
+            self._lead = None if synchronised is False else 0
+            self._leads = None
+        else:
+            leads = self._leads
+            if leads is None:
+                leads = self._leads = deque(maxlen=_LEADS_KEPT)
+            leads.append(stamp - got)
+            self._lead = max(leads)  # a transit delay only makes a lead smaller
         if started is not None:
             self.agent_started(started)
         events: list[FaultEvent] = []

@@ -157,3 +157,17 @@ def test_a_heartbeat_of_a_clock_not_synchronised_gives_no_lead() -> None:
     told = _learnt()
     told.node_heartbeat(LAST - behind, LAST)  # a clock the agent does not vouch for: its lead
     assert _after(told, AFTER) == [FaultType.CLOCK_JUMP]
+
+
+def test_the_lead_is_the_largest_of_the_last_heartbeats_and_pickles() -> None:
+    """A heartbeat stamped 25 s late by its ingest is no node clock 25 s behind: the lead
+    stays the largest of the last few heartbeats', so a restart's first reading (stamped at
+    the cloud's time) is held, not raised as stamped 25 s ahead; older monitors load."""
+    m = _learnt()
+    m.node_heartbeat(LAST - timedelta(seconds=60), LAST - timedelta(seconds=60))
+    m.node_heartbeat(LAST - timedelta(seconds=30), LAST - timedelta(seconds=5))  # 25 s late
+    copy: FaultMonitor = pickle.loads(pickle.dumps(m))
+    assert _after(copy, AFTER) == []  # held
+    m.__dict__.pop("_leads", None)  # as unpickled from before the leads were kept
+    m.node_heartbeat(LAST - timedelta(seconds=30), LAST - timedelta(seconds=5))
+    assert _after(m, AFTER) == [FaultType.CLOCK_JUMP]  # that one alone: 25 s behind

@@ -244,3 +244,19 @@ def test_a_held_jump_lives_through_a_snapshot(tmp_path: Path) -> None:
     assert _clock_jumps(state, records[:heartbeat]) == []
     resumed: NodeState = pickle.loads(pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL))
     assert _clock_jumps(resumed, [*records[heartbeat:], *city.readings(60), city.heartbeat()]) == []
+
+
+def test_a_heartbeat_its_ingest_stamped_late_before_the_restart_does_not_make_it_a_jump(
+        tmp_path: Path) -> None:
+    """The run's last heartbeat before the restart stamped 20 s late by its ingest (stalled
+    a moment: a transit delay, not the node's clock): the node's clock is no 20 s behind the
+    cloud's, so the new run's first readings are not taken for readings stamped 20 s ahead
+    (a jump raised at once) while its first heartbeat is still on its way."""
+    city, state = _City(tmp_path), NodeState(HOUR_NS)
+    assert _clock_jumps(state, [city.heartbeat(), *city.readings(300)]) == []
+    assert _clock_jumps(state, [city.heartbeat(), *city.readings(30)]) == []
+    assert _clock_jumps(state, [city.heartbeat(skew_s=20.0), *city.readings(5)]) == []
+    city.restart()
+    records = _merged(_connecting(city, SKEW_S))
+    assert records[0].topic.endswith("/data")
+    assert _clock_jumps(state, records) == []
