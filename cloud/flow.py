@@ -17,7 +17,7 @@ import pickle
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -62,6 +62,7 @@ MAX_PENDING_POINTS = 200_000  # handed to the InfluxDB writer thread, not yet wr
 STATS_EVERY_S = 30.0  # how often the InfluxDB writer logs its counts
 WAIT_STEP_S = 0.2  # how often a wait for the InfluxDB writer looks at the stop event
 CLOSE_JOIN_S = 10.0  # a write in flight when stopped ends within InfluxHTTP's timeout or is left
+WAKE_SINK_EVERY_S = 5.0  # how often the sink partitions are handed an empty batch (ProcessStart)
 MID_BATCH_REPORT_S = 60.0  # "Processor silent" waits 5 minutes: 5 chances
 TICK = timedelta(seconds=30)  # how often time-based fault rules (silence) are checked
 
@@ -750,26 +751,50 @@ class ProcessStart(DynamicSource[tuple[str, list[Point]]]):
     something in the epoch, and nothing else is routed to those, so the requests a retired
     partition's snapshot holds (`InfluxSink.build_part`) would run only at close and stay in
     the recovery store for ever. Woken once, it runs them at the first epoch end and its
-    snapshot no longer holds them."""
+    snapshot no longer holds them.
 
-    def __init__(self, local: str, retired: Iterable[str] = ()) -> None:
+    Then the same again every `every_s` until `drain` is set: the held requests (a span
+    replayed within its interval, a read InfluxDB refused) run at an epoch end, and a
+    partition handed nothing has none, so without data coming (a quiet night, a process of
+    a cluster holding no busy node) they would wait for the next data or a clean stop."""
+
+    def __init__(self, local: str, retired: Iterable[str] = (), drain: threading.Event | None = None,
+                 every_s: float = WAKE_SINK_EVERY_S,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         self.local = local
         self.retired = tuple(retired)
+        self.drain = drain or threading.Event()
+        self.every_s = every_s
+        self.monotonic = monotonic
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _EmptyBatches:
-        return _EmptyBatches([self.local, *(self.retired if worker_index == 0 else ())])
+        return _EmptyBatches([self.local, *(self.retired if worker_index == 0 else ())], self.drain,
+                             self.every_s, self.monotonic)
 
 
 class _EmptyBatches(StatelessSourcePartition[tuple[str, list[Point]]]):
-    def __init__(self, parts: list[str]) -> None:
+    def __init__(self, parts: list[str], drain: threading.Event, every_s: float,
+                 monotonic: Callable[[], float]) -> None:
         self._parts = parts
-        self._sent = False
+        self._drain = drain
+        self._every_s = every_s
+        self._monotonic = monotonic
+        self._next: float | None = None  # when the next batch is due; None: the start's
 
     def next_batch(self) -> list[tuple[str, list[Point]]]:
-        if self._sent:
-            raise StopIteration
-        self._sent = True
+        now = self._monotonic()
+        if self._next is not None:
+            if self._drain.is_set():
+                raise StopIteration
+            if now < self._next:
+                return []
+        self._next = now + self._every_s
         return [(part, []) for part in self._parts]
+
+    def next_awake(self) -> datetime | None:
+        # Not longer: a partition's epoch advances only when it is woken, and every epoch
+        # of the dataflow waits for it.
+        return SystemClock().now() + IDLE_WAIT
 
 
 def sink_part(process_id: int) -> str:
@@ -864,6 +889,6 @@ def build_flow(cfg: CloudConfig, partitions: list[str], sink: Any = None,
     local = sink_part(process_id)
     retired = retired_sink_parts(max(1, len(cfg.flow.addresses)), process_id)
     to_sink = op.merge("with_process_start", op.key_on("to_sink", points, lambda _: local),
-                       op.input("process_start", flow, ProcessStart(local, retired)))
+                       op.input("process_start", flow, ProcessStart(local, retired, drain)))
     op.output("influx", to_sink, sink if sink is not None else InfluxSink(cfg, process_id, stop, health))
     return flow
