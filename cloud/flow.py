@@ -289,8 +289,11 @@ class InfluxPartition(StatefulSinkPartition[list[Point], list[str] | None]):
     the one it came in. The processes write their points on their own, each before its own
     epoch end: a replay asked for by the site step of one process reads raw points that the
     node step of another wrote in the same epoch, and would read them before they are all
-    written. One epoch later they are (a process's next epoch end comes an epoch's length
-    after its last, and no process gets there while another is still in the epoch before).
+    written. One epoch later they are, as long as each process's writer keeps up: no
+    process ends epoch N + 1 before every other has handed over its points of epoch N, and
+    a writer writes what it is handed within seconds. Not guaranteed: a writer held back by
+    a slow InfluxDB can still be writing epoch N's points then (Bytewax tells a sink of no
+    other process's progress); the replay then misses what it had not written yet.
 
     Once `stop` is set (the processor is stopping) no wait goes on: `write_batch` and
     `snapshot` raise SinkError, so the epoch is not committed and its points are read
