@@ -20,13 +20,18 @@ class SinkError(CloudError):
 
 class ReadRefused(SinkError):
     """InfluxDB refused for good a read of raw points back (a 4xx, e.g. a reader without
-    READ on the database, or an error in its answer): asking again at once gets the same
-    answer. `status` is InfluxDB's HTTP status, `reason` its message."""
+    READ on the database, or an error in its answer: a limit, a missing database, a query
+    it cannot run), or what answered is not InfluxDB: asking again at once gets the same
+    answer. `status` is the HTTP status, `reason` InfluxDB's message, `kind` what it means
+    (cloud.sink.ReadFailure's value) and `advice` what an operator does about it."""
 
-    def __init__(self, message: str, status: int, reason: str) -> None:
+    def __init__(self, message: str, status: int, reason: str, kind: str = "other",
+                 advice: str = "") -> None:
         super().__init__(message)
         self.status = status
         self.reason = reason
+        self.kind = kind
+        self.advice = advice
 
 
 class InfluxAccessError(CloudError):

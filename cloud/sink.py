@@ -3,22 +3,26 @@
 While a write fails for a reason that can pass (InfluxDB down, a 5xx, a 408 or 429), the
 writer blocks and retries with backoff: the dataflow stops advancing, its snapshot stays
 behind, and the journal holds the data. A write InfluxDB denies the writer (401: its
-credentials; 403: no WRITE on the database; 404: no such database), or a proxy redirects
-(3xx), is held the same way, since only an operator can fix it and nothing may be lost
-meanwhile: logged once at ERROR with what to grant, reminded every DENIED_REMINDER_S,
-counted (`write_denied`, `write_denied_s`). A write refused for its lines (another 4xx: a
-field type conflict, points beyond a retention policy, a line InfluxDB cannot parse) is
-counted and logged with InfluxDB's words, not retried, and the rest goes on; InfluxDB 1.x
-stores the request's good lines itself ("partial write"). `write_failure` is that
-classification. A request too large (413: InfluxDB's max-body-size, or a proxy's) is
-written again in halves.
+credentials; 403: no WRITE on the database; 404: no such database), a proxy redirects
+(3xx), or that something other than InfluxDB answers (a proxy's page, a 405:
+`InfluxError.from_influxdb`), is held the same way, since only an operator can fix it and
+nothing may be lost meanwhile: logged once per status at ERROR with what to do, reminded
+every DENIED_REMINDER_S, counted (`write_denied`, `write_denied_s`). Only InfluxDB's own
+400 or 422 (a field type conflict, points beyond a retention policy, a line it cannot
+parse) and its 413 for a single line refuse lines: counted and logged with InfluxDB's
+words, not retried, and the rest goes on; InfluxDB 1.x stores the request's good lines
+itself ("partial write"). `write_failure` is that classification. A request too large
+(413: InfluxDB's max-body-size, or a proxy's) is written again in halves; the single lines
+InfluxDB still refuses are logged once for the request.
 
 Reads of raw points back (window rebuilds and domain replays after late data) retry the
-same way while InfluxDB is away. A read refused for good (a 4xx: the reader lacks READ on
-the database, a bad query) raises `ReadRefused`, or, for a caller that gives a `refused`
-list (the processor's partition), leaves that request's text in it to be held and tried
-again later, so that the rest of the data goes on being written. Such a refusal is logged
-at ERROR once per span (scope, site, node) or node, until a read of it succeeds again.
+same way while InfluxDB is away or busy. A read refused for good (`read_failure`: the
+reader lacks READ, the database is missing, a limit of InfluxDB's config, a query it cannot
+run, an answer not InfluxDB's) raises `ReadRefused` with what to do, or, for a caller that
+gives a `refused` list (the processor's partition), leaves that request's text in it to be
+held and tried again later, so that the rest of the data goes on being written. Such a
+refusal is logged at ERROR once per span (scope, site, node) or node and kind, until a read
+of it succeeds again.
 `check_writer` and `check_reader` are `cloud run`'s start-up looks at the users' rights.
 """
 
@@ -72,27 +76,34 @@ class WriteFailure(enum.Enum):
     """What a failed write means for its points (`write_failure`)."""
 
     UNAVAILABLE = "unavailable"  # no answer, a 5xx, 408, 429: wait and try again
-    DENIED = "denied"  # the writer is refused (401, 403, 404, a 3xx): held until an operator acts
-    REJECTED = "rejected"  # the lines are refused (another 4xx): trying again gets the same answer
+    # the writer is refused (401, 403, 404), redirected (3xx) or not answered by InfluxDB:
+    # held until an operator acts
+    DENIED = "denied"
+    REJECTED = "rejected"  # InfluxDB refuses the lines (400, 422, 413): asking again gets the same
 
 
 WRITE_DENIED = (401, 403, 404)
 TOO_LARGE = 413  # a request over InfluxDB's max-body-size (or a proxy's): split, not dropped
+# InfluxDB's own answers that refuse the lines of a write, not the writer: 400 (1.x's
+# "partial write", a field type conflict, a line it cannot parse, points beyond a retention
+# policy), 422 (2.x's), 413 for a single line over its max-body-size.
+LINES_REFUSED = (400, 422, TOO_LARGE)
 
 
 def write_failure(exc: InfluxError) -> WriteFailure:
-    """A 401 (credentials), 403 (no WRITE on the database) or 404 (no such database, or
-    2.x bucket) says nothing about the points: they can be written once the operator
-    fixes the user or the database, so they are held, never dropped. So does a 3xx (a
-    proxy's redirect, which the writer does not follow: influx.url is to be fixed). Any
-    other 4xx (400: a field type conflict, a line InfluxDB cannot parse, points beyond a
-    retention policy; a 2.x 422) refuses the lines themselves; a 413 (too large) the
-    request's size, which the writer splits (one line too large is refused)."""
+    """Only InfluxDB's own 400, 422 or 413 (`InfluxError.from_influxdb`) refuses the lines
+    themselves (a 413 refuses the request's size: the writer splits it, and one line too
+    large is refused). Every other answer that cannot pass says nothing about the points,
+    which are held, never dropped, until an operator acts: a 401 (credentials), 403 (no
+    WRITE on the database), 404 (no such database or 2.x bucket, or a wrong path), a 3xx (a
+    proxy's redirect, which the writer does not follow), a 405, a 2xx that is no 204, and
+    any answer that is not InfluxDB's (a proxy's or another server's page, its 413 for a
+    single line included): influx.url or the proxy is to be fixed."""
     if exc.retryable:
         return WriteFailure.UNAVAILABLE
-    if exc.status in WRITE_DENIED or 300 <= exc.status < 400:
-        return WriteFailure.DENIED
-    return WriteFailure.REJECTED
+    if exc.from_influxdb and exc.status in LINES_REFUSED:
+        return WriteFailure.REJECTED
+    return WriteFailure.DENIED
 
 
 @dataclass(frozen=True)
@@ -131,6 +142,103 @@ class WriterUser:
             return (f'as an InfluxDB admin: GRANT ALL ON "{database}" TO "{self.name}" (it is '
                     "influx.reader_username too: GRANT WRITE would take its READ away)")
         return f'as an InfluxDB admin: GRANT WRITE ON "{database}" TO "{self.name}"'
+
+
+def write_advice(user: WriterUser, exc: InfluxError, database: str, rp: str | None = None) -> str:
+    """What an operator does about a write `write_failure` holds (DENIED)."""
+    if 300 <= exc.status < 400:
+        return user.advice(exc.status, database, rp)
+    if not exc.from_influxdb:
+        if exc.status == TOO_LARGE:
+            return ("a proxy before InfluxDB refuses even a single line as too large (its answer "
+                    "is not InfluxDB's): raise its body size limit (nginx: client_max_body_size)")
+        return ("the answer is not InfluxDB's (no X-Influxdb-Version header, no InfluxDB error: "
+                "a proxy's or another server's page): check influx.url (host, port, path, http "
+                "or https) and any proxy before InfluxDB")
+    if exc.status in WRITE_DENIED and not exc.body.startswith("404 page not found"):
+        return user.advice(exc.status, database, rp)
+    return (f"InfluxDB answers the write with {exc.status}, as it answers a path or method that "
+            "is not its write API: check influx.url (InfluxDB's API root, no path after the port)")
+
+
+class ReadFailure(enum.Enum):
+    """What a failed read of raw points back means (`read_failure`)."""
+
+    UNAVAILABLE = "unavailable"  # no answer, a 5xx, 408, 429, InfluxDB busy: wait and try again
+    DENIED = "denied"  # the reader's credentials or its READ
+    MISSING = "missing"  # the database or its raw retention policy is gone
+    LIMIT = "limit"  # a limit of InfluxDB's config stops the read
+    QUERY = "query"  # InfluxDB cannot run the query: it never will as it is
+    NOT_INFLUXDB = "not influxdb"  # the answer is a proxy's or another server's
+    OTHER = "other"
+
+
+# InfluxDB 1.x's errors in a 200 answer (its "error" of the statement) that name a limit
+# of its config, and the setting (influxdb.conf) that sets it. max-select-series and
+# query-timeout checked on 1.6.7 ("max-select-series limit exceeded: (3/2)", "query-timeout
+# limit exceeded"); max-select-point (1.x spells it "limit exceeed") from its source: it is
+# checked about once a second of a query's run, so no small read meets it.
+READ_LIMITS = {"max-select-point": "[coordinator] max-select-point",
+               "max-select-series": "[coordinator] max-select-series",
+               "max-select-buckets": "[coordinator] max-select-buckets",
+               "query-timeout": "[coordinator] query-timeout"}
+# Errors in a 200 answer that say "not now": a query over [coordinator]
+# max-concurrent-queries ("max-concurrent-queries limit exceeded(1, 1)", checked on 1.6.7),
+# a query an admin killed ("query interrupted").
+READ_BUSY = ("max-concurrent-queries limit exceeded", "query interrupted")
+READ_DENIED = ("not authorized", "requires READ", "authorization failed")
+
+
+def read_failure(exc: InfluxError) -> ReadFailure:
+    """A read's error, by what InfluxDB 1.6.7 answers: 401 and 403 (with "requires READ on
+    <db>") for the reader's rights; a 200 whose statement holds the error for a limit
+    ("max-select-series limit exceeded", "query-timeout limit exceeded"), a missing database
+    or retention policy ("database not found: x", "retention policy not found: x"), too many
+    queries at once; a 400 ("error parsing query: ...") for a query it cannot parse. An
+    answer without InfluxDB's headers or JSON error, a 3xx, 405 or 404 page, is not
+    InfluxDB's API."""
+    text = exc.body
+    if exc.retryable or (exc.from_influxdb and any(busy in text for busy in READ_BUSY)):
+        return ReadFailure.UNAVAILABLE
+    if (not exc.from_influxdb or 300 <= exc.status < 400 or exc.status == 405
+            or text.startswith("404 page not found")):
+        return ReadFailure.NOT_INFLUXDB
+    if exc.status in (401, 403) or any(word in text for word in READ_DENIED):
+        return ReadFailure.DENIED
+    if any(limit in text for limit in READ_LIMITS):
+        return ReadFailure.LIMIT
+    if exc.status == 404 or "database not found" in text or "retention policy not found" in text:
+        return ReadFailure.MISSING
+    if exc.status == 400 or "error parsing query" in text:
+        return ReadFailure.QUERY
+    return ReadFailure.OTHER
+
+
+def read_advice(failure: ReadFailure, exc: InfluxError, reader: str, database: str,
+                writer_too: bool = False, password_file: str = "influx.reader_password_file") -> str:
+    """What an operator does about a read `read_failure` refuses."""
+    if failure is ReadFailure.DENIED:
+        if exc.status == 401:
+            return f"check {password_file} and that the user {reader!r} exists"
+        if writer_too:
+            # In InfluxDB 1.x a GRANT replaces the user's privilege on the database.
+            return (f'as an InfluxDB admin: GRANT ALL ON "{database}" TO "{reader}" (it is '
+                    "influx.username too: GRANT READ would take its WRITE away)")
+        return f'as an InfluxDB admin: GRANT READ ON "{database}" TO "{reader}"'
+    if failure is ReadFailure.MISSING:
+        return (f"the database {database!r} or its retention policy {RP_RAW!r} is missing: "
+                "urbanpulse cloud init-db, or correct influx.database")
+    if failure is ReadFailure.LIMIT:
+        setting = next(s for key, s in READ_LIMITS.items() if key in exc.body)
+        return (f"a limit of InfluxDB's config stops the read: raise {setting} in influxdb.conf "
+                "(0 turns it off) and restart InfluxDB")
+    if failure is ReadFailure.QUERY:
+        return ("InfluxDB cannot run the processor's query, and never will as it is: a fault of "
+                "the processor, to report with this message; a fixed version rebuilds what is held")
+    if failure is ReadFailure.NOT_INFLUXDB:
+        return ("the answer is not InfluxDB's query API (a proxy's or another server's page, a "
+                "redirect, a wrong path): check influx.url and any proxy before InfluxDB")
+    return "InfluxDB's words say why"
 
 
 @dataclass
@@ -197,6 +305,8 @@ class InfluxWriter:
         self._denied_logged: set[int] = set()
         self._denied_reminded = 0.0
         self._split_logged = False  # a request too large (413) was logged
+        self._splitting = 0  # how deep in the halves of a request too large
+        self._too_large: list[InfluxError] = []  # single lines InfluxDB refused in this split
 
     def close(self) -> None:
         """Closes the connections of the transport and of the reader."""
@@ -332,16 +442,17 @@ class InfluxWriter:
         return refused
 
     def _refused(self, key: tuple[str, str, str], what: str, exc: ReadRefused) -> None:
-        """A read refused for good: logged at ERROR the first time for `key`, until a read
-        of it succeeds again (`_read_again`), not at every retry."""
+        """A read refused for good: logged at ERROR the first time for `key` and its kind
+        (`read_failure`), until a read of it succeeds again (`_read_again`), not at every
+        retry."""
         self.stats.last_error = str(exc)
-        if key not in self._refusals:
-            log.error("InfluxDB refused the reader %r the raw points of %s (status %d: %s); "
-                      "held and tried again every flow.replay_interval_s (logged once; "
-                      "docs/runbook.md, \"InfluxDB refuses the reader\")",
-                      self.reader_user, what, exc.status, exc.reason,
-                      extra={"status": exc.status, "error": exc.reason})
-        self._refusals[key] = exc.reason
+        if self._refusals.get(key) != exc.kind:
+            log.error("InfluxDB refused the reader %r the raw points of %s (status %d: %s): "
+                      "%s. Held, not dropped: tried again every flow.replay_interval_s "
+                      "(logged once; docs/runbook.md, \"InfluxDB refuses the reader\")",
+                      self.reader_user, what, exc.status, exc.reason, exc.advice,
+                      extra={"status": exc.status, "error": exc.reason, "kind": exc.kind})
+        self._refusals[key] = exc.kind
 
     def _read_again(self, key: tuple[str, str, str], what: str) -> None:
         if self._refusals.pop(key, None) is not None:
@@ -359,9 +470,12 @@ class InfluxWriter:
                 self.stats.rows_read += rows
                 return
             except InfluxError as exc:
-                if not exc.retryable:
-                    raise ReadRefused(f"reading raw points back: {exc}", exc.status,
-                                      _error_reason(exc)) from exc
+                failure = read_failure(exc)
+                if failure is not ReadFailure.UNAVAILABLE:
+                    advice = read_advice(failure, exc, self.reader_user, self.database,
+                                         self.user.also_reader)
+                    raise ReadRefused(f"reading raw points back: {exc}: {advice}", exc.status,
+                                      _error_reason(exc), failure.value, advice) from exc
                 if self._wait(random.uniform(delay / 2, delay)):
                     raise SinkError("stopped while InfluxDB was unavailable") from exc
                 delay = min(BACKOFF_MAX_S, delay * 2)
@@ -380,6 +494,9 @@ class InfluxWriter:
                     return
                 if failure is WriteFailure.REJECTED:
                     self.stats.refused_requests += 1
+                    if exc.status == TOO_LARGE and self._splitting:
+                        self._too_large.append(exc)  # logged once for the request (`_split`)
+                        return
                     log.error("InfluxDB refused lines of a write of %d to policy %s for good "
                               "(status %d: %s); not retried: the lines it names are not stored "
                               "(InfluxDB 1.x stores the request's other lines: a partial write)",
@@ -414,9 +531,24 @@ class InfluxWriter:
                         "raise the limit ([http] max-body-size in InfluxDB 1.x, a proxy's "
                         "body size)", len(lines), exc.status, _error_reason(exc),
                         extra={"rp": rp, "lines": len(lines), "status": exc.status})
+        if not self._splitting:
+            self._too_large = []
         half = len(lines) // 2
-        self._write_chunk(rp, lines[:half])
-        self._write_chunk(rp, lines[half:])
+        self._splitting += 1
+        try:
+            self._write_chunk(rp, lines[:half])
+            self._write_chunk(rp, lines[half:])
+        finally:
+            self._splitting -= 1
+        if not self._splitting and self._too_large:
+            refused, self._too_large = self._too_large, []
+            log.error("InfluxDB refused %d lines of a write of %d to policy %s as too large even "
+                      "alone (status %d: %s); not retried: those lines are not stored, the "
+                      "others are (logged once for the request): raise [http] max-body-size "
+                      "(InfluxDB 1.x)", len(refused), len(lines), rp, TOO_LARGE,
+                      _error_reason(refused[0]),
+                      extra={"rp": rp, "lines": len(lines), "refused": len(refused),
+                             "status": TOO_LARGE, "error": str(refused[0])})
 
     def _denied(self, exc: InfluxError, rp: str, lines: int) -> None:
         """A write InfluxDB denied the writer: counted, and logged at ERROR once per status
@@ -428,20 +560,21 @@ class InfluxWriter:
         self.stats.denied_s += now - self._denied_mark
         self._denied_mark = now
         reason = _error_reason(exc)
+        advice = write_advice(self.user, exc, self.database, rp)
+        who = "InfluxDB" if exc.from_influxdb else "What answers at influx.url (not InfluxDB)"
         if exc.status not in self._denied_logged:
             self._denied_logged.add(exc.status)
-            log.error("InfluxDB refuses %s writes to database %r (status %d: %s): %s. The points "
+            log.error("%s refuses %s writes to database %r (status %d: %s): %s. The points "
                       "are held, not dropped: the write is tried again with backoff until InfluxDB "
                       "takes it; meanwhile the dataflow waits and the journal keeps the data "
                       "(logged once; docs/runbook.md, \"InfluxDB refuses the writer\")",
-                      self.user.who, self.database, exc.status, reason,
-                      self.user.advice(exc.status, self.database, rp),
+                      who, self.user.who, self.database, exc.status, reason, advice,
                       extra={"status": exc.status, "error": reason, "rp": rp, "lines": lines})
         elif now - self._denied_reminded >= DENIED_REMINDER_S:
             self._denied_reminded = now
-            log.warning("InfluxDB still refuses %s writes to database %r (status %d: %s): writes "
-                        "held for %.0f s; %s", self.user.who, self.database, exc.status, reason,
-                        now - self._denied_since, self.user.advice(exc.status, self.database, rp),
+            log.warning("%s still refuses %s writes to database %r (status %d: %s): writes "
+                        "held for %.0f s; %s", who, self.user.who, self.database, exc.status,
+                        reason, now - self._denied_since, advice,
                         extra={"status": exc.status, "error": reason})
 
     def _write_again(self) -> None:
@@ -484,9 +617,10 @@ def check_reader(cfg: CloudInflux, timeout_s: float = READ_CHECK_TIMEOUT_S) -> N
     """`cloud run`'s start-up step (it does I/O, so it is no part of config validation):
     with reader credentials configured, one bounded read of the raw policy the rebuilds
     read back. A reader InfluxDB refuses (401, 403) raises `InfluxAccessError`, naming the
-    user, the database and the grant; an InfluxDB that does not answer (or any other
-    error) is logged and start-up goes on: the writer waits for it as always, and a
-    refused read is then held and retried (`InfluxWriter.rebuild_windows`). An answer
+    user, the database and the grant, and so does an answer that is not InfluxDB's query
+    API (`ReadFailure.NOT_INFLUXDB`: influx.url); an InfluxDB that does not answer (or any
+    other error, with `read_advice`) is logged and start-up goes on: the writer waits for
+    it as always, and a refused read is then held and retried (`InfluxWriter.rebuild_windows`). An answer
     is waited for at most `timeout_s` (and `influx.timeout_s`)."""
     if cfg.reader_password_file is None:
         return
@@ -497,12 +631,18 @@ def check_reader(cfg: CloudInflux, timeout_s: float = READ_CHECK_TIMEOUT_S) -> N
         client.results(READ_CHECK, db=db)
     except InfluxError as exc:
         reason = _error_reason(exc)
-        if exc.status == 401:
+        failure = read_failure(exc)
+        if failure is ReadFailure.DENIED and exc.status == 401:
             raise InfluxAccessError(
                 f"InfluxDB at {cfg.url} refuses the reader {user!r} (influx.reader_username) "
                 f"its credentials (401: {reason}): check influx.reader_password_file "
                 f"({cfg.reader_password_file}) and that the user exists") from exc
-        if exc.status == 403:
+        if failure is ReadFailure.NOT_INFLUXDB:
+            raise InfluxAccessError(
+                f"what answers at {cfg.url} the reader's start-up read is not InfluxDB's query "
+                f"API ({exc.status}: {reason}): check influx.url and any proxy before "
+                "InfluxDB") from exc
+        if failure is ReadFailure.DENIED:
             # In InfluxDB 1.x a GRANT replaces the user's privilege on the database: READ
             # for the writer's own user would take its WRITE away.
             grant = (f'GRANT ALL ON "{db}" TO "{user}" (it is influx.username too: GRANT READ '
@@ -510,15 +650,17 @@ def check_reader(cfg: CloudInflux, timeout_s: float = READ_CHECK_TIMEOUT_S) -> N
                      if user == cfg.username else f'GRANT READ ON "{db}" TO "{user}"')
             raise InfluxAccessError(
                 f"InfluxDB at {cfg.url} does not let the reader {user!r} (influx.reader_username) "
-                f"read database {db!r} (403: {reason}). The processor reads raw points back "
+                f"read database {db!r} ({exc.status}: {reason}). The processor reads raw points back "
                 f"to rebuild aggregates after late data. As an InfluxDB admin: {grant}; or "
                 "leave influx.reader_* out to run without rebuilds") from exc
-        if exc.retryable:
+        if failure is ReadFailure.UNAVAILABLE:
             log.warning("the reader's rights could not be checked at start-up (%s); starting "
                         "anyway: InfluxDB is waited for as always", exc, extra={"error": str(exc)})
         else:
             log.warning("InfluxDB answered the start-up check of the reader %r with an error "
-                        "(%s); starting anyway", user, exc, extra={"error": str(exc)})
+                        "(%s): %s; starting anyway", user, exc,
+                        read_advice(failure, exc, user, db, user == cfg.username),
+                        extra={"error": str(exc)})
     finally:
         client.close()
 
@@ -535,8 +677,9 @@ def check_writer(cfg: CloudInflux, timeout_s: float = READ_CHECK_TIMEOUT_S) -> N
     """`cloud run`'s and `cloud recompute`'s start-up step: a write of no line to the raw
     policy, as the writer. InfluxDB 1.x checks the database and the user's WRITE on it
     before it reads the body, then stores nothing and answers 204 (checked on 1.6.7), so
-    the check leaves no point behind. Denied (401, 403, 404, a 3xx: `write_failure`) raises
-    `InfluxAccessError`, naming the user, the database and the fix; an InfluxDB that does
+    the check leaves no point behind. Denied (401, 403, 404, a 3xx, an answer that is not
+    InfluxDB's: `write_failure`) raises `InfluxAccessError`, naming the user, the database
+    and the fix (`write_advice`); an InfluxDB that does
     not answer within `timeout_s` (and `influx.timeout_s`), or any other error, is logged
     and start-up goes on (the writer waits for it, and holds a denied write, as always).
     InfluxDB 2.x (v1 API with DBRP mappings) answers a write of no line with 400 "writing
@@ -556,10 +699,12 @@ def check_writer(cfg: CloudInflux, timeout_s: float = READ_CHECK_TIMEOUT_S) -> N
         if exc.status == 400 and NO_POINTS_2X in exc.body:
             return  # 2.x found the bucket and the write right before it looked at the body
         if write_failure(exc) is WriteFailure.DENIED:
+            who = f"InfluxDB at {cfg.url}" if exc.from_influxdb else \
+                f"what answers at {cfg.url} (not InfluxDB)"
             raise InfluxAccessError(
-                f"InfluxDB at {cfg.url} refuses {user.who} writes to database {db!r} "
+                f"{who} refuses {user.who} writes to database {db!r} "
                 f"({exc.status}: {reason}). The processor writes every point as this user: "
-                f"{user.advice(exc.status, db, RP_RAW)}") from exc
+                f"{write_advice(user, exc, db, RP_RAW)}") from exc
         if exc.retryable:
             log.warning("the writer's rights could not be checked at start-up (%s); starting "
                         "anyway: InfluxDB is waited for as always", exc, extra={"error": str(exc)})

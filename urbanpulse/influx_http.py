@@ -26,16 +26,31 @@ from urbanpulse.errors import UrbanpulseError
 _EPOCHS = {"ns", "u", "µ", "ms", "s", "m", "h"}
 # Answers that say "not now" about a request, not "never": Request Timeout, Too Many Requests.
 RETRYABLE_4XX = frozenset({408, 429})
+# Headers InfluxDB puts on its answers (1.x on every one, its 404 and 405 pages too; checked
+# on 1.6.7): an answer without them and without InfluxDB's JSON error is a proxy's or another
+# server's.
+IDENTITY_HEADERS = ("X-Influxdb-Version", "X-Influxdb-Build")
 _T = TypeVar("_T")
 
 
 class InfluxError(UrbanpulseError):
-    """InfluxDB answered with an error: `status` is the HTTP status (0: no answer)."""
+    """InfluxDB answered with an error: `status` is the HTTP status (0: no answer).
 
-    def __init__(self, status: int, body: str) -> None:
-        super().__init__(f"InfluxDB error {status}: {body.strip()[:500]}")
+    `body` is InfluxDB's own words: the "error" of a 1.x (or 3.x) JSON error, the "message"
+    of a 2.x one ({"code": ..., "message": ...}), else the answer as it came. `version` is
+    the answer's X-Influxdb-Version (or X-Influxdb-Build) header, None without one.
+    `from_influxdb`: the answer is InfluxDB's own, not a proxy's or another server's: it
+    carried one of those headers, or its body is InfluxDB's JSON error, or the error came
+    inside a query's answer (`influxdb=True`). False also for an error without an answer."""
+
+    def __init__(self, status: int, body: str, *, version: str | None = None,
+                 influxdb: bool = False) -> None:
+        text = _error_text(body)
+        super().__init__(f"InfluxDB error {status}: {text.strip()[:500]}")
         self.status = status
-        self.body = body
+        self.body = text
+        self.version = version
+        self.from_influxdb = influxdb or version is not None or _influxdb_error(body)
 
     @property
     def retryable(self) -> bool:
@@ -184,7 +199,7 @@ class InfluxHTTP:
 
     def _request(
         self, method: str, path: str, params: dict[str, str], body: bytes | None, ctype: str | None
-    ) -> tuple[int, bytes]:
+    ) -> tuple[int, bytes, str | None]:
         return self._exchange(method, path, params, body, ctype, _read_all)
 
     def _exchange(
@@ -195,9 +210,10 @@ class InfluxHTTP:
         body: bytes | None,
         ctype: str | None,
         read: Callable[[http.client.HTTPResponse], tuple[_T, bool]],
-    ) -> tuple[int, _T]:
+    ) -> tuple[int, _T, str | None]:
         """One request; `read` takes what it wants of the answer and says whether it read
-        all of it (a connection with some of an answer left unread is not used again)."""
+        all of it (a connection with some of an answer left unread is not used again).
+        Returns the status, what `read` took, and InfluxDB's identity header (`_identity`)."""
         target = f"{self._base}{path}"
         if params:
             target += "?" + urlencode(params)
@@ -231,14 +247,14 @@ class InfluxHTTP:
                     raise
                 if response.will_close or not whole:
                     self._drop()
-                return response.status, data
+                return response.status, data, _identity(response)
         raise AssertionError("unreachable")
 
     def ping(self) -> bool:
         """True if the server answers /ping with 204 (ready); False if it does not answer.
         A failed TLS handshake raises `InfluxTLSError`: waiting would not fix it."""
         try:
-            status, _ = self._request("GET", "/ping", {}, None, None)
+            status, _, _ = self._request("GET", "/ping", {}, None, None)
         except InfluxTLSError:
             raise
         except InfluxUnavailable:
@@ -298,17 +314,22 @@ class InfluxHTTP:
         def read(response: http.client.HTTPResponse) -> tuple[list[Result] | str, bool]:
             if response.status != 200:
                 return response.read().decode("utf-8", errors="replace"), True
-            return _read_results(response, max_rows)
+            try:
+                return _read_results(response, max_rows)
+            except InfluxError as exc:
+                if exc.version is None and (version := _identity(response)) is not None:
+                    exc.version, exc.from_influxdb = version, True
+                raise
 
         if post:
             body = urlencode(params).encode()
-            status, answer = self._exchange(
+            status, answer, version = self._exchange(
                 "POST", "/query", {}, body, "application/x-www-form-urlencoded", read
             )
         else:
-            status, answer = self._exchange("GET", "/query", params, None, None, read)
+            status, answer, version = self._exchange("GET", "/query", params, None, None, read)
         if isinstance(answer, str):
-            raise InfluxError(status, _error_text(answer))
+            raise InfluxError(status, answer, version=version)
         return answer
 
     def query_points(
@@ -325,9 +346,10 @@ class InfluxHTTP:
         params = {"db": db, "precision": precision}
         if rp is not None:
             params["rp"] = rp
-        status, data = self._request("POST", "/write", params, lines, "text/plain; charset=utf-8")
+        status, data, version = self._request("POST", "/write", params, lines,
+                                              "text/plain; charset=utf-8")
         if status != 204:
-            raise InfluxError(status, _error_text(data.decode("utf-8", errors="replace")))
+            raise InfluxError(status, data.decode("utf-8", errors="replace"), version=version)
 
 
 def _tls_context(ca_file: Path) -> ssl.SSLContext:
@@ -348,13 +370,41 @@ def _ssl_reason(exc: ssl.SSLError) -> str:
 
 
 def _error_text(text: str) -> str:
+    """InfluxDB's words in an error answer: 1.x's (and 3.x's) {"error": ...}, 2.x's
+    {"code": ..., "message": ...} (its message; its code when the message is empty)."""
+    decoded = _json_object(text)
+    if decoded is None:
+        return text
+    if "error" in decoded:
+        return str(decoded["error"])
+    if "code" in decoded and "message" in decoded:
+        return str(decoded["message"] or decoded["code"])
+    return text
+
+
+def _influxdb_error(text: str) -> bool:
+    """`text` is InfluxDB's JSON error (as `_error_text` reads it)."""
+    decoded = _json_object(text)
+    return decoded is not None and ("error" in decoded or {"code", "message"} <= decoded.keys())
+
+
+def _json_object(text: str) -> dict[str, Any] | None:
+    if not text.lstrip().startswith("{"):
+        return None
     try:
         decoded = json.loads(text)
     except json.JSONDecodeError:
-        return text
-    if isinstance(decoded, dict) and "error" in decoded:
-        return str(decoded["error"])
-    return text
+        return None
+    return decoded if isinstance(decoded, dict) else None
+
+
+def _identity(response: http.client.HTTPResponse) -> str | None:
+    """The answer's X-Influxdb-Version (else X-Influxdb-Build) header: None, not InfluxDB's."""
+    for name in IDENTITY_HEADERS:
+        value = response.getheader(name)
+        if value is not None:
+            return value
+    return None
 
 
 def _read_all(response: http.client.HTTPResponse) -> tuple[bytes, bool]:
@@ -395,10 +445,10 @@ def _add(results: list[Result], documents: list[dict[str, Any]]) -> int:
     rows = 0
     for answer in documents:
         if "error" in answer:
-            raise InfluxError(200, str(answer["error"]))
+            raise InfluxError(200, str(answer["error"]), influxdb=True)
         for piece in answer.get("results", []):
             if "error" in piece:
-                raise InfluxError(200, str(piece["error"]))
+                raise InfluxError(200, str(piece["error"]), influxdb=True)
             result = _result(piece)
             rows += sum(len(s.values) for s in result.series)
             _join(results, result)

@@ -62,19 +62,28 @@ from urbanpulse.wire import Reading, data_topic, encode_batch
 
 SINK_LOG = "urbanpulse.cloud.sink"
 HOLD_S = 3.0  # how long the whole-process test keeps WRITE away
+V = "1.6.7~rc0"  # the X-Influxdb-Version header InfluxDB 1.6.7 puts on every answer
 
 
 # -- which write failures hold the points ---------------------------------------------------
 
-def test_401_403_404_hold_the_points_other_4xx_refuse_the_lines_no_answer_and_5xx_are_waited_out(
+def test_401_403_404_hold_the_points_influxdbs_400_413_422_refuse_the_lines_5xx_are_waited_out(
         ) -> None:
-    kinds = {s: write_failure(InfluxError(s, "x")) for s in (0, 200, 400, 401, 403, 404, 413, 422,
-                                                             500, 503)}
+    kinds = {s: write_failure(InfluxError(s, "x", version=V))
+             for s in (0, 200, 400, 401, 403, 404, 405, 413, 422, 500, 503)}
     assert kinds == {0: WriteFailure.UNAVAILABLE, 500: WriteFailure.UNAVAILABLE,
                      503: WriteFailure.UNAVAILABLE, 401: WriteFailure.DENIED,
                      403: WriteFailure.DENIED, 404: WriteFailure.DENIED,
-                     200: WriteFailure.REJECTED, 400: WriteFailure.REJECTED,
-                     413: WriteFailure.REJECTED, 422: WriteFailure.REJECTED}
+                     200: WriteFailure.DENIED, 405: WriteFailure.DENIED,
+                     400: WriteFailure.REJECTED, 413: WriteFailure.REJECTED,
+                     422: WriteFailure.REJECTED}
+    # InfluxDB's JSON error without the header (2.x's, 1.x's) is InfluxDB's too
+    assert write_failure(InfluxError(400, '{"error":"unable to parse"}')) is WriteFailure.REJECTED
+    assert write_failure(InfluxError(422, '{"code":"unprocessable entity","message":"x"}')) \
+        is WriteFailure.REJECTED
+    # the same statuses from something else (a proxy's page) hold the points
+    for status in (200, 400, 413, 422):
+        assert write_failure(InfluxError(status, "<html>...</html>")) is WriteFailure.DENIED
     assert write_failure(InfluxUnavailable("http://h:1", "refused")) is WriteFailure.UNAVAILABLE
     assert write_failure(InfluxTLSError("https://h:1", "the system's CAs", "bad")) \
         is WriteFailure.UNAVAILABLE
@@ -125,7 +134,7 @@ class Answers:
 def _denied(status: int) -> InfluxError:
     return InfluxError(status, {401: "authorization failed",
                                 403: '"w" user is not authorized to write to database "city"',
-                                404: 'database not found: "city"'}[status])
+                                404: 'database not found: "city"'}[status], version=V)
 
 
 def _logged(caplog: pytest.LogCaptureFixture, level: int) -> list[str]:
@@ -174,7 +183,7 @@ def test_lines_refused_for_good_are_counted_and_logged_with_influxdbs_words_the_
         caplog: pytest.LogCaptureFixture) -> None:
     conflict = ('partial write: field type conflict: input field "v" on measurement "m" is '
                 'type string, already exists as type float dropped=1')
-    transport = Answers(InfluxError(400, conflict))
+    transport = Answers(InfluxError(400, conflict, version=V))
     writer = InfluxWriter(transport, "city", 1, wait=Clocked().wait)
     caplog.set_level(logging.INFO, logger=SINK_LOG)
     writer.write([("raw", 'm v="x" 1'), ("raw", "m v=2 2")])
@@ -198,7 +207,7 @@ class SizeLimit:
     def write(self, lines: bytes, *, db: str, rp: str | None = None, precision: str = "ns") -> None:
         if len(lines) > self.limit:
             self.refused += 1
-            raise InfluxError(413, "Request Entity Too Large")
+            raise InfluxError(413, '{"error":"Request Entity Too Large"}', version=V)
         self.written.append(lines)
 
 
