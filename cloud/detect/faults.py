@@ -4,7 +4,9 @@ not that the world is unusual.
 One `FaultMonitor` per (sensor, field). Feed it every reading with `update(ts,
 value, seq, values, received)` and call `tick(now)` on a timer (signs of life too:
 `heartbeat(ts, seq)`; the node's heartbeats: `node_heartbeat`); each returns the
-`FaultEvent`s that fired. The rules (settings in `FaultSettings`):
+`FaultEvent`s that fired. A reading the dataflow keeps out of the rules (flagged
+`clock_unsynced` or `warmup`) goes to `unjudged(seq, received)`: it arrived and took its
+number, nothing more. The rules (settings in `FaultSettings`):
 
 * OUT_OF_RANGE: a value outside the field's physical range (`FieldSpec.low/high` of
   the wire contract). Fires on that reading (delay 0), once per excursion.
@@ -289,6 +291,9 @@ class FaultMonitor:
     _held: list[tuple[int, int, int, FaultEvent]] | None = None
     # Sequence gaps judged a silence but not raised yet (`_hold_gap`, `_HeldGap`).
     _gaps_held: list[_HeldGap] | None = None
+    # Numbers taken without judging (`unjudged`) since the last reading judged: the next
+    # one judged is not consecutive to it, and only the numbers after them are missing.
+    _unjudged = False
 
     def __init__(
         self,
@@ -435,6 +440,58 @@ class FaultMonitor:
             self._pair_note(at, value, called != 0)
         return events
 
+    def unjudged(self, seq: int | None, received: datetime | int | None = None
+                 ) -> list[FaultEvent]:
+        """A reading the dataflow took but keeps out of the rules (flagged `clock_unsynced`:
+        its stamp is on a clock about to be set right; or `warmup`: its value is the module's
+        preheat), numbered `seq` and received at `received` (the cloud's clock). It arrived:
+        the ticks see data coming (by its reception), held events are let go as by any
+        reading of the field received then, and its number is not missing: a gap in the
+        numbers counts only the numbers never received (a held gap it falls in is filled).
+        Its stamp and value judge nothing: the readings judged on either side of it are not
+        consecutive for the forward clock rule (the boot step that synchronised the clock
+        lies between them), and a run of numbers never received that it ends is not raised
+        (its stamp cannot place the event)."""
+        events: list[FaultEvent] = []
+        if received is not None:
+            got = _micros(received)
+            if self._held:
+                self._release(got, None, events)
+            if self._gaps_held:
+                self._release_gaps(got, events)
+            arrived = self._arrived
+            self._arrived = got if arrived is None else max(arrived, got)
+            self._silent = False
+        if seq is None:
+            return events
+        last = self._last_seq
+        if last is not None and seq <= last:
+            if self._gaps_held:
+                self._fill(seq, None, math.nan, events)
+            return events
+        self._last_seq = seq
+        self._unjudged = True
+        return events
+
+    def restarted(self) -> tuple[FaultMonitor, list[FaultEvent]]:
+        """The sensor's numbering started again (the edge lost its count, or named a new
+        numbering): a fresh monitor for the new numbering, as what the rules learnt of the
+        numbers and their order no longer holds, and the events of what this one held.
+        The fresh one keeps what is the node's, not the numbering's: when its agent started,
+        its clock's lead, and the forward clock jumps held until a heartbeat tells them from
+        a restart (a heartbeat or a later reading decides them as before). The sequence
+        gaps held are raised (returned), as at the end of their grace: the readings missing
+        from them are of the numbering before, which the dataflow keeps out of the rules
+        from now on, so none can fill them."""
+        fresh = FaultMonitor(self.kind, self.field, self.sensor, self.settings)
+        mine = self.__dict__
+        for name in ("_agent_start", "_lead", "_leads", "_held"):
+            if name in mine:  # (else the class's None)
+                setattr(fresh, name, mine[name])
+        events = [ev for gap in self._gaps_held or () for ev in self._gap_events(gap)]
+        self._gaps_held = None
+        return fresh, events
+
     def stamped_before(self, ts: datetime | int, value: float, seq: int | None = None
                        ) -> list[FaultEvent]:
         """A reading stamped before the newest one given to `update`, which the dataflow
@@ -522,13 +579,21 @@ class FaultMonitor:
         silence_seen, self._silence_seen = self._silence_seen, False
         self._last_ts = at
         self._silent = False
+        unjudged = self._unjudged
+        if unjudged:
+            self._unjudged = False
         if last_ts is None:
             return
         gap = (at - last_ts) / 1_000_000  # as timedelta.total_seconds() gives it
         if seq is None or previous_seq is None:
-            self._remember_gap(gap)
+            if not unjudged:
+                self._remember_gap(gap)
             return
         missing = seq - previous_seq - 1
+        if unjudged:
+            if not silence_seen:
+                self._after_unjudged(at, seq, previous_seq, missing, value, received, events)
+            return
         if missing == 0:
             # A forward jump of the clock: consecutive readings much further apart than
             # any gap seen (unless that gap is the silence already reported).
@@ -561,6 +626,29 @@ class FaultMonitor:
         else:
             self._hold_gap(_micros(received), previous_seq, seq, replace(event, seq=seq), last_ts,
                            round(step * 1e6), events)
+
+    def _after_unjudged(self, at: int, seq: int, previous_seq: int, missing: int,
+                        value: float | None, received: datetime | int | None,
+                        events: list[FaultEvent]) -> None:
+        """The gap rule on a reading judged after readings taken without judging (`unjudged`),
+        the last numbered `previous_seq`: `missing` numbers never received in between. The
+        reading before them has no stamp to go by, so the run is placed back from this
+        reading (the first missing one due `missing` intervals before it) and not judged for
+        a clock set back; no forward clock rule (the readings are not consecutive)."""
+        s = self.settings
+        interval = self.expected_interval()
+        if interval is None or not s.every_reading or missing < s.silence_intervals:
+            return
+        step = round(interval.total_seconds() * 1e6)
+        prior = at - (missing + 1) * step  # where the reading before the run would stand
+        event = self._event(
+            FaultType.SILENCE, _stamp(prior + step), _stamp(at), value,
+            f"{missing} readings missing (seq {previous_seq} -> {seq})")
+        if received is None:
+            events.append(event)
+        else:
+            self._hold_gap(_micros(received), previous_seq, seq, replace(event, seq=seq), prior,
+                           step, events)
 
     def _forward(self, last_ts: int, at: int, seq: int | None, value: float | None,
                  got: int | None, events: list[FaultEvent]) -> None:
@@ -631,8 +719,9 @@ class FaultMonitor:
         while len(held) > _HELD_MAX:
             events += self._gap_events(held.pop(0))
 
-    def _fill(self, seq: int, at: int, value: float, events: list[FaultEvent]) -> None:
-        """A reading numbered `seq`, stamped `at`, came late: its number is no longer missing
+    def _fill(self, seq: int, at: int | None, value: float, events: list[FaultEvent]) -> None:
+        """A reading numbered `seq`, stamped `at` (None: taken without judging, `unjudged`:
+        its number fills, its stamp and value are not kept), came late: its number is no longer missing
         from the held gap it falls in (if stamped before the reading after the gap), which
         is dropped when no run of `silence_intervals` numbers is left missing and the reading
         before the one after the gap has come (raised at once
@@ -646,7 +735,7 @@ class FaultMonitor:
             return
         for k, gap in enumerate(held):
             received, before, after, event, holes, came, _, _ = gap = _upgraded(gap)
-            if not before < seq < after or at >= _micros(event.detected_at):
+            if not before < seq < after or (at is not None and at >= _micros(event.detected_at)):
                 continue
             held[k] = gap
             for i, (first, last) in enumerate(holes):
@@ -656,10 +745,11 @@ class FaultMonitor:
                     break
             else:
                 return  # come already (a duplicate)
-            came[seq] = (at, value)
+            if at is not None:
+                came[seq] = (at, value)
             for kept in [n for n in came if not any(a - 1 <= n <= b + 1 for a, b in holes)]:
                 del came[kept]
-            if seq == after - 1 and event.value is not None:
+            if seq == after - 1 and at is not None and event.value is not None:
                 jumped: list[FaultEvent] = []
                 self._forward(at, _micros(event.detected_at), after, event.value, received, jumped)
                 events += [ev if ev.seq is not None else replace(ev, seq=after) for ev in jumped]
@@ -689,7 +779,9 @@ class FaultMonitor:
         numbers still missing, as the reading after it would have raised it had the readings
         come in order (a SILENCE from one interval after the reading before it, on the
         reading after it; a clock set back where their stamps moved less than half of what
-        the run takes)."""
+        the run takes). A run ending at a reading taken without judging (`unjudged`) is not
+        raised (its stamp cannot place it); one after such a reading is placed back from the
+        reading after it, as `_after_unjudged` places it."""
         _, before, after, event, holes, came, last_ts, interval = _upgraded(gap)
         out: list[FaultEvent] = []
         for first, last in holes:
@@ -699,11 +791,18 @@ class FaultMonitor:
             if first - 1 == before and last + 1 == after:
                 out.append(event)  # nothing came: the event as judged on its reading
                 continue
-            prior = last_ts if first - 1 == before else came[first - 1][0]
             if last + 1 == after:
                 at, value = _micros(event.detected_at), event.value
-            else:
+            elif last + 1 in came:
                 at, value = came[last + 1]
+            else:
+                continue  # ends at a reading not judged
+            if first - 1 == before:
+                prior = last_ts
+            elif first - 1 in came:
+                prior = came[first - 1][0]
+            else:
+                prior = at - (missing + 1) * interval  # after a reading not judged
             stamp = _stamp(at)
             if self.settings.regular and at - prior < (missing + 1) * interval / 2:
                 out.append(FaultEvent(

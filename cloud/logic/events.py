@@ -3,7 +3,10 @@
 Detectors need each series in event-time order: a reading older than the newest one
 already scored (a node's backlog interleaving with live data) is stored and aggregated
 but not scored; only the clock rule of event sensors (a kiosk's stamps going back while
-its sequence numbers go up) is told of it (`FaultMonitor.stamped_before`).
+its sequence numbers go up) is told of it (`FaultMonitor.stamped_before`). A reading
+flagged out of the windows (`warmup`, `clock_unsynced`) is neither scored nor judged, but
+the fault rules are told it came and took its number (`FaultMonitor.unjudged`): it is no
+missing reading, and the sensor is not silent.
 
 A node's heartbeats (its status messages) go to the node's `NodeWatch`: a clock jump the
 agent counted, a supervised driver's cut cable, dead device or stuck beam. Their events
@@ -24,6 +27,7 @@ from cloud.detect.faults import Heartbeat, HeartbeatMonitor
 from cloud.detect.profiles import scored
 from cloud.logic.lines import line
 from cloud.logic.records import RP_RAW, Point
+from cloud.logic.rollup import OUT_OF_WINDOWS
 from urbanpulse.clock import from_epoch_ns, to_epoch_ns
 from urbanpulse.wire import Reading, field_range, format_ts
 
@@ -99,6 +103,7 @@ class SensorWatch:
         tags: dict[str, str] | None = None  # made only when an event fires
         fields, ts = self.fields, r.ts_ns
         values = r.values
+        unjudged = _unjudged(r)
         for name, value in values.items():
             watch = fields.get(name, ...)
             if watch is ...:
@@ -106,6 +111,13 @@ class SensorWatch:
             if watch is None:
                 continue
             v = float(value)
+            if unjudged:
+                events = watch.faults.unjudged(r.seq, received_ns)
+                if events:
+                    if tags is None:
+                        tags = {"site": site, "node": node, "sensor": r.sensor, "kind": r.kind}
+                    _fault_points(events, tags, name, v, r.seq, list(values).index(name), out, alerts)
+                continue
             if ts < watch.last_ts_ns:
                 # Not scored nor checked; only an event sensor's clock rule judges it.
                 events = watch.faults.stamped_before(ts, v, r.seq)
@@ -138,6 +150,35 @@ class SensorWatch:
                 tags = {"site": site, "node": node, "sensor": r.sensor, "kind": r.kind}
             _fault_points(events, tags, name, v, r.seq, list(values).index(name), out, alerts)
         return out
+
+    def restarted(self, site: str, node: str, sensor: str, kind: str,
+                  alerts: list[Alert] | None = None) -> tuple[SensorWatch, list[Point]]:
+        """The watch for the sensor's numbering started again, and the points of what this
+        one held: fresh detectors and fault rules (they judge gaps and order by the numbers),
+        which keep what this one knows of the node and the clock jumps it held; the
+        sequence gaps it held are raised (`FaultMonitor.restarted`), their alerts appended
+        to `alerts`."""
+        fresh = SensorWatch()
+        out: list[Point] = []
+        tags = {"site": site, "node": node, "sensor": sensor, "kind": kind}
+        for place, (name, watch) in enumerate(self.fields.items()):
+            if watch is None:
+                fresh.fields[name] = None
+                continue
+            faults, events = watch.faults.restarted()
+            made = _make(faults.kind, name, sensor)
+            if made is not None:
+                made.faults = faults
+            fresh.fields[name] = made
+            if events:
+                _fault_points(events, tags, name, math.nan, 0, place, out, alerts)
+        return fresh, out
+
+
+def _unjudged(r: Reading) -> bool:
+    """Whether the reading is kept out of the rules but told to them (`FaultMonitor.unjudged`):
+    flagged as the windows leave it out (its stamp or value is not to be judged)."""
+    return bool(r.flags) and not OUT_OF_WINDOWS.isdisjoint(r.flags)
 
 
 def _fault_points(events: list[FaultEvent], tags: dict[str, str], name: str, v: float, seq: int,
@@ -221,7 +262,10 @@ def check_readings(site: str, node: str, readings: list[Reading], watches: dict[
     # sensor -> field -> indexes of the readings carrying it; both in order of first
     # appearance, which is the order in which reading-by-reading checks add the watches.
     runs: dict[str, dict[str, list[int]]] = {}
+    unjudged: set[int] = set()  # indexes of the readings the rules take unjudged
     for i, r in enumerate(readings):
+        if r.flags and not OUT_OF_WINDOWS.isdisjoint(r.flags):  # _unjudged(r), inlined
+            unjudged.add(i)
         columns = runs.get(r.sensor)
         if columns is None:
             columns = runs[r.sensor] = {}
@@ -244,7 +288,7 @@ def check_readings(site: str, node: str, readings: list[Reading], watches: dict[
                 field_watch = fields[name] = _make(first.kind, name, sensor)
             if field_watch is not None:
                 _check_run(site, node, name, field_watch, readings, run, found, alerts is not None,
-                           received_ns)
+                           received_ns, unjudged)
     if len(found) > 1:
         found.sort(key=_reading_order)
     if alerts is not None:
@@ -263,15 +307,21 @@ def _reading_order(found: _Found) -> tuple[int, int]:
 
 def _check_run(site: str, node: str, name: str, watch: FieldWatch, readings: list[Reading],
                run: list[int], found: list[_Found], alerting: bool,
-               received_ns: int | None = None) -> None:
+               received_ns: int | None = None, unjudged: set[int] | None = None) -> None:
     """`SensorWatch.check`'s work on field `name` of the readings at `run` (indexes, in
-    order), its events appended to `found`."""
+    order), its events appended to `found`; `unjudged`: the indexes of the readings only
+    told to the rules (`FaultMonitor.unjudged`)."""
     detector = watch.detector
     faults = watch.faults
     update = faults.update
     threshold = math.inf if detector is None else detector.settings.threshold
     for i in run:
         r = readings[i]
+        if unjudged and i in unjudged:
+            events = faults.unjudged(r.seq, received_ns)
+            if events:
+                _found_faults(site, node, r, name, float(r.values[name]), events, i, found, alerting)
+            continue
         ts = r.ts_ns
         values = r.values
         v = float(values[name])

@@ -176,6 +176,7 @@ class NodeState:
         ranges_of = _RANGES
         hour = -1
         refused = 0
+        restarted: list[Point] = []  # the events the rules held when a numbering started again
         ledger = LedgerHour()  # replaced at the first reading
         spans = ledger.seq_span
         for r in data.readings:
@@ -202,7 +203,7 @@ class NodeState:
             seqs = part[SEQS]
             old = False  # a reading of a numbering before the sensor's current one
             if numbering is not None and numbering != seqs.numbering:
-                seqs, old = self._numbering(sensor, seqs, numbering, seq, ts, flags, ledger)
+                seqs, old = self._numbering(sensor, seqs, numbering, seq, ts, flags, ledger, restarted)
             elif seqs.previous and (numbering is None or seqs.previous[-1].numbering == numbering):
                 # unnamed, or a name the numbering before had too: the stamp tells which
                 seqs = seqs.numbering_of(ts) if numbering is None else seqs.named(numbering, ts) or seqs
@@ -215,7 +216,7 @@ class NodeState:
                     seqs.newest_seq = seq
             elif (not old and ts > seqs.newest_ns and seq <= seqs.newest_seq
                   and CLOCK_UNSYNCED not in flags):  # SeqRanges.starts_again, inlined
-                self._restarted(sensor, seqs, seq, ts, ledger, numbering)
+                self._restarted(sensor, seqs, seq, ts, ledger, numbering, restarted)
             elif not seqs.add(seq):  # seen before, and stamped so: a redelivery
                 ledger.duplicates += 1
                 continue
@@ -246,6 +247,10 @@ class NodeState:
                 append((RP_RAW, f"{part[HEAD]} {text},seq={seq}i,flags={string_field(','.join(flags))} "
                                 f"{ts - ts % 1000 + seq % 1000}"))  # raw_time(r), inlined
                 if not OUT_OF_WINDOWS.isdisjoint(flags):
+                    if detect and not old:
+                        # Not judged, but the rules learn that its number came and when:
+                        # not a missing reading, nor a silent sensor (events.check_readings).
+                        checked.append(r)
                     continue
             else:
                 append((RP_RAW, f"{part[HEAD]} {text},seq={seq}i {ts - ts % 1000 + seq % 1000}"))
@@ -299,6 +304,7 @@ class NodeState:
                 if hourly.mark is not token:
                     hourly.mark = token
                     touch((RP_1H, sensor, hourly))
+        out.extend(restarted)
         if checked:  # the detectors' events, in reading order, after the raw points
             out.extend(check_readings(site, node, checked, self.watch, self.alerts, received_ns))
         for rp, sensor, window in touched:
@@ -325,18 +331,27 @@ class NodeState:
         return part
 
     def _restarted(self, sensor: str, seqs: SeqRanges, seq: int | None, ts: int,
-                   ledger: LedgerHour, numbering: str | None = None) -> None:
+                   ledger: LedgerHour, numbering: str | None = None,
+                   out: list[Point] | None = None) -> None:
         """The sensor's numbering started again (a number seen before, stamped after every
         reading taken; or a numbering named anew). The old numbers are kept apart (the
         ledger's spans too: the new numbering's is named by the restart's stamp), and what
         the fault rules learnt from them is forgotten (they judge gaps and order by the
-        numbers)."""
+        numbers), not what they held: the clock jumps held until a heartbeat tells are
+        kept, the sequence gaps held are raised, their points appended to `out`
+        (`SensorWatch.restarted`)."""
         seqs.restart(seq, f"{sensor}#{ts}", numbering)
         ledger.restarts += 1
-        self.watch.pop(sensor, None)
+        watch = self.watch.get(sensor)
+        if watch is not None:
+            self.watch[sensor], points = watch.restarted(
+                self.site, self.node, sensor, self.kinds.get(sensor, ""), self.alerts)
+            if out is not None:
+                out.extend(points)
 
     def _numbering(self, sensor: str, seqs: SeqRanges, numbering: str, seq: int, ts: int,
-                   flags: tuple[str, ...], ledger: LedgerHour) -> tuple[SeqRanges, bool]:
+                   flags: tuple[str, ...], ledger: LedgerHour,
+                   out: list[Point] | None = None) -> tuple[SeqRanges, bool]:
         """The numbering a reading named `numbering` belongs to, the sensor's current one
         being named otherwise (or not at all), and whether it is an earlier one. A name
         kept from before is that numbering (of several of that name, the one its stamp
@@ -353,7 +368,7 @@ class NodeState:
         if seqs.numbering is None and (CLOCK_UNSYNCED in flags or not seqs.starts_again(seq, ts)):
             seqs.numbering = numbering
             return seqs, False
-        self._restarted(sensor, seqs, None, ts, ledger, numbering)
+        self._restarted(sensor, seqs, None, ts, ledger, numbering, out)
         return seqs, False
 
     def _rollup(self, part: list[Any], which: int, sensor: str) -> SensorRollup:

@@ -94,3 +94,29 @@ def test_the_generated_messages_reach_the_rules_that_read_across_fields_and_stam
     assert stamped_back > 10
     assert {"hospital.queue:clock_jump", "hospital.door:cut_cable", "hospital.bed:spike",
             "air.pm:spike", "traffic.loop:silence", "air.co2:out_of_range"} <= types
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_readings_kept_out_of_the_rules_are_told_to_them_alike(seed: int) -> None:
+    """Readings flagged `warmup` or `clock_unsynced` are not judged but told to the rules
+    (`FaultMonitor.unjudged`, with the message's reception): the same in both ways."""
+    rng, flag = random.Random(seed), random.Random(1000 + seed)
+    readings = [Reading(r.sensor, r.kind, r.ts_ns, r.seq, r.values,
+                        (flag.choice(["warmup", "clock_unsynced"]),))
+                if flag.random() < 0.2 else r for r in _readings(rng)]
+    assert any(r.flags for r in readings)
+    cuts = sorted({0, len(readings), *(rng.randint(0, len(readings)) for _ in range(4))})
+    one: dict[str, SensorWatch] = {}
+    batch: dict[str, SensorWatch] = {}
+    points: tuple[list[Point], list[Point]] = ([], [])
+    alerts: tuple[list[Alert], list[Alert]] = ([], [])
+    for start, end in pairwise(cuts):
+        message = readings[start:end]
+        received = message[-1].ts_ns if message else T0_NS
+        for r in message:
+            points[0].extend(one.setdefault(r.sensor, SensorWatch()).check(
+                "hn", "n1", r, alerts[0], received_ns=received))
+        points[1].extend(check_readings("hn", "n1", message, batch, alerts[1], received))
+    assert points[0] == points[1]
+    assert alerts[0] == alerts[1]
+    assert pickle.dumps(one) == pickle.dumps(batch)
