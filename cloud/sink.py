@@ -161,6 +161,15 @@ def write_advice(user: WriterUser, exc: InfluxError, database: str, rp: str | No
             "is not its write API: check influx.url (InfluxDB's API root, no path after the port)")
 
 
+def _retry_advice(exc: InfluxError, rp: str) -> str:
+    """What an operator does about a write InfluxDB fails that is retried, where its answer
+    says: InfluxDB 1.x answers a write to a missing retention policy with 500."""
+    if "retention policy not found" in exc.body:
+        return (f" (the retention policy {rp!r} is missing: create the policies with "
+                "urbanpulse cloud init-db; the points wait meanwhile)")
+    return ""
+
+
 class ReadFailure(enum.Enum):
     """What a failed read of raw points back means (`read_failure`)."""
 
@@ -509,7 +518,8 @@ class InfluxWriter:
                 else:
                     self.stats.retries += 1
                     if self.stats.retries % 10 == 1:
-                        log.warning("InfluxDB write failed; retrying: %s", exc, extra={"error": str(exc)})
+                        log.warning("InfluxDB write failed; retrying: %s%s", exc, _retry_advice(exc, rp),
+                                    extra={"error": str(exc)})
                 if self._wait(random.uniform(delay / 2, delay)):
                     held = "refused the writer" if failure is WriteFailure.DENIED else "was unavailable"
                     raise SinkError(f"stopped while InfluxDB {held}") from exc

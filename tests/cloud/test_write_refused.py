@@ -653,3 +653,24 @@ def test_cloud_run_holds_its_writes_while_write_is_revoked_and_writes_each_readi
     assert denied[-1]["write_refused"] == 0
     cloud.stop()
     assert cloud.proc.returncode == 0, cloud.log()
+
+
+def test_a_write_to_a_missing_retention_policy_is_waited_out_with_the_init_db_advice(
+        db_ready: StackInfo, caplog: pytest.LogCaptureFixture) -> None:
+    """InfluxDB 1.6 answers a write to a policy the database lacks with 500 "retention
+    policy not found": retried like an outage (the points wait), and the warning says what
+    to do instead of only "retrying"."""
+    stop = threading.Event()
+    stop.set()  # the first wait ends the write: one request to the real InfluxDB
+    writer = make_writer(cloud_config_for_stack_influx(db_ready), stop)
+    caplog.set_level(logging.INFO, logger=SINK_LOG)
+    try:
+        with pytest.raises(SinkError, match="stopped while InfluxDB was unavailable"):
+            writer.write([("no_such_policy", "m v=1 1")])
+    finally:
+        writer.close()
+    (warning,) = _logged(caplog, logging.WARNING)
+    assert "retention policy not found" in warning
+    assert "'no_such_policy' is missing" in warning
+    assert "urbanpulse cloud init-db" in warning
+    assert writer.stats.points == 0
