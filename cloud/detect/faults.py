@@ -20,7 +20,9 @@ number, nothing more. The rules (settings in `FaultSettings`):
   `expected_interval_s` or, if None, the median gap of the last 15 readings (and
   then at least 1.5 x the longest of the last 240 gaps). Judged
   on arrival (the `now` of the ticks), not on the node's stamps. Starts one interval
-  after the last arrival; fires at the tick that sees it. A jump in the sequence
+  after the last arrival; fires at the tick that sees it. Not counted: the time before
+  the node's agent last started (`node_heartbeat`), nor a quiet of the whole node as long
+  as the limit (`tick(quiets=)`): a sensor cannot report before its agent started. A jump in the sequence
   numbers of `silence_intervals` or more, with the stamps advancing accordingly, is
   reported when the data comes back (only for fields in `every_reading`). Two messages
   of the node can come swapped (several ingests: their journals are merged by their
@@ -98,7 +100,7 @@ from __future__ import annotations
 import math
 import re
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -294,6 +296,16 @@ class FaultMonitor:
     # Numbers taken without judging (`unjudged`) since the last reading judged: the next
     # one judged is not consecutive to it, and only the numbers after them are missing.
     _unjudged = False
+    # When the node's agent last started by the cloud's clock (µs): the reception of the
+    # heartbeat that dated the start less the agent's uptime (`node_heartbeat`). A sensor
+    # cannot report before its agent started: the ticks measure its silence from then at
+    # the earliest.
+    _start_rx: int | None = None
+    # The cloud's reception (µs) of the newest heartbeat of the node taken in order.
+    _hb_rx: int | None = None
+    # A silence the ticks saw right after the node came back from a quiet, left to the next
+    # tick once in case the heartbeat dating a restart within that quiet is on its way.
+    _deferred = False
 
     def __init__(
         self,
@@ -373,6 +385,15 @@ class FaultMonitor:
         are kept out of the rules."""
         stamp = _micros(ts)
         got = None if received is None else _micros(received)
+        if got is not None:
+            hb_rx = self._hb_rx
+            self._hb_rx = got if hb_rx is None else max(hb_rx, got)
+            if started is not None:
+                # By the agent's uptime (the heartbeat's stamp less its start), which no
+                # wall clock moves: the start on the cloud's clock, for the ticks.
+                start_rx = got - (stamp - _micros(started))
+                known = self._start_rx
+                self._start_rx = start_rx if known is None else max(known, start_rx)
         if synchronised is False or got is None:
             self._lead = None if synchronised is False else 0
             self._leads = None
@@ -485,7 +506,7 @@ class FaultMonitor:
         from now on, so none can fill them."""
         fresh = FaultMonitor(self.kind, self.field, self.sensor, self.settings)
         mine = self.__dict__
-        for name in ("_agent_start", "_lead", "_leads", "_held"):
+        for name in ("_agent_start", "_lead", "_leads", "_held", "_start_rx", "_hb_rx"):
             if name in mine:  # (else the class's None)
                 setattr(fresh, name, mine[name])
         events = [ev for gap in self._gaps_held or () for ev in self._gap_events(gap)]
@@ -510,8 +531,19 @@ class FaultMonitor:
         self._arrival(_micros(ts), seq, None, events)
         return events
 
-    def tick(self, now: datetime) -> list[FaultEvent]:
-        """Silence seen at `now` (aware UTC), reported once until data comes back."""
+    def tick(self, now: datetime, quiets: Sequence[tuple[int, int]] = ()) -> list[FaultEvent]:
+        """Silence seen at `now` (aware UTC), reported once until data comes back.
+        `quiets`: the node's recent quiets, (from, to) in µs of the cloud's clock: the
+        receptions of two consecutive messages of the node (data or heartbeat) between
+        which it sent nothing (`NodeState`), each longer than every later one.
+
+        A sensor cannot report before its agent started, nor while its node is silent as a
+        whole (the node's heartbeat alert says that): its silence is measured from the
+        agent's last start (`node_heartbeat`) if later than its last arrival, and from the
+        node's return after a quiet at least as long as the silence rule's limit. A silence
+        seen within `clock_hold_s` of the node's return from a quiet longer than an interval,
+        which a restart within that quiet would excuse, waits one tick if the heartbeat of
+        that return (sent before its data) is not in: with several ingests it can follow."""
         if now.tzinfo is None:
             raise DetectError("tick() needs an aware UTC datetime")
         previous, self._now = self._now, now
@@ -521,13 +553,18 @@ class FaultMonitor:
             heard = arrived if previous is None else max(arrived, previous)
             self._heard = min(heard, now)
             self._arrived = None
+            self._deferred = False
         if self.settings.pair_busy is not None:
             return self._pair_rule(now)
         interval = self.expected_interval()
         if self._silent or self._heard is None or interval is None or not self.settings.regular:
             return []
-        if now - self._heard >= self._silence_after(interval):
+        limit = self._silence_after(interval)
+        if now - self._heard >= limit and self._excused(now, limit, interval, quiets):
+            return []
+        if now - self._heard >= limit:
             self._silent = self._silence_seen = True
+            self._deferred = False
             since = _stamp(self._last_ts).isoformat() if self._last_ts is not None else "?"
             return [
                 self._event(
@@ -539,6 +576,36 @@ class FaultMonitor:
                 )
             ]
         return []
+
+    def _excused(self, now: datetime, limit: timedelta, interval: timedelta,
+                 quiets: Sequence[tuple[int, int]]) -> bool:
+        """Whether a silence the tick sees (`now` - `_heard` >= `limit`) is the node's or its
+        agent's absence (`tick`): `_heard` moved to the agent's last start or the node's
+        return after a quiet of `limit` or more, if later; or the tick to wait for the
+        heartbeat of a fresh return. False: the silence is the sensor's."""
+        heard = _micros(self._heard) if self._heard is not None else 0
+        at = _micros(now)
+        span = round(limit.total_seconds() * 1e6)
+        floor = self._start_rx
+        for q0, q1 in quiets:
+            if q1 - q0 >= span and q1 > heard and (floor is None or q1 > floor):
+                floor = q1  # the node silent as a whole for the sensor's limit: its silence
+        if floor is not None and floor > heard:
+            heard = min(floor, at)
+            self._heard = _stamp(heard)
+            if at - heard < span:
+                self._deferred = False  # a silence seen anew may wait again
+                return True
+        if self._deferred:
+            return False
+        step = round(interval.total_seconds() * 1e6)
+        hb_rx, hold = self._hb_rx, self.settings.clock_hold_s * 1e6
+        for q0, q1 in quiets:
+            if (q1 - q0 >= step and heard < q1 and at - q1 < min(hold, span)
+                    and (hb_rx is None or hb_rx < q1)):
+                self._deferred = True  # a restart within the quiet would excuse it: one tick
+                return True
+        return False
 
     def _silence_after(self, interval: timedelta) -> timedelta:
         limit = interval * self.settings.silence_intervals

@@ -18,7 +18,7 @@ field (`node_ts`).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -74,14 +74,16 @@ class SensorWatch:
     fields: dict[str, FieldWatch | None] = field(default_factory=dict)
 
     def tick(self, site: str, node: str, sensor: str, kind: str, now: datetime,
-             alerts: list[Alert] | None = None) -> list[Point]:
-        """Silence is judged on arrival time, so it needs a clock tick, not a reading."""
+             alerts: list[Alert] | None = None, quiets: Sequence[tuple[int, int]] = ()
+             ) -> list[Point]:
+        """Silence is judged on arrival time, so it needs a clock tick, not a reading;
+        `quiets`: the node's recent quiets (`FaultMonitor.tick`)."""
         out: list[Point] = []
         tags = {"site": site, "node": node, "sensor": sensor, "kind": kind}
         for place, (name, watch) in enumerate(self.fields.items()):
             if watch is None:
                 continue
-            for ev in watch.faults.tick(now):
+            for ev in watch.faults.tick(now, quiets):
                 at = to_epoch_ns(ev.detected_at)
                 value = float("nan") if ev.value is None else float(ev.value)
                 fields: dict[str, float | int | str | bool] = {

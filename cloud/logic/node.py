@@ -22,6 +22,10 @@ from cloud.logic.seqs import NEWEST_UNKNOWN, SeqRanges
 from urbanpulse.wire import KINDS, Reading, field_range
 
 LATE_AFTER_NS = 5 * MINUTE_NS
+# A node's quiet (no message between two) noted for the silence rule's ticks from this long,
+# at most QUIETS_KEPT of them between two ticks.
+QUIET_MIN_NS = 1_000_000_000
+QUIETS_KEPT = 32
 KIND, HEAD, SEQS, MINUTE, HOURLY = range(5)  # a sensor's parts (NodeState._sensors)
 # A node has tens of sensors; its state keeps each one it ever sent. Past this many, a
 # reading of a new sensor is a dead letter, so a faulty node cannot grow the state forever.
@@ -111,6 +115,10 @@ class NodeState:
         # Hours let go from `ledger` after they were written, as [first, last] hour starts:
         # a later reading of one is counted nowhere rather than written as the whole hour.
         self.ledger_closed: list[list[int]] = []
+        # The cloud's reception (ns) of the node's newest message, and its quiets since the
+        # last tick: (from, to) in µs, each longer than every later one (`FaultMonitor.tick`).
+        self.heard_ns: int | None = None
+        self.quiets: list[tuple[int, int]] = []
         # sensor -> [kind, series head, seq ranges, minute rollup, hour rollup]: a cache of
         # what the hot path needs per reading, looked up once (not pickled)
         self._sensors: dict[str, list[Any]] = {}
@@ -130,7 +138,7 @@ class NodeState:
         # Snapshots outlive code versions: attributes added since a snapshot was taken get
         # their defaults, so an upgrade resumes instead of crashing on old state.
         defaults = {"detect": True, "watch": {}, "ledger": {}, "site_updates": [], "alerts": [],
-                    "ledger_closed": []}
+                    "ledger_closed": [], "heard_ns": None, "quiets": []}
         self.__dict__.update(defaults)
         self.__dict__.update(state)
         self._sensors = {}
@@ -155,6 +163,7 @@ class NodeState:
         self.node_watch = pickle.loads(node_watch) if isinstance(node_watch, bytes) else NodeWatch()
 
     def process(self, data: NodeData) -> list[Point]:
+        self._heard(data.received_ns)
         if data.status is not None:
             return self.heartbeat(data)
         out: list[Point] = []
@@ -393,12 +402,32 @@ class NodeState:
                                      self.watch)
 
     def tick(self, now: datetime) -> list[Point]:
-        """Fault rules that need time to pass (silence); alerts go to take_alerts()."""
+        """Fault rules that need time to pass (silence); alerts go to take_alerts(). The
+        node's quiets since the last tick go with it: a sensor is not silent while its node
+        is, as a whole."""
         site, node = getattr(self, "site", ""), getattr(self, "node", "")
         out: list[Point] = []
+        quiets, self.quiets = self.quiets, []
         for sensor, watch in self.watch.items():
-            out.extend(watch.tick(site, node, sensor, self.kinds.get(sensor, ""), now, self.alerts))
+            out.extend(watch.tick(site, node, sensor, self.kinds.get(sensor, ""), now, self.alerts,
+                                  quiets))
         return out
+
+    def _heard(self, received_ns: int) -> None:
+        """A message of the node received at `received_ns`: the quiet before it noted if
+        longer than a second and than every later one (`quiets`)."""
+        last = self.heard_ns
+        if last is None or received_ns > last:
+            self.heard_ns = received_ns
+        if last is None or received_ns - last < QUIET_MIN_NS:
+            return
+        quiet = (last // 1000, received_ns // 1000)
+        quiets = self.quiets
+        while quiets and quiets[-1][1] - quiets[-1][0] <= quiet[1] - quiet[0]:
+            quiets.pop()
+        if len(quiets) == QUIETS_KEPT:
+            quiets.pop()
+        quiets.append(quiet)
 
     def take_alerts(self) -> list[Alert]:
         alerts, self.alerts = self.alerts, []

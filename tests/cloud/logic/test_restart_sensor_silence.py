@@ -1,0 +1,211 @@
+"""A sensor cannot report before its agent started, nor while its node is silent as a whole
+(that is the node's heartbeat alert). The ticks ride on the node's own traffic, so the
+first messages after an agent restart (a reboot, an upgrade) used to raise a SILENCE for a
+sensor that had not reported yet since (a driver starting later, an MH-Z19B warming up):
+its silence was measured from its last reading before the restart. Now it is measured from
+the agent's start (the restart's first heartbeat: its reception less the agent's uptime),
+and from the node's return after a quiet as long as the rule's limit. A sensor that still
+does not report in time after the start is raised; the outcome and the event do not depend
+on whether the restart's heartbeat or its data reaches the node's state first (two ingests).
+
+Fed through `NodeState` as the dataflow runs it: each message decoded from its journal
+record, a tick after a message when 30 s have passed since the last one (`cloud.flow.TICK`),
+at the message's reception (the node keeps up)."""
+
+from __future__ import annotations
+
+import pickle
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from cloud.journal import JournalRecord
+from cloud.logic.node import NodeState
+from cloud.logic.records import decode_record
+from cloud.logic.rollup import HOUR_NS
+from urbanpulse.clock import from_epoch_ns, to_epoch_ns
+from urbanpulse.wire import Reading, data_topic, encode_batch, encode_status, status_topic
+
+SITE, NODE = "hn-hoankiem", "aq-01"
+FAST, SLOW = "pm-1", "co2-1"  # a reading every 10 s and every 60 s (silent after 180 s)
+T0 = datetime(2026, 5, 1, 8, 0, tzinfo=UTC)
+TICK = timedelta(seconds=30)  # cloud.flow.TICK
+
+
+@dataclass
+class _Node:
+    """The node's messages: each received 10 ms after it was sent (its clock is right), a
+    heartbeat every 30 s of its agent's run; `state` fed and ticked as the dataflow does."""
+
+    state: NodeState = field(default_factory=lambda: NodeState(HOUR_NS))
+    t: float = 0.0  # seconds since T0
+    run: int = 1
+    run_start: float = 0.0
+    seq: dict[str, int] = field(default_factory=lambda: {FAST: 0, SLOW: 0})
+    offset: int = 0
+    next_tick: datetime | None = None
+    silences: list[tuple[str, str, float, float]] = field(default_factory=list)
+
+    def _feed(self, topic: str, payload: bytes, at: float) -> None:
+        self.offset += 1
+        received = to_epoch_ns(T0 + timedelta(seconds=at + 0.01))
+        data, points = decode_record(JournalRecord("i1", self.offset, received, topic, payload), 1 << 16)
+        assert data is not None
+        points += self.state.process(data)
+        now = from_epoch_ns(received) + timedelta(milliseconds=1)
+        if self.next_tick is None or now >= self.next_tick:
+            self.next_tick = now + TICK
+            points += self.state.tick(now)
+        for _, ln in points:
+            if ln.startswith("events,") and "type=silence" in ln:
+                sensor = ln.split("sensor=")[1].split(",")[0]
+                delay = float(ln.split("delay_s=")[1].split(",")[0])
+                stamp = int(ln.rsplit(" ", 1)[1]) / 1e9 - T0.timestamp()
+                self.silences.append((sensor, ln.split('detail="')[1].split('"')[0], stamp, delay))
+
+    def heartbeat(self, at: float, skew: float = 0.0) -> None:
+        health = {"uptime_s": at - self.run_start, "run_id": f"run{self.run:04d}",
+                  "clock": {"jumps": 0, "synchronised": True}}
+        self._feed(status_topic(SITE, NODE),
+                   encode_status("online", T0 + timedelta(seconds=at), health), at + skew)
+
+    def reading(self, sensor: str, at: float, skew: float = 0.0) -> None:
+        n = self.seq[sensor] = self.seq[sensor] + 1
+        stamp = to_epoch_ns(T0 + timedelta(seconds=at))
+        r = (Reading(sensor, "air.pm", stamp, n, {"pm25": 12.0 + n % 5, "pm10": 20.0 + n % 7})
+             if sensor == FAST else Reading(sensor, "air.co2", stamp, n, {"co2": 420.0 + n % 9}))
+        self._feed(data_topic(SITE, NODE), encode_batch(SITE, NODE, [r]), at + skew)
+
+    def run_for(self, seconds: float, slow: bool = True, fast: bool = True,
+                slow_from: float | None = None) -> None:
+        """`seconds` of the node running: the fast sensor every 10 s, the slow one every 60 s
+        (from `slow_from` on if given; never if not `slow`), a heartbeat every 30 s."""
+        end = self.t + seconds
+        while self.t + 1.0 <= end:
+            self.t += 1.0
+            up = self.t - self.run_start
+            if round(up) % 30 == 0:
+                self.heartbeat(self.t)
+            if fast and round(self.t) % 10 == 0:
+                self.reading(FAST, self.t)
+            if slow and round(self.t) % 60 == 0 and (slow_from is None or self.t >= slow_from):
+                self.reading(SLOW, self.t)
+
+    def restart(self, down_s: float, data_first: bool = False) -> None:
+        """The agent stops for `down_s`, starts again and connects: its first heartbeat (sent
+        before its data) and a first fast reading; `data_first`: the data's ingest stamps it
+        5 ms before the heartbeat's (two ingests)."""
+        self.t += down_s
+        self.run += 1
+        self.run_start = self.t - 2.0  # connected 2 s after it started
+        if data_first:
+            self.reading(FAST, self.t, skew=-0.005)
+            self.heartbeat(self.t)
+        else:
+            self.heartbeat(self.t)
+            self.reading(FAST, self.t, skew=0.005)
+
+    def slow_silences(self) -> list[tuple[str, str, float, float]]:
+        return [s for s in self.silences if s[0] == SLOW]
+
+
+def _warm() -> _Node:
+    node = _Node()
+    node.heartbeat(0.0)
+    node.run_for(1800.0)  # half an hour: the intervals learnt, every gap seen
+    assert node.silences == []
+    return node
+
+
+def test_a_sensor_reporting_late_after_its_agent_restart_is_not_silent() -> None:
+    # The slow sensor last read at 1800 s, the agent went down at 1845 s for 95 s (the fast
+    # sensor's limit passes: the node as a whole was silent) and the slow sensor's driver
+    # reads first 162 s after the start: 300 s after its last reading, within 180 s of the start.
+    for data_first in (False, True):
+        node = _warm()
+        node.run_for(45.0)
+        node.restart(95.0, data_first=data_first)
+        start = node.run_start
+        node.run_for(300.0, slow_from=start + 150.0)
+        assert node.slow_silences() == [], data_first
+        assert node.silences == []
+
+
+def test_a_sensor_still_silent_after_the_restart_is_raised_from_the_start() -> None:
+    events = []
+    for data_first in (False, True):
+        node = _warm()
+        node.run_for(45.0)
+        node.restart(95.0, data_first=data_first)
+        start = node.run_start
+        node.run_for(400.0, slow=False)
+        [(sensor, detail, stamp, delay)] = node.silences
+        assert sensor == SLOW
+        assert detail == "no data since 2026-05-01T08:30:00+00:00"
+        # seen by the first tick 180 s after the start (not after the last reading), and
+        # starting one interval after the start
+        assert start + 180.0 <= stamp < start + 180.0 + 31.0
+        assert abs((stamp - delay) - (start + 60.0)) < 0.05
+        events.append(round(stamp - delay, 6))
+    # heartbeat first or data first: the same start (the ticks' stamps are their own clock's)
+    assert events[0] == events[1]
+
+
+def test_a_short_restart_whose_heartbeat_comes_after_its_data() -> None:
+    # The node quiet for 130 s (shorter than the slow sensor's limit), its last reading 55 s
+    # before the quiet: 185 s without it when the node comes back. The restart excuses it
+    # whichever message the node's state takes first.
+    outcomes = []
+    for data_first in (False, True):
+        node = _warm()
+        node.run_for(55.0, slow=False)
+        node.restart(130.0, data_first=data_first)
+        node.run_for(300.0, slow_from=node.run_start + 150.0)
+        outcomes.append(node.slow_silences())
+    assert outcomes == [[], []]
+
+
+def test_a_node_silent_as_a_whole_raises_no_sensor_silence_on_its_return() -> None:
+    # No restart (the same run; a network outage): 10 min without any message, then the
+    # fast sensor first, the slow one 150 s later. Measured from the node's return.
+    node = _warm()
+    node.run_for(20.0)
+    node.t += 600.0
+    node.run_for(400.0, slow_from=node.t + 150.0)
+    assert node.silences == []
+    # ... and one that does not come back is raised 180 s after the node's return
+    node = _warm()
+    node.run_for(20.0)
+    node.t += 600.0
+    back = node.t
+    node.run_for(400.0, slow=False)
+    [(sensor, _, stamp, _)] = node.silences
+    assert sensor == SLOW
+    assert back + 180.0 <= stamp < back + 180.0 + 32.0
+
+
+def test_a_sensor_silent_while_its_node_talks_is_still_raised() -> None:
+    node = _warm()
+    node.run_for(400.0, slow=False)
+    [(sensor, _, stamp, delay)] = node.silences
+    assert sensor == SLOW
+    assert 1800.0 + 180.0 <= stamp < 1800.0 + 180.0 + 31.0
+    assert abs((stamp - delay) - 1860.0) < 1.0
+
+
+def test_the_restart_survives_a_snapshot() -> None:
+    node = _warm()
+    node.run_for(45.0)
+    node.restart(95.0)
+    node.state = pickle.loads(pickle.dumps(node.state))
+    node.run_for(300.0, slow_from=node.run_start + 150.0)
+    assert node.silences == []
+
+
+def test_a_snapshot_from_before_the_quiets_loads() -> None:
+    node = _warm()
+    del node.state.heard_ns, node.state.quiets  # as a state pickled before they were kept
+    node.state = pickle.loads(pickle.dumps(node.state))
+    assert node.state.heard_ns is None
+    assert node.state.quiets == []
+    node.run_for(400.0, slow=False)
+    assert [s[0] for s in node.silences] == [SLOW]
