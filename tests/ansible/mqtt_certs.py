@@ -5,6 +5,8 @@ technician makes them with openssl (ansible/README.md)."""
 from __future__ import annotations
 
 import ipaddress
+import socket
+import ssl
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -13,6 +15,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from cryptography import x509
     from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePrivateKey
+
+from urbanpulse.stack.mqtt_probe import connect_packet
 
 VALIDITY = timedelta(days=2)
 
@@ -83,3 +87,21 @@ class Ca:
         key_path.write_bytes(_pem_key(key))
         key_path.chmod(0o600)
         return cert_path, key_path
+
+
+def connack(port: int, ca: Path, username: str, password: str,
+             cert: tuple[Path, Path] | None = None) -> int | str:
+    """The CONNACK's return code, or why there was none (the TLS error or an early close)."""
+    context = ssl.create_default_context(cafile=str(ca))
+    if cert is not None:
+        context.load_cert_chain(str(cert[0]), str(cert[1]))
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as raw, \
+                context.wrap_socket(raw, server_hostname="127.0.0.1") as sock:
+            sock.sendall(connect_packet(f"probe-{port}", username, password))
+            reply = sock.recv(4)  # TLS 1.3: a refused client certificate surfaces here
+            if len(reply) < 4:
+                return f"closed before CONNACK ({reply!r})"
+            return reply[3]
+    except (ssl.SSLError, ConnectionResetError) as exc:
+        return f"TLS refused: {exc}"

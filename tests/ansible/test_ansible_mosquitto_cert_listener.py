@@ -17,8 +17,6 @@ import os
 import pwd
 import re
 import shutil
-import socket
-import ssl
 import subprocess
 import tempfile
 import threading
@@ -34,12 +32,11 @@ from cloud.ingest import Ingest, make_ingest_client
 from cloud.journal import Journal, journal_path
 from tests.ansible import trixie_mosquitto
 from tests.ansible.helpers import ROLES, render
-from tests.ansible.mqtt_certs import Ca
+from tests.ansible.mqtt_certs import Ca, connack
 from tests.ansible.test_ansible_mosquitto import filter_plugin, render_acl_all
 from tests.cloud.ingest_parts import batch_payload, journal_rows
 from urbanpulse.mqtt import connect_and_wait, tls_context
 from urbanpulse.stack import mosquitto as host_mosquitto
-from urbanpulse.stack.mqtt_probe import connect_packet
 from urbanpulse.stack.process import free_ports
 from urbanpulse.testing import wait_for
 from urbanpulse.wire import data_topic
@@ -268,46 +265,28 @@ def test_the_ingests_session_keeps_what_nodes_publish_while_it_is_away(
     assert _queued_while_away(broker, tmp_path) == [batch_payload(SITE, NODE, k) for k in range(4)]
 
 
-def _connack(port: int, ca: Path, username: str, password: str,
-             cert: tuple[Path, Path] | None = None) -> int | str:
-    """The CONNACK's return code, or why there was none (the TLS error or an early close)."""
-    context = ssl.create_default_context(cafile=str(ca))
-    if cert is not None:
-        context.load_cert_chain(str(cert[0]), str(cert[1]))
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=5) as raw, \
-                context.wrap_socket(raw, server_hostname="127.0.0.1") as sock:
-            sock.sendall(connect_packet(f"probe-{port}", username, password))
-            reply = sock.recv(4)  # TLS 1.3: a refused client certificate surfaces here
-            if len(reply) < 4:
-                return f"closed before CONNACK ({reply!r})"
-            return reply[3]
-    except (ssl.SSLError, ConnectionResetError) as exc:
-        return f"TLS refused: {exc}"
-
-
 def test_a_node_cannot_connect_on_the_cloud_listener(broker: Broker) -> None:
     # without a certificate: a node's password is never even read there
-    refused = _connack(broker.cloud_port, broker.site.site_ca, NODE_USER, NODE_PASSWORD)
+    refused = connack(broker.cloud_port, broker.site.site_ca, NODE_USER, NODE_PASSWORD)
     assert isinstance(refused, str), refused
     wait_for(lambda: "peer did not return a certificate" in broker.log_text(), TIMEOUT_S,
              "the broker to log the missing client certificate")
     # nor with one the site's CA signed (a node could hold such a certificate)
-    refused = _connack(broker.cloud_port, broker.site.site_ca, NODE_USER, NODE_PASSWORD,
+    refused = connack(broker.cloud_port, broker.site.site_ca, NODE_USER, NODE_PASSWORD,
                        broker.site.node_held_cert)
     assert isinstance(refused, str), refused
     wait_for(lambda: "certificate verify failed" in broker.log_text(), TIMEOUT_S,
              "the broker to log the certificate of another CA")
     # the same node on its own listener, and the processor's certificate on the cloud's
-    assert _connack(broker.nodes_port, broker.site.site_ca, NODE_USER, NODE_PASSWORD) == 0
-    assert _connack(broker.cloud_port, broker.site.site_ca, "", "", broker.site.client_cert) == 0
+    assert connack(broker.nodes_port, broker.site.site_ca, NODE_USER, NODE_PASSWORD) == 0
+    assert connack(broker.cloud_port, broker.site.site_ca, "", "", broker.site.client_cert) == 0
 
 
 def test_the_clouds_password_is_taken_nowhere(broker: Broker) -> None:
     """One user list serves both listeners: it holds no cloud user, so the cloud's password
     (which the processor still sends) opens neither listener."""
-    assert _connack(broker.nodes_port, broker.site.site_ca, "cloud", CLOUD_PASSWORD) == 5
-    refused = _connack(broker.cloud_port, broker.site.site_ca, "cloud", CLOUD_PASSWORD)
+    assert connack(broker.nodes_port, broker.site.site_ca, "cloud", CLOUD_PASSWORD) == 5
+    refused = connack(broker.cloud_port, broker.site.site_ca, "cloud", CLOUD_PASSWORD)
     assert isinstance(refused, str), refused
 
 

@@ -15,8 +15,6 @@ import json
 import os
 import re
 import signal
-import socket
-import ssl
 import stat
 import subprocess
 import sys
@@ -35,6 +33,7 @@ from cloud.ingest import Ingest
 from cloud.journal import Journal, journal_path
 from cloud.logic.events import Alert
 from cloud.stack_config import cloud_config_for_stack
+from tests.ansible.mqtt_certs import connack
 from tests.cloud.ingest_parts import batch_payload, cloud_mqtt, journal_rows
 from urbanpulse.mqtt import connect_and_wait, make_client, tls_context
 from urbanpulse.stack import (
@@ -50,7 +49,6 @@ from urbanpulse.stack import (
 )
 from urbanpulse.stack.cli import main
 from urbanpulse.stack.layout import Layout
-from urbanpulse.stack.mqtt_probe import connect_packet
 from urbanpulse.stack.process import free_ports, is_alive
 from urbanpulse.stack.state import CloudAuth
 from urbanpulse.testing import wait_for
@@ -115,24 +113,6 @@ def cert_stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
         down(config)
 
 
-def _connack(port: int, ca: Path, username: str, password: str,
-             cert: tuple[Path, Path] | None = None) -> int | str:
-    """The CONNACK's return code, or why there was none (the TLS error or an early close)."""
-    context = ssl.create_default_context(cafile=str(ca))
-    if cert is not None:
-        context.load_cert_chain(str(cert[0]), str(cert[1]))
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=5) as raw, \
-                context.wrap_socket(raw, server_hostname="127.0.0.1") as sock:
-            sock.sendall(connect_packet(f"probe-{port}", username, password))
-            reply = sock.recv(4)  # TLS 1.3: a refused client certificate surfaces here
-            if len(reply) < 4:
-                return f"closed before CONNACK ({reply!r})"
-            return reply[3]
-    except (ssl.SSLError, ConnectionResetError) as exc:
-        return f"TLS refused: {exc}"
-
-
 def _cert_of(creds: MqttCredentials) -> tuple[Path, Path]:
     assert creds.cert_file is not None
     assert creds.key_file is not None
@@ -191,9 +171,9 @@ def test_the_cloud_connects_with_its_certificate_only(
 
     creds, layout = cert_stack.cloud(), cert_stack.layout
     port, password = creds.port, creds.password()
-    assert _connack(port, creds.ca_file, "cloud", password, _cert_of(creds)) == 0
+    assert connack(port, creds.ca_file, "cloud", password, _cert_of(creds)) == 0
     # its password alone does not get it through TLS
-    refused = _connack(port, creds.ca_file, "cloud", password)
+    refused = connack(port, creds.ca_file, "cloud", password)
     assert isinstance(refused, str), refused
     # nor does a certificate named "cloud" from the stack's other CA, the one every node
     # trusts (the server's)
@@ -201,7 +181,7 @@ def test_the_cloud_connects_with_its_certificate_only(
     assert isinstance(key, ec.EllipticCurvePrivateKey)
     server_ca = Ca(x509.load_pem_x509_certificate(layout.ca_cert.read_bytes()), key)
     other = server_ca.issue(tmp_path, "other-cloud", "cloud")
-    refused = _connack(port, creds.ca_file, "cloud", password, other)
+    refused = connack(port, creds.ca_file, "cloud", password, other)
     assert isinstance(refused, str), refused
     wait_for(lambda: "certificate verify failed" in layout.mosquitto_log.read_text(), TIMEOUT_S,
              "the broker to log the certificate of another CA")
@@ -220,18 +200,18 @@ def test_make_client_connects_as_the_cloud_with_the_stacks_credentials(cert_stac
 
 def test_a_nodes_password_is_refused_on_the_cloud_listener(cert_stack: CertStack) -> None:
     node, cloud_port = cert_stack.node, cert_stack.cloud().port
-    refused = _connack(cloud_port, node.ca_file, node.username, node.password())
+    refused = connack(cloud_port, node.ca_file, node.username, node.password())
     assert isinstance(refused, str), refused
     wait_for(lambda: "peer did not return a certificate" in cert_stack.layout.mosquitto_log
              .read_text(), TIMEOUT_S, "the broker to log the missing client certificate")
-    assert _connack(node.port, node.ca_file, node.username, node.password()) == 0
+    assert connack(node.port, node.ca_file, node.username, node.password()) == 0
 
 
 def test_the_clouds_identity_cannot_connect_on_the_nodes_listener(cert_stack: CertStack) -> None:
     creds, nodes_port = cert_stack.cloud(), cert_stack.config.mqtt_port
-    assert _connack(nodes_port, creds.ca_file, "cloud", creds.password()) == 5
-    assert _connack(nodes_port, creds.ca_file, "cloud", creds.password(), _cert_of(creds)) == 5
-    assert _connack(nodes_port, creds.ca_file, "cloud", "", _cert_of(creds)) == 5
+    assert connack(nodes_port, creds.ca_file, "cloud", creds.password()) == 5
+    assert connack(nodes_port, creds.ca_file, "cloud", creds.password(), _cert_of(creds)) == 5
+    assert connack(nodes_port, creds.ca_file, "cloud", "", _cert_of(creds)) == 5
 
 
 @contextlib.contextmanager
@@ -408,7 +388,7 @@ def test_a_later_up_keeps_the_running_broker_and_down_stops_it(cert_stack: CertS
     assert info.mqtt_cloud_auth == "certificate"
     assert info.running == {"mosquitto": True, "influxd": True}
     creds = info.mqtt("cloud")
-    assert _connack(creds.port, creds.ca_file, "cloud", "", _cert_of(creds)) == 0
+    assert connack(creds.port, creds.ca_file, "cloud", "", _cert_of(creds)) == 0
 
 
 def test_password_mode_is_refused_on_2_0_21_before_anything_starts(
