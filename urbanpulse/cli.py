@@ -34,8 +34,21 @@ def _missing_dependency(exc: ModuleNotFoundError) -> str | None:
     return None if not top or top in OWN_PACKAGES else top
 
 
-def _needs(group: str, package: str) -> str:
+# Packages an extra leaves out from a Python version on (pyproject.toml's markers): the
+# pinned Bytewax 0.21.1 has wheels for CPython 3.11-3.12 only, so on Debian 13's 3.13 the
+# cloud extra installs without it and installing the extra again would not help.
+NO_WHEELS_FROM: dict[str, tuple[int, int]] = {"bytewax": (3, 13)}
+
+
+def _needs(group: str, package: str, python: tuple[int, int] | None = None) -> str:
     extra = EXTRA_OF.get(package, "cloud")
+    major, minor = sys.version_info[:2] if python is None else python
+    first = NO_WHEELS_FROM.get(package)
+    if first is not None and (major, minor) >= first:
+        return (f"urbanpulse {group}: needs {package!r}, which the {extra!r} extra installs on "
+                f"Python 3.11-3.12 only (Bytewax 0.21.1 has no wheels for Python {major}.{minor}):"
+                " run it from a virtualenv of Python 3.11 or 3.12 (`PYTHON=python3.12 "
+                "scripts/bootstrap`)")
     return (f"urbanpulse {group}: needs {package!r}, which is not installed here "
             f"(`pip install 'urbanpulse[{extra}]'`)")
 

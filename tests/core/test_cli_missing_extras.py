@@ -70,3 +70,19 @@ def test_the_usage_marks_what_this_install_lacks_and_the_edge_still_runs() -> No
     assert "not in this build" not in usage.stdout
     edge = _urbanpulse("edge", "check-config", str(SAMPLE))
     assert edge.returncode == 0, edge.stderr
+
+
+def test_bytewax_on_a_python_without_its_wheels_names_the_pythons_not_pip() -> None:
+    # On Debian 13's Python 3.13 the cloud extra installs without Bytewax (pyproject.toml's
+    # marker): "pip install 'urbanpulse[cloud]'" would change nothing there.
+    from urbanpulse.cli import _needs
+
+    on_313 = _needs("cloud", "bytewax", (3, 13))
+    assert "which the 'cloud' extra installs on Python 3.11-3.12 only" in on_313, on_313
+    assert "no wheels for Python 3.13" in on_313
+    assert "PYTHON=python3.12 scripts/bootstrap" in on_313
+    assert "pip install" not in on_313
+    assert _needs("cloud", "bytewax", (3, 12)) == (
+        "urbanpulse cloud: needs 'bytewax', which is not installed here "
+        "(`pip install 'urbanpulse[cloud]'`)")
+    assert "which is not installed here" in _needs("query", "numpy", (3, 13))
