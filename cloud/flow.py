@@ -50,7 +50,7 @@ from cloud.logic.events import Alert
 from cloud.logic.node import NodeState
 from cloud.logic.records import Point, decode_record
 from cloud.sink import InfluxWriter, make_writer
-from urbanpulse.clock import SystemClock, to_epoch_ns
+from urbanpulse.clock import SystemClock, from_epoch_ns, to_epoch_ns
 from urbanpulse.influx_http import InfluxError
 
 log = logging.getLogger("urbanpulse.cloud.flow")
@@ -65,6 +65,7 @@ CLOSE_JOIN_S = 10.0  # a write in flight when stopped ends within InfluxHTTP's t
 WAKE_SINK_EVERY_S = 5.0  # how often the sink partitions are handed an empty batch (ProcessStart)
 MID_BATCH_REPORT_S = 60.0  # "Processor silent" waits 5 minutes: 5 chances
 TICK = timedelta(seconds=30)  # how often time-based fault rules (silence) are checked
+TICK_NS = int(TICK.total_seconds()) * 1_000_000_000
 
 
 class JournalPartition(StatefulSourcePartition[JournalRecord, dict[str, int]]):
@@ -197,7 +198,7 @@ class NodeLogic(op.StatefulBatchLogic[JournalRecord, NodeOut, bytes]):
         self.state = state
         self.dead_letter_max_bytes = dead_letter_max_bytes
         self.drift = drift  # hand the air readings on to the city's drift step
-        self._next_tick: datetime = SystemClock().now() + TICK
+        self._next_tick_ns: int | None = None  # on the cloud's arrival clock (received_ns)
 
     def on_batch(self, values: list[JournalRecord]) -> tuple[list[NodeOut], bool]:
         out: list[NodeOut] = []
@@ -214,18 +215,25 @@ class NodeLogic(op.StatefulBatchLogic[JournalRecord, NodeOut, bytes]):
                 out.append((points, self.state.take_site_updates(), self.state.take_alerts(), air))
             elif points:
                 out.append((points, [], [], []))
-        # Time-based rules (a sensor gone silent while its node still talks) ride on the
-        # node's own traffic: a Bytewax notify_at would hold every epoch open until it fires
-        # and delay all output by up to the tick. A node silent as a whole is the heartbeat
-        # alert's job (node_status).
-        now = SystemClock().now()
-        if now >= self._next_tick:
-            self._next_tick = now + TICK
-            points = self.state.tick(now)
+            self._tick_at(rec.received_ns, out)
+        return out, op.StatefulBatchLogic.RETAIN
+
+    def _tick_at(self, received_ns: int, out: list[NodeOut]) -> None:
+        """Time-based rules (a sensor gone silent while its node still talks) ride on the
+        node's own traffic, every TICK of the time the ingest received it: not of the
+        processor's clock, which runs on while the dataflow waits (InfluxDB down or refusing
+        the writer) or catches up a backlog, when what arrived meanwhile is not read yet (a
+        false silence for every fast sensor); and a replay of the journal ticks the same. A
+        Bytewax notify_at would hold every epoch open until it fires and delay all output by
+        up to the tick. A node silent as a whole is the heartbeat alert's job (node_status)."""
+        if self._next_tick_ns is None:
+            self._next_tick_ns = received_ns + TICK_NS
+        elif received_ns >= self._next_tick_ns:
+            self._next_tick_ns = received_ns + TICK_NS
+            points = self.state.tick(from_epoch_ns(received_ns))
             alerts = self.state.take_alerts()
             if points or alerts:
                 out.append((points, [], alerts, []))
-        return out, op.StatefulBatchLogic.RETAIN
 
     def snapshot(self) -> bytes:
         return pickle.dumps(self.state, protocol=pickle.HIGHEST_PROTOCOL)
