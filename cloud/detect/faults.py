@@ -67,7 +67,9 @@ number, nothing more. The rules (settings in `FaultSettings`):
   shows the same way). Equal stamps are fine (events of one second). The dataflow
   hands such a reading to `stamped_before`, as it leaves it out of the other rules.
 * SILENCE for a kiosk (`pair_busy`): its issues and calls (the reading's `called`,
-  passed in `values`) stopping at the same moment while busy, tickets waiting.
+  passed in `values`) stopping at the same moment while busy, tickets waiting. Its
+  quiet is not counted before the agent's last start nor over a quiet of the whole node
+  as long as the time the hour's rates make improbable, as for SILENCE above.
 
 One `HeartbeatMonitor` per node reads the node's heartbeats (`Heartbeat`, from its
 `status` messages), which reach nodes whose readings cannot show a fault:
@@ -555,7 +557,7 @@ class FaultMonitor:
             self._arrived = None
             self._deferred = False
         if self.settings.pair_busy is not None:
-            return self._pair_rule(now)
+            return self._pair_rule(now, quiets)
         interval = self.expected_interval()
         if self._silent or self._heard is None or interval is None or not self.settings.regular:
             return []
@@ -1037,11 +1039,15 @@ class FaultMonitor:
                 kept.popleft()
         self._pair_fired = False
 
-    def _pair_rule(self, now: datetime) -> list[FaultEvent]:
+    def _pair_rule(self, now: datetime, quiets: Sequence[tuple[int, int]] = ()
+                   ) -> list[FaultEvent]:
         """Both kinds of event (a kiosk's issues and calls) stopped at the same moment
         while both were busy and tickets were waiting; judged on arrival, like SILENCE.
         A closing kiosk stops issuing before its counters stop calling, or its last
-        ticket is called; a lunch break stops the calls only."""
+        ticket is called; a lunch break stops the calls only. As SILENCE (`tick`), the
+        quiet is measured from the agent's last start and from the node's return after a
+        quiet of the whole node at least the improbable time, if later than the last
+        event; a silence seen right after a return waits a tick for its heartbeat."""
         s = self.settings
         assert s.pair_busy is not None
         if self._pair_fired or self._heard is None:
@@ -1060,9 +1066,16 @@ class FaultMonitor:
         quiet = (now - self._heard).total_seconds()
         if quiet > span:
             return []  # the rates of an hour ago say nothing about the silence now
-        if math.exp(-sum(rates) * quiet) >= s.pair_alpha:
+        rate = sum(rates)
+        if math.exp(-rate * quiet) >= s.pair_alpha:
+            return []
+        # The quiet the rates make improbable (exp(-rate * limit) = pair_alpha): the node
+        # silent as a whole that long, or its agent started since, is no kiosk's silence.
+        limit = timedelta(seconds=-math.log(s.pair_alpha) / rate)
+        if self._excused(now, limit, timedelta(seconds=1.0 / rate), quiets):
             return []
         self._pair_fired = True
+        self._deferred = False
         return [self._event(
             FaultType.SILENCE, self._heard, now, None,
             f"no issue nor call since {_stamp(max(issues[-1], calls[-1])).isoformat()} with "
