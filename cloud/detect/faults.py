@@ -22,7 +22,8 @@ number, nothing more. The rules (settings in `FaultSettings`):
   on arrival (the `now` of the ticks), not on the node's stamps. Starts one interval
   after the last arrival; fires at the tick that sees it. Not counted: the time before
   the node's agent last started (`node_heartbeat`), nor a quiet of the whole node as long
-  as the limit (`tick(quiets=)`): a sensor cannot report before its agent started. A jump in the sequence
+  as the limit and 2.5 heartbeat intervals (`tick(quiets=, away_s=)`; a shorter one is the
+  node's usual spacing): a sensor cannot report before its agent started. A jump in the sequence
   numbers of `silence_intervals` or more, with the stamps advancing accordingly, is
   reported when the data comes back (only for fields in `every_reading`). Two messages
   of the node can come swapped (several ingests: their journals are merged by their
@@ -253,6 +254,13 @@ _HELD_MAX = 8
 _LEADS_KEPT = 4
 # Runs of numbers still missing kept per held sequence gap (`_fill`), at most.
 _HOLES_MAX = 8
+# A node's heartbeat interval until its heartbeats tell it (the edge agent's default
+# `heartbeat_s`), and the quiet of the whole node, in heartbeat intervals, that is the node
+# away for the silence rules (`FaultMonitor.tick`): one heartbeat lost (a gap of 2) and
+# some transit delay is still the node's usual spacing; two lost in a row is an absence.
+HEARTBEAT_DEFAULT_S = 30.0
+AWAY_HEARTBEATS = 2.5
+AWAY_DEFAULT_S = AWAY_HEARTBEATS * HEARTBEAT_DEFAULT_S
 
 # A sequence gap held (`FaultMonitor._hold_gap`): the cloud's reception of the reading after
 # the gap (µs), the number before the gap, the number after it, the event that reading
@@ -533,16 +541,21 @@ class FaultMonitor:
         self._arrival(_micros(ts), seq, None, events)
         return events
 
-    def tick(self, now: datetime, quiets: Sequence[tuple[int, int]] = ()) -> list[FaultEvent]:
+    def tick(self, now: datetime, quiets: Sequence[tuple[int, int]] = (),
+             away_s: float = AWAY_DEFAULT_S) -> list[FaultEvent]:
         """Silence seen at `now` (aware UTC), reported once until data comes back.
         `quiets`: the node's recent quiets, (from, to) in µs of the cloud's clock: the
         receptions of two consecutive messages of the node (data or heartbeat) between
-        which it sent nothing (`NodeState`), each longer than every later one.
+        which it sent nothing (`NodeState`), each longer than every later one. `away_s`:
+        the least quiet that is the node away rather than its usual spacing of messages
+        (`AWAY_HEARTBEATS` x its heartbeat interval: `HeartbeatMonitor.heartbeat_interval`).
 
         A sensor cannot report before its agent started, nor while its node is silent as a
         whole (the node's heartbeat alert says that): its silence is measured from the
         agent's last start (`node_heartbeat`) if later than its last arrival, and from the
-        node's return after a quiet at least as long as the silence rule's limit. A silence
+        node's return after a quiet at least as long as the silence rule's limit and as
+        `away_s` (a node whose only other messages are its heartbeats is quiet a heartbeat
+        interval between each, as long as a 10-s sensor's limit: no absence). A silence
         seen within `clock_hold_s` of the node's return from a quiet longer than an interval,
         which a restart within that quiet would excuse, waits one tick if the heartbeat of
         that return (sent before its data) is not in: with several ingests it can follow."""
@@ -557,12 +570,12 @@ class FaultMonitor:
             self._arrived = None
             self._deferred = False
         if self.settings.pair_busy is not None:
-            return self._pair_rule(now, quiets)
+            return self._pair_rule(now, quiets, away_s)
         interval = self.expected_interval()
         if self._silent or self._heard is None or interval is None or not self.settings.regular:
             return []
         limit = self._silence_after(interval)
-        if now - self._heard >= limit and self._excused(now, limit, interval, quiets):
+        if now - self._heard >= limit and self._excused(now, limit, interval, quiets, away_s):
             return []
         if now - self._heard >= limit:
             self._silent = self._silence_seen = True
@@ -580,18 +593,21 @@ class FaultMonitor:
         return []
 
     def _excused(self, now: datetime, limit: timedelta, interval: timedelta,
-                 quiets: Sequence[tuple[int, int]]) -> bool:
+                 quiets: Sequence[tuple[int, int]], away_s: float = AWAY_DEFAULT_S) -> bool:
         """Whether a silence the tick sees (`now` - `_heard` >= `limit`) is the node's or its
         agent's absence (`tick`): `_heard` moved to the agent's last start or the node's
-        return after a quiet of `limit` or more, if later; or the tick to wait for the
-        heartbeat of a fresh return. False: the silence is the sensor's."""
+        return after a quiet of `limit` or more and `away_s` or more, if later; or the tick
+        to wait for the heartbeat of a fresh return. False: the silence is the sensor's."""
         heard = _micros(self._heard) if self._heard is not None else 0
         at = _micros(now)
         span = round(limit.total_seconds() * 1e6)
+        # A quiet within the node's usual spacing (its heartbeats') is no absence, however
+        # short the sensor's limit: else every gap between heartbeats excuses a dead sensor.
+        away = max(span, round(away_s * 1e6))
         floor = self._start_rx
         for q0, q1 in quiets:
-            if q1 - q0 >= span and q1 > heard and (floor is None or q1 > floor):
-                floor = q1  # the node silent as a whole for the sensor's limit: its silence
+            if q1 - q0 >= away and q1 > heard and (floor is None or q1 > floor):
+                floor = q1  # the node away for the sensor's limit: not the sensor's silence
         if floor is not None and floor > heard:
             heard = min(floor, at)
             self._heard = _stamp(heard)
@@ -1039,8 +1055,8 @@ class FaultMonitor:
                 kept.popleft()
         self._pair_fired = False
 
-    def _pair_rule(self, now: datetime, quiets: Sequence[tuple[int, int]] = ()
-                   ) -> list[FaultEvent]:
+    def _pair_rule(self, now: datetime, quiets: Sequence[tuple[int, int]] = (),
+                   away_s: float = AWAY_DEFAULT_S) -> list[FaultEvent]:
         """Both kinds of event (a kiosk's issues and calls) stopped at the same moment
         while both were busy and tickets were waiting; judged on arrival, like SILENCE.
         A closing kiosk stops issuing before its counters stop calling, or its last
@@ -1072,7 +1088,7 @@ class FaultMonitor:
         # The quiet the rates make improbable (exp(-rate * limit) = pair_alpha): the node
         # silent as a whole that long, or its agent started since, is no kiosk's silence.
         limit = timedelta(seconds=-math.log(s.pair_alpha) / rate)
-        if self._excused(now, limit, timedelta(seconds=1.0 / rate), quiets):
+        if self._excused(now, limit, timedelta(seconds=1.0 / rate), quiets, away_s):
             return []
         self._pair_fired = True
         self._deferred = False
@@ -1116,6 +1132,7 @@ def _upgraded(gap: _HeldGap) -> _HeldGap:
 # raise none twice for one heartbeat that comes again (an MQTT redelivery, a retained
 # status after the ingest reconnects).
 _RAISED_KEPT = 64
+_HB_GAPS_KEPT = 9  # heartbeat gaps whose median is the node's heartbeat interval
 # Supervised drivers followed per node (the status decoder passes as many per heartbeat):
 # those named first, by sensor id, when a heartbeat names more.
 MAX_SUPERVISED = 256
@@ -1235,13 +1252,28 @@ class HeartbeatMonitor:
         # A jump counted by a heartbeat of the run that, like the one before, said the clock
         # was not synchronised: the next one tells whether it was the synchronising step.
         self._sync_held: FaultEvent | None = None
+        # The last gaps (s of uptime) between consecutive heartbeats of a run taken in order:
+        # their median is the node's heartbeat interval (`heartbeat_interval`).
+        self._gaps: deque[float] = deque(maxlen=_HB_GAPS_KEPT)
 
     def __setstate__(self, state: dict[str, object]) -> None:
-        # Snapshots from before the beam rules, the run ids and the clock's sync load.
+        # Snapshots from before the beam rules, the run ids, the clock's sync and the
+        # heartbeat interval load.
         self.__dict__.update({"_stuck": set(), "_run": None, "_run_start": None, "_foreign": None,
                               "started_at": None, "taken": False, "_synced": None,
-                              "_sync_held": None})
+                              "_sync_held": None, "_gaps": deque(maxlen=_HB_GAPS_KEPT)})
         self.__dict__.update(state)
+
+    def heartbeat_interval(self) -> float:
+        """The node's heartbeat interval (s): the median of the last gaps between two
+        consecutive heartbeats of a run (by their uptimes: a heartbeat lost or an extra one
+        sent on a reconnection moves it little), `HEARTBEAT_DEFAULT_S` (the edge agent's
+        default `heartbeat_s`) until one is seen."""
+        gaps = sorted(self._gaps)
+        if not gaps:
+            return HEARTBEAT_DEFAULT_S
+        mid = len(gaps) // 2
+        return gaps[mid] if len(gaps) % 2 else (gaps[mid - 1] + gaps[mid]) / 2
 
     def update(self, hb: Heartbeat) -> list[FaultEvent]:
         at = (hb.ts if hb.received is None else hb.received).astimezone(UTC)
@@ -1250,6 +1282,8 @@ class HeartbeatMonitor:
         self.taken = take
         if not take:
             return []
+        if gap is not None and gap > 0:
+            self._gaps.append(gap)
         since = at if gap is None else at - timedelta(seconds=gap)
         events: list[FaultEvent] = []
         jumps = hb.clock_jumps

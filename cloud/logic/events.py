@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from cloud.detect import AnomalyDetector, DetectError, FaultEvent, FaultMonitor, make_detector
-from cloud.detect.faults import Heartbeat, HeartbeatMonitor
+from cloud.detect.faults import AWAY_DEFAULT_S, Heartbeat, HeartbeatMonitor
 from cloud.detect.profiles import scored
 from cloud.logic.lines import line
 from cloud.logic.records import RP_RAW, Point
@@ -74,16 +74,17 @@ class SensorWatch:
     fields: dict[str, FieldWatch | None] = field(default_factory=dict)
 
     def tick(self, site: str, node: str, sensor: str, kind: str, now: datetime,
-             alerts: list[Alert] | None = None, quiets: Sequence[tuple[int, int]] = ()
-             ) -> list[Point]:
+             alerts: list[Alert] | None = None, quiets: Sequence[tuple[int, int]] = (),
+             away_s: float = AWAY_DEFAULT_S) -> list[Point]:
         """Silence is judged on arrival time, so it needs a clock tick, not a reading;
-        `quiets`: the node's recent quiets (`FaultMonitor.tick`)."""
+        `quiets`: the node's recent quiets, `away_s` the least of them that is the node
+        away (`FaultMonitor.tick`)."""
         out: list[Point] = []
         tags = {"site": site, "node": node, "sensor": sensor, "kind": kind}
         for place, (name, watch) in enumerate(self.fields.items()):
             if watch is None:
                 continue
-            for ev in watch.faults.tick(now, quiets):
+            for ev in watch.faults.tick(now, quiets, away_s):
                 at = to_epoch_ns(ev.detected_at)
                 value = float("nan") if ev.value is None else float(ev.value)
                 fields: dict[str, float | int | str | bool] = {

@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from cloud.detect import STATE_VERSION as DETECT_STATE_VERSION
+from cloud.detect.faults import AWAY_HEARTBEATS
 from cloud.logic.domain.hospital import SiteUpdate
 from cloud.logic.domain.node import DomainNode
 from cloud.logic.events import Alert, NodeWatch, SensorWatch, check_readings
@@ -404,13 +405,15 @@ class NodeState:
     def tick(self, now: datetime) -> list[Point]:
         """Fault rules that need time to pass (silence); alerts go to take_alerts(). The
         node's quiets since the last tick go with it: a sensor is not silent while its node
-        is, as a whole."""
+        is, as a whole: for at least `AWAY_HEARTBEATS` of its heartbeat intervals (learnt from
+        its heartbeats) and the sensor's limit; a shorter quiet is the node's usual spacing."""
         site, node = getattr(self, "site", ""), getattr(self, "node", "")
         out: list[Point] = []
         quiets, self.quiets = self.quiets, []
+        away_s = AWAY_HEARTBEATS * self.node_watch.monitor.heartbeat_interval()
         for sensor, watch in self.watch.items():
             out.extend(watch.tick(site, node, sensor, self.kinds.get(sensor, ""), now, self.alerts,
-                                  quiets))
+                                  quiets, away_s))
         return out
 
     def _heard(self, received_ns: int) -> None:

@@ -209,3 +209,83 @@ def test_a_snapshot_from_before_the_quiets_loads() -> None:
     assert node.state.quiets == []
     node.run_for(400.0, slow=False)
     assert [s[0] for s in node.silences] == [SLOW]
+
+
+def test_a_dead_fast_sensor_on_a_node_that_only_heartbeats_is_raised() -> None:
+    # The 10-s sensor's limit (30 s) is the heartbeat interval: when it dies on a node whose
+    # other messages are its heartbeats, every gap between two is as long as the limit. A
+    # quiet within the node's usual spacing is no absence: raised as before the quiets.
+    node = _Node()
+    node.heartbeat(0.0)
+    node.run_for(1800.0, slow=False)
+    assert node.silences == []
+    node.run_for(900.0, slow=False, fast=False)  # the fast sensor dies, heartbeats go on
+    assert {s[0] for s in node.silences} == {FAST}
+    assert len(node.silences) == 2  # pm25 and pm10, once each
+    for _, detail, stamp, delay in node.silences:
+        assert detail == "no data since 2026-05-01T08:30:00+00:00"
+        assert 1800.0 + 30.0 <= stamp < 1800.0 + 30.0 + 31.0
+        assert abs((stamp - delay) - 1810.0) < 0.05
+
+
+def test_a_dead_fast_sensor_beside_a_slow_one_is_raised() -> None:
+    # The other messages 30 s apart (heartbeats, the 60-s sensor with every other one).
+    node = _warm()
+    node.run_for(900.0, fast=False)
+    assert {s[0] for s in node.silences} == {FAST}
+    assert len(node.silences) == 2
+    for _, _, stamp, delay in node.silences:
+        assert 1800.0 + 30.0 <= stamp < 1800.0 + 30.0 + 31.0
+        assert abs((stamp - delay) - 1810.0) < 0.05
+
+
+def test_the_quiet_that_is_an_absence_follows_the_nodes_heartbeat_interval() -> None:
+    # Heartbeats every 120 s (agent.heartbeat_s), the 10-s sensor alone: when it dies the
+    # node is quiet 120 s between heartbeats, more than the default 2.5 x 30 s. Learnt from
+    # the heartbeats: 2.5 x 120 s, so the dead sensor is raised.
+    node = _Node()
+    node.heartbeat(0.0)
+    for t in range(1, 2701):
+        if t % 120 == 0:
+            node.heartbeat(float(t))
+        if t % 10 == 0 and t <= 1800:
+            node.reading(FAST, float(t))
+    assert node.state.node_watch.monitor.heartbeat_interval() == 120.0
+    assert {s[0] for s in node.silences} == {FAST}
+    for _, _, stamp, delay in node.silences:
+        assert 1920.0 <= stamp < 1921.0  # the next message: the heartbeat at 1920 s
+        assert abs((stamp - delay) - 1810.0) < 0.05
+
+
+def test_a_quiet_of_one_lost_heartbeat_is_no_absence_but_two_are() -> None:
+    # The only sensor dead since 1800 s; the node's heartbeats then lose one (a quiet of
+    # 60 s): the sensor is raised at the first tick after it. Three lost (a quiet of 110 s,
+    # > 2.5 x 30 s) is the node away: measured from its return.
+    node = _Node()
+    node.heartbeat(0.0)
+    node.run_for(1800.0, slow=False)
+    node.t += 30.0  # the heartbeat at 1830 s lost
+    node.run_for(60.0, slow=False, fast=False)
+    assert {s[0] for s in node.silences} == {FAST}
+    node = _Node()
+    node.heartbeat(0.0)
+    node.run_for(1810.0, slow=False)
+    node.t += 80.0  # the heartbeats at 1830 s, 1860 s and 1890 s lost: back at 1920 s
+    node.run_for(30.0, slow=False, fast=False)
+    assert node.silences == []
+    node.run_for(30.0, slow=False, fast=False)
+    assert {s[0] for s in node.silences} == {FAST}
+    for _, _, stamp, delay in node.silences:
+        assert 1950.0 <= stamp < 1951.0  # the tick at the 1950-s heartbeat, 30 s after
+        assert abs((stamp - delay) - 1930.0) < 0.05
+
+
+def test_a_snapshot_from_before_the_heartbeat_interval_loads() -> None:
+    node = _Node()
+    node.heartbeat(0.0)
+    node.run_for(1800.0, slow=False)
+    del node.state.node_watch.monitor._gaps  # as a monitor pickled before it was learnt
+    node.state = pickle.loads(pickle.dumps(node.state))
+    assert node.state.node_watch.monitor.heartbeat_interval() == 30.0  # the default
+    node.run_for(120.0, slow=False, fast=False)
+    assert {s[0] for s in node.silences} == {FAST}
