@@ -198,7 +198,6 @@ class NodeLogic(op.StatefulBatchLogic[JournalRecord, NodeOut, bytes]):
         self.state = state
         self.dead_letter_max_bytes = dead_letter_max_bytes
         self.drift = drift  # hand the air readings on to the city's drift step
-        self._next_tick_ns: int | None = None  # on the cloud's arrival clock (received_ns)
 
     def on_batch(self, values: list[JournalRecord]) -> tuple[list[NodeOut], bool]:
         out: list[NodeOut] = []
@@ -225,13 +224,18 @@ class NodeLogic(op.StatefulBatchLogic[JournalRecord, NodeOut, bytes]):
         the writer) or catches up a backlog, when what arrived meanwhile is not read yet (a
         false silence for every fast sensor); and a replay of the journal ticks the same. A
         Bytewax notify_at would hold every epoch open until it fires and delay all output by
-        up to the tick. A node silent as a whole is the heartbeat alert's job (node_status)."""
-        if self._next_tick_ns is None:
-            self._next_tick_ns = received_ns + TICK_NS
-        elif received_ns >= self._next_tick_ns:
-            self._next_tick_ns = received_ns + TICK_NS
-            points = self.state.tick(from_epoch_ns(received_ns))
-            alerts = self.state.take_alerts()
+        up to the tick. A node silent as a whole is the heartbeat alert's job (node_status).
+        The schedule is the node state's (`NodeState.next_tick_ns`), so in its snapshots: a
+        processor restarted from one ticks the epochs it reads again as the run it resumes
+        did, and raises the same events with the same stamps (no second SILENCE point)."""
+        state = self.state
+        next_tick = state.next_tick_ns
+        if next_tick is None:
+            state.next_tick_ns = received_ns + TICK_NS
+        elif received_ns >= next_tick:
+            state.next_tick_ns = received_ns + TICK_NS
+            points = state.tick(from_epoch_ns(received_ns))
+            alerts = state.take_alerts()
             if points or alerts:
                 out.append((points, [], alerts, []))
 

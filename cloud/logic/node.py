@@ -120,6 +120,9 @@ class NodeState:
         # last tick: (from, to) in µs, each longer than every later one (`FaultMonitor.tick`).
         self.heard_ns: int | None = None
         self.quiets: list[tuple[int, int]] = []
+        # When the dataflow's node step ticks next, on the same clock (cloud.flow.NodeLogic):
+        # kept in the snapshots, so a restart from one ticks as the run it resumes did.
+        self.next_tick_ns: int | None = None
         # sensor -> [kind, series head, seq ranges, minute rollup, hour rollup]: a cache of
         # what the hot path needs per reading, looked up once (not pickled)
         self._sensors: dict[str, list[Any]] = {}
@@ -139,7 +142,7 @@ class NodeState:
         # Snapshots outlive code versions: attributes added since a snapshot was taken get
         # their defaults, so an upgrade resumes instead of crashing on old state.
         defaults = {"detect": True, "watch": {}, "ledger": {}, "site_updates": [], "alerts": [],
-                    "ledger_closed": [], "heard_ns": None, "quiets": []}
+                    "ledger_closed": [], "heard_ns": None, "quiets": [], "next_tick_ns": None}
         self.__dict__.update(defaults)
         self.__dict__.update(state)
         self._sensors = {}

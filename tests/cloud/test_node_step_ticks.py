@@ -7,6 +7,8 @@ sensor when writes resumed (seen in a demo whose writer lost WRITE for 60 s)."""
 
 from __future__ import annotations
 
+import pickle
+
 from cloud.flow import TICK, NodeLogic
 from cloud.journal import JournalRecord
 from cloud.logic.node import NodeState
@@ -61,3 +63,20 @@ def test_a_sensor_silent_by_the_arrival_clock_is_raised_however_fast_it_is_read(
     assert "sensor=co2-1" in one_by_one[0]
     assert in_one == one_by_one
     assert TICK.total_seconds() == 30
+
+
+def test_a_restart_from_a_snapshot_ticks_as_the_run_it_resumes() -> None:
+    """The processor restarted from an epoch's snapshot reads the epochs not committed again
+    and must raise the same events: a SILENCE stamped otherwise is a second event point (and
+    a second alert) beside the one written before the crash. The tick schedule was the
+    step's own, not the snapshot's: after a restart the first tick came 30 s after the first
+    record read, not when the run resumed would have ticked (co2-1's silence 10 s later)."""
+    t0 = to_epoch_ns(SystemClock().now()) - 40 * 60 * S
+    records = _records(t0, 20 * 60, slow_until=12 * 60)
+    whole = _silences(NodeLogic(NodeState(3600 * S), 4096), [[r] for r in records])
+    assert len(whole) == 1, whole
+    for cut in range(60, 80):  # snapshots around the silence (co2-1's last reading at 11 min)
+        logic = NodeLogic(NodeState(3600 * S), 4096)
+        before = _silences(logic, [[r] for r in records[:cut]])
+        resumed = NodeLogic(pickle.loads(logic.snapshot()), 4096)
+        assert before + _silences(resumed, [[r] for r in records[cut:]]) == whole, cut
