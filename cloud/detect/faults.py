@@ -259,6 +259,9 @@ _HOLES_MAX = 8
 # away for the silence rules (`FaultMonitor.tick`): one heartbeat lost (a gap of 2) and
 # some transit delay is still the node's usual spacing; two lost in a row is an absence.
 HEARTBEAT_DEFAULT_S = 30.0
+# The gaps (cloud's clock) between the messages that brought a field new readings, whose
+# median is how far apart its readings arrive (`FaultMonitor._silence_after`).
+_RX_GAPS_KEPT = 9
 AWAY_HEARTBEATS = 2.5
 AWAY_DEFAULT_S = AWAY_HEARTBEATS * HEARTBEAT_DEFAULT_S
 
@@ -316,6 +319,11 @@ class FaultMonitor:
     # A silence the ticks saw right after the node came back from a quiet, left to the next
     # tick once in case the heartbeat dating a restart within that quiet is on its way.
     _deferred = False
+    # The cloud's reception (µs) of the newest message that brought the field a new reading,
+    # and the last gaps between two such (`_note_reception`): a node sending its readings in
+    # batches brings a fast sensor's readings a batch apart, not a reading interval.
+    _rx_last: int | None = None
+    _rx_gaps: deque[int] | None = None
 
     def __init__(
         self,
@@ -493,6 +501,7 @@ class FaultMonitor:
             arrived = self._arrived
             self._arrived = got if arrived is None else max(arrived, got)
             self._silent = False
+            self._note_reception(got)
         if seq is None:
             return events
         last = self._last_seq
@@ -516,7 +525,8 @@ class FaultMonitor:
         from now on, so none can fill them."""
         fresh = FaultMonitor(self.kind, self.field, self.sensor, self.settings)
         mine = self.__dict__
-        for name in ("_agent_start", "_lead", "_leads", "_held", "_start_rx", "_hb_rx"):
+        for name in ("_agent_start", "_lead", "_leads", "_held", "_start_rx", "_hb_rx",
+                     "_rx_last", "_rx_gaps"):
             if name in mine:  # (else the class's None)
                 setattr(fresh, name, mine[name])
         events = [ev for gap in self._gaps_held or () for ev in self._gap_events(gap)]
@@ -625,8 +635,29 @@ class FaultMonitor:
                 return True
         return False
 
+    def _note_reception(self, got: int) -> None:
+        """A message received at `got` (µs, the cloud's clock) brought the field a new
+        reading: the gap since the one before (readings of one message, none) is kept."""
+        last = self._rx_last
+        if last is not None and got <= last:
+            return
+        self._rx_last = got
+        if last is None:
+            return
+        gaps = self._rx_gaps
+        if gaps is None:
+            gaps = self._rx_gaps = deque(maxlen=_RX_GAPS_KEPT)
+        gaps.append(got - last)
+
     def _silence_after(self, interval: timedelta) -> timedelta:
         limit = interval * self.settings.silence_intervals
+        gaps = self._rx_gaps
+        if gaps:
+            # The silence is judged on the cloud's clock: `silence_intervals` of the gaps
+            # at which the readings arrive (a node sending them in batches), when longer.
+            ordered = sorted(gaps)
+            arrive = timedelta(microseconds=ordered[len(ordered) // 2])
+            limit = max(limit, arrive * self.settings.silence_intervals)
         if self.settings.expected_interval_s is None:
             # Irregular reports (a bed pad's changes between heartbeats) shorten the
             # median gap: never less than 1.5 x the longest gap seen.
@@ -661,6 +692,8 @@ class FaultMonitor:
         if last_ts is not None and at <= last_ts:
             return
         self._arrived = at
+        if received is not None:
+            self._note_reception(_micros(received))
         silence_seen, self._silence_seen = self._silence_seen, False
         self._last_ts = at
         self._silent = False
