@@ -264,6 +264,10 @@ HEARTBEAT_DEFAULT_S = 30.0
 _RX_GAPS_KEPT = 9
 AWAY_HEARTBEATS = 2.5
 AWAY_DEFAULT_S = AWAY_HEARTBEATS * HEARTBEAT_DEFAULT_S
+# A quiet of the node, in heartbeat intervals, in which a heartbeat was lost: shorter than
+# `AWAY_HEARTBEATS`, but the node was not sending as usual either, so a silence seen as it
+# comes back waits one tick for the data sent with its return (`FaultMonitor._excused`).
+LOST_HEARTBEATS = 1.5
 
 # A sequence gap held (`FaultMonitor._hold_gap`): the cloud's reception of the reading after
 # the gap (µs), the number before the gap, the number after it, the event that reading
@@ -607,7 +611,9 @@ class FaultMonitor:
         """Whether a silence the tick sees (`now` - `_heard` >= `limit`) is the node's or its
         agent's absence (`tick`): `_heard` moved to the agent's last start or the node's
         return after a quiet of `limit` or more and `away_s` or more, if later; or the tick
-        to wait for the heartbeat of a fresh return. False: the silence is the sensor's."""
+        to wait for the heartbeat of a fresh return, or for the data of one after a quiet
+        with a heartbeat lost (`LOST_HEARTBEATS`: a node with long heartbeats back from an
+        outage, its heartbeat read before its data). False: the silence is the sensor's."""
         heard = _micros(self._heard) if self._heard is not None else 0
         at = _micros(now)
         span = round(limit.total_seconds() * 1e6)
@@ -628,9 +634,10 @@ class FaultMonitor:
             return False
         step = round(interval.total_seconds() * 1e6)
         hb_rx, hold = self._hb_rx, self.settings.clock_hold_s * 1e6
+        lost = round(LOST_HEARTBEATS * away_s / AWAY_HEARTBEATS * 1e6)
         for q0, q1 in quiets:
             if (q1 - q0 >= step and heard < q1 and at - q1 < min(hold, span)
-                    and (hb_rx is None or hb_rx < q1)):
+                    and (hb_rx is None or hb_rx < q1 or q1 - q0 >= lost)):
                 self._deferred = True  # a restart within the quiet would excuse it: one tick
                 return True
         return False

@@ -289,3 +289,43 @@ def test_a_snapshot_from_before_the_heartbeat_interval_loads() -> None:
     assert node.state.node_watch.monitor.heartbeat_interval() == 30.0  # the default
     node.run_for(120.0, slow=False, fast=False)
     assert {s[0] for s in node.silences} == {FAST}
+
+
+def test_an_outage_of_a_node_with_long_heartbeats_raises_no_sensor_silence() -> None:
+    node = _Node()
+    node.heartbeat(0.0)
+    for t in range(1, 1801):
+        if t % 300 == 0:
+            node.heartbeat(float(t))
+        if t % 10 == 0:
+            node.reading(FAST, float(t))
+    assert node.state.node_watch.monitor.heartbeat_interval() == 300.0
+    assert node.silences == []
+    # No message from 1800 s to 2400 s, the same run (one heartbeat lost: 2 intervals, less
+    # than 2.5). The tick at the return's heartbeat, read before the data sent with it, found
+    # the fast sensor silent: a false SILENCE for every sensor of the node. A silence seen as
+    # the node comes back from a quiet with a heartbeat lost now waits one tick.
+    for t in range(2400, 2701):
+        if t % 300 == 0:
+            node.heartbeat(float(t))
+        if t % 10 == 0:
+            node.reading(FAST, float(t))
+    assert node.silences == []
+
+
+def test_a_sensor_dead_across_an_outage_of_a_node_with_long_heartbeats_is_raised() -> None:
+    """The same outage, the fast sensor not back: raised at the tick after the return's."""
+    node = _Node()
+    node.heartbeat(0.0)
+    for t in range(1, 1801):
+        if t % 300 == 0:
+            node.heartbeat(float(t))
+        if t % 10 == 0:
+            node.reading(FAST, float(t))
+    for t in range(2400, 3001):
+        if t % 300 == 0:
+            node.heartbeat(float(t))
+    assert {s[0] for s in node.silences} == {FAST}
+    assert len(node.silences) == 2  # pm25 and pm10, once each
+    for _, _, stamp, _ in node.silences:
+        assert 2700.0 <= stamp < 2701.0  # the next tick: the heartbeat at 2700 s
