@@ -20,18 +20,15 @@ import math
 import pickle
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import ClassVar
 
-from cloud.journal import JournalRecord
-from cloud.logic.node import NodeState
-from cloud.logic.records import decode_record
-from cloud.logic.rollup import HOUR_NS
-from urbanpulse.clock import from_epoch_ns, to_epoch_ns
-from urbanpulse.wire import Reading, data_topic, encode_batch, encode_status, status_topic
+from tests.cloud.logic.fed_node import FedNode
+from urbanpulse.clock import to_epoch_ns
+from urbanpulse.wire import Reading
 
 SITE, NODE = "hn-bachmai", "hq-01"
 KIOSK, OTHER = "kiosk-insured", "kiosk-service"  # the second one resumes at once
 T0 = datetime(2026, 5, 4, 8, 0, tzinfo=UTC)  # a Monday morning: busy
-TICK = timedelta(seconds=30)  # cloud.flow.TICK
 LIMIT = math.log(1e9) / (240 / 3600)  # 310.8 s without an event: improbable at that rate
 WAITING = 5
 # A tick every 30 s, at the first message after that: seen within 30 s and a gap between
@@ -40,45 +37,18 @@ SEEN = 45.0
 
 
 @dataclass
-class _Node:
-    """The node's messages: each received 10 ms after it was sent (its clock is right), a
-    heartbeat every 30 s of its agent's run; each kiosk's events as the queue_kiosk driver
-    sends them (a reading per ticket issued, `called` 0, and per ticket called, `called` 1
-    with the counter), numbered by the outbox, which keeps its numbering across restarts."""
+class _Node(FedNode):
+    """Two kiosks and the agent's heartbeats (tests.cloud.logic.fed_node); each kiosk's
+    events as the queue_kiosk driver sends them (a reading per ticket issued, `called` 0, and
+    per ticket called, `called` 1 with the counter), numbered by the outbox, which keeps its
+    numbering across restarts."""
 
-    state: NodeState = field(default_factory=lambda: NodeState(HOUR_NS))
-    t: float = 0.0  # seconds since T0
-    run: int = 1
-    run_start: float = 0.0
+    site: ClassVar[str] = SITE
+    node: ClassVar[str] = NODE
+    t0: ClassVar[datetime] = T0
     seq: dict[str, int] = field(default_factory=lambda: {KIOSK: 0, OTHER: 0})
     issued: dict[str, int] = field(default_factory=lambda: {KIOSK: WAITING, OTHER: WAITING})
     called: dict[str, int] = field(default_factory=lambda: {KIOSK: 0, OTHER: 0})
-    offset: int = 0
-    next_tick: datetime | None = None
-    silences: list[tuple[str, str, float, float]] = field(default_factory=list)
-
-    def _feed(self, topic: str, payload: bytes, at: float) -> None:
-        self.offset += 1
-        received = to_epoch_ns(T0 + timedelta(seconds=at + 0.01))
-        data, points = decode_record(JournalRecord("i1", self.offset, received, topic, payload), 1 << 16)
-        assert data is not None
-        points += self.state.process(data)
-        now = from_epoch_ns(received) + timedelta(milliseconds=1)
-        if self.next_tick is None or now >= self.next_tick:
-            self.next_tick = now + TICK
-            points += self.state.tick(now)
-        for _, ln in points:
-            if ln.startswith("events,") and "type=silence" in ln:
-                sensor = ln.split("sensor=")[1].split(",")[0]
-                delay = float(ln.split("delay_s=")[1].split(",")[0])
-                stamp = int(ln.rsplit(" ", 1)[1]) / 1e9 - T0.timestamp()
-                self.silences.append((sensor, ln.split('detail="')[1].split('"')[0], stamp, delay))
-
-    def heartbeat(self, at: float, skew: float = 0.0) -> None:
-        health = {"uptime_s": at - self.run_start, "run_id": f"run{self.run:04d}",
-                  "clock": {"jumps": 0, "synchronised": True}}
-        self._feed(status_topic(SITE, NODE),
-                   encode_status("online", T0 + timedelta(seconds=at), health), at + skew)
 
     def event(self, sensor: str, at: float, call: bool, skew: float = 0.0) -> None:
         n = self.seq[sensor] = self.seq[sensor] + 1
@@ -89,9 +59,7 @@ class _Node:
             ticket = self.issued[sensor] = self.issued[sensor] + 1
             values = {"ticket": float(ticket), "called": 0.0}
         stamp = to_epoch_ns(T0 + timedelta(seconds=at))
-        self._feed(data_topic(SITE, NODE),
-                   encode_batch(SITE, NODE, [Reading(sensor, "hospital.queue", stamp, n, values)]),
-                   at + skew)
+        self.send(Reading(sensor, "hospital.queue", stamp, n, values), at, skew)
 
     def run_for(self, seconds: float, kiosk: bool = True, kiosk_from: float | None = None) -> None:
         """`seconds` of the node running: each kiosk issues a ticket every 30 s and calls one

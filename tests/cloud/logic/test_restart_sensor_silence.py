@@ -17,63 +17,32 @@ from __future__ import annotations
 import pickle
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import ClassVar
 
-from cloud.journal import JournalRecord
-from cloud.logic.node import NodeState
-from cloud.logic.records import decode_record
-from cloud.logic.rollup import HOUR_NS
-from urbanpulse.clock import from_epoch_ns, to_epoch_ns
-from urbanpulse.wire import Reading, data_topic, encode_batch, encode_status, status_topic
+from tests.cloud.logic.fed_node import FedNode
+from urbanpulse.clock import to_epoch_ns
+from urbanpulse.wire import Reading
 
 SITE, NODE = "hn-hoankiem", "aq-01"
 FAST, SLOW = "pm-1", "co2-1"  # a reading every 10 s and every 60 s (silent after 180 s)
 T0 = datetime(2026, 5, 1, 8, 0, tzinfo=UTC)
-TICK = timedelta(seconds=30)  # cloud.flow.TICK
 
 
 @dataclass
-class _Node:
-    """The node's messages: each received 10 ms after it was sent (its clock is right), a
-    heartbeat every 30 s of its agent's run; `state` fed and ticked as the dataflow does."""
+class _Node(FedNode):
+    """A fast and a slow air sensor and the agent's heartbeats (tests.cloud.logic.fed_node)."""
 
-    state: NodeState = field(default_factory=lambda: NodeState(HOUR_NS))
-    t: float = 0.0  # seconds since T0
-    run: int = 1
-    run_start: float = 0.0
+    site: ClassVar[str] = SITE
+    node: ClassVar[str] = NODE
+    t0: ClassVar[datetime] = T0
     seq: dict[str, int] = field(default_factory=lambda: {FAST: 0, SLOW: 0})
-    offset: int = 0
-    next_tick: datetime | None = None
-    silences: list[tuple[str, str, float, float]] = field(default_factory=list)
-
-    def _feed(self, topic: str, payload: bytes, at: float) -> None:
-        self.offset += 1
-        received = to_epoch_ns(T0 + timedelta(seconds=at + 0.01))
-        data, points = decode_record(JournalRecord("i1", self.offset, received, topic, payload), 1 << 16)
-        assert data is not None
-        points += self.state.process(data)
-        now = from_epoch_ns(received) + timedelta(milliseconds=1)
-        if self.next_tick is None or now >= self.next_tick:
-            self.next_tick = now + TICK
-            points += self.state.tick(now)
-        for _, ln in points:
-            if ln.startswith("events,") and "type=silence" in ln:
-                sensor = ln.split("sensor=")[1].split(",")[0]
-                delay = float(ln.split("delay_s=")[1].split(",")[0])
-                stamp = int(ln.rsplit(" ", 1)[1]) / 1e9 - T0.timestamp()
-                self.silences.append((sensor, ln.split('detail="')[1].split('"')[0], stamp, delay))
-
-    def heartbeat(self, at: float, skew: float = 0.0) -> None:
-        health = {"uptime_s": at - self.run_start, "run_id": f"run{self.run:04d}",
-                  "clock": {"jumps": 0, "synchronised": True}}
-        self._feed(status_topic(SITE, NODE),
-                   encode_status("online", T0 + timedelta(seconds=at), health), at + skew)
 
     def reading(self, sensor: str, at: float, skew: float = 0.0) -> None:
         n = self.seq[sensor] = self.seq[sensor] + 1
         stamp = to_epoch_ns(T0 + timedelta(seconds=at))
         r = (Reading(sensor, "air.pm", stamp, n, {"pm25": 12.0 + n % 5, "pm10": 20.0 + n % 7})
              if sensor == FAST else Reading(sensor, "air.co2", stamp, n, {"co2": 420.0 + n % 9}))
-        self._feed(data_topic(SITE, NODE), encode_batch(SITE, NODE, [r]), at + skew)
+        self.send(r, at, skew)
 
     def run_for(self, seconds: float, slow: bool = True, fast: bool = True,
                 slow_from: float | None = None) -> None:
