@@ -15,7 +15,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from cloud.config import CloudConfig, load_cloud_config
+from cloud.config import CloudConfig, CloudInflux, load_cloud_config
 from cloud.errors import CloudError, InfluxAccessError
 from urbanpulse.cli_types import aware_datetime
 from urbanpulse.errors import ConfigError, UrbanpulseError
@@ -94,8 +94,8 @@ def main(argv: list[str]) -> int:
         return run(cfg, ingest=not args.no_ingest, process_id=args.process_id,
                    config_path=args.config)
     except InfluxAccessError as exc:
-        # A missing grant or a wrong password: a restart would not fix it (exit 2, which
-        # the systemd unit does not restart, as for a configuration error).
+        # `recompute`'s writer refused: a one-off command stops at once (exit 2, as for a
+        # configuration error) rather than wait out --give-up-after.
         print(f"urbanpulse cloud {args.cmd}: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     except UrbanpulseError as exc:
@@ -288,6 +288,24 @@ def _exit_unless_set_within(ended: threading.Event, grace_s: float) -> None:
         os._exit(0)
 
 
+def _check_influx_access(cfg: CloudConfig,
+                         checks: tuple[Callable[[CloudInflux], None], ...]) -> None:
+    """Start-up steps, after config validation (which does no I/O): a writer or a reader
+    InfluxDB refuses is logged at ERROR with what to grant, and the run starts all the same.
+    Stopping would stop the ingest too, while the broker queues for it only up to its
+    `max_queued_messages` and drops the rest (a node lets go of a reading once the broker
+    has it); running, the ingest journals everything, and the refused writes and reads are
+    held and retried exactly as when a grant is lost at run time."""
+    for check in checks:
+        try:
+            check(cfg.influx)
+        except InfluxAccessError as exc:
+            logging.getLogger("urbanpulse.cloud").error(
+                "%s. Starting all the same: the ingest journals what arrives, and what InfluxDB "
+                "refuses is held and retried until it is let through (no restart needed for a "
+                "GRANT; restart after fixing a password file or influx.url)", exc)
+
+
 def run(cfg: CloudConfig, *, ingest: bool = True, process_id: int | None = None,
         config_path: Path | None = None) -> int:
     from bytewax.recovery import RecoveryConfig
@@ -298,11 +316,7 @@ def run(cfg: CloudConfig, *, ingest: bool = True, process_id: int | None = None,
     from cloud.journal import partition_names
     from cloud.sink import check_reader, check_writer
 
-    # Start-up steps, after config validation (which does no I/O) and before anything
-    # moves: a writer or a reader InfluxDB refuses stops the start (InfluxAccessError); an
-    # InfluxDB that does not answer does not (the writer waits for it as always).
-    check_writer(cfg.influx)
-    check_reader(cfg.influx)
+    _check_influx_access(cfg, (check_writer, check_reader))
     pid = cfg.flow.process_id if process_id is None else process_id
     processes = max(1, len(cfg.flow.addresses))
     partitions = partition_names(max(cfg.flow.ingest_instances, processes))

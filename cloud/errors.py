@@ -36,8 +36,8 @@ class ReadRefused(SinkError):
 
 class InfluxAccessError(CloudError):
     """An InfluxDB user of the config is refused what the processor needs of it (a wrong
-    password, a missing GRANT): found by a start-up step, it stops `cloud run` with exit
-    code 2, as a configuration error does (restarting would not fix it)."""
+    password, a missing GRANT), found by a start-up step: `cloud run` logs it and runs on,
+    holding what is refused; `cloud recompute` stops with exit code 2."""
 
 
 class QueryError(CloudError):

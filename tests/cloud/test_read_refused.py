@@ -7,16 +7,14 @@ processor exited, read the same epoch after its restart and asked again: a crash
 stopped all data. Now the processor goes on writing, holds the refused window rebuilds and
 replay spans in its partition's snapshot (a crash loses none), tries them again at the
 replay interval, logs each once, reports them in its `processor` point, and rebuilds them
-once READ is granted. `cloud run` refuses to start with such a reader, naming the grant.
+once READ is granted. `cloud run` started with such a reader names the grant and runs on
+(it used to stop, and its ingest with it).
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -44,6 +42,7 @@ from tests.cloud.test_domain_replay_influx import (
     _stored,
     cloud_config_for_stack_influx,
 )
+from tests.conftest import CloudProcess
 from urbanpulse.clock import SystemClock
 from urbanpulse.influx_http import (
     InfluxCAFileError,
@@ -275,24 +274,54 @@ def test_a_refused_span_is_not_tried_again_within_one_flush_even_at_interval_0_o
 
 # -- `cloud run`'s start-up step ----------------------------------------------------------
 
-def _run(config: dict[str, Any], tmp_path: Path) -> subprocess.CompletedProcess[str]:
+def _start(db_ready: StackInfo, tmp_path: Path, request: pytest.FixtureRequest,
+           **reader: str) -> CloudProcess:
+    config = cloud_config_for_stack(db_ready, tmp_path / "state", health_every_s=1.0)
+    config["influx"] |= reader
     path = tmp_path / "cloud.toml"
     path.write_text(to_toml(config))
-    return subprocess.run([sys.executable, "-m", "urbanpulse.cli", "cloud", "run", "--config", str(path)],
-                          capture_output=True, text=True, timeout=60, env={**os.environ})
+    cloud = CloudProcess(path, tmp_path / "cloud.log", ("--no-ingest",))
+    request.addfinalizer(cloud.stop)
+    cloud.start()
+    return cloud
 
 
-def test_cloud_run_refuses_to_start_with_a_reader_without_read_naming_the_grant(
-        db_ready: StackInfo, write_only_reader: tuple[str, Path], tmp_path: Path) -> None:
+def _runs_and_writes(cloud: CloudProcess, admin: InfluxHTTP, db: str) -> None:
+    """The refusal did not stop the run: the process goes on and writes its own points."""
+    since = time.time_ns()
+    wait_for(lambda: admin.query_points(
+        f'SELECT "write_denied" FROM "raw"."processor" WHERE time > {since}', db=db), 60,
+        "a processor point written after the refusal")
+    assert cloud.proc is not None
+    assert cloud.proc.poll() is None
+    cloud.stop()
+    assert cloud.proc.returncode == 0, cloud.log()
+
+
+@pytest.mark.slow
+def test_cloud_run_with_a_reader_without_read_says_what_to_grant_and_runs(
+        db_ready: StackInfo, write_only_reader: tuple[str, Path], admin: InfluxHTTP, tmp_path: Path,
+        request: pytest.FixtureRequest) -> None:
+    """Refused at start, the reader no longer stops `cloud run` (and its ingest): the
+    rebuilds' reads are held and retried as when READ is lost at run time."""
     user, password = write_only_reader
-    config = cloud_config_for_stack(db_ready, tmp_path / "state")
-    config["influx"] |= {"reader_username": user, "reader_password_file": str(password)}
-    done = _run(config, tmp_path)
-    assert done.returncode == 2, done.stderr
-    assert f"the reader '{user}'" in done.stderr
-    assert f"read database '{db_ready.database}' (403" in done.stderr
-    assert f'GRANT READ ON "{db_ready.database}" TO "{user}"' in done.stderr
-    assert not (tmp_path / "state").exists()  # stopped before anything was started or created
+    cloud = _start(db_ready, tmp_path, request, reader_username=user, reader_password_file=str(password))
+    wait_for(lambda: f"read database '{db_ready.database}' (403" in cloud.log(), 60, "the refusal logged")
+    assert f"the reader '{user}'" in cloud.log()
+    assert f'GRANT READ ON "{db_ready.database}" TO "{user}"' in cloud.log()
+    assert "Starting all the same" in cloud.log()
+    _runs_and_writes(cloud, admin, db_ready.database)
+
+
+@pytest.mark.slow
+def test_cloud_run_with_a_reader_influxdb_does_not_know_names_its_password_file_and_runs(
+        db_ready: StackInfo, admin: InfluxHTTP, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    password = tmp_path / "wrong.password"
+    password.write_text("not-the-password\n")
+    cloud = _start(db_ready, tmp_path, request, reader_password_file=str(password))
+    wait_for(lambda: "(401: authorization failed)" in cloud.log(), 60, "the refusal logged")
+    assert str(password) in cloud.log()
+    _runs_and_writes(cloud, admin, db_ready.database)
 
 
 def test_for_a_reader_that_is_the_writer_too_the_check_names_grant_all_not_read(
@@ -303,18 +332,6 @@ def test_for_a_reader_that_is_the_writer_too_the_check_names_grant_all_not_read(
                   reader_username=user, reader_password_file=password)
     with pytest.raises(InfluxAccessError, match=f'GRANT ALL ON "{db_ready.database}" TO "{user}"'):
         check_reader(cfg)
-
-
-def test_cloud_run_refuses_to_start_with_a_reader_influxdb_does_not_know(
-        db_ready: StackInfo, tmp_path: Path) -> None:
-    password = tmp_path / "wrong.password"
-    password.write_text("not-the-password\n")
-    config = cloud_config_for_stack(db_ready, tmp_path / "state")
-    config["influx"]["reader_password_file"] = str(password)
-    done = _run(config, tmp_path)
-    assert done.returncode == 2, done.stderr
-    assert "(401: authorization failed)" in done.stderr
-    assert str(password) in done.stderr
 
 
 def test_the_check_passes_for_the_reader_and_lets_an_unreachable_influxdb_start(

@@ -5,7 +5,9 @@ the epoch committed and the journal was trimmed a day later. So while the writer
 WRITE (in InfluxDB 1.x an operator's GRANT READ replaces WRITE), its password was changed
 (401) or the database was gone (404), every point was lost for good. Now those are held
 and tried again with the back-off of an outage (the dataflow waits, the journal keeps the
-data), logged once with what to grant, and counted; `cloud run` refuses to start with such
+data), logged once with what to grant, and counted; `cloud run` started with such a
+writer says so and runs on, its ingest journaling, until the grant lets the points through
+(it used to stop with exit 2, and its ingest with it);
 a writer. A write refused for its lines (400: a field type conflict, a line InfluxDB cannot
 parse) is still dropped, counted and logged: InfluxDB 1.x keeps the request's good lines.
 
@@ -17,9 +19,11 @@ answers 400 "partial write" and stores its other lines.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -55,7 +59,8 @@ from tests.cloud.test_domain_replay_influx import cloud_config_for_stack_influx
 from tests.conftest import CloudProcess
 from urbanpulse.clock import SystemClock
 from urbanpulse.influx_http import InfluxError, InfluxHTTP, InfluxTLSError, InfluxUnavailable
-from urbanpulse.stack import StackInfo
+from urbanpulse.mqtt import connect_and_wait, make_client
+from urbanpulse.stack import MqttCredentials, StackInfo
 from urbanpulse.stack.process import free_ports
 from urbanpulse.testing import wait_for
 from urbanpulse.wire import Reading, data_topic, encode_batch
@@ -466,17 +471,67 @@ def _run(config: dict[str, Any], tmp_path: Path, cmd: str = "run", *args: str
                            *args], capture_output=True, text=True, timeout=60, env={**os.environ})
 
 
-def test_cloud_run_refuses_to_start_with_a_writer_without_write_naming_the_grant(
-        db_ready: StackInfo, read_only_user: tuple[str, Path], tmp_path: Path) -> None:
+@pytest.mark.stack
+@pytest.mark.slow
+def test_cloud_run_with_a_writer_without_write_says_what_to_grant_and_ingests_until_granted(
+        db_ready: StackInfo, read_only_user: tuple[str, Path], admin: InfluxHTTP,
+        add_stack_node: Callable[[str, str], MqttCredentials], tmp_path: Path,
+        request: pytest.FixtureRequest) -> None:
+    """A start-up refusal no longer stops `cloud run` (exit 2 stopped the ingest as well, and
+    the broker queues for it only up to `max_queued_messages`): it logs what to grant, the
+    ingest takes and journals what the nodes publish, and the GRANT lets it all through
+    without a restart. Real broker, real InfluxDB, real `cloud run` with its ingest."""
     user, password = read_only_user
-    config = cloud_config_for_stack(db_ready, tmp_path / "state")
+    site, node = "hn-wstart", f"aq-{time.monotonic_ns() % 10**9}"
+    creds = add_stack_node(site, node)
+    state = tmp_path / "state"
+    config = cloud_config_for_stack(db_ready, state)
     config["influx"] |= {"username": user, "password_file": str(password)}
-    done = _run(config, tmp_path)
-    assert done.returncode == 2, done.stderr
-    assert f"refuses the writer '{user}' (influx.username) writes to database " \
-           f"'{db_ready.database}' (403:" in done.stderr
-    assert f'GRANT WRITE ON "{db_ready.database}" TO "{user}"' in done.stderr
-    assert not (tmp_path / "state").exists()  # stopped before anything was started or created
+    config["mqtt"] |= {"node_filter": f"urbanpulse/v1/{site}/+",
+                       "shared_group": f"g-wstart-{node}", "client_id": f"ingest-wstart-{node}"}
+    path = tmp_path / "cloud.toml"
+    path.write_text(to_toml(config))
+    cloud = CloudProcess(path, tmp_path / "cloud.log")
+    request.addfinalizer(cloud.stop)
+    cloud.start()
+    wait_for(lambda: f"refuses the writer '{user}' (influx.username) writes to database "
+             f"'{db_ready.database}' (403:" in cloud.log(), 60, "the refusal logged")
+    assert f'GRANT WRITE ON "{db_ready.database}" TO "{user}"' in cloud.log()
+    assert "Starting all the same" in cloud.log()
+    wait_for(lambda: "ingest subscribed" in cloud.log(), 30, "the ingest to subscribe")
+
+    t0 = (time.time_ns() // 3_600_000_000_000 - 2) * 3_600_000_000_000
+    _publish_as_node(creds, _journal_batches(site, node, 0, 10, t0))
+    journal = state / "journal"
+    wait_for(lambda: _journaled_data(journal) == 10, 30, "the ingest to journal every message")
+    assert cloud.proc is not None
+    assert cloud.proc.poll() is None
+    assert _raw_pm(admin, node) == []  # held: nothing could be written
+
+    admin.query(f'GRANT WRITE ON "{db_ready.database}" TO {user}', post=True)
+    wait_for(lambda: _raw_pm(admin, node) == list(range(100)), 90, "every reading stored once")
+    cloud.stop()
+    assert cloud.proc.returncode == 0, cloud.log()
+
+
+def _publish_as_node(creds: MqttCredentials, messages: list[tuple[str, bytes]]) -> None:
+    client = make_client(f"pub-{time.monotonic_ns()}", creds, clean_start=True)
+    connect_and_wait(client)
+    try:
+        for topic, payload in messages:
+            client.publish(topic, payload, qos=1).wait_for_publish(10)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+def _journaled_data(journal_dir: Path) -> int:
+    """Data messages in the ingest's journals under `journal_dir` (0 before it made any)."""
+    count = 0
+    for path in journal_dir.glob("journal-*.sqlite3"):
+        with contextlib.closing(sqlite3.connect(path)) as db:
+            count += db.execute("SELECT COUNT(*) FROM entries WHERE topic LIKE '%/data'").fetchone()[0]
+    return count
 
 
 def test_cloud_recompute_with_a_writer_without_write_exits_2_at_once(
