@@ -6,7 +6,7 @@ from __future__ import annotations
 import ipaddress
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from urbanpulse.stack.errors import StackError
 from urbanpulse.stack.files import write_file
@@ -126,14 +126,56 @@ def _still_good(
     return current.not_valid_after_utc - RENEW_BEFORE > now
 
 
-def ensure_tls(layout: Layout, *, now: datetime | None = None) -> bool:
-    """Create the CA once and a server certificate for 127.0.0.1/localhost when missing,
-    unreadable or near expiry. Returns True if the server certificate was (re)issued."""
+def _issue(
+    cert_path: Path, key_path: Path, ca_cert: x509.Certificate, ca_key: ec.EllipticCurvePrivateKey,
+    common_name: str, now: datetime, *, validity: timedelta, usage: Literal["server", "client"],
+    alt_names: tuple[str | ipaddress.IPv4Address | ipaddress.IPv6Address, ...] = (), cert_mode: int = 0o600,
+) -> None:
+    """A new key and a certificate for it, named `common_name` (and `alt_names`: the
+    subjectAltName, host names and IP addresses, left out when empty), signed by `ca_cert`
+    for serverAuth or clientAuth (`usage`), valid from 5 minutes before `now` for
+    `validity`; written to `key_path` (0600) and `cert_path` (`cert_mode`)."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+    key = ec.generate_private_key(ec.SECP256R1())
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + validity)
+    )
+    if alt_names:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName(name) if isinstance(name, str) else x509.IPAddress(name)
+                 for name in alt_names]
+            ),
+            critical=False,
+        )
+    purpose = ExtendedKeyUsageOID.SERVER_AUTH if usage == "server" else ExtendedKeyUsageOID.CLIENT_AUTH
+    cert = (
+        builder
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([purpose]), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    write_file(key_path, _pem_key(key))
+    write_file(cert_path, cert.public_bytes(serialization.Encoding.PEM), mode=cert_mode)
+
+
+def ensure_tls(layout: Layout, *, now: datetime | None = None) -> bool:
+    """Create the CA once and a server certificate for 127.0.0.1/localhost when missing,
+    unreadable or near expiry. Returns True if the server certificate was (re)issued."""
     now = datetime.now(UTC) if now is None else now
     layout.tls_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
 
@@ -156,34 +198,11 @@ def ensure_tls(layout: Layout, *, now: datetime | None = None) -> bool:
     if _still_good(layout.server_cert, layout.server_key, ca_cert, now):
         return False
 
-    server_key = ec.generate_private_key(ec.SECP256R1())
-    server_cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
-        .issuer_name(ca_cert.subject)
-        .public_key(server_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=5))
-        .not_valid_after(now + SERVER_VALIDITY)
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [
-                    x509.DNSName("localhost"),
-                    x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                ]
-            ),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
-            critical=False,
-        )
-        .sign(ca_key, hashes.SHA256())
+    _issue(
+        layout.server_cert, layout.server_key, ca_cert, ca_key, "localhost", now,
+        validity=SERVER_VALIDITY, usage="server",
+        alt_names=("localhost", ipaddress.ip_address("127.0.0.1")), cert_mode=0o644,
     )
-    write_file(layout.server_key, _pem_key(server_key))
-    write_file(layout.server_cert, server_cert.public_bytes(serialization.Encoding.PEM), mode=0o644)
     return True
 
 
@@ -196,11 +215,6 @@ def ensure_client_tls(
     near expiry. Every file 0600. A missing or unreadable CA is made again only if
     `may_replace_ca` (no running broker holds the old one). Returns True if the client
     certificate was (re)issued."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
     now = datetime.now(UTC) if now is None else now
     layout.tls_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     try:
@@ -220,23 +234,8 @@ def ensure_client_tls(
     if _still_good(layout.cloud_client_cert, layout.cloud_client_key, ca_cert, now, username):
         return False
 
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, username)]))
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=5))
-        .not_valid_after(now + CLIENT_VALIDITY)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
-            critical=False,
-        )
-        .sign(ca_key, hashes.SHA256())
+    _issue(
+        layout.cloud_client_cert, layout.cloud_client_key, ca_cert, ca_key, username, now,
+        validity=CLIENT_VALIDITY, usage="client",
     )
-    write_file(layout.cloud_client_key, _pem_key(key))
-    write_file(layout.cloud_client_cert, cert.public_bytes(serialization.Encoding.PEM))
     return True
