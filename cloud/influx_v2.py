@@ -14,7 +14,13 @@ import ssl
 from pathlib import Path
 from typing import Any
 
-from urbanpulse.influx_http import InfluxCAFileError, InfluxError, InfluxTLSError, InfluxUnavailable
+from urbanpulse.influx_http import (
+    IDENTITY_HEADERS,
+    InfluxCAFileError,
+    InfluxError,
+    InfluxTLSError,
+    InfluxUnavailable,
+)
 
 
 class InfluxV2Client:
@@ -50,12 +56,27 @@ class InfluxV2Client:
             # the client turns urllib3's SSLError into an ApiException without a status
             if isinstance(exc.__context__, SSLError):
                 raise InfluxTLSError(self.url, self._trusted, _tls_reason(exc.__context__)) from exc
-            raise InfluxError(int(exc.status or 0), str(exc.body or exc.reason)) from exc
+            raise InfluxError(int(exc.status or 0), str(exc.body or exc.reason),
+                              version=_identity(exc.headers)) from exc
         except (HTTPError, OSError) as exc:
             raise InfluxUnavailable(self.url, str(exc)) from exc
 
     def close(self) -> None:
         self._client.close()  # type: ignore[no-untyped-call]
+
+
+def _identity(headers: Any) -> str | None:
+    """The answer's X-Influxdb-Version (else X-Influxdb-Build) header, as InfluxHTTP reads
+    it (2.x puts both on every answer, its errors too): None without one, the answer is then
+    not known to be InfluxDB's (`cloud.sink.influxdb_verdict`). `headers`: the client's
+    exception's, case-insensitive (urllib3's HTTPHeaderDict), or None."""
+    if headers is None:
+        return None
+    for name in IDENTITY_HEADERS:
+        value = headers.get(name)
+        if value is not None:
+            return str(value)
+    return None
 
 
 def _check_ca_file(ca_file: Path) -> None:

@@ -4,16 +4,19 @@ While a write fails for a reason that can pass (InfluxDB down, a 5xx, a 408 or 4
 writer blocks and retries with backoff: the dataflow stops advancing, its snapshot stays
 behind, and the journal holds the data. A write InfluxDB denies the writer (401: its
 credentials; 403: no WRITE on the database; 404: no such database), a proxy redirects
-(3xx), or that something other than InfluxDB answers (a proxy's page, a 405:
-`InfluxError.from_influxdb`), is held the same way, since only an operator can fix it and
-nothing may be lost meanwhile: logged once per status at ERROR with what to do, reminded
-every DENIED_REMINDER_S, counted (`write_denied`, `write_denied_s`). Only InfluxDB's own
-400 or 422 (a field type conflict, points beyond a retention policy, a line it cannot
-parse) and its 413 for a single line refuse lines: counted and logged with InfluxDB's
-words, not retried, and the rest goes on; InfluxDB 1.x stores the request's good lines
-itself ("partial write"). `write_failure` is that classification. A request too large
-(413: InfluxDB's max-body-size, or a proxy's) is written again in halves; the single lines
-InfluxDB still refuses are logged once for the request.
+(3xx), or that something other than InfluxDB answers (a proxy's page, its JSON error, a
+405), is held the same way, since only an operator can fix it and nothing may be lost
+meanwhile: logged once per status at ERROR with what to do, reminded every
+DENIED_REMINDER_S, counted (`write_denied`, `write_denied_s`). Only InfluxDB's own 400 or
+422 (a field type conflict, points beyond a retention policy, a line it cannot parse) and
+its 413 for a single line refuse lines: counted and logged with InfluxDB's words, not
+retried, and the rest goes on; InfluxDB 1.x stores the request's good lines itself
+("partial write"). An answer is InfluxDB's verdict on the lines only when it says so
+beyond doubt (`influxdb_verdict`: its X-Influxdb-Version header, or InfluxDB 3's own
+partial-write error), never for a JSON error alone, which a proxy sends too.
+`write_failure` is that classification. A request too large (413: InfluxDB's
+max-body-size, or a proxy's) is written again in halves; the single lines InfluxDB still
+refuses are logged once for the request.
 
 Reads of raw points back (window rebuilds and domain replays after late data) retry the
 same way while InfluxDB is away or busy. A read refused for good (`read_failure`: the
@@ -76,8 +79,8 @@ class WriteFailure(enum.Enum):
     """What a failed write means for its points (`write_failure`)."""
 
     UNAVAILABLE = "unavailable"  # no answer, a 5xx, 408, 429: wait and try again
-    # the writer is refused (401, 403, 404), redirected (3xx) or not answered by InfluxDB:
-    # held until an operator acts
+    # the writer is refused (401, 403, 404), redirected (3xx) or not answered by InfluxDB
+    # (whatever the status: a proxy's 400 or 413 too): held until an operator acts
     DENIED = "denied"
     REJECTED = "rejected"  # InfluxDB refuses the lines (400, 422, 413): asking again gets the same
 
@@ -88,20 +91,38 @@ TOO_LARGE = 413  # a request over InfluxDB's max-body-size (or a proxy's): split
 # "partial write", a field type conflict, a line it cannot parse, points beyond a retention
 # policy), 422 (2.x's), 413 for a single line over its max-body-size.
 LINES_REFUSED = (400, 422, TOO_LARGE)
+# InfluxDB 3 Core puts its X-Influxdb-Version header on /ping's answer only, none on its
+# write answers; the errors in which it refuses lines are these JSON errors of its own
+# ({"error": <one of these>, "data": [each line refused, with its error]}; 400, or 422 for a
+# schema limit; influxdb3_server/src/http.rs), which no proxy words so.
+INFLUXDB3_LINES_REFUSED = ("partial write of line protocol occurred",
+                           "parsing failed for write_lp endpoint")
+
+
+def influxdb_verdict(exc: InfluxError) -> bool:
+    """The answer is InfluxDB's own beyond doubt, so its refusal is a verdict on the lines:
+    it carries the X-Influxdb-Version or X-Influxdb-Build header (InfluxDB 1.x on every
+    answer, 2.x since 2.0.9 and 2.1 on every answer, its v2 API's too), or it is one of
+    InfluxDB 3's errors refusing lines (`INFLUXDB3_LINES_REFUSED`). A JSON error alone
+    (`{"error": ...}`, `{"code": ..., "message": ...}`: `InfluxError.from_influxdb`) is no
+    proof: a proxy or an API gateway before InfluxDB answers so too, without having shown
+    InfluxDB a line."""
+    return exc.version is not None or (exc.from_influxdb and exc.body in INFLUXDB3_LINES_REFUSED)
 
 
 def write_failure(exc: InfluxError) -> WriteFailure:
-    """Only InfluxDB's own 400, 422 or 413 (`InfluxError.from_influxdb`) refuses the lines
+    """Only InfluxDB's own 400, 422 or 413 (`influxdb_verdict`) refuses the lines
     themselves (a 413 refuses the request's size: the writer splits it, and one line too
     large is refused). Every other answer that cannot pass says nothing about the points,
     which are held, never dropped, until an operator acts: a 401 (credentials), 403 (no
     WRITE on the database), 404 (no such database or 2.x bucket, or a wrong path), a 3xx (a
     proxy's redirect, which the writer does not follow), a 405, a 2xx that is no 204, and
-    any answer that is not InfluxDB's (a proxy's or another server's page, its 413 for a
-    single line included): influx.url or the proxy is to be fixed."""
+    any 4xx that is not InfluxDB's verdict (a proxy's or another server's page or JSON
+    error, its 400, 422 or its 413 for a single line included; InfluxDB's own behind a
+    proxy that drops its headers): influx.url or the proxy is to be fixed."""
     if exc.retryable:
         return WriteFailure.UNAVAILABLE
-    if exc.from_influxdb and exc.status in LINES_REFUSED:
+    if exc.status in LINES_REFUSED and influxdb_verdict(exc):
         return WriteFailure.REJECTED
     return WriteFailure.DENIED
 
@@ -148,10 +169,16 @@ def write_advice(user: WriterUser, exc: InfluxError, database: str, rp: str | No
     """What an operator does about a write `write_failure` holds (DENIED)."""
     if 300 <= exc.status < 400:
         return user.advice(exc.status, database, rp)
-    if not exc.from_influxdb:
+    if exc.status in LINES_REFUSED and not influxdb_verdict(exc):
         if exc.status == TOO_LARGE:
             return ("a proxy before InfluxDB refuses even a single line as too large (its answer "
                     "is not InfluxDB's): raise its body size limit (nginx: client_max_body_size)")
+        if exc.from_influxdb:  # a JSON error, without InfluxDB's header
+            return ("the answer refuses the lines without the X-Influxdb-Version header "
+                    "InfluxDB 1.x and 2.x put on every answer: a proxy or gateway before InfluxDB "
+                    "(or another server) answered, or a proxy drops InfluxDB's headers: check "
+                    "influx.url and any proxy before InfluxDB (it must pass X-Influxdb-Version on)")
+    if not exc.from_influxdb:
         return ("the answer is not InfluxDB's (no X-Influxdb-Version header, no InfluxDB error: "
                 "a proxy's or another server's page): check influx.url (host, port, path, http "
                 "or https) and any proxy before InfluxDB")
@@ -159,6 +186,16 @@ def write_advice(user: WriterUser, exc: InfluxError, database: str, rp: str | No
         return user.advice(exc.status, database, rp)
     return (f"InfluxDB answers the write with {exc.status}, as it answers a path or method that "
             "is not its write API: check influx.url (InfluxDB's API root, no path after the port)")
+
+
+def _answerer(exc: InfluxError, url: str | None = None) -> str:
+    """Who answered a write that is held, for its log: InfluxDB (at `url`), or what answers
+    at `url` (else influx.url); a JSON error refusing lines without InfluxDB's header is not
+    named InfluxDB's."""
+    if exc.from_influxdb and (exc.status not in LINES_REFUSED or influxdb_verdict(exc)):
+        return "InfluxDB" if url is None else f"InfluxDB at {url}"
+    why = "not InfluxDB" if not exc.from_influxdb else "no InfluxDB header"
+    return f"what answers at {url or 'influx.url'} ({why})"
 
 
 def _retry_advice(exc: InfluxError, rp: str) -> str:
@@ -571,7 +608,8 @@ class InfluxWriter:
         self._denied_mark = now
         reason = _error_reason(exc)
         advice = write_advice(self.user, exc, self.database, rp)
-        who = "InfluxDB" if exc.from_influxdb else "What answers at influx.url (not InfluxDB)"
+        who = _answerer(exc)
+        who = who[0].upper() + who[1:]
         if exc.status not in self._denied_logged:
             self._denied_logged.add(exc.status)
             log.error("%s refuses %s writes to database %r (status %d: %s): %s. The points "
@@ -709,8 +747,7 @@ def check_writer(cfg: CloudInflux, timeout_s: float = READ_CHECK_TIMEOUT_S) -> N
         if exc.status == 400 and NO_POINTS_2X in exc.body:
             return  # 2.x found the bucket and the write right before it looked at the body
         if write_failure(exc) is WriteFailure.DENIED:
-            who = f"InfluxDB at {cfg.url}" if exc.from_influxdb else \
-                f"what answers at {cfg.url} (not InfluxDB)"
+            who = _answerer(exc, cfg.url)
             raise InfluxAccessError(
                 f"{who} refuses {user.who} writes to database {db!r} "
                 f"({exc.status}: {reason}). The processor writes every point as this user: "

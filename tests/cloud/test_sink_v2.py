@@ -41,6 +41,9 @@ class Handler(BaseHTTPRequestHandler):
                                      self.headers.get("Authorization", ""), body))
         status = self.server.answers.pop(0) if self.server.answers else 204
         self.send_response(status)
+        # as 2.x, on every answer: without them a 400 is no verdict of InfluxDB's on the lines
+        self.send_header("X-Influxdb-Build", "OSS")
+        self.send_header("X-Influxdb-Version", "v2.7.10")
         payload = b'{"code":"invalid","message":"field type conflict"}' if status != 204 else b""
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
