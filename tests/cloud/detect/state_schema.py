@@ -18,8 +18,9 @@ same version fails the test, which says what to do:
 told `--keep-version`. A change of the feed below may change the layout seen (a rule that no
 longer holds anything in it): `--keep-version` too. The file also holds:
 
-* the settings each detector and fault monitor is made with (values): they are pickled
-  with it, so a detector resumed from a snapshot keeps the settings it was made with;
+* the settings each detector and fault monitor is made with, and the contract's range of
+  each field (values): they are pickled with it, so a detector resumed from a snapshot
+  keeps the settings and range it was made with;
 * the layout of the city's drift state (`CityAir`, cloud/logic/domain/city_drift.py),
   which the dataflow snapshots whatever the state version (`DriftLogic`): it is resumed
   whatever its layout, so a change needs a `__setstate__` that loads the old one (then
@@ -458,13 +459,16 @@ def _values(settings: object) -> dict[str, object]:
 
 
 def settings() -> dict[str, dict[str, object]]:
-    """The settings each (kind, field) series' detector and fault monitor is made with."""
+    """The settings each (kind, field) series' detector and fault monitor is made with, and
+    the contract's field spec (its range), which the monitor keeps (`spec`) and its watch
+    too (`FieldWatch.low`, `.high`)."""
     out: dict[str, dict[str, object]] = {}
     for kind, spec in sorted(KINDS.items()):
         for field in sorted(spec.fields):
             if scored(kind, field):
                 out[f"detector {kind}/{field}"] = _values(settings_for(kind, field))
             out[f"faults {kind}/{field}"] = _values(FAULT_SETTINGS.get((kind, field), FaultSettings()))
+            out[f"contract {kind}/{field}"] = _values(spec.fields[field])
     return out
 
 
@@ -524,7 +528,8 @@ def node_problems(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     changed = differences(old["settings"], new["settings"])
     if changed:
         out.append(
-            "the settings detectors and fault monitors are made with changed, but not "
+            "the settings detectors and fault monitors are made with (or the contract's field "
+            "specs they keep) changed, but not "
             "STATE_VERSION: each keeps the settings it was made with, pickled with it, so the "
             "ones resumed from a snapshot would keep the old settings (only series seen for the "
             f"first time would get these). Bump STATE_VERSION in {VERSION_FILE} so that every "

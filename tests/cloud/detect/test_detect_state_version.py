@@ -69,6 +69,9 @@ def test_a_settings_change_under_the_same_version_says_bump() -> None:
     [found] = state_schema.node_problems(old, state_schema.current())
     assert "would keep the old settings" in found
     assert "detector air.pm/pm25.threshold: 0.75 -> 0.8" in found
+    old["settings"]["contract air.co2/co2"]["high"] = "5000"  # a range the monitors keep
+    [found] = state_schema.node_problems(old, state_schema.current())
+    assert "contract air.co2/co2.high: 5000 -> 10000" in found
 
 
 def test_a_bump_without_a_new_schema_says_regenerate() -> None:
