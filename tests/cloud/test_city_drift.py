@@ -127,6 +127,36 @@ def test_a_snapshot_from_before_the_pair_rule_and_the_cap_resumes() -> None:
     assert len(resumed.newest) == 5 + 16
 
 
+def _resumed(state: dict[str, object]) -> CityAir:
+    step = CityAir.__new__(CityAir)
+    step.__setstate__(state)  # as unpickling a snapshot of that state does
+    return step
+
+
+def test_drift_detectors_of_another_state_version_learn_anew_and_the_taken_readings_stay() -> None:
+    """The drift rules are detectors like the node's: a snapshot of another STATE_VERSION
+    (cloud/detect/version.py) drops them without unpickling them, and one from before the
+    city kept a version (its detectors unpickled with it) drops them too, once."""
+    readings = city(72, drifting=3)
+    first = CityAir()
+    first.process(readings[:1500])
+    fresh = pickle.dumps(CityAir().drift)
+    assert pickle.dumps(first.drift) != fresh
+    other = first.__getstate__()
+    other["detect_version"] = "0"
+    other["drift"] = b"a layout this code cannot load"
+    before_versions = first.__dict__.copy()
+    del before_versions["detect_version"]
+    for state in (other, before_versions):
+        step = _resumed(state)
+        assert pickle.dumps(step.drift) == fresh
+        assert step.newest == first.newest  # a reading taken before is not taken again
+        assert step.process(readings[:1500]) == ([], [])
+    same: CityAir = pickle.loads(pickle.dumps(first))  # this version: resumed as learnt
+    assert pickle.dumps(same.drift) != fresh
+    assert same.drift.pairs.settings == first.drift.pairs.settings
+
+
 def test_the_dataflow_hands_the_drift_step_only_what_the_node_state_took_in(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """The node step (cloud/flow.py NodeLogic, called as Bytewax calls it) gives the drift

@@ -25,11 +25,13 @@ judged on fewer stations until the backlog is through.
 from __future__ import annotations
 
 import math
+import pickle
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any
 
+from cloud.detect import STATE_VERSION as DETECT_STATE_VERSION
 from cloud.detect.drift import DRIFT_FIELDS, CityDrift, Drift, DriftSettings
 from cloud.detect.pair_drift import PairDrift, PairDriftSettings
 from cloud.logic.events import EVENTS, Alert
@@ -61,14 +63,31 @@ class CityAir:
     def __init__(self, settings: DriftSettings | None = None,
                  pair_settings: PairDriftSettings | None = None) -> None:
         self.drift = CityDrift(settings, pair_settings)
+        self.detect_version = DETECT_STATE_VERSION
         self.newest: dict[tuple[str, str, str], tuple[int, int]] = {}  # series -> (ts, seq)
         self.sensors: dict[tuple[str, str], int] = {}  # node -> its sensors in `newest`
         self.refused = 0  # readings of a node's sensors past MAX_SENSORS_PER_NODE
+
+    def __getstate__(self) -> dict[str, Any]:
+        # The detectors pickled apart, as NodeState pickles its watches: a snapshot of
+        # another detector state version is dropped without being unpickled.
+        state = self.__dict__.copy()
+        state["drift"] = pickle.dumps(self.drift, protocol=pickle.HIGHEST_PROTOCOL)
+        return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         if "sensors" not in state:  # a snapshot from before the cap
             state["refused"] = 0
             state["sensors"] = Counter((site, node) for site, node, _ in state["newest"])
+        drift = state.get("drift")
+        if state.get("detect_version") != DETECT_STATE_VERSION:
+            # Learnt by detectors of another state version (cloud/detect/version.py): learnt
+            # anew (the dataflow applies the config's settings to a resumed state); which
+            # readings were taken (`newest`) is the step's own, and stays.
+            state["drift"] = CityDrift()
+            state["detect_version"] = DETECT_STATE_VERSION
+        elif isinstance(drift, bytes):
+            state["drift"] = pickle.loads(drift)
         self.__dict__.update(state)
 
     def use_pair_suffix(self, suffix: str) -> None:

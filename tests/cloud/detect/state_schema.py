@@ -445,10 +445,16 @@ def fed_city(steps: int = CITY_STEPS) -> tuple[CityAir, Layout]:
                 city.process(drift_inputs(f"site{k}", "n1", [Reading(sensor, kind, ts + k, i,
                                                                      {name: round(value, 2)})]))
                 if closing:
-                    walk({"city": city}, classes)
+                    _walk_city(city, classes)
         if i % 30 == 0 or i == steps - 1:
-            walk({"city": city}, classes)
+            _walk_city(city, classes)
     return city, classes
+
+
+def _walk_city(city: CityAir, classes: Layout) -> None:
+    # CityAir pickles its detectors apart, as bytes (dropped unread at another version):
+    # their layout is walked from the object itself.
+    walk({"city": city, "city.drift": city.drift}, classes)
 
 
 # -- the settings pickled with the detectors ---------------------------------------------
@@ -545,11 +551,13 @@ def city_problems(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     if not city:
         return []
     return [
-        "the pickled layout of the city's drift state (CityAir) changed. The dataflow resumes "
-        "it from its snapshots whatever STATE_VERSION says (cloud/flow.py, DriftLogic): make "
-        "each changed class load the old layout (a default in its __setstate__, as "
-        "cloud.detect.drift._Bin does) and test that, then regenerate with "
-        f"`{COMMAND} --write --keep-version` (or `--write` after a bump).\n" + "\n".join(city)]
+        "the pickled layout of the city's drift state changed. Its detectors (CityDrift and "
+        "what it holds) are dropped on resume at another STATE_VERSION, as the node's are: "
+        f"bump STATE_VERSION in {VERSION_FILE} (the drift rules learn again) and regenerate "
+        f"with `{COMMAND} --write`. CityAir's own attributes resume whatever STATE_VERSION says: "
+        "a change there, or a drift class that loads the old layout as it was meant (a default "
+        "in its __setstate__, as cloud.detect.drift._Bin does, tested), is regenerated with "
+        f"`{COMMAND} --write --keep-version`.\n" + "\n".join(city)]
 
 
 def problems(old: dict[str, Any], new: dict[str, Any]) -> list[str]:

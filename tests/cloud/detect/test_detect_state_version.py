@@ -84,8 +84,9 @@ def test_a_city_layout_change_says_load_the_old_one() -> None:
     old = copy.deepcopy(state_schema.current())
     old["city"]["cloud.detect.drift._Bin"]["counts"] = "dict[float, int]"
     [found] = state_schema.city_problems(old, state_schema.current())
-    assert "whatever STATE_VERSION says" in found
+    assert "bump STATE_VERSION in cloud/detect/version.py" in found
     assert "__setstate__" in found
+    assert "cloud.detect.drift._Bin.counts: dict[float, int] -> " in found
 
 
 def test_write_refuses_a_change_under_the_same_version(tmp_path: Path,
