@@ -450,14 +450,52 @@ class FaultMonitor:
             if called is None:
                 raise DetectError(f"{self.sensor}/{self.field}: the kiosk rule needs the "
                                   "reading's `called` (pass the reading's values)")
-        at = ts // 1000 if type(ts) is int else _micros(ts)
         events: list[FaultEvent] = []
-        if received is not None:
-            if self._held:
-                self._release(_micros(received), None, events)
-            if self._gaps_held:
-                self._release_gaps(_micros(received), events)
-        self._arrival(at, seq, value, events, received)
+        if (type(ts) is int and type(seq) is int and type(received) is int
+                and not self._held and not self._gaps_held and not self._unjudged
+                and not self._silence_seen):
+            # The common case, as `_arrival` takes it but without its calls: the next
+            # number, stamped after the reading before, nothing held.
+            at = ts // 1000
+            last_seq, last_ts = self._last_seq, self._last_ts
+            if last_seq is not None and seq == last_seq + 1 and last_ts is not None \
+                    and at > last_ts:
+                self._last_seq = seq
+                self._arrived = at
+                got = received // 1000
+                rx = self._rx_last
+                if rx is None or got > rx:
+                    self._note_reception(got)
+                self._last_ts = at
+                self._silent = False
+                start = self._agent_start
+                if start is None or not last_ts < start <= at:
+                    gap = (at - last_ts) / 1_000_000  # as `_forward`
+                    long_gaps, longest = self._long_gaps, self._longest
+                    if len(long_gaps) < _LEARN_LONGEST or not s.regular \
+                            or gap <= longest + s.clock_min_s:
+                        # `_remember_gap`, inlined
+                        self._gaps.append(gap)
+                        if gap >= longest:
+                            long_gaps.append(gap)
+                            self._longest = gap
+                        elif len(long_gaps) == _LONG_GAPS and long_gaps[0] == longest:
+                            long_gaps.append(gap)
+                            self._longest = max(long_gaps)
+                        else:
+                            long_gaps.append(gap)
+                    else:
+                        self._forward(last_ts, at, seq, value, got, events)
+            else:
+                self._arrival(at, seq, value, events, received)
+        else:
+            at = ts // 1000 if type(ts) is int else _micros(ts)
+            if received is not None:
+                if self._held:
+                    self._release(_micros(received), None, events)
+                if self._gaps_held:
+                    self._release_gaps(_micros(received), events)
+            self._arrival(at, seq, value, events, received)
         if s.clock_back:
             self._clock_back(at, seq, value, events)
         # Each rule only where its settings turn it on (most fields have a few).
