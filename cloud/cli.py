@@ -365,6 +365,10 @@ def run(cfg: CloudConfig, *, ingest: bool = True, process_id: int | None = None,
     signal.signal(signal.SIGINT, stop)
     if cfg.flow.gc_tuning:
         tune_for_streaming()
+    logging.getLogger("urbanpulse.cloud").info(
+        "processor %d of %d starting: journals %s, ingest %s, recovery %s", pid or 0, processes,
+        ", ".join(mine), cfg.flow.ingest_mode if ingest else "off",
+        f"every {cfg.flow.backup_interval_s:g} s in {cfg.recovery_dir}" if recovery else "off")
     try:
         try:
             cli_main(build_flow(cfg, partitions, process_id=pid or 0, stop=stopping, drain=draining),

@@ -287,11 +287,14 @@ def _start(db_ready: StackInfo, tmp_path: Path, request: pytest.FixtureRequest,
 
 
 def _runs_and_writes(cloud: CloudProcess, admin: InfluxHTTP, db: str) -> None:
-    """The refusal did not stop the run: the process goes on and writes its own points."""
-    since = time.time_ns()
+    """The refusal did not stop the run: the process starts its dataflow and writes its own
+    `processor` point (one whose uptime is no older than this wait: not another test's)."""
+    began = time.time_ns()
+    wait_for(lambda: "processor 0 of 1 starting" in cloud.log(), 60, "the dataflow to start")
     wait_for(lambda: admin.query_points(
-        f'SELECT "write_denied" FROM "raw"."processor" WHERE time > {since}', db=db), 60,
-        "a processor point written after the refusal")
+        f'SELECT "uptime_s" FROM "raw"."processor" WHERE time > {began} AND '
+        f'"uptime_s" < {(time.time_ns() - began) / 1e9 + 5}', db=db), 60,
+        "a processor point of this process")
     assert cloud.proc is not None
     assert cloud.proc.poll() is None
     cloud.stop()
