@@ -10,12 +10,17 @@ meanwhile: logged once per status at ERROR with what to do, reminded every
 DENIED_REMINDER_S, counted (`write_denied`, `write_denied_s`). Only InfluxDB's own 400 or
 422 (a field type conflict, points beyond a retention policy, a line it cannot parse) and
 its 413 for a single line refuse lines: counted and logged with InfluxDB's words, not
-retried, and the rest goes on; InfluxDB 1.x stores the request's good lines itself
-("partial write"). An answer is InfluxDB's verdict on the lines only when it says so
-beyond doubt (`influxdb_verdict`: its X-Influxdb-Version header, or InfluxDB 3's own
-partial-write error), never for a JSON error alone, which a proxy sends too.
-`write_failure` is that classification. A request too large (413: InfluxDB's
-max-body-size, or a proxy's) is written again in halves; the single lines InfluxDB still
+retried, and the rest goes on. An answer is InfluxDB's verdict on the lines only when it
+says so beyond doubt (`influxdb_verdict`: its X-Influxdb-Version header, or InfluxDB 3's
+own errors), never for a JSON error alone, which a proxy sends too. `write_failure` is
+that classification. InfluxDB 1.x stores the request's good lines itself ("partial
+write"), as 2.x does for a field type conflict (422) and 3.x for its "partial write of line
+protocol occurred"; but 2.x stores nothing of a request with a line it cannot parse (400),
+nor 3.x of one with any bad line on its v1 /write ("parsing failed for write_lp
+endpoint"): such a request is written again in halves, split again while refused
+(`whole_request_refused`), so that only the bad lines are refused, logged once for the
+request. A request too large (413: InfluxDB's max-body-size, or a proxy's; InfluxDB 3's
+500 on /write) is written again in halves the same way; the single lines InfluxDB still
 refuses are logged once for the request.
 
 Reads of raw points back (window rebuilds and domain replays after late data) retry the
@@ -34,6 +39,7 @@ from __future__ import annotations
 import enum
 import logging
 import random
+import re
 import threading
 import time
 from collections import defaultdict
@@ -92,11 +98,27 @@ TOO_LARGE = 413  # a request over InfluxDB's max-body-size (or a proxy's): split
 # policy), 422 (2.x's), 413 for a single line over its max-body-size.
 LINES_REFUSED = (400, 422, TOO_LARGE)
 # InfluxDB 3 Core puts its X-Influxdb-Version header on /ping's answer only, none on its
-# write answers; the errors in which it refuses lines are these JSON errors of its own
-# ({"error": <one of these>, "data": [each line refused, with its error]}; 400, or 422 for a
-# schema limit; influxdb3_server/src/http.rs), which no proxy words so.
-INFLUXDB3_LINES_REFUSED = ("partial write of line protocol occurred",
-                           "parsing failed for write_lp endpoint")
+# write answers; the errors in which it refuses lines are JSON errors of its own, which no
+# proxy words so (influxdb3_server/src/http.rs). Its partial write stores the request's
+# other lines ({"error": INFLUXDB3_PARTIAL, "data": [each line refused, with its error]};
+# 400, or 422 for a schema limit): /api/v3/write_lp's default (accept_partial=true).
+INFLUXDB3_PARTIAL = "partial write of line protocol occurred"
+# Its refusal of a whole request for its first bad line stores nothing of it (400, "data":
+# that line): its v1 /write and /api/v2/write never accept a partial write ("legacy
+# behaviour"), nor /api/v3/write_lp with accept_partial=false. Worded "parsing failed for
+# write_lp endpoint" in its source, "line protocol parsing error" by Core 3.11 (as the
+# clients' tests against it show).
+INFLUXDB3_WHOLE_REFUSED = ("parsing failed for write_lp endpoint", "line protocol parsing error")
+INFLUXDB3_LINES_REFUSED = (INFLUXDB3_PARTIAL, *INFLUXDB3_WHOLE_REFUSED)
+# InfluxDB 3's answer on its v1 /write to a body over its --max-http-request-size (10 MiB by
+# default): 500 and this text, no JSON, no header (Error::RequestSizeExceeded falls to its
+# 500; only its /api/v2/write maps it to 413). No proxy words a 500 so: split like a 413.
+INFLUXDB3_TOO_LARGE = re.compile(r"max request size \(\d+ bytes\) exceeded")
+# InfluxDB 2.x's answer (422, with its headers) to a write of which it stored the lines it
+# could (tsdb.PartialWriteError: a field type conflict, points beyond the bucket's
+# retention): "failure writing points to database: partial write: ... dropped=N". Its 400
+# for a line it cannot parse comes before any write: none of the request is stored.
+PARTIAL_WRITE = "partial write"
 
 
 def influxdb_verdict(exc: InfluxError) -> bool:
@@ -107,7 +129,46 @@ def influxdb_verdict(exc: InfluxError) -> bool:
     (`{"error": ...}`, `{"code": ..., "message": ...}`: `InfluxError.from_influxdb`) is no
     proof: a proxy or an API gateway before InfluxDB answers so too, without having shown
     InfluxDB a line."""
-    return exc.version is not None or (exc.from_influxdb and exc.body in INFLUXDB3_LINES_REFUSED)
+    return (exc.version is not None or _influxdb3_too_large(exc)
+            or (exc.from_influxdb and exc.body in INFLUXDB3_LINES_REFUSED))
+
+
+def _influxdb3_too_large(exc: InfluxError) -> bool:
+    """InfluxDB 3's 500 on /write for a body over its --max-http-request-size."""
+    return exc.status == 500 and INFLUXDB3_TOO_LARGE.fullmatch(exc.body.strip()) is not None
+
+
+def too_large(exc: InfluxError) -> bool:
+    """The request is over a size limit, InfluxDB's or a proxy's: a 413 (1.x's max-body-size,
+    2.x's, 3.x's /api/v2/write, nginx's client_max_body_size), or InfluxDB 3's 500 on /write.
+    The writer splits such a request; a single line is refused (InfluxDB's) or held."""
+    return exc.status == TOO_LARGE or _influxdb3_too_large(exc)
+
+
+def whole_request_refused(exc: InfluxError) -> bool:
+    """InfluxDB's refusal of lines (`write_failure` REJECTED) stored none of the request,
+    its good lines neither, so the writer writes them again in halves until only the bad
+    lines are refused. False where InfluxDB stored the rest itself: 1.x's 400 (it stores
+    every line it parses: "partial write"; a 400 without those words means no line parsed,
+    so there is none to keep; services/httpd/handler.go), 2.x's 422 "partial write" (a field
+    type conflict, points beyond the retention; http/write_handler.go and its v1 /write's
+    legacy handler), 3.x's "partial write of line protocol occurred". True for 2.x's 400 (a
+    line it cannot parse: its parser refuses the request before any point is written) and
+    3.x's `INFLUXDB3_WHOLE_REFUSED`, and for any other answer, which does not say the rest
+    was stored (written again, a good line only overwrites itself)."""
+    if exc.body == INFLUXDB3_PARTIAL:
+        return False
+    if exc.body in INFLUXDB3_WHOLE_REFUSED:
+        return True
+    if _major_version(exc.version) == 1:
+        return False
+    return not (exc.status == 422 and PARTIAL_WRITE in exc.body)
+
+
+def _major_version(version: str | None) -> int | None:
+    """The major version in an X-Influxdb-Version header ("1.6.7~rc0", "v2.7.10")."""
+    found = re.match(r"v?(\d+)\.", version or "")
+    return int(found.group(1)) if found else None
 
 
 def write_failure(exc: InfluxError) -> WriteFailure:
@@ -119,7 +180,10 @@ def write_failure(exc: InfluxError) -> WriteFailure:
     proxy's redirect, which the writer does not follow), a 405, a 2xx that is no 204, and
     any 4xx that is not InfluxDB's verdict (a proxy's or another server's page or JSON
     error, its 400, 422 or its 413 for a single line included; InfluxDB's own behind a
-    proxy that drops its headers): influx.url or the proxy is to be fixed."""
+    proxy that drops its headers): influx.url or the proxy is to be fixed. InfluxDB 3's 500
+    for a request over its size limit is refused like a 413, not waited out."""
+    if _influxdb3_too_large(exc):
+        return WriteFailure.REJECTED
     if exc.retryable:
         return WriteFailure.UNAVAILABLE
     if exc.status in LINES_REFUSED and influxdb_verdict(exc):
@@ -351,8 +415,11 @@ class InfluxWriter:
         self._denied_logged: set[int] = set()
         self._denied_reminded = 0.0
         self._split_logged = False  # a request too large (413) was logged
-        self._splitting = 0  # how deep in the halves of a request too large
-        self._too_large: list[InfluxError] = []  # single lines InfluxDB refused in this split
+        self._splitting = 0  # how deep in the halves of a request split (`_split`)
+        # The refusals met in the halves of the request split now (the answer, its lines),
+        # logged once for the request, and the requests sent for it.
+        self._split_refused: list[tuple[InfluxError, int]] = []
+        self._split_requests = 0
 
     def close(self) -> None:
         """Closes the connections of the transport and of the reader."""
@@ -531,21 +598,25 @@ class InfluxWriter:
         delay = BACKOFF_MIN_S
         while True:
             try:
+                self._split_requests += 1
                 self.client.write(body, db=self.database, rp=rp)
             except InfluxError as exc:
                 self.stats.last_error = str(exc)
                 failure = write_failure(exc)
-                if exc.status == TOO_LARGE and len(lines) > 1:
+                if too_large(exc) and len(lines) > 1:
                     self._split(rp, lines, exc)
                     return
                 if failure is WriteFailure.REJECTED:
+                    if len(lines) > 1 and whole_request_refused(exc):
+                        self._split(rp, lines, exc)  # InfluxDB stored none of its good lines
+                        return
                     self.stats.refused_requests += 1
-                    if exc.status == TOO_LARGE and self._splitting:
-                        self._too_large.append(exc)  # logged once for the request (`_split`)
+                    if self._splitting:
+                        self._split_refused.append((exc, len(lines)))  # logged by `_split`
                         return
                     log.error("InfluxDB refused lines of a write of %d to policy %s for good "
                               "(status %d: %s); not retried: the lines it names are not stored "
-                              "(InfluxDB 1.x stores the request's other lines: a partial write)",
+                              "(InfluxDB stored the request's other lines: a partial write)",
                               len(lines), rp, exc.status, _error_reason(exc),
                               extra={"rp": rp, "lines": len(lines), "status": exc.status,
                                      "error": str(exc)})
@@ -569,17 +640,23 @@ class InfluxWriter:
             return
 
     def _split(self, rp: str, lines: list[str], exc: InfluxError) -> None:
-        """A request too large for InfluxDB (or a proxy before it): its lines are written in
-        halves, each split again while too large, so that none is dropped for its size."""
-        if not self._split_logged:
+        """A request InfluxDB (or a proxy before it) refused as too large, or InfluxDB
+        refused whole for some of its lines (`whole_request_refused`): its lines are
+        written in halves, each split again while refused so, so that none is dropped for
+        its size or for another line, and only the lines refused alone (or named by a
+        partial write) are not stored. A request of N lines with k such lines costs at most
+        1 + 2k·⌈log2 N⌉ requests. The refusals met are logged once for the request."""
+        if too_large(exc) and not self._split_logged:
             self._split_logged = True
             log.warning("InfluxDB refused a write of %d lines as too large (status %d: %s); "
                         "written in smaller requests (logged once): lower influx.batch_lines, or "
-                        "raise the limit ([http] max-body-size in InfluxDB 1.x, a proxy's "
-                        "body size)", len(lines), exc.status, _error_reason(exc),
+                        "raise the limit ([http] max-body-size in InfluxDB 1.x, "
+                        "--max-http-request-size in 3.x, a proxy's body size)", len(lines),
+                        exc.status, _error_reason(exc),
                         extra={"rp": rp, "lines": len(lines), "status": exc.status})
         if not self._splitting:
-            self._too_large = []
+            self._split_refused = []
+            self._split_requests = 1  # the request refused
         half = len(lines) // 2
         self._splitting += 1
         try:
@@ -587,15 +664,40 @@ class InfluxWriter:
             self._write_chunk(rp, lines[half:])
         finally:
             self._splitting -= 1
-        if not self._splitting and self._too_large:
-            refused, self._too_large = self._too_large, []
+        if not self._splitting:
+            refused, self._split_refused = self._split_refused, []
+            self._log_split(rp, len(lines), exc, refused)
+
+    def _log_split(self, rp: str, lines: int, first: InfluxError,
+                   refused: list[tuple[InfluxError, int]]) -> None:
+        """One ERROR for the refusals met in the halves of a request of `lines` (`_split`):
+        the single lines refused as too large, and the lines refused for themselves."""
+        big = [exc for exc, _ in refused if too_large(exc)]
+        if big:
             log.error("InfluxDB refused %d lines of a write of %d to policy %s as too large even "
                       "alone (status %d: %s); not retried: those lines are not stored, the "
                       "others are (logged once for the request): raise [http] max-body-size "
-                      "(InfluxDB 1.x)", len(refused), len(lines), rp, TOO_LARGE,
-                      _error_reason(refused[0]),
-                      extra={"rp": rp, "lines": len(lines), "refused": len(refused),
-                             "status": TOO_LARGE, "error": str(refused[0])})
+                      "(InfluxDB 1.x; 3.x: --max-http-request-size)", len(big), lines, rp,
+                      big[0].status, _error_reason(big[0]),
+                      extra={"rp": rp, "lines": lines, "refused": len(big),
+                             "status": big[0].status, "error": str(big[0])})
+        bad = [(exc, n) for exc, n in refused if not too_large(exc)]
+        if not bad:
+            return
+        alone = sum(1 for _, n in bad if n == 1)
+        partial = len(bad) - alone
+        why = first if not too_large(first) else bad[0][0]
+        named = f"those it names in {partial} partial write{'s' if partial > 1 else ''} of a part"
+        single = f"the {alone} line{'s' if alone > 1 else ''} it refused alone"
+        what = single if not partial else named if not alone else f"{single} and {named}"
+        log.error("InfluxDB refused lines of a write of %d to policy %s for good (status %d: %s); "
+                  "written again in halves (%d requests; logged once for the request), as "
+                  "InfluxDB stores none of a request with such a line; not retried: %s are not "
+                  "stored, every other line is", lines, rp, why.status, _error_reason(why),
+                  self._split_requests, what,
+                  extra={"rp": rp, "lines": lines, "refused": alone, "partial": partial,
+                         "status": why.status, "error": str(why),
+                         "requests": self._split_requests})
 
     def _denied(self, exc: InfluxError, rp: str, lines: int) -> None:
         """A write InfluxDB denied the writer: counted, and logged at ERROR once per status

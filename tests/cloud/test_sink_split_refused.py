@@ -1,0 +1,357 @@
+"""A request InfluxDB refuses whole for a bad line must not lose its good lines (issue 6,
+zero loss). InfluxDB 1.x answers such a request 400 "partial write" and stores its good
+lines itself (tests/cloud/test_write_refused.py, on the real 1.6.7), but 2.x stores none of
+a request with a line it cannot parse (400; its 422 "partial write" for a field type
+conflict stores the rest), nor 3.x of one with any bad line on its v1 /write, which never
+accepts a partial write (400 "parsing failed for write_lp endpoint", or "line protocol
+parsing error" as Core 3.11 words it). The writer dropped such a request whole; it now
+writes it again in halves until only the bad lines are refused. InfluxDB 3's /write
+answers a body over its size limit 500 with its own words: split like a 413.
+
+Neither 2.x nor 3.x can run here (Debian 12 ships 1.6.7), so stand-ins on 127.0.0.1
+answer as their sources do (InfluxDB 2.x http/write_handler.go, http/legacy/
+write_handler.go, http/points/points_parser.go; 3.x influxdb3_server/src/http.rs), with
+2.x's headers and JSON errors, storing what those servers store."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from cloud.config import parse_cloud_config
+from cloud.logic.records import RP_RAW
+from cloud.sink import (
+    InfluxWriter,
+    WriteFailure,
+    WriterUser,
+    influxdb_verdict,
+    make_writer,
+    too_large,
+    whole_request_refused,
+    write_failure,
+)
+from urbanpulse.influx_http import InfluxError, InfluxHTTP
+
+SINK_LOG = "urbanpulse.cloud.sink"
+V1 = "1.6.7~rc0"
+V2_HEADERS = {"X-Influxdb-Build": "OSS", "X-Influxdb-Version": "v2.7.10"}
+LINE = re.compile(r"(?P<m>[^, ]+)(?:,\S+)? (?P<fields>\S+) -?\d+")
+TYPES = [("integer", re.compile(r"-?\d+i")), ("string", re.compile(r'"[^"]*"')),
+         ("boolean", re.compile(r"t|f|true|false")),
+         ("float", re.compile(r"-?\d+(\.\d*)?([eE][-+]?\d+)?"))]
+
+Answer = tuple[int, dict[str, str], bytes]
+
+
+def parse(line: str) -> tuple[str, dict[str, str]]:
+    """A line's measurement and each field's type; ValueError with 2.x's words when it
+    cannot be parsed (enough line protocol for the lines of these tests)."""
+    found = LINE.fullmatch(line)
+    if found is None:
+        raise ValueError("invalid line format")
+    types = {}
+    for pair in found["fields"].split(","):
+        name, _, value = pair.partition("=")
+        if not value:
+            raise ValueError("missing field value")
+        kind = next((k for k, pattern in TYPES if pattern.fullmatch(value)), None)
+        if kind is None:
+            raise ValueError("invalid number")
+        types[name] = kind
+    return found["m"], types
+
+
+@dataclass
+class StandIn:
+    """An HTTP server on 127.0.0.1 that answers each write with `answer(path, query,
+    body)`. `bodies`: every request's body; `stored`: the lines it stored, per bucket
+    (database/rp), as the server it stands in for stores them."""
+
+    answer: Callable[[str, dict[str, str], bytes], Answer] = lambda p, q, b: (204, {}, b"")
+    bodies: list[bytes] = field(default_factory=list)
+    stored: dict[str, list[str]] = field(default_factory=dict)
+    schema: dict[tuple[str, str, str], str] = field(default_factory=dict)
+    url: str = ""
+
+    def store(self, bucket: str, lines: list[str]) -> None:
+        self.stored.setdefault(bucket, []).extend(lines)
+
+
+@pytest.fixture
+def stand_in() -> Iterator[StandIn]:
+    state = StandIn()
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:
+            url = urlsplit(self.path)
+            query = {k: v[0] for k, v in parse_qs(url.query).items()}
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            state.bodies.append(body)
+            status, headers, data = state.answer(url.path, query, body)
+            self.send_response(status)
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    state.url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        yield state
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def influxdb_2(state: StandIn) -> Callable[[str, dict[str, str], bytes], Answer]:
+    """InfluxDB 2.7's write, at its v1 /write (db and rp through the DBRP mapping
+    "<db>/<rp>") and its /api/v2/write (bucket): every line is parsed first, and a line it
+    cannot parse refuses the whole request, 400 {"code": "invalid", "message": one
+    "unable to parse '<line>': <why>" per such line}, storing none of it (its points parser
+    returns no point with an error). A parsed request is written: a point whose field type
+    conflicts with the bucket's is dropped and the others stored, 422 "failure writing
+    points to database: partial write: field type conflict: ... dropped=N"."""
+    def answer(path: str, query: dict[str, str], body: bytes) -> Answer:
+        bucket = query["bucket"] if path == "/api/v2/write" else f"{query['db']}/{query['rp']}"
+        lines = body.decode().split("\n")
+        failed, parsed = [], []
+        for line in lines:
+            try:
+                parsed.append((line, *parse(line)))
+            except ValueError as exc:
+                failed.append(f"unable to parse '{line}': {exc}")
+        if failed:
+            return _v2_error(400, "invalid", "\n".join(failed))
+        kept, conflicts = [], []
+        for line, measurement, types in parsed:
+            clash = [(name, kind, state.schema[(bucket, measurement, name)])
+                     for name, kind in types.items()
+                     if state.schema.setdefault((bucket, measurement, name), kind) != kind]
+            (conflicts if clash else kept).append((line, measurement, clash))
+        state.store(bucket, [line for line, _, _ in kept])
+        if conflicts:
+            _, measurement, [(name, kind, was)] = conflicts[0]
+            return _v2_error(422, "unprocessable entity", (
+                f"failure writing points to database: partial write: field type conflict: input "
+                f'field "{name}" on measurement "{measurement}" is type {kind}, already exists as '
+                f"type {was} dropped={len(conflicts)}"))
+        return 204, dict(V2_HEADERS), b""
+    return answer
+
+
+def _v2_error(status: int, code: str, message: str) -> Answer:
+    return status, {**V2_HEADERS, "X-Platform-Error-Code": code,
+                    "Content-Type": "application/json; charset=utf-8"}, \
+        json.dumps({"code": code, "message": message}).encode()
+
+
+def influxdb_3_v1_write(state: StandIn, words: str) -> Callable[[str, dict[str, str], bytes],
+                                                                 Answer]:
+    """InfluxDB 3 Core's v1 /write, which never accepts a partial write: its first bad line
+    refuses the whole request, 400 {"error": `words`, "data": that line}, no X-Influxdb-*
+    header (3.x puts those on /ping only), and nothing is stored."""
+    def answer(path: str, query: dict[str, str], body: bytes) -> Answer:
+        lines = body.decode().split("\n")
+        for number, line in enumerate(lines, 1):
+            try:
+                parse(line)
+            except ValueError as exc:
+                data = {"original_line": line, "line_number": number, "error_message": str(exc)}
+                return 400, {"Content-Type": "application/json"}, \
+                    json.dumps({"error": words, "data": data}).encode()
+        state.store(f"{query['db']}/{query['rp']}", lines)
+        return 204, {}, b""
+    return answer
+
+
+def influxdb_3_size_limit(state: StandIn, limit: int) -> Callable[[str, dict[str, str], bytes],
+                                                                   Answer]:
+    """InfluxDB 3's v1 /write with --max-http-request-size `limit`: a larger body is
+    answered 500 "max request size (<limit> bytes) exceeded", plain text, nothing stored."""
+    def answer(path: str, query: dict[str, str], body: bytes) -> Answer:
+        if len(body) > limit:
+            return 500, {}, f"max request size ({limit} bytes) exceeded".encode()
+        state.store(f"{query['db']}/{query['rp']}", body.decode().split("\n"))
+        return 204, {}, b""
+    return answer
+
+
+def _v1_writer(url: str) -> InfluxWriter:
+    return InfluxWriter(InfluxHTTP(url, "w", "pw"), "city", 5000, wait=lambda s: False,
+                        user=WriterUser("w"))
+
+
+def _v2_writer(url: str, tmp_path: Path) -> InfluxWriter:
+    token = tmp_path / "token"
+    token.write_text("t0ken\n")
+    cfg = parse_cloud_config({
+        "mqtt": {"password_file": "p", "ca_file": "c"},
+        "influx": {"url": url, "api": "v2", "token_file": str(token), "org": "o",
+                   "database": "city"}})
+    return make_writer(cfg.influx, wait=lambda s: False)
+
+
+def _logged(caplog: pytest.LogCaptureFixture, level: int) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == SINK_LOG and r.levelno == level]
+
+
+def _lines(n: int, bad: list[int]) -> list[str]:
+    return [f"s10_split,run=r seq={'' if i in bad else f'{i}i'} {1_000 + i}" for i in range(n)]
+
+
+def _bound(n: int, k: int) -> int:
+    """At most this many requests for a request of `n` lines with `k` bad ones: the request,
+    and at each of the ⌈log2 n⌉ levels of halves the two halves of each part holding a bad
+    line."""
+    return 1 + 2 * k * math.ceil(math.log2(n))
+
+
+@pytest.mark.parametrize("api", ["v1", "v2"])
+@pytest.mark.parametrize("bad", [[17], [3, 18, 36]], ids=["1 bad", "3 bad"])
+def test_influxdb_2s_whole_request_refusal_loses_no_good_line(
+        stand_in: StandIn, tmp_path: Path, caplog: pytest.LogCaptureFixture, api: str,
+        bad: list[int]) -> None:
+    """2.x answers a request of 40 lines with 1 (or 3) it cannot parse 400 and stores none
+    of it: every good line is stored once, only the bad ones refused (counted, logged once
+    for the request), within the bound of requests; through its v1 /write (InfluxHTTP, DBRP
+    mapping) and its /api/v2/write (the official client). Before, the writer dropped all 40."""
+    stand_in.answer = influxdb_2(stand_in)
+    writer = _v1_writer(stand_in.url) if api == "v1" else _v2_writer(stand_in.url, tmp_path)
+    lines = _lines(40, bad)
+    caplog.set_level(logging.INFO, logger=SINK_LOG)
+    try:
+        writer.write([(RP_RAW, ln) for ln in lines])
+    finally:
+        writer.close()
+    good = [ln for i, ln in enumerate(lines) if i not in bad]
+    stored = Counter(stand_in.stored["city/raw"])
+    assert sorted(stored) == sorted(good)
+    assert set(stored.values()) == {1}  # each once
+    assert len(stand_in.bodies) <= _bound(40, len(bad))
+    s = writer.stats
+    assert (s.points, s.refused_requests, s.denied, s.retries) == (40 - len(bad), len(bad), 0, 0)
+    (error,) = _logged(caplog, logging.ERROR)  # once for the request
+    assert error.startswith("InfluxDB refused lines of a write of 40 to policy raw for good "
+                            "(status 400: unable to parse 's10_split,run=r seq= ")
+    assert f"written again in halves ({len(stand_in.bodies)} requests" in error
+    assert f"the {len(bad)} line{'s' if len(bad) > 1 else ''} it refused alone are not stored, " \
+           "every other line is" in error
+    assert not _logged(caplog, logging.WARNING)
+
+
+def test_a_part_2x_writes_partially_is_not_split_further(
+        stand_in: StandIn, caplog: pytest.LogCaptureFixture) -> None:
+    """A request with a line 2.x cannot parse (400, none stored) and a field type conflict
+    (2.x's 422 stores the rest of its request): the part holding only the conflict is
+    written partially by 2.x, its good lines stored there and then, the conflict counted;
+    the unparsable line is refused alone. Every good line stored once."""
+    stand_in.answer = influxdb_2(stand_in)
+    writer = _v1_writer(stand_in.url)
+    caplog.set_level(logging.INFO, logger=SINK_LOG)
+    writer.write([(RP_RAW, "s10_split,run=r seq=0i 999")])  # seq is an integer
+    lines = _lines(16, [12])
+    lines[3] = 's10_split,run=r seq="three" 1003'
+    writer.write([(RP_RAW, ln) for ln in lines])
+    writer.close()
+    good = [ln for i, ln in enumerate(lines) if i not in (3, 12)]
+    assert Counter(stand_in.stored["city/raw"]) == Counter(["s10_split,run=r seq=0i 999", *good])
+    # `points` counts the lines of the requests answered 204: not the 7 good lines 2.x
+    # stored of the part it wrote partially (nor does it on 1.x's partial writes)
+    assert (writer.stats.points, writer.stats.refused_requests) == (1 + 7, 2)
+    (error,) = _logged(caplog, logging.ERROR)
+    assert "the 1 line it refused alone and those it names in 1 partial write of a part are " \
+           "not stored, every other line is" in error
+
+
+@pytest.mark.parametrize("words", ["parsing failed for write_lp endpoint",
+                                   "line protocol parsing error"])
+def test_influxdb_3s_v1_write_refusing_the_whole_request_loses_no_good_line(
+        stand_in: StandIn, caplog: pytest.LogCaptureFixture, words: str) -> None:
+    """3.x's v1 /write stores nothing of a request with a bad line (no partial write on its
+    legacy APIs): its good lines are written in the halves, the 3 bad ones refused."""
+    stand_in.answer = influxdb_3_v1_write(stand_in, words)
+    writer = _v1_writer(stand_in.url)
+    lines = _lines(30, [0, 14, 29])
+    caplog.set_level(logging.INFO, logger=SINK_LOG)
+    writer.write([(RP_RAW, ln) for ln in lines])
+    writer.close()
+    good = [ln for i, ln in enumerate(lines) if i not in (0, 14, 29)]
+    assert Counter(stand_in.stored["city/raw"]) == Counter(good)
+    assert len(stand_in.bodies) <= _bound(30, 3)
+    assert (writer.stats.points, writer.stats.refused_requests) == (27, 3)
+    (error,) = _logged(caplog, logging.ERROR)
+    assert f"for good (status 400: {words})" in error
+    assert "the 3 lines it refused alone are not stored" in error
+
+
+def test_influxdb_3s_500_for_a_body_over_its_size_limit_is_split_like_a_413(
+        stand_in: StandIn, caplog: pytest.LogCaptureFixture) -> None:
+    """3.x's /write answers a body over --max-http-request-size 500 "max request size (N
+    bytes) exceeded" (its 413 is on /api/v2/write only): written in smaller requests, none
+    dropped, not waited out as a 500 would be; a single line over it refused, logged once."""
+    stand_in.answer = influxdb_3_size_limit(stand_in, 40)
+    writer = _v1_writer(stand_in.url)
+    lines = [f"m v={i} {i}" for i in range(20)]
+    caplog.set_level(logging.INFO, logger=SINK_LOG)
+    writer.write([(RP_RAW, ln) for ln in lines])
+    assert stand_in.stored["city/raw"] == lines  # each once, in order
+    assert (writer.stats.points, writer.stats.refused_requests, writer.stats.retries) == (20, 0, 0)
+    (warning,) = _logged(caplog, logging.WARNING)
+    assert "--max-http-request-size" in warning
+    writer.write([(RP_RAW, "m v=1 1"), (RP_RAW, 'm s="' + "x" * 60 + '" 2')])
+    writer.close()
+    assert stand_in.stored["city/raw"][-1] == "m v=1 1"
+    assert writer.stats.refused_requests == 1
+    (error,) = _logged(caplog, logging.ERROR)
+    assert "refused 1 lines of a write of 2 to policy raw as too large even alone (status 500: " \
+           "max request size (40 bytes) exceeded)" in error
+
+
+def test_the_rule() -> None:
+    """Which refusals stored the rest of their request (not split) and which none of it."""
+    v2 = "v2.7.10"
+    partial_2x = ('failure writing points to database: partial write: field type conflict: '
+                  'input field "v" on measurement "m" is type string, already exists as type '
+                  'integer dropped=1')
+    for exc, whole in [
+        (InfluxError(400, '{"error":"partial write: field type conflict: ... dropped=1"}',
+                     version=V1), False),
+        (InfluxError(400, '{"error":"unable to parse \'m v=\': missing field value"}',
+                     version=V1), False),  # 1.x: no line parsed, none to keep
+        (InfluxError(400, '{"code":"invalid","message":"unable to parse \'m v=\': missing '
+                          'field value"}', version=v2), True),
+        (InfluxError(422, json.dumps({"code": "unprocessable entity", "message": partial_2x}),
+                     version=v2), False),
+        (InfluxError(400, '{"error":"partial write of line protocol occurred","data":[]}'), False),
+        (InfluxError(422, '{"error":"partial write of line protocol occurred","data":[]}'), False),
+        (InfluxError(400, '{"error":"parsing failed for write_lp endpoint","data":{}}'), True),
+        (InfluxError(400, '{"error":"line protocol parsing error","data":{}}'), True),
+    ]:
+        assert write_failure(exc) is WriteFailure.REJECTED, exc
+        assert whole_request_refused(exc) is whole, exc
+    big = InfluxError(500, "max request size (10485760 bytes) exceeded")
+    assert (influxdb_verdict(big), too_large(big), write_failure(big)) == \
+        (True, True, WriteFailure.REJECTED)
+    other = InfluxError(500, "max request size exceeded, or so")
+    assert (influxdb_verdict(other), too_large(other), write_failure(other)) == \
+        (False, False, WriteFailure.UNAVAILABLE)
