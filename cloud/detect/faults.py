@@ -765,12 +765,10 @@ class FaultMonitor:
             self._forward(last_ts, at, seq, value, None if received is None else _micros(received),
                           events)
             return
+        if not self.settings.every_reading or missing < self.settings.silence_intervals:
+            return  # (before the interval, which sorts the last gaps)
         interval = self.expected_interval()
-        if (
-            interval is None
-            or not self.settings.every_reading
-            or missing < self.settings.silence_intervals
-        ):
+        if interval is None:
             return
         step = interval.total_seconds()
         if self.settings.regular and gap < (missing + 1) * step / 2:
@@ -799,8 +797,10 @@ class FaultMonitor:
         reading (the first missing one due `missing` intervals before it) and not judged for
         a clock set back; no forward clock rule (the readings are not consecutive)."""
         s = self.settings
+        if not s.every_reading or missing < s.silence_intervals:
+            return
         interval = self.expected_interval()
-        if interval is None or not s.every_reading or missing < s.silence_intervals:
+        if interval is None:
             return
         step = round(interval.total_seconds() * 1e6)
         prior = at - (missing + 1) * step  # where the reading before the run would stand
@@ -1044,7 +1044,8 @@ class FaultMonitor:
                     FaultType.STUCK, _stamp(self._zero_start), _stamp(at), value,
                     f"{self._zero_count} zeros in a row where {p:.0%} of readings were not 0"))
         self._seen += 1
-        weight = 1 / min(self._seen, _ZERO_SPAN)
+        seen = self._seen
+        weight = 1 / (seen if seen < _ZERO_SPAN else _ZERO_SPAN)  # 1 / min(seen, _ZERO_SPAN)
         self._nonzero += weight * ((value != 0) - self._nonzero)
 
     def _spike(self, at: int, value: float, events: list[FaultEvent]) -> None:
@@ -1066,7 +1067,12 @@ class FaultMonitor:
             distance = abs(value - median)
             span = self._span
             floor = s.spike_floor * span if span else 0.0
-            least = max(floor, s.spike_rel * abs(median), 1e-12)
+            # max(floor, s.spike_rel * abs(median), 1e-12), by comparisons (all >= 0)
+            least = s.spike_rel * abs(median)
+            if least < floor:
+                least = floor
+            if least < 1e-12:
+                least = 1e-12
             # The MAD can only raise the scale above `least`: not needed when the value
             # is within spike_k of that.
             if distance > s.spike_k * least:
