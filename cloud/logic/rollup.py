@@ -145,7 +145,6 @@ class Window:
     def field_text(self) -> str:
         """`as_fields` as line protocol (same keys, order and number formats), without the
         dict: this runs for every window a batch touches."""
-        texts, keys = float_texts(), field_keys()
         if self.first is not None:  # one reading: its values are the mean, low, high and last
             values = self.first[1]
             if len(values) == 1 and self.count == 1:  # a bed pad's reading, say: its text made once per value
@@ -155,13 +154,15 @@ class Window:
                     if held is None:
                         held = _held_text(name, v)
                     return held
+            texts = float_texts()
             parts = [f"count={self.count}i"]
             for name in sorted(values) if len(values) > 1 else values:
-                k = keys.get(name) or field_key(name)
                 v = values[name]
                 r = texts.get(v) or float_text(v)
-                parts.append(f"{k}_mean={r},{k}_min={r},{k}_max={r},{k}_last={r}")
+                segments = _held_segments.get(name) or _segments_of(name)
+                parts.append(segments.get(r) or _held_segment(segments, name, r))
             return ",".join(parts)
+        texts, keys = float_texts(), field_keys()
         parts = [f"count={self.count}i"]
         fields = self._fields
         for name in sorted(fields) if len(fields) > 1 else fields:
@@ -182,6 +183,25 @@ class Window:
 # (field, value) -> the field text of a window holding one reading of that one value
 _held_texts: dict[tuple[str, float], str] = {}
 _HELD_TEXTS_MAX = 20_000
+# field -> the value's text -> "<field>_mean=<text>,..._min=...,..._max=...,..._last=...":
+# a held reading's part for that field, its text made once (4 times the value's text, the
+# costly part of a window's line; keyed by the text, so 0.0 and -0.0 are two keys)
+_held_segments: dict[str, dict[str, str]] = {}
+
+
+def _segments_of(name: str) -> dict[str, str]:
+    if len(_held_segments) >= _HELD_TEXTS_MAX:
+        _held_segments.clear()
+    return _held_segments.setdefault(name, {})
+
+
+def _held_segment(segments: dict[str, str], name: str, text: str) -> str:
+    k = field_key(name)
+    segment = f"{k}_mean={text},{k}_min={text},{k}_max={text},{k}_last={text}"
+    if len(segments) >= _HELD_TEXTS_MAX:
+        segments.clear()
+    segments[text] = segment
+    return segment
 
 
 def _held_text(name: str, value: float) -> str:

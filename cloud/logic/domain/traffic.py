@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
-from cloud.logic.domain.common import WIDTHS, Point, skipped
+from cloud.logic.domain.common import NOT_MEASURING, WIDTHS, Point
 from cloud.logic.lines import float_text, float_texts, series_head
 from urbanpulse.wire import Reading
 
@@ -70,14 +70,16 @@ def _sums_text(items: list[Sample], flow: float | None = None) -> tuple[str, flo
         speed_sums = (math.fsum([s[3] for s in counted if s[3] is not None]),
                       math.fsum([s[0] for s in counted])) if counted else None
     lane_flow = 60.0 * vehicles / covered
-    texts = float_texts()
+    written_flow = lane_flow if flow is None else flow
+    texts = float_texts()  # each float's repr, cached: a lane's values repeat
     text = (f"vehicles={texts.get(vehicles) or float_text(vehicles)},"
             f"interval_s={texts.get(covered) or float_text(covered)},"
-            f"flow_vpm={lane_flow if flow is None else flow!r}")
+            f"flow_vpm={texts.get(written_flow) or float_text(written_flow)}")
     if occupancy is not None:
-        text += f",occupancy_pct={occupancy!r}"
+        text += f",occupancy_pct={texts.get(occupancy) or float_text(occupancy)}"
     if speed_sums is not None:
-        text += f",speed_kmh={speed_sums[0] / speed_sums[1]!r}"
+        speed = speed_sums[0] / speed_sums[1]
+        text += f",speed_kmh={texts.get(speed) or float_text(speed)}"
     return text, lane_flow
 
 
@@ -97,7 +99,7 @@ class TrafficRollup:
         widths = [(key[1], self.windows[key], touched[key]) for key in self.windows]
         horizon_ns = self.horizon_ns
         for r in readings:
-            if r.kind != KIND or skipped(r):
+            if r.kind != KIND or (r.flags and not NOT_MEASURING.isdisjoint(r.flags)):  # skipped(r)
                 continue
             ts = r.ts_ns
             if ts < self.newest_ns - horizon_ns:
