@@ -101,7 +101,27 @@ def generate(readings: int, *, replicas: int = 1, batch: int = 500, seed: int = 
     if replicas > 1:
         city = city.replicate(replicas)
     now = now or datetime.now(UTC)
-    sim = Simulation(city, seed=seed, start=simulated_start(city, readings, now))
+    start = simulated_start(city, readings, now)
+    while True:
+        try:
+            return _generate(city, readings, batch, seed, start, now)
+        except _ReachedThePresent:
+            # The rate probed at `now` overstated the hours before it (an evening's traffic
+            # against a night's): start as far back again. A start that was enough stays
+            # as it was, so a fixed `now` gives the same workload as before.
+            start = (now - 2 * (now - start)).replace(minute=0, second=0, microsecond=0)
+            if now - start > timedelta(days=MAX_SIMULATED_DAYS):
+                raise PipelineBenchError(f"{readings} readings need more than {MAX_SIMULATED_DAYS} "
+                                         "simulated days of this city; use more replicas") from None
+
+
+class _ReachedThePresent(Exception):
+    pass
+
+
+def _generate(city: City, readings: int, batch: int, seed: int, start: datetime, now: datetime
+              ) -> Workload:
+    sim = Simulation(city, seed=seed, start=start)
     gen = sim.readings(max_batch=min(batch, 2000))
     pending: dict[tuple[str, str], list[Reading]] = {}
     messages: list[Message] = []
@@ -118,7 +138,7 @@ def generate(readings: int, *, replicas: int = 1, batch: int = 500, seed: int = 
                                         len(chunk)))
                 made += len(chunk)
         if gen.position > (now - sim.start).total_seconds():
-            raise PipelineBenchError("the simulation reached the present before making enough readings")
+            raise _ReachedThePresent
     return _summarise(messages)
 
 

@@ -4,6 +4,7 @@ bookkeeping on known inputs. No timing is asserted: the numbers belong to the ma
 from __future__ import annotations
 
 import sqlite3
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,9 @@ from bench.pipeline.case import CaseSpec, run_case
 from bench.pipeline.observe import JournalCounter, merged_acks, reached_at
 from bench.pipeline.profiling import parse
 from bench.pipeline.report import cpu_per_reading_us, markdown_table
-from bench.pipeline.workload import Message, generate, schedule
+from bench.pipeline.workload import Message, generate, schedule, simulated_start
+from urbanpulse.clock import to_epoch_ns
+from urbanpulse.simulate import City
 
 
 def _msg(node: str, n: int) -> Message:
@@ -28,6 +31,17 @@ def test_workload_cuts_exact_batches_and_counts_distinct_points() -> None:
     part = w.prefix(1000)
     assert part.readings == 1000
     assert part.messages == w.messages[:5]
+
+
+def test_a_start_that_runs_into_the_present_is_moved_back_not_an_error() -> None:
+    """The start is derived from the rate at `now`; at 19:30 UTC the evening's rate
+    overstates the hours before, and the simulation used to reach the present first."""
+    now = datetime(2026, 11, 29, 19, 30, tzinfo=UTC)
+    first = simulated_start(City.load(), 100_000, now)
+    w = generate(100_000, now=now)
+    assert w.readings == 100_000
+    assert w.first_ts_ns < to_epoch_ns(first)  # it had to start further back
+    assert w.last_ts_ns < to_epoch_ns(now)
 
 
 def test_schedule_spaces_messages_by_their_readings() -> None:
