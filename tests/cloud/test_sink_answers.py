@@ -17,12 +17,10 @@ it cannot parse is a 400 ("error parsing query: ..."); a request over max-body-s
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from functools import partial
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -39,6 +37,8 @@ from cloud.sink import (
     check_writer,
     read_failure,
 )
+from tests.cloud import influx_standin
+from tests.cloud.influx_standin import Reply, Request, serving
 from tests.cloud.test_domain_replay_influx import cloud_config_for_stack_influx
 from urbanpulse.influx_http import InfluxError, InfluxHTTP
 from urbanpulse.stack import StackInfo
@@ -61,19 +61,21 @@ class Answer:
 
 
 @dataclass
-class StandIn:
-    """Answers each request with the next of `answers` (then 204 as InfluxDB, or
-    `default`); a request's body larger than `limit` gets a proxy's 413 while it is set.
-    `taken`: the bodies of the writes answered 204."""
+class StandIn(influx_standin.StandIn):
+    """Answers each request with the next of `answers` (then 204 as InfluxDB); a request's
+    body larger than `limit` gets a proxy's 413 while it is set. `taken`: the bodies of the
+    writes answered 204."""
 
     answers: list[Answer] = field(default_factory=list)
     limit: int | None = None
     taken: list[bytes] = field(default_factory=list)
-    requests: int = 0
-    url: str = ""
 
-    def answer(self, body: bytes) -> Answer:
-        self.requests += 1
+    def answer(self, request: Request) -> Reply:
+        answer = self._next(request.body)
+        return Reply(answer.status, answer.body,
+                     [*answer.headers.items(), ("Content-Type", answer.ctype)])
+
+    def _next(self, body: bytes) -> Answer:
         if self.limit is not None and len(body) > self.limit:
             return Answer(413, NGINX_413)
         if self.answers:
@@ -84,36 +86,8 @@ class StandIn:
 
 @pytest.fixture
 def stand_in() -> Iterator[StandIn]:
-    state = StandIn()
-
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def _serve(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            answer = state.answer(body)
-            self.send_response(answer.status)
-            for name, value in answer.headers.items():
-                self.send_header(name, value)
-            self.send_header("Content-Type", answer.ctype)
-            self.send_header("Content-Length", str(len(answer.body)))
-            self.end_headers()
-            self.wfile.write(answer.body)
-
-        do_GET = do_POST = _serve
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    state.url = f"http://127.0.0.1:{server.server_address[1]}"
-    try:
+    with serving(StandIn()) as state:
         yield state
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 @dataclass

@@ -19,29 +19,25 @@ import json
 import logging
 import math
 import re
-import threading
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from cloud.config import parse_cloud_config
 from cloud.logic.records import RP_RAW
 from cloud.sink import (
     InfluxWriter,
     WriteFailure,
     WriterUser,
     influxdb_verdict,
-    make_writer,
     too_large,
     whole_request_refused,
     write_failure,
 )
+from tests.cloud import influx_standin
+from tests.cloud.influx_standin import Reply, Request, Responder, serving, v2_writer
 from urbanpulse.influx_http import InfluxError, InfluxHTTP
 
 SINK_LOG = "urbanpulse.cloud.sink"
@@ -51,8 +47,6 @@ LINE = re.compile(r"(?P<m>[^, ]+)(?:,\S+)? (?P<fields>\S+) -?\d+")
 TYPES = [("integer", re.compile(r"-?\d+i")), ("string", re.compile(r'"[^"]*"')),
          ("boolean", re.compile(r"t|f|true|false")),
          ("float", re.compile(r"-?\d+(\.\d*)?([eE][-+]?\d+)?"))]
-
-Answer = tuple[int, dict[str, str], bytes]
 
 
 def parse(line: str) -> tuple[str, dict[str, str]]:
@@ -74,16 +68,17 @@ def parse(line: str) -> tuple[str, dict[str, str]]:
 
 
 @dataclass
-class StandIn:
-    """An HTTP server on 127.0.0.1 that answers each write with `answer(path, query,
-    body)`. `bodies`: every request's body; `stored`: the lines it stored, per bucket
-    (database/rp), as the server it stands in for stores them."""
+class StandIn(influx_standin.StandIn):
+    """Answers each write as `influxdb` does (204 until a test says which). `bodies`: every
+    request's body; `stored`: the lines it stored, per bucket (database/rp), as the server
+    it stands in for stores them."""
 
-    answer: Callable[[str, dict[str, str], bytes], Answer] = lambda p, q, b: (204, {}, b"")
-    bodies: list[bytes] = field(default_factory=list)
+    influxdb: Responder = lambda request: Reply(204)
     stored: dict[str, list[str]] = field(default_factory=dict)
     schema: dict[tuple[str, str, str], str] = field(default_factory=dict)
-    url: str = ""
+
+    def answer(self, request: Request) -> Reply:
+        return self.influxdb(request)
 
     def store(self, bucket: str, lines: list[str]) -> None:
         self.stored.setdefault(bucket, []).extend(lines)
@@ -91,39 +86,11 @@ class StandIn:
 
 @pytest.fixture
 def stand_in() -> Iterator[StandIn]:
-    state = StandIn()
-
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def do_POST(self) -> None:
-            url = urlsplit(self.path)
-            query = {k: v[0] for k, v in parse_qs(url.query).items()}
-            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            state.bodies.append(body)
-            status, headers, data = state.answer(url.path, query, body)
-            self.send_response(status)
-            for name, value in headers.items():
-                self.send_header(name, value)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    state.url = f"http://127.0.0.1:{server.server_address[1]}"
-    try:
+    with serving(StandIn()) as state:
         yield state
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
-def influxdb_2(state: StandIn) -> Callable[[str, dict[str, str], bytes], Answer]:
+def influxdb_2(state: StandIn) -> Responder:
     """InfluxDB 2.7's write, at its v1 /write (db and rp through the DBRP mapping
     "<db>/<rp>") and its /api/v2/write (bucket): every line is parsed first, and a line it
     cannot parse refuses the whole request, 400 {"code": "invalid", "message": one
@@ -131,9 +98,10 @@ def influxdb_2(state: StandIn) -> Callable[[str, dict[str, str], bytes], Answer]
     returns no point with an error). A parsed request is written: a point whose field type
     conflicts with the bucket's is dropped and the others stored, 422 "failure writing
     points to database: partial write: field type conflict: ... dropped=N"."""
-    def answer(path: str, query: dict[str, str], body: bytes) -> Answer:
-        bucket = query["bucket"] if path == "/api/v2/write" else f"{query['db']}/{query['rp']}"
-        lines = body.decode().split("\n")
+    def answer(request: Request) -> Reply:
+        bucket = request.param("bucket") if request.path == "/api/v2/write" \
+            else f"{request.param('db')}/{request.param('rp')}"
+        lines = request.body.decode().split("\n")
         failed, parsed = [], []
         for line in lines:
             try:
@@ -155,60 +123,49 @@ def influxdb_2(state: StandIn) -> Callable[[str, dict[str, str], bytes], Answer]
                 f"failure writing points to database: partial write: field type conflict: input "
                 f'field "{name}" on measurement "{measurement}" is type {kind}, already exists as '
                 f"type {was} dropped={len(conflicts)}"))
-        return 204, dict(V2_HEADERS), b""
+        return Reply(204, headers=V2_HEADERS)
     return answer
 
 
-def _v2_error(status: int, code: str, message: str) -> Answer:
-    return status, {**V2_HEADERS, "X-Platform-Error-Code": code,
-                    "Content-Type": "application/json; charset=utf-8"}, \
-        json.dumps({"code": code, "message": message}).encode()
+def _v2_error(status: int, code: str, message: str) -> Reply:
+    return Reply(status, json.dumps({"code": code, "message": message}).encode(),
+                 {**V2_HEADERS, "X-Platform-Error-Code": code,
+                  "Content-Type": "application/json; charset=utf-8"})
 
 
-def influxdb_3_v1_write(state: StandIn, words: str) -> Callable[[str, dict[str, str], bytes],
-                                                                 Answer]:
+def influxdb_3_v1_write(state: StandIn, words: str) -> Responder:
     """InfluxDB 3 Core's v1 /write, which never accepts a partial write: its first bad line
     refuses the whole request, 400 {"error": `words`, "data": that line}, no X-Influxdb-*
     header (3.x puts those on /ping only), and nothing is stored."""
-    def answer(path: str, query: dict[str, str], body: bytes) -> Answer:
-        lines = body.decode().split("\n")
+    def answer(request: Request) -> Reply:
+        lines = request.body.decode().split("\n")
         for number, line in enumerate(lines, 1):
             try:
                 parse(line)
             except ValueError as exc:
                 data = {"original_line": line, "line_number": number, "error_message": str(exc)}
-                return 400, {"Content-Type": "application/json"}, \
-                    json.dumps({"error": words, "data": data}).encode()
-        state.store(f"{query['db']}/{query['rp']}", lines)
-        return 204, {}, b""
+                return Reply(400, json.dumps({"error": words, "data": data}).encode(),
+                             {"Content-Type": "application/json"})
+        state.store(f"{request.param('db')}/{request.param('rp')}", lines)
+        return Reply(204)
     return answer
 
 
-def influxdb_3_size_limit(state: StandIn, limit: int) -> Callable[[str, dict[str, str], bytes],
-                                                                   Answer]:
+def influxdb_3_size_limit(state: StandIn, limit: int) -> Responder:
     """InfluxDB 3's v1 /write with --max-http-request-size `limit`: a larger body is
     answered 500 "max request size (<limit> bytes) exceeded", plain text, nothing stored."""
-    def answer(path: str, query: dict[str, str], body: bytes) -> Answer:
-        if len(body) > limit:
-            return 500, {}, f"max request size ({limit} bytes) exceeded".encode()
-        state.store(f"{query['db']}/{query['rp']}", body.decode().split("\n"))
-        return 204, {}, b""
+    def answer(request: Request) -> Reply:
+        if len(request.body) > limit:
+            return Reply(500, f"max request size ({limit} bytes) exceeded".encode())
+        state.store(f"{request.param('db')}/{request.param('rp')}",
+                    request.body.decode().split("\n"))
+        return Reply(204)
     return answer
 
 
 def _v1_writer(url: str) -> InfluxWriter:
     return InfluxWriter(InfluxHTTP(url, "w", "pw"), "city", 5000, wait=lambda s: False,
                         user=WriterUser("w"))
-
-
-def _v2_writer(url: str, tmp_path: Path) -> InfluxWriter:
-    token = tmp_path / "token"
-    token.write_text("t0ken\n")
-    cfg = parse_cloud_config({
-        "mqtt": {"password_file": "p", "ca_file": "c"},
-        "influx": {"url": url, "api": "v2", "token_file": str(token), "org": "o",
-                   "database": "city"}})
-    return make_writer(cfg.influx, wait=lambda s: False)
 
 
 def _logged(caplog: pytest.LogCaptureFixture, level: int) -> list[str]:
@@ -235,8 +192,8 @@ def test_influxdb_2s_whole_request_refusal_loses_no_good_line(
     of it: every good line is stored once, only the bad ones refused (counted, logged once
     for the request), within the bound of requests; through its v1 /write (InfluxHTTP, DBRP
     mapping) and its /api/v2/write (the official client). Before, the writer dropped all 40."""
-    stand_in.answer = influxdb_2(stand_in)
-    writer = _v1_writer(stand_in.url) if api == "v1" else _v2_writer(stand_in.url, tmp_path)
+    stand_in.influxdb = influxdb_2(stand_in)
+    writer = _v1_writer(stand_in.url) if api == "v1" else v2_writer(stand_in.url, tmp_path, lambda s: False)
     lines = _lines(40, bad)
     caplog.set_level(logging.INFO, logger=SINK_LOG)
     try:
@@ -265,7 +222,7 @@ def test_a_part_2x_writes_partially_is_not_split_further(
     (2.x's 422 stores the rest of its request): the part holding only the conflict is
     written partially by 2.x, its good lines stored there and then, the conflict counted;
     the unparsable line is refused alone. Every good line stored once."""
-    stand_in.answer = influxdb_2(stand_in)
+    stand_in.influxdb = influxdb_2(stand_in)
     writer = _v1_writer(stand_in.url)
     caplog.set_level(logging.INFO, logger=SINK_LOG)
     writer.write([(RP_RAW, "s10_split,run=r seq=0i 999")])  # seq is an integer
@@ -289,7 +246,7 @@ def test_influxdb_3s_v1_write_refusing_the_whole_request_loses_no_good_line(
         stand_in: StandIn, caplog: pytest.LogCaptureFixture, words: str) -> None:
     """3.x's v1 /write stores nothing of a request with a bad line (no partial write on its
     legacy APIs): its good lines are written in the halves, the 3 bad ones refused."""
-    stand_in.answer = influxdb_3_v1_write(stand_in, words)
+    stand_in.influxdb = influxdb_3_v1_write(stand_in, words)
     writer = _v1_writer(stand_in.url)
     lines = _lines(30, [0, 14, 29])
     caplog.set_level(logging.INFO, logger=SINK_LOG)
@@ -309,7 +266,7 @@ def test_influxdb_3s_500_for_a_body_over_its_size_limit_is_split_like_a_413(
     """3.x's /write answers a body over --max-http-request-size 500 "max request size (N
     bytes) exceeded" (its 413 is on /api/v2/write only): written in smaller requests, none
     dropped, not waited out as a 500 would be; a single line over it refused, logged once."""
-    stand_in.answer = influxdb_3_size_limit(stand_in, 40)
+    stand_in.influxdb = influxdb_3_size_limit(stand_in, 40)
     writer = _v1_writer(stand_in.url)
     lines = [f"m v={i} {i}" for i in range(20)]
     caplog.set_level(logging.INFO, logger=SINK_LOG)

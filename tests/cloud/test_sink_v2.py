@@ -5,12 +5,10 @@ the official client sends; the v1 path is tested against the real InfluxDB elsew
 from __future__ import annotations
 
 import ssl
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -18,66 +16,48 @@ from cloud.config import parse_cloud_config
 from cloud.errors import SinkError
 from cloud.influx_v2 import InfluxV2Client
 from cloud.sink import InfluxWriter, make_writer
+from tests.cloud.influx_standin import Reply, Request, StandIn, serving, v2_writer
 from urbanpulse.errors import ConfigError
 from urbanpulse.influx_http import InfluxError, InfluxTLSError
 from urbanpulse.stack.layout import Layout
 from urbanpulse.stack.tls import ensure_tls
 
 
-class FakeV2(ThreadingHTTPServer):
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), Handler)
-        self.requests: list[tuple[str, dict[str, list[str]], str, bytes]] = []
-        self.answers: list[int] = []
+@dataclass
+class FakeV2(StandIn):
+    """Answers each request with the next status of `answers`, then 204, with 2.x's headers
+    and, but for a 204, its JSON error. Served HTTP/1.0: each connection closed after its
+    answer."""
 
+    answers: list[int] = field(default_factory=list)
 
-class Handler(BaseHTTPRequestHandler):
-    server: FakeV2
-
-    def do_POST(self) -> None:
-        url = urlsplit(self.path)
-        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-        self.server.requests.append((url.path, parse_qs(url.query),
-                                     self.headers.get("Authorization", ""), body))
-        status = self.server.answers.pop(0) if self.server.answers else 204
-        self.send_response(status)
-        # as 2.x, on every answer: without them a 400 is no verdict of InfluxDB's on the lines
-        self.send_header("X-Influxdb-Build", "OSS")
-        self.send_header("X-Influxdb-Version", "v2.7.10")
+    def answer(self, request: Request) -> Reply:
+        status = self.answers.pop(0) if self.answers else 204
         payload = b'{"code":"invalid","message":"field type conflict"}' if status != 204 else b""
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
+        # as 2.x, on every answer: without them a 400 is no verdict of InfluxDB's on the lines
+        return Reply(status, payload, {"X-Influxdb-Build": "OSS", "X-Influxdb-Version": "v2.7.10"})
 
-    def log_message(self, format: str, *args: object) -> None:
-        pass
+    def sent(self) -> list[tuple[str, dict[str, list[str]], str, bytes]]:
+        """Each request's path, query, Authorization header and body."""
+        return [(r.path, r.query, r.header("Authorization"), r.body) for r in self.requests]
 
 
 @pytest.fixture
 def fake_v2() -> Iterator[FakeV2]:
-    server = FakeV2()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
+    with serving(FakeV2(), protocol_version="HTTP/1.0") as server:
+        yield server
 
 
 def _writer(fake: FakeV2, tmp_path: Path) -> InfluxWriter:
-    token = tmp_path / "token"
-    token.write_text("s3cret-token\n")
-    cfg = parse_cloud_config({
-        "mqtt": {"password_file": "p", "ca_file": "c"},
-        "influx": {"url": f"http://127.0.0.1:{fake.server_address[1]}", "api": "v2",
-                   "token_file": str(token), "org": "hanoi", "database": "urbanpulse"}})
-    return make_writer(cfg.influx, wait=lambda s: False)
+    return v2_writer(fake.url, tmp_path, lambda s: False, token="s3cret-token", org="hanoi",
+                     database="urbanpulse")
 
 
 def test_points_go_to_the_db_rp_bucket_with_the_token(fake_v2: FakeV2, tmp_path: Path) -> None:
     writer = _writer(fake_v2, tmp_path)
     writer.write([("raw", "air_pm,site=s pm25=1.0 1"), ("agg_1m", "air_pm,site=s count=1i 0"),
                   ("raw", "air_pm,site=s pm25=2.0 2")])
-    by_bucket = {q["bucket"][0]: (path, q, auth, body) for path, q, auth, body in fake_v2.requests}
+    by_bucket = {q["bucket"][0]: (path, q, auth, body) for path, q, auth, body in fake_v2.sent()}
     path, query, auth, body = by_bucket["urbanpulse/raw"]
     assert path == "/api/v2/write"
     assert query["org"] == ["hanoi"]
@@ -121,15 +101,8 @@ def tls_layout(tmp_path_factory: pytest.TempPathFactory) -> Layout:
 def _serve_https(cert: Path, key: Path) -> Iterator[FakeV2]:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)
-    server = FakeV2()
-    server.socket = context.wrap_socket(server.socket, server_side=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(FakeV2(), tls=context, protocol_version="HTTP/1.0") as server:
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 @pytest.fixture
@@ -138,21 +111,17 @@ def https_v2(tls_layout: Layout) -> Iterator[FakeV2]:
         yield server
 
 
-def _https_url(server: FakeV2) -> str:
-    return f"https://127.0.0.1:{server.server_address[1]}"
-
-
 def test_over_https_the_writer_trusts_the_configured_ca(https_v2: FakeV2, tls_layout: Layout,
                                                         tmp_path: Path) -> None:
     token = tmp_path / "token"
     token.write_text("s3cret-token\n")
     cfg = parse_cloud_config({
         "mqtt": {"password_file": "p", "ca_file": "c"},
-        "influx": {"url": _https_url(https_v2), "api": "v2", "ca_file": str(tls_layout.ca_cert),
+        "influx": {"url": https_v2.url, "api": "v2", "ca_file": str(tls_layout.ca_cert),
                    "token_file": str(token), "org": "hanoi"}})
     writer = make_writer(cfg.influx, wait=lambda s: False)
     writer.write([("raw", "air_pm,site=s pm25=1.0 1")])
-    assert [(p, q["bucket"], auth, body) for p, q, auth, body in https_v2.requests] == [
+    assert [(p, q["bucket"], auth, body) for p, q, auth, body in https_v2.sent()] == [
         ("/api/v2/write", ["urbanpulse/raw"], "Token s3cret-token", b"air_pm,site=s pm25=1.0 1")]
     assert (writer.stats.points, writer.stats.retries) == (1, 0)
 
@@ -172,11 +141,11 @@ def test_a_server_the_ca_did_not_sign_is_refused_with_a_tls_error(https_v2: Fake
                                                                  tmp_path: Path) -> None:
     other = Layout(tmp_path / "other")
     ensure_tls(other)
-    error = _refused(_https_url(https_v2), other.ca_cert)
+    error = _refused(https_v2.url, other.ca_cert)
     assert "certificate verify failed: unable to get local issuer certificate" in str(error)
     assert f"the CAs of {other.ca_cert}" in str(error)
     # without a ca_file only the system's CAs are trusted: the private CA is not among them
-    assert "the system's CAs" in str(_refused(_https_url(https_v2), None))
+    assert "the system's CAs" in str(_refused(https_v2.url, None))
     assert https_v2.requests == []
 
 
@@ -186,7 +155,7 @@ def test_the_servers_name_is_checked(tls_layout: Layout, tmp_path: Path) -> None
 
     cert, key = _issue_for_another_name(tls_layout, tmp_path)
     with _serve_https(cert, key) as server:
-        error = _refused(_https_url(server), tls_layout.ca_cert)
+        error = _refused(server.url, tls_layout.ca_cert)
         assert "certificate verify failed" in str(error)
         assert "IP address mismatch, certificate is not valid for '127.0.0.1'" in str(error)
         assert server.requests == []

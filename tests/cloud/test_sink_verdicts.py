@@ -16,18 +16,15 @@ from __future__ import annotations
 import http.client
 import json
 import logging
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 
-from cloud.config import parse_cloud_config
 from cloud.errors import InfluxAccessError
 from cloud.logic.records import RP_RAW
 from cloud.sink import (
@@ -36,9 +33,10 @@ from cloud.sink import (
     WriterUser,
     check_writer,
     influxdb_verdict,
-    make_writer,
     write_failure,
 )
+from tests.cloud import influx_standin
+from tests.cloud.influx_standin import Reply, Request, serving, v2_writer
 from tests.cloud.test_domain_replay_influx import cloud_config_for_stack_influx
 from urbanpulse.influx_http import InfluxError, InfluxHTTP
 from urbanpulse.stack import StackInfo
@@ -83,17 +81,23 @@ def _logged(caplog: pytest.LogCaptureFixture, level: int) -> list[str]:
 # -- a reverse proxy in front of the real InfluxDB ------------------------------------------
 
 @dataclass
-class Proxy:
+class Proxy(influx_standin.StandIn):
     """Relays each request to `upstream` (the real InfluxDB) and its answer back, headers
     included, unless `mode` says otherwise: "gateway" answers 400 GATEWAY_400 itself
     (application/json, no InfluxDB header; InfluxDB sees nothing), "strip" relays without
-    InfluxDB's X-Influxdb-* headers. `relayed`: the bodies InfluxDB was sent."""
+    InfluxDB's X-Influxdb-* headers. `relayed`: the bodies InfluxDB was sent; `answered`:
+    the status of each answer."""
 
     upstream: str
     mode: str = "relay"
-    url: str = ""
     relayed: list[bytes] = field(default_factory=list)
     answered: list[int] = field(default_factory=list)
+
+    def answer(self, request: Request) -> Reply:
+        passed = {k: v for k, v in request.headers if k.lower() in ("authorization", "content-type")}
+        status, headers, data = self.forward(request.method, request.target, passed, request.body)
+        self.answered.append(status)
+        return Reply(status, data, headers)
 
     def forward(self, method: str, path: str, headers: dict[str, str],
                 body: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
@@ -116,38 +120,8 @@ class Proxy:
 
 @pytest.fixture
 def proxy(db_ready: StackInfo) -> Iterator[Proxy]:
-    state = Proxy(db_ready.influx("admin").url)
-
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def _serve(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            passed = {k: v for k, v in self.headers.items()
-                      if k.lower() in ("authorization", "content-type")}
-            status, headers, data = state.forward(self.command, self.path, passed, body)
-            state.answered.append(status)
-            self.send_response(status)
-            for name, value in headers:
-                self.send_header(name, value)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        do_GET = do_POST = _serve
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    state.url = f"http://127.0.0.1:{server.server_address[1]}"
-    try:
+    with serving(Proxy(db_ready.influx("admin").url)) as state:
         yield state
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 @pytest.fixture
@@ -261,45 +235,22 @@ class Answer:
 
 
 @dataclass
-class StandIn:
-    """Answers each request with the next of `answers`, then 204. `bodies`: every request's."""
+class StandIn(influx_standin.StandIn):
+    """Answers each request with the next of `answers` (a body as application/json), then
+    204. `bodies`: every request's."""
 
     answers: list[Answer] = field(default_factory=list)
-    bodies: list[bytes] = field(default_factory=list)
-    url: str = ""
+
+    def answer(self, request: Request) -> Reply:
+        answer = self.answers.pop(0) if self.answers else Answer(204, b"")
+        ctype = [("Content-Type", "application/json")] if answer.body else []
+        return Reply(answer.status, answer.body, [*answer.headers.items(), *ctype])
 
 
 @pytest.fixture
 def stand_in() -> Iterator[StandIn]:
-    state = StandIn()
-
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def do_POST(self) -> None:
-            state.bodies.append(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
-            answer = state.answers.pop(0) if state.answers else Answer(204, b"")
-            self.send_response(answer.status)
-            for name, value in answer.headers.items():
-                self.send_header(name, value)
-            if answer.body:
-                self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(answer.body)))
-            self.end_headers()
-            self.wfile.write(answer.body)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    state.url = f"http://127.0.0.1:{server.server_address[1]}"
-    try:
+    with serving(StandIn()) as state:
         yield state
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_influxdb_3s_partial_write_refuses_its_lines_without_a_header(
@@ -327,23 +278,13 @@ def test_influxdb_3s_partial_write_refuses_its_lines_without_a_header(
     assert errors[2].startswith("What answers at influx.url (no InfluxDB header)")
 
 
-def _v2_writer(url: str, tmp_path: Path) -> InfluxWriter:
-    token = tmp_path / "token"
-    token.write_text("t0ken\n")
-    cfg = parse_cloud_config({
-        "mqtt": {"password_file": "p", "ca_file": "c"},
-        "influx": {"url": url, "api": "v2", "token_file": str(token), "org": "o",
-                   "database": "city"}})
-    return make_writer(cfg.influx, wait=Clocked().wait)
-
-
 def test_influxdb_2s_400_refuses_its_lines_a_gateways_json_without_the_header_is_held(
         stand_in: StandIn, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """The v2 API through the official client: 2.x's {"code","message"} error comes with
     its X-Influxdb-Version header, now passed on by the transport: refused. The same JSON
     from something without the header (a gateway in front of it) is held."""
     stand_in.answers = [Answer(400, V2_PARSE, V2_HEADERS), Answer(400, V2_PARSE)]
-    writer = _v2_writer(stand_in.url, tmp_path)
+    writer = v2_writer(stand_in.url, tmp_path, Clocked().wait)
     caplog.set_level(logging.INFO, logger=SINK_LOG)
     writer.write([(RP_RAW, "m v= 1")])
     writer.write([(RP_RAW, "m v=2 2")])
