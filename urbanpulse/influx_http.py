@@ -2,7 +2,9 @@
 
 The v1 API is the one that works on InfluxDB 1.x, on 2.x (v1 compatibility) and on 3.x Core.
 One keep-alive connection per client, guarded by a lock; a request that fails on a
-reused connection the server closed meanwhile is retried once on a fresh one.
+reused connection the server closed meanwhile is retried once on a fresh one. An answer
+the server gave before it read the whole body (InfluxDB's 413 over its max-body-size, after
+which it closes: the send is cut) is read and returned, not taken for no answer.
 Over https the server's certificate and name are always checked, against the system's CAs
 or the CA bundle given as `ca_file`.
 """
@@ -224,9 +226,19 @@ class InfluxHTTP:
             for attempt in (1, 2):
                 reused = self._conn is not None
                 conn = self._connection()
+                cut = False
                 try:
-                    conn.request(method, target, body=body, headers=headers)
-                    response = conn.getresponse()
+                    if conn.sock is None:
+                        conn.connect()  # a failed handshake is no send cut: no answer to look for
+                    try:
+                        conn.request(method, target, body=body, headers=headers)
+                    except (BrokenPipeError, ConnectionResetError, ssl.SSLError) as sending:
+                        if isinstance(sending, ssl.SSLCertVerificationError):
+                            raise
+                        cut = True
+                        response = _answer_after_cut(conn, sending)
+                    else:
+                        response = conn.getresponse()
                     data, whole = read(response)
                 except ssl.SSLError as exc:
                     self._drop()
@@ -245,8 +257,8 @@ class InfluxHTTP:
                 except BaseException:
                     self._drop()  # what is left of the answer would be read as the next one
                     raise
-                if response.will_close or not whole:
-                    self._drop()
+                if cut or response.will_close or not whole:
+                    self._drop()  # a cut request was sent in part: its connection is done
                 return response.status, data, _identity(response)
         raise AssertionError("unreachable")
 
@@ -350,6 +362,19 @@ class InfluxHTTP:
                                               "text/plain; charset=utf-8")
         if status != 204:
             raise InfluxError(status, data.decode("utf-8", errors="replace"), version=version)
+
+
+def _answer_after_cut(conn: http.client.HTTPConnection, sending: OSError) -> http.client.HTTPResponse:
+    """The answer to a request whose send was cut (`sending`: a broken pipe, a reset, an SSL
+    error), if the server gave one: a server may answer before it has read the whole body
+    and close (InfluxDB 1.x's 413 over its max-body-size, 3.x's 500 over its request size),
+    and its answer is then there to be read, as urllib3 and Go's client read it. Without
+    one (a reset before any answer, a keep-alive connection the server had closed), the
+    send's error stands."""
+    try:
+        return conn.getresponse()
+    except (OSError, http.client.HTTPException):
+        raise sending from None
 
 
 def _tls_context(ca_file: Path) -> ssl.SSLContext:
