@@ -30,6 +30,10 @@ SHUTDOWN_GRACE_S = 5.0
 # A stop first ends the journal source, so that the epoch under way is written and
 # committed and Bytewax ends its run cleanly; past this, it is stopped as before.
 DRAIN_S = 3.0
+# An InfluxDB secret file that cannot be read (cli._wait_for_secrets): looked at again so often,
+# logged again so often.
+SECRET_POLL_S = 5.0
+SECRET_REMINDER_S = 600.0
 GIVE_UP_AFTER_S = 120.0  # `recompute`: how long an unavailable InfluxDB is waited for
 
 
@@ -288,6 +292,43 @@ def _exit_unless_set_within(ended: threading.Event, grace_s: float) -> None:
         os._exit(0)
 
 
+def unreadable_secrets(cfg: CloudConfig) -> list[str]:
+    """The InfluxDB secret files of the config that cannot be read now, each as
+    "<key> <path>: <why>" (a missing or unreadable file, which validation, doing no I/O,
+    does not look at)."""
+    i = cfg.influx
+    files: list[tuple[str, Path | None]] = [
+        ("influx.token_file", i.token_file) if i.api == "v2" else ("influx.password_file", i.password_file),
+        ("influx.reader_password_file", i.reader_password_file)]
+    out = []
+    for key, path in files:
+        if path is None:
+            continue
+        try:
+            path.read_bytes()
+        except OSError as exc:
+            out.append(f"{key} {path}: {exc.strerror or exc}")
+    return out
+
+
+def _wait_for_secrets(cfg: CloudConfig, wait: Callable[[float], bool]) -> bool:
+    """Until every InfluxDB secret file can be read, logs which cannot (at once, then every
+    SECRET_REMINDER_S) and looks again every SECRET_POLL_S, while the ingest journals.
+    `wait(seconds)` returns True when the run is to stop: then False."""
+    log = logging.getLogger("urbanpulse.cloud")
+    since_reminder = SECRET_REMINDER_S
+    while missing := unreadable_secrets(cfg):
+        if since_reminder >= SECRET_REMINDER_S:
+            log.error("cannot read %s: the processor waits for %s (the ingest journals "
+                      "meanwhile; looked at again every %g s)", "; ".join(missing),
+                      "it" if len(missing) == 1 else "them", SECRET_POLL_S)
+            since_reminder = 0.0
+        if wait(SECRET_POLL_S):
+            return False
+        since_reminder += SECRET_POLL_S
+    return True
+
+
 def _check_influx_access(cfg: CloudConfig,
                          checks: tuple[Callable[[CloudInflux], None], ...]) -> None:
     """Start-up steps, after config validation (which does no I/O): a writer or a reader
@@ -308,15 +349,9 @@ def _check_influx_access(cfg: CloudConfig,
 
 def run(cfg: CloudConfig, *, ingest: bool = True, process_id: int | None = None,
         config_path: Path | None = None) -> int:
-    from bytewax.recovery import RecoveryConfig
-    from bytewax.run import cli_main
-
-    from cloud.flow import build_flow
-    from cloud.gc_policy import tune_for_streaming
     from cloud.journal import partition_names
     from cloud.sink import check_reader, check_writer
 
-    _check_influx_access(cfg, (check_writer, check_reader))
     pid = cfg.flow.process_id if process_id is None else process_id
     processes = max(1, len(cfg.flow.addresses))
     partitions = partition_names(max(cfg.flow.ingest_instances, processes))
@@ -324,12 +359,37 @@ def run(cfg: CloudConfig, *, ingest: bool = True, process_id: int | None = None,
     # Before the cluster forms: the source opens every journal and refuses a missing one, so
     # that a process that does not share state.dir stops at start instead of losing data.
     _create_journals(cfg, mine)
+    # The ingest first, before anything of InfluxDB's: whatever keeps the processor from
+    # writing, the broker's queue for it is bounded, and the journal is not.
     ingests: list[Ingest | IngestProcess] = []
-    if ingest:
-        if cfg.flow.ingest_mode == "process":
-            ingests.extend(_start_ingest_processes(cfg, config_path, mine))
-        else:
-            ingests.extend(_start_ingest(cfg, p) for p in mine)
+    try:
+        if ingest:
+            if cfg.flow.ingest_mode == "process":
+                ingests.extend(_start_ingest_processes(cfg, config_path, mine))
+            else:
+                ingests.extend(_start_ingest(cfg, p) for p in mine)
+        waiting = threading.Event()
+        _on_signals(waiting.set)
+        if not _wait_for_secrets(cfg, waiting.wait):
+            logging.getLogger("urbanpulse.cloud").info("stopped on a signal before the dataflow started")
+            return 0
+        _check_influx_access(cfg, (check_writer, check_reader))
+        if waiting.is_set():  # a signal during the checks
+            return 0
+        return _run_dataflow(cfg, partitions, mine, pid, processes, ingest)
+    finally:
+        for i in ingests:
+            i.stop()
+
+
+def _run_dataflow(cfg: CloudConfig, partitions: list[str], mine: list[str], pid: int | None,
+                  processes: int, ingest: bool) -> int:
+    from bytewax.recovery import RecoveryConfig
+    from bytewax.run import cli_main
+
+    from cloud.flow import build_flow
+    from cloud.gc_policy import tune_for_streaming
+
     recovery = None
     if cfg.flow.recovery:
         rdir = cfg.recovery_dir
@@ -393,6 +453,4 @@ def run(cfg: CloudConfig, *, ingest: bool = True, process_id: int | None = None,
                                                    "the last committed epoch")
     finally:
         dataflow_ended.set()
-        for i in ingests:
-            i.stop()
     return 0

@@ -1,0 +1,90 @@
+"""`cloud run` whose InfluxDB secret file cannot be read (not deployed yet, a wrong mode):
+it used to stop at once (exit 3; systemd restarting it every 5 s never got its ingest
+running), and the broker queues only `max_queued_messages` for the ingest. Now the
+ingest starts first and journals, the processor logs which file it cannot read and waits
+for it, then runs. Real broker, real InfluxDB, real `cloud run`."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from cloud.cli import unreadable_secrets
+from cloud.config import parse_cloud_config
+from cloud.stack_config import cloud_config_for_stack, to_toml
+from tests.cloud.test_write_refused import _journal_batches, _journaled_data, _publish_as_node, _raw_pm
+from tests.conftest import CloudProcess
+from urbanpulse.influx_http import InfluxHTTP
+from urbanpulse.stack import MqttCredentials, StackInfo
+from urbanpulse.testing import wait_for
+
+
+def test_unreadable_secrets_names_each_key_and_file(tmp_path: Path) -> None:
+    readable = tmp_path / "writer.password"
+    readable.write_text("x\n")
+    cfg = parse_cloud_config({"mqtt": {"password_file": "m", "ca_file": "c"},
+                              "influx": {"password_file": str(readable),
+                                         "reader_password_file": str(tmp_path / "nope")}})
+    assert unreadable_secrets(cfg) == [
+        f"influx.reader_password_file {tmp_path / 'nope'}: No such file or directory"]
+    v2 = parse_cloud_config({"mqtt": {"password_file": "m", "ca_file": "c"},
+                             "influx": {"api": "v2", "token_file": str(tmp_path / "token")}})
+    assert unreadable_secrets(v2) == [f"influx.token_file {tmp_path / 'token'}: No such file or directory"]
+
+
+@pytest.mark.stack
+@pytest.mark.slow
+def test_cloud_run_ingests_while_it_waits_for_its_influxdb_password_file_then_writes_it_all(
+        db_ready: StackInfo, add_stack_node: Callable[[str, str], MqttCredentials], tmp_path: Path,
+        request: pytest.FixtureRequest) -> None:
+    site, node = "hn-secret", f"aq-{time.monotonic_ns() % 10**9}"
+    creds = add_stack_node(site, node)
+    state = tmp_path / "state"
+    config = cloud_config_for_stack(db_ready, state)
+    password = Path(config["influx"]["password_file"]).read_text()
+    later = tmp_path / "later" / "writer.password"  # deployed after the processor started
+    config["influx"]["password_file"] = str(later)
+    config["mqtt"] |= {"node_filter": f"urbanpulse/v1/{site}/+",
+                       "shared_group": f"g-secret-{node}", "client_id": f"ingest-secret-{node}"}
+    path = tmp_path / "cloud.toml"
+    path.write_text(to_toml(config))
+    cloud = CloudProcess(path, tmp_path / "cloud.log")
+    request.addfinalizer(cloud.stop)
+    cloud.start()
+    wait_for(lambda: f"cannot read influx.password_file {later}: No such file or directory"
+             in cloud.log(), 60, "the missing file logged")
+    wait_for(lambda: "ingest subscribed" in cloud.log(), 30, "the ingest to subscribe")
+    t0 = (time.time_ns() // 3_600_000_000_000 - 2) * 3_600_000_000_000
+    _publish_as_node(creds, _journal_batches(site, node, 0, 10, t0))
+    wait_for(lambda: _journaled_data(state / "journal") == 10, 30, "the ingest to journal every message")
+    assert cloud.proc is not None
+    assert cloud.proc.poll() is None
+    assert "starting: journals" not in cloud.log()  # the dataflow waits
+
+    later.parent.mkdir()
+    later.write_text(password)
+    admin_creds = db_ready.influx("admin")
+    with InfluxHTTP(admin_creds.url, admin_creds.username, admin_creds.password()) as admin:
+        wait_for(lambda: _raw_pm(admin, node) == list(range(100)), 90, "every reading stored once")
+    cloud.stop()
+    assert cloud.proc.returncode == 0, cloud.log()
+
+
+@pytest.mark.stack
+def test_a_stop_while_it_waits_for_a_secret_ends_the_run_cleanly(
+        db_ready: StackInfo, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    config = cloud_config_for_stack(db_ready, tmp_path / "state")
+    config["influx"]["password_file"] = str(tmp_path / "missing.password")
+    path = tmp_path / "cloud.toml"
+    path.write_text(to_toml(config))
+    cloud = CloudProcess(path, tmp_path / "cloud.log", ("--no-ingest",))
+    request.addfinalizer(cloud.stop)
+    cloud.start()
+    wait_for(lambda: "cannot read influx.password_file" in cloud.log(), 60, "the missing file logged")
+    cloud.stop()
+    assert cloud.proc is not None
+    assert cloud.proc.returncode == 0, cloud.log()
+    assert "stopped on a signal before the dataflow started" in cloud.log()
