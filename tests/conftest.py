@@ -221,11 +221,21 @@ def db_ready(stack: StackInfo) -> StackInfo:
     return stack
 
 
-@pytest.fixture
-def reader(db_ready: StackInfo) -> Iterator[InfluxHTTP]:
-    creds = db_ready.influx("reader")
+def _influx_as(db_ready: StackInfo, user: str) -> Iterator[InfluxHTTP]:
+    creds = db_ready.influx(user)
     with InfluxHTTP(creds.url, creds.username, creds.password()) as client:
         yield client
+
+
+@pytest.fixture
+def reader(db_ready: StackInfo) -> Iterator[InfluxHTTP]:
+    yield from _influx_as(db_ready, "reader")
+
+
+@pytest.fixture
+def admin(db_ready: StackInfo) -> Iterator[InfluxHTTP]:
+    """The session stack's InfluxDB admin (users, grants, databases)."""
+    yield from _influx_as(db_ready, "admin")
 
 
 class CloudProcess:

@@ -99,13 +99,6 @@ class _NoWrites:
 # -- on the real InfluxDB -----------------------------------------------------------------
 
 @pytest.fixture
-def admin(db_ready: StackInfo) -> Iterator[InfluxHTTP]:
-    creds = db_ready.influx("admin")
-    with InfluxHTTP(creds.url, creds.username, creds.password()) as client:
-        yield client
-
-
-@pytest.fixture
 def write_only_reader(db_ready: StackInfo, admin: InfluxHTTP, tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """A user with WRITE and no READ on the database, and its password file."""
     user = f"wo_{time.monotonic_ns()}"

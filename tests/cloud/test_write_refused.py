@@ -290,13 +290,6 @@ def test_writer_user_from_the_config(tmp_path: Path) -> None:
 
 # -- on the real InfluxDB --------------------------------------------------------------------
 
-@pytest.fixture
-def admin(db_ready: StackInfo) -> Iterator[InfluxHTTP]:
-    creds = db_ready.influx("admin")
-    with InfluxHTTP(creds.url, creds.username, creds.password()) as client:
-        yield client
-
-
 @dataclass
 class Writer:
     """A writer user of the test's own, its password file, and how to make it able to write."""
