@@ -104,7 +104,7 @@ import math
 import re
 from collections import deque
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
@@ -142,6 +142,10 @@ class FaultEvent:
         return self.detected_at - self.start
 
 
+# The longest expected interval a FaultSettings takes: a week.
+EXPECTED_INTERVAL_MAX_S = 7 * 24 * 3600.0
+
+
 @dataclass(frozen=True, slots=True)
 class FaultSettings:
     expected_interval_s: float | None = None
@@ -172,32 +176,51 @@ class FaultSettings:
     clock_back: bool = False
 
     def __post_init__(self) -> None:
-        bad = (
-            (self.expected_interval_s is not None and not self.expected_interval_s > 0)
-            or self.silence_intervals < 1
-            or (self.stuck_count is not None and self.stuck_count < 2)
-            or self.stuck_min_s < 0
-            or self.stuck_tolerance < 0
-            or (self.zero_alpha is not None and not 0 < self.zero_alpha < 1)
-            or self.zero_min < 1
-            or not 0 < self.zero_busy < 1
-            or (self.spike_window is not None and self.spike_window < 3)
-            or not self.spike_k > 0
-            or self.spike_floor < 0
-            or self.spike_rel < 0
-            or (self.glitch_count is not None and self.glitch_count < 1)
-            or not self.glitch_span_s > 0
-            or self.cut_count < 1
-            or not self.clock_min_s > 0
-            or self.clock_ahead_s < 0
-            or self.clock_hold_s < 0
-            or self.gap_grace_s < 0
-            or (self.pair_busy is not None and self.pair_busy < 1)
-            or not 0 < self.pair_alpha < 1
-            or not self.pair_together > 0
+        # Every float setting finite: a NaN fails every comparison, and an inf times 0 is a
+        # NaN, so a rule would depend on how its comparisons are written (the spike rule's
+        # least scale, `_spike`, relies on this).
+        for name in _FLOAT_SETTINGS:
+            value = getattr(self, name)
+            if value is not None and not math.isfinite(value):
+                raise DetectError(f"fault settings: {name}={value!r} is not finite (the rules "
+                                  "compare it: NaN or inf would make them say nothing)")
+        interval = self.expected_interval_s
+        if interval is not None and not 0 < interval <= EXPECTED_INTERVAL_MAX_S:
+            # timedelta(seconds=) overflows from about 8.64e13 s; no sensor reports that rarely.
+            raise DetectError(f"fault settings: expected_interval_s={interval!r} is not within "
+                              f"0 < expected_interval_s <= {EXPECTED_INTERVAL_MAX_S} (a week: "
+                              "no sensor reports less often, and longer overflows a timedelta)")
+        checks = (
+            ("silence_intervals", self.silence_intervals >= 1, "at least 1"),
+            ("stuck_count", self.stuck_count is None or self.stuck_count >= 2, "at least 2"),
+            ("stuck_min_s", self.stuck_min_s >= 0, "at least 0"),
+            ("stuck_tolerance", self.stuck_tolerance >= 0, "at least 0"),
+            ("zero_alpha", self.zero_alpha is None or 0 < self.zero_alpha < 1,
+             "between 0 and 1, both excluded"),
+            ("zero_min", self.zero_min >= 1, "at least 1"),
+            ("zero_busy", 0 < self.zero_busy < 1, "between 0 and 1, both excluded"),
+            ("spike_window", self.spike_window is None or self.spike_window >= 3, "at least 3"),
+            ("spike_k", self.spike_k > 0, "above 0"),
+            ("spike_floor", self.spike_floor >= 0, "at least 0"),
+            ("spike_rel", self.spike_rel >= 0, "at least 0"),
+            ("glitch_count", self.glitch_count is None or self.glitch_count >= 1, "at least 1"),
+            ("glitch_span_s", self.glitch_span_s > 0, "above 0"),
+            ("cut_count", self.cut_count >= 1, "at least 1"),
+            ("clock_min_s", self.clock_min_s > 0, "above 0"),
+            ("clock_ahead_s", self.clock_ahead_s >= 0, "at least 0"),
+            ("clock_hold_s", self.clock_hold_s >= 0, "at least 0"),
+            ("gap_grace_s", self.gap_grace_s >= 0, "at least 0"),
+            ("pair_busy", self.pair_busy is None or self.pair_busy >= 1, "at least 1"),
+            ("pair_alpha", 0 < self.pair_alpha < 1, "between 0 and 1, both excluded"),
+            ("pair_together", self.pair_together > 0, "above 0"),
         )
-        if bad:
-            raise DetectError(f"fault settings out of range: {self!r}")
+        for name, ok, need in checks:
+            if not ok:
+                raise DetectError(f"fault settings: {name}={getattr(self, name)!r} is not {need}")
+
+
+# The float settings (by their annotations), each refused unless finite.
+_FLOAT_SETTINGS = tuple(f.name for f in fields(FaultSettings) if "float" in str(f.type))
 
 
 _BOOL = FaultSettings(stuck_count=None, spike_window=None)
@@ -1067,7 +1090,10 @@ class FaultMonitor:
             distance = abs(value - median)
             span = self._span
             floor = s.spike_floor * span if span else 0.0
-            # max(floor, s.spike_rel * abs(median), 1e-12), by comparisons (all >= 0)
+            # max(floor, s.spike_rel * abs(median), 1e-12), by comparisons: the same float
+            # as no operand is NaN (all >= 0). FaultSettings guarantees it: spike_floor and
+            # spike_rel finite and >= 0 (a product may overflow to inf, never inf * 0), the
+            # span a finite contract range, the values finite (`update`).
             least = s.spike_rel * abs(median)
             if least < floor:
                 least = floor

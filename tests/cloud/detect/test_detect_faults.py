@@ -6,10 +6,12 @@ import math
 import pickle
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta, timezone
+from typing import get_args, get_type_hints
 
 import pytest
 
 from cloud.detect import DetectError, FaultEvent, FaultMonitor, FaultSettings, FaultType
+from cloud.detect.faults import EXPECTED_INTERVAL_MAX_S
 from cloud.logic.events import Alert, SensorWatch, check_readings
 from cloud.logic.records import Point
 from urbanpulse.clock import to_epoch_ns
@@ -435,3 +437,61 @@ def test_stamps_in_nanoseconds_and_in_any_zone_raise_the_same_events() -> None:
     assert [repr(ev) for ev in runs[0]] == [repr(ev) for ev in runs[1]] == [repr(ev) for ev in runs[2]]
     assert {ev.fault for ev in runs[0]} >= {FaultType.SPIKE, FaultType.STUCK,
                                             FaultType.CLOCK_JUMP, FaultType.SILENCE}
+
+
+def _float_settings() -> list[str]:
+    hints = get_type_hints(FaultSettings)
+    return [name for name, hint in hints.items() if float in (hint, *get_args(hint))]
+
+
+def test_every_float_setting_is_a_float_field() -> None:
+    # The list the next test refuses non-finite values for: a float setting added later is in it.
+    assert {"expected_interval_s", "spike_floor", "spike_rel", "spike_k", "cut_at",
+            "pair_alpha", "stuck_min_s", "gap_grace_s"} <= set(_float_settings())
+    assert "silence_intervals" not in _float_settings()
+
+
+@pytest.mark.parametrize("name", _float_settings())
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_a_float_setting_that_is_not_finite_is_refused_by_name(name: str, bad: float) -> None:
+    # A NaN or inf setting passed the range checks (spike_rel=inf, spike_floor=nan) and gave
+    # rules that differ by how a comparison is written: max() against `<` (8b9dae0).
+    with pytest.raises(DetectError, match=rf"\b{name}={bad!r}.*not finite"):
+        FaultSettings(**{name: bad})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("settings", [
+    {"spike_rel": math.inf, "spike_window": 3, "stuck_count": None},
+    {"spike_rel": math.nan, "spike_window": 3, "stuck_count": None},
+    {"spike_floor": math.nan, "spike_window": 3, "stuck_count": None},
+])
+def test_the_review_reproductions_are_refused_at_the_settings(settings: dict[str, object]) -> None:
+    with pytest.raises(DetectError, match="not finite"):
+        FaultSettings(**settings)  # type: ignore[arg-type]
+
+
+def test_a_range_check_names_its_setting() -> None:
+    with pytest.raises(DetectError, match=r"silence_intervals=0\b.*at least 1"):
+        FaultSettings(silence_intervals=0)
+    with pytest.raises(DetectError, match=r"spike_rel=-0\.5\b.*at least 0"):
+        FaultSettings(spike_rel=-0.5)
+    with pytest.raises(DetectError, match=r"zero_busy=1\.0\b.*between 0 and 1"):
+        FaultSettings(zero_busy=1.0)
+
+
+@pytest.mark.parametrize("interval", [0.0, -1.0, EXPECTED_INTERVAL_MAX_S * 1.000001, 8.64e13, 1e14])
+def test_an_expected_interval_beyond_a_week_or_not_positive_is_refused(interval: float) -> None:
+    # timedelta(seconds=) overflows from about 8.64e13 s: every tick raised OverflowError.
+    with pytest.raises(DetectError, match=rf"expected_interval_s={interval!r}.*0 < .* <= 604800"):
+        FaultSettings(expected_interval_s=interval)
+
+
+def test_an_expected_interval_of_a_week_is_taken_and_ticks() -> None:
+    assert EXPECTED_INTERVAL_MAX_S == 7 * 24 * 3600
+    monitor = FaultMonitor("air.pm", "pm25", settings=FaultSettings(
+        expected_interval_s=EXPECTED_INTERVAL_MAX_S))
+    for i in (0, 1, 3):  # a number skipped: the sequence-gap rule reads the interval
+        assert monitor.update(T0 + i * STEP, 10.0, seq=i) == []
+    assert monitor.tick(T0 + 4 * STEP) == []
+    assert monitor.expected_interval() == timedelta(weeks=1)
+    assert [e.fault for e in monitor.tick(T0 + timedelta(weeks=3, minutes=3))] == [FaultType.SILENCE]
