@@ -6,10 +6,14 @@ The general path is the one taken for stamps given as datetimes, so each random 
 fed to two monitors: one as the dataflow feeds it (epoch nanoseconds, the fast path
 wherever it applies), one with the same stamps as datetimes (never the fast path). The
 streams mix what the rules must tell apart: regular readings, readings arriving in batches,
-numbers skipped, repeated and going back, stamps jumping forward and back, readings taken
-unjudged or stamped before the newest, the node's heartbeats (agent starts, unsynchronised
-clocks), ticks with the node's quiets, stuck values, zeros, spikes, values out of range
-or at the cut level; every field of the fault settings, and fields with the defaults."""
+numbers skipped, repeated and going back, stamps jumping forward and back, the next number
+stamped as the reading before, readings taken unjudged or stamped before the newest, the
+node's heartbeats (agent starts, unsynchronised clocks; a start within the gap to the next
+reading, which is sometimes stamped at that start), ticks with the node's quiets, stuck
+values, zeros, spikes, values out of range or at the cut level; every field of the fault
+settings, and fields with the defaults. Mutants of the fast path's conditions that a review
+found surviving (`at > last_ts` as `>=`, the agent-start check dropped, `last_ts < start <= at`
+as `< at`) fail it on every field and seed."""
 
 from __future__ import annotations
 
@@ -69,10 +73,25 @@ def _stream(rng: random.Random, kind: str, field: str, steps: int) -> list[Call]
             rx = max(rx, int(t + rng.uniform(0.1, 5) * 1e9)) + rng.randint(0, 10**9)
         rx = _us(rx)
         values = {field: v, "called": float(rng.random() < 0.5)}
-        if r < 0.62:
+        if r < 0.60:
             seq += 1
             t = _us(t + interval * rng.uniform(0.9, 1.1))
             calls.append(("update", (t, v, seq, values, rx)))
+        elif r < 0.61:  # the next number, stamped as the reading before (not after it)
+            seq += 1
+            calls.append(("update", (t, v, seq, values, rx)))
+        elif r < 0.62:
+            # The agent (re)started within the gap to the next reading, its heartbeat in first;
+            # sometimes the next reading is stamped at that start itself (a start at the
+            # reading's stamp is within the gap: not a clock jump).
+            started = _us(t + rng.uniform(0, interval))
+            calls.append(("node_heartbeat", (_us(started + rng.uniform(0, 5) * 1e9),
+                                             rng.choice([rx, None]), started,
+                                             rng.choice([True, None]))))
+            if rng.random() < 0.5:
+                seq += 1
+                t = started
+                calls.append(("update", (t, v, seq, values, rx)))
         elif r < 0.66:
             seq += rng.randint(2, 7)
             t = _us(t + interval * (seq % 7 + 1) * rng.choice([0.2, 1.0, 1.0]))
