@@ -21,7 +21,10 @@ endpoint"): such a request is written again in halves, split again while refused
 (`whole_request_refused`), so that only the bad lines are refused, logged once for the
 request. A request too large (413: InfluxDB's max-body-size, or a proxy's; InfluxDB 3's
 500 on /write) is written again in halves the same way; the single lines InfluxDB still
-refuses are logged once for the request.
+refuses are logged once for the request, and later requests are kept under half the
+smallest body refused (`_body_cap`), split before they are sent. A stop is seen between
+the parts of a split. The lines a partial write stored count as written where InfluxDB
+says how many (`stored_by_partial_write`).
 
 Reads of raw points back (window rebuilds and domain replays after late data) retry the
 same way while InfluxDB is away or busy. A read refused for good (`read_failure`: the
@@ -43,7 +46,7 @@ import re
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
@@ -119,6 +122,9 @@ INFLUXDB3_TOO_LARGE = re.compile(r"max request size \(\d+ bytes\) exceeded")
 # retention): "failure writing points to database: partial write: ... dropped=N". Its 400
 # for a line it cannot parse comes before any write: none of the request is stored.
 PARTIAL_WRITE = "partial write"
+# InfluxDB 1.x's partial write (tsdb.PartialWriteError): "partial write: <reason> dropped=N".
+PARTIAL_WRITE_1X = "partial write: "
+_DROPPED = re.compile(r" dropped=(\d+)$")
 
 
 def influxdb_verdict(exc: InfluxError) -> bool:
@@ -163,6 +169,31 @@ def whole_request_refused(exc: InfluxError) -> bool:
     if _major_version(exc.version) == 1:
         return False
     return not (exc.status == 422 and PARTIAL_WRITE in exc.body)
+
+
+def stored_by_partial_write(exc: InfluxError, lines: int) -> int | None:
+    """How many of a request's `lines` InfluxDB stored when it refused some of them for
+    good (`write_failure` REJECTED, not `whole_request_refused`), where its answer says so
+    exactly; None where it does not. 2.x's 422 "partial write ... dropped=N": N points
+    dropped, the rest stored (a line it cannot parse is its 400, before any write). 1.x's
+    400 "partial write: ... dropped=0" after lines it could not parse: each is named,
+    "unable to parse '<line>': <why>" on a line of its own (the writer's lines hold no raw
+    newline), the others stored (checked on 1.6.7). Not 1.x's "dropped=N" for a field type
+    conflict or a retention policy: it leaves out the lines of the request that also failed
+    to parse (1.6.7: one conflicting and one unparsable line answer "dropped=1"); nor 3.x's
+    partial write, which names its lines in a "data" the writer does not keep."""
+    text = exc.body.strip()
+    dropped = _DROPPED.search(text)
+    if dropped is None:
+        return None
+    if exc.status == 422 and PARTIAL_WRITE in text and _major_version(exc.version) != 1:
+        return max(lines - int(dropped.group(1)), 0)
+    if (exc.status == 400 and _major_version(exc.version) == 1 and dropped.group(1) == "0"
+            and text.startswith(PARTIAL_WRITE_1X)):
+        failed = sum(1 for part in text[len(PARTIAL_WRITE_1X):].split("\n")
+                     if part.startswith("unable to parse '"))
+        return lines - failed if 0 < failed <= lines else None
+    return None
 
 
 def _major_version(version: str | None) -> int | None:
@@ -415,11 +446,15 @@ class InfluxWriter:
         self._denied_logged: set[int] = set()
         self._denied_reminded = 0.0
         self._split_logged = False  # a request too large (413) was logged
-        self._splitting = 0  # how deep in the halves of a request split (`_split`)
-        # The refusals met in the halves of the request split now (the answer, its lines),
-        # logged once for the request, and the requests sent for it.
+        self._too_large: tuple[int, InfluxError] | None = None  # to log: its lines, the refusal
+        self._splitting = 0  # how deep in the parts of a request (`_in_parts`)
+        # The refusals met in the parts of the request written in parts now (the answer,
+        # its lines), logged once for the request, and the requests sent for it.
         self._split_refused: list[tuple[InfluxError, int]] = []
         self._split_requests = 0
+        # After a request refused as too large (a 413): the bytes later requests are kept
+        # under, half the smallest refused (`_lower_body_cap`); None before any.
+        self._body_cap: int | None = None
 
     def close(self) -> None:
         """Closes the connections of the transport and of the reader."""
@@ -430,8 +465,9 @@ class InfluxWriter:
 
     def write(self, points: Iterable[Point], between: Callable[[], None] | None = None,
               defer_replays: list[str] | None = None, hold_refused: bool = False) -> Refused:
-        """`between` is called after each request that succeeded: a long set of requests
-        (a catch-up, many windows to rebuild) lets its caller do its own work meanwhile.
+        """`between` is called after each request done (stored, or its lines refused for
+        good; the parts of a split request each): a long set of requests (a catch-up, many
+        windows to rebuild, a split) lets its caller do its own work meanwhile.
         The domain replay requests among `points` run after the rest is written, or, with
         `defer_replays`, are appended to it for `run_replays` later. With `hold_refused`,
         the requests whose raw points InfluxDB refused to read back are returned, the rest
@@ -509,12 +545,11 @@ class InfluxWriter:
 
     def _write_grouped(self, by_rp: dict[str, list[str]],
                        between: Callable[[], None] | None = None) -> None:
-        """Each policy's lines in requests of `batch_lines`; `between` after each."""
+        """Each policy's lines in requests of `batch_lines` (`_write_chunk`: `between`
+        after each request done)."""
         for rp, lines in by_rp.items():
             for i in range(0, len(lines), self.batch_lines):
-                self._write_chunk(rp, lines[i:i + self.batch_lines])
-                if between is not None:
-                    between()
+                self._write_chunk(rp, lines[i:i + self.batch_lines], between)
 
     def rebuild_windows(self, requests: Iterable[str], between: Callable[[], None] | None = None,
                         hold_refused: bool = False) -> Refused:
@@ -593,33 +628,49 @@ class InfluxWriter:
                     raise SinkError("stopped while InfluxDB was unavailable") from exc
                 delay = min(BACKOFF_MAX_S, delay * 2)
 
-    def _write_chunk(self, rp: str, lines: list[str]) -> None:
+    def _write_chunk(self, rp: str, lines: list[str],
+                     between: Callable[[], None] | None = None) -> None:
+        """One request of `lines`, tried again while InfluxDB is away or denies the writer;
+        in smaller ones when it is over the size a 413 taught (`_body_cap`), or when
+        InfluxDB refuses it as too large or whole (`_split`). `between` is called after
+        each request done: stored, or its lines refused for good."""
         body = "\n".join(lines).encode()
+        if (self._body_cap is not None and len(body) > self._body_cap and len(lines) > 1
+                and not self._splitting):  # the parts of a split are smaller than a request sent
+            self._in_parts(rp, lines, list(_packed(lines, self._body_cap)), None, between)
+            return
+        if self._splitting:
+            self._split_requests += 1  # its first try: a retry is no other request
         delay = BACKOFF_MIN_S
         while True:
             try:
-                self._split_requests += 1
                 self.client.write(body, db=self.database, rp=rp)
             except InfluxError as exc:
                 self.stats.last_error = str(exc)
                 failure = write_failure(exc)
                 if too_large(exc) and len(lines) > 1:
-                    self._split(rp, lines, exc)
+                    self._lower_body_cap(len(body))
+                    self._split(rp, lines, exc, between)
                     return
                 if failure is WriteFailure.REJECTED:
                     if len(lines) > 1 and whole_request_refused(exc):
-                        self._split(rp, lines, exc)  # InfluxDB stored none of its good lines
+                        self._split(rp, lines, exc, between)  # InfluxDB stored none of its good lines
                         return
                     self.stats.refused_requests += 1
+                    self.stats.points += stored_by_partial_write(exc, len(lines)) or 0
                     if self._splitting:
-                        self._split_refused.append((exc, len(lines)))  # logged by `_split`
-                        return
-                    log.error("InfluxDB refused lines of a write of %d to policy %s for good "
-                              "(status %d: %s); not retried: the lines it names are not stored "
-                              "(InfluxDB stored the request's other lines: a partial write)",
-                              len(lines), rp, exc.status, _error_reason(exc),
-                              extra={"rp": rp, "lines": len(lines), "status": exc.status,
-                                     "error": str(exc)})
+                        self._split_refused.append((exc, len(lines)))  # logged by `_in_parts`
+                    elif too_large(exc):
+                        self._log_parts(rp, 1, exc, [(exc, 1)])
+                    else:
+                        log.error("InfluxDB refused lines of a write of %d to policy %s for good "
+                                  "(status %d: %s); not retried: the lines it names are not "
+                                  "stored (InfluxDB stored the request's other lines: a partial "
+                                  "write)", len(lines), rp, exc.status, _error_reason(exc),
+                                  extra={"rp": rp, "lines": len(lines), "status": exc.status,
+                                         "error": str(exc)})
+                    if between is not None:
+                        between()
                     return
                 if failure is WriteFailure.DENIED:
                     self._denied(exc, rp, len(lines))
@@ -637,41 +688,78 @@ class InfluxWriter:
                 self._write_again()
             self.stats.points += len(lines)
             self.stats.requests += 1
+            if between is not None:
+                between()
             return
 
-    def _split(self, rp: str, lines: list[str], exc: InfluxError) -> None:
+    def _lower_body_cap(self, refused: int) -> None:
+        """A request of `refused` bytes was refused as too large: later requests are kept
+        under half of it (`_body_cap`, only ever lowered, until a restart), so that they are
+        split before they are sent instead of being refused first. Half a body over the
+        limit is over half the limit: a cap never makes requests smaller than that."""
+        cap = max(refused // 2, 1)
+        if self._body_cap is None or cap < self._body_cap:
+            self._body_cap = cap
+
+    def _split(self, rp: str, lines: list[str], exc: InfluxError,
+               between: Callable[[], None] | None = None) -> None:
         """A request InfluxDB (or a proxy before it) refused as too large, or InfluxDB
         refused whole for some of its lines (`whole_request_refused`): its lines are
-        written in halves, each split again while refused so, so that none is dropped for
-        its size or for another line, and only the lines refused alone (or named by a
-        partial write) are not stored. A request of N lines with k such lines costs at most
-        1 + 2k·⌈log2 N⌉ requests. The refusals met are logged once for the request."""
-        if too_large(exc) and not self._split_logged:
-            self._split_logged = True
-            log.warning("InfluxDB refused a write of %d lines as too large (status %d: %s); "
-                        "written in smaller requests (logged once): lower influx.batch_lines, or "
-                        "raise the limit ([http] max-body-size in InfluxDB 1.x, "
-                        "--max-http-request-size in 3.x, a proxy's body size)", len(lines),
-                        exc.status, _error_reason(exc),
-                        extra={"rp": rp, "lines": len(lines), "status": exc.status})
+        written again in halves, each split again while refused so, so that none is
+        dropped for its size or for another line, and only the lines refused alone (or
+        named by a partial write) are not stored. A request of N lines with k such lines
+        costs at most 1 + 2k·⌈log2 N⌉ requests. The refusals met are logged once for the
+        request (`_in_parts`, which also sees a stop before each half)."""
+        if too_large(exc) and not self._split_logged and self._too_large is None:
+            self._too_large = (len(lines), exc)  # logged once the request is written (`_in_parts`)
+        half = len(lines) // 2
+        self._in_parts(rp, lines, [lines[:half], lines[half:]], exc, between)
+
+    def _in_parts(self, rp: str, lines: list[str], parts: list[list[str]],
+                  first: InfluxError | None, between: Callable[[], None] | None) -> None:
+        """The `parts` of a request of `lines`, each written (`_write_chunk`, split again
+        if refused so); `first`: the refusal that split it, None for a request over the
+        size cap, never sent whole. The refusals met in all its parts are logged once, when
+        the outermost request is done (`_log_parts`). After a refusal, a stop (the writer's
+        stop event) is seen before each part: SinkError, as in a wait (the epoch is not
+        committed: read again on restart)."""
         if not self._splitting:
             self._split_refused = []
-            self._split_requests = 1  # the request refused
-        half = len(lines) // 2
+            self._split_requests = 0 if first is None else 1  # the request refused
         self._splitting += 1
         try:
-            self._write_chunk(rp, lines[:half])
-            self._write_chunk(rp, lines[half:])
+            for part in parts:
+                if first is not None and self._stop.is_set():
+                    raise SinkError("stopped while a request InfluxDB refused was written "
+                                    "again in parts") from first
+                self._write_chunk(rp, part, between)
         finally:
             self._splitting -= 1
+            if not self._splitting and self._too_large is not None:
+                self._log_too_large(rp)
         if not self._splitting:
             refused, self._split_refused = self._split_refused, []
-            self._log_split(rp, len(lines), exc, refused)
+            self._log_parts(rp, len(lines), first, refused)
 
-    def _log_split(self, rp: str, lines: int, first: InfluxError,
+    def _log_too_large(self, rp: str) -> None:
+        """The first request refused as too large, once written in parts: logged once, with
+        the size later requests are kept under (`_body_cap`, as low as the parts taught)."""
+        assert self._too_large is not None
+        (lines, exc), self._too_large = self._too_large, None
+        self._split_logged = True
+        log.warning("InfluxDB refused a write of %d lines as too large (status %d: %s); written "
+                    "in smaller requests, and later requests are kept under %d bytes until a "
+                    "restart (logged once): lower influx.batch_lines, or raise the limit ([http] "
+                    "max-body-size in InfluxDB 1.x, --max-http-request-size in 3.x, a proxy's "
+                    "body size)", lines, exc.status, _error_reason(exc), self._body_cap or 0,
+                    extra={"rp": rp, "lines": lines, "status": exc.status,
+                           "cap_bytes": self._body_cap})
+
+    def _log_parts(self, rp: str, lines: int, first: InfluxError | None,
                    refused: list[tuple[InfluxError, int]]) -> None:
-        """One ERROR for the refusals met in the halves of a request of `lines` (`_split`):
-        the single lines refused as too large, and the lines refused for themselves."""
+        """One ERROR for the refusals met in the parts of a request of `lines` (`_in_parts`),
+        worded by why it was written in parts (`first`): the single lines refused as too
+        large, and the lines refused for themselves."""
         big = [exc for exc, _ in refused if too_large(exc)]
         if big:
             log.error("InfluxDB refused %d lines of a write of %d to policy %s as too large even "
@@ -686,15 +774,20 @@ class InfluxWriter:
             return
         alone = sum(1 for _, n in bad if n == 1)
         partial = len(bad) - alone
-        why = first if not too_large(first) else bad[0][0]
+        if first is None:
+            how, because = "written in smaller requests", "as it was over the size InfluxDB refused before"
+        elif too_large(first):
+            how, because = "written again in smaller requests", "as it was too large"
+        else:
+            how, because = "written again in halves", "as InfluxDB stores none of a request with such a line"
+        why = first if first is not None and not too_large(first) else bad[0][0]
         named = f"those it names in {partial} partial write{'s' if partial > 1 else ''} of a part"
         single = f"the {alone} line{'s' if alone > 1 else ''} it refused alone"
         what = single if not partial else named if not alone else f"{single} and {named}"
         log.error("InfluxDB refused lines of a write of %d to policy %s for good (status %d: %s); "
-                  "written again in halves (%d requests; logged once for the request), as "
-                  "InfluxDB stores none of a request with such a line; not retried: %s are not "
+                  "%s (%d requests; logged once for the request), %s; not retried: %s are not "
                   "stored, every other line is", lines, rp, why.status, _error_reason(why),
-                  self._split_requests, what,
+                  how, self._split_requests, because, what,
                   extra={"rp": rp, "lines": lines, "refused": alone, "partial": partial,
                          "status": why.status, "error": str(why),
                          "requests": self._split_requests})
@@ -736,6 +829,22 @@ class InfluxWriter:
                  "written", self.user.who, now - self._denied_since)
         self._denied_since = None
         self._denied_logged.clear()
+
+
+def _packed(lines: list[str], cap: int) -> Iterator[list[str]]:
+    """`lines` in runs, in order, each of at most `cap` bytes once joined by newlines (a
+    line longer than that alone)."""
+    part: list[str] = []
+    size = -1  # of the part joined: its lines and the newlines between them
+    for line in lines:
+        n = (len(line) if line.isascii() else len(line.encode())) + 1
+        if part and size + n > cap:
+            yield part
+            part, size = [], -1
+        part.append(line)
+        size += n
+    if part:
+        yield part
 
 
 def _each_row(reader: InfluxHTTP, q: str, db: str, take: Callable[[dict[str, Any]], None],
