@@ -91,6 +91,10 @@ def serving(stand_in: S, *, tls: ssl.SSLContext | None = None,
     connection open between requests; "HTTP/1.0" closes it after each answer."""
 
     class Handler(BaseHTTPRequestHandler):
+        # The head and the body go out in two writes: with Nagle's algorithm the body
+        # waited for the client's delayed ACK, some 40 ms an answer.
+        disable_nagle_algorithm = True
+
         def _serve(self) -> None:
             request = Request(self.command, self.path, tuple(self.headers.items()),
                               self.rfile.read(int(self.headers.get("Content-Length") or 0)))
