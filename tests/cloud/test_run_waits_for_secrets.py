@@ -15,7 +15,13 @@ import pytest
 from cloud.cli import unreadable_secrets
 from cloud.config import parse_cloud_config
 from cloud.stack_config import cloud_config_for_stack, to_toml
-from tests.cloud.test_write_refused import _journal_batches, _journaled_data, _publish_as_node, _raw_pm
+from tests.cloud.test_write_refused import (
+    _journal_batches,
+    _journaled_data,
+    _publish_as_node,
+    _raw_pm,
+    start_cloud_for_site,
+)
 from tests.conftest import CloudProcess
 from urbanpulse.influx_http import InfluxHTTP
 from urbanpulse.stack import MqttCredentials, StackInfo
@@ -43,17 +49,9 @@ def test_cloud_run_ingests_while_it_waits_for_its_influxdb_password_file_then_wr
     site, node = "hn-secret", f"aq-{time.monotonic_ns() % 10**9}"
     creds = add_stack_node(site, node)
     state = tmp_path / "state"
-    config = cloud_config_for_stack(db_ready, state)
-    password = Path(config["influx"]["password_file"]).read_text()
+    password = Path(cloud_config_for_stack(db_ready, state)["influx"]["password_file"]).read_text()
     later = tmp_path / "later" / "writer.password"  # deployed after the processor started
-    config["influx"]["password_file"] = str(later)
-    config["mqtt"] |= {"node_filter": f"urbanpulse/v1/{site}/+",
-                       "shared_group": f"g-secret-{node}", "client_id": f"ingest-secret-{node}"}
-    path = tmp_path / "cloud.toml"
-    path.write_text(to_toml(config))
-    cloud = CloudProcess(path, tmp_path / "cloud.log")
-    request.addfinalizer(cloud.stop)
-    cloud.start()
+    cloud = start_cloud_for_site(db_ready, state, site, request, {"password_file": str(later)})
     wait_for(lambda: f"cannot read influx.password_file {later}: No such file or directory"
              in cloud.log(), 60, "the missing file logged")
     wait_for(lambda: "ingest subscribed" in cloud.log(), 30, "the ingest to subscribe")

@@ -479,15 +479,8 @@ def test_cloud_run_with_a_writer_without_write_says_what_to_grant_and_ingests_un
     site, node = "hn-wstart", f"aq-{time.monotonic_ns() % 10**9}"
     creds = add_stack_node(site, node)
     state = tmp_path / "state"
-    config = cloud_config_for_stack(db_ready, state)
-    config["influx"] |= {"username": user, "password_file": str(password)}
-    config["mqtt"] |= {"node_filter": f"urbanpulse/v1/{site}/+",
-                       "shared_group": f"g-wstart-{node}", "client_id": f"ingest-wstart-{node}"}
-    path = tmp_path / "cloud.toml"
-    path.write_text(to_toml(config))
-    cloud = CloudProcess(path, tmp_path / "cloud.log")
-    request.addfinalizer(cloud.stop)
-    cloud.start()
+    cloud = start_cloud_for_site(db_ready, state, site, request,
+                                 {"username": user, "password_file": str(password)})
     wait_for(lambda: f"refuses the writer '{user}' (influx.username) writes to database "
              f"'{db_ready.database}' (403:" in cloud.log(), 60, "the refusal logged")
     assert f'GRANT WRITE ON "{db_ready.database}" TO "{user}"' in cloud.log()
@@ -506,6 +499,24 @@ def test_cloud_run_with_a_writer_without_write_says_what_to_grant_and_ingests_un
     wait_for(lambda: _raw_pm(admin, node) == list(range(100)), 90, "every reading stored once")
     cloud.stop()
     assert cloud.proc.returncode == 0, cloud.log()
+
+
+def start_cloud_for_site(db_ready: StackInfo, state: Path, site: str, request: pytest.FixtureRequest,
+                         influx: dict[str, str]) -> CloudProcess:
+    """`cloud run` (with its ingest) on the session stack, taking only `site`'s topics in a
+    shared group and session of its own, `influx` overriding its [influx] settings; stopped
+    at the test's end."""
+    config = cloud_config_for_stack(db_ready, state)
+    config["influx"] |= influx
+    config["mqtt"] |= {"node_filter": f"urbanpulse/v1/{site}/+",
+                       "shared_group": f"g-{site}-{state.parent.name[-20:]}".replace("_", "-"),
+                       "client_id": f"ingest-{site}-{state.parent.name[-20:]}"}
+    path = state.parent / "cloud.toml"
+    path.write_text(to_toml(config))
+    cloud = CloudProcess(path, state.parent / "cloud.log")
+    request.addfinalizer(cloud.stop)
+    cloud.start()
+    return cloud
 
 
 def _publish_as_node(creds: MqttCredentials, messages: list[tuple[str, bytes]]) -> None:
