@@ -16,8 +16,12 @@ resumed detector would be wrong:
   window that now counts readings instead of seconds, a learnt value the code now reads
   differently;
 * the settings detectors and fault monitors are made with changed (`profiles.py`,
-  `faults.FAULT_SETTINGS`, a field's range in `urbanpulse/wire/kinds.py`) and the resumed
+  `faults.FAULT_SETTINGS`, a field's range in `urbanpulse/wire/kinds.py`, the drift rules'
+  `DriftSettings` and `PairDriftSettings` but for what the config sets) and the resumed
   ones must take them: each keeps the settings and range it was made with, pickled with it.
+
+The city's drift detectors (`CityDrift` in `CityAir`, cloud/logic/domain/city_drift.py)
+follow this version too: pickled apart, dropped unread at another.
 
 A comment, a refactoring or a speed-up that keeps both the layout and the meaning needs no
 bump. tests/cloud/detect/test_detect_state_version.py makes forgetting a layout or settings

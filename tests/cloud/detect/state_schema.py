@@ -21,10 +21,11 @@ longer holds anything in it): `--keep-version` too. The file also holds:
 * the settings each detector and fault monitor is made with, and the contract's range of
   each field (values): they are pickled with it, so a detector resumed from a snapshot
   keeps the settings and range it was made with;
-* the layout of the city's drift state (`CityAir`, cloud/logic/domain/city_drift.py),
-  which the dataflow snapshots whatever the state version (`DriftLogic`): it is resumed
-  whatever its layout, so a change needs a `__setstate__` that loads the old one (then
-  `--write --keep-version`).
+* the layout of the city's drift state (`CityAir`, cloud/logic/domain/city_drift.py):
+  its detectors (`CityDrift`, pickled apart) follow the state version like the node's;
+  `CityAir`'s own attributes are resumed whatever the version, so a change there needs a
+  `__setstate__` that loads the old one (then `--write --keep-version`); and the drift
+  settings `CityDrift` keeps, but for those the config sets again on every resume.
 """
 
 from __future__ import annotations
@@ -48,7 +49,9 @@ from typing import Any
 import numpy as np
 
 from cloud.detect import STATE_VERSION
+from cloud.detect.drift import DriftSettings
 from cloud.detect.faults import FAULT_SETTINGS, FaultSettings
+from cloud.detect.pair_drift import PairDriftSettings
 from cloud.detect.profiles import scored, settings_for
 from cloud.journal import JournalRecord
 from cloud.logic.domain.city_drift import CityAir, drift_inputs
@@ -475,6 +478,12 @@ def settings() -> dict[str, dict[str, object]]:
                 out[f"detector {kind}/{field}"] = _values(settings_for(kind, field))
             out[f"faults {kind}/{field}"] = _values(FAULT_SETTINGS.get((kind, field), FaultSettings()))
             out[f"contract {kind}/{field}"] = _values(spec.fields[field])
+    # The city drift's, pickled with CityDrift; the config's thresholds are set again on
+    # every resume (CityAir.use_thresholds, use_pair_suffix), the rest are kept as made.
+    from_config = {"k", "h", "min_others", "shift", "spread", "second_suffix"}
+    for name, drift_settings in (("drift cross-station", DriftSettings()),
+                                 ("drift pair", PairDriftSettings())):
+        out[name] = {k: v for k, v in _values(drift_settings).items() if k not in from_config}
     return out
 
 

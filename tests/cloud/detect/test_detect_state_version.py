@@ -72,6 +72,9 @@ def test_a_settings_change_under_the_same_version_says_bump() -> None:
     old["settings"]["contract air.co2/co2"]["high"] = "5000"  # a range the monitors keep
     [found] = state_schema.node_problems(old, state_schema.current())
     assert "contract air.co2/co2.high: 5000 -> 10000" in found
+    old["settings"]["drift pair"]["scatter"] = "0.25"  # kept by a resumed CityDrift
+    [found] = state_schema.node_problems(old, state_schema.current())
+    assert "drift pair.scatter: 0.25 -> 0.3" in found
 
 
 def test_a_bump_without_a_new_schema_says_regenerate() -> None:
