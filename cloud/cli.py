@@ -210,7 +210,7 @@ def make_ingest(cfg: CloudConfig, instance: str, on_failure: Callable[[], None] 
 RECOVERY_LOCK_WAIT_S = 60.0
 
 
-def prepare_recovery_dir(rdir: Path, parts: int) -> None:
+def prepare_recovery_dir(rdir: Path, parts: int, cancel: threading.Event | None = None) -> None:
     """Create the recovery store once: the processes of a cluster start together on one
     state dir, and two of them creating its partitions at once made one fail."""
     from bytewax.recovery import init_db_dir
@@ -219,7 +219,7 @@ def prepare_recovery_dir(rdir: Path, parts: int) -> None:
 
     lock = InstanceLock(rdir.parent / f"{rdir.name}.lock",
                         holder="another process preparing the recovery store")
-    lock.acquire(RECOVERY_LOCK_WAIT_S)
+    lock.acquire(RECOVERY_LOCK_WAIT_S, cancel)
     try:
         if not rdir.exists() or not any(rdir.iterdir()):
             rdir.mkdir(parents=True, exist_ok=True)
@@ -293,9 +293,11 @@ def _exit_unless_set_within(ended: threading.Event, grace_s: float) -> None:
 
 
 def unreadable_secrets(cfg: CloudConfig) -> list[str]:
-    """The InfluxDB secret files of the config that cannot be read now, each as
-    "<key> <path>: <why>" (a missing or unreadable file, which validation, doing no I/O,
-    does not look at)."""
+    """The InfluxDB files of the config that cannot be used now, each as "<key> <path>:
+    <why>": a secret file missing or unreadable, a CA file (https) that cannot be read or
+    holds no certificate; validation, doing no I/O, does not look at them."""
+    from urbanpulse.influx_http import InfluxCAFileError, check_ca_file
+
     i = cfg.influx
     files: list[tuple[str, Path | None]] = [
         ("influx.token_file", i.token_file) if i.api == "v2" else ("influx.password_file", i.password_file),
@@ -308,6 +310,11 @@ def unreadable_secrets(cfg: CloudConfig) -> list[str]:
             path.read_bytes()
         except OSError as exc:
             out.append(f"{key} {path}: {exc.strerror or exc}")
+    if i.ca_file is not None and i.url.startswith("https://"):
+        try:
+            check_ca_file(i.ca_file)
+        except InfluxCAFileError as exc:
+            out.append(f"influx.{exc}")  # "influx.ca_file <path>: <why>"
     return out
 
 
@@ -349,6 +356,10 @@ def _check_influx_access(cfg: CloudConfig,
 
 def run(cfg: CloudConfig, *, ingest: bool = True, process_id: int | None = None,
         config_path: Path | None = None) -> int:
+    # The engine before anything starts: without it (an edge-only install) the run stops
+    # here, naming the package, not after its ingest took messages nothing can process.
+    import bytewax.run  # noqa: F401
+
     from cloud.journal import partition_names
     from cloud.sink import check_reader, check_writer
 
@@ -371,19 +382,25 @@ def run(cfg: CloudConfig, *, ingest: bool = True, process_id: int | None = None,
         waiting = threading.Event()
         _on_signals(waiting.set)
         if not _wait_for_secrets(cfg, waiting.wait):
-            logging.getLogger("urbanpulse.cloud").info("stopped on a signal before the dataflow started")
-            return 0
+            return _stopped_before_the_dataflow()
         _check_influx_access(cfg, (check_writer, check_reader))
         if waiting.is_set():  # a signal during the checks
-            return 0
-        return _run_dataflow(cfg, partitions, mine, pid, processes, ingest)
+            return _stopped_before_the_dataflow()
+        return _run_dataflow(cfg, partitions, mine, pid, processes, ingest, waiting)
     finally:
         for i in ingests:
             i.stop()
 
 
+def _stopped_before_the_dataflow() -> int:
+    logging.getLogger("urbanpulse.cloud").info("stopped on a signal before the dataflow started")
+    return 0
+
+
 def _run_dataflow(cfg: CloudConfig, partitions: list[str], mine: list[str], pid: int | None,
-                  processes: int, ingest: bool) -> int:
+                  processes: int, ingest: bool, signalled: threading.Event) -> int:
+    """The dataflow, until it ends or a signal stops it; `signalled`: set by a signal
+    received before this sets its own handlers, which then ends the run at once."""
     from bytewax.recovery import RecoveryConfig
     from bytewax.run import cli_main
 
@@ -393,7 +410,12 @@ def _run_dataflow(cfg: CloudConfig, partitions: list[str], mine: list[str], pid:
     recovery = None
     if cfg.flow.recovery:
         rdir = cfg.recovery_dir
-        prepare_recovery_dir(rdir, processes * cfg.flow.workers)
+        try:
+            prepare_recovery_dir(rdir, processes * cfg.flow.workers, cancel=signalled)
+        except CloudError:
+            if signalled.is_set():
+                return _stopped_before_the_dataflow()
+            raise
         recovery = RecoveryConfig(str(rdir), timedelta(seconds=cfg.flow.backup_interval_s))
 
     from bytewax.errors import BytewaxRuntimeError
@@ -423,12 +445,15 @@ def _run_dataflow(cfg: CloudConfig, partitions: list[str], mine: list[str], pid:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    if signalled.is_set():  # received before the handlers above were set
+        return _stopped_before_the_dataflow()
     if cfg.flow.gc_tuning:
         tune_for_streaming()
     logging.getLogger("urbanpulse.cloud").info(
         "processor %d of %d starting: journals %s, ingest %s, recovery %s", pid or 0, processes,
         ", ".join(mine), cfg.flow.ingest_mode if ingest else "off",
-        f"every {cfg.flow.backup_interval_s:g} s in {cfg.recovery_dir}" if recovery else "off")
+        f"in {cfg.recovery_dir} (a snapshot every epoch, {cfg.flow.epoch_interval_s:g} s)"
+        if recovery else "off")
     try:
         try:
             cli_main(build_flow(cfg, partitions, process_id=pid or 0, stop=stopping, drain=draining),

@@ -377,6 +377,11 @@ def _answer_after_cut(conn: http.client.HTTPConnection, sending: OSError) -> htt
         raise sending from None
 
 
+def check_ca_file(ca_file: Path) -> None:
+    """Raises `InfluxCAFileError` if `ca_file` cannot be read or holds no certificate."""
+    _tls_context(ca_file)
+
+
 def _tls_context(ca_file: Path) -> ssl.SSLContext:
     """Certificate and host name required, trusting only the CAs of `ca_file`."""
     try:

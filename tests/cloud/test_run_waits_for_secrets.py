@@ -6,6 +6,8 @@ for it, then runs. Real broker, real InfluxDB, real `cloud run`."""
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -14,6 +16,7 @@ import pytest
 
 from cloud.cli import unreadable_secrets
 from cloud.config import parse_cloud_config
+from cloud.ingest import InstanceLock
 from cloud.stack_config import cloud_config_for_stack, to_toml
 from tests.cloud.test_write_refused import (
     _journal_batches,
@@ -29,6 +32,13 @@ from urbanpulse.testing import wait_for
 
 
 def test_unreadable_secrets_names_each_key_and_file(tmp_path: Path) -> None:
+    not_pem = tmp_path / "ca.pem"
+    not_pem.write_text("not a certificate\n")
+    https = parse_cloud_config({"mqtt": {"password_file": "m", "ca_file": "c"},
+                                "influx": {"url": "https://influx.example:8086",
+                                           "password_file": str(not_pem), "ca_file": str(not_pem)}})
+    [ca] = unreadable_secrets(https)
+    assert ca.startswith(f"influx.ca_file {not_pem}: no PEM certificate could be read from it")
     readable = tmp_path / "writer.password"
     readable.write_text("x\n")
     cfg = parse_cloud_config({"mqtt": {"password_file": "m", "ca_file": "c"},
@@ -86,3 +96,56 @@ def test_a_stop_while_it_waits_for_a_secret_ends_the_run_cleanly(
     assert cloud.proc is not None
     assert cloud.proc.returncode == 0, cloud.log()
     assert "stopped on a signal before the dataflow started" in cloud.log()
+
+
+def _has_open(pid: int, path: Path) -> bool:
+    fd_dir = Path(f"/proc/{pid}/fd")
+    try:
+        return any(os.readlink(fd_dir / fd) == str(path) for fd in os.listdir(fd_dir))
+    except OSError:
+        return False
+
+
+@pytest.mark.stack
+def test_a_stop_before_the_dataflow_s_own_handlers_ends_the_run_at_once(
+        db_ready: StackInfo, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """A SIGTERM after the checks and before the dataflow set its handlers (here: while it
+    waits for the recovery store's lock, as a cluster's processes starting together on one
+    state dir do) used to be noted and forgotten: the dataflow started and ran on until
+    systemd's SIGKILL (found by a review)."""
+    config = cloud_config_for_stack(db_ready, tmp_path / "state")
+    path = tmp_path / "cloud.toml"
+    path.write_text(to_toml(config))
+    lock_path = tmp_path / "state" / "recovery.lock"
+    lock = InstanceLock(lock_path, holder="the test").acquire(5)
+    request.addfinalizer(lock.release)
+    cloud = CloudProcess(path, tmp_path / "cloud.log", ("--no-ingest",))
+    request.addfinalizer(cloud.stop)
+    cloud.start()
+    assert cloud.proc is not None
+    pid = cloud.proc.pid
+    wait_for(lambda: _has_open(pid, lock_path), 60, "cloud run to wait for the recovery lock")
+    os.kill(pid, signal.SIGTERM)
+    assert cloud.proc.wait(20) == 0, cloud.log()
+    assert "stopped on a signal before the dataflow started" in cloud.log()
+    assert "starting: journals" not in cloud.log()
+
+
+@pytest.mark.stack
+def test_an_unreadable_influxdb_ca_file_is_waited_for_like_a_secret(
+        db_ready: StackInfo, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    config = cloud_config_for_stack(db_ready, tmp_path / "state")
+    missing = tmp_path / "not-yet" / "influx-ca.pem"
+    config["influx"] |= {"url": config["influx"]["url"].replace("http://", "https://"),
+                         "ca_file": str(missing)}
+    path = tmp_path / "cloud.toml"
+    path.write_text(to_toml(config))
+    cloud = CloudProcess(path, tmp_path / "cloud.log", ("--no-ingest",))
+    request.addfinalizer(cloud.stop)
+    cloud.start()
+    wait_for(lambda: f"cannot read influx.ca_file {missing}: cannot be read: No such file or directory"
+             in cloud.log(), 60, "the missing CA file logged")
+    assert cloud.proc is not None
+    assert cloud.proc.poll() is None  # waiting, not exit 3
+    cloud.stop()
+    assert cloud.proc.returncode == 0, cloud.log()
