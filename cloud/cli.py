@@ -80,6 +80,8 @@ def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     try:
         cfg = load_cloud_config(args.config)
+        if args.cmd == "run" and args.process_id is not None:
+            _check_process_id(cfg, args.process_id)
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -105,6 +107,16 @@ def main(argv: list[str]) -> int:
     except UrbanpulseError as exc:
         print(f"urbanpulse cloud {args.cmd}: {exc}", file=sys.stderr)
         return EXIT_RUNTIME
+
+
+def _check_process_id(cfg: CloudConfig, process_id: int) -> None:
+    """`--process-id` as `flow.process_id` is checked: one of the cluster's processes (0
+    without `flow.addresses`). Another one read no journal of its own, or waited for ever
+    for processes that do not exist."""
+    processes = max(1, len(cfg.flow.addresses))
+    if not 0 <= process_id < processes:
+        raise ConfigError("--process-id", f"must be in [0, {processes}): flow.addresses lists "
+                                          f"{len(cfg.flow.addresses)} processes, got {process_id}")
 
 
 def _init_db(cfg: CloudConfig, user: str, password_file: Path) -> int:

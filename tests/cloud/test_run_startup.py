@@ -1,4 +1,4 @@
-"""`cloud run` whose InfluxDB secret file cannot be read (not deployed yet, a wrong mode):
+"""`cloud run`'s start-up. One whose InfluxDB secret file cannot be read (not deployed yet, a wrong mode):
 it used to stop at once (exit 3; systemd restarting it every 5 s never got its ingest
 running), and the broker queues only `max_queued_messages` for the ingest. Now the
 ingest starts first and journals, the processor logs which file it cannot read and waits
@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from cloud.cli import main as cloud_main
 from cloud.cli import unreadable_secrets
 from cloud.config import parse_cloud_config
 from cloud.ingest import InstanceLock
@@ -149,3 +150,19 @@ def test_an_unreadable_influxdb_ca_file_is_waited_for_like_a_secret(
     assert cloud.proc.poll() is None  # waiting, not exit 3
     cloud.stop()
     assert cloud.proc.returncode == 0, cloud.log()
+
+
+@pytest.mark.parametrize(("addresses", "process_id"), [([], 1), (["127.0.0.1:1", "127.0.0.1:2"], 2),
+                                                     ([], -1)])
+def test_a_process_id_outside_the_cluster_is_a_config_error(
+        addresses: list[str], process_id: int, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Before, `--process-id 1` without addresses ended in a Bytewax panic (exit 3, restarted
+    by systemd for ever) and `--process-id 2` of two processes waited for ever for peers."""
+    path = tmp_path / "cloud.toml"
+    flow = {"addresses": addresses, "process_id": 0} if addresses else {}
+    path.write_text(to_toml({"mqtt": {"password_file": "m", "ca_file": "c"},
+                             "influx": {"password_file": "p"}, "state": {"dir": str(tmp_path / "s")},
+                             "flow": flow}))
+    assert cloud_main(["run", "--config", str(path), "--process-id", str(process_id)]) == 2
+    assert f"--process-id: must be in [0, {max(1, len(addresses))})" in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()
