@@ -23,7 +23,7 @@ def _msg(node: str, n: int) -> Message:
 
 
 def test_workload_cuts_exact_batches_and_counts_distinct_points() -> None:
-    w = generate(3000, batch=200)
+    w = generate(3000, batch=200, now=datetime(2026, 6, 1, 12, tzinfo=UTC))
     assert w.readings == 3000
     assert {m.readings for m in w.messages} == {200}
     assert 0 < sum(w.expected_points.values()) <= w.readings
