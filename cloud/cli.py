@@ -236,6 +236,8 @@ def prepare_recovery_dir(rdir: Path, parts: int, cancel: threading.Event | None 
         if not rdir.exists() or not any(rdir.iterdir()):
             rdir.mkdir(parents=True, exist_ok=True)
             init_db_dir(rdir, parts)
+    except OSError as exc:
+        raise CloudError(f"recovery store {rdir} (under state.dir): {exc.strerror or exc}") from exc
     finally:
         lock.release()
 

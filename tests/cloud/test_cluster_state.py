@@ -14,7 +14,7 @@ import pytest
 
 from cloud.cli import prepare_recovery_dir
 from cloud.config import MAX_PROCESSES, parse_cloud_config
-from cloud.errors import JournalError, SinkError
+from cloud.errors import CloudError, JournalError, SinkError
 from cloud.flow import InfluxPartition, InfluxSink, JournalSource, RetiredSinkPartition, sink_part
 from cloud.journal import Journal, JournalRecord, journal_path
 from urbanpulse.errors import ConfigError
@@ -131,6 +131,13 @@ def test_a_process_left_waiting_for_its_cluster_after_a_signal_exits_after_the_g
     else:
         assert done.stdout == ""
         assert "did not stop within 0.1 s of the signal; exiting" in done.stderr
+
+
+def test_a_recovery_store_that_is_a_file_is_a_cloud_error_naming_it(tmp_path: Path) -> None:
+    rdir = tmp_path / "recovery"
+    rdir.write_text("not a directory")
+    with pytest.raises(CloudError, match=f"recovery store {rdir} \\(under state.dir\\): Not a directory"):
+        prepare_recovery_dir(rdir, 2)
 
 
 def test_processes_starting_together_create_the_recovery_store_once(tmp_path: Path) -> None:
