@@ -56,10 +56,10 @@ def _readings(rng: random.Random) -> list[Reading]:
     return out
 
 
-@pytest.mark.parametrize("seed", range(40))
-def test_per_field_scoring_matches_one_check_per_reading_for_every_kind(seed: int) -> None:
-    rng = random.Random(seed)
-    readings = _readings(rng)
+def _assert_both_ways_alike(readings: list[Reading], rng: random.Random, received: bool) -> None:
+    """The readings cut into messages at random, checked one reading at a time
+    (`SensorWatch.check`) and a message at a time (`check_readings`): the same points,
+    alerts and state; with `received`, each message told its reception (its last stamp)."""
     cuts = sorted({0, len(readings), *(rng.randint(0, len(readings)) for _ in range(4))})
     one: dict[str, SensorWatch] = {}
     batch: dict[str, SensorWatch] = {}
@@ -67,12 +67,20 @@ def test_per_field_scoring_matches_one_check_per_reading_for_every_kind(seed: in
     alerts: tuple[list[Alert], list[Alert]] = ([], [])
     for start, end in pairwise(cuts):
         message = readings[start:end]
+        at = (message[-1].ts_ns if message else T0_NS) if received else None
         for r in message:
-            points[0].extend(one.setdefault(r.sensor, SensorWatch()).check("hn", "n1", r, alerts[0]))
-        points[1].extend(check_readings("hn", "n1", message, batch, alerts[1]))
+            points[0].extend(one.setdefault(r.sensor, SensorWatch()).check(
+                "hn", "n1", r, alerts[0], received_ns=at))
+        points[1].extend(check_readings("hn", "n1", message, batch, alerts[1], at))
     assert points[0] == points[1]
     assert alerts[0] == alerts[1]
     assert pickle.dumps(one) == pickle.dumps(batch)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_per_field_scoring_matches_one_check_per_reading_for_every_kind(seed: int) -> None:
+    rng = random.Random(seed)
+    _assert_both_ways_alike(_readings(rng), rng, received=False)
 
 
 def test_the_generated_messages_reach_the_rules_that_read_across_fields_and_stamps() -> None:
@@ -105,18 +113,4 @@ def test_readings_kept_out_of_the_rules_are_told_to_them_alike(seed: int) -> Non
                         (flag.choice(["warmup", "clock_unsynced"]),))
                 if flag.random() < 0.2 else r for r in _readings(rng)]
     assert any(r.flags for r in readings)
-    cuts = sorted({0, len(readings), *(rng.randint(0, len(readings)) for _ in range(4))})
-    one: dict[str, SensorWatch] = {}
-    batch: dict[str, SensorWatch] = {}
-    points: tuple[list[Point], list[Point]] = ([], [])
-    alerts: tuple[list[Alert], list[Alert]] = ([], [])
-    for start, end in pairwise(cuts):
-        message = readings[start:end]
-        received = message[-1].ts_ns if message else T0_NS
-        for r in message:
-            points[0].extend(one.setdefault(r.sensor, SensorWatch()).check(
-                "hn", "n1", r, alerts[0], received_ns=received))
-        points[1].extend(check_readings("hn", "n1", message, batch, alerts[1], received))
-    assert points[0] == points[1]
-    assert alerts[0] == alerts[1]
-    assert pickle.dumps(one) == pickle.dumps(batch)
+    _assert_both_ways_alike(readings, rng, received=True)
