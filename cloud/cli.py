@@ -310,6 +310,8 @@ def unreadable_secrets(cfg: CloudConfig) -> list[str]:
     """The InfluxDB files of the config that cannot be used now, each as "<key> <path>:
     <why>": a secret file missing or unreadable, a CA file (https) that cannot be read or
     holds no certificate; validation, doing no I/O, does not look at them."""
+    from cloud.errors import SinkError
+    from cloud.sink import read_secret
     from urbanpulse.influx_http import InfluxCAFileError, check_ca_file
 
     i = cfg.influx
@@ -321,9 +323,9 @@ def unreadable_secrets(cfg: CloudConfig) -> list[str]:
         if path is None:
             continue
         try:
-            path.read_bytes()
-        except OSError as exc:
-            out.append(f"{key} {path}: {exc.strerror or exc}")
+            read_secret(path, key)  # as the writer and the reader will read it
+        except SinkError as exc:
+            out.append(str(exc))  # "<key> <path>: <why>"
     if i.ca_file is not None and i.url.startswith("https://"):
         try:
             check_ca_file(i.ca_file)

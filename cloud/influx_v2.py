@@ -16,10 +16,10 @@ from typing import Any
 
 from urbanpulse.influx_http import (
     IDENTITY_HEADERS,
-    InfluxCAFileError,
     InfluxError,
     InfluxTLSError,
     InfluxUnavailable,
+    check_ca_file,
 )
 
 
@@ -36,7 +36,7 @@ class InfluxV2Client:
         self.org = org
         self._trusted = "the system's CAs"
         if ca_file is not None:
-            _check_ca_file(ca_file)
+            check_ca_file(ca_file)
             self._trusted = f"the CAs of {ca_file}"
         self._client = InfluxDBClient(url=url, token=token, org=org, timeout=int(timeout_s * 1000),
                                       enable_gzip=False, verify_ssl=True,
@@ -77,16 +77,6 @@ def _identity(headers: Any) -> str | None:
         if value is not None:
             return str(value)
     return None
-
-
-def _check_ca_file(ca_file: Path) -> None:
-    try:
-        ssl.create_default_context(cafile=str(ca_file))
-    except ssl.SSLError as exc:
-        raise InfluxCAFileError(ca_file, f"no PEM certificate could be read from it ({exc.reason or exc})"
-                                ) from exc
-    except OSError as exc:
-        raise InfluxCAFileError(ca_file, f"cannot be read: {exc.strerror or exc}") from exc
 
 
 def _tls_reason(exc: BaseException) -> str:

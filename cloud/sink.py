@@ -885,7 +885,7 @@ def check_reader(cfg: CloudInflux, timeout_s: float = READ_CHECK_TIMEOUT_S) -> N
         return
     user, db = cfg.reader_username, cfg.database
     client = _client(replace(cfg, timeout_s=min(cfg.timeout_s, timeout_s)), user,
-                     _secret(cfg.reader_password_file, "influx.reader_password_file"))
+                     read_secret(cfg.reader_password_file, "influx.reader_password_file"))
     try:
         client.results(READ_CHECK, db=db)
     except InfluxError as exc:
@@ -950,7 +950,7 @@ def check_writer(cfg: CloudInflux, timeout_s: float = READ_CHECK_TIMEOUT_S) -> N
     user = writer_user(cfg)
     db = cfg.database
     client = _client(replace(cfg, timeout_s=min(cfg.timeout_s, timeout_s)), cfg.username,
-                     _secret(cfg.password_file, "influx.password_file"))
+                     read_secret(cfg.password_file, "influx.password_file"))
     try:
         client.write(b"", db=db, rp=RP_RAW)
     except InfluxError as exc:
@@ -973,7 +973,9 @@ def check_writer(cfg: CloudInflux, timeout_s: float = READ_CHECK_TIMEOUT_S) -> N
         client.close()
 
 
-def _secret(path: Path, key: str) -> str:
+def read_secret(path: Path, key: str) -> str:
+    """The secret in the file at `path` (config key `key`), stripped; a `SinkError` naming
+    both and why if it cannot be read."""
     try:
         return path.read_text(encoding="utf-8").strip()
     except OSError as exc:
@@ -988,16 +990,16 @@ def make_writer(cfg: CloudInflux, stop: threading.Event | None = None,
 
         assert cfg.token_file is not None  # the config requires it with api = "v2"
         try:
-            client = InfluxV2Client(cfg.url, _secret(cfg.token_file, "influx.token_file"), cfg.org,
+            client = InfluxV2Client(cfg.url, read_secret(cfg.token_file, "influx.token_file"), cfg.org,
                                     timeout_s=cfg.timeout_s, ca_file=cfg.ca_file)
         except InfluxCAFileError as exc:
             raise SinkError(f"influx.ca_file: {exc}") from exc
     else:
-        client = _client(cfg, cfg.username, _secret(cfg.password_file, "influx.password_file"))
+        client = _client(cfg, cfg.username, read_secret(cfg.password_file, "influx.password_file"))
     reader = None
     if cfg.reader_password_file is not None:
         reader = _client(cfg, cfg.reader_username,
-                         _secret(cfg.reader_password_file, "influx.reader_password_file"))
+                         read_secret(cfg.reader_password_file, "influx.reader_password_file"))
     return InfluxWriter(client, cfg.database, cfg.batch_lines, stop, wait, reader,
                         cfg.reader_username, writer_user(cfg))
 
