@@ -206,12 +206,13 @@ class Outbox:
         return rows
 
 
-    def waiting(self, after_id: int, created_since_ns: int) -> tuple[int, int]:
-        """How many rows after `after_id` were created since then, and the oldest's time."""
-        count, oldest = self._db().execute(
-            "SELECT COUNT(*), MIN(created_ns) FROM outbox WHERE id > ? AND created_ns >= ?",
-            (after_id, created_since_ns)).fetchone()
-        return int(count), int(oldest or 0)
+    def waiting(self, after_id: int, created_since_ns: int) -> tuple[int, int, int]:
+        """How many rows after `after_id` were created since then, and the oldest's and the
+        newest's times (the newest can be the one that came first: the clock stepped back)."""
+        count, oldest, newest = self._db().execute(
+            "SELECT COUNT(*), MIN(created_ns), MAX(created_ns) FROM outbox "
+            "WHERE id > ? AND created_ns >= ?", (after_id, created_since_ns)).fetchone()
+        return int(count), int(oldest or 0), int(newest or 0)
 
     def ack(self, ids: Sequence[int]) -> int:
         """Deletes the rows; returns how many were still there."""

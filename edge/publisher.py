@@ -501,16 +501,21 @@ class Publisher:
         self._backlog_tokens = min(2.0, self._backlog_tokens + elapsed * ob.backlog_batches_per_s)
         now_ns = to_epoch_ns(self.clock.now())
         live_since = now_ns - int(ob.live_window_s * 1e9)
+        # A row is due batch_max_delay_s after its commit, or at once if it was committed
+        # "later" than now: the wall clock stepped back since (NTP correcting a clock that
+        # ran ahead), and waiting for it to be that late again would hold the live readings
+        # for as long as the step.
+        delay_ns = ob.batch_max_delay_s * 1e9
         while self._window_open():
-            waiting, oldest = self.outbox.waiting(self._live_cursor, live_since)
+            waiting, oldest, newest = self.outbox.waiting(self._live_cursor, live_since)
             if not waiting or not (waiting >= ob.batch_max_readings or self._stop.is_set()
-                                   or now_ns - oldest >= ob.batch_max_delay_s * 1e9):
+                                   or now_ns - oldest >= delay_ns or newest > now_ns):
                 break  # cheaper than fetching and decoding rows that are not due yet
             rows, self._live_cursor = self._fetch(self._live_cursor, created_since_ns=live_since)
             if not rows:
                 break
             full = len(rows) >= ob.batch_max_readings
-            due = now_ns - rows[0].created_ns >= ob.batch_max_delay_s * 1e9
+            due = any(now_ns - r.created_ns >= delay_ns or r.created_ns > now_ns for r in rows)
             if not (full or due or self._stop.is_set()):
                 break
             self._live_cursor = rows[-1].id
