@@ -9,7 +9,9 @@ Pure: fed with raw edges (line, contact closed?, monotonic time) and polled at
   edge/gpio/pulse_filter.py), counted in `glitches`.
 - Occupied is reported as soon as the (debounced, filtered) pad says so; free only once the pad has
   read free for `exit_tolerance_s` without interruption, so a patient shifting their
-  weight is not an exit.
+  weight is not an exit. A change of the pad's line that began before the tolerance ran
+  out but is still being debounced or held (`min_pulse_s`) when it runs out is waited
+  for: a patient back in bed just before the end is no exit, a glitch lets it go.
 - Supervision (line 1), because a cut NC cable reads exactly like an empty bed:
   - `loopback`: a second pair in the pad's cable is shorted at the pad end; the pin reads
     closed while the cable is whole. Open = cable cut or unplugged.
@@ -67,6 +69,9 @@ class BedPadLogic:
                          for line, level in enumerate(levels)]
         self._closed = list(levels)
         self._free_since: float | None = None
+        # since when the pad line's filter has had a change pending (a burst being
+        # debounced, a load held back for min_pulse_s); None while it has nothing pending
+        self._pad_pending_since: float | None = None
         condition = self._fault_condition()
         self._condition_since: float | None = t0 if condition else None
         self.state = BedState(self._sensed_occupied(),
@@ -85,7 +90,15 @@ class BedPadLogic:
         return self._closed[line]
 
     def feed(self, line: int, closed: bool, t: float) -> list[BedState]:
-        edges = [(e, line) for e in self._filters[line].feed(closed, t)]
+        pulses = self._filters[line]
+        edges: list[tuple[Edge, int]] = []
+        if line == PAD:
+            edges += [(e, line) for e in pulses.poll(t)]  # what was due by t, first
+            if pulses.deadline() is None:
+                self._pad_pending_since = None
+            if self._pad_pending_since is None:
+                self._pad_pending_since = t
+        edges += [(e, line) for e in pulses.feed(closed, t)]
         return self._advance(edges, t)
 
     def poll(self, now: float) -> list[BedState]:
@@ -96,9 +109,15 @@ class BedPadLogic:
         if self._condition_since is not None:
             if not self.state.fault:
                 due.append(self._condition_since + self.fault_delay_s)
-        elif self._free_since is not None and self.state.occupied:
+        elif (self._free_since is not None and self.state.occupied
+              and not self._exit_waits(self._free_since + self.exit_tolerance_s)):
             due.append(self._free_since + self.exit_tolerance_s)
         return min(due) if due else None
+
+    def _exit_waits(self, exit_at: float) -> bool:
+        """A change of the pad line that began before `exit_at` is still undecided (its
+        filter's deadline, in next_deadline, decides it)."""
+        return self._pad_pending_since is not None and self._pad_pending_since < exit_at
 
     def _sensed_occupied(self) -> bool:
         return self._closed[PAD] == self.occupied_when_closed
@@ -117,6 +136,8 @@ class BedPadLogic:
         for edge, line in sorted(edges, key=lambda item: item[0].t):
             self._closed[line] = edge.level
             self._apply(edge.t, changes)
+        if self._filters[PAD].deadline() is None:
+            self._pad_pending_since = None
         self._decide(now, changes)
         return changes
 
@@ -150,7 +171,8 @@ class BedPadLogic:
         if self._sensed_occupied():
             self._report(BedState(True, self.state.fault), changes)
         elif (self.state.occupied and self._free_since is not None
-              and now >= self._free_since + self.exit_tolerance_s):
+              and now >= self._free_since + self.exit_tolerance_s
+              and not self._exit_waits(self._free_since + self.exit_tolerance_s)):
             self.exits += 1
             self._free_since = None
             self._report(BedState(False, self.state.fault), changes)

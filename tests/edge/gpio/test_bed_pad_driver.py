@@ -85,3 +85,30 @@ def test_loads_too_short_for_a_patient_go_out_as_glitches_in_the_next_reading(gp
         gpio.assert_contract(samples)
 
     asyncio.run(scenario())
+
+
+def test_a_return_held_back_by_the_minimum_pulse_when_the_tolerance_ends_is_no_exit(gpio) -> None:
+    # Back in bed 0.5 s after leaving, under the 1 s tolerance; the load is held back for
+    # min_pulse_s (0.8 s) and confirmed only after the tolerance ran out: this was
+    # reported as an exit and an entry 0.3 s later.
+    params = parse_params({"pin": 22, "exit_tolerance_s": 1.0, "debounce_s": 0.005,
+                           "min_pulse_s": 0.8, "heartbeat_s": 60}, "sensors[0]")
+    driver = build("bed-03", params, DriverContext(pin_factory=gpio.provider))
+    pad = gpio.factory.pin(22)
+
+    async def scenario() -> None:
+        async with gpio.running(driver) as samples:
+            await gpio.in_thread(pad.drive_low)           # lies down
+            await gpio.wait_until(lambda: states(samples) == [(0, -1), (1, -1)], "occupied")
+            loop = asyncio.get_running_loop()
+            left = loop.time()
+            await gpio.in_thread(pad.drive_high)          # leaves
+            await asyncio.sleep(0.5)                      # the scenario's time away
+            await gpio.in_thread(pad.drive_low)           # back
+            back = loop.time() - left
+            assert 0.2 < back < 1.0, back                 # within the window this test is about
+            await gpio.wait_until(lambda: driver.describe()["contacts"] == [True], "back in bed")
+        assert states(samples) == [(0, -1), (1, -1)]
+        assert driver.describe()["exits"] == 0
+
+    asyncio.run(scenario())

@@ -225,3 +225,40 @@ def test_a_load_shorter_than_the_minimum_pulse_is_a_glitch_not_a_patient() -> No
     bed.run_deadlines(40.0)
     assert bed.changes == [(30.5, BedState(True))]  # confirmed once it lasted 0.5 s
     assert bed.logic.glitches == 1
+
+
+@pytest.mark.parametrize(("min_pulse_s", "back_at"), [(0.5, 109.8), (0.0, 109.98)])
+def test_back_in_bed_just_before_the_tolerance_ends_is_no_exit(
+        min_pulse_s: float, back_at: float) -> None:
+    # The return began before the 10 s tolerance ran out, but was still held back
+    # (min_pulse_s) or debounced when it ran out: it was once reported as an exit, and
+    # an entry a moment later.
+    bed = Bed(FakeClock(), min_pulse_s=min_pulse_s)
+    bed.set(100.0, PAD, False)
+    bed.set(back_at, PAD, True)
+    bed.run_deadlines(200.0)
+    assert bed.changes == []
+    assert bed.logic.exits == 0
+    assert bed.logic.state.occupied
+
+
+def test_a_glitch_at_the_end_of_the_tolerance_delays_the_exit_only_until_it_is_decided() -> None:
+    bed = Bed(FakeClock(), min_pulse_s=0.5)
+    bed.set(100.0, PAD, False)
+    bed.set(109.9, PAD, True)       # a 100 ms false pulse: no patient
+    bed.set(110.0, PAD, False)
+    bed.run_deadlines(200.0)
+    assert bed.changes == [(110.05, BedState(False, None))]  # the glitch's end, debounced
+    assert bed.logic.exits == 1
+    assert bed.logic.glitches == 1
+
+
+def test_a_return_after_the_tolerance_ended_does_not_cancel_the_exit() -> None:
+    # No poll at the tolerance's end (the loop was held up): the return's edge comes
+    # first, but the patient was away longer than the tolerance, so the exit stands.
+    bed = Bed(FakeClock(), min_pulse_s=0.5)
+    bed.set(100.0, PAD, False)
+    bed.set(110.2, PAD, True)
+    bed.run_deadlines(200.0)
+    assert bed.changes == [(110.2, BedState(False, None)), (110.7, BedState(True, None))]
+    assert bed.logic.exits == 1
