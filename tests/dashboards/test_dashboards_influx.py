@@ -20,9 +20,11 @@ from cloud.logic.domain.hospital_site import HospitalSite
 from cloud.logic.domain.node import DomainNode
 from cloud.logic.events import SensorWatch
 from cloud.logic.lines import line
+from cloud.logic.node import NodeState
+from cloud.logic.records import NodeData
 from urbanpulse.dashboards.alerts import RULES, AlertRule
 from urbanpulse.dashboards.check import check_alerts, check_dashboards
-from urbanpulse.dashboards.city import all_dashboards
+from urbanpulse.dashboards.city import all_dashboards, hospitals
 from urbanpulse.dashboards.cli import main
 from urbanpulse.dashboards.queries import TimeRange, interpolate, regex_value
 from urbanpulse.influx_http import InfluxHTTP
@@ -34,7 +36,7 @@ pytestmark = pytest.mark.stack
 SITE = "dash-test"
 SEEDED = {"hospital_bed", "hospital_door", "hospital_queue", "traffic_loop", "air_pm", "air_co2",
           "node_status", "dead_letter", "ledger", "hospital_occupancy", "hospital_flow",
-          "queue_wait", "traffic_intersection", "air_quality", "events"}
+          "queue_wait", "traffic_intersection", "air_quality", "events", "ward_occupancy"}
 MINUTE = 60 * 10**9
 
 
@@ -234,3 +236,45 @@ def test_check_command_against_the_real_influxdb(seeded: Seeded, stack: StackInf
     assert main([*argv[:-1], "no-such-db"]) == 1
     assert "FAIL" in capsys.readouterr().out
     assert main([*argv[:5], "--password-file", str(tmp_path / "absent"), "--db", stack.database]) == 2
+
+
+BEDS_SITE = "dash-beds"
+HORIZON_NS = 6 * 60 * MINUTE
+
+
+def _panel_series(seeded: Seeded, title: str, time_range: TimeRange) -> list[list[dict[str, object]]]:
+    """Each query's series of a hospitals panel for BEDS_SITE (every node), as rows."""
+    (panel,) = [p for p in hospitals().panels if p.title == title]
+    values = {"site": regex_value(BEDS_SITE), "node": ".*"}
+    return [[dict(zip(s["columns"], row, strict=True)) for s in
+             seeded.reader.query(interpolate(q.influxql, time_range, values), db=seeded.database)
+             for row in s["values"]] for q in panel.queries]
+
+
+def test_bed_panels_count_a_cut_cable_as_neither_occupied_nor_available(
+        seeded: Seeded, stack: StackInfo) -> None:
+    """A bed pad whose cable is cut (fault = 1) keeps sending the state it read last: it is
+    unknown, not free or taken. The ward rollup counts it as faulty; the panels agree."""
+    t = _ns(seeded.now) - 5 * MINUTE
+    beds = [Reading("bed-1", "hospital.bed", t, 1, {"occupied": 1.0}),
+            Reading("bed-2", "hospital.bed", t, 1, {"occupied": 0.0}),
+            Reading("bed-3", "hospital.bed", t, 1, {"occupied": 0.0, "fault": 1.0}),
+            Reading("bed-4", "hospital.bed", t, 1, {"occupied": 1.0, "fault": 1.0})]
+    state = NodeState(HORIZON_NS, detect=False)
+    points = state.process(NodeData(f"{BEDS_SITE}/ward-9", BEDS_SITE, "ward-9", t + 10**9, beds))
+    points += HospitalSite(HORIZON_NS).process(BEDS_SITE, state.take_site_updates())
+    creds = stack.influx("writer")
+    with InfluxHTTP(creds.url, creds.username, creds.password()) as writer:
+        for policy in {rp for rp, _ in points}:
+            text = "\n".join(p for rp, p in points if rp == policy)
+            writer.write(text.encode(), db=seeded.database, rp=policy)
+    time_range = TimeRange.last(seeded.now + timedelta(minutes=1), timedelta(hours=6))
+
+    ((ward,),) = _panel_series(seeded, "Beds per ward now", time_range)
+    assert {k: ward.get(k) for k in ("occupied", "available", "faulty", "beds")} == \
+        {"occupied": 1, "available": 1, "faulty": 2, "beds": 4}
+    ((occupied,),) = _panel_series(seeded, "Beds occupied", time_range)
+    ((available,),) = _panel_series(seeded, "Beds available", time_range)
+    assert (occupied["sum"], available["sum"]) == (1, 1)
+    (over_time,) = _panel_series(seeded, "Beds occupied per ward", time_range)
+    assert [row["last"] for row in over_time if row["last"] is not None][-1] == 1

@@ -65,17 +65,20 @@ def _node_status_panels() -> tuple[Panel, ...]:
     )
 
 
-def _bed_occupancy(select: str, group: str) -> str:
-    inner = ('SELECT last("occupied") AS "occ" FROM "raw"."hospital_bed" '
-             f'WHERE $timeFilter AND {SITE_NODE} GROUP BY {group}"site", "node", "sensor"')
-    if group:
-        inner += " fill(previous)"
-    outer = f'SELECT {select} FROM ({inner}) WHERE $timeFilter GROUP BY {group}"site", "node"'
-    return outer
+# Beds from the dataflow's ward rollup (docs/domain-rollups.md): each bed's last state, a
+# bed whose cable is cut (fault = 1) counted as faulty, neither occupied nor available. Its
+# pad keeps sending the state it read last, so a count of the raw `occupied` would take
+# such a bed as free or taken.
+WARDS = '"agg_1m"."ward_occupancy"'
+
+
+def _ward_beds(field: str) -> str:
+    """The sum over the selected wards of `field` in each ward's last window in range."""
+    return (f'SELECT sum("{field}") FROM (SELECT last("{field}") AS "{field}" FROM {WARDS} '
+            f'WHERE $timeFilter AND {SITE_NODE} GROUP BY "site", "node") WHERE $timeFilter')
 
 
 def hospitals() -> Dashboard:
-    over_time = "time($__interval), "
     return Dashboard(
         uid="urbanpulse-hospitals",
         title="City operations — hospitals",
@@ -84,32 +87,33 @@ def hospitals() -> Dashboard:
         panels=(
             Panel(
                 "Beds per ward now", "table",
-                (Query(_bed_occupancy('sum("occ") AS "occupied", count("occ") - sum("occ") AS '
-                                      '"available", count("occ") AS "beds"', ""),
+                (Query('SELECT last("occupied") AS "occupied", last("available") AS "available", '
+                       'last("faulty") AS "faulty", last("beds") AS "beds" '
+                       f'FROM {WARDS} WHERE $timeFilter AND {SITE_NODE} GROUP BY "site", "node"',
                        result_format="table"),),
-                description="Last state of each bed pad in the time range, summed per ward (node).",
+                description="Each bed's last state, summed per ward (node), as of the ward's "
+                            "last minute in the time range. Faulty: the pad's cable is cut, its "
+                            "state unknown (neither occupied nor available).",
             ),
             Panel(
                 "Beds occupied", "stat",
-                (Query('SELECT sum("occ") FROM (SELECT last("occupied") AS "occ" '
-                       'FROM "raw"."hospital_bed" '
-                       f'WHERE $timeFilter AND {SITE_NODE} GROUP BY "site", "node", "sensor") '
-                       'WHERE $timeFilter', alias="occupied"),),
+                (Query(_ward_beds("occupied"), alias="occupied"),),
                 width=6, unit="none",
             ),
             Panel(
                 "Beds available", "stat",
-                (Query('SELECT count("occ") - sum("occ") FROM (SELECT last("occupied") AS "occ" '
-                       'FROM "raw"."hospital_bed" '
-                       f'WHERE $timeFilter AND {SITE_NODE} GROUP BY "site", "node", "sensor") '
-                       'WHERE $timeFilter', alias="available"),),
+                (Query(_ward_beds("available"), alias="available"),),
+                description="Free beds with a working pad (a bed whose cable is cut is not "
+                            "counted: see Beds per ward now, faulty).",
                 width=6, unit="none",
                 thresholds=(Threshold(None, "red"), Threshold(3, "orange"), Threshold(10, "green")),
             ),
             Panel(
                 "Beds occupied per ward", "timeseries",
-                (Query(_bed_occupancy('sum("occ")', over_time), alias="$tag_site/$tag_node"),),
-                description="Each bed's last state per interval, carried forward, summed per ward.",
+                (per_interval('last("occupied")', WARDS, BY_NODE, fill="previous",
+                              alias="$tag_site/$tag_node"),),
+                description="Each bed's last state per minute, summed per ward (beds whose "
+                            "cable is cut not counted).",
                 width=24, stacked=True, unit="none",
             ),
             Panel(
