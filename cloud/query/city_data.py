@@ -267,8 +267,11 @@ class CityData:
         if not _whole(keys, statements=2):
             raise IncompleteAnswer(where, span.start_ns, span.end_ns, "naming its tags and fields")
         stored = Schema.from_series([s for r in keys for s in r.series])
-        if stored.empty:  # never written there: the keys the processor would write, if any
-            stored = written_schema(rp, name) or stored
+        if not stored.fields:
+            # Never written there (every point has a field; InfluxDB 1.x names the tags of
+            # every policy, e.g. a kind's raw points aged out while its windows stay): the
+            # keys the processor would write, if any.
+            stored = written_schema(rp, name) or Schema((), {})
         schema = stored.select(fields, where)
         _check_tag_keys(tags, stored, where)
         first = self._first_ns if self._first_ns is not None else chunk_length_ns(FIRST_CHUNK[rp])

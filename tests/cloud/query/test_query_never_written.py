@@ -217,6 +217,35 @@ def test_a_filter_or_field_the_processor_never_writes_is_refused_where_nothing_i
     assert _columns(unknown) == [("v", S)]
 
 
+def test_a_measurement_stored_in_another_policy_only_is_never_written_in_this_one(
+        limited_server: Server, reader: InfluxHTTP) -> None:
+    """InfluxDB 1.x answers SHOW TAG KEYS for every policy of the database: a kind whose raw
+    points have aged out of `raw` (30 days) while its windows stay in agg_1m, or the ledger
+    asked in `raw`, has tags there but no field: nothing is stored in that policy."""
+    name = _database(limited_server, "elsewhere")
+    tags = "site=bach-mai,node=station-7,sensor=pm-1,kind=air.pm"
+    at = int(START.timestamp()) * 10**9
+    with limited_server.client("admin") as admin:
+        admin.write(f"air_pm,{tags} count=3i,pm25_mean=12.5 {at}".encode(), db=name, rp="agg_1m")
+        admin.write(f"ledger,site=bach-mai,node=ward-3 expected=5i {at}".encode(), db=name, rp="agg_1h")
+    city = CityData(reader, name)
+    readings = city.readings("air.pm", START, END)
+    assert readings.empty
+    assert _columns(readings) == DOCUMENTED["readings air.pm"]
+    chosen = city.readings("air.pm", START, END, fields=["pm25", "seq"])
+    assert _columns(chosen) == [*SENSOR_TAGS, ("pm25", F), ("seq", N)]
+    with pytest.raises(BadArgument, match=r"^fields: 'pm3' not a field of raw\.air_pm, where nothing"):
+        city.readings("air.pm", START, END, fields=["pm3"])
+    # the policy that holds it: InfluxDB's own keys, as before
+    windows = city.aggregates("air.pm", START, END, site="bach-mai")
+    assert windows["pm25_mean"].tolist() == [12.5]
+    assert _columns(windows) == [*SENSOR_TAGS, ("count", N), ("pm25_mean", F)]
+    # a measurement the processor does not write in that policy: no columns but those named
+    assert _columns(city.measurement("ledger", START, END, rp="raw")) == []
+    assert _columns(city.measurement("ledger", START, END, rp="raw", fields=["expected"])) == \
+        [("expected", S)]
+
+
 def _config(server: Server, database: str, path: Path) -> Path:
     path.write_text(to_toml({
         "mqtt": {"password_file": "unused", "ca_file": "unused"},
