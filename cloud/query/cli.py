@@ -9,6 +9,7 @@ import secrets
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import TextIO
 
@@ -20,9 +21,28 @@ from cloud.query.city_data import CityData
 from cloud.query.errors import BadArgument, QueryError
 from cloud.query.typed_csv import SIDECAR_SUFFIX, sidecar_path, sidecar_text, write_frames
 from urbanpulse.cli_types import aware_datetime
+from urbanpulse.clock import to_epoch_ns
 from urbanpulse.errors import ConfigError
 
 EXIT_OK, EXIT_DATABASE, EXIT_ARGUMENTS = 0, 1, 2
+
+
+def _time(text: str) -> datetime:
+    """An ISO-8601 time with its zone (`aware_datetime`), to the nanosecond: the CSV's own
+    times have nine digits, which `datetime` would cut to six without a word."""
+    value = aware_datetime(text)
+    try:
+        stamp = pd.Timestamp(text).as_unit("ns")
+        ns = stamp.value
+    except (ValueError, OverflowError):
+        # a form pandas does not read (an ISO week date), or beyond its nanoseconds (which
+        # the query refuses by name): no digits past six
+        return value
+    # the same instant but for the nanoseconds, or datetime's reading stands
+    if (not isinstance(stamp, datetime) or stamp.tzinfo is None
+            or ns // 1000 != to_epoch_ns(value) // 1000):
+        return value
+    return stamp
 
 
 def _tag(text: str) -> tuple[str, str]:
@@ -36,8 +56,8 @@ def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", type=Path, required=True,
                         help="the cloud config: [influx] url, database, reader credentials")
-    common.add_argument("--start", type=aware_datetime, required=True, help="ISO-8601 with a zone, included")
-    common.add_argument("--end", type=aware_datetime, required=True, help="ISO-8601 with a zone, excluded")
+    common.add_argument("--start", type=_time, required=True, help="ISO-8601 with a zone, included")
+    common.add_argument("--end", type=_time, required=True, help="ISO-8601 with a zone, excluded")
     common.add_argument("--site", action="append", help="repeat for several (any matches)")
     common.add_argument("--node", action="append")
     common.add_argument("-o", "--output", type=Path,

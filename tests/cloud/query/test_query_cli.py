@@ -331,3 +331,34 @@ def test_dtypes_on_the_output_itself_is_refused_before_any_query(
                  "--dtypes", str(tmp_path / "." / "ledger.csv")]) == 2
     assert "--dtypes: " in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cloud.toml"]
+
+
+def test_a_time_copied_from_the_csv_keeps_its_nanoseconds(db_ready: StackInfo, reader: InfluxHTTP,
+                                                          city: City, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """The CSV's times have nine digits (a raw reading's `seq mod 1000` ns): given back as
+    --start or --end they split the rows exactly there, as a frame's own index values do."""
+    config = write_config(db_ready, tmp_path)
+    command = ["readings", "air.pm", "--config", str(config), "--site", city.site]
+    whole = CityData(reader, db_ready.database).readings("air.pm", *span(city), site=city.site)
+    assert main([*command, *window(city)]) == 0
+    times = [row.split(",", 1)[0] for row in capsys.readouterr().out.splitlines()[1:]]
+    # the first two rows: pm-1 at +10 s (seq 0) and pm-2 one stamp later, seq 10 ns
+    assert times[1].endswith("0.000000010Z")
+    split = pd.Timestamp(times[1])
+    assert main([*command, "--start", city.base.isoformat(), "--end", times[1]]) == 0
+    before = [row.split(",", 1)[0] for row in capsys.readouterr().out.splitlines()[1:]]
+    assert main([*command, "--start", times[1], "--end", window(city)[3]]) == 0
+    after = [row.split(",", 1)[0] for row in capsys.readouterr().out.splitlines()[1:]]
+    assert before == times[:1]
+    assert after == times[1:]
+    assert len(whole) == len(times)
+    assert whole.index[1] == split
+
+
+def test_times_pandas_cannot_hold_keep_what_datetime_reads() -> None:
+    from cloud.query.cli import _time
+    assert _time("2026-03-01T07:00:00.123456789+07:00") == pd.Timestamp("2026-03-01T00:00:00.123456789Z")
+    week = _time("2026-W09-1T00:00:00+07:00")  # an ISO week date, which pandas does not read
+    assert week == datetime.fromisoformat("2026-02-23T00:00:00+07:00")
+    assert _time("0001-01-01T00:00:00Z").year == 1  # refused by the query, naming the bound
