@@ -216,7 +216,8 @@ class CityData:
     def ledger(self, start: datetime, end: datetime, *, site: Tags = None,
                node: Tags = None) -> pd.DataFrame:
         """Per node and hour: duplicates, expected, late, missing, received, restarts (sensors
-        whose numbering started again; <NA> where none did), all Int64, and `completeness` =
+        whose numbering started again; 0 where none did, <NA> in hours written by a processor
+        that stored it only when not 0), all Int64, and `completeness` =
         (received - duplicates) / expected (NaN where nothing was expected)."""
         return _concat(self.iter_ledger(start, end, site=site, node=node))
 
@@ -359,8 +360,9 @@ def _voided(frame: pd.DataFrame, void: catalog.Void, asked: tuple[str, ...] | No
 
 
 def _with_completeness(frame: pd.DataFrame) -> pd.DataFrame:
-    """Every ledger count as Int64, `restarts` (stored only when not 0) and the columns of
-    a ledger not stored yet included as missing; then `completeness`."""
+    """Every ledger count as Int64, `restarts` (which earlier processors stored only when
+    not 0) and the columns of a ledger not stored yet included as missing; then
+    `completeness`."""
     absent = {c: pd.Series([None] * len(frame), index=frame.index, dtype=object)
               for c in LEDGER_TAGS if c not in frame.columns}
     absent.update({c: pd.Series(pd.NA, index=frame.index, dtype="Int64")
