@@ -126,11 +126,14 @@ class NodeState:
         # sensor -> [kind, series head, seq ranges, minute rollup, hour rollup]: a cache of
         # what the hot path needs per reading, looked up once (not pickled)
         self._sensors: dict[str, list[Any]] = {}
+        # The newest stamp any window of the node holds (`_evict`), once known (not pickled)
+        self._newest_ns: int | None = None
 
     def __getstate__(self) -> dict[str, object]:
         state = self.__dict__.copy()
         state.pop("_sensors", None)
         state.pop("measured", None)
+        state.pop("_newest_ns", None)
         # Pickled apart: a snapshot from another code version is dropped without being
         # unpickled, whatever its detectors' layout was.
         for name in ("watch", "node_watch"):
@@ -147,6 +150,7 @@ class NodeState:
         self.__dict__.update(state)
         self._sensors = {}
         self.measured = []
+        self._newest_ns = None
         for sensor, seqs in self.seqs.items():
             # Pickled before the newest stamp was kept: the newest its windows hold, a lower
             # bound (a reading kept out of the windows may have been newer).
@@ -329,7 +333,7 @@ class NodeState:
         for hour in sorted(ledger_touched):
             append((RP_1H, line("ledger", {"site": site, "node": node},
                                 self.ledger[hour].fields(), hour)))
-        self._evict(received_ns)
+        self._evict(received_ns, measured)
         return out
 
     def _sensor(self, site: str, node: str, sensor: str, kind: str) -> list[Any]:
@@ -450,12 +454,21 @@ class NodeState:
         updates, self.site_updates = self.site_updates, []
         return updates
 
-    def _evict(self, received_ns: int) -> None:
-        newest = 0
-        for rollups in (self.minute, self.hour):
-            for r in rollups.values():
+    def _evict(self, received_ns: int, measured: list[Reading]) -> None:
+        """Drops the windows and ledger hours past the horizon. A rollup changes only when a
+        reading enters it (`measured`): the others were evicted as far as they go when they
+        last took one, and their newest stamps are in `_newest_ns` already."""
+        newest = self._newest_ns
+        if newest is None:
+            newest = max([r.newest_ns for rs in (self.minute, self.hour) for r in rs.values()],
+                         default=0)
+        minutes, hourly = self.minute, self.hour
+        for sensor in {r.sensor for r in measured}:
+            for r in (minutes[sensor], hourly[sensor]):
                 r.evict()
-                newest = max(newest, r.newest_ns)
+                if r.newest_ns > newest:
+                    newest = r.newest_ns
+        self._newest_ns = newest
         # A ledger hour older than the horizon stays while messages with its readings keep
         # coming (a backlog sent in many messages), until none came for the horizon of
         # receive time (LEDGER_IDLE_MIN_NS at least); then it is let go, and remembered as

@@ -134,7 +134,8 @@ class HospitalNodeRollup:
         self.too_late = 0
         # beds: sensor -> sorted [(ts, occupied, fault)]
         self.beds: dict[str, list[tuple[int, int, int]]] = {}
-        self.bed_windows: dict[str, set[int]] = {rp: set() for rp, _ in WIDTHS}
+        # rp -> the starts of the windows holding bed readings, sorted
+        self.bed_windows: dict[str, list[int]] = {rp: [] for rp, _ in WIDTHS}
         # doors: hour -> (sensor, ts, seq) -> (role, count); two counts of one stamp are two
         # (snapshots from before the seq was kept hold (sensor, ts) keys)
         self.doors: dict[int, dict[tuple[str, int] | tuple[str, int, int], tuple[str, float]]] = {}
@@ -142,6 +143,11 @@ class HospitalNodeRollup:
         self.issues: dict[Ticket, list[int]] = {}
         self.calls: dict[Ticket, list[int]] = {}
         self.call_hours: dict[int, set[Ticket]] = {}
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__dict__.update(state)
+        # snapshots from before the window starts were kept sorted hold sets
+        self.bed_windows = {rp: sorted(starts) for rp, starts in self.bed_windows.items()}
 
     def process(self, site: str, node: str, readings: Iterable[Reading]
                 ) -> tuple[list[Point], list[SiteUpdate]]:
@@ -210,7 +216,12 @@ class HospitalNodeRollup:
             else:
                 history.insert(i, entry)
         for rp, width in WIDTHS:
-            self.bed_windows[rp].add(ts - ts % width)
+            start = ts - ts % width
+            starts = self.bed_windows[rp]
+            if not starts or start > starts[-1]:
+                starts.append(start)
+            elif start != starts[-1]:
+                insort_unique(starts, start)
 
     def ward_at(self, end_ns: int) -> tuple[int, int, int, int]:
         """(beds, occupied, available, faulty) from each bed's last reading before end_ns."""
@@ -277,7 +288,8 @@ class HospitalNodeRollup:
         head = series_head("ward_occupancy", {"site": site, "node": node})
         for rp, width in WIDTHS:
             first = window_start(from_ns, width)
-            starts = sorted(s for s in self.bed_windows[rp] if s >= first)
+            windows = self.bed_windows[rp]
+            starts = windows[bisect.bisect_left(windows, first):]
             for start, (beds, occupied, available, faulty) in zip(
                     starts, self.wards_at([s + width for s in starts]), strict=True):
                 # line(..., occupancy_fields(...), start), written directly
@@ -340,7 +352,10 @@ class HospitalNodeRollup:
             if i > 1:
                 del history[:i - 1]
         for rp, width in WIDTHS:
-            self.bed_windows[rp] = {s for s in self.bed_windows[rp] if s >= floor - width}
+            starts = self.bed_windows[rp]
+            old = bisect.bisect_left(starts, floor - width)
+            if old:
+                del starts[:old]
         for hour in [h for h in self.doors if h < floor - HOUR_NS]:
             del self.doors[hour]
         queue_floor = floor - self.max_wait_ns

@@ -49,11 +49,20 @@ class HospitalSite:
         self.waits: dict[int, dict[str, tuple[float, ...]]] = {}
         self.marks = LateMarks()  # (scope, hour)s replayed for the site
         self.late: list[Late] = []  # marks a window written since the last take_late reached
+        # rp -> node -> its snapshot starts, sorted: `wards` in order, so that a message
+        # costs a search per ward, not a sort of every window the horizon holds (not pickled)
+        self._starts: dict[str, dict[str, list[int]]] = _sorted_starts(self.wards)
+
+    def __getstate__(self) -> dict[str, object]:
+        state = self.__dict__.copy()
+        del state["_starts"]
+        return state
 
     def __setstate__(self, state: dict[str, object]) -> None:
         self.__dict__.update(state)
         self.__dict__.setdefault("marks", LateMarks())  # a snapshot from before they were kept
         self.__dict__.setdefault("late", [])
+        self._starts = _sorted_starts(self.wards)
 
     def process(self, site: str, updates: Iterable[SiteUpdate]) -> list[Point]:
         ward_from: dict[str, int] = {}
@@ -61,8 +70,14 @@ class HospitalSite:
         wait_hours: set[int] = set()
         for u in updates:
             if isinstance(u, WardSnapshot):
-                self.wards[u.rp].setdefault(u.node, {})[u.start_ns] = (
-                    u.beds, u.occupied, u.available, u.faulty)
+                snaps = self.wards[u.rp].setdefault(u.node, {})
+                if u.start_ns not in snaps:
+                    keys = self._starts[u.rp].setdefault(u.node, [])
+                    if not keys or u.start_ns > keys[-1]:
+                        keys.append(u.start_ns)
+                    else:
+                        bisect.insort(keys, u.start_ns)
+                snaps[u.start_ns] = (u.beds, u.occupied, u.available, u.faulty)
                 ward_from[u.rp] = min(ward_from.get(u.rp, u.start_ns), u.start_ns)
                 self.newest_ns = max(self.newest_ns, u.start_ns)
             elif isinstance(u, DoorTotals):
@@ -81,10 +96,11 @@ class HospitalSite:
         for rp, width in WIDTHS:
             if rp not in ward_from:
                 continue
-            wards = self.wards[rp]
-            starts = sorted({s for snaps in wards.values() for s in snaps if s >= ward_from[rp]})
-            # each ward's snapshot starts sorted once for all the windows (`latest_at`)
-            ordered = [(sorted(snaps), snaps) for snaps in wards.values()]
+            wards, sorted_starts = self.wards[rp], self._starts[rp]
+            since = ward_from[rp]
+            starts = sorted({s for keys in sorted_starts.values()
+                             for s in keys[bisect.bisect_left(keys, since):]})
+            ordered = [(sorted_starts[node], snaps) for node, snaps in wards.items()]
             for start in starts:
                 total = [0, 0, 0, 0]
                 for keys, snaps in ordered:
@@ -121,13 +137,22 @@ class HospitalSite:
     def _evict(self) -> None:
         floor = self.newest_ns - self.horizon_ns
         for rp, width in WIDTHS:
-            for snaps in self.wards[rp].values():
-                old = sorted(s for s in snaps if s < floor - width)
-                for s in old[:-1]:  # the last one stays: the ward's state since then
-                    del snaps[s]
+            sorted_starts = self._starts[rp]
+            for node, snaps in self.wards[rp].items():
+                keys = sorted_starts[node]
+                old = bisect.bisect_left(keys, floor - width)
+                if old > 1:  # the last one stays: the ward's state since then
+                    for s in keys[:old - 1]:
+                        del snaps[s]
+                    del keys[:old - 1]
         for table in (self.flow, self.waits):
             for hour in [h for h in table if h < floor - HOUR_NS]:
                 del table[hour]
+
+
+def _sorted_starts(wards: dict[str, dict[str, dict[int, tuple[int, int, int, int]]]]
+                   ) -> dict[str, dict[str, list[int]]]:
+    return {rp: {node: sorted(snaps) for node, snaps in nodes.items()} for rp, nodes in wards.items()}
 
 
 def latest_at(snaps: dict[int, tuple[int, int, int, int]], start: int
