@@ -21,6 +21,7 @@ from cloud.logic.lines import line
 from urbanpulse.wire import Reading
 
 FIELDS_OF_KIND = {"air.pm": ("pm25", "pm10"), "air.co2": ("co2",)}
+FIELDS = ("pm25", "pm10", "co2")
 NOWCAST_HOURS = 12
 
 
@@ -33,6 +34,18 @@ class AirRollup:
         self.too_late = 0
         self.open: dict[int, dict[str, dict[tuple[str, int], float]]] = {}
         self.closed: dict[int, dict[str, tuple[float, int]]] = {}  # hour -> field -> (mean, n)
+        # (hour, field) -> `mean`, kept until a reading enters the hour or it is let go: a
+        # message re-emits its hour, whose NowCast reads the 11 before (not pickled)
+        self._means: dict[tuple[int, str], tuple[float, int] | None] = {}
+
+    def __getstate__(self) -> dict[str, object]:
+        state = self.__dict__.copy()
+        del state["_means"]
+        return state
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__dict__.update(state)
+        self._means = {}
 
     def process(self, site: str, node: str, readings: Iterable[Reading]) -> list[Point]:
         touched: set[int] = set()
@@ -50,8 +63,11 @@ class AirRollup:
                 if name in r.values:
                     fields.setdefault(name, {})[(r.sensor, r.ts_ns)] = float(r.values[name])
             touched.add(hour)
+        means = self._means
+        for hour in touched:
+            for name in FIELDS:
+                means.pop((hour, name), None)
         emit = {h + k * HOUR_NS for h in touched for k in range(NOWCAST_HOURS)} & self.open.keys()
-        means: dict[tuple[int, str], tuple[float, int] | None] = {}  # this call's, reused
         out = [(RP_1H, line("air_quality", {"site": site, "node": node}, self._fields(h, means), h))
                for h in sorted(emit)]
         self._evict()
@@ -83,7 +99,7 @@ class AirRollup:
     def _fields(self, hour: int, means: dict[tuple[int, str], tuple[float, int] | None]
                 ) -> dict[str, float | int | str | bool]:
         fields: dict[str, float | int | str | bool] = {}
-        for name in ("pm25", "pm10", "co2"):
+        for name in FIELDS:
             m = self._mean(hour, name, means)
             if m is not None:
                 fields[f"{name}_mean"], fields[f"{name}_n"] = m
@@ -113,3 +129,5 @@ class AirRollup:
         keep_from = floor - NOWCAST_HOURS * HOUR_NS
         for hour in [h for h in self.closed if h < keep_from]:
             del self.closed[hour]
+        if len(self._means) > 4 * NOWCAST_HOURS * len(FIELDS):
+            self._means = {k: m for k, m in self._means.items() if k[0] >= keep_from}
