@@ -18,6 +18,7 @@ from edge.drivers.base import DriverContext, Sample
 from edge.drivers.mhz19b.driver import Mhz19bParams, build, parse_params
 from edge.errors import DriverError
 from edge.outbox import Outbox
+from firmware_bridge.protocols.mhz19b import wire as mhz_wire
 from firmware_bridge.protocols.mhz19b.emulator import Mhz19bEmulator
 from tests.edge.serial.conftest import DriverRun
 from urbanpulse.clock import FakeClock
@@ -318,3 +319,43 @@ def test_sample_config_validates() -> None:
     assert sensor.params == Mhz19bParams(port=sensor.params.port, abc=False, range_ppm=5000,
                                          query_interval_s=5.0, reply_timeout_s=1.0,
                                          silence_timeout_s=20.0, warmup_s=180.0)
+
+
+class CutMhz19b(Mhz19bEmulator):
+    """Cuts the answer carrying `cut_ppm` after `cut_len` bytes (bytes lost on the line)."""
+
+    cut_ppm = -1
+    cut_len = 4
+
+    def _send_frame(self, frame: bytes) -> None:
+        if frame[1] == mhz_wire.CMD_READ and frame[2] << 8 | frame[3] == self.cut_ppm:
+            frame = frame[: self.cut_len]
+        super()._send_frame(frame)
+
+
+def test_a_cut_answer_neither_invents_a_reading_nor_loses_the_next(emulated) -> None:  # type: ignore[no-untyped-def]
+    """The answer to a query cut after 4 bytes, the next answer whole: once in 256 cuts
+    (here chosen so) the two pass the 8-bit checksum as one answer. That emitted a reading
+    from the wrong bytes (here the cut answer's CO2 with a module temperature of 215 °C)
+    and lost the whole answer after it."""
+    cut, whole = next(
+        (c, w) for c, w in itertools.product(range(600, 700), range(700, 900))
+        if (false := _false_packet(c, w))[8] == mhz_wire.checksum(false))
+    values = iter([500.0, 501.0, float(cut), float(whole), *(float(v) for v in range(1000, 1100))])
+    emu = emulated(CutMhz19b(lambda: next(values), warmup_s=0.0))
+    emu.call(lambda: setattr(emu, "cut_ppm", cut))
+
+    async def scenario() -> None:
+        params = _params(emu.port, query_interval_s=0.3, reply_timeout_s=0.2, silence_timeout_s=2.0)
+        run = DriverRun(build("co2-1", params, DriverContext()))
+        await run.wait_for(lambda s: len(s) >= 5, 5, "readings after the cut answer")
+        await run.stop()
+        co2 = [s.values["co2"] for s in run.samples]
+        assert co2[:4] == [500.0, 501.0, float(whole), 1000.0], co2
+        assert run.driver.describe()["checksum_errors"] == 1
+
+    asyncio.run(scenario())
+
+
+def _false_packet(cut_ppm: int, whole_ppm: int) -> bytes:
+    return mhz_wire.encode_reading(cut_ppm, 28)[:4] + mhz_wire.encode_reading(whole_ppm, 28)[:5]
