@@ -259,6 +259,13 @@ def _status(rec: JournalRecord, site: str, node: str, max_bytes: int
         if jumps is not None:
             fields["clock_jumps"] = float(jumps)
     ts = parse_ts(body["ts"])
+    if body["state"] == "offline" and not isinstance(health, dict):
+        # The MQTT last will (a clean stop sends its health): stamped when the agent
+        # connected, and sent by the broker when the node vanished, maybe days later. At
+        # its own stamp it would land before the node's last heartbeat, which would still
+        # read as the node's state: it is stamped when the ingest received it (a replay of
+        # the journal stamps it the same).
+        ts = rec.received_ns
     point = RP_RAW, line("node_status", {"site": site, "node": node}, fields, ts)
     return point, (_heartbeat(from_epoch_ns(ts), health, rec.received_ns)
                    if isinstance(health, dict) else None)

@@ -87,3 +87,15 @@ def test_a_door_whose_self_test_fails_raises_stuck_through_the_decoder() -> None
     assert len(events) == 1
     assert "type=stuck" in events[0]
     assert "sensor=door-main" in events[0]
+
+
+def test_the_last_will_is_stamped_when_received_not_when_the_agent_connected() -> None:
+    """The will's `ts` is the agent's connection time (MQTT fixes it at connect), hours
+    before the broker sends it: at that stamp it would land behind the node's last
+    heartbeat, and "Nodes now" would go on reading the node as online (found by review)."""
+    connected = "2026-05-27T20:00:00Z"  # 12 h before RECEIVED_NS
+    will = json.dumps({"v": 1, "state": "offline", "ts": connected}).encode()
+    clean_stop = json.dumps({"v": 1, "state": "offline", "ts": TS2, "health": {"uptime_s": 40}}).encode()
+    will_line, stop_line = [ln for ln in _run(BASE, will, clean_stop) if "offline" in ln]
+    assert will_line.endswith(f" {RECEIVED_NS}")
+    assert stop_line.endswith(f" {1_779_955_230_000_000_000}")  # a clean stop keeps its own stamp
