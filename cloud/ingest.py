@@ -35,7 +35,7 @@ from urbanpulse.wire import encode_ack
 from urbanpulse.wire.payload import batch_id_of
 
 if TYPE_CHECKING:
-    from paho.mqtt.client import Client, MQTTMessage
+    from paho.mqtt.client import Client, MQTTMessage, MQTTMessageInfo
 
 log = logging.getLogger("urbanpulse.cloud.ingest")
 
@@ -55,6 +55,9 @@ COMMIT_RETRY_MAX_S = 2.0  # ...up to this
 # it holds, up to the commit thread's 10 s join) to let go of the instance.
 LOCK_WAIT_S = 30.0
 LOCK_POLL_S = 0.05
+# How long a stop waits for the last acks to the nodes to reach the broker (a node whose
+# ack is lost sends its batch again after its ack_timeout_s: a duplicate, no loss).
+ACK_FLUSH_S = 2.0
 
 Pending = tuple[int, int, int, str, bytes, int]  # generation, mid, qos, topic, payload, arrived_ns
 
@@ -185,6 +188,7 @@ class Ingest:
         self._subscribed = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock_file = InstanceLock(instance_lock_path(journal, instance))
+        self._acks_out: list[MQTTMessageInfo] = []  # acks to nodes queued, perhaps not yet sent
 
     @property
     def subscriptions(self) -> list[str]:
@@ -223,14 +227,27 @@ class Ingest:
         return self._subscribed.wait(timeout_s)
 
     def stop(self) -> None:
+        """Takes no more messages, journals and acknowledges what it took, gives the acks
+        to the nodes ACK_FLUSH_S to go out, and disconnects (the broker keeps the rest for
+        the session)."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(10)
+            if not self._thread.is_alive():
+                self._flush_acks(ACK_FLUSH_S)
         self.client.disconnect()
         self.client.loop_stop()
         if self._thread is None or not self._thread.is_alive():
             self._lock_file.release()  # else the commit thread may still append: the lock
             #                             goes with this process
+
+    def _flush_acks(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        for info in self._acks_out:
+            left = deadline - time.monotonic()
+            if left <= 0 or not self.stats.connected:
+                break
+            info.wait_for_publish(left)
 
     def _on_connect(self, client: Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         if reason.is_failure:
@@ -259,6 +276,12 @@ class Ingest:
             self._generation += 1
 
     def _on_message(self, client: Client, userdata: Any, msg: MQTTMessage) -> None:
+        if self._stop.is_set():
+            # Stopping: not taken, so not acknowledged; the broker keeps it for the session
+            # and sends it to the next ingest of this instance. Taken, what keeps arriving
+            # under load kept the commit thread busy past the stop's join (10 s), left
+            # running with the instance lock.
+            return
         arrived_ns = to_epoch_ns(self.clock.now())
         with self._lock:
             self._pending.append((self._generation, msg.mid, msg.qos, msg.topic, bytes(msg.payload),
@@ -371,8 +394,11 @@ class Ingest:
             batch_id = batch_id_of(payload)
             if batch_id is not None:
                 by_node.setdefault(topic[: -len("data")] + "ack", []).append(batch_id)
+        self._acks_out = [i for i in self._acks_out if not i.is_published()]
         for topic, ids in by_node.items():
-            self.client.publish(topic, encode_ack(ids), qos=1)
+            info = self.client.publish(topic, encode_ack(ids), qos=1)
+            if info.rc == 0:  # else not connected: kept by paho for the next connection
+                self._acks_out.append(info)
             self.stats.acks_sent += len(ids)
 
 
