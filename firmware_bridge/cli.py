@@ -130,7 +130,7 @@ def _decode_stream(source: str, decoder: FrameDecoder[object], printer: _Printer
     with _open_binary(source) as stream:
         while chunk := stream.read(_CHUNK):
             printer.frames(decoder.feed(chunk))
-    decoder.finish()
+    printer.frames(decoder.finish())
 
 
 @contextlib.contextmanager

@@ -8,7 +8,7 @@ again, because sync bytes also occur inside payloads and checksums."""
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from firmware_bridge.stats import DecoderStats
 
@@ -30,16 +30,32 @@ class BufferedDecoder:
         """Bytes held while waiting for the rest of a possible frame."""
         return len(self._buf)
 
-    def finish(self) -> None:
-        """End of input: whatever is still buffered was a truncated frame."""
+    def finish(self) -> list[Any]:
+        """End of input: the frames only the end could decide (see FrameScanner); whatever
+        is still buffered then was a truncated frame."""
         self.stats.bytes_skipped += len(self._buf)
         self._buf.clear()
+        return []
 
 
 class FrameScanner(BufferedDecoder, ABC, Generic[F]):
     """Incremental decoder: `feed` any chunk, get the frames it completes."""
 
     _sync: int
+    # True while `finish` decodes what is left: no byte will follow the buffer.
+    _at_end = False
+
+    def finish(self) -> list[F]:
+        """End of input: decode what waited only for bytes that will not come (a frame
+        whose next byte would have told it from a cut one, see the MH-Z19B decoder); what
+        is still buffered then was a truncated frame."""
+        self._at_end = True
+        try:
+            frames = self.feed(b"")
+        finally:
+            self._at_end = False
+        super().finish()
+        return frames
 
     def feed(self, data: bytes | bytearray | memoryview) -> list[F]:
         buf = self._buf

@@ -222,3 +222,12 @@ def test_mhz19b_an_answer_whose_checksum_is_ff_waits_for_the_next_byte() -> None
     assert decoder.feed(second) == [Mhz19bReading(first[2] << 8 | first[3], 28),
                                     Mhz19bReading(700, 28)]
     assert decoder.stats.checksum_errors == 0
+    # At the end of input (a capture decoded from a file) no byte follows: it is decoded.
+    decoder.feed(first)
+    assert decoder.finish() == [Mhz19bReading(first[2] << 8 | first[3], 28)]
+    assert (decoder.buffered, decoder.stats.bytes_skipped) == (0, 0)
+    # The next answer's start (FF FF 86: no answer starts at the checksum byte) tells at
+    # once; a cut answer at the end of input is skipped.
+    assert decoder.feed(first + b"\xff\x86\x02") == [Mhz19bReading(first[2] << 8 | first[3], 28)]
+    assert decoder.finish() == []
+    assert (decoder.buffered, decoder.stats.bytes_skipped) == (0, 3)

@@ -156,3 +156,19 @@ def test_benchmark_reports_every_protocol() -> None:
     run_benchmark(0.01, lines)
     assert [line.split()[0] for line in lines[1:]] == ["sds011", "pms5003", "pms5003t", "mhz19b", "upfw"]
     assert all(float(line.split()[1].replace(",", "")) > 0 for line in lines[1:])
+
+
+def test_decode_capture_keeps_a_last_mhz19b_answer_whose_checksum_is_ff(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The decoder holds such an answer for the byte after it (the start of another
+    # answer?); at the end of the file no byte comes, and the answer is printed.
+    from firmware_bridge.protocols.mhz19b import wire
+
+    last = next(r for co2 in range(400, 5000) if (r := wire.encode_reading(co2, 28))[8] == 0xFF)
+    capture = tmp_path / "co2.bin"
+    capture.write_bytes(wire.encode_reading(650, 28) + last)
+    code, records, counters = run(["decode", "--protocol", "mhz19b", str(capture)], capsys)
+    assert code == 0
+    assert [r["co2_ppm"] for r in records] == [650, last[2] << 8 | last[3]]
+    assert (counters["frames"], counters["bytes_skipped"], counters["bytes_pending"]) == (2, 0, 0)

@@ -48,7 +48,7 @@ class Mhz19bDecoder(FrameScanner[Mhz19bFrame]):
             return NEED_MORE
         if buf[i + 1] not in _ANSWERS:
             return NOT_A_FRAME
-        if available >= _LEN:
+        if available >= _LEN and not self._at_end:
             j = _inner_start(buf, i, i + available)
             if j == UNKNOWN or (j >= 0 and available < j - i + _LEN):
                 return NEED_MORE  # the answer that may start inside, whole, decides
@@ -58,6 +58,8 @@ class Mhz19bDecoder(FrameScanner[Mhz19bFrame]):
         if not _valid(buf, i):
             return False
         j = _inner_start(buf, i, len(buf))
+        if j >= 0 and len(buf) < j + _LEN:  # the end of input: no answer starts there
+            return True
         # A cut answer and the whole one that began inside it: the cut one is what fails.
         return not (j >= 0 and _valid(buf, j))
 
