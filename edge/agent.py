@@ -20,7 +20,7 @@ from edge.clock_sync import ClockSync, SyncWatch, clock_sync_for
 from edge.config import AgentConfig, SensorConfig
 from edge.driver_state import StagedState
 from edge.drivers.base import Driver, DriverContext, Sample, Supervised, load_driver
-from edge.errors import EdgeError, PublisherError
+from edge.errors import EdgeError, OutboxError, PublisherError
 from edge.outbox import Outbox
 from edge.publisher import Publisher
 from urbanpulse.clock import Clock, SystemClock, to_epoch_ns
@@ -36,6 +36,10 @@ CLOCK_JUMP_TOLERANCE_S = 2.0
 # arithmetic on times and levels, lookups by line, a None where a value was due):
 # contained to the driver's entry.
 SUPERVISION_ERRORS = (ValueError, ArithmeticError, LookupError, TypeError, AttributeError)
+# Readings held in memory while the outbox cannot commit (its disk full): past this many,
+# the outbox's oldest rows are evicted to make room for them (counted, as max_rows does),
+# and if that does not help, the oldest held readings are dropped (counted).
+MAX_UNCOMMITTED = 10_000
 RESTART_MIN_S = 1.0
 RESTART_MAX_S = 60.0
 STATE_FILE = "agent-state.json"
@@ -72,6 +76,11 @@ class Agent:
         self._pending: list[Sample] = []
         self.driver_state = StagedState(self.outbox)
         self._committed = 0
+        self._commit_error: str | None = None  # why the last commit failed, until one works
+        self._evicted_for_room = False  # rows evicted since it did
+        self._dropping = False  # readings dropped since it did
+        self.readings_dropped = 0  # readings dropped uncommitted, past MAX_UNCOMMITTED
+        self._state_file_error: str | None = None
         self._started_mono = self.clock.monotonic()
         # This run's id, in every heartbeat with the uptime it shares its life with: the
         # cloud puts heartbeats in (run, uptime) order, and a new id is a restart.
@@ -91,10 +100,51 @@ class Agent:
         return emit
 
     def flush(self) -> int:
+        """Commits the readings emitted since the last flush with the drivers' staged
+        state; returns how many. A commit that fails (the disk full) keeps them in memory
+        for the next flush: the agent runs on, and the publisher's acks free room."""
         batch, self._pending = self._pending, []
-        self.outbox.append(batch, to_epoch_ns(self.clock.now()), self.driver_state.take())
+        states = self.driver_state.take()
+        try:
+            self.outbox.append(batch, to_epoch_ns(self.clock.now()), states)
+        except OutboxError as exc:
+            self._hold(batch, states, exc)
+            return 0
+        if self._commit_error is not None:
+            log.info("the outbox commits again", extra={"committed": len(batch)})
+            self._commit_error = None
+            self._evicted_for_room = self._dropping = False
         self._committed += len(batch)
         return len(batch)
+
+    def _hold(self, batch: list[Sample], states: dict[str, str], exc: OutboxError) -> None:
+        if self._commit_error is None:
+            log.error("cannot commit readings to the outbox; holding them in memory and "
+                      "trying again", extra={"error": str(exc), "outbox": str(self.outbox.path)})
+        self._commit_error = str(exc)
+        self._pending[:0] = batch
+        self.driver_state.give_back(states)
+        excess = len(self._pending) - MAX_UNCOMMITTED
+        if excess <= 0:
+            return
+        if not self._evicted_for_room:
+            self._evicted_for_room = True
+            try:
+                n = self.outbox.evict_oldest(len(self._pending))
+            except OutboxError as evict_exc:
+                log.error("cannot evict from the outbox either", extra={"error": str(evict_exc)})
+            else:
+                if n:
+                    log.error("outbox rows evicted to make room for the readings held",
+                              extra={"evicted": n, "held": len(self._pending)})
+                    return
+        if not self._dropping:
+            log.error("readings dropped: the outbox cannot commit and memory holds only "
+                      f"{MAX_UNCOMMITTED}; the oldest held go first, counted in "
+                      "readings_dropped", extra={"error": self._commit_error})
+        self._dropping = True
+        del self._pending[:excess]
+        self.readings_dropped += excess
 
     def health(self) -> dict[str, Any]:
         stats = self.outbox.stats()
@@ -110,6 +160,11 @@ class Agent:
             "outbox_evicted": stats.evicted,
             "readings_per_s": round(self._committed / uptime, 2) if uptime > 0 else 0.0,
             "readings_committed": self._committed,
+            # readings not committed yet (those of the last FLUSH_INTERVAL_S, or all held
+            # while the outbox cannot commit: outbox_error says why)
+            "outbox_uncommitted": len(self._pending),
+            "outbox_error": self._commit_error,
+            "readings_dropped": self.readings_dropped,
             "drivers": {k: self._driver_health(k, d) for k, d in self.drivers.items()},
             "mqtt": None if pub is None else {
                 "connected": pub.connected, "connects": pub.connects, "last_error": pub.last_error,
@@ -154,8 +209,20 @@ class Agent:
         body = {"node": self.config.node.id, "site": self.config.node.site,
                 "written_at": self.clock.now().isoformat(), "health": self.health(),
                 "drivers": {k: asdict(v) for k, v in self.drivers.items()}}
-        tmp.write_text(json.dumps(body, indent=1, default=str), encoding="utf-8")
-        os.replace(tmp, path)
+        try:
+            tmp.write_text(json.dumps(body, indent=1, default=str), encoding="utf-8")
+            os.replace(tmp, path)
+        except OSError as exc:
+            # The disk full: `edge status` shows an older state meanwhile, the heartbeat
+            # the current one; not a reason to stop reading sensors.
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            if self._state_file_error is None:
+                log.warning("cannot write the state file", extra={"path": str(path),
+                                                                  "error": str(exc)})
+            self._state_file_error = str(exc)
+        else:
+            self._state_file_error = None
 
     def _client(self) -> Client:
         if self._client_factory is not None:
@@ -233,6 +300,9 @@ class Agent:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             self.flush()
+            if self._pending:
+                log.error("readings lost at the stop: the outbox cannot commit them",
+                          extra={"readings": len(self._pending), "error": self._commit_error})
             self.publisher.stop()
             if self._shared_pins is not None:
                 self._shared_pins.close()

@@ -109,6 +109,7 @@ def _status(state_dir: Path, as_json: bool) -> int:
         agent = body.get("agent")
         if isinstance(agent, dict):
             health = agent.get("health", {})
+            print(f"commits:   {_commit_line(health, body.get('state_age_s'))}")
             print(f"mqtt:      {health.get('mqtt')}")
             print(f"resend:    {_resend_line(health.get('mqtt'))}")
             print(f"clock:     {_clock_line(health.get('clock'))}")
@@ -134,6 +135,18 @@ def _resend_line(mqtt: object) -> str:
     if mqtt.get("connected") is False:  # the times were set while connected and are stale
         return f"{line}; resends wait for the link to the broker (resend wait was {wait:g} s)"
     return f"{line}; resend wait now {wait:g} s, next resend in {next_in:g} s"
+
+
+def _commit_line(health: dict[str, object], state_age_s: object) -> str:
+    """Whether the agent could commit its readings to the outbox, from its state file
+    (which a full disk leaves as it was: hence its age)."""
+    error, held = health.get("outbox_error"), health.get("outbox_uncommitted")
+    dropped = health.get("readings_dropped") or 0
+    line = "ok" if error is None else (f"FAILING ({error}): {held} readings held in memory "
+                                       "until the outbox commits again")
+    if dropped:
+        line += f"; {dropped} readings dropped uncommitted"
+    return f"{line} (as of the state written {state_age_s} s ago)"
 
 
 def _clock_line(clock: object) -> str:

@@ -23,3 +23,8 @@ class StagedState:
         """What the next commit writes; staged state is handed over once."""
         staged, self._staged = self._staged, {}
         return staged
+
+    def give_back(self, taken: dict[str, str]) -> None:
+        """State `take` handed to a commit that failed: staged again for the next one,
+        under what was staged since (newer)."""
+        self._staged = {**taken, **self._staged}

@@ -147,8 +147,7 @@ class Outbox:
                 self._evict_over_count(db)
                 db.execute("COMMIT")
             except sqlite3.Error as exc:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
+                self._rollback(db)
                 raise OutboxError(f"outbox append failed: {exc}") from exc
         return readings
 
@@ -177,14 +176,37 @@ class Outbox:
                    "ON CONFLICT(key) DO UPDATE SET value = value + excluded.value", (n,))
 
     def evict_older_than(self, created_before_ns: int) -> int:
+        return self._evict("DELETE FROM outbox WHERE created_ns < ?", created_before_ns)
+
+    def evict_oldest(self, n: int) -> int:
+        """Evicts the `n` oldest rows (counted as evicted), as max_rows does: room for newer
+        ones where the disk has none."""
+        return self._evict("DELETE FROM outbox WHERE id IN (SELECT id FROM outbox ORDER BY id "
+                           "LIMIT ?)", n)
+
+    def _evict(self, sql: str, arg: int) -> int:
         db = self._db()
         with self._write_lock:
-            db.execute("BEGIN IMMEDIATE")
-            n = db.execute("DELETE FROM outbox WHERE created_ns < ?", (created_before_ns,)).rowcount
-            if n:
-                self._add_evicted(db, n)
-            db.execute("COMMIT")
-        return n
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                n = db.execute(sql, (arg,)).rowcount
+                if n:
+                    self._add_evicted(db, n)
+                db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self._rollback(db)
+                raise OutboxError(f"outbox eviction failed: {exc}") from exc
+        return int(n)
+
+    @staticmethod
+    def _rollback(db: sqlite3.Connection) -> None:
+        """Ends a failed transaction (SQLite may have rolled it back itself), so that the
+        connection's next BEGIN works and the write lock is not kept."""
+        if db.in_transaction:
+            try:
+                db.execute("ROLLBACK")
+            except sqlite3.Error as exc:
+                raise OutboxError(f"outbox rollback failed: {exc}") from exc
 
     def fetch(self, limit: int, *, after_id: int = 0, created_since_ns: int | None = None,
               created_before_ns: int | None = None) -> list[OutboxRow]:
@@ -220,9 +242,14 @@ class Outbox:
             return 0
         db = self._db()
         with self._write_lock:
-            db.execute("BEGIN IMMEDIATE")
-            deleted = db.executemany("DELETE FROM outbox WHERE id = ?", [(i,) for i in ids]).rowcount
-            db.execute("COMMIT")
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                deleted = db.executemany("DELETE FROM outbox WHERE id = ?",
+                                         [(i,) for i in ids]).rowcount
+                db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self._rollback(db)
+                raise OutboxError(f"outbox ack failed: {exc}") from exc
         return int(deleted)
 
     def stats(self) -> OutboxStats:
