@@ -1,6 +1,6 @@
 """Opening a journal reads its last record, not every record: the ingest opens its journal
 before it subscribes, and the processor every journal before it reads, and a journal holds
-up to flow.journal_retention_s of messages (a day by default: 13-36 GB at 1,000 readings/s,
+up to flow.journal_retention_s of messages (a day by default: 12-31 GB at 1,000 readings/s,
 docs/sizing.md). Before, the open looked for the largest received time over the whole
 table, a full scan (0.6-1.4 s for 2 GB here, minutes for the design's load). SQLite's
 progress handler counts the virtual machine's steps of the open (real journals in a
