@@ -7,7 +7,9 @@ Pure: fed with raw edges (line, beam broken?, monotonic time), closed per interv
   a crossing is everything between two moments when both beams are clear. It is an
   entry when the first beam broken was the outer one and the last one still broken was
   the inner one; an exit the other way round; anything else (a person who stepped in and
-  turned back) counts as neither. A crossing counts in the interval in which it ends.
+  turned back) counts as neither. A crossing counts in the interval in which it ends (in
+  the next one if a beam change before the end is still undecided when the interval
+  closes: the beams' changes are taken in the order they happened).
 - A break shorter than `min_pulse_s` is nobody (see edge/gpio/pulse_filter.py): it is
   counted in the interval's `glitches` instead.
 - Supervision (`supervised`, the last line): a cut beam cable reads exactly like a clear
@@ -95,6 +97,9 @@ class DoorCounter:
         self._first: tuple[bool, bool] | None = None
         self._last: tuple[bool, bool] | None = None
         self._tracking = tuple(levels[:beams]) == _CLEAR if beams == 2 else True
+        # per beam, since when its filter has had a change undecided (being debounced, or
+        # a break held back for min_pulse_s); None while nothing is pending
+        self._pending_since: list[float | None] = [None] * beams
         self._counts = [0, 0, 0]  # entries, exits, turned back, in the current interval
         self.totals = [0, 0, 0]   # the same since start-up
 
@@ -139,7 +144,18 @@ class DoorCounter:
             if test.active:
                 test.feed(line, broken, t)
                 return
-        self._take(line, self._filters[line].feed(broken, t))
+        self._feed_beam(line, broken, t)
+
+    def _feed_beam(self, line: int, broken: bool, t: float) -> None:
+        pulses = self._filters[line]
+        self._take(line, pulses.poll(t))  # what was due by t, first
+        if pulses.deadline() is None:
+            self._pending_since[line] = None
+        if self._pending_since[line] is None:
+            self._pending_since[line] = t
+        self._take(line, pulses.feed(broken, t))
+        if pulses.deadline() is None:
+            self._pending_since[line] = None
 
     def _take(self, line: int, edges: list[Edge]) -> None:
         for edge in edges:
@@ -149,6 +165,8 @@ class DoorCounter:
     def poll(self, now: float) -> None:
         for line, pulses in enumerate(self._filters):
             self._take(line, pulses.poll(now))
+            if pulses.deadline() is None:
+                self._pending_since[line] = None
         if self._supervision is not None:
             self._supervision_edges += self._supervision.poll(now)
         test = self.self_test
@@ -165,7 +183,7 @@ class DoorCounter:
         levels = test.step(now)
         if levels is not None:  # the window closed: the beams as they read now
             for line, broken in enumerate(levels):
-                self._take(line, self._filters[line].feed(broken, now))
+                self._feed_beam(line, broken, now)
 
     def _may_test(self) -> bool:
         """Every beam clear with nothing pending, and no cable fault showing."""
@@ -186,8 +204,13 @@ class DoorCounter:
     def close_interval(self, end: float, now: float) -> DoorInterval:
         self.poll(now)
         self._edges.sort()
-        ready = [e for e in self._edges if e[0] < end]
-        self._edges = [e for e in self._edges if e[0] >= end]
+        # A beam change from before `end` still undecided (the loop polled late: a break
+        # held back for min_pulse_s while its end is debounced) comes later with its own
+        # time: the edges after it wait for it, or a crossing would see its beams out of
+        # order (an exit taken for someone turning back).
+        cutoff = min([end, *(t for t in self._pending_since if t is not None)])
+        ready = [e for e in self._edges if e[0] < cutoff]
+        self._edges = [e for e in self._edges if e[0] >= cutoff]
         for _, line, broken in ready:
             self._apply(line, broken)
         entries, exits, turned_back = self._counts

@@ -197,3 +197,20 @@ def test_two_beams_and_supervision_count_entries_on_the_beam_lines() -> None:
 def test_supervised_needs_a_supervision_level() -> None:
     with pytest.raises(ValueError, match="one or two beams"):
         DoorCounter(bounce_s=0.01, levels=[True], t0=0.0, supervised=True)
+
+
+def test_an_exit_across_an_interval_end_the_loop_polled_late_is_still_an_exit() -> None:
+    # The event loop held up around the interval's end (no poll at the deadlines): the
+    # inner beam's break is still held back (min_pulse_s) when the interval closes, its end
+    # being debounced. The outer beam's later break was applied without it, and the
+    # crossing was counted as someone turning back.
+    clock = FakeClock()
+    counter = DoorCounter(bounce_s=0.03, levels=[False, False], t0=clock.monotonic(),
+                          min_pulse_s=0.1)
+    script(counter, [(59.659, IN, True), (59.801, OUT, True), (60.183, IN, False)])
+    first = close(counter, clock, 60.0)
+    script(counter, [(60.325, OUT, False)])
+    second = close(counter, clock, 70.0)
+    assert (first.count, first.exits, first.turned_back) == (0, 0, 0)
+    assert (second.count, second.exits, second.turned_back) == (0, 1, 0)
+    assert counter.totals == [0, 1, 0]
