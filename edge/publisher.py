@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from edge.config import AgentConfig
+from edge.errors import OutboxError
 from edge.outbox import Outbox, OutboxRow
 from urbanpulse.clock import Clock, to_epoch_ns
 from urbanpulse.wire import (
@@ -64,6 +65,8 @@ RESEND_JITTER = (0.75, 1.0)
 # Batches the broker took but the cloud has not confirmed, or the broker refused, at most
 # this many times max_inflight: past that the node sends nothing new until they are done.
 AWAITING_WINDOWS = 20
+# How often rows whose deletion the outbox refused (its disk full) are deleted again.
+DELETE_RETRY_S = 1.0
 # Copies replaced by a resend whose ids are remembered (times max_inflight), each as runs
 # of consecutive outbox row ids (one run, or a few, per copy).
 REPLACED_WINDOWS = AWAITING_WINDOWS
@@ -134,6 +137,9 @@ class Publisher:
         self._refusing = False  # the broker refused a batch and has taken none since
         self._refusals_cut_at: float | None = None  # clock.monotonic() of the last cut
         self._tries: dict[int, int] = {}  # outbox row -> unconfirmed sends, until sent again
+        # Rows done whose deletion the outbox refused (its disk full), pending until deleted
+        self._undeleted: list[int] = []
+        self._delete_again_at = 0.0  # clock.monotonic()
         self._backing_off = False  # a batch went unconfirmed since the waits were last cut
         self._cut_at: float | None = None  # clock.monotonic() when they were
         self._boot = secrets.token_hex(8)
@@ -333,8 +339,8 @@ class Publisher:
         self.state.cloud_acks += 1
 
     def _done(self, sent: Sent) -> None:
-        self.outbox.ack(sent.ids)
         self._pending_ids.difference_update(sent.ids)
+        self._delete(sent.ids)
         self.state.messages_acked += 1
         self.state.readings_acked += len(sent.ids)
         self.state.last_ack_ns = to_epoch_ns(self.clock.now())
@@ -354,14 +360,42 @@ class Publisher:
         for sent in self._inflight.values():
             if not ids.isdisjoint(sent.ids):
                 sent.ids = [row for row in sent.ids if row not in ids]
-        confirmed = self.outbox.ack(sorted(ids))  # rows already gone count for nothing
         self._pending_ids.difference_update(ids)
+        confirmed = self._delete(sorted(ids))  # rows already gone count for nothing
         for row in ids:
             self._tries.pop(row, None)
         self.state.messages_acked += 1
         self.state.readings_acked += confirmed
         self.state.acked_by_replaced_copy += confirmed
         self.state.last_ack_ns = to_epoch_ns(self.clock.now())
+
+    def _delete(self, ids: list[int]) -> int:
+        """Deletes rows that are done from the outbox; returns how many were still there.
+        A deletion the outbox refuses (its disk full: even a DELETE needs room in SQLite's
+        WAL file) is tried again every DELETE_RETRY_S; the rows stay pending meanwhile, so
+        that they are not sent again, and nothing stops (after a restart they would be sent
+        again, and the cloud would drop them as duplicates)."""
+        try:
+            deleted = self.outbox.ack(ids)
+        except OutboxError as exc:
+            if not self._undeleted:
+                log.error("the outbox cannot delete rows that are done; trying again",
+                          extra={"error": str(exc), "rows": len(ids)})
+            self._undeleted.extend(ids)
+            self._pending_ids.update(ids)
+            self._delete_again_at = self.clock.monotonic() + DELETE_RETRY_S
+            self.state.last_error = f"outbox: {exc}"
+            return 0
+        return deleted
+
+    def _delete_again(self, now: float) -> None:
+        if not self._undeleted or now < self._delete_again_at:
+            return
+        ids, self._undeleted = self._undeleted, []
+        self._pending_ids.difference_update(ids)
+        self._delete(ids)
+        if not self._undeleted:
+            log.info("the outbox deletes again", extra={"rows": len(ids)})
 
     def _remember_replaced(self, sent: Sent) -> None:
         runs: list[tuple[int, int]] = []
@@ -492,6 +526,7 @@ class Publisher:
         if now_mono >= self._next_heartbeat:
             self._publish_status(client, "online")
         pumped_at = self.clock.monotonic()
+        self._delete_again(pumped_at)
         if self._cloud_acks:
             self._expire_awaiting(pumped_at)
         self._expire_refused(pumped_at)

@@ -22,11 +22,14 @@ from edge import agent as agent_module
 from edge.agent import Agent
 from edge.config import load_config
 from edge.drivers.base import Sample
+from edge.mqtt_client import make_client as make_node_client
+from edge.outbox import Outbox
+from edge.publisher import Publisher
 from firmware_bridge.protocols.sds011.emulator import Sds011Emulator
 from tests.agent_thread import agent_in_thread
 from tests.conftest import Collector
 from urbanpulse.cli import main
-from urbanpulse.clock import FakeClock
+from urbanpulse.clock import FakeClock, to_epoch_ns
 from urbanpulse.testing import wait_for
 
 SITE = "hn-diskfull"
@@ -179,3 +182,52 @@ def test_past_what_memory_holds_the_oldest_rows_make_room_then_readings_are_drop
     finally:
         agent.outbox.close()
 
+
+def test_an_ack_the_full_disk_cannot_commit_is_committed_later_and_the_publisher_runs_on(
+        make_node_config: Callable[..., Path], collector: Callable[[str, str], Collector],
+        tmp_path: Path) -> None:
+    """The broker's PUBACK deletes the batch's rows, which a full disk refuses too (the
+    deletion needs room in SQLite's WAL file): the publisher keeps the rows as done, does
+    not send them again, deletes them once there is room, and goes on publishing. Before,
+    the error ended the publisher's thread, and with it the agent (exit 3, and what the
+    agent held uncommitted lost at each restart while the disk stayed full)."""
+    node = "aq-ackfull"
+    path = make_node_config(SITE, node, '[[sensors]]\nid = "pm-1"\ndriver = "sds011"\n'
+                            'port = "/dev/null"\n')
+    config = load_config(path)
+    seen = collector(SITE, node)
+    clock = FakeClock(datetime(2026, 11, 29, 6, 0, tzinfo=UTC))
+    with small_disk(tmp_path / "disk") as disk:
+        outbox = Outbox(disk / "outbox.sqlite3").open()
+        publisher = Publisher(config, outbox, lambda: make_node_client(f"edge-{SITE}.{node}",
+                                                                       config.mqtt),
+                              clock, lambda: {})
+        publisher.start()
+        try:
+            wait_for(lambda: publisher.state.connected, 15, "the publisher to connect")
+            outbox.append([Sample("pm-1", "air.pm", {"pm25": 12.0, "pm10": 20.0}, clock.now())
+                           for _ in range(5)], to_epoch_ns(clock.now()))
+            filler = fill(disk)
+            clock.advance(1.0)  # the batch is due
+            wait_for(lambda: seen.seqs("pm-1") == list(range(5)), 10, "the batch at the broker")
+            wait_for(lambda: publisher.state.readings_acked == 5 or publisher.failure, 10,
+                     "the broker's PUBACK")
+            assert publisher.failure is None, repr(publisher.failure)
+            for _ in range(10):  # 2 s: the rows are not sent again
+                clock.advance(0.2)
+                now = clock.monotonic()
+                wait_for(lambda n=now: (publisher.state.pumped_at or 0) >= n, 10, "a pump")
+            assert outbox.stats().depth == 5, "the disk refused the deletion"
+            assert "full" in (publisher.state.last_error or "")
+            filler.unlink()
+            clock.advance(1.0)
+            wait_for(lambda: outbox.stats().depth == 0, 10, "the rows deleted once there is room")
+            outbox.append([Sample("pm-1", "air.pm", {"pm25": 12.0, "pm10": 20.0}, clock.now())],
+                          to_epoch_ns(clock.now()))
+            clock.advance(1.0)
+            wait_for(lambda: seen.seqs("pm-1") == list(range(6)), 10, "the next batch")
+            assert publisher.failure is None
+        finally:
+            publisher.stop()
+            outbox.close()
+    assert publisher.failure is None
