@@ -6,6 +6,7 @@ be checked on a laptop before it goes to the node. Every error names the exact k
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,6 +112,18 @@ def _positive(value: T, key: str) -> T:
     return value
 
 
+def _finite(value: float, key: str) -> float:
+    """A number read as a float that is not a duration (a rate, days): TOML has nan and
+    inf, which no comparison or int() conversion takes as meant."""
+    if not math.isfinite(value):
+        raise ConfigError(key, f"must be a finite number, got {value!r}")
+    return value
+
+
+MAX_AGE_DAYS_MAX = 3650  # ten years: beyond, the age in nanoseconds is out of any clock's range
+KEEPALIVE_MAX_S = 65535  # MQTT's keep alive is a 16-bit number of seconds
+
+
 def _table(raw: Mapping[str, Any], key: str, required: bool = True) -> Mapping[str, Any]:
     value = raw.get(key)
     if value is None and not required:
@@ -127,6 +140,21 @@ def _path(table: Mapping[str, Any], key: str, prefix: str) -> Path | None:
     if not value.startswith("/") and not value.startswith("."):
         raise ConfigError(f"{prefix}.{key}", f"must be an absolute or ./relative path, got {value!r}")
     return Path(value)
+
+
+def _seconds(table: Mapping[str, Any], key: str, prefix: str, default: float) -> float:
+    """A positive, finite duration (nan would make a wait that never ends: a partial batch
+    never due, no heartbeat)."""
+    full = f"{prefix}.{key}"
+    return _positive(finite_seconds(typed(table, key, prefix, float, default), full), full)
+
+
+def _keepalive(value: int) -> int:
+    _positive(value, "mqtt.keepalive_s")
+    if value > KEEPALIVE_MAX_S:
+        raise ConfigError("mqtt.keepalive_s", f"must be <= {KEEPALIVE_MAX_S} (MQTT's keep alive is "
+                          f"16 bits), got {value}")
+    return value
 
 
 def parse_config(raw: Mapping[str, Any]) -> AgentConfig:
@@ -168,7 +196,7 @@ def parse_config(raw: Mapping[str, Any]) -> AgentConfig:
         password_file=_path(m, "password_file", "mqtt"),
         cert_file=_path(m, "cert_file", "mqtt"),
         key_file=_path(m, "key_file", "mqtt"),
-        keepalive_s=_positive(typed(m, "keepalive_s", "mqtt", int, 30), "mqtt.keepalive_s"),
+        keepalive_s=_keepalive(typed(m, "keepalive_s", "mqtt", int, 30)),
         tls=typed(m, "tls", "mqtt", bool, True),
         delivery=delivery,
         ack_timeout_s=ack_timeout,
@@ -192,18 +220,20 @@ def parse_config(raw: Mapping[str, Any]) -> AgentConfig:
     inflight = _positive(typed(o, "max_inflight", "outbox", int, 20), "outbox.max_inflight")
     if inflight > 1000:
         raise ConfigError("outbox.max_inflight", "must be <= 1000 (MQTT packet ids are 16 bits)")
+    max_age_days = _positive(_finite(typed(o, "max_age_days", "outbox", float, 7.0),
+                                     "outbox.max_age_days"), "outbox.max_age_days")
+    if max_age_days > MAX_AGE_DAYS_MAX:
+        raise ConfigError("outbox.max_age_days", f"must be <= {MAX_AGE_DAYS_MAX}, got {max_age_days!r}")
     outbox = OutboxConfig(
         max_rows=_positive(typed(o, "max_rows", "outbox", int, 2_000_000), "outbox.max_rows"),
-        max_age_s=86400 * _positive(typed(o, "max_age_days", "outbox", float, 7.0),
-                                    "outbox.max_age_days"),
+        max_age_s=86400 * max_age_days,
         batch_max_readings=batch_max,
-        batch_max_delay_s=_positive(typed(o, "batch_max_delay_s", "outbox", float, 1.0),
-                                    "outbox.batch_max_delay_s"),
+        batch_max_delay_s=_seconds(o, "batch_max_delay_s", "outbox", 1.0),
         max_inflight=inflight,
-        live_window_s=_positive(typed(o, "live_window_s", "outbox", float, 60.0),
-                                "outbox.live_window_s"),
+        live_window_s=_seconds(o, "live_window_s", "outbox", 60.0),
         backlog_batches_per_s=_positive(
-            typed(o, "backlog_batches_per_s", "outbox", float, 20.0), "outbox.backlog_batches_per_s"
+            _finite(typed(o, "backlog_batches_per_s", "outbox", float, 20.0),
+                    "outbox.backlog_batches_per_s"), "outbox.backlog_batches_per_s"
         ),
     )
 
@@ -215,7 +245,7 @@ def parse_config(raw: Mapping[str, Any]) -> AgentConfig:
 
     a = _table(raw, "agent", required=False)
     only_known(a, {"heartbeat_s", "clock_check"}, "agent")
-    heartbeat = _positive(typed(a, "heartbeat_s", "agent", float, 30.0), "agent.heartbeat_s")
+    heartbeat = _seconds(a, "heartbeat_s", "agent", 30.0)
     clock_check = typed(a, "clock_check", "agent", str, "kernel")
     if clock_check not in CLOCK_CHECKS:
         raise ConfigError("agent.clock_check",
