@@ -55,6 +55,8 @@ from urbanpulse.influx_http import InfluxError
 
 log = logging.getLogger("urbanpulse.cloud.flow")
 
+# A source snapshot's key for a journal's id (`Journal.id`), beside its offset's
+JOURNAL_ID = "#id"
 READ_BATCH = 50  # messages per source batch: bounds the latency of one step (50 x 500 readings)
 IDLE_WAIT = timedelta(milliseconds=20)
 TRIM_EVERY_S = 60.0
@@ -101,7 +103,7 @@ class JournalPartition(StatefulSourcePartition[JournalRecord, dict[str, int]]):
     def snapshot(self) -> dict[str, int]:
         offsets = self.journals.offsets()
         self._snapshots.append((time.monotonic(), offsets))
-        return offsets
+        return offsets | {p + JOURNAL_ID: i for p, i in self.journals.ids().items()}
 
     def _trim(self) -> None:
         # Only below offsets snapshotted so long ago that their epoch is surely committed.
@@ -167,9 +169,22 @@ class JournalSource(FixedPartitionedSource[JournalRecord, Any]):
             return RetiredPartition(self.drain)
         if isinstance(resume_state, int):
             resume_state = {for_part: resume_state}
-        names = self._names([*self._found(), *(resume_state or {})])
+        resume = resume_state or {}
+        offsets = {p: n for p, n in resume.items() if not p.endswith(JOURNAL_ID)}
+        names = self._names([*self._found(), *offsets])
         journals = [Journal(journal_path(self.directory, p), p).open(create=False) for p in names]
-        return JournalPartition(MergedJournals(journals, resume_state or {}, READ_BATCH), self.retention_s,
+        for journal in journals:
+            numbered = resume.get(journal.partition + JOURNAL_ID)
+            if numbered is not None and journal.id not in (None, numbered) \
+                    and offsets.get(journal.partition):
+                # Its numbers started at 1 again: resumed after the old offset, its records
+                # up to that number would be skipped (and trimmed) without a word.
+                log.error("journal %s is not the one the recovery store read up to record %d "
+                          "(deleted or replaced, and made anew by its ingest): read from its "
+                          "start; what the old one held and the dataflow had not read is not "
+                          "in it", journal.path, offsets[journal.partition])
+                offsets[journal.partition] = 0
+        return JournalPartition(MergedJournals(journals, offsets, READ_BATCH), self.retention_s,
                                 self.health, self.drain)
 
     def _found(self) -> list[str]:

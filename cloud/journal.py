@@ -7,6 +7,7 @@ snapshot. One journal file per ingest instance; the dataflow reads them all, mer
 
 from __future__ import annotations
 
+import secrets
 import sqlite3
 from collections import deque
 from collections.abc import Mapping, Sequence
@@ -43,6 +44,10 @@ class Journal:
         self.partition = partition
         self._db: sqlite3.Connection | None = None
         self._last_received_ns = 0
+        # Made once with the file by its ingest: a resumed reader tells a journal made anew
+        # (deleted or replaced, its numbers starting at 1 again) from the one its snapshot
+        # numbered. None for a journal made before ids, until its ingest opens it.
+        self.id: int | None = None
 
     def open(self, *, create: bool = True) -> Journal:
         """Open for appending (`create`: the ingest's side) or, with `create=False`, only a
@@ -63,6 +68,7 @@ class Journal:
             # The last record's stamp is the largest (each append stamps after it): read
             # by the key, where MAX(received_ns) scanned the whole journal at every start.
             row = db.execute("SELECT received_ns FROM entries ORDER BY offset DESC LIMIT 1").fetchone()
+            self.id = _journal_id(db, create)
         except (OSError, sqlite3.Error) as exc:
             if not create and not self.path.exists():
                 raise JournalError(
@@ -145,6 +151,17 @@ class Journal:
             self._db = None
 
 
+def _journal_id(db: sqlite3.Connection, create: bool) -> int | None:
+    if create:
+        db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)")
+        db.execute("INSERT OR IGNORE INTO meta VALUES ('id', ?)", (secrets.randbits(62) + 1,))
+    elif not db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'"
+                        ).fetchone():
+        return None
+    row = db.execute("SELECT value FROM meta WHERE key = 'id'").fetchone()
+    return int(row[0]) if row else None
+
+
 class MergedJournals:
     """Several journals read as one stream, in received-time order.
 
@@ -198,6 +215,10 @@ class MergedJournals:
 
     def offsets(self) -> dict[str, int]:
         return dict(self._emitted)
+
+    def ids(self) -> dict[str, int]:
+        """The journals' ids (`Journal.id`), of those that have one."""
+        return {j.partition: j.id for j in self.journals if j.id is not None}
 
     def backlog(self) -> int:
         """Records journaled and not yet returned by `read` (read ahead counts as not
