@@ -325,6 +325,12 @@ def parse_cloud_config(raw: Mapping[str, Any]) -> CloudConfig:
             _min(typed(f, "replay_interval_s", "flow", float, 30.0), "flow.replay_interval_s", 0),
             "flow.replay_interval_s"),
     )
+    if flow.backup_interval_s > flow.journal_retention_s:
+        raise ConfigError("flow.journal_retention_s",
+                          f"{flow.journal_retention_s} is shorter than flow.backup_interval_s "
+                          f"({flow.backup_interval_s:g}): a recovery store restored from a backup "
+                          "resumes at journal records already deleted (keep the journal at least "
+                          "as long as the backups reach back)")
     r = _table(raw, "retention", {"raw", "agg_1m", "agg_1h"})
     durations = {}
     for key, default in (("raw", "30d"), ("agg_1m", "400d"), ("agg_1h", "INF")):

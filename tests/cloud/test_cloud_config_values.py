@@ -40,3 +40,14 @@ def test_plain_mqtt_is_for_a_broker_on_this_machine_only() -> None:
     assert parse_cloud_config({"mqtt": {**plain, "host": "localhost"}, "influx": influx}).mqtt.tls is False
     with pytest.raises(ConfigError, match=r"^mqtt\.tls: false is for a broker on this machine only"):
         parse_cloud_config({"mqtt": {**plain, "host": "10.10.0.4"}, "influx": influx})
+
+
+def test_backups_of_the_recovery_store_reach_no_further_back_than_the_journal() -> None:
+    """Bytewax keeps a snapshot `backup_interval_s` after a newer one, so that a copy of
+    the store can resume; the journal deletes what the dataflow consumed after
+    `journal_retention_s`: a copy older than that would resume at deleted records."""
+    same = _config(flow={"backup_interval_s": 3600, "journal_retention_s": 3600})
+    assert same.flow.backup_interval_s == 3600
+    with pytest.raises(ConfigError, match=r"flow\.journal_retention_s.*86400 is shorter than "
+                                          r"flow\.backup_interval_s \(172800\)"):
+        _config(flow={"backup_interval_s": 172800})
