@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import os
 import random
 import secrets
@@ -24,6 +25,7 @@ from edge.errors import EdgeError, OutboxError, PublisherError
 from edge.outbox import Outbox
 from edge.publisher import Publisher
 from urbanpulse.clock import Clock, SystemClock, to_epoch_ns
+from urbanpulse.wire import KINDS
 
 if TYPE_CHECKING:
     from paho.mqtt.client import Client
@@ -55,6 +57,18 @@ class DriverState:
     readings: int = 0
     last_error: str | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    refused: int = 0  # samples no batch could carry (`unsendable`), dropped
+
+
+def unsendable(sample: Sample) -> str | None:
+    """Why the wire contract cannot carry `sample` (a kind it does not know, a value that
+    is no finite number: JSON has no NaN), or None."""
+    if sample.kind not in KINDS:
+        return f"kind {sample.kind!r} is not in the wire contract"
+    for name, value in sample.values.items():
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            return f"{name}={value!r} is not a finite number"
+    return None
 
 
 class Agent:
@@ -94,6 +108,17 @@ class Agent:
         clock is not synchronised, queued for the next commit and counted for the driver,
         also for drivers that read several sensors (upfw)."""
         def emit(sample: Sample) -> None:
+            why = unsendable(sample)
+            if why is not None:
+                # In the outbox it would stop every batch it falls in, and the publisher
+                # with it, at every restart: refused here, counted and reported instead.
+                state.refused += 1
+                state.last_error = f"sample refused: {why}"
+                if state.refused == 1 or state.refused % 1000 == 0:
+                    log.error("a driver emitted a sample no batch can carry; dropped",
+                              extra={"sensor": sample.sensor, "reason": why,
+                                     "refused": state.refused})
+                return
             self._pending.append(self.clock_sync.stamp(sample))
             state.readings += 1
 
@@ -181,6 +206,8 @@ class Agent:
     def _driver_health(self, sensor: str, d: DriverState) -> dict[str, Any]:
         out: dict[str, Any] = {"driver": d.driver, "state": d.state, "restarts": d.restarts,
                                "last_error": d.last_error}
+        if d.refused:
+            out["refused"] = d.refused
         # What a supervised driver's readings cannot carry, for the cloud's fault rules:
         # a kiosk's {"cable": "ok" | "cut", "ready": bool}, a door counter's
         # {"blocked": bool, "self_test": "ok" | "failed"} (see Supervised). A driver that
