@@ -50,13 +50,16 @@ from cloud.logic.events import Alert
 from cloud.logic.node import NodeState
 from cloud.logic.records import Point, decode_record
 from cloud.sink import InfluxWriter, make_writer
-from urbanpulse.clock import SystemClock, from_epoch_ns, to_epoch_ns
+from urbanpulse.clock import Clock, SystemClock, from_epoch_ns, to_epoch_ns
 from urbanpulse.influx_http import InfluxError
 
 log = logging.getLogger("urbanpulse.cloud.flow")
 
 # A source snapshot's key for a journal's id (`Journal.id`), beside its offset's
 JOURNAL_ID = "#id"
+# A source snapshot's key for the offsets the trim goes by (`JournalPartition.snapshot`)
+TRIM_MARKS = "#trim"
+MARKS_PER_RETENTION = 64  # offsets kept for the trim per flow.journal_retention_s
 READ_BATCH = 50  # messages per source batch: bounds the latency of one step (50 x 500 readings)
 IDLE_WAIT = timedelta(milliseconds=20)
 TRIM_EVERY_S = 60.0
@@ -70,21 +73,38 @@ TICK = timedelta(seconds=30)  # how often time-based fault rules (silence) are c
 TICK_NS = int(TICK.total_seconds()) * 1_000_000_000
 
 
-class JournalPartition(StatefulSourcePartition[JournalRecord, dict[str, int]]):
+class JournalPartition(StatefulSourcePartition[JournalRecord, dict[str, Any]]):
     """Every journal, merged in received-time order (cloud.journal.MergedJournals), as one
     partition: one worker reads them all, and a node's messages leave it in the order the
     broker delivered them, whichever ingest journaled them. Its snapshot is the offset of
-    the last record emitted from each journal. `health` hears of every batch."""
+    the last record emitted from each journal, each journal's id, and the trim's marks.
+    `health` hears of every batch.
+
+    The trim deletes records read in an epoch snapshotted `retention_s` ago (and received
+    that long ago), so that a copy of the recovery store younger than that resumes at
+    records still there. It goes by marks: the offsets of a snapshot every
+    `retention_s / MARKS_PER_RETENTION` (at least TRIM_EVERY_S), kept in the snapshot with
+    their age, so that a restart goes on from them. Before, they were the process's memory
+    only: after each restart nothing was trimmed for `retention_s`, and a processor
+    restarted more often than that (daily with the default retention, weekly with a week's)
+    never trimmed its journals, which grew until the state disk was full."""
 
     def __init__(self, journals: MergedJournals, retention_s: int,
-                 health: ProcessorHealth | None = None, drain: threading.Event | None = None) -> None:
+                 health: ProcessorHealth | None = None, drain: threading.Event | None = None,
+                 clock: Clock | None = None, marks: Iterable[tuple[int, dict[str, int]]] = ()) -> None:
+        """`marks`: from the snapshot resumed, as (their age in ns, offsets)."""
         self.journals = journals
         self.retention_s = retention_s
         self.health = health
         self.drain = drain or threading.Event()
+        self.clock = clock or SystemClock()
         self._idle = False
-        self._snapshots: list[tuple[float, dict[str, int]]] = []
-        self._next_trim = time.monotonic() + TRIM_EVERY_S
+        self._mark_every_s = max(TRIM_EVERY_S, retention_s / MARKS_PER_RETENTION)
+        now = self.clock.monotonic()
+        # (monotonic time taken, offsets), oldest first
+        self._marks: list[tuple[float, dict[str, int]]] = [
+            (now - max(0, age_ns) / 1e9, offsets) for age_ns, offsets in marks]
+        self._next_trim = now + TRIM_EVERY_S
 
     def next_batch(self) -> list[JournalRecord]:
         if self.drain.is_set():
@@ -93,26 +113,30 @@ class JournalPartition(StatefulSourcePartition[JournalRecord, dict[str, int]]):
         self._idle = self.journals.caught_up
         if self.health is not None:
             self.health.journal_read(records, self._idle, self.journals.backlog)
-        if time.monotonic() >= self._next_trim:
+        if self.clock.monotonic() >= self._next_trim:
             self._trim()
         return records
 
     def next_awake(self) -> datetime | None:
-        return SystemClock().now() + IDLE_WAIT if self._idle else None
+        return self.clock.now() + IDLE_WAIT if self._idle else None
 
-    def snapshot(self) -> dict[str, int]:
+    def snapshot(self) -> dict[str, Any]:
         offsets = self.journals.offsets()
-        self._snapshots.append((time.monotonic(), offsets))
-        return offsets | {p + JOURNAL_ID: i for p, i in self.journals.ids().items()}
+        now = self.clock.monotonic()
+        if not self._marks or now - self._marks[-1][0] >= self._mark_every_s:
+            self._marks.append((now, offsets))
+        marks = [(int((now - t) * 1e9), o) for t, o in self._marks]
+        return offsets | {p + JOURNAL_ID: i for p, i in self.journals.ids().items()} | {TRIM_MARKS: marks}
 
     def _trim(self) -> None:
         # Only below offsets snapshotted so long ago that their epoch is surely committed.
-        self._next_trim = time.monotonic() + TRIM_EVERY_S
-        cutoff = time.monotonic() - self.retention_s
-        old = [o for t, o in self._snapshots if t < cutoff]
+        now = self.clock.monotonic()
+        self._next_trim = now + TRIM_EVERY_S
+        cutoff = now - self.retention_s
+        old = [o for t, o in self._marks if t < cutoff]
         if old:
-            self._snapshots = [(t, o) for t, o in self._snapshots if t >= cutoff]
-            received_before = to_epoch_ns(SystemClock().now()) - self.retention_s * 1_000_000_000
+            self._marks = [(t, o) for t, o in self._marks if t >= cutoff]
+            received_before = to_epoch_ns(self.clock.now()) - self.retention_s * 1_000_000_000
             self.journals.trim({p: offset + 1 for p, offset in old[-1].items()}, received_before)
 
     def close(self) -> None:
@@ -153,24 +177,27 @@ class JournalSource(FixedPartitionedSource[JournalRecord, Any]):
     retired ones journaled is still read, and a journal that vanished stops the start."""
 
     def __init__(self, directory: Path, partitions: list[str], retention_s: int,
-                 health: ProcessorHealth | None = None, drain: threading.Event | None = None) -> None:
+                 health: ProcessorHealth | None = None, drain: threading.Event | None = None,
+                 clock: Clock | None = None) -> None:
         self.directory = directory
         self.partitions = partitions
         self.retention_s = retention_s
         self.health = health
         self.drain = drain
+        self.clock = clock
 
     def list_parts(self) -> list[str]:
         return self._names(self._found())
 
     def build_part(self, step_id: str, for_part: str,
-                   resume_state: dict[str, int] | int | None) -> StatefulSourcePartition[JournalRecord, Any]:
+                   resume_state: dict[str, Any] | int | None) -> StatefulSourcePartition[JournalRecord, Any]:
         if for_part != self.partitions[0]:
             return RetiredPartition(self.drain)
         if isinstance(resume_state, int):
             resume_state = {for_part: resume_state}
         resume = resume_state or {}
-        offsets = {p: n for p, n in resume.items() if not p.endswith(JOURNAL_ID)}
+        marks: list[tuple[int, dict[str, int]]] = resume.get(TRIM_MARKS, [])
+        offsets = {p: n for p, n in resume.items() if p != TRIM_MARKS and not p.endswith(JOURNAL_ID)}
         names = self._names([*self._found(), *offsets])
         journals = [Journal(journal_path(self.directory, p), p).open(create=False) for p in names]
         for journal in journals:
@@ -184,8 +211,11 @@ class JournalSource(FixedPartitionedSource[JournalRecord, Any]):
                           "start; what the old one held and the dataflow had not read is not "
                           "in it", journal.path, offsets[journal.partition])
                 offsets[journal.partition] = 0
+                # nor trimmed below the old one's offsets
+                marks = [(age, {p: n for p, n in o.items() if p != journal.partition})
+                         for age, o in marks]
         return JournalPartition(MergedJournals(journals, offsets, READ_BATCH), self.retention_s,
-                                self.health, self.drain)
+                                self.health, self.drain, self.clock, marks)
 
     def _found(self) -> list[str]:
         prefix, suffix = journal_path(self.directory, "*").name.split("*")
