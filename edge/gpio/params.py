@@ -21,6 +21,9 @@ ACTIVE_STATES = ("low", "high")
 AGENT_KEYS = frozenset({"id", "driver"})
 
 Pull = Literal["up", "down", "off"]
+# BCM 2 and 3 (I2C SDA and SCL) have 1.8 kOhm pull-ups to 3.3 V on the board: no pull-down
+# or floating input there (gpiozero refuses to set one: PinFixedPull).
+FIXED_PULL_UP = {2: "I2C SDA", 3: "I2C SCL"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,10 +138,17 @@ class Fields:
             raise self.error(name, f"must be one of {', '.join(allowed)}, got {value!r}")
         return value
 
-    def wiring(self) -> InputWiring:
+    def wiring(self, pins: Mapping[str, int | None] | None = None) -> InputWiring:
         """`pull` (up | down | off, default up) and `active_state` (low | high; default
-        low with a pull-up, high with a pull-down, required with no pull)."""
+        low with a pull-up, high with a pull-down, required with no pull). `pins`: the
+        inputs wired so (a pin with a fixed pull-up takes no other pull)."""
         pull = self.choice("pull", PULLS, "up")
+        if pull != "up":
+            for name, pin in (pins or {}).items():
+                if pin in FIXED_PULL_UP:
+                    raise self.error(name, f"GPIO {pin} ({FIXED_PULL_UP[pin]}) has a pull-up "
+                                     f"resistor fixed on the Pi's board: it cannot be read with "
+                                     f"pull = \"{pull}\"; use another pin")
         default_active = {"up": "low", "down": "high", "off": ""}[pull]
         if pull == "off" and self.raw.get("active_state") is None:
             raise self.error("active_state", "required when pull = \"off\" (low or high)")

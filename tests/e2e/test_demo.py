@@ -169,3 +169,35 @@ def test_a_held_line_keeps_its_level_when_the_agent_sets_the_pull() -> None:
         free.close()
     finally:
         factory.close()
+
+
+def test_every_live_gpio_line_opens_with_the_wiring_its_agent_is_given() -> None:
+    """A loop card's line is pulled down; BCM 2 and 3 have fixed pull-ups (gpiozero refuses
+    another pull there), and the demo once gave them to the first lane of each live
+    intersection, which never reported (its driver restarted for ever)."""
+    from gpiozero import DigitalInputDevice
+
+    from edge.config import parse_config
+    from urbanpulse.demo.live import choose_live, node_config
+    from urbanpulse.demo.pins import pin_factory
+    from urbanpulse.simulate import City
+
+    mqtt = {"host": "127.0.0.1", "port": 8883, "ca_file": "/ca.pem",
+            "password_file": "/node.password"}
+    opened = 0
+    for node in choose_live(City.load()):
+        ports = {s.id: f"/dev/demo-{s.id}" for s in node.sensors if not s.pins}
+        config = parse_config(node_config(node, mqtt, Path("/state"), ports))
+        factory = pin_factory()
+        try:
+            for sensor in config.sensors:
+                if sensor.driver == "sds011":
+                    continue
+                pull_up, active_state, _ = sensor.params.wiring.gpiozero_args()
+                for pin in sensor.params.pins:
+                    DigitalInputDevice(pin, pull_up=pull_up, active_state=active_state,
+                                       pin_factory=factory)
+                    opened += 1
+        finally:
+            factory.close()
+    assert opened > 20

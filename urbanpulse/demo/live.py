@@ -28,6 +28,11 @@ LIVE_DRIVERS = SERIAL_LIVE | GPIO_LIVE
 
 # BCM lines handed out to a node's GPIO sensors (0 and 1 are the HAT ID EEPROM's).
 FREE_PINS = tuple(range(2, 28))
+# 2 and 3 carry the I2C bus's pull-up resistors, fixed on the board: only sensors wired
+# with a pull-up may use them (gpiozero refuses any other pull there, as the agent's
+# config check does).
+FIXED_PULL_UP = frozenset({2, 3})
+PULL_DOWN = frozenset({"traffic_loop"})  # loop cards drive their output high (sensor_table)
 
 # The live devices report faster than the city file's periods so that the terminal moves
 # within seconds: an SDS011 in continuous mode reports every second on its own (the city
@@ -84,18 +89,28 @@ def labels(city: City) -> dict[tuple[str, str], str]:
 
 def _live_node(city: City, site: str, node: str, names: dict[tuple[str, str], str]) -> LiveNode:
     spec = city.node(site, node)
-    free = iter(FREE_PINS)
+    free = list(FREE_PINS)
     sensors: list[LiveSensor] = []
     for s in spec.sensors:
         if s.driver not in LIVE_DRIVERS:
             continue
-        pins = {name: next(free) for name in s.pins}
+        pins = {}
+        for name in s.pins:
+            pin = next(p for p in free if s.driver not in PULL_DOWN or p not in FIXED_PULL_UP)
+            free.remove(pin)
+            pins[name] = pin
         sensors.append(LiveSensor(s, pins))
     return LiveNode(site, node, names.get((site, node), f"{site}/{node}"), tuple(sensors))
 
 
 def _gpio_pins(spec: NodeSpec) -> int:
     return sum(len(s.pins) for s in spec.sensors if s.driver in GPIO_LIVE)
+
+
+def _fits(spec: NodeSpec) -> bool:
+    """Whether the node's GPIO sensors get pins of their own, pulled as they are wired."""
+    down = sum(len(s.pins) for s in spec.sensors if s.driver in PULL_DOWN)
+    return _gpio_pins(spec) <= len(FREE_PINS) and down <= len(FREE_PINS) - len(FIXED_PULL_UP)
 
 
 def choose_live(city: City) -> list[LiveNode]:
@@ -109,10 +124,11 @@ def choose_live(city: City) -> list[LiveNode]:
                           f"SDS011, the city has {len(stations)}")
     picked += stations[:AIR_STATIONS]
     crossings = [(x.site, x.node) for x in city.intersections
-                 if 0 < _gpio_pins(city.node(x.site, x.node)) <= len(FREE_PINS)]
+                 if _gpio_pins(city.node(x.site, x.node)) > 0 and _fits(city.node(x.site, x.node))]
     if len(crossings) < INTERSECTIONS:
+        lanes = (len(FREE_PINS) - len(FIXED_PULL_UP)) // 2
         raise ConfigError("intersection", f"the demo needs {INTERSECTIONS} intersections of at "
-                          f"most {len(FREE_PINS) // 2} lanes, the city has {len(crossings)}")
+                          f"most {lanes} lanes, the city has {len(crossings)}")
     picked += crossings[:INTERSECTIONS]
     ward = _ward_with_er(city)
     if ward is None:
@@ -128,7 +144,7 @@ def _ward_with_er(city: City) -> tuple[tuple[str, str], ...] | None:
             continue
         for w in h.wards:
             nodes = {(h.site, w.node), (h.site, h.er.node)}
-            if all(_gpio_pins(city.node(*k)) <= len(FREE_PINS) for k in nodes):
+            if all(_fits(city.node(*k)) for k in nodes):
                 return (h.site, w.node), (h.site, h.er.node)
     return None
 

@@ -56,7 +56,7 @@ def parse_params(raw: Mapping[str, Any], key: str) -> BedPadParams:
     elif supervision_pin is None:
         raise f.error("supervision_pin", f"required with supervision = \"{supervision}\"")
     f.distinct_pins({"pin": pin, "supervision_pin": supervision_pin})
-    wiring = f.wiring()
+    wiring = f.wiring({"pin": pin, "supervision_pin": supervision_pin})
     occupied_when = f.choice("occupied_when", ("closed", "open"), "closed")
     params = BedPadParams(
         pin=pin,

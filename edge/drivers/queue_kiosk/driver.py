@@ -92,7 +92,7 @@ def parse_params(raw: Mapping[str, Any], key: str) -> QueueKioskParams:
     elif len(set(counters)) != len(counters):
         raise f.error("counter_numbers", "must not repeat a counter")
     params = QueueKioskParams(issue_pin=issue_pin, call_pins=call_pins, counters=counters,
-                              wiring=f.wiring(),
+                              wiring=f.wiring(named),
                               debounce_s=f.number("debounce_s", 0.03, 0.0, 0.5),
                               supervision_pin=supervision_pin, ready_pin=ready_pin,
                               fault_delay_s=f.number("fault_delay_s", 1.0, 0.0, 60.0),

@@ -52,7 +52,7 @@ def parse_params(raw: Mapping[str, Any], key: str) -> TrafficLoopParams:
     f.distinct_pins({"pin": pin, "downstream_pin": downstream_pin})
     output: Mode = "pulse" if f.choice("output", ("presence", "pulse"), "presence") == "pulse" \
         else "presence"
-    wiring = f.wiring()
+    wiring = f.wiring({"pin": pin, "downstream_pin": downstream_pin})
     interval_s = f.number("interval_s", 60.0, 0.1, 3600.0)
     debounce_s = f.number("debounce_s", 0.02, 0.0, 0.5)
     if output == "pulse" and debounce_s > MAX_PULSE_DEBOUNCE_S:

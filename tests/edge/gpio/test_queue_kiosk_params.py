@@ -26,9 +26,9 @@ def test_supervision_is_optional_and_each_line_on_its_own() -> None:
     assert (bare.pins, bare.supervision_lines) == ((2, 3), ())
     ready = parse_params({"issue_pin": 2, "call_pins": [3], "ready_pin": 5}, "s")
     assert (ready.pins, ready.supervision_lines) == ((2, 3, 5), ("ready",))
-    loop = parse_params({"issue_pin": 2, "call_pins": [3], "supervision": "loopback",
+    loop = parse_params({"issue_pin": 12, "call_pins": [13], "supervision": "loopback",
                          "supervision_pin": 6, "pull": "down"}, "s")
-    assert (loop.pins, loop.supervision_lines, loop.whole_level) == ((2, 3, 6), ("cable",), True)
+    assert (loop.pins, loop.supervision_lines, loop.whole_level) == ((12, 13, 6), ("cable",), True)
 
 
 def test_counters_default_to_their_position() -> None:
@@ -44,6 +44,11 @@ def test_counters_default_to_their_position() -> None:
         ({"issue_pin": 2, "call_pins": 3}, "s.call_pins", "list"),
         ({"issue_pin": 2, "call_pins": [3, 40]}, "s.call_pins[1]", "0..27"),
         ({"issue_pin": 2, "call_pins": [3, 2]}, "s.call_pins[1]", "issue_pin"),
+        # the Pi's I2C lines have pull-ups fixed on the board (gpiozero: PinFixedPull)
+        ({"issue_pin": 4, "call_pins": [5, 3], "pull": "down"}, "s.call_pins[1]",
+         "GPIO 3 (I2C SCL) has a pull-up resistor fixed"),
+        ({"issue_pin": 2, "call_pins": [5], "pull": "off", "active_state": "high"}, "s.issue_pin",
+         "cannot be read with pull = \"off\""),
         ({"issue_pin": 2, "call_pins": [3, 4], "counter_numbers": [1]},
          "s.counter_numbers", "one number per call pin"),
         ({"issue_pin": 2, "call_pins": [3, 4], "counter_numbers": [1, 1]},
