@@ -4,12 +4,16 @@ file (timestamp,value) row by row with the streaming detector the dataflow runs.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import math
+import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TextIO
 
+from cloud.detect.detector import AnomalyDetector
 from cloud.detect.errors import DetectError
 from cloud.detect.profiles import detector_by_name
 
@@ -35,22 +39,46 @@ def _value(text: str, line: int) -> float:
 def score_csv(source: Path, target: Path, detector_name: str = "default") -> int:
     """Write timestamp,value,anomaly_score for every row; returns the number of rows.
 
-    NAB timestamps carry no zone: they are read as UTC."""
+    NAB timestamps carry no zone: they are read as UTC. The rows are written to a file
+    beside `target` that replaces it once every row is scored: a bad row leaves `target`
+    as it was (no partial result that looks whole), and `target` may be `source` itself
+    (it used to be emptied before it was read)."""
     detector = detector_by_name(detector_name)
     rows = 0
-    with source.open(newline="") as fin, target.open("w", newline="") as fout:
-        reader = csv.reader(fin)
-        header = next(reader, None)
-        if header is None or [h.strip() for h in header[:2]] != ["timestamp", "value"]:
-            raise DetectError(f"{source}: the header must be timestamp,value (got {header!r})")
-        writer = csv.writer(fout, lineterminator="\n")
-        writer.writerow(["timestamp", "value", "anomaly_score"])
-        for line, row in enumerate(reader, start=2):
-            if len(row) < 2:
-                raise DetectError(f"line {line}: expected timestamp,value, got {row!r}")
-            score = detector.update(_timestamp(row[0], line), _value(row[1], line))
-            writer.writerow([row[0], row[1], repr(score)])
-            rows += 1
+    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
+    with source.open(newline="") as fin:
+        try:
+            try:
+                # O_EXCL: never through a link or over someone else's file; the umask's mode
+                fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            except OSError as exc:
+                raise DetectError(f"{target}: cannot write beside it ({exc.strerror})") from exc
+            with os.fdopen(fd, "w", newline="") as fout:
+                rows = _score_rows(source, fin, fout, detector)
+            try:
+                os.replace(partial, target)
+            except OSError as exc:
+                raise DetectError(f"{target}: cannot write it ({exc.strerror})") from exc
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                partial.unlink()
+    return rows
+
+
+def _score_rows(source: Path, fin: TextIO, fout: TextIO, detector: AnomalyDetector) -> int:
+    rows = 0
+    reader = csv.reader(fin)
+    header = next(reader, None)
+    if header is None or [h.strip() for h in header[:2]] != ["timestamp", "value"]:
+        raise DetectError(f"{source}: the header must be timestamp,value (got {header!r})")
+    writer = csv.writer(fout, lineterminator="\n")
+    writer.writerow(["timestamp", "value", "anomaly_score"])
+    for line, row in enumerate(reader, start=2):
+        if len(row) < 2:
+            raise DetectError(f"line {line}: expected timestamp,value, got {row!r}")
+        score = detector.update(_timestamp(row[0], line), _value(row[1], line))
+        writer.writerow([row[0], row[1], repr(score)])
+        rows += 1
     return rows
 
 

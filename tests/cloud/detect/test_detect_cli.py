@@ -55,3 +55,26 @@ def test_detect_with_a_kind_detector(tmp_path: Path) -> None:
     files = [str(tmp_path / "in.csv"), "-o", str(tmp_path / "o.csv")]
     assert main(["--detector", "traffic.loop:occupancy_pct", *files]) == 0
     assert main(["--detector", "nope", *files]) == 2
+
+
+def test_detect_into_its_own_input_scores_it_and_keeps_every_row(tmp_path: Path) -> None:
+    # `-o` naming the input truncated it before it was read: the file was lost (0 bytes)
+    rows = _write_input(tmp_path / "in.csv", 300)
+    assert main([str(tmp_path / "in.csv"), "-o", str(tmp_path / "in.csv")]) == 0
+    with (tmp_path / "in.csv").open(newline="") as f:
+        out = list(csv.reader(f))
+    assert out[0] == ["timestamp", "value", "anomaly_score"]
+    assert [r[0] for r in out[1:]] == [r[0] for r in rows]
+
+
+def test_detect_leaves_no_partial_output_on_a_bad_row(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    _write_input(tmp_path / "in.csv", 300)
+    (tmp_path / "out.csv").write_text("an earlier result\n")
+    text = (tmp_path / "in.csv").read_text().replace(",400.0\n", ",oops\n")
+    (tmp_path / "bad.csv").write_text(text)
+    assert main([str(tmp_path / "bad.csv"), "-o", str(tmp_path / "out.csv")]) == 2
+    assert "line 252: bad value 'oops'" in capsys.readouterr().err
+    # the target as it was (not 250 scored rows that look like a whole result), no leftovers
+    assert (tmp_path / "out.csv").read_text() == "an earlier result\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.csv", "in.csv", "out.csv"]
+
