@@ -7,9 +7,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
+import time
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -44,6 +46,37 @@ def _section(frame: str, title: str) -> list[str]:
     return out
 
 
+def _cmdlines() -> list[tuple[int, str]]:
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                out.append((int(entry.name), (entry / "cmdline").read_bytes().replace(b"\0", b" ")
+                            .decode(errors="replace")))
+            except OSError:
+                continue  # gone meanwhile
+    return out
+
+
+def _killed_after(command: list[str], env: dict[str, str], out: Path, frames: int
+                  ) -> subprocess.CompletedProcess[str]:
+    """The demo run until it has shown `frames` summaries, then sent SIGTERM."""
+    with out.open("w") as sink:
+        proc = subprocess.Popen(command, env=env, stdout=sink, stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 120
+            while out.read_text().count("urbanpulse demo — ") < frames and proc.poll() is None:
+                assert time.monotonic() < deadline, out.read_text()[-3000:]
+                time.sleep(0.5)
+            proc.send_signal(signal.SIGTERM)
+            _, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    return subprocess.CompletedProcess(command, proc.returncode, out.read_text(), err)
+
+
 def test_demo_runs_hanoi_through_the_pipeline_and_shows_live_data(tmp_path: Path) -> None:
     mqtt, influx, rpc = _free_ports(3)
     home = tmp_path / "home"
@@ -55,12 +88,16 @@ def test_demo_runs_hanoi_through_the_pipeline_and_shows_live_data(tmp_path: Path
                              check=False)
         # Run again on the same stack: the city's back-filled minutes go back before the
         # first run's end, which the lightweight nodes must not send again under new numbers.
-        again = subprocess.run([*demo, "20"], env=env, capture_output=True, text=True, timeout=150,
-                               check=False)
+        # This one is stopped by a `kill` (SIGTERM), as Ctrl-C stops it.
+        again = _killed_after(demo[:-1], env, tmp_path / "again.out", frames=10)
+        cloud_toml = str(home / "demo" / "cloud.toml")
+        assert not [pid for pid, cmd in _cmdlines() if cloud_toml in cmd], "the processor outlived the demo"
     finally:
         down(StackConfig(home=home, mqtt_port=mqtt, influx_port=influx, influx_rpc_port=rpc))
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert "stopping ..." in again.stdout
+    assert "done. The data stays in InfluxDB" in again.stdout
     events = _section(again.stdout.split("urbanpulse demo — ")[-1], "anomalies and sensor faults")
     assert not [e for e in events if "clock_jump" in e or "silence" in e], events
     frames = out.stdout.split("urbanpulse demo — ")

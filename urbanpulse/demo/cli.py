@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from urbanpulse.errors import UrbanpulseError
@@ -30,7 +33,26 @@ def main(argv: list[str]) -> int:
     from urbanpulse.demo.runner import DemoOptions, run_demo
 
     try:
-        return run_demo(DemoOptions(args.duration, args.seed, args.city, args.city_nodes))
+        with _stops_as_ctrl_c():
+            return run_demo(DemoOptions(args.duration, args.seed, args.city, args.city_nodes))
     except UrbanpulseError as exc:
         print(f"urbanpulse demo: {exc}", file=sys.stderr)
         return 3
+    except KeyboardInterrupt:  # before the demo ran (its own loop stops cleanly)
+        print("urbanpulse demo: stopped while starting; what it started is stopped", file=sys.stderr)
+        return 130
+
+
+@contextmanager
+def _stops_as_ctrl_c() -> Iterator[None]:
+    """A `kill` (SIGTERM) or a closed terminal (SIGHUP) stops the demo as Ctrl-C does: its
+    processor, agents and devices stopped, the ground truth written. Left to their
+    defaults, they ended the demo at once and left its processor running, whose ingest
+    lock then held the next demo up at start."""
+    previous = {sig: signal.signal(sig, signal.default_int_handler)
+                for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
