@@ -46,7 +46,7 @@ def score_csv(source: Path, target: Path, detector_name: str = "default") -> int
     detector = detector_by_name(detector_name)
     rows = 0
     partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
-    with source.open(newline="") as fin:
+    with source.open(newline="", encoding="utf-8") as fin:
         try:
             try:
                 # O_EXCL: never through a link or over someone else's file; the umask's mode
@@ -66,19 +66,32 @@ def score_csv(source: Path, target: Path, detector_name: str = "default") -> int
 
 
 def _score_rows(source: Path, fin: TextIO, fout: TextIO, detector: AnomalyDetector) -> int:
+    """Blank lines are no rows (a spreadsheet's last line); a UTF-8 BOM is no header text."""
     rows = 0
     reader = csv.reader(fin)
-    header = next(reader, None)
-    if header is None or [h.strip() for h in header[:2]] != ["timestamp", "value"]:
-        raise DetectError(f"{source}: the header must be timestamp,value (got {header!r})")
-    writer = csv.writer(fout, lineterminator="\n")
-    writer.writerow(["timestamp", "value", "anomaly_score"])
-    for line, row in enumerate(reader, start=2):
-        if len(row) < 2:
-            raise DetectError(f"line {line}: expected timestamp,value, got {row!r}")
-        score = detector.update(_timestamp(row[0], line), _value(row[1], line))
-        writer.writerow([row[0], row[1], repr(score)])
-        rows += 1
+    try:
+        header = next(reader, None)
+        if header and header[0].startswith("\ufeff"):
+            header[0] = header[0][1:]
+        if header is None or [h.strip() for h in header[:2]] != ["timestamp", "value"]:
+            raise DetectError(f"{source}: the header must be timestamp,value (got {header!r})")
+        writer = csv.writer(fout, lineterminator="\n")
+        writer.writerow(["timestamp", "value", "anomaly_score"])
+        for row in reader:
+            line = reader.line_num
+            if not any(cell.strip() for cell in row):
+                continue
+            if len(row) < 2:
+                raise DetectError(f"line {line}: expected timestamp,value, got {row!r}")
+            score = detector.update(_timestamp(row[0], line), _value(row[1], line))
+            writer.writerow([row[0], row[1], repr(score)])
+            rows += 1
+    except UnicodeDecodeError as exc:
+        # (decoded ahead of the rows, in blocks: which line is not known)
+        raise DetectError(f"{source}: not UTF-8 text (byte {exc.object[exc.start]:#04x})"
+                          ) from exc
+    except csv.Error as exc:
+        raise DetectError(f"{source}: line {reader.line_num}: {exc}") from exc
     return rows
 
 

@@ -78,3 +78,26 @@ def test_detect_leaves_no_partial_output_on_a_bad_row(tmp_path: Path, capsys) ->
     assert (tmp_path / "out.csv").read_text() == "an earlier result\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.csv", "in.csv", "out.csv"]
 
+
+
+def test_detect_reads_a_bom_and_blank_lines_and_names_undecodable_bytes(  # type: ignore[no-untyped-def]
+        tmp_path: Path, capsys) -> None:
+    rows = _write_input(tmp_path / "in.csv", 300)
+    text = (tmp_path / "in.csv").read_text()
+    # a spreadsheet's UTF-8 BOM, CRLF line ends and a blank line at the end: the same rows
+    (tmp_path / "excel.csv").write_bytes(b"\xef\xbb\xbf" + text.replace("\n", "\r\n").encode()
+                                         + b"\r\n")
+    assert main([str(tmp_path / "excel.csv"), "-o", str(tmp_path / "o.csv")]) == 0
+    with (tmp_path / "o.csv").open(newline="") as f:
+        assert len(list(csv.reader(f))) == len(rows) + 1
+    # bytes that are not UTF-8, and a field the csv module refuses: exit 2 naming the line,
+    # no traceback
+    (tmp_path / "latin.csv").write_bytes(b"timestamp,value\n2015-01-01 00:00:00,1\n\xff\xfe,2\n")
+    assert main([str(tmp_path / "latin.csv"), "-o", str(tmp_path / "o2.csv")]) == 2
+    assert "not UTF-8" in capsys.readouterr().err
+    (tmp_path / "huge.csv").write_text("timestamp,value\n2015-01-01 00:00:00,\"" + "1" * 200_000
+                                       + "\"\n")
+    assert main([str(tmp_path / "huge.csv"), "-o", str(tmp_path / "o3.csv")]) == 2
+    assert "line 2" in capsys.readouterr().err
+    assert not (tmp_path / "o2.csv").exists()
+    assert not (tmp_path / "o3.csv").exists()
