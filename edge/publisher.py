@@ -86,6 +86,7 @@ class PublisherState:
     connected: bool = False
     connects: int = 0
     disconnects: int = 0
+    failed_connects: int = 0  # connections that ended before the broker took them
     # The longest wait before the next connect attempt (full jitter: a draw from 0 to it);
     # doubles at every failed attempt and every connection that did not last a keepalive.
     reconnect_backoff_s: float = BACKOFF_MIN_S
@@ -127,6 +128,7 @@ class Publisher:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.failure: BaseException | None = None  # what ended the thread, if anything did
+        self._refused_with: str | None = None  # the broker's refusal of this connect attempt
         self._inflight: dict[int, Sent] = {}  # MQTT packet id -> batch, until PUBACK
         self._awaiting: dict[str, Sent] = {}  # batch id -> batch, until the cloud's ack
         self._refused: dict[str, Sent] = {}  # batch id -> batch the broker refused, until due
@@ -238,9 +240,11 @@ class Publisher:
     def _on_connect(self, client: Client, userdata: Any, flags: Any, reason: Any,
                     properties: Any) -> None:
         if reason.is_failure:
-            self.state.last_error = f"broker refused the connection: {reason}"
+            self._refused_with = f"broker refused the connection: {reason}"
+            self.state.last_error = self._refused_with
             log.error("mqtt connection refused", extra={"reason": str(reason)})
             return
+        self._refused_with = None
         self.state.connected = True
         self.state.connects += 1
         if self._cloud_acks:
@@ -249,10 +253,17 @@ class Publisher:
 
     def _on_disconnect(self, client: Client, userdata: Any, flags: Any, reason: Any,
                        properties: Any) -> None:
-        if self.state.connected:
-            self.state.disconnects += 1
+        was_connected = self.state.connected
         self.state.connected = False
-        self.state.last_error = f"disconnected: {reason}"
+        if was_connected:
+            self.state.disconnects += 1
+            self.state.last_error = f"disconnected: {reason}"
+        else:
+            # The refusal says why (a wrong password: "Not authorized"); the close that
+            # follows it only says "Protocol error".
+            self.state.last_error = self._refused_with or f"could not connect: {reason}"
+            self._refused_with = None
+            self.state.failed_connects += 1
 
     def _on_publish(self, client: Client, userdata: Any, mid: int, reason: Any,
                     properties: Any) -> None:

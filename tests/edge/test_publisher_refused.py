@@ -140,3 +140,31 @@ def test_refused_batches_are_sent_again_on_the_backoff_and_at_once_when_taken_ag
     refusal = next(r for r in caplog.records if r.levelno == logging.ERROR)
     assert refusal.__dict__["reason"] == "Not authorized"
     assert refusal.__dict__["reason_code"] == 0x87
+
+
+def test_a_refused_connection_keeps_the_brokers_reason(
+        make_node_config: Callable[..., Path], tmp_path: Path) -> None:
+    """A wrong password: the broker's refusal ("Not authorized") is what `edge status` and
+    the heartbeat show, not the close that follows it ("Protocol error"), which overwrote
+    it (found by the docs walk)."""
+    path = make_node_config(SITE, "aq-wrong-password", '[[sensors]]\nid = "pm-1"\n'
+                            'driver = "sds011"\nport = "/dev/null"\n')
+    config = load_config(path)
+    wrong = tmp_path / "wrong.password"
+    wrong.write_text("not-the-password\n")
+    wrong.chmod(0o600)
+    path.write_text(path.read_text().replace(str(config.mqtt.password_file), str(wrong)))
+    config = load_config(path)
+    outbox = Outbox(tmp_path / "wrong.sqlite3").open()
+    publisher = Publisher(config, outbox, lambda: make_node_client(
+        f"edge-{SITE}.aq-wrong-password", config.mqtt), FakeClock(datetime(2026, 5, 1, tzinfo=UTC)),
+        lambda: {})
+    publisher.start()
+    try:
+        wait_for(lambda: publisher.state.failed_connects >= 1, 15, "a refused connection")
+        assert publisher.state.last_error == "broker refused the connection: Not authorized"
+        assert not publisher.state.connected
+    finally:
+        publisher.stop()
+        outbox.close()
+    assert publisher.failure is None
