@@ -6,6 +6,7 @@ import _thread
 import argparse
 import logging
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -224,9 +225,13 @@ RECOVERY_LOCK_WAIT_S = 60.0
 
 def prepare_recovery_dir(rdir: Path, parts: int, cancel: threading.Event | None = None) -> None:
     """Create the recovery store once: the processes of a cluster start together on one
-    state dir, and two of them creating its partitions at once made one fail."""
-    from bytewax.recovery import init_db_dir
+    state dir, and two of them creating its partitions at once made one fail.
 
+    It is made beside its place and renamed into it, whole: Bytewax makes one SQLite file
+    per partition, and a disk that fills up midway (or a kill) left the first ones made,
+    which every later start took for a store and Bytewax refused ("Missing recovery
+    partitions"): the processor failed at each start for ever, room or not. Now such a
+    start fails naming the store and why, and the next one makes it again."""
     from cloud.ingest import InstanceLock
 
     lock = InstanceLock(rdir.parent / f"{rdir.name}.lock",
@@ -234,12 +239,38 @@ def prepare_recovery_dir(rdir: Path, parts: int, cancel: threading.Event | None 
     lock.acquire(RECOVERY_LOCK_WAIT_S, cancel)
     try:
         if not rdir.exists() or not any(rdir.iterdir()):
-            rdir.mkdir(parents=True, exist_ok=True)
-            init_db_dir(rdir, parts)
+            _make_recovery_dir(rdir, parts)
     except OSError as exc:
         raise CloudError(f"recovery store {rdir} (under state.dir): {exc.strerror or exc}") from exc
     finally:
         lock.release()
+
+
+def _make_recovery_dir(rdir: Path, parts: int) -> None:
+    """A new store of `parts` partitions at `rdir` (absent or empty), made whole in a
+    sibling directory and renamed into place (the caller holds the store's lock)."""
+    from bytewax.recovery import init_db_dir
+
+    fresh = rdir.parent / f".{rdir.name}.new"
+    shutil.rmtree(fresh, ignore_errors=True)  # a start that failed midway
+    fresh.mkdir(parents=True)
+    try:
+        init_db_dir(fresh, parts)
+    except BaseException as exc:
+        shutil.rmtree(fresh, ignore_errors=True)
+        # Bytewax raises its SQLite errors (a full disk among them) as a Rust panic, a
+        # BaseException of pyo3's own module
+        if type(exc).__name__ != "PanicException":
+            raise
+        raise CloudError(f"recovery store {rdir} (under state.dir) could not be made: {exc}") from exc
+    if rdir.exists():
+        rdir.rmdir()
+    fresh.rename(rdir)
+    directory = os.open(rdir.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)  # the rename survives a power cut
+    finally:
+        os.close(directory)
 
 
 def _create_journals(cfg: CloudConfig, instances: list[str]) -> None:
