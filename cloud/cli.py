@@ -133,8 +133,12 @@ def _init_db(cfg: CloudConfig, user: str, password_file: Path) -> int:
     except InfluxCAFileError as exc:
         raise ConfigError("influx.ca_file", str(exc)) from exc
     with admin:
-        for stmt in init_db(admin, cfg.influx.database, cfg.retention):
-            print(stmt)
+        try:
+            for stmt in init_db(admin, cfg.influx.database, cfg.retention):
+                print(stmt)
+        except ConfigError as exc:
+            print(f"config error: {exc}", file=sys.stderr)
+            return EXIT_CONFIG
     return 0
 
 

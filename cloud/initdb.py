@@ -7,9 +7,14 @@ not from continuous queries (those ignore late data).
 
 from __future__ import annotations
 
+import re
+
 from cloud.config import Retention
 from cloud.logic.records import RP_1H, RP_1M, RP_RAW
+from urbanpulse.errors import ConfigError
 from urbanpulse.influx_http import InfluxHTTP
+
+_ZERO = re.compile(r"0+[hdw]")
 
 
 def _q(name: str) -> str:
@@ -17,13 +22,20 @@ def _q(name: str) -> str:
 
 
 def init_db(admin: InfluxHTTP, database: str, retention: Retention) -> list[str]:
-    """Idempotent: creates what is missing and brings durations to the configured ones."""
+    """Idempotent: creates what is missing and brings durations to the configured ones.
+    A duration of zero is refused (ConfigError naming its key) before anything is made:
+    InfluxDB takes it for INF, and a raw policy meant to keep nothing kept everything."""
+    policies = ((RP_RAW, retention.raw, True), (RP_1M, retention.agg_1m, False),
+                (RP_1H, retention.agg_1h, False))
+    for rp, duration, _ in policies:
+        if _ZERO.fullmatch(duration):
+            raise ConfigError(f"retention.{rp}", f"{duration!r} is zero, which InfluxDB takes for "
+                              "INF (kept for ever): write INF if that is meant, else at least 1h")
     done = []
     admin.query(f"CREATE DATABASE {_q(database)}", post=True)
     existing = {row["name"]: row for row in admin.query_points(
         f"SHOW RETENTION POLICIES ON {_q(database)}")}
-    for rp, duration, default in ((RP_RAW, retention.raw, True), (RP_1M, retention.agg_1m, False),
-                                  (RP_1H, retention.agg_1h, False)):
+    for rp, duration, default in policies:
         dur = "INF" if duration == "INF" else duration
         verb = "ALTER" if rp in existing else "CREATE"
         stmt = f"{verb} RETENTION POLICY {_q(rp)} ON {_q(database)} DURATION {dur}"
