@@ -97,6 +97,12 @@ def test_demo_runs_hanoi_through_the_pipeline_and_shows_live_data(tmp_path: Path
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     assert "stopping ..." in again.stdout
+    # the second run back-fills only what the first had not published
+    first_fill = re.search(r"(\d+) s of it back-filled", out.stdout)
+    second_fill = re.search(r"(\d+) s of it back-filled", again.stdout)
+    assert first_fill is not None, out.stdout[-2000:]
+    assert second_fill is not None, again.stdout[-2000:]
+    assert int(first_fill[1]) == 300 > int(second_fill[1]), (first_fill[0], second_fill[0])
     assert "done. The data stays in InfluxDB" in again.stdout
     events = _section(again.stdout.split("urbanpulse demo — ")[-1], "anomalies and sensor faults")
     assert not [e for e in events if "clock_jump" in e or "silence" in e], events

@@ -27,6 +27,7 @@ from cloud.stack_config import cloud_config_for_stack, to_toml
 from edge.agent import Agent
 from edge.config import load_config
 from edge.logs import JsonFormatter
+from urbanpulse.clock import to_epoch_ns
 from urbanpulse.demo.city_publisher import (
     CityPublisher,
     load_published_until,
@@ -146,12 +147,17 @@ def run_demo(options: DemoOptions) -> int:
         for device in serial:
             cleanup.callback(device.stop)
         publisher = None
+        backfilled_s = 0.0
         if light:
             clients = _city_clients(config, light)
             cleanup.callback(_disconnect_all, clients)
             seq_base, numbering = load_seq(seq_file)
+            not_before_ns = load_published_until(_until_file(seq_file))
             publisher = CityPublisher(sim, clock, clients, live_keys, seq_base, numbering,
-                                      load_published_until(_until_file(seq_file)))
+                                      not_before_ns)
+            # what an earlier run on this stack published is not sent again
+            backfilled_s = HISTORY_S - min(HISTORY_S, max(
+                0.0, (not_before_ns - to_epoch_ns(sim.start)) / 1e9))
             publisher.publish_until(clock.offset())
             publisher.start()
             cleanup.callback(_stop_publisher, publisher, seq_file)
@@ -190,9 +196,9 @@ def run_demo(options: DemoOptions) -> int:
                 print("\nstopping ...", flush=True)
     until = clock.offset()
     count = write_ground_truth(truth, sim.ground_truth(until), sim.timebase)
-    print(f"simulated {until:.0f} s from {sim.start.isoformat()} (seed {options.seed}, the first "
-          f"{HISTORY_S:.0f} s back-filled); "
-          f"pins: {player.edges} edges driven, latest {player.max_late_s * 1000:.1f} ms late")
+    print(f"simulated {until:.0f} s from {sim.start.isoformat()} (seed {options.seed}, "
+          f"{backfilled_s:.0f} s of it back-filled); "
+          f"pins: {player.edges} edges driven, at most {player.max_late_s * 1000:.1f} ms late")
     print(f"ground truth ({count} events): {truth}")
     print(f"done. The data stays in InfluxDB at {info.influx_url} (database {info.database}); "
           f"reader credentials: {reader.password_file}. `urbanpulse stack down` stops the stack.")
