@@ -125,7 +125,6 @@ def test_edge_unit_runs_the_agent_on_the_node_config_and_reaches_its_devices() -
     config = "/etc/urbanpulse/node.toml"
     assert _one(unit, "Service", "Type") == "simple"
     assert _one(unit, "Service", "ExecStart") == f"{EXEC} edge run --config {config}"
-    assert _one(unit, "Service", "ExecStartPre") == f"{EXEC} edge check-config {config}"
     assert _one(unit, "Service", "StateDirectory") == "urbanpulse"
     assert set(_one(unit, "Service", "SupplementaryGroups").split()) == {"dialout", "gpio"}
     assert _one(unit, "Service", "DevicePolicy") == "closed"
@@ -137,8 +136,6 @@ def test_cloud_unit_runs_the_processor_on_the_cloud_config() -> None:
     unit = _parse(UNITS["urbanpulse-cloud.service"])
     config = "/etc/urbanpulse/cloud.toml"
     assert _one(unit, "Service", "ExecStart") == f"{EXEC} cloud run --config {config}"
-    assert _one(unit, "Service", "ExecStartPre") == f"{EXEC} cloud check-config {config}"
-
 
 
 # -- the edge agent asks the kernel about the clock ----------------------------------
@@ -181,11 +178,22 @@ def _allowed_calls(unit: dict[str, dict[str, list[str]]]) -> set[str]:
     return allowed
 
 
-def test_edge_unit_does_not_restart_a_config_error() -> None:
-    from edge.cli import EXIT_CONFIG
+@pytest.mark.parametrize("name", sorted(UNITS))
+def test_unit_does_not_restart_a_config_error(name: str) -> None:
+    """`run` exits EXIT_CONFIG on a config error, and systemd leaves it stopped. Only the
+    main process's exit counts for RestartPreventExitStatus= (systemd issue 11868): the
+    units' former ExecStartPre=check-config failed with the same code, and on Debian 12's
+    systemd 252 (a container, the real units, a stand-in executable) the unit was restarted
+    20 times, then "Start request repeated too quickly" refused the restart of the playbook
+    run that fixed the config. Without it: no restart, and the fixing restart runs."""
+    from cloud.cli import EXIT_CONFIG as CLOUD_EXIT_CONFIG
+    from edge.cli import EXIT_CONFIG as EDGE_EXIT_CONFIG
 
-    unit = _parse(UNITS["urbanpulse-edge.service"])
-    assert str(EXIT_CONFIG) in _one(unit, "Service", "RestartPreventExitStatus").split()
+    unit = _parse(UNITS[name])
+    code = EDGE_EXIT_CONFIG if name == "urbanpulse-edge.service" else CLOUD_EXIT_CONFIG
+    assert str(code) in _one(unit, "Service", "RestartPreventExitStatus").split()
+    # A check before the main process may fail only if its failure is ignored ("-").
+    assert [c for c in unit["Service"].get("ExecStartPre", []) if not c.startswith("-")] == []
 
 
 def test_edge_unit_lets_the_agent_ask_whether_the_clock_is_synchronised() -> None:
