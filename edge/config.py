@@ -149,6 +149,11 @@ def _seconds(table: Mapping[str, Any], key: str, prefix: str, default: float) ->
     return _positive(finite_seconds(typed(table, key, prefix, float, default), full), full)
 
 
+# dashboards/provisioning/alerting/urbanpulse.yaml, "Node offline": no online heartbeat
+# in 5 minutes; two heartbeats at least fit in them.
+HEARTBEAT_MAX_S = 120.0
+
+
 def _keepalive(value: int) -> int:
     _positive(value, "mqtt.keepalive_s")
     if value > KEEPALIVE_MAX_S:
@@ -246,6 +251,10 @@ def parse_config(raw: Mapping[str, Any]) -> AgentConfig:
     a = _table(raw, "agent", required=False)
     only_known(a, {"heartbeat_s", "clock_check"}, "agent")
     heartbeat = _seconds(a, "heartbeat_s", "agent", 30.0)
+    if heartbeat > HEARTBEAT_MAX_S:
+        raise ConfigError("agent.heartbeat_s", f"must be <= {HEARTBEAT_MAX_S:g}, got {heartbeat:g}: "
+                          "the cloud's \"Node offline\" alert fires after 5 minutes without an "
+                          "online heartbeat, which must come often enough not to trip it")
     clock_check = typed(a, "clock_check", "agent", str, "kernel")
     if clock_check not in CLOCK_CHECKS:
         raise ConfigError("agent.clock_check",

@@ -62,3 +62,12 @@ def test_check_config_names_the_key(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert main(["edge", "check-config", str(path)]) == 2
     assert capsys.readouterr().err == ("config error: outbox.batch_max_delay_s: must be a finite "
                                        "number of seconds, got nan\n")
+
+
+def test_a_heartbeat_too_rare_for_the_offline_alert_is_refused() -> None:
+    """"Node offline" fires after 5 minutes without an online heartbeat: a node set to
+    send one every 300 s or more would be reported offline while up (found by review)."""
+    assert _config("agent", "heartbeat_s", 120).heartbeat_s == 120
+    with pytest.raises(ConfigError, match=r"^agent\.heartbeat_s: must be <= 120, got 300: "
+                                          r"the cloud's \"Node offline\" alert"):
+        _config("agent", "heartbeat_s", 300)
