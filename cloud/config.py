@@ -131,6 +131,7 @@ CLOUD_MQTT_PORT = 8884
 # "thread": inside the dataflow's process (fewer processes, slower under load).
 INGEST_MODES = ("process", "thread")
 _DURATION = re.compile(r"(INF|\d+[hdw])")
+ZERO_DURATION = re.compile(r"0+[hdw]")
 # The sink keeps a partition name for every process id below this (cloud.flow.InfluxSink),
 # so that a recovery store resumes with fewer processes than wrote it.
 MAX_PROCESSES = 16
@@ -337,6 +338,9 @@ def parse_cloud_config(raw: Mapping[str, Any]) -> CloudConfig:
         value = typed(r, key, "retention", str, default)
         if not _DURATION.fullmatch(value):
             raise ConfigError(f"retention.{key}", f"{value!r}: use INF or a number with h, d or w")
+        if ZERO_DURATION.fullmatch(value):
+            raise ConfigError(f"retention.{key}", f"{value!r} is zero, which InfluxDB takes for "
+                              "INF (kept for ever): write INF if that is meant, else at least 1h")
         durations[key] = value
     return CloudConfig(mqtt, influx, Path(typed(s, "dir", "state", str, ".urbanpulse/cloud")), flow,
                        Retention(**durations), shared, _drift(raw), min_free)

@@ -7,14 +7,10 @@ not from continuous queries (those ignore late data).
 
 from __future__ import annotations
 
-import re
-
-from cloud.config import Retention
+from cloud.config import ZERO_DURATION, Retention
 from cloud.logic.records import RP_1H, RP_1M, RP_RAW
 from urbanpulse.errors import ConfigError
 from urbanpulse.influx_http import InfluxHTTP
-
-_ZERO = re.compile(r"0+[hdw]")
 
 
 def _q(name: str) -> str:
@@ -28,7 +24,7 @@ def init_db(admin: InfluxHTTP, database: str, retention: Retention) -> list[str]
     policies = ((RP_RAW, retention.raw, True), (RP_1M, retention.agg_1m, False),
                 (RP_1H, retention.agg_1h, False))
     for rp, duration, _ in policies:
-        if _ZERO.fullmatch(duration):
+        if ZERO_DURATION.fullmatch(duration):
             raise ConfigError(f"retention.{rp}", f"{duration!r} is zero, which InfluxDB takes for "
                               "INF (kept for ever): write INF if that is meant, else at least 1h")
     done = []

@@ -51,3 +51,11 @@ def test_backups_of_the_recovery_store_reach_no_further_back_than_the_journal() 
     with pytest.raises(ConfigError, match=r"flow\.journal_retention_s.*86400 is shorter than "
                                           r"flow\.backup_interval_s \(172800\)"):
         _config(flow={"backup_interval_s": 172800})
+
+
+def test_a_zero_retention_is_refused_by_the_config_check() -> None:
+    """InfluxDB takes DURATION 0d for INF: init-db refused it; `check-config` now does too."""
+    for key in ("raw", "agg_1m", "agg_1h"):
+        with pytest.raises(ConfigError, match=rf"retention\.{key}: '00h' is zero, which InfluxDB takes"):
+            _config(retention={key: "00h"})
+    assert _config(retention={"raw": "10d"}).retention.raw == "10d"
