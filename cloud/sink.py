@@ -964,8 +964,9 @@ def check_writer(cfg: CloudInflux, timeout_s: float = READ_CHECK_TIMEOUT_S) -> N
                 f"({exc.status}: {reason}). The processor writes every point as this user: "
                 f"{write_advice(user, exc, db, RP_RAW)}") from exc
         if exc.retryable:
-            log.warning("the writer's rights could not be checked at start-up (%s); starting "
-                        "anyway: InfluxDB is waited for as always", exc, extra={"error": str(exc)})
+            log.warning("the writer's rights could not be checked at start-up (%s)%s; starting "
+                        "anyway: InfluxDB is waited for as always", exc, _retry_advice(exc, RP_RAW),
+                        extra={"error": str(exc)})
         else:
             log.warning("InfluxDB answered the start-up check of the writer %r with an error "
                         "(%s); starting anyway", cfg.username, exc, extra={"error": str(exc)})

@@ -734,3 +734,20 @@ def test_a_write_to_a_missing_retention_policy_is_waited_out_with_the_init_db_ad
     assert "'no_such_policy' is missing" in warning
     assert "urbanpulse cloud init-db" in warning
     assert writer.stats.points == 0
+
+
+def test_the_writer_check_names_init_db_when_the_policies_are_missing(
+        db_ready: StackInfo, admin: InfluxHTTP, caplog: pytest.LogCaptureFixture) -> None:
+    """A processor started before `cloud init-db` (found by the docs walk): the warning
+    said only "retention policy not found: raw"."""
+    cfg = cloud_config_for_stack_influx(db_ready)
+    db = f"s11_no_policies_{time.monotonic_ns()}"
+    admin.query(f'CREATE DATABASE "{db}"', post=True)
+    try:
+        with caplog.at_level(logging.WARNING, logger=SINK_LOG):
+            check_writer(replace(cfg, username=db_ready.influx("admin").username,
+                                 password_file=db_ready.influx("admin").password_file, database=db))
+    finally:
+        admin.query(f'DROP DATABASE "{db}"', post=True)
+    assert "retention policy not found: raw" in caplog.text
+    assert "create the policies with urbanpulse cloud init-db" in caplog.text
