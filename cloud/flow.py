@@ -49,7 +49,7 @@ from cloud.logic.domain_replay import ReplaySpan, SpanKey, replay_requests, site
 from cloud.logic.events import Alert
 from cloud.logic.node import NodeState
 from cloud.logic.records import Point, decode_record
-from cloud.sink import InfluxWriter, make_writer
+from cloud.sink import InfluxWriter, make_writer, retry_advice
 from urbanpulse.clock import Clock, SystemClock, from_epoch_ns, to_epoch_ns
 from urbanpulse.influx_http import InfluxError
 
@@ -682,7 +682,8 @@ class InfluxPartition(StatefulSinkPartition[list[Point], list[str] | None]):
         except InfluxError as exc:
             if not self._health_failing:
                 log.warning("the processor's health point was not written (more may follow, "
-                            "logged once until one is): %s", exc, extra={"error": str(exc)})
+                            "logged once until one is): %s%s", exc, retry_advice(exc, rp),
+                            extra={"error": str(exc)})
             self._health_failing = True
             return
         self._health_failing = False

@@ -293,7 +293,7 @@ def _answerer(exc: InfluxError, url: str | None = None) -> str:
     return f"what answers at {url or 'influx.url'} ({why})"
 
 
-def _retry_advice(exc: InfluxError, rp: str) -> str:
+def retry_advice(exc: InfluxError, rp: str) -> str:
     """What an operator does about a write InfluxDB fails that is retried, where its answer
     says: InfluxDB 1.x answers a write to a missing retention policy with 500."""
     if "retention policy not found" in exc.body:
@@ -677,7 +677,7 @@ class InfluxWriter:
                 else:
                     self.stats.retries += 1
                     if self.stats.retries % 10 == 1:
-                        log.warning("InfluxDB write failed; retrying: %s%s", exc, _retry_advice(exc, rp),
+                        log.warning("InfluxDB write failed; retrying: %s%s", exc, retry_advice(exc, rp),
                                     extra={"error": str(exc)})
                 if self._wait(random.uniform(delay / 2, delay)):
                     held = "refused the writer" if failure is WriteFailure.DENIED else "was unavailable"
@@ -965,7 +965,7 @@ def check_writer(cfg: CloudInflux, timeout_s: float = READ_CHECK_TIMEOUT_S) -> N
                 f"{write_advice(user, exc, db, RP_RAW)}") from exc
         if exc.retryable:
             log.warning("the writer's rights could not be checked at start-up (%s)%s; starting "
-                        "anyway: InfluxDB is waited for as always", exc, _retry_advice(exc, RP_RAW),
+                        "anyway: InfluxDB is waited for as always", exc, retry_advice(exc, RP_RAW),
                         extra={"error": str(exc)})
         else:
             log.warning("InfluxDB answered the start-up check of the writer %r with an error "

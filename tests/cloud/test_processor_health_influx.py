@@ -181,3 +181,27 @@ def test_batches_back_to_back_on_a_slow_influxdb_get_reports_as_one_long_batch(
     assert len([w for w, _ in timed.log if w == "data"]) == 90
     assert max(b - a for a, b in itertools.pairwise(reports_at)) <= MID_BATCH_REPORT_S + 4.0, timed.log
     assert len(reports_at) <= 2 + 6 * 60 / MID_BATCH_REPORT_S, timed.log
+
+
+def test_a_health_point_refused_for_a_missing_policy_names_init_db(
+        db_ready: StackInfo, admin: InfluxHTTP, caplog: pytest.LogCaptureFixture) -> None:
+    """A processor started before `cloud init-db` (found by the docs walk): the warning
+    said only "retention policy not found"."""
+    import time
+
+    db = f"s11_health_no_policies_{time.monotonic_ns()}"
+    admin.query(f'CREATE DATABASE "{db}"', post=True)
+    creds = db_ready.influx("admin")
+    part = InfluxPartition(InfluxWriter(InfluxHTTP(creds.url, creds.username, creds.password()),
+                                        db, 5000),
+                           health=ProcessorHealth(73, EVERY_S, SystemClock()))
+    try:
+        with caplog.at_level(logging.WARNING, logger="urbanpulse.cloud.flow"):
+            part.start()
+            warned = wait_for(lambda: [r.getMessage() for r in caplog.records
+                                       if "health point was not written" in r.getMessage()],
+                              20, "the warning")
+        assert "create the policies with urbanpulse cloud init-db" in warned[0], warned
+    finally:
+        part.close()
+        admin.query(f'DROP DATABASE "{db}"', post=True)
