@@ -297,9 +297,11 @@ def air_quality() -> Dashboard:
                 (Query('SELECT last("aqi_epa") AS "AQI EPA", last("category_epa") AS "EPA", '
                        'last("aqi_vn") AS "VN_AQI", last("category_vn") AS "VN", '
                        'last("pm25_mean") AS "PM2.5 (hour)" FROM "agg_1h"."air_quality" '
-                       f'WHERE $timeFilter AND {SITE_NODE} GROUP BY "site", "node"',
+                       f'WHERE time > now() - 2h AND {SITE_NODE} GROUP BY "site", "node"',
                        result_format="table"),),
-                description="The latest hour of each station.",
+                description="The latest hour of each station, within the last two hours: each "
+                            "column takes its own latest value, so a station whose PM "
+                            "modules stopped hours ago shows no index rather than an old one.",
                 width=24, height=6,
             ),
             *_node_status_panels(),
