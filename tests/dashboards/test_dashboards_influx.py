@@ -278,3 +278,23 @@ def test_bed_panels_count_a_cut_cable_as_neither_occupied_nor_available(
     assert (occupied["sum"], available["sum"]) == (1, 1)
     (over_time,) = _panel_series(seeded, "Beds occupied per ward", time_range)
     assert [row["last"] for row in over_time if row["last"] is not None][-1] == 1
+
+
+def test_missing_data_evaluated_on_the_hour_sums_two_hours_not_three(
+        stack: StackInfo, seeded: Seeded) -> None:
+    """Ledger points are stamped at hour starts and $timeFilter is inclusive at both ends:
+    evaluated exactly on the hour, [now - 3h, now - 1h] held three of them (found by the
+    dashboard review). Here $timeFilter is interpolated for an evaluation on the current
+    hour, and InfluxDB's now() is at or after it, as when Grafana evaluates."""
+    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    admin_creds = stack.influx("admin")
+    with InfluxHTTP(admin_creds.url, admin_creds.username, admin_creds.password()) as admin:
+        admin.write("\n".join(line("ledger", {"site": SITE, "node": "on-the-hour"},
+                                   {"missing": 1, "expected": 60}, _ns(hour - timedelta(hours=k)))
+                              for k in (1, 2, 3)).encode(), db=seeded.database, rp="agg_1h")
+    rule = _rule("urbanpulse-missing-data")
+    query = interpolate(rule.influxql, TimeRange.last(hour, timedelta(seconds=rule.window_s),
+                                                      timedelta(seconds=rule.window_end_s)), {})
+    sums = {s["tags"]["node"]: s["values"][-1][1]
+            for s in seeded.reader.query(query, db=seeded.database) if s["tags"]["site"] == SITE}
+    assert sums["on-the-hour"] == 2

@@ -99,8 +99,10 @@ RULES: tuple[AlertRule, ...] = (
     ),
     AlertRule(
         uid="urbanpulse-missing-data", title="Missing data",
+        # $timeFilter is inclusive at both ends: evaluated on the hour, [now-3h, now-1h]
+        # would hold three hour starts; the window's start is left out.
         influxql='SELECT sum("missing") FROM "agg_1h"."ledger" WHERE $timeFilter '
-                 'GROUP BY "site", "node"',
+                 'AND time > now() - 3h GROUP BY "site", "node"',
         window_s=3 * 3600, window_end_s=3600, comparison="gt", threshold=0, pending="0s",
         severity="warning",
         summary="{{ $labels.site }}/{{ $labels.node }}: {{ $values.B }} readings never arrived "
