@@ -123,6 +123,12 @@ CHECKED_HOSTS: dict[str, tuple[dict[str, object], bool]] = {
     "bool-wait": ({"edge_mqtt_ack_timeout_max_s": True}, True),
     "short-wait": ({"edge_mqtt_ack_timeout_max_s": 60}, True),
     "zero-timeout": ({"edge_mqtt_ack_timeout_s": 0}, True),
+    # The unit's paths and user (files/urbanpulse-edge.service), with or without a slash.
+    "state-slash": ({"edge_state_dir": "/var/lib/urbanpulse/"}, False),
+    "state-on-disk": ({"edge_state_dir": "/srv/urbanpulse"}, True),
+    "own-venv": ({"edge_venv": "/usr/local/urbanpulse"}, True),
+    "own-config": ({"edge_config_dir": "/etc/sensors"}, True),
+    "own-user": ({"edge_user": "sensors"}, True),
 }
 
 
@@ -156,3 +162,7 @@ def test_the_roles_checks_refuse_a_bad_resend_timing_naming_the_variables(
     failed = set(re.findall(r"(?m)^(\S+)\s+: ok=\d+ .*failed=[1-9]", recap))
     assert failed == {host for host, (_, fails) in CHECKED_HOSTS.items() if fails}, out.stdout
     assert "edge_mqtt_ack_timeout_max_s one >= it" in out.stdout
+    assert ("state-on-disk: the unit urbanpulse-edge.service runs `/opt/urbanpulse/venv/bin/"
+            "urbanpulse edge run --config /etc/urbanpulse/node.toml` as urbanpulse and lets it "
+            "write /var/lib/urbanpulse only, but edge_state_dir is /srv/urbanpulse") \
+        in " ".join(out.stdout.split())

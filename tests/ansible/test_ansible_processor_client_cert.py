@@ -4,6 +4,7 @@ the certificate and key installed from the controller, named in cloud.toml."""
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import tomllib
@@ -57,6 +58,25 @@ def test_the_certificate_and_key_are_installed_before_the_config_that_names_them
     assert defaults["processor_mqtt_auth"] == "{{ urbanpulse_mqtt_cloud_auth | default('password') }}"
 
 
+def _run_checks(tmp_path: Path, **host_vars: Any) -> subprocess.CompletedProcess[str]:
+    """The role's tasks/check_vars.yml (include_role: the role's defaults below these vars),
+    run by ansible-playbook on this machine; nothing is installed."""
+    yaml = pytest.importorskip("yaml")
+    # checked before anything is installed
+    assert _tasks()[0] == {"name": "Check the processor's variables",
+                           "ansible.builtin.import_tasks": "check_vars.yml"}
+    playbook = tmp_path / "checks.yml"
+    playbook.write_text(yaml.safe_dump([{
+        "hosts": "localhost", "gather_facts": False, "vars": host_vars,
+        "tasks": [{"ansible.builtin.include_role": {"name": "processor", "tasks_from": "check_vars"}}]}]))
+    return subprocess.run([_ansible_tool("ansible-playbook"), "-i", "localhost,", "-c", "local",
+                           str(playbook)], capture_output=True, text=True, timeout=120, check=False,
+                          env={**os.environ, "ANSIBLE_CONFIG": "", "ANSIBLE_ROLES_PATH": str(ROLES),
+                               "ANSIBLE_NOCOLOR": "1", "ANSIBLE_RETRY_FILES_ENABLED": "0",
+                               "ANSIBLE_LOCAL_TEMP": str(tmp_path / "ansible-tmp"),
+                               "ANSIBLE_HOME": str(tmp_path / "ansible-home")})
+
+
 @pytest.mark.parametrize(("auth", "message"), [
     ("password", None),
     ("certificate", None),
@@ -65,16 +85,36 @@ def test_the_certificate_and_key_are_installed_before_the_config_that_names_them
 ])
 def test_the_role_refuses_an_unknown_way_to_log_in(tmp_path: Path, auth: str, message: str | None
                                                    ) -> None:
-    yaml = pytest.importorskip("yaml")
-    checks = [t for t in _tasks() if "ansible.builtin.assert" in t]
-    assert checks == _tasks()[:1]  # checked before anything is installed
-    playbook = tmp_path / "checks.yml"
-    playbook.write_text(yaml.safe_dump([{"hosts": "localhost", "gather_facts": False,
-                                         "vars": {"processor_mqtt_auth": auth}, "tasks": checks}]))
-    done = subprocess.run([_ansible_tool("ansible-playbook"), "-i", "localhost,", "-c", "local",
-                           str(playbook)], capture_output=True, text=True, timeout=120, check=False)
+    done = _run_checks(tmp_path, processor_mqtt_auth=auth)
     if message is None:
         assert done.returncode == 0, done.stdout + done.stderr
     else:
         assert done.returncode != 0
         assert re.search(message, " ".join(done.stdout.split())), done.stdout
+
+
+@pytest.mark.parametrize(("variables", "refused"), [
+    ({}, False),
+    ({"cloud_state_dir": "/var/lib/urbanpulse-cloud/"}, False),
+    ({"cloud_state_dir": "/data/urbanpulse-cloud"}, True),
+    ({"processor_venv": "/usr/local/urbanpulse"}, True),
+    ({"processor_config_dir": "/etc/urbanpulse-cloud"}, True),
+    ({"processor_user": "processor"}, True),
+])
+def test_the_role_refuses_paths_or_a_user_its_unit_does_not_run_with(
+        tmp_path: Path, variables: dict[str, str], refused: bool) -> None:
+    """The unit lets the processor write its StateDirectory= only (ProtectSystem=strict): a
+    cloud_state_dir on another disk passed check-config, and the processor could not create
+    its journals there (exit 3, restarted until systemd gave up)."""
+    done = _run_checks(tmp_path, **variables)
+    if not refused:
+        assert done.returncode == 0, done.stdout + done.stderr
+        return
+    assert done.returncode != 0, done.stdout
+    said = " ".join(done.stdout.split())
+    assert ("the unit urbanpulse-cloud.service runs `/opt/urbanpulse/venv/bin/urbanpulse cloud "
+            "run --config /etc/urbanpulse/cloud.toml` as urbanpulse and lets it write "
+            "/var/lib/urbanpulse-cloud only") in said, done.stdout
+    name, value = next(iter(variables.items()))
+    if name == "cloud_state_dir":
+        assert f"cloud_state_dir is {value}" in said
