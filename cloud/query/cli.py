@@ -115,10 +115,12 @@ def _frames(data: CityData, a: argparse.Namespace) -> Iterator[pd.DataFrame]:
         return data.iter_dead_letters(*span, reason=a.reason, **where)
     if a.cmd == "node-status":
         return data.iter_node_status(*span, **where)
-    tags: dict[str, list[str]] = {}
+    # --site/--node and --tag site=/node= on the same key: any of them matches, as with
+    # --site repeated (a --tag used to replace --site without a word)
+    tags: dict[str, list[str]] = {key: list(values) for key, values in where.items() if values}
     for key, value in a.tag:
         tags.setdefault(key, []).append(value)
-    return data.iter_measurement(a.name, *span, rp=a.rp, fields=a.fields, tags={**where, **tags})
+    return data.iter_measurement(a.name, *span, rp=a.rp, fields=a.fields, tags=tags)
 
 
 def _write_file(frames: Iterator[pd.DataFrame], path: Path, dtypes: Path | None) -> None:

@@ -206,6 +206,20 @@ def test_generic_measurement_with_tag_filters(db_ready: StackInfo, reader: Influ
     pd.testing.assert_frame_equal(read_back(capsys.readouterr().out, sidecar), frame)
 
 
+def test_a_site_tag_adds_to_site_it_does_not_replace_it(
+        db_ready: StackInfo, city: City, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--site A --tag site=B` reads both sites, as `--site A --site B` does: the tag
+    replaced --site without a word (found by review)."""
+    config = write_config(db_ready, tmp_path)
+    args = ["measurement", "ledger", "--rp", "agg_1h", "--tag", "node=air-1", "--field", "missing",
+            "--config", str(config), *window(city)]
+    assert main([*args, "--site", city.site, "--tag", f"site={city.site}-none"]) == 0
+    both = capsys.readouterr().out.splitlines()
+    assert main([*args, "--site", f"{city.site}-none", "--site", city.site]) == 0
+    assert capsys.readouterr().out.splitlines() == both
+    assert len(both) == 2  # the header and the seeded site's row
+
+
 def test_nothing_found_writes_the_header_only(db_ready: StackInfo, reader: InfluxHTTP, city: City,
                                               tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = write_config(db_ready, tmp_path)
