@@ -15,6 +15,9 @@ The replayed ward's live snapshots here stay as they were, so a window the site 
 again later from them (on another ward's update) would overwrite the replay's total: the
 site keeps the replayed (scope, hour)s it is told of (`SiteReplayed`) while its live
 windows can reach them, and `take_late` gives those such a window touched, to replay again.
+A node's update for a window older than what the site still holds of its other nodes (a
+backlog drained oldest first, hours behind them) writes no total, which would be that
+node's alone: `take_late` gives its hour, to replay site-wide.
 """
 
 from __future__ import annotations
@@ -68,6 +71,11 @@ class HospitalSite:
         ward_from: dict[str, int] = {}
         flow_hours: set[int] = set()
         wait_hours: set[int] = set()
+        # What the site still holds of every node (`_evict`): a window before it is one whose
+        # other nodes' parts were let go, so a total written now would be the updating node's
+        # alone (a node whose backlog comes oldest first, hours behind the others): it is
+        # not written, and the site-wide replay is asked for instead.
+        floor = self.newest_ns - self.horizon_ns
         for u in updates:
             if isinstance(u, WardSnapshot):
                 snaps = self.wards[u.rp].setdefault(u.node, {})
@@ -81,10 +89,16 @@ class HospitalSite:
                 ward_from[u.rp] = min(ward_from.get(u.rp, u.start_ns), u.start_ns)
                 self.newest_ns = max(self.newest_ns, u.start_ns)
             elif isinstance(u, DoorTotals):
+                if u.hour_ns < floor - HOUR_NS:
+                    self.late.append(("doors", u.hour_ns))
+                    continue
                 self.flow.setdefault(u.hour_ns, {})[u.node] = (u.er_arrivals, u.visits)
                 flow_hours.add(u.hour_ns)
                 self.newest_ns = max(self.newest_ns, u.hour_ns)
             elif isinstance(u, WaitSamples):
+                if u.hour_ns < floor - HOUR_NS:
+                    self.late.append(("queue", u.hour_ns))
+                    continue
                 self.waits.setdefault(u.hour_ns, {})[u.node] = u.waits_s
                 wait_hours.add(u.hour_ns)
                 self.newest_ns = max(self.newest_ns, u.hour_ns)
@@ -100,6 +114,12 @@ class HospitalSite:
             since = ward_from[rp]
             starts = sorted({s for keys in sorted_starts.values()
                              for s in keys[bisect.bisect_left(keys, since):]})
+            held = bisect.bisect_left(starts, floor - width)
+            if held:  # (the ward's snapshots are kept: its state before the held windows)
+                self.late += sorted({("beds", s - s % HOUR_NS) for s in starts[:held]})
+                del starts[:held]
+                if not starts:
+                    continue
             ordered = [(sorted_starts[node], snaps) for node, snaps in wards.items()]
             for start in starts:
                 total = [0, 0, 0, 0]
