@@ -233,13 +233,23 @@ _SOME = replace(_EVENTS, every_reading=False)
 
 # Pulses a GPIO driver rejected as too short: a few within an hour are a noisy cable.
 _GLITCHES = replace(_SOME, glitch_count=3, glitch_span_s=3600.0)
+# The temperature and humidity an air module reports beside its measurement (an MH-Z19B's
+# internal temperature, in whole degrees; a PMS5003T's): out of range and spikes only. A
+# whole degree holds for hours in a steady room (the default stuck rule raised it at every
+# plateau of 30 min), and the module's silence, gaps and clock are its measurement's, which
+# every reading carries (as for any optional field: one SILENCE for a silent module).
+_AMBIENT = replace(_SOME, spike_window=9)
 
-# Settings per (kind, field); a field not listed uses FaultSettings().
+# Settings per (kind, field); a field not listed uses FaultSettings(). A field listed since
+# its monitors were pickled with FaultSettings() is in `_LISTED_SINCE`: they load with its own.
 FAULT_SETTINGS: dict[tuple[str, str], FaultSettings] = {
     ("air.pm", "pm25"): _PM,
     ("air.pm", "pm10"): _PM,
     ("air.pm", "pm1"): _PM,
     ("air.co2", "co2"): replace(_PM, stuck_count=10),
+    ("air.pm", "temperature_c"): _AMBIENT,
+    ("air.pm", "humidity_pct"): _AMBIENT,
+    ("air.co2", "temperature_c"): _AMBIENT,
     ("hospital.bed", "occupied"): _BOOL,
     ("hospital.bed", "fault"): replace(_SOME, cut_at=1.0),
     ("hospital.bed", "glitches"): _GLITCHES,
@@ -259,6 +269,12 @@ FAULT_SETTINGS: dict[tuple[str, str], FaultSettings] = {
     ("traffic.loop", "length_m"): _SOME,
     ("traffic.loop", "glitches"): _GLITCHES,
 }
+
+# Fields whose monitors a snapshot may hold with FaultSettings(), the settings of a field not
+# listed, from before they had their own (`FaultMonitor.__setstate__`): none of what those
+# monitors learnt is read otherwise, so they take the field's own on loading.
+_LISTED_SINCE = frozenset({("air.pm", "temperature_c"), ("air.pm", "humidity_pct"),
+                           ("air.co2", "temperature_c")})
 
 # The span over which the busy rate of an event pair (`pair_busy`) is measured.
 _PAIR_SPAN = timedelta(hours=1)
@@ -403,6 +419,12 @@ class FaultMonitor:
         self._order: tuple[int, int] | None = None
         low, high = self.spec.low, self.spec.high
         self._span = 0.0 if low is None or high is None else high - low
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__dict__.update(state)
+        key = (self.kind, self.field)
+        if key in _LISTED_SINCE and self.settings == FaultSettings():
+            self.settings = FAULT_SETTINGS[key]
 
     # -- the public calls -------------------------------------------------------------
 

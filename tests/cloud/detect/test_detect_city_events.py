@@ -28,7 +28,11 @@ END = datetime(2024, 5, 1, 12, tzinfo=UTC)
 # sensor had one series and time, so InfluxDB kept one: 40 of these 244). Checked point by
 # point against the code before: the same 244 lines in the same order, each timestamp
 # moved by 0 to 4 ns (155 by 0), now 244 distinct points; the alerts unchanged.
-PINNED = ("eb47dd36cf3ca7720a8c9e55622da24e4bc8501b63aac10c39be77ed01bcdb9b", 244, 244)
+# Re-pinned when a module's temperature and humidity got the rules of an optional field
+# (cloud/detect/faults.py `_AMBIENT`): 3 events and their alerts fewer, each a SILENCE of an
+# MH-Z19B's `temperature_c` beside the same SILENCE of its `co2` (same sensor, stamp and
+# detail), the rest line for line the same.
+PINNED = ("71ab49a84b31511f8c8f67b6389d837b1fa2a719fb66c78821e81f57c4c074bf", 241, 241)
 
 
 def city_events() -> tuple[str, int, int]:

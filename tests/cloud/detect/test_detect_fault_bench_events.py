@@ -15,9 +15,14 @@ import pytest
 
 from bench.faults.digest import digest
 
+# Re-pinned when a module's temperature and humidity got the rules of an optional field
+# (cloud/detect/faults.py `_AMBIENT`; 1140 and 1276 events before): 28 events fewer in each
+# set, every one an MH-Z19B's `temperature_c` (SILENCE and CLOCK_JUMP beside the same event
+# of its `co2`; one STUCK per run of its whole-degree temperature, 20 min after the co2's
+# STUCK of the same fault), every other event the same, in the same order.
 PINNED = {
-    (1, 2, 3, 4): ("c359f96e766cb6c691e2774bfc119be346643b49614ff694e36bc3577942e4b0", 1140),
-    (5, 6, 7, 8): ("b4055515f4a18a8b20cd5700a9d21b8765c57eae4cf16f781e39ee3c7068f2b6", 1276),
+    (1, 2, 3, 4): ("685df166a98fc06de09eef9c2d2aa9cf11ad2946b5661aebb8b80f493f94bfbd", 1112),
+    (5, 6, 7, 8): ("c71aa538e01f5ca8fc024a78fd678f9e41d56168875448e909f5faf88173cb0f", 1248),
 }
 
 

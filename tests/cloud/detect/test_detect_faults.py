@@ -495,3 +495,67 @@ def test_an_expected_interval_of_a_week_is_taken_and_ticks() -> None:
     assert monitor.tick(T0 + 4 * STEP) == []
     assert monitor.expected_interval() == timedelta(weeks=1)
     assert [e.fault for e in monitor.tick(T0 + timedelta(weeks=3, minutes=3))] == [FaultType.SILENCE]
+
+
+def _mhz19b(co2: Sequence[float], temperature: Sequence[float]) -> list[Alert]:
+    """An MH-Z19B read every 5 s through the dataflow's checks: its co2 and the module's
+    internal temperature, which it sends in whole degrees with every reading."""
+    t0 = to_epoch_ns(datetime(2026, 3, 2, 8, tzinfo=UTC))
+    watches: dict[str, SensorWatch] = {}
+    alerts: list[Alert] = []
+    for i, (c, t) in enumerate(zip(co2, temperature, strict=True)):
+        ts = t0 + i * 5 * 10**9
+        r = Reading(sensor="mhz19b", kind="air.co2", ts_ns=ts, seq=i,
+                    values={"co2": c, "temperature_c": t})
+        check_readings("s", "n", [r], watches, alerts, received_ns=ts + 10**8)
+    return alerts
+
+
+def test_a_modules_whole_degree_temperature_steady_for_hours_is_not_stuck() -> None:
+    # A room kept at one temperature: the module's reading holds a whole degree for an
+    # hour or two at a time. The stuck rule of the default settings raised it at every
+    # plateau (30 readings over 30 min): "stuck temperature_c" several times a day.
+    n = 6 * 720
+    co2 = [float(round(600 + 150 * math.sin(i / 400) + 7 * math.sin(i * 1.7))) for i in range(n)]
+    temperature = [29.0 + (i // 1500) % 2 for i in range(n)]
+    faults = [a for a in _mhz19b(co2, temperature) if a.type != "anomaly"]
+    assert faults == []
+    # A hung module repeats its whole answer: the co2 says so, once (not the temperature too).
+    hung = co2[:1000] + [co2[999]] * 200
+    faults = [a for a in _mhz19b(hung, temperature[:1200]) if a.type != "anomaly"]
+    assert [(a.type, a.field) for a in faults] == [("stuck", "co2")]
+
+
+def test_a_modules_temperature_and_humidity_have_the_rules_of_an_optional_field() -> None:
+    # Their silence, gaps and clock are the module's measurement's (every reading carries
+    # it): one SILENCE for a silent module, not one per field.
+    for kind, name in (("air.co2", "temperature_c"), ("air.pm", "temperature_c"),
+                       ("air.pm", "humidity_pct")):
+        settings = FaultMonitor(kind, name).settings
+        assert settings.stuck_count is None
+        assert not settings.regular
+        assert not settings.every_reading
+        assert settings.spike_window is not None
+    watch = SensorWatch()
+    co2 = [float(600 + (i % 7)) for i in range(40)]
+    for i, c in enumerate(co2):
+        watch.check("s", "n", Reading(sensor="mhz19b", kind="air.co2", ts_ns=to_epoch_ns(
+            T0 + i * STEP), seq=i, values={"co2": c, "temperature_c": 29.0}))
+    points = watch.tick("s", "n", "mhz19b", "air.co2", T0 + 50 * STEP)
+    assert [p[1].split(",", 1)[0] for p in points] == ["events"]
+    assert "field=\"co2\"" in points[0][1]
+
+
+def test_a_temperature_monitor_pickled_with_the_default_settings_takes_its_own() -> None:
+    # Snapshots taken before: their monitors kept the default settings, stuck rule included.
+    old = FaultMonitor("air.co2", "temperature_c", "mhz19b", settings=FaultSettings())
+    _feed(old, [29.0] * 5)
+    loaded = pickle.loads(pickle.dumps(old))
+    assert loaded.settings == FaultMonitor("air.co2", "temperature_c").settings
+    assert _feed(loaded, [29.0] * 60) == []
+    # settings given otherwise are kept
+    own = FaultSettings(stuck_count=5, stuck_min_s=0.0)
+    mine = pickle.loads(pickle.dumps(FaultMonitor("air.co2", "temperature_c", settings=own)))
+    assert mine.settings == own
+    co2 = pickle.loads(pickle.dumps(FaultMonitor("air.co2", "co2", settings=FaultSettings())))
+    assert co2.settings == FaultSettings()
