@@ -57,8 +57,11 @@ def probation_rows(n: int) -> int:
 def window_rows(
     timestamps: Sequence[datetime], windows: Iterable[tuple[datetime, datetime]]
 ) -> list[tuple[int, int]]:
-    """Row indices (inclusive) of each window; each end must be a row's timestamp."""
-    index = {ts: i for i, ts in enumerate(timestamps)}
+    """Row indices (inclusive) of each window; each end must be a row's timestamp, and a
+    timestamp some rows share stands for the first of them (NAB's `timestamps.index`)."""
+    index: dict[datetime, int] = {}
+    for i, ts in enumerate(timestamps):
+        index.setdefault(ts, i)
     rows: list[tuple[int, int]] = []
     for start, end in windows:
         if start not in index or end not in index:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,7 @@ from bench.nab.scoring import (
     scaled_sigmoid,
     score_file,
     sweep,
+    window_rows,
 )
 
 UNIT = Profile("unit", 1.0, 1.0, 1.0)
@@ -115,3 +117,14 @@ def test_artime_realtraffic_scores_match_published(nab_root: Path) -> None:
             for f, a in zip(corpus, outputs, strict=True)
         )
         assert round(normalised(raw, 14, profile), 1) == published[name]
+
+
+def test_a_window_end_on_a_repeated_timestamp_is_its_first_row_as_in_nab() -> None:
+    # Some NAB files repeat a timestamp (exchange-2_cpc_results, speed_t4013, ...). NAB's
+    # sweeper enters a window at the first row stamped with its start and takes the end's
+    # row as timestamps.index(end): the first such row. The last one was taken here.
+    t0 = datetime(2015, 1, 1)
+    stamps = [t0 + timedelta(minutes=5 * i) for i in range(20)]
+    stamps[11] = stamps[10]  # rows 10 and 11 share a stamp, and rows 15 and 16
+    stamps[16] = stamps[15]
+    assert window_rows(stamps, [(stamps[10], stamps[15])]) == [(10, 15)]
