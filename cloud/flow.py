@@ -366,8 +366,10 @@ class InfluxPartition(StatefulSinkPartition[list[Point], list[str] | None]):
     def __init__(self, writer: InfluxWriter, max_pending: int = MAX_PENDING_POINTS,
                  stop: threading.Event | None = None, health: ProcessorHealth | None = None,
                  replay_interval_s: float = 0.0, held_replays: list[str] | None = None,
-                 replay_after_epochs: int = 0) -> None:
+                 replay_after_epochs: int = 0,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         self.writer = writer
+        self._monotonic = monotonic  # when held replays and rebuilds are due
         self.replay_interval_s = replay_interval_s
         self.replay_after_epochs = replay_after_epochs
         self.max_pending = max_pending
@@ -534,7 +536,7 @@ class InfluxPartition(StatefulSinkPartition[list[Point], list[str] | None]):
                  and any(self._ripe(t) for t in texts)]
         if self._flush_all or self.replay_interval_s <= 0:
             return fresh
-        since = time.monotonic() - self.replay_interval_s
+        since = self._monotonic() - self.replay_interval_s
         last = self._last_replay
         return [k for k in fresh if last.get(k, since) <= since]
 
@@ -544,7 +546,7 @@ class InfluxPartition(StatefulSinkPartition[list[Point], list[str] | None]):
         if not self._windows or self._windows_refused_in >= self._flushes:
             return False
         return (self._flush_all or self.replay_interval_s <= 0
-                or time.monotonic() - self._windows_refused_at >= self.replay_interval_s)
+                or self._monotonic() - self._windows_refused_at >= self.replay_interval_s)
 
     def close(self) -> None:
         if not self.stop.is_set():
@@ -563,6 +565,11 @@ class InfluxPartition(StatefulSinkPartition[list[Point], list[str] | None]):
         if self.stop.is_set():
             raise SinkError(f"stopped with {self._pending} points not yet written to InfluxDB "
                             "(their epoch is not committed: they are read again on restart)")
+        # What the writer waits for can become due by time alone (a held replay's interval
+        # passing while an epoch end waits for it), and its own wait has no deadline but
+        # the next health point (none in tests): woken at each step, it looks again. Without
+        # this an epoch end waited up to health_every_s, and for ever without health.
+        self._cond.notify_all()
         self._cond.wait(WAIT_STEP_S)
 
     def _log_stats(self) -> None:
@@ -606,7 +613,7 @@ class InfluxPartition(StatefulSinkPartition[list[Point], list[str] | None]):
                 tried: list[SpanKey] = []
                 windows: list[str] = []
                 if not batch and self._replays_due():
-                    now = time.monotonic()
+                    now = self._monotonic()
                     tried = self._due_keys()
                     for key in tried:
                         replays += self._take_ripe(key)
@@ -627,14 +634,14 @@ class InfluxPartition(StatefulSinkPartition[list[Point], list[str] | None]):
                 with self._cond:
                     self._hold(held, handed_in)
                     if refused:
-                        self._hold_refused(refused.windows, [], [], time.monotonic())
+                        self._hold_refused(refused.windows, [], [], self._monotonic())
                     self._pending -= len(batch)
                     self._cond.notify_all()
             if replays or windows:
                 again = self.writer.rebuild_windows(windows, between, hold_refused=True)
                 again.spans += self.writer.run_replays(replays, between, hold_refused=True).spans
                 with self._cond:
-                    self._hold_refused(again.windows, again.spans, tried, time.monotonic())
+                    self._hold_refused(again.windows, again.spans, tried, self._monotonic())
                     self._replaying = False
                     self._cond.notify_all()
             with self._cond:

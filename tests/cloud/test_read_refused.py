@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import logging
 import socket
+import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -388,3 +390,48 @@ def test_held_windows_are_snapshotted_as_runs_and_old_snapshots_still_load() -> 
     part = InfluxPartition(InfluxWriter(_NoWrites(), "city", 10), held_replays=[*packed, *old, span])
     assert part.held_windows == len(texts)
     assert part.held_replays == 1
+
+
+def _waiting(thread: threading.Thread | None) -> bool:
+    """Whether `thread` sits in a condition's wait."""
+    assert thread is not None
+    frame = sys._current_frames().get(thread.ident or -1)
+    return frame is not None and frame.f_code.co_name == "wait"
+
+
+def test_an_epoch_end_that_waits_while_held_replays_fall_due_wakes_the_writer(
+        db_ready: StackInfo, admin: InfluxHTTP, write_only_reader: tuple[str, Path],
+        request: pytest.FixtureRequest) -> None:
+    """Found by a CI run, where the test above hung: the writer's wait has no deadline
+    without a health point, and held replays fall due by time alone. An epoch end that
+    was waiting for something else when their interval passed then waited for them, and
+    the writer, which had looked before, slept on: both for ever (with health, until the
+    next health point). White-box: the partition's clock is a fake, its held requests were
+    last tried at 0, and the epoch end is made to wait by a replay marked under way."""
+    cfg = _influx(db_ready, write_only_reader)
+    first = InfluxPartition(make_writer(cfg), replay_interval_s=10.0)
+    request.addfinalizer(first.writer.close)
+    request.addfinalizer(first.close)
+    _feed(first, _scenario())
+    held = first.snapshot()  # refused: held
+    assert held
+    admin.query(f'GRANT READ ON "{db_ready.database}" TO {write_only_reader[0]}', post=True)
+    now = [0.0]
+    part = InfluxPartition(make_writer(cfg), replay_interval_s=10.0, held_replays=held,
+                           monotonic=lambda: now[0])
+    request.addfinalizer(part.writer.close)
+    request.addfinalizer(part.close)
+    with part._cond:
+        part._last_replay = dict.fromkeys(part._replays, 0.0)
+        part._windows_refused_at = 0.0
+        part._replaying = True
+    ended = threading.Event()
+    epoch_end = threading.Thread(target=lambda: (part.snapshot(), ended.set()), daemon=True)
+    epoch_end.start()  # its flush starts the writer, which finds nothing due and sleeps
+    wait_for(lambda: part._thread is not None and _waiting(part._thread) and _waiting(epoch_end),
+             10, "the epoch end waiting, the writer asleep")
+    with part._cond:  # the interval passes, the replay under way ends: nobody is told
+        now[0] = 100.0
+        part._replaying = False
+    wait_for(ended.is_set, 10, "the epoch end, once the writer ran the replays now due")
+    assert (part.held_replays, part.held_windows) == (0, 0)
