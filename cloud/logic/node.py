@@ -236,6 +236,13 @@ class NodeState:
                 self._restarted(sensor, seqs, seq, ts, ledger, numbering, restarted)
             elif not seqs.add(seq):  # seen before, and stamped so: a redelivery
                 ledger.duplicates += 1
+                if seqs.given_up and seq < ranges[0][1]:
+                    # Or a reading of a gap given up (SeqRanges), which no number tells from
+                    # one: stored raw (a redelivery's point is written as it was), in no
+                    # aggregate. Its kind's series, as below.
+                    if part[KIND] != kind:
+                        part = self._sensor(site, node, sensor, kind)
+                    append(_raw_point(part[HEAD], r))
                 continue
             if ts > seqs.newest_ns and CLOCK_UNSYNCED not in flags:  # else its stamp may be far off
                 seqs.newest_ns = ts
@@ -507,6 +514,13 @@ def _close(ranges: list[list[int]], hour: int) -> None:
     else:
         ranges.insert(i, [hour, hour])
     del ranges[:-MAX_CLOSED_RANGES]
+
+
+def _raw_point(head: str, r: Reading) -> Point:
+    """A reading's raw point as `NodeState.process` writes it (there inlined)."""
+    text = ",".join(f"{field_key(k)}={float_text(v)}" for k, v in r.values.items())
+    flags = f",flags={string_field(','.join(r.flags))}" if r.flags else ""
+    return RP_RAW, f"{head} {text},seq={r.seq}i{flags} {raw_time(r)}"
 
 
 def _too_many_sensors(site: str, node: str, r: Reading, stamp_ns: int) -> Point:
