@@ -7,10 +7,6 @@ here is a real 1 MiB tmpfs (mounting needs root: skipped otherwise)."""
 
 from __future__ import annotations
 
-import contextlib
-import os
-import subprocess
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -22,42 +18,15 @@ from bytewax.testing import TestingSink, TestingSource, run_main
 
 from cloud.cli import prepare_recovery_dir
 from cloud.errors import CloudError
+from tests.disks import fill, small_disk
 
 ROOM_FOR_ONE_PARTITION = 44 * 1024  # one is 32 KiB, with SQLite's journal on the way
 
 
-@contextlib.contextmanager
-def small_disk(path: Path) -> Iterator[Path]:
-    path.mkdir(parents=True, exist_ok=True)
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,mode=0700", "tmpfs", str(path)],
-                             capture_output=True, text=True, check=False)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", "-l", str(path)], check=True)
-
-
-def fill_but(disk: Path, room: int) -> Path:
-    """A file that takes every free byte of `disk` but `room`."""
-    filler = disk / "filler"
-    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
-    try:
-        for size in (65536, 4096):
-            with contextlib.suppress(OSError):
-                while True:
-                    os.write(fd, b"\0" * size)
-        os.ftruncate(fd, os.fstat(fd).st_size - room)
-    finally:
-        os.close(fd)
-    return filler
-
-
 def test_a_store_the_full_disk_cut_midway_is_made_again_once_there_is_room(tmp_path: Path) -> None:
-    with small_disk(tmp_path / "disk") as disk:
+    with small_disk(tmp_path / "disk", "1m") as disk:
         rdir = disk / "state" / "recovery"
-        filler = fill_but(disk, ROOM_FOR_ONE_PARTITION)
+        filler = fill(disk, ROOM_FOR_ONE_PARTITION)
         with pytest.raises(CloudError, match=r"recovery store .*recovery \(under state.dir\).*"
                                              r"database or disk is full"):
             prepare_recovery_dir(rdir, 2)

@@ -8,10 +8,7 @@ and publishes to the session's real Mosquitto.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
-import subprocess
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,6 +25,7 @@ from edge.publisher import Publisher
 from firmware_bridge.protocols.sds011.emulator import Sds011Emulator
 from tests.agent_thread import agent_in_thread
 from tests.conftest import Collector
+from tests.disks import fill, small_disk
 from urbanpulse.cli import main
 from urbanpulse.clock import FakeClock, to_epoch_ns
 from urbanpulse.testing import wait_for
@@ -42,34 +40,6 @@ def sds011() -> Iterator[Sds011Emulator]:
     emu.start()
     yield emu
     emu.stop()
-
-
-@contextlib.contextmanager
-def small_disk(path: Path, size: str = "4m") -> Iterator[Path]:
-    path.mkdir(parents=True, exist_ok=True)
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs",
-                              str(path)], capture_output=True, text=True, check=False)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", "-l", str(path)], check=True)
-
-
-def fill(disk: Path) -> Path:
-    """A file that takes every free byte of `disk`."""
-    filler = disk / "filler"
-    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
-    try:
-        for size in (65536, 4096, 1):
-            with contextlib.suppress(OSError):
-                while True:
-                    os.write(fd, b"\0" * size)
-    finally:
-        os.close(fd)
-    assert os.statvfs(disk).f_bavail == 0
-    return filler
 
 
 def test_a_full_state_disk_holds_the_readings_until_there_is_room_again(
