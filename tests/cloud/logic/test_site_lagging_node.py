@@ -1,10 +1,10 @@
 """A hospital node whose readings come in order but hours behind the site's other nodes.
 
-A node back from an outage longer than the horizon sends its backlog oldest first as long
-as none of its readings is younger than the agent's live window and due: its first
-batches (2 at once, then 20 a second) leave before a fresh reading is due 1 s after it is
-taken. Those readings are not late for the node (its newest is from before the outage),
-so its rollups take them and hand the site their windows; but the site step let go of
+A node back from an outage longer than the horizon with no reading of its last
+`live_window_s` to send first (a queue hall at night, a ward whose pads report hourly)
+sends its backlog oldest first (edge/publisher.py: 2 batches at once, then 20 a second).
+Those readings are not late for the node (its newest is from before the outage), so its
+rollups take them and hand the site their windows; but the site step let go of
 the other nodes' windows of those hours long ago (its horizon counts from the site's
 newest). The hospital totals of those hours were written from the lagging node alone
 (a ward of 2 beds as the whole hospital, one gate's visits as all of them), and nothing
