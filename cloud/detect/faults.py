@@ -556,7 +556,7 @@ class FaultMonitor:
             self._stuck_rule(at, value, events)
         if s.zero_alpha is not None:
             self._zero_rule(at, value, events)
-        if s.spike_window is not None:
+        if s.spike_window is not None and not self._out_of_range:  # (no measurement)
             self._spike(at, value, events)
         if s.glitch_count is not None:
             self._glitch_rule(at, value, events)

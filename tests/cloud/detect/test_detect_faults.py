@@ -559,3 +559,21 @@ def test_a_temperature_monitor_pickled_with_the_default_settings_takes_its_own()
     assert mine.settings == own
     co2 = pickle.loads(pickle.dumps(FaultMonitor("air.co2", "co2", settings=FaultSettings())))
     assert co2.settings == FaultSettings()
+
+
+def test_a_value_out_of_range_is_no_spike_too() -> None:
+    # One reading outside the physical range raised OUT_OF_RANGE and, one reading later,
+    # SPIKE: two alerts for one reading that is no measurement (kept out of the detector
+    # and the aggregates, and now of the spike rule's median). A spike decided across it
+    # is decided by the next reading in range.
+    monitor = FaultMonitor("air.pm", "pm25", sensor="n1/pm")
+    values = [30.0 + i % 5 for i in range(30)]
+    values[20] = 1500.0
+    assert [e.fault for e in _feed(monitor, values)] == [FaultType.OUT_OF_RANGE]
+    monitor = FaultMonitor("air.pm", "pm25", sensor="n1/pm")
+    values = [30.0 + i % 5 for i in range(30)]
+    values[20], values[21] = 900.0, -5.0
+    events = _feed(monitor, values)
+    assert [e.fault for e in events] == [FaultType.OUT_OF_RANGE, FaultType.SPIKE]
+    assert events[1].value == 900.0
+    assert events[1].detected_at == T0 + 22 * STEP
