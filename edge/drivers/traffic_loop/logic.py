@@ -4,7 +4,9 @@ Pure: fed with raw edges (line, level, monotonic time) and told when an interval
 
 - Count: debounced rising edges of the (upstream) loop. A detection shorter than
   `min_pulse_s` is no vehicle but a glitch (see edge/gpio/pulse_filter.py), counted in the
-  interval's `glitches` (both loops) instead.
+  interval's `glitches` (both loops) instead. A loop change before an interval's end
+  still undecided when the interval closes (the node polled late) is taken in the next
+  interval, and every later change with it, so both loops' edges keep their order.
 - Occupancy: the loop's on-time inside the interval / the interval's length. A vehicle on
   the loop at a boundary is split between the two intervals.
 - Pulse output (one 100-250 ms pulse per vehicle): count only, no occupancy.
@@ -21,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from edge.gpio.debounce import Debouncer
+from edge.gpio.debounce import Debouncer, Edge
 from edge.gpio.pulse_filter import PulseFilter
 
 Mode = Literal["presence", "pulse"]
@@ -125,6 +127,9 @@ class TrafficLoopLogic:
         self._accounts = [_LoopAccount(on=level, on_since=t0) for level in levels]
         self._start = t0
         self._edges: list[tuple[float, int, bool]] = []
+        # per loop, since when its filter has had a change undecided (being debounced, or
+        # an onset held back for min_pulse_s); None while nothing is pending
+        self._pending_since: list[float | None] = [None] * lines
         self._waiting: deque[_Vehicle] = deque()
         self._on_loop: list[_Vehicle | None] = [None] * lines
         self.totals = LoopTotals()
@@ -138,13 +143,27 @@ class TrafficLoopLogic:
         return 2 * self.bounce_s + self.min_pulse_s + 0.05
 
     def feed(self, line: int, level: bool, t: float) -> None:
-        for edge in self._filters[line].feed(level, t):
-            self._edges.append((edge.t, line, edge.level))
+        pulses = self._filters[line]
+        # What was due by t first: fed straight in, an onset confirmed by this change
+        # would stay held back behind the debounce of its own end.
+        self._take(line, pulses.poll(t))
+        if pulses.deadline() is None:
+            self._pending_since[line] = None
+        if self._pending_since[line] is None:
+            self._pending_since[line] = t
+        self._take(line, pulses.feed(level, t))
+        if pulses.deadline() is None:
+            self._pending_since[line] = None
 
     def poll(self, now: float) -> None:
         for line, pulses in enumerate(self._filters):
-            for edge in pulses.poll(now):
-                self._edges.append((edge.t, line, edge.level))
+            self._take(line, pulses.poll(now))
+            if pulses.deadline() is None:
+                self._pending_since[line] = None
+
+    def _take(self, line: int, edges: list[Edge]) -> None:
+        for edge in edges:
+            self._edges.append((edge.t, line, edge.level))
 
     def next_deadline(self) -> float | None:
         due = [d for d in (f.deadline() for f in self._filters) if d is not None]
@@ -164,8 +183,13 @@ class TrafficLoopLogic:
         [previous end, end). `now` (>= end) is when this runs."""
         self.poll(now)
         self._edges.sort()
-        ready = [e for e in self._edges if e[0] < end]
-        self._edges = [e for e in self._edges if e[0] >= end]
+        # A loop change from before `end` still undecided (the node polled late: an onset
+        # held back for min_pulse_s while its end is debounced) comes later with its own
+        # time: the edges after it wait for it, or the downstream onset would be applied
+        # before its upstream one and the vehicle left unmatched and unmeasured.
+        cutoff = min([end, *(t for t in self._pending_since if t is not None)])
+        ready = [e for e in self._edges if e[0] < cutoff]
+        self._edges = [e for e in self._edges if e[0] >= cutoff]
         for t, line, level in ready:
             self._apply(line, level, t)
         length_s = end - self._start

@@ -1,6 +1,8 @@
 """Loop-detector logic with scripted edges on a FakeClock: counts, occupancy (also across
 an interval boundary), relay bounce, pulse outputs, speed and length from a loop pair."""
 
+import random
+
 import pytest
 
 from edge.drivers.traffic_loop.logic import LoopPair, TrafficLoopLogic
@@ -285,3 +287,43 @@ def test_a_held_onset_before_the_boundary_counts_in_its_own_interval() -> None:
     assert (first.count, first.glitches) == (1, 0)
     assert first.occupancy_pct == pytest.approx(100 * 0.05 / 60)
     assert logic.level(0) is True
+
+
+def test_a_random_two_loop_walk_without_deadline_polls_measures_every_vehicle() -> None:
+    # A busy node: no poll at the filters' deadlines, only the raw edges and the closes at
+    # end + settle_s. Each vehicle's edges on the two loops are taken in the order they
+    # happened, whichever interval they are decided in: every one is counted once, paired
+    # and measured at its own speed (a downstream onset applied before its upstream one
+    # left both unmatched).
+    rng = random.Random(20261129)
+    clock = FakeClock()
+    pair = LoopPair(distance_m=3.0, loop_length_m=LOOP_M)
+    logic = make(clock, levels=[False, False], pair=pair, bounce_s=0.03, min_pulse_s=0.1)
+    interval_s, events, speeds = 2.0, [], []
+    t = 0.5
+    for _ in range(400):
+        kmh, car_m = rng.uniform(20.0, 120.0), rng.uniform(3.0, 12.0)
+        v = kmh / 3.6
+        on, lag = (car_m + LOOP_M) / v, pair.distance_m / v
+        events += [(t, 0, True), (t + on, 0, False), (t + lag, 1, True), (t + lag + on, 1, False)]
+        speeds.append(kmh)
+        t += lag + on + pair.max_transit_s + rng.uniform(0.05, 3.0)
+    events.sort()
+    results, end, i = [], interval_s, 0
+    while i < len(events) or end < t + interval_s:
+        close_at = end + logic.settle_s
+        while i < len(events) and events[i][0] <= close_at:
+            when, line, level = events[i]
+            logic.feed(line, level, at(clock, when))
+            i += 1
+        clock.advance(at(clock, close_at) - clock.monotonic())
+        results.append(logic.close_interval(at(clock, end), clock.monotonic()))
+        end += interval_s
+    assert sum(r.count for r in results) == len(speeds)
+    assert (logic.totals.vehicles, logic.totals.measured) == (len(speeds), len(speeds))
+    assert (logic.totals.unmatched_upstream, logic.totals.unmatched_downstream) == (0, 0)
+    assert logic.totals.implausible_length == 0
+    assert sum(r.vehicles_measured for r in results) == len(speeds)
+    mean_speed = sum(speeds) / len(speeds)
+    measured = sum((r.speed_kmh or 0.0) * r.vehicles_measured for r in results) / len(speeds)
+    assert measured == pytest.approx(mean_speed, rel=1e-6)
