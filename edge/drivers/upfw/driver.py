@@ -20,7 +20,7 @@ from typing import Any
 from edge.drivers.base import DriverContext, Emit, Sample
 from edge.drivers.serial_params import check_known, serial_port
 from edge.drivers.upfw import totals
-from edge.drivers.upfw.mapping import LoopReadings, Out, UpfwMapper
+from edge.drivers.upfw.mapping import DoorTotals, LoopReadings, Out, UpfwMapper
 from edge.errors import DriverError
 from edge.gpio.timing import IntervalSchedule, wall_time_at
 from firmware_bridge.errors import BridgeError, LinkTimeoutError
@@ -105,7 +105,7 @@ class UpfwDriver:
         self.mapper = UpfwMapper(sensor_id, params.names, params.loop_readings, params.bed_heartbeat_s)
         self.probes = 0
         self._totals_key = totals.state_key(sensor_id)
-        self._saved_doors: Mapping[int, tuple[int, int]] = {}
+        self._saved: DoorTotals | None = None
 
     def describe(self) -> dict[str, Any]:
         m = self.mapper
@@ -127,7 +127,7 @@ class UpfwDriver:
         if text is not None:
             saved = totals.decode(text, self._totals_key)
             self.mapper.resume(saved)
-            self._saved_doors = saved.doors
+            self._saved = saved
         try:
             link = await open_link(p.port, p.baudrate, timeout_s=1.0)
         except BridgeError as exc:
@@ -143,14 +143,19 @@ class UpfwDriver:
 
     def _keep_door_totals(self) -> None:
         """Staged before the counts they produce are emitted, with no await in between:
-        the agent commits both in one transaction."""
-        if self.ctx.state is None or self.mapper.doors == self._saved_doors:
+        the agent commits both in one transaction. The last sentence's (seq, t_ms) goes
+        with them at every sentence, not only when a total moves: a resumed run measures
+        lost sentences and reboots from it, and would otherwise take every sentence heard
+        since the last door count for lost."""
+        saved, m = self._saved, self.mapper
+        if self.ctx.state is None or not m.doors or (
+                saved is not None and m.last == saved.last and m.doors == saved.doors):
             return  # every message of every board passes here: compare before copying
-        doors = self.mapper.door_totals()
+        doors = m.door_totals()
         if doors is None:
             return
         self.ctx.state.stage(self._totals_key, totals.encode(doors))
-        self._saved_doors = doors.doors
+        self._saved = doors
 
     def _emit(self, emit: Emit, outs: list[Out], ts: datetime | None = None) -> None:
         stamp = self.ctx.clock.now() if ts is None else ts

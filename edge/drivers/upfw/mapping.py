@@ -92,6 +92,11 @@ class UpfwMapper:
     _since_boot = False  # door totals count from 0 at a boot we saw
     _resumed_from: str | None = None  # the device id the resumed totals belong to
 
+    @property
+    def last(self) -> tuple[int, int] | None:
+        """(seq, t_ms) of the last sentence heard (or resumed from)."""
+        return self._last
+
     def door_totals(self) -> DoorTotals | None:
         """The state `resume` takes; None before any door count."""
         if not self.doors or self._last is None:

@@ -459,6 +459,40 @@ def test_a_board_that_rebooted_meanwhile_long_ago_counts_from_zero(emulated, tmp
     asyncio.run(second_run())
 
 
+def test_sentences_heard_after_the_last_door_count_are_not_lost_at_a_restart(  # type: ignore[no-untyped-def]
+        emulated, tmp_path: Path) -> None:
+    """The board's sentences after its last DC (a status, a HI) were heard by the first
+    run: the second one, resumed from the saved totals, counts none of them as lost."""
+    script = Script()
+    emu = emulated(UpfwEmulator(script, kind=DeviceKind.DOOR, device_id="door-main", channels=1,
+                                period_s=0.02))
+    outbox = Outbox(tmp_path / "outbox.sqlite3").open()
+    keeper = StagedState(outbox)
+
+    async def first_run() -> None:
+        run = DriverRun(build("main-door", _params(emu.port), DriverContext(state=keeper)))
+        await run.wait_for(lambda s: run.driver.describe()["board"] is not None, 5, "the board's HI")
+        script.put(DoorCount(0, 0, 1, 150, 140))  # baseline
+        await run.wait_for(lambda s: bool(run.driver.mapper.doors), 5, "the baseline")
+        script.put(*(Status(0, 0, StatusCode.OK) for _ in range(5)))
+        await run.wait_for(lambda s: run.driver.mapper.messages.get("Status") == 5, 5, "5 statuses")
+        await run.stop()
+        assert run.driver.describe()["lost_sentences"] == 0
+        outbox.append([], 0, keeper.take())
+
+    async def second_run() -> None:
+        run = DriverRun(build("main-door", _params(emu.port), DriverContext(state=StagedState(outbox))))
+        await run.wait_for(lambda s: run.driver.describe()["board"] is not None, 5, "the board's HI")
+        script.put(DoorCount(0, 0, 1, 152, 141))
+        samples = await run.count(1)
+        await run.stop()
+        assert [s.values["count"] for s in samples] == [2.0]
+        assert run.driver.describe()["lost_sentences"] == 0
+
+    asyncio.run(first_run())
+    asyncio.run(second_run())
+
+
 def test_another_board_on_the_port_gets_new_baselines() -> None:
     saved = DoorTotals("door-a", (11, 110_000), {1: (104, 110_000)})
     m = _resumed(saved)
