@@ -19,6 +19,7 @@ import ssl
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -118,8 +119,14 @@ class Server:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    with _serve(tmp_path_factory.mktemp("influx-role")) as found:
+        yield found
+
+
+@contextmanager
+def _serve(home: Path) -> Iterator[Server]:
+    """A fresh influxd serving HTTPS with auth on and no user, on 127.0.0.1."""
     influxd.require_binary()
-    home = tmp_path_factory.mktemp("influx-role")
     ca, cert, key = _issue(home / "tls", "urbanpulse test CA", SERVER_NAME)
     http_port, rpc_port, unused_mqtt = process.free_ports(3)
     config = StackConfig(home=home, mqtt_port=unused_mqtt, influx_port=http_port, influx_rpc_port=rpc_port)
@@ -356,3 +363,68 @@ def test_a_server_that_does_not_answer_http_is_a_clear_error(tmp_path: Path) -> 
     finally:
         thread.join(5)
         listener.close()
+
+
+def run_stage(tmp_path: Path, port: int, ca_file: Path, stage: str,
+              admin_password: str = ADMIN[1]) -> dict[str, Any]:
+    """The role's module alone, one stage of the first install as tasks/main.yml runs it
+    (requests to 127.0.0.1), in ansible-playbook on this machine: its result."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    result_file = tmp_path / "result.json"
+    (tmp_path / "stage.yml").write_text(json.dumps([{
+        "hosts": "all", "gather_facts": False,
+        "tasks": [{"block": [{"urbanpulse_influxdb_users": {
+            "address": "127.0.0.1", "port": port, "server_name": SERVER_NAME,
+            "ca_file": str(ca_file), "admin_user": ADMIN[0], "admin_password": admin_password,
+            "database": "urbanpulse", "users": [], "record": str(tmp_path / "managed-users.json"),
+            "stage": stage}, "register": "stage_result"}],
+            "always": [{"ansible.builtin.copy": {"content": "{{ stage_result | to_json }}",
+                                                 "dest": str(result_file)}}]}]}]))
+    out = subprocess.run(
+        [_ansible_tool("ansible-playbook"), "-i", "localhost,", "-c", "local",
+         "-e", f"ansible_python_interpreter={sys.executable}", str(tmp_path / "stage.yml")],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False,
+        env={**os.environ, "ANSIBLE_CONFIG": "", "ANSIBLE_NOCOLOR": "1",
+             "ANSIBLE_LIBRARY": str(ROLES / "influxdb" / "library"),
+             "ANSIBLE_LOCAL_TEMP": str(tmp_path / "ansible-tmp"),
+             "ANSIBLE_HOME": str(tmp_path / "ansible-home"), "ANSIBLE_RETRY_FILES_ENABLED": "0"})
+    try:
+        result: dict[str, Any] = json.loads(result_file.read_text())
+    except (OSError, ValueError) as exc:
+        raise AssertionError(f"ansible-playbook said:\n{out.stdout}\n{out.stderr}") from exc
+    assert (out.returncode != 0) == bool(result.get("failed")), out.stdout
+    return result
+
+
+def test_the_first_install_makes_the_admin_alone_and_knows_it_next_time(tmp_path: Path) -> None:
+    """tasks/main.yml keeps the API on the loopback while `probe` says there is no admin, has
+    `admin` create it there, and only then binds it as configured; the next run's probe says
+    the admin exists, so that run writes the configured address at once and changes nothing."""
+    _, _, unused = process.free_ports(3)
+    ca, _, _ = _issue(tmp_path / "no-server", "urbanpulse test CA", SERVER_NAME)
+    # nothing listening yet (the package not installed): no admin, and no failure
+    none = run_stage(tmp_path / "none", unused, ca, "probe")
+    assert (none["failed"], none["changed"], none["admin_exists"]) == (False, False, False)
+    with _serve(tmp_path / "influx") as fresh:
+        before = run_stage(tmp_path / "probe-1", fresh.port, fresh.ca_file, "probe")
+        assert (before["failed"], before["admin_exists"]) == (False, False)
+        made = run_stage(tmp_path / "admin-1", fresh.port, fresh.ca_file, "admin")
+        assert (made["failed"], made["changed"]) == (False, True), made
+        assert fresh.users() == {"admin": True}  # the admin only: users come after the rebind
+        after = run_stage(tmp_path / "probe-2", fresh.port, fresh.ca_file, "probe")
+        assert (after["failed"], after["admin_exists"]) == (False, True)
+        again = run_stage(tmp_path / "admin-2", fresh.port, fresh.ca_file, "admin")
+        assert (again["failed"], again["changed"]) == (False, False), again
+
+
+def test_an_admin_someone_else_made_stops_the_role(tmp_path: Path) -> None:
+    """Made before the role's (the window the loopback closes): its password is not the
+    vault's, and the role says so rather than carrying on with a server it does not own."""
+    with _serve(tmp_path / "influx") as fresh:
+        planted = fresh.request("/query", {"q": "CREATE USER intruder WITH PASSWORD "
+                                                "'intruder-0123456789' WITH ALL PRIVILEGES"})
+        assert planted[0] == 200
+        assert run_stage(tmp_path / "probe", fresh.port, fresh.ca_file, "probe")["admin_exists"]
+        refused = run_stage(tmp_path / "admin", fresh.port, fresh.ca_file, "admin")
+        assert refused["failed"] is True
+        assert "the admin's password is refused (401)" in refused["msg"]

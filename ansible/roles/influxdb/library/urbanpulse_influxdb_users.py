@@ -11,6 +11,13 @@ not given are revoked, and the given ones set (GRANT replaces a database's privi
 Users this module managed before (their names kept in `record`) that are no longer given are
 dropped; the admin and users it never managed are never touched. Statements that change
 something are returned in `statements`, passwords left out.
+
+`stage` splits the first install (tasks/main.yml), which keeps the HTTP API on the loopback
+until the admin exists: InfluxDB with auth on and no user takes one unauthenticated "create
+admin" from whoever sends it first. `probe` only asks, without waiting, whether the server
+already has users (`admin_exists`: it answers 401 to an unauthenticated query; anything else,
+no server included, is taken as no); `admin` creates the admin if there is none and checks
+that its password is taken; `all` (the default) does that and everything above.
 """
 
 from __future__ import annotations
@@ -53,6 +60,7 @@ ARGUMENTS: dict[str, Any] = {
         }},
     }},
     "record": {"type": "path", "required": True},
+    "stage": {"type": "str", "default": "all", "choices": ["probe", "admin", "all"]},
     "wait_s": {"type": "float", "default": 30.0},
     "timeout_s": {"type": "float", "default": 10.0},
 }
@@ -171,6 +179,25 @@ def bootstrap_admin(influx: VerifiedInflux, user: str, password: str, check: boo
     return True
 
 
+def admin_exists(influx: VerifiedInflux) -> bool:
+    """Whether the server has users (auth on: 401 without credentials), asked once: a server
+    that is not up, answers no HTTPS or has auth off is taken as one with no admin yet."""
+    try:
+        status, _ = influx.request("/query", {"q": "SHOW USERS"})
+    except (OSError, SetupError):
+        return False
+    return status == 401
+
+
+def ensure_admin(influx: VerifiedInflux, user: str, password: str, check: bool) -> bool:
+    """The admin created on a server with none; its password checked (a 401 names an admin
+    someone else made). True if it was created (in --check: would be)."""
+    changed = bootstrap_admin(influx, user, password, check)
+    if not (changed and check):
+        Admin(influx, user, password).query("SHOW USERS")
+    return changed
+
+
 def quote(name: str) -> str:
     """An InfluxQL identifier in double quotes, escaped: names read back from the server
     (SHOW GRANTS) are not checked like the inventory's and may hold any character."""
@@ -279,7 +306,13 @@ def main() -> None:
         users = parse_users(params)
         influx = VerifiedInflux(params["address"], params["port"], params["server_name"],
                                 params["ca_file"], params["timeout_s"])
+        if params["stage"] == "probe":
+            module.exit_json(changed=False, admin_exists=admin_exists(influx))
         influx.wait_for_ping(params["wait_s"])
+        if params["stage"] == "admin":
+            created = ensure_admin(influx, params["admin_user"], params["admin_password"],
+                                   module.check_mode)
+            module.exit_json(changed=created, statements=["CREATE USER (the admin)"] if created else [])
         changed, statements = converge(influx, params, users, module.check_mode)
     except SetupError as exc:
         module.fail_json(msg=str(exc))
