@@ -37,7 +37,8 @@ number, nothing more. The rules (settings in `FaultSettings`):
   `spike_floor` of the physical range and `spike_rel` of the median) from the
   median of the previous
   `spike_window` readings, with the next reading back within half that distance.
-  Starts at the spiking reading; fires one reading later.
+  Starts at the spiking reading; fires one reading later; once per episode: a spike
+  within an hour of the one before (raised or not) is not raised again.
 * SPIKE from the edge (`glitch_count`): GPIO drivers count the pulses too short to be
   real (false pulses, glitches) in a `glitches` field. At least `glitch_count` of them
   within `glitch_span_s` fire once; the rule re-arms after a span without any. Starts
@@ -141,6 +142,10 @@ class FaultEvent:
         """Detection delay: from the fault's start to the moment the rule fired."""
         return self.detected_at - self.start
 
+
+# Spikes within this of the one before belong to its episode: raised once, as the glitch
+# rule does (a noisy cable or a failing laser spikes a field dozens of times an hour).
+SPIKE_REARM_US = 3600 * 1_000_000
 
 # The longest expected interval a FaultSettings takes: a week.
 EXPECTED_INTERVAL_MAX_S = 7 * 24 * 3600.0
@@ -407,6 +412,7 @@ class FaultMonitor:
         self._zero_fired = False
         self._window: deque[float] = deque(maxlen=self.settings.spike_window or 1)
         self._candidate: tuple[int, float, float, float] | None = None
+        self._spike_last: int | None = None  # the last spike's stamp (µs), raised or not
         self._cut_start: int | None = None
         self._cut_count = 0
         self._glitches: deque[tuple[int, float]] = deque()
@@ -422,6 +428,7 @@ class FaultMonitor:
 
     def __setstate__(self, state: dict[str, object]) -> None:
         self.__dict__.update(state)
+        self.__dict__.setdefault("_spike_last", None)  # pickled before spike episodes
         key = (self.kind, self.field)
         if key in _LISTED_SINCE and self.settings == FaultSettings():
             self.settings = FAULT_SETTINGS[key]
@@ -1101,9 +1108,11 @@ class FaultMonitor:
             self._candidate = None
             start, spike_value, median, distance = candidate
             if abs(value - median) <= distance / 2:
-                events.append(self._event(
-                    FaultType.SPIKE, _stamp(start), _stamp(at), spike_value,
-                    f"{spike_value} against a median of {median}"))
+                last, self._spike_last = self._spike_last, start
+                if last is None or start - last > SPIKE_REARM_US:  # once per episode
+                    events.append(self._event(
+                        FaultType.SPIKE, _stamp(start), _stamp(at), spike_value,
+                        f"{spike_value} against a median of {median}"))
             else:
                 window.append(spike_value)  # a level change, not a spike
         if len(window) == window.maxlen:

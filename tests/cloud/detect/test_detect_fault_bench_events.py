@@ -20,9 +20,14 @@ from bench.faults.digest import digest
 # set, every one an MH-Z19B's `temperature_c` (SILENCE and CLOCK_JUMP beside the same event
 # of its `co2`; one STUCK per run of its whole-degree temperature, 20 min after the co2's
 # STUCK of the same fault), every other event the same, in the same order.
+# Re-pinned when a field's spikes became episodes (raised once, not again within an hour of
+# the one before; 1112 and 1248 events before): 535 and 749 events fewer, every one a SPIKE
+# "against a median" within the hour after another spike of its field, every other event
+# the same, in the same order (the new list a subsequence of the old; recall, precision
+# and delays of `bench.faults.run` unchanged on both sets).
 PINNED = {
-    (1, 2, 3, 4): ("685df166a98fc06de09eef9c2d2aa9cf11ad2946b5661aebb8b80f493f94bfbd", 1112),
-    (5, 6, 7, 8): ("c71aa538e01f5ca8fc024a78fd678f9e41d56168875448e909f5faf88173cb0f", 1248),
+    (1, 2, 3, 4): ("431961495e2775cb4813c5d2e2951091d08d460645ad673cc65f40fbbd22792c", 577),
+    (5, 6, 7, 8): ("0c3563f3a59e9293a37c40144833d91529ffeba7e730bcc9c412367303c40b65", 499),
 }
 
 
@@ -30,5 +35,5 @@ PINNED = {
 @pytest.mark.parametrize("seeds", sorted(PINNED))
 def test_the_fault_bench_raises_the_events_it_raised_before(seeds: tuple[int, ...]) -> None:
     value, events = digest(list(seeds))
-    assert events > 1000
+    assert events > 400
     assert (value, events) == PINNED[seeds]

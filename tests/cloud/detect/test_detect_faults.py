@@ -105,6 +105,30 @@ def test_a_single_spike_is_found_one_reading_later() -> None:
     assert events[0].value == 600.0
 
 
+def test_spikes_are_raised_once_per_episode_and_again_after_an_hour_without() -> None:
+    """A failing laser or a noisy cable spikes a field dozens of times an hour: one event,
+    not one per spike (the fault bench's PMS5003 raised 153 for one fault; found by review).
+    A spike more than an hour after the one before starts a new episode."""
+    values = _wavy(200)
+    for i in (30, 40, 50, 60, 95, 160):  # 95: 35 min after 60; 160: 65 min after 95
+        values[i] = 600.0
+    events = _feed(FaultMonitor("air.pm", "pm25"), values)
+    assert [(e.fault, e.start) for e in events] == [(FaultType.SPIKE, T0 + 30 * STEP),
+                                                    (FaultType.SPIKE, T0 + 160 * STEP)]
+
+
+def test_a_monitor_pickled_before_spike_episodes_loads_and_raises_its_first_spike() -> None:
+    monitor = FaultMonitor("air.pm", "pm25")
+    values = _wavy(40)
+    _feed(monitor, values[:20])
+    del monitor.__dict__["_spike_last"]  # the layout of snapshots taken before
+    resumed: FaultMonitor = pickle.loads(pickle.dumps(monitor))
+    values[30] = 600.0
+    events = [e for i, v in enumerate(values[20:], 20)
+              for e in resumed.update(T0 + i * STEP, v, seq=i)]
+    assert [(e.fault, e.start) for e in events] == [(FaultType.SPIKE, T0 + 30 * STEP)]
+
+
 def test_a_level_change_is_not_a_spike() -> None:
     monitor = FaultMonitor("air.pm", "pm25")
     values = _wavy(40) + [v + 400 for v in _wavy(40)]
