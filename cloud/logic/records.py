@@ -250,7 +250,7 @@ def _status(rec: JournalRecord, site: str, node: str, max_bytes: int
     health = body.get("health")
     if isinstance(health, dict):
         for key in ("outbox_depth", "outbox_oldest_age_s", "outbox_evicted", "readings_per_s",
-                    "uptime_s", "cpu_temp_c"):
+                    "uptime_s", "cpu_temp_c", "outbox_uncommitted", "readings_dropped"):
             value = _number(health.get(key))
             if value is not None:
                 fields[key] = value

@@ -99,3 +99,13 @@ def test_the_last_will_is_stamped_when_received_not_when_the_agent_connected() -
     will_line, stop_line = [ln for ln in _run(BASE, will, clean_stop) if "offline" in ln]
     assert will_line.endswith(f" {RECEIVED_NS}")
     assert stop_line.endswith(f" {1_779_955_230_000_000_000}")  # a clean stop keeps its own stamp
+
+
+def test_a_full_sd_card_is_stored_from_the_heartbeat() -> None:
+    """The agent holds readings its outbox cannot commit and reports them (and those it
+    had to drop) in its heartbeat; node_status keeps them, beside the outbox depth."""
+    (status,) = [ln for ln in _run(_status({"uptime_s": 10, "outbox_uncommitted": 120,
+                                            "readings_dropped": 3}))
+                 if ln.startswith("node_status")]
+    assert "outbox_uncommitted=120.0" in status
+    assert "readings_dropped=3.0" in status

@@ -69,7 +69,8 @@ DOCUMENTED: dict[str, list[tuple[str, str]]] = {
                      ("partition", S), ("payload", S), ("topic", S), ("truncated", B)],
     "node_status": [("site", S), ("node", S), ("clock_jumps", F), ("cpu_temp_c", F),
                     ("online", B), ("outbox_depth", F), ("outbox_evicted", F),
-                    ("outbox_oldest_age_s", F), ("readings_per_s", F), ("state", S),
+                    ("outbox_oldest_age_s", F), ("outbox_uncommitted", F), ("readings_dropped", F),
+                    ("readings_per_s", F), ("state", S),
                     ("uptime_s", F)],
 }
 
