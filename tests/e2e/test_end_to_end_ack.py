@@ -26,7 +26,7 @@ def test_broker_crash_with_queued_messages_loses_nothing(
     port = emu.start()
     node = "aq-e2eack"
     path = make_node_config("hn-e2e", node, f'[[sensors]]\nid = "pm-1"\ndriver = "sds011"\n'
-                            f'port = "{port}"\nsilence_timeout_s = 5.0\n',
+                            f'port = "{port}"\nsilence_timeout_s = 5.0\nwarmup_s = 0\n',
                             delivery="cloud", ack_timeout_s=5.0)
     cloud = cloud_factory("e2eack")
     cloud.start()

@@ -130,7 +130,7 @@ def test_crashes_of_every_part_one_and_two_at_a_time_lose_and_double_nothing(
         stack_config: StackConfig, tmp_path: Path) -> None:
     node = f"aq-matrix-{seed}"  # each case its own series in the session's database
     config = make_node_config(SITE, node, f'[[sensors]]\nid = "pm-1"\ndriver = "sds011"\n'
-                              f'port = "{sds011.port}"\nsilence_timeout_s = 30.0\n',
+                              f'port = "{sds011.port}"\nsilence_timeout_s = 30.0\nwarmup_s = 0\n',
                               delivery="cloud", ack_timeout_s=3.0)
     # A short cap on the resend backoff: the cloud is silent for many seconds in all.
     config.write_text(config.read_text().replace("ack_timeout_s = 3.0",

@@ -43,7 +43,7 @@ def test_a_node_numbering_from_zero_again_after_losing_its_state_loses_nothing(
         make_node_config, cloud_factory, reader, tmp_path) -> None:  # type: ignore[no-untyped-def]
     link = tmp_path / "ttyPM"
     config = make_node_config(SITE, NODE, f'[[sensors]]\nid = "pm-1"\ndriver = "sds011"\n'
-                              f'port = "{link}"\nsilence_timeout_s = 5.0\n', delivery="cloud")
+                              f'port = "{link}"\nsilence_timeout_s = 5.0\nwarmup_s = 0\n', delivery="cloud")
     cloud = cloud_factory("replaced")
     cloud.start()
     try:

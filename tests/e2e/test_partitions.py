@@ -72,7 +72,7 @@ def _agent_reading_sds011(make_node_config: Callable[..., Path], node: str,
     emu = Sds011Emulator(lambda: (25.0, 45.0), period_s=0.05, warmup_s=0.0)
     port = emu.start()
     path = make_node_config(SITE, node, f'[[sensors]]\nid = "pm-1"\ndriver = "sds011"\n'
-                            f'port = "{port}"\nsilence_timeout_s = 30.0\n', **node_args)
+                            f'port = "{port}"\nsilence_timeout_s = 30.0\nwarmup_s = 0\n', **node_args)
     head, rest = path.read_text().split("[mqtt]\n", 1)
     table, tail = rest.split("\n[", 1)
     for key, value in mqtt.items():

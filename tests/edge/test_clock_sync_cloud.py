@@ -36,7 +36,7 @@ def test_readings_made_before_ntp_are_stored_raw_and_in_no_aggregate(  # type: i
     emu = Sds011Emulator(lambda: (pm25[0], 40.0), period_s=0.05, warmup_s=0.0)
     port = emu.start()
     path = make_node_config("hn-e2e", NODE, f'[[sensors]]\nid = "pm-1"\ndriver = "sds011"\n'
-                            f'port = "{port}"\nsilence_timeout_s = 5.0\n',
+                            f'port = "{port}"\nsilence_timeout_s = 5.0\nwarmup_s = 0\n',
                             delivery="cloud", ack_timeout_s=5.0)
     cloud = cloud_factory("unsynced")
     cloud.start()

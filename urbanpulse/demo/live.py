@@ -184,7 +184,10 @@ def sensor_table(sensor: LiveSensor, ports: dict[str, str]) -> dict[str, Any]:
     table: dict[str, Any] = {"id": spec.id, "driver": spec.driver}
     p = spec.params
     if spec.driver == "sds011":
-        table.update(port=ports[spec.id], silence_timeout_s=10.0)
+        # warmup_s = 0: the demo's emulator gives stable values at once, and readings
+        # flagged warmup for the driver's default 30 s would keep the terminal's
+        # aggregates still for the first half minute of a demo meant to move in seconds.
+        table.update(port=ports[spec.id], silence_timeout_s=10.0, warmup_s=0.0)
     elif spec.driver == "traffic_loop":
         table.update(pin=sensor.pins["loop1"], downstream_pin=sensor.pins["loop2"],
                      pull="down", active_state="high",

@@ -4,14 +4,17 @@ Active mode (default): the sensor reports on its own every `period` and the driv
 listens. Query mode: the driver puts the sensor in query mode and asks every
 `query_interval_s`. Reporting mode and working period live in the sensor's flash: the
 driver reads them at start and writes only what differs (edge.drivers.flash_settings).
-Zero readings while the sensor warms up are flagged `warmup` (the cloud stores them but
-leaves them out of aggregates): they are not clean air.
+Readings during `warmup_s` after the driver woke the sensor (every start sends the wake
+command) are flagged `warmup` (the cloud stores them but leaves them out of aggregates):
+the datasheet gives the data 30 s to settle after sleep/work. All-zero frames before the
+first real one are flagged too, and an all-zero frame always: it is not clean air.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -39,7 +42,9 @@ from firmware_bridge.protocols.sds011 import (
     WorkState,
 )
 from firmware_bridge.protocols.sds011 import commands as cmd
+from firmware_bridge.protocols.sds011.emulator import WARMUP_S
 from firmware_bridge.transport import SerialLink, open_link, raise_if_cancelled
+from firmware_bridge.warmup import WarmupTracker
 from urbanpulse.errors import ConfigError
 
 KIND = "air.pm"
@@ -53,6 +58,7 @@ class Sds011Params:
     query_interval_s: float = 5.0
     reply_timeout_s: float = 1.0
     silence_timeout_s: float = 10.0
+    warmup_s: float = WARMUP_S
     pm25_scale: float = 1.0
     pm10_scale: float = 1.0
 
@@ -67,10 +73,13 @@ def parse_params(raw: Mapping[str, Any], key: str) -> Sds011Params:
     numbers = {name: number(raw, key, name, default_of(Sds011Params, name))
                for name in ("query_interval_s", "reply_timeout_s", "silence_timeout_s",
                             "pm25_scale", "pm10_scale")}
+    warmup_s = number(raw, key, "warmup_s", default_of(Sds011Params, "warmup_s"), zero_ok=True)
+    if not math.isfinite(warmup_s):  # nan would never flag, inf would flag for ever
+        raise ConfigError(f"{key}.warmup_s", f"must be a finite number of seconds, got {warmup_s!r}")
     fixed_baudrate(raw, key, "SDS011")
     p = Sds011Params(port=port, mode=mode, query_interval_s=numbers["query_interval_s"],
                      reply_timeout_s=numbers["reply_timeout_s"],
-                     silence_timeout_s=numbers["silence_timeout_s"],
+                     silence_timeout_s=numbers["silence_timeout_s"], warmup_s=warmup_s,
                      pm25_scale=numbers["pm25_scale"], pm10_scale=numbers["pm10_scale"])
     if mode == "query":
         check_query_timing(key, p.query_interval_s, p.reply_timeout_s, p.silence_timeout_s)
@@ -83,6 +92,7 @@ class Sds011Driver:
         self.params = params
         self.ctx = ctx
         self.decoder = Sds011Decoder()
+        self.warmup = WarmupTracker(params.warmup_s, ctx.clock)
         self.queries = 0
         self.missed_replies = 0
         self.flash = FlashSettings(ctx.state, f"sds011/{sensor_id}/flash", ctx.clock)
@@ -92,6 +102,7 @@ class Sds011Driver:
 
     def describe(self) -> dict[str, Any]:
         out: dict[str, Any] = {"port": self.params.port, "mode": self.params.mode,
+                               "warming_up": self.warmup.in_window,
                                "settings": dict(self.settings), "flash_writes": self.flash_writes,
                                "unanswered_setting_queries": self.unanswered_setting_queries,
                                **self.decoder.stats.as_dict()}
@@ -101,9 +112,10 @@ class Sds011Driver:
 
     def _sample(self, frame: Sds011Measurement) -> Sample:
         p = self.params
+        warming = self.warmup.warming_up(frame) or frame.suspect_zero
         return Sample(self.sensor_id, KIND,
                       {"pm25": frame.pm25 * p.pm25_scale, "pm10": frame.pm10 * p.pm10_scale},
-                      self.ctx.clock.now(), ("warmup",) if frame.suspect_zero else ())
+                      self.ctx.clock.now(), ("warmup",) if warming else ())
 
     def _fail(self, reason: str) -> DriverError:
         return DriverError(f"sds011 {self.sensor_id} on {self.params.port}: {reason}")
@@ -119,7 +131,7 @@ class Sds011Driver:
             # sensor left asleep, or reporting every n minutes, by another tool (or an
             # earlier run) would stay silent here. Wake it (sleep is not in flash: no wear)
             # and make it report continuously.
-            await link.write(cmd.set_work_state(WorkState.WORK))
+            await self._wake(link)
             await self._keep(link, emit, "working_period", 0)
             mode = ReportMode.ACTIVE if p.mode == "active" else ReportMode.QUERY
             await self._keep(link, emit, "report_mode", mode)
@@ -132,6 +144,12 @@ class Sds011Driver:
         finally:
             with contextlib.suppress(BridgeError):  # the adapter is gone; the next run reopens it
                 await link.close()
+
+    async def _wake(self, link: SerialLink) -> None:
+        """Send 'work' and start the warm-up window: a sensor that was asleep (or just
+        powered with the adapter) gives stable data 30 s after it starts working."""
+        await link.write(cmd.set_work_state(WorkState.WORK))
+        self.warmup.restart()
 
     async def _keep(self, link: SerialLink, emit: Emit, name: str, wanted: int) -> None:
         """Read setting `name` (the query form, two attempts) and write `wanted` only if it

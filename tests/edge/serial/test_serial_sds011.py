@@ -40,7 +40,9 @@ class NoisySds011(Noisy, Sds011Emulator):
 
 
 def _params(port: str, **kw: Any) -> Sds011Params:
-    return parse_params({"port": port, **kw}, "sensors[0]")
+    """Without the warm-up window unless a test asks for one (the emulators here give
+    stable values at once)."""
+    return parse_params({"port": port, "warmup_s": 0, **kw}, "sensors[0]")
 
 
 async def _settings_done(run: DriverRun) -> None:
@@ -60,6 +62,78 @@ def test_active_mode_emits_pm(emulated) -> None:  # type: ignore[no-untyped-def]
         assert s.values == {"pm25": 41.3, "pm10": 77.9}
         assert s.ts.tzinfo is not None
         assert run.driver.describe()["frames"] >= 5
+
+    asyncio.run(scenario())
+
+
+QUERY = {"mode": "query", "query_interval_s": 0.1, "reply_timeout_s": 0.08, "silence_timeout_s": 1.0}
+
+
+@pytest.mark.parametrize("kw", [{}, QUERY], ids=["active", "query"])
+def test_readings_within_warmup_s_of_each_start_are_flagged(emulated, kw: dict[str, Any]) -> None:  # type: ignore[no-untyped-def]
+    """The protocol sheet (V1.3) gives the data 30 s to be stable after the sensor starts
+    working; the driver wakes it at every start, so every start opens the window, even
+    when the sensor already sends plausible non-zero values."""
+    emu = emulated(Sds011Emulator(lambda: (30.0, 50.0), period_s=0.05, warmup_s=0.0))
+    clock = FakeClock()
+    driver = build("pm-1", _params(emu.port, warmup_s=30, **kw), DriverContext(clock=clock))
+
+    async def scenario() -> None:
+        for start in range(2):  # the agent's restart: run() again
+            run = DriverRun(driver)
+            first = await run.count(3)
+            assert all(s.flags == ("warmup",) and s.values == {"pm25": 30.0, "pm10": 50.0}
+                       for s in first), (start, first)
+            assert driver.describe()["warming_up"] is True
+            clock.advance(29.5)
+            n = len(run.samples)  # samples emitted from here on were made after the advance
+            await run.count(n + 2)
+            assert all(s.flags == ("warmup",) for s in run.samples[n:])
+            clock.advance(0.5)
+            n = len(run.samples)
+            await run.count(n + 2)
+            assert all(s.flags == () for s in run.samples[n:]), run.samples[n:]
+            assert driver.describe()["warming_up"] is False
+            await run.stop()
+
+    asyncio.run(scenario())
+    assert emu.call(lambda: emu.work_state) is WorkState.WORK
+
+
+def test_the_window_runs_from_the_wake_of_a_sensor_left_asleep(emulated) -> None:  # type: ignore[no-untyped-def]
+    """A sensor asleep (another tool, an earlier run) starts its fan at the driver's
+    wake: its zeros and then its first real values within warmup_s are flagged."""
+    emu = emulated(Sds011Emulator(lambda: (20.0, 30.0), period_s=0.05, warmup_s=0.3))
+    emu.call(lambda: setattr(emu, "work_state", WorkState.SLEEP))
+    clock = FakeClock()
+
+    async def scenario() -> None:
+        run = DriverRun(build("pm-1", _params(emu.port, warmup_s=30, silence_timeout_s=2.0),
+                              DriverContext(clock=clock)))
+        await run.wait_for(lambda s: any(x.values["pm25"] == 20.0 for x in s), 5,
+                           "real values after the sensor's own warm-up")
+        assert any(x.values == {"pm25": 0.0, "pm10": 0.0} for x in run.samples)
+        assert all(x.flags == ("warmup",) for x in run.samples)
+        clock.advance(30.0)
+        n = len(run.samples)
+        await run.count(n + 2)
+        assert all(x.flags == () and x.values["pm25"] == 20.0 for x in run.samples[n:])
+        await run.stop()
+
+    asyncio.run(scenario())
+
+
+def test_zeros_are_flagged_without_a_window(emulated) -> None:  # type: ignore[no-untyped-def]
+    """warmup_s = 0 still never shows the sensor's own warm-up zeros as clean air."""
+    emu = emulated(Sds011Emulator(lambda: (20.0, 30.0), period_s=0.05, warmup_s=3600.0))
+
+    async def scenario() -> None:
+        run = DriverRun(build("pm-1", _params(emu.port), DriverContext()))
+        samples = await run.count(3)
+        await run.stop()
+        assert all(s.flags == ("warmup",) and s.values == {"pm25": 0.0, "pm10": 0.0}
+                   for s in samples)
+        assert run.driver.describe()["warming_up"] is False
 
     asyncio.run(scenario())
 
@@ -244,6 +318,11 @@ def test_a_clone_that_ignores_queries_is_written_once_a_day(emulated, tmp_path: 
     ({"port": "/dev/x", "mode": "query", "query_interval_s": 10, "silence_timeout_s": 10},
      "sensors[1].silence_timeout_s"),
     ({"port": "/dev/x", "period": 1}, "sensors[1].period"),
+    ({"port": "/dev/x", "warmup_s": -1}, "sensors[1].warmup_s"),
+    ({"port": "/dev/x", "warmup_s": "30s"}, "sensors[1].warmup_s"),
+    ({"port": "/dev/x", "warmup_s": True}, "sensors[1].warmup_s"),
+    ({"port": "/dev/x", "warmup_s": float("nan")}, "sensors[1].warmup_s"),
+    ({"port": "/dev/x", "warmup_s": float("inf")}, "sensors[1].warmup_s"),
 ])
 def test_bad_params_name_the_key(raw: dict[str, Any], key: str) -> None:
     with pytest.raises(ConfigError) as info:
@@ -255,4 +334,9 @@ def test_sample_config_validates() -> None:
     config = load_config(SAMPLE)
     (sensor,) = config.sensors
     assert sensor.driver == "sds011"
-    assert sensor.params == Sds011Params(port=sensor.params.port)
+    assert sensor.params == Sds011Params(port=sensor.params.port, warmup_s=30.0)
+
+
+def test_warmup_s_defaults_to_the_datasheet_30_s() -> None:
+    assert parse_params({"port": "/dev/x"}, "sensors[0]").warmup_s == 30.0
+    assert parse_params({"port": "/dev/x", "warmup_s": 0}, "sensors[0]").warmup_s == 0.0
