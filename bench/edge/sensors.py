@@ -49,4 +49,5 @@ id = "pm-{i:02d}"
 driver = "sds011"
 port = "{emu.port}"
 silence_timeout_s = {silence_timeout_s}
+warmup_s = 0
 """ for i, emu in enumerate(emulators))

@@ -3,6 +3,7 @@ query timing."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -29,9 +30,12 @@ def fixed_baudrate(raw: Mapping[str, Any], key: str, device: str, baudrate: int 
 
 def number(raw: Mapping[str, Any], key: str, name: str, default: float, *, zero_ok: bool = False) -> float:
     value = raw.get(name, default)
-    if type(value) not in (int, float) or value < 0 or (value == 0 and not zero_ok):
+    # nan passes every comparison test here as false and inf is a number: a silence timeout
+    # of inf never fails a silent sensor, a warm-up of nan never flags
+    if (type(value) not in (int, float) or not math.isfinite(value) or value < 0
+            or (value == 0 and not zero_ok)):
         bound = ">= 0" if zero_ok else "> 0"
-        raise ConfigError(f"{key}.{name}", f"must be a number {bound}, got {value!r}")
+        raise ConfigError(f"{key}.{name}", f"must be a finite number {bound}, got {value!r}")
     return float(value)
 
 
