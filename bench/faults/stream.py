@@ -5,7 +5,9 @@ reading stamped before the newest one already checked for that field to
 `stamped_before` only, and calls `update(ts_ns, float(value), seq, values, received_ns)`
 for the others (received at the true time: the cloud's clock). `FaultFeed` does exactly
 that, without the anomaly detector, and also calls `tick(now)` on every monitor each
-`tick_s` of simulated time (the cloud's clock), which the silence rule needs.
+`tick_s` of simulated time (the cloud's clock), which the silence rule needs. A node's
+clock jumps, its sensors' and its heartbeat rule's, go through one `NodeClockJumps` per node
+as the dataflow's `NodeWatch.jumps` (one event per node and jump).
 
 The air readings also go, in the same order, through one `CityDrift` for the city
 (the dataflow's step keyed by city, `cloud/detect/drift.py`), after the same
@@ -48,7 +50,8 @@ from bench.faults.door_tests import DoorSelfTests
 from bench.faults.kiosk_lines import KioskLines
 from cloud.detect import DetectError, FaultEvent, FaultMonitor
 from cloud.detect.drift import DRIFT_FIELDS, CityDrift, Drift
-from cloud.detect.faults import Heartbeat, HeartbeatMonitor, Supervision
+from cloud.detect.faults import FaultType, Heartbeat, HeartbeatMonitor, NodeClockJumps, Supervision
+from urbanpulse.clock import from_epoch_ns
 from urbanpulse.simulate import Simulation
 from urbanpulse.simulate.events import Event
 from urbanpulse.wire import Reading
@@ -83,18 +86,39 @@ class FaultFeed:
     pair_of: dict[FaultEvent, tuple[str, str]] = field(default_factory=dict)  # until raised
     # each node's field monitors, in the order they were made (the node's heartbeats go to them)
     of_node: dict[tuple[str, str], list[FaultMonitor]] = field(default_factory=dict)
+    # each node's clock jumps, one event per jump (cloud/logic/events.py `NodeWatch.jumps`)
+    clocks: dict[tuple[str, str], NodeClockJumps] = field(default_factory=dict)
+
+    def _fold(self, site: str, node: str, events: list[FaultEvent],
+              received: datetime | None) -> list[FaultEvent]:
+        """`events` with their clock jumps through the node's `NodeClockJumps`, as the
+        dataflow has them (`received`: None, each event's detection)."""
+        if not any(ev.fault is FaultType.CLOCK_JUMP for ev in events):
+            return events
+        clock = self.clocks.get((site, node))
+        if clock is None:
+            clock = self.clocks[(site, node)] = NodeClockJumps()
+        out = []
+        for ev in events:
+            folded = clock.fold(ev, received)
+            if folded is not None:
+                out.append(folded)
+        return out
 
     def heartbeat(self, site: str, node: str, hb: Heartbeat) -> list[tuple[str, str, FaultEvent]]:
         monitor = self.nodes.get((site, node))
         if monitor is None:
             monitor = self.nodes[(site, node)] = HeartbeatMonitor()
-        events = [(site, node, ev) for ev in monitor.update(hb)]
+        own = monitor.update(hb)
+        released: list[FaultEvent] = []
         if monitor.taken:
             for faults in self.of_node.get((site, node), ()):
-                events += [(site, node, ev) for ev in
-                           faults.node_heartbeat(hb.ts, hb.received, monitor.started_at,
-                                                 hb.synchronised)]
-        return events
+                released += faults.node_heartbeat(hb.ts, hb.received, monitor.started_at,
+                                                  hb.synchronised)
+        # folded as NodeWatch.check has them: the sensors' released jumps first
+        released = self._fold(site, node, released, hb.received)
+        own = self._fold(site, node, own, None)
+        return [(site, node, ev) for ev in own + released]
 
     def check(self, site: str, node: str, r: Reading, received_ns: int | None = None
               ) -> list[tuple[str, str, FaultEvent]]:
@@ -116,14 +140,17 @@ class FaultFeed:
                     self.of_node.setdefault((site, node), []).append(watch.monitor)
             if watch is None:
                 continue
+            received = None if received_ns is None else from_epoch_ns(received_ns)
             if r.ts_ns < watch.last_ts_ns:  # as cloud.logic.events: only the clock rule
-                events += [(site, node, ev) for ev in
-                           watch.monitor.stamped_before(r.ts_ns, float(value), r.seq)]
+                events += [(site, node, ev) for ev in self._fold(
+                    site, node, watch.monitor.stamped_before(r.ts_ns, float(value), r.seq),
+                    received)]
                 continue
             watch.last_ts_ns = r.ts_ns
             self.updates += 1
-            events += [(site, node, ev) for ev in
-                       watch.monitor.update(r.ts_ns, float(value), r.seq, r.values, received_ns)]
+            events += [(site, node, ev) for ev in self._fold(
+                site, node, watch.monitor.update(r.ts_ns, float(value), r.seq, r.values,
+                                                 received_ns), received)]
         return events
 
     def tick(self, now: datetime) -> Iterator[tuple[str, str, FaultEvent]]:

@@ -1556,3 +1556,66 @@ class HeartbeatMonitor:
             return False
         self._raised.append(key)
         return True
+
+
+# -- one clock jump per node and jump ----------------------------------------------
+
+# A node's clock is one clock: the CLOCK_JUMP events of its sensors' rules and of its
+# heartbeat rule received within this of the first one of a jump (the cloud's clock) are
+# that jump's. Each sensor sees a step of the node's clock on its first reading after it,
+# within its longest interval (a bed pad's 300 s); a clock set back shows in the sensors'
+# stamps only when they pass where they were, the step's size later: a second event then.
+CLOCK_EPISODE_S = 600.0
+
+
+class NodeClockJumps:
+    """One CLOCK_JUMP per node and jump; picklable. `fold(event, received)` takes every
+    event the node's rules raise: any but a CLOCK_JUMP is returned as it is; the first
+    CLOCK_JUMP of a jump is returned as the node's (`sensor` "", the sensor that saw it
+    named first in its detail, the heartbeat rule's as it is); one received within
+    `CLOCK_EPISODE_S` of it (the same jump, seen by another sensor or field, or counted
+    by the agent) is folded into it: None, and `seen` notes its sensor; but the heartbeat
+    rule's for a jump the node counted already is another jump (the agent counts each). `detail()` is the
+    node event's detail with the sensors that saw the jump since; `stamp_ns` is left to
+    the caller (where it wrote the event, to write its detail again)."""
+
+    def __init__(self) -> None:
+        self.opened: datetime | None = None  # the cloud's clock, when the jump's first came
+        self.event: FaultEvent | None = None  # the node's event of the jump
+        self.seen: list[str] = []  # the sensors that saw it, in order ("": the heartbeat rule)
+        self.stamp_ns = 0
+        self.changed = False  # `seen` grew since the event was raised or its detail written
+
+    def fold(self, event: FaultEvent, received: datetime | None = None) -> FaultEvent | None:
+        """The event to raise for `event` (received by the cloud at `received`; None: its
+        detection stands for it), or None when it is folded into the jump's event."""
+        if event.fault is not FaultType.CLOCK_JUMP:
+            return event
+        at = event.detected_at if received is None else received
+        opened = self.opened
+        if (opened is not None and self.event is not None
+                and abs((at - opened).total_seconds()) <= CLOCK_EPISODE_S
+                and not (not event.sensor and "" in self.seen)):  # the node counts each jump
+            if event.sensor not in self.seen:
+                self.seen.append(event.sensor)
+                self.changed = True
+            return None
+        self.opened, self.seen, self.changed = at, [event.sensor], False
+        node = event if not event.sensor else replace(
+            event, sensor="", detail=f"{event.sensor}: {event.detail}")
+        self.event = node
+        return node
+
+    def detail(self) -> str:
+        """The node event's detail, and who else saw the jump since it was raised."""
+        assert self.event is not None
+        first, others = self.seen[0], [s for s in self.seen[1:] if s]
+        more = []
+        if others:
+            named = ", ".join(others[:3])
+            rest = len(others) - 3
+            more.append(f"seen by {named}" + (f" and {rest} other sensor{'s' if rest > 1 else ''}"
+                                              if rest > 0 else ""))
+        if first and "" in self.seen:
+            more.append("counted by the node")
+        return self.event.detail + (f" ({'; '.join(more)})" if more else "")

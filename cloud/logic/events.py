@@ -13,6 +13,12 @@ agent counted, a supervised driver's cut cable, dead device or stuck beam. Their
 are stamped when the cloud received the heartbeat (journalled, so a replay overwrites
 them), not by the node's clock, which may be the one that jumped; the node's stamp is a
 field (`node_ts`).
+
+A node's clock is one clock: its CLOCK_JUMP events, its sensors' rules' and its heartbeat
+rule's, go through the node's `NodeClockJumps` (kept in its `NodeWatch`), which raises one
+per jump, as an event of the node (tag `kind=node`, no `sensor`; the sensor that saw it
+first named in its detail) and folds the others of the jump into it: the event's point is
+written again (`clock_rewrite`) with the sensors that saw the jump since in its detail.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from cloud.detect import AnomalyDetector, DetectError, FaultEvent, FaultMonitor, make_detector
-from cloud.detect.faults import AWAY_DEFAULT_S, Heartbeat, HeartbeatMonitor
+from cloud.detect.faults import AWAY_DEFAULT_S, FaultType, Heartbeat, HeartbeatMonitor, NodeClockJumps
 from cloud.detect.profiles import scored
 from cloud.logic.lines import line
 from cloud.logic.records import RP_RAW, Point
@@ -98,9 +104,11 @@ class SensorWatch:
         return out
 
     def check(self, site: str, node: str, r: Reading, alerts: list[Alert] | None = None,
-              out: list[Point] | None = None, received_ns: int | None = None) -> list[Point]:
+              out: list[Point] | None = None, received_ns: int | None = None,
+              jumps: NodeClockJumps | None = None) -> list[Point]:
         """The events of one reading, as points (appended to `out` if given, and returned);
-        their alerts appended to `alerts`; `received_ns`: when the cloud received it."""
+        their alerts appended to `alerts`; `received_ns`: when the cloud received it;
+        `jumps`: the node's, which its clock jumps go through (None: each as raised)."""
         if out is None:
             out = []
         tags: dict[str, str] | None = None  # made only when an event fires
@@ -119,7 +127,8 @@ class SensorWatch:
                 if events:
                     if tags is None:
                         tags = {"site": site, "node": node, "sensor": r.sensor, "kind": r.kind}
-                    _fault_points(events, tags, name, v, r.seq, list(values).index(name), out, alerts)
+                    _fault_points(events, tags, name, v, r.seq, list(values).index(name), out, alerts,
+                                  jumps, received_ns)
                 continue
             if ts < watch.last_ts_ns:
                 # Not scored nor checked; only an event sensor's clock rule judges it.
@@ -127,7 +136,8 @@ class SensorWatch:
                 if events:
                     if tags is None:
                         tags = {"site": site, "node": node, "sensor": r.sensor, "kind": r.kind}
-                    _fault_points(events, tags, name, v, r.seq, list(values).index(name), out, alerts)
+                    _fault_points(events, tags, name, v, r.seq, list(values).index(name), out, alerts,
+                                  jumps, received_ns)
                 continue
             watch.last_ts_ns = ts
             detector = watch.detector
@@ -151,11 +161,13 @@ class SensorWatch:
                 continue
             if tags is None:
                 tags = {"site": site, "node": node, "sensor": r.sensor, "kind": r.kind}
-            _fault_points(events, tags, name, v, r.seq, list(values).index(name), out, alerts)
+            _fault_points(events, tags, name, v, r.seq, list(values).index(name), out, alerts,
+                          jumps, received_ns)
         return out
 
     def restarted(self, site: str, node: str, sensor: str, kind: str,
-                  alerts: list[Alert] | None = None) -> tuple[SensorWatch, list[Point]]:
+                  alerts: list[Alert] | None = None, jumps: NodeClockJumps | None = None,
+                  received_ns: int | None = None) -> tuple[SensorWatch, list[Point]]:
         """The watch for the sensor's numbering started again, and the points of what this
         one held: fresh detectors and fault rules (they judge gaps and order by the numbers),
         which keep what this one knows of the node and the clock jumps it held; the
@@ -174,7 +186,8 @@ class SensorWatch:
                 made.faults = faults
             fresh.fields[name] = made
             if events:
-                _fault_points(events, tags, name, math.nan, 0, place, out, alerts)
+                _fault_points(events, tags, name, math.nan, 0, place, out, alerts, jumps,
+                              received_ns)
         return fresh, out
 
 
@@ -185,20 +198,44 @@ def _unjudged(r: Reading) -> bool:
 
 
 def _fault_points(events: list[FaultEvent], tags: dict[str, str], name: str, v: float, seq: int,
-                  place: int, out: list[Point], alerts: list[Alert] | None) -> None:
+                  place: int, out: list[Point], alerts: list[Alert] | None,
+                  jumps: NodeClockJumps | None = None, received_ns: int | None = None) -> None:
     """The points (appended to `out`) and alerts of a reading's fault events on its field
     `name`, the reading's `place`-th: a point is stamped `place` ns after the detection, so
     that events of one type on two fields of one reading stay two points (an alert keeps
-    the detection's stamp)."""
+    the detection's stamp). With the node's `jumps`, a clock jump is the node's event, or
+    none when folded into the one raised for its jump (received by the cloud at
+    `received_ns`: `NodeClockJumps.fold`)."""
     for ev in events:
+        event_tags = tags
+        if jumps is not None and ev.fault is FaultType.CLOCK_JUMP:
+            node_event = jumps.fold(ev, None if received_ns is None else from_epoch_ns(received_ns))
+            if node_event is None:
+                continue
+            ev = node_event
+            event_tags = {"site": tags["site"], "node": tags["node"], "sensor": "", "kind": NODE_KIND}
         value = v if ev.value is None else float(ev.value)
         at = to_epoch_ns(ev.detected_at)
-        out.append((RP_RAW, line(EVENTS, dict(tags, type=str(ev.fault)), {
+        out.append((RP_RAW, line(EVENTS, dict(event_tags, type=str(ev.fault)), {
             "field": name, "value": value, "delay_s": ev.delay.total_seconds(),
             "seq": seq if ev.seq is None else ev.seq, "detail": ev.detail}, at + place)))
+        if event_tags is not tags and jumps is not None:
+            jumps.stamp_ns = at + place
         if alerts is not None:
-            alerts.append(Alert(tags["site"], tags["node"], tags["sensor"], tags["kind"],
-                                str(ev.fault), name, value, at, ev.detail))
+            alerts.append(Alert(event_tags["site"], event_tags["node"], event_tags["sensor"],
+                                event_tags["kind"], str(ev.fault), name, value, at, ev.detail))
+
+
+def clock_rewrite(site: str, node: str, jumps: NodeClockJumps) -> Point | None:
+    """The node's clock-jump event written again with the sensors that saw the jump since
+    it was raised (`NodeClockJumps.detail`), when they changed: the same series and stamp,
+    so InfluxDB keeps one event with this detail (no alert: it fired with the event)."""
+    if not jumps.changed or jumps.event is None:
+        return None
+    jumps.changed = False
+    tags = {"site": site, "node": node, "sensor": "", "kind": NODE_KIND,
+            "type": str(FaultType.CLOCK_JUMP)}
+    return RP_RAW, line(EVENTS, tags, {"detail": jumps.detail()}, jumps.stamp_ns)
 
 
 @dataclass
@@ -206,6 +243,11 @@ class NodeWatch:
     """The fault rules on a node's heartbeats."""
 
     monitor: HeartbeatMonitor = field(default_factory=HeartbeatMonitor)
+    jumps: NodeClockJumps = field(default_factory=NodeClockJumps)  # one event per clock jump
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.jumps = NodeClockJumps()  # absent from a watch pickled before it was kept
+        self.__dict__.update(state)
 
     def check(self, site: str, node: str, hb: Heartbeat, kinds: dict[str, str],
               alerts: list[Alert] | None = None,
@@ -220,9 +262,11 @@ class NodeWatch:
         agent started if it began a run; the forward clock jumps they held until a heartbeat
         could tell them from a restart, and the sequence gaps they held in case the missing
         readings were only late (a swapped message), that it now lets go are appended as
-        the sensors' events (stamped as if raised on their reading)."""
+        the sensors' events (stamped as if raised on their reading). Clock jumps, the
+        heartbeat rule's and the sensors', go through `jumps` (one event per jump)."""
         out: list[Point] = []
         node_ts = format_ts(hb.ts)
+        received_ns = None if hb.received is None else to_epoch_ns(hb.received)
         events = self.monitor.update(hb)
         if self.monitor.taken and sensors:
             started = self.monitor.started_at
@@ -237,8 +281,13 @@ class NodeWatch:
                         if tags is None:
                             tags = {"site": site, "node": node, "sensor": sensor_id,
                                     "kind": kinds.get(sensor_id, "")}
-                        _fault_points(released, tags, name, math.nan, 0, place, out, alerts)
-        for i, ev in enumerate(events):
+                        _fault_points(released, tags, name, math.nan, 0, place, out, alerts,
+                                      self.jumps, received_ns)
+        i = -1
+        for ev in events:
+            if ev.fault is FaultType.CLOCK_JUMP and self.jumps.fold(ev, ev.detected_at) is None:
+                continue
+            i += 1
             kind = kinds.get(ev.sensor, "") if ev.sensor else NODE_KIND
             tags = {"site": site, "node": node, "sensor": ev.sensor, "kind": kind}
             value = 0.0 if ev.value is None else float(ev.value)
@@ -246,6 +295,8 @@ class NodeWatch:
             out.append((RP_RAW, line(EVENTS, dict(tags, type=str(ev.fault)), {
                 "field": ev.field, "value": value, "delay_s": ev.delay.total_seconds(),
                 "detail": ev.detail, "node_ts": node_ts}, at)))
+            if ev.fault is FaultType.CLOCK_JUMP:
+                self.jumps.stamp_ns = at
             if alerts is not None:
                 alerts.append(Alert(site, node, ev.sensor, kind, str(ev.fault), ev.field, value,
                                     at, ev.detail))
@@ -253,10 +304,13 @@ class NodeWatch:
 
 
 def check_readings(site: str, node: str, readings: list[Reading], watches: dict[str, SensorWatch],
-                   alerts: list[Alert] | None = None, received_ns: int | None = None) -> list[Point]:
+                   alerts: list[Alert] | None = None, received_ns: int | None = None,
+                   jumps: NodeClockJumps | None = None) -> list[Point]:
     """`SensorWatch.check` of each reading in turn, with each sensor's watch taken from (or
     added to) `watches`: the same points and alerts in the same order, in one call per
-    message instead of one per reading; `received_ns`: when the cloud received the message.
+    message instead of one per reading; `received_ns`: when the cloud received the message;
+    `jumps`: the node's (`SensorWatch.check`), which its clock jumps go through in reading
+    order.
 
     The values are scored per sensor and field, each field's run in reading order, and the
     events then put back in reading order: a field's detector and rules see the values
@@ -291,17 +345,41 @@ def check_readings(site: str, node: str, readings: list[Reading], watches: dict[
                 field_watch = fields[name] = _make(first.kind, name, sensor)
             if field_watch is not None:
                 _check_run(site, node, name, field_watch, readings, run, found, alerts is not None,
-                           received_ns, unjudged)
+                           received_ns, unjudged, jumps is not None)
     if len(found) > 1:
         found.sort(key=_reading_order)
+    if jumps is not None:
+        found = _folded(site, node, readings, found, jumps, alerts is not None, received_ns)
     if alerts is not None:
-        alerts.extend(alert for _, _, _, alert in found if alert is not None)
-    return [point for _, _, point, _ in found]
+        alerts.extend(alert for _, _, _, alert, _ in found if alert is not None)
+    return [point for _, _, point, _, _ in found if point is not None]
 
 
 # An event of `check_readings`: (reading index, the field's place in the reading, point,
-# alert); a reading's anomaly comes before its fault events, as the sort is stable.
-_Found = tuple[int, int, Point, Alert | None]
+# alert, a clock jump left to the node's `NodeClockJumps` (its point None until then));
+# a reading's anomaly comes before its fault events, as the sort is stable.
+_Found = tuple[int, int, Point | None, Alert | None, FaultEvent | None]
+
+
+def _folded(site: str, node: str, readings: list[Reading], found: list[_Found],
+            jumps: NodeClockJumps, alerting: bool, received_ns: int | None) -> list[_Found]:
+    """`found` with its clock jumps, in reading order, through the node's `jumps`: the
+    node's event of a jump, or nothing where folded into it."""
+    out: list[_Found] = []
+    for i, place, point, alert, jump in found:
+        if jump is None:
+            out.append((i, place, point, alert, None))
+            continue
+        r = readings[i]
+        name = list(r.values)[place]
+        tags = {"site": site, "node": node, "sensor": r.sensor, "kind": r.kind}
+        points: list[Point] = []
+        alerts: list[Alert] | None = [] if alerting else None
+        _fault_points([jump], tags, name, float(r.values[name]), r.seq, place, points, alerts,
+                      jumps, received_ns)
+        for k, made in enumerate(points):
+            out.append((i, place, made, None if alerts is None else alerts[k], None))
+    return out
 
 
 def _reading_order(found: _Found) -> tuple[int, int]:
@@ -310,10 +388,12 @@ def _reading_order(found: _Found) -> tuple[int, int]:
 
 def _check_run(site: str, node: str, name: str, watch: FieldWatch, readings: list[Reading],
                run: list[int], found: list[_Found], alerting: bool,
-               received_ns: int | None = None, unjudged: set[int] | None = None) -> None:
+               received_ns: int | None = None, unjudged: set[int] | None = None,
+               defer_jumps: bool = False) -> None:
     """`SensorWatch.check`'s work on field `name` of the readings at `run` (indexes, in
     order), its events appended to `found`; `unjudged`: the indexes of the readings only
-    told to the rules (`FaultMonitor.unjudged`)."""
+    told to the rules (`FaultMonitor.unjudged`); `defer_jumps`: clock jumps are left for the
+    node's `NodeClockJumps` (`_folded`)."""
     detector = watch.detector
     faults = watch.faults
     update = faults.update
@@ -323,7 +403,8 @@ def _check_run(site: str, node: str, name: str, watch: FieldWatch, readings: lis
         if unjudged and i in unjudged:
             events = faults.unjudged(r.seq, received_ns)
             if events:
-                _found_faults(site, node, r, name, float(r.values[name]), events, i, found, alerting)
+                _found_faults(site, node, r, name, float(r.values[name]), events, i, found, alerting,
+                              defer_jumps)
             continue
         ts = r.ts_ns
         values = r.values
@@ -332,7 +413,7 @@ def _check_run(site: str, node: str, name: str, watch: FieldWatch, readings: lis
             # Not scored nor checked; only an event sensor's clock rule judges it.
             events = faults.stamped_before(ts, v, r.seq)
             if events:
-                _found_faults(site, node, r, name, v, events, i, found, alerting)
+                _found_faults(site, node, r, name, v, events, i, found, alerting, defer_jumps)
             continue
         watch.last_ts_ns = ts
         if watch.low is None:
@@ -348,21 +429,28 @@ def _check_run(site: str, node: str, name: str, watch: FieldWatch, readings: lis
                     "detail": detail}, ts + place))
                 alert = (Alert(site, node, r.sensor, r.kind, "anomaly", name, v, ts, detail,
                                round(score, 4)) if alerting else None)
-                found.append((i, place, point, alert))
+                found.append((i, place, point, alert, None))
         events = update(ts, v, r.seq, values, received_ns)
         if events:
-            _found_faults(site, node, r, name, v, events, i, found, alerting)
+            _found_faults(site, node, r, name, v, events, i, found, alerting, defer_jumps)
 
 
 def _found_faults(site: str, node: str, r: Reading, name: str, v: float, events: list[FaultEvent],
-                  i: int, found: list[_Found], alerting: bool) -> None:
+                  i: int, found: list[_Found], alerting: bool, defer_jumps: bool = False) -> None:
     tags = {"site": site, "node": node, "sensor": r.sensor, "kind": r.kind}
     points: list[Point] = []
     alerts: list[Alert] | None = [] if alerting else None
     place = list(r.values).index(name)
-    _fault_points(events, tags, name, v, r.seq, place, points, alerts)
-    for k, point in enumerate(points):
-        found.append((i, place, point, None if alerts is None else alerts[k]))
+    for ev in events:
+        if defer_jumps and ev.fault is FaultType.CLOCK_JUMP:
+            found.append((i, place, None, None, ev))
+            continue
+        points.clear()
+        if alerts is not None:
+            alerts.clear()
+        _fault_points([ev], tags, name, v, r.seq, place, points, alerts)
+        for k, point in enumerate(points):
+            found.append((i, place, point, None if alerts is None else alerts[k], None))
 
 
 def _make(kind: str, field_name: str, sensor: str) -> FieldWatch | None:

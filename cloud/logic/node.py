@@ -14,7 +14,7 @@ from cloud.detect import STATE_VERSION as DETECT_STATE_VERSION
 from cloud.detect.faults import AWAY_HEARTBEATS
 from cloud.logic.domain.hospital import SiteUpdate
 from cloud.logic.domain.node import DomainNode
-from cloud.logic.events import Alert, NodeWatch, SensorWatch, check_readings
+from cloud.logic.events import Alert, NodeWatch, SensorWatch, check_readings, clock_rewrite
 from cloud.logic.lines import field_key, field_keys, float_text, float_texts, line, series_head, string_field
 from cloud.logic.recompute import RECOMPUTE, Recompute
 from cloud.logic.records import RP_1H, RP_1M, RP_RAW, NodeData, Point, dead_letter_point
@@ -220,7 +220,8 @@ class NodeState:
             seqs = part[SEQS]
             old = False  # a reading of a numbering before the sensor's current one
             if numbering is not None and numbering != seqs.numbering:
-                seqs, old = self._numbering(sensor, seqs, numbering, seq, ts, flags, ledger, restarted)
+                seqs, old = self._numbering(sensor, seqs, numbering, seq, ts, flags, ledger, restarted,
+                                            received_ns)
             elif seqs.previous and (numbering is None or seqs.previous[-1].numbering == numbering):
                 # unnamed, or a name the numbering before had too: the stamp tells which
                 seqs = seqs.numbering_of(ts) if numbering is None else seqs.named(numbering, ts) or seqs
@@ -233,7 +234,7 @@ class NodeState:
                     seqs.newest_seq = seq
             elif (not old and ts > seqs.newest_ns and seq <= seqs.newest_seq
                   and CLOCK_UNSYNCED not in flags):  # SeqRanges.starts_again, inlined
-                self._restarted(sensor, seqs, seq, ts, ledger, numbering, restarted)
+                self._restarted(sensor, seqs, seq, ts, ledger, numbering, restarted, received_ns)
             elif not seqs.add(seq):  # seen before, and stamped so: a redelivery
                 ledger.duplicates += 1
                 if seqs.given_up and seq < ranges[0][1]:
@@ -330,7 +331,11 @@ class NodeState:
                     touch((RP_1H, sensor, hourly))
         out.extend(restarted)
         if checked:  # the detectors' events, in reading order, after the raw points
-            out.extend(check_readings(site, node, checked, self.watch, self.alerts, received_ns))
+            out.extend(check_readings(site, node, checked, self.watch, self.alerts, received_ns,
+                                      self.node_watch.jumps))
+        rewrite = clock_rewrite(site, node, self.node_watch.jumps)
+        if rewrite is not None:  # a clock jump seen by more sensors: its event's detail
+            append(rewrite)
         for rp, sensor, window in touched:
             append((rp, f"{sensors[sensor][HEAD]} {window.field_text()} {window.start_ns}"))
         domain_points, updates = self.domain.process(site, node, measured)
@@ -356,7 +361,7 @@ class NodeState:
 
     def _restarted(self, sensor: str, seqs: SeqRanges, seq: int | None, ts: int,
                    ledger: LedgerHour, numbering: str | None = None,
-                   out: list[Point] | None = None) -> None:
+                   out: list[Point] | None = None, received_ns: int | None = None) -> None:
         """The sensor's numbering started again (a number seen before, stamped after every
         reading taken; or a numbering named anew). The old numbers are kept apart (the
         ledger's spans too: the new numbering's is named by the restart's stamp), and what
@@ -369,13 +374,15 @@ class NodeState:
         watch = self.watch.get(sensor)
         if watch is not None:
             self.watch[sensor], points = watch.restarted(
-                self.site, self.node, sensor, self.kinds.get(sensor, ""), self.alerts)
+                self.site, self.node, sensor, self.kinds.get(sensor, ""), self.alerts,
+                self.node_watch.jumps, received_ns)
             if out is not None:
                 out.extend(points)
 
     def _numbering(self, sensor: str, seqs: SeqRanges, numbering: str, seq: int, ts: int,
                    flags: tuple[str, ...], ledger: LedgerHour,
-                   out: list[Point] | None = None) -> tuple[SeqRanges, bool]:
+                   out: list[Point] | None = None, received_ns: int | None = None
+                   ) -> tuple[SeqRanges, bool]:
         """The numbering a reading named `numbering` belongs to, the sensor's current one
         being named otherwise (or not at all), and whether it is an earlier one. A name
         kept from before is that numbering (of several of that name, the one its stamp
@@ -392,7 +399,7 @@ class NodeState:
         if seqs.numbering is None and (CLOCK_UNSYNCED in flags or not seqs.starts_again(seq, ts)):
             seqs.numbering = numbering
             return seqs, False
-        self._restarted(sensor, seqs, None, ts, ledger, numbering, out)
+        self._restarted(sensor, seqs, None, ts, ledger, numbering, out, received_ns)
         return seqs, False
 
     def _rollup(self, part: list[Any], which: int, sensor: str) -> SensorRollup:
@@ -413,8 +420,12 @@ class NodeState:
         if data.status is None or not self.detect:
             return []
         self.site, self.node = data.site, data.node
-        return self.node_watch.check(data.site, data.node, data.status, self.kinds, self.alerts,
-                                     self.watch)
+        out = self.node_watch.check(data.site, data.node, data.status, self.kinds, self.alerts,
+                                    self.watch)
+        rewrite = clock_rewrite(data.site, data.node, self.node_watch.jumps)
+        if rewrite is not None:  # a clock jump counted by the node too: its event's detail
+            out.append(rewrite)
+        return out
 
     def tick(self, now: datetime) -> list[Point]:
         """Fault rules that need time to pass (silence); alerts go to take_alerts(). The

@@ -18,7 +18,7 @@ from bench.faults.run import main, run_seed
 from bench.faults.stream import HEARTBEAT_S, FaultFeed, Raised, node_heartbeats, stream, warm_drift
 from cloud.detect import FaultEvent, FaultType
 from cloud.detect.drift import CityDrift
-from cloud.detect.faults import Supervision
+from cloud.detect.faults import NodeClockJumps, Supervision
 from cloud.journal import JournalRecord
 from cloud.logic.events import Alert, SensorWatch
 from cloud.logic.node import NodeState
@@ -44,6 +44,7 @@ def test_the_feed_raises_what_the_dataflow_raises() -> None:
     sim = Simulation(city, seed=3, events=events)
     feed = FaultFeed()
     watches: dict[tuple[str, str, str], SensorWatch] = {}
+    clocks: dict[tuple[str, str], NodeClockJumps] = {}  # one clock jump per node and jump
     ours: list[tuple[str, str, str, int]] = []
     theirs: list[Alert] = []
     for batch in sim.readings().run(until=2 * 3600, step=900):
@@ -51,7 +52,9 @@ def test_the_feed_raises_what_the_dataflow_raises() -> None:
             ours += [(e.sensor, str(e.fault), e.field, to_epoch_ns(e.detected_at))
                      for _, _, e in feed.check(batch.site, batch.node, r)]
             key = (batch.site, batch.node, r.sensor)
-            watches.setdefault(key, SensorWatch()).check(batch.site, batch.node, r, theirs)
+            watches.setdefault(key, SensorWatch()).check(
+                batch.site, batch.node, r, theirs,
+                jumps=clocks.setdefault((batch.site, batch.node), NodeClockJumps()))
     faults = [(a.sensor, a.type, a.field, a.ts_ns) for a in theirs if a.type != "anomaly"]
     assert ours == faults
     assert {t for _, t, _, _ in ours} >= {"clock_jump", "cut_cable", "spike"}

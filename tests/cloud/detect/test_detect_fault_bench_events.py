@@ -25,9 +25,16 @@ from bench.faults.digest import digest
 # "against a median" within the hour after another spike of its field, every other event
 # the same, in the same order (the new list a subsequence of the old; recall, precision
 # and delays of `bench.faults.run` unchanged on both sets).
+# Re-pinned when a node's clock jumps became one event per node and jump
+# (cloud/detect/faults.py `NodeClockJumps`; 577 and 499 events before): 180 and 150 events
+# fewer, every one a CLOCK_JUMP of a node within 600 s (the simulated reception clock) of
+# the node's jump event before it (another sensor or field of the same step); the first of
+# each jump is now the node's (sensor "", its detail "<sensor>: " and the sensor's), every
+# other event the same, in the same order (recall, precision and delays of
+# `bench.faults.run` unchanged on both sets; clock_jump events TP 389 -> 209, 315 -> 165).
 PINNED = {
-    (1, 2, 3, 4): ("431961495e2775cb4813c5d2e2951091d08d460645ad673cc65f40fbbd22792c", 577),
-    (5, 6, 7, 8): ("0c3563f3a59e9293a37c40144833d91529ffeba7e730bcc9c412367303c40b65", 499),
+    (1, 2, 3, 4): ("a5badb0bb5dc12a511770925e2547bd029829254005242900f5786eaa3ea7743", 397),
+    (5, 6, 7, 8): ("079efb7fe0c876bfcbc66c63785509b7342abc54d4701ff2552ec792c42d1ced", 349),
 }
 
 
@@ -35,5 +42,5 @@ PINNED = {
 @pytest.mark.parametrize("seeds", sorted(PINNED))
 def test_the_fault_bench_raises_the_events_it_raised_before(seeds: tuple[int, ...]) -> None:
     value, events = digest(list(seeds))
-    assert events > 400
+    assert events > 300
     assert (value, events) == PINNED[seeds]

@@ -52,3 +52,30 @@ def test_node_state_of_this_version_keeps_its_detectors() -> None:
     resumed: NodeState = pickle.loads(pickle.dumps(node))
     kept: dict[str, object] = dict(resumed.watch)
     assert kept == {"pm-1": "a watch"}
+
+
+def test_a_node_watch_pickled_before_it_kept_the_node_s_clock_jumps_loads() -> None:
+    """A `NodeWatch` of the layout before `jumps` (one clock jump per node and jump): its
+    pickled state is its __dict__ without it; it loads with none open, and folds as new."""
+    from datetime import UTC, datetime, timedelta
+
+    from cloud.detect import FaultEvent, FaultType
+    from cloud.detect.faults import NodeClockJumps
+    from cloud.logic.events import NodeWatch
+
+    old = NodeWatch()
+    del old.__dict__["jumps"]
+    state = NodeState(3600 * 10**9)
+    state.node_watch = old
+    loaded = pickle.loads(pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL))
+    jumps = loaded.node_watch.jumps
+    assert isinstance(jumps, NodeClockJumps)
+    assert jumps.event is None
+    t = datetime(2026, 3, 2, tzinfo=UTC)
+    jump = FaultEvent("pm-1", "pm25", FaultType.CLOCK_JUMP, t, t, 1.0, "clock set forward")
+    raised = jumps.fold(jump, t)
+    assert raised is not None
+    assert raised.sensor == ""
+    assert raised.detail.startswith("pm-1: ")
+    assert jumps.fold(FaultEvent("pm-2", "pm25", FaultType.CLOCK_JUMP, t, t, 1.0, ""),
+                      t + timedelta(seconds=30)) is None
