@@ -131,7 +131,7 @@ CLOUD_MQTT_PORT = 8884
 # "thread": inside the dataflow's process (fewer processes, slower under load).
 INGEST_MODES = ("process", "thread")
 _DURATION = re.compile(r"(INF|\d+[hdw])")
-ZERO_DURATION = re.compile(r"0+[hdw]")
+_ZERO_DURATION = re.compile(r"0+[hdw]")
 # The sink keeps a partition name for every process id below this (cloud.flow.InfluxSink),
 # so that a recovery store resumes with fewer processes than wrote it.
 MAX_PROCESSES = 16
@@ -338,12 +338,18 @@ def parse_cloud_config(raw: Mapping[str, Any]) -> CloudConfig:
         value = typed(r, key, "retention", str, default)
         if not _DURATION.fullmatch(value):
             raise ConfigError(f"retention.{key}", f"{value!r}: use INF or a number with h, d or w")
-        if ZERO_DURATION.fullmatch(value):
-            raise ConfigError(f"retention.{key}", f"{value!r} is zero, which InfluxDB takes for "
-                              "INF (kept for ever): write INF if that is meant, else at least 1h")
+        refuse_zero_retention(key, value)
         durations[key] = value
     return CloudConfig(mqtt, influx, Path(typed(s, "dir", "state", str, ".urbanpulse/cloud")), flow,
                        Retention(**durations), shared, _drift(raw), min_free)
+
+
+def refuse_zero_retention(policy: str, duration: str) -> None:
+    """InfluxDB takes a DURATION of 0 for INF: a raw policy meant to keep nothing would keep
+    everything. ConfigError naming `retention.<policy>`."""
+    if _ZERO_DURATION.fullmatch(duration):
+        raise ConfigError(f"retention.{policy}", f"{duration!r} is zero, which InfluxDB takes for "
+                          "INF (kept for ever): write INF if that is meant, else at least 1h")
 
 
 # "Processor silent" fires after 5 minutes without a point: an interval must fit it often.

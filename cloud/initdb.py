@@ -7,9 +7,8 @@ not from continuous queries (those ignore late data).
 
 from __future__ import annotations
 
-from cloud.config import ZERO_DURATION, Retention
+from cloud.config import Retention, refuse_zero_retention
 from cloud.logic.records import RP_1H, RP_1M, RP_RAW
-from urbanpulse.errors import ConfigError
 from urbanpulse.influx_http import InfluxHTTP
 
 
@@ -24,9 +23,7 @@ def init_db(admin: InfluxHTTP, database: str, retention: Retention) -> list[str]
     policies = ((RP_RAW, retention.raw, True), (RP_1M, retention.agg_1m, False),
                 (RP_1H, retention.agg_1h, False))
     for rp, duration, _ in policies:
-        if ZERO_DURATION.fullmatch(duration):
-            raise ConfigError(f"retention.{rp}", f"{duration!r} is zero, which InfluxDB takes for "
-                              "INF (kept for ever): write INF if that is meant, else at least 1h")
+        refuse_zero_retention(rp, duration)
     done = []
     admin.query(f"CREATE DATABASE {_q(database)}", post=True)
     existing = {row["name"]: row for row in admin.query_points(
