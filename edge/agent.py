@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import math
 import os
 import random
 import secrets
@@ -26,6 +25,7 @@ from edge.outbox import Outbox
 from edge.publisher import Publisher
 from urbanpulse.clock import Clock, SystemClock, to_epoch_ns
 from urbanpulse.wire import KINDS
+from urbanpulse.wire.payload import finite
 
 if TYPE_CHECKING:
     from paho.mqtt.client import Client
@@ -66,7 +66,7 @@ def unsendable(sample: Sample) -> str | None:
     if sample.kind not in KINDS:
         return f"kind {sample.kind!r} is not in the wire contract"
     for name, value in sample.values.items():
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        if isinstance(value, bool) or not isinstance(value, int | float) or not finite(value):
             return f"{name}={value!r} is not a finite number"
     return None
 

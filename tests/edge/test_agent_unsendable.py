@@ -33,6 +33,7 @@ def test_samples_no_batch_can_carry_are_refused_counted_and_reported(
         emit(Sample("pm-1", "air.pm", {"pm25": 12.0, "pm10": 20.0}, clock.now()))
         emit(Sample("pm-1", "air.pm", {"pm25": float("nan"), "pm10": 20.0}, clock.now()))
         emit(Sample("pm-1", "air.pm", {"pm25": 12.0, "pm10": float("inf")}, clock.now()))
+        emit(Sample("pm-1", "air.pm", {"pm25": 12.0, "pm10": 10**400}, clock.now()))  # no float
         emit(Sample("pm-1", "air.smoke", {"pm25": 12.0}, clock.now()))
         emit(Sample("pm-1", "air.pm", {"pm25": 13.0, "pm10": 21.0}, clock.now()))
     assert agent.flush() == 2
@@ -41,7 +42,7 @@ def test_samples_no_batch_can_carry_are_refused_counted_and_reported(
     assert [r.reading.seq for r in rows] == [0, 1]  # no number spent on a refused sample
     encode_batch("s", "n", [r.reading for r in rows])  # the batch the publisher would send
     driver = agent.health()["drivers"]["pm-1"]
-    assert driver["refused"] == 3
+    assert driver["refused"] == 4
     assert driver["last_error"] == "sample refused: kind 'air.smoke' is not in the wire contract"
     logged = [r for r in caplog.records if "no batch can carry" in r.getMessage()]
     assert len(logged) == 1  # the first, then every 1000th
