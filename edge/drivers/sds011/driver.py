@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -74,8 +73,6 @@ def parse_params(raw: Mapping[str, Any], key: str) -> Sds011Params:
                for name in ("query_interval_s", "reply_timeout_s", "silence_timeout_s",
                             "pm25_scale", "pm10_scale")}
     warmup_s = number(raw, key, "warmup_s", default_of(Sds011Params, "warmup_s"), zero_ok=True)
-    if not math.isfinite(warmup_s):  # nan would never flag, inf would flag for ever
-        raise ConfigError(f"{key}.warmup_s", f"must be a finite number of seconds, got {warmup_s!r}")
     fixed_baudrate(raw, key, "SDS011")
     p = Sds011Params(port=port, mode=mode, query_interval_s=numbers["query_interval_s"],
                      reply_timeout_s=numbers["reply_timeout_s"],
