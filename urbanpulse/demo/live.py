@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edge.gpio.params import FIXED_PULL_UP
 from urbanpulse.errors import ConfigError
 from urbanpulse.simulate import City, NodeSpec, SensorSpec
 
@@ -28,10 +29,8 @@ LIVE_DRIVERS = SERIAL_LIVE | GPIO_LIVE
 
 # BCM lines handed out to a node's GPIO sensors (0 and 1 are the HAT ID EEPROM's).
 FREE_PINS = tuple(range(2, 28))
-# 2 and 3 carry the I2C bus's pull-up resistors, fixed on the board: only sensors wired
-# with a pull-up may use them (gpiozero refuses any other pull there, as the agent's
-# config check does).
-FIXED_PULL_UP = frozenset({2, 3})
+# FIXED_PULL_UP (2 and 3, the I2C bus's pull-ups fixed on the board) go only to sensors
+# wired with a pull-up: the agent's config check refuses any other pull there.
 PULL_DOWN = frozenset({"traffic_loop"})  # loop cards drive their output high (sensor_table)
 
 # The live devices report faster than the city file's periods so that the terminal moves
