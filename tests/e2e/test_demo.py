@@ -11,11 +11,11 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from contextlib import ExitStack
 from pathlib import Path
 
 from urbanpulse.stack import StackConfig, down
+from urbanpulse.testing import wait_for
 
 # The live subset the demo picks from the default city (docs/demo.md).
 LIVE = {
@@ -64,10 +64,8 @@ def _killed_after(command: list[str], env: dict[str, str], out: Path, frames: in
     with out.open("w") as sink:
         proc = subprocess.Popen(command, env=env, stdout=sink, stderr=subprocess.PIPE, text=True)
         try:
-            deadline = time.monotonic() + 120
-            while out.read_text().count("urbanpulse demo — ") < frames and proc.poll() is None:
-                assert time.monotonic() < deadline, out.read_text()[-3000:]
-                time.sleep(0.5)
+            wait_for(lambda: out.read_text().count("urbanpulse demo — ") >= frames
+                     or proc.poll() is not None, 120, f"{frames} summaries", every_s=0.5)
             proc.send_signal(signal.SIGTERM)
             _, err = proc.communicate(timeout=60)
         finally:
