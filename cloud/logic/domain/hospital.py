@@ -358,7 +358,9 @@ class HospitalNodeRollup:
                 del starts[:old]
         for hour in [h for h in self.doors if h < floor - HOUR_NS]:
             del self.doors[hour]
-        queue_floor = floor - self.max_wait_ns
+        # A reading at the floor rewrites its whole hour, whose calls answer issues up to
+        # max_wait before the hour's start (not before the floor, up to an hour later).
+        queue_floor = window_start(floor, HOUR_NS) - self.max_wait_ns
         for times in (self.issues, self.calls):
             for ticket, stamps in list(times.items()):
                 if stamps[0] >= queue_floor:  # sorted (insort_unique): nothing to drop

@@ -153,6 +153,29 @@ def test_waits_out_of_order_and_max_wait() -> None:
     assert select(points, "agg_1h", "queue_wait", site="s", node="q1")[T0 + 13 * HOUR] == {"n": 0}
 
 
+def test_a_wait_near_max_wait_survives_its_hour_rewritten_at_the_horizon() -> None:
+    """An hour just inside the horizon (its start is up to an hour before the floor) may be
+    rewritten by a reading taken late; its calls' issues lie up to max_wait before the hour's
+    start. Issues were kept only from the floor minus max_wait: a 11 h 50 min wait called at
+    12:10 lost its 00:20 issue once the newest reading was 18:30, and the 12:00 hour was
+    rewritten at 12:40 with n = 1 (the 300 s wait alone)."""
+    readings = [
+        rd("k", QUEUE, T0 + 20 * MIN, ticket=7, called=0),
+        rd("k", QUEUE, T0 + 12 * HOUR + 10 * MIN, ticket=7, called=1),  # 42600 s
+        rd("k", QUEUE, T0 + 18 * HOUR + 30 * MIN, ticket=1, called=0),  # newest: floor 12:30
+        rd("k", QUEUE, T0 + 12 * HOUR + 35 * MIN, ticket=8, called=0),  # 6 h late, in time
+        rd("k", QUEUE, T0 + 12 * HOUR + 40 * MIN, ticket=8, called=1),  # 300 s
+    ]
+    roll = HospitalNodeRollup(6 * HOUR)
+    points = [p for r in readings for p in roll.process("s", "q", [r])[0]]
+    assert roll.too_late == 0
+    # waits 300, 42600: median and mean 21450; p90 at h = 0.9: 300 + 0.9 * 42300
+    assert select(points, "agg_1h", "queue_wait", site="s", node="q")[T0 + 12 * HOUR] == {
+        "n": 2, "median_s": 21450.0, "p90_s": 38370.0, "mean_s": 21450.0}
+    in_order = HospitalNodeRollup(6 * HOUR)
+    assert final(points) == final(in_order.process("s", "q", sorted(readings, key=lambda r: r.ts_ns))[0])
+
+
 def test_site_totals_from_several_nodes() -> None:
     updates: list[SiteUpdate] = []
     w1 = HospitalNodeRollup(2 * HOUR)
