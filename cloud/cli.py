@@ -36,6 +36,9 @@ DRAIN_S = 3.0
 SECRET_POLL_S = 5.0
 SECRET_REMINDER_S = 600.0
 GIVE_UP_AFTER_S = 120.0  # `recompute`: how long an unavailable InfluxDB is waited for
+# Bytewax's (timely's) words when a connection to another process of a cluster breaks: the
+# panic of the thread that sent to it or received from it, raised again where it is joined.
+PEER_LOST_PANICS = ("Send thread panic", "Recv thread panic")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -443,6 +446,12 @@ def run(cfg: CloudConfig, *, ingest: bool = True, process_id: int | None = None,
             i.stop()
 
 
+def peer_lost(exc: BaseException) -> bool:
+    """Whether Bytewax ended the run because a connection to another process of the cluster
+    broke (a Rust panic, pyo3's PanicException: a BaseException of a module of its own)."""
+    return type(exc).__name__ == "PanicException" and str(exc).startswith(PEER_LOST_PANICS)
+
+
 def _stopped_before_the_dataflow() -> int:
     logging.getLogger("urbanpulse.cloud").info("stopped on a signal before the dataflow started")
     return 0
@@ -527,6 +536,20 @@ def _run_dataflow(cfg: CloudConfig, partitions: list[str], mine: list[str], pid:
             raise CloudError(f"dataflow failed: {exc}") from exc
         logging.getLogger("urbanpulse.cloud").info("stopped on a signal; a restart resumes from "
                                                    "the last committed epoch")
+    except BaseException as exc:
+        if processes < 2 or not peer_lost(exc):
+            raise
+        if draining.is_set():
+            logging.getLogger("urbanpulse.cloud").info(
+                "stopped on a signal, another process of the cluster gone first (%s); a restart "
+                "resumes from the last committed epoch", exc)
+            return 0
+        raise CloudError(
+            "lost the connection to another process of the cluster (flow.addresses: "
+            f"{', '.join(cfg.flow.addresses)}): it stopped, failed or cannot be reached, its own "
+            f"log says which (Bytewax: {exc}). Exiting to be started again: nothing is lost (the "
+            "journals hold what no committed epoch wrote), and the cluster forms again once "
+            "every process runs") from exc
     finally:
         dataflow_ended.set()
     return 0
