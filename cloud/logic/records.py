@@ -259,14 +259,17 @@ def _status(rec: JournalRecord, site: str, node: str, max_bytes: int
         if jumps is not None:
             fields["clock_jumps"] = float(jumps)
     ts = parse_ts(body["ts"])
-    if body["state"] == "offline" and not isinstance(health, dict):
-        # The MQTT last will (a clean stop sends its health): stamped when the agent
-        # connected, and sent by the broker when the node vanished, maybe days later. At
-        # its own stamp it would land before the node's last heartbeat, which would still
-        # read as the node's state: it is stamped when the ingest received it (a replay of
-        # the journal stamps it the same).
-        ts = rec.received_ns
-    point = RP_RAW, line("node_status", {"site": site, "node": node}, fields, ts)
+    if isinstance(health, dict):
+        # The MQTT last will (the one status without health) is stamped when the agent
+        # connected, and sent by the broker when the node vanished, maybe days later, or
+        # when the node came back and took its session over, just before its "online".
+        # So every node_status point is stamped by one clock, the ingest's reception (a
+        # replay of the journal stamps it the same): at the node's own stamps a will landed
+        # behind the last heartbeat (the node read online for ever), and an "online" from a
+        # node whose clock lags behind the will (offline until the next heartbeat). What the
+        # node's clock said is kept as its offset.
+        fields["clock_offset_s"] = (ts - rec.received_ns) / 1e9
+    point = RP_RAW, line("node_status", {"site": site, "node": node}, fields, rec.received_ns)
     return point, (_heartbeat(from_epoch_ns(ts), health, rec.received_ns)
                    if isinstance(health, dict) else None)
 

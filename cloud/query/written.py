@@ -79,7 +79,8 @@ _OTHERS: dict[tuple[str, str], Schema] = {
     (RP_RAW, "node_status"): _schema(("site", "node"), {
         "state": STRING, "online": BOOLEAN} | dict.fromkeys(
         ("outbox_depth", "outbox_oldest_age_s", "outbox_evicted", "readings_per_s", "uptime_s",
-         "cpu_temp_c", "clock_jumps", "outbox_uncommitted", "readings_dropped"), FLOAT)),
+         "cpu_temp_c", "clock_jumps", "outbox_uncommitted", "readings_dropped",
+         "clock_offset_s"), FLOAT)),
     (RP_RAW, "processor"): _schema(("process",), {
         "uptime_s": FLOAT, "read_lag_s": FLOAT, "write_denied_s": FLOAT} | dict.fromkeys(
         ("points_written", "write_requests", "write_retries", "write_refused", "write_denied",

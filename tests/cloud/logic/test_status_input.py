@@ -98,7 +98,10 @@ def test_the_last_will_is_stamped_when_received_not_when_the_agent_connected() -
     clean_stop = json.dumps({"v": 1, "state": "offline", "ts": TS2, "health": {"uptime_s": 40}}).encode()
     will_line, stop_line = [ln for ln in _run(BASE, will, clean_stop) if "offline" in ln]
     assert will_line.endswith(f" {RECEIVED_NS}")
-    assert stop_line.endswith(f" {1_779_955_230_000_000_000}")  # a clean stop keeps its own stamp
+    assert "clock_offset_s" not in will_line  # its stamp is no reading of the node's clock
+    # a clean stop too (every node_status point is), its own stamp kept as an offset
+    assert stop_line.endswith(f" {RECEIVED_NS}")
+    assert f"clock_offset_s={(1_779_955_230_000_000_000 - RECEIVED_NS) / 1e9}" in stop_line
 
 
 def test_a_full_sd_card_is_stored_from_the_heartbeat() -> None:
@@ -109,3 +112,33 @@ def test_a_full_sd_card_is_stored_from_the_heartbeat() -> None:
                  if ln.startswith("node_status")]
     assert "outbox_uncommitted=120.0" in status
     assert "readings_dropped=3.0" in status
+
+
+def _points_at(*records: tuple[int, bytes]) -> list[tuple[int, str]]:
+    """(stamp, line) of each node_status point, for records received at the given times."""
+    state = NodeState(HOUR_NS)
+    out: list[tuple[int, str]] = []
+    for i, (received_ns, payload) in enumerate(records):
+        data, points = decode_record(JournalRecord("i0", i + 1, received_ns,
+                                                   "urbanpulse/v1/s1/n1/status", payload), 4096)
+        if data is not None:
+            points.extend(state.process(data))
+        out.extend((int(text.rsplit(" ", 1)[1]), text) for _, text in points
+                   if text.startswith("node_status"))
+    return out
+
+
+def test_a_node_back_with_its_clock_behind_reads_online_at_once() -> None:
+    """A node that reconnects takes its session over: the broker sends its will then, and
+    the node's "online" a moment later. Stamped with the node's clock, two seconds behind
+    the cloud's, "online" landed before the will, and the node read as offline (and the
+    offline alert counted no heartbeat) until its next heartbeat, or for ever while its
+    clock lagged by more than its heartbeat interval (found by review)."""
+    connected = "2026-05-27T20:00:00Z"
+    will = json.dumps({"v": 1, "state": "offline", "ts": connected}).encode()
+    behind = "2026-05-28T20:26:38Z"  # 2 s behind the cloud's RECEIVED_NS (20:26:40)
+    back = _status({"uptime_s": 5, "clock": {"jumps": 0}}, behind)
+    points = _points_at((RECEIVED_NS, will), (RECEIVED_NS + 50_000_000, back))
+    latest = max(points)[1]
+    assert "online=true" in latest, points
+    assert "clock_offset_s=-2.05" in latest  # the node's stamp against the cloud's reception

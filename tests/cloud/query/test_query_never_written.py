@@ -67,7 +67,7 @@ DOCUMENTED: dict[str, list[tuple[str, str]]] = {
                ("value", F)],
     "dead_letters": [("site", S), ("node", S), ("reason", S), ("detail", S), ("offset", N),
                      ("partition", S), ("payload", S), ("topic", S), ("truncated", B)],
-    "node_status": [("site", S), ("node", S), ("clock_jumps", F), ("cpu_temp_c", F),
+    "node_status": [("site", S), ("node", S), ("clock_jumps", F), ("clock_offset_s", F), ("cpu_temp_c", F),
                     ("online", B), ("outbox_depth", F), ("outbox_evicted", F),
                     ("outbox_oldest_age_s", F), ("outbox_uncommitted", F), ("readings_dropped", F),
                     ("readings_per_s", F), ("state", S),
