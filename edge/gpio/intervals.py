@@ -1,6 +1,8 @@
 """The reactor of interval-reporting GPIO drivers (loop detectors, door counters): feed
 edges to the logic, confirm debounced levels at their deadlines, and emit one reading
-per interval, stamped with the interval's end."""
+per interval, stamped with the interval's end. A run that stops between two ends (the
+agent stopping or restarting) reports the interval so far, stamped with the stop, so
+that what it counted is not lost with the run."""
 
 from __future__ import annotations
 
@@ -11,6 +13,10 @@ from edge.drivers.base import Emit, Sample
 from edge.gpio.runtime import RawEdge
 from edge.gpio.timing import IntervalSchedule, wall_time_at
 from urbanpulse.clock import Clock
+
+# The contract's lower bound on interval_s: a stop within a millisecond of an interval's
+# start reports no interval of its own (nothing can have been counted in it).
+MIN_INTERVAL_S = 0.001
 
 
 class IntervalResult(Protocol):
@@ -50,10 +56,27 @@ class IntervalReactor:
         return close if debounce is None else min(debounce, close)
 
     async def on_time(self, now: float) -> None:
+        self._close_due(now)
+
+    def on_stop(self, now: float) -> None:
+        """The run stops at `now`: close the intervals due (one that ended less than its
+        settle time ago too), then report [start, now) with its real length, stamped now.
+        The next run starts an interval of its own, so nothing is counted twice; changes
+        still being debounced at the stop are not counted (as at a crash)."""
+        self._close_due(now)
+        if now >= self.schedule.end:
+            self._close(self.schedule.end, now)
+            self.schedule.advance()
+        if now - self.schedule.start >= MIN_INTERVAL_S:
+            self._close(now, now)
+
+    def _close_due(self, now: float) -> None:
         self.logic.poll(now)
         while now >= self.schedule.close_at:
-            end = self.schedule.end
-            values = self.logic.close_interval(end, now).values()
-            self.last_values = values
-            self.emit(Sample(self.sensor_id, self.kind, values, wall_time_at(self.clock, end)))
+            self._close(self.schedule.end, now)
             self.schedule.advance()
+
+    def _close(self, end: float, now: float) -> None:
+        values = self.logic.close_interval(end, now).values()
+        self.last_values = values
+        self.emit(Sample(self.sensor_id, self.kind, values, wall_time_at(self.clock, end)))

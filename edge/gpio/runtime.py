@@ -108,6 +108,13 @@ class PinInputs:
         except TimeoutError:
             return None
 
+    def drain(self) -> list[RawEdge]:
+        """The edges queued and not yet taken (after `close`: no more will come)."""
+        edges = []
+        while not self._queue.empty():
+            edges.append(self._queue.get_nowait())
+        return edges
+
     def close(self) -> None:
         devices, self._devices = self._devices, []
         for device in devices:
@@ -126,6 +133,12 @@ class PinReactor(Protocol):
         ...
 
     async def on_time(self, now: float) -> None: ...
+
+    def on_stop(self, now: float) -> None:
+        """The run ends at `now` (cancelled, or failed): emit what would otherwise be lost
+        with it (an interval driver's counts so far). No await: the agent commits what
+        its cancelled drivers emitted."""
+        ...
 
 
 class GpioDriver(ABC):
@@ -148,6 +161,7 @@ class GpioDriver(ABC):
             raise DriverError(f"{self.sensor_id}: no GPIO pin factory in the driver context")
         factory = self.ctx.pin_factory()
         inputs = PinInputs(self.pins, self.wiring, self.ctx)
+        reactor: PinReactor | None = None
         try:
             levels = inputs.open(factory, asyncio.get_running_loop())
             reactor = await self.start(levels, self.ctx.clock.monotonic(), emit)
@@ -166,6 +180,11 @@ class GpioDriver(ABC):
         finally:
             self.running = False
             inputs.close()
+            if reactor is not None:  # cancelled (the agent stops) or failed
+                for edge in inputs.drain():  # they came before the stop
+                    self.edges_seen += 1
+                    await reactor.on_edge(edge)
+                reactor.on_stop(self.ctx.clock.monotonic())
 
     @abstractmethod
     async def start(self, levels: list[bool], now: float, emit: Emit) -> PinReactor:

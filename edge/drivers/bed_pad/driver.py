@@ -124,6 +124,9 @@ class _BedRun:
         if not changes and now >= self.next_heartbeat:
             self._send(self.logic.state, now)
 
+    def on_stop(self, now: float) -> None:
+        """Nothing held: every change of state was sent when it was decided."""
+
 
 class BedPadDriver(GpioDriver):
     driver_name = "bed_pad"

@@ -128,6 +128,9 @@ class _KioskRun:
             self.supervision.poll(now)
         await self._publish(self.logic.poll(now))
 
+    def on_stop(self, now: float) -> None:
+        """Nothing held: every ticket was sent when its pulse was decided."""
+
     async def _publish(self, events: list[QueueEvent]) -> None:
         if not events:
             return

@@ -22,6 +22,7 @@ from edge.drivers.serial_params import check_known, serial_port
 from edge.drivers.upfw import totals
 from edge.drivers.upfw.mapping import DoorTotals, LoopReadings, Out, UpfwMapper
 from edge.errors import DriverError
+from edge.gpio.intervals import MIN_INTERVAL_S
 from edge.gpio.timing import IntervalSchedule, wall_time_at
 from firmware_bridge.errors import BridgeError, LinkTimeoutError
 from firmware_bridge.protocols.upfw import IdentityQuery, UpfwDecoder
@@ -164,9 +165,30 @@ class UpfwDriver:
 
     async def _listen(self, link: SerialLink, emit: Emit) -> None:
         p, clock = self.params, self.ctx.clock
-        loop = asyncio.get_running_loop()
         schedule = (IntervalSchedule(p.interval_s, clock.now(), clock.monotonic())
                     if p.loop_readings == "vehicles" else None)
+        try:
+            await self._read_board(link, emit, schedule)
+        finally:
+            if schedule is not None:  # stopped or failed: the vehicles summed so far
+                self._close_partial(emit, schedule)
+
+    def _close_partial(self, emit: Emit, schedule: IntervalSchedule) -> None:
+        """The run ends between two interval ends: [start, now) with its real length,
+        stamped now (the next run times intervals of its own: nothing is counted twice)."""
+        clock = self.ctx.clock
+        now = clock.monotonic()
+        while now >= schedule.close_at:
+            self._emit(emit, self.mapper.close_loop_interval(schedule.end - schedule.start),
+                       wall_time_at(clock, schedule.end))
+            schedule.advance()
+        if now - schedule.start >= MIN_INTERVAL_S:
+            self._emit(emit, self.mapper.close_loop_interval(now - schedule.start), clock.now())
+
+    async def _read_board(self, link: SerialLink, emit: Emit,
+                          schedule: IntervalSchedule | None) -> None:
+        p, clock = self.params, self.ctx.clock
+        loop = asyncio.get_running_loop()
         last_ok = loop.time()
         probed = False
         while True:

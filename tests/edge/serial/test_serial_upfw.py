@@ -213,6 +213,32 @@ def test_loop_vehicles_are_summed_per_interval(emulated) -> None:  # type: ignor
     asyncio.run(scenario())
 
 
+def test_a_stopped_driver_reports_the_vehicles_of_its_partial_interval(emulated) -> None:  # type: ignore[no-untyped-def]
+    """The agent stopping (an upgrade, a config change) between two interval ends: the
+    vehicles summed so far go out with the interval's real length, stamped at the stop."""
+    script = Script()
+    emu = emulated(UpfwEmulator(script, kind=DeviceKind.LOOP, channels=2, period_s=0.02))
+    clock = FakeClock()
+
+    async def scenario() -> None:
+        driver = build("lanes", _params(emu.port, loop_readings="vehicles", interval_s=10),
+                       DriverContext(clock=clock))
+        run = DriverRun(driver)
+        await run.wait_for(lambda s: driver.describe()["board"] is not None, 5, "the board's HI")
+        script.put(LoopVehicle(0, 0, 1, 600, 1, 30.0, 4.0), LoopVehicle(0, 0, 2, 900, 1))
+        await run.wait_for(lambda s: driver.describe()["messages"].get("LoopVehicle") == 2, 5,
+                           "the vehicles at the driver")
+        clock.advance(4.0)
+        await run.stop()
+        assert [(s.sensor, dict(s.values), s.ts) for s in run.samples] == [
+            ("lanes-1", {"count": 1.0, "interval_s": 4.0, "occupancy_pct": 15.0,
+                         "speed_kmh": 30.0, "length_m": 4.0}, clock.now()),
+            ("lanes-2", {"count": 1.0, "interval_s": 4.0, "occupancy_pct": 22.5}, clock.now()),
+        ]
+
+    asyncio.run(scenario())
+
+
 def test_a_quiet_board_is_probed_not_failed(emulated) -> None:  # type: ignore[no-untyped-def]
     emu = emulated(UpfwEmulator(Script(), kind=DeviceKind.DOOR, channels=1, hello_period_s=3600))
     params = _params(emu.port, silence_timeout_s=0.4)
