@@ -132,6 +132,11 @@ CLOUD_MQTT_PORT = 8884
 INGEST_MODES = ("process", "thread")
 _DURATION = re.compile(r"(INF|\d+[hdw])")
 _ZERO_DURATION = re.compile(r"0+[hdw]")
+# How far behind the aggregation horizon a rebuild of late data reads raw points: the late
+# reading's hour, and the domain replays' lookback before it (the queues' 12 h of tickets,
+# the air NowCast's 11 h: cloud.logic.domain_replay.LOOKBACK_NS).
+REBUILD_REACH_S = 13 * 3600
+_DURATION_S = {"h": 3600, "d": 86400, "w": 7 * 86400}
 # The sink keeps a partition name for every process id below this (cloud.flow.InfluxSink),
 # so that a recovery store resumes with fewer processes than wrote it.
 MAX_PROCESSES = 16
@@ -340,6 +345,7 @@ def parse_cloud_config(raw: Mapping[str, Any]) -> CloudConfig:
             raise ConfigError(f"retention.{key}", f"{value!r}: use INF or a number with h, d or w")
         refuse_zero_retention(key, value)
         durations[key] = value
+    _raw_covers_rebuilds(durations["raw"], flow.aggregate_horizon_s)
     return CloudConfig(mqtt, influx, Path(typed(s, "dir", "state", str, ".urbanpulse/cloud")), flow,
                        Retention(**durations), shared, _drift(raw), min_free)
 
@@ -350,6 +356,23 @@ def refuse_zero_retention(policy: str, duration: str) -> None:
     if _ZERO_DURATION.fullmatch(duration):
         raise ConfigError(f"retention.{policy}", f"{duration!r} is zero, which InfluxDB takes for "
                           "INF (kept for ever): write INF if that is meant, else at least 1h")
+
+
+def _raw_covers_rebuilds(raw: str, horizon_s: int) -> None:
+    """Late data older than the horizon is folded in by rebuilding its windows and domain
+    rollups from the raw points: a raw policy that no longer holds what they read makes
+    them overwrite the right aggregates with partial ones."""
+    if raw == "INF":
+        return
+    need_s = horizon_s + REBUILD_REACH_S
+    if int(raw[:-1]) * _DURATION_S[raw[-1]] < need_s:
+        raise ConfigError("retention.raw", f"{raw!r} keeps less than flow.aggregate_horizon_s "
+                          f"({horizon_s} s) plus 13 h: late data older than the horizon is folded "
+                          "in by rebuilding its windows and domain rollups from the raw points, "
+                          "reading up to 13 h before its hour, which InfluxDB would have deleted "
+                          "(the rebuilt aggregates would overwrite the right ones with partial "
+                          f"figures). Keep raw at least {-(-need_s // 3600)}h, or lower "
+                          "flow.aggregate_horizon_s")
 
 
 # "Processor silent" fires after 5 minutes without a point: an interval must fit it often.

@@ -59,3 +59,29 @@ def test_a_zero_retention_is_refused_by_the_config_check() -> None:
         with pytest.raises(ConfigError, match=rf"retention\.{key}: '00h' is zero, which InfluxDB takes"):
             _config(retention={key: "00h"})
     assert _config(retention={"raw": "10d"}).retention.raw == "10d"
+
+
+def test_the_raw_policy_keeps_what_a_rebuild_of_late_data_reads() -> None:
+    """Late data older than flow.aggregate_horizon_s is folded in by rebuilding its windows
+    and domain rollups from the raw points, reading back to 13 h before the late reading's
+    hour (the queues' and the air NowCast's lookback). A raw policy shorter than the horizon
+    plus that had InfluxDB delete what those rebuilds read: they found nothing, or part of
+    it (beds unknown, a NowCast of fewer hours), and overwrote the right aggregates with the
+    partial ones. Refused at start, naming both keys."""
+    with pytest.raises(ConfigError, match=r"^retention\.raw: '12h' keeps less than "
+                                          r"flow\.aggregate_horizon_s \(21600 s\) plus 13 h"):
+        _config(retention={"raw": "12h"})
+    with pytest.raises(ConfigError, match=r"^retention\.raw: '2d' keeps less than "
+                                          r"flow\.aggregate_horizon_s \(172800 s\) plus 13 h"):
+        _config(retention={"raw": "2d"}, flow={"aggregate_horizon_s": 2 * 86400})
+    assert _config(retention={"raw": "19h"}).retention.raw == "19h"  # 6 h + 13 h
+    assert _config(retention={"raw": "1w"}, flow={"aggregate_horizon_s": 2 * 86400}).retention.raw == "1w"
+    assert _config(retention={"raw": "INF"}, flow={"aggregate_horizon_s": 10**9}).retention.raw == "INF"
+
+
+def test_the_rebuild_reach_is_what_the_replays_read() -> None:
+    from cloud.config import REBUILD_REACH_S
+    from cloud.logic.domain_replay import LOOKBACK_NS
+    from cloud.logic.rollup import HOUR_NS
+
+    assert HOUR_NS + max(LOOKBACK_NS.values()) == REBUILD_REACH_S * 1_000_000_000
