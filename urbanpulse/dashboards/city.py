@@ -15,7 +15,9 @@ from urbanpulse.dashboards.model import Dashboard, Panel, Query, Threshold, Vari
 
 SITE_NODE = "\"site\" =~ /^$site$/ AND \"node\" =~ /^$node$/"
 SITE_ONLY = "\"site\" =~ /^$site$/"
-PER_LANE = "$tag_node $tag_sensor"
+# Legends name the site: node ids are unique within a site only, sensor ids within a node
+# (the Hanoi city has a `cabinet` at every intersection, an `opd-hall` in every hospital).
+PER_LANE = "$tag_site/$tag_node $tag_sensor"
 PER_NODE = "$tag_site/$tag_node"
 BY_NODE = '"site", "node"'
 # A rollup's ratio or statistic of nothing is void, whatever an earlier write of the point
@@ -127,9 +129,9 @@ def hospitals() -> Dashboard:
             Panel(
                 "Queue tickets per hour", "timeseries",
                 (per_interval('count("ticket")', '"raw"."hospital_queue"', BY_NODE,
-                              every="1h", fill="0", where=' AND "called" = 0', alias="issued $tag_node"),
+                              every="1h", fill="0", where=' AND "called" = 0', alias="issued " + PER_NODE),
                  per_interval('count("ticket")', '"raw"."hospital_queue"', BY_NODE,
-                              every="1h", fill="0", where=' AND "called" = 1', alias="called $tag_node")),
+                              every="1h", fill="0", where=' AND "called" = 1', alias="called " + PER_NODE)),
                 description="Tickets issued by the kiosks and tickets called to a counter.",
                 unit="none",
             ),
@@ -164,9 +166,9 @@ def hospitals() -> Dashboard:
             Panel(
                 "Waiting time per queue (median and 90th percentile)", "timeseries",
                 (per_interval('max("median_s")', '"agg_1h"."queue_wait"', BY_NODE, every="1h",
-                              where=WAITS_DEFINED, alias="median $tag_node"),
+                              where=WAITS_DEFINED, alias="median " + PER_NODE),
                  per_interval('max("p90_s")', '"agg_1h"."queue_wait"', BY_NODE, every="1h",
-                              where=WAITS_DEFINED, alias="p90 $tag_node")),
+                              where=WAITS_DEFINED, alias="p90 " + PER_NODE)),
                 description="Ticket issued to ticket called, per hour of the call, per queue "
                             "node: registration halls, and paraclinical departments (imaging, "
                             "laboratory) where each has its own kiosk node.",
@@ -175,7 +177,7 @@ def hospitals() -> Dashboard:
             Panel(
                 "Patients served per hour per queue", "timeseries",
                 (per_interval('sum("n")', '"agg_1h"."queue_wait"', BY_NODE, every="1h",
-                              fill="0", alias="$tag_node"),),
+                              fill="0"),),
                 description="Tickets called at a counter (waits measured) per hour: "
                             "registrations, or examinations done at a paraclinical queue.",
                 unit="none", stacked=True,
@@ -284,9 +286,9 @@ def air_quality() -> Dashboard:
             Panel(
                 "Air-quality index per station: US EPA and VN_AQI", "timeseries",
                 (per_interval('last("aqi_epa")', '"agg_1h"."air_quality"', BY_NODE, every="1h",
-                              alias="EPA $tag_node"),
+                              alias="EPA " + PER_NODE),
                  per_interval('last("aqi_vn")', '"agg_1h"."air_quality"', BY_NODE, every="1h",
-                              alias="VN $tag_node")),
+                              alias="VN " + PER_NODE)),
                 description="Hourly indices from PM2.5, PM10 (NowCast for EPA): US EPA's 2024 "
                             "breakpoints and Vietnam's VN_AQI (Decision 1459/QD-TCMT), see "
                             "docs/domain-rollups.md.",
@@ -450,7 +452,7 @@ def data_health() -> Dashboard:
             Panel(
                 "Readings stored per node per minute", "timeseries",
                 (per_interval('sum("count")', '"agg_1m"./^(air|traffic|hospital)_/', BY_NODE,
-                              every="1m", fill="0", alias="$tag_node $m"),),
+                              every="1m", fill="0", alias=PER_NODE + " $m"),),
                 description="From the 1-minute aggregates of every reading measurement.",
                 unit="none", width=24,
             ),
