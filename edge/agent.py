@@ -100,6 +100,9 @@ class Agent:
         # cloud puts heartbeats in (run, uptime) order, and a new id is a restart.
         self.run_id = secrets.token_hex(8)
         self._clock_offset: float | None = None
+        # outbox.max_age's eviction: done once a run; clock.monotonic() of the next try
+        self._aged = False
+        self._age_again_at = 0.0
         self.clock_jumps = 0
         self.publisher: Publisher | None = None
 
@@ -170,6 +173,29 @@ class Agent:
         self._dropping = True
         del self._pending[:excess]
         self.readings_dropped += excess
+
+    def _evict_aged(self) -> None:
+        """outbox.max_age_days' eviction, once a run: at start-up, or, if the wall clock is
+        not synchronised then, once it is (a clock far ahead would make every row look old;
+        one far behind, none). Rows whose stamps were made on an unsynchronised clock are
+        judged by their place in commit order (Outbox.evict_aged). A deletion the disk
+        refuses (it needs room in SQLite's WAL file) is logged and tried again a minute
+        later: a full disk must not stop the agent from starting."""
+        if self._aged or self.clock_sync.state is False \
+                or self.clock.monotonic() < self._age_again_at:
+            return
+        cut = to_epoch_ns(self.clock.now()) - int(self.config.outbox.max_age_s * 1e9)
+        try:
+            n = self.outbox.evict_aged(cut)
+        except OutboxError as exc:
+            log.error("cannot evict the outbox's old rows; trying again in a minute",
+                      extra={"error": str(exc)})
+            self._age_again_at = self.clock.monotonic() + 60.0
+            return
+        self._aged = True
+        if n:
+            log.warning("outbox rows evicted: committed more than outbox.max_age_days ago",
+                        extra={"evicted": n})
 
     def health(self) -> dict[str, Any]:
         stats = self.outbox.stats()
@@ -299,7 +325,7 @@ class Agent:
         self.config.node.state_dir.mkdir(parents=True, exist_ok=True)
         self.clock_sync.start()
         self.outbox.open()
-        self.outbox.evict_older_than(to_epoch_ns(self.clock.now()) - int(self.config.outbox.max_age_s * 1e9))
+        self._evict_aged()
         ctx = DriverContext(clock=self.clock, pin_factory=self._pins,
                             state_dir=self.config.node.state_dir, state=self.driver_state)
         self.publisher = Publisher(self.config, self.outbox, self._client, self.clock, self.health)
@@ -315,6 +341,7 @@ class Agent:
                 self.flush()
                 self.check_clock()
                 self.clock_sync.refresh()
+                self._evict_aged()
                 if self.publisher.failure is not None:
                     raise PublisherError("the MQTT publisher stopped on "
                                          f"{type(self.publisher.failure).__name__}: "

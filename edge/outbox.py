@@ -15,7 +15,8 @@ so the cloud never takes its readings for ones it has seen.
 
 Eviction (when the outbox is full by count, or rows are older than max_age): the oldest
 rows go first, and the number evicted is kept in `meta` and reported in the heartbeat, so
-the cloud's delivery ledger can tell "missing" from "not yet arrived".
+the cloud's delivery ledger can tell "missing" from "not yet arrived". Age is judged by
+the commit stamps only where the clock was synchronised (`evict_aged`).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from edge.clock_sync import CLOCK_UNSYNCED
 from edge.drivers.base import Sample
 from edge.errors import OutboxError
 from urbanpulse.clock import to_epoch_ns
@@ -47,6 +49,9 @@ CREATE TABLE IF NOT EXISTS seq (sensor TEXT PRIMARY KEY, next INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS driver_state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+# A row whose reading is flagged clock_unsynced (its body is [values, flags]): its commit
+# stamp was read from a clock that was not synchronised.
+_UNSYNCED = f"(instr(json_extract(body, '$[1]'), '\"{CLOCK_UNSYNCED}\"') > 0)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,8 +180,34 @@ class Outbox:
         db.execute("INSERT INTO meta (key, value) VALUES ('evicted', ?) "
                    "ON CONFLICT(key) DO UPDATE SET value = value + excluded.value", (n,))
 
-    def evict_older_than(self, created_before_ns: int) -> int:
-        return self._evict("DELETE FROM outbox WHERE created_ns < ?", created_before_ns)
+    def evict_aged(self, cut_ns: int) -> int:
+        """Evicts the rows committed before `cut_ns` (max_age), as far as their commit
+        stamps can tell: a stamp made while the clock was not synchronised (the reading
+        flagged clock_unsynced: a node that booted on a stale clock) says nothing of its
+        row's age, but the rows are in commit order. So what goes is the prefix of rows up
+        to the last one committed on a synchronised clock before `cut_ns` whose good
+        predecessors all were too: a flagged row goes only if such a row was committed
+        after it, and no row behind one a good clock says is young goes. Index walks from
+        either end, no scan of the whole outbox when little is old; counted as evicted."""
+        db = self._db()
+        with self._write_lock:
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                row = db.execute(f"SELECT id FROM outbox WHERE created_ns >= ? AND NOT {_UNSYNCED} "
+                                 "ORDER BY id LIMIT 1", (cut_ns,)).fetchone()
+                young = None if row is None else int(row[0])
+                row = db.execute(f"SELECT id FROM outbox WHERE id < ? AND NOT {_UNSYNCED} "
+                                 "ORDER BY id DESC LIMIT 1",
+                                 (young if young is not None else 2**63 - 1,)).fetchone()
+                n = 0
+                if row is not None:
+                    n = db.execute("DELETE FROM outbox WHERE id <= ?", (row[0],)).rowcount
+                    self._add_evicted(db, n)
+                db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self._rollback(db)
+                raise OutboxError(f"outbox eviction by age failed: {exc}") from exc
+        return int(n)
 
     def evict_oldest(self, n: int) -> int:
         """Evicts the `n` oldest rows (counted as evicted), as max_rows does: room for newer
