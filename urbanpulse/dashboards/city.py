@@ -25,6 +25,9 @@ BY_NODE = '"site", "node"'
 OCCUPANCY_DEFINED = ' AND ("occupied" > 0 OR "available" > 0)'
 WAITS_DEFINED = ' AND "n" > 0'
 BY_LANE = '"site", "node", "sensor"'
+# "Now" for a lane: its loop reports every interval (60 s by default, up to 10 minutes in
+# practice), so a lane without a window for longer is not reporting.
+LANES_NOW = "10m"
 
 
 def per_interval(select: str, source: str, by: str, *, every: str = "$__interval",
@@ -234,8 +237,12 @@ def traffic() -> Dashboard:
             Panel(
                 "Busiest lanes now (occupancy, last minute)", "bargauge",
                 (Query('SELECT last("occupancy_pct_mean") FROM "agg_1m"."traffic_loop" '
-                       f'WHERE $timeFilter AND {SITE_NODE} GROUP BY "site", "node", "sensor"',
-                       alias=PER_LANE),),
+                       f'WHERE time > now() - {LANES_NOW} AND {SITE_NODE} '
+                       'GROUP BY "site", "node", "sensor"', alias=PER_LANE),),
+                description=f"Each lane's latest 1-minute window within the last {LANES_NOW} "
+                            "(a loop reports every interval, 60 s by default, an empty road "
+                            "too): a lane whose node stopped drops out rather than keeping the "
+                            "value it had then.",
                 unit="percent", width=24,
                 thresholds=(Threshold(None, "green"), Threshold(30, "orange"), Threshold(60, "red")),
             ),
