@@ -16,6 +16,13 @@ holds it in every batch for free, where the oldest unread record would need a qu
 the journal. Either way the age is taken on the report's clock, so a reader that stops
 (a stuck dataflow) shows a lag that grows.
 
+Ingest clocks: the journals of several ingests are merged by the stamps each ingest puts
+on what it receives, so those ingests' clocks must agree (NTP). When the reader is caught
+up, a record's age when read is the ingest's commit delay plus how far the reader's clock
+is ahead of that ingest's; the least age of each journal over a minute, compared across
+journals, says how far the ingests' clocks disagree (`IngestClocks`), logged at WARNING
+past SKEW_WARN_S.
+
 State disk: the bytes still free on state.dir's filesystem (journals, recovery store),
 looked at when the point is made; the ingest stops taking messages below
 state.min_free_bytes (cloud.state_disk).
@@ -24,6 +31,7 @@ state.min_free_bytes (cloud.state_disk).
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import threading
 from collections.abc import Callable, Sequence
@@ -38,6 +46,72 @@ from urbanpulse.clock import Clock, to_epoch_ns
 
 MEASUREMENT = "processor"
 POLICY = "raw"
+
+log = logging.getLogger("urbanpulse.cloud.health")
+
+# Ingests' clocks further apart than this are logged. A node's messages, dealt out to the
+# ingests, are then read out of order by the difference: past the fault rules' gap grace
+# (10 s) they raise false silences while a backlog is read, past a sensor's silence limit
+# less its interval (20 s for a 10-s sensor) while live (tests/cloud/test_ingest_clocks.py).
+SKEW_WARN_S = 2.0
+SKEW_WINDOW_S = 60.0  # the least age of each journal's records is taken over this long
+SKEW_MIN_SAMPLES = 5  # caught-up reads of a journal's records a window needs to count it
+
+
+class IngestClocks:
+    """How far the clocks of the ingests whose journals one reader merges disagree, from
+    the age of the records it reads while caught up (each journal's newest then): the least
+    age of each journal over a window of SKEW_WINDOW_S is its ingest's least commit delay
+    plus the reader's clock less the ingest's, and the spread of those across journals is
+    how far the ingests' clocks are apart (to the difference of the least delays, a few
+    milliseconds). Logged once when it exceeds SKEW_WARN_S, and once when it is back under
+    half that. Reads while behind say nothing (their ages are the backlog's)."""
+
+    def __init__(self, warn_s: float = SKEW_WARN_S, window_s: float = SKEW_WINDOW_S) -> None:
+        self.warn_s = warn_s
+        self.window_s = window_s
+        self.spread_s: float | None = None  # of the last window with two journals or more
+        self._window_end: float | None = None
+        self._least: dict[str, int] = {}  # journal -> least age seen in the window, ns
+        self._samples: dict[str, int] = {}
+        self._warned = False
+
+    def read(self, records: Sequence[JournalRecord], caught_up: bool, now_ns: int,
+             monotonic: float) -> None:
+        if self._window_end is None:
+            self._window_end = monotonic + self.window_s
+        if caught_up and records:
+            newest: dict[str, int] = {}
+            for rec in records:
+                newest[rec.partition] = max(newest.get(rec.partition, 0), rec.received_ns)
+            for partition, stamp in newest.items():
+                age = now_ns - stamp
+                self._least[partition] = min(age, self._least.get(partition, age))
+                self._samples[partition] = self._samples.get(partition, 0) + 1
+        if monotonic >= self._window_end:
+            self._close_window()
+            self._window_end = monotonic + self.window_s
+
+    def _close_window(self) -> None:
+        least = {p: a for p, a in self._least.items() if self._samples[p] >= SKEW_MIN_SAMPLES}
+        self._least, self._samples = {}, {}
+        if len(least) < 2:
+            return
+        ahead = min(least, key=least.__getitem__)  # the youngest records: the clock furthest ahead
+        behind = max(least, key=least.__getitem__)
+        self.spread_s = (least[behind] - least[ahead]) / 1e9
+        if self.spread_s > self.warn_s and not self._warned:
+            self._warned = True
+            log.warning("the ingests' clocks disagree by about %.1f s: journal %s's stamps run "
+                        "ahead of journal %s's. The journals are merged by those stamps, so a "
+                        "node's messages are read out of order by as much, and past a few seconds "
+                        "the fault rules raise false silences; set the clocks of the ingests' "
+                        "hosts by NTP (docs/cloud-config.md, \"Running a cluster\")",
+                        self.spread_s, ahead, behind,
+                        extra={"spread_s": round(self.spread_s, 3), "ahead": ahead, "behind": behind})
+        elif self._warned and self.spread_s <= self.warn_s / 2:
+            self._warned = False
+            log.info("the ingests' clocks agree again (within %.2f s)", self.spread_s)
 
 
 class ProcessorHealth:
@@ -61,6 +135,7 @@ class ProcessorHealth:
         self._records_read = 0
         self._read_up_to_ns = 0  # every record received before this has been read
         self._backlog = 0
+        self.ingest_clocks = IngestClocks()
 
     def journal_read(self, records: Sequence[JournalRecord], caught_up: bool,
                      backlog: Callable[[], int]) -> None:
@@ -70,7 +145,9 @@ class ProcessorHealth:
         pending = 0 if caught_up else backlog()
         newest = records[-1].received_ns if records else 0
         # Nothing pending: everything journaled so far is read, up to now.
-        up_to = to_epoch_ns(self.clock.now()) if pending == 0 else newest
+        now_ns = to_epoch_ns(self.clock.now())
+        up_to = now_ns if pending == 0 else newest
+        self.ingest_clocks.read(records, caught_up, now_ns, self.clock.monotonic())
         with self._lock:
             self._reading = True
             self._records_read += len(records)
