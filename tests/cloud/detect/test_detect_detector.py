@@ -261,3 +261,73 @@ def test_a_jump_larger_than_any_before_counts_as_novel() -> None:
 def test_record_jump_novelty_is_checked() -> None:
     with pytest.raises(DetectError, match="record_jump_novelty"):
         DetectorSettings(record_jump_novelty=1.5)
+
+
+def _new_co2_station(hours: float, seed: int = 1) -> list[tuple[int, float]]:
+    """A CO2 module read every 5 s (the MH-Z19B driver's default) on a freshly installed
+    station: 450 ppm rising to 1,400 over its first 4 hours, whole ppm with some noise."""
+    rng = np.random.default_rng(seed)
+    t0 = 1_709_532_000 * 10**9  # 06:00 UTC on a Monday
+    out = []
+    for i in range(int(hours * 3600 / 5)):
+        h = i * 5 / 3600
+        out.append((t0 + i * 5 * 10**9, float(round(450 + 950 * min(h / 4, 1) + rng.normal(0, 8)))))
+    return out
+
+
+def test_a_new_series_rising_through_its_first_hours_raises_no_alert_storm() -> None:
+    """150 values are 12.5 min of a module read every 5 s: every value past the first
+    range was never seen, and a rising series alerted every few minutes (29 alerts in
+    its first 4.4 h before the time warm-up). Nothing is scored within its first day."""
+    detector = make_detector("air.co2", "co2")
+    readings = _new_co2_station(8)
+    scores = [detector.update(ts, v) for ts, v in readings]
+    assert max(scores) == 0.0
+    # Without the time warm-up, the storm (what an operator saw).
+    storm = AnomalyDetector(replace(detector.settings, warmup_s=0.0))
+    alerts = sum(storm.update(ts, v) >= storm.threshold for ts, v in readings)
+    assert alerts > 20
+
+
+def test_the_time_warm_up_ends_a_day_after_the_first_value() -> None:
+    day_ns = 86_400 * 10**9
+    detector = AnomalyDetector(DetectorSettings(warmup=10))
+    values = _series(600, seed=3)
+    step = day_ns // 400  # 400 values a day
+    scores = [detector.update(i * step, v) for i, v in enumerate(values)]
+    assert max(scores[:400]) == 0.0
+    assert max(scores[400:]) > 0.0
+    # The value count still counts too, and warmup_s is checked.
+    assert DetectorSettings(warmup_s=0.0).warmup_s == 0.0
+    for bad in (-1.0, math.nan, math.inf):
+        with pytest.raises(DetectError, match="warmup_s"):
+            DetectorSettings(warmup_s=bad)
+
+
+def test_settings_and_detectors_pickled_before_the_time_warm_up_load() -> None:
+    """A snapshot's detector keeps its settings: one pickled before `warmup_s` (the
+    dataclass's state, a list without it) loads with the default, a day. A detector
+    pickled before `_scored_from` past its `warmup` values is taken as watched long
+    enough (it scores on); one still within them starts its day at its next value."""
+    state = DetectorSettings().__getstate__()[:-1]
+    old = DetectorSettings.__new__(DetectorSettings)
+    old.__setstate__(state)
+    assert old == DetectorSettings()
+    assert pickle.loads(pickle.dumps(old)) == DetectorSettings()
+
+    values = _series(800, seed=5)
+    values[700] += 200.0
+    mature = AnomalyDetector(replace(DetectorSettings(), warmup_s=0.0))
+    young = AnomalyDetector(replace(DetectorSettings(), warmup_s=0.0))
+    for i, v in enumerate(values[:600]):
+        mature.update(i * STEP_NS, v)
+    for i, v in enumerate(values[:100]):
+        young.update(i * STEP_NS, v)
+    for detector in (mature, young):
+        detector.settings = DetectorSettings()  # as the old pickle loads them: a day
+        del detector.__dict__["_scored_from"]  # the layout before it
+    resumed_mature = pickle.loads(pickle.dumps(mature))
+    resumed_young = pickle.loads(pickle.dumps(young))
+    assert max(resumed_mature.update(i * STEP_NS, v) for i, v in enumerate(values[600:], 600)) \
+        >= resumed_mature.threshold
+    assert max(resumed_young.update(i * STEP_NS, v) for i, v in enumerate(values[100:388], 100)) == 0.0
