@@ -298,6 +298,10 @@ def parse_cloud_config(raw: Mapping[str, Any]) -> CloudConfig:
                           f"must be one of {', '.join(INGEST_MODES)}, got {ingest_mode!r}")
     if addresses and (pid is None or not 0 <= pid < len(addresses)):
         raise ConfigError("flow.process_id", f"must be in [0, {len(addresses)}) with addresses set")
+    if not addresses and pid not in (None, 0):
+        # `cloud run` deals the ingests out by process id: another would start none
+        raise ConfigError("flow.process_id", "must be 0 (or left out) without flow.addresses, "
+                          f"got {pid}: a processor alone is process 0")
     if len(addresses) > MAX_PROCESSES:
         raise ConfigError("flow.addresses", f"at most {MAX_PROCESSES} processes, got {len(addresses)}")
     remote = [a for a in addresses if not _loopback(a.rsplit(":", 1)[0])]

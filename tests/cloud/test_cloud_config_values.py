@@ -85,3 +85,16 @@ def test_the_rebuild_reach_is_what_the_replays_read() -> None:
     from cloud.logic.rollup import HOUR_NS
 
     assert HOUR_NS + max(LOOKBACK_NS.values()) == REBUILD_REACH_S * 1_000_000_000
+
+
+def test_a_process_id_without_a_cluster_is_refused() -> None:
+    """Without flow.addresses the processor is process 0. `flow.process_id = 1` was taken,
+    and `cloud run` then started no ingest (the journals are dealt out by process id) and
+    read journal i0: missing, a misleading "does not exist ... must share state.dir" at each
+    start; left by an earlier run, a processor that ran and journaled nothing, the data
+    held in the broker and the nodes for ever."""
+    assert _config(flow={"process_id": 0}).flow.process_id == 0
+    for bad in (1, -1):
+        with pytest.raises(ConfigError, match=rf"^flow\.process_id: must be 0 \(or left out\) without "
+                                              rf"flow\.addresses, got {bad}"):
+            _config(flow={"process_id": bad})
