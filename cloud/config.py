@@ -291,6 +291,10 @@ def parse_cloud_config(raw: Mapping[str, Any]) -> CloudConfig:
     addresses = typed(f, "addresses", "flow", list, [])
     if not all(isinstance(a, str) and re.fullmatch(r"[^:\s]+:\d+", a) for a in addresses):
         raise ConfigError("flow.addresses", "must be a list of 'host:port' strings")
+    twice = next((a for k, a in enumerate(addresses) if a in addresses[:k]), None)
+    if twice is not None:
+        raise ConfigError("flow.addresses", f"{twice} is listed twice: each process of the cluster "
+                          "listens on its own host:port")
     pid = typed(f, "process_id", "flow", int, None)
     ingest_mode = typed(f, "ingest_mode", "flow", str, "process")
     if ingest_mode not in INGEST_MODES:

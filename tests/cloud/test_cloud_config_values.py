@@ -98,3 +98,10 @@ def test_a_process_id_without_a_cluster_is_refused() -> None:
         with pytest.raises(ConfigError, match=rf"^flow\.process_id: must be 0 \(or left out\) without "
                                               rf"flow\.addresses, got {bad}"):
             _config(flow={"process_id": bad})
+
+
+def test_an_address_listed_twice_is_refused() -> None:
+    """Two processes on one host:port: Bytewax's process 1 failed to bind ("Address already
+    in use") and process 0 ended with "Send thread panic", as if a peer had died."""
+    with pytest.raises(ConfigError, match=r"^flow\.addresses: 127\.0\.0\.1:2101 is listed twice"):
+        _config(flow={"addresses": ["127.0.0.1:2101", "127.0.0.1:2102", "127.0.0.1:2101"], "process_id": 0})
