@@ -42,6 +42,9 @@ SUPERVISION_ERRORS = (ValueError, ArithmeticError, LookupError, TypeError, Attri
 # the outbox's oldest rows are evicted to make room for them (counted, as max_rows does),
 # and if that does not help, the oldest held readings are dropped (counted).
 MAX_UNCOMMITTED = 10_000
+# Room held back on the state disk for the outbox's deletions and its opening, given up
+# when the disk is full (edge/outbox.py, "The reserve"): a few WAL checkpoints' worth.
+OUTBOX_RESERVE_BYTES = 8 * 1024 * 1024
 RESTART_MIN_S = 1.0
 RESTART_MAX_S = 60.0
 STATE_FILE = "agent-state.json"
@@ -84,7 +87,8 @@ class Agent:
         self._client_factory = client_factory
         self._pin_factory = pin_factory
         self._shared_pins: Any = None
-        self.outbox = Outbox(config.node.state_dir / OUTBOX_FILE, max_rows=config.outbox.max_rows)
+        self.outbox = Outbox(config.node.state_dir / OUTBOX_FILE, max_rows=config.outbox.max_rows,
+                             reserve_bytes=OUTBOX_RESERVE_BYTES)
         self.drivers = {s.id: DriverState(s.id, s.driver) for s in config.sensors}
         self._running: dict[str, Driver] = {}  # each sensor's driver, for its supervision
         self._pending: list[Sample] = []

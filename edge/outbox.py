@@ -22,18 +22,36 @@ the commit stamps only where the clock was synchronised (`evict_aged`).
 from __future__ import annotations
 
 import json
+import logging
+import os
 import secrets
 import sqlite3
 import threading
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from edge.clock_sync import CLOCK_UNSYNCED
 from edge.drivers.base import Sample
 from edge.errors import OutboxError
 from urbanpulse.clock import to_epoch_ns
 from urbanpulse.wire import Reading
+
+log = logging.getLogger("urbanpulse.edge.outbox")
+T = TypeVar("T")
+
+# The reserve (`reserve_bytes`, a file beside the outbox): room held back on the state
+# disk for what makes room. On a disk filled to the last block, SQLite cannot delete a
+# row (a deletion writes to the WAL file, and a checkpoint may have to grow the database
+# file first), nor open the outbox after a clean stop (it makes its shared-memory file):
+# then the reserve is given up and the operation tried again. It is made again once the
+# disk has RESERVE_REMAKE_FACTOR times its size free (looked at every RESERVE_CHECK_S).
+RESERVE_SUFFIX = ".reserve"
+RESERVE_REMAKE_FACTOR = 3
+RESERVE_CHECK_S = 60.0
+RESERVE_MIN_ROOM = 1024 * 1024  # what "room again" means for an outbox without a reserve
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -71,14 +89,26 @@ class OutboxStats:
 class Outbox:
     """Thread-safe; one connection per thread (SQLite WAL lets them read and write at once)."""
 
-    def __init__(self, path: Path, *, max_rows: int = 2_000_000) -> None:
+    def __init__(self, path: Path, *, max_rows: int = 2_000_000, reserve_bytes: int = 0) -> None:
         self.path = path
         self.max_rows = max_rows
+        self.reserve_bytes = reserve_bytes
+        self.reserve_path = path.with_name(path.name + RESERVE_SUFFIX)
+        self.reserves_given_up = 0
+        # While the disk is full: the id span the outbox is held at (evict_oldest), or None
+        self._held_rows: int | None = None
+        self._reserve_checked_at: float | None = None  # time.monotonic()
+        self._reserve_lock = threading.Lock()
         self._local = threading.local()
         self._write_lock = threading.Lock()
 
     def open(self) -> Outbox:
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._with_room(self._set_up)
+        self.keep_reserve()
+        return self
+
+    def _set_up(self) -> None:
         db = self._db()
         try:
             db.executescript(_SCHEMA)
@@ -88,7 +118,81 @@ class Outbox:
                        (secrets.randbits(63),))
         except sqlite3.Error as exc:
             raise OutboxError(f"cannot set up the outbox {self.path}: {exc}") from exc
-        return self
+
+    def keep_reserve(self) -> None:
+        """When the disk has room to spare (RESERVE_REMAKE_FACTOR times the reserve, or
+        RESERVE_MIN_ROOM without one): lets the outbox grow again if evict_oldest held it,
+        and makes the reserve if it is missing. At most once per RESERVE_CHECK_S. Never
+        raises: a node without its reserve runs on."""
+        now = time.monotonic()
+        if (not self.reserve_bytes and self._held_rows is None) or (
+                self._reserve_checked_at is not None
+                and now - self._reserve_checked_at < RESERVE_CHECK_S):
+            return
+        self._reserve_checked_at = now
+        with self._reserve_lock:
+            try:
+                st = os.statvfs(self.path.parent)
+            except OSError:
+                return
+            if st.f_bavail * st.f_frsize < RESERVE_REMAKE_FACTOR * max(self.reserve_bytes,
+                                                                       RESERVE_MIN_ROOM):
+                return
+            if self._held_rows is not None:
+                log.info("the state disk has room again: the outbox may grow again")
+                self._held_rows = None
+            if not self.reserve_bytes:
+                return
+            try:
+                if self.reserve_path.stat().st_size >= self.reserve_bytes:
+                    return
+            except FileNotFoundError:
+                pass
+            except OSError:
+                return
+            tmp = self.reserve_path.with_name(self.reserve_path.name + ".tmp")
+            try:
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                try:
+                    os.posix_fallocate(fd, 0, self.reserve_bytes)  # blocks taken, not a sparse file
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+                os.replace(tmp, self.reserve_path)
+            except OSError as exc:
+                tmp.unlink(missing_ok=True)
+                log.warning("cannot make the outbox's reserve on the state disk",
+                            extra={"path": str(self.reserve_path), "error": str(exc)})
+
+    def _give_up_reserve(self, exc: BaseException | None) -> bool:
+        """After `exc`, an SQLite error: if it says the disk is full (a write refused, or
+        the shared-memory file not made) and the reserve is there, deletes the reserve;
+        True if it did (the operation is worth trying again)."""
+        if not self.reserve_bytes or not isinstance(exc, sqlite3.Error):
+            return False
+        code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+        if code not in (sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR):
+            return False
+        with self._reserve_lock:
+            try:
+                self.reserve_path.unlink()
+            except OSError:
+                return False
+        self.reserves_given_up += 1
+        self._reserve_checked_at = time.monotonic()
+        log.error("the state disk is full: the outbox's reserve given up to make room; free "
+                  "room on the disk", extra={"reserve_bytes": self.reserve_bytes,
+                                             "error": str(exc)})
+        return True
+
+    def _with_room(self, op: Callable[[], T]) -> T:
+        """`op`, tried again once after giving up the reserve if it failed for a full disk."""
+        try:
+            return op()
+        except OutboxError as exc:
+            if not self._give_up_reserve(exc.__cause__):
+                raise
+        return op()
 
     def numbering(self) -> str:
         """The name of this outbox's sequence numbering (urbanpulse.wire's `numbering`)."""
@@ -103,10 +207,14 @@ class Outbox:
             try:
                 db = sqlite3.connect(self.path, timeout=30, isolation_level=None,
                                      check_same_thread=True)
+            except sqlite3.Error as exc:
+                raise OutboxError(f"cannot open the outbox {self.path}: {exc}") from exc
+            try:
                 db.execute("PRAGMA journal_mode=WAL")
                 db.execute("PRAGMA synchronous=FULL")
                 db.execute("PRAGMA cache_size=-256")  # KiB: the outbox is read in id order
             except sqlite3.Error as exc:
+                db.close()
                 raise OutboxError(f"cannot open the outbox {self.path}: {exc}") from exc
             self._local.db = db
         return db
@@ -123,6 +231,7 @@ class Outbox:
         (key -> text) in the same transaction; returns the samples as readings."""
         if not samples and not states:
             return []
+        self.keep_reserve()
         db = self._db()
         readings: list[Reading] = []
         with self._write_lock:
@@ -169,7 +278,8 @@ class Outbox:
         (top,) = db.execute("SELECT MAX(id) FROM outbox").fetchone()
         if top is None:
             return
-        floor = top - self.max_rows
+        floor = top - (self.max_rows if self._held_rows is None
+                       else min(self.max_rows, self._held_rows))
         (excess,) = db.execute("SELECT COUNT(*) FROM outbox WHERE id <= ?", (floor,)).fetchone() \
             if db.execute("SELECT MIN(id) FROM outbox").fetchone()[0] <= floor else (0,)
         if excess > 0:
@@ -189,6 +299,9 @@ class Outbox:
         predecessors all were too: a flagged row goes only if such a row was committed
         after it, and no row behind one a good clock says is young goes. Index walks from
         either end, no scan of the whole outbox when little is old; counted as evicted."""
+        return self._with_room(lambda: self._evict_aged(cut_ns))
+
+    def _evict_aged(self, cut_ns: int) -> int:
         db = self._db()
         with self._write_lock:
             try:
@@ -211,15 +324,29 @@ class Outbox:
 
     def evict_oldest(self, n: int) -> int:
         """Evicts the `n` oldest rows (counted as evicted), as max_rows does: room for newer
-        ones where the disk has none."""
+        ones where the disk has none. From then on, until the disk has room again
+        (`keep_reserve`), the outbox is held at the size it had before (its id span): each
+        commit evicts as many of the oldest rows as it adds. The database file then stops
+        growing, and its checkpoints need no room the full disk does not have; otherwise
+        the room made would be used up at once and the next eviction could not be
+        written."""
         return self._evict("DELETE FROM outbox WHERE id IN (SELECT id FROM outbox ORDER BY id "
-                           "LIMIT ?)", n)
+                           "LIMIT ?)", n, hold=True)
 
-    def _evict(self, sql: str, arg: int) -> int:
+    def _evict(self, sql: str, arg: int, *, hold: bool = False) -> int:
+        return self._with_room(lambda: self._delete(sql, arg, hold))
+
+    def _delete(self, sql: str, arg: int, hold: bool = False) -> int:
         db = self._db()
         with self._write_lock:
             try:
                 db.execute("BEGIN IMMEDIATE")
+                if hold:
+                    low, top = db.execute("SELECT MIN(id), MAX(id) FROM outbox").fetchone()
+                    if top is not None:
+                        span = int(top) - int(low) + 1
+                        self._held_rows = span if self._held_rows is None \
+                            else min(self._held_rows, span)
                 n = db.execute(sql, (arg,)).rowcount
                 if n:
                     self._add_evicted(db, n)
@@ -271,6 +398,9 @@ class Outbox:
         """Deletes the rows; returns how many were still there."""
         if not ids:
             return 0
+        return self._with_room(lambda: self._ack(ids))
+
+    def _ack(self, ids: Sequence[int]) -> int:
         db = self._db()
         with self._write_lock:
             try:
