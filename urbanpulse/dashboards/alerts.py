@@ -22,6 +22,10 @@ Comparison = Literal["gt", "lt"]
 # a node that vanished (or published its last will) drops to 0 instead of disappearing; the
 # moving sum of the last 5 buckets is its heartbeat count. (An outer `WHERE time > now() - 5m`
 # does not work: InfluxDB 1.x pushes it into the subquery, and the silent node's series is gone.)
+# A node silent for longer than the hour leaves the answer, and Grafana resolves its instance
+# (MissingSeries) though the node is still silent. A day's look-back would keep it, but cost
+# 4 s of InfluxDB per evaluation (each minute) at 500 nodes with 30 s heartbeats, against 0.3 s
+# (measured on a private influxd, one day of heartbeats): it needs a cheaper 'last seen'.
 NODE_OFFLINE_QUERY = (
     'SELECT 5 * moving_average("n", 5) FROM (SELECT count("state") AS "n" FROM "raw"."node_status" '
     "WHERE \"state\" = 'online' AND time > now() - 1h "
@@ -75,7 +79,9 @@ RULES: tuple[AlertRule, ...] = (
                "node_status (docs/runbook.md, \"Processor silent\"). Other nodes of the site "
                "offline too? Then the site network or the broker. Else the node's power and "
                "network, then `systemctl status urbanpulse-edge` on it. Its readings wait in its "
-               "outbox. Runbook: docs/runbook.md, \"Node offline\".",
+               "outbox. Resolved an hour after the node fell silent, with no heartbeat since? It "
+               "left this rule's window (Grafana: MissingSeries), it did not come back: see "
+               "\"Heartbeats per node\" (data health). Runbook: docs/runbook.md, \"Node offline\".",
     ),
     AlertRule(
         uid="urbanpulse-outbox-growing", title="Outbox growing",
