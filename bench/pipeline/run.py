@@ -25,7 +25,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="offered readings/s, comma-separated")
     p.add_argument("--duration", type=float, default=25.0, help="seconds of publishing per case")
     p.add_argument("--detect", default="on,off", help="'on', 'off' or 'on,off'")
-    p.add_argument("--batch", type=int, default=500, help="readings per MQTT message")
+    p.add_argument("--batch", type=int, default=500, help="readings per MQTT message (at most, with --live)")
+    p.add_argument("--live", type=float, metavar="SECONDS",
+                   help="cut messages as a live node does: the readings stamped within SECONDS of "
+                        "the first (the agent's outbox.batch_max_delay_s, 1 by default)")
     p.add_argument("--replicas", type=int, default=1, help="copies of the default city (19 nodes each)")
     p.add_argument("--publishers", type=int, default=2, help="publisher processes")
     p.add_argument("--window", type=int, default=100, help="unacknowledged messages per connection")
@@ -53,7 +56,8 @@ def main(argv: list[str]) -> int:
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
     started = time.monotonic()
     try:
-        workload = generate(int(max(rates) * args.duration), replicas=args.replicas, batch=args.batch)
+        workload = generate(int(max(rates) * args.duration), replicas=args.replicas, batch=args.batch,
+                            live_s=args.live)
     except PipelineBenchError as exc:
         print(f"cannot make the workload: {exc}", file=sys.stderr)
         return 1

@@ -15,6 +15,7 @@ import pickle
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from cloud.logic.domain.hospital import SiteUpdate
 from cloud.logic.domain.hospital_site import HospitalSite
 from cloud.logic.node import NodeState
 from cloud.logic.records import NodeData, Point, decode_record
+from urbanpulse.wire import KINDS
 
 HORIZON_NS = 6 * 3600 * 1_000_000_000
 RECEIVED_STEP_NS = 10_000_000
@@ -43,6 +45,16 @@ def _records(workload: Workload) -> list[JournalRecord]:
     received = workload.last_ts_ns
     return [JournalRecord("i0", i + 1, received + i * RECEIVED_STEP_NS, m.topic, m.payload)
             for i, m in enumerate(workload.messages)]
+
+
+def _kind_of(point: Point) -> str:
+    """A point's retention policy and measurement, the readings' own measurements as one."""
+    rp, text = point
+    name = text[:text.index(",")]
+    return f"{rp or 'raw'}.{'<reading>' if name in _READING_MEASUREMENTS else name}"
+
+
+_READING_MEASUREMENTS = frozenset(k.measurement for k in KINDS.values())
 
 
 def measure(workload: Workload) -> dict[str, float]:
@@ -72,6 +84,9 @@ def measure(workload: Workload) -> dict[str, float]:
         label = "on" if detect else "off"
         out[f"NodeState.process, detect {label}"] = _timed(run) / n * 1e6
         out[f"points per reading, detect {label}"] = len(points) / n
+        if not detect:
+            for what, count in sorted(Counter(_kind_of(p) for p in points).items()):
+                out[f"  of which {what}"] = count / n
         def snapshot_all(states: dict[str, NodeState] = states) -> None:
             for s in states.values():
                 pickle.dumps(s, protocol=pickle.HIGHEST_PROTOCOL)
@@ -123,11 +138,16 @@ def measure(workload: Workload) -> dict[str, float]:
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.pipeline.stages", description=__doc__)
     p.add_argument("--readings", type=int, default=200_000)
-    p.add_argument("--batch", type=int, default=500)
+    p.add_argument("--batch", type=int, default=500, help="readings a message (at most, with --live)")
+    p.add_argument("--live", type=float, metavar="SECONDS",
+                   help="cut messages as a live node does: the readings stamped within SECONDS "
+                        "of the first (the agent's outbox.batch_max_delay_s, 1 by default)")
     args = p.parse_args(argv)
-    workload = generate(args.readings, batch=args.batch)
+    workload = generate(args.readings, batch=args.batch, live_s=args.live)
     tune_for_streaming()  # as `cloud run` does
-    print(f"{workload.readings} readings, {len(workload.messages)} messages, {len(workload.nodes)} nodes")
+    print(f"{workload.readings} readings, {len(workload.messages)} messages "
+          f"({workload.readings / len(workload.messages):.1f} readings a message), "
+          f"{len(workload.nodes)} nodes")
     for name, value in measure(workload).items():
         print(f"{value:10.2f}  {name}")
     return 0

@@ -3,7 +3,9 @@ during a measured run.
 
 Readings are cut per node into batches of exactly `batch` readings (a node's remainder waits
 for its next readings), in the order the generator makes them, so that data time moves
-forward roughly together on every node.
+forward roughly together on every node. With `live_s`, they are cut as a live node's outbox
+cuts them instead: a message holds the readings stamped within `live_s` of its first one
+(the agent's `outbox.batch_max_delay_s`), `batch` at most.
 """
 
 from __future__ import annotations
@@ -93,10 +95,12 @@ def simulated_start(city: City, readings: int, now: datetime) -> datetime:
 
 
 def generate(readings: int, *, replicas: int = 1, batch: int = 500, seed: int = 1,
-             now: datetime | None = None) -> Workload:
+             now: datetime | None = None, live_s: float | None = None) -> Workload:
     """At least `readings` readings of the default city (`replicas` copies of it)."""
     if readings < 1 or batch < 1 or replicas < 1:
         raise PipelineBenchError("readings, batch and replicas must be positive")
+    if live_s is not None and not live_s > 0:
+        raise PipelineBenchError("live_s must be positive")
     city = City.load()
     if replicas > 1:
         city = city.replicate(replicas)
@@ -104,7 +108,7 @@ def generate(readings: int, *, replicas: int = 1, batch: int = 500, seed: int = 
     start = simulated_start(city, readings, now)
     while True:
         try:
-            return _generate(city, readings, batch, seed, start, now)
+            return _generate(city, readings, batch, seed, start, now, live_s)
         except _ReachedThePresent:
             # The rate probed at `now` overstated the hours before it (an evening's traffic
             # against a night's): start as far back again. A start that was enough stays
@@ -115,23 +119,39 @@ def generate(readings: int, *, replicas: int = 1, batch: int = 500, seed: int = 
                                          "simulated days of this city; use more replicas") from None
 
 
+def _cut(buf: list[Reading], batch: int, live_ns: int | None) -> int | None:
+    """How many of a node's pending readings its next message takes; None while it waits
+    for more (`batch` readings, or with `live_ns` a reading stamped that much after the
+    first, which the message leaves out)."""
+    if live_ns is not None:
+        end = buf[0].ts_ns + live_ns
+        for i, r in enumerate(buf[:batch]):
+            if r.ts_ns >= end:
+                return i
+    return batch if len(buf) >= batch else None
+
+
 class _ReachedThePresent(Exception):
     pass
 
 
-def _generate(city: City, readings: int, batch: int, seed: int, start: datetime, now: datetime
-              ) -> Workload:
+def _generate(city: City, readings: int, batch: int, seed: int, start: datetime, now: datetime,
+              live_s: float | None = None) -> Workload:
     sim = Simulation(city, seed=seed, start=start)
     gen = sim.readings(max_batch=min(batch, 2000))
     pending: dict[tuple[str, str], list[Reading]] = {}
     messages: list[Message] = []
     made = 0
+    live_ns = None if live_s is None else round(live_s * 1e9)
     while made < readings:
         for nb in gen.advance(gen.position + STEP_S):
             buf = pending.setdefault((nb.site, nb.node), [])
             buf.extend(nb.readings)
-            while len(buf) >= batch and made < readings:
-                chunk, buf[:] = buf[:batch], buf[batch:]
+            while buf and made < readings:
+                cut = _cut(buf, batch, live_ns)
+                if cut is None:
+                    break
+                chunk, buf[:] = buf[:cut], buf[cut:]
                 messages.append(Message(nb.site, nb.node, data_topic(nb.site, nb.node),
                                         encode_batch(nb.site, nb.node, chunk,
                                                      numbering=numbering_of(nb.site, nb.node)),

@@ -3,6 +3,7 @@ bookkeeping on known inputs. No timing is asserted: the numbers belong to the ma
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,6 +17,7 @@ from bench.pipeline.report import cpu_per_reading_us, markdown_table
 from bench.pipeline.workload import Message, generate, schedule, simulated_start
 from urbanpulse.clock import to_epoch_ns
 from urbanpulse.simulate import City
+from urbanpulse.wire.payload import parse_ts
 
 
 def _msg(node: str, n: int) -> Message:
@@ -31,6 +33,24 @@ def test_workload_cuts_exact_batches_and_counts_distinct_points() -> None:
     part = w.prefix(1000)
     assert part.readings == 1000
     assert part.messages == w.messages[:5]
+
+
+def test_a_live_workload_cuts_messages_as_a_nodes_outbox_does() -> None:
+    """--live: a message holds the readings stamped within `live_s` of its first (at most
+    `batch`), and the node's next message starts with the first reading it left out."""
+    w = generate(3000, batch=5, live_s=1.0, now=datetime(2026, 6, 1, 12, tzinfo=UTC))
+    assert w.readings >= 3000
+    last_of: dict[str, tuple[int, int]] = {}  # node -> (first stamp, readings) of its last message
+    for m in w.messages:
+        stamps = [parse_ts(r["ts"]) for r in json.loads(m.payload)["readings"]]
+        assert 1 <= len(stamps) == m.readings <= 5
+        assert all(ts < stamps[0] + 1_000_000_000 for ts in stamps)
+        before = last_of.get(m.node)
+        if before is not None and before[1] < 5:  # not cut by the cap: nothing it could take
+            # (a simulated clock step back stamps a node's next readings earlier)
+            assert not before[0] <= stamps[0] < before[0] + 1_000_000_000
+        last_of[m.node] = (stamps[0], m.readings)
+    assert len(w.messages) > w.readings / 5  # the city's nodes rarely fill 5 in a second
 
 
 def test_a_start_that_runs_into_the_present_is_moved_back_not_an_error() -> None:
