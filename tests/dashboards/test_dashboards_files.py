@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -47,6 +48,16 @@ def test_the_five_dashboards_with_unique_uids_and_titles() -> None:
     for d in dashboards:
         assert d["schemaVersion"] == 39
         assert "id" not in d
+
+
+def test_dashboards_show_the_citys_time_whatever_the_screens_clock_says() -> None:
+    """A wall screen in Hanoi's operations room whose OS runs on UTC showed every time 7 h
+    off with Grafana's "browser" zone (found by review): the dashboards show Hanoi time,
+    a zone Grafana takes by its IANA name."""
+    for d in all_dashboards():
+        rendered = render(d)
+        assert rendered["timezone"] == "Asia/Ho_Chi_Minh", rendered["title"]
+        ZoneInfo(rendered["timezone"])  # a real IANA zone
 
 
 def test_every_panel_and_variable_uses_the_influx_datasource_and_fits_the_grid() -> None:

@@ -12,6 +12,8 @@ from typing import Any, Literal
 from urbanpulse.dashboards import DATASOURCE_UID
 
 SCHEMA_VERSION = 39
+# The city's own time on every screen: "browser" showed a wall screen on UTC 7 h off.
+TIMEZONE = "Asia/Ho_Chi_Minh"
 GRID_WIDTH = 24
 
 JSON = dict[str, Any]
@@ -174,7 +176,7 @@ def render(dashboard: Dashboard) -> JSON:
         "version": 1,
         "editable": False,
         "graphTooltip": 1,
-        "timezone": "browser",
+        "timezone": TIMEZONE,
         "time": {"from": dashboard.time_from, "to": "now"},
         "refresh": dashboard.refresh,
         "annotations": {"list": []},
