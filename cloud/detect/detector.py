@@ -21,8 +21,7 @@ ranked against the last `history` such distances, and its surprise s gives
 `1 - exp(-s / season_scale)`.
 
 The score is `novelty_weight * novelty + (1 - novelty_weight) * tail`, or the seasonal
-one when that is higher, 0 during the first `warmup` values and the first `warmup_s`
-seconds of the series' stamps (a day), and 0 again while it is
+one when that is higher, 0 during the first `warmup` values, and 0 again while it is
 not higher than every score of the last `refractory` values: a lasting anomaly is
 reported when it starts and when it grows, not on every value. For `damp_span` values
 after a score reached `damp_level` (an alert), scores are multiplied by `damp_factor`:
@@ -40,7 +39,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import islice
 from math import exp, isfinite
@@ -81,11 +80,6 @@ class DetectorSettings:
     season_rate: float = 0.2
     season_scale: float = 20.0
     threshold: float = field(default=0.80)
-    # Also 0 until the series has been watched this long (seconds of its stamps): a day, so
-    # that its daily cycle has been seen once. `warmup` values span NAB's 5-minute rows over
-    # 12 h, but 12.5 min of a CO2 module read every 5 s (a new series scored every value past
-    # its first range as never seen: an alert every few minutes through its first day).
-    warmup_s: float = 86_400.0
 
     def __post_init__(self) -> None:
         checks = {
@@ -114,19 +108,10 @@ class DetectorSettings:
             "season_rate": 0.0 < self.season_rate <= 1.0,
             "season_scale": self.season_scale > 0,
             "threshold": 0.0 <= self.threshold <= 1.0,
-            "warmup_s": 0.0 <= self.warmup_s <= 1e9,
         }
         for name, ok in checks.items():
             if not ok:
                 raise DetectError(f"detector setting {name}={getattr(self, name)!r} is out of range")
-
-    def __setstate__(self, state: Sequence[object]) -> None:
-        # (The dataclass's own, but a state pickled before a field was added, the last one,
-        # leaves it at its default: settings pickled before `warmup_s` load with a day.)
-        for spec, value in zip(fields(self), state, strict=False):
-            object.__setattr__(self, spec.name, value)
-        for spec in fields(self)[len(state):]:
-            object.__setattr__(self, spec.name, spec.default)
 
 
 def _epoch_ns(ts: datetime | int) -> int:
@@ -139,10 +124,6 @@ def _epoch_ns(ts: datetime | int) -> int:
 
 class AnomalyDetector:
     """Anomaly scores in [0, 1] for one series, fed in time order."""
-
-    # The stamp (epoch ns) from which it scores: its first value's plus `warmup_s`. Set at
-    # the first value; a detector pickled before it was kept loads with None (the class's).
-    _scored_from: int | None = None
 
     def __init__(self, settings: DetectorSettings | None = None, name: str = "") -> None:
         self.settings = s = settings or DetectorSettings()
@@ -253,13 +234,7 @@ class AnomalyDetector:
                 t = 1.0 - exp(-t / s.season_scale)
                 if t > score:
                     score = t
-        scored_from = self._scored_from
-        if scored_from is None:
-            # The series' first value (or the first since a snapshot taken before the time
-            # warm-up: past its `warmup` values, it is taken as watched long enough).
-            span = round(s.warmup_s * 1e9)
-            scored_from = self._scored_from = ts_ns + span if count <= warmup else ts_ns
-        if count < warmup or ts_ns < scored_from:
+        if count < warmup:
             return 0.0
         if s.refractory:
             last_scores = self._last_scores

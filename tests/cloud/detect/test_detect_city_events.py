@@ -15,13 +15,10 @@ import hashlib
 import json
 from datetime import UTC, datetime, timedelta
 
-import pytest
-
 from bench.pipeline.workload import generate
 from cloud.journal import JournalRecord
 from cloud.logic.node import NodeState
 from cloud.logic.records import decode_record
-from tests.cloud.detect.test_detect_scores_pinned import without_time_warmup
 from urbanpulse.clock import from_epoch_ns
 
 HORIZON_NS = 6 * 3600 * 10**9
@@ -39,14 +36,7 @@ PINNED = ("71ab49a84b31511f8c8f67b6389d837b1fa2a719fb66c78821e81f57c4c074bf", 24
 
 
 def city_events() -> tuple[str, int, int]:
-    """(digest of the events and alerts, events, alerts) of the workload, the detectors
-    without their time warm-up (a day: the workload spans hours; `without_time_warmup`)."""
-    with pytest.MonkeyPatch.context() as patch:
-        without_time_warmup(patch)
-        return _city_events()
-
-
-def _city_events() -> tuple[str, int, int]:
+    """(digest of the events and alerts, events, alerts) of the workload."""
     workload = generate(20_000, now=END)
     received = workload.last_ts_ns
     digest = hashlib.sha256()

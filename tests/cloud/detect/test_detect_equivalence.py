@@ -32,11 +32,10 @@ from hypothesis import strategies as st
 from bench.nab.corpus import read_series
 from cloud.detect import AnomalyDetector, DetectError, DetectorSettings
 from cloud.detect.novelty import ContextNovelty, _coarser, _decode, _encode
-from cloud.detect.profiles import DETECTORS, detector_by_name
+from cloud.detect.profiles import detector_by_name
 from cloud.detect.tail import RECORD_CAP, TailHistory
 from cloud.logic.events import Alert, SensorWatch, check_readings
 from cloud.logic.records import Point
-from tests.cloud.detect.test_detect_scores_pinned import without_time_warmup
 from urbanpulse.clock import to_epoch_ns
 from urbanpulse.simulate import City, Simulation
 from urbanpulse.wire import Reading
@@ -159,11 +158,9 @@ def test_nab_scores_are_the_pinned_ones(nab_root: Path, key: str) -> None:
     name, digest = PINNED[key]
     stamps, values = read_series(nab_root / "data" / key)
     ns = [to_epoch_ns(ts.replace(tzinfo=UTC)) for ts in stamps]
-    # Without the time warm-up (a day, added since): the scoring the pins were made with.
-    settings = replace(DETECTORS[name], warmup_s=0.0)
-    one = AnomalyDetector(settings, name)
+    one = detector_by_name(name)
     scores = [one.update(t, v) for t, v in zip(ns, values, strict=True)]
-    many = AnomalyDetector(settings, name)
+    many = detector_by_name(name)
     half = len(ns) // 2
     batched = many.update_many(ns[:half], values[:half])
     many = pickle.loads(pickle.dumps(many))
@@ -181,9 +178,7 @@ def test_update_many_refuses_what_update_refuses() -> None:
         detector.update_many([1, 2], [1.0, math.nan])
 
 
-def test_the_batch_call_raises_the_same_points_and_alerts_as_one_check_per_reading(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    without_time_warmup(monkeypatch)  # 8 h of the city: anomalies scored, as before the day's
+def test_the_batch_call_raises_the_same_points_and_alerts_as_one_check_per_reading() -> None:
     sim = Simulation(City.load(), seed=5)
     one: dict[tuple[str, str, str], SensorWatch] = {}
     batch: dict[tuple[str, str], dict[str, SensorWatch]] = {}

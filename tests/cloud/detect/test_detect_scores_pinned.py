@@ -10,14 +10,6 @@ the city's detectors give in the dataflow's order of calls, the state of each de
 pickled and loaded halfway (as a snapshot restores it).
 A deliberate change of the detector changes these digests: recompute them then (run
 this module's `nab_digests` and `city_digest` with the new code).
-
-Re-pinned for the time warm-up (`DetectorSettings.warmup_s`, a day; session 12): 41 files'
-scores moved, each only within its rows 149-403 (values 150 to the first day's end of a
-5-minute file, where the warm-up of 150 values ended 12.4 h in), and only one of those rows
-is scored by NAB (past its probation): iio_us-east-1_i-a2eb1cd9_NetworkIn's false alert at
-row 203 (probation 186 rows) is 0 now; standard 77.6 / 90.0 as before, one false-positive
-row fewer. The states' digest moved with the detector's new `_scored_from`. The city
-digest is computed without the time warm-up and is the same as before.
 """
 
 from __future__ import annotations
@@ -26,7 +18,6 @@ import hashlib
 import pickle
 import struct
 import sys
-from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -36,7 +27,7 @@ import pytest
 from bench.nab.corpus import NabFile, load_corpus
 from bench.nab.run import BY_KIND, detector_for
 from bench.pipeline.workload import generate
-from cloud.detect import AnomalyDetector, profiles
+from cloud.detect import AnomalyDetector
 from cloud.detect.profiles import detector_by_name
 from cloud.journal import JournalRecord
 from cloud.logic.node import NodeState
@@ -75,19 +66,9 @@ def nab_digests(root: Path) -> tuple[dict[str, str], str, str]:
     return by_kind, traffic.hexdigest()[:32], states.hexdigest()[:32]
 
 
-def without_time_warmup(patch: pytest.MonkeyPatch) -> None:
-    """Every sensor kind's detector scoring from its `warmup` values on, as before the time
-    warm-up (`DetectorSettings.warmup_s`, a day): the city workloads span hours, so with it
-    they would pin scores of 0 only; without it they pin what the scoring does after the
-    warm-up, which it left bit for bit as it was."""
-    for key, settings in list(profiles.KIND_SETTINGS.items()):
-        patch.setitem(profiles.KIND_SETTINGS, key, replace(settings, warmup_s=0.0))
-
-
 def city_digest() -> tuple[str, int, int]:
     """(digest of every score, scores, scores above 0) of `CITY_READINGS` readings of the
-    bench city through the node state, each node's state pickled and loaded halfway, the
-    detectors without their time warm-up (`without_time_warmup`)."""
+    bench city through the node state, each node's state pickled and loaded halfway."""
     workload = generate(CITY_READINGS, now=END)
     received = workload.last_ts_ns
     digest = hashlib.sha256()
@@ -106,7 +87,6 @@ def city_digest() -> tuple[str, int, int]:
     half = len(workload.messages) // 2
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(AnomalyDetector, "update", recorded)
-        without_time_warmup(patch)
         for i, message in enumerate(workload.messages):
             if i == half:
                 states = {key: pickle.loads(pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL))
@@ -123,34 +103,34 @@ def city_digest() -> tuple[str, int, int]:
 
 
 NAB_BY_KIND: dict[str, str] = {
-    "artificialNoAnomaly/art_daily_no_noise.csv": "07559fcd0dfc835c87c84880f209f70c",
-    "artificialNoAnomaly/art_daily_perfect_square_wave.csv": "f6b30871cb526f01d127514fdac867eb",
-    "artificialNoAnomaly/art_daily_small_noise.csv": "d725b1486e2e55ee9020826405e45031",
-    "artificialNoAnomaly/art_flatline.csv": "822df0c946264fae757f4406c112d39f",
-    "artificialNoAnomaly/art_noisy.csv": "ea2f2e404820261cd7daa48d80ba23a9",
-    "artificialWithAnomaly/art_daily_flatmiddle.csv": "836b3b4394a4636e941af607474eff8b",
-    "artificialWithAnomaly/art_daily_jumpsdown.csv": "17155819fd3fc53621d81dfdf247d6cb",
-    "artificialWithAnomaly/art_daily_jumpsup.csv": "9bacb567714b9e5cc38ab6cc3cbd257d",
-    "artificialWithAnomaly/art_daily_nojump.csv": "02de7d53a731ada99cf4fbcb5e4040bd",
-    "artificialWithAnomaly/art_increase_spike_density.csv": "15d26109509db87d76e80676ddf0a056",
-    "artificialWithAnomaly/art_load_balancer_spikes.csv": "0c379b1993aa4e080cfb530a9d8efbdc",
-    "realAWSCloudwatch/ec2_cpu_utilization_24ae8d.csv": "2af1f8d6e7a44b83305608c9b7abb393",
-    "realAWSCloudwatch/ec2_cpu_utilization_53ea38.csv": "7bd6707e3be8f7b4947647e73afeba63",
-    "realAWSCloudwatch/ec2_cpu_utilization_5f5533.csv": "f0364e60d2d5fbb29ed3676c4ed442eb",
-    "realAWSCloudwatch/ec2_cpu_utilization_77c1ca.csv": "0dfc7ecbd264ec0b60fa3e6ffb6a5624",
-    "realAWSCloudwatch/ec2_cpu_utilization_825cc2.csv": "ba4b2a887f4d7f292e951fc95e0138ce",
-    "realAWSCloudwatch/ec2_cpu_utilization_ac20cd.csv": "cab0965ba39d14da2a995ab22c81a238",
-    "realAWSCloudwatch/ec2_cpu_utilization_c6585a.csv": "e035d0ab2f42a7956b2dc7b2baf0a0ec",
-    "realAWSCloudwatch/ec2_cpu_utilization_fe7f93.csv": "ba1299cabbde233bba20dd29a9a5f0d5",
-    "realAWSCloudwatch/ec2_disk_write_bytes_1ef3de.csv": "e32e1b8bd8f525c44a71ea2bc2bc7bf8",
-    "realAWSCloudwatch/ec2_disk_write_bytes_c0d644.csv": "264a2f3ab8847c82c0479725fc068b1c",
-    "realAWSCloudwatch/ec2_network_in_257a54.csv": "a02510375a013ac8e0e0a3a6102b3894",
-    "realAWSCloudwatch/ec2_network_in_5abac7.csv": "fdb66d604af654ce7fc958a63c236d10",
-    "realAWSCloudwatch/elb_request_count_8c0756.csv": "793829c1b16c6d8aa0291f5f6f095418",
-    "realAWSCloudwatch/grok_asg_anomaly.csv": "fb2270f12f7f57ae9fad50ca4a2e6ba0",
-    "realAWSCloudwatch/iio_us-east-1_i-a2eb1cd9_NetworkIn.csv": "3253dfbd72d5018753a05d7fe11a7613",
-    "realAWSCloudwatch/rds_cpu_utilization_cc0c53.csv": "defe03af05f0a79c41549067c9066f16",
-    "realAWSCloudwatch/rds_cpu_utilization_e47b3b.csv": "d04a46ba6514deb782bde507737d6f91",
+    "artificialNoAnomaly/art_daily_no_noise.csv": "9bffbef659437b8a2e471ec3c5472432",
+    "artificialNoAnomaly/art_daily_perfect_square_wave.csv": "fd719a274f183f365d7e26475933baa4",
+    "artificialNoAnomaly/art_daily_small_noise.csv": "b10debf2513409a94b328004f6e4e933",
+    "artificialNoAnomaly/art_flatline.csv": "49f3bde0dfc888c94cb86529d084412a",
+    "artificialNoAnomaly/art_noisy.csv": "7b36e787eccfe377a672ed4a916eecd2",
+    "artificialWithAnomaly/art_daily_flatmiddle.csv": "1d16edc5d644124b082edf3909e66c80",
+    "artificialWithAnomaly/art_daily_jumpsdown.csv": "73682a9fad962833d53c42a585d0cc40",
+    "artificialWithAnomaly/art_daily_jumpsup.csv": "31ddccefb29b38839c8da98c37767aa6",
+    "artificialWithAnomaly/art_daily_nojump.csv": "c9c99a56abd7d8d07afcaff1e29d4acb",
+    "artificialWithAnomaly/art_increase_spike_density.csv": "1487fc08d20df0d2e2954db7268506e1",
+    "artificialWithAnomaly/art_load_balancer_spikes.csv": "6672b22ec5b108690d15affd2050f483",
+    "realAWSCloudwatch/ec2_cpu_utilization_24ae8d.csv": "b00c8cd25fddb7bcaf92badecd73a0a4",
+    "realAWSCloudwatch/ec2_cpu_utilization_53ea38.csv": "4154a357c6085529427ceee6ef9e2e46",
+    "realAWSCloudwatch/ec2_cpu_utilization_5f5533.csv": "ffcad2c436ba5dca7f89300e15e14565",
+    "realAWSCloudwatch/ec2_cpu_utilization_77c1ca.csv": "96062efcfccdcc306bd096c5328aede3",
+    "realAWSCloudwatch/ec2_cpu_utilization_825cc2.csv": "b09d75660d37fd708c0ecccf93c2926c",
+    "realAWSCloudwatch/ec2_cpu_utilization_ac20cd.csv": "0dfc0f2b84fdcfe0b6cc446c2a234bff",
+    "realAWSCloudwatch/ec2_cpu_utilization_c6585a.csv": "733f0aa44fdd5bd3bdef99e9122a8922",
+    "realAWSCloudwatch/ec2_cpu_utilization_fe7f93.csv": "10d0945d5a2e64d36b3f37ef832be995",
+    "realAWSCloudwatch/ec2_disk_write_bytes_1ef3de.csv": "3810028b0f9b154ac1faa59fa5cb096a",
+    "realAWSCloudwatch/ec2_disk_write_bytes_c0d644.csv": "368010bcce6476d30954ee40000f00cb",
+    "realAWSCloudwatch/ec2_network_in_257a54.csv": "29c901490283841e3b798483defeb217",
+    "realAWSCloudwatch/ec2_network_in_5abac7.csv": "3c7985aa001ef09604e571a99582916e",
+    "realAWSCloudwatch/elb_request_count_8c0756.csv": "0513fbdfaa753fea149f75cb59d47e4f",
+    "realAWSCloudwatch/grok_asg_anomaly.csv": "95d4e3196c3c3018c611d2c9e0300377",
+    "realAWSCloudwatch/iio_us-east-1_i-a2eb1cd9_NetworkIn.csv": "74cbf212ee304a45387fcf8ed31181b4",
+    "realAWSCloudwatch/rds_cpu_utilization_cc0c53.csv": "da6a00e2796ab4d4877f0fa2b9d5c8b9",
+    "realAWSCloudwatch/rds_cpu_utilization_e47b3b.csv": "0edc0a58ccb7efd6a062019bfdf27c3b",
     "realAdExchange/exchange-2_cpc_results.csv": "e45f34219e25f3d53999630021ff8946",
     "realAdExchange/exchange-2_cpm_results.csv": "9dde4202120be6bc98843828ebfa180e",
     "realAdExchange/exchange-3_cpc_results.csv": "94a73bb56a768c2489fe1a1a38262698",
@@ -159,24 +139,24 @@ NAB_BY_KIND: dict[str, str] = {
     "realAdExchange/exchange-4_cpm_results.csv": "dbf636872a224c010a590e0b4041d408",
     "realTraffic/TravelTime_387.csv": "3ec6f0c4c2008733bcfad60097ab146a",
     "realTraffic/TravelTime_451.csv": "9d7492b2f0d444058faf91c2d022adfa",
-    "realTraffic/occupancy_6005.csv": "2b6c2797a529b2b976a3dc64140fe2f5",
-    "realTraffic/occupancy_t4013.csv": "332d5d1ed8646ea6a542f47558668ca5",
+    "realTraffic/occupancy_6005.csv": "9f8541c115823419384050fe0a75dafc",
+    "realTraffic/occupancy_t4013.csv": "882fab9fbe7c8bb937a6a7bd584f6945",
     "realTraffic/speed_6005.csv": "7887788e502f5fc2fe0b238e5b7a5b8d",
     "realTraffic/speed_7578.csv": "794faa4e8995010d71d79b840a335e5b",
-    "realTraffic/speed_t4013.csv": "a3a57ada4004c390f72651339be49667",
-    "realTweets/Twitter_volume_AAPL.csv": "5579c323049ff7645c1bf1bc3bdf4a22",
-    "realTweets/Twitter_volume_AMZN.csv": "d01ab96d28eecd01604cbea807816d88",
-    "realTweets/Twitter_volume_CRM.csv": "6f36857a48d21adda3c1451077773fdf",
-    "realTweets/Twitter_volume_CVS.csv": "4c655c634a593ccd4f55703b84c2dd71",
-    "realTweets/Twitter_volume_FB.csv": "952ae77458f87262700bb43ce6a105e3",
-    "realTweets/Twitter_volume_GOOG.csv": "bc9f7f79373267eab2ca6c126934588a",
-    "realTweets/Twitter_volume_IBM.csv": "44dfdd4d77957776871a52ded8020767",
-    "realTweets/Twitter_volume_KO.csv": "7419dcbe6fb0277575e449eade85f062",
-    "realTweets/Twitter_volume_PFE.csv": "035c541467503b2893af8baade629cac",
-    "realTweets/Twitter_volume_UPS.csv": "1b432eb51d0fef4b8164d480159ddbb6",
+    "realTraffic/speed_t4013.csv": "597ed573f3fc41e8afd53a20068f4260",
+    "realTweets/Twitter_volume_AAPL.csv": "07aa44fc19fdaf6afeec7ac32a6591fa",
+    "realTweets/Twitter_volume_AMZN.csv": "94efb53a13e52b77be2e4934bbfa1d9e",
+    "realTweets/Twitter_volume_CRM.csv": "d556fb182e52a2947c222fc81b967a51",
+    "realTweets/Twitter_volume_CVS.csv": "bc1140897c504760957f1770f52dc0ca",
+    "realTweets/Twitter_volume_FB.csv": "c71b9d8907b92c215b1390de1e08be5e",
+    "realTweets/Twitter_volume_GOOG.csv": "94d4fe5acdaedbd26c719b888c4823b3",
+    "realTweets/Twitter_volume_IBM.csv": "b7da2f87c02dafc70ef4024cd8c834dd",
+    "realTweets/Twitter_volume_KO.csv": "4b76691ced92a6dbfd880f68cbd793d7",
+    "realTweets/Twitter_volume_PFE.csv": "866c97dacef5a8e659105645e507b745",
+    "realTweets/Twitter_volume_UPS.csv": "317e6e51164e2f5160802abf91144dad",
 }
-NAB_TRAFFIC_ELSEWHERE = "c9d9f07e1c335ee7230e53ec98084c5a"
-NAB_STATES = "fcd416875050a82cebbceff2c912f75f"
+NAB_TRAFFIC_ELSEWHERE = "b7e722f9e4fb669d9d2a70e0b08e9d25"
+NAB_STATES = "4622ea872b41fc8bd23c23f44ef7d3b6"
 PINNED_ON = (3, 11)  # the CPython the state digest was computed on
 CITY = ("78ba429e425566218556184cae8d2393", 72907, 3200)
 
