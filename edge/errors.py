@@ -2,7 +2,8 @@
 
 from urbanpulse.errors import ConfigError, UrbanpulseError
 
-__all__ = ["ConfigError", "DriverError", "EdgeError", "OutboxError", "PublisherError"]
+__all__ = ["ConfigError", "CredentialsError", "DriverError", "EdgeError", "OutboxError",
+           "PublisherError"]
 
 
 class EdgeError(UrbanpulseError):
@@ -15,6 +16,11 @@ class DriverError(EdgeError):
 
 class OutboxError(EdgeError):
     pass
+
+
+class CredentialsError(EdgeError):
+    """The MQTT credential or TLS files named in the config cannot be used (missing,
+    unreadable, not a certificate); the publisher tries again, the outbox keeps the readings."""
 
 
 class PublisherError(EdgeError):

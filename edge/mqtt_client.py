@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from edge.config import MqttConfig
 from edge.deferred_imports import PAHO_UNUSED, defer
-from edge.errors import EdgeError
+from edge.errors import CredentialsError
 from urbanpulse.mqtt import MqttError, tls_context
 
 if TYPE_CHECKING:
@@ -27,12 +27,12 @@ def make_client(client_id: str, cfg: MqttConfig) -> Client:
         try:
             password = cfg.password_file.read_text(encoding="utf-8").strip()
         except OSError as exc:
-            raise EdgeError(f"mqtt.password_file {cfg.password_file}: {exc.strerror}") from exc
+            raise CredentialsError(f"mqtt.password_file {cfg.password_file}: {exc.strerror}") from exc
         client.username_pw_set(cfg.username, password)
     if cfg.tls:
         try:
             context = tls_context(cfg.ca_file, cfg.cert_file, cfg.key_file)
         except MqttError as exc:
-            raise EdgeError(f"mqtt TLS files: {exc}") from exc
+            raise CredentialsError(f"mqtt TLS files: {exc}") from exc
         client.tls_set_context(context)
     return client

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from edge.config import AgentConfig
-from edge.errors import OutboxError
+from edge.errors import CredentialsError, OutboxError
 from edge.outbox import Outbox, OutboxRow
 from urbanpulse.clock import Clock, to_epoch_ns
 from urbanpulse.wire import (
@@ -174,8 +174,31 @@ class Publisher:
         except Exception as exc:  # noqa: BLE001 - not swallowed: Agent.run raises it
             self.failure = exc
 
+    def _make_client(self) -> Client | None:
+        """The MQTT client, once its credential and TLS files can be read: until then (not
+        provisioned yet, or a mode the agent's user cannot read) the files are read again
+        on the reconnect backoff, logged once, and the readings stay in the outbox, as while
+        the broker refuses the node. Before, the thread ended and the agent with it (exit 3):
+        restarted by systemd every few seconds, it read almost nothing meanwhile. None if
+        stopped meanwhile."""
+        delay = BACKOFF_MIN_S
+        while True:
+            try:
+                return self.client_factory()
+            except CredentialsError as exc:
+                if self.state.last_error != str(exc):
+                    log.error("cannot make the MQTT client; readings stay in the outbox, trying "
+                              "again", extra={"error": str(exc)})
+                self.state.last_error = str(exc)
+            if self._stop.wait(delay):
+                return None
+            delay = min(BACKOFF_MAX_S, delay * 2)
+
     def _publish_until_stopped(self) -> None:
-        client = self.client_factory()
+        client = self._make_client()
+        if client is None:
+            return
+        self.state.last_error = None
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
