@@ -6,7 +6,9 @@ be checked on a laptop before it goes to the node. Every error names the exact k
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import posixpath
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -162,6 +164,40 @@ def _keepalive(value: int) -> int:
     return value
 
 
+def _claims(params: Any) -> list[tuple[str, str, str]]:
+    """What a sensor's driver opens that no other sensor's can open too, as (resource,
+    how to say it, key under the sensor's table): every GPIO its params name (`pin`,
+    `*_pin`, `*_pins`; inputs and door_counter's test output alike: gpiozero opens one
+    device per pin, `GPIOPinInUse` for a second) and its serial `port` (a second open is
+    busy, or two drivers would read each other's bytes). Pins of `params.pins` under no
+    such key are claimed under `pins`, so that a driver's new pin key is not missed."""
+    claims: list[tuple[str, str, str]] = []
+    named: set[int] = set()
+
+    def pin(value: int, key: str) -> None:
+        named.add(value)
+        claims.append((f"gpio {value}", f"GPIO {value}", key))
+
+    for field in dataclasses.fields(params):
+        value = getattr(params, field.name)
+        if field.name == "port" and isinstance(value, str):
+            # the same device written another way; a symlink (by-id) is not resolved:
+            # validation does no I/O
+            path = posixpath.normpath(value)
+            shown = repr(value) if path == value else f"{value!r} ({path})"
+            claims.append((f"port {path}", f"serial port {shown}", "port"))
+        elif (field.name == "pin" or field.name.endswith("_pin")) and type(value) is int:
+            pin(value, field.name)
+        elif field.name.endswith("_pins") and isinstance(value, tuple):
+            for j, each in enumerate(value):
+                if type(each) is int:
+                    pin(each, f"{field.name}[{j}]")
+    for each in getattr(params, "pins", ()):
+        if each not in named:
+            pin(each, "pins")
+    return claims
+
+
 def parse_config(raw: Mapping[str, Any]) -> AgentConfig:
     only_known(raw, {"node", "mqtt", "outbox", "gpio", "sensors", "agent"}, "")
     node_t = _table(raw, "node")
@@ -265,6 +301,7 @@ def parse_config(raw: Mapping[str, Any]) -> AgentConfig:
         raise ConfigError("sensors", "give at least one [[sensors]] table")
     sensors: list[SensorConfig] = []
     seen: set[str] = set()
+    held: dict[str, str] = {}  # pin or port -> "sensors[i].<key> (sensor 'id')"
     for i, s in enumerate(sensors_raw):
         key = f"sensors[{i}]"
         if not isinstance(s, dict):
@@ -284,6 +321,11 @@ def parse_config(raw: Mapping[str, Any]) -> AgentConfig:
         except ModuleNotFoundError as exc:
             raise ConfigError(f"{key}.driver", f"driver {driver!r} is not available: {exc}") from exc
         params = module.parse_params({k: v for k, v in s.items() if k not in ("id", "driver")}, key)
+        for resource, said, name in _claims(params):
+            if resource in held:
+                raise ConfigError(f"{key}.{name}", f"{said} is already used by {held[resource]}: "
+                                  "one sensor's only (a second driver could never open it)")
+            held[resource] = f"{key}.{name} (sensor {sid!r})"
         sensors.append(SensorConfig(sid, driver, params))
     return AgentConfig(node, mqtt, outbox, GpioConfig(backend), tuple(sensors), heartbeat,
                        clock_check)
