@@ -85,7 +85,7 @@ def _run(config: object, level: str) -> int:
 
 def _status(state_dir: Path, as_json: bool) -> int:
     from edge.agent import OUTBOX_FILE, STATE_FILE
-    from edge.outbox import Outbox
+    from edge.outbox import read_stats
 
     body: dict[str, object] = {"state_dir": str(state_dir)}
     state_file = state_dir / STATE_FILE
@@ -94,12 +94,16 @@ def _status(state_dir: Path, as_json: bool) -> int:
         body["agent"] = state
         body["state_age_s"] = round(time.time() - state_file.stat().st_mtime, 1)
     if (state_dir / OUTBOX_FILE).exists():
-        outbox = Outbox(state_dir / OUTBOX_FILE).open()
-        stats = outbox.stats()
+        # read only: on a full disk the agent's way of opening it (schema, shared-memory
+        # file) fails, and the reserve beside it is the agent's to give up
+        try:
+            stats = read_stats(state_dir / OUTBOX_FILE)
+        except UrbanpulseError as exc:
+            print(f"urbanpulse edge status: {exc}", file=sys.stderr)
+            return EXIT_RUNTIME
         body["outbox"] = {"depth": stats.depth, "evicted": stats.evicted,
                           "oldest_age_s": None if stats.oldest_created_ns is None
                           else round(time.time() - stats.oldest_created_ns / 1e9, 1)}
-        outbox.close()
     if as_json:
         print(json.dumps(body, indent=2, default=str))
     else:

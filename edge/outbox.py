@@ -32,6 +32,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
+from urllib.parse import quote
 
 from edge.clock_sync import CLOCK_UNSYNCED
 from edge.drivers.base import Sample
@@ -414,11 +415,48 @@ class Outbox:
         return int(deleted)
 
     def stats(self) -> OutboxStats:
-        db = self._db()
-        depth, oldest = db.execute("SELECT COUNT(*), MIN(created_ns) FROM outbox").fetchone()
-        row = db.execute("SELECT value FROM meta WHERE key = 'evicted'").fetchone()
-        return OutboxStats(depth, oldest, row[0] if row else 0)
+        return _stats(self._db())
 
     def next_seq(self, sensor: str) -> int:
         row = self._db().execute("SELECT next FROM seq WHERE sensor = ?", (sensor,)).fetchone()
         return int(row[0]) if row else 0
+
+
+def _stats(db: sqlite3.Connection) -> OutboxStats:
+    depth, oldest = db.execute("SELECT COUNT(*), MIN(created_ns) FROM outbox").fetchone()
+    row = db.execute("SELECT value FROM meta WHERE key = 'evicted'").fetchone()
+    return OutboxStats(depth, oldest, row[0] if row else 0)
+
+
+def read_stats(path: Path) -> OutboxStats:
+    """The stats of the outbox at `path`, read without writing anything to its disk (for
+    `urbanpulse edge status`, beside a running or a stopped agent; the reserve is left
+    alone). With nothing in the WAL file (a clean stop deletes it; the agent's first
+    commit makes frames) the database file holds every committed row, and is read as
+    immutable: no shared-memory file to make, which on a full disk SQLite cannot size.
+    Otherwise (a running agent, or one killed) through the WAL, read-only. OutboxError
+    says why it cannot be read (and that the disk is full, when it is)."""
+    wal = path.with_name(path.name + "-wal")
+    try:
+        in_wal = wal.stat().st_size > 0
+    except FileNotFoundError:
+        in_wal = False
+    except OSError as exc:
+        raise OutboxError(f"cannot read the outbox {path}: {exc.strerror or exc}") from exc
+    uri = f"file:{quote(str(path.absolute()))}?mode=ro" + ("" if in_wal else "&immutable=1")
+    try:
+        db = sqlite3.connect(uri, uri=True, timeout=5)
+        try:
+            return _stats(db)
+        finally:
+            db.close()
+    except sqlite3.Error as exc:
+        reason = str(exc)
+        try:
+            st = os.statvfs(path.parent)
+        except OSError:
+            pass
+        else:
+            if st.f_bavail == 0:
+                reason += f" (the disk of {path.parent} is full: free room there)"
+        raise OutboxError(f"cannot read the outbox {path}: {reason}") from exc
