@@ -166,3 +166,44 @@ def test_the_roles_checks_refuse_a_bad_resend_timing_naming_the_variables(
             "urbanpulse edge run --config /etc/urbanpulse/node.toml` as urbanpulse and lets it "
             "write /var/lib/urbanpulse only, but edge_state_dir is /srv/urbanpulse") \
         in " ".join(out.stdout.split())
+
+
+def test_the_roles_checks_refuse_a_node_with_another_nodes_ids(tmp_path: Path) -> None:
+    """`edge.yml --limit <host>` runs no broker play: an inventory entry copied and its
+    edge_node_id left unchanged gave two nodes one broker user, and the real broker took one
+    of the two passwords only (the other node refused for ever, its outbox growing)."""
+    import json
+
+    from tests.ansible.test_ansible_playbooks import _ansible_tool
+
+    sensors = [{"id": "pm-1", "driver": "sds011", "port": "/dev/ttyUSB0"}]
+    ids = {"ward-a": ("hn-x", "ward-a"), "ward-a-copy": ("hn-x", "ward-a"),
+           "ward-b": ("hn-x", "ward-b"), "other-site": ("hn-y", "ward-a")}
+    inventory = {"all": {"children": {"edge": {"hosts": {
+        host: {"ansible_connection": "local", "edge_site": site, "edge_node_id": node,
+               "edge_sensors": sensors, "vault_edge_mqtt_password": "x" * 24}
+        for host, (site, node) in ids.items()}}}}}
+    (tmp_path / "inventory.json").write_text(json.dumps(inventory))
+    (tmp_path / "check.yml").write_text(json.dumps([{
+        "name": "The edge role's checks", "hosts": "edge", "gather_facts": False,
+        "tasks": [{"ansible.builtin.include_role": {"name": "edge", "tasks_from": "check_vars"}}],
+    }]))
+
+    def run(limit: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [_ansible_tool("ansible-playbook"), "-i", str(tmp_path / "inventory.json"),
+             "--limit", limit, str(tmp_path / "check.yml")], cwd=tmp_path, capture_output=True,
+            text=True, timeout=120, check=False,
+            env={**os.environ, "ANSIBLE_CONFIG": "", "ANSIBLE_ROLES_PATH": str(ROLES),
+                 "ANSIBLE_NOCOLOR": "1", "ANSIBLE_LOCAL_TEMP": str(tmp_path / "ansible-tmp"),
+                 "ANSIBLE_HOME": str(tmp_path / "ansible-home"),
+                 "ANSIBLE_RETRY_FILES_ENABLED": "0"})
+
+    for host in ("ward-b", "other-site"):
+        done = run(host)
+        assert done.returncode == 0, done.stdout + done.stderr
+    done = run("ward-a-copy")
+    assert done.returncode != 0, done.stdout
+    assert ("ward-a-copy and ward-a have the same edge_site (hn-x) and edge_node_id (ward-a): "
+            "each node needs its own (its broker user is <site>.<node>)"
+            ) in " ".join(done.stdout.split()), done.stdout

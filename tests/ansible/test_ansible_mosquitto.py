@@ -109,7 +109,8 @@ def _run_checks(tmp_path: Path, **extra_vars: Any) -> subprocess.CompletedProces
     inventory.write_text(
         "localhost ansible_connection=local\n[edge]\n"
         "n1 edge_site=hn-a edge_node_id=aq-01 vault_edge_mqtt_password="
-        f"{extra_vars.pop('node_password', 'node-secret-0123456789')}\n")
+        f"{extra_vars.pop('node_password', 'node-secret-0123456789')}\n"
+        + "".join(f"{line}\n" for line in extra_vars.pop("more_nodes", [])))
     site_ca, cloud_ca = tmp_path / "ca.pem", tmp_path / "cloud-clients-ca.pem"
     site_ca.write_text("site CA\n")
     cloud_ca.write_text("cloud clients' CA\n")
@@ -141,6 +142,14 @@ def _run_checks(tmp_path: Path, **extra_vars: Any) -> subprocess.CompletedProces
     ({"mosquitto_installed": {"stdout": "2.0.21-1"}, "mosquitto_cloud_auth": "certificate"}, None),
     ({"mosquitto_installed": {"stdout": "2.0.11-1.2+deb12u1"}, "mosquitto_cloud_auth": "certificate"},
      None),
+    ({"more_nodes": ["n2 edge_site=hn-a edge_node_id=aq-02 vault_edge_mqtt_password=other-secret-01234567"]},
+     None),
+    # an inventory entry copied, its id not changed: the broker took one of the two passwords
+    ({"more_nodes": ["n2 edge_site=hn-a edge_node_id=aq-01 vault_edge_mqtt_password=other-secret-01234567"]},
+     r"n1 and n2 have the same edge_site \(hn-a\) and edge_node_id \(aq-01\): each node needs "
+     r"its own \(its broker user is <site>.<node>\)"),
+    ({"more_nodes": ["n2 edge_site=hn-b edge_node_id=aq-01 vault_edge_mqtt_password=other-secret-01234567"]},
+     None),
     ({"mosquitto_cloud_auth": "cert"}, r"urbanpulse_mqtt_cloud_auth \(mosquitto_cloud_auth\) is "
                                        "'cert': use 'password' or 'certificate'"),
     ({"mosquitto_cloud_auth": "certificate", "mosquitto_cloud_client_ca_src": "SITE_CA"},
@@ -166,8 +175,9 @@ def test_the_checks_come_before_the_install() -> None:
     checks = [i for i, t in enumerate(tasks) if "ansible.builtin.assert" in t]
     password_checks = [i for i in checks if "password_min_length" in json.dumps(tasks[i])]
     assert len(password_checks) == 2
-    # the passwords, how the processor logs in, and its CA: all but the version
-    assert len(checks) == 5
+    # the passwords, one user per node, how the processor logs in, and its CA: all but the
+    # version
+    assert len(checks) == 6
     assert max(checks[:-1]) < install < checks[-1]
 
 
