@@ -32,7 +32,11 @@ END = datetime(2024, 5, 1, 12, tzinfo=UTC)
 # (cloud/detect/faults.py `_AMBIENT`): 3 events and their alerts fewer, each a SILENCE of an
 # MH-Z19B's `temperature_c` beside the same SILENCE of its `co2` (same sensor, stamp and
 # detail), the rest line for line the same.
-PINNED = ("71ab49a84b31511f8c8f67b6389d837b1fa2a719fb66c78821e81f57c4c074bf", 241, 241)
+# Re-pinned when the alert hold came to be counted in 5-minute rows of the stamps too
+# (`HOLD_ROW_NS`): 241 -> 220 events; 21 of the 64 `NodeState.process` raised are gone, each
+# an anomaly within the hold's time (200 min, a loop's 50) after an anomaly of the same
+# sensor and field that is kept; no event added, the others line for line the same.
+PINNED = ("7362d8a928dcf7d9021c04126d037db53bfac9532acc8f18973d42d4f2838b20", 220, 220)
 
 
 def city_events() -> tuple[str, int, int]:
