@@ -198,6 +198,30 @@ def _claims(params: Any) -> list[tuple[str, str, str]]:
     return claims
 
 
+# upfw channel numbers (firmware_bridge/PROTOCOL.md): a board's channel n publishes as
+# `<id>-<n>` unless its `names` names it (edge/drivers/upfw/mapping.py, UpfwMapper.sensor)
+UPFW_CHANNELS = range(1, 256)
+
+
+def _sensor_ids(key: str, sid: str, driver: str, params: Any) -> list[tuple[str, str, str, str]]:
+    """The sensor ids a sensor holds, as (id, key under the sensor's table, how to say the
+    id, how to say who holds it): its own, and for a upfw board each channel's (the
+    driver's `<id>-<channel>`, or the id `names` gives it). A kiosk's queue codes are not
+    known before the board sends them: `<id>-<code>` is not checked (docs/edge-config.md)."""
+    if driver != "upfw":
+        return [(sid, "id", f"sensor id {sid!r}", f"{key}.id (sensor {sid!r})")]
+    names: Mapping[str, str] = params.names
+    ids = [(sid, "id", f"sensor id {sid!r}", f"{key}.id (upfw sensor {sid!r})")]
+    for n in UPFW_CHANNELS:
+        if str(n) not in names:
+            ids.append((f"{sid}-{n}", "id", f"channel {n}'s sensor id '{sid}-{n}' (upfw sensor {sid!r})",
+                        f"{key}.id (upfw sensor {sid!r}, its channel {n} unless {key}.names names it)"))
+    for ch, name in names.items():
+        ids.append((name, f"names.{ch}", f"channel {ch}'s sensor id {name!r} (upfw sensor {sid!r})",
+                    f"{key}.names.{ch} (upfw sensor {sid!r}, its channel {ch})"))
+    return ids
+
+
 def parse_config(raw: Mapping[str, Any]) -> AgentConfig:
     only_known(raw, {"node", "mqtt", "outbox", "gpio", "sensors", "agent"}, "")
     node_t = _table(raw, "node")
@@ -302,6 +326,7 @@ def parse_config(raw: Mapping[str, Any]) -> AgentConfig:
     sensors: list[SensorConfig] = []
     seen: set[str] = set()
     held: dict[str, str] = {}  # pin or port -> "sensors[i].<key> (sensor 'id')"
+    published: dict[str, tuple[int, str, str]] = {}  # sensor id -> (i, key, who holds it)
     for i, s in enumerate(sensors_raw):
         key = f"sensors[{i}]"
         if not isinstance(s, dict):
@@ -326,6 +351,14 @@ def parse_config(raw: Mapping[str, Any]) -> AgentConfig:
                 raise ConfigError(f"{key}.{name}", f"{said} is already used by {held[resource]}: "
                                   "one sensor's only (a second driver could never open it)")
             held[resource] = f"{key}.{name} (sensor {sid!r})"
+        for pid, name, said, who in _sensor_ids(key, sid, driver, params):
+            if pid in published:
+                j, other, holder = published[pid]
+                # a board may name a channel as itself: the board's own id publishes nothing
+                if not (j == i and "id" in (name, other) and pid == sid):
+                    raise ConfigError(f"{key}.{name}", f"{said} is already used by {holder}: "
+                                      "two devices' readings would be mixed under one sensor id")
+            published[pid] = (i, name, who)
         sensors.append(SensorConfig(sid, driver, params))
     return AgentConfig(node, mqtt, outbox, GpioConfig(backend), tuple(sensors), heartbeat,
                        clock_check)

@@ -1,0 +1,128 @@
+"""A upfw board's channels publish under sensor ids of their own (`<id>-<channel>`, or the
+id its `names` gives the channel): one that is also another sensor's id is refused by the
+config parser, naming both keys. Before, `check-config` and the agent took a upfw sensor
+`door` beside a sensor `door-1`, and both devices' readings went to the cloud under
+`door-1`, one series of wrong numbers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from edge.config import parse_config
+from edge.drivers.upfw.mapping import UpfwMapper
+from urbanpulse.cli import main
+from urbanpulse.errors import ConfigError
+
+MIXED = "two devices' readings would be mixed under one sensor id"
+
+
+def _raw(*sensors: dict[str, Any]) -> dict[str, Any]:
+    return {"node": {"id": "n1", "site": "s1"},
+            "mqtt": {"password_file": "/p", "host": "127.0.0.1", "tls": False},
+            "sensors": list(sensors)}
+
+
+def _upfw(sid: str, port: str, **names: str) -> dict[str, Any]:
+    table: dict[str, Any] = {"id": sid, "driver": "upfw", "port": port}
+    if names:
+        table["names"] = {k.lstrip("_"): v for k, v in names.items()}
+    return table
+
+
+def _plain(sid: str, pin: int) -> dict[str, Any]:
+    return {"id": sid, "driver": "bed_pad", "pin": pin}
+
+
+def test_the_driver_names_channels_as_the_check_assumes() -> None:
+    # what the check below stands on: the driver's own derivation
+    mapper = UpfwMapper("door", {"2": "door-main"})
+    assert (mapper.sensor(1), mapper.sensor(255), mapper.sensor(2)) == ("door-1", "door-255",
+                                                                         "door-main")
+
+
+def test_a_sensor_with_the_id_of_an_earlier_boards_channel_is_refused() -> None:
+    with pytest.raises(ConfigError, match=(
+            r"^sensors\[1\]\.id: sensor id 'door-1' is already used by sensors\[0\]\.id "
+            r"\(upfw sensor 'door', its channel 1 unless sensors\[0\]\.names names it\): "
+            + MIXED)):
+        parse_config(_raw(_upfw("door", "/dev/ttyUSB0"), _plain("door-1", 17)))
+
+
+def test_a_board_whose_channel_has_an_earlier_sensors_id_is_refused() -> None:
+    with pytest.raises(ConfigError, match=(
+            r"^sensors\[1\]\.id: channel 255's sensor id 'door-255' \(upfw sensor 'door'\) is "
+            r"already used by sensors\[0\]\.id \(sensor 'door-255'\): " + MIXED)):
+        parse_config(_raw(_plain("door-255", 17), _upfw("door", "/dev/ttyUSB0")))
+
+
+def test_a_named_channel_with_another_sensors_id_is_refused() -> None:
+    with pytest.raises(ConfigError, match=(
+            r"^sensors\[1\]\.names\.3: channel 3's sensor id 'bed-c303' \(upfw sensor 'beds'\) "
+            r"is already used by sensors\[0\]\.id \(sensor 'bed-c303'\): " + MIXED)):
+        parse_config(_raw(_plain("bed-c303", 17), _upfw("beds", "/dev/ttyUSB0", _3="bed-c303")))
+    with pytest.raises(ConfigError, match=(
+            r"^sensors\[1\]\.id: sensor id 'bed-c303' is already used by sensors\[0\]\.names\.3 "
+            r"\(upfw sensor 'beds', its channel 3\): " + MIXED)):
+        parse_config(_raw(_upfw("beds", "/dev/ttyUSB0", _3="bed-c303"), _plain("bed-c303", 17)))
+
+
+def test_a_named_channel_frees_its_default_id() -> None:
+    config = parse_config(_raw(_upfw("door", "/dev/ttyUSB0", _1="door-main"),
+                               _plain("door-1", 17)))
+    assert [s.id for s in config.sensors] == ["door", "door-1"]
+
+
+def test_two_boards_giving_one_id_are_refused() -> None:
+    # the same name in two boards' names
+    with pytest.raises(ConfigError, match=(
+            r"^sensors\[1\]\.names\.a: channel a's sensor id 'opd-a' \(upfw sensor 'kiosk-2'\) "
+            r"is already used by sensors\[0\]\.names\.a \(upfw sensor 'kiosk-1', its channel a\)")):
+        parse_config(_raw(_upfw("kiosk-1", "/dev/ttyUSB0", A="opd-a"),
+                          _upfw("kiosk-2", "/dev/ttyUSB1", A="opd-a")))
+    # a name of one board that is another board's default channel id
+    with pytest.raises(ConfigError, match=(
+            r"^sensors\[1\]\.id: channel 3's sensor id 'icu-3' \(upfw sensor 'icu'\) is already "
+            r"used by sensors\[0\]\.names\.1 \(upfw sensor 'beds', its channel 1\)")):
+        parse_config(_raw(_upfw("beds", "/dev/ttyUSB0", _1="icu-3"),
+                          _upfw("icu", "/dev/ttyUSB1")))
+    # a board whose id is another board's channel id
+    with pytest.raises(ConfigError, match=(
+            r"^sensors\[1\]\.id: sensor id 'door-1' is already used by sensors\[0\]\.id "
+            r"\(upfw sensor 'door', its channel 1 unless")):
+        parse_config(_raw(_upfw("door", "/dev/ttyUSB0"), _upfw("door-1", "/dev/ttyUSB1")))
+
+
+def test_a_name_that_is_another_channel_of_the_same_board_is_refused() -> None:
+    with pytest.raises(ConfigError, match=(
+            r"^sensors\[0\]\.names\.1: channel 1's sensor id 'door-2' \(upfw sensor 'door'\) is "
+            r"already used by sensors\[0\]\.id \(upfw sensor 'door', its channel 2 unless")):
+        parse_config(_raw(_upfw("door", "/dev/ttyUSB0", _1="door-2")))
+    # swapping two channels' ids is fine, and so is naming a channel as the board
+    config = parse_config(_raw(_upfw("door", "/dev/ttyUSB0", _1="door-2", _2="door-1",
+                                     _3="door")))
+    assert config.sensors[0].params.names == {"1": "door-2", "2": "door-1", "3": "door"}
+
+
+def test_distinct_boards_and_sensors_pass() -> None:
+    config = parse_config(_raw(_upfw("beds", "/dev/ttyUSB0", _1="bed-c301"),
+                               _upfw("beds-icu", "/dev/ttyUSB1"),
+                               _upfw("door", "/dev/ttyUSB2"),
+                               _plain("door-main", 17), _plain("bed-c302", 18)))
+    assert len(config.sensors) == 5
+
+
+def test_check_config_refuses_a_channel_id_clash(tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "node.toml"
+    path.write_text('[node]\nid = "n1"\nsite = "s1"\n[mqtt]\nhost = "127.0.0.1"\ntls = false\n'
+                    'password_file = "/p"\n'
+                    '[[sensors]]\nid = "door"\ndriver = "upfw"\nport = "/dev/ttyUSB0"\n'
+                    '[[sensors]]\nid = "door-1"\ndriver = "bed_pad"\npin = 17\n',
+                    encoding="utf-8")
+    assert main(["edge", "check-config", str(path)]) == 2
+    assert capsys.readouterr().err == (
+        "config error: sensors[1].id: sensor id 'door-1' is already used by sensors[0].id "
+        "(upfw sensor 'door', its channel 1 unless sensors[0].names names it): " + MIXED + "\n")
