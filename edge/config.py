@@ -164,19 +164,32 @@ def _keepalive(value: int) -> int:
     return value
 
 
-def _claims(params: Any) -> list[tuple[str, str, str]]:
+# The Raspberry Pi's built-in UART, on BCM 14 (TXD) and 15 (RXD): serial0 is a link to
+# whichever of ttyAMA0 (PL011) and ttyS0 (mini UART) the firmware put on those pins (on a
+# Pi 3 or 4 the other drives the Bluetooth chip, no sensor's). Other UARTs (ttyAMA1.., a
+# Pi 4's or 5's dtoverlay=uartN; a Pi 5's debug connector, ttyAMA10) are not checked.
+BUILTIN_UART = ("/dev/serial0", "/dev/ttyAMA0", "/dev/ttyS0")
+BUILTIN_UART_PINS = ((14, "TXD"), (15, "RXD"))
+SHARED = "one sensor's only (a second driver could never open it)"
+SHARED_UART = ("the built-in UART's pins are one sensor's (a GPIO device on them takes them from "
+               "the UART, or reads its bytes as pulses; /dev/serial0 is ttyAMA0 or ttyS0)")
+
+
+def _claims(params: Any) -> list[tuple[str, str, str, str]]:
     """What a sensor's driver opens that no other sensor's can open too, as (resource,
     how to say it, key under the sensor's table): every GPIO its params name (`pin`,
     `*_pin`, `*_pins`; inputs and door_counter's test output alike: gpiozero opens one
     device per pin, `GPIOPinInUse` for a second) and its serial `port` (a second open is
     busy, or two drivers would read each other's bytes). Pins of `params.pins` under no
-    such key are claimed under `pins`, so that a driver's new pin key is not missed."""
-    claims: list[tuple[str, str, str]] = []
+    such key are claimed under `pins`, so that a driver's new pin key is not missed.
+    A port of the built-in UART claims its GPIO 14 and 15 too. The last item of each is
+    how to say the claim to a later sensor clashing with it ("" when nothing to add)."""
+    claims: list[tuple[str, str, str, str]] = []
     named: set[int] = set()
 
     def pin(value: int, key: str) -> None:
         named.add(value)
-        claims.append((f"gpio {value}", f"GPIO {value}", key))
+        claims.append((f"gpio {value}", f"GPIO {value}", key, ""))
 
     for field in dataclasses.fields(params):
         value = getattr(params, field.name)
@@ -185,7 +198,12 @@ def _claims(params: Any) -> list[tuple[str, str, str]]:
             # validation does no I/O
             path = posixpath.normpath(value)
             shown = repr(value) if path == value else f"{value!r} ({path})"
-            claims.append((f"port {path}", f"serial port {shown}", "port"))
+            claims.append((f"port {path}", f"serial port {shown}", "port", ""))
+            if path in BUILTIN_UART:
+                for number, line in BUILTIN_UART_PINS:
+                    claims.append((f"gpio {number}",
+                                   f"GPIO {number} ({line} of the built-in UART {value!r})", "port",
+                                   f", the built-in UART {value!r} on GPIO 14 and 15"))
         elif (field.name == "pin" or field.name.endswith("_pin")) and type(value) is int:
             pin(value, field.name)
         elif field.name.endswith("_pins") and isinstance(value, tuple):
@@ -325,7 +343,7 @@ def parse_config(raw: Mapping[str, Any]) -> AgentConfig:
         raise ConfigError("sensors", "give at least one [[sensors]] table")
     sensors: list[SensorConfig] = []
     seen: set[str] = set()
-    held: dict[str, str] = {}  # pin or port -> "sensors[i].<key> (sensor 'id')"
+    held: dict[str, tuple[str, bool]] = {}  # pin or port -> ("sensors[i].<key> (sensor 'id')", UART)
     published: dict[str, tuple[int, str, str]] = {}  # sensor id -> (i, key, who holds it)
     for i, s in enumerate(sensors_raw):
         key = f"sensors[{i}]"
@@ -346,11 +364,13 @@ def parse_config(raw: Mapping[str, Any]) -> AgentConfig:
         except ModuleNotFoundError as exc:
             raise ConfigError(f"{key}.driver", f"driver {driver!r} is not available: {exc}") from exc
         params = module.parse_params({k: v for k, v in s.items() if k not in ("id", "driver")}, key)
-        for resource, said, name in _claims(params):
+        for resource, said, name, note in _claims(params):
+            uart = bool(note)  # a built-in UART's pin
             if resource in held:
-                raise ConfigError(f"{key}.{name}", f"{said} is already used by {held[resource]}: "
-                                  "one sensor's only (a second driver could never open it)")
-            held[resource] = f"{key}.{name} (sensor {sid!r})"
+                holder, held_uart = held[resource]
+                raise ConfigError(f"{key}.{name}", f"{said} is already used by {holder}: "
+                                  f"{SHARED_UART if uart or held_uart else SHARED}")
+            held[resource] = (f"{key}.{name} (sensor {sid!r}{note})", uart)
         for pid, name, said, who in _sensor_ids(key, sid, driver, params):
             if pid in published:
                 j, other, holder = published[pid]

@@ -125,3 +125,41 @@ def test_check_config_refuses_a_shared_pin(tmp_path: Path,
     assert capsys.readouterr().err == ("config error: sensors[1].pin: GPIO 17 is already used "
                                        "by sensors[0].pin (sensor 'bed-01'): one sensor's "
                                        "only (a second driver could never open it)\n")
+
+
+UART = "the built-in UART's pins are one sensor's"
+
+
+@pytest.mark.parametrize("port", ["/dev/serial0", "/dev/ttyAMA0", "/dev/ttyS0"])
+@pytest.mark.parametrize("driver", SERIAL_DRIVERS)
+def test_a_gpio_sensor_on_the_builtin_uarts_pins_is_refused(port: str, driver: str) -> None:
+    """BCM 14 (TXD) and 15 (RXD) are the built-in UART's: a GPIO device on them takes them
+    from the UART, or reads its bytes as pulses."""
+    with pytest.raises(ConfigError, match=(
+            rf"^sensors\[1\]\.pin: GPIO 15 is already used by sensors\[0\]\.port \(sensor 's-0', "
+            rf"the built-in UART '{port}' on GPIO 14 and 15\): {UART}")):
+        parse_config(_raw({"driver": driver, "port": port}, {"driver": "bed_pad", "pin": 15}))
+    with pytest.raises(ConfigError, match=(
+            rf"^sensors\[1\]\.port: GPIO 14 \(TXD of the built-in UART '{port}'\) is already used "
+            rf"by sensors\[0\]\.supervision_pin \(sensor 's-0'\): {UART}")):
+        parse_config(_raw({"driver": "bed_pad", "pin": 5, "supervision": "loopback",
+                           "supervision_pin": 14}, {"driver": driver, "port": port}))
+
+
+def test_two_names_of_the_builtin_uart_are_refused() -> None:
+    """/dev/serial0 is a link to ttyAMA0 or ttyS0, whichever is on GPIO 14 and 15: two
+    sensors on two of the three names are two on one UART."""
+    with pytest.raises(ConfigError, match=(
+            r"^sensors\[1\]\.port: GPIO 14 \(TXD of the built-in UART '/dev/ttyS0'\) is already "
+            r"used by sensors\[0\]\.port \(sensor 's-0', the built-in UART '/dev/serial0' on GPIO "
+            r"14 and 15\): " + UART)):
+        parse_config(_raw({"driver": "sds011", "port": "/dev/serial0"},
+                          {"driver": "mhz19b", "port": "/dev/ttyS0"}))
+
+
+def test_a_usb_serial_sensor_leaves_bcm_14_and_15_free() -> None:
+    config = parse_config(_raw({"driver": "sds011", "port": "/dev/ttyUSB0"},
+                               {"driver": "bed_pad", "pin": 14},
+                               {"driver": "traffic_loop", "pin": 15},
+                               {"driver": "pms5003", "port": "/dev/ttyAMA1"}))
+    assert len(config.sensors) == 4
