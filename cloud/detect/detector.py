@@ -131,7 +131,8 @@ HOLD_ROW_NS = 300 * 10**9
 
 
 class AnomalyDetector:
-    """Anomaly scores in [0, 1] for one series, fed in time order."""
+    """Anomaly scores in [0, 1] for one series, fed in time order (a value stamped before
+    the one before scores 0 and is not learnt)."""
 
     # The stamp (epoch ns) before which an alert reported is still open (`HOLD_ROW_NS`);
     # a detector pickled before it was kept loads with the class's (none open).
@@ -185,7 +186,13 @@ class AnomalyDetector:
         """Score of `value` observed at `ts` (aware datetime or epoch nanoseconds)."""
         if not isfinite(value):
             raise DetectError(f"{self.name or 'detector'}: value {value!r} is not finite")
-        self.last_ns = ts_ns = ts if type(ts) is int else _epoch_ns(ts)
+        ts_ns = ts if type(ts) is int else _epoch_ns(ts)
+        last_ns = self.last_ns
+        if last_ns is not None and ts_ns < last_ns:
+            # Stamped before the value before (a sensor's numbering started again, its
+            # rules afresh, on a clock behind): neither scored nor learnt, time order kept.
+            return 0.0
+        self.last_ns = ts_ns
         s = self.settings
         self.count = count = self.count + 1
         recent = self._recent

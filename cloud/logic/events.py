@@ -169,8 +169,9 @@ class SensorWatch:
                   alerts: list[Alert] | None = None, jumps: NodeClockJumps | None = None,
                   received_ns: int | None = None) -> tuple[SensorWatch, list[Point]]:
         """The watch for the sensor's numbering started again, and the points of what this
-        one held: fresh detectors and fault rules (they judge gaps and order by the numbers),
-        which keep what this one knows of the node and the clock jumps it held; the
+        one held: fresh fault rules (they judge gaps and order by the numbers), which keep
+        what this one knows of the node and the clock jumps it held, and the same anomaly
+        detectors (what they learnt is the series', not its numbers'); the
         sequence gaps it held are raised (`FaultMonitor.restarted`), their alerts appended
         to `alerts`."""
         fresh = SensorWatch()
@@ -184,6 +185,10 @@ class SensorWatch:
             made = _make(faults.kind, name, sensor)
             if made is not None:
                 made.faults = faults
+                if watch.detector is not None:
+                    # The air it learnt is the sensor's, not the numbering's: kept (it
+                    # takes its values in time order only, `AnomalyDetector.update`).
+                    made.detector = watch.detector
             fresh.fields[name] = made
             if events:
                 _fault_points(events, tags, name, math.nan, 0, place, out, alerts, jumps,
