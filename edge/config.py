@@ -219,6 +219,7 @@ def _claims(params: Any) -> list[tuple[str, str, str, str]]:
 # upfw channel numbers (firmware_bridge/PROTOCOL.md): a board's channel n publishes as
 # `<id>-<n>` unless its `names` names it (edge/drivers/upfw/mapping.py, UpfwMapper.sensor)
 UPFW_CHANNELS = range(1, 256)
+SENSOR_ID_MAX = 64  # urbanpulse.wire.payload.SENSOR_ID
 
 
 def _sensor_ids(key: str, sid: str, driver: str, params: Any) -> list[tuple[str, str, str, str]]:
@@ -232,6 +233,12 @@ def _sensor_ids(key: str, sid: str, driver: str, params: Any) -> list[tuple[str,
     ids = [(sid, "id", f"sensor id {sid!r}", f"{key}.id (upfw sensor {sid!r})")]
     for n in UPFW_CHANNELS:
         if str(n) not in names:
+            if len(f"{sid}-{n}") > SENSOR_ID_MAX:
+                raise ConfigError(f"{key}.id", f"channel {n}'s sensor id '{sid}-{n}' is "
+                                  f"{len(sid) + 1 + len(str(n))} characters: the wire contract's "
+                                  f"sensor ids have at most {SENSOR_ID_MAX} (the cloud would reject "
+                                  "every reading of the channel); give the board an id of at most "
+                                  f"{SENSOR_ID_MAX - 4}, or name its channels in {key}.names")
             ids.append((f"{sid}-{n}", "id", f"channel {n}'s sensor id '{sid}-{n}' (upfw sensor {sid!r})",
                         f"{key}.id (upfw sensor {sid!r}, its channel {n} unless {key}.names names it)"))
     for ch, name in names.items():

@@ -15,6 +15,7 @@ from edge.config import parse_config
 from edge.drivers.upfw.mapping import UpfwMapper
 from urbanpulse.cli import main
 from urbanpulse.errors import ConfigError
+from urbanpulse.wire.payload import is_sensor_id
 
 MIXED = "two devices' readings would be mixed under one sensor id"
 
@@ -126,3 +127,18 @@ def test_check_config_refuses_a_channel_id_clash(tmp_path: Path,
     assert capsys.readouterr().err == (
         "config error: sensors[1].id: sensor id 'door-1' is already used by sensors[0].id "
         "(upfw sensor 'door', its channel 1 unless sensors[0].names names it): " + MIXED + "\n")
+
+
+def test_a_board_id_too_long_for_its_channels_ids_is_refused() -> None:
+    """`<id>-<channel>` is a sensor id of the wire contract, 64 characters at most: a board
+    id over 60 gave channel 255 (or 100, or 10) an id the cloud rejects, every reading of
+    that channel put in dead_letter."""
+    sid = "b" * 61
+    assert not is_sensor_id(UpfwMapper(sid).sensor(100))
+    with pytest.raises(ConfigError, match=(
+            rf"^sensors\[0\]\.id: channel 100's sensor id '{sid}-100' is 65 characters: "
+            r"the wire contract's sensor ids have at most 64 \(the cloud would reject every "
+            r"reading of the channel\); give the board an id of at most 60, or name its "
+            r"channels in sensors\[0\]\.names")):
+        parse_config(_raw(_upfw(sid, "/dev/ttyUSB0")))
+    assert parse_config(_raw(_upfw("b" * 60, "/dev/ttyUSB0"))).sensors[0].id == "b" * 60
