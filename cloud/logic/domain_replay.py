@@ -14,13 +14,18 @@ read a hospital's beds:
 
 | scope | kinds | read for | what a window in [start, end) needs from before `start` |
 |---|---|---|---|
-| traffic | traffic.loop | the node | nothing (a reading counts in the windows of its ts) |
+| traffic | traffic.loop | the node | nothing (a reading counts in the windows of its ts - 1 ns) |
 | air | air.pm, air.co2 | the node | the 11 hourly means before: the NowCast spans 12 hours |
 | beds | hospital.bed | the site | each bed's last state (its last valid reading before `start`) |
 | doors | hospital.door | the site | nothing |
 | queue | hospital.queue | the site | issues and calls of the 12 h before (`max_wait`) |
 
 (A call pairs with the latest issue of its ticket before it, within max_wait.)
+
+A loop or door reading is stamped at the end of its interval and counts in the windows of
+ts - 1 ns (`cloud.logic.rollup.window_ts`): the span's reads take in the raw points
+stamped on its end (raw times up to end + 999 ns) and leave out those whose windows are
+before its start, as they take the others by their stamps.
 
 Hospital scopes are read for the whole site: the hospital totals sum its nodes. The
 traffic and air scopes are read for one node when a node is named, else for all of the
@@ -49,8 +54,8 @@ from cloud.logic.domain.late import (
     span_end,
 )
 from cloud.logic.domain.node import DomainNode
-from cloud.logic.recompute import influx_literal, row_values
-from cloud.logic.rollup import OUT_OF_WINDOWS
+from cloud.logic.recompute import influx_literal, raw_times, row_values
+from cloud.logic.rollup import INTERVAL_KINDS, OUT_OF_WINDOWS, window_ts
 from urbanpulse.wire import KINDS, Reading, outside_range
 
 DOMAIN_REPLAY = "__domain_replay__"  # pseudo retention policy of a replay request (the sink's)
@@ -125,7 +130,8 @@ class ReplaySpan:
             where += f' AND "node" = {influx_literal(self.node)}'
         lo = self.start_ns - LOOKBACK_NS[self.scope]
         out = [f'SELECT * FROM "raw"."{KINDS[kind].measurement}" WHERE {where} '
-               f"AND time >= {lo} AND time < {self.end_ns}" for kind in SCOPE_KINDS[self.scope]]
+               f"AND {raw_times(kind in INTERVAL_KINDS, lo, self.end_ns)}"
+               for kind in SCOPE_KINDS[self.scope]]
         if self.scope == "beds":  # each bed's last points before the span, in the last hours
             out.append(f'SELECT * FROM "raw"."{KINDS["hospital.bed"].measurement}" WHERE {where} '
                        f"AND time >= {self.start_ns - LAST_STATE_WINDOW_NS} AND time < {self.start_ns} "
@@ -237,7 +243,7 @@ class ReplayInput:
         if r is None or r.kind not in self._kinds:
             return
         node = str(row.get("node", ""))
-        if self._lo <= r.ts_ns < span.end_ns:
+        if self._lo <= window_ts(r.kind, r.ts_ns) < span.end_ns:
             self._by_node[node][(r.sensor, time)] = r
         elif span.scope == "beds" and r.ts_ns < span.start_ns:
             key = (node, r.sensor)

@@ -18,7 +18,15 @@ from cloud.logic.events import Alert, NodeWatch, SensorWatch, check_readings, cl
 from cloud.logic.lines import field_key, field_keys, float_text, float_texts, line, series_head, string_field
 from cloud.logic.recompute import RECOMPUTE, Recompute
 from cloud.logic.records import RP_1H, RP_1M, RP_RAW, NodeData, Point, dead_letter_point
-from cloud.logic.rollup import CLOCK_UNSYNCED, HOUR_NS, MINUTE_NS, OUT_OF_WINDOWS, SensorRollup, Window
+from cloud.logic.rollup import (
+    CLOCK_UNSYNCED,
+    HOUR_NS,
+    INTERVAL_KINDS,
+    MINUTE_NS,
+    OUT_OF_WINDOWS,
+    SensorRollup,
+    Window,
+)
 from cloud.logic.seqs import NEWEST_UNKNOWN, SeqRanges
 from urbanpulse.wire import KINDS, Reading, field_range
 
@@ -291,18 +299,20 @@ class NodeState:
             if outside:
                 continue
             measured.append(r)
-            minute = (part[MINUTE] or self._rollup(part, MINUTE, sensor)).window(ts)
-            hourly = (part[HOURLY] or self._rollup(part, HOURLY, sensor)).window(ts)
+            # A reading of an interval counts in the windows of its last instant (window_ts)
+            at = ts - 1 if kind in INTERVAL_KINDS else ts
+            minute = (part[MINUTE] or self._rollup(part, MINUTE, sensor)).window(at)
+            hourly = (part[HOURLY] or self._rollup(part, HOURLY, sensor)).window(at)
             if minute is None or hourly is None:  # older than the horizon: rebuilt by the sink
                 if minute is None:
-                    append(self._recompute(site, node, sensor, kind, RP_1M, MINUTE_NS, ts))
+                    append(self._recompute(site, node, sensor, kind, RP_1M, MINUTE_NS, at))
                 else:
                     minute.add(ts, values)
                     if minute.mark is not token:
                         minute.mark = token
                         touch((RP_1M, sensor, minute))
                 if hourly is None:
-                    append(self._recompute(site, node, sensor, kind, RP_1H, HOUR_NS, ts))
+                    append(self._recompute(site, node, sensor, kind, RP_1H, HOUR_NS, at))
                 else:
                     hourly.add(ts, values)
                     if hourly.mark is not token:
@@ -409,10 +419,11 @@ class NodeState:
         return rollup
 
     @staticmethod
-    def _recompute(site: str, node: str, sensor: str, kind: str, rp: str, width: int, ts: int
+    def _recompute(site: str, node: str, sensor: str, kind: str, rp: str, width: int, at: int
                    ) -> Point:
+        """The rebuild of the window of width `width` holding the instant `at` (window_ts)."""
         return RECOMPUTE, Recompute(rp, KINDS[kind].measurement, site, node, sensor, kind, width,
-                                    ts - ts % width).encode()
+                                    at - at % width).encode()
 
     def heartbeat(self, data: NodeData) -> list[Point]:
         """A status message's heartbeat: the events of the rules on heartbeats (alerts to

@@ -9,6 +9,13 @@ idempotent, so a replay after a crash does no harm.
 A node's backlog asks for thousands of windows (every minute and hour of every sensor it
 holds); they are read together (`raw_reads`): one query per node, measurement and span of
 at most READ_SPAN_NS, each raw point read once for its minute and its hour.
+
+A reading of an interval (traffic loop, door counter) belongs to the windows of its last
+instant, ts - 1 ns (`cloud.logic.rollup.window_ts`): a window [start, end) of such a kind
+holds the raw points stamped within (start, end], the one exactly on its end included and
+the one on its start left to the window before. Raw times are the stamp (whole
+microseconds) plus the sequence number mod 1000 ns, so its reads take in the raw times
+(start, end + 1000) and keep the rows whose stamp's window it is.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from cloud.logic.lines import line
-from cloud.logic.rollup import HOUR_NS, OUT_OF_WINDOWS, Window
+from cloud.logic.rollup import HOUR_NS, INTERVAL_KINDS, OUT_OF_WINDOWS, Window, window_ts
 from urbanpulse.wire import outside_range
 
 RECOMPUTE = "__recompute__"  # pseudo retention policy: the sink handles these itself
@@ -60,7 +67,13 @@ class Recompute:
         their ids and their sensors' (every hospital's opd-hall has a door-main)."""
         q, n, s = (influx_literal(v) for v in (self.sensor, self.node, self.site))
         return (f'SELECT * FROM "raw"."{self.measurement}" WHERE "site" = {s} AND "node" = {n} '
-                f'AND "sensor" = {q} AND time >= {self.start_ns} AND time < {self.start_ns + self.width_ns}')
+                f'AND "sensor" = {q} AND '
+                f"{raw_times(self.kind in INTERVAL_KINDS, self.start_ns, self.start_ns + self.width_ns)}")
+
+    def holds(self, row: Mapping[str, object]) -> bool:
+        """Whether the raw row's reading belongs to this window (`window_ts` of its stamp)."""
+        at = window_ts(self.kind, taken_order(row)[0])
+        return self.start_ns <= at < self.start_ns + self.width_ns
 
     def rebuild(self, rows: list[dict[str, object]]) -> str | None:
         """The window's aggregate line from its raw rows (as InfluxHTTP.query_points gives
@@ -68,6 +81,8 @@ class Recompute:
         synchronised, or out of range)."""
         window = Window(self.start_ns, 0, {})
         for row in sorted(rows, key=taken_order):
+            if not self.holds(row):  # a row of the read around it
+                continue
             if not OUT_OF_WINDOWS.isdisjoint(str(row.get("flags") or "").split(",")):
                 continue
             values = row_values(row)
@@ -94,15 +109,20 @@ class RawRead:
     def query(self) -> str:
         sensors = sorted({w.sensor for w in self.windows})
         which = " OR ".join(f'"sensor" = {influx_literal(s)}' for s in sensors)
+        interval = any(w.kind in INTERVAL_KINDS for w in self.windows)
         return (f'SELECT * FROM "raw"."{self.measurement}" WHERE "site" = {influx_literal(self.site)} '
                 f'AND "node" = {influx_literal(self.node)} AND ({which}) '
-                f"AND time >= {self.start_ns} AND time < {self.end_ns}")
+                f"AND {raw_times(interval, self.start_ns, self.end_ns)}")
 
     def rebuild(self, rows: Iterable[dict[str, object]]) -> list[tuple[str, str]]:
         """(rp, line) of each window that any raw point counts in."""
+        kinds = {w.sensor: w.kind for w in self.windows}
         by_sensor: dict[str, list[tuple[int, dict[str, object]]]] = defaultdict(list)
         for row in rows:
-            by_sensor[str(row.get("sensor", ""))].append((int(str(row["time"])), row))
+            sensor = str(row.get("sensor", ""))
+            # keyed by the instant whose windows the reading belongs to (window_ts)
+            at = window_ts(kinds.get(sensor, ""), taken_order(row)[0])
+            by_sensor[sensor].append((at, row))
         for timed in by_sensor.values():
             timed.sort(key=lambda x: x[0])
         out: list[tuple[str, str]] = []
@@ -140,6 +160,16 @@ def raw_reads(windows: Sequence[Recompute]) -> list[RawRead]:
         if group:
             out.append(RawRead(measurement, site, node, start, end, tuple(group)))
     return out
+
+
+def raw_times(interval: bool, start_ns: int, end_ns: int) -> str:
+    """The InfluxQL time condition taking in the raw points of the windows within
+    [start_ns, end_ns): for readings of an interval, those stamped within (start, end]
+    (`window_ts`), whose raw times (stamp plus up to 999 ns) are within (start, end + 1000);
+    the rows stamped on `start` itself are left out by `Recompute.holds`."""
+    if interval:
+        return f"time > {start_ns} AND time < {end_ns + 1000}"
+    return f"time >= {start_ns} AND time < {end_ns}"
 
 
 def taken_order(row: Mapping[str, object]) -> tuple[int, int]:

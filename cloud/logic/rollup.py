@@ -1,5 +1,10 @@
 """Per-sensor event-time aggregates over fixed windows (1 minute, 1 hour).
 
+A reading counts in the window of its stamp, but a reading of an interval (a kind with
+`interval_s`: traffic loops, door counters) is stamped at the end of its interval, which
+ends on a clock multiple: it counts in the window of its interval's last instant, ts - 1 ns
+(`window_ts`), so that [12:00, 12:01) stamped 12:01:00 is in the 12:00 minute.
+
 Every window is stamped with its start, and the whole aggregate is re-emitted whenever a
 reading lands in it, so a late reading simply overwrites the stored point with the
 corrected one. Windows older than the horizon (behind the newest reading of the sensor)
@@ -13,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cloud.logic.lines import field_key, field_keys, float_text, float_texts
+from urbanpulse.wire import KINDS
 
 MINUTE_NS = 60 * 1_000_000_000
 HOUR_NS = 60 * MINUTE_NS
@@ -21,6 +27,16 @@ HOUR_NS = 60 * MINUTE_NS
 # synchronised (a Pi without RTC before NTP) would put the reading in some other minute.
 CLOCK_UNSYNCED = "clock_unsynced"
 OUT_OF_WINDOWS = frozenset({"warmup", CLOCK_UNSYNCED})
+# The kinds whose readings cover the `interval_s` before their stamp (docs/wire-contract.md).
+INTERVAL_KINDS = frozenset(kind for kind, spec in KINDS.items() if "interval_s" in spec.fields)
+
+
+def window_ts(kind: str, ts_ns: int) -> int:
+    """The instant whose windows a reading of `kind` stamped `ts_ns` belongs to: its stamp,
+    or for a reading of an interval (stamped at the interval's end, which is exclusive) the
+    interval's last instant, ts - 1 ns. Every per-sensor window and every domain rollup
+    counting intervals (traffic, doors) places readings so; raw points keep their stamps."""
+    return ts_ns - 1 if kind in INTERVAL_KINDS else ts_ns
 
 
 @dataclass(slots=True)

@@ -46,7 +46,8 @@ def test_a_rebuilt_window_counts_only_the_raw_points_of_its_own_site(
     sites = [f"a-{suffix}", f"b-{suffix}", f"c-{suffix}"]
     raw = [("raw", line("hospital_door", {"site": site, "node": "opd-hall", "sensor": "door-main",
                                           "kind": "hospital.door"},
-                        {"count": float(k + 1), "interval_s": 60.0, "seq": i}, start + i * 10**9))
+                        # stamped at their intervals' ends, within (start, start + 1 min]
+                        {"count": float(k + 1), "interval_s": 60.0, "seq": i}, start + (i + 1) * 10**9))
            for k, site in enumerate(sites) for i in range(3)]
     writer.write(raw)
     writer.write([(RECOMPUTE, Recompute("agg_1m", "hospital_door", site, "opd-hall", "door-main",

@@ -8,8 +8,10 @@ occupancy_pct = occupied / (occupied + available) * 100. A late reading changes 
 window from its own to the bed's next reading, so all windows from it on are re-emitted.
 
 Doors (`hospital.door`): `count` people over the `interval_s` before `ts`, attributed to
-the hour of `ts`. A door's role comes from `DoorRoles`: an explicit sensor -> role map,
-else sensor ids starting with an ER prefix ("er-") are ER doors, the others visit doors.
+the hour of the interval's last instant, ts - 1 ns (`cloud.logic.rollup.window_ts`: a
+door's hour [09:00, 10:00) stamped 10:00:00 is the 09:00 hour). A door's role comes from
+`DoorRoles`: an explicit sensor -> role map, else sensor ids starting with an ER prefix
+("er-") are ER doors, the others visit doors.
 `door_flow` (agg_1h): er_arrivals, visits.
 
 Queue kiosks (`hospital.queue`): an issue (called = 0) of ticket N at t1 is paired with
@@ -173,7 +175,8 @@ class HospitalNodeRollup:
                 if bed_from is None or ts < bed_from:
                     bed_from = ts
             elif kind == "hospital.door":
-                hour = ts - ts % HOUR_NS
+                at = ts - 1  # its interval's last instant: window_ts(kind, ts)
+                hour = at - at % HOUR_NS
                 doors = self.doors.get(hour)
                 if doors is None:
                     doors = self.doors[hour] = {}

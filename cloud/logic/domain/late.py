@@ -15,6 +15,7 @@ from collections.abc import Iterable, Sequence
 
 from cloud.logic.domain.air import NOWCAST_HOURS
 from cloud.logic.domain.common import HOUR_NS, skipped
+from cloud.logic.rollup import window_ts
 from urbanpulse.wire import Reading
 
 QUEUE_MAX_WAIT_NS = 12 * HOUR_NS  # HospitalNodeRollup's default max_wait_ns, which the flow uses
@@ -41,6 +42,10 @@ REACH_NS: dict[str, int] = {"traffic": 0, "air": (NOWCAST_HOURS - 1) * HOUR_NS,
 Late = tuple[str, int]  # (scope, hour start)
 
 
+def _hour(ts_ns: int) -> int:
+    return ts_ns - ts_ns % HOUR_NS
+
+
 def span_end(scope: str, hour: int) -> int:
     """The end of the windows a late reading of `scope` in `hour` changes."""
     return hour + HOUR_NS + REACH_NS[scope]
@@ -48,8 +53,10 @@ def span_end(scope: str, hour: int) -> int:
 
 def late_of(readings: Iterable[Reading], family: str, floor_ns: int) -> set[Late]:
     """(scope, hour) of the readings of `family` ("traffic", "air", "hospital") stamped
-    before `floor_ns` (the rollup's newest minus its horizon)."""
-    return {(SCOPE_OF_KIND[r.kind], r.ts_ns - r.ts_ns % HOUR_NS) for r in readings
+    before `floor_ns` (the rollup's newest minus its horizon): the hour whose windows the
+    reading belongs to (`window_ts`: a loop or door reading stamped on the hour is the hour
+    before's)."""
+    return {(SCOPE_OF_KIND[r.kind], _hour(window_ts(r.kind, r.ts_ns))) for r in readings
             if r.kind in SCOPE_OF_KIND and FAMILY_OF_SCOPE[SCOPE_OF_KIND[r.kind]] == family
             and r.ts_ns < floor_ns and not skipped(r)}
 
@@ -70,13 +77,16 @@ class LateMarks:
 
     def touched(self, readings: Sequence[Reading]) -> list[Late]:
         """The marks whose windows these readings (just taken by the live rollups) may have
-        written again: a reading writes windows from its own on, so a mark is touched by a
-        reading of its scope stamped before the mark's end."""
+        written again: a reading writes windows from its own on (that of `window_ts`), so a
+        mark is touched by a reading of its scope whose windows begin before the mark's end
+        (a loop or door reading stamped on the end itself: its interval is within)."""
         low: dict[str, int] = {}
         for r in readings:
             scope = SCOPE_OF_KIND.get(r.kind)
-            if scope is not None and (scope not in low or r.ts_ns < low[scope]):
-                low[scope] = r.ts_ns
+            if scope is not None:
+                at = window_ts(r.kind, r.ts_ns)
+                if scope not in low or at < low[scope]:
+                    low[scope] = at
         return sorted(mark for mark, end in self.ends.items()
                       if mark[0] in low and low[mark[0]] < end)
 

@@ -1,7 +1,9 @@
 """Traffic per lane (a `traffic.loop` sensor) and per intersection (the node).
 
 Per event-time window (1 minute into agg_1m, 1 hour into agg_1h), from the loop readings
-whose `ts` falls in the window (a reading covers the `interval_s` before its `ts`):
+of the window: a reading covers the `interval_s` before its `ts` and is stamped at the end
+of it, so it counts in the window of ts - 1 ns (`cloud.logic.rollup.window_ts`; the minute
+[12:00, 12:01) stamped 12:01:00 is in the 12:00 window):
 - vehicles: the sum of `count`;
 - flow_vpm: vehicles per minute of covered time, 60 * sum(count) / sum(interval_s), so a
   missing reading does not read as an empty road (an intersection's flow is the sum of
@@ -113,8 +115,9 @@ class TrafficRollup:
             sample: Sample = (count, None if occupancy is None else float(occupancy) * interval,
                               interval, None if speed is None else float(speed) * count)
             sensor = r.sensor
+            at = ts - 1  # its interval's last instant: window_ts(KIND, ts)
             for width, windows, starts in widths:
-                start = ts - ts % width
+                start = at - at % width
                 lanes = windows.get(start)
                 if lanes is None:
                     lanes = windows[start] = {}

@@ -11,7 +11,7 @@ from cloud.logic.domain.node import DomainNode
 from cloud.logic.domain_replay import ReplaySpan, replay
 from cloud.logic.lines import line
 from cloud.logic.recompute import Recompute
-from cloud.logic.rollup import Window
+from cloud.logic.rollup import Window, window_ts
 from tests.cloud.logic.domain_helpers import HOUR, T0
 from urbanpulse.wire import Reading
 
@@ -41,12 +41,14 @@ def test_a_rebuilt_window_takes_readings_stamped_alike_in_sequence_order() -> No
     """The per-sensor window's `last` is the last reading taken at the newest stamp: in the
     live rollup, the one numbered 1000 after 999."""
     readings = [_door(999, 2.0), _door(1000, 5.0)]
-    live = Window(TS - TS % 60_000_000_000, 0, {})
+    start = window_ts("hospital.door", TS) - window_ts("hospital.door", TS) % 60_000_000_000
+    assert start == TS - 60_000_000_000  # the minute before the stamp: its interval's
+    live = Window(start, 0, {})
     for r in readings:
         live.add(r.ts_ns, r.values)
     rows = sorted((_row(r) for r in readings), key=lambda row: int(str(row["time"])))
     request = Recompute("agg_1m", "hospital_door", "s", "opd", "door-main", "hospital.door", 60_000_000_000,
-                        TS - TS % 60_000_000_000)
+                        start)
     assert live.as_fields()["count_last"] == 5.0
     assert request.rebuild(rows) == line("hospital_door", {"site": "s", "node": "opd", "sensor": "door-main",
                                                            "kind": "hospital.door"},

@@ -73,13 +73,15 @@ def test_windows_split_by_event_time_and_warmup_left_out() -> None:
         rd("lane-1", LOOP, T0 + 59 * S, count=2, occupancy_pct=5, interval_s=60),
         rd("lane-1", LOOP, T0 + MIN, count=4, occupancy_pct=7, interval_s=60),
         rd("lane-1", LOOP, T0 + MIN + 1, ("warmup",), count=99, occupancy_pct=99, interval_s=60),
+        rd("lane-1", LOOP, T0 + 2 * MIN, count=3, occupancy_pct=7, interval_s=60),
     ]
     points = TrafficRollup(HOUR).process("hn", "x1", readings)
     lane = select(points, "agg_1m", "traffic_lane", site="hn", node="x1", sensor="lane-1")
-    assert lane[T0]["vehicles"] == 2.0
-    assert lane[T0 + MIN]["vehicles"] == 4.0
+    # the interval ending at T0 + MIN (stamped so) is the first minute's
+    assert lane[T0]["vehicles"] == 6.0
+    assert lane[T0 + MIN]["vehicles"] == 3.0
     assert select(points, "agg_1h", "traffic_lane", site="hn", node="x1",
-                  sensor="lane-1")[T0]["vehicles"] == 6.0
+                  sensor="lane-1")[T0]["vehicles"] == 9.0
 
 
 def _stream(seed: int) -> list[Reading]:
@@ -112,7 +114,7 @@ def test_too_late_is_counted_and_windows_evicted() -> None:
     assert roll.process("hn", "x1", [rd("l", LOOP, T0, count=1, occupancy_pct=1, interval_s=60)]) == []
     assert roll.too_late == 1
     roll.process("hn", "x1", [rd("l", LOOP, T0 + 3 * HOUR, count=1, occupancy_pct=1, interval_s=60)])
-    assert sorted(roll.windows[("agg_1m", MIN)]) == [T0 + 3 * HOUR]
+    assert sorted(roll.windows[("agg_1m", MIN)]) == [T0 + 3 * HOUR - MIN]  # its interval's minute
 
 
 def test_pickle_round_trip_continues_identically() -> None:

@@ -28,6 +28,7 @@ from cloud.logic.lines import line
 from cloud.logic.node import LATE_AFTER_NS, LEDGER_IDLE_MIN_NS, MAX_LEDGER_HOURS, NodeState
 from cloud.logic.recompute import RECOMPUTE, Recompute
 from cloud.logic.records import RP_1H, RP_1M, RP_RAW, NodeData, Point
+from cloud.logic.rollup import window_ts
 from urbanpulse.wire import KINDS, Reading, outside_range
 
 MINUTE_NS = 60 * 10**9
@@ -190,13 +191,13 @@ class _Model:
                 continue
             measured.append(r)
             newest = self.newest.get(r.sensor, 0)
+            at = window_ts(r.kind, r.ts_ns)  # a loop's or door's interval ends at its stamp
             for rp, width in ((RP_1M, MINUTE_NS), (RP_1H, HOUR_NS)):
-                start = r.ts_ns - r.ts_ns % width
-                held = any(w.ts_ns - w.ts_ns % width == start
-                           for w in self.windowed.get((r.sensor, rp), ()))
+                start = at - at % width
+                held = any(_start(w, width) == start for w in self.windowed.get((r.sensor, rp), ()))
                 # too late, or a window not held that starts before the horizon (its
                 # earlier readings may have been too late): rebuilt from the raw points
-                if r.ts_ns < newest - self.horizon_ns or (
+                if at < newest - self.horizon_ns or (
                         not held and start < newest - self.horizon_ns):
                     raw.append((RECOMPUTE, Recompute(rp, KINDS[r.kind].measurement, "hn", "n1",
                                                      r.sensor, r.kind, width, start).encode()))
@@ -204,12 +205,12 @@ class _Model:
                 if (rp, r.sensor, start) not in touched:
                     touched.append((rp, r.sensor, start))
                 self.windowed.setdefault((r.sensor, rp), []).append(r)
-            if r.ts_ns >= newest - self.horizon_ns:
-                self.newest[r.sensor] = max(newest, r.ts_ns)
+            if at >= newest - self.horizon_ns:
+                self.newest[r.sensor] = max(newest, at)
         windows = []
         for rp, sensor, start in touched:
             width = MINUTE_NS if rp == RP_1M else HOUR_NS
-            inside = [r for r in self.windowed[(sensor, rp)] if r.ts_ns - r.ts_ns % width == start]
+            inside = [r for r in self.windowed[(sensor, rp)] if _start(r, width) == start]
             windows.append((rp, line(KINDS[self.kind[sensor]].measurement, self._tags(sensor),
                                      _aggregate(inside), start)))
         ledger = [(RP_1H, line("ledger", {"site": "hn", "node": "n1"}, self._ledger(h), h))
@@ -246,6 +247,11 @@ class _Model:
                 del self.ledger[hour]
                 self.spans.pop(hour, None)
                 self.closed.add(hour)
+
+
+def _start(r: Reading, width: int) -> int:
+    at = window_ts(r.kind, r.ts_ns)
+    return at - at % width
 
 
 def _aggregate(readings: list[Reading]) -> dict[str, float | int]:
