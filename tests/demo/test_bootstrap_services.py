@@ -99,3 +99,11 @@ def test_a_server_already_installed_is_left_as_it_is(tmp_path: Path) -> None:
     log, _ = _bootstrap(tmp_path, ["python3-dev"])
     assert [line for line in log if line.startswith("apt-get install")], log
     assert not [line for line in log if line.startswith("systemctl")], log
+
+
+def test_a_fresh_machine_gets_the_compilers_the_tests_use(tmp_path: Path) -> None:
+    # tests/firmware_bridge/test_upfw.py builds the boards' C library with gcc and their
+    # Arduino sketch with g++, which Debian's gcc package does not bring
+    log, _ = _bootstrap(tmp_path, ["gcc", "g++", "libc6-dev"])
+    install = next(line for line in log if line.startswith("apt-get install")).split()
+    assert {"gcc", "g++", "libc6-dev"} <= set(install)
