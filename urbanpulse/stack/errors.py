@@ -19,10 +19,16 @@ class BinaryMissing(StackError):
 
 
 class PortInUse(StackError):
+    """`setting`: the `urbanpulse stack up` option that moves the port (`--influx-port`).
+    The message names its URBANPULSE_*_PORT variable too, which `urbanpulse demo` (that
+    has no port options) and every later stack command read."""
+
     def __init__(self, service: str, bind: str, port: int, setting: str) -> None:
+        variable = "URBANPULSE_" + setting.removeprefix("--").replace("-", "_").upper()
         super().__init__(
             f"port {port} on {bind} for {service} is already in use by another process; "
-            f"stop it or choose another port with {setting}"
+            f"stop it or choose another port: `urbanpulse stack up {setting} N` (kept for "
+            f"later commands and `urbanpulse demo`) or {variable}=N"
         )
         self.service = service
         self.port = port
