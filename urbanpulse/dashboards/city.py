@@ -161,9 +161,14 @@ def hospitals() -> Dashboard:
                 (per_interval('sum("er_arrivals")', '"agg_1h"."hospital_flow"', '"site"',
                               every="1h", where_site_only=True, alias="ER arrivals $tag_site"),
                  per_interval('sum("visits")', '"agg_1h"."hospital_flow"', '"site"',
-                              every="1h", where_site_only=True, alias="visits $tag_site")),
+                              every="1h", where_site_only=True, alias="visits $tag_site"),
+                 per_interval('sum("faulty")', '"agg_1h"."hospital_flow"', '"site"',
+                              every="1h", where_site_only=True,
+                              alias="undercounted: faulty door readings $tag_site")),
                 description="From the door counters: ER doors (ids starting er-) and the other "
-                            "entrances, per hour of the count.",
+                            "entrances, per hour of the count. Undercounted: the hour's door "
+                            "readings with a cut beam cable (fault = 1; their counts mean "
+                            "nothing), above 0 the hour's arrivals and visits are too low.",
                 unit="none",
             ),
             Panel(

@@ -12,7 +12,9 @@ the hour of the interval's last instant, ts - 1 ns (`cloud.logic.rollup.window_t
 door's hour [09:00, 10:00) stamped 10:00:00 is the 09:00 hour). A door's role comes from
 `DoorRoles`: an explicit sensor -> role map, else sensor ids starting with an ER prefix
 ("er-") are ER doors, the others visit doors.
-`door_flow` (agg_1h): er_arrivals, visits.
+`door_flow` (agg_1h): er_arrivals, visits, and faulty: the readings of ER and visit doors
+with fault = 1 in the hour (a cut beam cable: such a reading's count means nothing, so an
+hour with faulty > 0 is undercounted). Always written, 0 too (a rewrite keeps no field).
 
 Queue kiosks (`hospital.queue`): an issue (called = 0) of ticket N at t1 is paired with
 the first call (called = 1) of N by the same sensor at t2 >= t1, before N's next issue and
@@ -78,6 +80,7 @@ class DoorTotals:
     hour_ns: int
     er_arrivals: float
     visits: float
+    faulty: int = 0  # readings with fault = 1 (of ER and visit doors) in the hour
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,9 +141,9 @@ class HospitalNodeRollup:
         self.beds: dict[str, list[tuple[int, int, int]]] = {}
         # rp -> the starts of the windows holding bed readings, sorted
         self.bed_windows: dict[str, list[int]] = {rp: [] for rp, _ in WIDTHS}
-        # doors: hour -> (sensor, ts, seq) -> (role, count); two counts of one stamp are two
-        # (snapshots from before the seq was kept hold (sensor, ts) keys)
-        self.doors: dict[int, dict[tuple[str, int] | tuple[str, int, int], tuple[str, float]]] = {}
+        # doors: hour -> (sensor, ts, seq) -> (role, count, fault); two counts of one stamp are
+        # two (snapshots from before the seq was kept hold (sensor, ts) keys)
+        self.doors: dict[int, dict[tuple[str, int] | tuple[str, int, int], tuple[str, float, int]]] = {}
         # queue: (sensor, ticket) -> sorted issue times / call times; hour -> tickets called in it
         self.issues: dict[Ticket, list[int]] = {}
         self.calls: dict[Ticket, list[int]] = {}
@@ -150,6 +153,11 @@ class HospitalNodeRollup:
         self.__dict__.update(state)
         # snapshots from before the window starts were kept sorted hold sets
         self.bed_windows = {rp: sorted(starts) for rp, starts in self.bed_windows.items()}
+        # snapshots from before a door's fault was kept hold (role, count): no fault known
+        for entries in self.doors.values():
+            if any(len(e) < 3 for e in entries.values()):
+                for key, e in entries.items():
+                    entries[key] = (e[0], e[1], e[2] if len(e) > 2 else 0)
 
     def process(self, site: str, node: str, readings: Iterable[Reading]
                 ) -> tuple[list[Point], list[SiteUpdate]]:
@@ -180,7 +188,9 @@ class HospitalNodeRollup:
                 doors = self.doors.get(hour)
                 if doors is None:
                     doors = self.doors[hour] = {}
-                doors[(r.sensor, ts, r.seq)] = (self.roles.role(r.sensor), float(r.values["count"]))
+                values = r.values
+                doors[(r.sensor, ts, r.seq)] = (self.roles.role(r.sensor), float(values["count"]),
+                                                1 if values.get("fault") else 0)
                 door_hours.add(hour)
             elif kind == "hospital.queue":
                 wait_hours |= self._add_queue(r)
@@ -189,11 +199,13 @@ class HospitalNodeRollup:
         if bed_from is not None:
             self._emit_beds(site, node, bed_from, points, updates)
         for hour in sorted(door_hours):
-            er = math.fsum(c for role, c in self.doors[hour].values() if role == "er")
-            visits = math.fsum(c for role, c in self.doors[hour].values() if role == "visit")
+            entries = self.doors[hour].values()
+            er = math.fsum(c for role, c, _ in entries if role == "er")
+            visits = math.fsum(c for role, c, _ in entries if role == "visit")
+            faulty = sum(fault for role, _, fault in entries if role != "ignore")
             points.append((RP_1H, line("door_flow", {"site": site, "node": node},
-                                       {"er_arrivals": er, "visits": visits}, hour)))
-            updates.append(DoorTotals(site, node, hour, er, visits))
+                                       {"er_arrivals": er, "visits": visits, "faulty": faulty}, hour)))
+            updates.append(DoorTotals(site, node, hour, er, visits, faulty))
         for hour in sorted(wait_hours):
             waits = sorted(self.waits(hour))
             points.append((RP_1H, line("queue_wait", {"site": site, "node": node},

@@ -6,7 +6,8 @@ same window, so a re-emitted (corrected) node window corrects the site window to
 - `hospital_occupancy` (agg_1m, agg_1h): a ward that sent no snapshot for a window has not
   changed since its last one, so the site's window sums each ward's latest snapshot at or
   before the window start. Emitted at every window that holds a ward snapshot.
-- `hospital_flow` (agg_1h): er_arrivals and visits summed over the site's door nodes.
+- `hospital_flow` (agg_1h): er_arrivals, visits and faulty (door readings with fault = 1:
+  the hour is undercounted) summed over the site's door nodes.
 - `hospital_wait` (agg_1h): n, median_s, p90_s, mean_s over the waits of all its queues.
 
 Late hospital readings (older than a node's horizon) are left out of the live rollups and
@@ -48,7 +49,7 @@ class HospitalSite:
         # rp -> node -> window start -> (beds, occupied, available, faulty)
         self.wards: dict[str, dict[str, dict[int, tuple[int, int, int, int]]]] = {
             rp: {} for rp, _ in WIDTHS}
-        self.flow: dict[int, dict[str, tuple[float, float]]] = {}
+        self.flow: dict[int, dict[str, tuple[float, float, int]]] = {}  # (er, visits, faulty)
         self.waits: dict[int, dict[str, tuple[float, ...]]] = {}
         self.marks = LateMarks()  # (scope, hour)s replayed for the site
         self.late: list[Late] = []  # marks a window written since the last take_late reached
@@ -65,6 +66,10 @@ class HospitalSite:
         self.__dict__.update(state)
         self.__dict__.setdefault("marks", LateMarks())  # a snapshot from before they were kept
         self.__dict__.setdefault("late", [])
+        for nodes in self.flow.values():  # from before the faulty door readings were kept
+            for node, totals in nodes.items():
+                if len(totals) < 3:
+                    nodes[node] = (totals[0], totals[1], 0)
         self._starts = _sorted_starts(self.wards)
 
     def process(self, site: str, updates: Iterable[SiteUpdate]) -> list[Point]:
@@ -92,7 +97,7 @@ class HospitalSite:
                 if u.hour_ns < floor - HOUR_NS:
                     self.late.append(("doors", u.hour_ns))
                     continue
-                self.flow.setdefault(u.hour_ns, {})[u.node] = (u.er_arrivals, u.visits)
+                self.flow.setdefault(u.hour_ns, {})[u.node] = (u.er_arrivals, u.visits, u.faulty)
                 flow_hours.add(u.hour_ns)
                 self.newest_ns = max(self.newest_ns, u.hour_ns)
             elif isinstance(u, WaitSamples):
@@ -133,8 +138,9 @@ class HospitalSite:
         for hour in sorted(flow_hours):
             nodes = self.flow[hour].values()
             out.append((RP_1H, line("hospital_flow", tags, {
-                "er_arrivals": math.fsum(er for er, _ in nodes),
-                "visits": math.fsum(v for _, v in nodes)}, hour)))
+                "er_arrivals": math.fsum(er for er, _, _ in nodes),
+                "visits": math.fsum(v for _, v, _ in nodes),
+                "faulty": sum(f for _, _, f in nodes)}, hour)))
         for hour in sorted(wait_hours):
             waits = [w for node_waits in self.waits[hour].values() for w in node_waits]
             out.append((RP_1H, line("hospital_wait", tags, wait_fields(waits), hour)))

@@ -80,8 +80,8 @@ def test_door_flow_per_hour_with_roles() -> None:
     ]
     points, updates = HospitalNodeRollup(2 * HOUR, roles).process("bvbm", "e1", readings)
     rows = select(points, "agg_1h", "door_flow", site="bvbm", node="e1")
-    assert rows == {T0: {"er_arrivals": 5.0, "visits": 10.0},
-                    T0 + HOUR: {"er_arrivals": 4.0, "visits": 0.0}}
+    assert rows == {T0: {"er_arrivals": 5.0, "visits": 10.0, "faulty": 0},
+                    T0 + HOUR: {"er_arrivals": 4.0, "visits": 0.0, "faulty": 0}}
     assert len(updates) == 2
     with pytest.raises(ValueError, match="door roles"):
         DoorRoles({"x": "vip"})
@@ -96,7 +96,7 @@ def test_two_counts_of_one_door_with_the_same_stamp_both_count() -> None:
                 rd("gate-1", DOOR, T0 + 20 * MIN, count=6, interval_s=60)]
     points, _ = HospitalNodeRollup(2 * HOUR).process("bvbm", "e1", readings)
     rows = select(points, "agg_1h", "door_flow", site="bvbm", node="e1")
-    assert rows == {T0: {"er_arrivals": 12.0, "visits": 11.0}}
+    assert rows == {T0: {"er_arrivals": 12.0, "visits": 11.0, "faulty": 0}}
 
 
 def queue_day() -> list[Reading]:
@@ -204,7 +204,7 @@ def test_site_totals_from_several_nodes() -> None:
     assert occ[T0 + 2 * MIN] == {"beds": 4, "occupied": 2, "available": 2, "faulty": 0,
                                  "occupancy_pct": 50.0}
     assert select(points, "agg_1h", "hospital_flow", site="bvbm")[T0] == {
-        "er_arrivals": 6.0, "visits": 12.0}
+        "er_arrivals": 6.0, "visits": 12.0, "faulty": 0}
     # waits 60, 120, 300, 600, 600: median 300; p90 at h = 4*0.9 = 3.6 -> 600; mean 1680/5
     assert select(points, "agg_1h", "hospital_wait", site="bvbm")[T0] == {
         "n": 5, "median_s": 300.0, "p90_s": 600.0, "mean_s": 336.0}

@@ -83,7 +83,7 @@ def test_a_door_s_hour_stamped_on_the_hour_is_the_hour_before_s() -> None:
     out = state.process(NodeData("hn/opd", "hn", "opd", at(10, 0, 5), [door(at(10), 1, 42)]))
     assert sorted(points_of(out, RP_1H, "hospital_door")) == [at(9)]
     assert sorted(points_of(out, RP_1M, "hospital_door")) == [at(9, 59)]
-    assert points_of(out, RP_1H, "door_flow") == {at(9): {"er_arrivals": 0.0, "visits": 42.0}}
+    assert points_of(out, RP_1H, "door_flow") == {at(9): {"er_arrivals": 0.0, "visits": 42.0, "faulty": 0}}
 
 
 def test_readings_without_an_interval_keep_the_window_of_their_stamp() -> None:
@@ -121,8 +121,8 @@ def test_door_flow_and_hospital_flow_count_the_hour_in_the_hour() -> None:
     points, updates = rollup.process("hn", "opd", [door(at(10), 1, 42), door(at(10), 2, 5, sensor="er-1"),
                                                    door(at(11), 3, 30)])
     flow = select(points, RP_1H, "door_flow", site="hn", node="opd")
-    assert flow == {at(9): {"er_arrivals": 5.0, "visits": 42.0},
-                    at(10): {"er_arrivals": 0.0, "visits": 30.0}}
+    assert flow == {at(9): {"er_arrivals": 5.0, "visits": 42.0, "faulty": 0},
+                    at(10): {"er_arrivals": 0.0, "visits": 30.0, "faulty": 0}}
     site = HospitalSite(6 * HOUR_NS).process("hn", updates)
     assert select(site, RP_1H, "hospital_flow", site="hn") == flow
 
@@ -260,6 +260,6 @@ def test_a_replay_reads_the_doors_stamped_on_its_end() -> None:
     assert sorted(int(str(r["time"])) for r in rows) == [at(9) + 1, at(10) + 2]
     out = replay(span, rows)
     assert select(out, RP_1H, "door_flow", site="hn", node="opd") == {
-        at(9): {"er_arrivals": 0.0, "visits": 42.0}}
+        at(9): {"er_arrivals": 0.0, "visits": 42.0, "faulty": 0}}
     assert select(out, RP_1H, "hospital_flow", site="hn") == {
-        at(9): {"er_arrivals": 0.0, "visits": 42.0}}
+        at(9): {"er_arrivals": 0.0, "visits": 42.0, "faulty": 0}}

@@ -72,7 +72,7 @@ def test_a_node_hours_behind_the_site_leaves_the_hospital_totals_whole() -> None
     points = _as_points(got)
     # hand-checked, an hour of the outage the site had let go: both gates, both wards, both halls
     flow = select(points, RP_1H, "hospital_flow", site="bv")
-    assert flow[DOWN] == {"er_arrivals": 30.0, "visits": 72.0}
+    assert flow[DOWN] == {"er_arrivals": 30.0, "visits": 72.0, "faulty": 0}
     occupancy = select(points, RP_1M, "hospital_occupancy", site="bv")
     assert occupancy[DOWN + 30 * MIN] == {"beds": 4, "occupied": 4, "available": 0, "faulty": 0,
                                           "occupancy_pct": 100.0}
@@ -85,6 +85,6 @@ def test_without_the_replay_no_total_is_written_from_the_lagging_node_alone() ->
     they were written when the site had every node's windows, not the lagging node's alone."""
     got: dict[Any, dict[str, object]] = domain_points(run(_backlog_first(), replays=False))
     flow = select(_as_points(got), RP_1H, "hospital_flow", site="bv")
-    assert flow[DOWN] == {"er_arrivals": 12.0, "visits": 30.0}  # gate-a's, as written live
+    assert flow[DOWN] == {"er_arrivals": 12.0, "visits": 30.0, "faulty": 0}  # gate-a's, as written live
     waits = select(_as_points(got), RP_1H, "hospital_wait", site="bv")
     assert (waits[DOWN]["n"], waits[DOWN]["mean_s"]) == (6, 300.0)  # hall-a's
