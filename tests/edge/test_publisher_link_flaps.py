@@ -25,6 +25,7 @@ from edge.mqtt_client import make_client as make_node_client
 from edge.outbox import Outbox
 from edge.publisher import BACKOFF_MIN_S, Publisher
 from urbanpulse.clock import FakeClock, to_epoch_ns
+from urbanpulse.stack.mosquitto import BINARY
 from urbanpulse.stack.process import free_ports
 from urbanpulse.testing import wait_for
 
@@ -39,7 +40,7 @@ def small_broker(tmp_path: Path) -> Iterator[int]:
     conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
                     f"message_size_limit {LIMIT_BYTES}\n", encoding="utf-8")
     with (tmp_path / "mosquitto.log").open("wb") as log:
-        proc = subprocess.Popen(["mosquitto", "-c", str(conf)], stdout=log,
+        proc = subprocess.Popen([BINARY, "-c", str(conf)], stdout=log,
                                 stderr=subprocess.STDOUT)
     try:
         wait_for(lambda: b"running" in (tmp_path / "mosquitto.log").read_bytes()
