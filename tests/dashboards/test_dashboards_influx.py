@@ -36,7 +36,8 @@ pytestmark = pytest.mark.stack
 SITE = "dash-test"
 SEEDED = {"hospital_bed", "hospital_door", "hospital_queue", "traffic_loop", "air_pm", "air_co2",
           "node_status", "dead_letter", "ledger", "hospital_occupancy", "hospital_flow",
-          "queue_wait", "traffic_intersection", "air_quality", "events", "ward_occupancy"}
+          "queue_wait", "traffic_intersection", "traffic_lane", "air_quality", "events",
+          "ward_occupancy"}
 MINUTE = 60 * 10**9
 
 
@@ -298,3 +299,80 @@ def test_missing_data_evaluated_on_the_hour_sums_two_hours_not_three(
     sums = {s["tags"]["node"]: s["values"][-1][1]
             for s in seeded.reader.query(query, db=seeded.database) if s["tags"]["site"] == SITE}
     assert sums["on-the-hour"] == 2
+
+
+INTERVALS_SITE = "dash-intervals"
+
+
+def _write_pipeline_output(seeded: Seeded, stack: StackInfo, site: str,
+                           nodes: dict[str, list[Reading]]) -> None:
+    """The points the processor writes for these readings (node state, per-sensor windows,
+    domain rollups, site totals), written to the seeded database."""
+    points = []
+    hospital = HospitalSite(HORIZON_NS)
+    for node, readings in nodes.items():
+        state = NodeState(HORIZON_NS, detect=False)
+        received = max(r.ts_ns for r in readings) + 10**9
+        points += state.process(NodeData(f"{site}/{node}", site, node, received, readings))
+        points += hospital.process(site, state.take_site_updates())
+    creds = stack.influx("writer")
+    with InfluxHTTP(creds.url, creds.username, creds.password()) as writer:
+        for policy in ("raw", "agg_1m", "agg_1h"):
+            text = "\n".join(p for rp, p in points if rp == policy)
+            if text:
+                writer.write(text.encode(), db=seeded.database, rp=policy)
+
+
+def _series_ms(seeded: Seeded, dashboard_uid: str, title: str, time_range: TimeRange,
+               site: str) -> list[dict[tuple[str, ...], dict[int, float]]]:
+    """Each query's series of a panel for `site` (every node), as Grafana gets them (epoch
+    ms): tags -> {time: value}, null and 0-filled buckets left out."""
+    (dashboard,) = [d for d in all_dashboards() if d.uid == dashboard_uid]
+    (panel,) = [p for p in dashboard.panels if p.title == title]
+    values = {"site": regex_value(site), "node": ".*"}
+    out = []
+    for q in panel.queries:
+        series: dict[tuple[str, ...], dict[int, float]] = {}
+        for s in seeded.reader.query(interpolate(q.influxql, time_range, values),
+                                     db=seeded.database, epoch="ms"):
+            key = tuple(str(v) for _, v in sorted(s.get("tags", {}).items()))
+            series[key] = {int(t): float(v) for t, v in s["values"] if v}
+        out.append(series)
+    return out
+
+
+def test_door_and_loop_panels_put_each_interval_in_the_window_the_aggregates_do(
+        seeded: Seeded, stack: StackInfo) -> None:
+    """A door's or a loop's reading is stamped at the end of its interval and counts in the
+    window the interval ends in (ts - 1 ns). The panels grouping raw door and loop points by
+    their stamps showed each interval one window late: a 3600 s door's hour in the next
+    hour's bar, beside the per-hospital flows that have it in its own."""
+    hour = _ns(seeded.now.replace(minute=0, second=0, microsecond=0))
+    minute = _ns(seeded.now.replace(second=0, microsecond=0))
+    doors = [Reading("gate-1", "hospital.door", hour - k * 60 * MINUTE, 10 - k,
+                     {"count": float(c), "interval_s": 3600.0})
+             for k, c in ((3, 7), (2, 11), (1, 13), (0, 17))]
+    loops = [Reading("lane-1", "traffic.loop", minute - k * MINUTE, 100 - k,
+                     {"count": float(3 + k % 4), "interval_s": 60.0}) for k in range(40, -1, -1)]
+    _write_pipeline_output(seeded, stack, INTERVALS_SITE, {"doors-1": doors, "x-009": loops})
+
+    for span in (timedelta(hours=6), timedelta(hours=12)):  # $__interval 30 s, 60 s
+        time_range = TimeRange.last(seeded.now + timedelta(minutes=1), span)
+        (per_door,) = _series_ms(seeded, "urbanpulse-hospitals", "Entrances and ER arrivals per hour",
+                                 time_range, INTERVALS_SITE)
+        _, visits, _ = _series_ms(seeded, "urbanpulse-hospitals",
+                                  "ER arrivals and visits per hour, per hospital", time_range,
+                                  INTERVALS_SITE)
+        ms_hour = hour // 10**6
+        expected = {ms_hour - h * 3600_000: c for h, c in ((4, 7), (3, 11), (2, 13), (1, 17))}
+        assert visits == {(INTERVALS_SITE,): expected}
+        assert per_door == {("doors-1", "gate-1", INTERVALS_SITE): expected}
+
+        (rate_lane,) = _series_ms(seeded, "urbanpulse-traffic", "Vehicles per minute per lane",
+                                 time_range, INTERVALS_SITE)
+        (agg_lane,) = _series_ms(seeded, "urbanpulse-traffic",
+                                 "Vehicles per minute per lane (1-minute aggregates)", time_range,
+                                 INTERVALS_SITE)
+        (lane,) = agg_lane.values()
+        assert lane == {minute // 10**6 - (k + 1) * 60_000: 3 + k % 4 for k in range(40, -1, -1)}
+        assert rate_lane == agg_lane

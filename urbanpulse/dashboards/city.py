@@ -28,16 +28,25 @@ BY_LANE = '"site", "node", "sensor"'
 # "Now" for a lane: its loop reports every interval (60 s by default, up to 10 minutes in
 # practice), so a lane without a window for longer is not reporting.
 LANES_NOW = "10m"
+# A loop's or a door's reading is stamped at the end of its interval and counts in the
+# window its interval ends in, ts - 1 ns, in every aggregate (docs/influx-schema.md, "Window
+# stamps"). Its raw point is stamped ts + (seq mod 1000) ns, ts whole microseconds: raw
+# points grouped by time with this offset fall in buckets [T + 1 us, T + w + 1 us), which
+# hold exactly the intervals ending within (T, T + w], the aggregates' window T (Grafana,
+# reading epoch ms, shows the bucket at T). Without it each interval is one window late.
+INTERVAL_END = "1u"
 
 
 def per_interval(select: str, source: str, by: str, *, every: str = "$__interval",
                  fill: str = "none", where: str = "", alias: str = PER_NODE,
-                 where_site_only: bool = False) -> Query:
+                 where_site_only: bool = False, offset: str = "") -> Query:
     """`select` from `source` in the selected sites and nodes (only sites, for per-site
-    measurements), per `every` and per the tags in `by` (e.g. `"site", "node"`)."""
+    measurements), per `every` (shifted by `offset`) and per the tags in `by` (e.g.
+    `"site", "node"`)."""
     scope = SITE_ONLY if where_site_only else SITE_NODE
+    shift = f", {offset}" if offset else ""
     return Query(f'SELECT {select} FROM {source} WHERE $timeFilter AND {scope}{where} '
-                 f'GROUP BY time({every}), {by} fill({fill})', alias=alias)
+                 f'GROUP BY time({every}{shift}), {by} fill({fill})', alias=alias)
 
 
 def site_node_variables(source: str) -> tuple[Variable, Variable]:
@@ -124,9 +133,10 @@ def hospitals() -> Dashboard:
             Panel(
                 "Entrances and ER arrivals per hour", "timeseries",
                 (per_interval('sum("count")', '"raw"."hospital_door"', BY_LANE,
-                              every="1h", fill="0", alias=PER_LANE),),
+                              every="1h", fill="0", alias=PER_LANE, offset=INTERVAL_END),),
                 description="Persons counted by each door sensor per hour (ER doors and main "
-                            "entrances are separate sensors).",
+                            "entrances are separate sensors), in the hour each count's "
+                            "interval ends in, as the per-hospital flows.",
                 unit="none",
             ),
             Panel(
@@ -204,10 +214,13 @@ def traffic() -> Dashboard:
         panels=(
             Panel(
                 "Vehicles per minute per lane", "timeseries",
-                (per_interval('60 * sum("count") / sum("interval_s")', '"raw"."traffic_loop"', BY_LANE,
-                              alias=PER_LANE),),
+                (per_interval('60 * sum("vehicles") / sum("interval_s")', '"agg_1m"."traffic_lane"',
+                              BY_LANE, alias=PER_LANE),),
                 description="Vehicles counted divided by the seconds the intervals covered, "
-                            "from raw readings.",
+                            "from the dataflow's lane rollup (traffic_lane): each loop "
+                            "interval in the minute it ends in, as the panels beside it, and "
+                            "readings of a loop warming up or with an unsynchronised clock "
+                            "left out.",
                 width=24, unit="none",
             ),
             Panel(
