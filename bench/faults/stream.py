@@ -2,12 +2,13 @@
 
 `cloud/logic/events.py` keeps one `FaultMonitor` per (sensor, field), hands a
 reading stamped before the newest one already checked for that field to
-`stamped_before` only, and calls `update(ts_ns, float(value), seq, values, received_ns)`
-for the others (received at the true time: the cloud's clock). `FaultFeed` does exactly
-that, without the anomaly detector, and also calls `tick(now)` on every monitor each
-`tick_s` of simulated time (the cloud's clock), which the silence rule needs. A node's
-clock jumps, its sensors' and its heartbeat rule's, go through one `NodeClockJumps` per node
-as the dataflow's `NodeWatch.jumps` (one event per node and jump).
+`stamped_before(ts_ns, float(value), seq, received_ns)` only, and calls
+`update(ts_ns, float(value), seq, values, received_ns)` for the others (received at the
+true time: the cloud's clock). `FaultFeed` does exactly that, without the anomaly
+detector, and also calls `tick(now)` on every monitor each `tick_s` of simulated time
+(the cloud's clock), which the silence rule needs. A node's clock jumps, its sensors'
+and its heartbeat rule's, go through one `NodeClockJumps` per node as the dataflow's
+`NodeWatch.jumps` (one event per node and jump).
 
 The air readings also go, in the same order, through one `CityDrift` for the city
 (the dataflow's step keyed by city, `cloud/detect/drift.py`), after the same
@@ -143,7 +144,8 @@ class FaultFeed:
             received = None if received_ns is None else from_epoch_ns(received_ns)
             if r.ts_ns < watch.last_ts_ns:  # as cloud.logic.events: only the clock rule
                 events += [(site, node, ev) for ev in self._fold(
-                    site, node, watch.monitor.stamped_before(r.ts_ns, float(value), r.seq),
+                    site, node, watch.monitor.stamped_before(r.ts_ns, float(value), r.seq,
+                                                 received_ns),
                     received)]
                 continue
             watch.last_ts_ns = r.ts_ns

@@ -60,9 +60,12 @@ number, nothing more. The rules (settings in `FaultSettings`):
   held until a heartbeat taken in order (`node_heartbeat`) drops it (a start within the
   gap) or lets it go (sent after the reading), or a reading received `clock_hold_s` later
   lets it go; a reading stamped ahead is a jump at once (no restart does that).
-  Backward: `silence_intervals` or more sequence numbers skipped (readings stamped
-  before ones already seen, which the dataflow drops) while the stamps advanced
-  by less than half of what that many readings take.
+  Backward: a reading numbered after the newest one judged but stamped before it, which
+  the dataflow hands to `stamped_before(received=)`: raised at once, once until a reading
+  is judged again, and each such reading is an arrival not judged (`unjudged`: no false
+  silence, no numbers missing when the stamps catch up); or `silence_intervals` or more
+  sequence numbers skipped while the stamps advanced by less than half of what that many
+  readings take.
 * CLOCK_JUMP (event sensors, `clock_back`): a reading stamped earlier than the
   reading before it (by sequence number) while its sequence number went up: the
   edge emits events in time order, so the clock was set back (a forward jump ending
@@ -372,6 +375,9 @@ class FaultMonitor:
     # batches brings a fast sensor's readings a batch apart, not a reading interval.
     _rx_last: int | None = None
     _rx_gaps: deque[int] | None = None
+    # A reading numbered after the newest judged but stamped before it raised a clock set
+    # back (`stamped_before`): the readings after it, until one is judged again, raise none.
+    _set_back = False
 
     def __init__(
         self,
@@ -627,16 +633,35 @@ class FaultMonitor:
         self._gaps_held = None
         return fresh, events
 
-    def stamped_before(self, ts: datetime | int, value: float, seq: int | None = None
-                       ) -> list[FaultEvent]:
+    def stamped_before(self, ts: datetime | int, value: float, seq: int | None = None,
+                       received: datetime | int | None = None) -> list[FaultEvent]:
         """A reading stamped before the newest one given to `update`, which the dataflow
-        leaves out of the rules: only `clock_back` judges it, and its number fills a held
-        sequence gap (`_hold_gap`)."""
+        leaves out of the rules, received at `received` (the cloud's clock). Numbered before
+        the newest (late: a swapped message, a duplicate), its number fills a held sequence
+        gap (`_hold_gap`). Numbered after it, on a field with `regular` readings, the node's
+        clock was set back (or a forward step ended): raised at once (`_set_back`, once until
+        a reading is judged again), and the reading is an arrival the rules do not judge
+        (`unjudged`): the sensor is not silent, and its number is not missing when the
+        stamps catch up. Only `clock_back` judges the others (event sensors)."""
         events: list[FaultEvent] = []
+        at = _micros(ts)
+        s = self.settings
+        last_seq, last_ts = self._last_seq, self._last_ts
+        if (s.regular and not s.clock_back and seq is not None and last_seq is not None
+                and seq > last_seq and last_ts is not None and at < last_ts):
+            events += self.unjudged(seq, received)
+            if not self._set_back:
+                self._set_back = True
+                stamp = _stamp(at)
+                events.append(FaultEvent(
+                    self.sensor, self.field, FaultType.CLOCK_JUMP, stamp, stamp, value,
+                    f"stamped {(last_ts - at) / 1_000_000:g} s before the reading before it "
+                    f"(seq {last_seq} -> {seq}): clock set back", seq))
+            return events
         if seq is not None and self._gaps_held:
-            self._fill(seq, _micros(ts), value, events)
-        if self.settings.clock_back:
-            self._clock_back(_micros(ts), seq, value, events)
+            self._fill(seq, at, value, events)
+        if s.clock_back:
+            self._clock_back(at, seq, value, events)
         return events
 
     def heartbeat(self, ts: datetime | int, seq: int | None = None) -> list[FaultEvent]:
@@ -791,6 +816,8 @@ class FaultMonitor:
         self._arrived = at
         if received is not None:
             self._note_reception(_micros(received))
+        if self._set_back:
+            self._set_back = False  # the stamps caught up: the episode is over
         silence_seen, self._silence_seen = self._silence_seen, False
         self._last_ts = at
         self._silent = False

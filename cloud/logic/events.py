@@ -2,8 +2,10 @@
 
 Detectors need each series in event-time order: a reading older than the newest one
 already scored (a node's backlog interleaving with live data) is stored and aggregated
-but not scored; only the clock rule of event sensors (a kiosk's stamps going back while
-its sequence numbers go up) is told of it (`FaultMonitor.stamped_before`). A reading
+but not scored; the fault rules are told of it (`FaultMonitor.stamped_before`): numbered
+after the newest, the node's clock was set back (raised once, and the reading counts as
+an arrival not judged), or for event sensors their clock rule (a kiosk's stamps going back
+while its sequence numbers go up). A reading
 flagged out of the windows (`warmup`, `clock_unsynced`) is neither scored nor judged, but
 the fault rules are told it came and took its number (`FaultMonitor.unjudged`): it is no
 missing reading, and the sensor is not silent.
@@ -131,8 +133,9 @@ class SensorWatch:
                                   jumps, received_ns)
                 continue
             if ts < watch.last_ts_ns:
-                # Not scored nor checked; only an event sensor's clock rule judges it.
-                events = watch.faults.stamped_before(ts, v, r.seq)
+                # Not scored nor checked: late, or the node's clock set back (a regular
+                # sensor's clock rule raises it, and it arrived); an event sensor's clock rule.
+                events = watch.faults.stamped_before(ts, v, r.seq, received_ns)
                 if events:
                     if tags is None:
                         tags = {"site": site, "node": node, "sensor": r.sensor, "kind": r.kind}
@@ -415,8 +418,8 @@ def _check_run(site: str, node: str, name: str, watch: FieldWatch, readings: lis
         values = r.values
         v = float(values[name])
         if ts < watch.last_ts_ns:
-            # Not scored nor checked; only an event sensor's clock rule judges it.
-            events = faults.stamped_before(ts, v, r.seq)
+            # Not scored nor checked: late, or the node's clock set back (`stamped_before`).
+            events = faults.stamped_before(ts, v, r.seq, received_ns)
             if events:
                 _found_faults(site, node, r, name, v, events, i, found, alerting, defer_jumps)
             continue

@@ -32,9 +32,21 @@ from bench.faults.digest import digest
 # each jump is now the node's (sensor "", its detail "<sensor>: " and the sensor's), every
 # other event the same, in the same order (recall, precision and delays of
 # `bench.faults.run` unchanged on both sets; clock_jump events TP 389 -> 209, 315 -> 165).
+# Re-pinned when a regular sensor's reading numbered after but stamped before the newest
+# became a clock set back raised at once and an arrival not judged (session 12,
+# `FaultMonitor.stamped_before`; 397 and 349 events before): 159 and 116 SILENCE "no data
+# since" fewer, every one a sensor of a node whose injected clock jump was on (within the
+# fault's window: the false silences of a clock set back, or of a forward step ended);
+# 1 CLOCK_JUMP "N readings skipped ... clock set back" fewer (seeds 1-4: bach-mai/ward-resp,
+# the stamps catching up 3,600 s after a step back); 8 and 2 node CLOCK_JUMPs raised 2-27 s
+# earlier by a sensor's "stamped N s before the reading before it" in place of the heartbeat
+# rule's event (6 and 2) or a kiosk's (2 and 0) of the same jump, which now fold into it. Every other
+# event the same, in the same order (recall, precision and delays of `bench.faults.run` the
+# same or better on both sets: clock_jump events TP 209 -> 49, 165 -> 49; delay p90 0.4 ->
+# 0.3 min on seeds 1-4).
 PINNED = {
-    (1, 2, 3, 4): ("a5badb0bb5dc12a511770925e2547bd029829254005242900f5786eaa3ea7743", 397),
-    (5, 6, 7, 8): ("079efb7fe0c876bfcbc66c63785509b7342abc54d4701ff2552ec792c42d1ced", 349),
+    (1, 2, 3, 4): ("0a911a2ee2ed5cff20fe536c170909c9b096ddb262e703d139b251b700e33978", 237),
+    (5, 6, 7, 8): ("2c0986a001b99d429778d1b22b8ec9eddf65118912cc2e8317d87f3f2da0d214", 233),
 }
 
 
@@ -42,5 +54,5 @@ PINNED = {
 @pytest.mark.parametrize("seeds", sorted(PINNED))
 def test_the_fault_bench_raises_the_events_it_raised_before(seeds: tuple[int, ...]) -> None:
     value, events = digest(list(seeds))
-    assert events > 300
+    assert events > 200
     assert (value, events) == PINNED[seeds]
