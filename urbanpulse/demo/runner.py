@@ -5,6 +5,8 @@ live summary; writes the run's ground truth at the end."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
 import json
 import logging
 import os
@@ -56,6 +58,7 @@ from urbanpulse.simulate import City, SimClock, Simulation
 from urbanpulse.simulate.scenario import merge_events, write_ground_truth
 from urbanpulse.stack import StackConfig, StackInfo, add_node, up
 from urbanpulse.stack.lifecycle import resolve_config
+from urbanpulse.stack.process import is_alive, read_pid, wait_until
 
 if TYPE_CHECKING:
     import paho.mqtt.client as paho
@@ -67,6 +70,10 @@ PUBACK_WAIT_S = 10.0
 SUBSCRIBE_WAIT_S = 120.0
 SUBSCRIBE_POLL_S = 0.2
 CITY_NODES = ("all", "live")
+# In the demo directory: the pid of the processor a demo started, until it stopped it.
+PROCESSOR_PIDFILE = "cloud.pid"
+PROCESSOR_STOP_S = 20.0  # its SIGTERM: the last epoch written, its ingest child's commit
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 class DemoError(UrbanpulseError):
@@ -136,9 +143,13 @@ def run_demo(options: DemoOptions) -> int:
     code = 0
     with ExitStack() as cleanup:
         cloud_log = demo_dir / "cloud.log"
+        pidfile = demo_dir / PROCESSOR_PIDFILE
+        if stop_earlier_processor(pidfile, demo_dir / "cloud.toml"):
+            print("urbanpulse demo: stopped the processor an earlier demo left running", flush=True)
         log_start = cloud_log.stat().st_size if cloud_log.exists() else 0
         cloud = _start_cloud(info, demo_dir)
-        cleanup.callback(_stop_process, cloud)
+        pidfile.write_text(f"{cloud.pid}\n", encoding="utf-8")
+        cleanup.callback(_stop_process, cloud, pidfile)
         # The lightweight nodes publish without resending (QoS 1 to the broker only): on a
         # fresh stack the broker would drop what they send before the ingest's session has
         # its subscription, the back-filled minutes first.
@@ -263,13 +274,70 @@ def _wait_subscribed(cloud: subprocess.Popen[bytes], log_path: Path, log_start: 
         time.sleep(SUBSCRIBE_POLL_S)
 
 
+def _processor_argv(cloud_toml: Path) -> list[str]:
+    return [sys.executable, "-m", "urbanpulse.cli", "cloud", "run", "--config", str(cloud_toml)]
+
+
 def _start_cloud(info: StackInfo, demo_dir: Path) -> subprocess.Popen[bytes]:
+    """The processor, in a session of its own (Ctrl-C in the terminal reaches the demo
+    only, which stops it in order), sent SIGTERM by the kernel when the demo ends without
+    stopping it (SIGKILL, the OOM killer). To be called from the thread that stops it:
+    the signal follows the thread that started it."""
     cloud_toml = demo_dir / "cloud.toml"
     cloud_toml.write_text(to_toml(cloud_config_for_stack(info, demo_dir / "cloud")))
     with (demo_dir / "cloud.log").open("ab") as log:
-        return subprocess.Popen(
-            [sys.executable, "-m", "urbanpulse.cli", "cloud", "run", "--config", str(cloud_toml)],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        return subprocess.Popen(_processor_argv(cloud_toml), stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True,
+                                preexec_fn=_ends_with_parent(os.getpid()))
+
+
+def _ends_with_parent(parent: int) -> Callable[[], None]:
+    """A preexec_fn (Linux): the child gets SIGTERM when the thread of `parent` that forks
+    it ends, however it ends (the process's end included); the child exits at once if
+    `parent` ended already, before the prctl."""
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before the fork
+    sigterm = int(signal.SIGTERM)
+
+    def in_child() -> None:
+        if prctl(_PR_SET_PDEATHSIG, sigterm, 0, 0, 0) != 0 or os.getppid() != parent:
+            os._exit(1)
+
+    return in_child
+
+
+def _is_processor(pid: int, cloud_toml: Path) -> bool:
+    """`pid` is alive and runs the demo's processor on `cloud_toml` (a pid in a pidfile may
+    have been reused by any process since)."""
+    if not is_alive(pid):
+        return False
+    try:
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return [os.fsdecode(a) for a in args[1:] if a] == _processor_argv(cloud_toml)[1:]
+
+
+def stop_earlier_processor(pidfile: Path, cloud_toml: Path,
+                           timeout_s: float = PROCESSOR_STOP_S) -> bool:
+    """Stops the processor an earlier demo left running on `cloud_toml` (it holds the
+    ingest's instance lock, so the new processor's ingest would wait for it): SIGTERM,
+    SIGKILL after `timeout_s`. Only a process whose command line is that processor's is
+    signalled. True if one was running."""
+    pid = read_pid(pidfile)
+    if pid is None or not _is_processor(pid, cloud_toml):
+        pidfile.unlink(missing_ok=True)
+        return False
+    # its ingest child stops when the pipe from it closes
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    if not wait_until(lambda: not is_alive(pid), timeout_s=timeout_s, poll_s=0.1):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        if not wait_until(lambda: not is_alive(pid), timeout_s=5.0, poll_s=0.1):
+            raise DemoError(f"the processor an earlier demo left running (pid {pid}) did not "
+                            f"exit after SIGKILL")
+    pidfile.unlink(missing_ok=True)
+    return True
 
 
 @dataclass(frozen=True)
@@ -378,10 +446,13 @@ def _constant(value: Any) -> Callable[[], Any]:
     return lambda: value
 
 
-def _stop_process(proc: subprocess.Popen[bytes]) -> None:
+def _stop_process(proc: subprocess.Popen[bytes], pidfile: Path) -> None:
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
-            proc.wait(20)
+            proc.wait(PROCESSOR_STOP_S)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(5)
+    pidfile.unlink(missing_ok=True)
