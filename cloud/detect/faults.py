@@ -104,6 +104,7 @@ between the two heartbeats, measured by no wall clock).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from collections import deque
@@ -139,6 +140,15 @@ class FaultEvent:
     # The sequence number of the reading that fired it, where the event is raised later
     # than on that reading (a held clock jump, FaultMonitor.node_heartbeat); None otherwise.
     seq: int | None = None
+    # A clock jump's: when the cloud received the reading that showed it (None: not told),
+    # which stamps the node's event (cloud/logic/events.py), since the reading's stamp is
+    # on the clock that jumped. Not compared: the same event whenever it was received.
+    received: datetime | None = dataclasses.field(default=None, compare=False)
+
+    def __setstate__(self, state: list[object]) -> None:
+        # As the dataclass's own, but a state pickled before `received` was kept lacks it.
+        for k, f in enumerate(fields(self)):
+            object.__setattr__(self, f.name, state[k] if k < len(state) else f.default)
 
     @property
     def delay(self) -> timedelta:
@@ -337,6 +347,11 @@ def _micros(ts: datetime | int) -> int:
 def _stamp(us: int) -> datetime:
     """The aware UTC datetime of `_micros`."""
     return from_epoch_ns(us * 1000)
+
+
+def _rx(received: datetime | int | None) -> datetime | None:
+    """A reception (the cloud's clock, as `update(received=)` takes it) for `FaultEvent.received`."""
+    return None if received is None else _stamp(_micros(received))
 
 
 class FaultMonitor:
@@ -555,7 +570,7 @@ class FaultMonitor:
                     self._release_gaps(_micros(received), events)
             self._arrival(at, seq, value, events, received)
         if s.clock_back:
-            self._clock_back(at, seq, value, events)
+            self._clock_back(at, seq, value, events, received)
         # Each rule only where its settings turn it on (most fields have a few).
         spec = self.spec
         low, high = spec.low, spec.high
@@ -656,12 +671,12 @@ class FaultMonitor:
                 events.append(FaultEvent(
                     self.sensor, self.field, FaultType.CLOCK_JUMP, stamp, stamp, value,
                     f"stamped {(last_ts - at) / 1_000_000:g} s before the reading before it "
-                    f"(seq {last_seq} -> {seq}): clock set back", seq))
+                    f"(seq {last_seq} -> {seq}): clock set back", seq, _rx(received)))
             return events
         if seq is not None and self._gaps_held:
             self._fill(seq, at, value, events)
         if s.clock_back:
-            self._clock_back(at, seq, value, events)
+            self._clock_back(at, seq, value, events, received)
         return events
 
     def heartbeat(self, ts: datetime | int, seq: int | None = None) -> list[FaultEvent]:
@@ -852,9 +867,10 @@ class FaultMonitor:
         step = interval.total_seconds()
         if self.settings.regular and gap < (missing + 1) * step / 2:
             stamp = _stamp(at)
-            events.append(self._event(
+            events.append(replace(self._event(
                 FaultType.CLOCK_JUMP, stamp, stamp, value,
-                f"{missing} readings skipped but the stamps moved {gap:g} s: clock set back"))
+                f"{missing} readings skipped but the stamps moved {gap:g} s: clock set back"),
+                received=_rx(received)))
             return
         if silence_seen:
             return
@@ -911,6 +927,8 @@ class FaultMonitor:
             FaultType.CLOCK_JUMP, stamp, stamp, value,
             f"stamps moved {gap:g} s between consecutive readings (at most "
             f"{self._longest:g} s before): clock set forward")
+        if got is not None:
+            event = replace(event, received=_stamp(got))
         if got is None or at - got - (self._lead or 0) > s.clock_ahead_s * 1e6:
             events.append(event)  # stamped ahead of the cloud's clock: no restart does that
         else:
@@ -1024,7 +1042,7 @@ class FaultMonitor:
         the run takes). A run ending at a reading taken without judging (`unjudged`) is not
         raised (its stamp cannot place it); one after such a reading is placed back from the
         reading after it, as `_after_unjudged` places it."""
-        _, before, after, event, holes, came, last_ts, interval = _upgraded(gap)
+        received, before, after, event, holes, came, last_ts, interval = _upgraded(gap)
         out: list[FaultEvent] = []
         for first, last in holes:
             missing = last - first + 1
@@ -1050,7 +1068,7 @@ class FaultMonitor:
                 out.append(FaultEvent(
                     self.sensor, self.field, FaultType.CLOCK_JUMP, stamp, stamp, value,
                     f"{missing} readings skipped but the stamps moved {(at - prior) / 1e6:g} s: "
-                    "clock set back", last + 1))
+                    "clock set back", last + 1, _stamp(received)))
             else:
                 out.append(FaultEvent(
                     self.sensor, self.field, FaultType.SILENCE,
@@ -1187,9 +1205,10 @@ class FaultMonitor:
             FaultType.SPIKE, _stamp(recent[0][0]), _stamp(at), value,
             f"{total:g} pulses too short to be real within {s.glitch_span_s / 60:g} min"))
 
-    def _clock_back(self, at: int, seq: int | None, value: float,
-                    events: list[FaultEvent]) -> None:
-        """Stamps going back while the sequence numbers go up (events come in time order)."""
+    def _clock_back(self, at: int, seq: int | None, value: float, events: list[FaultEvent],
+                    received: datetime | int | None = None) -> None:
+        """Stamps going back while the sequence numbers go up (events come in time order);
+        `received`: the reading's reception."""
         if seq is None:
             return
         order = self._order
@@ -1198,10 +1217,10 @@ class FaultMonitor:
             if order is not None and at < order[0]:
                 back = (order[0] - at) / 1_000_000
                 stamp = _stamp(at)
-                events.append(self._event(
+                events.append(replace(self._event(
                     FaultType.CLOCK_JUMP, stamp, stamp, value,
                     f"stamped {back:g} s before the reading before it (seq {order[1]} -> "
-                    f"{seq}): clock set back"))
+                    f"{seq}): clock set back"), received=_rx(received)))
         elif at > order[0] and (self._last_ts is None or at > self._last_ts):
             # Lower numbers stamped after everything seen: the numbering restarted (the
             # edge lost its count). A late reading is stamped before the newest seen.

@@ -21,6 +21,9 @@ rule's, go through the node's `NodeClockJumps` (kept in its `NodeWatch`), which 
 per jump, as an event of the node (tag `kind=node`, no `sensor`; the sensor that saw it
 first named in its detail) and folds the others of the jump into it: the event's point is
 written again (`clock_rewrite`) with the sensors that saw the jump since in its detail.
+The node's event is stamped when the cloud received the message that raised it, as the
+heartbeat rule's: a sensor's reading is stamped by the clock that jumped. Every other event
+of a reading keeps the reading's stamp (the node's clock: see docs/anomaly-detection.md).
 """
 
 from __future__ import annotations
@@ -213,17 +216,27 @@ def _fault_points(events: list[FaultEvent], tags: dict[str, str], name: str, v: 
     that events of one type on two fields of one reading stay two points (an alert keeps
     the detection's stamp). With the node's `jumps`, a clock jump is the node's event, or
     none when folded into the one raised for its jump (received by the cloud at
-    `received_ns`: `NodeClockJumps.fold`)."""
+    `received_ns`: `NodeClockJumps.fold`); the node's event is stamped at `received_ns`
+    (the journal's stamp of the message that raised it, so a replay writes the same point),
+    not by the node's clock, which is the one that jumped, as the heartbeat rule's are."""
     for ev in events:
         event_tags = tags
+        at = to_epoch_ns(ev.detected_at)
         if jumps is not None and ev.fault is FaultType.CLOCK_JUMP:
             node_event = jumps.fold(ev, None if received_ns is None else from_epoch_ns(received_ns))
             if node_event is None:
                 continue
             ev = node_event
             event_tags = {"site": tags["site"], "node": tags["node"], "sensor": "", "kind": NODE_KIND}
+            # The reading's stamp is on the clock that jumped (an hour ahead for a clock set
+            # forward an hour): the alert's "last 15 minutes" would miss the event. Stamped
+            # when the cloud received the reading that showed it (a jump held, or seen through
+            # a swapped message, is the same point whichever message let it go).
+            if ev.received is not None:
+                at = to_epoch_ns(ev.received)
+            elif received_ns is not None:
+                at = received_ns
         value = v if ev.value is None else float(ev.value)
-        at = to_epoch_ns(ev.detected_at)
         out.append((RP_RAW, line(EVENTS, dict(event_tags, type=str(ev.fault)), {
             "field": name, "value": value, "delay_s": ev.delay.total_seconds(),
             "seq": seq if ev.seq is None else ev.seq, "detail": ev.detail}, at + place)))

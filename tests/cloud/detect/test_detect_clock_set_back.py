@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from cloud.detect.faults import FaultMonitor, FaultType
+from cloud.detect.faults import FaultEvent, FaultMonitor, FaultType
 from cloud.journal import JournalRecord
 from cloud.logic.node import NodeState
 from cloud.logic.records import decode_record
@@ -210,3 +210,39 @@ def test_a_monitor_pickled_within_a_set_back_resumes_it_and_an_older_one_loads()
     assert "_set_back" not in old.__dict__  # what the code before pickled
     [ev] = pickle.loads(pickle.dumps(old)).stamped_before(_at(30), 12.0, 41, received=_at(41))
     assert "clock set back" in ev.detail
+
+
+def _rewrite_stamp_s(node: _Node) -> float:
+    return (from_epoch_ns(int(node.rewrites[-1].rsplit(" ", 1)[1])) - node.t0).total_seconds()
+
+
+def test_a_node_clock_jump_is_stamped_when_the_cloud_received_it(node: _Node) -> None:
+    """Grafana's "Sensor fault" alert counts the events of the last 15 minutes by their
+    stamps: a node's clock jump stamped by the reading that showed it, on the jumped clock,
+    was an hour in the future for a clock set forward an hour (the alert fired an hour late)
+    and an hour in the past for one set back (never). Stamped at the message's reception,
+    as the heartbeat rule's events are (the journal's stamp: a replay writes the same)."""
+    node.run(1800)
+    node.clock.jump(3600)
+    node.run(1200)
+    node.clock.jump(-3600)
+    node.run(600)
+    forward, back = node.of(str(FaultType.CLOCK_JUMP))
+    for jump in (forward, back):
+        assert abs(jump.stamp_s - jump.received_s) < 1e-3, jump
+    # its detail written again (the heartbeat's count folded into it) on the same point
+    assert abs(_rewrite_stamp_s(node) - back.stamp_s) < 1e-6
+
+
+
+def test_an_event_pickled_before_it_kept_its_reception_loads_without_one() -> None:
+    """A held clock jump in a snapshot taken before `FaultEvent.received`: its state is the
+    first 8 fields (the dataclass's own pickling); it loads with None, and the node's event
+    is then stamped at the reception of the message that lets it go."""
+    stamp = from_epoch_ns(_at(1))
+    new = FaultEvent(SENSOR, "pm25", FaultType.CLOCK_JUMP, stamp, stamp, 1.0, "x", 7, stamp)
+    old = FaultEvent.__new__(FaultEvent)
+    old.__setstate__(new.__getstate__()[:8])  # as the code before pickled it
+    assert old.received is None
+    assert old == new  # the same event (its reception is not compared)
+    assert pickle.loads(pickle.dumps(new)).received == stamp
