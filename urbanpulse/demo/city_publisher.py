@@ -8,12 +8,19 @@ in the demo directory), as an edge agent's outbox keeps them, so the cloud's del
 ledger sees neither duplicates nor gaps across runs. The same file keeps the name of that
 numbering (the contract's `numbering`, as an outbox keeps it): a demo directory wiped
 numbers from 0 again under a new name, as a node that lost its state does.
+
+Both files are written (atomically, synced) before each publish, not when the demo stops:
+a demo killed outright (SIGKILL, the OOM killer, a power cut) would otherwise leave the
+next run numbering again from the last clean stop under the same name, and the cloud would
+drop its first readings as redeliveries of what the killed run sent. After a kill the
+numbers of what never reached the broker are skipped: gaps the ledger counts as missing.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import os
 import secrets
 import threading
 import time
@@ -84,40 +91,66 @@ def load_published_until(path: Path) -> int:
     return int(text)
 
 
-def save_published_until(path: Path, stamp_ns: int) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(f"{stamp_ns}\n", encoding="utf-8")
-    tmp.replace(path)
+def until_file(seq_file: Path) -> Path:
+    """Beside the sequence file: the newest stamp the lightweight nodes published."""
+    return seq_file.with_name("city_published_until")
 
 
-def save_seq(path: Path, seq: Mapping[SensorKey, int], numbering: str) -> None:
+def save_published_until(path: Path, stamp_ns: int, sync: bool = True) -> None:
+    _replace(path, f"{stamp_ns}\n", sync)
+
+
+def save_seq(path: Path, seq: Mapping[SensorKey, int], numbering: str, sync: bool = True) -> None:
     body: dict[str, int | str] = {NUMBERING_KEY: numbering}
     body.update(("/".join(k), v) for k, v in sorted(seq.items()))
+    _replace(path, json.dumps(body, indent=0), sync)
+
+
+def _replace(path: Path, text: str, sync: bool) -> None:
+    """Write-then-rename, the data synced before the rename: a crash leaves the old file or
+    the new one, never an empty or a partial one (`sync`: the directory is synced by the
+    caller, once for both files)."""
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(body, indent=0), encoding="utf-8")
+    with tmp.open("w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
     tmp.replace(path)
+    if sync:
+        _sync_dir(path.parent)
+
+
+def _sync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 class CityPublisher(threading.Thread):
     """Publishes the lightweight readings of [position, clock offset) every STEP_S.
 
-    Readings stamped at or before `not_before_ns` (what an earlier run already published:
-    the demo back-fills minutes before its start) are left out, and the sequence numbers go
-    on without them: a sensor's stamps never go back against its numbers, which the cloud
-    would take for a clock set back."""
+    The sequence numbers go on from `seq_file` (load_seq), and readings stamped at or
+    before what an earlier run published (until_file(seq_file): the demo back-fills minutes
+    before its start) are left out, the numbers going on without them: a sensor's stamps
+    never go back against its numbers, which the cloud would take for a clock set back or
+    for redeliveries. Both files are saved before each publish (`publish_until`)."""
 
     def __init__(self, sim: Simulation, clock: SimClock,
                  clients: Mapping[tuple[str, str], paho.Client],
-                 live: frozenset[SensorKey], seq_base: Mapping[SensorKey, int],
-                 numbering: str, not_before_ns: int = 0) -> None:
+                 live: frozenset[SensorKey], seq_file: Path) -> None:
         super().__init__(name="demo-city", daemon=True)
         self.sim = sim
         self.clock = clock
         self.clients = clients
         self.live = live
+        self.seq_file = seq_file
+        self.until_file = until_file(seq_file)
+        seq_base, self.numbering = load_seq(seq_file)
+        not_before_ns = load_published_until(self.until_file)
         self.seq_base = dict(seq_base)
         self.next_seq = dict(seq_base)
-        self.numbering = numbering
         self.not_before_ns = not_before_ns
         self.published_until_ns = not_before_ns
         self._skipped: dict[SensorKey, int] = {}
@@ -146,13 +179,19 @@ class CityPublisher(threading.Thread):
         return out
 
     def publish_until(self, until: float) -> None:
-        """Publish everything up to offset `until` (QoS 1; delivery is awaited in close)."""
+        """Publish everything up to offset `until` (QoS 1; delivery is awaited in close),
+        the numbers and the newest stamp saved first: killed at any point, the demo leaves
+        the next run numbers and minutes that follow what it may have sent."""
         with self._lock:
+            due: list[tuple[paho.Client, NodeBatch, list[Reading]]] = []
             for batch in self.generator.advance(max(until, self.generator.position)):
                 readings = self._keep(batch)
                 client = self.clients.get((batch.site, batch.node))
-                if not readings or client is None:
-                    continue
+                if readings and client is not None:
+                    due.append((client, batch, readings))
+            if due:
+                self._save()
+            for client, batch, readings in due:
                 info = client.publish(data_topic(batch.site, batch.node),
                                       encode_batch(batch.site, batch.node, readings,
                                                    numbering=self.numbering), qos=1)
@@ -160,6 +199,11 @@ class CityPublisher(threading.Thread):
                 self.readings += len(readings)
                 self.batches += 1
             self._pending = [i for i in self._pending if _state(i) == "pending"]
+
+    def _save(self) -> None:
+        save_seq(self.seq_file, self.next_seq, self.numbering, sync=False)
+        save_published_until(self.until_file, self.published_until_ns, sync=False)
+        _sync_dir(self.seq_file.parent)  # both renames durable before anything is sent
 
     def run(self) -> None:
         while not self.stop_event.wait(STEP_S):

@@ -30,13 +30,7 @@ from edge.agent import Agent
 from edge.config import load_config
 from edge.logs import JsonFormatter
 from urbanpulse.clock import to_epoch_ns
-from urbanpulse.demo.city_publisher import (
-    CityPublisher,
-    load_published_until,
-    load_seq,
-    save_published_until,
-    save_seq,
-)
+from urbanpulse.demo.city_publisher import CityPublisher
 from urbanpulse.demo.demo_events import demo_events
 from urbanpulse.demo.live import (
     SERIAL_PERIOD_S,
@@ -162,16 +156,13 @@ def run_demo(options: DemoOptions) -> int:
         if light:
             clients = _city_clients(config, light)
             cleanup.callback(_disconnect_all, clients)
-            seq_base, numbering = load_seq(seq_file)
-            not_before_ns = load_published_until(_until_file(seq_file))
-            publisher = CityPublisher(sim, clock, clients, live_keys, seq_base, numbering,
-                                      not_before_ns)
+            publisher = CityPublisher(sim, clock, clients, live_keys, seq_file)
             # what an earlier run on this stack published is not sent again
             backfilled_s = HISTORY_S - min(HISTORY_S, max(
-                0.0, (not_before_ns - to_epoch_ns(sim.start)) / 1e9))
+                0.0, (publisher.not_before_ns - to_epoch_ns(sim.start)) / 1e9))
             publisher.publish_until(clock.offset())
             publisher.start()
-            cleanup.callback(_stop_publisher, publisher, seq_file)
+            cleanup.callback(_stop_publisher, publisher)
         factories, player = _wire_pins(sim, clock, live)
         player.prime(clock.offset())
         agents = []
@@ -418,15 +409,8 @@ def _disconnect_all(clients: dict[tuple[str, str], paho.Client]) -> None:
         client.loop_stop()
 
 
-def _until_file(seq_file: Path) -> Path:
-    """Beside the sequence file: the newest stamp the lightweight nodes published."""
-    return seq_file.with_name("city_published_until")
-
-
-def _stop_publisher(publisher: CityPublisher, seq_file: Path) -> None:
-    unacked = publisher.stop(PUBACK_WAIT_S)
-    save_seq(seq_file, publisher.next_seq, publisher.numbering)
-    save_published_until(_until_file(seq_file), publisher.published_until_ns)
+def _stop_publisher(publisher: CityPublisher) -> None:
+    unacked = publisher.stop(PUBACK_WAIT_S)  # its numbers were saved before each publish
     print(f"lightweight: {publisher.readings} readings in {publisher.batches} batches"
           + (f", {unacked} batches not acknowledged by the broker" if unacked else ""))
 
