@@ -52,7 +52,7 @@ from urbanpulse.simulate import City, SimClock, Simulation
 from urbanpulse.simulate.scenario import merge_events, write_ground_truth
 from urbanpulse.stack import StackConfig, StackInfo, add_node, up
 from urbanpulse.stack.lifecycle import resolve_config
-from urbanpulse.stack.process import is_alive, read_pid, wait_until
+from urbanpulse.stack.process import command_line, is_alive, read_pid, wait_until
 
 if TYPE_CHECKING:
     import paho.mqtt.client as paho
@@ -299,13 +299,8 @@ def _ends_with_parent(parent: int) -> Callable[[], None]:
 def _is_processor(pid: int, cloud_toml: Path) -> bool:
     """`pid` is alive and runs the demo's processor on `cloud_toml` (a pid in a pidfile may
     have been reused by any process since)."""
-    if not is_alive(pid):
-        return False
-    try:
-        args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-    return [os.fsdecode(a) for a in args[1:] if a] == _processor_argv(cloud_toml)[1:]
+    args = command_line(pid)
+    return args is not None and args[1:] == _processor_argv(cloud_toml)[1:]
 
 
 def stop_earlier_processor(pidfile: Path, cloud_toml: Path,

@@ -64,16 +64,23 @@ def is_alive(pid: int) -> bool:
     return state is not None and state not in ("Z", "X")
 
 
-def is_ours(pid: int, binary: str, config: Path) -> bool:
+def command_line(pid: int) -> list[str] | None:
+    """The arguments `pid` runs with, None if it is not alive (a pid read from a file may
+    have been reused by any process since: callers check what it runs)."""
     if not is_alive(pid):
-        return False
+        return None
     try:
         args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except (FileNotFoundError, ProcessLookupError):
+        return None
+    return [os.fsdecode(a) for a in args if a]
+
+
+def is_ours(pid: int, binary: str, config: Path) -> bool:
+    args = command_line(pid)
+    if not args or Path(args[0]).name != Path(binary).name:
         return False
-    if not args or Path(os.fsdecode(args[0])).name != Path(binary).name:
-        return False
-    return os.fsencode(str(config)) in args
+    return str(config) in args
 
 
 def read_pid(pidfile: Path) -> int | None:
