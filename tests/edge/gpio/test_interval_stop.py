@@ -3,6 +3,7 @@ an upgrade, a config change) reports what its interval so far counted, instead o
 dropping it: the agent commits what drivers emit while they are cancelled."""
 
 import asyncio
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from edge.drivers.base import DriverContext
@@ -10,6 +11,7 @@ from edge.drivers.door_counter.driver import build as build_door
 from edge.drivers.door_counter.driver import parse_params as door_params
 from edge.drivers.traffic_loop.driver import build as build_loop
 from edge.drivers.traffic_loop.driver import parse_params as loop_params
+from urbanpulse.testing import wait_for
 
 
 def test_a_stopped_traffic_loop_reports_its_partial_interval(gpio) -> None:
@@ -78,8 +80,6 @@ def test_the_agent_commits_what_a_stopped_door_counter_reports(
         gpio, make_node_config, collector) -> None:  # type: ignore[no-untyped-def]
     """End to end: people counted in the interval under way when the agent stops reach the
     cloud's topic, or wait in the outbox for the next start; they are not lost."""
-    import time
-
     from edge.agent import OUTBOX_FILE, Agent
     from edge.config import load_config
     from edge.outbox import Outbox
@@ -95,11 +95,8 @@ def test_the_agent_commits_what_a_stopped_door_counter_reports(
     def broken() -> list[bool]:
         return agent._running["door-1"].describe().get("broken", [])
 
-    def wait(predicate, what: str) -> None:  # type: ignore[no-untyped-def]
-        deadline = time.monotonic() + 5
-        while not predicate():
-            assert time.monotonic() < deadline, f"timed out waiting for {what}"
-            time.sleep(0.005)
+    def wait(predicate: Callable[[], bool], what: str) -> None:
+        wait_for(predicate, 5, what, every_s=0.005)
 
     with agent_in_thread(agent):
         wait(lambda: "door-1" in agent._running and broken() == [False], "the driver")
