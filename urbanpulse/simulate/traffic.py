@@ -144,8 +144,13 @@ class LaneModel:
         return Passages.concat(parts).between(t0, t1)
 
     def presence(self, t0: float, t1: float, loop: int = 1) -> Intervals:
-        """When loop 1 (or 2) detects a vehicle, merged, around [t0, t1)."""
-        p = self.passages(t0 - self.LOOKBACK, t1)
+        """When loop 1 (or 2) detects a vehicle, merged, around [t0, t1).
+
+        Vehicles arriving up to MIN_GAP_S after t1 are taken too: one that closes a gap
+        begun before t1 merges the two detections, and the time on before t1 (the last
+        interval's occupancy, a stuck loop's level) must not depend on where a window
+        ends. Vehicles arriving later start after t1 on both loops and change nothing."""
+        p = self.passages(t0 - self.LOOKBACK, t1 + 2 * MIN_GAP_S)
         if loop == 1:
             return Intervals.merged(p.t_on1, p.t_off1, MIN_GAP_S)
         return Intervals.merged(p.t_on2, p.t_off2, MIN_GAP_S)
