@@ -634,7 +634,8 @@ class InfluxWriter:
         in smaller ones when it is over the size a 413 taught (`_body_cap`), or when
         InfluxDB refuses it as too large or whole (`_split`). `between` is called after
         each request done: stored, or its lines refused for good."""
-        body = "\n".join(lines).encode()
+        # (a lone surrogate, which UTF-8 cannot carry, as its escape: no text stops the flow)
+        body = "\n".join(lines).encode(errors="backslashreplace")
         if (self._body_cap is not None and len(body) > self._body_cap and len(lines) > 1
                 and not self._splitting):  # the parts of a split are smaller than a request sent
             self._in_parts(rp, lines, list(_packed(lines, self._body_cap)), None, between)
@@ -837,7 +838,7 @@ def _packed(lines: list[str], cap: int) -> Iterator[list[str]]:
     part: list[str] = []
     size = -1  # of the part joined: its lines and the newlines between them
     for line in lines:
-        n = (len(line) if line.isascii() else len(line.encode())) + 1
+        n = (len(line) if line.isascii() else len(line.encode(errors="backslashreplace"))) + 1
         if part and size + n > cap:
             yield part
             part, size = [], -1

@@ -85,10 +85,21 @@ def dead_letter_point(site: str, node: str, code: str, detail: str, raw: bytes, 
     (empty for a rejection made from the dataflow's state, not from one record)."""
     payload = raw[:max_bytes].decode("utf-8", errors="backslashreplace")
     fields: dict[str, str | int | float | bool] = {
-        "detail": detail[:1000], "payload": payload, "topic": topic[:300],
+        "detail": _utf8(detail[:1000]), "payload": payload, "topic": _utf8(topic[:300]),
         "truncated": len(raw) > max_bytes, "offset": offset, "partition": partition}
     return RP_RAW, line("dead_letter", {"site": site, "node": node, "reason": code}, fields,
                         stamp_ns)
+
+
+def _utf8(text: str) -> str:
+    """`text` as UTF-8 can carry it: a lone surrogate (JSON's `"\\ud800"`, which json.loads
+    keeps, quoted in a detail) as its escape, `\\ud800`. The sink encodes lines as UTF-8,
+    which has no surrogates: such a detail raised there, and stopped the flow for good."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return text.encode(errors="backslashreplace").decode()
+    return text
 
 
 def decode_record(rec: JournalRecord, max_dead_letter_bytes: int) -> tuple[NodeData | None, list[Point]]:
