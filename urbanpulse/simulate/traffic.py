@@ -203,13 +203,16 @@ class LaneSensor:
         occupancy = np.minimum(timeline.on_time(lo, ends) / period * 100.0, 100.0)
         p = self.model.passages(float(lo[0]), float(ends[-1]))
         p = p.select(~in_faults(self.faults, HOLDING, p.t_on1))
-        idx = np.searchsorted(p.t_on1, np.concatenate([lo[:1], ends]), side="left")
-        n = np.diff(idx)
+        # Each interval on its own: `ends` need not follow one another (a silence's
+        # readings are left out).
+        first = np.searchsorted(p.t_on1, lo, side="left")
+        after = np.searchsorted(p.t_on1, ends, side="left")
+        n = after - first
         cum_v = np.concatenate([[0.0], np.cumsum(p.speed_kmh)])
         cum_len = np.concatenate([[0.0], np.cumsum(p.length_m)])
         with np.errstate(invalid="ignore", divide="ignore"):
-            speed = (np.diff(cum_v[idx]) / n).round(1).tolist()
-            length = (np.diff(cum_len[idx]) / n).round(2).tolist()
+            speed = ((cum_v[after] - cum_v[first]) / n).round(1).tolist()
+            length = ((cum_len[after] - cum_len[first]) / n).round(2).tolist()
         out: list[dict[str, float]] = []
         for c, occ, vehicles, v, ln, g in zip(counts, occupancy.round(2).tolist(), n.tolist(),
                                               speed, length, glitches, strict=True):
