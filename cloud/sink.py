@@ -3,28 +3,29 @@
 While a write fails for a reason that can pass (InfluxDB down, a 5xx, a 408 or 429), the
 writer blocks and retries with backoff: the dataflow stops advancing, its snapshot stays
 behind, and the journal holds the data. A write InfluxDB denies the writer (401: its
-credentials; 403: no WRITE on the database; 404: no such database), a proxy redirects
-(3xx), or that something other than InfluxDB answers (a proxy's page, its JSON error, a
-405), is held the same way, since only an operator can fix it and nothing may be lost
-meanwhile: logged once per status at ERROR with what to do, reminded every
-DENIED_REMINDER_S, counted (`write_denied`, `write_denied_s`). Only InfluxDB's own 400 or
-422 (a field type conflict, points beyond a retention policy, a line it cannot parse) and
-its 413 for a single line refuse lines: counted and logged with InfluxDB's words, not
-retried, and the rest goes on. An answer is InfluxDB's verdict on the lines only when it
-says so beyond doubt (`influxdb_verdict`: its X-Influxdb-Version header, or InfluxDB 3's
-own errors), never for a JSON error alone, which a proxy sends too. `write_failure` is
-that classification. InfluxDB 1.x stores the request's good lines itself ("partial
-write"), as 2.x does for a field type conflict (422) and 3.x for its "partial write of line
-protocol occurred"; but 2.x stores nothing of a request with a line it cannot parse (400),
-nor 3.x of one with any bad line on its v1 /write ("parsing failed for write_lp
-endpoint"): such a request is written again in halves, split again while refused
-(`whole_request_refused`), so that only the bad lines are refused, logged once for the
-request. A request too large (413: InfluxDB's max-body-size, or a proxy's; InfluxDB 3's
+credentials; 403: no WRITE on the database; 404: no such database), a proxy redirects (3xx),
+or that something other than InfluxDB answers (a proxy's page, its JSON error, a 405), is
+held the same way, since only an operator can fix it and nothing may be lost meanwhile:
+logged once per status at ERROR with what to do, reminded every DENIED_REMINDER_S, counted
+(`write_denied`, `write_denied_s`). Only InfluxDB's own 400 or 422 (a field type conflict,
+points beyond a retention policy, a line it cannot parse) and its 413 for a single line
+refuse lines: counted and logged with InfluxDB's words, not retried, and the rest goes on.
+An answer is InfluxDB's verdict on the lines only when it says so beyond doubt
+(`influxdb_verdict`: its X-Influxdb-Version header, or InfluxDB 3's own errors), never for a
+JSON error alone, which a proxy sends too. `write_failure` is that classification. InfluxDB
+1.x's series limits (`SERIES_LIMITS`) refuse new series in a 400 "partial write" too, but
+they are an operator's limits: held like a denied write. InfluxDB 1.x stores the request's
+good lines itself ("partial write"), as 2.x does for a field type conflict (422) and 3.x for
+its "partial write of line protocol occurred"; but 2.x stores nothing of a request with a
+line it cannot parse (400), nor 3.x of one with any bad line on its v1 /write ("parsing
+failed for write_lp endpoint"): such a request is written again in halves, split again while
+refused (`whole_request_refused`), so that only the bad lines are refused, logged once for
+the request. A request too large (413: InfluxDB's max-body-size, or a proxy's; InfluxDB 3's
 500 on /write) is written again in halves the same way; the single lines InfluxDB still
-refuses are logged once for the request, and later requests are kept under half the
-smallest body refused (`_body_cap`), split before they are sent. A stop is seen between
-the parts of a split. The lines a partial write stored count as written where InfluxDB
-says how many (`stored_by_partial_write`).
+refuses are logged once for the request, and later requests are kept under half the smallest
+body refused (`_body_cap`), split before they are sent. A stop is seen between the parts of
+a split. The lines a partial write stored count as written where InfluxDB says how many
+(`stored_by_partial_write`).
 
 Reads of raw points back (window rebuilds and domain replays after late data) retry the
 same way while InfluxDB is away or busy. A read refused for good (`read_failure`: the
@@ -125,6 +126,10 @@ PARTIAL_WRITE = "partial write"
 # InfluxDB 1.x's partial write (tsdb.PartialWriteError): "partial write: <reason> dropped=N".
 PARTIAL_WRITE_1X = "partial write: "
 _DROPPED = re.compile(r" dropped=(\d+)$")
+# InfluxDB 1.x's series limits ([data] max-values-per-tag, max-series-per-database) refuse a
+# request's new series in a 400 "partial write" worded like a refusal of lines: an
+# operator's limit, not the points' fault, so held like a denied write, not dropped.
+SERIES_LIMITS = ("max-values-per-tag limit exceeded", "max-series-per-database limit exceeded")
 
 
 def influxdb_verdict(exc: InfluxError) -> bool:
@@ -218,8 +223,13 @@ def write_failure(exc: InfluxError) -> WriteFailure:
     if exc.retryable:
         return WriteFailure.UNAVAILABLE
     if exc.status in LINES_REFUSED and influxdb_verdict(exc):
-        return WriteFailure.REJECTED
+        return WriteFailure.DENIED if series_limit(exc) else WriteFailure.REJECTED
     return WriteFailure.DENIED
+
+
+def series_limit(exc: InfluxError) -> bool:
+    """InfluxDB refused new series for its series limits (`SERIES_LIMITS`)."""
+    return any(limit in exc.body for limit in SERIES_LIMITS)
 
 
 @dataclass(frozen=True)
@@ -262,6 +272,12 @@ class WriterUser:
 
 def write_advice(user: WriterUser, exc: InfluxError, database: str, rp: str | None = None) -> str:
     """What an operator does about a write `write_failure` holds (DENIED)."""
+    if series_limit(exc) and influxdb_verdict(exc):
+        return ("InfluxDB refuses new series for its series limits: raise [data] "
+                "max-values-per-tag and max-series-per-database in influxdb.conf (0: no limit; "
+                "the Ansible role's influxdb_max_values_per_tag and "
+                "influxdb_max_series_per_database) and restart InfluxDB, or drop series no "
+                "longer needed")
     if 300 <= exc.status < 400:
         return user.advice(exc.status, database, rp)
     if exc.status in LINES_REFUSED and not influxdb_verdict(exc):
