@@ -150,3 +150,17 @@ def test_not_toml_and_missing_file_are_config_errors(tmp_path: Path) -> None:
         City.parse("[city\nname=", "broken.toml")
     with pytest.raises(ConfigError, match="cannot read"):
         City.load(tmp_path / "absent.toml")
+
+
+def test_replicas_of_long_site_ids_never_merge_two_sites(hanoi: City) -> None:
+    # Cut to fit their -rNNNN suffix, these two ids would give one site in every copy,
+    # whose "cabinet" node would carry both intersections' lanes.
+    a, b = "intersection-nga-tu-so-dong-da-a", "intersection-nga-tu-so-dong-da-b"
+    text = DEFAULT_CITY.read_text(encoding="utf-8")
+    city = City.parse(text.replace('"nga-tu-so"', f'"{a}"').replace('"kim-lien"', f'"{b}"'))
+    assert len(city.replicate(1).nodes) == len(hanoi.nodes)
+    with pytest.raises(ConfigError, match=r"^replicas: copy 1 of site .* already a copy of"):
+        city.replicate(2)
+    clash = City.parse(text.replace('"trang-thi"', '"cau-giay-r0001"'))
+    with pytest.raises(ConfigError, match=r"'cau-giay-r0001', already site 'cau-giay-r0001'"):
+        clash.replicate(2)

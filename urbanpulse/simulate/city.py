@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 
+from urbanpulse.errors import ConfigError
 from urbanpulse.simulate.errors import UnknownTargetError
 from urbanpulse.simulate.events import Event
 from urbanpulse.simulate.profiles import (
@@ -277,6 +278,22 @@ class City:
         thousands of nodes. Copy 0 keeps the original ids and the events."""
         if copies < 1:
             raise ValueError("copies must be at least 1")
+        # A site id cut short to fit its suffix may fall on another site's copy (or on
+        # another site): their nodes would become one, their readings mixed.
+        sites = sorted({h.site for h in self.hospitals} | {x.site for x in self.intersections}
+                       | {s.site for s in self.air_stations})
+        taken: dict[str, str] = {site: site for site in sites}
+        for i in range(1, copies):
+            for site in sites:
+                copy = _suffixed(site, f"-r{i:04d}")
+                if copy in taken:
+                    other = taken[copy]
+                    whose = f"site {other!r}" if other == copy else f"a copy of site {other!r}"
+                    raise ConfigError("replicas", f"copy {i} of site {site!r} would be "
+                                      f"{copy!r}, already {whose} (a site id is cut to 26 "
+                                      "characters to take its -rNNNN suffix): shorten the "
+                                      "site ids")
+                taken[copy] = site
         hospitals: list[Hospital] = []
         intersections: list[Intersection] = []
         stations: list[AirStation] = []
