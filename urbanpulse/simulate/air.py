@@ -323,6 +323,11 @@ class AirSensorModel:
                 0.05 * slot_normal(self._key, slots, 2)) + slot_normal(self._key, slots, 3)
             if self.sensor.driver == "pms5003":
                 out["pm1"] = pm25 * 0.72 * np.exp(0.04 * slot_normal(self._key, slots, 4))
+            # The modules count particles by size and sum the counts up: PM10 takes in
+            # PM2.5, which takes in PM1, whatever the noise of each.
+            np.maximum(out["pm10"], out["pm25"], out=out["pm10"])
+            if "pm1" in out:
+                np.minimum(out["pm1"], out["pm25"], out=out["pm1"])
         self._respond(out, eff, true.humidity)
         for f in self.faults:
             inside = (t >= f.start_s) & (t < f.end_s)
