@@ -130,6 +130,23 @@ def test_cut_door_cable_counts_nobody_with_the_fault_flag(runs: Runs) -> None:
                if 6 * H + 120 <= true_t(sim, r) <= 6 * H + 1800) > 0
 
 
+def test_cut_door_cable_opens_the_supervision_loopback(runs: Runs) -> None:
+    """The loopback pin the fault flag is derived from: closed (1) but while the cut
+    (6.01 h to 6.51 h) opens it; the beam reads clear meanwhile."""
+    sim, _, _ = runs
+    start, end = 6.01 * H, 6.51 * H
+    assert sim.sensor(*OPD_DOOR).pins == ("beam", "loopback")
+    tracks = sim.pin_tracks(*OPD_DOOR, 5 * H, 7 * H)
+    loop = tracks["loopback"]
+    assert (loop.initial, [tuple(e) for e in loop.edges]) == (1, [(start, 0), (end, 1)])
+    beam = tracks["beam"]
+    assert not [e for e in beam.edges if start < e.t < end]
+    assert sim.pin_tracks(*OPD_DOOR, start + 60, start + 120)["loopback"].initial == 0
+    # a door without a fault keeps its loop closed
+    whole = sim.pin_tracks(*DOOR, 0, 24 * H)["loopback"]
+    assert (whole.initial, whole.edges) == (1, [])
+
+
 def test_spikes_add_false_pulses_and_wild_samples(runs: Runs) -> None:
     sim, faulty, clean = runs
     def total(readings: list[Reading], name: str) -> int:

@@ -178,7 +178,7 @@ def sensor_table(sensor: LiveSensor, ports: dict[str, str]) -> dict[str, Any]:
     (loop_spacing_m, the distance between the loops' leading edges, is the driver's
     loop_distance_m). The wiring matches how the emulation drives the pins: loop cards
     drive their output high on presence; door beams and bed-pad contacts pull the line
-    low when broken or loaded."""
+    low when broken or loaded, and a door's closed loopback pair pulls its line low."""
     spec = sensor.spec
     table: dict[str, Any] = {"id": spec.id, "driver": spec.driver}
     p = spec.params
@@ -194,7 +194,11 @@ def sensor_table(sensor: LiveSensor, ports: dict[str, str]) -> dict[str, Any]:
                      loop_length_m=float(p["loop_length_m"]),
                      interval_s=min(spec.period_s, COUNTER_INTERVAL_S))
     elif spec.driver == "door_counter":
+        # Supervised, as the lightweight door readings are (every one carries `fault`):
+        # the loopback pair ties its line to GND while the cable is whole, and a cut
+        # cable lets the pull-up win (the simulator opens the loop during `cut_cable`).
         table.update(pin=sensor.pins["beam"], pull="up", active_state="low",
+                     supervision="loopback", supervision_pin=sensor.pins["loopback"],
                      interval_s=min(spec.period_s, COUNTER_INTERVAL_S))
     elif spec.driver == "bed_pad":
         table.update(pin=sensor.pins["pad"], pull="up", active_state="low",

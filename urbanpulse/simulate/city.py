@@ -336,6 +336,12 @@ def _suffixed(site: str, suffix: str) -> str:
     return site + suffix
 
 
+# A door counter's lines: the beam (1 while broken) and its supervision loopback (a
+# spare pair shorted inside the receiver's connector, edge/drivers/door_counter: 1 while
+# the loop is closed, 0 while a cut cable opens it).
+DOOR_PINS = ("beam", "loopback")
+
+
 def _kiosk_spec(k: Kiosk) -> SensorSpec:
     pins = ("ticket", *(f"call-{c}" for c in range(1, k.max_counters + 1)))
     return SensorSpec(k.sensor, "queue_kiosk", 0.0, pins, {"counters": float(k.max_counters)})
@@ -354,10 +360,10 @@ def nodes_of(city: City) -> tuple[NodeSpec, ...]:
                     "exit_tolerance_s": w.exit_tolerance_s, "bounce_ms": w.bounce_ms}))
         if h.er is not None:
             add(h.site, h.er.node, SensorSpec(h.er.door, "door_counter", h.er.period_s,
-                                              ("beam",)))
+                                              DOOR_PINS))
         if h.outpatient is not None:
             o = h.outpatient
-            add(h.site, o.node, SensorSpec(o.door, "door_counter", o.period_s, ("beam",)))
+            add(h.site, o.node, SensorSpec(o.door, "door_counter", o.period_s, DOOR_PINS))
             for k in o.kiosks:
                 add(h.site, o.node, _kiosk_spec(k))
         for d in h.paraclinical:

@@ -145,7 +145,8 @@ class OutpatientModel:
 
 @dataclass
 class DoorSensor:
-    """A door counter's beam, faults included (a cut cable stops the counting)."""
+    """A door counter's beam, faults included (a cut cable stops the counting), and its
+    supervision loopback (open while the cable is cut)."""
 
     seed: int
     sensor_id: str
@@ -157,8 +158,18 @@ class DoorSensor:
         return pulse_timeline(self.source.beam(t0, t1), self.faults, t0, t1, self.seed,
                               lambda t: self.source.beam(t, t + 1e-6).level_at(t), 0)
 
+    def loopback(self, t0: float, t1: float) -> Intervals:
+        """When the supervision loop is closed around [t0, t1): always, but while a cut
+        cable opens it (the pair runs in the beam's cable). A silence leaves it closed."""
+        closed = Intervals(np.array([t0 - 1.0]), np.array([t1 + 1.0]))
+        for f in self.faults:
+            if f.type == "cut_cable" and f.covers(t0, t1):
+                closed = closed.hold(f.start_s, f.end_s, 0)
+        return closed
+
     def pin_tracks(self, t0: float, t1: float) -> dict[str, PinTrack]:
-        return {"beam": self.timeline(t0, t1).track(t0, t1)}
+        return {"beam": self.timeline(t0, t1).track(t0, t1),
+                "loopback": self.loopback(t0, t1).track(t0, t1)}
 
     def reports(self, t0: float, t1: float) -> tuple[FloatArray, list[dict[str, float]]]:
         """hospital.door readings stamped in [t0, t1), one per period, at its end."""
