@@ -367,11 +367,16 @@ class Outbox:
             except sqlite3.Error as exc:
                 raise OutboxError(f"outbox rollback failed: {exc}") from exc
 
-    def fetch(self, limit: int, *, after_id: int = 0, created_since_ns: int | None = None,
+    def fetch(self, limit: int, *, after_id: int = 0, through_id: int | None = None,
+              created_since_ns: int | None = None,
               created_before_ns: int | None = None) -> list[OutboxRow]:
-        """Rows in id order, after `after_id`, optionally restricted by creation time."""
+        """Rows in id order, after `after_id` (and up to `through_id`), optionally
+        restricted by creation time."""
         sql = "SELECT id, sensor, kind, ts_ns, seq, body, created_ns FROM outbox WHERE id > ?"
         args: list[int] = [after_id]
+        if through_id is not None:
+            sql += " AND id <= ?"
+            args.append(through_id)
         if created_since_ns is not None:
             sql += " AND created_ns >= ?"
             args.append(created_since_ns)
@@ -386,6 +391,12 @@ class Outbox:
             rows.append(OutboxRow(rid, created_ns, Reading(sensor, kind, ts_ns, seq, values, tuple(flags))))
         return rows
 
+    def stamps(self, limit: int, *, after_id: int = 0) -> list[tuple[int, int]]:
+        """(id, created_ns) of the rows after `after_id`, in id order: what the publisher's
+        backlog pass looks at before it reads rows (no bodies decoded)."""
+        return [(int(rid), int(created)) for rid, created in self._db().execute(
+            "SELECT id, created_ns FROM outbox WHERE id > ? ORDER BY id LIMIT ?",
+            (after_id, limit))]
 
     def waiting(self, after_id: int, created_since_ns: int) -> tuple[int, int, int]:
         """How many rows after `after_id` were created since then, and the oldest's and the

@@ -151,6 +151,7 @@ class Publisher:
         self._backlog_cursor = 0
         self._backlog_tokens = 1.0
         self._last_tick = 0.0
+        self._wall_ns = 0  # the wall clock at the last look at the outbox (a step back: lower)
         self._next_heartbeat = 0.0
         self._data_topic = data_topic(config.node.site, config.node.id)
         self._status_topic = status_topic(config.node.site, config.node.id)
@@ -555,6 +556,40 @@ class Publisher:
             cursor = rows[-1].id
         return [], cursor
 
+    def _backlog_rows(self, live_since_ns: int) -> list[OutboxRow]:
+        """The backlog pass's next batch: the rows after its cursor committed before
+        `live_since_ns` that are not on their way already, in id order, up to the first row
+        that is neither (a live one). Its cursor goes past the rows it takes and those on
+        their way, never past a live row: after a wall-clock step back, rows committed
+        later can be older than rows committed before them, and a live row the backlog
+        pass went past, old by the time the live pass came to it (after the clock caught
+        up, or stepped forward again, or while the link was down), was sent by neither
+        pass until the agent restarted."""
+        limit = self.config.outbox.batch_max_readings
+        cursor = self._backlog_cursor
+        chosen: list[int] = []
+        for _ in range(50):
+            stamps = self.outbox.stamps(limit, after_id=cursor)
+            stop = False
+            for row, created_ns in stamps:
+                if row in self._pending_ids:
+                    cursor = row
+                    continue
+                if created_ns >= live_since_ns or len(chosen) >= limit:
+                    stop = True  # a live row, or one for the next batch
+                    break
+                chosen.append(row)
+                cursor = row
+            if stop or len(chosen) >= limit or len(stamps) < limit:
+                break
+        self._backlog_cursor = cursor
+        if not chosen:
+            return []
+        taken = set(chosen)
+        rows = self.outbox.fetch(chosen[-1] - chosen[0] + 1, after_id=chosen[0] - 1,
+                                 through_id=chosen[-1])
+        return [r for r in rows if r.id in taken]
+
     def _pump(self, client: Client) -> None:
         now_mono = time.monotonic()
         if now_mono >= self._next_heartbeat:
@@ -569,6 +604,13 @@ class Publisher:
         self._last_tick = now_mono
         self._backlog_tokens = min(2.0, self._backlog_tokens + elapsed * ob.backlog_batches_per_s)
         now_ns = to_epoch_ns(self.clock.now())
+        if now_ns < self._wall_ns:
+            # The wall clock stepped back: rows the live pass went past as backlog may be
+            # live again (committed less than live_window_s before now, or even "after"
+            # it), where the backlog pass does not look. The live pass looks again from
+            # the backlog's cursor (below it every row is gone or on its way).
+            self._live_cursor = min(self._live_cursor, self._backlog_cursor)
+        self._wall_ns = now_ns
         live_since = now_ns - int(ob.live_window_s * 1e9)
         # A row is due batch_max_delay_s after its commit, or at once if it was committed
         # "later" than now: the wall clock stepped back since (NTP correcting a clock that
@@ -590,10 +632,9 @@ class Publisher:
             self._live_cursor = rows[-1].id
             self._send(client, rows)
         while self._window_open() and self._backlog_tokens >= 1.0:
-            rows, self._backlog_cursor = self._fetch(self._backlog_cursor, created_before_ns=live_since)
+            rows = self._backlog_rows(live_since)
             if not rows:
                 break
-            self._backlog_cursor = rows[-1].id
             self._backlog_tokens -= 1.0
             self._send(client, rows)
         self._show_backoff(pumped_at)
