@@ -140,6 +140,21 @@ class SerialLink:
                     return found
         raise ProtocolError(f"{self.port}: no valid reply to {command.hex(' ')} after {retries + 1} attempts")
 
+    async def listen_until(self, deadline: float, decoder: FrameDecoder[F],
+                           on_frame: Callable[[F], None]) -> None:
+        """Until loop time `deadline`, feed what arrives to `decoder` and each frame to
+        `on_frame`. A poller waits so between requests: an answer that came after its
+        request gave up is taken when it comes, not as the answer to the next request
+        (which would pair every later request with the answer before it)."""
+        loop = asyncio.get_running_loop()
+        while (remaining := deadline - loop.time()) > 0:
+            try:
+                data = await self.read(timeout_s=remaining)
+            except LinkTimeoutError:
+                return
+            for frame in decoder.feed(data):
+                on_frame(frame)
+
     async def close(self) -> None:
         if self._closed:
             return

@@ -83,6 +83,8 @@ class PtyEmulator(ABC):
         self._next_byte_at = 0.0
         self._truncate_next = False
         self._corrupt_next = False
+        self._delay_next_s = 0.0
+        self._delayed: list[tuple[float, bytes]] = []  # (due, frame) delayed by delay_next_frame
 
     # -- public control, from any thread ---------------------------------------------
 
@@ -170,6 +172,14 @@ class PtyEmulator(ABC):
         """The next frame carries a wrong checksum."""
         self._call(lambda: setattr(self, "_corrupt_next", True))
 
+    def delay_next_frame(self, seconds: float) -> None:
+        """The next frame leaves `seconds` later than the device made it (a slow answer,
+        as from a busy clone): a reply that comes after the host's wait has ended. Frames
+        made meanwhile leave on time."""
+        if seconds <= 0:
+            raise ValueError(f"seconds must be positive, got {seconds}")
+        self._call(lambda: setattr(self, "_delay_next_s", seconds))
+
     def call(self, fn: Callable[[], T]) -> T:
         """Run `fn` on the emulator thread (to read or change device state safely)."""
         box: list[T] = []
@@ -217,7 +227,19 @@ class PtyEmulator(ABC):
         if self._truncate_next:
             self._truncate_next = False
             frame = frame[: len(frame) // 2]
+        if self._delay_next_s > 0:
+            self._delayed.append((time.monotonic() + self._delay_next_s, frame))
+            self._delay_next_s = 0.0
+            return
         self._send(frame)
+
+    def _release_delayed(self, now: float) -> float:
+        """Send the delayed frames that are due; the time the next one is due."""
+        due = [(at, frame) for at, frame in self._delayed if at <= now]
+        self._delayed = [(at, frame) for at, frame in self._delayed if at > now]
+        for _, frame in due:
+            self._send(frame)
+        return min((at for at, _ in self._delayed), default=math.inf)
 
     # -- internals -----------------------------------------------------------------------
 
@@ -282,6 +304,7 @@ class PtyEmulator(ABC):
         self._pty_path = None
         self._attached.clear()
         self._out.clear()
+        self._delayed.clear()
 
     def _do_unplug(self) -> None:
         self._close_pty()
@@ -319,7 +342,7 @@ class PtyEmulator(ABC):
                 continue
             now = time.monotonic()
             hung_up = self._watch_line(master, now)
-            due = self._tick(time.monotonic())
+            due = min(self._tick(time.monotonic()), self._release_delayed(time.monotonic()))
             self._write_due(master, time.monotonic())
             now = time.monotonic()
             if self._out and self._attached.is_set():
@@ -375,6 +398,7 @@ class PtyEmulator(ABC):
         if self._attached.is_set():
             self._attached.clear()
             self._out.clear()
+            self._delayed.clear()
             self._on_detach()
 
     def _write_due(self, master: int, now: float) -> None:

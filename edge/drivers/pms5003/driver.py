@@ -107,6 +107,7 @@ class Pms5003Driver:
         self.warmup = WarmupTracker(params.warmup_s, ctx.clock)
         self.queries = 0
         self.missed_replies = 0
+        self.late_replies = 0
         self.sensor_errors = 0
         self.last: dict[str, float] | None = None
 
@@ -116,7 +117,8 @@ class Pms5003Driver:
                                "warming_up": self.warmup.in_window, "last": self.last,
                                "sensor_errors": self.sensor_errors, **self.decoder.stats.as_dict()}
         if p.mode == "passive":
-            out.update(queries=self.queries, missed_replies=self.missed_replies)
+            out.update(queries=self.queries, missed_replies=self.missed_replies,
+                       late_replies=self.late_replies)
         return out
 
     def _sample(self, m: Measurement) -> Sample:
@@ -165,6 +167,9 @@ class Pms5003Driver:
         await listen(link, self.decoder.feed, take, self.params.silence_timeout_s, self._fail)
 
     async def _poll(self, link: SerialLink, emit: Emit) -> None:
+        """Passive mode: one read every query_interval_s, a single attempt each. Between
+        reads the driver listens: an answer that comes after reply_timeout_s is emitted
+        when it comes (counted in late_replies), so that the next read gets its own."""
         p = self.params
         loop = asyncio.get_running_loop()
 
@@ -177,6 +182,15 @@ class Pms5003Driver:
 
         await self._request(link, cmd.set_mode(Mode.PASSIVE), is_mode_ack, on_other)
         last_ok = next_query = loop.time()
+
+        def late(frame: Frame) -> None:
+            if not isinstance(frame, Pms5003Ack):
+                nonlocal last_ok
+                self.late_replies += 1
+                last_ok = loop.time()
+                emit(self._sample(frame))
+
+        decoder: Any = self.decoder
         while True:
             self.queries += 1
             frame = await self._request(link, cmd.read_passive(), _is_measurement, on_other)
@@ -192,7 +206,7 @@ class Pms5003Driver:
             now = loop.time()
             if next_query < now:  # fell behind (slow replies): keep the cadence from now
                 next_query = now
-            await asyncio.sleep(next_query - now)
+            await link.listen_until(next_query, decoder, late)
 
     async def _request(self, link: SerialLink, command: bytes, match: Callable[[Frame], bool],
                        on_other: Callable[[Frame], None]) -> Frame | None:

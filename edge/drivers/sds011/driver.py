@@ -92,6 +92,7 @@ class Sds011Driver:
         self.warmup = WarmupTracker(params.warmup_s, ctx.clock)
         self.queries = 0
         self.missed_replies = 0
+        self.late_replies = 0
         self.flash = FlashSettings(ctx.state, f"sds011/{sensor_id}/flash", ctx.clock)
         self.flash_writes = 0
         self.unanswered_setting_queries = 0
@@ -104,7 +105,8 @@ class Sds011Driver:
                                "unanswered_setting_queries": self.unanswered_setting_queries,
                                **self.decoder.stats.as_dict()}
         if self.params.mode == "query":
-            out.update(queries=self.queries, missed_replies=self.missed_replies)
+            out.update(queries=self.queries, missed_replies=self.missed_replies,
+                       late_replies=self.late_replies)
         return out
 
     def _sample(self, frame: Sds011Measurement) -> Sample:
@@ -202,11 +204,21 @@ class Sds011Driver:
 
     async def _poll(self, link: SerialLink, emit: Emit) -> None:
         """Query mode: one 'query data' every query_interval_s, a single attempt each (the
-        next query is the retry); no reply for silence_timeout_s fails the driver."""
+        next query is the retry); no reply for silence_timeout_s fails the driver. Between
+        queries the driver listens: an answer that comes after reply_timeout_s is emitted
+        when it comes (counted in late_replies), so that the next query gets its own."""
         p = self.params
         loop = asyncio.get_running_loop()
         on_other = self._on_other(emit)  # a report sent before query mode was set
         last_ok = next_query = loop.time()
+
+        def late(frame: Sds011Frame) -> None:
+            if isinstance(frame, Sds011Measurement):
+                nonlocal last_ok
+                self.late_replies += 1
+                last_ok = loop.time()
+                emit(self._sample(frame))
+
         while True:
             self.queries += 1
             try:
@@ -227,7 +239,7 @@ class Sds011Driver:
             now = loop.time()
             if next_query < now:  # fell behind (slow replies): keep the cadence from now
                 next_query = now
-            await asyncio.sleep(next_query - now)
+            await link.listen_until(next_query, self.decoder, late)
 
 
 def _is_measurement(frame: Sds011Frame) -> bool:

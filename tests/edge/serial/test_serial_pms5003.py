@@ -126,6 +126,40 @@ def test_corrupt_frames_are_counted_and_skipped(emulated) -> None:  # type: igno
     asyncio.run(scenario())
 
 
+def test_a_late_answer_does_not_shift_the_next_reads(emulated) -> None:  # type: ignore[no-untyped-def]
+    """One answer that comes after its read gave up (reply_timeout_s) is emitted when it
+    comes, and the next reads get their own answers. (It used to wait in the buffer and
+    be taken as the next read's answer, and so on: every later reading one interval late
+    and one measurement old, until a reply was missed.)"""
+    made: list[float] = []  # when the sensor measured value n (pm25 = n)
+
+    def values() -> Any:
+        made.append(time.time())
+        return reading(len(made), 1000)
+
+    emu = emulated(Pms5003Emulator(values, period_s=0.05, warmup_s=0.0))
+    params = _params(emu.port, mode="passive", query_interval_s=1.0, reply_timeout_s=0.3,
+                     silence_timeout_s=3.0)
+
+    async def scenario() -> None:
+        run = DriverRun(build("pm-1", params, DriverContext()))
+        await run.wait_for(lambda s: run.driver.describe()["queries"] >= 3, 8, "3 reads")
+        n, before = len(run.samples), run.driver.describe()
+        emu.delay_next_frame(0.5)  # past the reply timeout, before the next read
+        await run.count(n + 4, timeout_s=8.0)
+        await run.stop()
+        # how long after the sensor measured it each reading was stamped: the reads' 0.1 s
+        # pauses that gather bytes (two when a frame comes in two reads), and 0.5 s more
+        # for the late answer (a query interval more, 1 s, when paired with the next read)
+        lags = sorted(s.ts.timestamp() - made[int(s.values["pm25"]) - 1] for s in run.samples[n:])
+        assert lags[-1] < 0.5 + 0.45, lags
+        assert all(-0.05 < lag < 0.45 for lag in lags[:-1]), lags
+        after = run.driver.describe()
+        assert [after[k] - before[k] for k in ("missed_replies", "late_replies")] == [1, 1]
+
+    asyncio.run(scenario())
+
+
 @pytest.mark.parametrize("mode", ["active", "passive"])
 def test_unplug_fails_the_driver(emulated, mode: str) -> None:  # type: ignore[no-untyped-def]
     emu = emulated(Pms5003Emulator(period_s=0.05, warmup_s=0.0))

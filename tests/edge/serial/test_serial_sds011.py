@@ -183,6 +183,40 @@ def test_query_mode_polls(emulated) -> None:  # type: ignore[no-untyped-def]
     asyncio.run(scenario())
 
 
+def test_a_late_answer_does_not_shift_the_next_queries(emulated) -> None:  # type: ignore[no-untyped-def]
+    """One answer that comes after its query gave up (reply_timeout_s) is emitted when it
+    comes, and the next queries get their own answers. (It used to wait in the buffer and
+    be taken as the next query's answer, and so on: every later reading one interval late
+    and one measurement old, until a reply was missed.)"""
+    made: list[float] = []  # when the sensor measured value n (pm25 = n)
+
+    def values() -> tuple[float, float]:
+        made.append(time.time())
+        return float(len(made)), 1000.0
+
+    emu = emulated(Sds011Emulator(values, period_s=0.05, warmup_s=0.0))
+    params = _params(emu.port, mode="query", query_interval_s=1.0, reply_timeout_s=0.3,
+                     silence_timeout_s=3.0)
+
+    async def scenario() -> None:
+        run = DriverRun(build("pm-q", params, DriverContext()))
+        await run.wait_for(lambda s: run.driver.describe().get("queries", 0) >= 3, 8, "3 queries")
+        n, before = len(run.samples), run.driver.describe()
+        emu.delay_next_frame(0.5)  # past the reply timeout, before the next query
+        await run.count(n + 4, timeout_s=8.0)
+        await run.stop()
+        # how long after the sensor measured it each reading was stamped: the reads' 0.1 s
+        # pauses that gather bytes (two when a frame comes in two reads), and 0.5 s more
+        # for the late answer (a query interval more, 1 s, when paired with the next query)
+        lags = sorted(s.ts.timestamp() - made[int(s.values["pm25"]) - 1] for s in run.samples[n:])
+        assert lags[-1] < 0.5 + 0.45, lags
+        assert all(-0.05 < lag < 0.45 for lag in lags[:-1]), lags
+        after = run.driver.describe()
+        assert [after[k] - before[k] for k in ("missed_replies", "late_replies")] == [1, 1]
+
+    asyncio.run(scenario())
+
+
 def test_garbage_only_fails_within_the_silence_timeout(emulated) -> None:  # type: ignore[no-untyped-def]
     emu = emulated(NoisySds011(period_s=0.05, warmup_s=0.0))
     params = _params(emu.port, silence_timeout_s=0.5)
