@@ -43,7 +43,7 @@ from urbanpulse.demo.live import (
 )
 from urbanpulse.demo.live import to_toml as node_toml
 from urbanpulse.demo.pins import PinPlayer, PinWire, pin_factory
-from urbanpulse.demo.serial_devices import SerialDevice, start_sds011
+from urbanpulse.demo.serial_devices import SerialDevice, pm_feed, start_sds011
 from urbanpulse.demo.summary import collect, render
 from urbanpulse.errors import UrbanpulseError
 from urbanpulse.influx_http import InfluxHTTP
@@ -351,9 +351,8 @@ def _start_serial(sim: Simulation, clock: SimClock, live: list[LiveNode],
         for s in n.sensors:
             if s.spec.driver != "sds011":
                 continue
-            source = sim.serial_source(n.site, n.node, s.id)
-            device = start_sds011(s.id, source, clock, dev_dir / f"{n.site}.{n.node}.{s.id}",
-                                  SERIAL_PERIOD_S)
+            feed = pm_feed(sim, n.site, n.node, s.id, clock, SERIAL_PERIOD_S)
+            device = start_sds011(s.id, feed, dev_dir / f"{n.site}.{n.node}.{s.id}")
             out.append(_Serial(n.key, s.id, device))
     return out
 

@@ -12,27 +12,52 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from firmware_bridge.protocols.sds011.emulator import Sds011Emulator
-from urbanpulse.simulate import SerialSource, SimClock
+from urbanpulse.simulate import SimClock, Simulation
+from urbanpulse.simulate.air import AirSensorModel
 
 
 class PmFeed:
     """The emulator's value callable: PM2.5/PM10 at the simulation clock's offset (the
-    last values while the sensor is silent, until the runner unplugs it)."""
+    last values while the sensor is silent, until the runner unplugs it).
 
-    def __init__(self, source: SerialSource, clock: SimClock) -> None:
-        self.source = source
+    Asked once per frame, every `period_s`: the spikes fault's false samples are drawn
+    for that sampling period (`AirSensorModel.values`), so that the frames carry about
+    `rate_per_h` of them an hour, as the lightweight readings do. Drawn for 1 s (the
+    simulator's `SerialSource`) and sampled every 2 s, they were half that."""
+
+    def __init__(self, model: AirSensorModel, clock: SimClock, period_s: float) -> None:
+        self.model = model
         self.clock = clock
-        self.last = source.pm(clock.offset()) or (0.0, 0.0)
+        self.period_s = period_s
+        self.last = self.pm(clock.offset()) or (0.0, 0.0)
+
+    def pm(self, t: float) -> tuple[float, float] | None:
+        """(pm25, pm10) at offset t, or None while the sensor sends nothing."""
+        times = np.array([float(t)])
+        if self.model.silent(times)[0]:
+            return None
+        values = self.model.values(times, self.period_s)
+        return float(values["pm25"][0]), float(values["pm10"][0])
 
     def __call__(self) -> tuple[float, float]:
-        pm = self.source.pm(self.clock.offset())
+        pm = self.pm(self.clock.offset())
         if pm is not None:
             self.last = pm
         return self.last
 
     def speaking(self) -> bool:
-        return self.source(self.clock.offset()) is not None
+        return not self.model.silent(np.array([self.clock.offset()]))[0]
+
+
+def pm_feed(sim: Simulation, site: str, node: str, sensor: str, clock: SimClock,
+            period_s: float) -> PmFeed:
+    sim.serial_source(site, node, sensor)  # refuses a sensor that is not a serial air one
+    model = sim.output(site, node, sensor)
+    assert isinstance(model, AirSensorModel)
+    return PmFeed(model, clock, period_s)
 
 
 class SerialDevice:
@@ -58,13 +83,11 @@ class SerialDevice:
         self.emulator.stop()
 
 
-def start_sds011(sensor: str, source: SerialSource, clock: SimClock, link: Path,
-                 period_s: float) -> SerialDevice:
+def start_sds011(sensor: str, feed: PmFeed, link: Path) -> SerialDevice:
     """An SDS011 already warm (no 30 s of zeros: the demo's devices were powered on
     before it started), reporting every `period_s`, behind the link `link`."""
     link.parent.mkdir(parents=True, exist_ok=True)
     link.unlink(missing_ok=True)
-    feed = PmFeed(source, clock)
-    emulator = Sds011Emulator(feed, period_s=period_s, warmup_s=0.0, link_path=str(link))
+    emulator = Sds011Emulator(feed, period_s=feed.period_s, warmup_s=0.0, link_path=str(link))
     emulator.start()
     return SerialDevice(sensor, feed, emulator)
