@@ -191,7 +191,7 @@ def render(s: Summary, elapsed_s: float, duration_s: float | None,
             parts.append(f"AQI EPA {_num(idx.aqi_epa, '.0f')} ({idx.category_epa or '-'}), "
                          f"VN {_num(idx.aqi_vn, '.0f')} ({idx.category_vn or '-'})")
         lines.append(f"  {name(k):<28} " + "   ".join(parts))
-    lines.append("traffic per intersection (this minute so far):")
+    lines.append("traffic per intersection (latest minute):")
     for k, x in sorted(s.traffic.items()):
         lines.append(f"  {name(k):<28} {x.lanes} lanes {x.vehicles:4d} veh  "
                      f"{_num(x.flow_vpm, '5.1f')} veh/min  occupancy "
