@@ -30,6 +30,10 @@ U32 = 0xFFFF_FFFF
 WRAP_MARGIN_MS = 3_600_000
 MAX_INTERVAL_S = 3600.0  # the contract's bound on interval_s
 BOOT = (0, 0)  # a door's (total, t_ms) at the board's boot: counts since the boot follow
+# seq also wraps to 0 every 65,536 sentences. A board cannot send them faster than its line
+# (115200 baud at most, 10 bits a byte, 17 bytes for a sentence without fields): a first
+# sentence with seq 0 is the boot only if its uptime is below that, 96.7 s.
+BOOT_WINDOW_MS = 65_536 * 17 * 10 * 1000 // 115_200
 
 LoopReadings = Literal["intervals", "vehicles"]
 Values = dict[str, float]
@@ -164,8 +168,8 @@ class UpfwMapper:
 
     def _track_board(self, msg: BoardMessage) -> None:
         last, self._last = self._last, (msg.seq, msg.t_ms)
-        if last is None:
-            self._since_boot = msg.seq == 0  # the board's first sentence after power-up
+        if last is None:  # the board's first sentence after power-up, not a wrap of seq
+            self._since_boot = msg.seq == 0 and msg.t_ms < BOOT_WINDOW_MS
             return
         seq, t_ms = last
         wrapped = t_ms > U32 - WRAP_MARGIN_MS and msg.t_ms < WRAP_MARGIN_MS

@@ -109,12 +109,18 @@ class UpfwEmulator(PtyEmulator):
         self._next_hello = 0.0
         self._commands = UpfwDecoder()
 
-    def age(self, seconds: float) -> None:
-        """The board has been up `seconds` longer than it has (its `t_ms` jumps ahead), so
-        a test can play hours of uptime without waiting them."""
-        if seconds < 0:
-            raise ValueError(f"seconds must be >= 0, got {seconds}")
-        self.call(lambda: setattr(self, "_boot", self._boot - seconds))
+    def age(self, seconds: float, sentences: int = 0) -> None:
+        """The board has been up `seconds` longer than it has (its `t_ms` jumps ahead) and
+        has sent `sentences` more (its `seq` moves on, wrapping at 65536), so a test can
+        play hours of uptime without waiting them."""
+        if seconds < 0 or sentences < 0:
+            raise ValueError(f"seconds and sentences must be >= 0, got {seconds}, {sentences}")
+
+        def older() -> None:
+            self._boot -= seconds
+            self._seq = (self._seq + sentences) & wire.U16
+
+        self.call(older)
 
     def _hello(self, now: float) -> Hello:
         return Hello(0, 0, self.kind, self.device_id, self.firmware, self.channels)

@@ -325,6 +325,43 @@ def test_a_board_seen_booting_counts_doors_from_zero() -> None:
     assert _door(m, 1, 60_000, 5) == [Out("door-1", "hospital.door", {"count": 5.0, "interval_s": 60.0})]
 
 
+def test_seq_0_long_after_a_boot_is_a_wrap_not_a_boot() -> None:
+    """seq wraps to 0 every 65,536 sentences: a first sentence with seq 0 is the boot only
+    if the board could not have sent 65,536 sentences in its uptime (t_ms)."""
+    m = UpfwMapper("door")
+    assert _door(m, 0, 18 * 3_600_000, 500) == []  # up 18 h: a wrap; the total is a baseline
+    assert _door(m, 1, 18 * 3_600_000 + 60_000, 504) == [
+        Out("door-1", "hospital.door", {"count": 4.0, "interval_s": 60.0})]
+    booted = UpfwMapper("door")  # the shortest time 65,536 sentences take at 115200 baud
+    assert _door(booted, 0, 96_000, 7) == [
+        Out("door-1", "hospital.door", {"count": 7.0, "interval_s": 96.0})]
+
+
+def test_a_first_sentence_with_seq_0_from_a_board_up_for_hours_counts_nobody_twice(emulated) -> None:  # type: ignore[no-untyped-def]
+    """Without saved totals the driver took a first sentence with seq 0 for the board's
+    boot and counted each door's whole total at once (some 1 start in 65,536: when the
+    board's sentence counter had just wrapped)."""
+    script = Script()
+    emu = emulated(UpfwEmulator(script, kind=DeviceKind.DOOR, device_id="door-w", channels=1,
+                                period_s=0.02))
+    emu.age(18 * 3600.0, sentences=65535)  # the boot's HI (unheard) took seq 0: next is 0 again
+
+    async def scenario() -> None:
+        run = DriverRun(build("w-door", _params(emu.port), DriverContext()))
+        await run.wait_for(lambda s: run.driver.describe()["board"] is not None, 5, "the board's HI")
+        hello = run.driver.mapper.hello
+        assert hello is not None
+        assert (hello.seq, run.driver.mapper.lost_sentences) == (0, 0)  # the first heard
+        script.put(DoorCount(0, 0, 1, 5000, 4990))  # 18 h of people: not this interval's
+        await run.wait_for(lambda s: bool(run.driver.mapper.doors), 5, "the first count")
+        script.put(DoorCount(0, 0, 1, 5003, 4992))
+        samples = await run.count(1)
+        await run.stop()
+        assert [s.values["count"] for s in samples] == [3.0]
+
+    asyncio.run(scenario())
+
+
 def test_bed_state_is_resent_at_the_heartbeat() -> None:
     m = UpfwMapper("beds", bed_heartbeat_s=60.0)
     bw = BedWeight(0, 0, 3, 68.0, True, True)
