@@ -19,7 +19,7 @@ from typing import Any
 
 from edge.drivers.base import DriverContext, Emit, Sample
 from edge.drivers.serial_params import check_known, serial_port
-from edge.drivers.upfw import totals
+from edge.drivers.upfw import mapping, totals
 from edge.drivers.upfw.mapping import DoorTotals, LoopReadings, Out, UpfwMapper
 from edge.errors import DriverError
 from edge.gpio.intervals import MIN_INTERVAL_S
@@ -64,10 +64,12 @@ def _names(raw: Any, key: str) -> dict[str, str]:
         if not _CHANNEL.fullmatch(ch) or (ch.isdigit() and not 1 <= int(ch) <= 255):
             raise ConfigError(where, "the key must be a channel number 1..255 or a queue code "
                                      "(1-8 of A-Z, 0-9, '.', '_', '-')")
+        ch = mapping.name_key(ch)  # `01` is channel 1 (TOML bare keys are text)
         if not isinstance(sensor, str) or not _SENSOR_ID.fullmatch(sensor):
             raise ConfigError(where, f"must be a sensor id (1-64 of a-z, 0-9, '_', '.', '-'), got {sensor!r}")
         if ch in names:
-            raise ConfigError(where, f"names channel {ch!r} twice (queue codes ignore case)")
+            raise ConfigError(where, f"names channel {ch} twice (queue codes ignore case, "
+                                     "and numbers leading zeros: '01' is channel 1)")
         if sensor in names.values():
             raise ConfigError(where, f"sensor id {sensor!r} is given to two channels")
         names[ch] = sensor

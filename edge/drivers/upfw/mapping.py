@@ -39,6 +39,13 @@ LoopReadings = Literal["intervals", "vehicles"]
 Values = dict[str, float]
 
 
+def name_key(channel: str) -> str:
+    """The key `names` holds a channel or queue code under: lower case, and a number
+    without leading zeros (`01` names channel 1, and a kiosk's queue code `01`)."""
+    key = channel.lower()
+    return str(int(key)) if key.isascii() and key.isdigit() else key
+
+
 @dataclass(frozen=True, slots=True)
 class Out:
     sensor: str
@@ -118,7 +125,7 @@ class UpfwMapper:
 
     def sensor(self, channel: int | str) -> str:
         key = str(channel).lower()
-        return self.names.get(key) or f"{self.sensor_id}-{key}"
+        return self.names.get(name_key(key)) or f"{self.sensor_id}-{key}"
 
     def on_message(self, msg: BoardMessage, now: float) -> list[Out]:
         name = type(msg).__name__

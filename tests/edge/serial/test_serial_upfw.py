@@ -138,6 +138,41 @@ def test_beds_send_state_and_load_cell_faults(emulated) -> None:  # type: ignore
     asyncio.run(scenario())
 
 
+def test_a_channel_named_with_a_leading_zero_gets_its_name(emulated) -> None:  # type: ignore[no-untyped-def]
+    """`01 = "bed-a"` (a TOML bare key is text) names channel 1: it was kept as "01",
+    which channel 1 ("1") never matched, and bed 1's readings went silently under
+    `beds-1`. Both spellings of one channel are refused, naming the key."""
+    script = Script()
+    emu = emulated(UpfwEmulator(script, kind=DeviceKind.BED, device_id="bed-c3", channels=2,
+                                period_s=0.02))
+    params = _params(emu.port, names={"01": "bed-a", "002": "bed-b"})
+
+    async def scenario() -> None:
+        run = DriverRun(build("beds", params, DriverContext()))
+        script.put(BedWeight(0, 0, 1, 68.25, True, True), BedWeight(0, 0, 2, 70.0, True, True))
+        samples = await run.count(2)
+        await run.stop()
+        assert [s.sensor for s in samples] == ["bed-a", "bed-b"]
+
+    asyncio.run(scenario())
+    assert dict(params.names) == {"1": "bed-a", "2": "bed-b"}  # as the config check reads them
+    with pytest.raises(ConfigError) as info:
+        parse_params({"port": "/dev/x", "names": {"1": "bed-a", "01": "bed-b"}}, "sensors[2]")
+    assert info.value.key == "sensors[2].names.01"
+    assert "channel 1" in str(info.value)
+
+
+def test_a_queue_code_of_digits_is_named_by_its_number() -> None:
+    """A kiosk's queue code may be digits (firmware_bridge/PROTOCOL.md, QT): `01 = ...` still
+    names queue "01" (digits compare by number, as letters ignore case); unnamed, the
+    queue keeps its own spelling."""
+    params = parse_params({"port": "/dev/x", "names": {"01": "opd-01"}}, "sensors[0]")
+    m = UpfwMapper("kiosk", params.names)
+    assert m.on_message(TicketIssued(0, 0, "01", 7, 0), 0.0)[0].sensor == "opd-01"
+    assert m.on_message(TicketIssued(1, 0, "02", 8, 0), 0.0)[0].sensor == "kiosk-02"
+    assert m.on_message(TicketIssued(2, 0, "0A", 9, 0), 0.0)[0].sensor == "kiosk-0a"
+
+
 def test_door_totals_become_counts_over_board_time(emulated) -> None:  # type: ignore[no-untyped-def]
     script = Script()
     emu = emulated(UpfwEmulator(script, kind=DeviceKind.DOOR, device_id="door-er", channels=1,
