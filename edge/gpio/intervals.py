@@ -1,12 +1,15 @@
 """The reactor of interval-reporting GPIO drivers (loop detectors, door counters): feed
 edges to the logic, confirm debounced levels at their deadlines, and emit one reading
-per interval, stamped with the interval's end. A run that stops between two ends (the
-agent stopping or restarting) reports the interval so far, stamped with the stop, so
-that what it counted is not lost with the run."""
+per interval, stamped with the interval's end, a wall-clock boundary (after a wall-clock
+step, the intervals after the one under way end on the corrected clock's boundaries:
+IntervalSchedule). A run that stops between two ends (the agent stopping or restarting)
+reports the interval so far, stamped with the stop, so that what it counted is not lost
+with the run."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Protocol
 
 from edge.drivers.base import Emit, Sample
@@ -65,18 +68,18 @@ class IntervalReactor:
         still being debounced at the stop are not counted (as at a crash)."""
         self._close_due(now)
         if now >= self.schedule.end:
-            self._close(self.schedule.end, now)
-            self.schedule.advance()
+            self._close(self.schedule.end, now, self.schedule.stamp(self.clock))
+            self.schedule.advance(self.clock)
         if now - self.schedule.start >= MIN_INTERVAL_S:
-            self._close(now, now)
+            self._close(now, now, wall_time_at(self.clock, now))
 
     def _close_due(self, now: float) -> None:
         self.logic.poll(now)
         while now >= self.schedule.close_at:
-            self._close(self.schedule.end, now)
-            self.schedule.advance()
+            self._close(self.schedule.end, now, self.schedule.stamp(self.clock))
+            self.schedule.advance(self.clock)
 
-    def _close(self, end: float, now: float) -> None:
+    def _close(self, end: float, now: float, ts: datetime) -> None:
         values = self.logic.close_interval(end, now).values()
         self.last_values = values
-        self.emit(Sample(self.sensor_id, self.kind, values, wall_time_at(self.clock, end)))
+        self.emit(Sample(self.sensor_id, self.kind, values, ts))
