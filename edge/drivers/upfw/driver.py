@@ -23,7 +23,7 @@ from edge.drivers.upfw import mapping, totals
 from edge.drivers.upfw.mapping import DoorTotals, LoopReadings, Out, UpfwMapper
 from edge.errors import DriverError
 from edge.gpio.intervals import MIN_INTERVAL_S
-from edge.gpio.timing import IntervalSchedule, wall_time_at
+from edge.gpio.timing import IntervalSchedule
 from firmware_bridge.errors import BridgeError, LinkTimeoutError
 from firmware_bridge.protocols.upfw import IdentityQuery, UpfwDecoder
 from firmware_bridge.protocols.upfw.commands import identity_query
@@ -182,8 +182,8 @@ class UpfwDriver:
         now = clock.monotonic()
         while now >= schedule.close_at:
             self._emit(emit, self.mapper.close_loop_interval(schedule.end - schedule.start),
-                       wall_time_at(clock, schedule.end))
-            schedule.advance()
+                       schedule.stamp(clock))
+            schedule.advance(clock)
         if now - schedule.start >= MIN_INTERVAL_S:
             self._emit(emit, self.mapper.close_loop_interval(now - schedule.start), clock.now())
 
@@ -212,8 +212,8 @@ class UpfwDriver:
             raise_if_cancelled()  # only after what was read is emitted: nothing read is dropped
             while schedule is not None and clock.monotonic() >= schedule.close_at:
                 length = schedule.end - schedule.start
-                self._emit(emit, self.mapper.close_loop_interval(length), wall_time_at(clock, schedule.end))
-                schedule.advance()
+                self._emit(emit, self.mapper.close_loop_interval(length), schedule.stamp(clock))
+                schedule.advance(clock)
             quiet = loop.time() - last_ok
             if quiet >= p.silence_timeout_s:
                 raise self._fail(f"no valid sentence in {p.silence_timeout_s:g} s")

@@ -248,6 +248,33 @@ def test_loop_vehicles_are_summed_per_interval(emulated) -> None:  # type: ignor
     asyncio.run(scenario())
 
 
+def test_loop_intervals_end_on_the_corrected_clock_after_a_wall_clock_step(emulated) -> None:  # type: ignore[no-untyped-def]
+    """NTP corrects the node's clock after the agent started: the interval under way closes
+    as it would, and the next ones end on the corrected clock's boundaries again, as the
+    GPIO loops' do (edge/gpio/timing.py). Before, every later reading was stamped off the
+    boundary by the step until a restart, and the cloud put each interval's vehicles in the
+    window after its own."""
+    script = Script()
+    emu = emulated(UpfwEmulator(script, kind=DeviceKind.LOOP, channels=1, period_s=0.02))
+    clock = FakeClock()  # 2026-01-01 00:00:00: on a boundary
+
+    async def scenario() -> None:
+        driver = build("lanes", _params(emu.port, loop_readings="vehicles", interval_s=10),
+                       DriverContext(clock=clock))
+        run = DriverRun(driver)
+        await run.wait_for(lambda s: driver.describe()["board"] is not None, 5, "the board's HI")
+        clock.jump(23.4)  # the interval under way: 00:00:00-00:00:10 by the old clock
+        for n in (1, 2, 3):
+            clock.advance(10.0)
+            script.put(Status(0, 0, StatusCode.OK, None, ""))  # any sentence wakes the driver up
+            await run.count(n)
+        await run.stop()
+        stamps = [s.ts.timestamp() % 10 for s in run.samples[:3]]
+        assert stamps[1:] == [0.0, 0.0], [s.ts for s in run.samples]
+
+    asyncio.run(scenario())
+
+
 def test_a_stopped_driver_reports_the_vehicles_of_its_partial_interval(emulated) -> None:  # type: ignore[no-untyped-def]
     """The agent stopping (an upgrade, a config change) between two interval ends: the
     vehicles summed so far go out with the interval's real length, stamped at the stop."""
