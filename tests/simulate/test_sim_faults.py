@@ -10,6 +10,7 @@ import pytest
 
 from urbanpulse.simulate import City, Event, Simulation, make_event
 from urbanpulse.simulate.scenario import plan_events, read_ground_truth, write_ground_truth
+from urbanpulse.simulate.visits import DoorSensor
 from urbanpulse.wire import Reading
 
 from .conftest import MONDAY
@@ -213,3 +214,17 @@ def test_every_injected_event_is_in_the_ground_truth(hanoi: City, tmp_path: Path
         [(e.type, e.site, e.node, e.sensor) for e in truth]
     assert all(abs(a.start_s - b.start_s) < 1e-5 for a, b in zip(again, truth, strict=True))
     assert plan_events(hanoi, seed=9, hours=48, anomalies=9, faults=12) == planned
+
+
+def test_a_door_receiver_answers_its_emitter_but_while_stuck_or_cut(hanoi: City) -> None:
+    """Whether the beam's receiver reads "broken" while the driver's self-test switches
+    the emitter off (the demo's pin player asks; the fault bench assumes the same): not
+    while a `stuck` fault holds it or a `cut_cable` cuts it off; a silence (the node down)
+    leaves the receiver as it is."""
+    sim = Simulation(hanoi, seed=4, start=MONDAY, events=[
+        fault("stuck", DOOR, 1, 1), fault("cut_cable", DOOR, 3, 1),
+        fault("silence", DOOR, 5, 1), fault("stuck", OPD_DOOR, 7, 1)])
+    door = sim.output(*DOOR)
+    assert isinstance(door, DoorSensor)
+    answers = [door.receiver_answers(h * H) for h in (0.5, 1, 1.5, 2, 3.5, 4, 5.5, 7.5)]
+    assert answers == [True, False, False, True, False, True, True, True]

@@ -13,7 +13,7 @@ published by the lightweight publisher under the same node's credentials.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,10 @@ FREE_PINS = tuple(range(2, 28))
 # FIXED_PULL_UP (2 and 3, the I2C bus's pull-ups fixed on the board) go only to sensors
 # wired with a pull-up: the agent's config check refuses any other pull there.
 PULL_DOWN = frozenset({"traffic_loop"})  # loop cards drive their output high (sensor_table)
+# Outputs of the node, by driver: a door counter's `test_pin`, which switches the beam's
+# emitter off for the driver's self-test (active high). Not on 2 or 3: their fixed pull-ups
+# would hold the line high, the emitter off, whenever the output is not driven.
+OUTPUTS = {"door_counter": ("test",)}
 
 # The live devices report faster than the city file's periods so that the terminal moves
 # within seconds: an SDS011 in continuous mode reports every second on its own (the city
@@ -49,6 +53,7 @@ INTERSECTIONS = 2
 class LiveSensor:
     spec: SensorSpec
     pins: dict[str, int]  # simulator pin name -> BCM line; empty for serial sensors
+    outputs: dict[str, int] = field(default_factory=dict)  # OUTPUTS name -> BCM line
 
     @property
     def id(self) -> str:
@@ -98,17 +103,25 @@ def _live_node(city: City, site: str, node: str, names: dict[tuple[str, str], st
             pin = next(p for p in free if s.driver not in PULL_DOWN or p not in FIXED_PULL_UP)
             free.remove(pin)
             pins[name] = pin
-        sensors.append(LiveSensor(s, pins))
+        outputs = {}
+        for name in OUTPUTS.get(s.driver, ()):
+            pin = next(p for p in free if p not in FIXED_PULL_UP)
+            free.remove(pin)
+            outputs[name] = pin
+        sensors.append(LiveSensor(s, pins, outputs))
     return LiveNode(site, node, names.get((site, node), f"{site}/{node}"), tuple(sensors))
 
 
 def _gpio_pins(spec: NodeSpec) -> int:
-    return sum(len(s.pins) for s in spec.sensors if s.driver in GPIO_LIVE)
+    return sum(len(s.pins) + len(OUTPUTS.get(s.driver, ()))
+               for s in spec.sensors if s.driver in GPIO_LIVE)
 
 
 def _fits(spec: NodeSpec) -> bool:
-    """Whether the node's GPIO sensors get pins of their own, pulled as they are wired."""
-    down = sum(len(s.pins) for s in spec.sensors if s.driver in PULL_DOWN)
+    """Whether the node's GPIO sensors get pins of their own, pulled as they are wired
+    (inputs with a pull-down and outputs not on the fixed pull-ups)."""
+    down = sum((len(s.pins) if s.driver in PULL_DOWN else 0) + len(OUTPUTS.get(s.driver, ()))
+               for s in spec.sensors if s.driver in GPIO_LIVE)
     return _gpio_pins(spec) <= len(FREE_PINS) and down <= len(FREE_PINS) - len(FIXED_PULL_UP)
 
 
@@ -178,7 +191,9 @@ def sensor_table(sensor: LiveSensor, ports: dict[str, str]) -> dict[str, Any]:
     (loop_spacing_m, the distance between the loops' leading edges, is the driver's
     loop_distance_m). The wiring matches how the emulation drives the pins: loop cards
     drive their output high on presence; door beams and bed-pad contacts pull the line
-    low when broken or loaded, and a door's closed loopback pair pulls its line low."""
+    low when broken or loaded, and a door's closed loopback pair pulls its line low; a
+    door's test output switches its emitter off while high (the pin player darkens the
+    beam then, `pins.PinPlayer`)."""
     spec = sensor.spec
     table: dict[str, Any] = {"id": spec.id, "driver": spec.driver}
     p = spec.params
@@ -197,8 +212,11 @@ def sensor_table(sensor: LiveSensor, ports: dict[str, str]) -> dict[str, Any]:
         # Supervised, as the lightweight door readings are (every one carries `fault`):
         # the loopback pair ties its line to GND while the cable is whole, and a cut
         # cable lets the pull-up win (the simulator opens the loop during `cut_cable`).
+        # Self-tested, as the fault bench's doors are: a receiver stuck clear (`stuck`)
+        # fails the test and the cloud raises STUCK from the heartbeat.
         table.update(pin=sensor.pins["beam"], pull="up", active_state="low",
                      supervision="loopback", supervision_pin=sensor.pins["loopback"],
+                     test_pin=sensor.outputs["test"], test_active_state="high",
                      interval_s=min(spec.period_s, COUNTER_INTERVAL_S))
     elif spec.driver == "bed_pad":
         table.update(pin=sensor.pins["pad"], pull="up", active_state="low",

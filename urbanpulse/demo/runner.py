@@ -42,7 +42,7 @@ from urbanpulse.demo.live import (
     node_config,
 )
 from urbanpulse.demo.live import to_toml as node_toml
-from urbanpulse.demo.pins import PinPlayer, PinWire, pin_factory
+from urbanpulse.demo.pins import BeamTestOutput, PinPlayer, PinWire, pin_factory
 from urbanpulse.demo.serial_devices import SerialDevice, pm_feed, start_sds011
 from urbanpulse.demo.summary import collect, render
 from urbanpulse.errors import UrbanpulseError
@@ -221,7 +221,8 @@ def _describe(path: Path, sim: Simulation, live: list[LiveNode],
         "start": sim.start.isoformat(),
         "seed": sim.seed,
         "live": [{"site": n.site, "node": n.node, "label": n.label,
-                  "sensors": {s.id: s.pins or "serial" for s in n.sensors}} for n in live],
+                  "sensors": {s.id: {**s.pins, **s.outputs} or "serial"
+                              for s in n.sensors}} for n in live],
         "lightweight": [f"{site}/{node}" for site, node in light],
     }
     path.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
@@ -361,13 +362,17 @@ def _wire_pins(sim: Simulation, clock: SimClock,
                live: list[LiveNode]) -> tuple[dict[tuple[str, str], Any], PinPlayer]:
     factories: dict[tuple[str, str], Any] = {}
     wires: list[PinWire] = []
+    tests: list[BeamTestOutput] = []
     for n in live:
         factory = factories[n.key] = pin_factory()
         for s in n.sensors:
             for name, line in s.pins.items():
                 wires.append(PinWire(n.site, n.node, s.id, name, factory.pin(line),
                                      active_high(s)))
-    return factories, PinPlayer(sim, clock, wires)
+            if "test" in s.outputs:  # a door's test output (sensor_table: active high)
+                tests.append(BeamTestOutput(n.site, n.node, s.id,
+                                            factory.pin(s.outputs["test"]), active_high=True))
+    return factories, PinPlayer(sim, clock, wires, tests)
 
 
 def _agent(config: StackConfig, sim: Simulation, clock: SimClock, node: LiveNode, factory: Any,

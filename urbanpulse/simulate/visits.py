@@ -167,6 +167,15 @@ class DoorSensor:
                 closed = closed.hold(f.start_s, f.end_s, 0)
         return closed
 
+    def receiver_answers(self, t: float) -> bool:
+        """Whether the beam's receiver answers its emitter being switched off at `t` (the
+        driver's self-test through the emitters' test input): it reads "broken" while
+        dark, unless a `stuck` fault holds it (it reads what the timeline holds) or a
+        `cut_cable` fault cuts it off (it reads clear). What bench/faults/door_tests.py
+        assumes of the bench's doors."""
+        return not any(f.type in ("stuck", "cut_cable") and f.start_s <= t < f.end_s
+                       for f in self.faults)
+
     def pin_tracks(self, t0: float, t1: float) -> dict[str, PinTrack]:
         return {"beam": self.timeline(t0, t1).track(t0, t1),
                 "loopback": self.loopback(t0, t1).track(t0, t1)}
