@@ -200,9 +200,19 @@ class Mhz19bDriver:
         self.settings[name] = status
 
     async def _poll(self, link: SerialLink, emit: Emit) -> None:
+        """One 'read CO2' every query_interval_s; between queries the driver listens, so an
+        answer that comes after its window is emitted (and stamped) when it comes, counted
+        in late_replies. No reading for silence_timeout_s fails the driver."""
         p = self.params
         loop = asyncio.get_running_loop()
         last_ok = next_query = loop.time()
+
+        def late(frame: Mhz19bFrame) -> None:
+            if self._take(frame, emit):
+                nonlocal last_ok
+                self.late_replies += 1
+                last_ok = loop.time()
+
         while True:
             self.queries += 1
             readings = await self._query(link, emit)
@@ -217,7 +227,8 @@ class Mhz19bDriver:
             now = loop.time()
             if next_query < now:  # fell behind (slow replies): keep the cadence from now
                 next_query = now
-            await asyncio.sleep(next_query - now)
+            await link.listen_until(next_query, self.decoder, late)
+            raise_if_cancelled()  # only after what was read is emitted
 
     async def _query(self, link: SerialLink, emit: Emit) -> int:
         """Send 'read CO2' and listen for the whole reply window, emitting every reading

@@ -197,17 +197,56 @@ def test_two_answers_in_one_read_both_become_readings(emulated) -> None:  # type
 def test_answers_always_after_the_window_are_readings_all_the_same(  # type: ignore[no-untyped-def]
         emulated) -> None:
     """A module (or adapter) that answers every query after reply_timeout_s: each answer
-    is still a reading, taken in the next query's window; the driver does not call the
-    module silent although no answer ever came in its own window."""
+    is still a reading, taken when it comes between queries (or in the next query's window,
+    when its last bytes are read there); the driver does not call the module silent
+    although no answer ever came in its own window."""
     emu = emulated(Mhz19bEmulator(_counting(), warmup_s=0.0, reply_delay_s=0.15))
 
     async def scenario() -> None:
-        params = _params(emu.port, query_interval_s=0.2, reply_timeout_s=0.1, silence_timeout_s=0.5)
+        # answers leave 0.15 s after their query: past the window, well before the next
+        params = _params(emu.port, query_interval_s=0.4, reply_timeout_s=0.1, silence_timeout_s=0.5)
         run = DriverRun(build("co2-1", params, DriverContext()))
-        await run.count(8)  # 1.6 s: three times the silence timeout
+        await run.count(5)  # 2 s: four times the silence timeout
         await run.stop()
         _unbroken(run.samples)
-        assert run.driver.describe()["late_replies"] == 0  # never two in one window
+        described = run.driver.describe()
+        # each answer came after its window and was taken between queries: late, and never
+        # more late ones than queries that got nothing in their window
+        assert 0 < described["late_replies"] <= described["missed_replies"], described
+
+    asyncio.run(scenario())
+
+
+def test_a_late_answer_is_stamped_when_it_comes(emulated) -> None:  # type: ignore[no-untyped-def]
+    """An answer that comes after its query gave up (reply_timeout_s) but before the next
+    query is emitted when it comes, and the next queries get their own answers. (The driver
+    used to sleep between queries: such an answer waited in the buffer until the next
+    query's window and was stamped there, up to query_interval_s late.)"""
+    made: list[float] = []  # when the module measured value n (co2 = 500 + n)
+
+    def values() -> float:
+        made.append(time.time())
+        return float(499 + len(made))
+
+    emu = emulated(Mhz19bEmulator(values, warmup_s=0.0))
+    params = _params(emu.port, query_interval_s=1.0, reply_timeout_s=0.3, silence_timeout_s=3.0)
+
+    async def scenario() -> None:
+        run = DriverRun(build("co2-1", params, DriverContext()))
+        await run.wait_for(lambda s: run.driver.describe()["queries"] >= 3, 8, "3 queries")
+        n, before = len(run.samples), run.driver.describe()
+        emu.delay_next_frame(0.5)  # past the reply timeout, before the next query
+        await run.count(n + 4, timeout_s=8.0)
+        await run.stop()
+        _unbroken(run.samples)
+        # how long after the module measured it each reading was stamped: the reads' 0.1 s
+        # pauses that gather bytes (two when an answer comes in two reads), and 0.5 s more
+        # for the late answer (a query interval more, 1 s, when taken at the next query)
+        lags = sorted(s.ts.timestamp() - made[int(s.values["co2"]) - 500] for s in run.samples[n:])
+        assert lags[-1] < 0.5 + 0.45, lags
+        assert all(-0.05 < lag < 0.45 for lag in lags[:-1]), lags
+        after = run.driver.describe()
+        assert [after[k] - before[k] for k in ("missed_replies", "late_replies")] == [1, 1]
 
     asyncio.run(scenario())
 
