@@ -64,7 +64,7 @@ class _Door:
 
     def _pins(self, t: float) -> tuple[bool, bool]:
         """(receiver broken, loopback whole) as the node reads them at `t`."""
-        held = self._within("stuck", t) or self._within("cut_cable", t)
+        held = not self.beam.receiver_answers(t)
         receiver = self.beam_level if held or not self.dark else True
         return receiver, not self._within("cut_cable", t)
 
