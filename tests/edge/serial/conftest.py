@@ -76,3 +76,22 @@ def emulated() -> Iterator[Callable[[PtyEmulator], Any]]:
     yield start
     for emu in started:
         emu.stop()
+
+
+async def one_late_answer(run: DriverRun, emu: PtyEmulator, made: list[float]) -> None:
+    """Holds one answer back past the query's reply timeout (0.3 s) and before the next
+    query (1 s after), with the driver querying every 1 s and the emulator numbering its
+    measurements (pm25 = n, measured at `made[n - 1]`), and checks that each reading is
+    stamped when it was measured: the reads' 0.1 s pauses that gather bytes (two when a
+    frame comes in two reads), and 0.5 s more for the late answer alone (a query interval
+    more, 1 s, when it was paired with the next query); one missed and one late reply."""
+    await run.wait_for(lambda s: run.driver.describe().get("queries", 0) >= 3, 8, "3 queries")
+    n, before = len(run.samples), run.driver.describe()
+    emu.delay_next_frame(0.5)
+    await run.count(n + 4, timeout_s=8.0)
+    await run.stop()
+    lags = sorted(s.ts.timestamp() - made[int(s.values["pm25"]) - 1] for s in run.samples[n:])
+    assert lags[-1] < 0.5 + 0.45, lags
+    assert all(-0.05 < lag < 0.45 for lag in lags[:-1]), lags
+    after = run.driver.describe()
+    assert [after[k] - before[k] for k in ("missed_replies", "late_replies")] == [1, 1]

@@ -18,7 +18,7 @@ from edge.errors import DriverError
 from edge.outbox import Outbox
 from firmware_bridge.protocols.sds011 import ReportMode, WorkState
 from firmware_bridge.protocols.sds011.emulator import Sds011Emulator
-from tests.edge.serial.conftest import DriverRun, Noisy
+from tests.edge.serial.conftest import DriverRun, Noisy, one_late_answer
 from urbanpulse.clock import FakeClock
 from urbanpulse.errors import ConfigError
 
@@ -199,20 +199,7 @@ def test_a_late_answer_does_not_shift_the_next_queries(emulated) -> None:  # typ
                      silence_timeout_s=3.0)
 
     async def scenario() -> None:
-        run = DriverRun(build("pm-q", params, DriverContext()))
-        await run.wait_for(lambda s: run.driver.describe().get("queries", 0) >= 3, 8, "3 queries")
-        n, before = len(run.samples), run.driver.describe()
-        emu.delay_next_frame(0.5)  # past the reply timeout, before the next query
-        await run.count(n + 4, timeout_s=8.0)
-        await run.stop()
-        # how long after the sensor measured it each reading was stamped: the reads' 0.1 s
-        # pauses that gather bytes (two when a frame comes in two reads), and 0.5 s more
-        # for the late answer (a query interval more, 1 s, when paired with the next query)
-        lags = sorted(s.ts.timestamp() - made[int(s.values["pm25"]) - 1] for s in run.samples[n:])
-        assert lags[-1] < 0.5 + 0.45, lags
-        assert all(-0.05 < lag < 0.45 for lag in lags[:-1]), lags
-        after = run.driver.describe()
-        assert [after[k] - before[k] for k in ("missed_replies", "late_replies")] == [1, 1]
+        await one_late_answer(DriverRun(build("pm-q", params, DriverContext())), emu, made)
 
     asyncio.run(scenario())
 
