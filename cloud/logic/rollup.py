@@ -8,7 +8,12 @@ ends on a clock multiple: it counts in the window of its interval's last instant
 Every window is stamped with its start, and the whole aggregate is re-emitted whenever a
 reading lands in it, so a late reading simply overwrites the stored point with the
 corrected one. Windows older than the horizon (behind the newest reading of the sensor)
-are dropped from memory; a reading that old is counted as too late for aggregation.
+are dropped from memory; a reading of a window no longer held (or never made, starting
+before the horizon) is counted as too late for aggregation, and its window is rebuilt from
+the raw points. A reading older than the horizon whose window is still held (the window
+the horizon falls in, up to one width behind) goes into it: a held window has taken every
+reading of it so far, so its aggregate is the whole one, where a rebuild asked for the
+reading would be overwritten by the held window's next write without it.
 """
 
 from __future__ import annotations
@@ -280,12 +285,10 @@ class SensorRollup:
 
     def window(self, ts_ns: int) -> Window | None:
         """The window a reading at `ts_ns` goes to (made if new; the reading is then the
-        newest), or None when it is too late to aggregate (`add` without the values): the
-        reading is older than the horizon, or its window is not held and starts before it."""
+        newest), or None when it is too late to aggregate (`add` without the values): its
+        window is not held and starts before the horizon. A held window takes a reading
+        older than the horizon too (see the module's doc)."""
         newest = self.newest_ns
-        if ts_ns < newest - self.horizon_ns:
-            self.too_late += 1
-            return None
         width = self.width_ns
         start = ts_ns - ts_ns % width
         window = self.windows.get(start)

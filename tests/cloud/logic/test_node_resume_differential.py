@@ -195,10 +195,10 @@ class _Model:
             for rp, width in ((RP_1M, MINUTE_NS), (RP_1H, HOUR_NS)):
                 start = at - at % width
                 held = any(_start(w, width) == start for w in self.windowed.get((r.sensor, rp), ()))
-                # too late, or a window not held that starts before the horizon (its
-                # earlier readings may have been too late): rebuilt from the raw points
-                if at < newest - self.horizon_ns or (
-                        not held and start < newest - self.horizon_ns):
+                # a window not held that starts before the horizon (its earlier readings
+                # may have been too late): rebuilt from the raw points; a held one holds
+                # every reading of it so far, a reading older than the horizon goes in too
+                if not held and start < newest - self.horizon_ns:
                     raw.append((RECOMPUTE, Recompute(rp, KINDS[r.kind].measurement, "hn", "n1",
                                                      r.sensor, r.kind, width, start).encode()))
                     continue
@@ -213,6 +213,11 @@ class _Model:
             inside = [r for r in self.windowed[(sensor, rp)] if _start(r, width) == start]
             windows.append((rp, line(KINDS[self.kind[sensor]].measurement, self._tags(sensor),
                                      _aggregate(inside), start)))
+        for sensor in {r.sensor for r in measured}:  # windows past the horizon leave memory
+            for rp, width in ((RP_1M, MINUTE_NS), (RP_1H, HOUR_NS)):
+                floor = self.newest.get(sensor, 0) - self.horizon_ns - width
+                self.windowed[(sensor, rp)] = [r for r in self.windowed.get((sensor, rp), ())
+                                               if _start(r, width) >= floor]
         ledger = [(RP_1H, line("ledger", {"site": "hn", "node": "n1"}, self._ledger(h), h))
                   for h in sorted(hours)]
         self._forget(max(self.newest.values(), default=0) - self.horizon_ns - HOUR_NS,
