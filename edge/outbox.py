@@ -186,8 +186,35 @@ class Outbox:
                                              "error": str(exc)})
         return True
 
+    def _checkpoint(self, exc: BaseException | None) -> bool:
+        """After `exc`, an SQLite error: if it says the disk is full, checkpoints the WAL
+        file and truncates it; True if that worked (the operation is worth trying again).
+        SQLite checkpoints by itself only past 1000 pages (4 MiB) of WAL: on a disk with
+        less room than that the WAL fills up and no write (a commit, an ack) goes through
+        until one is made, where its frames only rewrite pages the database file has
+        (deleted rows' pages are reused). Fails (False) where the database file must grow
+        first, a disk full to the last block: then the reserve is what makes room."""
+        if not isinstance(exc, sqlite3.Error) or \
+                getattr(exc, "sqlite_errorcode", 0) & 0xFF != sqlite3.SQLITE_FULL:
+            return False
+        try:
+            db = self._db()
+            with self._write_lock:
+                busy, frames, done = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        except (sqlite3.Error, OutboxError):
+            return False
+        return not busy and frames == done
+
     def _with_room(self, op: Callable[[], T]) -> T:
-        """`op`, tried again once after giving up the reserve if it failed for a full disk."""
+        """`op`, tried again if it failed for a full disk: after a checkpoint of the WAL,
+        and (once more) after giving up the reserve."""
+        try:
+            return op()
+        except OutboxError as exc:
+            if not self._checkpoint(exc.__cause__):
+                if not self._give_up_reserve(exc.__cause__):
+                    raise
+                return op()
         try:
             return op()
         except OutboxError as exc:
@@ -233,6 +260,17 @@ class Outbox:
         if not samples and not states:
             return []
         self.keep_reserve()
+        # Tried again after a checkpoint only: the reserve is for deletions, which make
+        # room; given up for a commit it would be used up by the outbox's growth.
+        try:
+            return self._append(samples, now_ns, states)
+        except OutboxError as exc:
+            if not self._checkpoint(exc.__cause__):
+                raise
+        return self._append(samples, now_ns, states)
+
+    def _append(self, samples: Sequence[Sample], now_ns: int,
+                states: Mapping[str, str] | None) -> list[Reading]:
         db = self._db()
         readings: list[Reading] = []
         with self._write_lock:
