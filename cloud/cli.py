@@ -6,6 +6,7 @@ import _thread
 import argparse
 import logging
 import os
+import re
 import shutil
 import signal
 import sys
@@ -24,6 +25,7 @@ from urbanpulse.wire import validate_id
 
 if TYPE_CHECKING:
     from cloud.ingest import Ingest, IngestProcess
+    from cloud.sink import InfluxWriter
 
 EXIT_CONFIG = 2
 EXIT_RUNTIME = 3
@@ -59,8 +61,9 @@ def _parser() -> argparse.ArgumentParser:
     init.add_argument("--admin-password-file", type=Path, required=True)
     check = sub.add_parser("check-config", help="validate a processor config and exit")
     check.add_argument("config", type=Path)
-    rec = sub.add_parser("recompute", help="rebuild a site's domain rollups (wards, hospital, traffic, "
-                                           "air) from the raw points, e.g. after late data")
+    rec = sub.add_parser("recompute", help="rebuild a site's per-sensor agg_1m/agg_1h windows and "
+                                           "domain rollups (wards, hospital, traffic, air) from the "
+                                           "raw points, e.g. after late data")
     rec.add_argument("--config", type=Path, required=True)
     rec.add_argument("--site", type=_site_id, required=True)
     rec.add_argument("--from", dest="start", type=aware_datetime, default=None,
@@ -180,11 +183,14 @@ def _recompute(cfg: CloudConfig, site: str, start: datetime | None, end: datetim
     check_writer(cfg.influx)
     writer = make_writer(cfg.influx, wait=_give_up_after(give_up_after_s))
     total = 0
+    span = f"[{format_ts(from_epoch_ns(start_ns))}, {format_ts(from_epoch_ns(end_ns))})"
     try:
+        sensors, written = rebuild_site_windows(writer, site, start_ns, end_ns)
+        print(f"{site} windows {span}: {sensors} sensors, {written} windows written")
+        total += written
         for scope in SCOPE_KINDS:
             written = writer.replay_domain(ReplaySpan(scope, site, "", start_ns, end_ns))
-            print(f"{site} {scope} [{format_ts(from_epoch_ns(start_ns))}, "
-                  f"{format_ts(from_epoch_ns(end_ns))}): {written} points")
+            print(f"{site} {scope} {span}: {written} points")
             total += written
     finally:
         writer.close()
@@ -192,6 +198,70 @@ def _recompute(cfg: CloudConfig, site: str, start: datetime | None, end: datetim
     print(f"{site}: {total} points written" + (f", {refused} requests refused by InfluxDB "
                                                f"(last: {writer.stats.last_error})" if refused else ""))
     return EXIT_RUNTIME if refused else 0
+
+
+def site_series(writer: InfluxWriter, site: str, measurement: str, start_ns: int, end_ns: int
+                ) -> list[tuple[str, str, str]]:
+    """The (node, sensor, kind) of the site's series of `measurement` in the raw policy
+    that InfluxDB holds around [start_ns, end_ns) (its shards there: `SHOW SERIES` with a
+    time condition), read as the reader."""
+    from cloud.logic.recompute import influx_literal
+    from cloud.logic.records import RP_RAW
+
+    q = (f'SHOW SERIES FROM "{RP_RAW}"."{measurement}" WHERE "site" = {influx_literal(site)} '
+         f"AND time >= {start_ns} AND time < {end_ns + 1000}")  # + 1000: an interval's end
+    out: set[tuple[str, str, str]] = set()
+    for row in writer.read_rows(q):
+        tags = series_tags(str(row.get("key", "")))
+        node, sensor, kind = tags.get("node"), tags.get("sensor"), tags.get("kind")
+        if tags.get("site") == site and node and sensor and kind:
+            out.add((node, sensor, kind))
+    return sorted(out)
+
+
+def series_tags(key: str) -> dict[str, str]:
+    """The tags of a series key as `SHOW SERIES` gives it (line protocol's escapes)."""
+    parts = re.split(r"(?<!\\),", key)[1:]
+    out = {}
+    for part in parts:
+        k, sep, v = part.partition("=")
+        if sep:
+            out[_unescape(k)] = _unescape(v)
+    return out
+
+
+def _unescape(text: str) -> str:
+    return re.sub(r"\\(.)", r"\1", text)
+
+
+def rebuild_site_windows(writer: InfluxWriter, site: str, start_ns: int, end_ns: int
+                         ) -> tuple[int, int]:
+    """Rebuilds the per-sensor agg_1m and agg_1h windows of every sensor of `site` over
+    [start_ns, end_ns) (whole hours) from the raw points, by the processor's own rebuild
+    path (`InfluxWriter.rebuild_windows`, one read per node, measurement and span of at
+    most READ_SPAN_NS); returns the sensors and the windows written. A window none of
+    whose raw points counts is left as it is."""
+    from cloud.logic.recompute import READ_SPAN_NS, Recompute
+    from cloud.logic.records import RP_1H, RP_1M
+    from cloud.logic.rollup import HOUR_NS, MINUTE_NS
+    from urbanpulse.wire.kinds import KINDS
+
+    sensors = 0
+    before = writer.stats.points
+    for measurement in sorted({k.measurement for k in KINDS.values()}):
+        by_node: dict[str, list[tuple[str, str]]] = {}
+        for node, sensor, kind in site_series(writer, site, measurement, start_ns, end_ns):
+            by_node.setdefault(node, []).append((sensor, kind))
+            sensors += 1
+        for node, of_node in by_node.items():
+            for lo in range(start_ns, end_ns, READ_SPAN_NS):  # a node's read at a time
+                hi = min(end_ns, lo + READ_SPAN_NS)
+                writer.rebuild_windows([
+                    Recompute(rp, measurement, site, node, sensor, kind, width, at).encode()
+                    for sensor, kind in of_node
+                    for rp, width in ((RP_1M, MINUTE_NS), (RP_1H, HOUR_NS))
+                    for at in range(lo, hi, width)])
+    return sensors, writer.stats.points - before
 
 
 def _give_up_after(seconds: float) -> Callable[[float], bool]:

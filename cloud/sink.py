@@ -559,6 +559,17 @@ class InfluxWriter:
         self.stats.domain_replays += 1
         return written
 
+    def read_rows(self, q: str) -> list[dict[str, Any]]:
+        """The rows of `q`'s answer (tags merged in), read as the reader: retried while
+        InfluxDB is away or busy, `ReadRefused` when refused for good. For a one-off
+        command's own reads (`cloud recompute` lists a site's sensors with it)."""
+        if self.reader is None:
+            raise SinkError("reading raw points back needs influx.reader_username and "
+                            "influx.reader_password_file")
+        rows: list[dict[str, Any]] = []
+        self._retrying(partial(_each_row, self.reader, q, self.database, rows.append, rows.clear))
+        return rows
+
     def _write_grouped(self, by_rp: dict[str, list[str]],
                        between: Callable[[], None] | None = None) -> None:
         """Each policy's lines in requests of `batch_lines` (`_write_chunk`: `between`
