@@ -105,7 +105,15 @@ class Outbox:
 
     def open(self) -> Outbox:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._with_room(self._set_up)
+        try:
+            self._with_room(self._set_up)
+        except OutboxError as exc:
+            # SQLite says "disk I/O error" when it cannot make the shared-memory file:
+            # read as a failing card, where freeing room is what is needed
+            note = _full_note(self.path)
+            if not note:
+                raise
+            raise OutboxError(f"{exc}{note}") from exc.__cause__
         self.keep_reserve()
         return self
 
@@ -500,12 +508,13 @@ def read_stats(path: Path) -> OutboxStats:
         finally:
             db.close()
     except sqlite3.Error as exc:
-        reason = str(exc)
-        try:
-            st = os.statvfs(path.parent)
-        except OSError:
-            pass
-        else:
-            if st.f_bavail == 0:
-                reason += f" (the disk of {path.parent} is full: free room there)"
-        raise OutboxError(f"cannot read the outbox {path}: {reason}") from exc
+        raise OutboxError(f"cannot read the outbox {path}: {exc}{_full_note(path)}") from exc
+
+
+def _full_note(path: Path) -> str:
+    """What to add to an error about the outbox at `path` when its disk is full."""
+    try:
+        st = os.statvfs(path.parent)
+    except OSError:
+        return ""
+    return f" (the disk of {path.parent} is full: free room there)" if st.f_bavail == 0 else ""

@@ -10,8 +10,11 @@ import os
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+
 from edge.agent import OUTBOX_RESERVE_BYTES
 from edge.drivers.base import Sample
+from edge.errors import OutboxError
 from edge.outbox import Outbox
 from tests.disks import fill, small_disk
 
@@ -57,3 +60,20 @@ def test_an_outbox_without_a_reserve_on_a_nearly_full_disk_keeps_committing(tmp_
         assert outbox.next_seq("pm-1") == 14_000  # numbering went on from yesterday's
         assert os.statvfs(disk).f_bavail > 0
         outbox.close()
+
+
+def test_an_outbox_without_a_reserve_on_a_disk_full_to_the_last_block_says_the_disk_is_full(
+        tmp_path: Path) -> None:
+    """After a clean stop (no WAL or shared-memory file left) SQLite cannot open the outbox
+    on such a disk, and an outbox from before the reserve has none to give up: the agent
+    cannot start until room is freed (yesterday's agent could not either). It said only
+    "disk I/O error", which reads as a failing SD card; it now says the disk is full."""
+    with small_disk(tmp_path / "state", "16m") as disk:
+        path = disk / "outbox.sqlite3"
+        old = Outbox(path).open()
+        old.append(_samples(40), 1)
+        old.close()
+        fill(disk)
+        with pytest.raises(OutboxError, match=r"disk I/O error \(the disk of .* is full: "
+                                              r"free room there\)"):
+            Outbox(path, reserve_bytes=OUTBOX_RESERVE_BYTES).open()
