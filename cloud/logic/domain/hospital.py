@@ -14,7 +14,10 @@ door's hour [09:00, 10:00) stamped 10:00:00 is the 09:00 hour). A door's role co
 ("er-") are ER doors, the others visit doors.
 `door_flow` (agg_1h): er_arrivals, visits, and faulty: the readings of ER and visit doors
 with fault = 1 in the hour (a cut beam cable: such a reading's count means nothing, so an
-hour with faulty > 0 is undercounted). Always written, 0 too (a rewrite keeps no field).
+hour with faulty > 0 is undercounted). Always written, 0 too (a rewrite keeps no field),
+but for an hour holding readings that a processor from before the faults were kept took
+(resumed from its snapshot: their faults are not known) and none faulty since: left out,
+unknown, as on the hours that processor wrote (`door_faulty`).
 
 Queue kiosks (`hospital.queue`): an issue (called = 0) of ticket N at t1 is paired with
 the first call (called = 1) of N by the same sensor at t2 >= t1, before N's next issue and
@@ -80,7 +83,9 @@ class DoorTotals:
     hour_ns: int
     er_arrivals: float
     visits: float
-    faulty: int = 0  # readings with fault = 1 (of ER and visit doors) in the hour
+    # readings with fault = 1 (of ER and visit doors) in the hour; None: not known (the hour
+    # holds readings taken before the faults were kept, and none taken since was faulty)
+    faulty: int | None = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +129,21 @@ def wait_fields(waits: list[float]) -> dict[str, float | int | str | bool]:
     return fields
 
 
+def door_faulty(faults: Iterable[int | None]) -> int | None:
+    """An hour's `faulty` from its door readings' faults (None: not known, a reading taken
+    by a processor from before the faults were kept, resumed from its snapshot): their sum,
+    the least there were when some are not known; None when none known is faulty and some
+    are not known, so that the point leaves `faulty` out (unknown, as on the hours that
+    processor wrote) rather than say that no reading of the hour was faulty."""
+    total, unknown = 0, False
+    for fault in faults:
+        if fault is None:
+            unknown = True
+        else:
+            total += fault
+    return None if unknown and not total else total
+
+
 Ticket = tuple[str, int]  # (kiosk sensor, ticket number)
 
 
@@ -142,8 +162,10 @@ class HospitalNodeRollup:
         # rp -> the starts of the windows holding bed readings, sorted
         self.bed_windows: dict[str, list[int]] = {rp: [] for rp, _ in WIDTHS}
         # doors: hour -> (sensor, ts, seq) -> (role, count, fault); two counts of one stamp are
-        # two (snapshots from before the seq was kept hold (sensor, ts) keys)
-        self.doors: dict[int, dict[tuple[str, int] | tuple[str, int, int], tuple[str, float, int]]] = {}
+        # two (snapshots from before the seq was kept hold (sensor, ts) keys); fault None: not
+        # known (taken by a processor from before the faults were kept, `door_faulty`)
+        self.doors: dict[int, dict[tuple[str, int] | tuple[str, int, int],
+                                   tuple[str, float, int | None]]] = {}
         # queue: (sensor, ticket) -> sorted issue times / call times; hour -> tickets called in it
         self.issues: dict[Ticket, list[int]] = {}
         self.calls: dict[Ticket, list[int]] = {}
@@ -153,11 +175,12 @@ class HospitalNodeRollup:
         self.__dict__.update(state)
         # snapshots from before the window starts were kept sorted hold sets
         self.bed_windows = {rp: sorted(starts) for rp, starts in self.bed_windows.items()}
-        # snapshots from before a door's fault was kept hold (role, count): no fault known
+        # snapshots from before a door's fault was kept hold (role, count): its fault is not
+        # known (None), which the hour's `faulty` must not take for 0 (`door_faulty`)
         for entries in self.doors.values():
             if any(len(e) < 3 for e in entries.values()):
                 for key, e in entries.items():
-                    entries[key] = (e[0], e[1], e[2] if len(e) > 2 else 0)
+                    entries[key] = (e[0], e[1], e[2] if len(e) > 2 else None)
 
     def process(self, site: str, node: str, readings: Iterable[Reading]
                 ) -> tuple[list[Point], list[SiteUpdate]]:
@@ -202,9 +225,11 @@ class HospitalNodeRollup:
             entries = self.doors[hour].values()
             er = math.fsum(c for role, c, _ in entries if role == "er")
             visits = math.fsum(c for role, c, _ in entries if role == "visit")
-            faulty = sum(fault for role, _, fault in entries if role != "ignore")
-            points.append((RP_1H, line("door_flow", {"site": site, "node": node},
-                                       {"er_arrivals": er, "visits": visits, "faulty": faulty}, hour)))
+            faulty = door_faulty([fault for role, _, fault in entries if role != "ignore"])
+            fields: dict[str, float | int] = {"er_arrivals": er, "visits": visits}
+            if faulty is not None:
+                fields["faulty"] = faulty
+            points.append((RP_1H, line("door_flow", {"site": site, "node": node}, fields, hour)))
             updates.append(DoorTotals(site, node, hour, er, visits, faulty))
         for hour in sorted(wait_hours):
             waits = sorted(self.waits(hour))

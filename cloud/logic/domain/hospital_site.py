@@ -33,6 +33,7 @@ from cloud.logic.domain.hospital import (
     SiteUpdate,
     WaitSamples,
     WardSnapshot,
+    door_faulty,
     occupancy_fields,
     wait_fields,
 )
@@ -49,7 +50,8 @@ class HospitalSite:
         # rp -> node -> window start -> (beds, occupied, available, faulty)
         self.wards: dict[str, dict[str, dict[int, tuple[int, int, int, int]]]] = {
             rp: {} for rp, _ in WIDTHS}
-        self.flow: dict[int, dict[str, tuple[float, float, int]]] = {}  # (er, visits, faulty)
+        # hour -> node -> (er, visits, faulty); faulty None: not known (`door_faulty`)
+        self.flow: dict[int, dict[str, tuple[float, float, int | None]]] = {}
         self.waits: dict[int, dict[str, tuple[float, ...]]] = {}
         self.marks = LateMarks()  # (scope, hour)s replayed for the site
         self.late: list[Late] = []  # marks a window written since the last take_late reached
@@ -69,7 +71,7 @@ class HospitalSite:
         for nodes in self.flow.values():  # from before the faulty door readings were kept
             for node, totals in nodes.items():
                 if len(totals) < 3:
-                    nodes[node] = (totals[0], totals[1], 0)
+                    nodes[node] = (totals[0], totals[1], None)  # not known: not 0
         self._starts = _sorted_starts(self.wards)
 
     def process(self, site: str, updates: Iterable[SiteUpdate]) -> list[Point]:
@@ -137,10 +139,12 @@ class HospitalSite:
                 written.append(("beds", starts[0], starts[-1] + width))
         for hour in sorted(flow_hours):
             nodes = self.flow[hour].values()
-            out.append((RP_1H, line("hospital_flow", tags, {
-                "er_arrivals": math.fsum(er for er, _, _ in nodes),
-                "visits": math.fsum(v for _, v, _ in nodes),
-                "faulty": sum(f for _, _, f in nodes)}, hour)))
+            fields: dict[str, float | int] = {"er_arrivals": math.fsum(er for er, _, _ in nodes),
+                                              "visits": math.fsum(v for _, v, _ in nodes)}
+            faulty = door_faulty(f for _, _, f in nodes)
+            if faulty is not None:
+                fields["faulty"] = faulty
+            out.append((RP_1H, line("hospital_flow", tags, fields, hour)))
         for hour in sorted(wait_hours):
             waits = [w for node_waits in self.waits[hour].values() for w in node_waits]
             out.append((RP_1H, line("hospital_wait", tags, wait_fields(waits), hour)))
