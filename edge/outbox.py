@@ -21,6 +21,7 @@ the commit stamps only where the clock was synchronised (`evict_aged`).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -53,6 +54,12 @@ RESERVE_SUFFIX = ".reserve"
 RESERVE_REMAKE_FACTOR = 3
 RESERVE_CHECK_S = 60.0
 RESERVE_MIN_ROOM = 1024 * 1024  # what "room again" means for an outbox without a reserve
+# Under this much free on the state disk, the WAL file is checkpointed after every write
+# (`_after_write`): SQLite does it by itself only past 1000 pages (4 MiB) of WAL, and a
+# WAL file that fills the disk's room first holds frames the database file must grow
+# for, so that neither a checkpoint nor any write can be made any more (an outbox from
+# before the reserve, or one whose reserve is given up, has nothing to give up then).
+WAL_ROOM_BYTES = 8 * 1024 * 1024
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -99,6 +106,7 @@ class Outbox:
         # While the disk is full: the id span the outbox is held at (evict_oldest), or None
         self._held_rows: int | None = None
         self._reserve_checked_at: float | None = None  # time.monotonic()
+        self._low_room = False  # under WAL_ROOM_BYTES free when last looked
         self._reserve_lock = threading.Lock()
         self._local = threading.local()
         self._write_lock = threading.Lock()
@@ -144,6 +152,7 @@ class Outbox:
                 st = os.statvfs(self.path.parent)
             except OSError:
                 return
+            self._low_room = st.f_bavail * st.f_frsize < WAL_ROOM_BYTES
             if st.f_bavail * st.f_frsize < RESERVE_REMAKE_FACTOR * max(self.reserve_bytes,
                                                                        RESERVE_MIN_ROOM):
                 return
@@ -196,7 +205,10 @@ class Outbox:
 
     def _checkpoint(self, exc: BaseException | None) -> bool:
         """After `exc`, an SQLite error: if it says the disk is full, checkpoints the WAL
-        file and truncates it; True if that worked (the operation is worth trying again).
+        file and truncates it; True if that worked (the operation is worth trying again,
+        at once: it puts frames in the WAL file again, which is how `read_stats` tells a
+        running agent from a stopped one). TRUNCATE, not RESTART: the room the WAL file
+        gives back is what an outbox that must grow (commits before acks) grows into.
         SQLite checkpoints by itself only past 1000 pages (4 MiB) of WAL: on a disk with
         less room than that the WAL fills up and no write (a commit, an ack) goes through
         until one is made, where its frames only rewrite pages the database file has
@@ -205,6 +217,7 @@ class Outbox:
         if not isinstance(exc, sqlite3.Error) or \
                 getattr(exc, "sqlite_errorcode", 0) & 0xFF != sqlite3.SQLITE_FULL:
             return False
+        self._low_room = True
         try:
             db = self._db()
             with self._write_lock:
@@ -310,6 +323,7 @@ class Outbox:
             except sqlite3.Error as exc:
                 self._rollback(db)
                 raise OutboxError(f"outbox append failed: {exc}") from exc
+            self._after_write(db)
         return readings
 
     def load_state(self, key: str) -> str | None:
@@ -401,7 +415,19 @@ class Outbox:
             except sqlite3.Error as exc:
                 self._rollback(db)
                 raise OutboxError(f"outbox eviction failed: {exc}") from exc
+            self._after_write(db)
         return int(n)
+
+    def _after_write(self, db: sqlite3.Connection) -> None:
+        """On a disk with little room (`WAL_ROOM_BYTES`), a checkpoint after each write
+        (the write lock held): the database file grows only as the outbox does, and the
+        next write starts the WAL file again from its beginning, in the room it has.
+        RESTART, not TRUNCATE: a WAL file left empty is how `read_stats` knows the agent
+        stopped cleanly. One that cannot be made (the disk full to the last block) is
+        left to the next write's failure (`_checkpoint`, the reserve)."""
+        if self._low_room:
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
 
     @staticmethod
     def _rollback(db: sqlite3.Connection) -> None:
@@ -469,6 +495,7 @@ class Outbox:
             except sqlite3.Error as exc:
                 self._rollback(db)
                 raise OutboxError(f"outbox ack failed: {exc}") from exc
+            self._after_write(db)
         return int(deleted)
 
     def stats(self) -> OutboxStats:

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from edge import agent as agent_module
+from edge import outbox as outbox_module
 from edge.agent import Agent
 from edge.config import load_config
 from edge.drivers.base import Sample
@@ -44,7 +45,13 @@ def sds011() -> Iterator[Sds011Emulator]:
 
 def test_a_full_state_disk_holds_the_readings_until_there_is_room_again(
         sds011: Sds011Emulator, make_node_config: Callable[..., Path],
-        collector: Callable[[str, str], Collector], caplog: pytest.LogCaptureFixture) -> None:
+        collector: Callable[[str, str], Collector], caplog: pytest.LogCaptureFixture,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # A disk that fills at once (logs), its WAL not checkpointed: its frames need the
+    # database file to grow, and nothing can be written. (On a disk it sees low, the
+    # outbox checkpoints after every write, WAL_ROOM_BYTES, and then commits on a full
+    # disk as long as the acks free pages: tests/edge/test_outbox_upgrade.py.)
+    monkeypatch.setattr(outbox_module, "WAL_ROOM_BYTES", 0)
     node = "aq-full"
     path = make_node_config(SITE, node, f'[[sensors]]\nid = "pm-1"\ndriver = "sds011"\n'
                             f'port = "{sds011.port}"\nsilence_timeout_s = 3.0\n')

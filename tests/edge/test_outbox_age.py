@@ -9,6 +9,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
+from edge import outbox as outbox_module
 from edge.agent import Agent
 from edge.clock_sync import CLOCK_UNSYNCED, FixedClockSync
 from edge.config import load_config
@@ -130,12 +133,17 @@ def test_the_age_eviction_takes_the_oldest_rows_up_to_the_last_one_made_on_a_goo
 
 
 def test_an_age_eviction_the_full_disk_refuses_does_not_stop_the_agent_from_starting(
-        make_node_config: Callable[..., Path], collector: Callable[[str, str], Collector]) -> None:
+        make_node_config: Callable[..., Path], collector: Callable[[str, str], Collector],
+        monkeypatch: pytest.MonkeyPatch) -> None:
     """A node whose SD card filled while it was offline for more than max_age_days, and
     that restarts (a power cut): the eviction of its old rows needs room in SQLite's WAL
     file, which the full disk refuses. Before, that error stopped the agent at start-up
     (exit 3, and so at every restart by systemd while the disk stayed full: no reading
     read); now it is logged and tried again a minute later, and the agent runs."""
+    # A disk that filled at once (logs): the first run did not see it low and left its
+    # WAL un-checkpointed, so the eviction needs the database file to grow and is refused
+    # (on a disk it sees low the outbox checkpoints after every write: WAL_ROOM_BYTES).
+    monkeypatch.setattr(outbox_module, "WAL_ROOM_BYTES", 0)
     node = "aq-agefull"
     path = make_node_config(SITE, node, SENSOR)
     seen = collector(SITE, node)
