@@ -163,7 +163,7 @@ def _old_tree(dest: Path) -> Path:
     return dest
 
 
-def _committed_offset(recovery_dir: Path, partition: str) -> int | None:
+def committed_offset(recovery_dir: Path, partition: str) -> int | None:
     """The journal offset of the newest snapshot of the journal input whose epoch is
     committed in Bytewax's store (read here only to know where a resume starts)."""
     best: tuple[int, int] | None = None
@@ -209,7 +209,7 @@ def test_a_recovery_store_written_before_process_start_resumes_with_nothing_lost
     readings_a = half * RESUME_PER_RECORD * 2
     wait_for(lambda: (_air(reader, "raw", "count(pm25)") or None), 60, "the old processor's first points")
     # Every record of the first half in a committed epoch: the resume must not read them again.
-    wait_for(lambda: _committed_offset(state_dir / "recovery", "i0") == half, 60,
+    wait_for(lambda: committed_offset(state_dir / "recovery", "i0") == half, 60,
              "the first half's journal offset in a committed epoch")
     assert sum(r["count"] for r in _air(reader, "raw", "count(pm25)")) == readings_a
     old.stop()

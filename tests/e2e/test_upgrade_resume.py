@@ -11,13 +11,10 @@ journals and InfluxDB; UPGRADE_DIFF_OUT=<path> keeps the differences found."""
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import os
-import pickle
 import shutil
-import sqlite3
 import subprocess
 import sys
 import tarfile
@@ -31,6 +28,7 @@ import pytest
 from bench.pipeline.workload import generate
 from cloud.journal import Journal, journal_path
 from tests.conftest import CloudProcess
+from tests.e2e.test_processor_health import committed_offset
 from urbanpulse.clock import from_epoch_ns, to_epoch_ns
 from urbanpulse.influx_http import InfluxHTTP
 from urbanpulse.testing import wait_for
@@ -104,23 +102,6 @@ def _ns(ts: str) -> int:
     return to_epoch_ns(datetime.fromisoformat(ts))
 
 
-def _committed_offset(recovery_dir: Path, partition: str) -> int | None:
-    best: tuple[int, int] | None = None
-    for part in recovery_dir.glob("part-*.sqlite3"):
-        with contextlib.closing(sqlite3.connect(part)) as db:
-            commits = db.execute("SELECT commit_epoch FROM commits").fetchall()
-            if not commits:
-                continue
-            committed = min(c for (c,) in commits)
-            for epoch, blob in db.execute(
-                    "SELECT snap_epoch, ser_change FROM snaps WHERE step_id LIKE '%.journal' "
-                    "AND state_key = ? AND snap_epoch <= ? AND ser_change IS NOT NULL",
-                    (partition, committed)):
-                if best is None or epoch > best[0]:
-                    best = (epoch, pickle.loads(blob)[partition])
-    return None if best is None else best[1]
-
-
 def _append(state_dir: Path, messages: list[tuple[str, bytes]], received: list[int]) -> None:
     journal_dir = state_dir / "journal"
     journal_dir.mkdir(parents=True, exist_ok=True)
@@ -178,7 +159,7 @@ def test_the_previous_release_s_recovery_store_resumes_as_an_uninterrupted_run(
     state_dir = tmp_path / "upgraded"
     _append(state_dir, b_msgs[:half], b_rx[:half])
     old = _start_old(cloud_factory, "upgraded", "upgraded-old", old_src)
-    wait_for(lambda: _committed_offset(state_dir / "recovery", "i0") == half, 240,
+    wait_for(lambda: committed_offset(state_dir / "recovery", "i0") == half, 240,
              "the first half's journal offset in a committed epoch", every_s=0.5)
     old.stop()
     assert old.proc is not None
@@ -210,7 +191,7 @@ def test_the_previous_release_s_recovery_store_resumes_as_an_uninterrupted_run(
     shutil.rmtree(state_dir / "recovery")
     shutil.copytree(state_dir / "recovery-copy", state_dir / "recovery")
     back = _start_old(cloud_factory, "upgraded", "rolled-back", old_src)
-    wait_for(lambda: _committed_offset(state_dir / "recovery", "i0") == len(b_msgs), 240,
+    wait_for(lambda: committed_offset(state_dir / "recovery", "i0") == len(b_msgs), 240,
              "the whole journal's offset in a committed epoch", every_s=0.5)
     back.stop()
     assert back.proc is not None
