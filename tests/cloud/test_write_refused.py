@@ -704,7 +704,9 @@ def test_cloud_run_holds_its_writes_while_write_is_revoked_and_writes_each_readi
     admin.query(f'GRANT WRITE ON "{db_ready.database}" TO {user}', post=True)
     wait_for(lambda: _raw_pm(admin, node) == list(range(500)), 90, "every reading stored once")
     assert cloud.log().count(refusal) == 1  # not once per retry
-    (again,) = re.findall(r"writes again, after ([0-9.]+) s refused", cloud.log())
+    # Logged once InfluxDB's answer is back, which can be just after the points are readable.
+    (again,) = wait_for(lambda: re.findall(r"writes again, after ([0-9.]+) s refused", cloud.log()),
+                        10, "the writes-again line")
     assert float(again) >= HOLD_S
     denied = wait_for(lambda: [r for r in admin.query_points(
         'SELECT "write_denied", "write_refused" FROM "raw"."processor" WHERE "process" = \'0\' '
