@@ -148,15 +148,15 @@ def _resume_batches() -> list[tuple[str, bytes]]:
     return out
 
 
-def _old_tree(dest: Path) -> Path:
-    """The processor's sources at BEFORE_PROCESS_START, from this repository's history."""
+def old_tree(dest: Path, rev: str) -> Path:
+    """The processor's sources at `rev`, from this repository's history."""
     root = Path(__file__).resolve().parents[2]
     try:
-        archive = subprocess.run(["git", "-C", str(root), "archive", BEFORE_PROCESS_START,
+        archive = subprocess.run(["git", "-C", str(root), "archive", rev,
                                   "cloud", "urbanpulse", "firmware_bridge", "edge"],
                                  capture_output=True, check=True, timeout=60).stdout
     except (OSError, subprocess.CalledProcessError) as exc:
-        pytest.skip(f"the sources of {BEFORE_PROCESS_START} are not at hand (no git history): {exc}")
+        pytest.skip(f"the sources of {rev} are not at hand (no git history): {exc}")
     dest.mkdir()
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
         tar.extractall(dest, filter="data")
@@ -189,7 +189,7 @@ def _air(reader: InfluxHTTP, rp: str, what: str) -> list[dict[str, Any]]:
 
 def test_a_recovery_store_written_before_process_start_resumes_with_nothing_lost_or_doubled(
         cloud_factory: Callable[..., CloudProcess], reader: InfluxHTTP, tmp_path: Path) -> None:
-    old_src = _old_tree(tmp_path / "old-src")
+    old_src = old_tree(tmp_path / "old-src", BEFORE_PROCESS_START)
     batches = _resume_batches()
     half = RESUME_RECORDS // 2
     old = cloud_factory("resume", extra_args=("--no-ingest",), log_name="resume-old", epoch_interval_s=0.2)

@@ -11,13 +11,11 @@ journals and InfluxDB; UPGRADE_DIFF_OUT=<path> keeps the differences found."""
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import shutil
 import subprocess
 import sys
-import tarfile
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,7 +26,7 @@ import pytest
 from bench.pipeline.workload import generate
 from cloud.journal import Journal, journal_path
 from tests.conftest import CloudProcess
-from tests.e2e.test_processor_health import committed_offset
+from tests.e2e.test_processor_health import committed_offset, old_tree
 from urbanpulse.clock import from_epoch_ns, to_epoch_ns
 from urbanpulse.influx_http import InfluxHTTP
 from urbanpulse.testing import wait_for
@@ -42,20 +40,6 @@ pytestmark = [pytest.mark.stack, pytest.mark.slow]
 UPGRADED_FROM = "263783f"
 NOW = datetime(2026, 11, 29, 12, tzinfo=UTC)
 READINGS, BATCH = 60_000, 100
-
-
-def _old_tree(dest: Path) -> Path:
-    root = Path(__file__).resolve().parents[2]
-    try:
-        archive = subprocess.run(["git", "-C", str(root), "archive", UPGRADED_FROM,
-                                  "cloud", "urbanpulse", "firmware_bridge", "edge"],
-                                 capture_output=True, check=True, timeout=60).stdout
-    except (OSError, subprocess.CalledProcessError) as exc:
-        pytest.skip(f"the sources of {UPGRADED_FROM} are not at hand (no git history): {exc}")
-    dest.mkdir()
-    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-        tar.extractall(dest, filter="data")
-    return dest
 
 
 def _messages(prefix: str) -> tuple[list[tuple[str, bytes]], list[int]]:
@@ -141,7 +125,7 @@ def _stored(reader: InfluxHTTP, prefix: str) -> dict[tuple[Any, ...], dict[str, 
 
 def test_the_previous_release_s_recovery_store_resumes_as_an_uninterrupted_run(
         cloud_factory: Callable[..., CloudProcess], reader: InfluxHTTP, tmp_path: Path) -> None:
-    old_src = _old_tree(tmp_path / "old-src")
+    old_src = old_tree(tmp_path / "old-src", UPGRADED_FROM)
     a_msgs, a_rx = _messages("ua-")
     b_msgs, b_rx = _messages("ub-")
     half = len(b_msgs) // 2
