@@ -9,7 +9,7 @@ and publishes to the session's real Mosquitto.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -35,16 +35,8 @@ SITE = "hn-diskfull"
 SAMPLE = Path(__file__).resolve().parents[2] / "edge/drivers/sds011/sample.toml"
 
 
-@pytest.fixture
-def sds011() -> Iterator[Sds011Emulator]:
-    emu = Sds011Emulator(lambda: (21.0, 42.0), period_s=0.05, warmup_s=0.0)
-    emu.start()
-    yield emu
-    emu.stop()
-
-
 def test_a_full_state_disk_holds_the_readings_until_there_is_room_again(
-        sds011: Sds011Emulator, make_node_config: Callable[..., Path],
+        steady_sds011: Sds011Emulator, make_node_config: Callable[..., Path],
         collector: Callable[[str, str], Collector], caplog: pytest.LogCaptureFixture,
         monkeypatch: pytest.MonkeyPatch) -> None:
     # A disk that fills at once (logs), its WAL not checkpointed: its frames need the
@@ -54,7 +46,7 @@ def test_a_full_state_disk_holds_the_readings_until_there_is_room_again(
     monkeypatch.setattr(outbox_module, "WAL_ROOM_BYTES", 0)
     node = "aq-full"
     path = make_node_config(SITE, node, f'[[sensors]]\nid = "pm-1"\ndriver = "sds011"\n'
-                            f'port = "{sds011.port}"\nsilence_timeout_s = 3.0\n')
+                            f'port = "{steady_sds011.port}"\nsilence_timeout_s = 3.0\n')
     seen = collector(SITE, node)
     with small_disk(load_config(path).node.state_dir) as disk, agent_in_thread(path) as agent:
         wait_for(lambda: len(seen.seqs("pm-1")) >= 10, 30, "readings before the disk fills")

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import re
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -23,16 +23,8 @@ from urbanpulse.testing import wait_for
 SITE = "hn-creds"
 
 
-@pytest.fixture
-def sds011() -> Iterator[Sds011Emulator]:
-    emu = Sds011Emulator(lambda: (21.0, 42.0), period_s=0.05, warmup_s=0.0)
-    emu.start()
-    yield emu
-    emu.stop()
-
-
 def test_an_unreadable_password_file_keeps_the_readings_until_it_is_readable(
-        sds011: Sds011Emulator, make_node_config: Callable[..., Path],
+        steady_sds011: Sds011Emulator, make_node_config: Callable[..., Path],
         collector: Callable[[str, str], Collector], tmp_path: Path,
         caplog: pytest.LogCaptureFixture) -> None:
     """Before, the publisher's thread ended on the file's error and the agent with it
@@ -40,7 +32,7 @@ def test_an_unreadable_password_file_keeps_the_readings_until_it_is_readable(
     fraction of a second, so nearly every reading of the misconfigured hours was lost."""
     node = "aq-creds"
     path = make_node_config(SITE, node, f'[[sensors]]\nid = "pm-1"\ndriver = "sds011"\n'
-                            f'port = "{sds011.port}"\nsilence_timeout_s = 3.0\n')
+                            f'port = "{steady_sds011.port}"\nsilence_timeout_s = 3.0\n')
     real = Path(re.search(r'password_file = "(.*)"', path.read_text())[1])  # type: ignore[index]
     missing = tmp_path / "provisioned-later.password"
     path.write_text(path.read_text().replace(str(real), str(missing)))
