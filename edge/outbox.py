@@ -226,22 +226,21 @@ class Outbox:
             return False
         return not busy and frames == done
 
-    def _with_room(self, op: Callable[[], T]) -> T:
-        """`op`, tried again if it failed for a full disk: after a checkpoint of the WAL,
-        and (once more) after giving up the reserve."""
-        try:
-            return op()
-        except OutboxError as exc:
-            if not self._checkpoint(exc.__cause__):
-                if not self._give_up_reserve(exc.__cause__):
-                    raise
+    def _with_room(self, op: Callable[[], T], *, reserve: bool = True) -> T:
+        """`op`, tried again each time it failed for a full disk and a remedy made room:
+        a checkpoint of the WAL first, then (with `reserve`) giving up the reserve."""
+        remedies: list[Callable[[BaseException | None], bool]] = [self._checkpoint]
+        if reserve:
+            remedies.append(self._give_up_reserve)
+        while True:
+            try:
                 return op()
-        try:
-            return op()
-        except OutboxError as exc:
-            if not self._give_up_reserve(exc.__cause__):
-                raise
-        return op()
+            except OutboxError as exc:
+                while remedies:
+                    if remedies.pop(0)(exc.__cause__):
+                        break
+                else:
+                    raise
 
     def numbering(self) -> str:
         """The name of this outbox's sequence numbering (urbanpulse.wire's `numbering`)."""
@@ -281,14 +280,9 @@ class Outbox:
         if not samples and not states:
             return []
         self.keep_reserve()
-        # Tried again after a checkpoint only: the reserve is for deletions, which make
-        # room; given up for a commit it would be used up by the outbox's growth.
-        try:
-            return self._append(samples, now_ns, states)
-        except OutboxError as exc:
-            if not self._checkpoint(exc.__cause__):
-                raise
-        return self._append(samples, now_ns, states)
+        # Not the reserve: it is for deletions, which make room; given up for a commit it
+        # would be used up by the outbox's growth.
+        return self._with_room(lambda: self._append(samples, now_ns, states), reserve=False)
 
     def _append(self, samples: Sequence[Sample], now_ns: int,
                 states: Mapping[str, str] | None) -> list[Reading]:
@@ -440,8 +434,7 @@ class Outbox:
                 raise OutboxError(f"outbox rollback failed: {exc}") from exc
 
     def fetch(self, limit: int, *, after_id: int = 0, through_id: int | None = None,
-              created_since_ns: int | None = None,
-              created_before_ns: int | None = None) -> list[OutboxRow]:
+              created_since_ns: int | None = None) -> list[OutboxRow]:
         """Rows in id order, after `after_id` (and up to `through_id`), optionally
         restricted by creation time."""
         sql = "SELECT id, sensor, kind, ts_ns, seq, body, created_ns FROM outbox WHERE id > ?"
@@ -452,9 +445,6 @@ class Outbox:
         if created_since_ns is not None:
             sql += " AND created_ns >= ?"
             args.append(created_since_ns)
-        if created_before_ns is not None:
-            sql += " AND created_ns < ?"
-            args.append(created_before_ns)
         sql += " ORDER BY id LIMIT ?"
         args.append(limit)
         rows = []
