@@ -6,7 +6,6 @@ import _thread
 import argparse
 import logging
 import os
-import re
 import shutil
 import signal
 import sys
@@ -205,6 +204,7 @@ def site_series(writer: InfluxWriter, site: str, measurement: str, start_ns: int
     """The (node, sensor, kind) of the site's series of `measurement` in the raw policy
     that InfluxDB holds around [start_ns, end_ns) (its shards there: `SHOW SERIES` with a
     time condition), read as the reader."""
+    from cloud.logic.domain_replay import series_tags
     from cloud.logic.recompute import influx_literal
     from cloud.logic.records import RP_RAW
 
@@ -217,21 +217,6 @@ def site_series(writer: InfluxWriter, site: str, measurement: str, start_ns: int
         if tags.get("site") == site and node and sensor and kind:
             out.add((node, sensor, kind))
     return sorted(out)
-
-
-def series_tags(key: str) -> dict[str, str]:
-    """The tags of a series key as `SHOW SERIES` gives it (line protocol's escapes)."""
-    parts = re.split(r"(?<!\\),", key)[1:]
-    out = {}
-    for part in parts:
-        k, sep, v = part.partition("=")
-        if sep:
-            out[_unescape(k)] = _unescape(v)
-    return out
-
-
-def _unescape(text: str) -> str:
-    return re.sub(r"\\(.)", r"\1", text)
 
 
 def rebuild_site_windows(writer: InfluxWriter, site: str, start_ns: int, end_ns: int

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from cloud.cli import main as cloud_main
-from cloud.cli import series_tags
 from cloud.config import load_cloud_config
+from cloud.logic.domain_replay import series_tags
 from cloud.logic.records import RP_1H, RP_1M, RP_RAW
 from cloud.sink import make_writer
 from cloud.stack_config import cloud_config_for_stack, to_toml
