@@ -24,7 +24,7 @@ from urbanpulse.config_fields import (
     typed,
 )
 from urbanpulse.errors import ConfigError
-from urbanpulse.wire.payload import SENSOR_ID
+from urbanpulse.wire.payload import SENSOR_ID, SENSOR_ID_MAX
 from urbanpulse.wire.topics import TopicError, validate_id
 
 T = TypeVar("T")
@@ -219,7 +219,6 @@ def _claims(params: Any) -> list[tuple[str, str, str, str]]:
 # upfw channel numbers (firmware_bridge/PROTOCOL.md): a board's channel n publishes as
 # `<id>-<n>` unless its `names` names it (edge/drivers/upfw/mapping.py, UpfwMapper.sensor)
 UPFW_CHANNELS = range(1, 256)
-SENSOR_ID_MAX = 64  # urbanpulse.wire.payload.SENSOR_ID
 
 
 def _sensor_ids(key: str, sid: str, driver: str, params: Any) -> list[tuple[str, str, str, str]]:

@@ -31,7 +31,8 @@ FUTURE_TOLERANCE = timedelta(days=1)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 
-SENSOR_ID = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
+SENSOR_ID_MAX = 64  # characters
+SENSOR_ID = re.compile(rf"[a-z0-9][a-z0-9_.-]{{0,{SENSOR_ID_MAX - 1}}}")
 _SENSOR = SENSOR_ID
 # Names the node's sequence numbering: made with its outbox, new when a node loses its state.
 NUMBERING_ID = re.compile(r"[0-9a-f]{16}")
@@ -262,7 +263,7 @@ def _reading(raw: Any, units: Mapping[str, Any], latest_ns: int | None,
         raise _Reject("bad_reading", f": must be an object, got {type(raw).__name__}")
     sensor = raw.get("sensor")
     if not isinstance(sensor, str) or (sensor not in _sensor_ids and not is_sensor_id(sensor)):
-        raise _Reject("bad_sensor", f".sensor: {sensor!r} is not 1-64 of [a-z0-9_.-]")
+        raise _Reject("bad_sensor", f".sensor: {sensor!r} is not 1-{SENSOR_ID_MAX} of [a-z0-9_.-]")
     kind = raw.get("kind")
     spec = KINDS.get(kind) if isinstance(kind, str) else None
     if spec is None or not isinstance(kind, str):
