@@ -813,9 +813,11 @@ class FaultMonitor:
     # Each appends what fired to `events`; stamps in microseconds (`_micros`).
 
     def _event(
-        self, fault: FaultType, start: datetime, at: datetime, value: float | None, detail: str
+        self, fault: FaultType, start: datetime, at: datetime, value: float | None, detail: str,
+        received: datetime | int | None = None
     ) -> FaultEvent:
-        return FaultEvent(self.sensor, self.field, fault, start, at, value, detail)
+        return FaultEvent(self.sensor, self.field, fault, start, at, value, detail,
+                          received=_rx(received))
 
     def _arrival(self, at: int, seq: int | None, value: float | None,
                  events: list[FaultEvent], received: datetime | int | None = None) -> None:
@@ -867,10 +869,10 @@ class FaultMonitor:
         step = interval.total_seconds()
         if self.settings.regular and gap < (missing + 1) * step / 2:
             stamp = _stamp(at)
-            events.append(replace(self._event(
+            events.append(self._event(
                 FaultType.CLOCK_JUMP, stamp, stamp, value,
-                f"{missing} readings skipped but the stamps moved {gap:g} s: clock set back"),
-                received=_rx(received)))
+                f"{missing} readings skipped but the stamps moved {gap:g} s: clock set back",
+                received))
             return
         if silence_seen:
             return
@@ -1217,10 +1219,10 @@ class FaultMonitor:
             if order is not None and at < order[0]:
                 back = (order[0] - at) / 1_000_000
                 stamp = _stamp(at)
-                events.append(replace(self._event(
+                events.append(self._event(
                     FaultType.CLOCK_JUMP, stamp, stamp, value,
                     f"stamped {back:g} s before the reading before it (seq {order[1]} -> "
-                    f"{seq}): clock set back"), received=_rx(received)))
+                    f"{seq}): clock set back", received))
         elif at > order[0] and (self._last_ts is None or at > self._last_ts):
             # Lower numbers stamped after everything seen: the numbering restarted (the
             # edge lost its count). A late reading is stamped before the newest seen.
