@@ -52,7 +52,7 @@ from urbanpulse.simulate import City, SimClock, Simulation
 from urbanpulse.simulate.scenario import merge_events, write_ground_truth
 from urbanpulse.stack import StackConfig, StackInfo, add_node, up
 from urbanpulse.stack.lifecycle import resolve_config
-from urbanpulse.stack.process import command_line, is_alive, read_pid, wait_until
+from urbanpulse.stack.process import command_line, stop_pid
 
 if TYPE_CHECKING:
     import paho.mqtt.client as paho
@@ -309,22 +309,10 @@ def stop_earlier_processor(pidfile: Path, cloud_toml: Path,
     """Stops the processor an earlier demo left running on `cloud_toml` (it holds the
     ingest's instance lock, so the new processor's ingest would wait for it): SIGTERM,
     SIGKILL after `timeout_s`. Only a process whose command line is that processor's is
-    signalled. True if one was running."""
-    pid = read_pid(pidfile)
-    if pid is None or not _is_processor(pid, cloud_toml):
-        pidfile.unlink(missing_ok=True)
-        return False
-    # its ingest child stops when the pipe from it closes
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-    if not wait_until(lambda: not is_alive(pid), timeout_s=timeout_s, poll_s=0.1):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-        if not wait_until(lambda: not is_alive(pid), timeout_s=5.0, poll_s=0.1):
-            raise DemoError(f"the processor an earlier demo left running (pid {pid}) did not "
-                            f"exit after SIGKILL")
-    pidfile.unlink(missing_ok=True)
-    return True
+    signalled (its ingest child stops when the pipe from it closes). True if one was
+    running."""
+    return stop_pid(pidfile, lambda pid: _is_processor(pid, cloud_toml),
+                    "the processor an earlier demo left running", timeout_s=timeout_s)
 
 
 @dataclass(frozen=True)

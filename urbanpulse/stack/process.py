@@ -99,8 +99,16 @@ def running_pid(pidfile: Path, binary: str, config: Path) -> int | None:
 
 def stop(pidfile: Path, binary: str, config: Path, *, timeout_s: float = 15.0) -> bool:
     """SIGTERM our process (SIGKILL after `timeout_s`); True if one was running."""
-    pid = running_pid(pidfile, binary, config)
-    if pid is None:
+    return stop_pid(pidfile, lambda pid: is_ours(pid, binary, config), binary, timeout_s=timeout_s)
+
+
+def stop_pid(pidfile: Path, ours: Callable[[int], bool], what: str, *,
+             timeout_s: float = 15.0) -> bool:
+    """SIGTERM the process `pidfile` names if `ours(pid)` says it is the one (a pid in a
+    file may have been reused by any process since), SIGKILL after `timeout_s`; removes
+    the file; True if one was running. StackError naming `what` if it outlives SIGKILL."""
+    pid = read_pid(pidfile)
+    if pid is None or not ours(pid):
         pidfile.unlink(missing_ok=True)
         return False
     with contextlib.suppress(ProcessLookupError):
@@ -109,7 +117,7 @@ def stop(pidfile: Path, binary: str, config: Path, *, timeout_s: float = 15.0) -
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
         if not wait_until(lambda: not is_alive(pid), timeout_s=5.0):
-            raise StackError(f"{binary} (pid {pid}) did not exit after SIGKILL")
+            raise StackError(f"{what} (pid {pid}) did not exit after SIGKILL")
     pidfile.unlink(missing_ok=True)
     return True
 
