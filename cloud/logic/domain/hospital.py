@@ -2,7 +2,8 @@
 
 Beds (`hospital.bed`, one sensor per bed; the node is the ward): the state of a bed in a
 window is its last reading before the window ends (last state by event time wins).
-`ward_occupancy` (agg_1m and agg_1h, at each window that holds a bed reading): beds
+`ward_occupancy` (agg_1m and agg_1h, at each window that holds a bed reading, and at an
+hour holding none between two that do: `hours_with_gaps`): beds
 (known beds), occupied, available, faulty (fault = 1: cut cable, state unknown) and
 occupancy_pct = occupied / (occupied + available) * 100. A late reading changes every
 window from its own to the bed's next reading, so all windows from it on are re-emitted.
@@ -185,6 +186,7 @@ class HospitalNodeRollup:
     def process(self, site: str, node: str, readings: Iterable[Reading]
                 ) -> tuple[list[Point], list[SiteUpdate]]:
         bed_from: int | None = None
+        new_hours: set[int] = set()  # hours holding their first bed reading
         door_hours: set[int] = set()
         wait_hours: set[int] = set()
         horizon_ns = self.horizon_ns
@@ -202,7 +204,8 @@ class HospitalNodeRollup:
             if ts > self.newest_ns:
                 self.newest_ns = ts
             if kind == "hospital.bed":
-                self._add_bed(r)
+                if self._add_bed(r):
+                    new_hours.add(ts - ts % HOUR_NS)
                 if bed_from is None or ts < bed_from:
                     bed_from = ts
             elif kind == "hospital.door":
@@ -220,7 +223,7 @@ class HospitalNodeRollup:
         points: list[Point] = []
         updates: list[SiteUpdate] = []
         if bed_from is not None:
-            self._emit_beds(site, node, bed_from, points, updates)
+            self._emit_beds(site, node, bed_from, new_hours, points, updates)
         for hour in sorted(door_hours):
             entries = self.doors[hour].values()
             er = math.fsum(c for role, c, _ in entries if role == "er")
@@ -241,7 +244,8 @@ class HospitalNodeRollup:
 
     # beds
 
-    def _add_bed(self, r: Reading) -> None:
+    def _add_bed(self, r: Reading) -> bool:
+        """Takes the reading; whether its hour held no bed reading before."""
         ts = r.ts_ns
         entry = (ts, int(r.values["occupied"]), int(r.values.get("fault", 0)))
         history = self.beds.get(r.sensor)
@@ -255,13 +259,18 @@ class HospitalNodeRollup:
                 history[i] = entry
             else:
                 history.insert(i, entry)
+        new = False
         for rp, width in WIDTHS:
             start = ts - ts % width
             starts = self.bed_windows[rp]
             if not starts or start > starts[-1]:
                 starts.append(start)
+                new = True
             elif start != starts[-1]:
+                held = len(starts)
                 insort_unique(starts, start)
+                new = len(starts) != held
+        return new  # of the hour: the last of WIDTHS
 
     def ward_at(self, end_ns: int) -> tuple[int, int, int, int]:
         """(beds, occupied, available, faulty) from each bed's last reading before end_ns."""
@@ -323,13 +332,14 @@ class HospitalNodeRollup:
             out.append((beds, occupied, beds - occupied - faulty, faulty))
         return out
 
-    def _emit_beds(self, site: str, node: str, from_ns: int, points: list[Point],
-                   updates: list[SiteUpdate]) -> None:
+    def _emit_beds(self, site: str, node: str, from_ns: int, new_hours: set[int],
+                   points: list[Point], updates: list[SiteUpdate]) -> None:
         head = series_head("ward_occupancy", {"site": site, "node": node})
         for rp, width in WIDTHS:
             first = window_start(from_ns, width)
             windows = self.bed_windows[rp]
-            starts = windows[bisect.bisect_left(windows, first):]
+            i = bisect.bisect_left(windows, first)
+            starts = windows[i:] if rp != RP_1H else hours_with_gaps(windows, i, first, new_hours)
             for start, (beds, occupied, available, faulty) in zip(
                     starts, self.wards_at([s + width for s in starts]), strict=True):
                 # line(..., occupancy_fields(...), start), written directly
@@ -393,7 +403,10 @@ class HospitalNodeRollup:
                 del history[:i - 1]
         for rp, width in WIDTHS:
             starts = self.bed_windows[rp]
-            old = bisect.bisect_left(starts, floor - width)
+            # an hour 2 h before the floor's stays: the hour after it is a gap that a reading
+            # taken late in the floor's hour closes (`hours_with_gaps`)
+            old = bisect.bisect_left(starts, floor - width if rp != RP_1H
+                                     else window_start(floor, HOUR_NS) - 2 * HOUR_NS)
             if old:
                 del starts[:old]
         for hour in [h for h in self.doors if h < floor - HOUR_NS]:
@@ -412,6 +425,24 @@ class HospitalNodeRollup:
                     del times[ticket]
         for hour in [h for h in self.call_hours if h < floor - HOUR_NS]:
             del self.call_hours[hour]
+
+
+def hours_with_gaps(windows: list[int], i: int, first: int, new: set[int]) -> list[int]:
+    """The hours to write from `first` (`windows[i]` on: the hours holding bed readings),
+    with each hour between two of them that holds none. A pad sends its state at least
+    every heartbeat (at most 3600 s), a little after it is due (a timer firing late, a
+    board reporting every few seconds): 00:59:59 then 02:00:00.3 leave 01:00 without a
+    reading, whose state at its end is known. Two empty hours are a silent ward, not a
+    late heartbeat: not written. The hour before `first` is written only when `first`
+    holds its first reading (the gap is new; its state, before `first`, has not changed)."""
+    out: list[int] = []
+    prev = windows[i - 1] if i else None
+    for start in windows[i:]:
+        if prev == start - 2 * HOUR_NS and (start > first or start in new):
+            out.append(start - HOUR_NS)
+        out.append(start)
+        prev = start
+    return out
 
 
 def insort_unique(values: list[int], value: int) -> int:

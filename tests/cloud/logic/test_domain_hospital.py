@@ -247,3 +247,32 @@ def test_wards_at_many_ends_match_ward_at_one_by_one(
     rollup.process("hn", "w1", [rd(b, BED, T0 + t * MIN, occupied=o, fault=f) for b, t, o, f in beds])
     ordered = sorted({T0 + e * MIN for e in ends})
     assert rollup.wards_at(ordered) == [rollup.ward_at(end) for end in ordered]
+
+
+def test_a_pad_at_a_3600_s_heartbeat_leaves_no_hour_without_its_ward_row() -> None:
+    """A pad sends its unchanged state once its heartbeat is due (`heartbeat_s` at most
+    3600 s), a little after it: a bed_pad driver's timer fires late, an upfw board's state
+    comes when the board next reports. Two readings 3600.3 s apart, the first at 00:59:59,
+    leave the 01:00 hour without a reading: it had no agg_1h row (nor a hospital one),
+    though the ward's state at its end is known (the 00:59:59 reading: 1 occupied)."""
+    readings = [rd("b1", BED, T0 + 59 * MIN + 59 * S, occupied=1),
+                rd("b2", BED, T0 + 59 * MIN + 59 * S, occupied=0),
+                rd("b1", BED, T0 + 2 * HOUR + 300_000_000, occupied=0),
+                rd("b2", BED, T0 + 2 * HOUR + 300_000_000, occupied=0)]
+    ward = {"beds": 2, "available": 1, "occupied": 1, "faulty": 0, "occupancy_pct": 50.0}
+    expected = {T0: ward, T0 + HOUR: ward,
+                T0 + 2 * HOUR: {"beds": 2, "available": 2, "occupied": 0, "faulty": 0,
+                                "occupancy_pct": 0.0}}
+    roll = HospitalNodeRollup(6 * HOUR)
+    site = HospitalSite(6 * HOUR)
+    points: list[tuple[str, str]] = []
+    for r in readings:  # one message each, as the node sends them
+        p, updates = roll.process("bvbm", "w1", [r])
+        points += p + site.process("bvbm", updates)
+    assert select(points, "agg_1h", "ward_occupancy", site="bvbm", node="w1") == expected
+    assert select(points, "agg_1h", "hospital_occupancy", site="bvbm") == expected
+    # The same hour, with the readings in any order (the 02:00 reading first).
+    for order in ([2, 3, 0, 1], [0, 2, 1, 3]):
+        roll = HospitalNodeRollup(6 * HOUR)
+        points = [p for i in order for p in roll.process("bvbm", "w1", [readings[i]])[0]]
+        assert select(points, "agg_1h", "ward_occupancy", site="bvbm", node="w1") == expected
