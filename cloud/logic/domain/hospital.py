@@ -158,8 +158,10 @@ class HospitalNodeRollup:
         self.max_wait_ns = max_wait_ns
         self.newest_ns = 0
         self.too_late = 0
-        # beds: sensor -> sorted [(ts, occupied, fault)]
-        self.beds: dict[str, list[tuple[int, int, int]]] = {}
+        # beds: sensor -> sorted [(ts, occupied, fault, seq)], one per stamp: of two readings
+        # stamped alike, the one numbered later (as a replay, which takes them by stamp then
+        # number), whatever their order of arrival
+        self.beds: dict[str, list[tuple[int, int, int, int]]] = {}
         # rp -> the starts of the windows holding bed readings, sorted
         self.bed_windows: dict[str, list[int]] = {rp: [] for rp, _ in WIDTHS}
         # doors: hour -> (sensor, ts, seq) -> (role, count, fault); two counts of one stamp are
@@ -176,6 +178,11 @@ class HospitalNodeRollup:
         self.__dict__.update(state)
         # snapshots from before the window starts were kept sorted hold sets
         self.bed_windows = {rp: sorted(starts) for rp, starts in self.bed_windows.items()}
+        # snapshots from before the seq was kept hold (ts, occupied, fault): number unknown
+        # (-1), so that a reading stamped alike replaces it, as it did then
+        for sensor, history in self.beds.items():
+            if history and len(history[0]) < 4:
+                self.beds[sensor] = [(e[0], e[1], e[2], -1) for e in history]
         # snapshots from before a door's fault was kept hold (role, count): its fault is not
         # known (None), which the hour's `faulty` must not take for 0 (`door_faulty`)
         for entries in self.doors.values():
@@ -247,7 +254,7 @@ class HospitalNodeRollup:
     def _add_bed(self, r: Reading) -> bool:
         """Takes the reading; whether its hour held no bed reading before."""
         ts = r.ts_ns
-        entry = (ts, int(r.values["occupied"]), int(r.values.get("fault", 0)))
+        entry = (ts, int(r.values["occupied"]), int(r.values.get("fault", 0)), r.seq)
         history = self.beds.get(r.sensor)
         if history is None:
             self.beds[r.sensor] = [entry]
@@ -256,7 +263,8 @@ class HospitalNodeRollup:
         else:
             i = bisect.bisect_left(history, (ts,))  # (ts,) sorts before every (ts, ...)
             if i < len(history) and history[i][0] == ts:
-                history[i] = entry
+                if r.seq >= history[i][3]:  # else numbered before the reading kept: not the state
+                    history[i] = entry
             else:
                 history.insert(i, entry)
         new = False
@@ -279,7 +287,7 @@ class HospitalNodeRollup:
             i = bisect.bisect_left(history, (end_ns,))
             if i == 0:
                 continue
-            _, occ, fault = history[i - 1]
+            _, occ, fault, _ = history[i - 1]
             beds += 1
             if fault:
                 faulty += 1
@@ -301,7 +309,7 @@ class HospitalNodeRollup:
             if i == 0:
                 states.append(None)
             else:
-                _, occ, fault = history[i - 1]
+                _, occ, fault, _ = history[i - 1]
                 states.append((occ, fault))
                 beds += 1
                 if fault:
@@ -309,7 +317,7 @@ class HospitalNodeRollup:
                 elif occ:
                     occupied += 1
             j = bisect.bisect_left(history, (last,), i)
-            changes += [(ts, b, occ, fault) for ts, occ, fault in history[i:j]]
+            changes += [(ts, b, occ, fault) for ts, occ, fault, _ in history[i:j]]
         changes.sort()
         out = [(beds, occupied, beds - occupied - faulty, faulty)]
         k, n = 0, len(changes)
