@@ -48,12 +48,22 @@ T = TypeVar("T")
 # disk for what makes room. On a disk filled to the last block, SQLite cannot delete a
 # row (a deletion writes to the WAL file, and a checkpoint may have to grow the database
 # file first), nor open the outbox after a clean stop (it makes its shared-memory file):
-# then the reserve is given up and the operation tried again. It is made again once the
-# disk has RESERVE_REMAKE_FACTOR times its size free (looked at every RESERVE_CHECK_S).
+# then the reserve is given up and the operation tried again. A deletion gives up all of
+# it but RESERVE_OPEN_BYTES, which only an opening gives up: a node whose reserve went to
+# a deletion, stopped while the disk stays full, opens its outbox at the next start. It
+# is made again once the disk has RESERVE_REMAKE_FACTOR times its size free (looked at
+# every RESERVE_CHECK_S); with less room than that, its opening's part alone, once the
+# disk has RESERVE_REMAKE_FACTOR times that free (a node upgraded from an agent that made
+# none, on a disk with under 24 MiB free). A clean stop on a disk whose reserve is gone
+# makes the opening's part again out of the room the stop frees (SQLite's WAL and
+# shared-memory files, deleted by the last connection's close), up to RESERVE_OPEN_BYTES.
 RESERVE_SUFFIX = ".reserve"
 RESERVE_REMAKE_FACTOR = 3
 RESERVE_CHECK_S = 60.0
 RESERVE_MIN_ROOM = 1024 * 1024  # what "room again" means for an outbox without a reserve
+# The opening's part: SQLite's shared-memory file (32 KiB) and a WAL file's first frames
+RESERVE_OPEN_BYTES = 256 * 1024
+RESERVE_OPEN_MIN_BYTES = 64 * 1024  # less, made at a clean stop, would not open the outbox
 # Under this much free on the state disk, the WAL file is checkpointed after every write
 # (`_after_write`): SQLite does it by itself only past 1000 pages (4 MiB) of WAL, and a
 # WAL file that fills the disk's room first holds frames the database file must grow
@@ -114,7 +124,7 @@ class Outbox:
     def open(self) -> Outbox:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self._with_room(self._set_up)
+            self._with_room(self._set_up, keep=0)
         except OutboxError as exc:
             # SQLite says "disk I/O error" when it cannot make the shared-memory file:
             # read as a failing card, where freeing room is what is needed
@@ -139,8 +149,10 @@ class Outbox:
     def keep_reserve(self) -> None:
         """When the disk has room to spare (RESERVE_REMAKE_FACTOR times the reserve, or
         RESERVE_MIN_ROOM without one): lets the outbox grow again if evict_oldest held it,
-        and makes the reserve if it is missing. At most once per RESERVE_CHECK_S. Never
-        raises: a node without its reserve runs on."""
+        and makes the reserve if it is missing or smaller (with less room, only its
+        opening's part, RESERVE_OPEN_BYTES, where there is RESERVE_REMAKE_FACTOR times
+        that). At most once per RESERVE_CHECK_S. Never raises: a node without its reserve
+        runs on."""
         now = time.monotonic()
         if (not self.reserve_bytes and self._held_rows is None) or (
                 self._reserve_checked_at is not None
@@ -152,40 +164,50 @@ class Outbox:
                 st = os.statvfs(self.path.parent)
             except OSError:
                 return
-            self._low_room = st.f_bavail * st.f_frsize < WAL_ROOM_BYTES
-            if st.f_bavail * st.f_frsize < RESERVE_REMAKE_FACTOR * max(self.reserve_bytes,
-                                                                       RESERVE_MIN_ROOM):
-                return
-            if self._held_rows is not None:
+            free = st.f_bavail * st.f_frsize
+            self._low_room = free < WAL_ROOM_BYTES
+            if free >= RESERVE_REMAKE_FACTOR * max(self.reserve_bytes, RESERVE_MIN_ROOM) \
+                    and self._held_rows is not None:
                 log.info("the state disk has room again: the outbox may grow again")
                 self._held_rows = None
-            if not self.reserve_bytes:
-                return
-            try:
-                if self.reserve_path.stat().st_size >= self.reserve_bytes:
+            for size in (self.reserve_bytes, min(self.reserve_bytes, RESERVE_OPEN_BYTES)):
+                if size and free >= RESERVE_REMAKE_FACTOR * size:
+                    self._make_reserve(size)
                     return
-            except FileNotFoundError:
-                pass
-            except OSError:
-                return
-            tmp = self.reserve_path.with_name(self.reserve_path.name + ".tmp")
-            try:
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-                try:
-                    os.posix_fallocate(fd, 0, self.reserve_bytes)  # blocks taken, not a sparse file
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
-                os.replace(tmp, self.reserve_path)
-            except OSError as exc:
-                tmp.unlink(missing_ok=True)
-                log.warning("cannot make the outbox's reserve on the state disk",
-                            extra={"path": str(self.reserve_path), "error": str(exc)})
 
-    def _give_up_reserve(self, exc: BaseException | None) -> bool:
+    def _make_reserve(self, size: int) -> None:
+        """Makes the reserve `size` bytes long, unless it is that long already (the
+        reserve lock held). Blocks taken (fallocate), not a sparse file; through a
+        temporary file, so that a reserve is whole or not there."""
+        try:
+            if self.reserve_path.stat().st_size >= size:
+                return
+        except FileNotFoundError:
+            pass
+        except OSError:
+            return
+        tmp = self._reserve_tmp()
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                os.posix_fallocate(fd, 0, size)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, self.reserve_path)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            log.warning("cannot make the outbox's reserve on the state disk",
+                        extra={"path": str(self.reserve_path), "error": str(exc)})
+
+    def _reserve_tmp(self) -> Path:
+        return self.reserve_path.with_name(self.reserve_path.name + ".tmp")
+
+    def _give_up_reserve(self, exc: BaseException | None, keep: int) -> bool:
         """After `exc`, an SQLite error: if it says the disk is full (a write refused, or
-        the shared-memory file not made) and the reserve is there, deletes the reserve;
-        True if it did (the operation is worth trying again)."""
+        the shared-memory file not made) and the reserve is longer than `keep` bytes,
+        shortens it to that (deletes it at 0); True if it did (the operation is worth
+        trying again)."""
         if not self.reserve_bytes or not isinstance(exc, sqlite3.Error):
             return False
         code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
@@ -193,14 +215,20 @@ class Outbox:
             return False
         with self._reserve_lock:
             try:
-                self.reserve_path.unlink()
+                size = self.reserve_path.stat().st_size
+                if size <= keep:
+                    return False
+                if keep:
+                    os.truncate(self.reserve_path, keep)
+                else:
+                    self.reserve_path.unlink()
             except OSError:
                 return False
         self.reserves_given_up += 1
         self._reserve_checked_at = time.monotonic()
         log.error("the state disk is full: the outbox's reserve given up to make room; free "
-                  "room on the disk", extra={"reserve_bytes": self.reserve_bytes,
-                                             "error": str(exc)})
+                  "room on the disk", extra={"reserve_bytes": size - keep,
+                                             "reserve_kept_bytes": keep, "error": str(exc)})
         return True
 
     def _checkpoint(self, exc: BaseException | None) -> bool:
@@ -226,12 +254,13 @@ class Outbox:
             return False
         return not busy and frames == done
 
-    def _with_room(self, op: Callable[[], T], *, reserve: bool = True) -> T:
+    def _with_room(self, op: Callable[[], T], *, keep: int | None = RESERVE_OPEN_BYTES) -> T:
         """`op`, tried again each time it failed for a full disk and a remedy made room:
-        a checkpoint of the WAL first, then (with `reserve`) giving up the reserve."""
+        a checkpoint of the WAL first, then (unless `keep` is None) giving up the reserve
+        but `keep` bytes of it."""
         remedies: list[Callable[[BaseException | None], bool]] = [self._checkpoint]
-        if reserve:
-            remedies.append(self._give_up_reserve)
+        if keep is not None:
+            remedies.append(lambda exc: self._give_up_reserve(exc, keep))
         while True:
             try:
                 return op()
@@ -272,6 +301,27 @@ class Outbox:
         if db is not None:
             db.close()
             self._local.db = None
+            self._keep_opening_room()
+
+    def _keep_opening_room(self) -> None:
+        """After a close, where the reserve is gone (given up on a full disk): its
+        opening's part made again, out of the room the close freed (the last connection's
+        deletes SQLite's WAL and shared-memory files), before the logs take it. Otherwise
+        the next start, on a disk that stayed full, could not make the shared-memory file
+        and exited 3. Never raises."""
+        if not self.reserve_bytes:
+            return
+        with self._reserve_lock:
+            try:
+                if self.reserve_path.exists():
+                    return
+                st = os.statvfs(self.path.parent)
+            except OSError:
+                return
+            free = st.f_bavail * st.f_frsize
+            size = min(self.reserve_bytes, RESERVE_OPEN_BYTES, free - free % (st.f_frsize or 1))
+            if size >= RESERVE_OPEN_MIN_BYTES:
+                self._make_reserve(size)
 
     def append(self, samples: Sequence[Sample], now_ns: int,
                states: Mapping[str, str] | None = None) -> list[Reading]:
@@ -282,7 +332,7 @@ class Outbox:
         self.keep_reserve()
         # Not the reserve: it is for deletions, which make room; given up for a commit it
         # would be used up by the outbox's growth.
-        return self._with_room(lambda: self._append(samples, now_ns, states), reserve=False)
+        return self._with_room(lambda: self._append(samples, now_ns, states), keep=None)
 
     def _append(self, samples: Sequence[Sample], now_ns: int,
                 states: Mapping[str, str] | None) -> list[Reading]:
