@@ -123,6 +123,7 @@ class Outbox:
 
     def open(self) -> Outbox:
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._drop_half_made_reserve()
         try:
             self._with_room(self._set_up, keep=0)
         except OutboxError as exc:
@@ -202,6 +203,24 @@ class Outbox:
 
     def _reserve_tmp(self) -> Path:
         return self.reserve_path.with_name(self.reserve_path.name + ".tmp")
+
+    def _drop_half_made_reserve(self) -> None:
+        """Deletes the reserve's temporary file, left by an agent killed while it made
+        the reserve: otherwise its blocks were lost to the disk for good (neither given up
+        for room, nor counted as the reserve, which was then not made again on a disk
+        with under three times its size free)."""
+        with self._reserve_lock:
+            tmp = self._reserve_tmp()
+            try:
+                tmp.unlink()
+            except FileNotFoundError:
+                return
+            except OSError as exc:
+                log.warning("cannot delete a reserve left half made", extra={
+                    "path": str(tmp), "error": str(exc)})
+                return
+        log.info("deleted a reserve left half made by a stop while it was made",
+                 extra={"path": str(tmp)})
 
     def _give_up_reserve(self, exc: BaseException | None, keep: int) -> bool:
         """After `exc`, an SQLite error: if it says the disk is full (a write refused, or

@@ -1,7 +1,7 @@
 """The outbox opened again on a state disk full to the last block: after a clean stop (a
 restart, an upgrade, a reboot) SQLite must make its shared-memory file to open it, and
 only the reserve beside the outbox can give it the room. Nodes that had lost theirs, or
-never had one: real tmpfs disks (mounting needs root: skipped
+never had one, or had one's leftover half: real tmpfs disks (mounting needs root: skipped
 otherwise) filled by a file, as logs fill a card."""
 
 from __future__ import annotations
@@ -117,3 +117,28 @@ def test_a_node_upgraded_with_little_room_gets_a_small_reserve_and_opens_when_th
         outbox.close()
         _fill_again(disk)
         _runs_on(path)
+
+
+def test_a_reserve_left_half_made_by_a_killed_agent_is_room_again_at_the_next_start(
+        tmp_path: Path) -> None:
+    """An agent killed while it made its reserve (fallocate and fsync of 8 MiB on an SD
+    card) leaves `outbox.sqlite3.reserve.tmp`. Before, it stayed: its 8 MiB were neither
+    the reserve (never given up for room) nor the disk's (the reserve was not made again
+    while they were taken, on a disk with under 24 MiB free otherwise), and on a disk full
+    to the last block the next start exited 3. Now the start deletes it first."""
+    with small_disk(tmp_path / "state", "20m") as disk:
+        path = disk / OUTBOX_FILE
+        Outbox(path).open().close()
+        tmp = disk / (OUTBOX_FILE + ".reserve.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            os.posix_fallocate(fd, 0, OUTBOX_RESERVE_BYTES)
+        finally:
+            os.close(fd)
+        fill(disk)
+        outbox = Outbox(path, reserve_bytes=OUTBOX_RESERVE_BYTES).open()
+        try:
+            assert not tmp.exists()
+            outbox.append(_samples(40), 1)
+        finally:
+            outbox.close()
