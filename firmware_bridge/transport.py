@@ -145,9 +145,13 @@ class SerialLink:
         """Until loop time `deadline`, feed what arrives to `decoder` and each frame to
         `on_frame`. A poller waits so between requests: an answer that came after its
         request gave up is taken when it comes, not as the answer to the next request
-        (which would pair every later request with the answer before it)."""
+        (which would pair every later request with the answer before it). A frame under
+        way at `deadline` (the decoder holds its first bytes) is waited for up to
+        FINISH_FRAME_S more: asked over, it completed in the next request's window and was
+        taken for that request's answer."""
         loop = asyncio.get_running_loop()
-        while (remaining := deadline - loop.time()) > 0:
+        while (remaining := deadline - loop.time()) > 0 or (
+                decoder.buffered and (remaining := deadline + FINISH_FRAME_S - loop.time()) > 0):
             try:
                 data = await self.read(timeout_s=remaining)
             except LinkTimeoutError:
@@ -170,6 +174,10 @@ class SerialLink:
 
 
 COALESCE_S = 0.1
+# How long a poller waits past its next request's time for the rest of a frame whose first
+# bytes it holds: a 32-byte frame takes 33 ms at 9600 baud, a read rests COALESCE_S, and a
+# USB adapter sends what it holds within its latency timer (16 ms by default).
+FINISH_FRAME_S = 0.25
 
 
 def raise_if_cancelled() -> None:

@@ -197,8 +197,7 @@ def test_two_answers_in_one_read_both_become_readings(emulated) -> None:  # type
 def test_answers_always_after_the_window_are_readings_all_the_same(  # type: ignore[no-untyped-def]
         emulated) -> None:
     """A module (or adapter) that answers every query after reply_timeout_s: each answer
-    is still a reading, taken when it comes between queries (or in the next query's window,
-    when its last bytes are read there); the driver does not call the module silent
+    is still a reading, taken when it comes between queries; the driver does not call the module silent
     although no answer ever came in its own window."""
     emu = emulated(Mhz19bEmulator(_counting(), warmup_s=0.0, reply_delay_s=0.15))
 
@@ -398,3 +397,50 @@ def test_a_cut_answer_neither_invents_a_reading_nor_loses_the_next(emulated) -> 
 
 def _false_packet(cut_ppm: int, whole_ppm: int) -> bytes:
     return mhz_wire.encode_reading(cut_ppm, 28)[:4] + mhz_wire.encode_reading(whole_ppm, 28)[:5]
+
+
+class SplitLateAnswer(Mhz19bEmulator):
+    """`arm()`: the next answer to 'read CO2' leaves `late_s` after its query in two parts
+    60 ms apart (a USB adapter's two packets), its first bytes before the next query and
+    the rest after; the answer to that next query is lost."""
+
+    def __init__(self, *args: Any, late_s: float, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.late_s = late_s
+        self._plan: list[str] = []
+
+    def arm(self) -> None:
+        self.call(lambda: self._plan.extend(["split", "drop"]))
+
+    def _answer(self, frame: bytes, now: float) -> None:
+        if frame[1] != mhz_wire.CMD_READ or not self._plan:
+            super()._answer(frame, now)
+        elif self._plan.pop(0) == "split":
+            self._due += [(now + self.late_s, frame[:3]), (now + self.late_s + 0.06, frame[3:])]
+
+
+def test_a_late_answer_split_across_the_next_query_is_late_not_that_querys(  # type: ignore[no-untyped-def]
+        emulated) -> None:
+    """An answer whose first bytes came before the next query and the rest after it was
+    taken for the next query's answer: that query counted answered (it got nothing), the
+    late answer not counted late. The driver now finishes a frame under way before it asks
+    again: two missed replies (the late one's query, and the next one's), one late."""
+    emu = emulated(SplitLateAnswer(_counting(), warmup_s=0.0, late_s=0.93))
+    params = _params(emu.port, query_interval_s=1.0, reply_timeout_s=0.3, silence_timeout_s=5.0)
+
+    async def scenario() -> None:
+        run = DriverRun(build("co2-1", params, DriverContext()))
+        await run.wait_for(lambda s: len(s) >= 2, 8, "2 readings")
+        queries = run.driver.describe()["queries"]
+        await run.wait_for(lambda s: run.driver.describe()["queries"] > queries, 3, "a query")
+        before = run.driver.describe()
+        emu.arm()  # the answer to the next query
+        await run.wait_for(lambda s: run.driver.describe()["queries"] >= before["queries"] + 4,
+                           8, "4 more queries")
+        await run.stop()
+        co2 = [s.values["co2"] for s in run.samples]
+        assert co2 == sorted(set(co2)), co2  # each answer once, in order (one was lost)
+        after = run.driver.describe()
+        assert [after[k] - before[k] for k in ("missed_replies", "late_replies")] == [2, 1]
+
+    asyncio.run(scenario())
