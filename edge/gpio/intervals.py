@@ -36,6 +36,8 @@ class IntervalLogic(Protocol):
 
     def next_deadline(self) -> float | None: ...
 
+    def settling(self) -> float | None: ...
+
     def close_interval(self, end: float, now: float) -> IntervalResult: ...
 
 
@@ -61,11 +63,16 @@ class IntervalReactor:
     async def on_time(self, now: float) -> None:
         self._close_due(now)
 
+    def settling(self) -> float | None:
+        return self.logic.settling()
+
     def on_stop(self, now: float) -> None:
         """The run stops at `now`: close the intervals due (one that ended less than its
         settle time ago too), then report [start, now) with its real length, stamped now.
-        The next run starts an interval of its own, so nothing is counted twice; changes
-        still being debounced at the stop are not counted (as at a crash)."""
+        The next run starts an interval of its own, so nothing is counted twice; a change
+        still being decided at the stop was decided first (GpioDriver settles before it
+        stops), one still undecided then (an input chattering for seconds) is not counted,
+        as at a crash."""
         self._close_due(now)
         if now >= self.schedule.end:
             self._close(self.schedule.end, now, self.schedule.stamp(self.clock))

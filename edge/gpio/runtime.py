@@ -37,6 +37,12 @@ def opening_gpio(what: str) -> Iterator[None]:
         raise DriverError(f"cannot open {what}: {type(exc).__name__}: {exc}") from exc
 
 
+# The longest a stopping GPIO driver keeps its pins open to decide a change under way: a
+# debounce (at most 0.5 s) twice and a minimum pulse length (at most 1 s); an input still
+# chattering then is left undecided.
+STOP_SETTLE_MAX_S = 2.5
+
+
 @dataclass(frozen=True, slots=True)
 class RawEdge:
     """A raw level change of input `line` (an index into the driver's pins) at
@@ -134,6 +140,12 @@ class PinReactor(Protocol):
 
     async def on_time(self, now: float) -> None: ...
 
+    def settling(self) -> float | None:
+        """When a change under way (being debounced, or a pulse held for its minimum
+        length) that a reading would come of is decided; None when none is. A stopping
+        run keeps its pins open until then (at most STOP_SETTLE_MAX_S)."""
+        ...
+
     def on_stop(self, now: float) -> None:
         """The run ends at `now` (cancelled, or failed): emit what would otherwise be lost
         with it (an interval driver's counts so far). No await: the agent commits what
@@ -177,6 +189,10 @@ class GpioDriver(ABC):
                 due = reactor.deadline()
                 if due is not None and now >= due:
                     await reactor.on_time(now)
+        except asyncio.CancelledError:
+            if reactor is not None:
+                await self._settle(inputs, reactor)
+            raise
         finally:
             self.running = False
             inputs.close()
@@ -185,6 +201,25 @@ class GpioDriver(ABC):
                     self.edges_seen += 1
                     await reactor.on_edge(edge)
                 reactor.on_stop(self.ctx.clock.monotonic())
+
+    async def _settle(self, inputs: PinInputs, reactor: PinReactor) -> None:
+        """The run is stopping (cancelled): keep the pins open until the changes under way
+        are decided, fed and polled as while running, so that a pulse begun just before
+        the stop counts in the run's last readings. Closed at once, the run dropped it,
+        and the next run, starting on the level the pulse left, never saw its onset: a
+        vehicle, a person or a ticket lost at each stop or upgrade."""
+        clock = self.ctx.clock
+        limit = clock.monotonic() + STOP_SETTLE_MAX_S
+        while (due := reactor.settling()) is not None and clock.monotonic() < limit:
+            edge = await inputs.next_edge(min(due, limit))
+            if edge is not None:
+                self.edges_seen += 1
+                await reactor.on_edge(edge)
+                continue
+            now = clock.monotonic()
+            await reactor.on_time(now)
+            if reactor.settling() == due <= now:
+                return  # nothing the time decides: do not spin until the limit
 
     @abstractmethod
     async def start(self, levels: list[bool], now: float, emit: Emit) -> PinReactor:

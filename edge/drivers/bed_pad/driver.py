@@ -124,6 +124,10 @@ class _BedRun:
         if not changes and now >= self.next_heartbeat:
             self._send(self.logic.state, now)
 
+    def settling(self) -> float | None:
+        """None: a state, not a count; the next run reads the pad afresh and sends it."""
+        return None
+
     def on_stop(self, now: float) -> None:
         """Nothing held: every change of state was sent when it was decided."""
 

@@ -193,6 +193,12 @@ class DoorCounter:
         return self._supervision is None or (
             self._supervision.raw == self.whole_level and self._supervision.deadline() is None)
 
+    def settling(self) -> float | None:
+        """When the beams' changes under way are decided (not the supervision line's, nor
+        the self-test's next run)."""
+        due = [d for d in (f.deadline() for f in self._filters) if d is not None]
+        return min(due) if due else None
+
     def next_deadline(self) -> float | None:
         due = [d for d in (f.deadline() for f in self._filters) if d is not None]
         if self._supervision is not None and (d := self._supervision.deadline()) is not None:

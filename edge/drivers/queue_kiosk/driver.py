@@ -128,8 +128,13 @@ class _KioskRun:
             self.supervision.poll(now)
         await self._publish(self.logic.poll(now))
 
+    def settling(self) -> float | None:
+        """When the pulses under way are decided (not the supervision lines')."""
+        return self.logic.next_deadline()
+
     def on_stop(self, now: float) -> None:
-        """Nothing held: every ticket was sent when its pulse was decided."""
+        """Nothing held: every ticket was sent when its pulse was decided (a pulse under
+        way at the stop too: the run settles it first)."""
 
     async def _publish(self, events: list[QueueEvent]) -> None:
         if not events:

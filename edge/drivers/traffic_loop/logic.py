@@ -169,6 +169,10 @@ class TrafficLoopLogic:
         due = [d for d in (f.deadline() for f in self._filters) if d is not None]
         return min(due) if due else None
 
+    def settling(self) -> float | None:
+        """When the loops' changes under way are decided (the deadlines are the filters')."""
+        return self.next_deadline()
+
     def level(self, line: int) -> bool:
         """The filtered level of `line` (True: vehicle present / pulse on)."""
         return self._filters[line].level
