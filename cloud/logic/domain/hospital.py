@@ -95,6 +95,10 @@ class WaitSamples:
     node: str
     hour_ns: int
     waits_s: tuple[float, ...]  # sorted
+    # the node's state may lack issues its calls answer (resumed from a snapshot of a
+    # processor that let them go sooner: `HospitalNodeRollup.queue_kept_from`): the site
+    # asks for the hour's replay from the raw points whenever it writes it
+    partial: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,11 +177,18 @@ class HospitalNodeRollup:
         self.issues: dict[Ticket, list[int]] = {}
         self.calls: dict[Ticket, list[int]] = {}
         self.call_hours: dict[int, set[Ticket]] = {}
+        # issues before this stamp may have been let go (None: none the hours within the
+        # horizon need): a snapshot of a processor from before 9199e63 let them go from the
+        # floor minus max_wait, not from the floor's hour, so the floor's hour, rewritten by a
+        # reading taken late, would lack the waits of its calls answering them
+        self.queue_kept_from: int | None = None
 
     def __setstate__(self, state: dict[str, object]) -> None:
         self.__dict__.update(state)
         # snapshots from before the window starts were kept sorted hold sets
         self.bed_windows = {rp: sorted(starts) for rp, starts in self.bed_windows.items()}
+        if "queue_kept_from" not in state:  # its queue was let go by the rule of before 9199e63
+            self.queue_kept_from = self.newest_ns - self.horizon_ns - self.max_wait_ns
         # snapshots from before the seq was kept hold (ts, occupied, fault): number unknown
         # (-1), so that a reading stamped alike replaces it, as it did then
         for sensor, history in self.beds.items():
@@ -241,11 +252,14 @@ class HospitalNodeRollup:
                 fields["faulty"] = faulty
             points.append((RP_1H, line("door_flow", {"site": site, "node": node}, fields, hour)))
             updates.append(DoorTotals(site, node, hour, er, visits, faulty))
+        kept_from = self.queue_kept_from
         for hour in sorted(wait_hours):
             waits = sorted(self.waits(hour))
             points.append((RP_1H, line("queue_wait", {"site": site, "node": node},
                                        wait_fields(waits), hour)))
-            updates.append(WaitSamples(site, node, hour, tuple(waits)))
+            # its calls answer issues from max_wait before its start
+            partial = kept_from is not None and hour - self.max_wait_ns < kept_from
+            updates.append(WaitSamples(site, node, hour, tuple(waits), partial))
         self._evict()
         return points, updates
 
@@ -422,6 +436,8 @@ class HospitalNodeRollup:
         # A reading at the floor rewrites its whole hour, whose calls answer issues up to
         # max_wait before the hour's start (not before the floor, up to an hour later).
         queue_floor = window_start(floor, HOUR_NS) - self.max_wait_ns
+        if self.queue_kept_from is not None and queue_floor >= self.queue_kept_from:
+            self.queue_kept_from = None  # no hour it can still write lacks an issue
         for times in (self.issues, self.calls):
             for ticket, stamps in list(times.items()):
                 if stamps[0] >= queue_floor:  # sorted (insort_unique): nothing to drop

@@ -53,6 +53,9 @@ class HospitalSite:
         # hour -> node -> (er, visits, faulty); faulty None: not known (`door_faulty`)
         self.flow: dict[int, dict[str, tuple[float, float, int | None]]] = {}
         self.waits: dict[int, dict[str, tuple[float, ...]]] = {}
+        # hour -> the nodes whose waits in it may lack some (`WaitSamples.partial`): each
+        # write of the hour asks for its replay from the raw points
+        self.partial_waits: dict[int, set[str]] = {}
         self.marks = LateMarks()  # (scope, hour)s replayed for the site
         self.late: list[Late] = []  # marks a window written since the last take_late reached
         # rp -> node -> its snapshot starts, sorted: `wards` in order, so that a message
@@ -68,6 +71,7 @@ class HospitalSite:
         self.__dict__.update(state)
         self.__dict__.setdefault("marks", LateMarks())  # a snapshot from before they were kept
         self.__dict__.setdefault("late", [])
+        self.__dict__.setdefault("partial_waits", {})
         for nodes in self.flow.values():  # from before the faulty door readings were kept
             for node, totals in nodes.items():
                 if len(totals) < 3:
@@ -107,6 +111,10 @@ class HospitalSite:
                     self.late.append(("queue", u.hour_ns))
                     continue
                 self.waits.setdefault(u.hour_ns, {})[u.node] = u.waits_s
+                if u.partial:
+                    self.partial_waits.setdefault(u.hour_ns, set()).add(u.node)
+                elif self.partial_waits:
+                    self.partial_waits.get(u.hour_ns, set()).discard(u.node)
                 wait_hours.add(u.hour_ns)
                 self.newest_ns = max(self.newest_ns, u.hour_ns)
             else:
@@ -148,6 +156,8 @@ class HospitalSite:
         for hour in sorted(wait_hours):
             waits = [w for node_waits in self.waits[hour].values() for w in node_waits]
             out.append((RP_1H, line("hospital_wait", tags, wait_fields(waits), hour)))
+            if self.partial_waits.get(hour):
+                self.late.append(("queue", hour))
         if self.marks:  # only after late readings: the live path pays nothing otherwise
             if flow_hours:
                 written.append(("doors", min(flow_hours), max(flow_hours) + HOUR_NS))
@@ -175,7 +185,7 @@ class HospitalSite:
                     for s in keys[:old - 1]:
                         del snaps[s]
                     del keys[:old - 1]
-        for table in (self.flow, self.waits):
+        for table in (self.flow, self.waits, self.partial_waits):
             for hour in [h for h in table if h < floor - HOUR_NS]:
                 del table[hour]
 

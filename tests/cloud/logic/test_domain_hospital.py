@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import pickle
 import random
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cloud.logic.domain.hospital import DoorRoles, HospitalNodeRollup, SiteUpdate
+from cloud.logic.domain.hospital import DoorRoles, HospitalNodeRollup, SiteUpdate, WaitSamples
 from cloud.logic.domain.hospital_site import HospitalSite
 from tests.cloud.logic.domain_helpers import HOUR, MIN, T0, S, final, rd, select
 from urbanpulse.wire import Reading
 
 BED, DOOR, QUEUE = "hospital.bed", "hospital.door", "hospital.queue"
+YESTERDAY = Path(__file__).parent / "fixtures" / "hospital_queue_beds_263783f.pickle"
 
 
 def ward1() -> list[Reading]:
@@ -315,3 +317,57 @@ def test_a_ward_snapshot_from_before_the_bed_numbers_were_kept_resumes() -> None
     again = Reading("b1", BED, other.beds["b1"][-1][0], 0, {"occupied": 1.0, "fault": 1.0}, ())
     other.process("s", "w1", [again])
     assert other.beds["b1"][-1] == (again.ts_ns, 1, 1, 0)
+    # That release's own pickle (fixtures/README.md: ward `w`, b1 occupied, b2 free).
+    ward = pickle.loads(YESTERDAY.read_bytes())["w"]
+    assert ward.beds == {"b1": [(T0 + 18 * HOUR + 10 * S, 1, 0, -1)],
+                         "b2": [(T0 + 18 * HOUR + 20 * S, 0, 0, -1)]}
+    points = ward.process("s", "w", [rd("b2", BED, T0 + 18 * HOUR + 20 * S, occupied=1)])[0]
+    assert select(points, "agg_1m", "ward_occupancy", site="s", node="w")[T0 + 18 * HOUR] == {
+        "beds": 2, "occupied": 2, "available": 0, "faulty": 0, "occupancy_pct": 100.0}
+
+
+def test_a_queue_resumed_from_yesterdays_snapshot_asks_for_the_hour_it_cannot_write_whole() -> None:
+    """Yesterday's processor (263783f, before 9199e63) let a ticket's issue go at the floor
+    minus max_wait; today's keeps it from the floor's hour minus max_wait, since a reading at
+    the floor rewrites its whole hour. Resumed from yesterday's snapshot, the 12:00 hour
+    rewritten at 12:40 (a reading 6 h late, not too late) lost the 11 h 50 min wait (n = 1,
+    300 s; hospital_wait the same) and nothing asked for it back: the hour lacked it for
+    good. It is still written from what the node holds, and the site asks for its replay
+    from the raw points (which hold the issue: 2 waits, as in order).
+
+    The fixture is that release's own pickle (fixtures/README.md): node `q` took ticket 7
+    issued at 00:20 and called at 12:10 (42600 s), then ticket 1 issued at 18:30 (newest:
+    floor 12:30), 6 h horizon; its site."""
+    state = pickle.loads(YESTERDAY.read_bytes())
+    resumed, site = state["q"], state["site"]
+    assert ("k", 7) not in resumed.issues  # let go by yesterday's rule
+    late = [rd("k", QUEUE, T0 + 12 * HOUR + 35 * MIN, ticket=8, called=0),
+            rd("k", QUEUE, T0 + 12 * HOUR + 40 * MIN, ticket=8, called=1)]  # 300 s
+    points, updates = resumed.process("bv", "q", late)
+    points += site.process("bv", updates)
+    assert resumed.too_late == 0
+    # The live rows lack the wait the snapshot let go ...
+    assert select(points, "agg_1h", "queue_wait", site="bv", node="q")[T0 + 12 * HOUR]["n"] == 1
+    assert select(points, "agg_1h", "hospital_wait", site="bv")[T0 + 12 * HOUR]["n"] == 1
+    # ... and the site-wide replay of the hour is asked for, once per write of it.
+    assert site.take_late() == [("queue", T0 + 12 * HOUR)]
+    assert site.take_late() == []
+    site.process("bv", resumed.process("bv", "q", [
+        rd("k", QUEUE, T0 + 12 * HOUR + 50 * MIN, ticket=9, called=0)])[1])
+    assert site.take_late() == []  # the hour not written again
+    site.process("bv", resumed.process("bv", "q", [
+        rd("k", QUEUE, T0 + 12 * HOUR + 55 * MIN, ticket=9, called=1)])[1])
+    assert site.take_late() == [("queue", T0 + 12 * HOUR)]
+    # Today's processor over the same readings holds the issue: the hour whole, no replay.
+    today, today_site = HospitalNodeRollup(6 * HOUR), HospitalSite(6 * HOUR)
+    for r in [rd("k", QUEUE, T0 + 20 * MIN, ticket=7, called=0),
+              rd("k", QUEUE, T0 + 12 * HOUR + 10 * MIN, ticket=7, called=1),
+              rd("k", QUEUE, T0 + 18 * HOUR + 30 * MIN, ticket=1, called=0), *late]:
+        points, updates = today.process("bv", "q", [r])
+        today_site.process("bv", updates)
+        assert not any(u.partial for u in updates if isinstance(u, WaitSamples))
+    assert select(points, "agg_1h", "queue_wait", site="bv", node="q")[T0 + 12 * HOUR]["n"] == 2
+    assert today_site.take_late() == []
+    # Once the floor's hour has passed what yesterday's rule let go, the state is whole again.
+    resumed.process("bv", "q", [rd("k", QUEUE, T0 + 19 * HOUR + 31 * MIN, ticket=2, called=0)])
+    assert resumed.queue_kept_from is None
