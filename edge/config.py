@@ -225,7 +225,8 @@ def _sensor_ids(key: str, sid: str, driver: str, params: Any) -> list[tuple[str,
     """The sensor ids a sensor holds, as (id, key under the sensor's table, how to say the
     id, how to say who holds it): its own, and for a upfw board each channel's (the
     driver's `<id>-<channel>`, or the id `names` gives it). A kiosk's queue codes are not
-    known before the board sends them: `<id>-<code>` is not checked (docs/edge-config.md)."""
+    known before the board sends them: `<id>-<code>` is checked by the driver, against the
+    ids gathered here (UpfwParams.taken; docs/edge-config.md)."""
     if driver != "upfw":
         return [(sid, "id", f"sensor id {sid!r}", f"{key}.id (sensor {sid!r})")]
     names: Mapping[str, str] = params.names
@@ -386,5 +387,12 @@ def parse_config(raw: Mapping[str, Any]) -> AgentConfig:
                                       "two devices' readings would be mixed under one sensor id")
             published[pid] = (i, name, who)
         sensors.append(SensorConfig(sid, driver, params))
+    # A kiosk's queue codes come only from the board: its driver checks `<id>-<code>` against
+    # these when a code comes (edge/drivers/upfw/mapping.py, UpfwMapper.queue_sensor).
+    for i, s in enumerate(sensors):
+        if s.driver == "upfw":
+            taken = {pid: who for pid, (j, name, who) in published.items()
+                     if j != i or name != "id"}  # not its own id and channels: its names are
+            sensors[i] = dataclasses.replace(s, params=dataclasses.replace(s.params, taken=taken))
     return AgentConfig(node, mqtt, outbox, GpioConfig(backend), tuple(sensors), heartbeat,
                        clock_check)

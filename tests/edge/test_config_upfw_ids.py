@@ -142,3 +142,64 @@ def test_a_board_id_too_long_for_its_channels_ids_is_refused() -> None:
             r"channels in sensors\[0\]\.names")):
         parse_config(_raw(_upfw(sid, "/dev/ttyUSB0")))
     assert parse_config(_raw(_upfw("b" * 60, "/dev/ttyUSB0"))).sensors[0].id == "b" * 60
+
+
+def _mapper(config: Any, i: int) -> UpfwMapper:
+    """The driver's mapper as the agent builds it from the checked config."""
+    from edge.drivers.base import DriverContext
+    from edge.drivers.upfw.driver import build
+
+    s = config.sensors[i]
+    return build(s.id, s.params, DriverContext()).mapper
+
+
+def test_a_kiosk_queue_publishing_as_another_sensors_id_is_refused_when_it_comes() -> None:
+    """A kiosk's `<id>-<queue code>` cannot be checked before the board sends the code
+    (a upfw board's kind and queues are the board's): the config passes, and the driver
+    refuses the first ticket of such a queue, naming both keys. Before, a kiosk `kiosk`
+    sending queue A beside a sensor `kiosk-a` put both devices' readings (and sequence
+    numbers) in one series."""
+    from edge.errors import DriverError
+    from firmware_bridge.protocols.upfw import TicketIssued, TicketServed
+
+    config = parse_config(_raw(_upfw("kiosk", "/dev/ttyUSB0", C="opd-c"), _plain("kiosk-a", 17),
+                               _upfw("kiosk-b", "/dev/ttyUSB1")))
+    mapper = _mapper(config, 0)
+    # queues whose ids nobody else has, and a named one, publish as before
+    assert mapper.on_message(TicketIssued(0, 0, "D", 7, 0), 0.0)[0].sensor == "kiosk-d"
+    assert mapper.on_message(TicketIssued(1, 0, "C", 8, 0), 0.0)[0].sensor == "opd-c"
+    with pytest.raises(DriverError, match=(
+            r"^sensors\[0\]\.id: kiosk queue 'A' publishes as 'kiosk-a' \(<id>-<queue code>\), "
+            r"which is already used by sensors\[1\]\.id \(sensor 'kiosk-a'\): " + MIXED
+            + r"; rename one, or name the queue in sensors\[0\]\.names \(A = \"\.\.\.\"\)$")):
+        mapper.on_message(TicketServed(2, 0, "A", 1, 4, 60), 0.0)
+    # another board's channel (kiosk-b's channel 1) is a sensor id too
+    with pytest.raises(DriverError, match=r"kiosk queue 'b-1' publishes as 'kiosk-b-1'.* "
+                                          r"sensors\[2\]\.id \(upfw sensor 'kiosk-b', its channel 1"):
+        mapper.on_message(TicketIssued(3, 0, "b-1", 9, 0), 0.0)
+    # the board's own names: queue c named kiosk-e, queue e unnamed
+    own = _mapper(parse_config(_raw(_upfw("kiosk", "/dev/ttyUSB0", C="kiosk-e"))), 0)
+    with pytest.raises(DriverError, match=r"'kiosk-e' \(<id>-<queue code>\), which is already used by "
+                                          r"sensors\[0\]\.names\.c"):
+        own.on_message(TicketIssued(0, 0, "E", 1, 0), 0.0)
+    # named, the queue frees the id
+    named = parse_config(_raw(_upfw("kiosk", "/dev/ttyUSB0", A="opd-a"), _plain("kiosk-a", 17)))
+    assert _mapper(named, 0).on_message(TicketIssued(0, 0, "a", 1, 0), 0.0)[0].sensor == "opd-a"
+
+
+def test_a_kiosk_queue_id_too_long_for_a_sensor_id_is_refused_when_it_comes() -> None:
+    from edge.errors import DriverError
+    from firmware_bridge.protocols.upfw import TicketIssued
+
+    sid = "k" * 56
+    mapper = _mapper(parse_config(_raw(_upfw(sid, "/dev/ttyUSB0"))), 0)
+    assert mapper.on_message(TicketIssued(0, 0, "ABCDEFG", 1, 0), 0.0)[0].sensor == f"{sid}-abcdefg"
+    with pytest.raises(DriverError, match=(
+            rf"^sensors\[0\]\.id: kiosk queue 'ABCDEFGH' would publish as '{sid}-abcdefgh', "
+            r"65 characters: the wire contract's sensor ids have at most 64")):
+        mapper.on_message(TicketIssued(1, 0, "ABCDEFGH", 2, 0), 0.0)
+
+
+def test_taken_and_key_are_not_toml_keys() -> None:
+    with pytest.raises(ConfigError, match=r"^sensors\[0\]\.taken: unknown key for upfw"):
+        parse_config(_raw({**_upfw("kiosk", "/dev/ttyUSB0"), "taken": {}}))

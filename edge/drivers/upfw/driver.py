@@ -45,6 +45,14 @@ class UpfwParams:
     bed_heartbeat_s: float = 60.0
     silence_timeout_s: float = 10.0
     names: Mapping[str, str] = field(default_factory=dict)
+    # Not TOML keys. The sensor ids other sensors publish under (their ids, upfw channels'
+    # ids, `names`) -> the key holding each, set by the config check (edge/config.py): a
+    # kiosk queue's `<id>-<code>` among them is refused when the board sends the code.
+    taken: Mapping[str, str] = field(default_factory=dict)
+    key: str = ""  # this board's `[[sensors]]` key, e.g. "sensors[0]"
+
+
+NOT_TOML = ("taken", "key")
 
 
 def _number(raw: Mapping[str, Any], key: str, name: str, low: float, high: float) -> float:
@@ -77,7 +85,7 @@ def _names(raw: Any, key: str) -> dict[str, str]:
 
 
 def parse_params(raw: Mapping[str, Any], key: str) -> UpfwParams:
-    known = set(UpfwParams.__dataclass_fields__)
+    known = set(UpfwParams.__dataclass_fields__) - set(NOT_TOML)
     check_known(raw, known, key, "upfw")
     port = serial_port(raw, key)
     baudrate = raw.get("baudrate", 115200)
@@ -95,7 +103,7 @@ def parse_params(raw: Mapping[str, Any], key: str) -> UpfwParams:
         interval_s=_number(raw, key, "interval_s", 1.0, 3600.0),
         bed_heartbeat_s=_number(raw, key, "bed_heartbeat_s", 1.0, 3600.0),
         silence_timeout_s=_number(raw, key, "silence_timeout_s", 0.2, 3600.0),
-        names=_names(raw.get("names", {}), key),
+        names=_names(raw.get("names", {}), key), key=key,
     )  # fmt: skip
 
 
@@ -105,7 +113,8 @@ class UpfwDriver:
         self.params = params
         self.ctx = ctx
         self.decoder = UpfwDecoder()
-        self.mapper = UpfwMapper(sensor_id, params.names, params.loop_readings, params.bed_heartbeat_s)
+        self.mapper = UpfwMapper(sensor_id, params.names, params.loop_readings,
+                                 params.bed_heartbeat_s, taken=params.taken, key=params.key)
         self.probes = 0
         self._totals_key = totals.state_key(sensor_id)
         self._saved: DoorTotals | None = None

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
+from edge.errors import DriverError
 from firmware_bridge.protocols.upfw import (
     BedWeight,
     BoardMessage,
@@ -23,6 +24,7 @@ from firmware_bridge.protocols.upfw import (
     TicketIssued,
     TicketServed,
 )
+from urbanpulse.wire.payload import SENSOR_ID, SENSOR_ID_MAX
 
 U16 = 0xFFFF
 U32 = 0xFFFF_FFFF
@@ -88,6 +90,9 @@ class UpfwMapper:
     names: Mapping[str, str] = field(default_factory=dict)
     loop_readings: LoopReadings = "intervals"
     bed_heartbeat_s: float = 60.0
+    # Sensor ids other sensors publish under -> the config key holding each (UpfwParams.taken)
+    taken: Mapping[str, str] = field(default_factory=dict)
+    key: str = ""  # the board's config key, for errors
 
     hello: Hello | None = None
     reboots: int = 0
@@ -127,6 +132,31 @@ class UpfwMapper:
         key = str(channel).lower()
         return self.names.get(name_key(key)) or f"{self.sensor_id}-{key}"
 
+    def queue_sensor(self, queue: str) -> str:
+        """A kiosk queue's sensor id: its `names` entry, or `<id>-<code>`. The config check
+        cannot see queue codes before the board sends them: a derived id that another
+        sensor publishes under, or that is too long for a sensor id, is refused here
+        (DriverError naming both keys): its readings would be mixed with that sensor's
+        (one series, one sequence counter), or rejected by the cloud."""
+        sensor = self.sensor(queue)
+        if name_key(queue.lower()) in self.names:
+            return sensor  # named: the config check saw it
+        where = f"{self.key}.id" if self.key else f"upfw sensor {self.sensor_id!r}"
+        holder = self.taken.get(sensor)
+        if holder is not None:
+            raise DriverError(
+                f"{where}: kiosk queue {queue!r} publishes as {sensor!r} (<id>-<queue code>), "
+                f"which is already used by {holder}: two devices' readings would be mixed under "
+                f"one sensor id; rename one, or name the queue in {self.key or 'the board'}.names "
+                f"({queue} = \"...\")")
+        if not SENSOR_ID.fullmatch(sensor):
+            raise DriverError(
+                f"{where}: kiosk queue {queue!r} would publish as {sensor!r}, "
+                f"{len(sensor)} characters: the wire contract's sensor ids have at most "
+                f"{SENSOR_ID_MAX} (the cloud would reject every reading of the queue); give the "
+                f"board a shorter id, or name the queue in {self.key or 'the board'}.names")
+        return sensor
+
     def on_message(self, msg: BoardMessage, now: float) -> list[Out]:
         name = type(msg).__name__
         self.messages[name] = self.messages.get(name, 0) + 1
@@ -149,10 +179,10 @@ class UpfwMapper:
         if isinstance(msg, DoorCount):
             return self._door_count(msg)
         if isinstance(msg, TicketIssued):
-            return [Out(self.sensor(msg.queue), "hospital.queue",
+            return [Out(self.queue_sensor(msg.queue), "hospital.queue",
                         {"ticket": float(msg.ticket), "called": 0.0})]
         if isinstance(msg, TicketServed):
-            return [Out(self.sensor(msg.queue), "hospital.queue",
+            return [Out(self.queue_sensor(msg.queue), "hospital.queue",
                         {"ticket": float(msg.ticket), "called": 1.0, "counter": float(msg.counter)})]
         return self._status(msg, now)
 

@@ -111,6 +111,36 @@ def test_kiosk_tickets_become_queue_readings(emulated) -> None:  # type: ignore[
     asyncio.run(scenario())
 
 
+def test_a_kiosk_queue_with_another_sensors_id_fails_the_driver_naming_both(  # type: ignore[no-untyped-def]
+        emulated) -> None:
+    """The board sends queue A, whose `kiosk-a` is another sensor's id (the config check
+    cannot know the codes): the tickets before it are readings, and the driver fails on
+    it naming both keys, instead of mixing both devices' readings under `kiosk-a`."""
+    from edge.config import parse_config
+
+    script = Script()
+    emu = emulated(UpfwEmulator(script, kind=DeviceKind.KIOSK, device_id="kiosk-opd", channels=2,
+                                period_s=0.02))
+    config = parse_config({
+        "node": {"id": "n1", "site": "s1"},
+        "mqtt": {"password_file": "/p", "host": "127.0.0.1", "tls": False},
+        "sensors": [{"id": "kiosk", "driver": "upfw", "port": emu.port},
+                    {"id": "kiosk-a", "driver": "bed_pad", "pin": 17}]})
+
+    async def scenario() -> None:
+        run = DriverRun(build("kiosk", config.sensors[0].params, DriverContext()))
+        await run.wait_for(lambda s: run.driver.describe()["board"] is not None, 5, "the board's HI")
+        script.put(TicketIssued(0, 0, "B", 7, 0), TicketIssued(0, 0, "A", 1042, 17))
+        exc = await run.failure(5.0)
+        assert [(s.sensor, s.values["ticket"]) for s in run.samples] == [("kiosk-b", 7.0)]
+        assert isinstance(exc, DriverError)
+        assert str(exc).startswith("sensors[0].id: kiosk queue 'A' publishes as 'kiosk-a' "
+                                   "(<id>-<queue code>), which is already used by sensors[1].id "
+                                   "(sensor 'kiosk-a')"), exc
+
+    asyncio.run(scenario())
+
+
 def test_beds_send_state_and_load_cell_faults(emulated) -> None:  # type: ignore[no-untyped-def]
     script = Script()
     emu = emulated(UpfwEmulator(script, kind=DeviceKind.BED, device_id="bed-c3", channels=2,
