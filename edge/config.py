@@ -1,13 +1,16 @@
 """The node's configuration file (TOML), validated once at start-up into typed objects.
 
-Validation does no I/O: paths are checked for shape, not existence, so that a config can
-be checked on a laptop before it goes to the node. Every error names the exact key.
+Validation (parse_config) does no I/O: paths are checked for shape, not existence, so that
+a config can be checked on a laptop before it goes to the node. Loading a file
+(load_config) also resolves the serial ports' links where they exist (check_devices), so
+that two names of one device are caught on the node. Every error names the exact key.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import posixpath
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -105,7 +108,11 @@ GPIO_BACKENDS = ("auto", "lgpio", "rpigpio", "mock")
 
 
 def load_config(path: Path) -> AgentConfig:
-    return parse_config(read_toml(path))
+    """The file, validated (parse_config), then checked against this machine's devices
+    (check_devices): `edge run`, `edge check-config` and `edge status` all read it so."""
+    config = parse_config(read_toml(path))
+    check_devices(config)
+    return config
 
 
 def _positive(value: T, key: str) -> T:
@@ -194,8 +201,8 @@ def _claims(params: Any) -> list[tuple[str, str, str, str]]:
     for field in dataclasses.fields(params):
         value = getattr(params, field.name)
         if field.name == "port" and isinstance(value, str):
-            # the same device written another way; a symlink (by-id) is not resolved:
-            # validation does no I/O
+            # the same device written another way; a symlink (by-id) is resolved by
+            # check_devices, on the node (validation does no I/O)
             path = posixpath.normpath(value)
             shown = repr(value) if path == value else f"{value!r} ({path})"
             claims.append((f"port {path}", f"serial port {shown}", "port", ""))
@@ -396,3 +403,24 @@ def parse_config(raw: Mapping[str, Any]) -> AgentConfig:
             sensors[i] = dataclasses.replace(s, params=dataclasses.replace(s.params, taken=taken))
     return AgentConfig(node, mqtt, outbox, GpioConfig(backend), tuple(sensors), heartbeat,
                        clock_check)
+
+
+def check_devices(config: AgentConfig) -> None:
+    """What parse_config leaves out because it does no I/O, for the node itself to run at
+    start-up: two sensors whose serial ports are one device under two names (a
+    `/dev/serial/by-id/...` link and the `/dev/ttyUSB0` it points to; `/dev/serial0` and the
+    UART it points to) are refused naming both keys. Both drivers would open it: one fails
+    at every start ("port busy"), and which one gets the device can change from a start to
+    the next, its readings then going out under the other sensor's id. Links are resolved
+    as they stand now; a port that does not exist (yet) is compared as written."""
+    seen: dict[str, str] = {}
+    for i, s in enumerate(config.sensors):
+        port = getattr(s.params, "port", None)
+        if not isinstance(port, str):
+            continue
+        device = os.path.realpath(port)
+        if device in seen:
+            raise ConfigError(f"sensors[{i}].port",
+                              f"{port!r} is the device {device}, already used by {seen[device]}: "
+                              f"{SHARED}; remove one, and write ports by their by-id names throughout")
+        seen[device] = f"sensors[{i}].port (sensor {s.id!r}, {port!r})"
