@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cloud.logic.domain.air import NOWCAST_HOURS
-from cloud.logic.domain.common import HOUR_NS, Point
+from cloud.logic.domain.common import HOUR_NS, NOT_MEASURING, Point
 from cloud.logic.domain.hospital import SiteUpdate
 from cloud.logic.domain.hospital_site import HospitalSite
 from cloud.logic.domain.late import (
@@ -59,6 +59,9 @@ from cloud.logic.rollup import INTERVAL_KINDS, OUT_OF_WINDOWS, window_ts
 from urbanpulse.wire import KINDS, Reading, outside_range
 
 DOMAIN_REPLAY = "__domain_replay__"  # pseudo retention policy of a replay request (the sink's)
+# Flags of readings the live domain rollups never take: out of the windows (cloud.logic.node
+# leaves them out before the rollups) and not measuring (the rollups skip them).
+NOT_TAKEN = OUT_OF_WINDOWS | NOT_MEASURING
 
 LOOKBACK_NS: dict[str, int] = {
     "traffic": 0,
@@ -189,8 +192,9 @@ def late_spans(site: str, node: str, late: Iterable[Late]) -> list[ReplaySpan]:
 def reading_of(row: Mapping[str, Any]) -> Reading | None:
     """The reading a raw point was written from (as `InfluxHTTP.query_points` gives it,
     epoch ns), or None if it never entered the domain rollups: flagged out of the windows
-    (warming up, clock not synchronised), outside the contract's range, or without a field
-    its kind requires.
+    (warming up, clock not synchronised) or calibrating (a placeholder value, which the
+    rollups skip: a bed's last state before a span is its last reading they took), outside
+    the contract's range, or without a field its kind requires.
 
     The raw point's time is the reading's ts (microseconds on the wire) plus its sequence
     number mod 1000 in ns (`cloud.logic.node.raw_time`): the ts is the time rounded down
@@ -200,7 +204,7 @@ def reading_of(row: Mapping[str, Any]) -> Reading | None:
         return None
     flags_text = row.get("flags")
     flags = tuple(str(flags_text).split(",")) if flags_text else ()
-    if flags and not OUT_OF_WINDOWS.isdisjoint(flags):
+    if flags and not NOT_TAKEN.isdisjoint(flags):
         return None
     values = row_values(row)
     if not values or outside_range(kind, values) is not None or not REQUIRED[kind] <= values.keys():
