@@ -28,7 +28,7 @@ def decode(text: str, key: str) -> DoorTotals:
         device = body["device_id"]
         seq, t_ms = body["last"]
         doors = {int(door): (entered, at) for door, (entered, at) in body["doors"].items()}
-    except (ValueError, TypeError, KeyError) as exc:
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:  # AttributeError: no table
         raise DriverError(f"door totals {key!r} are damaged ({exc})") from exc
     numbers = [seq, t_ms, *(n for pair in doors.values() for n in pair)]
     if not (device is None or isinstance(device, str)) or not all(

@@ -670,3 +670,8 @@ def test_door_totals_text_round_trips_and_a_damaged_one_names_its_key() -> None:
         totals.decode('{"device_id": null, "last": [1, 2], "doors": {"1": [-5, 0]}}', "upfw/d/doors")
     with pytest.raises(DriverError, match="'upfw/d/doors' are damaged"):
         totals.decode("{not json", "upfw/d/doors")
+    # JSON of another shape: damaged too, not an AttributeError that names nothing
+    for text in ('{"device_id": null, "last": [1, 2], "doors": [[1, 2]]}', '[]', '"x"',
+                 '{"device_id": null, "last": 5, "doors": {}}'):
+        with pytest.raises(DriverError, match="'upfw/d/doors' are damaged"):
+            totals.decode(text, "upfw/d/doors")
