@@ -12,7 +12,7 @@ Doors (`hospital.door`): `count` people over the `interval_s` before `ts`, attri
 the hour of the interval's last instant, ts - 1 ns (`cloud.logic.rollup.window_ts`: a
 door's hour [09:00, 10:00) stamped 10:00:00 is the 09:00 hour). A door's role comes from
 `DoorRoles`: an explicit sensor -> role map, else sensor ids starting with an ER prefix
-("er-") are ER doors, the others visit doors.
+("er-") or with the word "er" (`ER_WORDS`: `door-er`) are ER doors, the others visit doors.
 `door_flow` (agg_1h): er_arrivals, visits, and faulty: the readings of ER and visit doors
 with fault = 1 in the hour (a cut beam cable: such a reading's count means nothing, so an
 hour with faulty > 0 is undercounted). Always written, 0 too (a rewrite keeps no field),
@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import bisect
 import math
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -44,11 +45,16 @@ from cloud.logic.lines import line, series_head
 from urbanpulse.wire import Reading
 
 ROLES = ("er", "visit", "ignore")
+# A door whose id has one of these words (between -, _ and .) is an ER door: `door-er` (the
+# door_counter sample's and the simulated city's ER door), `er-main`, upfw's `er-door-1`.
+ER_WORDS = frozenset({"er"})
+_ID_WORDS = re.compile(r"[-_.]")
 
 
 @dataclass(frozen=True, slots=True)
 class DoorRoles:
-    """Which door counts ER arrivals: an explicit map wins, then the id prefix."""
+    """Which door counts ER arrivals: an explicit map wins, then the id's prefix or words
+    (`ER_WORDS`); any other door counts visits."""
 
     by_sensor: Mapping[str, str] = field(default_factory=dict)
     er_prefixes: tuple[str, ...] = ("er-",)
@@ -62,7 +68,9 @@ class DoorRoles:
         explicit = self.by_sensor.get(sensor)
         if explicit is not None:
             return explicit
-        return "er" if sensor.startswith(self.er_prefixes) else "visit"
+        if sensor.startswith(self.er_prefixes) or not ER_WORDS.isdisjoint(_ID_WORDS.split(sensor)):
+            return "er"
+        return "visit"
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,11 +203,12 @@ class HospitalNodeRollup:
             if history and len(history[0]) < 4:
                 self.beds[sensor] = [(e[0], e[1], e[2], -1) for e in history]
         # snapshots from before a door's fault was kept hold (role, count): its fault is not
-        # known (None), which the hour's `faulty` must not take for 0 (`door_faulty`)
+        # known (None), which the hour's `faulty` must not take for 0 (`door_faulty`); their
+        # roles are taken again (those from before ER_WORDS made `door-er` a visit door)
+        role = self.roles.role
         for entries in self.doors.values():
-            if any(len(e) < 3 for e in entries.values()):
-                for key, e in entries.items():
-                    entries[key] = (e[0], e[1], e[2] if len(e) > 2 else None)
+            for key, e in entries.items():
+                entries[key] = (role(key[0]), e[1], e[2] if len(e) > 2 else None)
 
     def process(self, site: str, node: str, readings: Iterable[Reading]
                 ) -> tuple[list[Point], list[SiteUpdate]]:
