@@ -9,9 +9,11 @@ that two names of one device are caught on the node. Every error names the exact
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import math
 import os
 import posixpath
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -163,6 +165,32 @@ def _seconds(table: Mapping[str, Any], key: str, prefix: str, default: float) ->
 HEARTBEAT_MAX_S = 120.0
 
 
+# A DNS name (labels of letters, digits, '-', '_' as some LANs use; a trailing dot allowed)
+_HOSTNAME = re.compile(r"(?=.{1,254}\Z)([A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?\.?)+")
+
+
+def _host(value: str) -> str:
+    """A host name or an IP address, as the MQTT client connects to it: anything else
+    (a URL, `host:port`) fails its name lookup at every reconnect, for ever."""
+    key = "mqtt.host"
+    if "://" in value:
+        raise ConfigError(key, f"a host name or an IP address, not a URL, got {value!r}: drop the "
+                          "scheme (TLS is mqtt.tls, the port mqtt.port)")
+    if value.startswith("[") and value.endswith("]"):
+        raise ConfigError(key, f"write an IPv6 address without brackets, got {value!r}")
+    try:
+        ipaddress.ip_address(value)
+        return value
+    except ValueError:
+        pass
+    if _HOSTNAME.fullmatch(value) and ".." not in value:
+        return value
+    if value.count(":") == 1 and _HOSTNAME.fullmatch(value.partition(":")[0]):
+        raise ConfigError(key, f"a host name or an IP address, got {value!r}: the port goes in "
+                          "mqtt.port")
+    raise ConfigError(key, f"must be a host name or an IP address, got {value!r}")
+
+
 def _keepalive(value: int) -> int:
     _positive(value, "mqtt.keepalive_s")
     if value > KEEPALIVE_MAX_S:
@@ -286,7 +314,7 @@ def parse_config(raw: Mapping[str, Any]) -> AgentConfig:
     if not 0 < port < 65536:
         raise ConfigError("mqtt.port", f"must be 1-65535, got {port}")
     mqtt = MqttConfig(
-        host=typed(m, "host", "mqtt", str),
+        host=_host(typed(m, "host", "mqtt", str)),
         port=port,
         username=typed(m, "username", "mqtt", str, f"{site}.{node_id}"),
         ca_file=_path(m, "ca_file", "mqtt"),
