@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 from urllib.parse import quote
 
 from edge.clock_sync import CLOCK_UNSYNCED
@@ -95,6 +95,15 @@ class OutboxRow:
     id: int
     created_ns: int
     reading: Reading
+
+
+class Waiting(NamedTuple):
+    """Outbox.waiting's answer."""
+    rows: int  # created since
+    oldest_ns: int
+    newest_ns: int
+    first_id: int | None
+    top_id: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -529,13 +538,18 @@ class Outbox:
             "SELECT id, created_ns FROM outbox WHERE id > ? ORDER BY id LIMIT ?",
             (after_id, limit))]
 
-    def waiting(self, after_id: int, created_since_ns: int) -> tuple[int, int, int]:
-        """How many rows after `after_id` were created since then, and the oldest's and the
-        newest's times (the newest can be the one that came first: the clock stepped back)."""
-        count, oldest, newest = self._db().execute(
-            "SELECT COUNT(*), MIN(created_ns), MAX(created_ns) FROM outbox "
-            "WHERE id > ? AND created_ns >= ?", (after_id, created_since_ns)).fetchone()
-        return int(count), int(oldest or 0), int(newest or 0)
+    def waiting(self, after_id: int, created_since_ns: int) -> Waiting:
+        """How many rows after `after_id` were created since then, the oldest's and the
+        newest's times (the newest can be the one that came first: the clock stepped back),
+        the first one's id, and the outbox's highest id, in one snapshot: every row after
+        `after_id` below the first (all of them, up to the highest id, when none was
+        created since) was created before `created_since_ns`."""
+        count, oldest, newest, first, top = self._db().execute(
+            "SELECT COUNT(*), MIN(created_ns), MAX(created_ns), MIN(id), "
+            "(SELECT MAX(id) FROM outbox) FROM outbox WHERE id > ? AND created_ns >= ?",
+            (after_id, created_since_ns)).fetchone()
+        return Waiting(int(count), int(oldest or 0), int(newest or 0),
+                       None if first is None else int(first), None if top is None else int(top))
 
     def ack(self, ids: Sequence[int]) -> int:
         """Deletes the rows; returns how many were still there."""

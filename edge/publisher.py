@@ -618,7 +618,18 @@ class Publisher:
         # for as long as the step.
         delay_ns = ob.batch_max_delay_s * 1e9
         while self._window_open():
-            waiting, oldest, newest = self.outbox.waiting(self._live_cursor, live_since)
+            waiting, oldest, newest, first, top = self.outbox.waiting(self._live_cursor,
+                                                                      live_since)
+            # The live pass's cursor goes past the rows before the first live one (or to the
+            # top, with none): committed before live_since, they are the backlog pass's (its
+            # cursor stops at live rows, never past one), and stay so until a step back,
+            # which sets this cursor back to the backlog's. Before, after a restart (the
+            # cursor at 0) or a resend, each pump scanned the whole backlog here until a
+            # live batch was sent, and for as long as no reading came (11 ms a pump for
+            # 200,000 rows on a desktop CPU, ten pumps a second).
+            skip_to = first - 1 if first is not None else top
+            if skip_to is not None and skip_to > self._live_cursor:
+                self._live_cursor = skip_to
             if not waiting or not (waiting >= ob.batch_max_readings or self._stop.is_set()
                                    or now_ns - oldest >= delay_ns or newest > now_ns):
                 break  # cheaper than fetching and decoding rows that are not due yet
