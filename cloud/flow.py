@@ -921,6 +921,9 @@ def build_flow(cfg: CloudConfig, partitions: list[str], sink: Any = None,
 
     def builder(resume: bytes | None) -> NodeLogic:
         state = pickle.loads(resume) if resume is not None else NodeState(horizon_ns, cfg.flow.detect)
+        # The setting of this start, for a node the store knows too (it is pickled with
+        # the state): switched off, a known node went on raising events and alerts.
+        state.detect = cfg.flow.detect
         return NodeLogic(state, max_dl, drift=cfg.flow.detect)
 
     processed = op.stateful_batch("node_state", keyed, builder)
