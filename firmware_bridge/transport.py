@@ -68,7 +68,11 @@ class SerialLink:
 
     async def read(self, max_bytes: int = _READ_CHUNK, timeout_s: float | None = None) -> bytes:
         """At least one byte, at most `max_bytes`. LinkTimeoutError if none came in time,
-        LinkLostError if the port went away."""
+        LinkLostError if the port went away. A cancellation while the read rests after
+        taking bytes (coalesce_s) does not drop them: they are returned, and the caller
+        stops at raise_if_cancelled once it has handed them on, or at its next read or
+        write, which re-raise it."""
+        raise_if_cancelled()
         if self._closed:
             raise LinkLostError(self.port, "link is closed")
         wait = self.timeout_s if timeout_s is None else timeout_s
@@ -90,12 +94,15 @@ class SerialLink:
             transport.pause_reading()  # type: ignore[attr-defined]
             try:
                 await asyncio.sleep(self.coalesce_s)
+            except asyncio.CancelledError:
+                pass  # stopped: what was taken is returned (a ticket, a vehicle), see above
             finally:
                 if not transport.is_closing():
                     transport.resume_reading()  # type: ignore[attr-defined]
         return data
 
     async def write(self, data: bytes) -> None:
+        raise_if_cancelled()  # a cancellation read() deferred: stop rather than ask again
         if self._closed or self._writer.is_closing():
             raise LinkLostError(self.port, "link is closed")
         try:

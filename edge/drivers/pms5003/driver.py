@@ -202,6 +202,7 @@ class Pms5003Driver:
                 assert not isinstance(frame, Pms5003Ack)
                 emit(self._sample(frame))
                 last_ok = loop.time()
+            raise_if_cancelled()  # only after the answer read is emitted
             next_query += p.query_interval_s
             now = loop.time()
             if next_query < now:  # fell behind (slow replies): keep the cadence from now
@@ -216,8 +217,8 @@ class Pms5003Driver:
                                               timeout_s=self.params.reply_timeout_s, on_other=on_other)
         except ProtocolError:
             return None
-        finally:
-            raise_if_cancelled()
+        # A stop while the answer was read: returned all the same, emitted by the caller
+        # before it stops (raise_if_cancelled there, or the next write's).
         return found
 
 
