@@ -107,6 +107,8 @@ class Agent:
         # outbox.max_age's eviction: done once a run; clock.monotonic() of the next try
         self._aged = False
         self._age_again_at = 0.0
+        self._aged_through: int | None = None  # the last row it takes, once judged
+        self._age_evicted = 0  # rows it took so far
         self.clock_jumps = 0
         self.publisher: Publisher | None = None
 
@@ -178,28 +180,42 @@ class Agent:
         del self._pending[:excess]
         self.readings_dropped += excess
 
-    def _evict_aged(self) -> None:
+    def _evict_aged(self, *, at_once: bool = False) -> None:
         """outbox.max_age_days' eviction, once a run: at start-up, or, if the wall clock is
         not synchronised then, once it is (a clock far ahead would make every row look old;
         one far behind, none). Rows whose stamps were made on an unsynchronised clock are
-        judged by their place in commit order (Outbox.evict_aged). A deletion the disk
-        refuses (it needs room in SQLite's WAL file) is logged and tried again a minute
-        later: a full disk must not stop the agent from starting."""
+        judged by their place in commit order (Outbox.aged_through). AGE_EVICT_BATCH rows
+        a transaction: all of them at start-up (`at_once`, before the drivers and the
+        publisher start), one batch a call in the loop, so that the drivers, the commits
+        and the publisher's acks do not wait for the whole of it, nor the WAL file grow to
+        its size. A deletion the disk refuses (it needs room in SQLite's WAL file) is
+        logged and tried again a minute later: a full disk must not stop the agent from
+        starting."""
         if self._aged or self.clock_sync.state is False \
                 or self.clock.monotonic() < self._age_again_at:
             return
-        cut = to_epoch_ns(self.clock.now()) - int(self.config.outbox.max_age_s * 1e9)
         try:
-            n = self.outbox.evict_aged(cut)
+            if self._aged_through is None:
+                cut = to_epoch_ns(self.clock.now()) - int(self.config.outbox.max_age_s * 1e9)
+                self._aged_through = self.outbox.aged_through(cut)
+            through = self._aged_through
+            done = through is None
+            while through is not None and not done:
+                n, done = self.outbox.evict_through(through)
+                self._age_evicted += n
+                if not at_once:
+                    break
         except OutboxError as exc:
             log.error("cannot evict the outbox's old rows; trying again in a minute",
                       extra={"error": str(exc)})
             self._age_again_at = self.clock.monotonic() + 60.0
             return
+        if not done:
+            return
         self._aged = True
-        if n:
+        if self._age_evicted:
             log.warning("outbox rows evicted: committed more than outbox.max_age_days ago",
-                        extra={"evicted": n})
+                        extra={"evicted": self._age_evicted})
 
     def health(self) -> dict[str, Any]:
         stats = self.outbox.stats()
@@ -329,7 +345,7 @@ class Agent:
         self.config.node.state_dir.mkdir(parents=True, exist_ok=True)
         self.clock_sync.start()
         self.outbox.open()
-        self._evict_aged()
+        self._evict_aged(at_once=True)
         ctx = DriverContext(clock=self.clock, pin_factory=self._pins,
                             state_dir=self.config.node.state_dir, state=self.driver_state)
         self.publisher = Publisher(self.config, self.outbox, self._client, self.clock, self.health)

@@ -71,6 +71,11 @@ RESERVE_OPEN_MIN_BYTES = 64 * 1024  # less, made at a clean stop, would not open
 # before the reserve, or one whose reserve is given up, has nothing to give up then).
 WAL_ROOM_BYTES = 8 * 1024 * 1024
 
+# Rows a transaction of the age eviction deletes at most (Outbox.evict_through): its WAL
+# file holds every page it changes until a checkpoint (140 MiB for 2,000,000 rows in
+# one), which a card with less room refuses, and the agent's loop waits for it.
+AGE_EVICT_BATCH = 20_000
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -425,35 +430,63 @@ class Outbox:
 
     def evict_aged(self, cut_ns: int) -> int:
         """Evicts the rows committed before `cut_ns` (max_age), as far as their commit
-        stamps can tell: a stamp made while the clock was not synchronised (the reading
-        flagged clock_unsynced: a node that booted on a stale clock) says nothing of its
-        row's age, but the rows are in commit order. So what goes is the prefix of rows up
-        to the last one committed on a synchronised clock before `cut_ns` whose good
-        predecessors all were too: a flagged row goes only if such a row was committed
-        after it, and no row behind one a good clock says is young goes. Index walks from
-        either end, no scan of the whole outbox when little is old; counted as evicted."""
-        return self._with_room(lambda: self._evict_aged(cut_ns))
+        stamps can tell (`aged_through`), AGE_EVICT_BATCH rows a transaction; counted as
+        evicted. The agent calls aged_through and evict_through itself, a batch per flush
+        interval: this is all of it at once."""
+        through = self.aged_through(cut_ns)
+        total = 0
+        while through is not None:
+            n, done = self.evict_through(through)
+            total += n
+            if done:
+                break
+        return total
 
-    def _evict_aged(self, cut_ns: int) -> int:
+    def aged_through(self, cut_ns: int) -> int | None:
+        """The last row the age eviction takes at `cut_ns`, or None. A stamp made while the
+        clock was not synchronised (the reading flagged clock_unsynced: a node that booted
+        on a stale clock) says nothing of its row's age, but the rows are in commit order.
+        So what goes is the prefix of rows up to the last one committed on a synchronised
+        clock before `cut_ns` whose good predecessors all were too: a flagged row goes
+        only if such a row was committed after it, and no row behind one a good clock says
+        is young goes. Index walks from either end, no scan of the whole outbox when
+        little is old. Rows below it stay old as time goes on (later rows get higher ids):
+        it holds until they are evicted, at a later cut too."""
+        db = self._db()
+        try:
+            row = db.execute(f"SELECT id FROM outbox WHERE created_ns >= ? AND NOT {_UNSYNCED} "
+                             "ORDER BY id LIMIT 1", (cut_ns,)).fetchone()
+            young = None if row is None else int(row[0])
+            row = db.execute(f"SELECT id FROM outbox WHERE id < ? AND NOT {_UNSYNCED} "
+                             "ORDER BY id DESC LIMIT 1",
+                             (young if young is not None else 2**63 - 1,)).fetchone()
+        except sqlite3.Error as exc:
+            raise OutboxError(f"outbox eviction by age failed: {exc}") from exc
+        return None if row is None else int(row[0])
+
+    def evict_through(self, through_id: int, limit: int = AGE_EVICT_BATCH) -> tuple[int, bool]:
+        """Evicts the oldest rows up to `through_id` (aged_through's), at most `limit` of
+        them, in one transaction; counted as evicted. Returns how many, and whether none
+        is left up to `through_id`."""
+        return self._with_room(lambda: self._evict_through(through_id, limit))
+
+    def _evict_through(self, through_id: int, limit: int) -> tuple[int, bool]:
         db = self._db()
         with self._write_lock:
             try:
                 db.execute("BEGIN IMMEDIATE")
-                row = db.execute(f"SELECT id FROM outbox WHERE created_ns >= ? AND NOT {_UNSYNCED} "
-                                 "ORDER BY id LIMIT 1", (cut_ns,)).fetchone()
-                young = None if row is None else int(row[0])
-                row = db.execute(f"SELECT id FROM outbox WHERE id < ? AND NOT {_UNSYNCED} "
-                                 "ORDER BY id DESC LIMIT 1",
-                                 (young if young is not None else 2**63 - 1,)).fetchone()
-                n = 0
-                if row is not None:
-                    n = db.execute("DELETE FROM outbox WHERE id <= ?", (row[0],)).rowcount
+                row = db.execute("SELECT id FROM outbox WHERE id <= ? ORDER BY id LIMIT 1 "
+                                 "OFFSET ?", (through_id, limit - 1)).fetchone()
+                bound = through_id if row is None else int(row[0])
+                n = db.execute("DELETE FROM outbox WHERE id <= ?", (bound,)).rowcount
+                if n:
                     self._add_evicted(db, n)
                 db.execute("COMMIT")
             except sqlite3.Error as exc:
                 self._rollback(db)
                 raise OutboxError(f"outbox eviction by age failed: {exc}") from exc
-        return int(n)
+            self._after_write(db)
+        return int(n), bound == through_id
 
     def evict_oldest(self, n: int) -> int:
         """Evicts the `n` oldest rows (counted as evicted), as max_rows does: room for newer
