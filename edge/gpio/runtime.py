@@ -189,9 +189,14 @@ class GpioDriver(ABC):
                 due = reactor.deadline()
                 if due is not None and now >= due:
                     await reactor.on_time(now)
-        except asyncio.CancelledError:
+        except asyncio.CancelledError as cancelled:
             if reactor is not None:
-                await self._settle(inputs, reactor)
+                try:
+                    await self._settle(inputs, reactor)
+                except Exception as exc:
+                    # Still a stop: another error in its place would have the agent restart
+                    # the driver instead of ending it.
+                    raise cancelled from exc
             raise
         finally:
             self.running = False

@@ -70,3 +70,26 @@ def test_a_bounce_settling_back_at_the_stop_counts_nothing(gpio) -> None:
                                                    "debounce_s": 0.2}, "sensors[0]"),
                         DriverContext(pin_factory=gpio.provider))
     assert asyncio.run(_pulse_then_stop(gpio, kiosk, 16, settle_back=True)) == []
+
+
+def test_a_failure_while_settling_still_ends_the_run_as_a_stop(gpio) -> None:
+    """An error deciding the last pulse must not replace the stop: the agent would take it
+    for a failed driver and start it again while it shuts down."""
+    params = kiosk_params({"issue_pin": 16, "call_pins": [20], "debounce_s": 0.2},
+                          "sensors[0]")
+    driver = build_kiosk("kiosk-opd", params, DriverContext(pin_factory=gpio.provider))
+
+    def broken(sample: Sample) -> None:
+        raise ValueError("emit failed")
+
+    async def scenario() -> asyncio.Task[None]:
+        task = asyncio.create_task(driver.run(broken))
+        await gpio.wait_until(lambda: driver.describe()["running"], "driver start")
+        await gpio.in_thread(gpio.factory.pin(16).drive_low)
+        await gpio.wait_until(lambda: driver.describe()["edges"] >= 1, "the edge")
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        return task
+
+    task = asyncio.run(scenario())
+    assert task.cancelled()
