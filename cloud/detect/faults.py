@@ -140,9 +140,11 @@ class FaultEvent:
     # The sequence number of the reading that fired it, where the event is raised later
     # than on that reading (a held clock jump, FaultMonitor.node_heartbeat); None otherwise.
     seq: int | None = None
-    # A clock jump's: when the cloud received the reading that showed it (None: not told),
-    # which stamps the node's event (cloud/logic/events.py), since the reading's stamp is
-    # on the clock that jumped. Not compared: the same event whenever it was received.
+    # When the cloud received the reading that showed it, where the event may be raised
+    # on another message than that reading's (a clock jump; a sequence gap held in case the
+    # missing readings are only late); None: not told, or raised on that reading's message.
+    # It stamps the event's point (cloud/logic/events.py), since the reading's stamp is on
+    # the node's clock. Not compared: the same event whenever it was received.
     received: datetime | None = dataclasses.field(default=None, compare=False)
 
     def __setstate__(self, state: list[object]) -> None:
@@ -329,9 +331,11 @@ LOST_HEARTBEATS = 1.5
 # A sequence gap held (`FaultMonitor._hold_gap`): the cloud's reception of the reading after
 # the gap (µs), the number before the gap, the number after it, the event that reading
 # raised, the runs of numbers still missing as [first, last], the late readings bordering
-# them (number -> (stamp, value)), the stamp of the reading before the gap and the interval
-# expected then (µs). Pickled; held by an older version: the first five only.
-_HeldGap = tuple[int, int, int, FaultEvent, list[list[int]], dict[int, tuple[int, float]], int, int]
+# them (number -> (stamp, value, reception µs); held by an older version: without the
+# reception), the stamp of the reading before the gap and the interval expected then (µs).
+# Pickled; held by an older version: the first five only.
+_HeldGap = tuple[int, int, int, FaultEvent, list[list[int]], dict[int, tuple[int, float, int]], int,
+                 int]
 
 
 def _micros(ts: datetime | int) -> int:
@@ -674,7 +678,7 @@ class FaultMonitor:
                     f"(seq {last_seq} -> {seq}): clock set back", seq, _rx(received)))
             return events
         if seq is not None and self._gaps_held:
-            self._fill(seq, at, value, events)
+            self._fill(seq, at, value, events, received)
         if s.clock_back:
             self._clock_back(at, seq, value, events, received)
         return events
@@ -825,7 +829,7 @@ class FaultMonitor:
         if seq is not None:
             if previous_seq is not None and seq <= previous_seq:
                 if self._gaps_held and value is not None:
-                    self._fill(seq, at, value, events)
+                    self._fill(seq, at, value, events, received)
                 return  # a duplicate or a late reading: nothing new about liveness
             self._last_seq = seq
         if last_ts is not None and at <= last_ts:
@@ -981,9 +985,11 @@ class FaultMonitor:
         while len(held) > _HELD_MAX:
             events += self._gap_events(held.pop(0))
 
-    def _fill(self, seq: int, at: int | None, value: float, events: list[FaultEvent]) -> None:
+    def _fill(self, seq: int, at: int | None, value: float, events: list[FaultEvent],
+              received: datetime | int | None = None) -> None:
         """A reading numbered `seq`, stamped `at` (None: taken without judging, `unjudged`:
-        its number fills, its stamp and value are not kept), came late: its number is no longer missing
+        its number fills, its stamp and value are not kept), received at `received` (None:
+        as the gap), came late: its number is no longer missing
         from the held gap it falls in (if stamped before the reading after the gap), which
         is dropped when no run of `silence_intervals` numbers is left missing and the reading
         before the one after the gap has come (raised at once
@@ -996,7 +1002,7 @@ class FaultMonitor:
         if not held:
             return
         for k, gap in enumerate(held):
-            received, before, after, event, holes, came, _, _ = gap = _upgraded(gap)
+            got, before, after, event, holes, came, _, _ = gap = _upgraded(gap)
             if not before < seq < after or (at is not None and at >= _micros(event.detected_at)):
                 continue
             held[k] = gap
@@ -1008,12 +1014,12 @@ class FaultMonitor:
             else:
                 return  # come already (a duplicate)
             if at is not None:
-                came[seq] = (at, value)
+                came[seq] = (at, value, got if received is None else _micros(received))
             for kept in [n for n in came if not any(a - 1 <= n <= b + 1 for a, b in holes)]:
                 del came[kept]
             if seq == after - 1 and at is not None and event.value is not None:
                 jumped: list[FaultEvent] = []
-                self._forward(at, _micros(event.detected_at), after, event.value, received, jumped)
+                self._forward(at, _micros(event.detected_at), after, event.value, got, jumped)
                 events += [ev if ev.seq is not None else replace(ev, seq=after) for ev in jumped]
             if not holes or (max(b - a + 1 for a, b in holes) < self.settings.silence_intervals
                              and holes[-1][1] < after - 1):
@@ -1043,7 +1049,8 @@ class FaultMonitor:
         reading after it; a clock set back where their stamps moved less than half of what
         the run takes). A run ending at a reading taken without judging (`unjudged`) is not
         raised (its stamp cannot place it); one after such a reading is placed back from the
-        reading after it, as `_after_unjudged` places it."""
+        reading after it, as `_after_unjudged` places it. Each carries the reception of the
+        reading it is raised on (`FaultEvent.received`), whichever message lets it go."""
         received, before, after, event, holes, came, last_ts, interval = _upgraded(gap)
         out: list[FaultEvent] = []
         for first, last in holes:
@@ -1051,12 +1058,15 @@ class FaultMonitor:
             if missing < self.settings.silence_intervals:
                 continue
             if first - 1 == before and last + 1 == after:
-                out.append(event)  # nothing came: the event as judged on its reading
+                # nothing came: the event as judged on its reading (and received with it)
+                out.append(event if event.received is not None
+                           else replace(event, received=_stamp(received)))
                 continue
             if last + 1 == after:
-                at, value = _micros(event.detected_at), event.value
+                at, value, got = _micros(event.detected_at), event.value, received
             elif last + 1 in came:
-                at, value = came[last + 1]
+                at, value, *rest = came[last + 1]
+                got = rest[0] if rest else received  # (kept since late readings' receptions are)
             else:
                 continue  # ends at a reading not judged
             if first - 1 == before:
@@ -1070,12 +1080,13 @@ class FaultMonitor:
                 out.append(FaultEvent(
                     self.sensor, self.field, FaultType.CLOCK_JUMP, stamp, stamp, value,
                     f"{missing} readings skipped but the stamps moved {(at - prior) / 1e6:g} s: "
-                    "clock set back", last + 1, _stamp(received)))
+                    "clock set back", last + 1, _stamp(got)))
             else:
                 out.append(FaultEvent(
                     self.sensor, self.field, FaultType.SILENCE,
                     _stamp(prior) + timedelta(microseconds=interval), stamp, value,
-                    f"{missing} readings missing (seq {first - 1} -> {last + 1})", last + 1))
+                    f"{missing} readings missing (seq {first - 1} -> {last + 1})", last + 1,
+                    _stamp(got)))
         return out
 
     def _remember_gap(self, gap: float) -> None:

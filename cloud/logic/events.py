@@ -208,17 +208,63 @@ def _unjudged(r: Reading) -> bool:
     return bool(r.flags) and not OUT_OF_WINDOWS.isdisjoint(r.flags)
 
 
+# A reading's fault event is stamped by the reading when the cloud received that reading
+# within these of its stamp, else when the cloud received it (`_fault_points`): the "Sensor
+# fault" alert counts the events of the last 15 minutes (urbanpulse/dashboards/alerts.py) by
+# their stamps, evaluated every minute, and the processor writes them some time after the
+# reception; 5 min behind leaves it most of that. Ahead, the alert would wait for the stamp.
+RECEIVED_AFTER_MAX_NS = 5 * 60 * 10**9
+STAMPED_AHEAD_MAX_NS = 60 * 10**9
+# A fault event's point stamped at a reception is placed this many ns after it per sequence
+# number (mod RECEPTION_SEQS) and 1 per field place: below 4000 ns, the least step between two
+# receptions of one journal (RECEIVED_STEP_NS, 4096) once taken to the microsecond, so the
+# events of two messages never share a stamp, and two of one type and sensor in one message
+# do only on one field of readings RECEPTION_SEQS numbers apart.
+RECEPTION_PLACES = 8
+RECEPTION_SEQS = 500
+
+
+def reception_stamp(received_ns: int, seq: int, place: int) -> int:
+    """The stamp of a fault event of reading `seq`'s field `place` received at `received_ns`:
+    the reception to the microsecond (as `FaultEvent.received` keeps it) and the offset
+    above."""
+    return (received_ns // 1000 * 1000 + seq % RECEPTION_SEQS * RECEPTION_PLACES
+            + place % RECEPTION_PLACES)
+
+
+def stamped_at_reception(stamp_ns: int, received_ns: int) -> bool:
+    """Whether a fault event on a reading stamped `stamp_ns` (the node's clock) and received
+    at `received_ns` (the cloud's) is stamped at the reception: the reading came more than
+    RECEIVED_AFTER_MAX_NS after its stamp (a node's clock behind, a backlog) or is stamped
+    more than STAMPED_AHEAD_MAX_NS ahead of it (a node's clock ahead)."""
+    got = received_ns // 1000 * 1000
+    return got - stamp_ns > RECEIVED_AFTER_MAX_NS or stamp_ns - got > STAMPED_AHEAD_MAX_NS
+
+
 def _fault_points(events: list[FaultEvent], tags: dict[str, str], name: str, v: float, seq: int,
                   place: int, out: list[Point], alerts: list[Alert] | None,
                   jumps: NodeClockJumps | None = None, received_ns: int | None = None) -> None:
     """The points (appended to `out`) and alerts of a reading's fault events on its field
-    `name`, the reading's `place`-th: a point is stamped `place` ns after the detection, so
-    that events of one type on two fields of one reading stay two points (an alert keeps
-    the detection's stamp). With the node's `jumps`, a clock jump is the node's event, or
-    none when folded into the one raised for its jump (received by the cloud at
-    `received_ns`: `NodeClockJumps.fold`); the node's event is stamped at `received_ns`
-    (the journal's stamp of the message that raised it, so a replay writes the same point),
-    not by the node's clock, which is the one that jumped, as the heartbeat rule's are."""
+    `name`, the reading's `place`-th.
+
+    An event is stamped by the reading it fired on (`place` ns after its stamp, so that
+    events of one type on two fields of a reading stay two points), unless the cloud received
+    that reading more than 5 min after its stamp or more than 1 min before it
+    (`stamped_at_reception`): then when the cloud received it, `received_ns` (the journal's
+    stamp of the message, so a replay writes the same point) or `FaultEvent.received` for an
+    event raised later, held until another message let it go (the same point whichever
+    message lets it go), placed after it by the reading's number and field
+    (`reception_stamp`). Grafana's "Sensor fault" alert counts the events of the last 15
+    minutes by their stamps: an event of a node whose clock is behind by more than that (or
+    of a backlog that old) was never alerted, and one of a node ahead was alerted that much
+    late. The reading's stamp is then the field `node_ts` (as the heartbeat rules' events
+    keep the heartbeat's), the fault's start `delay_s` before it; the alert carries the
+    point's moment. Without a reception (a caller that has none): the reading's stamp.
+
+    With the node's `jumps`, a clock jump is the node's event, or none when folded into the
+    one raised for its jump (received by the cloud at `received_ns`: `NodeClockJumps.fold`),
+    always stamped at the reception, `place` ns after it, as the heartbeat rule's are: the
+    reading's stamp is on the clock that jumped (and not kept: `delay_s` and `seq`)."""
     for ev in events:
         event_tags = tags
         at = to_epoch_ns(ev.detected_at)
@@ -228,20 +274,28 @@ def _fault_points(events: list[FaultEvent], tags: dict[str, str], name: str, v: 
                 continue
             ev = node_event
             event_tags = {"site": tags["site"], "node": tags["node"], "sensor": "", "kind": NODE_KIND}
-            # The reading's stamp is on the clock that jumped (an hour ahead for a clock set
-            # forward an hour): the alert's "last 15 minutes" would miss the event. Stamped
-            # when the cloud received the reading that showed it (a jump held, or seen through
-            # a swapped message, is the same point whichever message let it go).
-            if ev.received is not None:
-                at = to_epoch_ns(ev.received)
-            elif received_ns is not None:
-                at = received_ns
+        event_seq = seq if ev.seq is None else ev.seq
+        rx = to_epoch_ns(ev.received) if ev.received is not None else received_ns
+        node_ts = None  # the reading's stamp, where the point is not
+        if event_tags is not tags:
+            if rx is not None:
+                at = rx
+            stamp = at + place
+        elif rx is not None and stamped_at_reception(at, rx):
+            node_ts = format_ts(ev.detected_at)
+            at = rx // 1000 * 1000
+            stamp = reception_stamp(rx, event_seq, place)
+        else:
+            stamp = at + place
         value = v if ev.value is None else float(ev.value)
-        out.append((RP_RAW, line(EVENTS, dict(event_tags, type=str(ev.fault)), {
-            "field": name, "value": value, "delay_s": ev.delay.total_seconds(),
-            "seq": seq if ev.seq is None else ev.seq, "detail": ev.detail}, at + place)))
+        fields: dict[str, float | int | str | bool] = {
+            "field": name, "value": value, "delay_s": ev.delay.total_seconds(), "seq": event_seq,
+            "detail": ev.detail}
+        if node_ts is not None:
+            fields["node_ts"] = node_ts
+        out.append((RP_RAW, line(EVENTS, dict(event_tags, type=str(ev.fault)), fields, stamp)))
         if event_tags is not tags and jumps is not None:
-            jumps.stamp_ns = at + place
+            jumps.stamp_ns = stamp
         if alerts is not None:
             alerts.append(Alert(event_tags["site"], event_tags["node"], event_tags["sensor"],
                                 event_tags["kind"], str(ev.fault), name, value, at, ev.detail))
@@ -425,7 +479,7 @@ def _check_run(site: str, node: str, name: str, watch: FieldWatch, readings: lis
             events = faults.unjudged(r.seq, received_ns)
             if events:
                 _found_faults(site, node, r, name, float(r.values[name]), events, i, found, alerting,
-                              defer_jumps)
+                              defer_jumps, received_ns)
             continue
         ts = r.ts_ns
         values = r.values
@@ -434,7 +488,8 @@ def _check_run(site: str, node: str, name: str, watch: FieldWatch, readings: lis
             # Not scored nor checked: late, or the node's clock set back (`stamped_before`).
             events = faults.stamped_before(ts, v, r.seq, received_ns)
             if events:
-                _found_faults(site, node, r, name, v, events, i, found, alerting, defer_jumps)
+                _found_faults(site, node, r, name, v, events, i, found, alerting, defer_jumps,
+                              received_ns)
             continue
         watch.last_ts_ns = ts
         if watch.low is None:
@@ -453,11 +508,13 @@ def _check_run(site: str, node: str, name: str, watch: FieldWatch, readings: lis
                 found.append((i, place, point, alert, None))
         events = update(ts, v, r.seq, values, received_ns)
         if events:
-            _found_faults(site, node, r, name, v, events, i, found, alerting, defer_jumps)
+            _found_faults(site, node, r, name, v, events, i, found, alerting, defer_jumps,
+                          received_ns)
 
 
 def _found_faults(site: str, node: str, r: Reading, name: str, v: float, events: list[FaultEvent],
-                  i: int, found: list[_Found], alerting: bool, defer_jumps: bool = False) -> None:
+                  i: int, found: list[_Found], alerting: bool, defer_jumps: bool = False,
+                  received_ns: int | None = None) -> None:
     tags = {"site": site, "node": node, "sensor": r.sensor, "kind": r.kind}
     points: list[Point] = []
     alerts: list[Alert] | None = [] if alerting else None
@@ -469,7 +526,7 @@ def _found_faults(site: str, node: str, r: Reading, name: str, v: float, events:
         points.clear()
         if alerts is not None:
             alerts.clear()
-        _fault_points([ev], tags, name, v, r.seq, place, points, alerts)
+        _fault_points([ev], tags, name, v, r.seq, place, points, alerts, None, received_ns)
         for k, point in enumerate(points):
             found.append((i, place, point, None if alerts is None else alerts[k], None))
 
