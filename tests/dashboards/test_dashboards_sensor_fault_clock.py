@@ -36,7 +36,8 @@ from cloud.logic.records import NodeData, Point, decode_record
 from cloud.sink import InfluxWriter
 from urbanpulse.clock import SystemClock, from_epoch_ns, to_epoch_ns
 from urbanpulse.dashboards.alerts import RULES, AlertRule
-from urbanpulse.dashboards.queries import TimeRange, interpolate
+from urbanpulse.dashboards.city import all_dashboards
+from urbanpulse.dashboards.queries import TimeRange, interpolate, regex_value
 from urbanpulse.influx_http import InfluxHTTP
 from urbanpulse.stack import StackInfo
 from urbanpulse.wire import Reading, data_topic, encode_batch, format_ts
@@ -45,6 +46,7 @@ pytestmark = pytest.mark.stack
 
 S = 10**9
 MIN = 60 * S
+HOUR = 60 * MIN
 HORIZON_NS = 6 * 3600 * S
 PROVISIONING = Path(__file__).parents[2] / "dashboards" / "provisioning" / "alerting" / "urbanpulse.yaml"
 _runs = itertools.count()
@@ -200,3 +202,28 @@ def test_a_fault_the_processor_finds_more_than_15_minutes_behind_is_not_alerted(
     assert _alerted(reader, db, site, written + 10 * MIN) == {}
     assert _alerted(reader, db, site, received + 5 * S) == {("pm-1", "silence"): 2,
                                                              ("pm-1", "out_of_range"): 1}
+
+
+def test_latest_sensor_faults_shows_when_the_node_took_the_reading(store: Store) -> None:
+    """The events dashboard's "Latest sensor faults" table, its query as generated, run as
+    Grafana would: an event stamped at its reception shows the reading's stamp (node_ts)
+    beside it; one stamped by its reading, none."""
+    reader, db = store.client, store.database
+    (panel,) = [p for d in all_dashboards() for p in d.panels if p.title == "Latest sensor faults"]
+    (query,) = panel.queries
+    end = to_epoch_ns(datetime.now(UTC).replace(microsecond=0))
+    rows: dict[str, list[tuple[object, ...]]] = {}
+    for name, lead in (("behind", timedelta(hours=-1)), ("right", timedelta(0))):
+        site = f"fault-table-{to_epoch_ns(SystemClock().now()) % 10**6}-{next(_runs)}"
+        Processor(store.writer).take(_records(site, "aq-1", lead, end))
+        text = interpolate(query.influxql, TimeRange.last(from_epoch_ns(end + 5 * S), timedelta(hours=3)),
+                           {"site": regex_value(site), "node": regex_value("aq-1")})
+        (series,) = reader.query(text, db=db)
+        assert series["columns"] == ["time", "type", "site", "node", "sensor", "field", "node_ts",
+                                     "detail", "delay_s"]
+        rows[name] = [tuple(row[i] for i in (1, 5, 6)) for row in series["values"]]
+    bad, gap = (format_ts(from_epoch_ns(end - k * MIN - HOUR - 2 * S)) for k in (0, 1))
+    assert rows["behind"] == [("out_of_range", "pm25", bad), ("silence", "pm10", gap),
+                              ("silence", "pm25", gap)]
+    assert rows["right"] == [("out_of_range", "pm25", None), ("silence", "pm10", None),
+                             ("silence", "pm25", None)]

@@ -501,8 +501,13 @@ def sensor_events() -> Dashboard:
                 "Sensor faults per type", "timeseries",
                 (per_interval('count("detail")', '"raw"."events"', '"type"', where=NOT_ANOMALY,
                               fill="0", alias="$tag_type"),),
-                description="Fault events raised, by rule. An event is stamped with the reading "
-                            "or heartbeat that completed its rule.",
+                description="Fault events raised, by rule, counted when they are stamped: by the "
+                            "reading that completed the rule (the node's clock), or when the cloud "
+                            "received it where it came over 5 minutes after its stamp or over a "
+                            "minute before it (a node's clock wrong, a backlog: the event's "
+                            "node_ts, in \"Latest sensor faults\", is then the reading's stamp); a "
+                            "heartbeat's events and a node's clock jumps when the cloud received "
+                            "the message; silence found on the cloud's tick at the tick.",
                 unit="none", stacked=True,
             ),
             Panel(
@@ -513,11 +518,18 @@ def sensor_events() -> Dashboard:
             ),
             Panel(
                 "Latest sensor faults", "table",
-                (Query('SELECT "type", "site", "node", "sensor", "field", "detail", "delay_s" '
-                       f'FROM "raw"."events" WHERE $timeFilter AND {SITE_NODE}{NOT_ANOMALY} '
+                (Query('SELECT "type", "site", "node", "sensor", "field", "node_ts", "detail", '
+                       f'"delay_s" FROM "raw"."events" WHERE $timeFilter AND {SITE_NODE}{NOT_ANOMALY} '
                        'ORDER BY time DESC LIMIT 100', result_format="table"),),
-                description="Newest first. `delay_s`: from the fault's start to the event. A "
-                            "node's own events (clock jumps from its heartbeat) have no sensor.",
+                description="Newest first. Time: when the event is stamped. `node_ts` (UTC), where "
+                            "set: when the reading (or heartbeat) that raised it was taken, by the "
+                            "node's clock; the event is then stamped when the cloud received it, "
+                            "as the reading came over 5 minutes after its stamp or over a minute "
+                            "before it (a node's clock wrong, a backlog), or came in a heartbeat. "
+                            "Empty: the event's time is its reading's (a silence found on the "
+                            "cloud's tick and a node's clock jump: the cloud's). `delay_s`: from "
+                            "the fault's start to the reading or heartbeat. A node's own events "
+                            "(clock jumps) have no sensor.",
                 width=24,
             ),
             Panel(
