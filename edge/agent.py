@@ -330,7 +330,17 @@ class Agent:
             except asyncio.CancelledError:
                 state.state = "stopped"
                 raise
-            except Exception as exc:  # noqa: BLE001 - any driver failure is counted, logged, restarted
+            except Exception as exc:  # any driver failure is counted, logged, restarted
+                if _stopping():
+                    # An error in place of the stop (a clean-up failing while the driver
+                    # was cancelled, gpiozero's close() of a pin): still a stop. Taken for
+                    # a failure, the driver was started again, its cancellation spent, and
+                    # the agent's stop waited for it until systemd killed it.
+                    state.state = "stopped"
+                    state.last_error = f"{type(exc).__name__}: {exc}"
+                    log.warning("driver failed while stopping", extra={
+                        "sensor": sensor.id, "error": state.last_error})
+                    raise asyncio.CancelledError from exc
                 state.state = "failed"
                 state.restarts += 1
                 state.last_error = f"{type(exc).__name__}: {exc}"
@@ -383,6 +393,12 @@ class Agent:
             self.write_state()
             self.outbox.close()
             log.info("agent stopped", extra={"node": self.config.node.id})
+
+
+def _stopping() -> bool:
+    """Whether the running task is being cancelled (the agent stops its drivers)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 def _cpu_temperature() -> float | None:

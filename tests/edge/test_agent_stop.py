@@ -1,0 +1,124 @@
+"""The agent's stop (SIGTERM: systemd's stop, a restart, an upgrade) ends every driver,
+commits what they emitted and closes the outbox, whatever a driver does while it stops.
+
+A driver whose clean-up raises another error while it is being cancelled (gpiozero's
+close() failing as the pins are released) was taken for a failed driver: counted, logged
+"driver failed; restarting" and started again, its cancellation spent. The agent then
+waited for it for ever, without committing what the other drivers had emitted (their
+partial intervals) until systemd killed it after TimeoutStopSec (found by review)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, ClassVar
+
+from gpiozero.exc import PinError
+from gpiozero.pins.mock import MockFactory, MockPin
+
+from edge.agent import OUTBOX_FILE, Agent
+from edge.config import load_config
+from edge.outbox import Outbox
+from urbanpulse.testing import wait_for
+
+STOP_DEADLINE_S = 20.0  # the agent's own bound on its drivers (10 s) and its publisher's
+
+
+class _ClosingFails(MockPin):
+    """A mock pin whose release fails once (as lgpio's can on a chip that went away)."""
+
+    failing: ClassVar[set[str]] = set()
+
+    def close(self) -> None:
+        super().close()
+        if self.info.name in self.failing:
+            self.failing.discard(self.info.name)  # not again at the device's __del__
+            raise PinError(f"{self.info.name}: cannot release the line")
+
+
+def _door(sensor: str, pin: int) -> str:
+    return (f'[[sensors]]\nid = "{sensor}"\ndriver = "door_counter"\npin = {pin}\n'
+            'interval_s = 3600\ndebounce_s = 0.002\nmin_pulse_s = 0.01\n')
+
+
+@contextmanager
+def _running(agent: Agent, released: threading.Event | None = None
+             ) -> Iterator[Callable[[], None]]:
+    """The agent on its own loop and thread while the block runs; the block gets a
+    function that stops it (SIGTERM's stop event) and asserts that Agent.run returned in
+    time. Tasks still pending then (a driver that did not stop) are run to their end once
+    `released` is set (at the latest when the block ends)."""
+    loop = asyncio.new_event_loop()
+    stop = asyncio.Event()
+    returned = threading.Event()
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(agent.run(stop))
+        except BaseException as exc:  # noqa: BLE001 - handed to the test below
+            failure.append(exc)
+        returned.set()
+        pending = asyncio.all_tasks(loop)
+        if pending and released is not None and released.wait(STOP_DEADLINE_S):
+            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        loop.close()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+
+    def stop_and_wait() -> None:
+        loop.call_soon_threadsafe(stop.set)
+        assert returned.wait(STOP_DEADLINE_S), "the agent did not stop"
+        assert not failure, failure
+
+    try:
+        yield stop_and_wait
+    finally:
+        if released is not None:
+            released.set()
+        thread.join(STOP_DEADLINE_S)
+    assert not thread.is_alive()
+
+
+def test_a_driver_whose_clean_up_fails_at_the_stop_still_stops_and_the_others_readings_are_committed(
+        make_node_config: Callable[..., Path], collector: Callable[[str, str], Any]) -> None:
+    pins = MockFactory(pin_class=_ClosingFails)
+    _ClosingFails.failing = {"GPIO18"}
+    path = make_node_config("hn-edge", "stop-fail", _door("door-1", 17) + _door("door-2", 18))
+    seen = collector("hn-edge", "stop-fail")
+    agent = Agent(load_config(path), pin_factory=lambda: pins)
+    pin = pins.pin(17)
+
+    def broken() -> list[bool]:
+        d = agent._running.get("door-1")
+        return [] if d is None else list(d.describe().get("broken", []))
+
+    with _running(agent) as stop:
+        wait_for(lambda: broken() == [False] and agent.drivers["door-2"].state == "running",
+                 5, "the drivers", every_s=0.005)
+        for _ in range(3):
+            pin.drive_low()
+            wait_for(lambda: broken() == [True], 5, "beam broken", every_s=0.005)
+            pin.drive_high()
+            wait_for(lambda: broken() == [False], 5, "beam clear", every_s=0.005)
+        started = time.monotonic()
+        stop()
+    assert time.monotonic() - started < 15.0
+    door2 = agent.drivers["door-2"]
+    assert door2.state == "stopped"
+    assert door2.restarts == 0, door2.last_error  # not taken for a failure and restarted
+    outbox = Outbox(load_config(path).node.state_dir / OUTBOX_FILE).open()
+    try:
+        waiting = [r.reading for r in outbox.fetch(100)]
+    finally:
+        outbox.close()
+    # door-1's partial interval, emitted as it stopped: sent, or in the outbox for the next start
+    sent = [r for r in seen.readings if r.sensor == "door-1"]
+    assert sum(r.values["count"] for r in sent + waiting if r.sensor == "door-1") == 3
+
