@@ -45,6 +45,10 @@ MAX_UNCOMMITTED = 10_000
 # Room held back on the state disk for the outbox's deletions and its opening, given up
 # when the disk is full (edge/outbox.py, "The reserve"): a few WAL checkpoints' worth.
 OUTBOX_RESERVE_BYTES = 8 * 1024 * 1024
+# How long the stop waits for the cancelled drivers (a GPIO driver settles its last pulse
+# for up to 2.5 s, a serial one closes its port within its timeout) before it commits
+# without them: within systemd's TimeoutStopSec (30 s) with the publisher's 10 s.
+DRIVER_STOP_S = 10.0
 RESTART_MIN_S = 1.0
 RESTART_MAX_S = 60.0
 STATE_FILE = "agent-state.json"
@@ -351,6 +355,23 @@ class Agent:
             await asyncio.sleep(random.uniform(delay / 2, delay))
             delay = min(RESTART_MAX_S, delay * 2)
 
+    async def _drivers_stopped(self, tasks: list[asyncio.Task[None]]) -> None:
+        """Waits for the cancelled drivers' tasks, DRIVER_STOP_S at most: one that does not
+        end (a driver that ignores its cancellation) must not keep the others' last
+        readings from their commit until systemd kills the agent (TimeoutStopSec)."""
+        if not tasks:
+            return
+        done, stuck = await asyncio.wait(tasks, timeout=DRIVER_STOP_S)
+        for t in done:
+            if not t.cancelled():
+                t.exception()  # retrieved: a driver's failure is in its state already
+        if stuck:
+            sensors = sorted(t.get_name().removeprefix("driver-") for t in stuck)
+            for sensor in sensors:
+                self.drivers[sensor].state = "stuck"
+            log.error("drivers did not stop in time; the agent stops without them",
+                      extra={"sensors": sensors, "waited_s": DRIVER_STOP_S})
+
     async def run(self, stop: asyncio.Event) -> None:
         self.config.node.state_dir.mkdir(parents=True, exist_ok=True)
         self.clock_sync.start()
@@ -382,7 +403,7 @@ class Agent:
         finally:
             for t in tasks:
                 t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await self._drivers_stopped(tasks)
             self.flush()
             if self._pending:
                 log.error("readings lost at the stop: the outbox cannot commit them",
