@@ -7,17 +7,22 @@ from __future__ import annotations
 import math
 import pickle
 import random
+import re
+from dataclasses import replace
 
 import pytest
 
 import cloud.logic.node as node_module
 from cloud.config import DriftTuning, parse_cloud_config
+from cloud.detect import FaultEvent, FaultType
+from cloud.detect.drift import Drift
 from cloud.flow import NodeLogic
 from cloud.journal import JournalRecord
-from cloud.logic.domain.city_drift import AirReading, CityAir, drift_inputs
+from cloud.logic.domain.city_drift import AirReading, CityAir, _event, drift_inputs
 from cloud.logic.node import NodeState
+from urbanpulse.clock import from_epoch_ns
 from urbanpulse.errors import ConfigError
-from urbanpulse.wire import Reading, data_topic, encode_batch
+from urbanpulse.wire import Reading, data_topic, encode_batch, format_ts
 
 H_NS = 3_600_000_000_000
 T0_NS = 1_770_000_000 * 1_000_000_000 // H_NS * H_NS
@@ -38,7 +43,8 @@ def city(hours: int, drifting: int | None = None, step_min: int = 10) -> list[Ai
                 value *= 1 + 0.1 * max(0.0, h - 50)
             ts = T0_NS + k * step_min * 60_000_000_000
             out.append(("hn", f"aq-{i}", Reading("pm-1", "air.pm", ts, k,
-                                                  {"pm25": round(value, 1), "pm10": round(1.6 * value, 1)})))
+                                                  {"pm25": round(value, 1), "pm10": round(1.6 * value, 1)}),
+                        None))
     return out
 
 
@@ -87,13 +93,13 @@ def test_only_compared_air_fields_of_sensors_past_warmup_go_to_the_step() -> Non
     warming = Reading("pm-2", "air.pm", T0_NS, 1, {"pm25": 0.0, "pm10": 0.0}, ("warmup",))
     co2 = Reading("co2-1", "air.co2", T0_NS, 1, {"co2": 420.0})
     loop = Reading("loop-1", "traffic.loop", T0_NS, 1, {"count": 3.0})
-    assert drift_inputs("hn", "n", [pm, warming, co2, loop]) == [("hn", "n", pm), ("hn", "n", co2)]
+    assert drift_inputs("hn", "n", [pm, warming, co2, loop], 7) == [("hn", "n", pm, 7), ("hn", "n", co2, 7)]
 
 
 def _inventing(ids: int, hours: int = 24) -> list[AirReading]:
     """A node sending CO2 under `ids` sensor ids of its own making, one after the other."""
     return [("hn", "aq-x", Reading(f"co2-{k % ids}", "air.co2", T0_NS + k * 60_000_000_000,
-                                   k, {"co2": 420.0 + k % 5}))
+                                   k, {"co2": 420.0 + k % 5}), None)
             for k in range(hours * 60)]
 
 
@@ -172,7 +178,7 @@ def test_the_dataflow_hands_the_drift_step_only_what_the_node_state_took_in(
     records = [JournalRecord("i0", k, t0 + 10**12 + k, topic, encode_batch("hn", "aq-1", batch))
                for k, batch in enumerate((first, again))]
     out, _ = logic.on_batch(records)
-    air = [[(site, node, r.sensor, r.seq) for site, node, r in o[3]] for o in out]
+    air = [[(site, node, r.sensor, r.seq) for site, node, r, _ in o[3]] for o in out]
     assert air == [[("hn", "aq-1", "pm0", 1), ("hn", "aq-1", "pm1", 1)],  # pm2: refused
                    [("hn", "aq-1", "pm1", 2)]]  # pm0 seq 1 again: a duplicate
 
@@ -188,7 +194,7 @@ def test_the_config_s_pair_suffix_declares_the_pairs_and_a_change_starts_them_af
 
     t0 = 1_795_000_000_000_000_000
     step = CityAir()
-    step.process([("hn", "aq", Reading(m, "air.pm", t0 + k * 60 * 10**9, k, {"pm25": 20.0}))
+    step.process([("hn", "aq", Reading(m, "air.pm", t0 + k * 60 * 10**9, k, {"pm25": 20.0}), None)
                   for k in range(30) for m in ("pm-1", "pm-1-b")])
     pairs = step.drift.pairs
     step.use_pair_suffix("-b")  # what the dataflow does on resume: the same, kept
@@ -216,7 +222,7 @@ def _pair_readings(hours: float) -> list[AirReading]:
     """A station's two PM modules, the first drifting +8 %/h from hour 30."""
     from tests.cloud.detect.test_detect_pair_drift import ramp, station
 
-    return [("hn", "aq", Reading(module, "air.pm", ts, k, {"pm25": value, "pm10": value}))
+    return [("hn", "aq", Reading(module, "air.pm", ts, k, {"pm25": value, "pm10": value}), None)
             for k, (module, ts, value) in enumerate(station(hours, gain_a=ramp(0.08, 30)))]
 
 
@@ -237,3 +243,32 @@ def test_thresholds_from_the_config_judge_a_resumed_state_without_learning_anew(
     assert lenient.drift.pairs is pairs  # what the pair learnt is kept
     points, _ = lenient.process(rest)
     assert not [p for p in points if "type=drift" in p[1]]
+
+
+def test_a_drift_is_stamped_by_its_reading_or_out_of_the_alerts_reach_at_its_reception() -> None:
+    """cloud/logic/events.py's rule for a reading's fault events: received more than 5 min
+    after its stamp or more than 1 min before it, a drift is stamped at the reception (the
+    reading's stamp in node_ts); two drifts of one module found on one reading (the
+    cross-station one and its pair's) stay two points either way. (Through the processor's
+    path to the real InfluxDB and the Sensor fault rule: tests/dashboards/test_dashboards_drift_clock.py.)"""
+    stamp = T0_NS + 60 * H_NS
+    cross = FaultEvent("pm-1", "pm25", FaultType.DRIFT, from_epoch_ns(T0_NS + 55 * H_NS),
+                       from_epoch_ns(stamp), 30.0, "cross")
+    pair = replace(cross, value=None, detail="pair")
+    drifts = [Drift(("hn", "aq-1", "pm-1"), cross), Drift(("hn", "aq-1", "pm-1"), pair, ("pm-1", "pm-1-b"))]
+
+    def stamps(received_ns: int | None) -> list[tuple[int, int, str | None]]:
+        """Per drift: the point's stamp, the alert's, the point's node_ts."""
+        out = []
+        for place, drift in enumerate(drifts):
+            (_, text), alert = _event(drift, 7, place, received_ns)
+            node_ts = re.search(r'node_ts="([^"]*)"', text)
+            out.append((int(text.rsplit(" ", 1)[1]), alert.ts_ns, node_ts and node_ts.group(1)))
+        return out
+
+    for received in (None, stamp + 5 * 60 * 10**9, stamp - 60 * 10**9):
+        assert stamps(received) == [(stamp, stamp, None), (stamp + 1, stamp, None)]
+    for received in (stamp + 5 * 60 * 10**9 + 1000, stamp - 60 * 10**9 - 1000, stamp + H_NS + 123_456_789):
+        at = received // 1000 * 1000
+        taken = format_ts(from_epoch_ns(stamp))
+        assert stamps(received) == [(at + 7 * 8, at, taken), (at + 7 * 8 + 1, at, taken)]

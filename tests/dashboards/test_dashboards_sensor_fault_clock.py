@@ -20,26 +20,21 @@ the rule's relative time range, as `urbanpulse dashboards check` does.
 from __future__ import annotations
 
 import itertools
-import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from cloud.config import parse_cloud_config
-from cloud.initdb import init_db
 from cloud.journal import JournalRecord
 from cloud.logic.node import NodeState
 from cloud.logic.records import NodeData, Point, decode_record
 from cloud.sink import InfluxWriter
+from tests.dashboards.conftest import Store
 from urbanpulse.clock import SystemClock, from_epoch_ns, to_epoch_ns
 from urbanpulse.dashboards.alerts import RULES, AlertRule
 from urbanpulse.dashboards.city import all_dashboards
 from urbanpulse.dashboards.queries import TimeRange, interpolate, regex_value
 from urbanpulse.influx_http import InfluxHTTP
-from urbanpulse.stack import StackInfo
 from urbanpulse.wire import Reading, data_topic, encode_batch, format_ts
 
 pytestmark = pytest.mark.stack
@@ -87,31 +82,6 @@ class Processor:
         self.writer.write(out)
         assert self.writer.stats.refused_requests == 0
         return out
-
-
-@dataclass(frozen=True)
-class Store:
-    writer: InfluxWriter
-    client: InfluxHTTP
-    database: str
-
-
-@pytest.fixture
-def store(db_ready: StackInfo) -> Iterator[Store]:
-    """A database of its own, made by `cloud init-db`, written by the sink's writer: the
-    `node_ts` field these events write would show in other tests' frames of `events` (a
-    measurement's every field is a column of SELECT *)."""
-    creds = db_ready.influx("admin")
-    database = f"fault_clock_{time.monotonic_ns()}"
-    with InfluxHTTP(creds.url, creds.username, creds.password()) as client:
-        init_db(client, database, parse_cloud_config(
-            {"mqtt": {"password_file": "x", "ca_file": "x"}, "influx": {"password_file": "x"}}).retention)
-        writer = InfluxWriter(InfluxHTTP(creds.url, creds.username, creds.password()), database, 5000)
-        try:
-            yield Store(writer, client, database)
-        finally:
-            writer.close()
-            client.query(f'DROP DATABASE "{database}"', post=True)
 
 
 def _records(site: str, node: str, lead: timedelta, end_ns: int) -> list[JournalRecord]:

@@ -20,6 +20,17 @@ Live, the stations' readings reach the step seconds apart in event time. Catchin
 backlog of many hours, the node step takes each node's share of a source batch in turn.
 Stations late in that turn can then find an hour already judged without them, so drift is
 judged on fewer stations until the backlog is through.
+
+A drift event is stamped by the reading it fired on (the one that completed the judged hour
+or bin: another station's, maybe, on its node's clock), unless the cloud received that
+reading more than 5 min after its stamp or more than 1 min before it: then at that
+reception, the reading's stamp kept in `node_ts`, as the fault events of a reading are
+(cloud/logic/events.py, `stamped_at_reception`). Grafana's "Sensor fault" alert counts the
+events of the last 15 minutes by their stamps: a drift found on a backlog (stations
+delivering hours late after an outage) or on a reading of a node whose clock is behind was
+written that far back and never alerted, and one on a clock ahead alerted that much late.
+The reception is the journal's stamp of the reading's message, so a replay writes the same
+point.
 """
 
 from __future__ import annotations
@@ -34,25 +45,29 @@ from typing import Any
 from cloud.detect import STATE_VERSION as DETECT_STATE_VERSION
 from cloud.detect.drift import DRIFT_FIELDS, CityDrift, Drift, DriftSettings
 from cloud.detect.pair_drift import PairDrift, PairDriftSettings
-from cloud.logic.events import EVENTS, Alert
+from cloud.logic.events import EVENTS, Alert, reception_stamp, stamped_at_reception
 from cloud.logic.lines import line
 from cloud.logic.records import RP_RAW, Point
 from cloud.logic.rollup import OUT_OF_WINDOWS
 from urbanpulse.clock import to_epoch_ns
-from urbanpulse.wire import Reading, outside_range
+from urbanpulse.wire import Reading, format_ts, outside_range
 
 CITY = "city"  # the step's one key: every site is in one city
 KIND_OF_FIELD = {name: kind for kind, name in DRIFT_FIELDS.items()}
 
-AirReading = tuple[str, str, Reading]  # site, node, reading
+# site, node, reading, when the cloud received it (the journal's stamp, ns; None: not told)
+AirReading = tuple[str, str, Reading, int | None]
 MAX_SENSORS_PER_NODE = 16
 
 
-def drift_inputs(site: str, node: str, readings: Iterable[Reading]) -> list[AirReading]:
-    """What the drift step needs of a node's readings: its compared air fields; readings
+def drift_inputs(site: str, node: str, readings: Iterable[Reading],
+                 received_ns: int | None = None) -> list[AirReading]:
+    """What the drift step needs of a node's readings, received by the cloud at
+    `received_ns` (the journal's stamp of their message; None: not told, and a drift they
+    complete is stamped by its reading whenever it came): its compared air fields; readings
     kept out of the windows (cloud.logic.rollup.OUT_OF_WINDOWS) and values outside the
     contract's ranges left out."""
-    return [(site, node, r) for r in readings
+    return [(site, node, r, received_ns) for r in readings
             if r.kind in DRIFT_FIELDS and not (r.flags and not OUT_OF_WINDOWS.isdisjoint(r.flags))
             and outside_range(r.kind, r.values) is None]
 
@@ -109,7 +124,7 @@ class CityAir:
     def process(self, readings: Iterable[AirReading]) -> tuple[list[Point], list[Alert]]:
         points: list[Point] = []
         alerts: list[Alert] = []
-        for site, node, r in readings:
+        for site, node, r, received_ns in readings:
             name = DRIFT_FIELDS.get(r.kind)
             value = r.values.get(name) if name is not None else None
             if value is None or not math.isfinite(value):
@@ -125,18 +140,25 @@ class CityAir:
             elif r.ts_ns < last[0] or (r.ts_ns, r.seq) == last:
                 continue
             self.newest[series] = (r.ts_ns, r.seq)
-            for drift in self.drift.update(series, r.kind, r.ts_ns, r.values):
-                point, alert = _event(drift)
+            for place, drift in enumerate(self.drift.update(series, r.kind, r.ts_ns, r.values)):
+                point, alert = _event(drift, r.seq, place, received_ns)
                 points.append(point)
                 alerts.append(alert)
         return points, alerts
 
 
-def _event(drift: Drift) -> tuple[Point, Alert]:
+def _event(drift: Drift, seq: int, place: int, received_ns: int | None) -> tuple[Point, Alert]:
+    """The point and alert of a drift found on reading `seq` (stamped `detected_at`),
+    received at `received_ns`, the `place`-th drift that reading completed: stamped by the
+    reading, `place` ns after it, or where the reading came out of the Sensor fault alert's
+    reach at the reception, placed after it by the reading's number and the drift's place
+    (`reception_stamp`), so that a module's cross-station and pair drifts found on one
+    reading stay two points. The alert carries the reading's stamp or the reception."""
     site, node, sensor = drift.series
     ev = drift.event
     kind = KIND_OF_FIELD[ev.field]
     at = to_epoch_ns(ev.detected_at)
+    stamp = at + place  # two drifts of one module on one reading (cross-station, pair): two points
     value = float("nan") if ev.value is None else float(ev.value)
     fields: dict[str, float | int | str | bool] = {
         "field": ev.field, "delay_s": ev.delay.total_seconds(), "detail": ev.detail}
@@ -144,7 +166,11 @@ def _event(drift: Drift) -> tuple[Point, Alert]:
         fields["value"] = value
     if drift.pair is not None:  # found between a station's two modules: both, by id
         fields["pair"] = "+".join(drift.pair)
+    if received_ns is not None and stamped_at_reception(at, received_ns):
+        fields["node_ts"] = format_ts(ev.detected_at)
+        at = received_ns // 1000 * 1000
+        stamp = reception_stamp(received_ns, seq, place)
     tags = {"site": site, "node": node, "sensor": sensor, "kind": kind, "type": str(ev.fault)}
-    return ((RP_RAW, line(EVENTS, tags, fields, at)),
+    return ((RP_RAW, line(EVENTS, tags, fields, stamp)),
             Alert(site, node, sensor, kind, str(ev.fault), ev.field,
                   0.0 if ev.value is None else value, at, ev.detail))

@@ -88,10 +88,12 @@ def statuses() -> list[Point]:
 
 
 def drift() -> list[Point]:
-    """A drift found between a station's two modules (`pair` set)."""
+    """A drift found between a station's two modules (`pair` set), on a reading the cloud
+    received an hour after its stamp (`node_ts` set)."""
     event = FaultEvent("pm-1", "pm25", FaultType.DRIFT, T0, T0 + timedelta(hours=6), 31.5,
                        "pm25 drifted from its second module")
-    point, _alert = drift_event(Drift((SITE, NODE, "pm-1"), event, ("pm-1", "pm-1-b")))
+    point, _alert = drift_event(Drift((SITE, NODE, "pm-1"), event, ("pm-1", "pm-1-b")), 360, 0,
+                                T0_NS + 7 * 3600 * 10**9)
     return [point]
 
 
