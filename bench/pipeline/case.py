@@ -203,6 +203,11 @@ def _sample(spec: CaseSpec, result: CaseResult, processors: list[Processor],
         result.profile_file = str(files[0])
         profilers = [p for p in (_start_profiler(proc.pid, spec.duration_s, f)
                                  for proc, f in zip(processors, files, strict=True)) if p is not None]
+        # ingest.pyspy.txt, ingest-1.pyspy.txt...: the ingests' own interpreters
+        profilers += [p for p in (_start_profiler(pid, spec.duration_s,
+                                                  workdir / ("ingest.pyspy.txt" if n == 0
+                                                             else f"ingest-{n}.pyspy.txt"))
+                                  for n, pid in enumerate(pids.get("ingest", []))) if p is not None]
     last_seen: dict[int, float] = {}
     s = Samples([], [], [cpu_sample(start_at, pids, processors[0].pid, last_seen)], start_at)
     deadline = start_at + spec.duration_s + spec.drain_s

@@ -136,3 +136,18 @@ def test_a_small_run_on_a_two_process_cluster_delivers_every_reading_once(tmp_pa
     journals = sorted(p.name for p in (tmp_path / "case" / "state" / "journal").glob("journal-*.sqlite3"))
     assert journals == ["journal-i0.sqlite3", "journal-i1.sqlite3"]
     assert len((tmp_path / "case" / "cloud-p1.log").read_text()) > 0
+
+
+def test_the_flow_only_bench_runs_the_real_dataflow_over_every_reading() -> None:
+    """bench.pipeline.flowonly: build_flow under Bytewax with the journal replaced; every
+    reading comes out as its raw point, whatever the source's poll size."""
+    from bench.pipeline.flowonly import measure
+    from bench.pipeline.stages import _records
+
+    w = generate(600, batch=500, live_s=1.0, now=datetime(2026, 6, 1, 12, tzinfo=UTC))
+    records = _records(w)
+    for poll in (1, 7):
+        out, points = measure(records, w.readings, detect=False, batch=poll)
+        raw = [text for batch in points for rp, text in batch if rp == "raw"]
+        assert len(raw) == w.readings
+        assert out["points per reading"] > 1
