@@ -329,12 +329,17 @@ class Outbox:
             self._local.db = db
         return db
 
-    def close(self) -> None:
+    def close(self, *, last: bool = True) -> None:
+        """Closes the calling thread's connection. `last`: the outbox's last one (the
+        agent's, at its stop), whose close deletes SQLite's WAL and shared-memory files;
+        another thread's (the publisher's) must close its own first, or that room stays
+        taken."""
         db = getattr(self._local, "db", None)
         if db is not None:
             db.close()
             self._local.db = None
-            self._keep_opening_room()
+            if last:
+                self._keep_opening_room()
 
     def _keep_opening_room(self) -> None:
         """After a close, where the reserve is gone (given up on a full disk): its

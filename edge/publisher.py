@@ -28,6 +28,7 @@ from __future__ import annotations
 import logging
 import random
 import secrets
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -174,6 +175,16 @@ class Publisher:
             self._publish_until_stopped()
         except Exception as exc:  # noqa: BLE001 - not swallowed: Agent.run raises it
             self.failure = exc
+        finally:
+            # This thread's SQLite connection, closed now: left to the garbage collector,
+            # it was still open at the agent's close of the outbox, which was then not the
+            # last: SQLite's WAL and shared-memory files stayed, and on a full disk whose
+            # reserve is gone the reserve's opening part was not made of their room.
+            try:
+                self.outbox.close(last=False)
+            except sqlite3.Error as exc:
+                log.warning("cannot close the publisher's outbox connection",
+                            extra={"error": str(exc)})
 
     def _make_client(self) -> Client | None:
         """The MQTT client, once its credential and TLS files can be read: until then (not

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -23,10 +24,12 @@ import pytest
 from gpiozero.exc import PinError
 from gpiozero.pins.mock import MockFactory, MockPin
 
-from edge.agent import OUTBOX_FILE, Agent
+from edge.agent import OUTBOX_FILE, OUTBOX_RESERVE_BYTES, Agent
 from edge.config import load_config
 from edge.drivers.base import DriverModule, Sample
-from edge.outbox import Outbox
+from edge.outbox import RESERVE_OPEN_MIN_BYTES, Outbox
+from tests.disks import fill, small_disk
+from urbanpulse.clock import to_epoch_ns
 from urbanpulse.testing import wait_for
 
 STOP_DEADLINE_S = 20.0  # the agent's own bound on its drivers (10 s) and its publisher's
@@ -204,3 +207,43 @@ def test_a_driver_that_does_not_end_when_stopped_does_not_keep_the_others_readin
     assert sum(r.values["count"] for r in readings if r.sensor == "door-1") == 1
     assert sorted(r.values["count"] for r in readings if r.sensor == "loop-1") == [1, 2]
 
+
+def test_a_clean_stop_on_a_full_disk_frees_the_room_the_next_start_opens_the_outbox_with(
+        make_node_config: Callable[..., Path], collector: Callable[[str, str], Any]) -> None:
+    """The clean stop's close of the outbox is its last connection's: SQLite deletes its WAL
+    and shared-memory files, and on a disk whose reserve is gone the room they leave is
+    made the reserve's opening part (edge/outbox.py, "The reserve"), so that the next start
+    opens the outbox on a disk the logs keep full. The publisher's thread kept its own
+    connection open until the garbage collector came to it: the agent's close was then not
+    the last, freed nothing, made no reserve, and the next start exited 3. The collector is
+    off here, so that its timing does not decide."""
+    path = make_node_config("hn-edge", "stop-full", _door("door-1", 17))
+    seen = collector("hn-edge", "stop-full")
+    state_dir = load_config(path).node.state_dir
+    with small_disk(state_dir, "20m") as disk:
+        outbox = Outbox(disk / OUTBOX_FILE).open()  # yesterday's agent's: no reserve
+        ts = datetime.now(UTC)
+        for _ in range(10):
+            outbox.append([Sample("door-1", "hospital.door", {"count": 1.0, "interval_s": 60.0},
+                                  ts)] * 40, to_epoch_ns(ts))
+        outbox.close()
+        fill(disk, 600 * 1024)  # too little room for a reserve to be made at the start
+        agent = Agent(load_config(path), pin_factory=MockFactory)
+        gc.disable()
+        try:
+            with _running(agent) as stop:
+                wait_for(lambda: agent.publisher is not None
+                         and agent.publisher.state.readings_acked >= 400, 10, "the rows sent")
+                assert not agent.outbox.reserve_path.exists()
+                (disk / "logs").mkdir()
+                fill(disk / "logs")  # the logs took the last block
+                stop()
+            reserve = agent.outbox.reserve_path
+            assert reserve.exists()
+            assert reserve.stat().st_size >= RESERVE_OPEN_MIN_BYTES
+        finally:
+            gc.enable()
+        (disk / "logs2").mkdir()
+        fill(disk / "logs2")  # and the room the stop left
+        Outbox(disk / OUTBOX_FILE, reserve_bytes=OUTBOX_RESERVE_BYTES).open().close()
+    assert {r.seq for r in seen.readings if r.sensor == "door-1"} >= set(range(400))
