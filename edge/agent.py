@@ -409,11 +409,18 @@ class Agent:
                 log.error("readings lost at the stop: the outbox cannot commit them",
                           extra={"readings": len(self._pending), "error": self._commit_error})
             self.publisher.stop()
-            if self._shared_pins is not None:
-                self._shared_pins.close()
-            self.write_state()
-            self.outbox.close()
-            log.info("agent stopped", extra={"node": self.config.node.id})
+            try:
+                if self._shared_pins is not None:
+                    self._shared_pins.close()
+            except Exception as exc:  # gpiozero's errors, lgpio.error, OSError, ...
+                raise EdgeError("cannot release the GPIO pins at the stop: "
+                                f"{type(exc).__name__}: {exc}") from exc
+            finally:
+                # Also when the pins' release fails (gpiozero's close()): the outbox's clean
+                # close empties its WAL file and makes its reserve's opening part again.
+                self.write_state()
+                self.outbox.close()
+                log.info("agent stopped", extra={"node": self.config.node.id})
 
 
 def _stopping() -> bool:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import json
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -24,9 +25,10 @@ import pytest
 from gpiozero.exc import PinError
 from gpiozero.pins.mock import MockFactory, MockPin
 
-from edge.agent import OUTBOX_FILE, OUTBOX_RESERVE_BYTES, Agent
+from edge.agent import OUTBOX_FILE, OUTBOX_RESERVE_BYTES, STATE_FILE, Agent
 from edge.config import load_config
 from edge.drivers.base import DriverModule, Sample
+from edge.errors import EdgeError
 from edge.outbox import RESERVE_OPEN_MIN_BYTES, Outbox
 from tests.disks import fill, small_disk
 from urbanpulse.clock import to_epoch_ns
@@ -206,6 +208,44 @@ def test_a_driver_that_does_not_end_when_stopped_does_not_keep_the_others_readin
     # door-1's partial interval, and what the stuck driver emitted before and at its cancel
     assert sum(r.values["count"] for r in readings if r.sensor == "door-1") == 1
     assert sorted(r.values["count"] for r in readings if r.sensor == "loop-1") == [1, 2]
+
+
+def test_the_outbox_is_closed_when_the_pins_release_fails_at_the_stop(
+        make_node_config: Callable[..., Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The agent's own pin factory (gpio.backend, "mock" here) closed at the stop raises:
+    the agent still writes its state and closes the outbox (a clean close empties the WAL
+    file, which is how `edge status` knows the agent stopped), then says what failed
+    (`edge run` exits 3 with it, not a traceback)."""
+    real_close = MockFactory.close
+
+    def close(self: MockFactory) -> None:
+        real_close(self)
+        raise PinError("cannot close the GPIO chip")
+
+    monkeypatch.setattr(MockFactory, "close", close)
+    path = make_node_config("hn-edge", "stop-pins", _door("door-1", 17))
+    agent = Agent(load_config(path))
+    loop = asyncio.new_event_loop()
+    stop = asyncio.Event()
+    try:
+        async def run() -> None:
+            task = asyncio.create_task(agent.run(stop))
+            while agent.drivers["door-1"].state != "running":
+                assert not task.done()
+                await asyncio.sleep(0.01)
+            stop.set()
+            await asyncio.wait_for(task, STOP_DEADLINE_S)
+
+        with pytest.raises(EdgeError, match="GPIO pins at the stop: PinError: cannot close") as err:
+            loop.run_until_complete(run())
+        assert isinstance(err.value.__cause__, PinError)
+    finally:
+        loop.close()
+    state_dir = load_config(path).node.state_dir
+    wal = state_dir / (OUTBOX_FILE + "-wal")
+    assert not wal.exists() or wal.stat().st_size == 0
+    state = json.loads((state_dir / STATE_FILE).read_text())
+    assert state["drivers"]["door-1"]["state"] == "stopped"
 
 
 def test_a_clean_stop_on_a_full_disk_frees_the_room_the_next_start_opens_the_outbox_with(
