@@ -20,7 +20,10 @@ read a hospital's beds:
 | doors | hospital.door | the site | nothing |
 | queue | hospital.queue | the site | issues and calls of the 12 h before (`max_wait`) |
 
-(A call pairs with the latest issue of its ticket before it, within max_wait.)
+(A call pairs with the latest issue of its ticket before it, within max_wait.) The beds
+are read an hour past the span's end too (`LOOKAHEAD_NS`): a ward's agg_1h row of an hour
+without a bed reading between two hours with one is written only when the hour after it is
+known to hold one, and its last hour may be such an hour.
 
 A loop or door reading is stamped at the end of its interval and counts in the windows of
 ts - 1 ns (`cloud.logic.rollup.window_ts`): the span's reads take in the raw points
@@ -52,6 +55,7 @@ from cloud.logic.domain.late import (
     SITE_WIDE,
     Late,
     span_end,
+    span_start,
 )
 from cloud.logic.domain.node import DomainNode
 from cloud.logic.recompute import influx_literal, raw_times, row_values
@@ -70,6 +74,10 @@ LOOKBACK_NS: dict[str, int] = {
     "doors": 0,
     "queue": QUEUE_MAX_WAIT_NS,
 }
+# How far past a span's end a replay reads, for windows within it: a ward's agg_1h row of an
+# hour without a bed reading is written only when the hour after it holds one
+# (`hospital.hours_with_gaps`), so the span's last hour needs the readings of the hour after.
+LOOKAHEAD_NS: dict[str, int] = {"traffic": 0, "air": 0, "beds": HOUR_NS, "doors": 0, "queue": 0}
 SpanKey = tuple[str, str, str]  # (scope, site, node)
 # A bed's last raw points read back to find its last valid state (flagged and out-of-range
 # readings do not count): a bed with this many invalid readings in a row before `start`
@@ -132,8 +140,9 @@ class ReplaySpan:
         if self.node:
             where += f' AND "node" = {influx_literal(self.node)}'
         lo = self.start_ns - LOOKBACK_NS[self.scope]
+        hi = self.end_ns + LOOKAHEAD_NS[self.scope]
         out = [f'SELECT * FROM "raw"."{KINDS[kind].measurement}" WHERE {where} '
-               f"AND {raw_times(kind in INTERVAL_KINDS, lo, self.end_ns)}"
+               f"AND {raw_times(kind in INTERVAL_KINDS, lo, hi)}"
                for kind in SCOPE_KINDS[self.scope]]
         if self.scope == "beds":  # each bed's last points before the span, in the last hours
             out.append(f'SELECT * FROM "raw"."{KINDS["hospital.bed"].measurement}" WHERE {where} '
@@ -184,9 +193,11 @@ def coalesce(spans: Iterable[ReplaySpan]) -> list[ReplaySpan]:
 
 def late_spans(site: str, node: str, late: Iterable[Late]) -> list[ReplaySpan]:
     """What to replay for late readings of a node, given as (scope, hour): each hour and
-    the hours its readings reach into (cloud.logic.domain.late.REACH_NS), coalesced."""
-    return coalesce(ReplaySpan(scope, site, "" if scope in SITE_WIDE else node, hour,
-                               span_end(scope, hour)) for scope, hour in late)
+    the hours its readings reach into (cloud.logic.domain.late.BEFORE_NS and REACH_NS),
+    coalesced."""
+    return coalesce(ReplaySpan(scope, site, "" if scope in SITE_WIDE else node,
+                               span_start(scope, hour), span_end(scope, hour))
+                    for scope, hour in late)
 
 
 def reading_of(row: Mapping[str, Any]) -> Reading | None:
@@ -232,6 +243,7 @@ class ReplayInput:
         self.span = span
         self._kinds = SCOPE_KINDS[span.scope]
         self._lo = span.start_ns - LOOKBACK_NS[span.scope]
+        self._hi = span.end_ns + LOOKAHEAD_NS[span.scope]
         self._by_node: dict[str, dict[tuple[str, int], Reading]] = defaultdict(dict)
         self._last_state: dict[tuple[str, str], tuple[int, Reading]] = {}  # beds: newest before
         self._before: dict[tuple[str, str], set[int]] = defaultdict(set)  # beds: raw times before
@@ -247,7 +259,7 @@ class ReplayInput:
         if r is None or r.kind not in self._kinds:
             return
         node = str(row.get("node", ""))
-        if self._lo <= window_ts(r.kind, r.ts_ns) < span.end_ns:
+        if self._lo <= window_ts(r.kind, r.ts_ns) < self._hi:
             self._by_node[node][(r.sensor, time)] = r
         elif span.scope == "beds" and r.ts_ns < span.start_ns:
             key = (node, r.sensor)

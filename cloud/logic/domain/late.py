@@ -38,12 +38,21 @@ BED_HEARTBEAT_MAX_NS = HOUR_NS
 # pairs with a call up to max_wait later.
 REACH_NS: dict[str, int] = {"traffic": 0, "air": (NOWCAST_HOURS - 1) * HOUR_NS,
                             "beds": BED_HEARTBEAT_MAX_NS, "doors": 0, "queue": QUEUE_MAX_WAIT_NS}
+# How far before its own hour a late reading reaches: a ward's agg_1h row is written for an
+# hour without a bed reading between two hours with one (`hospital.hours_with_gaps`), so a
+# bed reading in an hour that held none makes the hour before it such a row.
+BEFORE_NS: dict[str, int] = {"traffic": 0, "air": 0, "beds": HOUR_NS, "doors": 0, "queue": 0}
 
 Late = tuple[str, int]  # (scope, hour start)
 
 
 def _hour(ts_ns: int) -> int:
     return ts_ns - ts_ns % HOUR_NS
+
+
+def span_start(scope: str, hour: int) -> int:
+    """The start of the windows a late reading of `scope` in `hour` changes."""
+    return hour - BEFORE_NS[scope]
 
 
 def span_end(scope: str, hour: int) -> int:
@@ -79,12 +88,14 @@ class LateMarks:
         """The marks whose windows these readings (just taken by the live rollups) may have
         written again: a reading writes windows from its own on (that of `window_ts`), so a
         mark is touched by a reading of its scope whose windows begin before the mark's end
-        (a loop or door reading stamped on the end itself: its interval is within)."""
+        (a loop or door reading stamped on the end itself: its interval is within). A bed
+        reading writes from the hour before its own (`BEFORE_NS`): the gap it closes, whose
+        row is the beds' state at its end, which a replayed reading may have set."""
         low: dict[str, int] = {}
         for r in readings:
             scope = SCOPE_OF_KIND.get(r.kind)
             if scope is not None:
-                at = window_ts(r.kind, r.ts_ns)
+                at = window_ts(r.kind, r.ts_ns) - BEFORE_NS[scope]
                 if scope not in low or at < low[scope]:
                     low[scope] = at
         return sorted(mark for mark, end in self.ends.items()
