@@ -257,7 +257,7 @@ class NodeLogic(op.StatefulBatchLogic[JournalRecord, NodeOut, bytes]):
                     points.extend(replay_requests(data.site, data.node, late))
                 # The readings the node state took in: no duplicate, no refused sensor.
                 measured = self.state.take_measured()
-                air = drift_inputs(data.site, data.node, measured) if self.drift else []
+                air = drift_inputs(data.site, data.node, measured, data.received_ns) if self.drift else []
                 out.append((points, self.state.take_site_updates(), self.state.take_alerts(), air))
             elif points:
                 out.append((points, [], [], []))
