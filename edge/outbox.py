@@ -589,19 +589,27 @@ class Outbox:
         return Waiting(int(count), int(oldest or 0), int(newest or 0),
                        None if first is None else int(first), None if top is None else int(top))
 
-    def ack(self, ids: Sequence[int]) -> int:
-        """Deletes the rows; returns how many were still there."""
+    def ack(self, ids: Sequence[int], *, confirmed: bool = False) -> int:
+        """Deletes the rows; returns how many were still there. `confirmed`: the cloud
+        confirmed them (the batch that carried them, in no other copy), so those no longer
+        there were evicted on their way (an eviction takes the oldest rows, which the
+        backlog pass is sending) and reached it: they are taken back from the evicted
+        count, in the same transaction, which then counts only rows the cloud never
+        confirmed."""
         if not ids:
             return 0
-        return self._with_room(lambda: self._ack(ids))
+        return self._with_room(lambda: self._ack(ids, confirmed))
 
-    def _ack(self, ids: Sequence[int]) -> int:
+    def _ack(self, ids: Sequence[int], confirmed: bool) -> int:
         db = self._db()
         with self._write_lock:
             try:
                 db.execute("BEGIN IMMEDIATE")
                 deleted = db.executemany("DELETE FROM outbox WHERE id = ?",
                                          [(i,) for i in ids]).rowcount
+                if confirmed and deleted < len(ids):
+                    db.execute("UPDATE meta SET value = MAX(0, value - ?) WHERE key = 'evicted'",
+                               (len(ids) - deleted,))
                 db.execute("COMMIT")
             except sqlite3.Error as exc:
                 self._rollback(db)

@@ -141,7 +141,8 @@ class Publisher:
         self._refusals_cut_at: float | None = None  # clock.monotonic() of the last cut
         self._tries: dict[int, int] = {}  # outbox row -> unconfirmed sends, until sent again
         # Rows done whose deletion the outbox refused (its disk full), pending until deleted
-        self._undeleted: list[int] = []
+        # (rows, whether the cloud confirmed them: Outbox.ack's `confirmed`)
+        self._undeleted: list[tuple[list[int], bool]] = []
         self._delete_again_at = 0.0  # clock.monotonic()
         self._backing_off = False  # a batch went unconfirmed since the waits were last cut
         self._cut_at: float | None = None  # clock.monotonic() when they were
@@ -386,7 +387,7 @@ class Publisher:
 
     def _done(self, sent: Sent) -> None:
         self._pending_ids.difference_update(sent.ids)
-        self._delete(sent.ids)
+        self._delete(sent.ids, confirmed=True)
         self.state.messages_acked += 1
         self.state.readings_acked += len(sent.ids)
         self.state.last_ack_ns = to_epoch_ns(self.clock.now())
@@ -415,19 +416,23 @@ class Publisher:
         self.state.acked_by_replaced_copy += confirmed
         self.state.last_ack_ns = to_epoch_ns(self.clock.now())
 
-    def _delete(self, ids: list[int]) -> int:
+    def _delete(self, ids: list[int], *, confirmed: bool = False) -> int:
         """Deletes rows that are done from the outbox; returns how many were still there.
+        `confirmed`: the rows of a batch the cloud (or, with delivery = "broker", the
+        broker) confirmed, each in no other copy, so that those no longer there were
+        evicted on their way and are not counted as evicted (Outbox.ack). Not for a
+        replaced copy's rows, which a newer copy's ack may have deleted.
         A deletion the outbox refuses (its disk full: even a DELETE needs room in SQLite's
         WAL file) is tried again every DELETE_RETRY_S; the rows stay pending meanwhile, so
         that they are not sent again, and nothing stops (after a restart they would be sent
         again, and the cloud would drop them as duplicates)."""
         try:
-            deleted = self.outbox.ack(ids)
+            deleted = self.outbox.ack(ids, confirmed=confirmed)
         except OutboxError as exc:
             if not self._undeleted:
                 log.error("the outbox cannot delete rows that are done; trying again",
                           extra={"error": str(exc), "rows": len(ids)})
-            self._undeleted.extend(ids)
+            self._undeleted.append((ids, confirmed))
             self._pending_ids.update(ids)
             self._delete_again_at = self.clock.monotonic() + DELETE_RETRY_S
             self.state.last_error = f"outbox: {exc}"
@@ -437,11 +442,13 @@ class Publisher:
     def _delete_again(self, now: float) -> None:
         if not self._undeleted or now < self._delete_again_at:
             return
-        ids, self._undeleted = self._undeleted, []
-        self._pending_ids.difference_update(ids)
-        self._delete(ids)
+        undeleted, self._undeleted = self._undeleted, []
+        for ids, confirmed in undeleted:
+            self._pending_ids.difference_update(ids)
+            self._delete(ids, confirmed=confirmed)
         if not self._undeleted:
-            log.info("the outbox deletes again", extra={"rows": len(ids)})
+            log.info("the outbox deletes again",
+                     extra={"rows": sum(len(ids) for ids, _ in undeleted)})
 
     def _remember_replaced(self, sent: Sent) -> None:
         runs: list[tuple[int, int]] = []
