@@ -78,7 +78,7 @@ def parse_params(raw: Mapping[str, Any], key: str) -> DoorCounterParams:
         pin=pin,
         inner_pin=inner_pin,
         wiring=f.wiring({"pin": pin, "inner_pin": inner_pin, "supervision_pin": supervision_pin}),
-        interval_s=f.number("interval_s", 60.0, 0.1, 3600.0),
+        interval_s=f.interval("interval_s", 60.0, 0.1, 3600.0),
         debounce_s=f.number("debounce_s", 0.03, 0.0, 0.5),
         min_pulse_s=f.number("min_pulse_s", 0.1, 0.0, 1.0),
         supervision_pin=supervision_pin,

@@ -53,7 +53,7 @@ def parse_params(raw: Mapping[str, Any], key: str) -> TrafficLoopParams:
     output: Mode = "pulse" if f.choice("output", ("presence", "pulse"), "presence") == "pulse" \
         else "presence"
     wiring = f.wiring({"pin": pin, "downstream_pin": downstream_pin})
-    interval_s = f.number("interval_s", 60.0, 0.1, 3600.0)
+    interval_s = f.interval("interval_s", 60.0, 0.1, 3600.0)
     debounce_s = f.number("debounce_s", 0.02, 0.0, 0.5)
     if output == "pulse" and debounce_s > MAX_PULSE_DEBOUNCE_S:
         raise f.error("debounce_s", f"must be <= {MAX_PULSE_DEBOUNCE_S} with output = "

@@ -23,6 +23,7 @@ from edge.drivers.upfw import mapping, totals
 from edge.drivers.upfw.mapping import DoorTotals, LoopReadings, Out, UpfwMapper
 from edge.errors import DriverError
 from edge.gpio.intervals import MIN_INTERVAL_S
+from edge.gpio.params import check_divides_hour
 from edge.gpio.timing import IntervalSchedule
 from firmware_bridge.errors import BridgeError, LinkTimeoutError
 from firmware_bridge.protocols.upfw import IdentityQuery, UpfwDecoder
@@ -97,10 +98,12 @@ def parse_params(raw: Mapping[str, Any], key: str) -> UpfwParams:
     if readings == "intervals" and "interval_s" in raw:
         raise ConfigError(f"{key}.interval_s", "only used with loop_readings = \"vehicles\" "
                                                "(the board times its own intervals)")
+    interval_s = _number(raw, key, "interval_s", 1.0, 3600.0)
+    check_divides_hour(f"{key}.interval_s", interval_s, 1.0)
     return UpfwParams(
         port=port, baudrate=baudrate,
         loop_readings="vehicles" if readings == "vehicles" else "intervals",
-        interval_s=_number(raw, key, "interval_s", 1.0, 3600.0),
+        interval_s=interval_s,
         bed_heartbeat_s=_number(raw, key, "bed_heartbeat_s", 1.0, 3600.0),
         silence_timeout_s=_number(raw, key, "silence_timeout_s", 0.2, 3600.0),
         names=_names(raw.get("names", {}), key), key=key,
