@@ -122,11 +122,18 @@ class PinInputs:
         return edges
 
     def close(self) -> None:
+        """Closes every pin; the first error, if any, raised once all were tried."""
         devices, self._devices = self._devices, []
+        failed: OSError | Exception | None = None
         for device in devices:
             device.when_activated = None
             device.when_deactivated = None
-            device.close()
+            try:
+                device.close()
+            except Exception as exc:  # noqa: BLE001 - raised below, after the other pins
+                failed = failed or exc
+        if failed is not None:
+            raise failed
 
 
 class PinReactor(Protocol):
@@ -200,12 +207,14 @@ class GpioDriver(ABC):
             raise
         finally:
             self.running = False
-            inputs.close()
-            if reactor is not None:  # cancelled (the agent stops) or failed
-                for edge in inputs.drain():  # they came before the stop
-                    self.edges_seen += 1
-                    await reactor.on_edge(edge)
-                reactor.on_stop(self.ctx.clock.monotonic())
+            try:
+                inputs.close()
+            finally:  # a pin failing to close still hands over what the run counted
+                if reactor is not None:  # cancelled (the agent stops) or failed
+                    for edge in inputs.drain():  # they came before the stop
+                        self.edges_seen += 1
+                        await reactor.on_edge(edge)
+                    reactor.on_stop(self.ctx.clock.monotonic())
 
     async def _settle(self, inputs: PinInputs, reactor: PinReactor) -> None:
         """The run is stopping (cancelled): keep the pins open until the changes under way
