@@ -14,10 +14,19 @@ the raw points. A reading older than the horizon whose window is still held (the
 the horizon falls in, up to one width behind) goes into it: a held window has taken every
 reading of it so far, so its aggregate is the whole one, where a rebuild asked for the
 reading would be overwritten by the held window's next write without it.
+
+A window's sums are exact, so its aggregate does not depend on the order its readings came
+in (a backlog after the fresh readings, a window resumed from a snapshot, one rebuilt from
+the raw points all write the bits of an uninterrupted, in-order run): each field keeps its
+running float sum and what that sum's roundings lost (error-free transformation, Knuth's
+TwoSum), added up the same way (`Window.add`); the mean is the correctly rounded sum over
+the count (math.fsum of those terms). A snapshot taken before sums were exact resumes its
+windows' sums as they were, exact from there on.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -58,10 +67,43 @@ class FieldAgg:
 
 
 # A field's aggregate, compact (a list is cheaper than an object to make, update and pickle):
-# [n, total, low, high, last_ts, last]
-N, TOTAL, LOW, HIGH, LAST_TS, LAST = range(6)
+# [n, total, low, high, last_ts, last], `total` the running float sum; once one of its
+# roundings lost something, followed by `lost`, the running sum of what they lost, and any
+# further items what lost's own roundings lost (none with a sensor's values; compacted past
+# `_MORE_LOST`). The exact sum is total + lost + sum(more), each a float (`exact_sum`).
+N, TOTAL, LOW, HIGH, LAST_TS, LAST, LOST = range(7)
+_MORE_LOST = 32
 UNKNOWN_OLDEST = -(2**63)
 COMPACT_ROLLUP = "rollup-2"  # the first item of a SensorRollup's pickled state since it is compact
+
+
+def exact_sum(a: list[Any]) -> float:
+    """A field's sum, correctly rounded: its total when nothing was lost (the exact sum,
+    a -0.0 kept), else math.fsum of its terms. A snapshot taken before sums were exact has
+    no `lost`: its total is taken as it was."""
+    total = a[TOTAL]
+    if len(a) == 6 or total - total != 0.0:  # (an overflowed sum: inf or nan, as it is)
+        return total  # type: ignore[no-any-return]
+    return math.fsum(a[TOTAL:TOTAL + 1] + a[LOST:])
+
+
+def _partials(terms: list[float]) -> list[float]:
+    """Shewchuk's non-overlapping partials of `terms` (their exact sum, as math.fsum keeps
+    it): a few dozen at most, whatever the terms."""
+    partials: list[float] = []
+    for x in terms:
+        i = 0
+        for y in partials:
+            if abs(x) < abs(y):
+                x, y = y, x
+            hi = x + y
+            lo = y - (hi - x)
+            if lo:
+                partials[i] = lo
+                i += 1
+            x = hi
+        partials[i:] = [x]
+    return partials
 
 
 Reading = tuple[int, Mapping[str, float]]  # (ts_ns, values) as the reading came
@@ -127,8 +169,9 @@ class Window:
                         for name, a in slots["fields"].items()}
 
     def __eq__(self, other: object) -> bool:
+        """The same readings' aggregate: the same sums, however they are split in terms."""
         return (isinstance(other, Window) and self.start_ns == other.start_ns
-                and self.count == other.count and self.fields == other.fields)
+                and self.count == other.count and _canonical(self.fields) == _canonical(other.fields))
 
     def __repr__(self) -> str:
         return f"Window({self.start_ns}, {self.count}, {self.fields!r})"
@@ -145,7 +188,23 @@ class Window:
                 fields[name] = [1, v, v, v, ts_ns, v]
                 continue
             a[0] += 1
-            a[1] += v
+            # total + v, and what its rounding lost (TwoSum: exact, whatever the magnitudes)
+            t = a[1]
+            s = a[1] = t + v
+            z = s - t
+            e = (t - (s - z)) + (v - z)
+            if e:  # into lost, the same way (what that loses: none with a sensor's values)
+                if len(a) == 6:
+                    a.append(e)
+                else:
+                    t = a[6]
+                    s = a[6] = t + e
+                    z = s - t
+                    e = (t - (s - z)) + (e - z)
+                    if e:
+                        a.append(e)
+                        if len(a) > 7 + _MORE_LOST:
+                            a[7:] = _partials(a[7:])
             if v < a[2]:
                 a[2] = v
             if v > a[3]:
@@ -157,7 +216,7 @@ class Window:
     def as_fields(self) -> dict[str, float | int]:
         out: dict[str, float | int] = {"count": self.count}
         for name, a in sorted(self.fields.items()):
-            out[f"{name}_mean"] = a[TOTAL] / a[N]
+            out[f"{name}_mean"] = exact_sum(a) / a[N]
             out[f"{name}_min"] = a[LOW]
             out[f"{name}_max"] = a[HIGH]
             out[f"{name}_last"] = a[LAST]
@@ -196,9 +255,18 @@ class Window:
             r_high = r_low if high is low else texts.get(high) or float_text(high)
             r_last = (r_low if last is low else r_high if last is high
                       else texts.get(last) or float_text(last))
-            r_mean = r_last if a[0] == 1 and a[1] is last else repr(a[1] / a[0])
+            if a[0] == 1 and a[1] is last:
+                r_mean = r_last
+            else:  # exact_sum(a), inlined
+                total = a[1] if len(a) == 6 else exact_sum(a)
+                r_mean = repr(total / a[0])
             parts.append(f"{k}_mean={r_mean},{k}_min={r_low},{k}_max={r_high},{k}_last={r_last}")
         return ",".join(parts)
+
+
+def _canonical(fields: dict[str, list[Any]]) -> dict[str, list[Any]]:
+    """Fields with their sum in one term (as `exact_sum` gives it), for comparing."""
+    return {name: [a[0], exact_sum(a), *a[2:6]] for name, a in fields.items()}
 
 
 # (field, value) -> the field text of a window holding one reading of that one value
