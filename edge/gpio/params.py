@@ -9,11 +9,10 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from fractions import Fraction
-from functools import cache
 from typing import Any, Literal
 
 from urbanpulse.errors import ConfigError
+from urbanpulse.hour_intervals import check_divides_hour
 
 # BCM numbers of the 40-pin header's GPIOs, the same on every Pi since the B+.
 MAX_BCM_PIN = 27
@@ -25,7 +24,6 @@ AGENT_KEYS = frozenset({"id", "driver"})
 # A counting interval (`interval_s`: door_counter, traffic_loop, upfw vehicles) ends on
 # multiples of itself from the epoch, and the cloud counts each in the hour it ends in: it
 # must divide an hour, or the hours hold unequal time (2400 s: 40 and 80 minutes).
-HOUR_S = 3600
 
 Pull = Literal["up", "down", "off"]
 # BCM 2 and 3 (I2C SDA and SCL) have 1.8 kOhm pull-ups to 3.3 V on the board: no pull-down
@@ -184,37 +182,3 @@ class Fields:
         if unknown:
             raise self.error(unknown[0], "unknown key for this driver")
 
-
-def divides_hour(value: float) -> bool:
-    """Whether `value` (s, as the config wrote it: 0.1 is a tenth) divides an hour exactly."""
-    exact = Fraction(str(value))
-    return exact > 0 and (HOUR_S / exact).denominator == 1
-
-
-@cache
-def _hour_divisors() -> tuple[Fraction, ...]:
-    """The values to the millisecond, from 1 ms up, that divide an hour (what an error
-    proposes): 3600 / n for each n that divides 3,600,000."""
-    return tuple(sorted(Fraction(HOUR_S, n) for n in range(1, HOUR_S * 1000 + 1)
-                        if HOUR_S * 1000 % n == 0))
-
-
-def hour_divisors_near(value: float, low: float = 0.1, high: float = HOUR_S) -> tuple[float, ...]:
-    """The values within [low, high] (to the millisecond) that divide an hour nearest to
-    `value`: the greatest below it and the least above it (one of them at an end)."""
-    lo, hi = Fraction(str(low)), Fraction(str(high))  # 0.1 as written, not the float's binary
-    within = [d for d in _hour_divisors() if lo <= d <= hi]
-    exact = Fraction(str(value))
-    below = [d for d in within if d < exact]
-    above = [d for d in within if d > exact]
-    return tuple(float(d) for d in (below[-1:] + above[:1]))
-
-
-def check_divides_hour(key: str, value: float, low: float = 0.1, high: float = HOUR_S) -> None:
-    """ConfigError naming `key` unless the counting interval `value` divides an hour."""
-    if not divides_hour(value):
-        near = ", ".join(f"{v:g}" for v in hour_divisors_near(value, low, high))
-        raise ConfigError(key, f"must divide an hour (3600 s) exactly, got {value!r}: intervals "
-                          f"end on its multiples from the epoch and each counts in the hour it "
-                          f"ends in, so the hours would hold unequal time (2400 s: 40 and 80 "
-                          f"minutes) and hourly counts be off by up to 2x; nearest: {near}")

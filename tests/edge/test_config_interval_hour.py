@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from edge.config import parse_config
-from edge.gpio.params import hour_divisors_near
 from urbanpulse.errors import ConfigError
+from urbanpulse.hour_intervals import hour_divisors_near
 
 DRIVERS: dict[str, dict[str, Any]] = {
     "door_counter": {"id": "door-er", "driver": "door_counter", "pin": 17},

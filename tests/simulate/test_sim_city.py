@@ -82,6 +82,18 @@ def test_bad_values_raise_config_errors_naming_the_key(patch: tuple[str, str], k
     assert err.value.key == key
 
 
+@pytest.mark.parametrize("period", [7, 2400, 45.5])
+def test_a_counting_period_must_divide_an_hour(period: float) -> None:
+    """The demo gives the edge's loop and door drivers the city's periods as interval_s,
+    which the edge refuses unless they divide an hour (hours of unequal time)."""
+    with pytest.raises(ConfigError) as err:
+        City.parse(MINIMAL.replace("peak_vph = 600", f"peak_vph = 600\nperiod_s = {period}", 1))
+    assert err.value.key == "intersection[0].lane[0].period_s"
+    assert "divide an hour" in str(err.value)
+    ok = City.parse(MINIMAL.replace("peak_vph = 600", "peak_vph = 600\nperiod_s = 90", 1))
+    assert ok.intersections[0].lanes[0].period_s == 90
+
+
 def test_air_sensor_driver_must_be_an_air_driver() -> None:
     text = MINIMAL + """
 [[air_station]]

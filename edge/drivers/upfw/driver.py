@@ -23,13 +23,13 @@ from edge.drivers.upfw import mapping, totals
 from edge.drivers.upfw.mapping import DoorTotals, LoopReadings, Out, UpfwMapper
 from edge.errors import DriverError
 from edge.gpio.intervals import MIN_INTERVAL_S
-from edge.gpio.params import check_divides_hour
 from edge.gpio.timing import IntervalSchedule
 from firmware_bridge.errors import BridgeError, LinkTimeoutError
 from firmware_bridge.protocols.upfw import IdentityQuery, UpfwDecoder
 from firmware_bridge.protocols.upfw.commands import identity_query
 from firmware_bridge.transport import SerialLink, open_link, raise_if_cancelled
 from urbanpulse.errors import ConfigError
+from urbanpulse.hour_intervals import check_divides_hour
 from urbanpulse.wire.payload import SENSOR_ID
 
 BAUDRATES = (9600, 19200, 38400, 57600, 115200)
