@@ -113,8 +113,9 @@ def test_alert_file_escapes_every_dollar_so_grafana_does_not_expand_it_from_the_
     assert "$$timeFilter" in text
     assert "{{ $$labels.node }}" in text
     assert re.search(r"(?<!\$)\$(?!\$)", text) is None
-    for uid in ("node-offline", "outbox-growing", "dead-letters", "missing-data", "pm25-high",
-                "processor-silent", "processor-behind", "processor-read-refused", "state-disk-low"):
+    for uid in ("node-offline", "outbox-growing", "dead-letters", "missing-data", "node-clock-off",
+                "pm25-high", "processor-silent", "processor-behind", "processor-read-refused",
+                "state-disk-low"):
         assert f'uid: "urbanpulse-{uid}"' in text
 
 

@@ -77,18 +77,20 @@ def _seed_lines(now: datetime) -> dict[str, list[str]]:
              {"detail": "readings[0].seq: must be an integer", "payload": "{}", "topic": "t",
               "truncated": False, "offset": 7, "partition": "i0"}, t),
     ]
-    # "up" heartbeats every minute; "gone" stopped 20 minutes ago; "stuck" cannot deliver.
+    # "up" heartbeats every minute; "gone" stopped 20 minutes ago; "stuck" cannot deliver,
+    # and its clock is 7 minutes ahead.
     for minute in range(12):
         ts = t + 2 * MINUTE - minute * MINUTE
         raw.append(line("node_status", {"site": SITE, "node": "up"},
                         {"state": "online", "online": True, "outbox_depth": 0.0,
-                         "readings_per_s": 2.0, "uptime_s": 600.0}, ts))
+                         "readings_per_s": 2.0, "uptime_s": 600.0, "clock_offset_s": -0.2}, ts))
         raw.append(line("node_status", {"site": SITE, "node": "stuck"},
                         {"state": "online", "online": True, "outbox_depth": 1000.0 - 80 * minute,
-                         "readings_per_s": 2.0, "uptime_s": 600.0}, ts))
+                         "readings_per_s": 2.0, "uptime_s": 600.0, "clock_offset_s": 420.0}, ts))
         raw.append(line("node_status", {"site": SITE, "node": "gone"},
                         {"state": "online", "online": True, "outbox_depth": 0.0,
-                         "readings_per_s": 1.0, "uptime_s": 60.0}, ts - 20 * MINUTE))
+                         "readings_per_s": 1.0, "uptime_s": 60.0, "clock_offset_s": -0.1},
+                        ts - 20 * MINUTE))
     agg_1m = [
         reading("traffic.loop", "x-001", "lane-1",
                 {"count": 1, "count_mean": 14.0, "occupancy_pct_mean": 22.0, "interval_s_mean": 60.0,
@@ -211,6 +213,11 @@ def test_node_offline_fires_for_the_silent_node_only(seeded: Seeded) -> None:
 
 def test_outbox_growing_fires_for_the_stuck_node_only(seeded: Seeded) -> None:
     assert _firing(seeded, "urbanpulse-outbox-growing") == {"gone": False, "up": False, "stuck": True}
+
+
+def test_node_clock_off_fires_for_the_node_whose_clock_is_off_only(seeded: Seeded) -> None:
+    assert _alert_values(seeded, _rule("urbanpulse-node-clock-off")) == {"up": 0.2, "stuck": 420}
+    assert _firing(seeded, "urbanpulse-node-clock-off") == {"up": False, "stuck": True}
 
 
 def test_pm25_missing_data_and_dead_letter_rules_fire_on_the_seeded_data(seeded: Seeded) -> None:

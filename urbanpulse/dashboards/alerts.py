@@ -46,6 +46,34 @@ PROCESSOR_BEHIND_S = 120  # read lag: the dashboards are this far behind the nod
 # at full load.
 STATE_DISK_LOW_BYTES = 10 * 1024**3
 
+# A node's clock against the cloud's: every status is stamped when the cloud received it and
+# carries `clock_offset_s`, its own stamp minus that (the clock's error less the transit).
+# Beyond 5 minutes each of its readings counts `late` in the ledger (cloud/logic/node.py,
+# LATE_AFTER_NS) and its fault events are stamped at reception (cloud/logic/events.py,
+# RECEIVED_AFTER_MAX_NS; 1 minute ahead already): past that line its aggregates, ledger
+# hours and the alerts reading them ("PM2.5 high", "Missing data") are misplaced by as
+# much. Ahead and behind alike: an aggregate is as far out either way. A live status's
+# transit is well under a second, and NTP keeps a clock within milliseconds.
+CLOCK_OFF_S = 300
+# Statuses go out live (edge/publisher.py: QoS 1, retained, never through the outbox), but one
+# can still come late: a heartbeat published while the link was dying goes out again at the
+# reconnect (its stamp as old as the outage), the broker keeps the ingest's session through
+# an ingest outage and hands it the lot at once, and re-delivers a node's retained status at
+# each re-subscription without a shared group (a node stopped days ago: one status days
+# "behind"). Each says its clock is off by its delay. So the rule takes the smallest
+# absolute offset of the last 15 minutes (any status delivered on time clears it: a
+# reconnect sends a fresh one beside the old), and only from a node heard in at least 3 of
+# the 5-minute buckets the window spans (4, the two at its ends partial; with heartbeats
+# every 120 s at most a live node is heard in 3): statuses received over more than 5
+# minutes, never one burst. The time filter goes on the bucketing step, and InfluxDB pushes
+# it into the subquery below; on the outer steps it empties the answer (InfluxDB 1.6).
+CLOCK_OFF_QUERY = (
+    'SELECT "off_s" FROM (SELECT min("least_s") AS "off_s", count("least_s") AS "buckets" FROM '
+    '(SELECT min("abs_s") AS "least_s" FROM (SELECT abs("clock_offset_s") AS "abs_s" '
+    'FROM "raw"."node_status") WHERE $timeFilter GROUP BY time(5m), "site", "node") '
+    'GROUP BY "site", "node") WHERE "buckets" >= 3 GROUP BY "site", "node"'
+)
+
 
 @dataclass(frozen=True)
 class AlertRule:
@@ -125,6 +153,18 @@ RULES: tuple[AlertRule, ...] = (
                 "({{ $values.B }} events in 15 minutes)",
         action="Raised once per episode: this alert clears after 15 minutes even if the fault "
                "lasts. What each type means on site: docs/runbook.md, \"Sensor fault\".",
+    ),
+    AlertRule(
+        uid="urbanpulse-node-clock-off", title="Node clock off", influxql=CLOCK_OFF_QUERY,
+        window_s=900, comparison="gt", threshold=CLOCK_OFF_S, pending="5m", severity="warning",
+        summary="{{ $labels.site }}/{{ $labels.node }}: clock off by at least {{ $values.B }} s "
+                "on every status of the last 15 minutes",
+        action="Its readings are stored at the wrong time: aggregates, ledger hours, \"PM2.5 "
+               "high\" and \"Missing data\" misplace them by as much. Ahead or behind: data-health "
+               "dashboard, \"Clock offset per node\". Every node at once: the cloud host's clock, "
+               "or a backlog of statuses the broker is still handing the ingest; not the nodes. "
+               "One node: on it `timedatectl`, `chronyc tracking`, `chronyc sources` (NTP "
+               "blocked or a wrong server), its RTC. Runbook: docs/runbook.md, \"Node clock off\".",
     ),
     AlertRule(
         uid="urbanpulse-processor-silent", title="Processor silent", influxql=PROCESSOR_SILENT_QUERY,

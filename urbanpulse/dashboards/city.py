@@ -10,7 +10,7 @@ node's events have no `sensor` tag), and the processor's report on itself, `proc
 
 from __future__ import annotations
 
-from urbanpulse.dashboards.alerts import PROCESSOR_BEHIND_S, STATE_DISK_LOW_BYTES
+from urbanpulse.dashboards.alerts import CLOCK_OFF_S, PROCESSOR_BEHIND_S, STATE_DISK_LOW_BYTES
 from urbanpulse.dashboards.model import Dashboard, Panel, Query, Threshold, Variable
 
 SITE_NODE = "\"site\" =~ /^$site$/ AND \"node\" =~ /^$node$/"
@@ -473,6 +473,21 @@ def data_health() -> Dashboard:
                 description="Online heartbeats per 5 minutes; a node that died or lost its "
                             "link drops to 0.",
                 unit="none",
+            ),
+            Panel(
+                "Clock offset per node", "timeseries",
+                (per_interval('median("clock_offset_s")', '"raw"."node_status"', BY_NODE),),
+                description="Each node's clock minus the cloud's, from its statuses "
+                            "(`clock_offset_s`: the status's own stamp minus its reception, so "
+                            "less the transit, well under a second live); below 0 the node is "
+                            "behind. Median per interval. Red beyond 5 minutes either way: the "
+                            "\"Node clock off\" alert, whose node's readings, aggregates and "
+                            "ledger hours are that far misplaced. A lone dip after a reconnect "
+                            "or an ingest outage is a status delivered late, not the clock; "
+                            "every node moving together is the cloud host's clock.",
+                unit="s", width=24,
+                thresholds=(Threshold(None, "red"), Threshold(-CLOCK_OFF_S, "green"),
+                            Threshold(CLOCK_OFF_S, "red")),
             ),
             Panel(
                 "Readings stored per node per minute", "timeseries",
