@@ -21,7 +21,9 @@ the raw points all write the bits of an uninterrupted, in-order run): each field
 running float sum and what that sum's roundings lost (error-free transformation, Knuth's
 TwoSum), added up the same way (`Window.add`); the mean is the correctly rounded sum over
 the count (math.fsum of those terms). A snapshot taken before sums were exact resumes its
-windows' sums as they were, exact from there on.
+windows' sums as they were, exact from there on. A reading's -0.0 is 0.0 in the windows
+(its raw point keeps it): else a window holding both would write the minimum, maximum or
+last of whichever came first.
 """
 
 from __future__ import annotations
@@ -144,7 +146,7 @@ class Window:
         self.first = None
         fields = self._fields
         for name, value in values.items():
-            v = float(value)
+            v = value + 0.0  # float(value), and -0.0 taken as 0.0
             fields[name] = [1, v, v, v, ts_ns, v]
 
     def __getstate__(self) -> tuple[object, ...]:
@@ -182,7 +184,7 @@ class Window:
         self.count += 1
         fields = self._fields
         for name, value in values.items():
-            v = float(value)
+            v = value + 0.0  # float(value), and -0.0 taken as 0.0
             a = fields.get(name)
             if a is None:
                 fields[name] = [1, v, v, v, ts_ns, v]
@@ -229,7 +231,7 @@ class Window:
             values = self.first[1]
             if len(values) == 1 and self.count == 1:  # a bed pad's reading, say: its text made once per value
                 ((name, v),) = values.items()
-                if type(v) is int or v:  # (not 0.0 or -0.0: one key, two texts)
+                if type(v) is int or v:  # (not 0.0 or -0.0: one key, one text, below)
                     held = _held_texts.get((name, v))
                     if held is None:
                         held = _held_text(name, v)
@@ -238,7 +240,7 @@ class Window:
             parts = [f"count={self.count}i"]
             for name in sorted(values) if len(values) > 1 else values:
                 v = values[name]
-                r = texts.get(v) or float_text(v)
+                r = texts.get(v) or float_text(v + 0.0)  # (a -0.0 is 0.0, as in `add`)
                 segments = _held_segments.get(name) or _segments_of(name)
                 parts.append(segments.get(r) or _held_segment(segments, name, r))
             return ",".join(parts)

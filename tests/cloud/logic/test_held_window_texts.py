@@ -1,6 +1,7 @@
 """A window holding one reading of one value takes its field text from a cache keyed by
-(field, value). 0, 0.0 and -0.0 are one key but have two texts, and 1 == 1.0: whatever
-order the values come in, each window's text is the one `line` makes of its fields."""
+(field, value). 0, 0.0 and -0.0 are one key (-0.0 is 0.0 in the windows), and 1 == 1.0:
+whatever order the values come in, each window's text is the one `line` makes of its
+fields."""
 
 from __future__ import annotations
 
@@ -21,5 +22,5 @@ def test_held_one_value_texts_follow_the_value_and_its_sign(order: list[float]) 
         assert f"m {held.field_text()} 0" == line("m", {}, added.as_fields(), 0)
         assert held.field_text() == added.field_text()
     zero = Window(0, 0, {})
-    zero.hold(5, {"occupied": -0.0})
-    assert "occupied_min=-0.0" in zero.field_text()
+    zero.hold(5, {"occupied": -0.0})  # 0.0 in the windows (tests/cloud/logic/test_window_sums.py)
+    assert "occupied_min=0.0" in zero.field_text()

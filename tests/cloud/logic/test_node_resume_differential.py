@@ -18,6 +18,7 @@ this checks it against what it should be, and a resume at every point of a strea
 from __future__ import annotations
 
 import dataclasses
+import math
 import pickle
 from collections.abc import Mapping
 
@@ -35,7 +36,7 @@ MINUTE_NS = 60 * 10**9
 HOUR_NS = 60 * MINUTE_NS
 T0 = 1_795_000_000_000_000_000 - 1_795_000_000_000_000_000 % HOUR_NS
 SENSORS = {"bed-1": "hospital.bed", "bed-2": "hospital.bed", "pm-1": "air.pm", "loop-1": "traffic.loop"}
-# 1e300 and -1 are outside every range; ints and floats, -0.0 and 0.0 kept apart.
+# 1e300 and -1 are outside every range; ints and floats, -0.0 and 0.0 (one in the windows).
 KINDS_USED = sorted(set(SENSORS.values()))
 VALUES = st.sampled_from([0, 1, 0.0, -0.0, 1.0, 2, 2.5, 1e-9, 3, 10**6, 7.25, -1, 1e300])
 HORIZONS = st.sampled_from([10 * MINUTE_NS, 30 * MINUTE_NS, 3 * HOUR_NS])
@@ -260,18 +261,16 @@ def _start(r: Reading, width: int) -> int:
 
 
 def _aggregate(readings: list[Reading]) -> dict[str, float | int]:
-    """count, then per field (sorted) mean, min, max and last (the newest stamp; of equal
-    stamps, the one that came last), summed in the order the readings came."""
+    """count, then per field (sorted) mean (the exact sum, correctly rounded, over the
+    count), min, max and last (the newest stamp; of equal stamps, the one that came last),
+    a -0.0 taken as 0.0."""
     out: dict[str, float | int] = {"count": len(readings)}
     names = sorted({name for r in readings for name in r.values})
     for name in names:
-        have = [(r.ts_ns, float(r.values[name])) for r in readings if name in r.values]
-        total = have[0][1]
-        for _, v in have[1:]:
-            total += v
+        have = [(r.ts_ns, float(r.values[name]) + 0.0) for r in readings if name in r.values]
         values = [v for _, v in have]
         newest = max(ts for ts, _ in have)
-        out[f"{name}_mean"] = total / len(have)
+        out[f"{name}_mean"] = math.fsum(values) / len(have)
         out[f"{name}_min"] = min(values)
         out[f"{name}_max"] = max(values)
         out[f"{name}_last"] = [v for ts, v in have if ts == newest][-1]

@@ -85,7 +85,7 @@ def test_any_order_gives_the_same_window(seed: int) -> None:
     whatever the order, the same text, and the mean is fsum's."""
     rng = random.Random(seed)
     values = [round(rng.uniform(-5, 40), 2) for _ in range(40)]
-    values += [1e16, -1e16, 3.5e-12, 7e22, -7e22, 0.1, 0.2, 0.3, 0.0, 5e-324]
+    values += [1e16, -1e16, 3.5e-12, 7e22, -7e22, 0.1, 0.2, 0.3, -0.0, 0.0, 5e-324]
     readings = [(i * S, {"v": v, "n": float(i % 7)}) for i, v in enumerate(values)]
     texts = set()
     for _ in range(8):
@@ -112,6 +112,22 @@ def test_every_order_of_a_few_readings_gives_one_text() -> None:
             window.add(i, {"v": v})
         texts.add(window.field_text().split(",v_last")[0])  # the last is the last stamped
     assert texts == {f"count=4i,v_mean={math.fsum(values) / 4!r},v_min=0.1,v_max=2.85"}
+
+
+@pytest.mark.parametrize("order", list(itertools.permutations([0.0, -0.0, 0, -0.0])))
+def test_signed_zeros_give_one_text_in_any_order(order: tuple[float, ...]) -> None:
+    """A -0.0 is 0.0 in the windows (held, added or rebuilt): before, the minimum, maximum
+    and last of a window holding 0.0 and -0.0 were whichever came first (or last)."""
+    window = Window(0, 0, {})
+    window.hold(0, {"v": order[0], "w": -0.0})
+    for v in order[1:]:
+        window.add(0, {"v": v, "w": 1.5})
+    assert window.field_text() == ("count=4i,v_mean=0.0,v_min=0.0,v_max=0.0,v_last=0.0,"
+                                   "w_mean=1.125,w_min=0.0,w_max=1.5,w_last=1.5")
+    held, added = Window(0, 0, {}), Window(0, 0, {})
+    held.hold(0, {"v": order[1]})
+    added.add(0, {"v": order[1]})
+    assert held.field_text() == added.field_text() == "count=1i,v_mean=0.0,v_min=0.0,v_max=0.0,v_last=0.0"
 
 
 def test_a_window_resumed_mid_way_ends_as_one_never_stopped() -> None:
