@@ -71,10 +71,14 @@ class LedgerHour:
     seq_span: dict[str, list[int]] = field(default_factory=dict)
     restarts: int = 0  # sensors whose numbering started again in this hour
     touched_ns: int = 0  # when the last message with a reading of this hour was received
+    # A numbering's first missing number of the gap just before its first reading of this
+    # hour (its span's low end), where numbers are missing there: the gap is this hour's.
+    floor: dict[str, int] = field(default_factory=dict)
 
     def __setstate__(self, state: tuple[None, dict[str, Any]]) -> None:
         self.restarts = 0  # absent from hours pickled before it was kept
         self.touched_ns = 0
+        self.floor = {}
         for name, value in state[1].items():
             setattr(self, name, value)
 
@@ -88,7 +92,11 @@ class LedgerHour:
             span[1] = seq
 
     def fields(self) -> dict[str, int | float | str | bool]:
-        expected = min(INT64_MAX, sum(hi - lo + 1 for lo, hi in self.seq_span.values()))
+        spans = self.seq_span
+        expected = sum(hi - lo + 1 for lo, hi in spans.values())
+        if self.floor:  # the gaps before the hour's first readings
+            expected += sum(spans[k][0] - low for k, low in self.floor.items())
+        expected = min(INT64_MAX, expected)
         unique = self.received - self.duplicates
         # Every field each time, restarts too when 0: a rewrite of the hour replaces them all
         # (InfluxDB keeps a field the new write lacks).
@@ -190,6 +198,9 @@ class NodeState:
         touch = touched.append
         token = object()
         ledger_touched: set[int] = set()
+        # (hour, numbering) -> its ledger floor before this message, where a reading of
+        # another hour moved it: the hour is written again if it ends otherwise
+        floors_before: dict[tuple[int, str], int | None] = {}
         measured: list[Reading] = []  # fresh readings within the contract's ranges
         checked: list[Reading] = []  # fresh readings for the detectors
         detect = self.detect
@@ -258,12 +269,18 @@ class NodeState:
                 seqs.newest_seq = seq
             span_key = seqs.span_key or sensor
             span = spans.get(span_key)  # LedgerHour.note, inlined
+            ranges = seqs.ranges  # (a restart above made new ones)
             if span is None:
                 spans[span_key] = [seq, seq]
+                if seq <= ranges[-1][0]:  # not within the newest run of numbers: after a gap?
+                    _floor(ledger, span_key, ranges, seq)
             elif seq < span[0]:
                 span[0] = seq
+                _floor(ledger, span_key, ranges, seq)
             elif seq > span[1]:
                 span[1] = seq
+            if seq < ranges[-1][1] - 1 and len(ledgers) > 1:  # not the highest: a gap filled?
+                self._gap_filled(span_key, ranges, seq, ledger, floors_before)
             if received_ns - ts > LATE_AFTER_NS:
                 ledger.late += 1
             if part[KIND] != kind:  # a fresh reading of another kind: its series head
@@ -352,11 +369,35 @@ class NodeState:
         self.measured = measured
         out.extend(domain_points)
         self.site_updates.extend(updates)
+        for (hour, key), before in floors_before.items():
+            held = ledgers.get(hour)
+            if held is not None and held.floor.get(key) != before:
+                ledger_touched.add(hour)
         for hour in sorted(ledger_touched):
             append((RP_1H, line("ledger", {"site": site, "node": node},
                                 self.ledger[hour].fields(), hour)))
         self._evict(received_ns, measured)
         return out
+
+    def _gap_filled(self, span_key: str, ranges: list[list[int]], seq: int, taken: LedgerHour,
+                    before: dict[tuple[int, str], int | None]) -> None:
+        """`seq` came (in the hour of `taken`) below its numbering's newest run of numbers:
+        an hour whose first reading of the numbering follows it after a gap counts a shorter
+        gap (or one at all, if nothing below it had come), one whose first reading it now
+        adjoins none. Each hour's floor as it was before the message is kept in `before`."""
+        i = bisect.bisect_right(ranges, [seq, math.inf]) - 1
+        start, end = ranges[i]
+        after = ranges[i + 1][0] if i + 1 < len(ranges) else None
+        for hour, ledger in self.ledger.items():
+            span = ledger.seq_span.get(span_key)
+            if span is None or ledger is taken:
+                continue
+            low, floor = span[0], ledger.floor
+            if low == after and floor.get(span_key) != end:
+                before.setdefault((hour, span_key), floor.get(span_key))
+                floor[span_key] = end
+            elif start < low < end and span_key in floor:
+                before.setdefault((hour, span_key), floor.pop(span_key))
 
     def _sensor(self, site: str, node: str, sensor: str, kind: str) -> list[Any]:
         """The sensor's parts for the hot path, made when first seen or when a fresh reading
@@ -379,7 +420,11 @@ class NodeState:
         numbers), not what they held: the clock jumps held until a heartbeat tells are
         kept, the sequence gaps held are raised, their points appended to `out`
         (`SensorWatch.restarted`)."""
-        seqs.restart(seq, f"{sensor}#{ts}", numbering)
+        key = f"{sensor}#{ts}"
+        taken = {seqs.span_key, *(p.span_key for p in seqs.previous)}
+        if key in taken:  # two numberings begun at one stamp (a name given anew): kept apart
+            key = f"{key}.{len(seqs.previous)}"
+        seqs.restart(seq, key, numbering)
         ledger.restarts += 1
         watch = self.watch.get(sensor)
         if watch is not None:
@@ -514,6 +559,17 @@ class NodeState:
             if i < over or self.ledger[hour].touched_ns < idle:
                 del self.ledger[hour]
                 _close(self.ledger_closed, hour)
+
+
+def _floor(ledger: LedgerHour, span_key: str, ranges: list[list[int]], low: int) -> None:
+    """Sets the ledger hour's floor for a numbering whose first reading in the hour is
+    numbered `low`: the first number of the gap just below it, if numbers below it were
+    seen and the one before it was not (`ranges`: the numbering's, SeqRanges)."""
+    i = bisect.bisect_right(ranges, [low, math.inf]) - 1
+    if i > 0 and ranges[i][0] == low:
+        ledger.floor[span_key] = ranges[i - 1][1]
+    else:
+        ledger.floor.pop(span_key, None)
 
 
 def _closed(ranges: list[list[int]], hour: int) -> bool:

@@ -131,6 +131,7 @@ class _Model:
         self.spans: dict[int, dict[str, tuple[int, int]]] = {}
         self.touched: dict[int, int] = {}  # hour -> when a message with a reading of it came
         self.closed: set[int] = set()  # hours dropped after they were written
+        self.written: dict[int, dict[str, int]] = {}  # hour -> its gaps (`_gaps`) last written
 
     def _tags(self, sensor: str) -> dict[str, str]:
         return {"site": "hn", "node": "n1", "sensor": sensor, "kind": self.kind[sensor]}
@@ -219,16 +220,23 @@ class _Model:
                 floor = self.newest.get(sensor, 0) - self.horizon_ns - width
                 self.windowed[(sensor, rp)] = [r for r in self.windowed.get((sensor, rp), ())
                                                if _start(r, width) >= floor]
+        # and the hours held whose counts changed all the same: a gap before their first
+        # reading of a numbering filled (or begun) by a reading of another hour
+        hours |= {h for h in self.ledger if h in self.written and self._gaps(h) != self.written[h]}
         ledger = [(RP_1H, line("ledger", {"site": "hn", "node": "n1"}, self._ledger(h), h))
                   for h in sorted(hours)]
+        self.written.update((h, self._gaps(h)) for h in hours)
         self._forget(max(self.newest.values(), default=0) - self.horizon_ns - HOUR_NS,
                      data.received_ns - max(self.horizon_ns, LEDGER_IDLE_MIN_NS))
         return raw, windows, ledger, measured
 
     def _restart(self, sensor: str, key: str, name: str | None, counts: dict[str, int]
                  ) -> _Numbering:
-        """A new numbering; past 8 before it, the oldest is dropped, its name kept."""
+        """A new numbering; past 8 before it, the oldest is dropped, its name kept. Its
+        ledger key is its first stamp's, made unique among the numberings kept."""
         numberings = self.numberings[sensor]
+        if any(n.key == key for n in numberings):
+            key = f"{key}.{len(numberings) - 1}"
         numberings.append(_Numbering(key, name))
         self.forgotten.setdefault(sensor, []).extend(n.name for n in numberings[:-9] if n.name)
         del numberings[:-9]
@@ -236,12 +244,27 @@ class _Model:
         return numberings[-1]
 
     def _ledger(self, hour: int) -> dict[str, int]:
+        """A numbering's numbers missing just before its first reading of the hour (some
+        below it came, the one before it did not) are the hour's: expected from the first
+        missing one."""
         counts = dict(self.ledger[hour])
         restarts = counts.pop("restarts")
-        expected = sum(high - low + 1 for low, high in self.spans.get(hour, {}).values())
+        gaps = self._gaps(hour)
+        expected = sum(high - low + 1 + gaps.get(key, 0)
+                       for key, (low, high) in self.spans.get(hour, {}).items())
         unique = counts["received"] - counts["duplicates"]
         return {"expected": expected, **counts, "missing": max(0, expected - unique),
                 "restarts": restarts}
+
+    def _gaps(self, hour: int) -> dict[str, int]:
+        """Per numbering, the numbers missing just before its first reading of the hour."""
+        seen = {n.key: n.seen for ns in self.numberings.values() for n in ns}
+        gaps = {}
+        for key, (low, _) in self.spans.get(hour, {}).items():
+            below = [x for x in seen.get(key, ()) if x < low]
+            if below and low - 1 not in seen[key]:
+                gaps[key] = low - 1 - max(below)
+        return gaps
 
     def _forget(self, floor: int, idle: int) -> None:
         """Ledger hours before the floor and not touched since `idle` are dropped, and the
@@ -252,6 +275,7 @@ class _Model:
             if i < over or (hour < floor and self.touched[hour] < idle):
                 del self.ledger[hour]
                 self.spans.pop(hour, None)
+                self.written.pop(hour, None)
                 self.closed.add(hour)
 
 
