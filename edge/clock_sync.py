@@ -3,8 +3,9 @@
 A Raspberry Pi has no real-time clock: it boots on the time it last shut down at (or on
 1970) and keeps that until NTP answers, minutes later or never. The kernel knows:
 adjtimex(2) asked with modes = 0 (change nothing) returns TIME_ERROR while its status has
-STA_UNSYNC, which chrony and systemd-timesyncd clear once synchronised (the same fact
-`timedatectl` shows as "System clock synchronized"). The kernel also sets it again by
+STA_UNSYNC, which chrony (with `rtcsync`) and systemd-timesyncd clear once synchronised
+(`timedatectl`'s "System clock synchronized" reads the maximum error instead, so the two can
+differ). The kernel also sets it again by
 itself when the time daemon stops correcting the clock for long.
 
 Probes:
