@@ -82,15 +82,6 @@ class LedgerHour:
         for name, value in state[1].items():
             setattr(self, name, value)
 
-    def note(self, sensor: str, seq: int) -> None:
-        span = self.seq_span.get(sensor)
-        if span is None:
-            self.seq_span[sensor] = [seq, seq]
-        elif seq < span[0]:
-            span[0] = seq
-        elif seq > span[1]:
-            span[1] = seq
-
     def fields(self) -> dict[str, int | float | str | bool]:
         spans = self.seq_span
         expected = sum(hi - lo + 1 for lo, hi in spans.values())
@@ -268,7 +259,7 @@ class NodeState:
                 seqs.newest_ns = ts
                 seqs.newest_seq = seq
             span_key = seqs.span_key or sensor
-            span = spans.get(span_key)  # LedgerHour.note, inlined
+            span = spans.get(span_key)  # the numbering's [low, high] in the hour, and its floor
             ranges = seqs.ranges  # (a restart above made new ones)
             if span is None:
                 spans[span_key] = [seq, seq]

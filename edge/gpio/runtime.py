@@ -124,7 +124,7 @@ class PinInputs:
     def close(self) -> None:
         """Closes every pin; the first error, if any, raised once all were tried."""
         devices, self._devices = self._devices, []
-        failed: OSError | Exception | None = None
+        failed: Exception | None = None
         for device in devices:
             device.when_activated = None
             device.when_deactivated = None

@@ -3,40 +3,22 @@
 it (tests/dashboards/test_dashboards_drift_clock.py shows why, with the alert rule on the
 real InfluxDB). Here the real `build_flow` runs under Bytewax on journal records, its journal
 source replaced by those records and InfluxDB by a sink that keeps the points (as
-bench.pipeline.flowonly does): what is checked is the wiring, not the sink."""
+bench.pipeline.flowonly does, whose run this is): what is checked is the wiring, not the sink."""
 
 from __future__ import annotations
 
-import threading
 from datetime import timedelta
-from pathlib import Path
-from typing import Any
-from unittest import mock
 
-from bytewax.testing import TestingSink, TestingSource, run_main
-
-from cloud import flow as cloud_flow
-from cloud.config import parse_cloud_config
+from bench.pipeline.flowonly import measure
 from tests.dashboards.test_dashboards_drift_clock import _records
 from urbanpulse.clock import from_epoch_ns
 from urbanpulse.wire import format_ts
 
 
-def test_the_flow_stamps_a_drift_found_on_an_hour_late_reading_at_its_reception(tmp_path: Path) -> None:
+def test_the_flow_stamps_a_drift_found_on_an_hour_late_reading_at_its_reception() -> None:
     records, stamp, received = _records("drift-flow", "pair", timedelta(hours=-1))
-    cfg = parse_cloud_config({"mqtt": {"password_file": "p", "ca_file": "c"},
-                              "influx": {"url": "http://127.0.0.1:1", "database": "city",
-                                         "password_file": "p"},
-                              "flow": {"detect": True}, "state": {"dir": str(tmp_path)}})
-    points: list[Any] = []
-    drain = threading.Event()
-    drain.set()  # the process-start input ends at once; the records' source when read
-    with mock.patch.object(cloud_flow, "JournalSource",
-                           return_value=TestingSource(records, batch_size=20)):
-        flow = cloud_flow.build_flow(cfg, ["i0"], sink=TestingSink(points),
-                                     alert_sink=TestingSink([]), drain=drain)
-    run_main(flow, epoch_interval=timedelta(seconds=2))
-    drifts = [text for _, batch in points if isinstance(batch, list) for _, text in batch
+    _, batches = measure(records, len(records), detect=True, batch=20)
+    drifts = [text for batch in batches for _, text in batch
               if text.startswith("events,") and "type=drift" in text]
     assert len(drifts) == 1, drifts
     _head, fields, ts = drifts[0].rsplit(" ", 2)
