@@ -18,7 +18,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -254,7 +254,7 @@ class Rig:
                 os.kill(pid, signal.SIGSTOP)
             else:
                 os.kill(pid, signal.SIGTERM if action == "term" else signal.SIGKILL)
-                _wait(lambda: not is_alive(pid), STOP_WAIT_S, f"the {part} to stop")
+                wait_until(lambda: not is_alive(pid), STOP_WAIT_S, f"the {part} to stop")
         elif k == "processor":
             assert self.processor is not None
             assert self.processor.proc is not None
@@ -379,9 +379,10 @@ def _term_then_kill(proc: subprocess.Popen[bytes], grace_s: float) -> None:
         proc.wait(STOP_WAIT_S)
 
 
-def _wait(check: Any, timeout_s: float, what: str) -> None:
+def wait_until(check: Callable[[], bool], timeout_s: float, what: str, every_s: float = 0.02) -> None:
+    """Polls `check` every `every_s` until true; ChaosError naming `what` at the deadline."""
     deadline = time.monotonic() + timeout_s
     while not check():
         if time.monotonic() > deadline:
-            raise ChaosError(f"timed out waiting for {what}")
-        time.sleep(0.02)
+            raise ChaosError(f"timed out after {timeout_s} s waiting for {what}")
+        time.sleep(every_s)

@@ -17,7 +17,6 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
@@ -25,7 +24,7 @@ from typing import TextIO
 from bench.chaos.check import Findings, check, drained, stored_seqs
 from bench.chaos.errors import ChaosError
 from bench.chaos.plan import Step, make_plan
-from bench.chaos.rig import Rig
+from bench.chaos.rig import Rig, wait_until
 
 WARMUP_READINGS = 20
 STABLE_POLLS = 3
@@ -62,9 +61,9 @@ class Soak:
         with Rig(workdir, self.agents, self.sensors, self.period_s, self.detect, flow) as rig:
             assert rig.stack is not None
             with rig.stack.reader() as reader:
-                _until(lambda: all(len(stored_seqs(reader, n.name, s)) >= WARMUP_READINGS
-                                   for n in rig.nodes for s in n.sensors),
-                       120, "readings of every sensor stored before the chaos")
+                wait_until(lambda: all(len(stored_seqs(reader, n.name, s)) >= WARMUP_READINGS
+                                       for n in rig.nodes for s in n.sensors),
+                           120, "readings of every sensor stored before the chaos", every_s=0.5)
                 start = time.monotonic()
                 for step in plan:
                     _sleep_until(start + step.at_s)
@@ -125,12 +124,6 @@ def _sleep_until(when: float) -> None:
         time.sleep(min(left, 0.05))
 
 
-def _until(check: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        if time.monotonic() > deadline:
-            raise ChaosError(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(0.5)
 
 
 def main(argv: list[str] | None = None) -> int:
