@@ -269,6 +269,12 @@ def _status(rec: JournalRecord, site: str, node: str, max_bytes: int
         jumps = _count(clock.get("jumps")) if isinstance(clock, dict) else None
         if jumps is not None:
             fields["clock_jumps"] = float(jumps)
+        # What the kernel told the agent of its clock (STA_UNSYNC): beside clock_offset_s it
+        # tells a clock that never synchronised from one synchronised to a wrong server.
+        # Absent when the agent does not say (older agents, clock_check off: null).
+        synced = clock.get("synchronised") if isinstance(clock, dict) else None
+        if isinstance(synced, bool):
+            fields["clock_synchronised"] = synced
     ts = parse_ts(body["ts"])
     if isinstance(health, dict):
         # The MQTT last will (the one status without health) is stamped when the agent

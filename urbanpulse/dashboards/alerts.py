@@ -2,6 +2,7 @@
 
 Each rule is one InfluxQL query (A), reduced to its last value per series (B), compared
 with a threshold (C). Series are grouped by tags, so every node or station alerts alone.
+A rule may carry a second query (D), reduced the same way (E), for its texts only.
 """
 
 from __future__ import annotations
@@ -73,6 +74,37 @@ CLOCK_OFF_QUERY = (
     'FROM "raw"."node_status") WHERE $timeFilter GROUP BY time(5m), "site", "node") '
     'GROUP BY "site", "node") WHERE "buckets" >= 3 GROUP BY "site", "node"'
 )
+# What the node says of its clock (`clock_synchronised` of its statuses: the kernel's
+# STA_UNSYNC flag as the agent read it), for the alert's summary only: off and synchronised
+# is a wrong NTP server, off and not synchronised no NTP server reached. A number, as
+# Grafana's expressions take numbers: per minute the highest of CLAIM_NONE for every status
+# with a clock offset (every heartbeat), CLAIM_UNSYNCED for one saying not synchronised and
+# CLAIM_SYNCED for one saying synchronised; the rule reduces it to the last minute's. The
+# CLAIM_NONE branch gives every node this rule's query answers for a series here too: were
+# this query's answer empty (no node saying, an older fleet), Grafana would take the whole
+# rule as "no data", and resolve the alerts of the nodes whose clock is off.
+CLAIM_NONE, CLAIM_UNSYNCED, CLAIM_SYNCED = 0, 1, 2
+CLOCK_CLAIM_QUERY = (
+    'SELECT max("claim") FROM '
+    f'(SELECT "clock_offset_s" * 0 + {CLAIM_NONE} AS "claim" FROM "raw"."node_status"), '
+    f'(SELECT "clock_offset_s" * 0 + {CLAIM_UNSYNCED} AS "claim" FROM "raw"."node_status" '
+    'WHERE "clock_synchronised" = false), '
+    f'(SELECT "clock_offset_s" * 0 + {CLAIM_SYNCED} AS "claim" FROM "raw"."node_status" '
+    'WHERE "clock_synchronised" = true) '
+    'WHERE $timeFilter GROUP BY time(1m), "site", "node" fill(none)'
+)
+# Grafana's template of the claim (the reduce E of the query D): `with` so that a missing
+# value (no series) reads as "does not say" rather than failing the expansion.
+CLOCK_CLAIM_TEXT = (
+    "{{ with $values.E }}"
+    f"{{{{ if gt .Value {CLAIM_UNSYNCED + 0.5} }}}}its clock says it is synchronised: to a wrong "
+    "NTP server?"
+    f"{{{{ else if gt .Value {CLAIM_NONE + 0.5} }}}}its clock says it is NOT synchronised: no "
+    "NTP server reached?"
+    "{{ else }}it does not say whether its clock is synchronised (agent older than the "
+    "check, or its clock_check off)"
+    "{{ end }}{{ else }}it does not say whether its clock is synchronised{{ end }}"
+)
 
 
 @dataclass(frozen=True)
@@ -90,6 +122,11 @@ class AlertRule:
     action: str = ""
     window_end_s: int = 0
     no_data: Literal["OK", "NoData", "Alerting"] = "OK"
+    # A second query (D) over the same time range, reduced to its last value per series (E)
+    # for the summary and action (`$values.E`); the condition stays C, on A alone. Its
+    # answer must hold a series whenever A's does: Grafana takes a rule any of whose
+    # queries answers nothing as "no data" as a whole.
+    note_influxql: str = ""
 
     def fires(self, last_value: float) -> bool:
         """What the threshold expression (C) decides for a series whose last value this is."""
@@ -158,13 +195,16 @@ RULES: tuple[AlertRule, ...] = (
         uid="urbanpulse-node-clock-off", title="Node clock off", influxql=CLOCK_OFF_QUERY,
         window_s=900, comparison="gt", threshold=CLOCK_OFF_S, pending="5m", severity="warning",
         summary="{{ $labels.site }}/{{ $labels.node }}: clock off by at least {{ $values.B }} s "
-                "on every status of the last 15 minutes",
+                "on every status of the last 15 minutes; " + CLOCK_CLAIM_TEXT,
         action="Its readings are stored at the wrong time: aggregates, ledger hours, \"PM2.5 "
                "high\" and \"Missing data\" misplace them by as much. Ahead or behind: data-health "
                "dashboard, \"Clock offset per node\". Every node at once: the cloud host's clock, "
                "or a backlog of statuses the broker is still handing the ingest; not the nodes. "
-               "One node: on it `timedatectl`, `chronyc tracking`, `chronyc sources` (NTP "
-               "blocked or a wrong server), its RTC. Runbook: docs/runbook.md, \"Node clock off\".",
+               "One node saying it is synchronised: its NTP server is wrong (the time_sync "
+               "role's servers, `chronyc sources`); saying it is not: it reaches no NTP server "
+               "(firewall, DNS, `chronyc sources`), its RTC. Runbook: docs/runbook.md, "
+               "\"Node clock off\".",
+        note_influxql=CLOCK_CLAIM_QUERY,
     ),
     AlertRule(
         uid="urbanpulse-processor-silent", title="Processor silent", influxql=PROCESSOR_SILENT_QUERY,
@@ -241,22 +281,31 @@ def render_rule(rule: AlertRule) -> JSON:
         "maxDataPoints": 43200,
     }
     expr = {"type": "__expr__", "uid": "__expr__"}
+    time_range = {"from": rule.window_s, "to": rule.window_end_s}
+    data = [
+        {"refId": "A", "datasourceUid": DATASOURCE_UID, "relativeTimeRange": time_range,
+         "model": query},
+        {"refId": "B", "datasourceUid": "__expr__", "relativeTimeRange": {"from": 0, "to": 0},
+         "model": {"refId": "B", "type": "reduce", "expression": "A", "reducer": "last",
+                   "settings": {"mode": "dropNN"}, "datasource": expr}},
+        {"refId": "C", "datasourceUid": "__expr__", "relativeTimeRange": {"from": 0, "to": 0},
+         "model": {"refId": "C", "type": "threshold", "expression": "B", "datasource": expr,
+                   "conditions": [{"evaluator": {"type": rule.comparison,
+                                                 "params": [rule.threshold]}}]}},
+    ]
+    if rule.note_influxql:
+        data += [
+            {"refId": "D", "datasourceUid": DATASOURCE_UID, "relativeTimeRange": dict(time_range),
+             "model": query | {"refId": "D", "query": _escape_dollars(rule.note_influxql)}},
+            {"refId": "E", "datasourceUid": "__expr__", "relativeTimeRange": {"from": 0, "to": 0},
+             "model": {"refId": "E", "type": "reduce", "expression": "D", "reducer": "last",
+                       "settings": {"mode": "dropNN"}, "datasource": expr}},
+        ]
     return {
         "uid": rule.uid,
         "title": rule.title,
         "condition": "C",
-        "data": [
-            {"refId": "A", "datasourceUid": DATASOURCE_UID,
-             "relativeTimeRange": {"from": rule.window_s, "to": rule.window_end_s},
-             "model": query},
-            {"refId": "B", "datasourceUid": "__expr__", "relativeTimeRange": {"from": 0, "to": 0},
-             "model": {"refId": "B", "type": "reduce", "expression": "A", "reducer": "last",
-                       "settings": {"mode": "dropNN"}, "datasource": expr}},
-            {"refId": "C", "datasourceUid": "__expr__", "relativeTimeRange": {"from": 0, "to": 0},
-             "model": {"refId": "C", "type": "threshold", "expression": "B", "datasource": expr,
-                       "conditions": [{"evaluator": {"type": rule.comparison,
-                                                     "params": [rule.threshold]}}]}},
-        ],
+        "data": data,
         "noDataState": rule.no_data,
         "execErrState": "Error",
         "for": rule.pending,

@@ -95,13 +95,16 @@ def check_alerts(client: InfluxHTTP, db: str, now: datetime) -> list[QueryResult
     for rule in RULES:
         time_range = TimeRange.last(now, timedelta(seconds=rule.window_s),
                                     timedelta(seconds=rule.window_end_s))
-        where = f"alert {rule.uid}"
-        try:
-            text = interpolate(rule.influxql, time_range, {})
-        except DashboardsError as exc:
-            results.append(QueryResult(where, rule.influxql, 0, 0, str(exc), None))
-            continue
-        results.append(_run(client, db, where, text))
+        queries = {f"alert {rule.uid}": rule.influxql}
+        if rule.note_influxql:
+            queries[f"alert {rule.uid} / D (summary)"] = rule.note_influxql
+        for where, influxql in queries.items():
+            try:
+                text = interpolate(influxql, time_range, {})
+            except DashboardsError as exc:
+                results.append(QueryResult(where, influxql, 0, 0, str(exc), None))
+                continue
+            results.append(_run(client, db, where, text))
     return results
 
 

@@ -63,10 +63,16 @@ def _node_status_panels() -> tuple[Panel, ...]:
         Panel(
             "Nodes now", "table",
             (Query('SELECT last("state") AS "state", last("outbox_depth") AS "outbox", '
-                   'last("readings_per_s") AS "readings/s", last("uptime_s") AS "uptime" '
+                   'last("readings_per_s") AS "readings/s", last("uptime_s") AS "uptime", '
+                   'last("clock_synchronised") AS "clock synchronised" '
                    f'FROM "raw"."node_status" WHERE $timeFilter AND {SITE_NODE} '
                    'GROUP BY "site", "node"', result_format="table"),),
-            description="Last status each node sent (birth, heartbeat or its last will).",
+            description="Last status each node sent (birth, heartbeat or its last will). Clock "
+                        "synchronised: what its last heartbeat said of its clock (the kernel's "
+                        "flag; empty when the node does not say: an older agent, or its "
+                        "clock_check off). A clock off (\"Clock offset per node\") and "
+                        "synchronised is a wrong NTP server; off and not synchronised, no NTP "
+                        "server reached.",
             width=12,
         ),
         Panel(
@@ -484,7 +490,9 @@ def data_health() -> Dashboard:
                             "\"Node clock off\" alert, whose node's readings, aggregates and "
                             "ledger hours are that far misplaced. A lone dip after a reconnect "
                             "or an ingest outage is a status delivered late, not the clock; "
-                            "every node moving together is the cloud host's clock.",
+                            "every node moving together is the cloud host's clock. Whether "
+                            "the node says its clock is synchronised: \"Nodes now\" (off and "
+                            "synchronised: a wrong NTP server; off and not: none reached).",
                 unit="s", width=24,
                 thresholds=(Threshold(None, "red"), Threshold(-CLOCK_OFF_S, "green"),
                             Threshold(CLOCK_OFF_S, "red")),
