@@ -77,7 +77,7 @@ _OTHERS: dict[tuple[str, str], Schema] = {
         "offset": INTEGER, "partition": STRING}),
     # A status's numbers are written as floats, `clock_jumps` too.
     (RP_RAW, "node_status"): _schema(("site", "node"), {
-        "state": STRING, "online": BOOLEAN} | dict.fromkeys(
+        "state": STRING, "online": BOOLEAN, "clock_synchronised": BOOLEAN} | dict.fromkeys(
         ("outbox_depth", "outbox_oldest_age_s", "outbox_evicted", "readings_per_s", "uptime_s",
          "cpu_temp_c", "clock_jumps", "outbox_uncommitted", "readings_dropped",
          "clock_offset_s"), FLOAT)),

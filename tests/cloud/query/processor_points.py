@@ -76,9 +76,10 @@ def dead_letters() -> list[Point]:
 def statuses() -> list[Point]:
     """Heartbeats with every health figure; the second counts a clock jump (a node event)."""
     health = {"outbox_depth": 3, "outbox_oldest_age_s": 12.5, "outbox_evicted": 0,
-              "readings_per_s": 1.5, "uptime_s": 300, "cpu_temp_c": 51.2, "clock": {"jumps": 0},
+              "readings_per_s": 1.5, "uptime_s": 300, "cpu_temp_c": 51.2,
+              "clock": {"jumps": 0, "synchronised": True},
               "outbox_uncommitted": 0, "readings_dropped": 0}
-    second = {**health, "uptime_s": 330, "clock": {"jumps": 1}}
+    second = {**health, "uptime_s": 330, "clock": {"jumps": 1, "synchronised": True}}
     topic = status_topic(SITE, NODE)
     return _decoded([
         _record(1, topic, encode_status("online", T0, health), T0_NS),
