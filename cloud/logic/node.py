@@ -270,7 +270,9 @@ class NodeState:
                 _floor(ledger, span_key, ranges, seq)
             elif seq > span[1]:
                 span[1] = seq
-            if seq < ranges[-1][1] - 1 and len(ledgers) > 1:  # not the highest: a gap filled?
+            # Not the highest: a gap filled? Of the hours held but its own (every one held,
+            # for a reading of an hour let go: counted nowhere, but it came).
+            if seq < ranges[-1][1] - 1 and (len(ledgers) > 1 or hour not in ledgers):
                 self._gap_filled(span_key, ranges, seq, ledger, floors_before)
             if received_ns - ts > LATE_AFTER_NS:
                 ledger.late += 1

@@ -81,8 +81,9 @@ NAMES = st.sampled_from([None, None, "00000000000000aa", "00000000000000aa", "00
 _MESSAGES = st.lists(st.tuples(NAMES, _message()), min_size=1, max_size=10)
 
 
-def _data(i: int, readings: list[Reading], numbering: str | None) -> NodeData:
-    return NodeData("hn/n1", "hn", "n1", T0 + (170 + i) * MINUTE_NS, readings, None, numbering)
+def _data(i: int, readings: list[Reading], numbering: str | None, away_ns: int = 0) -> NodeData:
+    return NodeData("hn/n1", "hn", "n1", T0 + (170 + i) * MINUTE_NS + away_ns, readings, None,
+                    numbering)
 
 
 @settings(max_examples=200, deadline=None, database=None)
@@ -312,12 +313,14 @@ def _split(points: list[Point], heads: Mapping[str, str]) -> tuple[list[Point], 
 
 
 @settings(max_examples=200, deadline=None, database=None)
-@given(messages=_MESSAGES, horizon=HORIZONS)
+@given(messages=_MESSAGES, horizon=HORIZONS, pauses=st.sets(st.integers(1, 9), max_size=2))
 def test_a_state_writes_what_a_naive_model_of_its_windows_and_ledger_writes(
-        messages: list[tuple[str | None, list[Reading]]], horizon: int) -> None:
+        messages: list[tuple[str | None, list[Reading]]], horizon: int, pauses: set[int]) -> None:
+    """`pauses`: the messages received 7 hours after the one before (the ledger lets idle
+    hours go: a reading of one is counted nowhere, but fills a gap of the hours held)."""
     state, model = NodeState(horizon, detect=False), _Model(horizon)
     for i, (numbering, readings) in enumerate(messages):
-        data = _data(i, readings, numbering)
+        data = _data(i, readings, numbering, 7 * HOUR_NS * sum(1 for p in pauses if p <= i))
         points = state.process(data)
         raw, windows, ledger, measured = model.process(data)
         heads = {s: line(KINDS[k].measurement, model._tags(s), {"x": 1}, 0).split(" ", 1)[0]
