@@ -34,7 +34,10 @@ from urbanpulse.wire.payload import SENSOR_ID
 
 BAUDRATES = (9600, 19200, 38400, 57600, 115200)
 _SENSOR_ID = SENSOR_ID
-_CHANNEL = re.compile(r"[1-9][0-9]{0,2}|[a-z0-9._-]{1,8}")
+# A `names` key: a channel number (1..255) or a kiosk's queue code (1-8 of letters, digits,
+# '.', '_', '-'; firmware_bridge/PROTOCOL.md, QT), in lower case. A queue code may be all
+# digits ("0", "300", "007"), so a key of digits is one whatever its number.
+_CHANNEL = re.compile(r"[a-z0-9._-]{1,8}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,9 +73,11 @@ def _names(raw: Any, key: str) -> dict[str, str]:
     for channel, sensor in raw.items():
         where = f"{key}.names.{channel}"
         ch = str(channel).lower()
-        if not _CHANNEL.fullmatch(ch) or (ch.isdigit() and not 1 <= int(ch) <= 255):
-            raise ConfigError(where, "the key must be a channel number 1..255 or a queue code "
-                                     "(1-8 of A-Z, 0-9, '.', '_', '-')")
+        if not _CHANNEL.fullmatch(ch):
+            raise ConfigError(where, "no board sends it: a key is a channel number (1..255: loops, "
+                                     "beds, doors) or a kiosk's queue code (1-8 of A-Z, a-z, 0-9, "
+                                     "'.', '_', '-', digits included: 0, 300, 007; "
+                                     f"firmware_bridge/PROTOCOL.md, QT), got {str(channel)!r}")
         ch = mapping.name_key(ch)  # `01` is channel 1 (TOML bare keys are text)
         if not isinstance(sensor, str) or not _SENSOR_ID.fullmatch(sensor):
             raise ConfigError(where, f"must be a sensor id (1-64 of a-z, 0-9, '_', '.', '-'), got {sensor!r}")

@@ -473,7 +473,7 @@ def test_bed_state_is_resent_at_the_heartbeat() -> None:
     ({"port": "/dev/x", "loop_readings": "vehicles", "interval_s": 0}, "sensors[2].interval_s"),
     ({"port": "/dev/x", "silence_timeout_s": "10"}, "sensors[2].silence_timeout_s"),
     ({"port": "/dev/x", "names": ["bed-1"]}, "sensors[2].names"),
-    ({"port": "/dev/x", "names": {"0": "bed-0"}}, "sensors[2].names.0"),
+    ({"port": "/dev/x", "names": {"123456789": "bed-1"}}, "sensors[2].names.123456789"),
     ({"port": "/dev/x", "names": {"1": "Bed 1"}}, "sensors[2].names.1"),
     ({"port": "/dev/x", "names": {"1": "bed-1", "2": "bed-1"}}, "sensors[2].names.2"),
     ({"port": "/dev/x", "names": {"A": "q-a", "a": "q-b"}}, "sensors[2].names.a"),
