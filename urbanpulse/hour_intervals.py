@@ -38,6 +38,16 @@ def hour_divisors_near(value: float, low: float = 0.1, high: float = HOUR_S) -> 
     return tuple(float(d) for d in (below[-1:] + above[:1]))
 
 
+def whole_hour_divisors_near(value: int, high: int = HOUR_S) -> tuple[int, ...]:
+    """The whole seconds up to `high` that divide an hour nearest to `value`: the greatest
+    below it and the least above it (what to propose for a board that times its own
+    intervals in whole seconds, e.g. a upfw loop card's `LI`)."""
+    within = [d for d in range(1, high + 1) if HOUR_S % d == 0]
+    below = [d for d in within if d < value]
+    above = [d for d in within if d > value]
+    return tuple(below[-1:] + above[:1])
+
+
 def check_divides_hour(key: str, value: float, low: float = 0.1, high: float = HOUR_S) -> None:
     """ConfigError naming `key` unless the counting interval `value` divides an hour."""
     if not divides_hour(value):

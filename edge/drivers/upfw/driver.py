@@ -20,16 +20,16 @@ from typing import Any
 from edge.drivers.base import DriverContext, Emit, Sample
 from edge.drivers.serial_params import check_known, serial_port
 from edge.drivers.upfw import mapping, totals
-from edge.drivers.upfw.mapping import DoorTotals, LoopReadings, Out, UpfwMapper
+from edge.drivers.upfw.mapping import MAX_INTERVAL_S, DoorTotals, LoopReadings, Out, UpfwMapper
 from edge.errors import DriverError
 from edge.gpio.intervals import MIN_INTERVAL_S
 from edge.gpio.timing import IntervalSchedule
 from firmware_bridge.errors import BridgeError, LinkTimeoutError
-from firmware_bridge.protocols.upfw import IdentityQuery, UpfwDecoder
+from firmware_bridge.protocols.upfw import IdentityQuery, LoopInterval, UpfwDecoder
 from firmware_bridge.protocols.upfw.commands import identity_query
 from firmware_bridge.transport import SerialLink, open_link, raise_if_cancelled
 from urbanpulse.errors import ConfigError
-from urbanpulse.hour_intervals import check_divides_hour
+from urbanpulse.hour_intervals import HOUR_S, check_divides_hour, whole_hour_divisors_near
 from urbanpulse.wire.payload import SENSOR_ID
 
 BAUDRATES = (9600, 19200, 38400, 57600, 115200)
@@ -133,7 +133,8 @@ class UpfwDriver:
             "port": self.params.port, "loop_readings": self.params.loop_readings,
             "board": None if m.hello is None else m.hello.as_record(),
             "messages": dict(m.messages), "reboots": m.reboots, "lost_sentences": m.lost_sentences,
-            "door_gaps": m.door_gaps, "ignored": m.ignored, "faults": dict(m.faults),
+            "door_gaps": m.door_gaps, "ignored": m.ignored,
+            "uneven_intervals": m.uneven_intervals, "faults": dict(m.faults),
             "probes": self.probes, "door_totals_kept": self.ctx.state is not None,
             **self.decoder.stats.as_dict(),
         }  # fmt: skip
@@ -226,6 +227,8 @@ class UpfwDriver:
                 outs = self.mapper.on_message(msg, clock.monotonic())
                 self._keep_door_totals()
                 self._emit(emit, outs)
+            if self.mapper.uneven is not None:
+                raise self._fail(self._uneven_reason(self.mapper.uneven))
             raise_if_cancelled()  # only after what was read is emitted: nothing read is dropped
             while schedule is not None and clock.monotonic() >= schedule.close_at:
                 length = schedule.end - schedule.start
@@ -238,6 +241,26 @@ class UpfwDriver:
                 await link.write(identity_query())
                 self.probes += 1
                 probed = True
+
+    def _uneven_reason(self, msg: LoopInterval) -> str:
+        """Why a loop card's intervals are refused, and what to set (the board's interval
+        is its firmware's: the config check cannot see it)."""
+        hello = self.mapper.hello
+        board = "the board (no HI heard yet)" if hello is None else f"board {hello.device_id!r}"
+        n = msg.interval_s
+        if n > MAX_INTERVAL_S:
+            why = (f"over the wire contract's bound of {MAX_INTERVAL_S:g} s (the cloud would "
+                   "reject every such reading)")
+        else:
+            low = HOUR_S // n * n
+            why = (f"which do not divide an hour ({HOUR_S} s): the cloud counts each interval "
+                   f"in the hour it ends in, so an hour would hold {low / 60:.4g} or "
+                   f"{(low + n) / 60:.4g} minutes of counts")
+        near = ", ".join(str(d) for d in whole_hour_divisors_near(n))
+        return (f"{board} sends loop intervals of {n} s (channel {msg.channel}), {why}; not "
+                f"sent. Set the board's interval to one that divides an hour (nearest: {near} "
+                f"s), or {self.params.key or 'the sensor'}.loop_readings = \"vehicles\" (the "
+                "driver sums the board's vehicles over its own interval_s)")
 
 
 def build(sensor_id: str, params: UpfwParams, ctx: DriverContext) -> UpfwDriver:
