@@ -603,8 +603,8 @@ class InfluxPartition(StatefulSinkPartition[list[Point], list[str] | None]):
         while True:
             with self._cond:
                 while (not self._queue and not self._closing and not self._report_due()
-                       and not self._replays_due()):
-                    self._cond.wait(None if self.health is None else self.health.seconds_to_report())
+                       and not self._replays_due() and not self._rewrite_due()):
+                    self._cond.wait(self._idle_wait())
                 while not self._write_due():
                     self._cond.wait(self._last_write + WRITE_MIN_SPACING_S - self._monotonic())
                 if not self._queue and self._closing:
@@ -651,12 +651,27 @@ class InfluxPartition(StatefulSinkPartition[list[Point], list[str] | None]):
                     self._hold_refused(again.windows, again.spans, tried, self._monotonic())
                     self._replaying = False
                     self._cond.notify_all()
+            if self._rewrite_due():
+                self.writer.rewrite(between)
             with self._cond:
                 busy = bool(self._queue)  # batches back to back: as within one
             if busy and between is not None:
                 between()
             else:
                 self._report_if_due()
+
+    def _rewrite_due(self) -> bool:
+        """The points written since a write InfluxDB did not answer are due to be written
+        again (`InfluxWriter.rewrite`): also while no data comes."""
+        left = self.writer.seconds_to_rewrite()
+        return left is not None and left <= 0
+
+    def _idle_wait(self) -> float | None:
+        """How long the idle writer waits at most: until the next health report or the
+        rewrite after a write without an answer, whichever comes first."""
+        waits = [w for w in (None if self.health is None else self.health.seconds_to_report(),
+                             self.writer.seconds_to_rewrite()) if w is not None]
+        return min(waits) if waits else None
 
     def _write_due(self) -> bool:
         """What is handed over goes out now: an epoch ends (or the partition closes), enough

@@ -35,6 +35,14 @@ gives a `refused` list (the processor's partition), leaves that request's text i
 held and tried again later, so that the rest of the data goes on being written. Such a
 refusal is logged at ERROR once per span (scope, site, node) or node and kind, until a read
 of it succeeds again.
+A write that got no answer (`outcome_unknown`: a timeout, a connection cut once the request
+was sent, a proxy's 502 or 504) is retried like an outage, but InfluxDB may still apply it
+later, after the writes that followed: the kernel delivers what the closed connection had
+not sent yet once a dead link heals, and InfluxDB applies a request it has read whether its
+client is still there or not. The points of such a request that are written again meanwhile
+(an open window, a ledger hour) are written once more REWRITE_AFTER_S after the last write
+without an answer (`InfluxWriter.rewrite`), so that the older value cannot stand.
+
 `check_writer` and `check_reader` are `cloud run`'s start-up looks at the users' rights.
 """
 
@@ -58,7 +66,7 @@ from cloud.errors import InfluxAccessError, ReadRefused, SinkError
 from cloud.logic.domain_replay import DOMAIN_REPLAY, ReplayInput, ReplaySpan, coalesce
 from cloud.logic.recompute import RECOMPUTE, Recompute, raw_reads
 from cloud.logic.records import RP_RAW, Point
-from urbanpulse.influx_http import InfluxCAFileError, InfluxError, InfluxHTTP
+from urbanpulse.influx_http import InfluxCAFileError, InfluxError, InfluxHTTP, InfluxTLSError
 
 log = logging.getLogger("urbanpulse.cloud.sink")
 
@@ -83,6 +91,19 @@ NO_POINTS_2X = "writing requires points"
 # While InfluxDB denies the writer, the ERROR is logged once; this reminds of it at WARNING
 # (journalctl --since -1h would not show an ERROR logged hours ago).
 DENIED_REMINDER_S = 600.0
+# A write without an answer (`outcome_unknown`: a timeout, a connection cut after the
+# request was sent, a proxy's 502 or 504) may still be applied by InfluxDB later, after a
+# newer write of the same points (an open window, a ledger hour): what the closed connection
+# had not delivered yet is sent again by the kernel (Linux gives an orphaned connection 8
+# retransmissions, about 102 s from its first: tcp_orphan_retries), and InfluxDB applies a
+# request it has read whether or not its client is still there. The points of such a
+# request that are written again meanwhile are written once more this long after the last
+# write without an answer (`InfluxWriter.rewrite`), so that the last write InfluxDB applies
+# is the newest.
+REWRITE_AFTER_S = 120.0
+# 502 and 504 from a proxy (not InfluxDB's: no X-Influxdb-Version) leave open whether the
+# request reached InfluxDB and is still being applied.
+GATEWAY_UNANSWERED = (502, 504)
 
 
 class WriteFailure(enum.Enum):
@@ -225,6 +246,61 @@ def write_failure(exc: InfluxError) -> WriteFailure:
     if exc.status in LINES_REFUSED and influxdb_verdict(exc):
         return WriteFailure.DENIED if series_limit(exc) else WriteFailure.REJECTED
     return WriteFailure.DENIED
+
+
+def outcome_unknown(exc: InfluxError) -> bool:
+    """A failed write InfluxDB may still apply later (`REWRITE_AFTER_S`): no answer (a
+    timeout, a connection reset or cut once the request was sent), or a proxy's 502 or 504.
+    Not so a connection refused or a TLS handshake that failed (no request was sent), nor
+    any answer of InfluxDB's own (it answers once it is done with the request)."""
+    if exc.status in GATEWAY_UNANSWERED:
+        return exc.version is None
+    if exc.status != 0 or isinstance(exc, InfluxTLSError) or not exc.retryable:
+        return False
+    cause: BaseException | None = exc
+    while cause is not None:  # the transport's own error (InfluxHTTP's, urllib3's)
+        if isinstance(cause, ConnectionRefusedError):
+            return False
+        cause = cause.__cause__ or cause.__context__
+    return True
+
+
+def _point_of(line: str) -> tuple[str, str] | None:
+    """A line's point (its series and timestamp, as one text: InfluxDB keeps, per point and
+    field, the value it applied last) and the text of its fields; None for a line without
+    a timestamp."""
+    first = line.find(" ")
+    while first > 0 and line[first - 1] == "\\":  # an escaped space, in the series
+        first = line.find(" ", first + 1)
+    last = line.rfind(" ")
+    if first < 0 or last <= first or not line[last + 1:].isdigit():
+        return None
+    return f"{line[:first]} {line[last + 1:]}", line[first + 1:last]
+
+
+def _field_names(fields: str) -> tuple[str, ...]:
+    """The names in the text of a line's fields, sorted."""
+    if '"' not in fields and "\\" not in fields:  # no string value, no escape
+        return tuple(sorted(f.partition("=")[0] for f in fields.split(",")))
+    names: list[str] = []
+    start, name_end, quoted = 0, -1, False
+    j = 0
+    while j < len(fields):
+        ch = fields[j]
+        if ch == "\\":
+            j += 2
+            continue
+        if ch == '"':
+            quoted = not quoted
+        elif not quoted:
+            if ch == "=" and name_end < 0:
+                name_end = j
+            elif ch == ",":
+                names.append(fields[start:name_end])
+                start, name_end = j + 1, -1
+        j += 1
+    names.append(fields[start:name_end])
+    return tuple(sorted(names))
 
 
 def series_limit(exc: InfluxError) -> bool:
@@ -419,6 +495,10 @@ class SinkStats:
     # processor's partition, which holds them): domain spans (scope, site, node), windows.
     spans_refused: int = 0
     windows_refused: int = 0
+    # Writes without an answer InfluxDB may still apply (`outcome_unknown`), and the points
+    # written again after them so that none of them stands over a newer one (`REWRITE_AFTER_S`).
+    unanswered: int = 0
+    rewritten: int = 0
 
 
 @dataclass
@@ -471,6 +551,15 @@ class InfluxWriter:
         # After a request refused as too large (a 413): the bytes later requests are kept
         # under, half the smallest refused (`_lower_body_cap`); None before any.
         self._body_cap: int | None = None
+        # The points (series and timestamp) of writes without an answer (`outcome_unknown`),
+        # by policy, and their timestamps alone (a cheap first look at each line written).
+        self._unanswered: dict[str, set[str]] = {}
+        self._unanswered_times: dict[str, set[str]] = {}
+        # The lines of those points written since, the last of each point and set of fields,
+        # in the order written: written again at `_rewrite_at` (monotonic), then forgotten.
+        self._since: dict[tuple[str, str, tuple[str, ...]], str] = {}
+        self._rewrite_at: float | None = None
+        self._rewriting = False
 
     def close(self) -> None:
         """Closes the connections of the transport and of the reader."""
@@ -667,6 +756,9 @@ class InfluxWriter:
                 and not self._splitting):  # the parts of a split are smaller than a request sent
             self._in_parts(rp, lines, list(_packed(lines, self._body_cap)), None, between)
             return
+        if (self._rewrite_at is not None and not self._rewriting and not self._splitting
+                and self._monotonic() >= self._rewrite_at):
+            self.rewrite(between)
         if self._splitting:
             self._split_requests += 1  # its first try: a retry is no other request
         delay = BACKOFF_MIN_S
@@ -704,6 +796,8 @@ class InfluxWriter:
                     self._denied(exc, rp, len(lines))
                 else:
                     self.stats.retries += 1
+                    if outcome_unknown(exc):
+                        self._unanswered_write(rp, lines, exc)
                     if self.stats.retries % 10 == 1:
                         log.warning("InfluxDB write failed; retrying: %s%s", exc, retry_advice(exc, rp),
                                     extra={"error": str(exc)})
@@ -716,9 +810,84 @@ class InfluxWriter:
                 self._write_again()
             self.stats.points += len(lines)
             self.stats.requests += 1
+            if self._rewrite_at is not None:
+                self._written_since(rp, lines)
             if between is not None:
                 between()
             return
+
+    def _unanswered_write(self, rp: str, lines: list[str], exc: InfluxError) -> None:
+        """A write of `lines` to `rp` got no answer (`outcome_unknown`): InfluxDB may apply
+        it later than the writes after it. Its points are remembered, and those written
+        again from now on are written once more REWRITE_AFTER_S after the last such write
+        (`rewrite`)."""
+        self.stats.unanswered += 1
+        points = self._unanswered.setdefault(rp, set())
+        times = self._unanswered_times.setdefault(rp, set())
+        for line in lines:
+            found = _point_of(line)
+            if found is not None:
+                points.add(found[0])
+                times.add(line[line.rfind(" ") + 1:])
+        if self._rewrite_at is None:
+            log.warning("InfluxDB did not answer a write of %d lines to policy %s (%s): it may "
+                        "still apply it later, over newer values of its points; those written "
+                        "again meanwhile are written once more %.0f s after the last write "
+                        "without an answer", len(lines), rp, exc, REWRITE_AFTER_S,
+                        extra={"rp": rp, "lines": len(lines), "error": str(exc)})
+        self._rewrite_at = self._monotonic() + REWRITE_AFTER_S
+
+    def _written_since(self, rp: str, lines: list[str]) -> None:
+        """`lines` were written to `rp`: those of the points of a write without an answer
+        are kept, the last of each point and set of fields, to be written again."""
+        times = self._unanswered_times.get(rp)
+        if not times:
+            return
+        points = self._unanswered[rp]
+        since = self._since
+        for line in lines:
+            if line[line.rfind(" ") + 1:] not in times:
+                continue
+            found = _point_of(line)
+            if found is None or found[0] not in points:
+                continue
+            key = (rp, found[0], _field_names(found[1]))
+            since.pop(key, None)  # to the end: the order written
+            since[key] = line
+
+    def seconds_to_rewrite(self) -> float | None:
+        """Seconds until the points written since a write without an answer are written
+        again (`rewrite`; 0: due); None if there are none to wait for."""
+        if self._rewrite_at is None:
+            return None
+        return max(self._rewrite_at - self._monotonic(), 0.0)
+
+    def rewrite(self, between: Callable[[], None] | None = None) -> None:
+        """Writes again, in the order they were written, the last lines of the points of
+        the writes without an answer that were written since (REWRITE_AFTER_S after the
+        last such write, when InfluxDB can no longer apply it: `_write_chunk` and the
+        processor's writer thread call it when due), so that the newest value of each
+        stands whether InfluxDB applied the write without an answer late or never."""
+        if self._rewrite_at is None:
+            return
+        by_rp: dict[str, list[str]] = defaultdict(list)
+        for (rp, _, _), line in self._since.items():
+            by_rp[rp].append(line)
+        self._unanswered.clear()
+        self._unanswered_times.clear()
+        self._since = {}
+        self._rewrite_at = None
+        if not by_rp:
+            return
+        lines = sum(len(part) for part in by_rp.values())
+        self._rewriting = True
+        try:
+            self._write_grouped(by_rp, between)
+        finally:
+            self._rewriting = False
+        self.stats.rewritten += lines
+        log.info("wrote again %d points that a write InfluxDB had not answered could have "
+                 "overwritten with older values", lines, extra={"lines": lines})
 
     def _lower_body_cap(self, refused: int) -> None:
         """A request of `refused` bytes was refused as too large: later requests are kept
