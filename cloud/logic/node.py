@@ -317,14 +317,14 @@ class NodeState:
                 if minute is None:
                     append(self._recompute(site, node, sensor, kind, RP_1M, MINUTE_NS, at))
                 else:
-                    minute.add(ts, values)
+                    minute.add(ts, values, seq)
                     if minute.mark is not token:
                         minute.mark = token
                         touch((RP_1M, sensor, minute))
                 if hourly is None:
                     append(self._recompute(site, node, sensor, kind, RP_1H, HOUR_NS, at))
                 else:
-                    hourly.add(ts, values)
+                    hourly.add(ts, values, seq)
                     if hourly.mark is not token:
                         hourly.mark = token
                         touch((RP_1H, sensor, hourly))
@@ -332,20 +332,20 @@ class NodeState:
             # Most minute windows get one reading: a new window keeps it as it came, and
             # is listed as touched (it is new).
             if minute.count == 0:
-                minute.hold(ts, values)
+                minute.hold(ts, values, seq)
                 minute.mark = token
                 touch((RP_1M, sensor, minute))
             else:
-                minute.add(ts, values)
+                minute.add(ts, values, seq)
                 if minute.mark is not token:
                     minute.mark = token
                     touch((RP_1M, sensor, minute))
             if hourly.count == 0:
-                hourly.hold(ts, values)
+                hourly.hold(ts, values, seq)
                 hourly.mark = token
                 touch((RP_1H, sensor, hourly))
             else:
-                hourly.add(ts, values)
+                hourly.add(ts, values, seq)
                 if hourly.mark is not token:
                     hourly.mark = token
                     touch((RP_1H, sensor, hourly))

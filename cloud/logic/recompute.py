@@ -87,7 +87,8 @@ class Recompute:
                 continue
             values = row_values(row)
             if values and outside_range(self.kind, values) is None:
-                window.add(taken_order(row)[0], values)
+                ts, seq = taken_order(row)
+                window.add(ts, values, seq)
         if window.count == 0:
             return None
         tags = {"site": self.site, "node": self.node, "sensor": self.sensor, "kind": self.kind}

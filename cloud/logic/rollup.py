@@ -15,6 +15,13 @@ the horizon falls in, up to one width behind) goes into it: a held window has ta
 reading of it so far, so its aggregate is the whole one, where a rebuild asked for the
 reading would be overwritten by the held window's next write without it.
 
+A field's `last` is the value of its newest reading: of readings of one stamp, the one
+numbered highest (of one number too, the later to come), as a rebuild from the raw points
+takes them (by stamp, then number: `recompute.taken_order`); before, a live window took the
+later to come, so two readings of one stamp arriving out of sequence order wrote one `last`
+live and another rebuilt. A window resumed from a snapshot taken before the numbers were
+kept takes, of equal stamps, a reading that comes after it as its last (as it did then).
+
 A window's sums are exact, so its aggregate does not depend on the order its readings came
 in (a backlog after the fresh readings, a window resumed from a snapshot, one rebuilt from
 the raw points all write the bits of an uninterrupted, in-order run): each field keeps its
@@ -69,14 +76,19 @@ class FieldAgg:
 
 
 # A field's aggregate, compact (a list is cheaper than an object to make, update and pickle):
-# [n, total, low, high, last_ts, last], `total` the running float sum; once one of its
+# [n, total, low, high, last_ts, last, last_seq], `total` the running float sum, `last_seq`
+# the number of the reading `last` is of (-1: not known); once one of its
 # roundings lost something, followed by `lost`, the running sum of what they lost, and any
 # further items what lost's own roundings lost (none with a sensor's values; compacted past
 # `_MORE_LOST`). The exact sum is total + lost + sum(more), each a float (`exact_sum`).
-N, TOTAL, LOW, HIGH, LAST_TS, LAST, LOST = range(7)
+N, TOTAL, LOW, HIGH, LAST_TS, LAST, LAST_SEQ, LOST = range(8)
 _MORE_LOST = 32
 UNKNOWN_OLDEST = -(2**63)
-COMPACT_ROLLUP = "rollup-2"  # the first item of a SensorRollup's pickled state since it is compact
+NO_SEQ = -1  # a reading's number not known: of equal stamps, a later one is the last
+# The first item of a SensorRollup's pickled state since it is compact: ROLLUP_NO_SEQ before
+# each field kept the number of its last reading (its lists one item shorter, LAST_SEQ absent).
+COMPACT_ROLLUP = "rollup-3"
+ROLLUP_NO_SEQ = "rollup-2"
 
 
 def exact_sum(a: list[Any]) -> float:
@@ -84,7 +96,7 @@ def exact_sum(a: list[Any]) -> float:
     a -0.0 kept), else math.fsum of its terms. A snapshot taken before sums were exact has
     no `lost`: its total is taken as it was."""
     total = a[TOTAL]
-    if len(a) == 6 or total - total != 0.0:  # (an overflowed sum: inf or nan, as it is)
+    if len(a) == 7 or total - total != 0.0:  # (an overflowed sum: inf or nan, as it is)
         return total  # type: ignore[no-any-return]
     return math.fsum(a[TOTAL:TOTAL + 1] + a[LOST:])
 
@@ -108,7 +120,9 @@ def _partials(terms: list[float]) -> list[float]:
     return partials
 
 
-Reading = tuple[int, Mapping[str, float]]  # (ts_ns, values) as the reading came
+# (ts_ns, values, seq) as the reading came; (ts_ns, values) in a snapshot from before the
+# numbers were kept (NO_SEQ)
+Reading = tuple[int, Mapping[str, float]] | tuple[int, Mapping[str, float], int]
 
 
 class Window:
@@ -133,21 +147,23 @@ class Window:
             self._settle()
         return self._fields
 
-    def hold(self, ts_ns: int, values: Mapping[str, float]) -> None:
+    def hold(self, ts_ns: int, values: Mapping[str, float], seq: int = NO_SEQ) -> None:
         """Add the first reading of a new (empty) window, kept as it is: `add` for a window
         with no reading yet."""
         self.count = 1
-        self.first = (ts_ns, values)
+        self.first = (ts_ns, values, seq)
 
     def _settle(self) -> None:
         """The held first reading into the fields, as `add` would have put it."""
         assert self.first is not None
-        ts_ns, values = self.first
+        first = self.first
+        ts_ns, values = first[0], first[1]
+        seq = first[2] if len(first) > 2 else NO_SEQ
         self.first = None
         fields = self._fields
         for name, value in values.items():
             v = value + 0.0  # float(value), and -0.0 taken as 0.0
-            fields[name] = [1, v, v, v, ts_ns, v]
+            fields[name] = [1, v, v, v, ts_ns, v, seq]
 
     def __getstate__(self) -> tuple[object, ...]:
         if self.first is None:
@@ -159,15 +175,18 @@ class Window:
         self.mark = None
         if len(state) == 3:
             self.start_ns, self.count, self._fields = state  # type: ignore[assignment]
-            return
-        if len(state) == 4:
+        elif len(state) == 4:
             self.start_ns, self.count, self._fields, self.first = state  # type: ignore[assignment]
+        if len(state) in (3, 4):
+            for a in self._fields.values():
+                if len(a) == LAST_SEQ:  # taken before the numbers (and lost terms) were kept
+                    a.append(NO_SEQ)
             return
         # A snapshot taken before windows went compact: (None, slots) with FieldAgg objects.
         slots = state[1]
         assert isinstance(slots, dict)
         self.start_ns, self.count = slots["start_ns"], slots["count"]
-        self._fields = {name: [a.n, a.total, a.low, a.high, a.last_ts, a.last]
+        self._fields = {name: [a.n, a.total, a.low, a.high, a.last_ts, a.last, NO_SEQ]
                         for name, a in slots["fields"].items()}
 
     def __eq__(self, other: object) -> bool:
@@ -178,7 +197,7 @@ class Window:
     def __repr__(self) -> str:
         return f"Window({self.start_ns}, {self.count}, {self.fields!r})"
 
-    def add(self, ts_ns: int, values: Mapping[str, float]) -> None:
+    def add(self, ts_ns: int, values: Mapping[str, float], seq: int = NO_SEQ) -> None:
         if self.first is not None:
             self._settle()
         self.count += 1
@@ -187,7 +206,7 @@ class Window:
             v = value + 0.0  # float(value), and -0.0 taken as 0.0
             a = fields.get(name)
             if a is None:
-                fields[name] = [1, v, v, v, ts_ns, v]
+                fields[name] = [1, v, v, v, ts_ns, v, seq]
                 continue
             a[0] += 1
             # total + v, and what its rounding lost (TwoSum: exact, whatever the magnitudes)
@@ -196,24 +215,28 @@ class Window:
             z = s - t
             e = (t - (s - z)) + (v - z)
             if e:  # into lost, the same way (what that loses: none with a sensor's values)
-                if len(a) == 6:
+                if len(a) == 7:
                     a.append(e)
                 else:
-                    t = a[6]
-                    s = a[6] = t + e
+                    t = a[7]
+                    s = a[7] = t + e
                     z = s - t
                     e = (t - (s - z)) + (e - z)
                     if e:
                         a.append(e)
-                        if len(a) > 7 + _MORE_LOST:
-                            a[7:] = _partials(a[7:])
+                        if len(a) > 8 + _MORE_LOST:
+                            a[8:] = _partials(a[8:])
             if v < a[2]:
                 a[2] = v
             if v > a[3]:
                 a[3] = v
-            if ts_ns >= a[4]:
+            if ts_ns > a[4]:
                 a[4] = ts_ns
                 a[5] = v
+                a[6] = seq
+            elif ts_ns == a[4] and seq >= a[6]:  # of one stamp, the highest number
+                a[5] = v
+                a[6] = seq
 
     def as_fields(self) -> dict[str, float | int]:
         out: dict[str, float | int] = {"count": self.count}
@@ -260,7 +283,7 @@ class Window:
             if a[0] == 1 and a[1] is last:
                 r_mean = r_last
             else:  # exact_sum(a), inlined
-                total = a[1] if len(a) == 6 else exact_sum(a)
+                total = a[1] if len(a) == 7 else exact_sum(a)
                 r_mean = repr(total / a[0])
             parts.append(f"{k}_mean={r_mean},{k}_min={r_low},{k}_max={r_high},{k}_last={r_last}")
         return ",".join(parts)
@@ -327,11 +350,14 @@ class SensorRollup:
                 self.ordered, self.too_late, [w.__getstate__() for w in self.windows.values()])
 
     def __setstate__(self, state: tuple[Any, ...]) -> None:
-        if state[0] == COMPACT_ROLLUP:
+        if state[0] in (COMPACT_ROLLUP, ROLLUP_NO_SEQ):
             (_, self.width_ns, self.horizon_ns, self.newest_ns, self.oldest_ns, self.ordered,
              self.too_late, compact) = state
             windows: dict[int, Window] = {}
             for window_state in compact:
+                if state[0] == ROLLUP_NO_SEQ:  # each field's last reading's number not known
+                    for a in window_state[2].values():
+                        a.insert(LAST_SEQ, NO_SEQ)
                 window = Window.__new__(Window)
                 window.__setstate__(window_state)
                 windows[window.start_ns] = window
@@ -346,11 +372,11 @@ class SensorRollup:
         for name, value in slots.items():
             setattr(self, name, value)
 
-    def add(self, ts_ns: int, values: Mapping[str, float]) -> Window | None:
+    def add(self, ts_ns: int, values: Mapping[str, float], seq: int = NO_SEQ) -> Window | None:
         """Add a reading; returns its window, or None when it is too late to aggregate."""
         window = self.window(ts_ns)
         if window is not None:
-            window.add(ts_ns, values)
+            window.add(ts_ns, values, seq)
         return window
 
     def window(self, ts_ns: int) -> Window | None:

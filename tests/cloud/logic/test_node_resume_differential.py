@@ -287,18 +287,19 @@ def _start(r: Reading, width: int) -> int:
 
 def _aggregate(readings: list[Reading]) -> dict[str, float | int]:
     """count, then per field (sorted) mean (the exact sum, correctly rounded, over the
-    count), min, max and last (the newest stamp; of equal stamps, the one that came last),
+    count), min, max and last (the newest stamp; of equal stamps, the highest number, as a
+    rebuild from the raw points takes them; of equal numbers too, the one that came last),
     a -0.0 taken as 0.0."""
     out: dict[str, float | int] = {"count": len(readings)}
     names = sorted({name for r in readings for name in r.values})
     for name in names:
-        have = [(r.ts_ns, float(r.values[name]) + 0.0) for r in readings if name in r.values]
+        have = [((r.ts_ns, r.seq), float(r.values[name]) + 0.0) for r in readings if name in r.values]
         values = [v for _, v in have]
-        newest = max(ts for ts, _ in have)
+        newest = max(key for key, _ in have)
         out[f"{name}_mean"] = math.fsum(values) / len(have)
         out[f"{name}_min"] = min(values)
         out[f"{name}_max"] = max(values)
-        out[f"{name}_last"] = [v for ts, v in have if ts == newest][-1]
+        out[f"{name}_last"] = [v for key, v in have if key == newest][-1]
     return out
 
 
