@@ -12,10 +12,12 @@ or the CA bundle given as `ca_file`.
 from __future__ import annotations
 
 import base64
+import contextlib
 import http.client
 import json
 import socket
 import ssl
+import struct
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -251,6 +253,8 @@ class InfluxHTTP:
                         continue  # the server closed an idle keep-alive connection
                     raise InfluxUnavailable(self.url, str(exc) or type(exc).__name__) from exc
                 except (OSError, http.client.HTTPException) as exc:
+                    if isinstance(exc, socket.timeout):
+                        _abort(conn)
                     self._drop()
                     reason = "timed out" if isinstance(exc, socket.timeout) else str(exc)
                     raise InfluxUnavailable(self.url, reason or type(exc).__name__) from exc
@@ -362,6 +366,18 @@ class InfluxHTTP:
                                               "text/plain; charset=utf-8")
         if status != 204:
             raise InfluxError(status, data.decode("utf-8", errors="replace"), version=version)
+
+
+def _abort(conn: http.client.HTTPConnection) -> None:
+    """Closes a timed-out connection with a reset instead of a FIN. A plain close leaves the
+    kernel sending what the request had not delivered yet (on a dead link, for up to about
+    100 s), so the request could still reach InfluxDB after its retry and a newer write of
+    the same points, and put the older values back; a reset drops it. A request the server
+    had already read in full is the sink's to rewrite (`cloud.sink`, writes with no answer)."""
+    sock = conn.sock
+    if sock is not None:
+        with contextlib.suppress(OSError):  # already gone: nothing of it left to send
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
 
 
 def _answer_after_cut(conn: http.client.HTTPConnection, sending: OSError) -> http.client.HTTPResponse:
