@@ -11,7 +11,7 @@ import os
 import random
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from edge.clock_sync import ClockSync, SyncWatch, clock_sync_for
 from edge.config import AgentConfig, SensorConfig
 from edge.driver_state import StagedState
-from edge.drivers.base import Driver, DriverContext, Sample, Supervised, load_driver
+from edge.drivers.base import Counting, Driver, DriverContext, Sample, Supervised, load_driver
 from edge.errors import EdgeError, OutboxError, PublisherError
 from edge.outbox import Outbox
 from edge.publisher import Publisher
@@ -34,9 +34,9 @@ log = logging.getLogger("urbanpulse.edge.agent")
 
 FLUSH_INTERVAL_S = 0.2  # readings wait at most this long in memory before their commit
 CLOCK_JUMP_TOLERANCE_S = 2.0
-# What a driver's pure supervision logic can raise besides the drivers' EdgeError (its
-# arithmetic on times and levels, lookups by line, a None where a value was due):
-# contained to the driver's entry.
+# What a driver's pure supervision logic (or its count of bad input) can raise besides the
+# drivers' EdgeError (its arithmetic on times and levels, lookups by line, a None where a
+# value was due): contained to the driver's entry.
 SUPERVISION_ERRORS = (ValueError, ArithmeticError, LookupError, TypeError, AttributeError)
 # Readings held in memory while the outbox cannot commit (its disk full): past this many,
 # the outbox's oldest rows are evicted to make room for them (counted, as max_rows does),
@@ -67,6 +67,25 @@ class DriverState:
     refused: int = 0  # samples no batch could carry (`unsendable`), dropped
 
 
+@dataclass(frozen=True, slots=True)
+class InputCounts:
+    """A sensor's counts of bad input (edge/drivers/base.py `Counting`): summed over its
+    drivers whose run ended (each restart builds a new driver, whose counts start from 0),
+    and the driver running, if any. Replaced whole, never changed: the publisher's thread
+    reads it for the heartbeat while the event loop's replaces it."""
+
+    ended: Mapping[str, int]
+    running: Counting | None = None
+
+    def total(self) -> dict[str, int]:
+        """Since the agent started; may raise what the running driver's count raises."""
+        now = {} if self.running is None else self.running.bad_input()
+        out = dict(now)
+        for name, n in self.ended.items():
+            out[name] = out.get(name, 0) + n
+        return out
+
+
 def unsendable(sample: Sample) -> str | None:
     """Why the wire contract cannot carry `sample` (a kind it does not know, a value that
     is no finite number: JSON has no NaN), or None."""
@@ -94,6 +113,7 @@ class Agent:
         self.outbox = Outbox(config.node.state_dir / OUTBOX_FILE, max_rows=config.outbox.max_rows,
                              reserve_bytes=OUTBOX_RESERVE_BYTES)
         self.drivers = {s.id: DriverState(s.id, s.driver) for s in config.sensors}
+        self._input_counts: dict[str, InputCounts] = {}  # each sensor's, since start-up
         self._running: dict[str, Driver] = {}  # each sensor's driver, for its supervision
         self._pending: list[Sample] = []
         self.driver_state = StagedState(self.outbox)
@@ -258,6 +278,14 @@ class Agent:
                                "last_error": d.last_error}
         if d.refused:
             out["refused"] = d.refused
+        # What the driver could not use (corrupt frames, ignored messages, glitches), since
+        # the agent started: counted and skipped, and shown here (see Counting).
+        counts = self._input_counts.get(sensor)
+        if counts is not None:
+            try:
+                out["bad_input"] = counts.total()
+            except (EdgeError, *SUPERVISION_ERRORS) as exc:
+                out["bad_input_error"] = f"{type(exc).__name__}: {exc}"
         # What a supervised driver's readings cannot carry, for the cloud's fault rules:
         # a kiosk's {"cable": "ok" | "cut", "ready": bool}, a door counter's
         # {"blocked": bool, "self_test": "ok" | "failed"} (see Supervised). A driver that
@@ -325,6 +353,10 @@ class Agent:
         while True:
             driver: Driver = module.build(sensor.id, sensor.params, ctx)
             self._running[sensor.id] = driver
+            before = self._input_counts.get(sensor.id)
+            self._input_counts[sensor.id] = InputCounts(
+                {} if before is None else before.ended,
+                driver if isinstance(driver, Counting) else None)
             state.state = "running"
             started = time.monotonic()
             try:
@@ -350,10 +382,26 @@ class Agent:
                 state.last_error = f"{type(exc).__name__}: {exc}"
                 log.warning("driver failed; restarting", extra={"sensor": sensor.id,
                                                                 "error": state.last_error})
+            finally:
+                self._input_ended(sensor.id)
             if time.monotonic() - started > RESTART_MAX_S:
                 delay = RESTART_MIN_S
             await asyncio.sleep(random.uniform(delay / 2, delay))
             delay = min(RESTART_MAX_S, delay * 2)
+
+    def _input_ended(self, sensor: str) -> None:
+        """The sensor's driver ended (stopped, failed or cancelled): its counts join those
+        of the drivers before it, for the next driver to add to."""
+        counts = self._input_counts.get(sensor)
+        if counts is None or counts.running is None:
+            return
+        try:
+            ended = counts.total()
+        except (EdgeError, *SUPERVISION_ERRORS) as exc:  # the heartbeats said it meanwhile
+            log.warning("driver failed to count its bad input; its run's counts are lost",
+                        extra={"sensor": sensor, "error": f"{type(exc).__name__}: {exc}"})
+            ended = dict(counts.ended)
+        self._input_counts[sensor] = InputCounts(ended)
 
     async def _drivers_stopped(self, tasks: list[asyncio.Task[None]]) -> None:
         """Waits for the cancelled drivers' tasks, DRIVER_STOP_S at most: one that does not

@@ -33,8 +33,8 @@ def _parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate a node config and exit")
     check.add_argument("config", type=Path)
     status = sub.add_parser("status", help="outbox depth, MQTT link (last publish, last ack), resend "
-                                           "backoff, clock (jumps, synchronised), drivers, from "
-                                           "local state")
+                                           "backoff, clock (jumps, synchronised), drivers (their "
+                                           "bad input counted), from local state")
     status.add_argument("--config", type=Path, required=True)
     status.add_argument("--json", action="store_true")
     return p
@@ -117,9 +117,10 @@ def _status(state_dir: Path, as_json: bool) -> int:
             print(f"mqtt:      {health.get('mqtt')}")
             print(f"resend:    {_resend_line(health.get('mqtt'))}")
             print(f"clock:     {_clock_line(health.get('clock'))}")
+            entries = health.get("drivers") or {}
             for name, d in agent.get("drivers", {}).items():
                 print(f"driver {name}: {d.get('state')} (restarts {d.get('restarts')}, "
-                      f"last error {d.get('last_error')})")
+                      f"last error {d.get('last_error')}){_bad_input_part(entries.get(name))}")
         else:
             print("agent:     no state file (has the agent run here?)")
     return EXIT_OK
@@ -151,6 +152,21 @@ def _commit_line(health: dict[str, object], state_age_s: object) -> str:
     if dropped:
         line += f"; {dropped} readings dropped uncommitted"
     return f"{line} (as of the state written {state_age_s} s ago)"
+
+
+def _bad_input_part(entry: object) -> str:
+    """What a driver could not use since the agent started (corrupt frames, ignored
+    messages, glitches: the heartbeat's `drivers.<id>.bad_input`), the counts that are not
+    0; nothing from a state file written before the agent counted them."""
+    if not isinstance(entry, dict):
+        return ""
+    if "bad_input_error" in entry:
+        return f"; bad input: not counted ({entry['bad_input_error']})"
+    counts = entry.get("bad_input")
+    if not isinstance(counts, dict):
+        return ""
+    said = ", ".join(f"{name} {n}" for name, n in counts.items() if n)
+    return f"; bad input: {said or 'none'}"
 
 
 def _clock_line(clock: object) -> str:

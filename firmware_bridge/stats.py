@@ -19,3 +19,9 @@ class DecoderStats:
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
+
+    def bad_input(self) -> dict[str, int]:
+        """The counters of input that made no frame (every one but `frames`), for the edge
+        node's heartbeat (edge/drivers/base.py `Counting`): the same names at every call."""
+        return {"checksum_errors": self.checksum_errors, "bytes_skipped": self.bytes_skipped,
+                "malformed": self.malformed}

@@ -15,7 +15,9 @@ thread; drivers fed by other threads (gpiozero callbacks) hop with
 `loop.call_soon_threadsafe`.
 
 Optionally a driver is `Supervised`: it has `supervision()`, what it knows of its own
-wiring that its readings cannot carry, which the agent puts in the node's heartbeat.
+wiring that its readings cannot carry, which the agent puts in the node's heartbeat; and
+`Counting`: it has `bad_input()`, its counts of the input it could not use (every driver
+in the tree is), which the agent puts there too.
 """
 
 from __future__ import annotations
@@ -97,6 +99,24 @@ class Supervised(Protocol):
         Raises DriverError when it cannot tell; the agent reports any EdgeError, and the
         ValueError, ArithmeticError or LookupError of a logic fault, in the driver's
         entry (`supervision_error`) and the heartbeat goes on."""
+        ...
+
+
+@runtime_checkable
+class Counting(Protocol):
+    """A driver that counts the input it could not use: corrupt or malformed frames and the
+    bytes skipped to resynchronise, messages it ignores, pulses too short to be real. A
+    corrupt frame is counted and skipped; these counts are how a technician sees it."""
+
+    def bad_input(self) -> Mapping[str, int]:
+        """For the node's heartbeat (`health()["drivers"][id]["bad_input"]`) and `edge
+        status`: counters since the driver was built, by name, the same names at every call
+        (0 included, so that a count's absence means the driver does not count it), ints
+        only: the heartbeat stays small. The agent sums them over the driver's restarts
+        (each builds a new driver). Called at every heartbeat (from the MQTT publisher's
+        thread) and when the driver's run ends: quick, no I/O. Like `supervision()`, a
+        failure (EdgeError, or a logic fault's ValueError, ArithmeticError or LookupError)
+        is reported in the driver's entry (`bad_input_error`) and the heartbeat goes on."""
         ...
 
 

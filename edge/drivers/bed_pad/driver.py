@@ -145,6 +145,11 @@ class BedPadDriver(GpioDriver):
         self._run = _BedRun(self, levels, now, emit)
         return self._run
 
+    def bad_input(self) -> dict[str, int]:
+        """Pad loads too short to be a patient (edge/drivers/base.py `Counting`)."""
+        run = self._run
+        return {"glitches": 0 if run is None else run.logic.glitches}
+
     def describe(self) -> dict[str, Any]:
         out = super().describe()
         out["supervision"] = self.params.supervision

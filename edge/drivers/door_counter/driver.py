@@ -156,6 +156,10 @@ class DoorCounterDriver(GpioDriver):
             out["self_test"] = logic.self_test.result
         return out
 
+    def bad_input(self) -> dict[str, int]:
+        """Beam breaks too short to be a person (edge/drivers/base.py `Counting`)."""
+        return {"glitches": 0 if self.logic is None else self.logic.glitches}
+
     def describe(self) -> dict[str, Any]:
         out = super().describe()
         out["directional"] = self.params.inner_pin is not None

@@ -105,6 +105,10 @@ class Mhz19bDriver:
                 "missed_replies": self.missed_replies, "late_replies": self.late_replies,
                 "late_abc_status": self.late_abc_status, **self.decoder.stats.as_dict()}
 
+    def bad_input(self) -> dict[str, int]:
+        """The decoder's counts of bytes that made no frame (edge/drivers/base.py `Counting`)."""
+        return self.decoder.stats.bad_input()
+
     def _fail(self, reason: str) -> DriverError:
         return DriverError(f"mhz19b {self.sensor_id} on {self.params.port}: {reason}")
 

@@ -121,6 +121,11 @@ class Pms5003Driver:
                        late_replies=self.late_replies)
         return out
 
+    def bad_input(self) -> dict[str, int]:
+        """The decoder's counts of bytes that made no frame, and frames the sensor says it
+        made in error (edge/drivers/base.py `Counting`)."""
+        return {**self.decoder.stats.bad_input(), "sensor_errors": self.sensor_errors}
+
     def _sample(self, m: Measurement) -> Sample:
         p = self.params
         values = {"pm25": m.pm25 * p.pm25_scale, "pm10": m.pm10 * p.pm10_scale,

@@ -209,6 +209,14 @@ class QueueKioskDriver(GpioDriver):
             report[READY] = True
         return report
 
+    def bad_input(self) -> dict[str, int]:
+        """Pulses that settled back within the debounce time, and calls with nobody waiting
+        (ignored) (edge/drivers/base.py `Counting`)."""
+        logic = self.logic
+        if logic is None:
+            return {"glitches": 0, "empty_calls": 0}
+        return {"glitches": logic.glitches, "empty_calls": logic.empty_calls}
+
     def describe(self) -> dict[str, Any]:
         out = super().describe()
         out["persisted"] = self.ctx.state is not None

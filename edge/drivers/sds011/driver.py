@@ -109,6 +109,10 @@ class Sds011Driver:
                        late_replies=self.late_replies)
         return out
 
+    def bad_input(self) -> dict[str, int]:
+        """The decoder's counts of bytes that made no frame (edge/drivers/base.py `Counting`)."""
+        return self.decoder.stats.bad_input()
+
     def _sample(self, frame: Sds011Measurement) -> Sample:
         p = self.params
         warming = self.warmup.warming_up(frame) or frame.suspect_zero

@@ -109,6 +109,18 @@ class TrafficLoopDriver(GpioDriver):
                                     now=now, emit=emit)
         return self._run
 
+    def bad_input(self) -> dict[str, int]:
+        """Pulses too short to be a vehicle and, with a loop pair, onsets no speed came of
+        and lengths left out (edge/drivers/base.py `Counting`)."""
+        logic = self.logic
+        out = {"glitches": 0 if logic is None else logic.glitches}
+        if self.params.pair is not None:
+            totals = None if logic is None else logic.totals
+            out.update(unmatched_upstream=0 if totals is None else totals.unmatched_upstream,
+                       unmatched_downstream=0 if totals is None else totals.unmatched_downstream,
+                       implausible_length=0 if totals is None else totals.implausible_length)
+        return out
+
     def describe(self) -> dict[str, Any]:
         out = super().describe()
         out["output"] = self.params.output

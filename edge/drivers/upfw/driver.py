@@ -139,6 +139,14 @@ class UpfwDriver:
             **self.decoder.stats.as_dict(),
         }  # fmt: skip
 
+    def bad_input(self) -> dict[str, int]:
+        """The decoder's counts of bytes that made no sentence, and the sentences lost or
+        not sent (edge/drivers/base.py `Counting`; README.md, "Liveness and status")."""
+        m = self.mapper
+        return {**self.decoder.stats.bad_input(), "lost_sentences": m.lost_sentences,
+                "door_gaps": m.door_gaps, "ignored": m.ignored,
+                "uneven_intervals": m.uneven_intervals}
+
     def _fail(self, reason: str) -> DriverError:
         return DriverError(f"upfw {self.sensor_id} on {self.params.port}: {reason}")
 
