@@ -177,6 +177,23 @@ class NodeState:
         node_watch = state.get("node_watch")
         self.node_watch = pickle.loads(node_watch) if isinstance(node_watch, bytes) else NodeWatch()
 
+    def set_horizon(self, horizon_ns: int) -> None:
+        """The aggregation horizon of this start (`flow.aggregate_horizon_s`) for a state
+        resumed from a snapshot, which pickled the one it was made with: its per-sensor
+        windows, domain rollups and ledger, and the rollups of sensors it adds later. Lowered,
+        what lies beyond it is let go now, as a state made with it would have; raised, each
+        rollup keeps the old floor until its newest has moved past it (`SensorRollup.
+        set_horizon`, `cloud.logic.domain.common.Horizon`): readings before it stay too late
+        (rebuilt from the raw points), as what they belong to was let go."""
+        self.horizon_ns = horizon_ns
+        for rollups in (self.minute, self.hour):
+            for rollup in rollups.values():
+                rollup.set_horizon(horizon_ns)
+        self.domain.set_horizon(horizon_ns)
+        self._newest_ns = None
+        if self.heard_ns is not None:  # the ledger's hours, as at the last message
+            self._evict(self.heard_ns, [])
+
     def process(self, data: NodeData) -> list[Point]:
         self._heard(data.received_ns)
         if data.status is not None:

@@ -84,6 +84,7 @@ class FieldAgg:
 N, TOTAL, LOW, HIGH, LAST_TS, LAST, LAST_SEQ, LOST = range(8)
 _MORE_LOST = 32
 UNKNOWN_OLDEST = -(2**63)
+NO_FLOOR = -(2**63)  # a rollup's kept floor while its horizon was never raised (set_horizon)
 NO_SEQ = -1  # a reading's number not known: of equal stamps, a later one is the last
 # The first item of a SensorRollup's pickled state since it is compact: ROLLUP_NO_SEQ before
 # each field kept the number of its last reading (its lists one item shorter, LAST_SEQ absent).
@@ -331,12 +332,14 @@ def _held_text(name: str, value: float) -> str:
 class SensorRollup:
     """The open windows of one sensor at one width."""
 
-    __slots__ = ("horizon_ns", "newest_ns", "oldest_ns", "ordered", "too_late", "width_ns",
-                 "windows")
+    __slots__ = ("horizon_ns", "kept_ns", "newest_ns", "oldest_ns", "ordered", "too_late",
+                 "width_ns", "windows")
 
     def __init__(self, width_ns: int, horizon_ns: int) -> None:
         self.width_ns = width_ns
         self.horizon_ns = horizon_ns
+        # No window starting before this is made (`set_horizon`: the floor of a horizon raised)
+        self.kept_ns = NO_FLOOR
         self.windows: dict[int, Window] = {}
         self.newest_ns = 0
         self.oldest_ns = 0  # no window starts before this: evict() has nothing to do above it
@@ -346,13 +349,15 @@ class SensorRollup:
     def __getstate__(self) -> tuple[object, ...]:
         # The windows as the plain tuples they pickle as: a Window object costs pickle a
         # reduce call of its own, which was most of the time of a node's snapshot.
-        return (COMPACT_ROLLUP, self.width_ns, self.horizon_ns, self.newest_ns, self.oldest_ns,
-                self.ordered, self.too_late, [w.__getstate__() for w in self.windows.values()])
+        state = (COMPACT_ROLLUP, self.width_ns, self.horizon_ns, self.newest_ns, self.oldest_ns,
+                 self.ordered, self.too_late, [w.__getstate__() for w in self.windows.values()])
+        return state if self.kept_ns == NO_FLOOR else (*state, self.kept_ns)
 
     def __setstate__(self, state: tuple[Any, ...]) -> None:
         if state[0] in (COMPACT_ROLLUP, ROLLUP_NO_SEQ):
             (_, self.width_ns, self.horizon_ns, self.newest_ns, self.oldest_ns, self.ordered,
-             self.too_late, compact) = state
+             self.too_late, compact) = state[:8]
+            self.kept_ns = state[8] if len(state) > 8 else NO_FLOOR
             windows: dict[int, Window] = {}
             for window_state in compact:
                 if state[0] == ROLLUP_NO_SEQ:  # each field's last reading's number not known
@@ -367,6 +372,7 @@ class SensorRollup:
         # oldest_ns nor ordered: the next evict looks at every window.
         self.oldest_ns = UNKNOWN_OLDEST
         self.ordered = False
+        self.kept_ns = NO_FLOOR
         slots = state[1]
         assert isinstance(slots, dict)
         for name, value in slots.items():
@@ -389,7 +395,7 @@ class SensorRollup:
         start = ts_ns - ts_ns % width
         window = self.windows.get(start)
         if window is None:
-            if start < newest - self.horizon_ns:
+            if start < newest - self.horizon_ns or start < self.kept_ns:
                 # Its earlier readings, if any, were too late: it is rebuilt from the raw
                 # points, and a window made now would hold the later ones only.
                 self.too_late += 1
@@ -404,6 +410,18 @@ class SensorRollup:
         if ts_ns > newest:
             self.newest_ns = ts_ns
         return window
+
+    def set_horizon(self, horizon_ns: int) -> None:
+        """A horizon given anew to a rollup resumed from a snapshot. Lowered, the windows
+        beyond it go now. Raised, the rollup had let go of the windows beyond the old one: a
+        reading of one taken now would make a window of itself alone (which would overwrite
+        the whole one stored), so no window starting before the old horizon's floor is made
+        (`kept_ns`: its readings are too late, rebuilt from the raw points) until the newest
+        has moved past it."""
+        if horizon_ns > self.horizon_ns and self.newest_ns:
+            self.kept_ns = max(self.kept_ns, self.newest_ns - self.horizon_ns)
+        self.horizon_ns = horizon_ns
+        self.evict()
 
     def evict(self) -> None:
         floor = self.newest_ns - self.horizon_ns - self.width_ns

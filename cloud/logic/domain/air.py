@@ -16,7 +16,7 @@ import math
 from collections.abc import Iterable
 
 from cloud.logic.domain import aqi
-from cloud.logic.domain.common import HOUR_NS, RP_1H, Point, skipped, window_start
+from cloud.logic.domain.common import HOUR_NS, RP_1H, Horizon, Point, skipped, window_start
 from cloud.logic.lines import line
 from urbanpulse.wire import Reading
 
@@ -25,7 +25,7 @@ FIELDS = ("pm25", "pm10", "co2")
 NOWCAST_HOURS = 12
 
 
-class AirRollup:
+class AirRollup(Horizon):
     """The hourly means of one station. Picklable."""
 
     def __init__(self, horizon_ns: int) -> None:
@@ -49,11 +49,12 @@ class AirRollup:
 
     def process(self, site: str, node: str, readings: Iterable[Reading]) -> list[Point]:
         touched: set[int] = set()
+        kept = self.kept_ns
         for r in readings:
             names = FIELDS_OF_KIND.get(r.kind)
             if names is None or skipped(r):
                 continue
-            if r.ts_ns < self.newest_ns - self.horizon_ns:
+            if r.ts_ns < self.newest_ns - self.horizon_ns or r.ts_ns < kept:  # before floor_ns()
                 self.too_late += 1
                 continue
             self.newest_ns = max(self.newest_ns, r.ts_ns)

@@ -39,7 +39,16 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from cloud.logic.domain.common import HOUR_NS, NOT_MEASURING, RP_1H, WIDTHS, Point, quantile, window_start
+from cloud.logic.domain.common import (
+    HOUR_NS,
+    NOT_MEASURING,
+    RP_1H,
+    WIDTHS,
+    Horizon,
+    Point,
+    quantile,
+    window_start,
+)
 from cloud.logic.domain.late import Late
 from cloud.logic.lines import line, series_head
 from urbanpulse.wire import Reading
@@ -160,7 +169,7 @@ def door_faulty(faults: Iterable[int | None]) -> int | None:
 Ticket = tuple[str, int]  # (kiosk sensor, ticket number)
 
 
-class HospitalNodeRollup:
+class HospitalNodeRollup(Horizon):
     """Beds, doors and queue of one node. Picklable."""
 
     def __init__(self, horizon_ns: int, roles: DoorRoles | None = None,
@@ -216,7 +225,7 @@ class HospitalNodeRollup:
         new_hours: set[int] = set()  # hours holding their first bed reading
         door_hours: set[int] = set()
         wait_hours: set[int] = set()
-        horizon_ns = self.horizon_ns
+        horizon_ns, kept = self.horizon_ns, self.kept_ns
         for r in readings:
             kind = r.kind
             if not kind.startswith("hospital."):
@@ -225,7 +234,7 @@ class HospitalNodeRollup:
             if flags and not NOT_MEASURING.isdisjoint(flags):  # skipped(r)
                 continue
             ts = r.ts_ns
-            if ts < self.newest_ns - horizon_ns:
+            if ts < self.newest_ns - horizon_ns or ts < kept:  # before floor_ns()
                 self.too_late += 1
                 continue
             if ts > self.newest_ns:
@@ -426,7 +435,7 @@ class HospitalNodeRollup:
         return out
 
     def _evict(self) -> None:
-        floor = self.newest_ns - self.horizon_ns
+        floor = self.floor_ns()
         for history in self.beds.values():
             # Keep the last state before the floor: it is the bed's state at the floor.
             i = bisect.bisect_left(history, (floor,))

@@ -27,7 +27,7 @@ import bisect
 import math
 from collections.abc import Iterable
 
-from cloud.logic.domain.common import HOUR_NS, RP_1H, WIDTHS, Point
+from cloud.logic.domain.common import HOUR_NS, RP_1H, WIDTHS, Horizon, Point
 from cloud.logic.domain.hospital import (
     DoorTotals,
     SiteUpdate,
@@ -41,7 +41,7 @@ from cloud.logic.domain.late import Late, LateMarks
 from cloud.logic.lines import line
 
 
-class HospitalSite:
+class HospitalSite(Horizon):
     """The state of one site. Picklable."""
 
     def __init__(self, horizon_ns: int) -> None:
@@ -86,7 +86,7 @@ class HospitalSite:
         # other nodes' parts were let go, so a total written now would be the updating node's
         # alone (a node whose backlog comes oldest first, hours behind the others): it is
         # not written, and the site-wide replay is asked for instead.
-        floor = self.newest_ns - self.horizon_ns
+        floor = self.floor_ns()
         for u in updates:
             if isinstance(u, WardSnapshot):
                 snaps = self.wards[u.rp].setdefault(u.node, {})
@@ -164,7 +164,7 @@ class HospitalSite:
             if wait_hours:
                 written.append(("queue", min(wait_hours), max(wait_hours) + HOUR_NS))
             self.late += self.marks.reached(written)
-            self.marks.evict({"hospital": self.newest_ns - self.horizon_ns})
+            self.marks.evict({"hospital": self.floor_ns()})
         self._evict()
         return out
 
@@ -175,7 +175,7 @@ class HospitalSite:
         return sorted(set(late)) if late else late
 
     def _evict(self) -> None:
-        floor = self.newest_ns - self.horizon_ns
+        floor = self.floor_ns()
         for rp, width in WIDTHS:
             sorted_starts = self._starts[rp]
             for node, snaps in self.wards[rp].items():

@@ -40,33 +40,32 @@ class DomainNode:
             late = self.traffic.too_late
             points += self.traffic.process(site, node, readings)
             if self.traffic.too_late != late:
-                self._note_late("traffic", self.traffic.newest_ns, readings)
+                self._note_late("traffic", self.traffic.floor_ns(), readings)
         if "air" in kinds:
             late = self.air.too_late
             points += self.air.process(site, node, readings)
             if self.air.too_late != late:
-                self._note_late("air", self.air.newest_ns, readings)
+                self._note_late("air", self.air.floor_ns(), readings)
         if "hospital" in kinds:
             late = self.hospital.too_late
             p, updates = self.hospital.process(site, node, readings)
             points += p
             if self.hospital.too_late != late:
-                replayed = self._note_late("hospital", self.hospital.newest_ns, readings)
+                replayed = self._note_late("hospital", self.hospital.floor_ns(), readings)
                 if replayed:  # every hospital scope is site-wide
                     updates.append(SiteReplayed(site, node, tuple(sorted(replayed))))
         if self.marks:  # only after late readings: the live path pays nothing otherwise
             self.late += self.marks.touched(readings)
-            horizon = self.horizon_ns
-            self.marks.evict({"traffic": self.traffic.newest_ns - horizon,
-                              "air": self.air.newest_ns - horizon,
-                              "hospital": self.hospital.newest_ns - horizon})
+            self.marks.evict({"traffic": self.traffic.floor_ns(), "air": self.air.floor_ns(),
+                              "hospital": self.hospital.floor_ns()})
         return points, updates
 
-    def _note_late(self, family: str, newest_ns: int, readings: Sequence[Reading]) -> set[Late]:
-        """The hours of this call's readings of `family` older than the horizon now: those
-        counted too late, and perhaps some taken before the newest moved on (replaying
-        their hours too does no harm). Runs only when a reading was too late."""
-        late = late_of(readings, family, newest_ns - self.horizon_ns)
+    def _note_late(self, family: str, floor_ns: int, readings: Sequence[Reading]) -> set[Late]:
+        """The hours of this call's readings of `family` older than the horizon now (before
+        the family's rollup's `floor_ns`): those counted too late, and perhaps some taken
+        before the newest moved on (replaying their hours too does no harm). Runs only when
+        a reading was too late."""
+        late = late_of(readings, family, floor_ns)
         self.late += sorted(late)
         self.marks.add(late)
         return late
@@ -74,6 +73,11 @@ class DomainNode:
     @property
     def horizon_ns(self) -> int:
         return self.traffic.horizon_ns
+
+    def set_horizon(self, horizon_ns: int) -> None:
+        """A horizon given anew (`Horizon.set_horizon`) to every rollup of the node."""
+        for rollup in (self.traffic, self.air, self.hospital):
+            rollup.set_horizon(horizon_ns)
 
     def take_late(self) -> list[Late]:
         """(scope, hour start) to rebuild from the raw points (`cloud.logic.domain_replay`)

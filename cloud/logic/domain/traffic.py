@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
-from cloud.logic.domain.common import NOT_MEASURING, WIDTHS, Point
+from cloud.logic.domain.common import NOT_MEASURING, WIDTHS, Horizon, Point
 from cloud.logic.lines import float_text, float_texts, series_head
 from urbanpulse.wire import Reading
 
@@ -85,7 +85,7 @@ def _sums_text(items: list[Sample], flow: float | None = None) -> tuple[str, flo
     return text, lane_flow
 
 
-class TrafficRollup:
+class TrafficRollup(Horizon):
     """The open windows of one intersection (node). Picklable."""
 
     def __init__(self, horizon_ns: int) -> None:
@@ -99,12 +99,12 @@ class TrafficRollup:
     def process(self, site: str, node: str, readings: Iterable[Reading]) -> list[Point]:
         touched: dict[tuple[str, int], set[int]] = {key: set() for key in self.windows}
         widths = [(key[1], self.windows[key], touched[key]) for key in self.windows]
-        horizon_ns = self.horizon_ns
+        horizon_ns, kept = self.horizon_ns, self.kept_ns
         for r in readings:
             if r.kind != KIND or (r.flags and not NOT_MEASURING.isdisjoint(r.flags)):  # skipped(r)
                 continue
             ts = r.ts_ns
-            if ts < self.newest_ns - horizon_ns:
+            if ts < self.newest_ns - horizon_ns or ts < kept:  # before floor_ns()
                 self.too_late += 1
                 continue
             if ts > self.newest_ns:
