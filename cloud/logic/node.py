@@ -184,14 +184,15 @@ class NodeState:
         what lies beyond it is let go now, as a state made with it would have; raised, each
         rollup keeps the old floor until its newest has moved past it (`SensorRollup.
         set_horizon`, `cloud.logic.domain.common.Horizon`): readings before it stay too late
-        (rebuilt from the raw points), as what they belong to was let go."""
+        (rebuilt from the raw points), as what they belong to was let go. The same horizon
+        changes nothing."""
+        lowered = horizon_ns < self.horizon_ns
         self.horizon_ns = horizon_ns
         for rollups in (self.minute, self.hour):
             for rollup in rollups.values():
                 rollup.set_horizon(horizon_ns)
         self.domain.set_horizon(horizon_ns)
-        self._newest_ns = None
-        if self.heard_ns is not None:  # the ledger's hours, as at the last message
+        if lowered and self.heard_ns is not None:  # the ledger's hours, as at the last message
             self._evict(self.heard_ns, [])
 
     def process(self, data: NodeData) -> list[Point]:
