@@ -952,9 +952,11 @@ def build_flow(cfg: CloudConfig, partitions: list[str], sink: Any = None,
 
     def builder(resume: bytes | None) -> NodeLogic:
         state = pickle.loads(resume) if resume is not None else NodeState(horizon_ns, cfg.flow.detect)
-        # The setting of this start, for a node the store knows too (it is pickled with
-        # the state): switched off, a known node went on raising events and alerts.
+        # The settings of this start, for a node the store knows too (they are pickled with
+        # the state): switched off, a known node went on raising events and alerts; a
+        # changed horizon reached only nodes new to the store.
         state.detect = cfg.flow.detect
+        state.set_horizon(horizon_ns)
         return NodeLogic(state, max_dl, drift=cfg.flow.detect)
 
     processed = op.stateful_batch("node_state", keyed, builder)
@@ -964,6 +966,7 @@ def build_flow(cfg: CloudConfig, partitions: list[str], sink: Any = None,
 
     def site_builder(resume: bytes | None) -> SiteLogic:
         state: HospitalSite = pickle.loads(resume) if resume is not None else HospitalSite(horizon_ns)
+        state.set_horizon(horizon_ns)
         return SiteLogic(state)
 
     site_points = op.map("site_points", op.stateful_batch("site_state", by_site, site_builder),
