@@ -222,9 +222,10 @@ def _counts(outcome: CaseOutcome, before: SinkStats, after: SinkStats) -> None:
 
 
 def compare(on_time: Path, backlog: Path) -> dict[str, int]:
-    """Aggregates that differ, beyond rounding: a per-sensor window's mean is a running sum
-    (cloud.logic.rollup.Window), so readings taken in another order may change its last
-    digit; those are counted apart."""
+    """Aggregates that differ, and those that differ by rounding only (counted apart): the
+    per-sensor windows' sums are exact since session 13 and the domain rollups' use
+    math.fsum, so the same readings give the same bits in any order and `rounding` should
+    be 0; one that is not points at a sum that depends on the order of arrival."""
     a, b = json.loads(on_time.read_text()), json.loads(backlog.read_text())
     both = [k for k in a.keys() & b.keys() if a[k] != b[k]]
     differ = [k for k in both if not _close(a[k], b[k])]
