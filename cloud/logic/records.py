@@ -2,7 +2,8 @@
 
 Stateless, so it runs on any worker; nothing a node sends can make it raise. A status
 message becomes a `node_status` point and, when it carries the agent's health, a
-`Heartbeat` for the node's state (the fault rules on heartbeats).
+`driver_status` point per driver that sends its bad-input counts and a `Heartbeat` for the
+node's state (the fault rules on heartbeats).
 
 Data messages take a shortcut when they are sound as a whole (`_sound_readings`): parsed by
 orjson and checked in one pass, they give exactly the readings `decode_batch` would. Any
@@ -60,6 +61,17 @@ Point = tuple[str, str]  # (retention policy, line)
 MAX_UPTIME_S = 1e9  # 31 years
 MAX_COUNT = 2**31
 MAX_SUPERVISED = 256  # supervised drivers of one node (an agent has a few)
+# The counters a driver's `bad_input` may hold (docs/wire-contract.md, its table): a fixed
+# set, so that a heartbeat adds no field of its own naming to `driver_status`.
+BAD_INPUT_COUNTERS = frozenset({
+    "checksum_errors", "bytes_skipped", "malformed", "sensor_errors", "lost_sentences",
+    "door_gaps", "ignored", "uneven_intervals", "glitches", "unmatched_upstream",
+    "unmatched_downstream", "implausible_length", "empty_calls"})
+# Drivers of one heartbeat whose counts are stored, in the order it names them: each is a
+# `driver_status` series. A node has a few (a Pi: 26 GPIO pins, a few serial ports).
+MAX_COUNTED_DRIVERS = 64
+MAX_DRIVER_COUNT = 2**63  # a count as InfluxDB's integer field holds it: [0, 2**63)
+_PROBLEMS_SAID = 5  # of what a heartbeat's `bad_input` held and the cloud left out
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,11 +125,11 @@ def decode_record(rec: JournalRecord, max_dead_letter_bytes: int) -> tuple[NodeD
     if topic.stream == "ack":
         return None, []  # the cloud's own acknowledgements to nodes: nothing to store
     if topic.stream == "status":
-        point, beat = _status(rec, topic.site, topic.node, max_dead_letter_bytes)
+        status_points, beat = _status(rec, topic.site, topic.node, max_dead_letter_bytes)
         if beat is None:
-            return None, [point]
+            return None, status_points
         return NodeData(f"{topic.site}/{topic.node}", topic.site, topic.node, rec.received_ns,
-                        [], beat), [point]
+                        [], beat), status_points
     sound = _sound_readings(rec.payload, topic.site, topic.node, rec.received_ns)
     if sound is not None:
         readings, numbering = sound
@@ -251,11 +263,13 @@ def _sound_fields(kind: str, values: dict[str, Any], units: dict[str, Any]) -> t
 
 
 def _status(rec: JournalRecord, site: str, node: str, max_bytes: int
-            ) -> tuple[Point, Heartbeat | None]:
+            ) -> tuple[list[Point], Heartbeat | None]:
+    """The `node_status` point, the drivers' `driver_status` points (and a dead letter
+    saying what of their counts was left out), and the heartbeat for the node's state."""
     try:
         body = decode_status(rec.payload, now_ns=rec.received_ns)
     except WireError as exc:
-        return dead_letter(rec, site, node, exc.code, exc.detail, rec.payload, 0, max_bytes), None
+        return [dead_letter(rec, site, node, exc.code, exc.detail, rec.payload, 0, max_bytes)], None
     fields: dict[str, str | int | float | bool] = {"state": body["state"],
                                                    "online": body["state"] == "online"}
     health = body.get("health")
@@ -286,9 +300,66 @@ def _status(rec: JournalRecord, site: str, node: str, max_bytes: int
         # node whose clock lags behind the will (offline until the next heartbeat). What the
         # node's clock said is kept as its offset.
         fields["clock_offset_s"] = (ts - rec.received_ns) / 1e9
-    point = RP_RAW, line("node_status", {"site": site, "node": node}, fields, rec.received_ns)
-    return point, (_heartbeat(from_epoch_ns(ts), health, rec.received_ns)
-                   if isinstance(health, dict) else None)
+    points = [(RP_RAW, line("node_status", {"site": site, "node": node}, fields, rec.received_ns))]
+    if not isinstance(health, dict):
+        return points, None
+    points += _driver_counts(rec, site, node, health.get("drivers"), max_bytes)
+    return points, _heartbeat(from_epoch_ns(ts), health, rec.received_ns)
+
+
+def _driver_counts(rec: JournalRecord, site: str, node: str, drivers: object,
+                   max_bytes: int) -> list[Point]:
+    """A `driver_status` point per driver whose entry has `bad_input`: its counts of the
+    input it could not use since the agent started, as integer fields, stamped as the
+    node_status point is (the reception: a replay writes the same point). Only the
+    contract's counters, whole numbers in [0, 2**63), of drivers whose id is a sensor id
+    (a tag), and of the first MAX_COUNTED_DRIVERS such drivers: what else the heartbeat
+    held is left out, and said in one dead letter (`bad_input_counts`), the heartbeat's
+    other parts going on. An entry without `bad_input` (a driver that failed to count: its
+    `bad_input_error`; an older agent) gives no point."""
+    if not isinstance(drivers, dict):
+        return []
+    out: list[Point] = []
+    problems: list[str] = []
+    taken = beyond = 0
+    for sensor, entry in drivers.items():
+        if not isinstance(entry, dict) or "bad_input" not in entry:
+            continue
+        if not SENSOR_ID.fullmatch(sensor):
+            problems.append(f"drivers[{sensor!r:.40}]: not a sensor id")
+            continue
+        if taken == MAX_COUNTED_DRIVERS:
+            beyond += 1
+            continue
+        taken += 1
+        counts = entry["bad_input"]
+        if not isinstance(counts, dict):
+            problems.append(f"drivers.{sensor}.bad_input: not an object, got {counts!r:.40}")
+            continue
+        fields: dict[str, str | int | float | bool] = {}
+        for name, value in counts.items():
+            if name not in BAD_INPUT_COUNTERS:
+                problems.append(f"drivers.{sensor}.bad_input[{name!r:.40}]: no counter of the "
+                                "wire contract")
+            elif type(value) is not int or not 0 <= value < MAX_DRIVER_COUNT:
+                problems.append(f"drivers.{sensor}.bad_input.{name}: not a whole number in "
+                                f"[0, 2^63), got {value!r:.40}")
+            else:
+                fields[name] = value
+        if fields:
+            out.append((RP_RAW, line("driver_status", {"site": site, "node": node, "sensor": sensor},
+                                     fields, rec.received_ns)))
+    if problems or beyond:
+        said = problems[:_PROBLEMS_SAID]
+        if len(problems) > _PROBLEMS_SAID:
+            said.append(f"{len(problems) - _PROBLEMS_SAID} more such counts")
+        if beyond:
+            said.append(f"{beyond} more drivers with bad_input than the {MAX_COUNTED_DRIVERS} "
+                        "whose counts one heartbeat may store")
+        out.append(dead_letter(rec, site, node, "bad_input_counts",
+                               "left out of driver_status: " + "; ".join(said), rec.payload, 0,
+                               max_bytes))
+    return out
 
 
 def _heartbeat(ts: datetime, health: dict[str, Any], received_ns: int) -> Heartbeat:

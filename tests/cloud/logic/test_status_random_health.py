@@ -26,7 +26,7 @@ RECEIVED_NS = 1_795_000_000_000_000_000  # 2026-11-18T11:06:40Z
 KEYS = ["uptime_s", "run_id", "clock", "jumps", "drivers", "supervision", "cable", "ready",
         "self_test", "blocked", "hours", "state", "outbox_depth", "outbox_oldest_age_s",
         "outbox_evicted", "readings_per_s", "cpu_temp_c", "pm-1", "door-main", "x", "since",
-        "ts", "error"]
+        "ts", "error", "bad_input", "bad_input_error", "glitches", "checksum_errors"]
 ATOMS = (st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats() | st.text(max_size=8)
          | st.sampled_from(["ok", "cut", "online", "dead", "closed", "ready", "failed", "0a1b2c3d",
                             1e308, -0.0, 2**31, 10**400]))
@@ -63,10 +63,18 @@ def test_any_health_decodes_and_runs_through_a_node_state_without_harm(
         received = RECEIVED_NS + i * 30 * 10**9
         data, points = decode_record(JournalRecord("i0", i, received,
                                                    f"urbanpulse/v1/{SITE}/{NODE}/status", payload), 4096)
-        assert len(points) == 1
+        # its node_status (or a dead letter), then its drivers' counts, each a driver_status
+        # point of a sensor id, and a dead letter if some were left out
         assert points[0][1].startswith(("node_status,", "dead_letter,"))
         if points[0][1].startswith("node_status,"):
             assert _fields_are_finite(points[0][1]), points[0][1]
+        drivers = [text for _, text in points[1:] if text.startswith("driver_status,")]
+        left_out = len(points) > 1 and points[-1][1].startswith("dead_letter,")
+        assert len(drivers) + left_out == len(points) - 1
+        for text in drivers:
+            tags = dict(t.split("=", 1) for t in text.split(" ")[0].split(",")[1:])
+            assert SENSOR_ID.fullmatch(tags["sensor"]), text
+            assert all(v.endswith("i") for v in (f.split("=")[1] for f in text.split(" ")[1].split(",")))
         if data is not None:
             points += state.process(data)
         lines.extend(text for _, text in points)
