@@ -259,6 +259,17 @@ class CityData:
         return self.iter_measurement("node_status", start, end, rp=RP_RAW,
                                      tags={"site": site, "node": node})
 
+    def driver_status(self, start: datetime, end: datetime, *, site: Tags = None,
+                      node: Tags = None, sensor: Tags = None) -> pd.DataFrame:
+        """Each driver's counts of the input it could not use, one row per heartbeat:
+        counters since the agent's start, 0 again after a restart (docs/influx-schema.md)."""
+        return _concat(self.iter_driver_status(start, end, site=site, node=node, sensor=sensor))
+
+    def iter_driver_status(self, start: datetime, end: datetime, *, site: Tags = None,
+                           node: Tags = None, sensor: Tags = None) -> Iterator[pd.DataFrame]:
+        return self.iter_measurement("driver_status", start, end, rp=RP_RAW,
+                                     tags={"site": site, "node": node, "sensor": sensor})
+
     # -- I/O -------------------------------------------------------------------------
 
     def _chunks(self, span: TimeRange, rp: str, name: str, tags: dict[str, tuple[str, ...]],

@@ -89,6 +89,7 @@ def _parser() -> argparse.ArgumentParser:
     events.add_argument("--kind", action="append")
     sub("dead-letters", "refused input", sensor=False).add_argument("--reason", action="append")
     sub("node-status", "the nodes' status reports", sensor=False)
+    sub("driver-status", "the drivers' counts of bad input, per heartbeat (--sensor: the driver id)")
     generic = sub("measurement", "any stored measurement", sensor=False, fields=True)
     generic.add_argument("name")
     generic.add_argument("--rp", choices=catalog.POLICIES, default=RP_RAW)
@@ -115,6 +116,8 @@ def _frames(data: CityData, a: argparse.Namespace) -> Iterator[pd.DataFrame]:
         return data.iter_dead_letters(*span, reason=a.reason, **where)
     if a.cmd == "node-status":
         return data.iter_node_status(*span, **where)
+    if a.cmd == "driver-status":
+        return data.iter_driver_status(*span, sensor=a.sensor, **where)
     # --site/--node and --tag site=/node= on the same key: any of them matches, as with
     # --site repeated (a --tag used to replace --site without a word)
     tags: dict[str, list[str]] = {key: list(values) for key, values in where.items() if values}

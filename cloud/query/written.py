@@ -10,7 +10,7 @@ points the processor's own code makes.
 
 from __future__ import annotations
 
-from cloud.logic.records import RP_1H, RP_1M, RP_RAW
+from cloud.logic.records import BAD_INPUT_COUNTERS, RP_1H, RP_1M, RP_RAW
 from cloud.query.catalog import ROLLUPS, tag_order
 from cloud.query.frames import Schema
 from urbanpulse.wire import KINDS
@@ -81,6 +81,9 @@ _OTHERS: dict[tuple[str, str], Schema] = {
         ("outbox_depth", "outbox_oldest_age_s", "outbox_evicted", "readings_per_s", "uptime_s",
          "cpu_temp_c", "clock_jumps", "outbox_uncommitted", "readings_dropped",
          "clock_offset_s"), FLOAT)),
+    # A driver's counts of bad input from the heartbeat: the wire contract's counters only.
+    (RP_RAW, "driver_status"): _schema(("site", "node", "sensor"),
+                                       dict.fromkeys(BAD_INPUT_COUNTERS, INTEGER)),
     (RP_RAW, "processor"): _schema(("process",), {
         "uptime_s": FLOAT, "read_lag_s": FLOAT, "write_denied_s": FLOAT} | dict.fromkeys(
         ("points_written", "write_requests", "write_retries", "write_refused", "write_denied",

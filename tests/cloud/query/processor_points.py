@@ -74,11 +74,22 @@ def dead_letters() -> list[Point]:
 
 
 def statuses() -> list[Point]:
-    """Heartbeats with every health figure; the second counts a clock jump (a node event)."""
+    """Heartbeats with every health figure; the second counts a clock jump (a node event).
+    Their drivers send every bad-input counter of the contract (a `driver_status` point)."""
     health = {"outbox_depth": 3, "outbox_oldest_age_s": 12.5, "outbox_evicted": 0,
               "readings_per_s": 1.5, "uptime_s": 300, "cpu_temp_c": 51.2,
               "clock": {"jumps": 0, "synchronised": True},
-              "outbox_uncommitted": 0, "readings_dropped": 0}
+              "outbox_uncommitted": 0, "readings_dropped": 0,
+              "drivers": {"pm-1": {"driver": "pms5003", "state": "running", "bad_input": {
+                  "checksum_errors": 2, "bytes_skipped": 40, "malformed": 0, "sensor_errors": 0}},
+                          "board-1": {"driver": "upfw", "state": "running", "bad_input": {
+                              "lost_sentences": 1, "door_gaps": 0, "ignored": 0,
+                              "uneven_intervals": 0}},
+                          "loop-1": {"driver": "traffic_loop", "state": "running", "bad_input": {
+                              "glitches": 3, "unmatched_upstream": 0, "unmatched_downstream": 1,
+                              "implausible_length": 0}},
+                          "kiosk-1": {"driver": "queue_kiosk", "state": "running",
+                                      "bad_input": {"glitches": 0, "empty_calls": 2}}}}
     second = {**health, "uptime_s": 330, "clock": {"jumps": 1, "synchronised": True}}
     topic = status_topic(SITE, NODE)
     return _decoded([

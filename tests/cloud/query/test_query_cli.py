@@ -52,9 +52,12 @@ def status(db_ready: StackInfo, city: City) -> City:
     """A node status report on the city's site, as the processor stores one."""
     report = line("node_status", {"site": city.site, "node": "air-1"},
                   {"outbox_depth": 3.0, "state": "ok"}, to_epoch_ns(city.at(30)))
+    counts = [line("driver_status", {"site": city.site, "node": "air-1", "sensor": sensor},
+                   {"checksum_errors": 3, "bytes_skipped": 41, "malformed": 0}, to_epoch_ns(city.at(30)))
+              for sensor in ("pm-1", "pm-2")]
     creds = db_ready.influx("writer")
     with InfluxHTTP(creds.url, creds.username, creds.password()) as writer:
-        writer.write(report.encode(), db=db_ready.database, rp="raw")
+        writer.write("\n".join([report, *counts]).encode(), db=db_ready.database, rp="raw")
     return city
 
 
@@ -71,6 +74,8 @@ def status(db_ready: StackInfo, city: City) -> City:
      lambda d, c: d.lane_traffic(*span(c), site=c.site)),
     (["dead-letters"], lambda d, c: d.dead_letters(*span(c), site=c.site)),
     (["node-status"], lambda d, c: d.node_status(*span(c), site=c.site)),
+    (["driver-status", "--sensor", "pm-1"],
+     lambda d, c: d.driver_status(*span(c), site=c.site, sensor="pm-1")),
     (["measurement", "air_pm", "--tag", "sensor=pm-1", "--field", "pm10"],
      lambda d, c: d.measurement("air_pm", *span(c), tags={"site": c.site, "sensor": "pm-1"},
                                 fields=["pm10"])),

@@ -73,6 +73,11 @@ DOCUMENTED: dict[str, list[tuple[str, str]]] = {
                     ("outbox_oldest_age_s", F), ("outbox_uncommitted", F), ("readings_dropped", F),
                     ("readings_per_s", F), ("state", S),
                     ("uptime_s", F)],
+    "driver_status": [("site", S), ("node", S), ("sensor", S), ("bytes_skipped", N),
+                      ("checksum_errors", N), ("door_gaps", N), ("empty_calls", N), ("glitches", N),
+                      ("ignored", N), ("implausible_length", N), ("lost_sentences", N),
+                      ("malformed", N), ("sensor_errors", N), ("uneven_intervals", N),
+                      ("unmatched_downstream", N), ("unmatched_upstream", N)],
 }
 
 
@@ -95,6 +100,7 @@ def _frames(city: CityData) -> dict[str, pd.DataFrame]:
         "events": city.events(*w, type=["stuck", "cut_cable"], kind="node"),
         "dead_letters": city.dead_letters(*w, reason="not_json"),
         "node_status": city.node_status(*w, node="ward-3"),
+        "driver_status": city.driver_status(*w, node="station-7", sensor="pm-1"),
     }
 
 
@@ -109,6 +115,7 @@ def _iter_frames(city: CityData) -> dict[str, list[pd.DataFrame]]:
         "events": list(city.iter_events(*w)),
         "dead_letters": list(city.iter_dead_letters(*w)),
         "node_status": list(city.iter_node_status(*w)),
+        "driver_status": list(city.iter_driver_status(*w)),
     }
 
 

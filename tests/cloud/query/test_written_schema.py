@@ -55,7 +55,8 @@ def test_every_measurement_tag_and_field_written_is_written_by_some_point(
 def test_it_covers_every_kind_rollup_and_record_in_the_order_influxdb_lists_keys() -> None:
     names = {name for _, name in WRITTEN}
     assert names == ({k.measurement for k in KINDS.values()} | set(ROLLUPS)
-                     | {"ledger", "events", "dead_letter", "node_status", "processor"})
+                     | {"ledger", "events", "dead_letter", "node_status", "driver_status",
+                        "processor"})
     for (rp, name), schema in WRITTEN.items():
         assert list(schema.fields) == sorted(schema.fields), (rp, name)
         assert list(schema.tags) == tag_order(sorted(schema.tags)), (rp, name)
