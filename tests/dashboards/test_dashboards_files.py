@@ -115,7 +115,7 @@ def test_alert_file_escapes_every_dollar_so_grafana_does_not_expand_it_from_the_
     assert re.search(r"(?<!\$)\$(?!\$)", text) is None
     for uid in ("node-offline", "outbox-growing", "dead-letters", "missing-data", "node-clock-off",
                 "pm25-high", "processor-silent", "processor-behind", "processor-read-refused",
-                "state-disk-low"):
+                "state-disk-low", "sensor-link-errors"):
         assert f'uid: "urbanpulse-{uid}"' in text
 
 

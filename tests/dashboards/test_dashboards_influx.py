@@ -37,7 +37,7 @@ SITE = "dash-test"
 SEEDED = {"hospital_bed", "hospital_door", "hospital_queue", "traffic_loop", "air_pm", "air_co2",
           "node_status", "dead_letter", "ledger", "hospital_occupancy", "hospital_flow",
           "queue_wait", "traffic_intersection", "traffic_lane", "air_quality", "events",
-          "ward_occupancy"}
+          "ward_occupancy", "driver_status"}
 MINUTE = 60 * 10**9
 
 
@@ -91,6 +91,12 @@ def _seed_lines(now: datetime) -> dict[str, list[str]]:
                         {"state": "online", "online": True, "outbox_depth": 0.0,
                          "readings_per_s": 1.0, "uptime_s": 60.0, "clock_offset_s": -0.1},
                         ts - 20 * MINUTE))
+        # the "up" node's drivers' counts: a PM sensor on a bad cable, a kiosk's glitches
+        n = 11 - minute
+        raw.append(line("driver_status", {"site": SITE, "node": "up", "sensor": "pm-1"},
+                        {"checksum_errors": 2 * n, "bytes_skipped": 30 * n, "malformed": 0}, ts))
+        raw.append(line("driver_status", {"site": SITE, "node": "up", "sensor": "kiosk-1"},
+                        {"glitches": n, "empty_calls": 0}, ts))
     agg_1m = [
         reading("traffic.loop", "x-001", "lane-1",
                 {"count": 1, "count_mean": 14.0, "occupancy_pct_mean": 22.0, "interval_s_mean": 60.0,
@@ -226,6 +232,20 @@ def test_pm25_missing_data_and_dead_letter_rules_fire_on_the_seeded_data(seeded:
     assert _firing(seeded, "urbanpulse-missing-data") == {"x-001": True}
     assert _alert_values(seeded, _rule("urbanpulse-dead-letters")) == {"bad_seq": 1}
     assert _firing(seeded, "urbanpulse-dead-letters") == {"bad_seq": True}
+
+
+def test_sensor_link_errors_fires_for_the_sensor_on_a_bad_cable(seeded: Seeded) -> None:
+    """12 heartbeats a minute apart, within the 15 minutes: 11 rises of 32 (the kiosk's
+    glitches are not the link's). tests/dashboards/test_dashboards_bad_input.py has more."""
+    rule = _rule("urbanpulse-sensor-link-errors")
+    (result,) = [r for r in check_alerts(seeded.reader, seeded.database, seeded.now)
+                 if r.where.endswith(rule.uid)]
+    assert result.ok, result.error
+    values = {s["tags"]["sensor"]: float(s["values"][-1][1])
+              for s in seeded.reader.query(result.influxql, db=seeded.database)
+              if s["tags"]["site"] == SITE}
+    assert values == {"pm-1": 11 * 32}
+    assert rule.fires(values["pm-1"])
 
 
 def test_sensor_fault_fires_for_the_faulty_sensor_and_not_for_an_anomaly(seeded: Seeded) -> None:

@@ -107,6 +107,44 @@ CLOCK_CLAIM_TEXT = (
 )
 
 
+# A driver's counts of bad input (`driver_status`, from each heartbeat: docs/influx-schema.md)
+# are counters since the node's agent started, 0 again at a restart. So each count is read as
+# its rises from one heartbeat to the next, a fall (the restart) left out
+# (`non_negative_difference`): never negative, and what the first heartbeat after a restart
+# counted is lost (a lower bound), as is the rise into a window's first heartbeat. Several
+# counters are summed as one, each its own subquery (InfluxQL's arithmetic over fields is null
+# where a driver does not send one of them), merged as the sources of one query.
+DRIVER_STATUS = '"raw"."driver_status"'
+
+
+def counter_rises(counters: tuple[str, ...], where: str) -> str:
+    """The FROM sources giving, per (site, node, sensor), each rise of `counters` as
+    `rise`, within `where` (a condition on time and tags)."""
+    return ", ".join(f'(SELECT non_negative_difference("{c}") AS "rise" FROM {DRIVER_STATUS} '
+                     f'WHERE {where} GROUP BY "site", "node", "sensor")' for c in counters)
+
+
+# What a bad link between a serial sensor and the node counts: frames whose checksum failed,
+# bytes skipped resynchronising (garbage, truncated or corrupt frames), frames that break the
+# protocol, a board's sentences lost (gaps in its numbering).
+LINK_COUNTERS = ("checksum_errors", "bytes_skipped", "malformed", "lost_sentences")
+# The rest: input refused for what it says, not for how it arrived (pulses too short, calls
+# with nobody waiting, a sensor's own error frames, loop onsets no speed came of...).
+OTHER_COUNTERS = ("sensor_errors", "door_gaps", "ignored", "uneven_intervals", "glitches",
+                  "unmatched_upstream", "unmatched_downstream", "implausible_length", "empty_calls")
+# A healthy link counts nothing while it runs. A driver (re)start may begin in the middle of a
+# frame and skip it: at most 82 bytes (an upfw sentence, the longest; a PMS5003 frame 32, an
+# SDS011 10), with a checksum error or a lost sentence or two. A corrupt frame costs its length
+# + 1 (a checksum error and its bytes): 11 for an SDS011, 33 for a PMS5003; so more than 100
+# in 15 minutes is a few corrupt frames at the least, and a wrong baud rate (every byte
+# skipped: hundreds a second) passes it within the first heartbeat.
+LINK_ERRORS_MAX = 100
+SENSOR_LINK_QUERY = (
+    f'SELECT sum("rise") FROM {counter_rises(LINK_COUNTERS, "$timeFilter")} '
+    'WHERE $timeFilter GROUP BY "site", "node", "sensor"'
+)
+
+
 @dataclass(frozen=True)
 class AlertRule:
     uid: str
@@ -190,6 +228,22 @@ RULES: tuple[AlertRule, ...] = (
                 "({{ $values.B }} events in 15 minutes)",
         action="Raised once per episode: this alert clears after 15 minutes even if the fault "
                "lasts. What each type means on site: docs/runbook.md, \"Sensor fault\".",
+    ),
+    AlertRule(
+        uid="urbanpulse-sensor-link-errors", title="Sensor link errors", influxql=SENSOR_LINK_QUERY,
+        window_s=900, comparison="gt", threshold=LINK_ERRORS_MAX, pending="0s", severity="warning",
+        summary="{{ $labels.site }}/{{ $labels.node }} {{ $labels.sensor }}: {{ $values.B }} link "
+                "errors (checksum errors, bytes skipped, malformed frames, lost sentences) in 15 "
+                "minutes",
+        action="The sensor's serial link corrupts or loses what it sends: its readings come "
+               "fewer or not at all. Check the cable and its connectors (reseat, swap), the "
+               "baud rate the node's config gives the driver against the sensor's, the ground "
+               "shared by the sensor and the node, the cable's length and its route beside mains "
+               "or motors; then the driver's README (edge/drivers/<driver>/README.md, \"Bad "
+               "input\"; upfw's: \"Liveness and status\"). A burst that stops: someone worked "
+               "on the cable. Data-health dashboard, \"Bad input per sensor\"; on the node, "
+               "`urbanpulse edge status`. Runbook: "
+               "docs/runbook.md, \"Sensor link errors\".",
     ),
     AlertRule(
         uid="urbanpulse-node-clock-off", title="Node clock off", influxql=CLOCK_OFF_QUERY,

@@ -2,7 +2,7 @@
 
 Measurements, policies, tags and fields follow docs/influx-schema.md: readings in `raw`
 (one field per value), 1-minute and 1-hour aggregates in `agg_1m`/`agg_1h` (`count` and
-`<field>_mean/_min/_max/_last`), `node_status` and `dead_letter` in `raw`, the delivery
+`<field>_mean/_min/_max/_last`), `node_status`, `driver_status` and `dead_letter` in `raw`, the delivery
 `ledger` in `agg_1h`, anomaly and sensor-fault `events` in `raw` (tag `type`; a whole
 node's events have no `sensor` tag), and the processor's report on itself, `processor` in
 `raw` (tag `process` only). A ward, an intersection and an air station are each one node.
@@ -10,7 +10,15 @@ node's events have no `sensor` tag), and the processor's report on itself, `proc
 
 from __future__ import annotations
 
-from urbanpulse.dashboards.alerts import CLOCK_OFF_S, PROCESSOR_BEHIND_S, STATE_DISK_LOW_BYTES
+from urbanpulse.dashboards.alerts import (
+    CLOCK_OFF_S,
+    LINK_COUNTERS,
+    LINK_ERRORS_MAX,
+    OTHER_COUNTERS,
+    PROCESSOR_BEHIND_S,
+    STATE_DISK_LOW_BYTES,
+    counter_rises,
+)
 from urbanpulse.dashboards.model import Dashboard, Panel, Query, Threshold, Variable
 
 SITE_NODE = "\"site\" =~ /^$site$/ AND \"node\" =~ /^$node$/"
@@ -58,6 +66,14 @@ def site_node_variables(source: str) -> tuple[Variable, Variable]:
     )
 
 
+def _bad_input(counters: tuple[str, ...], alias: str) -> Query:
+    """The rises of `counters` summed per sensor and interval; sensors with none left out
+    (a node has dozens of sensors, most of them counting nothing)."""
+    rises = counter_rises(counters, f"$timeFilter AND {SITE_NODE}")
+    return Query(f'SELECT sum("rise") FROM {rises} WHERE $timeFilter AND "rise" > 0 '
+                 'GROUP BY time($__interval), "site", "node", "sensor" fill(0)', alias=alias)
+
+
 def _node_status_panels() -> tuple[Panel, ...]:
     return (
         Panel(
@@ -81,6 +97,21 @@ def _node_status_panels() -> tuple[Panel, ...]:
             description="Readings waiting on the node for the broker's acknowledgement; "
                         "a rising line means the node cannot deliver.",
             width=12,
+        ),
+        Panel(
+            "Bad input per sensor", "timeseries",
+            (_bad_input(LINK_COUNTERS, "link errors " + PER_LANE),
+             _bad_input(OTHER_COUNTERS, "other bad input " + PER_LANE)),
+            description="What each sensor's driver could not use, per interval, from its node's "
+                        "heartbeats (driver_status): the rises of its counts, which run from the "
+                        "agent's start (a restart's fall is left out, and what its first heartbeat "
+                        "counted). Link errors: checksum errors, bytes skipped, malformed frames, "
+                        "lost sentences, the serial link's (a bad cable, connector or ground, a "
+                        "wrong baud rate); \"Sensor link errors\" fires past "
+                        f"{LINK_ERRORS_MAX} in 15 minutes. Other: pulses too short (glitches), "
+                        "a kiosk's calls with nobody waiting, a sensor's own error frames, a loop "
+                        "pair's unmatched onsets... Sensors that counted nothing are not shown.",
+            width=24, unit="none",
         ),
     )
 
