@@ -188,7 +188,9 @@ def _recompute(cfg: CloudConfig, site: str, start: datetime | None, end: datetim
         print(f"{site} windows {span}: {sensors} sensors, {written} windows written")
         total += written
         for scope in SCOPE_KINDS:
-            written = writer.replay_domain(ReplaySpan(scope, site, "", start_ns, end_ns))
+            # the doors split by the config's roles: a recompute after a change rewrites them
+            written = writer.replay_domain(ReplaySpan(scope, site, "", start_ns, end_ns,
+                                                      cfg.flow.door_roles))
             print(f"{site} {scope} {span}: {written} points")
             total += written
     finally:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from cloud.logic.domain.hospital import NO_DOOR_ROLES, ROLES, DoorKey, DoorRoleMap
 from urbanpulse.config_fields import (
     finite_seconds,
     http_only_on_loopback,
@@ -21,6 +22,8 @@ from urbanpulse.config_fields import (
     typed,
 )
 from urbanpulse.errors import ConfigError
+from urbanpulse.wire.payload import SENSOR_ID
+from urbanpulse.wire.topics import TopicError, validate_id
 
 T = TypeVar("T")
 
@@ -88,6 +91,7 @@ class FlowSettings:
     drift_pair_suffix: str = "-b"  # `<id><suffix>` is a station's second module of `<id>`
     health_every_s: float = 10.0  # how often each process writes its `processor` point
     replay_interval_s: float = 30.0  # a domain span's replays run at most this often
+    door_roles: DoorRoleMap = NO_DOOR_ROLES  # [flow.door_roles]: (site, node, sensor) -> role
 
 
 @dataclass(frozen=True)
@@ -283,7 +287,8 @@ def parse_cloud_config(raw: Mapping[str, Any]) -> CloudConfig:
                              "backup_interval_s", "recovery", "aggregate_horizon_s",
                              "journal_retention_s", "ingest_instances", "ingest_mode",
                              "dead_letter_max_bytes", "detect", "gc_tuning",
-                             "drift_pair_suffix", "health_every_s", "replay_interval_s"})
+                             "drift_pair_suffix", "health_every_s", "replay_interval_s",
+                             "door_roles"})
     pair_suffix = typed(f, "drift_pair_suffix", "flow", str, "-b")
     if not re.fullmatch(r"[a-z0-9-]{1,16}", pair_suffix):
         raise ConfigError("flow.drift_pair_suffix", "must be 1-16 characters of a-z, 0-9 and '-' "
@@ -338,6 +343,7 @@ def parse_cloud_config(raw: Mapping[str, Any]) -> CloudConfig:
         replay_interval_s=finite_seconds(
             _min(typed(f, "replay_interval_s", "flow", float, 30.0), "flow.replay_interval_s", 0),
             "flow.replay_interval_s"),
+        door_roles=_door_roles(f.get("door_roles", {})),
     )
     if flow.backup_interval_s > flow.journal_retention_s:
         raise ConfigError("flow.journal_retention_s",
@@ -381,6 +387,34 @@ def _raw_covers_rebuilds(raw: str, horizon_s: int) -> None:
                           "(the rebuilt aggregates would overwrite the right ones with partial "
                           f"figures). Keep raw at least {-(-need_s // 3600)}h, or lower "
                           "flow.aggregate_horizon_s")
+
+
+def _door_roles(table: Any) -> DoorRoleMap:
+    """[flow.door_roles]: "site/node/sensor" = "er" | "visit" | "ignore" (a sensor id is
+    unique within its node only). Each key and role checked, the error naming the key."""
+    if not isinstance(table, dict):
+        raise ConfigError("flow.door_roles", 'must be a table of "site/node/sensor" = "er", '
+                          f'"visit" or "ignore" ([flow.door_roles]), got {table!r}')
+    roles: dict[DoorKey, str] = {}
+    for key, role in table.items():
+        full = f"flow.door_roles.{key}"
+        parts = key.split("/")
+        if len(parts) != 3:
+            raise ConfigError(full, 'must be "site/node/sensor" (the door counter\'s site, node '
+                                    f"and sensor ids, two '/'), got {len(parts) - 1} '/'")
+        site, node, sensor = parts
+        try:
+            validate_id("site", site)
+            validate_id("node", node)
+        except TopicError as exc:
+            raise ConfigError(full, str(exc)) from exc
+        if not SENSOR_ID.fullmatch(sensor):
+            raise ConfigError(full, f"sensor {sensor!r} is not a valid id: use 1-64 characters of "
+                                    "a-z, 0-9, '_', '.' and '-', starting with a letter or digit")
+        if not isinstance(role, str) or role not in ROLES:
+            raise ConfigError(full, f"must be one of {', '.join(ROLES)}, got {role!r}")
+        roles[(site, node, sensor)] = role
+    return DoorRoleMap(roles)
 
 
 # "Processor silent" fires after 5 minutes without a point: an interval must fit it often.

@@ -957,6 +957,8 @@ def build_flow(cfg: CloudConfig, partitions: list[str], sink: Any = None,
         # changed horizon reached only nodes new to the store.
         state.detect = cfg.flow.detect
         state.set_horizon(horizon_ns)
+        # not pickled: a changed role reaches the held door hours at the node's next message
+        state.domain.set_door_roles(cfg.flow.door_roles)
         return NodeLogic(state, max_dl, drift=cfg.flow.detect)
 
     processed = op.stateful_batch("node_state", keyed, builder)

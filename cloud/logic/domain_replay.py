@@ -34,18 +34,22 @@ Hospital scopes are read for the whole site: the hospital totals sum its nodes. 
 traffic and air scopes are read for one node when a node is named, else for all of the
 site's. The rows are filtered here again, so a caller may hand over more than the queries
 asked for (the plain tests hand over every raw point).
+
+The doors count by the config's door roles (`flow.door_roles`), as the live rollups do:
+the span carries them (`ReplaySpan.door_roles`, given by whoever runs it, no part of a
+request's text), so a replay after a role change writes its hours with the new split.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from cloud.logic.domain.air import NOWCAST_HOURS
 from cloud.logic.domain.common import HOUR_NS, NOT_MEASURING, Point
-from cloud.logic.domain.hospital import SiteUpdate
+from cloud.logic.domain.hospital import NO_DOOR_ROLES, DoorRoleMap, SiteUpdate
 from cloud.logic.domain.hospital_site import HospitalSite
 from cloud.logic.domain.late import (
     BED_HEARTBEAT_MAX_NS,
@@ -97,13 +101,16 @@ REQUIRED = {kind: frozenset(name for name, f in spec.fields.items() if f.require
 @dataclass(frozen=True, slots=True)
 class ReplaySpan:
     """The windows of one scope starting within [start_ns, end_ns) (whole hours), of one
-    site, or of one node of it (`node`; "" = every node; hospital scopes are site-wide)."""
+    site, or of one node of it (`node`; "" = every node; hospital scopes are site-wide).
+    `door_roles`: those the doors count by (the config's `flow.door_roles`); not encoded
+    in a request's text, not compared: whoever runs the replay gives them."""
 
     scope: str
     site: str
     node: str
     start_ns: int
     end_ns: int
+    door_roles: DoorRoleMap = field(default=NO_DOOR_ROLES, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.scope not in SCOPE_KINDS:
@@ -131,7 +138,7 @@ class ReplaySpan:
         """This span cut into spans of at most `hours` hours (each read with its own
         lookback, so memory stays bounded whatever the span)."""
         step = hours * HOUR_NS
-        return [ReplaySpan(self.scope, self.site, self.node, s, min(s + step, self.end_ns))
+        return [replace(self, start_ns=s, end_ns=min(s + step, self.end_ns))
                 for s in range(self.start_ns, self.end_ns, step)]
 
     def queries(self) -> list[str]:
@@ -296,7 +303,7 @@ class ReplayInput:
         # stamp plus number mod 1000, orders 1000 before 999 of one stamp).
         return replay_readings(self.span.site, {node: sorted(rs.values(), key=lambda r: (r.ts_ns, r.seq))
                                                 for node, rs in by_node.items()},
-                               self.span.start_ns, self.span.end_ns)
+                               self.span.start_ns, self.span.end_ns, self.span.door_roles)
 
 
 def series_tags(key: str) -> dict[str, str]:
@@ -325,11 +332,12 @@ def _taken_before(a: Reading, b: Reading) -> bool:
     return (a.ts_ns, a.seq) < (b.ts_ns, b.seq)
 
 
-def replay_readings(site: str, readings: Mapping[str, list[Reading]], start_ns: int, end_ns: int
-                    ) -> list[Point]:
+def replay_readings(site: str, readings: Mapping[str, list[Reading]], start_ns: int, end_ns: int,
+                    door_roles: DoorRoleMap = NO_DOOR_ROLES) -> list[Point]:
     """Fresh rollups run over each node's readings (in time order, in one call: nothing is
     too late, nothing evicted before the end), the site's totals over all their updates;
-    the points of windows starting within [start_ns, end_ns)."""
+    the points of windows starting within [start_ns, end_ns). The doors count by
+    `door_roles`, as the live rollups do."""
     if not readings:
         return []
     oldest = min((r.ts_ns for rs in readings.values() for r in rs), default=start_ns)
@@ -337,7 +345,7 @@ def replay_readings(site: str, readings: Mapping[str, list[Reading]], start_ns: 
     points: list[Point] = []
     updates = []
     for node in sorted(readings):
-        p, u = DomainNode(horizon_ns).process(site, node, readings[node])
+        p, u = DomainNode(horizon_ns, door_roles.node(site, node)).process(site, node, readings[node])
         points += p
         updates += u
     if updates:

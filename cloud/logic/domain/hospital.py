@@ -11,8 +11,10 @@ window from its own to the bed's next reading, so all windows from it on are re-
 Doors (`hospital.door`): `count` people over the `interval_s` before `ts`, attributed to
 the hour of the interval's last instant, ts - 1 ns (`cloud.logic.rollup.window_ts`: a
 door's hour [09:00, 10:00) stamped 10:00:00 is the 09:00 hour). A door's role comes from
-`DoorRoles`: an explicit sensor -> role map, else sensor ids starting with an ER prefix
-("er-") or with the word "er" (`ER_WORDS`: `door-er`) are ER doors, the others visit doors.
+`DoorRoles`: an explicit sensor -> role map (the node's part of the cloud config's
+`flow.door_roles`, `DoorRoleMap`), else sensor ids starting with an ER prefix ("er-") or with
+the word "er" (`ER_WORDS`: `door-er`) are ER doors, the others visit doors; `ignore` doors
+(a staff entrance) count nowhere.
 `door_flow` (agg_1h): er_arrivals, visits, and faulty: the readings of ER and visit doors
 with fault = 1 in the hour (a cut beam cable: such a reading's count means nothing, so an
 hour with faulty > 0 is undercounted). Always written, 0 too (a rewrite keeps no field),
@@ -80,6 +82,32 @@ class DoorRoles:
         if sensor.startswith(self.er_prefixes) or not ER_WORDS.isdisjoint(_ID_WORDS.split(sensor)):
             return "er"
         return "visit"
+
+
+DoorKey = tuple[str, str, str]  # (site, node, sensor): a sensor id is unique within its node only
+
+
+@dataclass(frozen=True, slots=True)
+class DoorRoleMap:
+    """The door roles the cloud config gives (`flow.door_roles`), by (site, node, sensor);
+    a door it does not name takes the role of its id (`DoorRoles.role`). The dataflow gives
+    it at every start (`DomainNode.set_door_roles`): a node's rollup resumed from a snapshot
+    takes its part then, in place of the roles pickled with it."""
+
+    by_door: Mapping[DoorKey, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        bad = {k: r for k, r in self.by_door.items() if r not in ROLES}
+        if bad:
+            raise ValueError(f"door roles must be one of {ROLES}, got {bad}")
+
+    def node(self, site: str, node: str) -> DoorRoles:
+        """The roles of one node's doors."""
+        return DoorRoles({sensor: role for (s, n, sensor), role in self.by_door.items()
+                          if s == site and n == node})
+
+
+NO_DOOR_ROLES = DoorRoleMap()
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,11 +247,33 @@ class HospitalNodeRollup(Horizon):
             for key, e in entries.items():
                 entries[key] = (role(key[0]), e[1], e[2] if len(e) > 2 else None)
 
-    def process(self, site: str, node: str, readings: Iterable[Reading]
-                ) -> tuple[list[Point], list[SiteUpdate]]:
+    def set_roles(self, roles: DoorRoles) -> list[int]:
+        """Door roles given anew (the node's part of `flow.door_roles`, at every start): the
+        door readings held take them. Returns the hours whose split they changed, for
+        `process(redo_doors=...)` to write again (with their site totals); a role changed
+        does not wait for a reading of the hour. Older hours keep the split they were
+        written with until replayed (`urbanpulse cloud recompute`)."""
+        if roles == self.roles:
+            return []
+        self.roles = roles
+        changed = []
+        for hour, entries in self.doors.items():
+            moved = False
+            for key, (was, count, fault) in entries.items():
+                role = roles.role(key[0])
+                if role != was:
+                    entries[key] = (role, count, fault)
+                    moved = True
+            if moved:
+                changed.append(hour)
+        return sorted(changed)
+
+    def process(self, site: str, node: str, readings: Iterable[Reading],
+                redo_doors: Iterable[int] = ()) -> tuple[list[Point], list[SiteUpdate]]:
+        """`redo_doors`: door hours to write again whatever the readings (`set_roles`)."""
         bed_from: int | None = None
         new_hours: set[int] = set()  # hours holding their first bed reading
-        door_hours: set[int] = set()
+        door_hours: set[int] = set(redo_doors)
         wait_hours: set[int] = set()
         horizon_ns, kept = self.horizon_ns, self.kept_ns
         for r in readings:

@@ -6,7 +6,13 @@ from collections.abc import Sequence
 
 from cloud.logic.domain.air import AirRollup
 from cloud.logic.domain.common import Point
-from cloud.logic.domain.hospital import DoorRoles, HospitalNodeRollup, SiteReplayed, SiteUpdate
+from cloud.logic.domain.hospital import (
+    DoorRoleMap,
+    DoorRoles,
+    HospitalNodeRollup,
+    SiteReplayed,
+    SiteUpdate,
+)
 from cloud.logic.domain.late import Late, LateMarks, late_of
 from cloud.logic.domain.traffic import TrafficRollup
 from urbanpulse.wire import Reading
@@ -22,11 +28,28 @@ class DomainNode:
         self.hospital = HospitalNodeRollup(horizon_ns, roles)
         self.late: list[Late] = []  # to replay, for take_late
         self.marks = LateMarks()  # replayed, while the live rollups may write their windows
+        # the config's door roles given at this start, taken at the next message (which
+        # names the node): not pickled, given again at every start (`set_door_roles`)
+        self.door_roles: DoorRoleMap | None = None
+
+    def __getstate__(self) -> dict[str, object]:
+        state = self.__dict__.copy()
+        state.pop("door_roles", None)
+        return state
 
     def __setstate__(self, state: dict[str, object]) -> None:
         self.__dict__.update(state)
         self.__dict__.setdefault("late", [])  # a snapshot from before they were kept
         self.__dict__.setdefault("marks", LateMarks())
+        self.door_roles = None
+
+    def set_door_roles(self, roles: DoorRoleMap) -> None:
+        """The cloud config's door roles (`flow.door_roles`), given by the dataflow at every
+        start, to a node new to the recovery store and to one it resumes alike (the roles
+        its snapshot holds are those of the start that took it). A state does not know its
+        node until a message comes: the node's roles are taken at the next `process`, and
+        the hours it holds whose split they change are written again then."""
+        self.door_roles = roles
 
     def process(self, site: str, node: str, readings: Sequence[Reading]
                 ) -> tuple[list[Point], list[SiteUpdate]]:
@@ -36,6 +59,12 @@ class DomainNode:
         kinds = {kind.split(".", 1)[0] for kind in {r.kind for r in readings}}
         points: list[Point] = []
         updates: list[SiteUpdate] = []
+        redo: list[int] = []
+        if self.door_roles is not None:  # the first message since a start
+            redo = self.hospital.set_roles(self.door_roles.node(site, node))
+            self.door_roles = None
+            if redo:
+                kinds.add("hospital")
         if "traffic" in kinds:
             late = self.traffic.too_late
             points += self.traffic.process(site, node, readings)
@@ -48,8 +77,11 @@ class DomainNode:
                 self._note_late("air", self.air.floor_ns(), readings)
         if "hospital" in kinds:
             late = self.hospital.too_late
-            p, updates = self.hospital.process(site, node, readings)
+            p, updates = self.hospital.process(site, node, readings, redo)
             points += p
+            if redo and self.marks:  # hours replayed for a late reading the state lacks
+                marked = [m for m in self.marks.ends if m[0] == "doors" and m[1] in redo]
+                self.late += marked  # the replay must be the last written again
             if self.hospital.too_late != late:
                 replayed = self._note_late("hospital", self.hospital.floor_ns(), readings)
                 if replayed:  # every hospital scope is site-wide

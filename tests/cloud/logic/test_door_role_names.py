@@ -1,6 +1,6 @@
 """The door ids the docs give as examples (edge/drivers/door_counter/README.md, "Door ids";
-docs/domain-rollups.md, Doors) count in the role they say: the cloud has no door-role
-setting, so the id is all an installer has to make a door an ER door."""
+docs/domain-rollups.md, Doors) count in the role they say: a door the cloud config's
+`flow.door_roles` does not name has the role of its id."""
 
 from __future__ import annotations
 
