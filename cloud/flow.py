@@ -819,6 +819,9 @@ class InfluxSink(FixedPartitionedSink[list[Point], list[str] | None]):
         # influx-0000 .. influx-{MAX_PROCESSES - 1}, so k is the partition named k.
         return int(item_key.rsplit("-", 1)[1])
 
+    def _writer(self) -> InfluxWriter:
+        return make_writer(self.cfg.influx, self.stop, door_roles=self.cfg.flow.door_roles)
+
     def build_part(self, step_id: str, for_part: str,
                    resume_state: list[str] | None) -> InfluxPartition | RetiredSinkPartition:
         if for_part != sink_part(self.process_id):
@@ -828,10 +831,10 @@ class InfluxSink(FixedPartitionedSink[list[Point], list[str] | None]):
             # committed epochs, so they run at this process's first epoch end.
             log.info("running the requests held by a process the cluster no longer has",
                      extra={"partition": for_part, "held": len(resume_state)})
-            return InfluxPartition(make_writer(self.cfg.influx, self.stop), stop=self.stop,
+            return InfluxPartition(self._writer(), stop=self.stop,
                                    replay_interval_s=self.cfg.flow.replay_interval_s,
                                    held_replays=resume_state)
-        part = InfluxPartition(make_writer(self.cfg.influx, self.stop), stop=self.stop, health=self.health,
+        part = InfluxPartition(self._writer(), stop=self.stop, health=self.health,
                                replay_interval_s=self.cfg.flow.replay_interval_s, held_replays=resume_state,
                                replay_after_epochs=1 if self.processes > 1 else 0)
         if self.health is not None:

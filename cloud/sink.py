@@ -63,6 +63,7 @@ from typing import Any, Protocol
 
 from cloud.config import CloudInflux
 from cloud.errors import InfluxAccessError, ReadRefused, SinkError
+from cloud.logic.domain.hospital import NO_DOOR_ROLES, DoorRoleMap
 from cloud.logic.domain_replay import DOMAIN_REPLAY, ReplayInput, ReplaySpan, coalesce
 from cloud.logic.recompute import RECOMPUTE, Recompute, raw_reads
 from cloud.logic.records import RP_RAW, Point
@@ -528,6 +529,8 @@ class InfluxWriter:
         self.client = client
         self.reader = reader
         self.reader_user = reader_user  # for the log: InfluxDB's 401 does not name it
+        # the roles its domain replays count doors by (`flow.door_roles`: make_writer)
+        self.door_roles = NO_DOOR_ROLES
         self.user = user or WriterUser()
         self._monotonic = monotonic
         self.database = database
@@ -609,7 +612,8 @@ class InfluxWriter:
             what = f"the {span.scope} rollups of site {span.site}" + (
                 f" node {span.node}" if span.node else "")
             try:
-                self.replay_domain(span, between)
+                # the doors by the config's roles, as live (a request's text does not carry them)
+                self.replay_domain(replace(span, door_roles=self.door_roles), between)
             except ReadRefused as exc:
                 if not hold_refused:
                     raise
@@ -1181,7 +1185,10 @@ def read_secret(path: Path, key: str) -> str:
 
 
 def make_writer(cfg: CloudInflux, stop: threading.Event | None = None,
-                wait: Callable[[float], bool] | None = None) -> InfluxWriter:
+                wait: Callable[[float], bool] | None = None,
+                door_roles: DoorRoleMap = NO_DOOR_ROLES) -> InfluxWriter:
+    """`door_roles`: the config's `flow.door_roles`, which the domain replays the writer
+    runs count the doors by, as the live rollups do."""
     client: LineWriter
     if cfg.api == "v2":
         from cloud.influx_v2 import InfluxV2Client
@@ -1198,8 +1205,10 @@ def make_writer(cfg: CloudInflux, stop: threading.Event | None = None,
     if cfg.reader_password_file is not None:
         reader = _client(cfg, cfg.reader_username,
                          read_secret(cfg.reader_password_file, "influx.reader_password_file"))
-    return InfluxWriter(client, cfg.database, cfg.batch_lines, stop, wait, reader,
-                        cfg.reader_username, writer_user(cfg))
+    writer = InfluxWriter(client, cfg.database, cfg.batch_lines, stop, wait, reader,
+                          cfg.reader_username, writer_user(cfg))
+    writer.door_roles = door_roles
+    return writer
 
 
 def _client(cfg: CloudInflux, username: str, password: str) -> InfluxHTTP:
