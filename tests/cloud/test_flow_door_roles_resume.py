@@ -7,28 +7,20 @@ one recovery store, writing to the session's InfluxDB."""
 
 from __future__ import annotations
 
-import threading
 import time
 from dataclasses import replace
-from datetime import timedelta
 from pathlib import Path
-
-from bytewax.recovery import RecoveryConfig
-from bytewax.testing import TestingSink, run_main
 
 from cloud.cli import prepare_recovery_dir
 from cloud.config import CloudConfig, parse_cloud_config
-from cloud.flow import build_flow
-from cloud.journal import Journal, journal_path, partition_names
 from cloud.logic.domain.hospital import DoorRoleMap
 from cloud.logic.records import RP_1H
 from cloud.stack_config import cloud_config_for_stack
+from tests.cloud.flow_runs import run_until
 from urbanpulse.clock import SystemClock, to_epoch_ns
 from urbanpulse.influx_http import InfluxHTTP
 from urbanpulse.stack import StackInfo
-from urbanpulse.testing import wait_for
-from urbanpulse.wire.payload import Reading, encode_batch
-from urbanpulse.wire.topics import data_topic
+from urbanpulse.wire.payload import Reading
 
 SITE, NODE = f"hn-roles-{time.time_ns() % 10**9}", "opd-hall"
 S = 1_000_000_000
@@ -48,35 +40,9 @@ def _visits(reader: InfluxHTTP, db: str, hour: int) -> dict[str, float]:
 def _run(cfg: CloudConfig, readings: list[Reading], done: object, rdir: Path, reader: InfluxHTTP,
          hour: int) -> None:
     """One start with `cfg`, the node's `readings` journaled before it, until the hour's
-    visits are `done` (then the drain ends the run once its epoch is committed)."""
-    partition = partition_names(cfg.flow.ingest_instances)[0]
-    now = to_epoch_ns(SystemClock().now())
-    journal = Journal(journal_path(cfg.journal_dir, partition), partition).open()
-    try:
-        journal.append([(data_topic(SITE, NODE), encode_batch(SITE, NODE, readings))], now, arrived_ns=[now])
-    finally:
-        journal.close()
-    drain = threading.Event()
-    flow = build_flow(cfg, partition_names(cfg.flow.ingest_instances), alert_sink=TestingSink([]),
-                      drain=drain)
-    failed: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            run_main(flow, epoch_interval=timedelta(seconds=1), recovery_config=RecoveryConfig(str(rdir)))
-        except Exception as exc:  # noqa: BLE001 (reported by the test's thread)
-            failed.append(exc)
-
-    runner = threading.Thread(target=run)
-    runner.start()
-    try:
-        wait_for(lambda: failed or _visits(reader, cfg.influx.database, hour) == done, 60,
-                 f"visits {done}")
-    finally:
-        drain.set()
-        runner.join(60)
-    assert not runner.is_alive()
-    assert not failed, failed
+    visits are `done`."""
+    run_until(cfg, SITE, NODE, readings, rdir, lambda: _visits(reader, cfg.influx.database, hour) == done,
+              f"visits {done}")
 
 
 def test_a_role_set_between_two_starts_reaches_the_resumed_node_and_its_held_hour(

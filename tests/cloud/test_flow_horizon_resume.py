@@ -9,28 +9,20 @@ from __future__ import annotations
 import contextlib
 import pickle
 import sqlite3
-import threading
 import time
 from dataclasses import replace
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from bytewax.recovery import RecoveryConfig
-from bytewax.testing import TestingSink, run_main
-
 from cloud.cli import prepare_recovery_dir
 from cloud.config import CloudConfig, parse_cloud_config
-from cloud.flow import build_flow
-from cloud.journal import Journal, journal_path, partition_names
 from cloud.logic.records import RP_RAW
 from cloud.stack_config import cloud_config_for_stack
+from tests.cloud.flow_runs import run_until
 from urbanpulse.clock import SystemClock, to_epoch_ns
 from urbanpulse.influx_http import InfluxHTTP
 from urbanpulse.stack import StackInfo
-from urbanpulse.testing import wait_for
-from urbanpulse.wire.payload import Reading, encode_batch
-from urbanpulse.wire.topics import data_topic
+from urbanpulse.wire.payload import Reading
 
 SITE, NODE = f"hn-horizon-{time.time_ns() % 10**9}", "ward-h1"
 S = 1_000_000_000
@@ -63,38 +55,12 @@ def _stored(reader: InfluxHTTP, db: str) -> int:
 
 def _run(cfg: CloudConfig, horizon_s: int, seq: int, rdir: Path, reader: InfluxHTTP) -> None:
     """One start with `horizon_s` and one more bed reading of the node, journaled before it,
-    until the reading is written (then the drain ends the run once its epoch, with the
-    node's and site's snapshots, is committed)."""
-    partition = partition_names(cfg.flow.ingest_instances)[0]
+    until the reading is written."""
     now = to_epoch_ns(SystemClock().now())
-    journal = Journal(journal_path(cfg.journal_dir, partition), partition).open()
-    try:
-        bed = Reading("bed-01", "hospital.bed", now - 60 * S + seq * S, seq, {"occupied": 1.0})
-        journal.append([(data_topic(SITE, NODE), encode_batch(SITE, NODE, [bed]))], now, arrived_ns=[now])
-    finally:
-        journal.close()
+    bed = Reading("bed-01", "hospital.bed", now - 60 * S + seq * S, seq, {"occupied": 1.0})
     started = replace(cfg, flow=replace(cfg.flow, aggregate_horizon_s=horizon_s))
-    drain = threading.Event()
-    flow = build_flow(started, partition_names(cfg.flow.ingest_instances), alert_sink=TestingSink([]),
-                      drain=drain)
-    failed: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            run_main(flow, epoch_interval=timedelta(seconds=1), recovery_config=RecoveryConfig(str(rdir)))
-        except Exception as exc:  # noqa: BLE001 (reported by the test's thread)
-            failed.append(exc)
-
-    runner = threading.Thread(target=run)
-    runner.start()
-    try:
-        wait_for(lambda: failed or _stored(reader, cfg.influx.database) == seq, 60,
-                 f"bed reading {seq} written")
-    finally:
-        drain.set()
-        runner.join(60)
-    assert not runner.is_alive()
-    assert not failed, failed
+    run_until(started, SITE, NODE, [bed], rdir, lambda: _stored(reader, cfg.influx.database) == seq,
+              f"bed reading {seq} written")
 
 
 def test_a_changed_horizon_reaches_the_resumed_node_and_site_states(
