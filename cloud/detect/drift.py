@@ -22,11 +22,11 @@ each station is compared with them:
   `learn_bins` / 2 sets the sensor's scale. Nothing is judged before `learn_bins`.
 * A sensor found drifting is left out of the others' references until it is back;
   within a bin the most deviant sensor is judged first.
-* z = d / scale, clipped to +-`z_clip` (a local pollution peak of an
-  hour or two must not look like a drift), feeds a two-sided CUSUM with allowance
-  `k`; a sum above `h` is a drift. It starts at the bin where the sum left zero and
-  fires on the reading that completes the judged bin, once per excursion (re-armed
-  when the sum is back at zero).
+* z = d / scale (for a module of a pair, its own part of d: below), clipped to
+  +-`z_clip` (a local pollution peak of an hour or two must not look like a drift),
+  feeds a two-sided CUSUM with allowance `k`; a sum above `h` is a drift. It starts
+  at the bin where the sum left zero and fires on the reading that completes the
+  judged bin, once per excursion (re-armed when the sum is back at zero).
 
 A station that carries two modules of a field (`cloud/detect/pair_drift.py`) is also
 judged on their ratio, which sees a drift hours before the other stations could: the
@@ -34,6 +34,23 @@ event names the pair, and names the module when the comparison with the other st
 can tell (below). Another station's modules enter a sensor's reference as one station
 (their offsets averaged), and the sensor's own station's other module not at all: it
 breathes the same air, so it is no other station.
+
+For the same reason, what both modules of a station show against the other stations is
+the station's air (a local pollution spike, a new source nearby), not a gain. A module
+(`<id>` or `<id>-b`, the pair rule's naming) whose partner is judged in the same bin feeds
+the CUSUM with its own part of d only; the scale, the usual ratios and the attribution
+below still take d whole. The station's air is taken as the least that both deviations
+allow, the point between them nearest zero, and a module's own part is its d less that:
+of two deviations of one sign, the one nearer zero is all air and the farther module
+keeps the difference; of opposite signs, each keeps its whole d. So a module is never
+charged more than without its partner. A drift of one module, which its partner does
+not follow, keeps the drift alone when the air moves with it, and d (as without a
+partner) when the air moves against it by less than the drift (by more, the partner is
+charged with the difference instead: then nothing tells which module moved, as in the
+attribution below); the station's air, which both follow, charges neither; two
+modules drifting alike look exactly like the station's air and are found by neither
+rule (their ratio does not move). A sensor without a partner in the bin (a
+single-module station, a partner silent or stuck that hour) is judged on d whole.
 
 Attribution of a pair's drift: over the hours judged here since the pair's departure
 began, each module's mean deviation against the other stations. Both carry the
@@ -250,7 +267,8 @@ class CityDrift:
                 track.scale += (abs(d) * math.sqrt(math.pi / 2) - track.scale) / track.scored
                 continue
             scale = max(s.scale_floor, track.scale)
-            z = max(-s.z_clip, min(s.z_clip, d / scale))
+            own, partner = self._own(series, d, tracks, means, drifting)
+            z = max(-s.z_clip, min(s.z_clip, own / scale))
             track.up = max(0.0, track.up + z - s.k)
             track.down = max(0.0, track.down - z - s.k)
             if track.up == 0 and track.down == 0:
@@ -264,12 +282,38 @@ class CityDrift:
                 track.fired = True
                 drifting.add(series)
                 start = from_epoch_ns(int(track.since * s.bin_s * _NS))
+                shared = ("" if partner is None else
+                          f", {math.exp(own) * 100 - 100:+.0f} % not shared by {partner}")
                 events.append(Drift(series, FaultEvent(
                     series[2], name, FaultType.DRIFT, start, from_epoch_ns(ts_ns),
                     math.exp(means[series]),
                     f"{math.exp(d) * 100 - 100:+.0f} % against its usual ratio to the "
-                    f"other stations (median over {len(means) - len(drifting)})")))
+                    f"other stations (median over {len(means) - len(drifting)}){shared}")))
         return events
+
+    def _own(self, series: SeriesKey, d: float, tracks: dict[SeriesKey, _Track],
+             means: dict[SeriesKey, float], drifting: set[SeriesKey]
+             ) -> tuple[float, str | None]:
+        """The part of the deviation `d` of `series` that its station's other module (the
+        pair rule's partner, judged this bin) does not show too, and that module's id; `d`
+        itself, and None, for a sensor without one.
+
+        Both modules breathe the station's air, which moves both alike against the other
+        stations; a module's gain moves that module alone. The air is taken as the least
+        that both deviations allow: the point between them nearest zero. Of one sign, that
+        is the one nearer zero: it is all air (nothing of its own), and the farther module
+        keeps the difference, the pair's own departure. Of opposite signs, zero: each
+        keeps its whole deviation, as without a partner. So |own| <= |d|, of d's sign: a
+        partner only ever takes from what a module is charged with."""
+        module = self.pairs.partner(series[2])
+        if module is None or (partner := (series[0], series[1], module)) not in means:
+            return d, None
+        other = self._deviation(tracks[partner], partner, means, drifting)
+        if other is None:
+            return d, None
+        if d * other <= 0:
+            return d, module
+        return d - min(d, other, key=abs), module
 
     def _deviation(self, track: _Track, series: SeriesKey, means: dict[SeriesKey, float],
                    drifting: set[SeriesKey]) -> float | None:

@@ -161,6 +161,21 @@ class PairDrift:
         state["_pairs"] = {k: v for k, v in state["_pairs"].items() if len(k) == 4}
         self.__dict__.update(state)
 
+    def partner(self, module: str) -> str | None:
+        """The id of the module this rule pairs with `module` on its node (`<id>` with
+        `<id><second_suffix>`), whether or not the node has it; None for a module it pairs
+        with none (`<id><second_suffix><second_suffix>`: its `<id><second_suffix>` is the
+        second module of `<id>`)."""
+        suffix = self.settings.second_suffix
+
+        def second(m: str) -> bool:
+            return m.endswith(suffix) and len(m) > len(suffix)
+
+        if not second(module):
+            return module + suffix
+        first = module[:-len(suffix)]
+        return None if second(first) else first
+
     def update(self, key: PairKey, module: str, ts_ns: int, value: float
                ) -> list[PairDeviation]:
         """One reading of `module` of the station and field `key`; the pairs it finds

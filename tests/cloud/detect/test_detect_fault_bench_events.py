@@ -44,9 +44,16 @@ from bench.faults.digest import digest
 # event the same, in the same order (recall, precision and delays of `bench.faults.run` the
 # same or better on both sets: clock_jump events TP 209 -> 49, 165 -> 49; delay p90 0.4 ->
 # 0.3 min on seeds 1-4).
+# Re-pinned when the cross-station drift rule came to count, for a module of a pair, only
+# what its partner does not show too (session 14, cloud/detect/drift.py `_own`; 0a911a2e and
+# 2c0986a0 before): the same events in the same order, 3 and 2 of them changed, each a pair's
+# DRIFT whose detail's "against the other stations since then" moved by 0-2 points (the
+# usual ratios now follow in the hours of the station's own air); no cross-station event
+# was raised on these seeds before or after (recall, precision and delays of
+# `bench.faults.run` unchanged on both sets).
 PINNED = {
-    (1, 2, 3, 4): ("0a911a2ee2ed5cff20fe536c170909c9b096ddb262e703d139b251b700e33978", 237),
-    (5, 6, 7, 8): ("2c0986a001b99d429778d1b22b8ec9eddf65118912cc2e8317d87f3f2da0d214", 233),
+    (1, 2, 3, 4): ("876f462cc2d0d8e490c62e6b33258da5cdf8cc1e299a14b40c09d8bd44886ac3", 237),
+    (5, 6, 7, 8): ("18650f2201b08d620910caedf111a7e80c02b765e343f95c8ceb7ee074b97edb", 233),
 }
 
 
