@@ -109,6 +109,9 @@ class UpfwMapper:
     doors: dict[int, tuple[int, int]] = field(default_factory=dict)  # door -> (entered, t_ms)
     beds: dict[int, _Bed] = field(default_factory=dict)
     loops: dict[int, _LoopAcc] = field(default_factory=dict)
+    # A kiosk queue's sensor id -> the code (as sent) publishing as it: another code that
+    # would publish as it too ("a" beside "A", "007" beside a named "7") is refused
+    queues: dict[str, str] = field(default_factory=dict)
     _last: tuple[int, int] | None = None  # (seq, t_ms) of the previous message
     _since_boot = False  # door totals count from 0 at a boot we saw
     _resumed_from: str | None = None  # the device id the resumed totals belong to
@@ -142,11 +145,33 @@ class UpfwMapper:
         cannot see queue codes before the board sends them: a derived id that another
         sensor publishes under, or that is too long for a sensor id, is refused here
         (DriverError naming both keys): its readings would be mixed with that sensor's
-        (one series, one sequence counter), or rejected by the cloud."""
+        (one series, one sequence counter), or rejected by the cloud. So is a second code
+        of the board publishing as a queue's id ("a" after "A", "007" after "7" named):
+        another queue, whose tickets would be mixed with the first's."""
         sensor = self.sensor(queue)
-        if name_key(queue.lower()) in self.names:
-            return sensor  # named: the config check saw it
+        first = self.queues.get(sensor)
+        if first == queue:
+            return sensor  # checked at its first ticket
         where = f"{self.key}.id" if self.key else f"upfw sensor {self.sensor_id!r}"
+        named = name_key(queue.lower())
+        if first is not None:
+            # Two codes are two queues (PROTOCOL.md, QT: "A" is not "a", "007" not "7"),
+            # which sensor ids (lower case) and names keys (case and leading zeros
+            # ignored) cannot tell apart: one series would hold both queues' tickets.
+            board = ("the board (no HI heard yet)" if self.hello is None
+                     else f"board {self.hello.device_id!r}")
+            how = (f"{self.key or 'the board'}.names.{named}" if named in self.names
+                   else "<id>-<queue code>")
+            raise DriverError(
+                f"{where}: {board} sends kiosk queue codes {first!r} and {queue!r}, which would "
+                f"both publish as {sensor!r} ({how}): two queues (a code is its characters as "
+                "sent: firmware_bridge/PROTOCOL.md, QT), but sensor ids are lower case and names "
+                "keys ignore case and leading zeros: their tickets would be mixed under one "
+                "sensor id (wrong waiting times); not sent. Give the board's queues codes that "
+                "differ in more than case and leading zeros")
+        if named in self.names:
+            self.queues[sensor] = queue
+            return sensor  # named: the config check saw it
         holder = self.taken.get(sensor)
         if holder is not None:
             raise DriverError(
@@ -160,6 +185,7 @@ class UpfwMapper:
                 f"{len(sensor)} characters: the wire contract's sensor ids have at most "
                 f"{SENSOR_ID_MAX} (the cloud would reject every reading of the queue); give the "
                 f"board a shorter id, or name the queue in {self.key or 'the board'}.names")
+        self.queues[sensor] = queue
         return sensor
 
     def on_message(self, msg: BoardMessage, now: float) -> list[Out]:
@@ -170,6 +196,8 @@ class UpfwMapper:
             if self._resumed_from is not None and msg.device_id != self._resumed_from:
                 self.doors = {}  # another board on this port: its totals are not ours
             self._resumed_from = None
+            if self.hello is not None and msg.device_id != self.hello.device_id:
+                self.queues = {}  # another board on this port: its codes are its own
             self.hello = msg
             if msg.kind.value == "LOOP" and self.loop_readings == "vehicles":
                 for ch in range(1, msg.channels + 1):
