@@ -120,7 +120,8 @@ def _status(state_dir: Path, as_json: bool) -> int:
             entries = health.get("drivers") or {}
             for name, d in agent.get("drivers", {}).items():
                 print(f"driver {name}: {d.get('state')} (restarts {d.get('restarts')}, "
-                      f"last error {d.get('last_error')}){_bad_input_part(entries.get(name))}")
+                      f"last error {d.get('last_error')}){_bad_input_part(entries.get(name))}"
+                      f"{_refused_part(entries.get(name))}")
         else:
             print("agent:     no state file (has the agent run here?)")
     return EXIT_OK
@@ -167,6 +168,15 @@ def _bad_input_part(entry: object) -> str:
         return ""
     said = ", ".join(f"{name} {n}" for name, n in counts.items() if n)
     return f"; bad input: {said or 'none'}"
+
+
+def _refused_part(entry: object) -> str:
+    """The driver's samples the agent refused since it started (no batch can carry them:
+    the heartbeat's `drivers.<id>.refused`, there only when not 0), and dropped."""
+    refused = entry.get("refused") if isinstance(entry, dict) else None
+    if not refused:
+        return ""
+    return f"; refused: {refused} samples no batch can carry (dropped)"
 
 
 def _clock_line(clock: object) -> str:
