@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from edge.config import load_config
+from urbanpulse.clock import Clock
 from urbanpulse.errors import ConfigError, UrbanpulseError
 
 EXIT_OK = 0
@@ -53,10 +54,12 @@ def main(argv: list[str]) -> int:
         return EXIT_OK
     if args.cmd == "status":
         return _status(config.node.state_dir, args.json)
-    return _run(config, args.log_level)
+    return run_agent(config, args.log_level)
 
 
-def _run(config: object, level: str) -> int:
+def run_agent(config: object, level: str, clock: Clock | None = None) -> int:
+    """`urbanpulse edge run`: the agent until SIGTERM or SIGINT; its exit code. `clock`: the
+    agent's wall clock (the system's unless given: the chaos soak steps one from outside)."""
     from edge.agent import Agent
     from edge.config import AgentConfig
     from edge.logs import setup_logging
@@ -70,7 +73,7 @@ def _run(config: object, level: str) -> int:
         loop.set_default_executor(ThreadPoolExecutor(IO_THREADS, thread_name_prefix="edge-io"))
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await Agent(config).run(stop)
+        await Agent(config, clock=clock).run(stop)
 
     try:
         asyncio.run(go())

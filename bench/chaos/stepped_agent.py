@@ -11,17 +11,14 @@ correcting it, on a running node. The monotonic time is the system's, as a step 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import signal
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from edge.cli import EXIT_CONFIG, EXIT_OK, EXIT_RUNTIME, IO_THREADS
+from edge.cli import EXIT_CONFIG, run_agent
 from edge.config import load_config
-from urbanpulse.errors import ConfigError, UrbanpulseError
+from urbanpulse.errors import ConfigError
 
 REREAD_S = 0.05  # the offset file is looked at no more often than this
 
@@ -55,9 +52,6 @@ def write_offset(offset_file: Path, offset_s: float) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from edge.agent import Agent
-    from edge.logs import setup_logging
-
     p = argparse.ArgumentParser(prog="python -m bench.chaos.stepped_agent", description=__doc__)
     p.add_argument("--config", type=Path, required=True)
     p.add_argument("--offset-file", type=Path, required=True)
@@ -67,27 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    setup_logging("INFO")
-    clock = SteppedClock(args.offset_file)
-
-    # as edge.cli's `run`, with the clock
-    async def go() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        loop.set_default_executor(ThreadPoolExecutor(IO_THREADS, thread_name_prefix="edge-io"))
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        await Agent(config, clock=clock).run(stop)
-
-    try:
-        asyncio.run(go())
-    except ConfigError as exc:
-        print(f"config error: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
-    except UrbanpulseError as exc:
-        print(f"edge agent: {exc}", file=sys.stderr)
-        return EXIT_RUNTIME
-    return EXIT_OK
+    return run_agent(config, "INFO", SteppedClock(args.offset_file))
 
 
 if __name__ == "__main__":
