@@ -8,7 +8,14 @@ each station is compared with them:
 * Readings are averaged per sensor in `bin_s` bins of event time, in logs (a gain is
   a difference of logs). A sensor's bin where one value holds more than half of the
   readings is left out, as the pair rule leaves it out: a stuck sensor, which its own
-  rule reports (its constant against the others' moving air is no gain). A bin is
+  rule reports (its constant against the others' moving air is no gain). So is a bin the
+  sensor covered only in part (`_MIN_COVERAGE`: fewer than 90 % of the readings it
+  usually has in a bin, one less allowed for where a sparse sensor's readings fall
+  against the bin's edges; usually: the median of its last `_COUNT_BINS` bins; a sensor's
+  first bin is taken as it comes). Its mean is the air of part of the bin, the others' of
+  all of it: a sensor silent from mid-bin while the air falls would read high against
+  them. It is no reference for the others either, and its partner (below) is judged as a
+  module without one. A bin is
   judged once the median sensor of the city has readings `lag_bins` bins later (late
   stations have then reported; one node whose clock runs ahead does not close the bins
   of the others).
@@ -50,7 +57,8 @@ charged with the difference instead: then nothing tells which module moved, as i
 attribution below); the station's air, which both follow, charges neither; two
 modules drifting alike look exactly like the station's air and are found by neither
 rule (their ratio does not move). A sensor without a partner in the bin (a
-single-module station, a partner silent or stuck that hour) is judged on d whole.
+single-module station, a partner silent, stuck or covering the hour in part) is judged
+on d whole.
 
 Attribution of a pair's drift: over the hours judged here since the pair's departure
 began, each module's mean deviation against the other stations. Both carry the
@@ -92,6 +100,13 @@ _NS = 1_000_000_000
 
 
 _RECENT_BINS = 24  # judged deviations kept per sensor, for a pair's attribution
+# A bin is judged when the sensor has at least this share of the readings it usually has
+# in a bin (less one). The mean of a share c of a bin is off that of the whole bin by up
+# to (1 - c) x the change of the air within it: 0.14 for a local x4 spike's end (the fault
+# bench's pollution spikes), about the scale of a sensor's deviation (0.13-0.21 on the
+# bench), which the CUSUM's allowance (k = 1 scale) absorbs.
+_MIN_COVERAGE = 0.9
+_COUNT_BINS = 24  # readings counts of a sensor's last bins, for its usual count
 _NAME_LOG_ODDS = math.log(19)  # a module is named at odds of 19 to 1 (95 %)
 
 
@@ -158,6 +173,13 @@ class _Track:
     fired: bool = False
     recent: deque[tuple[int, float]] = field(
         default_factory=lambda: deque(maxlen=_RECENT_BINS))  # judged bins' deviations
+    counts: deque[int] = field(
+        default_factory=lambda: deque(maxlen=_COUNT_BINS))  # readings of its last bins
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # a track pickled before the counts: its next bin is taken as it comes
+        state.setdefault("counts", deque(maxlen=_COUNT_BINS))
+        self.__dict__.update(state)
 
 
 @dataclass
@@ -208,7 +230,7 @@ class CityDrift:
         if current is None or current.index != index:
             if (current is not None and current.index < index
                     and (state.judged is None or current.index > state.judged)
-                    and (level := current.level()) is not None):
+                    and (level := self._close(state, series, current)) is not None):
                 state.done.setdefault(current.index, {})[series] = level
             if current is None or current.index < index:
                 current = state.current[series] = _Bin(index)
@@ -234,11 +256,21 @@ class CityDrift:
             # a sensor whose bin is still open (no later reading yet) closes it now
             for series, current in state.current.items():
                 if (current.index == index and series not in means
-                        and (level := current.level()) is not None):
+                        and (level := self._close(state, series, current)) is not None):
                     means[series] = level
             state.judged = index
             events += self._compare(name, state, index, means, ts_ns)
         return events
+
+    @staticmethod
+    def _close(state: _Field, series: SeriesKey, closed: _Bin) -> float | None:
+        """The level of `series`'s bin `closed`, now complete (no reading of it will be
+        taken); None when it is left out: stuck, or covered in part (fewer readings than
+        `_MIN_COVERAGE` of its usual count, less one)."""
+        counts = state.tracks.setdefault(series, _Track()).counts
+        covered = not counts or closed.n >= _MIN_COVERAGE * statistics.median(counts) - 1
+        counts.append(closed.n)
+        return closed.level() if covered else None
 
     def _compare(self, name: str, state: _Field, index: int, means: dict[SeriesKey, float],
                  ts_ns: int) -> list[Drift]:

@@ -51,9 +51,17 @@ from bench.faults.digest import digest
 # usual ratios now follow in the hours of the station's own air); no cross-station event
 # was raised on these seeds before or after (recall, precision and delays of
 # `bench.faults.run` unchanged on both sets).
+# Re-pinned when the cross-station drift rule came to leave out an hour a sensor covered only
+# in part (session 14, cloud/detect/drift.py `_close`: fewer than 90 % of its usual readings,
+# less one; 876f462c and 18650f22 before): the same events in the same order, 4 and 5 of them
+# changed, each a pair's DRIFT whose detail's "against the other stations since then" moved
+# by 0-9 points (hours of the pair's modules or of the other stations covered in part, left
+# out of the mean; in one, run 5's cau-giay, through the usual ratios of earlier hours);
+# compared event by event with the code before (recall, precision and delays of
+# `bench.faults.run` unchanged on both sets).
 PINNED = {
-    (1, 2, 3, 4): ("876f462cc2d0d8e490c62e6b33258da5cdf8cc1e299a14b40c09d8bd44886ac3", 237),
-    (5, 6, 7, 8): ("18650f2201b08d620910caedf111a7e80c02b765e343f95c8ceb7ee074b97edb", 233),
+    (1, 2, 3, 4): ("fb397a8767a083157d7d695ab8f860283ec6a528900013064df3cb6a2a9d1f77", 237),
+    (5, 6, 7, 8): ("2ab9247f6c816caa5f8bedfcb0cb1bd3f75e7f993d1b3b68db14dbb6005140be", 233),
 }
 
 
