@@ -285,7 +285,8 @@ class CityDrift:
         events: list[Drift] = []
         for series in sorted(means, key=lambda k: -abs(deviations[k] or 0.0)):
             track = tracks[series]
-            d = self._deviation(track, series, means, drifting)
+            offsets = self._offsets(track, series, means, drifting)
+            d = self._median(offsets)
             quiet = track.up == 0 and track.down == 0
             if quiet:  # the usual ratios follow slowly, never during an excursion
                 self._learn(track, series, means)
@@ -320,7 +321,7 @@ class CityDrift:
                     series[2], name, FaultType.DRIFT, start, from_epoch_ns(ts_ns),
                     math.exp(means[series]),
                     f"{math.exp(d) * 100 - 100:+.0f} % against its usual ratio to the "
-                    f"other stations (median over {len(means) - len(drifting)}){shared}")))
+                    f"other stations (median over {len(offsets)}){shared}")))
         return events
 
     def _own(self, series: SeriesKey, d: float, tracks: dict[SeriesKey, _Track],
@@ -349,8 +350,18 @@ class CityDrift:
 
     def _deviation(self, track: _Track, series: SeriesKey, means: dict[SeriesKey, float],
                    drifting: set[SeriesKey]) -> float | None:
-        """The median, over the other sensors, of this sensor's log ratio to each minus
+        """The median, over the other stations, of this sensor's log ratio to each minus
         its usual one; None without enough learnt ratios."""
+        return self._median(self._offsets(track, series, means, drifting))
+
+    def _median(self, offsets: list[float]) -> float | None:
+        return statistics.median(offsets) if len(offsets) >= self.settings.min_others else None
+
+    def _offsets(self, track: _Track, series: SeriesKey, means: dict[SeriesKey, float],
+                 drifting: set[SeriesKey]) -> list[float]:
+        """This sensor's log ratio to each other station it has a learnt usual ratio to
+        (a station's modules averaged; its own station and sensors found drifting left
+        out), minus that usual ratio: one per station."""
         s = self.settings
         mine = means[series]
         stations: dict[tuple[str, str], list[float]] = {}
@@ -359,9 +370,7 @@ class CityDrift:
                     and (pair := track.pairs.get(other)) is not None
                     and pair[1] >= s.learn_bins // 2):
                 stations.setdefault(other[:2], []).append(mine - value - pair[0])
-        if len(stations) < s.min_others:
-            return None
-        return statistics.median(sum(v) / len(v) for v in stations.values())
+        return [sum(v) / len(v) for v in stations.values()]
 
     def _pair_drift(self, name: str, state: _Field, dev: PairDeviation, ts_ns: int
                     ) -> Drift:

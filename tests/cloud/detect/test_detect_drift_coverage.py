@@ -2,7 +2,8 @@
 part (issue 7, fault bench run 24: bach-mai's pms5003 went silent at 9.56 h while a local
 pollution spike at its station fell; its mean over the first 56 % of hour 9, against the
 whole hour of its partner and of the other stations, gave +0.27 of apparent own deviation
-to a CUSUM already at 5.6 of 8).
+to a CUSUM already at 5.6 of 8), and on the number of stations its events say the median
+was taken over.
 
 A hand-made city: station "s" with two modules of PM2.5 ("pm", "pm-b", the pair rule's
 naming) and four stations "o1".."o4" with one, each station's air the city's weather and a
@@ -155,3 +156,25 @@ def test_tracks_pickled_before_the_readings_counts_resume() -> None:
     for series in SERIES:
         assert judged(resumed, series) == judged(whole, series)
     assert all(t.counts for t in resumed._fields["pm25"].tracks.values())
+
+
+def _ramp(rate_per_h: float, start: float) -> Factor:
+    return lambda h: 1 + rate_per_h * max(0.0, h - start)
+
+
+def test_an_event_says_how_many_other_stations_its_median_was_taken_over() -> None:
+    # "o1" drifting: compared with "s" (its two modules one station), "o2", "o3", "o4"
+    found = [d for d in feed(CityDrift(), city(72, gain={O1: _ramp(0.2, 50)}))
+             if d.pair is None]
+    assert [d.series for d in found] == [O1]
+    assert "(median over 4)" in found[0].event.detail
+    # a module of the pair: the four other stations, not its own station's other module
+    found = [d for d in feed(CityDrift(), city(72, gain={PM: _ramp(0.2, 50)}))
+             if d.pair is None]
+    assert [d.series for d in found] == [PM]
+    assert "(median over 4)" in found[0].event.detail
+    # a station whose hour is left out (here silent) is not counted
+    readings = silent(city(72, gain={O1: _ramp(0.2, 50)}), O4, 50, 72)
+    found = [d for d in feed(CityDrift(), readings) if d.pair is None]
+    assert [d.series for d in found] == [O1]
+    assert "(median over 3)" in found[0].event.detail
