@@ -10,6 +10,7 @@ import shutil
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -40,6 +41,11 @@ GIVE_UP_AFTER_S = 120.0  # `recompute`: how long an unavailable InfluxDB is wait
 # Bytewax's (timely's) words when a connection to another process of a cluster breaks: the
 # panic of the thread that sent to it or received from it, raised again where it is joined.
 PEER_LOST_PANICS = ("Send thread panic", "Recv thread panic")
+# A cluster process's watch on its connections to the others (cloud/peer_watch.py): looked
+# at so often; one lost for so long without Bytewax ending the run (its own path, which
+# comes first when it notices) makes the process exit for a restart.
+PEER_POLL_S = 1.0
+PEER_GONE_GRACE_S = 10.0
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -509,6 +515,50 @@ def peer_lost(exc: BaseException) -> bool:
     return type(exc).__name__ == "PanicException" and str(exc).startswith(PEER_LOST_PANICS)
 
 
+def peer_lost_message(cfg: CloudConfig, why: str) -> str:
+    return ("lost the connection to another process of the cluster (flow.addresses: "
+            f"{', '.join(cfg.flow.addresses)}): {why}. Exiting to be started again: nothing is "
+            "lost (the journals hold what no committed epoch wrote), and the cluster forms again "
+            "once every process runs")
+
+
+def _watch_peers(cfg: CloudConfig, process_id: int, stand_down: Callable[[], bool],
+                 done: threading.Event) -> None:
+    """The watch thread of a cluster process (cloud/peer_watch.py): a connection to another
+    process lost (closed, reset, timed out) for PEER_GONE_GRACE_S while this one runs on,
+    and Bytewax not ending the run, makes it exit with EXIT_RUNTIME, as Bytewax's own
+    lost-peer panic does. Leaving is safe at any moment (as `_exit_unless_set_within`).
+    `stand_down()`: this process is stopping (its peers' connections close as the run ends)."""
+    from cloud.peer_watch import PeerWatch, PeerWatchError
+
+    log = logging.getLogger("urbanpulse.cloud")
+    watch = PeerWatch(cfg.flow.addresses, process_id, PEER_GONE_GRACE_S)
+    while not done.wait(PEER_POLL_S) and not stand_down():
+        armed = watch.armed
+        try:
+            lost = watch.poll(time.monotonic())
+        except PeerWatchError as exc:
+            log.error("cannot watch the connections to the other processes of the cluster (%s): "
+                      "a process that leaves without Bytewax noticing is not noticed here "
+                      "either", exc)
+            return
+        if watch.armed and not armed:
+            log.info("cluster formed: watching the connections with %s (%s)",
+                     ", ".join(c.peer for c in watch.connections),
+                     "TCP keepalive on" if watch.keepalive_error is None else
+                     f"without TCP keepalive, {watch.keepalive_error}: a host that vanishes is "
+                     "noticed only when the kernel gives up on the data waiting for it")
+        if lost is None or stand_down() or done.is_set():
+            continue
+        print("urbanpulse cloud run: " + peer_lost_message(
+            cfg, f"{lost.describe()}, and the dataflow did not end within {PEER_GONE_GRACE_S:g} s "
+                 "(Bytewax noticed nothing: the process left through its stop's grace period, or "
+                 "ended its part of the dataflow), its own log says why"),
+            file=sys.stderr, flush=True)
+        logging.shutdown()
+        os._exit(EXIT_RUNTIME)
+
+
 def _stopped_before_the_dataflow() -> int:
     logging.getLogger("urbanpulse.cloud").info("stopped on a signal before the dataflow started")
     return 0
@@ -571,6 +621,9 @@ def _run_dataflow(cfg: CloudConfig, partitions: list[str], mine: list[str], pid:
         ", ".join(mine), cfg.flow.ingest_mode if ingest else "off",
         f"in {cfg.recovery_dir} (a snapshot every epoch, {cfg.flow.epoch_interval_s:g} s)"
         if recovery else "off")
+    if processes > 1:
+        threading.Thread(target=_watch_peers, args=(cfg, pid or 0, draining.is_set, dataflow_ended),
+                         name="peer-watch", daemon=True).start()
     try:
         try:
             cli_main(build_flow(cfg, partitions, process_id=pid or 0, stop=stopping, drain=draining),
@@ -601,12 +654,9 @@ def _run_dataflow(cfg: CloudConfig, partitions: list[str], mine: list[str], pid:
                 "stopped on a signal, another process of the cluster gone first (%s); a restart "
                 "resumes from the last committed epoch", exc)
             return 0
-        raise CloudError(
-            "lost the connection to another process of the cluster (flow.addresses: "
-            f"{', '.join(cfg.flow.addresses)}): it stopped, failed or cannot be reached, its own "
-            f"log says which (Bytewax: {exc}). Exiting to be started again: nothing is lost (the "
-            "journals hold what no committed epoch wrote), and the cluster forms again once "
-            "every process runs") from exc
+        raise CloudError(peer_lost_message(
+            cfg, f"it stopped, failed or cannot be reached, its own log says which (Bytewax: {exc})")
+        ) from exc
     finally:
         dataflow_ended.set()
     return 0

@@ -1,0 +1,259 @@
+"""A cluster process's watch on its TCP connections to the other processes (flow.addresses).
+
+Bytewax (timely) ends the run when a connection to another process breaks only if its
+receive thread reads an error or an end without timely's own closing message, or its send
+thread fails to write. A peer whose run was interrupted (its stop's grace period: Bytewax
+stopped as on SIGINT, then os._exit) first ends its part of the dataflow the clean way: it
+sends that closing message and shuts its side. This process's receive thread then ends
+without a panic, its worker waits for the peer's progress for ever, and the connection sits
+in CLOSE-WAIT: nothing else ever notices (the chaos soak, seeds 21, 23, 24). The watch
+notices: once the cluster has formed, a connection to another process that is no longer
+ESTABLISHED (closed by the peer, reset, timed out, or closed here) is a lost peer.
+
+It also turns TCP keepalive and TCP_USER_TIMEOUT on for those connections: a peer host that
+vanishes without a FIN or RST (power loss, a partition) is otherwise noticed after the
+kernel's retransmissions give up (about 15 minutes) when data is waiting, and never when
+the connection is idle. With them the kernel ends the connection after about half a
+minute of silence, and timely's receive thread fails on it (its own lost-peer path).
+
+Linux only (/proc/self/fd, /proc/self/net/tcp{,6}): the processor's platform. Timely's
+connections are found by their addresses, never read or written: process i connects to
+every process j < i (the remote end is flow.addresses[j]) and accepts one connection from
+every process j > i on its own address.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import ipaddress
+import os
+import socket
+import struct
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from cloud.errors import CloudError
+
+TCP_ESTABLISHED = 1
+TCP_CLOSE = 7
+TCP_CLOSE_WAIT = 8
+TCP_STATE_NAMES = {1: "ESTABLISHED", 2: "SYN-SENT", 3: "SYN-RECV", 4: "FIN-WAIT-1",
+                   5: "FIN-WAIT-2", 6: "TIME-WAIT", 7: "CLOSE", 8: "CLOSE-WAIT",
+                   9: "LAST-ACK", 10: "LISTEN", 11: "CLOSING"}
+# Keepalive on an idle peer connection: the first probe after KEEPIDLE s of silence, then
+# every KEEPINTVL s; unacknowledged data or probes for USER_TIMEOUT_S end the connection.
+KEEPIDLE_S = 10
+KEEPINTVL_S = 5
+KEEPCNT = 4
+USER_TIMEOUT_S = 30
+
+Endpoint = tuple[str, int]
+
+
+class PeerWatchError(CloudError):
+    """The watch cannot do its work (no /proc, a socket option refused)."""
+
+
+@dataclass(frozen=True)
+class TcpSocket:
+    """One of this process's TCP sockets, as /proc/self/net/tcp{,6} shows it."""
+    inode: int
+    local: Endpoint
+    remote: Endpoint
+    state: int
+
+
+@dataclass(frozen=True)
+class PeerConnection:
+    """A connection of the cluster: `inode` its socket, `peer` who is at the other end."""
+    inode: int
+    peer: str
+    local: Endpoint
+    remote: Endpoint
+
+
+@dataclass(frozen=True)
+class LostPeer:
+    connection: PeerConnection
+    state: int | None  # None: no file descriptor of this process holds the socket any more
+
+    def describe(self) -> str:
+        c = self.connection
+        how = ("closed here" if self.state is None
+               else "closed by the other end (CLOSE-WAIT)" if self.state == TCP_CLOSE_WAIT
+               else "reset or timed out" if self.state == TCP_CLOSE
+               else f"no longer established ({TCP_STATE_NAMES.get(self.state, self.state)})")
+        return (f"the connection with {c.peer} ({c.local[0]}:{c.local[1]} to "
+                f"{c.remote[0]}:{c.remote[1]}) {how}")
+
+
+def _socket_inodes(fd_dir: Path) -> dict[int, int]:
+    """inode -> one file descriptor of this process holding that socket."""
+    out: dict[int, int] = {}
+    try:
+        names = os.listdir(fd_dir)
+    except OSError as exc:
+        raise PeerWatchError(f"cannot list {fd_dir}: {exc.strerror or exc}") from exc
+    for name in names:
+        try:
+            link = os.readlink(fd_dir / name)
+        except OSError:
+            continue  # closed meanwhile
+        if link.startswith("socket:[") and link.endswith("]"):
+            out.setdefault(int(link[8:-1]), int(name))
+    return out
+
+
+def _address(hex_addr: str) -> str:
+    """An address of /proc/net/tcp{,6} (32-bit words in host order) as text; an IPv4-mapped
+    IPv6 address as its IPv4 address."""
+    packed = b"".join(struct.pack("=I", int(hex_addr[i:i + 8], 16)) for i in range(0, len(hex_addr), 8))
+    ip = ipaddress.ip_address(packed)
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    return str(ip)
+
+
+def _endpoint(text: str) -> Endpoint:
+    addr, port = text.split(":")
+    return _address(addr), int(port, 16)
+
+
+def parse_tcp_table(text: str, inodes: Iterable[int]) -> list[TcpSocket]:
+    """The rows of a /proc/net/tcp or tcp6 table whose socket inode is in `inodes`."""
+    wanted = set(inodes)
+    out = []
+    for line in text.splitlines()[1:]:
+        f = line.split()
+        if len(f) < 10 or int(f[9]) not in wanted:
+            continue
+        out.append(TcpSocket(int(f[9]), _endpoint(f[1]), _endpoint(f[2]), int(f[3], 16)))
+    return out
+
+
+def own_tcp_sockets(proc: Path = Path("/proc/self")) -> tuple[dict[int, TcpSocket], dict[int, int]]:
+    """This process's TCP sockets by inode, and a file descriptor of each."""
+    fds = _socket_inodes(proc / "fd")
+    sockets: dict[int, TcpSocket] = {}
+    for table in ("tcp", "tcp6"):
+        try:
+            text = (proc / "net" / table).read_text()
+        except FileNotFoundError:
+            continue  # no IPv6
+        except OSError as exc:
+            raise PeerWatchError(f"cannot read {proc / 'net' / table}: {exc.strerror or exc}") from exc
+        sockets.update((s.inode, s) for s in parse_tcp_table(text, fds))
+    return sockets, fds
+
+
+def _resolve(address: str) -> tuple[set[str], int]:
+    host, port = address.rsplit(":", 1)
+    try:
+        infos = socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise PeerWatchError(f"cannot resolve {address}: {exc}") from exc
+    return {str(info[4][0]) for info in infos}, int(port)
+
+
+def find_peer_connections(sockets: Iterable[TcpSocket], addresses: Sequence[str], process_id: int
+                          ) -> list[PeerConnection]:
+    """Of `sockets`, the established connections to the cluster's other processes."""
+    resolved = [_resolve(a) for a in addresses]
+    my_ips, my_port = resolved[process_id]
+    out = []
+    for s in sockets:
+        if s.state != TCP_ESTABLISHED:
+            continue
+        to = [j for j in range(process_id) if s.remote[1] == resolved[j][1]
+              and s.remote[0] in resolved[j][0]]
+        if to:  # this process connected to a lower one
+            out.append(PeerConnection(s.inode, f"process {to[0]} ({addresses[to[0]]})", s.local, s.remote))
+            continue
+        if s.local[1] != my_port or s.local[0] not in my_ips:
+            continue
+        # accepted on this process's address: one of the higher processes, by its host
+        higher = [j for j in range(process_id + 1, len(addresses)) if s.remote[0] in resolved[j][0]]
+        if len(higher) == 1:
+            peer = f"process {higher[0]} ({addresses[higher[0]]})"
+        elif higher:
+            peer = "one of processes " + ", ".join(f"{j} ({addresses[j]})" for j in higher)
+        else:
+            continue
+        out.append(PeerConnection(s.inode, peer, s.local, s.remote))
+    return out
+
+
+_libc: ctypes.CDLL | None = None
+
+
+def _setsockopt(fd: int, level: int, option: int, value: int) -> None:
+    """setsockopt(2) on a file descriptor timely owns: a Python socket object made on it (or
+    on a dup, which shares its flags) could make it non-blocking, and timely's blocking
+    reads would then fail."""
+    global _libc
+    if _libc is None:
+        _libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    v = ctypes.c_int(value)
+    if _libc.setsockopt(fd, level, option, ctypes.byref(v), ctypes.sizeof(v)) != 0:
+        err = ctypes.get_errno()
+        raise PeerWatchError(f"setsockopt on a cluster connection: {os.strerror(err)}")
+
+
+def keep_alive(fd: int) -> None:
+    """Keepalive and TCP_USER_TIMEOUT on the socket `fd` (see the module's doc)."""
+    for level, option, value in (
+            (socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1),
+            (socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, KEEPIDLE_S),
+            (socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, KEEPINTVL_S),
+            (socket.IPPROTO_TCP, socket.TCP_KEEPCNT, KEEPCNT),
+            (socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, USER_TIMEOUT_S * 1000)):
+        _setsockopt(fd, level, option, value)
+
+
+class PeerWatch:
+    """One process's watch: `poll(now)` until the cluster's connections are all established
+    (then it turns keepalive on for them), then whether one is lost; PeerWatchError when
+    /proc cannot be read. A connection is
+    reported once it has been lost for `grace_s`: Bytewax's own lost-peer path (a panic, its
+    words in the log) comes first when it notices."""
+
+    def __init__(self, addresses: Sequence[str], process_id: int, grace_s: float,
+                 sockets: Callable[[], tuple[dict[int, TcpSocket], dict[int, int]]] = own_tcp_sockets
+                 ) -> None:
+        self.addresses = tuple(addresses)
+        self.process_id = process_id
+        self.grace_s = grace_s
+        self._sockets = sockets
+        self.connections: list[PeerConnection] = []
+        self.keepalive_error: str | None = None  # why keepalive could not be turned on
+        self._lost_since: dict[int, float] = {}
+
+    @property
+    def armed(self) -> bool:
+        return bool(self.connections)
+
+    def poll(self, now: float) -> LostPeer | None:
+        sockets, fds = self._sockets()
+        if not self.armed:
+            found = find_peer_connections(sockets.values(), self.addresses, self.process_id)
+            if len(found) >= len(self.addresses) - 1:
+                self.connections = found
+                try:
+                    for c in found:
+                        keep_alive(fds[c.inode])
+                except PeerWatchError as exc:  # watched all the same
+                    self.keepalive_error = str(exc)
+            return None
+        for c in self.connections:
+            s = sockets.get(c.inode)
+            if s is not None and s.state == TCP_ESTABLISHED:
+                self._lost_since.pop(c.inode, None)
+                continue
+            since = self._lost_since.setdefault(c.inode, now)
+            if now - since >= self.grace_s:
+                # held but in no table: reset or timed out (CLOSE)
+                state = s.state if s is not None else TCP_CLOSE if c.inode in fds else None
+                return LostPeer(c, state)
+        return None
