@@ -27,7 +27,7 @@ from cloud.logic.rollup import (
     SensorRollup,
     Window,
 )
-from cloud.logic.seqs import NEWEST_UNKNOWN, SeqRanges
+from cloud.logic.seqs import MAX_NUMBERINGS_BACK, NEWEST_UNKNOWN, SeqRanges
 from urbanpulse.wire import KINDS, Reading, field_range
 
 LATE_AFTER_NS = 5 * MINUTE_NS
@@ -64,35 +64,48 @@ def _ranges(kind: str) -> dict[str, tuple[float, float]]:
 
 @dataclass(slots=True)
 class LedgerHour:
+    """A node's delivery ledger of one hour (the hour of the readings' own stamps). A gap of
+    a numbering's numbers counts in the hour of the first reading after it (the hour that
+    received the number just above the gap), whichever hour the readings around it went
+    to: an hour's `missing` is the sum of the gaps just below the runs of numbers it
+    received (`NodeState._missing`), its `expected` what it received plus those."""
     received: int = 0
     duplicates: int = 0
     late: int = 0
-    # a sensor's numbering (the sensor, or SeqRanges.span_key after a restart) -> [min, max]
-    seq_span: dict[str, list[int]] = field(default_factory=dict)
+    # a sensor's numbering (the sensor, or SeqRanges.span_key after a restart) -> the numbers
+    # of it this hour received (fresh), as sorted, disjoint half-open [start, end) runs
+    seq_ranges: dict[str, list[list[int]]] = field(default_factory=dict)
     restarts: int = 0  # sensors whose numbering started again in this hour
     touched_ns: int = 0  # when the last message with a reading of this hour was received
-    # A numbering's first missing number of the gap just before its first reading of this
-    # hour (its span's low end), where numbers are missing there: the gap is this hour's.
-    floor: dict[str, int] = field(default_factory=dict)
+    # Missing numbers charged to this hour that its numberings' ranges no longer show as
+    # gaps: a gap given up (SeqRanges.max_ranges), a numbering forgotten (MAX_NUMBERINGS_BACK).
+    missing_kept: int = 0
+    # `missing` as last written (-1: never, or pickled before it was kept): an hour a reading
+    # of another hour changed is written again only if its counts moved.
+    written_missing: int = -1
 
     def __setstate__(self, state: tuple[None, dict[str, Any]]) -> None:
         self.restarts = 0  # absent from hours pickled before it was kept
         self.touched_ns = 0
-        self.floor = {}
+        self.missing_kept = 0
+        self.written_missing = -1
+        self.seq_ranges = {}
         for name, value in state[1].items():
-            setattr(self, name, value)
+            if name == "seq_span":  # pickled before the runs were kept: [min, max] a numbering
+                # (NodeState.__setstate__ keeps of each the numbers its numbering received)
+                self.seq_ranges = {key: [[low, high + 1]] for key, (low, high) in value.items()}
+            elif name != "floor":  # the gap below min: its numbering's ranges tell it
+                setattr(self, name, value)
 
-    def fields(self) -> dict[str, int | float | str | bool]:
-        spans = self.seq_span
-        expected = sum(hi - lo + 1 for lo, hi in spans.values())
-        if self.floor:  # the gaps before the hour's first readings
-            expected += sum(spans[k][0] - low for k, low in self.floor.items())
-        expected = min(INT64_MAX, expected)
+    def fields(self, missing: int) -> dict[str, int | float | str | bool]:
+        """The ledger point's fields, with `missing` numbers charged to the hour."""
         unique = self.received - self.duplicates
+        missing = min(missing, INT64_MAX - unique)
         # Every field each time, restarts too when 0: a rewrite of the hour replaces them all
         # (InfluxDB keeps a field the new write lacks).
-        return {"expected": expected, "received": self.received, "duplicates": self.duplicates,
-                "late": self.late, "missing": max(0, expected - unique), "restarts": self.restarts}
+        return {"expected": unique + missing, "received": self.received,
+                "duplicates": self.duplicates, "late": self.late, "missing": missing,
+                "restarts": self.restarts}
 
 
 def raw_time(r: Reading) -> int:
@@ -165,6 +178,12 @@ class NodeState:
                 rollups = [r for r in (self.minute.get(sensor), self.hour.get(sensor)) if r]
                 if rollups:
                     seqs.newest_ns = max(r.newest_ns for r in rollups)
+        for held in self.ledger.values():
+            if held.written_missing == -1:  # pickled with [min, max] a numbering: of those,
+                for key, runs in held.seq_ranges.items():  # the numbers that came
+                    numbers = self._numbers(key)
+                    if numbers is not None:
+                        held.seq_ranges[key] = _within(numbers, runs)
         if "domain" not in state:
             self.domain = DomainNode(self.horizon_ns)
         if state.get("detect_version") != DETECT_STATE_VERSION:
@@ -207,9 +226,9 @@ class NodeState:
         touch = touched.append
         token = object()
         ledger_touched: set[int] = set()
-        # (hour, numbering) -> its ledger floor before this message, where a reading of
-        # another hour moved it: the hour is written again if it ends otherwise
-        floors_before: dict[tuple[int, str], int | None] = {}
+        # Hours held whose gaps a reading of another hour may have changed: written again if
+        # their counts moved
+        ledger_moved: set[int] = set()
         measured: list[Reading] = []  # fresh readings within the contract's ranges
         checked: list[Reading] = []  # fresh readings for the detectors
         detect = self.detect
@@ -223,7 +242,7 @@ class NodeState:
         refused = 0
         restarted: list[Point] = []  # the events the rules held when a numbering started again
         ledger = LedgerHour()  # replaced at the first reading
-        spans = ledger.seq_span
+        runs_of = ledger.seq_ranges
         for r in data.readings:
             ts, sensor, kind, seq, flags = r.ts_ns, r.sensor, r.kind, r.seq, r.flags
             part = sensors.get(sensor)
@@ -243,7 +262,7 @@ class NodeState:
                         ledger = ledgers[hour] = LedgerHour()
                     ledger.touched_ns = received_ns
                     ledger_touched.add(hour)
-                spans = ledger.seq_span
+                runs_of = ledger.seq_ranges
             ledger.received += 1
             seqs = part[SEQS]
             old = False  # a reading of a numbering before the sensor's current one
@@ -273,25 +292,24 @@ class NodeState:
                         part = self._sensor(site, node, sensor, kind)
                     append(_raw_point(part[HEAD], r))
                 continue
+            elif seqs.last_given_up is not None:  # a gap given up to make room for it
+                self._given_up(seqs, seqs.span_key or sensor, seq, ledger, ledger_moved)
             if ts > seqs.newest_ns and CLOCK_UNSYNCED not in flags:  # else its stamp may be far off
                 seqs.newest_ns = ts
                 seqs.newest_seq = seq
             span_key = seqs.span_key or sensor
-            span = spans.get(span_key)  # the numbering's [low, high] in the hour, and its floor
+            runs = runs_of.get(span_key)  # the numbers of the numbering the hour received
+            if runs is None:
+                runs_of[span_key] = [[seq, seq + 1]]
+            elif runs[-1][1] == seq:
+                runs[-1][1] = seq + 1
+            else:
+                _take(runs, seq)
             ranges = seqs.ranges  # (a restart above made new ones)
-            if span is None:
-                spans[span_key] = [seq, seq]
-                if seq <= ranges[-1][0]:  # not within the newest run of numbers: after a gap?
-                    _floor(ledger, span_key, ranges, seq)
-            elif seq < span[0]:
-                span[0] = seq
-                _floor(ledger, span_key, ranges, seq)
-            elif seq > span[1]:
-                span[1] = seq
             # Not the highest: a gap filled? Of the hours held but its own (every one held,
             # for a reading of an hour let go: counted nowhere, but it came).
             if seq < ranges[-1][1] - 1 and (len(ledgers) > 1 or hour not in ledgers):
-                self._gap_filled(span_key, ranges, seq, ledger, floors_before)
+                self._gap_filled(span_key, ranges, seq, ledger, ledger_moved)
             if received_ns - ts > LATE_AFTER_NS:
                 ledger.late += 1
             if part[KIND] != kind:  # a fresh reading of another kind: its series head
@@ -380,35 +398,81 @@ class NodeState:
         self.measured = measured
         out.extend(domain_points)
         self.site_updates.extend(updates)
-        for (hour, key), before in floors_before.items():
-            held = ledgers.get(hour)
-            if held is not None and held.floor.get(key) != before:
+        for hour in ledger_moved - ledger_touched:
+            held = ledgers[hour]
+            if self._missing(held) != held.written_missing:
                 ledger_touched.add(hour)
         for hour in sorted(ledger_touched):
-            append((RP_1H, line("ledger", {"site": site, "node": node},
-                                self.ledger[hour].fields(), hour)))
+            held = ledgers[hour]
+            missing = held.written_missing = self._missing(held)
+            append((RP_1H, line("ledger", {"site": site, "node": node}, held.fields(missing), hour)))
         self._evict(received_ns, measured)
         return out
 
     def _gap_filled(self, span_key: str, ranges: list[list[int]], seq: int, taken: LedgerHour,
-                    before: dict[tuple[int, str], int | None]) -> None:
-        """`seq` came (in the hour of `taken`) below its numbering's newest run of numbers:
-        an hour whose first reading of the numbering follows it after a gap counts a shorter
-        gap (or one at all, if nothing below it had come), one whose first reading it now
-        adjoins none. Each hour's floor as it was before the message is kept in `before`."""
+                    moved: set[int]) -> None:
+        """`seq` came (in the hour of `taken`) below its numbering's highest number (`ranges`
+        with it): the gap it was in (or the numbers below all seen) is charged to the hour
+        that received the number just above it, which now counts a shorter gap, or none (or
+        one at all, if nothing below had come). That hour, if held (and another one), joins
+        `moved` (those whose first to last run of the numbering holds that number: a few
+        more may join, written again only if their counts moved)."""
         i = bisect.bisect_right(ranges, [seq, math.inf]) - 1
-        start, end = ranges[i]
-        after = ranges[i + 1][0] if i + 1 < len(ranges) else None
-        for hour, ledger in self.ledger.items():
-            span = ledger.seq_span.get(span_key)
-            if span is None or ledger is taken:
-                continue
-            low, floor = span[0], ledger.floor
-            if low == after and floor.get(span_key) != end:
-                before.setdefault((hour, span_key), floor.get(span_key))
-                floor[span_key] = end
-            elif start < low < end and span_key in floor:
-                before.setdefault((hour, span_key), floor.pop(span_key))
+        end = ranges[i][1]
+        if end > seq + 1:  # it joined the run above
+            above = seq + 1
+        elif i + 1 < len(ranges):
+            above = ranges[i + 1][0]
+        else:  # nothing above it
+            return
+        for hour, held in self.ledger.items():
+            runs = held.seq_ranges.get(span_key)
+            if runs is not None and held is not taken and runs[0][0] <= above <= runs[-1][0]:
+                moved.add(hour)
+
+    def _given_up(self, seqs: SeqRanges, span_key: str, seq: int, taken: LedgerHour,
+                  moved: set[int]) -> None:
+        """Adding `seq` (in the hour of `taken`) gave a gap up (SeqRanges.last_given_up): its
+        numbers no longer show as missing in the ranges, and stay charged to the hour that
+        received the number above it, if held."""
+        assert seqs.last_given_up is not None
+        above, size = seqs.last_given_up
+        seqs.last_given_up = None
+        if above == seq:
+            taken.missing_kept += size
+            return
+        for hour, held in self.ledger.items():
+            runs = held.seq_ranges.get(span_key)
+            if runs is not None and _starts_run(runs, above):
+                held.missing_kept += size
+                moved.add(hour)  # (its count moved if nothing was below the gap)
+                return
+
+    def _numbers(self, span_key: str) -> list[list[int]] | None:
+        """The numbers of the numbering `span_key` seen so far (SeqRanges.ranges), None for a
+        numbering forgotten (or never kept: a late reading of a forgotten one)."""
+        seqs = self.seqs.get(span_key)
+        if seqs is not None and seqs.span_key is None:
+            return seqs.ranges  # a sensor's first numbering, current
+        sensor = span_key.partition("#")[0]
+        seqs = self.seqs.get(sensor)
+        if seqs is None:
+            return None
+        for numbering in (seqs, *seqs.previous):
+            if (numbering.span_key or sensor) == span_key:
+                return numbering.ranges
+        return None
+
+    def _missing(self, held: LedgerHour) -> int:
+        """The numbers missing charged to the hour: of each numbering, the gaps just below
+        the runs of numbers the hour received (a gap counts in the hour of the first
+        reading after it), and those kept (`LedgerHour.missing_kept`)."""
+        missing = held.missing_kept
+        for span_key, runs in held.seq_ranges.items():
+            numbers = self._numbers(span_key)
+            if numbers is not None and len(numbers) > 1:  # one run: no gap anywhere
+                missing += _gaps_below(runs, numbers)
+        return missing
 
     def _sensor(self, site: str, node: str, sensor: str, kind: str) -> list[Any]:
         """The sensor's parts for the hot path, made when first seen or when a fresh reading
@@ -435,6 +499,14 @@ class NodeState:
         taken = {seqs.span_key, *(p.span_key for p in seqs.previous)}
         if key in taken:  # two numberings begun at one stamp (a name given anew): kept apart
             key = f"{key}.{len(seqs.previous)}"
+        if len(seqs.previous) == MAX_NUMBERINGS_BACK:
+            # the oldest numbering is forgotten: the gaps it charged to hours held stay
+            oldest = seqs.previous[0]
+            numbers, span_key = oldest.ranges, oldest.span_key or sensor
+            for held in self.ledger.values():
+                runs = held.seq_ranges.get(span_key)
+                if runs is not None and len(numbers) > 1:
+                    held.missing_kept += _gaps_below(runs, numbers)
         seqs.restart(seq, key, numbering)
         ledger.restarts += 1
         watch = self.watch.get(sensor)
@@ -572,15 +644,49 @@ class NodeState:
                 _close(self.ledger_closed, hour)
 
 
-def _floor(ledger: LedgerHour, span_key: str, ranges: list[list[int]], low: int) -> None:
-    """Sets the ledger hour's floor for a numbering whose first reading in the hour is
-    numbered `low`: the first number of the gap just below it, if numbers below it were
-    seen and the one before it was not (`ranges`: the numbering's, SeqRanges)."""
-    i = bisect.bisect_right(ranges, [low, math.inf]) - 1
-    if i > 0 and ranges[i][0] == low:
-        ledger.floor[span_key] = ranges[i - 1][1]
+def _take(runs: list[list[int]], seq: int) -> None:
+    """Adds `seq`, not among them, to the sorted, disjoint half-open `runs`."""
+    i = bisect.bisect_right(runs, [seq, math.inf]) - 1  # the last run starting before it
+    joins_left = i >= 0 and runs[i][1] == seq
+    joins_right = i + 1 < len(runs) and runs[i + 1][0] == seq + 1
+    if joins_left and joins_right:
+        runs[i][1] = runs[i + 1][1]
+        del runs[i + 1]
+    elif joins_left:
+        runs[i][1] = seq + 1
+    elif joins_right:
+        runs[i + 1][0] = seq
     else:
-        ledger.floor.pop(span_key, None)
+        runs.insert(i + 1, [seq, seq + 1])
+
+
+def _starts_run(runs: list[list[int]], seq: int) -> bool:
+    i = bisect.bisect_right(runs, [seq, math.inf]) - 1
+    return i >= 0 and runs[i][0] == seq
+
+
+def _gaps_below(runs: list[list[int]], numbers: list[list[int]]) -> int:
+    """The numbers missing just below each of `runs` (a ledger hour's, of one numbering)
+    that starts a run of the numbering's `numbers` seen, but the first."""
+    missing = 0
+    for start, _ in runs:
+        i = bisect.bisect_right(numbers, [start, math.inf]) - 1
+        if i > 0 and numbers[i][0] == start:
+            missing += start - numbers[i - 1][1]
+    return missing
+
+
+def _within(numbers: list[list[int]], runs: list[list[int]]) -> list[list[int]]:
+    """The numbers of `numbers` within `runs` (both sorted, disjoint, half-open)."""
+    out = []
+    for low, high in runs:
+        i = max(0, bisect.bisect_right(numbers, [low, math.inf]) - 1)
+        for start, end in numbers[i:]:
+            if start >= high:
+                break
+            if end > low:
+                out.append([max(start, low), min(end, high)])
+    return out
 
 
 def _closed(ranges: list[list[int]], hour: int) -> bool:

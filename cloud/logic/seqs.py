@@ -43,8 +43,8 @@ MAX_FORGOTTEN_NAMES = 64  # names of numberings dropped past MAX_NUMBERINGS_BACK
 
 
 class SeqRanges:
-    __slots__ = ("forgotten", "given_up", "max_ranges", "newest_ns", "newest_seq", "numbering",
-                 "previous", "ranges", "span_key")
+    __slots__ = ("forgotten", "given_up", "last_given_up", "max_ranges", "newest_ns", "newest_seq",
+                 "numbering", "previous", "ranges", "span_key")
 
     def __init__(self, max_ranges: int = 64, span_key: str | None = None,
                  numbering: str | None = None) -> None:
@@ -57,9 +57,13 @@ class SeqRanges:
         self.span_key = span_key
         self.numbering = numbering
         self.forgotten: tuple[str, ...] = ()  # names of numberings dropped from `previous`
+        # The gap the last `add` gave up, as (the number just above it, its size), for the
+        # caller to take (the ledger charges it to the hour of that number); else None.
+        self.last_given_up: tuple[int, int] | None = None
 
     def __setstate__(self, state: tuple[None, dict[str, Any]]) -> None:
         self.newest_ns = NEWEST_UNKNOWN
+        self.last_given_up = None
         self.previous = []
         self.span_key = None
         self.numbering = None
@@ -137,6 +141,7 @@ class SeqRanges:
         else:
             r.insert(i + 1, [seq, seq + 1])
             if len(r) > self.max_ranges:
+                self.last_given_up = (r[1][0], r[1][0] - r[0][1])
                 self.given_up += r[1][0] - r[0][1]
                 r[0][1] = r[1][1]
                 del r[1]

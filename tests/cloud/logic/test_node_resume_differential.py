@@ -1,8 +1,8 @@
 """A node's state against two references on random small streams (sensors changing kind,
 duplicate and reordered sequence numbers, numbers seen before with newer stamps (a
 numbering that restarted), messages naming their numbering or not (a few names, so names
-repeat, change and come back), readings late past the horizon, warm-up, values outside
-the contract's range):
+repeat, change and come back), readings late past the horizon, a clock stepping out of an
+hour and back, warm-up, values outside the contract's range):
 
 - the same state pickled and unpickled between any two messages (a snapshot and a
   restart, as the dataflow does) gives the same points, measured readings, site updates
@@ -65,13 +65,38 @@ def _reading(draw: st.DrawFn) -> Reading:
     return Reading(sensor, kind, ts, seq, values, flags)
 
 
+_EXCURSION_VALUES = {"hospital.bed": {"occupied": 1}, "air.pm": {"pm25": 1.0, "pm10": 2.0},
+                     "traffic.loop": {"count": 3, "interval_s": 60}}
+
+
+@st.composite
+def _excursion(draw: st.DrawFn) -> list[Reading]:
+    """A sensor's readings numbered in order, one a minute, those of a stretch in the middle
+    stamped by a clock stepped out of the hour (ahead or back) and then corrected; a number
+    or two lost, anywhere."""
+    sensor = draw(st.sampled_from(sorted(SENSORS)))
+    first, n = draw(st.integers(0, 55)), draw(st.integers(3, 10))
+    out = draw(st.integers(1, n - 2))
+    back = draw(st.integers(out + 1, n - 1))
+    step = draw(st.sampled_from([-HOUR_NS, HOUR_NS, 2 * HOUR_NS, 4 * HOUR_NS]))
+    start = T0 + draw(st.integers(0, 59)) * MINUTE_NS
+    lost = draw(st.sets(st.integers(0, n - 1), max_size=2))
+    kind = SENSORS[sensor]
+    return [Reading(sensor, kind, start + i * MINUTE_NS + (step if out <= i < back else 0), first + i,
+                    _EXCURSION_VALUES[kind]) for i in range(n) if i not in lost]
+
+
 @st.composite
 def _message(draw: st.DrawFn) -> list[Reading]:
-    """Readings, some stamped as the one before (which of equal stamps is a window's last)."""
+    """Readings, some stamped as the one before (which of equal stamps is a window's last),
+    now and then with a clock's excursion out of an hour among them."""
     readings = draw(st.lists(_reading(), max_size=12))
     for i in range(1, len(readings)):
         if draw(st.integers(0, 3)) == 0:
             readings[i] = dataclasses.replace(readings[i], ts_ns=readings[i - 1].ts_ns)
+    if draw(st.integers(0, 3)) == 0:
+        at = draw(st.integers(0, len(readings)))
+        readings[at:at] = draw(_excursion())
     return readings
 
 
@@ -130,10 +155,12 @@ class _Model:
         self.windowed: dict[tuple[str, str], list[Reading]] = {}
         self.kind: dict[str, str] = {}  # sensor -> the kind of its latest fresh reading
         self.ledger: dict[int, dict[str, int]] = {}
-        self.spans: dict[int, dict[str, tuple[int, int]]] = {}
+        self.got: dict[int, dict[str, set[int]]] = {}  # hour -> numbering -> numbers it received
+        # hour -> missing numbers of numberings forgotten, as they were when forgotten
+        self.kept: dict[int, int] = {}
         self.touched: dict[int, int] = {}  # hour -> when a message with a reading of it came
         self.closed: set[int] = set()  # hours dropped after they were written
-        self.written: dict[int, dict[str, int]] = {}  # hour -> its gaps (`_gaps`) last written
+        self.written: dict[int, dict[str, int]] = {}  # hour -> its ledger fields last written
 
     def _tags(self, sensor: str) -> dict[str, str]:
         return {"site": "hn", "node": "n1", "sensor": sensor, "kind": self.kind[sensor]}
@@ -148,13 +175,14 @@ class _Model:
         for r in data.readings:
             hour = r.ts_ns - r.ts_ns % HOUR_NS
             fresh = {"received": 0, "duplicates": 0, "late": 0, "restarts": 0}
+            got: dict[str, set[int]]
             if hour in self.closed and hour not in self.ledger:
-                counts, spans = fresh, {}  # counted nowhere: the hour stays as written
+                counts, got = fresh, {}  # counted nowhere: the hour stays as written
             else:
                 hours.add(hour)
                 self.touched[hour] = data.received_ns
                 counts = self.ledger.setdefault(hour, fresh)
-                spans = self.spans.setdefault(hour, {})
+                got = self.got.setdefault(hour, {})
             counts["received"] += 1
             numberings = self.numberings.setdefault(r.sensor, [_Numbering(r.sensor)])
             unsynced = "clock_unsynced" in r.flags  # its stamp says nothing of restarts
@@ -180,8 +208,7 @@ class _Model:
             n.seen.add(r.seq)
             if not unsynced and r.ts_ns > n.newest:
                 n.newest, n.newest_seq = r.ts_ns, r.seq
-            low, high = spans.get(n.key, (r.seq, r.seq))
-            spans[n.key] = (min(low, r.seq), max(high, r.seq))
+            got.setdefault(n.key, set()).add(r.seq)
             if data.received_ns - r.ts_ns > LATE_AFTER_NS:
                 counts["late"] += 1
             self.kind[r.sensor] = r.kind
@@ -222,12 +249,12 @@ class _Model:
                 floor = self.newest.get(sensor, 0) - self.horizon_ns - width
                 self.windowed[(sensor, rp)] = [r for r in self.windowed.get((sensor, rp), ())
                                                if _start(r, width) >= floor]
-        # and the hours held whose counts changed all the same: a gap before their first
-        # reading of a numbering filled (or begun) by a reading of another hour
-        hours |= {h for h in self.ledger if h in self.written and self._gaps(h) != self.written[h]}
+        # and the hours held whose counts changed all the same: a gap they are charged with
+        # filled (or begun) by a reading of another hour
+        hours |= {h for h in self.ledger if h in self.written and self._ledger(h) != self.written[h]}
         ledger = [(RP_1H, line("ledger", {"site": "hn", "node": "n1"}, self._ledger(h), h))
                   for h in sorted(hours)]
-        self.written.update((h, self._gaps(h)) for h in hours)
+        self.written.update((h, self._ledger(h)) for h in hours)
         self._forget(max(self.newest.values(), default=0) - self.horizon_ns - HOUR_NS,
                      data.received_ns - max(self.horizon_ns, LEDGER_IDLE_MIN_NS))
         return raw, windows, ledger, measured
@@ -241,32 +268,26 @@ class _Model:
             key = f"{key}.{len(numberings) - 1}"
         numberings.append(_Numbering(key, name))
         self.forgotten.setdefault(sensor, []).extend(n.name for n in numberings[:-9] if n.name)
+        for dropped in numberings[:-9]:  # the gaps it charged to hours held stay theirs
+            for hour, got in self.got.items():
+                if dropped.key in got:
+                    self.kept[hour] = self.kept.get(hour, 0) + _gaps(got[dropped.key], dropped.seen)
         del numberings[:-9]
         counts["restarts"] += 1
         return numberings[-1]
 
     def _ledger(self, hour: int) -> dict[str, int]:
-        """A numbering's numbers missing just before its first reading of the hour (some
-        below it came, the one before it did not) are the hour's: expected from the first
-        missing one."""
+        """A gap of a numbering's numbers (some below it came, the one below it did not)
+        is the hour's that received the number just above it, whichever hours the numbers
+        around went to: missing are those gaps (and those of numberings forgotten, as they
+        were then), expected what the hour received and those."""
         counts = dict(self.ledger[hour])
         restarts = counts.pop("restarts")
-        gaps = self._gaps(hour)
-        expected = sum(high - low + 1 + gaps.get(key, 0)
-                       for key, (low, high) in self.spans.get(hour, {}).items())
-        unique = counts["received"] - counts["duplicates"]
-        return {"expected": expected, **counts, "missing": max(0, expected - unique),
-                "restarts": restarts}
-
-    def _gaps(self, hour: int) -> dict[str, int]:
-        """Per numbering, the numbers missing just before its first reading of the hour."""
         seen = {n.key: n.seen for ns in self.numberings.values() for n in ns}
-        gaps = {}
-        for key, (low, _) in self.spans.get(hour, {}).items():
-            below = [x for x in seen.get(key, ()) if x < low]
-            if below and low - 1 not in seen[key]:
-                gaps[key] = low - 1 - max(below)
-        return gaps
+        missing = self.kept.get(hour, 0) + sum(
+            _gaps(got, seen[key]) for key, got in self.got.get(hour, {}).items() if key in seen)
+        unique = counts["received"] - counts["duplicates"]
+        return {"expected": unique + missing, **counts, "missing": missing, "restarts": restarts}
 
     def _forget(self, floor: int, idle: int) -> None:
         """Ledger hours before the floor and not touched since `idle` are dropped, and the
@@ -276,9 +297,21 @@ class _Model:
         for i, hour in enumerate(sorted(self.ledger)):
             if i < over or (hour < floor and self.touched[hour] < idle):
                 del self.ledger[hour]
-                self.spans.pop(hour, None)
+                self.got.pop(hour, None)
+                self.kept.pop(hour, None)
                 self.written.pop(hour, None)
                 self.closed.add(hour)
+
+
+def _gaps(got: set[int], seen: set[int]) -> int:
+    """The numbers missing (not `seen`) just below the numbers of `got` (an hour's, of one
+    numbering) whose number before was not seen, where some below them were."""
+    missing = 0
+    for number in got:
+        below = [x for x in seen if x < number]
+        if below and number - 1 not in seen:
+            missing += number - 1 - max(below)
+    return missing
 
 
 def _start(r: Reading, width: int) -> int:
