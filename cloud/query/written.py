@@ -38,7 +38,7 @@ def _readings() -> dict[tuple[str, str], Schema]:
 
 
 _OCCUPANCY = {"beds": INTEGER, "occupied": INTEGER, "available": INTEGER, "faulty": INTEGER,
-              "occupancy_pct": FLOAT}
+              "stale": INTEGER, "occupancy_pct": FLOAT}
 _FLOW = {"er_arrivals": FLOAT, "visits": FLOAT, "faulty": INTEGER}
 _WAITS = {"n": INTEGER, "median_s": FLOAT, "p90_s": FLOAT, "mean_s": FLOAT}
 _TRAFFIC = {"vehicles": FLOAT, "flow_vpm": FLOAT, "occupancy_pct": FLOAT, "speed_kmh": FLOAT,

@@ -118,7 +118,7 @@ def test_the_sink_replays_what_the_node_step_asks_and_influxdb_ends_as_in_order(
     # the outage's first hours, which the live rollups left out, are there
     down = DOWN + shift
     ward = stored[(RP_1H, "ward_occupancy", (("node", "ward-a"), ("site", f"bv-{suffix}")), down)]
-    assert ward == {"beds": 2.0, "occupied": 2.0, "available": 0.0, "faulty": 0.0,
+    assert ward == {"beds": 2.0, "occupied": 2.0, "available": 0.0, "faulty": 0.0, "stale": 0.0,
                     "occupancy_pct": 100.0}
 
 

@@ -203,7 +203,8 @@ def test_a_bed_silent_for_hours_before_a_replayed_span_keeps_its_state(
     """Each bed's last state before a beds span is read in the 2 hours before it, then
     further back only for the beds without one there (the site's series from InfluxDB's
     index): bed-1 read once 5 h before, bed-3 warming up in the last 2 h with a valid
-    reading 4 h before; the replay counts both as a read of all their points would."""
+    reading 4 h before; the replay counts both as a read of all their points would: stale
+    (silent for more than STALE_NS at the span's end), not unknown."""
     now = to_epoch_ns(SystemClock().now())
     start = now - now % HOUR - 10 * HOUR
     site = f"beds-{now % 10**6}-{next(_runs)}"
@@ -220,19 +221,19 @@ def test_a_bed_silent_for_hours_before_a_replayed_span_keeps_its_state(
     rows = reader.query_points(f'SELECT * FROM "raw"."hospital_bed" WHERE "site" = \'{site}\'',
                                db=db_ready.database)
     expected = replay(span, rows)
-    stored = reader.query_points(f'SELECT "beds", "occupied" FROM "agg_1h"."ward_occupancy" '
+    stored = reader.query_points(f'SELECT "beds", "occupied", "stale" FROM "agg_1h"."ward_occupancy" '
                                  f"WHERE \"site\" = '{site}'", db=db_ready.database)
-    assert [(r["beds"], r["occupied"]) for r in stored] == [(3, 2)]
-    assert any(ln.startswith("ward_occupancy") and "occupied=2i" in ln and rp == "agg_1h"
+    assert [(r["beds"], r["occupied"], r["stale"]) for r in stored] == [(1, 0, 2)]
+    assert any(ln.startswith("ward_occupancy") and "stale=2i" in ln and rp == "agg_1h"
                for rp, ln in expected)
     # every bed with a state in the last 2 hours: no read further back
     writer.write([_bed(site, b, start - HOUR // 2, 0.0, 50) for b in ("bed-1", "bed-3")])
     reads = writer.stats.reads
     writer.replay_domain(span)
     assert writer.stats.reads - reads == 3
-    stored = reader.query_points(f'SELECT "beds", "occupied" FROM "agg_1h"."ward_occupancy" '
+    stored = reader.query_points(f'SELECT "beds", "occupied", "stale" FROM "agg_1h"."ward_occupancy" '
                                  f"WHERE \"site\" = '{site}'", db=db_ready.database)
-    assert [(r["beds"], r["occupied"]) for r in stored] == [(3, 0)]
+    assert [(r["beds"], r["occupied"], r["stale"]) for r in stored] == [(3, 0, 0)]
 
 
 def test_a_bed_known_only_to_the_aggregates_is_not_read_further_back(

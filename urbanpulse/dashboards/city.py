@@ -119,7 +119,8 @@ def _node_status_panels() -> tuple[Panel, ...]:
 # Beds from the dataflow's ward rollup (docs/domain-rollups.md): each bed's last state, a
 # bed whose cable is cut (fault = 1) counted as faulty, neither occupied nor available. Its
 # pad keeps sending the state it read last, so a count of the raw `occupied` would take
-# such a bed as free or taken.
+# such a bed as free or taken. A bed whose pad has not been heard for over 2 h 10 min is
+# stale: in none of beds, occupied, available, faulty.
 WARDS = '"agg_1m"."ward_occupancy"'
 
 
@@ -139,12 +140,14 @@ def hospitals() -> Dashboard:
             Panel(
                 "Beds per ward now", "table",
                 (Query('SELECT last("occupied") AS "occupied", last("available") AS "available", '
-                       'last("faulty") AS "faulty", last("beds") AS "beds" '
+                       'last("faulty") AS "faulty", last("beds") AS "beds", last("stale") AS "stale" '
                        f'FROM {WARDS} WHERE $timeFilter AND {SITE_NODE} GROUP BY "site", "node"',
                        result_format="table"),),
                 description="Each bed's last state, summed per ward (node), as of the ward's "
                             "last minute in the time range. Faulty: the pad's cable is cut, its "
-                            "state unknown (neither occupied nor available).",
+                            "state unknown (neither occupied nor available). Stale: pads not "
+                            "heard for over 2 h 10 min (removed, renamed or lost by their "
+                            "node), in none of the other columns (runbook: A stale bed pad).",
             ),
             Panel(
                 "Beds occupied", "stat",
@@ -154,8 +157,8 @@ def hospitals() -> Dashboard:
             Panel(
                 "Beds available", "stat",
                 (Query(_ward_beds("available"), alias="available"),),
-                description="Free beds with a working pad (a bed whose cable is cut is not "
-                            "counted: see Beds per ward now, faulty).",
+                description="Free beds with a working pad (a bed whose cable is cut, or whose "
+                            "pad is stale, is not counted: see Beds per ward now).",
                 width=6, unit="none",
                 thresholds=(Threshold(None, "red"), Threshold(3, "orange"), Threshold(10, "green")),
             ),
@@ -164,8 +167,18 @@ def hospitals() -> Dashboard:
                 (per_interval('last("occupied")', WARDS, BY_NODE, fill="previous",
                               alias="$tag_site/$tag_node"),),
                 description="Each bed's last state per minute, summed per ward (beds whose "
-                            "cable is cut not counted).",
+                            "cable is cut, or whose pad is stale, not counted).",
                 width=24, stacked=True, unit="none",
+            ),
+            Panel(
+                "Stale bed pads per ward", "timeseries",
+                (per_interval('last("stale")', WARDS, BY_NODE, fill="previous",
+                              alias="$tag_site/$tag_node"),),
+                description="Beds whose pad the cloud has not heard for over 2 h 10 min (twice "
+                            "the longest heartbeat, and a margin): a pad removed, renamed or lost "
+                            "by its node. They count in none of the ward's beds, occupied, "
+                            "available and faulty (runbook: A stale bed pad).",
+                width=24, unit="none",
             ),
             Panel(
                 "Entrances and ER arrivals per hour", "timeseries",
@@ -200,7 +213,8 @@ def hospitals() -> Dashboard:
                 (per_interval('last("occupancy_pct")', '"agg_1m"."hospital_occupancy"', '"site"',
                               where=OCCUPANCY_DEFINED, where_site_only=True, alias="$tag_site"),),
                 description="Occupied beds over beds with a valid state, all wards of the "
-                            "hospital (beds with a cut cable count in neither).",
+                            "hospital (beds with a cut cable or a stale pad count in neither; a "
+                            "ward silent for 2 h 10 min counts all its beds stale).",
                 unit="percent", thresholds=OCCUPANCY_STEPS,
             ),
             Panel(

@@ -20,6 +20,7 @@ class Occupancy:
     beds: int
     occupied: int
     pct: float | None
+    stale: int = 0  # of a ward: beds whose pad was not heard for over 2 h 10 min, not in beds
 
 
 @dataclass(frozen=True)
@@ -109,10 +110,11 @@ def collect(client: InfluxHTTP, db: str, window_s: float = WINDOW_S) -> Summary:
             _int(row.get("n")), row.get("flow"), row.get("occ"), row.get("v"),
             _int(row.get("lanes")))
     for row in _rows(client, db, "SELECT last(beds) AS beds, last(occupied) AS occ, "
-                                 "last(occupancy_pct) AS pct FROM agg_1m.ward_occupancy "
+                                 "last(occupancy_pct) AS pct, last(stale) AS stale "
+                                 "FROM agg_1m.ward_occupancy "
                                  "WHERE time > now() - 10m GROUP BY site, node"):
         s.wards[f"{row['site']}/{row['node']}"] = Occupancy(
-            _int(row.get("beds")), _int(row.get("occ")), row.get("pct"))
+            _int(row.get("beds")), _int(row.get("occ")), row.get("pct"), _int(row.get("stale")))
     for row in _rows(client, db, "SELECT last(beds) AS beds, last(occupied) AS occ, "
                                  "last(occupancy_pct) AS pct FROM agg_1m.hospital_occupancy "
                                  "WHERE time > now() - 10m GROUP BY site"):
@@ -198,7 +200,8 @@ def render(s: Summary, elapsed_s: float, duration_s: float | None,
                      f"{_num(x.occupancy_pct, '5.1f')} %  speed {_num(x.speed_kmh, '5.1f')} km/h")
     lines.append("hospital wards (occupied / beds, latest minute):")
     for k, o in sorted(s.wards.items()):
-        lines.append(f"  {name(k):<28} {o.occupied:3d} / {o.beds:<3d} {_num(o.pct, '5.1f')} %")
+        stale = f"   {o.stale} stale (pads not heard for over 2 h 10 min)" if o.stale else ""
+        lines.append(f"  {name(k):<28} {o.occupied:3d} / {o.beds:<3d} {_num(o.pct, '5.1f')} %{stale}")
     lines.append("hospitals (occupancy; ER arrivals and visits this hour):")
     for site in sorted(set(s.hospitals) | set(s.flow)):
         h = s.hospitals.get(site)

@@ -3,8 +3,10 @@
 Beds (`hospital.bed`, one sensor per bed; the node is the ward): the state of a bed in a
 window is its last reading before the window ends (last state by event time wins).
 `ward_occupancy` (agg_1m and agg_1h, at each window that holds a bed reading, and at an
-hour holding none between two that do: `hours_with_gaps`): beds
-(known beds), occupied, available, faulty (fault = 1: cut cable, state unknown) and
+hour holding none between two that do: `hours_with_gaps`): beds (the beds counted:
+occupied + available + faulty), occupied, available, faulty (fault = 1: cut cable, state
+unknown), stale (beds whose last reading is older than `STALE_NS` at the window's end: a
+pad removed or lost, counted in none of the others) and
 occupancy_pct = occupied / (occupied + available) * 100. A late reading changes every
 window from its own to the bed's next reading, so all windows from it on are re-emitted.
 
@@ -51,9 +53,19 @@ from cloud.logic.domain.common import (
     quantile,
     window_start,
 )
-from cloud.logic.domain.late import Late
+from cloud.logic.domain.late import BED_HEARTBEAT_MAX_NS, Late
 from cloud.logic.lines import line, series_head
 from urbanpulse.wire import Reading
+
+# A bed whose last reading is older than this at a window's end is `stale`: no bed the ward
+# can count (a pad taken out, renamed, or lost by its node without a fault). A pad sends its
+# state at least every heartbeat (at most 3600 s), a little after it is due; two heartbeats
+# let one go missing (a node's agent restarting, a driver reopened) and the margin covers
+# the timers' lateness. Fixed, not a setting: the live rollups, the replays from the raw
+# points and `cloud recompute` must all count by the same rule.
+STALE_NS = 2 * BED_HEARTBEAT_MAX_NS + 10 * 60 * 10**9
+# a bed's state at a window's end, in `HospitalNodeRollup.wards_at`
+_AVAILABLE, _OCCUPIED, _FAULTY, _STALE = 0, 1, 2, 3
 
 ROLES = ("er", "visit", "ignore")
 # A door whose id has one of these words (between -, _ and .) is an ER door: `door-er` (the
@@ -120,6 +132,7 @@ class WardSnapshot:
     occupied: int
     available: int
     faulty: int
+    stale: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,10 +174,11 @@ class SiteReplayed:
 SiteUpdate = WardSnapshot | DoorTotals | WaitSamples | SiteReplayed
 
 
-def occupancy_fields(beds: int, occupied: int, available: int, faulty: int
+def occupancy_fields(beds: int, occupied: int, available: int, faulty: int, stale: int
                      ) -> dict[str, float | int | str | bool]:
     fields: dict[str, float | int | str | bool] = {
-        "beds": beds, "occupied": occupied, "available": available, "faulty": faulty}
+        "beds": beds, "occupied": occupied, "available": available, "faulty": faulty,
+        "stale": stale}
     if occupied + available:
         fields["occupancy_pct"] = 100.0 * occupied / (occupied + available)
     return fields
@@ -362,64 +376,73 @@ class HospitalNodeRollup(Horizon):
                 new = len(starts) != held
         return new  # of the hour: the last of WIDTHS
 
-    def ward_at(self, end_ns: int) -> tuple[int, int, int, int]:
-        """(beds, occupied, available, faulty) from each bed's last reading before end_ns."""
-        beds = occupied = faulty = 0
+    def ward_at(self, end_ns: int) -> tuple[int, int, int, int, int]:
+        """(beds, occupied, available, faulty, stale) from each bed's last reading before
+        end_ns: stale when that reading is more than STALE_NS before end_ns, counted in
+        none of the others (beds = occupied + available + faulty)."""
+        beds = occupied = faulty = stale = 0
+        oldest = end_ns - STALE_NS  # a last reading before it is stale
         for history in self.beds.values():
             i = bisect.bisect_left(history, (end_ns,))
             if i == 0:
                 continue
-            _, occ, fault, _ = history[i - 1]
+            ts, occ, fault, _ = history[i - 1]
+            if ts < oldest:
+                stale += 1
+                continue
             beds += 1
             if fault:
                 faulty += 1
             elif occ:
                 occupied += 1
-        return beds, occupied, beds - occupied - faulty, faulty
+        return beds, occupied, beds - occupied - faulty, faulty, stale
 
-    def wards_at(self, ends: list[int]) -> list[tuple[int, int, int, int]]:
+    def wards_at(self, ends: list[int]) -> list[tuple[int, int, int, int, int]]:
         """`ward_at` of each of the ascending `ends`. Many windows: one sweep over the bed
-        readings between the first and the last end instead of a search per bed and end."""
+        readings between the first and the last end instead of a search per bed and end.
+        A reading followed by none for more than STALE_NS makes its bed stale at its stamp
+        plus STALE_NS: a change of the sweep like a reading's."""
         if len(ends) < 4:
             return [self.ward_at(end) for end in ends]
         first, last = ends[0], ends[-1]
-        beds = occupied = faulty = 0
-        states: list[tuple[int, int] | None] = []  # per bed: (occupied, fault) of its last reading
-        changes: list[tuple[int, int, int, int]] = []  # (ts, bed, occupied, fault)
+        limit = STALE_NS
+        counts = [0, 0, 0, 0]  # by state: _AVAILABLE, _OCCUPIED, _FAULTY, _STALE
+        states: list[int] = []  # per bed: the state of its last change (-1: no reading yet)
+        changes: list[tuple[int, int, int]] = []  # (ts, bed, state)
         for b, history in enumerate(self.beds.values()):
             i = bisect.bisect_left(history, (first,))
-            if i == 0:
-                states.append(None)
-            else:
-                _, occ, fault, _ = history[i - 1]
-                states.append((occ, fault))
-                beds += 1
-                if fault:
-                    faulty += 1
-                elif occ:
-                    occupied += 1
             j = bisect.bisect_left(history, (last,), i)
-            changes += [(ts, b, occ, fault) for ts, occ, fault, _ in history[i:j]]
+            if i == 0:
+                state = -1
+            else:
+                ts, occ, fault, _ = history[i - 1]
+                state = (_STALE if ts + limit < first else _FAULTY if fault
+                         else _OCCUPIED if occ else _AVAILABLE)
+                counts[state] += 1
+            states.append(state)
+            changes += [(ts, b, _FAULTY if fault else _OCCUPIED if occ else _AVAILABLE)
+                        for ts, occ, fault, _ in history[i:j]]
+            # the readings whose stale time falls in [first, last): stamped in
+            # [first - limit, last - limit), followed by none within the limit
+            lo = bisect.bisect_left(history, (first - limit,), 0, i)
+            hi = bisect.bisect_left(history, (last - limit,), lo, j)
+            if lo < hi:
+                n = len(history)
+                changes += [(ts + limit, b, _STALE) for k, (ts, _, _, _) in enumerate(history[lo:hi], lo)
+                            if k + 1 == n or history[k + 1][0] > ts + limit]
         changes.sort()
-        out = [(beds, occupied, beds - occupied - faulty, faulty)]
+        out = [(counts[0] + counts[1] + counts[2], counts[1], counts[0], counts[2], counts[3])]
         k, n = 0, len(changes)
         for end in ends[1:]:
             while k < n and changes[k][0] < end:
-                _, b, occ, fault = changes[k]
+                _, b, state = changes[k]
                 k += 1
                 before = states[b]
-                if before is None:
-                    beds += 1
-                elif before[1]:
-                    faulty -= 1
-                elif before[0]:
-                    occupied -= 1
-                if fault:
-                    faulty += 1
-                elif occ:
-                    occupied += 1
-                states[b] = (occ, fault)
-            out.append((beds, occupied, beds - occupied - faulty, faulty))
+                if before >= 0:
+                    counts[before] -= 1
+                counts[state] += 1
+                states[b] = state
+            out.append((counts[0] + counts[1] + counts[2], counts[1], counts[0], counts[2], counts[3]))
         return out
 
     def _emit_beds(self, site: str, node: str, from_ns: int, new_hours: set[int],
@@ -430,14 +453,16 @@ class HospitalNodeRollup(Horizon):
             windows = self.bed_windows[rp]
             i = bisect.bisect_left(windows, first)
             starts = windows[i:] if rp != RP_1H else hours_with_gaps(windows, i, first, new_hours)
-            for start, (beds, occupied, available, faulty) in zip(
+            for start, (beds, occupied, available, faulty, stale) in zip(
                     starts, self.wards_at([s + width for s in starts]), strict=True):
                 # line(..., occupancy_fields(...), start), written directly
-                text = f"{head} beds={beds}i,occupied={occupied}i,available={available}i,faulty={faulty}i"
+                text = (f"{head} beds={beds}i,occupied={occupied}i,available={available}i,"
+                        f"faulty={faulty}i,stale={stale}i")
                 if occupied + available:
                     text += f",occupancy_pct={100.0 * occupied / (occupied + available)!r}"
                 points.append((rp, f"{text} {start}"))
-                updates.append(WardSnapshot(site, node, rp, start, beds, occupied, available, faulty))
+                updates.append(WardSnapshot(site, node, rp, start, beds, occupied, available, faulty,
+                                            stale))
 
     # queue
 

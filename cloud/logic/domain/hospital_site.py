@@ -5,7 +5,11 @@ same window, so a re-emitted (corrected) node window corrects the site window to
 
 - `hospital_occupancy` (agg_1m, agg_1h): a ward that sent no snapshot for a window has not
   changed since its last one, so the site's window sums each ward's latest snapshot at or
-  before the window start. Emitted at every window that holds a ward snapshot.
+  before the window start. Emitted at every window that holds a ward snapshot. A ward
+  whose latest snapshot is `STALE_NS` or more before the window (a ward node switched off,
+  decommissioned, or whose pads all fell silent) has every bed stale by the window's end
+  (each bed's last reading is older than the limit: `HospitalNodeRollup.ward_at`): it
+  counts in `stale` alone, no longer with the state it last sent.
 - `hospital_flow` (agg_1h): er_arrivals, visits and faulty (door readings with fault = 1:
   the hour is undercounted) summed over the site's door nodes.
 - `hospital_wait` (agg_1h): n, median_s, p90_s, mean_s over the waits of all its queues.
@@ -29,6 +33,7 @@ from collections.abc import Iterable
 
 from cloud.logic.domain.common import HOUR_NS, RP_1H, WIDTHS, Horizon, Point
 from cloud.logic.domain.hospital import (
+    STALE_NS,
     DoorTotals,
     SiteUpdate,
     WaitSamples,
@@ -40,6 +45,8 @@ from cloud.logic.domain.hospital import (
 from cloud.logic.domain.late import Late, LateMarks
 from cloud.logic.lines import line
 
+Ward = tuple[int, int, int, int, int]  # a ward snapshot's (beds, occupied, available, faulty, stale)
+
 
 class HospitalSite(Horizon):
     """The state of one site. Picklable."""
@@ -47,8 +54,8 @@ class HospitalSite(Horizon):
     def __init__(self, horizon_ns: int) -> None:
         self.horizon_ns = horizon_ns
         self.newest_ns = 0
-        # rp -> node -> window start -> (beds, occupied, available, faulty)
-        self.wards: dict[str, dict[str, dict[int, tuple[int, int, int, int]]]] = {
+        # rp -> node -> window start -> (beds, occupied, available, faulty, stale)
+        self.wards: dict[str, dict[str, dict[int, Ward]]] = {
             rp: {} for rp, _ in WIDTHS}
         # hour -> node -> (er, visits, faulty); faulty None: not known (`door_faulty`)
         self.flow: dict[int, dict[str, tuple[float, float, int | None]]] = {}
@@ -72,6 +79,11 @@ class HospitalSite(Horizon):
         self.__dict__.setdefault("marks", LateMarks())  # a snapshot from before they were kept
         self.__dict__.setdefault("late", [])
         self.__dict__.setdefault("partial_waits", {})
+        for rp_wards in self.wards.values():  # from before the stale beds were counted: none
+            for snaps in rp_wards.values():
+                for start, ward in snaps.items():
+                    if len(ward) < 5:
+                        snaps[start] = (*ward, 0)
         for nodes in self.flow.values():  # from before the faulty door readings were kept
             for node, totals in nodes.items():
                 if len(totals) < 3:
@@ -96,7 +108,7 @@ class HospitalSite(Horizon):
                         keys.append(u.start_ns)
                     else:
                         bisect.insort(keys, u.start_ns)
-                snaps[u.start_ns] = (u.beds, u.occupied, u.available, u.faulty)
+                snaps[u.start_ns] = (u.beds, u.occupied, u.available, u.faulty, u.stale)
                 ward_from[u.rp] = min(ward_from.get(u.rp, u.start_ns), u.start_ns)
                 self.newest_ns = max(self.newest_ns, u.start_ns)
             elif isinstance(u, DoorTotals):
@@ -137,12 +149,23 @@ class HospitalSite(Horizon):
                     continue
             ordered = [(sorted_starts[node], snaps) for node, snaps in wards.items()]
             for start in starts:
-                total = [0, 0, 0, 0]
+                n_beds = n_occupied = n_available = n_faulty = n_stale = 0
+                silent_before = start - STALE_NS  # a ward's latest snapshot at or before it
                 for keys, snaps in ordered:
                     i = bisect.bisect_right(keys, start)
                     if i:
-                        total = [a + b for a, b in zip(total, snaps[keys[i - 1]], strict=True)]
-                out.append((rp, line("hospital_occupancy", tags, occupancy_fields(*total), start)))
+                        at = keys[i - 1]
+                        b, o, a, f, st = snaps[at]
+                        if at > silent_before:
+                            n_beds += b
+                            n_occupied += o
+                            n_available += a
+                            n_faulty += f
+                            n_stale += st
+                        else:  # silent for the limit: every bed stale
+                            n_stale += b + st
+                out.append((rp, line("hospital_occupancy", tags, occupancy_fields(
+                    n_beds, n_occupied, n_available, n_faulty, n_stale), start)))
             if self.marks:
                 written.append(("beds", starts[0], starts[-1] + width))
         for hour in sorted(flow_hours):
@@ -190,13 +213,11 @@ class HospitalSite(Horizon):
                 del table[hour]
 
 
-def _sorted_starts(wards: dict[str, dict[str, dict[int, tuple[int, int, int, int]]]]
-                   ) -> dict[str, dict[str, list[int]]]:
+def _sorted_starts(wards: dict[str, dict[str, dict[int, Ward]]]) -> dict[str, dict[str, list[int]]]:
     return {rp: {node: sorted(snaps) for node, snaps in nodes.items()} for rp, nodes in wards.items()}
 
 
-def latest_at(snaps: dict[int, tuple[int, int, int, int]], start: int
-              ) -> tuple[int, int, int, int] | None:
+def latest_at(snaps: dict[int, Ward], start: int) -> Ward | None:
     """A ward's latest snapshot at or before `start` (what `process` sums per window)."""
     keys = sorted(snaps)
     i = bisect.bisect_right(keys, start)

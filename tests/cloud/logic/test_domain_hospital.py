@@ -34,9 +34,9 @@ def test_ward_occupancy_per_minute_and_hour() -> None:
     points, _ = HospitalNodeRollup(2 * HOUR).process("bvbm", "w1", ward1())
     rows = select(points, "agg_1m", "ward_occupancy", site="bvbm", node="w1")
     assert rows == {
-        T0: {"beds": 3, "occupied": 1, "available": 1, "faulty": 1, "occupancy_pct": 50.0},
-        T0 + MIN: {"beds": 3, "occupied": 2, "available": 0, "faulty": 1, "occupancy_pct": 100.0},
-        T0 + 2 * MIN: {"beds": 3, "occupied": 1, "available": 2, "faulty": 0,
+        T0: {"beds": 3, "occupied": 1, "available": 1, "faulty": 1, "stale": 0, "occupancy_pct": 50.0},
+        T0 + MIN: {"beds": 3, "occupied": 2, "available": 0, "faulty": 1, "stale": 0, "occupancy_pct": 100.0},
+        T0 + 2 * MIN: {"beds": 3, "occupied": 1, "available": 2, "faulty": 0, "stale": 0,
                        "occupancy_pct": pytest.approx(100 / 3)},
     }
     # The hour's point is the state at its end.
@@ -199,11 +199,11 @@ def test_site_totals_from_several_nodes() -> None:
     points = site.process("bvbm", updates)
     occ = select(points, "agg_1m", "hospital_occupancy", site="bvbm")
     # w2 sent nothing after minute 0: its minute-0 state still counts at minutes 1 and 2.
-    assert occ[T0] == {"beds": 4, "occupied": 2, "available": 1, "faulty": 1,
+    assert occ[T0] == {"beds": 4, "occupied": 2, "available": 1, "faulty": 1, "stale": 0,
                        "occupancy_pct": pytest.approx(200 / 3)}
-    assert occ[T0 + MIN] == {"beds": 4, "occupied": 3, "available": 0, "faulty": 1,
+    assert occ[T0 + MIN] == {"beds": 4, "occupied": 3, "available": 0, "faulty": 1, "stale": 0,
                              "occupancy_pct": 100.0}
-    assert occ[T0 + 2 * MIN] == {"beds": 4, "occupied": 2, "available": 2, "faulty": 0,
+    assert occ[T0 + 2 * MIN] == {"beds": 4, "occupied": 2, "available": 2, "faulty": 0, "stale": 0,
                                  "occupancy_pct": 50.0}
     assert select(points, "agg_1h", "hospital_flow", site="bvbm")[T0] == {
         "er_arrivals": 6.0, "visits": 12.0, "faulty": 0}
@@ -235,7 +235,7 @@ def test_too_late_readings_are_counted_and_history_bounded() -> None:
     assert roll.process("s", "w1", [rd("b1", BED, T0, occupied=1)]) == ([], [])
     assert roll.too_late == 1
     # The state before the horizon is kept as the bed's baseline.
-    assert roll.ward_at(T0 + 200 * MIN) == (1, 1, 0, 0)
+    assert roll.ward_at(T0 + 200 * MIN) == (1, 1, 0, 0, 0)
 
 
 @settings(max_examples=200, deadline=None)
@@ -261,9 +261,9 @@ def test_a_pad_at_a_3600_s_heartbeat_leaves_no_hour_without_its_ward_row() -> No
                 rd("b2", BED, T0 + 59 * MIN + 59 * S, occupied=0),
                 rd("b1", BED, T0 + 2 * HOUR + 300_000_000, occupied=0),
                 rd("b2", BED, T0 + 2 * HOUR + 300_000_000, occupied=0)]
-    ward = {"beds": 2, "available": 1, "occupied": 1, "faulty": 0, "occupancy_pct": 50.0}
+    ward = {"beds": 2, "available": 1, "occupied": 1, "faulty": 0, "stale": 0, "occupancy_pct": 50.0}
     expected = {T0: ward, T0 + HOUR: ward,
-                T0 + 2 * HOUR: {"beds": 2, "available": 2, "occupied": 0, "faulty": 0,
+                T0 + 2 * HOUR: {"beds": 2, "available": 2, "occupied": 0, "faulty": 0, "stale": 0,
                                 "occupancy_pct": 0.0}}
     roll = HospitalNodeRollup(6 * HOUR)
     site = HospitalSite(6 * HOUR)
@@ -288,7 +288,7 @@ def test_two_readings_of_one_pad_with_the_same_stamp_give_one_ward_in_any_order(
     b1_on = Reading("b1", BED, T0 + 10 * S, 41, {"occupied": 1.0}, ())
     b1_off = Reading("b1", BED, T0 + 10 * S, 42, {"occupied": 0.0}, ())
     b2 = Reading("b2", BED, T0 + 20 * S, 7, {"occupied": 1.0}, ())
-    free = {"beds": 2, "occupied": 1, "available": 1, "faulty": 0, "occupancy_pct": 50.0}
+    free = {"beds": 2, "occupied": 1, "available": 1, "faulty": 0, "stale": 0, "occupancy_pct": 50.0}
     for order in ([b1_on, b1_off, b2], [b1_off, b1_on, b2], [b2, b1_off, b1_on]):
         for batches in ([order], [[r] for r in order]):
             roll = HospitalNodeRollup(2 * HOUR)
@@ -323,7 +323,7 @@ def test_a_ward_snapshot_from_before_the_bed_numbers_were_kept_resumes() -> None
                          "b2": [(T0 + 18 * HOUR + 20 * S, 0, 0, -1)]}
     points = ward.process("s", "w", [rd("b2", BED, T0 + 18 * HOUR + 20 * S, occupied=1)])[0]
     assert select(points, "agg_1m", "ward_occupancy", site="s", node="w")[T0 + 18 * HOUR] == {
-        "beds": 2, "occupied": 2, "available": 0, "faulty": 0, "occupancy_pct": 100.0}
+        "beds": 2, "occupied": 2, "available": 0, "faulty": 0, "stale": 0, "occupancy_pct": 100.0}
 
 
 def test_a_queue_resumed_from_yesterdays_snapshot_asks_for_the_hour_it_cannot_write_whole() -> None:

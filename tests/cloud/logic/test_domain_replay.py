@@ -142,7 +142,8 @@ def test_with_replay_every_domain_point_is_that_of_in_order_processing(
     assert late == expected
     # hand-checked: the ward's hour of DOWN ends with both beds occupied, the next with one
     ward = select(list(late_points := _as_points(late)), RP_1H, "ward_occupancy", site="bv", node="ward-a")
-    assert ward[DOWN] == {"beds": 2, "occupied": 2, "available": 0, "faulty": 0, "occupancy_pct": 100.0}
+    assert ward[DOWN] == {"beds": 2, "occupied": 2, "available": 0, "faulty": 0, "stale": 0,
+                          "occupancy_pct": 100.0}
     assert ward[DOWN + HOUR]["occupancy_pct"] == 50.0
     site = select(late_points, RP_1M, "hospital_occupancy", site="bv")
     assert site[DOWN + 30 * MIN]["occupied"] == 3  # ward-a's two beds and ward-b's one

@@ -71,7 +71,17 @@ WORKLOAD_SHA256 = "f2612ae3ab062de81a6ebe5b318cb787fdeb93837feb379d4914224f92cc2
 # (checked against the raw points written before it); every other point and field the
 # same, in the same order, same point counts. The random streams' digest did not move.
 # (Before: 070ac472... in order, 350452e8... messy.)
-PLAIN_SHA256 = "3870f8aee53eb7bb0a3af60233f374188dc5c9535288d105f38a6a3542cb31c9"
+# All three re-pinned when a bed silent for longer than STALE_NS (2 h 10 min) began to count
+# as `stale` (tests/cloud/logic/test_stale_pad.py): checked point by point against the code
+# before, in order and messy the only change is ",stale=0i" after `faulty` of each
+# ward_occupancy point (1597 in order, 1591 messy; no generated pad is silent that long):
+# with it taken out, both give the digests before, same points in the same order. The random
+# streams' only changes are that field (1645 points) and 374 ward_occupancy points with
+# stale > 0, each of a window whose end is more than the limit after the last reading the
+# rollup holds of as many beds as `stale` says (those beds, counted with their last state
+# before, out of beds, occupied, available and faulty); same points, same order.
+# (Before: 3870f8ae... in order, b189c471... messy, ca14cd26... random.)
+PLAIN_SHA256 = "aaf2c9ff7f0c11aa0cd2211addc51789c59989b7f925f7e46c6f3b6bc2ad6c5b"
 PLAIN_POINTS = 40962
 # Computed by the code of cf2552d (before bool fields were held to 0 or 1), with the spoiling
 # that leaves bool fields alone; then re-pinned once, when a window not held whose start is
@@ -99,7 +109,7 @@ PLAIN_POINTS = 40962
 # only ledger points' `expected` and `missing` moved, never down (15 messy, 1,303 random),
 # and one random message writes one ledger row more (a held hour whose gap a reading of
 # another hour filled). In order: no gap, no change. (Before: 45f8de68... messy, 9883e104... random.)
-MESSY_SHA256 = "b189c471f814e92814af35a0f82e07c50454899b21eec6d01a29cafb1fe03223"  # see PLAIN_SHA256
+MESSY_SHA256 = "99ad71a013ac616bdabf06919142322664aa831abf946a1e139dd7c286203655"  # see PLAIN_SHA256
 MESSY_POINTS = 40442
 
 
@@ -325,7 +335,8 @@ def _slots(rollup: SensorRollup) -> dict[str, object]:
 # agg_1m/agg_1h points (of every kind: the streams' pm25 can be -0.0 and their sensors change
 # kind) whose fields written "-0.0" (mean 543, min 681, max 567, last 631) are "0.0"; raw
 # points unchanged, every other point and field the same, in order. (Before: 06ff1bf9....)
-RANDOM_SHA256 = "ca14cd26e663160a68b37b8d1674c049f792c7a79c161866f2a6a688a6022826"  # and restarts=0i
+# and stale (see PLAIN_SHA256)
+RANDOM_SHA256 = "604629f53f24824fdb322c7c4c134ea71b787ccc98e8562319c11f8433aa188e"  # and restarts=0i
 _VALUES = {
     "air.pm": lambda r: {"pm25": r.choice([0, 1.5, -0.0, 2000.0, 35]), "pm10": r.choice([3.0, 7])},
     "air.co2": lambda r: {"co2": r.choice([400, 401.5, 20000])},

@@ -1,9 +1,8 @@
-"""A pad removed (or given another id) keeps counting with its last state, and a silent
-ward's last snapshot stays in its hospital's totals: the rule (docs/domain-rollups.md,
-"A bed that stops reporting"), kept by decision. The operator's fix the doc gives: make
-the pad's last reading a fault (unplug it while the node runs) before taking it out of the
-config: the bed then counts in `beds` and `faulty`, and no longer in `occupied`,
-`available` or `occupancy_pct`."""
+"""A pad removed (or given another id), and a silent ward in its hospital's totals, count
+with their last state until the staleness limit (`STALE_NS`, 2 h 10 min), then as `stale`
+alone (docs/domain-rollups.md, "A bed that stops reporting"; before, for ever). A pad whose
+last reading is a fault (unplugged while its node runs, the operator's way out before the
+limit existed) counts in `beds` and `faulty` until the limit, then as stale too."""
 
 from __future__ import annotations
 
@@ -32,16 +31,23 @@ def _ward_rows(last_of_bed_2: dict[str, float]) -> tuple[dict[int, dict[str, obj
             select(points, RP_1H, "hospital_occupancy", site="bv"))
 
 
-def test_a_removed_pad_counts_with_its_last_state_for_ever() -> None:
+def test_a_removed_pad_counts_with_its_last_state_until_the_limit_then_as_stale() -> None:
     ward, hospital = _ward_rows({"occupied": 1})
-    assert ward[T0 + 9 * HOUR] == {"beds": 2, "occupied": 1, "available": 1, "faulty": 0,
-                                   "occupancy_pct": 50.0}
-    # ward-b, silent since 00:10, is in the hospital's totals with its last snapshot
-    assert hospital[T0 + 9 * HOUR] == {"beds": 3, "occupied": 2, "available": 1, "faulty": 0,
-                                       "occupancy_pct": 200 / 3}
+    # 01:00-02:00 ends 1 h 50 min after bed-2's last reading: counted as it was
+    assert ward[T0 + HOUR] == {"beds": 2, "occupied": 1, "available": 1, "faulty": 0, "stale": 0,
+                               "occupancy_pct": 50.0}
+    assert ward[T0 + 9 * HOUR] == {"beds": 1, "occupied": 0, "available": 1, "faulty": 0, "stale": 1,
+                                   "occupancy_pct": 0.0}
+    assert hospital[T0 + HOUR] == {"beds": 3, "occupied": 2, "available": 1, "faulty": 0, "stale": 0,
+                                   "occupancy_pct": 200 / 3}
+    # ward-b, silent since 00:10, is stale in the hospital's totals too
+    assert hospital[T0 + 9 * HOUR] == {"beds": 1, "occupied": 0, "available": 1, "faulty": 0,
+                                       "stale": 2, "occupancy_pct": 0.0}
 
 
-def test_a_pad_whose_last_reading_is_a_fault_counts_in_beds_and_faulty_only() -> None:
+def test_a_pad_whose_last_reading_is_a_fault_counts_in_beds_and_faulty_until_the_limit() -> None:
     ward, _ = _ward_rows({"occupied": 1, "fault": 1})
-    assert ward[T0 + 9 * HOUR] == {"beds": 2, "occupied": 0, "available": 1, "faulty": 1,
+    assert ward[T0 + HOUR] == {"beds": 2, "occupied": 0, "available": 1, "faulty": 1, "stale": 0,
+                               "occupancy_pct": 0.0}
+    assert ward[T0 + 9 * HOUR] == {"beds": 1, "occupied": 0, "available": 1, "faulty": 0, "stale": 1,
                                    "occupancy_pct": 0.0}

@@ -91,7 +91,7 @@ OUTAGE = {(bed, i): T0 + 10 * HOUR + LATE_S + 1
 
 
 def _ward(occupied: int) -> dict[str, object]:
-    return {"beds": 2, "occupied": occupied, "available": 2 - occupied, "faulty": 0,
+    return {"beds": 2, "occupied": occupied, "available": 2 - occupied, "faulty": 0, "stale": 0,
             "occupancy_pct": 50.0 * occupied}
 
 
@@ -112,7 +112,7 @@ def test_the_in_order_rows_of_the_gaps_hand_checked(expected: dict[Any, dict[str
     assert [_ward_a(bed, i).values["occupied"] for bed in ("bed-1", "bed-2") for i in (2, 3)] == [
         0.0, 1.0, 1.0, 0.0]
     hospital = select(points, RP_1H, "hospital_occupancy", site="bv")
-    assert hospital[T0 + 3 * HOUR] == {"beds": 4, "occupied": 2, "available": 2, "faulty": 0,
+    assert hospital[T0 + 3 * HOUR] == {"beds": 4, "occupied": 2, "available": 2, "faulty": 0, "stale": 0,
                                        "occupancy_pct": 50.0}
 
 

@@ -67,5 +67,7 @@ def _hour_occupancy(window_invalid: int) -> str:
 
 
 def test_older_points_are_taken_up_to_a_bed_s_last_ten_as_one_query_would_give_them() -> None:
-    assert "beds=2i,occupied=1i" in _hour_occupancy(8)  # 8 + 2 older: the valid one is among the last 10
-    assert "beds=1i,occupied=0i" in _hour_occupancy(9)  # 9 + 1: it is the 11th, as a LIMIT 10 leaves it
+    # 8 + 2 older: the valid one (4 h before the span: stale there) is among the last 10
+    assert "beds=1i,occupied=0i,available=1i,faulty=0i,stale=1i" in _hour_occupancy(8)
+    # 9 + 1: it is the 11th, as a LIMIT 10 leaves it: bed-x unknown
+    assert "beds=1i,occupied=0i,available=1i,faulty=0i,stale=0i" in _hour_occupancy(9)

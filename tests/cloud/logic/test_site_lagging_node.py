@@ -74,7 +74,7 @@ def test_a_node_hours_behind_the_site_leaves_the_hospital_totals_whole() -> None
     flow = select(points, RP_1H, "hospital_flow", site="bv")
     assert flow[DOWN] == {"er_arrivals": 30.0, "visits": 72.0, "faulty": 0}
     occupancy = select(points, RP_1M, "hospital_occupancy", site="bv")
-    assert occupancy[DOWN + 30 * MIN] == {"beds": 4, "occupied": 4, "available": 0, "faulty": 0,
+    assert occupancy[DOWN + 30 * MIN] == {"beds": 4, "occupied": 4, "available": 0, "faulty": 0, "stale": 0,
                                           "occupancy_pct": 100.0}
     waits = select(points, RP_1H, "hospital_wait", site="bv")
     assert (waits[DOWN]["n"], waits[DOWN]["mean_s"]) == (12, 360.0)

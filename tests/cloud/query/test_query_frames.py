@@ -155,10 +155,11 @@ def test_traffic_rollups(data: CityData, city: City) -> None:
 def test_hospital_occupancy(data: CityData, city: City) -> None:
     ward = data.ward_occupancy(*hour(city), site=city.site)
     assert rows(ward) == [{"time": ts(city, 0), "site": city.site, "node": "ward-1", "available": 1,
-                           "beds": 3, "faulty": 0, "occupancy_pct": 200 / 3, "occupied": 2}]
+                           "beds": 3, "faulty": 0, "occupancy_pct": 200 / 3, "occupied": 2,
+                           "stale": 0}]
     whole = data.hospital_occupancy(*hour(city), site=city.site)
     assert rows(whole) == [{"time": ts(city, 0), "site": city.site, "available": 1, "beds": 3,
-                            "faulty": 0, "occupancy_pct": 200 / 3, "occupied": 2}]
+                            "faulty": 0, "occupancy_pct": 200 / 3, "occupied": 2, "stale": 0}]
 
 
 def test_nothing_stored_gives_empty_frame_with_the_columns(data: CityData, city: City) -> None:

@@ -35,7 +35,8 @@ DOC = Path(__file__).resolve().parents[3] / "docs" / "analyst-queries.md"
 F, N, B, S = "float64", "Int64", "boolean", "object"  # N: nullable integers
 # Each public method's frame as docs/analyst-queries.md, influx-schema.md and
 # domain-rollups.md describe it: tags first, then the fields in name order.
-OCCUPANCY = [("available", N), ("beds", N), ("faulty", N), ("occupancy_pct", F), ("occupied", N)]
+OCCUPANCY = [("available", N), ("beds", N), ("faulty", N), ("occupancy_pct", F), ("occupied", N),
+             ("stale", N)]
 FLOW = [("er_arrivals", F), ("faulty", N), ("visits", F)]
 WAITS = [("mean_s", F), ("median_s", F), ("n", N), ("p90_s", F)]
 TRAFFIC = [("flow_vpm", F), ("interval_s", F), ("occupancy_pct", F), ("speed_kmh", F),
