@@ -174,8 +174,9 @@ class CityData:
 
     def ward_occupancy(self, start: datetime, end: datetime, *, resolution: str = "1h",
                        site: Tags = None, node: Tags = None) -> pd.DataFrame:
-        """Per ward (node): beds, occupied, available, faulty, occupancy_pct (NaN where no bed
-        has a valid state)."""
+        """Per ward (node): beds, occupied, available, faulty, stale (pads not heard for over
+        2 h 10 min: in none of the others), occupancy_pct (NaN where no bed has a valid
+        state)."""
         return self.rollup("ward_occupancy", start, end, resolution=resolution, site=site, node=node)
 
     def hospital_occupancy(self, start: datetime, end: datetime, *, resolution: str = "1h",
