@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from cloud.logic.domain.hospital import NO_DOOR_ROLES, ROLES, DoorKey, DoorRoleMap
+from cloud.logic.domain.door_roles import NO_DOOR_ROLES, ROLES, DoorKey, DoorRoleMap
 from urbanpulse.config_fields import (
     finite_seconds,
     http_only_on_loopback,

@@ -63,7 +63,7 @@ from typing import Any, Protocol
 
 from cloud.config import CloudInflux
 from cloud.errors import InfluxAccessError, ReadRefused, SinkError
-from cloud.logic.domain.hospital import NO_DOOR_ROLES, DoorRoleMap
+from cloud.logic.domain.door_roles import NO_DOOR_ROLES, DoorRoleMap
 from cloud.logic.domain_replay import DOMAIN_REPLAY, ReplayInput, ReplaySpan, coalesce
 from cloud.logic.recompute import RECOMPUTE, Recompute, raw_reads
 from cloud.logic.records import RP_RAW, Point

@@ -49,7 +49,8 @@ from typing import Any
 
 from cloud.logic.domain.air import NOWCAST_HOURS
 from cloud.logic.domain.common import HOUR_NS, NOT_MEASURING, Point
-from cloud.logic.domain.hospital import NO_DOOR_ROLES, DoorRoleMap, SiteUpdate
+from cloud.logic.domain.door_roles import NO_DOOR_ROLES, DoorRoleMap
+from cloud.logic.domain.hospital import SiteUpdate
 from cloud.logic.domain.hospital_site import HospitalSite
 from cloud.logic.domain.late import (
     BED_HEARTBEAT_MAX_NS,

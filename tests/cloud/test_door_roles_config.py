@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from cloud.config import parse_cloud_config
-from cloud.logic.domain.hospital import DoorRoleMap
+from cloud.logic.domain.door_roles import DoorRoleMap
 from urbanpulse.errors import ConfigError
 
 

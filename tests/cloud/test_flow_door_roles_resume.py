@@ -13,7 +13,7 @@ from pathlib import Path
 
 from cloud.cli import prepare_recovery_dir
 from cloud.config import CloudConfig, parse_cloud_config
-from cloud.logic.domain.hospital import DoorRoleMap
+from cloud.logic.domain.door_roles import DoorRoleMap
 from cloud.logic.records import RP_1H
 from cloud.stack_config import cloud_config_for_stack
 from tests.cloud.flow_runs import run_until

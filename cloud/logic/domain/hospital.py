@@ -39,9 +39,8 @@ from __future__ import annotations
 
 import bisect
 import math
-import re
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass
 
 from cloud.logic.domain.common import (
     HOUR_NS,
@@ -53,6 +52,7 @@ from cloud.logic.domain.common import (
     quantile,
     window_start,
 )
+from cloud.logic.domain.door_roles import DoorRoles
 from cloud.logic.domain.late import BED_HEARTBEAT_MAX_NS, Late
 from cloud.logic.lines import line, series_head
 from urbanpulse.wire import Reading
@@ -66,61 +66,6 @@ from urbanpulse.wire import Reading
 STALE_NS = 2 * BED_HEARTBEAT_MAX_NS + 10 * 60 * 10**9
 # a bed's state at a window's end, in `HospitalNodeRollup.wards_at`
 _AVAILABLE, _OCCUPIED, _FAULTY, _STALE = 0, 1, 2, 3
-
-ROLES = ("er", "visit", "ignore")
-# A door whose id has one of these words (between -, _ and .) is an ER door: `door-er` (the
-# door_counter sample's and the simulated city's ER door), `er-main`, upfw's `er-door-1`.
-ER_WORDS = frozenset({"er"})
-_ID_WORDS = re.compile(r"[-_.]")
-
-
-@dataclass(frozen=True, slots=True)
-class DoorRoles:
-    """Which door counts ER arrivals: an explicit map wins, then the id's prefix or words
-    (`ER_WORDS`); any other door counts visits."""
-
-    by_sensor: Mapping[str, str] = field(default_factory=dict)
-    er_prefixes: tuple[str, ...] = ("er-",)
-
-    def __post_init__(self) -> None:
-        bad = {s: r for s, r in self.by_sensor.items() if r not in ROLES}
-        if bad:
-            raise ValueError(f"door roles must be one of {ROLES}, got {bad}")
-
-    def role(self, sensor: str) -> str:
-        explicit = self.by_sensor.get(sensor)
-        if explicit is not None:
-            return explicit
-        if sensor.startswith(self.er_prefixes) or not ER_WORDS.isdisjoint(_ID_WORDS.split(sensor)):
-            return "er"
-        return "visit"
-
-
-DoorKey = tuple[str, str, str]  # (site, node, sensor): a sensor id is unique within its node only
-
-
-@dataclass(frozen=True, slots=True)
-class DoorRoleMap:
-    """The door roles the cloud config gives (`flow.door_roles`), by (site, node, sensor);
-    a door it does not name takes the role of its id (`DoorRoles.role`). The dataflow gives
-    it at every start (`DomainNode.set_door_roles`): a node's rollup resumed from a snapshot
-    takes its part then, in place of the roles pickled with it."""
-
-    by_door: Mapping[DoorKey, str] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        bad = {k: r for k, r in self.by_door.items() if r not in ROLES}
-        if bad:
-            raise ValueError(f"door roles must be one of {ROLES}, got {bad}")
-
-    def node(self, site: str, node: str) -> DoorRoles:
-        """The roles of one node's doors."""
-        return DoorRoles({sensor: role for (s, n, sensor), role in self.by_door.items()
-                          if s == site and n == node})
-
-
-NO_DOOR_ROLES = DoorRoleMap()
-
 
 @dataclass(frozen=True, slots=True)
 class WardSnapshot:

@@ -6,13 +6,8 @@ from collections.abc import Sequence
 
 from cloud.logic.domain.air import AirRollup
 from cloud.logic.domain.common import Point
-from cloud.logic.domain.hospital import (
-    DoorRoleMap,
-    DoorRoles,
-    HospitalNodeRollup,
-    SiteReplayed,
-    SiteUpdate,
-)
+from cloud.logic.domain.door_roles import DoorRoleMap, DoorRoles
+from cloud.logic.domain.hospital import HospitalNodeRollup, SiteReplayed, SiteUpdate
 from cloud.logic.domain.late import Late, LateMarks, late_of
 from cloud.logic.domain.traffic import TrafficRollup
 from urbanpulse.wire import Reading

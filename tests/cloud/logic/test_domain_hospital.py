@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cloud.logic.domain.hospital import DoorRoles, HospitalNodeRollup, SiteUpdate, WaitSamples
+from cloud.logic.domain.door_roles import DoorRoles
+from cloud.logic.domain.hospital import HospitalNodeRollup, SiteUpdate, WaitSamples
 from cloud.logic.domain.hospital_site import HospitalSite
 from tests.cloud.logic.domain_helpers import HOUR, MIN, T0, S, final, rd, select
 from urbanpulse.wire import Reading

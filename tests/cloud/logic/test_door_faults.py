@@ -8,7 +8,8 @@ from __future__ import annotations
 import pickle
 from typing import Any
 
-from cloud.logic.domain.hospital import DoorRoles, HospitalNodeRollup
+from cloud.logic.domain.door_roles import DoorRoles
+from cloud.logic.domain.hospital import HospitalNodeRollup
 from cloud.logic.domain.hospital_site import HospitalSite
 from cloud.logic.domain_replay import ReplaySpan, replay
 from cloud.logic.node import NodeState

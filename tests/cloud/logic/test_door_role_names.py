@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from cloud.logic.domain.hospital import DoorRoles
+from cloud.logic.domain.door_roles import DoorRoles
 
 
 @pytest.mark.parametrize("sensor", ["door-er", "er-main", "er_walkin", "ward-b.er", "er-door-1"])

@@ -8,7 +8,8 @@ from __future__ import annotations
 import pickle
 from pathlib import Path
 
-from cloud.logic.domain.hospital import DoorRoleMap, DoorRoles, HospitalNodeRollup, SiteUpdate
+from cloud.logic.domain.door_roles import DoorRoleMap, DoorRoles
+from cloud.logic.domain.hospital import HospitalNodeRollup, SiteUpdate
 from cloud.logic.domain.hospital_site import HospitalSite
 from cloud.logic.domain.node import DomainNode
 from cloud.logic.domain_replay import ReplaySpan, replay_readings
