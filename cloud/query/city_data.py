@@ -6,11 +6,13 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from cloud.config import load_cloud_config
+from cloud.logic.domain.door_roles import NO_DOOR_ROLES, DoorRoleMap
 from cloud.logic.records import RP_1H, RP_1M, RP_RAW
 from cloud.query import catalog, influxql
 from cloud.query.errors import BadArgument, IncompleteAnswer, QueryError
@@ -27,6 +29,7 @@ from urbanpulse.influx_http import (
 )
 
 Tags = str | Sequence[str] | None
+DOOR_MEASUREMENT = catalog.kind_measurement("hospital.door")
 # The first chunk per policy; later ones adapt to the rows they hold (cloud.query.timerange).
 FIRST_CHUNK = {RP_RAW: timedelta(hours=1), RP_1M: timedelta(days=1), RP_1H: timedelta(days=30)}
 CHUNK_ROWS = 100_000
@@ -50,7 +53,7 @@ class CityData:
     The `iter_*` form yields one frame per chunk, for ranges too large to hold at once."""
 
     def __init__(self, client: InfluxHTTP, database: str, *, chunk: timedelta | None = None,
-                 chunk_rows: int = CHUNK_ROWS) -> None:
+                 chunk_rows: int = CHUNK_ROWS, door_roles: DoorRoleMap = NO_DOOR_ROLES) -> None:
         if not isinstance(database, str) or not database:
             raise BadArgument("database", "must be a non-empty string")
         if not isinstance(chunk_rows, int) or chunk_rows < 1:
@@ -61,6 +64,7 @@ class CityData:
         self._chunk_rows = chunk_rows
         self.requests = 0  # requests sent, for callers watching the cost of a range
         self._owns_client = False
+        self.door_roles = door_roles  # the processor's [flow.door_roles], for `doors`
 
     @classmethod
     def from_config(cls, path: Path, *, timeout_s: float | None = None, chunk: timedelta | None = None,
@@ -85,7 +89,8 @@ class CityData:
                                 ca_file=cfg.influx.ca_file)
         except InfluxCAFileError as exc:
             raise ConfigError("influx.ca_file", str(exc)) from exc
-        data = cls(client, cfg.influx.database, chunk=chunk, chunk_rows=chunk_rows)
+        data = cls(client, cfg.influx.database, chunk=chunk, chunk_rows=chunk_rows,
+                   door_roles=cfg.flow.door_roles)
         data._owns_client = True
         return data
 
@@ -270,6 +275,61 @@ class CityData:
                            node: Tags = None, sensor: Tags = None) -> Iterator[pd.DataFrame]:
         return self.iter_measurement("driver_status", start, end, rp=RP_RAW,
                                      tags={"site": site, "node": node, "sensor": sensor})
+
+    # -- the doors and the roles the processor gives them ----------------------------
+
+    def doors(self, start: datetime, end: datetime, *, site: Tags = None,
+              node: Tags = None) -> pd.DataFrame:
+        """Every door counter that sent readings over [start, end), one row each, stamped
+        with its last reading: `readings` (raw points stored), `people` (their counts
+        summed), the `role` the processor gives it (er, visit or ignore) and `role_from`:
+        "config" (named in `flow.door_roles` of the config this was made from, or of
+        `door_roles`) or "id" (its id's words, docs/domain-rollups.md "Doors"). The
+        config's doors that sent nothing: `unmatched_door_roles`."""
+        span = TimeRange.of(start, end)
+        tags = catalog.tag_filters({"site": site, "node": node})
+        by = ("site", "node", "sensor")
+        args = (RP_RAW, DOOR_MEASUREMENT)
+        counts = influxql.grouped(*args, 'COUNT("count") AS "readings", SUM("count") AS "people"',
+                                  tags, span.start_ns, span.end_ns, by)
+        last = influxql.grouped(*args, 'LAST("count")', tags, span.start_ns, span.end_ns, by)
+        answer = self._query(f"{counts}; {last}")
+        if not _whole(answer, statements=2):
+            raise IncompleteAnswer(f"{RP_RAW}.{DOOR_MEASUREMENT}", span.start_ns, span.end_ns,
+                                   "counting the doors' readings")
+        seen: dict[tuple[str, str, str], dict[str, Any]] = {}
+        for s in answer[0].series:
+            for row in s.rows():
+                seen[(row["site"], row["node"], row["sensor"])] = row
+        times: dict[tuple[str, str, str], int] = {}
+        for s in answer[1].series:
+            for row in s.rows():
+                times[(row["site"], row["node"], row["sensor"])] = row["time"]
+        doors = sorted(k for k in seen if k in times)
+        roles = [self.door_roles.role_of(k) for k in doors]
+        frame = pd.DataFrame({
+            "site": pd.Series([k[0] for k in doors], dtype=object),
+            "node": pd.Series([k[1] for k in doors], dtype=object),
+            "sensor": pd.Series([k[2] for k in doors], dtype=object),
+            "readings": pd.Series([seen[k]["readings"] for k in doors], dtype="Int64"),
+            "people": pd.Series([seen[k]["people"] for k in doors], dtype="float64"),
+            "role": pd.Series([r for r, _ in roles], dtype=object),
+            "role_from": pd.Series([f for _, f in roles], dtype=object),
+        })
+        frame.index = pd.DatetimeIndex(pd.to_datetime([times[k] for k in doors], unit="ns", utc=True),
+                                       name="time")
+        return frame
+
+    def unmatched_door_roles(self, doors: pd.DataFrame, *, site: Tags = None,
+                             node: Tags = None) -> list[str]:
+        """The config's `flow.door_roles` keys ("site/node/sensor") that name none of `doors`
+        (a frame of `doors` asked with the same `site` and `node`): a misspelt id counts
+        nothing as it says, or the door sent nothing in that range."""
+        tags = catalog.tag_filters({"site": site, "node": node})
+        found = set(zip(doors["site"], doors["node"], doors["sensor"], strict=True)) if len(doors) else set()
+        sites = set(tags["site"]) if "site" in tags else None
+        nodes = set(tags["node"]) if "node" in tags else None
+        return ["/".join(k) for k in self.door_roles.not_among(found, sites, nodes)]
 
     # -- I/O -------------------------------------------------------------------------
 

@@ -90,6 +90,9 @@ def _parser() -> argparse.ArgumentParser:
     sub("dead-letters", "refused input", sensor=False).add_argument("--reason", action="append")
     sub("node-status", "the nodes' status reports", sensor=False)
     sub("driver-status", "the drivers' counts of bad input, per heartbeat (--sensor: the driver id)")
+    sub("doors", "the door counters that sent readings, with the role the processor gives each "
+                 "([flow.door_roles] of --config, or the id); warns of door roles naming no door",
+        sensor=False)
     generic = sub("measurement", "any stored measurement", sensor=False, fields=True)
     generic.add_argument("name")
     generic.add_argument("--rp", choices=catalog.POLICIES, default=RP_RAW)
@@ -118,12 +121,24 @@ def _frames(data: CityData, a: argparse.Namespace) -> Iterator[pd.DataFrame]:
         return data.iter_node_status(*span, **where)
     if a.cmd == "driver-status":
         return data.iter_driver_status(*span, sensor=a.sensor, **where)
+    if a.cmd == "doors":
+        return _doors(data, a.start, a.end, where)
     # --site/--node and --tag site=/node= on the same key: any of them matches, as with
     # --site repeated (a --tag used to replace --site without a word)
     tags: dict[str, list[str]] = {key: list(values) for key, values in where.items() if values}
     for key, value in a.tag:
         tags.setdefault(key, []).append(value)
     return data.iter_measurement(a.name, *span, rp=a.rp, fields=a.fields, tags=tags)
+
+
+def _doors(data: CityData, start: datetime, end: datetime, where: dict[str, list[str] | None]
+           ) -> Iterator[pd.DataFrame]:
+    frame = data.doors(start, end, **where)
+    for key in data.unmatched_door_roles(frame, **where):
+        print(f'warning: flow.door_roles."{key}" names no door that sent readings in '
+              f"[{start.isoformat()}, {end.isoformat()}): a misspelt site, node or sensor id "
+              "gives its role to nothing", file=sys.stderr)
+    yield frame
 
 
 def _write_file(frames: Iterator[pd.DataFrame], path: Path, dtypes: Path | None) -> None:

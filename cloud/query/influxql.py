@@ -26,12 +26,24 @@ def select(rp: str, measurement: str, fields: Sequence[str] | None,
     """Every point of one measurement in [start_ns, end_ns), one series per tag set.
     `tags`: tag key -> accepted values (any of them)."""
     columns = ",".join(ident(f) for f in fields) if fields else "*"
+    return (f"SELECT {columns} FROM {ident(rp)}.{ident(measurement)} "
+            f"WHERE {_where(tags, start_ns, end_ns)} GROUP BY *")
+
+
+def grouped(rp: str, measurement: str, selection: str, tags: Mapping[str, Sequence[str]],
+            start_ns: int, end_ns: int, by: Sequence[str]) -> str:
+    """One row per tag set of `by` over [start_ns, end_ns): `selection` is the SELECT's
+    column list (functions of fields), `tags` as for `select`."""
+    return (f"SELECT {selection} FROM {ident(rp)}.{ident(measurement)} "
+            f"WHERE {_where(tags, start_ns, end_ns)} GROUP BY {','.join(ident(k) for k in by)}")
+
+
+def _where(tags: Mapping[str, Sequence[str]], start_ns: int, end_ns: int) -> str:
     where = [f"time >= {start_ns}", f"time < {end_ns}"]
     for key, values in tags.items():
         alternatives = " OR ".join(f"{ident(key)} = {literal(v)}" for v in values)
         where.append(f"({alternatives})" if len(values) > 1 else alternatives)
-    return (f"SELECT {columns} FROM {ident(rp)}.{ident(measurement)} "
-            f"WHERE {' AND '.join(where)} GROUP BY *")
+    return " AND ".join(where)
 
 
 def field_keys(rp: str, measurement: str) -> str:

@@ -60,5 +60,19 @@ class DoorRoleMap:
         return DoorRoles({sensor: role for (s, n, sensor), role in self.by_door.items()
                           if s == site and n == node})
 
+    def role_of(self, door: DoorKey) -> tuple[str, str]:
+        """The role a door gets and where it comes from: "config" (named here) or "id"."""
+        explicit = self.by_door.get(door)
+        if explicit is not None:
+            return explicit, "config"
+        return DoorRoles().role(door[2]), "id"
+
+    def not_among(self, doors: set[DoorKey], sites: set[str] | None = None,
+                  nodes: set[str] | None = None) -> list[DoorKey]:
+        """The doors named here (of `sites` and `nodes`, when given) that are not among
+        `doors`, sorted: a misspelt id, or a door that sent nothing."""
+        return sorted(k for k in self.by_door if k not in doors
+                      and (sites is None or k[0] in sites) and (nodes is None or k[1] in nodes))
+
 
 NO_DOOR_ROLES = DoorRoleMap()
