@@ -144,6 +144,20 @@ SENSOR_LINK_QUERY = (
     'WHERE $timeFilter GROUP BY "site", "node", "sensor"'
 )
 
+# Bed pads not heard for over 2 h 10 min (cloud/logic/domain/hospital.py, STALE_NS) count as
+# `stale` in their ward's `ward_occupancy` rows, in none of beds, occupied, available and
+# faulty: the ward's capacity shrinks by them. The rule takes each ward's last 1-minute row
+# (the count at that minute's end). A ward writes a row only at a minute holding a bed
+# reading, and a pad sends one at least every heartbeat (at most 3600 s, a little late): a
+# look-back of 2 hours holds a row of every ward with a pad still talking, at every
+# evaluation of the pending period. A ward all of whose pads fell silent writes no row: it
+# leaves the answer 2 hours after its last one (its node: "Node offline"; its hospital's
+# `hospital_occupancy` counts all its beds stale).
+STALE_PADS_WINDOW_S = 2 * 3600
+STALE_PADS_QUERY = (
+    'SELECT last("stale") FROM "agg_1m"."ward_occupancy" WHERE $timeFilter GROUP BY "site", "node"'
+)
+
 
 @dataclass(frozen=True)
 class AlertRule:
@@ -306,6 +320,25 @@ RULES: tuple[AlertRule, ...] = (
                "behind\" firing too? Then the journal grows because InfluxDB is down or slow: fix "
                "that. Else `du -sh` the journal/ and recovery/ folders of state.dir. Never delete "
                "journal or recovery files to make room. Runbook: docs/runbook.md, \"State disk low\".",
+    ),
+    AlertRule(
+        # stale only after 2 h 10 min of silence; the 15 minutes cover a ward back from an
+        # outage longer than that, whose pads count stale until their first live reading
+        # (one heartbeat, 60 s by default) or the backlog's replay
+        uid="urbanpulse-bed-pads-stale", title="Bed pads stale", influxql=STALE_PADS_QUERY,
+        window_s=STALE_PADS_WINDOW_S, comparison="gt", threshold=0, pending="15m",
+        severity="warning",
+        summary="Hospital {{ $labels.site }}, ward {{ $labels.node }}: {{ $values.B }} bed pads "
+                "not heard for over 2 h 10 min (stale); the ward's beds, occupied and available "
+                "leave them out",
+        action="A pad removed, renamed or lost by its node, out of the ward's capacity until it "
+               "reports again. Which pads: the runbook's query of each pad's last reading. Was it "
+               "taken out or given another id on purpose? Then nothing to fix on site (the cloud "
+               "keeps counting it stale: silence this ward's alert, see the runbook). Else is "
+               "the node talking (\"Node offline\")? Then its driver (`urbanpulse edge status`), "
+               "the pad's cable and connector, a board's channel. Hospitals dashboard, \"Beds "
+               "per ward now\" and \"Stale bed pads per ward\". Runbook: docs/runbook.md, "
+               "\"Bed pads stale\".",
     ),
     AlertRule(
         uid="urbanpulse-pm25-high", title="PM2.5 high",
