@@ -490,20 +490,34 @@ def run(cfg: CloudConfig, *, ingest: bool = True, process_id: int | None = None,
     # The ingest first, before anything of InfluxDB's: whatever keeps the processor from
     # writing, the broker's queue for it is bounded, and the journal is not.
     ingests: list[Ingest | IngestProcess] = []
+    children: list[IngestProcess] = []
+
+    def stop_begun() -> None:
+        # From the signal handlers: a signal to the process group stopped the ingest
+        # children too; their supervisors must not take that for a crash and restart them.
+        for child in children:
+            child.stop_begun()
+
     try:
         if ingest:
             if cfg.flow.ingest_mode == "process":
-                ingests.extend(_start_ingest_processes(cfg, config_path, mine))
+                children = _start_ingest_processes(cfg, config_path, mine)
+                ingests.extend(children)
             else:
                 ingests.extend(_start_ingest(cfg, p) for p in mine)
         waiting = threading.Event()
-        _on_signals(waiting.set)
+
+        def on_signal() -> None:
+            stop_begun()
+            waiting.set()
+
+        _on_signals(on_signal)
         if not _wait_for_secrets(cfg, waiting.wait):
             return _stopped_before_the_dataflow()
         _check_influx_access(cfg, (check_writer, check_reader))
         if waiting.is_set():  # a signal during the checks
             return _stopped_before_the_dataflow()
-        return _run_dataflow(cfg, partitions, mine, pid, processes, ingest, waiting)
+        return _run_dataflow(cfg, partitions, mine, pid, processes, ingest, waiting, stop_begun)
     finally:
         for i in ingests:
             i.stop()
@@ -565,9 +579,11 @@ def _stopped_before_the_dataflow() -> int:
 
 
 def _run_dataflow(cfg: CloudConfig, partitions: list[str], mine: list[str], pid: int | None,
-                  processes: int, ingest: bool, signalled: threading.Event) -> int:
+                  processes: int, ingest: bool, signalled: threading.Event,
+                  stop_begun: Callable[[], None]) -> int:
     """The dataflow, until it ends or a signal stops it; `signalled`: set by a signal
-    received before this sets its own handlers, which then ends the run at once."""
+    received before this sets its own handlers, which then ends the run at once;
+    `stop_begun`: called on every signal, at once (the ingest children's supervisors)."""
     from bytewax.recovery import RecoveryConfig
     from bytewax.run import cli_main
 
@@ -592,6 +608,7 @@ def _run_dataflow(cfg: CloudConfig, partitions: list[str], mine: list[str], pid:
     dataflow_ended = threading.Event()
 
     def stop(signum: int, frame: FrameType | None) -> None:
+        stop_begun()
         if dataflow_ended.is_set():
             return  # the run is over (a drain timer that fired as it returned): nothing to stop
         # First the journal source ends: the epoch under way is written and committed and

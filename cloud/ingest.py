@@ -16,6 +16,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -413,6 +414,11 @@ class Ingest:
             self.stats.acks_sent += len(ids)
 
 
+# How an ingest child ends on SIGTERM or SIGINT: 0 once its handler is set (a clean stop),
+# killed by the signal before that.
+SIGNAL_STOP_EXITS = frozenset({0, -signal.SIGTERM, -signal.SIGINT})
+
+
 class IngestProcess:
     """`urbanpulse cloud ingest` in a child process, so that MQTT and journal commits do not
     share the dataflow's interpreter (and GIL). The journal is the hand-off, so nothing
@@ -423,13 +429,25 @@ class IngestProcess:
     a few seconds to commit what it holds; the instance's lock (InstanceLock) makes the
     restarted processor's child wait for it rather than share its MQTT session and journal.
     A child that exits on its own is restarted with backoff by `_supervise`; none is
-    started once `stop` has begun.
+    started once the stop has begun (`stop`, or `stop_begun` from the run's signal handler).
+
+    A stop of `cloud run` by a signal to its process group (systemd's SIGTERM to the unit,
+    a terminal's Ctrl-C) stops the children too, at once, while the processor drains its
+    last epoch (up to cli.DRAIN_S and more). The run's handler calls `stop_begun`; a child
+    that exits as a signal leaves it (SIGNAL_STOP_EXITS) is judged only after the handler
+    had STOP_NOTICE_S to say so. Before, its exit was logged at ERROR as a crash and the
+    child restarted, subscribing again while the run stopped.
     """
 
     RESTART_MIN_S = 1.0
     RESTART_MAX_S = 30.0
     STOP_TIMEOUT_S = 15.0
     WATCH_EVERY_S = 0.5
+    # How long a child's exit on a signal waits for the run to say that it stops (its
+    # handler runs in the main thread, which Bytewax lets run within milliseconds; the
+    # child takes longer than that to stop) before it is taken for a crash.
+    STOP_NOTICE_S = 1.0
+    STOP_POLL_S = 0.05
 
     def __init__(self, config_path: Path, instance: str) -> None:
         self.config_path = config_path
@@ -438,6 +456,7 @@ class IngestProcess:
         self.restarts = 0
         self.restart_min_s = self.RESTART_MIN_S
         self._stopping = threading.Event()
+        self._stop_signalled = False  # set by `stop_begun`, from a signal handler
         self._lock = threading.Lock()  # start vs stop: no child is started once stop began
         self._watch: threading.Thread | None = None
 
@@ -446,9 +465,9 @@ class IngestProcess:
         return None if self.proc is None else self.proc.pid
 
     def start(self) -> bool:
-        """Starts the child (and its watch); False once `stop` has begun."""
+        """Starts the child (and its watch); False once the stop has begun."""
         with self._lock:
-            if self._stopping.is_set():
+            if self._stop_has_begun():
                 return False
             old = self.proc
             if old is not None and old.stdin is not None:
@@ -463,14 +482,39 @@ class IngestProcess:
                 self._watch.start()
             return True
 
+    def stop_begun(self) -> None:
+        """The run stops (called from its signal handler, before `stop`, which comes once the
+        dataflow drained): no child is started from now on, and one that exits is not taken
+        for a crash. Only sets a flag: a handler must not wait for a lock that the main
+        thread it interrupted may hold."""
+        self._stop_signalled = True
+
+    def _stop_has_begun(self) -> bool:
+        return self._stop_signalled or self._stopping.is_set()
+
+    def _wait_for_stop(self, timeout_s: float) -> bool:
+        """True as soon as the stop has begun, False if it has not after `timeout_s`."""
+        deadline = time.monotonic() + timeout_s
+        while not self._stop_has_begun():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            self._stopping.wait(min(left, self.STOP_POLL_S))
+        return True
+
     def _supervise(self) -> None:
         delay = self.restart_min_s
-        while not self._stopping.is_set():
+        while not self._stop_has_begun():
             proc = self.proc
             if proc is not None and proc.poll() is not None:
+                code = proc.returncode
+                # Stopped by a signal: the run's own stop, sent to its whole process group,
+                # if the run says so in time; else someone stopped the child alone.
+                if self._wait_for_stop(self.STOP_NOTICE_S if code in SIGNAL_STOP_EXITS else 0):
+                    return
                 log.error("ingest %s exited with %s; restarting in %.0f s", self.instance,
-                          proc.returncode, delay)
-                if self._stopping.wait(delay) or not self.start():
+                          code, delay)
+                if self._wait_for_stop(delay) or not self.start():
                     return
                 delay = min(self.RESTART_MAX_S, delay * 2)
                 self.restarts += 1
