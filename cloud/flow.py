@@ -49,7 +49,7 @@ from cloud.logic.domain_replay import ReplaySpan, SpanKey, replay_requests, site
 from cloud.logic.events import Alert
 from cloud.logic.node import NodeState
 from cloud.logic.records import Point, decode_record
-from cloud.sink import InfluxWriter, make_writer, retry_advice
+from cloud.sink import InfluxWriter, make_writer, owed_entry, retry_advice
 from urbanpulse.clock import Clock, SystemClock, from_epoch_ns, to_epoch_ns
 from urbanpulse.influx_http import InfluxError
 
@@ -393,7 +393,10 @@ class InfluxPartition(StatefulSinkPartition[list[Point], list[str] | None]):
         self._windows_refused_at = 0.0
         # a held replay request -> the flush counts when it was first and last handed over
         self._held_in: dict[str, tuple[int, int]] = {}
-        self._hold(held_replays or [])  # from committed epochs: ripe
+        held = held_replays or []
+        # owed a rewrite since a write without an answer: the writer's (`InfluxWriter.owed`)
+        self.writer.restore_owed([text for text in held if owed_entry(text)])
+        self._hold([text for text in held if not owed_entry(text)])  # from committed epochs: ripe
         self._replaying = False  # the writer runs the held requests
         self._flush_all = False  # `close`: every held request is due, whatever its interval
         self._epoch_end = False  # `flush` waits: the held requests are due
@@ -435,11 +438,14 @@ class InfluxPartition(StatefulSinkPartition[list[Point], list[str] | None]):
     def snapshot(self) -> list[str]:
         """Flushes; the requests still held: replays (their span replayed too recently, or
         refused) and window rebuilds InfluxDB refused (`pack_windows`: HELD_WINDOWS entries,
-        one per sensor and width, whose consecutive windows are runs)."""
+        one per sensor and width, whose consecutive windows are runs); and what the writer
+        owes since a write InfluxDB did not answer (`InfluxWriter.owed`: the points to write
+        again REWRITE_AFTER_S after it), so that a restart keeps that promise too."""
         self.flush()
+        owed = self.writer.owed()
         with self._cond:
             return sorted([text for texts in self._replays.values() for text in texts]
-                          + pack_windows(self._windows))
+                          + pack_windows(self._windows) + owed)
 
     @property
     def held_replays(self) -> int:
@@ -460,7 +466,8 @@ class InfluxPartition(StatefulSinkPartition[list[Point], list[str] | None]):
             self._flushes += 1
             self._epoch_end = True
             self._flush_all = everything
-            if self._replays or self._windows:  # held since a restart: nothing may have started the thread
+            # held since a restart (a rewrite owed too): nothing may have started the thread
+            if self._replays or self._windows or self.writer.seconds_to_rewrite() is not None:
                 self._start_thread()
             self._cond.notify_all()
             try:

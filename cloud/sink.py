@@ -41,7 +41,10 @@ later, after the writes that followed: the kernel delivers what the closed conne
 not sent yet once a dead link heals, and InfluxDB applies a request it has read whether its
 client is still there or not. The points of such a request that are written again meanwhile
 (an open window, a ledger hour) are written once more REWRITE_AFTER_S after the last write
-without an answer (`InfluxWriter.rewrite`), so that the older value cannot stand.
+without an answer (`InfluxWriter.rewrite`), so that the older value cannot stand. What is so
+owed goes into the processor's snapshot (`InfluxWriter.owed`, in the InfluxDB partition's),
+so that a processor resumed after a crash or a restart within that time keeps the promise
+(`InfluxWriter.restore_owed`).
 
 `check_writer` and `check_reader` are `cloud run`'s start-up looks at the users' rights.
 """
@@ -102,6 +105,18 @@ DENIED_REMINDER_S = 600.0
 # write without an answer (`InfluxWriter.rewrite`), so that the last write InfluxDB applies
 # is the newest.
 REWRITE_AFTER_S = 120.0
+# The entries of the processor's snapshot (the InfluxDB partition's) with what is owed since
+# a write without an answer (`InfluxWriter.owed`): the points of those writes, and the lines
+# of them written since, by policy, so that a restart within REWRITE_AFTER_S keeps the promise.
+OWED_POINTS = "unanswered|"
+OWED_LINES = "rewrite|"
+
+
+def owed_entry(text: str) -> bool:
+    """A snapshot entry of `InfluxWriter.owed`, not one of the partition's held requests."""
+    return text.startswith((OWED_POINTS, OWED_LINES))
+
+
 # 502 and 504 from a proxy (not InfluxDB's: no X-Influxdb-Version) leave open whether the
 # request reached InfluxDB and is still being applied.
 GATEWAY_UNANSWERED = (502, 504)
@@ -563,6 +578,11 @@ class InfluxWriter:
         self._since: dict[tuple[str, str, tuple[str, ...]], str] = {}
         self._rewrite_at: float | None = None
         self._rewriting = False
+        # The lines `rewrite` is writing now (by policy), owed until written.
+        self._rewriting_lines: dict[str, list[str]] = {}
+        # Guards the above against `owed`, which the dataflow's thread calls for the
+        # partition's snapshot while the writer thread writes.
+        self._owed_lock = threading.Lock()
 
     def close(self) -> None:
         """Closes the connections of the transport and of the reader."""
@@ -826,6 +846,20 @@ class InfluxWriter:
         again from now on are written once more REWRITE_AFTER_S after the last such write
         (`rewrite`)."""
         self.stats.unanswered += 1
+        with self._owed_lock:
+            first = self._rewrite_at is None
+            self._add_unanswered(rp, lines)
+            self._rewrite_at = self._monotonic() + REWRITE_AFTER_S
+        if first:
+            log.warning("InfluxDB did not answer a write of %d lines to policy %s (%s): it may "
+                        "still apply it later, over newer values of its points; those written "
+                        "again meanwhile are written once more %.0f s after the last write "
+                        "without an answer", len(lines), rp, exc, REWRITE_AFTER_S,
+                        extra={"rp": rp, "lines": len(lines), "error": str(exc)})
+
+    def _add_unanswered(self, rp: str, lines: Iterable[str]) -> None:
+        """The points of `lines` are those of a write without an answer (the caller holds
+        the lock)."""
         points = self._unanswered.setdefault(rp, set())
         times = self._unanswered_times.setdefault(rp, set())
         for line in lines:
@@ -833,31 +867,25 @@ class InfluxWriter:
             if found is not None:
                 points.add(found[0])
                 times.add(line[line.rfind(" ") + 1:])
-        if self._rewrite_at is None:
-            log.warning("InfluxDB did not answer a write of %d lines to policy %s (%s): it may "
-                        "still apply it later, over newer values of its points; those written "
-                        "again meanwhile are written once more %.0f s after the last write "
-                        "without an answer", len(lines), rp, exc, REWRITE_AFTER_S,
-                        extra={"rp": rp, "lines": len(lines), "error": str(exc)})
-        self._rewrite_at = self._monotonic() + REWRITE_AFTER_S
 
     def _written_since(self, rp: str, lines: list[str]) -> None:
         """`lines` were written to `rp`: those of the points of a write without an answer
         are kept, the last of each point and set of fields, to be written again."""
-        times = self._unanswered_times.get(rp)
-        if not times:
-            return
-        points = self._unanswered[rp]
-        since = self._since
-        for line in lines:
-            if line[line.rfind(" ") + 1:] not in times:
-                continue
-            found = _point_of(line)
-            if found is None or found[0] not in points:
-                continue
-            key = (rp, found[0], _field_names(found[1]))
-            since.pop(key, None)  # to the end: the order written
-            since[key] = line
+        with self._owed_lock:
+            times = self._unanswered_times.get(rp)
+            if not times:
+                return
+            points = self._unanswered[rp]
+            since = self._since
+            for line in lines:
+                if line[line.rfind(" ") + 1:] not in times:
+                    continue
+                found = _point_of(line)
+                if found is None or found[0] not in points:
+                    continue
+                key = (rp, found[0], _field_names(found[1]))
+                since.pop(key, None)  # to the end: the order written
+                since[key] = line
 
     def seconds_to_rewrite(self) -> float | None:
         """Seconds until the points written since a write without an answer are written
@@ -872,15 +900,17 @@ class InfluxWriter:
         last such write, when InfluxDB can no longer apply it: `_write_chunk` and the
         processor's writer thread call it when due), so that the newest value of each
         stands whether InfluxDB applied the write without an answer late or never."""
-        if self._rewrite_at is None:
-            return
-        by_rp: dict[str, list[str]] = defaultdict(list)
-        for (rp, _, _), line in self._since.items():
-            by_rp[rp].append(line)
-        self._unanswered.clear()
-        self._unanswered_times.clear()
-        self._since = {}
-        self._rewrite_at = None
+        with self._owed_lock:
+            if self._rewrite_at is None:
+                return
+            by_rp: dict[str, list[str]] = defaultdict(list)
+            for (rp, _, _), line in self._since.items():
+                by_rp[rp].append(line)
+            self._unanswered.clear()
+            self._unanswered_times.clear()
+            self._since = {}
+            self._rewrite_at = None
+            self._rewriting_lines = dict(by_rp)  # owed until written (`owed`)
         if not by_rp:
             return
         lines = sum(len(part) for part in by_rp.values())
@@ -889,9 +919,62 @@ class InfluxWriter:
             self._write_grouped(by_rp, between)
         finally:
             self._rewriting = False
+        with self._owed_lock:  # not if the write raised: the snapshot still owes them
+            self._rewriting_lines = {}
         self.stats.rewritten += lines
         log.info("wrote again %d points that a write InfluxDB had not answered could have "
                  "overwritten with older values", lines, extra={"lines": lines})
+
+    def owed(self) -> list[str]:
+        """What is owed since writes without an answer, for the processor's snapshot (the
+        InfluxDB partition's; `restore_owed` takes it back): per policy, one OWED_POINTS
+        entry with the points of those writes, one OWED_LINES entry with the lines of them
+        written since (and those `rewrite` is writing now), in the order written. Empty
+        when nothing is owed."""
+        with self._owed_lock:
+            lines: dict[str, list[str]] = defaultdict(list)
+            for rp, part in self._rewriting_lines.items():
+                lines[rp] += part
+            for (rp, _, _), line in self._since.items():
+                lines[rp].append(line)
+            entries = [f"{OWED_POINTS}{rp}\n" + "\n".join(sorted(points))
+                       for rp, points in self._unanswered.items() if points]
+        return entries + [f"{OWED_LINES}{rp}\n" + "\n".join(part) for rp, part in lines.items()]
+
+    def restore_owed(self, entries: Iterable[str]) -> None:
+        """Takes back what a snapshot's `owed` entries say is owed (a processor resumed
+        from its recovery snapshot: the request InfluxDB did not answer may still land,
+        and the promise to write its points again must not die with the process that
+        made it). Their lines are written again REWRITE_AFTER_S from now (the time the
+        process spent down is not known to be past), each point's newest line in its
+        place: those written from now on are the newer."""
+        restored = 0
+        with self._owed_lock:
+            for entry in entries:
+                kind = OWED_POINTS if entry.startswith(OWED_POINTS) else OWED_LINES
+                rp, _, text = entry[len(kind):].partition("\n")
+                lines = text.split("\n") if text else []
+                if kind == OWED_POINTS:
+                    self._unanswered.setdefault(rp, set()).update(lines)
+                    self._unanswered_times.setdefault(rp, set()).update(
+                        p[p.rfind(" ") + 1:] for p in lines)
+                    continue
+                self._add_unanswered(rp, lines)
+                for line in lines:
+                    found = _point_of(line)
+                    if found is not None:
+                        key = (rp, found[0], _field_names(found[1]))
+                        self._since.pop(key, None)
+                        self._since[key] = line
+                        restored += 1
+            points = sum(len(p) for p in self._unanswered.values())
+            if not points:
+                return
+            self._rewrite_at = self._monotonic() + REWRITE_AFTER_S
+        log.info("resumed owing a rewrite to a write InfluxDB had not answered before the "
+                 "restart (%d points): the %d lines of them written since, and those written "
+                 "from now on, are written again %.0f s from now", points, restored,
+                 REWRITE_AFTER_S, extra={"points": points, "lines": restored})
 
     def _lower_body_cap(self, refused: int) -> None:
         """A request of `refused` bytes was refused as too large: later requests are kept
