@@ -64,6 +64,9 @@ def _parser() -> argparse.ArgumentParser:
     init.add_argument("--config", type=Path, required=True)
     init.add_argument("--admin-user", default="admin")
     init.add_argument("--admin-password-file", type=Path, required=True)
+    new = sub.add_parser("new-state", help="make a new recovery store on purpose, when the one "
+                                           "beside trimmed journals is lost (docs/runbook.md)")
+    new.add_argument("--config", type=Path, required=True)
     check = sub.add_parser("check-config", help="validate a processor config and exit")
     check.add_argument("config", type=Path)
     rec = sub.add_parser("recompute", help="rebuild a site's per-sensor agg_1m/agg_1h windows and "
@@ -107,6 +110,8 @@ def main(argv: list[str]) -> int:
             return _init_db(cfg, args.admin_user, args.admin_password_file)
         if args.cmd == "ingest":
             return _ingest_only(cfg, args.instance, args.until_stdin_closes)
+        if args.cmd == "new-state":
+            return _new_state(cfg)
         if args.cmd == "recompute":
             return _recompute(cfg, args.site, args.start, args.end, args.give_up_after)
         return run(cfg, ingest=not args.no_ingest, process_id=args.process_id,
@@ -350,6 +355,41 @@ def _create_journals(cfg: CloudConfig, instances: list[str]) -> None:
         Journal(journal_path(cfg.journal_dir, instance), instance).open().close()
 
 
+def _new_state(cfg: CloudConfig) -> int:
+    """`cloud new-state`: the recovery store made anew, the processor's states empty, and
+    what to rebuild once it has read the journals again."""
+    from cloud.fresh_state import journal_sites, store_is_new, trimmed_journals
+    from urbanpulse.clock import from_epoch_ns
+    from urbanpulse.wire import format_ts
+
+    rdir = cfg.recovery_dir
+    if not store_is_new(rdir):
+        print(f"urbanpulse cloud new-state: {rdir} holds a recovery store already; nothing done "
+              "(to start over, stop every processor and move it aside first)", file=sys.stderr)
+        return EXIT_CONFIG
+    trimmed = trimmed_journals(cfg.journal_dir) if cfg.journal_dir.exists() else []
+    processes = max(1, len(cfg.flow.addresses))
+    prepare_recovery_dir(rdir, processes * cfg.flow.workers)
+    print(f"{rdir}: a new recovery store of {processes * cfg.flow.workers} partitions; the "
+          "processor reads the journals from their start")
+    firsts = [t.first_received_ns for t in trimmed if t.first_received_ns is not None]
+    for t in trimmed:
+        print(f"{t.path.name}: records 1-{t.let_go} were trimmed")
+    if not firsts:
+        return 0
+    hour = 3600 * 10**9
+    since = min(firsts) - cfg.flow.aggregate_horizon_s * 10**9
+    since -= since % hour
+    start = format_ts(from_epoch_ns(since))
+    sites = sorted(journal_sites(cfg.journal_dir))
+    print(f"Once `cloud run` has read them again, rebuild the hours from {start} on for every "
+          "site, from the complete raw points (the ledger's hours around "
+          f"{format_ts(from_epoch_ns(min(firsts) - min(firsts) % hour))} stay partial):")
+    for site in sites or ["SITE"]:
+        print(f"  urbanpulse cloud recompute --config CONFIG --site {site} --from {start}")
+    return 0
+
+
 def _ingest_only(cfg: CloudConfig, instance: str, until_stdin_closes: bool = False) -> int:
     from cloud.ingest import stop_when_stdin_closes
 
@@ -487,6 +527,14 @@ def run(cfg: CloudConfig, *, ingest: bool = True, process_id: int | None = None,
     # Before the cluster forms: the source opens every journal and refuses a missing one, so
     # that a process that does not share state.dir stops at start instead of losing data.
     _create_journals(cfg, mine)
+    if cfg.flow.recovery:  # nor a new recovery store by itself beside trimmed journals
+        from cloud.fresh_state import FreshStateRefused, check_new_store
+
+        try:
+            check_new_store(cfg.recovery_dir, cfg.journal_dir)
+        except FreshStateRefused as exc:
+            print(f"urbanpulse cloud run: {exc}", file=sys.stderr)
+            return EXIT_CONFIG
     # The ingest first, before anything of InfluxDB's: whatever keeps the processor from
     # writing, the broker's queue for it is bounded, and the journal is not.
     ingests: list[Ingest | IngestProcess] = []

@@ -141,6 +141,25 @@ class Journal:
             raise JournalError(f"journal read failed: {exc}") from exc
         return int(free) * int(size)
 
+    def first_kept(self) -> int:
+        """The number of the oldest record held (of the next one, when none is): above 1
+        once a trim has let records go."""
+        try:
+            (first,) = self.db.execute("SELECT MIN(offset) FROM entries").fetchone()
+            if first is not None:
+                return int(first)
+            row = self.db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'entries'").fetchone()
+        except sqlite3.Error as exc:
+            raise JournalError(f"journal read failed: {exc}") from exc
+        return int(row[0]) + 1 if row else 1
+
+    def topics(self) -> list[str]:
+        """Every topic the journal holds records of (a scan of the whole journal)."""
+        try:
+            return [t for (t,) in self.db.execute("SELECT DISTINCT topic FROM entries")]
+        except sqlite3.Error as exc:
+            raise JournalError(f"journal read failed: {exc}") from exc
+
     def last_offset(self) -> int:
         (last,) = self.db.execute("SELECT MAX(offset) FROM entries").fetchone()
         return int(last or 0)
