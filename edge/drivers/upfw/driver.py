@@ -19,7 +19,7 @@ from typing import Any
 
 from edge.drivers.base import DriverContext, Emit, Sample
 from edge.drivers.serial_params import check_known, serial_port
-from edge.drivers.upfw import mapping, totals
+from edge.drivers.upfw import mapping, queue_codes, totals
 from edge.drivers.upfw.mapping import MAX_INTERVAL_S, DoorTotals, LoopReadings, Out, UpfwMapper
 from edge.errors import DriverError
 from edge.gpio.intervals import MIN_INTERVAL_S
@@ -126,6 +126,9 @@ class UpfwDriver:
         self.probes = 0
         self._totals_key = totals.state_key(sensor_id)
         self._saved: DoorTotals | None = None
+        self._codes_key = queue_codes.state_key(sensor_id)
+        self._codes_seen = 0  # mapper.codes_changed when last looked at
+        self._codes_stored = False  # codes loaded or staged: changes are staged, even to none
 
     def describe(self) -> dict[str, Any]:
         m = self.mapper
@@ -157,6 +160,10 @@ class UpfwDriver:
             saved = totals.decode(text, self._totals_key)
             self.mapper.resume(saved)
             self._saved = saved
+        text = None if self.ctx.state is None else self.ctx.state.load(self._codes_key)
+        if text is not None:  # none kept (before they were): no code heard
+            self.mapper.resume_codes(queue_codes.decode(text, self._codes_key))
+            self._codes_seen, self._codes_stored = self.mapper.codes_changed, True
         try:
             link = await open_link(p.port, p.baudrate, timeout_s=1.0)
         except BridgeError as exc:
@@ -185,6 +192,20 @@ class UpfwDriver:
             return
         self.ctx.state.stage(self._totals_key, totals.encode(doors))
         self._saved = doors
+
+    def _keep_queue_codes(self) -> None:
+        """The kiosk queue codes the board sent, staged when they change, before the ticket
+        that brought a new one is emitted (the agent commits both in one transaction), and
+        also when the code is refused: the restarted driver refuses the first ticket of
+        either code. Boards that never sent a code keep nothing."""
+        m = self.mapper
+        if self.ctx.state is None or m.codes_changed == self._codes_seen:
+            return
+        self._codes_seen = m.codes_changed
+        kept = m.queue_codes()
+        if self._codes_stored or any(codes for _, _, codes in kept.boards):
+            self.ctx.state.stage(self._codes_key, queue_codes.encode(kept))
+            self._codes_stored = True
 
     def _emit(self, emit: Emit, outs: list[Out], ts: datetime | None = None) -> None:
         stamp = self.ctx.clock.now() if ts is None else ts
@@ -232,7 +253,10 @@ class UpfwDriver:
                 if isinstance(msg, IdentityQuery):  # another host's command echoed: not the board
                     continue
                 last_ok, probed = loop.time(), False
-                outs = self.mapper.on_message(msg, clock.monotonic())
+                try:
+                    outs = self.mapper.on_message(msg, clock.monotonic())
+                finally:  # a refused code is kept too
+                    self._keep_queue_codes()
                 self._keep_door_totals()
                 self._emit(emit, outs)
             if self.mapper.uneven is not None:

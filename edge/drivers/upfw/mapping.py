@@ -1,8 +1,9 @@
 """From upfw board messages to contract readings: which kind, which sensor id, which values.
 
 Pure: no I/O, no clock of its own (callers pass monotonic `now`). One mapper per driver
-run; door totals carry over a restart through `door_totals()` and `resume()` (the driver
-keeps them on disk), everything else starts afresh.
+run; door totals carry over a restart through `door_totals()` and `resume()`, and the kiosk
+queue codes each board sent through `queue_codes()` and `resume_codes()` (the driver keeps
+both on disk), everything else starts afresh.
 """
 
 from __future__ import annotations
@@ -38,6 +39,13 @@ BOOT = (0, 0)  # a door's (total, t_ms) at the board's boot: counts since the bo
 # sentence with seq 0 is the boot only if its uptime is below that, 96.7 s.
 BOOT_WINDOW_MS = 65_536 * 17 * 10 * 1000 // 115_200
 
+# Kiosk queue codes kept across restarts (QueueCodes): the boards last heard on the port, and
+# the codes of each. A board sending more codes keeps its clashing ones and its newest.
+MAX_BOARDS = 4
+MAX_CODES = 64
+_RESTARTED = (" (codes heard before the driver restarted: it keeps the codes each board sent "
+              "until the board says HI with another firmware version)")
+
 LoopReadings = Literal["intervals", "vehicles"]
 Values = dict[str, float]
 
@@ -64,6 +72,22 @@ class DoorTotals:
     device_id: str | None
     last: tuple[int, int]
     doors: Mapping[int, tuple[int, int]]
+
+
+@dataclass(frozen=True, slots=True)
+class QueueCodes:
+    """The kiosk queue codes the boards on a port sent, kept across a driver restart so that
+    two codes publishing as one sensor id are refused at the first ticket of either: per
+    board (device id, firmware, codes in the order first heard), the board heard last
+    last. A device id of None: codes heard before any HI."""
+
+    boards: tuple[tuple[str | None, str | None, tuple[str, ...]], ...]
+
+
+@dataclass(slots=True)
+class _Codes:
+    firmware: str | None
+    codes: list[str]
 
 
 @dataclass(slots=True)
@@ -109,9 +133,14 @@ class UpfwMapper:
     doors: dict[int, tuple[int, int]] = field(default_factory=dict)  # door -> (entered, t_ms)
     beds: dict[int, _Bed] = field(default_factory=dict)
     loops: dict[int, _LoopAcc] = field(default_factory=dict)
-    # A kiosk queue's sensor id -> the code (as sent) publishing as it: another code that
-    # would publish as it too ("a" beside "A", "007" beside a named "7") is refused
-    queues: dict[str, str] = field(default_factory=dict)
+    # The kiosk queue codes (as sent) each board sent, by device id (QueueCodes): a code
+    # publishing as another's sensor id ("a" beside "A", "007" beside a named "7") is refused.
+    # `codes_changed` moves when they change (the driver keeps them); `_board` is the
+    # device id whose codes apply: the HI's, or before it the board last heard (resumed).
+    codes: dict[str | None, _Codes] = field(default_factory=dict)
+    codes_changed: int = 0
+    _board: str | None = None
+    _remembered: set[tuple[str | None, str]] = field(default_factory=set)  # resumed, not heard since
     _last: tuple[int, int] | None = None  # (seq, t_ms) of the previous message
     _since_boot = False  # door totals count from 0 at a boot we saw
     _resumed_from: str | None = None  # the device id the resumed totals belong to
@@ -136,6 +165,50 @@ class UpfwMapper:
         self.doors = dict(saved.doors)
         self._resumed_from = saved.device_id
 
+    def queue_codes(self) -> QueueCodes:
+        """The state `resume_codes` takes."""
+        return QueueCodes(tuple((device, c.firmware, tuple(c.codes)) for device, c in self.codes.items()))
+
+    def resume_codes(self, saved: QueueCodes) -> None:
+        """Continue with the codes a previous run kept: until a HI says which board this is,
+        the board heard last's apply."""
+        self.codes = {device: _Codes(firmware, list(codes)) for device, firmware, codes in saved.boards}
+        self._board = saved.boards[-1][0] if saved.boards else None
+        self._remembered = {(device, code) for device, _, codes in saved.boards for code in codes}
+
+    def _on_hello_codes(self, device: str, firmware: str) -> None:
+        """The board's codes are its firmware's: those it sent are kept per device id and
+        firmware version (another version, codes changed perhaps, starts afresh). Codes
+        heard before any HI are the HI's board's; the boards heard longest ago go first."""
+        before = self.queue_codes()
+        pre = self.codes.pop(None, None) if self._board is None else None
+        entry = self.codes.pop(device, None)
+        if entry is None or entry.firmware != firmware:
+            entry = _Codes(firmware, [])
+        for code in [] if pre is None else pre.codes:
+            if code not in entry.codes:
+                entry.codes.append(code)
+        self.codes[device] = entry
+        self._board = device
+        self._trim()
+        if self.queue_codes() != before:
+            self.codes_changed += 1
+
+    def _trim(self) -> None:
+        """At most MAX_BOARDS boards' codes: those heard longest ago go (never the current)."""
+        while len(self.codes) > MAX_BOARDS:
+            del self.codes[next(d for d in self.codes if d != self._board)]
+
+    def _hear(self, board: _Codes, queue: str) -> None:
+        self._remembered.discard((self._board, queue))
+        if queue in board.codes:
+            return
+        board.codes.append(queue)
+        if len(board.codes) > MAX_CODES:  # the oldest code publishing as no other's goes
+            ids = [self.sensor(c) for c in board.codes]
+            board.codes.pop(next((i for i, s in enumerate(ids) if ids.count(s) == 1), 0))
+        self.codes_changed += 1
+
     def sensor(self, channel: int | str) -> str:
         key = str(channel).lower()
         return self.names.get(name_key(key)) or f"{self.sensor_id}-{key}"
@@ -149,28 +222,22 @@ class UpfwMapper:
         of the board publishing as a queue's id ("a" after "A", "007" after "7" named):
         another queue, whose tickets would be mixed with the first's."""
         sensor = self.sensor(queue)
-        first = self.queues.get(sensor)
-        if first == queue:
-            return sensor  # checked at its first ticket
+        board = self.codes.get(self._board)
+        if board is None:
+            board = self.codes[self._board] = _Codes(
+                None if self.hello is None else self.hello.firmware, [])
+            self._trim()
         where = f"{self.key}.id" if self.key else f"upfw sensor {self.sensor_id!r}"
         named = name_key(queue.lower())
-        if first is not None:
+        if any(c != queue and self.sensor(c) == sensor for c in board.codes):
             # Two codes are two queues (PROTOCOL.md, QT: "A" is not "a", "007" not "7"),
             # which sensor ids (lower case) and names keys (case and leading zeros
-            # ignored) cannot tell apart: one series would hold both queues' tickets.
-            board = ("the board (no HI heard yet)" if self.hello is None
-                     else f"board {self.hello.device_id!r}")
-            how = (f"{self.key or 'the board'}.names.{named}" if named in self.names
-                   else "<id>-<queue code>")
-            raise DriverError(
-                f"{where}: {board} sends kiosk queue codes {first!r} and {queue!r}, which would "
-                f"both publish as {sensor!r} ({how}): two queues (a code is its characters as "
-                "sent: firmware_bridge/PROTOCOL.md, QT), but sensor ids are lower case and names "
-                "keys ignore case and leading zeros: their tickets would be mixed under one "
-                "sensor id (wrong waiting times); not sent. Give the board's queues codes that "
-                "differ in more than case and leading zeros")
+            # ignored) cannot tell apart: one series would hold both queues' tickets. Kept
+            # (a restarted driver refuses the first ticket of either), and refused.
+            self._hear(board, queue)
+            raise self._clash(board, queue, sensor, named, where)
         if named in self.names:
-            self.queues[sensor] = queue
+            self._hear(board, queue)
             return sensor  # named: the config check saw it
         holder = self.taken.get(sensor)
         if holder is not None:
@@ -185,8 +252,28 @@ class UpfwMapper:
                 f"{len(sensor)} characters: the wire contract's sensor ids have at most "
                 f"{SENSOR_ID_MAX} (the cloud would reject every reading of the queue); give the "
                 f"board a shorter id, or name the queue in {self.key or 'the board'}.names")
-        self.queues[sensor] = queue
+        self._hear(board, queue)
         return sensor
+
+    def _clash(self, board: _Codes, queue: str, sensor: str, named: str, where: str) -> DriverError:
+        codes = [c for c in board.codes if self.sensor(c) == sensor]  # in the order heard
+        listed = ", ".join(repr(c) for c in codes[:-1]) + f" and {codes[-1]!r}"
+        if self.hello is not None:
+            who = f"board {self.hello.device_id!r}"
+        elif self._board is not None:
+            who = f"board {self._board!r} (last heard; no HI yet)"
+        else:
+            who = "the board (no HI heard yet)"
+        how = (f"{self.key or 'the board'}.names.{named}" if named in self.names
+               else "<id>-<queue code>")
+        kept = any((self._board, c) in self._remembered for c in codes if c != queue)
+        return DriverError(
+            f"{where}: {who} sends kiosk queue codes {listed}, which would both publish as "
+            f"{sensor!r} ({how}): two queues (a code is its characters as sent: "
+            "firmware_bridge/PROTOCOL.md, QT), but sensor ids are lower case and names keys "
+            "ignore case and leading zeros: their tickets would be mixed under one sensor id "
+            "(wrong waiting times); not sent. Give the board's queues codes that differ in "
+            f"more than case and leading zeros{_RESTARTED if kept else ''}")
 
     def on_message(self, msg: BoardMessage, now: float) -> list[Out]:
         name = type(msg).__name__
@@ -196,8 +283,7 @@ class UpfwMapper:
             if self._resumed_from is not None and msg.device_id != self._resumed_from:
                 self.doors = {}  # another board on this port: its totals are not ours
             self._resumed_from = None
-            if self.hello is not None and msg.device_id != self.hello.device_id:
-                self.queues = {}  # another board on this port: its codes are its own
+            self._on_hello_codes(msg.device_id, msg.firmware)  # another board: codes of its own
             self.hello = msg
             if msg.kind.value == "LOOP" and self.loop_readings == "vehicles":
                 for ch in range(1, msg.channels + 1):
