@@ -254,7 +254,7 @@ class UpfwDriver:
                     continue
                 last_ok, probed = loop.time(), False
                 try:
-                    outs = self.mapper.on_message(msg, clock.monotonic())
+                    outs = self.mapper.on_message(msg, clock.monotonic(), clock.now().timestamp())
                 finally:  # a refused code is kept too
                     self._keep_queue_codes()
                 self._keep_door_totals()

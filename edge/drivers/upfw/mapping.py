@@ -43,8 +43,14 @@ BOOT_WINDOW_MS = 65_536 * 17 * 10 * 1000 // 115_200
 # the codes of each. A board sending more codes keeps its clashing ones and its newest.
 MAX_BOARDS = 4
 MAX_CODES = 64
-_RESTARTED = (" (codes heard before the driver restarted: it keeps the codes each board sent "
-              "until the board says HI with another firmware version)")
+# A code kept from before the restart counts in a clash while its last ticket is at most so
+# old (by the node's clock): the board's codes changed to differ, the code no longer sent is
+# let go after that; a code silent longer may leak one ticket under the shared id, once.
+KEPT_CODE_MEMORY_S = 3600.0
+HEARD_STEP_S = 60.0  # a code's last ticket is kept to this (the state is staged no more often)
+_RESTARTED = (" (codes heard before the driver restarted: a code the board no longer sends "
+              "is let go an hour after its last ticket, or at once when the board says HI "
+              "with another firmware version)")
 
 LoopReadings = Literal["intervals", "vehicles"]
 Values = dict[str, float]
@@ -82,6 +88,9 @@ class QueueCodes:
     last. A device id of None: codes heard before any HI."""
 
     boards: tuple[tuple[str | None, str | None, tuple[str, ...]], ...]
+    # (device id, code) -> the node's clock (epoch s) at its last ticket, to HEARD_STEP_S;
+    # a code without one (kept before the times were) never ages
+    heard: tuple[tuple[str | None, str, float], ...] = ()
 
 
 @dataclass(slots=True)
@@ -141,6 +150,7 @@ class UpfwMapper:
     codes_changed: int = 0
     _board: str | None = None
     _remembered: set[tuple[str | None, str]] = field(default_factory=set)  # resumed, not heard since
+    _heard: dict[tuple[str | None, str], float] = field(default_factory=dict)  # QueueCodes.heard
     _last: tuple[int, int] | None = None  # (seq, t_ms) of the previous message
     _since_boot = False  # door totals count from 0 at a boot we saw
     _resumed_from: str | None = None  # the device id the resumed totals belong to
@@ -167,7 +177,9 @@ class UpfwMapper:
 
     def queue_codes(self) -> QueueCodes:
         """The state `resume_codes` takes."""
-        return QueueCodes(tuple((device, c.firmware, tuple(c.codes)) for device, c in self.codes.items()))
+        kept = {(device, code) for device, c in self.codes.items() for code in c.codes}
+        return QueueCodes(tuple((device, c.firmware, tuple(c.codes)) for device, c in self.codes.items()),
+                          tuple((d, q, t) for (d, q), t in self._heard.items() if (d, q) in kept))
 
     def resume_codes(self, saved: QueueCodes) -> None:
         """Continue with the codes a previous run kept: until a HI says which board this is,
@@ -175,6 +187,7 @@ class UpfwMapper:
         self.codes = {device: _Codes(firmware, list(codes)) for device, firmware, codes in saved.boards}
         self._board = saved.boards[-1][0] if saved.boards else None
         self._remembered = {(device, code) for device, _, codes in saved.boards for code in codes}
+        self._heard = {(device, code): t for device, code, t in saved.heard}
 
     def _on_hello_codes(self, device: str, firmware: str) -> None:
         """The board's codes are its firmware's: those it sent are kept per device id and
@@ -197,30 +210,48 @@ class UpfwMapper:
     def _trim(self) -> None:
         """At most MAX_BOARDS boards' codes: those heard longest ago go (never the current)."""
         while len(self.codes) > MAX_BOARDS:
-            del self.codes[next(d for d in self.codes if d != self._board)]
+            gone = next(d for d in self.codes if d != self._board)
+            del self.codes[gone]
+            self._heard = {k: t for k, t in self._heard.items() if k[0] != gone}
 
-    def _hear(self, board: _Codes, queue: str) -> None:
+    def _forgotten(self, code: str, wall: float | None) -> bool:
+        """A code kept from before the restart whose last ticket is older than
+        KEPT_CODE_MEMORY_S (the board's codes were changed, most likely): no clash."""
+        key = (self._board, code)
+        at = self._heard.get(key)
+        return (wall is not None and at is not None and key in self._remembered
+                and wall - at > KEPT_CODE_MEMORY_S)
+
+    def _hear(self, board: _Codes, queue: str, wall: float | None) -> None:
         self._remembered.discard((self._board, queue))
+        if wall is not None:
+            key = (self._board, queue)
+            at = self._heard.get(key)
+            if at is None or wall - at >= HEARD_STEP_S:
+                self._heard[key] = wall - wall % HEARD_STEP_S
+                self.codes_changed += 1
         if queue in board.codes:
             return
         board.codes.append(queue)
         if len(board.codes) > MAX_CODES:  # the oldest code publishing as no other's goes
             ids = [self.sensor(c) for c in board.codes]
-            board.codes.pop(next((i for i, s in enumerate(ids) if ids.count(s) == 1), 0))
+            gone = board.codes.pop(next((i for i, s in enumerate(ids) if ids.count(s) == 1), 0))
+            self._heard.pop((self._board, gone), None)
         self.codes_changed += 1
 
     def sensor(self, channel: int | str) -> str:
         key = str(channel).lower()
         return self.names.get(name_key(key)) or f"{self.sensor_id}-{key}"
 
-    def queue_sensor(self, queue: str) -> str:
+    def queue_sensor(self, queue: str, wall: float | None = None) -> str:
         """A kiosk queue's sensor id: its `names` entry, or `<id>-<code>`. The config check
         cannot see queue codes before the board sends them: a derived id that another
         sensor publishes under, or that is too long for a sensor id, is refused here
         (DriverError naming both keys): its readings would be mixed with that sensor's
         (one series, one sequence counter), or rejected by the cloud. So is a second code
         of the board publishing as a queue's id ("a" after "A", "007" after "7" named):
-        another queue, whose tickets would be mixed with the first's."""
+        another queue, whose tickets would be mixed with the first's. `wall`: the node's
+        clock (epoch s), which ages the codes kept from before a restart."""
         sensor = self.sensor(queue)
         board = self.codes.get(self._board)
         if board is None:
@@ -229,15 +260,16 @@ class UpfwMapper:
             self._trim()
         where = f"{self.key}.id" if self.key else f"upfw sensor {self.sensor_id!r}"
         named = name_key(queue.lower())
-        if any(c != queue and self.sensor(c) == sensor for c in board.codes):
+        if any(c != queue and self.sensor(c) == sensor and not self._forgotten(c, wall)
+               for c in board.codes):
             # Two codes are two queues (PROTOCOL.md, QT: "A" is not "a", "007" not "7"),
             # which sensor ids (lower case) and names keys (case and leading zeros
             # ignored) cannot tell apart: one series would hold both queues' tickets. Kept
             # (a restarted driver refuses the first ticket of either), and refused.
-            self._hear(board, queue)
-            raise self._clash(board, queue, sensor, named, where)
+            self._hear(board, queue, wall)
+            raise self._clash(board, queue, sensor, named, where, wall)
         if named in self.names:
-            self._hear(board, queue)
+            self._hear(board, queue, wall)
             return sensor  # named: the config check saw it
         holder = self.taken.get(sensor)
         if holder is not None:
@@ -252,11 +284,13 @@ class UpfwMapper:
                 f"{len(sensor)} characters: the wire contract's sensor ids have at most "
                 f"{SENSOR_ID_MAX} (the cloud would reject every reading of the queue); give the "
                 f"board a shorter id, or name the queue in {self.key or 'the board'}.names")
-        self._hear(board, queue)
+        self._hear(board, queue, wall)
         return sensor
 
-    def _clash(self, board: _Codes, queue: str, sensor: str, named: str, where: str) -> DriverError:
-        codes = [c for c in board.codes if self.sensor(c) == sensor]  # in the order heard
+    def _clash(self, board: _Codes, queue: str, sensor: str, named: str, where: str,
+               wall: float | None) -> DriverError:
+        codes = [c for c in board.codes  # in the order heard
+                 if self.sensor(c) == sensor and (c == queue or not self._forgotten(c, wall))]
         listed = ", ".join(repr(c) for c in codes[:-1]) + f" and {codes[-1]!r}"
         if self.hello is not None:
             who = f"board {self.hello.device_id!r}"
@@ -275,7 +309,9 @@ class UpfwMapper:
             "(wrong waiting times); not sent. Give the board's queues codes that differ in "
             f"more than case and leading zeros{_RESTARTED if kept else ''}")
 
-    def on_message(self, msg: BoardMessage, now: float) -> list[Out]:
+    def on_message(self, msg: BoardMessage, now: float, wall: float | None = None) -> list[Out]:
+        """`now`: monotonic seconds; `wall`: the node's clock (epoch s), for the kiosk
+        queue codes kept across restarts."""
         name = type(msg).__name__
         self.messages[name] = self.messages.get(name, 0) + 1
         self._track_board(msg)
@@ -298,10 +334,10 @@ class UpfwMapper:
         if isinstance(msg, DoorCount):
             return self._door_count(msg)
         if isinstance(msg, TicketIssued):
-            return [Out(self.queue_sensor(msg.queue), "hospital.queue",
+            return [Out(self.queue_sensor(msg.queue, wall), "hospital.queue",
                         {"ticket": float(msg.ticket), "called": 0.0})]
         if isinstance(msg, TicketServed):
-            return [Out(self.queue_sensor(msg.queue), "hospital.queue",
+            return [Out(self.queue_sensor(msg.queue, wall), "hospital.queue",
                         {"ticket": float(msg.ticket), "called": 1.0, "counter": float(msg.counter)})]
         return self._status(msg, now)
 

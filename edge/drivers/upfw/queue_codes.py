@@ -20,7 +20,8 @@ def state_key(sensor_id: str) -> str:
 
 def encode(codes: QueueCodes) -> str:
     return json.dumps({"boards": [[device, firmware, list(queues)]
-                                  for device, firmware, queues in codes.boards]})
+                                  for device, firmware, queues in codes.boards],
+                       "heard": [list(h) for h in codes.heard]})
 
 
 def decode(text: str, key: str) -> QueueCodes:
@@ -29,7 +30,8 @@ def decode(text: str, key: str) -> QueueCodes:
     try:
         body = json.loads(text)["boards"]
         boards = tuple((device, firmware, queues) for device, firmware, queues in body)
-    except (ValueError, TypeError, KeyError) as exc:  # TypeError: no table, or no lists
+        heard = tuple((device, code, float(t)) for device, code, t in json.loads(text).get("heard", []))
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:  # TypeError: no table, or no lists
         raise DriverError(f"kiosk queue codes {key!r} are damaged ({exc})") from exc
     if len(boards) > MAX_BOARDS or not all(
             all(t is None or isinstance(t, str) for t in (device, firmware))
@@ -37,4 +39,7 @@ def decode(text: str, key: str) -> QueueCodes:
             and all(isinstance(q, str) and _CODE.fullmatch(q) for q in queues)
             for device, firmware, queues in boards):
         raise DriverError(f"kiosk queue codes {key!r} are damaged: {text!r}")
-    return QueueCodes(tuple((device, firmware, tuple(queues)) for device, firmware, queues in boards))
+    if not all((d is None or isinstance(d, str)) and isinstance(q, str) for d, q, _ in heard):
+        raise DriverError(f"kiosk queue codes {key!r} are damaged: {text!r}")
+    return QueueCodes(tuple((device, firmware, tuple(queues)) for device, firmware, queues in boards),
+                      heard)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from firmware_bridge.protocols.upfw.emulator import UpfwEmulator
 from tests.agent_thread import agent_in_thread
 from tests.edge.serial.conftest import DriverRun
 from tests.edge.serial.test_serial_upfw import Script
+from urbanpulse.clock import FakeClock
 from urbanpulse.testing import wait_for
 
 KIOSK = """
@@ -113,11 +115,13 @@ def _state(tmp_path: Path) -> tuple[Outbox, StagedState]:
 
 
 async def _run(port: str, state: StagedState | None, script: Script, *messages: Any,
-               names: dict[str, str] | None = None) -> tuple[list[tuple[str, float]], BaseException | None]:
+               names: dict[str, str] | None = None, clock: FakeClock | None = None
+               ) -> tuple[list[tuple[str, float]], BaseException | None]:
     """One driver run: after the board's HI, `messages` one at a time; what it sent and
     the error it ended with (None: it went on, stopped after the last message's sample)."""
     params = parse_params({"port": port, "names": names or {}}, "sensors[0]")
-    run = DriverRun(build("kiosk", params, DriverContext(state=state)))
+    ctx = DriverContext(state=state) if clock is None else DriverContext(clock=clock, state=state)
+    run = DriverRun(build("kiosk", params, ctx))
     exc: BaseException | None = None
     try:
         await run.wait_for(lambda s: run.driver.describe()["board"] is not None, 5, "the board's HI")
@@ -149,9 +153,10 @@ def test_a_restarted_driver_refuses_the_first_ticket_of_either_code(emulated, tm
         assert isinstance(exc, DriverError)
         assert ("board 'kiosk-xr' sends kiosk queue codes 'A' and 'a', which would both publish "
                 "as 'kiosk-a' (<id>-<queue code>): ") in str(exc)
-        assert str(exc).endswith("leading zeros (codes heard before the driver restarted: it "
-                                 "keeps the codes each board sent until the board says HI with "
-                                 "another firmware version)")
+        assert str(exc).endswith("leading zeros (codes heard before the driver restarted: a "
+                                 "code the board no longer sends is let go an hour after its "
+                                 "last ticket, or at once when the board says HI with another "
+                                 "firmware version)")
     outbox.append([], 0, state.take())  # committed, as the agent's flush does
     _, exc = run(TicketServed(0, 0, "A", 1, 1, 60))
     assert isinstance(exc, DriverError)
@@ -200,6 +205,34 @@ def test_another_firmware_starts_afresh_and_old_state_loads(emulated, tmp_path) 
                                  TicketIssued(0, 0, "b", 4, 0)))
     assert sent == [("kiosk-a", 3.0), ("kiosk-b", 4.0)]
     assert exc is None
+    outbox.close()
+
+
+def test_a_code_the_board_no_longer_sends_is_let_go_an_hour_after_its_last_ticket(  # type: ignore[no-untyped-def]
+        emulated, tmp_path) -> None:
+    """The board's codes changed to differ ("a" became "B") without a new firmware version:
+    the kept "a" refuses "A" for an hour after its last ticket, by the node's clock, then is
+    let go; a board still sending both is refused again at the other's first ticket."""
+    script = Script()
+    emu = _kiosk(emulated, script)
+    outbox, state = _state(tmp_path)
+    clock = FakeClock(datetime(2026, 11, 30, 8, 0, 30, tzinfo=UTC))
+    sent, exc = asyncio.run(_run(emu.port, state, script, TicketIssued(0, 0, "A", 1, 0),
+                                 TicketIssued(0, 0, "a", 2, 0), clock=clock))
+    assert sent == [("kiosk-a", 1.0)]
+    assert isinstance(exc, DriverError)
+    clock.advance(3540)  # 59 min after "a"'s last ticket: still kept
+    sent, exc = asyncio.run(_run(emu.port, state, script, TicketIssued(0, 0, "A", 3, 0), clock=clock))
+    assert sent == []
+    assert isinstance(exc, DriverError)
+    assert "sends kiosk queue codes 'A' and 'a'" in str(exc)
+    clock.advance(180)  # over an hour: "a" let go, "A" (heard at the refusal) goes on
+    sent, exc = asyncio.run(_run(emu.port, state, script, TicketIssued(0, 0, "A", 4, 0),
+                                 TicketIssued(0, 0, "B", 5, 0), TicketIssued(0, 0, "a", 6, 0),
+                                 clock=clock))
+    assert sent == [("kiosk-a", 4.0), ("kiosk-b", 5.0)]
+    assert isinstance(exc, DriverError)  # a board that still sends "a": refused again
+    assert "sends kiosk queue codes 'A' and 'a'" in str(exc)
     outbox.close()
 
 
