@@ -7,7 +7,11 @@ hours ending with this one, and the hourly index by both methods with its catego
 on the 11 before it, so a late reading re-emits its own hour and the 11 after it.
 
 Values are kept per hour keyed by (sensor, ts) and summed with math.fsum (exactly
-rounded), so late or shuffled input gives the in-order result.
+rounded), so late or shuffled input gives the in-order result. A message costs about the
+same however many values its hour holds: the hour it enters keeps the exact partial sums
+of its values (those math.fsum keeps), whose math.fsum is that of the values, and the
+NowCast keeps the 11 hours before an emitted hour until a reading enters one of them
+(`aqi.NowCastTail`); neither is pickled (a snapshot holds what it held before).
 """
 
 from __future__ import annotations
@@ -25,8 +29,44 @@ FIELDS = ("pm25", "pm10", "co2")
 NOWCAST_HOURS = 12
 
 
+_MISSING: list[float] = []  # no partials kept (`AirRollup._sums`)
+_SAFE = 1e300  # values summed into partials: no partial sum can overflow
+
+
+def _add(partials: list[float], x: float) -> None:
+    """Add x to the non-overlapping partials whose exact sum they hold (Shewchuk's msum, as
+    math.fsum keeps them): math.fsum(partials) is then math.fsum of every value added."""
+    i = 0
+    for y in partials:
+        if abs(x) < abs(y):
+            x, y = y, x
+        hi = x + y
+        lo = y - (hi - x)
+        if lo:
+            partials[i] = lo
+            i += 1
+        x = hi
+    partials[i:] = [x]
+
+
+def _partials(values: Iterable[float]) -> list[float] | None:
+    """The partials of `values`, or None if one is not safely summed so (inf, nan, huge)."""
+    partials: list[float] = []
+    for x in values:
+        if not -_SAFE < x < _SAFE:
+            return None
+        _add(partials, x)
+    return partials
+
+
 class AirRollup(Horizon):
-    """The hourly means of one station. Picklable."""
+    """The hourly means of one station. Picklable.
+
+    Kept between messages, not pickled (a resumed rollup makes them again): the exact
+    partial sums of the values of an hour a reading entered (`_sums`, so that its mean is
+    math.fsum of a few partials, not of all its values), the means of the hours (`_means`,
+    until a reading enters the hour), and the NowCast's 11 hours before each emitted hour
+    (`_tails`, until a reading enters one of them)."""
 
     def __init__(self, horizon_ns: int) -> None:
         self.horizon_ns = horizon_ns
@@ -34,22 +74,34 @@ class AirRollup(Horizon):
         self.too_late = 0
         self.open: dict[int, dict[str, dict[tuple[str, int], float]]] = {}
         self.closed: dict[int, dict[str, tuple[float, int]]] = {}  # hour -> field -> (mean, n)
+        self._caches()
+
+    def _caches(self) -> None:
         # (hour, field) -> `mean`, kept until a reading enters the hour or it is let go: a
-        # message re-emits its hour, whose NowCast reads the 11 before (not pickled)
+        # message re-emits its hour, whose NowCast reads the 11 before
         self._means: dict[tuple[int, str], tuple[float, int] | None] = {}
+        # (open hour, field) -> the partials of its values (`_add`), None to take math.fsum
+        # of the values (one not safely summed in partials); made at the first reading of
+        # the hour the rollup takes, kept up to date by those after it
+        self._sums: dict[tuple[int, str], list[float] | None] = {}
+        # open hour -> pollutant -> the means of the 11 hours before it
+        self._tails: dict[int, dict[str, aqi.NowCastTail]] = {}
 
     def __getstate__(self) -> dict[str, object]:
         state = self.__dict__.copy()
-        del state["_means"]
+        for cache in ("_means", "_sums", "_tails"):
+            state.pop(cache, None)
         return state
 
     def __setstate__(self, state: dict[str, object]) -> None:
-        self.__dict__.update(state)
-        self._means = {}
+        self.__dict__.update(state)  # a previous release's snapshot pickled the same fields
+        self._caches()
 
     def process(self, site: str, node: str, readings: Iterable[Reading]) -> list[Point]:
         touched: set[int] = set()
+        changed: set[tuple[int, str]] = set()  # (hour, field) whose values changed
         kept = self.kept_ns
+        sums = self._sums
         for r in readings:
             names = FIELDS_OF_KIND.get(r.kind)
             if names is None or skipped(r):
@@ -62,12 +114,36 @@ class AirRollup(Horizon):
             fields = self.open.setdefault(hour, {})
             for name in names:
                 if name in r.values:
-                    fields.setdefault(name, {})[(r.sensor, r.ts_ns)] = float(r.values[name])
+                    value = float(r.values[name])
+                    values = fields.setdefault(name, {})
+                    key = (r.sensor, r.ts_ns)
+                    old = values.get(key)
+                    values[key] = value
+                    sk = (hour, name)
+                    changed.add(sk)
+                    partials = sums.get(sk, _MISSING)
+                    if partials is _MISSING:
+                        sums[sk] = _partials(values.values())
+                    elif partials is None:
+                        if old is not None and not -_SAFE < old < _SAFE:  # perhaps safe now
+                            sums[sk] = _partials(values.values())
+                    elif not -_SAFE < value < _SAFE:
+                        sums[sk] = None
+                    elif old is None:
+                        _add(partials, value)
+                    elif old != value:  # the same (sensor, ts) again: it overwrites itself
+                        _add(partials, value)
+                        _add(partials, -old)
             touched.add(hour)
         means = self._means
-        for hour in touched:
-            for name in FIELDS:
-                means.pop((hour, name), None)
+        for sk in changed:
+            means.pop(sk, None)
+        tails = self._tails
+        if tails and changed:
+            span = (NOWCAST_HOURS - 1) * HOUR_NS
+            for t in {h for h, _ in changed}:
+                for h in [h for h in tails if t < h <= t + span]:
+                    del tails[h]
         emit = {h + k * HOUR_NS for h in touched for k in range(NOWCAST_HOURS)} & self.open.keys()
         out = [(RP_1H, line("air_quality", {"site": site, "node": node}, self._fields(h, means), h))
                for h in sorted(emit)]
@@ -77,6 +153,11 @@ class AirRollup(Horizon):
     def mean(self, hour: int, name: str) -> tuple[float, int] | None:
         values = self.open.get(hour, {}).get(name)
         if values:
+            partials = self._sums.get((hour, name))
+            if partials:
+                total = math.fsum(partials)
+                if total != 0:  # (a zero's sign is that of fsum of the values)
+                    return total / len(values), len(values)
             return math.fsum(values.values()) / len(values), len(values)
         return self.closed.get(hour, {}).get(name)
 
@@ -89,27 +170,33 @@ class AirRollup(Horizon):
         m = means[key] = self.mean(hour, name)
         return m
 
-    def _nowcast_hours(self, hour: int, name: str,
-                       means: dict[tuple[int, str], tuple[float, int] | None]) -> list[float | None]:
-        out: list[float | None] = []
-        for k in range(NOWCAST_HOURS):
-            m = self._mean(hour - k * HOUR_NS, name, means)
-            out.append(None if m is None else m[0])
-        return out
+    def _tail(self, hour: int, name: str,
+              means: dict[tuple[int, str], tuple[float, int] | None]) -> aqi.NowCastTail:
+        """The means of the 11 hours before `hour`, newest first, kept in `_tails`."""
+        tails = self._tails.setdefault(hour, {})
+        tail = tails.get(name)
+        if tail is None:
+            hours: list[float | None] = []
+            for k in range(1, NOWCAST_HOURS):
+                m = self._mean(hour - k * HOUR_NS, name, means)
+                hours.append(None if m is None else m[0])
+            tail = tails[name] = aqi.NowCastTail(hours)
+        return tail
 
     def _fields(self, hour: int, means: dict[tuple[int, str], tuple[float, int] | None]
                 ) -> dict[str, float | int | str | bool]:
         fields: dict[str, float | int | str | bool] = {}
+        now: dict[str, float | None] = {}
         for name in FIELDS:
             m = self._mean(hour, name, means)
             if m is not None:
                 fields[f"{name}_mean"], fields[f"{name}_n"] = m
+            now[name] = None if m is None else m[0]
         epa: list[int | None] = []
         vn: list[int | None] = []
         pollutant: aqi.Pollutant
         for pollutant in ("pm25", "pm10"):
-            hours = self._nowcast_hours(hour, pollutant, means)
-            epa_now, vn_now = aqi.epa_nowcast(hours), aqi.vn_nowcast(hours)
+            epa_now, vn_now = self._tail(hour, pollutant, means).nowcasts(now[pollutant])
             if epa_now is not None:
                 fields[f"{pollutant}_nowcast"] = epa_now
             epa.append(aqi.epa_aqi(pollutant, epa_now))
@@ -127,6 +214,9 @@ class AirRollup(Horizon):
             self.closed[hour] = {name: m for name in self.open[hour]
                                  if (m := self.mean(hour, name)) is not None}
             del self.open[hour]
+            for name in FIELDS:
+                self._sums.pop((hour, name), None)
+            self._tails.pop(hour, None)  # no longer emitted
         keep_from = floor - NOWCAST_HOURS * HOUR_NS
         for hour in [h for h in self.closed if h < keep_from]:
             del self.closed[hour]

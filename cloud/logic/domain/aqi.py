@@ -172,6 +172,71 @@ def vn_nowcast(hours: Sequence[float | None]) -> float | None:
     return num * full / present
 
 
+# vn_nowcast's sum of the full weights (1/2)^i, i = 1..12
+_HALF_FULL = math.fsum(0.5 ** (i + 1) for i in range(12))
+
+
+class NowCastTail:
+    """The 11 hourly means before an hour (`hours[1:]` of `epa_nowcast`, newest first, None
+    where missing), ready for the NowCasts of that hour while its own mean changes (a live
+    station's hour, at every reading). `nowcasts(c0)` is exactly `(epa_nowcast(hours),
+    vn_nowcast(hours))` of `hours = [c0, *tail]`: the same math.fsum of the same terms
+    (exactly rounded, so their order does not matter), the 11 hours' terms and weight sums
+    computed once for each weight w (which moves only when c0 is the smallest or largest);
+    unusable values (the functions raise) go to the functions themselves."""
+
+    __slots__ = ("_dens", "_half_dens", "_half_terms", "_present", "_terms", "_w",
+                 "hi", "lo", "recent", "tail", "usable")
+
+    def __init__(self, tail: Sequence[float | None]) -> None:
+        if len(tail) != 11:
+            raise ValueError(f"a NowCast tail is the 11 hours before, got {len(tail)}")
+        self.tail = list(tail)
+        self._present = [(i, c) for i, c in enumerate(tail, 1) if c is not None]
+        values = [c for _, c in self._present]
+        self.recent = (tail[0] is not None) + (tail[1] is not None)  # of hours[1:3]
+        self.usable = all(math.isfinite(c) and c >= 0 for c in values)
+        self.lo = min(values) if values else 0.0
+        self.hi = max(values) if values else 0.0
+        self._w = -1.0  # no weight yet
+        self._terms: list[float] = []
+        self._dens = (0.0, 0.0)
+        self._half_terms = [0.5 ** (i + 1) * c for i, c in self._present]
+        half_weights = [0.5 ** (i + 1) for i, _ in self._present]
+        self._half_dens = (math.fsum(half_weights), math.fsum([0.5, *half_weights]))
+
+    def nowcasts(self, c0: float | None) -> tuple[float | None, float | None]:
+        """(epa_nowcast, vn_nowcast) of `[c0, *tail]`."""
+        if self.recent + (c0 is not None) < 2:  # fewer than 2 of the 3 most recent hours
+            return None, None
+        lo, hi = self.lo, self.hi
+        if c0 is not None:
+            if not self.usable or not (math.isfinite(c0) and c0 >= 0):
+                hours = [c0, *self.tail]
+                return epa_nowcast(hours), vn_nowcast(hours)  # they raise
+            lo, hi = min(c0, lo), max(c0, hi)
+        elif not self.usable:
+            hours = [c0, *self.tail]
+            return epa_nowcast(hours), vn_nowcast(hours)
+        # _weight: Cmin and Cmax are the same values whichever of equal ones is taken (a zero's
+        # sign gives 0.5 all the same)
+        w = 1.0 if hi == 0 else max(lo / hi, 0.5)
+        if w != self._w:
+            self._w = w
+            self._terms = [w**i * c for i, c in self._present]
+            weights = [w**i for i, _ in self._present]
+            self._dens = (math.fsum(weights), math.fsum([1.0, *weights]))
+        if c0 is None:
+            epa = math.fsum(self._terms) / self._dens[0]
+        else:  # w**0 * c0 is c0
+            epa = math.fsum([c0, *self._terms]) / self._dens[1]
+        if w > 0.5:
+            return epa, epa
+        if c0 is None:
+            return epa, math.fsum(self._half_terms) * _HALF_FULL / self._half_dens[0]
+        return epa, math.fsum([0.5 * c0, *self._half_terms]) * _HALF_FULL / self._half_dens[1]
+
+
 def epa_category(aqi: int | None) -> str | None:
     if aqi is None:
         return None
