@@ -38,6 +38,7 @@ The per-hospital (site) totals need all of the site's nodes: `process` also retu
 from __future__ import annotations
 
 import bisect
+import heapq
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -66,6 +67,8 @@ from urbanpulse.wire import Reading
 STALE_NS = 2 * BED_HEARTBEAT_MAX_NS + 10 * 60 * 10**9
 # a bed's state at a window's end, in `HospitalNodeRollup.wards_at`
 _AVAILABLE, _OCCUPIED, _FAULTY, _STALE = 0, 1, 2, 3
+# HospitalNodeRollup's indexes derived from its beds and tickets (`_build_indexes`): not in its snapshots
+_DERIVED = ("_tails", "_tail_counts", "_seconds", "_firsts")
 
 @dataclass(frozen=True, slots=True)
 class WardSnapshot:
@@ -186,6 +189,35 @@ class HospitalNodeRollup(Horizon):
         # floor minus max_wait, not from the floor's hour, so the floor's hour, rewritten by a
         # reading taken late, would lack the waits of its calls answering them
         self.queue_kept_from: int | None = None
+        self._build_indexes()
+
+    def _build_indexes(self) -> None:
+        """What `ward_at` and `_evict` keep up to date as the beds change, so that a message
+        costs a few searches, not a walk over every bed (derived from `beds`, not pickled):
+        each bed's last reading, (ts, sensor) sorted, and the counts of their states (a
+        ward's state at a window's end after every bed's last reading); the beds whose second
+        reading may lie before the floor, a heap of (its ts, sensor), one at least per bed
+        holding two or more (its others out of date, dropped when they come up); likewise
+        the first issue and call of each ticket, (ts, ticket) in a heap per table."""
+        self._tails: list[tuple[int, str]] = []
+        self._tail_counts = [0, 0, 0]  # by state: _AVAILABLE, _OCCUPIED, _FAULTY
+        self._seconds: list[tuple[int, str]] = []
+        for sensor, history in self.beds.items():
+            if history:
+                last = history[-1]
+                self._tails.append((last[0], sensor))
+                self._tail_counts[_FAULTY if last[2] else _OCCUPIED if last[1] else _AVAILABLE] += 1
+            if len(history) > 1:
+                self._seconds.append((history[1][0], sensor))
+        self._tails.sort()
+        heapq.heapify(self._seconds)
+        self._firsts = (_firsts(self.issues), _firsts(self.calls))
+
+    def __getstate__(self) -> dict[str, object]:
+        state = self.__dict__.copy()  # as pickled before the derived indexes were kept
+        for name in _DERIVED:
+            state.pop(name, None)
+        return state
 
     def __setstate__(self, state: dict[str, object]) -> None:
         self.__dict__.update(state)
@@ -205,6 +237,7 @@ class HospitalNodeRollup(Horizon):
         for entries in self.doors.values():
             for key, e in entries.items():
                 entries[key] = (role(key[0]), e[1], e[2] if len(e) > 2 else None)
+        self._build_indexes()  # (rebuilt whatever the state holds of them: a copy of a __dict__)
 
     def set_roles(self, roles: DoorRoles) -> list[int]:
         """Door roles given anew (the node's part of `flow.door_roles`, at every start): the
@@ -295,19 +328,28 @@ class HospitalNodeRollup(Horizon):
     def _add_bed(self, r: Reading) -> bool:
         """Takes the reading; whether its hour held no bed reading before."""
         ts = r.ts_ns
+        sensor = r.sensor
         entry = (ts, int(r.values["occupied"]), int(r.values.get("fault", 0)), r.seq)
-        history = self.beds.get(r.sensor)
+        history = self.beds.get(sensor)
         if history is None:
-            self.beds[r.sensor] = [entry]
+            self.beds[sensor] = [entry]
+            self._new_tail(sensor, None, entry)
         elif ts > history[-1][0]:  # in order: the common case
+            self._new_tail(sensor, history[-1], entry)
             history.append(entry)
+            if len(history) == 2:
+                heapq.heappush(self._seconds, (ts, sensor))
         else:
             i = bisect.bisect_left(history, (ts,))  # (ts,) sorts before every (ts, ...)
             if i < len(history) and history[i][0] == ts:
                 if r.seq >= history[i][3]:  # else numbered before the reading kept: not the state
+                    if i == len(history) - 1:
+                        self._new_tail(sensor, history[i], entry)
                     history[i] = entry
             else:
                 history.insert(i, entry)
+                if i < 2:
+                    heapq.heappush(self._seconds, (history[1][0], sensor))
         new = False
         for rp, width in WIDTHS:
             start = ts - ts % width
@@ -321,10 +363,43 @@ class HospitalNodeRollup(Horizon):
                 new = len(starts) != held
         return new  # of the hour: the last of WIDTHS
 
+    def _new_tail(self, sensor: str, was: tuple[int, int, int, int] | None,
+                  entry: tuple[int, int, int, int]) -> None:
+        """The bed's last reading is now `entry` (was `was`): `_tails`, `_tail_counts`."""
+        tails, counts = self._tails, self._tail_counts
+        if was is not None:
+            del tails[bisect.bisect_left(tails, (was[0], sensor))]
+            counts[_FAULTY if was[2] else _OCCUPIED if was[1] else _AVAILABLE] -= 1
+        tail = (entry[0], sensor)
+        if not tails or tail > tails[-1]:
+            tails.append(tail)
+        else:
+            bisect.insort(tails, tail)
+        counts[_FAULTY if entry[2] else _OCCUPIED if entry[1] else _AVAILABLE] += 1
+
     def ward_at(self, end_ns: int) -> tuple[int, int, int, int, int]:
         """(beds, occupied, available, faulty, stale) from each bed's last reading before
         end_ns: stale when that reading is more than STALE_NS before end_ns, counted in
-        none of the others (beds = occupied + available + faulty)."""
+        none of the others (beds = occupied + available + faulty). After every bed's last
+        reading (a window of the newest readings, the common case): from the counts kept of
+        those (`_tails`), less the stale ones."""
+        tails = self._tails
+        if tails and end_ns <= tails[-1][0]:
+            return self._ward_at_walk(end_ns)
+        stale = bisect.bisect_left(tails, (end_ns - STALE_NS,))  # last reading before it
+        available, occupied, faulty = self._tail_counts
+        for _, sensor in tails[:stale]:
+            _, occ, fault, _ = self.beds[sensor][-1]
+            if fault:
+                faulty -= 1
+            elif occ:
+                occupied -= 1
+            else:
+                available -= 1
+        return available + occupied + faulty, occupied, available, faulty, stale
+
+    def _ward_at_walk(self, end_ns: int) -> tuple[int, int, int, int, int]:
+        """`ward_at` by a search in each bed's readings."""
         beds = occupied = faulty = stale = 0
         oldest = end_ns - STALE_NS  # a last reading before it is stale
         for history in self.beds.values():
@@ -395,11 +470,16 @@ class HospitalNodeRollup(Horizon):
         head = series_head("ward_occupancy", {"site": site, "node": node})
         for rp, width in WIDTHS:
             first = window_start(from_ns, width)
-            windows = self.bed_windows[rp]
-            i = bisect.bisect_left(windows, first)
-            starts = windows[i:] if rp != RP_1H else hours_with_gaps(windows, i, first, new_hours)
-            for start, (beds, occupied, available, faulty, stale) in zip(
-                    starts, self.wards_at([s + width for s in starts]), strict=True):
+            windows = self.bed_windows[rp]  # (holding first: a reading of this message's is in it)
+            if rp == RP_1H:
+                starts = hours_with_gaps(windows, bisect.bisect_left(windows, first), first, new_hours)
+            elif windows[-1] == first:  # the newest window alone: a message of readings in order
+                starts = [first]
+            else:
+                starts = windows[bisect.bisect_left(windows, first):]
+            wards = ([self.ward_at(first + width)] if starts == [first]
+                     else self.wards_at([s + width for s in starts]))
+            for start, (beds, occupied, available, faulty, stale) in zip(starts, wards, strict=True):
                 # line(..., occupancy_fields(...), start), written directly
                 text = (f"{head} beds={beds}i,occupied={occupied}i,available={available}i,"
                         f"faulty={faulty}i,stale={stale}i")
@@ -417,6 +497,8 @@ class HospitalNodeRollup(Horizon):
         if r.values["called"]:
             calls = self.calls.setdefault(ticket, [])
             i = insort_unique(calls, r.ts_ns)
+            if i == 0:  # the ticket's first call (`_firsts`)
+                heapq.heappush(self._firsts[1], (r.ts_ns, ticket))
             hour = window_start(r.ts_ns, HOUR_NS)
             self.call_hours.setdefault(hour, set()).add(ticket)
             if i + 1 < len(calls):
@@ -424,7 +506,8 @@ class HospitalNodeRollup(Horizon):
                 # this one now: the next call's hour loses that wait.
                 return {hour, window_start(calls[i + 1], HOUR_NS)}
             return {hour}
-        insort_unique(self.issues.setdefault(ticket, []), r.ts_ns)
+        if insort_unique(self.issues.setdefault(ticket, []), r.ts_ns) == 0:
+            heapq.heappush(self._firsts[0], (r.ts_ns, ticket))
         calls = self.calls.get(ticket, [])
         lo = bisect.bisect_left(calls, r.ts_ns)
         hi = bisect.bisect_right(calls, r.ts_ns + self.max_wait_ns)
@@ -456,19 +539,23 @@ class HospitalNodeRollup(Horizon):
 
     def _evict(self) -> None:
         floor = self.floor_ns()
-        for history in self.beds.values():
-            # Keep the last state before the floor: it is the bed's state at the floor.
-            i = bisect.bisect_left(history, (floor,))
-            if i > 1:
-                del history[:i - 1]
+        # Keep each bed's last state before the floor: it is the bed's state at the floor. The
+        # beds holding more before it are those whose second reading is before it (`_seconds`).
+        seconds = self._seconds
+        while seconds and seconds[0][0] < floor:
+            ts, sensor = heapq.heappop(seconds)
+            history = self.beds[sensor]
+            if len(history) > 1 and history[1][0] == ts:  # else out of date
+                del history[:bisect.bisect_left(history, (floor,)) - 1]
+                if len(history) > 1:
+                    heapq.heappush(seconds, (history[1][0], sensor))
         for rp, width in WIDTHS:
             starts = self.bed_windows[rp]
             # an hour 2 h before the floor's stays: the hour after it is a gap that a reading
             # taken late in the floor's hour closes (`hours_with_gaps`)
-            old = bisect.bisect_left(starts, floor - width if rp != RP_1H
-                                     else window_start(floor, HOUR_NS) - 2 * HOUR_NS)
-            if old:
-                del starts[:old]
+            oldest = floor - width if rp != RP_1H else window_start(floor, HOUR_NS) - 2 * HOUR_NS
+            if starts and starts[0] < oldest:
+                del starts[:bisect.bisect_left(starts, oldest)]
         for hour in [h for h in self.doors if h < floor - HOUR_NS]:
             del self.doors[hour]
         # A reading at the floor rewrites its whole hour, whose calls answer issues up to
@@ -476,13 +563,17 @@ class HospitalNodeRollup(Horizon):
         queue_floor = window_start(floor, HOUR_NS) - self.max_wait_ns
         if self.queue_kept_from is not None and queue_floor >= self.queue_kept_from:
             self.queue_kept_from = None  # no hour it can still write lacks an issue
-        for times in (self.issues, self.calls):
-            for ticket, stamps in list(times.items()):
-                if stamps[0] >= queue_floor:  # sorted (insort_unique): nothing to drop
+        for times, firsts in zip((self.issues, self.calls), self._firsts, strict=True):
+            # the tickets holding stamps before it: those whose first is (`_firsts`)
+            while firsts and firsts[0][0] < queue_floor:
+                first, ticket = heapq.heappop(firsts)
+                stamps = times.get(ticket)
+                if not stamps or stamps[0] != first:  # out of date
                     continue
                 i = bisect.bisect_left(stamps, queue_floor)
                 if i < len(stamps):
                     del stamps[:i]
+                    heapq.heappush(firsts, (stamps[0], ticket))
                 else:
                     del times[ticket]
         for hour in [h for h in self.call_hours if h < floor - HOUR_NS]:
@@ -505,6 +596,13 @@ def hours_with_gaps(windows: list[int], i: int, first: int, new: set[int]) -> li
         out.append(start)
         prev = start
     return out
+
+
+def _firsts(times: dict[Ticket, list[int]]) -> list[tuple[int, Ticket]]:
+    """A heap of (first stamp, ticket) of a ticket table (`HospitalNodeRollup._build_indexes`)."""
+    firsts = [(stamps[0], ticket) for ticket, stamps in times.items() if stamps]
+    heapq.heapify(firsts)
+    return firsts
 
 
 def insort_unique(values: list[int], value: int) -> int:

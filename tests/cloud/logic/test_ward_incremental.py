@@ -1,0 +1,212 @@
+"""The ward rollup's counts kept up to date as the beds change, and its eviction of only what
+the floor has passed (`HospitalNodeRollup._tails`, `_seconds`, `_firsts`), against the
+algorithm they replaced, kept here: a search in every bed's readings for each window's end,
+and a walk over every bed and ticket after each message. Random messages of bed, door and
+queue readings, late (some beyond the horizon), out of order, stamped alike, with the
+horizon given anew, resumes from snapshots (this release's and the layouts of those before)
+on the way: the same points, updates and state after every message."""
+
+from __future__ import annotations
+
+import bisect
+import pickle
+import random
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cloud.logic.domain.common import HOUR_NS, RP_1H, WIDTHS, window_start
+from cloud.logic.domain.hospital import (
+    STALE_NS,
+    HospitalNodeRollup,
+    SiteUpdate,
+    WardSnapshot,
+    hours_with_gaps,
+)
+from cloud.logic.lines import series_head
+from tests.cloud.logic.domain_helpers import HOUR, MIN, T0, S
+from urbanpulse.wire import Reading
+
+BED, DOOR, QUEUE = "hospital.bed", "hospital.door", "hospital.queue"
+STATE = ("beds", "bed_windows", "doors", "issues", "calls", "call_hours", "queue_kept_from",
+         "newest_ns", "too_late", "horizon_ns", "kept_ns")
+DERIVED = ("_tails", "_tail_counts", "_seconds", "_firsts")
+
+
+class WalkingRollup(HospitalNodeRollup):
+    """The rollup as it was at ee74ac2: each window's end searched in every bed, every
+    bed and ticket walked after each message."""
+
+    def ward_at(self, end_ns: int) -> tuple[int, int, int, int, int]:
+        beds = occupied = faulty = stale = 0
+        oldest = end_ns - STALE_NS
+        for history in self.beds.values():
+            i = bisect.bisect_left(history, (end_ns,))
+            if i == 0:
+                continue
+            ts, occ, fault, _ = history[i - 1]
+            if ts < oldest:
+                stale += 1
+                continue
+            beds += 1
+            if fault:
+                faulty += 1
+            elif occ:
+                occupied += 1
+        return beds, occupied, beds - occupied - faulty, faulty, stale
+
+    def _emit_beds(self, site: str, node: str, from_ns: int, new_hours: set[int],
+                   points: list[tuple[str, str]], updates: list[SiteUpdate]) -> None:
+        head = series_head("ward_occupancy", {"site": site, "node": node})
+        for rp, width in WIDTHS:
+            first = window_start(from_ns, width)
+            windows = self.bed_windows[rp]
+            i = bisect.bisect_left(windows, first)
+            starts = windows[i:] if rp != RP_1H else hours_with_gaps(windows, i, first, new_hours)
+            for start, (beds, occupied, available, faulty, stale) in zip(
+                    starts, self.wards_at([s + width for s in starts]), strict=True):
+                text = (f"{head} beds={beds}i,occupied={occupied}i,available={available}i,"
+                        f"faulty={faulty}i,stale={stale}i")
+                if occupied + available:
+                    text += f",occupancy_pct={100.0 * occupied / (occupied + available)!r}"
+                points.append((rp, f"{text} {start}"))
+                updates.append(WardSnapshot(site, node, rp, start, beds, occupied, available, faulty,
+                                            stale))
+
+    def _evict(self) -> None:
+        floor = self.floor_ns()
+        for history in self.beds.values():
+            i = bisect.bisect_left(history, (floor,))
+            if i > 1:
+                del history[:i - 1]
+        for rp, width in WIDTHS:
+            starts = self.bed_windows[rp]
+            old = bisect.bisect_left(starts, floor - width if rp != RP_1H
+                                     else window_start(floor, HOUR_NS) - 2 * HOUR_NS)
+            if old:
+                del starts[:old]
+        for hour in [h for h in self.doors if h < floor - HOUR_NS]:
+            del self.doors[hour]
+        queue_floor = window_start(floor, HOUR_NS) - self.max_wait_ns
+        if self.queue_kept_from is not None and queue_floor >= self.queue_kept_from:
+            self.queue_kept_from = None
+        for times in (self.issues, self.calls):
+            for ticket, stamps in list(times.items()):
+                if stamps[0] >= queue_floor:
+                    continue
+                i = bisect.bisect_left(stamps, queue_floor)
+                if i < len(stamps):
+                    del stamps[:i]
+                else:
+                    del times[ticket]
+        for hour in [h for h in self.call_hours if h < floor - HOUR_NS]:
+            del self.call_hours[hour]
+
+
+def _state(roll: HospitalNodeRollup) -> dict[str, object]:
+    return {name: getattr(roll, name) for name in STATE}
+
+
+def _assert_indexes(roll: HospitalNodeRollup) -> None:
+    """The incremental indexes hold what they must (extra heap entries are allowed)."""
+    tails = sorted((h[-1][0], s) for s, h in roll.beds.items() if h)
+    assert roll._tails == tails
+    counts = [0, 0, 0]
+    for h in roll.beds.values():
+        if h:
+            counts[2 if h[-1][2] else 1 if h[-1][1] else 0] += 1
+    assert roll._tail_counts == counts
+    seconds = set(roll._seconds)
+    assert all((h[1][0], s) in seconds for s, h in roll.beds.items() if len(h) > 1)
+    for times, firsts in zip((roll.issues, roll.calls), roll._firsts, strict=True):
+        held = set(firsts)
+        assert all((stamps[0], t) in held for t, stamps in times.items())
+
+
+def _old_layout(roll: HospitalNodeRollup, rng: random.Random) -> dict[str, object]:
+    """The rollup's state as a release from before the indexes pickled it, sometimes from
+    before the bed numbers (3-tuples) or the queue's kept-from were kept."""
+    state = {k: v for k, v in roll.__dict__.items() if k not in DERIVED}
+    if rng.random() < 0.3:
+        state["beds"] = {s: [(ts, occ, fault) for ts, occ, fault, _ in h] for s, h in roll.beds.items()}
+    if rng.random() < 0.3:
+        del state["queue_kept_from"]
+    return pickle.loads(pickle.dumps(state))
+
+
+def _resume(state: dict[str, object], cls: type[HospitalNodeRollup]) -> HospitalNodeRollup:
+    roll = cls.__new__(cls)
+    roll.__setstate__(pickle.loads(pickle.dumps(state)))
+    return roll
+
+
+def _messages(rng: random.Random, n: int) -> list[list[Reading]]:
+    beds = [f"b{i}" for i in range(rng.randint(1, 6))]
+    kiosks = ["k1", "k2"]
+    clock = T0 + rng.randrange(3600) * S  # whole seconds: some at a window's end
+    seq = 0
+    out: list[list[Reading]] = []
+    for _ in range(n):
+        clock += rng.choice([0, S, 20 * S, MIN, 5 * MIN, 30 * MIN, 2 * HOUR])
+        message = []
+        for _ in range(rng.choice([1, 1, 1, 2, 3, 6])):
+            seq += 1
+            late = rng.choice([0, 0, 0, 0, 10 * S, 2 * MIN, 40 * MIN, 3 * HOUR, 5 * HOUR])
+            ts = clock - late - rng.randrange(30) * S
+            kind = rng.choice([BED, BED, BED, BED, DOOR, QUEUE])
+            if kind == BED:
+                sensor = rng.choice(beds)
+                values = {"occupied": float(rng.random() < 0.5)}
+                if rng.random() < 0.15:
+                    values["fault"] = 1.0
+                if rng.random() < 0.1 and message:  # stamped like the one before
+                    ts = message[-1].ts_ns
+                message.append(Reading(sensor, BED, ts, rng.choice([seq, seq, seq - 5]), values, ()))
+            elif kind == DOOR:
+                message.append(Reading(rng.choice(["door-er", "door-main"]), DOOR, ts, seq,
+                                       {"count": float(rng.randrange(5)), "interval_s": 60.0,
+                                        "fault": float(rng.random() < 0.1)}, ()))
+            else:
+                message.append(Reading(rng.choice(kiosks), QUEUE, ts, seq,
+                                       {"ticket": float(rng.randrange(1, 6)),
+                                        "called": float(rng.random() < 0.5)}, ()))
+        out.append(message)
+    return out
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.integers(0, 2**32 - 1))
+def test_the_incremental_ward_gives_what_the_walk_over_every_bed_gave(seed: int) -> None:
+    rng = random.Random(seed)
+    horizon = rng.choice([HOUR, 3 * HOUR, 6 * HOUR])
+    max_wait = rng.choice([HOUR, 2 * HOUR, 12 * HOUR])
+    new = HospitalNodeRollup(horizon, max_wait_ns=max_wait)
+    old: HospitalNodeRollup = WalkingRollup(horizon, max_wait_ns=max_wait)
+    for message in _messages(rng, 150):
+        assert new.process("s", "w1", message) == old.process("s", "w1", message)
+        assert _state(new) == _state(old)
+        _assert_indexes(new)
+        newest = new.newest_ns
+        for end in (newest, newest + 1, newest + MIN, newest + STALE_NS, newest + STALE_NS + 1,
+                    newest + rng.randrange(5 * HOUR), newest - rng.randrange(2 * HOUR)):
+            assert new.ward_at(end) == old.ward_at(end)
+        ends = sorted({newest - rng.randrange(3 * HOUR) + rng.randrange(4 * HOUR) for _ in range(6)})
+        assert new.wards_at(ends) == old.wards_at(ends)
+        event = rng.random()
+        if event < 0.05:
+            h = rng.choice([HOUR, 2 * HOUR, 4 * HOUR, 8 * HOUR])
+            new.set_horizon(h)
+            old.set_horizon(h)
+            assert _state(new) == _state(old)
+            _assert_indexes(new)
+        elif event < 0.1:  # this release's snapshot: the indexes are not in it
+            snapshot = pickle.dumps(new)
+            assert not any(name.encode() in snapshot for name in DERIVED)
+            new = pickle.loads(snapshot)
+            old = pickle.loads(pickle.dumps(old))
+            _assert_indexes(new)
+        elif event < 0.15:  # a snapshot of an earlier release
+            state = _old_layout(new, rng)
+            new, old = _resume(state, HospitalNodeRollup), _resume(state, WalkingRollup)
+            assert _state(new) == _state(old)
+            _assert_indexes(new)
