@@ -468,8 +468,13 @@ class NodeState:
         the runs of numbers the hour received (a gap counts in the hour of the first
         reading after it), and those kept (`LedgerHour.missing_kept`)."""
         missing = held.missing_kept
+        of_sensor = self.seqs
         for span_key, runs in held.seq_ranges.items():
-            numbers = self._numbers(span_key)
+            seqs = of_sensor.get(span_key)
+            if seqs is not None and seqs.span_key is None:  # _numbers(span_key), its usual case
+                numbers: list[list[int]] | None = seqs.ranges
+            else:
+                numbers = self._numbers(span_key)
             if numbers is not None and len(numbers) > 1:  # one run: no gap anywhere
                 missing += _gaps_below(runs, numbers)
         return missing
