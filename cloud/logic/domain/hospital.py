@@ -68,7 +68,7 @@ STALE_NS = 2 * BED_HEARTBEAT_MAX_NS + 10 * 60 * 10**9
 # a bed's state at a window's end, in `HospitalNodeRollup.wards_at`
 _AVAILABLE, _OCCUPIED, _FAULTY, _STALE = 0, 1, 2, 3
 # HospitalNodeRollup's indexes derived from its beds and tickets (`_build_indexes`): not in its snapshots
-_DERIVED = ("_tails", "_tail_counts", "_seconds", "_firsts")
+_DERIVED = ("_tails", "_tail_counts", "_seconds", "_firsts", "_waits")
 
 @dataclass(frozen=True, slots=True)
 class WardSnapshot:
@@ -212,6 +212,9 @@ class HospitalNodeRollup(Horizon):
         self._tails.sort()
         heapq.heapify(self._seconds)
         self._firsts = (_firsts(self.issues), _firsts(self.calls))
+        # hour -> ticket -> its waits in that hour (`waits`): a ticket's waits depend on its
+        # own issues and calls only, so a reading or an eviction drops its ticket's alone
+        self._waits: dict[int, dict[Ticket, list[float]]] = {}
 
     def __getstate__(self) -> dict[str, object]:
         state = self.__dict__.copy()  # as pickled before the derived indexes were kept
@@ -494,6 +497,7 @@ class HospitalNodeRollup(Horizon):
     def _add_queue(self, r: Reading) -> set[int]:
         """The hours whose waits the reading may change."""
         ticket = (r.sensor, round(r.values["ticket"]))
+        self._forget_waits(ticket)
         if r.values["called"]:
             calls = self.calls.setdefault(ticket, [])
             i = insort_unique(calls, r.ts_ns)
@@ -528,14 +532,25 @@ class HospitalNodeRollup(Horizon):
         return call
 
     def waits(self, hour: int) -> list[float]:
-        """Waits (s) of the tickets called in the hour starting at `hour`."""
+        """Waits (s) of the tickets called in the hour starting at `hour` (in no order)."""
         out: list[float] = []
+        known = self._waits.get(hour)
+        if known is None:
+            known = self._waits[hour] = {}
         for ticket in self.call_hours.get(hour, ()):
-            for issued in self.issues.get(ticket, ()):
-                call = self.pair(ticket, issued)
-                if call is not None and window_start(call, HOUR_NS) == hour:
-                    out.append((call - issued) / 1e9)
+            waits = known.get(ticket)
+            if waits is None:
+                waits = known[ticket] = []
+                for issued in self.issues.get(ticket, ()):
+                    call = self.pair(ticket, issued)
+                    if call is not None and window_start(call, HOUR_NS) == hour:
+                        waits.append((call - issued) / 1e9)
+            out.extend(waits)
         return out
+
+    def _forget_waits(self, ticket: Ticket) -> None:
+        for known in self._waits.values():
+            known.pop(ticket, None)
 
     def _evict(self) -> None:
         floor = self.floor_ns()
@@ -570,6 +585,7 @@ class HospitalNodeRollup(Horizon):
                 stamps = times.get(ticket)
                 if not stamps or stamps[0] != first:  # out of date
                     continue
+                self._forget_waits(ticket)
                 i = bisect.bisect_left(stamps, queue_floor)
                 if i < len(stamps):
                     del stamps[:i]
@@ -578,6 +594,8 @@ class HospitalNodeRollup(Horizon):
                     del times[ticket]
         for hour in [h for h in self.call_hours if h < floor - HOUR_NS]:
             del self.call_hours[hour]
+        for hour in [h for h in self._waits if h not in self.call_hours]:
+            del self._waits[hour]
 
 
 def hours_with_gaps(windows: list[int], i: int, first: int, new: set[int]) -> list[int]:

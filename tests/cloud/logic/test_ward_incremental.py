@@ -1,7 +1,8 @@
-"""The ward rollup's counts kept up to date as the beds change, and its eviction of only what
-the floor has passed (`HospitalNodeRollup._tails`, `_seconds`, `_firsts`), against the
-algorithm they replaced, kept here: a search in every bed's readings for each window's end,
-and a walk over every bed and ticket after each message. Random messages of bed, door and
+"""The ward rollup's counts kept up to date as the beds change, its eviction of only what
+the floor has passed (`HospitalNodeRollup._tails`, `_seconds`, `_firsts`) and its queue waits
+kept per ticket (`_waits`), against the algorithm they replaced, kept here: a search in every
+bed's readings for each window's end, a walk over every bed and ticket after each message,
+and every ticket of an hour paired again at each queue message. Random messages of bed, door and
 queue readings, late (some beyond the horizon), out of order, stamped alike, with the
 horizon given anew, resumes from snapshots (this release's and the layouts of those before)
 on the way: the same points, updates and state after every message."""
@@ -35,7 +36,7 @@ DERIVED = ("_tails", "_tail_counts", "_seconds", "_firsts")
 
 class WalkingRollup(HospitalNodeRollup):
     """The rollup as it was at ee74ac2: each window's end searched in every bed, every
-    bed and ticket walked after each message."""
+    bed and ticket walked after each message, an hour's waits paired anew."""
 
     def ward_at(self, end_ns: int) -> tuple[int, int, int, int, int]:
         beds = occupied = faulty = stale = 0
@@ -72,6 +73,15 @@ class WalkingRollup(HospitalNodeRollup):
                 points.append((rp, f"{text} {start}"))
                 updates.append(WardSnapshot(site, node, rp, start, beds, occupied, available, faulty,
                                             stale))
+
+    def waits(self, hour: int) -> list[float]:  # every ticket of the hour paired again
+        out: list[float] = []
+        for ticket in self.call_hours.get(hour, ()):
+            for issued in self.issues.get(ticket, ()):
+                call = self.pair(ticket, issued)
+                if call is not None and window_start(call, HOUR_NS) == hour:
+                    out.append((call - issued) / 1e9)
+        return out
 
     def _evict(self) -> None:
         floor = self.floor_ns()
