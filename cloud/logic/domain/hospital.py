@@ -6,7 +6,8 @@ window is its last reading before the window ends (last state by event time wins
 hour holding none between two that do: `hours_with_gaps`): beds (the beds counted:
 occupied + available + faulty), occupied, available, faulty (fault = 1: cut cable, state
 unknown), stale (beds whose last reading is older than `STALE_NS` at the window's end: a
-pad removed or lost, counted in none of the others) and
+pad removed or lost, counted in none of the others; one older than `GONE_NS`, a week, is
+counted nowhere, not even stale: a pad taken out for good) and
 occupancy_pct = occupied / (occupied + available) * 100. A late reading changes every
 window from its own to the bed's next reading, so all windows from it on are re-emitted.
 
@@ -65,8 +66,13 @@ from urbanpulse.wire import Reading
 # the timers' lateness. Fixed, not a setting: the live rollups, the replays from the raw
 # points and `cloud recompute` must all count by the same rule.
 STALE_NS = 2 * BED_HEARTBEAT_MAX_NS + 10 * 60 * 10**9
+# A bed whose last reading is older than this at a window's end is gone: counted nowhere,
+# not even stale. Without it a pad removed for good counted stale (and "Bed pads stale"
+# fired) for as long as the processor ran, with no way to say it was removed; a week is
+# long enough for the alert to have been seen and the pad found. Fixed, as STALE_NS.
+GONE_NS = 7 * 24 * 3600 * 10**9
 # a bed's state at a window's end, in `HospitalNodeRollup.wards_at`
-_AVAILABLE, _OCCUPIED, _FAULTY, _STALE = 0, 1, 2, 3
+_AVAILABLE, _OCCUPIED, _FAULTY, _STALE, _GONE = 0, 1, 2, 3, 4
 # HospitalNodeRollup's indexes derived from its beds and tickets (`_build_indexes`): not in its snapshots
 _DERIVED = ("_tails", "_tail_counts", "_seconds", "_firsts", "_waits")
 
@@ -391,6 +397,7 @@ class HospitalNodeRollup(Horizon):
             return self._ward_at_walk(end_ns)
         stale = bisect.bisect_left(tails, (end_ns - STALE_NS,))  # last reading before it
         available, occupied, faulty = self._tail_counts
+        gone = bisect.bisect_left(tails, (end_ns - GONE_NS,), 0, stale)
         for _, sensor in tails[:stale]:
             _, occ, fault, _ = self.beds[sensor][-1]
             if fault:
@@ -399,17 +406,20 @@ class HospitalNodeRollup(Horizon):
                 occupied -= 1
             else:
                 available -= 1
-        return available + occupied + faulty, occupied, available, faulty, stale
+        return available + occupied + faulty, occupied, available, faulty, stale - gone
 
     def _ward_at_walk(self, end_ns: int) -> tuple[int, int, int, int, int]:
         """`ward_at` by a search in each bed's readings."""
         beds = occupied = faulty = stale = 0
         oldest = end_ns - STALE_NS  # a last reading before it is stale
+        gone = end_ns - GONE_NS  # and before this, gone
         for history in self.beds.values():
             i = bisect.bisect_left(history, (end_ns,))
             if i == 0:
                 continue
             ts, occ, fault, _ = history[i - 1]
+            if ts < gone:
+                continue
             if ts < oldest:
                 stale += 1
                 continue
@@ -424,12 +434,13 @@ class HospitalNodeRollup(Horizon):
         """`ward_at` of each of the ascending `ends`. Many windows: one sweep over the bed
         readings between the first and the last end instead of a search per bed and end.
         A reading followed by none for more than STALE_NS makes its bed stale at its stamp
-        plus STALE_NS: a change of the sweep like a reading's."""
+        plus STALE_NS, and for more than GONE_NS gone at its stamp plus GONE_NS: changes of
+        the sweep like a reading's."""
         if len(ends) < 4:
             return [self.ward_at(end) for end in ends]
         first, last = ends[0], ends[-1]
         limit = STALE_NS
-        counts = [0, 0, 0, 0]  # by state: _AVAILABLE, _OCCUPIED, _FAULTY, _STALE
+        counts = [0, 0, 0, 0, 0]  # by state: _AVAILABLE, _OCCUPIED, _FAULTY, _STALE, _GONE
         states: list[int] = []  # per bed: the state of its last change (-1: no reading yet)
         changes: list[tuple[int, int, int]] = []  # (ts, bed, state)
         for b, history in enumerate(self.beds.values()):
@@ -439,8 +450,8 @@ class HospitalNodeRollup(Horizon):
                 state = -1
             else:
                 ts, occ, fault, _ = history[i - 1]
-                state = (_STALE if ts + limit < first else _FAULTY if fault
-                         else _OCCUPIED if occ else _AVAILABLE)
+                state = (_GONE if ts + GONE_NS < first else _STALE if ts + limit < first
+                         else _FAULTY if fault else _OCCUPIED if occ else _AVAILABLE)
                 counts[state] += 1
             states.append(state)
             changes += [(ts, b, _FAULTY if fault else _OCCUPIED if occ else _AVAILABLE)
@@ -453,6 +464,12 @@ class HospitalNodeRollup(Horizon):
                 n = len(history)
                 changes += [(ts + limit, b, _STALE) for k, (ts, _, _, _) in enumerate(history[lo:hi], lo)
                             if k + 1 == n or history[k + 1][0] > ts + limit]
+            lo = bisect.bisect_left(history, (first - GONE_NS,), 0, i)
+            hi = bisect.bisect_left(history, (last - GONE_NS,), lo, j)
+            if lo < hi:
+                n = len(history)
+                changes += [(ts + GONE_NS, b, _GONE) for k, (ts, _, _, _) in enumerate(history[lo:hi], lo)
+                            if k + 1 == n or history[k + 1][0] > ts + GONE_NS]
         changes.sort()
         out = [(counts[0] + counts[1] + counts[2], counts[1], counts[0], counts[2], counts[3])]
         k, n = 0, len(changes)
@@ -559,11 +576,19 @@ class HospitalNodeRollup(Horizon):
         seconds = self._seconds
         while seconds and seconds[0][0] < floor:
             ts, sensor = heapq.heappop(seconds)
-            history = self.beds[sensor]
-            if len(history) > 1 and history[1][0] == ts:  # else out of date
+            history = self.beds.get(sensor, [])
+            if len(history) > 1 and history[1][0] == ts:  # else out of date (or the bed gone)
                 del history[:bisect.bisect_left(history, (floor,)) - 1]
                 if len(history) > 1:
                     heapq.heappush(seconds, (history[1][0], sensor))
+        # A bed gone at the floor is gone at every window still written: let go.
+        tails, counts = self._tails, self._tail_counts
+        gone = bisect.bisect_left(tails, (floor - GONE_NS,))
+        if gone:
+            for _, sensor in tails[:gone]:
+                _, occ, fault, _ = self.beds.pop(sensor)[-1]
+                counts[_FAULTY if fault else _OCCUPIED if occ else _AVAILABLE] -= 1
+            del tails[:gone]
         for rp, width in WIDTHS:
             starts = self.bed_windows[rp]
             # an hour 2 h before the floor's stays: the hour after it is a gap that a reading

@@ -9,7 +9,8 @@ same window, so a re-emitted (corrected) node window corrects the site window to
   whose latest snapshot is `STALE_NS` or more before the window (a ward node switched off,
   decommissioned, or whose pads all fell silent) has every bed stale by the window's end
   (each bed's last reading is older than the limit: `HospitalNodeRollup.ward_at`): it
-  counts in `stale` alone, no longer with the state it last sent.
+  counts in `stale` alone, no longer with the state it last sent; and once it is `GONE_NS`
+  (a week) or more before, nowhere (a ward closed for good, as a pad removed for good).
 - `hospital_flow` (agg_1h): er_arrivals, visits and faulty (door readings with fault = 1:
   the hour is undercounted) summed over the site's door nodes.
 - `hospital_wait` (agg_1h): n, median_s, p90_s, mean_s over the waits of all its queues.
@@ -33,6 +34,7 @@ from collections.abc import Iterable
 
 from cloud.logic.domain.common import HOUR_NS, RP_1H, WIDTHS, Horizon, Point
 from cloud.logic.domain.hospital import (
+    GONE_NS,
     STALE_NS,
     DoorTotals,
     SiteUpdate,
@@ -151,11 +153,14 @@ class HospitalSite(Horizon):
             for start in starts:
                 n_beds = n_occupied = n_available = n_faulty = n_stale = 0
                 silent_before = start - STALE_NS  # a ward's latest snapshot at or before it
+                gone_before = start - GONE_NS
                 for keys, snaps in ordered:
                     i = bisect.bisect_right(keys, start)
                     if i:
                         at = keys[i - 1]
                         b, o, a, f, st = snaps[at]
+                        if at <= gone_before:
+                            continue
                         if at > silent_before:
                             n_beds += b
                             n_occupied += o

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from cloud.logic.domain.common import HOUR_NS, RP_1H, WIDTHS, window_start
 from cloud.logic.domain.hospital import (
+    GONE_NS,
     STALE_NS,
     HospitalNodeRollup,
     SiteUpdate,
@@ -46,6 +47,8 @@ class WalkingRollup(HospitalNodeRollup):
             if i == 0:
                 continue
             ts, occ, fault, _ = history[i - 1]
+            if ts < end_ns - GONE_NS:  # (the rule of GONE_NS, since ee74ac2)
+                continue
             if ts < oldest:
                 stale += 1
                 continue
