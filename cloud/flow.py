@@ -844,6 +844,8 @@ class InfluxSink(FixedPartitionedSink[list[Point], list[str] | None]):
         part = InfluxPartition(self._writer(), stop=self.stop, health=self.health,
                                replay_interval_s=self.cfg.flow.replay_interval_s, held_replays=resume_state,
                                replay_after_epochs=1 if self.processes > 1 else 0)
+        if resume_state is not None:  # resumed: the run before may have died mid-request
+            part.writer.owe_after_restart()
         if self.health is not None:
             part.start()
         return part

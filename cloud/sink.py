@@ -105,6 +105,9 @@ DENIED_REMINDER_S = 600.0
 # write without an answer (`InfluxWriter.rewrite`), so that the last write InfluxDB applies
 # is the newest.
 REWRITE_AFTER_S = 120.0
+# After a restart (`owe_after_restart`): at most so many points of the aggregate policies
+# written in the first REWRITE_AFTER_S are kept to be written again (their newest lines).
+RESUMED_OWED_MAX_POINTS = 200_000  # (about 40 MB of lines held for the 120 s)
 # The entries of the processor's snapshot (the InfluxDB partition's) with what is owed since
 # a write without an answer (`InfluxWriter.owed`): the points of those writes, and the lines
 # of them written since, by policy, so that a restart within REWRITE_AFTER_S keeps the promise.
@@ -580,6 +583,13 @@ class InfluxWriter:
         self._rewriting = False
         # The lines `rewrite` is writing now (by policy), owed until written.
         self._rewriting_lines: dict[str, list[str]] = {}
+        # Resumed (`owe_after_restart`): until then (monotonic) every line of an aggregate
+        # policy written is owed a rewrite, as if a write without an answer named its point.
+        self._owe_all_until: float | None = None
+        self._owed_all = 0  # points taken so
+        # those of them no write without an answer names: not in `owed` (a snapshot taken
+        # every epoch of the 120 s would carry them all; the next resume owes its own)
+        self._owed_all_points: dict[str, set[str]] = {}
         # Guards the above against `owed`, which the dataflow's thread calls for the
         # partition's snapshot while the writer thread writes.
         self._owed_lock = threading.Lock()
@@ -850,6 +860,12 @@ class InfluxWriter:
             first = self._rewrite_at is None
             self._add_unanswered(rp, lines)
             self._rewrite_at = self._monotonic() + REWRITE_AFTER_S
+            only_resumed = self._owed_all_points.get(rp)
+            if only_resumed:  # named by a write without an answer now: owed in snapshots too
+                for line in lines:
+                    found = _point_of(line)
+                    if found is not None:
+                        only_resumed.discard(found[0])
         if first:
             log.warning("InfluxDB did not answer a write of %d lines to policy %s (%s): it may "
                         "still apply it later, over newer values of its points; those written "
@@ -868,10 +884,51 @@ class InfluxWriter:
                 points.add(found[0])
                 times.add(line[line.rfind(" ") + 1:])
 
+    def owe_after_restart(self) -> None:
+        """A processor resumed from its recovery snapshot: a request its previous run sent
+        in the epoch no snapshot committed, unanswered when it died, is named by no `owed`
+        entry, yet may still reach InfluxDB (the kernel goes on sending what a dead
+        process's socket held, for up to about REWRITE_AFTER_S) and land over the newer
+        values this run writes for the same windows and ledger hours. So every point of
+        the aggregate policies written in the first REWRITE_AFTER_S after the resume is
+        owed a rewrite, as a write without an answer's points are (raw points are written
+        with the same values each time: nothing to owe), at most RESUMED_OWED_MAX_POINTS."""
+        with self._owed_lock:
+            until = self._monotonic() + REWRITE_AFTER_S
+            self._owe_all_until = until
+            if self._rewrite_at is None or self._rewrite_at < until:
+                self._rewrite_at = until
+
+    def _owe_all(self, rp: str, lines: list[str]) -> None:
+        """`owe_after_restart`'s part of `_written_since` (the caller holds the lock)."""
+        if self._owe_all_until is None or rp == RP_RAW:
+            return
+        if self._monotonic() >= self._owe_all_until:
+            self._owe_all_until = None
+            return
+        room = RESUMED_OWED_MAX_POINTS - self._owed_all
+        if room <= 0:
+            return
+        if len(lines) > room:
+            log.warning("resumed: more than %d points of the aggregate policies written in the "
+                        "first %.0f s; those past them are not written again (a request of the "
+                        "run before that InfluxDB applies late could stand over them)",
+                        RESUMED_OWED_MAX_POINTS, REWRITE_AFTER_S)
+            lines = lines[:room]
+        self._owed_all += len(lines)
+        known = self._unanswered.get(rp, set())
+        mine = self._owed_all_points.setdefault(rp, set())
+        for line in lines:
+            found = _point_of(line)
+            if found is not None and found[0] not in known:
+                mine.add(found[0])
+        self._add_unanswered(rp, lines)
+
     def _written_since(self, rp: str, lines: list[str]) -> None:
         """`lines` were written to `rp`: those of the points of a write without an answer
         are kept, the last of each point and set of fields, to be written again."""
         with self._owed_lock:
+            self._owe_all(rp, lines)
             times = self._unanswered_times.get(rp)
             if not times:
                 return
@@ -910,6 +967,7 @@ class InfluxWriter:
             self._unanswered_times.clear()
             self._since = {}
             self._rewrite_at = None
+            self._owe_all_until, self._owed_all, self._owed_all_points = None, 0, {}
             self._rewriting_lines = dict(by_rp)  # owed until written (`owed`)
         if not by_rp:
             return
@@ -935,10 +993,13 @@ class InfluxWriter:
             lines: dict[str, list[str]] = defaultdict(list)
             for rp, part in self._rewriting_lines.items():
                 lines[rp] += part
-            for (rp, _, _), line in self._since.items():
-                lines[rp].append(line)
+            resumed = self._owed_all_points
+            for (rp, point, _), line in self._since.items():
+                if point not in resumed.get(rp, ()):
+                    lines[rp].append(line)
+            owed_points = {rp: points - resumed.get(rp, set()) for rp, points in self._unanswered.items()}
             entries = [f"{OWED_POINTS}{rp}\n" + "\n".join(sorted(points))
-                       for rp, points in self._unanswered.items() if points]
+                       for rp, points in owed_points.items() if points]
         return entries + [f"{OWED_LINES}{rp}\n" + "\n".join(part) for rp, part in lines.items()]
 
     def restore_owed(self, entries: Iterable[str]) -> None:
