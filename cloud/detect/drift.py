@@ -16,9 +16,17 @@ each station is compared with them:
   all of it: a sensor silent from mid-bin while the air falls would read high against
   them. It is no reference for the others either, and its partner (below) is judged as a
   module without one. A bin is
-  judged once the median sensor of the city has readings `lag_bins` bins later (late
-  stations have then reported; one node whose clock runs ahead does not close the bins
-  of the others).
+  judged once the median sensor of the city has readings `lag_bins` bins later (one node
+  whose clock runs ahead does not close the bins of the others), and once the sensors
+  behind in it have read past it, or the median sensor is `_HOLD_NS` (10 min) past its
+  end, whichever comes first. Behind: its last reading more than 2 of its intervals
+  and 1 min before the bin's end, and no air sensor of its node past that end (a node
+  whose readings come in late; a sensor silent while its node reads on is not waited
+  for). A sensor still behind then is judged on its own once it has read past the bin
+  (a late node, a backlog caught up after an outage), against the levels the others'
+  bin was judged on (`_KEPT_BINS`, a day of them, are kept): its whole bin, not the part
+  it had read when the others were judged; it is then no reference for the others in
+  that bin. A module waits for its partner (below) there, as on time.
 * Each sensor learns its usual log ratio to each other sensor of the same field (the
   stations' local levels, the sensors' biases): a mean over its first bins, then
   a slow follow (`follow`), only while no excursion is under way, so that a drift
@@ -107,6 +115,14 @@ _RECENT_BINS = 24  # judged deviations kept per sensor, for a pair's attribution
 # bench), which the CUSUM's allowance (k = 1 scale) absorbs.
 _MIN_COVERAGE = 0.9
 _COUNT_BINS = 24  # readings counts of a sensor's last bins, for its usual count
+_KEPT_BINS = 24  # judged bins whose levels are kept, to judge a late station's bins by
+# A sensor whose last reading of a bin being judged is more than this many of its reading
+# intervals, and this many ns, before the bin's end has not read the rest of it yet.
+_BEHIND_INTERVALS = 2
+_BEHIND_NS = 60 * _NS
+# How long the judgement of a bin waits for the sensors behind in it (in the stamps of the
+# city's median sensor, past the bin's end); those still behind then are judged late.
+_HOLD_NS = 600 * _NS
 _NAME_LOG_ODDS = math.log(19)  # a module is named at odds of 19 to 1 (95 %)
 
 
@@ -148,9 +164,19 @@ class _Bin:
     total: float = 0.0
     n: int = 0
     counts: Counter[float] = field(default_factory=Counter)  # readings per value
+    first_ns: int | None = None  # its first and last readings' stamps
+    last_ns: int | None = None
+    closed: bool = False  # its level taken (or left out): none of its readings is taken
+    held: bool = False  # found behind when its judgement was due: waited for
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         state.setdefault("counts", Counter())  # a bin pickled before the counts
+        # a bin pickled before late bins were judged: its stamps unknown, and one of a
+        # judged bin was closed with it (one of a later bin is closed when it ends)
+        state.setdefault("first_ns", None)
+        state.setdefault("last_ns", None)
+        state.setdefault("closed", True)
+        state.setdefault("held", False)
         self.__dict__.update(state)
 
     def level(self) -> float | None:
@@ -188,6 +214,16 @@ class _Field:
     done: dict[int, dict[SeriesKey, float]] = field(default_factory=dict)
     judged: int | None = None  # the last bin judged
     tracks: dict[SeriesKey, _Track] = field(default_factory=dict)
+    # the levels each of the last `_KEPT_BINS` judged bins was judged on, and of the
+    # sensors judged in it late (below)
+    kept: dict[int, dict[SeriesKey, float]] = field(default_factory=dict)
+    # levels of late sensors' bins, complete, that wait for their judgement
+    late: dict[int, dict[SeriesKey, float]] = field(default_factory=dict)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state.setdefault("kept", {})  # pickled before late bins were judged
+        state.setdefault("late", {})
+        self.__dict__.update(state)
 
 
 class CityDrift:
@@ -224,22 +260,102 @@ class CityDrift:
                ) -> list[Drift]:
         s = self.settings
         index = math.floor(ts_ns / (s.bin_s * _NS))
-        if state.judged is not None and index <= state.judged:
-            return []  # its bin is judged already: too late to count
         current = state.current.get(series)
-        if current is None or current.index != index:
-            if (current is not None and current.index < index
-                    and (state.judged is None or current.index > state.judged)
-                    and (level := self._close(state, series, current)) is not None):
-                state.done.setdefault(current.index, {})[series] = level
-            if current is None or current.index < index:
-                current = state.current[series] = _Bin(index)
-            else:
-                return []  # stamped before its current bin (a clock set back): skipped
+        if current is not None and current.index > index:
+            return []  # stamped before its current bin (a clock set back): skipped
+        if (state.judged is not None and index <= state.judged
+                and not (current is not None and current.index == index and not current.closed)
+                and not (index in state.kept and series not in state.kept[index]
+                         and series not in state.late.get(index, ()))):
+            return []  # its bin is judged already, with it: too late to count
+        if current is None or current.index < index:
+            if current is not None:
+                self._end(state, series, current)
+            current = state.current[series] = _Bin(index)
         current.total += math.log(max(value, s.log_floor))
         current.n += 1
         current.counts[value] += 1
-        return self._judge(name, state, ts_ns)
+        if current.first_ns is None:
+            current.first_ns = ts_ns
+        current.last_ns = ts_ns
+        return self._judge_late(name, state, ts_ns) + self._judge(name, state, ts_ns)
+
+    def _end(self, state: _Field, series: SeriesKey, ended: _Bin) -> None:
+        """`series` has read past its bin `ended`: its level goes to the bin's judgement,
+        or, when the bin was judged while the sensor was behind, to a late judgement (as
+        long as the others' levels of it are kept)."""
+        if state.judged is None or ended.index > state.judged:
+            if (level := self._close(state, series, ended)) is not None:
+                state.done.setdefault(ended.index, {})[series] = level
+        elif not ended.closed:
+            level = self._close(state, series, ended)
+            if level is not None and ended.index in state.kept:
+                state.late.setdefault(ended.index, {})[series] = level
+
+    def _behind(self, state: _Field, series: SeriesKey, open_bin: _Bin) -> bool:
+        """Whether `series`, whose bin `open_bin` is being judged, has not read the rest of
+        it yet (a node whose readings come in late): its last reading more than
+        `_BEHIND_INTERVALS` of its reading intervals and `_BEHIND_NS` before the bin's
+        end (or found so before: `held`, until it reads past the bin), and no air sensor
+        of its node read past that end (else the node is not late: the sensor fell
+        silent). Its interval: the bin's own, or, with one reading, the bin over its
+        usual count of readings."""
+        if open_bin.last_ns is None or open_bin.first_ns is None:
+            return False  # pickled before the stamps were kept
+        bin_ns = self.settings.bin_s * _NS
+        end_ns = (open_bin.index + 1) * bin_ns
+        if not open_bin.held:
+            if open_bin.n >= 2:
+                interval = (open_bin.last_ns - open_bin.first_ns) / (open_bin.n - 1)
+            else:
+                counts = state.tracks.get(series, _Track()).counts
+                interval = bin_ns / max(1.0, statistics.median(counts)) if counts else bin_ns
+            if end_ns - open_bin.last_ns <= _BEHIND_INTERVALS * interval + _BEHIND_NS:
+                return False
+        station = series[:2]
+        return not any(k[:2] == station and c.last_ns is not None and c.last_ns >= end_ns
+                       for f in self._fields.values() for k, c in f.current.items())
+
+    @staticmethod
+    def _city_ns(state: _Field, ts_ns: int) -> int:
+        """Where the city's sensors are in event time: the median of their newest stamps
+        (one node whose clock runs ahead does not end the wait early)."""
+        stamps = [c.last_ns for c in state.current.values()
+                  if c.last_ns is not None and (state.judged is None or c.index > state.judged)]
+        return statistics.median_low(stamps) if stamps else ts_ns
+
+    def _judge_late(self, name: str, state: _Field, ts_ns: int) -> list[Drift]:
+        """Judge the late sensors' bins that are complete against the levels the bin was
+        judged on. A module waits for its partner (the pair rule's) while the partner is
+        still behind in that bin, until it has read two bins past it, so that the two are
+        judged together as on time (each on its own part of the deviation)."""
+        events: list[Drift] = []
+        for index in sorted(state.late):
+            pending = state.late[index]
+            kept = state.kept.get(index)
+            if kept is None:  # judged too long ago: nothing left to compare with
+                del state.late[index]
+                continue
+            ready: dict[SeriesKey, float] = {}
+            for series, level in pending.items():
+                module = self.pairs.partner(series[2])
+                partner = None if module is None else (series[0], series[1], module)
+                waiting = (partner is not None and partner not in pending
+                           and partner not in kept
+                           and (other := state.current.get(partner)) is not None
+                           and other.index == index and not other.closed
+                           and state.current[series].index < index + 2)
+                if not waiting:
+                    ready[series] = level
+            if not ready:
+                continue
+            for series in ready:
+                del pending[series]
+            if not pending:
+                del state.late[index]
+            events += self._compare(name, state, index, {**kept, **ready}, ts_ns, set(ready))
+            kept.update(ready)
+        return events
 
     def _judge(self, name: str, state: _Field, ts_ns: int) -> list[Drift]:
         s = self.settings
@@ -252,14 +368,28 @@ class CityDrift:
         for index in sorted(state.done):
             if index > progress - s.lag_bins:
                 break
+            # sensors that have not read the rest of the bin yet (a node whose readings
+            # come in late) are waited for until they have read past it, a bounded while,
+            # so that they count in it
+            waiting = False
+            for series, current in state.current.items():
+                if current.index == index and self._behind(state, series, current):
+                    current.held = waiting = True
+            if waiting and self._city_ns(state, ts_ns) < (index + 1) * s.bin_s * _NS + _HOLD_NS:
+                break
             means = state.done.pop(index)
-            # a sensor whose bin is still open (no later reading yet) closes it now
+            # a sensor whose bin is still open (no later reading yet) closes it now,
+            # unless it has not read the rest of the bin yet: it is judged when it has
             for series, current in state.current.items():
                 if (current.index == index and series not in means
+                        and not self._behind(state, series, current)
                         and (level := self._close(state, series, current)) is not None):
                     means[series] = level
             state.judged = index
             events += self._compare(name, state, index, means, ts_ns)
+            state.kept[index] = means
+            for old in [i for i in state.kept if i <= index - _KEPT_BINS]:
+                del state.kept[old]
         return events
 
     @staticmethod
@@ -270,10 +400,13 @@ class CityDrift:
         counts = state.tracks.setdefault(series, _Track()).counts
         covered = not counts or closed.n >= _MIN_COVERAGE * statistics.median(counts) - 1
         counts.append(closed.n)
+        closed.closed = True
         return closed.level() if covered else None
 
     def _compare(self, name: str, state: _Field, index: int, means: dict[SeriesKey, float],
-                 ts_ns: int) -> list[Drift]:
+                 ts_ns: int, only: set[SeriesKey] | None = None) -> list[Drift]:
+        """Judge bin `index` of the sensors of `means` (of those in `only`, the others
+        being judged already: late sensors), on their levels `means`."""
         s = self.settings
         tracks = state.tracks
         for series in means:
@@ -281,9 +414,10 @@ class CityDrift:
         # A sensor found drifting is no reference for the others while it drifts; the
         # most deviant sensor is judged first, so that it is the one found.
         drifting = {k for k in means if tracks[k].fired}
-        deviations = {k: self._deviation(tracks[k], k, means, drifting) for k in means}
+        judging = means if only is None else only
+        deviations = {k: self._deviation(tracks[k], k, means, drifting) for k in judging}
         events: list[Drift] = []
-        for series in sorted(means, key=lambda k: -abs(deviations[k] or 0.0)):
+        for series in sorted(judging, key=lambda k: -abs(deviations[k] or 0.0)):
             track = tracks[series]
             offsets = self._offsets(track, series, means, drifting)
             d = self._median(offsets)

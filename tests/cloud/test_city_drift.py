@@ -23,6 +23,7 @@ from cloud.logic.node import NodeState
 from urbanpulse.clock import from_epoch_ns
 from urbanpulse.errors import ConfigError
 from urbanpulse.wire import Reading, data_topic, encode_batch, format_ts
+from urbanpulse.wire.payload import parse_ts
 
 H_NS = 3_600_000_000_000
 T0_NS = 1_770_000_000 * 1_000_000_000 // H_NS * H_NS
@@ -272,3 +273,25 @@ def test_a_drift_is_stamped_by_its_reading_or_out_of_the_alerts_reach_at_its_rec
         at = received // 1000 * 1000
         taken = format_ts(from_epoch_ns(stamp))
         assert stamps(received) == [(at + 7 * 8, at, taken), (at + 7 * 8 + 1, at, taken)]
+
+
+def test_a_drifting_station_s_backlog_is_judged_and_its_drift_stamped_at_reception() -> None:
+    """A node whose link was down from hour 50 to hour 62 sends those hours' readings when it
+    is back (the agent's outbox): its hours, judged without it by the others, are judged when
+    they come in, against the others' levels of each (kept a day: cloud/detect/drift.py).
+    Before, every reading of an hour judged without it was too late to count: a station's
+    backlog was never judged: none was found by the time it was in."""
+    back_ns = T0_NS + 62 * H_NS
+    readings = [(site, node, r, back_ns if node == "aq-3" and 50 * H_NS <= r.ts_ns - T0_NS < 62 * H_NS
+                 else r.ts_ns) for site, node, r, _ in city(72, drifting=3)]
+    order = sorted(readings, key=lambda a: (a[3], a[2].ts_ns))
+    points, alerts = CityAir().process(order[:sum(1 for a in order if a[3] <= back_ns)])
+    assert len(points) == 1
+    assert len(alerts) == 1
+    text = points[0][1]
+    assert "node=aq-3" in text
+    assert "type=drift" in text
+    assert alerts[0].ts_ns == back_ns  # at its reception, its stamp in node_ts
+    node_ts = re.search(r'node_ts="([^"]*)"', text)
+    assert node_ts is not None
+    assert T0_NS + 50 * H_NS < parse_ts(node_ts.group(1)) < back_ns

@@ -18,8 +18,12 @@ other stations point at, or "<first>+<second>" when they cannot tell.
 
 Live, the stations' readings reach the step seconds apart in event time. Catching up on a
 backlog of many hours, the node step takes each node's share of a source batch in turn.
-Stations late in that turn can then find an hour already judged without them, so drift is
-judged on fewer stations until the backlog is through.
+Stations late in that turn can then find an hour already judged without them: they are
+judged in it on their own once they have read past it, against the levels the others were
+judged on (a day of them kept), but are no reference for the others in it, so drift is
+judged on fewer references until the backlog is through. So is a node whose readings come
+in more than 10 min after the hour's end (a slow link, a backlog after an outage;
+cloud/detect/drift.py waits that long for it).
 
 A drift event is stamped by the reading it fired on (the one that completed the judged hour
 or bin: another station's, maybe, on its node's clock), unless the cloud received that

@@ -59,9 +59,18 @@ from bench.faults.digest import digest
 # out of the mean; in one, run 5's cau-giay, through the usual ratios of earlier hours);
 # compared event by event with the code before (recall, precision and delays of
 # `bench.faults.run` unchanged on both sets).
+# Re-pinned when the cross-station drift rule came to wait for a node behind in an hour and to
+# judge a late node's hours when it has read them (session 15, cloud/detect/drift.py
+# `_behind`, `_judge_late`; 2ab9247f before): seeds 1-4 the same; on 5-8 the same events in
+# the same order, 2 of them changed, run 8's pair DRIFTs of hoan-kiem-lake's sds011 and
+# cau-giay's pms5003, raised in the first 30 s of an hour, whose "against the other stations
+# since then" moved (+50/+37 -> +55/+43 %, -2/-11 -> -10/-16 %): nga-tu-so's roadside node,
+# 5 min behind (a clock jump), is waited for, so the hour just ended was not judged yet when
+# the pair fired, and its whole hours count in the others' references (recall, precision and
+# delays of `bench.faults.run` unchanged on both sets).
 PINNED = {
     (1, 2, 3, 4): ("fb397a8767a083157d7d695ab8f860283ec6a528900013064df3cb6a2a9d1f77", 237),
-    (5, 6, 7, 8): ("2ab9247f6c816caa5f8bedfcb0cb1bd3f75e7f993d1b3b68db14dbb6005140be", 233),
+    (5, 6, 7, 8): ("275de6f60178a7ea21f248ccd1e5d92e7baa2817b9bb67f7823ec44992456bd3", 233),
 }
 
 
