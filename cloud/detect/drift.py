@@ -8,7 +8,9 @@ each station is compared with them:
 * Readings are averaged per sensor in `bin_s` bins of event time, in logs (a gain is
   a difference of logs). A sensor's bin where one value holds more than half of the
   readings is left out, as the pair rule leaves it out: a stuck sensor, which its own
-  rule reports (its constant against the others' moving air is no gain). So is a bin the
+  rule reports (its constant against the others' moving air is no gain); a bin of one
+  reading (a sensor read once a bin, whose one value is always all of its readings) is
+  stuck when that reading repeats the last one of the sensor's bin before. So is a bin the
   sensor covered only in part (`_MIN_COVERAGE`: fewer than 90 % of the readings it
   usually has in a bin, one less allowed for where a sparse sensor's readings fall
   against the bin's edges; usually: the median of its last `_COUNT_BINS` bins; a sensor's
@@ -166,6 +168,7 @@ class _Bin:
     counts: Counter[float] = field(default_factory=Counter)  # readings per value
     first_ns: int | None = None  # its first and last readings' stamps
     last_ns: int | None = None
+    last: float | None = None  # its last reading's value
     closed: bool = False  # its level taken (or left out): none of its readings is taken
     held: bool = False  # found behind when its judgement was due: waited for
 
@@ -175,14 +178,21 @@ class _Bin:
         # judged bin was closed with it (one of a later bin is closed when it ends)
         state.setdefault("first_ns", None)
         state.setdefault("last_ns", None)
+        state.setdefault("last", None)
         state.setdefault("closed", True)
         state.setdefault("held", False)
         self.__dict__.update(state)
 
-    def level(self) -> float | None:
+    def level(self, previous: float | None) -> float | None:
         """The mean log; None without readings or with one value in more than half of
-        them (a stuck sensor)."""
-        if not self.n or (self.counts and 2 * max(self.counts.values()) > self.n):
+        them (a stuck sensor). A bin of one reading (a sensor read once a bin) is stuck
+        when its value is the last one of the sensor's bin before (`previous`)."""
+        if not self.n:
+            return None
+        if self.n == 1:
+            if previous is not None and self.last == previous:
+                return None
+        elif self.counts and 2 * max(self.counts.values()) > self.n:
             return None
         return self.total / self.n
 
@@ -201,10 +211,12 @@ class _Track:
         default_factory=lambda: deque(maxlen=_RECENT_BINS))  # judged bins' deviations
     counts: deque[int] = field(
         default_factory=lambda: deque(maxlen=_COUNT_BINS))  # readings of its last bins
+    previous: float | None = None  # the last value of its last bin closed
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         # a track pickled before the counts: its next bin is taken as it comes
         state.setdefault("counts", deque(maxlen=_COUNT_BINS))
+        state.setdefault("previous", None)  # pickled before bins of one reading were judged
         self.__dict__.update(state)
 
 
@@ -278,6 +290,7 @@ class CityDrift:
         if current.first_ns is None:
             current.first_ns = ts_ns
         current.last_ns = ts_ns
+        current.last = value
         return self._judge_late(name, state, ts_ns) + self._judge(name, state, ts_ns)
 
     def _end(self, state: _Field, series: SeriesKey, ended: _Bin) -> None:
@@ -397,11 +410,14 @@ class CityDrift:
         """The level of `series`'s bin `closed`, now complete (no reading of it will be
         taken); None when it is left out: stuck, or covered in part (fewer readings than
         `_MIN_COVERAGE` of its usual count, less one)."""
-        counts = state.tracks.setdefault(series, _Track()).counts
+        track = state.tracks.setdefault(series, _Track())
+        counts = track.counts
         covered = not counts or closed.n >= _MIN_COVERAGE * statistics.median(counts) - 1
         counts.append(closed.n)
         closed.closed = True
-        return closed.level() if covered else None
+        level = closed.level(track.previous)
+        track.previous = closed.last
+        return level if covered else None
 
     def _compare(self, name: str, state: _Field, index: int, means: dict[SeriesKey, float],
                  ts_ns: int, only: set[SeriesKey] | None = None) -> list[Drift]:

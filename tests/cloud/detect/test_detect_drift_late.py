@@ -1,13 +1,18 @@
 """The cross-station drift rule (cloud/detect/drift.py) on stations whose readings reach it
-late (issue 7).
+late, and on sensors read once an hour (issue 7).
 
-An hour is judged when the city's median sensor has read in the next one; a sensor whose
-hour is then still open and short of its usual readings (a node whose readings come in
-more than some 6 minutes after the hour's end: a slow link, a backlog caught up after an
-outage) had that hour left out as covered in part, and its later readings of the hour
-dropped as too late: such a node was never judged. Its hours are now judged when it has
-read past them, against the other stations' levels of the hour, kept for
-`_KEPT_BINS` hours.
+An hour was judged when the city's median sensor had read in the next one; a sensor whose
+hour was still open then was closed on what it had read, and its later readings of the hour
+dropped as too late: a node whose readings come in d minutes late (a slow link, a clock
+behind) was judged on the first 60 - d minutes of every hour (the usual count its coverage
+is judged by learnt from hours so cut), one more than an hour late (a backlog caught up
+after an outage) never. A sensor behind when its hour is due is now waited for, 10 min at
+most, and if later than that judged on its own once it has read past the hour, against the
+other stations' levels of it, kept for `_KEPT_BINS` hours.
+
+A sensor read once an hour had every hour left out as stuck (one value in more than half of
+its readings, of one); such an hour is now stuck when its reading repeats the last one of
+the sensor's hour before.
 
 The hand-made city of tests/cloud/detect/test_detect_drift_coverage.py: station "s" with
 two modules ("pm", "pm-b"), four stations "o1".."o4" with one.
@@ -158,6 +163,24 @@ def test_a_late_station_resumes_from_a_pickle_taken_mid_hour() -> None:
         assert judged(resumed, series) == judged(whole, series)
 
 
+def test_a_sensor_read_once_an_hour_is_judged() -> None:
+    readings = city(60, every_min={O1: 60})
+    drift = CityDrift()
+    feed(drift, readings)
+    hours = judged(drift, O1)
+    assert sorted(hours) == list(range(min(hours), 59))
+
+
+def test_a_sensor_read_once_an_hour_stuck_is_not_judged() -> None:
+    readings = [(s, ts, 17.0 if s == O1 and ts >= T0_NS + 50 * H_NS else v)
+                for s, ts, v in city(60, every_min={O1: 60})]
+    drift = CityDrift()
+    feed(drift, readings)
+    hours = judged(drift, O1)
+    assert 49 in hours
+    assert not [h for h in hours if h >= 51]
+
+
 def test_a_sensor_silent_from_mid_hour_is_waited_for_only_when_its_node_is() -> None:
     # "o1" (alone on its node) silent from 55.5 h: late or silent, nothing tells, so
     # hour 55 waits 10 min for it; "pm" silent while "pm-b" of its node reads on: silent,
@@ -187,8 +210,10 @@ def test_a_state_pickled_before_late_hours_were_judged_resumes() -> None:
     feed(drift, readings[:half])
     state = drift._fields["pm25"]
     del state.kept, state.late  # what such a snapshot lacks
+    for track in state.tracks.values():
+        del track.previous
     for open_bin in state.current.values():
-        del open_bin.first_ns, open_bin.last_ns, open_bin.closed, open_bin.held
+        del open_bin.first_ns, open_bin.last_ns, open_bin.last, open_bin.closed, open_bin.held
     resumed = pickle.loads(pickle.dumps(drift))
     feed(resumed, readings[half:])
     for series in SERIES:
