@@ -38,6 +38,7 @@ _BITS = 8
 _MASK = (1 << _BITS) - 1
 _OFFSET = 1 << (_BITS - 1)
 _ORDER_BITS = 4
+assert (_BITS, _OFFSET, _MASK, _ORDER_BITS) == (8, 128, 255, 4)  # written out in update
 _DERIVED = ("_body",)  # made from `_recent`, not pickled
 
 # (order k, right shift of the packed levels giving the k newest), for 1 .. n levels kept.
@@ -175,7 +176,44 @@ class ContextNovelty:
                 self._coarsen()
                 width = self._width
             self._span_checked = span
-        return self._observe(math.floor((value - self._anchor) / width))
+        level = math.floor((value - self._anchor) / width)
+        recent = self._recent
+        if len(recent) == 5 and self._longest == 5 and self._consecutive:
+            # `_observe` for the default orders 1 .. 5 with 5 levels kept (every value
+            # but the first four), its loop unrolled, its constants written out (_BITS 8,
+            # _OFFSET 128, _MASK 255, _ORDER_BITS 4).
+            if recent[-1] == level:
+                run = self._run = self._run + 1
+                if run > 5 and self.capacity >= 5:
+                    return 0.0  # the same contexts as the value before (see the module)
+            else:
+                self._run = 1
+            del recent[0]
+            recent.append(level)
+            self._body = body = (self._body >> 8) | (((level + 128) & 255) << 32)
+            memory = self._memory
+            pop = memory.pop
+            key = 1 | ((body >> 32) << 4)
+            novel = pop(key, 1)
+            memory[key] = 0
+            key = 2 | ((body >> 24) << 4)
+            novel += pop(key, 1)
+            memory[key] = 0
+            key = 3 | ((body >> 16) << 4)
+            novel += pop(key, 1)
+            memory[key] = 0
+            key = 4 | ((body >> 8) << 4)
+            novel += pop(key, 1)
+            memory[key] = 0
+            key = 5 | (body << 4)
+            novel += pop(key, 1)
+            memory[key] = 0
+            if novel:
+                capacity = self.capacity
+                while len(memory) > capacity:
+                    del memory[next(iter(memory))]
+            return novel / 5
+        return self._observe(level)
 
     def _level(self, value: float) -> int:
         return math.floor((value - self._anchor) / self._width)

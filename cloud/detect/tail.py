@@ -128,15 +128,13 @@ class TailHistory:
         v: float = cast[0]
         n = self._count
         ordered = self._sorted
-        values = self._values
-        full = n == self._size
+        size = self._size
         lo = bisect_left(ordered, v)  # kept values below v
-        surprise = 0.0
         if n >= self.min_count:
             at_or_above = n - lo
             if not at_or_above:
                 surprise = self._record(v, ordered[-1])
-            elif full:
+            elif n == size:
                 surprise = self._neg_log[at_or_above]
             else:
                 surprise = -log(at_or_above / (n + 1))
@@ -144,27 +142,33 @@ class TailHistory:
                 at_or_below = lo if lo == n or ordered[lo] != v else bisect_right(ordered, v, lo)
                 if not at_or_below:
                     self.lower = self._record(-v, -ordered[0])
-                elif full:
+                elif n == size:
                     self.lower = self._neg_log[at_or_below]
                 else:
                     self.lower = -log(at_or_below / (n + 1))
-        elif self.two_sided:
-            self.lower = 0.0
+        else:
+            surprise = 0.0
+            if self.two_sided:
+                self.lower = 0.0
+        values = self._values
         i = self._next
-        if full:
+        if n == size:
+            # The value replaced leaves the sorted copy: it is found on its side of v's
+            # place only (the kept values are never NaN), and an equal value would be
+            # taken out where it goes back in.
             old = values[i]
-            if old != v:  # an equal value would be taken out where it goes back in
-                gone = bisect_left(ordered, old)
-                del ordered[gone]
-                if gone < lo:
-                    lo -= 1
+            if old < v:
+                del ordered[bisect_left(ordered, old, 0, lo)]
+                ordered.insert(lo - 1, v)
+            elif old > v:
+                del ordered[bisect_left(ordered, old, lo)]
                 ordered.insert(lo, v)
         else:
             self._count = n + 1
             ordered.insert(lo, v)
         values[i] = v
         i += 1
-        self._next = 0 if i == self._size else i
+        self._next = 0 if i == size else i
         return surprise
 
     def _record(self, v: float, top: float) -> float:
