@@ -102,22 +102,27 @@ def exact_sum(a: list[Any]) -> float:
     return math.fsum(a[TOTAL:TOTAL + 1] + a[LOST:])
 
 
+def add_to_partials(partials: list[float], x: float) -> None:
+    """Adds x to Shewchuk's non-overlapping `partials` (their exact sum, as math.fsum keeps
+    it: math.fsum(partials) is then math.fsum of every term added)."""
+    i = 0
+    for y in partials:
+        if abs(x) < abs(y):
+            x, y = y, x
+        hi = x + y
+        lo = y - (hi - x)
+        if lo:
+            partials[i] = lo
+            i += 1
+        x = hi
+    partials[i:] = [x]
+
+
 def _partials(terms: list[float]) -> list[float]:
-    """Shewchuk's non-overlapping partials of `terms` (their exact sum, as math.fsum keeps
-    it): a few dozen at most, whatever the terms."""
+    """The partials of `terms` (`add_to_partials`): a few dozen at most, whatever the terms."""
     partials: list[float] = []
     for x in terms:
-        i = 0
-        for y in partials:
-            if abs(x) < abs(y):
-                x, y = y, x
-            hi = x + y
-            lo = y - (hi - x)
-            if lo:
-                partials[i] = lo
-                i += 1
-            x = hi
-        partials[i:] = [x]
+        add_to_partials(partials, x)
     return partials
 
 

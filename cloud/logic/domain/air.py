@@ -22,6 +22,7 @@ from collections.abc import Iterable
 from cloud.logic.domain import aqi
 from cloud.logic.domain.common import HOUR_NS, RP_1H, Horizon, Point, skipped, window_start
 from cloud.logic.lines import line
+from cloud.logic.rollup import add_to_partials
 from urbanpulse.wire import Reading
 
 FIELDS_OF_KIND = {"air.pm": ("pm25", "pm10"), "air.co2": ("co2",)}
@@ -33,29 +34,13 @@ _MISSING: list[float] = []  # no partials kept (`AirRollup._sums`)
 _SAFE = 1e300  # values summed into partials: no partial sum can overflow
 
 
-def _add(partials: list[float], x: float) -> None:
-    """Add x to the non-overlapping partials whose exact sum they hold (Shewchuk's msum, as
-    math.fsum keeps them): math.fsum(partials) is then math.fsum of every value added."""
-    i = 0
-    for y in partials:
-        if abs(x) < abs(y):
-            x, y = y, x
-        hi = x + y
-        lo = y - (hi - x)
-        if lo:
-            partials[i] = lo
-            i += 1
-        x = hi
-    partials[i:] = [x]
-
-
 def _partials(values: Iterable[float]) -> list[float] | None:
     """The partials of `values`, or None if one is not safely summed so (inf, nan, huge)."""
     partials: list[float] = []
     for x in values:
         if not -_SAFE < x < _SAFE:
             return None
-        _add(partials, x)
+        add_to_partials(partials, x)
     return partials
 
 
@@ -80,7 +65,7 @@ class AirRollup(Horizon):
         # (hour, field) -> `mean`, kept until a reading enters the hour or it is let go: a
         # message re-emits its hour, whose NowCast reads the 11 before
         self._means: dict[tuple[int, str], tuple[float, int] | None] = {}
-        # (open hour, field) -> the partials of its values (`_add`), None to take math.fsum
+        # (open hour, field) -> the partials of its values (`add_to_partials`), None to take math.fsum
         # of the values (one not safely summed in partials); made at the first reading of
         # the hour the rollup takes, kept up to date by those after it
         self._sums: dict[tuple[int, str], list[float] | None] = {}
@@ -130,10 +115,10 @@ class AirRollup(Horizon):
                     elif not -_SAFE < value < _SAFE:
                         sums[sk] = None
                     elif old is None:
-                        _add(partials, value)
+                        add_to_partials(partials, value)
                     elif old != value:  # the same (sensor, ts) again: it overwrites itself
-                        _add(partials, value)
-                        _add(partials, -old)
+                        add_to_partials(partials, value)
+                        add_to_partials(partials, -old)
             touched.add(hour)
         means = self._means
         for sk in changed:

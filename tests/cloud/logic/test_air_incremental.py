@@ -15,9 +15,10 @@ from collections.abc import Iterable
 import pytest
 
 from cloud.logic.domain import aqi
-from cloud.logic.domain.air import FIELDS, FIELDS_OF_KIND, NOWCAST_HOURS, AirRollup, _add, _partials
+from cloud.logic.domain.air import FIELDS, FIELDS_OF_KIND, NOWCAST_HOURS, AirRollup, _partials
 from cloud.logic.domain.common import HOUR_NS, RP_1H, Horizon, Point, skipped, window_start
 from cloud.logic.lines import line
+from cloud.logic.rollup import add_to_partials as _add
 from tests.cloud.logic.domain_helpers import HOUR, MIN, T0
 from urbanpulse.wire import Reading
 
