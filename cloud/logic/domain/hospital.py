@@ -456,20 +456,15 @@ class HospitalNodeRollup(Horizon):
             states.append(state)
             changes += [(ts, b, _FAULTY if fault else _OCCUPIED if occ else _AVAILABLE)
                         for ts, occ, fault, _ in history[i:j]]
-            # the readings whose stale time falls in [first, last): stamped in
+            # the readings whose stale (gone) time falls in [first, last): stamped in
             # [first - limit, last - limit), followed by none within the limit
-            lo = bisect.bisect_left(history, (first - limit,), 0, i)
-            hi = bisect.bisect_left(history, (last - limit,), lo, j)
-            if lo < hi:
-                n = len(history)
-                changes += [(ts + limit, b, _STALE) for k, (ts, _, _, _) in enumerate(history[lo:hi], lo)
-                            if k + 1 == n or history[k + 1][0] > ts + limit]
-            lo = bisect.bisect_left(history, (first - GONE_NS,), 0, i)
-            hi = bisect.bisect_left(history, (last - GONE_NS,), lo, j)
-            if lo < hi:
-                n = len(history)
-                changes += [(ts + GONE_NS, b, _GONE) for k, (ts, _, _, _) in enumerate(history[lo:hi], lo)
-                            if k + 1 == n or history[k + 1][0] > ts + GONE_NS]
+            for after, to in ((limit, _STALE), (GONE_NS, _GONE)):
+                lo = bisect.bisect_left(history, (first - after,), 0, i)
+                hi = bisect.bisect_left(history, (last - after,), lo, j)
+                if lo < hi:
+                    n = len(history)
+                    changes += [(ts + after, b, to) for k, (ts, _, _, _) in enumerate(history[lo:hi], lo)
+                                if k + 1 == n or history[k + 1][0] > ts + after]
         changes.sort()
         out = [(counts[0] + counts[1] + counts[2], counts[1], counts[0], counts[2], counts[3])]
         k, n = 0, len(changes)
