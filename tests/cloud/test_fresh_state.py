@@ -81,7 +81,9 @@ def test_cloud_run_stops_with_exit_2_and_new_state_makes_the_store_on_purpose(
     _journal(state / "journal", "i0", 10, trim_below=6).close()
     assert cloud_main(["run", "--config", str(config)]) == 2
     err = capsys.readouterr().err
-    assert "the recovery store" in err and "records 1-5" in err and "cloud new-state" in err
+    assert "the recovery store" in err
+    assert "records 1-5" in err
+    assert "cloud new-state" in err
     assert not (state / "recovery").exists()  # nothing made, nothing read
 
     assert cloud_main(["new-state", "--config", str(config)]) == 0
