@@ -422,15 +422,26 @@ CITY_STEPS = 60 * 60  # 60 h: the cross-station rule learns for 24 h
 STATIONS = 5
 
 
+# The first station's node is late for a while: its readings of [LATE_FROM, LATE_UNTIL)
+# come as one backlog then (its hours judged late, a module's waiting for its partner's)
+LATE_FROM, LATE_UNTIL = 30 * 60, 34 * 60
+
+
 def fed_city(steps: int = CITY_STEPS) -> tuple[CityAir, Layout]:
     """A city of `STATIONS` air stations (a PM and a CO2 module each, the first a second PM
     module too) through `CityAir` as the dataflow's drift step takes them, one module of
-    the first station and another station drifting after a day and a half; and the layout
-    of its state over the feed."""
+    the first station and another station drifting after a day and a half, the first
+    station's node late for 4 hours (a backlog); and the layout of its state over the feed."""
     city = CityAir()
     classes: Layout = {}
     noise = 0
+    held: list[list[Reading]] = []  # the late node's readings, one list a reading
     for i in range(steps):
+        if i == LATE_UNTIL:
+            for batch in held:  # the backlog, walked after each reading
+                city.process(drift_inputs("site0", "n1", batch))
+                _walk_city(city, classes)
+            held = []
         t = float(i * CITY_STEP_S)
         ts = to_epoch_ns(T0 + timedelta(seconds=t))
         closing = i % 180 == 0  # bins close: walked after each reading, bins kept for judging
@@ -445,8 +456,11 @@ def fed_city(steps: int = CITY_STEPS) -> tuple[CityAir, Layout]:
                 modules["pm-1-b"] = pm * drifting
             for sensor, value in modules.items():
                 kind, name = ("air.co2", "co2") if sensor.startswith("co2") else ("air.pm", "pm25")
-                city.process(drift_inputs(f"site{k}", "n1", [Reading(sensor, kind, ts + k, i,
-                                                                     {name: round(value, 2)})]))
+                batch = [Reading(sensor, kind, ts + k, i, {name: round(value, 2)})]
+                if k == 0 and LATE_FROM <= i < LATE_UNTIL:
+                    held.append(batch)
+                    continue
+                city.process(drift_inputs(f"site{k}", "n1", batch))
                 if closing:
                     _walk_city(city, classes)
         if i % 30 == 0 or i == steps - 1:
