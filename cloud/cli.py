@@ -111,7 +111,7 @@ def main(argv: list[str]) -> int:
         if args.cmd == "ingest":
             return _ingest_only(cfg, args.instance, args.until_stdin_closes)
         if args.cmd == "new-state":
-            return _new_state(cfg)
+            return _new_state(cfg, args.config)
         if args.cmd == "recompute":
             return _recompute(cfg, args.site, args.start, args.end, args.give_up_after)
         return run(cfg, ingest=not args.no_ingest, process_id=args.process_id,
@@ -355,7 +355,7 @@ def _create_journals(cfg: CloudConfig, instances: list[str]) -> None:
         Journal(journal_path(cfg.journal_dir, instance), instance).open().close()
 
 
-def _new_state(cfg: CloudConfig) -> int:
+def _new_state(cfg: CloudConfig, config_path: Path) -> int:
     """`cloud new-state`: the recovery store made anew, the processor's states empty, and
     what to rebuild once it has read the journals again."""
     from cloud.fresh_state import journal_sites, store_is_new, trimmed_journals
@@ -369,8 +369,9 @@ def _new_state(cfg: CloudConfig) -> int:
         return EXIT_CONFIG
     trimmed = trimmed_journals(cfg.journal_dir) if cfg.journal_dir.exists() else []
     processes = max(1, len(cfg.flow.addresses))
-    prepare_recovery_dir(rdir, processes * cfg.flow.workers)
-    print(f"{rdir}: a new recovery store of {processes * cfg.flow.workers} partitions; the "
+    parts = processes * cfg.flow.workers
+    prepare_recovery_dir(rdir, parts)
+    print(f"{rdir}: a new recovery store of {parts} partition{'s' if parts > 1 else ''}; the "
           "processor reads the journals from their start")
     firsts = [t.first_received_ns for t in trimmed if t.first_received_ns is not None]
     for t in trimmed:
@@ -386,7 +387,7 @@ def _new_state(cfg: CloudConfig) -> int:
           "site, from the complete raw points (the ledger's hours around "
           f"{format_ts(from_epoch_ns(min(firsts) - min(firsts) % hour))} stay partial):")
     for site in sites or ["SITE"]:
-        print(f"  urbanpulse cloud recompute --config CONFIG --site {site} --from {start}")
+        print(f"  urbanpulse cloud recompute --config {config_path} --site {site} --from {start}")
     return 0
 
 

@@ -91,7 +91,7 @@ def test_cloud_run_stops_with_exit_2_and_new_state_makes_the_store_on_purpose(
     assert "records 1-5 were trimmed" in out
     # the first record held, received at T0 + 5 s, less the 2 h horizon, to the hour
     for site in ("site-0", "site-1"):
-        assert f"recompute --config CONFIG --site {site} --from 2026-05-28T18:00:00" in out
+        assert f"recompute --config {config} --site {site} --from 2026-05-28T18:00:00" in out
     assert any((state / "recovery").iterdir())
     check_new_store(state / "recovery", state / "journal")  # `cloud run` goes ahead now
 
