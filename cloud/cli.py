@@ -307,13 +307,14 @@ def prepare_recovery_dir(rdir: Path, parts: int, cancel: threading.Event | None 
     which every later start took for a store and Bytewax refused ("Missing recovery
     partitions"): the processor failed at each start for ever, room or not. Now such a
     start fails naming the store and why, and the next one makes it again."""
+    from cloud.fresh_state import store_is_new
     from cloud.ingest import InstanceLock
 
     lock = InstanceLock(rdir.parent / f"{rdir.name}.lock",
                         holder="another process preparing the recovery store")
     lock.acquire(RECOVERY_LOCK_WAIT_S, cancel)
     try:
-        if not rdir.exists() or not any(rdir.iterdir()):
+        if store_is_new(rdir):
             _make_recovery_dir(rdir, parts)
     except OSError as exc:
         raise CloudError(f"recovery store {rdir} (under state.dir): {exc.strerror or exc}") from exc
@@ -367,7 +368,7 @@ def _new_state(cfg: CloudConfig, config_path: Path) -> int:
         print(f"urbanpulse cloud new-state: {rdir} holds a recovery store already; nothing done "
               "(to start over, stop every processor and move it aside first)", file=sys.stderr)
         return EXIT_CONFIG
-    trimmed = trimmed_journals(cfg.journal_dir) if cfg.journal_dir.exists() else []
+    trimmed = trimmed_journals(cfg.journal_dir)
     processes = max(1, len(cfg.flow.addresses))
     parts = processes * cfg.flow.workers
     prepare_recovery_dir(rdir, parts)

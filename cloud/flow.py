@@ -41,7 +41,7 @@ from cloud.alerts import AlertPublisher, make_alert_publisher
 from cloud.config import MAX_PROCESSES, CloudConfig
 from cloud.errors import SinkError
 from cloud.health import ProcessorHealth
-from cloud.journal import Journal, JournalRecord, MergedJournals, journal_path
+from cloud.journal import Journal, JournalRecord, MergedJournals, journal_files, journal_path
 from cloud.logic.domain.city_drift import CITY, AirReading, CityAir, drift_inputs
 from cloud.logic.domain.hospital import SiteUpdate
 from cloud.logic.domain.hospital_site import HospitalSite
@@ -220,8 +220,7 @@ class JournalSource(FixedPartitionedSource[JournalRecord, Any]):
                                 self.health, self.drain, self.clock, marks)
 
     def _found(self) -> list[str]:
-        prefix, suffix = journal_path(self.directory, "*").name.split("*")
-        return [f.name[len(prefix):-len(suffix)] for f in self.directory.glob(f"{prefix}*{suffix}")]
+        return [partition for partition, _ in journal_files(self.directory)]
 
     def _names(self, more: list[str]) -> list[str]:
         extra = sorted(set(more) - set(self.partitions), key=lambda p: (len(p), p))

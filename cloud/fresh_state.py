@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cloud.errors import CloudError
-from cloud.journal import Journal, journal_path
+from cloud.journal import Journal, journal_files
 
 
 @dataclass(frozen=True)
@@ -35,11 +35,10 @@ def store_is_new(rdir: Path) -> bool:
 
 
 def trimmed_journals(directory: Path) -> list[Trimmed]:
-    """The journals in `directory` that have let records go, oldest name first."""
-    prefix, suffix = journal_path(directory, "*").name.split("*")
+    """The journals in `directory` that have let records go, by name."""
     out: list[Trimmed] = []
-    for path in sorted(directory.glob(f"{prefix}*{suffix}")):
-        journal = Journal(path, path.name[len(prefix):-len(suffix)]).open(create=False)
+    for partition, path in journal_files(directory):
+        journal = Journal(path, partition).open(create=False)
         try:
             first = journal.first_kept()
             held = journal.read(first - 1, 1)
@@ -53,10 +52,9 @@ def trimmed_journals(directory: Path) -> list[Trimmed]:
 def journal_sites(directory: Path) -> set[str]:
     """The sites whose nodes' messages the journals in `directory` hold (their topics:
     urbanpulse/v1/SITE/NODE/...)."""
-    prefix, suffix = journal_path(directory, "*").name.split("*")
     sites: set[str] = set()
-    for path in sorted(directory.glob(f"{prefix}*{suffix}")):
-        journal = Journal(path, path.name[len(prefix):-len(suffix)]).open(create=False)
+    for partition, path in journal_files(directory):
+        journal = Journal(path, partition).open(create=False)
         try:
             sites.update(t.split("/")[2] for t in journal.topics() if t.count("/") >= 3)
         finally:
@@ -67,7 +65,7 @@ def journal_sites(directory: Path) -> set[str]:
 def check_new_store(rdir: Path, journal_dir: Path) -> None:
     """Raises FreshStateRefused if `cloud run` would make a new store at `rdir` while a
     journal of `journal_dir` has let records go."""
-    if not store_is_new(rdir) or not journal_dir.exists():
+    if not store_is_new(rdir):
         return
     trimmed = trimmed_journals(journal_dir)
     if trimmed:

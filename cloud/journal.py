@@ -34,6 +34,12 @@ def journal_path(directory: Path, partition: str) -> Path:
     return directory / f"journal-{partition}.sqlite3"
 
 
+def journal_files(directory: Path) -> list[tuple[str, Path]]:
+    """(partition, path) of every journal in `directory` (none if it does not exist), by name."""
+    prefix, suffix = journal_path(directory, "*").name.split("*")
+    return [(f.name[len(prefix):-len(suffix)], f) for f in sorted(directory.glob(f"{prefix}*{suffix}"))]
+
+
 def partition_names(instances: int) -> list[str]:
     return [f"i{n}" for n in range(instances)]
 
