@@ -916,13 +916,16 @@ class InfluxWriter:
                         RESUMED_OWED_MAX_POINTS, REWRITE_AFTER_S)
             lines = lines[:room]
         self._owed_all += len(lines)
-        known = self._unanswered.get(rp, set())
+        points = self._unanswered.setdefault(rp, set())
+        times = self._unanswered_times.setdefault(rp, set())
         mine = self._owed_all_points.setdefault(rp, set())
-        for line in lines:
+        for line in lines:  # `_add_unanswered`, the points no such write named kept apart
             found = _point_of(line)
-            if found is not None and found[0] not in known:
-                mine.add(found[0])
-        self._add_unanswered(rp, lines)
+            if found is not None:
+                if found[0] not in points:
+                    points.add(found[0])
+                    mine.add(found[0])
+                times.add(line[line.rfind(" ") + 1:])
 
     def _written_since(self, rp: str, lines: list[str]) -> None:
         """`lines` were written to `rp`: those of the points of a write without an answer
@@ -933,16 +936,19 @@ class InfluxWriter:
             if not times:
                 return
             points = self._unanswered[rp]
-            since = self._since
             for line in lines:
                 if line[line.rfind(" ") + 1:] not in times:
                     continue
                 found = _point_of(line)
-                if found is None or found[0] not in points:
-                    continue
-                key = (rp, found[0], _field_names(found[1]))
-                since.pop(key, None)  # to the end: the order written
-                since[key] = line
+                if found is not None and found[0] in points:
+                    self._keep_since(rp, found, line)
+
+    def _keep_since(self, rp: str, found: tuple[str, str], line: str) -> None:
+        """`line` (its point and fields `found`) is the newest of its point and set of fields
+        written since a write without an answer, moved to the end: the order written."""
+        key = (rp, found[0], _field_names(found[1]))
+        self._since.pop(key, None)
+        self._since[key] = line
 
     def seconds_to_rewrite(self) -> float | None:
         """Seconds until the points written since a write without an answer are written
@@ -1024,9 +1030,7 @@ class InfluxWriter:
                 for line in lines:
                     found = _point_of(line)
                     if found is not None:
-                        key = (rp, found[0], _field_names(found[1]))
-                        self._since.pop(key, None)
-                        self._since[key] = line
+                        self._keep_since(rp, found, line)
                         restored += 1
             points = sum(len(p) for p in self._unanswered.values())
             if not points:
