@@ -297,15 +297,8 @@ class CityData:
         if not _whole(answer, statements=2):
             raise IncompleteAnswer(f"{RP_RAW}.{DOOR_MEASUREMENT}", span.start_ns, span.end_ns,
                                    "counting the doors' readings")
-        seen: dict[tuple[str, str, str], dict[str, Any]] = {}
-        for s in answer[0].series:
-            for row in s.rows():
-                seen[(row["site"], row["node"], row["sensor"])] = row
-        times: dict[tuple[str, str, str], int] = {}
-        for s in answer[1].series:
-            for row in s.rows():
-                times[(row["site"], row["node"], row["sensor"])] = row["time"]
-        doors = sorted(k for k in seen if k in times)
+        seen, lasts = (_by_door(result) for result in answer)
+        doors = sorted(k for k in seen if k in lasts)
         roles = [self.door_roles.role_of(k) for k in doors]
         frame = pd.DataFrame({
             "site": pd.Series([k[0] for k in doors], dtype=object),
@@ -316,7 +309,7 @@ class CityData:
             "role": pd.Series([r for r, _ in roles], dtype=object),
             "role_from": pd.Series([f for _, f in roles], dtype=object),
         })
-        frame.index = pd.DatetimeIndex(pd.to_datetime([times[k] for k in doors], unit="ns", utc=True),
+        frame.index = pd.DatetimeIndex(pd.to_datetime([lasts[k]["time"] for k in doors], unit="ns", utc=True),
                                        name="time")
         return frame
 
@@ -393,6 +386,11 @@ def _concat(frames: Iterator[pd.DataFrame]) -> pd.DataFrame:
         frame = parts[0].iloc[0:0] if parts else pd.DataFrame(index=empty_index())
         return frame
     return nonempty[0] if len(nonempty) == 1 else pd.concat(nonempty)
+
+
+def _by_door(result: Result) -> dict[tuple[str, str, str], dict[str, Any]]:
+    """The rows of a statement grouped by site, node and sensor, by door."""
+    return {(row["site"], row["node"], row["sensor"]): row for s in result.series for row in s.rows()}
 
 
 def _whole(answer: list[Result], statements: int) -> bool:
