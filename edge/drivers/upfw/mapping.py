@@ -97,6 +97,8 @@ class QueueCodes:
 class _Codes:
     firmware: str | None
     codes: list[str]
+    heard: dict[str, float] = field(default_factory=dict)  # code -> QueueCodes.heard's time
+    resumed: set[str] = field(default_factory=set)  # kept from before the restart, not heard since
 
 
 @dataclass(slots=True)
@@ -149,8 +151,6 @@ class UpfwMapper:
     codes: dict[str | None, _Codes] = field(default_factory=dict)
     codes_changed: int = 0
     _board: str | None = None
-    _remembered: set[tuple[str | None, str]] = field(default_factory=set)  # resumed, not heard since
-    _heard: dict[tuple[str | None, str], float] = field(default_factory=dict)  # QueueCodes.heard
     _last: tuple[int, int] | None = None  # (seq, t_ms) of the previous message
     _since_boot = False  # door totals count from 0 at a boot we saw
     _resumed_from: str | None = None  # the device id the resumed totals belong to
@@ -177,17 +177,20 @@ class UpfwMapper:
 
     def queue_codes(self) -> QueueCodes:
         """The state `resume_codes` takes."""
-        kept = {(device, code) for device, c in self.codes.items() for code in c.codes}
-        return QueueCodes(tuple((device, c.firmware, tuple(c.codes)) for device, c in self.codes.items()),
-                          tuple((d, q, t) for (d, q), t in self._heard.items() if (d, q) in kept))
+        boards = self.codes.items()
+        return QueueCodes(tuple((device, c.firmware, tuple(c.codes)) for device, c in boards),
+                          tuple((device, q, t) for device, c in boards for q, t in c.heard.items()))
 
     def resume_codes(self, saved: QueueCodes) -> None:
         """Continue with the codes a previous run kept: until a HI says which board this is,
         the board heard last's apply."""
-        self.codes = {device: _Codes(firmware, list(codes)) for device, firmware, codes in saved.boards}
+        heard: dict[str | None, dict[str, float]] = {}
+        for device, code, t in saved.heard:
+            heard.setdefault(device, {})[code] = t
+        self.codes = {device: _Codes(firmware, list(codes), {q: t for q, t in heard.get(device, {}).items()
+                                                             if q in codes}, set(codes))
+                      for device, firmware, codes in saved.boards}
         self._board = saved.boards[-1][0] if saved.boards else None
-        self._remembered = {(device, code) for device, _, codes in saved.boards for code in codes}
-        self._heard = {(device, code): t for device, code, t in saved.heard}
 
     def _on_hello_codes(self, device: str, firmware: str) -> None:
         """The board's codes are its firmware's: those it sent are kept per device id and
@@ -198,9 +201,14 @@ class UpfwMapper:
         entry = self.codes.pop(device, None)
         if entry is None or entry.firmware != firmware:
             entry = _Codes(firmware, [])
-        for code in [] if pre is None else pre.codes:
-            if code not in entry.codes:
-                entry.codes.append(code)
+        if pre is not None:
+            for code in pre.codes:
+                if code not in entry.codes:  # (with its last ticket's time, and whether resumed)
+                    entry.codes.append(code)
+                    if code in pre.heard:
+                        entry.heard[code] = pre.heard[code]
+                    if code in pre.resumed:
+                        entry.resumed.add(code)
         self.codes[device] = entry
         self._board = device
         self._trim()
@@ -210,25 +218,22 @@ class UpfwMapper:
     def _trim(self) -> None:
         """At most MAX_BOARDS boards' codes: those heard longest ago go (never the current)."""
         while len(self.codes) > MAX_BOARDS:
-            gone = next(d for d in self.codes if d != self._board)
-            del self.codes[gone]
-            self._heard = {k: t for k, t in self._heard.items() if k[0] != gone}
+            del self.codes[next(d for d in self.codes if d != self._board)]
 
-    def _forgotten(self, code: str, wall: float | None) -> bool:
+    @staticmethod
+    def _forgotten(board: _Codes, code: str, wall: float | None) -> bool:
         """A code kept from before the restart whose last ticket is older than
         KEPT_CODE_MEMORY_S (the board's codes were changed, most likely): no clash."""
-        key = (self._board, code)
-        at = self._heard.get(key)
-        return (wall is not None and at is not None and key in self._remembered
+        at = board.heard.get(code)
+        return (wall is not None and at is not None and code in board.resumed
                 and wall - at > KEPT_CODE_MEMORY_S)
 
     def _hear(self, board: _Codes, queue: str, wall: float | None) -> None:
-        self._remembered.discard((self._board, queue))
+        board.resumed.discard(queue)
         if wall is not None:
-            key = (self._board, queue)
-            at = self._heard.get(key)
+            at = board.heard.get(queue)
             if at is None or wall - at >= HEARD_STEP_S:
-                self._heard[key] = wall - wall % HEARD_STEP_S
+                board.heard[queue] = wall - wall % HEARD_STEP_S
                 self.codes_changed += 1
         if queue in board.codes:
             return
@@ -236,7 +241,8 @@ class UpfwMapper:
         if len(board.codes) > MAX_CODES:  # the oldest code publishing as no other's goes
             ids = [self.sensor(c) for c in board.codes]
             gone = board.codes.pop(next((i for i, s in enumerate(ids) if ids.count(s) == 1), 0))
-            self._heard.pop((self._board, gone), None)
+            board.heard.pop(gone, None)
+            board.resumed.discard(gone)
         self.codes_changed += 1
 
     def sensor(self, channel: int | str) -> str:
@@ -260,7 +266,7 @@ class UpfwMapper:
             self._trim()
         where = f"{self.key}.id" if self.key else f"upfw sensor {self.sensor_id!r}"
         named = name_key(queue.lower())
-        if any(c != queue and self.sensor(c) == sensor and not self._forgotten(c, wall)
+        if any(c != queue and self.sensor(c) == sensor and not self._forgotten(board, c, wall)
                for c in board.codes):
             # Two codes are two queues (PROTOCOL.md, QT: "A" is not "a", "007" not "7"),
             # which sensor ids (lower case) and names keys (case and leading zeros
@@ -290,7 +296,7 @@ class UpfwMapper:
     def _clash(self, board: _Codes, queue: str, sensor: str, named: str, where: str,
                wall: float | None) -> DriverError:
         codes = [c for c in board.codes  # in the order heard
-                 if self.sensor(c) == sensor and (c == queue or not self._forgotten(c, wall))]
+                 if self.sensor(c) == sensor and (c == queue or not self._forgotten(board, c, wall))]
         listed = ", ".join(repr(c) for c in codes[:-1]) + f" and {codes[-1]!r}"
         if self.hello is not None:
             who = f"board {self.hello.device_id!r}"
@@ -300,7 +306,7 @@ class UpfwMapper:
             who = "the board (no HI heard yet)"
         how = (f"{self.key or 'the board'}.names.{named}" if named in self.names
                else "<id>-<queue code>")
-        kept = any((self._board, c) in self._remembered for c in codes if c != queue)
+        kept = any(c in board.resumed for c in codes if c != queue)
         return DriverError(
             f"{where}: {who} sends kiosk queue codes {listed}, which would both publish as "
             f"{sensor!r} ({how}): two queues (a code is its characters as sent: "
