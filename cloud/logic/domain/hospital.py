@@ -73,6 +73,12 @@ STALE_NS = 2 * BED_HEARTBEAT_MAX_NS + 10 * 60 * 10**9
 GONE_NS = 7 * 24 * 3600 * 10**9
 # a bed's state at a window's end, in `HospitalNodeRollup.wards_at`
 _AVAILABLE, _OCCUPIED, _FAULTY, _STALE, _GONE = 0, 1, 2, 3, 4
+
+
+def _state(occupied: int, fault: int) -> int:
+    """A bed reading's state: _FAULTY, _OCCUPIED or _AVAILABLE."""
+    return _FAULTY if fault else _OCCUPIED if occupied else _AVAILABLE
+
 # HospitalNodeRollup's indexes derived from its beds and tickets (`_build_indexes`): not in its snapshots
 _DERIVED = ("_tails", "_tail_counts", "_seconds", "_firsts", "_waits")
 
@@ -212,7 +218,7 @@ class HospitalNodeRollup(Horizon):
             if history:
                 last = history[-1]
                 self._tails.append((last[0], sensor))
-                self._tail_counts[_FAULTY if last[2] else _OCCUPIED if last[1] else _AVAILABLE] += 1
+                self._tail_counts[_state(last[1], last[2])] += 1
             if len(history) > 1:
                 self._seconds.append((history[1][0], sensor))
         self._tails.sort()
@@ -378,13 +384,13 @@ class HospitalNodeRollup(Horizon):
         tails, counts = self._tails, self._tail_counts
         if was is not None:
             del tails[bisect.bisect_left(tails, (was[0], sensor))]
-            counts[_FAULTY if was[2] else _OCCUPIED if was[1] else _AVAILABLE] -= 1
+            counts[_state(was[1], was[2])] -= 1
         tail = (entry[0], sensor)
         if not tails or tail > tails[-1]:
             tails.append(tail)
         else:
             bisect.insort(tails, tail)
-        counts[_FAULTY if entry[2] else _OCCUPIED if entry[1] else _AVAILABLE] += 1
+        counts[_state(entry[1], entry[2])] += 1
 
     def ward_at(self, end_ns: int) -> tuple[int, int, int, int, int]:
         """(beds, occupied, available, faulty, stale) from each bed's last reading before
@@ -396,16 +402,12 @@ class HospitalNodeRollup(Horizon):
         if tails and end_ns <= tails[-1][0]:
             return self._ward_at_walk(end_ns)
         stale = bisect.bisect_left(tails, (end_ns - STALE_NS,))  # last reading before it
-        available, occupied, faulty = self._tail_counts
-        gone = bisect.bisect_left(tails, (end_ns - GONE_NS,), 0, stale)
+        counts = list(self._tail_counts)
         for _, sensor in tails[:stale]:
             _, occ, fault, _ = self.beds[sensor][-1]
-            if fault:
-                faulty -= 1
-            elif occ:
-                occupied -= 1
-            else:
-                available -= 1
+            counts[_state(occ, fault)] -= 1
+        available, occupied, faulty = counts
+        gone = bisect.bisect_left(tails, (end_ns - GONE_NS,), 0, stale)
         return available + occupied + faulty, occupied, available, faulty, stale - gone
 
     def _ward_at_walk(self, end_ns: int) -> tuple[int, int, int, int, int]:
@@ -451,11 +453,10 @@ class HospitalNodeRollup(Horizon):
             else:
                 ts, occ, fault, _ = history[i - 1]
                 state = (_GONE if ts + GONE_NS < first else _STALE if ts + limit < first
-                         else _FAULTY if fault else _OCCUPIED if occ else _AVAILABLE)
+                         else _state(occ, fault))
                 counts[state] += 1
             states.append(state)
-            changes += [(ts, b, _FAULTY if fault else _OCCUPIED if occ else _AVAILABLE)
-                        for ts, occ, fault, _ in history[i:j]]
+            changes += [(ts, b, _state(occ, fault)) for ts, occ, fault, _ in history[i:j]]
             # the readings whose stale (gone) time falls in [first, last): stamped in
             # [first - limit, last - limit), followed by none within the limit
             for after, to in ((limit, _STALE), (GONE_NS, _GONE)):
@@ -582,7 +583,7 @@ class HospitalNodeRollup(Horizon):
         if gone:
             for _, sensor in tails[:gone]:
                 _, occ, fault, _ = self.beds.pop(sensor)[-1]
-                counts[_FAULTY if fault else _OCCUPIED if occ else _AVAILABLE] -= 1
+                counts[_state(occ, fault)] -= 1
             del tails[:gone]
         for rp, width in WIDTHS:
             starts = self.bed_windows[rp]
