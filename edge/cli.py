@@ -1,4 +1,5 @@
-"""`urbanpulse edge`: run the agent, check a config, show a node's local status."""
+"""`urbanpulse edge`: run the agent, check a config, show a node's local status, list or
+clear the drivers' saved state."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from edge.config import load_config
+from edge.errors import EdgeError
 from urbanpulse.clock import Clock
 from urbanpulse.errors import ConfigError, UrbanpulseError
 
@@ -38,6 +40,18 @@ def _parser() -> argparse.ArgumentParser:
                                            "bad input counted), from local state")
     status.add_argument("--config", type=Path, required=True)
     status.add_argument("--json", action="store_true")
+    state = sub.add_parser("driver-state", help="the drivers' saved state in the outbox (kiosk "
+                                                "queue codes, door totals, ticket numbers): list "
+                                                "it, or clear one driver's with --clear")
+    state.add_argument("--config", type=Path, required=True)
+    which = state.add_mutually_exclusive_group()
+    which.add_argument("--driver", metavar="SENSOR_ID",
+                       help="only this driver's state (its sensor id in the config)")
+    which.add_argument("--key", help="only this key (as listed)")
+    state.add_argument("--clear", action="store_true",
+                       help="delete the state --driver or --key names (the driver then starts "
+                            "afresh); refused while the agent runs; readings not yet sent stay")
+    state.add_argument("--json", action="store_true")
     return p
 
 
@@ -54,6 +68,8 @@ def main(argv: list[str]) -> int:
         return EXIT_OK
     if args.cmd == "status":
         return _status(config.node.state_dir, args.json)
+    if args.cmd == "driver-state":
+        return _driver_state(config.node.state_dir, args)
     return run_agent(config, args.log_level)
 
 
@@ -127,6 +143,50 @@ def _status(state_dir: Path, as_json: bool) -> int:
                       f"{_refused_part(entries.get(name))}")
         else:
             print("agent:     no state file (has the agent run here?)")
+    return EXIT_OK
+
+
+def _driver_state(state_dir: Path, args: argparse.Namespace) -> int:
+    """`urbanpulse edge driver-state`: the drivers' saved state listed (read only, beside a
+    running agent too), or one driver's cleared (`--clear`, the agent stopped)."""
+    from edge import driver_state
+    from edge.agent import OUTBOX_FILE
+
+    path = state_dir / OUTBOX_FILE
+    if args.clear and args.driver is None and args.key is None:
+        print("urbanpulse edge driver-state: --clear needs --driver SENSOR_ID or --key KEY "
+              "(nothing cleared)", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        if args.clear:
+            cleared = driver_state.clear(path, driver=args.driver, key=args.key)
+        else:
+            listed = {k: v for k, v in driver_state.saved(path).items()
+                      if driver_state.selects(k, driver=args.driver, exact=args.key)}
+    except EdgeError as exc:
+        print(f"urbanpulse edge driver-state: {exc}", file=sys.stderr)
+        return EXIT_RUNTIME
+    if args.clear:
+        if args.json:
+            print(json.dumps({"outbox": str(path), "cleared": cleared}, indent=2))
+        else:
+            for key, value in cleared.items():
+                print(f"cleared {key}: {driver_state.view(value)}")
+            print("the driver starts without it at the agent's next start")
+        return EXIT_OK
+    if args.json:
+        print(json.dumps({"outbox": str(path), "state": {
+            k: {"driver": driver_state.sensor_of(k), "value": v} for k, v in listed.items()}},
+            indent=2))
+        return EXIT_OK
+    print(f"outbox: {path} (state as last committed)")
+    if not listed:
+        print("no saved driver state" + (
+            "" if args.driver is None and args.key is None
+            else f" for driver {args.driver!r}" if args.key is None else f" under key {args.key!r}"))
+    width = max((len(k) for k in listed), default=0)
+    for key, value in listed.items():
+        print(f"{key:<{width}}  driver {driver_state.sensor_of(key)}: {driver_state.view(value)}")
     return EXIT_OK
 
 

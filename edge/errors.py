@@ -2,8 +2,8 @@
 
 from urbanpulse.errors import ConfigError, UrbanpulseError
 
-__all__ = ["ConfigError", "CredentialsError", "DriverError", "EdgeError", "OutboxError",
-           "PublisherError"]
+__all__ = ["ConfigError", "CredentialsError", "DriverError", "DriverStateError", "EdgeError",
+           "OutboxError", "OutboxInUseError", "PublisherError"]
 
 
 class EdgeError(UrbanpulseError):
@@ -16,6 +16,16 @@ class DriverError(EdgeError):
 
 class OutboxError(EdgeError):
     pass
+
+
+class OutboxInUseError(OutboxError):
+    """Another process holds the outbox open (SQLite's lock on its database file): the agent
+    runs. What only a stopped agent allows (clearing a driver's saved state, which the
+    running agent would write again with its next commit) is refused."""
+
+
+class DriverStateError(EdgeError):
+    """Saved driver state asked for by a driver (sensor id) or key that has none."""
 
 
 class CredentialsError(EdgeError):

@@ -37,7 +37,7 @@ from urllib.parse import quote
 
 from edge.clock_sync import CLOCK_UNSYNCED
 from edge.drivers.base import Sample
-from edge.errors import OutboxError
+from edge.errors import OutboxError, OutboxInUseError
 from urbanpulse.clock import to_epoch_ns
 from urbanpulse.wire import Reading
 
@@ -639,6 +639,18 @@ def read_stats(path: Path) -> OutboxStats:
     immutable: no shared-memory file to make, which on a full disk SQLite cannot size.
     Otherwise (a running agent, or one killed) through the WAL, read-only. OutboxError
     says why it cannot be read (and that the disk is full, when it is)."""
+    return _read_only(path, _stats)
+
+
+def read_states(path: Path) -> dict[str, str]:
+    """The drivers' saved state in the outbox at `path` (key -> text, in key order), as
+    last committed, read as `read_stats` reads (`urbanpulse edge driver-state`): beside a
+    running agent, what its drivers staged since its last commit is not in it yet. None
+    in an outbox made before drivers kept state there."""
+    return _read_only(path, _states)
+
+
+def _read_only(path: Path, op: Callable[[sqlite3.Connection], T]) -> T:
     wal = path.with_name(path.name + "-wal")
     try:
         in_wal = wal.stat().st_size > 0
@@ -650,11 +662,63 @@ def read_stats(path: Path) -> OutboxStats:
     try:
         db = sqlite3.connect(uri, uri=True, timeout=5)
         try:
-            return _stats(db)
+            return op(db)
         finally:
             db.close()
     except sqlite3.Error as exc:
         raise OutboxError(f"cannot read the outbox {path}: {exc}{_full_note(path)}") from exc
+
+
+def _states(db: sqlite3.Connection) -> dict[str, str]:
+    if db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'driver_state'"
+                  ).fetchone() is None:
+        return {}
+    return {str(k): str(v) for k, v in db.execute("SELECT key, value FROM driver_state ORDER BY key")}
+
+
+# How long `clear_states` waits for the lock on the outbox: a reader (`edge status`) holds
+# it for a moment; an agent from its start to its stop.
+IN_USE_WAIT_S = 2.0
+
+
+def clear_states(path: Path, which: Callable[[str], bool], *,
+                 wait_s: float = IN_USE_WAIT_S) -> dict[str, str]:
+    """Deletes the drivers' saved state whose keys `which` selects from the outbox at
+    `path`, in one transaction, and returns it (key -> text); the readings, their sequence
+    numbers and the rest are left as they are. Only with the agent stopped: the connection
+    asks SQLite for the exclusive lock on the database file (locking_mode EXCLUSIVE,
+    taken at the first read, as a WAL database then has no shared-memory file), which the
+    shared lock of every open connection refuses, and the agent holds one from its start
+    to its stop: OutboxInUseError after `wait_s`. Held until the deletion is committed, so
+    an agent started meanwhile waits for it. The file is never made here."""
+    uri = f"file:{quote(str(path.absolute()))}?mode=rw"
+    try:
+        db = sqlite3.connect(uri, uri=True, timeout=wait_s, isolation_level=None)
+    except sqlite3.Error as exc:
+        raise OutboxError(f"cannot open the outbox {path}: {exc}") from exc
+    try:
+        try:
+            db.execute("PRAGMA locking_mode=EXCLUSIVE")
+            db.execute("PRAGMA synchronous=FULL")
+            db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            if getattr(exc, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_BUSY:
+                raise OutboxInUseError(
+                    f"the outbox {path} is held open by another process: the edge agent is "
+                    "running (it would write its drivers' state again at its next commit); "
+                    "stop it first (systemctl stop urbanpulse-edge)") from exc
+            raise OutboxError(f"cannot open the outbox {path}: {exc}{_full_note(path)}") from exc
+        try:
+            chosen = {k: v for k, v in _states(db).items() if which(k)}
+            db.executemany("DELETE FROM driver_state WHERE key = ?", [(k,) for k in chosen])
+            db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            Outbox._rollback(db)
+            raise OutboxError(f"cannot clear driver state in the outbox {path}: "
+                              f"{exc}{_full_note(path)}") from exc
+    finally:
+        db.close()
+    return chosen
 
 
 def _full_note(path: Path) -> str:
