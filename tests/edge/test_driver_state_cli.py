@@ -9,7 +9,10 @@ tests/edge/serial/test_upfw_codes_cleared.py."""
 from __future__ import annotations
 
 import json
+import signal
 import sqlite3
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -208,3 +211,31 @@ def test_the_view_is_short() -> None:
     assert driver_state.view("not json") == "not json"
     assert driver_state.sensor_of("upfw/kiosk/queues") == "kiosk"
     assert driver_state.sensor_of("legacy-key") is None
+
+
+def test_an_outbox_left_by_a_killed_agent_is_cleared_and_keeps_its_readings(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A process killed with the outbox open (SIGKILL, a power cut) holds no lock any more:
+    the clear goes through, reading the readings it left in the WAL file, and keeps them."""
+    config, path = _config(tmp_path)
+    _saved_outbox(path)
+    script = (
+        "import os, signal, sys\n"
+        "from datetime import datetime\n"
+        "from pathlib import Path\n"
+        "from edge.drivers.base import Sample\n"
+        "from edge.outbox import Outbox\n"
+        "o = Outbox(Path(sys.argv[1])).open()\n"
+        "o.append([Sample('door-1', 'hospital.door', {'count': 9.0, 'interval_s': 60.0},"
+        " datetime.fromisoformat(sys.argv[2]))], int(sys.argv[3]), {'upfw/kiosk/queues': sys.argv[4]})\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n")
+    done = subprocess.run([sys.executable, "-c", script, str(path), NOW.isoformat(), str(NS + 240),
+                           CODES.replace("kiosk-xr", "kiosk-yz")],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == -signal.SIGKILL, done.stderr
+    assert path.with_name(path.name + "-wal").stat().st_size > 0  # committed in the WAL only
+    code, out, err = _run(capsys, "--config", config, "--driver", "kiosk", "--clear")
+    assert (code, err) == (0, "")
+    assert "kiosk-yz" in out  # what the killed process committed last
+    assert [r[4] for r in _everything_but_the_state(path)["outbox"]] == [0, 1, 2, 3]
+    assert sorted(driver_state.saved(path)) == ["queue_kiosk/opd-1/tickets", "upfw/door/doors"]
