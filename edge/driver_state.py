@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from edge.errors import DriverStateError
+from edge.errors import DriverError, DriverStateError
 from edge.outbox import Outbox, clear_states, read_states
 
 VIEW_CHARS = 100  # `view`'s length at most
@@ -87,3 +87,10 @@ def view(text: str, width: int = VIEW_CHARS) -> str:
     except ValueError:
         short = text
     return short if len(short) <= width else f"{short[:width - 1]}… ({len(text)} chars)"
+
+
+def damaged(what: str, key: str, detail: str) -> DriverError:
+    """The error for a driver's saved state that cannot be read, naming its key and the
+    command that clears it (edge/cli.py `driver-state`)."""
+    return DriverError(f"{what} {key!r} are damaged{detail}; clear them with the agent stopped: "
+                       f"urbanpulse edge driver-state --config FILE --key {key} --clear")

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 GROUPS: dict[str, tuple[str, str]] = {
     "stack": ("urbanpulse.stack.cli", "start, stop and inspect the local Mosquitto and InfluxDB"),
     "demo": ("urbanpulse.demo.cli", "run a small simulated city through the whole pipeline"),
-    "edge": ("edge.cli", "the agent on a sensor node: run, check-config, status"),
+    "edge": ("edge.cli", "the agent on a sensor node: run, check-config, status, driver-state"),
     "cloud": ("cloud.cli", "the central dataflow: run, ingest, init-db, check-config, recompute"),
     "bridge": ("firmware_bridge.cli", "serial protocols: decode captures, emulate devices, probe"),
     "simulate": ("urbanpulse.simulate.cli", "a city of simulated sensors"),

@@ -163,7 +163,7 @@ class QueueKioskDriver(GpioDriver):
         keeper, key = self.ctx.state, store.state_key(self.sensor_id)
         text = None if keeper is None else keeper.load(key)
         if text is not None:
-            return store.decode(text, repr(key))
+            return store.decode_saved(text, key)
         if keeper is not None and self.ctx.state_dir is not None:  # a node set up before
             return await asyncio.to_thread(store.load_legacy_file,
                                            store.legacy_path(self.ctx.state_dir, self.sensor_id))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from edge.driver_state import damaged
 from edge.drivers.queue_kiosk.logic import TicketState
 from edge.errors import DriverError
 
@@ -24,8 +25,8 @@ def encode(state: TicketState) -> str:
 
 
 def decode(text: str | bytes, where: str) -> TicketState:
-    """DriverError naming `where` when damaged: numbering from 1 again would pair new
-    tickets with old calls."""
+    """DriverError naming `where` (a legacy file) when damaged: numbering from 1 again
+    would pair new tickets with old calls."""
     try:
         body = json.loads(text)
         issued, called = body["issued"], body["called"]
@@ -36,6 +37,16 @@ def decode(text: str | bytes, where: str) -> TicketState:
         raise DriverError(f"ticket state {where} is inconsistent: {body!r}; fix or remove it "
                           "(numbering then restarts at 1)")
     return TicketState(issued, called)
+
+
+def decode_saved(text: str, key: str) -> TicketState:
+    """`decode` of the state kept by the agent under `key`, its error naming the command
+    that clears it."""
+    try:
+        return decode(text, repr(key))
+    except DriverError as exc:
+        raise damaged("kiosk ticket numbers", key,
+                      f" ({exc.__cause__ or text!r}; numbering restarts at 1 once cleared)") from exc
 
 
 def load_legacy_file(path: Path) -> TicketState | None:

@@ -8,8 +8,8 @@ from __future__ import annotations
 import json
 import re
 
+from edge.driver_state import damaged
 from edge.drivers.upfw.mapping import MAX_BOARDS, MAX_CODES, QueueCodes
-from edge.errors import DriverError
 
 _CODE = re.compile(r"[A-Za-z0-9._-]{1,8}")  # firmware_bridge/PROTOCOL.md, QT
 
@@ -32,14 +32,14 @@ def decode(text: str, key: str) -> QueueCodes:
         boards = tuple((device, firmware, queues) for device, firmware, queues in body)
         heard = tuple((device, code, float(t)) for device, code, t in json.loads(text).get("heard", []))
     except (ValueError, TypeError, KeyError, AttributeError) as exc:  # TypeError: no table, or no lists
-        raise DriverError(f"kiosk queue codes {key!r} are damaged ({exc})") from exc
+        raise damaged("kiosk queue codes", key, f" ({exc})") from exc
     if len(boards) > MAX_BOARDS or not all(
             all(t is None or isinstance(t, str) for t in (device, firmware))
             and isinstance(queues, list) and len(queues) <= MAX_CODES
             and all(isinstance(q, str) and _CODE.fullmatch(q) for q in queues)
             for device, firmware, queues in boards):
-        raise DriverError(f"kiosk queue codes {key!r} are damaged: {text!r}")
+        raise damaged("kiosk queue codes", key, f": {text!r}")
     if not all((d is None or isinstance(d, str)) and isinstance(q, str) for d, q, _ in heard):
-        raise DriverError(f"kiosk queue codes {key!r} are damaged: {text!r}")
+        raise damaged("kiosk queue codes", key, f": {text!r}")
     return QueueCodes(tuple((device, firmware, tuple(queues)) for device, firmware, queues in boards),
                       heard)

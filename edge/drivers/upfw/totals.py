@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import json
 
+from edge.driver_state import damaged
 from edge.drivers.upfw.mapping import U32, DoorTotals
-from edge.errors import DriverError
 
 
 def state_key(sensor_id: str) -> str:
@@ -29,9 +29,9 @@ def decode(text: str, key: str) -> DoorTotals:
         seq, t_ms = body["last"]
         doors = {int(door): (entered, at) for door, (entered, at) in body["doors"].items()}
     except (ValueError, TypeError, KeyError, AttributeError) as exc:  # AttributeError: no table
-        raise DriverError(f"door totals {key!r} are damaged ({exc})") from exc
+        raise damaged("door totals", key, f" ({exc})") from exc
     numbers = [seq, t_ms, *(n for pair in doors.values() for n in pair)]
     if not (device is None or isinstance(device, str)) or not all(
             type(n) is int and 0 <= n <= U32 for n in numbers):
-        raise DriverError(f"door totals {key!r} are inconsistent: {body!r}")
+        raise damaged("door totals", key, f" (inconsistent: {body!r})")
     return DoorTotals(device, (seq, t_ms), doors)

@@ -100,5 +100,9 @@ def test_damaged_state_is_a_driver_error_naming_where(tmp_path: Path, content: b
     path.write_bytes(content)
     with pytest.raises(DriverError, match=r"kiosk\.json .*fix or remove"):
         store.load_legacy_file(path)
-    with pytest.raises(DriverError, match="'queue_kiosk/k/tickets'"):
-        store.decode(content, "'queue_kiosk/k/tickets'")
+    # kept by the agent: the error names the key and the command that clears it
+    with pytest.raises(DriverError, match=r"^kiosk ticket numbers 'queue_kiosk/k/tickets' are damaged "
+                       r"\(.*numbering restarts at 1 once cleared\); clear them with the agent "
+                       r"stopped: urbanpulse edge driver-state --config FILE "
+                       r"--key queue_kiosk/k/tickets --clear$"):
+        store.decode_saved(content.decode(), "queue_kiosk/k/tickets")

@@ -666,7 +666,9 @@ def test_a_total_that_falls_is_a_new_baseline() -> None:
 def test_door_totals_text_round_trips_and_a_damaged_one_names_its_key() -> None:
     saved = DoorTotals("door-a", (7, 2**32 - 1), {1: (2**32 - 1, 5), 2: (0, 9)})
     assert totals.decode(totals.encode(saved), "k") == saved
-    with pytest.raises(DriverError, match="'upfw/d/doors' are inconsistent"):
+    with pytest.raises(DriverError, match=r"'upfw/d/doors' are damaged \(inconsistent.*; clear them with "
+                       r"the agent stopped: urbanpulse edge driver-state --config FILE "
+                       r"--key upfw/d/doors --clear$"):
         totals.decode('{"device_id": null, "last": [1, 2], "doors": {"1": [-5, 0]}}', "upfw/d/doors")
     with pytest.raises(DriverError, match="'upfw/d/doors' are damaged"):
         totals.decode("{not json", "upfw/d/doors")
