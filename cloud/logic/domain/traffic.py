@@ -16,16 +16,24 @@ of it, so it counts in the window of ts - 1 ns (`cloud.logic.rollup.window_ts`; 
 
 Readings are kept per window keyed by (sensor, ts) and summed with math.fsum, which is
 exactly rounded, so the result does not depend on arrival order: a late reading and the
-recomputation it triggers give the same point as in-order processing.
+recomputation it triggers give the same point as in-order processing. A message costs about
+the same however many readings its windows hold: each lane of a window, and the window over
+all its lanes, keeps the exact sums of its samples' terms (a float total and the exact partials
+of what its roundings lost, whose math.fsum is that of the terms) once it holds
+`KEEP_SUMS_FROM` samples, and each lane its line's fields until a reading enters it
+(`_Cache`); neither is pickled (a snapshot holds what it held before, and a resumed rollup
+makes them again).
 """
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections.abc import Iterable
 
 from cloud.logic.domain.common import NOT_MEASURING, WIDTHS, Horizon, Point
 from cloud.logic.lines import float_text, float_texts, series_head
+from cloud.logic.rollup import add_to_partials
 from urbanpulse.wire import Reading
 
 KIND = "traffic.loop"
@@ -71,6 +79,12 @@ def _sums_text(items: list[Sample], flow: float | None = None) -> tuple[str, flo
         counted = [s for s in items if s[3] is not None and s[0] > 0]
         speed_sums = (math.fsum([s[3] for s in counted if s[3] is not None]),
                       math.fsum([s[0] for s in counted])) if counted else None
+    return _text(vehicles, covered, occupancy, speed_sums, flow)
+
+
+def _text(vehicles: float, covered: float, occupancy: float | None,
+          speed_sums: tuple[float, float] | None, flow: float | None) -> tuple[str, float]:
+    """`_sums_text` of the sums."""
     lane_flow = 60.0 * vehicles / covered
     written_flow = lane_flow if flow is None else flow
     texts = float_texts()  # each float's repr, cached: a lane's values repeat
@@ -85,8 +99,122 @@ def _sums_text(items: list[Sample], flow: float | None = None) -> tuple[str, flo
     return text, lane_flow
 
 
+_SAFE = 1e300  # terms summed exactly (`_Sums`): no sum of them can overflow
+# samples from which a lane, or a window over all its lanes, keeps its sums (`_Sums`); fewer
+# are summed at each message as they are (the samples of a minute, most often)
+KEEP_SUMS_FROM = 8
+# a sample's terms, by sum: count, interval_s (of all); occupancy_pct * interval_s and
+# interval_s (of those carrying it); speed_kmh * count and count (of those carrying it that
+# saw a vehicle)
+_VEHICLES, _COVERED, _OCCUPIED, _OCCUPIED_COVERED, _SPEED, _COUNTED = range(6)
+
+
+def _summable(sample: Sample) -> bool:
+    """Whether `_Sums` sums a sample's terms exactly: none infinite, nan, huge or -0.0."""
+    for x in sample:
+        if x is not None and (not -_SAFE < x < _SAFE or (x == 0 and math.copysign(1.0, x) < 0)):
+            return False
+    return True
+
+
+class _Sums:
+    """`_sums_text`'s sums of some samples (a lane's of a window, or a window's over all its
+    lanes), kept exact: each sum is a running float total and what its roundings lost (TwoSum,
+    error-free), the lost parts kept as exact partials (`add_to_partials`), so that math.fsum
+    of a total and its lost parts is math.fsum of the terms. `exact` is False once a term was
+    not safely summed so (infinite, nan, huge) or was a -0.0 (whose zero sum fsum may sign
+    otherwise): the fields are then summed from the samples (`text`)."""
+
+    __slots__ = ("exact", "lost", "n", "n_counted", "n_occupied", "totals")
+
+    def __init__(self, samples: Iterable[Sample]) -> None:
+        self.n = self.n_occupied = self.n_counted = 0
+        self.totals = [0.0] * 6
+        self.lost: list[list[float]] | None = None  # by sum, once a rounding lost something
+        self.exact = True
+        for sample in samples:
+            self.put(sample, _summable(sample))
+
+    def add(self, sample: Sample, sign: float) -> None:
+        """Adds a sample (sign 1.0; `put` with the sample's `summable`), or takes one added
+        before away (sign -1.0: a sample added to sums still exact was summable)."""
+        count, occupied, covered, speed = sample
+        step = 1 if sign > 0 else -1
+        self.n += step
+        if not self.exact:
+            return
+        terms = [(_VEHICLES, count), (_COVERED, covered)]
+        if occupied is not None:
+            self.n_occupied += step
+            terms += ((_OCCUPIED, occupied), (_OCCUPIED_COVERED, covered))
+        if speed is not None and count > 0:
+            self.n_counted += step
+            terms += ((_SPEED, speed), (_COUNTED, count))
+        totals = self.totals
+        for i, x in terms:
+            x *= sign
+            t = totals[i]
+            s = totals[i] = t + x
+            z = s - t
+            e = (t - (s - z)) + (x - z)  # what t + x lost (TwoSum)
+            if e:
+                lost = self.lost
+                if lost is None:
+                    lost = self.lost = [[] for _ in totals]
+                add_to_partials(lost[i], e)
+
+    def put(self, sample: Sample, summable: bool) -> None:
+        """Adds a sample, `summable` or not (`_summable`)."""
+        if not summable:
+            self.exact = False
+        self.add(sample, 1.0)
+
+    def _sum(self, i: int) -> float:
+        """math.fsum of the terms of sum i (not a -0.0: none is a -0.0 term)."""
+        total = self.totals[i]
+        if self.lost is None or not self.lost[i]:
+            return total + 0.0
+        return math.fsum([total, *self.lost[i]])
+
+    def text(self, samples: Iterable[Sample], flow: float | None = None) -> tuple[str, float]:
+        """`_sums_text` of the samples summed (two or more)."""
+        if not self.exact:
+            return _sums_text(list(samples), flow)
+        covered = self._sum(_COVERED)
+        occupancy = None if not self.n_occupied else self._sum(_OCCUPIED) / (
+            covered if self.n_occupied == self.n else self._sum(_OCCUPIED_COVERED))
+        speed_sums = (self._sum(_SPEED), self._sum(_COUNTED)) if self.n_counted else None
+        return _text(self._sum(_VEHICLES), covered, occupancy, speed_sums, flow)
+
+
+class _Cache:
+    """What a window keeps between messages, not pickled: each lane's `_Sums` (once it holds
+    `KEEP_SUMS_FROM` samples) and its line's fields and flow (until a reading enters it), and
+    the sums over all its lanes (likewise)."""
+
+    __slots__ = ("lanes", "texts", "total")
+
+    def __init__(self) -> None:
+        self.lanes: dict[str, _Sums] = {}
+        self.texts: dict[str, tuple[str, float]] = {}
+        self.total: _Sums | None = None
+
+    def put(self, sensor: str, old: Sample | None, sample: Sample, summable: bool) -> None:
+        """A sample into the lane `sensor` (replacing `old`, one of the same stamp)."""
+        self.texts.pop(sensor, None)
+        for sums in (self.lanes.get(sensor), self.total):
+            if sums is not None:
+                if old is not None:
+                    sums.add(old, -1.0)
+                sums.put(sample, summable)
+
+
 class TrafficRollup(Horizon):
-    """The open windows of one intersection (node). Picklable."""
+    """The open windows of one intersection (node). Picklable.
+
+    Kept between messages, not pickled (a resumed rollup makes them again): each window's
+    `_Cache`, so that a message sums the samples it brings, not every sample of the hour, and
+    writes again the lines of the lanes it did not touch as they were."""
 
     def __init__(self, horizon_ns: int) -> None:
         self.horizon_ns = horizon_ns
@@ -95,10 +223,28 @@ class TrafficRollup(Horizon):
         # (rp, width) -> window start -> sensor -> ts -> sample
         self.windows: dict[tuple[str, int], dict[int, dict[str, dict[int, Sample]]]] = {
             w: {} for w in WIDTHS}
+        self._caches()
+
+    def _caches(self) -> None:
+        # (rp, width) -> window start -> its `_Cache`, made when a message writes the window
+        self._cache: dict[tuple[str, int], dict[int, _Cache]] = {key: {} for key in self.windows}
+        # (rp, width) -> the windows' starts, a heap (`_evict` lets go of the oldest)
+        self._starts = {key: sorted(windows) for key, windows in self.windows.items()}
+
+    def __getstate__(self) -> dict[str, object]:
+        state = self.__dict__.copy()  # as pickled before the caches were kept
+        state.pop("_cache", None)
+        state.pop("_starts", None)
+        return state
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__dict__.update(state)
+        self._caches()
 
     def process(self, site: str, node: str, readings: Iterable[Reading]) -> list[Point]:
         touched: dict[tuple[str, int], set[int]] = {key: set() for key in self.windows}
-        widths = [(key[1], self.windows[key], touched[key]) for key in self.windows]
+        widths = [(key, self.windows[key], touched[key], self._cache[key]) for key in self.windows]
+        heaps = self._starts
         horizon_ns, kept = self.horizon_ns, self.kept_ns
         for r in readings:
             if r.kind != KIND or (r.flags and not NOT_MEASURING.isdisjoint(r.flags)):  # skipped(r)
@@ -115,42 +261,81 @@ class TrafficRollup(Horizon):
             sample: Sample = (count, None if occupancy is None else float(occupancy) * interval,
                               interval, None if speed is None else float(speed) * count)
             sensor = r.sensor
+            summable: bool | None = None  # (`_summable(sample)`, once a cache takes it)
             at = ts - 1  # its interval's last instant: window_ts(KIND, ts)
-            for width, windows, starts in widths:
-                start = at - at % width
+            for key, windows, starts, caches in widths:
+                start = at - at % key[1]
                 lanes = windows.get(start)
                 if lanes is None:
                     lanes = windows[start] = {}
+                    heapq.heappush(heaps[key], start)
                 lane = lanes.get(sensor)
                 if lane is None:
                     lane = lanes[sensor] = {}
+                old = lane.get(ts)
                 lane[ts] = sample
                 starts.add(start)
+                cache = caches.get(start)
+                if cache is not None:
+                    if summable is None:
+                        summable = _summable(sample)
+                    cache.put(sensor, old, sample, summable)
         out: list[Point] = []
         lane_heads: dict[str, str] = {}
         tags = {"site": site, "node": node}
         total_head = series_head("traffic_intersection", tags)
         for key in sorted(touched):
             rp = key[0]
-            windows = self.windows[key]
+            windows, caches = self.windows[key], self._cache[key]
             for start in sorted(touched[key]):
                 lanes = windows[start]
+                cache = caches.get(start)
+                if cache is None:
+                    cache = caches[start] = _Cache()
+                texts = cache.texts
                 flows: list[float] = []
                 for sensor in sorted(lanes):
                     head = lane_heads.get(sensor)
                     if head is None:
                         head = lane_heads[sensor] = series_head("traffic_lane", tags | {"sensor": sensor})
-                    text, flow = _sums_text(list(lanes[sensor].values()))
+                    written = texts.get(sensor)
+                    if written is None:
+                        written = texts[sensor] = self._lane_text(cache, sensor, lanes[sensor])
+                    text, flow = written
                     flows.append(flow)
                     out.append((rp, f"{head} {text} {start}"))
-                text, _ = _sums_text([s for lane in lanes.values() for s in lane.values()],
-                                     math.fsum(flows))
+                text = self._total_text(cache, lanes, math.fsum(flows))
                 out.append((rp, f"{total_head} {text},lanes={len(lanes)}i {start}"))
         self._evict()
         return out
 
+    @staticmethod
+    def _lane_text(cache: _Cache, sensor: str, lane: dict[int, Sample]) -> tuple[str, float]:
+        """`_sums_text` of a lane's samples, from its kept sums (made at `KEEP_SUMS_FROM`)."""
+        sums = cache.lanes.get(sensor)
+        if sums is None:
+            if len(lane) < KEEP_SUMS_FROM:
+                return _sums_text(list(lane.values()))
+            sums = cache.lanes[sensor] = _Sums(lane.values())
+        return sums.text(lane.values())
+
+    @staticmethod
+    def _total_text(cache: _Cache, lanes: dict[str, dict[int, Sample]], flow: float) -> str:
+        """`_sums_text` of every lane's samples with the flow given, from the kept sums."""
+        sums = cache.total
+        if sums is None:
+            samples = [s for lane in lanes.values() for s in lane.values()]
+            if len(samples) < KEEP_SUMS_FROM:
+                return _sums_text(samples, flow)[0]
+            sums = cache.total = _Sums(samples)
+            return sums.text(samples, flow)[0]
+        return sums.text((s for lane in lanes.values() for s in lane.values()), flow)[0]
+
     def _evict(self) -> None:
-        for (_rp, width), windows in self.windows.items():
-            floor = self.newest_ns - self.horizon_ns - width
-            for start in [s for s in windows if s < floor]:
+        for key, windows in self.windows.items():
+            floor = self.newest_ns - self.horizon_ns - key[1]
+            starts, caches = self._starts[key], self._cache[key]
+            while starts and starts[0] < floor:  # (called per message: not a pass over every window)
+                start = heapq.heappop(starts)
                 del windows[start]
+                caches.pop(start, None)
