@@ -1,4 +1,5 @@
-"""Topic layout: urbanpulse/v1/<site>/<node>/<stream>."""
+"""Topic layout: urbanpulse/v1/<site>/<node>/<stream>; a site gateway is a node that
+publishes `relay` instead of `data` (urbanpulse.wire.relay)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from urbanpulse.errors import UrbanpulseError
 
 CONTRACT_VERSION = 1
 ROOT = f"urbanpulse/v{CONTRACT_VERSION}"
-STREAMS = ("data", "status", "ack")
+STREAMS = ("data", "status", "ack", "relay")
 ALERTS = "_alerts"
 
 _ID = re.compile(r"[a-z0-9][a-z0-9-]{0,31}")
@@ -42,6 +43,11 @@ def data_topic(site: str, node: str) -> str:
 
 def status_topic(site: str, node: str) -> str:
     return f"{ROOT}/{validate_id('site', site)}/{validate_id('node', node)}/status"
+
+
+def relay_topic(site: str, gateway: str) -> str:
+    """Where a site gateway sends its nodes' messages, bundled (urbanpulse.wire.relay)."""
+    return f"{ROOT}/{validate_id('site', site)}/{validate_id('node', gateway)}/relay"
 
 
 def ack_topic(site: str, node: str) -> str:
