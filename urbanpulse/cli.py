@@ -12,7 +12,7 @@ GROUPS: dict[str, tuple[str, str]] = {
     "stack": ("urbanpulse.stack.cli", "start, stop and inspect the local Mosquitto and InfluxDB"),
     "demo": ("urbanpulse.demo.cli", "run a small simulated city through the whole pipeline"),
     "edge": ("edge.cli", "the agent on a sensor node: run, check-config, status, driver-state"),
-    "cloud": ("cloud.cli", "the central dataflow: run, ingest, init-db, check-config, recompute"),
+    "cloud": ("cloud.cli", "the central dataflow: run, ingest, init-db, new-state, check-config, recompute"),
     "bridge": ("firmware_bridge.cli", "serial protocols: decode captures, emulate devices, probe"),
     "simulate": ("urbanpulse.simulate.cli", "a city of simulated sensors"),
     "detect": ("cloud.detect.cli", "score a NAB-format CSV with a streaming anomaly detector"),
