@@ -23,7 +23,9 @@ with fault = 1 in the hour (a cut beam cable: such a reading's count means nothi
 hour with faulty > 0 is undercounted). Always written, 0 too (a rewrite keeps no field),
 but for an hour holding readings that a processor from before the faults were kept took
 (resumed from its snapshot: their faults are not known) and none faulty since: left out,
-unknown, as on the hours that processor wrote (`door_faulty`).
+unknown, as on the hours that processor wrote (`door_faulty`). An hour's totals are kept as
+its readings come (the exact partials of its counts, whose math.fsum is that of the counts:
+`_DoorSums`, not pickled), so a door message does not sum its hour again.
 
 Queue kiosks (`hospital.queue`): an issue (called = 0) of ticket N at t1 is paired with
 the first call (called = 1) of N by the same sensor at t2 >= t1, before N's next issue and
@@ -57,6 +59,7 @@ from cloud.logic.domain.common import (
 from cloud.logic.domain.door_roles import DoorRoles
 from cloud.logic.domain.late import BED_HEARTBEAT_MAX_NS, Late
 from cloud.logic.lines import line, series_head
+from cloud.logic.rollup import add_to_partials
 from urbanpulse.wire import Reading
 
 # A bed whose last reading is older than this at a window's end is `stale`: no bed the ward
@@ -79,8 +82,9 @@ def _state(occupied: int, fault: int) -> int:
     """A bed reading's state: _FAULTY, _OCCUPIED or _AVAILABLE."""
     return _FAULTY if fault else _OCCUPIED if occupied else _AVAILABLE
 
-# HospitalNodeRollup's indexes derived from its beds and tickets (`_build_indexes`): not in its snapshots
-_DERIVED = ("_tails", "_tail_counts", "_seconds", "_firsts", "_waits")
+# HospitalNodeRollup's indexes derived from its beds, tickets and doors (`_build_indexes`):
+# not in its snapshots
+_DERIVED = ("_tails", "_tail_counts", "_seconds", "_firsts", "_waits", "_door_sums")
 
 @dataclass(frozen=True, slots=True)
 class WardSnapshot:
@@ -168,6 +172,57 @@ def door_faulty(faults: Iterable[int | None]) -> int | None:
     return None if unknown and not total else total
 
 
+_SAFE = 1e300  # door counts summed into partials: no partial sum can overflow
+DoorEntry = tuple[str, float, int | None]  # (role, count, fault) of a door reading
+
+
+class _DoorSums:
+    """An hour's `door_flow` totals, kept as its door readings come (`HospitalNodeRollup`,
+    not pickled): the exact partials of its ER and visit counts (`add_to_partials`: math.fsum
+    of them is that of the counts), the faults of its ER and visit readings and how many are
+    not known (`door_faulty`). `exact` is False once a count was not safely summed so
+    (infinite, nan, huge, -0.0, whose zero sum fsum may sign otherwise) or a fault not an
+    int: the totals are then taken from the readings (`totals`)."""
+
+    __slots__ = ("er", "exact", "faulty", "unknown", "visits")
+
+    def __init__(self, entries: Iterable[DoorEntry]) -> None:
+        self.er: list[float] = []
+        self.visits: list[float] = []
+        self.faulty = self.unknown = 0
+        self.exact = True
+        for entry in entries:
+            self.add(entry, 1)
+
+    def add(self, entry: DoorEntry, sign: int) -> None:
+        """Adds a reading's entry (sign 1), or takes one added before away (sign -1)."""
+        role, count, fault = entry
+        if role == "ignore" or not self.exact:
+            return
+        if fault is None:
+            self.unknown += sign
+        elif type(fault) is int:
+            self.faulty += sign * fault
+        else:
+            self.exact = False
+        if not -_SAFE < count < _SAFE or (count == 0 and math.copysign(1.0, count) < 0):
+            self.exact = False
+        elif role == "er":
+            add_to_partials(self.er, count if sign > 0 else -count)
+        elif role == "visit":
+            add_to_partials(self.visits, count if sign > 0 else -count)
+
+    def totals(self, entries: Iterable[DoorEntry]) -> tuple[float, float, int | None]:
+        """(er_arrivals, visits, faulty) of the hour, whose readings' entries are `entries`."""
+        if not self.exact:
+            entries = list(entries)
+            return (math.fsum(c for role, c, _ in entries if role == "er"),
+                    math.fsum(c for role, c, _ in entries if role == "visit"),
+                    door_faulty([fault for role, _, fault in entries if role != "ignore"]))
+        faulty = None if self.unknown and not self.faulty else self.faulty
+        return math.fsum(self.er), math.fsum(self.visits), faulty
+
+
 Ticket = tuple[str, int]  # (kiosk sensor, ticket number)
 
 
@@ -227,6 +282,8 @@ class HospitalNodeRollup(Horizon):
         # hour -> ticket -> its waits in that hour (`waits`): a ticket's waits depend on its
         # own issues and calls only, so a reading or an eviction drops its ticket's alone
         self._waits: dict[int, dict[Ticket, list[float]]] = {}
+        # hour -> its door totals (`_DoorSums`), made when a message writes the hour
+        self._door_sums: dict[int, _DoorSums] = {}
 
     def __getstate__(self) -> dict[str, object]:
         state = self.__dict__.copy()  # as pickled before the derived indexes were kept
@@ -273,6 +330,7 @@ class HospitalNodeRollup(Horizon):
                     moved = True
             if moved:
                 changed.append(hour)
+                self._door_sums.pop(hour, None)
         return sorted(changed)
 
     def process(self, site: str, node: str, readings: Iterable[Reading],
@@ -283,6 +341,7 @@ class HospitalNodeRollup(Horizon):
         door_hours: set[int] = set(redo_doors)
         wait_hours: set[int] = set()
         horizon_ns, kept = self.horizon_ns, self.kept_ns
+        door_sums = self._door_sums
         for r in readings:
             kind = r.kind
             if not kind.startswith("hospital."):
@@ -308,9 +367,17 @@ class HospitalNodeRollup(Horizon):
                 if doors is None:
                     doors = self.doors[hour] = {}
                 values = r.values
-                doors[(r.sensor, ts, r.seq)] = (self.roles.role(r.sensor), float(values["count"]),
-                                                1 if values.get("fault") else 0)
+                key = (r.sensor, ts, r.seq)
+                entry = (self.roles.role(r.sensor), float(values["count"]),
+                         1 if values.get("fault") else 0)
+                old = doors.get(key)
+                doors[key] = entry
                 door_hours.add(hour)
+                sums = door_sums.get(hour)
+                if sums is not None:  # (the same reading again: it replaces itself)
+                    if old is not None:
+                        sums.add(old, -1)
+                    sums.add(entry, 1)
             elif kind == "hospital.queue":
                 wait_hours |= self._add_queue(r)
         points: list[Point] = []
@@ -319,9 +386,10 @@ class HospitalNodeRollup(Horizon):
             self._emit_beds(site, node, bed_from, new_hours, points, updates)
         for hour in sorted(door_hours):
             entries = self.doors[hour].values()
-            er = math.fsum(c for role, c, _ in entries if role == "er")
-            visits = math.fsum(c for role, c, _ in entries if role == "visit")
-            faulty = door_faulty([fault for role, _, fault in entries if role != "ignore"])
+            sums = door_sums.get(hour)
+            if sums is None:
+                sums = door_sums[hour] = _DoorSums(entries)
+            er, visits, faulty = sums.totals(entries)
             fields: dict[str, float | int] = {"er_arrivals": er, "visits": visits}
             if faulty is not None:
                 fields["faulty"] = faulty
@@ -594,6 +662,7 @@ class HospitalNodeRollup(Horizon):
                 del starts[:bisect.bisect_left(starts, oldest)]
         for hour in [h for h in self.doors if h < floor - HOUR_NS]:
             del self.doors[hour]
+            self._door_sums.pop(hour, None)
         # A reading at the floor rewrites its whole hour, whose calls answer issues up to
         # max_wait before the hour's start (not before the floor, up to an hour later).
         queue_floor = window_start(floor, HOUR_NS) - self.max_wait_ns
