@@ -93,6 +93,8 @@ def main(argv: list[str]) -> int:
         elif args.command == "add-node":
             creds = add_node(config, args.site, args.node)
             print(f"mqtt user {creds.username}: password in {creds.password_file}")
+    except BrokenPipeError:
+        raise  # stdout closed (`status | head -3`): the dispatcher ends quietly, urbanpulse/cli.py
     except (UrbanpulseError, OSError) as exc:
         print(f"urbanpulse stack {args.command}: {exc}", file=sys.stderr)
         return 1
