@@ -176,7 +176,7 @@ def test_node_cannot_read_other_nodes(
     assert spy.payloads() == [b"own-ack"]
 
 
-def test_node_writes_only_its_data_and_status_and_reads_only_its_acks(
+def test_node_writes_only_its_data_status_and_relay_and_reads_only_its_acks(
     stack: StackInfo, add_stack_node: AddNode, connect: Any
 ) -> None:
     cloud = connect("t-least-cloud", stack.mqtt("cloud"))
@@ -191,6 +191,9 @@ def test_node_writes_only_its_data_and_status_and_reads_only_its_acks(
     assert node.publish(f"{own}/data/more", b"deeper").value == 135
     assert node.publish(f"{own}/other", b"other-stream").value == 135
     assert node.publish(f"{own}/status", b"status").value == 0
+    # A site gateway is a node with its own user: its relay goes on its own topic only.
+    assert node.publish(f"{own}/relay", b"relay").value == 0
+    assert node.publish("urbanpulse/v1/hn-least/n2/relay", b"forged-relay").value == 135
     assert node.publish(f"{own}/data", b"data").value == 0
     cloud.wait(lambda: b"data" in cloud.payloads())
     assert cloud.publish(f"{own}/ack", b"ack").value == 0
@@ -199,7 +202,7 @@ def test_node_writes_only_its_data_and_status_and_reads_only_its_acks(
     # The node's own publications were routed before the cloud's ack: they would have
     # reached it first had it been allowed to read them back.
     assert node.payloads() == [b"ack"]
-    assert sorted(cloud.payloads()) == [b"ack", b"data", b"status"]
+    assert sorted(cloud.payloads()) == [b"ack", b"data", b"relay", b"status"]
 
 
 def test_cloud_reads_data_and_writes_only_alerts(
@@ -215,19 +218,22 @@ def test_cloud_reads_data_and_writes_only_alerts(
 def test_broker_drops_payloads_larger_than_the_contract_allows(
     stack: StackInfo, add_stack_node: AddNode, connect: Any
 ) -> None:
-    from urbanpulse.wire import MAX_PAYLOAD_BYTES
+    # The contract's largest message is a site gateway's relay (MAX_RELAY_BYTES, 1 MiB), on
+    # one broker with the nodes' own messages: the limit is the relay's. A node's message
+    # above its own bound (256 KiB) gets through and is the cloud's dead letter.
+    from urbanpulse.wire.relay import MAX_RELAY_BYTES
 
     cloud = connect("t-size-cloud", stack.mqtt("cloud"))
     cloud.subscribe("urbanpulse/v1/hn-size/#")
     node = connect("t-size-node", add_stack_node("hn-size", "n1"))
-    largest = b"a" * MAX_PAYLOAD_BYTES
-    assert node.publish("urbanpulse/v1/hn-size/n1/data", largest).value == 0
+    largest = b"a" * MAX_RELAY_BYTES
+    assert node.publish("urbanpulse/v1/hn-size/n1/relay", largest).value == 0
     # QoS 0, retained: Mosquitto drops it without a word (at QoS 1 its PUBACK 0x95 would
     # make paho drop the link). Without a limit it would be kept, up to 256 MB, for ever.
     node.client.publish("urbanpulse/v1/hn-size/n1/status", largest + b"a", qos=0, retain=True)
     assert node.publish("urbanpulse/v1/hn-size/n1/status", b"after").value == 0
     cloud.wait(lambda: b"after" in cloud.payloads())
-    assert [len(p) for p in cloud.payloads()] == [MAX_PAYLOAD_BYTES, len(b"after")]
+    assert [len(p) for p in cloud.payloads()] == [MAX_RELAY_BYTES, len(b"after")]
 
 
 def test_shared_subscription_spreads_one_topic_over_cloud_consumers(

@@ -61,9 +61,11 @@ def test_acl_confines_each_node_to_its_own_filter() -> None:
          "topic write urbanpulse/v1/+/+/ack"]]
     assert blocks == [
         ["user hn-a.tl-02", "topic write urbanpulse/v1/hn-a/tl-02/data",
-         "topic write urbanpulse/v1/hn-a/tl-02/status", "topic read urbanpulse/v1/hn-a/tl-02/ack"],
+         "topic write urbanpulse/v1/hn-a/tl-02/status", "topic write urbanpulse/v1/hn-a/tl-02/relay",
+         "topic read urbanpulse/v1/hn-a/tl-02/ack"],
         ["user hn-b.aq-01", "topic write urbanpulse/v1/hn-b/aq-01/data",
-         "topic write urbanpulse/v1/hn-b/aq-01/status", "topic read urbanpulse/v1/hn-b/aq-01/ack"],
+         "topic write urbanpulse/v1/hn-b/aq-01/status", "topic write urbanpulse/v1/hn-b/aq-01/relay",
+         "topic read urbanpulse/v1/hn-b/aq-01/ack"],
     ]
 
 
