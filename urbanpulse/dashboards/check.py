@@ -21,6 +21,12 @@ from urbanpulse.influx_http import InfluxError, InfluxHTTP
 ALL = ".*"
 
 
+class CredentialsRefused(DashboardsError):
+    """InfluxDB refused the user (401: unknown user or wrong password): every other query
+    would be refused alike, so the check stops at the first. A 403 (a privilege missing, as
+    for a misspelt `--db`) is left to each query's result."""
+
+
 @dataclass(frozen=True)
 class QueryResult:
     where: str  # "<dashboard uid> / <panel title> / <refId> [<variant>]"
@@ -49,6 +55,8 @@ def _run(client: InfluxHTTP, db: str, where: str, query: str) -> QueryResult:
     try:
         series = client.query(query, db=db, epoch="ms")
     except InfluxError as exc:
+        if exc.status == 401:
+            raise CredentialsRefused(str(exc)) from exc
         return QueryResult(where, query, 0, 0, str(exc), _measurement(query))
     rows = sum(len(s["values"]) for s in series)
     return QueryResult(where, query, len(series), rows, None, _measurement(query))

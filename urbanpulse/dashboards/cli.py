@@ -7,7 +7,7 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from urbanpulse.dashboards.check import check_all
+from urbanpulse.dashboards.check import CredentialsRefused, check_all
 from urbanpulse.dashboards.errors import DashboardsError
 from urbanpulse.dashboards.generate import stale, write
 from urbanpulse.influx_http import InfluxError, InfluxHTTP
@@ -63,13 +63,20 @@ def _check(args: argparse.Namespace) -> int:
         raise DashboardsError(f"--influx-url {args.influx_url}: InfluxDB does not answer")
     with client:
         now = datetime.now(UTC)
-        for result in check_all(client, args.db, now, timedelta(hours=args.hours)):
-            total += 1
-            if not result.ok:
-                failures += 1
-                print(f"FAIL {result.where}: {result.error}\n     {result.influxql}")
-            elif args.verbose:
-                print(f"ok   {result.where}: {result.series} series, {result.rows} rows")
+        try:
+            for result in check_all(client, args.db, now, timedelta(hours=args.hours)):
+                total += 1
+                if not result.ok:
+                    failures += 1
+                    print(f"FAIL {result.where}: {result.error}\n     {result.influxql}")
+                elif args.verbose:
+                    print(f"ok   {result.where}: {result.series} series, {result.rows} rows")
+        except CredentialsRefused as exc:
+            # one message, not the same refusal for each of the ~160 queries
+            raise DashboardsError(
+                f"--user {args.user}: InfluxDB at {args.influx_url} refused the credentials "
+                f"(an unknown user or a wrong password; --password-file {args.password_file}): "
+                f"{exc}") from exc
     print(f"{total - failures}/{total} queries ran without error")
     return 1 if failures else 0
 
