@@ -1,0 +1,1 @@
+"""Benchmarks of the anomaly detectors themselves (memory, CPU per value)."""
