@@ -11,14 +11,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cloud.config import load_cloud_config
+from cloud.config import CloudConfig, parse_cloud_config
 from cloud.logic.domain.door_roles import NO_DOOR_ROLES, DoorRoleMap
 from cloud.logic.records import RP_1H, RP_1M, RP_RAW
 from cloud.query import catalog, influxql
-from cloud.query.errors import BadArgument, IncompleteAnswer, QueryError
+from cloud.query.errors import BadArgument, ConfigFileError, IncompleteAnswer, QueryError
 from cloud.query.frames import Schema, empty_index, to_frame
 from cloud.query.timerange import Chunks, TimeRange, chunk_length_ns
 from cloud.query.written import written_schema
+from urbanpulse.config_fields import read_toml
 from urbanpulse.errors import ConfigError
 from urbanpulse.influx_http import (
     InfluxCAFileError,
@@ -44,6 +45,21 @@ STREAM_ROWS = 10_000
 # than the chunk before it) reading stops and the chunk is fetched again in halves, so that
 # memory stays bounded by the rows asked for, whatever the data holds.
 READ_ROWS_FACTOR = 2
+
+
+def _load_config(path: Path) -> CloudConfig:
+    """The cloud config in `path`, its errors naming the file; a node's config given by
+    mistake said to be one."""
+    raw = read_toml(path)  # its errors name the file
+    if "node" in raw and "influx" not in raw:
+        raise ConfigError(str(path), (
+            "looks like an edge node config ([node], [[sensors]]: for `urbanpulse edge run`), not "
+            "the cloud processor's config that --config takes (its [influx] url, database and "
+            "reader_password_file: docs/cloud-config.md; the demo's is <home>/demo/cloud.toml)"))
+    try:
+        return parse_cloud_config(raw)
+    except ConfigError as exc:
+        raise ConfigFileError(path, exc.key, exc.reason) from exc
 
 
 class CityData:
@@ -73,7 +89,7 @@ class CityData:
         database and `timeout_s` (unless `timeout_s` is given here), and the READ-only reader's
         credentials (`reader_username`, `reader_password_file`), never the writer's. Close it
         (or use `with`) to close its connection."""
-        cfg = load_cloud_config(path)
+        cfg = _load_config(path)
         password_file = cfg.influx.reader_password_file
         if password_file is None:
             raise ConfigError("influx.reader_password_file",

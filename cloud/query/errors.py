@@ -3,11 +3,26 @@ answer InfluxDB cut short."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 
 from cloud.errors import QueryError
+from urbanpulse.errors import ConfigError
 
-__all__ = ["BadArgument", "IncompleteAnswer", "QueryError"]
+__all__ = ["BadArgument", "ConfigFileError", "IncompleteAnswer", "QueryError"]
+
+
+class ConfigFileError(ConfigError):
+    """A key of the config file `path` is wrong: the message names the file, then the key
+    (`key` and `reason` as in ConfigError)."""
+
+    def __init__(self, path: Path, key: str, reason: str) -> None:
+        super().__init__(key, reason)
+        self.path = path
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.key}: {self.reason}"
 
 
 class BadArgument(QueryError):
