@@ -13,6 +13,14 @@ every context is then remembered. The memory keeps at most `capacity` contexts a
 forgets the least recently seen first; it is pickled as one array of 8-byte keys
 (a detector may hold two of these memories and must stay under 64 KB).
 
+In memory the contexts are kept in arrays, not a dict of int objects (`_Contexts`: about
+16 bytes a context, against about 90): each key once in an array of 8-byte keys, found
+through an open-addressed table of node numbers; its recency is its last position in a
+log of node numbers (a key seen again is written at the log's end, its older entries go
+stale; the least recent key is the first entry still current). The order is the dict's
+exactly (a key seen again moves to the end, the first one is forgotten), so the novelty
+and the pickled keys are those of the dict this replaced.
+
 A level equal to the last `max(orders)` levels has the contexts of the value before it,
 which were just remembered in the same order: its novelty is 0 and the memory is left
 as it is (when the memory holds at least one context per order).
@@ -26,11 +34,13 @@ of it, instead of coding every level again for every order.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from array import array
+from collections.abc import Iterable, Iterator, Mapping
 from itertools import pairwise
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from cloud.detect.compat import slot_state
 
@@ -82,6 +92,290 @@ def _coarser(keys: Iterable[int], longest: int) -> list[int]:
     return [int(key) for key in new.tolist()]
 
 
+_MIX = 0x9E3779B97F4A7C15  # Fibonacci hashing: a key's slot is the top bits of key * _MIX mod 2**64
+_NARROW = 63 - _ORDER_BITS  # keys of at most this many level bits fit an 8-byte array item
+_START = 64  # the keys a new context memory has room for (doubled as it fills)
+
+
+class _Contexts:
+    """An insertion-ordered set of context keys (non-negative, below 2**63), least recently
+    seen first, in arrays: the dict of the same keys, with its order, in about a sixth of
+    its memory.
+
+    Each key has a node (1 ..; 0 is "none"): `_keys[node]` is the key, `_stamp[node]` its
+    last position in `_log`, the log of the nodes seen, oldest first, from `_head` to
+    `_pos`. An entry of the log is current when its node's stamp is its position; others
+    are stale (the node was seen again later, or was forgotten: stamp `_gone`). `_index` is
+    an open-addressed table (linear probing, deletion by backward shift, no tombstones)
+    from a key's slot to its node. When the log is full, its current entries are moved to
+    its start, in order (`_compact`). `see` is the detector's step; `pop`, item assignment
+    and deletion, `len` and iteration in order behave as the dict's.
+    """
+
+    __slots__ = ("_free", "_gone", "_head", "_index", "_keys", "_log", "_mask", "_pos",
+                 "_room", "_shift", "_size", "_stamp", "_top")
+
+    def __init__(self, room: int = 0) -> None:
+        self._room = max(room, 8)  # the most keys it is to hold (it grows up to it)
+        self._build(min(self._room, _START))
+
+    @classmethod
+    def of(cls, keys: npt.NDArray[np.int64], room: int) -> _Contexts:
+        """The keys in their order (the first of equal ones kept, as `dict.fromkeys`), with
+        room for `room` keys; built with numpy, not key by key."""
+        if keys.size and keys.min() < 0:
+            raise ValueError("context keys are non-negative")
+        _, first = np.unique(keys, return_index=True)
+        if first.size < keys.size:
+            keys = keys[np.sort(first)]
+        memory = cls(room)
+        if keys.size > len(memory._keys) - 1:
+            memory._build(max(keys.size, min(2 * keys.size, memory._room)))
+        memory._fill(keys)
+        return memory
+
+    def _fill(self, keys: npt.NDArray[np.int64]) -> None:
+        """Distinct `keys`, in their order, into the arrays just built (with room for them)."""
+        n = keys.size
+        memory = self
+        dtype = np.uint16 if memory._log.itemsize == 2 else np.uint32
+        nodes = np.arange(1, n + 1, dtype=dtype)
+        np.frombuffer(memory._keys, dtype=np.int64)[1 : n + 1] = keys
+        np.frombuffer(memory._log, dtype=dtype)[:n] = nodes
+        np.frombuffer(memory._stamp, dtype=dtype)[1 : n + 1] = nodes - 1
+        memory._top = memory._size = memory._pos = n
+        # Linear probing, the keys placed in the order of their slots: each at its slot or
+        # just after the one before, whichever is later. Those past the table's end go
+        # round, key by key; any placement where nothing empty lies between a key's slot
+        # and where it is is a table linear probing reads.
+        home = (keys.view(np.uint64) * np.uint64(_MIX)) >> np.uint64(memory._shift)
+        by_slot = np.argsort(home, kind="stable")
+        step = np.arange(n, dtype=np.int64)
+        at = np.maximum.accumulate(home[by_slot].astype(np.int64) - step) + step
+        inside = at <= memory._mask
+        index = np.frombuffer(memory._index, dtype=dtype)
+        index[at[inside]] = nodes[by_slot[inside]]
+        del index
+        for node in (by_slot[~inside] + 1).tolist():
+            slot, _ = memory._slot(memory._keys[node])
+            memory._index[slot] = node
+
+    def _build(self, room: int) -> None:
+        """Empty arrays for `room` keys."""
+        log_size = room + max(room // 2, 16)
+        code = "H" if log_size < 0xFFFF else "I"
+        bits = max(3, (room + room // 2).bit_length())  # a load factor below 2/3
+        self._shift = 64 - bits
+        self._mask = (1 << bits) - 1
+        self._index = array(code, [0]) * (1 << bits)
+        self._keys = array("q", [0]) * (room + 1)
+        self._stamp = array(code, [0]) * (room + 1)
+        self._log = array(code, [0]) * log_size
+        self._gone = (1 << (8 * array(code).itemsize)) - 1  # a stamp no position has
+        self._free: list[int] = []
+        self._top = 0  # nodes 1 .. _top have been used
+        self._size = 0
+        self._head = 0
+        self._pos = 0
+
+    def _reserve(self, n: int) -> None:
+        """Room for `n` more keys, and for `n` more log entries."""
+        room = len(self._keys) - 1
+        if self._size + n > room:
+            keys = np.frombuffer(self.to_bytes(), dtype=np.int64)
+            grown = 2 * room if self._size + n > self._room else min(2 * room, self._room)
+            self._build(max(grown, self._size + n))
+            self._fill(keys)
+        if self._pos + n > len(self._log):
+            self._compact()
+
+    def _compact(self) -> None:
+        """The log's current entries moved to its start, in order; stale ones dropped."""
+        head, pos = self._head, self._pos
+        dtype = np.uint16 if self._log.itemsize == 2 else np.uint32
+        log = np.frombuffer(self._log, dtype=dtype)
+        stamp = np.frombuffer(self._stamp, dtype=dtype)
+        entries = log[head:pos]
+        current = entries[stamp[entries] == np.arange(head, pos, dtype=dtype)]
+        size = current.size
+        log[:size] = current
+        stamp[current] = np.arange(size, dtype=dtype)
+        del log, stamp  # the arrays' buffers let go
+        self._head, self._pos = 0, size
+
+    def _slot(self, key: int) -> tuple[int, int]:
+        """The slot of `key` in the index, or of the empty one where it would go, and its
+        node (0 if absent)."""
+        index, keys, mask = self._index, self._keys, self._mask
+        slot = (key * _MIX >> self._shift) & mask
+        node = index[slot]
+        while node and keys[node] != key:
+            slot = (slot + 1) & mask
+            node = index[slot]
+        return slot, node
+
+    def _add(self, key: int) -> None:
+        """`key`, absent, as the most recent one (room reserved)."""
+        slot, _ = self._slot(key)
+        if self._free:
+            node = self._free.pop()
+        else:
+            node = self._top = self._top + 1
+        self._index[slot] = node
+        self._keys[node] = key
+        self._log[self._pos] = node
+        self._stamp[node] = self._pos
+        self._pos += 1
+        self._size += 1
+
+    def _remove(self, slot: int, node: int) -> None:
+        """The key of `node`, in the index at `slot`, forgotten."""
+        index, keys, mask, shift = self._index, self._keys, self._mask, self._shift
+        self._stamp[node] = self._gone
+        self._free.append(node)
+        self._size -= 1
+        j = slot
+        while True:  # backward shift: the keys after the hole that may fill it move up
+            j = (j + 1) & mask
+            other = index[j]
+            if not other:
+                break
+            home = (keys[other] * _MIX >> shift) & mask
+            if (j - home) & mask >= (j - slot) & mask:
+                index[slot] = other
+                slot = j
+        index[slot] = 0
+
+    def see(self, keys: tuple[int, ...] | list[int], capacity: int) -> int:
+        """Each key moved to the end, or added there (`dict.pop(key, 1)`, then
+        `dict[key] = 0`), in order; if any was new, the least recent forgotten down to
+        `capacity`. The number of new keys."""
+        n = len(keys)
+        if self._size + n >= len(self._keys) or self._pos + n > len(self._log):
+            self._reserve(n)
+        index, stored, stamp, log = self._index, self._keys, self._stamp, self._log
+        shift, mask = self._shift, self._mask
+        pos = self._pos
+        novel = 0
+        for key in keys:
+            slot = (key * _MIX >> shift) & mask
+            node = index[slot]
+            while node:
+                if stored[node] == key:
+                    break
+                slot = (slot + 1) & mask
+                node = index[slot]
+            else:
+                free = self._free
+                if free:
+                    node = free.pop()
+                else:
+                    node = self._top = self._top + 1
+                index[slot] = node
+                stored[node] = key
+                novel += 1
+            log[pos] = node
+            stamp[node] = pos
+            pos += 1
+        self._pos = pos
+        if novel:
+            self._size += novel
+            if self._size > capacity:
+                self._forget(capacity)
+        return novel
+
+    def _forget(self, capacity: int) -> None:
+        """The least recent keys forgotten down to `capacity`."""
+        log, stamp, keys = self._log, self._stamp, self._keys
+        head = self._head
+        while self._size > capacity:
+            node = log[head]
+            while stamp[node] != head:
+                head += 1
+                node = log[head]
+            head += 1
+            slot, _ = self._slot(keys[node])
+            self._remove(slot, node)
+        self._head = head
+
+    def to_bytes(self) -> bytes:
+        """The keys as 8-byte integers, least recent first (as `np.fromiter(dict)`)."""
+        dtype = np.uint16 if self._log.itemsize == 2 else np.uint32
+        log = np.frombuffer(self._log, dtype=dtype)[self._head : self._pos]
+        stamp = np.frombuffer(self._stamp, dtype=dtype)
+        nodes = log[stamp[log] == np.arange(self._head, self._pos, dtype=dtype)]
+        keys: bytes = np.frombuffer(self._keys, dtype=np.int64)[nodes].tobytes()
+        return keys
+
+    # The dict's own ways, for whatever treats the memory as the dict it was.
+
+    def __len__(self) -> int:
+        return self._size
+
+    def __iter__(self) -> Iterator[int]:
+        log, stamp, keys = self._log, self._stamp, self._keys
+        for position in range(self._head, self._pos):
+            node = log[position]
+            if stamp[node] == position:
+                yield keys[node]
+
+    def __contains__(self, key: object) -> bool:
+        return type(key) is int and 0 <= key < 1 << 63 and self._slot(key)[1] != 0
+
+    def pop(self, key: int, default: int) -> int:
+        if key not in self:
+            return default
+        self._remove(*self._slot(key))
+        return 0
+
+    def __setitem__(self, key: int, value: int) -> None:
+        if value != 0:
+            raise ValueError("the context memory holds keys only (values 0)")
+        if key not in self:
+            self._reserve(1)
+            self._add(key)
+
+    def __delitem__(self, key: int) -> None:
+        if key not in self:
+            raise KeyError(key)
+        self._remove(*self._slot(key))
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, _Contexts):
+            return list(self) == list(other)
+        if isinstance(other, Mapping):
+            return len(self) == len(other) and all(other.get(key, None) == 0 for key in self)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+class _WideContexts(dict[int, int]):
+    """The dict, for keys too wide for `_Contexts` (orders beyond 7 levels)."""
+
+    def see(self, keys: tuple[int, ...] | list[int], capacity: int) -> int:
+        pop = self.pop
+        novel = 0
+        for key in keys:
+            novel += pop(key, 1)
+            self[key] = 0
+        if novel:
+            while len(self) > capacity:
+                del self[next(iter(self))]
+        return novel
+
+    def to_bytes(self) -> bytes:
+        return np.fromiter(self, dtype=np.int64).tobytes()
+
+
+def _memory(keys: Iterable[int], longest: int, capacity: int, orders: int) -> _Contexts | _WideContexts:
+    """A context memory holding `keys` in their order (the first of equal ones), with room
+    for `capacity` keys and the `orders` keys a value adds before the oldest are forgotten."""
+    if _BITS * longest > _NARROW:
+        return _WideContexts(dict.fromkeys(keys, 0))
+    return _Contexts.of(np.fromiter(keys, dtype=np.int64), capacity + orders)
+
+
 class ContextNovelty:
     __slots__ = (
         "_anchor",
@@ -127,14 +421,14 @@ class ContextNovelty:
         self._high = -math.inf
         self._recent: list[int] = []
         self._body = 0  # `_recent` packed (`_packed`), for the keys of consecutive orders
-        # Insertion-ordered set of context keys, least recently seen first (values all 0).
-        self._memory: dict[int, int] = {}
+        # Insertion-ordered set of context keys, least recently seen first.
+        self._memory = _memory((), self._longest, capacity, len(orders))
 
     def __getstate__(self) -> dict[str, Any]:
         state: dict[str, Any] = {
             name: getattr(self, name) for name in self.__slots__ if name not in _DERIVED
         }
-        state["_memory"] = np.fromiter(self._memory, dtype=np.int64).tobytes()
+        state["_memory"] = self._memory.to_bytes()
         return state
 
     def __setstate__(self, state: Any) -> None:
@@ -143,11 +437,19 @@ class ContextNovelty:
         for name, value in fields.items():
             setattr(self, name, value)
         memory = fields.get("_memory")
+        orders = fields.get("orders")
+        longest = max(orders) if isinstance(orders, tuple) and orders else 0
+        room = fields.get("capacity", 0) + (len(orders) if isinstance(orders, tuple) else 0)
         if isinstance(memory, bytes):
             keys = np.frombuffer(memory, dtype=np.int64)
-            self._memory = dict.fromkeys((int(key) for key in keys), 0)
-        elif not isinstance(memory, dict):
-            self._memory = {}  # an older layout: dropped by its owner (see tail.py)
+            if _BITS * longest > _NARROW:
+                self._memory = _WideContexts(dict.fromkeys((int(key) for key in keys), 0))
+            else:
+                self._memory = _Contexts.of(keys, room)
+        elif isinstance(memory, dict):
+            self._memory = _memory(memory, longest, room, 0)
+        else:
+            self._memory = _Contexts(room)  # an older layout: dropped by its owner (see tail.py)
         recent = fields.get("_recent")
         self._body = _packed(recent) if isinstance(recent, list) else 0
 
@@ -191,27 +493,16 @@ class ContextNovelty:
             del recent[0]
             recent.append(level)
             self._body = body = (self._body >> 8) | (((level + 128) & 255) << 32)
-            memory = self._memory
-            pop = memory.pop
-            key = 1 | ((body >> 32) << 4)
-            novel = pop(key, 1)
-            memory[key] = 0
-            key = 2 | ((body >> 24) << 4)
-            novel += pop(key, 1)
-            memory[key] = 0
-            key = 3 | ((body >> 16) << 4)
-            novel += pop(key, 1)
-            memory[key] = 0
-            key = 4 | ((body >> 8) << 4)
-            novel += pop(key, 1)
-            memory[key] = 0
-            key = 5 | (body << 4)
-            novel += pop(key, 1)
-            memory[key] = 0
-            if novel:
-                capacity = self.capacity
-                while len(memory) > capacity:
-                    del memory[next(iter(memory))]
+            novel = self._memory.see(
+                (
+                    1 | ((body >> 32) << 4),
+                    2 | ((body >> 24) << 4),
+                    3 | ((body >> 16) << 4),
+                    4 | ((body >> 8) << 4),
+                    5 | (body << 4),
+                ),
+                self.capacity,
+            )
             return novel / 5
         return self._observe(level)
 
@@ -220,7 +511,9 @@ class ContextNovelty:
 
     def _coarsen(self) -> None:
         self._width *= 2.0
-        self._memory = dict.fromkeys(_coarser(self._memory, self._longest), 0)
+        self._memory = _memory(
+            _coarser(self._memory, self._longest), self._longest, self.capacity, len(self.orders)
+        )
         self._recent = [level // 2 for level in self._recent]
         self._body = _packed(self._recent)
         self._run = 0  # the memory's order changed
@@ -236,9 +529,6 @@ class ContextNovelty:
             self._run = 1
         recent.append(level)
         n = len(recent)
-        novel = 0
-        memory = self._memory
-        pop = memory.pop
         if self._consecutive:
             # The levels packed once (see _packed); the key of order k is its body shifted.
             coded = (level + _OFFSET) & _MASK
@@ -249,19 +539,15 @@ class ContextNovelty:
             else:
                 body = self._body | (coded << (_BITS * (n - 1)))
             self._body = body
-            for order, shift in _ORDER_SHIFTS[n]:
-                key = order | ((body >> shift) << _ORDER_BITS)
-                novel += pop(key, 1)  # 1 if new; a key seen before moves to the end
-                memory[key] = 0
-            seen = n
+            keys = [order | ((body >> shift) << _ORDER_BITS) for order, shift in _ORDER_SHIFTS[n]]
         else:
             if n > longest:
                 del recent[0]
                 n -= 1
-            seen = 0
             ascending = self._ascending
             body = 0
             k = 0
+            keys = []
             for order in self.orders:
                 if n < order:
                     continue
@@ -269,14 +555,10 @@ class ContextNovelty:
                     while k < order:
                         k += 1
                         body = (body << _BITS) | ((recent[-k] + _OFFSET) & _MASK)
-                    key = order | (body << _ORDER_BITS)
+                    keys.append(order | (body << _ORDER_BITS))
                 else:
-                    key = _encode(recent[-order:])
-                novel += pop(key, 1)
-                seen += 1
-                memory[key] = 0
-        if novel:
-            capacity = self.capacity
-            while len(memory) > capacity:
-                del memory[next(iter(memory))]
-        return novel / seen if seen else 0.0
+                    keys.append(_encode(recent[-order:]))
+        if not keys:
+            return 0.0
+        # Each key: 1 if new; one seen before moves to the end.
+        return self._memory.see(keys, self.capacity) / len(keys)
