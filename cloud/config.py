@@ -45,9 +45,10 @@ class CloudMqtt:
     key_file: Path | None = None
 
     @property
-    def subscriptions(self) -> tuple[str, str]:
-        """Data and status only: never the cloud's own acks and alerts."""
-        return f"{self.node_filter}/data", f"{self.node_filter}/status"
+    def subscriptions(self) -> tuple[str, str, str]:
+        """Data, status and site gateways' relays (of their nodes' data and status) only:
+        never the cloud's own acks and alerts."""
+        return f"{self.node_filter}/data", f"{self.node_filter}/status", f"{self.node_filter}/relay"
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ import pickle
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -41,14 +41,14 @@ from cloud.alerts import AlertPublisher, make_alert_publisher
 from cloud.config import MAX_PROCESSES, CloudConfig
 from cloud.errors import SinkError
 from cloud.health import ProcessorHealth
-from cloud.journal import Journal, JournalRecord, MergedJournals, journal_files, journal_path
+from cloud.journal import Journal, MergedJournals, journal_files, journal_path
 from cloud.logic.domain.city_drift import CITY, AirReading, CityAir, drift_inputs
 from cloud.logic.domain.hospital import SiteUpdate
 from cloud.logic.domain.hospital_site import HospitalSite
 from cloud.logic.domain_replay import ReplaySpan, SpanKey, replay_requests, site_step
 from cloud.logic.events import Alert
 from cloud.logic.node import NodeState
-from cloud.logic.records import Point, decode_record
+from cloud.logic.records import Point, Record, RelayedReject, decode_record, expand_relays
 from cloud.sink import InfluxWriter, make_writer, owed_entry, retry_advice
 from urbanpulse.clock import Clock, SystemClock, from_epoch_ns, to_epoch_ns
 from urbanpulse.influx_http import InfluxError
@@ -75,12 +75,15 @@ TICK = timedelta(seconds=30)  # how often time-based fault rules (silence) are c
 TICK_NS = int(TICK.total_seconds()) * 1_000_000_000
 
 
-class JournalPartition(StatefulSourcePartition[JournalRecord, dict[str, Any]]):
+class JournalPartition(StatefulSourcePartition[Record, dict[str, Any]]):
     """Every journal, merged in received-time order (cloud.journal.MergedJournals), as one
     partition: one worker reads them all, and a node's messages leave it in the order the
     broker delivered them, whichever ingest journaled them. Its snapshot is the offset of
     the last record emitted from each journal, each journal's id, and the trim's marks.
-    `health` hears of every batch.
+    `health` hears of every batch. A gateway's relay leaves it as its messages, each as
+    the record it would have been on its node's own topic (`expand_relays`): keyed by node
+    after that, and the offsets stay those of the journal's records, so a resumed reader
+    reads a relay whole or not at all, and expands it as before.
 
     The trim deletes records read in an epoch snapshotted `retention_s` ago (and received
     that long ago), so that a copy of the recovery store younger than that resumes at
@@ -108,7 +111,7 @@ class JournalPartition(StatefulSourcePartition[JournalRecord, dict[str, Any]]):
             (now - max(0, age_ns) / 1e9, offsets) for age_ns, offsets in marks]
         self._next_trim = now + TRIM_EVERY_S
 
-    def next_batch(self) -> list[JournalRecord]:
+    def next_batch(self) -> Sequence[Record]:
         if self.drain.is_set():
             raise StopIteration  # stopping: the epoch under way is written and committed
         records = self.journals.read(READ_BATCH)
@@ -117,7 +120,7 @@ class JournalPartition(StatefulSourcePartition[JournalRecord, dict[str, Any]]):
             self.health.journal_read(records, self._idle, self.journals.backlog)
         if self.clock.monotonic() >= self._next_trim:
             self._trim()
-        return records
+        return expand_relays(records)
 
     def next_awake(self) -> datetime | None:
         return self.clock.now() + IDLE_WAIT if self._idle else None
@@ -145,7 +148,7 @@ class JournalPartition(StatefulSourcePartition[JournalRecord, dict[str, Any]]):
         self.journals.close()
 
 
-class RetiredPartition(StatefulSourcePartition[JournalRecord, None]):
+class RetiredPartition(StatefulSourcePartition[Record, None]):
     """A name kept from the time each journal was a partition of its own, so that a
     recovery store written then still resumes (Bytewax refuses state for unknown
     partitions). Emits nothing; the merged partition reads its journal."""
@@ -153,7 +156,7 @@ class RetiredPartition(StatefulSourcePartition[JournalRecord, None]):
     def __init__(self, drain: threading.Event | None = None) -> None:
         self.drain = drain or threading.Event()
 
-    def next_batch(self) -> list[JournalRecord]:
+    def next_batch(self) -> list[Record]:
         if self.drain.is_set():
             raise StopIteration
         return []
@@ -167,7 +170,7 @@ class RetiredPartition(StatefulSourcePartition[JournalRecord, None]):
         return None
 
 
-class JournalSource(FixedPartitionedSource[JournalRecord, Any]):
+class JournalSource(FixedPartitionedSource[Record, Any]):
     """The merged partition takes the first journal's name: a store from one ingest,
     which held that journal's offset as a plain int, resumes where it was. A store from
     several held the others' offsets under their own names; those journals are read again
@@ -192,7 +195,7 @@ class JournalSource(FixedPartitionedSource[JournalRecord, Any]):
         return self._names(self._found())
 
     def build_part(self, step_id: str, for_part: str,
-                   resume_state: dict[str, Any] | int | None) -> StatefulSourcePartition[JournalRecord, Any]:
+                   resume_state: dict[str, Any] | int | None) -> StatefulSourcePartition[Record, Any]:
         if for_part != self.partitions[0]:
             return RetiredPartition(self.drain)
         if isinstance(resume_state, int):
@@ -227,11 +230,14 @@ class JournalSource(FixedPartitionedSource[JournalRecord, Any]):
         return [*self.partitions, *extra]
 
 
-def node_key(rec: JournalRecord) -> str:
+def node_key(rec: Record) -> str:
     """The node a record belongs to, from its topic alone (urbanpulse/v1/SITE/NODE/STREAM),
     so that records cross processes as received bytes and are decoded where the node's
     state lives. The same key as NodeData.key; a malformed topic gets some key all the
-    same, and its dead letter comes from that key's step."""
+    same, and its dead letter comes from that key's step. A relay's refused part goes to
+    the node it names (`RelayedReject.key`)."""
+    if type(rec) is RelayedReject:
+        return rec.key
     parts = rec.topic.split("/")
     return f"{parts[2]}/{parts[3]}" if len(parts) == 5 else ""
 
@@ -239,13 +245,13 @@ def node_key(rec: JournalRecord) -> str:
 NodeOut = tuple[list[Point], list[SiteUpdate], list[Alert], list[AirReading]]
 
 
-class NodeLogic(op.StatefulBatchLogic[JournalRecord, NodeOut, bytes]):
+class NodeLogic(op.StatefulBatchLogic[Record, NodeOut, bytes]):
     def __init__(self, state: NodeState, dead_letter_max_bytes: int, drift: bool = False) -> None:
         self.state = state
         self.dead_letter_max_bytes = dead_letter_max_bytes
         self.drift = drift  # hand the air readings on to the city's drift step
 
-    def on_batch(self, values: list[JournalRecord]) -> tuple[list[NodeOut], bool]:
+    def on_batch(self, values: list[Record]) -> tuple[list[NodeOut], bool]:
         out: list[NodeOut] = []
         for rec in values:
             data, points = decode_record(rec, self.dead_letter_max_bytes)

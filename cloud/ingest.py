@@ -14,6 +14,7 @@ broker's session and in the nodes' outboxes, and the connection stays up.
 from __future__ import annotations
 
 import fcntl
+import json
 import logging
 import os
 import signal
@@ -33,7 +34,7 @@ from cloud.state_disk import FreeSpaceFloor, StatVfs
 from urbanpulse.clock import Clock, SystemClock, to_epoch_ns
 from urbanpulse.mqtt import MqttError, tls_context
 from urbanpulse.wire import encode_ack
-from urbanpulse.wire.payload import batch_id_of
+from urbanpulse.wire.payload import _BATCH_ID, batch_id_of
 
 if TYPE_CHECKING:
     from paho.mqtt.client import Client, MQTTMessage, MQTTMessageInfo
@@ -398,20 +399,42 @@ class Ingest:
     def _ack_nodes(self, batch: list[Pending]) -> None:
         """Tell each node which of its batches are now durable here, so that it may delete
         them from its outbox (the broker's PUBACK alone is not enough: a broker crash can
-        lose what it acknowledged)."""
+        lose what it acknowledged). A gateway's relay is acknowledged to the gateway, by the
+        relay's own batch id; the gateway acknowledges the relayed batches to its nodes."""
         by_node: dict[str, list[str]] = {}
         for _, _, _, topic, payload, _ in batch:
-            if not topic.endswith("/data"):
-                continue
-            batch_id = batch_id_of(payload)
+            batch_id = acked_batch(topic, payload)
             if batch_id is not None:
-                by_node.setdefault(topic[: -len("data")] + "ack", []).append(batch_id)
+                by_node.setdefault(topic[: topic.rindex("/")] + "/ack", []).append(batch_id)
         self._acks_out = [i for i in self._acks_out if not i.is_published()]
         for topic, ids in by_node.items():
             info = self.client.publish(topic, encode_ack(ids), qos=1)
             if info.rc == 0:  # else not connected: kept by paho for the next connection
                 self._acks_out.append(info)
             self.stats.acks_sent += len(ids)
+
+
+def acked_batch(topic: str, payload: bytes) -> str | None:
+    """The batch id the ingest acknowledges for a message on `topic` once it is journaled:
+    a node's data batch's, a gateway's relay's; None for anything else (status, a payload
+    without one). A relay's is looked for before its messages (never in a relayed payload,
+    nor in an item), where urbanpulse.wire.relay.encode_relay puts it; a relay that has it
+    elsewhere is parsed."""
+    if topic.endswith("/data"):
+        return batch_id_of(payload)
+    if not topic.endswith("/relay"):
+        return None
+    messages = payload.find(b'"messages"')
+    if messages >= 0:
+        found = batch_id_of(payload[:messages])
+        if found is not None:
+            return found
+    try:
+        body = json.loads(payload)
+    except (ValueError, RecursionError):
+        return None
+    batch = body.get("batch") if isinstance(body, dict) else None
+    return batch if isinstance(batch, str) and _BATCH_ID.fullmatch(batch) else None
 
 
 # How an ingest child ends on SIGTERM or SIGINT: 0 once its handler is set (a clean stop),

@@ -15,10 +15,24 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cloud.errors import JournalError
+from urbanpulse.wire.relay import MAX_RELAY_MESSAGES
 
 # Received times are made strictly increasing by at least this step, so that a record's
 # received_ns plus a reading's index in it is a unique, replay-stable timestamp.
 RECEIVED_STEP_NS = 4096
+# The fewest bytes a relay's item takes: {"node":"a","stream":"data","payload":""} and a comma.
+MIN_RELAY_ITEM_BYTES = 42
+
+
+def received_steps(topic: str, size: int) -> int:
+    """How many RECEIVED_STEP_NS a record of `size` bytes on `topic` takes of the journal's
+    received times: one for a node's message; for a gateway's relay, one per item it can
+    hold (its item k is taken as received at the relay's stamp + k steps, `records.expand_relays`),
+    so that every relayed message has a reception of its own, as it would have had on its
+    node's topic. Counted from the size, not parsed: the ingest's hot path."""
+    if topic.endswith("/relay"):
+        return min(MAX_RELAY_MESSAGES, size // MIN_RELAY_ITEM_BYTES + 1)
+    return 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +64,7 @@ class Journal:
         self.partition = partition
         self._db: sqlite3.Connection | None = None
         self._last_received_ns = 0
+        self._last_steps = 1  # received_steps of the last record
         # Made once with the file by its ingest: a resumed reader tells a journal made anew
         # (deleted or replaced, its numbers starting at 1 again) from the one its snapshot
         # numbered. None for a journal made before ids, until its ingest opens it.
@@ -73,7 +88,8 @@ class Journal:
                        "received_ns INTEGER NOT NULL, topic TEXT NOT NULL, payload BLOB NOT NULL)")
             # The last record's stamp is the largest (each append stamps after it): read
             # by the key, where MAX(received_ns) scanned the whole journal at every start.
-            row = db.execute("SELECT received_ns FROM entries ORDER BY offset DESC LIMIT 1").fetchone()
+            row = db.execute("SELECT received_ns, topic, length(payload) FROM entries "
+                             "ORDER BY offset DESC LIMIT 1").fetchone()
             self.id = _journal_id(db, create)
         except (OSError, sqlite3.Error) as exc:
             if not create and not self.path.exists():
@@ -82,6 +98,7 @@ class Journal:
                     "cannot see it (every process of a cluster must share state.dir)") from exc
             raise JournalError(f"cannot open journal {self.path}: {exc}") from exc
         self._last_received_ns = row[0] if row else 0
+        self._last_steps = received_steps(row[1], row[2]) if row else 1
         self._db = db
         return self
 
@@ -94,12 +111,14 @@ class Journal:
     def append(self, messages: Sequence[tuple[str, bytes]], now_ns: int,
                arrived_ns: Sequence[int] | None = None) -> int:
         """Commit messages durably; returns the last offset written. Each is stamped with
-        its arrival time if given, else `now_ns`, made strictly increasing."""
+        its arrival time if given, else `now_ns`, made strictly increasing, past the
+        receptions of the relayed messages before it (`received_steps`)."""
         rows = []
-        received = self._last_received_ns
+        received, steps = self._last_received_ns, self._last_steps
         for i, (topic, payload) in enumerate(messages):
             stamp = now_ns if arrived_ns is None else arrived_ns[i]
-            received = max(stamp, received + RECEIVED_STEP_NS)
+            received = max(stamp, received + RECEIVED_STEP_NS * steps)
+            steps = received_steps(topic, len(payload))
             rows.append((received, topic, payload))
         db = self.db
         try:
@@ -117,7 +136,7 @@ class Journal:
                 except sqlite3.Error as again:
                     detail += f" (and the rollback failed: {again})"
             raise JournalError(f"journal append failed: {detail}") from exc
-        self._last_received_ns = received
+        self._last_received_ns, self._last_steps = received, steps
         return int(last)
 
     def read(self, after_offset: int, limit: int) -> list[JournalRecord]:

@@ -10,11 +10,17 @@ orjson and checked in one pass, they give exactly the readings `decode_batch` wo
 batch the shortcut is not sure of (a rejected reading, a broken envelope, a number or
 string orjson reads otherwise than json, a shape it does not expect) goes to
 `urbanpulse.wire.decode_batch`, the contract's own decoder, which words the dead letters.
+
+A site gateway's relay (urbanpulse.wire.relay) is one journal record for many node messages:
+`expand_relays` turns it, where the journal is read and before the records are keyed by
+node, into a record per relayed message, as if it had come on its node's own topic, and a
+`RelayedReject` for what of it the contract refused (its envelope, or an item).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -22,7 +28,7 @@ from typing import Any
 import orjson
 
 from cloud.detect.faults import RUN_ID, Heartbeat, Supervision
-from cloud.journal import JournalRecord
+from cloud.journal import RECEIVED_STEP_NS, JournalRecord
 from cloud.logic.lines import line
 from urbanpulse.clock import from_epoch_ns
 from urbanpulse.errors import UrbanpulseError
@@ -50,6 +56,8 @@ from urbanpulse.wire.payload import (
     parse_ts,
     sensor_id_cache,
 )
+from urbanpulse.wire.relay import decode_relay
+from urbanpulse.wire.topics import ROOT, validate_id
 
 RP_RAW = "raw"
 RP_1M = "agg_1m"
@@ -85,7 +93,98 @@ class NodeData:
     numbering: str | None = None  # the batch's numbering id (urbanpulse.wire), if it names one
 
 
-def dead_letter(rec: JournalRecord, site: str, node: str, code: str, detail: str, raw: bytes,
+@dataclass(frozen=True, slots=True)
+class RelayedReject:
+    """What the contract refused of a relay before any node's message was read: its envelope
+    (`node` is the gateway, `raw` the relay) or one item (`node` is the item's node, or the
+    gateway when the item names no valid one; `raw` is the item's JSON). It goes to that
+    node's step (`key`) and becomes its dead letter there; `partition`, `offset` and `topic`
+    are the relay's journal record, `received_ns` the item's reception (`expand_relays`)."""
+
+    partition: str
+    offset: int
+    received_ns: int
+    topic: str
+    site: str
+    node: str
+    code: str
+    detail: str
+    raw: bytes
+
+    @property
+    def key(self) -> str:
+        return f"{self.site}/{self.node}"
+
+
+Record = JournalRecord | RelayedReject
+
+
+def expand_relays(records: Sequence[JournalRecord]) -> Sequence[Record]:
+    """`records` with each relay in its place replaced by its messages (`expand_relay`);
+    `records` itself when it holds none (the nodes' own messages pay a look at each topic)."""
+    for rec in records:
+        if rec.topic.endswith("/relay"):
+            break
+    else:
+        return records
+    out: list[Record] = []
+    for rec in records:
+        if rec.topic.endswith("/relay"):
+            out.extend(expand_relay(rec))
+        else:
+            out.append(rec)
+    return out
+
+
+def expand_relay(rec: JournalRecord) -> list[Record]:
+    """A relay's items in their order: each message as the record it would have been on its
+    node's topic (`urbanpulse/v1/<site>/<node>/<stream>`, its payload's bytes), item k
+    received at the relay's reception + k * RECEIVED_STEP_NS (the journal leaves those
+    receptions free: cloud.journal.received_steps), so that each has a reception of its own
+    as a direct message has (a dead letter's, a status point's, a fault event's stamp), and
+    a replay expands it the same. The journal record's partition and offset stay the relay's.
+    A refused envelope or item is a `RelayedReject`; a topic that is not a relay's goes on
+    as it is, for `decode_record`'s `bad_topic` dead letter. Raises nothing."""
+    try:
+        topic = parse_topic(rec.topic)
+    except UrbanpulseError:
+        return [rec]
+    site, gateway = topic.site, topic.node
+    try:
+        relay = decode_relay(rec.payload, site=site, gateway=gateway)
+    except WireError as exc:
+        return [RelayedReject(rec.partition, rec.offset, rec.received_ns, rec.topic, site, gateway,
+                              exc.code, exc.detail, rec.payload)]
+    rejected = {r.index: r for r in relay.rejected}
+    messages = iter(relay.messages)
+    out: list[Record] = []
+    for k in range(len(relay.messages) + len(relay.rejected)):
+        received_ns = rec.received_ns + k * RECEIVED_STEP_NS
+        bad = rejected.get(k)
+        if bad is None:
+            m = next(messages)
+            out.append(JournalRecord(rec.partition, rec.offset, received_ns,
+                                     f"{ROOT}/{site}/{m.node}/{m.stream}", m.payload))
+            continue
+        named = bad.raw.get("node") if isinstance(bad.raw, dict) else None
+        try:
+            node = validate_id("node", named)  # type: ignore[arg-type]  # (anything JSON holds)
+        except UrbanpulseError:
+            node = gateway
+        out.append(RelayedReject(rec.partition, rec.offset, received_ns, rec.topic, site, node,
+                                 bad.code, bad.detail, _item_json(bad.raw)))
+    return out
+
+
+def _item_json(raw: Any) -> bytes:
+    """A refused item as JSON again (what json.loads read back, so json writes it)."""
+    try:
+        return json.dumps(raw, default=str).encode()
+    except (ValueError, RecursionError) as exc:  # nesting as deep as the reader let through
+        return f"(item not written back as JSON: {type(exc).__name__})".encode()
+
+
+def dead_letter(rec: Record, site: str, node: str, code: str, detail: str, raw: bytes,
                 index: int, max_bytes: int) -> Point:
     return dead_letter_point(site, node, code, detail, raw, max_bytes, rec.received_ns + index,
                              rec.topic, rec.offset, rec.partition)
@@ -114,9 +213,12 @@ def _utf8(text: str) -> str:
     return text
 
 
-def decode_record(rec: JournalRecord, max_dead_letter_bytes: int) -> tuple[NodeData | None, list[Point]]:
+def decode_record(rec: Record, max_dead_letter_bytes: int) -> tuple[NodeData | None, list[Point]]:
     """Split a record into the node's good readings and the points to write straight away
     (dead letters, status)."""
+    if isinstance(rec, RelayedReject):
+        return None, [dead_letter(rec, rec.site, rec.node, rec.code, rec.detail, rec.raw, 0,
+                                  max_dead_letter_bytes)]
     try:
         topic = parse_topic(rec.topic)
     except UrbanpulseError as exc:
@@ -124,6 +226,10 @@ def decode_record(rec: JournalRecord, max_dead_letter_bytes: int) -> tuple[NodeD
                                   max_dead_letter_bytes)]
     if topic.stream == "ack":
         return None, []  # the cloud's own acknowledgements to nodes: nothing to store
+    if topic.stream == "relay":  # expanded before it is keyed (`expand_relays`): not here
+        return None, [dead_letter(rec, topic.site, topic.node, "relay_not_expanded",
+                                  "a relay reached a node's step whole", rec.payload, 0,
+                                  max_dead_letter_bytes)]
     if topic.stream == "status":
         status_points, beat = _status(rec, topic.site, topic.node, max_dead_letter_bytes)
         if beat is None:
