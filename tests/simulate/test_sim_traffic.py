@@ -3,8 +3,11 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
+import pytest
 
-from urbanpulse.simulate import City, PinTrack, Simulation
+from edge.drivers.traffic_loop.driver import parse_params
+from edge.drivers.traffic_loop.logic import LoopInterval, TrafficLoopLogic
+from urbanpulse.simulate import City, PinTrack, Simulation, make_event
 from urbanpulse.simulate.profiles import TRAFFIC
 from urbanpulse.simulate.traffic import CLASSES, LaneSensor
 
@@ -124,3 +127,54 @@ def test_an_incident_raises_occupancy_and_lowers_speed_and_flow(hanoi: City) -> 
     a = with_incident.passages(*INCIDENT, 10 * 3600, 11 * 3600)
     b = without.passages(*INCIDENT, 10 * 3600, 11 * 3600)
     assert np.array_equal(a.t_on1, b.t_on1)
+
+
+def driver_readings(sim: Simulation, lane: tuple[str, str, str], t0: float,
+                    t1: float) -> list[LoopInterval]:
+    """The traffic_loop driver's per-minute intervals on the lane's simulated pins, set up as
+    the demo sets it up (urbanpulse/demo/live.py: the lane's spacing and loop length, the
+    driver's defaults otherwise)."""
+    params = sim.sensor(*lane).params
+    config = parse_params({"pin": 17, "downstream_pin": 27,
+                           "loop_distance_m": float(params["loop_spacing_m"]),
+                           "loop_length_m": float(params["loop_length_m"])}, "sensors[0]")
+    tracks = sim.pin_tracks(*lane, t0, t1)
+    logic = TrafficLoopLogic(mode=config.output, bounce_s=config.debounce_s,
+                             levels=[bool(tracks["loop1"].initial), bool(tracks["loop2"].initial)],
+                             t0=t0, pair=config.pair, min_pulse_s=config.min_pulse_s)
+    edges = sorted([(e.t, 0, bool(e.level)) for e in tracks["loop1"].edges]
+                   + [(e.t, 1, bool(e.level)) for e in tracks["loop2"].edges])
+    out, i = [], 0
+    for end in np.arange(t0 + 60.0, t1 + 1.0, 60.0):
+        close_at = end + logic.settle_s
+        while i < len(edges) and edges[i][0] <= close_at:
+            t, line, level = edges[i]
+            logic.feed(line, level, t)
+            i += 1
+        out.append(logic.close_interval(float(end), close_at))
+    return out
+
+
+@pytest.mark.parametrize("hour", [7.5, 13.0, 23.0])
+def test_the_driver_measures_an_incident_lanes_crawl(hanoi: City, hour: float) -> None:
+    # speed_factor 0.15 on a 38 km/h lane: 2-3 km/h at rush hour (the free speed falls
+    # by about half at the peak flow), 4 km/h at noon, 5-6 km/h at night. With the driver's
+    # old fixed 5 km/h pairing floor these minutes had a count and 50-95 % occupancy but no
+    # speed, and the intersection's speed left the crawling lane out.
+    start = hour * 3600
+    incident = make_event("incident", *INCIDENT, start, start + 1800,
+                          {"speed_factor": 0.15, "flow_factor": 0.6})
+    sim = Simulation(hanoi, seed=3, start=MONDAY, events=(incident,))
+    t0, t1 = start + 300, start + 1500
+    readings = driver_readings(sim, INCIDENT, t0, t1)
+    out = sim.output(*INCIDENT)
+    assert isinstance(out, LaneSensor)
+    truth = out.aggregates(np.arange(t0 + 60.0, t1 + 1.0, 60.0))
+    assert [r.count for r in readings] == [a["count"] for a in truth]
+    counted = [r for r in readings if r.count]
+    measured = [r.speed_kmh for r in counted if r.speed_kmh is not None]
+    assert len(measured) >= 0.9 * len(counted), readings
+    simulated = float(np.mean([a["speed_kmh"] for a in truth if "speed_kmh" in a]))
+    assert simulated < 7.0
+    assert float(np.mean(measured)) == pytest.approx(simulated, rel=0.2)
+    assert max(measured) < 3 * simulated  # no vehicle paired with the one before it

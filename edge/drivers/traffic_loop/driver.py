@@ -12,6 +12,7 @@ from edge.drivers.base import DriverContext, Emit
 from edge.drivers.traffic_loop.logic import (
     MAX_LENGTH_M,
     MAX_SPEED_KMH,
+    MIN_SPEED_KMH,
     LoopPair,
     Mode,
     TrafficLoopLogic,
@@ -78,7 +79,7 @@ def parse_params(raw: Mapping[str, Any], key: str) -> TrafficLoopParams:
         if loop_length is not None and output == "pulse":
             raise f.error("loop_length_m", "vehicle length needs presence output (a pulse "
                           "carries no on-time)")
-        low = 5.0 if min_speed is None else min_speed
+        low = MIN_SPEED_KMH[output] if min_speed is None else min_speed
         high = 200.0 if max_speed is None else max_speed
         if low >= high:
             raise f.error("min_speed_kmh", f"must be below max_speed_kmh ({high:g})")

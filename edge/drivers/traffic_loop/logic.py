@@ -13,7 +13,14 @@ Pure: fed with raw edges (line, level, monotonic time) and told when an interval
 - Loop pair (a downstream loop `distance_m` further on): a vehicle's speed is
   distance_m / (t_on2 - t_on1); its length is speed x on-time - loop_length_m (on-time =
   mean of its on-times on the two loops). A downstream onset is matched to the oldest
-  upstream onset whose transit time fits min_speed_kmh..max_speed_kmh.
+  upstream onset whose transit time fits min_speed_kmh..max_speed_kmh and, for a vehicle
+  that has left the upstream loop (presence output), its own on-time there: a vehicle on
+  the loop for `on` seconds is at least (MIN_VEHICLE_M + loop_length_m) / on fast, so
+  it reaches the downstream loop within SLACK x distance_m x on / (MIN_VEHICLE_M +
+  loop_length_m). The window scales with the vehicle's speed: a crawling vehicle (long on
+  the loop) is waited for down to min_speed_kmh, while the onset of a quick one that
+  never reached the downstream loop (a lane change) stops waiting within about a second
+  and is not paired with the vehicle behind it.
 """
 
 from __future__ import annotations
@@ -29,6 +36,14 @@ from edge.gpio.pulse_filter import PulseFilter
 Mode = Literal["presence", "pulse"]
 MAX_LENGTH_M = 50.0
 MAX_SPEED_KMH = 300.0
+# Default slowest speed measured. Presence outputs: 1 km/h (a crawl in a jam is 2-8 km/h);
+# the vehicle's own on-time keeps the pairing window short for faster vehicles. Pulse
+# outputs carry no on-time: every onset waits distance / min_speed, so 5 km/h there.
+MIN_SPEED_KMH = {"presence": 1.0, "pulse": 5.0}
+MIN_VEHICLE_M = 1.0  # shorter than any motor vehicle (a motorbike is 1.8-2 m)
+# The mean speed between the loops may fall to 1/SLACK of the least speed the upstream
+# on-time allows: a braking motorbike to about half its speed over the loop, a car to a third.
+SLACK = 1.5
 _MAX_WAITING = 256
 UPSTREAM, DOWNSTREAM = 0, 1
 
@@ -47,6 +62,13 @@ class LoopPair:
     @property
     def max_transit_s(self) -> float:
         return self.distance_m / (self.min_speed_kmh / 3.6)
+
+    def max_transit_after(self, on_time_s: float) -> float:
+        """The longest transit time of a vehicle that was on the upstream loop for
+        `on_time_s` (presence output): it is at least (MIN_VEHICLE_M + loop length) /
+        on_time_s fast, give or take SLACK for braking between the loops."""
+        sensed = MIN_VEHICLE_M + (self.loop_length_m or 0.0)
+        return min(self.max_transit_s, SLACK * self.distance_m * on_time_s / sensed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,9 +291,10 @@ class TrafficLoopLogic:
                 vehicle.off1 = t
                 self._complete(vehicle)
             return
-        while self._waiting and t - self._waiting[0].on0 > pair.max_transit_s:
-            self._waiting.popleft()
-            self.totals.unmatched_upstream += 1
+        if any(t - v.on0 > self._max_transit(pair, v) for v in self._waiting):
+            kept = deque(v for v in self._waiting if t - v.on0 <= self._max_transit(pair, v))
+            self.totals.unmatched_upstream += len(self._waiting) - len(kept)
+            self._waiting = kept
         if self._waiting and t - self._waiting[0].on0 >= pair.min_transit_s:
             vehicle = self._waiting.popleft()
             vehicle.on1 = t
@@ -280,6 +303,11 @@ class TrafficLoopLogic:
         else:
             self._on_loop[DOWNSTREAM] = None
             self.totals.unmatched_downstream += 1
+
+    def _max_transit(self, pair: LoopPair, vehicle: _Vehicle) -> float:
+        if self.mode == "presence" and vehicle.off0 is not None:
+            return pair.max_transit_after(vehicle.off0 - vehicle.on0)
+        return pair.max_transit_s
 
     def _complete(self, vehicle: _Vehicle) -> None:
         """Record the vehicle's speed (and length) once every edge it needs is known."""
