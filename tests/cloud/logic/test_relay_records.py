@@ -7,6 +7,7 @@ expansion or the node step raise."""
 from __future__ import annotations
 
 import json
+import pickle
 import random
 from datetime import UTC, datetime
 from pathlib import Path
@@ -148,6 +149,8 @@ def test_a_refused_item_is_a_dead_letter_of_its_node_and_the_rest_go_on() -> Non
         (f"{SITE}/{GW}", "RelayedReject", "bad_item")]
     assert [r.received_ns for r in expanded] == [RX + k * RECEIVED_STEP_NS for k in range(6)]
     assert json.loads(expanded[1].raw) == items[1]  # type: ignore[union-attr]
+    # A cluster's processes exchange the keyed records pickled.
+    assert [pickle.loads(pickle.dumps(r)) for r in expanded] == list(expanded)
     out = _run(list(expanded))
     assert len([p for p in _points(out[f"{SITE}/ward-a"]) if p.startswith("air_co2,") and "seq=" in p]) == 3
     # A gateway speaks for its own site only: as on the node's own topic.
