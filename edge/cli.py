@@ -25,6 +25,8 @@ EXIT_RUNTIME = 3
 # pool starts threads only when needed; four let two wedged USB adapters hang their opens
 # without starving the other ports, where asyncio's default allows cores + 4.
 IO_THREADS = 4
+# `edge run --log-level`, any case (the unit and the docs say "info", "debug" as often)
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -32,7 +34,9 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="cmd", required=True)
     run = sub.add_parser("run", help="run the agent in the foreground (systemd-friendly)")
     run.add_argument("--config", type=Path, required=True)
-    run.add_argument("--log-level", default="INFO")
+    run.add_argument("--log-level", default="INFO", type=str.upper, choices=LOG_LEVELS,
+                     metavar="LEVEL", help="the least severe log record written: "
+                     f"{', '.join(LOG_LEVELS)}, in any case (default INFO)")
     check = sub.add_parser("check-config", help="validate a node config and exit")
     check.add_argument("config", type=Path)
     status = sub.add_parser("status", help="outbox depth, MQTT link (last publish, last ack), resend "
