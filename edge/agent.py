@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edge.clock_sync import ClockSync, SyncWatch, clock_sync_for
-from edge.config import AgentConfig, SensorConfig
+from edge.config import AgentConfig, SensorConfig, check_gpio_backend
 from edge.driver_state import StagedState
 from edge.drivers.base import Counting, Driver, DriverContext, Sample, Supervised, load_driver
 from edge.errors import EdgeError, OutboxError, PublisherError
@@ -421,6 +421,11 @@ class Agent:
                       extra={"sensors": sensors, "waited_s": DRIVER_STOP_S})
 
     async def run(self, stop: asyncio.Event) -> None:
+        if self._pin_factory is None:
+            # A GPIO backend whose module is not installed here (or RPi.GPIO on a Pi 5): a
+            # ConfigError naming gpio.backend, exit code 2, before anything is opened. Before,
+            # every GPIO driver failed on it and was restarted for ever, reading nothing.
+            check_gpio_backend(self.config)
         self.config.node.state_dir.mkdir(parents=True, exist_ok=True)
         self.clock_sync.start()
         self.outbox.open()

@@ -12,7 +12,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from edge.config import load_config
+from edge.config import load_config, machine_warnings
 from edge.errors import EdgeError
 from urbanpulse.clock import Clock
 from urbanpulse.errors import ConfigError, UrbanpulseError
@@ -67,6 +67,11 @@ def main(argv: list[str]) -> int:
         print(f"config error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     if args.cmd == "check-config":
+        # The file is valid; what this machine lacks is said, not refused (it may be checked
+        # on a laptop for a node): the agent runs without a port or TLS file (its readings
+        # kept), but stops (exit 2) without its GPIO backend.
+        for warning in machine_warnings(config):
+            print(f"warning: {warning}", file=sys.stderr)
         print(f"{args.config}: ok (node {config.node.site}/{config.node.id}, "
               f"{len(config.sensors)} sensors)")
         return EXIT_OK

@@ -4,6 +4,9 @@ Validation (parse_config) does no I/O: paths are checked for shape, not existenc
 a config can be checked on a laptop before it goes to the node. Loading a file
 (load_config) also resolves the serial ports' links where they exist (check_devices), so
 that two names of one device are caught on the node. Every error names the exact key.
+What else this machine lacks (a port, a TLS file, the GPIO backend's module) is a warning
+for `check-config` (machine_warnings: the file may be meant for another machine) and, for
+the GPIO backend, a ConfigError at the agent's start (check_gpio_backend: exit code 2).
 """
 
 from __future__ import annotations
@@ -14,13 +17,15 @@ import math
 import os
 import posixpath
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 from edge.clock_sync import CLOCK_CHECKS
 from edge.drivers.base import DRIVERS, load_driver
+from edge.gpio.errors import GpioBackendUnavailable
+from edge.gpio.factory import ENV_BACKEND, module_available, read_board_model, resolve_backend
 from urbanpulse.config_fields import (
     finite_seconds,
     only_known,
@@ -452,3 +457,55 @@ def check_devices(config: AgentConfig) -> None:
                               f"{port!r} is the device {device}, already used by {seen[device]}: "
                               f"{SHARED}; remove one, and write ports by their by-id names throughout")
         seen[device] = f"sensors[{i}].port (sensor {s.id!r}, {port!r})"
+
+
+def gpio_sensor_keys(config: AgentConfig) -> list[str]:
+    """For each sensor on GPIO pins, the key of its first pin (`sensors[0].pin (sensor
+    'bed-01')`), in order: a node with none never makes a pin factory (a built-in UART's
+    pins are the serial driver's, not gpiozero's)."""
+    keys: list[str] = []
+    for i, s in enumerate(config.sensors):
+        pins = [name for resource, _said, name, _note in _claims(s.params)
+                if resource.startswith("gpio ") and name != "port"]
+        if pins:
+            keys.append(f"sensors[{i}].{pins[0]} (sensor {s.id!r})")
+    return keys
+
+
+GPIO_BACKEND_HELP = ("install it into the agent's Python: `pip install 'urbanpulse[edge]'` brings "
+                     "lgpio on a Raspberry Pi (aarch64 or armv7l) with Python 3.11-3.12; "
+                     "elsewhere docs/edge-config.md, \"GPIO backend\"")
+
+
+def check_gpio_backend(config: AgentConfig, *, env: Mapping[str, str] | None = None,
+                       board_model: str | None = None,
+                       available: Callable[[str], bool] = module_available) -> None:
+    """The GPIO backend `[gpio] backend` names (or URBANPULSE_GPIO_BACKEND) can run on this
+    machine, if any sensor uses a GPIO pin: its Python module is installed (looked up, not
+    imported) and it suits the board (not RPi.GPIO on a Pi 5). A ConfigError naming
+    `gpio.backend` otherwise: no restart would install the module, so the agent stops with
+    exit code 2 instead of restarting every GPIO driver for ever. No pin is opened."""
+    users = gpio_sensor_keys(config)
+    if not users:
+        return
+    environ = os.environ if env is None else env
+    model = read_board_model() if board_model is None else board_model
+    try:
+        resolve_backend(config.gpio.backend, env=environ, board_model=model, available=available)
+    except GpioBackendUnavailable as exc:
+        by_env = f" ({ENV_BACKEND}={environ[ENV_BACKEND]!r})" if environ.get(ENV_BACKEND) else ""
+        more = f" and {len(users) - 1} other GPIO sensors" if len(users) > 1 else ""
+        raise ConfigError("gpio.backend", f"{config.gpio.backend!r}{by_env} cannot run here: {exc}; "
+                          f"needed by {users[0]}{more}: {GPIO_BACKEND_HELP}") from exc
+
+
+def machine_warnings(config: AgentConfig, *, env: Mapping[str, str] | None = None) -> list[str]:
+    """What this machine lacks that the config names, for `check-config` to warn about (the
+    file may be checked on a laptop for a node): a GPIO backend that cannot run here (the
+    agent stops, exit code 2). Each as `<key>: why`."""
+    warnings: list[str] = []
+    try:
+        check_gpio_backend(config, env=env)
+    except ConfigError as exc:
+        warnings.append(f"{exc} (on this machine `edge run` stops at start, exit code 2)")
+    return warnings
