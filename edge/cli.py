@@ -10,9 +10,10 @@ import signal
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from pathlib import Path
 
-from edge.config import load_config, machine_warnings
+from edge.config import MqttConfig, load_config, machine_warnings
 from edge.errors import EdgeError
 from urbanpulse.clock import Clock
 from urbanpulse.errors import ConfigError, UrbanpulseError
@@ -72,11 +73,12 @@ def main(argv: list[str]) -> int:
         # kept), but stops (exit 2) without its GPIO backend.
         for warning in machine_warnings(config):
             print(f"warning: {warning}", file=sys.stderr)
+        n = len(config.sensors)
         print(f"{args.config}: ok (node {config.node.site}/{config.node.id}, "
-              f"{len(config.sensors)} sensors)")
+              f"{n} sensor{'' if n == 1 else 's'})")
         return EXIT_OK
     if args.cmd == "status":
-        return _status(config.node.state_dir, args.json)
+        return _status(config.node.state_dir, args.json, config.mqtt)
     if args.cmd == "driver-state":
         return _driver_state(config.node.state_dir, args)
     return run_agent(config, args.log_level)
@@ -111,7 +113,7 @@ def run_agent(config: object, level: str, clock: Clock | None = None) -> int:
     return EXIT_OK
 
 
-def _status(state_dir: Path, as_json: bool) -> int:
+def _status(state_dir: Path, as_json: bool, mqtt_config: MqttConfig | None = None) -> int:
     from edge.agent import OUTBOX_FILE, STATE_FILE
     from edge.outbox import read_stats
 
@@ -135,14 +137,13 @@ def _status(state_dir: Path, as_json: bool) -> int:
     if as_json:
         print(json.dumps(body, indent=2, default=str))
     else:
-        outbox_info = body.get("outbox") or {}
         print(f"state dir: {state_dir}")
-        print(f"outbox:    {outbox_info}")
+        print(f"outbox:    {_outbox_line(body.get('outbox'))}")
         agent = body.get("agent")
         if isinstance(agent, dict):
             health = agent.get("health", {})
             print(f"commits:   {_commit_line(health, body.get('state_age_s'))}")
-            print(f"mqtt:      {health.get('mqtt')}")
+            print(f"mqtt:      {_mqtt_line(health.get('mqtt'), mqtt_config)}")
             print(f"resend:    {_resend_line(health.get('mqtt'))}")
             print(f"clock:     {_clock_line(health.get('clock'))}")
             entries = health.get("drivers") or {}
@@ -197,6 +198,37 @@ def _driver_state(state_dir: Path, args: argparse.Namespace) -> int:
     for key, value in listed.items():
         print(f"{key:<{width}}  driver {driver_state.sensor_of(key)}: {driver_state.view(value)}")
     return EXIT_OK
+
+
+def _utc(ns: object) -> str:
+    """A time of the heartbeat (ns since the epoch) as a person reads it, in UTC."""
+    if not isinstance(ns, int) or isinstance(ns, bool):
+        return "never"
+    return datetime.fromtimestamp(ns / 1e9, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _outbox_line(outbox: object) -> str:
+    """The outbox's depth, age and evictions (`--json`: the `outbox` object)."""
+    if not isinstance(outbox, dict):
+        return "none yet (no outbox in the state dir)"
+    age = outbox.get("oldest_age_s")
+    oldest = "" if age is None else f", the oldest committed {age:g} s ago"
+    return f"{outbox.get('depth')} readings waiting{oldest}; {outbox.get('evicted')} evicted"
+
+
+def _mqtt_line(mqtt: object, config: MqttConfig | None) -> str:
+    """The MQTT link from the heartbeat's `mqtt` part (`--json`: `health.mqtt`), with the
+    broker and user from the config: a refused login ("Not authorized") says whom it
+    refused."""
+    if not isinstance(mqtt, dict):
+        return "unknown (the publisher has not started)"
+    who = "" if config is None else f" to {config.host}:{config.port} as user {config.username!r}"
+    line = f"{'connected' if mqtt.get('connected') else 'NOT connected'}{who}"
+    line += (f" ({mqtt.get('connects')} connects); last publish {_utc(mqtt.get('last_publish_ns'))}, "
+             f"last ack {_utc(mqtt.get('last_ack_ns'))}; {mqtt.get('readings_acked')} readings acked, "
+             f"{mqtt.get('inflight')} batches in flight")
+    error = mqtt.get("last_error")
+    return f"{line}; last error: {'none' if error is None else error}"
 
 
 def _resend_line(mqtt: object) -> str:

@@ -371,7 +371,7 @@ def parse_config(raw: Mapping[str, Any]) -> AgentConfig:
     only_known(g, {"backend"}, "gpio")
     backend = typed(g, "backend", "gpio", str, "auto")
     if backend not in GPIO_BACKENDS:
-        raise ConfigError("gpio.backend", f"must be one of {GPIO_BACKENDS}, got {backend!r}")
+        raise ConfigError("gpio.backend", f"must be one of {', '.join(GPIO_BACKENDS)}, got {backend!r}")
 
     a = _table(raw, "agent", required=False)
     only_known(a, {"heartbeat_s", "clock_check"}, "agent")
@@ -405,7 +405,7 @@ def parse_config(raw: Mapping[str, Any]) -> AgentConfig:
         seen.add(sid)
         driver = typed(s, "driver", key, str)
         if driver not in DRIVERS:
-            raise ConfigError(f"{key}.driver", f"unknown driver {driver!r} (known: {DRIVERS})")
+            raise ConfigError(f"{key}.driver", f"unknown driver {driver!r} (known: {', '.join(DRIVERS)})")
         try:
             module = load_driver(driver)
         except ModuleNotFoundError as exc:

@@ -14,8 +14,12 @@ from typing import Any, Literal
 from urbanpulse.errors import ConfigError
 from urbanpulse.hour_intervals import check_divides_hour
 
-# BCM numbers of the 40-pin header's GPIOs, the same on every Pi since the B+.
+# BCM numbers of the 40-pin header's GPIOs a sensor may use, the same on every Pi since the
+# B+: 2..27. BCM 0 and 1 (ID_SD, ID_SC, header pins 27 and 28) are the I2C bus of the HAT's ID
+# EEPROM, which the firmware reads at boot: a sensor there is refused.
+MIN_BCM_PIN = 2
 MAX_BCM_PIN = 27
+HAT_ID_PINS = {0: "ID_SD", 1: "ID_SC"}
 PULLS = ("up", "down", "off")
 ACTIVE_STATES = ("low", "high")
 # Keys of a [[sensors]] table that belong to the agent, not to the driver.
@@ -79,7 +83,7 @@ class Fields:
     def pin(self, name: str) -> int:
         value = self._get(name)
         if value is None:
-            raise self.error(name, "required (a BCM GPIO number 0..27)")
+            raise self.error(name, f"required (a BCM GPIO number {MIN_BCM_PIN}..{MAX_BCM_PIN})")
         return self._check_pin(name, value)
 
     def optional_pin(self, name: str) -> int | None:
@@ -89,14 +93,19 @@ class Fields:
     def pin_list(self, name: str, *, min_len: int = 1, max_len: int = 16) -> tuple[int, ...]:
         value = self._get(name)
         if value is None:
-            raise self.error(name, "required (a list of BCM GPIO numbers 0..27)")
+            raise self.error(name, f"required (a list of BCM GPIO numbers {MIN_BCM_PIN}..{MAX_BCM_PIN})")
         if not isinstance(value, list) or not min_len <= len(value) <= max_len:
             raise self.error(name, f"must be a list of {min_len}..{max_len} BCM GPIO numbers")
         return tuple(self._check_pin(f"{name}[{i}]", v) for i, v in enumerate(value))
 
     def _check_pin(self, name: str, value: Any) -> int:
-        if type(value) is not int or not 0 <= value <= MAX_BCM_PIN:
-            raise self.error(name, f"must be a BCM GPIO number 0..{MAX_BCM_PIN}, got {value!r}")
+        if type(value) is int and value in HAT_ID_PINS:
+            raise self.error(name, f"GPIO {value} ({HAT_ID_PINS[value]}) is the I2C bus of the HAT "
+                             "ID EEPROM, which the Pi's firmware reads at boot (a sensor there can "
+                             f"keep a HAT from being found): use GPIO {MIN_BCM_PIN}..{MAX_BCM_PIN}")
+        if type(value) is not int or not MIN_BCM_PIN <= value <= MAX_BCM_PIN:
+            raise self.error(name, f"must be a BCM GPIO number {MIN_BCM_PIN}..{MAX_BCM_PIN}, "
+                             f"got {value!r}")
         return value
 
     def number(self, name: str, default: float | None, low: float, high: float,

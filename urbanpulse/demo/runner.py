@@ -10,6 +10,7 @@ import ctypes
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -202,9 +203,25 @@ def run_demo(options: DemoOptions) -> int:
           f"{backfilled_s:.0f} s of it back-filled); "
           f"pins: {player.edges} edges driven, at most {player.max_late_s * 1000:.1f} ms late")
     print(f"ground truth ({count} events): {truth}")
+    command = _command()
     print(f"done. The data stays in InfluxDB at {info.influx_url} (database {info.database}); "
-          f"reader credentials: {reader.password_file}. `urbanpulse stack down` stops the stack.")
+          f"reader credentials: {reader.password_file}. `{command} stack down` stops the stack.")
     return code
+
+
+def _command() -> str:
+    """How to call `urbanpulse` from here: the script of the demo's virtualenv, which is
+    not on PATH unless it is activated (`.venv/bin/urbanpulse` after scripts/demo)."""
+    script = Path(sys.executable).parent / "urbanpulse"
+    if not script.exists():
+        return "urbanpulse"
+    on_path = shutil.which("urbanpulse")
+    if on_path is not None and Path(on_path).resolve() == script.resolve():
+        return "urbanpulse"
+    try:
+        return str(script.relative_to(Path.cwd()))
+    except ValueError:
+        return str(script)
 
 
 def _log_to(path: Path) -> None:

@@ -50,7 +50,7 @@ def test_the_loopback_level_follows_the_pull() -> None:
     [
         ({}, "s.pin", "required"),
         ({"pin": 5, "inner_pin": 5}, "s.inner_pin", "already"),
-        ({"pin": 5, "inner_pin": -1}, "s.inner_pin", "0..27"),
+        ({"pin": 5, "inner_pin": -1}, "s.inner_pin", "2..27"),
         ({"pin": 5, "interval_s": 7200}, "s.interval_s", "[0.1, 3600]"),
         ({"pin": 5, "debounce_s": True}, "s.debounce_s", "number"),
         ({"pin": 5, "pull": "off", "active_state": "dark"}, "s.active_state", "low, high"),

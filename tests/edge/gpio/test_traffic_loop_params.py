@@ -33,7 +33,7 @@ def test_defaults() -> None:
     ("raw", "key", "reason"),
     [
         ({}, "s.pin", "required"),
-        ({"pin": 28}, "s.pin", "0..27"),
+        ({"pin": 28}, "s.pin", "2..27"),
         ({"pin": True}, "s.pin", "BCM"),
         ({"pin": "GPIO17"}, "s.pin", "BCM"),
         ({"pin": 4, "downstream_pin": 4, "loop_distance_m": 5}, "s.downstream_pin", "already"),
