@@ -26,7 +26,7 @@ from bench.pipeline.observe import (
     read_progress,
 )
 from bench.pipeline.privstack import PrivateStack, Processor, cloud_config
-from bench.pipeline.workload import Workload, save, schedule
+from bench.pipeline.workload import Scheduled, Workload, relayed, save, schedule
 from urbanpulse.stack.process import free_ports
 
 SAMPLE_EVERY_S = 1.0
@@ -44,6 +44,9 @@ class CaseSpec:
     flow: dict[str, Any] = field(default_factory=dict)
     profile: bool = False
     processes: int = 1  # a Bytewax cluster of this many processes on loopback
+    # Each site's node messages due in a window of this many seconds go as one relay of the
+    # site's gateway (workload.relayed), on its own user; None: each node publishes its own.
+    relay_s: float | None = None
 
 
 @dataclass
@@ -73,6 +76,8 @@ class CaseResult:
     processor_threads_cores: dict[str, float] = field(default_factory=dict)
     profile_file: str | None = None
     error: str | None = None
+    relay_s: float | None = None
+    node_messages: int = 0  # the nodes' messages (`messages` counts what the broker took: relays)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -86,11 +91,15 @@ def _cores(first: CpuSample, last: CpuSample) -> tuple[dict[str, float], dict[st
     return procs, busy
 
 
-def _spawn_publishers(spec: CaseSpec, workload: Workload, stack: PrivateStack, workdir: Path,
+def _plan(spec: CaseSpec, workload: Workload) -> list[Scheduled]:
+    plan = schedule(workload.messages, spec.rate)
+    return plan if spec.relay_s is None else relayed(plan, spec.relay_s)
+
+
+def _spawn_publishers(spec: CaseSpec, plan: list[Scheduled], stack: PrivateStack, workdir: Path,
                       start_at: float) -> list[tuple[subprocess.Popen[bytes], Path, Path]]:
     users = sorted(stack.nodes)
     groups = [users[i::spec.publishers] for i in range(spec.publishers)]
-    plan = schedule(workload.messages, spec.rate)
     out = []
     for i, group in enumerate(g for g in groups if g):
         members = set(group)
@@ -124,10 +133,13 @@ def _start_profiler(pid: int, seconds: float, path: Path) -> subprocess.Popen[by
 def run_case(spec: CaseSpec, workload: Workload, workdir: Path) -> CaseResult:
     workdir.mkdir(parents=True, exist_ok=True)
     expected = sum(workload.expected_points.values())
-    result = CaseResult(spec.rate, spec.detect, workload.readings, len(workload.messages),
+    plan = _plan(spec, workload)
+    published = [m for _, m in plan]
+    result = CaseResult(spec.rate, spec.detect, workload.readings, len(published),
                         len(workload.nodes), max(m.readings for m in workload.messages),
-                        points_expected=expected)
-    stack = PrivateStack.start(workdir / "home", workload.nodes)
+                        points_expected=expected, relay_s=spec.relay_s,
+                        node_messages=len(workload.messages))
+    stack = PrivateStack.start(workdir / "home", sorted({(m.site, m.node) for m in published}))
     processors: list[Processor] = []
     publishers: list[tuple[subprocess.Popen[bytes], Path, Path]] = []
     try:
@@ -139,7 +151,7 @@ def run_case(spec: CaseSpec, workload: Workload, workdir: Path) -> CaseResult:
         for processor in processors:
             processor.wait_subscribed()
         start_at = time.monotonic() + CONNECT_BUDGET_S
-        publishers = _spawn_publishers(spec, workload, stack, workdir, start_at)
+        publishers = _spawn_publishers(spec, plan, stack, workdir, start_at)
         while not all(ready.exists() for _, _, ready in publishers):
             if time.monotonic() > start_at or any(p.poll() is not None for p, _, _ in publishers):
                 raise PipelineBenchError(f"publishers did not connect in {CONNECT_BUDGET_S} s; "
@@ -150,7 +162,7 @@ def run_case(spec: CaseSpec, workload: Workload, workdir: Path) -> CaseResult:
                 "publishers": [p.pid for p, _, _ in publishers]}
         if len(processors) > 1:  # each process of the cluster on its own too
             pids.update({f"processor-p{n}": [p.pid] for n, p in enumerate(processors)})
-        journal = JournalCounter(workdir / "state" / "journal", workload.messages)
+        journal = JournalCounter(workdir / "state" / "journal", published)
         with stack.reader() as reader:
             influx = InfluxCounter(reader, stack.info.database, list(workload.expected_points),
                                    workload.first_ts_ns,

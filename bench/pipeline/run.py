@@ -29,6 +29,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--live", type=float, metavar="SECONDS",
                    help="cut messages as a live node does: the readings stamped within SECONDS of "
                         "the first (the agent's outbox.batch_max_delay_s, 1 by default)")
+    p.add_argument("--relay", type=float, metavar="SECONDS",
+                   help="send each site's node messages through its gateway: those due in each "
+                        "SECONDS in one relay on the gateway's user (urbanpulse.wire.relay)")
     p.add_argument("--replicas", type=int, default=1, help="copies of the default city (19 nodes each)")
     p.add_argument("--publishers", type=int, default=2, help="publisher processes")
     p.add_argument("--window", type=int, default=100, help="unacknowledged messages per connection")
@@ -67,8 +70,8 @@ def main(argv: list[str]) -> int:
     for detect in modes:
         for rate in rates:
             spec = CaseSpec(rate, args.duration, detect, args.publishers, args.window, args.drain, flow,
-                            args.profile, args.processes)
-            name = f"r{int(rate)}-{'detect' if detect else 'nodetect'}"
+                            args.profile, args.processes, args.relay)
+            name = f"r{int(rate)}-{'detect' if detect else 'nodetect'}{'-relay' if args.relay else ''}"
             try:
                 result = run_case(spec, workload.prefix(int(rate * args.duration)), workdir / name)
             except PipelineBenchError as exc:

@@ -6,6 +6,9 @@ for its next readings), in the order the generator makes them, so that data time
 forward roughly together on every node. With `live_s`, they are cut as a live node's outbox
 cuts them instead: a message holds the readings stamped within `live_s` of its first one
 (the agent's `outbox.batch_max_delay_s`), `batch` at most.
+
+`relayed` turns a schedule into what each site's gateway sends instead (urbanpulse.wire.relay):
+the node messages of a site due in each window of a few seconds in one relay.
 """
 
 from __future__ import annotations
@@ -22,6 +25,15 @@ from bench.pipeline.errors import PipelineBenchError
 from urbanpulse.simulate import City, Simulation
 from urbanpulse.wire import KINDS, Reading, data_topic, encode_batch
 from urbanpulse.wire.payload import parse_ts
+from urbanpulse.wire.relay import (
+    MAX_RELAY_BYTES,
+    MAX_RELAY_MESSAGES,
+    RELAY_OVERHEAD_BYTES,
+    RelayedMessage,
+    encode_relay,
+    relay_item_bytes,
+)
+from urbanpulse.wire.topics import relay_topic
 
 STEP_S = 3600.0
 MAX_SIMULATED_DAYS = 400
@@ -179,6 +191,41 @@ def schedule(messages: list[Message], rate: float) -> list[Scheduled]:
         out.append((before / rate, m))
         before += m.readings
     return out
+
+
+GATEWAY = "gw-1"  # each site's gateway: its user is "<site>.gw-1"
+
+
+def relayed(plan: list[Scheduled], seconds: float) -> list[Scheduled]:
+    """`plan` as each site's gateway sends it: the node messages of a site due in each
+    `seconds` window from the start in one relay (cut as a gateway cuts them, at
+    MAX_RELAY_MESSAGES and MAX_RELAY_BYTES), due at the window's end; in due order."""
+    windows: dict[tuple[str, int], list[Message]] = {}
+    for t, m in plan:
+        windows.setdefault((m.site, int(t // seconds)), []).append(m)
+    counters: Counter[str] = Counter()
+    out: list[Scheduled] = []
+    for (site, k), messages in sorted(windows.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        for part in _relay_parts(messages):
+            counters[site] += 1
+            payload = encode_relay(site, GATEWAY, f"be.{counters[site]}",
+                                   [RelayedMessage(m.node, "data", m.payload) for m in part])
+            out.append(((k + 1) * seconds, Message(site, GATEWAY, relay_topic(site, GATEWAY), payload,
+                                                   sum(m.readings for m in part))))
+    return out
+
+
+def _relay_parts(messages: list[Message]) -> list[list[Message]]:
+    parts: list[list[Message]] = [[]]
+    size = RELAY_OVERHEAD_BYTES
+    for m in messages:
+        grows = relay_item_bytes(RelayedMessage(m.node, "data", m.payload))
+        if parts[-1] and (len(parts[-1]) == MAX_RELAY_MESSAGES or size + grows > MAX_RELAY_BYTES):
+            parts.append([])
+            size = RELAY_OVERHEAD_BYTES
+        parts[-1].append(m)
+        size += grows
+    return parts
 
 
 def save(scheduled: list[Scheduled], path: Path) -> None:
