@@ -3,7 +3,7 @@
 from urbanpulse.errors import ConfigError, UrbanpulseError
 
 __all__ = ["ConfigError", "CredentialsError", "DriverError", "DriverStateError", "EdgeError",
-           "OutboxError", "OutboxInUseError", "PublisherError"]
+           "GatewayError", "OutboxError", "OutboxInUseError", "PublisherError"]
 
 
 class EdgeError(UrbanpulseError):
@@ -36,3 +36,9 @@ class CredentialsError(EdgeError):
 class PublisherError(EdgeError):
     """The MQTT publisher thread died. The agent stops with it, so that its supervisor
     (systemd, Restart=always) starts it afresh; the outbox keeps every reading meanwhile."""
+
+
+class GatewayError(EdgeError):
+    """The site gateway (edge/gateway) cannot go on (a relay it cut does not encode). It
+    keeps nothing on disk: the nodes keep every batch it carried in their outboxes until
+    the cloud's ack comes back, and its supervisor starts it afresh."""

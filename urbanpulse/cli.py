@@ -14,6 +14,7 @@ GROUPS: dict[str, tuple[str, str]] = {
     "stack": ("urbanpulse.stack.cli", "start, stop and inspect the local Mosquitto and InfluxDB"),
     "demo": ("urbanpulse.demo.cli", "run a small simulated city through the whole pipeline"),
     "edge": ("edge.cli", "the agent on a sensor node: run, check-config, status, driver-state"),
+    "gateway": ("edge.gateway.cli", "a site gateway relaying its nodes to the cloud: run, check-config"),
     "cloud": ("cloud.cli", "the central dataflow: run, ingest, init-db, new-state, check-config, recompute"),
     "bridge": ("firmware_bridge.cli", "serial protocols: decode captures, emulate devices, probe"),
     "simulate": ("urbanpulse.simulate.cli", "a city of simulated sensors"),

@@ -1,0 +1,65 @@
+"""`urbanpulse gateway`: run a site gateway, or check its config (docs/gateway.md)."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+
+from edge.cli import EXIT_CONFIG, EXIT_OK, EXIT_RUNTIME
+from edge.gateway.config import GatewayConfig, load_config
+from urbanpulse.errors import ConfigError, UrbanpulseError
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="urbanpulse gateway", description=__doc__)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    run = sub.add_parser("run", help="relay the site's nodes to the cloud, in the foreground "
+                                     "(systemd-friendly)")
+    run.add_argument("--config", type=Path, required=True)
+    run.add_argument("--log-level", default="INFO")
+    check = sub.add_parser("check-config", help="validate a gateway config and exit")
+    check.add_argument("--config", type=Path, required=True)
+    return p
+
+
+def main(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.cmd == "check-config":
+        print(f"{args.config}: ok (gateway {config.site}/{config.id}: site broker "
+              f"{config.site_mqtt.host}:{config.site_mqtt.port}, cloud broker "
+              f"{config.cloud_mqtt.host}:{config.cloud_mqtt.port})")
+        return EXIT_OK
+    return run_gateway(config, args.log_level)
+
+
+def run_gateway(config: GatewayConfig, level: str) -> int:
+    """`urbanpulse gateway run`: until SIGTERM or SIGINT; its exit code."""
+    from edge.gateway.mqtt import make_client
+    from edge.gateway.service import Gateway
+    from edge.logs import setup_logging
+
+    setup_logging(level)
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, on_signal)
+    gateway = Gateway(config, lambda: make_client(config.site_mqtt, "site_mqtt"),
+                      lambda: make_client(config.cloud_mqtt, "cloud_mqtt"))
+    try:
+        gateway.run(stop)
+    except UrbanpulseError as exc:
+        print(f"site gateway: {exc}", file=sys.stderr)
+        return EXIT_RUNTIME
+    return EXIT_OK

@@ -1,0 +1,375 @@
+"""The site gateway between two real Mosquitto brokers: real edge nodes (the agent, or its
+outbox and publisher) on the site broker, the test as the cloud on the cloud broker
+(conftest.py). Every node batch comes back acknowledged and leaves its outbox; relays are
+cut by delay and by size; a SIGKILLed gateway, or the cloud broker away for a while, loses
+no reading and holds bounded memory; node statuses, their wills included, are relayed."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from edge.config import load_config as load_node_config
+from edge.drivers.base import Sample
+from edge.gateway.config import load_config
+from edge.gateway.mqtt import make_client
+from edge.gateway.service import Gateway
+from edge.mqtt_client import make_client as make_node_client
+from edge.outbox import Outbox
+from edge.publisher import Publisher
+from firmware_bridge.protocols.sds011.emulator import Sds011Emulator
+from tests.agent_thread import agent_in_thread
+from tests.conftest import node_config
+from tests.edge.gateway.conftest import CloudBroker, TestCloud, gateway_toml
+from urbanpulse.clock import SystemClock, to_epoch_ns
+from urbanpulse.stack import StackInfo
+from urbanpulse.testing import wait_for
+from urbanpulse.wire.relay import MAX_RELAY_BYTES
+
+GW = "gw-1"
+
+
+def _write_gateway(tmp_path: Path, site: str, stack: StackInfo, broker: CloudBroker,
+                   **settings: Any) -> Path:
+    path = tmp_path / f"gateway-{site}.toml"
+    path.write_text(gateway_toml(site, GW, stack, broker, f"gw-{site}-{tmp_path.name[-12:]}",
+                                 **settings))
+    return path
+
+
+@contextlib.contextmanager
+def gateway_in_thread(path: Path) -> Iterator[Gateway]:
+    """The gateway of a config file, run in the test's process until the block ends, then
+    stopped as SIGTERM stops it."""
+    config = load_config(path)
+    gateway = Gateway(config, lambda: make_client(config.site_mqtt, "site_mqtt"),
+                      lambda: make_client(config.cloud_mqtt, "cloud_mqtt"))
+    stop = threading.Event()
+    failures: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            gateway.run(stop)
+        except Exception as exc:  # noqa: BLE001 - not swallowed: the test fails with it below
+            failures.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: gateway.site.subscribed and gateway.cloud.subscribed, 20,
+                 "the gateway subscribed on both brokers")
+        yield gateway
+    finally:
+        stop.set()
+        thread.join(30)
+    assert not thread.is_alive(), "the gateway did not stop"
+    assert failures == []
+
+
+class GatewayProcess:
+    """`urbanpulse gateway run` in a child process, as systemd would start it."""
+
+    def __init__(self, config: Path, log: Path) -> None:
+        self.config, self.log = config, log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "urbanpulse.cli", "gateway", "run", "--config",
+                 str(self.config)], stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> int | None:
+        if self.proc is None or self.proc.poll() is not None:
+            return None if self.proc is None else self.proc.returncode
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            return self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise
+
+
+class Node:
+    """A node's real outbox and publisher (delivery = "cloud"), on the site broker."""
+
+    def __init__(self, stack: StackInfo, add_stack_node: Callable[..., Any], tmp_path: Path,
+                 site: str, node: str, ack_timeout_s: float = 60.0, **outbox: Any) -> None:
+        creds = add_stack_node(site, node)
+        path = tmp_path / f"{node}.toml"
+        path.write_text(node_config(stack, creds, site, node, tmp_path / f"state-{node}",
+                                    '[[sensors]]\nid = "pm-1"\ndriver = "sds011"\nport = "/dev/null"\n',
+                                    "cloud", ack_timeout_s, **outbox))
+        self.config = load_node_config(path)
+        self.outbox = Outbox(tmp_path / f"{node}.sqlite3").open()
+        self.publisher = Publisher(
+            self.config, self.outbox,
+            lambda: make_node_client(f"{site}.{node}", self.config.mqtt), SystemClock(), lambda: {})
+
+    def add(self, n: int) -> None:
+        now = datetime.now(UTC)
+        self.outbox.append([Sample("pm-1", "air.pm", {"pm25": 12.5, "pm10": 20.0 + i % 50}, now)
+                            for i in range(n)], to_epoch_ns(now))
+
+    def close(self) -> None:
+        self.publisher.stop()
+        self.outbox.close()
+        assert self.publisher.failure is None
+
+
+@contextlib.contextmanager
+def nodes(stack: StackInfo, add_stack_node: Callable[..., Any], tmp_path: Path, site: str,
+          names: list[str], ack_timeout_s: float = 60.0, **outbox: Any) -> Iterator[list[Node]]:
+    made = [Node(stack, add_stack_node, tmp_path, site, name, ack_timeout_s, **outbox)
+            for name in names]
+    try:
+        for node in made:
+            node.publisher.start()
+        wait_for(lambda: all(n.publisher.state.connected for n in made), 20,
+                 "the nodes connected to the site broker")
+        yield made
+    finally:
+        for node in made:
+            node.close()
+
+
+def test_every_node_batch_is_acked_back_to_its_node_and_relays_wait_the_delay(
+        stack: StackInfo, add_stack_node: Callable[..., Any], cloud_side: Any,
+        tmp_path: Path) -> None:
+    site = "hn-gw-acks"
+    broker, cloud = cloud_side(site, GW)
+    delay = 2.0
+    path = _write_gateway(tmp_path, site, stack, broker, relay_max_delay_s=delay)
+    began = time.monotonic()  # before any node message
+    with gateway_in_thread(path) as gateway, \
+            nodes(stack, add_stack_node, tmp_path, site, ["n0", "n1", "n2"],
+                  batch_max_readings=20) as made:
+        for node in made:
+            node.add(300)  # 15 full batches each, sent at once
+        wait_for(lambda: all(n.outbox.stats().depth == 0 for n in made), 60,
+                 "every node's outbox emptied by the acks the gateway passed on")
+        for node in made:
+            state = node.publisher.state
+            assert state.messages_acked == 15, state
+            assert state.readings_acked == 300, state
+            assert state.resent_batches == 0, state  # each ack came back in time, once
+            assert cloud.seqs(node.config.node.id) == set(range(300))
+        relays = cloud.seen_relays()
+        # Cut by the delay: the first relay waited `delay` after its first message (a node's
+        # birth) for more, and bundles the three nodes' births and batches (the 45 came
+        # within a few hundred ms of each other).
+        assert relays[0].at - began >= delay
+        assert relays[0].nodes == {"n0", "n1", "n2"}
+        assert sum(r.data for r in relays) == 45, relays
+        assert len(relays) <= 4, relays
+        health = gateway.health()["gateway"]
+        assert health["node_acks"] == 45
+        assert health["relays_acked"] == len(relays)
+        assert health["relays_in_flight"] == 0
+        assert health["refused"] == 0
+    # The gateway's own status on the cloud broker: born, its counters, then at its clean
+    # stop offline, after relaying what waited (the nodes' offline statuses, as they stopped
+    # first).
+    wait_for(lambda: cloud.gateway_statuses and cloud.gateway_statuses[-1]["state"] == "offline",
+             10, "the gateway's offline status after its clean stop")
+    last = cloud.gateway_statuses[-1]["health"]["gateway"]
+    assert last["messages_relayed"] == sum(r.messages for r in cloud.seen_relays())
+    assert last["messages_relayed"] > 45 + 3  # the births, the batches, the offline statuses
+
+
+def test_relays_are_cut_when_the_next_message_would_pass_the_size_limit(
+        stack: StackInfo, add_stack_node: Callable[..., Any], cloud_side: Any,
+        tmp_path: Path) -> None:
+    site = "hn-gw-size"
+    broker, cloud = cloud_side(site, GW)
+    delay = 8.0  # long: a relay seen before it was cut by size
+    path = _write_gateway(tmp_path, site, stack, broker, relay_max_delay_s=delay)
+    with gateway_in_thread(path), \
+            nodes(stack, add_stack_node, tmp_path, site, ["big"], batch_max_readings=2000) as made:
+        began = time.monotonic()
+        made[0].add(24_000)  # 12 messages of about 234 kB: 274 kB each in a relay
+        wait_for(lambda: made[0].outbox.stats().depth == 0, 90, "the node's outbox emptied")
+        assert cloud.seqs("big") == set(range(24_000))
+    relays = cloud.seen_relays()
+    by_size = [r for r in relays if r.at - began < delay]
+    assert len(by_size) >= 3, relays  # 3, 3, 3 at once; the last 3 after the delay
+    for r in by_size:
+        # three node messages of about 274 kB each as relay items (and maybe the node's
+        # small status): a fourth would not fit
+        assert r.data == 3, r
+        assert MAX_RELAY_BYTES - 250_000 < r.size <= MAX_RELAY_BYTES, r
+
+
+def test_a_relay_the_cloud_does_not_ack_in_time_is_dropped_and_its_nodes_send_again(
+        stack: StackInfo, add_stack_node: Callable[..., Any], cloud_side: Any,
+        tmp_path: Path) -> None:
+    site = "hn-gw-noack"
+    broker, cloud = cloud_side(site, GW)
+    cloud.acking = False  # the cloud takes the relays and never says so (its journal stuck)
+    path = _write_gateway(tmp_path, site, stack, broker, relay_max_delay_s=0.2,
+                          relay_ack_timeout_s=1.0)
+    with gateway_in_thread(path) as gateway, \
+            nodes(stack, add_stack_node, tmp_path, site, ["n0", "n1"], ack_timeout_s=2.0,
+                  batch_max_readings=20) as made:
+        for node in made:
+            node.add(100)
+        wait_for(lambda: gateway.relayer.stats.relays_expired >= 1
+                 and all(n.publisher.state.resent_batches >= 5 for n in made), 30,
+                 "relays dropped by the gateway, every batch sent again by its node")
+        assert all(n.outbox.stats().depth == 100 for n in made)  # nothing confirmed, all kept
+        with cloud.lock:
+            cloud.acking = True
+        wait_for(lambda: all(n.outbox.stats().depth == 0 for n in made), 60,
+                 "the nodes' outboxes emptied once the cloud acknowledges")
+        for node in made:
+            assert cloud.seqs(node.config.node.id) == set(range(100))
+    assert gateway.relayer.stats.relays_expired >= 1
+
+
+def _sds011_node(make_node_config: Callable[..., Path], site: str, node: str, port: str,
+                 **outbox: Any) -> Path:
+    return make_node_config(site, node, f"""
+[[sensors]]
+id = "pm-1"
+driver = "sds011"
+port = "{port}"
+""", delivery="cloud", ack_timeout_s=3.0, **outbox)
+
+
+@contextlib.contextmanager
+def sds011s(n: int) -> Iterator[list[Sds011Emulator]]:
+    emus = [Sds011Emulator(lambda: (21.0, 42.0), period_s=0.05, warmup_s=0.0) for _ in range(n)]
+    for emu in emus:
+        emu.start()
+    try:
+        yield emus
+    finally:
+        for emu in emus:
+            emu.stop()
+
+
+def _every_reading_arrives(cloud: TestCloud, agents: dict[str, Any], timeout_s: float) -> None:
+    """Every reading the agents had numbered by now reaches the test's cloud (at least
+    once: the nodes' resends are duplicates the cloud drops)."""
+    marks = {name: agent.outbox.next_seq("pm-1") for name, agent in agents.items()}
+    for name, mark in marks.items():
+        assert mark > 0
+        wait_for(lambda name=name, mark=mark: cloud.seqs(name) >= set(range(mark)), timeout_s,
+                 f"{name}'s readings 0-{mark - 1} at the cloud (missing: "
+                 f"{sorted(set(range(mark)) - cloud.seqs(name))[:10]}...)")
+
+
+def test_a_gateway_sigkilled_mid_stream_and_restarted_loses_no_reading(
+        stack: StackInfo, make_node_config: Callable[..., Path], cloud_side: Any,
+        tmp_path: Path) -> None:
+    site = "hn-gw-kill"
+    broker, cloud = cloud_side(site, GW)
+    gateway = GatewayProcess(_write_gateway(tmp_path, site, stack, broker, relay_max_delay_s=0.5),
+                             tmp_path / "gateway.log")
+    with sds011s(2) as emus, contextlib.ExitStack() as running:
+        running.callback(gateway.kill)  # whatever happens
+        gateway.start()
+        wait_for(lambda: cloud.gateway_statuses, 20, "the gateway's birth on the cloud broker")
+        agents = {f"aq-{i}": running.enter_context(agent_in_thread(
+            _sds011_node(make_node_config, site, f"aq-{i}", emu.port))) for i, emu in enumerate(emus)}
+        wait_for(lambda: all(len(cloud.seqs(n)) >= 40 for n in agents), 30,
+                 "readings of both nodes through the gateway")
+        # Mid-stream, with batches of both nodes relayed and not acknowledged yet (the cloud
+        # holds its acks a moment), so that the gateway surely dies holding some.
+        with cloud.lock:
+            cloud.acking = False
+            held_from = len(cloud.relays)
+        wait_for(lambda: set(agents) <= {n for r in cloud.seen_relays()[held_from:]
+                                         for n in r.data_nodes}, 20,
+                 "relays of both nodes' data the cloud has not acknowledged")
+        gateway.kill()
+        with cloud.lock:
+            cloud.acking = True
+        relayed = len(cloud.seen_relays())
+        # Its will, on the cloud broker; meanwhile the nodes go on, their batches unacked.
+        wait_for(lambda: cloud.gateway_statuses[-1]["state"] == "offline", 20, "the gateway's will")
+        wait_for(lambda: all(a.publisher.state.awaiting_cloud >= 3 for a in agents.values()), 20,
+                 "batches of both nodes awaiting an ack while the gateway is gone")
+        gateway.start()
+        wait_for(lambda: len(cloud.seen_relays()) > relayed + 5, 30, "relays from the new gateway")
+        _every_reading_arrives(cloud, agents, 60)
+        # and the nodes' outboxes let go of them: the acks came back through the new gateway
+        wait_for(lambda: all(a.health()["mqtt"]["readings_acked"] >= a.outbox.next_seq("pm-1") - 100
+                             for a in agents.values()), 60, "the nodes' readings acked")
+        # what the killed gateway held unacknowledged, the nodes sent again
+        assert all(a.publisher.state.resent_batches > 0 for a in agents.values())
+        assert gateway.stop() == 0, gateway.log.read_text()[-3000:]
+    boots = {r.batch.split(".")[0] for r in cloud.seen_relays()}
+    assert len(boots) == 2  # two runs of the gateway, each numbering its own relays
+
+
+def test_the_cloud_broker_away_for_a_while_memory_stays_bounded_and_everything_arrives_after(
+        stack: StackInfo, make_node_config: Callable[..., Path], cloud_side: Any,
+        tmp_path: Path) -> None:
+    site = "hn-gw-away"
+    broker, cloud = cloud_side(site, GW)
+    waiting_max = 16 * 1024
+    path = _write_gateway(tmp_path, site, stack, broker, relay_max_delay_s=0.3,
+                          relay_max_bytes=16 * 1024, max_inflight_relays=2,
+                          max_waiting_bytes=waiting_max)
+    with sds011s(2) as emus, contextlib.ExitStack() as running:
+        gateway = running.enter_context(gateway_in_thread(path))
+        agents = {f"aq-{i}": running.enter_context(agent_in_thread(
+            _sds011_node(make_node_config, site, f"aq-{i}", emu.port))) for i, emu in enumerate(emus)}
+        wait_for(lambda: all(len(cloud.seqs(n)) >= 20 for n in agents), 30,
+                 "readings of both nodes through the gateway")
+        broker.stop()
+        seen: list[dict[str, Any]] = []
+
+        def bounded_and_full() -> bool:
+            h = gateway.health()["gateway"]
+            seen.append(h)
+            return h["refused"] > 20
+
+        wait_for(bounded_and_full, 60, "the gateway to stop taking node messages", every_s=0.02)
+        for h in seen:  # never more than the bounds, all along
+            assert h["relays_in_flight"] <= 2, h
+            assert h["waiting_bytes"] <= waiting_max, h
+        assert seen[-1]["relays_in_flight"] == 2  # the broker took none of the last two
+        depth = {n: a.outbox.stats().depth for n, a in agents.items()}
+        assert all(d > 0 for d in depth.values())  # the nodes keep what the gateway refused
+        broker.start()
+        _every_reading_arrives(cloud, agents, 90)
+    health = gateway.health()["gateway"]
+    assert health["relays_in_flight"] <= 2
+
+
+def test_node_statuses_and_wills_are_relayed(
+        stack: StackInfo, make_node_config: Callable[..., Path], cloud_side: Any,
+        tmp_path: Path) -> None:
+    site = "hn-gw-status"
+    broker, cloud = cloud_side(site, GW)
+    path = _write_gateway(tmp_path, site, stack, broker, relay_max_delay_s=0.2)
+    with sds011s(1) as (emu,), gateway_in_thread(path):
+        config = _sds011_node(make_node_config, site, "aq-lwt", emu.port)
+        agent = subprocess.Popen([sys.executable, "-m", "urbanpulse.cli", "edge", "run",
+                                  "--config", str(config)], stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL, start_new_session=True)
+        try:
+            wait_for(lambda: "online" in cloud.states("aq-lwt"), 30, "the node's birth relayed")
+            wait_for(lambda: cloud.seqs("aq-lwt"), 30, "the node's readings relayed")
+        finally:
+            os.killpg(agent.pid, signal.SIGKILL)
+            agent.wait(10)
+        # The site broker sends the node's will when its connection breaks; the gateway
+        # relays it as the node's status.
+        wait_for(lambda: cloud.states("aq-lwt")[-1:] == ["offline"], 30, "the node's will relayed")
