@@ -23,6 +23,7 @@ from edge.drivers.base import Counting, Driver, DriverContext, Sample, Supervise
 from edge.errors import EdgeError, OutboxError, PublisherError
 from edge.outbox import Outbox
 from edge.publisher import Publisher
+from firmware_bridge.errors import PortNotFoundError, SerialLinkError
 from urbanpulse.clock import Clock, SystemClock, to_epoch_ns
 from urbanpulse.wire import KINDS
 from urbanpulse.wire.payload import finite
@@ -379,7 +380,7 @@ class Agent:
                     raise asyncio.CancelledError from exc
                 state.state = "failed"
                 state.restarts += 1
-                state.last_error = f"{type(exc).__name__}: {exc}"
+                state.last_error = f"{type(exc).__name__}: {exc}{self._port_key(sensor, exc)}"
                 log.warning("driver failed; restarting", extra={"sensor": sensor.id,
                                                                 "error": state.last_error})
             finally:
@@ -388,6 +389,21 @@ class Agent:
                 delay = RESTART_MIN_S
             await asyncio.sleep(random.uniform(delay / 2, delay))
             delay = min(RESTART_MAX_S, delay * 2)
+
+    def _port_key(self, sensor: SensorConfig, exc: BaseException) -> str:
+        """The config key of the serial port a driver's failure is about (its open or its
+        link, firmware_bridge's SerialLinkError on the sensor's `port`), for the driver's
+        last error: `sensors[0].port` is what the technician edits. "" for other failures."""
+        port = getattr(sensor.params, "port", None)
+        cause: BaseException | None = exc
+        while cause is not None:
+            if isinstance(cause, SerialLinkError) and cause.port == port:
+                key = f"sensors[{self.config.sensors.index(sensor)}].port"
+                if isinstance(cause, PortNotFoundError):
+                    return f" ({key}: no such device on this node)"
+                return f" ({key})"
+            cause = cause.__cause__ or cause.__context__
+        return ""
 
     def _input_ended(self, sensor: str) -> None:
         """The sensor's driver ended (stopped, failed or cancelled): its counts join those

@@ -501,9 +501,23 @@ def check_gpio_backend(config: AgentConfig, *, env: Mapping[str, str] | None = N
 
 def machine_warnings(config: AgentConfig, *, env: Mapping[str, str] | None = None) -> list[str]:
     """What this machine lacks that the config names, for `check-config` to warn about (the
-    file may be checked on a laptop for a node): a GPIO backend that cannot run here (the
-    agent stops, exit code 2). Each as `<key>: why`."""
+    file may be checked on a laptop for a node): a serial port or a TLS or credential file
+    that does not exist here (the agent runs without them, its readings kept: a driver whose
+    port is missing is restarted until the device appears, the MQTT files are read again on
+    every reconnect), and a GPIO backend that cannot run here (the agent stops, exit code 2).
+    Each as `<key>: why`."""
     warnings: list[str] = []
+    for i, s in enumerate(config.sensors):
+        port = getattr(s.params, "port", None)
+        if isinstance(port, str) and not os.path.exists(port):
+            warnings.append(f"sensors[{i}].port: {port!r} does not exist on this machine (sensor "
+                            f"{s.id!r}: its driver fails and is restarted until the device appears)")
+    m = config.mqtt
+    for name, path in (("ca_file", m.ca_file if m.tls else None), ("password_file", m.password_file),
+                       ("cert_file", m.cert_file), ("key_file", m.key_file)):
+        if path is not None and not path.exists():
+            warnings.append(f"mqtt.{name}: {str(path)!r} does not exist on this machine (the agent "
+                            "keeps its readings and does not connect until it can read it)")
     try:
         check_gpio_backend(config, env=env)
     except ConfigError as exc:

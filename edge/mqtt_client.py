@@ -30,9 +30,20 @@ def make_client(client_id: str, cfg: MqttConfig) -> Client:
             raise CredentialsError(f"mqtt.password_file {cfg.password_file}: {exc.strerror}") from exc
         client.username_pw_set(cfg.username, password)
     if cfg.tls:
+        files = (("mqtt.ca_file", cfg.ca_file), ("mqtt.cert_file", cfg.cert_file),
+                 ("mqtt.key_file", cfg.key_file))
+        for key, path in files:
+            if path is None:
+                continue
+            try:  # named by its key, as the password file is (not just "CA file ...")
+                with path.open("rb"):
+                    pass
+            except OSError as exc:
+                raise CredentialsError(f"{key} {path}: {exc.strerror}") from exc
         try:
             context = tls_context(cfg.ca_file, cfg.cert_file, cfg.key_file)
-        except MqttError as exc:
-            raise CredentialsError(f"mqtt TLS files: {exc}") from exc
+        except MqttError as exc:  # a file that is there but holds no usable certificate or key
+            keys = "mqtt.ca_file" if str(exc).startswith("CA file") else "mqtt.cert_file, mqtt.key_file"
+            raise CredentialsError(f"{keys}: {exc}") from exc
         client.tls_set_context(context)
     return client
