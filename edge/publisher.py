@@ -278,7 +278,9 @@ class Publisher:
         if reason.is_failure:
             self._refused_with = f"broker refused the connection: {reason}"
             self.state.last_error = self._refused_with
-            log.error("mqtt connection refused", extra={"reason": str(reason)})
+            log.error("mqtt connection refused", extra={
+                "reason": str(reason), "username": self.config.mqtt.username,
+                "broker": f"{self.config.mqtt.host}:{self.config.mqtt.port}"})
             return
         self._refused_with = None
         self.state.connected = True

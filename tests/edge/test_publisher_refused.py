@@ -143,7 +143,7 @@ def test_refused_batches_are_sent_again_on_the_backoff_and_at_once_when_taken_ag
 
 
 def test_a_refused_connection_keeps_the_brokers_reason(
-        make_node_config: Callable[..., Path], tmp_path: Path) -> None:
+        make_node_config: Callable[..., Path], tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """A wrong password: the broker's refusal ("Not authorized") is what `edge status` and
     the heartbeat show, not the close that follows it ("Protocol error"), which overwrote
     it (found by the docs walk)."""
@@ -164,6 +164,10 @@ def test_a_refused_connection_keeps_the_brokers_reason(
         wait_for(lambda: publisher.state.failed_connects >= 1, 15, "a refused connection")
         assert publisher.state.last_error == "broker refused the connection: Not authorized"
         assert not publisher.state.connected
+        # the log line says whom the broker refused, and which broker
+        refused = next(r for r in caplog.records if r.getMessage() == "mqtt connection refused")
+        assert refused.__dict__["username"] == f"{SITE}.aq-wrong-password"
+        assert refused.__dict__["broker"] == f"{config.mqtt.host}:{config.mqtt.port}"
     finally:
         publisher.stop()
         outbox.close()
