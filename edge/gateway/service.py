@@ -48,6 +48,7 @@ STOP_WAIT_S = 5.0
 
 @dataclass
 class LinkState:
+    name: str  # the config table: site_mqtt or cloud_mqtt
     connected: bool = False
     subscribed: bool = False  # the broker acknowledged the subscriptions of this connection
     connects: int = 0
@@ -64,8 +65,8 @@ class Gateway:
         self.relayer = Relayer(config.site, config.id, config.limits, self.clock, boot)
         self._site_factory = site_client
         self._cloud_factory = cloud_client
-        self.site = LinkState()
-        self.cloud = LinkState()
+        self.site = LinkState("site_mqtt")
+        self.cloud = LinkState("cloud_mqtt")
         self.ignored = 0  # messages on topics that are no node's data or status of the site
         self._events: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
         self._mids: dict[int, str] = {}  # MQTT packet id -> relay batch, until its PUBACK
@@ -169,6 +170,11 @@ class Gateway:
         link.connected = False
 
     def _failed(self, link: LinkState) -> None:
+        """A connection attempt failed (paho tries again on its backoff): logged once until
+        a connection holds."""
+        if link.last_error != "could not connect":
+            log.warning("cannot connect to the broker; trying again",
+                        extra={"link": link.name, "error": link.last_error})
         link.connected = False
         link.last_error = "could not connect"
 
