@@ -20,18 +20,20 @@ from urbanpulse.wire.relay import MAX_RELAY_MESSAGES
 # Received times are made strictly increasing by at least this step, so that a record's
 # received_ns plus a reading's index in it is a unique, replay-stable timestamp.
 RECEIVED_STEP_NS = 4096
-# The fewest bytes a relay's item takes: {"node":"a","stream":"data","payload":""} and a comma.
-MIN_RELAY_ITEM_BYTES = 42
 
 
-def received_steps(topic: str, size: int) -> int:
-    """How many RECEIVED_STEP_NS a record of `size` bytes on `topic` takes of the journal's
-    received times: one for a node's message; for a gateway's relay, one per item it can
-    hold (its item k is taken as received at the relay's stamp + k steps, `records.expand_relays`),
-    so that every relayed message has a reception of its own, as it would have had on its
-    node's topic. Counted from the size, not parsed: the ingest's hot path."""
+def received_steps(topic: str, payload: bytes) -> int:
+    """How many RECEIVED_STEP_NS a record on `topic` takes of the journal's received times:
+    one for a node's message; for a gateway's relay, one per item (its item k is taken as
+    received at the relay's stamp + k steps, `records.expand_relay`), so that every relayed
+    message has a reception of its own, as it would have had on its node's topic. The
+    items are counted by their `"node"` keys, not parsed (the ingest's hot path): the
+    string never occurs inside a relayed payload, whose quotes are escaped, nor in base64
+    (a site or node id "node" counts twice: more than enough). Only an item without that
+    key as such (none, or written with escapes) goes uncounted: its reception may then be
+    a later record's too."""
     if topic.endswith("/relay"):
-        return min(MAX_RELAY_MESSAGES, size // MIN_RELAY_ITEM_BYTES + 1)
+        return max(1, min(MAX_RELAY_MESSAGES, payload.count(b'"node"')))
     return 1
 
 
@@ -88,7 +90,7 @@ class Journal:
                        "received_ns INTEGER NOT NULL, topic TEXT NOT NULL, payload BLOB NOT NULL)")
             # The last record's stamp is the largest (each append stamps after it): read
             # by the key, where MAX(received_ns) scanned the whole journal at every start.
-            row = db.execute("SELECT received_ns, topic, length(payload) FROM entries "
+            row = db.execute("SELECT received_ns, topic, payload FROM entries "
                              "ORDER BY offset DESC LIMIT 1").fetchone()
             self.id = _journal_id(db, create)
         except (OSError, sqlite3.Error) as exc:
@@ -98,7 +100,7 @@ class Journal:
                     "cannot see it (every process of a cluster must share state.dir)") from exc
             raise JournalError(f"cannot open journal {self.path}: {exc}") from exc
         self._last_received_ns = row[0] if row else 0
-        self._last_steps = received_steps(row[1], row[2]) if row else 1
+        self._last_steps = received_steps(row[1], bytes(row[2])) if row else 1
         self._db = db
         return self
 
@@ -118,7 +120,7 @@ class Journal:
         for i, (topic, payload) in enumerate(messages):
             stamp = now_ns if arrived_ns is None else arrived_ns[i]
             received = max(stamp, received + RECEIVED_STEP_NS * steps)
-            steps = received_steps(topic, len(payload))
+            steps = received_steps(topic, payload)
             rows.append((received, topic, payload))
         db = self.db
         try:

@@ -102,7 +102,7 @@ def test_relayed_messages_give_the_node_steps_exactly_what_direct_ones_do() -> N
             relays.append(JournalRecord("i0", offset, base, relay_topic(site, GW), payload))
             direct += [JournalRecord("i0", offset, base + k * RECEIVED_STEP_NS, data_topic(site, m.node),
                                      m.payload) for k, m in enumerate(part)]
-            base += received_steps(relay_topic(site, GW), len(payload)) * RECEIVED_STEP_NS
+            base += received_steps(relay_topic(site, GW), payload) * RECEIVED_STEP_NS
     assert len(relays) > 5
     relayed = _run(list(expand_relays(relays)))
     assert relayed == _run(direct)
@@ -176,9 +176,12 @@ def test_two_status_messages_of_a_node_in_one_relay_stay_two_points() -> None:
 def test_the_journal_leaves_a_relays_receptions_free_across_a_reopen(tmp_path: Path) -> None:
     payload = encode_relay(SITE, GW, "5e1d.4", [RelayedMessage(f"n{k}", "data", _batch(f"n{k}", 0))
                                                 for k in range(30)])
-    steps = received_steps(relay_topic(SITE, GW), len(payload))
-    assert 30 <= steps <= MAX_RELAY_MESSAGES
-    assert received_steps(data_topic(SITE, "n1"), 10**6) == 1
+    steps = received_steps(relay_topic(SITE, GW), payload)
+    assert steps == 30  # its items, not the "node" keys of the batches they carry
+    assert received_steps(data_topic(SITE, "n1"), _batch("n1", 0)) == 1
+    assert received_steps(relay_topic(SITE, GW), b"{not json") == 1
+    many = encode_relay(SITE, GW, "5e1d.7", [RelayedMessage("n1", "status", _status())] * MAX_RELAY_MESSAGES)
+    assert received_steps(relay_topic(SITE, GW), many) == MAX_RELAY_MESSAGES
     path = journal_path(tmp_path, "i0")
     journal = Journal(path, "i0").open()
     journal.append([(relay_topic(SITE, GW), payload), (data_topic(SITE, "n1"), b"a")], RX)
