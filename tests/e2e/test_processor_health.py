@@ -65,9 +65,16 @@ def test_processor_points_show_the_backlog_draining_and_the_lag_falling_once_cau
     since = datetime.now(UTC)
     cloud.start()
 
+    readings = 3 * PER_SENSOR * RECORDS
+
     def drained() -> list[dict[str, Any]] | None:
+        # Every record read and nothing waiting at the writer is not yet everything written:
+        # the last records read may still be in the dataflow, not yet handed to the writer
+        # (a loaded machine took two reports a second apart in that state). Their raw points
+        # written too, then.
         reports = _reports(reader, since)
-        done = [r for r in reports if r.get("records_read") == RECORDS and r["points_pending"] == 0]
+        done = [r for r in reports if r.get("records_read") == RECORDS and r["points_pending"] == 0
+                and r["points_written"] > readings]
         return reports if len(done) >= 2 else None
 
     reports = wait_for(drained, 120, "reports of a drained backlog", every_s=0.5)
@@ -86,7 +93,7 @@ def test_processor_points_show_the_backlog_draining_and_the_lag_falling_once_cau
     assert all(r["read_lag_s"] < 5 for r in caught_up)
     assert caught_up[0]["read_lag_s"] < behind[-1]["read_lag_s"]
     last = reports[-1]
-    assert last["points_written"] >= 3 * PER_SENSOR * RECORDS  # a raw point per reading, and more
+    assert readings < last["points_written"] < 2 * readings  # a raw point per reading, windows
     assert (last["write_retries"], last["write_refused"]) == (0, 0)
     stamps = [r["time"] for r in reports]
     assert stamps == sorted(stamps)
