@@ -48,3 +48,19 @@ def test_a_small_relayed_run_delivers_every_reading_exactly_once(tmp_path: Path)
     assert result.journal_duplicate_rows == 0
     assert result.points_written == result.points_expected
     assert result.dead_letters == 0
+
+
+@pytest.mark.stack
+@pytest.mark.slow
+def test_a_small_relayed_run_on_a_two_process_cluster_delivers_every_reading_once(tmp_path: Path) -> None:
+    """Two ingests journal the relays; the one source expands them and the keying sends each
+    node's messages to the process of its node: every reading once."""
+    workload = generate(3000, live_s=1.0)
+    spec = CaseSpec(rate=1500.0, duration_s=2.0, detect=False, publishers=2, window=5, drain_s=60.0,
+                    relay_s=1.0, processes=2)
+    result = run_case(spec, workload, tmp_path / "case")
+    assert result.error is None, result.error
+    assert result.complete
+    assert result.journaled == workload.readings
+    assert result.points_written == result.points_expected
+    assert result.dead_letters == 0
