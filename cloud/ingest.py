@@ -34,7 +34,7 @@ from cloud.state_disk import FreeSpaceFloor, StatVfs
 from urbanpulse.clock import Clock, SystemClock, to_epoch_ns
 from urbanpulse.mqtt import MqttError, tls_context
 from urbanpulse.wire import encode_ack
-from urbanpulse.wire.payload import _BATCH_ID, batch_id_of
+from urbanpulse.wire.payload import BATCH_ID, batch_id_of
 
 if TYPE_CHECKING:
     from paho.mqtt.client import Client, MQTTMessage, MQTTMessageInfo
@@ -434,7 +434,7 @@ def acked_batch(topic: str, payload: bytes) -> str | None:
     except (ValueError, RecursionError):
         return None
     batch = body.get("batch") if isinstance(body, dict) else None
-    return batch if isinstance(batch, str) and _BATCH_ID.fullmatch(batch) else None
+    return batch if isinstance(batch, str) and BATCH_ID.fullmatch(batch) else None
 
 
 # How an ingest child ends on SIGTERM or SIGINT: 0 once its handler is set (a clean stop),

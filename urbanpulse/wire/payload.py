@@ -108,7 +108,8 @@ def parse_ts(value: Any) -> int:
     return to_epoch_ns(ts)
 
 
-_BATCH_ID = re.compile(r"[0-9a-f]{1,16}\.[0-9]{1,19}")
+# A batch id: `<hex boot id>.<counter>` (a node's batch, a gateway's relay).
+BATCH_ID = re.compile(r"[0-9a-f]{1,16}\.[0-9]{1,19}")
 _BATCH_FIELD = re.compile(rb'"batch":"([0-9a-f]{1,16}\.[0-9]{1,19})"')
 
 
@@ -125,7 +126,7 @@ def encode_ack(batches: Sequence[str]) -> bytes:
 def decode_ack(payload: bytes) -> list[str]:
     body = _envelope(payload)
     batches = body.get("batches")
-    if not isinstance(batches, list) or not all(isinstance(b, str) and _BATCH_ID.fullmatch(b)
+    if not isinstance(batches, list) or not all(isinstance(b, str) and BATCH_ID.fullmatch(b)
                                                 for b in batches):
         raise WireError("bad_ack", "batches must be a list of batch ids")
     return batches
@@ -158,7 +159,7 @@ def encode_batch(site: str, node: str, readings: Sequence[Reading], batch: str |
         items.append(item)
     body: dict[str, Any] = {"v": CONTRACT_VERSION, "site": site, "node": node}
     if batch is not None:
-        if not _BATCH_ID.fullmatch(batch):
+        if not BATCH_ID.fullmatch(batch):
             raise WireError("bad_batch", f"batch id {batch!r} is not <hex boot id>.<counter>")
         body["batch"] = batch
     if numbering is not None:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from urbanpulse.errors import UrbanpulseError
-from urbanpulse.wire.payload import _BATCH_ID, MAX_PAYLOAD_BYTES, WireError
+from urbanpulse.wire.payload import BATCH_ID, MAX_PAYLOAD_BYTES, WireError
 from urbanpulse.wire.topics import CONTRACT_VERSION, validate_id
 
 # A relay holds node messages of up to MAX_PAYLOAD_BYTES each, escaped as JSON text (a
@@ -73,7 +73,7 @@ def encode_relay(site: str, gateway: str, batch: str, messages: Sequence[Relayed
     cuts its relays to fit: `relay_item_bytes`)."""
     validate_id("site", site)
     validate_id("node", gateway)
-    if not _BATCH_ID.fullmatch(batch):
+    if not BATCH_ID.fullmatch(batch):
         raise WireError("bad_batch", f"batch id {batch!r} is not <hex boot id>.<counter>")
     if not messages:
         raise WireError("bad_messages", "a relay carries at least one message")
@@ -121,7 +121,7 @@ def decode_relay(payload: bytes, *, site: str, gateway: str) -> ParsedRelay:
         if value != expected:
             raise WireError(f"{key}_mismatch", f"body {key} {value!r} != topic {expected!r}")
     batch = body.get("batch")
-    if not (isinstance(batch, str) and _BATCH_ID.fullmatch(batch)):
+    if not (isinstance(batch, str) and BATCH_ID.fullmatch(batch)):
         raise WireError("bad_batch", f"batch must be <hex boot id>.<counter>, got {batch!r:.40}")
     items = body.get("messages")
     if not isinstance(items, list):
