@@ -152,7 +152,7 @@ def test_every_node_batch_is_acked_back_to_its_node_and_relays_wait_the_delay(
         tmp_path: Path) -> None:
     site = "hn-gw-acks"
     broker, cloud = cloud_side(site, GW)
-    delay = 2.0
+    delay = 3.0
     path = _write_gateway(tmp_path, site, stack, broker, relay_max_delay_s=delay)
     began = time.monotonic()  # before any node message
     with gateway_in_thread(path) as gateway, \
