@@ -3,15 +3,18 @@
 Fields: the hour's means of PM2.5, PM10 (all `air.pm` sensors of the node) and CO2 (all
 `air.co2` sensors), their reading counts, the NowCast of PM2.5 and PM10 over the 12
 hours ending with this one, and the hourly index by both methods with its category
-(see `cloud.logic.domain.aqi` for the method and sources). The NowCast of an hour depends
-on the 11 before it, so a late reading re-emits its own hour and the 11 after it.
+(see `cloud.logic.domain.aqi` for the method and sources). The NowCast takes an hour's PM
+mean only if the hour is valid (`aqi.HourCover`: its readings cover 45 min of it); the
+means of every hour are written. The NowCast of an hour depends on the 11 before it, so a
+late reading re-emits its own hour and the 11 after it (and may make its hour valid).
 
 Values are kept per hour keyed by (sensor, ts) and summed with math.fsum (exactly
 rounded), so late or shuffled input gives the in-order result. A message costs about the
 same however many values its hour holds: the hour it enters keeps the exact partial sums
 of its values (those math.fsum keeps), whose math.fsum is that of the values, and the
 NowCast keeps the 11 hours before an emitted hour until a reading enters one of them
-(`aqi.NowCastTail`); neither is pickled (a snapshot holds what it held before).
+(`aqi.NowCastTail`), and an hour's PM stamps keep the time they cover (`aqi.HourCover`)
+until it is valid; none is pickled (a snapshot holds what it held before).
 """
 
 from __future__ import annotations
@@ -27,10 +30,12 @@ from urbanpulse.wire import Reading
 
 FIELDS_OF_KIND = {"air.pm": ("pm25", "pm10"), "air.co2": ("co2",)}
 FIELDS = ("pm25", "pm10", "co2")
+POLLUTANTS = ("pm25", "pm10")  # of the index: an hour's mean of these counts if it is valid
 NOWCAST_HOURS = 12
 
 
 _MISSING: list[float] = []  # no partials kept (`AirRollup._sums`)
+_NO_COVER = aqi.HourCover()  # no cover kept (`AirRollup._covers`); never added to
 _SAFE = 1e300  # values summed into partials: no partial sum can overflow
 
 
@@ -50,8 +55,12 @@ class AirRollup(Horizon):
     Kept between messages, not pickled (a resumed rollup makes them again): the exact
     partial sums of the values of an hour a reading entered (`_sums`, so that its mean is
     math.fsum of a few partials, not of all its values), the means of the hours (`_means`,
-    until a reading enters the hour), and the NowCast's 11 hours before each emitted hour
-    (`_tails`, until a reading enters one of them)."""
+    until a reading enters the hour), the NowCast's 11 hours before each emitted hour
+    (`_tails`, until a reading enters one of them), and the time an open hour's PM readings
+    cover (`_covers`, until it is valid).
+
+    `closed` keeps what the NowCast takes of an hour let go: its PM means only if the hour
+    was valid (a previous release's snapshot holds them all: counted valid)."""
 
     def __init__(self, horizon_ns: int) -> None:
         self.horizon_ns = horizon_ns
@@ -71,10 +80,14 @@ class AirRollup(Horizon):
         self._sums: dict[tuple[int, str], list[float] | None] = {}
         # open hour -> pollutant -> the means of the 11 hours before it
         self._tails: dict[int, dict[str, aqi.NowCastTail]] = {}
+        # (open hour, pollutant) -> the time its readings cover, None once it is valid (it
+        # stays so: readings are only added); made at the first reading of the hour the
+        # rollup takes, or when the NowCast asks
+        self._covers: dict[tuple[int, str], aqi.HourCover | None] = {}
 
     def __getstate__(self) -> dict[str, object]:
         state = self.__dict__.copy()
-        for cache in ("_means", "_sums", "_tails"):
+        for cache in ("_means", "_sums", "_tails", "_covers"):
             state.pop(cache, None)
         return state
 
@@ -87,6 +100,7 @@ class AirRollup(Horizon):
         changed: set[tuple[int, str]] = set()  # (hour, field) whose values changed
         kept = self.kept_ns
         sums = self._sums
+        covers = self._covers
         for r in readings:
             names = FIELDS_OF_KIND.get(r.kind)
             if names is None or skipped(r):
@@ -119,6 +133,14 @@ class AirRollup(Horizon):
                     elif old != value:  # the same (sensor, ts) again: it overwrites itself
                         add_to_partials(partials, value)
                         add_to_partials(partials, -old)
+                    if name != "co2":  # a pollutant of the index: the time its hour covers
+                        cover = covers.get(sk, _NO_COVER)
+                        if cover is _NO_COVER:
+                            cover = covers[sk] = aqi.HourCover(ts for _, ts in values)
+                        elif cover is not None:
+                            cover.add(r.ts_ns)
+                        if cover is not None and cover.valid:
+                            covers[sk] = None
             touched.add(hour)
         means = self._means
         for sk in changed:
@@ -146,6 +168,18 @@ class AirRollup(Horizon):
             return math.fsum(values.values()) / len(values), len(values)
         return self.closed.get(hour, {}).get(name)
 
+    def valid(self, hour: int, name: str) -> bool:
+        """Whether the hour's mean of pollutant `name` counts in the NowCast: an open hour's
+        readings cover 45 min of it (`aqi.HourCover`); a closed hour's mean is kept only so."""
+        values = self.open.get(hour, {}).get(name)
+        if not values:
+            return name in self.closed.get(hour, {})
+        cover = self._covers.get((hour, name), _NO_COVER)
+        if cover is _NO_COVER:
+            cover = aqi.HourCover(ts for _, ts in values)
+            cover = self._covers[(hour, name)] = None if cover.valid else cover
+        return cover is None
+
     def _mean(self, hour: int, name: str, means: dict[tuple[int, str], tuple[float, int] | None]
               ) -> tuple[float, int] | None:
         """`mean`, remembered in `means`: the emitted hours share their NowCast hours."""
@@ -164,7 +198,8 @@ class AirRollup(Horizon):
             hours: list[float | None] = []
             for k in range(1, NOWCAST_HOURS):
                 m = self._mean(hour - k * HOUR_NS, name, means)
-                hours.append(None if m is None else m[0])
+                hours.append(None if m is None or not self.valid(hour - k * HOUR_NS, name)
+                             else m[0])
             tail = tails[name] = aqi.NowCastTail(hours)
         return tail
 
@@ -176,7 +211,8 @@ class AirRollup(Horizon):
             m = self._mean(hour, name, means)
             if m is not None:
                 fields[f"{name}_mean"], fields[f"{name}_n"] = m
-            now[name] = None if m is None else m[0]
+            if name != "co2":
+                now[name] = None if m is None or not self.valid(hour, name) else m[0]
         epa: list[int | None] = []
         vn: list[int | None] = []
         pollutant: aqi.Pollutant
@@ -197,10 +233,12 @@ class AirRollup(Horizon):
         floor = self.newest_ns - self.horizon_ns - HOUR_NS
         for hour in [h for h in self.open if h < floor]:
             self.closed[hour] = {name: m for name in self.open[hour]
-                                 if (m := self.mean(hour, name)) is not None}
+                                 if (m := self.mean(hour, name)) is not None
+                                 and (name not in POLLUTANTS or self.valid(hour, name))}
             del self.open[hour]
             for name in FIELDS:
                 self._sums.pop((hour, name), None)
+                self._covers.pop((hour, name), None)
             self._tails.pop(hour, None)  # no longer emitted
         keep_from = floor - NOWCAST_HOURS * HOUR_NS
         for hour in [h for h in self.closed if h < keep_from]:

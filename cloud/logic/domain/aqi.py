@@ -16,12 +16,31 @@ between the Table 2 breakpoints, which are contiguous: BP_i to BP_i+1) applied t
 NowCast of the 12 most recent hourly means (`vn_nowcast`), rounded to an integer; the
 station's hourly AQI is the maximum over pollutants. Table 2's last row is ">= 500 ug/m3
 (PM2.5), >= 600 (PM10) -> 500", so `vn_aqi` caps at 500.
+
+A valid hour (`HourCover`, `hour_valid`): both NowCasts take an hour's mean only when its
+readings cover at least 45 minutes of it (`VALID_COVER_NS`, 75 %), the time between
+successive readings of the pollutant counting as covered where they are at most 15 minutes
+apart (`MAX_GAP_NS`). EPA's NowCast and its AQI take valid hourly averages (AirNow: 75 %
+completeness, e.g. 18 of 24 hours for a daily PM2.5 AQI; the NowCast is not reported
+without valid data for 2 of the 3 most recent hours); the EU's air-quality data
+vocabulary (EEA, primaryObservation "hour") calculates an hourly mean only from at least
+45 valid minute values; Decision 1459/QD-TCMT computes VN_AQI from the hourly means of
+automatic continuous stations, quality-checked, and sets no threshold of its own, so the
+same rule serves both methods. The cloud does not know a sensor's cadence: the rule counts
+time, so it holds for any sensor reporting at least every 15 min (a valid hourly average of
+EPA's continuous monitoring rules, e.g. 40 CFR 63.9025(a), needs data from at least four
+equally spaced periods of the hour); a cadence estimated from the stamps was not taken, as
+one more reading could then make a valid hour invalid, and a rewritten hour lose fields
+InfluxDB keeps (docs/domain-rollups.md, "Fields written each time"): covered time only
+grows as readings are added.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from bisect import bisect_left
+from collections.abc import Iterable, Sequence
+from itertools import pairwise
 from typing import Literal
 
 Pollutant = Literal["pm25", "pm10"]
@@ -235,6 +254,61 @@ class NowCastTail:
         if c0 is None:
             return epa, math.fsum(self._half_terms) * _HALF_FULL / self._half_dens[0]
         return epa, math.fsum([0.5 * c0, *self._half_terms]) * _HALF_FULL / self._half_dens[1]
+
+
+# A valid hour: its readings cover at least VALID_COVER_NS of it, counting the time between
+# successive readings (of any sensor of the station) at most MAX_GAP_NS apart.
+MAX_GAP_NS = 15 * 60 * 10**9
+VALID_COVER_NS = 45 * 60 * 10**9
+
+
+def covered_ns(stamps: Iterable[int]) -> int:
+    """The time of an hour its readings stamped `stamps` cover: the sum of the gaps between
+    successive distinct stamps that are at most `MAX_GAP_NS` (a longer one: the station was
+    silent). One reading covers nothing; readings every minute from :00 to :45, 45 min."""
+    ordered = sorted(set(stamps))
+    return sum(b - a for a, b in pairwise(ordered) if b - a <= MAX_GAP_NS)
+
+
+def hour_valid(stamps: Iterable[int]) -> bool:
+    """Whether an hour whose readings are stamped `stamps` is valid for the NowCast."""
+    return covered_ns(stamps) >= VALID_COVER_NS
+
+
+class HourCover:
+    """`covered_ns` of the stamps added so far, kept up to date as stamps are added (in
+    order: one subtraction; late: the gap the stamp splits, replaced by its two parts)."""
+
+    __slots__ = ("covered", "stamps")
+
+    def __init__(self, stamps: Iterable[int] = ()) -> None:
+        self.stamps = sorted(set(stamps))
+        self.covered = covered_ns(self.stamps)
+
+    @property
+    def valid(self) -> bool:
+        return self.covered >= VALID_COVER_NS
+
+    def add(self, ts: int) -> None:
+        stamps = self.stamps
+        if not stamps or ts > stamps[-1]:
+            if stamps and ts - stamps[-1] <= MAX_GAP_NS:
+                self.covered += ts - stamps[-1]
+            stamps.append(ts)
+            return
+        i = bisect_left(stamps, ts)
+        after = stamps[i]
+        if after == ts:
+            return
+        if after - ts <= MAX_GAP_NS:
+            self.covered += after - ts
+        if i:
+            before = stamps[i - 1]
+            if after - before <= MAX_GAP_NS:
+                self.covered -= after - before
+            if ts - before <= MAX_GAP_NS:
+                self.covered += ts - before
+        stamps.insert(i, ts)
 
 
 def epa_category(aqi: int | None) -> str | None:

@@ -1,8 +1,10 @@
-"""The air rollup's kept sums and NowCast tails give, byte for byte, what the rollup gave when
-it summed every value of an hour and the 12 hours' NowCast anew at every message (the
-release before, `_Reference` below): on random streams with late, shuffled and repeated
-readings, gaps, zeros and values of every size, through evictions, horizons given anew and
-snapshots, the previous release's snapshots included."""
+"""The air rollup's kept sums, NowCast tails and hour covers give, byte for byte, what the
+rollup gave when it summed every value of an hour and the 12 hours' NowCast anew at every
+message (the release before, `_Reference` below, with the valid-hour rule of session 16
+added as simply: an hour's stamps sorted and their gaps summed anew): on random streams with
+late, shuffled and repeated readings, gaps, zeros and values of every size, hours valid and
+not, through evictions, horizons given anew and snapshots, the previous release's snapshots
+included."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import math
 import pickle
 import random
 from collections.abc import Iterable
+from itertools import pairwise
 
 import pytest
 
@@ -22,9 +25,15 @@ from cloud.logic.rollup import add_to_partials as _add
 from tests.cloud.logic.domain_helpers import HOUR, MIN, T0
 from urbanpulse.wire import Reading
 
+_GAP = 15 * 60 * 10**9  # the valid-hour rule, written out again (aqi.MAX_GAP_NS, VALID_COVER_NS)
+_VALID = 45 * 60 * 10**9
+
 
 class _Reference(Horizon):
-    """cloud/logic/domain/air.py's AirRollup as released before (ee74ac2), verbatim."""
+    """cloud/logic/domain/air.py's AirRollup as released before (ee74ac2), verbatim, but for
+    the valid-hour rule (marked "rule"): the NowCast takes an hour's PM mean only if the gaps
+    of at most 15 min between its successive stamps sum to 45 min, and a closed hour keeps
+    its PM means only if it was valid."""
 
     def __init__(self, horizon_ns: int) -> None:
         self.horizon_ns = horizon_ns
@@ -76,6 +85,14 @@ class _Reference(Horizon):
             return math.fsum(values.values()) / len(values), len(values)
         return self.closed.get(hour, {}).get(name)
 
+    def valid(self, hour: int, name: str) -> bool:  # rule
+        values = self.open.get(hour, {}).get(name)
+        if not values:
+            return name in self.closed.get(hour, {})
+        stamps = sorted({ts for _, ts in values})
+        gaps = [b - a for a, b in pairwise(stamps)]
+        return sum(g for g in gaps if g <= _GAP) >= _VALID
+
     def _mean(self, hour: int, name: str, means: dict[tuple[int, str], tuple[float, int] | None]
               ) -> tuple[float, int] | None:
         key = (hour, name)
@@ -89,7 +106,7 @@ class _Reference(Horizon):
         out: list[float | None] = []
         for k in range(NOWCAST_HOURS):
             m = self._mean(hour - k * HOUR_NS, name, means)
-            out.append(None if m is None else m[0])
+            out.append(None if m is None or not self.valid(hour - k * HOUR_NS, name) else m[0])  # rule
         return out
 
     def _fields(self, hour: int, means: dict[tuple[int, str], tuple[float, int] | None]
@@ -120,7 +137,8 @@ class _Reference(Horizon):
         floor = self.newest_ns - self.horizon_ns - HOUR_NS
         for hour in [h for h in self.open if h < floor]:
             self.closed[hour] = {name: m for name in self.open[hour]
-                                 if (m := self.mean(hour, name)) is not None}
+                                 if (m := self.mean(hour, name)) is not None
+                                 and (name == "co2" or self.valid(hour, name))}  # rule
             del self.open[hour]
         keep_from = floor - NOWCAST_HOURS * HOUR_NS
         for hour in [h for h in self.closed if h < keep_from]:
@@ -169,8 +187,11 @@ def _stream(rng: random.Random, hours: int) -> list[Reading]:
         if h in gaps:
             continue
         per_hour = rng.choice([1, 2, 5, 20, 60])
-        for _ in range(per_hour):
-            ts = T0 + h * HOUR + rng.randrange(HOUR // MIN) * MIN + rng.randrange(3)
+        minutes = rng.choice([60, 60, 47, 46, 45, 44, 10])  # readings within the first ones
+        cadence = rng.choice([0, 0, 5, 15, 16])  # min; 0: random
+        for i in range(per_hour):
+            minute = (i * cadence) % minutes if cadence else rng.randrange(minutes)
+            ts = T0 + h * HOUR + minute * MIN + rng.randrange(3)
             sensor = rng.choice(["pm-a", "pm-b", "co2-a"])
             seq += 1
             flags: tuple[str, ...] = ("warmup",) if rng.random() < 0.03 else ()
@@ -322,6 +343,11 @@ def test_unsafe_and_signed_zero_means_are_those_of_fsum() -> None:
     for r in (pm(T0 + 5, 1e305), pm(T0 + 6, 1e305), pm(T0 + 5, 3.0), pm(T0 + 6, 1.0)):
         assert new.process("hn", "st1", [r]) == ref.process("hn", "st1", [r])
     assert new.mean(T0, "pm25") == ref.mean(T0, "pm25") == (4.0 / 5, 5)
+    # both hours valid (a NowCast to raise): readings every 10 min
+    for r in [pm(T0 + h * HOUR + k * 10 * MIN, 1.0) for h in (0, 1) for k in range(1, 6)]:
+        assert new.process("hn", "st1", [r]) == ref.process("hn", "st1", [r])
+    assert new.valid(T0, "pm25")
+    assert ref.valid(T0, "pm25")
     with pytest.raises(ValueError, match="finite") as got:
         new.process("hn", "st1", [pm(T0 + HOUR, math.inf)])
     with pytest.raises(ValueError, match="finite") as raised:

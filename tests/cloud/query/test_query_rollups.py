@@ -59,11 +59,14 @@ def _nodes(city: City) -> dict[str, list[Reading]]:
                     _ticket(city, 1320, 6, 3, True)],
         # kiosk-2 also hands out ticket 1 (its own numbering): 300 s
         "kiosk-2": [_ticket(city, 0, 0, 1, False, "k-2"), _ticket(city, 300, 1, 1, True, "k-2")],
-        # hourly means: PM2.5 10, 20, 40; PM10 20, 40, 70; CO2 - , -, 500
-        "air-s": [_air(city, "pm-1", "air.pm", -2 * HOUR + 60, 0, pm25=10.0, pm10=20.0),
-                  _air(city, "pm-1", "air.pm", -HOUR + 60, 1, pm25=20.0, pm10=40.0),
-                  _air(city, "pm-1", "air.pm", 60, 2, pm25=30.0, pm10=60.0),
-                  _air(city, "pm-1", "air.pm", 120, 3, pm25=50.0, pm10=80.0),
+        # hourly means: PM2.5 10, 20, 40; PM10 20, 40, 70; CO2 - , -, 500. The first two hours
+        # valid (every 15 min: 45 min covered), the third not (a minute)
+        "air-s": [*[_air(city, "pm-1", "air.pm", -2 * HOUR + 60 + k * 900, k, pm25=10.0, pm10=20.0)
+                    for k in range(4)],
+                  *[_air(city, "pm-1", "air.pm", -HOUR + 60 + k * 900, 4 + k, pm25=20.0, pm10=40.0)
+                    for k in range(4)],
+                  _air(city, "pm-1", "air.pm", 60, 8, pm25=30.0, pm10=60.0),
+                  _air(city, "pm-1", "air.pm", 120, 9, pm25=50.0, pm10=80.0),
                   _air(city, "co2-1", "air.co2", 60, 0, co2=400.0),
                   _air(city, "co2-1", "air.co2", 120, 1, co2=600.0)],
         # seq 0, 1, then 0 again with a newer stamp: the numbering restarted
@@ -163,14 +166,15 @@ def test_air_quality_per_station_and_hour(data: CityData, site: City) -> None:
     first = {"aqi_epa": None, "aqi_vn": None, "category_epa": None, "category_vn": None,
              "pm10_nowcast": None, "pm25_nowcast": None}
     second = _indices([20.0, 10.0], [40.0, 20.0])
-    third = _indices([40.0, 20.0, 10.0], [70.0, 40.0, 20.0])
+    # the hour in progress is not valid yet: its NowCast is that of the two before it
+    third = _indices([None, 20.0, 10.0], [None, 40.0, 20.0])
     assert second["category_epa"] == "Moderate"  # the hand check: NowCast 16.7 -> AQI 65
     assert second["aqi_epa"] == 65
     expected = [
-        {"time": ts(site, -2 * HOUR), **tags, **first, **no_co2, "pm10_mean": 20.0, "pm10_n": 1,
-         "pm25_mean": 10.0, "pm25_n": 1},
-        {"time": ts(site, -HOUR), **tags, **second, **no_co2, "pm10_mean": 40.0, "pm10_n": 1,
-         "pm25_mean": 20.0, "pm25_n": 1},
+        {"time": ts(site, -2 * HOUR), **tags, **first, **no_co2, "pm10_mean": 20.0, "pm10_n": 4,
+         "pm25_mean": 10.0, "pm25_n": 4},
+        {"time": ts(site, -HOUR), **tags, **second, **no_co2, "pm10_mean": 40.0, "pm10_n": 4,
+         "pm25_mean": 20.0, "pm25_n": 4},
         {"time": ts(site, 0), **tags, **third, "co2_mean": 500.0, "co2_n": 2, "pm10_mean": 70.0,
          "pm10_n": 2, "pm25_mean": 40.0, "pm25_n": 2},
     ]
