@@ -76,6 +76,9 @@ KINDS: dict[str, KindSpec] = {
             occupancy_pct=FieldSpec("%", required=False, low=0, high=100),
             interval_s=FieldSpec("s", low=0.001, high=3600),
             speed_kmh=FieldSpec("km/h", required=False, low=0, high=300),
+            # How many vehicles speed_kmh is the mean of (0: no speed measured). Older agents
+            # do not send it: the cloud then weights speed_kmh by count, as before.
+            speed_count=FieldSpec("vehicles", required=False, low=0, high=10000),
             length_m=FieldSpec("m", required=False, low=0, high=50),
             glitches=_GLITCHES,
         ),

@@ -11,8 +11,13 @@ of it, so it counts in the window of ts - 1 ns (`cloud.logic.rollup.window_ts`; 
 - occupancy_pct: time-weighted, sum(occupancy_pct * interval_s) / sum(interval_s) over
   the readings that carry it (for the intersection over all its lanes' readings, i.e. the
   mean lane occupancy); absent when none does (pulse-output loop cards send no on-time);
-- speed_kmh: vehicle-weighted, sum(speed_kmh * count) / sum(count) over readings that
-  carry a speed and saw a vehicle; absent when there is none.
+- speed_kmh: vehicle-weighted, sum(speed_kmh * w) / sum(w) over readings that carry a
+  speed with w > 0, w being the reading's `speed_count` (the vehicles its speed is the mean
+  of) or, when it carries none (agents before session 16), its `count`; absent when there
+  is none. A loop pair measures a vehicle's speed when it reaches the downstream loop, often
+  in the reading after the one that counted it (a crawl takes seconds between the loops):
+  weighted by count, such a speed in a reading that counted no vehicle was lost;
+- speed_lanes (the intersection only): how many of its lanes have a speed_kmh in the window.
 
 Readings are kept per window keyed by (sensor, ts) and summed with math.fsum, which is
 exactly rounded, so the result does not depend on arrival order: a late reading and the
@@ -29,7 +34,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from cloud.logic.domain.common import NOT_MEASURING, WIDTHS, Horizon, Point
 from cloud.logic.lines import float_text, float_texts, series_head
@@ -38,8 +43,31 @@ from urbanpulse.wire import Reading
 
 KIND = "traffic.loop"
 
-# count, occupancy_pct * interval_s (or None), interval_s, speed_kmh * count (or None)
-Sample = tuple[float, float | None, float, float | None]
+# count, occupancy_pct * interval_s (or None), interval_s, speed_kmh * w (or None), where w,
+# the speed's weight, is count; or, for a reading whose `speed_count` is not its count, count,
+# occupancy_pct * interval_s (or None), interval_s, speed_kmh * speed_count, speed_count (the
+# readings without it keep the pickled layout of the releases before)
+Sample = tuple[float, float | None, float, float | None] \
+    | tuple[float, float | None, float, float | None, float]
+
+
+def _weight(sample: Sample) -> float:
+    """The weight of a sample's speed: its speed_count, else its count."""
+    return sample[4] if len(sample) == 5 else sample[0]
+
+
+def sample_of(values: Mapping[str, float]) -> Sample:
+    """A reading's sample (`Sample`)."""
+    count, interval = float(values["count"]), float(values["interval_s"])
+    speed, occupancy = values.get("speed_kmh"), values.get("occupancy_pct")
+    occupied = None if occupancy is None else float(occupancy) * interval
+    if speed is None:
+        return (count, occupied, interval, None)
+    weight = values.get("speed_count")
+    if weight is None or float(weight) == count:
+        return (count, occupied, interval, float(speed) * count)
+    weight = float(weight)
+    return (count, occupied, interval, float(speed) * weight, weight)
 
 
 def _sums(samples: Iterable[Sample]) -> dict[str, float]:
@@ -51,10 +79,10 @@ def _sums(samples: Iterable[Sample]) -> dict[str, float]:
     if occupied:
         out["occupancy_pct"] = (math.fsum(s[1] for s in occupied if s[1] is not None)
                                 / math.fsum(s[2] for s in occupied))
-    counted = [s for s in items if s[3] is not None and s[0] > 0]
+    counted = [s for s in items if s[3] is not None and _weight(s) > 0]
     if counted:
         out["speed_kmh"] = (math.fsum(s[3] for s in counted if s[3] is not None)
-                            / math.fsum(s[0] for s in counted))
+                            / math.fsum(_weight(s) for s in counted))
     return out
 
 
@@ -64,10 +92,11 @@ def _sums_text(items: list[Sample], flow: float | None = None) -> tuple[str, flo
     its own values: fsum([x]) is x + 0.0 (which turns -0.0 into 0.0, as fsum does)."""
     occupancy: float | None
     if len(items) == 1:
-        count, occupied, covered, speed = items[0]
+        count, occupied, covered, speed = items[0][:4]
+        weight = _weight(items[0])
         vehicles, covered = count + 0.0, covered + 0.0
         occupancy = None if occupied is None else (occupied + 0.0) / covered
-        speed_sums = None if speed is None or not count > 0 else (speed + 0.0, vehicles)
+        speed_sums = None if speed is None or not weight > 0 else (speed + 0.0, weight + 0.0)
     else:
         vehicles = math.fsum([s[0] for s in items])
         covered = math.fsum([s[2] for s in items])
@@ -76,9 +105,9 @@ def _sums_text(items: list[Sample], flow: float | None = None) -> tuple[str, flo
             math.fsum([s[1] for s in with_occupancy if s[1] is not None])
             / (covered if len(with_occupancy) == len(items)
                else math.fsum([s[2] for s in with_occupancy])))
-        counted = [s for s in items if s[3] is not None and s[0] > 0]
+        counted = [s for s in items if s[3] is not None and _weight(s) > 0]
         speed_sums = (math.fsum([s[3] for s in counted if s[3] is not None]),
-                      math.fsum([s[0] for s in counted])) if counted else None
+                      math.fsum([_weight(s) for s in counted])) if counted else None
     return _text(vehicles, covered, occupancy, speed_sums, flow)
 
 
@@ -104,8 +133,8 @@ _SAFE = 1e300  # terms summed exactly (`_Sums`): no sum of them can overflow
 # are summed at each message as they are (the samples of a minute, most often)
 KEEP_SUMS_FROM = 8
 # a sample's terms, by sum: count, interval_s (of all); occupancy_pct * interval_s and
-# interval_s (of those carrying it); speed_kmh * count and count (of those carrying it that
-# saw a vehicle)
+# interval_s (of those carrying it); speed_kmh * w and w (of those carrying it with a weight
+# w > 0: `_weight`)
 _VEHICLES, _COVERED, _OCCUPIED, _OCCUPIED_COVERED, _SPEED, _COUNTED = range(6)
 
 
@@ -138,7 +167,8 @@ class _Sums:
     def add(self, sample: Sample, sign: float) -> None:
         """Adds a sample (sign 1.0; `put` with the sample's `summable`), or takes one added
         before away (sign -1.0: a sample added to sums still exact was summable)."""
-        count, occupied, covered, speed = sample
+        count, occupied, covered, speed = sample[:4]
+        weight = _weight(sample)
         step = 1 if sign > 0 else -1
         self.n += step
         if not self.exact:
@@ -147,9 +177,9 @@ class _Sums:
         if occupied is not None:
             self.n_occupied += step
             terms += ((_OCCUPIED, occupied), (_OCCUPIED_COVERED, covered))
-        if speed is not None and count > 0:
+        if speed is not None and weight > 0:
             self.n_counted += step
-            terms += ((_SPEED, speed), (_COUNTED, count))
+            terms += ((_SPEED, speed), (_COUNTED, weight))
         totals = self.totals
         for i, x in terms:
             x *= sign
@@ -255,11 +285,7 @@ class TrafficRollup(Horizon):
                 continue
             if ts > self.newest_ns:
                 self.newest_ns = ts
-            v = r.values
-            count, interval = float(v["count"]), float(v["interval_s"])
-            speed, occupancy = v.get("speed_kmh"), v.get("occupancy_pct")
-            sample: Sample = (count, None if occupancy is None else float(occupancy) * interval,
-                              interval, None if speed is None else float(speed) * count)
+            sample = sample_of(r.values)
             sensor = r.sensor
             summable: bool | None = None  # (`_summable(sample)`, once a cache takes it)
             at = ts - 1  # its interval's last instant: window_ts(KIND, ts)

@@ -68,6 +68,47 @@ def test_no_speed_when_no_vehicle_carries_one() -> None:
     assert lane["flow_vpm"] == 0.0
 
 
+def test_a_speed_weighted_by_its_speed_count_counts_where_no_vehicle_was_counted() -> None:
+    """A crawling vehicle is counted in one reading and its speed measured in the next (it
+    reaches the downstream loop seconds later): the reading that counted none carries the
+    speed with speed_count 2, and the lane's speed takes it, weighted 2."""
+    readings = [
+        rd("lane-1", LOOP, T0 + 10 * S, count=3, occupancy_pct=90, interval_s=10, speed_kmh=4,
+           speed_count=1),
+        rd("lane-1", LOOP, T0 + 20 * S, count=0, occupancy_pct=95, interval_s=10, speed_kmh=2.5,
+           speed_count=2),
+        rd("lane-1", LOOP, T0 + 30 * S, count=0, occupancy_pct=100, interval_s=10, speed_count=0),
+        rd("lane-2", LOOP, T0 + 30 * S, count=6, occupancy_pct=30, interval_s=30, speed_kmh=20,
+           speed_count=4),
+    ]
+    points = TrafficRollup(HOUR).process("hn", "x1", readings)
+    lane1 = select(points, "agg_1m", "traffic_lane", site="hn", node="x1", sensor="lane-1")[T0]
+    # (4 * 1 + 2.5 * 2) / (1 + 2) = 3; by count it would be 4 (the 2.5 of count 0 left out)
+    assert lane1 == {"vehicles": 3.0, "interval_s": 30.0, "flow_vpm": 6.0, "occupancy_pct": 95.0,
+                     "speed_kmh": 3.0}
+    lane2 = select(points, "agg_1m", "traffic_lane", site="hn", node="x1", sensor="lane-2")[T0]
+    assert lane2["speed_kmh"] == 20.0
+    both = select(points, "agg_1m", "traffic_intersection", site="hn", node="x1")[T0]
+    assert both["speed_kmh"] == (4 + 5 + 80) / 7  # weights 1 + 2 + 4
+    assert both["vehicles"] == 9.0
+
+
+def test_without_speed_count_the_speed_is_weighted_by_count_as_before() -> None:
+    """Agents before session 16 send no speed_count: their points are those of the releases
+    before, the same text; a speed_count equal to the count changes nothing either."""
+    old = minute_readings()
+    with_count = [Reading(r.sensor, r.kind, r.ts_ns, r.seq, {**r.values, "speed_count": r.values["count"]},
+                          r.flags) if "speed_kmh" in r.values else r for r in old]
+    points = TrafficRollup(2 * HOUR).process("hn", "x12", old)
+    assert TrafficRollup(2 * HOUR).process("hn", "x12", with_count) == points
+    lane1 = select(points, "agg_1m", "traffic_lane", site="hn", node="x12", sensor="lane-1")[T0]
+    assert lane1["speed_kmh"] == 33.75  # (5*30 + 3*40)/8, by count
+    lone = rd("lane-1", LOOP, T0 + 5 * S, count=0, occupancy_pct=0, interval_s=60, speed_kmh=7)
+    lane = select(TrafficRollup(HOUR).process("hn", "x1", [lone]), "agg_1m", "traffic_lane",
+                  site="hn", node="x1", sensor="lane-1")[T0]
+    assert "speed_kmh" not in lane  # count 0 and no speed_count: left out, as before
+
+
 def test_windows_split_by_event_time_and_warmup_left_out() -> None:
     readings = [
         rd("lane-1", LOOP, T0 + 59 * S, count=2, occupancy_pct=5, interval_s=60),

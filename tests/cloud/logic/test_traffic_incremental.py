@@ -1,8 +1,9 @@
 """The traffic rollup's kept sums and lane texts give, byte for byte, what the rollup gave
 when it summed every sample of a window at every message (the release before, `_Reference`
-below): on random streams of several lanes with late, shuffled and repeated (same lane and
-stamp) readings, gaps, zeros, -0.0 and terms of every size, through evictions, horizons given
-anew and snapshots, the previous release's snapshots included."""
+below, with the speeds weighted by `speed_count` where a reading carries one): on random
+streams of several lanes with late, shuffled and repeated (same lane and stamp) readings,
+gaps, zeros, -0.0 and terms of every size, with and without `speed_count`, through evictions,
+horizons given anew and snapshots, the previous release's snapshots included."""
 
 from __future__ import annotations
 
@@ -16,10 +17,28 @@ import pytest
 
 from cloud.logic.domain import traffic
 from cloud.logic.domain.common import NOT_MEASURING, WIDTHS, Horizon, Point
-from cloud.logic.domain.traffic import KIND, Sample, TrafficRollup, _sums_text
+from cloud.logic.domain.traffic import KIND, Sample, TrafficRollup, _sums_text, sample_of
 from cloud.logic.lines import float_text, float_texts, series_head
 from tests.cloud.logic.domain_helpers import HOUR, MIN, T0, S
 from urbanpulse.wire import Reading
+
+
+def _ref_weight(s: Sample) -> float:
+    return s[4] if len(s) == 5 else s[0]
+
+
+def _ref_sample(v: dict[str, float] | Reading) -> Sample:
+    """A reading's sample: speed_kmh * speed_count and speed_count last where the reading has
+    a speed and a speed_count that is not its count; else as released before."""
+    values = v.values if isinstance(v, Reading) else v
+    count, interval = float(values["count"]), float(values["interval_s"])
+    speed, occupancy = values.get("speed_kmh"), values.get("occupancy_pct")
+    weight = values.get("speed_count")
+    if speed is not None and weight is not None and float(weight) != count:
+        return (count, None if occupancy is None else float(occupancy) * interval, interval,
+                float(speed) * float(weight), float(weight))
+    return (count, None if occupancy is None else float(occupancy) * interval,
+            interval, None if speed is None else float(speed) * count)
 
 
 def _ref_sums_text(items: list[Sample], flow: float | None = None) -> tuple[str, float]:
@@ -28,10 +47,11 @@ def _ref_sums_text(items: list[Sample], flow: float | None = None) -> tuple[str,
     its own values: fsum([x]) is x + 0.0 (which turns -0.0 into 0.0, as fsum does)."""
     occupancy: float | None
     if len(items) == 1:
-        count, occupied, covered, speed = items[0]
+        count, occupied, covered, speed = items[0][:4]
+        weight = _ref_weight(items[0])
         vehicles, covered = count + 0.0, covered + 0.0
         occupancy = None if occupied is None else (occupied + 0.0) / covered
-        speed_sums = None if speed is None or not count > 0 else (speed + 0.0, vehicles)
+        speed_sums = None if speed is None or not weight > 0 else (speed + 0.0, weight + 0.0)
     else:
         vehicles = math.fsum([s[0] for s in items])
         covered = math.fsum([s[2] for s in items])
@@ -40,9 +60,9 @@ def _ref_sums_text(items: list[Sample], flow: float | None = None) -> tuple[str,
             math.fsum([s[1] for s in with_occupancy if s[1] is not None])
             / (covered if len(with_occupancy) == len(items)
                else math.fsum([s[2] for s in with_occupancy])))
-        counted = [s for s in items if s[3] is not None and s[0] > 0]
+        counted = [s for s in items if s[3] is not None and _ref_weight(s) > 0]
         speed_sums = (math.fsum([s[3] for s in counted if s[3] is not None]),
-                      math.fsum([s[0] for s in counted])) if counted else None
+                      math.fsum([_ref_weight(s) for s in counted])) if counted else None
     lane_flow = 60.0 * vehicles / covered
     written_flow = lane_flow if flow is None else flow
     texts = float_texts()  # each float's repr, cached: a lane's values repeat
@@ -58,7 +78,8 @@ def _ref_sums_text(items: list[Sample], flow: float | None = None) -> tuple[str,
 
 
 class _Reference(Horizon):
-    """cloud/logic/domain/traffic.py's TrafficRollup as released before (fad9311), verbatim."""
+    """cloud/logic/domain/traffic.py's TrafficRollup as released before (fad9311), verbatim
+    but for the speed's weight (`_ref_sample`, `_ref_weight`)."""
 
     def __init__(self, horizon_ns: int) -> None:
         self.horizon_ns = horizon_ns
@@ -81,11 +102,7 @@ class _Reference(Horizon):
                 continue
             if ts > self.newest_ns:
                 self.newest_ns = ts
-            v = r.values
-            count, interval = float(v["count"]), float(v["interval_s"])
-            speed, occupancy = v.get("speed_kmh"), v.get("occupancy_pct")
-            sample: Sample = (count, None if occupancy is None else float(occupancy) * interval,
-                              interval, None if speed is None else float(speed) * count)
+            sample = _ref_sample(r)
             sensor = r.sensor
             at = ts - 1  # its interval's last instant: window_ts(KIND, ts)
             for width, windows, starts in widths:
@@ -164,6 +181,9 @@ def _values(rng: random.Random) -> dict[str, float]:
         values["occupancy_pct"] = _term(rng)
     if rng.random() < 0.7:
         values["speed_kmh"] = _term(rng) if rng.random() < 0.5 else round(rng.uniform(5, 90), 1)
+    if rng.random() < 0.4:  # an agent since session 16: its count, 0, or any
+        values["speed_count"] = rng.choice([values["count"], values["count"], 0.0,
+                                            float(rng.randint(0, 5)), _term(rng)])
     return values
 
 
@@ -323,10 +343,8 @@ def test_exact_sums_do_not_depend_on_the_order() -> None:
             ts = T0 + rng.randint(1, 30) * S
             values = _values(rng)
             new.process("hn", "x1", [_loop(ts, **values)])
-            count, interval = values["count"], values["interval_s"]
-            occupancy, speed = values.get("occupancy_pct"), values.get("speed_kmh")
-            samples[ts] = (count, None if occupancy is None else occupancy * interval, interval,
-                           None if speed is None else speed * count)
+            samples[ts] = _ref_sample({"interval_s": 60.0, **values})
+            assert sample_of({"interval_s": 60.0, **values}) == samples[ts]
         cache = new._cache[WIDTHS[0]][T0]
         expected = _ref_sums_text(list(samples.values()))
         assert cache.texts["lane-1"] == expected == _sums_text(list(samples.values()))
