@@ -10,7 +10,11 @@ Pure: fed with raw edges (line, level, monotonic time) and told when an interval
 - Occupancy: the loop's on-time inside the interval / the interval's length. A vehicle on
   the loop at a boundary is split between the two intervals.
 - Pulse output (one 100-250 ms pulse per vehicle): count only, no occupancy.
-- Loop pair (a downstream loop `distance_m` further on): a vehicle's speed is
+- Loop pair (a downstream loop `distance_m` further on): each reading says how many
+  vehicles its speed is the mean of (`speed_count`, 0 when none was measured): a vehicle
+  is measured when it reaches the downstream loop, often in the interval after the one that
+  counted it when it crawls, and the cloud weights the speed by this number, not by the
+  count (docs/domain-rollups.md). A vehicle's speed is
   distance_m / (t_on2 - t_on1); its length is speed x on-time - loop_length_m (on-time =
   mean of its on-times on the two loops). A downstream onset is matched to the oldest
   upstream onset whose transit time fits min_speed_kmh..max_speed_kmh and, for a vehicle
@@ -74,7 +78,9 @@ class LoopPair:
 @dataclass(frozen=True, slots=True)
 class LoopInterval:
     """One interval's aggregate. occupancy_pct is None for pulse outputs; speed_kmh and
-    length_m are None when no vehicle of the interval was measured by a loop pair."""
+    length_m are None when no vehicle of the interval was measured by a loop pair.
+    `paired`: measured by a loop pair, so the reading says how many vehicles its speed is
+    the mean of (`speed_count`, 0 too)."""
 
     count: int
     interval_s: float
@@ -83,6 +89,7 @@ class LoopInterval:
     length_m: float | None = None
     vehicles_measured: int = 0
     glitches: int = 0
+    paired: bool = False
 
     def values(self) -> dict[str, float]:
         """The fields of a `traffic.loop` reading."""
@@ -91,6 +98,8 @@ class LoopInterval:
             out["occupancy_pct"] = round(self.occupancy_pct, 2)
         if self.speed_kmh is not None:
             out["speed_kmh"] = round(self.speed_kmh, 1)
+        if self.paired:
+            out["speed_count"] = self.vehicles_measured
         if self.length_m is not None:
             out["length_m"] = round(self.length_m, 2)
         if self.glitches:
@@ -236,6 +245,7 @@ class TrafficLoopLogic:
             length_m=_mean(measures.lengths),
             vehicles_measured=len(measures.speeds),
             glitches=self.glitches - self._glitches_reported,
+            paired=self.pair is not None,
         )
         self._glitches_reported += result.glitches
         for account in self._accounts:

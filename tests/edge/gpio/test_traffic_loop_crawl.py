@@ -153,3 +153,53 @@ def test_the_driver_on_mock_pins_reports_a_crawl(gpio: Any) -> None:
     assert (described["measured"], described["unmatched_upstream"],
             described["unmatched_downstream"]) == (3, 0, 0)
     gpio.assert_contract(samples)
+
+
+def test_a_speed_measured_in_the_interval_after_the_count_says_its_vehicles(gpio: Any) -> None:
+    """The demo's live lanes report every 10 s: a motorbike crawling at 3 km/h is counted as
+    it reaches loop 1 (01:00:06) and measured as it reaches loop 2, 6 s later, in the next
+    interval. That reading counts no vehicle, and says its speed is the mean of one
+    (speed_count 1): the cloud weights the speed by it, not by the count (0)."""
+    clock = FakeClock(datetime(2026, 3, 2, 1, 0, 5, tzinfo=UTC))
+    params = parse_params({"pin": 17, "downstream_pin": 27, "loop_distance_m": SPACING_M,
+                           "loop_length_m": LOOP_M, "interval_s": 10}, "sensors[0]")
+    driver = build("nguyen-trai-in", params, DriverContext(clock=clock, pin_factory=gpio.provider))
+    pins = [gpio.factory.pin(17), gpio.factory.pin(27)]
+
+    async def scenario() -> list[Sample]:
+        start = clock.monotonic()
+        async with gpio.running(driver) as samples:
+            for t, line, level in vehicle_edges(1.0, 1.9, 3.0):
+                clock.advance(start + t - clock.monotonic())
+                await gpio.in_thread(pins[line].drive_low if level else pins[line].drive_high)
+                clock.advance(0.2)
+                await gpio.wait_until(
+                    lambda line=line, level=level: driver.describe()["levels"][line] is level,
+                    f"loop {line} {'on' if level else 'off'}")
+            clock.advance(start + 15.5 - clock.monotonic())  # 01:00:20.5: both intervals due
+        return samples
+
+    samples = asyncio.run(scenario())
+    by_end = {s.ts.strftime("%H:%M:%S.%f"): s.values for s in samples}
+    assert list(by_end) == ["01:00:10.000000", "01:00:20.000000", "01:00:20.500000"]
+    counted, measured = by_end["01:00:10.000000"], by_end["01:00:20.000000"]
+    assert (counted["count"], counted["speed_count"], counted.get("speed_kmh")) == (1, 0, None)
+    assert (measured["count"], measured["speed_count"], measured["speed_kmh"]) == (0, 1, 3.0)
+    assert all("speed_count" in s.values for s in samples)  # the stop's partial interval too
+    gpio.assert_contract(samples)
+
+
+def test_a_single_loop_sends_no_speed_count() -> None:
+    """Without a downstream loop no speed is ever measured: no speed_count (a constant 0
+    would be a series of nothing, and the cloud's result is the same without it)."""
+    logic = TrafficLoopLogic(mode="presence", bounce_s=0.02, levels=[False], t0=0.0,
+                             min_pulse_s=0.1)
+    logic.feed(0, True, 1.0)
+    logic.feed(0, False, 2.0)
+    values = logic.close_interval(60.0, 60.5).values()
+    assert values == {"count": 1, "interval_s": 60.0, "occupancy_pct": 1.67}
+    paired, _ = run(vehicle_edges(1.0, 1.9, 3.0))
+    assert paired.values()["speed_count"] == 1
+    empty, _ = run([])
+    assert empty.values() == {"count": 0, "interval_s": 60.0, "occupancy_pct": 0.0,
+                              "speed_count": 0}
