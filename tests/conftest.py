@@ -67,11 +67,12 @@ def stack(stack_config: StackConfig) -> Iterator[StackInfo]:
 
 
 @pytest.fixture(scope="session")
-def add_stack_node(stack: StackInfo, stack_config: StackConfig) -> Callable[[str, str], MqttCredentials]:
-    """add_stack_node(site, node) -> MqttCredentials of a node user on the session stack."""
+def add_stack_node(stack: StackInfo, stack_config: StackConfig) -> Callable[..., MqttCredentials]:
+    """add_stack_node(site, node, gateway=False) -> MqttCredentials of a node user on the
+    session stack; gateway=True: a site gateway's, which may write its relay topic."""
 
-    def add(site: str, node: str) -> MqttCredentials:
-        return add_node(stack_config, site, node)
+    def add(site: str, node: str, gateway: bool = False) -> MqttCredentials:
+        return add_node(stack_config, site, node, gateway=gateway)
 
     return add
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.pipeline.errors import PipelineBenchError
+from bench.pipeline.workload import GATEWAY
 from cloud.config import parse_cloud_config
 from cloud.initdb import init_db
 from cloud.stack_config import cloud_config_for_stack, to_toml
@@ -40,7 +41,8 @@ class PrivateStack:
         try:
             stack = cls(config, up(config))
             for site, node in nodes:
-                creds = add_node(config, site, node)
+                # a site's gateway (workload.relayed) is the only user that may write a relay
+                creds = add_node(config, site, node, gateway=node == GATEWAY)
                 stack.nodes[creds.username] = creds
         except BaseException:
             down(config)

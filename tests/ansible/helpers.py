@@ -57,9 +57,16 @@ def render(template: Path, role: str, host_vars: Mapping[str, Any],
     lenient = jinja2.Environment()
     for _ in range(10):
         changed = False
-        for key, value in context.items():
+        for key, value in list(context.items()):
             if isinstance(value, str) and "{{" in value:
-                new = lenient.from_string(value).render(context)
+                try:
+                    new = lenient.from_string(value).render(context)
+                except jinja2.TemplateError:
+                    # Ansible-only (filters such as extract, the inventory's groups): a
+                    # template that uses it needs the test to give it (StrictUndefined says so)
+                    del context[key]
+                    changed = True
+                    continue
                 changed |= new != value
                 context[key] = new
         if not changed:

@@ -61,7 +61,8 @@ def test_the_password_files_hold_hashes_of_the_inventorys_passwords_only() -> No
     hostvars = {h: {**v, "vault_edge_mqtt_password": passwords[f"{v['edge_site']}.{v['edge_node_id']}"]}
                 for h, v in edge.items()}
     context = {**next(iter(inventory_hosts("broker").values())), "groups": {"edge": sorted(edge)},
-               "hostvars": hostvars, "vault_mqtt_cloud_password": CLOUD_PASSWORD}
+               "hostvars": hostvars, "vault_mqtt_cloud_password": CLOUD_PASSWORD,
+               "mosquitto_node_hosts": sorted(edge)}
     filters = filter_plugin().FilterModule().filters()
     nodes = render(ROLE / "templates" / "passwd-nodes.j2", "mosquitto", context, filters)
     cloud = render(ROLE / "templates" / "passwd-cloud.j2", "mosquitto", context, filters)
@@ -85,13 +86,16 @@ def test_no_task_puts_a_password_in_clear_on_the_broker() -> None:
     written = [t["ansible.builtin.template"] for t in tasks if "ansible.builtin.template" in t]
     sources = {str(w["src"]) for w in written}
     assert sources == {"{{ item }}.j2", "mosquitto.conf.j2", "acl-all.j2"}
-    loops: list[list[str]] = [t["loop"] for t in tasks
-                              if "ansible.builtin.template" in t and t.get("loop")]
-    assert sorted(loops) == [["acl-nodes", "acl-cloud"], ["passwd-nodes", "passwd-cloud"]]
+    loops: list[str] = [t["loop"] for t in tasks
+                        if "ansible.builtin.template" in t and t.get("loop")]
+    # a site gateway's broker (mosquitto_site) has the nodes' listener only
+    assert sorted(loops) == [
+        "{{ ['acl-nodes'] if mosquitto_site else ['acl-nodes', 'acl-cloud'] }}",
+        "{{ ['passwd-nodes'] if mosquitto_site else ['passwd-nodes', 'passwd-cloud'] }}"]
     # users.digest.j2 (the plain list) is only looked up and hashed on the controller
     assert "lookup('ansible.builtin.template', 'users.digest.j2') | hash('sha256')" in text
     for task in tasks:
-        if task.get("loop") == ["passwd-nodes", "passwd-cloud"] and "ansible.builtin.template" in task:
+        if "passwd-cloud" in str(task.get("loop")) and "ansible.builtin.template" in task:
             assert task["ansible.builtin.template"]["mode"] == "0640"
             assert task["no_log"] is True
     # what the single-listener role left: its plain list included
@@ -110,11 +114,13 @@ def _run_checks(tmp_path: Path, **extra_vars: Any) -> subprocess.CompletedProces
         "localhost ansible_connection=local\n[edge]\n"
         "n1 edge_site=hn-a edge_node_id=aq-01 vault_edge_mqtt_password="
         f"{extra_vars.pop('node_password', 'node-secret-0123456789')}\n"
-        + "".join(f"{line}\n" for line in extra_vars.pop("more_nodes", [])))
+        + "".join(f"{line}\n" for line in extra_vars.pop("more_nodes", []))
+        + "[gateway]\n" + "".join(f"{line}\n" for line in extra_vars.pop("gateways", [])))
     site_ca, cloud_ca = tmp_path / "ca.pem", tmp_path / "cloud-clients-ca.pem"
     site_ca.write_text("site CA\n")
     cloud_ca.write_text("cloud clients' CA\n")
-    variables = {"mosquitto_node_group": "edge",
+    variables = {"mosquitto_node_group": "edge", "mosquitto_gateway_group": "gateway",
+                 "mosquitto_site": "", "mosquitto_node_hosts": defaults["mosquitto_node_hosts"],
                  "mosquitto_password_min_length": defaults["mosquitto_password_min_length"],
                  "mosquitto_cloud_password": CLOUD_PASSWORD,
                  "mosquitto_cloud_auth": "password", "mosquitto_ca_cert_src": str(site_ca),
@@ -150,6 +156,14 @@ def _run_checks(tmp_path: Path, **extra_vars: Any) -> subprocess.CompletedProces
      r"its own \(its broker user is <site>.<node>\)"),
     ({"more_nodes": ["n2 edge_site=hn-b edge_node_id=aq-01 vault_edge_mqtt_password=other-secret-01234567"]},
      None),
+    # a site gateway is a node user of the cloud's broker: one user per site and id there too
+    ({"gateways": ["gw edge_site=hn-a edge_node_id=gw-1 vault_edge_mqtt_password=gw-secret-0123456789"]},
+     None),
+    ({"gateways": ["gw edge_site=hn-a edge_node_id=aq-01 vault_edge_mqtt_password=gw-secret-0123456789"]},
+     r"gw and n1 have the same edge_site \(hn-a\) and edge_node_id \(aq-01\)"),
+    ({"gateways": ["gw edge_site=hn-a edge_node_id=gw-1 vault_edge_mqtt_password=short"]},
+     "gw: needs edge_site .* vault_edge_mqtt_password of at least 16"),
+    ({"gateways": ["n1"]}, "n1: in both edge and gateway: a site gateway is a host of its own"),
     ({"mosquitto_cloud_auth": "cert"}, r"urbanpulse_mqtt_cloud_auth \(mosquitto_cloud_auth\) is "
                                        "'cert': use 'password' or 'certificate'"),
     ({"mosquitto_cloud_auth": "certificate", "mosquitto_cloud_client_ca_src": "SITE_CA"},
@@ -175,9 +189,9 @@ def test_the_checks_come_before_the_install() -> None:
     checks = [i for i, t in enumerate(tasks) if "ansible.builtin.assert" in t]
     password_checks = [i for i in checks if "password_min_length" in json.dumps(tasks[i])]
     assert len(password_checks) == 2
-    # the passwords, one user per node, how the processor logs in, and its CA: all but the
-    # version
-    assert len(checks) == 6
+    # the passwords, one user per node, no gateway that is a node, how the processor logs in,
+    # and its CA: all but the version
+    assert len(checks) == 7
     assert max(checks[:-1]) < install < checks[-1]
 
 
@@ -292,7 +306,8 @@ def render_acl_all(groups: dict[str, list[str]], hostvars: dict[str, Any]) -> st
                              trim_blocks=True)
     text: str = env.get_template("acl-all.j2").render(
         groups=groups, hostvars=hostvars, mosquitto_node_group=defaults["mosquitto_node_group"],
-        mosquitto_cloud_user=defaults["mosquitto_cloud_user"])
+        mosquitto_gateway_group=defaults["mosquitto_gateway_group"], mosquitto_site="",
+        mosquitto_node_hosts=sorted(hostvars), mosquitto_cloud_user=defaults["mosquitto_cloud_user"])
     return text
 
 
@@ -310,7 +325,8 @@ def test_the_one_acl_holds_both_listeners_rules() -> None:
 
 def test_the_certificate_configs_files_are_installed_in_that_mode_only() -> None:
     tasks = _all_tasks()
-    only_then = {t["name"]: t for t in tasks if t.get("when") == "mosquitto_cloud_auth == 'certificate'"}
+    only_then = {t["name"]: t for t in tasks
+                 if t.get("when") == "mosquitto_cloud_auth == 'certificate' and not mosquitto_site"}
     ca = only_then["Install the CA of the cloud's client certificates"]["ansible.builtin.copy"]
     assert ca["src"] == "{{ mosquitto_cloud_client_ca_src }}"
     assert ca["dest"] == "{{ mosquitto_conf_dir }}/cloud-clients-ca.pem"
@@ -327,12 +343,15 @@ def test_ansible_renders_the_one_acl_as_the_tests_do(tmp_path: Path) -> None:
     yaml = pytest.importorskip("yaml")
     inventory = tmp_path / "inventory.ini"
     inventory.write_text("localhost ansible_connection=local\n[edge]\n"
-                         "n1 edge_site=hn-a edge_node_id=aq-01\nn2 edge_site=hn-b edge_node_id=loop-01\n")
+                         "n1 edge_site=hn-a edge_node_id=aq-01\nn2 edge_site=hn-b edge_node_id=loop-01\n"
+                         "[gateway]\ng1 edge_site=hn-a edge_node_id=gw-1\n")
     out = tmp_path / "acl-all"
     playbook = tmp_path / "acl.yml"
     playbook.write_text(yaml.safe_dump([{
         "hosts": "localhost", "gather_facts": False,
         "vars": {"mosquitto_node_group": "edge", "mosquitto_cloud_user": "cloud",
+                 "mosquitto_gateway_group": "gateway", "mosquitto_site": "",
+                 "mosquitto_node_hosts": load_yaml(ROLE / "defaults" / "main.yml")["mosquitto_node_hosts"],
                  "ansible_python_interpreter": sys.executable},
         "tasks": [{"ansible.builtin.template": {"src": str(ROLE / "templates" / "acl-all.j2"),
                                                 "dest": str(out)}}]}]))
@@ -340,7 +359,10 @@ def test_ansible_renders_the_one_acl_as_the_tests_do(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
     hostvars = {"n1": {"edge_site": "hn-a", "edge_node_id": "aq-01"},
-                "n2": {"edge_site": "hn-b", "edge_node_id": "loop-01"}}
-    ours = render_acl_all({"edge": ["n1", "n2"]}, hostvars)
+                "n2": {"edge_site": "hn-b", "edge_node_id": "loop-01"},
+                "g1": {"edge_site": "hn-a", "edge_node_id": "gw-1"}}
+    ours = render_acl_all({"edge": ["n1", "n2"], "gateway": ["g1"]}, hostvars)
+    assert "topic write urbanpulse/v1/hn-a/gw-1/relay" in ours
+    assert ours.count("/relay") == 1
     managed = "# Managed by Ansible (ansible/roles/mosquitto)"  # ansible_managed, undefined in tests
     assert out.read_text().replace("# Ansible managed", managed) == ours

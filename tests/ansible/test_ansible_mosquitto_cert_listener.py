@@ -58,7 +58,8 @@ def _inventory() -> dict[str, Any]:
 def render_role_files(conf_dir: Path, data_dir: Path, auth: str, ports: tuple[int, int]) -> Path:
     """The role's mosquitto.conf, password files and ACLs for one node, into conf_dir (as
     mosquitto_conf_dir), listening on 127.0.0.1; returns the config's path."""
-    host_vars = {**_inventory(), "mosquitto_cloud_auth": auth, "mosquitto_conf_dir": str(conf_dir),
+    host_vars = {**_inventory(), "mosquitto_node_hosts": ["n1"], "mosquitto_cloud_auth": auth,
+                 "mosquitto_conf_dir": str(conf_dir),
                  "mosquitto_data_dir": f"{data_dir}/", "mosquitto_log": str(conf_dir / "mosquitto.log"),
                  "mosquitto_port": ports[0], "mosquitto_cloud_port": ports[1],
                  "mosquitto_bind": "127.0.0.1", "mosquitto_cloud_bind": "127.0.0.1",

@@ -75,16 +75,21 @@ def _acl_rules(text: str) -> list[str]:
 
 
 def test_broker_acls_from_the_inventory_are_the_stacks_acls_for_the_same_nodes() -> None:
-    edge = inventory_hosts("edge")
-    groups = {"edge": sorted(edge)}
-    hostvars = dict(edge)
-    broker_vars = {**next(iter(inventory_hosts("broker").values())),
-                   "groups": groups, "hostvars": hostvars}
+    edge, gateways = inventory_hosts("edge"), inventory_hosts("gateway")
+    assert gateways, "the example inventory shows a site gateway"
+    groups = {"edge": sorted(edge), "gateway": sorted(gateways)}
+    hostvars = {**edge, **gateways}
+    broker_vars = {**next(iter(inventory_hosts("broker").values())), "groups": groups,
+                   "hostvars": hostvars, "mosquitto_node_hosts": sorted(hostvars)}
     nodes = render(ROLES / "mosquitto" / "templates" / "acl-nodes.j2", "mosquitto", broker_vars)
     cloud = render(ROLES / "mosquitto" / "templates" / "acl-cloud.j2", "mosquitto", broker_vars)
-    users = [f"{v['edge_site']}.{v['edge_node_id']}" for v in edge.values()]
-    assert _acl_rules(nodes) == _acl_rules(render_acl(users))
+    users = [f"{v['edge_site']}.{v['edge_node_id']}" for v in hostvars.values()]
+    relay_users = {f"{v['edge_site']}.{v['edge_node_id']}" for v in gateways.values()}
+    assert _acl_rules(nodes) == _acl_rules(render_acl(users, relay_users))
     assert _acl_rules(cloud) == _acl_rules(render_cloud_acl())
+    # the gateways' relays, and no other
+    assert [r for r in _acl_rules(nodes) if r.endswith("/relay")] == sorted(
+        f"topic write urbanpulse/v1/{u.replace('.', '/')}/relay" for u in relay_users)
 
 
 # Settings whose value names a host path, user or address: they differ by design.

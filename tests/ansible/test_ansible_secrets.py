@@ -126,6 +126,8 @@ def _run_secret_tasks(work: Path, out: Path, s: dict[str, str]) -> str:
             "mosquitto_conf_dir": str(out), "mosquitto_ca_cert_src": str(cert),
             "mosquitto_server_cert_src": str(cert), "mosquitto_server_key_src": keys["mqtt_key"],
             "mosquitto_node_group": "nodes", "mosquitto_cloud_user": "cloud",
+            "mosquitto_gateway_group": "gateways", "mosquitto_site": "",
+            "mosquitto_node_hosts": "{{ groups['nodes'] }}",
             "mosquitto_cloud_password": s["mqtt_cloud"], "mosquitto_passwd_digest": s["digest"],
             "processor_config_dir": str(out), "processor_user": group,
             "cloud_mqtt_password": s["mqtt_cloud"], "cloud_influx_password": s["influx_writer"],

@@ -145,7 +145,7 @@ def test_relayed_messages_store_what_direct_ones_do_and_a_redelivered_relay_adds
     readings = sum(len(json.loads(p)["readings"]) for _, p in direct)
     by_node = {node: Client(add_stack_node(direct_site, node), direct_site, node) for node in nodes}
     clients.extend(by_node.values())
-    gateway = Client(add_stack_node(relay_site, GW), relay_site, GW)
+    gateway = Client(add_stack_node(relay_site, GW, gateway=True), relay_site, GW)
     clients.append(gateway)
     for node, payload in direct:
         by_node[node].publish(data_topic(direct_site, node), payload)
@@ -190,7 +190,7 @@ def test_a_relays_refused_parts_are_the_documented_dead_letters_and_the_rest_is_
     cloud = cloud_factory("relay-bad")
     cloud.start()
     wait_for(lambda: "ingest subscribed" in cloud.log(), 30, "the ingest to subscribe")
-    gateway = Client(add_stack_node(site, GW), site, GW)
+    gateway = Client(add_stack_node(site, GW, gateway=True), site, GW)
     clients.append(gateway)
     start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=2)
     good = encode_batch(site, "aq-1", _readings("pm-a", 5, start), batch="b1.0")
@@ -225,7 +225,7 @@ def test_a_relay_is_acknowledged_to_its_gateway_once_journaled_and_never_to_its_
     ingest = Ingest(cfg, journal, min_free_bytes=0)
     seen_at_ack: list[list[bytes]] = []
     node = Client(add_stack_node(site, "aq-1"), site, "aq-1")
-    gateway = Client(add_stack_node(site, GW), site, GW,
+    gateway = Client(add_stack_node(site, GW, gateway=True), site, GW,
                      on_ack=lambda _: seen_at_ack.append(journal_rows(path)))
     clients += [node, gateway]
     # Larger than a SQLite page, so that its append needs pages the full journal lacks.
@@ -261,7 +261,7 @@ def test_processor_sigkilled_while_relays_flow_stores_exactly_the_relayed_readin
     cloud = cloud_factory("relay-kill")
     cloud.start()
     wait_for(lambda: "ingest subscribed" in cloud.log(), 30, "the ingest to subscribe")
-    gateway = Client(add_stack_node(site, GW), site, GW)
+    gateway = Client(add_stack_node(site, GW, gateway=True), site, GW)
     clients.append(gateway)
     start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=50)
     sent: set[tuple[str, int]] = set()

@@ -203,6 +203,13 @@ def test_cli_up_status_add_node_down(own: StackConfig, capsys: pytest.CaptureFix
     # Without port options, status and add-node find the running instance's ports.
     assert main([*home, "add-node", "--site", "hn-cli", "--node", "n7"]) == 0
     assert "hn-cli.n7" in capsys.readouterr().out
+    assert main([*home, "add-node", "--site", "hn-cli", "--node", "gw-1", "--gateway"]) == 0
+    assert "hn-cli.gw-1 (site gateway: may write its relay)" in capsys.readouterr().out
+    layout = Layout(own.home)
+    certificate = mosquitto.recorded_auth(layout) == "certificate"
+    acl = layout.mosquitto_acl_all if certificate else layout.mosquitto_acl
+    relays = [line for line in acl.read_text().splitlines() if line.endswith("/relay")]
+    assert relays == ["topic write urbanpulse/v1/hn-cli/gw-1/relay"]
     assert main([*home, "status", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["running"] == {"mosquitto": True, "influxd": True}
@@ -215,7 +222,8 @@ def test_cli_up_status_add_node_down(own: StackConfig, capsys: pytest.CaptureFix
     assert (data["mqtt"]["cloud_cert_file"] is None) == (auth == "password")
     assert data["influx"]["url"] == f"http://127.0.0.1:{own.influx_port}"
     assert data["influx"]["database"] == "urbanpulse"
-    assert set(data["mqtt"]["users"]) == {"cloud", "hn-cli.n7"}
+    assert set(data["mqtt"]["users"]) == {"cloud", "hn-cli.n7", "hn-cli.gw-1"}
+    assert data["mqtt"]["gateways"] == ["hn-cli.gw-1"]
     assert set(data["influx"]["users"]) == {"admin", "writer", "reader"}
     for path in [*data["mqtt"]["users"].values(), *data["influx"]["users"].values()]:
         assert Path(path).is_file()

@@ -16,7 +16,7 @@ from urbanpulse.mqtt import MqttConnectError, connect_and_wait, make_client
 from urbanpulse.stack import MqttCredentials, StackInfo
 from urbanpulse.stack.mqtt_probe import connect_packet, try_connect
 
-AddNode = Callable[[str, str], MqttCredentials]
+AddNode = Callable[..., MqttCredentials]
 
 pytestmark = pytest.mark.stack
 
@@ -176,7 +176,7 @@ def test_node_cannot_read_other_nodes(
     assert spy.payloads() == [b"own-ack"]
 
 
-def test_node_writes_only_its_data_status_and_relay_and_reads_only_its_acks(
+def test_node_writes_only_its_data_and_status_and_reads_only_its_acks(
     stack: StackInfo, add_stack_node: AddNode, connect: Any
 ) -> None:
     cloud = connect("t-least-cloud", stack.mqtt("cloud"))
@@ -191,8 +191,9 @@ def test_node_writes_only_its_data_status_and_relay_and_reads_only_its_acks(
     assert node.publish(f"{own}/data/more", b"deeper").value == 135
     assert node.publish(f"{own}/other", b"other-stream").value == 135
     assert node.publish(f"{own}/status", b"status").value == 0
-    # A site gateway is a node with its own user: its relay goes on its own topic only.
-    assert node.publish(f"{own}/relay", b"relay").value == 0
+    # A relay speaks for any node of its site: a plain node may write none, not even on
+    # its own topic (only a site gateway may: the next test).
+    assert node.publish(f"{own}/relay", b"relay").value == 135
     assert node.publish("urbanpulse/v1/hn-least/n2/relay", b"forged-relay").value == 135
     assert node.publish(f"{own}/data", b"data").value == 0
     cloud.wait(lambda: b"data" in cloud.payloads())
@@ -202,7 +203,35 @@ def test_node_writes_only_its_data_status_and_relay_and_reads_only_its_acks(
     # The node's own publications were routed before the cloud's ack: they would have
     # reached it first had it been allowed to read them back.
     assert node.payloads() == [b"ack"]
-    assert sorted(cloud.payloads()) == [b"ack", b"data", b"relay", b"status"]
+    assert sorted(cloud.payloads()) == [b"ack", b"data", b"status"]
+
+
+def test_only_a_site_gateway_writes_its_relay_and_the_role_follows_add_node(
+    stack: StackInfo, add_stack_node: AddNode, connect: Any
+) -> None:
+    cloud = connect("t-gw-cloud", stack.mqtt("cloud"))
+    cloud.subscribe("urbanpulse/v1/hn-gw/+/relay")
+    plain = connect("t-gw-node", add_stack_node("hn-gw", "n1"))
+    gateway = connect("t-gw-gateway", add_stack_node("hn-gw", "gw-1", gateway=True))
+    own = "urbanpulse/v1/hn-gw/gw-1"
+    assert plain.publish("urbanpulse/v1/hn-gw/n1/relay", b"plain-relay").value == 135
+    assert gateway.publish(f"{own}/relay", b"relay-1").value == 0
+    # its own relay topic only, not another node's, and its other rights are a node's
+    assert gateway.publish("urbanpulse/v1/hn-gw/n1/relay", b"forged-relay").value == 135
+    assert gateway.publish(f"{own}/ack", b"self-ack").value == 135
+    assert not gateway.publish(f"{own}/status", b"status").is_failure  # no subscriber: 16
+    cloud.wait(lambda: b"relay-1" in cloud.payloads())
+    # Added again without --gateway, connected all along: the right is gone at once (the
+    # broker reloaded its ACL), and the session stays.
+    add_stack_node("hn-gw", "gw-1")
+    assert gateway.publish(f"{own}/relay", b"relay-2").value == 135
+    # ... and back; the plain node was never a gateway.
+    add_stack_node("hn-gw", "gw-1", gateway=True)
+    assert gateway.publish(f"{own}/relay", b"relay-3").value == 0
+    assert plain.publish("urbanpulse/v1/hn-gw/n1/relay", b"plain-relay-2").value == 135
+    cloud.wait(lambda: b"relay-3" in cloud.payloads())
+    assert cloud.payloads() == [b"relay-1", b"relay-3"]
+    assert gateway.client.is_connected()
 
 
 def test_cloud_reads_data_and_writes_only_alerts(
@@ -225,13 +254,13 @@ def test_broker_drops_payloads_larger_than_the_contract_allows(
 
     cloud = connect("t-size-cloud", stack.mqtt("cloud"))
     cloud.subscribe("urbanpulse/v1/hn-size/#")
-    node = connect("t-size-node", add_stack_node("hn-size", "n1"))
+    node = connect("t-size-node", add_stack_node("hn-size", "gw-1", gateway=True))
     largest = b"a" * MAX_RELAY_BYTES
-    assert node.publish("urbanpulse/v1/hn-size/n1/relay", largest).value == 0
+    assert node.publish("urbanpulse/v1/hn-size/gw-1/relay", largest).value == 0
     # QoS 0, retained: Mosquitto drops it without a word (at QoS 1 its PUBACK 0x95 would
     # make paho drop the link). Without a limit it would be kept, up to 256 MB, for ever.
-    node.client.publish("urbanpulse/v1/hn-size/n1/status", largest + b"a", qos=0, retain=True)
-    assert node.publish("urbanpulse/v1/hn-size/n1/status", b"after").value == 0
+    node.client.publish("urbanpulse/v1/hn-size/gw-1/status", largest + b"a", qos=0, retain=True)
+    assert node.publish("urbanpulse/v1/hn-size/gw-1/status", b"after").value == 0
     cloud.wait(lambda: b"after" in cloud.payloads())
     assert [len(p) for p in cloud.payloads()] == [MAX_RELAY_BYTES, len(b"after")]
 

@@ -52,21 +52,24 @@ def test_hash_format_and_salt() -> None:
 
 
 def test_acl_confines_each_node_to_its_own_filter() -> None:
-    acl = render_acl(["hn-b.aq-01", "hn-a.tl-02"])
+    acl = render_acl(["hn-b.aq-01", "hn-a.tl-02", "hn-a.gw-1"], gateways={"hn-a.gw-1"})
     blocks = [b.strip().splitlines() for b in acl.split("\n\n")[1:]]
     cloud = [b.strip().splitlines() for b in render_cloud_acl().split("\n\n")[1:]]
     # Each listener's ACL has its own users: the cloud's is on the cloud's listener only.
     assert cloud == [
         ["user cloud", "topic read urbanpulse/v1/#", "topic write urbanpulse/v1/_alerts/#",
          "topic write urbanpulse/v1/+/+/ack"]]
+    # Only the site gateway writes its relay (which speaks for any node of its site).
     assert blocks == [
+        ["user hn-a.gw-1", "topic write urbanpulse/v1/hn-a/gw-1/data",
+         "topic write urbanpulse/v1/hn-a/gw-1/status", "topic write urbanpulse/v1/hn-a/gw-1/relay",
+         "topic read urbanpulse/v1/hn-a/gw-1/ack"],
         ["user hn-a.tl-02", "topic write urbanpulse/v1/hn-a/tl-02/data",
-         "topic write urbanpulse/v1/hn-a/tl-02/status", "topic write urbanpulse/v1/hn-a/tl-02/relay",
-         "topic read urbanpulse/v1/hn-a/tl-02/ack"],
+         "topic write urbanpulse/v1/hn-a/tl-02/status", "topic read urbanpulse/v1/hn-a/tl-02/ack"],
         ["user hn-b.aq-01", "topic write urbanpulse/v1/hn-b/aq-01/data",
-         "topic write urbanpulse/v1/hn-b/aq-01/status", "topic write urbanpulse/v1/hn-b/aq-01/relay",
-         "topic read urbanpulse/v1/hn-b/aq-01/ack"],
+         "topic write urbanpulse/v1/hn-b/aq-01/status", "topic read urbanpulse/v1/hn-b/aq-01/ack"],
     ]
+    assert "relay" not in render_acl(["hn-a.gw-1"])
 
 
 def test_config_validation() -> None:

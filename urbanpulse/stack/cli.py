@@ -1,4 +1,4 @@
-"""`urbanpulse stack up | down | status [--json] | add-node --site S --node N`."""
+"""`urbanpulse stack up | down | status [--json] | add-node --site S --node N [--gateway]`."""
 
 from __future__ import annotations
 
@@ -34,6 +34,10 @@ def _parser() -> argparse.ArgumentParser:
     p_node = sub.add_parser("add-node", help="create the MQTT user of a sensor node")
     p_node.add_argument("--site", required=True)
     p_node.add_argument("--node", required=True)
+    p_node.add_argument("--gateway", action="store_true",
+                        help="the site's gateway: may also write its relay topic, which speaks "
+                             "for any node of its site (without it, a gateway is made a plain "
+                             "node again)")
     for p in (p_up, p_status, p_node, sub.choices["down"]):
         p.add_argument("--home", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return parser
@@ -67,7 +71,8 @@ def _print_human(info: StackInfo) -> None:
     if not info.credentials_dir.is_dir():
         print("  (none yet: `urbanpulse stack up` creates them)")
     for user, path in data["mqtt"]["users"].items():
-        print(f"  mqtt   {user:<24} {path}")
+        gateway = "  (site gateway)" if user in data["mqtt"]["gateways"] else ""
+        print(f"  mqtt   {user:<24} {path}{gateway}")
     for role, path in data["influx"]["users"].items():
         print(f"  influx {role:<24} {path}")
 
@@ -91,8 +96,9 @@ def main(argv: list[str]) -> int:
             else:
                 _print_human(info)
         elif args.command == "add-node":
-            creds = add_node(config, args.site, args.node)
-            print(f"mqtt user {creds.username}: password in {creds.password_file}")
+            creds = add_node(config, args.site, args.node, gateway=args.gateway)
+            role = " (site gateway: may write its relay)" if args.gateway else ""
+            print(f"mqtt user {creds.username}{role}: password in {creds.password_file}")
     except BrokenPipeError:
         raise  # stdout closed (`status | head -3`): the dispatcher ends quietly, urbanpulse/cli.py
     except (UrbanpulseError, OSError) as exc:

@@ -185,6 +185,9 @@ class StackInfo:
                 "users": {
                     user: str(path) for user, path in sorted(layout.mqtt_password_files().items())
                 },
+                # the node users that are site gateways (add-node --gateway): they may write
+                # their relay topic
+                "gateways": sorted(layout.mqtt_gateways() & set(layout.mqtt_password_files())),
             },
             "influx": {
                 "url": self.influx_url,

@@ -72,6 +72,17 @@ class Layout:
             return {}
         return {p.name.removesuffix(".password"): p for p in folder.glob("*.password")}
 
+    # A site gateway's user (`add-node --gateway`): this empty file beside its password lets
+    # it write its relay topic (the ACL is regenerated from these).
+    def mqtt_gateway_mark(self, username: str) -> Path:
+        return self.credentials_dir / "mqtt" / f"{username}.gateway"
+
+    def mqtt_gateways(self) -> set[str]:
+        folder = self.credentials_dir / "mqtt"
+        if not folder.is_dir():
+            return set()
+        return {p.name.removesuffix(".gateway") for p in folder.glob("*.gateway")}
+
     def influx_password(self, role: str) -> Path:
         return self.credentials_dir / "influx" / f"{role}.password"
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from urbanpulse.stack import influxd, mosquitto, state
 from urbanpulse.stack.config import CLOUD_USER, PORT_ENV, MqttCredentials, StackConfig, StackInfo
 from urbanpulse.stack.errors import StackError
-from urbanpulse.stack.files import ensure_secret
+from urbanpulse.stack.files import ensure_secret, write_file
 from urbanpulse.stack.layout import Layout
 from urbanpulse.stack.process import free_ports
 from urbanpulse.stack.state import CloudAuth
@@ -201,15 +201,30 @@ def status(config: StackConfig) -> StackInfo:
     return _info(config, Layout(config.home))
 
 
-def add_node(config: StackConfig, site: str, node: str) -> MqttCredentials:
-    """A per-node MQTT user "<site>.<node>" confined to its own topics; idempotent."""
+def add_node(config: StackConfig, site: str, node: str, *, gateway: bool = False
+             ) -> MqttCredentials:
+    """A per-node MQTT user "<site>.<node>" confined to its own topics; idempotent.
+    `gateway`: the user is its site's gateway and may also write its `relay` topic (whose
+    items speak for any node of the site); the role is what the last call gave, so adding
+    a gateway again without it takes that right away."""
     user = mosquitto.node_user(site, node)
     config = effective(config)
     with _locked(config.home) as layout:
         ensure_secret(layout.mqtt_password(user))
+        mark = layout.mqtt_gateway_mark(user)
+        role_changed = mark.is_file() != gateway
+        if gateway:
+            write_file(mark, "")
+        else:
+            mark.unlink(missing_ok=True)
         # The reload is checked by connecting as the new user; for a user the broker knows,
-        # that probe (its client id forced to the user name) would kick the node off.
+        # that probe (its client id forced to the user name) would kick the node off: a new
+        # role alone is checked by connecting as the cloud (any CONNACK after the SIGHUP comes
+        # after the reload, which Mosquitto's one loop does before it serves a new client).
         if not mosquitto.knows_user(layout, user):
             mosquitto.write_auth_files(layout)
             mosquitto.reload(config, layout, user)
+        elif role_changed:
+            mosquitto.write_auth_files(layout)
+            mosquitto.reload(config, layout, CLOUD_USER)
         return _info(config, layout).mqtt(user)
