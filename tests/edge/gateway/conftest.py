@@ -10,13 +10,19 @@ says, and relays of up to MAX_RELAY_BYTES pass. The stack's broker does not let 
 user publish `relay`, and takes 256 KiB at most. The test plays the cloud (TestCloud):
 it decodes each relay and acknowledges it, as the cloud's ingest does once it has
 journaled the relay.
+
+SiteBroker is the other way round, for tests/e2e/test_gateway_e2e.py, where the session's
+stack is the cloud: a site's own broker with a user per node and the gateway's user, as
+docs/gateway.md ("Security") has it. Both are a Broker of the test's own.
 """
 
 from __future__ import annotations
 
 import os
 import pwd
+import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -36,40 +42,32 @@ from urbanpulse.stack.passwords import password_file_line
 from urbanpulse.stack.process import free_ports
 from urbanpulse.stack.tls import ensure_tls
 from urbanpulse.testing import wait_for
-from urbanpulse.wire import Reading, ack_topic, decode_batch, decode_status, encode_ack
+from urbanpulse.wire import Reading, ack_topic, data_topic, decode_batch, decode_status, encode_ack
 from urbanpulse.wire.relay import MAX_RELAY_BYTES, decode_relay
 from urbanpulse.wire.topics import ROOT, relay_topic, status_topic
 
 CLOUD_USER = "cloud"
 
 
-class CloudBroker:
-    """A Mosquitto on 127.0.0.1 that knows one gateway (`site`.`gateway`) and the cloud;
-    persistent, so that it can be stopped and started again keeping its sessions."""
+class Broker:
+    """A Mosquitto of a test's own on 127.0.0.1: TLS with a CA of its own, a password per
+    user, an ACL, relays of up to MAX_RELAY_BYTES; persistent, so that it can be stopped and
+    started again keeping its sessions."""
 
-    def __init__(self, home: Path, site: str, gateway: str) -> None:
+    def __init__(self, home: Path, users: list[str], acl: str, probe_user: str,
+                 listener_extra: str = "") -> None:
         self.home = home
         self.layout = Layout(home)
-        self.site, self.gateway = site, gateway
-        self.gateway_user = f"{site}.{gateway}"
+        self.probe_user = probe_user
         (self.port,) = free_ports(1)
         self.proc: subprocess.Popen[bytes] | None = None
         home.mkdir(parents=True, exist_ok=True)
         ensure_tls(self.layout)
-        users = {u: ensure_secret(self.layout.mqtt_password(u)) for u in (self.gateway_user, CLOUD_USER)}
+        passwords = {u: ensure_secret(self.layout.mqtt_password(u)) for u in users}
         broker = home / "broker"
         (broker / "data").mkdir(parents=True, exist_ok=True)
-        write_file(broker / "passwd", "".join(password_file_line(u, p) for u, p in users.items()))
-        write_file(broker / "acl", f"""\
-user {self.gateway_user}
-topic write {relay_topic(site, gateway)}
-topic write {status_topic(site, gateway)}
-topic read {ack_topic(site, gateway)}
-
-user {CLOUD_USER}
-topic read {ROOT}/#
-topic write {ROOT}/+/+/ack
-""")
+        write_file(broker / "passwd", "".join(password_file_line(u, p) for u, p in passwords.items()))
+        write_file(broker / "acl", acl)
         self.conf = broker / "mosquitto.conf"
         self.log = broker / "mosquitto.log"
         write_file(self.conf, f"""\
@@ -83,6 +81,7 @@ cafile {self.layout.ca_cert}
 certfile {self.layout.server_cert}
 keyfile {self.layout.server_key}
 tls_version tlsv1.2
+{listener_extra}
 message_size_limit {MAX_RELAY_BYTES}
 max_queued_messages 100000
 persistence true
@@ -100,24 +99,96 @@ log_type all
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen([BINARY, "-c", str(self.conf)], stdout=out,
                                          stderr=subprocess.STDOUT)
-        password = self.layout.mqtt_password(CLOUD_USER).read_text().strip()
+        password = self.layout.mqtt_password(self.probe_user).read_text().strip()
 
         def accepts() -> bool:
             assert self.proc is not None
             assert self.proc.poll() is None, self.log.read_text()
             try:
-                return try_connect("127.0.0.1", self.port, self.layout.ca_cert, CLOUD_USER,
+                return try_connect("127.0.0.1", self.port, self.layout.ca_cert, self.probe_user,
                                    password, timeout_s=1.0) == CONNACK_ACCEPTED
             except ProbeFailed:
                 return False
 
-        wait_for(accepts, 15, "the cloud broker to accept the cloud user", every_s=0.05)
+        wait_for(accepts, 15, f"the broker to accept {self.probe_user}", every_s=0.05)
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             self.proc.wait(15)
         self.proc = None
+
+
+class CloudBroker(Broker):
+    """A cloud broker that knows one gateway (`site`.`gateway`) and the cloud."""
+
+    def __init__(self, home: Path, site: str, gateway: str) -> None:
+        self.site, self.gateway = site, gateway
+        self.gateway_user = f"{site}.{gateway}"
+        super().__init__(home, [self.gateway_user, CLOUD_USER], f"""\
+user {self.gateway_user}
+topic write {relay_topic(site, gateway)}
+topic write {status_topic(site, gateway)}
+topic read {ack_topic(site, gateway)}
+
+user {CLOUD_USER}
+topic read {ROOT}/#
+topic write {ROOT}/+/+/ack
+""", CLOUD_USER)
+
+
+class SiteBroker(Broker):
+    """A site's own broker as docs/gateway.md ("Security") has it: a user per node
+    (`site`.`node`, its client id forced to it) that may write its own data and status and
+    read its own ack, and the gateway's user, which reads the site's data and status and
+    writes their acks."""
+
+    def __init__(self, home: Path, site: str, gateway: str, nodes: list[str]) -> None:
+        self.site, self.gateway = site, gateway
+        self.gateway_user = f"{site}.{gateway}"
+        acl = "".join(f"""\
+user {site}.{node}
+topic write {data_topic(site, node)}
+topic write {status_topic(site, node)}
+topic read {ack_topic(site, node)}
+
+""" for node in nodes) + f"""\
+user {self.gateway_user}
+topic read {ROOT}/{site}/+/data
+topic read {ROOT}/{site}/+/status
+topic write {ROOT}/{site}/+/ack
+"""
+        super().__init__(home, [f"{site}.{node}" for node in nodes] + [self.gateway_user], acl,
+                         self.gateway_user, listener_extra="use_username_as_clientid true")
+
+
+class GatewayProcess:
+    """`urbanpulse gateway run` in a child process, as systemd would start it."""
+
+    def __init__(self, config: Path, log: Path) -> None:
+        self.config, self.log = config, log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "urbanpulse.cli", "gateway", "run", "--config",
+                 str(self.config)], stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> int | None:
+        if self.proc is None or self.proc.poll() is not None:
+            return None if self.proc is None else self.proc.returncode
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            return self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise
 
 
 @dataclass

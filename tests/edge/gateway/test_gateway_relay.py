@@ -29,7 +29,7 @@ from edge.publisher import Publisher
 from firmware_bridge.protocols.sds011.emulator import Sds011Emulator
 from tests.agent_thread import agent_in_thread
 from tests.conftest import node_config
-from tests.edge.gateway.conftest import CloudBroker, TestCloud, gateway_toml
+from tests.edge.gateway.conftest import CloudBroker, GatewayProcess, TestCloud, gateway_toml
 from urbanpulse.clock import SystemClock, to_epoch_ns
 from urbanpulse.stack import StackInfo
 from urbanpulse.testing import wait_for
@@ -73,35 +73,6 @@ def gateway_in_thread(path: Path) -> Iterator[Gateway]:
         thread.join(30)
     assert not thread.is_alive(), "the gateway did not stop"
     assert failures == []
-
-
-class GatewayProcess:
-    """`urbanpulse gateway run` in a child process, as systemd would start it."""
-
-    def __init__(self, config: Path, log: Path) -> None:
-        self.config, self.log = config, log
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "urbanpulse.cli", "gateway", "run", "--config",
-                 str(self.config)], stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(10)
-
-    def stop(self) -> int | None:
-        if self.proc is None or self.proc.poll() is not None:
-            return None if self.proc is None else self.proc.returncode
-        os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            return self.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            raise
 
 
 class Node:
