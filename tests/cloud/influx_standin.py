@@ -116,7 +116,8 @@ def serving(stand_in: S, *, tls: ssl.SSLContext | None = None,
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     if tls is not None:
         server.socket = tls.wrap_socket(server.socket, server_side=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # serve_forever looks for shutdown() every poll_interval: 0.5 s by default, a teardown each
+    thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)
     thread.start()
     stand_in.url = f"{'https' if tls else 'http'}://127.0.0.1:{server.server_address[1]}"
     try:

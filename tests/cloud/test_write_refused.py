@@ -620,7 +620,7 @@ def test_the_writer_check_passes_on_influxdb_2_whose_v1_write_wants_points(
     with 400 "writing requires points", after it found the bucket and the write right: no
     refusal, and no warning at every start that the writer's rights could not be checked."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), _V1OnTwo)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)
     thread.start()
     try:
         cfg = replace(cloud_config_for_stack_influx(db_ready),

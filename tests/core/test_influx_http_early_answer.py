@@ -197,7 +197,7 @@ def test_a_large_request_on_a_keep_alive_connection_the_server_closed_is_sent_ag
     """The cut send finds no answer to read there: tried once more on a fresh connection."""
     _ClosingAfterEachAnswer.bodies = []
     server = ThreadingHTTPServer(("127.0.0.1", 0), _ClosingAfterEachAnswer)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)
     thread.start()
     try:
         with InfluxHTTP(f"http://127.0.0.1:{server.server_address[1]}", timeout_s=5) as client:
