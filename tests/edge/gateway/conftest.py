@@ -6,8 +6,8 @@ listener as they do on any broker, and the gateway reads them on its cloud liste
 broker's gateway user needs). The cloud broker is a Mosquitto of the test's own, started
 here (TLS with a CA of its own, per-user passwords, an ACL): the gateway's user there may
 write its `relay` and `status` topics and read its `ack` topic, as docs/wire-contract.md
-says, and relays of up to MAX_RELAY_BYTES pass. The stack's broker does not let a node
-user publish `relay`, and takes 256 KiB at most. The test plays the cloud (TestCloud):
+says, and relays of up to MAX_RELAY_BYTES pass; a test may stop and start it without
+touching the session's stack. The test plays the cloud (TestCloud):
 it decodes each relay and acknowledges it, as the cloud's ingest does once it has
 journaled the relay.
 
