@@ -57,7 +57,7 @@ _ROLLUP_KEYS: dict[str, tuple[tuple[str, ...], dict[str, str]]] = {
     "queue_wait": (("site", "node"), _WAITS),
     "hospital_wait": (("site",), _WAITS),
     "traffic_lane": (("site", "node", "sensor"), _TRAFFIC),
-    "traffic_intersection": (("site", "node"), _TRAFFIC | {"lanes": INTEGER}),
+    "traffic_intersection": (("site", "node"), _TRAFFIC | {"lanes": INTEGER, "speed_lanes": INTEGER}),
     "air_quality": (("site", "node"), _AIR),
 }
 

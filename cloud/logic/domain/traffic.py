@@ -128,6 +128,7 @@ def _text(vehicles: float, covered: float, occupancy: float | None,
     return text, lane_flow
 
 
+_SPEED_FIELD = ",speed_kmh="  # in a lane's fields (`_text`) when it has a speed
 _SAFE = 1e300  # terms summed exactly (`_Sums`): no sum of them can overflow
 # samples from which a lane, or a window over all its lanes, keeps its sums (`_Sums`); fewer
 # are summed at each message as they are (the samples of a minute, most often)
@@ -320,6 +321,7 @@ class TrafficRollup(Horizon):
                     cache = caches[start] = _Cache()
                 texts = cache.texts
                 flows: list[float] = []
+                speeded = 0  # lanes with a speed
                 for sensor in sorted(lanes):
                     head = lane_heads.get(sensor)
                     if head is None:
@@ -329,9 +331,12 @@ class TrafficRollup(Horizon):
                         written = texts[sensor] = self._lane_text(cache, sensor, lanes[sensor])
                     text, flow = written
                     flows.append(flow)
+                    if _SPEED_FIELD in text:
+                        speeded += 1
                     out.append((rp, f"{head} {text} {start}"))
                 text = self._total_text(cache, lanes, math.fsum(flows))
-                out.append((rp, f"{total_head} {text},lanes={len(lanes)}i {start}"))
+                out.append((rp, f"{total_head} {text},lanes={len(lanes)}i,"
+                                f"speed_lanes={speeded}i {start}"))
         self._evict()
         return out
 

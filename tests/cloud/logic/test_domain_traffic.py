@@ -41,7 +41,7 @@ def test_lane_and_intersection_minute() -> None:
     assert both["flow_vpm"] == 20.0  # 8 + 12
     assert both["occupancy_pct"] == pytest.approx(1500 / 90)  # (200+400+0+900)/90
     assert both["speed_kmh"] == pytest.approx(390 / 14)  # (150+120+120)/14
-    assert both["lanes"] == 2
+    assert (both["lanes"], both["speed_lanes"]) == (2, 2)
     hour = select(points, "agg_1h", "traffic_intersection", site="hn", node="x12")
     assert hour[T0] == both
 
@@ -91,6 +91,28 @@ def test_a_speed_weighted_by_its_speed_count_counts_where_no_vehicle_was_counted
     both = select(points, "agg_1m", "traffic_intersection", site="hn", node="x1")[T0]
     assert both["speed_kmh"] == (4 + 5 + 80) / 7  # weights 1 + 2 + 4
     assert both["vehicles"] == 9.0
+    assert (both["lanes"], both["speed_lanes"]) == (2, 2)
+
+
+def test_speed_lanes_counts_the_lanes_that_gave_a_speed() -> None:
+    """One lane blocked, a queue standing over its loop (no onset, no speed), the others
+    flowing: the intersection's speed is theirs, and speed_lanes says 2 of 3 lanes gave it."""
+    readings = [
+        rd("lane-1", LOOP, T0 + MIN, count=20, occupancy_pct=12, interval_s=60, speed_kmh=31,
+           speed_count=19),
+        rd("lane-2", LOOP, T0 + MIN, count=0, occupancy_pct=100, interval_s=60, speed_count=0),
+        rd("lane-3", LOOP, T0 + MIN, count=15, occupancy_pct=9, interval_s=60, speed_kmh=35),
+        rd("lane-3", LOOP, T0 + MIN + 30 * S, count=0, occupancy_pct=0, interval_s=30,
+           speed_kmh=40),  # next minute: count 0, no speed_count: no speed, as before
+    ]
+    points = TrafficRollup(HOUR).process("hn", "x1", readings)
+    minutes = select(points, "agg_1m", "traffic_intersection", site="hn", node="x1")
+    assert (minutes[T0]["lanes"], minutes[T0]["speed_lanes"]) == (3, 2)
+    assert minutes[T0]["speed_kmh"] == (31 * 19 + 35 * 15) / 34
+    assert (minutes[T0 + MIN]["lanes"], minutes[T0 + MIN]["speed_lanes"]) == (1, 0)
+    assert "speed_kmh" not in minutes[T0 + MIN]
+    hour = select(points, "agg_1h", "traffic_intersection", site="hn", node="x1")[T0]
+    assert (hour["lanes"], hour["speed_lanes"]) == (3, 2)
 
 
 def test_without_speed_count_the_speed_is_weighted_by_count_as_before() -> None:

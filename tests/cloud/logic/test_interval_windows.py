@@ -108,7 +108,8 @@ def test_traffic_lanes_and_intersections_count_an_interval_in_its_own_minute() -
     assert lane == {at(12): {"vehicles": 6.0, "interval_s": 60.0, "flow_vpm": 6.0},
                     at(12, 1): {"vehicles": 3.0, "interval_s": 60.0, "flow_vpm": 3.0}}
     both = select(points, RP_1M, "traffic_intersection", site="hn", node="x1")
-    assert both[at(12)] == {"vehicles": 10.0, "interval_s": 120.0, "flow_vpm": 10.0, "lanes": 2}
+    assert both[at(12)] == {"vehicles": 10.0, "interval_s": 120.0, "flow_vpm": 10.0, "lanes": 2,
+                            "speed_lanes": 0}
     hour = select(points, RP_1H, "traffic_intersection", site="hn", node="x1")
     # an hourly row holds 12:00-13:00: the reading stamped 13:00:00 is in it, not 13:00's
     late_in_hour = TrafficRollup(HOUR_NS).process("hn", "x1", [loop(at(13), 1, 9)])

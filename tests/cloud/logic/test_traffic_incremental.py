@@ -79,7 +79,8 @@ def _ref_sums_text(items: list[Sample], flow: float | None = None) -> tuple[str,
 
 class _Reference(Horizon):
     """cloud/logic/domain/traffic.py's TrafficRollup as released before (fad9311), verbatim
-    but for the speed's weight (`_ref_sample`, `_ref_weight`)."""
+    but for the speed's weight (`_ref_sample`, `_ref_weight`) and the intersection's
+    speed_lanes (its lanes with a sample carrying a speed of weight > 0)."""
 
     def __init__(self, horizon_ns: int) -> None:
         self.horizon_ns = horizon_ns
@@ -125,16 +126,20 @@ class _Reference(Horizon):
             for start in sorted(touched[key]):
                 lanes = windows[start]
                 flows: list[float] = []
+                speeded = 0
                 for sensor in sorted(lanes):
                     head = lane_heads.get(sensor)
                     if head is None:
                         head = lane_heads[sensor] = series_head("traffic_lane", tags | {"sensor": sensor})
                     text, flow = _ref_sums_text(list(lanes[sensor].values()))
                     flows.append(flow)
+                    speeded += any(s[3] is not None and _ref_weight(s) > 0
+                                   for s in lanes[sensor].values())
                     out.append((rp, f"{head} {text} {start}"))
                 text, _ = _ref_sums_text([s for lane in lanes.values() for s in lane.values()],
                                      math.fsum(flows))
-                out.append((rp, f"{total_head} {text},lanes={len(lanes)}i {start}"))
+                out.append((rp, f"{total_head} {text},lanes={len(lanes)}i,speed_lanes={speeded}i "
+                                f"{start}"))
         self._evict()
         return out
 

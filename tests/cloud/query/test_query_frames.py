@@ -149,7 +149,7 @@ def test_traffic_rollups(data: CityData, city: City) -> None:
     assert rows(crossing) == [{
         "time": ts(city, 0), **tags, "flow_vpm": 36.0, "interval_s": 120.0, "lanes": 2,
         "occupancy_pct": (600 + 1200 + 600) / 120, "speed_kmh": (400 + 1000 + 180) / 36,
-        "vehicles": 36.0}]
+        "speed_lanes": 2, "vehicles": 36.0}]
 
 
 def test_hospital_occupancy(data: CityData, city: City) -> None:
