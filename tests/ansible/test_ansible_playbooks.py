@@ -16,7 +16,7 @@ from cloud.config import parse_cloud_config
 from tests.ansible.helpers import ANSIBLE, INVENTORY, ROLES, inventory_hosts, render
 from urbanpulse.stack.mosquitto import render_acl, render_cloud_acl
 
-PLAYBOOKS = ["site.yml", "edge.yml", "cloud.yml"]
+PLAYBOOKS = ["site.yml", "edge.yml", "cloud.yml", "gateway.yml"]
 
 
 def _ansible_tool(name: str) -> str:

@@ -28,7 +28,8 @@ def _secret_copies(role: str) -> list[dict[str, Any]]:
 
 
 @pytest.mark.parametrize(("role", "group"), [("edge", "{{ edge_user }}"),
-                                             ("processor", "{{ processor_user }}")])
+                                             ("processor", "{{ processor_user }}"),
+                                             ("site_gateway", "{{ gateway_user }}")])
 def test_a_service_reads_its_password_files_but_cannot_write_them(role: str, group: str) -> None:
     for task in _secret_copies(role):
         copy = task["ansible.builtin.copy"]
@@ -50,6 +51,8 @@ SECRET_TASKS = {
                   "Record the digest"],
     "processor": ["Install the MQTT and InfluxDB writer and reader passwords",
                   "Install the processor's MQTT client certificate and key"],
+    # its broker's key, hashes and digest: the mosquitto role's tasks above (include_role)
+    "site_gateway": ["Install the gateway's MQTT passwords (the site broker's and the cloud's)"],
 }
 _SECRET_WORDS = re.compile(r"\.key\b|password|passwd|digest")
 FILE_MODULES = ("ansible.builtin.copy", "ansible.builtin.template")
@@ -82,7 +85,7 @@ def _secrets(tag: str) -> dict[str, str]:
     """Unique values, so that any of them found in Ansible's output is a leak."""
     return {name: f"{name.upper()}-{tag}-{secrets.token_hex(8)}" for name in (
         "edge", "mqtt_cloud", "influx_writer", "influx_reader", "grafana_admin", "node",
-        "digest", "mqtt_key", "influx_key", "cloud_client_key")}
+        "digest", "mqtt_key", "influx_key", "cloud_client_key", "gateway_site", "gateway_cloud")}
 
 
 def _vaulted(path: Path, text: str, vault_pass: Path) -> str:
@@ -134,6 +137,10 @@ def _run_secret_tasks(work: Path, out: Path, s: dict[str, str]) -> str:
             "cloud_influx_reader_password": s["influx_reader"],
             "processor_mqtt_client_cert_src": str(cert),
             "processor_mqtt_client_key_src": keys["cloud_client_key"],
+            "gateway_site_mqtt_password": s["gateway_site"],
+            "gateway_cloud_mqtt_password": s["gateway_cloud"],
+            "gateway_site_mqtt_password_path": str(out / "site-mqtt.password"),
+            "gateway_cloud_mqtt_password_path": str(out / "mqtt.password"), "gateway_user": group,
         }
 
     plays = []
@@ -195,3 +202,5 @@ def test_no_secret_reaches_ansibles_output_even_with_diff(tmp_path: Path) -> Non
         assert s["cloud_client_key"] in (out / "processor" / "cloud-mqtt.key").read_text()
         assert s["influx_reader"] in (out / "processor" / "influx-reader.password").read_text()
         assert s["grafana_admin"] in (out / "grafana" / "urbanpulse.env").read_text()
+        assert (out / "site_gateway" / "site-mqtt.password").read_text() == s["gateway_site"] + "\n"
+        assert (out / "site_gateway" / "mqtt.password").read_text() == s["gateway_cloud"] + "\n"

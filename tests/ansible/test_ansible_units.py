@@ -16,6 +16,7 @@ from tests.ansible.helpers import REPO, ROLES
 UNITS = {
     "urbanpulse-edge.service": ROLES / "edge" / "files" / "urbanpulse-edge.service",
     "urbanpulse-cloud.service": ROLES / "processor" / "files" / "urbanpulse-cloud.service",
+    "urbanpulse-gateway.service": ROLES / "site_gateway" / "files" / "urbanpulse-gateway.service",
 }
 EXEC = "/opt/urbanpulse/venv/bin/urbanpulse"
 SYSTEM_UNITS = Path("/usr/lib/systemd/system")
@@ -132,6 +133,15 @@ def test_edge_unit_runs_the_agent_on_the_node_config_and_reaches_its_devices() -
     assert {"char-ttyUSB", "char-ttyAMA", "char-gpiochip"} <= allowed
 
 
+def test_gateway_unit_runs_the_gateway_on_its_config_without_devices() -> None:
+    unit = _parse(UNITS["urbanpulse-gateway.service"])
+    config = "/etc/urbanpulse/gateway.toml"
+    assert _one(unit, "Service", "ExecStart") == f"{EXEC} gateway run --config {config}"
+    assert _one(unit, "Service", "PrivateDevices") == "yes"
+    assert "SupplementaryGroups" not in unit["Service"]
+    assert "mosquitto.service" in _one(unit, "Unit", "After").split()
+
+
 def test_cloud_unit_runs_the_processor_on_the_cloud_config() -> None:
     unit = _parse(UNITS["urbanpulse-cloud.service"])
     config = "/etc/urbanpulse/cloud.toml"
@@ -190,7 +200,8 @@ def test_unit_does_not_restart_a_config_error(name: str) -> None:
     from edge.cli import EXIT_CONFIG as EDGE_EXIT_CONFIG
 
     unit = _parse(UNITS[name])
-    code = EDGE_EXIT_CONFIG if name == "urbanpulse-edge.service" else CLOUD_EXIT_CONFIG
+    # the gateway's CLI is the edge's (edge/gateway/cli.py imports its exit codes)
+    code = CLOUD_EXIT_CONFIG if name == "urbanpulse-cloud.service" else EDGE_EXIT_CONFIG
     assert str(code) in _one(unit, "Service", "RestartPreventExitStatus").split()
     # A check before the main process may fail only if its failure is ignored ("-").
     assert [c for c in unit["Service"].get("ExecStartPre", []) if not c.startswith("-")] == []
