@@ -260,3 +260,32 @@ def test_a_raw_row_without_a_field_its_kind_requires_is_no_reading_and_the_repla
     points = replay(ReplaySpan("beds", "bv", "", DOWN, DOWN + HOUR), [bed, odd])
     ward = select(points, RP_1H, "ward_occupancy", site="bv", node="ward-a")
     assert ward[DOWN]["occupied"] == 1
+
+
+def with_speeds(site: str, node: str, t: int, seq: int) -> list[Reading]:
+    """tl-1's lane-1 from an agent that sends speed_count: every other interval counts 6
+    vehicles and measures 4 of them at 20 km/h, the others count none and measure 2 crawling
+    ones at 5 km/h (counted before); lane-2's agent sends none (3 vehicles at 30 km/h)."""
+    if node != "tl-1":
+        return _readings(site, node, t, seq)
+    lane_1 = ({"count": 6.0, "speed_kmh": 20.0, "speed_count": 4.0} if seq % 2 == 0
+              else {"count": 0.0, "speed_kmh": 5.0, "speed_count": 2.0})
+    return [Reading("lane-1", "traffic.loop", t, seq, {**lane_1, "interval_s": 600.0}),
+            Reading("lane-2", "traffic.loop", t, seq, {"count": 3.0, "interval_s": 600.0,
+                                                       "speed_kmh": 30.0})]
+
+
+def test_speeds_weighted_by_speed_count_are_replayed_as_in_order() -> None:
+    """The replay reads speed_count back from the raw points (and its absence, lane-2's):
+    every domain point ends as in-order processing gives it."""
+    expected = domain_points(run(in_order(with_speeds), replays=False))
+    late = domain_points(run(backlog_after_fresh(with_speeds), replays=True))
+    assert late == expected
+    points = list(_as_points(late))
+    # the hour of DOWN holds 3 intervals of each kind: (3*20*4 + 3*5*2) / (3*4 + 3*2)
+    lane = select(points, RP_1H, "traffic_lane", site="hk", node="tl-1", sensor="lane-1")
+    assert lane[DOWN]["speed_kmh"] == 15.0
+    crossing = select(points, RP_1H, "traffic_intersection", site="hk", node="tl-1")
+    # and lane-2's 6 intervals weighted by their count: + 6*30*3, + 6*3
+    assert crossing[DOWN]["speed_kmh"] == (240 + 30 + 6 * 30 * 3) / (18 + 18)
+    assert (crossing[DOWN]["lanes"], crossing[DOWN]["speed_lanes"]) == (2, 2)
