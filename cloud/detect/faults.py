@@ -286,6 +286,7 @@ FAULT_SETTINGS: dict[tuple[str, str], FaultSettings] = {
     ("traffic.loop", "occupancy_pct"): replace(_BOOL, cut_at=100.0, cut_count=3),
     ("traffic.loop", "interval_s"): _BOOL,
     ("traffic.loop", "speed_kmh"): _SOME,
+    ("traffic.loop", "speed_count"): _SOME,  # 0 through a quiet night is no stuck loop
     ("traffic.loop", "length_m"): _SOME,
     ("traffic.loop", "glitches"): _GLITCHES,
 }

@@ -49,8 +49,9 @@ KIND_SETTINGS: dict[tuple[str, str], DetectorSettings] = {
 # them): identifiers and event types (a kiosk's ticket and counter numbers count up and
 # restart daily; `called` tells an issue from a call), a bed pad's two states (a bed that
 # changes state is not news; the ward's occupancy is aggregated), configuration
-# (`interval_s`) and the flags the fault rules read (`fault`: CUT_CABLE, `glitches`: SPIKE).
-UNSCORED_FIELDS = frozenset({"interval_s", "fault", "glitches"})
+# (`interval_s`), the flags the fault rules read (`fault`: CUT_CABLE, `glitches`: SPIKE)
+# and weights (`speed_count`: how many vehicles a lane's speed is the mean of).
+UNSCORED_FIELDS = frozenset({"interval_s", "fault", "glitches", "speed_count"})
 UNSCORED_KINDS = frozenset({"hospital.queue", "hospital.bed"})
 
 

@@ -603,3 +603,16 @@ def test_a_value_out_of_range_is_no_spike_too() -> None:
     assert [e.fault for e in events] == [FaultType.OUT_OF_RANGE, FaultType.SPIKE]
     assert events[1].value == 900.0
     assert events[1].detected_at == T0 + 22 * STEP
+
+
+def test_a_loops_speed_count_is_a_weight_no_stuck_value_and_no_anomaly_score() -> None:
+    """`speed_count` (vehicles a lane's speed is the mean of) is 0 through every quiet
+    night: no STUCK of it, and no anomaly detector (profiles.UNSCORED_FIELDS)."""
+    from cloud.detect.profiles import scored
+
+    assert not scored("traffic.loop", "speed_count")
+    assert scored("traffic.loop", "speed_kmh")
+    monitor = FaultMonitor("traffic.loop", "speed_count", sensor="cab/lane-1")
+    assert _feed(monitor, [0.0] * 240) == []  # 4 hours of zeros, a reading a minute
+    assert _feed(FaultMonitor("traffic.loop", "count", sensor="cab/lane-1"),
+                 [float(i % 7 + 3) for i in range(120)] + [0.0] * 240) != []  # the rule is on
