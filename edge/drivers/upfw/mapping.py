@@ -144,6 +144,10 @@ class UpfwMapper:
     doors: dict[int, tuple[int, int]] = field(default_factory=dict)  # door -> (entered, t_ms)
     beds: dict[int, _Bed] = field(default_factory=dict)
     loops: dict[int, _LoopAcc] = field(default_factory=dict)
+    # Loop channels that gave a speed (loop pairs: a single loop never does) since the
+    # driver started, or since the HI of another board or firmware: each of their readings
+    # says how many vehicles its speed is the mean of (`speed_count`, 0 included).
+    paired: set[int] = field(default_factory=set)
     # The kiosk queue codes (as sent) each board sent, by device id (QueueCodes): a code
     # publishing as another's sensor id ("a" beside "A", "007" beside a named "7") is refused.
     # `codes_changed` moves when they change (the driver keeps them); `_board` is the
@@ -326,6 +330,9 @@ class UpfwMapper:
                 self.doors = {}  # another board on this port: its totals are not ours
             self._resumed_from = None
             self._on_hello_codes(msg.device_id, msg.firmware)  # another board: codes of its own
+            if self.hello is not None and (msg.device_id, msg.firmware) != (
+                    self.hello.device_id, self.hello.firmware):
+                self.paired.clear()  # another board's channels may be single loops
             self.hello = msg
             if msg.kind.value == "LOOP" and self.loop_readings == "vehicles":
                 for ch in range(1, msg.channels + 1):
@@ -348,7 +355,11 @@ class UpfwMapper:
         return self._status(msg, now)
 
     def close_loop_interval(self, interval_s: float) -> list[Out]:
-        """`traffic.loop` per channel for an interval the driver timed (vehicles mode)."""
+        """`traffic.loop` per channel for an interval the driver timed (vehicles mode).
+        A loop pair's readings (its channel gave a speed: `paired`) say how many vehicles
+        the speed is the mean of, `speed_count`, 0 when none carried one: the cloud weights
+        the lane's speed by it, not by `count`, which also holds vehicles without a speed
+        (docs/wire-contract.md). A single loop's carry none, as the GPIO loops' do."""
         out = []
         for ch in sorted(self.loops):
             acc = self.loops[ch]
@@ -356,6 +367,8 @@ class UpfwMapper:
                               "occupancy_pct": min(100.0, acc.on_ms / 10 / interval_s)}
             if acc.speeds:
                 values["speed_kmh"] = acc.speed_sum / acc.speeds
+            if ch in self.paired:
+                values["speed_count"] = float(acc.speeds)
             if acc.lengths:
                 values["length_m"] = acc.length_sum / acc.lengths
             out.append(Out(self.sensor(ch), "traffic.loop", values))
@@ -407,6 +420,7 @@ class UpfwMapper:
         if msg.speed_kmh is not None:
             acc.speed_sum += msg.speed_kmh
             acc.speeds += 1
+            self.paired.add(msg.channel)
         if msg.length_m is not None:
             acc.length_sum += msg.length_m
             acc.lengths += 1

@@ -269,7 +269,7 @@ def test_loop_vehicles_are_summed_per_interval(emulated) -> None:  # type: ignor
         await run.stop()
         assert [(s.sensor, s.kind, dict(s.values)) for s in samples] == [
             ("lanes-1", "traffic.loop", {"count": 3.0, "interval_s": 10.0, "occupancy_pct": 18.0,
-                                         "speed_kmh": 25.0, "length_m": 4.5}),
+                                         "speed_kmh": 25.0, "speed_count": 2.0, "length_m": 4.5}),
             ("lanes-2", "traffic.loop", {"count": 0.0, "interval_s": 10.0, "occupancy_pct": 0.0}),
         ]
         assert samples[0].ts == clock.now()
@@ -324,7 +324,7 @@ def test_a_stopped_driver_reports_the_vehicles_of_its_partial_interval(emulated)
         await run.stop()
         assert [(s.sensor, dict(s.values), s.ts) for s in run.samples] == [
             ("lanes-1", {"count": 1.0, "interval_s": 4.0, "occupancy_pct": 15.0,
-                         "speed_kmh": 30.0, "length_m": 4.0}, clock.now()),
+                         "speed_kmh": 30.0, "speed_count": 1.0, "length_m": 4.0}, clock.now()),
             ("lanes-2", {"count": 1.0, "interval_s": 4.0, "occupancy_pct": 22.5}, clock.now()),
         ]
 
