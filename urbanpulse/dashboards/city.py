@@ -291,9 +291,16 @@ def traffic() -> Dashboard:
             ),
             Panel(
                 "Speed per lane", "timeseries",
-                (per_interval('mean("speed_kmh_mean")', '"agg_1m"."traffic_loop"', BY_LANE,
+                (per_interval('mean("speed_kmh")', '"agg_1m"."traffic_lane"', BY_LANE,
                               alias=PER_LANE),),
-                description="Mean speed, where the detector measures it (double loops).",
+                description="Mean speed of the vehicles measured, where the detector measures "
+                            "it (loop pairs), from the dataflow's lane rollup (traffic_lane): "
+                            "each minute's readings weighted by the vehicles their speed is the "
+                            "mean of (speed_count; count from agents that do not send it), so "
+                            "a crawl measured in an interval that counted no vehicle counts; "
+                            "minutes averaged alike over a longer step. Readings of a loop "
+                            "warming up or with an unsynchronised clock are left out, as in "
+                            "the vehicles per minute.",
                 unit="velocitykmh",
             ),
             Panel(
