@@ -33,6 +33,8 @@ from edge.logs import JsonFormatter
 from urbanpulse.clock import to_epoch_ns
 from urbanpulse.demo.city_publisher import CityPublisher
 from urbanpulse.demo.demo_events import demo_events
+from urbanpulse.demo.found import findings, read_cloud_events
+from urbanpulse.demo.found import render as render_found
 from urbanpulse.demo.live import (
     SERIAL_PERIOD_S,
     LiveNode,
@@ -47,9 +49,9 @@ from urbanpulse.demo.pins import BeamTestOutput, PinPlayer, PinWire, pin_factory
 from urbanpulse.demo.serial_devices import SerialDevice, pm_feed, start_sds011
 from urbanpulse.demo.summary import collect, render
 from urbanpulse.errors import UrbanpulseError
-from urbanpulse.influx_http import InfluxHTTP
+from urbanpulse.influx_http import InfluxError, InfluxHTTP
 from urbanpulse.mqtt import connect_and_wait, make_client
-from urbanpulse.simulate import City, SimClock, Simulation
+from urbanpulse.simulate import City, Event, SimClock, Simulation
 from urbanpulse.simulate.scenario import merge_events, write_ground_truth
 from urbanpulse.stack import StackConfig, StackInfo, add_node, up
 from urbanpulse.stack.lifecycle import resolve_config
@@ -68,6 +70,11 @@ CITY_NODES = ("all", "live")
 # In the demo directory: the pid of the processor a demo started, until it stopped it.
 PROCESSOR_PIDFILE = "cloud.pid"
 PROCESSOR_STOP_S = 20.0  # its SIGTERM: the last epoch written, its ingest child's commit
+TRUTH_DIR = "ground_truth"  # in the demo directory: each run's ground truth, by its start
+FOUND_HINT = ("A longer run on a fresh stack finds more: about 6 minutes for the stuck CO2 and "
+              "the pollution spike, 28 for the second incident; a later run on the same stack "
+              "finds less, its detectors having seen the same events (docs/demo.md, \"Injected "
+              "events and ground truth\"). The ground truth file below lists every event injected.")
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
@@ -121,8 +128,10 @@ def run_demo(options: DemoOptions) -> int:
 
     # The city has been running for HISTORY_S when the demo starts: the lightweight
     # publisher back-fills those minutes, so every bed, lane and station has reported.
-    events = merge_events(city.events, demo_events(city, live, HISTORY_S))
-    sim = Simulation(city, seed=options.seed, start=datetime.now(UTC) - timedelta(
+    injected = demo_events(city, live, HISTORY_S)
+    events = merge_events(city.events, injected)
+    run_start = datetime.now(UTC)
+    sim = Simulation(city, seed=options.seed, start=run_start - timedelta(
         seconds=HISTORY_S), speed=1.0, events=events)
     clock = sim.clock(at_offset=HISTORY_S)
     live_keys = live_sensor_keys(live)
@@ -133,7 +142,8 @@ def run_demo(options: DemoOptions) -> int:
     _describe(demo_dir / "nodes.json", sim, live, light)
     _print_plan(live, light, unreported, options.city_nodes)
     seq_file = demo_dir / "city_seq.json"
-    truth = demo_dir / "ground_truth.jsonl"
+    truth = demo_dir / "ground_truth.jsonl"  # the latest run's; each run's in TRUTH_DIR
+    run_truth = demo_dir / TRUTH_DIR / f"{run_start.strftime('%Y%m%dT%H%M%SZ')}.jsonl"
     reader = info.influx("reader")
     code = 0
     with ExitStack() as cleanup:
@@ -198,15 +208,39 @@ def run_demo(options: DemoOptions) -> int:
             except KeyboardInterrupt:
                 print("\nstopping ...", flush=True)
     until = clock.offset()
-    count = write_ground_truth(truth, sim.ground_truth(until), sim.timebase)
+    truth_events = sim.ground_truth(until)
+    run_truth.parent.mkdir(exist_ok=True)
+    count = write_ground_truth(run_truth, truth_events, sim.timebase)
+    shutil.copyfile(run_truth, truth)
     print(f"simulated {until:.0f} s from {sim.start.isoformat()} (seed {options.seed}, "
           f"{backfilled_s:.0f} s of it back-filled); "
           f"pins: {player.edges} edges driven, at most {player.max_late_s * 1000:.1f} ms late")
-    print(f"ground truth ({count} events): {truth}")
+    _print_found(reader.url, reader.username, reader.password(), info.database, sim,
+                 truth_events, [e for e in injected if e.start_s >= until])
+    print(f"ground truth ({count} events): {run_truth} (also {truth}, the latest run's)")
     command = _command()
     print(f"done. The data stays in InfluxDB at {info.influx_url} (database {info.database}); "
           f"reader credentials: {reader.password_file}. `{command} stack down` stops the stack.")
     return code
+
+
+def _print_found(url: str, username: str, password: str, database: str, sim: Simulation,
+                 truth: list[Event], later: list[Event]) -> None:
+    """The run's injected events and which of them the cloud found (found.py)."""
+    try:
+        with InfluxHTTP(url, username, password) as client:
+            rows = read_cloud_events(client, database, sim.start)
+    except InfluxError as exc:
+        print(f"injected events: the cloud's events could not be read ({exc})")
+        return
+    found = findings(truth, sim.timebase, rows)
+    print("injected events (minutes:seconds into this run; found: the cloud's first event of "
+          "the kind on the target, raw.events):")
+    for line in render_found(found, later, sim.timebase, HISTORY_S):
+        print(line)
+    missed = sum(1 for f in found if f.found_ns is None)
+    print(f"{len(found) - missed} of {len(found)} found." + (
+        f" {FOUND_HINT}" if missed or later else ""))
 
 
 def _command() -> str:
