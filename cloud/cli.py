@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from cloud.config import CloudConfig, CloudInflux, load_cloud_config
 from cloud.errors import CloudError, InfluxAccessError
-from urbanpulse.cli_types import aware_datetime
+from urbanpulse.cli_types import add_config_argument, aware_datetime, config_of
 from urbanpulse.errors import ConfigError, UrbanpulseError
 from urbanpulse.wire import validate_id
 
@@ -68,7 +68,7 @@ def _parser() -> argparse.ArgumentParser:
                                            "beside trimmed journals is lost (docs/runbook.md)")
     new.add_argument("--config", type=Path, required=True)
     check = sub.add_parser("check-config", help="validate a processor config and exit")
-    check.add_argument("config", type=Path)
+    add_config_argument(check)
     rec = sub.add_parser("recompute", help="rebuild a site's per-sensor agg_1m/agg_1h windows and "
                                            "domain rollups (wards, hospital, traffic, air) from the "
                                            "raw points, e.g. after late data")
@@ -92,7 +92,10 @@ def _site_id(text: str) -> str:
 
 
 def main(argv: list[str]) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.cmd == "check-config":
+        config_of(parser, args)
     try:
         cfg = load_cloud_config(args.config)
         if args.cmd == "run" and args.process_id is not None:

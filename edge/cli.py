@@ -15,6 +15,7 @@ from pathlib import Path
 
 from edge.config import MqttConfig, load_config, machine_warnings
 from edge.errors import EdgeError
+from urbanpulse.cli_types import add_config_argument, config_of
 from urbanpulse.clock import Clock
 from urbanpulse.errors import ConfigError, UrbanpulseError
 
@@ -39,7 +40,7 @@ def _parser() -> argparse.ArgumentParser:
                      metavar="LEVEL", help="the least severe log record written: "
                      f"{', '.join(LOG_LEVELS)}, in any case (default INFO)")
     check = sub.add_parser("check-config", help="validate a node config and exit")
-    check.add_argument("config", type=Path)
+    add_config_argument(check)
     status = sub.add_parser("status", help="outbox depth, MQTT link (last publish, last ack), resend "
                                            "backoff, clock (jumps, synchronised), drivers (their "
                                            "bad input counted), from local state")
@@ -61,7 +62,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str]) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.cmd == "check-config":
+        config_of(parser, args)
     try:
         config = load_config(args.config)
     except ConfigError as exc:

@@ -3,9 +3,10 @@ names the full key and why, and nothing here does I/O."""
 
 from __future__ import annotations
 
+import difflib
 import math
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit
@@ -63,10 +64,20 @@ def typed(table: Mapping[str, Any], key: str, prefix: str, kind: type[T], defaul
     return value
 
 
+def unknown_key(key: str, known: Iterable[str], of: str = "") -> str:
+    """The message for a key no one reads: `of` says whose (" for sds011"), the nearest
+    known key is suggested when one is close (a typo), and the known keys listed."""
+    names = sorted(known)
+    close = difflib.get_close_matches(key, names, n=1, cutoff=0.75)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    listed = f" (known: {', '.join(names)})" if names else ""
+    return f"unknown key{of}{hint}{listed}"
+
+
 def only_known(table: Mapping[str, Any], known: set[str], prefix: str) -> None:
     for key in table:
         if key not in known:
-            raise ConfigError(f"{prefix}.{key}", f"unknown key (known: {', '.join(sorted(known))})")
+            raise ConfigError(f"{prefix}.{key}", unknown_key(key, known))
 
 
 def finite_seconds(value: float, key: str) -> float:

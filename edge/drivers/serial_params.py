@@ -7,13 +7,14 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from urbanpulse.config_fields import unknown_key
 from urbanpulse.errors import ConfigError
 
 
 def check_known(raw: Mapping[str, Any], known: set[str], key: str, driver: str) -> None:
     for k in raw:
         if k not in known:
-            raise ConfigError(f"{key}.{k}", f"unknown key for {driver} (known: {', '.join(sorted(known))})")
+            raise ConfigError(f"{key}.{k}", unknown_key(k, known, f" for {driver}"))
 
 
 def serial_port(raw: Mapping[str, Any], key: str) -> str:

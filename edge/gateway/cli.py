@@ -11,6 +11,7 @@ from types import FrameType
 
 from edge.cli import EXIT_CONFIG, EXIT_OK, EXIT_RUNTIME
 from edge.gateway.config import GatewayConfig, load_config
+from urbanpulse.cli_types import add_config_argument, config_of
 from urbanpulse.errors import ConfigError, UrbanpulseError
 
 
@@ -22,12 +23,15 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--config", type=Path, required=True)
     run.add_argument("--log-level", default="INFO")
     check = sub.add_parser("check-config", help="validate a gateway config and exit")
-    check.add_argument("--config", type=Path, required=True)
+    add_config_argument(check)
     return p
 
 
 def main(argv: list[str]) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.cmd == "check-config":
+        config_of(parser, args)
     try:
         config = load_config(args.config)
     except ConfigError as exc:

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from urbanpulse.config_fields import unknown_key
 from urbanpulse.errors import ConfigError
 from urbanpulse.hour_intervals import check_divides_hour
 
@@ -189,5 +190,5 @@ class Fields:
         """Reject keys no one read."""
         unknown = sorted(set(self.raw) - self._used)
         if unknown:
-            raise self.error(unknown[0], "unknown key for this driver")
+            raise self.error(unknown[0], unknown_key(unknown[0], self._used, " for this driver"))
 

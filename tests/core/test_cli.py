@@ -62,3 +62,46 @@ def test_times_on_the_command_line_need_their_zone() -> None:
     for text, why in (("2026-11-29T05:00:00", "has no zone"), ("yesterday", "is not an ISO-8601")):
         with pytest.raises(argparse.ArgumentTypeError, match=why):
             aware_datetime(text)
+
+
+GATEWAY_SAMPLE = Path(__file__).resolve().parents[2] / "edge" / "gateway" / "sample.toml"
+
+
+@pytest.mark.parametrize(("group", "sample"), [("edge", SAMPLES[0]), ("gateway", GATEWAY_SAMPLE)])
+def test_check_config_takes_the_file_alone_or_with_config_as_every_other_command(
+        group: str, sample: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([group, "check-config", str(sample)]) == 0, capsys.readouterr().err
+    assert main([group, "check-config", "--config", str(sample)]) == 0, capsys.readouterr().err
+    assert main([group, "check-config", str(sample), "--config", str(sample)]) == 0
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as usage:  # argparse's usage error
+        main([group, "check-config"])
+    assert usage.value.code == 2
+    assert "the config file is required" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as usage:
+        main([group, "check-config", str(sample), "--config", "other.toml"])
+    assert usage.value.code == 2
+    assert "two config files given" in capsys.readouterr().err
+
+
+def test_cloud_check_config_takes_config_too(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "cloud.toml"
+    bad.write_text('[mqtt]\npassword_file = "p"\nca_file = "c"\n[influx]\npassword_file = "p"\n'
+                   '[retention]\nraw = "30 days"\n')
+    assert main(["cloud", "check-config", "--config", str(bad)]) == 2  # read: its error is the file's
+    assert "retention.raw: '30 days'" in capsys.readouterr().err
+
+
+def test_a_misspelt_key_gets_the_nearest_known_one(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    sample = next(p for p in SAMPLES if p.parent.name == "sds011")
+    for typo, key, near in (("state_dir", "statedir", "state_dir"),
+                            ('port = "/dev', 'prot = "/dev', "port")):
+        bad = tmp_path / "node.toml"
+        bad.write_text(sample.read_text().replace(typo, key, 1))
+        assert main(["edge", "check-config", str(bad)]) == 2
+        assert f"unknown key{' for sds011' if near == 'port' else ''}; did you mean {near!r}?" \
+            in capsys.readouterr().err
+    bad.write_text(sample.read_text().replace("[node]", "[node]\nzzz_qqq = 1", 1))
+    assert main(["edge", "check-config", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "node.zzz_qqq: unknown key (known: " in err and "did you mean" not in err

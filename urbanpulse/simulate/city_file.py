@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from urbanpulse.config_fields import unknown_key
 from urbanpulse.errors import ConfigError
 from urbanpulse.hour_intervals import check_divides_hour
 from urbanpulse.simulate.city import (
@@ -137,7 +138,7 @@ class Table:
     def done(self) -> None:
         extra = sorted(set(self.raw) - self._used)
         if extra:
-            raise ConfigError(self.sub(extra[0]), "unknown key")
+            raise ConfigError(self.sub(extra[0]), unknown_key(extra[0], self._used))
 
 
 def load_city(path: Path) -> City:
