@@ -92,7 +92,8 @@ def test_cloud_check_config_takes_config_too(tmp_path: Path, capsys: pytest.Capt
     assert "retention.raw: '30 days'" in capsys.readouterr().err
 
 
-def test_a_misspelt_key_gets_the_nearest_known_one(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_misspelt_key_gets_the_nearest_known_one(tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
     sample = next(p for p in SAMPLES if p.parent.name == "sds011")
     for typo, key, near in (("state_dir", "statedir", "state_dir"),
                             ('port = "/dev', 'prot = "/dev', "port")):
@@ -104,4 +105,5 @@ def test_a_misspelt_key_gets_the_nearest_known_one(tmp_path: Path, capsys: pytes
     bad.write_text(sample.read_text().replace("[node]", "[node]\nzzz_qqq = 1", 1))
     assert main(["edge", "check-config", str(bad)]) == 2
     err = capsys.readouterr().err
-    assert "node.zzz_qqq: unknown key (known: " in err and "did you mean" not in err
+    assert "node.zzz_qqq: unknown key (known: " in err
+    assert "did you mean" not in err
