@@ -22,11 +22,24 @@ from urbanpulse.config_fields import (
     typed,
 )
 from urbanpulse.errors import ConfigError
-from urbanpulse.wire.relay import MAX_RELAY_BYTES, MAX_RELAY_MESSAGES
+from urbanpulse.wire.payload import MAX_PAYLOAD_BYTES
+from urbanpulse.wire.relay import (
+    MAX_RELAY_BYTES,
+    MAX_RELAY_MESSAGES,
+    RELAY_OVERHEAD_BYTES,
+    RelayedMessage,
+    relay_item_bytes,
+)
 from urbanpulse.wire.topics import TopicError, validate_id
 
-# A relay smaller than this could not carry a node's usual batch (tens of kB).
-RELAY_MIN_BYTES = 16 * 1024
+# A relay must carry any message a node sends: a node message no relay can carry is
+# dropped at the gateway each time its node sends it again, and never reaches the cloud.
+# A node's batch is up to MAX_PAYLOAD_BYTES of ASCII JSON (its publisher halves it only
+# when the encoder refuses it: 500 readings make 60-80 kB, 2,000 nearly all of it); as a
+# relay item each quote and backslash of it is escaped, at most twice its size, plus the
+# item's keys (a node id of 32) and the relay's envelope: 512 KiB and 275 bytes.
+RELAY_MIN_BYTES = (RELAY_OVERHEAD_BYTES + 2 * MAX_PAYLOAD_BYTES
+                   + relay_item_bytes(RelayedMessage("n" * 32, "status", b"")))
 RELAY_MAX_DELAY_MAX_S = 60.0  # well below a node's ack_timeout_s (120 s by default)
 MAX_INFLIGHT_RELAYS_MAX = 1000  # MQTT packet ids are 16 bits; each relay up to 1 MiB
 
@@ -162,8 +175,9 @@ def parse_config(raw: Mapping[str, Any]) -> GatewayConfig:
                           f"must be <= {RELAY_MAX_DELAY_MAX_S:g}, got {delay:g}: a node sends a "
                           "batch again when its ack has not come within its ack_timeout_s")
     max_bytes = _int_in(g, "relay_max_bytes", "gateway", MAX_RELAY_BYTES, RELAY_MIN_BYTES,
-                        MAX_RELAY_BYTES, "the wire contract's relay limit; lower it to the cloud "
-                        "broker's message_size_limit if that is lower")
+                        MAX_RELAY_BYTES, "from what carries a node's largest message, "
+                        "escaped, to the wire contract's relay limit; the cloud broker's "
+                        "message_size_limit must take it")
     max_messages = _int_in(g, "relay_max_messages", "gateway", MAX_RELAY_MESSAGES, 1,
                            MAX_RELAY_MESSAGES, "the wire contract's limit")
     inflight = _int_in(g, "max_inflight_relays", "gateway", 10, 1, MAX_INFLIGHT_RELAYS_MAX,

@@ -4,15 +4,20 @@
 from __future__ import annotations
 
 import tomllib
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from edge.gateway.config import parse_config
+from edge.gateway.relayer import Relayer, Taken
 from urbanpulse.cli import main
+from urbanpulse.clock import FakeClock
 from urbanpulse.errors import ConfigError
-from urbanpulse.wire.relay import MAX_RELAY_BYTES
+from urbanpulse.wire.kinds import KINDS
+from urbanpulse.wire.payload import MAX_PAYLOAD_BYTES, Reading, WireError, encode_batch
+from urbanpulse.wire.relay import MAX_RELAY_BYTES, RelayedMessage
 
 SAMPLE = Path(__file__).parents[3] / "edge" / "gateway" / "sample.toml"
 
@@ -90,3 +95,57 @@ def test_check_config_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert "config error: gateway.relay_max_delay_s: must be > 0" in capsys.readouterr().err
     assert main(["gateway", "run", "--config", str(tmp_path / "missing.toml")]) == 2
     assert "cannot read the config file" in capsys.readouterr().err
+
+
+def _largest_batch() -> bytes:
+    """The largest data message a node's publisher sends: as many readings as its encoder
+    takes under the contract's payload limit (edge/publisher.py halves a batch only when
+    the encoder refuses it), of the kind with the longest readings."""
+    t0 = 1_796_000_000_123_456_789
+    spec = KINDS["hospital.door"]
+    values = {name: 12.5 for name, f in spec.fields.items() if f.required}
+
+    def batch(n: int) -> bytes:
+        readings = [Reading("door-main-entrance", "hospital.door", t0 + i * 10**9, 10**12 + i, values)
+                    for i in range(n)]
+        return encode_batch("hn-bachmai", "ward-a", readings, batch="5e1d0c7a.311",
+                            numbering="0123456789abcdef")
+
+    low, high = 1, 2000  # outbox.batch_max_readings <= 2000
+    while low < high:  # the largest count that encodes
+        mid = (low + high + 1) // 2
+        try:
+            batch(mid)
+            low = mid
+        except WireError:
+            high = mid - 1
+    return batch(low)
+
+
+def test_the_smallest_relay_the_config_takes_carries_a_nodes_largest_batch() -> None:
+    """A node message no relay can carry is dropped at the gateway each time its node sends
+    it again: it never reaches the cloud. So the config takes no relay_max_bytes that a
+    node's full batch cannot fit in."""
+    def accepted(max_bytes: int) -> bool:
+        raw = sample()
+        raw["gateway"]["relay_max_bytes"] = max_bytes
+        try:
+            parse_config(raw)
+        except ConfigError:
+            return False
+        return True
+
+    low, high = 1, MAX_RELAY_BYTES  # the smallest relay_max_bytes taken
+    while low < high:
+        mid = (low + high) // 2
+        low, high = (low, mid) if accepted(mid) else (mid + 1, high)
+    raw = sample()
+    raw["gateway"]["relay_max_bytes"] = low
+    config = parse_config(raw)
+    payload = _largest_batch()
+    assert len(payload) > MAX_PAYLOAD_BYTES - 1000  # (what the test means by largest)
+    relayer = Relayer(config.site, config.id, config.limits,
+                      FakeClock(datetime(2026, 11, 30, 6, 0, tzinfo=UTC)))
+    assert relayer.offer(RelayedMessage("ward-a", "data", payload)) is Taken.TAKEN
+    (relay,) = relayer.cut(flush=True)
+    assert len(relay.payload) <= low

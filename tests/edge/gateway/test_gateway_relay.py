@@ -7,6 +7,7 @@ no reading and holds bounded memory; node statuses, their wills included, are re
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import signal
 import subprocess
@@ -22,6 +23,7 @@ from edge.config import load_config as load_node_config
 from edge.drivers.base import Sample
 from edge.gateway.config import load_config
 from edge.gateway.mqtt import make_client
+from edge.gateway.relayer import RelayLimits
 from edge.gateway.service import Gateway
 from edge.mqtt_client import make_client as make_node_client
 from edge.outbox import Outbox
@@ -47,10 +49,13 @@ def _write_gateway(tmp_path: Path, site: str, stack: StackInfo, broker: CloudBro
 
 
 @contextlib.contextmanager
-def gateway_in_thread(path: Path) -> Iterator[Gateway]:
+def gateway_in_thread(path: Path, limits: RelayLimits | None = None) -> Iterator[Gateway]:
     """The gateway of a config file, run in the test's process until the block ends, then
-    stopped as SIGTERM stops it."""
+    stopped as SIGTERM stops it. `limits`: the relayer's instead of the file's (smaller than
+    the config takes: a relay there carries a node's largest batch)."""
     config = load_config(path)
+    if limits is not None:
+        config = dataclasses.replace(config, limits=limits)
     gateway = Gateway(config, lambda: make_client(config.site_mqtt, "site_mqtt"),
                       lambda: make_client(config.cloud_mqtt, "cloud_mqtt"))
     stop = threading.Event()
@@ -293,12 +298,13 @@ def test_the_cloud_broker_away_for_a_while_memory_stays_bounded_and_everything_a
         tmp_path: Path) -> None:
     site = "hn-gw-away"
     broker, cloud = cloud_side(site, GW)
-    waiting_max = 16 * 1024
-    path = _write_gateway(tmp_path, site, stack, broker, relay_max_delay_s=0.3,
-                          relay_max_bytes=16 * 1024, max_inflight_relays=2,
-                          max_waiting_bytes=waiting_max)
+    waiting_max = 16 * 1024  # small, so that the bounds fill in seconds (these nodes' batches
+    #                          are a few kB: the config's floor is for a node's largest)
+    path = _write_gateway(tmp_path, site, stack, broker)
+    limits = RelayLimits(max_delay_s=0.3, max_bytes=16 * 1024, max_inflight=2,
+                         max_waiting_bytes=waiting_max)
     with sds011s(2) as emus, contextlib.ExitStack() as running:
-        gateway = running.enter_context(gateway_in_thread(path))
+        gateway = running.enter_context(gateway_in_thread(path, limits))
         agents = {f"aq-{i}": running.enter_context(agent_in_thread(
             _sds011_node(make_node_config, site, f"aq-{i}", emu.port))) for i, emu in enumerate(emus)}
         wait_for(lambda: all(len(cloud.seqs(n)) >= 20 for n in agents), 30,
