@@ -9,7 +9,7 @@ import threading
 from pathlib import Path
 from types import FrameType
 
-from edge.cli import EXIT_CONFIG, EXIT_OK, EXIT_RUNTIME
+from edge.cli import EXIT_CONFIG, EXIT_OK, EXIT_RUNTIME, LOG_LEVELS
 from edge.gateway.config import GatewayConfig, load_config
 from urbanpulse.cli_types import add_config_argument, config_of
 from urbanpulse.errors import ConfigError, UrbanpulseError
@@ -21,7 +21,9 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="relay the site's nodes to the cloud, in the foreground "
                                      "(systemd-friendly)")
     run.add_argument("--config", type=Path, required=True)
-    run.add_argument("--log-level", default="INFO")
+    run.add_argument("--log-level", default="INFO", type=str.upper, choices=LOG_LEVELS,
+                     metavar="LEVEL", help="the least severe log record written: "
+                     f"{', '.join(LOG_LEVELS)}, in any case (default INFO)")
     check = sub.add_parser("check-config", help="validate a gateway config and exit")
     add_config_argument(check)
     return p

@@ -107,3 +107,14 @@ def test_a_misspelt_key_gets_the_nearest_known_one(tmp_path: Path,
     err = capsys.readouterr().err
     assert "node.zzz_qqq: unknown key (known: " in err
     assert "did you mean" not in err
+
+
+def test_the_gateways_log_level_is_checked_in_any_case(capsys: pytest.CaptureFixture[str]) -> None:
+    from edge.gateway.cli import _parser
+
+    args = _parser().parse_args(["run", "--config", str(GATEWAY_SAMPLE), "--log-level", "debug"])
+    assert args.log_level == "DEBUG"
+    with pytest.raises(SystemExit) as usage:
+        main(["gateway", "run", "--config", str(GATEWAY_SAMPLE), "--log-level", "verbose"])
+    assert usage.value.code == 2
+    assert "invalid choice: 'VERBOSE'" in capsys.readouterr().err
