@@ -32,10 +32,10 @@ from urbanpulse.config_fields import (
     plaintext_only_on_loopback,
     read_toml,
     typed,
+    typed_id,
 )
 from urbanpulse.errors import ConfigError
 from urbanpulse.wire.payload import SENSOR_ID, SENSOR_ID_MAX
-from urbanpulse.wire.topics import TopicError, validate_id
 
 T = TypeVar("T")
 
@@ -291,14 +291,8 @@ def parse_config(raw: Mapping[str, Any]) -> AgentConfig:
     only_known(raw, {"node", "mqtt", "outbox", "gpio", "sensors", "agent"}, "")
     node_t = _table(raw, "node")
     only_known(node_t, {"id", "site", "location", "state_dir"}, "node")
-    try:
-        node_id = validate_id("node", typed(node_t, "id", "node", str))
-    except TopicError as exc:
-        raise ConfigError("node.id", str(exc)) from exc
-    try:
-        site = validate_id("site", typed(node_t, "site", "node", str))
-    except TopicError as exc:
-        raise ConfigError("node.site", str(exc)) from exc
+    node_id = typed_id(node_t, "id", "node", "node")
+    site = typed_id(node_t, "site", "node", "site")
     state_dir = _path(node_t, "state_dir", "node") or Path("/var/lib/urbanpulse")
     node = NodeConfig(node_id, site, typed(node_t, "location", "node", str, ""), state_dir)
 

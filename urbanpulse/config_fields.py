@@ -12,6 +12,7 @@ from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit
 
 from urbanpulse.errors import ConfigError
+from urbanpulse.wire.topics import TopicError, validate_id
 
 T = TypeVar("T")
 
@@ -86,3 +87,12 @@ def finite_seconds(value: float, key: str) -> float:
     if not math.isfinite(value):
         raise ConfigError(key, f"must be a finite number of seconds, got {value!r}")
     return value
+
+
+def typed_id(table: Mapping[str, Any], key: str, prefix: str, what: str) -> str:
+    """A site or node id (urbanpulse.wire.topics.validate_id) read from `table[key]`; a
+    ConfigError naming `prefix.key` when it is none."""
+    try:
+        return validate_id(what, typed(table, key, prefix, str))
+    except TopicError as exc:
+        raise ConfigError(f"{prefix}.{key}", str(exc)) from exc

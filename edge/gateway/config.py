@@ -20,6 +20,7 @@ from urbanpulse.config_fields import (
     plaintext_only_on_loopback,
     read_toml,
     typed,
+    typed_id,
 )
 from urbanpulse.errors import ConfigError
 from urbanpulse.wire.payload import MAX_PAYLOAD_BYTES
@@ -30,7 +31,6 @@ from urbanpulse.wire.relay import (
     RelayedMessage,
     relay_item_bytes,
 )
-from urbanpulse.wire.topics import TopicError, validate_id
 
 # A relay must carry any message a node sends: a node message no relay can carry is
 # dropped at the gateway each time its node sends it again, and never reaches the cloud.
@@ -161,14 +161,8 @@ def parse_config(raw: Mapping[str, Any]) -> GatewayConfig:
     only_known(g, {"site", "id", "relay_max_delay_s", "relay_max_bytes", "relay_max_messages",
                    "max_inflight_relays", "max_waiting_bytes", "relay_ack_timeout_s",
                    "heartbeat_s"}, "gateway")
-    try:
-        site = validate_id("site", typed(g, "site", "gateway", str))
-    except TopicError as exc:
-        raise ConfigError("gateway.site", str(exc)) from exc
-    try:
-        gateway_id = validate_id("node", typed(g, "id", "gateway", str))
-    except TopicError as exc:
-        raise ConfigError("gateway.id", str(exc)) from exc
+    site = typed_id(g, "site", "gateway", "site")
+    gateway_id = typed_id(g, "id", "gateway", "node")
     delay = _positive_seconds(g, "relay_max_delay_s", "gateway", 1.0)
     if delay > RELAY_MAX_DELAY_MAX_S:
         raise ConfigError("gateway.relay_max_delay_s",
