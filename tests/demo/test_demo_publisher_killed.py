@@ -42,13 +42,14 @@ class _Info:
 
 
 class _Client:
-    """Keeps what the publisher hands to MQTT."""
+    """Keeps the data messages the publisher hands to MQTT (not the nodes' statuses)."""
 
     def __init__(self, sent: list[bytes]) -> None:
         self.sent = sent
 
-    def publish(self, topic: str, payload: bytes, qos: int) -> _Info:
-        self.sent.append(payload)
+    def publish(self, topic: str, payload: bytes, qos: int, retain: bool = False) -> _Info:
+        if topic.endswith("/data"):
+            self.sent.append(payload)
         return _Info()
 
 

@@ -9,6 +9,16 @@ ledger sees neither duplicates nor gaps across runs. The same file keeps the nam
 numbering (the contract's `numbering`, as an outbox keeps it): a demo directory wiped
 numbers from 0 again under a new name, as a node that lost its state does.
 
+Each run is a restart of every lightweight node, as of an edge agent: a status heartbeat
+under a new run id (`run_id`, `uptime_s`, `clock.jumps`), sent on connecting before any
+data and then every HEARTBEAT_S, and an "offline" status at a clean stop. Its uptime dates
+the node's start (the heartbeat's stamp less its uptime) just after what the run before
+published, and the run sends no reading stamped before that start: the cloud's forward
+clock rule takes the gap across two runs for a restart, as it does an agent's. Before, the
+nodes sent no heartbeat, and a sensor reporting once a minute, read by the new run's
+simulation at other seconds of the minute, showed a gap longer than any it had (87.5 s
+against 60 s): a false `clock_jump`.
+
 Both files are written (atomically, synced) before each publish, not when the demo stops:
 a demo killed outright (SIGKILL, the OOM killer, a power cut) would otherwise leave the
 next run numbering again from the last clean stop under the same name, and the cloud would
@@ -29,17 +39,25 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from urbanpulse.clock import from_epoch_ns, to_epoch_ns
 from urbanpulse.errors import ConfigError
 from urbanpulse.simulate import NodeBatch, SimClock, Simulation
-from urbanpulse.wire import Reading, encode_batch
+from urbanpulse.wire import Reading, encode_batch, encode_status
 from urbanpulse.wire.payload import NUMBERING_ID
-from urbanpulse.wire.topics import data_topic
+from urbanpulse.wire.topics import data_topic, status_topic
 
 if TYPE_CHECKING:
     import paho.mqtt.client as paho
 
 STEP_S = 1.0  # how often the publisher catches up with the simulation clock
 MAX_BATCH = 500
+HEARTBEAT_S = 30.0  # the edge agent's default `heartbeat_s`
+# A run's nodes start this long after the newest stamp the run before published (or before
+# the simulation's start, on a first run), and their first reading comes at least
+# FIRST_READING_NS after that start: their heartbeats' start (stamp less uptime, to the
+# microsecond) falls strictly between the last reading before and the first after.
+START_AFTER_NS = 1_000_000_000
+FIRST_READING_NS = 1_000_000
 SensorKey = tuple[str, str, str]
 
 
@@ -153,6 +171,15 @@ class CityPublisher(threading.Thread):
         self.next_seq = dict(seq_base)
         self.not_before_ns = not_before_ns
         self.published_until_ns = not_before_ns
+        # This run's restart of the nodes: when they started (the simulation's offset, and
+        # epoch ns on the simulation's clock), under a run id of their own.
+        sim_start_ns = to_epoch_ns(sim.start)
+        self.start_ns = max(sim_start_ns - START_AFTER_NS, not_before_ns + START_AFTER_NS)
+        self.start_offset = (self.start_ns - sim_start_ns) / 1e9
+        self.first_ns = self.start_ns + FIRST_READING_NS
+        self.run_id = secrets.token_hex(8)
+        self._skews = {key: sim.clock_skew(*key) for key in clients}
+        self._next_status: float | None = None
         self._skipped: dict[SensorKey, int] = {}
         self.generator = sim.readings(MAX_BATCH)
         self.stop_event = threading.Event()
@@ -168,7 +195,7 @@ class CityPublisher(threading.Thread):
             key = (batch.site, batch.node, r.sensor)
             if key in self.live:
                 continue
-            if r.ts_ns <= self.not_before_ns:
+            if r.ts_ns <= self.not_before_ns or r.ts_ns < self.first_ns:
                 self._skipped[key] = self._skipped.get(key, 0) + 1
                 continue
             # the simulation's own gaps kept: only the readings left out are not numbered
@@ -183,6 +210,9 @@ class CityPublisher(threading.Thread):
         the numbers and the newest stamp saved first: killed at any point, the demo leaves
         the next run numbers and minutes that follow what it may have sent."""
         with self._lock:
+            if self._next_status is None or until >= self._next_status:
+                self._status("online", until)  # the first on connecting, before any data
+                self._next_status = until + HEARTBEAT_S
             due: list[tuple[paho.Client, NodeBatch, list[Reading]]] = []
             for batch in self.generator.advance(max(until, self.generator.position)):
                 readings = self._keep(batch)
@@ -200,6 +230,18 @@ class CityPublisher(threading.Thread):
                 self.batches += 1
             self._pending = [i for i in self._pending if _state(i) == "pending"]
 
+    def _status(self, state: str, at: float) -> None:
+        """Every node's status at offset `at`, as an agent's heartbeat: stamped by the node's
+        clock, with this run's id and the uptime since the nodes' start (QoS 1, retained)."""
+        uptime = round(at - self.start_offset, 6)
+        health = {"run_id": self.run_id, "uptime_s": uptime, "clock": {"jumps": 0}}
+        base_ns = to_epoch_ns(self.sim.at(at))
+        for (site, node), client in self.clients.items():
+            ts = from_epoch_ns(base_ns + round(self._skews[(site, node)](at) * 1e9))
+            self._pending.append(client.publish(status_topic(site, node),
+                                                encode_status(state, ts, health), qos=1,
+                                                retain=True))
+
     def _save(self) -> None:
         save_seq(self.seq_file, self.next_seq, self.numbering, sync=False)
         save_published_until(self.until_file, self.published_until_ns, sync=False)
@@ -214,7 +256,10 @@ class CityPublisher(threading.Thread):
         how many batches were not acknowledged."""
         self.stop_event.set()
         self.join(10)
-        self.publish_until(self.clock.offset())
+        until = self.clock.offset()
+        self.publish_until(until)
+        with self._lock:
+            self._status("offline", until)  # as an agent's clean stop
         deadline = time.monotonic() + wait_s
         for info in self._pending:
             with contextlib.suppress(ValueError, RuntimeError):  # counted just below
