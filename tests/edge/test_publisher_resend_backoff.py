@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from edge import publisher as publisher_module
 from edge.config import load_config, parse_config
 from edge.drivers.base import Sample
 from edge.mqtt_client import make_client as make_node_client
@@ -81,6 +82,14 @@ class PlayedCloud:
     def stop(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
+
+
+@pytest.fixture(autouse=True)
+def _quick_pumps(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The publisher looks at the outbox and the FakeClock every 10 ms, not 100 ms: each of
+    the hundreds of clock steps here waits for a look. Only how soon it looks after a step
+    changes; what it does at each look is driven by the FakeClock alone."""
+    monkeypatch.setattr(publisher_module, "PUMP_INTERVAL_S", 0.01)
 
 
 @pytest.fixture
