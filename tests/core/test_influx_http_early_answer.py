@@ -159,8 +159,12 @@ class _Resetting:
             conn.close()
 
     def close(self) -> None:
+        # Closing the socket alone leaves the thread in accept() (Linux): the join waited its
+        # 5 s. A shutdown wakes the accept, which then raises OSError.
+        self.sock.shutdown(socket.SHUT_RDWR)
         self.sock.close()
         self._thread.join(5)
+        assert not self._thread.is_alive()
 
 
 def test_a_send_cut_without_an_answer_is_still_no_answer() -> None:
