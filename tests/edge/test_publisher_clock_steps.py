@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from edge import publisher as publisher_module
 from edge.config import load_config
 from edge.drivers.base import Sample
 from edge.mqtt_client import make_client as make_node_client
@@ -30,6 +31,14 @@ from urbanpulse.wire import ack_topic, data_topic, decode_batch, encode_ack
 from urbanpulse.wire.payload import batch_id_of
 
 SITE = "hn-clockstep"
+
+
+@pytest.fixture(autouse=True)
+def _quick_pumps(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The publisher looks at the outbox and the FakeClock every 10 ms, not 100 ms: each clock
+    step here waits for a look. Only how soon it looks after a step changes; what it does at
+    each look is driven by the FakeClock alone."""
+    monkeypatch.setattr(publisher_module, "PUMP_INTERVAL_S", 0.01)
 
 
 @pytest.fixture

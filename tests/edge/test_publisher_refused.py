@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from edge import publisher as publisher_module
 from edge.config import load_config
 from edge.drivers.base import Sample
 from edge.mqtt_client import make_client as make_node_client
@@ -37,6 +38,14 @@ NODE = "aq-refused"
 T = 10.0  # ack_timeout_s, in FakeClock seconds
 STEP = T / 4
 READINGS = 5
+
+
+@pytest.fixture(autouse=True)
+def _quick_pumps(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The publisher looks at the outbox and the FakeClock every 10 ms, not 100 ms: each clock
+    step here waits for a look. Only how soon it looks after a step changes; what it does at
+    each look is driven by the FakeClock alone."""
+    monkeypatch.setattr(publisher_module, "PUMP_INTERVAL_S", 0.01)
 
 
 @contextlib.contextmanager
