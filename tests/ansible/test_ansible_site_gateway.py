@@ -160,6 +160,9 @@ def site_broker(tmp_path: Path) -> Iterator[tuple[Any, dict[str, str], str]]:
     pidfile = tmp_path / "mosquitto.pid"
     process.start_detached([mosquitto.BINARY, "-c", str(path)], output=tmp_path / "stderr.log",
                            pidfile=pidfile)
+    # Started is not listening yet: connecting at once was refused once under CI.
+    listening = process.wait_until(lambda: not process.port_is_free("127.0.0.1", port), timeout_s=15.0)
+    assert listening, process.tail(tmp_path / "stderr.log") + process.tail(tmp_path / "mosquitto.log")
     passwords = {f"{v['edge_site']}.{v['edge_node_id']}": context["hostvars"][h]["vault_edge_mqtt_password"]
                  for h, v in EDGE.items()}
     gateway_user = context["mosquitto_site_gateway_user"]
