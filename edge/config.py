@@ -174,13 +174,14 @@ HEARTBEAT_MAX_S = 120.0
 _HOSTNAME = re.compile(r"(?=.{1,254}\Z)([A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?\.?)+")
 
 
-def _host(value: str) -> str:
+def mqtt_host(value: str, table: str = "mqtt") -> str:
     """A host name or an IP address, as the MQTT client connects to it: anything else
-    (a URL, `host:port`) fails its name lookup at every reconnect, for ever."""
-    key = "mqtt.host"
+    (a URL, `host:port`) fails its name lookup at every reconnect, for ever. `table` names
+    the config table it came from (`mqtt`, or a gateway's `site_mqtt` and `cloud_mqtt`)."""
+    key = f"{table}.host"
     if "://" in value:
         raise ConfigError(key, f"a host name or an IP address, not a URL, got {value!r}: drop the "
-                          "scheme (TLS is mqtt.tls, the port mqtt.port)")
+                          f"scheme (TLS is {table}.tls, the port {table}.port)")
     if value.startswith("[") and value.endswith("]"):
         raise ConfigError(key, f"write an IPv6 address without brackets, got {value!r}")
     try:
@@ -192,7 +193,7 @@ def _host(value: str) -> str:
         return value
     if value.count(":") == 1 and _HOSTNAME.fullmatch(value.partition(":")[0]):
         raise ConfigError(key, f"a host name or an IP address, got {value!r}: the port goes in "
-                          "mqtt.port")
+                          f"{table}.port")
     raise ConfigError(key, f"must be a host name or an IP address, got {value!r}")
 
 
@@ -313,7 +314,7 @@ def parse_config(raw: Mapping[str, Any]) -> AgentConfig:
     if not 0 < port < 65536:
         raise ConfigError("mqtt.port", f"must be 1-65535, got {port}")
     mqtt = MqttConfig(
-        host=_host(typed(m, "host", "mqtt", str)),
+        host=mqtt_host(typed(m, "host", "mqtt", str)),
         port=port,
         username=typed(m, "username", "mqtt", str, f"{site}.{node_id}"),
         ca_file=_path(m, "ca_file", "mqtt"),

@@ -5,14 +5,12 @@ existence, so that a config can be checked on a laptop. Every error names the ex
 
 from __future__ import annotations
 
-import ipaddress
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edge.config import HEARTBEAT_MAX_S, KEEPALIVE_MAX_S
+from edge.config import HEARTBEAT_MAX_S, KEEPALIVE_MAX_S, mqtt_host
 from edge.gateway.relayer import RelayLimits
 from urbanpulse.config_fields import (
     finite_seconds,
@@ -90,23 +88,6 @@ def _int_in(table: Mapping[str, Any], key: str, prefix: str, default: int, low: 
     return value
 
 
-_HOSTNAME = re.compile(r"(?=.{1,254}\Z)([A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?\.?)+")
-
-
-def _host(value: str, key: str) -> str:
-    """A host name or an IP address, as the MQTT client connects to it (a URL or
-    `host:port` would fail its name lookup at every reconnect, for ever)."""
-    try:
-        ipaddress.ip_address(value)
-        return value
-    except ValueError:
-        pass
-    if _HOSTNAME.fullmatch(value) and ".." not in value:
-        return value
-    raise ConfigError(key, f"must be a host name or an IP address (no scheme, no port, IPv6 "
-                           f"without brackets), got {value!r}")
-
-
 def _path(table: Mapping[str, Any], key: str, prefix: str) -> Path | None:
     value = typed(table, key, prefix, str, None)
     if value is None:
@@ -126,7 +107,7 @@ def _link(raw: Mapping[str, Any], prefix: str, default_user: str) -> LinkConfig:
         raise ConfigError(prefix, "missing table" if table is None else "must be a table")
     only_known(table, LINK_KEYS, prefix)
     link = LinkConfig(
-        host=_host(typed(table, "host", prefix, str), f"{prefix}.host"),
+        host=mqtt_host(typed(table, "host", prefix, str), prefix),
         port=_int_in(table, "port", prefix, 8883, 1, 65535, "a TCP port"),
         username=typed(table, "username", prefix, str, default_user),
         client_id=typed(table, "client_id", prefix, str, default_user),

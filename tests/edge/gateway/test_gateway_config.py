@@ -49,6 +49,7 @@ def test_the_sample_config_is_valid_and_fills_the_defaults() -> None:
     ("gateway", "heartbeat_s", 600, "gateway.heartbeat_s", "Node offline"),
     ("gateway", "relay_every_s", 1, "gateway.relay_every_s", "unknown key"),
     ("site_mqtt", "host", "mqtts://broker.lan", "site_mqtt.host", "host name"),
+    ("cloud_mqtt", "host", "broker.lan:8883", "cloud_mqtt.host", "the port goes in cloud_mqtt.port"),
     ("cloud_mqtt", "port", 70000, "cloud_mqtt.port", "TCP port"),
     ("cloud_mqtt", "tls", False, "cloud_mqtt.tls", "in clear"),
     ("site_mqtt", "password_file", "relative/path", "site_mqtt.password_file", "path"),
