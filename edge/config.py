@@ -149,7 +149,8 @@ def _table(raw: Mapping[str, Any], key: str, required: bool = True) -> Mapping[s
     return value
 
 
-def _path(table: Mapping[str, Any], key: str, prefix: str) -> Path | None:
+def config_path(table: Mapping[str, Any], key: str, prefix: str) -> Path | None:
+    """A file path from the config: absolute or ./relative (the agent's, and a gateway's)."""
     value = typed(table, key, prefix, str, None)
     if value is None:
         return None
@@ -294,7 +295,7 @@ def parse_config(raw: Mapping[str, Any]) -> AgentConfig:
     only_known(node_t, {"id", "site", "location", "state_dir"}, "node")
     node_id = typed_id(node_t, "id", "node", "node")
     site = typed_id(node_t, "site", "node", "site")
-    state_dir = _path(node_t, "state_dir", "node") or Path("/var/lib/urbanpulse")
+    state_dir = config_path(node_t, "state_dir", "node") or Path("/var/lib/urbanpulse")
     node = NodeConfig(node_id, site, typed(node_t, "location", "node", str, ""), state_dir)
 
     m = _table(raw, "mqtt")
@@ -317,10 +318,10 @@ def parse_config(raw: Mapping[str, Any]) -> AgentConfig:
         host=mqtt_host(typed(m, "host", "mqtt", str)),
         port=port,
         username=typed(m, "username", "mqtt", str, f"{site}.{node_id}"),
-        ca_file=_path(m, "ca_file", "mqtt"),
-        password_file=_path(m, "password_file", "mqtt"),
-        cert_file=_path(m, "cert_file", "mqtt"),
-        key_file=_path(m, "key_file", "mqtt"),
+        ca_file=config_path(m, "ca_file", "mqtt"),
+        password_file=config_path(m, "password_file", "mqtt"),
+        cert_file=config_path(m, "cert_file", "mqtt"),
+        key_file=config_path(m, "key_file", "mqtt"),
         keepalive_s=_keepalive(typed(m, "keepalive_s", "mqtt", int, 30)),
         tls=typed(m, "tls", "mqtt", bool, True),
         delivery=delivery,

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edge.config import HEARTBEAT_MAX_S, KEEPALIVE_MAX_S, mqtt_host
+from edge.config import HEARTBEAT_MAX_S, KEEPALIVE_MAX_S, config_path, mqtt_host
 from edge.gateway.relayer import RelayLimits
 from urbanpulse.config_fields import (
     finite_seconds,
@@ -88,15 +88,6 @@ def _int_in(table: Mapping[str, Any], key: str, prefix: str, default: int, low: 
     return value
 
 
-def _path(table: Mapping[str, Any], key: str, prefix: str) -> Path | None:
-    value = typed(table, key, prefix, str, None)
-    if value is None:
-        return None
-    if not value.startswith("/") and not value.startswith("."):
-        raise ConfigError(f"{prefix}.{key}", f"must be an absolute or ./relative path, got {value!r}")
-    return Path(value)
-
-
 LINK_KEYS = {"host", "port", "username", "client_id", "password_file", "ca_file", "cert_file",
              "key_file", "tls", "keepalive_s"}
 
@@ -111,10 +102,10 @@ def _link(raw: Mapping[str, Any], prefix: str, default_user: str) -> LinkConfig:
         port=_int_in(table, "port", prefix, 8883, 1, 65535, "a TCP port"),
         username=typed(table, "username", prefix, str, default_user),
         client_id=typed(table, "client_id", prefix, str, default_user),
-        password_file=_path(table, "password_file", prefix),
-        ca_file=_path(table, "ca_file", prefix),
-        cert_file=_path(table, "cert_file", prefix),
-        key_file=_path(table, "key_file", prefix),
+        password_file=config_path(table, "password_file", prefix),
+        ca_file=config_path(table, "ca_file", prefix),
+        cert_file=config_path(table, "cert_file", prefix),
+        key_file=config_path(table, "key_file", prefix),
         tls=typed(table, "tls", prefix, bool, True),
         keepalive_s=_int_in(table, "keepalive_s", prefix, 30, 1, KEEPALIVE_MAX_S,
                             "MQTT's keep alive is 16 bits of seconds"),
