@@ -21,6 +21,7 @@ from firmware_bridge.probe import probe
 from firmware_bridge.protocols import ProtocolSpec, get_protocol, protocol_names
 from firmware_bridge.scripts import ScriptError, emulator_values
 from firmware_bridge.transport import open_link
+from urbanpulse.closed_stdout import is_closed_stdout, run_command
 
 EXIT_OK = 0
 EXIT_INPUT = 1
@@ -79,8 +80,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _probe(args)
     except KeyboardInterrupt:
         return EXIT_OK
-    except BrokenPipeError:
-        return EXIT_OK
 
 
 # -- decode ---------------------------------------------------------------------------------
@@ -119,6 +118,8 @@ def _decode(args: argparse.Namespace, spec: ProtocolSpec, parser: argparse.Argum
         else:
             _decode_stream(args.input or "-", decoder, printer)
     except (OSError, SerialLinkError) as exc:
+        if is_closed_stdout(exc):
+            raise  # `decode ... | head -1`: run_command ends it quietly
         _counters(decoder, printer)
         print(f"urbanpulse bridge decode: cannot read input: {exc}", file=sys.stderr)
         return EXIT_INPUT
@@ -198,8 +199,8 @@ def _emulate(args: argparse.Namespace, spec: ProtocolSpec) -> int:
         print(f"urbanpulse bridge emulate: {exc}", file=sys.stderr)
         return EXIT_USAGE
     port = emulator.start()
-    print(port, flush=True)
     try:
+        print(port, flush=True)
         _serve(emulator, args.duration)
     finally:
         emulator.stop()
@@ -269,4 +270,4 @@ def _probe(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(main))

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import os
-import select
 import sys
 from collections.abc import Callable, Sequence
+
+from urbanpulse.closed_stdout import run_command
 
 GROUPS: dict[str, tuple[str, str]] = {
     "stack": ("urbanpulse.stack.cli", "start, stop and inspect the local Mosquitto and InfluxDB"),
@@ -75,19 +75,13 @@ def _usage() -> str:
     return "\n".join(lines)
 
 
-def _stdout_closed() -> bool:
-    """Whether standard output is a pipe whose reader has gone (poll: POLLERR)."""
-    try:
-        fd = sys.stdout.fileno()
-    except (AttributeError, OSError, ValueError):  # replaced by an object without a descriptor
-        return False
-    poller = select.poll()
-    poller.register(fd, select.POLLOUT)
-    return any(events & select.POLLERR for _, events in poller.poll(0))
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    # `urbanpulse ... | head -1`: a reader that stops early ends any command quietly
+    return run_command(lambda: _dispatch(args))
+
+
+def _dispatch(args: list[str]) -> int:
     if not args or args[0] in ("-h", "--help"):
         print(_usage())
         return 0 if args else 2
@@ -108,21 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         module = importlib.import_module(module_name)
         run: Callable[[list[str]], int] = module.main
         # Commands import what only they need when they run (`cloud run`: Bytewax).
-        try:
-            code = run(args[1:])
-        except SystemExit:  # argparse's --help and usage errors leave from inside
-            sys.stdout.flush()
-            raise
-        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
-        return code
-    except BrokenPipeError:
-        if not _stdout_closed():
-            raise  # another pipe or a socket: not for us to hide
-        # The reader went away (`urbanpulse stack status | head -3`): nothing more may reach
-        # the closed pipe, not even the interpreter's flush at exit (Python's documented
-        # recipe, "Note on SIGPIPE"; exit code 1, as there).
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 1
+        return run(args[1:])
     except ModuleNotFoundError as exc:
         package = _missing_dependency(exc)
         if package is None:

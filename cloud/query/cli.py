@@ -22,6 +22,7 @@ from cloud.query.errors import BadArgument, QueryError
 from cloud.query.typed_csv import SIDECAR_SUFFIX, sidecar_path, sidecar_text, write_frames
 from urbanpulse.cli_types import aware_datetime
 from urbanpulse.clock import to_epoch_ns
+from urbanpulse.closed_stdout import is_closed_stdout, silence_stdout
 from urbanpulse.errors import ConfigError
 
 EXIT_OK, EXIT_DATABASE, EXIT_ARGUMENTS = 0, 1, 2
@@ -201,10 +202,12 @@ def main(argv: list[str]) -> int:
                 try:
                     rows, types = write_frames(frames, sys.stdout)
                     sys.stdout.flush()
-                except BrokenPipeError:
-                    # The reader stopped (`| head`): it has what it wanted. Nothing more may
-                    # reach the closed pipe, not even the interpreter's flush at exit.
-                    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+                except BrokenPipeError as exc:
+                    if not is_closed_stdout(exc):
+                        raise
+                    # The reader stopped (`| head`): it has what it wanted (exit 0 here,
+                    # where 1 means InfluxDB failed).
+                    silence_stdout()
                     return EXIT_OK
                 if args.dtypes is not None:
                     _write_sidecar(args.dtypes, types, rows)

@@ -18,14 +18,21 @@ from urbanpulse import cli
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _run_into_closed_pipe(*args: str) -> subprocess.CompletedProcess[str]:
-    """`urbanpulse ARGS` with its stdout a pipe whose reader has already gone."""
+def _run_into_closed_pipe(*args: str, unbuffered: bool | None = None
+                          ) -> subprocess.CompletedProcess[str]:
+    """`urbanpulse ARGS` with its stdout a pipe whose reader has already gone; `unbuffered`:
+    with or without PYTHONUNBUFFERED (each print written at once), None: as inherited."""
+    env = dict(os.environ)
+    if unbuffered is not None:
+        env.pop("PYTHONUNBUFFERED", None)
+        if unbuffered:
+            env["PYTHONUNBUFFERED"] = "1"
     read_end, write_end = os.pipe()
     os.close(read_end)
     try:
         return subprocess.run([sys.executable, "-m", "urbanpulse.cli", *args], cwd=ROOT,
                               stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=120,
-                              check=False)
+                              check=False, env=env)
     finally:
         os.close(write_end)
 
@@ -44,6 +51,24 @@ def test_a_group_without_its_own_handling_ends_quietly_too(tmp_path: Path) -> No
     assert done.stderr == ""
     assert done.returncode == 1
     assert (tmp_path / "out").is_dir()  # it did its work
+
+
+@pytest.mark.parametrize(("option", "unbuffered"), [("--help", False), ("--version", True)])
+def test_the_dispatchers_own_output_into_a_closed_pipe_ends_quietly(option: str,
+                                                                    unbuffered: bool) -> None:
+    # printed outside the command's handling: "Exception ignored ... BrokenPipeError" and
+    # exit code 120 (buffered), a BrokenPipeError traceback (unbuffered)
+    done = _run_into_closed_pipe(option, unbuffered=unbuffered)
+    assert done.stderr == ""
+    assert done.returncode == 1
+
+
+def test_a_command_that_catches_oserror_lets_a_closed_stdout_through() -> None:
+    # `simulate` reports OSError itself: "urbanpulse simulate: [Errno 32] Broken pipe" when
+    # each print is written at once
+    done = _run_into_closed_pipe("simulate", "--check", unbuffered=True)
+    assert done.stderr == ""
+    assert done.returncode == 1
 
 
 def test_a_broken_pipe_that_is_not_stdout_is_not_hidden(monkeypatch: pytest.MonkeyPatch) -> None:

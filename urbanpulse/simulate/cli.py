@@ -20,6 +20,7 @@ from typing import IO, Any
 
 from urbanpulse.cli_types import aware_datetime
 from urbanpulse.clock import from_epoch_ns
+from urbanpulse.closed_stdout import is_closed_stdout
 from urbanpulse.errors import UrbanpulseError
 from urbanpulse.simulate.city import DEFAULT_CITY, City, NodeSpec
 from urbanpulse.simulate.lightweight import NodeBatch
@@ -80,6 +81,8 @@ def main(argv: list[str]) -> int:
         print(f"urbanpulse simulate: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:
+        if is_closed_stdout(exc):
+            raise  # `simulate --check | head -1`: the dispatcher ends it quietly
         print(f"urbanpulse simulate: {exc}", file=sys.stderr)
         return 1
 

@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from urbanpulse.closed_stdout import is_closed_stdout
 from urbanpulse.errors import UrbanpulseError
 from urbanpulse.stack.config import StackConfig, StackInfo
 from urbanpulse.stack.lifecycle import add_node, down, resolve_config, status, up
@@ -99,9 +100,9 @@ def main(argv: list[str]) -> int:
             creds = add_node(config, args.site, args.node, gateway=args.gateway)
             role = " (site gateway: may write its relay)" if args.gateway else ""
             print(f"mqtt user {creds.username}{role}: password in {creds.password_file}")
-    except BrokenPipeError:
-        raise  # stdout closed (`status | head -3`): the dispatcher ends quietly, urbanpulse/cli.py
     except (UrbanpulseError, OSError) as exc:
+        if is_closed_stdout(exc):
+            raise  # `status | head -3`: the dispatcher ends it quietly
         print(f"urbanpulse stack {args.command}: {exc}", file=sys.stderr)
         return 1
     return 0
