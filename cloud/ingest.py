@@ -79,6 +79,7 @@ class IngestStats:
     last_error: str | None = None
     commit_failures: int = 0  # commits that failed or were held back by the free-space floor
     holding: str | None = None  # why nothing commits now, while it does not
+    retained_skipped: int = 0  # retained messages a broker sent on subscribing: not journaled
 
 
 class InstanceLock:
@@ -257,12 +258,18 @@ class Ingest:
             info.wait_for_publish(left)
 
     def _on_connect(self, client: Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        from paho.mqtt.subscribeoptions import SubscribeOptions
+
         if reason.is_failure:
             self.stats.last_error = f"broker refused the connection: {reason}"
             log.error("ingest connection refused", extra={"reason": str(reason)})
             return
         self.stats.connected = True
-        client.subscribe([(topic, 1) for topic in self.subscriptions])
+        # Retained messages never: the broker's last copy of a topic is one this persistent
+        # session already took live, or one published while the cloud had no session, which
+        # it cannot place in time (a node's stale direct status, docs/gateway.md).
+        options = SubscribeOptions(qos=1, retainHandling=SubscribeOptions.RETAIN_DO_NOT_SEND)
+        client.subscribe([(topic, options) for topic in self.subscriptions])
 
     def _on_subscribe(self, client: Client, userdata: Any, mid: int, reasons: Any, props: Any) -> None:
         if all(not r.is_failure for r in reasons):
@@ -288,6 +295,13 @@ class Ingest:
             # and sends it to the next ingest of this instance. Taken, what keeps arriving
             # under load kept the commit thread busy past the stop's join (10 s), left
             # running with the instance lock.
+            return
+        if msg.retain:
+            # Only a broker that ignores the subscription's retain handling sends one (MQTT 5
+            # flags just the retained messages sent on subscribing): history, not journaled.
+            self.stats.retained_skipped += 1
+            if msg.qos > 0:
+                client.ack(msg.mid, msg.qos)
             return
         arrived_ns = to_epoch_ns(self.clock.now())
         with self._lock:

@@ -231,6 +231,8 @@ def decode_record(rec: Record, max_dead_letter_bytes: int) -> tuple[NodeData | N
                                   "a relay reached a node's step whole", rec.payload, 0,
                                   max_dead_letter_bytes)]
     if topic.stream == "status":
+        if not rec.payload:  # MQTT's deletion of a retained status (docs/gateway.md): none
+            return None, []
         status_points, beat = _status(rec, topic.site, topic.node, max_dead_letter_bytes)
         if beat is None:
             return None, status_points

@@ -6,9 +6,9 @@ callbacks only put events on a queue; one pump thread takes them and drives the 
 so the logic needs no lock and no callback holds one (paho calls `on_publish` holding its
 own message lock, which `publish` takes too).
 
-Site broker: subscribes `urbanpulse/v1/<site>/+/data` and `.../+/status` at QoS 1, retained
-messages only when the subscription is new (a gateway's first start gets each node's last
-status once, a reconnect does not replay them), and publishes the node acks at QoS 1.
+Site broker: subscribes `urbanpulse/v1/<site>/+/data` and `.../+/status` at QoS 1, never
+taking retained messages (a node's last status there may be older than what it publishes
+elsewhere now), and publishes the node acks at QoS 1.
 Cloud broker: publishes relays at QoS 1 on its relay topic, reads its own ack topic, and
 publishes its own status (birth, heartbeat with the relay counters, "offline" as its will),
 retained, as a node's agent does.
@@ -141,7 +141,9 @@ class Gateway:
             return
         self.site.connected = True
         self.site.connects += 1
-        options = SubscribeOptions(qos=1, retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB)
+        # No retained message: a node's last status on this broker may be from before it
+        # moved to the cloud broker directly (docs/gateway.md, "A node that moves").
+        options = SubscribeOptions(qos=1, retainHandling=SubscribeOptions.RETAIN_DO_NOT_SEND)
         client.subscribe([(f, options) for f in self._filters])
 
     def _cloud_connected(self, client: Client, userdata: Any, flags: Any, reason: Any,

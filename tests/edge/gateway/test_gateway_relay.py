@@ -33,8 +33,11 @@ from tests.agent_thread import agent_in_thread
 from tests.conftest import node_config
 from tests.edge.gateway.conftest import CloudBroker, GatewayProcess, TestCloud, gateway_toml
 from urbanpulse.clock import SystemClock, to_epoch_ns
+from urbanpulse.mqtt import connect_and_wait
+from urbanpulse.mqtt import make_client as make_mqtt_client
 from urbanpulse.stack import StackInfo
 from urbanpulse.testing import wait_for
+from urbanpulse.wire import encode_status, status_topic
 from urbanpulse.wire.relay import MAX_RELAY_BYTES
 
 GW = "gw-1"
@@ -350,3 +353,26 @@ def test_node_statuses_and_wills_are_relayed(
         # The site broker sends the node's will when its connection breaks; the gateway
         # relays it as the node's status.
         wait_for(lambda: cloud.states("aq-lwt")[-1:] == ["offline"], 30, "the node's will relayed")
+
+
+def test_a_nodes_status_retained_on_the_site_broker_is_not_relayed(
+        stack: StackInfo, add_stack_node: Callable[..., Any], cloud_side: Any,
+        tmp_path: Path) -> None:
+    """A node moved from the gateway to the cloud broker directly leaves its last status
+    (its will) retained on the site broker: a gateway subscribing afresh (its first start, a
+    session expired) relays it never, as the cloud would take it for the node's newest."""
+    site = "hn-gw-retained"
+    broker, cloud = cloud_side(site, GW)
+    node = make_mqtt_client(f"{site}.aq-back", add_stack_node(site, "aq-back"), clean_start=True)
+    connect_and_wait(node)
+    try:
+        stale = encode_status("offline", datetime.now(UTC))
+        node.publish(status_topic(site, "aq-back"), stale, qos=1, retain=True).wait_for_publish(10)
+        with gateway_in_thread(_write_gateway(tmp_path, site, stack, broker, relay_max_delay_s=0.2)):
+            live = encode_status("online", datetime.now(UTC), {"run_id": "0c", "uptime_s": 1.0})
+            node.publish(status_topic(site, "aq-back"), live, qos=1, retain=True).wait_for_publish(10)
+            wait_for(lambda: cloud.states("aq-back"), 20, "the node's live status relayed")
+        assert cloud.states("aq-back") == ["online"]
+    finally:
+        node.disconnect()
+        node.loop_stop()

@@ -42,9 +42,9 @@ def test_it_subscribes_its_sites_node_data_and_status_only_and_its_own_ack() -> 
     assert [f for f, _ in filters] == ["urbanpulse/v1/hn-bachmai/+/data",
                                        "urbanpulse/v1/hn-bachmai/+/status"]
     for _, options in filters:
-        # QoS 1; retained statuses only for a new subscription, not at every reconnect
+        # QoS 1; no retained status, ever: only what the nodes publish live
         assert options.QoS == 1
-        assert options.retainHandling == SubscribeOptions.RETAIN_SEND_IF_NEW_SUB
+        assert options.retainHandling == SubscribeOptions.RETAIN_DO_NOT_SEND
     # on the cloud broker: its own acks, nothing of the nodes' (nor its own relay topic)
     assert cloud.subscribed == [("urbanpulse/v1/hn-bachmai/gw-1/ack", 1)]
 
