@@ -13,7 +13,6 @@ day (the raw retention policy refuses older points) and to sites of each test's 
 from __future__ import annotations
 
 import itertools
-import time
 from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -26,16 +25,17 @@ from cloud.cli import main as cloud_main
 from cloud.config import CloudInflux, load_cloud_config, parse_cloud_config
 from cloud.flow import InfluxPartition
 from cloud.logic.domain.hospital_site import HospitalSite
-from cloud.logic.domain_replay import replay_requests
+from cloud.logic.domain_replay import DOMAIN_REPLAY, replay_requests, site_step
 from cloud.logic.node import NodeState
 from cloud.logic.records import RP_1H, RP_1M, RP_RAW, NodeData, Point
 from cloud.sink import make_writer
 from cloud.stack_config import cloud_config_for_stack, to_toml
-from tests.cloud.logic.domain_helpers import T0
+from tests.cloud.logic.domain_helpers import MIN, T0
 from tests.cloud.logic.test_domain_replay import (
     DOMAIN,
     DOWN,
     HORIZON,
+    STEP,
     UP,
     Readings,
     backlog_after_fresh,
@@ -47,6 +47,8 @@ from tests.cloud.logic.test_domain_replay import (
 from urbanpulse.clock import SystemClock, from_epoch_ns, to_epoch_ns
 from urbanpulse.influx_http import InfluxHTTP
 from urbanpulse.stack import StackInfo
+from urbanpulse.testing import wait_for
+from urbanpulse.wire import Reading
 
 HOUR = 3600 * 10**9
 TAGS = ("node", "sensor", "site")
@@ -133,46 +135,141 @@ def test_replays_run_after_every_point_of_their_epoch_whatever_order_the_steps_d
     next. The ward's bed-1 reports hourly, so the live hospital totals after the horizon's
     floor lack its late state until it reports again (tests/cloud/logic/test_domain_replay.py
     hourly_bed); the replays that correct them must be the last written: the partition runs
-    them at the end of the epoch, when every point of the epoch is handed over.
+    them at the end of the epoch, when every point of the epoch is handed over. (Here the
+    node step asks again with each later reading of a replayed hour, so replays run at
+    each hand-over end the same: the next test is the case that tells them apart.)
 
     Each hand-over is written before the next, so the writer's spacing of its requests
     (WRITE_MIN_SPACING_S, which gathers what Bytewax hands over meanwhile) gathers nothing
     here and only waited: about 0.1 s at each of the ~600 hand-overs, 40 s a run."""
     monkeypatch.setattr(flow, "WRITE_MIN_SPACING_S", 0.0)
     shift, suffix = _scenario()
-    part = InfluxPartition(make_writer(cloud_config_for_stack_influx(db_ready)))
-    request.addfinalizer(part.writer.close)  # after part.close: finalizers run last first
-    request.addfinalizer(part.close)
+    part = _partition(db_ready, request)
     nodes: dict[str, NodeState] = {}
     sites: dict[str, HospitalSite] = {}
     late_site: list[Point] = []
-
-    def hand_over(points: list[Point]) -> None:
-        part.write_batch([points])
-        deadline = time.monotonic() + 30
-        while part.pending_points and time.monotonic() < deadline:
-            time.sleep(0.005)  # polls: the writer thread, not a time, says when it is done
-        assert part.pending_points == 0
 
     for i, data in enumerate(_moved(backlog_after_fresh(hourly_bed), shift, suffix)):
         state = nodes.setdefault(data.key, NodeState(HORIZON, detect=False))
         points: list[Point] = state.process(data)
         points += replay_requests(data.site, data.node, state.domain.take_late())
         updates = state.take_site_updates()
-        hand_over(points)
-        hand_over(late_site)  # the previous message's site points
+        _hand_over(part, points)
+        _hand_over(part, late_site)  # the previous message's site points
         late_site = (sites.setdefault(data.site, HospitalSite(HORIZON)).process(data.site, updates)
                      if updates else [])
         if i % 20 == 19:  # an epoch ends: everything of it has been handed over
-            hand_over(late_site)
+            _hand_over(part, late_site)
             late_site = []
             part.snapshot()
-    hand_over(late_site)
+    _hand_over(part, late_site)
     part.snapshot()
     assert part.writer.stats.domain_replays > 0
     stored = _stored(reader, db_ready.database, [f"bv-{suffix}", f"hk-{suffix}"])
     expected = _expected(shift, suffix, hourly_bed)
     assert {k: stored.get(k) for k in expected if stored.get(k) != expected[k]} == {}
+
+
+# A site whose second ward lags: its reading at 2 h 40 comes once the first ward is at 8 h 30.
+LAG_A_END = T0 + 8 * HOUR + 30 * MIN  # ward-a's newest: its floor and the site's, 2 h 30
+LAG_B_END = T0 + 2 * HOUR + 30 * MIN  # ward-b's newest before the epoch
+LAG_LATE = T0 + HOUR + 50 * MIN  # ward-a's bed-1 reading sent too late: occupied until 2 h 50
+LAG_W = T0 + 2 * HOUR + 40 * MIN  # ward-b's reading in the epoch
+
+
+def _ward_a(t: int, bed1: bool = True, bed2: bool = True, received: int | None = None) -> NodeData:
+    """bed-2 free every 10 min; bed-1 hourly at :50, occupied from 1 h 30."""
+    seq = (t - T0) // STEP
+    readings = [Reading("bed-2", "hospital.bed", t, seq, {"occupied": 0.0})] if bed2 else []
+    if bed1 and t % HOUR == 50 * MIN:
+        readings.append(Reading("bed-1", "hospital.bed", t, seq, {"occupied": float(t >= T0 + 90 * MIN)}))
+    return NodeData("bv/ward-a", "bv", "ward-a", t if received is None else received, readings)
+
+
+def _ward_b(t: int, received: int | None = None) -> NodeData:
+    """One bed of two occupied."""
+    seq = (t - T0) // STEP
+    return NodeData("bv/ward-b", "bv", "ward-b", t if received is None else received,
+                    [Reading("bed-1", "hospital.bed", t, seq, {"occupied": 1.0}),
+                     Reading("bed-2", "hospital.bed", t, seq, {"occupied": 0.0})])
+
+
+def _lagging_ward_in_order() -> Iterator[NodeData]:
+    for t in range(T0, LAG_A_END + STEP, STEP):
+        yield _ward_a(t)
+        if t <= LAG_W:
+            yield _ward_b(t)
+
+
+def test_a_site_total_handed_over_after_the_replay_of_its_window_in_the_epoch_is_replaced(
+        db_ready: StackInfo, reader: InfluxHTTP, request: pytest.FixtureRequest,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The case where running the replays at the epoch's end (not with the hand-over that
+    asks for them) decides what InfluxDB ends with. In one epoch: ward-b, lagging, sends
+    its 2 h 40 (within the site's horizon: the site writes hospital totals from it, with
+    ward-a's live state, which lacks bed-1's reading at 1 h 50), then ward-a sends that
+    reading, too late (below its floor, 2 h 30): the replay of the site's beds it asks for
+    covers 2 h 40. Bytewax hands the site step's points over one message late, so ward-b's
+    site total comes after the request; the site step learns of the replay only with
+    ward-a's update, after it wrote that total, so it asks nothing again. Run at the
+    request's hand-over, the replay was overwritten by that total: the 2 h 40 minute read
+    1 occupied instead of 2. (The backlog test above no longer tells: the node step asks
+    again with every later reading that touches a replayed hour.)"""
+    monkeypatch.setattr(flow, "WRITE_MIN_SPACING_S", 0.0)  # each hand-over a write of its own
+    shift, suffix = _scenario()
+    part = _partition(db_ready, request)
+    nodes: dict[str, NodeState] = {}
+    sites: dict[str, HospitalSite] = {}
+
+    def steps(data: NodeData) -> tuple[list[Point], list[Point]]:
+        """The node step's points and requests, and the site step's (cloud.flow)."""
+        state = nodes.setdefault(data.key, NodeState(HORIZON, detect=False))
+        points: list[Point] = state.process(data)
+        points += replay_requests(data.site, data.node, state.domain.take_late())
+        updates = state.take_site_updates()
+        return points, (site_step(sites.setdefault(data.site, HospitalSite(HORIZON)), data.site,
+                                  updates) if updates else [])
+
+    before = [_ward_a(t, bed1=t != LAG_LATE) for t in range(T0, LAG_A_END + STEP, STEP)]
+    before += [_ward_b(t) for t in range(T0, LAG_B_END + STEP, STEP)]
+    earlier: list[Point] = []
+    for data in _moved(sorted(before, key=lambda m: m.received_ns), shift, suffix):
+        node_points, site_points = steps(data)
+        earlier += node_points + site_points
+    assert all(rp != DOMAIN_REPLAY for rp, _ in earlier)  # nothing late yet
+    part.write_batch([earlier])
+    part.snapshot()  # an epoch of its own
+
+    [lagging, too_late] = _moved([_ward_b(LAG_W, received=LAG_A_END),
+                                  _ward_a(LAG_LATE, bed2=False, received=LAG_A_END)], shift, suffix)
+    node_b, site_b = steps(lagging)
+    node_a, site_a = steps(too_late)
+    assert [rp for rp, _ in node_a].count(DOMAIN_REPLAY) == 1
+    assert all(rp != DOMAIN_REPLAY for rp, _ in node_b + site_b + site_a)
+    for points in (node_b, node_a, site_b, site_a):  # the site step's points one message late
+        _hand_over(part, points)
+    part.snapshot()
+
+    stored = _stored(reader, db_ready.database, [f"bv-{suffix}"])
+    expected = {k: _numbers(v) for k, v in domain_points(
+        run(_moved(_lagging_ward_in_order(), shift, suffix), replays=False)).items()}
+    assert {k: stored.get(k) for k in expected if stored.get(k) != expected[k]} == {}
+    total = stored[(RP_1M, "hospital_occupancy", (("site", f"bv-{suffix}"),), LAG_W + shift)]
+    assert (total["beds"], total["occupied"]) == (4.0, 2.0)  # one bed of each ward
+
+
+def _partition(info: StackInfo, request: pytest.FixtureRequest) -> InfluxPartition:
+    part = InfluxPartition(make_writer(cloud_config_for_stack_influx(info)))
+    request.addfinalizer(part.writer.close)  # after part.close: finalizers run last first
+    request.addfinalizer(part.close)
+    return part
+
+
+def _hand_over(part: InfluxPartition, points: list[Point]) -> None:
+    """One write_batch, written before the next (the writer thread says when it is done)."""
+    part.write_batch([points])
+    wait_for(lambda: part.pending_points == 0, 30, "the writer to write the hand-over",
+             every_s=0.005)
 
 
 def cloud_config_for_stack_influx(info: StackInfo) -> CloudInflux:
