@@ -79,7 +79,7 @@ class IngestStats:
     last_error: str | None = None
     commit_failures: int = 0  # commits that failed or were held back by the free-space floor
     holding: str | None = None  # why nothing commits now, while it does not
-    retained_skipped: int = 0  # retained messages a broker sent on subscribing: not journaled
+    retained_skipped: int = 0  # retained statuses a broker sent on subscribing: not journaled
 
 
 class InstanceLock:
@@ -296,9 +296,11 @@ class Ingest:
             # under load kept the commit thread busy past the stop's join (10 s), left
             # running with the instance lock.
             return
-        if msg.retain:
+        if msg.retain and msg.topic.endswith("/status"):
             # Only a broker that ignores the subscription's retain handling sends one (MQTT 5
-            # flags just the retained messages sent on subscribing): history, not journaled.
+            # flags just the retained messages sent on subscribing): a status of the past,
+            # not journaled. (Data and relays are never retained: a copy is a duplicate the
+            # dataflow drops, and one taken by mistake would be a batch lost.)
             self.stats.retained_skipped += 1
             if msg.qos > 0:
                 client.ack(msg.mid, msg.qos)

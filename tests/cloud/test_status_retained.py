@@ -205,7 +205,7 @@ class AckRecorder:
         self.acked.append((mid, qos))
 
 
-def test_a_retained_message_the_broker_sends_anyway_is_acknowledged_not_journaled(
+def test_a_retained_status_the_broker_sends_anyway_is_acknowledged_not_journaled(
         stack: StackInfo, tmp_path: Path) -> None:
     from paho.mqtt.client import MQTTMessage
 
@@ -220,5 +220,11 @@ def test_a_retained_message_the_broker_sends_anyway_is_acknowledged_not_journale
         assert (ingest.stats.retained_skipped, ingest.stats.received) == (1, 0)
         assert recorder.acked == [(7, 1)]  # else the broker would send it again
         assert ingest._pending == []
+        # A data batch is journaled whatever its flag: losing one would cost a reading.
+        data = MQTTMessage(mid=8, topic=b"urbanpulse/v1/rt/n1/data")
+        data.qos, data.retain, data.payload = 1, True, b"{}"
+        ingest._on_message(recorder, None, data)  # type: ignore[arg-type]
+        assert (ingest.stats.retained_skipped, ingest.stats.received) == (1, 1)
+        assert [p[3] for p in ingest._pending] == ["urbanpulse/v1/rt/n1/data"]
     finally:
         journal.close()
