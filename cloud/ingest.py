@@ -302,6 +302,10 @@ class Ingest:
             # not journaled. (Data and relays are never retained: a copy is a duplicate the
             # dataflow drops, and one taken by mistake would be a batch lost.)
             self.stats.retained_skipped += 1
+            if self.stats.retained_skipped == 1:
+                log.warning("the broker sends retained statuses although the ingest asked for "
+                            "none (MQTT 5 retain handling 2); left out of the journal, as every "
+                            "later one (logged once)", extra={"topic": msg.topic})
             if msg.qos > 0:
                 client.ack(msg.mid, msg.qos)
             return

@@ -11,6 +11,7 @@ node's next heartbeat, at each reconnect (docs/gateway.md, "A node that moves").
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import replace
@@ -24,7 +25,7 @@ from cloud.config import CloudMqtt
 from cloud.ingest import Ingest
 from cloud.journal import Journal, JournalRecord, journal_path
 from cloud.logic.records import decode_record, expand_relays
-from tests.cloud.ingest_parts import cloud_mqtt
+from tests.cloud.ingest_parts import cloud_mqtt, ingest_log
 from urbanpulse.clock import to_epoch_ns
 from urbanpulse.mqtt import connect_and_wait, make_client
 from urbanpulse.stack import MqttCredentials, StackInfo
@@ -206,7 +207,7 @@ class AckRecorder:
 
 
 def test_a_retained_status_the_broker_sends_anyway_is_acknowledged_not_journaled(
-        stack: StackInfo, tmp_path: Path) -> None:
+        stack: StackInfo, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     from paho.mqtt.client import MQTTMessage
 
     journal = Journal(journal_path(tmp_path, "i0"), "i0").open()
@@ -217,14 +218,16 @@ def test_a_retained_status_the_broker_sends_anyway_is_acknowledged_not_journaled
         msg = MQTTMessage(mid=7, topic=b"urbanpulse/v1/rt/n1/status")
         msg.qos, msg.retain, msg.payload = 1, True, encode_status("offline", datetime.now(UTC))
         ingest._on_message(recorder, None, msg)  # type: ignore[arg-type]
-        assert (ingest.stats.retained_skipped, ingest.stats.received) == (1, 0)
-        assert recorder.acked == [(7, 1)]  # else the broker would send it again
+        ingest._on_message(recorder, None, msg)  # type: ignore[arg-type]
+        assert (ingest.stats.retained_skipped, ingest.stats.received) == (2, 0)
+        assert len(ingest_log(caplog, logging.WARNING)) == 1  # logged once
+        assert recorder.acked == [(7, 1)] * 2  # else the broker would send it again
         assert ingest._pending == []
         # A data batch is journaled whatever its flag: losing one would cost a reading.
         data = MQTTMessage(mid=8, topic=b"urbanpulse/v1/rt/n1/data")
         data.qos, data.retain, data.payload = 1, True, b"{}"
         ingest._on_message(recorder, None, data)  # type: ignore[arg-type]
-        assert (ingest.stats.retained_skipped, ingest.stats.received) == (1, 1)
+        assert (ingest.stats.retained_skipped, ingest.stats.received) == (2, 1)
         assert [p[3] for p in ingest._pending] == ["urbanpulse/v1/rt/n1/data"]
     finally:
         journal.close()
