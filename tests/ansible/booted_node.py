@@ -7,7 +7,9 @@ systemd-container), iproute2 and OpenSSH's client.
   (default /var/cache/urbanpulse-tests), keyed by what goes into it. Each boot runs on an
   overlay of it, so the cache is never written by a test.
 - The node has a network namespace of its own with one veth pair to this machine
-  (HOST_ADDR here, NODE_ADDR there) and no other route: it reaches nothing but this machine.
+  (NodeNetwork.host_addr here, .node_addr there) and no other route: it reaches nothing
+  but this machine. Each node takes a /30 of NETWORK no interface here has yet, so nodes
+  of two test processes (pytest-xdist's workers, two runs on one machine) boot at once.
 - Ansible logs in over SSH as SSH_USER (passwordless sudo, as on a Raspberry Pi OS image).
 """
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import ipaddress
 import os
 import shutil
 import signal
@@ -25,6 +28,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from tests.ansible.helpers import ANSIBLE
@@ -44,9 +48,11 @@ DEFAULT_CACHE = Path("/var/cache/urbanpulse-tests")
 # Changing how the image is made: bump this, and the next run builds a new one.
 IMAGE_RECIPE = 1
 
-HOST_ADDR = "10.231.7.1"
-NODE_ADDR = "10.231.7.2"
+# The booted nodes' links: a /30 of it each, this machine's end the first address, the node's
+# the second. Taken under NETWORK_LOCK, which all processes on this machine share.
+NETWORK = ipaddress.IPv4Network("10.231.7.0/24")
 PREFIX = 30
+NETWORK_LOCK = Path("/run/lock/urbanpulse-booted-node-network.lock")
 TOOLS = ("debootstrap", "systemd-nspawn", "ip", "ssh", "ssh-keygen", "mount", "umount", "chroot")
 BOOT_TIMEOUT_S = 90.0
 
@@ -64,9 +70,9 @@ def cache_dir() -> Path:
 
 
 @contextlib.contextmanager
-def _locked(folder: Path) -> Iterator[None]:
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / ".lock", "a") as handle:
+def _locked(lock_file: Path) -> Iterator[None]:
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_file, "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
@@ -96,7 +102,7 @@ def cached(cache: Path, name: str, prefix: str, build: Callable[[Path], None]) -
     other entries named `prefix-*`, of an older recipe, are removed then). It exists only
     once complete: a build that fails or is killed leaves nothing under `name`."""
     final = cache / name
-    with _locked(cache):
+    with _locked(cache / ".lock"):
         if final.is_dir():
             return final
         for old in cache.glob(f"{prefix}-*"):
@@ -146,13 +152,14 @@ class BootedNode:
     """The booted container: `root` is its root file system as this machine sees it (the
     overlay), `key` SSH_USER's private key, `log` its console."""
 
-    def __init__(self, root: Path, key: Path, log: Path, argv: Sequence[str]) -> None:
+    def __init__(self, root: Path, key: Path, log: Path, argv: Sequence[str], addr: str) -> None:
         self.root, self.key, self.log = root, key, log
+        self.addr = addr  # the node's address, where SSH and its servers are reached
         self._argv = list(argv)
         self._proc: subprocess.Popen[bytes] | None = None
 
     def ssh_argv(self, command: str) -> list[str]:
-        return ["ssh", "-i", str(self.key), *SSH_OPTIONS, f"{SSH_USER}@{NODE_ADDR}", command]
+        return ["ssh", "-i", str(self.key), *SSH_OPTIONS, f"{SSH_USER}@{self.addr}", command]
 
     def run(self, command: str, timeout_s: float = 60.0) -> str:
         """`command` run on the node by SSH_USER (through a shell there); its stdout.
@@ -207,25 +214,51 @@ def _drop_stale_networks() -> None:
             _ip("netns", "del", name)
 
 
+@dataclass(frozen=True)
+class NodeNetwork:
+    """A network namespace (`netns`, its path) with one veth pair to this machine's
+    namespace: `host_addr` on this machine's end, `node_addr` on the namespace's."""
+
+    netns: Path
+    host_addr: str
+    node_addr: str
+
+
+def _free_subnet() -> ipaddress.IPv4Network:
+    """The first /30 of NETWORK that no address of an interface here falls in."""
+    out = _run(["ip", "-o", "-4", "addr", "show"], timeout_s=30).stdout
+    used = [ipaddress.IPv4Interface(line.split()[line.split().index("inet") + 1]).network
+            for line in out.splitlines() if " inet " in line]
+    for subnet in NETWORK.subnets(new_prefix=PREFIX):
+        if not any(subnet.overlaps(net) for net in used):
+            return subnet
+    raise AssertionError(f"every /{PREFIX} of {NETWORK} is on an interface here (runs that did "
+                         f"not clean up?); no address for a booted node:\n{out}")
+
+
 @contextlib.contextmanager
-def _network(tag: str) -> Iterator[Path]:
-    """A network namespace with one veth pair to this machine's namespace; its path."""
+def node_network() -> Iterator[NodeNetwork]:
+    """A namespace of its own for a booted node, linked to this machine on a /30 of NETWORK
+    that no other node has (the choice and the address are made under NETWORK_LOCK)."""
+    tag = str(os.getpid())
     netns, host_if, node_if = f"upn{tag}", f"uph{tag}", f"upc{tag}"
-    _drop_stale_networks()
-    taken = _run(["ip", "-o", "addr", "show", "to", f"{HOST_ADDR}/{PREFIX}"], timeout_s=30).stdout
-    if taken.strip():
-        raise AssertionError(f"{HOST_ADDR}/{PREFIX} is already on an interface here (a run that "
-                             f"did not clean up?); the node would not be reachable:\n{taken}")
-    _ip("netns", "add", netns)
+    with _locked(NETWORK_LOCK):
+        _drop_stale_networks()
+        host_addr, node_addr = (str(a) for a in _free_subnet().hosts())
+        _ip("netns", "add", netns)
+        try:
+            _ip("link", "add", host_if, "type", "veth", "peer", "name", node_if)
+            _ip("link", "set", node_if, "netns", netns)
+            _ip("addr", "add", f"{host_addr}/{PREFIX}", "dev", host_if)
+        except BaseException:
+            _ip("netns", "del", netns)
+            raise
     try:
-        _ip("link", "add", host_if, "type", "veth", "peer", "name", node_if)
-        _ip("link", "set", node_if, "netns", netns)
-        _ip("addr", "add", f"{HOST_ADDR}/{PREFIX}", "dev", host_if)
         _ip("link", "set", host_if, "up")
-        for args in (("addr", "add", f"{NODE_ADDR}/{PREFIX}", "dev", node_if),
+        for args in (("addr", "add", f"{node_addr}/{PREFIX}", "dev", node_if),
                      ("link", "set", node_if, "up"), ("link", "set", "lo", "up")):
             _ip("netns", "exec", netns, "ip", *args)
-        yield Path("/run/netns") / netns
+        yield NodeNetwork(Path("/run/netns") / netns, host_addr, node_addr)
     finally:
         # Deleting the namespace deletes its end of the pair, and so the pair.
         _ip("netns", "del", netns)
@@ -253,15 +286,16 @@ def _uid_gid(root: Path, user: str) -> tuple[int, int]:
 
 
 @contextlib.contextmanager
-def booted_node(rootfs: Path, work: Path, files: Mapping[str, bytes]) -> Iterator[BootedNode]:
+def booted_node(rootfs: Path, work: Path, files: Mapping[str, bytes],
+                network: NodeNetwork) -> Iterator[BootedNode]:
     """Boot `rootfs` (on an overlay under `work`, with `files` -- absolute paths on the
-    node -- written into it first) and yield once systemd reports the boot finished and
-    SSH_USER can log in."""
+    node -- written into it first) in `network` and yield once systemd reports the boot
+    finished and SSH_USER can log in."""
     work.mkdir(parents=True)
     key = work / "id_ed25519"
     _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], timeout_s=30)
     log = work / "console.log"
-    with _overlay(rootfs, work) as root, _network(str(os.getpid())) as netns:
+    with _overlay(rootfs, work) as root:
         uid, gid = _uid_gid(root, SSH_USER)
         ssh_dir = root / "home" / SSH_USER / ".ssh"
         ssh_dir.mkdir(mode=0o700)
@@ -277,14 +311,14 @@ def booted_node(rootfs: Path, work: Path, files: Mapping[str, bytes]) -> Iterato
         # --register=no --keep-unit (the container's systemd still gets its own cgroups).
         argv = ["systemd-nspawn", "--quiet", f"--directory={root}", "--boot",
                 f"--machine={machine}", "--register=no", "--keep-unit",
-                f"--network-namespace-path={netns}", "--console=passive",
+                f"--network-namespace-path={network.netns}", "--console=passive",
                 # nspawn's own allow list leaves out @clock for a container without
                 # CAP_SYS_TIME, so adjtimex failed with EPERM even for root in the container
                 # and the agent's clock check (modes = 0, read only) could not run. Allowed
                 # here, the calls read the clock's state as on a real node; without the
                 # capability the kernel still refuses any change (`date -s` fails).
                 "--system-call-filter=adjtimex clock_adjtime"]
-        node = BootedNode(root, key, log, argv)
+        node = BootedNode(root, key, log, argv, network.node_addr)
         try:
             node.boot()
             yield node
@@ -310,12 +344,12 @@ def _wait_until_up(node: BootedNode, proc: subprocess.Popen[bytes]) -> None:
 
 
 class TcpRelay:
-    """Forwards connections to (HOST_ADDR, port) to 127.0.0.1:target_port, byte for byte
+    """Forwards connections to (host, port) to 127.0.0.1:target_port, byte for byte
     (TLS stays end to end). The local stack listens on 127.0.0.1 only (StackConfig refuses
     another address), and the node reaches this machine on the veth address only."""
 
-    def __init__(self, port: int, target_port: int) -> None:
-        self.port, self.target_port = port, target_port
+    def __init__(self, host: str, port: int, target_port: int) -> None:
+        self.host, self.port, self.target_port = host, port, target_port
         self._stop = threading.Event()
         self._sockets: list[socket.socket] = []
         self._lock = threading.Lock()
@@ -323,7 +357,7 @@ class TcpRelay:
         self._server: socket.socket | None = None
 
     def start(self) -> None:
-        server = socket.create_server((HOST_ADDR, self.port))
+        server = socket.create_server((self.host, self.port))
         server.settimeout(0.2)
         self._server = server
         self._spawn(self._accept, server)

@@ -53,7 +53,6 @@ from typing import Any
 import pytest
 
 from tests.ansible.booted_node import (
-    NODE_ADDR,
     BootedNode,
     assert_hardened,
     assert_no_change,
@@ -62,6 +61,7 @@ from tests.ansible.booted_node import (
     cached_cloud_rootfs,
     cached_cloud_wheels,
     missing_requirements,
+    node_network,
     play,
     running_unit,
 )
@@ -94,8 +94,9 @@ SERVICES = ("mosquitto", "influxdb", PROCESSOR)
 STATE_DIR = "/var/lib/urbanpulse-cloud"
 
 
-def _write_tls(folder: Path) -> dict[str, Path]:
-    """A CA, and the broker's and InfluxDB's certificates and keys signed by it."""
+def _write_tls(folder: Path, node_addr: str) -> dict[str, Path]:
+    """A CA, and the broker's and InfluxDB's certificates (for their names and `node_addr`)
+    and keys signed by it."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -115,7 +116,7 @@ def _write_tls(folder: Path) -> dict[str, Path]:
     for name, dns in (("mqtt", MQTT_NAME), ("influx", INFLUX_NAME)):
         key = ec.generate_private_key(ec.SECP256R1())
         alt = x509.SubjectAlternativeName(
-            [x509.DNSName(dns), x509.IPAddress(ipaddress.ip_address(NODE_ADDR))])
+            [x509.DNSName(dns), x509.IPAddress(ipaddress.ip_address(node_addr))])
         cert = (x509.CertificateBuilder()
                 .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, dns)]))
                 .issuer_name(ca_name).public_key(key.public_key())
@@ -137,7 +138,7 @@ def _inventory(path: Path, node: BootedNode, tls: dict[str, Path], wheel: Path,
                secret: dict[str, str], more_nodes: Mapping[str, str] = {}) -> Path:
     """`more_nodes`: node id -> password, edge nodes besides NODE."""
     central = {
-        "ansible_host": NODE_ADDR,
+        "ansible_host": node.addr,
         "ansible_user": "tech",
         "ansible_ssh_private_key_file": str(node.key),
         "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null",
@@ -194,11 +195,11 @@ class Central:
         password = self.work / f"{user}.password"
         password.write_text(secret or self.secret["cloud" if user == "cloud" else "node"])
         password.chmod(0o600)
-        return MqttCredentials(host=NODE_ADDR, port=port, ca_file=self.tls["ca"], username=user,
+        return MqttCredentials(host=self.node.addr, port=port, ca_file=self.tls["ca"], username=user,
                                password_file=password)
 
     def influx(self, user: str) -> InfluxHTTP:
-        return InfluxHTTP(f"https://{NODE_ADDR}:{INFLUX_PORT}", user, self.secret[user],
+        return InfluxHTTP(f"https://{self.node.addr}:{INFLUX_PORT}", user, self.secret[user],
                           ca_file=self.tls["ca"])
 
 
@@ -213,7 +214,6 @@ def central(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Central]:
     wheels = cached_cloud_wheels(cache, cloud_requirements)
     work = tmp_path_factory.mktemp("booted-cloud")
     wheel = _build_wheel(work / "wheel", "cloud")
-    tls = _write_tls(work / "tls")
     secret = {who: secrets.token_urlsafe(24)
               for who in ("cloud", "node", "admin", "writer", "reader")}
     files = {
@@ -225,15 +225,17 @@ def central(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Central]:
         "/etc/pip.conf": b"[global]\nno-index = true\nfind-links = /srv/wheels\n",
     }
     files.update({f"/srv/wheels/{w.name}": w.read_bytes() for w in wheels.glob("*.whl")})
-    with booted_node(rootfs, work / "node", files) as node:
-        node.run("sudo touch /var/lib/apt/lists /var/lib/apt/lists/*_Packages")
-        env = {**os.environ, "ANSIBLE_CONFIG": str(ANSIBLE / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1",
-               "ANSIBLE_LOCAL_TEMP": str(work / "ansible-tmp"),
-               "ANSIBLE_HOME": str(work / "ansible-home")}
-        inventory = partial(_inventory, node=node, tls=tls, wheel=wheel, secret=secret)
-        argv = [_ansible_tool("ansible-playbook"), "-i", str(inventory(work / "inventory.yml")),
-                "cloud.yml"]
-        yield Central(node, argv, env, play(argv, env), tls, secret, work, inventory)
+    with node_network() as net:
+        tls = _write_tls(work / "tls", net.node_addr)
+        with booted_node(rootfs, work / "node", files, net) as node:
+            node.run("sudo touch /var/lib/apt/lists /var/lib/apt/lists/*_Packages")
+            env = {**os.environ, "ANSIBLE_CONFIG": str(ANSIBLE / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1",
+                   "ANSIBLE_LOCAL_TEMP": str(work / "ansible-tmp"),
+                   "ANSIBLE_HOME": str(work / "ansible-home")}
+            inventory = partial(_inventory, node=node, tls=tls, wheel=wheel, secret=secret)
+            argv = [_ansible_tool("ansible-playbook"), "-i", str(inventory(work / "inventory.yml")),
+                    "cloud.yml"]
+            yield Central(node, argv, env, play(argv, env), tls, secret, work, inventory)
 
 
 def test_the_plays_start_the_three_services_under_systemd(central: Central) -> None:

@@ -53,8 +53,6 @@ import pytest
 from edge.agent import OUTBOX_FILE, STATE_FILE
 from edge.clock_sync import CLOCK_UNSYNCED, KernelClockSync
 from tests.ansible.booted_node import (
-    HOST_ADDR,
-    NODE_ADDR,
     PLAY_TIMEOUT_S,
     BootedNode,
     TcpRelay,
@@ -65,6 +63,7 @@ from tests.ansible.booted_node import (
     cached_rootfs,
     cached_wheels,
     missing_requirements,
+    node_network,
     play,
     running_unit,
 )
@@ -208,7 +207,7 @@ def _inventory(work: Path, info: StackInfo, node: BootedNode, password: str, whe
                name: str = "inventory.yml", sensors: Sequence[Mapping[str, object]] = (),
                **sensor_settings: object) -> Path:
     host = {
-        "ansible_host": NODE_ADDR,
+        "ansible_host": node.addr,
         "ansible_user": "tech",
         "ansible_ssh_private_key_file": str(node.key),
         "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null",
@@ -253,36 +252,40 @@ def provisioned(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Provisione
     config = StackConfig(home=home, mqtt_port=mqtt_port, mqtt_cloud_port=cloud_port,
                          influx_port=influx_port, influx_rpc_port=rpc_port)
     _seed_tls(Layout(home))
-    relay = TcpRelay(MQTT_PORT, mqtt_port)
     try:
         info = up(config)
         creds = add_node(config, SITE, NODE)
-        files = {
-            "/etc/hosts": f"127.0.0.1\tlocalhost\n127.0.1.1\t{HOST}\n{HOST_ADDR}\t{MQTT_NAME}\n".encode(),
-            "/etc/hostname": f"{HOST}\n".encode(),
-            # No index reachable from the node: pip takes the cached wheels.
-            "/etc/pip.conf": b"[global]\nno-index = true\nfind-links = /srv/wheels\n",
-        }
-        files.update({f"/srv/wheels/{w.name}": w.read_bytes() for w in wheels.glob("*.whl")})
-        with booted_node(rootfs, work / "node", files) as node:
+        with node_network() as net:
+            files = {
+                "/etc/hosts": (f"127.0.0.1\tlocalhost\n127.0.1.1\t{HOST}\n"
+                               f"{net.host_addr}\t{MQTT_NAME}\n").encode(),
+                "/etc/hostname": f"{HOST}\n".encode(),
+                # No index reachable from the node: pip takes the cached wheels.
+                "/etc/pip.conf": b"[global]\nno-index = true\nfind-links = /srv/wheels\n",
+            }
+            files.update({f"/srv/wheels/{w.name}": w.read_bytes() for w in wheels.glob("*.whl")})
+            relay = TcpRelay(net.host_addr, MQTT_PORT, mqtt_port)
             relay.start()  # on the veth's address, which exists from here on
-            # The apt task's cache_valid_time: lists as fresh as an image's first boot
-            # (the node has no mirror to update them from).
-            node.run("sudo touch /var/lib/apt/lists /var/lib/apt/lists/*_Packages")
-            collector = Collector(info)
-            collector.start()
-            env = {**os.environ, "ANSIBLE_CONFIG": str(ANSIBLE / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1",
-                   "ANSIBLE_LOCAL_TEMP": str(work / "ansible-tmp"),
-                   "ANSIBLE_HOME": str(work / "ansible-home")}
-            inventory = functools.partial(_inventory, work, info, node, creds.password())
-            argv = [_ansible_tool("ansible-playbook"), "-i", str(inventory(wheel)), "edge.yml"]
             try:
-                yield Provisioned(node, info, collector, argv, env, play(argv, env), work, wheel,
-                                  inventory)
+                with booted_node(rootfs, work / "node", files, net) as node:
+                    # The apt task's cache_valid_time: lists as fresh as an image's first boot
+                    # (the node has no mirror to update them from).
+                    node.run("sudo touch /var/lib/apt/lists /var/lib/apt/lists/*_Packages")
+                    collector = Collector(info)
+                    collector.start()
+                    env = {**os.environ, "ANSIBLE_CONFIG": str(ANSIBLE / "ansible.cfg"),
+                           "ANSIBLE_NOCOLOR": "1", "ANSIBLE_LOCAL_TEMP": str(work / "ansible-tmp"),
+                           "ANSIBLE_HOME": str(work / "ansible-home")}
+                    inventory = functools.partial(_inventory, work, info, node, creds.password())
+                    argv = [_ansible_tool("ansible-playbook"), "-i", str(inventory(wheel)), "edge.yml"]
+                    try:
+                        yield Provisioned(node, info, collector, argv, env, play(argv, env), work,
+                                          wheel, inventory)
+                    finally:
+                        collector.stop()
             finally:
-                collector.stop()
+                relay.stop()
     finally:
-        relay.stop()
         down(config)
 
 
