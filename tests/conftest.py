@@ -26,8 +26,21 @@ from cloud.stack_config import cloud_config_for_stack, to_toml
 from urbanpulse.influx_http import InfluxHTTP
 from urbanpulse.mqtt import connect_and_wait, make_client
 from urbanpulse.stack import MqttCredentials, StackConfig, StackInfo, add_node, down, up
-from urbanpulse.stack.process import free_ports
+from urbanpulse.stack.process import RESERVED_PORTS_ENV, free_ports
 from urbanpulse.wire import Reading, decode_batch, parse_topic
+
+
+def _reserved_ports_range() -> str:
+    """The 12,768 ports below the kernel's ephemeral ones (20000-32767 on Debian's default)."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    return f"{max(1024, low - 12768)}-{low - 1}"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # free_ports of every test process (pytest-xdist's workers too) and of what the tests
+    # start takes ports from this range, each reserved for all of them: two workers never get
+    # one port, and no socket bound to port 0 meanwhile takes it (urbanpulse/stack/process.py).
+    os.environ.setdefault(RESERVED_PORTS_ENV, _reserved_ports_range())
 
 
 def private_stack_config(home: Path) -> StackConfig:

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import os
+import secrets
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
@@ -132,13 +135,76 @@ def wait_until(predicate: Callable[[], bool], *, timeout_s: float, poll_s: float
     return True
 
 
+# "LOW-HIGH": free_ports picks from these ports and reserves what it picks, for every process
+# of this user on the machine (tests/conftest.py sets it). Ports that the kernel picks for
+# bind(("...", 0)) and outgoing connections come from net.ipv4.ip_local_port_range, so a
+# range below it is never handed out by the kernel between free_ports and the server's bind,
+# and the reservation keeps other test processes (pytest-xdist's workers, another run) off it.
+RESERVED_PORTS_ENV = "URBANPULSE_TEST_PORTS"
+RESERVED_FOR_S = 600.0
+
+
 def free_ports(n: int, bind: str = "127.0.0.1") -> list[int]:
-    """`n` distinct ports that were free on `bind` a moment ago (for tests and tools)."""
+    """`n` distinct ports that were free on `bind` a moment ago (for tests and tools);
+    with RESERVED_PORTS_ENV set, from its range and not picked by any process in the last
+    RESERVED_FOR_S."""
+    span = os.environ.get(RESERVED_PORTS_ENV)
+    if span:
+        return _reserve_ports(n, bind, span)
     with ExitStack() as stack:
         socks = [stack.enter_context(socket.socket()) for _ in range(n)]
         for sock in socks:
             sock.bind((bind, 0))
         return [sock.getsockname()[1] for sock in socks]
+
+
+def _port_range(span: str) -> range:
+    low, _, high = span.partition("-")
+    try:
+        ports = range(int(low), int(high) + 1)
+    except ValueError:
+        ports = range(0)
+    if not ports or ports[0] < 1024 or ports[-1] > 65535:
+        raise StackError(f"{RESERVED_PORTS_ENV} must be LOW-HIGH within 1024-65535, got {span!r}")
+    return ports
+
+
+def _reserve_ports(n: int, bind: str, span: str) -> list[int]:
+    ports = _port_range(span)
+    book = Path(tempfile.gettempdir()) / f"urbanpulse-reserved-ports-{os.getuid()}"
+    with open(book, "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        handle.seek(0)
+        now = time.time()
+        reserved: dict[int, float] = {}
+        for entry in handle.read().split():
+            number, _, until = entry.partition(":")
+            with contextlib.suppress(ValueError):
+                if float(until) > now:
+                    reserved[int(number)] = float(until)
+        chosen: list[int] = []
+        start = secrets.randbelow(len(ports))
+        with ExitStack() as stack:  # each picked port stays bound until all n are
+            for i in range(len(ports)):
+                port = ports[(start + i) % len(ports)]
+                if port in reserved:
+                    continue
+                sock = stack.enter_context(socket.socket())
+                try:
+                    sock.bind((bind, port))
+                except OSError:
+                    continue
+                chosen.append(port)
+                if len(chosen) == n:
+                    break
+        if len(chosen) < n:
+            raise StackError(f"fewer than {n} ports of {span} ({RESERVED_PORTS_ENV}) are free "
+                             f"and unreserved on {bind}")
+        reserved.update(dict.fromkeys(chosen, now + RESERVED_FOR_S))
+        handle.seek(0)
+        handle.truncate()
+        handle.write("".join(f"{port}:{until:.0f}\n" for port, until in reserved.items()))
+    return chosen
 
 
 def port_is_free(bind: str, port: int) -> bool:
