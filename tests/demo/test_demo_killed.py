@@ -1,8 +1,9 @@
-"""A demo killed without a word (SIGKILL, the OOM killer) takes its processor with it, and
-the next demo is not held up by one that outlived it. The processor runs in a session of
-its own (Ctrl-C in the terminal reaches the demo only, which stops it in order), so it
-did not end with a demo that could not stop it: it kept the ingest's instance lock, and
-the next demo waited 120 s for its own processor's subscription, then failed."""
+"""A demo killed without a word (SIGKILL, the OOM killer) takes its processor, its site
+broker and its gateway with it, and the next demo is not held up by one that outlived it.
+The processor runs in a session of its own (Ctrl-C in the terminal reaches the demo only,
+which stops it in order), so it did not end with a demo that could not stop it: it kept
+the ingest's instance lock, and the next demo waited 120 s for its own processor's
+subscription, then failed."""
 
 from __future__ import annotations
 
@@ -37,6 +38,23 @@ def _processors(cloud_toml: Path) -> list[int]:
         except OSError:
             continue  # gone meanwhile
         if os.fsencode(str(cloud_toml)) in args and b"run" in args and is_alive(int(entry.name)):
+            out.append(int(entry.name))
+    return out
+
+
+def _site_processes(home: Path) -> list[int]:
+    """Pids of the demo's site broker and gateway of `home` (by their config files)."""
+    ours = [os.fsencode(str(home / "sites" / "bach-mai" / "mosquitto.conf")),
+            os.fsencode(str(home / "demo" / "gateway.toml"))]
+    out = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            args = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue  # gone meanwhile
+        if any(path in args for path in ours) and is_alive(int(entry.name)):
             out.append(int(entry.name))
     return out
 
@@ -77,8 +95,11 @@ def test_a_demo_killed_by_sigkill_leaves_no_processor_to_hold_the_next_one_up(
             wait_for(_started(first, tmp_path / "first.out"), 180, "the first demo to run",
                      every_s=0.5)
             (orphan,) = _processors(cloud_toml)
+            assert len(_site_processes(own.home)) == 2  # the site broker and the gateway
             first.send_signal(signal.SIGKILL)
             first.wait(10)
+            wait_for(lambda: not _site_processes(own.home), 30,
+                     "the killed demo's site broker and gateway to end")
         with _demo(env, tmp_path / "second.out") as second:
             wait_for(_started(second, tmp_path / "second.out"), SECOND_START_S,
                      "the second demo's processor to subscribe", every_s=0.5)
@@ -88,8 +109,9 @@ def test_a_demo_killed_by_sigkill_leaves_no_processor_to_hold_the_next_one_up(
             second.send_signal(signal.SIGTERM)
             assert second.wait(60) == 0, (tmp_path / "second.out").read_text()[-3000:]
         assert not _processors(cloud_toml), "the processor outlived the demo"
+        assert not _site_processes(own.home), "the site broker or gateway outlived the demo"
     finally:
-        for pid in _processors(cloud_toml):  # this test's own, by their config's path
+        for pid in _processors(cloud_toml) + _site_processes(own.home):  # this test's own
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
 

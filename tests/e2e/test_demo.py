@@ -1,6 +1,7 @@
 """The README's demo command, run as a user would, on its own stack (home and free ports):
-the default Hanoi city, its live subset through real edge agents on emulated devices, the
-rest of the city in lightweight mode, the summary read back from InfluxDB."""
+the default Hanoi city, its live subset through real edge agents on emulated devices (Bach
+Mai's behind a site broker and a real `urbanpulse gateway run`), the rest of the city in
+lightweight mode, the summary read back from InfluxDB."""
 
 from __future__ import annotations
 
@@ -13,8 +14,10 @@ import subprocess
 import sys
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
-from urbanpulse.stack import StackConfig, down
+from urbanpulse.influx_http import InfluxHTTP
+from urbanpulse.stack import StackConfig, down, status
 from urbanpulse.testing import wait_for
 
 # The live subset the demo picks from the default city (docs/demo.md).
@@ -25,6 +28,12 @@ LIVE = {
     "kim-lien/cabinet": "traffic",
     "bach-mai/ward-resp": "ward",
 }
+# The live hospital's nodes, behind the demo's site gateway (docs/demo.md).
+GATEWAY_SITE = "bach-mai"
+BEHIND_GATEWAY = ("ward-resp", "er-gate")
+CLOSING = re.compile(r"^site gateway bach-mai/gw-1: stopped with exit code (\d+); offline; relays "
+                     r"(\d+) sent, (\d+) acknowledged by the cloud, (\d+) in flight; (\d+) node "
+                     r"messages relayed", re.M)
 
 
 def _free_ports(n: int) -> list[int]:
@@ -58,6 +67,31 @@ def _cmdlines() -> list[tuple[int, str]]:
     return out
 
 
+def _gateway_site(config: StackConfig) -> dict[str, Any]:
+    """What the cloud stored of the nodes behind the gateway: per sensor the sequence
+    numbers of its raw readings, the nodes' ledger, and the outbox depth their offline
+    statuses gave (relayed by the gateway at each stop)."""
+    info = status(config)
+    reader = info.influx("reader")
+    where = f"site = '{GATEWAY_SITE}' AND (" + " OR ".join(
+        f"node = '{n}'" for n in BEHIND_GATEWAY) + ")"
+    with InfluxHTTP(reader.url, reader.username, reader.password()) as client:
+        seqs: dict[str, list[int]] = {}
+        for row in client.query_points(f"SELECT seq FROM raw./^hospital_/ WHERE {where} "
+                                       "GROUP BY node, sensor", db=info.database):
+            seqs.setdefault(f"{row['node']}/{row['sensor']}", []).append(int(row["seq"]))
+        (ledger,) = client.query_points(
+            "SELECT sum(received) AS received, sum(duplicates) AS duplicates, sum(missing) AS "
+            f"missing FROM agg_1h.ledger WHERE {where}", db=info.database)
+        offline = client.query_points(
+            f"SELECT state, outbox_depth FROM raw.node_status WHERE {where} AND "
+            "state = 'offline' GROUP BY node", db=info.database)
+    depths: dict[str, list[float | None]] = {}
+    for row in offline:
+        depths.setdefault(row["node"], []).append(row["outbox_depth"])
+    return {"seqs": seqs, "ledger": ledger, "offline": depths}
+
+
 def _killed_after(command: list[str], env: dict[str, str], out: Path, frames: int
                   ) -> subprocess.CompletedProcess[str]:
     """The demo run until it has shown `frames` summaries, then sent SIGTERM."""
@@ -81,6 +115,7 @@ def test_demo_runs_hanoi_through_the_pipeline_and_shows_live_data(tmp_path: Path
     env = dict(os.environ, URBANPULSE_HOME=str(home), URBANPULSE_MQTT_PORT=str(mqtt),
                URBANPULSE_INFLUX_PORT=str(influx), URBANPULSE_INFLUX_RPC_PORT=str(rpc))
     demo = [sys.executable, "-m", "urbanpulse.cli", "demo", "--duration"]
+    config = StackConfig(home=home, mqtt_port=mqtt, influx_port=influx, influx_rpc_port=rpc)
     try:
         out = subprocess.run([*demo, "30"], env=env, capture_output=True, text=True, timeout=150,
                              check=False)
@@ -88,10 +123,16 @@ def test_demo_runs_hanoi_through_the_pipeline_and_shows_live_data(tmp_path: Path
         # first run's end, which the lightweight nodes must not send again under new numbers.
         # This one is stopped by a `kill` (SIGTERM), as Ctrl-C stops it.
         again = _killed_after(demo[:-1], env, tmp_path / "again.out", frames=10)
-        cloud_toml = str(home / "demo" / "cloud.toml")
-        assert not [pid for pid, cmd in _cmdlines() if cloud_toml in cmd], "the processor outlived the demo"
+        ours = [str(home / "demo" / "cloud.toml"), str(home / "demo" / "gateway.toml"),
+                str(home / "sites" / GATEWAY_SITE / "mosquitto.conf")]
+        left = [cmd for _, cmd in _cmdlines() if any(path in cmd for path in ours)]
+        assert not left, f"outlived the demo: {left}"
+        behind = _gateway_site(config)
     finally:
-        down(StackConfig(home=home, mqtt_port=mqtt, influx_port=influx, influx_rpc_port=rpc))
+        down(config)
+    # `stack down` after the demo: nothing of the home runs any more.
+    left = [cmd for _, cmd in _cmdlines() if str(home) in cmd]
+    assert not left, f"outlived `stack down`: {left}"
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     assert "stopping ..." in again.stdout
@@ -143,6 +184,35 @@ def test_demo_runs_hanoi_through_the_pipeline_and_shows_live_data(tmp_path: Path
     assert "lightweight: 0 readings" not in out.stdout
     assert "missing 0" in last, last
     assert "dead letters (1 h): 0" in last, last
+
+    # Bach Mai's live nodes published to the site broker only, and reached the cloud in the
+    # gateway's relays, each reading once: none missing or doubled, every outbox emptied
+    # by the cloud's acks the gateway passed on.
+    plan = json.loads((home / "demo" / "nodes.json").read_text())["gateway"]
+    assert (plan["user"], plan["nodes"]) == ("bach-mai.gw-1", list(BEHIND_GATEWAY)), plan
+    for node in BEHIND_GATEWAY:
+        toml = (home / "demo" / f"{GATEWAY_SITE}.{node}.toml").read_text()
+        assert f"port = {plan['site_broker'].split(':')[1]}\n" in toml, toml
+    for run in (out.stdout, again.stdout):
+        closing = CLOSING.search(run)
+        assert closing is not None, run[-3000:]
+        code, sent, acked, inflight, relayed = map(int, closing.groups())
+        assert (code, inflight, acked) == (0, 0, sent), closing[0]
+        assert relayed >= sent > 0, closing[0]
+    section = _section(last, "site gateway bach-mai/gw-1")
+    assert section[0].startswith("  online (site broker subscribed, cloud broker subscribed)"), last
+    assert "duplicates 0, missing 0" in section[1], section
+    seqs = behind["seqs"]
+    assert {key.split("/")[0] for key in seqs} == set(BEHIND_GATEWAY), seqs
+    for key, numbers in seqs.items():
+        assert sorted(numbers) == list(range(len(numbers))), key
+    ledger = behind["ledger"]
+    assert (ledger["received"], ledger["duplicates"], ledger["missing"]) == (
+        sum(map(len, seqs.values())), 0, 0), ledger
+    # Each stop: the node's offline status, its outbox empty (not a will: no health).
+    depths = behind["offline"]
+    assert set(depths) == set(BEHIND_GATEWAY), depths
+    assert all(d == 0 for node in BEHIND_GATEWAY for d in depths[node]), depths
 
     truth = home / "demo" / "ground_truth.jsonl"
     assert f"{truth}" in out.stdout

@@ -1,4 +1,5 @@
-"""`urbanpulse demo [--duration SECONDS] [--seed N] [--city FILE] [--city-nodes all|live]`."""
+"""`urbanpulse demo [--duration SECONDS] [--seed N] [--city FILE] [--city-nodes all|live]
+[--no-gateway]`."""
 
 from __future__ import annotations
 
@@ -27,6 +28,9 @@ def main(argv: list[str]) -> int:
     p.add_argument("--city-nodes", choices=("all", "live"), default="all",
                    help="all: publish the rest of the city in lightweight mode too (default); "
                         "live: only the live subset")
+    p.add_argument("--no-gateway", action="store_true",
+                   help="the live hospital's nodes publish to the stack's broker directly, "
+                        "not through a site broker and a site gateway")
     args = p.parse_args(argv)
     if args.duration is not None and args.duration <= 0:
         p.error("--duration must be > 0")
@@ -34,7 +38,8 @@ def main(argv: list[str]) -> int:
 
     try:
         with _stops_as_ctrl_c():
-            return run_demo(DemoOptions(args.duration, args.seed, args.city, args.city_nodes))
+            return run_demo(DemoOptions(args.duration, args.seed, args.city, args.city_nodes,
+                                        gateway=not args.no_gateway))
     except UrbanpulseError as exc:
         print(f"urbanpulse demo: {exc}", file=sys.stderr)
         return 3

@@ -35,6 +35,7 @@ from urbanpulse.demo.city_publisher import CityPublisher
 from urbanpulse.demo.demo_events import demo_events
 from urbanpulse.demo.found import findings, read_cloud_events
 from urbanpulse.demo.found import render as render_found
+from urbanpulse.demo.gateway_site import GatewaySite, choose_site
 from urbanpulse.demo.live import (
     SERIAL_PERIOD_S,
     LiveNode,
@@ -47,7 +48,7 @@ from urbanpulse.demo.live import (
 from urbanpulse.demo.live import to_toml as node_toml
 from urbanpulse.demo.pins import BeamTestOutput, PinPlayer, PinWire, pin_factory
 from urbanpulse.demo.serial_devices import SerialDevice, pm_feed, start_sds011
-from urbanpulse.demo.summary import collect, render
+from urbanpulse.demo.summary import collect, ledger, render
 from urbanpulse.errors import UrbanpulseError
 from urbanpulse.influx_http import InfluxError, InfluxHTTP
 from urbanpulse.mqtt import connect_and_wait, make_client
@@ -98,6 +99,7 @@ class DemoOptions:
     seed: int = 1
     city: Path | None = None
     city_nodes: str = "all"
+    gateway: bool = True  # the live hospital's nodes behind a site broker and a gateway
 
 
 class _Agents(threading.Thread):
@@ -149,8 +151,10 @@ def run_demo(options: DemoOptions) -> int:
     light, unreported = lightweight_nodes(sim.nodes, live)
     if options.city_nodes != "all":
         light = []
-    _describe(demo_dir / "nodes.json", sim, live, light)
-    _print_plan(live, light, unreported, options.city_nodes)
+    chosen = choose_site(live) if options.gateway else None
+    gateway = None if chosen is None else GatewaySite.plan(config.home, demo_dir, *chosen)
+    _describe(demo_dir / "nodes.json", sim, live, light, gateway)
+    _print_plan(live, light, unreported, options.city_nodes, gateway)
     seq_file = demo_dir / "city_seq.json"
     truth = demo_dir / "ground_truth.jsonl"  # the latest run's; each run's in TRUTH_DIR
     run_truth = demo_dir / TRUTH_DIR / f"{run_start.strftime('%Y%m%dT%H%M%SZ')}.jsonl"
@@ -166,10 +170,17 @@ def run_demo(options: DemoOptions) -> int:
         cloud = _start_cloud(info, demo_dir)
         pidfile.write_text(f"{cloud.pid}\n", encoding="utf-8")
         cleanup.callback(_stop_process, cloud, pidfile)
+        if gateway is not None:
+            # Started while the processor starts; stopped after the agents (the cleanup
+            # runs backwards), whose last batches and statuses it relays.
+            cleanup.callback(gateway.stop)
+            gateway.start(config, info, _ends_with_parent(os.getpid()))
         # The lightweight nodes publish without resending (QoS 1 to the broker only): on a
         # fresh stack the broker would drop what they send before the ingest's session has
         # its subscription, the back-filled minutes first.
         _wait_subscribed(cloud, cloud_log, log_start)
+        if gateway is not None:
+            gateway.wait_relaying()
         serial = _start_serial(sim, clock, live, demo_dir / "dev")
         for device in serial:
             cleanup.callback(device.stop)
@@ -188,9 +199,12 @@ def run_demo(options: DemoOptions) -> int:
         factories, player = _wire_pins(sim, clock, live)
         player.prime(clock.offset())
         agents = []
+        behind = {n.key for n in gateway.nodes} if gateway is not None else set()
         for node in live:
             agents.append(_agent(config, sim, clock, node, factories[node.key], demo_dir,
-                                 {d.sensor: d.port for d in serial if d.node == node.key}))
+                                 {d.sensor: d.port for d in serial if d.node == node.key},
+                                 gateway.node_mqtt(node) if gateway is not None
+                                 and node.key in behind else None))
         runner = _Agents(agents)
         runner.start()
         cleanup.callback(runner.stop)
@@ -198,11 +212,13 @@ def run_demo(options: DemoOptions) -> int:
         cleanup.callback(player.stop)
 
         started = time.monotonic()
-        print(f"logs: {demo_dir / 'cloud.log'}, {demo_dir / 'agents.log'}", flush=True)
+        print(f"logs: {demo_dir / 'cloud.log'}, {demo_dir / 'agents.log'}"
+              + (f", {gateway.log}, {gateway.broker.log}" if gateway is not None else ""),
+              flush=True)
         with InfluxHTTP(reader.url, reader.username, reader.password()) as client:
             try:
                 while options.duration_s is None or time.monotonic() - started < options.duration_s:
-                    problem = _failure(cloud, runner, player, publisher)
+                    problem = _failure(cloud, runner, player, publisher, gateway)
                     if problem:
                         print(f"urbanpulse demo: {problem}", file=sys.stderr)
                         code = 1
@@ -211,13 +227,15 @@ def run_demo(options: DemoOptions) -> int:
                         device.device.follow()
                     text = render(collect(client, info.database), time.monotonic() - started,
                                   options.duration_s, {f"{n.site}/{n.node}" for n in live},
-                                  departments)
+                                  departments, _gateway_lines(gateway, client, info.database))
                     if sys.stdout.isatty():
                         sys.stdout.write("\x1b[H\x1b[2J")
                     print(text, flush=True)
                     time.sleep(REFRESH_S)
             except KeyboardInterrupt:
                 print("\nstopping ...", flush=True)
+    if gateway is not None:
+        print(gateway.closing())
     until = clock.offset()
     truth_events = sim.ground_truth(until)
     run_truth.parent.mkdir(exist_ok=True)
@@ -303,20 +321,25 @@ def _log_to(path: Path) -> None:
 
 
 def _describe(path: Path, sim: Simulation, live: list[LiveNode],
-              light: list[tuple[str, str]]) -> None:
-    doc = {
+              light: list[tuple[str, str]], gateway: GatewaySite | None) -> None:
+    doc: dict[str, Any] = {
         "start": sim.start.isoformat(),
         "seed": sim.seed,
         "live": [{"site": n.site, "node": n.node, "label": n.label,
                   "sensors": {s.id: {**s.pins, **s.outputs} or "serial"
                               for s in n.sensors}} for n in live],
         "lightweight": [f"{site}/{node}" for site, node in light],
+        "gateway": None if gateway is None else {
+            "site": gateway.site, "user": gateway.user,
+            "nodes": [n.node for n in gateway.nodes],
+            "site_broker": f"{gateway.broker.bind}:{gateway.broker.port}"},
     }
     path.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
 
 
 def _print_plan(live: list[LiveNode], light: list[tuple[str, str]],
-                unreported: list[tuple[str, str, str]], mode: str) -> None:
+                unreported: list[tuple[str, str, str]], mode: str,
+                gateway: GatewaySite | None) -> None:
     print("live nodes (real edge agents, emulated SDS011 on ptys, gpiozero mock pins):")
     for n in live:
         drivers: dict[str, int] = {}
@@ -327,6 +350,10 @@ def _print_plan(live: list[LiveNode], light: list[tuple[str, str]],
     if unreported:
         print("  not reported (no live device; one MQTT client per node): "
               + ", ".join(f"{site}/{node}/{sensor}" for site, node, sensor in unreported))
+    if gateway is not None:
+        print(f"  behind a site gateway: {', '.join(n.node for n in gateway.nodes)} of "
+              f"{gateway.site} publish to its site broker (TLS, their own users), and "
+              f"`urbanpulse gateway run` relays them to the stack's broker as {gateway.user}")
     if mode == "all":
         print(f"lightweight (simulator batches over MQTT): {len(light)} nodes")
     else:
@@ -451,10 +478,13 @@ def _wire_pins(sim: Simulation, clock: SimClock,
 
 
 def _agent(config: StackConfig, sim: Simulation, clock: SimClock, node: LiveNode, factory: Any,
-           demo_dir: Path, ports: dict[str, str]) -> Agent:
+           demo_dir: Path, ports: dict[str, str], mqtt: dict[str, Any] | None = None) -> Agent:
+    """The node's agent, on the stack's broker unless `mqtt` says otherwise (a site
+    broker's `[mqtt]`)."""
     creds = add_node(config, node.site, node.node)
-    mqtt = {"host": creds.host, "port": creds.port, "ca_file": str(creds.ca_file),
-            "username": creds.username, "password_file": str(creds.password_file)}
+    if mqtt is None:
+        mqtt = {"host": creds.host, "port": creds.port, "ca_file": str(creds.ca_file),
+                "username": creds.username, "password_file": str(creds.password_file)}
     state_dir = demo_dir / "state" / f"{node.site}.{node.node}"
     path = demo_dir / f"{node.site}.{node.node}.toml"
     path.write_text(node_toml(node_config(node, mqtt, state_dir, ports)), encoding="utf-8")
@@ -489,10 +519,20 @@ def _stop_publisher(publisher: CityPublisher) -> None:
           + (f", {unacked} batches not acknowledged by the broker" if unacked else ""))
 
 
+def _gateway_lines(gateway: GatewaySite | None, client: InfluxHTTP, db: str) -> list[str]:
+    if gateway is None:
+        return []
+    return gateway.summary_lines(ledger(client, db, gateway.site,
+                                        [n.node for n in gateway.nodes]))
+
+
 def _failure(cloud: subprocess.Popen[bytes], runner: _Agents, player: PinPlayer,
-             publisher: CityPublisher | None) -> str | None:
+             publisher: CityPublisher | None, gateway: GatewaySite | None) -> str | None:
     if cloud.poll() is not None:
         return f"the cloud processor exited ({cloud.returncode}); see its log"
+    problem = gateway.failure() if gateway is not None else None
+    if problem is not None:
+        return problem
     for name, thread in (("edge agents", runner), ("pin player", player),
                          ("lightweight publisher", publisher)):
         if thread is not None and not thread.is_alive():

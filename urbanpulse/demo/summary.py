@@ -5,7 +5,7 @@ for anomalies and faults."""
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -132,13 +132,26 @@ def collect(client: InfluxHTTP, db: str, window_s: float = WINDOW_S) -> Summary:
     for row in _rows(client, db, "SELECT count(offset) FROM raw.dead_letter "
                                  "WHERE time > now() - 1h"):
         s.dead_letters = _int(row["count"])
-    for row in _rows(client, db, "SELECT sum(received) AS r, sum(missing) AS m, "
-                                 "sum(duplicates) AS d FROM agg_1h.ledger WHERE time > now() - 2h"):
-        s.received, s.missing, s.duplicates = _int(row["r"]), _int(row["m"]), _int(row["d"])
+    s.received, s.duplicates, s.missing = ledger(client, db)
     for row in _rows(client, db, "SELECT * FROM raw.events WHERE time > now() - 10m "
                                  "ORDER BY time DESC LIMIT 6"):
         s.events.append(_event(row))
     return s
+
+
+def ledger(client: InfluxHTTP, db: str, site: str | None = None,
+           nodes: Collection[str] = ()) -> tuple[int, int, int]:
+    """The delivery ledger of the last 2 hours (`agg_1h.ledger`): readings received,
+    duplicates and missing; of `site`'s `nodes` only when given."""
+    where = "time > now() - 2h"
+    if site is not None:
+        where += f" AND site = '{site}'"
+        if nodes:
+            where += " AND (" + " OR ".join(f"node = '{n}'" for n in sorted(nodes)) + ")"
+    for row in _rows(client, db, "SELECT sum(received) AS r, sum(duplicates) AS d, "
+                                 f"sum(missing) AS m FROM agg_1h.ledger WHERE {where}"):
+        return _int(row["r"]), _int(row["d"]), _int(row["m"])
+    return 0, 0, 0
 
 
 def _event(row: dict[str, Any]) -> str:
@@ -164,9 +177,11 @@ def _minutes(seconds: float | None) -> str:
 
 
 def render(s: Summary, elapsed_s: float, duration_s: float | None,
-           live: Collection[str] = (), departments: Collection[str] = ()) -> str:
+           live: Collection[str] = (), departments: Collection[str] = (),
+           gateway: Sequence[str] = ()) -> str:
     """`live` holds the "site/node" keys that run on edge agents (marked with *),
-    `departments` those of paraclinical departments (their queues count exams)."""
+    `departments` those of paraclinical departments (their queues count exams); `gateway`
+    the lines of the site behind a gateway (gateway_site.GatewaySite.summary_lines)."""
 
     def name(key: str) -> str:
         return f"{key}{' ' + LIVE_MARK if key in live else ''}"
@@ -217,6 +232,7 @@ def render(s: Summary, elapsed_s: float, duration_s: float | None,
         lines.append(f"  {name(k):<28} {what} {w.served:5d}   wait {_minutes(w.median_s)} / "
                      f"{_minutes(w.p90_s)} min")
     lines.append("")
+    lines.extend(gateway)
     lines.append(f"delivery ledger (2 h): received {s.received}, duplicates {s.duplicates}, "
                  f"missing {s.missing}; dead letters (1 h): {s.dead_letters}")
     lines.append("anomalies and sensor faults (10 min):")
