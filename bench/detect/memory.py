@@ -9,7 +9,8 @@ a list, a dict with their buffers; a numpy array by its header and its bytes). O
 detector shares (reachable from the globals of `cloud.detect`'s modules: the settings, the
 tail's -log table) are counted apart, once, and printed beside; the sizes are given without
 them and with them. Printed: least, median and most in memory and pickled (`pickle.dumps`),
-over all files and settings; with `--parts`, the largest detector attribute by attribute.
+over all files and settings, and the largest under each setting; with `--parts`, the largest
+detector attribute by attribute.
 
 Then the CPU: `update()` over the whole corpus, each file through a fresh detector of the
 setting its sensor kind gets (`bench.nab.run`'s `by-kind`), timed (`time.process_time`
@@ -108,6 +109,12 @@ def _print_sizes(in_memory: list[int], pickled: list[int], top: tuple[int, int, 
     print(f"  largest in memory: {top[3]} ({top[2]}), {_kb(top[0])} KB, pickled {_kb(top[1])} KB")
 
 
+def _print_largest_by_setting(sizes: list[tuple[int, int, str, str]]) -> None:
+    for name in sorted({s[2] for s in sizes}):
+        size, pickled, _, key = max(s for s in sizes if s[2] == name)
+        print(f"    {name}: {_kb(size)} KB ({key}), pickled {_kb(pickled)} KB")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.detect.memory", description=__doc__)
     parser.add_argument("--settings", nargs="*", default=["default", "traffic"],
@@ -146,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(corpus)} NAB files x settings {args.settings}: {len(sizes)} detectors")
     if sizes:
         _print_sizes(in_memory, pickled, max(sizes), shared_bytes)
+        _print_largest_by_setting(sizes)
     if args.parts and largest[1] is not None:
         detector = largest[1]
         for attr in sorted(vars(detector) if hasattr(detector, "__dict__") else ()):

@@ -38,12 +38,14 @@ advance, and the state is a fixed set of bounded buffers (picklable, under 64 KB
 from __future__ import annotations
 
 import math
+from array import array
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import islice
 from math import exp, isfinite
+from typing import Any
 
 from cloud.detect.errors import DetectError
 from cloud.detect.novelty import ContextNovelty
@@ -123,6 +125,16 @@ def _epoch_ns(ts: datetime | int) -> int:
     return int(ts)
 
 
+def _recent_span(s: DetectorSettings) -> int:
+    """The last values a detector keeps."""
+    return max(s.mean_span, s.jump_span + 1)
+
+
+def _scores_span(s: DetectorSettings) -> int:
+    """The last scores a detector keeps (at least one)."""
+    return max(s.refractory, 1)
+
+
 # The hold was tuned on NAB's rows, 5 minutes apart: an alert is also held open for that
 # many 5-minute rows of its stamps. Counted in values alone, 40 values are 200 min of
 # NAB's rows but 200 s of an air module read every 5 s: a series past anything it had seen
@@ -143,7 +155,11 @@ class AnomalyDetector:
         self.name = name
         self.count = 0
         self.last_ns: int | None = None
-        self._recent: deque[float] = deque(maxlen=max(s.mean_span, s.jump_span + 1))
+        # The last values and scores (`_recent_span`, `_scores_span`), oldest first; pickled
+        # as the deques they were (`__getstate__`), held in a list and an array: a deque's
+        # block takes five times their pointers (the scores are read back only when the
+        # largest leaves, the values on every update).
+        self._recent: list[float] = []
         # The value and the mean, each with its negation (two-sided), and the jump.
         self._value_tail = TailHistory(s.history, s.record_weight, two_sided=True)
         self._jump_tail = TailHistory(s.history, s.record_weight)
@@ -170,13 +186,25 @@ class AnomalyDetector:
             else None
         )
         self._jump_record = -math.inf
-        self._last_scores: deque[float] = deque(maxlen=max(s.refractory, 1))
+        self._last_scores = array("d")
         # The largest of `_last_scores` and how many scores were appended after it (the
         # newest largest one): it is looked for again only once it has left.
         self._top = 0.0
         self._top_age = 0
         self._since_alert = s.damp_span + 1
         self._since_report = s.hold + 1
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(vars(self))
+        s = self.settings
+        state["_recent"] = deque(self._recent, maxlen=_recent_span(s))
+        state["_last_scores"] = deque(self._last_scores, maxlen=_scores_span(s))
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        vars(self).update(state)
+        self._recent = list(self._recent)
+        self._last_scores = array("d", self._last_scores)
 
     @property
     def threshold(self) -> float:
@@ -198,6 +226,9 @@ class AnomalyDetector:
         recent = self._recent
         recent.append(value)
         n = len(recent)
+        if n > s.mean_span and n > s.jump_span + 1:  # more than `_recent_span`
+            del recent[0]
+            n -= 1
         # The largest surprise of the five statistics, taken in this order.
         surprise = 0.0
         tail = self._value_tail
@@ -257,13 +288,18 @@ class AnomalyDetector:
             return 0.0
         if s.refractory:
             last_scores = self._last_scores
+            full = len(last_scores) == s.refractory  # `_scores_span`: the oldest leaves
             top = self._top
             if not last_scores or score >= top:
                 higher = not last_scores or score > top
                 self._top, self._top_age = score, 0
+                if full:
+                    del last_scores[0]
                 last_scores.append(score)
             else:
                 higher = False
+                if full:
+                    del last_scores[0]
                 last_scores.append(score)
                 age = self._top_age = self._top_age + 1
                 if age >= len(last_scores):  # the largest has just left

@@ -14,12 +14,13 @@ forgets the least recently seen first; it is pickled as one array of 8-byte keys
 (a detector may hold two of these memories and must stay under 64 KB).
 
 In memory the contexts are kept in arrays, not a dict of int objects (`_Contexts`: about
-16 bytes a context, against about 90): each key once in an array of 8-byte keys, found
-through an open-addressed table of node numbers; its recency is its last position in a
-log of node numbers (a key seen again is written at the log's end, its older entries go
-stale; the least recent key is the first entry still current). The order is the dict's
-exactly (a key seen again moves to the end, the first one is forgotten), so the novelty
-and the pickled keys are those of the dict this replaced.
+11.5 bytes a context, against about 90): each key once in an array of 64-bit words, the
+key (44 bits for orders up to 5) below its stamp, the step at which it was last seen; a
+key is found through an open-addressed table of node numbers, and the least recent keys
+are found by their stamps, a hundred or so at a time. The order is the dict's exactly (a
+key seen again moves to the end, the first one is forgotten), so the novelty and the
+pickled keys are those of the dict this replaced. Keys too wide to leave a word room for
+their stamps (orders beyond 5 with the default memory) keep the dict.
 
 A level equal to the last `max(orders)` levels has the contexts of the value before it,
 which were just remembered in the same order: its novelty is 0 and the memory is left
@@ -93,43 +94,65 @@ def _coarser(keys: Iterable[int], longest: int) -> list[int]:
 
 
 _MIX = 0x9E3779B97F4A7C15  # Fibonacci hashing: a key's slot is the top bits of key * _MIX mod 2**64
-_NARROW = 63 - _ORDER_BITS  # keys of at most this many level bits fit an 8-byte array item
+_WORD = 64  # bits of a node's word: its stamp above its key
 _START = 64  # the keys a new context memory has room for (doubled as it fills)
+_QUEUE = 128  # the least recent nodes found at once, for forgetting
+
+
+def _key_bits(longest: int) -> int:
+    """The bits of the keys of orders up to `longest` (see _encode)."""
+    return _ORDER_BITS + _BITS * max(longest, 1)
+
+
+def _fits(longest: int, room: int) -> bool:
+    """Whether `_Contexts` holds `room` keys of orders up to `longest`: a key and its stamp
+    in a word, with stamps enough that they are numbered again at most every `room` steps."""
+    return (1 << (_WORD - _key_bits(longest))) - 1 > 2 * room + 1
 
 
 class _Contexts:
-    """An insertion-ordered set of context keys (non-negative, below 2**63), least recently
-    seen first, in arrays: the dict of the same keys, with its order, in about a sixth of
-    its memory.
+    """An insertion-ordered set of context keys (non-negative, below 2**key_bits), least
+    recently seen first, in arrays: the dict of the same keys, with its order, in about an
+    eighth of its memory.
 
-    Each key has a node (1 ..; 0 is "none"): `_keys[node]` is the key, `_stamp[node]` its
-    last position in `_log`, the log of the nodes seen, oldest first, from `_head` to
-    `_pos`. An entry of the log is current when its node's stamp is its position; others
-    are stale (the node was seen again later, or was forgotten: stamp `_gone`). `_index` is
-    an open-addressed table (linear probing, deletion by backward shift, no tombstones)
-    from a key's slot to its node. When the log is full, its current entries are moved to
-    its start, in order (`_compact`). `see` is the detector's step; `pop`, item assignment
-    and deletion, `len` and iteration in order behave as the dict's.
+    Each key has a node (1 ..; 0 is "none") and `_words[node]` is one 64-bit word: the key in
+    its low `_kbits` bits, its stamp above them. A key seen (or added) takes the stamp
+    `_clock` and the clock moves on: the least recent key is the one of the smallest
+    stamp. A forgotten node's stamp is `_gone` (all ones), larger than any clock; its node
+    is reused (`_free`). `_index` is an open-addressed table (linear probing, deletion by
+    backward shift, no tombstones) from a key's slot to its node. The least recent nodes
+    are found `_QUEUE` at a time with numpy (`_queue`, the oldest last, with `_queue_top`
+    the newest stamp among them): one of them is still the least recent as long as its
+    stamp is not above `_queue_top` (a key seen since has a larger stamp). When the clock
+    reaches `_gone`, the stamps are numbered again from 0, in their order. `see` is the
+    detector's step; `pop`, item assignment and deletion, `len` and iteration in order
+    behave as the dict's.
     """
 
-    __slots__ = ("_free", "_gone", "_head", "_index", "_keys", "_log", "_mask", "_pos",
-                 "_room", "_shift", "_size", "_stamp", "_top")
+    __slots__ = ("_clock", "_free", "_gone", "_index", "_kbits", "_kmask", "_mask", "_queue",
+                 "_queue_top", "_room", "_shift", "_size", "_top", "_unit", "_words")
 
-    def __init__(self, room: int = 0) -> None:
+    def __init__(self, room: int = 0, longest: int = 5) -> None:
         self._room = max(room, 8)  # the most keys it is to hold (it grows up to it)
+        self._kbits = kbits = _key_bits(longest)
+        if not _fits(longest, self._room):
+            raise ValueError(f"keys of {kbits} bits and room for {room} do not fit a word")
+        self._kmask = (1 << kbits) - 1
+        self._unit = 1 << kbits  # one step of the clock, in a word
+        self._gone = (1 << (_WORD - kbits)) - 1
         self._build(min(self._room, _START))
 
     @classmethod
-    def of(cls, keys: npt.NDArray[np.int64], room: int) -> _Contexts:
+    def of(cls, keys: npt.NDArray[np.int64], room: int, longest: int = 5) -> _Contexts:
         """The keys in their order (the first of equal ones kept, as `dict.fromkeys`), with
         room for `room` keys; built with numpy, not key by key."""
-        if keys.size and keys.min() < 0:
-            raise ValueError("context keys are non-negative")
+        memory = cls(room, longest)
+        if keys.size and (keys.min() < 0 or int(keys.max()) > memory._kmask):
+            raise ValueError(f"context keys are non-negative and below 2**{memory._kbits}")
         _, first = np.unique(keys, return_index=True)
         if first.size < keys.size:
             keys = keys[np.sort(first)]
-        memory = cls(room)
-        if keys.size > len(memory._keys) - 1:
+        if keys.size > len(memory._words) - 1:
             memory._build(max(keys.size, min(2 * keys.size, memory._room)))
         memory._fill(keys)
         return memory
@@ -138,12 +161,13 @@ class _Contexts:
         """Distinct `keys`, in their order, into the arrays just built (with room for them)."""
         n = keys.size
         memory = self
-        dtype = np.uint16 if memory._log.itemsize == 2 else np.uint32
+        dtype = np.uint16 if memory._index.itemsize == 2 else np.uint32
         nodes = np.arange(1, n + 1, dtype=dtype)
-        np.frombuffer(memory._keys, dtype=np.int64)[1 : n + 1] = keys
-        np.frombuffer(memory._log, dtype=dtype)[:n] = nodes
-        np.frombuffer(memory._stamp, dtype=dtype)[1 : n + 1] = nodes - 1
-        memory._top = memory._size = memory._pos = n
+        words = np.frombuffer(memory._words, dtype=np.uint64)
+        words[1 : n + 1] = keys.view(np.uint64) | (
+            np.arange(n, dtype=np.uint64) << np.uint64(memory._kbits))
+        del words
+        memory._top = memory._size = memory._clock = n
         # Linear probing, the keys placed in the order of their slots: each at its slot or
         # just after the one before, whichever is later. Those past the table's end go
         # round, key by key; any placement where nothing empty lies between a key's slot
@@ -157,59 +181,71 @@ class _Contexts:
         index[at[inside]] = nodes[by_slot[inside]]
         del index
         for node in (by_slot[~inside] + 1).tolist():
-            slot, _ = memory._slot(memory._keys[node])
+            slot, _ = memory._slot(int(keys[node - 1]))
             memory._index[slot] = node
 
     def _build(self, room: int) -> None:
         """Empty arrays for `room` keys."""
-        log_size = room + max(room // 2, 16)
-        code = "H" if log_size < 0xFFFF else "I"
+        code = "H" if room < 0xFFFF else "I"
         bits = max(3, (room + room // 2).bit_length())  # a load factor below 2/3
         self._shift = 64 - bits
         self._mask = (1 << bits) - 1
         self._index = array(code, [0]) * (1 << bits)
-        self._keys = array("q", [0]) * (room + 1)
-        self._stamp = array(code, [0]) * (room + 1)
-        self._log = array(code, [0]) * log_size
-        self._gone = (1 << (8 * array(code).itemsize)) - 1  # a stamp no position has
-        self._free: list[int] = []
+        self._words = array("Q", [0]) * (room + 1)
+        self._queue = array(code)
+        self._queue_top = -1
+        self._free = array(code)  # nodes forgotten, to be used again
         self._top = 0  # nodes 1 .. _top have been used
         self._size = 0
-        self._head = 0
-        self._pos = 0
+        self._clock = 0
 
     def _reserve(self, n: int) -> None:
-        """Room for `n` more keys, and for `n` more log entries."""
-        room = len(self._keys) - 1
+        """Room for `n` more keys, and stamps for `n` more steps."""
+        room = len(self._words) - 1
         if self._size + n > room:
             keys = np.frombuffer(self.to_bytes(), dtype=np.int64)
             grown = 2 * room if self._size + n > self._room else min(2 * room, self._room)
             self._build(max(grown, self._size + n))
             self._fill(keys)
-        if self._pos + n > len(self._log):
-            self._compact()
+        if self._clock + n >= self._gone:
+            self._fill_stamps()
 
-    def _compact(self) -> None:
-        """The log's current entries moved to its start, in order; stale ones dropped."""
-        head, pos = self._head, self._pos
-        dtype = np.uint16 if self._log.itemsize == 2 else np.uint32
-        log = np.frombuffer(self._log, dtype=dtype)
-        stamp = np.frombuffer(self._stamp, dtype=dtype)
-        entries = log[head:pos]
-        current = entries[stamp[entries] == np.arange(head, pos, dtype=dtype)]
-        size = current.size
-        log[:size] = current
-        stamp[current] = np.arange(size, dtype=dtype)
-        del log, stamp  # the arrays' buffers let go
-        self._head, self._pos = 0, size
+    def _stamps(self) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.bool_]]:
+        """The stamps of nodes 1 .. _top, and which of them hold a key."""
+        words = np.frombuffer(self._words, dtype=np.uint64)[1 : self._top + 1]
+        stamps = words >> np.uint64(self._kbits)
+        return stamps, stamps != self._gone
+
+    def _fill_stamps(self) -> None:
+        """The stamps numbered again from 0, in their order (the clock is near its end)."""
+        stamps, held = self._stamps()
+        nodes = np.flatnonzero(held)
+        ranks = np.empty(nodes.size, dtype=np.uint64)
+        ranks[np.argsort(stamps[nodes], kind="stable")] = np.arange(nodes.size, dtype=np.uint64)
+        words = np.frombuffer(self._words, dtype=np.uint64)
+        words[nodes + 1] = (words[nodes + 1] & np.uint64(self._kmask)) | (
+            ranks << np.uint64(self._kbits))
+        del words
+        self._clock = nodes.size
+        self._queue = array(self._queue.typecode)
+        self._queue_top = -1
+
+    def _fill_queue(self) -> None:
+        """The `_QUEUE` least recent nodes (or all), the oldest last."""
+        stamps, _ = self._stamps()
+        k = min(_QUEUE, self._size)
+        oldest = np.argpartition(stamps, k - 1)[:k] if k < stamps.size else np.arange(stamps.size)
+        oldest = oldest[np.argsort(stamps[oldest])]
+        self._queue_top = int(stamps[oldest[-1]])
+        self._queue = array(self._queue.typecode, (oldest[::-1] + 1).tolist())
 
     def _slot(self, key: int) -> tuple[int, int]:
         """The slot of `key` in the index, or of the empty one where it would go, and its
         node (0 if absent)."""
-        index, keys, mask = self._index, self._keys, self._mask
+        index, words, mask, kmask = self._index, self._words, self._mask, self._kmask
         slot = (key * _MIX >> self._shift) & mask
         node = index[slot]
-        while node and keys[node] != key:
+        while node and words[node] & kmask != key:
             slot = (slot + 1) & mask
             node = index[slot]
         return slot, node
@@ -222,16 +258,14 @@ class _Contexts:
         else:
             node = self._top = self._top + 1
         self._index[slot] = node
-        self._keys[node] = key
-        self._log[self._pos] = node
-        self._stamp[node] = self._pos
-        self._pos += 1
+        self._words[node] = (self._clock << self._kbits) | key
+        self._clock += 1
         self._size += 1
 
     def _remove(self, slot: int, node: int) -> None:
         """The key of `node`, in the index at `slot`, forgotten."""
-        index, keys, mask, shift = self._index, self._keys, self._mask, self._shift
-        self._stamp[node] = self._gone
+        index, words, mask, shift, kmask = self._index, self._words, self._mask, self._shift, self._kmask
+        words[node] = self._gone << self._kbits
         self._free.append(node)
         self._size -= 1
         j = slot
@@ -240,7 +274,7 @@ class _Contexts:
             other = index[j]
             if not other:
                 break
-            home = (keys[other] * _MIX >> shift) & mask
+            home = ((words[other] & kmask) * _MIX >> shift) & mask
             if (j - home) & mask >= (j - slot) & mask:
                 index[slot] = other
                 slot = j
@@ -251,17 +285,17 @@ class _Contexts:
         `dict[key] = 0`), in order; if any was new, the least recent forgotten down to
         `capacity`. The number of new keys."""
         n = len(keys)
-        if self._size + n >= len(self._keys) or self._pos + n > len(self._log):
+        if self._size + n >= len(self._words) or self._clock + n >= self._gone:
             self._reserve(n)
-        index, stored, stamp, log = self._index, self._keys, self._stamp, self._log
-        shift, mask = self._shift, self._mask
-        pos = self._pos
+        index, words, kmask = self._index, self._words, self._kmask
+        shift, mask, unit = self._shift, self._mask, self._unit
+        stamp = self._clock << self._kbits
         novel = 0
         for key in keys:
             slot = (key * _MIX >> shift) & mask
             node = index[slot]
             while node:
-                if stored[node] == key:
+                if words[node] & kmask == key:
                     break
                 slot = (slot + 1) & mask
                 node = index[slot]
@@ -272,12 +306,10 @@ class _Contexts:
                 else:
                     node = self._top = self._top + 1
                 index[slot] = node
-                stored[node] = key
                 novel += 1
-            log[pos] = node
-            stamp[node] = pos
-            pos += 1
-        self._pos = pos
+            words[node] = stamp | key
+            stamp += unit
+        self._clock += n
         if novel:
             self._size += novel
             if self._size > capacity:
@@ -286,25 +318,26 @@ class _Contexts:
 
     def _forget(self, capacity: int) -> None:
         """The least recent keys forgotten down to `capacity`."""
-        log, stamp, keys = self._log, self._stamp, self._keys
-        head = self._head
+        words, kbits, kmask = self._words, self._kbits, self._kmask
+        queue, top = self._queue, self._queue_top
         while self._size > capacity:
-            node = log[head]
-            while stamp[node] != head:
-                head += 1
-                node = log[head]
-            head += 1
-            slot, _ = self._slot(keys[node])
+            if not queue:
+                self._fill_queue()
+                queue, top = self._queue, self._queue_top
+            node = queue.pop()
+            word = words[node]
+            if word >> kbits > top:
+                continue  # seen again since the queue was filled, or forgotten
+            slot, _ = self._slot(word & kmask)
             self._remove(slot, node)
-        self._head = head
 
     def to_bytes(self) -> bytes:
         """The keys as 8-byte integers, least recent first (as `np.fromiter(dict)`)."""
-        dtype = np.uint16 if self._log.itemsize == 2 else np.uint32
-        log = np.frombuffer(self._log, dtype=dtype)[self._head : self._pos]
-        stamp = np.frombuffer(self._stamp, dtype=dtype)
-        nodes = log[stamp[log] == np.arange(self._head, self._pos, dtype=dtype)]
-        keys: bytes = np.frombuffer(self._keys, dtype=np.int64)[nodes].tobytes()
+        stamps, held = self._stamps()
+        nodes = np.flatnonzero(held)
+        nodes = nodes[np.argsort(stamps[nodes])]
+        words = np.frombuffer(self._words, dtype=np.uint64)
+        keys: bytes = (words[nodes + 1] & np.uint64(self._kmask)).astype(np.int64).tobytes()
         return keys
 
     # The dict's own ways, for whatever treats the memory as the dict it was.
@@ -313,14 +346,10 @@ class _Contexts:
         return self._size
 
     def __iter__(self) -> Iterator[int]:
-        log, stamp, keys = self._log, self._stamp, self._keys
-        for position in range(self._head, self._pos):
-            node = log[position]
-            if stamp[node] == position:
-                yield keys[node]
+        return iter(np.frombuffer(self.to_bytes(), dtype=np.int64).tolist())
 
     def __contains__(self, key: object) -> bool:
-        return type(key) is int and 0 <= key < 1 << 63 and self._slot(key)[1] != 0
+        return type(key) is int and 0 <= key <= self._kmask and self._slot(key)[1] != 0
 
     def pop(self, key: int, default: int) -> int:
         if key not in self:
@@ -331,6 +360,8 @@ class _Contexts:
     def __setitem__(self, key: int, value: int) -> None:
         if value != 0:
             raise ValueError("the context memory holds keys only (values 0)")
+        if type(key) is not int or not 0 <= key <= self._kmask:
+            raise ValueError(f"context keys are non-negative and below 2**{self._kbits}")
         if key not in self:
             self._reserve(1)
             self._add(key)
@@ -351,7 +382,8 @@ class _Contexts:
 
 
 class _WideContexts(dict[int, int]):
-    """The dict, for keys too wide for `_Contexts` (orders beyond 7 levels)."""
+    """The dict, for keys too wide for `_Contexts` (see `_fits`: orders beyond 5 levels
+    with the default memory)."""
 
     def see(self, keys: tuple[int, ...] | list[int], capacity: int) -> int:
         pop = self.pop
@@ -371,9 +403,9 @@ class _WideContexts(dict[int, int]):
 def _memory(keys: Iterable[int], longest: int, capacity: int, orders: int) -> _Contexts | _WideContexts:
     """A context memory holding `keys` in their order (the first of equal ones), with room
     for `capacity` keys and the `orders` keys a value adds before the oldest are forgotten."""
-    if _BITS * longest > _NARROW:
+    if not _fits(longest, capacity + orders):
         return _WideContexts(dict.fromkeys(keys, 0))
-    return _Contexts.of(np.fromiter(keys, dtype=np.int64), capacity + orders)
+    return _Contexts.of(np.fromiter(keys, dtype=np.int64), capacity + orders, longest)
 
 
 class ContextNovelty:
@@ -442,14 +474,14 @@ class ContextNovelty:
         room = fields.get("capacity", 0) + (len(orders) if isinstance(orders, tuple) else 0)
         if isinstance(memory, bytes):
             keys = np.frombuffer(memory, dtype=np.int64)
-            if _BITS * longest > _NARROW:
+            if not _fits(longest, room):
                 self._memory = _WideContexts(dict.fromkeys((int(key) for key in keys), 0))
             else:
-                self._memory = _Contexts.of(keys, room)
+                self._memory = _Contexts.of(keys, room, longest)
         elif isinstance(memory, dict):
             self._memory = _memory(memory, longest, room, 0)
         else:
-            self._memory = _Contexts(room)  # an older layout: dropped by its owner (see tail.py)
+            self._memory = _memory((), longest, room, 0)  # an older layout: dropped (see tail.py)
         recent = fields.get("_recent")
         self._body = _packed(recent) if isinstance(recent, list) else 0
 

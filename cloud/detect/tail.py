@@ -84,7 +84,7 @@ class TailHistory:
     def __init__(
         self, size: int, record_weight: float, min_count: int = 30, two_sided: bool = False
     ) -> None:
-        self._values = array("f", bytes(4 * size))
+        self._values = array("f", [0.0]) * size  # allocated to its size (from bytes: 1/16 more)
         self._sorted = array("f")
         self._cast = array("f", b"\0\0\0\0")  # rounds a value to float32 (not pickled)
         self._neg_log = _neg_logs(size)  # (not pickled)
@@ -108,6 +108,7 @@ class TailHistory:
                 setattr(self, name, value)
         self._cast = array("f", b"\0\0\0\0")
         try:
+            self._values = array("f", self._values)  # a copy allocated to its size
             self._size = len(self._values)
             self._neg_log = _neg_logs(self._size)
         except (AttributeError, TypeError):
@@ -166,6 +167,8 @@ class TailHistory:
         else:
             self._count = n + 1
             ordered.insert(lo, v)
+            if n + 1 == size:  # full: copied to its size (inserts left room), then kept so
+                self._sorted = array("f", ordered)
         values[i] = v
         i += 1
         self._next = 0 if i == size else i

@@ -1,7 +1,7 @@
 """The context memory in arrays (`_Contexts`) against the dict it replaced, kept here as it
-was (`DictMemory`): on random streams of keys, with evictions, snapshots, coarsenings and
-the memory's growth, every value's novelty count and the pickled keys (their order) must
-be the dict's."""
+was (`DictMemory`): on random streams of keys, with evictions, snapshots, coarsenings, the
+memory's growth and its stamps numbered again, every value's novelty count and the pickled
+keys (their order) must be the dict's."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cloud.detect.novelty import _MIX, _coarser, _Contexts, _memory
+from cloud.detect.novelty import _MIX, _coarser, _Contexts, _key_bits, _memory
 
 
 class DictMemory:
@@ -45,34 +45,37 @@ class DictMemory:
         self._memory = dict.fromkeys(_coarser(self._memory, longest), 0)
 
 
-def _stream(rng: random.Random, steps: int, pool: int, orders: int) -> list[list[int]]:
+def _stream(rng: random.Random, steps: int, pool: int, orders: int, bits: int = 44) -> list[list[int]]:
     """Groups of keys as a value gives them (one to `orders`, a key again in a group now
-    and then), drawn mostly from a pool of recurring keys, some new, up to 2**59."""
-    common = [rng.getrandbits(rng.choice([8, 20, 44, 59])) for _ in range(pool)]
+    and then), drawn mostly from a pool of recurring keys, some new, below 2**bits (the
+    keys of orders up to 5 are below 2**44)."""
+    common = [rng.getrandbits(rng.choice([min(8, bits), bits // 2, bits])) for _ in range(pool)]
     out = []
     for _ in range(steps):
         group = []
         for _ in range(rng.randint(1, orders)):
-            group.append(rng.choice(common) if rng.random() < 0.8 else rng.getrandbits(44))
+            group.append(rng.choice(common) if rng.random() < 0.8 else rng.getrandbits(bits))
         if rng.random() < 0.05:
             group.append(group[0])
         out.append(group)
     return out
 
 
-def _check(stream: list[list[int]], capacity: int, orders: int, events: dict[int, str]) -> None:
+def _check(stream: list[list[int]], capacity: int, orders: int, events: dict[int, str],
+           longest: int = 5) -> None:
     old = DictMemory()
-    new = _memory((), 5, capacity, orders)
+    new = _memory((), longest, capacity, orders)
+    assert isinstance(new, _Contexts)
     for i, keys in enumerate(stream):
         event = events.get(i)
         if event == "snapshot":
             state = new.to_bytes()
             assert state == old.pickled(), i
             old.unpickle(old.pickled())
-            new = _Contexts.of(np.frombuffer(state, dtype=np.int64), capacity + orders)
+            new = _Contexts.of(np.frombuffer(state, dtype=np.int64), capacity + orders, longest)
         elif event == "coarsen":
-            old.coarsen(5)
-            new = _memory(_coarser(new, 5), 5, capacity, orders)
+            old.coarsen(longest)
+            new = _memory(_coarser(new, longest), longest, capacity, orders)
         assert new.see(keys, capacity) == old.see(keys, capacity), i
         assert len(new) == len(old._memory), i
     assert new.to_bytes() == old.pickled()
@@ -87,32 +90,53 @@ def _check(stream: list[list[int]], capacity: int, orders: int, events: dict[int
     st.integers(1, 400),
     st.lists(st.tuples(st.integers(0, 400), st.sampled_from(["snapshot", "coarsen"])),
              max_size=4),
+    st.sampled_from([5, 3, 1]),
 )
 def test_the_memory_forgets_and_orders_as_the_dict(
-    seed: int, capacity: int, orders: int, steps: int, events: list[tuple[int, str]]
+    seed: int, capacity: int, orders: int, steps: int, events: list[tuple[int, str]], longest: int
 ) -> None:
     rng = random.Random(seed)
     pool = rng.choice([4, capacity, 2 * capacity + 7])
-    _check(_stream(rng, steps, pool, orders), capacity, orders, dict(events))
+    stream = _stream(rng, steps, pool, orders, _key_bits(longest))
+    _check(stream, capacity, orders, dict(events), longest)
 
 
 @pytest.mark.parametrize(("capacity", "pool"), [(3, 10), (40, 60), (300, 500), (2500, 3500),
                                                 (2500, 1200)])
-def test_long_streams_through_growth_and_the_log_s_compaction(capacity: int, pool: int) -> None:
-    """Long enough to fill the memory, grow it to its room and compact its log many times."""
+def test_long_streams_through_growth_and_the_queue_of_the_least_recent(capacity: int, pool: int) -> None:
+    """Long enough to fill the memory, grow it to its room and find its least recent keys
+    many times."""
     rng = random.Random(capacity + pool)
     stream = _stream(rng, 12_000, pool, 5)
     _check(stream, capacity, 5, {3_000: "snapshot", 7_000: "coarsen", 9_000: "snapshot"})
 
 
+@pytest.mark.parametrize(("capacity", "pool"), [(3, 10), (300, 500), (2000, 1200)])
+def test_stamps_numbered_again_keep_the_order(capacity: int, pool: int) -> None:
+    """Keys of orders up to 6 leave a word 12 bits of stamp: the clock comes to its end
+    every few thousand keys seen and the stamps are numbered again, many times here."""
+    rng = random.Random(capacity * pool)
+    stream = _stream(rng, 12_000, pool, 5, _key_bits(6))
+    _check(stream, capacity, 5, {5_000: "snapshot", 8_000: "coarsen"}, longest=6)
+
+
+def test_wider_keys_or_a_larger_memory_keep_the_dict() -> None:
+    """Keys and stamps that do not fit a word: the memory is the dict, as the orders beyond
+    7 levels always were."""
+    assert isinstance(_memory((), 6, 2500, 6), dict)
+    assert isinstance(_memory((), 7, 40, 7), dict)
+    assert isinstance(_memory((), 5, 2500, 5), _Contexts)
+    with pytest.raises(ValueError, match="below 2\\*\\*44"):
+        _Contexts.of(np.array([1 << 44], dtype=np.int64), 40)
+
+
 def _keys_at_the_table_s_end(bits: int, n: int, rng: random.Random) -> list[int]:
-    """Distinct keys whose slot is the last of a table of 2**bits slots."""
-    inverse = pow(_MIX, -1, 2**64)
+    """Distinct keys of orders up to 5 (below 2**44) whose slot is the last of a table of
+    2**bits slots."""
     keys: set[int] = set()
     while len(keys) < n:
-        product = ((2**bits - 1) << (64 - bits)) | rng.getrandbits(64 - bits)
-        key = product * inverse % 2**64
-        if key < 2**63:
+        key = rng.getrandbits(44)
+        if (key * _MIX % 2**64) >> (64 - bits) == 2**bits - 1:
             keys.add(key)
     return sorted(keys)
 

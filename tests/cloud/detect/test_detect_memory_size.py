@@ -1,0 +1,58 @@
+"""What a detector holds in memory (not pickled), as `python -m bench.detect.memory` counts
+it: a full context memory in under 12 bytes a key, a full tail history in its two arrays
+with no room left over, and the largest NAB detector under each setting no larger than it
+was measured (docs/anomaly-detection.md, "Memory, honestly": 65,436 bytes with the default
+settings, 91,144 with the road-traffic profile's two memories; the 64 KB bound holds for
+the pickled state, not yet in memory)."""
+
+from __future__ import annotations
+
+import random
+import sys
+from datetime import UTC
+from pathlib import Path
+
+from bench.detect.memory import deep_size, shared_objects
+from bench.nab.corpus import load_corpus
+from cloud.detect.novelty import _Contexts, _memory
+from cloud.detect.profiles import detector_by_name
+from cloud.detect.tail import TailHistory
+from urbanpulse.clock import to_epoch_ns
+
+LARGEST = "realAWSCloudwatch/ec2_cpu_utilization_5f5533.csv"  # the largest under both settings
+
+
+def test_a_full_context_memory_takes_under_12_bytes_a_key() -> None:
+    rng = random.Random(5)
+    memory = _memory((), 5, 2500, 5)
+    assert isinstance(memory, _Contexts)
+    for _ in range(3000):  # mostly new keys: the memory fills and forgets
+        memory.see([rng.getrandbits(44) for _ in range(5)], 2500)
+    assert len(memory) == 2500
+    held = sum(sys.getsizeof(getattr(memory, name)) for name in ("_words", "_index", "_queue", "_free"))
+    assert held < 2500 * 12
+
+
+def test_a_full_tail_history_keeps_its_two_arrays_at_their_size() -> None:
+    tail = TailHistory(1000, 3.0, two_sided=True)
+    rng = random.Random(3)
+    for _ in range(1500):
+        tail.surprise_push(rng.gauss(0.0, 1.0))
+    exact = sys.getsizeof(tail._values)
+    assert exact == sys.getsizeof(tail._sorted) < 4000 + 100  # a header, no room left over
+
+
+def test_the_largest_nab_detector_is_no_larger_than_measured(nab_root: Path) -> None:
+    (f,) = [f for f in load_corpus(nab_root, {"realAWSCloudwatch"}) if f.key == LARGEST]
+    stamps = [to_epoch_ns(ts.replace(tzinfo=UTC)) for ts in f.timestamps]
+    for name in ("default", "traffic"):  # the caches detectors fill, before the shared part
+        detector_by_name(name).update(stamps[0], f.values[0])
+    _, shared = shared_objects()
+    sizes = {}
+    for name in ("default", "traffic"):
+        detector = detector_by_name(name)
+        for ts, value in zip(stamps, f.values, strict=True):
+            detector.update(ts, value)
+        sizes[name] = deep_size(detector, shared)
+    assert sizes["default"] <= 65_500, sizes
+    assert sizes["traffic"] <= 91_200, sizes
