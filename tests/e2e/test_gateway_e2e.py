@@ -8,7 +8,8 @@ cloud, the outboxes drain (the cloud's acks come back through the gateway), and 
 and the gateway's statuses reach the cloud as `node_status`. Then the faults: the gateway
 SIGKILLed while the nodes read and started again after they sent their batches again (no
 reading lost, the copies counted as duplicates, none stored twice), and the processor
-SIGKILLed while relays flow."""
+SIGKILLed while relays flow, a node's stale direct status retained on the cloud broker
+taken neither at the ingest's first subscription nor after the restart."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import signal
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +34,7 @@ from urbanpulse.influx_http import InfluxHTTP
 from urbanpulse.mqtt import connect_and_wait, make_client
 from urbanpulse.stack import MqttCredentials, StackInfo
 from urbanpulse.testing import wait_for
-from urbanpulse.wire import decode_status
+from urbanpulse.wire import decode_status, encode_status
 from urbanpulse.wire.topics import status_topic
 
 pytestmark = pytest.mark.stack
@@ -279,6 +281,10 @@ def test_gateway_and_processor_sigkilled_mid_stream_lose_and_double_nothing(
         tmp_path: Path) -> None:
     site = "hn-gwe2e-kill"
     ack_timeout_s = 2.0
+    # aq-1 published to the cloud broker directly before it moved behind the gateway: its
+    # will stays retained there (docs/gateway.md, "A node that moves").
+    direct = _retain_status(add_stack_node(site, "aq-1"), site, "aq-1",
+                            encode_status("offline", datetime.now(UTC) - timedelta(days=1)))
     with chain(site, stack, add_stack_node, cloud_factory, reader, tmp_path, ack_timeout_s) as c:
         wait_for(lambda: all(len(_stored(reader, site, n)) >= 10 for n in NODES), 30,
                  "readings of every node through the gateway")
@@ -305,7 +311,32 @@ def test_gateway_and_processor_sigkilled_mid_stream_lose_and_double_nothing(
         mark = _stored_count(reader, site)
         wait_for(lambda: _stored_count(reader, site) >= mark + 30, 60,
                  "readings after the processor's restart")
+        # Its ingest subscribed at the start and again after the restart: the stale will
+        # was taken neither time (it read "offline" until the next heartbeat).
+        assert [r["state"] for r in _node_status(reader, site)["aq-1"]
+                if r["state"] == "offline"] == []
         numbered = _drain(c, reader)
     _check_stored_once(reader, site, numbered)
     duplicates = {node: _ledger(reader, site, node)["duplicates"] for node in NODES}
     assert all(d > 0 for d in duplicates.values()), duplicates  # the copies, counted
+    direct(b"")  # deleted: other tests' clouds on the session's broker
+
+
+def _retain_status(creds: MqttCredentials, site: str, node: str,
+                   payload: bytes) -> Callable[[bytes], None]:
+    """Publishes `payload` retained on the node's status topic as the node itself, on the
+    broker of `creds`; returns a function that publishes another so."""
+
+    def publish(payload: bytes) -> None:
+        client = make_client(f"{site}.{node}", creds, clean_start=True)
+        connect_and_wait(client)
+        try:
+            info = client.publish(status_topic(site, node), payload, qos=1, retain=True)
+            info.wait_for_publish(10)
+            assert info.is_published()
+        finally:
+            client.disconnect()
+            client.loop_stop()
+
+    publish(payload)
+    return publish
