@@ -16,9 +16,9 @@ from cloud.logic.domain.door_roles import NO_DOOR_ROLES, DoorRoleMap
 from cloud.logic.records import RP_1H, RP_1M, RP_RAW
 from cloud.query import catalog, influxql
 from cloud.query.errors import BadArgument, ConfigFileError, IncompleteAnswer, QueryError
-from cloud.query.frames import Schema, empty_index, to_frame
+from cloud.query.frames import Schema, empty_index, to_frame, whole_counts
 from cloud.query.timerange import Chunks, TimeRange, chunk_length_ns
-from cloud.query.written import written_schema
+from cloud.query.written import count_fields, written_schema
 from urbanpulse.config_fields import read_toml
 from urbanpulse.errors import ConfigError
 from urbanpulse.influx_http import (
@@ -64,12 +64,15 @@ def _load_config(path: Path) -> CloudConfig:
 
 class CityData:
     """Each method returns a DataFrame indexed by `time` (UTC, tz-aware), tags first as
-    columns, then fields with their stored types (float64, Int64, boolean, object).
+    columns, then fields with their stored types (float64, Int64, boolean, object), but
+    for the counts stored as floats (cloud.query.written.COUNTS: Int64, a value that is not
+    a whole number raising NotWholeCount), which `float_counts=True` returns as stored.
     Ranges are half-open, [start, end); aggregates are stamped with their window's start.
     The `iter_*` form yields one frame per chunk, for ranges too large to hold at once."""
 
     def __init__(self, client: InfluxHTTP, database: str, *, chunk: timedelta | None = None,
-                 chunk_rows: int = CHUNK_ROWS, door_roles: DoorRoleMap = NO_DOOR_ROLES) -> None:
+                 chunk_rows: int = CHUNK_ROWS, door_roles: DoorRoleMap = NO_DOOR_ROLES,
+                 float_counts: bool = False) -> None:
         if not isinstance(database, str) or not database:
             raise BadArgument("database", "must be a non-empty string")
         if not isinstance(chunk_rows, int) or chunk_rows < 1:
@@ -81,10 +84,11 @@ class CityData:
         self.requests = 0  # requests sent, for callers watching the cost of a range
         self._owns_client = False
         self.door_roles = door_roles  # the processor's [flow.door_roles], for `doors`
+        self.float_counts = float_counts
 
     @classmethod
     def from_config(cls, path: Path, *, timeout_s: float | None = None, chunk: timedelta | None = None,
-                    chunk_rows: int = CHUNK_ROWS) -> CityData:
+                    chunk_rows: int = CHUNK_ROWS, float_counts: bool = False) -> CityData:
         """From the cloud config file (docs/cloud-config.md): its `[influx]` url, `ca_file`,
         database and `timeout_s` (unless `timeout_s` is given here), and the READ-only reader's
         credentials (`reader_username`, `reader_password_file`), never the writer's. Close it
@@ -106,7 +110,7 @@ class CityData:
         except InfluxCAFileError as exc:
             raise ConfigError("influx.ca_file", str(exc)) from exc
         data = cls(client, cfg.influx.database, chunk=chunk, chunk_rows=chunk_rows,
-                   door_roles=cfg.flow.door_roles)
+                   door_roles=cfg.flow.door_roles, float_counts=float_counts)
         data._owns_client = True
         return data
 
@@ -205,7 +209,7 @@ class CityData:
         return self.rollup("hospital_occupancy", start, end, resolution=resolution, site=site)
 
     def hospital_flow(self, start: datetime, end: datetime, *, site: Tags = None) -> pd.DataFrame:
-        """ER arrivals and visits (float64 sums of the door counts) per hospital and hour;
+        """ER arrivals and visits (sums of the door counts) per hospital and hour;
         per door node: `rollup("door_flow", ...)`."""
         return self.rollup("hospital_flow", start, end, site=site)
 
@@ -298,7 +302,7 @@ class CityData:
               node: Tags = None) -> pd.DataFrame:
         """Every door counter that sent readings over [start, end), one row each, stamped
         with its last reading: `readings` (raw points stored), `people` (their counts
-        summed), the `role` the processor gives it (er, visit or ignore) and `role_from`:
+        summed, Int64 as a count), the `role` the processor gives it (er, visit or ignore) and `role_from`:
         "config" (named in `flow.door_roles` of the config this was made from, or of
         `door_roles`) or "id" (its id's words, docs/domain-rollups.md "Doors"). The
         config's doors that sent nothing: `unmatched_door_roles`."""
@@ -316,17 +320,19 @@ class CityData:
         seen, lasts = (_by_door(result) for result in answer)
         doors = sorted(k for k in seen if k in lasts)
         roles = [self.door_roles.role_of(k) for k in doors]
+        stamps = [lasts[k]["time"] for k in doors]
+        people = [seen[k]["people"] for k in doors]
         frame = pd.DataFrame({
             "site": pd.Series([k[0] for k in doors], dtype=object),
             "node": pd.Series([k[1] for k in doors], dtype=object),
             "sensor": pd.Series([k[2] for k in doors], dtype=object),
             "readings": pd.Series([seen[k]["readings"] for k in doors], dtype="Int64"),
-            "people": pd.Series([seen[k]["people"] for k in doors], dtype="float64"),
+            "people": (pd.Series(people, dtype="float64") if self.float_counts else
+                       whole_counts(people, stamps, f"{RP_RAW}.{DOOR_MEASUREMENT}", "people")),
             "role": pd.Series([r for r, _ in roles], dtype=object),
             "role_from": pd.Series([f for _, f in roles], dtype=object),
         })
-        frame.index = pd.DatetimeIndex(pd.to_datetime([lasts[k]["time"] for k in doors], unit="ns", utc=True),
-                                       name="time")
+        frame.index = pd.DatetimeIndex(pd.to_datetime(stamps, unit="ns", utc=True), name="time")
         return frame
 
     def unmatched_door_roles(self, doors: pd.DataFrame, *, site: Tags = None,
@@ -355,6 +361,8 @@ class CityData:
             # keys the processor would write, if any.
             stored = written_schema(rp, name) or Schema((), {})
         schema = stored.select(fields, where)
+        if not self.float_counts:
+            schema = schema.counting(count_fields(rp, name))
         _check_tag_keys(tags, stored, where)
         first = self._first_ns if self._first_ns is not None else chunk_length_ns(FIRST_CHUNK[rp])
         chunks = Chunks(span, first, self._chunk_rows)
@@ -370,7 +378,7 @@ class CityData:
                     raise IncompleteAnswer(where, lo, hi, "even for one nanosecond")
                 chunks.cut()
                 continue
-            frame = to_frame(answer[0].series, schema)
+            frame = to_frame(answer[0].series, schema, where)
             chunks.fetched(hi, len(frame))
             yield frame
 

@@ -1,5 +1,6 @@
 """`urbanpulse query`: the analysts' queries (cloud.query.CityData) as CSV, to stdout or a
-file. Exit codes: 0 done, 2 a bad argument or config (named), 1 InfluxDB failed."""
+file. Exit codes: 0 done, 2 a bad argument or config (named), 1 InfluxDB failed (or holds a
+count that is not a whole number: NotWholeCount)."""
 
 from __future__ import annotations
 
@@ -65,6 +66,8 @@ def _parser() -> argparse.ArgumentParser:
                         help=f"CSV file (default: stdout), its dtypes beside it in FILE{SIDECAR_SUFFIX}")
     common.add_argument("--dtypes", type=Path, metavar="FILE",
                         help="where to write the dtypes sidecar (cloud.query.read_csv reads both)")
+    common.add_argument("--float-counts", action="store_true",
+                        help="the counts stored as floats as stored (1.0), not as integers (1)")
 
     def sub(name: str, help_: str, *, sensor: bool = True, fields: bool = False
             ) -> argparse.ArgumentParser:
@@ -196,7 +199,7 @@ def main(argv: list[str]) -> int:
         print(f"{prog}: --dtypes: {args.dtypes} is the --output file itself", file=sys.stderr)
         return EXIT_ARGUMENTS
     try:
-        with CityData.from_config(args.config) as data:
+        with CityData.from_config(args.config, float_counts=args.float_counts) as data:
             frames = _frames(data, args)
             if args.output is None:
                 try:

@@ -1,5 +1,6 @@
 """What the processor writes: each of its measurements' tags and field types, per retention
-policy (docs/influx-schema.md, docs/domain-rollups.md).
+policy (docs/influx-schema.md, docs/domain-rollups.md), and which of its float fields hold
+counts (`COUNTS`).
 
 A query takes its columns from InfluxDB's own keys (`SHOW TAG KEYS`, `SHOW FIELD KEYS`);
 where InfluxDB knows nothing of a measurement in a policy (never written there: a fresh
@@ -9,6 +10,8 @@ points the processor's own code makes.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 from cloud.logic.records import BAD_INPUT_COUNTERS, RP_1H, RP_1M, RP_RAW
 from cloud.query.catalog import ROLLUPS, tag_order
@@ -100,3 +103,53 @@ WRITTEN: dict[tuple[str, str], Schema] = _readings() | _rollups() | _OTHERS
 def written_schema(rp: str, measurement: str) -> Schema | None:
     """The keys the processor writes to `measurement` in `rp`; None for one it never writes."""
     return WRITTEN.get((rp, measurement))
+
+
+# The contract's units that count things: a reading's field in one of them is a whole number
+# (the edge's drivers count people, vehicles, pulses; docs/wire-contract.md).
+COUNT_UNITS = frozenset({"persons", "vehicles", "pulses"})
+# The window statistics of whole numbers that are whole numbers (a mean is not).
+WHOLE_STATS = ("min", "max", "last")
+
+
+def _count_fields() -> dict[tuple[str, str], frozenset[str]]:
+    out: dict[tuple[str, str], frozenset[str]] = {}
+    for spec in KINDS.values():
+        counts = [name for name, f in spec.fields.items() if f.unit in COUNT_UNITS]
+        if counts:
+            out[(RP_RAW, spec.measurement)] = frozenset(counts)
+            out[(RP_1M, spec.measurement)] = out[(RP_1H, spec.measurement)] = frozenset(
+                f"{name}_{stat}" for name in counts for stat in WHOLE_STATS)
+    return out
+
+
+def _in(policies: Iterable[str], name: str, fields: frozenset[str]
+        ) -> dict[tuple[str, str], frozenset[str]]:
+    return {(rp, name): fields for rp in policies}
+
+
+_FLOW_COUNTS = frozenset({"er_arrivals", "visits"})  # sums of door counts
+_TRAFFIC_COUNTS = frozenset({"vehicles"})  # the sum of the loops' counts
+
+# (retention policy, measurement) -> the fields it writes as floats whose values are whole
+# numbers by construction: counts the nodes make (a reading's field in a count unit; a
+# status's outbox rows, dropped readings, clock jumps), or their sums, minimum, maximum or
+# last. Returned as Int64 (nullable integers), not as the float64 they are stored as: a
+# field's type is fixed per shard in InfluxDB, so the processor cannot write them as
+# integers without refusing writes to existing databases (docs/influx-schema.md, "Stored
+# and returned types"). Left out on purpose: means and rates of counts (`count_mean`,
+# `flow_vpm`, `readings_per_s`), seconds, the bools 0/1 of a reading (`occupied`, `fault`,
+# `called`), and the queue's `ticket` and `counter`, numbers naming a ticket and a desk.
+COUNTS: dict[tuple[str, str], frozenset[str]] = (
+    _count_fields()
+    | _in(ROLLUPS["door_flow"], "door_flow", _FLOW_COUNTS)
+    | _in(ROLLUPS["hospital_flow"], "hospital_flow", _FLOW_COUNTS)
+    | _in(ROLLUPS["traffic_lane"], "traffic_lane", _TRAFFIC_COUNTS)
+    | _in(ROLLUPS["traffic_intersection"], "traffic_intersection", _TRAFFIC_COUNTS)
+    | {(RP_RAW, "node_status"): frozenset({"clock_jumps", "outbox_depth", "outbox_evicted",
+                                           "outbox_uncommitted", "readings_dropped"})})
+
+
+def count_fields(rp: str, measurement: str) -> frozenset[str]:
+    """The fields of `measurement` in `rp` returned as counts (COUNTS); none for another."""
+    return COUNTS.get((rp, measurement), frozenset())

@@ -6,6 +6,7 @@ database `d` is made by `cloud init-db`'s code, and the test works as the admin.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -16,6 +17,7 @@ from cloud.initdb import init_db
 from cloud.logic.lines import line
 from cloud.logic.node import NodeState
 from cloud.logic.records import NodeData
+from cloud.stack_config import to_toml
 from urbanpulse.clock import to_epoch_ns
 from urbanpulse.influx_http import InfluxHTTP
 from urbanpulse.wire import Reading
@@ -39,6 +41,26 @@ def scratch_influx(home: Path, max_row_limit: int) -> Iterator[Server]:
         yield server
     finally:
         server.stop()
+
+
+def new_database(server: Server, prefix: str) -> str:
+    """A new database with the project's retention policies, which the reader may read."""
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    with server.client("admin") as admin:
+        init_db(admin, name, RETENTION)
+        admin.query(f'GRANT READ ON "{name}" TO "reader"', post=True)
+    return name
+
+
+def reader_config(server: Server, database: str, path: Path) -> Path:
+    """A cloud config at `path` for `urbanpulse query` on `database`, as the reader."""
+    path.write_text(to_toml({
+        "mqtt": {"password_file": "unused", "ca_file": "unused"},
+        "influx": {"url": server.url(), "database": database, "password_file": "unused",
+                   "reader_username": "reader",
+                   "reader_password_file": str(server.layout.influx_password("reader"))},
+    }))
+    return path
 
 
 def _pm(sensor: str, at_ns: int, value: float) -> str:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 import shlex
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,15 +15,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from bench.influx.server import RETENTION, Server
-from cloud.initdb import init_db
+from bench.influx.server import Server
 from cloud.query import BadArgument, CityData, read_csv
 from cloud.query.cli import main
 from cloud.query.written import WRITTEN
-from cloud.stack_config import to_toml
 from urbanpulse.influx_http import InfluxHTTP
 
 from .processor_points import one_per_shape, processor_points
+from .scratch_influx import new_database, reader_config
 
 pytestmark = pytest.mark.stack
 
@@ -32,15 +30,15 @@ START = datetime(2026, 3, 1, tzinfo=UTC)
 END = START + timedelta(days=1)
 DOC = Path(__file__).resolve().parents[3] / "docs" / "analyst-queries.md"
 
-F, N, B, S = "float64", "Int64", "boolean", "object"  # N: nullable integers
+F, N, B, S = "float64", "Int64", "boolean", "object"  # N: nullable integers, counts too
 # Each public method's frame as docs/analyst-queries.md, influx-schema.md and
 # domain-rollups.md describe it: tags first, then the fields in name order.
 OCCUPANCY = [("available", N), ("beds", N), ("faulty", N), ("occupancy_pct", F), ("occupied", N),
              ("stale", N)]
-FLOW = [("er_arrivals", F), ("faulty", N), ("visits", F)]
+FLOW = [("er_arrivals", N), ("faulty", N), ("visits", N)]
 WAITS = [("mean_s", F), ("median_s", F), ("n", N), ("p90_s", F)]
 TRAFFIC = [("flow_vpm", F), ("interval_s", F), ("occupancy_pct", F), ("speed_kmh", F),
-           ("vehicles", F)]
+           ("vehicles", N)]
 SENSOR_TAGS = [("site", S), ("node", S), ("sensor", S), ("kind", S)]
 DOCUMENTED: dict[str, list[tuple[str, str]]] = {
     "readings air.pm": [*SENSOR_TAGS, ("flags", S), ("humidity_pct", F), ("pm1", F), ("pm10", F),
@@ -69,10 +67,10 @@ DOCUMENTED: dict[str, list[tuple[str, str]]] = {
                ("value", F)],
     "dead_letters": [("site", S), ("node", S), ("reason", S), ("detail", S), ("offset", N),
                      ("partition", S), ("payload", S), ("topic", S), ("truncated", B)],
-    "node_status": [("site", S), ("node", S), ("clock_jumps", F), ("clock_offset_s", F),
-                    ("clock_synchronised", B), ("cpu_temp_c", F), ("online", B), ("outbox_depth", F),
-                    ("outbox_evicted", F),
-                    ("outbox_oldest_age_s", F), ("outbox_uncommitted", F), ("readings_dropped", F),
+    "node_status": [("site", S), ("node", S), ("clock_jumps", N), ("clock_offset_s", F),
+                    ("clock_synchronised", B), ("cpu_temp_c", F), ("online", B), ("outbox_depth", N),
+                    ("outbox_evicted", N),
+                    ("outbox_oldest_age_s", F), ("outbox_uncommitted", N), ("readings_dropped", N),
                     ("readings_per_s", F), ("state", S),
                     ("uptime_s", F)],
     "driver_status": [("site", S), ("node", S), ("sensor", S), ("bytes_skipped", N),
@@ -125,25 +123,16 @@ def _columns(frame: pd.DataFrame) -> list[tuple[str, str]]:
     return [(str(c), str(t)) for c, t in frame.dtypes.items()]
 
 
-def _database(server: Server, prefix: str) -> str:
-    """A new database with the project's retention policies, which the reader may read."""
-    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
-    with server.client("admin") as admin:
-        init_db(admin, name, RETENTION)
-        admin.query(f'GRANT READ ON "{name}" TO "reader"', post=True)
-    return name
-
-
 @pytest.fixture(scope="module")
 def never(limited_server: Server) -> str:
-    return _database(limited_server, "never")
+    return new_database(limited_server, "never")
 
 
 @pytest.fixture(scope="module")
 def written(limited_server: Server, tmp_path_factory: pytest.TempPathFactory
             ) -> tuple[str, pd.Timestamp, pd.Timestamp]:
     """A database holding one point of each shape the processor writes; its time span."""
-    name = _database(limited_server, "written")
+    name = new_database(limited_server, "written")
     chosen = one_per_shape(processor_points(tmp_path_factory.mktemp("state")))
     stamps = [int(text.rsplit(" ", 1)[1]) for _, text in chosen]
     with limited_server.client("admin") as admin:
@@ -233,7 +222,7 @@ def test_a_measurement_stored_in_another_policy_only_is_never_written_in_this_on
     """InfluxDB 1.x answers SHOW TAG KEYS for every policy of the database: a kind whose raw
     points have aged out of `raw` (30 days) while its windows stay in agg_1m, or the ledger
     asked in `raw`, has tags there but no field: nothing is stored in that policy."""
-    name = _database(limited_server, "elsewhere")
+    name = new_database(limited_server, "elsewhere")
     tags = "site=bach-mai,node=station-7,sensor=pm-1,kind=air.pm"
     at = int(START.timestamp()) * 10**9
     with limited_server.client("admin") as admin:
@@ -257,16 +246,6 @@ def test_a_measurement_stored_in_another_policy_only_is_never_written_in_this_on
         [("expected", S)]
 
 
-def _config(server: Server, database: str, path: Path) -> Path:
-    path.write_text(to_toml({
-        "mqtt": {"password_file": "unused", "ca_file": "unused"},
-        "influx": {"url": server.url(), "database": database, "password_file": "unused",
-                   "reader_username": "reader",
-                   "reader_password_file": str(server.layout.influx_password("reader"))},
-    }))
-    return path
-
-
 @pytest.mark.parametrize(("argv", "what"), [
     (["dead-letters", "--reason", "not_json"], "dead_letters"),
     (["rollup", "hospital_wait", "--site", "bach-mai"], "waiting_times"),
@@ -279,7 +258,7 @@ def _config(server: Server, database: str, path: Path) -> Path:
 ])
 def test_the_command_writes_the_columns_and_their_dtypes(
         limited_server: Server, never: str, tmp_path: Path, argv: list[str], what: str) -> None:
-    config = _config(limited_server, never, tmp_path / "cloud.toml")
+    config = reader_config(limited_server, never, tmp_path / "cloud.toml")
     out = tmp_path / "out.csv"
     assert main([*argv, "--config", str(config), "--start", START.isoformat(),
                  "--end", END.isoformat(), "-o", str(out)]) == 0
@@ -293,7 +272,7 @@ def test_the_command_writes_the_columns_and_their_dtypes(
 def test_every_example_of_the_doc_runs_on_a_database_never_written(
         limited_server: Server, never: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     text = DOC.read_text(encoding="utf-8")
-    config = _config(limited_server, never, tmp_path / "cloud.toml")
+    config = reader_config(limited_server, never, tmp_path / "cloud.toml")
     local = {"/etc/urbanpulse/influx-reader.password":
              str(limited_server.layout.influx_password("reader")),
              "/etc/urbanpulse/cloud.toml": str(config),
