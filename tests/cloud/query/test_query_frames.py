@@ -141,15 +141,16 @@ def test_traffic_rollups(data: CityData, city: City) -> None:
     # speed (40*10 + 50*20) / 30
     assert rows(lanes) == [
         {"time": ts(city, 0), **tags, "sensor": "lane-1", "flow_vpm": 30.0, "interval_s": 60.0,
-         "occupancy_pct": 30.0, "speed_kmh": 1400.0 / 30.0, "vehicles": 30.0},
+         "occupancy_pct": 30.0, "speed_kmh": 1400.0 / 30.0, "vehicles": 30},
         {"time": ts(city, 0), **tags, "sensor": "lane-2", "flow_vpm": 6.0, "interval_s": 60.0,
-         "occupancy_pct": 10.0, "speed_kmh": 30.0, "vehicles": 6.0},
+         "occupancy_pct": 10.0, "speed_kmh": 30.0, "vehicles": 6},
     ]
+    assert lanes["vehicles"].dtype == "Int64"  # a sum of counts, stored as a float
     crossing = data.intersection_traffic(*hour(city), resolution="1h", site=city.site)
     assert rows(crossing) == [{
         "time": ts(city, 0), **tags, "flow_vpm": 36.0, "interval_s": 120.0, "lanes": 2,
         "occupancy_pct": (600 + 1200 + 600) / 120, "speed_kmh": (400 + 1000 + 180) / 36,
-        "speed_lanes": 2, "vehicles": 36.0}]
+        "speed_lanes": 2, "vehicles": 36}]
 
 
 def test_hospital_occupancy(data: CityData, city: City) -> None:
