@@ -14,7 +14,7 @@ forgets the least recently seen first; it is pickled as one array of 8-byte keys
 (a detector may hold two of these memories and must stay under 64 KB).
 
 In memory the contexts are kept in arrays, not a dict of int objects (`_Contexts`: about
-11.5 bytes a context, against about 90): each key once in an array of 64-bit words, the
+11 bytes a context, against about 90): each key once in an array of 64-bit words, the
 key (44 bits for orders up to 5) below its stamp, the step at which it was last seen; a
 key is found through an open-addressed table of node numbers, and the least recent keys
 are found by their stamps, a hundred or so at a time. The order is the dict's exactly (a
@@ -97,6 +97,7 @@ _MIX = 0x9E3779B97F4A7C15  # Fibonacci hashing: a key's slot is the top bits of 
 _WORD = 64  # bits of a node's word: its stamp above its key
 _START = 64  # the keys a new context memory has room for (doubled as it fills)
 _QUEUE = 128  # the least recent nodes found at once, for forgetting
+_LOAD_NUM, _LOAD_DEN = 3, 4  # the index's most keys per slot
 
 
 def _key_bits(longest: int) -> int:
@@ -130,7 +131,7 @@ class _Contexts:
     """
 
     __slots__ = ("_clock", "_free", "_gone", "_index", "_kbits", "_kmask", "_mask", "_queue",
-                 "_queue_top", "_room", "_shift", "_size", "_top", "_unit", "_words")
+                 "_queue_top", "_room", "_shift", "_size", "_slots", "_top", "_unit", "_words")
 
     def __init__(self, room: int = 0, longest: int = 5) -> None:
         self._room = max(room, 8)  # the most keys it is to hold (it grows up to it)
@@ -172,11 +173,12 @@ class _Contexts:
         # just after the one before, whichever is later. Those past the table's end go
         # round, key by key; any placement where nothing empty lies between a key's slot
         # and where it is is a table linear probing reads.
-        home = (keys.view(np.uint64) * np.uint64(_MIX)) >> np.uint64(memory._shift)
+        home = (((keys.view(np.uint64) * np.uint64(_MIX)) >> np.uint64(memory._shift))
+                % np.uint64(memory._slots))
         by_slot = np.argsort(home, kind="stable")
         step = np.arange(n, dtype=np.int64)
         at = np.maximum.accumulate(home[by_slot].astype(np.int64) - step) + step
-        inside = at <= memory._mask
+        inside = at < memory._slots
         index = np.frombuffer(memory._index, dtype=dtype)
         index[at[inside]] = nodes[by_slot[inside]]
         del index
@@ -187,10 +189,12 @@ class _Contexts:
     def _build(self, room: int) -> None:
         """Empty arrays for `room` keys."""
         code = "H" if room < 0xFFFF else "I"
-        bits = max(3, (room + room // 2).bit_length())  # a load factor below 2/3
-        self._shift = 64 - bits
-        self._mask = (1 << bits) - 1
-        self._index = array(code, [0]) * (1 << bits)
+        # A load factor of at most 3/4; a key's slot is its hash (bits 40 to 63 of
+        # key * _MIX mod 2**64) modulo the slots.
+        self._slots = slots = max(8, room * _LOAD_DEN // _LOAD_NUM + 1)
+        self._shift = 40
+        self._mask = (1 << 24) - 1
+        self._index = array(code, [0]) * slots
         self._words = array("Q", [0]) * (room + 1)
         self._queue = array(code)
         self._queue_top = -1
@@ -242,11 +246,11 @@ class _Contexts:
     def _slot(self, key: int) -> tuple[int, int]:
         """The slot of `key` in the index, or of the empty one where it would go, and its
         node (0 if absent)."""
-        index, words, mask, kmask = self._index, self._words, self._mask, self._kmask
-        slot = (key * _MIX >> self._shift) & mask
+        index, words, slots, kmask = self._index, self._words, self._slots, self._kmask
+        slot = (key * _MIX >> self._shift & self._mask) % slots
         node = index[slot]
         while node and words[node] & kmask != key:
-            slot = (slot + 1) & mask
+            slot = (slot + 1) % slots
             node = index[slot]
         return slot, node
 
@@ -264,18 +268,19 @@ class _Contexts:
 
     def _remove(self, slot: int, node: int) -> None:
         """The key of `node`, in the index at `slot`, forgotten."""
-        index, words, mask, shift, kmask = self._index, self._words, self._mask, self._shift, self._kmask
+        index, words, kmask = self._index, self._words, self._kmask
+        slots, mask, shift = self._slots, self._mask, self._shift
         words[node] = self._gone << self._kbits
         self._free.append(node)
         self._size -= 1
         j = slot
         while True:  # backward shift: the keys after the hole that may fill it move up
-            j = (j + 1) & mask
+            j = (j + 1) % slots
             other = index[j]
             if not other:
                 break
-            home = ((words[other] & kmask) * _MIX >> shift) & mask
-            if (j - home) & mask >= (j - slot) & mask:
+            home = ((words[other] & kmask) * _MIX >> shift & mask) % slots
+            if (j - home) % slots >= (j - slot) % slots:
                 index[slot] = other
                 slot = j
         index[slot] = 0
@@ -288,16 +293,16 @@ class _Contexts:
         if self._size + n >= len(self._words) or self._clock + n >= self._gone:
             self._reserve(n)
         index, words, kmask = self._index, self._words, self._kmask
-        shift, mask, unit = self._shift, self._mask, self._unit
+        shift, mask, slots, unit = self._shift, self._mask, self._slots, self._unit
         stamp = self._clock << self._kbits
         novel = 0
         for key in keys:
-            slot = (key * _MIX >> shift) & mask
+            slot = (key * _MIX >> shift & mask) % slots
             node = index[slot]
             while node:
                 if words[node] & kmask == key:
                     break
-                slot = (slot + 1) & mask
+                slot = (slot + 1) % slots
                 node = index[slot]
             else:
                 free = self._free

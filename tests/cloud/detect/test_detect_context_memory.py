@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cloud.detect.novelty import _MIX, _coarser, _Contexts, _key_bits, _memory
+from cloud.detect.novelty import _coarser, _Contexts, _key_bits, _memory
 
 
 class DictMemory:
@@ -130,13 +130,12 @@ def test_wider_keys_or_a_larger_memory_keep_the_dict() -> None:
         _Contexts.of(np.array([1 << 44], dtype=np.int64), 40)
 
 
-def _keys_at_the_table_s_end(bits: int, n: int, rng: random.Random) -> list[int]:
-    """Distinct keys of orders up to 5 (below 2**44) whose slot is the last of a table of
-    2**bits slots."""
+def _keys_at_the_table_s_end(memory: _Contexts, n: int, rng: random.Random) -> list[int]:
+    """Distinct keys of orders up to 5 (below 2**44) whose slot is the last of the index."""
     keys: set[int] = set()
     while len(keys) < n:
         key = rng.getrandbits(44)
-        if (key * _MIX % 2**64) >> (64 - bits) == 2**bits - 1:
+        if memory._slot(key)[0] == memory._slots - 1:
             keys.add(key)
     return sorted(keys)
 
@@ -145,14 +144,14 @@ def test_keys_placed_round_the_table_s_end_are_found_and_forgotten() -> None:
     """Built at once (a snapshot loaded), keys of the last slot go round to the first ones."""
     rng = random.Random(7)
     memory = _Contexts(40)
-    bits = memory._mask.bit_length()
-    crowded = _keys_at_the_table_s_end(bits, 12, rng)
+    slots = memory._slots
+    crowded = _keys_at_the_table_s_end(memory, 12, rng)
     others = [rng.getrandbits(44) for _ in range(20)]
     keys = others[:10] + crowded + others[10:]
     old = DictMemory()
     old.see(keys, 40)
     memory = _Contexts.of(np.array(keys, dtype=np.int64), 40)
-    assert (memory._mask.bit_length(), list(memory)) == (bits, keys)
+    assert (memory._slots, list(memory)) == (slots, keys)
     assert any(memory._index[slot] for slot in range(3))  # some went round
     for step in range(200):  # each key seen again, new ones forget the oldest
         group = [keys[step % len(keys)], rng.getrandbits(44)]

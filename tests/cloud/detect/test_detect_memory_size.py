@@ -1,9 +1,9 @@
 """What a detector holds in memory (not pickled), as `python -m bench.detect.memory` counts
-it: a full context memory in under 12 bytes a key, a full tail history in its two arrays
-with no room left over, and the largest NAB detector under each setting no larger than it
-was measured (docs/anomaly-detection.md, "Memory, honestly": 65,436 bytes with the default
-settings, 91,144 with the road-traffic profile's two memories; the 64 KB bound holds for
-the pickled state, not yet in memory)."""
+it: a full context memory in under 11 bytes a key, a full tail history in its two arrays
+with no room left over, and the largest NAB detector under the 64 KB bound (64 x 1024
+bytes, as the pickled state is tested in test_detect_detector.py) with the default
+settings, 63,934 bytes; with the road-traffic profile's two memories it holds 86,920, no
+more than measured (docs/anomaly-detection.md, "Memory, honestly")."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from urbanpulse.clock import to_epoch_ns
 LARGEST = "realAWSCloudwatch/ec2_cpu_utilization_5f5533.csv"  # the largest under both settings
 
 
-def test_a_full_context_memory_takes_under_12_bytes_a_key() -> None:
+def test_a_full_context_memory_takes_under_11_bytes_a_key() -> None:
     rng = random.Random(5)
     memory = _memory((), 5, 2500, 5)
     assert isinstance(memory, _Contexts)
@@ -30,7 +30,7 @@ def test_a_full_context_memory_takes_under_12_bytes_a_key() -> None:
         memory.see([rng.getrandbits(44) for _ in range(5)], 2500)
     assert len(memory) == 2500
     held = sum(sys.getsizeof(getattr(memory, name)) for name in ("_words", "_index", "_queue", "_free"))
-    assert held < 2500 * 12
+    assert held < 2500 * 11
 
 
 def test_a_full_tail_history_keeps_its_two_arrays_at_their_size() -> None:
@@ -42,7 +42,7 @@ def test_a_full_tail_history_keeps_its_two_arrays_at_their_size() -> None:
     assert exact == sys.getsizeof(tail._sorted) < 4000 + 100  # a header, no room left over
 
 
-def test_the_largest_nab_detector_is_no_larger_than_measured(nab_root: Path) -> None:
+def test_the_largest_nab_detector_meets_the_bound_with_the_default_settings(nab_root: Path) -> None:
     (f,) = [f for f in load_corpus(nab_root, {"realAWSCloudwatch"}) if f.key == LARGEST]
     stamps = [to_epoch_ns(ts.replace(tzinfo=UTC)) for ts in f.timestamps]
     for name in ("default", "traffic"):  # the caches detectors fill, before the shared part
@@ -54,5 +54,6 @@ def test_the_largest_nab_detector_is_no_larger_than_measured(nab_root: Path) -> 
         for ts, value in zip(stamps, f.values, strict=True):
             detector.update(ts, value)
         sizes[name] = deep_size(detector, shared)
-    assert sizes["default"] <= 65_500, sizes
-    assert sizes["traffic"] <= 91_200, sizes
+    assert sizes["default"] < 64 * 1024, sizes
+    assert sizes["default"] <= 64_000, sizes  # as measured, 63,934
+    assert sizes["traffic"] <= 87_000, sizes  # as measured, 86,920: the bound missed
