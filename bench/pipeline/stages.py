@@ -16,18 +16,19 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import orjson
 
-from bench.pipeline.workload import Workload, generate
+from bench.pipeline.workload import Workload, generate, relayed, schedule
+from cloud.flow import READ_BATCH
 from cloud.gc_policy import tune_for_streaming
 from cloud.journal import Journal, JournalRecord
 from cloud.logic.domain.hospital import SiteUpdate
 from cloud.logic.domain.hospital_site import HospitalSite
 from cloud.logic.node import NodeState
-from cloud.logic.records import NodeData, Point, decode_record
+from cloud.logic.records import NodeData, Point, Record, decode_record, expand_relays
 from urbanpulse.wire import KINDS
 
 HORIZON_NS = 6 * 3600 * 1_000_000_000
@@ -40,11 +41,17 @@ def _timed(fn: Callable[[], object]) -> float:
     return time.process_time() - start
 
 
-def _records(workload: Workload) -> list[JournalRecord]:
+def _records(workload: Workload, relay_s: float | None = None,
+             rate: float = 2000.0) -> list[JournalRecord]:
+    """The journal's records: each node message, or with `relay_s` each site's gateway's
+    relays (`workload.relayed`, the messages sent at `rate` readings/s)."""
     # Received "now" is just after the last reading, as when a node keeps up.
     received = workload.last_ts_ns
+    messages = workload.messages
+    if relay_s is not None:
+        messages = [m for _, m in relayed(schedule(messages, rate), relay_s)]
     return [JournalRecord("i0", i + 1, received + i * RECEIVED_STEP_NS, m.topic, m.payload)
-            for i, m in enumerate(workload.messages)]
+            for i, m in enumerate(messages)]
 
 
 def _kind_of(point: Point) -> str:
@@ -57,11 +64,16 @@ def _kind_of(point: Point) -> str:
 _READING_MEASUREMENTS = frozenset(k.measurement for k in KINDS.values())
 
 
-def measure(workload: Workload) -> dict[str, float]:
-    """CPU µs per reading of each stage (per message for the journal)."""
+def measure(workload: Workload, relay_s: float | None = None, rate: float = 2000.0) -> dict[str, float]:
+    """CPU µs per reading of each stage (per message for the journal). With `relay_s`, the
+    journal holds the sites' relays and the stages see their messages (`expand_relays`)."""
     n = workload.readings
-    records = _records(workload)
+    journaled = _records(workload, relay_s, rate)
     out: dict[str, float] = {}
+    expanded: list[Sequence[Record]] = []
+    out["expand_relays"] = _timed(lambda: expanded.extend(
+        expand_relays(journaled[i:i + READ_BATCH]) for i in range(0, len(journaled), READ_BATCH))) / n * 1e6
+    records = [r for batch in expanded for r in batch if isinstance(r, JournalRecord)]
     out["json.loads only"] = _timed(lambda: [json.loads(r.payload) for r in records]) / n * 1e6
     out["orjson.loads only (decode_record's parser)"] = _timed(
         lambda: [orjson.loads(r.payload) for r in records]) / n * 1e6
@@ -125,13 +137,13 @@ def measure(workload: Workload) -> dict[str, float]:
     gc.set_threshold(*streaming)
     with tempfile.TemporaryDirectory() as tmp:
         journal = Journal(Path(tmp) / "j.sqlite3", "i0").open()
-        msgs = [(m.topic, m.payload) for m in workload.messages]
+        msgs = [(r.topic, r.payload) for r in journaled]
         wall = time.perf_counter()
         cpu = _timed(lambda: [journal.append(msgs[i:i + 10], 0) for i in range(0, len(msgs), 10)])
         wall = time.perf_counter() - wall
         journal.close()
     out["Journal.append, 10 messages a commit (CPU µs per reading)"] = cpu / n * 1e6
-    out["Journal.append, 10 messages a commit (wall ms per commit)"] = wall / (len(msgs) / 10) * 1e3
+    out["Journal.append, 10 messages a commit (wall ms per commit)"] = wall / max(len(msgs) / 10, 1) * 1e3
     return out
 
 
@@ -142,13 +154,18 @@ def main(argv: list[str]) -> int:
     p.add_argument("--live", type=float, metavar="SECONDS",
                    help="cut messages as a live node does: the readings stamped within SECONDS "
                         "of the first (the agent's outbox.batch_max_delay_s, 1 by default)")
+    p.add_argument("--relay", type=float, metavar="SECONDS",
+                   help="journal each site's node messages due in each SECONDS as one relay of its "
+                        "gateway (as `bench.pipeline.run --relay`), expanded as the processor does")
+    p.add_argument("--rate", type=float, default=2000.0,
+                   help="with --relay: the readings/s the messages are due at")
     args = p.parse_args(argv)
     workload = generate(args.readings, batch=args.batch, live_s=args.live)
     tune_for_streaming()  # as `cloud run` does
     print(f"{workload.readings} readings, {len(workload.messages)} messages "
           f"({workload.readings / len(workload.messages):.1f} readings a message), "
           f"{len(workload.nodes)} nodes")
-    for name, value in measure(workload).items():
+    for name, value in measure(workload, args.relay, args.rate).items():
         print(f"{value:10.2f}  {name}")
     return 0
 
