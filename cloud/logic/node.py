@@ -15,7 +15,7 @@ from cloud.detect.faults import AWAY_HEARTBEATS
 from cloud.logic.domain.hospital import SiteUpdate
 from cloud.logic.domain.node import DomainNode
 from cloud.logic.events import Alert, NodeWatch, SensorWatch, check_readings, clock_rewrite
-from cloud.logic.lines import field_key, field_keys, float_text, float_texts, line, series_head, string_field
+from cloud.logic.lines import field_key, field_keys, float_text, float_texts, series_head, string_field
 from cloud.logic.recompute import RECOMPUTE, Recompute
 from cloud.logic.records import RP_1H, RP_1M, RP_RAW, NodeData, Point, dead_letter_point
 from cloud.logic.rollup import (
@@ -97,15 +97,17 @@ class LedgerHour:
             elif name != "floor":  # the gap below min: its numbering's ranges tell it
                 setattr(self, name, value)
 
-    def fields(self, missing: int) -> dict[str, int | float | str | bool]:
-        """The ledger point's fields, with `missing` numbers charged to the hour."""
+    def field_text(self, missing: int) -> str:
+        """The ledger point's fields as line protocol, with `missing` numbers charged to the
+        hour. Every field each time, restarts too when 0: a rewrite of the hour replaces them
+        all (InfluxDB keeps a field the new write lacks). Written directly, as `line` wrote
+        the dict of them (every count an int): a live message writes its hour's ledger point
+        (tests/cloud/logic/test_ledger_text.py keeps the dict's way)."""
         unique = self.received - self.duplicates
         missing = min(missing, INT64_MAX - unique)
-        # Every field each time, restarts too when 0: a rewrite of the hour replaces them all
-        # (InfluxDB keeps a field the new write lacks).
-        return {"expected": unique + missing, "received": self.received,
-                "duplicates": self.duplicates, "late": self.late, "missing": missing,
-                "restarts": self.restarts}
+        return (f"expected={unique + missing}i,received={self.received}i,"
+                f"duplicates={self.duplicates}i,late={self.late}i,missing={missing}i,"
+                f"restarts={self.restarts}i")
 
 
 def raw_time(r: Reading) -> int:
@@ -402,10 +404,12 @@ class NodeState:
             held = ledgers[hour]
             if self._missing(held) != held.written_missing:
                 ledger_touched.add(hour)
-        for hour in sorted(ledger_touched):
-            held = ledgers[hour]
-            missing = held.written_missing = self._missing(held)
-            append((RP_1H, line("ledger", {"site": site, "node": node}, held.fields(missing), hour)))
+        if ledger_touched:
+            head = series_head("ledger", {"site": site, "node": node})
+            for hour in sorted(ledger_touched) if len(ledger_touched) > 1 else ledger_touched:
+                held = ledgers[hour]
+                missing = held.written_missing = self._missing(held)
+                append((RP_1H, f"{head} {held.field_text(missing)} {hour}"))
         self._evict(received_ns, measured)
         return out
 

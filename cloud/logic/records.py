@@ -57,13 +57,16 @@ from urbanpulse.wire.payload import (
     sensor_id_cache,
 )
 from urbanpulse.wire.relay import decode_relay
-from urbanpulse.wire.topics import ROOT, validate_id
+from urbanpulse.wire.topics import ROOT, Topic, validate_id
 
 RP_RAW = "raw"
 RP_1M = "agg_1m"
 RP_1H = "agg_1h"
 
 Point = tuple[str, str]  # (retention policy, line)
+# Topics parsed (`parsed_topic`): a node has a few, and each of its messages names one again.
+_topics: dict[str, Topic] = {}
+_TOPICS_MAX = 65_536
 
 # What a heartbeat's health may claim: beyond these it is ignored, not trusted.
 MAX_UPTIME_S = 1e9  # 31 years
@@ -213,6 +216,17 @@ def _utf8(text: str) -> str:
     return text
 
 
+def parsed_topic(text: str) -> Topic:
+    """`parse_topic(text)`, remembered (a topic it refuses is not: it raises again)."""
+    topic = _topics.get(text)
+    if topic is None:
+        topic = parse_topic(text)
+        if len(_topics) >= _TOPICS_MAX:
+            _topics.clear()
+        _topics[text] = topic
+    return topic
+
+
 def decode_record(rec: Record, max_dead_letter_bytes: int) -> tuple[NodeData | None, list[Point]]:
     """Split a record into the node's good readings and the points to write straight away
     (dead letters, status)."""
@@ -220,7 +234,7 @@ def decode_record(rec: Record, max_dead_letter_bytes: int) -> tuple[NodeData | N
         return None, [dead_letter(rec, rec.site, rec.node, rec.code, rec.detail, rec.raw, 0,
                                   max_dead_letter_bytes)]
     try:
-        topic = parse_topic(rec.topic)
+        topic = parsed_topic(rec.topic)
     except UrbanpulseError as exc:
         return None, [dead_letter(rec, "", "", "bad_topic", str(exc), rec.payload, 0,
                                   max_dead_letter_bytes)]
