@@ -12,16 +12,22 @@ from pathlib import Path
 from bench.pipeline.cpusample import GC_STACK, Sampler, load, main, part_of, parts
 
 BUSY_CPU_S = 0.3
+# A collection every 50 ms of the thread's CPU, none in its last 50 ms: the sampler charges
+# a thread's GC time at its next sample and samples no thread that has ended. Counted in
+# iterations (every 200,000) there were two at most here, and none on a busy machine where
+# each iteration's clock read costs more CPU (failed once with two pytest-xdist workers).
+GC_EVERY_S = 0.05
 
 
 def _spin(started: threading.Event) -> None:
     started.set()
-    end = time.thread_time() + BUSY_CPU_S
-    n = 0
-    while time.thread_time() < end:
-        n += 1
-        if n % 200_000 == 0:
+    now = time.thread_time()
+    end, collect_at = now + BUSY_CPU_S, now + GC_EVERY_S
+    while now < end:
+        if now >= collect_at and now < end - GC_EVERY_S:
             gc.collect()
+            collect_at = now + GC_EVERY_S
+        now = time.thread_time()
 
 
 def test_sampler_charges_a_busy_threads_cpu_to_its_stack_and_the_collector_to_gc(tmp_path: Path) -> None:
