@@ -203,8 +203,10 @@ class AnomalyDetector:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         vars(self).update(state)
-        self._recent = list(self._recent)
-        self._last_scores = array("d", self._last_scores)
+        if "_recent" in state:  # (an older layout without them is dropped by its owner)
+            self._recent = list(state["_recent"])
+        if "_last_scores" in state:
+            self._last_scores = array("d", state["_last_scores"])
 
     @property
     def threshold(self) -> float:
