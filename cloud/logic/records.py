@@ -344,9 +344,22 @@ def _sound_readings(payload: bytes, site: str, node: str, now_ns: int
         fields = (kind, tuple(values))
         bools = sound.get(fields)
         if bools is None:
-            bools = _sound_fields(kind, values, units)
-            if bools is None:
-                return None
+            known = _known_fields.get(fields)
+            if known is None:
+                bools = _sound_fields(kind, values, units)
+                if bools is None:
+                    return None
+                if len(_known_fields) >= _KNOWN_FIELDS_MAX:
+                    _known_fields.clear()
+                _known_fields[fields] = (tuple(KINDS[kind].fields[name].unit for name in values), bools)
+            else:  # _sound_fields's answer for these names: their units are left to check
+                kind_units = units.get(kind)
+                if type(kind_units) is not dict:
+                    return None
+                for name, unit in zip(fields[1], known[0], strict=True):
+                    if kind_units.get(name) != unit:
+                        return None
+                bools = known[1]
             sound[fields] = bools
         for v in values.values():
             t = type(v)
@@ -365,6 +378,12 @@ def _sound_readings(payload: bytes, site: str, node: str, now_ns: int
             flags = tuple(flags)
         out.append(Reading(sensor, kind, ts_ns, seq, values, flags))
     return out, numbering
+
+
+# (kind, field names in a reading's order) that `_sound_fields` took -> the units it took
+# them in, and its answer: a live message holds a reading or two, whose names recur.
+_known_fields: dict[tuple[str, tuple[str, ...]], tuple[tuple[str, ...], tuple[str, ...]]] = {}
+_KNOWN_FIELDS_MAX = 4096
 
 
 def _sound_fields(kind: str, values: dict[str, Any], units: dict[str, Any]) -> tuple[str, ...] | None:

@@ -1,7 +1,9 @@
 """The ledger point's text written directly (`LedgerHour.field_text`, session 17) is the one
 the released code made: `line()` of the dict `LedgerHour.fields` returned, kept here
-verbatim as the reference. And a topic parsed once (`records.parsed_topic`) is the one
-`parse_topic` gives, a refused one refused again each time."""
+verbatim as the reference. And what the decode remembers from one message to the next
+gives what it gave before: a topic parsed once (`records.parsed_topic`) is the one
+`parse_topic` gives, a refused one refused again each time; known field names still have
+their units checked."""
 
 from __future__ import annotations
 
@@ -9,9 +11,11 @@ import random
 
 import pytest
 
+from cloud.logic import records
 from cloud.logic.lines import line
 from cloud.logic.node import INT64_MAX, LedgerHour
 from cloud.logic.records import parsed_topic
+from tests.cloud.logic.test_records_shortcut import GOOD, UNITS, _both, _payload, _reading
 from urbanpulse.wire import parse_topic
 from urbanpulse.wire.topics import TopicError
 
@@ -52,3 +56,20 @@ def test_parsed_topic_is_parse_topic() -> None:
         for _ in range(2):
             with pytest.raises(TopicError):
                 parsed_topic(bad)
+
+
+def test_field_names_known_from_a_message_before_still_have_their_units_checked(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """`records._known_fields` remembers a kind's field names the shortcut took; a later
+    message with those names in another unit, or without its kind's units, is the
+    contract's to judge (a dead letter), as the first message of the process would be."""
+    good = _payload([_reading(0, GOOD[0], None, None)])
+    fast, contract = _both(good, monkeypatch)
+    assert fast == contract
+    assert "dead_letter" not in fast
+    assert ("air.pm", ("pm25", "pm10")) in records._known_fields
+    for units in ({**UNITS, "air.pm": {"pm25": "ug/m3", "pm10": "mg/m3"}},
+                  {"hospital.bed": UNITS["hospital.bed"]}, {**UNITS, "air.pm": []}):
+        fast, contract = _both(_payload([_reading(1, GOOD[0], None, None)], units), monkeypatch)
+        assert fast == contract
+        assert "dead_letter" in fast
