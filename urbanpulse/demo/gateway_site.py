@@ -11,6 +11,7 @@ which a gateway does not support."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import signal
 import subprocess
@@ -24,8 +25,15 @@ from typing import TYPE_CHECKING, Any
 from urbanpulse.demo.live import LiveNode
 from urbanpulse.errors import UrbanpulseError
 from urbanpulse.mqtt import connect_and_wait, make_client
-from urbanpulse.stack import MqttCredentials, StackConfig, StackInfo, add_node, site_broker
-from urbanpulse.stack.process import free_ports, wait_until
+from urbanpulse.stack import (
+    MqttCredentials,
+    StackConfig,
+    StackError,
+    StackInfo,
+    add_node,
+    site_broker,
+)
+from urbanpulse.stack.process import free_ports, port_is_free, wait_until
 from urbanpulse.stack.site_broker import SiteBroker
 from urbanpulse.wire import WireError, decode_status
 from urbanpulse.wire.topics import status_topic
@@ -34,14 +42,20 @@ if TYPE_CHECKING:
     import paho.mqtt.client as paho
 
 GATEWAY_ID = "gw-1"
-# Its status (with its counters) on the stack's broker every 5 s instead of the default
-# 30 s, so that the summary's gateway line moves; relays leave after 1 s (the default).
-HEARTBEAT_S = 5.0
+# Its status (with its counters) on the stack's broker every 2 s instead of the default
+# 30 s: the summary (refreshed every 2 s) shows its counters, and the demo, which waits for
+# a status saying it is subscribed on both brokers (its first, at its connection to the
+# cloud's broker, may come before its subscription to the site broker), starts its agents
+# at most 2 s after that. Relays leave after 1 s (the default).
+HEARTBEAT_S = 2.0
 RELAY_MAX_DELAY_S = 1.0
 READY_S = 30.0  # from its start until it says it is subscribed on both brokers
 # Its SIGTERM: it relays what waits, waits up to 5 s for the cloud's acks, says offline.
 STOP_S = 20.0
 GATEWAY_DRIVERS = frozenset({"bed_pad", "door_counter"})  # a hospital's live devices
+# The site broker's port is free a moment before it binds it; another process (tests in
+# parallel) may take it meanwhile: another free port is tried then.
+PORT_TRIES = 3
 
 
 class GatewaySiteError(UrbanpulseError):
@@ -148,8 +162,8 @@ class GatewaySite:
 
     @classmethod
     def plan(cls, home: Path, demo_dir: Path, site: str, nodes: list[LiveNode]) -> GatewaySite:
-        (port,) = free_ports(1)
-        broker = SiteBroker(home, site, GATEWAY_ID, tuple(n.node for n in nodes), port)
+        """Its site broker's port is chosen when it starts (0 until then)."""
+        broker = SiteBroker(home, site, GATEWAY_ID, tuple(n.node for n in nodes), 0)
         return cls(site, nodes, broker, demo_dir / "gateway.toml", demo_dir / "gateway.log")
 
     @property
@@ -163,7 +177,15 @@ class GatewaySite:
         for node in self.nodes:
             add_node(config, node.site, node.node)
         cloud = add_node(config, self.site, GATEWAY_ID, gateway=True)
-        self.broker_proc = site_broker.start(self.broker, preexec_fn=preexec_fn)
+        for attempt in range(PORT_TRIES):
+            (port,) = free_ports(1, self.broker.bind)
+            self.broker = dataclasses.replace(self.broker, port=port)
+            try:
+                self.broker_proc = site_broker.start(self.broker, preexec_fn=preexec_fn)
+                break
+            except StackError:
+                if attempt == PORT_TRIES - 1 or port_is_free(self.broker.bind, port):
+                    raise  # not a port taken meanwhile
         self.config.write_text(gateway_toml(self.site, self.broker.creds(self.user), cloud),
                                encoding="utf-8")
         with self.log.open("ab") as log:

@@ -153,7 +153,6 @@ def run_demo(options: DemoOptions) -> int:
         light = []
     chosen = choose_site(live) if options.gateway else None
     gateway = None if chosen is None else GatewaySite.plan(config.home, demo_dir, *chosen)
-    _describe(demo_dir / "nodes.json", sim, live, light, gateway)
     _print_plan(live, light, unreported, options.city_nodes, gateway)
     seq_file = demo_dir / "city_seq.json"
     truth = demo_dir / "ground_truth.jsonl"  # the latest run's; each run's in TRUTH_DIR
@@ -175,6 +174,7 @@ def run_demo(options: DemoOptions) -> int:
             # runs backwards), whose last batches and statuses it relays.
             cleanup.callback(gateway.stop)
             gateway.start(config, info, _ends_with_parent(os.getpid()))
+        _describe(demo_dir / "nodes.json", sim, live, light, gateway)  # its port chosen now
         # The lightweight nodes publish without resending (QoS 1 to the broker only): on a
         # fresh stack the broker would drop what they send before the ingest's session has
         # its subscription, the back-filled minutes first.
