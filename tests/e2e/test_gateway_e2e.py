@@ -1,6 +1,7 @@
 """A site gateway on real parts, the whole way: real edge agents (SDS011s emulated on
 pseudo-terminals, their outboxes on disk, `delivery = "cloud"`) publishing to a site's own
-Mosquitto, `urbanpulse gateway run` relaying them to the session stack's Mosquitto, and
+Mosquitto (the product's, `urbanpulse.stack.site_broker`, as the demo runs it),
+`urbanpulse gateway run` relaying them to the session stack's Mosquitto, and
 `urbanpulse cloud run` (ingest and processor) storing them in InfluxDB.
 
 Every reading a node produced is stored raw once, its node's ledger counts what reached the
@@ -29,10 +30,12 @@ from edge.agent import Agent
 from firmware_bridge.protocols.sds011.emulator import Sds011Emulator
 from tests.agent_thread import agent_in_thread
 from tests.conftest import CloudProcess, node_config
-from tests.edge.gateway.conftest import GatewayProcess, SiteBroker
+from tests.edge.gateway.conftest import GatewayProcess
 from urbanpulse.influx_http import InfluxHTTP
 from urbanpulse.mqtt import connect_and_wait, make_client
-from urbanpulse.stack import MqttCredentials, StackInfo
+from urbanpulse.stack import MqttCredentials, StackInfo, site_broker
+from urbanpulse.stack.process import free_ports
+from urbanpulse.stack.site_broker import SiteBroker
 from urbanpulse.testing import wait_for
 from urbanpulse.wire import decode_status, encode_status
 from urbanpulse.wire.topics import status_topic
@@ -129,10 +132,13 @@ def chain(site: str, stack: StackInfo, add_stack_node: Callable[..., MqttCredent
     gateway, then the gateway (SIGTERM, exit code 0)."""
     cloud = cloud_factory(f"cloud-{site}")
     cloud.start()
-    site_broker = SiteBroker(tmp_path / "site-broker", site, GW, NODES)
-    site_broker.start()
+    for node in NODES:  # the site broker's node users: their stack passwords
+        add_stack_node(site, node)
+    (port,) = free_ports(1)
+    broker = SiteBroker(stack.home, site, GW, tuple(NODES), port)
+    broker_proc = site_broker.start(broker)
     config = tmp_path / "gateway.toml"
-    config.write_text(_gateway_toml(site, site_broker, add_stack_node(site, GW, gateway=True)))
+    config.write_text(_gateway_toml(site, broker, add_stack_node(site, GW, gateway=True)))
     gateway = GatewayProcess(config, tmp_path / "gateway.log")
     statuses = GatewayStatuses(stack, site)
     emulators: list[Sds011Emulator] = []
@@ -148,7 +154,7 @@ def chain(site: str, stack: StackInfo, add_stack_node: Callable[..., MqttCredent
                 port = emu.start()
                 path = tmp_path / f"{node}.toml"
                 path.write_text(node_config(
-                    stack, site_broker.creds(f"{site}.{node}"), site, node, tmp_path / f"state-{node}",
+                    stack, broker.creds(f"{site}.{node}"), site, node, tmp_path / f"state-{node}",
                     f'[[sensors]]\nid = "{SENSOR}"\ndriver = "sds011"\nport = "{port}"\n'
                     f'silence_timeout_s = 30.0\nwarmup_s = 0\n', "cloud", ack_timeout_s))
                 agents[node] = running.enter_context(agent_in_thread(path))
@@ -162,7 +168,7 @@ def chain(site: str, stack: StackInfo, add_stack_node: Callable[..., MqttCredent
             emu.stop()
         gateway.kill()
         statuses.close()
-        site_broker.stop()
+        site_broker.stop(broker_proc)
 
 
 def _stored(reader: InfluxHTTP, site: str, node: str) -> list[int]:

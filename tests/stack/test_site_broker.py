@@ -118,3 +118,39 @@ def test_a_node_without_a_stack_user_is_named(stack: StackInfo, tmp_path: Path) 
     lonely = SiteBroker(stack.home, "hn-sitebroker-new", "gw-1", ("never-added",), port)
     with pytest.raises(StackError, match="add-node --site hn-sitebroker-new --node never-added"):
         site_broker.write_site_broker(lonely)
+
+
+def _acl_blocks(text: str) -> dict[str, list[str]]:
+    """An ACL file -> each user's rules, in order."""
+    blocks: dict[str, list[str]] = {}
+    rules: list[str] = []
+    for line in text.splitlines():
+        if line.startswith("user "):
+            rules = blocks.setdefault(line.split(" ", 1)[1], [])
+        elif line.startswith("topic "):
+            rules.append(line)
+    return blocks
+
+
+def test_the_config_and_acl_are_the_ansible_roles_site_mode(tmp_path: Path) -> None:
+    """The same settings and rules as the mosquitto role in site mode (what the site_gateway
+    role installs), for the example inventory's gateway site: paths aside, the local broker
+    runs as the invoking user and the service has a pidfile. As the stack's own config is
+    compared in tests/ansible/test_ansible_playbooks.py."""
+    from tests.ansible.helpers import ROLES, render
+    from tests.ansible.test_ansible_playbooks import _mosquitto_settings
+    from tests.ansible.test_ansible_site_gateway import EDGE, _gateway, _site_context
+
+    _, gw = _gateway()
+    site = gw["edge_site"]
+    context = _site_context(site)
+    nodes = tuple(EDGE[h]["edge_node_id"] for h in context["mosquitto_node_hosts"])
+    ours = SiteBroker(tmp_path, site, gw["edge_node_id"], nodes, 8883)
+    templates = ROLES / "mosquitto" / "templates"
+    role = render(templates / "mosquitto.conf.j2", "mosquitto", context)
+    assert [s for s in _mosquitto_settings(role) if s[0] != "pid_file"] == [
+        s for s in _mosquitto_settings(site_broker.render_site_config(ours)) if s[0] != "user"]
+    role_acl = render(templates / "acl-nodes.j2", "mosquitto", context)
+    assert _acl_blocks(site_broker.render_site_acl(site, nodes, ours.gateway_user)) == \
+        _acl_blocks(role_acl)
+    assert len(_acl_blocks(role_acl)) == len(nodes) + 1

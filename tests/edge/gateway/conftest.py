@@ -11,9 +11,8 @@ touching the session's stack. The test plays the cloud (TestCloud):
 it decodes each relay and acknowledges it, as the cloud's ingest does once it has
 journaled the relay.
 
-SiteBroker is the other way round, for tests/e2e/test_gateway_e2e.py, where the session's
-stack is the cloud: a site's own broker with a user per node and the gateway's user, as
-docs/gateway.md ("Security") has it. Both are a Broker of the test's own.
+Where the session's stack is the cloud instead (tests/e2e/test_gateway_e2e.py), the site
+broker is the product's, `urbanpulse.stack.site_broker` (docs/gateway.md, "Security").
 """
 
 from __future__ import annotations
@@ -42,7 +41,7 @@ from urbanpulse.stack.passwords import password_file_line
 from urbanpulse.stack.process import free_ports
 from urbanpulse.stack.tls import ensure_tls
 from urbanpulse.testing import wait_for
-from urbanpulse.wire import Reading, ack_topic, data_topic, decode_batch, decode_status, encode_ack
+from urbanpulse.wire import Reading, ack_topic, decode_batch, decode_status, encode_ack
 from urbanpulse.wire.relay import MAX_RELAY_BYTES, decode_relay
 from urbanpulse.wire.topics import ROOT, relay_topic, status_topic
 
@@ -54,8 +53,7 @@ class Broker:
     user, an ACL, relays of up to MAX_RELAY_BYTES; persistent, so that it can be stopped and
     started again keeping its sessions."""
 
-    def __init__(self, home: Path, users: list[str], acl: str, probe_user: str,
-                 listener_extra: str = "") -> None:
+    def __init__(self, home: Path, users: list[str], acl: str, probe_user: str) -> None:
         self.home = home
         self.layout = Layout(home)
         self.probe_user = probe_user
@@ -81,7 +79,6 @@ cafile {self.layout.ca_cert}
 certfile {self.layout.server_cert}
 keyfile {self.layout.server_key}
 tls_version tlsv1.2
-{listener_extra}
 message_size_limit {MAX_RELAY_BYTES}
 max_queued_messages 100000
 persistence true
@@ -135,31 +132,6 @@ user {CLOUD_USER}
 topic read {ROOT}/#
 topic write {ROOT}/+/+/ack
 """, CLOUD_USER)
-
-
-class SiteBroker(Broker):
-    """A site's own broker as docs/gateway.md ("Security") has it: a user per node
-    (`site`.`node`, its client id forced to it) that may write its own data and status and
-    read its own ack, and the gateway's user, which reads the site's data and status and
-    writes their acks."""
-
-    def __init__(self, home: Path, site: str, gateway: str, nodes: list[str]) -> None:
-        self.site, self.gateway = site, gateway
-        self.gateway_user = f"{site}.{gateway}"
-        acl = "".join(f"""\
-user {site}.{node}
-topic write {data_topic(site, node)}
-topic write {status_topic(site, node)}
-topic read {ack_topic(site, node)}
-
-""" for node in nodes) + f"""\
-user {self.gateway_user}
-topic read {ROOT}/{site}/+/data
-topic read {ROOT}/{site}/+/status
-topic write {ROOT}/{site}/+/ack
-"""
-        super().__init__(home, [f"{site}.{node}" for node in nodes] + [self.gateway_user], acl,
-                         self.gateway_user, listener_extra="use_username_as_clientid true")
 
 
 class GatewayProcess:
