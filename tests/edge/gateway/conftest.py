@@ -1,18 +1,16 @@
 """Fixtures of the site gateway's tests: two real Mosquitto brokers and a stand-in cloud.
 
-The site broker is the session's stack (tests/conftest.py): the nodes publish on its nodes'
-listener as they do on any broker, and the gateway reads them on its cloud listener as the
-`cloud` user (which may read every node's topics and write their acks: what a site
-broker's gateway user needs). The cloud broker is a Mosquitto of the test's own, started
-here (TLS with a CA of its own, per-user passwords, an ACL): the gateway's user there may
-write its `relay` and `status` topics and read its `ack` topic, as docs/wire-contract.md
-says, and relays of up to MAX_RELAY_BYTES pass; a test may stop and start it without
-touching the session's stack. The test plays the cloud (TestCloud):
-it decodes each relay and acknowledges it, as the cloud's ingest does once it has
-journaled the relay.
-
-Where the session's stack is the cloud instead (tests/e2e/test_gateway_e2e.py), the site
-broker is the product's, `urbanpulse.stack.site_broker` (docs/gateway.md, "Security").
+The site broker is the product's, `urbanpulse.stack.site_broker` (docs/gateway.md,
+"Security"; what the demo runs and the Ansible role renders in site mode), on the session
+stack's CA and its nodes' passwords: the nodes publish there as their own users, and the
+gateway reads them as its own user, with the rights a site broker gives it. The cloud broker
+is a Mosquitto of the test's own, started here (TLS with a CA of its own, per-user
+passwords, an ACL): the gateway's user there may write its `relay` and `status` topics and
+read its `ack` topic, as docs/wire-contract.md says, and relays of up to MAX_RELAY_BYTES
+pass; a test may stop and start it without touching the session's stack. The test plays the
+cloud (TestCloud): it decodes each relay and acknowledges it, as the cloud's ingest does
+once it has journaled the relay. Where the session's stack is the cloud instead
+(tests/e2e/test_gateway_e2e.py), the site broker is the same product one.
 """
 
 from __future__ import annotations
@@ -32,13 +30,14 @@ from typing import Any
 import pytest
 
 from urbanpulse.mqtt import connect_and_wait, make_client
-from urbanpulse.stack import MqttCredentials, StackInfo
+from urbanpulse.stack import MqttCredentials, StackInfo, site_broker
 from urbanpulse.stack.files import ensure_secret, write_file
 from urbanpulse.stack.layout import Layout
 from urbanpulse.stack.mosquitto import BINARY
 from urbanpulse.stack.mqtt_probe import CONNACK_ACCEPTED, ProbeFailed, try_connect
 from urbanpulse.stack.passwords import password_file_line
 from urbanpulse.stack.process import free_ports
+from urbanpulse.stack.site_broker import SiteBroker
 from urbanpulse.stack.tls import ensure_tls
 from urbanpulse.testing import wait_for
 from urbanpulse.wire import Reading, ack_topic, decode_batch, decode_status, encode_ack
@@ -46,6 +45,7 @@ from urbanpulse.wire.relay import MAX_RELAY_BYTES, decode_relay
 from urbanpulse.wire.topics import ROOT, relay_topic, status_topic
 
 CLOUD_USER = "cloud"
+GW = "gw-1"
 
 
 class Broker:
@@ -259,19 +259,36 @@ def cloud_side(tmp_path: Path) -> Iterator[Callable[[str, str], tuple[CloudBroke
         broker.stop()
 
 
-def gateway_toml(site: str, gateway: str, stack: StackInfo, cloud: CloudBroker, client_id: str,
-                 **settings: Any) -> str:
-    """A gateway config: the session stack as the site broker (as its cloud user), `cloud`
-    as the cloud broker (as the gateway's node user)."""
-    site_creds = stack.mqtt(CLOUD_USER)
+@pytest.fixture
+def site_side(stack: StackInfo, add_stack_node: Callable[..., MqttCredentials]
+              ) -> Iterator[Callable[[str, list[str]], SiteBroker]]:
+    """site_side(site, nodes) -> the product's site broker of `site`'s gateway GW and those
+    nodes (users of the session stack first, for their passwords), started."""
+    started: list[subprocess.Popen[bytes]] = []
+
+    def make(site: str, nodes: list[str]) -> SiteBroker:
+        for node in nodes:
+            add_stack_node(site, node)
+        (port,) = free_ports(1)
+        broker = SiteBroker(stack.home, site, GW, tuple(nodes), port)
+        started.append(site_broker.start(broker))
+        return broker
+
+    yield make
+    for proc in started:
+        site_broker.stop(proc)
+
+
+def gateway_toml(site: SiteBroker, cloud: CloudBroker, **settings: Any) -> str:
+    """A gateway config: `site` as the site broker, `cloud` as the cloud broker, as the
+    gateway's user on each."""
+    site_creds = site.creds(site.gateway_user)
     cloud_creds = cloud.creds(cloud.gateway_user)
     more = "\n".join(f"{k} = {v!r}" for k, v in settings.items())
-    cert = "" if site_creds.cert_file is None else (
-        f'cert_file = "{site_creds.cert_file}"\nkey_file = "{site_creds.key_file}"\n')
     return f"""
 [gateway]
-site = "{site}"
-id = "{gateway}"
+site = "{site.site}"
+id = "{site.gateway}"
 heartbeat_s = 1.0
 {more}
 
@@ -279,11 +296,9 @@ heartbeat_s = 1.0
 host = "{site_creds.host}"
 port = {site_creds.port}
 ca_file = "{site_creds.ca_file}"
-username = "{site_creds.username}"
 password_file = "{site_creds.password_file}"
-client_id = "{client_id}"
 keepalive_s = 5
-{cert}
+
 [cloud_mqtt]
 host = "{cloud_creds.host}"
 port = {cloud_creds.port}

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -31,23 +31,20 @@ from edge.publisher import Publisher
 from firmware_bridge.protocols.sds011.emulator import Sds011Emulator
 from tests.agent_thread import agent_in_thread
 from tests.conftest import node_config
-from tests.edge.gateway.conftest import CloudBroker, GatewayProcess, TestCloud, gateway_toml
+from tests.edge.gateway.conftest import GW, CloudBroker, GatewayProcess, TestCloud, gateway_toml
 from urbanpulse.clock import SystemClock, to_epoch_ns
 from urbanpulse.mqtt import connect_and_wait
 from urbanpulse.mqtt import make_client as make_mqtt_client
 from urbanpulse.stack import StackInfo
+from urbanpulse.stack.site_broker import SiteBroker
 from urbanpulse.testing import wait_for
 from urbanpulse.wire import encode_status, status_topic
 from urbanpulse.wire.relay import MAX_RELAY_BYTES
 
-GW = "gw-1"
 
-
-def _write_gateway(tmp_path: Path, site: str, stack: StackInfo, broker: CloudBroker,
-                   **settings: Any) -> Path:
-    path = tmp_path / f"gateway-{site}.toml"
-    path.write_text(gateway_toml(site, GW, stack, broker, f"gw-{site}-{tmp_path.name[-12:]}",
-                                 **settings))
+def _write_gateway(tmp_path: Path, site: SiteBroker, broker: CloudBroker, **settings: Any) -> Path:
+    path = tmp_path / f"gateway-{site.site}.toml"
+    path.write_text(gateway_toml(site, broker, **settings))
     return path
 
 
@@ -86,9 +83,10 @@ def gateway_in_thread(path: Path, limits: RelayLimits | None = None) -> Iterator
 class Node:
     """A node's real outbox and publisher (delivery = "cloud"), on the site broker."""
 
-    def __init__(self, stack: StackInfo, add_stack_node: Callable[..., Any], tmp_path: Path,
-                 site: str, node: str, ack_timeout_s: float = 60.0, **outbox: Any) -> None:
-        creds = add_stack_node(site, node)
+    def __init__(self, stack: StackInfo, site_broker: SiteBroker, tmp_path: Path, node: str,
+                 ack_timeout_s: float = 60.0, **outbox: Any) -> None:
+        site = site_broker.site
+        creds = site_broker.creds(f"{site}.{node}")
         path = tmp_path / f"{node}.toml"
         path.write_text(node_config(stack, creds, site, node, tmp_path / f"state-{node}",
                                     '[[sensors]]\nid = "pm-1"\ndriver = "sds011"\nport = "/dev/null"\n',
@@ -111,9 +109,9 @@ class Node:
 
 
 @contextlib.contextmanager
-def nodes(stack: StackInfo, add_stack_node: Callable[..., Any], tmp_path: Path, site: str,
-          names: list[str], ack_timeout_s: float = 60.0, **outbox: Any) -> Iterator[list[Node]]:
-    made = [Node(stack, add_stack_node, tmp_path, site, name, ack_timeout_s, **outbox)
+def nodes(stack: StackInfo, site_broker: SiteBroker, tmp_path: Path, names: list[str],
+          ack_timeout_s: float = 60.0, **outbox: Any) -> Iterator[list[Node]]:
+    made = [Node(stack, site_broker, tmp_path, name, ack_timeout_s, **outbox)
             for name in names]
     try:
         for node in made:
@@ -127,15 +125,15 @@ def nodes(stack: StackInfo, add_stack_node: Callable[..., Any], tmp_path: Path, 
 
 
 def test_every_node_batch_is_acked_back_to_its_node_and_relays_wait_the_delay(
-        stack: StackInfo, add_stack_node: Callable[..., Any], cloud_side: Any,
-        tmp_path: Path) -> None:
+        stack: StackInfo, site_side: Any, cloud_side: Any, tmp_path: Path) -> None:
     site = "hn-gw-acks"
+    site_broker = site_side(site, ["n0", "n1", "n2"])
     broker, cloud = cloud_side(site, GW)
     delay = 3.0
-    path = _write_gateway(tmp_path, site, stack, broker, relay_max_delay_s=delay)
+    path = _write_gateway(tmp_path, site_broker, broker, relay_max_delay_s=delay)
     began = time.monotonic()  # before any node message
     with gateway_in_thread(path) as gateway, \
-            nodes(stack, add_stack_node, tmp_path, site, ["n0", "n1", "n2"],
+            nodes(stack, site_broker, tmp_path, ["n0", "n1", "n2"],
                   batch_max_readings=20) as made:
         for node in made:
             node.add(300)  # 15 full batches each, sent at once
@@ -171,14 +169,14 @@ def test_every_node_batch_is_acked_back_to_its_node_and_relays_wait_the_delay(
 
 
 def test_relays_are_cut_when_the_next_message_would_pass_the_size_limit(
-        stack: StackInfo, add_stack_node: Callable[..., Any], cloud_side: Any,
-        tmp_path: Path) -> None:
+        stack: StackInfo, site_side: Any, cloud_side: Any, tmp_path: Path) -> None:
     site = "hn-gw-size"
+    site_broker = site_side(site, ["big"])
     broker, cloud = cloud_side(site, GW)
     delay = 8.0  # long: a relay seen before it was cut by size
-    path = _write_gateway(tmp_path, site, stack, broker, relay_max_delay_s=delay)
+    path = _write_gateway(tmp_path, site_broker, broker, relay_max_delay_s=delay)
     with gateway_in_thread(path), \
-            nodes(stack, add_stack_node, tmp_path, site, ["big"], batch_max_readings=2000) as made:
+            nodes(stack, site_broker, tmp_path, ["big"], batch_max_readings=2000) as made:
         began = time.monotonic()
         made[0].add(24_000)  # 12 messages of about 234 kB: 274 kB each in a relay
         wait_for(lambda: made[0].outbox.stats().depth == 0, 90, "the node's outbox emptied")
@@ -194,15 +192,15 @@ def test_relays_are_cut_when_the_next_message_would_pass_the_size_limit(
 
 
 def test_a_relay_the_cloud_does_not_ack_in_time_is_dropped_and_its_nodes_send_again(
-        stack: StackInfo, add_stack_node: Callable[..., Any], cloud_side: Any,
-        tmp_path: Path) -> None:
+        stack: StackInfo, site_side: Any, cloud_side: Any, tmp_path: Path) -> None:
     site = "hn-gw-noack"
+    site_broker = site_side(site, ["n0", "n1"])
     broker, cloud = cloud_side(site, GW)
     cloud.acking = False  # the cloud takes the relays and never says so (its journal stuck)
-    path = _write_gateway(tmp_path, site, stack, broker, relay_max_delay_s=0.2,
+    path = _write_gateway(tmp_path, site_broker, broker, relay_max_delay_s=0.2,
                           relay_ack_timeout_s=1.0)
     with gateway_in_thread(path) as gateway, \
-            nodes(stack, add_stack_node, tmp_path, site, ["n0", "n1"], ack_timeout_s=2.0,
+            nodes(stack, site_broker, tmp_path, ["n0", "n1"], ack_timeout_s=2.0,
                   batch_max_readings=20) as made:
         for node in made:
             node.add(100)
@@ -219,14 +217,16 @@ def test_a_relay_the_cloud_does_not_ack_in_time_is_dropped_and_its_nodes_send_ag
     assert gateway.relayer.stats.relays_expired >= 1
 
 
-def _sds011_node(make_node_config: Callable[..., Path], site: str, node: str, port: str,
-                 **outbox: Any) -> Path:
-    return make_node_config(site, node, f"""
-[[sensors]]
-id = "pm-1"
-driver = "sds011"
-port = "{port}"
-""", delivery="cloud", ack_timeout_s=3.0, **outbox)
+def _sds011_node(stack: StackInfo, site_broker: SiteBroker, tmp_path: Path, node: str,
+                 port: str) -> Path:
+    """A node's config on the site broker: an SDS011 on `port`, its batches kept until the
+    cloud acknowledges them."""
+    path = tmp_path / f"{node}.toml"
+    path.write_text(node_config(
+        stack, site_broker.creds(f"{site_broker.site}.{node}"), site_broker.site, node,
+        tmp_path / f"state-{node}", f'[[sensors]]\nid = "pm-1"\ndriver = "sds011"\nport = "{port}"\n',
+        "cloud", 3.0))
+    return path
 
 
 @contextlib.contextmanager
@@ -253,18 +253,18 @@ def _every_reading_arrives(cloud: TestCloud, agents: dict[str, Any], timeout_s: 
 
 
 def test_a_gateway_sigkilled_mid_stream_and_restarted_loses_no_reading(
-        stack: StackInfo, make_node_config: Callable[..., Path], cloud_side: Any,
-        tmp_path: Path) -> None:
+        stack: StackInfo, site_side: Any, cloud_side: Any, tmp_path: Path) -> None:
     site = "hn-gw-kill"
+    site_broker = site_side(site, ["aq-0", "aq-1"])
     broker, cloud = cloud_side(site, GW)
-    gateway = GatewayProcess(_write_gateway(tmp_path, site, stack, broker, relay_max_delay_s=0.5),
+    gateway = GatewayProcess(_write_gateway(tmp_path, site_broker, broker, relay_max_delay_s=0.5),
                              tmp_path / "gateway.log")
     with sds011s(2) as emus, contextlib.ExitStack() as running:
         running.callback(gateway.kill)  # whatever happens
         gateway.start()
         wait_for(lambda: cloud.gateway_statuses, 20, "the gateway's birth on the cloud broker")
         agents = {f"aq-{i}": running.enter_context(agent_in_thread(
-            _sds011_node(make_node_config, site, f"aq-{i}", emu.port))) for i, emu in enumerate(emus)}
+            _sds011_node(stack, site_broker, tmp_path, f"aq-{i}", emu.port))) for i, emu in enumerate(emus)}
         wait_for(lambda: all(len(cloud.seqs(n)) >= 40 for n in agents), 30,
                  "readings of both nodes through the gateway")
         # Mid-stream, with batches of both nodes relayed and not acknowledged yet (the cloud
@@ -297,19 +297,19 @@ def test_a_gateway_sigkilled_mid_stream_and_restarted_loses_no_reading(
 
 
 def test_the_cloud_broker_away_for_a_while_memory_stays_bounded_and_everything_arrives_after(
-        stack: StackInfo, make_node_config: Callable[..., Path], cloud_side: Any,
-        tmp_path: Path) -> None:
+        stack: StackInfo, site_side: Any, cloud_side: Any, tmp_path: Path) -> None:
     site = "hn-gw-away"
+    site_broker = site_side(site, ["aq-0", "aq-1"])
     broker, cloud = cloud_side(site, GW)
     waiting_max = 16 * 1024  # small, so that the bounds fill in seconds (these nodes' batches
     #                          are a few kB: the config's floor is for a node's largest)
-    path = _write_gateway(tmp_path, site, stack, broker)
+    path = _write_gateway(tmp_path, site_broker, broker)
     limits = RelayLimits(max_delay_s=0.3, max_bytes=16 * 1024, max_inflight=2,
                          max_waiting_bytes=waiting_max)
     with sds011s(2) as emus, contextlib.ExitStack() as running:
         gateway = running.enter_context(gateway_in_thread(path, limits))
         agents = {f"aq-{i}": running.enter_context(agent_in_thread(
-            _sds011_node(make_node_config, site, f"aq-{i}", emu.port))) for i, emu in enumerate(emus)}
+            _sds011_node(stack, site_broker, tmp_path, f"aq-{i}", emu.port))) for i, emu in enumerate(emus)}
         wait_for(lambda: all(len(cloud.seqs(n)) >= 20 for n in agents), 30,
                  "readings of both nodes through the gateway")
         broker.stop()
@@ -334,13 +334,13 @@ def test_the_cloud_broker_away_for_a_while_memory_stays_bounded_and_everything_a
 
 
 def test_node_statuses_and_wills_are_relayed(
-        stack: StackInfo, make_node_config: Callable[..., Path], cloud_side: Any,
-        tmp_path: Path) -> None:
+        stack: StackInfo, site_side: Any, cloud_side: Any, tmp_path: Path) -> None:
     site = "hn-gw-status"
+    site_broker = site_side(site, ["aq-lwt"])
     broker, cloud = cloud_side(site, GW)
-    path = _write_gateway(tmp_path, site, stack, broker, relay_max_delay_s=0.2)
+    path = _write_gateway(tmp_path, site_broker, broker, relay_max_delay_s=0.2)
     with sds011s(1) as (emu,), gateway_in_thread(path):
-        config = _sds011_node(make_node_config, site, "aq-lwt", emu.port)
+        config = _sds011_node(stack, site_broker, tmp_path, "aq-lwt", emu.port)
         agent = subprocess.Popen([sys.executable, "-m", "urbanpulse.cli", "edge", "run",
                                   "--config", str(config)], stdout=subprocess.DEVNULL,
                                  stderr=subprocess.DEVNULL, start_new_session=True)
@@ -356,19 +356,20 @@ def test_node_statuses_and_wills_are_relayed(
 
 
 def test_a_nodes_status_retained_on_the_site_broker_is_not_relayed(
-        stack: StackInfo, add_stack_node: Callable[..., Any], cloud_side: Any,
-        tmp_path: Path) -> None:
+        stack: StackInfo, site_side: Any, cloud_side: Any, tmp_path: Path) -> None:
     """A node moved from the gateway to the cloud broker directly leaves its last status
     (its will) retained on the site broker: a gateway subscribing afresh (its first start, a
     session expired) relays it never, as the cloud would take it for the node's newest."""
     site = "hn-gw-retained"
+    site_broker = site_side(site, ["aq-back"])
     broker, cloud = cloud_side(site, GW)
-    node = make_mqtt_client(f"{site}.aq-back", add_stack_node(site, "aq-back"), clean_start=True)
+    node = make_mqtt_client(f"{site}.aq-back", site_broker.creds(f"{site}.aq-back"),
+                            clean_start=True)
     connect_and_wait(node)
     try:
         stale = encode_status("offline", datetime.now(UTC))
         node.publish(status_topic(site, "aq-back"), stale, qos=1, retain=True).wait_for_publish(10)
-        with gateway_in_thread(_write_gateway(tmp_path, site, stack, broker, relay_max_delay_s=0.2)):
+        with gateway_in_thread(_write_gateway(tmp_path, site_broker, broker, relay_max_delay_s=0.2)):
             live = encode_status("online", datetime.now(UTC), {"run_id": "0c", "uptime_s": 1.0})
             node.publish(status_topic(site, "aq-back"), live, qos=1, retain=True).wait_for_publish(10)
             wait_for(lambda: cloud.states("aq-back"), 20, "the node's live status relayed")
