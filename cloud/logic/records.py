@@ -23,7 +23,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -85,8 +85,11 @@ MAX_DRIVER_COUNT = 2**63  # a count as InfluxDB's integer field holds it: [0, 2*
 _PROBLEMS_SAID = 5  # of what a heartbeat's `bad_input` held and the cloud left out
 
 
-@dataclass(frozen=True, slots=True)
-class NodeData:
+class NodeData(NamedTuple):
+    """A node's message as its state takes it. A named tuple, not a frozen dataclass: one is
+    made per message, and the dataclass's `__init__` cost several times the tuple's
+    (docs/throughput.md, "Session 17")."""
+
     key: str
     site: str
     node: str
