@@ -30,19 +30,16 @@ from edge.agent import Agent
 from firmware_bridge.protocols.sds011.emulator import Sds011Emulator
 from tests.agent_thread import agent_in_thread
 from tests.conftest import CloudProcess, node_config
-from tests.edge.gateway.conftest import GatewayProcess
+from tests.edge.gateway.conftest import GW, GatewayProcess, gateway_toml, start_site_broker
 from urbanpulse.influx_http import InfluxHTTP
 from urbanpulse.mqtt import connect_and_wait, make_client
 from urbanpulse.stack import MqttCredentials, StackInfo, site_broker
-from urbanpulse.stack.process import free_ports
-from urbanpulse.stack.site_broker import SiteBroker
 from urbanpulse.testing import wait_for
 from urbanpulse.wire import decode_status, encode_status
 from urbanpulse.wire.topics import status_topic
 
 pytestmark = pytest.mark.stack
 
-GW = "gw-1"
 NODES = ["aq-1", "aq-2", "aq-3"]
 SENSOR = "pm-1"
 PERIOD_S = 0.1  # each emulated SDS011 reports 10 times a second
@@ -95,33 +92,6 @@ class Chain:
     emulators: list[Sds011Emulator]
 
 
-def _gateway_toml(site: str, site_broker: SiteBroker, cloud: MqttCredentials) -> str:
-    gw = site_broker.creds(site_broker.gateway_user)
-    cert = "" if cloud.cert_file is None else (
-        f'cert_file = "{cloud.cert_file}"\nkey_file = "{cloud.key_file}"\n')
-    return f"""
-[gateway]
-site = "{site}"
-id = "{GW}"
-relay_max_delay_s = 0.5
-heartbeat_s = 1.0
-
-[site_mqtt]
-host = "{gw.host}"
-port = {gw.port}
-ca_file = "{gw.ca_file}"
-password_file = "{gw.password_file}"
-keepalive_s = 5
-
-[cloud_mqtt]
-host = "{cloud.host}"
-port = {cloud.port}
-ca_file = "{cloud.ca_file}"
-password_file = "{cloud.password_file}"
-keepalive_s = 5
-{cert}"""
-
-
 @contextlib.contextmanager
 def chain(site: str, stack: StackInfo, add_stack_node: Callable[..., MqttCredentials],
           cloud_factory: Callable[..., CloudProcess], reader: InfluxHTTP, tmp_path: Path,
@@ -132,13 +102,10 @@ def chain(site: str, stack: StackInfo, add_stack_node: Callable[..., MqttCredent
     gateway, then the gateway (SIGTERM, exit code 0)."""
     cloud = cloud_factory(f"cloud-{site}")
     cloud.start()
-    for node in NODES:  # the site broker's node users: their stack passwords
-        add_stack_node(site, node)
-    (port,) = free_ports(1)
-    broker = SiteBroker(stack.home, site, GW, tuple(NODES), port)
-    broker_proc = site_broker.start(broker)
+    broker, broker_proc = start_site_broker(stack, add_stack_node, site, NODES)
     config = tmp_path / "gateway.toml"
-    config.write_text(_gateway_toml(site, broker, add_stack_node(site, GW, gateway=True)))
+    config.write_text(gateway_toml(broker, add_stack_node(site, GW, gateway=True),
+                                 relay_max_delay_s=0.5))
     gateway = GatewayProcess(config, tmp_path / "gateway.log")
     statuses = GatewayStatuses(stack, site)
     emulators: list[Sds011Emulator] = []

@@ -259,19 +259,26 @@ def cloud_side(tmp_path: Path) -> Iterator[Callable[[str, str], tuple[CloudBroke
         broker.stop()
 
 
+def start_site_broker(stack: StackInfo, add_stack_node: Callable[..., MqttCredentials],
+                      site: str, nodes: list[str]) -> tuple[SiteBroker, subprocess.Popen[bytes]]:
+    """The product's site broker of `site`'s gateway GW and those nodes (made users of the
+    session stack first, for their passwords), started on a free port."""
+    for node in nodes:
+        add_stack_node(site, node)
+    (port,) = free_ports(1)
+    broker = SiteBroker(stack.home, site, GW, tuple(nodes), port)
+    return broker, site_broker.start(broker)
+
+
 @pytest.fixture
 def site_side(stack: StackInfo, add_stack_node: Callable[..., MqttCredentials]
               ) -> Iterator[Callable[[str, list[str]], SiteBroker]]:
-    """site_side(site, nodes) -> the product's site broker of `site`'s gateway GW and those
-    nodes (users of the session stack first, for their passwords), started."""
+    """site_side(site, nodes) -> start_site_broker(...)'s broker, stopped after the test."""
     started: list[subprocess.Popen[bytes]] = []
 
     def make(site: str, nodes: list[str]) -> SiteBroker:
-        for node in nodes:
-            add_stack_node(site, node)
-        (port,) = free_ports(1)
-        broker = SiteBroker(stack.home, site, GW, tuple(nodes), port)
-        started.append(site_broker.start(broker))
+        broker, proc = start_site_broker(stack, add_stack_node, site, nodes)
+        started.append(proc)
         return broker
 
     yield make
@@ -279,12 +286,14 @@ def site_side(stack: StackInfo, add_stack_node: Callable[..., MqttCredentials]
         site_broker.stop(proc)
 
 
-def gateway_toml(site: SiteBroker, cloud: CloudBroker, **settings: Any) -> str:
-    """A gateway config: `site` as the site broker, `cloud` as the cloud broker, as the
-    gateway's user on each."""
+def gateway_toml(site: SiteBroker, cloud_creds: MqttCredentials, **settings: Any) -> str:
+    """A gateway config: `site` as the site broker, as the gateway's user there; the cloud
+    broker as `cloud_creds` (the gateway's user there: a password, and on the session
+    stack in certificate mode a client certificate). `settings`: more of [gateway]."""
     site_creds = site.creds(site.gateway_user)
-    cloud_creds = cloud.creds(cloud.gateway_user)
     more = "\n".join(f"{k} = {v!r}" for k, v in settings.items())
+    cert = "" if cloud_creds.cert_file is None else (
+        f'cert_file = "{cloud_creds.cert_file}"\nkey_file = "{cloud_creds.key_file}"\n')
     return f"""
 [gateway]
 site = "{site.site}"
@@ -305,4 +314,4 @@ port = {cloud_creds.port}
 ca_file = "{cloud_creds.ca_file}"
 password_file = "{cloud_creds.password_file}"
 keepalive_s = 5
-"""
+{cert}"""

@@ -44,7 +44,7 @@ from urbanpulse.wire.relay import MAX_RELAY_BYTES
 
 def _write_gateway(tmp_path: Path, site: SiteBroker, broker: CloudBroker, **settings: Any) -> Path:
     path = tmp_path / f"gateway-{site.site}.toml"
-    path.write_text(gateway_toml(site, broker, **settings))
+    path.write_text(gateway_toml(site, broker.creds(broker.gateway_user), **settings))
     return path
 
 
