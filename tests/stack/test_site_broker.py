@@ -154,3 +154,12 @@ def test_the_config_and_acl_are_the_ansible_roles_site_mode(tmp_path: Path) -> N
     assert _acl_blocks(site_broker.render_site_acl(site, nodes, ours.gateway_user)) == \
         _acl_blocks(role_acl)
     assert len(_acl_blocks(role_acl)) == len(nodes) + 1
+
+
+def test_a_bind_other_than_the_loopback_is_refused(tmp_path: Path) -> None:
+    """The stack's server certificate names 127.0.0.1 and localhost only: on another
+    address no node could verify it (and the broker's own readiness check fails after its
+    timeout), so it is refused at once, naming the setting."""
+    for bind in ("0.0.0.0", "192.0.2.1", "localhost"):
+        with pytest.raises(StackError, match=f"bind: .*127.0.0.1 only.*{bind}"):
+            SiteBroker(tmp_path, SITE, "gw-1", ("n1",), 8883, bind=bind)

@@ -52,6 +52,9 @@ class SiteBroker:
             validate_id("node", node)
         if self.gateway in self.nodes:
             raise StackError(f"the gateway's id {self.gateway!r} is one of the site's nodes")
+        if self.bind != "127.0.0.1":  # as the stack's (StackConfig.bind)
+            raise StackError(f"bind: the site broker listens on 127.0.0.1 only, the address "
+                             f"the stack's server certificate names; got {self.bind!r}")
 
     @property
     def dir(self) -> Path:
