@@ -16,6 +16,8 @@ BUSY_CPU_S = 0.3
 # a thread's GC time at its next sample and samples no thread that has ended. Counted in
 # iterations (every 200,000) there were two at most here, and none on a busy machine where
 # each iteration's clock read costs more CPU (failed once with two pytest-xdist workers).
+# The youngest generation only: a full collection of a pytest process that has run many
+# tests took up to 0.1 s, and ran the thread's CPU past BUSY_CPU_S.
 GC_EVERY_S = 0.05
 
 
@@ -25,7 +27,7 @@ def _spin(started: threading.Event) -> None:
     end, collect_at = now + BUSY_CPU_S, now + GC_EVERY_S
     while now < end:
         if now >= collect_at and now < end - GC_EVERY_S:
-            gc.collect()
+            gc.collect(0)
             collect_at = now + GC_EVERY_S
         now = time.thread_time()
 
