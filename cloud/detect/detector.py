@@ -41,7 +41,7 @@ import math
 from array import array
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from itertools import islice
 from math import exp, isfinite
@@ -83,6 +83,16 @@ class DetectorSettings:
     season_rate: float = 0.2
     season_scale: float = 20.0
     threshold: float = field(default=0.80)
+    # The differences' context memory (`difference_novelty` > 0): its orders and its
+    # capacity, None: the values' (`orders`, `memory_capacity`). Last, so that settings
+    # pickled before them load (`__setstate__`) and mean what they meant.
+    difference_orders: tuple[int, ...] | None = None
+    difference_capacity: int | None = None
+
+    def __setstate__(self, state: list[object]) -> None:
+        # As the dataclass's own, but a state pickled before the last fields lacks them.
+        for k, f in enumerate(fields(self)):
+            object.__setattr__(self, f.name, state[k] if k < len(state) else f.default)
 
     def __post_init__(self) -> None:
         checks = {
@@ -111,6 +121,10 @@ class DetectorSettings:
             "season_rate": 0.0 < self.season_rate <= 1.0,
             "season_scale": self.season_scale > 0,
             "threshold": 0.0 <= self.threshold <= 1.0,
+            "difference_orders": self.difference_orders is None or (
+                bool(self.difference_orders) and all(0 < o < 16 for o in self.difference_orders)
+            ),
+            "difference_capacity": self.difference_capacity is None or self.difference_capacity >= 1,
         }
         for name, ok in checks.items():
             if not ok:
@@ -168,7 +182,13 @@ class AnomalyDetector:
             s.levels, s.orders, s.learn, s.coarsen, s.memory_capacity
         )
         self._differences = (
-            ContextNovelty(s.levels, s.orders, s.learn, s.coarsen, s.memory_capacity)
+            ContextNovelty(
+                s.levels,
+                s.orders if s.difference_orders is None else s.difference_orders,
+                s.learn,
+                s.coarsen,
+                s.memory_capacity if s.difference_capacity is None else s.difference_capacity,
+            )
             if s.difference_novelty > 0
             else None
         )

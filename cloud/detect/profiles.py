@@ -7,8 +7,10 @@ every context of the value is new (0.625) and its tail statistic is rarer than a
 1 in 20 (0.375 x 0.47). The tail scale was later tuned with the labels, and at it the
 NAB-tuned threshold happens to lie near 0.80 (docs/anomaly-detection.md).
 Road-traffic loops (`traffic.loop`) get the `ROAD_TRAFFIC` settings: the context
-novelty of the first differences counts beside that of the values (chosen on NAB's
-realTraffic files, road sensors; every other NAB category is scored with the default),
+novelty of the first differences (orders 1-3, 500 contexts) counts beside that of the
+values (chosen on NAB's realTraffic files, road sensors; every other NAB category is
+scored with the default), the tails rank against the last 700 values instead of 1,000
+(the two memories and four tails under 64 KB in memory),
 and an alert there stays open for 10 values instead of 40: two road anomalies may
 come 38 values apart (NAB's speed_7578), and a longer hold would silence the second.
 Booleans get a higher threshold and counts of people or vehicles, which go to zero
@@ -25,7 +27,17 @@ from cloud.detect.errors import DetectError
 from urbanpulse.wire.kinds import KINDS
 
 NAB_TUNED = DetectorSettings()
-ROAD_TRAFFIC = replace(NAB_TUNED, difference_novelty=1.0, hold=10)
+# The differences' memory learns orders 1-3 in at most 500 contexts and the tails rank
+# against their last 700 values: the road profile's detector under 64 KB in memory, as the
+# default's (docs/anomaly-detection.md, "Memory, honestly").
+ROAD_TRAFFIC = replace(
+    NAB_TUNED,
+    difference_novelty=1.0,
+    hold=10,
+    history=700,
+    difference_orders=(1, 2, 3),
+    difference_capacity=500,
+)
 DETECTORS: dict[str, DetectorSettings] = {"default": NAB_TUNED, "traffic": ROAD_TRAFFIC}
 
 _BOOL = replace(NAB_TUNED, threshold=0.95)

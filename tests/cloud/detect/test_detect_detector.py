@@ -264,6 +264,21 @@ def test_record_jump_novelty_is_checked() -> None:
         DetectorSettings(record_jump_novelty=1.5)
 
 
+def test_the_differences_memory_settings_are_checked_and_default_to_the_values() -> None:
+    with pytest.raises(DetectError, match="difference_orders"):
+        DetectorSettings(difference_orders=())
+    with pytest.raises(DetectError, match="difference_orders"):
+        DetectorSettings(difference_orders=(0, 1))
+    with pytest.raises(DetectError, match="difference_capacity"):
+        DetectorSettings(difference_capacity=0)
+    same = AnomalyDetector(replace(DetectorSettings(), difference_novelty=1.0))._differences
+    assert same is not None
+    assert (same.orders, same.capacity) == ((1, 2, 3, 4, 5), 2500)
+    road = AnomalyDetector(ROAD_TRAFFIC)._differences
+    assert road is not None
+    assert (road.orders, road.capacity) == ((1, 2, 3), 500)
+
+
 def _new_co2_station(hours: float, seed: int = 1) -> list[tuple[int, float]]:
     """A CO2 module read every 5 s (the MH-Z19B driver's default) on a freshly installed
     station: 450 ppm rising to 1,400 over its first 4 hours, whole ppm with some noise."""

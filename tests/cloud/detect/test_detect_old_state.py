@@ -3,9 +3,16 @@ loads without raising, and the dataflow's node state drops it unread."""
 
 from __future__ import annotations
 
+import math
 import pickle
+import random
+from dataclasses import fields, replace
 
+import pytest
+
+from cloud.detect.detector import AnomalyDetector, DetectorSettings
 from cloud.detect.novelty import ContextNovelty
+from cloud.detect.profiles import ROAD_TRAFFIC
 from cloud.detect.tail import TailHistory
 from cloud.logic.node import NodeState
 
@@ -79,3 +86,55 @@ def test_a_node_watch_pickled_before_it_kept_the_node_s_clock_jumps_loads() -> N
     assert raised.detail.startswith("pm-1: ")
     assert jumps.fold(FaultEvent("pm-2", "pm25", FaultType.CLOCK_JUMP, t, t, 1.0, ""),
                       t + timedelta(seconds=30)) is None
+
+
+# `ROAD_TRAFFIC` pickled by the code of ce86154, before the road profile's own difference
+# orders and capacity and its 700-value tails (session 17): 25 values, the last two
+# settings fields unknown to it.
+OLD_ROAD_SETTINGS_PICKLE = (
+    b"\x80\x05\x95\xcb\x00\x00\x00\x00\x00\x00\x00\x8c\x15cloud.detect.detector\x94\x8c\x10"
+    b"DetectorSettings\x94\x93\x94)\x81\x94]\x94(M\xe8\x03K\x96K\x05K\x18G@\x08\x00\x00\x00\x00"
+    b"\x00\x00G@\x14\x00\x00\x00\x00\x00\x00K\x08(K\x01K\x02K\x03K\x04K\x05t\x94K\x96G@\x04\x00"
+    b"\x00\x00\x00\x00\x00M\xc4\tG?\xe6ffffffG?\xf0\x00\x00\x00\x00\x00\x00G?\xe4\x00\x00\x00\x00"
+    b"\x00\x00K\x14G?\xe9\x99\x99\x99\x99\x99\x9aK\x96G?\xef\n=p\xa3\xd7\nK\nMX\x02M,\x01G?\xe0"
+    b"\x00\x00\x00\x00\x00\x00G?\xc9\x99\x99\x99\x99\x99\x9aG@4\x00\x00\x00\x00\x00\x00G?\xe9\x99"
+    b"\x99\x99\x99\x99\x9aeb.")
+OLD_ROAD = replace(ROAD_TRAFFIC, history=1000, difference_orders=None, difference_capacity=None)
+
+
+def test_road_settings_pickled_before_the_difference_settings_load_as_they_were() -> None:
+    old = pickle.loads(OLD_ROAD_SETTINGS_PICKLE)
+    assert old == OLD_ROAD
+    assert old != ROAD_TRAFFIC
+    detector = AnomalyDetector(old)
+    differences = detector._differences
+    assert differences is not None
+    assert differences.orders == (1, 2, 3, 4, 5)
+    assert differences.capacity == 2500
+    assert detector._value_tail._size == 1000
+
+
+def test_a_road_detector_snapshotted_with_the_old_settings_resumes_with_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A road loop's detector taken in a snapshot before the road settings changed resumes
+    as it was made: its two memories of 2,500 contexts of orders 1-5 and 1,000-value tails,
+    scoring as if never stopped. The state version is kept (docs, "Learnt state across
+    upgrades"): only detectors made after the upgrade take the new settings."""
+    rng = random.Random(17)
+    values = [50 + 20 * math.sin(i * 2 * math.pi / 288) + rng.gauss(0, 3) for i in range(1500)]
+    stamps = [i * 300 * 10**9 for i in range(len(values))]
+    straight = AnomalyDetector(OLD_ROAD)
+    expected = [straight.update(ts, v) for ts, v in zip(stamps, values, strict=True)]
+    first = AnomalyDetector(OLD_ROAD)
+    head = [first.update(ts, v) for ts, v in zip(stamps[:900], values[:900], strict=True)]
+    old_layout = len(fields(DetectorSettings)) - 2  # what the code before pickled: 25 values
+    with monkeypatch.context() as patch:
+        patch.setattr(DetectorSettings, "__getstate__",
+                      lambda self: [getattr(self, f.name) for f in fields(self)][:old_layout])
+        snapshot = pickle.dumps(first, protocol=pickle.HIGHEST_PROTOCOL)
+    resumed = pickle.loads(snapshot)
+    assert resumed.settings == OLD_ROAD
+    tail = [resumed.update(ts, v) for ts, v in zip(stamps[900:], values[900:], strict=True)]
+    assert head + tail == expected
+    assert max(expected) > 0.0
