@@ -11,8 +11,8 @@ import secrets
 import sqlite3
 from collections import deque
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from cloud.errors import JournalError
 from urbanpulse.wire.relay import MAX_RELAY_MESSAGES
@@ -37,8 +37,12 @@ def received_steps(topic: str, payload: bytes) -> int:
     return 1
 
 
-@dataclass(frozen=True, slots=True)
-class JournalRecord:
+class JournalRecord(NamedTuple):
+    """One journaled message (or one message of a relay, `records.expand_relay`). A named
+    tuple, not a frozen dataclass: one is made per row read and per relayed message, and
+    the dataclass's `__init__` cost several times the tuple's (docs/throughput.md,
+    "Session 17")."""
+
     partition: str
     offset: int
     received_ns: int

@@ -8,7 +8,6 @@ still looks like one (the rule the restart exempts)."""
 from __future__ import annotations
 
 import pickle
-from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -65,7 +64,7 @@ class _City:
         self.agent.check_clock()
         record = self._record(status_topic(SITE, NODE),
                               encode_status("online", self.clock.now(), self.agent.health()))
-        return replace(record, received_ns=record.received_ns + int(skew_s * 10**9))
+        return record._replace(received_ns=record.received_ns + int(skew_s * 10**9))
 
     def readings(self, n: int) -> list[JournalRecord]:
         out = []
@@ -167,7 +166,7 @@ def _connecting(city: _City, skew_s: float, backlog: list[JournalRecord] | None 
     if backlog is None:
         backlog = city.readings(5)
     first = city.heartbeat(skew_s=skew_s)
-    sent = [replace(rec, received_ns=city.received_ns(0.02)) for rec in backlog]
+    sent = [rec._replace(received_ns=city.received_ns(0.02)) for rec in backlog]
     return [first, *sent, *city.readings(after)]
 
 

@@ -6,7 +6,6 @@ event."""
 from __future__ import annotations
 
 import pickle
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -161,7 +160,7 @@ def test_an_old_heartbeat_redelivered_through_the_ingest_raises_nothing(tmp_path
     a = node.beat()
     b = node.beat(jump_s=600)
     c = node.beat()
-    again = replace(a, offset=99, received_ns=c.received_ns + 10**9)
+    again = a._replace(offset=99, received_ns=c.received_ns + 10**9)
     d = node.beat()
     events = [[p for p in _process(state, r) if p[1].startswith("events")]
               for r in (a, b, c, again, d)]
