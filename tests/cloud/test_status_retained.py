@@ -231,3 +231,27 @@ def test_a_retained_status_the_broker_sends_anyway_is_acknowledged_not_journaled
         assert [p[3] for p in ingest._pending] == ["urbanpulse/v1/rt/n1/data"]
     finally:
         journal.close()
+
+
+def test_a_status_published_while_the_ingest_is_away_is_journaled_on_its_return(
+        add_stack_node: Any, ingests: Callable[[str], Ingests], tmp_path: Path) -> None:
+    """A node's retained status published while the ingest's persistent session has no
+    connection is queued for it, and Mosquitto forwards it without the retain flag (MQTT 5
+    3.3.1.3: the flag is kept only under "Retain As Published", which the ingest does not
+    ask for): a real status the node sent meanwhile, journaled, not left out as history."""
+    site = f"aw{tmp_path.name[-6:]}".replace("_", "-").lower()
+    client = make_client(f"{site}.{NODE}", add_stack_node(site, NODE), clean_start=True)
+    connect_and_wait(client)
+    cloud = ingests(site)
+    try:
+        ingest, _ = cloud.start("i0")
+        cloud.stop(ingest)
+        beat = encode_status("online", datetime.now(UTC), _health("0c", 3.0))
+        client.publish(status_topic(site, NODE), beat, qos=1, retain=True).wait_for_publish(10)
+        ingest, journal = cloud.start("i0")
+        (rec,) = wait_for(lambda: _journaled(journal), 10, "the queued status journaled")
+        assert (rec.topic, rec.payload) == (status_topic(site, NODE), beat)
+        assert ingest.stats.retained_skipped == 0
+    finally:
+        client.disconnect()
+        client.loop_stop()
