@@ -83,6 +83,10 @@ BAD_INPUT_COUNTERS = frozenset({
 MAX_COUNTED_DRIVERS = 64
 MAX_DRIVER_COUNT = 2**63  # a count as InfluxDB's integer field holds it: [0, 2**63)
 _PROBLEMS_SAID = 5  # of what a heartbeat's `bad_input` held and the cloud left out
+# A heartbeat's health numbers that count rows or readings: stored only when whole and
+# within Int64, as the query API returns them (cloud.query.written.COUNTS, node_status).
+HEALTH_COUNTS = frozenset({"outbox_depth", "outbox_evicted", "outbox_uncommitted",
+                           "readings_dropped"})
 
 
 class NodeData(NamedTuple):
@@ -421,7 +425,8 @@ def _status(rec: JournalRecord, site: str, node: str, max_bytes: int
         for key in ("outbox_depth", "outbox_oldest_age_s", "outbox_evicted", "readings_per_s",
                     "uptime_s", "cpu_temp_c", "outbox_uncommitted", "readings_dropped"):
             value = _number(health.get(key))
-            if value is not None:
+            if value is not None and (key not in HEALTH_COUNTS or (
+                    value.is_integer() and abs(value) < MAX_DRIVER_COUNT)):
                 fields[key] = value
         clock = health.get("clock")
         jumps = _count(clock.get("jumps")) if isinstance(clock, dict) else None

@@ -210,3 +210,31 @@ def test_the_command_refuses_a_count_that_is_not_whole_and_writes_no_file(
     frame = read_csv(out)
     assert frame["count"].dtype == "float64"
     assert frame["count"].tolist() == [2.5]
+
+
+def test_a_heartbeat_s_counts_that_are_not_whole_are_left_out_not_stored(
+        reader: InfluxHTTP, counted: Counted) -> None:
+    """A heartbeat's health is the node's word, not the contract's (records._status keeps
+    what it can use): a count in it that is not a whole number, or past Int64, is left out
+    like any other unusable health value. Stored, it made every node_status query over its
+    hour raise NotWholeCount, for every site's analyst who did not name the sites."""
+    site = "loose"
+    health = {"outbox_depth": 2.5, "outbox_evicted": 1e300, "outbox_uncommitted": 4.0,
+              "readings_dropped": 7, "uptime_s": 60.5, "clock": {"jumps": 1}}
+    record = JournalRecord("i0", 0, to_epoch_ns(T0) + 45 * S, status_topic(site, "door-1"),
+                           encode_status("online", T0 + timedelta(seconds=45), health))
+    with counted.server.client("admin") as admin:
+        writer = InfluxWriter(admin, counted.database, 5000)
+        writer.write(decode_record(record, 4096)[1])
+        assert writer.stats.refused_requests == 0, writer.stats.last_error
+    status = CityData(reader, counted.database).node_status(START, END, site=site)
+    assert [(r["outbox_depth"], r["outbox_evicted"], r["outbox_uncommitted"],
+             r["readings_dropped"], r["clock_jumps"], r["uptime_s"]) for r in rows(status)] == [
+        (None, None, 4, 7, 1, 60.5)]
+
+
+def test_the_health_counts_left_out_when_not_whole_are_the_ones_returned_as_counts() -> None:
+    from cloud.logic.records import HEALTH_COUNTS
+    from cloud.query.written import count_fields
+
+    assert HEALTH_COUNTS | {"clock_jumps"} == count_fields("raw", "node_status")
