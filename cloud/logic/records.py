@@ -43,7 +43,7 @@ from urbanpulse.wire import (
     decode_status,
     parse_topic,
 )
-from urbanpulse.wire.kinds import BOOL_UNIT
+from urbanpulse.wire.kinds import BOOL_UNIT, COUNT_UNITS, MAX_WHOLE_COUNT
 from urbanpulse.wire.payload import (
     EARLIEST_TS_NS,
     FLAGS,
@@ -317,8 +317,8 @@ def _sound_readings(payload: bytes, site: str, node: str, now_ns: int
         if type(kind_units) is not dict or any(type(u) is not str for u in kind_units.values()):
             return None
     latest = now_ns + _FUTURE_NS
-    # (kind, field names) whose names and units passed -> its bool fields
-    sound: dict[tuple[str, tuple[str, ...]], tuple[str, ...]] = {}
+    # (kind, field names) whose names and units passed -> its bool fields, its count fields
+    sound: dict[tuple[str, tuple[str, ...]], _Checked] = {}
     sensor_ids = sensor_id_cache()
     parse = datetime.fromisoformat
     out: list[Reading] = []
@@ -349,16 +349,17 @@ def _sound_readings(payload: bytes, site: str, node: str, now_ns: int
         if type(kind) is not str or type(values) is not dict:
             return None
         fields = (kind, tuple(values))
-        bools = sound.get(fields)
-        if bools is None:
+        checked = sound.get(fields)
+        if checked is None:
             known = _known_fields.get(fields)
             if known is None:
-                bools = _sound_fields(kind, values, units)
-                if bools is None:
+                checked = _sound_fields(kind, values, units)
+                if checked is None:
                     return None
                 if len(_known_fields) >= _KNOWN_FIELDS_MAX:
                     _known_fields.clear()
-                _known_fields[fields] = (tuple(KINDS[kind].fields[name].unit for name in values), bools)
+                _known_fields[fields] = (tuple(KINDS[kind].fields[name].unit for name in values),
+                                         checked)
             else:  # _sound_fields's answer for these names: their units are left to check
                 kind_units = units.get(kind)
                 if type(kind_units) is not dict:
@@ -366,8 +367,8 @@ def _sound_readings(payload: bytes, site: str, node: str, now_ns: int
                 for name, unit in zip(fields[1], known[0], strict=True):
                     if kind_units.get(name) != unit:
                         return None
-                bools = known[1]
-            sound[fields] = bools
+                checked = known[1]
+            sound[fields] = checked
         for v in values.values():
             t = type(v)
             if t is float:
@@ -375,8 +376,13 @@ def _sound_readings(payload: bytes, site: str, node: str, now_ns: int
                     return None
             elif t is not int:
                 return None
+        bools, counts = checked
         for name in bools:
             if values[name] != 0 and values[name] != 1:
+                return None
+        for name in counts:  # whole and in [0, 2^53] (urbanpulse.wire.kinds.count_problem)
+            v = values[name]
+            if not 0 <= v <= MAX_WHOLE_COUNT or v % 1:
                 return None
         flags = raw.get("flags", _NO_FLAGS)
         if flags is not _NO_FLAGS:
@@ -387,16 +393,20 @@ def _sound_readings(payload: bytes, site: str, node: str, now_ns: int
     return out, numbering
 
 
+# The bool fields and the count fields of a reading's field names (`_sound_fields`).
+_Checked = tuple[tuple[str, ...], tuple[str, ...]]
 # (kind, field names in a reading's order) that `_sound_fields` took -> the units it took
-# them in, and its answer: a live message holds a reading or two, whose names recur.
-_known_fields: dict[tuple[str, tuple[str, ...]], tuple[tuple[str, ...], tuple[str, ...]]] = {}
+# them in, and its answer: a live message holds a reading or two, whose names recur. The
+# values (bools 0 or 1, counts whole) are checked per reading, with or without it.
+_known_fields: dict[tuple[str, tuple[str, ...]], tuple[tuple[str, ...], _Checked]] = {}
 _KNOWN_FIELDS_MAX = 4096
 
 
-def _sound_fields(kind: str, values: dict[str, Any], units: dict[str, Any]) -> tuple[str, ...] | None:
-    """The names of the bool fields among `values` when its kind is the contract's, its
-    field names known, their units the contract's and its required fields present (the
-    values themselves are checked per reading); None otherwise."""
+def _sound_fields(kind: str, values: dict[str, Any], units: dict[str, Any]) -> _Checked | None:
+    """The names of the bool fields and of the count fields (COUNT_UNITS) among `values`,
+    when its kind is the contract's, its field names known, their units the contract's and
+    its required fields present (the values themselves are checked per reading); None
+    otherwise."""
     spec = KINDS.get(kind)
     kind_units = units.get(kind)
     if spec is None or type(kind_units) is not dict or not values:
@@ -407,7 +417,8 @@ def _sound_fields(kind: str, values: dict[str, Any], units: dict[str, Any]) -> t
             return None
     if not all(name in values for name, field in spec.fields.items() if field.required):
         return None
-    return tuple(name for name in values if spec.fields[name].unit == BOOL_UNIT)
+    return (tuple(name for name in values if spec.fields[name].unit == BOOL_UNIT),
+            tuple(name for name in values if spec.fields[name].unit in COUNT_UNITS))
 
 
 def _status(rec: JournalRecord, site: str, node: str, max_bytes: int

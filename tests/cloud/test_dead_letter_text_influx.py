@@ -77,3 +77,37 @@ def test_a_lone_surrogate_a_node_sent_is_dead_lettered_and_the_rest_written(
     assert "\\ud800" in str(rows[0]["detail"]), rows[0]["detail"]
     assert writer.stats.points == 1
     assert writer.stats.refused_requests == 0
+
+
+def test_counts_that_are_not_whole_are_dead_letters_of_their_node_and_the_rest_goes_on(
+        writer: InfluxWriter, reader: InfluxHTTP, db_ready: StackInfo) -> None:
+    """A door count of 2.5 or -3 (the query API returns counts as whole numbers, and would
+    refuse such a point) is refused as the contract's other broken values are: one
+    `bad_count` dead letter per reading, counted under its node, its neighbours kept."""
+    site = f"counts-{next(_runs)}-{to_epoch_ns(SystemClock().now()) % 10**6}"
+    units = {"hospital.door": {"count": "persons", "interval_s": "s"}}
+
+    def door(seq: int, count: object) -> dict[str, object]:
+        return {"sensor": "door-1", "kind": "hospital.door", "ts": f"2024-06-01T12:0{seq}:00.000000Z",
+                "seq": seq, "values": {"count": count, "interval_s": 60}}
+
+    records = [_record(site, "er", "data", {"v": 1, "site": site, "node": "er", "units": units,
+                                            "readings": [door(1, 3), door(2, 2.5), door(3, 4.0)]}, 0),
+               _record(site, "visits", "data", {"v": 1, "site": site, "node": "visits", "units": units,
+                                                "readings": [door(1, -3), door(2, 1)]}, 1)]
+    decoded = [decode_record(rec, 4096) for rec in records]
+    kept = {data.node: [r.values["count"] for r in data.readings] for data, _ in decoded if data}
+    assert kept == {"er": [3, 4.0], "visits": [1]}
+    writer.write([p for _, points in decoded for p in points])
+    rows = reader.query_points(
+        f"SELECT \"detail\", \"node\", \"reason\" FROM \"raw\".\"dead_letter\" WHERE \"site\" = '{site}'",
+        db=db_ready.database)
+    assert sorted((r["node"], r["reason"], r["detail"]) for r in rows) == [
+        ("er", "bad_count", "readings[1].values.count: a count of persons must be a whole number "
+                            "in [0, 2^53]; 2.5 is not a whole number"),
+        ("visits", "bad_count", "readings[0].values.count: a count of persons must be a whole number "
+                                "in [0, 2^53]; -3 is negative")]
+    per_node = reader.query_points(
+        f"SELECT count(\"detail\") FROM \"raw\".\"dead_letter\" WHERE \"site\" = '{site}' "
+        "AND \"reason\" = 'bad_count' GROUP BY \"node\"", db=db_ready.database)
+    assert sorted((r["node"], r["count"]) for r in per_node) == [("er", 1), ("visits", 1)]

@@ -22,7 +22,7 @@ from urbanpulse.wire import (
     format_ts,
     parse_topic,
 )
-from urbanpulse.wire.kinds import BOOL_UNIT
+from urbanpulse.wire.kinds import BOOL_UNIT, COUNT_UNITS, MAX_WHOLE_COUNT
 from urbanpulse.wire.topics import TopicError
 
 TS = to_epoch_ns(datetime(2026, 11, 28, 9, 30, 1, 250000, tzinfo=UTC))
@@ -87,6 +87,61 @@ def test_a_bad_reading_is_rejected_with_its_place_and_reason(override: dict, cod
     [rej] = parsed.rejected
     assert rej.code == code
     assert rej.detail.startswith(where)
+
+
+def test_the_count_units_are_the_fields_that_count_things() -> None:
+    counts = {(kind, name) for kind, spec in KINDS.items() for name, f in spec.fields.items()
+              if f.unit in COUNT_UNITS}
+    assert counts == {("traffic.loop", "count"), ("traffic.loop", "speed_count"),
+                      ("traffic.loop", "glitches"), ("hospital.door", "count"),
+                      ("hospital.door", "glitches"), ("hospital.bed", "glitches")}
+
+
+_DOOR = {"kind": "hospital.door", "sensor": "door-er"}
+
+
+@pytest.mark.parametrize(("kind", "values", "field", "why"), [
+    ("hospital.door", {"count": 2.5, "interval_s": 60}, "count", "2.5 is not a whole number"),
+    ("hospital.door", {"count": -3, "interval_s": 60}, "count", "-3 is negative"),
+    ("hospital.door", {"count": -0.5, "interval_s": 60}, "count", "-0.5 is negative"),
+    ("hospital.door", {"count": 2, "interval_s": 60, "glitches": 0.25}, "glitches",
+     "0.25 is not a whole number"),
+    ("traffic.loop", {"count": 2**53 + 1, "interval_s": 60}, "count",
+     "9007199254740993 is beyond 2^53"),
+    ("traffic.loop", {"count": 1e300, "interval_s": 60}, "count", "1e+300 is beyond 2^53"),
+    ("traffic.loop", {"count": 4, "interval_s": 60, "speed_kmh": 50, "speed_count": 3.5},
+     "speed_count", "3.5 is not a whole number"),
+    ("hospital.bed", {"occupied": 1, "glitches": 1.5}, "glitches", "1.5 is not a whole number"),
+])
+def test_a_count_that_is_not_a_whole_number_from_0_is_rejected_naming_it(
+        kind: str, values: dict, field: str, why: str) -> None:
+    parsed = decode_batch(json.dumps(_body(kind=kind, values=values)).encode())
+    assert parsed.readings == []
+    [rej] = parsed.rejected
+    assert rej.code == "bad_count"
+    assert rej.detail.startswith(f"readings[0].values.{field}: a count of ")
+    assert "must be a whole number in [0, 2^53]" in rej.detail
+    assert why in rej.detail
+
+
+def test_a_whole_count_is_taken_also_as_a_float_and_a_bool_is_no_count() -> None:
+    whole = [{"count": 3.0, "interval_s": 60}, {"count": 0, "interval_s": 60},
+             {"count": -0.0, "interval_s": 60}, {"count": 2**53, "interval_s": 60},
+             {"count": 7, "interval_s": 60, "glitches": 2.0}]
+    for values in whole:
+        parsed = decode_batch(json.dumps(_body(**_DOOR, values=values)).encode())
+        assert parsed.rejected == [], values
+        assert parsed.readings[0].values == values
+    [rej] = decode_batch(json.dumps(_body(**_DOOR, values={"count": True, "interval_s": 60})
+                                    ).encode()).rejected
+    assert (rej.code, rej.detail) == ("bad_value", "readings[0].values.count: must be a finite "
+                                                   "number, got True")
+
+
+def test_a_count_above_its_range_but_whole_is_stored_for_out_of_range() -> None:
+    parsed = decode_batch(json.dumps(_body(**_DOOR, values={"count": 200_000.0, "interval_s": 60})
+                                     ).encode())
+    assert parsed.rejected == []
 
 
 def test_wrong_unit_is_rejected_not_mixed() -> None:
@@ -165,6 +220,8 @@ def readings(draw: st.DrawFn) -> Reading:
     kind = draw(_kind)
     spec = KINDS[kind]
     values = {name: draw(st.sampled_from([0, 1, 0.0, 1.0]) if f.unit == BOOL_UNIT
+                         else st.integers(0, MAX_WHOLE_COUNT) | st.integers(0, 10**6).map(float)
+                         if f.unit in COUNT_UNITS
                          else st.floats(-1e6, 1e6, allow_nan=False))
               for name, f in spec.fields.items() if f.required or draw(st.booleans())}
     ts = draw(st.integers(to_epoch_ns(datetime(2021, 1, 1, tzinfo=UTC)),

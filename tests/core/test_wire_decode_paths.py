@@ -17,17 +17,21 @@ from urbanpulse.wire import decode_batch
 from urbanpulse.wire.payload import EARLIEST_TS_NS, parse_ts
 
 UNITS = {"air.pm": {"pm25": "ug/m3", "pm10": "ug/m3", "pm1": "ug/m3"},
-         "hospital.bed": {"occupied": "bool", "fault": "bool"}}
+         "hospital.bed": {"occupied": "bool", "fault": "bool"},
+         "hospital.door": {"count": "persons", "interval_s": "s", "glitches": "pulses"}}
 GOOD: list[dict[str, Any]] = [
     {"sensor": "pm-1", "kind": "air.pm", "values": {"pm25": 41.5, "pm10": 60}},
     {"sensor": "pm-1", "kind": "air.pm", "values": {"pm10": 60, "pm25": 41.5}},  # other order
     {"sensor": "pm-2", "kind": "air.pm", "values": {"pm25": 3.25, "pm10": 7.0, "pm1": 1}},
     {"sensor": "bed-01", "kind": "hospital.bed", "values": {"occupied": 1}},
     {"sensor": "bed-02", "kind": "hospital.bed", "values": {"occupied": 0, "fault": 1}},
+    {"sensor": "door-er", "kind": "hospital.door", "values": {"count": 3, "interval_s": 60}},
+    {"sensor": "door-er", "kind": "hospital.door", "values": {"glitches": 2, "count": 0.0,
+                                                              "interval_s": 60}},
 ]
 # JSON text (not Python values): Infinity and NaN are what json.loads makes of them.
 BAD_VALUES = ["Infinity", "-Infinity", "NaN", "true", '"41"', "null", "[1]", "1" + "0" * 400,
-              "1e400", "-0.0", "0", "1e308"]
+              "1e400", "-0.0", "0", "1e308", "2.5", "-3", "3.0", "9007199254740993"]
 BAD_READING_PARTS: list[dict[str, Any]] = [
     {"values": {"pm25": 1.0}},  # pm10 missing
     {"values": {"pm25": 1.0, "pm10": 2.0, "pm4": 3.0}},  # unknown field
@@ -99,6 +103,15 @@ def test_values_checked_once_still_reject_a_later_broken_value() -> None:
     assert rejected == [
         (1, "bad_value", "readings[1].values.pm25: must be a finite number, got inf"),
         (2, "bad_value", "readings[2].values.pm25: must be a finite number, got True")]
+
+
+def test_a_count_checked_once_still_rejects_a_later_count_that_is_not_whole() -> None:
+    readings = [_reading(0, GOOD[5], None, None), _reading(1, GOOD[5], None, "2.5"),
+                _reading(2, GOOD[5], None, "-3"), _reading(3, GOOD[5], None, "4.0")]
+    good, rejected = _decoded(_payload(readings, UNITS))
+    assert [g[3] for g in good] == [0, 3]
+    assert [(i, code) for i, code, _ in rejected] == [(1, "bad_count"), (2, "bad_count")]
+    assert "readings[1].values.count: a count of persons" in rejected[0][2]
 
 
 def test_a_flag_that_is_no_string_is_rejected_not_raised() -> None:

@@ -40,6 +40,13 @@ class KindSpec:
 # by the contract, not read as one or the other.
 BOOL_UNIT = "bool"
 
+# A field in one of these units counts things (persons, vehicles, pulses): its value must be
+# a whole number (an int, or a float such as 3.0, which JSON may carry) from 0 to
+# MAX_WHOLE_COUNT; any other value is refused by the contract (`count_problem`), not stored.
+COUNT_UNITS = frozenset({"persons", "vehicles", "pulses"})
+# Beyond 2^53 a float no longer holds every whole number: 2^53 + 1 reads as 2^53.
+MAX_WHOLE_COUNT = 2**53
+
 # GPIO sensors: pulses the edge driver rejected as too short to be real (a contact
 # glitch, a false pulse picked up by the cable) since its previous reading. Sent only
 # when not 0.
@@ -135,4 +142,16 @@ def outside_range(kind: str, values: Mapping[str, float]) -> str | None:
         low, high = bounds.get(name, _OPEN)
         if not low <= value <= high:
             return name
+    return None
+
+
+def count_problem(value: int | float) -> str | None:
+    """Why `value`, a finite number, is no count of the contract (a whole number in
+    [0, MAX_WHOLE_COUNT]), or None when it is one."""
+    if value < 0:
+        return "is negative"
+    if value > MAX_WHOLE_COUNT:
+        return "is beyond 2^53, where a float no longer holds every whole number"
+    if type(value) is float and not value.is_integer():
+        return "is not a whole number"
     return None

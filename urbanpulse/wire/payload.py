@@ -18,7 +18,7 @@ from typing import Any
 
 from urbanpulse.clock import from_epoch_ns, to_epoch_ns
 from urbanpulse.errors import UrbanpulseError
-from urbanpulse.wire.kinds import BOOL_UNIT, KINDS, KindSpec
+from urbanpulse.wire.kinds import BOOL_UNIT, COUNT_UNITS, KINDS, KindSpec, count_problem
 from urbanpulse.wire.topics import CONTRACT_VERSION, validate_id
 
 MAX_PAYLOAD_BYTES = 256 * 1024
@@ -295,7 +295,8 @@ def _reading(raw: Any, units: Mapping[str, Any], latest_ns: int | None,
     if not isinstance(kind_units, dict):
         raise _Reject("missing_units", f": units has no entry for kind {kind!r}")
     fields = (kind, tuple(values))
-    if fields in sound and _finite_numbers(values) and _bools_sound(kind, values):
+    if (fields in sound and _finite_numbers(values) and _bools_sound(kind, values)
+            and _counts_sound(kind, values)):
         clean: dict[str, float] = values  # as _clean would copy it, and no longer referenced
     else:
         clean = _clean(values, kind, spec, kind_units)
@@ -313,6 +314,13 @@ def _reading(raw: Any, units: Mapping[str, Any], latest_ns: int | None,
 _SMALL_INT = 2**1000  # an int below this in size is a finite float, no conversion needed
 _BOOL_FIELDS = {kind.name: tuple(name for name, f in kind.fields.items() if f.unit == BOOL_UNIT)
                 for kind in KINDS.values()}
+_COUNT_FIELDS = {kind.name: tuple(name for name, f in kind.fields.items() if f.unit in COUNT_UNITS)
+                 for kind in KINDS.values()}
+
+
+def _counts_sound(kind: str, values: dict[str, Any]) -> bool:
+    """Every count field among `values` a whole number in range: the count check of `_clean`."""
+    return all(count_problem(values[name]) is None for name in _COUNT_FIELDS[kind] if name in values)
 
 
 def _bools_sound(kind: str, values: dict[str, Any]) -> bool:
@@ -349,6 +357,11 @@ def _clean(values: dict[str, Any], kind: str, spec: KindSpec, kind_units: dict[s
             )
         if fspec.unit == BOOL_UNIT and value not in (0, 1):
             raise _Reject("bad_value", f".values.{name}: a bool must be 0 or 1, got {value!r:.40}")
+        if fspec.unit in COUNT_UNITS:
+            problem = count_problem(value)
+            if problem is not None:
+                raise _Reject("bad_count", f".values.{name}: a count of {fspec.unit} must be a whole "
+                                           f"number in [0, 2^53]; {value!r:.40} {problem}")
         clean[name] = value
     for name, fspec in spec.fields.items():
         if fspec.required and name not in clean:
