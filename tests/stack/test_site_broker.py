@@ -163,3 +163,13 @@ def test_a_bind_other_than_the_loopback_is_refused(tmp_path: Path) -> None:
     for bind in ("0.0.0.0", "192.0.2.1", "localhost"):
         with pytest.raises(StackError, match=f"bind: .*127.0.0.1 only.*{bind}"):
             SiteBroker(tmp_path, SITE, "gw-1", ("n1",), 8883, bind=bind)
+
+
+def test_its_secrets_are_the_owners_alone(broker: SiteBroker) -> None:
+    """The password file (the nodes' and the gateway's hashes), the gateway's password, the
+    ACL and config, and the persistence directory (queued messages): 0600 files in 0700
+    directories, whatever the umask."""
+    for path in (broker.passwd, broker.acl, broker.conf, broker.gateway_password_file):
+        assert path.stat().st_mode & 0o777 == 0o600, path
+    for path in (broker.dir, broker.dir.parent, broker.data, broker.gateway_password_file.parent):
+        assert path.stat().st_mode & 0o777 == 0o700, path
