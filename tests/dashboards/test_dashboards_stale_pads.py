@@ -67,8 +67,11 @@ def _wards(now: int) -> dict[str, dict[str, list[int]]]:
         # bed-3 silent from 4 hours ago until 10 minutes ago
         "ward-back": {"bed-1": live(3 * S), "bed-2": live(7 * S),
                       "bed-3": [t for t in live(11 * S) if not now - 4 * HOUR < t < now - 10 * MIN]},
-        # the whole ward silent for 3 hours (its node off, or every pad's driver gone)
-        "ward-gone": {f"bed-{k}": _beats(start, now - 3 * HOUR, MIN, k * S) for k in (1, 2, 3)},
+        # the whole ward silent for 3 h 30 min (its node off, or every pad's driver gone): its
+        # last hour began more than 3 h 10 min ago whatever the minute of `now` (at 3 h, the
+        # first minutes of an hour put it between the runbook's two limits)
+        "ward-gone": {f"bed-{k}": _beats(start, now - 3 * HOUR - 30 * MIN, MIN, k * S)
+                      for k in (1, 2, 3)},
     }
 
 
