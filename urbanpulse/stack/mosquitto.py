@@ -112,7 +112,13 @@ listener {config.mqtt_cloud_port} {config.bind}
 {tls}password_file {layout.mosquitto_cloud_passwd}
 acl_file {layout.mosquitto_cloud_acl}
 """
-    return listeners + f"""
+    return listeners + "\n" + render_tuning(layout.mosquitto_data, layout.mosquitto_log)
+
+
+def render_tuning(data: Path, log: Path) -> str:
+    """The queue limits, persistence and logging every broker of ours has (the stack's and a
+    site's, as the Ansible role renders both): its data under `data`, its log `log`."""
+    return f"""\
 set_tcp_nodelay true
 max_queued_messages {MAX_QUEUED_MESSAGES}
 max_queued_bytes {MAX_QUEUED_BYTES}
@@ -120,12 +126,12 @@ max_inflight_messages {MAX_INFLIGHT_MESSAGES}
 message_size_limit {MAX_RELAY_BYTES}
 
 persistence true
-persistence_location {layout.mosquitto_data}/
+persistence_location {data}/
 autosave_interval {AUTOSAVE_INTERVAL_S}
 autosave_on_changes false
 persistent_client_expiration {PERSISTENT_CLIENT_EXPIRATION}
 
-log_dest file {layout.mosquitto_log}
+log_dest file {log}
 log_type error
 log_type warning
 log_type notice

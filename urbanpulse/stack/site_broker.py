@@ -27,7 +27,6 @@ from urbanpulse.stack.errors import StackError, StartFailed
 from urbanpulse.stack.files import ensure_secret, write_file
 from urbanpulse.stack.layout import Layout
 from urbanpulse.stack.passwords import password_file_line
-from urbanpulse.wire.relay import MAX_RELAY_BYTES
 from urbanpulse.wire.topics import ROOT, ack_topic, data_topic, status_topic, validate_id
 
 STOP_S = 15.0
@@ -138,26 +137,7 @@ keyfile {layout.server_key}
 tls_version tlsv1.2
 use_username_as_clientid true
 
-set_tcp_nodelay true
-max_queued_messages {mosquitto.MAX_QUEUED_MESSAGES}
-max_queued_bytes {mosquitto.MAX_QUEUED_BYTES}
-max_inflight_messages {mosquitto.MAX_INFLIGHT_MESSAGES}
-message_size_limit {MAX_RELAY_BYTES}
-
-persistence true
-persistence_location {broker.data}/
-autosave_interval {mosquitto.AUTOSAVE_INTERVAL_S}
-autosave_on_changes false
-persistent_client_expiration {mosquitto.PERSISTENT_CLIENT_EXPIRATION}
-
-log_dest file {broker.log}
-log_type error
-log_type warning
-log_type notice
-log_type information
-connection_messages true
-log_timestamp_format %Y-%m-%dT%H:%M:%S
-"""
+""" + mosquitto.render_tuning(broker.data, broker.log)
 
 
 def write_site_broker(broker: SiteBroker) -> None:
