@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import os
-import signal
 import subprocess
 import sys
 import threading
@@ -33,7 +31,7 @@ from urbanpulse.stack import (
     add_node,
     site_broker,
 )
-from urbanpulse.stack.process import free_ports, port_is_free, wait_until
+from urbanpulse.stack.process import free_ports, port_is_free, stop_group, wait_until
 from urbanpulse.stack.site_broker import SiteBroker
 from urbanpulse.wire import WireError, decode_status
 from urbanpulse.wire.topics import status_topic
@@ -227,7 +225,7 @@ class GatewaySite:
         through the gateway."""
         try:
             if self.gateway_proc is not None:
-                self.exit_code = _terminate(self.gateway_proc, STOP_S)
+                self.exit_code = stop_group(self.gateway_proc, STOP_S)
             if self.watch is not None:
                 watch = self.watch
                 wait_until(lambda: (watch.last() or {}).get("state") == "offline",
@@ -280,17 +278,3 @@ def describe(status: dict[str, Any] | None) -> str:
             f"{counters.get('messages_relayed', 0)} node messages relayed, "
             f"{counters.get('node_acks', 0)} node batches acknowledged"
             + (f"; {', '.join(trouble)}" if trouble else ""))
-
-
-def _terminate(proc: subprocess.Popen[bytes], timeout_s: float) -> int:
-    """SIGTERM to its session, SIGKILL after `timeout_s`; its exit code."""
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(5)
-    return proc.returncode

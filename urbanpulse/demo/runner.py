@@ -5,7 +5,6 @@ live summary; writes the run's ground truth at the end."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ctypes
 import json
 import logging
@@ -56,7 +55,7 @@ from urbanpulse.simulate import City, Event, SimClock, Simulation
 from urbanpulse.simulate.scenario import merge_events, write_ground_truth
 from urbanpulse.stack import StackConfig, StackInfo, add_node, up
 from urbanpulse.stack.lifecycle import resolve_config
-from urbanpulse.stack.process import command_line, stop_pid
+from urbanpulse.stack.process import command_line, stop_group, stop_pid
 
 if TYPE_CHECKING:
     import paho.mqtt.client as paho
@@ -545,12 +544,5 @@ def _constant(value: Any) -> Callable[[], Any]:
 
 
 def _stop_process(proc: subprocess.Popen[bytes], pidfile: Path) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(PROCESSOR_STOP_S)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(5)
+    stop_group(proc, PROCESSOR_STOP_S)
     pidfile.unlink(missing_ok=True)

@@ -125,6 +125,22 @@ def stop_pid(pidfile: Path, ours: Callable[[int], bool], what: str, *,
     return True
 
 
+def stop_group(proc: subprocess.Popen[bytes], timeout_s: float) -> int | None:
+    """SIGTERM to the process group `proc` leads, SIGKILL if it has not ended `timeout_s`
+    later; its exit code (None if it outlived the SIGKILL by 5 s)."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(5)
+    return proc.returncode
+
+
 def wait_until(predicate: Callable[[], bool], *, timeout_s: float, poll_s: float = 0.02) -> bool:
     """Poll `predicate` until it is true (True) or `timeout_s` has passed (False)."""
     deadline = time.monotonic() + timeout_s
