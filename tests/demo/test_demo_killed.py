@@ -27,8 +27,8 @@ from urbanpulse.testing import wait_for
 SECOND_START_S = 90.0
 
 
-def _processors(cloud_toml: Path) -> list[int]:
-    """Pids of `urbanpulse cloud run --config <cloud_toml>` processes."""
+def _pids(matches: Callable[[list[bytes]], bool]) -> list[int]:
+    """Pids of the live processes whose command line (its arguments) `matches`."""
     out = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -37,26 +37,22 @@ def _processors(cloud_toml: Path) -> list[int]:
             args = (entry / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue  # gone meanwhile
-        if os.fsencode(str(cloud_toml)) in args and b"run" in args and is_alive(int(entry.name)):
+        if matches(args) and is_alive(int(entry.name)):
             out.append(int(entry.name))
     return out
+
+
+def _processors(cloud_toml: Path) -> list[int]:
+    """Pids of `urbanpulse cloud run --config <cloud_toml>` processes."""
+    config = os.fsencode(str(cloud_toml))
+    return _pids(lambda args: config in args and b"run" in args)
 
 
 def _site_processes(home: Path) -> list[int]:
     """Pids of the demo's site broker and gateway of `home` (by their config files)."""
     ours = [os.fsencode(str(home / "sites" / "bach-mai" / "mosquitto.conf")),
             os.fsencode(str(home / "demo" / "gateway.toml"))]
-    out = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            args = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue  # gone meanwhile
-        if any(path in args for path in ours) and is_alive(int(entry.name)):
-            out.append(int(entry.name))
-    return out
+    return _pids(lambda args: any(path in args for path in ours))
 
 
 @contextlib.contextmanager
