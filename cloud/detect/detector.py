@@ -41,7 +41,7 @@ import math
 from array import array
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
 from itertools import islice
 from math import exp, isfinite
@@ -227,6 +227,42 @@ class AnomalyDetector:
             self._recent = list(state["_recent"])
         if "_last_scores" in state:
             self._last_scores = array("d", state["_last_scores"])
+        # Here, not at the top: the profiles are made of this module's settings.
+        from cloud.detect.profiles import SUPERSEDED
+
+        settings = state.get("settings")
+        if isinstance(settings, DetectorSettings) and settings in SUPERSEDED:
+            self.narrow(SUPERSEDED[settings])
+
+    def narrow(self, settings: DetectorSettings) -> None:
+        """Take `settings`, which keep shorter tails, or fewer orders or contexts of the
+        differences, than this detector's and are the same otherwise, keeping what it
+        learnt as far as they hold it: each tail's newest values, the difference contexts
+        of the orders kept, the most recently seen first. What a detector made with
+        `settings` and fed the same values holds, except what its scores left (the last
+        ones, which alert is still open or damped: this one's are kept) and, where this
+        one's difference memory forgot a context that one would hold, that context."""
+        s, name = self.settings, self.name or "detector"
+        if replace(settings, history=s.history, difference_orders=s.difference_orders,
+                   difference_capacity=s.difference_capacity) != s:
+            raise DetectError(f"{name}: only the tails and the difference memory can be narrowed")
+        if settings.history > s.history:
+            raise DetectError(f"{name}: tails of {s.history} values cannot keep {settings.history}")
+        orders = settings.orders if settings.difference_orders is None else settings.difference_orders
+        differences = self._differences
+        if differences is not None and not set(orders) <= set(differences.orders):
+            raise DetectError(f"{name}: contexts of orders {differences.orders} cannot be"
+                              f" narrowed to {orders}")
+        count, history = self.count, settings.history
+        self._value_tail.keep_newest(history, count)
+        self._jump_tail.keep_newest(history, max(0, count - s.jump_span))
+        self._mean_tail.keep_newest(history, max(0, count - s.mean_span + 1))
+        if self._season is not None:
+            self._season.narrow(history)
+        if differences is not None:
+            differences.narrow(orders, settings.memory_capacity if settings.difference_capacity
+                               is None else settings.difference_capacity)
+        self.settings = settings
 
     @property
     def threshold(self) -> float:

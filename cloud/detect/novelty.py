@@ -490,6 +490,29 @@ class ContextNovelty:
         recent = fields.get("_recent")
         self._body = _packed(recent) if isinstance(recent, list) else 0
 
+    def narrow(self, orders: tuple[int, ...], capacity: int) -> None:
+        """Keep the contexts of `orders` (some of the orders kept) only, the `capacity` most
+        recently seen of them, in their order, and learn these orders in that capacity from
+        now on: what a memory of `orders` and `capacity` fed the same values holds, if this
+        one forgot none of the contexts that one holds. The bins, the last levels and their
+        run are those of any orders; a value whose contexts were all just seen (a run past
+        the longest order), which the narrower memory skips, moves none of them but to
+        where they already are among the contexts of its orders."""
+        if not orders or not set(orders) <= set(self.orders) or capacity < 1:
+            raise ValueError(f"contexts of orders {self.orders} cannot be narrowed to {orders}"
+                             f" in {capacity}")
+        keys = np.frombuffer(self._memory.to_bytes(), dtype=np.int64)
+        kept = keys[np.isin(keys & ((1 << _ORDER_BITS) - 1), orders)][-capacity:]
+        longest = max(orders)
+        self.orders = orders
+        self.capacity = capacity
+        self._longest = longest
+        self._ascending = all(a < b for a, b in pairwise(orders))
+        self._consecutive = orders == tuple(range(1, longest + 1))
+        self._memory = _memory(kept.tolist(), longest, capacity, len(orders))
+        self._recent = self._recent[-longest:]
+        self._body = _packed(self._recent)
+
     def update(self, value: float) -> float:
         """Novelty in [0, 1] of `value` in its contexts; 0 while the bins are being learned."""
         low, high = self._low, self._high

@@ -160,6 +160,13 @@ class SeasonalResidual:
             if name in self.__slots__:  # an older layout's other names are left out
                 setattr(self, name, value)
 
+    def narrow(self, history: int) -> None:
+        """Rank against the last `history` distances (at most as many as now), the newest
+        kept (where the ring held them is not known: one distance per visit)."""
+        self.history = history
+        if self._residuals is not None:
+            self._residuals.keep_newest(history)
+
     @property
     def period_ns(self) -> int:
         """How long the period lasts (0: no period, or not known yet)."""

@@ -121,6 +121,36 @@ class TailHistory:
             # (cloud.logic.node.NodeState) drops it, its code version being another.
             self._sorted = array("f")
 
+    def keep_newest(self, size: int, pushed: int | None = None) -> None:
+        """Keep the `size` newest values only (`size` at most the ring's), in a ring of
+        `size`: what a history of `size` pushed the same values holds. Where each sits in
+        the ring (which a record's spread sums in its order) is that history's too when
+        `pushed`, how many values were pushed in all, is known (a full ring's next slot is
+        then `pushed` modulo its size); without it the oldest kept sits first."""
+        if not 0 < size <= self._size:
+            raise ValueError(f"a history of {self._size} values cannot keep {size}")
+        n, ring = self._count, self._values
+        if n < self._size:
+            pushed = n
+            ordered = ring[:n]
+        else:
+            if pushed is None or pushed < n or pushed % n != self._next:
+                pushed = None
+            ordered = ring[self._next :] + ring[: self._next]
+        kept = ordered[-size:]
+        count = len(kept)
+        if count < size:
+            self._values = kept + array("f", [0.0]) * (size - count)
+            self._next = count
+        else:
+            start = 0 if pushed is None else pushed % size  # where the oldest kept value goes
+            self._values = kept[size - start :] + kept[: size - start]
+            self._next = start
+        self._count = count
+        self._size = size
+        self._neg_log = _neg_logs(size)
+        self._sorted = array("f", sorted(kept))
+
     def surprise_push(self, value: float) -> float:
         """Surprise of `value` (0 until `min_count` values are kept), which is then kept.
         A two-sided history leaves the surprise of -value in `lower`."""

@@ -18,7 +18,9 @@ resumed detector would be wrong:
 * the settings detectors and fault monitors are made with changed (`profiles.py`,
   `faults.FAULT_SETTINGS`, a field's range in `urbanpulse/wire/kinds.py`, the drift rules'
   `DriftSettings` and `PairDriftSettings` but for what the config sets) and the resumed
-  ones must take them: each keeps the settings and range it was made with, pickled with it.
+  ones must take them: each keeps the settings and range it was made with, pickled with it;
+  unless a loaded one takes them itself (`profiles.SUPERSEDED`: an anomaly detector of
+  settings no profile makes any more moves to the profile's new ones when loaded).
 
 The city's drift detectors (`CityDrift` in `CityAir`, cloud/logic/domain/city_drift.py)
 follow this version too: pickled apart, dropped unread at another.

@@ -4,11 +4,13 @@ with no room left over, and the largest NAB detector under the 64 KB bound (64 x
 bytes, as the pickled state is tested in test_detect_detector.py) with the default
 settings, 63,934 bytes, and with the road-traffic profile, 60,976 bytes (its two memories
 and four tails since session 17's road settings: 86,920 before; docs/anomaly-detection.md,
-"Memory, honestly")."""
+"Memory, honestly"), also when it was made with the road settings of before and loaded
+since (61,264 bytes)."""
 
 from __future__ import annotations
 
 import math
+import pickle
 import random
 import sys
 from datetime import UTC
@@ -18,8 +20,9 @@ import numpy as np
 
 from bench.detect.memory import deep_size, shared_objects
 from bench.nab.corpus import load_corpus
+from cloud.detect.detector import AnomalyDetector
 from cloud.detect.novelty import _Contexts, _memory
-from cloud.detect.profiles import detector_by_name
+from cloud.detect.profiles import ROAD_TRAFFIC, ROAD_TRAFFIC_BEFORE_17, detector_by_name
 from cloud.detect.tail import TailHistory
 from urbanpulse.clock import to_epoch_ns
 
@@ -62,6 +65,23 @@ def test_the_largest_nab_detector_meets_the_bound_with_both_settings(nab_root: P
     assert sizes["default"] <= 64_000, sizes  # as measured, 63,934
     assert sizes["traffic"] < 64 * 1024, sizes
     assert sizes["traffic"] <= 61_000, sizes  # as measured, 60,976
+
+
+def test_the_largest_nab_road_detector_of_before_meets_the_bound_once_loaded(nab_root: Path) -> None:
+    """Made with the road settings of before session 17, it holds 87,080 bytes; pickled and
+    loaded, it takes today's (test_detect_road_upgrade.py) and holds 61,264."""
+    (f,) = [f for f in load_corpus(nab_root, {"realAWSCloudwatch"}) if f.key == LARGEST]
+    stamps = [to_epoch_ns(ts.replace(tzinfo=UTC)) for ts in f.timestamps]
+    AnomalyDetector(ROAD_TRAFFIC_BEFORE_17).update(stamps[0], f.values[0])
+    detector_by_name("traffic").update(stamps[0], f.values[0])
+    _, shared = shared_objects()
+    before = AnomalyDetector(ROAD_TRAFFIC_BEFORE_17)
+    for ts, value in zip(stamps, f.values, strict=True):
+        before.update(ts, value)
+    assert deep_size(before, shared) > 64 * 1024
+    loaded = pickle.loads(pickle.dumps(before))
+    assert loaded.settings == ROAD_TRAFFIC
+    assert deep_size(loaded, shared) <= 62_000  # as measured, 61,264
 
 
 def test_a_road_detector_meets_the_bound_on_a_daily_wave_in_noise() -> None:
