@@ -4,13 +4,42 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from edge.drivers.base import Driver, Sample
 from firmware_bridge.emulator.pty_device import PtyEmulator
+
+
+def cpu_wait_s() -> float:
+    """Seconds this process's threads (the event loop's, the emulator's) have spent runnable
+    but waiting for a CPU: Linux's schedstat run_delay, summed; 0 where there is none."""
+    total = 0
+    for stat in Path("/proc/self/task").glob("*/schedstat"):
+        try:
+            total += int(stat.read_text().split()[1])
+        except (OSError, IndexError, ValueError):
+            continue  # a thread that ended meanwhile
+    return total / 1e9
+
+
+class Elapsed:
+    """Seconds since it was made, less the time the machine kept this process from running
+    in between (`cpu_wait_s`). A driver's deadline fires late by that on a loaded machine
+    (other tests, other workers): a bound on how long the driver itself waits holds there
+    too, and is as tight as on an idle machine, where nothing waits for a CPU."""
+
+    def __init__(self) -> None:
+        self._started = time.monotonic()
+        self._cpu_wait = cpu_wait_s()
+
+    def __call__(self) -> float:
+        # a thread that ended takes its wait with it: counted less, never more
+        return time.monotonic() - self._started - max(cpu_wait_s() - self._cpu_wait, 0.0)
 
 
 class Noisy(PtyEmulator):
