@@ -25,8 +25,7 @@ from edge.outbox import Outbox
 from edge.publisher import Publisher
 from firmware_bridge.errors import PortNotFoundError, SerialLinkError
 from urbanpulse.clock import Clock, SystemClock, to_epoch_ns
-from urbanpulse.wire import KINDS
-from urbanpulse.wire.payload import finite
+from urbanpulse.wire import Refusal, reading_problem
 
 if TYPE_CHECKING:
     from paho.mqtt.client import Client
@@ -65,7 +64,11 @@ class DriverState:
     readings: int = 0
     last_error: str | None = None
     info: dict[str, Any] = field(default_factory=dict)
-    refused: int = 0  # samples no batch could carry (`unsendable`), dropped
+    # Samples the wire contract refuses (`reading_problem`: what the cloud would dead-letter),
+    # dropped before the outbox: in all, and by the contract's code (bad_value, bad_count, ...;
+    # replaced whole, never changed, as the publisher's thread reads it for the heartbeat)
+    refused: int = 0
+    refused_reasons: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,17 +90,6 @@ class InputCounts:
         return out
 
 
-def unsendable(sample: Sample) -> str | None:
-    """Why the wire contract cannot carry `sample` (a kind it does not know, a value that
-    is no finite number: JSON has no NaN), or None."""
-    if sample.kind not in KINDS:
-        return f"kind {sample.kind!r} is not in the wire contract"
-    for name, value in sample.values.items():
-        if isinstance(value, bool) or not isinstance(value, int | float) or not finite(value):
-            return f"{name}={value!r} is not a finite number"
-    return None
-
-
 class Agent:
     def __init__(self, config: AgentConfig, *, clock: Clock | None = None,
                  client_factory: Callable[[], Client] | None = None,
@@ -117,6 +109,7 @@ class Agent:
         self._input_counts: dict[str, InputCounts] = {}  # each sensor's, since start-up
         self._running: dict[str, Driver] = {}  # each sensor's driver, for its supervision
         self._pending: list[Sample] = []
+        self._refusals_logged: set[tuple[str, str]] = set()  # (sensor, code) said once a run
         self.driver_state = StagedState(self.outbox)
         self._committed = 0
         self._commit_error: str | None = None  # why the last commit failed, until one works
@@ -142,21 +135,33 @@ class Agent:
         clock is not synchronised, queued for the next commit and counted for the driver,
         also for drivers that read several sensors (upfw)."""
         def emit(sample: Sample) -> None:
-            why = unsendable(sample)
-            if why is not None:
-                # In the outbox it would stop every batch it falls in, and the publisher
-                # with it, at every restart: refused here, counted and reported instead.
-                state.refused += 1
-                state.last_error = f"sample refused: {why}"
-                if state.refused == 1 or state.refused % 1000 == 0:
-                    log.error("a driver emitted a sample no batch can carry; dropped",
-                              extra={"sensor": sample.sensor, "reason": why,
-                                     "refused": state.refused})
+            refusal = reading_problem(sample.kind, sample.values)
+            if refusal is not None:
+                self._refuse(state, sample, refusal)
                 return
             self._pending.append(self.clock_sync.stamp(sample))
             state.readings += 1
 
         return emit
+
+    def _refuse(self, state: DriverState, sample: Sample, refusal: Refusal) -> None:
+        """A sample the cloud would dead-letter (a NaN, 2.5 vehicles, a kind it does not
+        know) is dropped here, with the rule the cloud applies (urbanpulse.wire.values),
+        counted by reason for the heartbeat, and logged once per sensor and reason: in the
+        outbox it would stop every batch it falls in (`encode_batch` refuses it too). The
+        driver's other samples go on."""
+        state.refused += 1
+        state.refused_reasons = {**state.refused_reasons,
+                                 refusal.code: state.refused_reasons.get(refusal.code, 0) + 1}
+        detail = refusal.detail.removeprefix(".")  # "values.pm25: must be a finite number, ..."
+        state.last_error = f"sample refused: {refusal.code}: {detail}"
+        said = (sample.sensor, refusal.code)
+        if said not in self._refusals_logged:
+            self._refusals_logged.add(said)
+            log.error("a driver emitted a sample the wire contract refuses; dropped (said once "
+                      "per sensor and reason, counted in the heartbeat's drivers.<id>.refused)",
+                      extra={"sensor": sample.sensor, "kind": sample.kind,
+                             "reason": refusal.code, "detail": detail})
 
     def flush(self) -> int:
         """Commits the readings emitted since the last flush with the drivers' staged
@@ -268,7 +273,8 @@ class Agent:
                 "readings_acked": pub.readings_acked,
                 "rejected": pub.rejected, "refused": pub.refused, "last_refusal": pub.last_refusal,
                 "inflight": pub.inflight, "awaiting_cloud": pub.awaiting_cloud,
-                "resent_batches": pub.resent_batches, "resend_wait_s": pub.resend_wait_s,
+                "resent_batches": pub.resent_batches, "unsendable": pub.unsendable,
+                "resend_wait_s": pub.resend_wait_s,
                 "next_resend_in_s": pub.next_resend_in_s},
             "clock": {"jumps": self.clock_jumps, "synchronised": self.clock_sync.state},
             "cpu_temp_c": _cpu_temperature(),
@@ -279,6 +285,7 @@ class Agent:
                                "last_error": d.last_error}
         if d.refused:
             out["refused"] = d.refused
+            out["refused_reasons"] = dict(d.refused_reasons)
         # What the driver could not use (corrupt frames, ignored messages, glitches), since
         # the agent started: counted and skipped, and shown here (see Counting).
         counts = self._input_counts.get(sensor)

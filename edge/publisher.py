@@ -40,12 +40,14 @@ from edge.errors import CredentialsError, OutboxError
 from edge.outbox import Outbox, OutboxRow
 from urbanpulse.clock import Clock, to_epoch_ns
 from urbanpulse.wire import (
+    ReadingRefused,
     WireError,
     ack_topic,
     data_topic,
     decode_ack,
     encode_batch,
     encode_status,
+    reading_problem,
     status_topic,
 )
 
@@ -114,6 +116,9 @@ class PublisherState:
     # for it to pass a time they set on a FakeClock
     pumped_at: float | None = None
     last_error: str | None = None
+    # Outbox rows the wire contract refuses, deleted unsent: committed before the agent
+    # checked each sample (an older agent), the rule being urbanpulse.wire.values's
+    unsendable: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -140,6 +145,7 @@ class Publisher:
         self._refusing = False  # the broker refused a batch and has taken none since
         self._refusals_cut_at: float | None = None  # clock.monotonic() of the last cut
         self._tries: dict[int, int] = {}  # outbox row -> unconfirmed sends, until sent again
+        self._unsendable_logged: set[str] = set()  # the codes said once a run
         # Rows done whose deletion the outbox refused (its disk full), pending until deleted
         # (rows, whether the cloud confirmed them: Outbox.ack's `confirmed`)
         self._undeleted: list[tuple[list[int], bool]] = []
@@ -679,6 +685,11 @@ class Publisher:
         try:
             payload = encode_batch(self.config.node.site, self.config.node.id,
                                    [r.reading for r in rows], batch=batch, numbering=self._numbering)
+        except ReadingRefused:
+            rows = self._drop_unsendable(rows)
+            if rows:
+                self._send(client, rows)
+            return
         except WireError as exc:
             if exc.code == "too_large" and len(rows) > 1:
                 half = len(rows) // 2
@@ -694,6 +705,31 @@ class Publisher:
         self.state.inflight = len(self._inflight)
         self.state.sent_batches += 1
         self.state.last_publish_ns = to_epoch_ns(self.clock.now())
+
+    def _drop_unsendable(self, rows: list[OutboxRow]) -> list[OutboxRow]:
+        """The rows the contract accepts; those it refuses (`encode_batch` would refuse
+        every batch they fall in, and the publisher with it, at every restart) are deleted
+        from the outbox unsent, counted (`unsendable`) and logged once a run per reason."""
+        keep: list[OutboxRow] = []
+        dropped: list[int] = []
+        for row in rows:
+            refusal = reading_problem(row.reading.kind, row.reading.values)
+            if refusal is None:
+                keep.append(row)
+                continue
+            dropped.append(row.id)
+            if refusal.code not in self._unsendable_logged:
+                self._unsendable_logged.add(refusal.code)
+                log.error("an outbox row the wire contract refuses was deleted unsent (said "
+                          "once per reason, counted in the heartbeat's mqtt.unsendable)",
+                          extra={"sensor": row.reading.sensor, "kind": row.reading.kind,
+                                 "reason": refusal.code,
+                                 "detail": refusal.detail.removeprefix(".")})
+        for row_id in dropped:
+            self._tries.pop(row_id, None)
+        self._delete(dropped)
+        self.state.unsendable += len(dropped)
+        return keep
 
     def _shutdown(self, client: Client) -> None:
         if self.state.connected:

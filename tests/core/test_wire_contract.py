@@ -13,6 +13,7 @@ from urbanpulse.clock import to_epoch_ns
 from urbanpulse.wire import (
     KINDS,
     Reading,
+    ReadingRefused,
     WireError,
     data_topic,
     decode_batch,
@@ -21,6 +22,7 @@ from urbanpulse.wire import (
     encode_status,
     format_ts,
     parse_topic,
+    reading_problem,
 )
 from urbanpulse.wire.kinds import BOOL_UNIT, COUNT_UNITS, MAX_WHOLE_COUNT
 from urbanpulse.wire.topics import TopicError
@@ -235,3 +237,55 @@ def readings(draw: st.DrawFn) -> Reading:
 def test_any_valid_batch_round_trips(batch: list[Reading]) -> None:
     parsed = decode_batch(encode_batch("s1", "n1", batch))
     assert parsed.readings == batch
+
+
+# The node refuses with the cloud's own rule (urbanpulse.wire.values): each reading below,
+# whatever the cloud's decode says of it, the edge's check says too, code and detail.
+_SAME_RULE = [
+    ("air.pm", {"pm25": 12.0, "pm10": 20}),
+    ("air.pm", {"pm25": float("nan"), "pm10": 20}),
+    ("air.pm", {"pm25": 12.0, "pm10": float("-inf")}),
+    ("air.pm", {"pm25": 10**400, "pm10": 20}),
+    ("air.pm", {"pm25": True, "pm10": 20}),
+    ("air.pm", {"pm25": "12", "pm10": 20}),
+    ("air.pm", {"pm25": None, "pm10": 20}),
+    ("air.pm", {"pm25": 12.0}),
+    ("air.pm", {"pm25": 12.0, "pm10": 20, "o3": 1}),
+    ("air.pm", {}),
+    ("air.ozone", {"o3": 1}),
+    ("traffic.loop", {"count": 2.5, "interval_s": 60}),
+    ("traffic.loop", {"count": 7.0, "interval_s": 60}),
+    ("traffic.loop", {"count": -1, "interval_s": 60}),
+    ("traffic.loop", {"count": 2**53 + 1, "interval_s": 60}),
+    ("traffic.loop", {"count": 20_000, "interval_s": 60}),  # out of range: stored, flagged
+    ("hospital.bed", {"occupied": 2}),
+    ("hospital.bed", {"occupied": 1, "glitches": 0.5}),
+]
+
+
+@pytest.mark.parametrize(("kind", "values"), _SAME_RULE)
+def test_the_edge_refuses_what_the_cloud_rejects_with_the_same_code_and_detail(
+        kind: str, values: dict) -> None:
+    refusal = reading_problem(kind, values)
+    # json.dumps writes a NaN as `NaN`, which the cloud's parser reads back: what a node sent
+    # before it checked
+    parsed = decode_batch(json.dumps(_body(kind=kind, values=values)).encode())
+    if refusal is None:
+        assert parsed.rejected == []
+        assert parsed.readings[0].values == values
+    else:
+        [rej] = parsed.rejected
+        assert (rej.code, rej.detail) == (refusal.code, "readings[0]" + refusal.detail)
+
+
+def test_encode_refuses_a_value_the_cloud_would_reject_naming_the_reading() -> None:
+    good = Reading("loop-1", "traffic.loop", TS, 0, {"count": 7, "interval_s": 60.0})
+    bad = Reading("loop-1", "traffic.loop", TS, 1, {"count": 2.5, "interval_s": 60.0})
+    with pytest.raises(ReadingRefused) as caught:
+        encode_batch("hn-hoankiem", "aq-01", [good, good, bad])
+    assert caught.value.index == 2
+    assert caught.value.code == "bad_count"
+    assert str(caught.value).startswith("bad_count: readings[2].values.count: a count of vehicles")
+    nan = Reading("pm-1", "air.pm", TS, 0, {"pm25": float("nan"), "pm10": 3.0})
+    with pytest.raises(WireError, match=r"bad_value: readings\[0\].values.pm25: must be a finite"):
+        encode_batch("hn-hoankiem", "aq-01", [nan])

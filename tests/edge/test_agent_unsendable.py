@@ -43,8 +43,9 @@ def test_samples_no_batch_can_carry_are_refused_counted_and_reported(
     encode_batch("s", "n", [r.reading for r in rows])  # the batch the publisher would send
     driver = agent.health()["drivers"]["pm-1"]
     assert driver["refused"] == 4
-    assert driver["last_error"] == "sample refused: kind 'air.smoke' is not in the wire contract"
-    logged = [r for r in caplog.records if "no batch can carry" in r.getMessage()]
-    assert len(logged) == 1  # the first, then every 1000th
-    assert "pm25=nan is not a finite number" in str(logged[0].__dict__["reason"])
+    assert driver["refused_reasons"] == {"bad_value": 3, "unknown_kind": 1}
+    assert driver["last_error"] == "sample refused: unknown_kind: kind: 'air.smoke' is not in contract v1"
+    logged = [r for r in caplog.records if "the wire contract refuses" in r.getMessage()]
+    assert [r.__dict__["reason"] for r in logged] == ["bad_value", "unknown_kind"]  # once per reason
+    assert logged[0].__dict__["detail"] == "values.pm25: must be a finite number, got nan"
     agent.outbox.close()

@@ -9,6 +9,7 @@ from urbanpulse.wire.payload import (
     MAX_READINGS_PER_BATCH,
     ParsedBatch,
     Reading,
+    ReadingRefused,
     RejectedReading,
     WireError,
     decode_ack,
@@ -31,6 +32,7 @@ from urbanpulse.wire.topics import (
     status_topic,
     validate_id,
 )
+from urbanpulse.wire.values import Refusal, reading_problem
 
 __all__ = [
     "ACK_FILTER",
@@ -42,6 +44,8 @@ __all__ = [
     "KindSpec",
     "ParsedBatch",
     "Reading",
+    "ReadingRefused",
+    "Refusal",
     "RejectedReading",
     "Topic",
     "WireError",
@@ -59,6 +63,7 @@ __all__ = [
     "node_filter",
     "outside_range",
     "parse_topic",
+    "reading_problem",
     "status_topic",
     "validate_id",
 ]

@@ -9,7 +9,6 @@ still counts.
 from __future__ import annotations
 
 import json
-import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -20,6 +19,8 @@ from urbanpulse.clock import from_epoch_ns, to_epoch_ns
 from urbanpulse.errors import UrbanpulseError
 from urbanpulse.wire.kinds import BOOL_UNIT, COUNT_UNITS, KINDS, KindSpec, count_problem
 from urbanpulse.wire.topics import CONTRACT_VERSION, validate_id
+from urbanpulse.wire.values import Refusal, reading_problem, values_problem
+from urbanpulse.wire.values import finite as finite  # the edge and the cloud import it from here
 
 MAX_PAYLOAD_BYTES = 256 * 1024
 MAX_READINGS_PER_BATCH = 2000
@@ -46,6 +47,15 @@ class WireError(UrbanpulseError):
         super().__init__(f"{code}: {detail}")
         self.code = code
         self.detail = detail
+
+
+class ReadingRefused(WireError):
+    """`encode_batch` was given a reading the contract refuses (a value the cloud would
+    dead-letter): `index` is its place in the readings given."""
+
+    def __init__(self, index: int, refusal: Refusal) -> None:
+        super().__init__(refusal.code, f"readings[{index}]{refusal.detail}")
+        self.index = index
 
 
 # Not frozen, though no one may change a reading once made: the cloud makes one per reading
@@ -134,15 +144,19 @@ def decode_ack(payload: bytes) -> list[str]:
 
 def encode_batch(site: str, node: str, readings: Sequence[Reading], batch: str | None = None,
                  numbering: str | None = None) -> bytes:
-    """Build a data payload; raises WireError if the result would break the contract."""
+    """Build a data payload; raises WireError if the result would break the contract, and
+    ReadingRefused (a WireError with the reading's index) for a reading whose kind or
+    values the cloud would refuse (`reading_problem`): nothing the cloud dead-letters for
+    its values leaves a node."""
     validate_id("site", site)
     validate_id("node", node)
     units: dict[str, dict[str, str]] = {}
     items = []
-    for r in readings:
-        spec = KINDS.get(r.kind)
-        if spec is None:
-            raise WireError("unknown_kind", f"kind {r.kind!r} is not in contract v1")
+    for index, r in enumerate(readings):
+        refusal = reading_problem(r.kind, r.values)
+        if refusal is not None:
+            raise ReadingRefused(index, refusal)
+        spec = KINDS[r.kind]
         kind_units = units.setdefault(r.kind, {})
         for name in r.values:
             if name in spec.fields and name not in kind_units:
@@ -342,31 +356,12 @@ def _finite_numbers(values: dict[str, Any]) -> bool:
 
 def _clean(values: dict[str, Any], kind: str, spec: KindSpec, kind_units: dict[str, Any]
            ) -> dict[str, float]:
-    """The values checked field by field: the first broken one raises."""
-    clean: dict[str, float] = {}
-    for name, value in values.items():
-        fspec = spec.fields.get(name)
-        if fspec is None:
-            raise _Reject("unknown_field", f".values.{name}: not a field of {kind}")
-        if type(value) not in (int, float) or not finite(value):
-            raise _Reject("bad_value", f".values.{name}: must be a finite number, got {value!r:.40}")
-        if kind_units.get(name) != fspec.unit:
-            raise _Reject(
-                "wrong_unit",
-                f".values.{name}: unit {kind_units.get(name)!r}, contract says {fspec.unit!r}",
-            )
-        if fspec.unit == BOOL_UNIT and value not in (0, 1):
-            raise _Reject("bad_value", f".values.{name}: a bool must be 0 or 1, got {value!r:.40}")
-        if fspec.unit in COUNT_UNITS:
-            problem = count_problem(value)
-            if problem is not None:
-                raise _Reject("bad_count", f".values.{name}: a count of {fspec.unit} must be a whole "
-                                           f"number in [0, 2^53]; {value!r:.40} {problem}")
-        clean[name] = value
-    for name, fspec in spec.fields.items():
-        if fspec.required and name not in clean:
-            raise _Reject("missing_field", f".values.{name}: required for {kind}")
-    return clean
+    """The values checked (`values_problem`, the rule the edge applies too): the first
+    broken one raises."""
+    problem = values_problem(spec, values, kind_units)
+    if problem is not None:
+        raise _Reject(*problem)
+    return dict(values)
 
 
 def encode_status(state: str, ts: datetime, health: Mapping[str, Any] | None = None) -> bytes:
@@ -393,13 +388,3 @@ def decode_status(payload: bytes, now_ns: int | None = None) -> dict[str, Any]:
     if ts_ns < EARLIEST_TS_NS or (latest is not None and ts_ns > latest):
         raise WireError("ts_out_of_range", f"ts: {body.get('ts')} is before 2020 or in the future")
     return body
-
-
-def finite(value: int | float) -> bool:
-    """math.isfinite for JSON numbers: an integer too large for a float is not finite."""
-    try:
-        return math.isfinite(value)
-    except OverflowError:
-        return False
-
-

@@ -15,7 +15,7 @@ from edge.gateway.relayer import Relayer, Taken
 from urbanpulse.cli import main
 from urbanpulse.clock import FakeClock
 from urbanpulse.errors import ConfigError
-from urbanpulse.wire.kinds import KINDS
+from urbanpulse.wire.kinds import COUNT_UNITS, KINDS
 from urbanpulse.wire.payload import MAX_PAYLOAD_BYTES, Reading, WireError, encode_batch
 from urbanpulse.wire.relay import MAX_RELAY_BYTES, RelayedMessage
 
@@ -104,7 +104,9 @@ def _largest_batch() -> bytes:
     the encoder refuses it), of the kind with the longest readings."""
     t0 = 1_796_000_000_123_456_789
     spec = KINDS["hospital.door"]
-    values = {name: 12.5 for name, f in spec.fields.items() if f.required}
+    # (a count is whole: encode_batch refuses 12.5 persons, as the cloud does)
+    values = {name: 100_000 if f.unit in COUNT_UNITS else 12.5
+              for name, f in spec.fields.items() if f.required}
 
     def batch(n: int) -> bytes:
         readings = [Reading("door-main-entrance", "hospital.door", t0 + i * 10**9, 10**12 + i, values)
