@@ -17,7 +17,9 @@ from firmware_bridge.emulator.pty_device import PtyEmulator
 
 def cpu_wait_s() -> float:
     """Seconds this process's threads (the event loop's, the emulator's) have spent runnable
-    but waiting for a CPU: Linux's schedstat run_delay, summed; 0 where there is none."""
+    but waiting for a CPU: Linux's schedstat run_delay, summed; 0 where there is none.
+    Summed, because the loop also waits for the GIL while the emulator's thread, holding it,
+    waits for a CPU; two threads waiting at once count twice (a loaded machine only)."""
     total = 0
     for stat in Path("/proc/self/task").glob("*/schedstat"):
         try:
@@ -38,7 +40,7 @@ class Elapsed:
         self._cpu_wait = cpu_wait_s()
 
     def __call__(self) -> float:
-        # a thread that ended takes its wait with it: counted less, never more
+        # a thread that ended meanwhile takes its wait with it: counted less
         return time.monotonic() - self._started - max(cpu_wait_s() - self._cpu_wait, 0.0)
 
 
