@@ -243,6 +243,9 @@ def _resend_line(mqtt: object) -> str:
     line = f"{awaiting} batches await the cloud's ack, {refused} refused by the broker"
     if refused:
         line += f" ({mqtt.get('last_refusal')})"
+    unsendable = mqtt.get("unsendable") or 0
+    if unsendable:  # outbox rows an older agent stored that the contract refuses: deleted
+        line += f", {unsendable} stored readings unsendable (deleted)"
     wait, next_in = mqtt.get("resend_wait_s"), mqtt.get("next_resend_in_s")
     if wait is None:
         return f"{line}; none waits for a resend"
@@ -284,7 +287,11 @@ def _refused_part(entry: object) -> str:
     refused = entry.get("refused") if isinstance(entry, dict) else None
     if not refused:
         return ""
-    return f"; refused: {refused} samples no batch can carry (dropped)"
+    reasons = entry.get("refused_reasons") if isinstance(entry, dict) else None
+    said = ""
+    if isinstance(reasons, dict) and reasons:
+        said = " (" + ", ".join(f"{code} {n}" for code, n in sorted(reasons.items())) + ")"
+    return f"; refused: {refused} samples no batch can carry{said} (dropped)"
 
 
 def _clock_line(clock: object) -> str:

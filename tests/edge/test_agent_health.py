@@ -151,3 +151,16 @@ def test_the_resend_line_does_not_count_down_while_the_link_is_down() -> None:
     assert _resend_line({**mqtt, "connected": False}) == (
         "3 batches await the cloud's ack, 0 refused by the broker; resends wait for the link to "
         "the broker (resend wait was 240 s)")
+
+
+def test_the_resend_line_says_the_stored_readings_deleted_as_unsendable() -> None:
+    """Outbox rows an older agent stored that the wire contract now refuses are deleted unsent
+    (`mqtt.unsendable`, tests/edge/test_agent_refuses_values.py); the status line says how many."""
+    from edge.cli import _resend_line
+
+    mqtt = {"awaiting_cloud": 0, "refused": 0, "resend_wait_s": None}
+    assert _resend_line(mqtt) == (
+        "0 batches await the cloud's ack, 0 refused by the broker; none waits for a resend")
+    assert _resend_line({**mqtt, "unsendable": 2}) == (
+        "0 batches await the cloud's ack, 0 refused by the broker, 2 stored readings "
+        "unsendable (deleted); none waits for a resend")

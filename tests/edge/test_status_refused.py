@@ -52,4 +52,5 @@ def test_edge_status_shows_the_samples_the_agent_refused(
         agent.outbox.close()
     assert _status_line(tmp_path, capsys, "pm-1") == (
         "driver pm-1: starting (restarts 0, last error sample refused: unknown_kind: kind: "
-        "'air.smoke' is not in contract v1); refused: 2 samples no batch can carry (dropped)")
+        "'air.smoke' is not in contract v1); refused: 2 samples no batch can carry "
+        "(bad_value 1, unknown_kind 1) (dropped)")
