@@ -30,6 +30,7 @@ class Crossing:
     occupancy_pct: float | None
     speed_kmh: float | None
     lanes: int
+    speed_lanes: int | None = None  # of them, those with a speed (None: a row written before)
 
 
 @dataclass(frozen=True)
@@ -104,11 +105,12 @@ def collect(client: InfluxHTTP, db: str, window_s: float = WINDOW_S) -> Summary:
             row.get("pm25"), row.get("epa"), row.get("cat_epa"), row.get("vn"), row.get("cat_vn"))
     for row in _rows(client, db, "SELECT last(vehicles) AS n, last(flow_vpm) AS flow, "
                                  "last(occupancy_pct) AS occ, last(speed_kmh) AS v, "
-                                 "last(lanes) AS lanes FROM agg_1m.traffic_intersection "
+                                 "last(lanes) AS lanes, last(speed_lanes) AS speeded "
+                                 "FROM agg_1m.traffic_intersection "
                                  "WHERE time > now() - 5m GROUP BY site, node"):
         s.traffic[f"{row['site']}/{row['node']}"] = Crossing(
             _int(row.get("n")), row.get("flow"), row.get("occ"), row.get("v"),
-            _int(row.get("lanes")))
+            _int(row.get("lanes")), None if row.get("speeded") is None else _int(row["speeded"]))
     for row in _rows(client, db, "SELECT last(beds) AS beds, last(occupied) AS occ, "
                                  "last(occupancy_pct) AS pct, last(stale) AS stale "
                                  "FROM agg_1m.ward_occupancy "
@@ -176,6 +178,14 @@ def _minutes(seconds: float | None) -> str:
     return _num(None if seconds is None else seconds / 60, "5.1f", "    -")
 
 
+def _speed_lanes(x: Crossing) -> str:
+    """Says when the mean speed comes from fewer lanes than counted vehicles (a single loop
+    gives no speed: docs/domain-rollups.md, `speed_lanes`)."""
+    if x.speed_lanes is None or x.speed_lanes >= x.lanes:
+        return ""
+    return f" (from {x.speed_lanes} of {x.lanes} lanes)"
+
+
 def render(s: Summary, elapsed_s: float, duration_s: float | None,
            live: Collection[str] = (), departments: Collection[str] = (),
            gateway: Sequence[str] = ()) -> str:
@@ -212,7 +222,8 @@ def render(s: Summary, elapsed_s: float, duration_s: float | None,
     for k, x in sorted(s.traffic.items()):
         lines.append(f"  {name(k):<28} {x.lanes} lanes {x.vehicles:4d} veh  "
                      f"{_num(x.flow_vpm, '5.1f')} veh/min  occupancy "
-                     f"{_num(x.occupancy_pct, '5.1f')} %  speed {_num(x.speed_kmh, '5.1f')} km/h")
+                     f"{_num(x.occupancy_pct, '5.1f')} %  speed {_num(x.speed_kmh, '5.1f')} km/h"
+                     + _speed_lanes(x))
     lines.append("hospital wards (occupied / beds, latest minute):")
     for k, o in sorted(s.wards.items()):
         stale = f"   {o.stale} stale (pads not heard for over 2 h 10 min)" if o.stale else ""
