@@ -147,6 +147,7 @@ def test_beds_send_state_and_load_cell_faults(emulated) -> None:  # type: ignore
 
     async def scenario() -> None:
         run = DriverRun(build("beds", _params(emu.port), DriverContext()))
+        await run.wait_for(lambda s: run.driver.describe()["board"] is not None, 5, "the board's HI")
         script.put(BedWeight(0, 0, 1, 68.25, True, True), BedWeight(0, 0, 2, -0.12, True, False))
         await run.count(2)
         script.put(BedWeight(0, 0, 1, 68.3, True, True))  # no change: no reading
@@ -178,6 +179,7 @@ def test_a_channel_named_with_a_leading_zero_gets_its_name(emulated) -> None:  #
 
     async def scenario() -> None:
         run = DriverRun(build("beds", params, DriverContext()))
+        await run.wait_for(lambda s: run.driver.describe()["board"] is not None, 5, "the board's HI")
         script.put(BedWeight(0, 0, 1, 68.25, True, True), BedWeight(0, 0, 2, 70.0, True, True))
         samples = await run.count(2)
         await run.stop()
@@ -233,6 +235,7 @@ def test_loop_intervals_are_forwarded(emulated) -> None:  # type: ignore[no-unty
 
     async def scenario() -> None:
         run = DriverRun(build("lanes", _params(emu.port, names={"2": "lane-n2"}), DriverContext()))
+        await run.wait_for(lambda s: run.driver.describe()["board"] is not None, 5, "the board's HI")
         script.put(LoopVehicle(0, 0, 1, 780, 1523, 30.1, 4.6),  # per vehicle: left to the board's LI
                    LoopInterval(0, 0, 1, 60, 18, 12.5, 28.7), LoopInterval(0, 0, 2, 60, 0, 0.0))
         samples = await run.count(2)
