@@ -27,11 +27,12 @@ import subprocess
 import sys
 import threading
 import time
+import tomllib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.ansible.helpers import ANSIBLE
+from tests.ansible.helpers import ANSIBLE, REPO
 from urbanpulse.testing import wait_for
 
 SUITE = "bookworm"
@@ -428,6 +429,61 @@ def cached_cloud_rootfs(cache: Path) -> Path:
 def cached_cloud_wheels(cache: Path, requirements: Sequence[str]) -> Path:
     """As cached_wheels, for the central node's requirements, kept beside the edge node's."""
     return _cached_wheels(cache, "cloud-wheels", requirements)
+
+
+# A site gateway's host (test_ansible_site_gateway_booted.py): the edge node's image with
+# Debian's mosquitto, which the site broker's role installs; its wheels are the edge node's.
+GATEWAY_PACKAGES = (*PACKAGES, "mosquitto")
+GATEWAY_IMAGE_RECIPE = 1
+
+
+def cached_gateway_rootfs(cache: Path) -> Path:
+    """The gateway host's root file system, as cached_cloud_rootfs with GATEWAY_PACKAGES."""
+    return _cached_image(cache, "gateway-rootfs", GATEWAY_PACKAGES, GATEWAY_IMAGE_RECIPE)
+
+
+# -- what the booted tests give the play ---------------------------------------------------
+
+def extra_requirements(extra: str) -> list[str]:
+    """The project's optional dependencies `extra` (pyproject.toml): what pip installs on
+    the node with the project's wheel, from the cached wheels."""
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    requirements: list[str] = project["optional-dependencies"][extra]
+    return requirements
+
+
+def node_files(hostname: str, hosts: str, wheels: Path) -> dict[str, bytes]:
+    """What a node boots with (booted_node's `files`): its name, `hosts` as /etc/hosts (the
+    names its services reach, as a deployment's DNS would give them), and pip taking the
+    cached `wheels`: no index is reachable from the node."""
+    files = {"/etc/hosts": hosts.encode(), "/etc/hostname": f"{hostname}\n".encode(),
+             "/etc/pip.conf": b"[global]\nno-index = true\nfind-links = /srv/wheels\n"}
+    files.update({f"/srv/wheels/{w.name}": w.read_bytes() for w in wheels.glob("*.whl")})
+    return files
+
+
+def fresh_apt_lists(node: BootedNode) -> None:
+    """The apt tasks' cache_valid_time: lists as fresh as an image's first boot (the node
+    has no mirror to update them from)."""
+    node.run("sudo touch /var/lib/apt/lists /var/lib/apt/lists/*_Packages")
+
+
+def ssh_host_vars(node: BootedNode) -> dict[str, str]:
+    """An inventory host's variables for ansible-playbook to log in to `node`."""
+    return {
+        "ansible_host": node.addr,
+        "ansible_user": SSH_USER,
+        "ansible_ssh_private_key_file": str(node.key),
+        "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null",
+        "ansible_python_interpreter": "/usr/bin/python3",
+    }
+
+
+def ansible_env(work: Path) -> dict[str, str]:
+    """ansible-playbook's environment: the project's ansible.cfg, its temporary files under
+    `work`."""
+    return {**os.environ, "ANSIBLE_CONFIG": str(ANSIBLE / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1",
+            "ANSIBLE_LOCAL_TEMP": str(work / "ansible-tmp"), "ANSIBLE_HOME": str(work / "ansible-home")}
 
 
 # -- what the booted tests ask of a provisioned node ---------------------------------------

@@ -7,6 +7,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 import ssl
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,6 +27,15 @@ def _pem_key(key: EllipticCurvePrivateKey) -> bytes:
 
     return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                              serialization.NoEncryption())
+
+
+def _alt_name(host: str) -> x509.GeneralName:
+    from cryptography import x509
+
+    try:
+        return x509.IPAddress(ipaddress.ip_address(host))
+    except ValueError:
+        return x509.DNSName(host)
 
 
 @dataclass(frozen=True)
@@ -50,16 +60,27 @@ class Ca:
                 .sign(key, hashes.SHA256()))
         return cls(cert, key)
 
+    @classmethod
+    def load(cls, cert: Path, key: Path) -> Ca:
+        """A CA of PEM files (an EC key without a passphrase), e.g. a local stack's."""
+        from cryptography import x509
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+
+        private = serialization.load_pem_private_key(key.read_bytes(), password=None)
+        assert isinstance(private, ec.EllipticCurvePrivateKey), f"{key}: not an EC key"
+        return cls(x509.load_pem_x509_certificate(cert.read_bytes()), private)
+
     def write(self, path: Path) -> Path:
         from cryptography.hazmat.primitives import serialization
 
         path.write_bytes(self.cert.public_bytes(serialization.Encoding.PEM))
         return path
 
-    def issue(self, directory: Path, stem: str, common_name: str, *, server: bool = False
-              ) -> tuple[Path, Path]:
+    def issue(self, directory: Path, stem: str, common_name: str, *, server: bool = False,
+              hosts: Sequence[str] = ("localhost", "127.0.0.1")) -> tuple[Path, Path]:
         """`<stem>.pem` and `<stem>.key` in `directory`: a client certificate for
-        `common_name`, or (`server`) one for 127.0.0.1 and localhost."""
+        `common_name`, or (`server`) one for `hosts` (names and IP addresses)."""
         from cryptography import x509
         from cryptography.hazmat.primitives import hashes, serialization
         from cryptography.hazmat.primitives.asymmetric import ec
@@ -75,8 +96,7 @@ class Ca:
                    .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True))
         if server:
             builder = builder.add_extension(x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                critical=False).add_extension(
+                [_alt_name(host) for host in hosts]), critical=False).add_extension(
                 x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         else:
             builder = builder.add_extension(

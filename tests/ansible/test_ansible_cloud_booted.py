@@ -42,7 +42,6 @@ import os
 import secrets
 import subprocess
 import threading
-import tomllib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -54,18 +53,22 @@ import pytest
 
 from tests.ansible.booted_node import (
     BootedNode,
+    ansible_env,
     assert_hardened,
     assert_no_change,
     booted_node,
     cache_dir,
     cached_cloud_rootfs,
     cached_cloud_wheels,
+    extra_requirements,
+    fresh_apt_lists,
     missing_requirements,
+    node_files,
     node_network,
     play,
     running_unit,
+    ssh_host_vars,
 )
-from tests.ansible.helpers import ANSIBLE, REPO
 from tests.ansible.test_ansible_edge_booted import OPT_IN, _build_wheel
 from tests.ansible.test_ansible_playbooks import _ansible_tool
 from urbanpulse.influx_http import InfluxError, InfluxHTTP
@@ -137,13 +140,7 @@ def _write_tls(folder: Path, node_addr: str) -> dict[str, Path]:
 def _inventory(path: Path, node: BootedNode, tls: dict[str, Path], wheel: Path,
                secret: dict[str, str], more_nodes: Mapping[str, str] = {}) -> Path:
     """`more_nodes`: node id -> password, edge nodes besides NODE."""
-    central = {
-        "ansible_host": node.addr,
-        "ansible_user": "tech",
-        "ansible_ssh_private_key_file": str(node.key),
-        "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null",
-        "ansible_python_interpreter": "/usr/bin/python3",
-    }
+    central = ssh_host_vars(node)
     inventory = {"all": {
         "vars": {
             "urbanpulse_mqtt_host": MQTT_NAME,
@@ -208,30 +205,21 @@ def central(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Central]:
     missing = missing_requirements()
     assert not missing, f"{OPT_IN}=1 but this machine lacks {missing} (see the module docstring)"
     cache = cache_dir()
-    cloud_requirements = tomllib.loads((REPO / "pyproject.toml").read_text())[
-        "project"]["optional-dependencies"]["cloud"]
     rootfs = cached_cloud_rootfs(cache)
-    wheels = cached_cloud_wheels(cache, cloud_requirements)
+    wheels = cached_cloud_wheels(cache, extra_requirements("cloud"))
     work = tmp_path_factory.mktemp("booted-cloud")
     wheel = _build_wheel(work / "wheel", "cloud")
     secret = {who: secrets.token_urlsafe(24)
               for who in ("cloud", "node", "admin", "writer", "reader")}
-    files = {
-        # The processor and the influxdb role reach the broker and InfluxDB by the names
-        # their certificates carry, here on this very host.
-        "/etc/hosts": (f"127.0.0.1\tlocalhost {MQTT_NAME} {INFLUX_NAME}\n"
-                       f"127.0.1.1\t{HOST}\n").encode(),
-        "/etc/hostname": f"{HOST}\n".encode(),
-        "/etc/pip.conf": b"[global]\nno-index = true\nfind-links = /srv/wheels\n",
-    }
-    files.update({f"/srv/wheels/{w.name}": w.read_bytes() for w in wheels.glob("*.whl")})
+    # The processor and the influxdb role reach the broker and InfluxDB by the names their
+    # certificates carry, here on this very host.
+    files = node_files(HOST, f"127.0.0.1\tlocalhost {MQTT_NAME} {INFLUX_NAME}\n127.0.1.1\t{HOST}\n",
+                       wheels)
     with node_network() as net:
         tls = _write_tls(work / "tls", net.node_addr)
         with booted_node(rootfs, work / "node", files, net) as node:
-            node.run("sudo touch /var/lib/apt/lists /var/lib/apt/lists/*_Packages")
-            env = {**os.environ, "ANSIBLE_CONFIG": str(ANSIBLE / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1",
-                   "ANSIBLE_LOCAL_TEMP": str(work / "ansible-tmp"),
-                   "ANSIBLE_HOME": str(work / "ansible-home")}
+            fresh_apt_lists(node)
+            env = ansible_env(work)
             inventory = partial(_inventory, node=node, tls=tls, wheel=wheel, secret=secret)
             argv = [_ansible_tool("ansible-playbook"), "-i", str(inventory(work / "inventory.yml")),
                     "cloud.yml"]

@@ -41,7 +41,6 @@ import subprocess
 import sys
 import threading
 import time
-import tomllib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -56,16 +55,21 @@ from tests.ansible.booted_node import (
     PLAY_TIMEOUT_S,
     BootedNode,
     TcpRelay,
+    ansible_env,
     assert_hardened,
     assert_no_change,
     booted_node,
     cache_dir,
     cached_rootfs,
     cached_wheels,
+    extra_requirements,
+    fresh_apt_lists,
     missing_requirements,
+    node_files,
     node_network,
     play,
     running_unit,
+    ssh_host_vars,
 )
 from tests.ansible.helpers import ANSIBLE, REPO
 from tests.ansible.test_ansible_playbooks import _ansible_tool
@@ -207,11 +211,7 @@ def _inventory(work: Path, info: StackInfo, node: BootedNode, password: str, whe
                name: str = "inventory.yml", sensors: Sequence[Mapping[str, object]] = (),
                **sensor_settings: object) -> Path:
     host = {
-        "ansible_host": node.addr,
-        "ansible_user": "tech",
-        "ansible_ssh_private_key_file": str(node.key),
-        "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null",
-        "ansible_python_interpreter": "/usr/bin/python3",
+        **ssh_host_vars(node),
         "edge_node_id": NODE,
         "edge_location": "booted test node",
         "edge_gpio_backend": "mock",
@@ -240,10 +240,8 @@ def provisioned(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Provisione
     missing = missing_requirements()
     assert not missing, f"{OPT_IN}=1 but this machine lacks {missing} (see the module docstring)"
     cache = cache_dir()
-    edge_requirements = tomllib.loads((REPO / "pyproject.toml").read_text())[
-        "project"]["optional-dependencies"]["edge"]
     rootfs = cached_rootfs(cache)
-    wheels = cached_wheels(cache, edge_requirements)
+    wheels = cached_wheels(cache, extra_requirements("edge"))
     work = tmp_path_factory.mktemp("booted-node")
     wheel = _build_wheel(work / "wheel", "first")
 
@@ -256,26 +254,16 @@ def provisioned(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Provisione
         info = up(config)
         creds = add_node(config, SITE, NODE)
         with node_network() as net:
-            files = {
-                "/etc/hosts": (f"127.0.0.1\tlocalhost\n127.0.1.1\t{HOST}\n"
-                               f"{net.host_addr}\t{MQTT_NAME}\n").encode(),
-                "/etc/hostname": f"{HOST}\n".encode(),
-                # No index reachable from the node: pip takes the cached wheels.
-                "/etc/pip.conf": b"[global]\nno-index = true\nfind-links = /srv/wheels\n",
-            }
-            files.update({f"/srv/wheels/{w.name}": w.read_bytes() for w in wheels.glob("*.whl")})
+            files = node_files(HOST, f"127.0.0.1\tlocalhost\n127.0.1.1\t{HOST}\n"
+                                     f"{net.host_addr}\t{MQTT_NAME}\n", wheels)
             relay = TcpRelay(net.host_addr, MQTT_PORT, mqtt_port)
             relay.start()  # on the veth's address, which exists from here on
             try:
                 with booted_node(rootfs, work / "node", files, net) as node:
-                    # The apt task's cache_valid_time: lists as fresh as an image's first boot
-                    # (the node has no mirror to update them from).
-                    node.run("sudo touch /var/lib/apt/lists /var/lib/apt/lists/*_Packages")
+                    fresh_apt_lists(node)
                     collector = Collector(info)
                     collector.start()
-                    env = {**os.environ, "ANSIBLE_CONFIG": str(ANSIBLE / "ansible.cfg"),
-                           "ANSIBLE_NOCOLOR": "1", "ANSIBLE_LOCAL_TEMP": str(work / "ansible-tmp"),
-                           "ANSIBLE_HOME": str(work / "ansible-home")}
+                    env = ansible_env(work)
                     inventory = functools.partial(_inventory, work, info, node, creds.password())
                     argv = [_ansible_tool("ansible-playbook"), "-i", str(inventory(wheel)), "edge.yml"]
                     try:

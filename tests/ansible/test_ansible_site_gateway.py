@@ -2,8 +2,8 @@
 accepts; its broker (the mosquitto role in site mode) has the site's users only, and the
 real Mosquitto enforces that config's ACL; the role's checks refuse a bad inventory; the
 edge role points the nodes of a site with a gateway at its broker (run by ansible-playbook
-on this machine, nothing installed). Not tested here: a whole run of gateway.yml against a
-host (no booted test, for CI's time), so neither the unit under systemd nor the install."""
+on this machine, nothing installed). A whole run of gateway.yml against a booted host, the
+unit under systemd and the install: test_ansible_site_gateway_booted.py."""
 
 from __future__ import annotations
 
