@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import queue
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -173,12 +174,15 @@ class Gateway:
 
     def _failed(self, link: LinkState) -> None:
         """A connection attempt failed (paho tries again on its backoff): logged once until
-        a connection holds."""
-        if link.last_error != "could not connect":
+        a connection holds. paho calls this inside its `except OSError`, which it does not
+        pass on: the error it handles says why (refused, no route, a TLS failure)."""
+        why = sys.exc_info()[1]
+        error = f"could not connect: {why}" if why is not None else "could not connect"
+        if not (link.last_error or "").startswith("could not connect"):
             log.warning("cannot connect to the broker; trying again",
-                        extra={"link": link.name, "error": link.last_error})
+                        extra={"link": link.name, "error": error, "before": link.last_error})
         link.connected = False
-        link.last_error = "could not connect"
+        link.last_error = error
 
     # the pump thread: everything else
 

@@ -325,6 +325,10 @@ def test_the_cloud_broker_away_for_a_while_memory_stays_bounded_and_everything_a
             assert h["relays_in_flight"] <= 2, h
             assert h["waiting_bytes"] <= waiting_max, h
         assert seen[-1]["relays_in_flight"] == 2  # the broker took none of the last two
+        # why it cannot reach the cloud: paho's OSError, not only "could not connect"
+        error = wait_for(lambda: (lambda e: e if e and e.startswith("could not connect: ") else None)(
+            gateway.health()["cloud_mqtt"]["last_error"]), 30, "a failed reconnect")
+        assert "refused" in error.lower(), error
         depth = {n: a.outbox.stats().depth for n, a in agents.items()}
         assert all(d > 0 for d in depth.values())  # the nodes keep what the gateway refused
         broker.start()
