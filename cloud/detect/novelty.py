@@ -38,7 +38,7 @@ import math
 from array import array
 from collections.abc import Iterable, Iterator, Mapping
 from itertools import pairwise
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -50,6 +50,7 @@ _MASK = (1 << _BITS) - 1
 _OFFSET = 1 << (_BITS - 1)
 _ORDER_BITS = 4
 assert (_BITS, _OFFSET, _MASK, _ORDER_BITS) == (8, 128, 255, 4)  # written out in update
+_T = TypeVar("_T")
 _DERIVED = ("_body",)  # made from `_recent`, not pickled
 
 # (order k, right shift of the packed levels giving the k newest), for 1 .. n levels kept.
@@ -98,6 +99,17 @@ _WORD = 64  # bits of a node's word: its stamp above its key
 _START = 64  # the keys a new context memory has room for (doubled as it fills)
 _QUEUE = 128  # the least recent nodes found at once, for forgetting
 _LOAD_NUM, _LOAD_DEN = 3, 4  # the index's most keys per slot
+
+
+def _grown_room(keys: int, room: int) -> int:
+    """The keys a memory of at most `room` has room for when it holds `keys`, as it grows
+    (`_reserve`): `_START`, doubled as it fills, at most `room` (the least of these that
+    holds them; `keys` if none does). A memory built from keys (`_Contexts.of`: loaded,
+    coarsened, narrowed) is given no more room than one that was fed them."""
+    grown = min(room, _START)
+    while grown < keys and grown < room:
+        grown = min(2 * grown, room)
+    return max(grown, keys)
 
 
 def _key_bits(longest: int) -> int:
@@ -154,7 +166,7 @@ class _Contexts:
         if first.size < keys.size:
             keys = keys[np.sort(first)]
         if keys.size > len(memory._words) - 1:
-            memory._build(max(keys.size, min(2 * keys.size, memory._room)))
+            memory._build(_grown_room(keys.size, memory._room))
         memory._fill(keys)
         return memory
 
@@ -413,6 +425,15 @@ def _memory(keys: Iterable[int], longest: int, capacity: int, orders: int) -> _C
     return _Contexts.of(np.fromiter(keys, dtype=np.int64), capacity + orders, longest)
 
 
+def _appended(items: list[_T]) -> list[_T]:
+    """`items` in a list grown by appends, as a fresh memory's last levels and first values
+    are: pickle and slicing make one with other room (the next append may grow it past)."""
+    grown: list[_T] = []
+    for item in items:
+        grown.append(item)
+    return grown
+
+
 class ContextNovelty:
     __slots__ = (
         "_anchor",
@@ -488,6 +509,10 @@ class ContextNovelty:
         else:
             self._memory = _memory((), longest, room, 0)  # an older layout: dropped (see tail.py)
         recent = fields.get("_recent")
+        if isinstance(recent, list):
+            self._recent = _appended(recent)
+        if isinstance(fields.get("_first"), list):
+            self._first = _appended(fields["_first"])
         self._body = _packed(recent) if isinstance(recent, list) else 0
 
     def narrow(self, orders: tuple[int, ...], capacity: int) -> None:
@@ -510,7 +535,7 @@ class ContextNovelty:
         self._ascending = all(a < b for a, b in pairwise(orders))
         self._consecutive = orders == tuple(range(1, longest + 1))
         self._memory = _memory(kept.tolist(), longest, capacity, len(orders))
-        self._recent = self._recent[-longest:]
+        self._recent = _appended(self._recent[-longest:])
         self._body = _packed(self._recent)
 
     def update(self, value: float) -> float:

@@ -70,6 +70,12 @@ KIND_SETTINGS: dict[tuple[str, str], DetectorSettings] = {
     ("hospital.queue", "ticket"): _COUNTS,
 }
 
+# Each profile's settings, by themselves: a detector loaded with settings equal to one of
+# them takes that object (`AnomalyDetector.__setstate__`), as a fresh one does, not a copy.
+CANONICAL: dict[DetectorSettings, DetectorSettings] = {
+    s: s for s in (*DETECTORS.values(), *KIND_SETTINGS.values(), *SUPERSEDED.values())
+}
+
 
 # Fields that are no measurement get no anomaly detector (the fault rules still watch
 # them): identifiers and event types (a kiosk's ticket and counter numbers count up and

@@ -159,6 +159,9 @@ class SeasonalResidual:
         for name, value in slot_state(state).items():
             if name in self.__slots__:  # an older layout's other names are left out
                 setattr(self, name, value)
+        profile = getattr(self, "_profile", None)
+        if isinstance(profile, array):  # a copy allocated to its size, as made (pickle's: 1/16 more)
+            self._profile = array(profile.typecode, profile)
 
     def narrow(self, history: int) -> None:
         """Rank against the last `history` distances (at most as many as now), the newest

@@ -114,6 +114,16 @@ class TailHistory:
         except (AttributeError, TypeError):
             self._size = -1
             self._neg_log = []
+        lower = getattr(self, "lower", None)
+        if (type(lower) is float and math.isfinite(lower) and math.copysign(1.0, lower) > 0.0
+                and self._neg_log):
+            # None yet (0.0) or a full ring's rank, as the table's own float (shared, as a
+            # fresh history's), not pickle's copy.
+            k = round((self._size + 1) * math.exp(-lower)) if lower else 0
+            for j in (k, k - 1, k + 1):
+                if 0 <= j < len(self._neg_log) and self._neg_log[j] == lower:
+                    self.lower = self._neg_log[j]
+                    break
         try:
             self._sorted = array("f", sorted(self._values[: self._count]))
         except (AttributeError, TypeError):
