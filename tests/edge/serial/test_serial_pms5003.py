@@ -11,7 +11,7 @@ import pytest
 
 import edge.drivers.pms5003
 from edge.config import load_config
-from edge.drivers.base import DriverContext
+from edge.drivers.base import DriverContext, Sample
 from edge.drivers.pms5003.driver import Pms5003Params, build, parse_params
 from edge.errors import DriverError
 from firmware_bridge.protocols.pms5003 import Mode, Pms5003Ack
@@ -24,6 +24,7 @@ from firmware_bridge.protocols.pms5003.emulator import (
 from tests.edge.serial.conftest import DriverRun, Elapsed, Noisy, one_late_answer
 from urbanpulse.clock import FakeClock
 from urbanpulse.errors import ConfigError
+from urbanpulse.testing import wait_for
 
 SAMPLE = Path(edge.drivers.pms5003.__file__).parent / "sample.toml"
 
@@ -54,23 +55,39 @@ def test_active_mode_emits_atmospheric_pm(emulated) -> None:  # type: ignore[no-
     asyncio.run(scenario())
 
 
+class ToldApart(Pms5003tEmulator):
+    """Its reports by itself (active mode) read PM2.5 11, its answers to reads 12."""
+
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(lambda: reading_t(11 if self.mode is Mode.ACTIVE else 12, 20,
+                                           temperature_c=-3.4, humidity_pct=88.5), **kw)
+
+
 def test_passive_mode_polls_the_t_variant(emulated) -> None:  # type: ignore[no-untyped-def]
-    emu = emulated(Pms5003tEmulator(lambda: reading_t(12, 20, temperature_c=-3.4, humidity_pct=88.5),
-                                    period_s=0.05, warmup_s=0.0))
+    emu = emulated(ToldApart(period_s=0.05, warmup_s=0.0))
     params = _params(emu.port, model="pms5003t", mode="passive", query_interval_s=0.1,
                      reply_timeout_s=0.08)
 
+    def answers(samples: list[Sample]) -> int:
+        return sum(s.values["pm25"] == 12.0 for s in samples)
+
     async def scenario() -> None:
         run = DriverRun(build("pm-t", params, DriverContext()))
-        await run.count(6)
+        # Until the sensor takes the mode it reports by itself every 0.05 s, and those
+        # reports are readings too: counted, on a slow start they were most of the samples.
+        await run.wait_for(lambda s: answers(s) >= 6, 5, "6 answers to reads")
         await run.stop()
         assert emu.call(lambda: emu.mode) is Mode.PASSIVE
-        # a frame may cross the mode change on the line; every later one answered a read
+        # reports made before the sensor took the mode may come after it took it, not after
+        # an answer: from the first answer on, every reading answered a read
+        pm25 = [s.values["pm25"] for s in run.samples]
+        first = pm25.index(12.0)
+        assert pm25 == [11.0] * first + [12.0] * (len(pm25) - first), pm25
         described = run.driver.describe()
-        assert described["queries"] >= 5
-        assert len(run.samples) <= described["queries"] + 1
-        heard = emu.call(lambda: emu.commands_heard)
-        assert heard >= described["queries"] + 2  # wake, passive mode, the reads
+        assert described["queries"] >= len(pm25) - first
+        # wake, passive mode, the reads; the last read may still be on its way to the sensor
+        wait_for(lambda: emu.call(lambda: emu.commands_heard) >= described["queries"] + 2, 5,
+                 "the sensor to hear every command the driver sent")
         s = run.samples[-1]
         assert s.values == {"pm25": 12.0, "pm10": 20.0, "pm1": 8.0, "temperature_c": -3.4,
                             "humidity_pct": 88.5}
