@@ -43,19 +43,19 @@ SAMPLE = Path(edge.drivers.upfw.__file__).parent / "sample.toml"
 
 
 class Script:
-    """Messages the test hands to the board; it sends them at its next report."""
+    """Messages the test hands to the board; it sends them at its next report, those of
+    one `put` at the same report (the board's thread may report between two puts)."""
 
     def __init__(self) -> None:
-        self._q: queue.SimpleQueue[BoardMessage] = queue.SimpleQueue()
+        self._q: queue.SimpleQueue[tuple[BoardMessage, ...]] = queue.SimpleQueue()
 
     def put(self, *messages: BoardMessage) -> None:
-        for m in messages:
-            self._q.put(m)
+        self._q.put(messages)
 
     def __call__(self) -> Sequence[BoardMessage]:
-        out = []
+        out: list[BoardMessage] = []
         while not self._q.empty():
-            out.append(self._q.get())
+            out.extend(self._q.get())
         return out
 
 
