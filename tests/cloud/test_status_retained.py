@@ -162,7 +162,7 @@ def test_a_node_moved_behind_a_gateway_reads_online_after_the_ingest_subscribes_
         # A relayed reading after the subscriptions: once both journals hold it, whatever
         # the broker handed them on subscribing is journaled before it (MQTT keeps a
         # session's order).
-        reading = Reading("pm-a", "air.pm", to_epoch_ns(now), 0, {"pm2_5": 10.0, "pm10": 12.0})
+        reading = Reading("pm-a", "air.pm", to_epoch_ns(now), 0, {"pm25": 10.0, "pm10": 12.0})
         data = encode_batch(site, NODE, [reading], batch="c1.0")
         _relay(gateway, site, "c0.2", [RelayedMessage(NODE, "data", data)])
         wait_for(lambda: sum(r.topic.endswith("/relay") for j in (journal, fresh)
