@@ -9,8 +9,10 @@ one `pickle.loads` (`time.process_time`, the least of the repeats of each, then 
 and most over the files and splits), the size in memory (as `python -m bench.detect.memory`
 counts it) of the most a loaded one holds and of the detector it was pickled from, on how
 many it is larger and by at most how much, and on how many the loaded one pickles other
-bytes. To compare two trees, run this file by path with the tree first on the path
-(`PYTHONPATH=/tmp/wt-x .venv/bin/python bench/detect/load.py` against `PYTHONPATH=.`).
+bytes; and on how many detectors pickling them made them larger (measured before and after
+`pickle.dumps`), by at most how much. To compare two trees, run this file by path with the
+tree first on the path (`PYTHONPATH=/tmp/wt-x .venv/bin/python bench/detect/load.py`
+against `PYTHONPATH=.`).
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         cpu: list[float] = []
         most = (0, 0, "")
         larger, over, other_bytes = 0, 0, 0
+        grew, grown = 0, 0
         for f in corpus:
             stamps = [to_epoch_ns(ts.replace(tzinfo=UTC)) for ts in f.timestamps]
             for at in args.at:
@@ -53,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
                 detector = detector_by_name(name)
                 for ts, value in zip(stamps[:k], f.values[:k], strict=True):
                     detector.update(ts, value)
+                made = deep_size(detector, shared)
                 blob = pickle.dumps(detector)
                 times = []
                 for _ in range(args.repeat):
@@ -61,6 +65,9 @@ def main(argv: list[str] | None = None) -> int:
                     times.append(time.process_time() - start)
                 cpu.append(min(times))
                 fresh, size = deep_size(detector, shared), deep_size(loaded, shared)
+                if fresh != made:
+                    grew += 1
+                    grown = max(grown, fresh - made)
                 most = max(most, (size, fresh, f"{f.key} at {at:.0%}"))
                 if size > fresh:
                     larger += 1
@@ -71,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  most in memory once loaded: {most[0]:,} bytes ({most[2]}; pickled from one of"
               f" {most[1]:,}); larger than that one on {larger} (by at most {over:,} bytes);"
               f" pickled again to other bytes on {other_bytes}")
+        print(f"  larger once pickled on {grew} of {len(cpu)} (by at most {grown:,} bytes)")
     return 0
 
 
