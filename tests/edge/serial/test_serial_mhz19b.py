@@ -405,23 +405,36 @@ def _false_packet(cut_ppm: int, whole_ppm: int) -> bytes:
 
 
 class SplitLateAnswer(Mhz19bEmulator):
-    """`arm()`: the next answer to 'read CO2' leaves `late_s` after its query in two parts
-    60 ms apart (a USB adapter's two packets), its first bytes before the next query and
-    the rest after; the answer to that next query is lost."""
+    """`arm()`: the next answer to 'read CO2' leaves in two parts 60 ms apart (a USB
+    adapter's two packets), the first within the 0.1 s before the next query is due, so
+    that the driver's read rests past that time holding a frame under way. The answer to
+    that next query is lost.
 
-    def __init__(self, *args: Any, late_s: float, **kw: Any) -> None:
+    The driver asks every `interval_s` from its first query on. The next query is due an
+    interval after the armed one was sent, and the module heard that one later, by the
+    time it took to reach it: timed from when it heard it (0.93 s, 70 ms before), the
+    first bytes came after the next query on a loaded machine. Timed instead from the
+    query of the last four that reached it soonest; what is left to come late is the
+    module's own send and the driver's wake-up, with 98 ms to do it in."""
+
+    def __init__(self, *args: Any, interval_s: float, **kw: Any) -> None:
         super().__init__(*args, **kw)
-        self.late_s = late_s
+        self.interval_s = interval_s
         self._plan: list[str] = []
+        self._heard: list[float] = []  # when each 'read CO2' came
 
     def arm(self) -> None:
         self.call(lambda: self._plan.extend(["split", "drop"]))
 
     def _answer(self, frame: bytes, now: float) -> None:
+        if frame[1] == mhz_wire.CMD_READ:
+            self._heard.append(now)
         if frame[1] != mhz_wire.CMD_READ or not self._plan:
             super()._answer(frame, now)
         elif self._plan.pop(0) == "split":
-            self._due += [(now + self.late_s, frame[:3]), (now + self.late_s + 0.06, frame[3:])]
+            n = len(self._heard)  # the next query's number
+            due = min(self._heard[j] + (n - j) * self.interval_s for j in range(max(n - 4, 0), n))
+            self._due += [(due - 0.098, frame[:3]), (due - 0.038, frame[3:])]
 
 
 def test_a_late_answer_split_across_the_next_query_is_late_not_that_querys(  # type: ignore[no-untyped-def]
@@ -430,7 +443,7 @@ def test_a_late_answer_split_across_the_next_query_is_late_not_that_querys(  # t
     taken for the next query's answer: that query counted answered (it got nothing), the
     late answer not counted late. The driver now finishes a frame under way before it asks
     again: two missed replies (the late one's query, and the next one's), one late."""
-    emu = emulated(SplitLateAnswer(_counting(), warmup_s=0.0, late_s=0.93))
+    emu = emulated(SplitLateAnswer(_counting(), warmup_s=0.0, interval_s=1.0))
     params = _params(emu.port, query_interval_s=1.0, reply_timeout_s=0.3, silence_timeout_s=5.0)
 
     async def scenario() -> None:
