@@ -2,8 +2,8 @@
 
 Stateless, so it runs on any worker; nothing a node sends can make it raise. A status
 message becomes a `node_status` point and, when it carries the agent's health, a
-`driver_status` point per driver that sends its bad-input counts and a `Heartbeat` for the
-node's state (the fault rules on heartbeats).
+`driver_status` point per driver that sends its bad-input or refused counts and a
+`Heartbeat` for the node's state (the fault rules on heartbeats).
 
 Data messages take a shortcut when they are sound as a whole (`_sound_readings`): parsed by
 orjson and checked in one pass, they give exactly the readings `decode_batch` would. Any
@@ -23,7 +23,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeGuard
 
 import orjson
 
@@ -81,8 +81,17 @@ BAD_INPUT_COUNTERS = frozenset({
 # Drivers of one heartbeat whose counts are stored, in the order it names them: each is a
 # `driver_status` series. A node has a few (a Pi: 26 GPIO pins, a few serial ports).
 MAX_COUNTED_DRIVERS = 64
+# Why a node's agent refused a driver's samples before its outbox (`refused_reasons`: the
+# codes of urbanpulse.wire.values, the ones the cloud dead-letters such a reading with):
+# each code's count is the field `refused_<code>` beside the total, `refused`, in
+# `driver_status`. A fixed set, as BAD_INPUT_COUNTERS.
+REFUSAL_CODES = frozenset({"bad_value", "bad_count", "unknown_field", "missing_field",
+                           "wrong_unit", "unknown_kind", "bad_values"})
+REFUSED_FIELDS = frozenset({"refused", *(f"refused_{code}" for code in REFUSAL_CODES)})
+# The keys of a driver's entry whose counts make its `driver_status` point.
+_COUNTED_KEYS = frozenset({"bad_input", "refused", "refused_reasons"})
 MAX_DRIVER_COUNT = 2**63  # a count as InfluxDB's integer field holds it: [0, 2**63)
-_PROBLEMS_SAID = 5  # of what a heartbeat's `bad_input` held and the cloud left out
+_PROBLEMS_SAID = 5  # of a heartbeat's drivers' counts the cloud left out
 # A heartbeat's health numbers that count rows or readings: stored only when whole and
 # within Int64, as the query API returns them (cloud.query.written.COUNTS, node_status).
 HEALTH_COUNTS = frozenset({"outbox_depth", "outbox_evicted", "outbox_uncommitted",
@@ -449,6 +458,12 @@ def _status(rec: JournalRecord, site: str, node: str, max_bytes: int
         synced = clock.get("synchronised") if isinstance(clock, dict) else None
         if isinstance(synced, bool):
             fields["clock_synchronised"] = synced
+        # Outbox rows an older agent stored that the contract refuses, deleted unsent by the
+        # publisher: a new field, so an integer (not a float as the counts above).
+        mqtt = health.get("mqtt")
+        unsendable = mqtt.get("unsendable") if isinstance(mqtt, dict) else None
+        if _whole(unsendable):
+            fields["mqtt_unsendable"] = unsendable
     ts = parse_ts(body["ts"])
     if isinstance(health, dict):
         # The MQTT last will (the one status without health) is stamped when the agent
@@ -469,21 +484,23 @@ def _status(rec: JournalRecord, site: str, node: str, max_bytes: int
 
 def _driver_counts(rec: JournalRecord, site: str, node: str, drivers: object,
                    max_bytes: int) -> list[Point]:
-    """A `driver_status` point per driver whose entry has `bad_input`: its counts of the
-    input it could not use since the agent started, as integer fields, stamped as the
-    node_status point is (the reception: a replay writes the same point). Only the
-    contract's counters, whole numbers in [0, 2**63), of drivers whose id is a sensor id
-    (a tag), and of the first MAX_COUNTED_DRIVERS such drivers: what else the heartbeat
-    held is left out, and said in one dead letter (`bad_input_counts`), the heartbeat's
-    other parts going on. An entry without `bad_input` (a driver that failed to count: its
-    `bad_input_error`; an older agent) gives no point."""
+    """A `driver_status` point per driver whose entry has `bad_input` or `refused`: its
+    counts of the input it could not use since the agent started, and of the samples it
+    emitted that the agent refused before its outbox (`refused`, and `refused_<code>` per
+    reason of `refused_reasons`), as integer fields, stamped as the node_status point is
+    (the reception: a replay writes the same point). Only the contract's counters and
+    refusal codes, whole numbers in [0, 2**63), of drivers whose id is a sensor id (a tag),
+    and of the first MAX_COUNTED_DRIVERS such drivers: what else the heartbeat held is left
+    out, and said in one dead letter (`bad_input_counts`), the heartbeat's other parts going
+    on. An entry with neither (a driver that failed to count: its `bad_input_error`; an
+    older agent) gives no point."""
     if not isinstance(drivers, dict):
         return []
     out: list[Point] = []
     problems: list[str] = []
     taken = beyond = 0
     for sensor, entry in drivers.items():
-        if not isinstance(entry, dict) or "bad_input" not in entry:
+        if not isinstance(entry, dict) or not _COUNTED_KEYS & entry.keys():
             continue
         if not SENSOR_ID.fullmatch(sensor):
             problems.append(f"drivers[{sensor!r:.40}]: not a sensor id")
@@ -492,20 +509,20 @@ def _driver_counts(rec: JournalRecord, site: str, node: str, drivers: object,
             beyond += 1
             continue
         taken += 1
-        counts = entry["bad_input"]
-        if not isinstance(counts, dict):
-            problems.append(f"drivers.{sensor}.bad_input: not an object, got {counts!r:.40}")
-            continue
         fields: dict[str, str | int | float | bool] = {}
-        for name, value in counts.items():
-            if name not in BAD_INPUT_COUNTERS:
-                problems.append(f"drivers.{sensor}.bad_input[{name!r:.40}]: no counter of the "
-                                "wire contract")
-            elif type(value) is not int or not 0 <= value < MAX_DRIVER_COUNT:
-                problems.append(f"drivers.{sensor}.bad_input.{name}: not a whole number in "
-                                f"[0, 2^63), got {value!r:.40}")
+        if "bad_input" in entry:
+            _take_counts(entry["bad_input"], f"drivers.{sensor}.bad_input", BAD_INPUT_COUNTERS,
+                         "", "counter", fields, problems)
+        if "refused" in entry:
+            total = entry["refused"]
+            if _whole(total):
+                fields["refused"] = total
             else:
-                fields[name] = value
+                problems.append(f"drivers.{sensor}.refused: not a whole number in [0, 2^63), "
+                                f"got {total!r:.40}")
+        if "refused_reasons" in entry:
+            _take_counts(entry["refused_reasons"], f"drivers.{sensor}.refused_reasons",
+                         REFUSAL_CODES, "refused_", "refusal code", fields, problems)
         if fields:
             out.append((RP_RAW, line("driver_status", {"site": site, "node": node, "sensor": sensor},
                                      fields, rec.received_ns)))
@@ -514,12 +531,33 @@ def _driver_counts(rec: JournalRecord, site: str, node: str, drivers: object,
         if len(problems) > _PROBLEMS_SAID:
             said.append(f"{len(problems) - _PROBLEMS_SAID} more such counts")
         if beyond:
-            said.append(f"{beyond} more drivers with bad_input than the {MAX_COUNTED_DRIVERS} "
+            said.append(f"{beyond} more drivers with counts than the {MAX_COUNTED_DRIVERS} "
                         "whose counts one heartbeat may store")
         out.append(dead_letter(rec, site, node, "bad_input_counts",
                                "left out of driver_status: " + "; ".join(said), rec.payload, 0,
                                max_bytes))
     return out
+
+
+def _take_counts(counts: object, where: str, names: frozenset[str], prefix: str, what: str,
+                 fields: dict[str, str | int | float | bool], problems: list[str]) -> None:
+    """Into `fields`, as `<prefix><name>`, the counts of `counts` (a JSON object at `where`)
+    named in `names` and whole; each other one said in `problems`."""
+    if not isinstance(counts, dict):
+        problems.append(f"{where}: not an object, got {counts!r:.40}")
+        return
+    for name, value in counts.items():
+        if name not in names:
+            problems.append(f"{where}[{name!r:.40}]: no {what} of the wire contract")
+        elif not _whole(value):
+            problems.append(f"{where}.{name}: not a whole number in [0, 2^63), got {value!r:.40}")
+        else:
+            fields[prefix + name] = value
+
+
+def _whole(value: object) -> TypeGuard[int]:
+    """A count InfluxDB's integer field holds: an int (not a bool) in [0, 2**63)."""
+    return type(value) is int and 0 <= value < MAX_DRIVER_COUNT
 
 
 def _heartbeat(ts: datetime, health: dict[str, Any], received_ns: int) -> Heartbeat:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from cloud.logic.records import BAD_INPUT_COUNTERS, RP_1H, RP_1M, RP_RAW
+from cloud.logic.records import BAD_INPUT_COUNTERS, REFUSED_FIELDS, RP_1H, RP_1M, RP_RAW
 from cloud.query.catalog import ROLLUPS, tag_order
 from cloud.query.frames import Schema
 from urbanpulse.wire import KINDS
@@ -78,15 +78,18 @@ _OTHERS: dict[tuple[str, str], Schema] = {
     (RP_RAW, "dead_letter"): _schema(("site", "node", "reason"), {
         "detail": STRING, "payload": STRING, "truncated": BOOLEAN, "topic": STRING,
         "offset": INTEGER, "partition": STRING}),
-    # A status's numbers are written as floats, `clock_jumps` too.
+    # A status's numbers are written as floats, `clock_jumps` too; `mqtt_unsendable`, added
+    # later, as an integer.
     (RP_RAW, "node_status"): _schema(("site", "node"), {
-        "state": STRING, "online": BOOLEAN, "clock_synchronised": BOOLEAN} | dict.fromkeys(
+        "state": STRING, "online": BOOLEAN, "clock_synchronised": BOOLEAN,
+        "mqtt_unsendable": INTEGER} | dict.fromkeys(
         ("outbox_depth", "outbox_oldest_age_s", "outbox_evicted", "readings_per_s", "uptime_s",
          "cpu_temp_c", "clock_jumps", "outbox_uncommitted", "readings_dropped",
          "clock_offset_s"), FLOAT)),
-    # A driver's counts of bad input from the heartbeat: the wire contract's counters only.
+    # A driver's counts from the heartbeat: of bad input, the wire contract's counters only;
+    # of samples the node refused, the total and one per refusal code of the contract.
     (RP_RAW, "driver_status"): _schema(("site", "node", "sensor"),
-                                       dict.fromkeys(BAD_INPUT_COUNTERS, INTEGER)),
+                                       dict.fromkeys(BAD_INPUT_COUNTERS | REFUSED_FIELDS, INTEGER)),
     (RP_RAW, "processor"): _schema(("process",), {
         "uptime_s": FLOAT, "read_lag_s": FLOAT, "write_denied_s": FLOAT} | dict.fromkeys(
         ("points_written", "write_requests", "write_retries", "write_refused", "write_denied",

@@ -15,6 +15,7 @@ bounded number of series."""
 
 from __future__ import annotations
 
+import ast
 import itertools
 import json
 import re
@@ -31,6 +32,8 @@ from cloud.logic.records import (
     BAD_INPUT_COUNTERS,
     MAX_COUNTED_DRIVERS,
     MAX_DRIVER_COUNT,
+    REFUSAL_CODES,
+    REFUSED_FIELDS,
     Point,
     decode_record,
 )
@@ -229,3 +232,116 @@ def test_a_heartbeat_naming_hundreds_of_counting_drivers_makes_a_bounded_number_
     assert "reason=bad_input_counts" in dead
     assert f"{500 - MAX_COUNTED_DRIVERS} more drivers" in dead
     assert len(dead) < 12_000  # the payload kept as every dead letter's: up to its limit
+
+
+# -- the samples a node refused (drivers.<id>.refused, refused_reasons) --------------------
+
+VALUES_RULE = Path(__file__).resolve().parents[3] / "urbanpulse" / "wire" / "values.py"
+
+
+def _stored_node_status(reader: InfluxHTTP, db: str, site: str) -> list[dict[str, Any]]:
+    return [dict(zip(s["columns"], row, strict=True)) for s in reader.query(
+        f"SELECT \"mqtt_unsendable\", \"state\" FROM \"raw\".\"node_status\" WHERE \"site\" = '{site}'",
+        db=db, epoch="ns") for row in s["values"]]
+
+
+@pytest.mark.stack
+def test_the_samples_a_node_refused_are_stored_per_driver_and_reason_and_a_bad_reason_only_is_left_out(
+        writer: InfluxWriter, reader: InfluxHTTP, db_ready: StackInfo) -> None:
+    """Since d46d918 the agent drops, before its outbox, a sample the contract refuses (a
+    driver's bug: a NaN, 2.5 vehicles), which reached the cloud as a dead letter before:
+    its heartbeat's counts are what an operator sees of it. A driver that counts no bad
+    input has its point too; a reason that is no refusal code of the contract (or not a
+    whole count) is left out and said in a dead letter, the rest of the heartbeat stored."""
+    site = f"refused-{to_epoch_ns(SystemClock().now()) % 10**6}-{next(_runs)}"
+    now = to_epoch_ns(SystemClock().now()) // S * S - 600 * S
+    first = _health("0a1b2c3d", 30, {
+        "pm-1": {"bad_input": SERIAL, "refused": 4, "refused_reasons": {"bad_value": 4}},
+        "loop-1": {"refused": 3, "refused_reasons": {"bad_count": 2, "unknown_field": 1}}})
+    first["mqtt"] = {"connected": True, "unsendable": 2}
+    second = _health("0a1b2c3d", 60, {
+        "pm-1": {"bad_input": SERIAL, "refused": 9,
+                 "refused_reasons": {"bad_value": 4, "made_up": 3, "bad_count": 1.5}},
+        "loop-1": {"refused": 3, "refused_reasons": {"bad_count": 2, "unknown_field": 1}}})
+    second["mqtt"] = {"connected": True, "unsendable": -1}  # not a count: left out
+    points = _decode(site, "pi", [first, second], now)
+    dead = _lines(points, "dead_letter")
+    assert len(dead) == 1  # the second heartbeat's, naming both parts left out
+    assert "reason=bad_input_counts" in dead[0]
+    assert "drivers.pm-1.refused_reasons['made_up']: no refusal code of the wire contract" in dead[0]
+    assert "drivers.pm-1.refused_reasons.bad_count: not a whole number" in dead[0]
+    assert dead[0].endswith(f" {now + 30 * S}")
+    writer.write(points)
+    assert writer.stats.refused_requests == 0, writer.stats.last_error
+    assert _stored(reader, db_ready.database, site) == {
+        "pm-1": [(now, {**SERIAL, "refused": 4, "refused_bad_value": 4}),
+                 (now + 30 * S, {**SERIAL, "refused": 9, "refused_bad_value": 4})],
+        "loop-1": [(t, {"refused": 3, "refused_bad_count": 2, "refused_unknown_field": 1})
+                   for t in (now, now + 30 * S)]}
+    assert _stored_node_status(reader, db_ready.database, site) == [
+        {"time": now, "mqtt_unsendable": 2, "state": "online"},
+        {"time": now + 30 * S, "mqtt_unsendable": None, "state": "online"}]
+    (stored_dead,) = reader.query(
+        f"SELECT \"detail\" FROM \"raw\".\"dead_letter\" WHERE \"site\" = '{site}' "
+        "AND \"reason\" = 'bad_input_counts'", db=db_ready.database)
+    assert len(stored_dead["values"]) == 1
+    fields = {r["fieldKey"]: r["fieldType"] for r in reader.query_points(
+        'SHOW FIELD KEYS FROM "raw"."driver_status"', db=db_ready.database)}
+    assert {k: fields.get(k) for k in ("refused", "refused_bad_value", "refused_bad_count")} == \
+        dict.fromkeys(("refused", "refused_bad_value", "refused_bad_count"), "integer")
+    node_fields = {r["fieldKey"]: r["fieldType"] for r in reader.query_points(
+        'SHOW FIELD KEYS FROM "raw"."node_status"', db=db_ready.database)}
+    assert node_fields["mqtt_unsendable"] == "integer"
+
+
+def test_the_cloud_takes_every_refusal_code_of_the_contracts_values_rule() -> None:
+    """Each code urbanpulse.wire.values gives a `Refusal` (what the agent counts by) is one
+    of REFUSAL_CODES, each stored as `refused_<code>`."""
+    tree = ast.parse(VALUES_RULE.read_text(encoding="utf-8"))
+    codes = {node.args[0].value for node in ast.walk(tree)
+             if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+             and node.func.id == "Refusal" and isinstance(node.args[0], ast.Constant)}
+    assert codes == REFUSAL_CODES
+    assert {"refused", *(f"refused_{c}" for c in codes)} == REFUSED_FIELDS
+    assert not REFUSED_FIELDS & BAD_INPUT_COUNTERS
+
+
+@pytest.mark.parametrize(("entry", "kept", "said"), [
+    ({"refused": 2, "refused_reasons": {"bad_value": 2}}, {"refused": 2, "refused_bad_value": 2}, None),
+    ({"refused": 5, "refused_reasons": {"bad_value": 2, "nan_in_pm": 3}},
+     {"refused": 5, "refused_bad_value": 2}, "refused_reasons['nan_in_pm']: no refusal code"),
+    ({"refused": 1, "refused_reasons": {"bad_count": -1}}, {"refused": 1}, "refused_reasons.bad_count"),
+    ({"refused": 2.5, "refused_reasons": {"bad_count": 1}}, {"refused_bad_count": 1}, "refused: not"),
+    ({"refused": True}, {}, "refused: not"),
+    ({"refused": MAX_DRIVER_COUNT}, {}, "refused: not"),
+    ({"refused": 1, "refused_reasons": ["bad_count"]}, {"refused": 1}, "refused_reasons: not an object"),
+    ({"refused_reasons": {"refused": 7}}, {}, "refused_reasons['refused']: no refusal code"),
+])
+def test_a_drivers_refused_counts_are_taken_as_its_bad_input_counts(
+        entry: dict[str, Any], kept: dict[str, int], said: str | None) -> None:
+    points = _decode("s1", "n1", [_health("0a1b2c3d", 30, {"loop-1": entry})], RECEIVED_NS)
+    fields = ",".join(f"{k}={v}i" for k, v in kept.items())
+    assert _lines(points, "driver_status") == (
+        [f"driver_status,node=n1,sensor=loop-1,site=s1 {fields} {RECEIVED_NS}"] if kept else [])
+    dead = _lines(points, "dead_letter")
+    if said is None:
+        assert dead == []
+    else:
+        (letter,) = dead
+        assert "reason=bad_input_counts" in letter
+        assert f"drivers.loop-1.{said}" in letter
+
+
+@pytest.mark.parametrize(("mqtt", "stored"), [
+    ({"unsendable": 0}, "mqtt_unsendable=0i"), ({"unsendable": 12}, "mqtt_unsendable=12i"),
+    ({"unsendable": 1.5}, None), ({"unsendable": True}, None), ({"unsendable": -2}, None),
+    ({"unsendable": 2**63}, None), ({"connected": True}, None), (None, None), ("up", None),
+])
+def test_a_nodes_unsendable_rows_are_an_integer_of_its_node_status(mqtt: object, stored: str | None) -> None:
+    health = _health("0a1b2c3d", 30, {})
+    health["mqtt"] = mqtt
+    points = _decode("s1", "n1", [health], RECEIVED_NS)
+    (status,) = _lines(points, "node_status")
+    fields = status.split(" ")[1].split(",")
+    assert [f for f in fields if f.startswith("mqtt_unsendable=")] == ([stored] if stored else [])
+    assert _lines(points, "dead_letter") == []

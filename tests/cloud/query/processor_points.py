@@ -20,7 +20,7 @@ from cloud.health import ProcessorHealth
 from cloud.journal import JournalRecord
 from cloud.logic.domain.city_drift import _event as drift_event
 from cloud.logic.node import NodeState
-from cloud.logic.records import Point, decode_record
+from cloud.logic.records import REFUSAL_CODES, Point, decode_record
 from cloud.logic.rollup import HOUR_NS
 from cloud.sink import SinkStats
 from urbanpulse.clock import FakeClock, to_epoch_ns
@@ -75,11 +75,13 @@ def dead_letters() -> list[Point]:
 
 def statuses() -> list[Point]:
     """Heartbeats with every health figure; the second counts a clock jump (a node event).
-    Their drivers send every bad-input counter of the contract (a `driver_status` point)."""
+    Their drivers send every bad-input counter of the contract (a `driver_status` point), a
+    driver's samples refused for every refusal code of the contract among them."""
+    reasons = {code: k + 1 for k, code in enumerate(sorted(REFUSAL_CODES))}
     health = {"outbox_depth": 3, "outbox_oldest_age_s": 12.5, "outbox_evicted": 0,
               "readings_per_s": 1.5, "uptime_s": 300, "cpu_temp_c": 51.2,
               "clock": {"jumps": 0, "synchronised": True},
-              "outbox_uncommitted": 0, "readings_dropped": 0,
+              "outbox_uncommitted": 0, "readings_dropped": 0, "mqtt": {"unsendable": 2},
               "drivers": {"pm-1": {"driver": "pms5003", "state": "running", "bad_input": {
                   "checksum_errors": 2, "bytes_skipped": 40, "malformed": 0, "sensor_errors": 0}},
                           "board-1": {"driver": "upfw", "state": "running", "bad_input": {
@@ -89,7 +91,9 @@ def statuses() -> list[Point]:
                               "glitches": 3, "unmatched_upstream": 0, "unmatched_downstream": 1,
                               "implausible_length": 0}},
                           "kiosk-1": {"driver": "queue_kiosk", "state": "running",
-                                      "bad_input": {"glitches": 0, "empty_calls": 2}}}}
+                                      "bad_input": {"glitches": 0, "empty_calls": 2}},
+                          "co2-1": {"driver": "mhz19b", "state": "running",
+                                    "refused": sum(reasons.values()), "refused_reasons": reasons}}}
     second = {**health, "uptime_s": 330, "clock": {"jumps": 1, "synchronised": True}}
     topic = status_topic(SITE, NODE)
     return _decoded([

@@ -68,7 +68,8 @@ DOCUMENTED: dict[str, list[tuple[str, str]]] = {
     "dead_letters": [("site", S), ("node", S), ("reason", S), ("detail", S), ("offset", N),
                      ("partition", S), ("payload", S), ("topic", S), ("truncated", B)],
     "node_status": [("site", S), ("node", S), ("clock_jumps", N), ("clock_offset_s", F),
-                    ("clock_synchronised", B), ("cpu_temp_c", F), ("online", B), ("outbox_depth", N),
+                    ("clock_synchronised", B), ("cpu_temp_c", F), ("mqtt_unsendable", N), ("online", B),
+                    ("outbox_depth", N),
                     ("outbox_evicted", N),
                     ("outbox_oldest_age_s", F), ("outbox_uncommitted", N), ("readings_dropped", N),
                     ("readings_per_s", F), ("state", S),
@@ -76,7 +77,10 @@ DOCUMENTED: dict[str, list[tuple[str, str]]] = {
     "driver_status": [("site", S), ("node", S), ("sensor", S), ("bytes_skipped", N),
                       ("checksum_errors", N), ("door_gaps", N), ("empty_calls", N), ("glitches", N),
                       ("ignored", N), ("implausible_length", N), ("lost_sentences", N),
-                      ("malformed", N), ("sensor_errors", N), ("uneven_intervals", N),
+                      ("malformed", N), ("refused", N), ("refused_bad_count", N),
+                      ("refused_bad_value", N), ("refused_bad_values", N), ("refused_missing_field", N),
+                      ("refused_unknown_field", N), ("refused_unknown_kind", N), ("refused_wrong_unit", N),
+                      ("sensor_errors", N), ("uneven_intervals", N),
                       ("unmatched_downstream", N), ("unmatched_upstream", N)],
 }
 
