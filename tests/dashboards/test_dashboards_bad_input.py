@@ -1,6 +1,7 @@
 """"Bad input per sensor" and "Sensor link errors" on the real InfluxDB: a sensor on a bad
 serial link shows and fires, a healthy one does not, and a restart of the node's agent (its
-counts start again at 0) neither shows as a negative rise nor fires.
+counts start again at 0) neither shows as a negative rise nor fires. The samples a node
+refused (a driver bug) show as their own series, and never fire the link's alert.
 
 The drivers' counts of bad input are counters since the agent's start, in each heartbeat
 (`driver_status`). The heartbeats go the processor's way (journal records stamped on
@@ -58,6 +59,21 @@ def _counts(k: int) -> dict[str, dict[str, int]]:
     }
 
 
+def _refused(k: int) -> dict[str, dict[str, Any]]:
+    """The samples each driver emitted that its agent refused (a driver bug: the node drops
+    them before its outbox, so no dead letter tells of them), in the heartbeat k beats before
+    the last: counters since the agent's start, as `bad_input`."""
+    n = BEATS - 1 - k
+    since_restart = RESTART - k
+    lost = 50 if since_restart < 0 else since_restart
+    return {
+        # a healthy link, a driver emitting a NaN twice per heartbeat
+        "pm-ok": {"refused": 2 * n, "refused_reasons": {"bad_value": 2 * n}},
+        # a loop's driver counting no bad input, emitting 2.5 vehicles now and then
+        "loop-bug": {"refused": lost, "refused_reasons": {"bad_count": lost}},
+    }
+
+
 def _take(store: Store, site: str, now: int) -> None:
     state = NodeState(6 * 3600 * S, detect=True)
     points = []
@@ -65,10 +81,12 @@ def _take(store: Store, site: str, now: int) -> None:
         received = now - k * BEAT
         run = "0a1b2c3d" if k > RESTART else "9f8e7d6c"
         uptime = (BEATS - k) * 30 if k > RESTART else (RESTART - k) * 30 + 5
+        drivers: dict[str, dict[str, Any]] = {
+            sensor: {"state": "running", "bad_input": counts} for sensor, counts in _counts(k).items()}
+        for sensor, refused in _refused(k).items():
+            drivers[sensor] = {"state": "running", **drivers.get(sensor, {}), **refused}
         health: dict[str, Any] = {
-            "run_id": run, "uptime_s": uptime, "clock": {"jumps": 0},
-            "drivers": {sensor: {"state": "running", "bad_input": counts}
-                        for sensor, counts in _counts(k).items()}}
+            "run_id": run, "uptime_s": uptime, "clock": {"jumps": 0}, "drivers": drivers}
         rec = JournalRecord("i0", BEATS - k, received, status_topic(site, "pi"),
                             encode_status("online", from_epoch_ns(received - S // 4), health))
         data, out = decode_record(rec, 4096)
@@ -119,7 +137,7 @@ def test_bad_input_per_sensor_shows_rises_never_a_restarts_fall(store: Store) ->
     _take(store, site, now)
     time_range = TimeRange.last(from_epoch_ns(now + S), timedelta(hours=1))
     assert time_range.interval() == "10s"  # one heartbeat per bucket at most
-    link, other = _panel(store, site, time_range)
+    link, other, refused = _panel(store, site, time_range)
     # every heartbeat after the first: its rise, at its bucket; the healthy sensor not shown
     assert set(link) == {"pm-bad", "board-1", "pm-restart"}
     assert sum(link["pm-bad"].values()) == (BEATS - 1) * 12
@@ -129,6 +147,11 @@ def test_bad_input_per_sensor_shows_rises_never_a_restarts_fall(store: Store) ->
     assert max(link["pm-bad"].values()) == 12
     assert other == {"kiosk-1": other["kiosk-1"]}
     assert sum(other["kiosk-1"].values()) == (BEATS - 1) * 10
+    # the samples the node refused, a series of their own: a healthy link's driver among them
+    assert set(refused) == {"pm-ok", "loop-bug"}
+    assert sum(refused["pm-ok"].values()) == (BEATS - 1) * 2
+    assert sum(refused["loop-bug"].values()) == RESTART
+    assert all(v >= 0 for series in refused.values() for v in series.values())
     # a sensor filter of the dashboard's node variable: another node's shows nothing
     (panel,) = [p for p in data_health().panels if p.title == "Bad input per sensor"]
     text = interpolate(panel.queries[0].influxql, time_range,

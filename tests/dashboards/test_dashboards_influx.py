@@ -91,10 +91,12 @@ def _seed_lines(now: datetime) -> dict[str, list[str]]:
                         {"state": "online", "online": True, "outbox_depth": 0.0,
                          "readings_per_s": 1.0, "uptime_s": 60.0, "clock_offset_s": -0.1},
                         ts - 20 * MINUTE))
-        # the "up" node's drivers' counts: a PM sensor on a bad cable, a kiosk's glitches
+        # the "up" node's drivers' counts: a PM sensor on a bad cable whose driver also emits
+        # a NaN now and then (refused by the node), a kiosk's glitches
         n = 11 - minute
         raw.append(line("driver_status", {"site": SITE, "node": "up", "sensor": "pm-1"},
-                        {"checksum_errors": 2 * n, "bytes_skipped": 30 * n, "malformed": 0}, ts))
+                        {"checksum_errors": 2 * n, "bytes_skipped": 30 * n, "malformed": 0,
+                         "refused": n, "refused_bad_value": n}, ts))
         raw.append(line("driver_status", {"site": SITE, "node": "up", "sensor": "kiosk-1"},
                         {"glitches": n, "empty_calls": 0}, ts))
     agg_1m = [

@@ -66,6 +66,11 @@ def site_node_variables(source: str) -> tuple[Variable, Variable]:
     )
 
 
+# A driver's samples its node refused before the outbox (the contract refuses their values),
+# all reasons together (`driver_status`'s `refused`, also a counter since the agent's start).
+REFUSED = ("refused",)
+
+
 def _bad_input(counters: tuple[str, ...], alias: str) -> Query:
     """The rises of `counters` summed per sensor and interval; sensors with none left out
     (a node has dozens of sensors, most of them counting nothing)."""
@@ -101,7 +106,8 @@ def _node_status_panels() -> tuple[Panel, ...]:
         Panel(
             "Bad input per sensor", "timeseries",
             (_bad_input(LINK_COUNTERS, "link errors " + PER_LANE),
-             _bad_input(OTHER_COUNTERS, "other bad input " + PER_LANE)),
+             _bad_input(OTHER_COUNTERS, "other bad input " + PER_LANE),
+             _bad_input(REFUSED, "refused by the node: a driver bug " + PER_LANE)),
             description="What each sensor's driver could not use, per interval, from its node's "
                         "heartbeats (driver_status): the rises of its counts, which run from the "
                         "agent's start (a restart's fall is left out, and what its first heartbeat "
@@ -110,7 +116,12 @@ def _node_status_panels() -> tuple[Panel, ...]:
                         "wrong baud rate); \"Sensor link errors\" fires past "
                         f"{LINK_ERRORS_MAX} in 15 minutes. Other: pulses too short (glitches), "
                         "a kiosk's calls with nobody waiting, a sensor's own error frames, a loop "
-                        "pair's unmatched onsets... Sensors that counted nothing are not shown.",
+                        "pair's unmatched onsets... Refused by the node: samples the driver "
+                        "emitted that the wire contract refuses (a NaN, 2.5 vehicles, a field the "
+                        "kind does not have), dropped by the agent before its outbox, so never a "
+                        "dead letter: a driver bug (its reasons: driver_status's refused_<code>, "
+                        "the node's log, `urbanpulse edge status`). Sensors that counted nothing "
+                        "are not shown.",
             width=24, unit="none",
         ),
     )
