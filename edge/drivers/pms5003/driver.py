@@ -213,6 +213,7 @@ class Pms5003Driver:
             if next_query < now:  # fell behind (slow replies): keep the cadence from now
                 next_query = now
             await link.listen_until(next_query, decoder, late)
+            raise_if_cancelled()  # stopped while a read rested: no query sent, none counted
 
     async def _request(self, link: SerialLink, command: bytes, match: Callable[[Frame], bool],
                        on_other: Callable[[Frame], None]) -> Frame | None:

@@ -87,7 +87,7 @@ def test_passive_mode_polls_the_t_variant(emulated) -> None:  # type: ignore[no-
         assert described["queries"] >= len(pm25) - first
         # wake, passive mode, the reads; the last read may still be on its way to the sensor
         wait_for(lambda: emu.call(lambda: emu.commands_heard) >= described["queries"] + 2, 5,
-                 "the sensor to hear every command the driver sent")
+                 f"the sensor to hear every command the driver sent ({described})")
         s = run.samples[-1]
         assert s.values == {"pm25": 12.0, "pm10": 20.0, "pm1": 8.0, "temperature_c": -3.4,
                             "humidity_pct": 88.5}
