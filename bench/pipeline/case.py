@@ -19,11 +19,13 @@ from bench.pipeline.observe import (
     CpuSample,
     InfluxCounter,
     JournalCounter,
+    SnapshotCounter,
     child_pids,
     cpu_sample,
     merged_acks,
     reached_at,
     read_progress,
+    rss_mib,
 )
 from bench.pipeline.privstack import PrivateStack, Processor, cloud_config
 from bench.pipeline.workload import Scheduled, Workload, relayed, save, schedule
@@ -78,6 +80,18 @@ class CaseResult:
     error: str | None = None
     relay_s: float | None = None
     node_messages: int = 0  # the nodes' messages (`messages` counts what the broker took: relays)
+    processor_rss_mib: float = 0.0  # the processors' peak resident memory (VmHWM), summed
+    # The node and site states' snapshots of an epoch (SnapshotCounter), median over the
+    # epochs that wrote any, and every key's newest snapshot held at the end.
+    snapshot_epochs: int = 0
+    snapshot_keys_per_epoch: int = 0
+    snapshot_bytes_per_epoch: int = 0
+    snapshot_bytes_per_epoch_max: int = 0
+    state_keys_held: int = 0
+    state_bytes_held: int = 0
+    # Each second: (s after the start, processor + ingest CPU s, readings journaled, raw
+    # points written), to split a run into parts (a city warming up).
+    timeline: list[tuple[float, float, int, int]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -221,6 +235,7 @@ def _sample(spec: CaseSpec, result: CaseResult, processors: list[Processor],
                                                              else f"ingest-{n}.pyspy.txt"))
                                   for n, pid in enumerate(pids.get("ingest", []))) if p is not None]
     last_seen: dict[int, float] = {}
+    snapshots = SnapshotCounter(workdir / "state" / "recovery")
     s = Samples([], [], [cpu_sample(start_at, pids, processors[0].pid, last_seen)], start_at)
     deadline = start_at + spec.duration_s + spec.drain_s
     try:
@@ -236,6 +251,8 @@ def _sample(spec: CaseSpec, result: CaseResult, processors: list[Processor],
             result.journaled, result.journal_duplicate_rows = journaled, dups
             result.points_written = written
             s.last_points = by_measurement
+            snapshots.sample()
+            result.processor_rss_mib = round(sum(rss_mib(p.pid)[1] for p in processors), 1)
             failed = [p for p, _, _ in publishers if p.poll() not in (None, 0)]
             if failed:
                 raise PipelineBenchError(f"a publisher failed; see {workdir}/pub*.log")
@@ -256,7 +273,18 @@ def _sample(spec: CaseSpec, result: CaseResult, processors: list[Processor],
                 profiler.kill()
                 profiler.wait(10)
     s.end = time.monotonic()
+    _snapshot_figures(result, snapshots)
     return s
+
+
+def _snapshot_figures(result: CaseResult, snapshots: SnapshotCounter) -> None:
+    epochs = [v for v in snapshots.per_epoch.values() if v[0] > 0]
+    if epochs:
+        result.snapshot_epochs = len(epochs)
+        result.snapshot_keys_per_epoch = round(statistics.median(k for k, _ in epochs))
+        result.snapshot_bytes_per_epoch = round(statistics.median(b for _, b in epochs))
+        result.snapshot_bytes_per_epoch_max = max(b for _, b in epochs)
+    result.state_keys_held, result.state_bytes_held = snapshots.held()
 
 
 def _summarise(result: CaseResult, s: Samples, publishers: list[tuple[subprocess.Popen[bytes], Path, Path]],
@@ -293,5 +321,9 @@ def _summarise(result: CaseResult, s: Samples, publishers: list[tuple[subprocess
     if lags:
         result.lag_p50_s = round(statistics.median(lags), 2)
         result.lag_max_s = round(max(lags), 2)
+    result.timeline = [(round(c.t - start_at, 2),
+                        round(c.process_s.get("processor", 0.0) + c.process_s.get("ingest", 0.0), 3),
+                        j, w)
+                       for c, (_, j), (_, w) in zip(s.cpu[1:], s.journal, s.written, strict=True)]
     stop = next((c for c in s.cpu if written_at is not None and c.t >= written_at), s.cpu[-1])
     result.cpu_cores, result.processor_threads_cores = _cores(s.cpu[0], stop)

@@ -162,3 +162,55 @@ def cpu_sample(t: float, pids: dict[str, list[int]], threads_of: int | None,
                 comm = "?"
             threads[f"{comm}:{tid}"] = times.total_s
     return CpuSample(t, process_s, threads)
+
+
+STATE_STEPS = ("urbanpulse.node_state", "urbanpulse.site_state")
+
+
+class SnapshotCounter:
+    """The node and site states' snapshots in the recovery store, per epoch: the most seen
+    of each epoch (Bytewax deletes a key's older snapshot once a newer one is committed, so
+    an epoch's rows are counted while they are the newest), and what the store holds at the
+    end (every key's newest snapshot: the state's pickled size)."""
+
+    def __init__(self, recovery_dir: Path) -> None:
+        self.recovery_dir = recovery_dir
+        self.per_epoch: dict[int, tuple[int, int]] = {}  # epoch -> (keys, bytes)
+
+    def _query(self, sql: str) -> list[tuple[int, int, int]]:
+        out: list[tuple[int, int, int]] = []
+        for path in sorted(self.recovery_dir.glob("part-*.sqlite3")):
+            try:
+                db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+                try:
+                    out += db.execute(sql, STATE_STEPS).fetchall()
+                finally:
+                    db.close()
+            except sqlite3.OperationalError as exc:
+                if "no such table" in str(exc) or "locked" in str(exc):
+                    continue
+                raise PipelineBenchError(f"cannot read {path}: {exc}") from exc
+        return out
+
+    def sample(self) -> None:
+        rows = self._query("SELECT snap_epoch, COUNT(*), SUM(LENGTH(ser_change)) FROM snaps "
+                           "WHERE step_id IN (?, ?) GROUP BY snap_epoch")
+        for epoch, keys, size in rows:
+            seen = self.per_epoch.get(epoch, (0, 0))
+            self.per_epoch[epoch] = (max(seen[0], keys), max(seen[1], size or 0))
+
+    def held(self) -> tuple[int, int]:
+        """(keys, bytes) of the newest snapshots the store holds."""
+        rows = self._query("SELECT 0, COUNT(*), SUM(LENGTH(ser_change)) FROM snaps WHERE step_id IN (?, ?)")
+        return sum(r[1] for r in rows), sum(r[2] or 0 for r in rows)
+
+
+def rss_mib(pid: int) -> tuple[float, float]:
+    """(VmRSS, VmHWM) of a process in MiB; (0, 0) once it is gone."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0.0, 0.0
+    kib = {line.split(":")[0]: int(line.split()[1]) for line in status.splitlines()
+           if line.startswith(("VmRSS:", "VmHWM:"))}
+    return kib.get("VmRSS", 0) / 1024, kib.get("VmHWM", 0) / 1024

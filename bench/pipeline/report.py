@@ -8,7 +8,8 @@ CPU_GROUPS = ("processor", "ingest", "mosquitto", "influxd", "publishers")
 COLUMNS = ("offered/s", "detect", "readings", "broker/s", "journal/s", "InfluxDB/s",
            "InfluxDB/s while publishing", "lag p50 s", "lag max s", "drain s", "lost",
            "processor + ingest CPU µs/reading",
-           "CPU cores: " + " / ".join(CPU_GROUPS))
+           "CPU cores: " + " / ".join(CPU_GROUPS), "processor peak RSS MiB",
+           "state snapshots a 2 s epoch: KB (keys)", "state held at the end: KB (keys)")
 
 
 def _num(value: float | None) -> str:
@@ -40,5 +41,8 @@ def markdown_table(results: list[CaseResult]) -> str:
             _loss(r, lost),
             _num(cpu_per_reading_us(r)),
             " / ".join(f"{cpu.get(k, 0):.2f}" for k in CPU_GROUPS),
+            _num(r.processor_rss_mib),
+            f"{_num(r.snapshot_bytes_per_epoch / 1000)} ({_num(r.snapshot_keys_per_epoch)})",
+            f"{_num(r.state_bytes_held / 1000)} ({_num(r.state_keys_held)})",
         ]) + " |")
     return "\n".join(lines)

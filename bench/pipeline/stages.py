@@ -21,6 +21,7 @@ from pathlib import Path
 
 import orjson
 
+from bench.pipeline.atpace import at_pace
 from bench.pipeline.workload import Workload, generate, relayed, schedule
 from cloud.flow import READ_BATCH
 from cloud.gc_policy import tune_for_streaming
@@ -158,9 +159,13 @@ def main(argv: list[str]) -> int:
                    help="journal each site's node messages due in each SECONDS as one relay of its "
                         "gateway (as `bench.pipeline.run --relay`), expanded as the processor does")
     p.add_argument("--rate", type=float, default=2000.0,
-                   help="with --relay: the readings/s the messages are due at")
+                   help="with --relay or --at-pace: the readings/s the messages are due at")
+    p.add_argument("--at-pace", action="store_true",
+                   help="the city at its own pace at --rate (bench.pipeline.atpace): as many nodes "
+                        "as the rate needs, each new, with a message or a few")
     args = p.parse_args(argv)
-    workload = generate(args.readings, batch=args.batch, live_s=args.live)
+    workload = (at_pace(args.readings, rate=args.rate, batch=args.batch, live_s=args.live).workload
+                if args.at_pace else generate(args.readings, batch=args.batch, live_s=args.live))
     tune_for_streaming()  # as `cloud run` does
     print(f"{workload.readings} readings, {len(workload.messages)} messages "
           f"({workload.readings / len(workload.messages):.1f} readings a message), "

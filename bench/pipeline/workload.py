@@ -17,6 +17,7 @@ import hashlib
 import json
 import pickle
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -109,6 +110,17 @@ def simulated_start(city: City, readings: int, now: datetime) -> datetime:
 def generate(readings: int, *, replicas: int = 1, batch: int = 500, seed: int = 1,
              now: datetime | None = None, live_s: float | None = None) -> Workload:
     """At least `readings` readings of the default city (`replicas` copies of it)."""
+    return _summarise([Message(site, node, data_topic(site, node),
+                               encode_batch(site, node, chunk, numbering=numbering_of(site, node)),
+                               len(chunk))
+                       for site, node, chunk in generate_chunks(readings, replicas=replicas, batch=batch,
+                                                                seed=seed, now=now, live_s=live_s)])
+
+
+def generate_chunks(readings: int, *, replicas: int = 1, batch: int = 500, seed: int = 1,
+                    now: datetime | None = None, live_s: float | None = None
+                    ) -> list[tuple[str, str, list[Reading]]]:
+    """`generate`'s messages before encoding: (site, node, readings) each."""
     if readings < 1 or batch < 1 or replicas < 1:
         raise PipelineBenchError("readings, batch and replicas must be positive")
     if live_s is not None and not live_s > 0:
@@ -120,7 +132,7 @@ def generate(readings: int, *, replicas: int = 1, batch: int = 500, seed: int = 
     start = simulated_start(city, readings, now)
     while True:
         try:
-            return _generate(city, readings, batch, seed, start, now, live_s)
+            return list(node_chunks(city, readings, batch, seed, start, now, live_s))
         except _ReachedThePresent:
             # The rate probed at `now` overstated the hours before it (an evening's traffic
             # against a night's): start as far back again. A start that was enough stays
@@ -147,12 +159,14 @@ class _ReachedThePresent(Exception):
     pass
 
 
-def _generate(city: City, readings: int, batch: int, seed: int, start: datetime, now: datetime,
-              live_s: float | None = None) -> Workload:
+def node_chunks(city: City, readings: int, batch: int, seed: int, start: datetime, now: datetime,
+                live_s: float | None = None) -> Iterator[tuple[str, str, list[Reading]]]:
+    """Each node's readings cut into messages (site, node, readings), in the order
+    `generate` sends them, until `readings` are made; raises _ReachedThePresent if the
+    simulation reaches `now` first."""
     sim = Simulation(city, seed=seed, start=start)
     gen = sim.readings(max_batch=min(batch, 2000))
     pending: dict[tuple[str, str], list[Reading]] = {}
-    messages: list[Message] = []
     made = 0
     live_ns = None if live_s is None else round(live_s * 1e9)
     while made < readings:
@@ -164,14 +178,10 @@ def _generate(city: City, readings: int, batch: int, seed: int, start: datetime,
                 if cut is None:
                     break
                 chunk, buf[:] = buf[:cut], buf[cut:]
-                messages.append(Message(nb.site, nb.node, data_topic(nb.site, nb.node),
-                                        encode_batch(nb.site, nb.node, chunk,
-                                                     numbering=numbering_of(nb.site, nb.node)),
-                                        len(chunk)))
+                yield nb.site, nb.node, chunk
                 made += len(chunk)
         if gen.position > (now - sim.start).total_seconds():
             raise _ReachedThePresent
-    return _summarise(messages)
 
 
 def numbering_of(site: str, node: str) -> str:
