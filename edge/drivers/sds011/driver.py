@@ -244,6 +244,7 @@ class Sds011Driver:
             if next_query < now:  # fell behind (slow replies): keep the cadence from now
                 next_query = now
             await link.listen_until(next_query, self.decoder, late)
+            raise_if_cancelled()  # stopped while a read rested: no query sent, none counted
 
 
 def _is_measurement(frame: Sds011Frame) -> bool:
