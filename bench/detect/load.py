@@ -25,7 +25,7 @@ import time
 from datetime import UTC
 
 from bench.detect.memory import deep_size, shared_objects
-from bench.nab.corpus import load_corpus, nab_dir
+from bench.nab.corpus import load_corpus, missing_nab, nab_dir
 from cloud.detect.profiles import detector_by_name
 from urbanpulse.clock import to_epoch_ns
 
@@ -36,10 +36,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--at", nargs="*", type=float, default=[0.05, 0.3, 1.0])
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args(argv)
-    root = nab_dir()
-    if not (root / "labels" / "combined_windows.json").exists():
-        print(f"NAB data not found under {root} (set URBANPULSE_SHARED)", file=sys.stderr)
+    missing = missing_nab()
+    if missing is not None:
+        print(missing, file=sys.stderr)
         return 2
+    root = nab_dir()
     corpus = load_corpus(root)
     for name in args.settings:  # the caches detectors fill, before the shared part
         detector_by_name(name).update(0, 0.0)

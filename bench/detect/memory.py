@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.nab.corpus import NabFile, load_corpus, nab_dir
+from bench.nab.corpus import NabFile, load_corpus, missing_nab, nab_dir
 from cloud.detect.detector import AnomalyDetector
 from cloud.detect.profiles import detector_by_name
 from urbanpulse.clock import to_epoch_ns
@@ -122,10 +122,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3, help="timed passes over the corpus")
     parser.add_argument("--parts", action="store_true", help="the largest detector by attribute")
     args = parser.parse_args(argv)
-    root = nab_dir()
-    if not (root / "labels" / "combined_windows.json").exists():
-        print(f"NAB data not found under {root} (set URBANPULSE_SHARED)", file=sys.stderr)
+    missing = missing_nab()
+    if missing is not None:
+        print(missing, file=sys.stderr)
         return 2
+    root = nab_dir()
     corpus = load_corpus(root)
     stamps = [_stamps(f) for f in corpus]
     digest = hashlib.sha256()

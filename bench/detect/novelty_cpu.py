@@ -20,7 +20,7 @@ from pathlib import Path
 from types import ModuleType
 
 import cloud.detect.novelty as this_tree
-from bench.nab.corpus import load_corpus, nab_dir
+from bench.nab.corpus import load_corpus, missing_nab, nab_dir
 from cloud.detect.detector import DetectorSettings
 
 
@@ -50,10 +50,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--against", type=Path, required=True, help="another version's novelty.py")
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args(argv)
-    root = nab_dir()
-    if not (root / "labels" / "combined_windows.json").exists():
-        print(f"NAB data not found under {root} (set URBANPULSE_SHARED)", file=sys.stderr)
+    missing = missing_nab()
+    if missing is not None:
+        print(missing, file=sys.stderr)
         return 2
+    root = nab_dir()
     series: list[list[float]] = []
     for f in load_corpus(root):
         values = list(f.values)

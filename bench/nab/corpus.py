@@ -24,6 +24,14 @@ def nab_dir() -> Path:
     return shared_dir() / "data" / "nab"
 
 
+def missing_nab() -> str | None:
+    """What a benchmark says and stops on (exit code 2) when the NAB data is not there."""
+    root = nab_dir()
+    if (root / "labels" / "combined_windows.json").exists():
+        return None
+    return f"NAB data not found under {root} (set URBANPULSE_SHARED)"
+
+
 @dataclass(frozen=True, slots=True)
 class NabFile:
     key: str  # "<category>/<file>.csv", as in the label file

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.nab.corpus import NabFile, load_corpus, nab_dir
+from bench.nab.corpus import NabFile, load_corpus, missing_nab, nab_dir
 from bench.nab.published import PUBLISHED
 from bench.nab.scoring import PROFILES, normalised, score_file, sweep
 from cloud.detect.profiles import detector_by_name
@@ -113,10 +113,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--write", type=Path, help="write each file's scores into this folder")
     args = parser.parse_args(argv)
-    root = nab_dir()
-    if not (root / "labels" / "combined_windows.json").exists():
-        print(f"NAB data not found under {root} (set URBANPULSE_SHARED)", file=sys.stderr)
+    missing = missing_nab()
+    if missing is not None:
+        print(missing, file=sys.stderr)
         return 2
+    root = nab_dir()
     corpus = load_corpus(root)
     scores: list[np.ndarray] = []
     spent = 0.0
