@@ -178,7 +178,8 @@ def measure(key: str, hours: float, horizon_s: int = DEFAULT_HORIZON_S, detect: 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--hours", type=float, default=6.0)
-    p.add_argument("--nodes", default=",".join(NODES))
+    p.add_argument("--nodes", default=",".join(NODES),
+                   help="site/node,... or 'all': every node of the city, and their sum")
     p.add_argument("--horizon-s", type=int, default=DEFAULT_HORIZON_S,
                    help="flow.aggregate_horizon_s (default 6 h)")
     p.add_argument("--detail", action="store_true", help="also the larger parts' pieces at the end")
@@ -187,7 +188,10 @@ def main(argv: list[str] | None = None) -> None:
     if not args.hours > 0:
         raise PipelineBenchError("--hours must be positive")
     gc.disable()
-    for key in args.nodes.split(","):
+    keys = ([f"{n.site}/{n.node}" for n in City.load().nodes] if args.nodes == "all"
+            else args.nodes.split(","))
+    city = dict.fromkeys((*PARTS, "total"), (0, 0))
+    for key in keys:
         rows, state = measure(key, args.hours, args.horizon_s, detect=not args.no_detect)
         print(f"\n{key}: KB pickled / KB in memory by part")
         heads = " ".join(f"{n[:13]:>15}" for n in (*PARTS, "total"))
@@ -195,9 +199,14 @@ def main(argv: list[str] | None = None) -> None:
         for hour, n, sensors, b in rows:
             cells = " ".join(f"{b[n][0] / 1e3:7.1f}/{b[n][1] / 1e3:7.1f}" for n in (*PARTS, "total"))
             print(f"{hour:5.1f} {n:8d} {sensors:7d} {cells}")
+        city = {n: (city[n][0] + rows[-1][3][n][0], city[n][1] + rows[-1][3][n][1]) for n in city}
         if args.detail:
             for name, value in sorted(detail(state).items(), key=lambda kv: -kv[1]):
                 print(f"    {name:<28} {value:>9,}")
+    if len(keys) > 1:
+        print(f"\nthe {len(keys)} nodes at {args.hours} h: KB pickled / KB in memory")
+        for name, (pickled, memory) in city.items():
+            print(f"    {name:<16} {pickled / 1e3:9.1f} {memory / 1e3:9.1f}")
 
 
 if __name__ == "__main__":

@@ -54,3 +54,14 @@ def test_bad_input_is_refused() -> None:
         measure("nowhere/none", 0.1)
     with pytest.raises(PipelineBenchError, match="--hours"):
         main(["--hours", "0"])
+
+
+def test_the_sum_of_several_nodes_is_printed(capsys: pytest.CaptureFixture[str]) -> None:
+    main(["--hours", "0.2", "--nodes", "lang-ha/aq-1,bach-mai/er-gate", "--detail"])
+    out = capsys.readouterr().out
+    assert "lang-ha/aq-1:" in out
+    assert "bach-mai/er-gate:" in out
+    assert "detector._novelty" in out
+    total = [ln for ln in out.splitlines() if ln.strip().startswith("total")]
+    assert len(total) == 1
+    assert float(total[0].split()[1]) > 0
