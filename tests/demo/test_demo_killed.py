@@ -77,6 +77,20 @@ def _started(proc: subprocess.Popen[str], out: Path) -> Callable[[], bool]:
     return check
 
 
+def _described(pids: list[int]) -> list[str]:
+    """Each pid's state letter (/proc/<pid>/stat: S sleeping, D in a disk wait, T stopped...)
+    and command line, for a failure's message."""
+    out = []
+    for pid in pids:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            args = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        out.append(f"{pid} {stat.rsplit(')', 1)[1].split()[0]} {args[:200]}")
+    return out
+
+
 def test_a_demo_killed_by_sigkill_leaves_no_processor_to_hold_the_next_one_up(
         own_stack_config: StackConfig, tmp_path: Path) -> None:
     own = own_stack_config
@@ -94,8 +108,14 @@ def test_a_demo_killed_by_sigkill_leaves_no_processor_to_hold_the_next_one_up(
             assert len(_site_processes(own.home)) == 2  # the site broker and the gateway
             first.send_signal(signal.SIGKILL)
             first.wait(10)
-            wait_for(lambda: not _site_processes(own.home), 30,
-                     "the killed demo's site broker and gateway to end")
+            try:
+                wait_for(lambda: not _site_processes(own.home), 30,
+                         "the killed demo's site broker and gateway to end")
+            except AssertionError as exc:  # which one, in which state, and what it said last
+                gateway_log = Path(own.home) / "demo" / "gateway.log"
+                raise AssertionError(
+                    f"{exc}; still running: {_described(_site_processes(own.home))}; gateway "
+                    f"log: {gateway_log.read_text(errors='replace')[-1500:]}") from exc
         with _demo(env, tmp_path / "second.out") as second:
             wait_for(_started(second, tmp_path / "second.out"), SECOND_START_S,
                      "the second demo's processor to subscribe", every_s=0.5)
