@@ -20,12 +20,11 @@ from __future__ import annotations
 import argparse
 import pickle
 import statistics
-import sys
 import time
 from datetime import UTC
 
 from bench.detect.memory import deep_size, shared_objects
-from bench.nab.corpus import load_corpus, missing_nab, nab_dir
+from bench.nab.corpus import corpus_or_say
 from cloud.detect.profiles import detector_by_name
 from urbanpulse.clock import to_epoch_ns
 
@@ -36,12 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--at", nargs="*", type=float, default=[0.05, 0.3, 1.0])
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args(argv)
-    missing = missing_nab()
-    if missing is not None:
-        print(missing, file=sys.stderr)
+    corpus = corpus_or_say()
+    if corpus is None:
         return 2
-    root = nab_dir()
-    corpus = load_corpus(root)
     for name in args.settings:  # the caches detectors fill, before the shared part
         detector_by_name(name).update(0, 0.0)
     _, shared = shared_objects()

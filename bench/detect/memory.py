@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.nab.corpus import NabFile, load_corpus, missing_nab, nab_dir
+from bench.nab.corpus import NabFile, corpus_or_say
 from cloud.detect.detector import AnomalyDetector
 from cloud.detect.profiles import detector_by_name
 from urbanpulse.clock import to_epoch_ns
@@ -122,12 +122,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3, help="timed passes over the corpus")
     parser.add_argument("--parts", action="store_true", help="the largest detector by attribute")
     args = parser.parse_args(argv)
-    missing = missing_nab()
-    if missing is not None:
-        print(missing, file=sys.stderr)
+    corpus = corpus_or_say()
+    if corpus is None:
         return 2
-    root = nab_dir()
-    corpus = load_corpus(root)
     stamps = [_stamps(f) for f in corpus]
     digest = hashlib.sha256()
     states = hashlib.sha256()

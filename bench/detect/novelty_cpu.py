@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import sys
 import time
 from itertools import pairwise
 from pathlib import Path
 from types import ModuleType
 
 import cloud.detect.novelty as this_tree
-from bench.nab.corpus import load_corpus, missing_nab, nab_dir
+from bench.nab.corpus import corpus_or_say
 from cloud.detect.detector import DetectorSettings
 
 
@@ -50,13 +49,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--against", type=Path, required=True, help="another version's novelty.py")
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args(argv)
-    missing = missing_nab()
-    if missing is not None:
-        print(missing, file=sys.stderr)
+    corpus = corpus_or_say()
+    if corpus is None:
         return 2
-    root = nab_dir()
     series: list[list[float]] = []
-    for f in load_corpus(root):
+    for f in corpus:
         values = list(f.values)
         series += [values, [0.0] + [b - a for a, b in pairwise(values)]]
     count = sum(len(values) for values in series)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import sys
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -24,12 +25,14 @@ def nab_dir() -> Path:
     return shared_dir() / "data" / "nab"
 
 
-def missing_nab() -> str | None:
-    """What a benchmark says and stops on (exit code 2) when the NAB data is not there."""
+def corpus_or_say() -> list[NabFile] | None:
+    """The whole corpus for a benchmark, or None once it has said on stderr that the NAB
+    data is not there (the benchmark then exits with code 2)."""
     root = nab_dir()
-    if (root / "labels" / "combined_windows.json").exists():
+    if not (root / "labels" / "combined_windows.json").exists():
+        print(f"NAB data not found under {root} (set URBANPULSE_SHARED)", file=sys.stderr)
         return None
-    return f"NAB data not found under {root} (set URBANPULSE_SHARED)"
+    return load_corpus(root)
 
 
 @dataclass(frozen=True, slots=True)

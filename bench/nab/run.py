@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.nab.corpus import NabFile, load_corpus, missing_nab, nab_dir
+from bench.nab.corpus import NabFile, corpus_or_say
 from bench.nab.published import PUBLISHED
 from bench.nab.scoring import PROFILES, normalised, score_file, sweep
 from cloud.detect.profiles import detector_by_name
@@ -113,12 +113,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--write", type=Path, help="write each file's scores into this folder")
     args = parser.parse_args(argv)
-    missing = missing_nab()
-    if missing is not None:
-        print(missing, file=sys.stderr)
+    corpus = corpus_or_say()
+    if corpus is None:
         return 2
-    root = nab_dir()
-    corpus = load_corpus(root)
     scores: list[np.ndarray] = []
     spent = 0.0
     biggest = 0
