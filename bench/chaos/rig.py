@@ -38,7 +38,7 @@ from tests.disks import fill
 from tests.netfault import PartitionProxy, proxy_for_url
 from urbanpulse.stack import StackInfo, influxd, mosquitto
 from urbanpulse.stack.layout import Layout
-from urbanpulse.stack.process import free_ports, is_alive
+from urbanpulse.stack.process import free_ports, is_alive, stop_group
 
 SITE = "hn-chaos"
 EDGE_KEEPALIVE_S = 2
@@ -380,7 +380,7 @@ class Rig:
                 if action == "term":
                     proc.stop()
                 elif action == "term-kill":
-                    _term_then_kill(proc.proc, grace_s)
+                    _term_then_kill(proc.proc, part, grace_s)
                 elif action == "freeze":
                     os.killpg(proc.proc.pid, signal.SIGSTOP)
                 elif action == "kill-main":
@@ -398,7 +398,7 @@ class Rig:
                 node.term()
             elif action == "term-kill":
                 assert node.proc is not None
-                _term_then_kill(node.proc, grace_s)
+                _term_then_kill(node.proc, part, grace_s)
             else:
                 node.kill()
 
@@ -536,17 +536,6 @@ class Rig:
                 yield node.name, r
 
 
-def _term_then_kill(proc: subprocess.Popen[bytes], grace_s: float) -> None:
-    """SIGTERM to the process group, SIGKILL `grace_s` later if it has not ended by then."""
-    if proc.poll() is not None:
-        return
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(grace_s)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(STOP_WAIT_S)
 
 
 def wait_until(check: Callable[[], bool], timeout_s: float, what: str, every_s: float = 0.02) -> None:
@@ -556,3 +545,9 @@ def wait_until(check: Callable[[], bool], timeout_s: float, what: str, every_s: 
         if time.monotonic() > deadline:
             raise ChaosError(f"timed out after {timeout_s} s waiting for {what}")
         time.sleep(every_s)
+
+
+def _term_then_kill(proc: subprocess.Popen[bytes], part: str, grace_s: float) -> None:
+    """SIGTERM to the process group, SIGKILL `grace_s` later if it has not ended by then."""
+    if stop_group(proc, grace_s, kill_wait_s=STOP_WAIT_S) is None:
+        raise ChaosError(f"the {part} outlived its SIGKILL by {STOP_WAIT_S} s")

@@ -125,9 +125,10 @@ def stop_pid(pidfile: Path, ours: Callable[[int], bool], what: str, *,
     return True
 
 
-def stop_group(proc: subprocess.Popen[bytes], timeout_s: float) -> int | None:
+def stop_group(proc: subprocess.Popen[bytes], timeout_s: float,
+               kill_wait_s: float = 5.0) -> int | None:
     """SIGTERM to the process group `proc` leads, SIGKILL if it has not ended `timeout_s`
-    later; its exit code (None if it outlived the SIGKILL by 5 s)."""
+    later; its exit code (None if it outlived the SIGKILL by `kill_wait_s`)."""
     if proc.poll() is None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGTERM)
@@ -137,7 +138,7 @@ def stop_group(proc: subprocess.Popen[bytes], timeout_s: float) -> int | None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
             with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(5)
+                proc.wait(kill_wait_s)
     return proc.returncode
 
 
