@@ -58,6 +58,7 @@ from urbanpulse.wire.payload import (
 )
 from urbanpulse.wire.relay import decode_relay
 from urbanpulse.wire.topics import ROOT, Topic, validate_id
+from urbanpulse.wire.values import REFUSAL_CODES
 
 RP_RAW = "raw"
 RP_1M = "agg_1m"
@@ -82,11 +83,9 @@ BAD_INPUT_COUNTERS = frozenset({
 # `driver_status` series. A node has a few (a Pi: 26 GPIO pins, a few serial ports).
 MAX_COUNTED_DRIVERS = 64
 # Why a node's agent refused a driver's samples before its outbox (`refused_reasons`: the
-# codes of urbanpulse.wire.values, the ones the cloud dead-letters such a reading with):
-# each code's count is the field `refused_<code>` beside the total, `refused`, in
-# `driver_status`. A fixed set, as BAD_INPUT_COUNTERS.
-REFUSAL_CODES = frozenset({"bad_value", "bad_count", "unknown_field", "missing_field",
-                           "wrong_unit", "unknown_kind", "bad_values"})
+# codes of urbanpulse.wire.values, REFUSAL_CODES, the ones the cloud dead-letters such a
+# reading with): each code's count is the field `refused_<code>` beside the total,
+# `refused`, in `driver_status`. A fixed set, as BAD_INPUT_COUNTERS.
 REFUSED_FIELDS = frozenset({"refused", *(f"refused_{code}" for code in REFUSAL_CODES)})
 # The keys of a driver's entry whose counts make its `driver_status` point.
 _COUNTED_KEYS = frozenset({"bad_input", "refused", "refused_reasons"})

@@ -24,6 +24,11 @@ class Refusal(NamedTuple):
     detail: str
 
 
+# Every code a `Refusal` carries (each one given below; a test reads them off this module):
+# what the node counts its refused samples by, and the cloud stores as `refused_<code>`.
+REFUSAL_CODES = frozenset({"bad_value", "bad_count", "unknown_field", "missing_field",
+                           "wrong_unit", "unknown_kind", "bad_values"})
+
 # Each kind's fields with the units the contract gives them: what `encode_batch` declares.
 CONTRACT_UNITS: dict[str, dict[str, str]] = {k.name: k.units for k in KINDS.values()}
 
