@@ -19,7 +19,7 @@ from urbanpulse.clock import from_epoch_ns, to_epoch_ns
 from urbanpulse.errors import UrbanpulseError
 from urbanpulse.wire.kinds import BOOL_UNIT, COUNT_UNITS, KINDS, KindSpec, count_problem
 from urbanpulse.wire.topics import CONTRACT_VERSION, validate_id
-from urbanpulse.wire.values import Refusal, reading_problem, values_problem
+from urbanpulse.wire.values import CONTRACT_UNITS, Refusal, reading_problem, values_problem
 from urbanpulse.wire.values import finite as finite  # the edge and the cloud import it from here
 
 MAX_PAYLOAD_BYTES = 256 * 1024
@@ -156,11 +156,11 @@ def encode_batch(site: str, node: str, readings: Sequence[Reading], batch: str |
         refusal = reading_problem(r.kind, r.values)
         if refusal is not None:
             raise ReadingRefused(index, refusal)
-        spec = KINDS[r.kind]
         kind_units = units.setdefault(r.kind, {})
+        contract_units = CONTRACT_UNITS[r.kind]  # every name is a field: reading_problem said
         for name in r.values:
-            if name in spec.fields and name not in kind_units:
-                kind_units[name] = spec.fields[name].unit
+            if name not in kind_units:
+                kind_units[name] = contract_units[name]
         item: dict[str, Any] = {
             "sensor": r.sensor,
             "kind": r.kind,
