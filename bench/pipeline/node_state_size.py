@@ -187,7 +187,16 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     if not args.hours > 0:
         raise PipelineBenchError("--hours must be positive")
+    was_enabled = gc.isenabled()
     gc.disable()
+    try:
+        _report(args)
+    finally:
+        if was_enabled:  # a test calls main in its own process: the collector given back
+            gc.enable()
+
+
+def _report(args: argparse.Namespace) -> None:
     keys = ([f"{n.site}/{n.node}" for n in City.load().nodes] if args.nodes == "all"
             else args.nodes.split(","))
     city = dict.fromkeys((*PARTS, "total"), (0, 0))
