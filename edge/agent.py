@@ -49,6 +49,10 @@ OUTBOX_RESERVE_BYTES = 8 * 1024 * 1024
 # for up to 2.5 s, a serial one closes its port within its timeout) before it commits
 # without them: within systemd's TimeoutStopSec (30 s) with the publisher's 10 s.
 DRIVER_STOP_S = 10.0
+# Sensors a driver's refused samples are counted by in its heartbeat entry (`refused_sensors`,
+# for a driver serving several): a upfw board has up to 255 channels, and a bug in its
+# firmware may touch them all; 16 ids of up to 64 characters keep the entry within 1.3 KB.
+REFUSED_SENSORS_MAX = 16
 RESTART_MIN_S = 1.0
 RESTART_MAX_S = 60.0
 STATE_FILE = "agent-state.json"
@@ -69,6 +73,10 @@ class DriverState:
     # replaced whole, never changed, as the publisher's thread reads it for the heartbeat)
     refused: int = 0
     refused_reasons: dict[str, int] = field(default_factory=dict)
+    # ... and by the sensor each sample was of, for a driver serving several (a upfw board's
+    # channels, `<id>-<channel>`): the first REFUSED_SENSORS_MAX sensors refused, a sensor
+    # after them in `refused` only (replaced whole, as refused_reasons)
+    refused_sensors: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +161,9 @@ class Agent:
         state.refused += 1
         state.refused_reasons = {**state.refused_reasons,
                                  refusal.code: state.refused_reasons.get(refusal.code, 0) + 1}
+        if sample.sensor in state.refused_sensors or len(state.refused_sensors) < REFUSED_SENSORS_MAX:
+            state.refused_sensors = {**state.refused_sensors,
+                                     sample.sensor: state.refused_sensors.get(sample.sensor, 0) + 1}
         detail = refusal.detail.removeprefix(".")  # "values.pm25: must be a finite number, ..."
         state.last_error = f"sample refused: {refusal.code}: {detail}"
         said = (sample.sensor, refusal.code)
@@ -283,9 +294,14 @@ class Agent:
     def _driver_health(self, sensor: str, d: DriverState) -> dict[str, Any]:
         out: dict[str, Any] = {"driver": d.driver, "state": d.state, "restarts": d.restarts,
                                "last_error": d.last_error}
+        # `refused` from the start, 0 included: the cloud reads it as a counter's rises from
+        # heartbeat to heartbeat ("Samples refused"), and a count appearing only at the first
+        # refusal would hide that first rise
+        out["refused"] = d.refused
         if d.refused:
-            out["refused"] = d.refused
             out["refused_reasons"] = dict(d.refused_reasons)
+        if d.refused_sensors.keys() - {sensor}:
+            out["refused_sensors"] = dict(d.refused_sensors)
         # What the driver could not use (corrupt frames, ignored messages, glitches), since
         # the agent started: counted and skipped, and shown here (see Counting).
         counts = self._input_counts.get(sensor)

@@ -283,15 +283,26 @@ def _bad_input_part(entry: object) -> str:
 
 def _refused_part(entry: object) -> str:
     """The driver's samples the agent refused since it started (no batch can carry them:
-    the heartbeat's `drivers.<id>.refused`, there only when not 0), and dropped."""
+    the heartbeat's `drivers.<id>.refused`), and dropped; nothing when none. For a driver
+    serving several sensors (a upfw board), which of them (`refused_sensors`: the first
+    REFUSED_SENSORS_MAX, the rest as "others")."""
     refused = entry.get("refused") if isinstance(entry, dict) else None
-    if not refused:
+    if not refused or not isinstance(entry, dict):
         return ""
-    reasons = entry.get("refused_reasons") if isinstance(entry, dict) else None
+    reasons = entry.get("refused_reasons")
     said = ""
     if isinstance(reasons, dict) and reasons:
         said = " (" + ", ".join(f"{code} {n}" for code, n in sorted(reasons.items())) + ")"
-    return f"; refused: {refused} samples no batch can carry{said} (dropped)"
+    sensors = entry.get("refused_sensors")
+    by_sensor = ""
+    if isinstance(sensors, dict) and sensors:
+        named = [f"{sensor} {n}" for sensor, n in sensors.items()]
+        if isinstance(refused, int):
+            others = refused - sum(n for n in sensors.values() if isinstance(n, int))
+            if others > 0:
+                named.append(f"others {others}")
+        by_sensor = "; by sensor: " + ", ".join(named)
+    return f"; refused: {refused} samples no batch can carry{said} (dropped){by_sensor}"
 
 
 def _clock_line(clock: object) -> str:
