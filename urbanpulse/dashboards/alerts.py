@@ -12,6 +12,7 @@ from typing import Literal
 
 from urbanpulse.dashboards import DATASOURCE_UID
 from urbanpulse.dashboards.model import JSON
+from urbanpulse.wire.values import REFUSAL_CODES
 
 FOLDER = "UrbanPulse"
 GROUP = "urbanpulse"
@@ -144,6 +145,61 @@ SENSOR_LINK_QUERY = (
     'WHERE $timeFilter GROUP BY "site", "node", "sensor"'
 )
 
+# The samples a driver emitted that its node's agent refused before the outbox (the wire
+# contract refuses their values: a NaN, 2.5 vehicles, a field the kind has not), `refused` in
+# `driver_status`, a counter since the agent's start as the others: each is a reading lost
+# for a driver bug, and no dead letter tells of it (the node drops it). Any rise in 15 minutes
+# fires, one alert per driver (its sensor tag: the driver's id in the heartbeat, a upfw
+# board's id for all its channels). A restart's fall is no rise; what the first heartbeat
+# after it counted is lost, as for the link's counts.
+REFUSED_QUERY = (
+    f'SELECT sum("rise") FROM {counter_rises(("refused",), "$timeFilter")} '
+    'WHERE $timeFilter GROUP BY "site", "node", "sensor"'
+)
+# Why (the summary's reason): of the refusal codes the driver's last heartbeat of the window
+# counts (`refused_<code>`, since the agent's start), the one counting most, as a number
+# (Grafana's expressions take numbers): its place in REFUSAL_ORDER from 1, REASON_NONE when
+# no code is stored (a code this cloud does not know, left out of driver_status). Each code's
+# last count c becomes c * REASON_BASE + its place, the largest of them wins, and the
+# remainder by REASON_BASE is the place (ties: the later code). The REASON_NONE branch, from
+# `refused` itself, gives every driver the rule's query answers for a series here too:
+# Grafana takes a rule any of whose queries answers nothing as "no data" as a whole.
+REFUSAL_ORDER = tuple(sorted(REFUSAL_CODES))
+REASON_NONE = 0
+REASON_BASE = len(REFUSAL_ORDER) + 1
+_BY_SENSOR = 'GROUP BY "site", "node", "sensor"'
+REFUSED_REASON_QUERY = (
+    f'SELECT max("reason") % {REASON_BASE} FROM '
+    f'(SELECT last("refused") * 0 + {REASON_NONE} AS "reason" FROM {DRIVER_STATUS} '
+    f'WHERE $timeFilter {_BY_SENSOR}), '
+    + ", ".join(f'(SELECT last("refused_{code}") * {REASON_BASE} + {place} AS "reason" '
+                f'FROM {DRIVER_STATUS} WHERE $timeFilter {_BY_SENSOR})'
+                for place, code in enumerate(REFUSAL_ORDER, start=1))
+    + f' WHERE $timeFilter {_BY_SENSOR}'
+)
+# What each code says of the driver's samples (docs/wire-contract.md, "What the node refuses").
+REFUSAL_MEANING = {
+    "bad_count": "a count that is not a whole number from 0 (2.5 vehicles, -1 persons)",
+    "bad_value": "a value that is not a finite number (NaN, infinity) or a bool other than 0/1",
+    "bad_values": "values that are no object of fields, or an empty one",
+    "missing_field": "a field the kind requires left out",
+    "unknown_field": "a field the kind does not have",
+    "unknown_kind": "a kind the wire contract does not know",
+    "wrong_unit": "a field in a unit the contract does not give it",
+}
+_REASON_SAID = (("no reason stored (a refusal code this cloud does not know: the node's log "
+                 "names it)"),
+                *(f"{code}: {REFUSAL_MEANING[code]}" for code in REFUSAL_ORDER))
+# Grafana's template of the reason (the reduce E of the query D): a chain of `lt`, as .Value
+# is a float; `with` so that a missing value (no series) reads as no reason.
+REFUSED_REASON_TEXT = (
+    "{{ with $values.E }}"
+    + "".join(f"{{{{ {'else if' if place else 'if'} lt .Value {place + 0.5} }}}}{said}"
+              for place, said in enumerate(_REASON_SAID[:-1]))
+    + f"{{{{ else }}}}{_REASON_SAID[-1]}"
+    + "{{ end }}{{ else }}no reason stored{{ end }}"
+)
+
 # Bed pads not heard for over 2 h 10 min (cloud/logic/domain/hospital.py, STALE_NS) count as
 # `stale` in their ward's `ward_occupancy` rows, in none of beds, occupied, available and
 # faulty: the ward's capacity shrinks by them. The rule takes each ward's last 1-minute row
@@ -258,6 +314,24 @@ RULES: tuple[AlertRule, ...] = (
                "on the cable. Data-health dashboard, \"Bad input per sensor\"; on the node, "
                "`urbanpulse edge status`. Runbook: "
                "docs/runbook.md, \"Sensor link errors\".",
+    ),
+    AlertRule(
+        uid="urbanpulse-samples-refused", title="Samples refused", influxql=REFUSED_QUERY,
+        window_s=900, comparison="gt", threshold=0, pending="0s", severity="warning",
+        summary="{{ $labels.site }}/{{ $labels.node }} driver {{ $labels.sensor }}: "
+                "{{ $values.B }} samples refused by the node in 15 minutes, lost (the wire "
+                "contract refuses them: a driver bug); the reason it refused most since its "
+                "agent started: " + REFUSED_REASON_TEXT,
+        action="The driver emitted readings the cloud would refuse; the node's agent dropped "
+               "them before its outbox, so they are lost and no dead letter tells of them. Not "
+               "the site's wiring: a bug in the driver, or in a upfw board's firmware. On the "
+               "node, `urbanpulse edge status` (the driver's refused samples by reason; a upfw "
+               "board's, by channel too) and the agent's log, one line per sensor and reason "
+               "(\"a driver emitted a sample the wire contract refuses\", naming the sensor, "
+               "the reason and the value). Open an issue with that line, the driver, and a "
+               "board's firmware version. Data-health dashboard, \"Bad input per sensor\" "
+               "(\"refused by the node\"). Runbook: docs/runbook.md, \"Samples refused\".",
+        note_influxql=REFUSED_REASON_QUERY,
     ),
     AlertRule(
         uid="urbanpulse-node-clock-off", title="Node clock off", influxql=CLOCK_OFF_QUERY,

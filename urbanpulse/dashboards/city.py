@@ -120,8 +120,8 @@ def _node_status_panels() -> tuple[Panel, ...]:
                         "emitted that the wire contract refuses (a NaN, 2.5 vehicles, a field the "
                         "kind does not have), dropped by the agent before its outbox, so never a "
                         "dead letter: a driver bug (its reasons: driver_status's refused_<code>, "
-                        "the node's log, `urbanpulse edge status`). Sensors that counted nothing "
-                        "are not shown.",
+                        "the node's log, `urbanpulse edge status`); \"Samples refused\" fires on "
+                        "any. Sensors that counted nothing are not shown.",
             width=24, unit="none",
         ),
     )
