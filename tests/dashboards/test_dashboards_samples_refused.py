@@ -58,11 +58,13 @@ def _rule() -> AlertRule:
     return rule
 
 
-def _entry(reasons: dict[str, int]) -> dict[str, Any]:
+def _entry(reasons: dict[str, int], *, older: bool = False) -> dict[str, Any]:
     """A driver's entry as the agent makes it: `refused` always (0 before any), its reasons
-    once there are some."""
+    once there are some; an agent before session 19 (`older`) sent neither before the first."""
     total = sum(reasons.values())
-    entry: dict[str, Any] = {"driver": "x", "state": "running", "refused": total}
+    entry: dict[str, Any] = {"driver": "x", "state": "running"}
+    if total or not older:
+        entry["refused"] = total
     if total:
         entry["refused_reasons"] = {code: n for code, n in reasons.items() if n}
     return entry
@@ -84,6 +86,9 @@ def _refused(k: int) -> dict[str, dict[str, int]]:
         "pm-restart-3": {"bad_value": 50} if since_restart < 0 else {"bad_value": 3},
         # a healthy driver, whose first refusals come late in its run, a burst of 4 NaNs
         "pm-burst": {"bad_value": 4} if k <= BURST else {},
+        # the same burst from an agent that sent no count before the first refusal: the
+        # burst is the counter's first point, no rise (its next refusal would fire)
+        "older-burst": {"bad_value": 4} if k <= BURST else {},
         # two bugs: more unknown fields than NaNs
         "board-1": {"unknown_field": 2 * n, "bad_value": n},
         "pm-ok": {},
@@ -97,7 +102,8 @@ def _take(store: Store, site: str, now: int) -> None:
         received = now - k * BEAT
         run = "0a1b2c3d" if k > RESTART else "9f8e7d6c"
         uptime = (BEATS - k) * 30 if k > RESTART else (RESTART - k) * 30 + 5
-        drivers = {sensor: _entry(reasons) for sensor, reasons in _refused(k).items()}
+        drivers = {sensor: _entry(reasons, older=sensor.startswith("older-"))
+                   for sensor, reasons in _refused(k).items()}
         health: dict[str, Any] = {
             "run_id": run, "uptime_s": uptime, "clock": {"jumps": 0}, "drivers": drivers}
         rec = JournalRecord("i0", BEATS - k, received, status_topic(site, "pi"),
@@ -150,10 +156,11 @@ def test_fires_for_rising_refusals_not_for_a_flat_count_or_a_restart(store: Stor
     values = _last_values(store, site, rule.influxql, now)
     # 15 minutes hold 31 heartbeats (both ends included): 30 rises
     assert values == {"loop-bug": 30, "pm-flat": 0, "pm-restart": 0, "pm-restart-3": 0,
-                      "pm-burst": 4, "board-1": 30 * 3, "pm-ok": 0}
+                      "pm-burst": 4, "older-burst": 0, "board-1": 30 * 3, "pm-ok": 0}
     fired = {sensor: rule.fires(v) for sensor, v in values.items()}
     assert fired == {"loop-bug": True, "pm-flat": False, "pm-restart": False,
-                     "pm-restart-3": False, "pm-burst": True, "board-1": True, "pm-ok": False}
+                     "pm-restart-3": False, "pm-burst": True, "older-burst": False,
+                     "board-1": True, "pm-ok": False}
     # the summary's query answers every driver the rule's does (else Grafana: no data)
     reasons = _last_values(store, site, rule.note_influxql, now)
     assert set(reasons) == set(values)
