@@ -34,9 +34,10 @@ from __future__ import annotations
 
 import heapq
 import math
+import pickle
 from collections.abc import Iterable, Mapping
 
-from cloud.logic.domain.common import NOT_MEASURING, WIDTHS, Horizon, Point
+from cloud.logic.domain.common import HOUR_NS, MINUTE_NS, NOT_MEASURING, WIDTHS, Horizon, Point
 from cloud.logic.lines import float_text, float_texts, series_head
 from cloud.logic.rollup import add_to_partials
 from urbanpulse.wire import Reading
@@ -240,62 +241,139 @@ class _Cache:
                 sums.put(sample, summable)
 
 
+Lanes = dict[str, dict[int, Sample]]  # a window's samples: sensor -> ts -> sample
+_MINUTE, _HOUR = WIDTHS  # (rp, width) keys of `TrafficRollup.windows`
+# A window ended this long before the newest stamp is closed (`TrafficRollup._freeze`): a
+# reading later than that opens it again. A node's lanes report within a message's delay.
+FREEZE_AFTER_NS = MINUTE_NS
+
+
+def _thaw(frozen: bytes) -> Lanes:
+    lanes: Lanes = pickle.loads(frozen)
+    return lanes
+
+
+def _minute_of(hour: Lanes, minute: int) -> Lanes:
+    """The samples of an hour window's lanes in the minute starting at `minute` (stamped in
+    (minute, minute + 1 min]: `window_ts`), by lane, lanes without one left out."""
+    end = minute + MINUTE_NS
+    out: Lanes = {}
+    for sensor, lane in hour.items():
+        kept = {ts: s for ts, s in lane.items() if minute < ts <= end}
+        if kept:
+            out[sensor] = kept
+    return out
+
+
 class TrafficRollup(Horizon):
     """The open windows of one intersection (node). Picklable.
 
-    Kept between messages, not pickled (a resumed rollup makes them again): each window's
-    `_Cache`, so that a message sums the samples it brings, not every sample of the hour, and
-    writes again the lines of the lanes it did not touch as they were."""
+    Closed windows (ended `FREEZE_AFTER_NS` before the newest stamp) are kept for the late
+    readings that may still come within the horizon, and held compact: an hour window as
+    the pickled bytes of its lanes (memory about its pickled size, a snapshot copies the
+    bytes), thawed when a late reading enters it; a minute window not at all, as its samples
+    are those of its hour window's within its minute (`_minute_of`), taken from there when a
+    late reading enters it.
+
+    Kept between messages, not pickled (a resumed rollup makes them again): each open
+    window's `_Cache`, so that a message sums the samples it brings, not every sample of
+    the hour, and writes again the lines of the lanes it did not touch as they were."""
 
     def __init__(self, horizon_ns: int) -> None:
         self.horizon_ns = horizon_ns
         self.newest_ns = 0
         self.too_late = 0
-        # (rp, width) -> window start -> sensor -> ts -> sample
-        self.windows: dict[tuple[str, int], dict[int, dict[str, dict[int, Sample]]]] = {
-            w: {} for w in WIDTHS}
+        # (rp, width) -> window start -> sensor -> ts -> sample; a closed hour window as
+        # the pickled bytes of that (`Lanes | bytes`), a closed minute window left out
+        self.windows: dict[tuple[str, int], dict[int, Lanes | bytes]] = {w: {} for w in WIDTHS}
         self._caches()
 
     def _caches(self) -> None:
         # (rp, width) -> window start -> its `_Cache`, made when a message writes the window
         self._cache: dict[tuple[str, int], dict[int, _Cache]] = {key: {} for key in self.windows}
-        # (rp, width) -> the windows' starts, a heap (`_evict` lets go of the oldest)
-        self._starts = {key: sorted(windows) for key, windows in self.windows.items()}
+        # the hour windows' starts, a heap (`_evict` lets go of the oldest; the minute windows
+        # held are the few open ones)
+        self._hours = sorted(self.windows[_HOUR])
+        # (rp, width) -> the starts of the windows held open (not bytes), a heap (`_freeze`)
+        self._open = {key: sorted(s for s, lanes in windows.items() if not isinstance(lanes, bytes))
+                      for key, windows in self.windows.items()}
 
     def __getstate__(self) -> dict[str, object]:
         state = self.__dict__.copy()  # as pickled before the caches were kept
-        state.pop("_cache", None)
-        state.pop("_starts", None)
+        for name in ("_cache", "_hours", "_open"):
+            state.pop(name, None)
         return state
 
     def __setstate__(self, state: dict[str, object]) -> None:
+        # a snapshot from before the closed windows were held compact holds them all open:
+        # closed at the end of the next message (`_freeze`)
         self.__dict__.update(state)
         self._caches()
 
+    def lanes(self, key: tuple[str, int], start: int) -> Lanes | None:
+        """The lanes of a window held (sensor -> ts -> sample), open or closed, without
+        opening it; None if it holds no sample."""
+        lanes = self.windows[key].get(start)
+        if isinstance(lanes, bytes):
+            return _thaw(lanes)
+        if lanes is None and key == _MINUTE:
+            hour = self.lanes(_HOUR, start - start % HOUR_NS)
+            lanes = None if hour is None else _minute_of(hour, start)
+        return lanes or None
+
+    def held_windows(self) -> dict[tuple[str, int], dict[int, Lanes]]:
+        """Every window held, as the rollup held them all open before the closed ones were
+        kept compact: (rp, width) -> start -> lanes (for tests and benchmarks, not fast)."""
+        hours = {start: self.lanes(_HOUR, start) or {} for start in self.windows[_HOUR]}
+        floor = self.floor_ns() - MINUTE_NS  # the minute windows older were let go
+        minutes: dict[int, Lanes] = {}
+        for lanes in hours.values():
+            for sensor, lane in lanes.items():
+                for ts, sample in lane.items():
+                    minute = (ts - 1) - (ts - 1) % MINUTE_NS
+                    if minute >= floor:
+                        minutes.setdefault(minute, {}).setdefault(sensor, {})[ts] = sample
+        return {_MINUTE: minutes, _HOUR: hours}
+
     def process(self, site: str, node: str, readings: Iterable[Reading]) -> list[Point]:
         touched: dict[tuple[str, int], set[int]] = {key: set() for key in self.windows}
-        widths = [(key, self.windows[key], touched[key], self._cache[key]) for key in self.windows]
-        heaps = self._starts
+        minutes, hours = self.windows[_MINUTE], self.windows[_HOUR]
+        minute_caches, hour_caches = self._cache[_MINUTE], self._cache[_HOUR]
+        opened = self._open
         horizon_ns, kept = self.horizon_ns, self.kept_ns
         for r in readings:
             if r.kind != KIND or (r.flags and not NOT_MEASURING.isdisjoint(r.flags)):  # skipped(r)
                 continue
             ts = r.ts_ns
-            if ts < self.newest_ns - horizon_ns or ts < kept:  # before floor_ns()
+            newest = self.newest_ns
+            if ts < newest - horizon_ns or ts < kept:  # before floor_ns()
                 self.too_late += 1
                 continue
-            if ts > self.newest_ns:
+            if ts > newest:
                 self.newest_ns = ts
             sample = sample_of(r.values)
             sensor = r.sensor
             summable: bool | None = None  # (`_summable(sample)`, once a cache takes it)
             at = ts - 1  # its interval's last instant: window_ts(KIND, ts)
-            for key, windows, starts, caches in widths:
-                start = at - at % key[1]
-                lanes = windows.get(start)
-                if lanes is None:
-                    lanes = windows[start] = {}
-                    heapq.heappush(heaps[key], start)
+            hour = at - at % HOUR_NS
+            hour_lanes = hours.get(hour)
+            if hour_lanes is None:
+                hour_lanes = hours[hour] = {}
+                heapq.heappush(self._hours, hour)
+                heapq.heappush(opened[_HOUR], hour)
+            elif isinstance(hour_lanes, bytes):  # closed: a late reading
+                hour_lanes = hours[hour] = _thaw(hour_lanes)
+                heapq.heappush(opened[_HOUR], hour)
+            minute = at - at % MINUTE_NS
+            minute_lanes = minutes.get(minute)
+            if minute_lanes is None or isinstance(minute_lanes, bytes):  # (never bytes)
+                # closed, or new: a window after the newest stamp's holds no sample yet
+                minute_lanes = minutes[minute] = (_minute_of(hour_lanes, minute)
+                                                  if minute < newest else {})
+                heapq.heappush(opened[_MINUTE], minute)
+            for start, lanes, starts, caches in (
+                    (minute, minute_lanes, touched[_MINUTE], minute_caches),
+                    (hour, hour_lanes, touched[_HOUR], hour_caches)):
                 lane = lanes.get(sensor)
                 if lane is None:
                     lane = lanes[sensor] = {}
@@ -315,7 +393,9 @@ class TrafficRollup(Horizon):
             rp = key[0]
             windows, caches = self.windows[key], self._cache[key]
             for start in sorted(touched[key]):
-                lanes = windows[start]
+                window = windows[start]
+                assert not isinstance(window, bytes)  # (opened above)
+                lanes = window
                 cache = caches.get(start)
                 if cache is None:
                     cache = caches[start] = _Cache()
@@ -338,7 +418,27 @@ class TrafficRollup(Horizon):
                 out.append((rp, f"{total_head} {text},lanes={len(lanes)}i,"
                                 f"speed_lanes={speeded}i {start}"))
         self._evict()
+        self._freeze()
         return out
+
+    def _freeze(self) -> None:
+        """Closes the windows ended `FREEZE_AFTER_NS` before the newest stamp: an hour's lanes
+        to their pickled bytes, a minute's let go (its hour holds its samples), and their
+        caches let go. Called per message: pops the heap of open windows, no pass over all."""
+        newest = self.newest_ns
+        for key, windows in self.windows.items():
+            heap, caches = self._open[key], self._cache[key]
+            limit = newest - key[1] - FREEZE_AFTER_NS  # a start at or before it has closed
+            while heap and heap[0] <= limit:
+                start = heapq.heappop(heap)
+                caches.pop(start, None)
+                lanes = windows.get(start)
+                if lanes is None or isinstance(lanes, bytes):  # evicted, or closed already
+                    continue
+                if key == _MINUTE:
+                    del windows[start]
+                else:
+                    windows[start] = pickle.dumps(lanes, protocol=pickle.HIGHEST_PROTOCOL)
 
     @staticmethod
     def _lane_text(cache: _Cache, sensor: str, lane: dict[int, Sample]) -> tuple[str, float]:
@@ -351,7 +451,7 @@ class TrafficRollup(Horizon):
         return sums.text(lane.values())
 
     @staticmethod
-    def _total_text(cache: _Cache, lanes: dict[str, dict[int, Sample]], flow: float) -> str:
+    def _total_text(cache: _Cache, lanes: Lanes, flow: float) -> str:
         """`_sums_text` of every lane's samples with the flow given, from the kept sums."""
         sums = cache.total
         if sums is None:
@@ -363,10 +463,15 @@ class TrafficRollup(Horizon):
         return sums.text((s for lane in lanes.values() for s in lane.values()), flow)[0]
 
     def _evict(self) -> None:
-        for key, windows in self.windows.items():
-            floor = self.newest_ns - self.horizon_ns - key[1]
-            starts, caches = self._starts[key], self._cache[key]
-            while starts and starts[0] < floor:  # (called per message: not a pass over every window)
-                start = heapq.heappop(starts)
-                del windows[start]
+        floor = self.newest_ns - self.horizon_ns - MINUTE_NS
+        minutes, caches = self.windows[_MINUTE], self._cache[_MINUTE]
+        if minutes and min(minutes) < floor:  # (the open ones: a few)
+            for start in [s for s in minutes if s < floor]:
+                del minutes[start]
                 caches.pop(start, None)
+        floor = self.newest_ns - self.horizon_ns - HOUR_NS
+        starts, hours, caches = self._hours, self.windows[_HOUR], self._cache[_HOUR]
+        while starts and starts[0] < floor:  # (called per message: not a pass over every window)
+            start = heapq.heappop(starts)
+            del hours[start]
+            caches.pop(start, None)
