@@ -151,10 +151,13 @@ SENSOR_LINK_QUERY = (
 # for a driver bug, and no dead letter tells of it (the node drops it). Any rise in 15 minutes
 # fires, one alert per driver (its sensor tag: the driver's id in the heartbeat, a upfw
 # board's id for all its channels). A restart's fall is no rise; what the first heartbeat
-# after it counted is lost, as for the link's counts.
+# after it counted is lost, as for the link's counts. Only drivers whose count rose answer:
+# every driver of the fleet sends the count (0 included), and a series each would be an
+# alert instance each in Grafana; with none rising the rule has no data, which is OK (as
+# "Dead letters", whose count answers only the sites with some).
 REFUSED_QUERY = (
     f'SELECT sum("rise") FROM {counter_rises(("refused",), "$timeFilter")} '
-    'WHERE $timeFilter GROUP BY "site", "node", "sensor"'
+    'WHERE $timeFilter AND "rise" > 0 GROUP BY "site", "node", "sensor"'
 )
 # Why (the summary's reason): of the refusal codes the driver's last heartbeat of the window
 # counts (`refused_<code>`, since the agent's start), the one counting most, as a number
@@ -162,7 +165,8 @@ REFUSED_QUERY = (
 # no code is stored (a code this cloud does not know, left out of driver_status). Each code's
 # last count c becomes c * REASON_BASE + its place, the largest of them wins, and the
 # remainder by REASON_BASE is the place (ties: the later code). The REASON_NONE branch, from
-# `refused` itself, gives every driver the rule's query answers for a series here too:
+# `refused` itself, gives every driver the rule's query answers for a series here too (and
+# the drivers whose count did not rise):
 # Grafana takes a rule any of whose queries answers nothing as "no data" as a whole.
 REFUSAL_ORDER = tuple(sorted(REFUSAL_CODES))
 REASON_NONE = 0
