@@ -36,6 +36,7 @@ last of whichever came first.
 from __future__ import annotations
 
 import math
+import pickle
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -88,8 +89,17 @@ NO_FLOOR = -(2**63)  # a rollup's kept floor while its horizon was never raised 
 NO_SEQ = -1  # a reading's number not known: of equal stamps, a later one is the last
 # The first item of a SensorRollup's pickled state since it is compact: ROLLUP_NO_SEQ before
 # each field kept the number of its last reading (its lists one item shorter, LAST_SEQ absent).
+FROZEN_ROLLUP = "rollup-4"  # with its closed windows frozen (`SensorRollup.frozen`)
 COMPACT_ROLLUP = "rollup-3"
 ROLLUP_NO_SEQ = "rollup-2"
+# A window is frozen once the newest reading of its sensor is this far past its end: live
+# traffic (a sensor's readings sent in order within a second or so of their stamps) then
+# never thaws one; a reading more than this older than its sensor's newest (a backlog) does.
+COLD_AFTER_NS = 2 * MINUTE_NS
+# Live windows a rollup holds before it freezes again those behind the line (the windows
+# late readings thawed or made) but the latest: 3 at most are live from the line on (a
+# minute rollup's). When the line moves on, every window behind it is frozen.
+LIVE_MAX = 8
 
 
 def exact_sum(a: list[Any]) -> float:
@@ -334,11 +344,33 @@ def _held_text(name: str, value: float) -> str:
     return text
 
 
-class SensorRollup:
-    """The open windows of one sensor at one width."""
+def _frozen(window: Window) -> bytes:
+    """A closed window's compact state without its start, pickled: what a frozen window
+    holds (a bytes object: its memory about its pickled size, and copied as it is into a
+    snapshot)."""
+    return pickle.dumps(window.__getstate__()[1:], protocol=pickle.HIGHEST_PROTOCOL)
 
-    __slots__ = ("horizon_ns", "kept_ns", "newest_ns", "oldest_ns", "ordered", "too_late",
-                 "width_ns", "windows")
+
+def _thawed(start_ns: int, frozen: bytes) -> Window:
+    window = Window.__new__(Window)
+    window.__setstate__((start_ns, *pickle.loads(frozen)))
+    return window
+
+
+class SensorRollup:
+    """The open windows of one sensor at one width.
+
+    The windows a reading is likely to reach (those ending less than COLD_AFTER_NS before
+    the sensor's newest reading, and the one a late reading thawed or made last) are live
+    `Window` objects in `windows`. The closed ones are kept only so that a late reading can
+    be folded in and its window written whole: they are frozen in `frozen`, as the bytes of
+    their pickled compact state (about a fifth of a live window's memory; a snapshot copies
+    the bytes instead of pickling the window again, and loading one leaves them frozen). A
+    reading of a frozen window thaws it (back to `windows`, as it was); `evict` freezes it
+    again when the line moves on (each width), or sooner if more than LIVE_MAX are live."""
+
+    __slots__ = ("cold_ns", "frozen", "horizon_ns", "kept_ns", "newest_ns", "oldest_ns",
+                 "ordered", "too_late", "width_ns", "windows")
 
     def __init__(self, width_ns: int, horizon_ns: int) -> None:
         self.width_ns = width_ns
@@ -350,19 +382,30 @@ class SensorRollup:
         self.oldest_ns = 0  # no window starts before this: evict() has nothing to do above it
         self.ordered = True  # `windows` holds its starts in increasing order
         self.too_late = 0
+        # start -> a closed window's frozen state (`_frozen`), in increasing order of start
+        self.frozen: dict[int, bytes] = {}
+        # The line `evict` last froze the windows before: a live window starting before it
+        # was thawed or made by a late reading.
+        self.cold_ns = NO_FLOOR
 
     def __getstate__(self) -> tuple[object, ...]:
-        # The windows as the plain tuples they pickle as: a Window object costs pickle a
-        # reduce call of its own, which was most of the time of a node's snapshot.
-        state = (COMPACT_ROLLUP, self.width_ns, self.horizon_ns, self.newest_ns, self.oldest_ns,
-                 self.ordered, self.too_late, [w.__getstate__() for w in self.windows.values()])
-        return state if self.kept_ns == NO_FLOOR else (*state, self.kept_ns)
+        # The live windows as the plain tuples they pickle as: a Window object costs pickle
+        # a reduce call of its own. The frozen ones are bytes already: pickle copies them.
+        return (FROZEN_ROLLUP, self.width_ns, self.horizon_ns, self.newest_ns, self.oldest_ns,
+                self.ordered, self.too_late, [w.__getstate__() for w in self.windows.values()],
+                self.kept_ns, self.cold_ns, self.frozen)
 
     def __setstate__(self, state: tuple[Any, ...]) -> None:
-        if state[0] in (COMPACT_ROLLUP, ROLLUP_NO_SEQ):
+        # A snapshot from before windows were frozen has none: the first evict (set_horizon,
+        # at resume) freezes its closed ones.
+        self.frozen = {}
+        self.cold_ns = NO_FLOOR
+        if state[0] in (FROZEN_ROLLUP, COMPACT_ROLLUP, ROLLUP_NO_SEQ):
             (_, self.width_ns, self.horizon_ns, self.newest_ns, self.oldest_ns, self.ordered,
              self.too_late, compact) = state[:8]
             self.kept_ns = state[8] if len(state) > 8 else NO_FLOOR
+            if state[0] == FROZEN_ROLLUP:
+                self.cold_ns, self.frozen = state[9:11]
             windows: dict[int, Window] = {}
             for window_state in compact:
                 if state[0] == ROLLUP_NO_SEQ:  # each field's last reading's number not known
@@ -400,12 +443,18 @@ class SensorRollup:
         start = ts_ns - ts_ns % width
         window = self.windows.get(start)
         if window is None:
+            frozen = self.frozen.pop(start, None)
+            if frozen is not None:  # a late reading of a closed window: thawed as it was
+                window = self.windows[start] = _thawed(start, frozen)
+                if start < newest - newest % width:
+                    self.ordered = False
+                return window
             if start < newest - self.horizon_ns or start < self.kept_ns:
                 # Its earlier readings, if any, were too late: it is rebuilt from the raw
                 # points, and a window made now would hold the later ones only.
                 self.too_late += 1
                 return None
-            if not self.windows:
+            if not self.windows and not self.frozen:
                 self.oldest_ns = start
             elif start < newest - newest % width:  # the newest window starts last
                 self.ordered = False
@@ -429,9 +478,34 @@ class SensorRollup:
         self.evict()
 
     def evict(self) -> None:
-        floor = self.newest_ns - self.horizon_ns - self.width_ns
-        if self.oldest_ns >= floor:  # called per message; a pass over every window is not
-            return
+        """Drops the windows past the horizon and freezes those closed (called per message:
+        each does nothing, but compare, until the newest has moved on by a width)."""
+        newest, width = self.newest_ns, self.width_ns
+        if self.oldest_ns < newest - self.horizon_ns - width:
+            self._drop(newest - self.horizon_ns - width)
+        edge = newest - COLD_AFTER_NS
+        line = edge - edge % width  # the windows starting before it ended COLD_AFTER_NS ago
+        if line > self.cold_ns:
+            self._freeze(line, None)
+        elif len(self.windows) > LIVE_MAX:  # late readings thawed or made windows behind it
+            self._freeze(line, max(s for s in self.windows if s < line))
+
+    def _freeze(self, line: int, keep: int | None) -> None:
+        """Freezes the live windows starting before `line` (but `keep`: the latest a late
+        reading thawed or made, which a backlog sent in order goes on filling)."""
+        windows = self.windows
+        cold = sorted(s for s in windows if s < line and s != keep)
+        if cold:
+            frozen = self.frozen
+            unordered = bool(frozen) and cold[0] < next(reversed(frozen))
+            for start in cold:
+                frozen[start] = _frozen(windows.pop(start))
+            if unordered:  # a late one between frozen ones
+                self.frozen = dict(sorted(frozen.items()))
+        if line > self.cold_ns:
+            self.cold_ns = line
+
+    def _drop(self, floor: int) -> None:
         windows = self.windows
         if self.ordered:  # the windows to drop come first
             old = []
@@ -446,8 +520,33 @@ class SensorRollup:
         if not self.ordered:
             windows = self.windows = dict(sorted(windows.items()))
             self.ordered = True
-        self.oldest_ns = next(iter(windows), 0)
+        frozen = self.frozen
+        if frozen:  # in increasing order: the windows to drop come first
+            gone = []
+            for start in frozen:
+                if start >= floor:
+                    break
+                gone.append(start)
+            for start in gone:
+                del frozen[start]
+        oldest = next(iter(windows), None)
+        oldest_frozen = next(iter(frozen), None)
+        if oldest is None or (oldest_frozen is not None and oldest_frozen < oldest):
+            oldest = oldest_frozen
+        self.oldest_ns = 0 if oldest is None else oldest
+
+    def starts(self) -> list[int]:
+        """The starts of the windows held, live or frozen, in increasing order."""
+        return sorted([*self.windows, *self.frozen])
+
+    def window_at(self, start_ns: int) -> Window | None:
+        """The window held at `start_ns`, for reading: a frozen one thawed apart (it stays
+        frozen in the rollup; a reading goes in through `window`)."""
+        window = self.windows.get(start_ns)
+        if window is None and start_ns in self.frozen:
+            window = _thawed(start_ns, self.frozen[start_ns])
+        return window
 
 
 def windows_of(rollups: Iterable[SensorRollup]) -> int:
-    return sum(len(r.windows) for r in rollups)
+    return sum(len(r.windows) + len(r.frozen) for r in rollups)
