@@ -19,7 +19,9 @@ until it is valid; none is pickled (a snapshot holds what it held before).
 
 from __future__ import annotations
 
+import heapq
 import math
+import pickle
 from collections.abc import Iterable
 
 from cloud.logic.domain import aqi
@@ -37,6 +39,14 @@ NOWCAST_HOURS = 12
 _MISSING: list[float] = []  # no partials kept (`AirRollup._sums`)
 _NO_COVER = aqi.HourCover()  # no cover kept (`AirRollup._covers`); never added to
 _SAFE = 1e300  # values summed into partials: no partial sum can overflow
+# An hour ended this long before the newest stamp is closed (`AirRollup._freeze`): a reading
+# later than that opens it again. A station's sensors report within a message's delay.
+FREEZE_AFTER_NS = 60 * 10**9
+
+Values = dict[str, dict[tuple[str, int], float]]  # an hour's: field -> (sensor, ts) -> value
+# a closed hour held: the pickled bytes of its `Values`, and field -> (mean, n, valid) of
+# its fields holding values (`AirRollup.mean`, `AirRollup.valid`)
+Frozen = tuple[bytes, dict[str, tuple[float, int, bool]]]
 
 
 def _partials(values: Iterable[float]) -> list[float] | None:
@@ -47,6 +57,11 @@ def _partials(values: Iterable[float]) -> list[float] | None:
             return None
         add_to_partials(partials, x)
     return partials
+
+
+def _thaw(frozen: Frozen) -> Values:
+    values: Values = pickle.loads(frozen[0])
+    return values
 
 
 class AirRollup(Horizon):
@@ -60,17 +75,25 @@ class AirRollup(Horizon):
     cover (`_covers`, until it is valid).
 
     `closed` keeps what the NowCast takes of an hour let go: its PM means only if the hour
-    was valid (a previous release's snapshot holds them all: counted valid)."""
+    was valid (a previous release's snapshot holds them all: counted valid).
+
+    An hour of `open` ended `FREEZE_AFTER_NS` before the newest stamp is held compact
+    (`Frozen`: the pickled bytes of its values, memory about their pickled size, a snapshot
+    copies the bytes; and its fields' means and validity, which the NowCast of the hours
+    after it reads), until a late reading opens it again."""
 
     def __init__(self, horizon_ns: int) -> None:
         self.horizon_ns = horizon_ns
         self.newest_ns = 0
         self.too_late = 0
-        self.open: dict[int, dict[str, dict[tuple[str, int], float]]] = {}
+        self.open: dict[int, Values | Frozen] = {}
         self.closed: dict[int, dict[str, tuple[float, int]]] = {}  # hour -> field -> (mean, n)
         self._caches()
 
     def _caches(self) -> None:
+        # the open hours not `Frozen`, a heap (`_freeze`); a previous release's snapshot holds
+        # them all so: closed at the end of the next message
+        self._warm = sorted(h for h, fields in self.open.items() if not isinstance(fields, tuple))
         # (hour, field) -> `mean`, kept until a reading enters the hour or it is let go: a
         # message re-emits its hour, whose NowCast reads the 11 before
         self._means: dict[tuple[int, str], tuple[float, int] | None] = {}
@@ -87,7 +110,7 @@ class AirRollup(Horizon):
 
     def __getstate__(self) -> dict[str, object]:
         state = self.__dict__.copy()
-        for cache in ("_means", "_sums", "_tails", "_covers"):
+        for cache in ("_means", "_sums", "_tails", "_covers", "_warm"):
             state.pop(cache, None)
         return state
 
@@ -110,7 +133,15 @@ class AirRollup(Horizon):
                 continue
             self.newest_ns = max(self.newest_ns, r.ts_ns)
             hour = window_start(r.ts_ns, HOUR_NS)
-            fields = self.open.setdefault(hour, {})
+            held = self.open.get(hour)
+            if held is None:
+                fields = self.open[hour] = {}
+                heapq.heappush(self._warm, hour)
+            elif isinstance(held, tuple):  # closed: a late reading
+                fields = self.open[hour] = _thaw(held)
+                heapq.heappush(self._warm, hour)
+            else:
+                fields = held
             for name in names:
                 if name in r.values:
                     value = float(r.values[name])
@@ -155,10 +186,41 @@ class AirRollup(Horizon):
         out = [(RP_1H, line("air_quality", {"site": site, "node": node}, self._fields(h, means), h))
                for h in sorted(emit)]
         self._evict()
+        self._freeze()
         return out
 
+    def held_open(self) -> dict[int, Values]:
+        """`open` as the rollup held it before closed hours were kept compact (for tests)."""
+        return {h: _thaw(f) if isinstance(f, tuple) else f for h, f in self.open.items()}
+
+    def _freeze(self) -> None:
+        """Holds the hours ended `FREEZE_AFTER_NS` before the newest stamp as `Frozen`, and
+        lets their partial sums and covers go. Pops the heap of open hours: no pass over
+        every hour per message."""
+        warm, limit = self._warm, self.newest_ns - HOUR_NS - FREEZE_AFTER_NS
+        while warm and warm[0] <= limit:
+            hour = heapq.heappop(warm)
+            fields = self.open.get(hour)
+            if fields is None or isinstance(fields, tuple):  # let go, or closed already
+                continue
+            summary: dict[str, tuple[float, int, bool]] = {}
+            for name, values in fields.items():
+                m = self.mean(hour, name)
+                if values and m is not None:
+                    summary[name] = (m[0], m[1], name == "co2" or self.valid(hour, name))
+            self.open[hour] = (pickle.dumps(fields, protocol=pickle.HIGHEST_PROTOCOL), summary)
+            for name in FIELDS:
+                self._sums.pop((hour, name), None)
+                self._covers.pop((hour, name), None)
+
     def mean(self, hour: int, name: str) -> tuple[float, int] | None:
-        values = self.open.get(hour, {}).get(name)
+        held = self.open.get(hour)
+        if isinstance(held, tuple):
+            kept = held[1].get(name)
+            if kept is not None:
+                return kept[0], kept[1]
+            return self.closed.get(hour, {}).get(name)
+        values = (held or {}).get(name)
         if values:
             partials = self._sums.get((hour, name))
             if partials:
@@ -171,7 +233,11 @@ class AirRollup(Horizon):
     def valid(self, hour: int, name: str) -> bool:
         """Whether the hour's mean of pollutant `name` counts in the NowCast: an open hour's
         readings cover 45 min of it (`aqi.HourCover`); a closed hour's mean is kept only so."""
-        values = self.open.get(hour, {}).get(name)
+        held = self.open.get(hour)
+        if isinstance(held, tuple):
+            kept = held[1].get(name)
+            return kept[2] if kept is not None else name in self.closed.get(hour, {})
+        values = (held or {}).get(name)
         if not values:
             return name in self.closed.get(hour, {})
         cover = self._covers.get((hour, name), _NO_COVER)
@@ -232,7 +298,8 @@ class AirRollup(Horizon):
     def _evict(self) -> None:
         floor = self.newest_ns - self.horizon_ns - HOUR_NS
         for hour in [h for h in self.open if h < floor]:
-            self.closed[hour] = {name: m for name in self.open[hour]
+            held = self.open[hour]
+            self.closed[hour] = {name: m for name in (held[1] if isinstance(held, tuple) else held)
                                  if (m := self.mean(hour, name)) is not None
                                  and (name not in POLLUTANTS or self.valid(hour, name))}
             del self.open[hour]

@@ -84,7 +84,10 @@ def _state(occupied: int, fault: int) -> int:
 
 # HospitalNodeRollup's indexes derived from its beds, tickets and doors (`_build_indexes`):
 # not in its snapshots
-_DERIVED = ("_tails", "_tail_counts", "_seconds", "_firsts", "_waits", "_door_sums")
+_DERIVED = ("_tails", "_tail_counts", "_seconds", "_queue_swept", "_waits", "_door_sums")
+# hours whose waits per ticket `HospitalNodeRollup._waits` keeps: the last written (the hour
+# live calls enter, the one before, and a few a late reading writes again)
+WAITS_KEPT = 2
 
 @dataclass(frozen=True, slots=True)
 class WardSnapshot:
@@ -264,8 +267,8 @@ class HospitalNodeRollup(Horizon):
         each bed's last reading, (ts, sensor) sorted, and the counts of their states (a
         ward's state at a window's end after every bed's last reading); the beds whose second
         reading may lie before the floor, a heap of (its ts, sensor), one at least per bed
-        holding two or more (its others out of date, dropped when they come up); likewise
-        the first issue and call of each ticket, (ts, ticket) in a heap per table."""
+        holding two or more (its others out of date, dropped when they come up); the queue
+        floor the tickets' stamps were last let go from (`_evict`)."""
         self._tails: list[tuple[int, str]] = []
         self._tail_counts = [0, 0, 0]  # by state: _AVAILABLE, _OCCUPIED, _FAULTY
         self._seconds: list[tuple[int, str]] = []
@@ -278,9 +281,10 @@ class HospitalNodeRollup(Horizon):
                 self._seconds.append((history[1][0], sensor))
         self._tails.sort()
         heapq.heapify(self._seconds)
-        self._firsts = (_firsts(self.issues), _firsts(self.calls))
-        # hour -> ticket -> its waits in that hour (`waits`): a ticket's waits depend on its
-        # own issues and calls only, so a reading or an eviction drops its ticket's alone
+        self._queue_swept: int | None = None
+        # hour -> ticket -> its waits in that hour (`waits`), of the `WAITS_KEPT` hours written
+        # last (in that order): a ticket's waits depend on its own issues and calls only, so
+        # a reading or an eviction drops its ticket's alone
         self._waits: dict[int, dict[Ticket, list[float]]] = {}
         # hour -> its door totals (`_DoorSums`), made when a message writes the hour
         self._door_sums: dict[int, _DoorSums] = {}
@@ -582,8 +586,6 @@ class HospitalNodeRollup(Horizon):
         if r.values["called"]:
             calls = self.calls.setdefault(ticket, [])
             i = insort_unique(calls, r.ts_ns)
-            if i == 0:  # the ticket's first call (`_firsts`)
-                heapq.heappush(self._firsts[1], (r.ts_ns, ticket))
             hour = window_start(r.ts_ns, HOUR_NS)
             self.call_hours.setdefault(hour, set()).add(ticket)
             if i + 1 < len(calls):
@@ -591,8 +593,7 @@ class HospitalNodeRollup(Horizon):
                 # this one now: the next call's hour loses that wait.
                 return {hour, window_start(calls[i + 1], HOUR_NS)}
             return {hour}
-        if insort_unique(self.issues.setdefault(ticket, []), r.ts_ns) == 0:
-            heapq.heappush(self._firsts[0], (r.ts_ns, ticket))
+        insort_unique(self.issues.setdefault(ticket, []), r.ts_ns)
         calls = self.calls.get(ticket, [])
         lo = bisect.bisect_left(calls, r.ts_ns)
         hi = bisect.bisect_right(calls, r.ts_ns + self.max_wait_ns)
@@ -615,9 +616,10 @@ class HospitalNodeRollup(Horizon):
     def waits(self, hour: int) -> list[float]:
         """Waits (s) of the tickets called in the hour starting at `hour` (in no order)."""
         out: list[float] = []
-        known = self._waits.get(hour)
+        known = self._waits.pop(hour, None)
         if known is None:
-            known = self._waits[hour] = {}
+            known = {}
+        self._waits[hour] = known  # (written last: kept longest)
         for ticket in self.call_hours.get(hour, ()):
             waits = known.get(ticket)
             if waits is None:
@@ -668,24 +670,24 @@ class HospitalNodeRollup(Horizon):
         queue_floor = window_start(floor, HOUR_NS) - self.max_wait_ns
         if self.queue_kept_from is not None and queue_floor >= self.queue_kept_from:
             self.queue_kept_from = None  # no hour it can still write lacks an issue
-        for times, firsts in zip((self.issues, self.calls), self._firsts, strict=True):
-            # the tickets holding stamps before it: those whose first is (`_firsts`)
-            while firsts and firsts[0][0] < queue_floor:
-                first, ticket = heapq.heappop(firsts)
-                stamps = times.get(ticket)
-                if not stamps or stamps[0] != first:  # out of date
-                    continue
-                self._forget_waits(ticket)
-                i = bisect.bisect_left(stamps, queue_floor)
-                if i < len(stamps):
-                    del stamps[:i]
-                    heapq.heappush(firsts, (stamps[0], ticket))
-                else:
-                    del times[ticket]
+        if queue_floor != self._queue_swept:  # it moves by whole hours: once an hour
+            self._queue_swept = queue_floor
+            for times in (self.issues, self.calls):
+                for ticket in [t for t, stamps in times.items() if stamps and stamps[0] < queue_floor]:
+                    self._forget_waits(ticket)
+                    stamps = times[ticket]
+                    i = bisect.bisect_left(stamps, queue_floor)
+                    if i < len(stamps):
+                        del stamps[:i]
+                    else:
+                        del times[ticket]
         for hour in [h for h in self.call_hours if h < floor - HOUR_NS]:
             del self.call_hours[hour]
-        for hour in [h for h in self._waits if h not in self.call_hours]:
-            del self._waits[hour]
+        waits = self._waits
+        for hour in [h for h in waits if h not in self.call_hours]:
+            del waits[hour]
+        while len(waits) > WAITS_KEPT:
+            del waits[next(iter(waits))]
 
 
 def hours_with_gaps(windows: list[int], i: int, first: int, new: set[int]) -> list[int]:
@@ -704,13 +706,6 @@ def hours_with_gaps(windows: list[int], i: int, first: int, new: set[int]) -> li
         out.append(start)
         prev = start
     return out
-
-
-def _firsts(times: dict[Ticket, list[int]]) -> list[tuple[int, Ticket]]:
-    """A heap of (first stamp, ticket) of a ticket table (`HospitalNodeRollup._build_indexes`)."""
-    firsts = [(stamps[0], ticket) for ticket, stamps in times.items() if stamps]
-    heapq.heapify(firsts)
-    return firsts
 
 
 def insort_unique(values: list[int], value: int) -> int:

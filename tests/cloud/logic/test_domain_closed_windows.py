@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import pickle
 
+from cloud.logic.domain.air import AirRollup
 from cloud.logic.domain.common import WIDTHS
 from cloud.logic.domain.traffic import KIND, TrafficRollup
 from tests.cloud.logic.domain_helpers import HOUR, MIN, T0, S, rd
+from tests.cloud.logic.test_air_incremental import _Reference as _AirReference
 from tests.cloud.logic.test_traffic_incremental import _Reference
 from urbanpulse.wire import Reading
 
@@ -69,3 +71,49 @@ def test_a_traffic_snapshot_from_before_compact_windows_resumes_alike() -> None:
     for msg in _minutes(122, 130):
         assert resumed.process("hn", "x1", msg) == ref.process("hn", "x1", msg)
     assert resumed.held_windows() == ref.windows
+
+
+def _air(m: int) -> list[Reading]:
+    """A station's message of minute m: PM and CO2, every 5 minutes."""
+    ts = T0 + m * MIN + 3 * S
+    return [rd("pm-1", "air.pm", ts, pm25=10.0 + m % 17 * 0.3, pm10=20.0 + m % 5),
+            rd("co2-1", "air.co2", ts, co2=400.0 + m % 9)]
+
+
+def test_closed_air_hours_are_compact_and_a_late_reading_opens_them() -> None:
+    new, ref = AirRollup(6 * HOUR), _AirReference(6 * HOUR)
+    messages = [_air(m) for m in range(0, 14 * 60, 5)]
+    late = messages.pop(7)  # 00:35, held back
+    for msg in messages:
+        assert new.process("hn", "st1", msg) == ref.process("hn", "st1", msg)
+    frozen = [h for h, fields in new.open.items() if isinstance(fields, tuple)]
+    assert len(frozen) == len(new.open) - 1  # all but the newest hour
+    assert new.held_open() == ref.open
+    # 13 h late: beyond the horizon, too late; then one late within it, into a closed hour
+    assert new.process("hn", "st1", late) == ref.process("hn", "st1", late)
+    within = [rd("pm-1", "air.pm", T0 + 9 * HOUR + 31 * MIN, pm25=80.0, pm10=90.0)]
+    points = new.process("hn", "st1", within)
+    assert points == ref.process("hn", "st1", within)
+    assert len(points) == 5  # its hour and the 4 held after it, their NowCast changed
+    assert new.held_open() == ref.open
+    assert new.closed == ref.closed
+    resumed = pickle.loads(pickle.dumps(new, protocol=pickle.HIGHEST_PROTOCOL))
+    for msg in [_air(m) for m in range(14 * 60, 15 * 60, 5)]:
+        assert resumed.process("hn", "st1", msg) == ref.process("hn", "st1", msg)
+
+
+def test_an_air_snapshot_from_before_compact_hours_resumes_alike() -> None:
+    ref = _AirReference(6 * HOUR)
+    for m in range(0, 8 * 60, 5):
+        ref.process("hn", "st1", _air(m))
+    old_state = pickle.loads(pickle.dumps(ref.__getstate__(), protocol=pickle.HIGHEST_PROTOCOL))
+    assert all(type(f) is dict for f in old_state["open"].values())
+    resumed = AirRollup.__new__(AirRollup)
+    resumed.__setstate__(old_state)
+    late = [rd("pm-1", "air.pm", T0 + 3 * HOUR + 2 * MIN, pm25=55.5, pm10=60.0)]
+    assert resumed.process("hn", "st1", late) == ref.process("hn", "st1", late)
+    assert sum(isinstance(f, tuple) for f in resumed.open.values()) == len(resumed.open) - 1
+    for m in range(8 * 60, 9 * 60, 5):
+        assert resumed.process("hn", "st1", _air(m)) == ref.process("hn", "st1", _air(m))
+    assert resumed.held_open() == ref.open
+    assert resumed.closed == ref.closed

@@ -1,5 +1,5 @@
 """The ward rollup's counts kept up to date as the beds change, its eviction of only what
-the floor has passed (`HospitalNodeRollup._tails`, `_seconds`, `_firsts`) and its queue waits
+the floor has passed (`HospitalNodeRollup._tails`, `_seconds`, the queue floor swept) and its queue waits
 kept per ticket (`_waits`), against the algorithm they replaced, kept here: a search in every
 bed's readings for each window's end, a walk over every bed and ticket after each message,
 and every ticket of an hour paired again at each queue message. Random messages of bed, door and
@@ -32,7 +32,7 @@ from urbanpulse.wire import Reading
 BED, DOOR, QUEUE = "hospital.bed", "hospital.door", "hospital.queue"
 STATE = ("beds", "bed_windows", "doors", "issues", "calls", "call_hours", "queue_kept_from",
          "newest_ns", "too_late", "horizon_ns", "kept_ns")
-DERIVED = ("_tails", "_tail_counts", "_seconds", "_firsts")
+DERIVED = ("_tails", "_tail_counts", "_seconds", "_queue_swept")
 
 
 class WalkingRollup(HospitalNodeRollup):
@@ -131,9 +131,9 @@ def _assert_indexes(roll: HospitalNodeRollup) -> None:
     assert roll._tail_counts == counts
     seconds = set(roll._seconds)
     assert all((h[1][0], s) in seconds for s, h in roll.beds.items() if len(h) > 1)
-    for times, firsts in zip((roll.issues, roll.calls), roll._firsts, strict=True):
-        held = set(firsts)
-        assert all((stamps[0], t) in held for t, stamps in times.items())
+    swept = roll._queue_swept  # no stamp before the queue floor last let go from
+    assert swept is None or all(stamps[0] >= swept for times in (roll.issues, roll.calls)
+                                for stamps in times.values())
 
 
 def _old_layout(roll: HospitalNodeRollup, rng: random.Random) -> dict[str, object]:
