@@ -3,7 +3,15 @@
 Every wait is bounded: opening, reading, draining a write, closing. Foreign errors come
 out as firmware_bridge errors (see errors.py). `ReconnectingLink` reopens a port that
 vanished (a USB adapter pulled and plugged back, found again under its stable
-`/dev/serial/by-id/...` name), with jittered exponential backoff."""
+`/dev/serial/by-id/...` name), with jittered exponential backoff.
+
+Deadlines and answers: a read that reaches its deadline returns what had already arrived
+rather than time out (an event loop held up past the deadline wakes to both the port's
+bytes and the timer; the timer cancelled the read, and those bytes went to the next read,
+after the next request was sent, as its answer). A poller listening between requests
+(`listen_until`) finishes a frame whose first bytes it holds, up to FINISH_FRAME_S past
+the next request's time, before it asks again. What arrives after a request is sent can
+only be taken for its answer: the protocols carry no request number."""
 
 from __future__ import annotations
 
@@ -82,7 +90,10 @@ class SerialLink:
             async with asyncio.timeout(wait):
                 data = await self._reader.read(max_bytes)
         except TimeoutError as exc:
-            raise LinkTimeoutError(self.port, f"nothing received in {wait:g} s") from exc
+            data = await self._arrived(max_bytes)
+            if not data:
+                raise LinkTimeoutError(self.port, f"nothing received in {wait:g} s") from exc
+            return data  # the caller's time is up: no rest
         except (serial.SerialException, OSError) as exc:
             raise LinkLostError(self.port, f"read failed: {exc}") from exc
         if not data:
@@ -100,6 +111,20 @@ class SerialLink:
                 if not transport.is_closing():
                     transport.resume_reading()  # type: ignore[attr-defined]
         return data
+
+    async def _arrived(self, max_bytes: int) -> bytes:
+        """What the stream already holds, without waiting (b"" if nothing). An event loop
+        held up past a read's deadline (a loaded machine, other work on the loop) runs the
+        port's callback, which takes the bytes, and then the timeout, which cancels the read
+        before it wakes: the bytes came in time but stay in the stream, and were taken by
+        the next read, after the next request was sent, as its answer."""
+        try:
+            async with asyncio.timeout(0):  # returns without suspending if bytes are there
+                return await self._reader.read(max_bytes)
+        except TimeoutError:
+            return b""
+        except (serial.SerialException, OSError) as exc:
+            raise LinkLostError(self.port, f"read failed: {exc}") from exc
 
     async def write(self, data: bytes) -> None:
         raise_if_cancelled()  # a cancellation read() deferred: stop rather than ask again
@@ -148,17 +173,19 @@ class SerialLink:
         raise ProtocolError(f"{self.port}: no valid reply to {command.hex(' ')} after {retries + 1} attempts")
 
     async def listen_until(self, deadline: float, decoder: FrameDecoder[F],
-                           on_frame: Callable[[F], None]) -> None:
+                           on_frame: Callable[[F], None], *,
+                           finish_s: float | None = None) -> None:
         """Until loop time `deadline`, feed what arrives to `decoder` and each frame to
         `on_frame`. A poller waits so between requests: an answer that came after its
         request gave up is taken when it comes, not as the answer to the next request
-        (which would pair every later request with the answer before it). A frame under
-        way at `deadline` (the decoder holds its first bytes) is waited for up to
-        FINISH_FRAME_S more: asked over, it completed in the next request's window and was
-        taken for that request's answer."""
+        (which would pair every later request with the answer before it). While the
+        decoder holds a frame's first bytes, the wait runs to `deadline` + `finish_s`
+        (FINISH_FRAME_S) instead, also for a read begun before `deadline`: asked over, the
+        frame completed in the next request's window and was taken for its answer."""
+        finish = FINISH_FRAME_S if finish_s is None else finish_s
         loop = asyncio.get_running_loop()
-        while (remaining := deadline - loop.time()) > 0 or (
-                decoder.buffered and (remaining := deadline + FINISH_FRAME_S - loop.time()) > 0):
+        while (remaining := (deadline + finish if decoder.buffered else deadline)
+               - loop.time()) > 0:
             try:
                 data = await self.read(timeout_s=remaining)
             except LinkTimeoutError:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -42,3 +43,14 @@ def golden() -> GoldenLoader:
 def wait_until() -> Waiter:
     """Poll a condition until it holds; fail after the deadline."""
     return _wait_until
+
+
+@pytest.fixture
+def pty() -> Iterator[tuple[int, str]]:
+    """A real pseudo-terminal: its master fd and the path of its slave (the "port")."""
+    master, slave = os.openpty()
+    try:
+        yield master, os.ttyname(slave)
+    finally:
+        os.close(slave)
+        os.close(master)

@@ -9,10 +9,8 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 import serial_asyncio_fast
 
 from firmware_bridge.protocols.upfw import TicketIssued, UpfwDecoder
@@ -33,16 +31,6 @@ class _Took:
         data = await self.reader.read(n)
         self.took.set()
         return data
-
-
-@pytest.fixture
-def pty() -> Iterator[tuple[int, str]]:
-    master, slave = os.openpty()
-    try:
-        yield master, os.ttyname(slave)
-    finally:
-        os.close(slave)
-        os.close(master)
 
 
 async def _link(path: str) -> tuple[SerialLink, _Took]:
