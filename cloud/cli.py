@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from cloud.config import CloudConfig, CloudInflux, load_cloud_config
 from cloud.errors import CloudError, InfluxAccessError
+from cloud.stop_grace import STALL_S, DrainEnd, EpochProgress, wait_for_last_epoch
 from urbanpulse.cli_types import add_config_argument, aware_datetime, config_of
 from urbanpulse.errors import ConfigError, UrbanpulseError
 from urbanpulse.wire import validate_id
@@ -31,8 +32,9 @@ EXIT_CONFIG = 2
 EXIT_RUNTIME = 3
 SHUTDOWN_GRACE_S = 5.0
 # A stop first ends the journal source, so that the epoch under way is written and
-# committed and Bytewax ends its run cleanly; past this, it is stopped as before.
-DRAIN_S = 3.0
+# committed and Bytewax ends its run cleanly; when nothing of it moves for this long (or it
+# still moves at flow.stop_drain_s: cloud/stop_grace.py), it is stopped as before.
+DRAIN_S = STALL_S
 # An InfluxDB secret file that cannot be read (cli._wait_for_secrets): looked at again so often,
 # logged again so often.
 SECRET_POLL_S = 5.0
@@ -430,14 +432,26 @@ def _start_ingest_processes(cfg: CloudConfig, config_path: Path | None, instance
     return children
 
 
-def _interrupt_unless_set_within(ended: threading.Event, drain_s: float) -> None:
+def _interrupt_unless_ended(ended: threading.Event, progress: EpochProgress, store: Path | None,
+                            cap_s: float) -> None:
     """The stop's second step, when the first takes too long: InfluxDB down or slow holds
-    the last epoch's writes, and a cluster process waits for the others to end theirs."""
-    if not ended.wait(drain_s):
-        logging.getLogger("urbanpulse.cloud").info(
-            "the last epoch was not written within %g s of the signal; stopping without it "
-            "(a restart reads it again from the journal)", drain_s)
-        _thread.interrupt_main(signal.SIGTERM)
+    the last epoch's writes, and a cluster process waits for the others to end theirs. A
+    last epoch that moves on (its snapshots taken, its points written) is waited for up to
+    `cap_s` (flow.stop_drain_s): interrupted, Bytewax reports the call it was in with a panic.
+    `store`: the recovery store, whose files grow as Bytewax writes the epoch's snapshots."""
+    why = wait_for_last_epoch(ended.wait, lambda: progress.marker(store), cap_s)
+    if why is None:
+        return
+    log = logging.getLogger("urbanpulse.cloud")
+    if why is DrainEnd.STALLED:
+        log.info("the last epoch was not written within %g s of the signal, nothing of it moving "
+                 "(InfluxDB down or slow, or another process of the cluster still running); "
+                 "stopping without it (a restart reads it again from the journal)", STALL_S)
+    else:
+        log.warning("the last epoch was not written within %g s of the signal (flow.stop_drain_s), "
+                    "though it was still being written; stopping without it (a restart reads it "
+                    "again from the journal)", cap_s)
+    _thread.interrupt_main(signal.SIGTERM)
 
 
 def _exit_unless_set_within(ended: threading.Event, grace_s: float) -> None:
@@ -659,6 +673,7 @@ def _run_dataflow(cfg: CloudConfig, partitions: list[str], mine: list[str], pid:
     draining = threading.Event()
     stopping = threading.Event()
     dataflow_ended = threading.Event()
+    progress = EpochProgress()
 
     def stop(signum: int, frame: FrameType | None) -> None:
         stop_begun()
@@ -668,7 +683,10 @@ def _run_dataflow(cfg: CloudConfig, partitions: list[str], mine: list[str], pid:
         # the run ends (Bytewax stopped by an exception logs a panic and its backtrace).
         if not draining.is_set():
             draining.set()
-            threading.Thread(target=_interrupt_unless_set_within, args=(dataflow_ended, DRAIN_S),
+            threading.Thread(target=_interrupt_unless_ended,
+                             args=(dataflow_ended, progress,
+                                   None if recovery is None else cfg.recovery_dir,
+                                   cfg.flow.stop_drain_s),
                              name="drain-grace", daemon=True).start()
             return
         # Too long, or a second signal: the sink's waits for InfluxDB end (an outage must
@@ -696,7 +714,8 @@ def _run_dataflow(cfg: CloudConfig, partitions: list[str], mine: list[str], pid:
                          name="peer-watch", daemon=True).start()
     try:
         try:
-            cli_main(build_flow(cfg, partitions, process_id=pid or 0, stop=stopping, drain=draining),
+            cli_main(build_flow(cfg, partitions, process_id=pid or 0, stop=stopping, drain=draining,
+                                progress=progress),
                      workers_per_process=cfg.flow.workers,
                      process_id=pid if cfg.flow.addresses else None,
                      addresses=list(cfg.flow.addresses) or None,

@@ -93,6 +93,8 @@ class FlowSettings:
     health_every_s: float = 10.0  # how often each process writes its `processor` point
     replay_interval_s: float = 30.0  # a domain span's replays run at most this often
     door_roles: DoorRoleMap = NO_DOOR_ROLES  # [flow.door_roles]: (site, node, sensor) -> role
+    # a stop waits this long at most for its last epoch while it moves on (cloud/stop_grace.py)
+    stop_drain_s: float = 120.0
 
 
 @dataclass(frozen=True)
@@ -289,7 +291,7 @@ def parse_cloud_config(raw: Mapping[str, Any]) -> CloudConfig:
                              "journal_retention_s", "ingest_instances", "ingest_mode",
                              "dead_letter_max_bytes", "detect", "gc_tuning",
                              "drift_pair_suffix", "health_every_s", "replay_interval_s",
-                             "door_roles"})
+                             "door_roles", "stop_drain_s"})
     pair_suffix = typed(f, "drift_pair_suffix", "flow", str, "-b")
     if not re.fullmatch(r"[a-z0-9-]{1,16}", pair_suffix):
         raise ConfigError("flow.drift_pair_suffix", "must be 1-16 characters of a-z, 0-9 and '-' "
@@ -345,6 +347,9 @@ def parse_cloud_config(raw: Mapping[str, Any]) -> CloudConfig:
             _min(typed(f, "replay_interval_s", "flow", float, 30.0), "flow.replay_interval_s", 0),
             "flow.replay_interval_s"),
         door_roles=_door_roles(f.get("door_roles", {})),
+        stop_drain_s=finite_seconds(
+            _min(typed(f, "stop_drain_s", "flow", float, 120.0), "flow.stop_drain_s", 1.0),
+            "flow.stop_drain_s"),
     )
     if flow.backup_interval_s > flow.journal_retention_s:
         raise ConfigError("flow.journal_retention_s",

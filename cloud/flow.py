@@ -50,6 +50,7 @@ from cloud.logic.events import Alert
 from cloud.logic.node import NodeState
 from cloud.logic.records import Point, Record, RelayedReject, decode_record, expand_relays
 from cloud.sink import InfluxWriter, make_writer, owed_entry, retry_advice
+from cloud.stop_grace import EpochProgress
 from urbanpulse.clock import Clock, SystemClock, from_epoch_ns, to_epoch_ns
 from urbanpulse.influx_http import InfluxError
 
@@ -246,10 +247,12 @@ NodeOut = tuple[list[Point], list[SiteUpdate], list[Alert], list[AirReading]]
 
 
 class NodeLogic(op.StatefulBatchLogic[Record, NodeOut, bytes]):
-    def __init__(self, state: NodeState, dead_letter_max_bytes: int, drift: bool = False) -> None:
+    def __init__(self, state: NodeState, dead_letter_max_bytes: int, drift: bool = False,
+                 progress: EpochProgress | None = None) -> None:
         self.state = state
         self.dead_letter_max_bytes = dead_letter_max_bytes
         self.drift = drift  # hand the air readings on to the city's drift step
+        self.progress = progress or EpochProgress()  # a stop's wait for the last epoch
 
     def on_batch(self, values: list[Record]) -> tuple[list[NodeOut], bool]:
         out: list[NodeOut] = []
@@ -274,9 +277,14 @@ class NodeLogic(op.StatefulBatchLogic[Record, NodeOut, bytes]):
         node's own traffic, every TICK of the time the ingest received it: not of the
         processor's clock, which runs on while the dataflow waits (InfluxDB down or refusing
         the writer) or catches up a backlog, when what arrived meanwhile is not read yet (a
-        false silence for every fast sensor); and a replay of the journal ticks the same. A
-        Bytewax notify_at would hold every epoch open until it fires and delay all output by
-        up to the tick. A node silent as a whole is the heartbeat alert's job (node_status).
+        false silence for every fast sensor); and a replay of the journal ticks the same.
+        Bytewax's own timer (`notify_at`, `on_notify`) is that processor's clock: it fires
+        when the worker's wall clock passes the time asked for. It holds no epoch open
+        (0.21's `stateful_batch` keeps each key's next time and wakes the step; its output
+        goes on with the frontier), but it costs per key: a `notify_at` call for every key
+        each time one is woken, a pass over every key's time at each wake of the step, and
+        a snapshot of each key it wakes. A node silent as a whole is the heartbeat alert's
+        job (node_status).
         The schedule is the node state's (`NodeState.next_tick_ns`), so in its snapshots: a
         processor restarted from one ticks the epochs it reads again as the run it resumes
         did, and raises the same events with the same stamps (no second SILENCE point)."""
@@ -291,30 +299,40 @@ class NodeLogic(op.StatefulBatchLogic[Record, NodeOut, bytes]):
             if points or alerts:
                 out.append((points, [], alerts, []))
 
+    def on_eof(self) -> tuple[list[NodeOut], bool]:
+        """The run ends (a stop): Bytewax calls this on every key, then snapshots each."""
+        self.progress.end_of_input()
+        return [], op.StatefulBatchLogic.RETAIN
+
     def snapshot(self) -> bytes:
+        self.progress.tick()
         return pickle.dumps(self.state, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 class DriftLogic(op.StatefulBatchLogic[list[AirReading], tuple[list[Point], list[Alert]], bytes]):
-    def __init__(self, state: CityAir) -> None:
+    def __init__(self, state: CityAir, progress: EpochProgress | None = None) -> None:
         self.state = state
+        self.progress = progress or EpochProgress()
 
     def on_batch(self, values: list[list[AirReading]]
                  ) -> tuple[list[tuple[list[Point], list[Alert]]], bool]:
         return [self.state.process(r for batch in values for r in batch)], op.StatefulBatchLogic.RETAIN
 
     def snapshot(self) -> bytes:
+        self.progress.tick()
         return pickle.dumps(self.state, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 class SiteLogic(op.StatefulBatchLogic[SiteUpdate, list[Point], bytes]):
-    def __init__(self, state: HospitalSite) -> None:
+    def __init__(self, state: HospitalSite, progress: EpochProgress | None = None) -> None:
         self.state = state
+        self.progress = progress or EpochProgress()
 
     def on_batch(self, values: list[SiteUpdate]) -> tuple[list[list[Point]], bool]:
         return [site_step(self.state, values[0].site, values)], op.StatefulBatchLogic.RETAIN
 
     def snapshot(self) -> bytes:
+        self.progress.tick()
         return pickle.dumps(self.state, protocol=pickle.HIGHEST_PROTOCOL)
 
 
@@ -374,8 +392,10 @@ class InfluxPartition(StatefulSinkPartition[list[Point], list[str] | None]):
                  stop: threading.Event | None = None, health: ProcessorHealth | None = None,
                  replay_interval_s: float = 0.0, held_replays: list[str] | None = None,
                  replay_after_epochs: int = 0,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+                 monotonic: Callable[[], float] = time.monotonic,
+                 progress: EpochProgress | None = None) -> None:
         self.writer = writer
+        self.progress = progress or EpochProgress()  # each write done: a stop's wait goes on
         self._monotonic = monotonic  # when held replays and rebuilds are due
         self.replay_interval_s = replay_interval_s
         self.replay_after_epochs = replay_after_epochs
@@ -650,6 +670,7 @@ class InfluxPartition(StatefulSinkPartition[list[Point], list[str] | None]):
                 if time.monotonic() >= self._next_stats:
                     self._next_stats = time.monotonic() + STATS_EVERY_S
                     self._log_stats()
+                self.progress.tick()
                 with self._cond:
                     self._hold(held, handed_in)
                     if refused:
@@ -659,6 +680,7 @@ class InfluxPartition(StatefulSinkPartition[list[Point], list[str] | None]):
             if replays or windows:
                 again = self.writer.rebuild_windows(windows, between, hold_refused=True)
                 again.spans += self.writer.run_replays(replays, between, hold_refused=True).spans
+                self.progress.tick()
                 with self._cond:
                     self._hold_refused(again.windows, again.spans, tried, self._monotonic())
                     self._replaying = False
@@ -816,12 +838,13 @@ class InfluxSink(FixedPartitionedSink[list[Point], list[str] | None]):
     has snapshots under those names, and resuming it needs them (a scale-down)."""
 
     def __init__(self, cfg: CloudConfig, process_id: int, stop: threading.Event | None = None,
-                 health: ProcessorHealth | None = None) -> None:
+                 health: ProcessorHealth | None = None, progress: EpochProgress | None = None) -> None:
         self.cfg = cfg
         self.process_id = process_id
         self.processes = max(1, len(cfg.flow.addresses))
         self.stop = stop or threading.Event()
         self.health = health
+        self.progress = progress
 
     def list_parts(self) -> list[str]:
         return [sink_part(self.process_id), *retired_sink_parts(self.processes, self.process_id)]
@@ -845,10 +868,11 @@ class InfluxSink(FixedPartitionedSink[list[Point], list[str] | None]):
                      extra={"partition": for_part, "held": len(resume_state)})
             return InfluxPartition(self._writer(), stop=self.stop,
                                    replay_interval_s=self.cfg.flow.replay_interval_s,
-                                   held_replays=resume_state)
+                                   held_replays=resume_state, progress=self.progress)
         part = InfluxPartition(self._writer(), stop=self.stop, health=self.health,
                                replay_interval_s=self.cfg.flow.replay_interval_s, held_replays=resume_state,
-                               replay_after_epochs=1 if self.processes > 1 else 0)
+                               replay_after_epochs=1 if self.processes > 1 else 0,
+                               progress=self.progress)
         if resume_state is not None:  # resumed: the run before may have died mid-request
             part.writer.owe_after_restart()
         if self.health is not None:
@@ -951,10 +975,14 @@ def processor_health(cfg: CloudConfig, process_id: int) -> ProcessorHealth:
 def build_flow(cfg: CloudConfig, partitions: list[str], sink: Any = None,
                alert_sink: Any = None, process_id: int = 0,
                stop: threading.Event | None = None, health: ProcessorHealth | None = None,
-               drain: threading.Event | None = None) -> Dataflow:
+               drain: threading.Event | None = None,
+               progress: EpochProgress | None = None) -> Dataflow:
     """`drain`: set when the processor is asked to stop; the journal source ends, so that
     the epoch under way is written and committed and the run ends cleanly.
     `stop`: set when it must stop now; ends the sink's waits for InfluxDB.
+    `progress`: counts the end of the input reaching the node step, the state snapshots
+    taken and the InfluxDB writes done, which a stop's wait for the last epoch goes by
+    (cloud/stop_grace.py).
     `health`: what the journal reader and the InfluxDB writer of this process report on
     (made here, on the system clock, unless given)."""
     if health is None:
@@ -976,7 +1004,7 @@ def build_flow(cfg: CloudConfig, partitions: list[str], sink: Any = None,
         state.set_horizon(horizon_ns)
         # not pickled: a changed role reaches the held door hours at the node's next message
         state.domain.set_door_roles(cfg.flow.door_roles)
-        return NodeLogic(state, max_dl, drift=cfg.flow.detect)
+        return NodeLogic(state, max_dl, drift=cfg.flow.detect, progress=progress)
 
     processed = op.stateful_batch("node_state", keyed, builder)
     node_points = op.map("node_points", processed, lambda kv: kv[1][0])
@@ -986,7 +1014,7 @@ def build_flow(cfg: CloudConfig, partitions: list[str], sink: Any = None,
     def site_builder(resume: bytes | None) -> SiteLogic:
         state: HospitalSite = pickle.loads(resume) if resume is not None else HospitalSite(horizon_ns)
         state.set_horizon(horizon_ns)
-        return SiteLogic(state)
+        return SiteLogic(state, progress)
 
     site_points = op.map("site_points", op.stateful_batch("site_state", by_site, site_builder),
                          lambda kv: kv[1])
@@ -1002,7 +1030,7 @@ def build_flow(cfg: CloudConfig, partitions: list[str], sink: Any = None,
             t = cfg.drift
             city.use_thresholds(pair_shift=t.pair_shift, pair_spread=t.pair_spread, cross_k=t.cross_k,
                                 cross_h=t.cross_h, cross_min_others=t.cross_min_others)
-            return DriftLogic(city)
+            return DriftLogic(city, progress)
 
         drifts = op.stateful_batch("city_drift", air, drift_builder)
         points = op.merge("with_drift_points", points,
@@ -1014,5 +1042,6 @@ def build_flow(cfg: CloudConfig, partitions: list[str], sink: Any = None,
     retired = retired_sink_parts(max(1, len(cfg.flow.addresses)), process_id)
     to_sink = op.merge("with_process_start", op.key_on("to_sink", points, lambda _: local),
                        op.input("process_start", flow, ProcessStart(local, retired, drain)))
-    op.output("influx", to_sink, sink if sink is not None else InfluxSink(cfg, process_id, stop, health))
+    op.output("influx", to_sink,
+              sink if sink is not None else InfluxSink(cfg, process_id, stop, health, progress))
     return flow
