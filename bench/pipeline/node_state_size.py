@@ -2,7 +2,8 @@
 the dataflow's node step (`cloud.flow.NodeLogic`: decode, `NodeState.process`, a tick every
 30 s of reception), one message per second of readings at most (the agent's
 `outbox.batch_max_delay_s`) and a heartbeat every 30 s, then the state's pickled and
-in-memory bytes broken down by part, each simulated hour.
+in-memory bytes broken down by part, each simulated hour, and at the end the time to pickle
+each part and the whole state (a snapshot of the node: the median of --repeat pickles).
 
     python -m bench.pipeline.node_state_size --hours 6
 """
@@ -13,7 +14,9 @@ import argparse
 import bisect
 import gc
 import pickle
+import statistics
 import sys
+import time
 from collections import deque
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -97,6 +100,22 @@ def breakdown(state: NodeState) -> dict[str, tuple[int, int]]:
     return out
 
 
+def pickle_times(state: NodeState, repeat: int) -> dict[str, float]:
+    """part -> CPU µs to pickle it (the machine is shared: not wall time), the median of
+    `repeat` pickles; "total" the whole state's."""
+    grouped: dict[str, object] = dict(parts(state))
+    grouped["total"] = state
+    out = {}
+    for name, obj in grouped.items():
+        times = []
+        for _ in range(repeat):
+            start = time.process_time_ns()
+            pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+            times.append(time.process_time_ns() - start)
+        out[name] = statistics.median(times) / 1e3
+    return out
+
+
 def detail(state: NodeState) -> dict[str, int]:
     """Pickled bytes of the larger parts' pieces: each detector's attributes summed over the
     node's detectors, the domain's sub-rollups, and the windows held."""
@@ -109,8 +128,11 @@ def detail(state: NodeState) -> dict[str, int]:
                     out[key] = out.get(key, 0) + _pickled(value)
     for name, value in state.domain.__getstate__().items():
         out[f"domain.{name}"] = _pickled(value)
-    out["minute windows held"] = sum(len(r.windows) for r in state.minute.values())
-    out["hour windows held"] = sum(len(r.windows) for r in state.hour.values())
+    for name, rollups in (("minute", state.minute), ("hour", state.hour)):
+        # (getattr: the bench also measures the code before windows froze, for comparison)
+        frozen = sum(len(getattr(r, "frozen", ())) for r in rollups.values())
+        out[f"{name} windows held"] = sum(len(r.windows) for r in rollups.values()) + frozen
+        out[f"{name} windows frozen"] = frozen
     out["ledger hours held"] = len(state.ledger)
     return out
 
@@ -154,9 +176,11 @@ def records(key: str, readings: list[Reading], hours: float) -> Iterator[Journal
         yield JournalRecord("p0", offset, received, topic, payload)
 
 
-def measure(key: str, hours: float, horizon_s: int = DEFAULT_HORIZON_S, detect: bool = True
+def measure(key: str, hours: float, horizon_s: int = DEFAULT_HORIZON_S, detect: bool = True,
+            cpu: list[int] | None = None
             ) -> tuple[list[tuple[float, int, int, dict[str, tuple[int, int]]]], NodeState]:
-    """(hour, readings so far, sensors, breakdown) at the end of each simulated hour."""
+    """(hour, readings so far, sensors, breakdown) at the end of each simulated hour; with
+    `cpu`, the CPU ns the node step took for each record (message or heartbeat) appended."""
     readings = node_stream(key, hours)
     logic = NodeLogic(NodeState(horizon_s * 10**9, detect), 1 << 16)
     start_ns = to_epoch_ns(START)
@@ -169,7 +193,12 @@ def measure(key: str, hours: float, horizon_s: int = DEFAULT_HORIZON_S, detect: 
             fed = bisect.bisect_left(stamps, boundary)
             rows.append((float(next_hour), fed, len(logic.state.seqs), breakdown(logic.state)))
             next_hour += 1
-        logic.on_batch([rec])
+        if cpu is None:
+            logic.on_batch([rec])
+        else:
+            start = time.process_time_ns()
+            logic.on_batch([rec])
+            cpu.append(time.process_time_ns() - start)
     if not rows or rows[-1][0] < hours:
         rows.append((hours, len(readings), len(logic.state.seqs), breakdown(logic.state)))
     return rows, logic.state
@@ -184,9 +213,12 @@ def main(argv: list[str] | None = None) -> None:
                    help="flow.aggregate_horizon_s (default 6 h)")
     p.add_argument("--detail", action="store_true", help="also the larger parts' pieces at the end")
     p.add_argument("--no-detect", action="store_true", help="the node state without detection")
+    p.add_argument("--repeat", type=int, default=21, help="pickles timed per part (the median)")
     args = p.parse_args(argv)
     if not args.hours > 0:
         raise PipelineBenchError("--hours must be positive")
+    if args.repeat < 1:
+        raise PipelineBenchError("--repeat must be at least 1")
     was_enabled = gc.isenabled()
     gc.disable()
     try:
@@ -200,8 +232,12 @@ def _report(args: argparse.Namespace) -> None:
     keys = ([f"{n.site}/{n.node}" for n in City.load().nodes] if args.nodes == "all"
             else args.nodes.split(","))
     city = dict.fromkeys((*PARTS, "total"), (0, 0))
+    city_us = dict.fromkeys((*PARTS, "total"), 0.0)
+    city_cpu: list[int] = []
     for key in keys:
-        rows, state = measure(key, args.hours, args.horizon_s, detect=not args.no_detect)
+        cpu: list[int] = []
+        rows, state = measure(key, args.hours, args.horizon_s, detect=not args.no_detect, cpu=cpu)
+        city_cpu.extend(cpu)
         print(f"\n{key}: KB pickled / KB in memory by part")
         heads = " ".join(f"{n[:13]:>15}" for n in (*PARTS, "total"))
         print(f"{'hour':>5} {'readings':>8} {'sensors':>7} {heads}")
@@ -209,13 +245,20 @@ def _report(args: argparse.Namespace) -> None:
             cells = " ".join(f"{b[n][0] / 1e3:7.1f}/{b[n][1] / 1e3:7.1f}" for n in (*PARTS, "total"))
             print(f"{hour:5.1f} {n:8d} {sensors:7d} {cells}")
         city = {n: (city[n][0] + rows[-1][3][n][0], city[n][1] + rows[-1][3][n][1]) for n in city}
+        us = pickle_times(state, args.repeat)
+        print(f"{'':>22} " + " ".join(f"{us[n]:13.1f}us" for n in (*PARTS, "total"))
+              + f"  to pickle (median of {args.repeat})")
+        print(f"{'':>22} node step: {sum(cpu) / len(cpu) / 1e3:.1f} CPU µs a record (mean of {len(cpu)})")
+        city_us = {n: city_us[n] + us[n] for n in city_us}
         if args.detail:
             for name, value in sorted(detail(state).items(), key=lambda kv: -kv[1]):
                 print(f"    {name:<28} {value:>9,}")
     if len(keys) > 1:
-        print(f"\nthe {len(keys)} nodes at {args.hours} h: KB pickled / KB in memory")
+        print(f"\nthe {len(keys)} nodes at {args.hours} h: KB pickled / KB in memory / µs to pickle")
         for name, (pickled, memory) in city.items():
-            print(f"    {name:<16} {pickled / 1e3:9.1f} {memory / 1e3:9.1f}")
+            print(f"    {name:<16} {pickled / 1e3:9.1f} {memory / 1e3:9.1f} {city_us[name]:9.1f}")
+        print(f"    node step        {sum(city_cpu) / len(city_cpu) / 1e3:.2f} CPU µs a record "
+              f"(mean of {len(city_cpu)} messages and heartbeats)")
 
 
 if __name__ == "__main__":
