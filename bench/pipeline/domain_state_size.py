@@ -14,8 +14,17 @@ import pickle
 import time
 
 from bench.pipeline.errors import PipelineBenchError
-from bench.pipeline.node_state_size import DEFAULT_HORIZON_S, NODES, deep_size, measure
+from bench.pipeline.node_state_size import (
+    DEFAULT_HORIZON_S,
+    MESSAGE_S,
+    NODES,
+    deep_size,
+    measure,
+    node_stream,
+)
 from cloud.logic.domain.node import DomainNode
+from cloud.logic.rollup import HOUR_NS
+from urbanpulse.wire import Reading
 
 ROLLUPS = ("traffic", "air", "hospital")
 
@@ -66,12 +75,55 @@ def unpickle_us(domain: DomainNode, rounds: int) -> float:
     return times[len(times) // 2] * 1e6
 
 
+def messages(readings: list[Reading]) -> list[list[Reading]]:
+    """The node's readings cut as a live node sends them: those stamped within a second."""
+    out: list[list[Reading]] = []
+    i = 0
+    while i < len(readings):
+        end = readings[i].ts_ns + int(MESSAGE_S * 1e9)
+        j = i
+        while j < len(readings) and readings[j].ts_ns < end:
+            j += 1
+        out.append(readings[i:j])
+        i = j
+    return out
+
+
+def process_us(key: str, hours: float, horizon_s: int, rounds: int, late_h: float = 0.0
+               ) -> tuple[float, int]:
+    """Least CPU µs per message of `DomainNode.process` over the node's hours, fed to a new
+    domain state each round; and the messages. With `late_h`, the readings of the `late_h`
+    hours from the first hour's end on come last (an outage's backlog, within the horizon)."""
+    site, node = key.split("/")
+    readings = node_stream(key, hours)
+    if late_h:
+        first = readings[0].ts_ns - readings[0].ts_ns % HOUR_NS + HOUR_NS
+        end = first + int(late_h * HOUR_NS)
+        held = [r for r in readings if first <= r.ts_ns < end]
+        readings = [r for r in readings if not first <= r.ts_ns < end]
+        msgs = messages(readings) + messages(held)
+    else:
+        msgs = messages(readings)
+    best = float("inf")
+    for _ in range(rounds):
+        domain = DomainNode(horizon_s * 10**9)
+        t0 = time.process_time()
+        for msg in msgs:
+            domain.process(site, node, msg)
+        best = min(best, time.process_time() - t0)
+    return best / len(msgs) * 1e6, len(msgs)
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--hours", type=float, default=6.0)
     p.add_argument("--nodes", default=",".join(NODES), help="site/node,...")
     p.add_argument("--horizon-s", type=int, default=DEFAULT_HORIZON_S)
     p.add_argument("--rounds", type=int, default=50, help="pickles timed per node")
+    p.add_argument("--process-rounds", type=int, default=0,
+                   help="also time DomainNode.process per message, the least of these rounds")
+    p.add_argument("--late-hours", type=float, default=2.0,
+                   help="and with these hours' readings (from hour 1 on) sent last, a backlog")
     args = p.parse_args(argv)
     if not args.hours > 0 or args.rounds < 1:
         raise PipelineBenchError("--hours must be positive and --rounds at least 1")
@@ -90,6 +142,13 @@ def main(argv: list[str] | None = None) -> None:
               f"pickle {dump:.0f} µs, unpickle {load:.0f} µs (median of {args.rounds})")
         for name, (pickled, memory) in rollup_parts(domain).items():
             print(f"    {name:<28} {pickled / 1e3:8.1f} {memory / 1e3:9.1f}")
+        if args.process_rounds:
+            us, n = process_us(key, args.hours, args.horizon_s, args.process_rounds)
+            print(f"    process: {us:.2f} µs a message ({n} messages, least of {args.process_rounds})")
+            if args.late_hours:
+                us, n = process_us(key, args.hours, args.horizon_s, args.process_rounds,
+                                   args.late_hours)
+                print(f"    process, {args.late_hours} h sent last: {us:.2f} µs a message")
 
 
 if __name__ == "__main__":

@@ -186,22 +186,27 @@ class AirRollup(Horizon):
         out = [(RP_1H, line("air_quality", {"site": site, "node": node}, self._fields(h, means), h))
                for h in sorted(emit)]
         self._evict()
-        self._freeze()
+        self._freeze(touched)
         return out
 
     def held_open(self) -> dict[int, Values]:
         """`open` as the rollup held it before closed hours were kept compact (for tests)."""
         return {h: _thaw(f) if isinstance(f, tuple) else f for h, f in self.open.items()}
 
-    def _freeze(self) -> None:
-        """Holds the hours ended `FREEZE_AFTER_NS` before the newest stamp as `Frozen`, and
-        lets their partial sums and covers go. Pops the heap of open hours: no pass over
-        every hour per message."""
+    def _freeze(self, touched: set[int]) -> None:
+        """Holds the hours ended `FREEZE_AFTER_NS` before the newest stamp as `Frozen`, but
+        those this message wrote (late readings: a backlog goes on into them), and lets
+        their partial sums and covers go. Pops the heap of open hours: no pass over every
+        hour per message."""
         warm, limit = self._warm, self.newest_ns - HOUR_NS - FREEZE_AFTER_NS
+        kept: list[int] = []
         while warm and warm[0] <= limit:
             hour = heapq.heappop(warm)
             fields = self.open.get(hour)
             if fields is None or isinstance(fields, tuple):  # let go, or closed already
+                continue
+            if hour in touched:
+                kept.append(hour)
                 continue
             summary: dict[str, tuple[float, int, bool]] = {}
             for name, values in fields.items():
@@ -212,6 +217,8 @@ class AirRollup(Horizon):
             for name in FIELDS:
                 self._sums.pop((hour, name), None)
                 self._covers.pop((hour, name), None)
+        for hour in kept:
+            heapq.heappush(warm, hour)
 
     def mean(self, hour: int, name: str) -> tuple[float, int] | None:
         held = self.open.get(hour)

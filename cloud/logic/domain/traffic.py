@@ -418,27 +418,34 @@ class TrafficRollup(Horizon):
                 out.append((rp, f"{total_head} {text},lanes={len(lanes)}i,"
                                 f"speed_lanes={speeded}i {start}"))
         self._evict()
-        self._freeze()
+        self._freeze(touched)
         return out
 
-    def _freeze(self) -> None:
-        """Closes the windows ended `FREEZE_AFTER_NS` before the newest stamp: an hour's lanes
-        to their pickled bytes, a minute's let go (its hour holds its samples), and their
-        caches let go. Called per message: pops the heap of open windows, no pass over all."""
+    def _freeze(self, touched: dict[tuple[str, int], set[int]]) -> None:
+        """Closes the windows ended `FREEZE_AFTER_NS` before the newest stamp but those this
+        message wrote (late readings: a backlog goes on into them): an hour's lanes to their
+        pickled bytes, a minute's let go (its hour holds its samples), and their caches let
+        go. Called per message: pops the heap of open windows, no pass over all."""
         newest = self.newest_ns
         for key, windows in self.windows.items():
-            heap, caches = self._open[key], self._cache[key]
+            heap, caches, written = self._open[key], self._cache[key], touched[key]
             limit = newest - key[1] - FREEZE_AFTER_NS  # a start at or before it has closed
+            kept: list[int] = []
             while heap and heap[0] <= limit:
                 start = heapq.heappop(heap)
-                caches.pop(start, None)
                 lanes = windows.get(start)
                 if lanes is None or isinstance(lanes, bytes):  # evicted, or closed already
                     continue
+                if start in written:
+                    kept.append(start)
+                    continue
+                caches.pop(start, None)
                 if key == _MINUTE:
                     del windows[start]
                 else:
                     windows[start] = pickle.dumps(lanes, protocol=pickle.HIGHEST_PROTOCOL)
+            for start in kept:
+                heapq.heappush(heap, start)
 
     @staticmethod
     def _lane_text(cache: _Cache, sensor: str, lane: dict[int, Sample]) -> tuple[str, float]:
