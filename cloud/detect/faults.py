@@ -107,12 +107,15 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+import sys
+from array import array
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
+from cloud.detect.compat import slot_state
 from cloud.detect.errors import DetectError
 from urbanpulse.clock import from_epoch_ns, to_epoch_ns
 from urbanpulse.wire.kinds import KINDS, FieldSpec
@@ -304,6 +307,8 @@ _PAIR_SPAN_US = 3_600_000_000
 # Share of non-zero readings: an exponential average over about this many readings.
 _ZERO_SPAN = 20
 _LONG_GAPS = 240
+# The last gaps whose median is the expected interval (of the `_LONG_GAPS` kept).
+_GAPS = 15
 # Gaps seen before an interval is trusted (silence) or the longest gap is (clock).
 _LEARN_GAPS = 10
 _LEARN_LONGEST = 20
@@ -360,44 +365,109 @@ def _rx(received: datetime | int | None) -> datetime | None:
 
 
 class FaultMonitor:
-    """The fault rules for one field of one sensor."""
+    """The fault rules for one field of one sensor.
 
-    # The node clock's stamp (µs) at which the node's agent last started, from its
-    # heartbeat: consecutive readings on either side of it are apart by the time the agent
-    # was down, not by a clock set forward. Kept on the class too: monitors unpickled from
-    # snapshots taken before it load with None.
-    _agent_start: int | None = None
+    A city holds one per sensor field, so it is kept small (docs/anomaly-detection.md,
+    "Cost"): its attributes are slots (an instance dict of 49 took 1.6 KB: too many for
+    the keys the class's instances share); its rings of numbers are arrays, of the gaps
+    (floats) or of integer stamps (`_leads`, `_rx_gaps`, `_pair`), the spike window and the
+    glitches lists (a deque took 0.8 KB even empty, 8 per monitor, and a float in one 32
+    bytes); a rule the field's settings leave off has None for its containers. Pickled by
+    name, without the attributes that are None (`__getstate__`); the layout of the code
+    before (its instance dict, with deques) loads and resumes as it was (`__setstate__`)."""
+
+    kind: str
+    field: str
+    sensor: str
+    spec: FieldSpec
+    settings: FaultSettings
+    # Stamps are microseconds since the epoch (`_micros`), but where the ticks' clock is kept.
+    _last_ts: int | None
+    _last_seq: int | None
+    # The last `_LONG_GAPS` gaps (s) between judged readings, oldest first, and their largest.
+    # The median of the newest `_GAPS` is the expected interval (`expected_interval`; the code
+    # before kept those apart, always the same).
+    _long_gaps: array[float]
+    _longest: float
+    # Arrival as the ticks see it: cloud time, not the node's stamps.
+    _arrived: int | None
+    _heard: datetime | None
+    _now: datetime | None
+    _silent: bool
+    _silence_seen: bool
+    _out_of_range: bool
+    _run_start: int | None
+    _run_value: float
+    _run_count: int
+    _stuck: bool
+    _nonzero: float
+    _seen: int
+    _zero_start: int | None
+    _zero_p: float
+    _zero_count: int
+    _zero_fired: bool
+    # The spike rule's last `spike_window` values, oldest first (None: no spike rule): the
+    # values given, as given (a list, not an array: an int stays an int in a detail).
+    _window: list[float] | None
+    _candidate: tuple[int, float, float, float] | None
+    _spike_last: int | None  # the last spike's stamp (µs), raised or not
+    _cut_start: int | None
+    _cut_count: int
+    # The glitch span's readings with glitches, as (stamp, count) (None: no glitch rule).
+    _glitches: list[tuple[int, float]] | None
+    _glitch_fired: bool
+    # Stamps of the last hour's readings by value (0 and 1), for `pair_busy` (else None).
+    _pair: tuple[array[int], array[int]] | None
+    _tickets: tuple[float, float]  # the last ticket issued, the last called
+    _pair_fired: bool
+    # Stamp and sequence number of the reading with the highest number, for `clock_back`.
+    _order: tuple[int, int] | None
+    _span: float
+    # The node clock's stamp (µs) at which the node's agent last started, from its heartbeat:
+    # consecutive readings on either side of it are apart by the time the agent was down,
+    # not by a clock set forward.
+    _agent_start: int | None
     # The node clock's lead on the cloud's (µs): the stamp of a heartbeat taken in order less
     # its reception, the largest of the node's last `_LEADS_KEPT` (`node_heartbeat`: a
     # transit delay, an ingest that stamped it late, makes one look behind); None before one.
-    _lead: int | None = None
-    _leads: deque[int] | None = None
+    _lead: int | None
+    _leads: array[int] | None
     # Forward clock jumps judged but not raised yet (`_hold`): (the stamp before the gap, the
     # stamp after it, the cloud's reception of the reading after it (µs), the event).
-    _held: list[tuple[int, int, int, FaultEvent]] | None = None
+    _held: list[tuple[int, int, int, FaultEvent]] | None
     # Sequence gaps judged a silence but not raised yet (`_hold_gap`, `_HeldGap`).
-    _gaps_held: list[_HeldGap] | None = None
-    # Numbers taken without judging (`unjudged`) since the last reading judged: the next
-    # one judged is not consecutive to it, and only the numbers after them are missing.
-    _unjudged = False
+    _gaps_held: list[_HeldGap] | None
+    # Numbers taken without judging (`unjudged`) since the last reading judged: the next one
+    # judged is not consecutive to it, and only the numbers after them are missing.
+    _unjudged: bool
     # When the node's agent last started by the cloud's clock (µs): the reception of the
     # heartbeat that dated the start less the agent's uptime (`node_heartbeat`). A sensor
-    # cannot report before its agent started: the ticks measure its silence from then at
-    # the earliest.
-    _start_rx: int | None = None
+    # cannot report before its agent started: the ticks measure its silence from then at the
+    # earliest.
+    _start_rx: int | None
     # The cloud's reception (µs) of the newest heartbeat of the node taken in order.
-    _hb_rx: int | None = None
+    _hb_rx: int | None
     # A silence the ticks saw right after the node came back from a quiet, left to the next
     # tick once in case the heartbeat dating a restart within that quiet is on its way.
-    _deferred = False
+    _deferred: bool
     # The cloud's reception (µs) of the newest message that brought the field a new reading,
     # and the last gaps between two such (`_note_reception`): a node sending its readings in
     # batches brings a fast sensor's readings a batch apart, not a reading interval.
-    _rx_last: int | None = None
-    _rx_gaps: deque[int] | None = None
+    _rx_last: int | None
+    _rx_gaps: array[int] | None
     # A reading numbered after the newest judged but stamped before it raised a clock set
     # back (`stamped_before`): the readings after it, until one is judged again, raise none.
-    _set_back = False
+    _set_back: bool
+
+    __slots__ = (
+        "_agent_start", "_arrived", "_candidate", "_cut_count", "_cut_start", "_deferred",
+        "_gaps_held", "_glitch_fired", "_glitches", "_hb_rx", "_heard", "_held", "_last_seq",
+        "_last_ts", "_lead", "_leads", "_long_gaps", "_longest", "_nonzero", "_now", "_order",
+        "_out_of_range", "_pair", "_pair_fired", "_run_count", "_run_start", "_run_value",
+        "_rx_gaps", "_rx_last", "_seen", "_set_back", "_silence_seen", "_silent", "_span",
+        "_spike_last", "_start_rx", "_stuck", "_tickets", "_unjudged", "_window", "_zero_count",
+        "_zero_fired", "_zero_p", "_zero_start", "field", "kind", "sensor", "settings", "spec",
+    )
 
     def __init__(
         self,
@@ -411,53 +481,89 @@ class FaultMonitor:
         self.kind = kind
         self.field = field
         self.sensor = sensor
-        self.spec: FieldSpec = KINDS[kind].fields[field]
-        self.settings = settings or FAULT_SETTINGS.get((kind, field), FaultSettings())
-        # Stamps are microseconds since the epoch (`_micros`), but where the ticks' clock is kept.
-        self._last_ts: int | None = None
-        self._last_seq: int | None = None
-        self._gaps: deque[float] = deque(maxlen=15)
-        self._long_gaps: deque[float] = deque(maxlen=_LONG_GAPS)
+        self.spec = KINDS[kind].fields[field]
+        self.settings = s = settings or FAULT_SETTINGS.get((kind, field), FaultSettings())
+        for name, value in _FIRST.items():
+            setattr(self, name, value)
+        for name in _FALSE:
+            setattr(self, name, False)
+        self._long_gaps = array("d")
         self._longest = 0.0
-        # Arrival as the ticks see it: cloud time, not the node's stamps.
-        self._arrived: int | None = None
-        self._heard: datetime | None = None
-        self._now: datetime | None = None
-        self._silent = False
-        self._silence_seen = False
-        self._out_of_range = False
-        self._run_start: int | None = None
         self._run_value = 0.0
         self._run_count = 0
-        self._stuck = False
         self._nonzero = 0.0
         self._seen = 0
-        self._zero_start: int | None = None
         self._zero_p = 0.0
         self._zero_count = 0
-        self._zero_fired = False
-        self._window: deque[float] = deque(maxlen=self.settings.spike_window or 1)
-        self._candidate: tuple[int, float, float, float] | None = None
-        self._spike_last: int | None = None  # the last spike's stamp (µs), raised or not
-        self._cut_start: int | None = None
         self._cut_count = 0
-        self._glitches: deque[tuple[int, float]] = deque()
-        self._glitch_fired = False
-        # stamps of the last hour's readings by value (0 and 1), for `pair_busy`
-        self._pair: tuple[deque[int], deque[int]] = (deque(), deque())
-        self._tickets = (0.0, 0.0)  # the last ticket issued, the last called
-        self._pair_fired = False
-        # stamp and sequence number of the reading with the highest number, for `clock_back`
-        self._order: tuple[int, int] | None = None
+        self._tickets = (0.0, 0.0)
+        self._containers(s)
         low, high = self.spec.low, self.spec.high
         self._span = 0.0 if low is None or high is None else high - low
 
-    def __setstate__(self, state: dict[str, object]) -> None:
-        self.__dict__.update(state)
-        self.__dict__.setdefault("_spike_last", None)  # pickled before spike episodes
+    def _containers(self, s: FaultSettings) -> None:
+        """The rules' containers that `s` turns on, empty; None for the others."""
+        self._window = [] if s.spike_window is not None else None
+        self._glitches = [] if s.glitch_count is not None else None
+        self._pair = (array("q"), array("q")) if s.pair_busy is not None else None
+
+    def __getstate__(self) -> dict[str, object]:
+        # By name (there is no instance dict), leaving out what is None (`_FIRST`):
+        # `__setstate__` gives it back.
+        state = {name: getattr(self, name) for name in _ALWAYS}
+        for name, first in _FIRST.items():
+            value = getattr(self, name)
+            if value is not first:
+                state[name] = value
+        return state
+
+    def __setstate__(self, state: object) -> None:
+        # This layout (`__getstate__`), or the code before's: its instance dict, with deques
+        # where this one keeps arrays or lists, the last 15 gaps kept apart (`_gaps`: the
+        # newest of `_long_gaps`, dropped), the containers of rules a field does not use
+        # made empty, and without the attributes it kept on the class until set (their
+        # first value), nor `_spike_last` from before spike episodes (None).
+        got = slot_state(state)
+        for name, first in _FIRST.items():
+            setattr(self, name, got.get(name, first))
+        got = {**dict.fromkeys(_FALSE, False), **got}
+        missing = [name for name in _ALWAYS if name not in got]
+        if missing:  # (no snapshot the dataflow loads lacks them; a fresh monitor's values)
+            try:
+                fresh = FaultMonitor(got["kind"], got["field"], got.get("sensor", ""),
+                                     got.get("settings"))
+            except KeyError as e:
+                raise DetectError(f"fault monitor state without {e.args[0]!r}") from None
+            got = {**{name: getattr(fresh, name) for name in missing}, **got}
+        for name in _ALWAYS:
+            setattr(self, name, got[name])
         key = (self.kind, self.field)
+        canonical = FAULT_SETTINGS.get(key)
         if key in _LISTED_SINCE and self.settings == FaultSettings():
             self.settings = FAULT_SETTINGS[key]
+        elif canonical is not None and self.settings == canonical:
+            self.settings = canonical  # one object for all, as made (pickle makes a copy)
+        spec = KINDS[self.kind].fields.get(self.field) if self.kind in KINDS else None
+        if spec is not None and spec == self.spec:
+            self.spec = spec
+        self.kind, self.field = sys.intern(self.kind), sys.intern(self.field)
+        s = self.settings
+        long_gaps = self._long_gaps
+        if type(long_gaps) is not array:
+            self._long_gaps = array("d", list(long_gaps)[-_LONG_GAPS:])
+        window, glitches, pair = self._window, self._glitches, self._pair
+        self._containers(s)
+        if window and s.spike_window is not None:
+            self._window = list(window)[-s.spike_window:]
+        if glitches and self._glitches is not None:
+            self._glitches = list(glitches)
+        if pair and self._pair is not None:
+            issues, calls = pair
+            self._pair = (array("q", issues), array("q", calls))
+        for name in ("_leads", "_rx_gaps"):
+            ring = getattr(self, name)
+            if ring is not None and type(ring) is not array:
+                setattr(self, name, array("q", ring))
 
     # -- the public calls -------------------------------------------------------------
 
@@ -500,7 +606,9 @@ class FaultMonitor:
         else:
             leads = self._leads
             if leads is None:
-                leads = self._leads = deque(maxlen=_LEADS_KEPT)
+                leads = self._leads = array("q")
+            elif len(leads) == _LEADS_KEPT:
+                del leads[0]
             leads.append(stamp - got)
             self._lead = max(leads)  # a transit delay only makes a lead smaller
         if started is not None:
@@ -553,15 +661,18 @@ class FaultMonitor:
                     if len(long_gaps) < _LEARN_LONGEST or not s.regular \
                             or gap <= longest + s.clock_min_s:
                         # `_remember_gap`, inlined
-                        self._gaps.append(gap)
-                        if gap >= longest:
+                        if len(long_gaps) == _LONG_GAPS:
+                            oldest = long_gaps[0]
+                            del long_gaps[0]
                             long_gaps.append(gap)
-                            self._longest = gap
-                        elif len(long_gaps) == _LONG_GAPS and long_gaps[0] == longest:
-                            long_gaps.append(gap)
-                            self._longest = max(long_gaps)
+                            if gap >= longest:
+                                self._longest = gap
+                            elif oldest == longest:
+                                self._longest = max(long_gaps)
                         else:
                             long_gaps.append(gap)
+                            if gap >= longest:
+                                self._longest = gap
                     else:
                         self._forward(last_ts, at, seq, value, got, events)
             else:
@@ -644,11 +755,9 @@ class FaultMonitor:
         from them are of the numbering before, which the dataflow keeps out of the rules
         from now on, so none can fill them."""
         fresh = FaultMonitor(self.kind, self.field, self.sensor, self.settings)
-        mine = self.__dict__
         for name in ("_agent_start", "_lead", "_leads", "_held", "_start_rx", "_hb_rx",
                      "_rx_last", "_rx_gaps"):
-            if name in mine:  # (else the class's None)
-                setattr(fresh, name, mine[name])
+            setattr(fresh, name, getattr(self, name))
         events = [ev for gap in self._gaps_held or () for ev in self._gap_events(gap)]
         self._gaps_held = None
         return fresh, events
@@ -788,7 +897,9 @@ class FaultMonitor:
             return
         gaps = self._rx_gaps
         if gaps is None:
-            gaps = self._rx_gaps = deque(maxlen=_RX_GAPS_KEPT)
+            gaps = self._rx_gaps = array("q")
+        elif len(gaps) == _RX_GAPS_KEPT:
+            del gaps[0]
         gaps.append(got - last)
 
     def _silence_after(self, interval: timedelta) -> timedelta:
@@ -811,7 +922,7 @@ class FaultMonitor:
             return timedelta(seconds=self.settings.expected_interval_s)
         if len(self._long_gaps) < _LEARN_GAPS:
             return None
-        gaps = sorted(self._gaps)
+        gaps = sorted(self._long_gaps[-_GAPS:])
         return timedelta(seconds=gaps[len(gaps) // 2])
 
     # -- the rules ------------------------------------------------------------------
@@ -1091,17 +1202,20 @@ class FaultMonitor:
         return out
 
     def _remember_gap(self, gap: float) -> None:
-        self._gaps.append(gap)
         long_gaps = self._long_gaps
         longest = self._longest
-        if gap >= longest:  # the new longest, whatever leaves the window
+        if len(long_gaps) == _LONG_GAPS:  # the oldest leaves
+            oldest = long_gaps[0]
+            del long_gaps[0]
             long_gaps.append(gap)
-            self._longest = gap
-        elif len(long_gaps) == _LONG_GAPS and long_gaps[0] == longest:
-            long_gaps.append(gap)
-            self._longest = max(long_gaps)
+            if gap >= longest:  # the new longest, whatever left
+                self._longest = gap
+            elif oldest == longest:
+                self._longest = max(long_gaps)
         else:
             long_gaps.append(gap)
+            if gap >= longest:
+                self._longest = gap
 
     def _range(self, at: int, value: float, events: list[FaultEvent]) -> None:
         low, high = self.spec.low, self.spec.high
@@ -1162,7 +1276,9 @@ class FaultMonitor:
     def _spike(self, at: int, value: float, events: list[FaultEvent]) -> None:
         s = self.settings
         candidate = self._candidate
-        window = self._window
+        window, size = self._window, s.spike_window
+        if window is None or size is None:
+            return
         if candidate is not None:
             self._candidate = None
             start, spike_value, median, distance = candidate
@@ -1174,7 +1290,9 @@ class FaultMonitor:
                         f"{spike_value} against a median of {median}"))
             else:
                 window.append(spike_value)  # a level change, not a spike
-        if len(window) == window.maxlen:
+                if len(window) > size:
+                    del window[0]
+        if len(window) == size:
             ordered = sorted(window)
             median = ordered[len(ordered) // 2]
             distance = abs(value - median)
@@ -1198,14 +1316,18 @@ class FaultMonitor:
                     self._candidate = (at, value, median, distance)
                     return
         window.append(value)
+        if len(window) > size:
+            del window[0]
 
     def _glitch_rule(self, at: int, value: float, events: list[FaultEvent]) -> None:
         s = self.settings
         if s.glitch_count is None:
             return
         recent = self._glitches
+        if recent is None:
+            return
         while recent and (at - recent[0][0]) / 1_000_000 > s.glitch_span_s:
-            recent.popleft()
+            del recent[0]
         if not recent:
             self._glitch_fired = False
         if value <= 0:
@@ -1249,11 +1371,16 @@ class FaultMonitor:
         else:
             top = value
         self._tickets = (top, last_called)
-        stamps = self._pair[int(called)]
-        stamps.append(at)
-        for kept in self._pair:
-            while kept and at - kept[0] > _PAIR_SPAN_US:
-                kept.popleft()
+        pair = self._pair
+        if pair is None:
+            return
+        pair[int(called)].append(at)
+        for kept in pair:
+            old = 0
+            while old < len(kept) and at - kept[old] > _PAIR_SPAN_US:
+                old += 1
+            if old:
+                del kept[:old]
         self._pair_fired = False
 
     def _pair_rule(self, now: datetime, quiets: Sequence[tuple[int, int]] = (),
@@ -1268,6 +1395,8 @@ class FaultMonitor:
         s = self.settings
         assert s.pair_busy is not None
         if self._pair_fired or self._heard is None:
+            return []
+        if self._pair is None:
             return []
         issues, calls = self._pair
         if len(issues) < s.pair_busy or len(calls) < s.pair_busy:
@@ -1314,6 +1443,20 @@ class FaultMonitor:
         events.append(self._event(
             FaultType.CUT_CABLE, _stamp(self._cut_start), _stamp(at), value,
             f"{self._cut_count} readings at {value:g}: wiring cut"))
+
+
+# A monitor's attributes that start None (`FaultMonitor.__init__`): pickled only once they
+# are not (`__getstate__`; the state-version guard still sees their type then), None where a
+# state lacks them. Its flags start False: the code before kept some on the class until set,
+# they load False (`_FALSE`).
+_FIRST: dict[str, object] = dict.fromkeys((
+    "_last_ts", "_last_seq", "_arrived", "_heard", "_now", "_run_start", "_zero_start", "_window",
+    "_candidate", "_spike_last", "_cut_start", "_glitches", "_pair", "_order", "_agent_start",
+    "_lead", "_leads", "_held", "_gaps_held", "_start_rx", "_hb_rx", "_rx_last", "_rx_gaps"))
+_FALSE = ("_silent", "_silence_seen", "_out_of_range", "_stuck", "_zero_fired", "_glitch_fired",
+          "_pair_fired", "_unjudged", "_deferred", "_set_back")
+# The others, always pickled.
+_ALWAYS = tuple(name for name in FaultMonitor.__slots__ if name not in _FIRST)
 
 
 def _upgraded(gap: _HeldGap) -> _HeldGap:

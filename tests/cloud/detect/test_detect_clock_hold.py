@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 from cloud.detect import FaultMonitor, FaultType
 from cloud.detect.faults import Heartbeat, HeartbeatMonitor
+from tests.cloud.detect.old_fault_layout import as_old
 
 T0 = datetime(2026, 5, 1, 8, 0, tzinfo=UTC)
 STEP = 60.0  # s between readings
@@ -108,9 +109,7 @@ def test_a_held_jump_lives_through_a_pickle_and_old_monitors_load_without_one() 
     copy: FaultMonitor = pickle.loads(pickle.dumps(m))
     assert copy.node_heartbeat(AFTER + timedelta(seconds=1), AFTER + timedelta(seconds=1),
                                AFTER - timedelta(seconds=5)) == []
-    old = _learnt()
-    for name in ("_held", "_lead"):
-        old.__dict__.pop(name, None)  # as unpickled from before they were kept
+    old = as_old(_learnt(), "_held", "_lead")  # as unpickled from before they were kept
     assert old.node_heartbeat(AFTER, AFTER) == []
     assert _after(old, AFTER) == []
 
@@ -168,6 +167,6 @@ def test_the_lead_is_the_largest_of_the_last_heartbeats_and_pickles() -> None:
     m.node_heartbeat(LAST - timedelta(seconds=30), LAST - timedelta(seconds=5))  # 25 s late
     copy: FaultMonitor = pickle.loads(pickle.dumps(m))
     assert _after(copy, AFTER) == []  # held
-    m.__dict__.pop("_leads", None)  # as unpickled from before the leads were kept
+    m = as_old(m, "_leads")  # as unpickled from before the leads were kept
     m.node_heartbeat(LAST - timedelta(seconds=30), LAST - timedelta(seconds=5))
     assert _after(m, AFTER) == [FaultType.CLOCK_JUMP]  # that one alone: 25 s behind

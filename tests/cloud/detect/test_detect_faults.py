@@ -14,6 +14,7 @@ from cloud.detect import DetectError, FaultEvent, FaultMonitor, FaultSettings, F
 from cloud.detect.faults import EXPECTED_INTERVAL_MAX_S
 from cloud.logic.events import Alert, SensorWatch, check_readings
 from cloud.logic.records import Point
+from tests.cloud.detect.old_fault_layout import as_old
 from urbanpulse.clock import to_epoch_ns
 from urbanpulse.simulate import City, Simulation
 from urbanpulse.simulate.events import make_event
@@ -121,7 +122,7 @@ def test_a_monitor_pickled_before_spike_episodes_loads_and_raises_its_first_spik
     monitor = FaultMonitor("air.pm", "pm25")
     values = _wavy(40)
     _feed(monitor, values[:20])
-    del monitor.__dict__["_spike_last"]  # the layout of snapshots taken before
+    monitor = as_old(monitor, "_spike_last")  # the layout of snapshots taken before
     resumed: FaultMonitor = pickle.loads(pickle.dumps(monitor))
     values[30] = 600.0
     events = [e for i, v in enumerate(values[20:], 20)

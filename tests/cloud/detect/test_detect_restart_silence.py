@@ -8,6 +8,7 @@ import pickle
 from datetime import UTC, datetime, timedelta
 
 from cloud.detect import FaultMonitor, FaultType
+from tests.cloud.detect.old_fault_layout import as_old
 
 T0 = datetime(2026, 5, 1, 8, 0, tzinfo=UTC)
 STEP = 60.0  # a reading a minute: silent after 180 s
@@ -75,8 +76,6 @@ def test_start_and_arrivals_survive_pickling_and_a_numbering_started_again() -> 
     fresh, events = copy.restarted()
     assert events == []
     assert fresh._start_rx == copy._start_rx == _us(2440)
-    old = _learnt()
-    for name in ("_start_rx", "_hb_rx", "_deferred"):
-        old.__dict__.pop(name, None)  # as a monitor pickled before them
+    old = as_old(_learnt(), "_start_rx", "_hb_rx", "_deferred")  # pickled before them
     loaded = pickle.loads(pickle.dumps(old))
     assert len(loaded.tick(T0 + timedelta(seconds=2560))) == 1
