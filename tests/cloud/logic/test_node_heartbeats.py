@@ -72,8 +72,9 @@ def test_a_clock_jump_the_agent_counted_is_an_event_of_the_node(tmp_path: Path) 
     assert [p for p in _process(state, node.beat()) if "events" in p[1]] == []
     jumped = node.beat(jump_s=-3600)  # NTP set the clock an hour back
     points = _process(state, jumped)
-    assert [p[1].split(",", 1)[0] for p in points] == ["node_status", "events"]
-    event = points[1][1]
+    # (driver_status: the sds011 driver's counts, `refused` 0 included, at every heartbeat)
+    assert [p[1].split(",", 1)[0] for p in points] == ["node_status", "driver_status", "events"]
+    event = points[2][1]
     assert event.startswith("events,kind=node,node=aq-01,site=")
     assert "type=clock_jump" in event
     assert 'field="clock_jumps"' in event
@@ -124,7 +125,7 @@ def test_without_detection_a_heartbeat_is_its_status_point_only(tmp_path: Path) 
     state = NodeState(HOUR_NS, detect=False)
     _process(state, node.beat())
     points = _process(state, node.beat(jump_s=600))
-    assert [p[1].split(",", 1)[0] for p in points] == ["node_status"]
+    assert [p[1].split(",", 1)[0] for p in points] == ["node_status", "driver_status"]  # no event
 
 
 def test_a_door_beam_s_failed_self_test_is_a_stuck_event_of_the_sensor() -> None:
