@@ -1,0 +1,41 @@
+"""A fault monitor holds about as much in memory as it pickles (slots, arrays, no containers
+for rules its settings leave off): before session 19 it held 5-10 times more
+(docs/anomaly-detection.md, "Memory"); `python -m bench.faults.state_size` measures it."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+
+from bench.faults import state_size
+from bench.pipeline.node_state_size import deep_size, measure
+from cloud.detect import FaultMonitor
+from cloud.logic.node import NodeState
+
+
+def test_a_ward_s_monitors_hold_in_memory_under_twice_what_they_pickle() -> None:
+    _, state = measure("bach-mai/ward-cardio", 6.0)  # 30 beds, 6 h: 160 gaps each
+    resumed: NodeState = pickle.loads(pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL))
+    for fed in (state, resumed):
+        monitors = state_size.monitors(fed)
+        assert len(monitors) == 30
+        assert not any(hasattr(m, "__dict__") for m in monitors)
+        pickled = len(pickle.dumps(monitors, protocol=pickle.HIGHEST_PROTOCOL))
+        memory = deep_size(monitors)
+        assert memory < 2 * pickled, (memory, pickled)  # was 8.9 times (326 KB, 36.6 KB)
+        assert memory / len(monitors) < 2500
+        fresh = FaultMonitor(monitors[0].kind, monitors[0].field)
+        assert all(m.settings is fresh.settings and m.spec is fresh.spec for m in monitors)
+        # the containers of rules a bed's settings leave off: none
+        assert all(m._window is None and m._pair is None and m._glitches is None
+                   for m in monitors)
+
+
+def test_the_bench_prints_each_node_and_each_attribute(capsys: pytest.CaptureFixture[str]) -> None:
+    assert state_size.main(["--hours", "0.5", "--nodes", "hoan-kiem-lake/aq-1"]) == 0
+    out = capsys.readouterr().out
+    assert "hoan-kiem-lake/aq-1      live" in out
+    assert "hoan-kiem-lake/aq-1      resumed" in out
+    assert "_long_gaps" in out
+    assert "(instance)" in out
