@@ -368,7 +368,7 @@ class FaultMonitor:
     """The fault rules for one field of one sensor.
 
     A city holds one per sensor field, so it is kept small (docs/anomaly-detection.md,
-    "Cost"): its attributes are slots (an instance dict of 49 took 1.6 KB: too many for
+    "Memory"): its attributes are slots (an instance dict of 49 took 1.6 KB: too many for
     the keys the class's instances share); its rings of numbers are arrays, of the gaps
     (floats) or of integer stamps (`_leads`, `_rx_gaps`, `_pair`), the spike window and the
     glitches lists (a deque took 0.8 KB even empty, 8 per monitor, and a float in one 32
