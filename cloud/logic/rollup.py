@@ -489,11 +489,16 @@ class SensorRollup:
         newest, width = self.newest_ns, self.width_ns
         if self.oldest_ns < newest - self.horizon_ns - width:
             self._drop(newest - self.horizon_ns - width)
-        edge = newest - COLD_AFTER_NS
-        line = edge - edge % width  # the windows starting before it ended COLD_AFTER_NS ago
-        if line > self.cold_ns:
-            self._freeze(line, None)
-        elif len(self.windows) > LIVE_MAX:  # late readings thawed or made windows behind it
+        # The line: the windows starting before it ended COLD_AFTER_NS ago. It has moved past
+        # cold_ns (a multiple of the width) when newest - COLD_AFTER_NS >= cold_ns + width.
+        if newest - COLD_AFTER_NS - width >= self.cold_ns:
+            edge = newest - COLD_AFTER_NS
+            self._freeze(edge - edge % width, None)
+        elif not self.ordered and len(self.windows) > LIVE_MAX:
+            # Late readings thawed or made windows behind the line (each made the windows
+            # unordered): all frozen again but the latest.
+            edge = newest - COLD_AFTER_NS
+            line = edge - edge % width
             self._freeze(line, max(s for s in self.windows if s < line))
 
     def _freeze(self, line: int, keep: int | None) -> None:
