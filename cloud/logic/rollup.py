@@ -505,12 +505,21 @@ class SensorRollup:
         """Freezes the live windows starting before `line` (but `keep`: the latest a late
         reading thawed or made, which a backlog sent in order goes on filling)."""
         windows = self.windows
-        cold = sorted(s for s in windows if s < line and s != keep)
+        if self.ordered and keep is None:  # (as live traffic leaves them) the first ones
+            cold = []
+            for start in windows:
+                if start >= line:
+                    break
+                cold.append(start)
+        else:
+            cold = sorted(s for s in windows if s < line and s != keep)
         if cold:
             frozen = self.frozen
             unordered = bool(frozen) and cold[0] < next(reversed(frozen))
-            for start in cold:
-                frozen[start] = _frozen(windows.pop(start))
+            dumps, protocol = pickle.dumps, pickle.HIGHEST_PROTOCOL
+            for start in cold:  # _frozen, inlined
+                state = dumps(windows.pop(start).__getstate__()[1:], protocol)
+                frozen[start] = state[_HEADER_LEN if state[2] == _FRAME else 2:]
             if unordered:  # a late one between frozen ones
                 self.frozen = dict(sorted(frozen.items()))
         if line > self.cold_ns:
