@@ -344,20 +344,12 @@ def _held_text(name: str, value: float) -> str:
     return text
 
 
-def _frozen(window: Window) -> bytes:
-    """A closed window's compact state without its start, pickled: what a frozen window
-    holds (a bytes object: its memory about its pickled size, and copied as it is into a
-    snapshot). Without the pickle's header (its protocol and frame: 11 of some 60-150
-    bytes), which unpickling does not need."""
-    frozen = pickle.dumps(window.__getstate__()[1:], protocol=pickle.HIGHEST_PROTOCOL)
-    return frozen[_HEADER_LEN if frozen[2] == _FRAME else 2:]
-
-
 _FRAME = pickle.FRAME[0]
 _HEADER_LEN = 11  # PROTO n, FRAME and its 8-byte length
 
 
 def _thawed(start_ns: int, frozen: bytes) -> Window:
+    """The window frozen (`SensorRollup._freeze`) at `start_ns`."""
     window = Window.__new__(Window)
     window.__setstate__((start_ns, *pickle.loads(frozen)))
     return window
@@ -367,10 +359,10 @@ class SensorRollup:
     """The open windows of one sensor at one width.
 
     The windows a reading is likely to reach (those ending less than COLD_AFTER_NS before
-    the sensor's newest reading, and the one a late reading thawed or made last) are live
+    the sensor's newest reading, and those late readings thawed or made since) are live
     `Window` objects in `windows`. The closed ones are kept only so that a late reading can
     be folded in and its window written whole: they are frozen in `frozen`, as the bytes of
-    their pickled compact state (about a fifth of a live window's memory; a snapshot copies
+    their pickled compact state (about a third of a live window's memory; a snapshot copies
     the bytes instead of pickling the window again, and loading one leaves them frozen). A
     reading of a frozen window thaws it (back to `windows`, as it was); `evict` freezes it
     again when the line moves on (each width), or sooner if more than LIVE_MAX are live."""
@@ -388,7 +380,7 @@ class SensorRollup:
         self.oldest_ns = 0  # no window starts before this: evict() has nothing to do above it
         self.ordered = True  # `windows` holds its starts in increasing order
         self.too_late = 0
-        # start -> a closed window's frozen state (`_frozen`), in increasing order of start
+        # start -> a closed window's frozen state (`_freeze`), in increasing order of start
         self.frozen: dict[int, bytes] = {}
         # The line `evict` last froze the windows before: a live window starting before it
         # was thawed or made by a late reading.
@@ -499,7 +491,7 @@ class SensorRollup:
             # unordered): all frozen again but the latest.
             edge = newest - COLD_AFTER_NS
             line = edge - edge % width
-            self._freeze(line, max(s for s in self.windows if s < line))
+            self._freeze(line, max((s for s in self.windows if s < line), default=None))
 
     def _freeze(self, line: int, keep: int | None) -> None:
         """Freezes the live windows starting before `line` (but `keep`: the latest a late
@@ -517,7 +509,9 @@ class SensorRollup:
             frozen = self.frozen
             unordered = bool(frozen) and cold[0] < next(reversed(frozen))
             dumps, protocol = pickle.dumps, pickle.HIGHEST_PROTOCOL
-            for start in cold:  # _frozen, inlined
+            for start in cold:
+                # Its compact state without its start, pickled, without the pickle's header
+                # (protocol and frame: 11 of some 30-150 bytes; unpickling does not need it)
                 state = dumps(windows.pop(start).__getstate__()[1:], protocol)
                 frozen[start] = state[_HEADER_LEN if state[2] == _FRAME else 2:]
             if unordered:  # a late one between frozen ones
