@@ -7,7 +7,6 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from types import FrameType
 
 from edge.cli import EXIT_CONFIG, EXIT_OK, EXIT_RUNTIME, LOG_LEVELS
 from edge.gateway.config import GatewayConfig, load_config
@@ -54,13 +53,7 @@ def run_gateway(config: GatewayConfig, level: str) -> int:
     from edge.logs import setup_logging
 
     setup_logging(level)
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, on_signal)
+    stop = stop_on_signals((signal.SIGTERM, signal.SIGINT))
     gateway = Gateway(config, lambda: make_client(config.site_mqtt, "site_mqtt"),
                       lambda: make_client(config.cloud_mqtt, "cloud_mqtt"))
     try:
@@ -69,3 +62,24 @@ def run_gateway(config: GatewayConfig, level: str) -> int:
         print(f"site gateway: {exc}", file=sys.stderr)
         return EXIT_RUNTIME
     return EXIT_OK
+
+
+def stop_on_signals(signals: tuple[signal.Signals, ...]) -> threading.Event:
+    """An event set by the first of `signals`, taken by a thread of its own (sigwait), not
+    by a Python signal handler. The handler's `Event.set()` takes a lock; a second SIGTERM
+    arriving while it held it ran the handler again inside it, on the same thread, which
+    then waited for that lock for ever: the gateway never stopped. A second SIGTERM is
+    ordinary: a process forked by one thread of a multithreaded parent (the demo) gets its
+    parent-death signal again each time it is handed to another of the parent's threads as
+    they exit. To be called before any other thread starts: threads started later inherit
+    the blocked signals, so none of them is stopped by one."""
+    stop = threading.Event()
+    wanted = set(signals)
+    signal.pthread_sigmask(signal.SIG_BLOCK, wanted)
+
+    def wait() -> None:
+        signal.sigwait(wanted)
+        stop.set()
+
+    threading.Thread(target=wait, name="signals", daemon=True).start()
+    return stop
