@@ -43,6 +43,7 @@ from __future__ import annotations
 import bisect
 import heapq
 import math
+from array import array
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -85,6 +86,8 @@ def _state(occupied: int, fault: int) -> int:
 # HospitalNodeRollup's indexes derived from its beds, tickets and doors (`_build_indexes`):
 # not in its snapshots
 _DERIVED = ("_tails", "_tail_counts", "_seconds", "_queue_swept", "_waits", "_door_sums")
+# the pickled layout of the queue before the tickets were held in columns (`Stamps`)
+_OLD_QUEUE = ("issues", "calls", "call_hours")
 # hours whose waits per ticket `HospitalNodeRollup._waits` keeps: the last written (the hour
 # live calls enter, the one before, and a few a late reading writes again)
 WAITS_KEPT = 2
@@ -227,6 +230,79 @@ class _DoorSums:
 
 
 Ticket = tuple[str, int]  # (kiosk sensor, ticket number)
+_LOW, _HIGH = -2**63, 2**63 - 1  # what an array('q') holds
+
+
+class Stamps:
+    """One kiosk sensor's issues (or calls): its (ticket number, stamp) pairs, sorted and
+    unique, in two arrays of the same length (a pair costs 16 bytes, not a tuple key, a
+    list and a boxed stamp: ~500 bytes a ticket in dicts). A ticket's stamps are the run of
+    its number (`span`). Numbers or stamps an int64 cannot hold turn the arrays into lists
+    (same order, same searches)."""
+
+    __slots__ = ("numbers", "stamps")
+
+    def __init__(self) -> None:
+        self.numbers: array[int] | list[int] = array("q")
+        self.stamps: array[int] | list[int] = array("q")
+
+    def __getstate__(self) -> tuple[array[int] | list[int], array[int] | list[int]]:
+        return self.numbers, self.stamps
+
+    def __setstate__(self, state: tuple[array[int] | list[int], array[int] | list[int]]) -> None:
+        self.numbers, self.stamps = state
+
+    def span(self, number: int) -> tuple[int, int]:
+        """[lo, hi): the indexes of the ticket's stamps."""
+        numbers = self.numbers
+        lo = bisect.bisect_left(numbers, number)
+        return lo, bisect.bisect_right(numbers, number, lo)
+
+    def add(self, number: int, ts: int) -> tuple[int, int]:
+        """The pair in unless it is there: (its index, the end of its ticket's span)."""
+        lo, hi = self.span(number)
+        stamps = self.stamps
+        i = bisect.bisect_left(stamps, ts, lo, hi)
+        if i == hi or stamps[i] != ts:
+            if not (_LOW <= number <= _HIGH and _LOW <= ts <= _HIGH) and type(stamps) is array:
+                stamps = list(stamps)
+                self.numbers, self.stamps = list(self.numbers), stamps
+            self.numbers.insert(i, number)
+            stamps.insert(i, ts)
+            hi += 1
+        return i, hi
+
+    def before(self, floor: int) -> list[int]:
+        """The numbers holding a stamp before `floor`, in order, each once."""
+        out: list[int] = []
+        for number, ts in zip(self.numbers, self.stamps, strict=True):
+            if ts < floor and (not out or out[-1] != number):
+                out.append(number)
+        return out
+
+    def drop_before(self, floor: int) -> None:
+        keep = [i for i, ts in enumerate(self.stamps) if ts >= floor]
+        numbers, stamps = [self.numbers[i] for i in keep], [self.stamps[i] for i in keep]
+        if type(self.stamps) is array:
+            self.numbers, self.stamps = array("q", numbers), array("q", stamps)
+        else:
+            self.numbers, self.stamps = numbers, stamps
+
+    def tickets(self, sensor: str) -> dict[Ticket, list[int]]:
+        out: dict[Ticket, list[int]] = {}
+        for number, ts in zip(self.numbers, self.stamps, strict=True):
+            out.setdefault((sensor, number), []).append(ts)
+        return out
+
+
+def add_number(numbers: array[int] | list[int], number: int) -> array[int] | list[int]:
+    """`number` into the sorted unique `numbers` (an array, a list past int64); the sequence."""
+    i = bisect.bisect_left(numbers, number)
+    if i == len(numbers) or numbers[i] != number:
+        if not _LOW <= number <= _HIGH and type(numbers) is array:
+            numbers = list(numbers)
+        numbers.insert(i, number)
+    return numbers
 
 
 class HospitalNodeRollup(Horizon):
@@ -250,10 +326,12 @@ class HospitalNodeRollup(Horizon):
         # known (taken by a processor from before the faults were kept, `door_faulty`)
         self.doors: dict[int, dict[tuple[str, int] | tuple[str, int, int],
                                    tuple[str, float, int | None]]] = {}
-        # queue: (sensor, ticket) -> sorted issue times / call times; hour -> tickets called in it
-        self.issues: dict[Ticket, list[int]] = {}
-        self.calls: dict[Ticket, list[int]] = {}
-        self.call_hours: dict[int, set[Ticket]] = {}
+        # queue: kiosk sensor -> its issues / calls (`Stamps`); hour -> kiosk sensor -> the
+        # numbers of its tickets called in the hour, sorted (`issues`, `calls` and
+        # `call_hours` give them as tables of tickets)
+        self.issued: dict[str, Stamps] = {}
+        self.called: dict[str, Stamps] = {}
+        self.called_in: dict[int, dict[str, array[int] | list[int]]] = {}
         # issues before this stamp may have been let go (None: none the hours within the
         # horizon need): a snapshot of a processor from before 9199e63 let them go from the
         # floor minus max_wait, not from the floor's hour, so the floor's hour, rewritten by a
@@ -282,10 +360,11 @@ class HospitalNodeRollup(Horizon):
         self._tails.sort()
         heapq.heapify(self._seconds)
         self._queue_swept: int | None = None
-        # hour -> ticket -> its waits in that hour (`waits`), of the `WAITS_KEPT` hours written
-        # last (in that order): a ticket's waits depend on its own issues and calls only, so
-        # a reading or an eviction drops its ticket's alone
-        self._waits: dict[int, dict[Ticket, list[float]]] = {}
+        # hour -> kiosk sensor -> ticket number -> its waits in that hour (`waits`: one a
+        # float, else a tuple), of the `WAITS_KEPT` hours written last (in that order): a
+        # ticket's waits depend on its own issues and calls only, so a reading or an
+        # eviction drops its ticket's alone
+        self._waits: dict[int, dict[str, dict[int, float | tuple[float, ...]]]] = {}
         # hour -> its door totals (`_DoorSums`), made when a message writes the hour
         self._door_sums: dict[int, _DoorSums] = {}
 
@@ -297,6 +376,10 @@ class HospitalNodeRollup(Horizon):
 
     def __setstate__(self, state: dict[str, object]) -> None:
         self.__dict__.update(state)
+        if "issues" in state:  # snapshots from before the tickets were held in columns
+            self._queue_from_tables(state["issues"], state["calls"], state["call_hours"])  # type: ignore[arg-type]
+            for name in _OLD_QUEUE:
+                del self.__dict__[name]
         # snapshots from before the window starts were kept sorted hold sets
         self.bed_windows = {rp: sorted(starts) for rp, starts in self.bed_windows.items()}
         if "queue_kept_from" not in state:  # its queue was let go by the rule of before 9199e63
@@ -314,6 +397,41 @@ class HospitalNodeRollup(Horizon):
             for key, e in entries.items():
                 entries[key] = (role(key[0]), e[1], e[2] if len(e) > 2 else None)
         self._build_indexes()  # (rebuilt whatever the state holds of them: a copy of a __dict__)
+
+    def _queue_from_tables(self, issues: dict[Ticket, list[int]], calls: dict[Ticket, list[int]],
+                           call_hours: dict[int, set[Ticket]]) -> None:
+        """The queue from the tables of tickets an earlier release pickled."""
+        self.issued, self.called = {}, {}
+        for tables, held in ((self.issued, issues), (self.called, calls)):
+            for (sensor, number), times in sorted(held.items()):
+                column = tables.get(sensor)
+                if column is None:
+                    column = tables[sensor] = Stamps()
+                for ts in times:
+                    column.add(number, ts)
+        self.called_in = {}
+        for hour, tickets in call_hours.items():
+            by_sensor: dict[str, array[int] | list[int]] = {}
+            for sensor, number in tickets:
+                by_sensor[sensor] = add_number(by_sensor.get(sensor, array("q")), number)
+            self.called_in[hour] = by_sensor
+
+    @property
+    def issues(self) -> dict[Ticket, list[int]]:
+        """(sensor, ticket) -> its issue times, sorted (a copy: the queue's tickets as the
+        releases before the columns held them)."""
+        return {t: v for sensor, column in self.issued.items() for t, v in column.tickets(sensor).items()}
+
+    @property
+    def calls(self) -> dict[Ticket, list[int]]:
+        """(sensor, ticket) -> its call times, sorted (a copy)."""
+        return {t: v for sensor, column in self.called.items() for t, v in column.tickets(sensor).items()}
+
+    @property
+    def call_hours(self) -> dict[int, set[Ticket]]:
+        """hour -> the tickets called in it (a copy)."""
+        return {hour: {(sensor, n) for sensor, numbers in by_sensor.items() for n in numbers}
+                for hour, by_sensor in self.called_in.items()}
 
     def set_roles(self, roles: DoorRoles) -> list[int]:
         """Door roles given anew (the node's part of `flow.door_roles`, at every start): the
@@ -581,37 +699,76 @@ class HospitalNodeRollup(Horizon):
 
     def _add_queue(self, r: Reading) -> set[int]:
         """The hours whose waits the reading may change."""
-        ticket = (r.sensor, round(r.values["ticket"]))
-        self._forget_waits(ticket)
+        sensor, number, ts = r.sensor, round(r.values["ticket"]), r.ts_ns
+        self._forget_waits(sensor, number)
         if r.values["called"]:
-            calls = self.calls.setdefault(ticket, [])
-            i = insort_unique(calls, r.ts_ns)
-            hour = window_start(r.ts_ns, HOUR_NS)
-            self.call_hours.setdefault(hour, set()).add(ticket)
-            if i + 1 < len(calls):
+            calls = self.called.get(sensor)
+            if calls is None:
+                calls = self.called[sensor] = Stamps()
+            i, hi = calls.add(number, ts)
+            hour = ts - ts % HOUR_NS
+            by_sensor = self.called_in.get(hour)
+            if by_sensor is None:
+                by_sensor = self.called_in[hour] = {}
+            by_sensor[sensor] = add_number(by_sensor.get(sensor, array("q")), number)
+            if i + 1 < hi:
                 # An issue answered by the next call (a repeat, in order) is answered by
                 # this one now: the next call's hour loses that wait.
-                return {hour, window_start(calls[i + 1], HOUR_NS)}
+                return {hour, window_start(calls.stamps[i + 1], HOUR_NS)}
             return {hour}
-        insort_unique(self.issues.setdefault(ticket, []), r.ts_ns)
-        calls = self.calls.get(ticket, [])
-        lo = bisect.bisect_left(calls, r.ts_ns)
-        hi = bisect.bisect_right(calls, r.ts_ns + self.max_wait_ns)
-        return {window_start(t, HOUR_NS) for t in calls[lo:hi]}
+        issues = self.issued.get(sensor)
+        if issues is None:
+            issues = self.issued[sensor] = Stamps()
+        issues.add(number, ts)
+        calls = self.called.get(sensor)
+        if calls is None:
+            return set()
+        lo, hi = calls.span(number)
+        stamps = calls.stamps
+        lo = bisect.bisect_left(stamps, ts, lo, hi)
+        hi = bisect.bisect_right(stamps, ts + self.max_wait_ns, lo, hi)
+        return {window_start(t, HOUR_NS) for t in stamps[lo:hi]}
 
     def pair(self, ticket: Ticket, issued_ns: int) -> int | None:
         """The call answering the issue of `ticket` (sensor, number) at `issued_ns`, if any."""
-        issues = self.issues.get(ticket, [])
-        i = bisect.bisect_right(issues, issued_ns)
-        next_issue = issues[i] if i < len(issues) else None
-        calls = self.calls.get(ticket, [])
-        j = bisect.bisect_left(calls, issued_ns)
-        if j == len(calls):
+        sensor, number = ticket
+        issues, calls = self.issued.get(sensor), self.called.get(sensor)
+        if calls is None:
             return None
-        call = calls[j]
+        next_issue = None
+        if issues is not None:
+            lo, hi = issues.span(number)
+            i = bisect.bisect_right(issues.stamps, issued_ns, lo, hi)
+            next_issue = issues.stamps[i] if i < hi else None
+        lo, hi = calls.span(number)
+        j = bisect.bisect_left(calls.stamps, issued_ns, lo, hi)
+        if j == hi:
+            return None
+        call = calls.stamps[j]
         if call - issued_ns > self.max_wait_ns or (next_issue is not None and call >= next_issue):
             return None
         return call
+
+    def _ticket_waits(self, sensor: str, number: int, hour: int) -> list[float]:
+        """The waits (s) of the ticket's calls in the hour: each issue paired (`pair`)."""
+        waits: list[float] = []
+        issues, calls = self.issued.get(sensor), self.called.get(sensor)
+        if issues is None or calls is None:
+            return waits
+        lo, hi = issues.span(number)
+        issued = issues.stamps[lo:hi]
+        clo, chi = calls.span(number)
+        stamps, max_wait = calls.stamps, self.max_wait_ns
+        for k, t in enumerate(issued):
+            j = bisect.bisect_left(stamps, t, clo, chi)
+            if j == chi:
+                break  # (no call after this issue: none after the later ones either)
+            call = stamps[j]
+            if (call - t > max_wait or (k + 1 < len(issued) and call >= issued[k + 1])
+                    or call - call % HOUR_NS != hour):
+                continue
+            waits.append((call - t) / 1e9)
+        return waits
 
     def waits(self, hour: int) -> list[float]:
         """Waits (s) of the tickets called in the hour starting at `hour` (in no order)."""
@@ -620,20 +777,26 @@ class HospitalNodeRollup(Horizon):
         if known is None:
             known = {}
         self._waits[hour] = known  # (written last: kept longest)
-        for ticket in self.call_hours.get(hour, ()):
-            waits = known.get(ticket)
-            if waits is None:
-                waits = known[ticket] = []
-                for issued in self.issues.get(ticket, ()):
-                    call = self.pair(ticket, issued)
-                    if call is not None and window_start(call, HOUR_NS) == hour:
-                        waits.append((call - issued) / 1e9)
-            out.extend(waits)
+        for sensor, numbers in self.called_in.get(hour, {}).items():
+            cache = known.get(sensor)
+            if cache is None:
+                cache = known[sensor] = {}
+            for number in numbers:
+                waits = cache.get(number)
+                if waits is None:
+                    found = self._ticket_waits(sensor, number, hour)
+                    waits = cache[number] = found[0] if len(found) == 1 else tuple(found)
+                if type(waits) is float:
+                    out.append(waits)
+                else:
+                    out.extend(waits)  # type: ignore[arg-type]
         return out
 
-    def _forget_waits(self, ticket: Ticket) -> None:
+    def _forget_waits(self, sensor: str, number: int) -> None:
         for known in self._waits.values():
-            known.pop(ticket, None)
+            cache = known.get(sensor)
+            if cache is not None:
+                cache.pop(number, None)
 
     def _evict(self) -> None:
         floor = self.floor_ns()
@@ -672,19 +835,21 @@ class HospitalNodeRollup(Horizon):
             self.queue_kept_from = None  # no hour it can still write lacks an issue
         if queue_floor != self._queue_swept:  # it moves by whole hours: once an hour
             self._queue_swept = queue_floor
-            for times in (self.issues, self.calls):
-                for ticket in [t for t, stamps in times.items() if stamps and stamps[0] < queue_floor]:
-                    self._forget_waits(ticket)
-                    stamps = times[ticket]
-                    i = bisect.bisect_left(stamps, queue_floor)
-                    if i < len(stamps):
-                        del stamps[:i]
-                    else:
-                        del times[ticket]
-        for hour in [h for h in self.call_hours if h < floor - HOUR_NS]:
-            del self.call_hours[hour]
+            for columns in (self.issued, self.called):
+                for sensor, column in list(columns.items()):
+                    numbers = column.before(queue_floor)
+                    if not numbers:
+                        continue
+                    for number in numbers:
+                        self._forget_waits(sensor, number)
+                    column.drop_before(queue_floor)
+                    if not column.stamps:
+                        del columns[sensor]
+        called_in = self.called_in
+        for hour in [h for h in called_in if h < floor - HOUR_NS]:
+            del called_in[hour]
         waits = self._waits
-        for hour in [h for h in waits if h not in self.call_hours]:
+        for hour in [h for h in waits if h not in called_in]:
             del waits[hour]
         while len(waits) > WAITS_KEPT:
             del waits[next(iter(waits))]

@@ -22,8 +22,10 @@ from cloud.logic.domain.hospital import (
     STALE_NS,
     HospitalNodeRollup,
     SiteUpdate,
+    Ticket,
     WardSnapshot,
     hours_with_gaps,
+    insort_unique,
 )
 from cloud.logic.lines import series_head
 from tests.cloud.logic.domain_helpers import HOUR, MIN, T0, S
@@ -33,11 +35,66 @@ BED, DOOR, QUEUE = "hospital.bed", "hospital.door", "hospital.queue"
 STATE = ("beds", "bed_windows", "doors", "issues", "calls", "call_hours", "queue_kept_from",
          "newest_ns", "too_late", "horizon_ns", "kept_ns")
 DERIVED = ("_tails", "_tail_counts", "_seconds", "_queue_swept")
+QUEUE_COLUMNS = ("issued", "called", "called_in")  # the queue's pickled layout since the columns
 
 
 class WalkingRollup(HospitalNodeRollup):
     """The rollup as it was at ee74ac2: each window's end searched in every bed, every
-    bed and ticket walked after each message, an hour's waits paired anew."""
+    bed and ticket walked after each message, an hour's waits paired anew; its queue held in
+    the tables of tickets of then (`issues`, `calls`, `call_hours`: dicts of lists and sets,
+    where the rollup now holds columns per kiosk sensor and gives those tables as copies)."""
+
+    def __init__(self, horizon_ns: int, max_wait_ns: int) -> None:
+        super().__init__(horizon_ns, max_wait_ns=max_wait_ns)
+        self._tables: tuple[dict[Ticket, list[int]], dict[Ticket, list[int]],
+                            dict[int, set[Ticket]]] = ({}, {}, {})
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        tables = state.get("issues"), state.get("calls"), state.get("call_hours")
+        super().__setstate__(state)
+        if tables[0] is not None:  # an old layout's, else its own (`_tables`)
+            self._tables = tables  # type: ignore[assignment]
+
+    @property
+    def issues(self) -> dict[Ticket, list[int]]:
+        return self._tables[0]
+
+    @property
+    def calls(self) -> dict[Ticket, list[int]]:
+        return self._tables[1]
+
+    @property
+    def call_hours(self) -> dict[int, set[Ticket]]:
+        return self._tables[2]
+
+    def _add_queue(self, r: Reading) -> set[int]:  # the queue of then
+        ticket = (r.sensor, round(r.values["ticket"]))
+        if r.values["called"]:
+            calls = self.calls.setdefault(ticket, [])
+            i = insort_unique(calls, r.ts_ns)
+            hour = window_start(r.ts_ns, HOUR_NS)
+            self.call_hours.setdefault(hour, set()).add(ticket)
+            if i + 1 < len(calls):
+                return {hour, window_start(calls[i + 1], HOUR_NS)}
+            return {hour}
+        insort_unique(self.issues.setdefault(ticket, []), r.ts_ns)
+        calls = self.calls.get(ticket, [])
+        lo = bisect.bisect_left(calls, r.ts_ns)
+        hi = bisect.bisect_right(calls, r.ts_ns + self.max_wait_ns)
+        return {window_start(t, HOUR_NS) for t in calls[lo:hi]}
+
+    def pair(self, ticket: Ticket, issued_ns: int) -> int | None:
+        issues = self.issues.get(ticket, [])
+        i = bisect.bisect_right(issues, issued_ns)
+        next_issue = issues[i] if i < len(issues) else None
+        calls = self.calls.get(ticket, [])
+        j = bisect.bisect_left(calls, issued_ns)
+        if j == len(calls):
+            return None
+        call = calls[j]
+        if call - issued_ns > self.max_wait_ns or (next_issue is not None and call >= next_issue):
+            return None
+        return call
 
     def ward_at(self, end_ns: int) -> tuple[int, int, int, int, int]:
         beds = occupied = faulty = stale = 0
@@ -134,12 +191,20 @@ def _assert_indexes(roll: HospitalNodeRollup) -> None:
     swept = roll._queue_swept  # no stamp before the queue floor last let go from
     assert swept is None or all(stamps[0] >= swept for times in (roll.issues, roll.calls)
                                 for stamps in times.values())
+    for columns in (roll.issued, roll.called):  # each kiosk's (number, stamp) pairs sorted, unique
+        for column in columns.values():
+            pairs = list(zip(column.numbers, column.stamps, strict=True))
+            assert pairs
+            assert pairs == sorted(set(pairs))
+    for by_sensor in roll.called_in.values():
+        assert all(list(numbers) == sorted(set(numbers)) for numbers in by_sensor.values())
 
 
 def _old_layout(roll: HospitalNodeRollup, rng: random.Random) -> dict[str, object]:
     """The rollup's state as a release from before the indexes pickled it, sometimes from
     before the bed numbers (3-tuples) or the queue's kept-from were kept."""
-    state = {k: v for k, v in roll.__dict__.items() if k not in DERIVED}
+    state = {k: v for k, v in roll.__dict__.items() if k not in DERIVED + QUEUE_COLUMNS}
+    state.update(issues=roll.issues, calls=roll.calls, call_hours=roll.call_hours)
     if rng.random() < 0.3:
         state["beds"] = {s: [(ts, occ, fault) for ts, occ, fault, _ in h] for s, h in roll.beds.items()}
     if rng.random() < 0.3:
