@@ -360,11 +360,13 @@ class HospitalNodeRollup(Horizon):
         self._tails.sort()
         heapq.heapify(self._seconds)
         self._queue_swept: int | None = None
-        # hour -> kiosk sensor -> ticket number -> its waits in that hour (`waits`: one a
-        # float, else a tuple), of the `WAITS_KEPT` hours written last (in that order): a
-        # ticket's waits depend on its own issues and calls only, so a reading or an
-        # eviction drops its ticket's alone
-        self._waits: dict[int, dict[str, dict[int, float | tuple[float, ...]]]] = {}
+        # hour -> (kiosk sensor -> ticket number -> its waits in that hour: one a float, else
+        # a tuple; the (sensor, number)s to pair again: forgotten or newly called), of the
+        # `WAITS_KEPT` hours written last (in that order), for `waits`: a ticket's waits
+        # depend on its own issues and calls only, so a reading or an eviction drops its
+        # ticket's alone
+        self._waits: dict[int, tuple[dict[str, dict[int, float | tuple[float, ...]]],
+                                     set[tuple[str, int]]]] = {}
         # hour -> its door totals (`_DoorSums`), made when a message writes the hour
         self._door_sums: dict[int, _DoorSums] = {}
 
@@ -711,6 +713,9 @@ class HospitalNodeRollup(Horizon):
             if by_sensor is None:
                 by_sensor = self.called_in[hour] = {}
             by_sensor[sensor] = add_number(by_sensor.get(sensor, array("q")), number)
+            held = self._waits.get(hour)
+            if held is not None:  # (called anew in the hour, or again: paired again)
+                held[1].add((sensor, number))
             if i + 1 < hi:
                 # An issue answered by the next call (a repeat, in order) is answered by
                 # this one now: the next call's hour loses that wait.
@@ -770,22 +775,34 @@ class HospitalNodeRollup(Horizon):
             waits.append((call - t) / 1e9)
         return waits
 
+    def _entry(self, sensor: str, number: int, hour: int) -> float | tuple[float, ...]:
+        found = self._ticket_waits(sensor, number, hour)
+        return found[0] if len(found) == 1 else tuple(found)
+
     def waits(self, hour: int) -> list[float]:
         """Waits (s) of the tickets called in the hour starting at `hour` (in no order)."""
+        by_sensor = self.called_in.get(hour, {})
+        held = self._waits.pop(hour, None)
+        if held is None:
+            known = {sensor: {n: self._entry(sensor, n, hour) for n in numbers}
+                     for sensor, numbers in by_sensor.items()}
+            held = (known, set())
+        else:
+            known, redo = held
+            for sensor, number in redo:
+                numbers = by_sensor.get(sensor)
+                if numbers is not None:
+                    i = bisect.bisect_left(numbers, number)
+                    if i < len(numbers) and numbers[i] == number:
+                        cache = known.get(sensor)
+                        if cache is None:
+                            cache = known[sensor] = {}
+                        cache[number] = self._entry(sensor, number, hour)
+            redo.clear()
+        self._waits[hour] = held  # (written last: kept longest)
         out: list[float] = []
-        known = self._waits.pop(hour, None)
-        if known is None:
-            known = {}
-        self._waits[hour] = known  # (written last: kept longest)
-        for sensor, numbers in self.called_in.get(hour, {}).items():
-            cache = known.get(sensor)
-            if cache is None:
-                cache = known[sensor] = {}
-            for number in numbers:
-                waits = cache.get(number)
-                if waits is None:
-                    found = self._ticket_waits(sensor, number, hour)
-                    waits = cache[number] = found[0] if len(found) == 1 else tuple(found)
+        for cache in known.values():
+            for waits in cache.values():
                 if type(waits) is float:
                     out.append(waits)
                 else:
@@ -793,10 +810,10 @@ class HospitalNodeRollup(Horizon):
         return out
 
     def _forget_waits(self, sensor: str, number: int) -> None:
-        for known in self._waits.values():
+        for known, redo in self._waits.values():
             cache = known.get(sensor)
-            if cache is not None:
-                cache.pop(number, None)
+            if cache is not None and cache.pop(number, None) is not None:
+                redo.add((sensor, number))
 
     def _evict(self) -> None:
         floor = self.floor_ns()
