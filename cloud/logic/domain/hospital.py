@@ -712,7 +712,8 @@ class HospitalNodeRollup(Horizon):
             by_sensor = self.called_in.get(hour)
             if by_sensor is None:
                 by_sensor = self.called_in[hour] = {}
-            by_sensor[sensor] = add_number(by_sensor.get(sensor, array("q")), number)
+            numbers = by_sensor.get(sensor)
+            by_sensor[sensor] = add_number(array("q") if numbers is None else numbers, number)
             held = self._waits.get(hour)
             if held is not None:  # (called anew in the hour, or again: paired again)
                 held[1].add((sensor, number))
