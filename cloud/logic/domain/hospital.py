@@ -79,15 +79,17 @@ GONE_NS = 7 * 24 * 3600 * 10**9
 _AVAILABLE, _OCCUPIED, _FAULTY, _STALE, _GONE = 0, 1, 2, 3, 4
 
 
-def _state(occupied: int, fault: int) -> int:
-    """A bed reading's state: _FAULTY, _OCCUPIED or _AVAILABLE."""
-    return _FAULTY if fault else _OCCUPIED if occupied else _AVAILABLE
+# a bed reading's flags (`BedReadings.flags`): occupied, fault
+_OCC, _FAULT = 1, 2
+# flags -> the reading's state: _FAULTY, _OCCUPIED or _AVAILABLE
+_STATE_OF = (_AVAILABLE, _OCCUPIED, _FAULTY, _FAULTY)
 
 # HospitalNodeRollup's indexes derived from its beds, tickets and doors (`_build_indexes`):
 # not in its snapshots
 _DERIVED = ("_tails", "_tail_counts", "_seconds", "_queue_swept", "_waits", "_door_sums")
 # the pickled layout of the queue before the tickets were held in columns (`Stamps`)
 _OLD_QUEUE = ("issues", "calls", "call_hours")
+BedEntry = tuple[int, int, int, int]  # a bed reading as the tables held it: (ts, occupied, fault, seq)
 # hours whose waits per ticket `HospitalNodeRollup._waits` keeps: the last written (the hour
 # live calls enter, the one before, and a few a late reading writes again)
 WAITS_KEPT = 2
@@ -295,6 +297,71 @@ class Stamps:
         return out
 
 
+class BedReadings:
+    """One bed's readings, sorted by stamp, one per stamp, in columns of the same length:
+    stamps and seqs in int64 arrays, each reading's occupied and fault as one byte of
+    `flags` (`_OCC | _FAULT`): 17 bytes a reading, where a tuple (ts, occupied, fault, seq)
+    cost ~150 in memory, and pickled as the arrays' bytes. Stamps or seqs an int64 cannot
+    hold turn both into lists (same order, same searches)."""
+
+    __slots__ = ("flags", "seqs", "stamps")
+
+    def __init__(self) -> None:
+        self.stamps: array[int] | list[int] = array("q")
+        self.seqs: array[int] | list[int] = array("q")
+        self.flags = bytearray()
+
+    def __getstate__(self) -> tuple[array[int] | list[int], array[int] | list[int], bytearray]:
+        return self.stamps, self.seqs, self.flags
+
+    def __setstate__(self, state: tuple[array[int] | list[int], array[int] | list[int],
+                                        bytearray]) -> None:
+        self.stamps, self.seqs, self.flags = state
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, BedReadings) and self.entries() == other.entries()
+
+    __hash__ = None  # type: ignore[assignment]  # (mutable)
+
+    @classmethod
+    def from_entries(cls, history: Iterable[tuple[int, ...]]) -> BedReadings:
+        """From a bed's readings as the tables held them: (ts, occupied, fault, seq), sorted
+        by ts; (ts, occupied, fault) before the seq was kept: number unknown (-1), so that a
+        reading stamped alike replaces it, as it did then."""
+        bed = cls()
+        for e in history:
+            bed.insert(len(bed.stamps), e[0], bed_flags(e[1], e[2]), e[3] if len(e) > 3 else -1)
+        return bed
+
+    def entries(self) -> list[BedEntry]:
+        return [(ts, f & _OCC, f >> 1, seq)
+                for ts, f, seq in zip(self.stamps, self.flags, self.seqs, strict=True)]
+
+    def _fits(self, ts: int, seq: int) -> None:
+        if not (_LOW <= ts <= _HIGH and _LOW <= seq <= _HIGH) and type(self.stamps) is array:
+            self.stamps, self.seqs = list(self.stamps), list(self.seqs)
+
+    def insert(self, i: int, ts: int, flags: int, seq: int) -> None:
+        self._fits(ts, seq)
+        self.stamps.insert(i, ts)
+        self.seqs.insert(i, seq)
+        self.flags.insert(i, flags)
+
+    def replace(self, i: int, flags: int, seq: int) -> None:
+        """The reading at `i` replaced by one stamped alike."""
+        self._fits(0, seq)
+        self.seqs[i] = seq
+        self.flags[i] = flags
+
+    def drop_first(self, n: int) -> None:
+        del self.stamps[:n], self.seqs[:n], self.flags[:n]
+
+
+def bed_flags(occupied: int, fault: int) -> int:
+    """A bed reading's `BedReadings.flags`."""
+    return (_OCC if occupied else 0) | (_FAULT if fault else 0)
+
+
 def add_number(numbers: array[int] | list[int], number: int) -> array[int] | list[int]:
     """`number` into the sorted unique `numbers` (an array, a list past int64); the sequence."""
     i = bisect.bisect_left(numbers, number)
@@ -315,10 +382,10 @@ class HospitalNodeRollup(Horizon):
         self.max_wait_ns = max_wait_ns
         self.newest_ns = 0
         self.too_late = 0
-        # beds: sensor -> sorted [(ts, occupied, fault, seq)], one per stamp: of two readings
-        # stamped alike, the one numbered later (as a replay, which takes them by stamp then
-        # number), whatever their order of arrival
-        self.beds: dict[str, list[tuple[int, int, int, int]]] = {}
+        # beds: sensor -> its readings (`BedReadings`), one per stamp: of two readings stamped
+        # alike, the one numbered later (as a replay, which takes them by stamp then number),
+        # whatever their order of arrival (`beds` gives them as tables of tuples)
+        self.bed_readings: dict[str, BedReadings] = {}
         # rp -> the starts of the windows holding bed readings, sorted
         self.bed_windows: dict[str, list[int]] = {rp: [] for rp, _ in WIDTHS}
         # doors: hour -> (sensor, ts, seq) -> (role, count, fault); two counts of one stamp are
@@ -350,13 +417,13 @@ class HospitalNodeRollup(Horizon):
         self._tails: list[tuple[int, str]] = []
         self._tail_counts = [0, 0, 0]  # by state: _AVAILABLE, _OCCUPIED, _FAULTY
         self._seconds: list[tuple[int, str]] = []
-        for sensor, history in self.beds.items():
-            if history:
-                last = history[-1]
-                self._tails.append((last[0], sensor))
-                self._tail_counts[_state(last[1], last[2])] += 1
-            if len(history) > 1:
-                self._seconds.append((history[1][0], sensor))
+        for sensor, bed in self.bed_readings.items():
+            stamps = bed.stamps
+            if stamps:
+                self._tails.append((stamps[-1], sensor))
+                self._tail_counts[_STATE_OF[bed.flags[-1]]] += 1
+            if len(stamps) > 1:
+                self._seconds.append((stamps[1], sensor))
         self._tails.sort()
         heapq.heapify(self._seconds)
         self._queue_swept: int | None = None
@@ -386,11 +453,10 @@ class HospitalNodeRollup(Horizon):
         self.bed_windows = {rp: sorted(starts) for rp, starts in self.bed_windows.items()}
         if "queue_kept_from" not in state:  # its queue was let go by the rule of before 9199e63
             self.queue_kept_from = self.newest_ns - self.horizon_ns - self.max_wait_ns
-        # snapshots from before the seq was kept hold (ts, occupied, fault): number unknown
-        # (-1), so that a reading stamped alike replaces it, as it did then
-        for sensor, history in self.beds.items():
-            if history and len(history[0]) < 4:
-                self.beds[sensor] = [(e[0], e[1], e[2], -1) for e in history]
+        if "beds" in state:  # snapshots from before the bed readings were held in columns
+            tables: dict[str, list[tuple[int, ...]]] = self.__dict__.pop("beds")
+            self.bed_readings = {sensor: BedReadings.from_entries(history)
+                                 for sensor, history in tables.items()}
         # snapshots from before a door's fault was kept hold (role, count): its fault is not
         # known (None), which the hour's `faulty` must not take for 0 (`door_faulty`); their
         # roles are taken again (those from before ER_WORDS made `door-er` a visit door)
@@ -417,6 +483,12 @@ class HospitalNodeRollup(Horizon):
             for sensor, number in tickets:
                 by_sensor[sensor] = add_number(by_sensor.get(sensor, array("q")), number)
             self.called_in[hour] = by_sensor
+
+    @property
+    def beds(self) -> dict[str, list[BedEntry]]:
+        """sensor -> its readings (ts, occupied, fault, seq), sorted (a copy: the beds as the
+        releases before the columns held them; occupied and fault 0 or 1)."""
+        return {sensor: bed.entries() for sensor, bed in self.bed_readings.items()}
 
     @property
     def issues(self) -> dict[Ticket, list[int]]:
@@ -536,27 +608,38 @@ class HospitalNodeRollup(Horizon):
         """Takes the reading; whether its hour held no bed reading before."""
         ts = r.ts_ns
         sensor = r.sensor
-        entry = (ts, int(r.values["occupied"]), int(r.values.get("fault", 0)), r.seq)
-        history = self.beds.get(sensor)
-        if history is None:
-            self.beds[sensor] = [entry]
-            self._new_tail(sensor, None, entry)
-        elif ts > history[-1][0]:  # in order: the common case
-            self._new_tail(sensor, history[-1], entry)
-            history.append(entry)
-            if len(history) == 2:
+        values = r.values
+        flags = bed_flags(int(values["occupied"]), int(values.get("fault", 0)))
+        seq = r.seq
+        bed = self.bed_readings.get(sensor)
+        if bed is None:
+            bed = self.bed_readings[sensor] = BedReadings()
+            bed.insert(0, ts, flags, seq)
+            self._new_tail(sensor, None, 0, ts, flags)
+            return self._add_bed_windows(ts)
+        stamps = bed.stamps
+        n = len(stamps)
+        last = stamps[-1]
+        if ts > last:  # in order: the common case
+            self._new_tail(sensor, last, bed.flags[-1], ts, flags)
+            bed.insert(n, ts, flags, seq)
+            if n == 1:
                 heapq.heappush(self._seconds, (ts, sensor))
         else:
-            i = bisect.bisect_left(history, (ts,))  # (ts,) sorts before every (ts, ...)
-            if i < len(history) and history[i][0] == ts:
-                if r.seq >= history[i][3]:  # else numbered before the reading kept: not the state
-                    if i == len(history) - 1:
-                        self._new_tail(sensor, history[i], entry)
-                    history[i] = entry
+            i = bisect.bisect_left(stamps, ts)
+            if stamps[i] == ts:  # (i < n: ts <= the last stamp)
+                if seq >= bed.seqs[i]:  # else numbered before the reading kept: not the state
+                    if i == n - 1:
+                        self._new_tail(sensor, ts, bed.flags[i], ts, flags)
+                    bed.replace(i, flags, seq)
             else:
-                history.insert(i, entry)
+                bed.insert(i, ts, flags, seq)
                 if i < 2:
-                    heapq.heappush(self._seconds, (history[1][0], sensor))
+                    heapq.heappush(self._seconds, (bed.stamps[1], sensor))
+        return self._add_bed_windows(ts)
+
+    def _add_bed_windows(self, ts: int) -> bool:
+        """The bed reading's windows in `bed_windows`; whether its hour held none before."""
         new = False
         for rp, width in WIDTHS:
             start = ts - ts % width
@@ -570,19 +653,20 @@ class HospitalNodeRollup(Horizon):
                 new = len(starts) != held
         return new  # of the hour: the last of WIDTHS
 
-    def _new_tail(self, sensor: str, was: tuple[int, int, int, int] | None,
-                  entry: tuple[int, int, int, int]) -> None:
-        """The bed's last reading is now `entry` (was `was`): `_tails`, `_tail_counts`."""
+    def _new_tail(self, sensor: str, was_ts: int | None, was_flags: int, ts: int, flags: int
+                  ) -> None:
+        """The bed's last reading is now (ts, flags) (was (was_ts, was_flags); None: the bed
+        had none): `_tails`, `_tail_counts`."""
         tails, counts = self._tails, self._tail_counts
-        if was is not None:
-            del tails[bisect.bisect_left(tails, (was[0], sensor))]
-            counts[_state(was[1], was[2])] -= 1
-        tail = (entry[0], sensor)
+        if was_ts is not None:
+            del tails[bisect.bisect_left(tails, (was_ts, sensor))]
+            counts[_STATE_OF[was_flags]] -= 1
+        tail = (ts, sensor)
         if not tails or tail > tails[-1]:
             tails.append(tail)
         else:
             bisect.insort(tails, tail)
-        counts[_state(entry[1], entry[2])] += 1
+        counts[_STATE_OF[flags]] += 1
 
     def ward_at(self, end_ns: int) -> tuple[int, int, int, int, int]:
         """(beds, occupied, available, faulty, stale) from each bed's last reading before
@@ -595,9 +679,9 @@ class HospitalNodeRollup(Horizon):
             return self._ward_at_walk(end_ns)
         stale = bisect.bisect_left(tails, (end_ns - STALE_NS,))  # last reading before it
         counts = list(self._tail_counts)
+        beds = self.bed_readings
         for _, sensor in tails[:stale]:
-            _, occ, fault, _ = self.beds[sensor][-1]
-            counts[_state(occ, fault)] -= 1
+            counts[_STATE_OF[beds[sensor].flags[-1]]] -= 1
         available, occupied, faulty = counts
         gone = bisect.bisect_left(tails, (end_ns - GONE_NS,), 0, stale)
         return available + occupied + faulty, occupied, available, faulty, stale - gone
@@ -607,20 +691,22 @@ class HospitalNodeRollup(Horizon):
         beds = occupied = faulty = stale = 0
         oldest = end_ns - STALE_NS  # a last reading before it is stale
         gone = end_ns - GONE_NS  # and before this, gone
-        for history in self.beds.values():
-            i = bisect.bisect_left(history, (end_ns,))
+        for bed in self.bed_readings.values():
+            stamps = bed.stamps
+            i = bisect.bisect_left(stamps, end_ns)
             if i == 0:
                 continue
-            ts, occ, fault, _ = history[i - 1]
+            ts = stamps[i - 1]
             if ts < gone:
                 continue
             if ts < oldest:
                 stale += 1
                 continue
             beds += 1
-            if fault:
+            flags = bed.flags[i - 1]
+            if flags & _FAULT:
                 faulty += 1
-            elif occ:
+            elif flags & _OCC:
                 occupied += 1
         return beds, occupied, beds - occupied - faulty, faulty, stale
 
@@ -637,27 +723,28 @@ class HospitalNodeRollup(Horizon):
         counts = [0, 0, 0, 0, 0]  # by state: _AVAILABLE, _OCCUPIED, _FAULTY, _STALE, _GONE
         states: list[int] = []  # per bed: the state of its last change (-1: no reading yet)
         changes: list[tuple[int, int, int]] = []  # (ts, bed, state)
-        for b, history in enumerate(self.beds.values()):
-            i = bisect.bisect_left(history, (first,))
-            j = bisect.bisect_left(history, (last,), i)
+        for b, bed in enumerate(self.bed_readings.values()):
+            stamps, flags = bed.stamps, bed.flags
+            i = bisect.bisect_left(stamps, first)
+            j = bisect.bisect_left(stamps, last, i)
             if i == 0:
                 state = -1
             else:
-                ts, occ, fault, _ = history[i - 1]
+                ts = stamps[i - 1]
                 state = (_GONE if ts + GONE_NS < first else _STALE if ts + limit < first
-                         else _state(occ, fault))
+                         else _STATE_OF[flags[i - 1]])
                 counts[state] += 1
             states.append(state)
-            changes += [(ts, b, _state(occ, fault)) for ts, occ, fault, _ in history[i:j]]
+            changes += [(ts, b, _STATE_OF[f]) for ts, f in zip(stamps[i:j], flags[i:j], strict=True)]
             # the readings whose stale (gone) time falls in [first, last): stamped in
             # [first - limit, last - limit), followed by none within the limit
             for after, to in ((limit, _STALE), (GONE_NS, _GONE)):
-                lo = bisect.bisect_left(history, (first - after,), 0, i)
-                hi = bisect.bisect_left(history, (last - after,), lo, j)
+                lo = bisect.bisect_left(stamps, first - after, 0, i)
+                hi = bisect.bisect_left(stamps, last - after, lo, j)
                 if lo < hi:
-                    n = len(history)
-                    changes += [(ts + after, b, to) for k, (ts, _, _, _) in enumerate(history[lo:hi], lo)
-                                if k + 1 == n or history[k + 1][0] > ts + after]
+                    n = len(stamps)
+                    changes += [(ts + after, b, to) for k, ts in enumerate(stamps[lo:hi], lo)
+                                if k + 1 == n or stamps[k + 1] > ts + after]
         changes.sort()
         out = [(counts[0] + counts[1] + counts[2], counts[1], counts[0], counts[2], counts[3])]
         k, n = 0, len(changes)
@@ -823,18 +910,21 @@ class HospitalNodeRollup(Horizon):
         seconds = self._seconds
         while seconds and seconds[0][0] < floor:
             ts, sensor = heapq.heappop(seconds)
-            history = self.beds.get(sensor, [])
-            if len(history) > 1 and history[1][0] == ts:  # else out of date (or the bed gone)
-                del history[:bisect.bisect_left(history, (floor,)) - 1]
-                if len(history) > 1:
-                    heapq.heappush(seconds, (history[1][0], sensor))
+            bed = self.bed_readings.get(sensor)
+            if bed is None:  # (the bed gone)
+                continue
+            stamps = bed.stamps
+            if len(stamps) > 1 and stamps[1] == ts:  # else out of date
+                bed.drop_first(bisect.bisect_left(stamps, floor) - 1)
+                stamps = bed.stamps
+                if len(stamps) > 1:
+                    heapq.heappush(seconds, (stamps[1], sensor))
         # A bed gone at the floor is gone at every window still written: let go.
         tails, counts = self._tails, self._tail_counts
         gone = bisect.bisect_left(tails, (floor - GONE_NS,))
         if gone:
             for _, sensor in tails[:gone]:
-                _, occ, fault, _ = self.beds.pop(sensor)[-1]
-                counts[_state(occ, fault)] -= 1
+                counts[_STATE_OF[self.bed_readings.pop(sensor).flags[-1]]] -= 1
             del tails[:gone]
         for rp, width in WIDTHS:
             starts = self.bed_windows[rp]

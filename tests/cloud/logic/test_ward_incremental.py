@@ -36,24 +36,64 @@ STATE = ("beds", "bed_windows", "doors", "issues", "calls", "call_hours", "queue
          "newest_ns", "too_late", "horizon_ns", "kept_ns")
 DERIVED = ("_tails", "_tail_counts", "_seconds", "_queue_swept")
 QUEUE_COLUMNS = ("issued", "called", "called_in")  # the queue's pickled layout since the columns
+BED_COLUMNS = ("bed_readings",)  # the beds' pickled layout since the columns
 
 
 class WalkingRollup(HospitalNodeRollup):
     """The rollup as it was at ee74ac2: each window's end searched in every bed, every
     bed and ticket walked after each message, an hour's waits paired anew; its queue held in
     the tables of tickets of then (`issues`, `calls`, `call_hours`: dicts of lists and sets,
-    where the rollup now holds columns per kiosk sensor and gives those tables as copies)."""
+    where the rollup now holds columns per kiosk sensor and gives those tables as copies);
+    its beds held as the tables of then too (`beds`: sensor -> a list of (ts, occupied,
+    fault, seq), where the rollup now holds columns per bed, `BedReadings`)."""
 
     def __init__(self, horizon_ns: int, max_wait_ns: int) -> None:
         super().__init__(horizon_ns, max_wait_ns=max_wait_ns)
         self._tables: tuple[dict[Ticket, list[int]], dict[Ticket, list[int]],
                             dict[int, set[Ticket]]] = ({}, {}, {})
+        self._beds: dict[str, list[tuple[int, int, int, int]]] = {}
 
     def __setstate__(self, state: dict[str, object]) -> None:
         tables = state.get("issues"), state.get("calls"), state.get("call_hours")
+        beds = state.get("beds")
         super().__setstate__(state)
         if tables[0] is not None:  # an old layout's, else its own (`_tables`)
             self._tables = tables  # type: ignore[assignment]
+        if beds is not None:  # an old layout's (from before the seq was kept: number unknown)
+            self._beds = {s: [(e[0], e[1], e[2], e[3] if len(e) > 3 else -1) for e in h]
+                          for s, h in beds.items()}  # type: ignore[attr-defined]
+
+    @property
+    def beds(self) -> dict[str, list[tuple[int, int, int, int]]]:
+        return self._beds
+
+    def _add_bed(self, r: Reading) -> bool:  # the beds of then
+        ts = r.ts_ns
+        entry = (ts, int(r.values["occupied"]), int(r.values.get("fault", 0)), r.seq)
+        history = self.beds.get(r.sensor)
+        if history is None:
+            self.beds[r.sensor] = [entry]
+        elif ts > history[-1][0]:
+            history.append(entry)
+        else:
+            i = bisect.bisect_left(history, (ts,))
+            if i < len(history) and history[i][0] == ts:
+                if r.seq >= history[i][3]:
+                    history[i] = entry
+            else:
+                history.insert(i, entry)
+        new = False
+        for rp, width in WIDTHS:
+            start = ts - ts % width
+            starts = self.bed_windows[rp]
+            if not starts or start > starts[-1]:
+                starts.append(start)
+                new = True
+            elif start != starts[-1]:
+                held = len(starts)
+                insort_unique(starts, start)
+                new = len(starts) != held
+        return new
 
     @property
     def issues(self) -> dict[Ticket, list[int]]:
@@ -115,6 +155,9 @@ class WalkingRollup(HospitalNodeRollup):
             elif occ:
                 occupied += 1
         return beds, occupied, beds - occupied - faulty, faulty, stale
+
+    def wards_at(self, ends: list[int]) -> list[tuple[int, int, int, int, int]]:
+        return [self.ward_at(end) for end in ends]
 
     def _emit_beds(self, site: str, node: str, from_ns: int, new_hours: set[int],
                    points: list[tuple[str, str]], updates: list[SiteUpdate]) -> None:
@@ -196,6 +239,10 @@ def _assert_indexes(roll: HospitalNodeRollup) -> None:
             pairs = list(zip(column.numbers, column.stamps, strict=True))
             assert pairs
             assert pairs == sorted(set(pairs))
+    for bed in roll.bed_readings.values():  # each bed's stamps sorted, unique; columns of one length
+        assert list(bed.stamps) == sorted(set(bed.stamps))
+        assert len(bed.stamps) == len(bed.seqs) == len(bed.flags)
+        assert set(bed.flags) <= {0, 1, 2, 3}
     for by_sensor in roll.called_in.values():
         assert all(list(numbers) == sorted(set(numbers)) for numbers in by_sensor.values())
 
@@ -203,8 +250,8 @@ def _assert_indexes(roll: HospitalNodeRollup) -> None:
 def _old_layout(roll: HospitalNodeRollup, rng: random.Random) -> dict[str, object]:
     """The rollup's state as a release from before the indexes pickled it, sometimes from
     before the bed numbers (3-tuples) or the queue's kept-from were kept."""
-    state = {k: v for k, v in roll.__dict__.items() if k not in DERIVED + QUEUE_COLUMNS}
-    state.update(issues=roll.issues, calls=roll.calls, call_hours=roll.call_hours)
+    state = {k: v for k, v in roll.__dict__.items() if k not in DERIVED + QUEUE_COLUMNS + BED_COLUMNS}
+    state.update(issues=roll.issues, calls=roll.calls, call_hours=roll.call_hours, beds=roll.beds)
     if rng.random() < 0.3:
         state["beds"] = {s: [(ts, occ, fault) for ts, occ, fault, _ in h] for s, h in roll.beds.items()}
     if rng.random() < 0.3:
