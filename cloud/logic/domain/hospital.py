@@ -609,7 +609,9 @@ class HospitalNodeRollup(Horizon):
         ts = r.ts_ns
         sensor = r.sensor
         values = r.values
-        flags = bed_flags(int(values["occupied"]), int(values.get("fault", 0)))
+        # bed_flags(...), written directly
+        flags = ((_OCC if int(values["occupied"]) else 0)
+                 | (_FAULT if int(values.get("fault", 0)) else 0))
         seq = r.seq
         bed = self.bed_readings.get(sensor)
         if bed is None:
@@ -622,7 +624,12 @@ class HospitalNodeRollup(Horizon):
         last = stamps[-1]
         if ts > last:  # in order: the common case
             self._new_tail(sensor, last, bed.flags[-1], ts, flags)
-            bed.insert(n, ts, flags, seq)
+            if (_LOW <= seq <= _HIGH and ts <= _HIGH) or type(stamps) is list:  # (ts > last >= _LOW)
+                stamps.append(ts)
+                bed.seqs.append(seq)
+                bed.flags.append(flags)
+            else:
+                bed.insert(n, ts, flags, seq)
             if n == 1:
                 heapq.heappush(self._seconds, (ts, sensor))
         else:
