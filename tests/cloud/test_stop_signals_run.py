@@ -47,7 +47,6 @@ def test_a_burst_of_sigterms_drains_and_a_later_second_one_aborts(
         cloud = start_cloud_for_site(db_ready, tmp_path / "state", site, request,
                                      {"url": f"http://127.0.0.1:{influx.port}"})
         wait_for(lambda: "starting: journals" in cloud.log(), 60, "the dataflow to start")
-        wait_for(lambda: "ingest subscribed" in cloud.log(), 30, "the ingest to subscribe")
         assert cloud.proc is not None
         influx.partition()  # the last epoch's writes wait
         _publish_as_node(creds, _journal_batches(site, node, 0, 3, time.time_ns()))
