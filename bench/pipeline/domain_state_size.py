@@ -16,15 +16,14 @@ import time
 from bench.pipeline.errors import PipelineBenchError
 from bench.pipeline.node_state_size import (
     DEFAULT_HORIZON_S,
-    MESSAGE_S,
     NODES,
     deep_size,
     measure,
+    messages,
     node_stream,
 )
 from cloud.logic.domain.node import DomainNode
 from cloud.logic.rollup import HOUR_NS
-from urbanpulse.wire import Reading
 
 ROLLUPS = ("traffic", "air", "hospital")
 
@@ -73,20 +72,6 @@ def unpickle_us(domain: DomainNode, rounds: int) -> float:
         times.append(time.perf_counter() - t0)
     times.sort()
     return times[len(times) // 2] * 1e6
-
-
-def messages(readings: list[Reading]) -> list[list[Reading]]:
-    """The node's readings cut as a live node sends them: those stamped within a second."""
-    out: list[list[Reading]] = []
-    i = 0
-    while i < len(readings):
-        end = readings[i].ts_ns + int(MESSAGE_S * 1e9)
-        j = i
-        while j < len(readings) and readings[j].ts_ns < end:
-            j += 1
-        out.append(readings[i:j])
-        i = j
-    return out
 
 
 def process_us(key: str, hours: float, horizon_s: int, rounds: int, late_h: float = 0.0

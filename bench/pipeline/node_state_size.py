@@ -151,19 +151,28 @@ def node_stream(key: str, hours: float, seed: int = 1) -> list[Reading]:
     return out
 
 
-def records(key: str, readings: list[Reading], hours: float) -> Iterator[JournalRecord]:
-    """The node's messages and heartbeats as the journal holds them, in reception order."""
-    site, node = key.split("/")
-    timed: list[tuple[int, str, bytes]] = []
+def messages(readings: list[Reading]) -> list[list[Reading]]:
+    """The node's readings cut as a live node sends them: those stamped within a second."""
+    out: list[list[Reading]] = []
     i = 0
     while i < len(readings):
         end = readings[i].ts_ns + int(MESSAGE_S * 1e9)
         j = i
         while j < len(readings) and readings[j].ts_ns < end:
             j += 1
-        payload = encode_batch(site, node, readings[i:j], numbering=numbering_of(site, node))
-        timed.append((end + 10_000_000, data_topic(site, node), payload))
+        out.append(readings[i:j])
         i = j
+    return out
+
+
+def records(key: str, readings: list[Reading], hours: float) -> Iterator[JournalRecord]:
+    """The node's messages and heartbeats as the journal holds them, in reception order."""
+    site, node = key.split("/")
+    timed: list[tuple[int, str, bytes]] = []
+    for message in messages(readings):
+        end = message[0].ts_ns + int(MESSAGE_S * 1e9)
+        payload = encode_batch(site, node, message, numbering=numbering_of(site, node))
+        timed.append((end + 10_000_000, data_topic(site, node), payload))
     beats = int(hours * 3600 / HEARTBEAT_S)
     for b in range(1, beats + 1):
         at = START + timedelta(seconds=b * HEARTBEAT_S)
