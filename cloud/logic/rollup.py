@@ -498,11 +498,7 @@ class SensorRollup:
         reading thawed or made, which a backlog sent in order goes on filling)."""
         windows = self.windows
         if self.ordered and keep is None:  # (as live traffic leaves them) the first ones
-            cold = []
-            for start in windows:
-                if start >= line:
-                    break
-                cold.append(start)
+            cold = _starts_before(windows, line)
         else:
             cold = sorted(s for s in windows if s < line and s != keep)
         if cold:
@@ -521,14 +517,8 @@ class SensorRollup:
 
     def _drop(self, floor: int) -> None:
         windows = self.windows
-        if self.ordered:  # the windows to drop come first
-            old = []
-            for start in windows:
-                if start >= floor:
-                    break
-                old.append(start)
-        else:
-            old = [s for s in windows if s < floor]
+        # ordered: the windows to drop come first
+        old = _starts_before(windows, floor) if self.ordered else [s for s in windows if s < floor]
         for start in old:
             del windows[start]
         if not self.ordered:
@@ -560,6 +550,16 @@ class SensorRollup:
         if window is None and start_ns in self.frozen:
             window = _thawed(start_ns, self.frozen[start_ns])
         return window
+
+
+def _starts_before(windows: dict[int, Window], line: int) -> list[int]:
+    """The starts before `line` of windows held in increasing order of start: the first ones."""
+    out = []
+    for start in windows:
+        if start >= line:
+            break
+        out.append(start)
+    return out
 
 
 def windows_of(rollups: Iterable[SensorRollup]) -> int:
