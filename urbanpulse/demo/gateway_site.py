@@ -15,7 +15,7 @@ import dataclasses
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,6 +31,7 @@ from urbanpulse.stack import (
     add_node,
     site_broker,
 )
+from urbanpulse.stack.parent_death import ends_with_parent
 from urbanpulse.stack.process import free_ports, port_is_free, stop_group, wait_until
 from urbanpulse.stack.site_broker import SiteBroker
 from urbanpulse.wire import WireError, decode_status
@@ -145,7 +146,7 @@ class StatusWatch:
 @dataclass
 class GatewaySite:
     """The site broker and the gateway process, children of the demo: they get SIGTERM
-    from the kernel when the demo ends without stopping them (`preexec_fn`)."""
+    from the kernel when the demo ends without stopping them (`ends_with_demo`)."""
 
     site: str
     nodes: list[LiveNode]
@@ -168,10 +169,11 @@ class GatewaySite:
     def user(self) -> str:
         return self.broker.gateway_user
 
-    def start(self, config: StackConfig, info: StackInfo,
-              preexec_fn: Callable[[], None] | None) -> None:
+    def start(self, config: StackConfig, info: StackInfo, *, ends_with_demo: bool) -> None:
         """The nodes' and the gateway's users on the stack's broker (the gateway with its
-        relay right), the site broker, the gateway; returns at once (wait_relaying)."""
+        relay right), the site broker, the gateway; returns at once (wait_relaying).
+        `ends_with_demo`: both get SIGTERM from the kernel when the calling thread ends
+        (urbanpulse.stack.parent_death): call it from the thread that stops them."""
         for node in self.nodes:
             add_node(config, node.site, node.node)
         cloud = add_node(config, self.site, GATEWAY_ID, gateway=True)
@@ -179,7 +181,8 @@ class GatewaySite:
             (port,) = free_ports(1, self.broker.bind)
             self.broker = dataclasses.replace(self.broker, port=port)
             try:
-                self.broker_proc = site_broker.start(self.broker, preexec_fn=preexec_fn)
+                self.broker_proc = site_broker.start(self.broker,
+                                                     ends_with_parent=ends_with_demo)
                 break
             except StackError:
                 if attempt == PORT_TRIES - 1 or port_is_free(self.broker.bind, port):
@@ -187,10 +190,11 @@ class GatewaySite:
         self.config.write_text(gateway_toml(self.site, self.broker.creds(self.user), cloud),
                                encoding="utf-8")
         with self.log.open("ab") as log:
+            argv = [sys.executable, "-m", "urbanpulse.cli", "gateway", "run", "--config",
+                    str(self.config)]
             self.gateway_proc = subprocess.Popen(
-                [sys.executable, "-m", "urbanpulse.cli", "gateway", "run", "--config",
-                 str(self.config)], stdin=subprocess.DEVNULL, stdout=log,
-                stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=preexec_fn)
+                ends_with_parent(argv) if ends_with_demo else argv, stdin=subprocess.DEVNULL,
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         self.watch = StatusWatch(info, self.site)
 
     def wait_relaying(self, timeout_s: float = READY_S) -> None:

@@ -5,12 +5,9 @@ live summary; writes the run's ground truth at the end."""
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import json
 import logging
-import os
 import shutil
-import signal
 import subprocess
 import sys
 import threading
@@ -55,6 +52,7 @@ from urbanpulse.simulate import City, Event, SimClock, Simulation
 from urbanpulse.simulate.scenario import merge_events, write_ground_truth
 from urbanpulse.stack import StackConfig, StackInfo, add_node, up
 from urbanpulse.stack.lifecycle import resolve_config
+from urbanpulse.stack.parent_death import ends_with_parent
 from urbanpulse.stack.process import command_line, stop_group, stop_pid
 
 if TYPE_CHECKING:
@@ -85,7 +83,6 @@ LATER_RUN_HINT = ("This stack ran the demo before ({runs}): the processor kept i
                   "from a fresh stack: `{command} stack down`, then remove {home}, or give the "
                   "demo a home of its own (URBANPULSE_HOME). The ground truth file below lists "
                   "every event injected.")
-_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 class DemoError(UrbanpulseError):
@@ -172,7 +169,7 @@ def run_demo(options: DemoOptions) -> int:
             # Started while the processor starts; stopped after the agents (the cleanup
             # runs backwards), whose last batches and statuses it relays.
             cleanup.callback(gateway.stop)
-            gateway.start(config, info, _ends_with_parent(os.getpid()))
+            gateway.start(config, info, ends_with_demo=True)
         _describe(demo_dir / "nodes.json", sim, live, light, gateway)  # its port chosen now
         # The lightweight nodes publish without resending (QoS 1 to the broker only): on a
         # fresh stack the broker would drop what they send before the ingest's session has
@@ -386,28 +383,13 @@ def _processor_argv(cloud_toml: Path) -> list[str]:
 def _start_cloud(info: StackInfo, demo_dir: Path) -> subprocess.Popen[bytes]:
     """The processor, in a session of its own (Ctrl-C in the terminal reaches the demo
     only, which stops it in order), sent SIGTERM by the kernel when the demo ends without
-    stopping it (SIGKILL, the OOM killer). To be called from the thread that stops it:
-    the signal follows the thread that started it."""
+    stopping it (SIGKILL, the OOM killer; urbanpulse.stack.parent_death). To be called
+    from the thread that stops it: the signal follows the thread that started it."""
     cloud_toml = demo_dir / "cloud.toml"
     cloud_toml.write_text(to_toml(cloud_config_for_stack(info, demo_dir / "cloud")))
     with (demo_dir / "cloud.log").open("ab") as log:
-        return subprocess.Popen(_processor_argv(cloud_toml), stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True,
-                                preexec_fn=_ends_with_parent(os.getpid()))
-
-
-def _ends_with_parent(parent: int) -> Callable[[], None]:
-    """A preexec_fn (Linux): the child gets SIGTERM when the thread of `parent` that forks
-    it ends, however it ends (the process's end included); the child exits at once if
-    `parent` ended already, before the prctl."""
-    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before the fork
-    sigterm = int(signal.SIGTERM)
-
-    def in_child() -> None:
-        if prctl(_PR_SET_PDEATHSIG, sigterm, 0, 0, 0) != 0 or os.getppid() != parent:
-            os._exit(1)
-
-    return in_child
+        return subprocess.Popen(ends_with_parent(_processor_argv(cloud_toml)), stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def _is_processor(pid: int, cloud_toml: Path) -> bool:

@@ -17,11 +17,11 @@ import pwd
 import socket
 import ssl
 import subprocess
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from urbanpulse.stack import mosquitto, process
+from urbanpulse.stack import mosquitto, parent_death, process
 from urbanpulse.stack.config import MqttCredentials
 from urbanpulse.stack.errors import StackError, StartFailed
 from urbanpulse.stack.files import ensure_secret, write_file
@@ -166,11 +166,12 @@ def write_site_broker(broker: SiteBroker) -> None:
 
 
 def start(broker: SiteBroker, mosquitto_argv: Sequence[str] | None = None, *,
-          preexec_fn: Callable[[], None] | None = None,
+          ends_with_parent: bool = False,
           timeout_s: float = mosquitto.READY_TIMEOUT_S) -> subprocess.Popen[bytes]:
-    """Writes its files and starts it as a child of this process (in a session of its own;
-    `preexec_fn` runs in the child before mosquitto); returns once it serves TLS.
-    `mosquitto_argv`: the command without `-c` (None: the one the stack's broker runs)."""
+    """Writes its files and starts it as a child of this process (in a session of its own);
+    returns once it serves TLS. `mosquitto_argv`: the command without `-c` (None: the one
+    the stack's broker runs). `ends_with_parent`: it gets SIGTERM from the kernel when the
+    calling thread ends (urbanpulse.stack.parent_death)."""
     argv = list(mosquitto_argv) if mosquitto_argv is not None else \
         mosquitto.recorded_argv(Layout(broker.home))
     if not process.port_is_free(broker.bind, broker.port):
@@ -178,9 +179,10 @@ def start(broker: SiteBroker, mosquitto_argv: Sequence[str] | None = None, *,
                          f"{broker.site} is already in use by another process")
     write_site_broker(broker)
     with broker.stderr.open("ab") as err:
-        proc = subprocess.Popen([*argv, "-c", str(broker.conf)], stdin=subprocess.DEVNULL,
-                                stdout=err, stderr=subprocess.STDOUT, start_new_session=True,
-                                preexec_fn=preexec_fn)
+        command = [*argv, "-c", str(broker.conf)]
+        proc = subprocess.Popen(parent_death.ends_with_parent(command) if ends_with_parent
+                                else command, stdin=subprocess.DEVNULL, stdout=err,
+                                stderr=subprocess.STDOUT, start_new_session=True)
     try:
         _wait_listens(broker, proc, timeout_s)
     except BaseException:
