@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import _thread
 import argparse
 import logging
 import os
 import shutil
-import signal
 import sys
 import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
-from types import FrameType
 from typing import TYPE_CHECKING
 
 from cloud.config import CloudConfig, CloudInflux, load_cloud_config
@@ -27,6 +24,7 @@ from urbanpulse.wire import validate_id
 if TYPE_CHECKING:
     from cloud.ingest import Ingest, IngestProcess
     from cloud.sink import InfluxWriter
+    from cloud.stop_signals import StopSignals
 
 EXIT_CONFIG = 2
 EXIT_RUNTIME = 3
@@ -399,9 +397,10 @@ def _new_state(cfg: CloudConfig, config_path: Path) -> int:
 
 def _ingest_only(cfg: CloudConfig, instance: str, until_stdin_closes: bool = False) -> int:
     from cloud.ingest import stop_when_stdin_closes
+    from cloud.stop_signals import StopSignals
 
     stop = threading.Event()
-    _on_signals(stop.set)
+    StopSignals(lambda again: stop.set())  # the process's end closes it
     if until_stdin_closes:
         stop_when_stdin_closes(stop.set)
     ingest = make_ingest(cfg, instance, on_failure=stop.set)
@@ -409,14 +408,6 @@ def _ingest_only(cfg: CloudConfig, instance: str, until_stdin_closes: bool = Fal
     stop.wait()
     ingest.stop()
     return 0 if ingest.failure is None else EXIT_RUNTIME
-
-
-def _on_signals(action: Callable[[], None]) -> None:
-    def handler(signum: int, frame: FrameType | None) -> None:
-        action()
-
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
 
 
 def _start_ingest_processes(cfg: CloudConfig, config_path: Path | None, instances: list[str]
@@ -433,12 +424,13 @@ def _start_ingest_processes(cfg: CloudConfig, config_path: Path | None, instance
 
 
 def _interrupt_unless_ended(ended: threading.Event, progress: EpochProgress, store: Path | None,
-                            cap_s: float) -> None:
+                            cap_s: float, interrupt: Callable[[], None]) -> None:
     """The stop's second step, when the first takes too long: InfluxDB down or slow holds
     the last epoch's writes, and a cluster process waits for the others to end theirs. A
     last epoch that moves on (its snapshots taken, its points written) is waited for up to
     `cap_s` (flow.stop_drain_s): interrupted, Bytewax reports the call it was in with a panic.
-    `store`: the recovery store, whose files grow as Bytewax writes the epoch's snapshots."""
+    `store`: the recovery store, whose files grow as Bytewax writes the epoch's snapshots;
+    `interrupt`: the stop's last step, as on a second signal."""
     why = wait_for_last_epoch(ended.wait, lambda: progress.marker(store), cap_s)
     if why is None:
         return
@@ -451,7 +443,7 @@ def _interrupt_unless_ended(ended: threading.Event, progress: EpochProgress, sto
         log.warning("the last epoch was not written within %g s of the signal (flow.stop_drain_s), "
                     "though it was still being written; stopping without it (a restart reads it "
                     "again from the journal)", cap_s)
-    _thread.interrupt_main(signal.SIGTERM)
+    interrupt()
 
 
 def _exit_unless_set_within(ended: threading.Event, grace_s: float) -> None:
@@ -538,6 +530,7 @@ def run(cfg: CloudConfig, *, ingest: bool = True, process_id: int | None = None,
 
     from cloud.journal import partition_names
     from cloud.sink import check_reader, check_writer
+    from cloud.stop_signals import StopSignals
 
     pid = cfg.flow.process_id if process_id is None else process_id
     processes = max(1, len(cfg.flow.addresses))
@@ -560,7 +553,7 @@ def run(cfg: CloudConfig, *, ingest: bool = True, process_id: int | None = None,
     children: list[IngestProcess] = []
 
     def stop_begun() -> None:
-        # From the signal handlers: a signal to the process group stopped the ingest
+        # At every signal (StopSignals' thread): a signal to the process group stopped the ingest
         # children too; their supervisors must not take that for a crash and restart them.
         for child in children:
             child.stop_begun()
@@ -574,17 +567,18 @@ def run(cfg: CloudConfig, *, ingest: bool = True, process_id: int | None = None,
                 ingests.extend(_start_ingest(cfg, p) for p in mine)
         waiting = threading.Event()
 
-        def on_signal() -> None:
+        def on_signal(again: bool) -> None:
             stop_begun()
             waiting.set()
 
-        _on_signals(on_signal)
+        signals = StopSignals(on_signal)  # the process's end closes it
         if not _wait_for_secrets(cfg, waiting.wait):
             return _stopped_before_the_dataflow()
         _check_influx_access(cfg, (check_writer, check_reader))
         if waiting.is_set():  # a signal during the checks
             return _stopped_before_the_dataflow()
-        return _run_dataflow(cfg, partitions, mine, pid, processes, ingest, waiting, stop_begun)
+        return _run_dataflow(cfg, partitions, mine, pid, processes, ingest, waiting, stop_begun,
+                             signals)
     finally:
         for i in ingests:
             i.stop()
@@ -647,10 +641,12 @@ def _stopped_before_the_dataflow() -> int:
 
 def _run_dataflow(cfg: CloudConfig, partitions: list[str], mine: list[str], pid: int | None,
                   processes: int, ingest: bool, signalled: threading.Event,
-                  stop_begun: Callable[[], None]) -> int:
+                  stop_begun: Callable[[], None], signals: StopSignals) -> int:
     """The dataflow, until it ends or a signal stops it; `signalled`: set by a signal
-    received before this sets its own handlers, which then ends the run at once;
-    `stop_begun`: called on every signal, at once (the ingest children's supervisors)."""
+    received before this sets its own action, which then ends the run at once;
+    `stop_begun`: called on every signal, at once (the ingest children's supervisors).
+    `signals`: a first signal (or a burst: cloud/stop_signals.py) drains the last epoch, a
+    second one, or the drain's grace ending, stops Bytewax with a KeyboardInterrupt."""
     from bytewax.recovery import RecoveryConfig
     from bytewax.run import cli_main
 
@@ -675,10 +671,27 @@ def _run_dataflow(cfg: CloudConfig, partitions: list[str], mine: list[str], pid:
     dataflow_ended = threading.Event()
     progress = EpochProgress()
 
-    def stop(signum: int, frame: FrameType | None) -> None:
+    escalation = threading.Lock()  # the second signal's thread vs the drain's grace thread
+    interrupted = threading.Event()  # asked for: `stopping` is set by the handler, later
+
+    def interrupt() -> None:
+        # Too long, or a second signal: the handler, in the main thread, sets `stopping` (the
+        # sink's waits for InfluxDB end: an outage must not hold the stop) and raises the
+        # KeyboardInterrupt Bytewax stops on, nothing between the two (cloud/stop_signals.py
+        # says why). The main thread takes `stopping`'s lock nowhere else: nothing there
+        # waits for it. What is not written is in no committed epoch.
+        with escalation:
+            if dataflow_ended.is_set() or interrupted.is_set():
+                return
+            interrupted.set()
+            threading.Thread(target=_exit_unless_set_within, args=(dataflow_ended, SHUTDOWN_GRACE_S),
+                             name="shutdown-grace", daemon=True).start()
+            signals.interrupt_main(stopping.set)
+
+    def stop(again: bool) -> None:
         stop_begun()
         if dataflow_ended.is_set():
-            return  # the run is over (a drain timer that fired as it returned): nothing to stop
+            return  # the run is over: nothing to stop
         # First the journal source ends: the epoch under way is written and committed and
         # the run ends (Bytewax stopped by an exception logs a panic and its backtrace).
         if not draining.is_set():
@@ -686,21 +699,13 @@ def _run_dataflow(cfg: CloudConfig, partitions: list[str], mine: list[str], pid:
             threading.Thread(target=_interrupt_unless_ended,
                              args=(dataflow_ended, progress,
                                    None if recovery is None else cfg.recovery_dir,
-                                   cfg.flow.stop_drain_s),
+                                   cfg.flow.stop_drain_s, interrupt),
                              name="drain-grace", daemon=True).start()
-            return
-        # Too long, or a second signal: the sink's waits for InfluxDB end (an outage must
-        # not hold the stop), then Bytewax is stopped the way it stops on SIGINT. What is
-        # not written is in no committed epoch.
-        if not stopping.is_set():
-            stopping.set()
-            threading.Thread(target=_exit_unless_set_within, args=(dataflow_ended, SHUTDOWN_GRACE_S),
-                             name="shutdown-grace", daemon=True).start()
-            raise KeyboardInterrupt
+        elif again:
+            interrupt()
 
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    if signalled.is_set():  # received before the handlers above were set
+    signals.set_action(stop)
+    if signalled.is_set():  # received before the action above was set
         return _stopped_before_the_dataflow()
     if cfg.flow.gc_tuning:
         tune_for_streaming()
@@ -722,7 +727,9 @@ def _run_dataflow(cfg: CloudConfig, partitions: list[str], mine: list[str], pid:
                      epoch_interval=timedelta(seconds=cfg.flow.epoch_interval_s),
                      recovery_config=recovery)
         finally:
-            dataflow_ended.set()  # at once: a signal from now on finds nothing to stop
+            with escalation:
+                dataflow_ended.set()  # at once: a signal from now on finds nothing to stop
+            signals.cancel_interrupt()  # one asked for as the run ended
         if draining.is_set():
             logging.getLogger("urbanpulse.cloud").info(
                 "stopped on a signal, the last epoch written and committed")
