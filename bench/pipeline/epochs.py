@@ -1,0 +1,512 @@
+"""`python -m bench.pipeline.epochs`: what `flow.epoch_interval_s` costs and buys for a
+running city, measured on a warm sample of it at its own pace.
+
+The sample: every node of the simulated city `--copies` times (23 nodes x 100 = 2,300 by
+default, the city's own mix; the real city is 2,160 copies, 49,680 nodes). Each node's
+state is first fed its node's 6 hours of readings and heartbeats through the node step
+(`cloud.flow.NodeLogic`), as `bench.pipeline.node_state_size` does, once per base node;
+a copy starts from its base node's state (unpickled when its first record arrives) and
+goes on with the hours after, its stamps and receptions moved by up to 30 s (copy n by
+n x 30 s / copies) so that the copies do not send in step.
+
+Per epoch setting a run: a fresh state dir; the real processor dataflow
+(`cloud.flow.build_flow`, recovery on, a fresh recovery store, the real journal source
+reading a real journal) in a child process run by Bytewax's `cli_main` as `cloud run` runs
+it, with InfluxDB and the MQTT alerts replaced by sinks that count (the writer's CPU is not
+in the figures); this process appends the records to the journal at their own pace (as
+the ingest would). After the measured part the child is SIGKILLed just before an epoch's
+end (the most input to replay), started again on the same store and journal, and given a
+SIGTERM once it has caught up: the resume, the catch-up and the stop are timed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import pickle
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from bench.pipeline.errors import PipelineBenchError
+from bench.pipeline.node_state_size import HEARTBEAT_S, MESSAGE_S, START, messages
+from bench.pipeline.workload import numbering_of
+from cloud.journal import Journal, JournalRecord, journal_path
+from cloud.logic.node import NodeState
+from cloud.logic.rollup import HOUR_NS
+from urbanpulse.clock import from_epoch_ns, to_epoch_ns
+from urbanpulse.simulate import City, Simulation
+from urbanpulse.wire import Reading, data_topic, encode_batch, encode_status, status_topic
+
+WARM_HOURS = 6.0
+HORIZON_NS = 6 * 3600 * 10**9  # flow.aggregate_horizon_s's default
+SPREAD_S = 30.0  # the copies' receptions spread over this much
+PARTITION = "i0"
+WINDOW_FROM_S = 10.0  # the measured part begins at the first epoch's end after this
+NEW_EPOCH_GAP_S = 0.5  # a snapshot this long after the last one begins the next epoch's
+CAUGHT_UP_LAG_S = 3.0
+STARTUP_BUDGET_S = 300.0
+STOP_BUDGET_S = 300.0
+CATCHUP_BUDGET_S = 240.0
+
+
+@dataclass(frozen=True)
+class LiveRecord:
+    at_s: float  # seconds after the live part's start it is due
+    received_ns: int  # its reception, in the simulated time
+    topic: str
+    payload: bytes
+    readings: int
+
+
+def _base_of(key: str) -> str:
+    site, node = key.split("/")
+    return f"{site.rsplit('-g', 1)[0]}/{node.rsplit('-c', 1)[0]}"
+
+
+def _copy_key(key: str, copy: int) -> tuple[str, str]:
+    site, node = key.split("/")
+    return f"{site}-g0", f"{node}-c{copy}"
+
+
+def _records(site: str, node: str, numbering: str, readings: list[Reading], shift_ns: int,
+             since_ns: int, until_ns: int) -> list[tuple[int, str, bytes, int]]:
+    """A node's messages and heartbeats received in [since_ns, until_ns) (before the
+    shift), as node_state_size.records cuts them, stamped and received `shift_ns` later."""
+    out: list[tuple[int, str, bytes, int]] = []
+    for message in messages(readings):
+        received = message[0].ts_ns + int(MESSAGE_S * 1e9) + 10_000_000
+        if since_ns <= received < until_ns:
+            moved = [Reading(r.sensor, r.kind, r.ts_ns + shift_ns, r.seq, r.values, r.flags)
+                     for r in message]
+            out.append((received + shift_ns, data_topic(site, node),
+                        encode_batch(site, node, moved, numbering=numbering), len(message)))
+    start = to_epoch_ns(START)
+    beat = int(HEARTBEAT_S * 1e9)
+    for b in range(max(1, (since_ns - start) // beat), (until_ns - start) // beat + 1):
+        at_ns = start + b * beat
+        if since_ns <= at_ns + 10_000_000 < until_ns:
+            health = {"uptime_s": b * HEARTBEAT_S, "run_id": "run0001",
+                      "clock": {"jumps": 0, "synchronised": True}}
+            out.append((at_ns + 10_000_000 + shift_ns, status_topic(site, node),
+                        encode_status("online", from_epoch_ns(at_ns + shift_ns), health), 0))
+    return out
+
+
+def make_city(copies: int, live_s: float, detect: bool = True, keys: list[str] | None = None,
+              warm_hours: float = WARM_HOURS) -> tuple[dict[str, bytes], list[LiveRecord], int, int]:
+    """(base node -> its state after `warm_hours` pickled, the copies' live records in order,
+    the live part's start in simulated ns, the pickled bytes of the base states); `keys`:
+    the base nodes (site/node), every node of the city by default."""
+    from cloud.flow import NodeLogic
+
+    city = City.load()
+    keys = keys or [f"{n.site}/{n.node}" for n in city.nodes]
+    by_key: dict[str, list[Reading]] = defaultdict(list)
+    sim = Simulation(city, seed=1, start=START).readings(max_batch=2000)
+    for nb in sim.advance(warm_hours * 3600 + live_s + SPREAD_S + 60):
+        by_key[f"{nb.site}/{nb.node}"].extend(nb.readings)
+    start = to_epoch_ns(START)
+    sim0 = start + int(warm_hours * HOUR_NS)
+    until = sim0 + int(live_s * 1e9)
+    bases: dict[str, bytes] = {}
+    live: list[LiveRecord] = []
+    for key in keys:
+        readings = sorted(by_key[key], key=lambda r: r.ts_ns)
+        site, node = key.split("/")
+        numbering = numbering_of(site, node)
+        logic = NodeLogic(NodeState(HORIZON_NS, detect), 1 << 16)
+        warm = sorted(_records(site, node, numbering, readings, 0, start, sim0))
+        for offset, (received, topic, payload, _) in enumerate(warm):
+            logic.on_batch([JournalRecord(PARTITION, offset, received, topic, payload)])
+        bases[key] = pickle.dumps(logic.state, protocol=pickle.HIGHEST_PROTOCOL)
+        for copy in range(copies):
+            shift = int(copy * SPREAD_S / copies * 1e9)
+            csite, cnode = _copy_key(key, copy)
+            for received, topic, payload, n in _records(csite, cnode, numbering, readings, shift,
+                                                         sim0 - shift, until - shift):
+                live.append(LiveRecord((received - sim0) / 1e9, received, topic, payload, n))
+    live.sort(key=lambda r: r.received_ns)
+    return bases, live, sim0, sum(len(b) for b in bases.values())
+
+
+# ---------------------------------------------------------------------------------------
+# The processor child
+
+
+class _Stats:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.records = 0
+        self.max_received = 0
+        self.lags: list[float] = []
+        self.epochs: list[dict[str, Any]] = []
+        self.last_snap = 0.0
+        self.current: dict[str, Any] | None = None
+        self.first_batch: float | None = None
+
+
+def _child(args: argparse.Namespace) -> int:
+    from bytewax.outputs import DynamicSink, StatelessSinkPartition
+    from bytewax.recovery import RecoveryConfig
+    from bytewax.run import cli_main
+
+    from cloud import flow as cloud_flow
+    from cloud.cli import prepare_recovery_dir
+    from cloud.config import parse_cloud_config
+    from cloud.gc_policy import tune_for_streaming
+
+    state_dir = Path(args.state_dir)
+    bases: dict[str, bytes] = pickle.loads(Path(args.bases).read_bytes())
+    # Every copy's warm state made before the dataflow starts (each one unpickled anew, so
+    # the copies share nothing); on a resume the store holds them and none is made here.
+    warm: dict[str, NodeState] = {}
+    if not (state_dir / "recovery").exists():
+        for key in bases:
+            for copy in range(args.copies):
+                site, node = _copy_key(key, copy)
+                warm[f"{site}/{node}"] = pickle.loads(bases[key])
+    stats = _Stats()
+    wall0: list[float] = []
+    out = open(args.stats, "a", buffering=1)  # noqa: SIM115 (closed at exit, or killed)
+
+    def line(kind: str, **fields: Any) -> None:
+        out.write(json.dumps({"kind": kind, "t": time.time(), **fields}) + "\n")
+
+    class Counting(StatelessSinkPartition[Any]):
+        def write_batch(self, items: list[Any]) -> None:
+            pass
+
+    class CountSink(DynamicSink[Any]):
+        def build(self, step_id: str, worker_index: int, worker_count: int) -> Counting:
+            return Counting()
+
+    class WarmLogic(cloud_flow.NodeLogic):
+        def __init__(self, state: NodeState, *a: Any, **k: Any) -> None:
+            super().__init__(state, *a, **k)
+            self.fresh = len(state.seqs) == 0
+
+        def on_batch(self, values: list[Any]) -> Any:
+            if self.fresh:
+                self.fresh = False
+                key = cloud_flow.node_key(values[0])
+                state = warm.pop(key, None)
+                if state is None and _base_of(key) in bases:  # not snapshotted before a kill
+                    state = pickle.loads(bases[_base_of(key)])
+                if state is not None:
+                    state.detect = self.state.detect
+                    self.state = state
+            result = super().on_batch(values)
+            now = time.time()
+            if not wall0:
+                with contextlib.suppress(OSError, ValueError):  # not written yet
+                    wall0.append(float((state_dir / "wall0").read_text()))
+            with stats.lock:
+                if stats.first_batch is None:
+                    stats.first_batch = now
+                stats.records += len(values)
+                for rec in values:
+                    stats.max_received = max(stats.max_received, rec.received_ns)
+                    if wall0:
+                        stats.lags.append(now - wall0[0] - (rec.received_ns - args.sim0) / 1e9)
+            return result
+
+        def snapshot(self) -> bytes:
+            now = time.monotonic()
+            cpu = time.thread_time()
+            data: bytes = super().snapshot()
+            spent = time.thread_time() - cpu
+            with stats.lock:
+                if stats.current is None or now - stats.last_snap > NEW_EPOCH_GAP_S:
+                    if stats.current is not None:
+                        stats.epochs.append(stats.current)
+                    stats.current = {"t": time.time(), "cpu": time.process_time(),
+                                     "records": stats.records, "keys": 0,
+                                     "bytes": 0, "pickle_cpu": 0.0}
+                stats.current["keys"] += 1
+                stats.current["bytes"] += len(data)
+                stats.current["pickle_cpu"] += spent
+                stats.current["end"] = time.time()
+                stats.last_snap = time.monotonic()
+            return data
+
+    def sample() -> None:
+        rdir = state_dir / "recovery"
+        while True:
+            time.sleep(1.0)
+            size = sum(e.stat().st_size for e in os.scandir(rdir)) if rdir.exists() else 0
+            with stats.lock:
+                lags, stats.lags = stats.lags, []
+                done, stats.epochs = stats.epochs, []
+                # an epoch's snapshots over for a second: written out whole
+                if stats.current is not None and time.monotonic() - stats.last_snap > 1.0:
+                    done.append(stats.current)
+                    stats.current = None
+                records, newest, first = stats.records, stats.max_received, stats.first_batch
+            for epoch in done:
+                line("epoch", **epoch)
+            rss = int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+            line("second", cpu=time.process_time(), records=records, max_received=newest,
+                 lag_max=max(lags, default=None), lag_p50=statistics.median(lags) if lags else None,
+                 rss=rss, store=size, first_batch=first)
+
+    cfg = parse_cloud_config({
+        "mqtt": {"password_file": "p", "ca_file": "c"},
+        "influx": {"url": "http://127.0.0.1:1", "database": "city", "password_file": "p"},
+        "flow": {"epoch_interval_s": args.epoch, "detect": True},
+        "state": {"dir": str(state_dir)}})
+    drain = threading.Event()
+    def stop(*_: Any) -> None:
+        drain.set()
+        line("sigterm")
+
+    signal.signal(signal.SIGTERM, stop)
+    prepare_recovery_dir(cfg.recovery_dir, 1)
+    tune_for_streaming()
+    cloud_flow.NodeLogic = WarmLogic  # type: ignore[misc]
+    threading.Thread(target=sample, daemon=True).start()
+    line("started")
+    cli_main(cloud_flow.build_flow(cfg, [PARTITION], sink=CountSink(), alert_sink=CountSink(),  # type: ignore[no-untyped-call]
+                                   drain=drain),
+             workers_per_process=1, epoch_interval=timedelta(seconds=args.epoch),
+             recovery_config=RecoveryConfig(str(cfg.recovery_dir), timedelta(0)))  # type: ignore[no-untyped-call]
+    line("ended")
+    out.close()
+    return 0
+
+
+# ---------------------------------------------------------------------------------------
+# The driver
+
+
+def _lines(path: Path) -> list[dict[str, Any]]:
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return []
+    return [json.loads(s) for s in text.splitlines() if s.endswith("}")]
+
+
+def _wait(path: Path, pred: Any, budget_s: float, proc: subprocess.Popen[bytes] | None = None
+          ) -> dict[str, Any] | None:
+    deadline = time.time() + budget_s
+    while time.time() < deadline:
+        for rec in _lines(path):
+            if pred(rec):
+                return rec
+        if proc is not None and proc.poll() is not None:
+            return None
+        time.sleep(0.2)
+    return None
+
+
+class _Writer(threading.Thread):
+    """Appends the live records to the journal at their own pace (as the ingest would)."""
+
+    def __init__(self, journal: Journal, live: list[LiveRecord], wall0: float, until_s: float) -> None:
+        super().__init__(name="journal-writer", daemon=True)
+        self.journal, self.live, self.wall0, self.until_s = journal, live, wall0, until_s
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        i = 0
+        while i < len(self.live) and not self.stopped.is_set():
+            elapsed = time.time() - self.wall0
+            if elapsed > self.until_s:
+                break
+            j = i
+            while j < len(self.live) and self.live[j].at_s <= elapsed:
+                j += 1
+            for k in range(i, j):
+                rec = self.live[k]
+                self.journal.append([(rec.topic, rec.payload)], rec.received_ns)
+            i = j
+            if i < len(self.live):
+                self.stopped.wait(min(0.05, max(0.0, self.live[i].at_s - elapsed)))
+
+
+def _spawn(args: argparse.Namespace, state_dir: Path, bases: Path, stats: Path, epoch: float,
+           sim0: int) -> subprocess.Popen[bytes]:
+    cmd = [sys.executable, "-m", "bench.pipeline.epochs", "--child", "--state-dir", str(state_dir),
+           "--bases", str(bases), "--stats", str(stats), "--epoch", str(epoch), "--sim0", str(sim0),
+           "--copies", str(args.copies)]
+    log = open(state_dir / "child.log", "ab")  # noqa: SIM115 (the child holds it)
+    return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+
+
+def run_setting(args: argparse.Namespace, epoch: float, bases: Path, live: list[LiveRecord],
+                sim0: int, workdir: Path) -> dict[str, Any]:
+    state_dir = workdir / f"epoch-{epoch:g}"
+    state_dir.mkdir(parents=True)
+    journal = Journal(journal_path(state_dir / "journal", PARTITION), PARTITION).open()
+    stats1, stats2 = state_dir / "stats1.jsonl", state_dir / "stats2.jsonl"
+    proc = _spawn(args, state_dir, bases, stats1, epoch, sim0)
+    if _wait(stats1, lambda r: r["kind"] == "started", STARTUP_BUDGET_S, proc) is None:
+        proc.kill()
+        raise PipelineBenchError(f"epoch {epoch:g}: the processor did not start ({state_dir / 'child.log'})")
+    wall0 = time.time()
+    (state_dir / "wall0").write_text(repr(wall0))
+    writer = _Writer(journal, live, wall0, args.live_s)
+    writer.start()
+    try:
+        # the measured part, then a kill just before an epoch's end
+        measure_until = wall0 + max(args.measure_s, epoch + 5)
+        while time.time() < measure_until and proc.poll() is None:
+            time.sleep(0.5)
+        marks = [r for r in _lines(stats1) if r["kind"] == "epoch" and r["t"] - wall0 > 5]
+        if proc.poll() is not None or not marks:
+            raise PipelineBenchError(f"epoch {epoch:g}: no epoch written ({state_dir / 'child.log'})")
+        if epoch >= 10:
+            kill_at = marks[-1]["t"] + epoch - min(3.0, epoch / 4)
+            while time.time() < kill_at:
+                time.sleep(0.05)
+        killed = time.time()
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        first = _lines(stats1)
+        proc = _spawn(args, state_dir, bases, stats2, epoch, sim0)
+        spawned = time.time()
+        started = _wait(stats2, lambda r: r["kind"] == "started", STARTUP_BUDGET_S, proc)
+        batch = _wait(stats2, lambda r: r["kind"] == "second" and r["first_batch"], STARTUP_BUDGET_S, proc)
+
+        def caught_up(r: dict[str, Any]) -> bool:
+            return bool(r["kind"] == "second" and r["max_received"] > 0 and r["t"] > killed
+                    and r["t"] - wall0 - (r["max_received"] - sim0) / 1e9 < CAUGHT_UP_LAG_S)
+
+        caught = _wait(stats2, caught_up, CATCHUP_BUDGET_S, proc)
+        time.sleep(3.0)
+        stopping = time.time()
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(STOP_BUDGET_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        stopped = time.time()
+    finally:
+        writer.stopped.set()
+        writer.join()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        journal.close()
+    second = _lines(stats2)
+    return _summary(epoch, live, wall0, sim0, first, second, killed, spawned, started, batch, caught,
+                    stopping, stopped, journal_path(state_dir / "journal", PARTITION))
+
+
+def _summary(epoch: float, live: list[LiveRecord], wall0: float, sim0: int, first: list[dict[str, Any]],
+             second: list[dict[str, Any]], killed: float, spawned: float, started: dict[str, Any] | None,
+             batch: dict[str, Any] | None, caught: dict[str, Any] | None, stopping: float,
+             stopped: float, jpath: Path) -> dict[str, Any]:
+    marks = [r for r in first if r["kind"] == "epoch"]
+    secs = [r for r in first if r["kind"] == "second"]
+    # the window: from the first epoch's end after every copy had its first record (the
+    # warm states unpickled) to the kill; its CPU from the epoch marks and the last second
+    begin = next((m for m in marks if m["t"] - wall0 >= WINDOW_FROM_S), None)
+    last = secs[-1] if secs else None
+    out: dict[str, Any] = {"epoch_s": epoch}
+    if begin is not None and last is not None and last["t"] > begin["t"]:
+        span = last["t"] - begin["t"]
+        # the records the node step took in (in the journal's order, the live list's)
+        records = last["records"] - begin["records"]
+        readings = sum(r.readings for r in live[begin["records"]:last["records"]])
+        cpu = last["cpu"] - begin["cpu"]
+        full = [m for m in marks if begin["t"] <= m["t"] < last["t"]]
+        lags = [s for s in secs if s["t"] >= begin["t"] and s["lag_max"] is not None]
+        out.update(
+            window_s=round(span, 1), readings=readings, records=records,
+            offered_records=sum(1 for r in live if begin["t"] - wall0 <= r.at_s < last["t"] - wall0),
+            cores=round(cpu / span, 4), cpu_us_a_reading=round(cpu / max(readings, 1) * 1e6, 1),
+            epochs=len(full),
+            snapshot_keys_an_epoch=round(statistics.mean(m["keys"] for m in full), 1) if full else None,
+            snapshot_mb_an_epoch=round(statistics.mean(m["bytes"] for m in full) / 1e6, 2) if full else None,
+            # over the window: an epoch's snapshots may run into the next's (then counted as one)
+            snapshot_mb_s=round(sum(m["bytes"] for m in full) / 1e6 / span, 3),
+            snapshot_keys_s=round(sum(m["keys"] for m in full) / span, 2),
+            pickle_cores=round(sum(m["pickle_cpu"] for m in full) / span, 4),
+            pickle_cpu_s_an_epoch=round(statistics.mean(m["pickle_cpu"] for m in full), 3) if full else None,
+            snapshot_wall_s_an_epoch=(round(statistics.mean(m["end"] - m["t"] for m in full), 3)
+                                      if full else None),
+            lag_p50_s=round(statistics.median(s["lag_p50"] for s in lags), 2) if lags else None,
+            lag_max_s=round(max(s["lag_max"] for s in lags), 2) if lags else None,
+            rss_mib_max=round(max(s["rss"] for s in secs) / 2**20),
+            store_mb_max=round(max(s["store"] for s in secs) / 1e6, 1),
+        )
+    out["killed_at_s"] = round(killed - wall0, 1)
+    out["input_since_last_epoch_s"] = round(killed - marks[-1]["t"], 1) if marks else None
+    out["restart_to_dataflow_s"] = round(started["t"] - spawned, 1) if started else None
+    out["restart_to_first_record_s"] = round(batch["first_batch"] - spawned, 1) if batch else None
+    out["restart_to_caught_up_s"] = round(caught["t"] - spawned, 1) if caught else None
+    secs2 = [r for r in second if r["kind"] == "second"]
+    out["resumed_rss_mib_max"] = round(max(s["rss"] for s in secs2) / 2**20) if secs2 else None
+    ended = [r for r in second if r["kind"] == "ended"]
+    out["stop_s"] = round(stopped - stopping, 1)
+    out["stop_clean"] = bool(ended)
+    out["journal_mb"] = round(sum(p.stat().st_size for p in jpath.parent.iterdir()) / 1e6, 1)
+    return out
+
+
+def main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.pipeline.epochs", description=__doc__)
+    p.add_argument("--epochs", default="2,120,30,10,300", help="flow.epoch_interval_s settings, in run order")
+    p.add_argument("--copies", type=int, default=100, help="copies of each of the city's 23 nodes")
+    p.add_argument("--measure-s", type=float, default=150.0,
+                   help="seconds before the kill is set up (at least an epoch + 5 s): the kill "
+                        "comes at the end of the epoch then under way")
+    p.add_argument("--workdir", type=Path, default=None)
+    p.add_argument("--out", type=Path, default=None, help="the results as JSON")
+    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--state-dir", help=argparse.SUPPRESS)
+    p.add_argument("--bases", help=argparse.SUPPRESS)
+    p.add_argument("--stats", help=argparse.SUPPRESS)
+    p.add_argument("--epoch", type=float, help=argparse.SUPPRESS)
+    p.add_argument("--sim0", type=int, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.child:
+        return _child(args)
+    try:
+        epochs = [float(e) for e in args.epochs.split(",") if e]
+    except ValueError as exc:
+        print(f"bad --epochs: {exc}", file=sys.stderr)
+        return 2
+    if args.copies < 1 or not epochs or min(epochs) < 0.05:
+        print("--copies must be positive and each epoch at least 0.05 s", file=sys.stderr)
+        return 2
+    # the longest run: its measured part, the kill before an epoch's end, the catch-up, the stop
+    args.live_s = max(max(args.measure_s, e + 5) + e for e in epochs) + CATCHUP_BUDGET_S
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench-epochs-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    made = time.monotonic()
+    bases, live, sim0, pickled = make_city(args.copies, args.live_s)
+    nodes = len(bases) * args.copies
+    print(f"{nodes} warm nodes ({len(bases)} x {args.copies}), the base states {pickled / 1e3:,.0f} KB "
+          f"pickled ({pickled / len(bases) / 1e3:.0f} KB a node); {len(live)} live records, "
+          f"{sum(r.readings for r in live)} readings over {args.live_s:g} s; made in "
+          f"{time.monotonic() - made:.0f} s", flush=True)
+    bases_path = workdir / "bases.pickle"
+    bases_path.write_bytes(pickle.dumps(bases))
+    results = []
+    for epoch in epochs:
+        result = run_setting(args, epoch, bases_path, live, sim0, workdir)
+        result["load"] = os.getloadavg()[0]
+        results.append(result)
+        print(json.dumps(result), flush=True)
+        if args.out:
+            args.out.write_text(json.dumps(results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
