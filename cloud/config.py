@@ -95,6 +95,9 @@ class FlowSettings:
     door_roles: DoorRoleMap = NO_DOOR_ROLES  # [flow.door_roles]: (site, node, sensor) -> role
     # a stop waits this long at most for its last epoch while it moves on (cloud/stop_grace.py)
     stop_drain_s: float = 120.0
+    # closed windows written once to a store beside the recovery store, out of the snapshots
+    # (cloud/frozen_store.py); off: frozen into every snapshot, the rows written before read
+    frozen_store: bool = True
 
 
 @dataclass(frozen=True)
@@ -291,7 +294,7 @@ def parse_cloud_config(raw: Mapping[str, Any]) -> CloudConfig:
                              "journal_retention_s", "ingest_instances", "ingest_mode",
                              "dead_letter_max_bytes", "detect", "gc_tuning",
                              "drift_pair_suffix", "health_every_s", "replay_interval_s",
-                             "door_roles", "stop_drain_s"})
+                             "door_roles", "stop_drain_s", "frozen_store"})
     pair_suffix = typed(f, "drift_pair_suffix", "flow", str, "-b")
     if not re.fullmatch(r"[a-z0-9-]{1,16}", pair_suffix):
         raise ConfigError("flow.drift_pair_suffix", "must be 1-16 characters of a-z, 0-9 and '-' "
@@ -350,6 +353,7 @@ def parse_cloud_config(raw: Mapping[str, Any]) -> CloudConfig:
         stop_drain_s=finite_seconds(
             _min(typed(f, "stop_drain_s", "flow", float, 120.0), "flow.stop_drain_s", 1.0),
             "flow.stop_drain_s"),
+        frozen_store=typed(f, "frozen_store", "flow", bool, True),
     )
     if flow.backup_interval_s > flow.journal_retention_s:
         raise ConfigError("flow.journal_retention_s",

@@ -40,6 +40,7 @@ from bytewax.outputs import (
 from cloud.alerts import AlertPublisher, make_alert_publisher
 from cloud.config import MAX_PROCESSES, CloudConfig
 from cloud.errors import SinkError
+from cloud.frozen_store import FrozenStore
 from cloud.health import ProcessorHealth
 from cloud.journal import Journal, MergedJournals, journal_files, journal_path
 from cloud.logic.domain.city_drift import CITY, AirReading, CityAir, drift_inputs
@@ -74,6 +75,9 @@ WAKE_SINK_EVERY_S = 5.0  # how often the sink partitions are handed an empty bat
 MID_BATCH_REPORT_S = 60.0  # "Processor silent" waits 5 minutes: 5 chances
 TICK = timedelta(seconds=30)  # how often time-based fault rules (silence) are checked
 TICK_NS = int(TICK.total_seconds()) * 1_000_000_000
+# A frozen window's row let go is deleted flow.backup_interval_s and this long after (at least
+# 10 epochs), and FROZEN_GC_SNAPSHOTS snapshots of its node later (NodeState.frozen_snapshot)
+FROZEN_GC_MARGIN_S = 120.0
 
 
 class JournalPartition(StatefulSourcePartition[Record, dict[str, Any]]):
@@ -306,6 +310,8 @@ class NodeLogic(op.StatefulBatchLogic[Record, NodeOut, bytes]):
 
     def snapshot(self) -> bytes:
         self.progress.tick()
+        # The frozen windows' rows on disk before the snapshot that references them
+        self.state.frozen_snapshot()
         return pickle.dumps(self.state, protocol=pickle.HIGHEST_PROTOCOL)
 
 
@@ -972,6 +978,14 @@ def processor_health(cfg: CloudConfig, process_id: int) -> ProcessorHealth:
     return ProcessorHealth(process_id, cfg.flow.health_every_s, SystemClock(), cfg.state_dir)
 
 
+def frozen_store(cfg: CloudConfig, process_id: int) -> FrozenStore:
+    """The store of the frozen windows of the nodes this process holds, in its recovery
+    store's directory (cloud/frozen_store.py); with flow.frozen_store off, it only reads
+    (and deletes) the rows written before."""
+    delay_s = cfg.flow.backup_interval_s + max(FROZEN_GC_MARGIN_S, 10 * cfg.flow.epoch_interval_s)
+    return FrozenStore(cfg.recovery_dir, process_id, int(delay_s * 1e9), writes=cfg.flow.frozen_store)
+
+
 def build_flow(cfg: CloudConfig, partitions: list[str], sink: Any = None,
                alert_sink: Any = None, process_id: int = 0,
                stop: threading.Event | None = None, health: ProcessorHealth | None = None,
@@ -994,9 +1008,12 @@ def build_flow(cfg: CloudConfig, partitions: list[str], sink: Any = None,
                        JournalSource(cfg.journal_dir, partitions, cfg.flow.journal_retention_s, health,
                                      drain))
     keyed = op.key_on("by_node", records, node_key)
+    # (without recovery nothing is snapshotted: the windows freeze as bytes in the state)
+    frozen = frozen_store(cfg, process_id) if cfg.flow.recovery else None
 
     def builder(resume: bytes | None) -> NodeLogic:
         state = pickle.loads(resume) if resume is not None else NodeState(horizon_ns, cfg.flow.detect)
+        state.use_frozen_store(frozen)
         # The settings of this start, for a node the store knows too (they are pickled with
         # the state): switched off, a known node went on raising events and alerts; a
         # changed horizon reached only nodes new to the store.

@@ -6,9 +6,10 @@ import bisect
 import json
 import math
 import pickle
+from array import array
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cloud.detect import STATE_VERSION as DETECT_STATE_VERSION
 from cloud.detect.faults import AWAY_HEARTBEATS
@@ -29,6 +30,9 @@ from cloud.logic.rollup import (
 )
 from cloud.logic.seqs import MAX_NUMBERINGS_BACK, NEWEST_UNKNOWN, SeqRanges
 from urbanpulse.wire import KINDS, Reading, field_range
+
+if TYPE_CHECKING:
+    from cloud.frozen_store import FrozenStore
 
 LATE_AFTER_NS = 5 * MINUTE_NS
 # A node's quiet (no message between two) noted for the silence rule's ticks from this long,
@@ -52,6 +56,10 @@ MAX_CLOSED_RANGES = 32
 # confirm is sent again up to 16 minutes later, a backlog drains at the node's pace, and
 # the "Missing data" alert judges hours until 3 hours after their start).
 LEDGER_IDLE_MIN_NS = 6 * HOUR_NS
+# A frozen window's row let go (cloud/frozen_store.py) is deleted once the node has taken this
+# many snapshots after the first that no longer held it, and the store's delay has passed:
+# by then Bytewax has committed that snapshot's epoch and resumes none before it.
+FROZEN_GC_SNAPSHOTS = 3
 # kind -> field -> the contract's range (urbanpulse.wire.field_range), for the hot loop
 _RANGES: dict[str, dict[str, tuple[float, float]]] = {}
 
@@ -150,12 +158,21 @@ class NodeState:
         self._sensors: dict[str, list[Any]] = {}
         # The newest stamp any window of the node holds (`_evict`), once known (not pickled)
         self._newest_ns: int | None = None
+        # Snapshots taken with a frozen store, and the rows of frozen windows it let go, not
+        # yet deleted: (when, at which snapshot, their ids as int64 bytes) (`frozen_snapshot`)
+        self.snapshots = 0
+        self.frozen_gone: list[tuple[int, int, bytes]] = []
+        # The rows let go since the last snapshot, appended by the rollups (not pickled)
+        self._gone: array[int] = array("q")
+        self._frozen_store: FrozenStore | None = None
 
     def __getstate__(self) -> dict[str, object]:
         state = self.__dict__.copy()
         state.pop("_sensors", None)
         state.pop("measured", None)
         state.pop("_newest_ns", None)
+        state.pop("_gone", None)  # empty when a snapshot is taken (`frozen_snapshot`)
+        state.pop("_frozen_store", None)
         # Pickled apart: a snapshot from another code version is dropped without being
         # unpickled, whatever its detectors' layout was.
         for name in ("watch", "node_watch"):
@@ -167,12 +184,15 @@ class NodeState:
         # Snapshots outlive code versions: attributes added since a snapshot was taken get
         # their defaults, so an upgrade resumes instead of crashing on old state.
         defaults = {"detect": True, "watch": {}, "ledger": {}, "site_updates": [], "alerts": [],
-                    "ledger_closed": [], "heard_ns": None, "quiets": [], "next_tick_ns": None}
+                    "ledger_closed": [], "heard_ns": None, "quiets": [], "next_tick_ns": None,
+                    "snapshots": 0, "frozen_gone": []}
         self.__dict__.update(defaults)
         self.__dict__.update(state)
         self._sensors = {}
         self.measured = []
         self._newest_ns = None
+        self._gone = array("q")
+        self._frozen_store = None
         for sensor, seqs in self.seqs.items():
             # Pickled before the newest stamp was kept: the newest its windows hold, a lower
             # bound (a reading kept out of the windows may have been newer).
@@ -197,6 +217,49 @@ class NodeState:
             self.watch = pickle.loads(self.watch)
         node_watch = state.get("node_watch")
         self.node_watch = pickle.loads(node_watch) if isinstance(node_watch, bytes) else NodeWatch()
+
+    def use_frozen_store(self, store: FrozenStore | None) -> None:
+        """The sensors' closed windows freeze into `store` and are read back from it (given
+        before anything else of a resumed state runs: `set_horizon` may freeze and drop)."""
+        self._frozen_store = store
+        for rollups in (self.minute, self.hour):
+            for rollup in rollups.values():
+                rollup.use_store(store, self._gone)
+
+    def frozen_snapshot(self) -> None:
+        """Called as the node's snapshot is taken, before it is pickled (NodeLogic.snapshot):
+        the rows let go since the last snapshot are noted (those not written yet dropped at
+        once), those let go long enough ago are deleted, and the store is flushed, so that
+        every row the snapshot references is on disk before Bytewax has the snapshot. A row
+        let go is still held by the snapshots before the one that let it go, and Bytewax
+        resumes the newest snapshot of a committed epoch (or, from a copy of the
+        store, one up to flow.backup_interval_s older): the row is deleted once the node has
+        taken FROZEN_GC_SNAPSHOTS more snapshots and the store's delay (that interval and a
+        margin) has passed. A row found missing all the same costs a rebuild of its window
+        from the raw points, not a wrong point (`SensorRollup.window`)."""
+        store = self._frozen_store
+        if store is None:
+            return
+        self.snapshots += 1
+        gone, count = self.frozen_gone, self.snapshots
+        now = store.clock()
+        if self._gone:
+            kept = store.retire(self._gone)
+            del self._gone[:]
+            if kept:
+                gone.append((now, count, array("q", kept).tobytes()))
+        due = 0
+        for at, taken, _ in gone:
+            if now - at < store.gc_delay_ns or count - taken < FROZEN_GC_SNAPSHOTS:
+                break
+            due += 1
+        if due:
+            for _, _, refs in gone[:due]:
+                ids: array[int] = array("q")
+                ids.frombytes(refs)
+                store.discard(ids)
+            del gone[:due]
+        store.flush()
 
     def set_horizon(self, horizon_ns: int) -> None:
         """The aggregation horizon of this start (`flow.aggregate_horizon_s`) for a state
@@ -553,6 +616,8 @@ class NodeState:
         """The sensor's rollup at one width, made at its first reading that counts."""
         rollups, width = (self.minute, MINUTE_NS) if which == MINUTE else (self.hour, HOUR_NS)
         rollup = part[which] = rollups[sensor] = SensorRollup(width, self.horizon_ns)
+        if self._frozen_store is not None:
+            rollup.use_store(self._frozen_store, self._gone)
         return rollup
 
     @staticmethod

@@ -35,15 +35,22 @@ last of whichever came first.
 
 from __future__ import annotations
 
+import logging
 import math
 import pickle
+from array import array
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from cloud.frozen_store import LOST_ROW
 from cloud.logic.lines import field_key, field_keys, float_text, float_texts
 from urbanpulse.wire import KINDS
 
+if TYPE_CHECKING:
+    from cloud.frozen_store import FrozenStore
+
+log = logging.getLogger("urbanpulse.cloud.rollup")
 MINUTE_NS = 60 * 1_000_000_000
 HOUR_NS = 60 * MINUTE_NS
 # Readings flagged so are stored raw, but in no window, rollup, fault rule or drift step:
@@ -89,7 +96,9 @@ NO_FLOOR = -(2**63)  # a rollup's kept floor while its horizon was never raised 
 NO_SEQ = -1  # a reading's number not known: of equal stamps, a later one is the last
 # The first item of a SensorRollup's pickled state since it is compact: ROLLUP_NO_SEQ before
 # each field kept the number of its last reading (its lists one item shorter, LAST_SEQ absent).
-FROZEN_ROLLUP = "rollup-4"  # with its closed windows frozen (`SensorRollup.frozen`)
+# With its closed windows frozen (`SensorRollup.frozen`): each the bytes of its state, or
+# with a frozen store (cloud/frozen_store.py) the id of the row holding them.
+FROZEN_ROLLUP = "rollup-4"
 COMPACT_ROLLUP = "rollup-3"
 ROLLUP_NO_SEQ = "rollup-2"
 # A window is frozen once the newest reading of its sensor is this far past its end: live
@@ -365,10 +374,16 @@ class SensorRollup:
     their pickled compact state (about a third of a live window's memory; a snapshot copies
     the bytes instead of pickling the window again, and loading one leaves them frozen). A
     reading of a frozen window thaws it (back to `windows`, as it was); `evict` freezes it
-    again when the line moves on (each width), or sooner if more than LIVE_MAX are live."""
+    again when the line moves on (each width), or sooner if more than LIVE_MAX are live.
 
-    __slots__ = ("cold_ns", "frozen", "horizon_ns", "kept_ns", "newest_ns", "oldest_ns",
-                 "ordered", "too_late", "width_ns", "windows")
+    With a frozen store (`use_store`), a window freezes into a row of the store and `frozen`
+    holds the row's id (an int) instead of the bytes, so snapshots carry 8 bytes a window;
+    bytes frozen before (a snapshot taken without the store) stay until thawed or dropped.
+    A row id the rollup lets go (its window thawed, or dropped past the horizon) is added to
+    `gone`, the node's list of rows to delete once no snapshot Bytewax may resume holds it."""
+
+    __slots__ = ("cold_ns", "frozen", "gone", "horizon_ns", "kept_ns", "newest_ns", "oldest_ns",
+                 "ordered", "store", "too_late", "width_ns", "windows")
 
     def __init__(self, width_ns: int, horizon_ns: int) -> None:
         self.width_ns = width_ns
@@ -380,11 +395,20 @@ class SensorRollup:
         self.oldest_ns = 0  # no window starts before this: evict() has nothing to do above it
         self.ordered = True  # `windows` holds its starts in increasing order
         self.too_late = 0
-        # start -> a closed window's frozen state (`_freeze`), in increasing order of start
-        self.frozen: dict[int, bytes] = {}
+        # start -> a closed window's frozen state (`_freeze`), or the id of its row in the
+        # frozen store, in increasing order of start
+        self.frozen: dict[int, bytes | int] = {}
         # The line `evict` last froze the windows before: a live window starting before it
         # was thawed or made by a late reading.
         self.cold_ns = NO_FLOOR
+        self.store: FrozenStore | None = None  # not pickled: `use_store`
+        self.gone: array[int] | None = None
+
+    def use_store(self, store: FrozenStore | None, gone: array[int] | None) -> None:
+        """Windows freeze into `store` (if it writes) and its rows are read back from it;
+        the ids of rows let go are appended to `gone`."""
+        self.store = store
+        self.gone = gone
 
     def __getstate__(self) -> tuple[object, ...]:
         # The live windows as the plain tuples they pickle as: a Window object costs pickle
@@ -398,6 +422,8 @@ class SensorRollup:
         # at resume) freezes its closed ones.
         self.frozen = {}
         self.cold_ns = NO_FLOOR
+        self.store = None
+        self.gone = None
         if state[0] in (FROZEN_ROLLUP, COMPACT_ROLLUP, ROLLUP_NO_SEQ):
             (_, self.width_ns, self.horizon_ns, self.newest_ns, self.oldest_ns, self.ordered,
              self.too_late, compact) = state[:8]
@@ -441,8 +467,19 @@ class SensorRollup:
         start = ts_ns - ts_ns % width
         window = self.windows.get(start)
         if window is None:
-            frozen = self.frozen.pop(start, None)
+            frozen = self.frozen.get(start)
             if frozen is not None:  # a late reading of a closed window: thawed as it was
+                if type(frozen) is int:
+                    state = self._fetch(frozen)
+                    if state is None:  # its row is gone: a window rebuilt from the raw points
+                        self._lost(start, frozen)
+                        self.too_late += 1
+                        return None
+                    if self.gone is not None:
+                        self.gone.append(frozen)
+                    frozen = state
+                del self.frozen[start]
+                assert isinstance(frozen, bytes)
                 window = self.windows[start] = _thawed(start, frozen)
                 if start < newest - newest % width:
                     self.ordered = False
@@ -505,11 +542,14 @@ class SensorRollup:
             frozen = self.frozen
             unordered = bool(frozen) and cold[0] < next(reversed(frozen))
             dumps, protocol = pickle.dumps, pickle.HIGHEST_PROTOCOL
+            store = self.store
+            put = store.put if store is not None and store.writes else None
             for start in cold:
                 # Its compact state without its start, pickled, without the pickle's header
                 # (protocol and frame: 11 of some 30-150 bytes; unpickling does not need it)
                 state = dumps(windows.pop(start).__getstate__()[1:], protocol)
-                frozen[start] = state[_HEADER_LEN if state[2] == _FRAME else 2:]
+                state = state[_HEADER_LEN if state[2] == _FRAME else 2:]
+                frozen[start] = state if put is None else put(state)
             if unordered:  # a late one between frozen ones
                 self.frozen = dict(sorted(frozen.items()))
         if line > self.cold_ns:
@@ -526,13 +566,16 @@ class SensorRollup:
             self.ordered = True
         frozen = self.frozen
         if frozen:  # in increasing order: the windows to drop come first
-            gone = []
+            dropped = []
             for start in frozen:
                 if start >= floor:
                     break
-                gone.append(start)
-            for start in gone:
-                del frozen[start]
+                dropped.append(start)
+            let_go = self.gone
+            for start in dropped:
+                state = frozen.pop(start)
+                if type(state) is int and state != LOST_ROW and let_go is not None:
+                    let_go.append(state)
         oldest = next(iter(windows), None)
         oldest_frozen = next(iter(frozen), None)
         if oldest is None or (oldest_frozen is not None and oldest_frozen < oldest):
@@ -547,9 +590,27 @@ class SensorRollup:
         """The window held at `start_ns`, for reading: a frozen one thawed apart (it stays
         frozen in the rollup; a reading goes in through `window`)."""
         window = self.windows.get(start_ns)
-        if window is None and start_ns in self.frozen:
-            window = _thawed(start_ns, self.frozen[start_ns])
+        frozen = self.frozen.get(start_ns) if window is None else None
+        if frozen is not None:
+            state = self._fetch(frozen) if type(frozen) is int else frozen
+            if state is not None:
+                assert isinstance(state, bytes)
+                window = _thawed(start_ns, state)
         return window
+
+    def _fetch(self, ref: int) -> bytes | None:
+        """A frozen window's state from the store, None if its row is not there."""
+        store = self.store
+        return None if store is None or ref == LOST_ROW else store.get(ref)
+
+    def _lost(self, start: int, ref: int) -> None:
+        """The row of the window at `start` is not in the store (or no store is given):
+        the window is held as lost, so that every reading of it asks for its rebuild from
+        the raw points (a window made anew would write its later readings alone over it)."""
+        if ref != LOST_ROW:
+            self.frozen[start] = LOST_ROW
+            log.warning("frozen window at %d (row %d) not found in the frozen store: its late "
+                        "readings are rebuilt from the raw points", start, ref)
 
 
 def _starts_before(windows: dict[int, Window], line: int) -> list[int]:

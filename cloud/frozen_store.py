@@ -1,0 +1,251 @@
+"""Closed (frozen) windows kept out of the node state's snapshots.
+
+A sensor's closed windows (`cloud.logic.rollup.SensorRollup.frozen`) are needed only when a
+late reading reaches one, yet Bytewax pickled them into every snapshot of their node: about
+a third of a node's snapshot bytes. With a store, a window is written here once, when it
+freezes (or freezes again after a late reading thawed it), and the rollup holds only its
+reference: a row id, never reused and never overwritten. A snapshot therefore names the
+exact bytes each of its windows had when it was taken, whatever happened after it (a thaw,
+a change, another freeze writes a new row), so Bytewax may resume any snapshot it kept.
+
+Durability: rows are buffered as windows freeze and written in one transaction (SQLite WAL,
+synchronous FULL, as Bytewax's own store) by `flush`, which `cloud.flow.NodeLogic.snapshot`
+calls before it returns the node's pickled state: a snapshot never reaches Bytewax before
+the rows it references are on disk. A crash before a flush loses only rows that no snapshot
+references (their ids may be given again).
+
+Layout: one file per process of the cluster, `frozen-p<process id>.sqlite3`, inside the
+recovery store's directory (Bytewax opens only its `part-*` files there): only that process
+writes rows into it, so no two processes wait for one write lock, and its row ids carry the
+process id in their high bits (`PART_SHIFT`), so a node whose key moved to another process at
+a rescale still reads its windows from the file of the process that wrote them (every process
+sees state.dir). Beside the partitions, a copy of the recovery store holds it, and `cloud
+new-state` replaces it with the store.
+
+Rows no snapshot references any more (a window thawed, or dropped past the horizon) are
+deleted by the node that let them go, once Bytewax can no longer resume a snapshot that
+references them (`cloud.logic.node.NodeState.frozen_snapshot`). A row found missing all the
+same makes its window one that is rebuilt from the raw points (`SensorRollup.window`).
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from cloud.errors import CloudError
+
+log = logging.getLogger("urbanpulse.cloud.frozen_store")
+
+PART_SHIFT = 48  # a row id: the writing process's id above these bits, its number below
+MAX_PARTS = 1 << 14
+LOST_ROW = 0  # a frozen window whose row was not found: its late readings are rebuilt (no id is 0)
+BUSY_TIMEOUT_MS = 10_000
+# Deletions alone are not worth a transaction (and its fsync) at each node's snapshot: they go
+# with the next rows written, or once this many wait, or this long after the last commit.
+DELETE_BATCH = 5_000
+DELETE_EVERY_S = 10.0
+
+
+class FrozenStoreError(CloudError):
+    pass
+
+
+def file_name(part: int) -> str:
+    return f"frozen-p{part}.sqlite3"
+
+
+def part_of(ref: int) -> int:
+    return ref >> PART_SHIFT
+
+
+class FrozenStore:
+    """The frozen windows of the nodes this process holds (its workers share it: every
+    call takes the store's lock). `writes` false: windows freeze inline in the snapshots
+    as before (flow.frozen_store off), rows written before are still read and deleted; so
+    too if `directory` does not exist when the first window freezes (the dataflow run with
+    a recovery store elsewhere than the config's, as some tests do; logged).
+    `gc_delay_ns`: how long a row let go is kept (`NodeState.frozen_snapshot`)."""
+
+    def __init__(self, directory: Path, part: int, gc_delay_ns: int, writes: bool = True,
+                 clock: Callable[[], int] = time.time_ns) -> None:
+        if not 0 <= part < MAX_PARTS:
+            raise FrozenStoreError(f"frozen store: process id {part} out of [0, {MAX_PARTS})")
+        self.directory = directory
+        self.part = part
+        self.gc_delay_ns = gc_delay_ns
+        self._writes: bool | None = None if writes else False  # None: not looked at yet
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._conns: dict[int, sqlite3.Connection] = {}  # part -> its file, opened
+        self._next = 0  # the next row id given (0: not opened yet)
+        self._pending: dict[int, bytes] = {}  # rows given an id, not yet written
+        self._deletes: dict[int, list[int]] = {}  # part -> ids to delete at the next flush
+        self._waiting = 0  # ids in _deletes
+        self._committed = time.monotonic()
+        self.rows_written = 0
+        self.rows_deleted = 0
+
+    @property
+    def writes(self) -> bool:
+        """Whether windows freeze into the store (else inline, in the snapshots)."""
+        if self._writes is None:
+            self._writes = self.directory.is_dir()
+            if not self._writes:
+                log.warning("frozen store: %s does not exist (no recovery store there): closed "
+                            "windows stay in the snapshots", self.directory)
+        return self._writes
+
+    def put(self, state: bytes) -> int:
+        """A new row for a window's frozen state; its id (written at the next `flush`)."""
+        with self._lock:
+            if not self._next:
+                self._open_own()
+            ref = self._next
+            self._next += 1
+            self._pending[ref] = state
+            return ref
+
+    def get(self, ref: int) -> bytes | None:
+        """The state of row `ref`, None if no such row (deleted, or never written)."""
+        with self._lock:
+            state = self._pending.get(ref)
+            if state is not None:
+                return state
+            conn = self._conn(part_of(ref))
+            if conn is None:
+                return None
+            try:
+                row = conn.execute("SELECT state FROM frozen WHERE id = ?", (ref,)).fetchone()
+            except sqlite3.Error as exc:
+                raise FrozenStoreError(f"frozen store {self._path(part_of(ref))}: {exc}") from exc
+            return None if row is None else bytes(row[0])
+
+    def retire(self, refs: Iterable[int]) -> list[int]:
+        """Rows a node's state no longer references: those not yet written are dropped now
+        (no snapshot can reference them); the others, returned, are deleted later (`discard`)."""
+        kept = []
+        with self._lock:
+            for ref in refs:
+                if self._pending.pop(ref, None) is None:
+                    kept.append(ref)
+        return kept
+
+    def discard(self, refs: Iterable[int]) -> None:
+        """Rows to delete at the next flush."""
+        with self._lock:
+            for ref in refs:
+                if self._pending.pop(ref, None) is None:
+                    self._deletes.setdefault(part_of(ref), []).append(ref)
+                    self._waiting += 1
+
+    def flush(self, force_deletes: bool = False) -> None:
+        """Writes the rows given ids, durably, in one transaction of this process's file,
+        with the deletions discarded so far (and one transaction in each other file a
+        discarded row is in). Deletions alone wait for rows to write, DELETE_BATCH of them,
+        DELETE_EVERY_S or `force_deletes`: a crash before they are written leaves those rows in
+        the file for good (no snapshot names them any more), it never loses one."""
+        with self._lock:
+            if not self._pending and not (
+                    self._waiting and (force_deletes or self._waiting >= DELETE_BATCH
+                                       or time.monotonic() - self._committed >= DELETE_EVERY_S)):
+                return
+            pending, deletes = self._pending, self._deletes
+            mine = deletes.pop(self.part, [])
+            own = self._open_own() if pending else self._conn(self.part) if mine else None
+            if own is not None:
+                try:
+                    with own:  # one transaction: committed, or rolled back on an error
+                        own.executemany("INSERT INTO frozen (id, state) VALUES (?, ?)",
+                                        pending.items())
+                        own.executemany("DELETE FROM frozen WHERE id = ?", ((r,) for r in mine))
+                        own.execute("INSERT OR REPLACE INTO meta (name, value) VALUES ('next', ?)",
+                                    (self._next,))
+                except sqlite3.Error as exc:
+                    raise FrozenStoreError(f"frozen store {self._path(self.part)}: {exc}") from exc
+                self.rows_written += len(pending)
+                self.rows_deleted += len(mine)
+                self._pending = {}
+            for part, refs in list(deletes.items()):
+                conn = self._conn(part)
+                if conn is not None:
+                    try:
+                        with conn:
+                            conn.executemany("DELETE FROM frozen WHERE id = ?", ((r,) for r in refs))
+                    except sqlite3.Error as exc:
+                        raise FrozenStoreError(f"frozen store {self._path(part)}: {exc}") from exc
+                    self.rows_deleted += len(refs)
+                del deletes[part]
+            self._waiting = 0
+            self._committed = time.monotonic()
+
+    def rows(self) -> int:
+        """Rows in this process's file (for tests and the bench)."""
+        with self._lock:
+            own = self._conn(self.part)
+            return 0 if own is None else int(own.execute("SELECT count(*) FROM frozen").fetchone()[0])
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in self._conns.values():
+                conn.close()
+            self._conns.clear()
+            self._next = 0
+
+    def _path(self, part: int) -> Path:
+        return self.directory / file_name(part)
+
+    def _open_own(self) -> sqlite3.Connection:
+        """This process's file, made if new (the caller holds the lock)."""
+        conn = self._conns.get(self.part)
+        if conn is not None:
+            return conn
+        if not self.directory.is_dir():
+            raise FrozenStoreError(f"frozen store: {self.directory} is not a directory (the "
+                                   "recovery store's, made at the processor's start)")
+        path = self._path(self.part)
+        try:
+            conn = self._connect(path)
+            with conn:
+                conn.execute("CREATE TABLE IF NOT EXISTS frozen (id INTEGER PRIMARY KEY, "
+                             "state BLOB NOT NULL)")
+                conn.execute("CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, "
+                             "value INTEGER NOT NULL)")
+            given = conn.execute("SELECT value FROM meta WHERE name = 'next'").fetchone()
+            top = conn.execute("SELECT max(id) FROM frozen").fetchone()[0]
+        except sqlite3.Error as exc:
+            raise FrozenStoreError(f"frozen store {path}: {exc}") from exc
+        base = (self.part << PART_SHIFT) + 1
+        self._next = max(base, given[0] if given else 0, (top or 0) + 1)
+        self._conns[self.part] = conn
+        return conn
+
+    def _conn(self, part: int) -> sqlite3.Connection | None:
+        """The file of process `part`, None if there is none (the caller holds the lock)."""
+        conn = self._conns.get(part)
+        if conn is not None:
+            return conn
+        path = self._path(part)
+        if not path.exists():
+            return None
+        if part == self.part:
+            return self._open_own()
+        try:
+            conn = self._conns[part] = self._connect(path)
+        except sqlite3.Error as exc:
+            raise FrozenStoreError(f"frozen store {path}: {exc}") from exc
+        return conn
+
+    @staticmethod
+    def _connect(path: Path) -> sqlite3.Connection:
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        # `with conn` opens its transaction implicitly only in the legacy mode: set it so
+        conn.isolation_level = "DEFERRED"
+        return conn
