@@ -6,6 +6,15 @@ in-memory bytes broken down by part, each simulated hour, and at the end the tim
 each part and the whole state (a snapshot of the node: the median of --repeat pickles).
 
     python -m bench.pipeline.node_state_size --hours 6
+
+With --frozen-store, each node is fed twice in one run (alternating which goes first): as
+before, its closed windows frozen inline, and with a frozen store (cloud/frozen_store.py, a
+temporary directory) and a snapshot of the node every --epoch-s of reception (as Bytewax
+snapshots a node each epoch it is touched: `NodeState.frozen_snapshot`, which writes the
+rows); it prints the snapshot bytes and pickling CPU of both, the node step's CPU, and the
+store's cost per window written (each snapshot's flush: CPU and wall time, fsync included).
+
+    python -m bench.pipeline.node_state_size --hours 6 --frozen-store
 """
 
 from __future__ import annotations
@@ -16,14 +25,18 @@ import gc
 import pickle
 import statistics
 import sys
+import tempfile
 import time
 from collections import deque
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from bench.pipeline.errors import PipelineBenchError
 from bench.pipeline.workload import numbering_of
 from cloud.flow import NodeLogic
+from cloud.frozen_store import FrozenStore
 from cloud.journal import JournalRecord
 from cloud.logic.node import NodeState
 from cloud.logic.rollup import HOUR_NS
@@ -185,13 +198,55 @@ def records(key: str, readings: list[Reading], hours: float) -> Iterator[Journal
         yield JournalRecord("p0", offset, received, topic, payload)
 
 
+class EveryNthFlush(FrozenStore):
+    """A store whose flush writes only at every `every`-th call (and when forced): a
+    processor's store flushes once an epoch for all its nodes, not once for each; fed one
+    node, a flush at each of its snapshots costs its fsync's cold caches to the node step."""
+
+    def __init__(self, directory: Path, every: int) -> None:
+        super().__init__(directory, 0, 10**18)
+        self.every = every
+        self.calls = 0
+
+    def flush(self, force_deletes: bool = False) -> None:
+        self.calls += 1
+        if force_deletes or self.calls % self.every == 0:
+            super().flush(force_deletes)
+
+
+@dataclass
+class Snapshots:
+    """A node's snapshots taken with a frozen store every `epoch_ns` of reception, and what
+    their `NodeState.frozen_snapshot` calls cost (the store's flush included)."""
+
+    store: FrozenStore
+    epoch_ns: int
+    taken: int = 0
+    cpu_ns: list[int] = field(default_factory=list)
+    wall_ns: list[int] = field(default_factory=list)
+
+    def take(self, state: NodeState) -> None:
+        cpu, wall = time.process_time_ns(), time.perf_counter_ns()
+        state.frozen_snapshot()
+        self.cpu_ns.append(time.process_time_ns() - cpu)
+        self.wall_ns.append(time.perf_counter_ns() - wall)
+        self.taken += 1
+
+
 def measure(key: str, hours: float, horizon_s: int = DEFAULT_HORIZON_S, detect: bool = True,
-            cpu: list[int] | None = None
+            cpu: list[int] | None = None, readings: list[Reading] | None = None,
+            snapshots: Snapshots | None = None
             ) -> tuple[list[tuple[float, int, int, dict[str, tuple[int, int]]]], NodeState]:
     """(hour, readings so far, sensors, breakdown) at the end of each simulated hour; with
-    `cpu`, the CPU ns the node step took for each record (message or heartbeat) appended."""
-    readings = node_stream(key, hours)
+    `cpu`, the CPU ns the node step took for each record (message or heartbeat) appended;
+    with `snapshots`, the node's windows freeze into its store and it is snapshotted every
+    epoch of reception (and once at the end)."""
+    if readings is None:
+        readings = node_stream(key, hours)
     logic = NodeLogic(NodeState(horizon_s * 10**9, detect), 1 << 16)
+    if snapshots is not None:
+        logic.state.use_frozen_store(snapshots.store)
+    next_epoch = 0
     start_ns = to_epoch_ns(START)
     rows = []
     stamps = [r.ts_ns for r in readings]
@@ -202,12 +257,19 @@ def measure(key: str, hours: float, horizon_s: int = DEFAULT_HORIZON_S, detect: 
             fed = bisect.bisect_left(stamps, boundary)
             rows.append((float(next_hour), fed, len(logic.state.seqs), breakdown(logic.state)))
             next_hour += 1
+        if snapshots is not None and rec.received_ns >= next_epoch:
+            if next_epoch:
+                snapshots.take(logic.state)
+            next_epoch = rec.received_ns - rec.received_ns % snapshots.epoch_ns + snapshots.epoch_ns
         if cpu is None:
             logic.on_batch([rec])
         else:
             start = time.process_time_ns()
             logic.on_batch([rec])
             cpu.append(time.process_time_ns() - start)
+    if snapshots is not None:
+        snapshots.take(logic.state)
+        snapshots.store.flush(force_deletes=True)
     if not rows or rows[-1][0] < hours:
         rows.append((hours, len(readings), len(logic.state.seqs), breakdown(logic.state)))
     return rows, logic.state
@@ -223,15 +285,28 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--detail", action="store_true", help="also the larger parts' pieces at the end")
     p.add_argument("--no-detect", action="store_true", help="the node state without detection")
     p.add_argument("--repeat", type=int, default=21, help="pickles timed per part (the median)")
+    p.add_argument("--frozen-store", action="store_true",
+                   help="each node without and with a frozen store, compared (see above)")
+    p.add_argument("--epoch-s", type=float, default=2.0,
+                   help="with --frozen-store: a snapshot of the node each this of reception")
+    p.add_argument("--flush-every", type=int, default=1,
+                   help="with --frozen-store: the store written at every N-th snapshot only")
     args = p.parse_args(argv)
     if not args.hours > 0:
         raise PipelineBenchError("--hours must be positive")
     if args.repeat < 1:
         raise PipelineBenchError("--repeat must be at least 1")
+    if not args.epoch_s > 0:
+        raise PipelineBenchError("--epoch-s must be positive")
+    if args.flush_every < 1:
+        raise PipelineBenchError("--flush-every must be at least 1")
     was_enabled = gc.isenabled()
     gc.disable()
     try:
-        _report(args)
+        if args.frozen_store:
+            _compare_store(args)
+        else:
+            _report(args)
     finally:
         if was_enabled:  # a test calls main in its own process: the collector given back
             gc.enable()
@@ -268,6 +343,89 @@ def _report(args: argparse.Namespace) -> None:
             print(f"    {name:<16} {pickled / 1e3:9.1f} {memory / 1e3:9.1f} {city_us[name]:9.1f}")
         print(f"    node step        {sum(city_cpu) / len(city_cpu) / 1e3:.2f} CPU µs a record "
               f"(mean of {len(city_cpu)} messages and heartbeats)")
+
+
+def _keys(nodes: str) -> list[str]:
+    return [f"{n.site}/{n.node}" for n in City.load().nodes] if nodes == "all" else nodes.split(",")
+
+
+def _frozen_windows(state: NodeState) -> int:
+    return sum(len(r.frozen) for rs in (state.minute, state.hour) for r in rs.values())
+
+
+def _compare_store(args: argparse.Namespace) -> None:
+    """Each node fed without and with a frozen store (alternating which first), compared."""
+    total: dict[str, float] = {}
+
+    def add(name: str, value: float) -> None:
+        total[name] = total.get(name, 0.0) + value
+
+    batched: list[tuple[int, int, int]] = []
+    print(f"{'node':<28} {'KB pickled':>17} {'µs to pickle':>17} {'step µs/rec':>13} "
+          f"{'frozen':>7} {'rows':>7} {'flush µs/row':>12} {'flush ms':>9}")
+    print(f"{'':<28} {'inline -> store':>17} {'inline -> store':>17} {'inline store':>13} "
+          f"{'windows':>7} {'written':>7} {'(CPU)':>12} {'wall/snap':>9}")
+    for n, key in enumerate(_keys(args.nodes)):
+        readings = node_stream(key, args.hours)
+        with tempfile.TemporaryDirectory() as d:
+            store = EveryNthFlush(Path(d), args.flush_every)
+            snapshots = Snapshots(store, int(args.epoch_s * 1e9))
+            results = {}
+            for with_store in ((False, True) if n % 2 == 0 else (True, False)):
+                cpu: list[int] = []
+                _, state = measure(key, args.hours, args.horizon_s, not args.no_detect, cpu, readings,
+                                   snapshots if with_store else None)
+                results[with_store] = (len(pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)),
+                                       pickle_times(state, args.repeat)["total"],
+                                       sum(cpu) / len(cpu) / 1e3, _frozen_windows(state))
+            rows = store.rows_written
+            states = [s for r in (*state.minute.values(), *state.hour.values())
+                      for s in r.frozen.values() if isinstance(s, bytes)]
+            batched.extend(_batch_cost(Path(d), states or [b"x" * 90]))
+            store.close()
+        (b0, us0, step0, frozen), (b1, us1, step1, _) = results[False], results[True]
+        flush_cpu = sum(snapshots.cpu_ns)
+        per_row = flush_cpu / rows / 1e3 if rows else 0.0
+        wall = statistics.median(snapshots.wall_ns) / 1e6
+        print(f"{key:<28} {b0 / 1e3:8.1f}{b1 / 1e3:9.1f} {us0:8.1f}{us1:9.1f} {step0:6.1f}{step1:7.1f} "
+              f"{frozen:7d} {rows:7d} {per_row:12.2f} {wall:9.3f}")
+        for name, value in (("b0", b0), ("b1", b1), ("us0", us0), ("us1", us1), ("frozen", frozen),
+                            ("rows", rows), ("flush_cpu", flush_cpu), ("snaps", snapshots.taken)):
+            add(name, value)
+    if total.get("rows"):
+        print(f"\nthe nodes at {args.hours} h: snapshot {total['b0'] / 1e3:.1f} -> "
+              f"{total['b1'] / 1e3:.1f} KB "
+              f"({total['b1'] / total['b0']:.3f}), pickling {total['us0']:.0f} -> {total['us1']:.0f} µs "
+              f"({total['us1'] / total['us0']:.3f}); {total['frozen']:.0f} windows frozen at the end, "
+              f"{total['rows']:.0f} rows written, the snapshots' flushes "
+              f"{total['flush_cpu'] / total['rows'] / 1e3:.2f} CPU µs a row "
+              f"({total['snaps']:.0f} snapshots, "
+              f"{total['flush_cpu'] / total['snaps'] / 1e3:.1f} CPU µs each)")
+    rows = sum(n for n, _, _ in batched)
+    print(f"written as one process's epoch writes them (the nodes' frozen windows, {BATCH_ROWS} "
+          f"a flush): {sum(c for _, c, _ in batched) / rows / 1e3:.2f} CPU µs a row, put and "
+          f"flush, {sum(w for _, _, w in batched) / rows / 1e3:.2f} µs wall (fsync included; "
+          f"{len(batched)} flushes)")
+
+
+BATCH_ROWS = 1000  # a process's rows of an epoch: ~16,500 windows close a second in the city
+
+
+def _batch_cost(directory: Path, states: list[bytes]) -> list[tuple[int, int, int]]:
+    """(rows, CPU ns, wall ns) of each flush of BATCH_ROWS rows (the node's frozen windows'
+    states, repeated) into a store of its own: the cost per window when one flush carries an
+    epoch's rows of many nodes, as in a processor."""
+    store = FrozenStore(directory, 1, 0)
+    out = []
+    for k in range(5):
+        batch = [states[(k * BATCH_ROWS + i) % len(states)] for i in range(BATCH_ROWS)]
+        cpu, wall = time.process_time_ns(), time.perf_counter_ns()
+        for state in batch:
+            store.put(state)
+        store.flush()
+        out.append((len(batch), time.process_time_ns() - cpu, time.perf_counter_ns() - wall))
+    store.close()
+    return out
 
 
 if __name__ == "__main__":
