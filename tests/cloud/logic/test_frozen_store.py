@@ -22,44 +22,12 @@ from hypothesis import strategies as st
 
 from cloud.frozen_store import LOST_ROW, PART_SHIFT, FrozenStore, file_name
 from cloud.logic.node import FROZEN_GC_SNAPSHOTS, NodeState
-from cloud.logic.rollup import HOUR_NS, MINUTE_NS, NO_SEQ, SensorRollup
+from cloud.logic.rollup import HOUR_NS, MINUTE_NS, SensorRollup
+from tests.cloud.logic.rollup_feed import NeverFrozen, feed, texts
 
 T0 = 1_795_000_000_000_000_000
 S = 10**9
 NEVER = 10**18  # a GC delay no test reaches
-
-
-class NeverFrozen(SensorRollup):
-    """The rollup as it was before windows froze: every window it holds stays live."""
-
-    __slots__ = ()
-
-    def _freeze(self, line: int, keep: int | None) -> None:
-        pass
-
-
-def _feed(r: SensorRollup, ts: int, values: dict[str, float], seq: int = NO_SEQ) -> str | None:
-    """A reading as NodeState.process gives it, then evict; the point's text, None if too late."""
-    window = r.window(ts)
-    if window is None:
-        r.evict()
-        return None
-    if window.count == 0:
-        window.hold(ts, values, seq)
-    else:
-        window.add(ts, values, seq)
-    text = f"{window.field_text()} {window.start_ns}"
-    r.evict()
-    return text
-
-
-def _texts(r: SensorRollup) -> list[tuple[int, str]]:
-    out = []
-    for start in r.starts():
-        window = r.window_at(start)
-        assert window is not None
-        out.append((start, window.field_text()))
-    return out
 
 
 def _snapshot(r: SensorRollup, store: FrozenStore, gone: array[int]) -> bytes:
@@ -116,7 +84,7 @@ def test_a_resume_from_any_earlier_snapshot_writes_the_uninterrupted_points(
                 ts = newest
             else:
                 ts = newest - back * MINUTE_NS
-            out.append((_feed(r, ts, {"v": v, "w": float(i)}, seq), r.too_late))
+            out.append((feed(r, ts, {"v": v, "w": float(i)}, seq), r.too_late))
         return out
 
     expected = run(live, FrozenStore(Path("/nonexistent"), 0, NEVER, writes=False), array("q"), 0, None)
@@ -127,20 +95,20 @@ def test_a_resume_from_any_earlier_snapshot_writes_the_uninterrupted_points(
         frozen.use_store(store, gone)
         snapshots: list[tuple[int, bytes]] = []
         assert run(frozen, store, gone, 0, snapshots) == expected
-        assert _texts(frozen) == _texts(live)
+        assert texts(frozen) == texts(live)
         store.close()  # a crash: what was not flushed is lost
         for pick in picks:
             i, snapshot = snapshots[pick % len(snapshots)]
             store, gone = FrozenStore(directory, pick % 2, NEVER), array("q")
             resumed = _resumed(snapshot, store, gone)
             assert run(resumed, store, gone, i, None) == expected[i:]
-            assert _texts(resumed) == _texts(live)
+            assert texts(resumed) == texts(live)
             store.close()
 
 
 def _in_order(r: SensorRollup, minutes: int, start: int = 0) -> None:
     for i in range(start * 4, (start + minutes) * 4):  # a reading each 15 s
-        _feed(r, T0 + i * 15 * S, {"pm25": 3.0 + i % 5, "pm10": 9.5}, i)
+        feed(r, T0 + i * 15 * S, {"pm25": 3.0 + i % 5, "pm10": 9.5}, i)
 
 
 def _rows(directory: Path, part: int = 0) -> set[int]:
@@ -212,7 +180,7 @@ def test_rows_let_go_wait_for_the_node_s_later_snapshots_whatever_the_clock(tmp_
     ref = r.frozen[start]
     assert isinstance(ref, int)
     late = start + 5 * S
-    assert _feed(r, late, {"pm25": 1.0}) is not None  # thawed: its row let go
+    assert feed(r, late, {"pm25": 1.0}) is not None  # thawed: its row let go
     state.frozen_snapshot()
     for _ in range(FROZEN_GC_SNAPSHOTS):
         assert ref in _rows(tmp_path)
@@ -227,7 +195,7 @@ def test_a_window_thawed_before_its_row_was_written_leaves_no_row(tmp_path: Path
     r.use_store(store, gone)
     _in_order(r, 10)
     start = next(iter(r.frozen))
-    _feed(r, start + S, {"pm25": 1.0})  # thawed before any flush
+    feed(r, start + S, {"pm25": 1.0})  # thawed before any flush
     _in_order(r, 5, 10)  # and frozen again, into a new row
     _snapshot(r, store, gone)
     assert _rows(tmp_path) == {v for v in r.frozen.values() if type(v) is int}
@@ -245,10 +213,10 @@ def test_a_missing_row_makes_its_window_rebuilt_never_a_partial_point(tmp_path: 
         conn.execute("DELETE FROM frozen WHERE id = ?", (ref,))
     assert r.window_at(start) is None
     too_late = r.too_late
-    assert _feed(r, start + S, {"pm25": 1.0}) is None  # rebuilt from the raw points
+    assert feed(r, start + S, {"pm25": 1.0}) is None  # rebuilt from the raw points
     assert r.frozen[start] == LOST_ROW
     assert r.too_late == too_late + 1
-    assert _feed(r, start + 2 * S, {"pm25": 2.0}) is None  # still: no window of it alone
+    assert feed(r, start + 2 * S, {"pm25": 2.0}) is None  # still: no window of it alone
     assert list(r.frozen) == sorted(r.frozen)
 
 
@@ -264,14 +232,14 @@ def test_a_node_moved_to_another_process_reads_its_windows_from_the_first_s_file
     store1, gone1 = FrozenStore(tmp_path, 1, NEVER), array("q")
     moved = _resumed(snapshot, store1, gone1)
     start = list(moved.frozen)[3]
-    assert _feed(moved, start + S, {"pm25": 1.0}) == _feed(live, start + S, {"pm25": 1.0})
+    assert feed(moved, start + S, {"pm25": 1.0}) == feed(live, start + S, {"pm25": 1.0})
     _in_order(moved, 5, 30)
     _in_order(live, 5, 30)
     _snapshot(moved, store1, gone1)
     new = {v for v in moved.frozen.values() if type(v) is int and v >> PART_SHIFT == 1}
     assert new
     assert new == _rows(tmp_path, 1)
-    assert _texts(moved) == _texts(live)
+    assert texts(moved) == texts(live)
 
 
 def test_a_snapshot_with_frozen_bytes_inline_loads_and_freezes_into_the_store(tmp_path: Path) -> None:
@@ -284,13 +252,13 @@ def test_a_snapshot_with_frozen_bytes_inline_loads_and_freezes_into_the_store(tm
     r = _resumed(snapshot, store, gone)
     assert all(type(v) is bytes for v in r.frozen.values())
     start = next(iter(r.frozen))
-    assert _feed(r, start + S, {"pm25": 1.0}) == _feed(live, start + S, {"pm25": 1.0})
+    assert feed(r, start + S, {"pm25": 1.0}) == feed(live, start + S, {"pm25": 1.0})
     assert not gone  # an inline window has no row to let go
     _in_order(r, 70, 30)  # on past the horizon: the inline ones dropped, new ones in rows
     _in_order(live, 70, 30)
     _snapshot(r, store, gone)
     assert all(type(v) is int for v in r.frozen.values())
-    assert _texts(r) == _texts(live)
+    assert texts(r) == texts(live)
 
 
 _CRASHING = """

@@ -19,47 +19,13 @@ from cloud.logic.rollup import (
     FROZEN_ROLLUP,
     HOUR_NS,
     MINUTE_NS,
-    NO_SEQ,
     SensorRollup,
     Window,
 )
+from tests.cloud.logic.rollup_feed import NeverFrozen, feed, texts
 
 T0 = 1_795_000_000_000_000_000
 S = 10**9
-
-
-class NeverFrozen(SensorRollup):
-    """The rollup as it was before windows froze: every window it holds stays live."""
-
-    __slots__ = ()
-
-    def _freeze(self, line: int, keep: int | None) -> None:
-        pass
-
-
-def _feed(r: SensorRollup, ts: int, values: dict[str, float], seq: int = NO_SEQ) -> str | None:
-    """A reading as NodeState.process gives it (hold a new window's first, else add), then
-    evict; the text of the point written for its window, None when too late."""
-    window = r.window(ts)
-    if window is None:
-        r.evict()
-        return None
-    if window.count == 0:
-        window.hold(ts, values, seq)
-    else:
-        window.add(ts, values, seq)
-    text = f"{window.field_text()} {window.start_ns}"
-    r.evict()
-    return text
-
-
-def _texts(r: SensorRollup) -> list[tuple[int, str]]:
-    out = []
-    for start in r.starts():
-        window = r.window_at(start)
-        assert window is not None
-        out.append((start, window.field_text()))
-    return out
 
 
 def test_a_late_reading_thaws_its_window_and_writes_the_point_of_one_never_frozen() -> None:
@@ -67,20 +33,20 @@ def test_a_late_reading_thaws_its_window_and_writes_the_point_of_one_never_froze
     for i in range(30 * 6):  # 30 minutes, a reading each 10 s
         ts = T0 + i * 10 * S
         for r in (frozen, live):
-            _feed(r, ts, {"pm25": 10.0 + (i % 13) * 0.7, "pm10": 40.0 - i * 0.1}, i)
+            feed(r, ts, {"pm25": 10.0 + (i % 13) * 0.7, "pm10": 40.0 - i * 0.1}, i)
     start = T0 - T0 % MINUTE_NS + 5 * MINUTE_NS
     assert start in frozen.frozen
     assert start not in frozen.windows
     assert len(frozen.windows) <= 3  # the windows of the last 2 minutes past the newest's
     late = start + 30 * S + 1
-    assert _feed(frozen, late, {"pm25": 99.5, "pm10": 0.5}, 999) == \
-        _feed(live, late, {"pm25": 99.5, "pm10": 0.5}, 999)
+    assert feed(frozen, late, {"pm25": 99.5, "pm10": 0.5}, 999) == \
+        feed(live, late, {"pm25": 99.5, "pm10": 0.5}, 999)
     assert start in frozen.windows  # thawed
     for i in range(30 * 6, 31 * 6):  # the line moves on: it freezes again
         for r in (frozen, live):
-            _feed(r, T0 + i * 10 * S, {"pm25": 1.0, "pm10": 2.0}, i)
+            feed(r, T0 + i * 10 * S, {"pm25": 1.0, "pm10": 2.0}, i)
     assert start in frozen.frozen
-    assert _texts(frozen) == _texts(live)
+    assert texts(frozen) == texts(live)
 
 
 _STEP = st.tuples(st.integers(-200, 90), st.sampled_from([0.0, -0.0, 1, 2.5, 1e-7, 7.25, 1e16]),
@@ -109,16 +75,16 @@ def test_frozen_windows_write_every_point_a_never_frozen_rollup_writes(
         else:
             ts = newest - back * MINUTE_NS
         values = {"v": v, "w": float(i)}
-        assert _feed(frozen, ts, values, seq) == _feed(live, ts, values, seq)
+        assert feed(frozen, ts, values, seq) == feed(live, ts, values, seq)
         assert frozen.too_late == live.too_late
-    assert _texts(frozen) == _texts(live)
+    assert texts(frozen) == texts(live)
     assert all(isinstance(b, bytes) for b in frozen.frozen.values())
 
 
 def _rollup_with_frozen_windows() -> SensorRollup:
     r = SensorRollup(MINUTE_NS, HOUR_NS)
     for i in range(50 * 4):  # 50 minutes, a reading each 15 s
-        _feed(r, T0 + i * 15 * S, {"pm25": 3.0 + i % 5, "pm10": 9.5}, i)
+        feed(r, T0 + i * 15 * S, {"pm25": 3.0 + i % 5, "pm10": 9.5}, i)
     assert len(r.frozen) >= 45
     return r
 
@@ -151,9 +117,9 @@ def test_a_snapshot_copies_frozen_windows_as_they_are_and_loads_them_frozen(
     assert resumed.frozen == r.frozen
     assert list(resumed.frozen) == sorted(resumed.frozen)
     monkeypatch.undo()
-    assert _texts(resumed) == _texts(r)
+    assert texts(resumed) == texts(r)
     late = T0 + 10 * MINUTE_NS + 1
-    assert _feed(resumed, late, {"pm25": 0.5}) == _feed(r, late, {"pm25": 0.5})
+    assert feed(resumed, late, {"pm25": 0.5}) == feed(r, late, {"pm25": 0.5})
 
 
 # A minute and an hour rollup pickled by the code before windows froze ("rollup-3", the hour
@@ -184,7 +150,7 @@ def _build_as_the_pinned_ones() -> tuple[SensorRollup, SensorRollup]:
     for i in range(60):
         ts = T0 + i * 20 * S + 7
         for r in (m, h):
-            _feed(r, ts, {"pm25": 10.0 + i * 0.1, "pm10": 30.0 - (i % 7)}, i)
+            feed(r, ts, {"pm25": 10.0 + i * 0.1, "pm10": 30.0 - (i % 7)}, i)
     window = m.window(T0 + 3 * MINUTE_NS + 5)
     assert window is not None
     window.add(T0 + 3 * MINUTE_NS + 5, {"pm25": 99.5, "pm10": 1.25}, 200)
@@ -197,18 +163,18 @@ def test_a_snapshot_from_before_windows_froze_loads_and_freezes() -> None:
     m, h = _build_as_the_pinned_ones()
     assert not old_m.frozen  # all live as they were pickled
     assert m.frozen
-    assert _texts(old_m) == _texts(m)
-    assert _texts(old_h) == _texts(h)
+    assert texts(old_m) == texts(m)
+    assert texts(old_h) == texts(h)
     assert old_h.kept_ns == h.kept_ns
     rng = random.Random(5)
     for i in range(60, 120):
         ts = T0 + i * 20 * S + 7 if i % 5 else T0 + rng.randrange(0, i * 20) * S
         for old, new in ((old_m, m), (old_h, h)):
             values = {"pm25": rng.uniform(0, 50), "pm10": 1.0}
-            assert _feed(old, ts, values, i) == _feed(new, ts, values, i)
+            assert feed(old, ts, values, i) == feed(new, ts, values, i)
     assert old_m.frozen  # its closed windows frozen by the first eviction
-    assert _texts(old_m) == _texts(m)
-    assert _texts(old_h) == _texts(h)
+    assert texts(old_m) == texts(m)
+    assert texts(old_h) == texts(h)
 
 
 def test_a_rollup_of_the_forms_before_resumes_and_freezes() -> None:
@@ -231,9 +197,9 @@ def test_a_rollup_of_the_forms_before_resumes_and_freezes() -> None:
                                 "newest_ns": m.newest_ns, "too_late": m.too_late,
                                 "windows": windows}))
     for r in (two, before):
-        assert _texts(r) == _texts(m)
+        assert texts(r) == texts(m)
         ts = T0 + 25 * MINUTE_NS
-        assert _feed(r, ts, {"pm25": 1.0, "pm10": 2.0}, 500) == _feed(
+        assert feed(r, ts, {"pm25": 1.0, "pm10": 2.0}, 500) == feed(
             pickle.loads(pickle.dumps(m)), ts, {"pm25": 1.0, "pm10": 2.0}, 500)
         assert r.frozen
         assert all(start < r.cold_ns for start in r.frozen)
@@ -245,7 +211,7 @@ def test_a_frozen_window_costs_about_its_pickled_size_in_memory() -> None:
     for i in range(6 * 60 * 6):  # 6 hours of an air station's readings, each 10 s
         values = {"pm25": 12.0 + (i % 17) * 0.3, "pm10": 30.0 + (i % 11) * 0.5}
         for r in (live, frozen):
-            _feed(r, T0 + i * 10 * S, values, i)
+            feed(r, T0 + i * 10 * S, values, i)
     n = len(frozen.frozen)
     assert n >= 355
     per_frozen = (deep_size(frozen) - deep_size(frozen.windows)) / n
