@@ -21,14 +21,20 @@ ratio at its own rate, which is what this rule looks for:
   in it. It does not follow while the pair is out of line.
 * The deviation d is judged on the last `smooth_bins` bins, only when every one of them
   was judged (a bin left out, or a module silent, leaves the window short for
-  `smooth_bins` bins: nothing is judged meanwhile): the mean of their ratios minus the
-  usual one, or their median minus it when that is nearer zero (0 when the two differ
-  in sign). A departure must be carried by most bins of the window, as a drift (a
-  gain changing gradually) is: not by one bin whose median a module's spikes took over
-  (more than half of its readings spiked: the bin filters above cannot see it) or that
-  a module coming back mid-bin summed up over part of the bin only.
+  `smooth_bins` bins: nothing is judged meanwhile): the mean of their ratios' deviations
+  from the usual one, each clipped to `BIN_CLIP` x the threshold. A departure must be
+  carried by most bins of the window, as a drift (a gain changing gradually) is: not by
+  one bin whose median a module's spikes took over (more than half of its readings
+  spiked: the bin filters above cannot see it) or that a module coming back mid-bin
+  summed up over part of the bin only. Clipped at 1.5 thresholds, one bin of a 3-bin
+  window carries at most half the threshold, however far it is: the other two must
+  average over 3/4 of it. (Before, d was the nearer zero of the window's mean and median,
+  which asks the same of a far bin but also shrinks a ramp's window, whose newest bin is
+  its highest, to its middle bin.)
   The threshold is max(`shift`, `spread` x the pair's scale), the scale being the mean
-  absolute d while the pair is in line (learnt over `learn_bins`, then followed).
+  absolute d while the pair is in line (learnt over `learn_bins`, then followed). How
+  far the ratio moved (the event's, and the new usual ratio below) is the window's mean,
+  unclipped.
 * A drift is |d| above the threshold for `persist` judged bins in a row, of one sign.
   It starts at the first bin of that run whose |d| exceeded a third of the threshold,
   and fires on the reading that completes the last bin of the run, once; re-armed
@@ -58,6 +64,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections import Counter, deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -67,6 +74,10 @@ PairKey = tuple[str, str, str]  # site, node, field
 _Slot = tuple[str, str, str, str]  # site, node, field, first module
 
 _NS = 1_000_000_000
+# A bin's deviation counts at most this many thresholds in its window's mean: one bin of a
+# 3-bin window, however far, then carries at most half the threshold (a constant, not a
+# setting: the settings are pickled with the rule, docs/anomaly-detection.md, session 20).
+BIN_CLIP = 1.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +120,13 @@ class PairDeviation:
     ratio: float
     start_ns: int
     bins: int
+
+
+def window_deviation(ratios: Sequence[float], usual: float, clip: float) -> float:
+    """The deviation d of a window of judged ratios from the usual one: the mean of their
+    deviations, each clipped to +-`clip` (so that one bin, however far, carries at most
+    `clip` / the window's length of it)."""
+    return sum(min(max(r - usual, -clip), clip) for r in ratios) / len(ratios)
 
 
 @dataclass
@@ -258,21 +276,19 @@ class PairDrift:
             return None
         if len(pair.recent) < s.smooth_bins:
             return None  # a bin of the window was not judged: the window is short
-        ratios = [r for _, r in pair.recent]
-        mean = sum(ratios) / len(ratios) - pair.usual
-        mid = statistics.median(ratios) - pair.usual
-        d = min(mean, mid, key=abs) if mean * mid > 0 else 0.0
+        limit = max(s.shift, s.spread * pair.scale)
+        window = [r for _, r in pair.recent]
+        d = window_deviation(window, pair.usual, BIN_CLIP * limit)
         if pair.scaled < s.learn_bins:  # the pair's own spread, before judging
             pair.scaled += 1
             pair.scale += (abs(d) - pair.scale) / pair.scaled
             return None
-        limit = max(s.shift, s.spread * pair.scale)
         side = (d > 0) - (d < 0)
         if pair.fired:
             pair.out_bins += 1
             if abs(d) < limit / 2 or pair.out_bins >= s.accept_bins:
                 if abs(d) >= limit / 2:  # out of line for long: the new usual ratio
-                    pair.usual += d
+                    pair.usual += window_deviation(window, pair.usual, math.inf)
                     pair.delayed.clear()
                 pair.fired, pair.run, pair.since, pair.out_bins = False, 0, None, 0
             return None
@@ -290,5 +306,7 @@ class PairDrift:
             return None
         pair.fired, pair.out_bins = True, 0
         since = pair.since if pair.since is not None else index
-        return PairDeviation(key, pair.modules[0], pair.modules[1], d,
+        # how far the ratio moved: the window's mean, unclipped
+        return PairDeviation(key, pair.modules[0], pair.modules[1],
+                             window_deviation(window, pair.usual, math.inf),
                              int(since * s.bin_s * _NS), index - since + 1)

@@ -68,9 +68,17 @@ from bench.faults.digest import digest
 # 5 min behind (a clock jump), is waited for, so the hour just ended was not judged yet when
 # the pair fired, and its whole hours count in the others' references (recall, precision and
 # delays of `bench.faults.run` unchanged on both sets).
+# Re-pinned when the pair drift rule came to judge a window on the mean of its bins'
+# deviations, each clipped at 1.5 thresholds, instead of the nearer zero of its mean and
+# median (session 20, cloud/detect/pair_drift.py `window_deviation`; fb397a87 and 275de6f6
+# before): every event of another type the same, in the same order (compared line by line,
+# `--dump`); of the 12 and 9 pair DRIFTs, 5 and 5 changed: raised 15-45 min earlier (4 and
+# 2), or the same bin with an earlier start or a ratio by 1 point (1 and 3). Recall,
+# precision and every other figure of `bench.faults.run` the same on both sets; drift
+# delays on seeds 1-4 median 111 -> 104 min.
 PINNED = {
-    (1, 2, 3, 4): ("fb397a8767a083157d7d695ab8f860283ec6a528900013064df3cb6a2a9d1f77", 237),
-    (5, 6, 7, 8): ("275de6f60178a7ea21f248ccd1e5d92e7baa2817b9bb67f7823ec44992456bd3", 233),
+    (1, 2, 3, 4): ("f375acb13a0341f9a5f2c6ea78317dd7cf40e16555f4d9ebe11d5cf599ba0862", 237),
+    (5, 6, 7, 8): ("0dc07940cebd3934c8b9de1bc3fc024ebf2c564d62bdd80602c71cbaaed6aa49", 233),
 }
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from cloud.detect import DetectError, FaultType
 from cloud.detect.drift import CityDrift, Drift
-from cloud.detect.pair_drift import PairDeviation, PairDrift, PairDriftSettings
+from cloud.detect.pair_drift import BIN_CLIP, PairDeviation, PairDrift, PairDriftSettings, window_deviation
 from urbanpulse.simulate.module_pairs import SECOND
 
 BIN_NS = 900_000_000_000
@@ -120,6 +120,30 @@ def test_one_bin_taken_over_by_a_module_s_spikes_is_no_drift() -> None:
     spiked = [(m, ts, v * 6 if m == "a" and 30 * 3.6e12 <= ts - T0_NS < 30.25 * 3.6e12
                else v) for m, ts, v in station(40)]
     assert feed(PairDrift(), spiked) == []
+
+
+def test_a_window_is_judged_on_its_mean_with_no_bin_counting_more_than_one_and_a_half_thresholds(
+        ) -> None:
+    limit = PairDriftSettings().shift
+    clip = BIN_CLIP * limit
+    # a ramp's window, its newest bin highest (the fault bench's run 29, bach-mai's pms5003,
+    # 2.25 h at +8 %/h: its last window against a usual ratio of +0.018): its mean is over
+    # the threshold; the nearer zero of its mean and its median (0.106), the statistic
+    # before, was not
+    ramp_d = window_deviation([0.124, 0.124, 0.176], 0.018, clip)
+    assert ramp_d == pytest.approx(0.123, abs=0.001)
+    assert ramp_d > limit
+    # one bin far off (a module's spikes took its median over: x6) is at most half the
+    # threshold, however far; with the other two at 2/3 of it, still under
+    assert window_deviation([math.log(6), 0.0, 0.0], 0.0, clip) == pytest.approx(limit / 2)
+    assert window_deviation([0.0, -math.log(6), 0.0], 0.0, clip) == pytest.approx(-limit / 2)
+    assert window_deviation([math.log(6), 0.08, 0.08], 0.0, clip) < limit
+    # the other two must carry over 3/4 of the threshold for the window to pass it
+    assert window_deviation([math.log(6), 0.095, 0.095], 0.0, clip) > limit
+    # bins either side of the usual ratio cancel
+    assert window_deviation([0.15, -0.15, 0.0], 0.0, clip) == pytest.approx(0.0)
+    # unclipped: how far the ratio moved
+    assert window_deviation([0.3, 0.3, 0.3], 0.0, math.inf) == pytest.approx(0.3)
 
 
 def test_a_module_back_mid_bin_is_not_judged_on_that_partial_bin() -> None:
