@@ -108,7 +108,7 @@ def largest_rise(ratios: Mapping[int, float], first: int, last: int, sign: int =
 _Readings = tuple[list[int], list[float]]  # stamps (epoch ns), values
 
 
-def _pair_readings(sim: Simulation, hours: float, site: str, node: str, sensor: str,
+def pair_readings(sim: Simulation, hours: float, site: str, node: str, sensor: str,
                    name: str) -> tuple[_Readings, _Readings]:
     """The readings of the module `sensor` and of its second module, field `name`."""
 
@@ -119,7 +119,7 @@ def _pair_readings(sim: Simulation, hours: float, site: str, node: str, sensor: 
     return one(sensor), one(sensor + SECOND)
 
 
-def _field(city: City, site: str, node: str, sensor: str) -> str:
+def drift_field(city: City, site: str, node: str, sensor: str) -> str:
     for n in city.nodes:
         if n.site == site and n.node == node:
             for s in n.sensors:
@@ -149,11 +149,11 @@ def drift_margins(city: City, simulated: City, seed: int, hours: float) -> list[
         e = o.planned.event
         if e.type != "drift" or e.site is None or e.node is None or e.sensor is None:
             continue
-        name = _field(simulated, e.site, e.node, e.sensor)
+        name = drift_field(simulated, e.site, e.node, e.sensor)
         without = Simulation(simulated, seed=seed, start=start, events=merge_events(
             anomalies, [x for x in every if x is not e]))
-        ratios = bin_ratios(*_pair_readings(sim, hours, e.site, e.node, e.sensor, name))
-        alone = bin_ratios(*_pair_readings(without, hours, e.site, e.node, e.sensor, name))
+        ratios = bin_ratios(*pair_readings(sim, hours, e.site, e.node, e.sensor, name))
+        alone = bin_ratios(*pair_readings(without, hours, e.site, e.node, e.sensor, name))
         bin_s = PairDriftSettings().bin_s
         t0 = sim.timebase.start_epoch_s
         first = math.floor((t0 + e.start_s) / bin_s)
@@ -176,7 +176,7 @@ def clean_rises(simulated: City, seed: int, days: float) -> list[float]:
         for s in n.sensors:
             if s.kind not in DRIFT_FIELDS or s.id + SECOND not in ids:
                 continue
-            ratios = bin_ratios(*_pair_readings(sim, days * 24.0, n.site, n.node, s.id,
+            ratios = bin_ratios(*pair_readings(sim, days * 24.0, n.site, n.node, s.id,
                                                 DRIFT_FIELDS[s.kind]))
             for day in range(math.ceil(days)):
                 first = math.ceil((t0 + day * _DAY_S) / bin_s)

@@ -47,13 +47,15 @@ ANOMALIES = 6
 
 def run_seed(city: City, seed: int, hours: float, tick_s: float,
              supervised_kiosks: bool = True, tested_doors: bool = True,
-             simulated: City | None = None, drift_pct: float | None = None
+             simulated: City | None = None, drift_pct: float | None = None,
+             drift: CityDrift | None = None
              ) -> tuple[RunResult, RunResult, int, int, int]:
     """One run: faults planned on `city`, readings of `simulated` (`city` with more
     sensors, e.g. paired modules; `city` itself by default); drifts at `drift_pct` %/h
-    instead of the default. The result matched with drift events of a pair counting
-    for either module, then only those naming the module; readings, monitor updates,
-    drifts raised in the run's clean history."""
+    instead of the default; the air readings through `drift` (a fresh `CityDrift` by
+    default; one whose rules an analysis watches). The result matched with drift events
+    of a pair counting for either module, then only those naming the module; readings,
+    monitor updates, drifts raised in the run's clean history."""
     planned, missed = plan_faults(city, seed, hours)
     if missed:
         print(f"seed {seed}: no free slot for {', '.join(missed)}", file=sys.stderr)
@@ -66,7 +68,7 @@ def run_seed(city: City, seed: int, hours: float, tick_s: float,
     simulated = simulated or city
     sim = Simulation(simulated, seed=seed, start=start,
                      events=merge_events(anomalies, [p.event for p in planned]))
-    drift = CityDrift()
+    drift = CityDrift() if drift is None else drift
     # Two clean days before the run, other weather (seed + 1000): the drift step's history.
     warm = warm_drift(Simulation(simulated, seed=seed + 1000,
                                  start=start - timedelta(days=2), events=()), drift)
