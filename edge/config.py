@@ -255,6 +255,10 @@ def _claims(params: Any) -> list[tuple[str, str, str, str]]:
     for each in getattr(params, "pins", ()):
         if each not in named:
             pin(each, "pins")
+    # Other things a driver opens on the GPIO header, as (resource, how to say it, key): an
+    # ADC input on the SPI bus (bed_mat), shared by its sensors, each on its own channel.
+    for resource, said, key in getattr(params, "resources", ()):
+        claims.append((resource, said, key, ""))
     return claims
 
 

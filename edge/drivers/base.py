@@ -32,7 +32,7 @@ from typing import Any, Protocol, runtime_checkable
 from urbanpulse.clock import Clock, SystemClock
 
 DRIVERS = ("sds011", "pms5003", "mhz19b", "upfw", "traffic_loop", "bed_pad", "door_counter",
-           "queue_kiosk")
+           "queue_kiosk", "bed_mat")
 
 
 @dataclass(frozen=True, slots=True)

@@ -108,7 +108,7 @@ def test_an_unknown_driver_lists_the_known_ones(tmp_path: Path,
     assert main(["edge", "check-config", str(path)]) == 2
     assert capsys.readouterr().err == (
         "config error: sensors[0].driver: unknown driver 'sds012' (known: sds011, pms5003, mhz19b, "
-        "upfw, traffic_loop, bed_pad, door_counter, queue_kiosk)\n")
+        "upfw, traffic_loop, bed_pad, door_counter, queue_kiosk, bed_mat)\n")
 
 
 @pytest.mark.parametrize(("pin", "line"), [(0, "ID_SD"), (1, "ID_SC")])

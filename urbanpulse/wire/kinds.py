@@ -91,10 +91,15 @@ KINDS: dict[str, KindSpec] = {
         ),
         _kind(
             "hospital.bed",
-            "Bed-occupancy pad: occupied (1) or free (0); fault 1 when the NC cable is cut.",
+            "Bed-occupancy pad or mat: occupied (1) or free (0); fault 1 when the NC cable is "
+            "cut; a mat's load and motion over the reading's interval.",
             occupied=FieldSpec(BOOL_UNIT, low=0, high=1),
             fault=FieldSpec(BOOL_UNIT, required=False, low=0, high=1),
             glitches=_GLITCHES,
+            # An analogue mat (edge/drivers/bed_mat): its mean level (0..1 of the ADC's full
+            # scale) and the RMS of its high-passed level (a body's breathing and movement).
+            load=FieldSpec("1", required=False, low=0, high=1),
+            motion=FieldSpec("1", required=False, low=0, high=1),
         ),
         _kind(
             "hospital.door",
