@@ -136,6 +136,9 @@ class Ward:
     period_s: float
     bed_prefix: str
     bounce_ms: float
+    # Analogue mats (edge/drivers/bed_mat) instead of pads: the readings carry load and
+    # motion. Planned as pads (the same faults on the same beds), for comparing the two.
+    mats: bool = False
 
     @property
     def bed_ids(self) -> tuple[str, ...]:
@@ -357,7 +360,8 @@ def nodes_of(city: City) -> tuple[NodeSpec, ...]:
         for w in h.wards:
             for bed in w.bed_ids:
                 add(h.site, w.node, SensorSpec(bed, "bed_pad", w.period_s, ("pad",), {
-                    "exit_tolerance_s": w.exit_tolerance_s, "bounce_ms": w.bounce_ms}))
+                    "exit_tolerance_s": w.exit_tolerance_s, "bounce_ms": w.bounce_ms,
+                    **({"mat": 1.0} if w.mats else {})}))
         if h.er is not None:
             add(h.site, h.er.node, SensorSpec(h.er.door, "door_counter", h.er.period_s,
                                               DOOR_PINS))

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from urbanpulse.simulate.bed_mat import mat_values, spike_pulses
 from urbanpulse.simulate.city import Ward
 from urbanpulse.simulate.events import Event
 from urbanpulse.simulate.faults import MIN_PULSE_S, in_faults, pulse_timeline
@@ -209,6 +210,8 @@ class BedSensor:
         later = every >= t0
         glitches = short.count_starts(every[:-1], every[1:])[later[1:]].tolist()
         times = every[later]
+        if ward.mats:
+            return self._mat_reports(every[:-1][later[1:]], times, seen)
         if not self.faults:
             return times, [_bed(lv, g) for lv, g in zip(seen.levels_at(times).tolist(), glitches,
                                                         strict=True)]
@@ -221,6 +224,38 @@ class BedSensor:
             {"occupied": 0, "fault": 1} if c else _bed(lv, g)
             for lv, c, g in zip(levels, cut, glitches, strict=True)]
         return times, values
+
+    def _mat_reports(self, lo: FloatArray, hi: FloatArray, seen: Intervals
+                     ) -> tuple[FloatArray, list[dict[str, float]]]:
+        """A mat's readings covering [lo, hi) each (urbanpulse/simulate/bed_mat.py)."""
+        m = self.model
+        if not hi.size:
+            return hi, []
+        true = m.contact(self.bed, float(lo[0]) - 1.0, float(hi[-1]) + 1.0)
+        load, motion = mat_values(self._key, true, lo, hi)
+        pulses = spike_pulses(m.seed, self.faults, lo, hi)
+        occupied = seen.levels_at(hi)
+        for f in self.faults:
+            inside = (hi >= f.start_s) & (hi < f.end_s)
+            if f.type == "stuck" and inside.any():
+                before = np.array([f.start_s - m.ward.period_s])
+                held, _ = mat_values(self._key, m.contact(self.bed, f.start_s - m.ward.period_s,
+                                                          f.start_s + 1.0),
+                                     before, np.array([f.start_s]))
+                load[inside] = float(held[0])
+                motion[inside] = 0.0
+            elif f.type == "cut_cable" and inside.any():
+                load[inside], motion[inside], occupied[inside] = 0.0, 0.0, 0
+        keep = ~in_faults(self.faults, ("silence",), hi)
+        values = [_mat(int(o), float(ld), float(mo), int(g)) for o, ld, mo, g in zip(
+            occupied[keep].tolist(), load[keep].tolist(), motion[keep].tolist(),
+            pulses[keep].tolist(), strict=True)]
+        return hi[keep], values
+
+
+def _mat(occupied: int, load: float, motion: float, glitches: int) -> dict[str, float]:
+    out = {"occupied": occupied, "load": load, "motion": motion}
+    return {**out, "glitches": glitches} if glitches else out
 
 
 def _bed(occupied: int, glitches: int) -> dict[str, float]:

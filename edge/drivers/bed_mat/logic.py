@@ -19,8 +19,10 @@ sample; this module decides what a reading says.
 - `load`: the mean level over the reading's samples. `motion`: the RMS of the samples
   after a first-order high-pass of time constant `motion_tau_s` (the level minus its
   exponential mean), over the reading's samples. A lying patient breathes, which moves the
-  level by a small fraction and keeps `motion` above the ADC's noise; a frozen ADC or a
-  crushed mat gives a load that does not move at all and a motion of exactly 0.
+  level by a small fraction and keeps `motion` above the ADC's noise. A reading whose
+  samples are all the same (not a code moved: a frozen ADC, a crushed mat) has that level
+  as its load, exactly, and a motion of exactly 0, which the cloud's stuck rule looks for;
+  the values are not rounded, so that nearby values are not made equal.
 - Readings: at the first sample (the state the mat shows at start-up), at every change of
   the reported state, and every `heartbeat_s` without one. Each covers the samples since
   the reading before (the first: its one sample). A waveform never leaves the node.
@@ -67,8 +69,10 @@ class MatReading:
     glitches: int
 
     def values(self) -> dict[str, float]:
-        out: dict[str, float] = {"occupied": int(self.occupied), "load": round(self.load, 6),
-                                 "motion": round(self.motion, 6)}
+        # Not rounded: the cloud's stuck rule looks for values exactly unchanged, which a
+        # rounding would make of nearby ones.
+        out: dict[str, float] = {"occupied": int(self.occupied), "load": self.load,
+                                 "motion": self.motion}
         if self.glitches:
             out["glitches"] = self.glitches
         return out
@@ -86,6 +90,7 @@ class BedMatLogic:
         self._n = 0
         self._sum = 0.0
         self._sq = 0.0
+        self._low, self._high = math.inf, -math.inf
         self._glitches_sent = 0
         self.glitches = 0
         self.exits = 0
@@ -161,13 +166,19 @@ class BedMatLogic:
         self._n += 1
         self._sum += level
         self._sq += high * high
+        self._low, self._high = min(self._low, level), max(self._high, level)
 
     def _reading(self, t: float, occupied: bool) -> MatReading:
         n = max(self._n, 1)
-        reading = MatReading(t, occupied, self._sum / n, math.sqrt(self._sq / n), self._n,
+        if self._low == self._high:  # not a code moved: that level, exactly, and no motion
+            load, motion = self._low, 0.0
+        else:
+            load, motion = self._sum / n, math.sqrt(self._sq / n)
+        reading = MatReading(t, occupied, load, motion, self._n,
                              self.glitches - self._glitches_sent)
         self._glitches_sent = self.glitches
         self._n, self._sum, self._sq = 0, 0.0, 0.0
+        self._low, self._high = math.inf, -math.inf
         self.occupied = occupied
         self.next_heartbeat = t + self.s.heartbeat_s
         return reading

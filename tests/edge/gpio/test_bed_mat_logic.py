@@ -88,7 +88,7 @@ def test_a_longer_pulse_passes_into_load_for_the_cloud_spike_rule() -> None:
     for i in range(70, 75):  # five samples (0.5 s) at full scale: longer than glitch_s
         levels[i] = 1.0
     loads = [r.values()["load"] for r in run(levels, s)[1:]]
-    assert loads == [0.6, pytest.approx(0.6 + 5 * 0.4 / 60), 0.6]
+    assert loads == [0.6, pytest.approx(0.6 + 5 * 0.4 / 60), 0.6]  # flat ones: exactly 0.6
 
 
 def test_settings_refuse_inverted_levels() -> None:
@@ -96,3 +96,12 @@ def test_settings_refuse_inverted_levels() -> None:
         MatSettings(occupied_level=0.2, free_level=0.3)
     with pytest.raises(ValueError, match="finite"):
         BedMatLogic(MatSettings()).feed(math.nan, 0.0)
+
+
+def test_an_adc_frozen_under_a_breathing_patient_reads_exactly_flat() -> None:
+    levels = breathing(1250)
+    frozen_at = levels[600]
+    levels[600:] = [frozen_at] * 650  # stuck from the second reading's start on
+    got = run(levels, MatSettings(heartbeat_s=60.0))
+    assert [r.values() for r in got[2:]] == [{"occupied": 1, "load": frozen_at, "motion": 0.0}]
+    assert got[1].motion > 0.01  # the live minute before
