@@ -11,6 +11,8 @@ import numpy as np
 
 from bench.faults.bed_mats import with_mats
 from urbanpulse.simulate import City, Simulation
+from urbanpulse.simulate.city import DEFAULT_CITY
+from urbanpulse.simulate.city_file import parse_city
 from urbanpulse.simulate.events import make_event
 from urbanpulse.wire.kinds import outside_range
 from urbanpulse.wire.values import reading_problem
@@ -57,3 +59,14 @@ def test_stuck_holds_the_level_exactly_without_motion_and_spikes_are_glitches() 
     assert pulses >= 30  # about 30 an hour, occupied or not
     clean = Simulation(replace(probe.city), seed=3, events=()).output(site, node, bed)
     assert sum(v.get("glitches", 0) for v in clean.reports(0.0, HOURS)[1]) == 0
+
+
+def test_the_city_file_takes_mats_per_ward() -> None:
+    ward = ('[[hospital]]\nsite = "h1"\nname = "H"\ndistrict = "dong-da"\n'
+            '[[hospital.ward]]\nnode = "w1"\nname = "W"\nbeds = 2\nmats = true\n')
+    city = parse_city(DEFAULT_CITY.read_text() + "\n" + ward)
+    wards = [w for h in city.hospitals for w in h.wards]
+    assert [w.mats for w in wards if w.node == "w1"] == [True]
+    assert not any(w.mats for w in wards if w.node != "w1")
+    spec = next(s for n in city.nodes if n.node == "w1" for s in n.sensors)
+    assert spec.params["mat"] == 1.0

@@ -281,6 +281,7 @@ def _ward(t: Table) -> Ward:
         period_s=t.number("period_s", 300.0, 1.0, 3600.0),
         bed_prefix=t.string("bed_prefix", "bed-"),
         bounce_ms=t.number("bounce_ms", 3.0, 0.0, 50.0),
+        mats=t.boolean("mats", False),
     )
     if not SENSOR_ID.fullmatch(w.bed_ids[-1]):
         raise ConfigError(t.sub("bed_prefix"), f"{w.bed_prefix!r} does not make valid sensor "
