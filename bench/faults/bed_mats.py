@@ -3,11 +3,13 @@
     python -m bench.faults.bed_mats [--seeds 1 2 3 4] [--hours 12] [--tick 60] [--details]
                                     [--pads-too]
 
-The default city with every ward's beds on mats (`Ward.mats`): the same faults planned on
+The default city (its air stations' modules paired, as `bench.faults.run`'s default) with
+every ward's beds on mats (`Ward.mats`): the same faults planned on
 the same beds as with pads (`bench.faults.run.run_seed`, the city's plan), the mats'
 readings carrying load and motion (urbanpulse/simulate/bed_mat.py). Prints the table per
 fault type of the ward beds' class (`bed_pad`, as the plan names the beds' class), recall
-per class, and the false positives on beds with no injected fault. `--pads-too` runs the
+per class, the table of the whole city, and the false positives on beds with no injected
+fault. `--pads-too` runs the
 pad city on the same seeds as well, for the comparison in one run.
 """
 
@@ -23,6 +25,7 @@ from bench.faults.match import RunResult, rows_by_class, rows_by_type
 from bench.faults.run import format_rows, run_seed
 from bench.faults.stream import Raised
 from urbanpulse.simulate import City
+from urbanpulse.simulate.module_pairs import with_module_pairs
 
 BED_CLASS = "bed_pad"
 
@@ -59,6 +62,8 @@ def _report(title: str, results: list[RunResult], beds_of: frozenset[tuple[str, 
     bed_class = [r for r in rows_by_class(results) if r.name.endswith(f"/ {BED_CLASS}")]
     print("\nPer target class (beds):\n")
     print(format_rows(bed_class, with_precision=False))
+    print("\nThe whole city (every class; false positives all counted):\n")
+    print(format_rows(rows_by_type(results)))
     clean = [f for r in beds for f in r.clean_false_positives]
     kinds = Counter(f"{f.event.field} {f.event.fault}" for f in clean)
     print(f"\nFalse positives on beds with no injected fault: {len(clean)}"
@@ -89,7 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.hours < 4 or args.tick <= 0:
         parser.error("--hours must be at least 4 and --tick positive")
     city = City.load()
-    runs = [("mats", with_mats(city))] + ([("pads", city)] if args.pads_too else [])
+    # the air stations' paired modules, as bench.faults.run's default (the whole city's table)
+    runs = [("mats", with_module_pairs(with_mats(city)))] + (
+        [("pads", with_module_pairs(city))] if args.pads_too else [])
     for name, simulated in runs:
         began = time.perf_counter()
         results = [run_seed(city, seed, args.hours, args.tick, simulated=simulated)[0]

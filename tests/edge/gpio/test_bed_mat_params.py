@@ -2,7 +2,7 @@
 
 import pytest
 
-from edge.config import parse_config
+from edge.config import gpio_sensor_keys, parse_config
 from edge.drivers.bed_mat.driver import parse_params
 from urbanpulse.errors import ConfigError
 
@@ -44,3 +44,8 @@ def test_mats_share_the_adc_but_not_an_input() -> None:
                        r"CE0 is already used by sensors\[0\]\.channel"):
         parse_config(_config({"driver": "bed_mat", "channel": 0},
                              {"driver": "bed_mat", "channel": 0}))
+
+
+def test_a_node_with_mats_needs_the_gpio_backend() -> None:
+    config = parse_config(_config({"driver": "bed_mat", "channel": 5}))
+    assert gpio_sensor_keys(config) == ["sensors[0].channel (sensor 'bed-0')"]
