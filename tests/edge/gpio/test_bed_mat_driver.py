@@ -9,6 +9,7 @@ import asyncio
 import math
 import time
 
+import gpiozero
 import pytest
 from gpiozero import Device
 from gpiozero.pins.mock import MockFactory, MockSPIDevice
@@ -96,25 +97,22 @@ def test_a_patient_breathing_then_leaving_and_a_glitch(gpio, adc) -> None:
     asyncio.run(scenario())
 
 
-def test_an_adc_that_fails_is_a_driver_error(gpio, adc) -> None:
+def test_an_adc_that_fails_is_a_driver_error(gpio, adc, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A bus that stops answering reads zeros over SPI (no error to see): what fails is the
+    # SPI device itself (spidev's OSError on the Pi), made here by its read raising.
     params = parse_params({"channel": 0}, "sensors[0]")
     driver = build("bed-08", params, DriverContext(pin_factory=gpio.provider))
-    adc.close()  # the chip gone: the driver reads zeros, as a real bus would (no error)
-    gpio.factory.pin(11).close()
+
+    def broken(self: object) -> int:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(gpiozero.MCP3008, "raw_value", property(broken))
 
     async def scenario() -> None:
         task = asyncio.create_task(driver.run(lambda s: None))
         await gpio.wait_until(task.done, "the run to end")
-        with pytest.raises(DriverError, match="MCP3008"):
+        with pytest.raises(DriverError, match=r"MCP3008 read failed: OSError"):
             task.result()
+        assert not driver.describe()["running"]
 
-    def broken(self) -> int:
-        raise OSError(5, "Input/output error")
-
-    import gpiozero
-    original = gpiozero.MCP3008.raw_value
-    gpiozero.MCP3008.raw_value = property(broken)  # type: ignore[assignment]
-    try:
-        asyncio.run(scenario())
-    finally:
-        gpiozero.MCP3008.raw_value = original  # type: ignore[method-assign]
+    asyncio.run(scenario())
