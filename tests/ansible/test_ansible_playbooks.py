@@ -66,6 +66,7 @@ def test_rendered_cloud_config_parses_and_matches_the_inventory() -> None:
         assert cfg.influx.url == hv["urbanpulse_influx_url"]
         assert cfg.influx.username == "writer"
         assert str(cfg.state_dir) == "/var/lib/urbanpulse-cloud"
+        assert cfg.flow.epoch_interval_s == 30.0  # a city's, not the processor's 2 s
         assert (cfg.retention.raw, cfg.retention.agg_1m, cfg.retention.agg_1h) == (
             "30d", "400d", "INF")
 
