@@ -127,7 +127,7 @@ def test_edge_unit_runs_the_agent_on_the_node_config_and_reaches_its_devices() -
     assert _one(unit, "Service", "Type") == "simple"
     assert _one(unit, "Service", "ExecStart") == f"{EXEC} edge run --config {config}"
     assert _one(unit, "Service", "StateDirectory") == "urbanpulse"
-    assert set(_one(unit, "Service", "SupplementaryGroups").split()) == {"dialout", "gpio"}
+    assert set(_one(unit, "Service", "SupplementaryGroups").split()) == {"dialout", "gpio", "spi"}
     assert _one(unit, "Service", "DevicePolicy") == "closed"
     allowed = {v.split()[0] for v in unit["Service"]["DeviceAllow"]}
     assert {"char-ttyUSB", "char-ttyAMA", "char-gpiochip"} <= allowed
