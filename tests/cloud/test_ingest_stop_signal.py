@@ -19,7 +19,6 @@ import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
 
@@ -32,9 +31,9 @@ from tests.cloud.test_write_refused import (
     _journal_batches,
     _journaled_data,
     _publish_as_node,
+    cloud_behind_proxy,
     start_cloud_for_site,
 )
-from tests.netfault import PartitionProxy
 from urbanpulse.stack import MqttCredentials, StackInfo
 from urbanpulse.testing import wait_for
 
@@ -54,14 +53,7 @@ def test_a_signal_to_the_group_during_a_slow_drain_neither_logs_an_error_nor_res
         request: pytest.FixtureRequest) -> None:
     site, node = f"hn-stop{signum.value}", f"aq-{time.monotonic_ns() % 10**9}"
     creds = add_stack_node(site, node)
-    url = urlsplit(db_ready.influx("writer").url)
-    assert url.hostname is not None
-    assert url.port is not None
-    with PartitionProxy(url.hostname, url.port) as influx:
-        cloud = start_cloud_for_site(db_ready, tmp_path / "state", site, request,
-                                     {"url": f"http://127.0.0.1:{influx.port}"})
-        wait_for(lambda: "starting: journals" in cloud.log(), 60, "the dataflow to start")
-        wait_for(lambda: SUBSCRIBED in cloud.log(), 30, "the ingest to subscribe")
+    with cloud_behind_proxy(db_ready, tmp_path / "state", site, request) as (cloud, influx):
         assert cloud.proc is not None
         pid = cloud.proc.pid
         [child] = wait_for(lambda: _children(pid), 10, "the ingest child")

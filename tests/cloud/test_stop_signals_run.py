@@ -15,7 +15,6 @@ import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
 
@@ -24,9 +23,8 @@ from tests.cloud.test_write_refused import (
     _journal_batches,
     _journaled_data,
     _publish_as_node,
-    start_cloud_for_site,
+    cloud_behind_proxy,
 )
-from tests.netfault import PartitionProxy
 from urbanpulse.stack import MqttCredentials, StackInfo
 from urbanpulse.testing import wait_for
 
@@ -43,14 +41,8 @@ def test_a_burst_of_sigterms_drains_and_a_later_second_one_aborts(
         tmp_path: Path, request: pytest.FixtureRequest) -> None:
     site, node = f"hn-burst{int(burst)}", f"aq-{time.monotonic_ns() % 10**9}"
     creds = add_stack_node(site, node)
-    url = urlsplit(db_ready.influx("writer").url)
-    assert url.hostname is not None
-    assert url.port is not None
-    with PartitionProxy(url.hostname, url.port) as influx:
-        cloud = start_cloud_for_site(db_ready, tmp_path / "state", site, request,
-                                     {"url": f"http://127.0.0.1:{influx.port}"})
-        wait_for(lambda: "starting: journals" in cloud.log(), 60, "the dataflow to start")
-        wait_for(lambda: "ingest subscribed" in cloud.log(), 30, "the ingest to subscribe")
+    with cloud_behind_proxy(db_ready, tmp_path / "state", site, request) as (cloud, _):
+        pass  # started and subscribed; the block's end closes the proxy
     # The proxy closed: InfluxDB gone, the last epoch's writes wait.
     assert cloud.proc is not None
     _publish_as_node(creds, _journal_batches(site, node, 0, 3, time.time_ns()))

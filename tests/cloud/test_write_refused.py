@@ -33,6 +33,7 @@ from dataclasses import dataclass, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -57,6 +58,7 @@ from cloud.sink import (
 from cloud.stack_config import cloud_config_for_stack, to_toml
 from tests.cloud.test_domain_replay_influx import cloud_config_for_stack_influx
 from tests.conftest import CloudProcess
+from tests.netfault import PartitionProxy
 from urbanpulse.clock import SystemClock
 from urbanpulse.influx_http import InfluxError, InfluxHTTP, InfluxTLSError, InfluxUnavailable
 from urbanpulse.mqtt import connect_and_wait, make_client
@@ -517,6 +519,23 @@ def start_cloud_for_site(db_ready: StackInfo, state: Path, site: str, request: p
     request.addfinalizer(cloud.stop)
     cloud.start()
     return cloud
+
+
+@contextlib.contextmanager
+def cloud_behind_proxy(db_ready: StackInfo, state: Path, site: str,
+                       request: pytest.FixtureRequest) -> Iterator[tuple[CloudProcess, PartitionProxy]]:
+    """`start_cloud_for_site` writing to InfluxDB through a PartitionProxy (to cut or silence
+    it), returned once its dataflow runs and its ingest has subscribed; the proxy closes
+    when the block ends (InfluxDB gone: the writer's connection cut, a new one refused)."""
+    url = urlsplit(db_ready.influx("writer").url)
+    assert url.hostname is not None
+    assert url.port is not None
+    with PartitionProxy(url.hostname, url.port) as influx:
+        cloud = start_cloud_for_site(db_ready, state, site, request,
+                                     {"url": f"http://127.0.0.1:{influx.port}"})
+        wait_for(lambda: "starting: journals" in cloud.log(), 60, "the dataflow to start")
+        wait_for(lambda: "ingest subscribed" in cloud.log(), 30, "the ingest to subscribe")
+        yield cloud, influx
 
 
 def _publish_as_node(creds: MqttCredentials, messages: list[tuple[str, bytes]]) -> None:
