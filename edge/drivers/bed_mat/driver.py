@@ -57,7 +57,24 @@ def parse_params(raw: Mapping[str, Any], key: str) -> BedMatParams:
     if free_level >= occupied_level:
         raise f.error("free_level", f"must be below occupied_level ({occupied_level:g}), got "
                       f"{free_level:g}: the gap between them is the hysteresis")
+    supervision = f.choice("supervision", ("bias", "none"), "bias")
+    if supervision == "none":
+        for name in ("fault_below", "fault_above", "fault_delay_s"):
+            if f.has(name):
+                raise f.error(name, 'only with supervision = "bias" (supervision is "none")')
+    fault_below = f.number("fault_below", 0.02, 0.0, 1.0, low_inclusive=False)
+    if fault_below >= free_level:
+        raise f.error("fault_below", f"must be below free_level ({free_level:g}), got "
+                      f"{fault_below:g}: an empty bed's bias lies between them")
+    fault_above = f.number("fault_above", 1.0, 0.0, 1.0, low_inclusive=False)
+    if fault_above <= occupied_level:
+        raise f.error("fault_above", f"must be above occupied_level ({occupied_level:g}), got "
+                      f"{fault_above:g}: a patient's level lies between them")
     settings = MatSettings(
+        supervision="bias" if supervision == "bias" else "none",
+        fault_below=fault_below,
+        fault_above=fault_above,
+        fault_delay_s=f.number("fault_delay_s", 1.0, 0.0, 60.0),
         occupied_level=occupied_level,
         free_level=free_level,
         min_load_s=f.number("min_load_s", 0.5, 0.0, 10.0),
@@ -143,10 +160,12 @@ class BedMatDriver:
                                "spi_device": self.params.spi_device, "running": self.running}
         if self.logic is not None:
             out.update(samples=self.logic.samples, exits=self.logic.exits,
-                       glitches=self.logic.glitches)
+                       glitches=self.logic.glitches, faults=self.logic.faults)
         if self.last is not None:
             out.update(occupied=self.last.occupied, load=round(self.last.load, 4),
                        motion=round(self.last.motion, 4))
+            if self.last.fault is not None:
+                out.update(fault=self.last.fault)
         return out
 
 

@@ -23,6 +23,16 @@ sample; this module decides what a reading says.
   samples are all the same (not a code moved: a frozen ADC, a crushed mat) has that level
   as its load, exactly, and a motion of exactly 0, which the cloud's stuck rule looks for;
   the values are not rounded, so that nearby values are not made equal.
+- Cable supervision (`supervision = "bias"`): the mat's conditioning holds an empty bed a
+  little above 0 (a bias at the mat's end of the cable, about 0.05 of full scale), so a
+  taken sample below `fault_below` is a cut cable or an unplugged mat (the ADC input
+  pulled down), and one at or above `fault_above` a short to the supply or a cut ground
+  (pinned at full scale). Such a level lasting `fault_delay_s` is a fault: a reading with
+  `fault` 1 at once, `fault` 0 as soon as a level between the two is taken again. While
+  the level is out of range (pending or declared) presence is frozen at what it was, as
+  bed_pad's; `occupied` then means nothing. When it clears the mat is believed again, its
+  entry or exit timing started afresh. A fault present at the first sample is reported
+  at once (as bed_pad's). Without supervision readings carry no `fault`.
 - Readings: at the first sample (the state the mat shows at start-up), at every change of
   the reported state, and every `heartbeat_s` without one. Each covers the samples since
   the reading before (the first: its one sample). A waveform never leaves the node.
@@ -32,6 +42,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
+
+Supervision = Literal["none", "bias"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,11 +57,25 @@ class MatSettings:
     glitch_level: float = 0.2
     glitch_s: float = 0.3
     heartbeat_s: float = 60.0
+    supervision: Supervision = "bias"
+    fault_below: float = 0.02
+    fault_above: float = 1.0
+    fault_delay_s: float = 1.0
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.free_level < self.occupied_level <= 1.0:
             raise ValueError("expected 0 <= free_level < occupied_level <= 1, got "
                              f"free_level={self.free_level}, occupied_level={self.occupied_level}")
+        if self.supervision not in ("none", "bias"):
+            raise ValueError(f"supervision must be none or bias, got {self.supervision!r}")
+        if not 0.0 <= self.fault_below < self.free_level:
+            raise ValueError(f"expected 0 <= fault_below < free_level, got "
+                             f"fault_below={self.fault_below}, free_level={self.free_level}")
+        if not self.occupied_level < self.fault_above <= 1.0:
+            raise ValueError(f"expected occupied_level < fault_above <= 1, got "
+                             f"fault_above={self.fault_above}")
+        if self.fault_delay_s < 0:
+            raise ValueError("fault_delay_s must be at least 0")
         for name in ("min_load_s", "exit_tolerance_s", "glitch_s"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be at least 0")
@@ -67,12 +94,15 @@ class MatReading:
     motion: float
     samples: int
     glitches: int
+    fault: bool | None = None  # None: not supervised
 
     def values(self) -> dict[str, float]:
         # Not rounded: the cloud's stuck rule looks for values exactly unchanged, which a
         # rounding would make of nearby ones.
         out: dict[str, float] = {"occupied": int(self.occupied), "load": self.load,
                                  "motion": self.motion}
+        if self.fault is not None:
+            out["fault"] = int(self.fault)
         if self.glitches:
             out["glitches"] = self.glitches
         return out
@@ -92,8 +122,11 @@ class BedMatLogic:
         self._sq = 0.0
         self._low, self._high = math.inf, -math.inf
         self._glitches_sent = 0
+        self._out_since: float | None = None  # since when the level is out of range
+        self.fault = False  # reported
         self.glitches = 0
         self.exits = 0
+        self.faults = 0
         self.samples = 0
         self.next_heartbeat = math.inf
 
@@ -130,8 +163,25 @@ class BedMatLogic:
     def poll(self, now: float) -> list[MatReading]:
         """The heartbeat's reading, if due by `now` (the driver calls this between samples
         too, so that a mat that stopped answering does not hold its readings back)."""
-        if self.occupied is None or now < self.next_heartbeat or self._n == 0:
+        if self.occupied is None:
             return []
+        out = self._supervise(now)
+        if now < self.next_heartbeat or self._n == 0:
+            return out
+        return [*out, self._reading(now, self.occupied)]
+
+    def _out_of_range(self, level: float) -> bool:
+        s = self.s
+        return s.supervision == "bias" and (level < s.fault_below or level >= s.fault_above)
+
+    def _supervise(self, now: float) -> list[MatReading]:
+        since = self._out_since
+        # held samples (a jump not yet decided) may be the level coming back: wait for them
+        if (since is None or self.fault or self.occupied is None or self._held
+                or now < since + self.s.fault_delay_s):
+            return []
+        self.fault = True
+        self.faults += 1
         return [self._reading(now, self.occupied)]
 
     def _first(self, level: float, t: float) -> list[MatReading]:
@@ -140,17 +190,32 @@ class BedMatLogic:
         self._sensed = level >= self.s.occupied_level
         self._sensed_since = t
         self._add(level, t)
+        if self._out_of_range(level):  # at start-up: reported at once, as bed_pad's
+            self._out_since = t
+            self.fault = True
+            self.faults += 1
         return [self._reading(t, self._sensed)]
 
     def _take(self, level: float, t: float) -> list[MatReading]:
         self._add(level, t)
         self._prev = (level, t)
+        out: list[MatReading] = []
+        if self._out_of_range(level):
+            if self._out_since is None:
+                self._out_since = t
+            return out + self.poll(t)  # presence frozen: the level says nothing of a body
+        if self._out_since is not None:
+            self._out_since = None
+            self._sensed_since = t  # believed again from here
+            if self.fault:
+                self.fault = False
+                assert self.occupied is not None
+                out.append(self._reading(t, self.occupied))
         s = self.s
         sensed = level >= s.occupied_level or (self._sensed and level >= s.free_level)
         if sensed != self._sensed:
             self._sensed = sensed
             self._sensed_since = t
-        out: list[MatReading] = []
         if sensed and not self.occupied and t - self._sensed_since >= s.min_load_s:
             out.append(self._reading(t, True))
         elif not sensed and self.occupied and t - self._sensed_since >= s.exit_tolerance_s:
@@ -175,7 +240,8 @@ class BedMatLogic:
         else:
             load, motion = self._sum / n, math.sqrt(self._sq / n)
         reading = MatReading(t, occupied, load, motion, self._n,
-                             self.glitches - self._glitches_sent)
+                             self.glitches - self._glitches_sent,
+                             None if self.s.supervision == "none" else self.fault)
         self._glitches_sent = self.glitches
         self._n, self._sum, self._sq = 0, 0.0, 0.0
         self._low, self._high = math.inf, -math.inf

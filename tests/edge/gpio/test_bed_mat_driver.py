@@ -18,6 +18,9 @@ from edge.drivers.base import DriverContext
 from edge.drivers.bed_mat.driver import build, parse_params
 from edge.errors import DriverError
 
+EMPTY = 0.05  # an empty bed's bias (the README's wiring)
+BIAS = round(EMPTY * 1023) / 1023  # as the 10-bit ADC reads it
+
 
 class MCP3008Slave(MockSPIDevice):
     """The chip's side of a single-ended or differential read: a start bit, the mode bit,
@@ -60,13 +63,14 @@ def test_a_patient_breathing_then_leaving_and_a_glitch(gpio, adc) -> None:
                           "sensors[0]")
     driver = build("bed-07", params, DriverContext(pin_factory=gpio.provider))
     start = time.monotonic()
+    adc.level[3] = EMPTY
 
     def breathe() -> None:  # 0.6 with a 2 Hz movement of +-0.03 (fast, for the test)
         adc.level[3] = 0.6 + 0.03 * math.sin(2 * math.pi * 2 * (time.monotonic() - start))
 
     async def scenario() -> None:
         async with gpio.running(driver) as samples:
-            assert samples[0].values == {"occupied": 0, "load": 0.0, "motion": 0.0}
+            assert samples[0].values == {"occupied": 0, "load": BIAS, "motion": 0.0, "fault": 0}
             deadline = time.monotonic() + 2.0
             while time.monotonic() < deadline and sum(
                     s.values["occupied"] == 1 for s in samples) < 3:
@@ -77,17 +81,17 @@ def test_a_patient_breathing_then_leaving_and_a_glitch(gpio, adc) -> None:
             beat = occupied[-1]  # a whole heartbeat's samples, all of them breathing
             assert beat["load"] == pytest.approx(0.6, abs=0.02)
             assert 0.005 < beat["motion"] < 0.05  # 0.021 at 2 Hz through the 0.2 s high-pass
-            adc.level[3] = 0.0  # the patient leaves
+            adc.level[3] = EMPTY  # the patient leaves
             await gpio.wait_until(lambda: samples[-1].values["occupied"] == 0, "exit")
             n = adc.reads
             adc.level[3] = 1.0  # one sample's pulse: read once, then back
             await gpio.wait_until(lambda: adc.reads > n, "the pulse read")
-            adc.level[3] = 0.0
+            adc.level[3] = EMPTY
             await gpio.wait_until(lambda: driver.describe()["glitches"] == 1, "glitch")
             await gpio.wait_until(lambda: "glitches" in samples[-1].values, "its reading")
         # the pulse is held out of the load; the motion is the high-pass settling after the exit
         last = samples[-1].values
-        assert (last["occupied"], last["load"], last["glitches"]) == (0, 0.0, 1)
+        assert (last["occupied"], last["load"], last["glitches"], last["fault"]) == (0, BIAS, 1, 0)
         assert last["motion"] < 0.1
         assert driver.bad_input() == {"glitches": 1}
         assert all(s.kind == "hospital.bed" and s.sensor == "bed-07" for s in samples)
@@ -114,5 +118,29 @@ def test_an_adc_that_fails_is_a_driver_error(gpio, adc, monkeypatch: pytest.Monk
         with pytest.raises(DriverError, match=r"MCP3008 read failed: OSError"):
             task.result()
         assert not driver.describe()["running"]
+
+    asyncio.run(scenario())
+
+
+def test_a_cut_cable_is_a_fault_with_occupied_frozen_until_mended(gpio, adc) -> None:
+    params = parse_params({"channel": 1, "sample_hz": 50, "min_load_s": 0.1,
+                           "exit_tolerance_s": 0.3, "heartbeat_s": 5, "fault_delay_s": 0.3},
+                          "sensors[0]")
+    driver = build("bed-09", params, DriverContext(pin_factory=gpio.provider))
+    adc.level[1] = 0.6
+
+    async def scenario() -> None:
+        async with gpio.running(driver) as samples:
+            await gpio.wait_until(lambda: bool(samples), "the start-up reading")
+            assert (samples[0].values["occupied"], samples[0].values["fault"]) == (1, 0)
+            adc.level[1] = 0.0  # the cable cut: the ADC input pulled down
+            await gpio.wait_until(lambda: samples[-1].values["fault"] == 1, "the fault")
+            assert samples[-1].values["occupied"] == 1  # frozen: no exit from a cut
+            assert driver.describe()["faults"] == 1
+            adc.level[1] = 0.6  # mended, the patient still there
+            await gpio.wait_until(lambda: samples[-1].values["fault"] == 0, "the fault cleared")
+        assert [s.values["occupied"] for s in samples] == [1, 1, 1]
+        assert driver.describe()["exits"] == 0
+        gpio.assert_contract(samples)
 
     asyncio.run(scenario())

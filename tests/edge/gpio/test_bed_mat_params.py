@@ -12,6 +12,11 @@ def test_defaults() -> None:
     assert (p.channel, p.spi_device, p.sample_hz) == (2, 0, 10.0)
     assert (p.settings.occupied_level, p.settings.free_level) == (0.25, 0.15)
     assert (p.settings.exit_tolerance_s, p.settings.heartbeat_s) == (10.0, 60.0)
+    # supervised by the bias by default: an existing config without the keys stays valid
+    assert (p.settings.supervision, p.settings.fault_below, p.settings.fault_above,
+            p.settings.fault_delay_s) == ("bias", 0.02, 1.0, 1.0)
+    off = parse_params({"channel": 2, "supervision": "none"}, "sensors[0]")
+    assert off.settings.supervision == "none"
 
 
 @pytest.mark.parametrize(("raw", "key", "why"), [
@@ -23,6 +28,13 @@ def test_defaults() -> None:
     ({"channel": 0, "occupied_level": 0.2, "free_level": 0.2}, "free_level", "below"),
     ({"channel": 0, "motion_tau_s": 0.2}, "motion_tau_s", "5 samples"),
     ({"channel": 0, "exit_tolerence_s": 5}, "exit_tolerence_s", "unknown"),
+    ({"channel": 0, "supervision": "loopback"}, "supervision", "one of bias, none"),
+    ({"channel": 0, "fault_below": 0.15}, "fault_below", "below free_level"),
+    ({"channel": 0, "fault_below": 0}, "fault_below", r"\(0, 1\]"),
+    ({"channel": 0, "fault_above": 0.25}, "fault_above", "above occupied_level"),
+    ({"channel": 0, "fault_delay_s": 61}, "fault_delay_s", r"\[0, 60\]"),
+    ({"channel": 0, "supervision": "none", "fault_delay_s": 2}, "fault_delay_s",
+     "only with supervision"),
 ])
 def test_bad_values_name_their_key(raw: dict, key: str, why: str) -> None:
     with pytest.raises(ConfigError, match=rf"^sensors\[3\]\.{key}: .*{why}"):
