@@ -70,3 +70,23 @@ def test_the_city_file_takes_mats_per_ward() -> None:
     assert not any(w.mats for w in wards if w.node != "w1")
     spec = next(s for n in city.nodes if n.node == "w1" for s in n.sensors)
     assert spec.params["mat"] == 1.0
+
+
+def test_a_cut_mat_reads_0_with_the_supervision_fault_and_occupied_frozen() -> None:
+    probe, site, node, bed = _sim()
+    cut = make_event("cut_cable", site, node, bed, 3 * 3600.0, 5 * 3600.0, {})
+    sim = Simulation(probe.city, seed=3, events=(cut,))
+    times, values = sim.output(site, node, bed).reports(0.0, HOURS)
+    during = [v for t, v in zip(times.tolist(), values, strict=True) if 3 * 3600 <= t < 5 * 3600]
+    outside = [v for t, v in zip(times.tolist(), values, strict=True)
+               if not 3 * 3600 <= t < 5 * 3600]
+    assert len(during) >= 10
+    assert {(v["load"], v["motion"], v["fault"]) for v in during} == {(0.0, 0.0, 1)}
+    assert len({v["occupied"] for v in during}) == 1  # frozen at the cut
+    assert all("fault" not in v for v in outside)
+    assert all(reading_problem("hospital.bed", v) is None for v in during)
+    # a live empty mat (no body in the reading: motion the ADC's noise) reads its bias, about
+    # 0.05 of full scale, above the driver's fault_below (0.02)
+    empty = [v["load"] for v in outside if not v["occupied"] and v["motion"] < 0.002]
+    assert empty
+    assert all(0.04 < load < 0.06 for load in empty)

@@ -11,8 +11,10 @@ here from the loaded time of the interval, not from samples:
 
 Faults as the hardware shows them: a stuck mat (a frozen ADC, a crushed mat) holds the
 level it had when it stuck, exactly, with no motion; a cut cable reads 0 (the ADC input
-pulled down), no motion; false pulses (spikes) are short excursions of the signal that the
-driver counts in `glitches` whether the bed is occupied or not (`glitch_count`).
+pulled down, the bias gone), no motion, and the driver's cable supervision flags it
+(`fault` 1, occupied frozen: urbanpulse/simulate/ward.py); false pulses (spikes) are short
+excursions of the signal that the driver counts in `glitches` whether the bed is occupied
+or not (`glitch_count`).
 """
 
 from __future__ import annotations

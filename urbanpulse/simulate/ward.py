@@ -235,6 +235,7 @@ class BedSensor:
         load, motion = mat_values(self._key, true, lo, hi)
         pulses = spike_pulses(m.seed, self.faults, lo, hi)
         occupied = seen.levels_at(hi)
+        cut = np.zeros(hi.shape, dtype=bool)
         for f in self.faults:
             inside = (hi >= f.start_s) & (hi < f.end_s)
             if f.type == "stuck" and inside.any():
@@ -245,16 +246,24 @@ class BedSensor:
                 load[inside] = float(held[0])
                 motion[inside] = 0.0
             elif f.type == "cut_cable" and inside.any():
-                load[inside], motion[inside], occupied[inside] = 0.0, 0.0, 0
+                # the level at 0 (below the driver's fault_below): the supervised driver's
+                # fault, occupied frozen at what it was when the cable was cut
+                load[inside], motion[inside] = 0.0, 0.0
+                tolerance = m.ward.exit_tolerance_s
+                at_cut = m.contact(self.bed, f.start_s - tolerance - 1.0, f.start_s + 1.0)
+                occupied[inside] = at_cut.extended(tolerance).level_at(f.start_s)
+                cut |= inside
         keep = ~in_faults(self.faults, ("silence",), hi)
-        values = [_mat(int(o), float(ld), float(mo), int(g)) for o, ld, mo, g in zip(
+        values = [_mat(int(o), float(ld), float(mo), int(g), c) for o, ld, mo, g, c in zip(
             occupied[keep].tolist(), load[keep].tolist(), motion[keep].tolist(),
-            pulses[keep].tolist(), strict=True)]
+            pulses[keep].tolist(), cut[keep].tolist(), strict=True)]
         return hi[keep], values
 
 
-def _mat(occupied: int, load: float, motion: float, glitches: int) -> dict[str, float]:
-    out = {"occupied": occupied, "load": load, "motion": motion}
+def _mat(occupied: int, load: float, motion: float, glitches: int, cut: bool
+         ) -> dict[str, float]:
+    # `fault` only while cut, as the simulated pads' readings (a driver sends 0 otherwise)
+    out = {"occupied": occupied, "load": load, "motion": motion, **({"fault": 1} if cut else {})}
     return {**out, "glitches": glitches} if glitches else out
 
 

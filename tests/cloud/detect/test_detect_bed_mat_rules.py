@@ -43,3 +43,9 @@ def test_a_live_mat_is_never_stuck_nor_a_spike_when_a_patient_gets_up() -> None:
     for i in range(20, 200, 30):
         loads[i] = 0.05 + 3e-5 * rng.gauss(0, 1)
     assert _feed("load", loads) == []
+
+
+def test_a_supervised_mats_fault_is_a_cut_cable_at_its_first_reading() -> None:
+    # the mat driver's readings while the bias is gone: fault 1 (its supervision), the
+    # same rule as a supervised pad's `fault`
+    assert _feed("fault", [0.0] * 10 + [1.0] * 5 + [0.0] * 3) == [(FaultType.CUT_CABLE, 10)]
