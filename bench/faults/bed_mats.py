@@ -6,7 +6,8 @@
 The default city (its air stations' modules paired, as `bench.faults.run`'s default) with
 every ward's beds on mats (`Ward.mats`): the same faults planned on
 the same beds as with pads (`bench.faults.run.run_seed`, the city's plan), the mats'
-readings carrying load and motion (urbanpulse/simulate/bed_mat.py). Prints the table per
+readings carrying load and motion (urbanpulse/simulate/bed_mat.py), and `fault` while a
+cable is cut (the mats supervised by their bias, as the pads by their loopback). Prints the table per
 fault type of the ward beds' class (`bed_pad`, as the plan names the beds' class), recall
 per class, the table of the whole city, and the false positives on beds with no injected
 fault. `--pads-too` runs the
