@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from cloud.config import CloudMqtt
 from cloud.logic.events import Alert
+from urbanpulse.mqtt import close_client
 from urbanpulse.wire import alerts_topic
 
 if TYPE_CHECKING:
@@ -147,8 +148,7 @@ class AlertPublisher:
         if lost:
             log.warning("%d alerts not published: the broker had not acknowledged them at the stop",
                         lost)
-        self.client.disconnect()
-        self.client.loop_stop()
+        close_client(self.client)
 
 
 def make_alert_publisher(cfg: CloudMqtt, client_id: str) -> AlertPublisher:

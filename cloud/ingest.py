@@ -32,7 +32,7 @@ from cloud.errors import CloudError, JournalError
 from cloud.journal import Journal
 from cloud.state_disk import FreeSpaceFloor, StatVfs
 from urbanpulse.clock import Clock, SystemClock, to_epoch_ns
-from urbanpulse.mqtt import MqttError, tls_context
+from urbanpulse.mqtt import MqttError, close_client, tls_context
 from urbanpulse.wire import encode_ack
 from urbanpulse.wire.payload import BATCH_ID, batch_id_of
 
@@ -243,8 +243,7 @@ class Ingest:
             self._thread.join(10)
             if not self._thread.is_alive():
                 self._flush_acks(ACK_FLUSH_S)
-        self.client.disconnect()
-        self.client.loop_stop()
+        close_client(self.client)
         if self._thread is None or not self._thread.is_alive():
             self._lock_file.release()  # else the commit thread may still append: the lock
             #                             goes with this process

@@ -39,6 +39,7 @@ from edge.config import AgentConfig
 from edge.errors import CredentialsError, OutboxError
 from edge.outbox import Outbox, OutboxRow
 from urbanpulse.clock import Clock, to_epoch_ns
+from urbanpulse.mqtt import close_client
 from urbanpulse.wire import (
     ReadingRefused,
     WireError,
@@ -749,3 +750,4 @@ class Publisher:
                 client.loop(timeout=0.05)
             client.disconnect()
             client.loop(timeout=0.1)
+        close_client(client)

@@ -24,7 +24,7 @@ from cloud.config import CloudConfig, parse_cloud_config
 from cloud.initdb import init_db
 from cloud.stack_config import cloud_config_for_stack, to_toml
 from urbanpulse.influx_http import InfluxHTTP
-from urbanpulse.mqtt import connect_and_wait, make_client
+from urbanpulse.mqtt import close_client, connect_and_wait, make_client
 from urbanpulse.stack import MqttCredentials, StackConfig, StackInfo, add_node, down, up
 from urbanpulse.stack.process import RESERVED_PORTS_ENV, free_ports
 from urbanpulse.wire import Reading, decode_batch, parse_topic
@@ -153,8 +153,7 @@ class Collector:
                          if t > after and f'"{state}"'.encode() in payload), None)
 
     def stop(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
+        close_client(self.client)
 
 
 def node_config(info: StackInfo, creds: Any, site: str, node: str, state_dir: Path,

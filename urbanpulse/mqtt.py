@@ -121,6 +121,17 @@ def make_client(
     return client
 
 
+def close_client(client: paho.Client) -> None:
+    """Disconnect, stop the network thread if one runs, and close every socket the client
+    holds. paho closes the socket pair that `loop_start` and `loop` make (two connected TCP
+    sockets on 127.0.0.1) only when the client is collected, and a client in a reference
+    cycle (a callback bound to its owner) waits for the garbage collector:
+    eclipse-paho/paho.mqtt.python#627. Safe to call on a client that never connected."""
+    client.disconnect()
+    client.loop_stop()
+    client._reset_sockets()
+
+
 def connect_and_wait(client: paho.Client, *, timeout_s: float = 10.0) -> None:
     """Connect a client from `make_client`, start its network thread and wait for the
     CONNACK. MqttConnectError if it fails or is refused (the thread is stopped then)."""
@@ -142,12 +153,11 @@ def connect_and_wait(client: paho.Client, *, timeout_s: float = 10.0) -> None:
             raise MqttConnectError(f"cannot connect to the broker: {exc}") from exc
         client.loop_start()
         if not connected.wait(timeout_s):
-            client.loop_stop()
+            close_client(client)
             raise MqttConnectError(f"no CONNACK within {timeout_s} s")
         reason = outcome["reason"]
         if reason.is_failure:
-            client.loop_stop()
-            client.disconnect()
+            close_client(client)
             raise MqttConnectError(f"the broker refused the connection: {reason}")
     finally:
         client.on_connect = previous

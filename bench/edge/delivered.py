@@ -7,7 +7,7 @@ from collections import defaultdict
 from typing import Any
 
 from bench.edge.errors import BenchError
-from urbanpulse.mqtt import MqttError, connect_and_wait, make_client
+from urbanpulse.mqtt import MqttError, close_client, connect_and_wait, make_client
 from urbanpulse.stack import StackInfo
 from urbanpulse.wire import WireError, decode_batch, node_filter, parse_topic
 
@@ -62,8 +62,7 @@ class DeliveredCounter:
             raise BenchError(f"subscription to {self._filter} not acknowledged in {timeout_s} s")
 
     def stop(self) -> None:
-        self._client.disconnect()
-        self._client.loop_stop()
+        close_client(self._client)
 
     @property
     def unique(self) -> int:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from bench.pipeline.errors import PipelineBenchError
 from bench.pipeline.workload import load
-from urbanpulse.mqtt import connect_and_wait, make_client
+from urbanpulse.mqtt import close_client, connect_and_wait, make_client
 from urbanpulse.stack import MqttCredentials
 
 if TYPE_CHECKING:
@@ -137,8 +137,7 @@ class Publisher:
 
     def close(self) -> None:
         for conn in self.conns.values():
-            conn.client.disconnect()
-            conn.client.loop_stop()
+            close_client(conn.client)
 
 
 def main(argv: list[str]) -> int:

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from edge.gateway.config import GatewayConfig
 from edge.gateway.relayer import Relay, Relayer
 from urbanpulse.clock import Clock, SystemClock
+from urbanpulse.mqtt import close_client
 from urbanpulse.wire import WireError, ack_topic, decode_ack, encode_status, parse_topic, status_topic
 from urbanpulse.wire.relay import RelayedMessage
 from urbanpulse.wire.topics import ROOT, TopicError, relay_topic
@@ -100,8 +101,7 @@ class Gateway:
             self._finish(site, cloud)
         finally:
             for client in (site, cloud):
-                client.disconnect()
-                client.loop_stop()
+                close_client(client)
 
     def _wire(self, site: Client, cloud: Client) -> None:
         from paho.mqtt.packettypes import PacketTypes

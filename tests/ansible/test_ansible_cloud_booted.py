@@ -72,7 +72,7 @@ from tests.ansible.booted_node import (
 from tests.ansible.test_ansible_edge_booted import OPT_IN, _build_wheel
 from tests.ansible.test_ansible_playbooks import _ansible_tool
 from urbanpulse.influx_http import InfluxError, InfluxHTTP
-from urbanpulse.mqtt import MqttConnectError, connect_and_wait, make_client
+from urbanpulse.mqtt import MqttConnectError, close_client, connect_and_wait, make_client
 from urbanpulse.stack.config import MqttCredentials
 from urbanpulse.testing import wait_for
 from urbanpulse.wire import Reading, encode_batch
@@ -255,8 +255,7 @@ def _connects(creds: MqttCredentials, client_id: str) -> str:
         connect_and_wait(client)
     except MqttConnectError as exc:
         return str(exc)
-    client.disconnect()
-    client.loop_stop()
+    close_client(client)
     return "accepted"
 
 
@@ -305,8 +304,7 @@ def _publish(central: Central, node_id: str, reading: Reading, *, secret: str | 
         if await_ack_s is not None:
             assert acked.wait(await_ack_s), f"no ack of {batch} from the processor; acks: {acks}"
     finally:
-        client.disconnect()
-        client.loop_stop()
+        close_client(client)
     return batch
 
 

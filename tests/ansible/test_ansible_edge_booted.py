@@ -73,7 +73,7 @@ from tests.ansible.booted_node import (
 )
 from tests.ansible.helpers import ANSIBLE, REPO
 from tests.ansible.test_ansible_playbooks import _ansible_tool
-from urbanpulse.mqtt import connect_and_wait, make_client
+from urbanpulse.mqtt import close_client, connect_and_wait, make_client
 from urbanpulse.stack import StackConfig, StackInfo, add_node, down, up
 from urbanpulse.stack.layout import Layout
 from urbanpulse.stack.process import free_ports
@@ -189,8 +189,7 @@ class Collector:
             return [r for r in self.readings if r.sensor == sensor]
 
     def stop(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
+        close_client(self.client)
 
 
 @dataclass

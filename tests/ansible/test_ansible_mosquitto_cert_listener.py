@@ -35,7 +35,7 @@ from tests.ansible.helpers import ROLES, render
 from tests.ansible.mqtt_certs import Ca, connack
 from tests.ansible.test_ansible_mosquitto import filter_plugin, render_acl_all
 from tests.cloud.ingest_parts import batch_payload, journal_rows
-from urbanpulse.mqtt import connect_and_wait, tls_context
+from urbanpulse.mqtt import close_client, connect_and_wait, tls_context
 from urbanpulse.stack import mosquitto as host_mosquitto
 from urbanpulse.stack.process import free_ports
 from urbanpulse.testing import wait_for
@@ -203,8 +203,7 @@ class NodeClient:
                                 qos=1).wait_for_publish(TIMEOUT_S)
 
     def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
+        close_client(self.client)
 
 
 def _publish(broker: Broker, *ks: int) -> None:
@@ -336,16 +335,14 @@ def test_a_node_choosing_the_ingests_client_id_does_not_take_its_session(broker:
         # the broker gave the node its user name as its id: one connection had the ingest's
         assert len(re.findall(rf" as {re.escape(ingest_id)} \(", broker.log_text())) == 1
         # the session is the ingest's still: what is published while it is away waits for it
-        ingest.disconnect()
-        ingest.loop_stop()
+        close_client(ingest)
         node.publish(11)
         ingest = ingest_connects()
         with received:
             assert received.wait_for(lambda: batch_payload(SITE, NODE, 11) in got, TIMEOUT_S)
     finally:
         node.close()
-        ingest.disconnect()
-        ingest.loop_stop()
+        close_client(ingest)
 
 
 @pytest.fixture(scope="module")

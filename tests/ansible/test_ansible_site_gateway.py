@@ -24,6 +24,7 @@ from edge.gateway.config import parse_config
 from tests.ansible.helpers import ROLES, inventory_hosts, load_yaml, render
 from tests.ansible.test_ansible_mosquitto import filter_plugin
 from tests.ansible.test_ansible_playbooks import _ansible_tool
+from urbanpulse.mqtt import close_client
 from urbanpulse.stack.passwords import verify_mosquitto_hash
 
 ROLE = ROLES / "site_gateway"
@@ -185,8 +186,7 @@ def site_broker(tmp_path: Path) -> Iterator[tuple[Any, dict[str, str], str]]:
         yield connect, passwords, gateway_user
     finally:
         for client in clients:
-            client.disconnect()
-            client.loop_stop()
+            close_client(client)
         process.stop(pidfile, mosquitto.BINARY, path)
 
 

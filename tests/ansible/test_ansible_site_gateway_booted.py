@@ -75,7 +75,7 @@ from tests.ansible.mqtt_certs import Ca
 from tests.ansible.test_ansible_edge_booted import MQTT_NAME, OPT_IN, _build_wheel, _seed_tls
 from tests.ansible.test_ansible_playbooks import _ansible_tool
 from tests.edge.gateway.conftest import CloudBroker, TestCloud
-from urbanpulse.mqtt import MqttConnectError, connect_and_wait, make_client
+from urbanpulse.mqtt import MqttConnectError, close_client, connect_and_wait, make_client
 from urbanpulse.stack.config import MqttCredentials
 from urbanpulse.stack.layout import Layout
 from urbanpulse.testing import wait_for
@@ -250,8 +250,7 @@ def _connects(creds: MqttCredentials) -> str:
         connect_and_wait(client)
     except MqttConnectError as exc:
         return str(exc)
-    client.disconnect()
-    client.loop_stop()
+    close_client(client)
     return "accepted"
 
 
@@ -301,8 +300,7 @@ def _relayed_and_acked(site: Site, reading: Reading) -> None:
                  f"reading {reading.seq} of {NODE} in a relay at the cloud", every_s=0.2)
         assert acked.wait(60), f"no ack of {batch} on the site broker; acks: {acks}"
     finally:
-        client.disconnect()
-        client.loop_stop()
+        close_client(client)
 
 
 def test_a_node_batch_is_relayed_to_the_cloud_and_its_ack_comes_back(site: Site) -> None:

@@ -15,7 +15,7 @@ import pytest
 from cloud.config import CloudMqtt, parse_cloud_config
 from cloud.journal import Journal
 from cloud.stack_config import cloud_config_for_stack
-from urbanpulse.mqtt import connect_and_wait, make_client
+from urbanpulse.mqtt import close_client, connect_and_wait, make_client
 from urbanpulse.stack import MqttCredentials, StackInfo
 from urbanpulse.wire import Reading, ack_topic, data_topic, decode_ack, encode_batch
 
@@ -63,8 +63,7 @@ class Node:
                                 qos=1).wait_for_publish(10)
 
     def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
+        close_client(self.client)
 
 
 def node_on_stack(add_stack_node: Any, tmp_path: Path) -> Iterator[Node]:

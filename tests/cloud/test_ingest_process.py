@@ -19,7 +19,7 @@ from cloud.config import parse_cloud_config
 from urbanpulse.clock import to_epoch_ns
 from urbanpulse.errors import ConfigError
 from urbanpulse.influx_http import InfluxHTTP
-from urbanpulse.mqtt import connect_and_wait, make_client
+from urbanpulse.mqtt import close_client, connect_and_wait, make_client
 from urbanpulse.testing import wait_for
 from urbanpulse.wire import Reading, data_topic, encode_batch
 
@@ -74,8 +74,7 @@ def _publish(creds, site: str, node: str, readings: list[Reading]) -> None:  # t
             client.publish(data_topic(site, node), encode_batch(site, node, readings[i:i + 50]),
                            qos=1).wait_for_publish(10)
     finally:
-        client.disconnect()
-        client.loop_stop()
+        close_client(client)
 
 
 def test_ingest_mode_defaults_to_a_child_process_and_refuses_unknown_modes() -> None:

@@ -35,8 +35,9 @@ def dead_link(stack: StackInfo) -> Iterator[PartitionProxy]:
     with PartitionProxy(stack.mqtt_host, stack.mqtt("cloud").port) as proxy:
         proxy.partition()
         # Earlier tests' garbage, not this test's to judge: an unclosed socket of another
-        # test in this worker failed this setup once (a connected pair, both ends in the
-        # process; which test left it was not found).
+        # test in this worker failed this setup once (paho's wake-up socket pair, which
+        # only `close_client` closes before the client is collected; a test's own client
+        # may still leave one).
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ResourceWarning)
             gc.collect()

@@ -21,7 +21,7 @@ from cloud.journal import Journal, journal_path
 from tests.cloud.ingest_parts import NO_LIMIT, cloud_mqtt, fill_journal, journal_rows
 from urbanpulse.clock import to_epoch_ns
 from urbanpulse.influx_http import InfluxHTTP
-from urbanpulse.mqtt import connect_and_wait, make_client
+from urbanpulse.mqtt import close_client, connect_and_wait, make_client
 from urbanpulse.stack import MqttCredentials, StackInfo
 from urbanpulse.testing import wait_for
 from urbanpulse.wire import Reading, ack_topic, data_topic, decode_ack, encode_batch
@@ -63,8 +63,7 @@ class Client:
         assert info.is_published()
 
     def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
+        close_client(self.client)
 
 
 @pytest.fixture

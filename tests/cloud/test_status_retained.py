@@ -27,7 +27,7 @@ from cloud.journal import Journal, JournalRecord, journal_path
 from cloud.logic.records import decode_record, expand_relays
 from tests.cloud.ingest_parts import cloud_mqtt, ingest_log
 from urbanpulse.clock import to_epoch_ns
-from urbanpulse.mqtt import connect_and_wait, make_client
+from urbanpulse.mqtt import close_client, connect_and_wait, make_client
 from urbanpulse.stack import MqttCredentials, StackInfo
 from urbanpulse.testing import wait_for
 from urbanpulse.wire import Reading, encode_batch, encode_status, status_topic
@@ -172,8 +172,7 @@ def test_a_node_moved_behind_a_gateway_reads_online_after_the_ingest_subscribes_
         assert shown[-1][1] == "online", f"node status panel reads {shown}"
         assert [s for _, s in shown] == ["online", "offline", "online"]  # live, in order
     finally:
-        gateway.disconnect()
-        gateway.loop_stop()
+        close_client(gateway)
 
 
 def test_a_status_cleared_on_the_broker_is_journaled_and_writes_nothing(
@@ -191,8 +190,7 @@ def test_a_status_cleared_on_the_broker_is_journaled_and_writes_nothing(
         assert (rec.topic, rec.payload) == (status_topic(site, NODE), b"")
         assert decode_record(rec, 1000) == (None, [])
     finally:
-        client.disconnect()
-        client.loop_stop()
+        close_client(client)
 
 
 class AckRecorder:
@@ -253,5 +251,4 @@ def test_a_status_published_while_the_ingest_is_away_is_journaled_on_its_return(
         assert (rec.topic, rec.payload) == (status_topic(site, NODE), beat)
         assert ingest.stats.retained_skipped == 0
     finally:
-        client.disconnect()
-        client.loop_stop()
+        close_client(client)

@@ -61,7 +61,7 @@ from tests.conftest import CloudProcess
 from tests.netfault import PartitionProxy
 from urbanpulse.clock import SystemClock
 from urbanpulse.influx_http import InfluxError, InfluxHTTP, InfluxTLSError, InfluxUnavailable
-from urbanpulse.mqtt import connect_and_wait, make_client
+from urbanpulse.mqtt import close_client, connect_and_wait, make_client
 from urbanpulse.stack import MqttCredentials, StackInfo
 from urbanpulse.stack.process import free_ports
 from urbanpulse.testing import wait_for
@@ -545,8 +545,7 @@ def _publish_as_node(creds: MqttCredentials, messages: list[tuple[str, bytes]]) 
         for topic, payload in messages:
             client.publish(topic, payload, qos=1).wait_for_publish(10)
     finally:
-        client.disconnect()
-        client.loop_stop()
+        close_client(client)
 
 
 def _journaled_data(journal_dir: Path) -> int:

@@ -32,6 +32,7 @@ from urbanpulse.mqtt import (
     MqttConnectError,
     MqttError,
     SocketClosedOnFailedHandshake,
+    close_client,
     connect_and_wait,
     make_client,
     tls_context,
@@ -172,8 +173,7 @@ def test_a_successful_handshake_keeps_its_socket(stack: StackInfo) -> None:
             info.wait_for_publish(10)
             assert info.is_published()
         finally:
-            client.disconnect()
-            client.loop_stop()
+            close_client(client)
         assert sockets_connected_to(proxy.port) == 0
 
 

@@ -16,7 +16,7 @@ from cloud.flow import sink_part
 from cloud.journal import Journal, journal_path
 from urbanpulse.clock import SystemClock, to_epoch_ns
 from urbanpulse.influx_http import InfluxHTTP
-from urbanpulse.mqtt import connect_and_wait, make_client
+from urbanpulse.mqtt import close_client, connect_and_wait, make_client
 from urbanpulse.stack.process import free_ports
 from urbanpulse.testing import wait_for
 from urbanpulse.wire import Reading, data_topic, encode_batch
@@ -43,8 +43,7 @@ def _publish(add_stack_node, site: str, data: dict[str, list[Reading]]) -> None:
                 client.publish(data_topic(site, node), encode_batch(site, node, readings[i:i + 60]),
                                qos=1).wait_for_publish(10)
         finally:
-            client.disconnect()
-            client.loop_stop()
+            close_client(client)
 
 
 def _results(reader: InfluxHTTP, site: str) -> dict[tuple[str, str, int], tuple[float, ...]]:

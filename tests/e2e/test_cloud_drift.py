@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 from urbanpulse.clock import to_epoch_ns
 from urbanpulse.influx_http import InfluxHTTP
-from urbanpulse.mqtt import connect_and_wait, make_client
+from urbanpulse.mqtt import close_client, connect_and_wait, make_client
 from urbanpulse.testing import wait_for
 from urbanpulse.wire import Reading, data_topic, encode_batch
 
@@ -93,8 +93,6 @@ def test_a_drifting_station_is_found_by_comparison_with_the_others(  # type: ign
                                     30, "the drift alert on MQTT"))
         assert (alert["node"], alert["type"], alert["field"]) == ("aq-3", "drift", "pm25")
     finally:
-        watcher.disconnect()
-        watcher.loop_stop()
+        close_client(watcher)
         for client in publishers.values():
-            client.disconnect()
-            client.loop_stop()
+            close_client(client)

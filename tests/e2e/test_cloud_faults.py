@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from tests.e2e.counts import raw_count
 from urbanpulse.clock import to_epoch_ns
 from urbanpulse.influx_http import InfluxHTTP
-from urbanpulse.mqtt import connect_and_wait, make_client
+from urbanpulse.mqtt import close_client, connect_and_wait, make_client
 from urbanpulse.testing import wait_for
 from urbanpulse.wire import Reading, data_topic, encode_batch
 
@@ -77,8 +77,7 @@ def test_processor_sigkilled_while_data_flows_loses_and_doubles_nothing(
             cloud.start()
     finally:
         thread.join(30)
-        publisher.disconnect()
-        publisher.loop_stop()
+        close_client(publisher)
     assert kills >= 2, "the publisher finished before the processor was killed twice"
     wait_for(lambda: _raw_count(reader, node) >= len(readings), 90, "every raw point")
     assert _raw_count(reader, node) == len(readings)
@@ -101,8 +100,7 @@ def _live_then_late(creds, reader: InfluxHTTP, site: str, node: str,  # type: ig
                 wait_for(lambda: _close(_minutes(reader, node), _expected_minutes(live)), 60,
                          "the aggregates of the live data")
     finally:
-        publisher.disconnect()
-        publisher.loop_stop()
+        close_client(publisher)
 
 
 def test_a_nodes_late_backlog_corrects_the_aggregates(

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from tests.e2e.counts import minute_count, raw_count
 from urbanpulse.clock import to_epoch_ns
 from urbanpulse.influx_http import InfluxHTTP
-from urbanpulse.mqtt import connect_and_wait, make_client
+from urbanpulse.mqtt import close_client, connect_and_wait, make_client
 from urbanpulse.stack import influxd, up
 from urbanpulse.stack.layout import Layout
 from urbanpulse.testing import wait_for
@@ -73,8 +73,7 @@ def test_influxdb_down_for_a_minute_mid_stream_loses_nothing(
             raise
         assert _minute_counts(reader, node) == len(readings)
     finally:
-        client.disconnect()
-        client.loop_stop()
+        close_client(client)
         if not restarted:
             up(stack_config)
 
@@ -109,7 +108,6 @@ def test_sigterm_during_an_outage_stops_at_once_and_the_restart_writes_everythin
         wait_for(lambda: _count(reader, node) >= len(readings), 90, "every point after the restart")
         assert _count(reader, node) == len(readings)
     finally:
-        client.disconnect()
-        client.loop_stop()
+        close_client(client)
         if not restarted:
             up(stack_config)

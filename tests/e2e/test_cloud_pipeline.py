@@ -10,7 +10,7 @@ from typing import Any
 from cloud.logic.node import raw_time
 from urbanpulse.clock import to_epoch_ns
 from urbanpulse.influx_http import InfluxHTTP
-from urbanpulse.mqtt import make_client
+from urbanpulse.mqtt import close_client, make_client
 from urbanpulse.testing import wait_for
 from urbanpulse.wire import Reading, data_topic, encode_batch
 
@@ -32,8 +32,7 @@ def _publish(creds, messages):  # type: ignore[no-untyped-def]
             info.wait_for_publish(10)
             assert info.is_published()
     finally:
-        client.disconnect()
-        client.loop_stop()
+        close_client(client)
 
 
 def _raw(reader: InfluxHTTP, node: str) -> dict[tuple[str, int], tuple[float, float, int]]:
@@ -148,5 +147,4 @@ def test_a_sensor_fault_is_stored_as_an_event_and_published_as_an_alert(
         assert alert["node"] == node
         assert alert["field"] == "co2"
     finally:
-        watcher.disconnect()
-        watcher.loop_stop()
+        close_client(watcher)

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from tests.e2e.counts import minute_count, raw_count
 from urbanpulse.clock import to_epoch_ns
 from urbanpulse.influx_http import InfluxHTTP
-from urbanpulse.mqtt import connect_and_wait, make_client
+from urbanpulse.mqtt import close_client, connect_and_wait, make_client
 from urbanpulse.testing import wait_for
 from urbanpulse.wire import Reading, data_topic, encode_batch
 
@@ -52,5 +52,4 @@ def test_sigterm_while_data_flows_ends_the_run_cleanly_and_loses_nothing(
         wait_for(lambda: _counts(reader, node) == (len(readings), len(readings)), 60,
                  "every reading, raw and in the minute aggregates, once")
     finally:
-        client.disconnect()
-        client.loop_stop()
+        close_client(client)

@@ -32,7 +32,7 @@ from tests.agent_thread import agent_in_thread
 from tests.conftest import CloudProcess, node_config
 from tests.edge.gateway.conftest import GW, GatewayProcess, gateway_toml, start_site_broker
 from urbanpulse.influx_http import InfluxHTTP
-from urbanpulse.mqtt import connect_and_wait, make_client
+from urbanpulse.mqtt import close_client, connect_and_wait, make_client
 from urbanpulse.stack import MqttCredentials, StackInfo, site_broker
 from urbanpulse.testing import wait_for
 from urbanpulse.wire import decode_status, encode_status
@@ -78,8 +78,7 @@ class GatewayStatuses:
                 and health["cloud_mqtt"]["subscribed"])
 
     def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
+        close_client(self.client)
 
 
 @dataclass
@@ -308,8 +307,7 @@ def _retain_status(creds: MqttCredentials, site: str, node: str,
             info.wait_for_publish(10)
             assert info.is_published()
         finally:
-            client.disconnect()
-            client.loop_stop()
+            close_client(client)
 
     publish(payload)
     return publish

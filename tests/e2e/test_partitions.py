@@ -29,7 +29,7 @@ from tests.e2e.counts import minute_count
 from tests.netfault import PartitionProxy, proxy_for_url, sockets_connected_to
 from urbanpulse.clock import to_epoch_ns
 from urbanpulse.influx_http import InfluxHTTP
-from urbanpulse.mqtt import connect_and_wait, make_client
+from urbanpulse.mqtt import close_client, connect_and_wait, make_client
 from urbanpulse.stack import StackConfig, StackInfo
 from urbanpulse.stack.layout import Layout
 from urbanpulse.testing import wait_for
@@ -209,8 +209,7 @@ class NodePublisher:
                                 qos=1).wait_for_publish(10)
 
     def __exit__(self, *exc: object) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
+        close_client(self.client)
 
 
 def _log_line_after(path: Path, pattern: str, seen_before: int) -> bool:

@@ -25,7 +25,7 @@ from edge.drivers.base import Sample
 from edge.mqtt_client import make_client as make_node_client
 from edge.publisher import Publisher
 from urbanpulse.clock import FakeClock, to_epoch_ns
-from urbanpulse.mqtt import connect_and_wait, make_client
+from urbanpulse.mqtt import close_client, connect_and_wait, make_client
 from urbanpulse.stack import StackInfo
 from urbanpulse.testing import wait_for
 from urbanpulse.wire import ack_topic, data_topic, decode_batch, encode_ack
@@ -67,8 +67,7 @@ class PlayedCloud:
         self.client.publish(ack_topic(SITE, NODE), encode_ack(batches), qos=1).wait_for_publish(10)
 
     def stop(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
+        close_client(self.client)
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ from edge.outbox import Outbox
 from edge.publisher import Publisher
 from tests.conftest import Collector
 from urbanpulse.clock import FakeClock, to_epoch_ns
-from urbanpulse.mqtt import connect_and_wait, make_client
+from urbanpulse.mqtt import close_client, connect_and_wait, make_client
 from urbanpulse.stack import StackInfo
 from urbanpulse.testing import wait_for
 from urbanpulse.wire import ack_topic, data_topic, decode_batch, encode_ack
@@ -151,8 +151,7 @@ class ConfirmingCloud:
         return len(todo)
 
     def stop(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
+        close_client(self.client)
 
 
 @pytest.fixture

@@ -30,7 +30,7 @@ from edge.outbox import Outbox
 from edge.publisher import REPLACED_WINDOWS, RESEND_JITTER, Publisher
 from urbanpulse.clock import FakeClock, to_epoch_ns
 from urbanpulse.errors import ConfigError
-from urbanpulse.mqtt import connect_and_wait, make_client
+from urbanpulse.mqtt import close_client, connect_and_wait, make_client
 from urbanpulse.stack import StackInfo
 from urbanpulse.testing import wait_for
 from urbanpulse.wire import ack_topic, data_topic, decode_batch, encode_ack
@@ -80,8 +80,7 @@ class PlayedCloud:
             return list(self.sent)
 
     def stop(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
+        close_client(self.client)
 
 
 @pytest.fixture(autouse=True)

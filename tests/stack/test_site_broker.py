@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from urbanpulse.mqtt import MqttConnectError, connect_and_wait, make_client
+from urbanpulse.mqtt import MqttConnectError, close_client, connect_and_wait, make_client
 from urbanpulse.stack import MqttCredentials, StackError, StackInfo, site_broker
 from urbanpulse.stack.process import free_ports
 from urbanpulse.stack.site_broker import SiteBroker
@@ -52,8 +52,7 @@ class Seen:
         self.client.publish(topic, payload, qos=1).wait_for_publish(10)
 
     def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
+        close_client(self.client)
 
 
 @pytest.fixture

@@ -35,7 +35,7 @@ from cloud.logic.events import Alert
 from cloud.stack_config import cloud_config_for_stack
 from tests.ansible.mqtt_certs import connack
 from tests.cloud.ingest_parts import batch_payload, cloud_mqtt, journal_rows
-from urbanpulse.mqtt import connect_and_wait, make_client, tls_context
+from urbanpulse.mqtt import close_client, connect_and_wait, make_client, tls_context
 from urbanpulse.stack import (
     MqttCredentials,
     StackConfig,
@@ -194,8 +194,7 @@ def test_make_client_connects_as_the_cloud_with_the_stacks_credentials(cert_stac
     try:
         connect_and_wait(client)
     finally:
-        client.disconnect()
-        client.loop_stop()
+        close_client(client)
 
 
 def test_a_nodes_password_is_refused_on_the_cloud_listener(cert_stack: CertStack) -> None:
@@ -231,8 +230,7 @@ def _publish(node: MqttCredentials, client_id: str, *ks: int) -> None:
             client.publish(data_topic(SITE, NODE), batch_payload(SITE, NODE, k),
                            qos=1).wait_for_publish(TIMEOUT_S)
     finally:
-        client.disconnect()
-        client.loop_stop()
+        close_client(client)
 
 
 def test_the_ingests_session_keeps_what_nodes_publish_while_it_is_away(
@@ -302,8 +300,7 @@ def test_the_alert_publisher_of_the_stacks_cloud_config_publishes(
             assert received.wait_for(lambda: len(got) == 1, TIMEOUT_S)
         assert (got[0]["site"], got[0]["node"], got[0]["type"]) == (SITE, NODE, "spike")
     finally:
-        watcher.disconnect()
-        watcher.loop_stop()
+        close_client(watcher)
 
 
 def test_the_processor_of_the_stacks_cloud_config_stores_what_a_node_sends(
@@ -346,8 +343,7 @@ def test_the_processor_of_the_stacks_cloud_config_stores_what_a_node_sends(
             client.publish(data_topic(SITE, NODE), encode_batch(SITE, NODE, readings),
                            qos=1).wait_for_publish(TIMEOUT_S)
         finally:
-            client.disconnect()
-            client.loop_stop()
+            close_client(client)
         reader = info.influx("reader")
         with InfluxHTTP(reader.url, reader.username, reader.password()) as db:
             def stored() -> set[int]:

@@ -16,7 +16,7 @@ from typing import Any
 import paho.mqtt.client as paho
 import pytest
 
-from urbanpulse.mqtt import MqttConnectError, connect_and_wait, make_client
+from urbanpulse.mqtt import MqttConnectError, close_client, connect_and_wait, make_client
 from urbanpulse.stack import MqttCredentials, StackInfo
 from urbanpulse.stack.mqtt_probe import try_connect
 from urbanpulse.wire.topics import ack_topic, data_topic
@@ -81,8 +81,7 @@ class Client:
         self.client.publish(topic, payload, qos=1).wait_for_publish(DEADLINE_S)
 
     def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
+        close_client(self.client)
 
 
 @pytest.fixture

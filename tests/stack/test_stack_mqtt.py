@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import socket
 import threading
 import time
@@ -12,7 +13,7 @@ from typing import Any
 import paho.mqtt.client as paho
 import pytest
 
-from urbanpulse.mqtt import MqttConnectError, connect_and_wait, make_client
+from urbanpulse.mqtt import MqttConnectError, close_client, connect_and_wait, make_client
 from urbanpulse.stack import MqttCredentials, StackInfo
 from urbanpulse.stack.mqtt_probe import connect_packet, try_connect
 
@@ -83,8 +84,34 @@ def connect() -> Iterator[Callable[[str, MqttCredentials], Collector]]:
 
     yield make
     for client in clients:
-        client.disconnect()
-        client.loop_stop()
+        close_client(client)
+
+
+def _sockets() -> set[str]:
+    """The sockets this process holds open, by inode: descriptor numbers are reused."""
+    held = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except FileNotFoundError:  # the listing's own descriptor, closed since
+            continue
+        if target.startswith("socket:"):
+            held.add(target)
+    return held
+
+
+def test_close_client_closes_every_socket_the_client_opened(stack: StackInfo) -> None:
+    before = _sockets()
+    client = make_client("t-close", stack.mqtt("cloud"), clean_start=True)
+    Collector(client)  # callbacks bound to an owner: a reference cycle, as in our services
+    connect_and_wait(client)
+    opened = _sockets() - before
+    # the TLS connection and the pair paho's loop_start makes to wake its thread, which
+    # disconnect() and loop_stop() leave open (eclipse-paho/paho.mqtt.python#627)
+    assert len(opened) == 3
+    close_client(client)
+    assert not opened & _sockets()
+    close_client(client)  # a second close is harmless
 
 
 def test_tls_connection_with_the_stack_ca(stack: StackInfo, connect: Any) -> None:
@@ -126,8 +153,10 @@ def test_wrong_password_and_anonymous_are_refused(stack: StackInfo, tmp_path: An
     wrong.write_text("not-the-password\n")
     creds = dataclasses.replace(stack.mqtt("cloud"), password_file=wrong)
     client = make_client("t-wrongpw", creds, clean_start=True)
+    before = _sockets()
     with pytest.raises(MqttConnectError, match="refused"):
         connect_and_wait(client)
+    assert not _sockets() - before  # a refused client keeps nothing open
     # MQTT 3.1.1 return codes from the raw probe: 5 = not authorized.
     for port in (stack.mqtt_port, creds.port):
         assert try_connect(stack.mqtt_host, port, stack.ca_file, "cloud", "nope") == 5
@@ -304,15 +333,13 @@ def test_persistent_session_keeps_qos1_messages_while_offline(
     consumer = Collector(client)
     connect_and_wait(client)
     consumer.subscribe("urbanpulse/v1/hn-persist/+/data")
-    client.disconnect()
-    client.loop_stop()
+    close_client(client)
 
     node_client = make_client("t-persist-node", add_stack_node("hn-persist", "n1"), clean_start=True)
     node = Collector(node_client)
     connect_and_wait(node_client)
     assert node.publish("urbanpulse/v1/hn-persist/n1/data", b"while-offline").value == 0
-    node_client.disconnect()
-    node_client.loop_stop()
+    close_client(node_client)
 
     again = make_client("t-persist", creds)
     consumer2 = Collector(again)
@@ -320,8 +347,7 @@ def test_persistent_session_keeps_qos1_messages_while_offline(
     try:
         consumer2.wait(lambda: b"while-offline" in consumer2.payloads())
     finally:
-        again.disconnect()
-        again.loop_stop()
+        close_client(again)
 
 
 def test_connect_to_closed_port_fails_fast(stack: StackInfo) -> None:
@@ -348,8 +374,7 @@ def test_mqtt_311_client(stack: StackInfo, add_stack_node: AddNode, connect: Any
         assert cloud.publish("urbanpulse/v1/hn-v311/n1/ack", b"ack").value == 0
         node.wait(lambda: node.payloads() == [b"ack"])
     finally:
-        client.disconnect()
-        client.loop_stop()
+        close_client(client)
 
 
 def test_make_client_checks_arguments(stack: StackInfo) -> None:

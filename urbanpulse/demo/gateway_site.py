@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from urbanpulse.demo.live import LiveNode
 from urbanpulse.errors import UrbanpulseError
-from urbanpulse.mqtt import connect_and_wait, make_client
+from urbanpulse.mqtt import close_client, connect_and_wait, make_client
 from urbanpulse.stack import (
     MqttCredentials,
     StackConfig,
@@ -139,8 +139,7 @@ class StatusWatch:
                     and health.get("cloud_mqtt", {}).get("subscribed"))
 
     def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
+        close_client(self.client)
 
 
 @dataclass

@@ -47,7 +47,7 @@ from urbanpulse.demo.serial_devices import SerialDevice, pm_feed, start_sds011
 from urbanpulse.demo.summary import collect, ledger, render
 from urbanpulse.errors import UrbanpulseError
 from urbanpulse.influx_http import InfluxError, InfluxHTTP
-from urbanpulse.mqtt import connect_and_wait, make_client
+from urbanpulse.mqtt import close_client, connect_and_wait, make_client
 from urbanpulse.simulate import City, Event, SimClock, Simulation
 from urbanpulse.simulate.scenario import merge_events, write_ground_truth
 from urbanpulse.stack import StackConfig, StackInfo, add_node, up
@@ -490,8 +490,7 @@ def _city_clients(config: StackConfig,
 
 def _disconnect_all(clients: dict[tuple[str, str], paho.Client]) -> None:
     for client in clients.values():
-        client.disconnect()
-        client.loop_stop()
+        close_client(client)
 
 
 def _stop_publisher(publisher: CityPublisher) -> None:

@@ -29,7 +29,7 @@ from typing import Any
 
 import pytest
 
-from urbanpulse.mqtt import connect_and_wait, make_client
+from urbanpulse.mqtt import close_client, connect_and_wait, make_client
 from urbanpulse.stack import MqttCredentials, StackInfo, site_broker
 from urbanpulse.stack.files import ensure_secret, write_file
 from urbanpulse.stack.layout import Layout
@@ -236,8 +236,7 @@ class TestCloud:
 
     def stop(self) -> None:
         if self.client is not None:
-            self.client.disconnect()
-            self.client.loop_stop()
+            close_client(self.client)
 
 
 @pytest.fixture

@@ -33,7 +33,7 @@ from tests.agent_thread import agent_in_thread
 from tests.conftest import node_config
 from tests.edge.gateway.conftest import GW, CloudBroker, GatewayProcess, TestCloud, gateway_toml
 from urbanpulse.clock import SystemClock, to_epoch_ns
-from urbanpulse.mqtt import connect_and_wait
+from urbanpulse.mqtt import close_client, connect_and_wait
 from urbanpulse.mqtt import make_client as make_mqtt_client
 from urbanpulse.stack import StackInfo
 from urbanpulse.stack.site_broker import SiteBroker
@@ -379,5 +379,4 @@ def test_a_nodes_status_retained_on_the_site_broker_is_not_relayed(
             wait_for(lambda: cloud.states("aq-back"), 20, "the node's live status relayed")
         assert cloud.states("aq-back") == ["online"]
     finally:
-        node.disconnect()
-        node.loop_stop()
+        close_client(node)
