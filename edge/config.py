@@ -212,9 +212,14 @@ def _keepalive(value: int) -> int:
 # Pi 4's or 5's dtoverlay=uartN; a Pi 5's debug connector, ttyAMA10) are not checked.
 BUILTIN_UART = ("/dev/serial0", "/dev/ttyAMA0", "/dev/ttyS0")
 BUILTIN_UART_PINS = ((14, "TXD"), (15, "RXD"))
+# dtparam=spi=on gives all five to the kernel's spidev, both chip selects included
+SPI0_PINS = ((7, "CE1"), (8, "CE0"), (9, "MISO"), (10, "MOSI"), (11, "SCLK"))
 SHARED = "one sensor's only (a second driver could never open it)"
 SHARED_UART = ("the built-in UART's pins are one sensor's (a GPIO device on them takes them from "
                "the UART, or reads its bytes as pulses; /dev/serial0 is ttyAMA0 or ttyS0)")
+SHARED_SPI = ("the SPI0 bus's pins are its ADCs' (the bed mats'), shared by them only (a GPIO "
+              "device on them takes them from the bus: every mat of the node reads garbage)")
+SPI0 = ", the SPI0 bus on GPIO 7-11"
 
 
 def _claims(params: Any) -> list[tuple[str, str, str, str]]:
@@ -224,8 +229,10 @@ def _claims(params: Any) -> list[tuple[str, str, str, str]]:
     device per pin, `GPIOPinInUse` for a second) and its serial `port` (a second open is
     busy, or two drivers would read each other's bytes). Pins of `params.pins` under no
     such key are claimed under `pins`, so that a driver's new pin key is not missed.
-    A port of the built-in UART claims its GPIO 14 and 15 too. The last item of each is
-    how to say the claim to a later sensor clashing with it ("" when nothing to add)."""
+    A port of the built-in UART claims its GPIO 14 and 15 too; an ADC on the SPI0 bus
+    (bed_mat) claims the bus's GPIO 7-11, which its other ADC inputs share. The last item
+    of each is how to say the claim to a later sensor clashing with it ("" when nothing to
+    add; `SPI0` for the bus's pins)."""
     claims: list[tuple[str, str, str, str]] = []
     named: set[int] = set()
 
@@ -257,8 +264,13 @@ def _claims(params: Any) -> list[tuple[str, str, str, str]]:
             pin(each, "pins")
     # Other things a driver opens on the GPIO header, as (resource, how to say it, key): an
     # ADC input on the SPI bus (bed_mat), shared by its sensors, each on its own channel.
-    for resource, said, key in getattr(params, "resources", ()):
+    resources = getattr(params, "resources", ())
+    for resource, said, key in resources:
         claims.append((resource, said, key, ""))
+    if any(resource.startswith("gpio spi0.") for resource, _, _ in resources):
+        for number, line in SPI0_PINS:
+            claims.append((f"gpio {number}", f"GPIO {number} ({line} of the SPI0 bus)",
+                           "spi_device", SPI0))
     return claims
 
 
@@ -390,7 +402,7 @@ def parse_config(raw: Mapping[str, Any]) -> AgentConfig:
         raise ConfigError("sensors", "give at least one [[sensors]] table")
     sensors: list[SensorConfig] = []
     seen: set[str] = set()
-    held: dict[str, tuple[str, bool]] = {}  # pin or port -> ("sensors[i].<key> (sensor 'id')", UART)
+    held: dict[str, tuple[str, str]] = {}  # pin or port -> ("sensors[i].<key> (sensor 'id')", note)
     published: dict[str, tuple[int, str, str]] = {}  # sensor id -> (i, key, who holds it)
     for i, s in enumerate(sensors_raw):
         key = f"sensors[{i}]"
@@ -412,12 +424,14 @@ def parse_config(raw: Mapping[str, Any]) -> AgentConfig:
             raise ConfigError(f"{key}.driver", f"driver {driver!r} is not available: {exc}") from exc
         params = module.parse_params({k: v for k, v in s.items() if k not in ("id", "driver")}, key)
         for resource, said, name, note in _claims(params):
-            uart = bool(note)  # a built-in UART's pin
             if resource in held:
-                holder, held_uart = held[resource]
-                raise ConfigError(f"{key}.{name}", f"{said} is already used by {holder}: "
-                                  f"{SHARED_UART if uart or held_uart else SHARED}")
-            held[resource] = (f"{key}.{name} (sensor {sid!r}{note})", uart)
+                holder, held_note = held[resource]
+                if note == held_note == SPI0:
+                    continue  # another input of the bus's ADCs
+                why = (SHARED_SPI if SPI0 in (note, held_note)
+                       else SHARED_UART if note or held_note else SHARED)
+                raise ConfigError(f"{key}.{name}", f"{said} is already used by {holder}: {why}")
+            held[resource] = (f"{key}.{name} (sensor {sid!r}{note})", note)
         for pid, name, said, who in _sensor_ids(key, sid, driver, params):
             if pid in published:
                 j, other, holder = published[pid]

@@ -34,7 +34,7 @@ class BedMatParams:
     def resources(self) -> tuple[tuple[str, str, str], ...]:
         """What the config refuses a second sensor (edge/config.py `_claims`): this ADC
         input. A "gpio ..." resource: a node with a mat needs the GPIO backend. The SPI
-        bus's pins (BCM 7-11) are shared by every mat on the node and not claimed."""
+        bus's pins (BCM 7-11) are claimed by edge/config.py for the bus, shared by every mat."""
         return ((f"gpio spi0.{self.spi_device} channel {self.channel}",
                  f"MCP3008 input {self.channel} on SPI0 CE{self.spi_device}", "channel"),)
 

@@ -61,3 +61,24 @@ def test_mats_share_the_adc_but_not_an_input() -> None:
 def test_a_node_with_mats_needs_the_gpio_backend() -> None:
     config = parse_config(_config({"driver": "bed_mat", "channel": 5}))
     assert gpio_sensor_keys(config) == ["sensors[0].channel (sensor 'bed-0')"]
+
+
+@pytest.mark.parametrize("pin", [7, 8, 9, 10, 11])
+def test_the_spi_bus_pins_are_the_mats_whichever_sensor_comes_first(pin: int) -> None:
+    mat = {"driver": "bed_mat", "channel": 0}
+    pad = {"driver": "bed_pad", "pin": pin}
+    with pytest.raises(ConfigError, match=rf"^sensors\[1\]\.pin: GPIO {pin} is already used by "
+                       r"sensors\[0\]\.spi_device \(sensor 'bed-0', the SPI0 bus on GPIO 7-11\): "
+                       r"the SPI0 bus's pins are its ADCs'"):
+        parse_config(_config(mat, pad))
+    with pytest.raises(ConfigError, match=rf"^sensors\[1\]\.spi_device: GPIO {pin} \(\w+ of the "
+                       rf"SPI0 bus\) is already used by sensors\[0\]\.pin \(sensor 'bed-0'\): "
+                       r"the SPI0 bus's pins are its ADCs'"):
+        parse_config(_config(pad, mat))
+
+
+def test_a_pad_beside_the_mats_off_the_bus_is_fine() -> None:
+    config = parse_config(_config({"driver": "bed_mat", "channel": 0},
+                                  {"driver": "bed_pad", "pin": 17},
+                                  {"driver": "bed_mat", "channel": 1, "spi_device": 1}))
+    assert [s.driver for s in config.sensors] == ["bed_mat", "bed_pad", "bed_mat"]
