@@ -31,13 +31,6 @@ from urbanpulse.simulate.module_pairs import with_module_pairs
 BED_CLASS = "bed_pad"
 
 
-def with_mats(city: City) -> City:
-    """`city` with every ward's beds on mats."""
-    return replace(city, hospitals=tuple(
-        replace(h, wards=tuple(replace(w, mats=True) for w in h.wards))
-        for h in city.hospitals))
-
-
 def _bed_ids(city: City) -> frozenset[tuple[str, str, str]]:
     return frozenset((h.site, w.node, bed) for h in city.hospitals for w in h.wards
                      for bed in w.bed_ids)
@@ -96,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--hours must be at least 4 and --tick positive")
     city = City.load()
     # the air stations' paired modules, as bench.faults.run's default (the whole city's table)
-    runs = [("mats", with_module_pairs(with_mats(city)))] + (
+    runs = [("mats", with_module_pairs(city.with_mats()))] + (
         [("pads", with_module_pairs(city))] if args.pads_too else [])
     for name, simulated in runs:
         began = time.perf_counter()

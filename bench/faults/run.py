@@ -3,6 +3,7 @@
     python -m bench.faults.run [--seeds 1 2 3 4] [--hours 12] [--tick 60] [--details]
                                [--unsupervised-kiosks] [--untested-doors]
                                [--single-modules] [--pair-variation 1] [--drift-pct 8]
+                               [--pads]
 
 For each seed: the default city from a start `6 h x (seed - 1)` after the default
 Monday 00:00 (so the runs cover night and day), every fault type on every class of
@@ -19,6 +20,11 @@ faults are planned on the default city either way (the second modules get none),
 every fault and anomaly is the same in both. Drift is matched twice: "station found"
 (an event of the station's pair counts; the table) and "module named" (only an event
 naming the drifting module itself).
+
+The bench city's ward beds are analogue mats (edge/drivers/bed_mat, `City.with_mats`), the
+hardware the fault rules can check: a passive pad stuck pressed or a spike behind its
+closed contact changes no reading (docs/anomaly-detection.md, "Bed mats: stuck and spikes
+seen"). `--pads` runs the default city's pads instead; the faults are the same either way.
 """
 
 from __future__ import annotations
@@ -127,6 +133,9 @@ def main(argv: list[str] | None = None) -> int:
                              "(1 = the argued sizes)")
     parser.add_argument("--drift-pct", type=float, default=None,
                         help="the injected drifts' rate, %%/h (default 8; sign = direction)")
+    parser.add_argument("--pads", action="store_true",
+                        help="the ward beds on passive pads (the default city's) instead "
+                             "of mats")
     args = parser.parse_args(argv)
     if args.hours < 4 or args.tick <= 0:
         parser.error("--hours must be at least 4 and --tick positive")
@@ -134,7 +143,9 @@ def main(argv: list[str] | None = None) -> int:
                                    and not -100 <= args.drift_pct <= 100):
         parser.error("--pair-variation must not be negative, --drift-pct within +-100")
     city = City.load()
-    simulated = city if args.single_modules else with_module_pairs(city, args.pair_variation)
+    fitted = city if args.pads else city.with_mats()
+    simulated = fitted if args.single_modules else with_module_pairs(fitted,
+                                                                     args.pair_variation)
     began = time.perf_counter()
     results: list[RunResult] = []
     named: list[RunResult] = []
@@ -154,7 +165,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{' '.join(map(str, args.seeds))}), {readings} readings, {updates} monitor "
           f"updates, ticks every {args.tick:g} s, grace {GRACE_S / 60:g} min, kiosks "
           f"{'un' if args.unsupervised_kiosks else ''}supervised, doors "
-          f"{'un' if args.untested_doors else 'self-'}tested, air modules "
+          f"{'un' if args.untested_doors else 'self-'}tested, beds on "
+          f"{'pads' if args.pads else 'mats'}, air modules "
           + ("single" if args.single_modules else
              f"paired (response differences x{args.pair_variation:g})")
           + (f", drifts {args.drift_pct:+g} %/h" if args.drift_pct is not None else "")

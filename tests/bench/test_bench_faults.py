@@ -133,6 +133,24 @@ def test_a_short_run_finds_its_faults_without_false_alarms(capsys) -> None:  # t
     out = capsys.readouterr().out
     for name in ("stuck", "silence", "spikes", "drift", "cut_cable", "clock_jump"):
         assert f"| {name} |" in out
+    assert "beds on mats" in out
+
+
+def test_the_bench_city_s_mats_show_the_bed_faults_its_pads_hide() -> None:
+    city = City.load()
+
+    def beds(simulated: City) -> tuple[dict[str, bool], list[object]]:
+        result, *_ = run_seed(city, seed=1, hours=4, tick_s=60, simulated=simulated)
+        found = {o.planned.event.type: bool(o.detections) for o in result.outcomes
+                 if o.planned.target_class == "bed_pad"}
+        return found, list(result.clean_false_positives)
+
+    pads, _ = beds(city)
+    # a pad stuck pressed reads as a patient who stays; pulses hide behind its contact
+    assert pads == {"stuck": False, "cut_cable": True, "silence": True, "spikes": False}
+    mats, clean_false = beds(city.with_mats())
+    assert mats == dict.fromkeys(pads, True)
+    assert clean_false == []
 
 
 def test_a_strong_drift_is_found_by_the_city_step_after_its_history() -> None:

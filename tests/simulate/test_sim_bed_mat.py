@@ -9,7 +9,6 @@ from dataclasses import replace
 
 import numpy as np
 
-from bench.faults.bed_mats import with_mats
 from urbanpulse.simulate import City, Simulation
 from urbanpulse.simulate.city import DEFAULT_CITY
 from urbanpulse.simulate.city_file import parse_city
@@ -21,7 +20,7 @@ HOURS = 12 * 3600.0
 
 
 def _sim(*events):  # the first ward's first bed
-    city = with_mats(City.load())
+    city = City.load().with_mats()
     h = city.hospitals[0]
     w = h.wards[0]
     return Simulation(city, seed=3, events=tuple(events)), h.site, w.node, w.bed_ids[0]

@@ -309,6 +309,13 @@ class City:
         return replace(self, hospitals=tuple(hospitals), intersections=tuple(intersections),
                        air_stations=tuple(stations))
 
+    def with_mats(self) -> City:
+        """This city with every ward's beds on analogue mats (edge/drivers/bed_mat) instead
+        of pads: the same beds, ids and events."""
+        return replace(self, hospitals=tuple(
+            replace(h, wards=tuple(replace(w, mats=True) for w in h.wards))
+            for h in self.hospitals))
+
     def shard(self, index: int, count: int) -> City:
         """The sites of shard `index` out of `count` (by a stable hash of the site id),
         with their events. Every model draws from its own stream, so the shards of a city
