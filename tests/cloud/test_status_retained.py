@@ -115,7 +115,8 @@ def _direct_life_ends_with_its_will(creds: MqttCredentials, site: str, now: date
                    encode_status("online", now - timedelta(hours=2), _health("0a", 1.0)),
                    qos=1, retain=True).wait_for_publish(10)
     client.disconnect(reasoncode=ReasonCode(PacketTypes.DISCONNECT, identifier=4))
-    client.loop_stop()
+    client.loop_stop()  # sends that DISCONNECT and closes the link: close_client sends no other
+    close_client(client)
 
 
 def _gateway(creds: MqttCredentials) -> Any:
