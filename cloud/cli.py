@@ -22,6 +22,7 @@ from urbanpulse.errors import ConfigError, UrbanpulseError
 from urbanpulse.wire import validate_id
 
 if TYPE_CHECKING:
+    from cloud.flow import AbortStop
     from cloud.ingest import Ingest, IngestProcess
     from cloud.sink import InfluxWriter
     from cloud.stop_signals import StopSignals
@@ -29,10 +30,13 @@ if TYPE_CHECKING:
 EXIT_CONFIG = 2
 EXIT_RUNTIME = 3
 SHUTDOWN_GRACE_S = 5.0
-# A stop first ends the journal source, so that the epoch under way is written and
-# committed and Bytewax ends its run cleanly; when nothing of it moves for this long (or it
-# still moves at flow.stop_drain_s: cloud/stop_grace.py), it is stopped as before.
+# A stop first ends the journal source: by AbortExecution (flow.stop = "abort", Bytewax leaves
+# the run, the epoch under way not committed) or by the end of its input ("drain": that
+# epoch is written and committed, Bytewax's last epoch snapshotting every node). When
+# nothing moves for this long before that (or the dataflow still moves at flow.stop_drain_s:
+# cloud/stop_grace.py), Bytewax is interrupted.
 DRAIN_S = STALL_S
+STOPPED_WITHOUT_IT = "stopped on a signal; a restart resumes from the last committed epoch"
 # An InfluxDB secret file that cannot be read (cli._wait_for_secrets): looked at again so often,
 # logged again so often.
 SECRET_POLL_S = 5.0
@@ -424,18 +428,40 @@ def _start_ingest_processes(cfg: CloudConfig, config_path: Path | None, instance
 
 
 def _interrupt_unless_ended(ended: threading.Event, progress: EpochProgress, store: Path | None,
-                            cap_s: float, interrupt: Callable[[], None]) -> None:
+                            cap_s: float, interrupt: Callable[[], None],
+                            abort: AbortStop | None = None) -> None:
     """The stop's second step, when the first takes too long: InfluxDB down or slow holds
     the last epoch's writes, and a cluster process waits for the others to end theirs. A
     last epoch that moves on (its snapshots taken, its points written) is waited for up to
     `cap_s` (flow.stop_drain_s): interrupted, Bytewax reports the call it was in with a panic.
     `store`: the recovery store, whose files grow as Bytewax writes the epoch's snapshots;
-    `interrupt`: the stop's last step, as on a second signal."""
-    why = wait_for_last_epoch(ended.wait, lambda: progress.marker(store), cap_s)
+    `interrupt`: the stop's last step, as on a second signal.
+
+    With `abort` (flow.stop = "abort") what is waited for is the journal source's next batch,
+    which raises AbortExecution: at once, or once the epoch end under way is done (waited for
+    the same way, as it moves on). Raised, the run ends at once, unless other workers or
+    processes of a cluster go on (Bytewax then waits for them, for ever): it is left
+    SHUTDOWN_GRACE_S later, as after an interrupt (`_exit_unless_set_within`), and never
+    interrupted, which could raise inside the partitions' `close` as Bytewax leaves."""
+    if abort is None:
+        why = wait_for_last_epoch(ended.wait, lambda: progress.marker(store), cap_s)
+    else:
+        why = wait_for_last_epoch(lambda timeout: ended.wait(timeout) or abort.raised,
+                                  lambda: progress.moves(store), cap_s)
+        if why is None and not ended.is_set():
+            _exit_unless_set_within(ended, SHUTDOWN_GRACE_S)
     if why is None:
         return
     log = logging.getLogger("urbanpulse.cloud")
-    if why is DrainEnd.STALLED:
+    if abort is not None:
+        log.log(logging.INFO if why is DrainEnd.STALLED else logging.WARNING,
+                "the dataflow did not come back to its journal source within %g s of the "
+                "signal, %s; stopping it where it is (a restart reads the epoch under way again "
+                "from the journal)", STALL_S if why is DrainEnd.STALLED else cap_s,
+                "nothing moving (InfluxDB down or slow, or another process of the cluster "
+                "stopped first)" if why is DrainEnd.STALLED else
+                "though its epoch end was still moving (flow.stop_drain_s)")
+    elif why is DrainEnd.STALLED:
         log.info("the last epoch was not written within %g s of the signal, nothing of it moving "
                  "(InfluxDB down or slow, or another process of the cluster still running); "
                  "stopping without it (a restart reads it again from the journal)", STALL_S)
@@ -650,7 +676,7 @@ def _run_dataflow(cfg: CloudConfig, partitions: list[str], mine: list[str], pid:
     from bytewax.recovery import RecoveryConfig
     from bytewax.run import cli_main
 
-    from cloud.flow import build_flow
+    from cloud.flow import AbortStop, build_flow
     from cloud.gc_policy import tune_for_streaming
 
     recovery = None
@@ -666,7 +692,8 @@ def _run_dataflow(cfg: CloudConfig, partitions: list[str], mine: list[str], pid:
 
     from bytewax.errors import BytewaxRuntimeError
 
-    draining = threading.Event()
+    # Set at the first signal: the sources end the run (`build_flow`)
+    draining = AbortStop() if cfg.flow.stop == "abort" else threading.Event()
     stopping = threading.Event()
     dataflow_ended = threading.Event()
     progress = EpochProgress()
@@ -692,16 +719,19 @@ def _run_dataflow(cfg: CloudConfig, partitions: list[str], mine: list[str], pid:
         stop_begun()
         if dataflow_ended.is_set():
             return  # the run is over: nothing to stop
-        # First the journal source ends: the epoch under way is written and committed and
-        # the run ends (Bytewax stopped by an exception logs a panic and its backtrace).
+        # First the journal source ends the run: by an abort, or by the end of its input,
+        # the epoch under way then written and committed (Bytewax stopped by an exception
+        # logs a panic and its backtrace).
         if not draining.is_set():
             draining.set()
             threading.Thread(target=_interrupt_unless_ended,
                              args=(dataflow_ended, progress,
                                    None if recovery is None else cfg.recovery_dir,
-                                   cfg.flow.stop_drain_s, interrupt),
+                                   cfg.flow.stop_drain_s, interrupt,
+                                   draining if isinstance(draining, AbortStop) else None),
                              name="drain-grace", daemon=True).start()
-        elif again:
+        elif again and not (isinstance(draining, AbortStop) and draining.raised):
+            # (after an abort Bytewax is leaving, closing the partitions: never interrupted)
             interrupt()
 
     signals.set_action(stop)
@@ -730,18 +760,21 @@ def _run_dataflow(cfg: CloudConfig, partitions: list[str], mine: list[str], pid:
             with escalation:
                 dataflow_ended.set()  # at once: a signal from now on finds nothing to stop
             signals.cancel_interrupt()  # one asked for as the run ended
-        if draining.is_set():
+        if isinstance(draining, AbortStop) and draining.raised:
+            logging.getLogger("urbanpulse.cloud").info(
+                "stopped on a signal by an abort: the epoch under way is not committed, a "
+                "restart reads it again from the journal")
+        elif draining.is_set():
             logging.getLogger("urbanpulse.cloud").info(
                 "stopped on a signal, the last epoch written and committed")
     except KeyboardInterrupt:
-        pass
+        logging.getLogger("urbanpulse.cloud").info(STOPPED_WITHOUT_IT)
     except BytewaxRuntimeError as exc:
         # Bytewax ends the run this way on SIGINT/SIGTERM: a clean stop, not a failure (its
         # worker reports the interrupted step with a panic message first).
         if not stopping.is_set() and "signal received" not in str(exc):
             raise CloudError(f"dataflow failed: {exc}") from exc
-        logging.getLogger("urbanpulse.cloud").info("stopped on a signal; a restart resumes from "
-                                                   "the last committed epoch")
+        logging.getLogger("urbanpulse.cloud").info(STOPPED_WITHOUT_IT)
     except BaseException as exc:
         if processes < 2 or not peer_lost(exc):
             raise

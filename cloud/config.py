@@ -95,6 +95,9 @@ class FlowSettings:
     door_roles: DoorRoleMap = NO_DOOR_ROLES  # [flow.door_roles]: (site, node, sensor) -> role
     # a stop waits this long at most for its last epoch while it moves on (cloud/stop_grace.py)
     stop_drain_s: float = 120.0
+    # how a stop ends the dataflow (STOP_MODES): "abort" leaves the epoch under way to the
+    # journal; "drain" writes and commits it, after snapshotting every node held
+    stop: str = "abort"
     # closed windows written once to a store beside the recovery store, out of the snapshots
     # (cloud/frozen_store.py); off: frozen into every snapshot, the rows written before read
     frozen_store: bool = True
@@ -140,6 +143,10 @@ CLOUD_MQTT_PORT = 8884
 # "process": `cloud run` starts each ingest as a child process (own interpreter, own GIL);
 # "thread": inside the dataflow's process (fewer processes, slower under load).
 INGEST_MODES = ("process", "thread")
+# "abort": a stop leaves the run at once (Bytewax's AbortExecution), the epoch under way not
+# committed and read again from the journal at the next start, as after a crash; "drain":
+# it ends the input, and Bytewax's last epoch snapshots every node the process holds.
+STOP_MODES = ("abort", "drain")
 _DURATION = re.compile(r"(INF|\d+[hdw])")
 _ZERO_DURATION = re.compile(r"0+[hdw]")
 # How far behind the aggregation horizon a rebuild of late data reads raw points: the late
@@ -294,7 +301,7 @@ def parse_cloud_config(raw: Mapping[str, Any]) -> CloudConfig:
                              "journal_retention_s", "ingest_instances", "ingest_mode",
                              "dead_letter_max_bytes", "detect", "gc_tuning",
                              "drift_pair_suffix", "health_every_s", "replay_interval_s",
-                             "door_roles", "stop_drain_s", "frozen_store"})
+                             "door_roles", "stop_drain_s", "stop", "frozen_store"})
     pair_suffix = typed(f, "drift_pair_suffix", "flow", str, "-b")
     if not re.fullmatch(r"[a-z0-9-]{1,16}", pair_suffix):
         raise ConfigError("flow.drift_pair_suffix", "must be 1-16 characters of a-z, 0-9 and '-' "
@@ -311,6 +318,9 @@ def parse_cloud_config(raw: Mapping[str, Any]) -> CloudConfig:
     if ingest_mode not in INGEST_MODES:
         raise ConfigError("flow.ingest_mode",
                           f"must be one of {', '.join(INGEST_MODES)}, got {ingest_mode!r}")
+    stop = typed(f, "stop", "flow", str, "abort")
+    if stop not in STOP_MODES:
+        raise ConfigError("flow.stop", f"must be one of {', '.join(STOP_MODES)}, got {stop!r}")
     if addresses and (pid is None or not 0 <= pid < len(addresses)):
         raise ConfigError("flow.process_id", f"must be in [0, {len(addresses)}) with addresses set")
     if not addresses and pid not in (None, 0):
@@ -353,6 +363,7 @@ def parse_cloud_config(raw: Mapping[str, Any]) -> CloudConfig:
         stop_drain_s=finite_seconds(
             _min(typed(f, "stop_drain_s", "flow", float, 120.0), "flow.stop_drain_s", 1.0),
             "flow.stop_drain_s"),
+        stop=stop,
         frozen_store=typed(f, "frozen_store", "flow", bool, True),
     )
     if flow.backup_interval_s > flow.journal_retention_s:

@@ -25,6 +25,7 @@ from typing import Any
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow
 from bytewax.inputs import (
+    AbortExecution,
     DynamicSource,
     FixedPartitionedSource,
     StatefulSourcePartition,
@@ -71,6 +72,7 @@ WAIT_STEP_S = 0.2  # how often a wait for the InfluxDB writer looks at the stop 
 WRITE_MIN_SPACING_S = 0.1  # between the starts of two writes, but at an epoch's end
 WRITE_NOW_POINTS = 5_000  # handed over, written without waiting for the spacing
 CLOSE_JOIN_S = 10.0  # a write in flight when stopped ends within InfluxHTTP's timeout or is left
+ABORT_JOIN_S = 1.0  # the same after an abort, whose points are written again after the restart
 WAKE_SINK_EVERY_S = 5.0  # how often the sink partitions are handed an empty batch (ProcessStart)
 MID_BATCH_REPORT_S = 60.0  # "Processor silent" waits 5 minutes: 5 chances
 TICK = timedelta(seconds=30)  # how often time-based fault rules (silence) are checked
@@ -78,6 +80,30 @@ TICK_NS = int(TICK.total_seconds()) * 1_000_000_000
 # A frozen window's row let go is deleted flow.backup_interval_s and this long after (at least
 # 10 epochs), and FROZEN_GC_SNAPSHOTS snapshots of its node later (NodeState.frozen_snapshot)
 FROZEN_GC_MARGIN_S = 120.0
+
+
+class AbortStop(threading.Event):
+    """A `drain` event (`build_flow`) for `flow.stop = "abort"`: once it is set, the sources
+    raise Bytewax's AbortExecution instead of ending their input. Bytewax 0.21 then leaves
+    the run at once, `cli_main` returning as after the end of the input: no `on_eof`, no
+    last snapshot of every node, the epoch under way not committed (its records read again
+    from the journal at the next start, as after a crash). `raised`: a source raised it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.raised = False
+
+
+def end_input_if_asked(drain: threading.Event) -> None:
+    """A source's next batch, once the processor is asked to stop (`drain` set): raises
+    StopIteration (the epoch under way is written and committed, after every key's `on_eof`
+    and snapshot), or AbortExecution for an AbortStop."""
+    if not drain.is_set():
+        return
+    if isinstance(drain, AbortStop):
+        drain.raised = True
+        raise AbortExecution
+    raise StopIteration
 
 
 class JournalPartition(StatefulSourcePartition[Record, dict[str, Any]]):
@@ -117,8 +143,7 @@ class JournalPartition(StatefulSourcePartition[Record, dict[str, Any]]):
         self._next_trim = now + TRIM_EVERY_S
 
     def next_batch(self) -> Sequence[Record]:
-        if self.drain.is_set():
-            raise StopIteration  # stopping: the epoch under way is written and committed
+        end_input_if_asked(self.drain)  # stopping
         records = self.journals.read(READ_BATCH)
         self._idle = self.journals.caught_up
         if self.health is not None:
@@ -162,8 +187,7 @@ class RetiredPartition(StatefulSourcePartition[Record, None]):
         self.drain = drain or threading.Event()
 
     def next_batch(self) -> list[Record]:
-        if self.drain.is_set():
-            raise StopIteration
+        end_input_if_asked(self.drain)
         return []
 
     def next_awake(self) -> datetime | None:
@@ -304,7 +328,8 @@ class NodeLogic(op.StatefulBatchLogic[Record, NodeOut, bytes]):
                 out.append((points, [], alerts, []))
 
     def on_eof(self) -> tuple[list[NodeOut], bool]:
-        """The run ends (a stop): Bytewax calls this on every key, then snapshots each."""
+        """The run ends (a stop with flow.stop = "drain"): Bytewax calls this on every key,
+        then snapshots each. A stop by abort calls none."""
         self.progress.end_of_input()
         return [], op.StatefulBatchLogic.RETAIN
 
@@ -399,8 +424,9 @@ class InfluxPartition(StatefulSinkPartition[list[Point], list[str] | None]):
                  replay_interval_s: float = 0.0, held_replays: list[str] | None = None,
                  replay_after_epochs: int = 0,
                  monotonic: Callable[[], float] = time.monotonic,
-                 progress: EpochProgress | None = None) -> None:
+                 progress: EpochProgress | None = None, abort: AbortStop | None = None) -> None:
         self.writer = writer
+        self.abort = abort  # the dataflow's stop by abort: `close` after it writes nothing more
         self.progress = progress or EpochProgress()  # each write done: a stop's wait goes on
         self._monotonic = monotonic  # when held replays and rebuilds are due
         self.replay_interval_s = replay_interval_s
@@ -590,13 +616,22 @@ class InfluxPartition(StatefulSinkPartition[list[Point], list[str] | None]):
                 or self._monotonic() - self._windows_refused_at >= self.replay_interval_s)
 
     def close(self) -> None:
-        if not self.stop.is_set():
+        # Left by an abort (flow.stop = "abort"): the epoch under way is not committed and
+        # its records are read again at the next start, so what is handed over and not
+        # written yet is dropped, the held requests wait in the committed snapshot (those
+        # of that epoch are asked for again), and a write in flight is waited for only
+        # briefly (InfluxDB down: it would retry for ever).
+        aborted = self.abort is not None and self.abort.raised
+        if not self.stop.is_set() and not aborted:
             self.flush(everything=True)
         with self._cond:
             self._closing = True
+            if aborted:
+                self._pending -= sum(len(points) for _, points in self._queue)
+                self._queue.clear()
             self._cond.notify_all()
         if self._thread is not None:
-            self._thread.join(CLOSE_JOIN_S)
+            self._thread.join(ABORT_JOIN_S if aborted else CLOSE_JOIN_S)
         self._log_stats()
         if self._thread is None or not self._thread.is_alive():  # else a write is in flight on them
             self.writer.close()
@@ -844,13 +879,15 @@ class InfluxSink(FixedPartitionedSink[list[Point], list[str] | None]):
     has snapshots under those names, and resuming it needs them (a scale-down)."""
 
     def __init__(self, cfg: CloudConfig, process_id: int, stop: threading.Event | None = None,
-                 health: ProcessorHealth | None = None, progress: EpochProgress | None = None) -> None:
+                 health: ProcessorHealth | None = None, progress: EpochProgress | None = None,
+                 abort: AbortStop | None = None) -> None:
         self.cfg = cfg
         self.process_id = process_id
         self.processes = max(1, len(cfg.flow.addresses))
         self.stop = stop or threading.Event()
         self.health = health
         self.progress = progress
+        self.abort = abort
 
     def list_parts(self) -> list[str]:
         return [sink_part(self.process_id), *retired_sink_parts(self.processes, self.process_id)]
@@ -874,11 +911,11 @@ class InfluxSink(FixedPartitionedSink[list[Point], list[str] | None]):
                      extra={"partition": for_part, "held": len(resume_state)})
             return InfluxPartition(self._writer(), stop=self.stop,
                                    replay_interval_s=self.cfg.flow.replay_interval_s,
-                                   held_replays=resume_state, progress=self.progress)
+                                   held_replays=resume_state, progress=self.progress, abort=self.abort)
         part = InfluxPartition(self._writer(), stop=self.stop, health=self.health,
                                replay_interval_s=self.cfg.flow.replay_interval_s, held_replays=resume_state,
                                replay_after_epochs=1 if self.processes > 1 else 0,
-                               progress=self.progress)
+                               progress=self.progress, abort=self.abort)
         if resume_state is not None:  # resumed: the run before may have died mid-request
             part.writer.owe_after_restart()
         if self.health is not None:
@@ -930,8 +967,7 @@ class _EmptyBatches(StatelessSourcePartition[tuple[str, list[Point]]]):
     def next_batch(self) -> list[tuple[str, list[Point]]]:
         now = self._monotonic()
         if self._next is not None:
-            if self._drain.is_set():
-                raise StopIteration
+            end_input_if_asked(self._drain)
             if now < self._next:
                 return []
         self._next = now + self._every_s
@@ -992,7 +1028,8 @@ def build_flow(cfg: CloudConfig, partitions: list[str], sink: Any = None,
                drain: threading.Event | None = None,
                progress: EpochProgress | None = None) -> Dataflow:
     """`drain`: set when the processor is asked to stop; the journal source ends, so that
-    the epoch under way is written and committed and the run ends cleanly.
+    the epoch under way is written and committed and the run ends cleanly; an AbortStop
+    (flow.stop = "abort") makes the sources leave the run instead, that epoch not committed.
     `stop`: set when it must stop now; ends the sink's waits for InfluxDB.
     `progress`: counts the end of the input reaching the node step, the state snapshots
     taken and the InfluxDB writes done, which a stop's wait for the last epoch goes by
@@ -1060,5 +1097,6 @@ def build_flow(cfg: CloudConfig, partitions: list[str], sink: Any = None,
     to_sink = op.merge("with_process_start", op.key_on("to_sink", points, lambda _: local),
                        op.input("process_start", flow, ProcessStart(local, retired, drain)))
     op.output("influx", to_sink,
-              sink if sink is not None else InfluxSink(cfg, process_id, stop, health, progress))
+              sink if sink is not None else InfluxSink(cfg, process_id, stop, health, progress,
+                                                       drain if isinstance(drain, AbortStop) else None))
     return flow

@@ -52,6 +52,12 @@ class EpochProgress:
     def tick(self) -> None:
         self.count += 1
 
+    def moves(self, store: Path | None) -> Hashable:
+        """What changes as the dataflow goes on, whether its input ended or not: the wait of
+        a stop by abort (cloud/cli.py) for an epoch end under way, before the journal source
+        is asked for its next batch and raises AbortExecution."""
+        return self.count, store_marker(store)
+
     def marker(self, store: Path | None) -> Hashable:
         """What changes as the last epoch moves on (None until the input has ended), with
         the recovery store's files as Bytewax writes the snapshots (`store_marker`)."""

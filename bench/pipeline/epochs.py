@@ -16,7 +16,10 @@ it, with InfluxDB and the MQTT alerts replaced by sinks that count (the writer's
 in the figures); this process appends the records to the journal at their own pace (as
 the ingest would). After the measured part the child is SIGKILLed just before an epoch's
 end (the most input to replay), started again on the same store and journal, and given a
-SIGTERM once it has caught up: the resume, the catch-up and the stop are timed.
+SIGTERM once it has caught up: the resume, the catch-up and the stop are timed. With
+`--stops drain,abort` (flow.stop's two ways) it is started again after each stop but the
+last, caught up again and stopped the next way: each stop's seconds from the SIGTERM to the
+exit, and the `on_eof` calls and node snapshots after the SIGTERM.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from typing import Any
 from bench.pipeline.errors import PipelineBenchError
 from bench.pipeline.node_state_size import HEARTBEAT_S, MESSAGE_S, START, messages
 from bench.pipeline.workload import numbering_of
+from cloud.config import STOP_MODES
 from cloud.journal import Journal, JournalRecord, journal_path
 from cloud.logic.node import NodeState
 from cloud.logic.rollup import HOUR_NS
@@ -178,6 +182,9 @@ def _child(args: argparse.Namespace) -> int:
                 site, node = _copy_key(key, copy)
                 warm[f"{site}/{node}"] = pickle.loads(bases[key])
     stats = _Stats()
+    # the stop (flow.stop = args.stop), and what the node step does after it
+    drain = cloud_flow.AbortStop() if args.stop == "abort" else threading.Event()
+    after_stop = {"on_eof": 0, "snapshots": 0}
     wall0: list[float] = []
     out = open(args.stats, "a", buffering=1)  # noqa: SIM115 (closed at exit, or killed)
 
@@ -222,7 +229,13 @@ def _child(args: argparse.Namespace) -> int:
                         stats.lags.append(now - wall0[0] - (rec.received_ns - args.sim0) / 1e9)
             return result
 
+        def on_eof(self) -> Any:
+            after_stop["on_eof"] += 1
+            return super().on_eof()
+
         def snapshot(self) -> bytes:
+            if drain.is_set():
+                after_stop["snapshots"] += 1
             now = time.monotonic()
             cpu = time.thread_time()
             data: bytes = super().snapshot()
@@ -266,7 +279,6 @@ def _child(args: argparse.Namespace) -> int:
         "influx": {"url": "http://127.0.0.1:1", "database": "city", "password_file": "p"},
         "flow": {"epoch_interval_s": args.epoch, "detect": True},
         "state": {"dir": str(state_dir)}})
-    drain = threading.Event()
     def stop(*_: Any) -> None:
         drain.set()
         line("sigterm")
@@ -281,7 +293,7 @@ def _child(args: argparse.Namespace) -> int:
                                    drain=drain),
              workers_per_process=1, epoch_interval=timedelta(seconds=args.epoch),
              recovery_config=RecoveryConfig(str(cfg.recovery_dir), timedelta(0)))  # type: ignore[no-untyped-call]
-    line("ended")
+    line("ended", **after_stop)
     out.close()
     return 0
 
@@ -337,10 +349,10 @@ class _Writer(threading.Thread):
 
 
 def _spawn(args: argparse.Namespace, state_dir: Path, bases: Path, stats: Path, epoch: float,
-           sim0: int) -> subprocess.Popen[bytes]:
+           sim0: int, stop: str = "drain") -> subprocess.Popen[bytes]:
     cmd = [sys.executable, "-m", "bench.pipeline.epochs", "--child", "--state-dir", str(state_dir),
            "--bases", str(bases), "--stats", str(stats), "--epoch", str(epoch), "--sim0", str(sim0),
-           "--copies", str(args.copies)]
+           "--copies", str(args.copies), "--stop", stop]
     log = open(state_dir / "child.log", "ab")  # noqa: SIM115 (the child holds it)
     return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
 
@@ -375,25 +387,41 @@ def run_setting(args: argparse.Namespace, epoch: float, bases: Path, live: list[
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         first = _lines(stats1)
-        proc = _spawn(args, state_dir, bases, stats2, epoch, sim0)
+        proc = _spawn(args, state_dir, bases, stats2, epoch, sim0, args.stops[0])
         spawned = time.time()
         started = _wait(stats2, lambda r: r["kind"] == "started", STARTUP_BUDGET_S, proc)
         batch = _wait(stats2, lambda r: r["kind"] == "second" and r["first_batch"], STARTUP_BUDGET_S, proc)
 
-        def caught_up(r: dict[str, Any]) -> bool:
-            return bool(r["kind"] == "second" and r["max_received"] > 0 and r["t"] > killed
-                    and r["t"] - wall0 - (r["max_received"] - sim0) / 1e9 < CAUGHT_UP_LAG_S)
+        def caught_up(since: float) -> Any:
+            return lambda r: bool(
+                r["kind"] == "second" and r["max_received"] > 0 and r["t"] > since
+                and r["t"] - wall0 - (r["max_received"] - sim0) / 1e9 < CAUGHT_UP_LAG_S)
 
-        caught = _wait(stats2, caught_up, CATCHUP_BUDGET_S, proc)
-        time.sleep(3.0)
-        stopping = time.time()
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(STOP_BUDGET_S)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        stopped = time.time()
+        caught = _wait(stats2, caught_up(killed), CATCHUP_BUDGET_S, proc)
+        stops: list[dict[str, Any]] = []
+        for n, mode in enumerate(args.stops):
+            stats_n = stats2 if n == 0 else state_dir / f"stats-{n}-{mode}.jsonl"
+            if n:  # started again from the last stop's store, caught up again
+                proc = _spawn(args, state_dir, bases, stats_n, epoch, sim0, mode)
+                respawned = time.time()
+                if _wait(stats_n, caught_up(respawned), CATCHUP_BUDGET_S, proc) is None:
+                    raise PipelineBenchError(f"epoch {epoch:g}: no catch-up before the {mode} stop "
+                                             f"({state_dir / 'child.log'})")
+            time.sleep(3.0)
+            stopping = time.time()
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(STOP_BUDGET_S)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            stopped = time.time()
+            ended = [r for r in _lines(stats_n) if r["kind"] == "ended"]
+            stops.append({"stop": mode, "stop_s": round(stopped - stopping, 2), "clean": bool(ended),
+                          "on_eof": ended[0]["on_eof"] if ended else None,
+                          "snapshots_after_sigterm": ended[0]["snapshots"] if ended else None})
+            if n == 0:
+                first_stop = (stopping, stopped)
     finally:
         writer.stopped.set()
         writer.join()
@@ -402,8 +430,10 @@ def run_setting(args: argparse.Namespace, epoch: float, bases: Path, live: list[
             proc.wait()
         journal.close()
     second = _lines(stats2)
-    return _summary(epoch, live, wall0, sim0, first, second, killed, spawned, started, batch, caught,
-                    stopping, stopped, journal_path(state_dir / "journal", PARTITION))
+    out = _summary(epoch, live, wall0, sim0, first, second, killed, spawned, started, batch, caught,
+                   *first_stop, journal_path(state_dir / "journal", PARTITION))
+    out["stops"] = stops
+    return out
 
 
 def _summary(epoch: float, live: list[LiveRecord], wall0: float, sim0: int, first: list[dict[str, Any]],
@@ -465,6 +495,10 @@ def main(argv: list[str]) -> int:
     p.add_argument("--measure-s", type=float, default=150.0,
                    help="seconds before the kill is set up (at least an epoch + 5 s): the kill "
                         "comes at the end of the epoch then under way")
+    p.add_argument("--stops", default="drain",
+                   help="flow.stop's ways, comma-separated, repeats allowed (drain,abort,drain,"
+                        "abort): after the catch-up the processor is stopped each way in turn, "
+                        "started again in between")
     p.add_argument("--workdir", type=Path, default=None)
     p.add_argument("--out", type=Path, default=None, help="the results as JSON")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -473,6 +507,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--stats", help=argparse.SUPPRESS)
     p.add_argument("--epoch", type=float, help=argparse.SUPPRESS)
     p.add_argument("--sim0", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--stop", default="drain", choices=STOP_MODES, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
         return _child(args)
@@ -484,8 +519,12 @@ def main(argv: list[str]) -> int:
     if args.copies < 1 or not epochs or min(epochs) < 0.05:
         print("--copies must be positive and each epoch at least 0.05 s", file=sys.stderr)
         return 2
-    # the longest run: its measured part, the kill before an epoch's end, the catch-up, the stop
-    args.live_s = max(max(args.measure_s, e + 5) + e for e in epochs) + CATCHUP_BUDGET_S
+    args.stops = [m for m in args.stops.split(",") if m]
+    if not args.stops or set(args.stops) - set(STOP_MODES):
+        print(f"--stops: some of {', '.join(STOP_MODES)}", file=sys.stderr)
+        return 2
+    # the longest run: its measured part, the kill before an epoch's end, the catch-ups, the stops
+    args.live_s = max(max(args.measure_s, e + 5) + e for e in epochs) + CATCHUP_BUDGET_S * len(args.stops)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench-epochs-"))
     workdir.mkdir(parents=True, exist_ok=True)
     made = time.monotonic()

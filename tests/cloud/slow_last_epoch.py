@@ -3,7 +3,8 @@ large state: Bytewax ends a drained run by calling `on_eof` on every key's logic
 snapshots every key, so the last epoch pickles the state of every node the process holds.
 Here each node's snapshot in that epoch first waits DELAY seconds: a stand-in for the
 states of tens of thousands of nodes, which a test cannot build in its seconds. Prints
-`slow-last-epoch: N nodes` once the node step holds NODES of them.
+`slow-last-epoch: N nodes` once the node step holds NODES of them, and
+`slow-last-epoch: on_eof` at each call of a node's `on_eof`.
 
     python -m tests.cloud.slow_last_epoch DELAY NODES run --config FILE ..."""
 
@@ -29,6 +30,7 @@ def slow_last_epoch(delay_s: float, nodes: int) -> None:
 
     def ending_on_eof(self: flow.NodeLogic) -> tuple[list[Any], bool]:
         self.ending = True  # type: ignore[attr-defined]
+        print("slow-last-epoch: on_eof", flush=True)
         return on_eof(self)
 
     def slow_snapshot(self: flow.NodeLogic) -> bytes:

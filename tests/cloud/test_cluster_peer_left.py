@@ -28,19 +28,24 @@ from urbanpulse.stack.process import free_ports
 from urbanpulse.testing import wait_for
 
 
-def _cluster(cloud_factory: Callable[..., CloudProcess], tmp_path: Path, topic: str
+def _cluster(cloud_factory: Callable[..., CloudProcess], tmp_path: Path, topic: str, stop: str
              ) -> tuple[list[str], list[CloudProcess]]:
     a0, a1 = free_ports(2)
     addresses = [f"127.0.0.1:{a0}", f"127.0.0.1:{a1}"]
     cluster = [cloud_factory("cluster", extra_args=("--process-id", str(pid), "--no-ingest"),
                              log_name=f"p{pid}", topic=topic, addresses=addresses,
-                             process_id=0, ingest_instances=2, epoch_interval_s=0.2)
+                             process_id=0, ingest_instances=2, epoch_interval_s=0.2, stop=stop)
                for pid in (0, 1)]
     for proc in cluster:
         proc.start()
     # The cluster formed: an epoch with process 1's sink partition in it is committed.
     wait_for(lambda: _snapshotted(tmp_path / "cluster" / "recovery", "influx", sink_part(1)), 60,
              "a committed snapshot of process 1's sink partition")
+    # and each process watches its connection (the watch takes only established ones: a
+    # peer aborting before it looked closes its side at once, and is never watched)
+    for proc in cluster:
+        wait_for(lambda p=proc: "cluster formed: watching the connections with process" in p.log(),
+                 30, f"{proc.log_path.name}'s watch on its peer")
     return addresses, cluster
 
 
@@ -53,10 +58,15 @@ def _exit_code(proc: subprocess.Popen[bytes], within_s: float) -> int | None:
 
 @pytest.mark.stack
 @pytest.mark.slow
-@pytest.mark.parametrize("leaving", [1, 0], ids=["connected-peer-leaves", "accepting-peer-leaves"])
+@pytest.mark.parametrize(("leaving", "stop"), [(1, "abort"), (0, "abort"), (1, "drain")],
+                         ids=["connected-peer-leaves", "accepting-peer-leaves", "drained-peer-leaves"])
 def test_a_process_whose_peer_left_through_its_grace_path_exits_for_a_restart(
-        cloud_factory: Callable[..., CloudProcess], tmp_path: Path, leaving: int) -> None:
-    addresses, cluster = _cluster(cloud_factory, tmp_path, f"urbanpulse/v1/hn-left{leaving}/+")
+        cloud_factory: Callable[..., CloudProcess], tmp_path: Path, leaving: int, stop: str) -> None:
+    """By an abort the peer leaves its part of the run at once, and Bytewax waits for the
+    survivor, which its own input no longer reaches (a worker polls it only once the
+    cluster's epochs caught up): both stand still until the peer's grace period ends."""
+    addresses, cluster = _cluster(cloud_factory, tmp_path, f"urbanpulse/v1/hn-left{leaving}{stop}/+",
+                                  stop)
     peer, survivor = cluster[leaving], cluster[1 - leaving]
     assert peer.proc is not None
     assert survivor.proc is not None
@@ -75,14 +85,14 @@ def test_a_process_whose_peer_left_through_its_grace_path_exits_for_a_restart(
 
 @pytest.mark.stack
 @pytest.mark.slow
+@pytest.mark.parametrize("stop", ["abort", "drain"])
 def test_a_cluster_stopped_whole_is_not_taken_for_a_lost_peer(
-        cloud_factory: Callable[..., CloudProcess], tmp_path: Path) -> None:
+        cloud_factory: Callable[..., CloudProcess], tmp_path: Path, stop: str) -> None:
     """The cluster's units stopped together, once the watch is on: its connections close as
-    the dataflow ends, and that is no lost peer (exit 0, not 3)."""
-    _, cluster = _cluster(cloud_factory, tmp_path, "urbanpulse/v1/hn-whole/+")
-    for proc in cluster:
-        wait_for(lambda p=proc: "cluster formed: watching the connections with process" in p.log(),
-                 30, f"{proc.log_path.name}'s watch on its peer")
+    the dataflow ends, and that is no lost peer (exit 0, not 3). By an abort, the first
+    process to leave holds back the others' input (Bytewax polls it only once the cluster's
+    epochs caught up): they leave when their stop's wait for it runs out, interrupted."""
+    _, cluster = _cluster(cloud_factory, tmp_path, f"urbanpulse/v1/hn-whole{stop}/+", stop)
     for proc in cluster:
         assert proc.proc is not None
         os.killpg(proc.proc.pid, signal.SIGTERM)
@@ -90,4 +100,8 @@ def test_a_cluster_stopped_whole_is_not_taken_for_a_lost_peer(
         assert proc.proc is not None
         assert _exit_code(proc.proc, 20) == 0, proc.log()[-3000:]
         assert "lost the connection" not in proc.log(), proc.log()[-3000:]
-        assert "stopped on a signal, the last epoch written and committed" in proc.log()
+        assert "panicked" not in proc.log(), proc.log()[-3000:]
+        if stop == "drain":
+            assert "stopped on a signal, the last epoch written and committed" in proc.log()
+        else:
+            assert "stopped on a signal" in proc.log(), proc.log()[-3000:]

@@ -11,7 +11,7 @@ import pytest
 
 from cloud.config import parse_cloud_config
 from cloud.errors import SinkError
-from cloud.flow import InfluxPartition, InfluxSink, sink_part
+from cloud.flow import ABORT_JOIN_S, AbortStop, InfluxPartition, InfluxSink, sink_part
 from cloud.health import ProcessorHealth
 from cloud.logic.records import Point
 from cloud.sink import InfluxWriter, SinkStats
@@ -141,6 +141,28 @@ def test_stopping_ends_the_wait_even_while_a_write_hangs_in_flight() -> None:
         part.snapshot()
     transport.release.set()
     part.close()
+
+
+def test_closed_after_an_abort_it_writes_nothing_more_and_waits_only_briefly_for_influxdb() -> None:
+    """Bytewax closes the partitions as it leaves an aborted run (flow.stop = "abort"): the
+    epoch under way is not committed and read again, so what waits is dropped, the held
+    requests stay in the committed snapshot, and a write InfluxDB does not answer is left."""
+    transport = HeldTransport()  # InfluxDB accepted the connection and answers nothing
+    abort = AbortStop()
+    part = InfluxPartition(InfluxWriter(transport, "db", 5000), abort=abort)
+    part.write_batch([[("raw", "m f=1 1")]])
+    wait_for(transport.entered.is_set, 10, "the write to be in flight")
+    part.write_batch([[("raw", "m f=2 2")]])  # waits behind it
+    abort.set()
+    abort.raised = True  # as the journal source does, raising AbortExecution
+    closed = threading.Thread(target=part.close)
+    closed.start()
+    closed.join(ABORT_JOIN_S + 5)
+    assert not closed.is_alive(), "close waited for InfluxDB after the abort"
+    assert part.pending_points == 1  # the one in flight; the one waiting dropped
+    transport.release.set()
+    wait_for(lambda: part.pending_points == 0, 10, "the write in flight to end")
+    assert transport.bodies == [b"m f=1 1"]
 
 
 class BrokenHealth(ProcessorHealth):

@@ -10,7 +10,8 @@ is still logged and restarted.
 
 Real `cloud run`, real Mosquitto; its InfluxDB behind a PartitionProxy that goes silent
 before the stop, so that the last epoch's writes hold the drain for its full DRAIN_S (the
-stop of a processor whose InfluxDB is down or slow)."""
+stop of a processor whose InfluxDB is down or slow). With flow.stop = "drain": a stop by
+abort (the default) leaves at once, InfluxDB silent or not, unless an epoch end is under way."""
 
 from __future__ import annotations
 
@@ -53,7 +54,8 @@ def test_a_signal_to_the_group_during_a_slow_drain_neither_logs_an_error_nor_res
         request: pytest.FixtureRequest) -> None:
     site, node = f"hn-stop{signum.value}", f"aq-{time.monotonic_ns() % 10**9}"
     creds = add_stack_node(site, node)
-    with cloud_behind_proxy(db_ready, tmp_path / "state", site, request) as (cloud, influx):
+    with cloud_behind_proxy(db_ready, tmp_path / "state", site, request, stop="drain") as (
+            cloud, influx):
         assert cloud.proc is not None
         pid = cloud.proc.pid
         [child] = wait_for(lambda: _children(pid), 10, "the ingest child")

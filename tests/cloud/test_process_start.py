@@ -9,8 +9,9 @@ from __future__ import annotations
 import threading
 
 import pytest
+from bytewax.inputs import AbortExecution
 
-from cloud.flow import ProcessStart, sink_part
+from cloud.flow import AbortStop, ProcessStart, RetiredPartition, sink_part
 
 
 class _Clock:
@@ -46,3 +47,20 @@ def test_a_processor_drained_before_it_started_still_sends_the_start_batch() -> 
     assert part.next_batch() == [(sink_part(1), [])]
     with pytest.raises(StopIteration):
         part.next_batch()
+
+
+def test_with_an_abort_stop_every_source_leaves_the_run_by_abort() -> None:
+    """flow.stop = "abort": each of the dataflow's sources raises Bytewax's AbortExecution
+    once the stop is set, so that every worker leaves (a worker leaves only on its own
+    sources' abort), and says so for the stop's wait (cloud/cli.py)."""
+    stop = AbortStop()
+    start = ProcessStart(sink_part(0), [], stop, every_s=5.0, monotonic=_Clock()).build("p", 0, 1)
+    retired = RetiredPartition(stop)
+    assert start.next_batch() == [(sink_part(0), [])]
+    assert retired.next_batch() == []
+    stop.set()
+    assert not stop.raised
+    for source in (start, retired):
+        with pytest.raises(AbortExecution):
+            source.next_batch()
+    assert stop.raised

@@ -112,6 +112,23 @@ def test_flow_stop_drain_s_defaults_to_two_minutes_and_is_checked() -> None:
             _flow(stop_drain_s=bad)
 
 
+def test_flow_stop_defaults_to_abort_and_is_checked() -> None:
+    assert _flow().stop == "abort"
+    assert _flow(stop="drain").stop == "drain"
+    for bad in ("Abort", "kill", "", 1, True):
+        with pytest.raises(ConfigError, match=r"flow\.stop\b"):
+            _flow(stop=bad)
+
+
+def test_an_abort_stop_waits_for_an_epoch_end_that_moves_whether_the_input_ended_or_not(
+        tmp_path: Path) -> None:
+    progress = EpochProgress()
+    before = progress.moves(tmp_path)
+    progress.tick()  # a snapshot of the epoch end under way: the abort's wait goes on
+    assert progress.moves(tmp_path) != before
+    assert progress.marker(tmp_path) is None  # the drain's wait counts only after the input
+
+
 def test_systemd_waits_for_a_stop_longer_than_the_processor_does() -> None:
     """The processor's unit (ansible/roles/processor) SIGKILLs at TimeoutStopSec: a clean
     stop's longest (the default flow.stop_drain_s, then Bytewax's SHUTDOWN_GRACE_S) fits."""

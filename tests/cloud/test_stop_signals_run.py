@@ -6,7 +6,8 @@ has moved for STALL_S; a second SIGTERM REPEAT_S after the first stops it at onc
 the burst (20 signals over 0.4 s) aborted the drain: its second signal counted as a
 second stop. With 1c71f92 the stop's interrupt could come inside Bytewax's unwinding
 (the writer, waiting to retry, woke on the stop event and the sink raised first): the
-process aborted with SIGABRT, as in tests/e2e/test_cloud_influx_outage.py."""
+process aborted with SIGABRT, as in tests/e2e/test_cloud_influx_outage.py. With
+flow.stop = "drain", whose wait for the last epoch a burst must not cut short."""
 
 from __future__ import annotations
 
@@ -41,7 +42,7 @@ def test_a_burst_of_sigterms_drains_and_a_later_second_one_aborts(
         tmp_path: Path, request: pytest.FixtureRequest) -> None:
     site, node = f"hn-burst{int(burst)}", f"aq-{time.monotonic_ns() % 10**9}"
     creds = add_stack_node(site, node)
-    with cloud_behind_proxy(db_ready, tmp_path / "state", site, request) as (cloud, _):
+    with cloud_behind_proxy(db_ready, tmp_path / "state", site, request, stop="drain") as (cloud, _):
         pass  # started and subscribed; the block's end closes the proxy
     # The proxy closed: InfluxDB gone, the last epoch's writes wait.
     assert cloud.proc is not None

@@ -504,11 +504,11 @@ def test_cloud_run_with_a_writer_without_write_says_what_to_grant_and_ingests_un
 
 
 def start_cloud_for_site(db_ready: StackInfo, state: Path, site: str, request: pytest.FixtureRequest,
-                         influx: dict[str, str]) -> CloudProcess:
+                         influx: dict[str, str], **flow: Any) -> CloudProcess:
     """`cloud run` (with its ingest) on the session stack, taking only `site`'s topics in a
-    shared group and session of its own, `influx` overriding its [influx] settings; stopped
-    at the test's end."""
-    config = cloud_config_for_stack(db_ready, state)
+    shared group and session of its own, `influx` overriding its [influx] settings, `flow`
+    its [flow] ones; stopped at the test's end."""
+    config = cloud_config_for_stack(db_ready, state, **flow)
     config["influx"] |= influx
     config["mqtt"] |= {"node_filter": f"urbanpulse/v1/{site}/+",
                        "shared_group": f"g-{site}-{state.parent.name[-20:]}".replace("_", "-"),
@@ -522,8 +522,8 @@ def start_cloud_for_site(db_ready: StackInfo, state: Path, site: str, request: p
 
 
 @contextlib.contextmanager
-def cloud_behind_proxy(db_ready: StackInfo, state: Path, site: str,
-                       request: pytest.FixtureRequest) -> Iterator[tuple[CloudProcess, PartitionProxy]]:
+def cloud_behind_proxy(db_ready: StackInfo, state: Path, site: str, request: pytest.FixtureRequest,
+                       **flow: Any) -> Iterator[tuple[CloudProcess, PartitionProxy]]:
     """`start_cloud_for_site` writing to InfluxDB through a PartitionProxy (to cut or silence
     it), returned once its dataflow runs and its ingest has subscribed; the proxy closes
     when the block ends (InfluxDB gone: the writer's connection cut, a new one refused)."""
@@ -532,7 +532,7 @@ def cloud_behind_proxy(db_ready: StackInfo, state: Path, site: str,
     assert url.port is not None
     with PartitionProxy(url.hostname, url.port) as influx:
         cloud = start_cloud_for_site(db_ready, state, site, request,
-                                     {"url": f"http://127.0.0.1:{influx.port}"})
+                                     {"url": f"http://127.0.0.1:{influx.port}"}, **flow)
         wait_for(lambda: "starting: journals" in cloud.log(), 60, "the dataflow to start")
         wait_for(lambda: "ingest subscribed" in cloud.log(), 30, "the ingest to subscribe")
         yield cloud, influx

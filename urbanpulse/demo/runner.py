@@ -386,7 +386,9 @@ def _start_cloud(info: StackInfo, demo_dir: Path) -> subprocess.Popen[bytes]:
     stopping it (SIGKILL, the OOM killer; urbanpulse.stack.parent_death). To be called
     from the thread that stops it: the signal follows the thread that started it."""
     cloud_toml = demo_dir / "cloud.toml"
-    cloud_toml.write_text(to_toml(cloud_config_for_stack(info, demo_dir / "cloud")))
+    # drained at the stop: the closing summary reads InfluxDB right after it, and a demo's
+    # state is small enough for its last epoch (docs/cloud-config.md "Stopping")
+    cloud_toml.write_text(to_toml(cloud_config_for_stack(info, demo_dir / "cloud", stop="drain")))
     with (demo_dir / "cloud.log").open("ab") as log:
         return subprocess.Popen(ends_with_parent(_processor_argv(cloud_toml)), stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True)
