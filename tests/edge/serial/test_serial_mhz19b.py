@@ -43,6 +43,14 @@ def _params(port: str, **kw: Any) -> Mhz19bParams:
     return parse_params(raw, "sensors[0]")
 
 
+# For a test that counts on the module's answer to 'get ABC status' being heard. An 80 ms
+# window is below the link's 0.1 s read rest (COALESCE_S): an answer whose first byte comes
+# in a window ends after it, and is heard only through the next attempt's read; one the
+# emulator's thread sends ~80 ms late (waiting for a CPU on a loaded machine) misses both
+# attempts, and the driver takes the setting for unanswered. The answer ends the wait.
+HEARD = {"query_interval_s": 1.0, "reply_timeout_s": 0.5, "silence_timeout_s": 3.0}
+
+
 def test_polls_co2_and_sets_abc(emulated) -> None:  # type: ignore[no-untyped-def]
     emu = emulated(Mhz19bEmulator(lambda: 1234.0, temperature_c=31, warmup_s=0.0))
     assert emu.abc_enabled
@@ -269,10 +277,9 @@ def test_restarts_write_the_flash_only_when_a_setting_changes(  # type: ignore[n
     outbox = Outbox(tmp_path / "outbox.sqlite3").open()
     keeper = StagedState(outbox)
     # A firmware that answers is heard within the reply window on a loaded machine too (the
-    # emulator's thread waits for a CPU as well; 80 ms was missed twice): the answer ends
-    # the wait. One that never answers waits the window out at every start: kept short.
-    timing = ({"query_interval_s": 1.0, "reply_timeout_s": 0.5, "silence_timeout_s": 3.0}
-              if answers_abc_status else {})
+    # emulator's thread waits for a CPU as well; 80 ms was missed twice): HEARD. One that
+    # never answers waits the window out at every start: kept short.
+    timing = HEARD if answers_abc_status else {}
 
     async def restarts() -> None:
         for i in range(5):
@@ -301,12 +308,12 @@ def test_abc_changed_behind_the_drivers_back_is_read_back_and_corrected(  # type
     keeper = StagedState(Outbox(tmp_path / "outbox.sqlite3").open())
 
     async def restarts() -> None:
-        first = await _restart(emu, DriverContext(state=keeper), abc=False)
+        first = await _restart(emu, DriverContext(state=keeper), abc=False, **HEARD)
         assert first["settings"] == {"abc": "written"}
         emu.call(lambda: setattr(emu, "abc_enabled", True))  # a maintenance tool
-        second = await _restart(emu, DriverContext(state=keeper), abc=False)
+        second = await _restart(emu, DriverContext(state=keeper), abc=False, **HEARD)
         assert second["settings"] == {"abc": "written"}
-        third = await _restart(emu, DriverContext(state=keeper), abc=False)
+        third = await _restart(emu, DriverContext(state=keeper), abc=False, **HEARD)
         assert third["settings"] == {"abc": "kept"}
 
     asyncio.run(restarts())
@@ -324,14 +331,17 @@ def test_an_abc_write_that_does_not_hold_is_not_repeated_at_every_start(  # type
     keeper = StagedState(outbox)
 
     async def restarts() -> None:
-        runs = [await _restart(emu, DriverContext(state=keeper), abc=False)]
+        # Every answer to 'get ABC status' must be heard (HEARD): one the driver missed would
+        # be a setting it could not read, not one that did not hold. The read-back after
+        # the write waits out both its windows (the answers never read 'off'): 1 s, once.
+        runs = [await _restart(emu, DriverContext(state=keeper), abc=False, **HEARD)]
         outbox.append([], 0, keeper.take())  # ... and the agent restarts too
-        runs += [await _restart(emu, DriverContext(state=StagedState(outbox)), abc=False)
+        runs += [await _restart(emu, DriverContext(state=StagedState(outbox)), abc=False, **HEARD)
                  for _ in range(3)]
         assert [r["flash_writes"] for r in runs] == [1, 0, 0, 0]
         assert [r["settings"]["abc"] for r in runs] == ["written_not_held"] + ["not_held"] * 3
         # a changed configuration is another value: it goes out at once
-        on = await _restart(emu, DriverContext(state=keeper), abc=True)
+        on = await _restart(emu, DriverContext(state=keeper), abc=True, **HEARD)
         assert on["settings"] == {"abc": "kept"}  # the firmware says 'on' already
 
     asyncio.run(restarts())
