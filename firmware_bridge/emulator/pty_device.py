@@ -3,6 +3,13 @@
 The client opens the slave side like a real port (`/dev/pts/N`, or a stable symlink the
 emulator manages, like `/dev/serial/by-id/...`). The emulator owns only the master side.
 
+A client that may open the port again after the emulator stopped or was unplugged (an
+agent restarting its driver) must be given the link (`link_path`), which goes with the
+emulator. The kernel gives a new pty the lowest free number, often the one just freed: the
+client's retry of a raw `/dev/pts/N` opens the next emulator made on the machine (another
+test's, with tests in parallel), and its exclusive lock keeps that emulator's own client
+out (PortBusyError at every restart).
+
 Knowing when a client is there: the emulator does not keep the slave open, so the
 master reports POLLHUP while nobody has the port open. The master runs in packet mode
 (TIOCPKT), so when the client flushes its input queue (pyserial does on open) the master

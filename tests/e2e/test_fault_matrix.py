@@ -110,14 +110,18 @@ class Chain:
 
 
 @pytest.fixture
-def sds011() -> Iterator[Sds011Emulator]:
+def sds011(tmp_path: Path) -> Iterator[Sds011Emulator]:
     counter = iter(range(10**9))
 
     def values() -> tuple[float, float]:
         n = next(counter)
         return 10.0 + n % 83 / 4, 30.0 + n % 11
 
-    emu = Sds011Emulator(values, period_s=0.05, warmup_s=0.0)
+    # Behind a link of the test's own: the test stops the sensor and keeps the agent running,
+    # its driver reopening the port. A stopped emulator's /dev/pts/N is soon the next pty
+    # the kernel makes, another test's emulator (the other pytest-xdist worker's): the agent
+    # would open it and lock that test's driver out of its own sensor (see PtyEmulator).
+    emu = Sds011Emulator(values, period_s=0.05, warmup_s=0.0, link_path=str(tmp_path / "ttyPM"))
     emu.start()
     yield emu
     emu.stop()

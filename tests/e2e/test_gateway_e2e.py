@@ -115,7 +115,10 @@ def chain(site: str, stack: StackInfo, add_stack_node: Callable[..., MqttCredent
         with contextlib.ExitStack() as running:
             agents: dict[str, Agent] = {}
             for node in NODES:
-                emu = Sds011Emulator(lambda: (21.0, 40.0), period_s=PERIOD_S, warmup_s=0.0)
+                # Behind a link of the test's own: _drain stops the sensors with the agents
+                # running, their drivers reopening the ports (see PtyEmulator).
+                emu = Sds011Emulator(lambda: (21.0, 40.0), period_s=PERIOD_S, warmup_s=0.0,
+                                     link_path=str(tmp_path / f"tty-{node}"))
                 emulators.append(emu)
                 port = emu.start()
                 path = tmp_path / f"{node}.toml"
