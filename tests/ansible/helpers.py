@@ -4,6 +4,10 @@ from `all` down to the host's own group, then host vars)."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -15,6 +19,27 @@ ANSIBLE = REPO / "ansible"
 INVENTORY = ANSIBLE / "inventory.example.yml"
 ROLES = ANSIBLE / "roles"
 MISSING_DEV_DEP = "needs ansible-core (jinja2, PyYAML) in the dev extra of pyproject.toml"
+
+
+def ansible_tool(name: str) -> str:
+    found = shutil.which(name) or shutil.which(name, path=str(Path(sys.executable).parent))
+    if found is None:
+        pytest.skip(f"{name} is not installed: add ansible-core to the dev extra of pyproject.toml")
+    return found
+
+
+def run_role_play(work: Path, playbook: Path, *args: str,
+                  env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """`ansible-playbook` on `playbook` against `work`/inventory.json on this machine: the
+    repository's roles, no ansible.cfg, Ansible's own files under `work`; `args` before the
+    playbook (`--limit`), `env` instead of os.environ."""
+    return subprocess.run(
+        [ansible_tool("ansible-playbook"), "-i", str(work / "inventory.json"), *args,
+         str(playbook)], cwd=work, capture_output=True, text=True, timeout=120, check=False,
+        env={**(os.environ if env is None else env), "ANSIBLE_CONFIG": "",
+             "ANSIBLE_ROLES_PATH": str(ROLES), "ANSIBLE_NOCOLOR": "1",
+             "ANSIBLE_LOCAL_TEMP": str(work / "ansible-tmp"),
+             "ANSIBLE_HOME": str(work / "ansible-home"), "ANSIBLE_RETRY_FILES_ENABLED": "0"})
 
 
 def load_yaml(path: Path) -> Any:

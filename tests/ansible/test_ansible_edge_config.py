@@ -3,7 +3,6 @@ config the agent accepts, and says what the inventory says."""
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import tomllib
@@ -12,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from edge.config import parse_config
-from tests.ansible.helpers import ROLES, inventory_hosts, render
+from tests.ansible.helpers import ROLES, inventory_hosts, render, run_role_play
 
 TEMPLATE = ROLES / "edge" / "templates" / "node.toml.j2"
 EDGE_HOSTS = inventory_hosts("edge")
@@ -138,8 +137,6 @@ def test_the_roles_checks_refuse_a_bad_resend_timing_naming_the_variables(
     local, nothing installed) for hosts that differ only in the resend timing."""
     import json
 
-    from tests.ansible.test_ansible_playbooks import _ansible_tool
-
     sensors = [{"id": "pm-1", "driver": "sds011", "port": "/dev/ttyUSB0"}]
     inventory: dict[str, object] = {"all": {"hosts": {
         host: {"ansible_connection": "local", "edge_site": "hn-check", "edge_node_id": host,
@@ -151,13 +148,7 @@ def test_the_roles_checks_refuse_a_bad_resend_timing_naming_the_variables(
         "name": "The edge role's checks", "hosts": "all", "gather_facts": False,
         "tasks": [{"ansible.builtin.include_role": {"name": "edge", "tasks_from": "check_vars"}}],
     }]))
-    out = subprocess.run(
-        [_ansible_tool("ansible-playbook"), "-i", str(tmp_path / "inventory.json"),
-         str(tmp_path / "check.yml")], cwd=tmp_path, capture_output=True, text=True,
-        timeout=120, check=False,
-        env={**os.environ, "ANSIBLE_CONFIG": "", "ANSIBLE_ROLES_PATH": str(ROLES),
-             "ANSIBLE_NOCOLOR": "1", "ANSIBLE_LOCAL_TEMP": str(tmp_path / "ansible-tmp"),
-             "ANSIBLE_HOME": str(tmp_path / "ansible-home"), "ANSIBLE_RETRY_FILES_ENABLED": "0"})
+    out = run_role_play(tmp_path, tmp_path / "check.yml")
     recap = out.stdout[out.stdout.index("PLAY RECAP"):]
     failed = set(re.findall(r"(?m)^(\S+)\s+: ok=\d+ .*failed=[1-9]", recap))
     assert failed == {host for host, (_, fails) in CHECKED_HOSTS.items() if fails}, out.stdout
@@ -174,8 +165,6 @@ def test_the_roles_checks_refuse_a_node_with_another_nodes_ids(tmp_path: Path) -
     of the two passwords only (the other node refused for ever, its outbox growing)."""
     import json
 
-    from tests.ansible.test_ansible_playbooks import _ansible_tool
-
     sensors = [{"id": "pm-1", "driver": "sds011", "port": "/dev/ttyUSB0"}]
     ids = {"ward-a": ("hn-x", "ward-a"), "ward-a-copy": ("hn-x", "ward-a"),
            "ward-b": ("hn-x", "ward-b"), "other-site": ("hn-y", "ward-a")}
@@ -190,14 +179,7 @@ def test_the_roles_checks_refuse_a_node_with_another_nodes_ids(tmp_path: Path) -
     }]))
 
     def run(limit: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [_ansible_tool("ansible-playbook"), "-i", str(tmp_path / "inventory.json"),
-             "--limit", limit, str(tmp_path / "check.yml")], cwd=tmp_path, capture_output=True,
-            text=True, timeout=120, check=False,
-            env={**os.environ, "ANSIBLE_CONFIG": "", "ANSIBLE_ROLES_PATH": str(ROLES),
-                 "ANSIBLE_NOCOLOR": "1", "ANSIBLE_LOCAL_TEMP": str(tmp_path / "ansible-tmp"),
-                 "ANSIBLE_HOME": str(tmp_path / "ansible-home"),
-                 "ANSIBLE_RETRY_FILES_ENABLED": "0"})
+        return run_role_play(tmp_path, tmp_path / "check.yml", "--limit", limit)
 
     for host in ("ward-b", "other-site"):
         done = run(host)

@@ -9,15 +9,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 from edge.gpio.factory import ENV_BACKEND, module_available
-from tests.ansible.helpers import ROLES
-from tests.ansible.test_ansible_playbooks import _ansible_tool
+from tests.ansible.helpers import run_role_play
 
 REPO = Path(__file__).resolve().parents[2]
 BED_PAD = REPO / "edge/drivers/bed_pad/sample.toml"
@@ -44,13 +42,7 @@ def test_the_role_refuses_a_node_without_its_gpio_backend(tmp_path: Path) -> Non
         "tasks": [{"ansible.builtin.include_role": {"name": "edge", "tasks_from": "check_gpio"}}],
     }]))
     env = {k: v for k, v in os.environ.items() if k != ENV_BACKEND}
-    out = subprocess.run(
-        [_ansible_tool("ansible-playbook"), "-i", str(tmp_path / "inventory.json"),
-         str(tmp_path / "check.yml")], cwd=tmp_path, capture_output=True, text=True,
-        timeout=120, check=False,
-        env={**env, "ANSIBLE_CONFIG": "", "ANSIBLE_ROLES_PATH": str(ROLES),
-             "ANSIBLE_NOCOLOR": "1", "ANSIBLE_LOCAL_TEMP": str(tmp_path / "ansible-tmp"),
-             "ANSIBLE_HOME": str(tmp_path / "ansible-home"), "ANSIBLE_RETRY_FILES_ENABLED": "0"})
+    out = run_role_play(tmp_path, tmp_path / "check.yml", env=env)
     recap = out.stdout[out.stdout.index("PLAY RECAP"):]
     failed = set(re.findall(r"(?m)^(\S+)\s+: ok=\d+ .*failed=[1-9]", recap))
     assert failed == {"gpio-lgpio"}, out.stdout

@@ -9,14 +9,11 @@ spidev on this machine, and systemd resolves DeviceAllow= classes when a unit st
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
 import sys
 from pathlib import Path
 
-from tests.ansible.helpers import ROLES, load_yaml
-from tests.ansible.test_ansible_playbooks import _ansible_tool
+from tests.ansible.helpers import ROLES, load_yaml, run_role_play
 from tests.ansible.test_ansible_units import UNITS, _one, _parse
 
 # Raspberry Pi OS bookworm's config.txt, shortened: SPI commented out among the optional
@@ -106,13 +103,7 @@ def test_a_bed_mat_node_gets_spi_enabled_in_its_boot_config_and_others_do_not(
         "name": "The edge role's SPI tasks", "hosts": "all", "gather_facts": False,
         "tasks": [include, include],
     }]))
-    out = subprocess.run(
-        [_ansible_tool("ansible-playbook"), "-i", str(tmp_path / "inventory.json"),
-         str(tmp_path / "spi.yml")], cwd=tmp_path, capture_output=True, text=True,
-        timeout=120, check=False,
-        env={**os.environ, "ANSIBLE_CONFIG": "", "ANSIBLE_ROLES_PATH": str(ROLES),
-             "ANSIBLE_NOCOLOR": "1", "ANSIBLE_LOCAL_TEMP": str(tmp_path / "ansible-tmp"),
-             "ANSIBLE_HOME": str(tmp_path / "ansible-home"), "ANSIBLE_RETRY_FILES_ENABLED": "0"})
+    out = run_role_play(tmp_path, tmp_path / "spi.yml")
     assert "PLAY RECAP" in out.stdout, out.stdout + out.stderr
     recap = out.stdout[out.stdout.index("PLAY RECAP"):]
     changes = {h: (int(c), int(f)) for h, c, f in re.findall(

@@ -4,9 +4,7 @@ broker's templates produce what the processor and the local stack expect."""
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
-import sys
 import tomllib
 from pathlib import Path
 
@@ -14,16 +12,10 @@ import pytest
 
 from cloud.config import parse_cloud_config
 from tests.ansible.helpers import ANSIBLE, INVENTORY, ROLES, inventory_hosts, render
+from tests.ansible.helpers import ansible_tool as _ansible_tool
 from urbanpulse.stack.mosquitto import render_acl, render_cloud_acl
 
 PLAYBOOKS = ["site.yml", "edge.yml", "cloud.yml", "gateway.yml"]
-
-
-def _ansible_tool(name: str) -> str:
-    found = shutil.which(name) or shutil.which(name, path=str(Path(sys.executable).parent))
-    if found is None:
-        pytest.skip(f"{name} is not installed: add ansible-core to the dev extra of pyproject.toml")
-    return found
 
 
 @pytest.mark.parametrize("playbook", PLAYBOOKS)
