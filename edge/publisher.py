@@ -328,6 +328,7 @@ class Publisher:
             self._schedule(sent)
             self._awaiting[sent.batch] = sent
             self.state.awaiting_cloud = len(self._awaiting)
+            self._show_backoff(self.clock.monotonic())
             return
         self._acked_early.discard(sent.batch)
         self._done(sent)
@@ -347,6 +348,7 @@ class Publisher:
         self._schedule(sent)
         self._refused[sent.batch] = sent
         self.state.refused = len(self._refused)
+        self._show_backoff(self.clock.monotonic())
 
     def _broker_takes(self) -> None:
         """The broker took a batch: if it refused some before (an ACL since mended), those
