@@ -43,11 +43,15 @@ def _params(port: str, **kw: Any) -> Mhz19bParams:
     return parse_params(raw, "sensors[0]")
 
 
-# For a test that counts on the module's answer to 'get ABC status' being heard. An 80 ms
-# window is below the link's 0.1 s read rest (COALESCE_S): an answer whose first byte comes
-# in a window ends after it, and is heard only through the next attempt's read; one the
-# emulator's thread sends ~80 ms late (waiting for a CPU on a loaded machine) misses both
-# attempts, and the driver takes the setting for unanswered. The answer ends the wait.
+# For a test that counts on the module's answers being heard in their windows ('get ABC
+# status', or which query each reading answered). An 80 ms window is below the link's 0.1 s
+# read rest (COALESCE_S): an answer whose first byte comes in a window ends after it, and is
+# heard only through the next attempt's read; one the emulator's thread sends ~80 ms late
+# (waiting for a CPU on a loaded machine) misses both attempts, and the driver takes the
+# setting for unanswered. A reading is taken in two reads, two rests, after its query: a
+# window of 0.2 s leaves ~0.1 s for the module's answer to start, and a query every 0.3 s as
+# little before the next query, which then leaves at once when the reading comes late. The
+# answer ends the wait.
 HEARD = {"query_interval_s": 1.0, "reply_timeout_s": 0.5, "silence_timeout_s": 3.0}
 
 
@@ -186,11 +190,16 @@ def test_two_answers_in_one_read_both_become_readings(emulated) -> None:  # type
     emu = emulated(Mhz19bEmulator(_counting(), warmup_s=0.0))
 
     async def scenario() -> None:
-        params = _params(emu.port, query_interval_s=0.3, reply_timeout_s=0.2, silence_timeout_s=2.0)
-        run = DriverRun(build("co2-1", params, DriverContext()))
+        # Every answer but the held one is heard in its own window, and the run stops well
+        # before the next query, whose answer would be sent and not read (HEARD). With a
+        # 0.3 s interval and a 0.2 s window, a module or event loop waiting ~0.1 s for a
+        # CPU made an answer late (missed and late one more), or the sixth reading came at
+        # the next query's time: the driver asked at once and the module answered that query
+        # as the run stopped (readings_sent one more than the readings).
+        run = DriverRun(build("co2-1", _params(emu.port, **HEARD), DriverContext()))
         await run.count(2)
         emu.hold_replies(1)
-        await run.wait_for(lambda s: len(s) >= 6, 5, "readings after a late answer")
+        await run.wait_for(lambda s: len(s) >= 6, 8, "readings after a late answer")  # ~4 s
         await run.stop()
         _unbroken(run.samples)
         assert emu.call(lambda: emu.readings_sent) == len(run.samples)
@@ -415,17 +424,23 @@ def _false_packet(cut_ppm: int, whole_ppm: int) -> bytes:
 
 
 class SplitLateAnswer(Mhz19bEmulator):
-    """`arm()`: the next answer to 'read CO2' leaves in two parts 60 ms apart (a USB
-    adapter's two packets), the first within the 0.1 s before the next query is due, so
-    that the driver's read rests past that time holding a frame under way. The answer to
-    that next query is lost.
+    """`arm()`: the next answer to 'read CO2' leaves in two parts (a USB adapter's two
+    packets): all but its checksum byte 0.3 s before the next query is due (0.2 s after
+    the armed query's window), the checksum byte 50 ms after that time, so that the driver
+    holds a frame under way when it would ask again. The answer to that next query is lost.
 
-    The driver asks every `interval_s` from its first query on. The next query is due an
-    interval after the armed one was sent, and the module heard that one later, by the
-    time it took to reach it: timed from when it heard it (0.93 s, 70 ms before), the
-    first bytes came after the next query on a loaded machine. Timed instead from the
-    query of the last four that reached it soonest; what is left to come late is the
-    module's own send and the driver's wake-up, with 98 ms to do it in."""
+    The driver asks every `interval_s` from its first query on, and the module hears each
+    query some time after it was sent: the next query's time is taken from the query of
+    the last four that reached the module soonest, not before the driver's own time for
+    it (unless the driver fell a query behind and started its cadence over). A thread
+    waiting for a CPU only makes a part later: the first has 0.3 s to reach the driver
+    before it asks, the last byte ~0.2 s within the 0.25 s the driver waits past that time
+    for a frame under way (FINISH_FRAME_S). One byte, one read: a rest of several bytes
+    that leaves at the line's pace is taken in two reads, two 0.1 s rests (COALESCE_S),
+    and had to start within 0.15 s. (The first bytes used to come within the 0.1 s the
+    driver's read rests before that time, to be held across it: 98 ms for the module's send
+    and the driver's wake-up, and the module's thread waiting ~0.1 s for a CPU sent them
+    after the next query, taken for its answer.)"""
 
     def __init__(self, *args: Any, interval_s: float, **kw: Any) -> None:
         super().__init__(*args, **kw)
@@ -444,7 +459,13 @@ class SplitLateAnswer(Mhz19bEmulator):
         elif self._plan.pop(0) == "split":
             n = len(self._heard)  # the next query's number
             due = min(self._heard[j] + (n - j) * self.interval_s for j in range(max(n - 4, 0), n))
-            self._due += [(due - 0.098, frame[:3]), (due - 0.038, frame[3:])]
+            self._due += [(due - 0.3, frame[:-1]), (due + 0.05, frame[-1:])]
+
+    def _put_on_line(self, frame: bytes) -> None:
+        if len(frame) == 1:  # the split answer's checksum byte (its start was counted sent)
+            self._send_frame(frame)
+        else:
+            super()._put_on_line(frame)
 
 
 def test_a_late_answer_split_across_the_next_query_is_late_not_that_querys(  # type: ignore[no-untyped-def]
@@ -453,8 +474,10 @@ def test_a_late_answer_split_across_the_next_query_is_late_not_that_querys(  # t
     taken for the next query's answer: that query counted answered (it got nothing), the
     late answer not counted late. The driver now finishes a frame under way before it asks
     again: two missed replies (the late one's query, and the next one's), one late."""
-    emu = emulated(SplitLateAnswer(_counting(), warmup_s=0.0, interval_s=1.0))
-    params = _params(emu.port, query_interval_s=1.0, reply_timeout_s=0.3, silence_timeout_s=5.0)
+    # Every other answer is heard in its own window (HEARD): with a 0.3 s window, one the
+    # module's thread sent ~0.2 s late under load was missed and late too ([3, 2]).
+    emu = emulated(SplitLateAnswer(_counting(), warmup_s=0.0, interval_s=HEARD["query_interval_s"]))
+    params = _params(emu.port, **HEARD)
 
     async def scenario() -> None:
         run = DriverRun(build("co2-1", params, DriverContext()))
