@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bisect
 import json
+import logging
 import math
 import pickle
 from array import array
@@ -13,6 +14,19 @@ from typing import TYPE_CHECKING, Any
 
 from cloud.detect import STATE_VERSION as DETECT_STATE_VERSION
 from cloud.detect.faults import AWAY_HEARTBEATS
+from cloud.logic.detector_book import (
+    DetectorBook,
+    DetectorBookError,
+    Journal,
+    Place,
+    checkpoint_row,
+    detectors_of,
+    fresh,
+    identities,
+    let_go,
+    load,
+    log_row,
+)
 from cloud.logic.domain.hospital import SiteUpdate
 from cloud.logic.domain.node import DomainNode
 from cloud.logic.events import Alert, NodeWatch, SensorWatch, check_readings, clock_rewrite
@@ -33,6 +47,8 @@ from urbanpulse.wire import KINDS, Reading, field_range
 
 if TYPE_CHECKING:
     from cloud.frozen_store import FrozenStore
+
+log = logging.getLogger("urbanpulse.cloud.node")
 
 LATE_AFTER_NS = 5 * MINUTE_NS
 # A node's quiet (no message between two) noted for the silence rule's ticks from this long,
@@ -165,6 +181,12 @@ class NodeState:
         # The rows let go since the last snapshot, appended by the rollups (not pickled)
         self._gone: array[int] = array("q")
         self._frozen_store: FrozenStore | None = None
+        # The rows the detectors are made of, with a store (cloud/logic/detector_book.py);
+        # the values they took since the last snapshot (not pickled); and the detectors of
+        # the book's checkpoint, by place and identity (not pickled; None after a resume)
+        self.detector_book: DetectorBook | None = None
+        self._journal: Journal | None = None
+        self._book_at: dict[Place, int] | None = None
 
     def __getstate__(self) -> dict[str, object]:
         state = self.__dict__.copy()
@@ -173,19 +195,44 @@ class NodeState:
         state.pop("_newest_ns", None)
         state.pop("_gone", None)  # empty when a snapshot is taken (`frozen_snapshot`)
         state.pop("_frozen_store", None)
+        state.pop("_journal", None)
+        state.pop("_book_at", None)
         # Pickled apart: a snapshot from another code version is dropped without being
         # unpickled, whatever its detectors' layout was.
-        for name in ("watch", "node_watch"):
-            if name in state:
-                state[name] = pickle.dumps(state[name], protocol=pickle.HIGHEST_PROTOCOL)
+        if "node_watch" in state:
+            state["node_watch"] = pickle.dumps(state["node_watch"], protocol=pickle.HIGHEST_PROTOCOL)
+        if "watch" in state:
+            state["watch"] = self._pickled_watch(state)
         return state
+
+    def _pickled_watch(self, state: dict[str, object]) -> bytes:
+        """The sensors' watches, pickled without their detectors when the book makes them
+        (a snapshot just wrote its rows: `frozen_snapshot`); else with them, and no book."""
+        watch = self.watch
+        book_at = self._book_at
+        if self.detector_book is None or book_at is None or self._journal:
+            state["detector_book"] = None
+            return pickle.dumps(watch, protocol=pickle.HIGHEST_PROTOCOL)
+        if identities(detectors_of(watch)) != book_at:  # changed since (not by a snapshot)
+            state["detector_book"] = None
+            return pickle.dumps(watch, protocol=pickle.HIGHEST_PROTOCOL)
+        held = [fw for sw in watch.values() for fw in sw.fields.values()
+                if fw is not None and fw.detector is not None]
+        detectors = [fw.detector for fw in held]
+        for fw in held:
+            fw.detector = None
+        try:
+            return pickle.dumps(watch, protocol=pickle.HIGHEST_PROTOCOL)
+        finally:
+            for fw, detector in zip(held, detectors, strict=True):
+                fw.detector = detector
 
     def __setstate__(self, state: dict[str, object]) -> None:
         # Snapshots outlive code versions: attributes added since a snapshot was taken get
         # their defaults, so an upgrade resumes instead of crashing on old state.
         defaults = {"detect": True, "watch": {}, "ledger": {}, "site_updates": [], "alerts": [],
                     "ledger_closed": [], "heard_ns": None, "quiets": [], "next_tick_ns": None,
-                    "snapshots": 0, "frozen_gone": []}
+                    "snapshots": 0, "frozen_gone": [], "detector_book": None}
         self.__dict__.update(defaults)
         self.__dict__.update(state)
         self._sensors = {}
@@ -193,6 +240,8 @@ class NodeState:
         self._newest_ns = None
         self._gone = array("q")
         self._frozen_store = None
+        self._journal = None
+        self._book_at = None
         for sensor, seqs in self.seqs.items():
             # Pickled before the newest stamp was kept: the newest its windows hold, a lower
             # bound (a reading kept out of the windows may have been newer).
@@ -212,6 +261,8 @@ class NodeState:
             self.watch = {}
             self.node_watch = NodeWatch()
             self.detect_version = DETECT_STATE_VERSION
+            let_go(self.detector_book, self._gone)
+            self.detector_book = None
             return
         if isinstance(self.watch, bytes):
             self.watch = pickle.loads(self.watch)
@@ -225,6 +276,65 @@ class NodeState:
         for rollups in (self.minute, self.hour):
             for rollup in rollups.values():
                 rollup.use_store(store, self._gone)
+        self._resume_detectors(store)
+        self._journal = {} if store is not None and store.detector_every > 0 else None
+
+    def _resume_detectors(self, store: FrozenStore | None) -> None:
+        """The detectors of a snapshot that holds their book, made from its rows; fresh
+        ones if a row is missing (logged)."""
+        book = self.detector_book
+        if book is None:
+            return
+        self._book_at = None  # the next snapshot writes a checkpoint (detector_book.py)
+        try:
+            detectors = None if store is None else load(book, store)
+        except DetectorBookError as exc:
+            log.error("the detectors of node %s/%s could not be made from their rows (%s): "
+                      "they start again fresh", getattr(self, "site", "?"),
+                      getattr(self, "node", "?"), exc)
+            detectors = None
+        else:
+            if detectors is None:
+                log.warning("a row of the detectors of node %s/%s is missing from the frozen "
+                            "store (or it is not in use): they start again fresh",
+                            getattr(self, "site", "?"), getattr(self, "node", "?"))
+        if detectors is None:
+            let_go(book, self._gone)
+            self.detector_book = None
+            for sensor, sw in self.watch.items():
+                for name, fw in sw.fields.items():
+                    if fw is not None and fw.detector is None:
+                        fw.detector = fresh(fw.faults.kind, name, sensor)
+            return
+        for (sensor, name), detector in detectors.items():
+            held = self.watch.get(sensor)
+            fw = None if held is None else held.fields.get(name)
+            if fw is not None:
+                fw.detector = detector
+
+    def _detector_snapshot(self, store: FrozenStore) -> None:
+        """The rows of this snapshot's detectors (cloud/logic/detector_book.py): a
+        checkpoint if due or if the detectors changed, else a log of the values they took
+        since the last snapshot (if any). Rows it supersedes are let go."""
+        every = store.detector_every if store.writes else 0
+        book = self.detector_book
+        detectors = detectors_of(self.watch) if every > 0 else {}
+        if not detectors:
+            let_go(book, self._gone)
+            self.detector_book = None
+            self._book_at = None
+            self._journal = {} if every > 0 else None
+            return
+        at = identities(detectors)
+        journal = self._journal
+        if book is None or self._book_at != at or len(book.logs) + 1 >= every:
+            let_go(book, self._gone)
+            self.detector_book = DetectorBook(store.put(checkpoint_row(detectors)))
+        elif journal:
+            places = {key: place for place, key in at.items()}
+            book.logs.append(store.put(log_row(journal, places)))
+        self._book_at = at
+        self._journal = {}
 
     def frozen_snapshot(self) -> None:
         """Called as the node's snapshot is taken, before it is pickled (NodeLogic.snapshot):
@@ -241,6 +351,7 @@ class NodeState:
         if store is None:
             return
         self.snapshots += 1
+        self._detector_snapshot(store)
         gone, count = self.frozen_gone, self.snapshots
         now = store.clock()
         if self._gone:
@@ -453,7 +564,7 @@ class NodeState:
         out.extend(restarted)
         if checked:  # the detectors' events, in reading order, after the raw points
             out.extend(check_readings(site, node, checked, self.watch, self.alerts, received_ns,
-                                      self.node_watch.jumps))
+                                      self.node_watch.jumps, self._journal))
         rewrite = clock_rewrite(site, node, self.node_watch.jumps)
         if rewrite is not None:  # a clock jump seen by more sensors: its event's detail
             append(rewrite)
