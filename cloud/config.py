@@ -101,8 +101,8 @@ class FlowSettings:
     # closed windows written once to a store beside the recovery store, out of the snapshots
     # (cloud/frozen_store.py); off: frozen into every snapshot, the rows written before read
     frozen_store: bool = True
-    # with the frozen store, a node's detectors written whole to it at every this many of its
-    # snapshots and the values they took logged in between (cloud/logic/detector_book.py);
+    # with the frozen store, a node's detectors written whole to it about every this many of
+    # its snapshots, which hold the values they took since (cloud/logic/detector_book.py);
     # 0: pickled into every snapshot
     detector_checkpoint_every: int = 20
 

@@ -7,9 +7,10 @@ times, once with the detectors pickled into every snapshot
 (`flow.detector_checkpoint_every = 0`, as before) and once with the book (--every), the order
 alternating from node to node. Measured over the last --measure-hours (the detectors warm):
 the bytes a snapshot hands Bytewax, the bytes of the store's rows written, the CPU of the
-snapshots (rows and flush included) and of the node step per record (the journal of the
-values the detectors take); and what a resume of the last snapshot costs (the checkpoint
-read and its log replayed).
+snapshots (the logs, the rows' flush, the pickle) and of the node step per record (the
+journal of the values the detectors take, and the checkpoints, written at the record after
+the snapshot that found one due); and what a resume of the last snapshot costs (the
+checkpoint read and its logs replayed).
 
     python -m bench.pipeline.detector_book --hours 6 --epoch-s 30
 """
@@ -78,11 +79,9 @@ def run(key: str, hours: float, measure_hours: float, epoch_s: float, every: int
     for rec in recs:
         if epoch_end is not None and rec.received_ns >= epoch_end:
             measuring = rec.received_ns >= measured_from
-            store.counting = measuring
             start = time.process_time_ns()
             last = logic.snapshot()
             spent = time.process_time_ns() - start
-            store.counting = False
             if measuring:
                 out.snapshots += 1
                 out.snapshot_bytes += len(last)
@@ -90,6 +89,7 @@ def run(key: str, hours: float, measure_hours: float, epoch_s: float, every: int
             epoch_end = None
         if epoch_end is None:
             epoch_end = rec.received_ns - rec.received_ns % epoch_ns + epoch_ns
+        store.counting = rec.received_ns >= measured_from
         start = time.process_time_ns()
         logic.on_batch([rec])
         spent = time.process_time_ns() - start

@@ -3,31 +3,40 @@
 Once its frozen windows left, a node's detectors are about 60 % of its snapshot bytes
 (docs/throughput.md), and Bytewax pickles them whole into every snapshot of the node. Unlike
 a frozen window, a detector changes with every value it learns, so there is nothing in it to
-write once. But what a detector is at a snapshot is what it was at an earlier one fed the
+write once. But what a detector is at a snapshot is what it was at an earlier point fed the
 values it took since, in their order: `AnomalyDetector.update` is all that changes it
 (settings narrowed at load aside, below). So with a store (the frozen windows' file,
-cloud/frozen_store.py), a node's detectors are written whole, as a checkpoint row, at every
-`FrozenStore.detector_every`-th snapshot of the node, and each snapshot in between writes one
-row of the values its detectors took since the one before (a log row). The snapshot holds
-the ids of the checkpoint and of its log rows (a `DetectorBook`), not the detectors. Resumed,
-it loads the checkpoint and feeds the logged values again, in order, the scores discarded
-(their events were written when the values first came): the detectors as they were at the
-snapshot, bit for bit (tests/cloud/logic/test_detector_book.py).
+cloud/frozen_store.py), a node's detectors are written whole as a checkpoint row about every
+`FrozenStore.detector_every` snapshots of the node, and each snapshot holds the checkpoint's
+id and the values its detectors took since it (a log per snapshot, 16 bytes a value, in the
+snapshot itself: a `DetectorBook`), not the detectors. Resumed, it loads the checkpoint and
+feeds the logged values again, in order, the scores discarded (their events were written
+when the values first came): the detectors as they were at the snapshot, bit for bit
+(tests/cloud/logic/test_detector_book.py).
 
-A checkpoint is written out of turn when the node's detectors are no longer those of the
-last one (a sensor's first values made one, a sensor dropped), and at the node's first
-snapshot after a resume: a detector may have been narrowed to newer settings as it loaded
-(`AnomalyDetector.__setstate__`), after which its values were not learnt with the old ones.
-Rows are never changed; those a checkpoint supersedes are let go and deleted as the frozen
-windows' are (`NodeState.frozen_snapshot`), once no snapshot Bytewax may resume holds them.
-A row missing all the same (a copy of the partitions without the store's files) costs the
-node's detectors what they learnt: they start again fresh (logged), as after a detector
-version change; no point or aggregate depends on them.
+A checkpoint is decided at a snapshot and written at the node's next record, before the
+record is processed: so its row is among those the store writes in one transaction at the
+first snapshot of the epoch (`NodeState.frozen_snapshot`), not one transaction per node at
+the epoch's end. Each node's checkpoints fall at a place of their own in the cycle
+(`NodeState._book_phase`), so that a process's nodes, all touched at every epoch of a city,
+do not write theirs at the same epoch. One is due early when the logs reach a quarter of the
+checkpoint's bytes (a backlog's values: a resume replays them all), and when the node has a
+detector the checkpoint does not hold (a sensor's first values): until the next checkpoint
+that one is pickled in the snapshots as before. A resumed node goes on with the book it
+resumed: a detector loaded from an older version may be narrowed to newer settings as it
+loads (`AnomalyDetector.__setstate__`), and every resume of the same checkpoint narrows it at
+the same point, before its logs. Exactness holds within one code version: a resume replays
+the logs with the running code's `update`.
+
+Checkpoint rows are never changed; one a newer checkpoint supersedes is let go and deleted as
+the frozen windows' rows are (`NodeState.frozen_snapshot`), once no snapshot Bytewax may
+resume holds it. A row missing all the same (a copy of the partitions without the store's
+files) costs the node's detectors what they learnt: they start again fresh (logged), as
+after a detector version change; no point or aggregate depends on them.
 """
 
 from __future__ import annotations
 
-import logging
 import pickle
 from array import array
 from dataclasses import dataclass, field
@@ -36,12 +45,10 @@ from typing import TYPE_CHECKING
 from cloud.detect import AnomalyDetector, DetectError, make_detector
 from cloud.detect.profiles import scored
 from cloud.errors import CloudError
+from cloud.frozen_store import FrozenStore, FrozenStoreError
 
 if TYPE_CHECKING:
-    from cloud.frozen_store import FrozenStore
     from cloud.logic.events import SensorWatch
-
-log = logging.getLogger("urbanpulse.cloud.detector_book")
 
 # (sensor, field): a detector's place in its node's watch
 Place = tuple[str, str]
@@ -55,14 +62,15 @@ class DetectorBookError(CloudError):
 
 @dataclass
 class DetectorBook:
-    """The rows that make a node's detectors: a checkpoint and the log rows written after it,
-    in order (pickled with the node's snapshot)."""
+    """What makes a node's detectors, pickled with the node's snapshot: the checkpoint row
+    (its id and size) and the logs of the values they took since, one per snapshot."""
 
     checkpoint: int
-    logs: list[int] = field(default_factory=list)
+    size: int
+    logs: list[bytes] = field(default_factory=list)
 
-    def refs(self) -> list[int]:
-        return [self.checkpoint, *self.logs]
+    def logged(self) -> int:
+        return sum(len(b) for b in self.logs)
 
 
 def detectors_of(watch: dict[str, SensorWatch]) -> dict[Place, AnomalyDetector]:
@@ -72,33 +80,34 @@ def detectors_of(watch: dict[str, SensorWatch]) -> dict[Place, AnomalyDetector]:
             if fw is not None and fw.detector is not None}
 
 
-def identities(detectors: dict[Place, AnomalyDetector]) -> dict[Place, int]:
-    return {place: id(d) for place, d in detectors.items()}
-
-
 def checkpoint_row(detectors: dict[Place, AnomalyDetector]) -> bytes:
     return pickle.dumps(detectors, protocol=pickle.HIGHEST_PROTOCOL)
 
 
-def log_row(journal: Journal, places: dict[int, Place]) -> bytes:
-    """The values each detector took since the last snapshot, as (sensor, field, stamps,
-    values) with the stamps int64 and the values float64, in native byte order (a store is
-    read by the machine that wrote it, or one of its cluster)."""
-    out = [(*places[key], stamps.tobytes(), values.tobytes())
-           for key, (_, stamps, values) in journal.items() if stamps]
-    return pickle.dumps(out, protocol=pickle.HIGHEST_PROTOCOL)
+def log_of(journal: Journal, checkpointed: dict[Place, AnomalyDetector]) -> bytes | None:
+    """The values the checkpoint's detectors took since the last snapshot, as (sensor,
+    field, stamps, values) with the stamps int64 and the values float64 in native byte order
+    (a snapshot is resumed by the machine that took it, or one of its cluster); None if they
+    took none. A detector the checkpoint does not hold is pickled whole: not logged."""
+    places = {id(d): place for place, d in checkpointed.items()}
+    out = []
+    for key, (detector, stamps, values) in journal.items():
+        place = places.get(key)
+        if stamps and place is not None and checkpointed[place] is detector:
+            out.append((*place, stamps.tobytes(), values.tobytes()))
+    return pickle.dumps(out, protocol=pickle.HIGHEST_PROTOCOL) if out else None
 
 
-def replay(detectors: dict[Place, AnomalyDetector], row: bytes) -> int:
-    """Feeds the values of a log row to `detectors` again; how many."""
-    entries = pickle.loads(row)
+def replay(detectors: dict[Place, AnomalyDetector], logged: bytes) -> int:
+    """Feeds the values of a log to `detectors` again; how many."""
+    entries = pickle.loads(logged)
     if not isinstance(entries, list):
-        raise DetectorBookError(f"a detector log row holds a {type(entries).__name__}")
+        raise DetectorBookError(f"a detector log holds a {type(entries).__name__}")
     fed = 0
     for sensor, name, stamp_bytes, value_bytes in entries:
         detector = detectors.get((sensor, name))
         if detector is None:
-            raise DetectorBookError(f"a detector log row names {sensor}/{name}, which its "
+            raise DetectorBookError(f"a detector log names {sensor}/{name}, which its "
                                     "checkpoint does not hold")
         stamps: array[int] = array("q")
         stamps.frombytes(stamp_bytes)
@@ -112,23 +121,21 @@ def replay(detectors: dict[Place, AnomalyDetector], row: bytes) -> int:
 
 
 def load(book: DetectorBook, store: FrozenStore) -> dict[Place, AnomalyDetector] | None:
-    """The detectors `book` makes, None if one of its rows is missing; DetectorBookError if
-    a row is not one a book writes."""
-    row = store.get(book.checkpoint)
-    if row is None:
-        return None
+    """The detectors `book` makes, None if its checkpoint row is missing; DetectorBookError
+    if the row or a log is not one a book writes, or the store cannot be read."""
     try:
+        row = store.get(book.checkpoint)
+        if row is None:
+            return None
         detectors = pickle.loads(row)
         if not isinstance(detectors, dict):
             raise DetectorBookError(f"a detector checkpoint row holds a {type(detectors).__name__}")
-        for ref in book.logs:
-            logged = store.get(ref)
-            if logged is None:
-                return None
+        for logged in book.logs:
             replay(detectors, logged)
     except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, TypeError,
-            ValueError, DetectError) as exc:
-        raise DetectorBookError(f"a detector row of the store is damaged: {exc}") from exc
+            ValueError, MemoryError, DetectError, FrozenStoreError) as exc:
+        raise DetectorBookError(f"the detectors' checkpoint {book.checkpoint} or a log of it "
+                                f"could not be read: {exc}") from exc
     return detectors
 
 
@@ -143,7 +150,7 @@ def fresh(kind: str, name: str, sensor: str) -> AnomalyDetector | None:
 
 
 def let_go(book: DetectorBook | None, gone: array[int]) -> None:
-    """The rows of `book` are no longer referenced from now on."""
+    """The checkpoint row of `book` is no longer referenced from now on."""
     if book is not None:
-        gone.extend(book.refs())
+        gone.append(book.checkpoint)
 

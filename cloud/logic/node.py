@@ -7,12 +7,14 @@ import json
 import logging
 import math
 import pickle
+import zlib
 from array import array
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from cloud.detect import STATE_VERSION as DETECT_STATE_VERSION
+from cloud.detect import AnomalyDetector
 from cloud.detect.faults import AWAY_HEARTBEATS
 from cloud.logic.detector_book import (
     DetectorBook,
@@ -22,10 +24,9 @@ from cloud.logic.detector_book import (
     checkpoint_row,
     detectors_of,
     fresh,
-    identities,
     let_go,
     load,
-    log_row,
+    log_of,
 )
 from cloud.logic.domain.hospital import SiteUpdate
 from cloud.logic.domain.node import DomainNode
@@ -181,12 +182,13 @@ class NodeState:
         # The rows let go since the last snapshot, appended by the rollups (not pickled)
         self._gone: array[int] = array("q")
         self._frozen_store: FrozenStore | None = None
-        # The rows the detectors are made of, with a store (cloud/logic/detector_book.py);
-        # the values they took since the last snapshot (not pickled); and the detectors of
-        # the book's checkpoint, by place and identity (not pickled; None after a resume)
+        # With a store, what makes the detectors (cloud/logic/detector_book.py), and whether
+        # a checkpoint is due at the next record; the values they took since the last
+        # snapshot, and the checkpoint's detectors by place (neither pickled)
         self.detector_book: DetectorBook | None = None
+        self.detector_due = False
         self._journal: Journal | None = None
-        self._book_at: dict[Place, int] | None = None
+        self._book_at: dict[Place, AnomalyDetector] | None = None
 
     def __getstate__(self) -> dict[str, object]:
         state = self.__dict__.copy()
@@ -206,18 +208,17 @@ class NodeState:
         return state
 
     def _pickled_watch(self, state: dict[str, object]) -> bytes:
-        """The sensors' watches, pickled without their detectors when the book makes them
-        (a snapshot just wrote its rows: `frozen_snapshot`); else with them, and no book."""
+        """The sensors' watches, pickled without the detectors their book's checkpoint holds
+        (their values since are in its logs: a snapshot just wrote them, `frozen_snapshot`);
+        else with every detector, and no book."""
         watch = self.watch
-        book_at = self._book_at
-        if self.detector_book is None or book_at is None or self._journal:
+        at = self._book_at
+        if self.detector_book is None or at is None or self._journal:
             state["detector_book"] = None
             return pickle.dumps(watch, protocol=pickle.HIGHEST_PROTOCOL)
-        if identities(detectors_of(watch)) != book_at:  # changed since (not by a snapshot)
-            state["detector_book"] = None
-            return pickle.dumps(watch, protocol=pickle.HIGHEST_PROTOCOL)
-        held = [fw for sw in watch.values() for fw in sw.fields.values()
-                if fw is not None and fw.detector is not None]
+        held = [fw for sensor, sw in watch.items() for name, fw in sw.fields.items()
+                if fw is not None and fw.detector is not None
+                and at.get((sensor, name)) is fw.detector]
         detectors = [fw.detector for fw in held]
         for fw in held:
             fw.detector = None
@@ -232,7 +233,8 @@ class NodeState:
         # their defaults, so an upgrade resumes instead of crashing on old state.
         defaults = {"detect": True, "watch": {}, "ledger": {}, "site_updates": [], "alerts": [],
                     "ledger_closed": [], "heard_ns": None, "quiets": [], "next_tick_ns": None,
-                    "snapshots": 0, "frozen_gone": [], "detector_book": None}
+                    "snapshots": 0, "frozen_gone": [], "detector_book": None,
+                    "detector_due": False}
         self.__dict__.update(defaults)
         self.__dict__.update(state)
         self._sensors = {}
@@ -280,12 +282,11 @@ class NodeState:
         self._journal = {} if store is not None and store.detector_every > 0 else None
 
     def _resume_detectors(self, store: FrozenStore | None) -> None:
-        """The detectors of a snapshot that holds their book, made from its rows; fresh
-        ones if a row is missing (logged)."""
+        """The detectors of a snapshot that holds their book, made from its checkpoint and
+        logs; fresh ones if its row is missing or unreadable (logged)."""
         book = self.detector_book
         if book is None:
             return
-        self._book_at = None  # the next snapshot writes a checkpoint (detector_book.py)
         try:
             detectors = None if store is None else load(book, store)
         except DetectorBookError as exc:
@@ -295,45 +296,76 @@ class NodeState:
             detectors = None
         else:
             if detectors is None:
-                log.warning("a row of the detectors of node %s/%s is missing from the frozen "
+                log.warning("the detectors' checkpoint of node %s/%s is missing from the frozen "
                             "store (or it is not in use): they start again fresh",
                             getattr(self, "site", "?"), getattr(self, "node", "?"))
         if detectors is None:
             let_go(book, self._gone)
             self.detector_book = None
+            self.detector_due = True
             for sensor, sw in self.watch.items():
                 for name, fw in sw.fields.items():
                     if fw is not None and fw.detector is None:
                         fw.detector = fresh(fw.faults.kind, name, sensor)
             return
+        placed: dict[Place, AnomalyDetector] = {}
         for (sensor, name), detector in detectors.items():
             held = self.watch.get(sensor)
             fw = None if held is None else held.fields.get(name)
-            if fw is not None:
-                fw.detector = detector
+            if fw is not None and fw.detector is None:  # (one pickled whole is newer)
+                fw.detector = placed[(sensor, name)] = detector
+        # The book goes on: its logs are the values these detectors take next. (A
+        # checkpoint pickled by an older version may have been narrowed to newer settings as
+        # it loaded; every resume of it narrows it at the same point, before its logs.)
+        self._book_at = placed
+
+    def _book_phase(self, every: int) -> int:
+        """Where in the cycle of `every` snapshots this node's checkpoint falls: the nodes of
+        a process are touched at every epoch alike, and with one phase all of them would
+        write theirs at the same epoch, every `every` epochs."""
+        return zlib.crc32(f"{getattr(self, 'site', '')}/{getattr(self, 'node', '')}".encode()) % every
 
     def _detector_snapshot(self, store: FrozenStore) -> None:
-        """The rows of this snapshot's detectors (cloud/logic/detector_book.py): a
-        checkpoint if due or if the detectors changed, else a log of the values they took
-        since the last snapshot (if any). Rows it supersedes are let go."""
+        """This snapshot's part of the detectors' book (cloud/logic/detector_book.py): the
+        values the checkpoint's detectors took since the last snapshot, logged; and whether
+        a checkpoint is due at the next record."""
         every = store.detector_every if store.writes else 0
-        book = self.detector_book
-        detectors = detectors_of(self.watch) if every > 0 else {}
-        if not detectors:
-            let_go(book, self._gone)
+        if every <= 0:
+            let_go(self.detector_book, self._gone)
             self.detector_book = None
             self._book_at = None
-            self._journal = {} if every > 0 else None
+            self._journal = None
+            self.detector_due = False
             return
-        at = identities(detectors)
+        book, at = self.detector_book, self._book_at
         journal = self._journal
-        if book is None or self._book_at != at or len(book.logs) + 1 >= every:
-            let_go(book, self._gone)
-            self.detector_book = DetectorBook(store.put(checkpoint_row(detectors)))
-        elif journal:
-            places = {key: place for place, key in at.items()}
-            book.logs.append(store.put(log_row(journal, places)))
-        self._book_at = at
+        if book is not None and at is not None and journal:
+            logged = log_of(journal, at)
+            if logged is not None:
+                book.logs.append(logged)
+        self._journal = {}
+        detectors = detectors_of(self.watch)
+        self.detector_due = bool(detectors) and (
+            book is None or at is None
+            or any(at.get(place) is not d for place, d in detectors.items())
+            or len(book.logs) >= every or book.logged() * 4 > book.size
+            or (self.snapshots + self._book_phase(every)) % every == 0)
+
+    def _checkpoint_detectors(self, store: FrozenStore) -> None:
+        """The checkpoint decided at the last snapshot: the detectors as they are, before
+        the record that comes (its row written with the epoch's first snapshot)."""
+        self.detector_due = False
+        if not (store.detector_every > 0 and store.writes):
+            return
+        let_go(self.detector_book, self._gone)
+        detectors = detectors_of(self.watch)
+        if detectors:
+            row = checkpoint_row(detectors)
+            self.detector_book = DetectorBook(store.put(row), len(row))
+            self._book_at = detectors
+        else:
+            self.detector_book = None
+            self._book_at = None
         self._journal = {}
 
     def frozen_snapshot(self) -> None:
@@ -391,6 +423,8 @@ class NodeState:
             self._evict(self.heard_ns, [])
 
     def process(self, data: NodeData) -> list[Point]:
+        if self.detector_due and self._frozen_store is not None:
+            self._checkpoint_detectors(self._frozen_store)
         self._heard(data.received_ns)
         if data.status is not None:
             return self.heartbeat(data)
