@@ -101,6 +101,10 @@ class FlowSettings:
     # closed windows written once to a store beside the recovery store, out of the snapshots
     # (cloud/frozen_store.py); off: frozen into every snapshot, the rows written before read
     frozen_store: bool = True
+    # with the frozen store, a node's detectors written whole to it about every this many of
+    # its snapshots, which hold the values they took since (cloud/logic/detector_book.py);
+    # 0: pickled into every snapshot
+    detector_checkpoint_every: int = 20
 
 
 @dataclass(frozen=True)
@@ -301,7 +305,8 @@ def parse_cloud_config(raw: Mapping[str, Any]) -> CloudConfig:
                              "journal_retention_s", "ingest_instances", "ingest_mode",
                              "dead_letter_max_bytes", "detect", "gc_tuning",
                              "drift_pair_suffix", "health_every_s", "replay_interval_s",
-                             "door_roles", "stop_drain_s", "stop", "frozen_store"})
+                             "door_roles", "stop_drain_s", "stop", "frozen_store",
+                             "detector_checkpoint_every"})
     pair_suffix = typed(f, "drift_pair_suffix", "flow", str, "-b")
     if not re.fullmatch(r"[a-z0-9-]{1,16}", pair_suffix):
         raise ConfigError("flow.drift_pair_suffix", "must be 1-16 characters of a-z, 0-9 and '-' "
@@ -365,6 +370,8 @@ def parse_cloud_config(raw: Mapping[str, Any]) -> CloudConfig:
             "flow.stop_drain_s"),
         stop=stop,
         frozen_store=typed(f, "frozen_store", "flow", bool, True),
+        detector_checkpoint_every=_min(typed(f, "detector_checkpoint_every", "flow", int, 20),
+                                       "flow.detector_checkpoint_every", 0),
     )
     if flow.backup_interval_s > flow.journal_retention_s:
         raise ConfigError("flow.journal_retention_s",

@@ -1019,7 +1019,8 @@ def frozen_store(cfg: CloudConfig, process_id: int) -> FrozenStore:
     store's directory (cloud/frozen_store.py); with flow.frozen_store off, it only reads
     (and deletes) the rows written before."""
     delay_s = cfg.flow.backup_interval_s + max(FROZEN_GC_MARGIN_S, 10 * cfg.flow.epoch_interval_s)
-    return FrozenStore(cfg.recovery_dir, process_id, int(delay_s * 1e9), writes=cfg.flow.frozen_store)
+    return FrozenStore(cfg.recovery_dir, process_id, int(delay_s * 1e9), writes=cfg.flow.frozen_store,
+                       detector_every=cfg.flow.detector_checkpoint_every)
 
 
 def build_flow(cfg: CloudConfig, partitions: list[str], sink: Any = None,

@@ -8,6 +8,10 @@ reference: a row id, never reused and never overwritten. A snapshot therefore na
 exact bytes each of its windows had when it was taken, whatever happened after it (a thaw,
 a change, another freeze writes a new row), so Bytewax may resume any snapshot it kept.
 
+The same file holds the checkpoints of the nodes' anomaly detectors (cloud/logic/
+detector_book.py), under the same rules: written once, by id, before the snapshot that
+references them; let go and deleted as a frozen window's row is.
+
 Durability: rows are buffered as windows freeze and written in one transaction (SQLite WAL,
 synchronous FULL, as Bytewax's own store) by `flush`, which `cloud.flow.NodeLogic.snapshot`
 calls before it returns the node's pickled state: a snapshot never reaches Bytewax before
@@ -69,15 +73,20 @@ class FrozenStore:
     as before (flow.frozen_store off), rows written before are still read and deleted; so
     too if `directory` does not exist when the first window freezes (the dataflow run with
     a recovery store elsewhere than the config's, as some tests do; logged).
-    `gc_delay_ns`: how long a row let go is kept (`NodeState.frozen_snapshot`)."""
+    `gc_delay_ns`: how long a row let go is kept (`NodeState.frozen_snapshot`).
+    `detector_every`: with it above 0, the nodes' detectors are rows here too, a checkpoint
+    about every this many snapshots of a node (cloud/logic/detector_book.py)."""
 
     def __init__(self, directory: Path, part: int, gc_delay_ns: int, writes: bool = True,
-                 clock: Callable[[], int] = time.time_ns) -> None:
+                 clock: Callable[[], int] = time.time_ns, detector_every: int = 0) -> None:
         if not 0 <= part < MAX_PARTS:
             raise FrozenStoreError(f"frozen store: process id {part} out of [0, {MAX_PARTS})")
         self.directory = directory
         self.part = part
         self.gc_delay_ns = gc_delay_ns
+        # A node's detectors written whole about every this many of its snapshots, which hold
+        # the values they took since (cloud/logic/detector_book.py); 0: pickled in each
+        self.detector_every = detector_every if writes else 0
         self._writes: bool | None = None if writes else False  # None: not looked at yet
         self.clock = clock
         self._lock = threading.Lock()
@@ -89,6 +98,7 @@ class FrozenStore:
         self._committed = time.monotonic()
         self.rows_written = 0
         self.rows_deleted = 0
+        self.commits = 0  # transactions of this process's file
 
     @property
     def writes(self) -> bool:
@@ -169,6 +179,7 @@ class FrozenStore:
                     raise FrozenStoreError(f"frozen store {self._path(self.part)}: {exc}") from exc
                 self.rows_written += len(pending)
                 self.rows_deleted += len(mine)
+                self.commits += 1
                 self._pending = {}
             for part, refs in list(deletes.items()):
                 conn = self._conn(part)

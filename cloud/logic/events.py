@@ -29,6 +29,7 @@ of a reading keeps the reading's stamp (the node's clock: see docs/anomaly-detec
 from __future__ import annotations
 
 import math
+from array import array
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -36,6 +37,7 @@ from datetime import datetime
 from cloud.detect import AnomalyDetector, DetectError, FaultEvent, FaultMonitor, make_detector
 from cloud.detect.faults import AWAY_DEFAULT_S, FaultType, Heartbeat, HeartbeatMonitor, NodeClockJumps
 from cloud.detect.profiles import scored
+from cloud.logic.detector_book import Journal
 from cloud.logic.lines import line
 from cloud.logic.records import RP_RAW, Point
 from cloud.logic.rollup import OUT_OF_WINDOWS
@@ -43,6 +45,7 @@ from urbanpulse.clock import from_epoch_ns, to_epoch_ns
 from urbanpulse.wire import Reading, field_range, format_ts
 
 EVENTS = "events"
+_NO_VALUES: array[float] = array("d")  # (`_check_run` without a journal: never appended to)
 NODE_KIND = "node"  # the `kind` tag of an event about a whole node (no `sensor` tag)
 
 
@@ -380,12 +383,14 @@ class NodeWatch:
 
 def check_readings(site: str, node: str, readings: list[Reading], watches: dict[str, SensorWatch],
                    alerts: list[Alert] | None = None, received_ns: int | None = None,
-                   jumps: NodeClockJumps | None = None) -> list[Point]:
+                   jumps: NodeClockJumps | None = None, journal: Journal | None = None
+                   ) -> list[Point]:
     """`SensorWatch.check` of each reading in turn, with each sensor's watch taken from (or
     added to) `watches`: the same points and alerts in the same order, in one call per
     message instead of one per reading; `received_ns`: when the cloud received the message;
     `jumps`: the node's (`SensorWatch.check`), which its clock jumps go through in reading
-    order.
+    order; `journal`: each value a detector takes is noted there too
+    (cloud/logic/detector_book.py).
 
     The values are scored per sensor and field, each field's run in reading order, and the
     events then put back in reading order: a field's detector and rules see the values
@@ -420,7 +425,7 @@ def check_readings(site: str, node: str, readings: list[Reading], watches: dict[
                 field_watch = fields[name] = _make(first.kind, name, sensor)
             if field_watch is not None:
                 _check_run(site, node, name, field_watch, readings, run, found, alerts is not None,
-                           received_ns, unjudged, jumps is not None)
+                           received_ns, unjudged, jumps is not None, journal)
     if len(found) > 1:
         found.sort(key=_reading_order)
     if jumps is not None:
@@ -464,12 +469,19 @@ def _reading_order(found: _Found) -> tuple[int, int]:
 def _check_run(site: str, node: str, name: str, watch: FieldWatch, readings: list[Reading],
                run: list[int], found: list[_Found], alerting: bool,
                received_ns: int | None = None, unjudged: set[int] | None = None,
-               defer_jumps: bool = False) -> None:
+               defer_jumps: bool = False, journal: Journal | None = None) -> None:
     """`SensorWatch.check`'s work on field `name` of the readings at `run` (indexes, in
     order), its events appended to `found`; `unjudged`: the indexes of the readings only
     told to the rules (`FaultMonitor.unjudged`); `defer_jumps`: clock jumps are left for the
-    node's `NodeClockJumps` (`_folded`)."""
+    node's `NodeClockJumps` (`_folded`); `journal`: the values the detector takes noted."""
     detector = watch.detector
+    stamps: array[int] | None = None
+    fed: array[float] = _NO_VALUES
+    if journal is not None and detector is not None:
+        noted = journal.get(id(detector))
+        if noted is None:
+            noted = journal[id(detector)] = (detector, array("q"), array("d"))
+        _, stamps, fed = noted
     faults = watch.faults
     update = faults.update
     threshold = math.inf if detector is None else detector.settings.threshold
@@ -496,6 +508,9 @@ def _check_run(site: str, node: str, name: str, watch: FieldWatch, readings: lis
             watch.low, watch.high = field_range(r.kind, name)
         if detector is not None and watch.low <= v <= watch.high:
             score = detector.update(ts, v)
+            if stamps is not None:
+                stamps.append(ts)
+                fed.append(v)
             if score >= threshold:
                 place = list(values).index(name)
                 tags = {"site": site, "node": node, "sensor": r.sensor, "kind": r.kind}

@@ -4,15 +4,30 @@ from __future__ import annotations
 
 import bisect
 import json
+import logging
 import math
 import pickle
+import zlib
 from array import array
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from cloud.detect import STATE_VERSION as DETECT_STATE_VERSION
+from cloud.detect import AnomalyDetector
 from cloud.detect.faults import AWAY_HEARTBEATS
+from cloud.logic.detector_book import (
+    DetectorBook,
+    DetectorBookError,
+    Journal,
+    Place,
+    checkpoint_row,
+    detectors_of,
+    fresh,
+    let_go,
+    load,
+    log_of,
+)
 from cloud.logic.domain.hospital import SiteUpdate
 from cloud.logic.domain.node import DomainNode
 from cloud.logic.events import Alert, NodeWatch, SensorWatch, check_readings, clock_rewrite
@@ -33,6 +48,8 @@ from urbanpulse.wire import KINDS, Reading, field_range
 
 if TYPE_CHECKING:
     from cloud.frozen_store import FrozenStore
+
+log = logging.getLogger("urbanpulse.cloud.node")
 
 LATE_AFTER_NS = 5 * MINUTE_NS
 # A node's quiet (no message between two) noted for the silence rule's ticks from this long,
@@ -165,6 +182,13 @@ class NodeState:
         # The rows let go since the last snapshot, appended by the rollups (not pickled)
         self._gone: array[int] = array("q")
         self._frozen_store: FrozenStore | None = None
+        # With a store, what makes the detectors (cloud/logic/detector_book.py), and whether
+        # a checkpoint is due at the next record; the values they took since the last
+        # snapshot, and the checkpoint's detectors by place (neither pickled)
+        self.detector_book: DetectorBook | None = None
+        self.detector_due = False
+        self._journal: Journal | None = None
+        self._book_at: dict[Place, AnomalyDetector] | None = None
 
     def __getstate__(self) -> dict[str, object]:
         state = self.__dict__.copy()
@@ -173,19 +197,44 @@ class NodeState:
         state.pop("_newest_ns", None)
         state.pop("_gone", None)  # empty when a snapshot is taken (`frozen_snapshot`)
         state.pop("_frozen_store", None)
+        state.pop("_journal", None)
+        state.pop("_book_at", None)
         # Pickled apart: a snapshot from another code version is dropped without being
         # unpickled, whatever its detectors' layout was.
-        for name in ("watch", "node_watch"):
-            if name in state:
-                state[name] = pickle.dumps(state[name], protocol=pickle.HIGHEST_PROTOCOL)
+        if "node_watch" in state:
+            state["node_watch"] = pickle.dumps(state["node_watch"], protocol=pickle.HIGHEST_PROTOCOL)
+        if "watch" in state:
+            state["watch"] = self._pickled_watch(state)
         return state
+
+    def _pickled_watch(self, state: dict[str, object]) -> bytes:
+        """The sensors' watches, pickled without the detectors their book's checkpoint holds
+        (their values since are in its logs: a snapshot just wrote them, `frozen_snapshot`);
+        else with every detector, and no book."""
+        watch = self.watch
+        at = self._book_at
+        if self.detector_book is None or at is None or self._journal:
+            state["detector_book"] = None
+            return pickle.dumps(watch, protocol=pickle.HIGHEST_PROTOCOL)
+        held = [fw for sensor, sw in watch.items() for name, fw in sw.fields.items()
+                if fw is not None and fw.detector is not None
+                and at.get((sensor, name)) is fw.detector]
+        detectors = [fw.detector for fw in held]
+        for fw in held:
+            fw.detector = None
+        try:
+            return pickle.dumps(watch, protocol=pickle.HIGHEST_PROTOCOL)
+        finally:
+            for fw, detector in zip(held, detectors, strict=True):
+                fw.detector = detector
 
     def __setstate__(self, state: dict[str, object]) -> None:
         # Snapshots outlive code versions: attributes added since a snapshot was taken get
         # their defaults, so an upgrade resumes instead of crashing on old state.
         defaults = {"detect": True, "watch": {}, "ledger": {}, "site_updates": [], "alerts": [],
                     "ledger_closed": [], "heard_ns": None, "quiets": [], "next_tick_ns": None,
-                    "snapshots": 0, "frozen_gone": []}
+                    "snapshots": 0, "frozen_gone": [], "detector_book": None,
+                    "detector_due": False}
         self.__dict__.update(defaults)
         self.__dict__.update(state)
         self._sensors = {}
@@ -193,6 +242,8 @@ class NodeState:
         self._newest_ns = None
         self._gone = array("q")
         self._frozen_store = None
+        self._journal = None
+        self._book_at = None
         for sensor, seqs in self.seqs.items():
             # Pickled before the newest stamp was kept: the newest its windows hold, a lower
             # bound (a reading kept out of the windows may have been newer).
@@ -212,6 +263,8 @@ class NodeState:
             self.watch = {}
             self.node_watch = NodeWatch()
             self.detect_version = DETECT_STATE_VERSION
+            let_go(self.detector_book, self._gone)
+            self.detector_book = None
             return
         if isinstance(self.watch, bytes):
             self.watch = pickle.loads(self.watch)
@@ -225,6 +278,95 @@ class NodeState:
         for rollups in (self.minute, self.hour):
             for rollup in rollups.values():
                 rollup.use_store(store, self._gone)
+        self._resume_detectors(store)
+        self._journal = {} if store is not None and store.detector_every > 0 else None
+
+    def _resume_detectors(self, store: FrozenStore | None) -> None:
+        """The detectors of a snapshot that holds their book, made from its checkpoint and
+        logs; fresh ones if its row is missing or unreadable (logged)."""
+        book = self.detector_book
+        if book is None:
+            return
+        try:
+            detectors = None if store is None else load(book, store)
+        except DetectorBookError as exc:
+            log.error("the detectors of node %s/%s could not be made from their rows (%s): "
+                      "they start again fresh", getattr(self, "site", "?"),
+                      getattr(self, "node", "?"), exc)
+            detectors = None
+        else:
+            if detectors is None:
+                log.warning("the detectors' checkpoint of node %s/%s is missing from the frozen "
+                            "store (or it is not in use): they start again fresh",
+                            getattr(self, "site", "?"), getattr(self, "node", "?"))
+        if detectors is None:
+            let_go(book, self._gone)
+            self.detector_book = None
+            self.detector_due = True
+            for sensor, sw in self.watch.items():
+                for name, fw in sw.fields.items():
+                    if fw is not None and fw.detector is None:
+                        fw.detector = fresh(fw.faults.kind, name, sensor)
+            return
+        placed: dict[Place, AnomalyDetector] = {}
+        for (sensor, name), detector in detectors.items():
+            held = self.watch.get(sensor)
+            fw = None if held is None else held.fields.get(name)
+            if fw is not None and fw.detector is None:  # (one pickled whole is newer)
+                fw.detector = placed[(sensor, name)] = detector
+        # The book goes on: its logs are the values these detectors take next. (A
+        # checkpoint pickled by an older version may have been narrowed to newer settings as
+        # it loaded; every resume of it narrows it at the same point, before its logs.)
+        self._book_at = placed
+
+    def _book_phase(self, every: int) -> int:
+        """Where in the cycle of `every` snapshots this node's checkpoint falls: the nodes of
+        a process are touched at every epoch alike, and with one phase all of them would
+        write theirs at the same epoch, every `every` epochs."""
+        return zlib.crc32(f"{getattr(self, 'site', '')}/{getattr(self, 'node', '')}".encode()) % every
+
+    def _detector_snapshot(self, store: FrozenStore) -> None:
+        """This snapshot's part of the detectors' book (cloud/logic/detector_book.py): the
+        values the checkpoint's detectors took since the last snapshot, logged; and whether
+        a checkpoint is due at the next record."""
+        every = store.detector_every if store.writes else 0
+        if every <= 0:
+            let_go(self.detector_book, self._gone)
+            self.detector_book = None
+            self._book_at = None
+            self._journal = None
+            self.detector_due = False
+            return
+        book, at = self.detector_book, self._book_at
+        journal = self._journal
+        if book is not None and at is not None and journal:
+            logged = log_of(journal, at)
+            if logged is not None:
+                book.logs.append(logged)
+        self._journal = {}
+        detectors = detectors_of(self.watch)
+        self.detector_due = bool(detectors) and (
+            book is None or at is None
+            or any(at.get(place) is not d for place, d in detectors.items())
+            or len(book.logs) >= every or book.logged() * 4 > book.size
+            or (self.snapshots + self._book_phase(every)) % every == 0)
+
+    def _checkpoint_detectors(self, store: FrozenStore) -> None:
+        """The checkpoint decided at the last snapshot: the detectors as they are, before
+        the record that comes (its row written with the epoch's first snapshot)."""
+        self.detector_due = False
+        if not (store.detector_every > 0 and store.writes):
+            return
+        let_go(self.detector_book, self._gone)
+        detectors = detectors_of(self.watch)
+        if detectors:
+            row = checkpoint_row(detectors)
+            self.detector_book = DetectorBook(store.put(row), len(row))
+            self._book_at = detectors
+        else:
+            self.detector_book = None
+            self._book_at = None
+        self._journal = {}
 
     def frozen_snapshot(self) -> None:
         """Called as the node's snapshot is taken, before it is pickled (NodeLogic.snapshot):
@@ -241,6 +383,7 @@ class NodeState:
         if store is None:
             return
         self.snapshots += 1
+        self._detector_snapshot(store)
         gone, count = self.frozen_gone, self.snapshots
         now = store.clock()
         if self._gone:
@@ -280,6 +423,8 @@ class NodeState:
             self._evict(self.heard_ns, [])
 
     def process(self, data: NodeData) -> list[Point]:
+        if self.detector_due and self._frozen_store is not None:
+            self._checkpoint_detectors(self._frozen_store)
         self._heard(data.received_ns)
         if data.status is not None:
             return self.heartbeat(data)
@@ -453,7 +598,7 @@ class NodeState:
         out.extend(restarted)
         if checked:  # the detectors' events, in reading order, after the raw points
             out.extend(check_readings(site, node, checked, self.watch, self.alerts, received_ns,
-                                      self.node_watch.jumps))
+                                      self.node_watch.jumps, self._journal))
         rewrite = clock_rewrite(site, node, self.node_watch.jumps)
         if rewrite is not None:  # a clock jump seen by more sensors: its event's detail
             append(rewrite)
