@@ -12,7 +12,9 @@ number, nothing more. The rules (settings in `FaultSettings`):
   the wire contract). Fires on that reading (delay 0), once per excursion.
 * STUCK: the value has not moved by more than `stuck_tolerance` for at least
   `stuck_count` readings spanning at least `stuck_min_s` seconds. Starts at the
-  first reading of the run; fires on the reading that completes the rule.
+  first reading of the run; fires on the reading that completes the rule. A run at a
+  module's full scale (`urbanpulse.wire.kinds.FULL_SCALES`: an MH-Z19B at 5,000 ppm) says
+  in its detail that the module may be saturated rather than stuck.
   For counts (`zero_alpha`): a run of zeros that the recent share p of non-zero
   readings (at least `zero_busy`) makes improbable, (1 - p) ** run < zero_alpha,
   at least `zero_min` readings long (a dead counter during busy hours).
@@ -118,7 +120,7 @@ from enum import StrEnum
 from cloud.detect.compat import slot_state
 from cloud.detect.errors import DetectError
 from urbanpulse.clock import from_epoch_ns, to_epoch_ns
-from urbanpulse.wire.kinds import KINDS, FieldSpec
+from urbanpulse.wire.kinds import KINDS, FieldSpec, full_scale
 
 
 class FaultType(StrEnum):
@@ -1251,9 +1253,11 @@ class FaultMonitor:
             and (at - start) / 1_000_000 >= s.stuck_min_s
         ):
             self._stuck = True
-            events.append(self._event(
-                FaultType.STUCK, _stamp(start), _stamp(at), value,
-                f"{count} readings at {self._run_value}"))
+            detail = f"{count} readings at {self._run_value}"
+            if full_scale(self.kind, self.field, self._run_value):
+                detail += (": the module's full scale, so saturated (what it measures above "
+                           "its range) as likely as stuck")
+            events.append(self._event(FaultType.STUCK, _stamp(start), _stamp(at), value, detail))
 
     def _zero_rule(self, at: int, value: float, events: list[FaultEvent]) -> None:
         s = self.settings

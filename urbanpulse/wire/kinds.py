@@ -131,6 +131,21 @@ _BOUNDS: dict[str, dict[str, tuple[float, float]]] = {
 
 _OPEN = (-math.inf, math.inf)  # a field the contract does not know has no range
 
+# The values a module of a kind reads while what it measures is beyond its range: the full
+# scales of the modules the contract names (the MH-Z19B's ranges, set by its driver's
+# `range_ppm`; the SDS011 clamps its frames at 999.9). A run of one of them is a saturated
+# module as much as a stuck one (`cloud.detect.faults`, STUCK's detail).
+FULL_SCALES: dict[tuple[str, str], tuple[float, ...]] = {
+    ("air.co2", "co2"): (2000.0, 5000.0, 10000.0),
+    ("air.pm", "pm25"): (999.9,),
+    ("air.pm", "pm10"): (999.9,),
+}
+
+
+def full_scale(kind: str, field: str, value: float) -> bool:
+    """Whether `value` is a full scale of a module of `kind` for `field` (FULL_SCALES)."""
+    return value in FULL_SCALES.get((kind, field), ())
+
 
 def field_range(kind: str, field: str) -> tuple[float, float]:
     """The contract's physical range of one field (`low`, `high`), open ends as

@@ -57,6 +57,25 @@ def test_stuck_value_fires_after_count_and_duration_from_the_run_start() -> None
     assert _feed(FaultMonitor("air.co2", "co2", settings=settings), _wavy(200)) == []
 
 
+@pytest.mark.parametrize(("kind", "field", "top", "below"), [
+    ("air.co2", "co2", 5000.0, 4999.0),
+    ("air.co2", "co2", 2000.0, 2001.0),
+    ("air.pm", "pm25", 999.9, 999.8),
+])
+def test_a_run_at_a_module_s_full_scale_says_saturated_as_likely_as_stuck(
+        kind: str, field: str, top: float, below: float) -> None:
+    """An MH-Z19B in air above its range reads its full scale without change: the rule
+    fires as for any stuck value, and its detail says what else it may be. A run just off
+    the full scale is stuck, and says nothing of the kind."""
+    settings = FaultSettings(stuck_count=10, stuck_min_s=600, spike_window=None)
+    events = _feed(FaultMonitor(kind, field, settings=settings), _wavy(50) + [top] * 30)
+    assert [e.fault for e in events] == [FaultType.STUCK]
+    assert events[0].detail == (f"11 readings at {top}: the module's full scale, so saturated "
+                                "(what it measures above its range) as likely as stuck")
+    events = _feed(FaultMonitor(kind, field, settings=settings), _wavy(50) + [below] * 30)
+    assert [e.detail for e in events] == [f"11 readings at {below}"]
+
+
 def test_booleans_are_never_stuck() -> None:
     monitor = FaultMonitor("hospital.bed", "occupied")
     assert _feed(monitor, [1.0] * 500) == []
