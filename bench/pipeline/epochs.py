@@ -20,12 +20,20 @@ SIGTERM once it has caught up: the resume, the catch-up and the stop are timed. 
 `--stops drain,abort` (flow.stop's two ways) it is started again after each stop but the
 last, caught up again and stopped the next way: each stop's seconds from the SIGTERM to the
 exit, and the `on_eof` calls and node snapshots after the SIGTERM.
+
+A setting `EPOCH/N` (`--epochs 30/0,30/20`) runs with `flow.detector_checkpoint_every = N`
+(the detectors' book, cloud/logic/detector_book.py; without `/N` the config's default). The
+warm states go through the frozen store as a resumed state does (its closed windows and its
+book); a warm state has no book yet, so its first snapshot pickles its detectors and its
+next record writes their first checkpoint: every node's in the same epoch, once, in the
+measured part (the `epoch` lines' per-epoch figures show it apart).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import os
 import pickle
@@ -213,6 +221,8 @@ def _child(args: argparse.Namespace) -> int:
                     state = pickle.loads(bases[_base_of(key)])
                 if state is not None:
                     state.detect = self.state.detect
+                    # as the builder gives a resumed state its store (the flow's, or None)
+                    state.use_frozen_store(self.state._frozen_store)
                     self.state = state
             result = super().on_batch(values)
             now = time.time()
@@ -277,7 +287,8 @@ def _child(args: argparse.Namespace) -> int:
     cfg = parse_cloud_config({
         "mqtt": {"password_file": "p", "ca_file": "c"},
         "influx": {"url": "http://127.0.0.1:1", "database": "city", "password_file": "p"},
-        "flow": {"epoch_interval_s": args.epoch, "detect": True},
+        "flow": {"epoch_interval_s": args.epoch, "detect": True,
+                 **({} if args.every is None else {"detector_checkpoint_every": args.every})},
         "state": {"dir": str(state_dir)}})
     def stop(*_: Any) -> None:
         drain.set()
@@ -349,21 +360,22 @@ class _Writer(threading.Thread):
 
 
 def _spawn(args: argparse.Namespace, state_dir: Path, bases: Path, stats: Path, epoch: float,
-           sim0: int, stop: str = "drain") -> subprocess.Popen[bytes]:
+           sim0: int, stop: str = "drain", every: int | None = None) -> subprocess.Popen[bytes]:
     cmd = [sys.executable, "-m", "bench.pipeline.epochs", "--child", "--state-dir", str(state_dir),
            "--bases", str(bases), "--stats", str(stats), "--epoch", str(epoch), "--sim0", str(sim0),
-           "--copies", str(args.copies), "--stop", stop]
+           "--copies", str(args.copies), "--stop", stop,
+           *([] if every is None else ["--every", str(every)])]
     log = open(state_dir / "child.log", "ab")  # noqa: SIM115 (the child holds it)
     return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
 
 
 def run_setting(args: argparse.Namespace, epoch: float, bases: Path, live: list[LiveRecord],
-                sim0: int, workdir: Path) -> dict[str, Any]:
-    state_dir = workdir / f"epoch-{epoch:g}"
+                sim0: int, workdir: Path, every: int | None = None) -> dict[str, Any]:
+    state_dir = workdir / (f"epoch-{epoch:g}" + ("" if every is None else f"-every-{every}"))
     state_dir.mkdir(parents=True)
     journal = Journal(journal_path(state_dir / "journal", PARTITION), PARTITION).open()
     stats1, stats2 = state_dir / "stats1.jsonl", state_dir / "stats2.jsonl"
-    proc = _spawn(args, state_dir, bases, stats1, epoch, sim0)
+    proc = _spawn(args, state_dir, bases, stats1, epoch, sim0, every=every)
     if _wait(stats1, lambda r: r["kind"] == "started", STARTUP_BUDGET_S, proc) is None:
         proc.kill()
         raise PipelineBenchError(f"epoch {epoch:g}: the processor did not start ({state_dir / 'child.log'})")
@@ -387,7 +399,7 @@ def run_setting(args: argparse.Namespace, epoch: float, bases: Path, live: list[
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         first = _lines(stats1)
-        proc = _spawn(args, state_dir, bases, stats2, epoch, sim0, args.stops[0])
+        proc = _spawn(args, state_dir, bases, stats2, epoch, sim0, args.stops[0], every)
         spawned = time.time()
         started = _wait(stats2, lambda r: r["kind"] == "started", STARTUP_BUDGET_S, proc)
         batch = _wait(stats2, lambda r: r["kind"] == "second" and r["first_batch"], STARTUP_BUDGET_S, proc)
@@ -402,7 +414,7 @@ def run_setting(args: argparse.Namespace, epoch: float, bases: Path, live: list[
         for n, mode in enumerate(args.stops):
             stats_n = stats2 if n == 0 else state_dir / f"stats-{n}-{mode}.jsonl"
             if n:  # started again from the last stop's store, caught up again
-                proc = _spawn(args, state_dir, bases, stats_n, epoch, sim0, mode)
+                proc = _spawn(args, state_dir, bases, stats_n, epoch, sim0, mode, every)
                 respawned = time.time()
                 if _wait(stats_n, caught_up(respawned), CATCHUP_BUDGET_S, proc) is None:
                     raise PipelineBenchError(f"epoch {epoch:g}: no catch-up before the {mode} stop "
@@ -433,6 +445,7 @@ def run_setting(args: argparse.Namespace, epoch: float, bases: Path, live: list[
     out = _summary(epoch, live, wall0, sim0, first, second, killed, spawned, started, batch, caught,
                    *first_stop, journal_path(state_dir / "journal", PARTITION))
     out["stops"] = stops
+    out["detector_every"] = every
     return out
 
 
@@ -455,6 +468,7 @@ def _summary(epoch: float, live: list[LiveRecord], wall0: float, sim0: int, firs
         cpu = last["cpu"] - begin["cpu"]
         full = [m for m in marks if begin["t"] <= m["t"] < last["t"]]
         lags = [s for s in secs if s["t"] >= begin["t"] and s["lag_max"] is not None]
+        per_epoch = [b["cpu"] - a["cpu"] for a, b in itertools.pairwise(full)]
         out.update(
             window_s=round(span, 1), readings=readings, records=records,
             offered_records=sum(1 for r in live if begin["t"] - wall0 <= r.at_s < last["t"] - wall0),
@@ -469,6 +483,10 @@ def _summary(epoch: float, live: list[LiveRecord], wall0: float, sim0: int, firs
             pickle_cpu_s_an_epoch=round(statistics.mean(m["pickle_cpu"] for m in full), 3) if full else None,
             snapshot_wall_s_an_epoch=(round(statistics.mean(m["end"] - m["t"] for m in full), 3)
                                       if full else None),
+            # the processor's CPU from one epoch's snapshots to the next's: the median leaves
+            # out an epoch apart (the warm states' first checkpoints: see the module's doc)
+            cpu_s_an_epoch_median=(round(statistics.median(per_epoch), 3) if per_epoch else None),
+            cpu_s_an_epoch_max=round(max(per_epoch), 3) if per_epoch else None,
             lag_p50_s=round(statistics.median(s["lag_p50"] for s in lags), 2) if lags else None,
             lag_max_s=round(max(s["lag_max"] for s in lags), 2) if lags else None,
             rss_mib_max=round(max(s["rss"] for s in secs) / 2**20),
@@ -490,7 +508,9 @@ def _summary(epoch: float, live: list[LiveRecord], wall0: float, sim0: int, firs
 
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.pipeline.epochs", description=__doc__)
-    p.add_argument("--epochs", default="2,120,30,10,300", help="flow.epoch_interval_s settings, in run order")
+    p.add_argument("--epochs", default="2,120,30,10,300",
+                   help="flow.epoch_interval_s settings, in run order; EPOCH/N also sets "
+                        "flow.detector_checkpoint_every to N")
     p.add_argument("--copies", type=int, default=100, help="copies of each of the city's 23 nodes")
     p.add_argument("--measure-s", type=float, default=150.0,
                    help="seconds before the kill is set up (at least an epoch + 5 s): the kill "
@@ -508,13 +528,18 @@ def main(argv: list[str]) -> int:
     p.add_argument("--epoch", type=float, help=argparse.SUPPRESS)
     p.add_argument("--sim0", type=int, help=argparse.SUPPRESS)
     p.add_argument("--stop", default="drain", choices=STOP_MODES, help=argparse.SUPPRESS)
+    p.add_argument("--every", type=int, default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
         return _child(args)
     try:
-        epochs = [float(e) for e in args.epochs.split(",") if e]
+        settings = [_setting(e) for e in args.epochs.split(",") if e]
     except ValueError as exc:
         print(f"bad --epochs: {exc}", file=sys.stderr)
+        return 2
+    epochs = [epoch for epoch, _ in settings]
+    if any(every is not None and every < 0 for _, every in settings):
+        print("--epochs: a detector_checkpoint_every (EPOCH/N) is at least 0", file=sys.stderr)
         return 2
     if args.copies < 1 or not epochs or min(epochs) < 0.05:
         print("--copies must be positive and each epoch at least 0.05 s", file=sys.stderr)
@@ -537,14 +562,20 @@ def main(argv: list[str]) -> int:
     bases_path = workdir / "bases.pickle"
     bases_path.write_bytes(pickle.dumps(bases))
     results = []
-    for epoch in epochs:
-        result = run_setting(args, epoch, bases_path, live, sim0, workdir)
+    for epoch, every in settings:
+        result = run_setting(args, epoch, bases_path, live, sim0, workdir, every)
         result["load"] = os.getloadavg()[0]
         results.append(result)
         print(json.dumps(result), flush=True)
         if args.out:
             args.out.write_text(json.dumps(results, indent=1))
     return 0
+
+
+def _setting(token: str) -> tuple[float, int | None]:
+    """`EPOCH` or `EPOCH/N` (flow.detector_checkpoint_every)."""
+    epoch, _, every = token.partition("/")
+    return float(epoch), (int(every) if every else None)
 
 
 if __name__ == "__main__":
