@@ -20,15 +20,24 @@ until it is valid; none is pickled (a snapshot holds what it held before).
 from __future__ import annotations
 
 import heapq
+import logging
 import math
 import pickle
+from array import array
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
+from cloud.frozen_store import LOST_ROW
 from cloud.logic.domain import aqi
 from cloud.logic.domain.common import HOUR_NS, RP_1H, Horizon, Point, skipped, window_start
 from cloud.logic.lines import line
 from cloud.logic.rollup import add_to_partials
 from urbanpulse.wire import Reading
+
+if TYPE_CHECKING:
+    from cloud.frozen_store import FrozenStore
+
+log = logging.getLogger("urbanpulse.cloud.domain.air")
 
 FIELDS_OF_KIND = {"air.pm": ("pm25", "pm10"), "air.co2": ("co2",)}
 FIELDS = ("pm25", "pm10", "co2")
@@ -44,9 +53,10 @@ _SAFE = 1e300  # values summed into partials: no partial sum can overflow
 FREEZE_AFTER_NS = 60 * 10**9
 
 Values = dict[str, dict[tuple[str, int], float]]  # an hour's: field -> (sensor, ts) -> value
-# a closed hour held: the pickled bytes of its `Values`, and field -> (mean, n, valid) of
-# its fields holding values (`AirRollup.mean`, `AirRollup.valid`)
-Frozen = tuple[bytes, dict[str, tuple[float, int, bool]]]
+# a closed hour held: the pickled bytes of its `Values` (with a frozen store, the id of the
+# row holding them: cloud/frozen_store.py), and field -> (mean, n, valid) of its fields
+# holding values (`AirRollup.mean`, `AirRollup.valid`)
+Frozen = tuple[bytes | int, dict[str, tuple[float, int, bool]]]
 
 
 def _partials(values: Iterable[float]) -> list[float] | None:
@@ -59,8 +69,8 @@ def _partials(values: Iterable[float]) -> list[float] | None:
     return partials
 
 
-def _thaw(frozen: Frozen) -> Values:
-    values: Values = pickle.loads(frozen[0])
+def _thaw(state: bytes) -> Values:
+    values: Values = pickle.loads(state)
     return values
 
 
@@ -80,7 +90,12 @@ class AirRollup(Horizon):
     An hour of `open` ended `FREEZE_AFTER_NS` before the newest stamp is held compact
     (`Frozen`: the pickled bytes of its values, memory about their pickled size, a snapshot
     copies the bytes; and its fields' means and validity, which the NowCast of the hours
-    after it reads), until a late reading opens it again."""
+    after it reads), until a late reading opens it again. With a frozen store (`use_store`)
+    the bytes are written once to a row of the store and the hour holds the row's id, as a
+    sensor's frozen windows do (`cloud.logic.rollup.SensorRollup`); the ids of rows let go
+    (an hour opened again, or past the horizon) go to `gone`. A row missing from the store
+    makes its hour lost (`lost_hours`): its late readings are too late, and their hour is
+    rebuilt from the raw points (`DomainNode`)."""
 
     def __init__(self, horizon_ns: int) -> None:
         self.horizon_ns = horizon_ns
@@ -89,6 +104,18 @@ class AirRollup(Horizon):
         self.open: dict[int, Values | Frozen] = {}
         self.closed: dict[int, dict[str, tuple[float, int]]] = {}  # hour -> field -> (mean, n)
         self._caches()
+        self.store: FrozenStore | None = None  # not pickled: `use_store`
+        self.gone: array[int] | None = None
+
+    def use_store(self, store: FrozenStore | None, gone: array[int] | None) -> None:
+        """Closed hours freeze into `store` (if it writes) and are read back from it; the ids
+        of rows let go are appended to `gone`."""
+        self.store = store
+        self.gone = gone
+
+    def lost_hours(self) -> set[int]:
+        """The hours held whose row was not found in the store (their readings are too late)."""
+        return {h for h, held in self.open.items() if isinstance(held, tuple) and held[0] == LOST_ROW}
 
     def _caches(self) -> None:
         # the open hours not `Frozen`, a heap (`_freeze`); a previous release's snapshot holds
@@ -110,13 +137,15 @@ class AirRollup(Horizon):
 
     def __getstate__(self) -> dict[str, object]:
         state = self.__dict__.copy()
-        for cache in ("_means", "_sums", "_tails", "_covers", "_warm"):
+        for cache in ("_means", "_sums", "_tails", "_covers", "_warm", "store", "gone"):
             state.pop(cache, None)
         return state
 
     def __setstate__(self, state: dict[str, object]) -> None:
         self.__dict__.update(state)  # a previous release's snapshot pickled the same fields
         self._caches()
+        self.store = None
+        self.gone = None
 
     def process(self, site: str, node: str, readings: Iterable[Reading]) -> list[Point]:
         touched: set[int] = set()
@@ -138,7 +167,11 @@ class AirRollup(Horizon):
                 fields = self.open[hour] = {}
                 heapq.heappush(self._warm, hour)
             elif isinstance(held, tuple):  # closed: a late reading
-                fields = self.open[hour] = _thaw(held)
+                thawed = self._thawed(hour, held)
+                if thawed is None:  # its row is gone: rebuilt from the raw points
+                    self.too_late += 1
+                    continue
+                fields = self.open[hour] = thawed
                 heapq.heappush(self._warm, hour)
             else:
                 fields = held
@@ -190,8 +223,37 @@ class AirRollup(Horizon):
         return out
 
     def held_open(self) -> dict[int, Values]:
-        """`open` as the rollup held it before closed hours were kept compact (for tests)."""
-        return {h: _thaw(f) if isinstance(f, tuple) else f for h, f in self.open.items()}
+        """`open` as the rollup held it before closed hours were kept compact (for tests;
+        a lost hour as empty)."""
+        out: dict[int, Values] = {}
+        for h, held in self.open.items():
+            if not isinstance(held, tuple):
+                out[h] = held
+                continue
+            state = self._fetch(held[0])
+            out[h] = {} if state is None else _thaw(state)
+        return out
+
+    def _fetch(self, ref: bytes | int) -> bytes | None:
+        if type(ref) is bytes:
+            return ref
+        store = self.store
+        return None if store is None or ref == LOST_ROW else store.get(int(ref))
+
+    def _thawed(self, hour: int, held: Frozen) -> Values | None:
+        """A closed hour's values, opened again by a late reading (its row let go); None if
+        its row is not in the store: the hour is then held lost."""
+        ref = held[0]
+        state = self._fetch(ref)
+        if state is None:
+            if ref != LOST_ROW:
+                self.open[hour] = (LOST_ROW, held[1])
+                log.warning("air hour at %d (row %s) not found in the frozen store: its late "
+                            "readings are rebuilt from the raw points", hour, ref)
+            return None
+        if type(ref) is int and self.gone is not None:
+            self.gone.append(ref)
+        return _thaw(state)
 
     def _freeze(self, touched: set[int]) -> None:
         """Holds the hours ended `FREEZE_AFTER_NS` before the newest stamp as `Frozen`, but
@@ -213,7 +275,10 @@ class AirRollup(Horizon):
                 m = self.mean(hour, name)
                 if values and m is not None:
                     summary[name] = (m[0], m[1], name == "co2" or self.valid(hour, name))
-            self.open[hour] = (pickle.dumps(fields, protocol=pickle.HIGHEST_PROTOCOL), summary)
+            state = pickle.dumps(fields, protocol=pickle.HIGHEST_PROTOCOL)
+            store = self.store
+            self.open[hour] = (state if store is None or not store.writes else store.put(state),
+                               summary)
             for name in FIELDS:
                 self._sums.pop((hour, name), None)
                 self._covers.pop((hour, name), None)
@@ -306,6 +371,9 @@ class AirRollup(Horizon):
         floor = self.newest_ns - self.horizon_ns - HOUR_NS
         for hour in [h for h in self.open if h < floor]:
             held = self.open[hour]
+            if (isinstance(held, tuple) and type(held[0]) is int and held[0] != LOST_ROW
+                    and self.gone is not None):
+                self.gone.append(held[0])
             self.closed[hour] = {name: m for name in (held[1] if isinstance(held, tuple) else held)
                                  if (m := self.mean(hour, name)) is not None
                                  and (name not in POLLUTANTS or self.valid(hour, name))}

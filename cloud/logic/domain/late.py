@@ -11,7 +11,7 @@ hour whose NowCast spans a replayed hour): the replay's points must be the last 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 
 from cloud.logic.domain.air import NOWCAST_HOURS
 from cloud.logic.domain.common import HOUR_NS, skipped
@@ -60,14 +60,22 @@ def span_end(scope: str, hour: int) -> int:
     return hour + HOUR_NS + REACH_NS[scope]
 
 
-def late_of(readings: Iterable[Reading], family: str, floor_ns: int) -> set[Late]:
+def late_of(readings: Iterable[Reading], family: str, floor_ns: int,
+            lost: Collection[int] = ()) -> set[Late]:
     """(scope, hour) of the readings of `family` ("traffic", "air", "hospital") stamped
-    before `floor_ns` (the rollup's newest minus its horizon): the hour whose windows the
+    before `floor_ns` (the rollup's newest minus its horizon), or in one of the `lost`
+    hours (held closed in the frozen store, and not found there): the hour whose windows the
     reading belongs to (`window_ts`: a loop or door reading stamped on the hour is the hour
     before's)."""
-    return {(SCOPE_OF_KIND[r.kind], _hour(window_ts(r.kind, r.ts_ns))) for r in readings
-            if r.kind in SCOPE_OF_KIND and FAMILY_OF_SCOPE[SCOPE_OF_KIND[r.kind]] == family
-            and r.ts_ns < floor_ns and not skipped(r)}
+    out = set()
+    for r in readings:
+        if r.kind not in SCOPE_OF_KIND or FAMILY_OF_SCOPE[SCOPE_OF_KIND[r.kind]] != family \
+                or skipped(r):
+            continue
+        hour = _hour(window_ts(r.kind, r.ts_ns))
+        if r.ts_ns < floor_ns or hour in lost:
+            out.add((SCOPE_OF_KIND[r.kind], hour))
+    return out
 
 
 class LateMarks:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from array import array
+from collections.abc import Collection, Sequence
+from typing import TYPE_CHECKING
 
 from cloud.logic.domain.air import AirRollup
 from cloud.logic.domain.common import Point
@@ -11,6 +13,9 @@ from cloud.logic.domain.hospital import HospitalNodeRollup, SiteReplayed, SiteUp
 from cloud.logic.domain.late import Late, LateMarks, late_of
 from cloud.logic.domain.traffic import TrafficRollup
 from urbanpulse.wire import Reading
+
+if TYPE_CHECKING:
+    from cloud.frozen_store import FrozenStore
 
 
 class DomainNode:
@@ -38,6 +43,12 @@ class DomainNode:
         self.__dict__.setdefault("marks", LateMarks())
         self.door_roles = None
 
+    def use_store(self, store: FrozenStore | None, gone: array[int] | None) -> None:
+        """Closed air hours and traffic hour windows freeze into `store`
+        (`AirRollup.use_store`, `TrafficRollup.use_store`)."""
+        self.air.use_store(store, gone)
+        self.traffic.use_store(store, gone)
+
     def set_door_roles(self, roles: DoorRoleMap) -> None:
         """The cloud config's door roles (`flow.door_roles`), given by the dataflow at every
         start, to a node new to the recovery store and to one it resumes alike (the roles
@@ -64,12 +75,13 @@ class DomainNode:
             late = self.traffic.too_late
             points += self.traffic.process(site, node, readings)
             if self.traffic.too_late != late:
-                self._note_late("traffic", self.traffic.floor_ns(), readings)
+                self._note_late("traffic", self.traffic.floor_ns(), readings,
+                                self.traffic.lost_hours())
         if "air" in kinds:
             late = self.air.too_late
             points += self.air.process(site, node, readings)
             if self.air.too_late != late:
-                self._note_late("air", self.air.floor_ns(), readings)
+                self._note_late("air", self.air.floor_ns(), readings, self.air.lost_hours())
         if "hospital" in kinds:
             late = self.hospital.too_late
             p, updates = self.hospital.process(site, node, readings, redo)
@@ -87,12 +99,13 @@ class DomainNode:
                               "hospital": self.hospital.floor_ns()})
         return points, updates
 
-    def _note_late(self, family: str, floor_ns: int, readings: Sequence[Reading]) -> set[Late]:
+    def _note_late(self, family: str, floor_ns: int, readings: Sequence[Reading],
+                   lost: Collection[int] = ()) -> set[Late]:
         """The hours of this call's readings of `family` older than the horizon now (before
-        the family's rollup's `floor_ns`): those counted too late, and perhaps some taken
-        before the newest moved on (replaying their hours too does no harm). Runs only when
-        a reading was too late."""
-        late = late_of(readings, family, floor_ns)
+        the family's rollup's `floor_ns`), or in its `lost` hours: those counted too late,
+        and perhaps some taken before the newest moved on (replaying their hours too does no
+        harm). Runs only when a reading was too late."""
+        late = late_of(readings, family, floor_ns, lost)
         self.late += sorted(late)
         self.marks.add(late)
         return late

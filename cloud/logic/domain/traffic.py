@@ -33,14 +33,23 @@ makes them again).
 from __future__ import annotations
 
 import heapq
+import logging
 import math
 import pickle
+from array import array
 from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
 
+from cloud.frozen_store import LOST_ROW
 from cloud.logic.domain.common import HOUR_NS, MINUTE_NS, NOT_MEASURING, WIDTHS, Horizon, Point
 from cloud.logic.lines import float_text, float_texts, series_head
 from cloud.logic.rollup import add_to_partials
 from urbanpulse.wire import Reading
+
+if TYPE_CHECKING:
+    from cloud.frozen_store import FrozenStore
+
+log = logging.getLogger("urbanpulse.cloud.domain.traffic")
 
 KIND = "traffic.loop"
 
@@ -275,6 +284,13 @@ class TrafficRollup(Horizon):
     are those of its hour window's within its minute (`_minute_of`), taken from there when a
     late reading enters it.
 
+    With a frozen store (`use_store`) a closed hour window's bytes are written once to a row
+    of the store and the window holds the row's id, as a sensor's frozen windows do
+    (`cloud.logic.rollup.SensorRollup`); the ids of rows let go (a window opened again, or
+    past the horizon) go to `gone`. A row missing from the store makes its hour lost
+    (`lost_hours`): its late readings are too late, and the hour's windows are rebuilt from
+    the raw points (`DomainNode`).
+
     Kept between messages, not pickled (a resumed rollup makes them again): each open
     window's `_Cache`, so that a message sums the samples it brings, not every sample of
     the hour, and writes again the lines of the lanes it did not touch as they were."""
@@ -284,9 +300,30 @@ class TrafficRollup(Horizon):
         self.newest_ns = 0
         self.too_late = 0
         # (rp, width) -> window start -> sensor -> ts -> sample; a closed hour window as
-        # the pickled bytes of that (`Lanes | bytes`), a closed minute window left out
-        self.windows: dict[tuple[str, int], dict[int, Lanes | bytes]] = {w: {} for w in WIDTHS}
+        # the pickled bytes of that, or the id of the store's row holding them (`Lanes |
+        # bytes | int`), a closed minute window left out
+        self.windows: dict[tuple[str, int], dict[int, Lanes | bytes | int]] = {w: {} for w in WIDTHS}
         self._caches()
+        self.store: FrozenStore | None = None  # not pickled: `use_store`
+        self.gone: array[int] | None = None
+
+    def use_store(self, store: FrozenStore | None, gone: array[int] | None) -> None:
+        """Closed hour windows freeze into `store` (if it writes) and are read back from it;
+        the ids of rows let go are appended to `gone`."""
+        self.store = store
+        self.gone = gone
+
+    def lost_hours(self) -> set[int]:
+        """The hour windows held whose row was not found in the store (their readings are
+        too late)."""
+        return {start for start, lanes in self.windows[_HOUR].items()
+                if type(lanes) is int and lanes == LOST_ROW}
+
+    def _fetch(self, ref: bytes | int) -> bytes | None:
+        if type(ref) is bytes:
+            return ref
+        store = self.store
+        return None if store is None or ref == LOST_ROW else store.get(int(ref))
 
     def _caches(self) -> None:
         # (rp, width) -> window start -> its `_Cache`, made when a message writes the window
@@ -295,12 +332,12 @@ class TrafficRollup(Horizon):
         # held are the few open ones)
         self._hours = sorted(self.windows[_HOUR])
         # (rp, width) -> the starts of the windows held open (not bytes), a heap (`_freeze`)
-        self._open = {key: sorted(s for s, lanes in windows.items() if not isinstance(lanes, bytes))
+        self._open = {key: sorted(s for s, lanes in windows.items() if isinstance(lanes, dict))
                       for key, windows in self.windows.items()}
 
     def __getstate__(self) -> dict[str, object]:
         state = self.__dict__.copy()  # as pickled before the caches were kept
-        for name in ("_cache", "_hours", "_open"):
+        for name in ("_cache", "_hours", "_open", "store", "gone"):
             state.pop(name, None)
         return state
 
@@ -309,13 +346,16 @@ class TrafficRollup(Horizon):
         # closed at the end of the next message (`_freeze`)
         self.__dict__.update(state)
         self._caches()
+        self.store = None
+        self.gone = None
 
     def lanes(self, key: tuple[str, int], start: int) -> Lanes | None:
         """The lanes of a window held (sensor -> ts -> sample), open or closed, without
         opening it; None if it holds no sample."""
         lanes = self.windows[key].get(start)
-        if isinstance(lanes, bytes):
-            return _thaw(lanes)
+        if isinstance(lanes, bytes | int):
+            state = self._fetch(lanes)
+            return None if state is None else _thaw(state)
         if lanes is None and key == _MINUTE:
             hour = self.lanes(_HOUR, start - start % HOUR_NS)
             lanes = None if hour is None else _minute_of(hour, start)
@@ -361,12 +401,16 @@ class TrafficRollup(Horizon):
                 hour_lanes = hours[hour] = {}
                 heapq.heappush(self._hours, hour)
                 heapq.heappush(opened[_HOUR], hour)
-            elif isinstance(hour_lanes, bytes):  # closed: a late reading
-                hour_lanes = hours[hour] = _thaw(hour_lanes)
+            elif not isinstance(hour_lanes, dict):  # closed: a late reading
+                thawed = self._thawed(hour, hour_lanes)
+                if thawed is None:  # its row is gone: its windows rebuilt from the raw points
+                    self.too_late += 1
+                    continue
+                hour_lanes = hours[hour] = thawed
                 heapq.heappush(opened[_HOUR], hour)
             minute = at - at % MINUTE_NS
             minute_lanes = minutes.get(minute)
-            if minute_lanes is None or isinstance(minute_lanes, bytes):  # (never bytes)
+            if not isinstance(minute_lanes, dict):  # (never bytes nor an id)
                 # closed, or new: a window after the newest stamp's holds no sample yet
                 minute_lanes = minutes[minute] = (_minute_of(hour_lanes, minute)
                                                   if minute < newest else {})
@@ -394,7 +438,7 @@ class TrafficRollup(Horizon):
             windows, caches = self.windows[key], self._cache[key]
             for start in sorted(touched[key]):
                 window = windows[start]
-                assert not isinstance(window, bytes)  # (opened above)
+                assert isinstance(window, dict)  # (opened above)
                 lanes = window
                 cache = caches.get(start)
                 if cache is None:
@@ -434,7 +478,7 @@ class TrafficRollup(Horizon):
             while heap and heap[0] <= limit:
                 start = heapq.heappop(heap)
                 lanes = windows.get(start)
-                if lanes is None or isinstance(lanes, bytes):  # evicted, or closed already
+                if not isinstance(lanes, dict):  # evicted, or closed already
                     continue
                 if start in written:
                     kept.append(start)
@@ -443,9 +487,26 @@ class TrafficRollup(Horizon):
                 if key == _MINUTE:
                     del windows[start]
                 else:
-                    windows[start] = pickle.dumps(lanes, protocol=pickle.HIGHEST_PROTOCOL)
+                    state = pickle.dumps(lanes, protocol=pickle.HIGHEST_PROTOCOL)
+                    store = self.store
+                    windows[start] = (state if store is None or not store.writes
+                                      else store.put(state))
             for start in kept:
                 heapq.heappush(heap, start)
+
+    def _thawed(self, hour: int, held: bytes | int) -> Lanes | None:
+        """A closed hour window's lanes, opened again by a late reading (its row let go);
+        None if its row is not in the store: the hour is then held lost."""
+        state = self._fetch(held)
+        if state is None:
+            if held != LOST_ROW:
+                self.windows[_HOUR][hour] = LOST_ROW
+                log.warning("traffic hour at %d (row %s) not found in the frozen store: its late "
+                            "readings are rebuilt from the raw points", hour, held)
+            return None
+        if type(held) is int and self.gone is not None:
+            self.gone.append(held)
+        return _thaw(state)
 
     @staticmethod
     def _lane_text(cache: _Cache, sensor: str, lane: dict[int, Sample]) -> tuple[str, float]:
@@ -480,5 +541,7 @@ class TrafficRollup(Horizon):
         starts, hours, caches = self._hours, self.windows[_HOUR], self._cache[_HOUR]
         while starts and starts[0] < floor:  # (called per message: not a pass over every window)
             start = heapq.heappop(starts)
-            del hours[start]
+            held = hours.pop(start)
+            if type(held) is int and held != LOST_ROW and self.gone is not None:
+                self.gone.append(held)
             caches.pop(start, None)
