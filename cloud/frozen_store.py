@@ -8,8 +8,9 @@ reference: a row id, never reused and never overwritten. A snapshot therefore na
 exact bytes each of its windows had when it was taken, whatever happened after it (a thaw,
 a change, another freeze writes a new row), so Bytewax may resume any snapshot it kept.
 
-The same file holds the checkpoints of the nodes' anomaly detectors (cloud/logic/
-detector_book.py), under the same rules: written once, by id, before the snapshot that
+The same file holds the closed hours of the nodes' air and traffic rollups
+(cloud/logic/domain/air.py, traffic.py) and the checkpoints of their anomaly detectors
+(cloud/logic/detector_book.py), under the same rules: written once, by id, before the snapshot that
 references them; let go and deleted as a frozen window's row is.
 
 Durability: rows are buffered as windows freeze and written in one transaction (SQLite WAL,

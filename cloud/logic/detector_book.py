@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING
 from cloud.detect import AnomalyDetector, DetectError, make_detector
 from cloud.detect.profiles import scored
 from cloud.errors import CloudError
-from cloud.frozen_store import FrozenStore, FrozenStoreError
+from cloud.frozen_store import FrozenStore
 
 if TYPE_CHECKING:
     from cloud.logic.events import SensorWatch
@@ -122,20 +122,25 @@ def replay(detectors: dict[Place, AnomalyDetector], logged: bytes) -> int:
 
 def load(book: DetectorBook, store: FrozenStore) -> dict[Place, AnomalyDetector] | None:
     """The detectors `book` makes, None if its checkpoint row is missing; DetectorBookError
-    if the row or a log is not one a book writes, or the store cannot be read."""
+    if the row or a log is not one a book writes. A store that cannot be read raises its
+    FrozenStoreError (as for a frozen window: the processor stops, and a restart reads
+    again), rather than costing the node what its detectors learnt."""
+    row = store.get(book.checkpoint)
+    if row is None:
+        return None
     try:
-        row = store.get(book.checkpoint)
-        if row is None:
-            return None
         detectors = pickle.loads(row)
-        if not isinstance(detectors, dict):
-            raise DetectorBookError(f"a detector checkpoint row holds a {type(detectors).__name__}")
+        if not isinstance(detectors, dict) or not all(
+                isinstance(d, AnomalyDetector) for d in detectors.values()):
+            raise DetectorBookError(f"a detector checkpoint row holds a {type(detectors).__name__}"
+                                    " that is not detectors by place")
         for logged in book.logs:
             replay(detectors, logged)
-    except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, TypeError,
-            ValueError, MemoryError, DetectError, FrozenStoreError) as exc:
+    except DetectorBookError:
+        raise
+    except Exception as exc:  # a damaged row: whatever unpickling or replaying it raises
         raise DetectorBookError(f"the detectors' checkpoint {book.checkpoint} or a log of it "
-                                f"could not be read: {exc}") from exc
+                                f"could not be read: {exc!r}") from exc
     return detectors
 
 

@@ -213,7 +213,7 @@ class NodeState:
         else with every detector, and no book."""
         watch = self.watch
         at = self._book_at
-        if self.detector_book is None or at is None or self._journal:
+        if self.detector_book is None or at is None or self._journal is None or self._journal:
             state["detector_book"] = None
             return pickle.dumps(watch, protocol=pickle.HIGHEST_PROTOCOL)
         held = [fw for sensor, sw in watch.items() for name, fw in sw.fields.items()
@@ -272,12 +272,15 @@ class NodeState:
         self.node_watch = pickle.loads(node_watch) if isinstance(node_watch, bytes) else NodeWatch()
 
     def use_frozen_store(self, store: FrozenStore | None) -> None:
-        """The sensors' closed windows freeze into `store` and are read back from it (given
-        before anything else of a resumed state runs: `set_horizon` may freeze and drop)."""
+        """The sensors' closed windows and the air and traffic rollups' closed hours freeze
+        into `store` and are read back from it, and the detectors' book is read from it
+        (given before anything else of a resumed state runs: `set_horizon` may freeze and
+        drop)."""
         self._frozen_store = store
         for rollups in (self.minute, self.hour):
             for rollup in rollups.values():
                 rollup.use_store(store, self._gone)
+        self.domain.use_store(store, self._gone)
         self._resume_detectors(store)
         self._journal = {} if store is not None and store.detector_every > 0 else None
 
@@ -349,7 +352,7 @@ class NodeState:
             book is None or at is None
             or any(at.get(place) is not d for place, d in detectors.items())
             or len(book.logs) >= every or book.logged() * 4 > book.size
-            or (self.snapshots + self._book_phase(every)) % every == 0)
+            or (bool(book.logs) and (self.snapshots + self._book_phase(every)) % every == 0))
 
     def _checkpoint_detectors(self, store: FrozenStore) -> None:
         """The checkpoint decided at the last snapshot: the detectors as they are, before

@@ -19,7 +19,7 @@ import pytest
 
 from bench.pipeline.node_state_size import node_stream, records
 from cloud.flow import NodeLogic, NodeOut
-from cloud.frozen_store import FrozenStore, file_name
+from cloud.frozen_store import FrozenStore, FrozenStoreError, file_name
 from cloud.journal import JournalRecord
 from cloud.logic.detector_book import detectors_of
 from cloud.logic.node import FROZEN_GC_SNAPSHOTS, NodeState
@@ -271,6 +271,16 @@ def test_a_missing_or_damaged_row_restarts_the_detectors_and_nothing_else(
     assert no_events(_run(resumed, i)) == no_events(expected[i:])
 
 
+def _window_rows(state: NodeState) -> set[int]:
+    """The rows of the node's closed windows: its sensors', its traffic and air hours'."""
+    refs = {ref for rs in (state.minute, state.hour) for r in rs.values()
+            for ref in r.frozen.values() if type(ref) is int}
+    refs |= {ref for windows in state.domain.traffic.windows.values()
+             for ref in windows.values() if type(ref) is int}
+    return refs | {held[0] for held in state.domain.air.open.values()
+                   if isinstance(held, tuple) and type(held[0]) is int}
+
+
 def test_rows_a_checkpoint_supersedes_are_deleted_after_the_node_s_later_snapshots(
         tmp_path: Path) -> None:
     store = _store(tmp_path, every=2, delay=0)
@@ -288,9 +298,7 @@ def test_rows_a_checkpoint_supersedes_are_deleted_after_the_node_s_later_snapsho
             continue
         assert book is not None
         referenced.append({book.checkpoint})
-        held = _rows(tmp_path) - {ref for rs in (logic.state.minute, logic.state.hour)
-                                  for r in rs.values() for ref in r.frozen.values()
-                                  if type(ref) is int}
+        held = _rows(tmp_path) - _window_rows(logic.state)
         # the book's rows, and those of the books of the last FROZEN_GC_SNAPSHOTS snapshots
         assert referenced[-1] <= held
         assert held <= set().union(*referenced[-FROZEN_GC_SNAPSHOTS - 2:])
@@ -314,3 +322,43 @@ def test_without_the_book_the_detectors_stay_in_the_snapshots(tmp_path: Path) ->
     last: NodeState = pickle.loads(after[-1][1])
     assert last.detector_book is None
     assert sum(d.count for d in detectors_of(last.watch).values()) > 0  # pickled inline
+
+
+def test_an_unreadable_store_stops_the_resume_instead_of_forgetting_the_detectors(
+        tmp_path: Path) -> None:
+    """A store that cannot be read (here its file overwritten) is no missing row: the
+    resume raises, as a frozen window's read does, and a restart reads again; the node's
+    detectors are not started fresh nor their checkpoint let go."""
+    store = _store(tmp_path)
+    snapshots: list[tuple[int, bytes]] = []
+    _run(_logic(store), 0, snapshots)
+    store.close()
+    (tmp_path / file_name(0)).write_bytes(b"not a database" * 100)
+    with pytest.raises(FrozenStoreError, match="not a database"):
+        _resumed(snapshots[-1][1], _store(tmp_path))
+
+
+def test_a_node_whose_detectors_take_nothing_writes_no_checkpoint_on_its_turn(
+        tmp_path: Path) -> None:
+    """Its heartbeats only, for more than a cycle of snapshots: its checkpoint is still the
+    detectors as they are, so none is written again."""
+    store = _store(tmp_path)
+    logic = _logic(store)
+    recs = _records()
+    for rec in recs[:200]:
+        logic.on_batch([rec])
+    heartbeats = [rec for rec in recs[200:] if "/status" in rec.topic][: 4 * EVERY]
+    assert len(heartbeats) == 4 * EVERY
+    # A cycle and more: the values logged before go into a checkpoint on the node's turn.
+    for rec in heartbeats[: EVERY + 2]:
+        logic.snapshot()
+        logic.on_batch([rec])
+    book = logic.state.detector_book
+    assert book is not None
+    assert book.logs == []
+    written = store.rows_written
+    for rec in heartbeats[EVERY + 2:]:  # two cycles more: nothing to write
+        logic.snapshot()
+        logic.on_batch([rec])
+    assert logic.state.detector_book is book
+    assert store.rows_written == written
