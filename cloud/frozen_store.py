@@ -39,6 +39,7 @@ import logging
 import sqlite3
 import threading
 import time
+from array import array
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -58,6 +59,53 @@ DELETE_EVERY_S = 10.0
 
 class FrozenStoreError(CloudError):
     pass
+
+
+class FrozenRefs:
+    """What a rollup that freezes its closed windows into a store keeps of it (a mixin, its
+    `store` and `gone` set by `use_store`, never pickled): a closed window's state is its
+    bytes, or with a store that writes the id of the row holding them."""
+
+    store: FrozenStore | None
+    gone: array[int] | None
+
+    def use_store(self, store: FrozenStore | None, gone: array[int] | None) -> None:
+        """Closed windows freeze into `store` (if it writes) and are read back from it; the
+        ids of rows let go are appended to `gone`."""
+        self.store = store
+        self.gone = gone
+
+    def frozen_state(self, state: bytes) -> bytes | int:
+        """A closed window's pickled state as the rollup holds it: a row's id with a store
+        that writes, else the bytes."""
+        store = self.store
+        return state if store is None or not store.writes else store.put(state)
+
+    def fetch(self, ref: bytes | int) -> bytes | None:
+        """The bytes a closed window holds or names; None if its row is not in the store
+        (or no store is given)."""
+        if type(ref) is bytes:
+            return ref
+        store = self.store
+        return None if store is None or ref == LOST_ROW else store.get(int(ref))
+
+    def let_go(self, ref: bytes | int) -> None:
+        """A closed window's row is no longer held (opened again, or past the horizon)."""
+        if type(ref) is int and ref != LOST_ROW and self.gone is not None:
+            self.gone.append(ref)
+
+    def opened(self, ref: bytes | int, what: str) -> bytes | None:
+        """The state of a closed window a late reading opens again, its row let go; None if
+        its row is not in the store (logged, once: the caller then holds the window lost,
+        LOST_ROW, and its late readings are rebuilt from the raw points)."""
+        state = self.fetch(ref)
+        if state is None:
+            if ref != LOST_ROW:
+                log.warning("%s (row %s) not found in the frozen store: its late readings are "
+                            "rebuilt from the raw points", what, ref)
+            return None
+        self.let_go(ref)
+        return state
 
 
 def file_name(part: int) -> str:

@@ -18,7 +18,6 @@ checkpoint read and its logs replayed).
 from __future__ import annotations
 
 import argparse
-import gc
 import pickle
 import tempfile
 import time
@@ -27,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.pipeline.errors import PipelineBenchError
-from bench.pipeline.node_state_size import NODES, _keys, node_stream, records
+from bench.pipeline.node_state_size import NODES, _keys, collector_off, node_stream, records
 from cloud.flow import NodeLogic
 from cloud.frozen_store import FrozenStore
 from cloud.logic.node import NodeState
@@ -125,13 +124,8 @@ def main(argv: list[str] | None = None) -> None:
         raise PipelineBenchError("--epoch-s must be positive")
     if args.every < 1:
         raise PipelineBenchError("--every must be at least 1")
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
+    with collector_off():
         _report(args)
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def _report(args: argparse.Namespace) -> None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import bisect
+import contextlib
 import gc
 import pickle
 import statistics
@@ -300,15 +301,23 @@ def main(argv: list[str] | None = None) -> None:
         raise PipelineBenchError("--epoch-s must be positive")
     if args.flush_every < 1:
         raise PipelineBenchError("--flush-every must be at least 1")
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
+    with collector_off():
         if args.frozen_store:
             _compare_store(args)
         else:
             _report(args)
+
+
+@contextlib.contextmanager
+def collector_off() -> Iterator[None]:
+    """The cyclic collector off while measuring (its passes land in whatever runs then),
+    given back after: a test calls a bench's main in its own process."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
     finally:
-        if was_enabled:  # a test calls main in its own process: the collector given back
+        if was_enabled:
             gc.enable()
 
 

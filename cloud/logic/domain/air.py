@@ -20,14 +20,13 @@ until it is valid; none is pickled (a snapshot holds what it held before).
 from __future__ import annotations
 
 import heapq
-import logging
 import math
 import pickle
 from array import array
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from cloud.frozen_store import LOST_ROW
+from cloud.frozen_store import LOST_ROW, FrozenRefs
 from cloud.logic.domain import aqi
 from cloud.logic.domain.common import HOUR_NS, RP_1H, Horizon, Point, skipped, window_start
 from cloud.logic.lines import line
@@ -36,8 +35,6 @@ from urbanpulse.wire import Reading
 
 if TYPE_CHECKING:
     from cloud.frozen_store import FrozenStore
-
-log = logging.getLogger("urbanpulse.cloud.domain.air")
 
 FIELDS_OF_KIND = {"air.pm": ("pm25", "pm10"), "air.co2": ("co2",)}
 FIELDS = ("pm25", "pm10", "co2")
@@ -74,7 +71,7 @@ def _thaw(state: bytes) -> Values:
     return values
 
 
-class AirRollup(Horizon):
+class AirRollup(FrozenRefs, Horizon):
     """The hourly means of one station. Picklable.
 
     Kept between messages, not pickled (a resumed rollup makes them again): the exact
@@ -106,12 +103,6 @@ class AirRollup(Horizon):
         self._caches()
         self.store: FrozenStore | None = None  # not pickled: `use_store`
         self.gone: array[int] | None = None
-
-    def use_store(self, store: FrozenStore | None, gone: array[int] | None) -> None:
-        """Closed hours freeze into `store` (if it writes) and are read back from it; the ids
-        of rows let go are appended to `gone`."""
-        self.store = store
-        self.gone = gone
 
     def lost_hours(self) -> set[int]:
         """The hours held whose row was not found in the store (their readings are too late)."""
@@ -230,29 +221,17 @@ class AirRollup(Horizon):
             if not isinstance(held, tuple):
                 out[h] = held
                 continue
-            state = self._fetch(held[0])
+            state = self.fetch(held[0])
             out[h] = {} if state is None else _thaw(state)
         return out
-
-    def _fetch(self, ref: bytes | int) -> bytes | None:
-        if type(ref) is bytes:
-            return ref
-        store = self.store
-        return None if store is None or ref == LOST_ROW else store.get(int(ref))
 
     def _thawed(self, hour: int, held: Frozen) -> Values | None:
         """A closed hour's values, opened again by a late reading (its row let go); None if
         its row is not in the store: the hour is then held lost."""
-        ref = held[0]
-        state = self._fetch(ref)
+        state = self.opened(held[0], f"air hour at {hour}")
         if state is None:
-            if ref != LOST_ROW:
-                self.open[hour] = (LOST_ROW, held[1])
-                log.warning("air hour at %d (row %s) not found in the frozen store: its late "
-                            "readings are rebuilt from the raw points", hour, ref)
+            self.open[hour] = (LOST_ROW, held[1])
             return None
-        if type(ref) is int and self.gone is not None:
-            self.gone.append(ref)
         return _thaw(state)
 
     def _freeze(self, touched: set[int]) -> None:
@@ -275,9 +254,7 @@ class AirRollup(Horizon):
                 m = self.mean(hour, name)
                 if values and m is not None:
                     summary[name] = (m[0], m[1], name == "co2" or self.valid(hour, name))
-            state = pickle.dumps(fields, protocol=pickle.HIGHEST_PROTOCOL)
-            store = self.store
-            self.open[hour] = (state if store is None or not store.writes else store.put(state),
+            self.open[hour] = (self.frozen_state(pickle.dumps(fields, protocol=pickle.HIGHEST_PROTOCOL)),
                                summary)
             for name in FIELDS:
                 self._sums.pop((hour, name), None)
@@ -371,9 +348,8 @@ class AirRollup(Horizon):
         floor = self.newest_ns - self.horizon_ns - HOUR_NS
         for hour in [h for h in self.open if h < floor]:
             held = self.open[hour]
-            if (isinstance(held, tuple) and type(held[0]) is int and held[0] != LOST_ROW
-                    and self.gone is not None):
-                self.gone.append(held[0])
+            if isinstance(held, tuple):
+                self.let_go(held[0])
             self.closed[hour] = {name: m for name in (held[1] if isinstance(held, tuple) else held)
                                  if (m := self.mean(hour, name)) is not None
                                  and (name not in POLLUTANTS or self.valid(hour, name))}

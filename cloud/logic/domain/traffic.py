@@ -33,14 +33,13 @@ makes them again).
 from __future__ import annotations
 
 import heapq
-import logging
 import math
 import pickle
 from array import array
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
-from cloud.frozen_store import LOST_ROW
+from cloud.frozen_store import LOST_ROW, FrozenRefs
 from cloud.logic.domain.common import HOUR_NS, MINUTE_NS, NOT_MEASURING, WIDTHS, Horizon, Point
 from cloud.logic.lines import float_text, float_texts, series_head
 from cloud.logic.rollup import add_to_partials
@@ -49,7 +48,6 @@ from urbanpulse.wire import Reading
 if TYPE_CHECKING:
     from cloud.frozen_store import FrozenStore
 
-log = logging.getLogger("urbanpulse.cloud.domain.traffic")
 
 KIND = "traffic.loop"
 
@@ -274,7 +272,7 @@ def _minute_of(hour: Lanes, minute: int) -> Lanes:
     return out
 
 
-class TrafficRollup(Horizon):
+class TrafficRollup(FrozenRefs, Horizon):
     """The open windows of one intersection (node). Picklable.
 
     Closed windows (ended `FREEZE_AFTER_NS` before the newest stamp) are kept for the late
@@ -307,23 +305,11 @@ class TrafficRollup(Horizon):
         self.store: FrozenStore | None = None  # not pickled: `use_store`
         self.gone: array[int] | None = None
 
-    def use_store(self, store: FrozenStore | None, gone: array[int] | None) -> None:
-        """Closed hour windows freeze into `store` (if it writes) and are read back from it;
-        the ids of rows let go are appended to `gone`."""
-        self.store = store
-        self.gone = gone
-
     def lost_hours(self) -> set[int]:
         """The hour windows held whose row was not found in the store (their readings are
         too late)."""
         return {start for start, lanes in self.windows[_HOUR].items()
                 if type(lanes) is int and lanes == LOST_ROW}
-
-    def _fetch(self, ref: bytes | int) -> bytes | None:
-        if type(ref) is bytes:
-            return ref
-        store = self.store
-        return None if store is None or ref == LOST_ROW else store.get(int(ref))
 
     def _caches(self) -> None:
         # (rp, width) -> window start -> its `_Cache`, made when a message writes the window
@@ -354,7 +340,7 @@ class TrafficRollup(Horizon):
         opening it; None if it holds no sample."""
         lanes = self.windows[key].get(start)
         if isinstance(lanes, bytes | int):
-            state = self._fetch(lanes)
+            state = self.fetch(lanes)
             return None if state is None else _thaw(state)
         if lanes is None and key == _MINUTE:
             hour = self.lanes(_HOUR, start - start % HOUR_NS)
@@ -487,25 +473,18 @@ class TrafficRollup(Horizon):
                 if key == _MINUTE:
                     del windows[start]
                 else:
-                    state = pickle.dumps(lanes, protocol=pickle.HIGHEST_PROTOCOL)
-                    store = self.store
-                    windows[start] = (state if store is None or not store.writes
-                                      else store.put(state))
+                    windows[start] = self.frozen_state(
+                        pickle.dumps(lanes, protocol=pickle.HIGHEST_PROTOCOL))
             for start in kept:
                 heapq.heappush(heap, start)
 
     def _thawed(self, hour: int, held: bytes | int) -> Lanes | None:
         """A closed hour window's lanes, opened again by a late reading (its row let go);
         None if its row is not in the store: the hour is then held lost."""
-        state = self._fetch(held)
+        state = self.opened(held, f"traffic hour at {hour}")
         if state is None:
-            if held != LOST_ROW:
-                self.windows[_HOUR][hour] = LOST_ROW
-                log.warning("traffic hour at %d (row %s) not found in the frozen store: its late "
-                            "readings are rebuilt from the raw points", hour, held)
+            self.windows[_HOUR][hour] = LOST_ROW
             return None
-        if type(held) is int and self.gone is not None:
-            self.gone.append(held)
         return _thaw(state)
 
     @staticmethod
@@ -542,6 +521,6 @@ class TrafficRollup(Horizon):
         while starts and starts[0] < floor:  # (called per message: not a pass over every window)
             start = heapq.heappop(starts)
             held = hours.pop(start)
-            if type(held) is int and held != LOST_ROW and self.gone is not None:
-                self.gone.append(held)
+            if not isinstance(held, dict):
+                self.let_go(held)
             caches.pop(start, None)

@@ -58,6 +58,19 @@ def _run(logic: NodeLogic, first: int, snapshots: list[tuple[int, bytes]] | None
     return out
 
 
+def _crashed_run(directory: Path, expected: list[list[NodeOut]] | None = None,
+                 late: bool = False) -> list[tuple[int, bytes]]:
+    """The node's snapshots through the whole run (its outputs those `expected`, if given),
+    then a crash: what was not flushed is lost."""
+    store = _store(directory)
+    snapshots: list[tuple[int, bytes]] = []
+    out = _run(_logic(store), 0, snapshots, late=late)
+    if expected is not None:
+        assert out == expected
+    store.close()
+    return snapshots
+
+
 def _store(directory: Path, part: int = 0, every: int = EVERY, delay: int = NEVER) -> FrozenStore:
     return FrozenStore(directory, part, delay, detector_every=every)
 
@@ -129,10 +142,7 @@ def test_a_sensor_s_first_detectors_after_a_checkpoint_make_another(tmp_path: Pa
     at that snapshot, out of turn, and every snapshot resumes to the uninterrupted run."""
     expected, detectors = _uninterrupted(late=True)
     assert any(place[0] == LATE_SENSOR for place in detectors)
-    store = _store(tmp_path)
-    snapshots: list[tuple[int, bytes]] = []
-    assert _run(_logic(store), 0, snapshots, late=True) == expected
-    store.close()
+    snapshots = _crashed_run(tmp_path, expected, late=True)
     for n, (i, snapshot) in enumerate(snapshots):
         store = _store(tmp_path, part=n % 2)
         resumed = _resumed(snapshot, store)
@@ -167,10 +177,7 @@ def test_a_resume_goes_on_with_its_book_and_a_second_resume_of_it_makes_the_same
     crashes, those snapshots never committed, and the snapshot resumed again by the other
     process still makes the detectors of the uninterrupted run."""
     expected, detectors = _uninterrupted()
-    store = _store(tmp_path)
-    snapshots: list[tuple[int, bytes]] = []
-    _run(_logic(store), 0, snapshots)
-    store.close()
+    snapshots = _crashed_run(tmp_path)
     i, snapshot = next((i, s) for i, s in snapshots
                        if (b := pickle.loads(s).detector_book) is not None and len(b.logs) == 1)
     store = _store(tmp_path)
@@ -245,10 +252,7 @@ def test_the_nodes_checkpoints_fall_at_epochs_of_their_own(tmp_path: Path) -> No
 def test_a_missing_or_damaged_row_restarts_the_detectors_and_nothing_else(
         harm: str, said: str, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     expected, _ = _uninterrupted()
-    store = _store(tmp_path)
-    snapshots: list[tuple[int, bytes]] = []
-    _run(_logic(store), 0, snapshots)
-    store.close()
+    snapshots = _crashed_run(tmp_path)
     i, snapshot = snapshots[len(snapshots) // 2]
     book = pickle.loads(snapshot).detector_book
     assert book is not None
@@ -309,10 +313,7 @@ def test_without_the_book_the_detectors_stay_in_the_snapshots(tmp_path: Path) ->
     """detector_checkpoint_every = 0; and a snapshot with a book resumed by such a process
     has its detectors, which then go back into its snapshots, the rows let go."""
     expected, detectors = _uninterrupted()
-    store = _store(tmp_path)
-    snapshots: list[tuple[int, bytes]] = []
-    _run(_logic(store), 0, snapshots)
-    store.close()
+    snapshots = _crashed_run(tmp_path)
     i, snapshot = snapshots[len(snapshots) // 3]
     store = _store(tmp_path, part=1, every=0)
     resumed = _resumed(snapshot, store)
@@ -329,10 +330,7 @@ def test_an_unreadable_store_stops_the_resume_instead_of_forgetting_the_detector
     """A store that cannot be read (here its file overwritten) is no missing row: the
     resume raises, as a frozen window's read does, and a restart reads again; the node's
     detectors are not started fresh nor their checkpoint let go."""
-    store = _store(tmp_path)
-    snapshots: list[tuple[int, bytes]] = []
-    _run(_logic(store), 0, snapshots)
-    store.close()
+    snapshots = _crashed_run(tmp_path)
     (tmp_path / file_name(0)).write_bytes(b"not a database" * 100)
     with pytest.raises(FrozenStoreError, match="not a database"):
         _resumed(snapshots[-1][1], _store(tmp_path))

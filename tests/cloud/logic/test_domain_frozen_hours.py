@@ -103,7 +103,7 @@ def test_a_missing_row_makes_its_late_readings_a_replay_of_their_hour(
     node.use_store(store, gone)
     too_late = node.air.too_late
     late = [rd("pm-1", "air.pm", hour + 10 * MIN, pm25=70.0, pm10=75.0)]
-    with caplog.at_level(logging.WARNING, logger="urbanpulse.cloud.domain.air"):
+    with caplog.at_level(logging.WARNING, logger="urbanpulse.cloud.frozen_store"):
         points, _ = node.process("hn", "st1", late)
     assert "not found in the frozen store" in caplog.text
     assert points == []  # nothing written from what the rollup no longer holds
@@ -195,7 +195,7 @@ def test_a_missing_traffic_row_makes_its_late_readings_a_replay_of_their_hour(
         conn.execute("DELETE FROM frozen WHERE id = ?", (ref,))
     too_late = node.traffic.too_late
     late = [_loop("loop-2", T0 + HOUR + 20 * MIN, 4)]
-    with caplog.at_level(logging.WARNING, logger="urbanpulse.cloud.domain.traffic"):
+    with caplog.at_level(logging.WARNING, logger="urbanpulse.cloud.frozen_store"):
         points, _ = node.process("hn", "x1", late)
     assert "not found in the frozen store" in caplog.text
     assert points == []
