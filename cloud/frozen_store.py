@@ -55,6 +55,9 @@ BUSY_TIMEOUT_MS = 10_000
 # with the next rows written, or once this many wait, or this long after the last commit.
 DELETE_BATCH = 5_000
 DELETE_EVERY_S = 10.0
+# Rows found missing are logged one by one up to this many in a process, then at each power
+# of two: a recovery store copied without these files would log a line per node or window.
+LOST_LOGGED = 5
 
 
 class FrozenStoreError(CloudError):
@@ -101,11 +104,27 @@ class FrozenRefs:
         state = self.fetch(ref)
         if state is None:
             if ref != LOST_ROW:
-                log.warning("%s (row %s) not found in the frozen store: its late readings are "
-                            "rebuilt from the raw points", what, ref)
+                note_lost(self.store, f"{what} (row {ref!r})",
+                          "its late readings are rebuilt from the raw points")
             return None
         self.let_go(ref)
         return state
+
+
+def note_lost(store: FrozenStore | None, what: str, then: str) -> None:
+    """Logs that `what` was not found in `store` (or no store is in use), and `then` what
+    follows; with a store, one by one up to LOST_LOGGED, then at each power of two, with the
+    count so far (`FrozenStore.lost`)."""
+    if store is None:
+        log.warning("%s: no frozen store in use: %s", what, then)
+        return
+    store.lost += 1
+    n = store.lost
+    if n <= LOST_LOGGED or n & (n - 1) == 0:
+        more = (f"; {n} rows missing in this process so far"
+                f"{', further ones logged at each power of two' if n == LOST_LOGGED else ''}"
+                if n >= LOST_LOGGED else "")
+        log.warning("%s not found in the frozen store: %s%s", what, then, more)
 
 
 def file_name(part: int) -> str:
@@ -148,6 +167,7 @@ class FrozenStore:
         self.rows_written = 0
         self.rows_deleted = 0
         self.commits = 0  # transactions of this process's file
+        self.lost = 0  # rows found missing (`note_lost`)
 
     @property
     def writes(self) -> bool:

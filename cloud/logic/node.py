@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from cloud.detect import STATE_VERSION as DETECT_STATE_VERSION
 from cloud.detect import AnomalyDetector
 from cloud.detect.faults import AWAY_HEARTBEATS
+from cloud.frozen_store import note_lost
 from cloud.logic.detector_book import (
     DetectorBook,
     DetectorBookError,
@@ -299,9 +300,9 @@ class NodeState:
             detectors = None
         else:
             if detectors is None:
-                log.warning("the detectors' checkpoint of node %s/%s is missing from the frozen "
-                            "store (or it is not in use): they start again fresh",
-                            getattr(self, "site", "?"), getattr(self, "node", "?"))
+                note_lost(store, f"the detectors' checkpoint of node {getattr(self, 'site', '?')}/"
+                          f"{getattr(self, 'node', '?')} (row {book.checkpoint})",
+                          "they start again fresh")
         if detectors is None:
             let_go(book, self._gone)
             self.detector_book = None

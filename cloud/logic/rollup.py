@@ -35,7 +35,6 @@ last of whichever came first.
 
 from __future__ import annotations
 
-import logging
 import math
 import pickle
 from array import array
@@ -43,14 +42,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from cloud.frozen_store import LOST_ROW
+from cloud.frozen_store import LOST_ROW, note_lost
 from cloud.logic.lines import field_key, field_keys, float_text, float_texts
 from urbanpulse.wire import KINDS
 
 if TYPE_CHECKING:
     from cloud.frozen_store import FrozenStore
 
-log = logging.getLogger("urbanpulse.cloud.rollup")
 MINUTE_NS = 60 * 1_000_000_000
 HOUR_NS = 60 * MINUTE_NS
 # Readings flagged so are stored raw, but in no window, rollup, fault rule or drift step:
@@ -609,8 +607,8 @@ class SensorRollup:
         the raw points (a window made anew would write its later readings alone over it)."""
         if ref != LOST_ROW:
             self.frozen[start] = LOST_ROW
-            log.warning("frozen window at %d (row %d) not found in the frozen store: its late "
-                        "readings are rebuilt from the raw points", start, ref)
+            note_lost(self.store, f"frozen window at {start} (row {ref})",
+                      "its late readings are rebuilt from the raw points")
 
 
 def _starts_before(windows: dict[int, Window], line: int) -> list[int]:

@@ -1,14 +1,16 @@
 """The epoch benchmark's warm city and the check that outputs do not wait for the epoch:
 a copy of a node goes on from its base node's warm state (its readings are new to it, not
 duplicates of the warm hours), the copies do not send in step, and a stateful step's
-outputs reach the sink long before a 30 s epoch ends."""
+outputs reach the sink long before a 30 s epoch ends; a setting's form, EPOCH or EPOCH/N."""
 
 from __future__ import annotations
 
 import pickle
 
+import pytest
+
 from bench.pipeline.epoch_outputs import delays
-from bench.pipeline.epochs import SPREAD_S, _base_of, make_city
+from bench.pipeline.epochs import SPREAD_S, _base_of, _setting, main, make_city
 from cloud.flow import NodeLogic, node_key
 from cloud.journal import JournalRecord
 
@@ -43,3 +45,15 @@ def test_outputs_reach_the_sink_before_a_long_epoch_ends() -> None:
     got = delays(epoch_s=30.0, run_s=3.0)
     assert len(got) >= 4
     assert max(got) < 1.0  # held for the epoch, they would wait 3 s, the input's end
+
+
+def test_a_setting_is_an_epoch_and_perhaps_a_detector_checkpoint_count(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    assert _setting("30") == (30.0, None)
+    assert _setting("30/20") == (30.0, 20)
+    assert _setting("2.5/0") == (2.5, 0)
+    for bad in ("30/x", "x", "30/1.5"):
+        assert main(["--epochs", bad]) == 2
+        assert "bad --epochs" in capsys.readouterr().err
+    assert main(["--epochs", "30/-1"]) == 2
+    assert "at least 0" in capsys.readouterr().err

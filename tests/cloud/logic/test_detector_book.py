@@ -246,7 +246,7 @@ def test_the_nodes_checkpoints_fall_at_epochs_of_their_own(tmp_path: Path) -> No
 
 
 @pytest.mark.parametrize(("harm", "said"), [
-    ("DELETE FROM frozen WHERE id = ?", "is missing from the frozen store"),
+    ("DELETE FROM frozen WHERE id = ?", "not found in the frozen store"),
     ("UPDATE frozen SET state = x'80059500' WHERE id = ?", "could not be made from their rows"),
 ])
 def test_a_missing_or_damaged_row_restarts_the_detectors_and_nothing_else(

@@ -8,6 +8,7 @@ survives a SIGKILL and what was not flushed is gone."""
 
 from __future__ import annotations
 
+import logging
 import pickle
 import signal
 import sqlite3
@@ -17,10 +18,11 @@ import tempfile
 from array import array
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cloud.frozen_store import LOST_ROW, PART_SHIFT, FrozenStore, file_name
+from cloud.frozen_store import LOST_ROW, PART_SHIFT, FrozenStore, file_name, note_lost
 from cloud.logic.node import FROZEN_GC_SNAPSHOTS, NodeState
 from cloud.logic.rollup import HOUR_NS, MINUTE_NS, SensorRollup
 from tests.cloud.logic.rollup_feed import NeverFrozen, feed, texts
@@ -290,3 +292,22 @@ def test_flushed_rows_survive_a_sigkill_and_rows_not_flushed_are_gone(tmp_path: 
     assert store.get(lost) is None
     assert store.put(b"next") > last  # never an id a snapshot may hold
     store.close()
+
+
+def test_rows_found_missing_are_logged_one_by_one_then_at_powers_of_two(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A recovery store copied without its frozen files: every node's detectors and every
+    window a late reading reaches miss their rows. Five lines, then one at each power of two
+    with the count, not a line each."""
+    store = FrozenStore(tmp_path, 0, NEVER)
+    with caplog.at_level(logging.WARNING, logger="urbanpulse.cloud.frozen_store"):
+        for n in range(100):
+            note_lost(store, f"window {n}", "rebuilt")
+    lines = [r.getMessage() for r in caplog.records]
+    assert [line.split(" not found")[0] for line in lines] == [
+        "window 0", "window 1", "window 2", "window 3", "window 4", "window 7", "window 15",
+        "window 31", "window 63"]
+    assert lines[4].endswith("5 rows missing in this process so far, further ones logged at "
+                             "each power of two")
+    assert lines[-1].endswith("; 64 rows missing in this process so far")
+    assert store.lost == 100
