@@ -42,8 +42,7 @@ from array import array
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from cloud.detect import AnomalyDetector, DetectError, make_detector
-from cloud.detect.profiles import scored
+from cloud.detect import AnomalyDetector
 from cloud.errors import CloudError
 from cloud.frozen_store import FrozenStore
 
@@ -98,12 +97,11 @@ def log_of(journal: Journal, checkpointed: dict[Place, AnomalyDetector]) -> byte
     return pickle.dumps(out, protocol=pickle.HIGHEST_PROTOCOL) if out else None
 
 
-def replay(detectors: dict[Place, AnomalyDetector], logged: bytes) -> int:
-    """Feeds the values of a log to `detectors` again; how many."""
+def replay(detectors: dict[Place, AnomalyDetector], logged: bytes) -> None:
+    """Feeds the values of a log to `detectors` again."""
     entries = pickle.loads(logged)
     if not isinstance(entries, list):
         raise DetectorBookError(f"a detector log holds a {type(entries).__name__}")
-    fed = 0
     for sensor, name, stamp_bytes, value_bytes in entries:
         detector = detectors.get((sensor, name))
         if detector is None:
@@ -116,8 +114,6 @@ def replay(detectors: dict[Place, AnomalyDetector], logged: bytes) -> int:
         update = detector.update
         for ts, v in zip(stamps, values, strict=True):
             update(ts, v)
-        fed += len(stamps)
-    return fed
 
 
 def load(book: DetectorBook, store: FrozenStore) -> dict[Place, AnomalyDetector] | None:
@@ -142,16 +138,6 @@ def load(book: DetectorBook, store: FrozenStore) -> dict[Place, AnomalyDetector]
         raise DetectorBookError(f"the detectors' checkpoint {book.checkpoint} or a log of it "
                                 f"could not be read: {exc!r}") from exc
     return detectors
-
-
-def fresh(kind: str, name: str, sensor: str) -> AnomalyDetector | None:
-    """A new detector for a field, as a sensor's first value makes it (`events._make`)."""
-    if not scored(kind, name):
-        return None
-    try:
-        return make_detector(kind, name, sensor)
-    except DetectError:
-        return None
 
 
 def let_go(book: DetectorBook | None, gone: array[int]) -> None:

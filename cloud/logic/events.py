@@ -546,12 +546,17 @@ def _found_faults(site: str, node: str, r: Reading, name: str, v: float, events:
             found.append((i, place, point, None if alerts is None else alerts[k], None))
 
 
-def _make(kind: str, field_name: str, sensor: str) -> FieldWatch | None:
+def new_detector(kind: str, field_name: str, sensor: str) -> AnomalyDetector | None:
+    """A fresh anomaly detector for a field of a sensor of `kind`, None if the field is not
+    scored (or its settings are refused)."""
     try:
-        detector: AnomalyDetector | None = (make_detector(kind, field_name, sensor)
-                                            if scored(kind, field_name) else None)
+        return make_detector(kind, field_name, sensor) if scored(kind, field_name) else None
     except DetectError:
-        detector = None
+        return None
+
+
+def _make(kind: str, field_name: str, sensor: str) -> FieldWatch | None:
+    detector = new_detector(kind, field_name, sensor)
     try:
         faults = FaultMonitor(kind, field_name, sensor)
     except DetectError:

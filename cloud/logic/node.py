@@ -24,14 +24,20 @@ from cloud.logic.detector_book import (
     Place,
     checkpoint_row,
     detectors_of,
-    fresh,
     let_go,
     load,
     log_of,
 )
 from cloud.logic.domain.hospital import SiteUpdate
 from cloud.logic.domain.node import DomainNode
-from cloud.logic.events import Alert, NodeWatch, SensorWatch, check_readings, clock_rewrite
+from cloud.logic.events import (
+    Alert,
+    NodeWatch,
+    SensorWatch,
+    check_readings,
+    clock_rewrite,
+    new_detector,
+)
 from cloud.logic.lines import field_key, field_keys, float_text, float_texts, series_head, string_field
 from cloud.logic.recompute import RECOMPUTE, Recompute
 from cloud.logic.records import RP_1H, RP_1M, RP_RAW, NodeData, Point, dead_letter_point
@@ -291,17 +297,17 @@ class NodeState:
         book = self.detector_book
         if book is None:
             return
+        # (known once the node's first message came: a snapshot always has)
+        name = f"{getattr(self, 'site', '?')}/{getattr(self, 'node', '?')}"
         try:
             detectors = None if store is None else load(book, store)
         except DetectorBookError as exc:
-            log.error("the detectors of node %s/%s could not be made from their rows (%s): "
-                      "they start again fresh", getattr(self, "site", "?"),
-                      getattr(self, "node", "?"), exc)
+            log.error("the detectors of node %s could not be made from their rows (%s): they "
+                      "start again fresh", name, exc)
             detectors = None
         else:
             if detectors is None:
-                note_lost(store, f"the detectors' checkpoint of node {getattr(self, 'site', '?')}/"
-                          f"{getattr(self, 'node', '?')} (row {book.checkpoint})",
+                note_lost(store, f"the detectors' checkpoint of node {name} (row {book.checkpoint})",
                           "they start again fresh")
         if detectors is None:
             let_go(book, self._gone)
@@ -310,7 +316,7 @@ class NodeState:
             for sensor, sw in self.watch.items():
                 for name, fw in sw.fields.items():
                     if fw is not None and fw.detector is None:
-                        fw.detector = fresh(fw.faults.kind, name, sensor)
+                        fw.detector = new_detector(fw.faults.kind, name, sensor)
             return
         placed: dict[Place, AnomalyDetector] = {}
         for (sensor, name), detector in detectors.items():

@@ -48,7 +48,6 @@ from urbanpulse.wire import Reading
 if TYPE_CHECKING:
     from cloud.frozen_store import FrozenStore
 
-
 KIND = "traffic.loop"
 
 # count, occupancy_pct * interval_s (or None), interval_s, speed_kmh * w (or None), where w,

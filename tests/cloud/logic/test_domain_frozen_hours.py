@@ -32,6 +32,12 @@ def _rows(directory: Path, part: int = 0) -> set[int]:
         return {row[0] for row in conn.execute("SELECT id FROM frozen")}
 
 
+def _delete_row(directory: Path, ref: int) -> None:
+    """A row gone from process 0's file (a copy of the recovery store without it, say)."""
+    with sqlite3.connect(directory / file_name(0)) as conn:
+        conn.execute("DELETE FROM frozen WHERE id = ?", (ref,))
+
+
 def _refs(rollup: AirRollup) -> set[int]:
     return {held[0] for held in rollup.open.values()
             if isinstance(held, tuple) and type(held[0]) is int}
@@ -96,8 +102,7 @@ def test_a_missing_row_makes_its_late_readings_a_replay_of_their_hour(
     held = node.air.open[hour]
     assert isinstance(held, tuple)
     assert type(held[0]) is int
-    with sqlite3.connect(tmp_path / file_name(0)) as conn:
-        conn.execute("DELETE FROM frozen WHERE id = ?", (held[0],))
+    _delete_row(tmp_path, held[0])
     store.close()
     store = FrozenStore(tmp_path, 0, NEVER)
     node.use_store(store, gone)
@@ -191,8 +196,7 @@ def test_a_missing_traffic_row_makes_its_late_readings_a_replay_of_their_hour(
     node.take_late()
     ref = node.traffic.windows[_HOUR][T0 + HOUR]
     assert type(ref) is int
-    with sqlite3.connect(tmp_path / file_name(0)) as conn:
-        conn.execute("DELETE FROM frozen WHERE id = ?", (ref,))
+    _delete_row(tmp_path, ref)
     too_late = node.traffic.too_late
     late = [_loop("loop-2", T0 + HOUR + 20 * MIN, 4)]
     with caplog.at_level(logging.WARNING, logger="urbanpulse.cloud.frozen_store"):
