@@ -317,8 +317,9 @@ _PAIR_SPAN_US = 3_600_000_000
 
 # Share of non-zero readings: an exponential average over about this many readings.
 _ZERO_SPAN = 20
+# The gaps whose largest the forward clock rule and the silence of irregular fields read.
 _LONG_GAPS = 240
-# The last gaps whose median is the expected interval (of the `_LONG_GAPS` kept).
+# The last gaps whose median is the expected interval.
 _GAPS = 15
 # Gaps seen before an interval is trusted (silence) or the longest gap is (clock).
 _LEARN_GAPS = 10
@@ -384,8 +385,9 @@ class FaultMonitor:
     (floats) or of integer stamps (`_leads`, `_rx_gaps`, `_pair`), the spike window and the
     glitches lists (a deque took 0.8 KB even empty, 8 per monitor, and a float in one 32
     bytes); a rule the field's settings leave off has None for its containers. Pickled by
-    name, without the attributes that are None (`__getstate__`); the layout of the code
-    before (its instance dict, with deques) loads and resumes as it was (`__setstate__`)."""
+    name, without the attributes that are None (`__getstate__`); the layouts of the code
+    before (the last 240 gaps whole; its instance dict, with deques) load and resume as they
+    were (`__setstate__`)."""
 
     kind: str
     field: str
@@ -395,10 +397,16 @@ class FaultMonitor:
     # Stamps are microseconds since the epoch (`_micros`), but where the ticks' clock is kept.
     _last_ts: int | None
     _last_seq: int | None
-    # The last `_LONG_GAPS` gaps (s) between judged readings, oldest first, and their largest.
-    # The median of the newest `_GAPS` is the expected interval (`expected_interval`; the code
-    # before kept those apart, always the same).
-    _long_gaps: array[float]
+    # Gaps (s) between judged readings: how many were remembered, the newest `_GAPS` of them
+    # (gap number n at n % _GAPS; their median is the expected interval), and the
+    # largest of the newest `_LONG_GAPS`. That largest is kept exactly as a sliding maximum:
+    # `_tops` holds the gaps of that span larger than every gap after them (so decreasing,
+    # the largest first), each followed by its number in `_gap_count` (a flat list: pickled
+    # without an object per pair). A regular sensor's gaps keep one to a few there, where the
+    # code before pickled all 240 (`_remember_gap`).
+    _gap_count: int
+    _last_gaps: array[float]
+    _tops: list[float]
     _longest: float
     # Arrival as the ticks see it: cloud time, not the node's stamps.
     _arrived: int | None
@@ -472,12 +480,13 @@ class FaultMonitor:
 
     __slots__ = (
         "_agent_start", "_arrived", "_candidate", "_cut_count", "_cut_start", "_deferred",
-        "_gaps_held", "_glitch_fired", "_glitches", "_hb_rx", "_heard", "_held", "_last_seq",
-        "_last_ts", "_lead", "_leads", "_long_gaps", "_longest", "_nonzero", "_now", "_order",
-        "_out_of_range", "_pair", "_pair_fired", "_run_count", "_run_start", "_run_value",
+        "_gap_count", "_gaps_held", "_glitch_fired", "_glitches", "_hb_rx", "_heard", "_held",
+        "_last_gaps", "_last_seq", "_last_ts", "_lead", "_leads", "_longest", "_nonzero", "_now",
+        "_order", "_out_of_range", "_pair", "_pair_fired", "_run_count", "_run_start", "_run_value",
         "_rx_gaps", "_rx_last", "_seen", "_set_back", "_silence_seen", "_silent", "_span",
-        "_spike_last", "_start_rx", "_stuck", "_tickets", "_unjudged", "_window", "_zero_count",
-        "_zero_fired", "_zero_p", "_zero_start", "field", "kind", "sensor", "settings", "spec",
+        "_spike_last", "_start_rx", "_stuck", "_tickets", "_tops", "_unjudged", "_window",
+        "_zero_count", "_zero_fired", "_zero_p", "_zero_start", "field", "kind", "sensor",
+        "settings", "spec",
     )
 
     def __init__(
@@ -498,7 +507,9 @@ class FaultMonitor:
             setattr(self, name, value)
         for name in _FALSE:
             setattr(self, name, False)
-        self._long_gaps = array("d")
+        self._gap_count = 0
+        self._last_gaps = array("d")
+        self._tops = []
         self._longest = 0.0
         self._run_value = 0.0
         self._run_count = 0
@@ -529,9 +540,10 @@ class FaultMonitor:
         return state
 
     def __setstate__(self, state: object) -> None:
-        # This layout (`__getstate__`), or the code before's: its instance dict, with deques
-        # where this one keeps arrays or lists, the last 15 gaps kept apart (`_gaps`: the
-        # newest of `_long_gaps`, dropped), the containers of rules a field does not use
+        # This layout (`__getstate__`), or the code before's: the last 240 gaps
+        # (`_long_gaps`, remembered again one by one), or before session 19 its instance
+        # dict, with deques where this one keeps arrays or lists, the last 15 gaps kept apart
+        # too (`_gaps`: the newest of `_long_gaps`, dropped), the containers of rules a field does not use
         # made empty, and without the attributes it kept on the class until set (their
         # first value), nor `_spike_last` from before spike episodes (None).
         got = slot_state(state)
@@ -559,9 +571,12 @@ class FaultMonitor:
             self.spec = spec
         self.kind, self.field = sys.intern(self.kind), sys.intern(self.field)
         s = self.settings
-        long_gaps = self._long_gaps
-        if type(long_gaps) is not array:
-            self._long_gaps = array("d", list(long_gaps)[-_LONG_GAPS:])
+        long_gaps = got.get("_long_gaps")
+        if long_gaps is not None:  # the layouts before this one kept the last 240 gaps
+            self._gap_count = 0
+            self._last_gaps, self._tops = array("d"), []
+            for gap in list(long_gaps)[-_LONG_GAPS:]:
+                self._remember_gap(gap)
         window, glitches, pair = self._window, self._glitches, self._pair
         self._containers(s)
         if window and s.spike_window is not None:
@@ -668,22 +683,25 @@ class FaultMonitor:
                 start = self._agent_start
                 if start is None or not last_ts < start <= at:
                     gap = (at - last_ts) / 1_000_000  # as `_forward`
-                    long_gaps, longest = self._long_gaps, self._longest
-                    if len(long_gaps) < _LEARN_LONGEST or not s.regular \
-                            or gap <= longest + s.clock_min_s:
+                    n = self._gap_count
+                    if n < _LEARN_LONGEST or not s.regular \
+                            or gap <= self._longest + s.clock_min_s:
                         # `_remember_gap`, inlined
-                        if len(long_gaps) == _LONG_GAPS:
-                            oldest = long_gaps[0]
-                            del long_gaps[0]
-                            long_gaps.append(gap)
-                            if gap >= longest:
-                                self._longest = gap
-                            elif oldest == longest:
-                                self._longest = max(long_gaps)
+                        self._gap_count = n + 1
+                        if n < _GAPS:
+                            self._last_gaps.append(gap)
                         else:
-                            long_gaps.append(gap)
-                            if gap >= longest:
-                                self._longest = gap
+                            self._last_gaps[n % _GAPS] = gap
+                        tops = self._tops
+                        if tops and tops[-2] == gap:  # a regular sensor's usual gap
+                            tops[-1] = n
+                        else:
+                            while tops and tops[-2] <= gap:
+                                del tops[-2:]
+                            tops += (gap, n)
+                        if tops[1] <= n - _LONG_GAPS:
+                            del tops[:2]
+                        self._longest = tops[0]
                     else:
                         self._forward(last_ts, at, seq, value, got, events)
             else:
@@ -931,9 +949,9 @@ class FaultMonitor:
     def expected_interval(self) -> timedelta | None:
         if self.settings.expected_interval_s is not None:
             return timedelta(seconds=self.settings.expected_interval_s)
-        if len(self._long_gaps) < _LEARN_GAPS:
+        if self._gap_count < _LEARN_GAPS:
             return None
-        gaps = sorted(self._long_gaps[-_GAPS:])
+        gaps = sorted(self._last_gaps)
         return timedelta(seconds=gaps[len(gaps) // 2])
 
     # -- the rules ------------------------------------------------------------------
@@ -1047,7 +1065,7 @@ class FaultMonitor:
             return  # the agent was down in between: a restart, not a clock jump
         gap = (at - last_ts) / 1_000_000  # as timedelta.total_seconds() gives it
         s = self.settings
-        if len(self._long_gaps) < _LEARN_LONGEST or not s.regular \
+        if self._gap_count < _LEARN_LONGEST or not s.regular \
                 or gap <= self._longest + s.clock_min_s:
             self._remember_gap(gap)
             return
@@ -1213,20 +1231,22 @@ class FaultMonitor:
         return out
 
     def _remember_gap(self, gap: float) -> None:
-        long_gaps = self._long_gaps
-        longest = self._longest
-        if len(long_gaps) == _LONG_GAPS:  # the oldest leaves
-            oldest = long_gaps[0]
-            del long_gaps[0]
-            long_gaps.append(gap)
-            if gap >= longest:  # the new longest, whatever left
-                self._longest = gap
-            elif oldest == longest:
-                self._longest = max(long_gaps)
-        else:
-            long_gaps.append(gap)
-            if gap >= longest:
-                self._longest = gap
+        """Remembers the gap after the others: one of the last `_GAPS`, and `_longest` the
+        largest of the last `_LONG_GAPS` (gaps are positive: a reading stamped at or before
+        the one judged before it is not judged)."""
+        n = self._gap_count
+        self._gap_count = n + 1
+        if n < _GAPS:
+            self._last_gaps.append(gap)
+        else:  # a ring: gap number n at n % _GAPS
+            self._last_gaps[n % _GAPS] = gap
+        tops = self._tops
+        while tops and tops[-2] <= gap:  # never the largest again while this one is kept
+            del tops[-2:]
+        tops += (gap, n)
+        if tops[1] <= n - _LONG_GAPS:  # the largest is older than the span: it leaves
+            del tops[:2]
+        self._longest = tops[0]
 
     def _range(self, at: int, value: float, events: list[FaultEvent]) -> None:
         low, high = self.spec.low, self.spec.high

@@ -24,13 +24,29 @@ ON_CLASS = ("_agent_start", "_lead", "_leads", "_held", "_gaps_held", "_unjudged
             "_hb_rx", "_deferred", "_rx_last", "_rx_gaps", "_set_back")
 
 
+def long_gaps(m: FaultMonitor) -> list[float]:
+    """Gaps that the code before's ring of the last 240 could have held for `m`'s: the
+    newest 15 as `m` keeps them, the largest of each later span where `m` keeps it, and
+    0.0 elsewhere (a gap larger than none to come: never the largest again)."""
+    held = min(m._gap_count, 240)
+    first = m._gap_count - held
+    out = [0.0] * held
+    tops = m._tops
+    for value, at in zip(tops[::2], tops[1::2], strict=True):
+        out[int(at) - first] = value
+    newest = list(m._last_gaps)
+    k = m._gap_count % len(newest) if newest else 0
+    out[held - len(newest):] = newest[k:] + newest[:k]  # oldest first
+    return out
+
+
 def old_layout(m: FaultMonitor) -> dict[str, Any]:
     now = {name: getattr(m, name) for name in FaultMonitor.__slots__}
     s = m.settings
-    long_gaps = list(now["_long_gaps"])
+    long_gaps_ = long_gaps(m)
     old: dict[str, Any] = {name: now.get(name) for name in INIT if name != "_gaps"}
-    old["_gaps"] = deque(long_gaps[-15:], maxlen=15)
-    old["_long_gaps"] = deque(long_gaps, maxlen=240)
+    old["_gaps"] = deque(long_gaps_[-15:], maxlen=15)
+    old["_long_gaps"] = deque(long_gaps_, maxlen=240)
     old["_window"] = deque(now["_window"] or (), maxlen=s.spike_window or 1)
     old["_glitches"] = deque(now["_glitches"] or ())
     pair = now["_pair"] or ((), ())
