@@ -394,6 +394,7 @@ class NodeState:
             return
         self.snapshots += 1
         self._detector_snapshot(store)
+        self.domain.note_snapshot()
         gone, count = self.frozen_gone, self.snapshots
         now = store.clock()
         if self._gone:

@@ -46,7 +46,10 @@ import math
 from array import array
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+from cloud.frozen_store import FrozenRefs, note_lost
+from cloud.logic.domain import bed_archive
 from cloud.logic.domain.common import (
     HOUR_NS,
     NOT_MEASURING,
@@ -62,6 +65,9 @@ from cloud.logic.domain.late import BED_HEARTBEAT_MAX_NS, Late
 from cloud.logic.lines import line, series_head
 from cloud.logic.rollup import add_to_partials
 from urbanpulse.wire import Reading
+
+if TYPE_CHECKING:
+    from cloud.frozen_store import FrozenStore
 
 # A bed whose last reading is older than this at a window's end is `stale`: no bed the ward
 # can count (a pad taken out, renamed, or lost by its node without a fault). A pad sends its
@@ -372,8 +378,9 @@ def add_number(numbers: array[int] | list[int], number: int) -> array[int] | lis
     return numbers
 
 
-class HospitalNodeRollup(Horizon):
-    """Beds, doors and queue of one node. Picklable."""
+class HospitalNodeRollup(FrozenRefs, Horizon):
+    """Beds, doors and queue of one node. Picklable. With a frozen store (`use_store`), its
+    beds' readings of closed hours are rows of the store (cloud/logic/domain/bed_archive.py)."""
 
     def __init__(self, horizon_ns: int, roles: DoorRoles | None = None,
                  max_wait_ns: int = 12 * HOUR_NS) -> None:
@@ -404,6 +411,18 @@ class HospitalNodeRollup(Horizon):
         # floor minus max_wait, not from the floor's hour, so the floor's hour, rewritten by a
         # reading taken late, would lack the waits of its calls answering them
         self.queue_kept_from: int | None = None
+        # The beds' readings of the hours before `_beds_to` (None: none archived) are rows of
+        # the frozen store: hour -> its row's id (bed_archive.py); archived hours a reading
+        # changed since; whether rows are due at the next record (found at a snapshot)
+        self._bed_rows: dict[int, int] = {}
+        self._beds_to: int | None = None
+        self._beds_dirty: set[int] = set()
+        self._beds_due = False
+        # Resumed from a snapshot holding the beds' readings since `_beds_to` only: each
+        # bed's first stamp, until the rows are read back (`use_store`); else None
+        self._beds_first: list[int] | None = None
+        self.store: FrozenStore | None = None  # not pickled: `use_store`
+        self.gone: array[int] | None = None
         self._build_indexes()
 
     def _build_indexes(self) -> None:
@@ -441,10 +460,23 @@ class HospitalNodeRollup(Horizon):
         state = self.__dict__.copy()  # as pickled before the derived indexes were kept
         for name in _DERIVED:
             state.pop(name, None)
+        state.pop("store", None)
+        state.pop("gone", None)
+        if self._beds_first is None:
+            state.pop("_beds_first", None)
+            to = self._beds_to
+            if to is not None and not self._beds_dirty and self.bed_readings:
+                state["bed_readings"], state["_beds_first"] = bed_archive.live_part(
+                    self.bed_readings, to)
         return state
 
     def __setstate__(self, state: dict[str, object]) -> None:
+        # snapshots from before the bed archive hold none of it
+        self.__dict__.update({"_bed_rows": {}, "_beds_to": None, "_beds_dirty": set(),
+                              "_beds_due": False, "_beds_first": None})
         self.__dict__.update(state)
+        self.store = None
+        self.gone = None
         if "issues" in state:  # snapshots from before the tickets were held in columns
             self._queue_from_tables(state["issues"], state["calls"], state["call_hours"])  # type: ignore[arg-type]
             for name in _OLD_QUEUE:
@@ -465,6 +497,90 @@ class HospitalNodeRollup(Horizon):
             for key, e in entries.items():
                 entries[key] = (role(key[0]), e[1], e[2] if len(e) > 2 else None)
         self._build_indexes()  # (rebuilt whatever the state holds of them: a copy of a __dict__)
+
+    def use_store(self, store: FrozenStore | None, gone: array[int] | None) -> None:
+        """The beds' readings of closed hours are written into `store` (if it writes) and,
+        for a ward resumed from a snapshot that holds their rows' ids, read back from it now."""
+        super().use_store(store, gone)
+        if self._beds_first is not None:
+            self._restore_beds()
+
+    def note_snapshot(self) -> None:
+        """A snapshot of the node is being taken (`NodeState.frozen_snapshot`): whether rows
+        are due at the next record (a closed hour not archived, an archived hour changed)."""
+        store = self.store
+        if store is None or self._beds_first is not None:
+            return
+        to = self._beds_to
+        if not store.writes:  # rows of a start that wrote them: let go, the beds inline
+            self._beds_due = to is not None
+        elif self._beds_dirty:
+            self._beds_due = True
+        elif self.bed_readings:
+            self._beds_due = to is None or window_start(self.newest_ns, HOUR_NS) > to
+
+    def _archive_beds(self) -> None:
+        """The rows due: each closed hour not archived yet and each archived hour changed
+        since, written anew (the rows they replace let go), and the rows no snapshot needs
+        any more let go; with a store that does not write, every row let go."""
+        self._beds_due = False
+        store = self.store
+        rows = self._bed_rows
+        if store is None or not store.writes:
+            for ref in rows.values():
+                self.let_go(ref)
+            self._bed_rows, self._beds_to, self._beds_dirty = {}, None, set()
+            return
+        start = self._beds_to
+        to = window_start(self.newest_ns, HOUR_NS)
+        if start is not None:
+            to = max(to, start)
+        redo = self._beds_dirty
+        made = bed_archive.hour_rows(self.bed_readings, _LOW if start is None else start, to,
+                                     redo)
+        for hour in redo | made.keys():
+            old = rows.pop(hour, None)
+            if old is not None:
+                self.let_go(old)
+        for hour, data in made.items():
+            rows[hour] = store.put(data)
+        redo.clear()
+        self._beds_to = to
+        needed = bed_archive.oldest_needed(self.bed_readings, to)
+        for hour in [h for h in rows if h < needed]:
+            self.let_go(rows.pop(hour))
+
+    def _restore_beds(self) -> None:
+        """The beds whole again from the rows of a snapshot that held their readings since
+        `_beds_to` only. A row missing or damaged: the beds keep what the snapshot held (each
+        its state at `_beds_to` and its readings since), and the readings before `_beds_to`
+        are too late from now on, replayed from the raw points (logged)."""
+        first, self._beds_first = self._beds_first, None
+        if first is None:
+            return
+        held: list[dict[str, bed_archive.Columns]] = []
+        missing: str | None = None
+        for hour, ref in sorted(self._bed_rows.items()):
+            data = self.fetch(ref)
+            if data is None:
+                missing = f"row {ref}, hour {hour}"
+                break
+            try:
+                held.append(bed_archive.read_row(data, ref))
+            except bed_archive.BedArchiveError as exc:
+                missing = str(exc)
+                break
+        if missing is None:
+            self.bed_readings = bed_archive.restored(self.bed_readings, first, held)
+        else:
+            note_lost(self.store, f"a ward's bed readings before {self._beds_to} ({missing})",
+                      "its readings before then are too late, replayed from the raw points")
+            for ref in self._bed_rows.values():
+                self.let_go(ref)
+            self._bed_rows = {}
+            if self._beds_to is not None:
+                self.kept_ns = max(self.kept_ns, self._beds_to)
+        self._build_indexes()
 
     def _queue_from_tables(self, issues: dict[Ticket, list[int]], calls: dict[Ticket, list[int]],
                            call_hours: dict[int, set[Ticket]]) -> None:
@@ -532,6 +648,10 @@ class HospitalNodeRollup(Horizon):
     def process(self, site: str, node: str, readings: Iterable[Reading],
                 redo_doors: Iterable[int] = ()) -> tuple[list[Point], list[SiteUpdate]]:
         """`redo_doors`: door hours to write again whatever the readings (`set_roles`)."""
+        if self._beds_first is not None:  # (resumed and never given a store: rows unread)
+            self._restore_beds()
+        if self._beds_due:
+            self._archive_beds()
         bed_from: int | None = None
         new_hours: set[int] = set()  # hours holding their first bed reading
         door_hours: set[int] = set(redo_doors)
@@ -607,6 +727,9 @@ class HospitalNodeRollup(Horizon):
     def _add_bed(self, r: Reading) -> bool:
         """Takes the reading; whether its hour held no bed reading before."""
         ts = r.ts_ns
+        archived = self._beds_to
+        if archived is not None and ts < archived:  # its hour's row is out of date now
+            self._beds_dirty.add(ts - ts % HOUR_NS)
         sensor = r.sensor
         values = r.values
         # bed_flags(...), written directly

@@ -44,10 +44,16 @@ class DomainNode:
         self.door_roles = None
 
     def use_store(self, store: FrozenStore | None, gone: array[int] | None) -> None:
-        """Closed air hours and traffic hour windows freeze into `store`
-        (`AirRollup.use_store`, `TrafficRollup.use_store`)."""
+        """Closed air hours, traffic hour windows and the beds' readings of closed hours
+        freeze into `store` (`AirRollup.use_store`, `TrafficRollup.use_store`,
+        `HospitalNodeRollup.use_store`)."""
         self.air.use_store(store, gone)
         self.traffic.use_store(store, gone)
+        self.hospital.use_store(store, gone)
+
+    def note_snapshot(self) -> None:
+        """A snapshot of the node is being taken (`HospitalNodeRollup.note_snapshot`)."""
+        self.hospital.note_snapshot()
 
     def set_door_roles(self, roles: DoorRoleMap) -> None:
         """The cloud config's door roles (`flow.door_roles`), given by the dataflow at every

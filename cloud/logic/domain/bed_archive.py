@@ -1,0 +1,146 @@
+"""A ward's bed readings of closed hours kept out of most of its snapshots.
+
+A ward holds each bed's readings over the aggregation horizon (`BedReadings`, 6 h by
+default): a late reading changes every window from its own on, so the readings before it
+must be there. They were about 40 % of a 30-bed ward's snapshot bytes, pickled whole at
+every snapshot of the node though only the newest hour's change. With a frozen store
+(cloud/frozen_store.py), the readings of each closed hour are written once as a row (all
+the ward's beds' readings of that hour), and a snapshot holds each bed's readings from its
+last one before the first hour not archived (`archived_to`): the bed's state there, so that
+the windows from there on need no row, and what a row lost costs is the hours before it.
+The rows are made at the node's next record after a snapshot that found one due (a new
+closed hour, or an archived hour a reading changed), so that an epoch's rows are written
+in one transaction, as the detectors' checkpoints are (cloud/logic/detector_book.py).
+
+In memory nothing changes: a resumed ward reads its rows back whole when it is given the
+store (`HospitalNodeRollup.use_store`). Rows are never changed: an archived hour a late
+reading changed is written again as a new row at the next record after a snapshot, the
+snapshots until then holding the beds whole; a row no snapshot needs any more is let go and
+deleted as the frozen windows' rows are (`NodeState.frozen_snapshot`).
+
+Pure functions over the beds; `HospitalNodeRollup` keeps the rows' ids and decides when.
+"""
+
+from __future__ import annotations
+
+import bisect
+import contextlib
+import pickle
+from array import array
+from collections.abc import Collection, Mapping
+from typing import TYPE_CHECKING, Any
+
+from cloud.errors import CloudError
+from cloud.logic.domain.common import HOUR_NS, window_start
+
+if TYPE_CHECKING:
+    from cloud.logic.domain.hospital import BedReadings
+
+# a bed's readings of one hour in a row: (stamps, seqs, flags), as the bed's columns hold them
+Columns = tuple[Any, Any, Any]
+
+
+class BedArchiveError(CloudError):
+    """A row that is not what a ward's archive writes (a foreign or damaged file)."""
+
+
+def hour_rows(beds: Mapping[str, BedReadings], start: int, to: int, redo: Collection[int]
+              ) -> dict[int, bytes]:
+    """The rows to write: of each hour in [start, to) holding a reading, and of each hour
+    of `redo` (archived hours changed since), every bed's readings of the hour, pickled
+    as sensor -> (stamps, seqs, flags)."""
+    hours: dict[int, dict[str, Columns]] = {}
+    for sensor, bed in beds.items():
+        stamps = bed.stamps
+        spans = [(bisect.bisect_left(stamps, start), bisect.bisect_left(stamps, to))]
+        spans += [(bisect.bisect_left(stamps, h), bisect.bisect_left(stamps, h + HOUR_NS))
+                  for h in redo]
+        for lo, hi in spans:
+            k = lo
+            while k < hi:
+                hour = window_start(stamps[k], HOUR_NS)
+                end = bisect.bisect_left(stamps, hour + HOUR_NS, k, hi)
+                hours.setdefault(hour, {})[sensor] = (stamps[k:end], bed.seqs[k:end],
+                                                       bed.flags[k:end])
+                k = end
+    return {hour: pickle.dumps(held, protocol=pickle.HIGHEST_PROTOCOL)
+            for hour, held in sorted(hours.items())}
+
+
+def cut_of(bed: BedReadings, archived_to: int) -> int:
+    """Where the bed's readings a snapshot holds start: at its last reading before
+    `archived_to` (its state there), or its first."""
+    return max(0, bisect.bisect_left(bed.stamps, archived_to) - 1)
+
+
+def oldest_needed(beds: Mapping[str, BedReadings], archived_to: int) -> int:
+    """The hour of the oldest reading a row holds for a snapshot (`archived_to` if none):
+    rows of hours before it are needed by none."""
+    hours = [window_start(bed.stamps[0], HOUR_NS) for bed in beds.values()
+             if cut_of(bed, archived_to) > 0]
+    return min(hours, default=archived_to)
+
+
+def live_part(beds: Mapping[str, BedReadings], archived_to: int
+              ) -> tuple[dict[str, BedReadings], list[int]]:
+    """What a snapshot holds of the beds: each bed's readings from `cut_of`, and each bed's
+    first reading's stamp (the readings the rows hold before it were let go)."""
+    live: dict[str, BedReadings] = {}
+    first: list[int] = []
+    for sensor, bed in beds.items():
+        cut = cut_of(bed, archived_to)
+        first.append(bed.stamps[0])
+        if cut == 0:
+            live[sensor] = bed
+        else:
+            part = type(bed)()
+            part.stamps, part.seqs, part.flags = bed.stamps[cut:], bed.seqs[cut:], bed.flags[cut:]
+            live[sensor] = part
+    return live, first
+
+
+def read_row(data: bytes, row: int) -> dict[str, Columns]:
+    try:
+        held = pickle.loads(data)
+    except Exception as exc:  # a damaged row: whatever unpickling it raises
+        raise BedArchiveError(f"bed archive row {row} could not be read: {exc!r}") from exc
+    if not isinstance(held, dict):
+        raise BedArchiveError(f"bed archive row {row} holds a {type(held).__name__}")
+    return held
+
+
+def restored(live: Mapping[str, BedReadings], first: list[int], rows: list[dict[str, Columns]]
+             ) -> dict[str, BedReadings]:
+    """The beds whole from what a snapshot held (`live_part`) and its rows' readings, in
+    hour order: each bed's row readings from its first stamp to its live part's first."""
+    if len(first) != len(live):
+        raise BedArchiveError(f"a ward's snapshot holds {len(live)} beds and {len(first)} "
+                              "first stamps")
+    out: dict[str, BedReadings] = {}
+    for (sensor, part), since in zip(live.items(), first, strict=True):
+        until = part.stamps[0]
+        stamps: list[int] = []
+        seqs: list[int] = []
+        flags = bytearray()
+        for held in rows:
+            columns = held.get(sensor)
+            if columns is None:
+                continue
+            s, q, f = columns
+            lo, hi = bisect.bisect_left(s, since), bisect.bisect_left(s, until)
+            stamps += s[lo:hi]
+            seqs += q[lo:hi]
+            flags += f[lo:hi]
+        if not stamps:
+            out[sensor] = part
+            continue
+        stamps += part.stamps
+        seqs += part.seqs
+        bed = type(part)()
+        bed.stamps, bed.seqs, bed.flags = stamps, seqs, flags + part.flags
+        if type(part.stamps) is array and type(part.seqs) is array:
+            # (a row of a bed whose columns turned to lists since may hold what no int64 can)
+            with contextlib.suppress(OverflowError):
+                bed.stamps, bed.seqs = array("q", stamps), array("q", seqs)
+        out[sensor] = bed
+    return out
