@@ -209,11 +209,16 @@ def note(attributes: dict[str, set[str]], attribute: str, description: str) -> N
 
 def _attributes(cls: type, state: object) -> list[tuple[str, object]]:
     """The attributes of an object's pickled `state` (what `__reduce_ex__` gives): a dict,
-    `(dict or None, slots)`, or a frozen slotted dataclass's values in field order."""
+    `(dict or None, slots)`, `(names, values)` (`cloud.detect.compat.slot_state`), or a
+    frozen slotted dataclass's values in field order."""
     if state is None:
         return []
     if isinstance(state, dict):
         return sorted(state.items())
+    if isinstance(state, tuple) and len(state) == 2 and type(state[0]) is tuple \
+            and type(state[1]) is tuple:  # (names, values), what is None left out as a
+        # dict's layout leaves it out
+        return sorted((n, v) for n, v in zip(*state, strict=True) if v is not None)
     if isinstance(state, tuple) and len(state) == 2 and all(s is None or isinstance(s, dict)
                                                             for s in state):
         return sorted({**(state[0] or {}), **(state[1] or {})}.items())

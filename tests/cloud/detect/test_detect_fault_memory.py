@@ -15,7 +15,7 @@ from cloud.detect import FaultMonitor
 from cloud.logic.node import NodeState
 
 
-def test_a_ward_s_monitors_hold_in_memory_under_twice_what_they_pickle() -> None:
+def test_a_ward_s_monitors_are_small_in_memory_and_pickled() -> None:
     _, state = measure("bach-mai/ward-cardio", 6.0)  # 30 beds, 6 h: 160 gaps each
     resumed: NodeState = pickle.loads(pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL))
     for fed in (state, resumed):
@@ -24,11 +24,11 @@ def test_a_ward_s_monitors_hold_in_memory_under_twice_what_they_pickle() -> None
         assert not any(hasattr(m, "__dict__") for m in monitors)
         pickled = len(pickle.dumps(monitors, protocol=pickle.HIGHEST_PROTOCOL))
         memory = deep_size(monitors)
-        # was 8.9 times (326 KB, 36.6 KB); 1.8 times (54.7 KB, 30.1 KB) while the monitors
-        # pickled their last 240 gaps, not only the 15 newest and the largest
-        assert memory < 3 * pickled, (memory, pickled)
-        assert memory / len(monitors) < 1700
-        assert pickled / len(monitors) < 700
+        # 326 KB in memory, 36.6 KB pickled before session 19; 54.7 and 30.1 while they
+        # kept their last 240 gaps, not only the 15 newest and the largest, and pickled a
+        # dict each (names and values, not values)
+        assert memory / len(monitors) < 1700, memory
+        assert pickled / len(monitors) < 550, pickled
         fresh = FaultMonitor(monitors[0].kind, monitors[0].field)
         assert all(m.settings is fresh.settings and m.spec is fresh.spec for m in monitors)
         # the containers of rules a bed's settings leave off: none

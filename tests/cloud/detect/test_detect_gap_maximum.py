@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from cloud.detect import FaultMonitor
+from cloud.detect.compat import slot_state
 
 START = datetime(2026, 6, 1, tzinfo=UTC)
 START_NS = int(START.timestamp()) * 10**9
@@ -101,7 +102,7 @@ def test_the_fast_path_and_the_general_one_keep_the_same_gaps(seed: int, kind: s
 def as_session_19(m: FaultMonitor, ring: list[float]) -> FaultMonitor:
     """`m` loaded from the layout of sessions 19-22: its gaps as one array of the last 240
     (`ring`), without the parts this version keeps instead."""
-    state = m.__getstate__()
+    state = slot_state(m.__getstate__())
     for name in ("_gap_count", "_last_gaps", "_tops"):
         del state[name]
     state["_long_gaps"] = array("d", ring)
