@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from cloud.frozen_store import LOST_ROW, note_lost
+from cloud.logic.frozen_index import FrozenIndex
 from cloud.logic.lines import field_key, field_keys, float_text, float_texts
 from urbanpulse.wire import KINDS
 
@@ -395,7 +396,7 @@ class SensorRollup:
         self.too_late = 0
         # start -> a closed window's frozen state (`_freeze`), or the id of its row in the
         # frozen store, in increasing order of start
-        self.frozen: dict[int, bytes | int] = {}
+        self.frozen = FrozenIndex()
         # The line `evict` last froze the windows before: a live window starting before it
         # was thawed or made by a late reading.
         self.cold_ns = NO_FLOOR
@@ -418,7 +419,7 @@ class SensorRollup:
     def __setstate__(self, state: tuple[Any, ...]) -> None:
         # A snapshot from before windows were frozen has none: the first evict (set_horizon,
         # at resume) freezes its closed ones.
-        self.frozen = {}
+        self.frozen = FrozenIndex()
         self.cold_ns = NO_FLOOR
         self.store = None
         self.gone = None
@@ -427,7 +428,9 @@ class SensorRollup:
              self.too_late, compact) = state[:8]
             self.kept_ns = state[8] if len(state) > 8 else NO_FLOOR
             if state[0] == FROZEN_ROLLUP:
-                self.cold_ns, self.frozen = state[9:11]
+                self.cold_ns, frozen = state[9:11]
+                # (a dict before session 23)
+                self.frozen = frozen if type(frozen) is FrozenIndex else FrozenIndex(frozen.items())
             windows: dict[int, Window] = {}
             for window_state in compact:
                 if state[0] == ROLLUP_NO_SEQ:  # each field's last reading's number not known
@@ -447,6 +450,9 @@ class SensorRollup:
         assert isinstance(slots, dict)
         for name, value in slots.items():
             setattr(self, name, value)
+        held: Any = self.frozen
+        if type(held) is not FrozenIndex:  # (a dict)
+            self.frozen = FrozenIndex(held.items())
 
     def add(self, ts_ns: int, values: Mapping[str, float], seq: int = NO_SEQ) -> Window | None:
         """Add a reading; returns its window, or None when it is too late to aggregate."""
@@ -538,7 +544,6 @@ class SensorRollup:
             cold = sorted(s for s in windows if s < line and s != keep)
         if cold:
             frozen = self.frozen
-            unordered = bool(frozen) and cold[0] < next(reversed(frozen))
             dumps, protocol = pickle.dumps, pickle.HIGHEST_PROTOCOL
             store = self.store
             put = store.put if store is not None and store.writes else None
@@ -548,8 +553,6 @@ class SensorRollup:
                 state = dumps(windows.pop(start).__getstate__()[1:], protocol)
                 state = state[_HEADER_LEN if state[2] == _FRAME else 2:]
                 frozen[start] = state if put is None else put(state)
-            if unordered:  # a late one between frozen ones
-                self.frozen = dict(sorted(frozen.items()))
         if line > self.cold_ns:
             self.cold_ns = line
 
@@ -563,19 +566,13 @@ class SensorRollup:
             windows = self.windows = dict(sorted(windows.items()))
             self.ordered = True
         frozen = self.frozen
-        if frozen:  # in increasing order: the windows to drop come first
-            dropped = []
-            for start in frozen:
-                if start >= floor:
-                    break
-                dropped.append(start)
+        if frozen:
             let_go = self.gone
-            for start in dropped:
-                state = frozen.pop(start)
+            for state in frozen.drop_before(floor):
                 if type(state) is int and state != LOST_ROW and let_go is not None:
                     let_go.append(state)
         oldest = next(iter(windows), None)
-        oldest_frozen = next(iter(frozen), None)
+        oldest_frozen = frozen.first() if frozen else None
         if oldest is None or (oldest_frozen is not None and oldest_frozen < oldest):
             oldest = oldest_frozen
         self.oldest_ns = 0 if oldest is None else oldest
