@@ -43,13 +43,14 @@ from __future__ import annotations
 import bisect
 import heapq
 import math
+import pickle
 from array import array
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from cloud.frozen_store import FrozenRefs, note_lost
-from cloud.logic.domain import bed_archive
+from cloud.logic.domain import hour_archive
 from cloud.logic.domain.common import (
     HOUR_NS,
     NOT_MEASURING,
@@ -380,7 +381,7 @@ def add_number(numbers: array[int] | list[int], number: int) -> array[int] | lis
 
 class HospitalNodeRollup(FrozenRefs, Horizon):
     """Beds, doors and queue of one node. Picklable. With a frozen store (`use_store`), its
-    beds' readings of closed hours are rows of the store (cloud/logic/domain/bed_archive.py)."""
+    beds' readings of closed hours are rows of the store (cloud/logic/domain/hour_archive.py)."""
 
     def __init__(self, horizon_ns: int, roles: DoorRoles | None = None,
                  max_wait_ns: int = 12 * HOUR_NS) -> None:
@@ -412,7 +413,7 @@ class HospitalNodeRollup(FrozenRefs, Horizon):
         # reading taken late, would lack the waits of its calls answering them
         self.queue_kept_from: int | None = None
         # The beds' readings of the hours before `_beds_to` (None: none archived) are rows of
-        # the frozen store: hour -> its row's id (bed_archive.py); archived hours a reading
+        # the frozen store: hour -> its row's id (hour_archive.py); archived hours a reading
         # changed since; whether rows are due at the next record (found at a snapshot)
         self._bed_rows: dict[int, int] = {}
         self._beds_to: int | None = None
@@ -421,6 +422,13 @@ class HospitalNodeRollup(FrozenRefs, Horizon):
         # Resumed from a snapshot holding the beds' readings since `_beds_to` only: each
         # bed's first stamp, until the rows are read back (`use_store`); else None
         self._beds_first: list[int] | None = None
+        # The door hours before `_doors_to` (None: none archived) are rows too: hour -> its
+        # row's id (each a door hour's entries, pickled); archived hours a reading changed
+        # since; whether a snapshot held only the hours since, until the rows are read back
+        self._door_rows: dict[int, int] = {}
+        self._doors_to: int | None = None
+        self._doors_dirty: set[int] = set()
+        self._doors_out = False
         self.store: FrozenStore | None = None  # not pickled: `use_store`
         self.gone: array[int] | None = None
         self._build_indexes()
@@ -466,14 +474,19 @@ class HospitalNodeRollup(FrozenRefs, Horizon):
             state.pop("_beds_first", None)
             to = self._beds_to
             if to is not None and not self._beds_dirty and self.bed_readings:
-                state["bed_readings"], state["_beds_first"] = bed_archive.live_part(
+                state["bed_readings"], state["_beds_first"] = hour_archive.live_part(
                     self.bed_readings, to)
+        to = self._doors_to
+        if not self._doors_out and to is not None and not self._doors_dirty and self._door_rows:
+            state["doors"] = {hour: held for hour, held in self.doors.items() if hour >= to}
+            state["_doors_out"] = True
         return state
 
     def __setstate__(self, state: dict[str, object]) -> None:
         # snapshots from before the bed archive hold none of it
         self.__dict__.update({"_bed_rows": {}, "_beds_to": None, "_beds_dirty": set(),
-                              "_beds_due": False, "_beds_first": None})
+                              "_beds_due": False, "_beds_first": None, "_door_rows": {},
+                              "_doors_to": None, "_doors_dirty": set(), "_doors_out": False})
         self.__dict__.update(state)
         self.store = None
         self.gone = None
@@ -499,25 +512,30 @@ class HospitalNodeRollup(FrozenRefs, Horizon):
         self._build_indexes()  # (rebuilt whatever the state holds of them: a copy of a __dict__)
 
     def use_store(self, store: FrozenStore | None, gone: array[int] | None) -> None:
-        """The beds' readings of closed hours are written into `store` (if it writes) and,
-        for a ward resumed from a snapshot that holds their rows' ids, read back from it now."""
+        """The beds' readings and the door readings of closed hours are written into
+        `store` (if it writes) and, for a node resumed from a snapshot that holds their rows'
+        ids, read back from it now."""
         super().use_store(store, gone)
         if self._beds_first is not None:
             self._restore_beds()
+        if self._doors_out:
+            self._restore_doors()
 
     def note_snapshot(self) -> None:
         """A snapshot of the node is being taken (`NodeState.frozen_snapshot`): whether rows
         are due at the next record (a closed hour not archived, an archived hour changed)."""
         store = self.store
-        if store is None or self._beds_first is not None:
+        if store is None or self._beds_first is not None or self._doors_out:
             return
-        to = self._beds_to
-        if not store.writes:  # rows of a start that wrote them: let go, the beds inline
-            self._beds_due = to is not None
-        elif self._beds_dirty:
+        to, doors_to = self._beds_to, self._doors_to
+        hour = window_start(self.newest_ns, HOUR_NS)
+        if not store.writes:  # rows of a start that wrote them: let go, inline again
+            self._beds_due = to is not None or doors_to is not None
+        elif self._beds_dirty or self._doors_dirty:
             self._beds_due = True
-        elif self.bed_readings:
-            self._beds_due = to is None or window_start(self.newest_ns, HOUR_NS) > to
+        else:
+            self._beds_due = (bool(self.bed_readings) and (to is None or hour > to)) or (
+                bool(self.doors) and (doors_to is None or hour > doors_to))
 
     def _archive_beds(self) -> None:
         """The rows due: each closed hour not archived yet and each archived hour changed
@@ -527,16 +545,18 @@ class HospitalNodeRollup(FrozenRefs, Horizon):
         store = self.store
         rows = self._bed_rows
         if store is None or not store.writes:
-            for ref in rows.values():
+            for ref in [*rows.values(), *self._door_rows.values()]:
                 self.let_go(ref)
             self._bed_rows, self._beds_to, self._beds_dirty = {}, None, set()
+            self._door_rows, self._doors_to, self._doors_dirty = {}, None, set()
             return
+        self._archive_doors(store)
         start = self._beds_to
         to = window_start(self.newest_ns, HOUR_NS)
         if start is not None:
             to = max(to, start)
         redo = self._beds_dirty
-        made = bed_archive.hour_rows(self.bed_readings, _LOW if start is None else start, to,
+        made = hour_archive.hour_rows(self.bed_readings, _LOW if start is None else start, to,
                                      redo)
         for hour in redo | made.keys():
             old = rows.pop(hour, None)
@@ -546,9 +566,57 @@ class HospitalNodeRollup(FrozenRefs, Horizon):
             rows[hour] = store.put(data)
         redo.clear()
         self._beds_to = to
-        needed = bed_archive.oldest_needed(self.bed_readings, to)
+        needed = hour_archive.oldest_needed(self.bed_readings, to)
         for hour in [h for h in rows if h < needed]:
             self.let_go(rows.pop(hour))
+
+    def _archive_doors(self, store: FrozenStore) -> None:
+        """Each closed door hour not archived yet and each archived one changed since as a
+        row (the rows they replace let go)."""
+        rows, doors = self._door_rows, self.doors
+        start = self._doors_to
+        to = window_start(self.newest_ns, HOUR_NS)
+        if start is not None:
+            to = max(to, start)
+        due = {h for h in doors if h < to and (start is None or h >= start)} | self._doors_dirty
+        dumps, protocol = pickle.dumps, pickle.HIGHEST_PROTOCOL
+        for hour in sorted(due):
+            old = rows.pop(hour, None)
+            if old is not None:
+                self.let_go(old)
+            held = doors.get(hour)
+            if held is not None:
+                rows[hour] = store.put(dumps(held, protocol))
+        self._doors_dirty.clear()
+        self._doors_to = to
+
+    def _restore_doors(self) -> None:
+        """The door hours whole again from the rows of a snapshot that held the hours since
+        `_doors_to` only. A row missing or damaged: the hours before `_doors_to` are let go
+        and their readings too late from now on, replayed from the raw points (logged)."""
+        self._doors_out = False
+        restored: dict[int, dict[Any, DoorEntry]] = {}
+        missing: str | None = None
+        for hour, ref in sorted(self._door_rows.items()):
+            data = self.fetch(ref)
+            if data is None:
+                missing = f"row {ref}, hour {hour}"
+                break
+            try:
+                restored[hour] = hour_archive.read_row(data, ref)
+            except hour_archive.HourArchiveError as exc:
+                missing = str(exc)
+                break
+        if missing is None:
+            self.doors = {**restored, **self.doors}
+            return
+        note_lost(self.store, f"a node's door hours before {self._doors_to} ({missing})",
+                  "their readings are too late, replayed from the raw points")
+        for ref in self._door_rows.values():
+            self.let_go(ref)
+        self._door_rows = {}
+        if self._doors_to is not None:
+            self.kept_ns = max(self.kept_ns, self._doors_to)
 
     def _restore_beds(self) -> None:
         """The beds whole again from the rows of a snapshot that held their readings since
@@ -558,7 +626,7 @@ class HospitalNodeRollup(FrozenRefs, Horizon):
         first, self._beds_first = self._beds_first, None
         if first is None:
             return
-        held: list[dict[str, bed_archive.Columns]] = []
+        held: list[dict[str, hour_archive.Columns]] = []
         missing: str | None = None
         for hour, ref in sorted(self._bed_rows.items()):
             data = self.fetch(ref)
@@ -566,12 +634,12 @@ class HospitalNodeRollup(FrozenRefs, Horizon):
                 missing = f"row {ref}, hour {hour}"
                 break
             try:
-                held.append(bed_archive.read_row(data, ref))
-            except bed_archive.BedArchiveError as exc:
+                held.append(hour_archive.read_row(data, ref))
+            except hour_archive.HourArchiveError as exc:
                 missing = str(exc)
                 break
         if missing is None:
-            self.bed_readings = bed_archive.restored(self.bed_readings, first, held)
+            self.bed_readings = hour_archive.restored(self.bed_readings, first, held)
         else:
             note_lost(self.store, f"a ward's bed readings before {self._beds_to} ({missing})",
                       "its readings before then are too late, replayed from the raw points")
@@ -642,6 +710,8 @@ class HospitalNodeRollup(FrozenRefs, Horizon):
                     moved = True
             if moved:
                 changed.append(hour)
+                if self._doors_to is not None and hour < self._doors_to:
+                    self._doors_dirty.add(hour)
                 self._door_sums.pop(hour, None)
         return sorted(changed)
 
@@ -650,6 +720,8 @@ class HospitalNodeRollup(FrozenRefs, Horizon):
         """`redo_doors`: door hours to write again whatever the readings (`set_roles`)."""
         if self._beds_first is not None:  # (resumed and never given a store: rows unread)
             self._restore_beds()
+        if self._doors_out:
+            self._restore_doors()
         if self._beds_due:
             self._archive_beds()
         bed_from: int | None = None
@@ -658,6 +730,7 @@ class HospitalNodeRollup(FrozenRefs, Horizon):
         wait_hours: set[int] = set()
         horizon_ns, kept = self.horizon_ns, self.kept_ns
         door_sums = self._door_sums
+        doors_to = self._doors_to
         for r in readings:
             kind = r.kind
             if not kind.startswith("hospital."):
@@ -679,6 +752,8 @@ class HospitalNodeRollup(FrozenRefs, Horizon):
             elif kind == "hospital.door":
                 at = ts - 1  # its interval's last instant: window_ts(kind, ts)
                 hour = at - at % HOUR_NS
+                if doors_to is not None and hour < doors_to:  # its row is out of date now
+                    self._doors_dirty.add(hour)
                 doors = self.doors.get(hour)
                 if doors is None:
                     doors = self.doors[hour] = {}
@@ -1066,6 +1141,9 @@ class HospitalNodeRollup(FrozenRefs, Horizon):
         for hour in [h for h in self.doors if h < floor - HOUR_NS]:
             del self.doors[hour]
             self._door_sums.pop(hour, None)
+            ref = self._door_rows.pop(hour, None)
+            if ref is not None:
+                self.let_go(ref)
         # A reading at the floor rewrites its whole hour, whose calls answer issues up to
         # max_wait before the hour's start (not before the floor, up to an hour later).
         queue_floor = window_start(floor, HOUR_NS) - self.max_wait_ns

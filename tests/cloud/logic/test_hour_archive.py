@@ -1,11 +1,11 @@
-"""A ward's bed readings of closed hours written once to the frozen store as rows
-(cloud/logic/domain/bed_archive.py), its snapshots holding each bed's readings since its last
-one before the first hour not archived: a ward resumed from any of its snapshots, in a
-process of either id, with what was not flushed lost, writes the points and site updates an
-uninterrupted one writes and holds the same beds; a late reading into an archived hour makes
-the next snapshot hold the beds whole and its row written again; rows no snapshot needs are
-let go; a missing row makes the readings before the archive too late, replayed from the raw
-points."""
+"""A ward's bed readings and a node's door readings of closed hours written once to the
+frozen store as rows (cloud/logic/domain/hour_archive.py), its snapshots holding each bed's
+readings since its last one before the first hour not archived, and the door hours from
+there: a node resumed from any of its snapshots, in a process of either id, with what was not
+flushed lost, writes the points and site updates an uninterrupted one writes and holds the
+same beds and doors; a late reading into an archived hour makes the next snapshot hold them
+whole and the hour's row written again; rows no snapshot needs are let go; a missing row
+makes the readings before the archive too late, replayed from the raw points."""
 
 from __future__ import annotations
 
@@ -38,30 +38,43 @@ LATE_BED = "bed-07"
 LATE_AT_NS = int(2.6 * HOUR_NS)  # when the held-back readings come, after the stream's start
 
 
+DOORS = ("bach-mai/er-gate", "bach-mai/opd-hall")  # door counters (and kiosks, air)
+LATE_DOOR = {"bach-mai/er-gate": "door-er", "bach-mai/opd-hall": "door-main"}
+
+
 @cache
-def _records(late: bool = False) -> tuple[JournalRecord, ...]:
-    """The ward's 4 hours as its journal holds them; with `late`, one bed's readings of its
-    first hour held back and received together 2.6 hours in (hours already archived)."""
-    readings = node_stream(KEY, HOURS)
+def _records(late: bool = False, key: str = KEY) -> tuple[JournalRecord, ...]:
+    """The node's 4 hours as its journal holds them; with `late`, every other reading of one
+    bed (door) in its first hour held back and received together 2.6 hours in (hours already
+    archived)."""
+    readings = node_stream(key, HOURS)
     if not late:
-        return tuple(records(KEY, readings, HOURS))
+        return tuple(records(key, readings, HOURS))
     start = readings[0].ts_ns
-    held = [r for r in readings if r.sensor == LATE_BED and r.ts_ns < start + HOUR_NS]
+    sensor = LATE_BED if key == KEY else LATE_DOOR[key]
+    first_hour = [r for r in readings if r.sensor == sensor and r.ts_ns < start + HOUR_NS]
+    held = first_hour[1::2]  # every other one: its hour has readings, archived before these
     assert len(held) > 3
-    kept = [r for r in readings if not (r.sensor == LATE_BED and r.ts_ns < start + HOUR_NS)]
-    timed = [(rec.received_ns, rec.topic, rec.payload) for rec in records(KEY, kept, HOURS)]
-    site, node = KEY.split("/")
+    kept = [r for r in readings if r not in held]
+    timed = [(rec.received_ns, rec.topic, rec.payload) for rec in records(key, kept, HOURS)]
+    site, node = key.split("/")
     timed.append((start + LATE_AT_NS + 1, data_topic(site, node),
                   encode_batch(site, node, held, numbering=numbering_of(site, node))))
     timed.sort(key=lambda t: t[0])
     return tuple(JournalRecord("p0", i, *t) for i, t in enumerate(timed))
 
 
+def _late_index(key: str = KEY) -> int:
+    """The index of the record bringing the held-back readings (`_records(late=True)`)."""
+    at = node_stream(key, HOURS)[0].ts_ns + LATE_AT_NS + 1
+    return next(i for i, rec in enumerate(_records(True, key)) if rec.received_ns == at)
+
+
 def _run(logic: NodeLogic, first: int, snapshots: list[tuple[int, bytes]] | None = None,
-         late: bool = False) -> list[list[NodeOut]]:
+         late: bool = False, key: str = KEY) -> list[list[NodeOut]]:
     """The node step from record `first` to the end, snapshotted every SNAPSHOT_RECORDS."""
     out = []
-    for i, rec in enumerate(_records(late)[first:], first):
+    for i, rec in enumerate(_records(late, key)[first:], first):
         if i % SNAPSHOT_RECORDS == 0 and i > first:
             snapshot = logic.snapshot()
             if snapshots is not None:
@@ -91,9 +104,14 @@ def _ward(logic: NodeLogic) -> HospitalNodeRollup:
 
 
 @cache
-def _uninterrupted(late: bool = False) -> tuple[list[list[NodeOut]], dict[str, list[tuple[int, ...]]]]:
+def _uninterrupted(late: bool = False, key: str = KEY
+                   ) -> tuple[list[list[NodeOut]], dict[str, list[tuple[int, ...]]]]:
     logic = _logic(None)
-    return _run(logic, 0, late=late), _ward(logic).beds
+    return _run(logic, 0, late=late, key=key), _ward(logic).beds
+
+
+def _doors(logic: NodeLogic) -> dict[int, dict[object, object]]:
+    return dict(sorted(_ward(logic).doors.items()))
 
 
 def _rows(directory: Path, part: int = 0) -> set[int]:
@@ -140,8 +158,7 @@ def test_a_late_reading_into_an_archived_hour_writes_its_row_again(tmp_path: Pat
     store = _store(tmp_path)
     logic = _logic(store)
     snapshots: list[tuple[int, bytes]] = []
-    late_index = next(i for i, rec in enumerate(_records(late=True))
-                      if rec.received_ns > _records(late=True)[0].received_ns + LATE_AT_NS) - 1
+    late_index = _late_index()
     out = []
     rows_before: dict[int, int] = {}
     for i, rec in enumerate(_records(late=True)):
@@ -241,3 +258,106 @@ def test_a_missing_row_makes_the_readings_before_the_archive_too_late(
     resumed.on_batch([late])
     assert resumed.state.domain.too_late == before + 1
     store.close()
+
+
+@pytest.mark.parametrize("key", DOORS)
+@pytest.mark.parametrize("late", [False, True])
+def test_a_node_s_door_hours_are_rows_and_it_resumes_from_any_snapshot(
+        tmp_path: Path, key: str, late: bool) -> None:
+    expected, _ = _uninterrupted(late, key)
+    reference = _logic(None)
+    _run(reference, 0, late=late, key=key)
+    store = _store(tmp_path)
+    logic = _logic(store)
+    snapshots: list[tuple[int, bytes]] = []
+    assert _run(logic, 0, snapshots, late=late, key=key) == expected
+    node = _ward(logic)
+    assert _doors(logic) == _doors(reference)
+    assert len(node._door_rows) >= 2  # closed hours archived
+    held: HospitalNodeRollup = pickle.loads(snapshots[-1][1]).domain.hospital
+    assert held._doors_out
+    assert len(held.doors) < len(node.doors)  # the snapshot holds the hours since only
+    store.close()  # a crash: what was not flushed is lost
+    for n, (i, snapshot) in enumerate(snapshots):
+        store = _store(tmp_path, part=n % 2)
+        resumed = _resumed(snapshot, store)
+        assert _run(resumed, i, late=late, key=key) == expected[i:], f"resumed at record {i}"
+        assert _doors(resumed) == _doors(reference), f"resumed at record {i}"
+        store.close()
+
+
+def test_a_late_door_reading_makes_its_archived_hour_dirty(tmp_path: Path) -> None:
+    key = DOORS[0]
+    records_ = _records(True, key)
+    late_index = _late_index(key)
+    store = _store(tmp_path)
+    logic = _logic(store)
+    for i, rec in enumerate(records_):
+        if i % SNAPSHOT_RECORDS == 0 and i > 0:
+            logic.snapshot()
+        if i == late_index:
+            rows = dict(_ward(logic)._door_rows)
+        logic.on_batch([rec])
+        if i == late_index:
+            dirty = set(_ward(logic)._doors_dirty)
+            assert dirty, "the late readings' hours were archived"
+            assert dirty <= set(rows)
+            whole: HospitalNodeRollup = pickle.loads(logic.snapshot()).domain.hospital
+            assert not whole._doors_out
+            assert set(whole.doors) == set(_ward(logic).doors)
+    node = _ward(logic)
+    assert not node._doors_dirty
+    for hour in dirty:  # written again at its next message after that snapshot
+        assert node._door_rows[hour] != rows[hour]
+        assert rows[hour] in logic.state._gone or any(
+            rows[hour] in _ids(refs) for _, _, refs in logic.state.frozen_gone)
+
+
+def test_a_missing_door_row_makes_the_hours_before_the_archive_too_late(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    key = DOORS[0]
+    store = _store(tmp_path)
+    snapshots: list[tuple[int, bytes]] = []
+    _run(_logic(store), 0, snapshots, key=key)
+    store.close()
+    _, snapshot = snapshots[-1]
+    node: HospitalNodeRollup = pickle.loads(snapshot).domain.hospital
+    to = node._doors_to
+    assert to is not None
+    with sqlite3.connect(tmp_path / file_name(0)) as conn:
+        conn.execute("DELETE FROM frozen WHERE id = ?", (min(node._door_rows.values()),))
+    with caplog.at_level(logging.WARNING, logger="urbanpulse.cloud.frozen_store"):
+        resumed = _resumed(snapshot, _store(tmp_path, part=1))
+    assert "door hours" in caplog.text
+    restored = _ward(resumed)
+    assert restored.floor_ns() >= to
+    assert not restored._door_rows
+    assert min(restored.doors) >= to
+    site, name = key.split("/")
+    old = Reading(sensor=LATE_DOOR[key], kind="hospital.door", ts_ns=to - HOUR_NS // 2, seq=10**6,
+                  values={"count": 3.0, "interval_s": 60.0})
+    late = JournalRecord("p0", 10**6, _records(False, key)[-1].received_ns + 1,
+                         data_topic(site, name),
+                         encode_batch(site, name, [old], numbering=numbering_of(site, name)))
+    before = resumed.state.domain.too_late
+    resumed.on_batch([late])
+    assert resumed.state.domain.too_late == before + 1
+
+
+def test_door_rows_of_hours_past_the_horizon_are_let_go(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    state = NodeState(HOUR_NS)  # a 1 h horizon: the 4 hours' first ones leave
+    state.use_frozen_store(store)
+    logic = NodeLogic(state, MAX_DEAD_LETTER)
+    made: set[int] = set()
+    for i, rec in enumerate(_records(False, DOORS[0])):
+        if i % SNAPSHOT_RECORDS == 0 and i > 0:
+            logic.snapshot()
+        logic.on_batch([rec])
+        node = _ward(logic)
+        assert set(node._door_rows) <= set(node.doors)  # a snapshot restores no hour let go
+        made |= set(node._door_rows.values())
+    held = set(_ward(logic)._door_rows.values())
+    assert made - held, "rows of hours past the horizon were let go"
+    let_go = set(state._gone) | {ref for _, _, refs in state.frozen_gone for ref in _ids(refs)}
+    assert made - held <= let_go

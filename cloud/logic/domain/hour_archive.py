@@ -1,4 +1,5 @@
-"""A ward's bed readings of closed hours kept out of most of its snapshots.
+"""A ward's bed readings, and a node's door readings, of closed hours kept out of most of its
+snapshots.
 
 A ward holds each bed's readings over the aggregation horizon (`BedReadings`, 6 h by
 default): a late reading changes every window from its own on, so the readings before it
@@ -17,6 +18,11 @@ store (`HospitalNodeRollup.use_store`). Rows are never changed: an archived hour
 reading changed is written again as a new row at the next record after a snapshot, the
 snapshots until then holding the beds whole; a row no snapshot needs any more is let go and
 deleted as the frozen windows' rows are (`NodeState.frozen_snapshot`).
+
+The door readings go the same way, more simply: they are already held by hour
+(`HospitalNodeRollup.doors`), so each closed hour's entries are a row, and a snapshot holds
+the hours from the first not archived (an ER gate's or an outpatient hall's 6 h of door
+readings were about half of its hospital rollup's bytes, tuples pickled one by one).
 
 Pure functions over the beds; `HospitalNodeRollup` keeps the rows' ids and decides when.
 """
@@ -40,8 +46,8 @@ if TYPE_CHECKING:
 Columns = tuple[Any, Any, Any]
 
 
-class BedArchiveError(CloudError):
-    """A row that is not what a ward's archive writes (a foreign or damaged file)."""
+class HourArchiveError(CloudError):
+    """A row that is not what a node's hour archive writes (a foreign or damaged file)."""
 
 
 def hour_rows(beds: Mapping[str, BedReadings], start: int, to: int, redo: Collection[int]
@@ -99,13 +105,14 @@ def live_part(beds: Mapping[str, BedReadings], archived_to: int
     return live, first
 
 
-def read_row(data: bytes, row: int) -> dict[str, Columns]:
+def read_row(data: bytes, row: int) -> dict[Any, Any]:
+    """A row's beds (sensor -> their columns) or door entries, unpickled."""
     try:
         held = pickle.loads(data)
     except Exception as exc:  # a damaged row: whatever unpickling it raises
-        raise BedArchiveError(f"bed archive row {row} could not be read: {exc!r}") from exc
+        raise HourArchiveError(f"hour archive row {row} could not be read: {exc!r}") from exc
     if not isinstance(held, dict):
-        raise BedArchiveError(f"bed archive row {row} holds a {type(held).__name__}")
+        raise HourArchiveError(f"hour archive row {row} holds a {type(held).__name__}")
     return held
 
 
@@ -114,7 +121,7 @@ def restored(live: Mapping[str, BedReadings], first: list[int], rows: list[dict[
     """The beds whole from what a snapshot held (`live_part`) and its rows' readings, in
     hour order: each bed's row readings from its first stamp to its live part's first."""
     if len(first) != len(live):
-        raise BedArchiveError(f"a ward's snapshot holds {len(live)} beds and {len(first)} "
+        raise HourArchiveError(f"a ward's snapshot holds {len(live)} beds and {len(first)} "
                               "first stamps")
     out: dict[str, BedReadings] = {}
     for (sensor, part), since in zip(live.items(), first, strict=True):
