@@ -595,28 +595,39 @@ class HospitalNodeRollup(FrozenRefs, Horizon):
         `_doors_to` only. A row missing or damaged: the hours before `_doors_to` are let go
         and their readings too late from now on, replayed from the raw points (logged)."""
         self._doors_out = False
-        restored: dict[int, dict[Any, DoorEntry]] = {}
+        restored = self._read_rows(self._door_rows, f"a node's door hours before {self._doors_to}",
+                                   self._doors_to)
+        if restored is not None:
+            self.doors = {**restored, **self.doors}
+        else:
+            self._door_rows = {}
+
+    def _read_rows(self, rows: dict[int, int], what: str, to: int | None
+                   ) -> dict[int, dict[Any, Any]] | None:
+        """The rows by hour, read; None if one is missing or damaged: then logged, every row
+        let go, and the readings before `to` too late from now on (replayed from the raw
+        points)."""
+        out: dict[int, dict[Any, Any]] = {}
         missing: str | None = None
-        for hour, ref in sorted(self._door_rows.items()):
+        for hour, ref in sorted(rows.items()):
             data = self.fetch(ref)
             if data is None:
                 missing = f"row {ref}, hour {hour}"
                 break
             try:
-                restored[hour] = hour_archive.read_row(data, ref)
+                out[hour] = hour_archive.read_row(data, ref)
             except hour_archive.HourArchiveError as exc:
                 missing = str(exc)
                 break
         if missing is None:
-            self.doors = {**restored, **self.doors}
-            return
-        note_lost(self.store, f"a node's door hours before {self._doors_to} ({missing})",
-                  "their readings are too late, replayed from the raw points")
-        for ref in self._door_rows.values():
+            return out
+        note_lost(self.store, f"{what} ({missing})",
+                  "the readings before then are too late, replayed from the raw points")
+        for ref in rows.values():
             self.let_go(ref)
-        self._door_rows = {}
-        if self._doors_to is not None:
-            self.kept_ns = max(self.kept_ns, self._doors_to)
+        if to is not None:
+            self.kept_ns = max(self.kept_ns, to)
+        return None
 
     def _restore_beds(self) -> None:
         """The beds whole again from the rows of a snapshot that held their readings since
@@ -626,28 +637,13 @@ class HospitalNodeRollup(FrozenRefs, Horizon):
         first, self._beds_first = self._beds_first, None
         if first is None:
             return
-        held: list[dict[str, hour_archive.Columns]] = []
-        missing: str | None = None
-        for hour, ref in sorted(self._bed_rows.items()):
-            data = self.fetch(ref)
-            if data is None:
-                missing = f"row {ref}, hour {hour}"
-                break
-            try:
-                held.append(hour_archive.read_row(data, ref))
-            except hour_archive.HourArchiveError as exc:
-                missing = str(exc)
-                break
-        if missing is None:
-            self.bed_readings = hour_archive.restored(self.bed_readings, first, held)
+        held = self._read_rows(self._bed_rows, f"a ward's bed readings before {self._beds_to}",
+                               self._beds_to)
+        if held is not None:
+            self.bed_readings = hour_archive.restored(
+                self.bed_readings, first, [held[hour] for hour in sorted(held)])
         else:
-            note_lost(self.store, f"a ward's bed readings before {self._beds_to} ({missing})",
-                      "its readings before then are too late, replayed from the raw points")
-            for ref in self._bed_rows.values():
-                self.let_go(ref)
             self._bed_rows = {}
-            if self._beds_to is not None:
-                self.kept_ns = max(self.kept_ns, self._beds_to)
         self._build_indexes()
 
     def _queue_from_tables(self, issues: dict[Ticket, list[int]], calls: dict[Ticket, list[int]],
