@@ -43,7 +43,6 @@ from __future__ import annotations
 import bisect
 import heapq
 import math
-import pickle
 from array import array
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -97,6 +96,9 @@ _DERIVED = ("_tails", "_tail_counts", "_seconds", "_queue_swept", "_waits", "_do
 # the pickled layout of the queue before the tickets were held in columns (`Stamps`)
 _OLD_QUEUE = ("issues", "calls", "call_hours")
 BedEntry = tuple[int, int, int, int]  # a bed reading as the tables held it: (ts, occupied, fault, seq)
+# the dicts by hour whose closed hours are rows of the frozen store, and their archives
+_ARCHIVE_OF = {"doors": "_door_hours", "called_in": "_call_hours"}
+_WHAT = {"doors": "door hours", "called_in": "kiosk calls by hour"}
 # hours whose waits per ticket `HospitalNodeRollup._waits` keeps: the last written (the hour
 # live calls enter, the one before, and a few a late reading writes again)
 WAITS_KEPT = 2
@@ -422,13 +424,10 @@ class HospitalNodeRollup(FrozenRefs, Horizon):
         # Resumed from a snapshot holding the beds' readings since `_beds_to` only: each
         # bed's first stamp, until the rows are read back (`use_store`); else None
         self._beds_first: list[int] | None = None
-        # The door hours before `_doors_to` (None: none archived) are rows too: hour -> its
-        # row's id (each a door hour's entries, pickled); archived hours a reading changed
-        # since; whether a snapshot held only the hours since, until the rows are read back
-        self._door_rows: dict[int, int] = {}
-        self._doors_to: int | None = None
-        self._doors_dirty: set[int] = set()
-        self._doors_out = False
+        # The closed hours of `doors` and of `called_in` are rows too (each an hour's
+        # entries, pickled: `hour_archive.HourRows`)
+        self._door_hours = hour_archive.HourRows()
+        self._call_hours = hour_archive.HourRows()
         self.store: FrozenStore | None = None  # not pickled: `use_store`
         self.gone: array[int] | None = None
         self._build_indexes()
@@ -476,17 +475,22 @@ class HospitalNodeRollup(FrozenRefs, Horizon):
             if to is not None and not self._beds_dirty and self.bed_readings:
                 state["bed_readings"], state["_beds_first"] = hour_archive.live_part(
                     self.bed_readings, to)
-        to = self._doors_to
-        if not self._doors_out and to is not None and not self._doors_dirty and self._door_rows:
-            state["doors"] = {hour: held for hour, held in self.doors.items() if hour >= to}
-            state["_doors_out"] = True
+        for name, archive in self._hourly():
+            part = archive.pickled(getattr(self, name))
+            if part is not None:
+                state[name], state[_ARCHIVE_OF[name]] = part
         return state
+
+    def _hourly(self) -> tuple[tuple[str, hour_archive.HourRows], ...]:
+        """The dicts by hour whose closed hours are rows, with their archives."""
+        return ("doors", self._door_hours), ("called_in", self._call_hours)
 
     def __setstate__(self, state: dict[str, object]) -> None:
         # snapshots from before the bed archive hold none of it
         self.__dict__.update({"_bed_rows": {}, "_beds_to": None, "_beds_dirty": set(),
-                              "_beds_due": False, "_beds_first": None, "_door_rows": {},
-                              "_doors_to": None, "_doors_dirty": set(), "_doors_out": False})
+                              "_beds_due": False, "_beds_first": None,
+                              "_door_hours": hour_archive.HourRows(),
+                              "_call_hours": hour_archive.HourRows()})
         self.__dict__.update(state)
         self.store = None
         self.gone = None
@@ -516,26 +520,31 @@ class HospitalNodeRollup(FrozenRefs, Horizon):
         `store` (if it writes) and, for a node resumed from a snapshot that holds their rows'
         ids, read back from it now."""
         super().use_store(store, gone)
+        self._restore()
+
+    def _restore(self) -> None:
+        """What a snapshot held in rows read back (if it held some)."""
         if self._beds_first is not None:
             self._restore_beds()
-        if self._doors_out:
-            self._restore_doors()
+        for name, archive in self._hourly():
+            if archive.out:
+                self._restore_hours(name, archive)
 
     def note_snapshot(self) -> None:
         """A snapshot of the node is being taken (`NodeState.frozen_snapshot`): whether rows
         are due at the next record (a closed hour not archived, an archived hour changed)."""
         store = self.store
-        if store is None or self._beds_first is not None or self._doors_out:
+        hourly = self._hourly()
+        if store is None or self._beds_first is not None or any(a.out for _, a in hourly):
             return
-        to, doors_to = self._beds_to, self._doors_to
+        to = self._beds_to
         hour = window_start(self.newest_ns, HOUR_NS)
         if not store.writes:  # rows of a start that wrote them: let go, inline again
-            self._beds_due = to is not None or doors_to is not None
-        elif self._beds_dirty or self._doors_dirty:
-            self._beds_due = True
+            self._beds_due = to is not None or any(a.to is not None for _, a in hourly)
         else:
-            self._beds_due = (bool(self.bed_readings) and (to is None or hour > to)) or (
-                bool(self.doors) and (doors_to is None or hour > doors_to))
+            self._beds_due = bool(self._beds_dirty) or (
+                bool(self.bed_readings) and (to is None or hour > to)) or any(
+                a.due(getattr(self, name), hour) for name, a in hourly)
 
     def _archive_beds(self) -> None:
         """The rows due: each closed hour not archived yet and each archived hour changed
@@ -544,15 +553,17 @@ class HospitalNodeRollup(FrozenRefs, Horizon):
         self._beds_due = False
         store = self.store
         rows = self._bed_rows
+        to = window_start(self.newest_ns, HOUR_NS)
         if store is None or not store.writes:
-            for ref in [*rows.values(), *self._door_rows.values()]:
+            for ref in rows.values():
                 self.let_go(ref)
             self._bed_rows, self._beds_to, self._beds_dirty = {}, None, set()
-            self._door_rows, self._doors_to, self._doors_dirty = {}, None, set()
+            for _, archive in self._hourly():
+                archive.release(self.let_go)
             return
-        self._archive_doors(store)
+        for name, archive in self._hourly():
+            archive.archive(getattr(self, name), to, store.put, self.let_go)
         start = self._beds_to
-        to = window_start(self.newest_ns, HOUR_NS)
         if start is not None:
             to = max(to, start)
         redo = self._beds_dirty
@@ -570,37 +581,17 @@ class HospitalNodeRollup(FrozenRefs, Horizon):
         for hour in [h for h in rows if h < needed]:
             self.let_go(rows.pop(hour))
 
-    def _archive_doors(self, store: FrozenStore) -> None:
-        """Each closed door hour not archived yet and each archived one changed since as a
-        row (the rows they replace let go)."""
-        rows, doors = self._door_rows, self.doors
-        start = self._doors_to
-        to = window_start(self.newest_ns, HOUR_NS)
-        if start is not None:
-            to = max(to, start)
-        due = {h for h in doors if h < to and (start is None or h >= start)} | self._doors_dirty
-        dumps, protocol = pickle.dumps, pickle.HIGHEST_PROTOCOL
-        for hour in sorted(due):
-            old = rows.pop(hour, None)
-            if old is not None:
-                self.let_go(old)
-            held = doors.get(hour)
-            if held is not None:
-                rows[hour] = store.put(dumps(held, protocol))
-        self._doors_dirty.clear()
-        self._doors_to = to
-
-    def _restore_doors(self) -> None:
-        """The door hours whole again from the rows of a snapshot that held the hours since
-        `_doors_to` only. A row missing or damaged: the hours before `_doors_to` are let go
-        and their readings too late from now on, replayed from the raw points (logged)."""
-        self._doors_out = False
-        restored = self._read_rows(self._door_rows, f"a node's door hours before {self._doors_to}",
-                                   self._doors_to)
+    def _restore_hours(self, name: str, archive: hour_archive.HourRows) -> None:
+        """The dict `name` whole again from the rows of a snapshot that held its hours from
+        `archive.to` only. A row missing or damaged: the hours before are let go and their
+        readings too late from now on, replayed from the raw points (logged)."""
+        archive.out = False
+        restored = self._read_rows(archive.rows, f"a node's {_WHAT[name]} before {archive.to}",
+                                   archive.to)
         if restored is not None:
-            self.doors = {**restored, **self.doors}
+            setattr(self, name, {**restored, **getattr(self, name)})
         else:
-            self._door_rows = {}
+            archive.rows = {}
 
     def _read_rows(self, rows: dict[int, int], what: str, to: int | None
                    ) -> dict[int, dict[Any, Any]] | None:
@@ -706,18 +697,14 @@ class HospitalNodeRollup(FrozenRefs, Horizon):
                     moved = True
             if moved:
                 changed.append(hour)
-                if self._doors_to is not None and hour < self._doors_to:
-                    self._doors_dirty.add(hour)
+                self._door_hours.touched(hour)
                 self._door_sums.pop(hour, None)
         return sorted(changed)
 
     def process(self, site: str, node: str, readings: Iterable[Reading],
                 redo_doors: Iterable[int] = ()) -> tuple[list[Point], list[SiteUpdate]]:
         """`redo_doors`: door hours to write again whatever the readings (`set_roles`)."""
-        if self._beds_first is not None:  # (resumed and never given a store: rows unread)
-            self._restore_beds()
-        if self._doors_out:
-            self._restore_doors()
+        self._restore()  # (resumed and never given a store: rows unread, held lost)
         if self._beds_due:
             self._archive_beds()
         bed_from: int | None = None
@@ -726,7 +713,7 @@ class HospitalNodeRollup(FrozenRefs, Horizon):
         wait_hours: set[int] = set()
         horizon_ns, kept = self.horizon_ns, self.kept_ns
         door_sums = self._door_sums
-        doors_to = self._doors_to
+        door_rows = self._door_hours
         for r in readings:
             kind = r.kind
             if not kind.startswith("hospital."):
@@ -748,8 +735,7 @@ class HospitalNodeRollup(FrozenRefs, Horizon):
             elif kind == "hospital.door":
                 at = ts - 1  # its interval's last instant: window_ts(kind, ts)
                 hour = at - at % HOUR_NS
-                if doors_to is not None and hour < doors_to:  # its row is out of date now
-                    self._doors_dirty.add(hour)
+                door_rows.touched(hour)  # (its row, if archived, out of date now)
                 doors = self.doors.get(hour)
                 if doors is None:
                     doors = self.doors[hour] = {}
@@ -997,6 +983,7 @@ class HospitalNodeRollup(FrozenRefs, Horizon):
                 calls = self.called[sensor] = Stamps()
             i, hi = calls.add(number, ts)
             hour = ts - ts % HOUR_NS
+            self._call_hours.touched(hour)
             by_sensor = self.called_in.get(hour)
             if by_sensor is None:
                 by_sensor = self.called_in[hour] = {}
@@ -1137,9 +1124,7 @@ class HospitalNodeRollup(FrozenRefs, Horizon):
         for hour in [h for h in self.doors if h < floor - HOUR_NS]:
             del self.doors[hour]
             self._door_sums.pop(hour, None)
-            ref = self._door_rows.pop(hour, None)
-            if ref is not None:
-                self.let_go(ref)
+            self._door_hours.dropped(hour, self.let_go)
         # A reading at the floor rewrites its whole hour, whose calls answer issues up to
         # max_wait before the hour's start (not before the floor, up to an hour later).
         queue_floor = window_start(floor, HOUR_NS) - self.max_wait_ns
@@ -1160,6 +1145,7 @@ class HospitalNodeRollup(FrozenRefs, Horizon):
         called_in = self.called_in
         for hour in [h for h in called_in if h < floor - HOUR_NS]:
             del called_in[hour]
+            self._call_hours.dropped(hour, self.let_go)
         waits = self._waits
         for hour in [h for h in waits if h not in called_in]:
             del waits[hour]

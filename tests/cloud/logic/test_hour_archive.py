@@ -15,6 +15,7 @@ import sqlite3
 from array import array
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -39,7 +40,9 @@ LATE_AT_NS = int(2.6 * HOUR_NS)  # when the held-back readings come, after the s
 
 
 DOORS = ("bach-mai/er-gate", "bach-mai/opd-hall")  # door counters (and kiosks, air)
-LATE_DOOR = {"bach-mai/er-gate": "door-er", "bach-mai/opd-hall": "door-main"}
+LATE_DOOR = {"bach-mai/er-gate": "door-er", "bach-mai/opd-hall": "door-main",
+             "bach-mai/laboratory": "kiosk-sampling"}
+LAB = "bach-mai/laboratory"  # kiosks: the tickets called by hour (`called_in`)
 
 
 @cache
@@ -110,8 +113,10 @@ def _uninterrupted(late: bool = False, key: str = KEY
     return _run(logic, 0, late=late, key=key), _ward(logic).beds
 
 
-def _doors(logic: NodeLogic) -> dict[int, dict[object, object]]:
-    return dict(sorted(_ward(logic).doors.items()))
+def _doors(logic: NodeLogic) -> tuple[dict[int, Any], dict[int, Any]]:
+    """The node's door hours and its kiosks' calls by hour."""
+    node = _ward(logic)
+    return dict(sorted(node.doors.items())), dict(sorted(node.called_in.items()))
 
 
 def _rows(directory: Path, part: int = 0) -> set[int]:
@@ -260,9 +265,9 @@ def test_a_missing_row_makes_the_readings_before_the_archive_too_late(
     store.close()
 
 
-@pytest.mark.parametrize("key", DOORS)
+@pytest.mark.parametrize("key", [*DOORS, LAB])
 @pytest.mark.parametrize("late", [False, True])
-def test_a_node_s_door_hours_are_rows_and_it_resumes_from_any_snapshot(
+def test_a_node_s_door_and_call_hours_are_rows_and_it_resumes_from_any_snapshot(
         tmp_path: Path, key: str, late: bool) -> None:
     expected, _ = _uninterrupted(late, key)
     reference = _logic(None)
@@ -273,10 +278,12 @@ def test_a_node_s_door_hours_are_rows_and_it_resumes_from_any_snapshot(
     assert _run(logic, 0, snapshots, late=late, key=key) == expected
     node = _ward(logic)
     assert _doors(logic) == _doors(reference)
-    assert len(node._door_rows) >= 2  # closed hours archived
+    name, archive = ("called_in", node._call_hours) if key == LAB else ("doors", node._door_hours)
+    assert len(archive.rows) >= 2  # closed hours archived
     held: HospitalNodeRollup = pickle.loads(snapshots[-1][1]).domain.hospital
-    assert held._doors_out
-    assert len(held.doors) < len(node.doors)  # the snapshot holds the hours since only
+    assert (held._call_hours if key == LAB else held._door_hours).out
+    # the snapshot holds the hours since only
+    assert len(getattr(held, name)) < len(getattr(node, name))
     store.close()  # a crash: what was not flushed is lost
     for n, (i, snapshot) in enumerate(snapshots):
         store = _store(tmp_path, part=n % 2)
@@ -296,19 +303,19 @@ def test_a_late_door_reading_makes_its_archived_hour_dirty(tmp_path: Path) -> No
         if i % SNAPSHOT_RECORDS == 0 and i > 0:
             logic.snapshot()
         if i == late_index:
-            rows = dict(_ward(logic)._door_rows)
+            rows = dict(_ward(logic)._door_hours.rows)
         logic.on_batch([rec])
         if i == late_index:
-            dirty = set(_ward(logic)._doors_dirty)
+            dirty = set(_ward(logic)._door_hours.dirty)
             assert dirty, "the late readings' hours were archived"
             assert dirty <= set(rows)
             whole: HospitalNodeRollup = pickle.loads(logic.snapshot()).domain.hospital
-            assert not whole._doors_out
+            assert not whole._door_hours.out
             assert set(whole.doors) == set(_ward(logic).doors)
     node = _ward(logic)
-    assert not node._doors_dirty
+    assert not node._door_hours.dirty
     for hour in dirty:  # written again at its next message after that snapshot
-        assert node._door_rows[hour] != rows[hour]
+        assert node._door_hours.rows[hour] != rows[hour]
         assert rows[hour] in logic.state._gone or any(
             rows[hour] in _ids(refs) for _, _, refs in logic.state.frozen_gone)
 
@@ -322,16 +329,16 @@ def test_a_missing_door_row_makes_the_hours_before_the_archive_too_late(
     store.close()
     _, snapshot = snapshots[-1]
     node: HospitalNodeRollup = pickle.loads(snapshot).domain.hospital
-    to = node._doors_to
+    to = node._door_hours.to
     assert to is not None
     with sqlite3.connect(tmp_path / file_name(0)) as conn:
-        conn.execute("DELETE FROM frozen WHERE id = ?", (min(node._door_rows.values()),))
+        conn.execute("DELETE FROM frozen WHERE id = ?", (min(node._door_hours.rows.values()),))
     with caplog.at_level(logging.WARNING, logger="urbanpulse.cloud.frozen_store"):
         resumed = _resumed(snapshot, _store(tmp_path, part=1))
     assert "door hours" in caplog.text
     restored = _ward(resumed)
     assert restored.floor_ns() >= to
-    assert not restored._door_rows
+    assert not restored._door_hours.rows
     assert min(restored.doors) >= to
     site, name = key.split("/")
     old = Reading(sensor=LATE_DOOR[key], kind="hospital.door", ts_ns=to - HOUR_NS // 2, seq=10**6,
@@ -355,9 +362,9 @@ def test_door_rows_of_hours_past_the_horizon_are_let_go(tmp_path: Path) -> None:
             logic.snapshot()
         logic.on_batch([rec])
         node = _ward(logic)
-        assert set(node._door_rows) <= set(node.doors)  # a snapshot restores no hour let go
-        made |= set(node._door_rows.values())
-    held = set(_ward(logic)._door_rows.values())
+        assert set(node._door_hours.rows) <= set(node.doors)  # a snapshot restores no hour let go
+        made |= set(node._door_hours.rows.values())
+    held = set(_ward(logic)._door_hours.rows.values())
     assert made - held, "rows of hours past the horizon were let go"
     let_go = set(state._gone) | {ref for _, _, refs in state.frozen_gone for ref in _ids(refs)}
     assert made - held <= let_go
