@@ -20,7 +20,7 @@ import re
 from datetime import UTC, datetime
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from bench.pipeline.workload import Workload, generate
@@ -28,6 +28,7 @@ from cloud.journal import JournalRecord
 from cloud.logic import records
 from cloud.logic.records import NodeData, Point, decode_record
 from urbanpulse.wire import KINDS, decode_batch
+from urbanpulse.wire.kinds import BOOL_UNIT, COUNT_UNITS
 
 SITE, NODE = "hn-bachmai", "ward-1"
 TOPIC = f"urbanpulse/v1/{SITE}/{NODE}/data"
@@ -45,6 +46,11 @@ SOUND_NUMBERS = ["-0", "-0.0", "0.0", "1.0", "1E2", "1e-400", "5e-324", "41.5", 
                  "18446744073709551615", "9007199254740993", "9007199254740993.0",
                  "0.30000000000000004441", "123456789.123456789e-3", "9.2233720368547748e18",
                  "-9.2233720368547748e18", "2.2250738585072014e-308"]
+# What a bool field and a count field (a whole number in [0, 2^53]) of a sound reading may
+# carry, spelt every way: any other number there is refused (a broken reading's "number").
+SOUND_BOOLS = ["0", "1", "-0", "0.0", "-0.0", "1.0", "1E0", "0e5", "10e-1", "1.000", "1e-400"]
+SOUND_COUNTS = ["0", "-0", "0.0", "-0.0", "7", "1E2", "1e-400", "9007199254740992",
+                "9007199254740992.0", "9.007199254740992e15", "12.0000000000000000001"]
 # Text in place of a number that the contract refuses, or that orjson reads otherwise.
 ODD_NUMBERS = ["NaN", "Infinity", "-Infinity", "true", "false", "null", '"1"', "[]", "{}",
                "18446744073709551616", "-9223372036854775809", "1e308", "1e309", "-1e400",
@@ -87,6 +93,22 @@ def _object(draw: st.DrawFn, pairs: list[tuple[str, str]]) -> str:
     return "{" + ws + ("," + ws).join(f"{k}{ws}:{ws}{v}" for k, v in pairs) + ws + "}"
 
 
+def _measure() -> st.SearchStrategy[str]:
+    return (st.sampled_from(SOUND_NUMBERS) | st.integers(-1000, 1000).map(str)
+            | st.floats(-1e18, 1e18).map(repr))
+
+
+def _sound_number(kind: str, name: str) -> st.SearchStrategy[str]:
+    """A number `name` of `kind` takes: 0 or 1 for a bool, a whole number for a count."""
+    spec = KINDS.get(kind)
+    unit = spec.fields[name].unit if spec is not None and name in spec.fields else None
+    if unit == BOOL_UNIT:
+        return st.sampled_from(SOUND_BOOLS)
+    if unit in COUNT_UNITS:
+        return st.sampled_from(SOUND_COUNTS) | st.integers(0, 2**53).map(str)
+    return _measure()
+
+
 def _number_text() -> st.SearchStrategy[str]:
     digits = st.text("0123456789", min_size=1, max_size=22)
     built = st.builds(lambda sign, whole, frac, exp: sign + (whole.lstrip("0") or "0") + frac + exp,
@@ -114,11 +136,11 @@ def _reading(draw: st.DrawFn, sound: bool) -> str:
     if "names" in spoil:
         names = draw(st.lists(st.sampled_from([*fields, "zz"]), max_size=4))
     how = draw(st.integers(0, 2))
-    numbers = [draw(st.sampled_from(SOUND_NUMBERS) | st.integers(-1000, 1000).map(str)
-                    | st.floats(-1e18, 1e18).map(repr)) for _ in names]
+    numbers = [draw(_sound_number(kind, name)) for name in names]
     if "number" in spoil and numbers:
+        # (a measure's number in a bool or count field: 41.5, -3, 2^53 + 1...)
         numbers[draw(st.integers(0, len(numbers) - 1))] = draw(
-            st.sampled_from(ODD_NUMBERS) | st.sampled_from(ODD_NUMBERS) | _number_text())
+            st.sampled_from(ODD_NUMBERS) | st.sampled_from(ODD_NUMBERS) | _number_text() | _measure())
     values = draw(_object([(_string(n, how), v) for n, v in zip(names, numbers, strict=True)]))
     sensor = draw(st.sampled_from(ODD_SENSORS) | st.text(max_size=6) if "sensor" in spoil
                   else st.sampled_from(SENSORS))
@@ -167,10 +189,11 @@ ENVELOPE_SPOILS = {
 
 
 @st.composite
-def _payload(draw: st.DrawFn) -> bytes:
+def _payload(draw: st.DrawFn) -> tuple[bytes, bool]:
     """A data payload: a sound one (every reading one the contract accepts, as text that
     varies), one with a single reading broken, or one whose envelope is spelt otherwise
-    (its readings sound or not)."""
+    (its readings sound or not); and whether it is sound with a reading at least, which
+    the shortcut must then take."""
     case = draw(st.sampled_from(["sound", "one broken reading", "odd envelope"]))
     n = draw(st.integers(0 if case != "one broken reading" else 1, 5))
     broken = draw(st.integers(0, n - 1)) if case == "one broken reading" else -1
@@ -179,7 +202,8 @@ def _payload(draw: st.DrawFn) -> bytes:
                 for i in range(n)]
     spoil: dict[str, str] = {}
     if case == "odd envelope":
-        for part in draw(st.sets(st.sampled_from(sorted(ENVELOPE_SPOILS)), min_size=1, max_size=2)):
+        for part in sorted(draw(st.sets(st.sampled_from(sorted(ENVELOPE_SPOILS)),
+                                        min_size=1, max_size=2))):
             spoil[part] = draw(st.sampled_from(ENVELOPE_SPOILS[part]))
     pairs = [('"v"', spoil.get("v", "1")), ('"site"', spoil.get("site", json.dumps(SITE))),
              ('"node"', json.dumps(NODE)), ('"units"', _units_text(spoil.get("units", "good"))),
@@ -194,7 +218,7 @@ def _payload(draw: st.DrawFn) -> bytes:
         key, value = spoil["repeat"].split(":", 1)
         pairs.insert(draw(st.integers(0, len(pairs))), (key, value))
     text = draw(_object(pairs))
-    return (spoil.get("before", "") + text).encode()
+    return (spoil.get("before", "") + text).encode(), case == "sound" and n > 0
 
 
 def _exact(out: tuple[NodeData | None, list[Point]]) -> str:
@@ -228,20 +252,23 @@ def _shortcut_is_the_contract(payload: bytes, site: str, node: str, received_ns:
 
 def test_payloads_written_as_text_decode_as_the_contract_decodes_them(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    taken: list[bool] = []
-
+    """Both ways decode alike; and every payload built sound, however spelt, is the
+    shortcut's (else the comparison would hold for a shortcut that never applies). Asserted
+    of each such payload, not as a share of those drawn: a floor of a tenth taken failed
+    about one run in seventy, the share varying from 8% to 33% with the draw."""
     @settings(max_examples=300, deadline=None, database=None)
-    @given(payload=_payload())
-    def check(payload: bytes) -> None:
+    @given(case=_payload())
+    @example(case=((f'{{ "site":"{SITE}" ,"node":"{NODE}","v":1e0,"units":{json.dumps(UNITS)},'
+                    '"readings":[{"\\u0073ensor":"bed-01","kind":"hospital.bed","seq":-0,'
+                    '"ts":"2026-11-18T09Z","values":{"occupied":1.0,"fault":-0,"occupied":0},'
+                    '"flags":["warmup"]}]}').encode(), True))
+    def check(case: tuple[bytes, bool]) -> None:
+        payload, sound = case
         fast, contract = _both(JournalRecord("i0", 7, RECEIVED_NS, TOPIC, payload), monkeypatch)
         assert fast == contract
-        taken.append(_shortcut_is_the_contract(payload, SITE, NODE, RECEIVED_NS)
-                     and b'"sensor"' in payload)
+        assert _shortcut_is_the_contract(payload, SITE, NODE, RECEIVED_NS) or not sound, payload
 
     check()
-    # Else the comparison above would hold for a shortcut that never applies. (About a
-    # fifth are taken; a fifth as the floor failed for one seed in five.)
-    assert sum(taken) >= len(taken) // 10, (sum(taken), len(taken))
 
 
 @pytest.mark.parametrize(("ts", "sound"), [
