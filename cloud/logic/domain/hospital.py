@@ -414,20 +414,16 @@ class HospitalNodeRollup(FrozenRefs, Horizon):
         # floor minus max_wait, not from the floor's hour, so the floor's hour, rewritten by a
         # reading taken late, would lack the waits of its calls answering them
         self.queue_kept_from: int | None = None
-        # The beds' readings of the hours before `_beds_to` (None: none archived) are rows of
-        # the frozen store: hour -> its row's id (hour_archive.py); archived hours a reading
-        # changed since; whether rows are due at the next record (found at a snapshot)
-        self._bed_rows: dict[int, int] = {}
-        self._beds_to: int | None = None
-        self._beds_dirty: set[int] = set()
-        self._beds_due = False
-        # Resumed from a snapshot holding the beds' readings since `_beds_to` only: each
-        # bed's first stamp, until the rows are read back (`use_store`); else None
-        self._beds_first: list[int] | None = None
-        # The closed hours of `doors` and of `called_in` are rows too (each an hour's
-        # entries, pickled: `hour_archive.HourRows`)
+        # The beds' readings of closed hours are rows of the frozen store (hour_archive.py),
+        # and so are the closed hours of `doors` and of `called_in` (each an hour's entries,
+        # pickled); whether rows are due at the next record (found at a snapshot)
+        self._bed_hours = hour_archive.HourRows()
         self._door_hours = hour_archive.HourRows()
         self._call_hours = hour_archive.HourRows()
+        self._rows_due = False
+        # Resumed from a snapshot holding the beds' readings since `_bed_hours.to` only: each
+        # bed's first stamp, until the rows are read back (`use_store`); else None
+        self._beds_first: list[int] | None = None
         self.store: FrozenStore | None = None  # not pickled: `use_store`
         self.gone: array[int] | None = None
         self._build_indexes()
@@ -471,8 +467,8 @@ class HospitalNodeRollup(FrozenRefs, Horizon):
         state.pop("gone", None)
         if self._beds_first is None:
             state.pop("_beds_first", None)
-            to = self._beds_to
-            if to is not None and not self._beds_dirty and self.bed_readings:
+            to = self._bed_hours.to
+            if to is not None and not self._bed_hours.dirty and self.bed_readings:
                 state["bed_readings"], state["_beds_first"] = hour_archive.live_part(
                     self.bed_readings, to)
         for name, archive in self._hourly():
@@ -487,10 +483,10 @@ class HospitalNodeRollup(FrozenRefs, Horizon):
 
     def __setstate__(self, state: dict[str, object]) -> None:
         # snapshots from before the bed archive hold none of it
-        self.__dict__.update({"_bed_rows": {}, "_beds_to": None, "_beds_dirty": set(),
-                              "_beds_due": False, "_beds_first": None,
+        self.__dict__.update({"_bed_hours": hour_archive.HourRows(),
                               "_door_hours": hour_archive.HourRows(),
-                              "_call_hours": hour_archive.HourRows()})
+                              "_call_hours": hour_archive.HourRows(),
+                              "_rows_due": False, "_beds_first": None})
         self.__dict__.update(state)
         self.store = None
         self.gone = None
@@ -534,52 +530,35 @@ class HospitalNodeRollup(FrozenRefs, Horizon):
         """A snapshot of the node is being taken (`NodeState.frozen_snapshot`): whether rows
         are due at the next record (a closed hour not archived, an archived hour changed)."""
         store = self.store
-        hourly = self._hourly()
-        if store is None or self._beds_first is not None or any(a.out for _, a in hourly):
+        held = (("bed_readings", self._bed_hours), *self._hourly())
+        if store is None or self._beds_first is not None or any(a.out for _, a in held):
             return
-        to = self._beds_to
         hour = window_start(self.newest_ns, HOUR_NS)
         if not store.writes:  # rows of a start that wrote them: let go, inline again
-            self._beds_due = to is not None or any(a.to is not None for _, a in hourly)
+            self._rows_due = any(a.to is not None for _, a in held)
         else:
-            self._beds_due = bool(self._beds_dirty) or (
-                bool(self.bed_readings) and (to is None or hour > to)) or any(
-                a.due(getattr(self, name), hour) for name, a in hourly)
+            self._rows_due = any(a.due(getattr(self, name), hour) for name, a in held)
 
-    def _archive_beds(self) -> None:
+    def _archive(self) -> None:
         """The rows due: each closed hour not archived yet and each archived hour changed
-        since, written anew (the rows they replace let go), and the rows no snapshot needs
-        any more let go; with a store that does not write, every row let go."""
-        self._beds_due = False
+        since, written anew (the rows they replace let go), and the bed rows no snapshot
+        needs any more let go; with a store that does not write, every row let go."""
+        self._rows_due = False
         store = self.store
-        rows = self._bed_rows
-        to = window_start(self.newest_ns, HOUR_NS)
+        hour = window_start(self.newest_ns, HOUR_NS)
+        beds = self.bed_readings
         if store is None or not store.writes:
-            for ref in rows.values():
-                self.let_go(ref)
-            self._bed_rows, self._beds_to, self._beds_dirty = {}, None, set()
-            for _, archive in self._hourly():
+            for archive in (self._bed_hours, self._door_hours, self._call_hours):
                 archive.release(self.let_go)
             return
         for name, archive in self._hourly():
-            archive.archive(getattr(self, name), to, store.put, self.let_go)
-        start = self._beds_to
-        if start is not None:
-            to = max(to, start)
-        redo = self._beds_dirty
-        made = hour_archive.hour_rows(self.bed_readings, _LOW if start is None else start, to,
-                                     redo)
-        for hour in redo | made.keys():
-            old = rows.pop(hour, None)
-            if old is not None:
-                self.let_go(old)
-        for hour, data in made.items():
-            rows[hour] = store.put(data)
-        redo.clear()
-        self._beds_to = to
-        needed = hour_archive.oldest_needed(self.bed_readings, to)
-        for hour in [h for h in rows if h < needed]:
-            self.let_go(rows.pop(hour))
+            archive.archive(hour_archive.entry_rows(getattr(self, name)), hour, store.put,
+                            self.let_go)
+        to = self._bed_hours.archive(
+            lambda start, to, redo: hour_archive.hour_rows(
+                beds, _LOW if start is None else start, to, redo),
+            hour, store.put, self.let_go)
+        self._bed_hours.trim(hour_archive.oldest_needed(beds, to), self.let_go)
 
     def _restore_hours(self, name: str, archive: hour_archive.HourRows) -> None:
         """The dict `name` whole again from the rows of a snapshot that held its hours from
@@ -622,19 +601,20 @@ class HospitalNodeRollup(FrozenRefs, Horizon):
 
     def _restore_beds(self) -> None:
         """The beds whole again from the rows of a snapshot that held their readings since
-        `_beds_to` only. A row missing or damaged: the beds keep what the snapshot held (each
-        its state at `_beds_to` and its readings since), and the readings before `_beds_to`
-        are too late from now on, replayed from the raw points (logged)."""
+        `_bed_hours.to` only. A row missing or damaged: the beds keep what the snapshot held
+        (each its state there and its readings since), and the readings before it are too
+        late from now on, replayed from the raw points (logged)."""
         first, self._beds_first = self._beds_first, None
         if first is None:
             return
-        held = self._read_rows(self._bed_rows, f"a ward's bed readings before {self._beds_to}",
-                               self._beds_to)
+        archive = self._bed_hours
+        held = self._read_rows(archive.rows, f"a ward's bed readings before {archive.to}",
+                               archive.to)
         if held is not None:
             self.bed_readings = hour_archive.restored(
                 self.bed_readings, first, [held[hour] for hour in sorted(held)])
         else:
-            self._bed_rows = {}
+            archive.rows = {}
         self._build_indexes()
 
     def _queue_from_tables(self, issues: dict[Ticket, list[int]], calls: dict[Ticket, list[int]],
@@ -705,8 +685,8 @@ class HospitalNodeRollup(FrozenRefs, Horizon):
                 redo_doors: Iterable[int] = ()) -> tuple[list[Point], list[SiteUpdate]]:
         """`redo_doors`: door hours to write again whatever the readings (`set_roles`)."""
         self._restore()  # (resumed and never given a store: rows unread, held lost)
-        if self._beds_due:
-            self._archive_beds()
+        if self._rows_due:
+            self._archive()
         bed_from: int | None = None
         new_hours: set[int] = set()  # hours holding their first bed reading
         door_hours: set[int] = set(redo_doors)
@@ -784,9 +764,7 @@ class HospitalNodeRollup(FrozenRefs, Horizon):
     def _add_bed(self, r: Reading) -> bool:
         """Takes the reading; whether its hour held no bed reading before."""
         ts = r.ts_ns
-        archived = self._beds_to
-        if archived is not None and ts < archived:  # its hour's row is out of date now
-            self._beds_dirty.add(ts - ts % HOUR_NS)
+        self._bed_hours.touched(ts - ts % HOUR_NS)  # (its row, if archived, out of date now)
         sensor = r.sensor
         values = r.values
         # bed_flags(...), written directly

@@ -154,12 +154,17 @@ def restored(live: Mapping[str, BedReadings], first: list[int], rows: list[dict[
     return out
 
 
+# What makes the rows due (`HourRows.archive`): given where the archive ends (None: nothing
+# archived) and where it is to end, and the archived hours changed since, each hour's row
+RowsOf = Callable[[int | None, int, set[int]], dict[int, bytes]]
+
+
 class HourRows:
-    """The closed hours of a dict by hour (a node's door readings, its kiosks' calls by
-    hour) as rows of the frozen store: hour -> its row's id for the hours before `to` (None:
-    none archived), the archived hours changed since (`dirty`: a snapshot then holds the dict
-    whole), and `out`: a snapshot holding the hours from `to` only, until its rows are read
-    back (set in the pickled copy only)."""
+    """The closed hours of some readings by hour (a ward's beds, a node's door readings, its
+    kiosks' calls by hour) as rows of the frozen store: hour -> its row's id for the hours
+    before `to` (None: none archived), the archived hours changed since (`dirty`: a snapshot
+    then holds the readings whole), and `out`: a snapshot of a dict by hour holding the
+    hours from `to` only, until its rows are read back (set in the pickled copy only)."""
 
     __slots__ = ("dirty", "out", "rows", "to")
 
@@ -201,22 +206,28 @@ class HourRows:
         copy.rows, copy.to, copy.out = dict(self.rows), to, True
         return {hour: entries for hour, entries in held.items() if hour >= to}, copy
 
-    def archive(self, held: Mapping[int, Any], newest_hour: int, put: Callable[[bytes], int],
-                let_go: Callable[[int], None]) -> None:
-        """Each closed hour of `held` not archived yet and each archived one changed since
-        written as a row (the rows they replace, and those of hours no longer held, let go)."""
+    def archive(self, rows_of: RowsOf, newest_hour: int, put: Callable[[bytes], int],
+                let_go: Callable[[int], None]) -> int:
+        """Each closed hour not archived yet and each archived one changed since written as
+        a row (`rows_of`; the rows they replace, and those of changed hours that hold
+        nothing now, let go); where the archive ends now."""
         rows, start = self.rows, self.to
         to = newest_hour if start is None else max(newest_hour, start)
-        due = {h for h in held if h < to and (start is None or h >= start)} | self.dirty
-        for hour in sorted(due):
+        made = rows_of(start, to, self.dirty)
+        for hour in self.dirty | made.keys():
             old = rows.pop(hour, None)
             if old is not None:
                 let_go(old)
-            entries = held.get(hour)
-            if entries is not None:
-                rows[hour] = put(pickle.dumps(entries, protocol=pickle.HIGHEST_PROTOCOL))
+        for hour, data in made.items():
+            rows[hour] = put(data)
         self.dirty.clear()
         self.to = to
+        return to
+
+    def trim(self, needed: int, let_go: Callable[[int], None]) -> None:
+        """The rows of the hours before `needed` let go: no snapshot needs them."""
+        for hour in [h for h in self.rows if h < needed]:
+            let_go(self.rows.pop(hour))
 
     def dropped(self, hour: int, let_go: Callable[[int], None]) -> None:
         """The dict let go of `hour` (past the horizon): its row too."""
@@ -229,3 +240,12 @@ class HourRows:
         for ref in self.rows.values():
             let_go(ref)
         self.rows, self.to, self.dirty = {}, None, set()
+
+
+def entry_rows(held: Mapping[int, Any]) -> RowsOf:
+    """`HourRows.archive`'s rows of a dict by hour: each hour's entries, pickled."""
+    def rows_of(start: int | None, to: int, redo: set[int]) -> dict[int, bytes]:
+        due = {h for h in held if h < to and (start is None or h >= start)} | redo
+        return {hour: pickle.dumps(held[hour], protocol=pickle.HIGHEST_PROTOCOL)
+                for hour in sorted(due) if hour in held}
+    return rows_of

@@ -140,9 +140,9 @@ def test_a_ward_resumed_from_any_snapshot_writes_what_an_uninterrupted_one_write
     ward = _ward(logic)
     assert ward.beds == beds
     # Three closed hours archived, their readings out of the later snapshots.
-    assert ward._beds_to is not None
-    assert len(ward._bed_rows) >= 3
-    assert set(ward._bed_rows.values()) <= _rows(tmp_path) | set(store._pending)
+    assert ward._bed_hours.to is not None
+    assert len(ward._bed_hours.rows) >= 3
+    assert set(ward._bed_hours.rows.values()) <= _rows(tmp_path) | set(store._pending)
     inline: list[tuple[int, bytes]] = []  # a store that does not write: the beds whole
     _run(_logic(_store(tmp_path / "inline", writes=False)), 0, inline)
     whole = _held_beds(inline[-1][1])
@@ -170,12 +170,12 @@ def test_a_late_reading_into_an_archived_hour_writes_its_row_again(tmp_path: Pat
         if i % SNAPSHOT_RECORDS == 0 and i > 0:
             snapshots.append((i, logic.snapshot()))
         if i == late_index:
-            rows_before = dict(_ward(logic)._bed_rows)
+            rows_before = dict(_ward(logic)._bed_hours.rows)
         out.append(logic.on_batch([rec])[0])
         if i == late_index:
             ward = _ward(logic)
-            assert ward._beds_dirty, "the late readings' hour is archived: out of date"
-            dirty = set(ward._beds_dirty)
+            assert ward._bed_hours.dirty, "the late readings' hour is archived: out of date"
+            dirty = set(ward._bed_hours.dirty)
             # a snapshot now holds the beds whole, the dirty hour's row still referenced
             whole = logic.snapshot()
             assert _held_beds(whole) == sum(len(b.stamps) for b in ward.bed_readings.values())
@@ -184,7 +184,7 @@ def test_a_late_reading_into_an_archived_hour_writes_its_row_again(tmp_path: Pat
     ward = _ward(logic)
     assert ward.beds == beds
     for hour in dirty:  # written again at the record after that snapshot, the old row let go
-        assert ward._bed_rows[hour] != rows_before[hour]
+        assert ward._bed_hours.rows[hour] != rows_before[hour]
     store.close()
     for n, (i, snapshot) in enumerate(snapshots):
         store = _store(tmp_path, part=n % 2)
@@ -204,15 +204,15 @@ def test_rows_of_hours_no_bed_needs_are_let_go(tmp_path: Path) -> None:
         if i % SNAPSHOT_RECORDS == 0 and i > 0:
             logic.snapshot()
         logic.on_batch([rec])
-        made |= set(_ward(logic)._bed_rows.values())
+        made |= set(_ward(logic)._bed_hours.rows.values())
     ward = _ward(logic)
-    held = set(ward._bed_rows.values())
+    held = set(ward._bed_hours.rows.values())
     assert made - held, "rows of hours past the horizon were let go"
     let_go = set(state._gone) | {ref for _, _, refs in state.frozen_gone
                                  for ref in _ids(refs)} | _dropped(store, made)
     assert made - held <= let_go
     floor_hour = ward.floor_ns() - ward.floor_ns() % HOUR_NS
-    assert min(ward._bed_rows) >= floor_hour - HOUR_NS  # (a bed's state before the floor)
+    assert min(ward._bed_hours.rows) >= floor_hour - HOUR_NS  # (a bed's state before the floor)
 
 
 def _ids(refs: bytes) -> list[int]:
@@ -236,11 +236,11 @@ def test_a_missing_row_makes_the_readings_before_the_archive_too_late(
     store.close()
     i, snapshot = snapshots[-1]
     ward: HospitalNodeRollup = pickle.loads(snapshot).domain.hospital
-    to = ward._beds_to
+    to = ward._bed_hours.to
     assert to is not None
-    assert ward._bed_rows
+    assert ward._bed_hours.rows
     with sqlite3.connect(tmp_path / file_name(0)) as conn:
-        conn.execute("DELETE FROM frozen WHERE id = ?", (min(ward._bed_rows.values()),))
+        conn.execute("DELETE FROM frozen WHERE id = ?", (min(ward._bed_hours.rows.values()),))
     store = _store(tmp_path, part=1)
     with caplog.at_level(logging.WARNING, logger="urbanpulse.cloud.frozen_store"):
         resumed = _resumed(snapshot, store)
@@ -248,7 +248,7 @@ def test_a_missing_row_makes_the_readings_before_the_archive_too_late(
     assert "too late" in caplog.text
     restored = _ward(resumed)
     assert restored.floor_ns() >= to
-    assert not restored._bed_rows
+    assert not restored._bed_hours.rows
     # each bed keeps its state at the archive's end: the live windows are still right
     expected, beds = _uninterrupted()
     assert _run(resumed, i) == expected[i:]
