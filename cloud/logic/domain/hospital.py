@@ -420,6 +420,9 @@ class HospitalNodeRollup(FrozenRefs, Horizon):
         self._bed_hours = hour_archive.HourRows()
         self._door_hours = hour_archive.HourRows()
         self._call_hours = hour_archive.HourRows()
+        # and so are the kiosks' issues and calls of closed hours (`issued`, `called`: a
+        # snapshot holds those stamped from `_ticket_hours.to` on)
+        self._ticket_hours = hour_archive.HourRows()
         self._rows_due = False
         # Resumed from a snapshot holding the beds' readings since `_bed_hours.to` only: each
         # bed's first stamp, until the rows are read back (`use_store`); else None
@@ -475,6 +478,12 @@ class HospitalNodeRollup(FrozenRefs, Horizon):
             part = archive.pickled(getattr(self, name))
             if part is not None:
                 state[name], state[_ARCHIVE_OF[name]] = part
+        out = self._ticket_hours.held_out()
+        if out is not None and out.to is not None:
+            to = out.to
+            state["issued"] = {s: hour_archive.live_stamps(c, to) for s, c in self.issued.items()}
+            state["called"] = {s: hour_archive.live_stamps(c, to) for s, c in self.called.items()}
+            state["_ticket_hours"] = out
         return state
 
     def _hourly(self) -> tuple[tuple[str, hour_archive.HourRows], ...]:
@@ -486,6 +495,7 @@ class HospitalNodeRollup(FrozenRefs, Horizon):
         self.__dict__.update({"_bed_hours": hour_archive.HourRows(),
                               "_door_hours": hour_archive.HourRows(),
                               "_call_hours": hour_archive.HourRows(),
+                              "_ticket_hours": hour_archive.HourRows(),
                               "_rows_due": False, "_beds_first": None})
         self.__dict__.update(state)
         self.store = None
@@ -525,19 +535,23 @@ class HospitalNodeRollup(FrozenRefs, Horizon):
         for name, archive in self._hourly():
             if archive.out:
                 self._restore_hours(name, archive)
+        if self._ticket_hours.out:
+            self._restore_tickets()
 
     def note_snapshot(self) -> None:
         """A snapshot of the node is being taken (`NodeState.frozen_snapshot`): whether rows
         are due at the next record (a closed hour not archived, an archived hour changed)."""
         store = self.store
-        held = (("bed_readings", self._bed_hours), *self._hourly())
+        held = [(self.bed_readings, self._bed_hours),
+                *((getattr(self, name), a) for name, a in self._hourly()),
+                (self.issued or self.called, self._ticket_hours)]
         if store is None or self._beds_first is not None or any(a.out for _, a in held):
             return
         hour = window_start(self.newest_ns, HOUR_NS)
         if not store.writes:  # rows of a start that wrote them: let go, inline again
             self._rows_due = any(a.to is not None for _, a in held)
         else:
-            self._rows_due = any(a.due(getattr(self, name), hour) for name, a in held)
+            self._rows_due = any(a.due(entries, hour) for entries, a in held)
 
     def _archive(self) -> None:
         """The rows due: each closed hour not archived yet and each archived hour changed
@@ -548,12 +562,15 @@ class HospitalNodeRollup(FrozenRefs, Horizon):
         hour = window_start(self.newest_ns, HOUR_NS)
         beds = self.bed_readings
         if store is None or not store.writes:
-            for archive in (self._bed_hours, self._door_hours, self._call_hours):
+            for archive in (self._bed_hours, self._door_hours, self._call_hours,
+                            self._ticket_hours):
                 archive.release(self.let_go)
             return
         for name, archive in self._hourly():
             archive.archive(hour_archive.entry_rows(getattr(self, name)), hour, store.put,
                             self.let_go)
+        self._ticket_hours.archive(hour_archive.ticket_rows(self.issued, self.called), hour,
+                                   store.put, self.let_go)
         to = self._bed_hours.archive(
             lambda start, to, redo: hour_archive.hour_rows(
                 beds, _LOW if start is None else start, to, redo),
@@ -616,6 +633,38 @@ class HospitalNodeRollup(FrozenRefs, Horizon):
         else:
             archive.rows = {}
         self._build_indexes()
+
+    def _restore_tickets(self) -> None:
+        """The kiosks' issues and calls whole again from the rows of a snapshot that held
+        those stamped from `_ticket_hours.to` only. A row missing or damaged: the tickets
+        before are let go and the readings before it too late (as `_read_rows`)."""
+        archive = self._ticket_hours
+        archive.out = False
+        held = self._read_rows(archive.rows, f"a node's kiosk tickets before {archive.to}",
+                               archive.to)
+        if held is None:
+            archive.rows = {}
+            for held_columns in (self.issued, self.called):
+                for sensor in [s for s, column in held_columns.items() if not column.stamps]:
+                    del held_columns[sensor]
+            return
+        floor = self._queue_floor()
+        for name in hour_archive.TICKETS:
+            found: dict[str, list[hour_archive.Pairs]] = {}
+            for hour in sorted(held):
+                for sensor, pairs in held[hour][name].items():
+                    found.setdefault(sensor, []).append(pairs)
+            columns: dict[str, Stamps] = getattr(self, name)
+            for sensor, rows in found.items():
+                live = columns.get(sensor)
+                columns[sensor] = hour_archive.merged_stamps(
+                    Stamps() if live is None else live, rows, floor)
+
+    def _queue_floor(self) -> int:
+        """The issues and calls before this stamp are let go: a reading at the floor
+        rewrites its whole hour, whose calls answer issues up to max_wait before the hour's
+        start (not before the floor, up to an hour later)."""
+        return window_start(self.floor_ns(), HOUR_NS) - self.max_wait_ns
 
     def _queue_from_tables(self, issues: dict[Ticket, list[int]], calls: dict[Ticket, list[int]],
                            call_hours: dict[int, set[Ticket]]) -> None:
@@ -962,6 +1011,7 @@ class HospitalNodeRollup(FrozenRefs, Horizon):
             i, hi = calls.add(number, ts)
             hour = ts - ts % HOUR_NS
             self._call_hours.touched(hour)
+            self._ticket_hours.touched(hour)
             by_sensor = self.called_in.get(hour)
             if by_sensor is None:
                 by_sensor = self.called_in[hour] = {}
@@ -979,6 +1029,7 @@ class HospitalNodeRollup(FrozenRefs, Horizon):
         if issues is None:
             issues = self.issued[sensor] = Stamps()
         issues.add(number, ts)
+        self._ticket_hours.touched(ts - ts % HOUR_NS)
         calls = self.called.get(sensor)
         if calls is None:
             return set()
@@ -1103,9 +1154,7 @@ class HospitalNodeRollup(FrozenRefs, Horizon):
             del self.doors[hour]
             self._door_sums.pop(hour, None)
             self._door_hours.dropped(hour, self.let_go)
-        # A reading at the floor rewrites its whole hour, whose calls answer issues up to
-        # max_wait before the hour's start (not before the floor, up to an hour later).
-        queue_floor = window_start(floor, HOUR_NS) - self.max_wait_ns
+        queue_floor = self._queue_floor()
         if self.queue_kept_from is not None and queue_floor >= self.queue_kept_from:
             self.queue_kept_from = None  # no hour it can still write lacks an issue
         if queue_floor != self._queue_swept:  # it moves by whole hours: once an hour
@@ -1120,6 +1169,7 @@ class HospitalNodeRollup(FrozenRefs, Horizon):
                     column.drop_before(queue_floor)
                     if not column.stamps:
                         del columns[sensor]
+            self._ticket_hours.trim(window_start(queue_floor, HOUR_NS), self.let_go)
         called_in = self.called_in
         for hour in [h for h in called_in if h < floor - HOUR_NS]:
             del called_in[hour]

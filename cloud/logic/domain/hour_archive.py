@@ -37,11 +37,13 @@ from array import array
 from collections.abc import Callable, Collection, Mapping
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from cloud.errors import CloudError
 from cloud.logic.domain.common import HOUR_NS, window_start
 
 if TYPE_CHECKING:
-    from cloud.logic.domain.hospital import BedReadings
+    from cloud.logic.domain.hospital import BedReadings, Stamps
 
 # a bed's readings of one hour in a row: (stamps, seqs, flags), as the bed's columns hold them
 Columns = tuple[Any, Any, Any]
@@ -191,19 +193,28 @@ class HourRows:
         if to is not None and hour < to:
             self.dirty.add(hour)
 
-    def due(self, held: Mapping[int, object], newest_hour: int) -> bool:
+    def due(self, held: Collection[object], newest_hour: int) -> bool:
         """Whether rows are due: an archived hour changed, or an hour closed not archived."""
         return bool(self.dirty) or (bool(held) and (self.to is None or newest_hour > self.to))
 
-    def pickled(self, held: Mapping[int, Any]) -> tuple[dict[int, Any], HourRows] | None:
-        """What a snapshot holds instead of `held` and of this: the hours from `to`, and a
-        copy marked `out`; None when it must hold `held` whole (nothing archived, or an
-        archived hour changed since)."""
+    def held_out(self) -> HourRows | None:
+        """What a snapshot holds of this when it holds the readings from `to` only: a copy
+        marked `out`; None when it must hold them whole (nothing archived, or an archived
+        hour changed since)."""
         to = self.to
         if self.out or to is None or self.dirty or not self.rows:
             return None
         copy = HourRows()
         copy.rows, copy.to, copy.out = dict(self.rows), to, True
+        return copy
+
+    def pickled(self, held: Mapping[int, Any]) -> tuple[dict[int, Any], HourRows] | None:
+        """What a snapshot holds instead of `held` (a dict by hour) and of this: the hours
+        from `to`, and `held_out`; None when it must hold `held` whole."""
+        copy = self.held_out()
+        if copy is None or copy.to is None:
+            return None
+        to = copy.to
         return {hour: entries for hour, entries in held.items() if hour >= to}, copy
 
     def archive(self, rows_of: RowsOf, newest_hour: int, put: Callable[[bytes], int],
@@ -249,3 +260,76 @@ def entry_rows(held: Mapping[int, Any]) -> RowsOf:
         return {hour: pickle.dumps(held[hour], protocol=pickle.HIGHEST_PROTOCOL)
                 for hour in sorted(due) if hour in held}
     return rows_of
+
+
+# A kiosk's issues (or calls) of one hour in a row: (numbers, stamps), as its `Stamps` holds
+# them (sorted by number, then stamp); a row holds both, by sensor, under these names.
+Pairs = tuple[Any, Any]
+TICKETS = ("issued", "called")
+
+
+def ticket_rows(issued: Mapping[str, Stamps], called: Mapping[str, Stamps]) -> RowsOf:
+    """`HourRows.archive`'s rows of the kiosks' tickets: of each hour, each kiosk's issues
+    and calls stamped in it, pickled as {"issued": sensor -> Pairs, "called": ...}."""
+    def rows_of(start: int | None, to: int, redo: set[int]) -> dict[int, bytes]:
+        hours: dict[int, dict[str, dict[str, Pairs]]] = {}
+        for name, held in zip(TICKETS, (issued, called), strict=True):
+            for sensor, column in held.items():
+                by_hour: dict[int, tuple[list[int], list[int]]] = {}
+                for number, ts in zip(column.numbers, column.stamps, strict=True):
+                    hour = ts - ts % HOUR_NS
+                    if ((start is None or ts >= start) and ts < to) or hour in redo:
+                        pairs = by_hour.get(hour)
+                        if pairs is None:
+                            pairs = by_hour[hour] = ([], [])
+                        pairs[0].append(number)
+                        pairs[1].append(ts)
+                as_array = type(column.stamps) is array
+                for hour, (numbers, stamps) in by_hour.items():
+                    row = hours.setdefault(hour, {n: {} for n in TICKETS})
+                    row[name][sensor] = ((array("q", numbers), array("q", stamps)) if as_array
+                                         else (numbers, stamps))
+        return {hour: pickle.dumps(row, protocol=pickle.HIGHEST_PROTOCOL)
+                for hour, row in sorted(hours.items())}
+    return rows_of
+
+
+def live_stamps(column: Stamps, to: int) -> Stamps:
+    """What a snapshot holds of a kiosk's issues (calls): its pairs stamped from `to` on
+    (the column itself when that is all of them)."""
+    held_numbers, held_stamps = column.numbers, column.stamps
+    if isinstance(held_numbers, array) and isinstance(held_stamps, array):
+        stamps = np.frombuffer(held_stamps, dtype=np.int64)
+        keep = stamps >= to
+        if keep.all():
+            return column
+        part = type(column)()
+        part.numbers = array("q", np.frombuffer(held_numbers, dtype=np.int64)[keep].tobytes())
+        part.stamps = array("q", stamps[keep].tobytes())
+        return part
+    kept = [(n, ts) for n, ts in zip(column.numbers, column.stamps, strict=True) if ts >= to]
+    if len(kept) == len(column.stamps):
+        return column
+    part = type(column)()
+    part.numbers, part.stamps = [n for n, _ in kept], [ts for _, ts in kept]
+    return part
+
+
+def merged_stamps(live: Stamps, rows: list[Pairs], floor: int) -> Stamps:
+    """A kiosk's issues (calls) whole again: what a snapshot held (`live_stamps`) and the
+    pairs its rows hold stamped from `floor` on (the queue's floor: those before were let
+    go), sorted by number, then stamp."""
+    pairs = [(n, ts) for numbers, stamps in rows for n, ts in zip(numbers, stamps, strict=True)
+             if ts >= floor]
+    if not pairs:
+        return live
+    pairs += zip(live.numbers, live.stamps, strict=True)
+    pairs.sort()
+    numbers, stamps = [n for n, _ in pairs], [ts for _, ts in pairs]
+    out = type(live)()
+    out.numbers, out.stamps = numbers, stamps
+    if type(live.stamps) is array:
+        # (a row of a kiosk whose columns turned to lists since may hold what no int64 can)
+        with contextlib.suppress(OverflowError):
+            out.numbers, out.stamps = array("q", numbers), array("q", stamps)
+    return out

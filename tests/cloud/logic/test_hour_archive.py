@@ -113,10 +113,11 @@ def _uninterrupted(late: bool = False, key: str = KEY
     return _run(logic, 0, late=late, key=key), _ward(logic).beds
 
 
-def _doors(logic: NodeLogic) -> tuple[dict[int, Any], dict[int, Any]]:
-    """The node's door hours and its kiosks' calls by hour."""
+def _doors(logic: NodeLogic) -> tuple[dict[int, Any], ...]:
+    """The node's door hours, its kiosks' calls by hour and their issues and calls."""
     node = _ward(logic)
-    return dict(sorted(node.doors.items())), dict(sorted(node.called_in.items()))
+    return (dict(sorted(node.doors.items())), dict(sorted(node.called_in.items())),
+            node.issues, node.calls)
 
 
 def _rows(directory: Path, part: int = 0) -> set[int]:
@@ -284,6 +285,10 @@ def test_a_node_s_door_and_call_hours_are_rows_and_it_resumes_from_any_snapshot(
     assert (held._call_hours if key == LAB else held._door_hours).out
     # the snapshot holds the hours since only
     assert len(getattr(held, name)) < len(getattr(node, name))
+    if key == LAB:  # and the tickets issued and called since
+        assert len(node._ticket_hours.rows) >= 2
+        assert held._ticket_hours.out
+        assert _pairs(held) < 0.5 * _pairs(node)
     store.close()  # a crash: what was not flushed is lost
     for n, (i, snapshot) in enumerate(snapshots):
         store = _store(tmp_path, part=n % 2)
@@ -368,3 +373,120 @@ def test_door_rows_of_hours_past_the_horizon_are_let_go(tmp_path: Path) -> None:
     assert made - held, "rows of hours past the horizon were let go"
     let_go = set(state._gone) | {ref for _, _, refs in state.frozen_gone for ref in _ids(refs)}
     assert made - held <= let_go
+
+
+def _pairs(node: HospitalNodeRollup) -> int:
+    """The kiosks' issues and calls a node holds."""
+    return sum(len(c.stamps) for held in (node.issued, node.called) for c in held.values())
+
+
+def _short_queue(store: FrozenStore | None) -> NodeLogic:
+    """A laboratory with a 1 h horizon and calls answering issues of up to 30 min before:
+    tickets leave the queue mid-hour, so a row holds some let go since."""
+    state = NodeState(HOUR_NS)
+    state.domain.hospital.max_wait_ns = HOUR_NS // 2
+    state.use_frozen_store(store)
+    return NodeLogic(state, MAX_DEAD_LETTER)
+
+
+@pytest.mark.parametrize("late", [False, True])
+def test_a_laboratory_resumed_holds_the_tickets_it_held(tmp_path: Path, late: bool) -> None:
+    reference = _short_queue(None)
+    expected = _run(reference, 0, late=late, key=LAB)
+    store = _store(tmp_path)
+    logic = _short_queue(store)
+    taken: list[tuple[int, bytes, tuple[dict[Any, Any], ...]]] = []
+    made: set[int] = set()
+    for i, rec in enumerate(_records(late, LAB)):
+        if i % SNAPSHOT_RECORDS == 0 and i > 0:
+            node = _ward(logic)
+            taken.append((i, logic.snapshot(), (node.issues, node.calls)))
+        logic.on_batch([rec])
+        made |= set(_ward(logic)._ticket_hours.rows.values())
+    node = _ward(logic)
+    assert (node.issues, node.calls) == (_ward(reference).issues, _ward(reference).calls)
+    assert min(node._ticket_hours.rows) >= node._queue_floor() - HOUR_NS
+    assert made - set(node._ticket_hours.rows.values()), "rows of tickets let go were let go"
+    store.close()
+    out = [pickle.loads(snapshot).domain.hospital._ticket_hours.out for _, snapshot, _ in taken]
+    assert sum(out) > len(out) // 2
+    for n, (i, snapshot, tickets) in enumerate(taken):
+        store = _store(tmp_path, part=n % 2)
+        resumed = _resumed(snapshot, store)
+        restored = _ward(resumed)
+        assert (restored.issues, restored.calls) == tickets, f"resumed at record {i}"
+        assert _run(resumed, i, late=late, key=LAB) == expected[i:], f"resumed at record {i}"
+        store.close()
+
+
+def test_a_late_kiosk_reading_makes_its_ticket_hour_dirty(tmp_path: Path) -> None:
+    late_index = _late_index(LAB)
+    logic = _logic(_store(tmp_path))
+    for i, rec in enumerate(_records(True, LAB)):
+        if i % SNAPSHOT_RECORDS == 0 and i > 0:
+            logic.snapshot()
+        if i == late_index:
+            rows = dict(_ward(logic)._ticket_hours.rows)
+        logic.on_batch([rec])
+        if i == late_index:
+            node = _ward(logic)
+            dirty = set(node._ticket_hours.dirty)
+            assert dirty, "the late readings' hours were archived"
+            assert dirty <= set(rows)
+            whole: HospitalNodeRollup = pickle.loads(logic.snapshot()).domain.hospital
+            assert not whole._ticket_hours.out
+            assert _pairs(whole) == _pairs(node)
+    node = _ward(logic)
+    assert not node._ticket_hours.dirty
+    for hour in dirty:  # written again at its next message after that snapshot
+        assert node._ticket_hours.rows[hour] != rows[hour]
+
+
+def test_a_late_issue_alone_makes_its_ticket_hour_dirty(tmp_path: Path) -> None:
+    records_ = _records(False, LAB)
+    store = _store(tmp_path)
+    logic = _logic(store)
+    _run(logic, 0, key=LAB)
+    logic.snapshot()  # the rows due at the next message: to its newest hour
+    node = _ward(logic)
+    to = node.newest_ns - node.newest_ns % HOUR_NS
+    site, name = LAB.split("/")
+    issue = Reading(sensor=LATE_DOOR[LAB], kind="hospital.queue", ts_ns=to - HOUR_NS // 2,
+                    seq=10**6, values={"ticket": 9999.0, "called": 0.0})
+    logic.on_batch([JournalRecord("p0", 10**6, records_[-1].received_ns + 1,
+                                  data_topic(site, name),
+                                  encode_batch(site, name, [issue],
+                                               numbering=numbering_of(site, name)))])
+    assert node._ticket_hours.to == to
+    assert node._ticket_hours.dirty == {to - HOUR_NS}
+    snapshot = logic.snapshot()
+    issues = node.issues
+    assert (LATE_DOOR[LAB], 9999) in issues
+    store.close()
+    resumed = _ward(_resumed(snapshot, _store(tmp_path, part=1)))
+    assert resumed.issues == issues
+
+
+def test_a_missing_ticket_row_makes_the_readings_before_the_archive_too_late(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    store = _store(tmp_path)
+    snapshots: list[tuple[int, bytes]] = []
+    _run(_logic(store), 0, snapshots, key=LAB)
+    store.close()
+    _, snapshot = snapshots[-1]
+    node: HospitalNodeRollup = pickle.loads(snapshot).domain.hospital
+    to = node._ticket_hours.to
+    assert to is not None
+    with sqlite3.connect(tmp_path / file_name(0)) as conn:
+        conn.execute("DELETE FROM frozen WHERE id = ?", (min(node._ticket_hours.rows.values()),))
+    with caplog.at_level(logging.WARNING, logger="urbanpulse.cloud.frozen_store"):
+        resumed = _resumed(snapshot, _store(tmp_path, part=1))
+    assert "kiosk tickets" in caplog.text
+    restored = _ward(resumed)
+    assert restored.floor_ns() >= to
+    assert not restored._ticket_hours.rows
+    stamps = [ts for held in (restored.issued, restored.called) for c in held.values()
+              for ts in c.stamps]
+    assert stamps
+    assert min(stamps) >= to
+    assert all(c.stamps for held in (restored.issued, restored.called) for c in held.values())
