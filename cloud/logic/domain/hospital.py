@@ -92,7 +92,8 @@ _STATE_OF = (_AVAILABLE, _OCCUPIED, _FAULTY, _FAULTY)
 
 # HospitalNodeRollup's indexes derived from its beds, tickets and doors (`_build_indexes`):
 # not in its snapshots
-_DERIVED = ("_tails", "_tail_counts", "_seconds", "_queue_swept", "_waits", "_door_sums")
+_DERIVED = ("_tails", "_tail_counts", "_seconds", "_queue_swept", "_waits", "_door_sums",
+            "_recent")
 # the pickled layout of the queue before the tickets were held in columns (`Stamps`)
 _OLD_QUEUE = ("issues", "calls", "call_hours")
 BedEntry = tuple[int, int, int, int]  # a bed reading as the tables held it: (ts, occupied, fault, seq)
@@ -461,6 +462,20 @@ class HospitalNodeRollup(FrozenRefs, Horizon):
                                      set[tuple[str, int]]]] = {}
         # hour -> its door totals (`_DoorSums`), made when a message writes the hour
         self._door_sums: dict[int, _DoorSums] = {}
+        self._recent_tickets()
+
+    def _recent_tickets(self) -> None:
+        """`_recent`: of `issued` and `called`, the pairs stamped from `_ticket_hours.to` on
+        (empty while nothing is archived), what a snapshot holds of them: kept as tickets
+        come, so that a snapshot does not filter 18 h of pairs to find the last hour's. Not
+        swept with the queue: a queue floor past `to` lets go every row (`trim`), and the
+        snapshots hold the queue whole until the next archive makes this anew."""
+        to = self._ticket_hours.to
+        self._recent: dict[str, dict[str, Stamps]] = {
+            name: ({} if to is None else
+                   {s: hour_archive.live_stamps(c, to)
+                    for s, c in getattr(self, name).items()})
+            for name in hour_archive.TICKETS}
 
     def __getstate__(self) -> dict[str, object]:
         state = self.__dict__.copy()  # as pickled before the derived indexes were kept
@@ -479,10 +494,10 @@ class HospitalNodeRollup(FrozenRefs, Horizon):
             if part is not None:
                 state[name], state[_ARCHIVE_OF[name]] = part
         out = self._ticket_hours.held_out()
-        if out is not None and out.to is not None:
-            to = out.to
-            state["issued"] = {s: hour_archive.live_stamps(c, to) for s, c in self.issued.items()}
-            state["called"] = {s: hour_archive.live_stamps(c, to) for s, c in self.called.items()}
+        if out is not None:
+            for name, recent in self._recent.items():
+                # (every kiosk, in order: one with none since is an empty column)
+                state[name] = {s: recent.get(s) or Stamps() for s in getattr(self, name)}
             state["_ticket_hours"] = out
         return state
 
@@ -565,12 +580,14 @@ class HospitalNodeRollup(FrozenRefs, Horizon):
             for archive in (self._bed_hours, self._door_hours, self._call_hours,
                             self._ticket_hours):
                 archive.release(self.let_go)
+            self._recent_tickets()
             return
         for name, archive in self._hourly():
             archive.archive(hour_archive.entry_rows(getattr(self, name)), hour, store.put,
                             self.let_go)
         self._ticket_hours.archive(hour_archive.ticket_rows(self.issued, self.called), hour,
                                    store.put, self.let_go)
+        self._recent_tickets()
         to = self._bed_hours.archive(
             lambda start, to, redo: hour_archive.hour_rows(
                 beds, _LOW if start is None else start, to, redo),
@@ -1011,7 +1028,7 @@ class HospitalNodeRollup(FrozenRefs, Horizon):
             i, hi = calls.add(number, ts)
             hour = ts - ts % HOUR_NS
             self._call_hours.touched(hour)
-            self._ticket_hours.touched(hour)
+            self._add_recent("called", sensor, number, ts)
             by_sensor = self.called_in.get(hour)
             if by_sensor is None:
                 by_sensor = self.called_in[hour] = {}
@@ -1029,7 +1046,7 @@ class HospitalNodeRollup(FrozenRefs, Horizon):
         if issues is None:
             issues = self.issued[sensor] = Stamps()
         issues.add(number, ts)
-        self._ticket_hours.touched(ts - ts % HOUR_NS)
+        self._add_recent("issued", sensor, number, ts)
         calls = self.called.get(sensor)
         if calls is None:
             return set()
@@ -1038,6 +1055,21 @@ class HospitalNodeRollup(FrozenRefs, Horizon):
         lo = bisect.bisect_left(stamps, ts, lo, hi)
         hi = bisect.bisect_right(stamps, ts + self.max_wait_ns, lo, hi)
         return {window_start(t, HOUR_NS) for t in stamps[lo:hi]}
+
+    def _add_recent(self, name: str, sensor: str, number: int, ts: int) -> None:
+        """An issue (call) added: to `_recent` if stamped since the archive's end, else its
+        hour's row is out of date."""
+        to = self._ticket_hours.to
+        if to is None:
+            return
+        if ts < to:
+            self._ticket_hours.touched(ts - ts % HOUR_NS)
+            return
+        recent = self._recent[name]
+        column = recent.get(sensor)
+        if column is None:
+            column = recent[sensor] = Stamps()
+        column.add(number, ts)
 
     def pair(self, ticket: Ticket, issued_ns: int) -> int | None:
         """The call answering the issue of `ticket` (sensor, number) at `issued_ns`, if any."""

@@ -1,5 +1,5 @@
-"""A ward's bed readings, and a node's door readings, of closed hours kept out of most of its
-snapshots.
+"""A ward's bed readings, a node's door readings and its kiosks' tickets, of closed hours, kept
+out of most of its snapshots.
 
 A ward holds each bed's readings over the aggregation horizon (`BedReadings`, 6 h by
 default): a late reading changes every window from its own on, so the readings before it
@@ -25,7 +25,15 @@ entries are a row, and a snapshot holds the hours from the first not archived (`
 an ER gate's or an outpatient hall's 6 h of door readings were about half of its hospital
 rollup's bytes, tuples pickled one by one; a laboratory's calls by hour 12 of its 78 KB).
 
-Pure functions over the beds; `HospitalNodeRollup` keeps the rows' ids and decides when.
+The kiosks' tickets too (`HospitalNodeRollup.issued`, `.called`: each kiosk's (number,
+stamp) pairs, sorted by number, over 18 h: the 12 h a call may answer an issue, before the
+6 h horizon; 48 of a laboratory's 62 KB): a closed hour's pairs of every kiosk are a row, a
+snapshot holds the pairs stamped from the first hour not archived (`live_stamps`, kept up to
+date as tickets come), and a resumed node merges the rows' pairs back (`merged_stamps`), from
+the queue's floor on.
+
+Pure functions over the beds and tickets; `HospitalNodeRollup` keeps the rows' ids and
+decides when.
 """
 
 from __future__ import annotations
@@ -295,22 +303,17 @@ def ticket_rows(issued: Mapping[str, Stamps], called: Mapping[str, Stamps]) -> R
 
 
 def live_stamps(column: Stamps, to: int) -> Stamps:
-    """What a snapshot holds of a kiosk's issues (calls): its pairs stamped from `to` on
-    (the column itself when that is all of them)."""
+    """What a snapshot holds of a kiosk's issues (calls): its pairs stamped from `to` on, a
+    new column (`HospitalNodeRollup._recent` keeps it from then on, as tickets come)."""
+    part = type(column)()
     held_numbers, held_stamps = column.numbers, column.stamps
     if isinstance(held_numbers, array) and isinstance(held_stamps, array):
         stamps = np.frombuffer(held_stamps, dtype=np.int64)
         keep = stamps >= to
-        if keep.all():
-            return column
-        part = type(column)()
         part.numbers = array("q", np.frombuffer(held_numbers, dtype=np.int64)[keep].tobytes())
         part.stamps = array("q", stamps[keep].tobytes())
         return part
-    kept = [(n, ts) for n, ts in zip(column.numbers, column.stamps, strict=True) if ts >= to]
-    if len(kept) == len(column.stamps):
-        return column
-    part = type(column)()
+    kept = [(n, ts) for n, ts in zip(held_numbers, held_stamps, strict=True) if ts >= to]
     part.numbers, part.stamps = [n for n, _ in kept], [ts for _, ts in kept]
     return part
 

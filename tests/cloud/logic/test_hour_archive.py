@@ -1,11 +1,12 @@
-"""A ward's bed readings and a node's door readings of closed hours written once to the
-frozen store as rows (cloud/logic/domain/hour_archive.py), its snapshots holding each bed's
-readings since its last one before the first hour not archived, and the door hours from
-there: a node resumed from any of its snapshots, in a process of either id, with what was not
-flushed lost, writes the points and site updates an uninterrupted one writes and holds the
-same beds and doors; a late reading into an archived hour makes the next snapshot hold them
-whole and the hour's row written again; rows no snapshot needs are let go; a missing row
-makes the readings before the archive too late, replayed from the raw points."""
+"""A ward's bed readings, a node's door readings and its kiosks' tickets of closed hours
+written once to the frozen store as rows (cloud/logic/domain/hour_archive.py), its snapshots
+holding each bed's readings since its last one before the first hour not archived, and the
+door hours and tickets from there: a node resumed from any of its snapshots, in a process of
+either id, with what was not flushed lost, writes the points and site updates an
+uninterrupted one writes and holds the same beds, doors and tickets; a late reading into an
+archived hour makes the next snapshot hold them whole and the hour's row written again; rows
+no snapshot needs are let go; a missing row makes the readings before the archive too late,
+replayed from the raw points."""
 
 from __future__ import annotations
 
@@ -380,36 +381,52 @@ def _pairs(node: HospitalNodeRollup) -> int:
     return sum(len(c.stamps) for held in (node.issued, node.called) for c in held.values())
 
 
-def _short_queue(store: FrozenStore | None) -> NodeLogic:
-    """A laboratory with a 1 h horizon and calls answering issues of up to 30 min before:
-    tickets leave the queue mid-hour, so a row holds some let go since."""
-    state = NodeState(HOUR_NS)
-    state.domain.hospital.max_wait_ns = HOUR_NS // 2
+def _short_queue(store: FrozenStore | None, horizon_ns: int, max_wait_ns: int) -> NodeLogic:
+    """A laboratory with a short horizon and calls answering issues of a short while before:
+    tickets leave the queue mid-hour, so a row holds some let go since (and with a horizon
+    under an hour, some of the hour a snapshot holds)."""
+    state = NodeState(horizon_ns)
+    state.domain.hospital.max_wait_ns = max_wait_ns
     state.use_frozen_store(store)
     return NodeLogic(state, MAX_DEAD_LETTER)
 
 
+def _since(tickets: dict[Any, list[int]], to: int) -> dict[Any, list[int]]:
+    """The tickets' stamps from `to` on."""
+    out = {t: [ts for ts in stamps if ts >= to] for t, stamps in tickets.items()}
+    return {t: stamps for t, stamps in out.items() if stamps}
+
+
+@pytest.mark.parametrize("queue", [(HOUR_NS, HOUR_NS // 2), (HOUR_NS // 2, 0)])
 @pytest.mark.parametrize("late", [False, True])
-def test_a_laboratory_resumed_holds_the_tickets_it_held(tmp_path: Path, late: bool) -> None:
-    reference = _short_queue(None)
+def test_a_laboratory_resumed_holds_the_tickets_it_held(
+        tmp_path: Path, late: bool, queue: tuple[int, int]) -> None:
+    reference = _short_queue(None, *queue)
     expected = _run(reference, 0, late=late, key=LAB)
     store = _store(tmp_path)
-    logic = _short_queue(store)
+    logic = _short_queue(store, *queue)
     taken: list[tuple[int, bytes, tuple[dict[Any, Any], ...]]] = []
     made: set[int] = set()
     for i, rec in enumerate(_records(late, LAB)):
         if i % SNAPSHOT_RECORDS == 0 and i > 0:
             node = _ward(logic)
             taken.append((i, logic.snapshot(), (node.issues, node.calls)))
+            held: HospitalNodeRollup = pickle.loads(taken[-1][1]).domain.hospital
+            if held._ticket_hours.out:  # the tickets since the archive's end, every kiosk
+                to = held._ticket_hours.to
+                assert to is not None
+                assert (held.issues, held.calls) == (_since(node.issues, to),
+                                                     _since(node.calls, to))
+                assert list(held.issued) == list(node.issued)
         logic.on_batch([rec])
         made |= set(_ward(logic)._ticket_hours.rows.values())
     node = _ward(logic)
     assert (node.issues, node.calls) == (_ward(reference).issues, _ward(reference).calls)
-    assert min(node._ticket_hours.rows) >= node._queue_floor() - HOUR_NS
+    assert all(hour >= node._queue_floor() - HOUR_NS for hour in node._ticket_hours.rows)
     assert made - set(node._ticket_hours.rows.values()), "rows of tickets let go were let go"
     store.close()
     out = [pickle.loads(snapshot).domain.hospital._ticket_hours.out for _, snapshot, _ in taken]
-    assert sum(out) > len(out) // 2
+    assert sum(out) >= 3, "snapshots held the tickets since the archive's end only"
     for n, (i, snapshot, tickets) in enumerate(taken):
         store = _store(tmp_path, part=n % 2)
         resumed = _resumed(snapshot, store)
