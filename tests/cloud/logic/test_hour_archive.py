@@ -25,6 +25,7 @@ from bench.pipeline.workload import numbering_of
 from cloud.flow import NodeLogic, NodeOut
 from cloud.frozen_store import FrozenStore, file_name
 from cloud.journal import JournalRecord
+from cloud.logic.domain import hour_archive
 from cloud.logic.domain.common import HOUR_NS
 from cloud.logic.domain.hospital import HospitalNodeRollup
 from cloud.logic.node import NodeState
@@ -299,52 +300,63 @@ def test_a_node_s_door_and_call_hours_are_rows_and_it_resumes_from_any_snapshot(
         store.close()
 
 
-def test_a_late_door_reading_makes_its_archived_hour_dirty(tmp_path: Path) -> None:
-    key = DOORS[0]
-    records_ = _records(True, key)
+# what a snapshot holding a node's readings whole holds of them, by archive
+_WHOLE = {"_door_hours": lambda node: set(node.doors), "_ticket_hours": lambda node: _pairs(node)}
+
+
+@pytest.mark.parametrize(("key", "archive"), [(DOORS[0], "_door_hours"), (LAB, "_ticket_hours")])
+def test_a_late_reading_makes_its_archived_hour_dirty(tmp_path: Path, key: str, archive: str
+                                                      ) -> None:
     late_index = _late_index(key)
-    store = _store(tmp_path)
-    logic = _logic(store)
-    for i, rec in enumerate(records_):
+    logic = _logic(_store(tmp_path))
+    for i, rec in enumerate(_records(True, key)):
         if i % SNAPSHOT_RECORDS == 0 and i > 0:
             logic.snapshot()
         if i == late_index:
-            rows = dict(_ward(logic)._door_hours.rows)
+            rows = dict(getattr(_ward(logic), archive).rows)
         logic.on_batch([rec])
         if i == late_index:
-            dirty = set(_ward(logic)._door_hours.dirty)
+            dirty = set(getattr(_ward(logic), archive).dirty)
             assert dirty, "the late readings' hours were archived"
             assert dirty <= set(rows)
             whole: HospitalNodeRollup = pickle.loads(logic.snapshot()).domain.hospital
-            assert not whole._door_hours.out
-            assert set(whole.doors) == set(_ward(logic).doors)
-    node = _ward(logic)
-    assert not node._door_hours.dirty
+            assert not getattr(whole, archive).out
+            assert _WHOLE[archive](whole) == _WHOLE[archive](_ward(logic))
+    held = getattr(_ward(logic), archive)
+    assert not held.dirty
     for hour in dirty:  # written again at its next message after that snapshot
-        assert node._door_hours.rows[hour] != rows[hour]
+        assert held.rows[hour] != rows[hour]
         assert rows[hour] in logic.state._gone or any(
             rows[hour] in _ids(refs) for _, _, refs in logic.state.frozen_gone)
 
 
-def test_a_missing_door_row_makes_the_hours_before_the_archive_too_late(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    key = DOORS[0]
+def _resumed_without_a_row(tmp_path: Path, caplog: pytest.LogCaptureFixture, key: str,
+                           archive: str, what: str) -> tuple[NodeLogic, int]:
+    """The node resumed from its last snapshot with the first row of `archive` deleted:
+    logged (`what`), its rows let go, its floor at the archive's end (returned)."""
     store = _store(tmp_path)
     snapshots: list[tuple[int, bytes]] = []
     _run(_logic(store), 0, snapshots, key=key)
     store.close()
     _, snapshot = snapshots[-1]
-    node: HospitalNodeRollup = pickle.loads(snapshot).domain.hospital
-    to = node._door_hours.to
+    rows: hour_archive.HourRows = getattr(pickle.loads(snapshot).domain.hospital, archive)
+    to = rows.to
     assert to is not None
     with sqlite3.connect(tmp_path / file_name(0)) as conn:
-        conn.execute("DELETE FROM frozen WHERE id = ?", (min(node._door_hours.rows.values()),))
+        conn.execute("DELETE FROM frozen WHERE id = ?", (min(rows.rows.values()),))
     with caplog.at_level(logging.WARNING, logger="urbanpulse.cloud.frozen_store"):
         resumed = _resumed(snapshot, _store(tmp_path, part=1))
-    assert "door hours" in caplog.text
+    assert what in caplog.text
+    assert _ward(resumed).floor_ns() >= to
+    assert not getattr(_ward(resumed), archive).rows
+    return resumed, to
+
+
+def test_a_missing_door_row_makes_the_hours_before_the_archive_too_late(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    key = DOORS[0]
+    resumed, to = _resumed_without_a_row(tmp_path, caplog, key, "_door_hours", "door hours")
     restored = _ward(resumed)
-    assert restored.floor_ns() >= to
-    assert not restored._door_hours.rows
     assert min(restored.doors) >= to
     site, name = key.split("/")
     old = Reading(sensor=LATE_DOOR[key], kind="hospital.door", ts_ns=to - HOUR_NS // 2, seq=10**6,
@@ -436,29 +448,6 @@ def test_a_laboratory_resumed_holds_the_tickets_it_held(
         store.close()
 
 
-def test_a_late_kiosk_reading_makes_its_ticket_hour_dirty(tmp_path: Path) -> None:
-    late_index = _late_index(LAB)
-    logic = _logic(_store(tmp_path))
-    for i, rec in enumerate(_records(True, LAB)):
-        if i % SNAPSHOT_RECORDS == 0 and i > 0:
-            logic.snapshot()
-        if i == late_index:
-            rows = dict(_ward(logic)._ticket_hours.rows)
-        logic.on_batch([rec])
-        if i == late_index:
-            node = _ward(logic)
-            dirty = set(node._ticket_hours.dirty)
-            assert dirty, "the late readings' hours were archived"
-            assert dirty <= set(rows)
-            whole: HospitalNodeRollup = pickle.loads(logic.snapshot()).domain.hospital
-            assert not whole._ticket_hours.out
-            assert _pairs(whole) == _pairs(node)
-    node = _ward(logic)
-    assert not node._ticket_hours.dirty
-    for hour in dirty:  # written again at its next message after that snapshot
-        assert node._ticket_hours.rows[hour] != rows[hour]
-
-
 def test_a_late_issue_alone_makes_its_ticket_hour_dirty(tmp_path: Path) -> None:
     records_ = _records(False, LAB)
     store = _store(tmp_path)
@@ -486,22 +475,8 @@ def test_a_late_issue_alone_makes_its_ticket_hour_dirty(tmp_path: Path) -> None:
 
 def test_a_missing_ticket_row_makes_the_readings_before_the_archive_too_late(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    store = _store(tmp_path)
-    snapshots: list[tuple[int, bytes]] = []
-    _run(_logic(store), 0, snapshots, key=LAB)
-    store.close()
-    _, snapshot = snapshots[-1]
-    node: HospitalNodeRollup = pickle.loads(snapshot).domain.hospital
-    to = node._ticket_hours.to
-    assert to is not None
-    with sqlite3.connect(tmp_path / file_name(0)) as conn:
-        conn.execute("DELETE FROM frozen WHERE id = ?", (min(node._ticket_hours.rows.values()),))
-    with caplog.at_level(logging.WARNING, logger="urbanpulse.cloud.frozen_store"):
-        resumed = _resumed(snapshot, _store(tmp_path, part=1))
-    assert "kiosk tickets" in caplog.text
+    resumed, to = _resumed_without_a_row(tmp_path, caplog, LAB, "_ticket_hours", "kiosk tickets")
     restored = _ward(resumed)
-    assert restored.floor_ns() >= to
-    assert not restored._ticket_hours.rows
     stamps = [ts for held in (restored.issued, restored.called) for c in held.values()
               for ts in c.stamps]
     assert stamps
