@@ -292,13 +292,20 @@ class Stamps:
                 out.append(number)
         return out
 
-    def drop_before(self, floor: int) -> None:
+    def since(self, floor: int) -> Stamps:
+        """A new column of the pairs stamped from `floor` on."""
         keep = [i for i, ts in enumerate(self.stamps) if ts >= floor]
         numbers, stamps = [self.numbers[i] for i in keep], [self.stamps[i] for i in keep]
+        out = Stamps()
         if type(self.stamps) is array:
-            self.numbers, self.stamps = array("q", numbers), array("q", stamps)
+            out.numbers, out.stamps = array("q", numbers), array("q", stamps)
         else:
-            self.numbers, self.stamps = numbers, stamps
+            out.numbers, out.stamps = numbers, stamps
+        return out
+
+    def drop_before(self, floor: int) -> None:
+        kept = self.since(floor)
+        self.numbers, self.stamps = kept.numbers, kept.stamps
 
     def tickets(self, sensor: str) -> dict[Ticket, list[int]]:
         out: dict[Ticket, list[int]] = {}
@@ -473,8 +480,7 @@ class HospitalNodeRollup(FrozenRefs, Horizon):
         to = self._ticket_hours.to
         self._recent: dict[str, dict[str, Stamps]] = {
             name: ({} if to is None else
-                   {s: hour_archive.live_stamps(c, to)
-                    for s, c in getattr(self, name).items()})
+                   {s: c.since(to) for s, c in getattr(self, name).items()})
             for name in hour_archive.TICKETS}
 
     def __getstate__(self) -> dict[str, object]:

@@ -28,7 +28,7 @@ rollup's bytes, tuples pickled one by one; a laboratory's calls by hour 12 of it
 The kiosks' tickets too (`HospitalNodeRollup.issued`, `.called`: each kiosk's (number,
 stamp) pairs, sorted by number, over 18 h: the 12 h a call may answer an issue, before the
 6 h horizon; 48 of a laboratory's 62 KB): a closed hour's pairs of every kiosk are a row, a
-snapshot holds the pairs stamped from the first hour not archived (`live_stamps`, kept up to
+snapshot holds the pairs stamped from the first hour not archived (`Stamps.since`, kept up to
 date as tickets come), and a resumed node merges the rows' pairs back (`merged_stamps`), from
 the queue's floor on.
 
@@ -44,8 +44,6 @@ import pickle
 from array import array
 from collections.abc import Callable, Collection, Mapping
 from typing import TYPE_CHECKING, Any
-
-import numpy as np
 
 from cloud.errors import CloudError
 from cloud.logic.domain.common import HOUR_NS, window_start
@@ -302,24 +300,8 @@ def ticket_rows(issued: Mapping[str, Stamps], called: Mapping[str, Stamps]) -> R
     return rows_of
 
 
-def live_stamps(column: Stamps, to: int) -> Stamps:
-    """What a snapshot holds of a kiosk's issues (calls): its pairs stamped from `to` on, a
-    new column (`HospitalNodeRollup._recent` keeps it from then on, as tickets come)."""
-    part = type(column)()
-    held_numbers, held_stamps = column.numbers, column.stamps
-    if isinstance(held_numbers, array) and isinstance(held_stamps, array):
-        stamps = np.frombuffer(held_stamps, dtype=np.int64)
-        keep = stamps >= to
-        part.numbers = array("q", np.frombuffer(held_numbers, dtype=np.int64)[keep].tobytes())
-        part.stamps = array("q", stamps[keep].tobytes())
-        return part
-    kept = [(n, ts) for n, ts in zip(held_numbers, held_stamps, strict=True) if ts >= to]
-    part.numbers, part.stamps = [n for n, _ in kept], [ts for _, ts in kept]
-    return part
-
-
 def merged_stamps(live: Stamps, rows: list[Pairs], floor: int) -> Stamps:
-    """A kiosk's issues (calls) whole again: what a snapshot held (`live_stamps`) and the
+    """A kiosk's issues (calls) whole again: what a snapshot held (`Stamps.since`) and the
     pairs its rows hold stamped from `floor` on (the queue's floor: those before were let
     go), sorted by number, then stamp."""
     pairs = [(n, ts) for numbers, stamps in rows for n, ts in zip(numbers, stamps, strict=True)
