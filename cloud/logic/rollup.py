@@ -396,7 +396,7 @@ class SensorRollup:
         self.too_late = 0
         # start -> a closed window's frozen state (`_freeze`), or the id of its row in the
         # frozen store, in increasing order of start
-        self.frozen = FrozenIndex()
+        self.frozen = FrozenIndex(width=width_ns)
         # The line `evict` last froze the windows before: a live window starting before it
         # was thawed or made by a late reading.
         self.cold_ns = NO_FLOOR
@@ -419,7 +419,7 @@ class SensorRollup:
     def __setstate__(self, state: tuple[Any, ...]) -> None:
         # A snapshot from before windows were frozen has none: the first evict (set_horizon,
         # at resume) freezes its closed ones.
-        self.frozen = FrozenIndex()
+        self.frozen = FrozenIndex()  # (given its width once the rollup's is known)
         self.cold_ns = NO_FLOOR
         self.store = None
         self.gone = None
@@ -428,9 +428,8 @@ class SensorRollup:
              self.too_late, compact) = state[:8]
             self.kept_ns = state[8] if len(state) > 8 else NO_FLOOR
             if state[0] == FROZEN_ROLLUP:
-                self.cold_ns, frozen = state[9:11]
-                # (a dict before session 23)
-                self.frozen = frozen if type(frozen) is FrozenIndex else FrozenIndex(frozen.items())
+                self.cold_ns, self.frozen = state[9:11]
+            self._index_by_width()
             windows: dict[int, Window] = {}
             for window_state in compact:
                 if state[0] == ROLLUP_NO_SEQ:  # each field's last reading's number not known
@@ -450,9 +449,13 @@ class SensorRollup:
         assert isinstance(slots, dict)
         for name, value in slots.items():
             setattr(self, name, value)
+        self._index_by_width()
+
+    def _index_by_width(self) -> None:
+        # (a dict before session 23; int64 columns, without the width, before session 25)
         held: Any = self.frozen
-        if type(held) is not FrozenIndex:  # (a dict)
-            self.frozen = FrozenIndex(held.items())
+        if type(held) is not FrozenIndex or held.width != self.width_ns:
+            self.frozen = FrozenIndex(held.items(), self.width_ns)
 
     def add(self, ts_ns: int, values: Mapping[str, float], seq: int = NO_SEQ) -> Window | None:
         """Add a reading; returns its window, or None when it is too late to aggregate."""
