@@ -26,6 +26,10 @@ from collections.abc import Iterable, Iterator
 INLINE = -1  # the id of a window whose frozen bytes are held in `FrozenIndex._inline`
 
 Frozen = bytes | int  # a closed window's frozen bytes, or the id of its row
+# What a snapshot holds of an index (`FrozenIndex.columns`): width, step, base start, the
+# starts' bytes or their count (one run from the base), base id, the ids' bytes, layout
+# (`_WIDE_STARTS`, `_WIDE_REFS`), the frozen bytes held inline
+Columns = tuple[int, int, int, bytes | int, int, bytes, int, list[bytes | None] | None]
 
 _I32_MIN, _I32_MAX = -(1 << 31), (1 << 31) - 1
 _WIDE_STARTS, _WIDE_REFS = 1, 2  # the pickled layout's bits: which column is int64
@@ -57,16 +61,25 @@ class FrozenIndex:
         return self._width
 
     def __reduce__(self) -> tuple[object, ...]:
+        return _load_run, self.columns()
+
+    def columns(self) -> Columns:
+        """What a snapshot holds of the index (`from_columns` makes it again): its bases,
+        its columns' bytes (the starts as their count when they are one run) and layout."""
         starts, refs = self._starts, self._refs
         n = len(starts)
         mode = (_WIDE_STARTS if starts.typecode == "q" else 0) | (
             _WIDE_REFS if refs.typecode == "q" else 0)
         if n and starts[-1] - starts[0] == n - 1:  # one run: its first start and its count
             first = self._sbase + starts[0] * self._step
-            return _load_run, (self._width, self._step, first, n, self._rbase, refs.tobytes(),
-                               mode, self._inline)
-        return _load_run, (self._width, self._step, self._sbase, starts.tobytes(), self._rbase,
-                           refs.tobytes(), mode, self._inline)
+            return (self._width, self._step, first, n, self._rbase, refs.tobytes(), mode,
+                    self._inline)
+        return (self._width, self._step, self._sbase, starts.tobytes(), self._rbase,
+                refs.tobytes(), mode, self._inline)
+
+    @staticmethod
+    def from_columns(columns: Columns) -> FrozenIndex:
+        return _load_run(*columns)
 
     def __len__(self) -> int:
         return len(self._starts)

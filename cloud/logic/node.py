@@ -49,6 +49,8 @@ from cloud.logic.rollup import (
     OUT_OF_WINDOWS,
     SensorRollup,
     Window,
+    rollup_states,
+    rollups_of,
 )
 from cloud.logic.seqs import MAX_NUMBERINGS_BACK, NEWEST_UNKNOWN, SeqRanges
 from urbanpulse.wire import KINDS, Reading, field_range
@@ -208,6 +210,8 @@ class NodeState:
         state.pop("_book_at", None)
         # Pickled apart: a snapshot from another code version is dropped without being
         # unpickled, whatever its detectors' layout was.
+        state["minute"] = rollup_states(self.minute)
+        state["hour"] = rollup_states(self.hour)
         if "node_watch" in state:
             state["node_watch"] = pickle.dumps(state["node_watch"], protocol=pickle.HIGHEST_PROTOCOL)
         if "watch" in state:
@@ -244,6 +248,7 @@ class NodeState:
                     "detector_due": False}
         self.__dict__.update(defaults)
         self.__dict__.update(state)
+        self.minute, self.hour = rollups_of(self.minute), rollups_of(self.hour)
         self._sensors = {}
         self.measured = []
         self._newest_ns = None

@@ -97,6 +97,8 @@ NO_SEQ = -1  # a reading's number not known: of equal stamps, a later one is the
 # each field kept the number of its last reading (its lists one item shorter, LAST_SEQ absent).
 # With its closed windows frozen (`SensorRollup.frozen`): each the bytes of its state, or
 # with a frozen store (cloud/frozen_store.py) the id of the row holding them.
+# Its frozen windows' index inline (`FrozenIndex.columns`), not an object of its own.
+INDEXED_ROLLUP = "rollup-5"
 FROZEN_ROLLUP = "rollup-4"
 COMPACT_ROLLUP = "rollup-3"
 ROLLUP_NO_SEQ = "rollup-2"
@@ -411,10 +413,10 @@ class SensorRollup:
 
     def __getstate__(self) -> tuple[object, ...]:
         # The live windows as the plain tuples they pickle as: a Window object costs pickle
-        # a reduce call of its own. The frozen ones are bytes already: pickle copies them.
-        return (FROZEN_ROLLUP, self.width_ns, self.horizon_ns, self.newest_ns, self.oldest_ns,
+        # a reduce call of its own; nor is the frozen windows' index.
+        return (INDEXED_ROLLUP, self.width_ns, self.horizon_ns, self.newest_ns, self.oldest_ns,
                 self.ordered, self.too_late, [w.__getstate__() for w in self.windows.values()],
-                self.kept_ns, self.cold_ns, self.frozen)
+                self.kept_ns, self.cold_ns, *self.frozen.columns())
 
     def __setstate__(self, state: tuple[Any, ...]) -> None:
         # A snapshot from before windows were frozen has none: the first evict (set_horizon,
@@ -423,13 +425,18 @@ class SensorRollup:
         self.cold_ns = NO_FLOOR
         self.store = None
         self.gone = None
-        if state[0] in (FROZEN_ROLLUP, COMPACT_ROLLUP, ROLLUP_NO_SEQ):
+        if state[0] in (INDEXED_ROLLUP, FROZEN_ROLLUP, COMPACT_ROLLUP, ROLLUP_NO_SEQ):
             (_, self.width_ns, self.horizon_ns, self.newest_ns, self.oldest_ns, self.ordered,
              self.too_late, compact) = state[:8]
             self.kept_ns = state[8] if len(state) > 8 else NO_FLOOR
-            if state[0] == FROZEN_ROLLUP:
+            if state[0] == INDEXED_ROLLUP:
+                self.cold_ns = state[9]
+                self.frozen = FrozenIndex.from_columns(state[10:])
+            elif state[0] == FROZEN_ROLLUP:
                 self.cold_ns, self.frozen = state[9:11]
-            self._index_by_width()
+                self._index_by_width()
+            else:
+                self._index_by_width()
             windows: dict[int, Window] = {}
             for window_state in compact:
                 if state[0] == ROLLUP_NO_SEQ:  # each field's last reading's number not known
@@ -609,6 +616,24 @@ class SensorRollup:
             self.frozen[start] = LOST_ROW
             note_lost(self.store, f"frozen window at {start} (row {ref})",
                       "its late readings are rebuilt from the raw points")
+
+
+def rollup_states(rollups: dict[str, SensorRollup]) -> dict[str, tuple[object, ...]]:
+    """A node's rollups by sensor as the tuples they pickle as: a snapshot holds them so, not
+    as objects (pickle then makes no reduce of its own for each)."""
+    return {sensor: rollup.__getstate__() for sensor, rollup in rollups.items()}
+
+
+def rollups_of(held: dict[str, Any]) -> dict[str, SensorRollup]:
+    """The rollups of `rollup_states`, or of a snapshot that held them as objects."""
+    rollups = {}
+    for sensor, state in held.items():
+        if type(state) is tuple:
+            rollup = SensorRollup.__new__(SensorRollup)
+            rollup.__setstate__(state)
+            state = rollup
+        rollups[sensor] = state
+    return rollups
 
 
 def _starts_before(windows: dict[int, Window], line: int) -> list[int]:

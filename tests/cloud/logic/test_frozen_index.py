@@ -144,7 +144,7 @@ def test_ids_that_travel_past_2_to_the_31_stay_int32_while_their_span_fits() -> 
 
 
 def test_an_index_pickled_before_session_25_loads_and_a_rollup_gives_it_its_width() -> None:
-    from cloud.logic.rollup import SensorRollup
+    from cloud.logic.rollup import FROZEN_ROLLUP, SensorRollup
 
     starts, refs = [s * MINUTE for s in range(50)], [(2 << PART_SHIFT) + 7 * s for s in range(50)]
 
@@ -159,7 +159,7 @@ def test_an_index_pickled_before_session_25_loads_and_a_rollup_gives_it_its_widt
         rollup.add(m * MINUTE + 1, {"v": float(m)})
     state = rollup.__getstate__()
     resumed = SensorRollup.__new__(SensorRollup)
-    resumed.__setstate__((*state[:10], loaded))
+    resumed.__setstate__((FROZEN_ROLLUP, *state[1:10], loaded))  # (its index an object)
     assert type(resumed.frozen) is FrozenIndex
     assert resumed.frozen.width == MINUTE
     assert resumed.frozen == loaded
@@ -167,7 +167,7 @@ def test_an_index_pickled_before_session_25_loads_and_a_rollup_gives_it_its_widt
 
 
 def test_a_dict_of_the_code_before_loads_into_a_rollup() -> None:
-    from cloud.logic.rollup import FROZEN_ROLLUP, SensorRollup
+    from cloud.logic.rollup import FROZEN_ROLLUP, INDEXED_ROLLUP, SensorRollup
 
     rollup = SensorRollup(MINUTE, 6 * 60 * MINUTE)
     for m in range(200):
@@ -175,8 +175,8 @@ def test_a_dict_of_the_code_before_loads_into_a_rollup() -> None:
         rollup.evict()
     assert rollup.frozen
     state = rollup.__getstate__()
-    assert state[0] == FROZEN_ROLLUP
-    before = (*state[:10], dict(rollup.frozen.items()))  # as pickled before session 23
+    assert state[0] == INDEXED_ROLLUP
+    before = (FROZEN_ROLLUP, *state[1:10], dict(rollup.frozen.items()))  # before session 23
     loaded = SensorRollup.__new__(SensorRollup)
     loaded.__setstate__(before)
     assert type(loaded.frozen) is FrozenIndex

@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 
 from bench.pipeline.node_state_size import deep_size
 from cloud.logic.rollup import (
-    FROZEN_ROLLUP,
     HOUR_NS,
+    INDEXED_ROLLUP,
     MINUTE_NS,
     SensorRollup,
     Window,
@@ -113,7 +113,7 @@ def test_a_snapshot_copies_frozen_windows_as_they_are_and_loads_them_frozen(
     monkeypatch.setattr(Window, "__setstate__", counted_set)
     resumed: SensorRollup = pickle.loads(snapshot)
     assert sorted(made) == sorted(r.windows)  # only the live ones made at loading
-    assert resumed.__getstate__()[0] == FROZEN_ROLLUP
+    assert resumed.__getstate__()[0] == INDEXED_ROLLUP
     assert resumed.frozen == r.frozen
     assert list(resumed.frozen) == sorted(resumed.frozen)
     monkeypatch.undo()

@@ -72,3 +72,39 @@ def test_windows_shared_values_stay_shared_in_a_snapshot() -> None:
     assert first_m is not None
     assert first_h is not None
     assert first_m[1] is first_h[1]
+
+
+def test_a_node_snapshot_holds_its_rollups_as_tuples_and_one_holding_objects_loads() -> None:
+    """Since session 25 a node's snapshot holds each rollup as the tuple it pickles as (no
+    reduce of its own); a snapshot of the code before held the objects: both resume the same
+    rollups, a reading held by a minute and an hour window one dict in both."""
+    from cloud.logic.node import NodeState
+
+    node = NodeState(60 * MINUTE_NS)
+    node.minute["s1"], node.hour["s1"] = _rollup(), SensorRollup(60 * MINUTE_NS, 60 * MINUTE_NS)
+    values = {"occupied": 1}
+    node.minute["s2"], node.hour["s2"] = SensorRollup(MINUTE_NS, MINUTE_NS), SensorRollup(
+        60 * MINUTE_NS, MINUTE_NS)
+    for rollup in (node.minute["s2"], node.hour["s2"]):
+        window = rollup.window(T0)
+        assert window is not None
+        window.hold(T0, values)
+    state = node.__getstate__()
+    assert all(type(held) is tuple for held in (*state["minute"].values(), *state["hour"].values()))
+    before = {**state, "minute": dict(node.minute), "hour": dict(node.hour)}
+    # (both pickled before any comparison: comparing windows settles their held readings)
+    pickled = [pickle.dumps(held, protocol=pickle.HIGHEST_PROTOCOL) for held in (state, before)]
+    for snapshot in pickled:
+        resumed = NodeState.__new__(NodeState)
+        resumed.__setstate__(pickle.loads(snapshot))
+        minute_first = next(iter(resumed.minute["s2"].windows.values())).first
+        hour_first = next(iter(resumed.hour["s2"].windows.values())).first
+        assert minute_first is not None
+        assert hour_first is not None
+        assert minute_first[1] is hour_first[1]
+        for rollups, original in ((resumed.minute, node.minute), (resumed.hour, node.hour)):
+            assert list(rollups) == ["s1", "s2"]
+            for sensor in ("s1", "s2"):
+                assert type(rollups[sensor]) is SensorRollup
+                assert _state(rollups[sensor]) == _state(original[sensor])
+                assert _texts(rollups[sensor]) == _texts(original[sensor])
