@@ -52,7 +52,13 @@ from cloud.logic.rollup import (
     rollup_states,
     rollups_of,
 )
-from cloud.logic.seqs import MAX_NUMBERINGS_BACK, NEWEST_UNKNOWN, SeqRanges
+from cloud.logic.seqs import (
+    MAX_NUMBERINGS_BACK,
+    NEWEST_UNKNOWN,
+    SeqRanges,
+    numberings_of,
+    numberings_state,
+)
 from urbanpulse.wire import KINDS, Reading, field_range
 
 if TYPE_CHECKING:
@@ -212,6 +218,7 @@ class NodeState:
         # unpickled, whatever its detectors' layout was.
         state["minute"] = rollup_states(self.minute)
         state["hour"] = rollup_states(self.hour)
+        state["seqs"] = numberings_state(self.seqs)
         if "node_watch" in state:
             state["node_watch"] = pickle.dumps(state["node_watch"], protocol=pickle.HIGHEST_PROTOCOL)
         if "watch" in state:
@@ -249,6 +256,7 @@ class NodeState:
         self.__dict__.update(defaults)
         self.__dict__.update(state)
         self.minute, self.hour = rollups_of(self.minute), rollups_of(self.hour)
+        self.seqs = numberings_of(self.seqs)
         self._sensors = {}
         self.measured = []
         self._newest_ns = None

@@ -42,6 +42,9 @@ MAX_NUMBERINGS_BACK = 8  # a node losing its state more often than this in a hor
 MAX_FORGOTTEN_NAMES = 64  # names of numberings dropped past MAX_NUMBERINGS_BACK, kept
 
 
+_TUPLE_LAYOUT = "seqs-2"  # the first item of a pickled SeqRanges's tuple (`__getstate__`)
+
+
 class SeqRanges:
     __slots__ = ("forgotten", "given_up", "last_given_up", "max_ranges", "newest_ns", "newest_seq",
                  "numbering", "previous", "ranges", "span_key")
@@ -61,7 +64,22 @@ class SeqRanges:
         # caller to take (the ledger charges it to the hour of that number); else None.
         self.last_given_up: tuple[int, int] | None = None
 
-    def __setstate__(self, state: tuple[None, dict[str, Any]]) -> None:
+    def __getstate__(self) -> tuple[object, ...]:
+        # Its values in the order of `_PICKLED`, not Python's (None, dict of slots): a dict made
+        # and pickled per numbering was most of a ward's sequence ranges' snapshot CPU.
+        return (_TUPLE_LAYOUT, self.ranges, self.max_ranges, self.given_up, self.newest_ns,
+                self.newest_seq, [p.__getstate__() for p in self.previous], self.span_key,
+                self.numbering, self.forgotten, self.last_given_up)
+
+    def __setstate__(self, state: tuple[Any, ...]) -> None:
+        if state[0] == _TUPLE_LAYOUT:
+            (_, self.ranges, self.max_ranges, self.given_up, self.newest_ns, self.newest_seq,
+             previous, self.span_key, self.numbering, self.forgotten, self.last_given_up) = state
+            self.previous = [_numbering(p) for p in previous]
+            return
+        self._set_slots(state)  # (None, slots) before session 25
+
+    def _set_slots(self, state: tuple[None, dict[str, Any]]) -> None:
         self.newest_ns = NEWEST_UNKNOWN
         self.last_given_up = None
         self.previous = []
@@ -159,3 +177,24 @@ class SeqRanges:
     @property
     def missing(self) -> int:
         return self.expected - self.seen
+
+
+def _numbering(held: SeqRanges | tuple[Any, ...]) -> SeqRanges:
+    """A numbering from its `__getstate__` tuple (or a snapshot's object)."""
+    if type(held) is tuple:
+        seqs = SeqRanges.__new__(SeqRanges)
+        seqs.__setstate__(held)
+        return seqs
+    assert isinstance(held, SeqRanges)
+    return held
+
+
+def numberings_state(seqs: dict[str, SeqRanges]) -> dict[str, tuple[object, ...]]:
+    """A node's numberings by sensor as the tuples they pickle as (a snapshot holds them so:
+    no reduce of pickle's own for each)."""
+    return {sensor: held.__getstate__() for sensor, held in seqs.items()}
+
+
+def numberings_of(held: dict[str, Any]) -> dict[str, SeqRanges]:
+    """The numberings of `numberings_state`, or of a snapshot that held them as objects."""
+    return {sensor: _numbering(state) for sensor, state in held.items()}

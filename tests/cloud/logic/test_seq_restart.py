@@ -81,9 +81,13 @@ def test_a_restart_forgets_what_the_fault_rules_learnt_from_the_old_numbers() ->
 
 class _OldFormPickler(pickle.Pickler):
     """Pickles SeqRanges as the code before the restart rule did: without the slots
-    `newest_ns` and `previous`."""
+    `newest_ns` and `previous`; a node's numberings as objects (before session 25)."""
 
     def reducer_override(self, obj: object) -> object:
+        if type(obj) is NodeState:
+            state = obj.__getstate__()
+            state["seqs"] = dict(obj.seqs)
+            return copyreg.__newobj__, (NodeState,), state  # type: ignore[attr-defined]
         if type(obj) is SeqRanges:
             slots = {name: getattr(obj, name) for name in ("given_up", "max_ranges", "ranges")}
             return copyreg.__newobj__, (SeqRanges,), (None, slots)  # type: ignore[attr-defined]
