@@ -135,7 +135,8 @@ class Publisher:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.failure: BaseException | None = None  # what ended the thread, if anything did
-        self._refused_with: str | None = None  # the broker's refusal of this connect attempt
+        # the broker's refusal of a connect attempt, until one is taken or fails otherwise
+        self._refused_with: str | None = None
         self._inflight: dict[int, Sent] = {}  # MQTT packet id -> batch, until PUBACK
         self._awaiting: dict[str, Sent] = {}  # batch id -> batch, until the cloud's ack
         self._refused: dict[str, Sent] = {}  # batch id -> batch the broker refused, until due
@@ -271,6 +272,7 @@ class Publisher:
             else:
                 client.reconnect()
         except OSError as exc:
+            self._refused_with = None
             self.state.last_error = f"connect to {m.host}:{m.port}: {exc}"
             log.warning("mqtt connect failed: %s", exc, extra={"error": str(exc)})
             return False
@@ -305,9 +307,9 @@ class Publisher:
             self.state.last_error = f"disconnected: {reason}"
         else:
             # The refusal says why (a wrong password: "Not authorized"); the close that
-            # follows it only says "Protocol error".
+            # follows it only says "Protocol error", and a later attempt's close before the
+            # broker answers (the agent's own at a stop: "Normal disconnection") nothing.
             self.state.last_error = self._refused_with or f"could not connect: {reason}"
-            self._refused_with = None
             self.state.failed_connects += 1
 
     def _on_publish(self, client: Client, userdata: Any, mid: int, reason: Any,

@@ -3,15 +3,18 @@ the key (the file is valid, and the agent runs without them, keeping its reading
 agent's run-time errors name the key (`sensors[0].port`, `mqtt.ca_file`) as they already did
 for `mqtt.password_file`. Before, check-config said ok with no word, and the errors named
 the sensor or the file but not what to edit. A login the broker refuses ("Not authorized")
-shows in `edge status` with the user name it was tried with (the real Mosquitto)."""
+shows in `edge status` with the user name it was tried with (the real Mosquitto), for as
+long as the broker refuses and after the stop (tests/edge/test_status_refused_login.py)."""
 
 from __future__ import annotations
 
 import functools
+import time
 from pathlib import Path
 
 import pytest
 
+from edge.agent import STATE_FILE
 from edge.config import load_config
 from edge.errors import CredentialsError
 from edge.mqtt_client import make_client
@@ -107,20 +110,33 @@ port = "{tmp_path / 'ttyUSB8'}"
     path.write_text(text.replace(f'password_file = "{config.mqtt.password_file}"',
                                  f'password_file = "{wrong}"'))
 
-    seen: list[str] = []
+    refusal = "; last error: broker refused the connection: Not authorized"
 
-    def refused() -> bool:
-        # (the status line read when the refusal is the last error: the agent's next attempt
-        # may end as a plain disconnect, and a second read would show that)
-        if main(["edge", "status", "--config", str(path)]) != 0:
-            return False
+    def mqtt_line() -> str:
+        done = main(["edge", "status", "--config", str(path)])  # 3 while the outbox is made
         out = capsys.readouterr().out
-        seen[:] = [x for x in out.splitlines() if x.startswith("mqtt:") and "Not authorized" in x]
-        return bool(seen)
+        return next((x for x in out.splitlines() if x.startswith("mqtt:")), "") if done == 0 else ""
 
-    with agent_in_thread(path):
-        wait_for(refused, 20, "a refused login in edge status")
-    line = seen[0]
+    with agent_in_thread(path) as agent:
+        wait_for(lambda: mqtt_line().endswith(refusal), 20, "a refused login in edge status")
+        assert agent.publisher is not None
+        state = agent.publisher.state
+        attempts = state.failed_connects
+        counted: list[int] = []  # time.time_ns() when two more attempts had ended
+
+        def refused_again() -> bool:
+            # (the read below shows this write or a later one)
+            written = (config.node.state_dir / STATE_FILE).stat().st_mtime_ns
+            line = mqtt_line()
+            assert line.endswith(refusal), line
+            if not counted and state.failed_connects >= attempts + 2:
+                counted.append(time.time_ns())
+            return bool(counted) and written > counted[0]
+
+        # read again and again while the broker refuses the attempts that follow, until a
+        # state written after two more of them
+        wait_for(refused_again, 30, "a state written after two more refused attempts")
+    line = mqtt_line()  # and after the stop
     assert line.startswith(f"mqtt:      NOT connected to {config.mqtt.host}:{config.mqtt.port} as "
                            "user 'hn-paths.aq-8' ("), line
-    assert line.endswith("; last error: broker refused the connection: Not authorized"), line
+    assert line.endswith(refusal), line
