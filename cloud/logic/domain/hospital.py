@@ -335,6 +335,28 @@ class BedReadings:
                                         bytearray]) -> None:
         self.stamps, self.seqs, self.flags = state
 
+    def columns(self, cut: int = 0) -> hour_archive.Columns:
+        """Its readings from index `cut` on as a node's snapshot holds them: the columns'
+        bytes (lists where an int64 cannot hold them), which pickle as they are, where the
+        arrays took a reduce each (30 beds' arrays: most of a ward's hospital pickling)."""
+        stamps, seqs, flags = self.stamps, self.seqs, self.flags
+        if cut:
+            stamps, seqs, flags = stamps[cut:], seqs[cut:], flags[cut:]
+        if type(stamps) is array and type(seqs) is array:
+            return stamps.tobytes(), seqs.tobytes(), bytes(flags)
+        return list(stamps), list(seqs), bytes(flags)
+
+    @classmethod
+    def from_columns(cls, columns: hour_archive.Columns) -> BedReadings:
+        stamps, seqs, flags = columns
+        bed = cls()
+        if type(stamps) is bytes:
+            bed.stamps, bed.seqs = array("q", stamps), array("q", seqs)
+        else:
+            bed.stamps, bed.seqs = stamps, seqs
+        bed.flags = bytearray(flags)
+        return bed
+
     def __eq__(self, other: object) -> bool:
         return isinstance(other, BedReadings) and self.entries() == other.entries()
 
@@ -489,6 +511,7 @@ class HospitalNodeRollup(FrozenRefs, Horizon):
             state.pop(name, None)
         state.pop("store", None)
         state.pop("gone", None)
+        state["bed_readings"] = {sensor: bed.columns() for sensor, bed in self.bed_readings.items()}
         if self._beds_first is None:
             state.pop("_beds_first", None)
             to = self._bed_hours.to
@@ -533,6 +556,10 @@ class HospitalNodeRollup(FrozenRefs, Horizon):
             tables: dict[str, list[tuple[int, ...]]] = self.__dict__.pop("beds")
             self.bed_readings = {sensor: BedReadings.from_entries(history)
                                  for sensor, history in tables.items()}
+        else:  # (the columns' bytes since session 25; objects before)
+            held: dict[str, Any] = self.bed_readings
+            self.bed_readings = {sensor: bed if type(bed) is BedReadings
+                                 else BedReadings.from_columns(bed) for sensor, bed in held.items()}
         # snapshots from before a door's fault was kept hold (role, count): its fault is not
         # known (None), which the hour's `faulty` must not take for 0 (`door_faulty`); their
         # roles are taken again (those from before ER_WORDS made `door-er` a visit door)

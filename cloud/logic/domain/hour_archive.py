@@ -97,20 +97,15 @@ def oldest_needed(beds: Mapping[str, BedReadings], archived_to: int) -> int:
 
 
 def live_part(beds: Mapping[str, BedReadings], archived_to: int
-              ) -> tuple[dict[str, BedReadings], list[int]]:
-    """What a snapshot holds of the beds: each bed's readings from `cut_of`, and each bed's
-    first reading's stamp (the readings the rows hold before it were let go)."""
-    live: dict[str, BedReadings] = {}
+              ) -> tuple[dict[str, Columns], list[int]]:
+    """What a snapshot holds of the beds: each bed's readings from `cut_of` (its columns:
+    `BedReadings.columns`), and each bed's first reading's stamp (the readings the rows hold
+    before it were let go)."""
+    live: dict[str, Columns] = {}
     first: list[int] = []
     for sensor, bed in beds.items():
-        cut = cut_of(bed, archived_to)
         first.append(bed.stamps[0])
-        if cut == 0:
-            live[sensor] = bed
-        else:
-            part = type(bed)()
-            part.stamps, part.seqs, part.flags = bed.stamps[cut:], bed.seqs[cut:], bed.flags[cut:]
-            live[sensor] = part
+        live[sensor] = bed.columns(cut_of(bed, archived_to))
     return live, first
 
 

@@ -139,3 +139,28 @@ def test_stamps_and_seqs_past_int64_still_count() -> None:
     resumed = pickle.loads(pickle.dumps(roll))
     assert resumed.beds == roll.beds
     assert resumed.ward_at(far + MIN) == roll.ward_at(far + MIN) == (2, 1, 1, 0, 0)
+
+
+def test_a_snapshot_holds_the_beds_columns_as_bytes_and_one_holding_the_objects_resumes() -> None:
+    """Since session 25 a ward's snapshot holds each bed's columns as their bytes (the arrays
+    took a reduce each); a snapshot of the code before held the `BedReadings` objects: both
+    resume the same beds and go on as the ward never stopped."""
+    roll = HospitalNodeRollup(6 * HOUR)
+    messages = _ward(11, 4)
+    half = len(messages) // 2
+    for m in messages[:half]:
+        roll.process("s", "w", m)
+    state = roll.__getstate__()
+    assert state["bed_readings"]
+    assert all(type(c) is bytes for held in state["bed_readings"].values() for c in held)
+    before = {**state, "bed_readings": dict(roll.bed_readings)}
+    snapshots = [pickle.dumps(held, protocol=pickle.HIGHEST_PROTOCOL) for held in (state, before)]
+    beds = roll.beds
+    later = [roll.process("s", "w", m) for m in messages[half:]]
+    for snapshot in snapshots:
+        resumed = HospitalNodeRollup.__new__(HospitalNodeRollup)
+        resumed.__setstate__(pickle.loads(snapshot))
+        assert resumed.beds == beds
+        assert all(type(b.stamps) is array and type(b.seqs) is array
+                   for b in resumed.bed_readings.values())
+        assert [resumed.process("s", "w", m) for m in messages[half:]] == later
