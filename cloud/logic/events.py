@@ -564,3 +564,52 @@ def _make(kind: str, field_name: str, sensor: str) -> FieldWatch | None:
     low, high = field_range(kind, field_name)
     return FieldWatch(detector, faults, low=low, high=high)
 
+
+
+# A field's watch as a node's snapshot holds it (`watch_state`): its detector (None when the
+# detectors' book holds it), its fault monitor's state (`FaultMonitor.__getstate__`), its
+# last stamp and its physical range
+FieldState = tuple[AnomalyDetector | None, object, int, float | None, float]
+
+
+def watch_state(watch: Mapping[str, SensorWatch],
+                book: Mapping[tuple[str, str], AnomalyDetector] | None = None
+                ) -> dict[str, dict[str, FieldState | None]]:
+    """A node's watches as plain tuples (since session 25; the objects before): pickle then
+    makes no reduce for each sensor's and field's watch and each fault monitor (a quarter of
+    a ward's watches' pickling). A detector that `book` holds (the same object at its sensor
+    and field) is left out: the book's checkpoint and logs make it again."""
+    out: dict[str, dict[str, FieldState | None]] = {}
+    for sensor, sw in watch.items():
+        fields: dict[str, FieldState | None] = {}
+        for name, fw in sw.fields.items():
+            if fw is None:
+                fields[name] = None
+                continue
+            detector = fw.detector
+            if book is not None and detector is not None and book.get((sensor, name)) is detector:
+                detector = None
+            fields[name] = (detector, fw.faults.__getstate__(), fw.last_ts_ns, fw.low, fw.high)
+        out[sensor] = fields
+    return out
+
+
+def watch_of(held: Mapping[str, object]) -> dict[str, SensorWatch]:
+    """The watches of `watch_state`, or of a snapshot that pickled the objects."""
+    out: dict[str, SensorWatch] = {}
+    for sensor, sw in held.items():
+        if isinstance(sw, SensorWatch):
+            out[sensor] = sw
+            continue
+        assert isinstance(sw, dict)
+        watches = SensorWatch()
+        for name, state in sw.items():
+            if state is None:
+                watches.fields[name] = None
+                continue
+            detector, faults, last_ts_ns, low, high = state
+            monitor = FaultMonitor.__new__(FaultMonitor)
+            monitor.__setstate__(faults)
+            watches.fields[name] = FieldWatch(detector, monitor, last_ts_ns, low, high)
+        out[sensor] = watches
+    return out

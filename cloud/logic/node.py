@@ -37,6 +37,8 @@ from cloud.logic.events import (
     check_readings,
     clock_rewrite,
     new_detector,
+    watch_of,
+    watch_state,
 )
 from cloud.logic.lines import field_key, field_keys, float_text, float_texts, series_head, string_field
 from cloud.logic.recompute import RECOMPUTE, Recompute
@@ -226,25 +228,14 @@ class NodeState:
         return state
 
     def _pickled_watch(self, state: dict[str, object]) -> bytes:
-        """The sensors' watches, pickled without the detectors their book's checkpoint holds
-        (their values since are in its logs: a snapshot just wrote them, `frozen_snapshot`);
-        else with every detector, and no book."""
-        watch = self.watch
+        """The sensors' watches, pickled as tuples (`events.watch_state`) without the
+        detectors their book's checkpoint holds (their values since are in its logs: a
+        snapshot just wrote them, `frozen_snapshot`); else with every detector, and no book."""
         at = self._book_at
         if self.detector_book is None or at is None or self._journal is None or self._journal:
             state["detector_book"] = None
-            return pickle.dumps(watch, protocol=pickle.HIGHEST_PROTOCOL)
-        held = [fw for sensor, sw in watch.items() for name, fw in sw.fields.items()
-                if fw is not None and fw.detector is not None
-                and at.get((sensor, name)) is fw.detector]
-        detectors = [fw.detector for fw in held]
-        for fw in held:
-            fw.detector = None
-        try:
-            return pickle.dumps(watch, protocol=pickle.HIGHEST_PROTOCOL)
-        finally:
-            for fw, detector in zip(held, detectors, strict=True):
-                fw.detector = detector
+            at = None
+        return pickle.dumps(watch_state(self.watch, at), protocol=pickle.HIGHEST_PROTOCOL)
 
     def __setstate__(self, state: dict[str, object]) -> None:
         # Snapshots outlive code versions: attributes added since a snapshot was taken get
@@ -287,7 +278,7 @@ class NodeState:
             self.detector_book = None
             return
         if isinstance(self.watch, bytes):
-            self.watch = pickle.loads(self.watch)
+            self.watch = watch_of(pickle.loads(self.watch))
         node_watch = state.get("node_watch")
         self.node_watch = pickle.loads(node_watch) if isinstance(node_watch, bytes) else NodeWatch()
 

@@ -54,11 +54,28 @@ def test_node_state_of_another_detector_version_drops_its_detectors_unread() -> 
 
 
 def test_node_state_of_this_version_keeps_its_detectors() -> None:
+    from cloud.detect import FaultMonitor
+    from cloud.logic.events import FieldWatch, SensorWatch, new_detector
+
     node = NodeState(3_600 * 10**9, detect=True)
-    node.watch["pm-1"] = "a watch"  # type: ignore[assignment]
+    detector = new_detector("air.pm", "pm25", "pm-1")
+    assert detector is not None
+    for i, v in enumerate((1.0, 2.0, 3.0)):
+        detector.update(i * 60 * 10**9, v)
+    faults = FaultMonitor("air.pm", "pm25", "pm-1")
+    node.watch["pm-1"] = SensorWatch({"pm25": FieldWatch(detector, faults, 7, 0.0, 1000.0),
+                                      "pm10": None})
     resumed: NodeState = pickle.loads(pickle.dumps(node))
-    kept: dict[str, object] = dict(resumed.watch)
-    assert kept == {"pm-1": "a watch"}
+    assert list(resumed.watch) == ["pm-1"]
+    fields = resumed.watch["pm-1"].fields
+    assert list(fields) == ["pm25", "pm10"]
+    assert fields["pm10"] is None
+    kept = fields["pm25"]
+    assert kept is not None
+    assert (kept.last_ts_ns, kept.low, kept.high) == (7, 0.0, 1000.0)
+    assert type(kept.faults) is FaultMonitor
+    assert kept.faults.__getstate__() == faults.__getstate__()
+    assert pickle.dumps(kept.detector) == pickle.dumps(detector)
 
 
 def test_a_node_watch_pickled_before_it_kept_the_node_s_clock_jumps_loads() -> None:
@@ -148,3 +165,29 @@ def test_a_road_detector_snapshotted_with_the_old_settings_resumes_with_today_s(
     assert max(expected[900:]) > 0.5  # 0.675
     state = {k: pickle.dumps(v) for k, v in today.__getstate__().items()}
     assert {k: pickle.dumps(v) for k, v in resumed.__getstate__().items()} == state
+
+
+def test_a_snapshot_holds_the_watches_as_tuples_and_one_holding_the_objects_loads() -> None:
+    """Since session 25 the watches pickle as tuples (`events.watch_state`); a snapshot of
+    the code before pickled the SensorWatch objects: both resume the same watches."""
+    from cloud.detect import FaultMonitor
+    from cloud.logic.events import FieldWatch, SensorWatch
+
+    node = NodeState(3_600 * 10**9, detect=True)
+    node.watch["door-1"] = SensorWatch({"count": FieldWatch(None, FaultMonitor(
+        "hospital.door", "count", "door-1"), 5, 0.0, 1e6)})
+    state = node.__getstate__()
+    assert type(state["watch"]) is bytes
+    held = pickle.loads(state["watch"])
+    assert type(held["door-1"]) is dict
+    assert type(held["door-1"]["count"]) is tuple
+    before = {**state, "watch": pickle.dumps(node.watch)}
+    for snapshot in (state, before):
+        resumed = NodeState.__new__(NodeState)
+        resumed.__setstate__(pickle.loads(pickle.dumps(snapshot)))
+        kept = resumed.watch["door-1"].fields["count"]
+        assert kept is not None
+        original = node.watch["door-1"].fields["count"]
+        assert original is not None
+        assert kept.faults.__getstate__() == original.faults.__getstate__()
+        assert (kept.detector, kept.last_ts_ns, kept.low, kept.high) == (None, 5, 0.0, 1e6)
