@@ -511,13 +511,16 @@ class HospitalNodeRollup(FrozenRefs, Horizon):
             state.pop(name, None)
         state.pop("store", None)
         state.pop("gone", None)
-        state["bed_readings"] = {sensor: bed.columns() for sensor, bed in self.bed_readings.items()}
-        if self._beds_first is None:
-            state.pop("_beds_first", None)
-            to = self._bed_hours.to
-            if to is not None and not self._bed_hours.dirty and self.bed_readings:
-                state["bed_readings"], state["_beds_first"] = hour_archive.live_part(
-                    self.bed_readings, to)
+        to = self._bed_hours.to
+        if (self._beds_first is None and to is not None and not self._bed_hours.dirty
+                and self.bed_readings):
+            state["bed_readings"], state["_beds_first"] = hour_archive.live_part(
+                self.bed_readings, to)
+        else:
+            if self._beds_first is None:
+                state.pop("_beds_first", None)
+            state["bed_readings"] = {sensor: bed.columns()
+                                     for sensor, bed in self.bed_readings.items()}
         for name, archive in self._hourly():
             part = archive.pickled(getattr(self, name))
             if part is not None:
