@@ -40,7 +40,8 @@ from cloud.flow import NodeLogic
 from cloud.frozen_store import FrozenStore
 from cloud.journal import JournalRecord
 from cloud.logic.node import NodeState
-from cloud.logic.rollup import HOUR_NS
+from cloud.logic.rollup import HOUR_NS, rollup_states
+from cloud.logic.seqs import numberings_state
 from urbanpulse.clock import to_epoch_ns
 from urbanpulse.simulate import City, Simulation
 from urbanpulse.wire import Reading, data_topic, encode_batch, encode_status, status_topic
@@ -105,11 +106,25 @@ def parts(state: NodeState) -> dict[str, list[object]]:
     return grouped
 
 
+def snapshot_parts(state: NodeState) -> dict[str, list[object]]:
+    """The parts as a snapshot pickles them: the rollups, numberings and fault monitors as
+    the tuples the node's snapshot holds (`NodeState.__getstate__`), not as objects."""
+    grouped = parts(state)
+    grouped["fault_monitors"] = [fw.faults.__getstate__() for watch in state.watch.values()
+                                 for fw in watch.fields.values() if fw is not None]
+    grouped["seqs"] = [numberings_state(state.seqs)]
+    grouped["windows_minute"] = [rollup_states(state.minute)]
+    grouped["windows_hour"] = [rollup_states(state.hour)]
+    return grouped
+
+
 def breakdown(state: NodeState) -> dict[str, tuple[int, int]]:
-    """part -> (pickled bytes, in-memory bytes); "total" the whole state's. The in-memory
-    sizes share one `seen` set, so an object reached from two parts counts in the first."""
+    """part -> (pickled bytes as a snapshot holds it, in-memory bytes); "total" the whole
+    state's. The in-memory sizes share one `seen` set, so an object reached from two parts
+    counts in the first."""
     seen: set[int] = set()
-    out = {name: (_pickled(objs), deep_size(objs, seen)) for name, objs in parts(state).items()}
+    pickled = {name: _pickled(objs) for name, objs in snapshot_parts(state).items()}
+    out = {name: (pickled[name], deep_size(objs, seen)) for name, objs in parts(state).items()}
     out["total"] = (_pickled(state), deep_size(state))
     return out
 
@@ -117,7 +132,7 @@ def breakdown(state: NodeState) -> dict[str, tuple[int, int]]:
 def pickle_times(state: NodeState, repeat: int) -> dict[str, float]:
     """part -> CPU µs to pickle it (the machine is shared: not wall time), the median of
     `repeat` pickles; "total" the whole state's."""
-    grouped: dict[str, object] = dict(parts(state))
+    grouped: dict[str, object] = dict(snapshot_parts(state))
     grouped["total"] = state
     out = {}
     for name, obj in grouped.items():

@@ -236,8 +236,11 @@ def _load_run(width: int, step: int, sbase: int, starts: bytes | int, rbase: int
               mode: int, inline: list[bytes | None] | None) -> FrozenIndex:
     index = FrozenIndex(width=width)
     index._step, index._sbase, index._rbase, index._inline = step, sbase, rbase, inline
-    if isinstance(starts, int):  # one run of this many slots from sbase
-        index._starts = array("q" if mode & _WIDE_STARTS else "i", range(starts))
+    if isinstance(starts, int) and mode & _WIDE_STARTS:  # a run of int64 starts from sbase
+        index._sbase, index._step = 0, 1  # (int64 starts are the starts themselves)
+        index._starts = array("q", range(sbase, sbase + starts))
+    elif isinstance(starts, int):  # one run of this many slots from sbase
+        index._starts = array("i", range(starts))
     else:
         index._starts = array("q" if mode & _WIDE_STARTS else "i")
         index._starts.frombytes(starts)

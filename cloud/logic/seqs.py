@@ -65,7 +65,7 @@ class SeqRanges:
         self.last_given_up: tuple[int, int] | None = None
 
     def __getstate__(self) -> tuple[object, ...]:
-        # Its values in the order of `_PICKLED`, not Python's (None, dict of slots): a dict made
+        # Its values in a tuple, not Python's (None, dict of its slots): a dict made
         # and pickled per numbering was most of a ward's sequence ranges' snapshot CPU.
         return (_TUPLE_LAYOUT, self.ranges, self.max_ranges, self.given_up, self.newest_ns,
                 self.newest_seq, [p.__getstate__() for p in self.previous], self.span_key,

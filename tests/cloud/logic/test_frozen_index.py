@@ -189,3 +189,16 @@ def test_a_dict_of_the_code_before_loads_into_a_rollup() -> None:
 def test_a_width_below_1_is_refused() -> None:
     with pytest.raises(ValueError, match="width must be at least 1, not 0"):
         FrozenIndex(width=0)
+
+
+def test_a_run_of_int64_starts_pickled_takes_any_start_after() -> None:
+    """A run of starts an int32 cannot hold, pickled as its first and count, loads as the
+    int64 starts themselves: a start at the other end of int64 is still taken."""
+    index, low = FrozenIndex(width=60), -9 * 10**18
+    index[low], index[low + 1] = 1, 2  # (off the grid of 60 from each other: int64 starts)
+    index.pop(low + 1)
+    loaded = pickle.loads(pickle.dumps(index, protocol=pickle.HIGHEST_PROTOCOL))
+    high = 9 * 10**18 - 9 * 10**18 % 60
+    for held in (index, loaded):
+        held[high] = 3
+        assert held.items() == [(low, 1), (high, 3)]
