@@ -47,7 +47,8 @@ def rollup_parts(domain: DomainNode) -> dict[str, tuple[int, int]]:
             size = deep_size(value)
             if size < 200:
                 continue
-            out[f"{name}.{attr}"] = (_pickled(value) if attr in pickled else 0, size)
+            # (pickled as the snapshot holds it: the bed readings as columns' bytes)
+            out[f"{name}.{attr}"] = (_pickled(pickled[attr]) if attr in pickled else 0, size)
     out["domain"] = (_pickled(domain), deep_size(domain))
     return out
 
