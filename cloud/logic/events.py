@@ -565,7 +565,6 @@ def _make(kind: str, field_name: str, sensor: str) -> FieldWatch | None:
     return FieldWatch(detector, faults, low=low, high=high)
 
 
-
 # A field's watch as a node's snapshot holds it (`watch_state`): its detector (None when the
 # detectors' book holds it), its fault monitor's state (`FaultMonitor.__getstate__`), its
 # last stamp and its physical range

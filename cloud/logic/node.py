@@ -216,11 +216,11 @@ class NodeState:
         state.pop("_frozen_store", None)
         state.pop("_journal", None)
         state.pop("_book_at", None)
-        # Pickled apart: a snapshot from another code version is dropped without being
-        # unpickled, whatever its detectors' layout was.
         state["minute"] = rollup_states(self.minute)
         state["hour"] = rollup_states(self.hour)
         state["seqs"] = numberings_state(self.seqs)
+        # Pickled apart: a snapshot from another code version is dropped without being
+        # unpickled, whatever its detectors' layout was.
         if "node_watch" in state:
             state["node_watch"] = pickle.dumps(state["node_watch"], protocol=pickle.HIGHEST_PROTOCOL)
         if "watch" in state:
