@@ -626,8 +626,14 @@ class Outbox:
 
 
 def _stats(db: sqlite3.Connection) -> OutboxStats:
+    # An agent making its outbox commits the schema's tables one by one: a reader in between
+    # sees some or none of them, and nothing in them yet.
+    tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if "outbox" not in tables:
+        return OutboxStats(0, None, 0)
     depth, oldest = db.execute("SELECT COUNT(*), MIN(created_ns) FROM outbox").fetchone()
-    row = db.execute("SELECT value FROM meta WHERE key = 'evicted'").fetchone()
+    row = (db.execute("SELECT value FROM meta WHERE key = 'evicted'").fetchone()
+           if "meta" in tables else None)
     return OutboxStats(depth, oldest, row[0] if row else 0)
 
 
