@@ -34,8 +34,6 @@ from collections.abc import Iterable
 
 from cloud.logic.domain.common import HOUR_NS, RP_1H, WIDTHS, Horizon, Point
 from cloud.logic.domain.hospital import (
-    GONE_NS,
-    STALE_NS,
     DoorTotals,
     SiteUpdate,
     WaitSamples,
@@ -45,9 +43,8 @@ from cloud.logic.domain.hospital import (
     wait_fields,
 )
 from cloud.logic.domain.late import Late, LateMarks
+from cloud.logic.domain.site_sums import Ward, WindowSums
 from cloud.logic.lines import line
-
-Ward = tuple[int, int, int, int, int]  # a ward snapshot's (beds, occupied, available, faulty, stale)
 
 
 class HospitalSite(Horizon):
@@ -67,13 +64,13 @@ class HospitalSite(Horizon):
         self.partial_waits: dict[int, set[str]] = {}
         self.marks = LateMarks()  # (scope, hour)s replayed for the site
         self.late: list[Late] = []  # marks a window written since the last take_late reached
-        # rp -> node -> its snapshot starts, sorted: `wards` in order, so that a message
-        # costs a search per ward, not a sort of every window the horizon holds (not pickled)
-        self._starts: dict[str, dict[str, list[int]]] = _sorted_starts(self.wards)
+        # rp -> `wards[rp]` indexed, with the sums of the windows written (not pickled)
+        self._sums = _window_sums(self.wards)
+        self._evicted_at: int | None = None  # the floor of the last `_evict` (not pickled)
 
     def __getstate__(self) -> dict[str, object]:
         state = self.__dict__.copy()
-        del state["_starts"]
+        del state["_sums"], state["_evicted_at"]
         return state
 
     def __setstate__(self, state: dict[str, object]) -> None:
@@ -90,7 +87,8 @@ class HospitalSite(Horizon):
             for node, totals in nodes.items():
                 if len(totals) < 3:
                     nodes[node] = (totals[0], totals[1], None)  # not known: not 0
-        self._starts = _sorted_starts(self.wards)
+        self._sums = _window_sums(self.wards)
+        self._evicted_at = None
 
     def process(self, site: str, updates: Iterable[SiteUpdate]) -> list[Point]:
         ward_from: dict[str, int] = {}
@@ -103,14 +101,8 @@ class HospitalSite(Horizon):
         floor = self.floor_ns()
         for u in updates:
             if isinstance(u, WardSnapshot):
-                snaps = self.wards[u.rp].setdefault(u.node, {})
-                if u.start_ns not in snaps:
-                    keys = self._starts[u.rp].setdefault(u.node, [])
-                    if not keys or u.start_ns > keys[-1]:
-                        keys.append(u.start_ns)
-                    else:
-                        bisect.insort(keys, u.start_ns)
-                snaps[u.start_ns] = (u.beds, u.occupied, u.available, u.faulty, u.stale)
+                self._sums[u.rp].put(u.node, u.start_ns,
+                                     (u.beds, u.occupied, u.available, u.faulty, u.stale))
                 ward_from[u.rp] = min(ward_from.get(u.rp, u.start_ns), u.start_ns)
                 self.newest_ns = max(self.newest_ns, u.start_ns)
             elif isinstance(u, DoorTotals):
@@ -139,38 +131,17 @@ class HospitalSite(Horizon):
         for rp, width in WIDTHS:
             if rp not in ward_from:
                 continue
-            wards, sorted_starts = self.wards[rp], self._starts[rp]
-            since = ward_from[rp]
-            starts = sorted({s for keys in sorted_starts.values()
-                             for s in keys[bisect.bisect_left(keys, since):]})
+            sums = self._sums[rp]
+            starts = sums.since(ward_from[rp])
             held = bisect.bisect_left(starts, floor - width)
             if held:  # (the ward's snapshots are kept: its state before the held windows)
                 self.late += sorted({("beds", s - s % HOUR_NS) for s in starts[:held]})
                 del starts[:held]
                 if not starts:
                     continue
-            ordered = [(sorted_starts[node], snaps) for node, snaps in wards.items()]
             for start in starts:
-                n_beds = n_occupied = n_available = n_faulty = n_stale = 0
-                silent_before = start - STALE_NS  # a ward's latest snapshot at or before it
-                gone_before = start - GONE_NS
-                for keys, snaps in ordered:
-                    i = bisect.bisect_right(keys, start)
-                    if i:
-                        at = keys[i - 1]
-                        b, o, a, f, st = snaps[at]
-                        if at <= gone_before:
-                            continue
-                        if at > silent_before:
-                            n_beds += b
-                            n_occupied += o
-                            n_available += a
-                            n_faulty += f
-                            n_stale += st
-                        else:  # silent for the limit: every bed stale
-                            n_stale += b + st
-                out.append((rp, line("hospital_occupancy", tags, occupancy_fields(
-                    n_beds, n_occupied, n_available, n_faulty, n_stale), start)))
+                out.append((rp, line("hospital_occupancy", tags,
+                                     occupancy_fields(*sums.total(start)), start)))
             if self.marks:
                 written.append(("beds", starts[0], starts[-1] + width))
         for hour in sorted(flow_hours):
@@ -193,7 +164,13 @@ class HospitalSite(Horizon):
                 written.append(("queue", min(wait_hours), max(wait_hours) + HOUR_NS))
             self.late += self.marks.reached(written)
             self.marks.evict({"hospital": self.floor_ns()})
-        self._evict()
+        # Only when there is something to let go: the floor moved, or a ward's snapshot came
+        # from before it (the rest is let go as its floor passes)
+        floor = self.floor_ns()
+        if floor != self._evicted_at or any(
+                first < floor - width for rp, width in WIDTHS
+                if (first := ward_from.get(rp)) is not None):
+            self._evict()
         return out
 
     def take_late(self) -> list[Late]:
@@ -203,27 +180,14 @@ class HospitalSite(Horizon):
         return sorted(set(late)) if late else late
 
     def _evict(self) -> None:
-        floor = self.floor_ns()
+        floor = self._evicted_at = self.floor_ns()
         for rp, width in WIDTHS:
-            sorted_starts = self._starts[rp]
-            for node, snaps in self.wards[rp].items():
-                keys = sorted_starts[node]
-                old = bisect.bisect_left(keys, floor - width)
-                if old > 1:  # the last one stays: the ward's state since then
-                    for s in keys[:old - 1]:
-                        del snaps[s]
-                    del keys[:old - 1]
+            self._sums[rp].evict(floor - width)
         for table in (self.flow, self.waits, self.partial_waits):
             for hour in [h for h in table if h < floor - HOUR_NS]:
                 del table[hour]
 
 
-def _sorted_starts(wards: dict[str, dict[str, dict[int, Ward]]]) -> dict[str, dict[str, list[int]]]:
-    return {rp: {node: sorted(snaps) for node, snaps in nodes.items()} for rp, nodes in wards.items()}
+def _window_sums(wards: dict[str, dict[str, dict[int, Ward]]]) -> dict[str, WindowSums]:
+    return {rp: WindowSums(nodes) for rp, nodes in wards.items()}
 
-
-def latest_at(snaps: dict[int, Ward], start: int) -> Ward | None:
-    """A ward's latest snapshot at or before `start` (what `process` sums per window)."""
-    keys = sorted(snaps)
-    i = bisect.bisect_right(keys, start)
-    return snaps[keys[i - 1]] if i else None
