@@ -92,7 +92,7 @@ import math
 import statistics
 from collections import Counter, deque
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from cloud.detect.errors import DetectError
@@ -126,6 +126,10 @@ _BEHIND_NS = 60 * _NS
 # city's median sensor, past the bin's end); those still behind then are judged late.
 _HOLD_NS = 600 * _NS
 _NAME_LOG_ODDS = math.log(19)  # a module is named at odds of 19 to 1 (95 %)
+# A reference of a sensor (`DriftSettings.max_references`) absent from this many judged bins
+# in a row (two days of hours: a station switched off, renamed, drifting) gives its place to
+# another sensor of the city once the sensor has as many references as it keeps.
+_REFERENCE_GONE_BINS = 48
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,9 +155,24 @@ class DriftSettings:
     k: float = 1.0
     h: float = 8.0
     z_clip: float = 2.5
+    # The other sensors a sensor keeps a usual ratio to: the first it is judged with, then,
+    # in the place of one gone (`_REFERENCE_GONE_BINS`), the next. Its state and its
+    # judgement then grow with this, not with the city's air sensors (all of them before:
+    # 1.4 MB of state and about 2,000 ratios a bin per sensor at 200 sensors, squared).
+    max_references: int = 32
+
+    def __setstate__(self, state: list[Any]) -> None:
+        # Pickled before a field was added (`max_references`): the ones it lacks, the last,
+        # keep their defaults.
+        names = fields(self)
+        for f, value in zip(names, state, strict=False):
+            object.__setattr__(self, f.name, value)
+        for f in names[len(state):]:
+            object.__setattr__(self, f.name, f.default)
 
     def __post_init__(self) -> None:
         if (not self.bin_s > 0 or self.lag_bins < 0 or self.min_others < 1
+                or self.max_references < self.min_others
                 or self.learn_bins < 2 or not 0 < self.follow < 1
                 or not self.scale_floor > 0 or not self.log_floor > 0
                 or self.k < 0 or not self.h > 0 or not self.z_clip > 0):
@@ -231,10 +250,13 @@ class _Field:
     kept: dict[int, dict[SeriesKey, float]] = field(default_factory=dict)
     # levels of late sensors' bins, complete, that wait for their judgement
     late: dict[int, dict[SeriesKey, float]] = field(default_factory=dict)
+    # the last bin each sensor had a level judged in (to let references go)
+    seen: dict[SeriesKey, int] = field(default_factory=dict)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         state.setdefault("kept", {})  # pickled before late bins were judged
         state.setdefault("late", {})
+        state.setdefault("seen", {})  # pickled before the references were capped
         self.__dict__.update(state)
 
 
@@ -425,8 +447,11 @@ class CityDrift:
         being judged already: late sensors), on their levels `means`."""
         s = self.settings
         tracks = state.tracks
+        seen = state.seen
         for series in means:
             tracks.setdefault(series, _Track())
+            if seen.get(series, index) <= index:
+                seen[series] = index
         # A sensor found drifting is no reference for the others while it drifts; the
         # most deviant sensor is judged first, so that it is the one found.
         drifting = {k for k in means if tracks[k].fired}
@@ -439,7 +464,7 @@ class CityDrift:
             d = self._median(offsets)
             quiet = track.up == 0 and track.down == 0
             if quiet:  # the usual ratios follow slowly, never during an excursion
-                self._learn(track, series, means)
+                self._learn(track, series, means, index, seen)
             if d is None:
                 continue
             if not hasattr(track, "recent"):  # a track pickled before the pair rule
@@ -512,15 +537,15 @@ class CityDrift:
         """This sensor's log ratio to each other station it has a learnt usual ratio to
         (a station's modules averaged; its own station and sensors found drifting left
         out), minus that usual ratio: one per station."""
-        s = self.settings
+        learnt = self.settings.learn_bins // 2
         mine = means[series]
         stations: dict[tuple[str, str], list[float]] = {}
-        for other, value in means.items():
-            if (other[:2] != series[:2] and other not in drifting
-                    and (pair := track.pairs.get(other)) is not None
-                    and pair[1] >= s.learn_bins // 2):
+        for other, pair in track.pairs.items():
+            if (pair[1] >= learnt and other[:2] != series[:2] and other not in drifting
+                    and (value := means.get(other)) is not None):
                 stations.setdefault(other[:2], []).append(mine - value - pair[0])
-        return [sum(v) / len(v) for v in stations.values()]
+        # (fsum: a station's modules in any order give the same mean)
+        return [math.fsum(v) / len(v) for v in stations.values()]
 
     def _pair_drift(self, name: str, state: _Field, dev: PairDeviation, ts_ns: int
                     ) -> Drift:
@@ -567,13 +592,40 @@ class CityDrift:
                            from_epoch_ns(ts_ns), None, detail)
         return Drift((site, node, label), event, (dev.first, dev.second))
 
-    def _learn(self, track: _Track, series: SeriesKey, means: dict[SeriesKey, float]) -> None:
+    def _learn(self, track: _Track, series: SeriesKey, means: dict[SeriesKey, float],
+               index: int, seen: dict[SeriesKey, int]) -> None:
+        """The usual ratios follow this bin's levels: of each reference it has, and, while it
+        has fewer than `max_references`, of the next others judged with it (a reference gone
+        for `_REFERENCE_GONE_BINS` bins let go first, when it has as many)."""
         s = self.settings
         mine = means[series]
+        pairs = track.pairs
+        cap = s.max_references
+        if len(pairs) >= cap:
+            gone = [other for other in pairs if other not in means
+                    and index - seen.setdefault(other, index) >= _REFERENCE_GONE_BINS]
+            for other in gone:
+                del pairs[other]
+            if not gone:  # (each reference's own ratio only: no look at the city's others)
+                for other, held in pairs.items():
+                    value = means.get(other)
+                    if value is not None:
+                        _follow(held, mine - value, s.follow)
+                return
         for other, value in means.items():
             if other == series:
                 continue
-            pair = track.pairs.setdefault(other, [0.0, 0.0])
-            pair[1] += 1
-            weight = max(s.follow, 1 / pair[1])  # a mean while learning, then a slow follow
-            pair[0] += weight * (mine - value - pair[0])
+            pair = pairs.get(other)
+            if pair is None:
+                if len(pairs) >= cap:
+                    continue
+                pair = pairs[other] = [0.0, 0.0]
+            _follow(pair, mine - value, s.follow)
+
+
+def _follow(pair: list[float], ratio: float, follow: float) -> None:
+    """A usual log ratio [mean, bins] after one more bin's `ratio`: a mean while learning,
+    then a slow follow."""
+    pair[1] += 1
+    weight = max(follow, 1 / pair[1])
+    pair[0] += weight * (ratio - pair[0])
