@@ -393,6 +393,8 @@ class CityDrift:
         return events
 
     def _judge(self, name: str, state: _Field, ts_ns: int) -> list[Drift]:
+        if not state.done:  # (nothing to judge: most readings; no look at every sensor)
+            return []
         s = self.settings
         # Where the city's sensors are: the median of their open bins, so that one node
         # whose clock jumps ahead does not close the others' bins early.
