@@ -12,7 +12,14 @@ thread that collects, is charged to `GC` instead. The counts (CPU ns per stack) 
 every `dump_every_s` to OUT.<pid> and to a numbered copy OUT.<pid>.NNNN, so that the CPU of
 a window (the case working, not the start-up) is the difference of two dumps. The sampler
 costs about 1.5 µs per reading end to end, and the frame objects it makes add to the
-collector's work (docs/throughput.md, "End to end, where the rest goes")."""
+collector's work (docs/throughput.md, "End to end, where the rest goes").
+
+Biased where the worker's Python calls are short: the sampling thread needs the GIL to read
+a stack, and gets it mostly while the worker is back in Bytewax's Rust loop between two of
+our calls, so the CPU of calls shorter than the sampling interval is charged to that loop
+("Bytewax (no Python frame of ours)", or "worker, other" under the epochs child). Fine for
+the compressed benchmark's large messages; at the city's own pace use py-spy or cProfile
+(docs/throughput.md, "Session 26")."""
 
 from __future__ import annotations
 
@@ -122,11 +129,17 @@ class Sampler:
                 self.dump()
 
 
+def sampled(argv: str) -> bool:
+    """Whether a process of this command line is sampled: `cloud run`, and the processor
+    child of `bench.pipeline.epochs` (the dataflow run at the city's pace)."""
+    return ("urbanpulse.cli" in argv and " cloud run" in argv) or \
+        "bench.pipeline.epochs --child" in argv
+
+
 def install_from_env() -> Sampler | None:
     """Starts a sampler in a `cloud run` process when URBANPULSE_CPUSAMPLE_OUT is set."""
     out = os.environ.get(ENV_OUT)
-    argv = " ".join(getattr(sys, "orig_argv", sys.argv))
-    if not out or "urbanpulse.cli" not in argv or " cloud run" not in argv:
+    if not out or not sampled(" ".join(getattr(sys, "orig_argv", sys.argv))):
         return None
     sampler = Sampler(Path(f"{out}.{os.getpid()}"))
     sampler.start()
@@ -169,8 +182,8 @@ def part_of(stack: str) -> str:
             if frame.startswith(marker + " "):
                 return label
     if thread == "MainThread":
-        return "Bytewax (no Python frame of ours)" if frames[-1].startswith("_run_dataflow ") else \
-            "worker, other"
+        return "Bytewax (no Python frame of ours)" if frames[-1].startswith(("_run_dataflow ", "_child ")) \
+            else "worker, other"
     if thread == "influx-writer":
         return "sink writer: the rest of its loop"
     return f"thread {thread}"

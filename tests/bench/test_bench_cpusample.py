@@ -9,7 +9,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from bench.pipeline.cpusample import GC_STACK, Sampler, load, main, part_of, parts
+from bench.pipeline.cpusample import GC_STACK, Sampler, load, main, part_of, parts, sampled
 
 BUSY_CPU_S = 0.3
 # A collection every 50 ms of the thread's CPU, none in its last 50 ms: the sampler charges
@@ -78,3 +78,10 @@ def test_parts_of_known_stacks(tmp_path: Path) -> None:
     (tmp_path / "early").write_text(f"{run} 20\n")
     assert load(tmp_path / "late", tmp_path / "early") == {run: 30}
     assert main([str(tmp_path / "late"), str(tmp_path / "early")]) == 0
+
+
+def test_the_processes_it_samples() -> None:
+    assert sampled("/v/bin/python -m urbanpulse.cli cloud run --config c.toml")
+    assert sampled("/v/bin/python -m bench.pipeline.epochs --child --state-dir /s --epoch 30")
+    assert not sampled("/v/bin/python -m urbanpulse.cli cloud ingest --config c.toml")
+    assert not sampled("/v/bin/python -m bench.pipeline.epochs --copies 50")
