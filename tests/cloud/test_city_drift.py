@@ -248,6 +248,17 @@ def test_thresholds_from_the_config_judge_a_resumed_state_without_learning_anew(
     assert not [p for p in points if "type=drift" in p[1]]
 
 
+def test_a_config_asking_many_other_stations_keeps_enough_references() -> None:
+    """`drift.cross_min_others` may be up to 100 (cloud/config.py): a sensor then keeps
+    twice as many references (the default 32 below 16), not fewer than it needs (which
+    DriftSettings refuses: a processor that could not start)."""
+    city = CityAir()
+    city.use_thresholds(**{**vars(DriftTuning()), "cross_min_others": 100})
+    assert (city.drift.settings.min_others, city.drift.settings.max_references) == (100, 200)
+    city.use_thresholds(**vars(DriftTuning()))
+    assert (city.drift.settings.min_others, city.drift.settings.max_references) == (3, 32)
+
+
 def test_a_drift_is_stamped_by_its_reading_or_out_of_the_alerts_reach_at_its_reception() -> None:
     """cloud/logic/events.py's rule for a reading's fault events: received more than 5 min
     after its stamp or more than 1 min before it, a drift is stamped at the reception (the
