@@ -221,8 +221,11 @@ def _child(args: argparse.Namespace) -> int:
                     state = pickle.loads(bases[_base_of(key)])
                 if state is not None:
                     state.detect = self.state.detect
-                    # as the builder gives a resumed state its store (the flow's, or None)
+                    # as the builder gives a resumed state its store (the flow's, or None:
+                    # the windows and hours the base state froze without one go into it)
+                    # and its horizon
                     state.use_frozen_store(self.state._frozen_store)
+                    state.set_horizon(state.horizon_ns)
                     self.state = state
             result = super().on_batch(values)
             now = time.time()

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import bisect
 from array import array
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 INLINE = -1  # the id of a window whose frozen bytes are held in `FrozenIndex._inline`
 
@@ -164,6 +164,16 @@ class FrozenIndex:
         refs.insert(i, rel)
         if inline is not None:
             inline.insert(i, held)
+
+    def store_inline(self, put: Callable[[bytes], int]) -> None:
+        """Each window held inline (frozen without a store) written by `put` (a store's),
+        its row id held instead."""
+        inline = self._inline
+        if inline is None:
+            return
+        for start, held in [(s, h) for s, h in zip(self, inline, strict=True) if h is not None]:
+            self[start] = put(held)
+        self._inline = None
 
     def _ref_list(self) -> list[int]:
         rbase = self._rbase

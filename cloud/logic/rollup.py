@@ -410,6 +410,8 @@ class SensorRollup:
         the ids of rows let go are appended to `gone`."""
         self.store = store
         self.gone = gone
+        if store is not None and store.writes:  # (frozen without a store: a run without recovery)
+            self.frozen.store_inline(store.put)
 
     def __getstate__(self) -> tuple[object, ...]:
         # The live windows as the plain tuples they pickle as: a Window object costs pickle

@@ -104,6 +104,15 @@ class AirRollup(FrozenRefs, Horizon):
         self.store: FrozenStore | None = None  # not pickled: `use_store`
         self.gone: array[int] | None = None
 
+    def use_store(self, store: FrozenStore | None, gone: array[int] | None) -> None:
+        """`FrozenRefs.use_store`; the hours closed without a store (held as bytes: a run
+        without recovery) written into it, their rows' ids held instead."""
+        super().use_store(store, gone)
+        if store is not None and store.writes:
+            for hour, held in self.open.items():
+                if isinstance(held, tuple) and type(held[0]) is bytes:
+                    self.open[hour] = (store.put(held[0]), held[1])
+
     def lost_hours(self) -> set[int]:
         """The hours held whose row was not found in the store (their readings are too late)."""
         return {h for h, held in self.open.items() if isinstance(held, tuple) and held[0] == LOST_ROW}

@@ -122,16 +122,27 @@ def test_a_missing_row_makes_its_late_readings_a_replay_of_their_hour(
     store.close()
 
 
-def test_without_a_store_and_from_an_older_snapshot_the_hours_stay_bytes(tmp_path: Path) -> None:
+def test_without_a_store_the_hours_are_bytes_and_a_store_given_later_takes_them(
+        tmp_path: Path) -> None:
     """No store (flow.recovery off): the hours are bytes in the state, as before; such a
-    state given a store later reads its bytes, and freezes new hours into rows."""
+    state given a store later (recovery switched on, or an older snapshot) writes them into
+    it at once, rows from then on (before, they stayed bytes in every snapshot until they
+    aged out), and freezes new hours into rows."""
     inline, ref = AirRollup(6 * HOUR), _Reference(6 * HOUR)
     for m in range(0, 6 * 60, 5):
         assert inline.process("hn", "st1", _air(m)) == ref.process("hn", "st1", _air(m))
-    assert all(type(h[0]) is bytes for h in inline.open.values() if isinstance(h, tuple))
+    held = {h: v[0] for h, v in inline.open.items() if isinstance(v, tuple)}
+    assert held
+    assert all(type(v) is bytes for v in held.values())
     store = FrozenStore(tmp_path, 0, NEVER)
-    resumed: AirRollup = pickle.loads(pickle.dumps(inline, protocol=pickle.HIGHEST_PROTOCOL))
+    snapshot = pickle.dumps(inline, protocol=pickle.HIGHEST_PROTOCOL)
+    resumed: AirRollup = pickle.loads(snapshot)
     resumed.use_store(store, array("q"))
+    now = {h: v[0] for h, v in resumed.open.items() if isinstance(v, tuple)}
+    assert now.keys() == held.keys()
+    assert all(type(v) is int for v in now.values())
+    assert {h: store.get(int(v)) for h, v in now.items()} == held
+    assert len(pickle.dumps(resumed, protocol=pickle.HIGHEST_PROTOCOL)) < len(snapshot) / 2
     late = [rd("pm-1", "air.pm", T0 + 2 * HOUR + 7 * MIN, pm25=44.0, pm10=50.0)]
     assert resumed.process("hn", "st1", late) == ref.process("hn", "st1", late)
     for m in range(6 * 60, 9 * 60, 5):
@@ -183,6 +194,26 @@ def test_closed_traffic_hours_are_rows_and_the_points_are_those_of_every_sample_
     assert resumed.held_windows() == again.windows
     store.close()
     other.close()
+
+
+def test_traffic_hours_closed_without_a_store_go_into_one_given_later(tmp_path: Path) -> None:
+    inline, ref = TrafficRollup(6 * HOUR), _TrafficReference(6 * HOUR)
+    messages = _minutes(1, 3 * 60 + 1)
+    for msg in messages:
+        assert inline.process("hn", "x1", msg) == ref.process("hn", "x1", msg)
+    held = {s: w for s, w in inline.windows[_HOUR].items() if type(w) is bytes}
+    assert len(held) == 2
+    store = FrozenStore(tmp_path, 0, NEVER)
+    resumed: TrafficRollup = pickle.loads(pickle.dumps(inline, protocol=pickle.HIGHEST_PROTOCOL))
+    resumed.use_store(store, array("q"))
+    rows = {s: resumed.windows[_HOUR][s] for s in held}
+    assert all(type(v) is int for v in rows.values())
+    assert {s: store.get(int(v)) for s, v in rows.items()} == held
+    late = [_loop("loop-1", T0 + 40 * MIN + 7 * S, 3)]
+    for msg in [late, *_minutes(181, 5 * 60)]:
+        assert resumed.process("hn", "x1", msg) == ref.process("hn", "x1", msg)
+    assert resumed.held_windows() == ref.windows
+    store.close()
 
 
 def test_a_missing_traffic_row_makes_its_late_readings_a_replay_of_their_hour(

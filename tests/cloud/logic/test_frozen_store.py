@@ -245,18 +245,29 @@ def test_a_node_moved_to_another_process_reads_its_windows_from_the_first_s_file
 
 
 def test_a_snapshot_with_frozen_bytes_inline_loads_and_freezes_into_the_store(tmp_path: Path) -> None:
+    """Windows frozen without a store (a run without recovery, or a snapshot from before
+    the store) go into the store as soon as one is given: rows from then on, as if frozen
+    with it (before, they stayed inline bytes in every snapshot until they aged out)."""
     old = SensorRollup(MINUTE_NS, HOUR_NS)
     live = NeverFrozen(MINUTE_NS, HOUR_NS)
     _in_order(old, 30)
     _in_order(live, 30)
-    snapshot = pickle.dumps(old, protocol=pickle.HIGHEST_PROTOCOL)  # rollup-4, bytes inline
+    snapshot = pickle.dumps(old, protocol=pickle.HIGHEST_PROTOCOL)  # bytes inline
+    inline = dict(old.frozen.items())
+    assert inline
+    assert all(type(v) is bytes for v in inline.values())
     store, gone = FrozenStore(tmp_path, 0, NEVER), array("q")
     r = _resumed(snapshot, store, gone)
-    assert all(type(v) is bytes for v in r.frozen.values())
+    assert all(type(v) is int for v in r.frozen.values())
+    assert {s: store.get(int(v)) for s, v in r.frozen.items()} == inline
+    smaller = _snapshot(r, store, gone)
+    assert len(smaller) < len(snapshot) / 2
+    assert _rows(tmp_path) == {int(v) for v in r.frozen.values()}
     start = next(iter(r.frozen))
+    row = r.frozen[start]
     assert feed(r, start + S, {"pm25": 1.0}) == feed(live, start + S, {"pm25": 1.0})
-    assert not gone  # an inline window has no row to let go
-    _in_order(r, 70, 30)  # on past the horizon: the inline ones dropped, new ones in rows
+    assert list(gone) == [row]  # thawed: its row let go
+    _in_order(r, 70, 30)  # on past the horizon: the first ones dropped, new ones in rows
     _in_order(live, 70, 30)
     _snapshot(r, store, gone)
     assert all(type(v) is int for v in r.frozen.values())
