@@ -90,6 +90,7 @@ from __future__ import annotations
 
 import math
 import statistics
+import zlib
 from collections import Counter, deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -126,9 +127,9 @@ _BEHIND_NS = 60 * _NS
 # city's median sensor, past the bin's end); those still behind then are judged late.
 _HOLD_NS = 600 * _NS
 _NAME_LOG_ODDS = math.log(19)  # a module is named at odds of 19 to 1 (95 %)
-# A reference of a sensor (`DriftSettings.max_references`) absent from this many judged bins
-# in a row (two days of hours: a station switched off, renamed, drifting) gives its place to
-# another sensor of the city once the sensor has as many references as it keeps.
+# A reference station of a sensor (`DriftSettings.max_reference_stations`) none of whose
+# sensors had a level in this many judged bins of the city (two days of hours: switched off,
+# renamed) gives its place to a station the sensor has none of, when one is judged with it.
 _REFERENCE_GONE_BINS = 48
 
 
@@ -155,14 +156,16 @@ class DriftSettings:
     k: float = 1.0
     h: float = 8.0
     z_clip: float = 2.5
-    # The other sensors a sensor keeps a usual ratio to: the first it is judged with, then,
-    # in the place of one gone (`_REFERENCE_GONE_BINS`), the next. Its state and its
-    # judgement then grow with this, not with the city's air sensors (all of them before:
-    # 1.4 MB of state and about 2,000 ratios a bin per sensor at 200 sensors, squared).
-    max_references: int = 32
+    # The other stations a sensor keeps usual ratios to (to each of their sensors of the
+    # field, and to its own station's other modules, which are no reference): the first it
+    # is judged with, from a place in the city's order of its own (`_rotated`), then, in the
+    # place of one gone (`_REFERENCE_GONE_BINS`), the next. Its state and its judgement then
+    # grow with this, not with the city's air sensors (all of them before: 1.4 MB of state
+    # and about 2,000 ratios a bin per sensor at 200 sensors, squared).
+    max_reference_stations: int = 32
 
     def __setstate__(self, state: list[Any]) -> None:
-        # Pickled before a field was added (`max_references`): the ones it lacks, the last,
+        # Pickled before a field was added (`max_reference_stations`): the ones it lacks, the last,
         # keep their defaults.
         names = fields(self)
         for f, value in zip(names, state, strict=False):
@@ -172,7 +175,7 @@ class DriftSettings:
 
     def __post_init__(self) -> None:
         if (not self.bin_s > 0 or self.lag_bins < 0 or self.min_others < 1
-                or self.max_references < self.min_others
+                or self.max_reference_stations < self.min_others
                 or self.learn_bins < 2 or not 0 < self.follow < 1
                 or not self.scale_floor > 0 or not self.log_floor > 0
                 or self.k < 0 or not self.h > 0 or not self.z_clip > 0):
@@ -250,13 +253,16 @@ class _Field:
     kept: dict[int, dict[SeriesKey, float]] = field(default_factory=dict)
     # levels of late sensors' bins, complete, that wait for their judgement
     late: dict[int, dict[SeriesKey, float]] = field(default_factory=dict)
-    # the last bin each sensor had a level judged in (to let references go)
+    # the bins judged on time so far, and each sensor's count of them at its last level
+    # judged (to let a reference station go after `_REFERENCE_GONE_BINS` without one)
+    judged_bins: int = 0
     seen: dict[SeriesKey, int] = field(default_factory=dict)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         state.setdefault("kept", {})  # pickled before late bins were judged
         state.setdefault("late", {})
-        state.setdefault("seen", {})  # pickled before the references were capped
+        state.setdefault("judged_bins", 0)  # pickled before the references were capped
+        state.setdefault("seen", {})
         self.__dict__.update(state)
 
 
@@ -449,11 +455,13 @@ class CityDrift:
         being judged already: late sensors), on their levels `means`."""
         s = self.settings
         tracks = state.tracks
-        seen = state.seen
         for series in means:
-            tracks.setdefault(series, _Track())
-            if seen.get(series, index) <= index:
-                seen[series] = index
+            self._trim(tracks.setdefault(series, _Track()), series)
+        if only is None:
+            state.judged_bins += 1
+        count, seen = state.judged_bins, state.seen
+        for series in means if only is None else only:
+            seen[series] = count
         # A sensor found drifting is no reference for the others while it drifts; the
         # most deviant sensor is judged first, so that it is the one found.
         drifting = {k for k in means if tracks[k].fired}
@@ -466,7 +474,7 @@ class CityDrift:
             d = self._median(offsets)
             quiet = track.up == 0 and track.down == 0
             if quiet:  # the usual ratios follow slowly, never during an excursion
-                self._learn(track, series, means, index, seen)
+                self._learn(track, series, means, state)
             if d is None:
                 continue
             if not hasattr(track, "recent"):  # a track pickled before the pair rule
@@ -595,35 +603,76 @@ class CityDrift:
         return Drift((site, node, label), event, (dev.first, dev.second))
 
     def _learn(self, track: _Track, series: SeriesKey, means: dict[SeriesKey, float],
-               index: int, seen: dict[SeriesKey, int]) -> None:
-        """The usual ratios follow this bin's levels: of each reference it has, and, while it
-        has fewer than `max_references`, of the next others judged with it (a reference gone
-        for `_REFERENCE_GONE_BINS` bins let go first, when it has as many)."""
-        s = self.settings
+               state: _Field) -> None:
+        """The usual ratios follow this bin's levels: of each sensor of its reference stations
+        and of its own station, and, while it has fewer than `max_reference_stations`, of the
+        stations judged with it next (`_rotated`). With as many, a station judged with it in
+        the place of one gone (`_REFERENCE_GONE_BINS`), only when there is such a newcomer;
+        (`_trim`: a track learnt with more keeps the first)."""
         mine = means[series]
         pairs = track.pairs
-        cap = s.max_references
-        if len(pairs) >= cap:
-            gone = [other for other in pairs if other not in means
-                    and index - seen.setdefault(other, index) >= _REFERENCE_GONE_BINS]
-            for other in gone:
-                del pairs[other]
-            if not gone:  # (each reference's own ratio only: no look at the city's others)
-                for other, held in pairs.items():
-                    value = means.get(other)
-                    if value is not None:
-                        _follow(held, mine - value, s.follow)
-                return
-        for other, value in means.items():
+        own = series[:2]
+        cap = self.settings.max_reference_stations
+        stations = dict.fromkeys(o[:2] for o in pairs if o[:2] != own)
+        if len(stations) >= cap and not self._replace_gone(pairs, series, means, state, stations):
+            for other, held in pairs.items():  # (no look at the city's other sensors)
+                value = means.get(other)
+                if value is not None:
+                    _follow(held, mine - value, self.settings.follow)
+            return
+        for other, value in _rotated(means, series):
             if other == series:
                 continue
             pair = pairs.get(other)
             if pair is None:
-                if len(pairs) >= cap:
-                    continue
+                station = other[:2]
+                if station != own and station not in stations:
+                    if len(stations) >= cap:
+                        continue
+                    stations[station] = None
                 pair = pairs[other] = [0.0, 0.0]
-            _follow(pair, mine - value, s.follow)
+            _follow(pair, mine - value, self.settings.follow)
 
+    def _trim(self, track: _Track, series: SeriesKey) -> None:
+        """A track learnt with more reference stations than kept (before the cap, or with a
+        larger one) keeps its first."""
+        pairs, cap = track.pairs, self.settings.max_reference_stations
+        if len(pairs) <= cap:  # (fewer sensors, so fewer stations)
+            return
+        own = series[:2]
+        stations = list(dict.fromkeys(o[:2] for o in pairs if o[:2] != own))
+        if len(stations) > cap:
+            kept = set(stations[:cap])
+            for other in [o for o in pairs if o[:2] != own and o[:2] not in kept]:
+                del pairs[other]
+
+    @staticmethod
+    def _replace_gone(pairs: dict[SeriesKey, list[float]], series: SeriesKey,
+                      means: dict[SeriesKey, float], state: _Field,
+                      stations: dict[tuple[str, str], None]) -> bool:
+        """With as many reference stations as kept: those with no sensor judged in the last
+        `_REFERENCE_GONE_BINS` bins let go, as many as stations judged now the sensor has
+        none of (the longest gone first); whether any was (the caller then takes the new)."""
+        count, seen = state.judged_bins, state.seen
+        last: dict[tuple[str, str], int] = {}
+        for other in pairs:
+            if other[:2] in stations:
+                at = seen.setdefault(other, count)
+                last[other[:2]] = max(last.get(other[:2], at), at)
+        gone = sorted((at, station) for station, at in last.items()
+                      if count - at >= _REFERENCE_GONE_BINS)
+        if not gone:
+            return False
+        own = series[:2]
+        new = {o[:2] for o in means if o[:2] != own and o[:2] not in stations}
+        if not new:
+            return False
+        let_go = {station for _, station in gone[:len(new)]}
+        for other in [o for o in pairs if o[:2] in let_go]:
+            del pairs[other]
+        for station in let_go:
+            del stations[station]
+        return True
 
 def _follow(pair: list[float], ratio: float, follow: float) -> None:
     """A usual log ratio [mean, bins] after one more bin's `ratio`: a mean while learning,
@@ -631,3 +680,12 @@ def _follow(pair: list[float], ratio: float, follow: float) -> None:
     pair[1] += 1
     weight = max(follow, 1 / pair[1])
     pair[0] += weight * (ratio - pair[0])
+
+
+def _rotated(means: dict[SeriesKey, float], series: SeriesKey) -> list[tuple[SeriesKey, float]]:
+    """The levels of a bin in the city's order, from a place of `series`' own (a stable hash):
+    the sensors of a large city take different first stations as their references, not all
+    the same few (whose going together would leave the city unjudged)."""
+    items = list(means.items())
+    k = zlib.crc32("/".join(series).encode()) % len(items)
+    return items[k:] + items[:k]

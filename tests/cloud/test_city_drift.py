@@ -254,9 +254,9 @@ def test_a_config_asking_many_other_stations_keeps_enough_references() -> None:
     DriftSettings refuses: a processor that could not start)."""
     city = CityAir()
     city.use_thresholds(**{**vars(DriftTuning()), "cross_min_others": 100})
-    assert (city.drift.settings.min_others, city.drift.settings.max_references) == (100, 200)
+    assert (city.drift.settings.min_others, city.drift.settings.max_reference_stations) == (100, 200)
     city.use_thresholds(**vars(DriftTuning()))
-    assert (city.drift.settings.min_others, city.drift.settings.max_references) == (3, 32)
+    assert (city.drift.settings.min_others, city.drift.settings.max_reference_stations) == (3, 32)
 
 
 def test_a_drift_is_stamped_by_its_reading_or_out_of_the_alerts_reach_at_its_reception() -> None:

@@ -120,13 +120,13 @@ class CityAir:
                        cross_h: float, cross_min_others: int) -> None:
         """The config's thresholds, also on a state resumed from a snapshot. They judge what
         was learnt and take effect at the next judgement: nothing is learnt anew. A sensor
-        keeps twice `cross_min_others` references where that is more than the default
-        (`DriftSettings.max_references`): enough to be judged with some of them missing."""
+        keeps twice `cross_min_others` reference stations where that is more than the default
+        (`DriftSettings.max_reference_stations`): enough to be judged with some missing."""
         pairs = self.drift.pairs
         pairs.settings = replace(pairs.settings, shift=pair_shift, spread=pair_spread)
         self.drift.settings = replace(
             self.drift.settings, k=cross_k, h=cross_h, min_others=cross_min_others,
-            max_references=max(DriftSettings().max_references, 2 * cross_min_others))
+            max_reference_stations=max(DriftSettings().max_reference_stations, 2 * cross_min_others))
 
     def process(self, readings: Iterable[AirReading]) -> tuple[list[Point], list[Alert]]:
         points: list[Point] = []
