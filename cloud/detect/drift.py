@@ -607,13 +607,13 @@ class CityDrift:
         """The usual ratios follow this bin's levels: of each sensor of its reference stations
         and of its own station, and, while it has fewer than `max_reference_stations`, of the
         stations judged with it next (`_rotated`). With as many, a station judged with it in
-        the place of one gone (`_REFERENCE_GONE_BINS`), only when there is such a newcomer;
-        (`_trim`: a track learnt with more keeps the first)."""
+        the place of one gone (`_REFERENCE_GONE_BINS`), only when there is such a newcomer
+        (a track learnt with more keeps the first: `_trim`)."""
         mine = means[series]
         pairs = track.pairs
         own = series[:2]
         cap = self.settings.max_reference_stations
-        stations = dict.fromkeys(o[:2] for o in pairs if o[:2] != own)
+        stations = _stations(pairs, own)
         if len(stations) >= cap and not self._replace_gone(pairs, series, means, state, stations):
             for other, held in pairs.items():  # (no look at the city's other sensors)
                 value = means.get(other)
@@ -640,7 +640,7 @@ class CityDrift:
         if len(pairs) <= cap:  # (fewer sensors, so fewer stations)
             return
         own = series[:2]
-        stations = list(dict.fromkeys(o[:2] for o in pairs if o[:2] != own))
+        stations = list(_stations(pairs, own))
         if len(stations) > cap:
             kept = set(stations[:cap])
             for other in [o for o in pairs if o[:2] != own and o[:2] not in kept]:
@@ -673,6 +673,12 @@ class CityDrift:
         for station in let_go:
             del stations[station]
         return True
+
+
+def _stations(pairs: Mapping[SeriesKey, object], own: tuple[str, str]) -> dict[tuple[str, str], None]:
+    """The other stations a track's ratios reach (not `own`), in the order first learnt."""
+    return dict.fromkeys(o[:2] for o in pairs if o[:2] != own)
+
 
 def _follow(pair: list[float], ratio: float, follow: float) -> None:
     """A usual log ratio [mean, bins] after one more bin's `ratio`: a mean while learning,

@@ -108,10 +108,9 @@ class AirRollup(FrozenRefs, Horizon):
         """`FrozenRefs.use_store`; the hours closed without a store (held as bytes: a run
         without recovery) written into it, their rows' ids held instead."""
         super().use_store(store, gone)
-        if store is not None and store.writes:
-            for hour, held in self.open.items():
-                if isinstance(held, tuple) and type(held[0]) is bytes:
-                    self.open[hour] = (store.put(held[0]), held[1])
+        for hour, held in self.open.items():
+            if isinstance(held, tuple) and type(held[0]) is bytes:
+                self.open[hour] = (self.frozen_state(held[0]), held[1])
 
     def lost_hours(self) -> set[int]:
         """The hours held whose row was not found in the store (their readings are too late)."""

@@ -308,11 +308,10 @@ class TrafficRollup(FrozenRefs, Horizon):
         """`FrozenRefs.use_store`; the hour windows closed without a store (held as bytes:
         a run without recovery) written into it, their rows' ids held instead."""
         super().use_store(store, gone)
-        if store is not None and store.writes:
-            for windows in self.windows.values():
-                for start, lanes in windows.items():
-                    if type(lanes) is bytes:
-                        windows[start] = store.put(lanes)
+        for windows in self.windows.values():
+            for start, lanes in windows.items():
+                if type(lanes) is bytes:
+                    windows[start] = self.frozen_state(lanes)
 
     def lost_hours(self) -> set[int]:
         """The hour windows held whose row was not found in the store (their readings are
