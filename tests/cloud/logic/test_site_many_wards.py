@@ -4,9 +4,9 @@ minute and hour, late ones (up to 3 h behind, some past the 2-h horizon), correc
 window already sent, wards that fall silent for good (stale after 2 h 10 min, gone after a
 week), door totals and replayed hours, handed over 1-5 updates a call, and resumed from a
 snapshot every 40 calls in the second run. The digests were computed by the code that
-summed every ward for each window written (6178094),
-so a cheaper `HospitalSite.process` cannot change a point; test_site_pinned_output.py pins
-the benchmark city's (two or three wards a site)."""
+summed every ward for each window written (6178094), so a cheaper `HospitalSite.process`
+cannot change a point; test_site_pinned_output.py pins the benchmark city's (two or three
+wards a site)."""
 
 from __future__ import annotations
 
