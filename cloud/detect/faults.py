@@ -533,8 +533,23 @@ class FaultMonitor:
     def __getstate__(self) -> tuple[tuple[str, ...], tuple[object, ...]]:
         # (names, values) (`compat.slot_state`): the names' tuple is one object, pickled
         # once per snapshot, and one C call takes the values, where a dict made per monitor
-        # was a third of a ward's snapshot CPU.
-        return _PICKLED, _pickled_values(self)
+        # was a third of a ward's snapshot CPU. Its arrays go as their bytes and its two
+        # datetimes as µs: pickle makes a reduce of each array and datetime, where bytes and
+        # ints it writes as they are (a ward's fault rules pickled in a third of the CPU).
+        values = list(_pickled_values(self))
+        for at in _ARRAYS_AT:
+            ring = values[at]
+            if ring is not None:
+                values[at] = ring.tobytes()
+        pair = values[_PAIR_AT]
+        if pair is not None:
+            issues, calls = pair
+            values[_PAIR_AT] = (issues.tobytes(), calls.tobytes())
+        for at in _TIMES_AT:
+            when = values[at]
+            if when is not None:
+                values[at] = to_epoch_ns(when) // 1000
+        return _PICKLED, tuple(values)
 
     def __setstate__(self, state: object) -> None:
         # This layout (`__getstate__`), or the code before's: by name, leaving out what
@@ -547,6 +562,10 @@ class FaultMonitor:
         got = slot_state(state)
         for name, first in _FIRST.items():
             setattr(self, name, got.get(name, first))
+        for name in _TIMES:  # as µs since session 27
+            when = getattr(self, name)
+            if type(when) is int:
+                setattr(self, name, _stamp(when))
         got = {**dict.fromkeys(_FALSE, False), **got}
         missing = [name for name in _ALWAYS if name not in got]
         if missing:  # (no snapshot the dataflow loads lacks them; a fresh monitor's values)
@@ -584,26 +603,27 @@ class FaultMonitor:
         if pair and self._pair is not None:
             issues, calls = pair
             self._pair = (array("q", issues), array("q", calls))
-        for name in ("_leads", "_rx_gaps"):
+        for name, code in _ARRAYS.items():  # as lists or deques before, as bytes since session 27
             ring = getattr(self, name)
             if ring is not None and type(ring) is not array:
-                setattr(self, name, array("q", ring))
+                setattr(self, name, array(code, ring))
 
     # -- the public calls -------------------------------------------------------------
 
-    def agent_started(self, at: datetime) -> None:
-        """The node's agent (re)started at `at`, by the node's clock (its heartbeat's
-        stamp less its uptime). A held clock jump whose gap holds that start is dropped."""
+    def agent_started(self, at: datetime | int) -> None:
+        """The node's agent (re)started at `at` (a datetime or epoch ns), by the node's clock
+        (its heartbeat's stamp less its uptime). A held clock jump whose gap holds that start
+        is dropped."""
         start = self._agent_start = _micros(at)
         if self._held:
             self._held = [h for h in self._held if not h[0] < start <= h[1]]
 
-    def node_heartbeat(self, ts: datetime, received: datetime | None = None,
-                       started: datetime | None = None,
+    def node_heartbeat(self, ts: datetime | int, received: datetime | int | None = None,
+                       started: datetime | int | None = None,
                        synchronised: bool | None = None) -> list[FaultEvent]:
         """A heartbeat of the node's agent, taken in order (`HeartbeatMonitor.taken`):
-        stamped `ts` by the node's clock, `received` by the cloud's; `started`: when the
-        agent started, where the heartbeat began a run or dated it again
+        stamped `ts` by the node's clock, `received` by the cloud's (datetimes or epoch ns);
+        `started`: when the agent started, where the heartbeat began a run or dated it again
         (`HeartbeatMonitor.started_at`); `synchronised`: the heartbeat's word on the node's
         clock (`Heartbeat.synchronised`). Returns the held clock jumps it lets go: those of
         readings stamped at or before it (the agent that sent it was running then: a
@@ -856,9 +876,19 @@ class FaultMonitor:
             self._deferred = False
         if self.settings.pair_busy is not None:
             return self._pair_rule(now, quiets, away_s)
-        interval = self.expected_interval()
-        if self._silent or self._heard is None or interval is None or not self.settings.regular:
+        s = self.settings
+        interval_s = s.expected_interval_s
+        if self._silent or self._heard is None or not s.regular or (
+                interval_s is None and self._gap_count < _LEARN_GAPS):  # no interval yet
             return []
+        # A floor of `_silence_after`'s limit, without its medians: most ticks find the
+        # sensor heard from within it, and nothing else to do.
+        floor = (timedelta(seconds=1.5 * self._longest) if interval_s is None
+                 else timedelta(seconds=interval_s) * s.silence_intervals)
+        if now - self._heard < floor:
+            return []
+        interval = self.expected_interval()
+        assert interval is not None
         limit = self._silence_after(interval)
         if now - self._heard >= limit and self._excused(now, limit, interval, quiets, away_s):
             return []
@@ -1491,6 +1521,12 @@ _ALWAYS = tuple(name for name in FaultMonitor.__slots__ if name not in _FIRST)
 # What a monitor pickles (`FaultMonitor.__getstate__`): every slot, None included.
 _PICKLED = tuple(FaultMonitor.__slots__)
 _pickled_values = operator.attrgetter(*_PICKLED)
+# The slots pickled as bytes (their arrays' type codes), `_pair`'s two arrays too, and as µs.
+_ARRAYS = {"_last_gaps": "d", "_leads": "q", "_rx_gaps": "q"}
+_TIMES = ("_heard", "_now")
+_ARRAYS_AT = tuple(_PICKLED.index(name) for name in _ARRAYS)
+_PAIR_AT = _PICKLED.index("_pair")
+_TIMES_AT = tuple(_PICKLED.index(name) for name in _TIMES)
 
 
 def _upgraded(gap: _HeldGap) -> _HeldGap:

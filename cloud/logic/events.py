@@ -347,14 +347,18 @@ class NodeWatch:
         received_ns = None if hb.received is None else to_epoch_ns(hb.received)
         events = self.monitor.update(hb)
         if self.monitor.taken and sensors:
-            started = self.monitor.started_at
+            # As epoch ns, which the rules take as they take the datetimes: made once here,
+            # not once per field.
+            started_at = self.monitor.started_at
+            started = None if started_at is None else to_epoch_ns(started_at)
+            ts_ns, synchronised = to_epoch_ns(hb.ts), hb.synchronised
             for sensor_id, sensor in sensors.items():
                 tags: dict[str, str] | None = None
                 for place, (name, watch) in enumerate(sensor.fields.items()):
                     if watch is None:
                         continue
-                    released = watch.faults.node_heartbeat(hb.ts, hb.received, started,
-                                                            hb.synchronised)
+                    released = watch.faults.node_heartbeat(ts_ns, received_ns, started,
+                                                            synchronised)
                     if released:
                         if tags is None:
                             tags = {"site": site, "node": node, "sensor": sensor_id,
