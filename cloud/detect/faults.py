@@ -244,9 +244,16 @@ class FaultSettings:
             if not ok:
                 raise DetectError(f"fault settings: {name}={getattr(self, name)!r} is not {need}")
 
+    def __getstate__(self) -> tuple[object, ...]:
+        # The values in field order, as dataclasses' own __getstate__ gives them (its
+        # __setstate__ loads both), in one C call instead of its `fields()` and list:
+        # every snapshot of a node pickles its monitors' settings.
+        return _settings_values(self)
+
 
 # The float settings (by their annotations), each refused unless finite.
 _FLOAT_SETTINGS = tuple(f.name for f in fields(FaultSettings) if "float" in str(f.type))
+_settings_values = operator.attrgetter(*(f.name for f in fields(FaultSettings)))
 
 
 _BOOL = FaultSettings(stuck_count=None, spike_window=None)
@@ -1670,13 +1677,36 @@ class HeartbeatMonitor:
         # their median is the node's heartbeat interval (`heartbeat_interval`).
         self._gaps: deque[float] = deque(maxlen=_HB_GAPS_KEPT)
 
+    def __getstate__(self) -> dict[str, object]:
+        # Its two rings as lists and the run's start as µs: pickle makes a reduce of each
+        # deque and datetime (with the MRO walk of copyreg._slotnames for a deque: it cannot
+        # keep its slot names on the type), where lists and ints it writes as they are.
+        state = self.__dict__.copy()
+        # (`get`: tests make the older layouts by deleting attributes)
+        for name in ("_raised", "_gaps"):
+            ring = state.get(name)
+            if ring is not None:
+                state[name] = list(ring)
+        run_start = state.get("_run_start")
+        if run_start is not None:
+            state["_run_start"] = to_epoch_ns(run_start) // 1000
+        return state
+
     def __setstate__(self, state: dict[str, object]) -> None:
         # Snapshots from before the beam rules, the run ids, the clock's sync and the
-        # heartbeat interval load.
+        # heartbeat interval load; and those that pickled the rings as deques and the run's
+        # start as a datetime (before session 27).
         self.__dict__.update({"_stuck": set(), "_run": None, "_run_start": None, "_foreign": None,
                               "started_at": None, "taken": False, "_synced": None,
                               "_sync_held": None, "_gaps": deque(maxlen=_HB_GAPS_KEPT)})
         self.__dict__.update(state)
+        if type(self._raised) is not deque:
+            self._raised = deque(self._raised, maxlen=_RAISED_KEPT)
+        if type(self._gaps) is not deque:
+            self._gaps = deque(self._gaps, maxlen=_HB_GAPS_KEPT)
+        run_start: object = self._run_start
+        if type(run_start) is int:
+            self._run_start = _stamp(run_start)
 
     def heartbeat_interval(self) -> float:
         """The node's heartbeat interval (s): the median of the last gaps between two

@@ -343,7 +343,6 @@ class NodeWatch:
         the sensors' events (stamped as if raised on their reading). Clock jumps, the
         heartbeat rule's and the sensors', go through `jumps` (one event per jump)."""
         out: list[Point] = []
-        node_ts = format_ts(hb.ts)
         received_ns = None if hb.received is None else to_epoch_ns(hb.received)
         events = self.monitor.update(hb)
         if self.monitor.taken and sensors:
@@ -366,6 +365,7 @@ class NodeWatch:
                         _fault_points(released, tags, name, math.nan, 0, place, out, alerts,
                                       self.jumps, received_ns)
         i = -1
+        node_ts = format_ts(hb.ts) if events else ""
         for ev in events:
             if ev.fault is FaultType.CLOCK_JUMP and self.jumps.fold(ev, ev.detected_at) is None:
                 continue

@@ -19,6 +19,11 @@ class FieldSpec:
     low: float | None = None
     high: float | None = None
 
+    def __getstate__(self) -> tuple[object, ...]:
+        # As dataclasses' own (whose __setstate__ loads it), without its `fields()` call:
+        # the cloud's snapshots pickle a spec with each fault monitor.
+        return self.unit, self.required, self.low, self.high
+
 
 @dataclass(frozen=True, slots=True)
 class KindSpec:

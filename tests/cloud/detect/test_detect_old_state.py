@@ -5,16 +5,21 @@ from __future__ import annotations
 
 import math
 import pickle
+import pickletools
 import random
 from dataclasses import fields, replace
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from cloud.detect.detector import AnomalyDetector, DetectorSettings
+from cloud.detect.faults import FAULT_SETTINGS, FaultSettings, Heartbeat, HeartbeatMonitor
 from cloud.detect.novelty import ContextNovelty
 from cloud.detect.profiles import ROAD_TRAFFIC
 from cloud.detect.tail import TailHistory
 from cloud.logic.node import NodeState
+from urbanpulse.wire import KINDS
+from urbanpulse.wire.kinds import FieldSpec
 
 # TailHistory(4, 1.0, min_count=2) after 1.0, 2.0, 3.0, pickled by the code of 77631b9 (a
 # slotted class without __getstate__: pickle's default `(None, {slot: value})` form, the
@@ -191,3 +196,59 @@ def test_a_snapshot_holds_the_watches_as_tuples_and_one_holding_the_objects_load
         assert original is not None
         assert kept.faults.__getstate__() == original.faults.__getstate__()
         assert (kept.detector, kept.last_ts_ns, kept.low, kept.high) == (None, 5, 0.0, 1e6)
+
+
+def _heartbeats(run: str | None) -> list[Heartbeat]:
+    """Every 30 s, a clock jump counted at the sixth, a restart at the ninth."""
+    t0 = datetime(2026, 12, 1, 8, tzinfo=UTC)
+    out = []
+    for k in range(12):
+        at = t0 + timedelta(seconds=30 * k)
+        up = 100.0 + 30 * k if k < 8 else 5.0 + 30 * (k - 8)
+        name = None if run is None else f"{run}-{'a' if k < 8 else 'b'}"
+        out.append(Heartbeat(at, up, 1 if 5 <= k < 8 else 0, run=name,
+                             received=at + timedelta(seconds=1)))
+    return out
+
+
+@pytest.mark.parametrize("run", [None, "run"])
+def test_a_heartbeat_monitor_pickled_with_its_deques_and_datetimes_goes_on_as_it_would_have(
+        run: str | None) -> None:
+    """Before session 27 a `HeartbeatMonitor` pickled its __dict__ as it is: its rings as
+    deques, the run's start (and the remembered events' stamps) as datetimes. Now lists and
+    µs, which pickle writes without a reduce each; the old layout still loads."""
+    beats = _heartbeats(run)
+    fed = HeartbeatMonitor()
+    for hb in beats[:10]:
+        fed.update(hb)
+    assert fed._raised if run is None else fed._run_start is not None
+    old = HeartbeatMonitor.__new__(HeartbeatMonitor)
+    old.__setstate__(pickle.loads(pickle.dumps(dict(fed.__dict__), protocol=pickle.HIGHEST_PROTOCOL)))
+    pickled = pickle.dumps(fed, protocol=pickle.HIGHEST_PROTOCOL)
+    names = {arg for _, arg, _ in pickletools.genops(pickled) if isinstance(arg, str)}
+    assert "deque" not in names
+    if run is not None:  # (a legacy run's remembered events keep their datetimes)
+        assert not names & {"datetime", "timezone"}
+    again = pickle.loads(pickled)
+    for m in (old, again):
+        assert m.__dict__ == fed.__dict__
+        assert (m._raised.maxlen, m._gaps.maxlen) == (fed._raised.maxlen, fed._gaps.maxlen)
+    for hb in beats[10:]:
+        expected = fed.update(hb)
+        assert old.update(hb) == expected
+        assert again.update(hb) == expected
+
+
+@pytest.mark.parametrize("made", [FAULT_SETTINGS[("hospital.queue", "ticket")], FaultSettings(),
+                                  KINDS["air.pm"].fields["pm25"]])
+def test_settings_and_specs_pickled_by_dataclasses_own_getstate_load(
+        made: FaultSettings | FieldSpec) -> None:
+    """Before session 27 a monitor's settings and spec pickled as dataclasses' own
+    `__getstate__` made them (a list of the values); now a tuple of them in one C call."""
+    default = [getattr(made, f.name) for f in fields(made)]
+    loaded = type(made).__new__(type(made))
+    loaded.__setstate__(pickle.loads(pickle.dumps(default, protocol=pickle.HIGHEST_PROTOCOL)))
+    assert loaded == made
+    pickled = pickle.dumps(made, protocol=pickle.HIGHEST_PROTOCOL)
+    assert pickle.loads(pickled) == made
+    assert tuple(default) == made.__getstate__()
