@@ -381,10 +381,16 @@ class SensorRollup:
     holds the row's id (an int) instead of the bytes, so snapshots carry 8 bytes a window;
     bytes frozen before (a snapshot taken without the store) stay until thawed or dropped.
     A row id the rollup lets go (its window thawed, or dropped past the horizon) is added to
-    `gone`, the node's list of rows to delete once no snapshot Bytewax may resume holds it."""
+    `gone`, the node's list of rows to delete once no snapshot Bytewax may resume holds it.
 
-    __slots__ = ("cold_ns", "frozen", "gone", "horizon_ns", "kept_ns", "newest_ns", "oldest_ns",
-                 "ordered", "store", "too_late", "width_ns", "windows")
+    `pickled()` is its state pickled, kept until the rollup changes: a reading goes in
+    through `window` (which lets it go: the window it returns is changed next), and the
+    others that change it (`set_horizon`, `evict`'s freezing and dropping, `use_store`) let
+    it go too. A sensor that sent nothing since the last snapshot (most of a ward's beds in
+    an epoch) costs that snapshot a copy of the bytes."""
+
+    __slots__ = ("_pickled", "cold_ns", "frozen", "gone", "horizon_ns", "kept_ns", "newest_ns",
+                 "oldest_ns", "ordered", "store", "too_late", "width_ns", "windows")
 
     def __init__(self, width_ns: int, horizon_ns: int) -> None:
         self.width_ns = width_ns
@@ -404,10 +410,12 @@ class SensorRollup:
         self.cold_ns = NO_FLOOR
         self.store: FrozenStore | None = None  # not pickled: `use_store`
         self.gone: array[int] | None = None
+        self._pickled: bytes | None = None
 
     def use_store(self, store: FrozenStore | None, gone: array[int] | None) -> None:
         """Windows freeze into `store` (if it writes) and its rows are read back from it;
         the ids of rows let go are appended to `gone`."""
+        self._pickled = None
         self.store = store
         self.gone = gone
         if store is not None and store.writes:  # (frozen without a store: a run without recovery)
@@ -420,7 +428,15 @@ class SensorRollup:
                 self.ordered, self.too_late, [w.__getstate__() for w in self.windows.values()],
                 self.kept_ns, self.cold_ns, *self.frozen.columns())
 
+    def pickled(self) -> bytes:
+        """`__getstate__` pickled, as last pickled if the rollup did not change since."""
+        held = self._pickled
+        if held is None:
+            held = self._pickled = pickle.dumps(self.__getstate__(), protocol=pickle.HIGHEST_PROTOCOL)
+        return held
+
     def __setstate__(self, state: tuple[Any, ...]) -> None:
+        self._pickled = None
         # A snapshot from before windows were frozen has none: the first evict (set_horizon,
         # at resume) freezes its closed ones.
         self.frozen = FrozenIndex()  # (given its width once the rollup's is known)
@@ -478,6 +494,7 @@ class SensorRollup:
         newest), or None when it is too late to aggregate (`add` without the values): its
         window is not held and starts before the horizon. A held window takes a reading
         older than the horizon too (see the module's doc)."""
+        self._pickled = None
         newest = self.newest_ns
         width = self.width_ns
         start = ts_ns - ts_ns % width
@@ -523,6 +540,7 @@ class SensorRollup:
         the whole one stored), so no window starting before the old horizon's floor is made
         (`kept_ns`: its readings are too late, rebuilt from the raw points) until the newest
         has moved past it."""
+        self._pickled = None
         if horizon_ns > self.horizon_ns and self.newest_ns:
             self.kept_ns = max(self.kept_ns, self.newest_ns - self.horizon_ns)
         self.horizon_ns = horizon_ns
@@ -549,6 +567,7 @@ class SensorRollup:
     def _freeze(self, line: int, keep: int | None) -> None:
         """Freezes the live windows starting before `line` (but `keep`: the latest a late
         reading thawed or made, which a backlog sent in order goes on filling)."""
+        self._pickled = None
         windows = self.windows
         if self.ordered and keep is None:  # (as live traffic leaves them) the first ones
             cold = _starts_before(windows, line)
@@ -569,6 +588,7 @@ class SensorRollup:
             self.cold_ns = line
 
     def _drop(self, floor: int) -> None:
+        self._pickled = None
         windows = self.windows
         # ordered: the windows to drop come first
         old = _starts_before(windows, floor) if self.ordered else [s for s in windows if s < floor]
@@ -615,21 +635,25 @@ class SensorRollup:
         the window is held as lost, so that every reading of it asks for its rebuild from
         the raw points (a window made anew would write its later readings alone over it)."""
         if ref != LOST_ROW:
+            self._pickled = None
             self.frozen[start] = LOST_ROW
             note_lost(self.store, f"frozen window at {start} (row {ref})",
                       "its late readings are rebuilt from the raw points")
 
 
-def rollup_states(rollups: dict[str, SensorRollup]) -> dict[str, tuple[object, ...]]:
-    """A node's rollups by sensor as the tuples they pickle as: a snapshot holds them so, not
-    as objects (pickle then makes no reduce of its own for each)."""
-    return {sensor: rollup.__getstate__() for sensor, rollup in rollups.items()}
+def rollup_states(rollups: dict[str, SensorRollup]) -> dict[str, bytes]:
+    """A node's rollups by sensor as their states pickled (`SensorRollup.pickled`: kept while
+    the sensor sends nothing); from session 19 to 26 a snapshot held the tuples, and before
+    that the objects (pickle then made a reduce of its own for each)."""
+    return {sensor: rollup.pickled() for sensor, rollup in rollups.items()}
 
 
 def rollups_of(held: dict[str, Any]) -> dict[str, SensorRollup]:
-    """The rollups of `rollup_states`, or of a snapshot that held them as objects."""
+    """The rollups of `rollup_states`, or of a snapshot that held them as tuples or objects."""
     rollups = {}
     for sensor, state in held.items():
+        if type(state) is bytes:
+            state = pickle.loads(state)
         if type(state) is tuple:
             rollup = SensorRollup.__new__(SensorRollup)
             rollup.__setstate__(state)
