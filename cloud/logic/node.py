@@ -6,10 +6,11 @@ import bisect
 import json
 import logging
 import math
+import operator
 import pickle
 import zlib
 from array import array
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -152,6 +153,10 @@ class LedgerHour:
                 f"restarts={self.restarts}i")
 
 
+# A ledger hour's values in its fields' order, as a node's snapshot holds them
+_ledger_values = operator.attrgetter(*(f.name for f in fields(LedgerHour)))
+
+
 def raw_time(r: Reading) -> int:
     """The raw point's timestamp: the reading's (microsecond precision on the wire) plus its
     sequence number mod 1000 in nanoseconds, so that two readings of one sensor in the same
@@ -218,6 +223,9 @@ class NodeState:
         state.pop("_book_at", None)
         state["minute"] = rollup_states(self.minute)
         state["hour"] = rollup_states(self.hour)
+        # Each hour as its values' tuple (since session 27): pickled as a slotted object it
+        # cost a reduce and a dict of its slots' names each.
+        state["ledger"] = {hour: _ledger_values(held) for hour, held in self.ledger.items()}
         state["seqs"] = numberings_state(self.seqs)
         # Pickled apart: a snapshot from another code version is dropped without being
         # unpickled, whatever its detectors' layout was.
@@ -247,6 +255,9 @@ class NodeState:
         self.__dict__.update(defaults)
         self.__dict__.update(state)
         self.minute, self.hour = rollups_of(self.minute), rollups_of(self.hour)
+        held_hours: dict[int, Any] = self.ledger  # (tuples since session 27, else objects)
+        self.ledger = {hour: LedgerHour(*held) if type(held) is tuple else held
+                       for hour, held in held_hours.items()}
         self.seqs = numberings_of(self.seqs)
         self._sensors = {}
         self.measured = []
