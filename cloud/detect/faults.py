@@ -109,6 +109,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import operator
+import pickle
 import re
 import sys
 from array import array
@@ -485,9 +486,11 @@ class FaultMonitor:
     # A reading numbered after the newest judged but stamped before it raised a clock set
     # back (`stamped_before`): the readings after it, until one is judged again, raise none.
     _set_back: bool
+    # `snapshot_parts`' pickled part, until the monitor changes (not pickled)
+    _cold: bytes | None
 
     __slots__ = (
-        "_agent_start", "_arrived", "_candidate", "_cut_count", "_cut_start", "_deferred",
+        "_agent_start", "_arrived", "_candidate", "_cold", "_cut_count", "_cut_start", "_deferred",
         "_gap_count", "_gaps_held", "_glitch_fired", "_glitches", "_hb_rx", "_heard", "_held",
         "_last_gaps", "_last_seq", "_last_ts", "_lead", "_leads", "_longest", "_nonzero", "_now",
         "_order", "_out_of_range", "_pair", "_pair_fired", "_run_count", "_run_start", "_run_value",
@@ -530,6 +533,7 @@ class FaultMonitor:
         self._containers(s)
         low, high = self.spec.low, self.spec.high
         self._span = 0.0 if low is None or high is None else high - low
+        self._cold = None
 
     def _containers(self, s: FaultSettings) -> None:
         """The rules' containers that `s` turns on, empty; None for the others."""
@@ -558,6 +562,23 @@ class FaultMonitor:
                 values[at] = to_epoch_ns(when) // 1000
         return _PICKLED, tuple(values)
 
+    def snapshot_parts(self) -> tuple[object, ...]:
+        """The state as a node's snapshot holds it (`events.watch_state`; `__setstate__`
+        loads it): `__getstate__`'s values pickled but for `_OUTSIDE`, the bytes kept until
+        the monitor changes (`_cold`, let go by every call that changes any of them), then
+        the settings, the spec and what every tick or heartbeat of the node writes (`_now`
+        as µs, `_leads` as bytes). A sensor that sent nothing since the last snapshot (most
+        of a ward's beds in an epoch) costs that snapshot a copy of its bytes."""
+        cold = self._cold
+        if cold is None:
+            values = list(self.__getstate__()[1])
+            for at in _OUTSIDE_AT:
+                values[at] = None
+            cold = self._cold = pickle.dumps(tuple(values), protocol=pickle.HIGHEST_PROTOCOL)
+        now, leads = self._now, self._leads
+        return (cold, self.settings, self.spec, None if now is None else to_epoch_ns(now) // 1000,
+                self._hb_rx, self._lead, None if leads is None else leads.tobytes())
+
     def __setstate__(self, state: object) -> None:
         # This layout (`__getstate__`), or the code before's: by name, leaving out what
         # was None (`_FIRST`); the last 240 gaps
@@ -566,6 +587,12 @@ class FaultMonitor:
         # too (`_gaps`: the newest of `_long_gaps`, dropped), the containers of rules a field does not use
         # made empty, and without the attributes it kept on the class until set (their
         # first value), nor `_spike_last` from before spike episodes (None).
+        self._cold = None
+        if type(state) is tuple and len(state) == 7 and type(state[0]) is bytes:  # `snapshot_parts`
+            values = list(pickle.loads(state[0]))
+            for at, value in zip(_OUTSIDE_AT, state[1:], strict=True):
+                values[at] = value
+            state = (_PICKLED, tuple(values))
         got = slot_state(state)
         for name, first in _FIRST.items():
             setattr(self, name, got.get(name, first))
@@ -621,6 +648,7 @@ class FaultMonitor:
         """The node's agent (re)started at `at` (a datetime or epoch ns), by the node's clock
         (its heartbeat's stamp less its uptime). A held clock jump whose gap holds that start
         is dropped."""
+        self._cold = None  # (`snapshot_parts`)
         start = self._agent_start = _micros(at)
         if self._held:
             self._held = [h for h in self._held if not h[0] < start <= h[1]]
@@ -646,6 +674,7 @@ class FaultMonitor:
             hb_rx = self._hb_rx
             self._hb_rx = got if hb_rx is None else max(hb_rx, got)
             if started is not None:
+                self._cold = None  # (`snapshot_parts` keeps `_hb_rx`, `_lead`, `_leads` out)
                 # By the agent's uptime (the heartbeat's stamp less its start), which no
                 # wall clock moves: the start on the cloud's clock, for the ticks.
                 start_rx = got - (stamp - _micros(started))
@@ -666,8 +695,10 @@ class FaultMonitor:
             self.agent_started(started)
         events: list[FaultEvent] = []
         if self._held:
+            self._cold = None
             self._release(got, stamp, events)
         if self._gaps_held and got is not None:
+            self._cold = None
             self._release_gaps(got, events)
         return events
 
@@ -678,6 +709,7 @@ class FaultMonitor:
         kiosk rule needs `called`); `received`: when the cloud received it (its clock,
         as `ts`; the forward clock rule holds a jump it cannot yet tell from a restart,
         see `_hold`; None: judged at once)."""
+        self._cold = None  # (`snapshot_parts`)
         if not math.isfinite(value):
             raise DetectError(f"{self.sensor}/{self.field}: value {value!r} is not finite")
         s = self.settings
@@ -776,6 +808,7 @@ class FaultMonitor:
         consecutive for the forward clock rule (the boot step that synchronised the clock
         lies between them), and a run of numbers never received that it ends is not raised
         (its stamp cannot place the event)."""
+        self._cold = None  # (`snapshot_parts`)
         events: list[FaultEvent] = []
         if received is not None:
             got = _micros(received)
@@ -808,6 +841,7 @@ class FaultMonitor:
         gaps held are raised (returned), as at the end of their grace: the readings missing
         from them are of the numbering before, which the dataflow keeps out of the rules
         from now on, so none can fill them."""
+        self._cold = None  # (`snapshot_parts`)
         fresh = FaultMonitor(self.kind, self.field, self.sensor, self.settings)
         for name in ("_agent_start", "_lead", "_leads", "_held", "_start_rx", "_hb_rx",
                      "_rx_last", "_rx_gaps"):
@@ -826,6 +860,7 @@ class FaultMonitor:
         a reading is judged again), and the reading is an arrival the rules do not judge
         (`unjudged`): the sensor is not silent, and its number is not missing when the
         stamps catch up. Only `clock_back` judges the others (event sensors)."""
+        self._cold = None  # (`snapshot_parts`)
         events: list[FaultEvent] = []
         at = _micros(ts)
         s = self.settings
@@ -849,6 +884,7 @@ class FaultMonitor:
 
     def heartbeat(self, ts: datetime | int, seq: int | None = None) -> list[FaultEvent]:
         """A sign of life without a value: counts for the silence and clock rules only."""
+        self._cold = None  # (`snapshot_parts`)
         events: list[FaultEvent] = []
         self._arrival(_micros(ts), seq, None, events)
         return events
@@ -873,8 +909,10 @@ class FaultMonitor:
         that return (sent before its data) is not in: with several ingests it can follow."""
         if now.tzinfo is None:
             raise DetectError("tick() needs an aware UTC datetime")
+        # (`snapshot_parts` keeps `_now` out; the rest of a tick's writes let `_cold` go)
         previous, self._now = self._now, now
         if self._arrived is not None:
+            self._cold = None
             # The data came in after the previous tick and by this one.
             arrived = _stamp(self._arrived)
             heard = arrived if previous is None else max(arrived, previous)
@@ -882,6 +920,7 @@ class FaultMonitor:
             self._arrived = None
             self._deferred = False
         if self.settings.pair_busy is not None:
+            self._cold = None
             return self._pair_rule(now, quiets, away_s)
         s = self.settings
         interval_s = s.expected_interval_s
@@ -894,6 +933,7 @@ class FaultMonitor:
                  else timedelta(seconds=interval_s) * s.silence_intervals)
         if now - self._heard < floor:
             return []
+        self._cold = None  # (the silence rule may write)
         interval = self.expected_interval()
         assert interval is not None
         limit = self._silence_after(interval)
@@ -1524,9 +1564,9 @@ _FIRST: dict[str, object] = dict.fromkeys((
 _FALSE = ("_silent", "_silence_seen", "_out_of_range", "_stuck", "_zero_fired", "_glitch_fired",
           "_pair_fired", "_unjudged", "_deferred", "_set_back")
 # The others, always set.
-_ALWAYS = tuple(name for name in FaultMonitor.__slots__ if name not in _FIRST)
+_ALWAYS = tuple(name for name in FaultMonitor.__slots__ if name not in _FIRST and name != "_cold")
 # What a monitor pickles (`FaultMonitor.__getstate__`): every slot, None included.
-_PICKLED = tuple(FaultMonitor.__slots__)
+_PICKLED = tuple(name for name in FaultMonitor.__slots__ if name != "_cold")
 _pickled_values = operator.attrgetter(*_PICKLED)
 # The slots pickled as bytes (their arrays' type codes), `_pair`'s two arrays too, and as µs.
 _ARRAYS = {"_last_gaps": "d", "_leads": "q", "_rx_gaps": "q"}
@@ -1534,6 +1574,10 @@ _TIMES = ("_heard", "_now")
 _ARRAYS_AT = tuple(_PICKLED.index(name) for name in _ARRAYS)
 _PAIR_AT = _PICKLED.index("_pair")
 _TIMES_AT = tuple(_PICKLED.index(name) for name in _TIMES)
+# `FaultMonitor.snapshot_parts`: the slots every tick or heartbeat of the node writes, and the
+# settings and spec (shared by monitors: pickled once in a node's snapshot), out of the part kept
+_OUTSIDE = ("settings", "spec", "_now", "_hb_rx", "_lead", "_leads")
+_OUTSIDE_AT = tuple(_PICKLED.index(name) for name in _OUTSIDE)
 
 
 def _upgraded(gap: _HeldGap) -> _HeldGap:

@@ -580,8 +580,10 @@ def watch_state(watch: Mapping[str, SensorWatch],
                 ) -> dict[str, dict[str, FieldState | None]]:
     """A node's watches as plain tuples (since session 25; the objects before): pickle then
     makes no reduce for each sensor's and field's watch and each fault monitor (a quarter of
-    a ward's watches' pickling). A detector that `book` holds (the same object at its sensor
-    and field) is left out: the book's checkpoint and logs make it again."""
+    a ward's watches' pickling); each monitor as its `snapshot_parts` (since session 27, its
+    `__getstate__` before), most of it bytes kept while the sensor is quiet. A detector that
+    `book` holds (the same object at its sensor and field) is left out: the book's
+    checkpoint and logs make it again."""
     out: dict[str, dict[str, FieldState | None]] = {}
     for sensor, sw in watch.items():
         fields: dict[str, FieldState | None] = {}
@@ -592,7 +594,7 @@ def watch_state(watch: Mapping[str, SensorWatch],
             detector = fw.detector
             if book is not None and detector is not None and book.get((sensor, name)) is detector:
                 detector = None
-            fields[name] = (detector, fw.faults.__getstate__(), fw.last_ts_ns, fw.low, fw.high)
+            fields[name] = (detector, fw.faults.snapshot_parts(), fw.last_ts_ns, fw.low, fw.high)
         out[sensor] = fields
     return out
 
