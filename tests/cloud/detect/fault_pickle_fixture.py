@@ -96,9 +96,12 @@ def record() -> tuple[list[Made], list[Call], list[list[str]], set[int]]:
 
 
 def replay(made: list[Made], calls: list[Call], monitors: list[FaultMonitor] | None = None,
-           start: int = 0, stop: int | None = None) -> tuple[list[FaultMonitor], list[list[str]]]:
+           start: int = 0, stop: int | None = None,
+           after: Callable[[list[FaultMonitor], int], None] | None = None
+           ) -> tuple[list[FaultMonitor], list[list[str]]]:
     """`calls[start:stop]` on `monitors` (fresh ones if None, made as numbered), and the
-    `repr` of the events each returned. A monitor `restarted` made takes the next number."""
+    `repr` of the events each returned. A monitor `restarted` made takes the next number.
+    `after(monitors, m)` is called after each call, `m` the number of the monitor called."""
     if monitors is None:
         monitors = []
     out: list[list[str]] = []
@@ -112,6 +115,8 @@ def replay(made: list[Made], calls: list[Call], monitors: list[FaultMonitor] | N
         else:
             events = getattr(monitors[m], name)(*args, **kwargs) or []
         out.append([repr(ev) for ev in events])
+        if after is not None:
+            after(monitors, m)
     return monitors, out
 
 

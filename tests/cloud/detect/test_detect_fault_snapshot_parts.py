@@ -18,7 +18,7 @@ import pytest
 
 from cloud.detect import FaultMonitor
 from cloud.detect.faults import _OUTSIDE_AT
-from tests.cloud.detect.fault_pickle_fixture import load
+from tests.cloud.detect.fault_pickle_fixture import load, replay
 
 FIXTURE = Path(__file__).parent / "fixtures" / "fault_monitors_ff2de12.pickle.xz"
 
@@ -46,33 +46,25 @@ def test_the_parts_after_any_call_load_into_the_monitor_s_state(
         recorded: dict[str, Any], seed: int) -> None:
     """Parts taken after every call of the monitor called, and of another after a random
     third of them, each checked against the monitor's own state and a fresh pickling."""
-    made, calls = recorded["made"], recorded["calls"]
     rng = random.Random(seed)
-    monitors: list[FaultMonitor] = []
-    kept = taken = 0
-    for m, name, args, kwargs in calls:
-        while len(monitors) <= m:
-            kind, field, sensor, settings = made[len(monitors)]
-            monitors.append(FaultMonitor(kind, field, sensor, settings))
-        if name == "restarted":
-            fresh, _ = monitors[m].restarted()
-            monitors.append(fresh)
-        else:
-            getattr(monitors[m], name)(*args, **kwargs)
-        # the monitor called (its bytes then kept before its next call: any call that
-        # changes them without letting them go shows), and now and then another
+    counts = {"kept": 0, "taken": 0}
+
+    def check(monitors: list[FaultMonitor], m: int) -> None:
         checked = [monitors[m], rng.choice(monitors)] if rng.random() < 0.35 else [monitors[m]]
         for monitor in checked:
             was = monitor._cold
             parts = monitor.snapshot_parts()
-            kept += was is not None and parts[0] is was
-            taken += 1
+            counts["kept"] += was is not None and parts[0] is was
+            counts["taken"] += 1
             assert parts[0] == _fresh_bytes(monitor)
             loaded = _loaded(parts)
             assert loaded.__getstate__() == monitor.__getstate__()
             # (its parts at once, as a resumed node's next snapshot: equal, not byte for byte,
             # as objects shared in the monitor are pickled once each after a load)
             assert _loaded(loaded.snapshot_parts()).__getstate__() == monitor.__getstate__()
+
+    replay(recorded["made"], recorded["calls"], after=check)
+    kept, taken = counts["kept"], counts["taken"]
     assert taken > 1000
     assert kept > taken // 10  # the bytes were kept across calls that changed nothing in them
 
