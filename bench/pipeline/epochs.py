@@ -167,6 +167,7 @@ class _Stats:
         self.last_snap = 0.0
         self.current: dict[str, Any] | None = None
         self.first_batch: float | None = None
+        self.step_cpu = 0.0  # the node step's own CPU (its thread's), summed
 
 
 def _child(args: argparse.Namespace) -> int:
@@ -227,7 +228,9 @@ def _child(args: argparse.Namespace) -> int:
                     state.use_frozen_store(self.state._frozen_store)
                     state.set_horizon(state.horizon_ns)
                     self.state = state
+            cpu = time.thread_time()
             result = super().on_batch(values)
+            spent = time.thread_time() - cpu
             now = time.time()
             if not wall0:
                 with contextlib.suppress(OSError, ValueError):  # not written yet
@@ -235,6 +238,7 @@ def _child(args: argparse.Namespace) -> int:
             with stats.lock:
                 if stats.first_batch is None:
                     stats.first_batch = now
+                stats.step_cpu += spent
                 stats.records += len(values)
                 for rec in values:
                     stats.max_received = max(stats.max_received, rec.received_ns)
@@ -259,7 +263,7 @@ def _child(args: argparse.Namespace) -> int:
                         stats.epochs.append(stats.current)
                     stats.current = {"t": time.time(), "cpu": time.process_time(),
                                      "records": stats.records, "keys": 0,
-                                     "bytes": 0, "pickle_cpu": 0.0}
+                                     "bytes": 0, "pickle_cpu": 0.0, "step_cpu": stats.step_cpu}
                 stats.current["keys"] += 1
                 stats.current["bytes"] += len(data)
                 stats.current["pickle_cpu"] += spent
@@ -472,6 +476,11 @@ def _summary(epoch: float, live: list[LiveRecord], wall0: float, sim0: int, firs
         full = [m for m in marks if begin["t"] <= m["t"] < last["t"]]
         lags = [s for s in secs if s["t"] >= begin["t"] and s["lag_max"] is not None]
         per_epoch = [b["cpu"] - a["cpu"] for a, b in itertools.pairwise(full)]
+        # of that, the node step's own (`NodeLogic.on_batch`, decode included) and the
+        # node snapshots' (`pickle_cpu`: their pickling and the frozen store's part); the
+        # rest is Bytewax's, the journal source's, the other steps' and the sinks'
+        steps = [b.get("step_cpu", 0.0) - a.get("step_cpu", 0.0) for a, b in itertools.pairwise(full)]
+        rest = [c - st - a["pickle_cpu"] for c, st, a in zip(per_epoch, steps, full, strict=False)]
         out.update(
             window_s=round(span, 1), readings=readings, records=records,
             offered_records=sum(1 for r in live if begin["t"] - wall0 <= r.at_s < last["t"] - wall0),
@@ -490,6 +499,8 @@ def _summary(epoch: float, live: list[LiveRecord], wall0: float, sim0: int, firs
             # out an epoch apart (the warm states' first checkpoints: see the module's doc)
             cpu_s_an_epoch_median=(round(statistics.median(per_epoch), 3) if per_epoch else None),
             cpu_s_an_epoch_max=round(max(per_epoch), 3) if per_epoch else None,
+            step_cpu_s_an_epoch_median=(round(statistics.median(steps), 3) if steps else None),
+            rest_cpu_s_an_epoch_median=(round(statistics.median(rest), 3) if rest else None),
             lag_p50_s=round(statistics.median(s["lag_p50"] for s in lags), 2) if lags else None,
             lag_max_s=round(max(s["lag_max"] for s in lags), 2) if lags else None,
             rss_mib_max=round(max(s["rss"] for s in secs) / 2**20),

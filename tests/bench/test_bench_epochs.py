@@ -6,11 +6,12 @@ outputs reach the sink long before a 30 s epoch ends; a setting's form, EPOCH or
 from __future__ import annotations
 
 import pickle
+from pathlib import Path
 
 import pytest
 
 from bench.pipeline.epoch_outputs import delays
-from bench.pipeline.epochs import SPREAD_S, _base_of, _setting, main, make_city
+from bench.pipeline.epochs import SPREAD_S, _base_of, _setting, _summary, main, make_city
 from cloud.flow import NodeLogic, node_key
 from cloud.journal import JournalRecord
 
@@ -57,3 +58,25 @@ def test_a_setting_is_an_epoch_and_perhaps_a_detector_checkpoint_count(
         assert "bad --epochs" in capsys.readouterr().err
     assert main(["--epochs", "30/-1"]) == 2
     assert "at least 0" in capsys.readouterr().err
+
+
+def test_the_summary_parts_an_epoch_s_cpu_into_the_node_step_the_snapshots_and_the_rest(
+        tmp_path: Path) -> None:
+    """Each epoch mark holds the process's CPU, the node step's summed CPU and its snapshots'
+    at the epoch's first snapshot: from one mark to the next, the CPU an epoch less the step's
+    and the snapshots' is the rest (Bytewax, the journal source, the other steps)."""
+    t0 = 1000.0
+    marks = [{"kind": "epoch", "t": t0 + 30 * i, "cpu": 4.0 * i, "step_cpu": 1.5 * i + (0.1 if i == 2 else 0),
+              "pickle_cpu": 0.5, "records": 10 * i, "keys": 3, "bytes": 100, "end": t0 + 30 * i + 1}
+             for i in range(1, 6)]
+    second = {"kind": "second", "t": t0 + 175, "cpu": 22.0, "records": 55, "lag_max": 0.1,
+              "lag_p50": 0.05, "rss": 2**20, "store": 10}
+    journal = tmp_path / "journal" / "j.sqlite3"
+    journal.parent.mkdir()
+    journal.write_bytes(b"x")
+    out = _summary(30.0, [], t0, 0, [*marks, second], [], t0 + 180, t0 + 181, None, None, None,
+                   t0 + 190, t0 + 191, journal)
+    assert out["cpu_s_an_epoch_median"] == 4.0
+    assert out["step_cpu_s_an_epoch_median"] == 1.5  # 1.6, 1.4, 1.5, 1.5
+    assert out["rest_cpu_s_an_epoch_median"] == 2.0  # 4.0 - 1.5 - 0.5
+    assert out["pickle_cpu_s_an_epoch"] == 0.5
