@@ -479,8 +479,8 @@ def _summary(epoch: float, live: list[LiveRecord], wall0: float, sim0: int, firs
         # of that, the node step's own (`NodeLogic.on_batch`, decode included) and the
         # node snapshots' (`pickle_cpu`: their pickling and the frozen store's part); the
         # rest is Bytewax's, the journal source's, the other steps' and the sinks'
-        steps = [b.get("step_cpu", 0.0) - a.get("step_cpu", 0.0) for a, b in itertools.pairwise(full)]
-        rest = [c - st - a["pickle_cpu"] for c, st, a in zip(per_epoch, steps, full, strict=False)]
+        steps = [b["step_cpu"] - a["step_cpu"] for a, b in itertools.pairwise(full)]
+        rest = [c - st - a["pickle_cpu"] for c, st, a in zip(per_epoch, steps, full[:-1], strict=True)]
         out.update(
             window_s=round(span, 1), readings=readings, records=records,
             offered_records=sum(1 for r in live if begin["t"] - wall0 <= r.at_s < last["t"] - wall0),

@@ -559,7 +559,7 @@ class FaultMonitor:
         for at in _TIMES_AT:
             when = values[at]
             if when is not None:
-                values[at] = to_epoch_ns(when) // 1000
+                values[at] = _micros(when)
         return _PICKLED, tuple(values)
 
     def snapshot_parts(self) -> tuple[object, ...]:
@@ -576,7 +576,7 @@ class FaultMonitor:
                 values[at] = None
             cold = self._cold = pickle.dumps(tuple(values), protocol=pickle.HIGHEST_PROTOCOL)
         now, leads = self._now, self._leads
-        return (cold, self.settings, self.spec, None if now is None else to_epoch_ns(now) // 1000,
+        return (cold, self.settings, self.spec, None if now is None else _micros(now),
                 self._hb_rx, self._lead, None if leads is None else leads.tobytes())
 
     def __setstate__(self, state: object) -> None:
@@ -1733,7 +1733,7 @@ class HeartbeatMonitor:
                 state[name] = list(ring)
         run_start = state.get("_run_start")
         if run_start is not None:
-            state["_run_start"] = to_epoch_ns(run_start) // 1000
+            state["_run_start"] = _micros(run_start)
         return state
 
     def __setstate__(self, state: dict[str, object]) -> None:
