@@ -64,6 +64,9 @@ def test_a_signal_to_the_group_during_a_slow_drain_neither_logs_an_error_nor_res
         _publish_as_node(creds, _journal_batches(site, node, 0, 5, _hour_ago_ns()))
         wait_for(lambda: _journaled_data(tmp_path / "state" / "journal") == 5, 30,
                  "the ingest to journal every message")
+        # read and handed to the writer, not only journaled: a stop before the source reads
+        # them ends the input at once, and the drain has nothing to wait for
+        wait_for(lambda: influx.stranded()[1] > 0, 30, "the writer to send into the silent link")
         started = time.monotonic()
         os.killpg(pid, signum)  # as systemd's stop or a terminal's Ctrl-C: every process
         wait_for(lambda: not _alive(child), 10, "the ingest child to stop on the signal")
