@@ -35,7 +35,7 @@ def slow_last_epoch(delay_s: float, nodes: int) -> None:
 
     def slow_snapshot(self: flow.NodeLogic) -> bytes:
         if getattr(self, "ending", False):
-            time.sleep(delay_s)
+            time.sleep(delay_s)  # stands for a large state's pickling, not a synchronisation
         return snapshot(self)
 
     flow.NodeLogic.on_batch = counted_on_batch  # type: ignore[method-assign]

@@ -106,7 +106,7 @@ def _start_and_idle(thread: threading.Thread, seconds: float) -> None:
     thread.start()
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        time.sleep(0.01)
+        time.sleep(0.01)  # idles until the interrupt comes, under a deadline
 
 
 class Clock:

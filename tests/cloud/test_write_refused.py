@@ -717,7 +717,7 @@ def test_cloud_run_holds_its_writes_while_write_is_revoked_and_writes_each_readi
     while time.monotonic() < until:
         assert cloud.proc.poll() is None
         assert len(_raw_pm(admin, node)) == 200
-        time.sleep(0.2)
+        time.sleep(0.2)  # the hold's length is what is tested, not a synchronisation
 
     admin.query(f'GRANT WRITE ON "{db_ready.database}" TO {user}', post=True)
     wait_for(lambda: _raw_pm(admin, node) == list(range(500)), 90, "every reading stored once")

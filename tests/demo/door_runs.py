@@ -32,7 +32,7 @@ async def until(predicate: Callable[[], bool], what: str, timeout: float) -> Non
     while not predicate():
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(0.01)  # the poll's interval, under a deadline
 
 
 @dataclass

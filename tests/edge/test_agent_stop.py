@@ -151,7 +151,7 @@ class _Stubborn:
                         datetime.now(UTC)))
             while not self.released.is_set():
                 with contextlib.suppress(asyncio.CancelledError):
-                    await asyncio.sleep(0.01)
+                    await asyncio.sleep(0.01)  # the stuck driver's own wait, not a synchronisation
 
     def describe(self) -> dict[str, Any]:
         return {}
@@ -230,9 +230,11 @@ def test_the_outbox_is_closed_when_the_pins_release_fails_at_the_stop(
     try:
         async def run() -> None:
             task = asyncio.create_task(agent.run(stop))
+            deadline = time.monotonic() + 10.0
             while agent.drivers["door-1"].state != "running":
                 assert not task.done()
-                await asyncio.sleep(0.01)
+                assert time.monotonic() < deadline, "timed out waiting for door-1 to run"
+                await asyncio.sleep(0.01)  # the poll's interval, under a deadline
             stop.set()
             await asyncio.wait_for(task, STOP_DEADLINE_S)
 

@@ -77,7 +77,7 @@ def test_the_next_read_after_such_a_stop_raises_at_once(pty: tuple[int, str]) ->
             await link.read(timeout_s=5.0)
 
         task = asyncio.create_task(caller())
-        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # the task waits for bytes
         os.write(master, SENTENCE)
         await asyncio.wait_for(took.took.wait(), 5.0)
         started = time.monotonic()

@@ -55,7 +55,7 @@ def test_bytes_that_came_before_a_held_up_loop_saw_the_deadline_are_returned(
         # wakes to both, runs the port's callback first, then the timeout.
         assert _readable(path, 5.0)
         while loop.time() <= deadline:
-            time.sleep(0.02)
+            time.sleep(0.02)  # the loop held past the deadline: the time itself, not a synchronisation
         try:
             assert await read == ANSWER  # before: LinkTimeoutError, the bytes left behind
         finally:

@@ -102,7 +102,7 @@ def test_down_never_signals_a_process_that_is_not_ours(
     up(own)
     layout = Layout(own.home)
     down(own)
-    stranger = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    stranger = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])  # the stranger's body
     try:
         # A stale pidfile whose pid now belongs to someone else.
         layout.influx_pid.write_text(f"{stranger.pid}\n")

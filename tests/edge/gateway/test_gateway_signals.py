@@ -39,7 +39,7 @@ stop = stop_on_signals((signal.SIGTERM, signal.SIGINT))
 out = pathlib.Path(sys.argv[1])
 (out / f"ready-{os.getpid()}").touch()
 while not stop.is_set():
-    time.sleep(0.01)
+    time.sleep(0.01)  # the child's own loop, not a synchronisation
 (out / f"stopped-{os.getpid()}").touch()
 """
 
@@ -49,13 +49,13 @@ DEMO = """
 import os, pathlib, subprocess, sys, threading, time
 from urbanpulse.stack.parent_death import ends_with_parent
 for _ in range(32):
-    threading.Thread(target=time.sleep, args=(600,), daemon=True).start()
+    threading.Thread(target=time.sleep, args=(600,), daemon=True).start()  # idle threads, the child's body
 gateway, out, count = sys.argv[1], pathlib.Path(sys.argv[2]), int(sys.argv[3])
 children = [subprocess.Popen(ends_with_parent([sys.executable, "-c", gateway, str(out)]),
                              start_new_session=True) for _ in range(count)]
 (out / "pids.tmp").write_text(" ".join(str(c.pid) for c in children))
 (out / "pids.tmp").rename(out / "pids")
-time.sleep(600)
+time.sleep(600)  # the child's body until it is killed, not a synchronisation
 """
 
 

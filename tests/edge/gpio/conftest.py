@@ -65,7 +65,7 @@ class GpioKit:
         while not predicate():
             if time.monotonic() > deadline:
                 raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-            await asyncio.sleep(0.002)
+            await asyncio.sleep(0.002)  # the poll's interval, under a deadline
 
     @staticmethod
     @contextlib.asynccontextmanager

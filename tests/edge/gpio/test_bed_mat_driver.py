@@ -75,7 +75,7 @@ def test_a_patient_breathing_then_leaving_and_a_glitch(gpio, adc) -> None:
             while time.monotonic() < deadline and sum(
                     s.values["occupied"] == 1 for s in samples) < 3:
                 breathe()
-                await asyncio.sleep(0.005)
+                await asyncio.sleep(0.005)  # the poll's interval, under a deadline
             occupied = [s.values for s in samples if s.values["occupied"] == 1]
             assert len(occupied) >= 3, samples
             beat = occupied[-1]  # a whole heartbeat's samples, all of them breathing

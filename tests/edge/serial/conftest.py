@@ -75,7 +75,7 @@ class DriverRun:
             if loop.time() > deadline:
                 raise AssertionError(f"timed out after {timeout_s} s waiting for {what}; "
                                      f"got {len(self.samples)} samples: {self.samples[-3:]}")
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(0.01)  # the poll's interval, under a deadline
 
     async def count(self, n: int, timeout_s: float = 5.0) -> list[Sample]:
         await self.wait_for(lambda s: len(s) >= n, timeout_s, f"{n} samples")
