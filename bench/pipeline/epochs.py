@@ -71,6 +71,10 @@ CAUGHT_UP_LAG_S = 3.0
 STARTUP_BUDGET_S = 300.0
 STOP_BUDGET_S = 300.0
 CATCHUP_BUDGET_S = 240.0
+# The node step's parts timed apart (`_time_step_parts`): a record's decode, the node
+# state's work on a data message and on a heartbeat, the ticks; the step's other work (the
+# outputs' tuples, the drift inputs, the replay requests) is the step less these.
+STEP_PARTS = ("decode", "data", "heartbeat", "tick")
 
 
 @dataclass(frozen=True)
@@ -168,6 +172,41 @@ class _Stats:
         self.current: dict[str, Any] | None = None
         self.first_batch: float | None = None
         self.step_cpu = 0.0  # the node step's own CPU (its thread's), summed
+        # of it, by part (STEP_PARTS), summed; the step's thread only ever adds to them
+        self.parts = dict.fromkeys(STEP_PARTS, 0.0)
+
+
+def _time_step_parts(cloud_flow: Any, parts: dict[str, float]) -> None:
+    """Wraps the node step's parts in this process (the child) so that each adds its thread
+    CPU to `parts`: `decode_record` as the step calls it, `NodeState.process` (a heartbeat's
+    or a data message's), `NodeLogic._tick_at`. About 2 us of `thread_time` calls a record,
+    against some 450 us of step."""
+    decode, process, tick_at = cloud_flow.decode_record, NodeState.process, cloud_flow.NodeLogic._tick_at
+
+    def timed_decode(rec: Any, max_bytes: int) -> Any:
+        cpu = time.thread_time()
+        try:
+            return decode(rec, max_bytes)
+        finally:
+            parts["decode"] += time.thread_time() - cpu
+
+    def timed_process(self: NodeState, data: Any) -> Any:
+        cpu = time.thread_time()
+        try:
+            return process(self, data)
+        finally:
+            parts["data" if data.status is None else "heartbeat"] += time.thread_time() - cpu
+
+    def timed_tick(self: Any, received_ns: int, out: list[Any]) -> None:
+        cpu = time.thread_time()
+        try:
+            tick_at(self, received_ns, out)
+        finally:
+            parts["tick"] += time.thread_time() - cpu
+
+    cloud_flow.decode_record = timed_decode
+    NodeState.process = timed_process  # type: ignore[method-assign]
+    cloud_flow.NodeLogic._tick_at = timed_tick
 
 
 def _child(args: argparse.Namespace) -> int:
@@ -191,6 +230,7 @@ def _child(args: argparse.Namespace) -> int:
                 site, node = _copy_key(key, copy)
                 warm[f"{site}/{node}"] = pickle.loads(bases[key])
     stats = _Stats()
+    _time_step_parts(cloud_flow, stats.parts)
     # the stop (flow.stop = args.stop), and what the node step does after it
     drain = cloud_flow.AbortStop() if args.stop == "abort" else threading.Event()
     after_stop = {"on_eof": 0, "snapshots": 0}
@@ -263,7 +303,8 @@ def _child(args: argparse.Namespace) -> int:
                         stats.epochs.append(stats.current)
                     stats.current = {"t": time.time(), "cpu": time.process_time(),
                                      "records": stats.records, "keys": 0,
-                                     "bytes": 0, "pickle_cpu": 0.0, "step_cpu": stats.step_cpu}
+                                     "bytes": 0, "pickle_cpu": 0.0, "step_cpu": stats.step_cpu,
+                                     "parts": dict(stats.parts)}
                 stats.current["keys"] += 1
                 stats.current["bytes"] += len(data)
                 stats.current["pickle_cpu"] += spent
@@ -481,6 +522,13 @@ def _summary(epoch: float, live: list[LiveRecord], wall0: float, sim0: int, firs
         # rest is Bytewax's, the journal source's, the other steps' and the sinks'
         steps = [b["step_cpu"] - a["step_cpu"] for a, b in itertools.pairwise(full)]
         rest = [c - st - a["pickle_cpu"] for c, st, a in zip(per_epoch, steps, full[:-1], strict=True)]
+        # the step by part (marks before the parts were kept have none: then left out)
+        parts: dict[str, float] | None = None
+        if full and all("parts" in m for m in full):
+            split = {name: [b["parts"][name] - a["parts"][name] for a, b in itertools.pairwise(full)]
+                     for name in STEP_PARTS}
+            split["other"] = [st - sum(split[name][i] for name in STEP_PARTS) for i, st in enumerate(steps)]
+            parts = {name: round(statistics.median(v), 3) for name, v in split.items() if v}
         out.update(
             window_s=round(span, 1), readings=readings, records=records,
             offered_records=sum(1 for r in live if begin["t"] - wall0 <= r.at_s < last["t"] - wall0),
@@ -501,6 +549,10 @@ def _summary(epoch: float, live: list[LiveRecord], wall0: float, sim0: int, firs
             cpu_s_an_epoch_max=round(max(per_epoch), 3) if per_epoch else None,
             step_cpu_s_an_epoch_median=(round(statistics.median(steps), 3) if steps else None),
             rest_cpu_s_an_epoch_median=(round(statistics.median(rest), 3) if rest else None),
+            # the snapshots' as the step's and the rest's: from one epoch's marks to the next
+            pickle_cpu_s_an_epoch_median=(round(statistics.median(a["pickle_cpu"] for a in full[:-1]), 3)
+                                          if len(full) > 1 else None),
+            step_parts_s_an_epoch_median=parts,
             lag_p50_s=round(statistics.median(s["lag_p50"] for s in lags), 2) if lags else None,
             lag_max_s=round(max(s["lag_max"] for s in lags), 2) if lags else None,
             rss_mib_max=round(max(s["rss"] for s in secs) / 2**20),
@@ -578,6 +630,7 @@ def main(argv: list[str]) -> int:
     results = []
     for epoch, every in settings:
         result = run_setting(args, epoch, bases_path, live, sim0, workdir, every)
+        result["nodes"] = nodes
         result["load"] = os.getloadavg()[0]
         results.append(result)
         print(json.dumps(result), flush=True)

@@ -6,12 +6,22 @@ outputs reach the sink long before a 30 s epoch ends; a setting's form, EPOCH or
 from __future__ import annotations
 
 import pickle
+import time
 from pathlib import Path
 
 import pytest
 
 from bench.pipeline.epoch_outputs import delays
-from bench.pipeline.epochs import SPREAD_S, _base_of, _setting, _summary, main, make_city
+from bench.pipeline.epochs import (
+    SPREAD_S,
+    STEP_PARTS,
+    _base_of,
+    _setting,
+    _summary,
+    _time_step_parts,
+    main,
+    make_city,
+)
 from cloud.flow import NodeLogic, node_key
 from cloud.journal import JournalRecord
 
@@ -80,3 +90,41 @@ def test_the_summary_parts_an_epoch_s_cpu_into_the_node_step_the_snapshots_and_t
     assert out["step_cpu_s_an_epoch_median"] == 1.5  # 1.6, 1.4, 1.5, 1.5
     assert out["rest_cpu_s_an_epoch_median"] == 2.0  # 4.0 - 1.5 - 0.5
     assert out["pickle_cpu_s_an_epoch"] == 0.5
+    assert out["pickle_cpu_s_an_epoch_median"] == 0.5
+    assert out["step_parts_s_an_epoch_median"] is None  # marks of a bench before the parts
+
+    # the step's parts, summed as the step's CPU is; the other is the step less them
+    for i, mark in enumerate(marks, start=1):
+        mark["parts"] = {"decode": 0.2 * i, "data": 0.6 * i, "heartbeat": 0.3 * i, "tick": 0.1 * i}
+    out = _summary(30.0, [], t0, 0, [*marks, second], [], t0 + 180, t0 + 181, None, None, None,
+                   t0 + 190, t0 + 191, journal)
+    assert out["step_parts_s_an_epoch_median"] == {
+        "decode": 0.2, "data": 0.6, "heartbeat": 0.3, "tick": 0.1, "other": 0.3}  # 1.5 - 1.2
+
+
+def test_the_step_s_parts_are_timed_without_changing_what_the_step_does(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """`_time_step_parts` wraps the step's parts for the bench's child: the same outputs and
+    state, each part's CPU counted, together within the step's own."""
+    import cloud.flow as cloud_flow
+    from cloud.logic.node import NodeState
+
+    for owner, name in ((cloud_flow, "decode_record"), (NodeState, "process"),
+                        (cloud_flow.NodeLogic, "_tick_at")):
+        monkeypatch.setattr(owner, name, getattr(owner, name))  # put back after the test
+    bases, live, _, _ = make_city(1, 600.0, keys=["lang-ha/aq-1"], warm_hours=0.5)
+    records = [JournalRecord("i0", i, r.received_ns, r.topic, r.payload) for i, r in enumerate(live)]
+    assert {r.topic.rsplit("/", 1)[1] for r in records} == {"data", "status"}
+    plain = NodeLogic(pickle.loads(bases["lang-ha/aq-1"]), 1 << 16)
+    expected = [plain.on_batch([r])[0] for r in records]
+
+    parts = dict.fromkeys(STEP_PARTS, 0.0)
+    _time_step_parts(cloud_flow, parts)
+    timed = NodeLogic(pickle.loads(bases["lang-ha/aq-1"]), 1 << 16)
+    cpu = time.thread_time()
+    got = [timed.on_batch([r])[0] for r in records]
+    step = time.thread_time() - cpu
+    assert got == expected
+    assert pickle.dumps(timed.state) == pickle.dumps(plain.state)
+    assert all(parts[name] > 0 for name in ("decode", "data", "heartbeat", "tick")), parts
+    assert sum(parts.values()) <= step
