@@ -12,7 +12,7 @@ n x 30 s / copies) so that the copies do not send in step.
 Per epoch setting a run: a fresh state dir; the real processor dataflow
 (`cloud.flow.build_flow`, recovery on, a fresh recovery store, the real journal source
 reading a real journal) in a child process run by Bytewax's `cli_main` as `cloud run` runs
-it, with InfluxDB and the MQTT alerts replaced by sinks that count (the writer's CPU is not
+it, with InfluxDB and the MQTT alerts replaced by sinks that drop what they get (the writer's CPU is not
 in the figures); this process appends the records to the journal at their own pace (as
 the ingest would). After the measured part the child is SIGKILLed just before an epoch's
 end (the most input to replay), started again on the same store and journal, and given a
@@ -210,10 +210,10 @@ def _time_step_parts(cloud_flow: Any, parts: dict[str, float]) -> None:
 
 
 def _child(args: argparse.Namespace) -> int:
-    from bytewax.outputs import DynamicSink, StatelessSinkPartition
     from bytewax.recovery import RecoveryConfig
     from bytewax.run import cli_main
 
+    from bench.pipeline.idle_loop import DropSink
     from cloud import flow as cloud_flow
     from cloud.cli import prepare_recovery_dir
     from cloud.config import parse_cloud_config
@@ -239,14 +239,6 @@ def _child(args: argparse.Namespace) -> int:
 
     def line(kind: str, **fields: Any) -> None:
         out.write(json.dumps({"kind": kind, "t": time.time(), **fields}) + "\n")
-
-    class Counting(StatelessSinkPartition[Any]):
-        def write_batch(self, items: list[Any]) -> None:
-            pass
-
-    class CountSink(DynamicSink[Any]):
-        def build(self, step_id: str, worker_index: int, worker_count: int) -> Counting:
-            return Counting()
 
     class WarmLogic(cloud_flow.NodeLogic):
         def __init__(self, state: NodeState, *a: Any, **k: Any) -> None:
@@ -348,7 +340,7 @@ def _child(args: argparse.Namespace) -> int:
     cloud_flow.NodeLogic = WarmLogic  # type: ignore[misc]
     threading.Thread(target=sample, daemon=True).start()
     line("started")
-    cli_main(cloud_flow.build_flow(cfg, [PARTITION], sink=CountSink(), alert_sink=CountSink(),  # type: ignore[no-untyped-call]
+    cli_main(cloud_flow.build_flow(cfg, [PARTITION], sink=DropSink(), alert_sink=DropSink(),  # type: ignore[no-untyped-call]
                                    drain=drain),
              workers_per_process=1, epoch_interval=timedelta(seconds=args.epoch),
              recovery_config=RecoveryConfig(str(cfg.recovery_dir), timedelta(0)))  # type: ignore[no-untyped-call]

@@ -48,14 +48,16 @@ class _IdleSource(DynamicSource[Any]):
         return _Idle(self._wake, self._until)
 
 
-class _Drop(StatelessSinkPartition[Any]):
+class DropPartition(StatelessSinkPartition[Any]):
     def write_batch(self, items: list[Any]) -> None:
         pass
 
 
-class _DropSink(DynamicSink[Any]):
-    def build(self, step_id: str, worker_index: int, worker_count: int) -> _Drop:
-        return _Drop()
+class DropSink(DynamicSink[Any]):
+    """Drops whatever reaches it (the benches' stand-in for InfluxDB and MQTT)."""
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> DropPartition:
+        return DropPartition()
 
 
 def idle_cores(seconds: float, wake_ms: float, maps: int) -> float:
@@ -65,7 +67,7 @@ def idle_cores(seconds: float, wake_ms: float, maps: int) -> float:
     stream = op.input("in", flow, _IdleSource(timedelta(milliseconds=wake_ms), until))
     for i in range(maps):
         stream = op.map(f"map{i}", stream, lambda x: x)
-    op.output("out", stream, _DropSink())
+    op.output("out", stream, DropSink())
     cpu, wall = time.process_time(), time.monotonic()
     cli_main(flow, workers_per_process=1)  # type: ignore[no-untyped-call]
     return (time.process_time() - cpu) / (time.monotonic() - wall)
