@@ -181,32 +181,21 @@ def _time_step_parts(cloud_flow: Any, parts: dict[str, float]) -> None:
     CPU to `parts`: `decode_record` as the step calls it, `NodeState.process` (a heartbeat's
     or a data message's), `NodeLogic._tick_at`. About 4 us of `thread_time` calls a record,
     against some 450 us of step."""
-    decode, process, tick_at = cloud_flow.decode_record, NodeState.process, cloud_flow.NodeLogic._tick_at
 
-    def timed_decode(rec: Any, max_bytes: int) -> Any:
-        cpu = time.thread_time()
-        try:
-            return decode(rec, max_bytes)
-        finally:
-            parts["decode"] += time.thread_time() - cpu
+    def timed(fn: Any, part_of: Any) -> Any:
+        """`fn`, its thread CPU added to `parts[part_of(*its arguments)]`."""
+        def wrapper(*args: Any) -> Any:
+            cpu = time.thread_time()
+            try:
+                return fn(*args)
+            finally:
+                parts[part_of(*args)] += time.thread_time() - cpu
+        return wrapper
 
-    def timed_process(self: NodeState, data: Any) -> Any:
-        cpu = time.thread_time()
-        try:
-            return process(self, data)
-        finally:
-            parts["data" if data.status is None else "heartbeat"] += time.thread_time() - cpu
-
-    def timed_tick(self: Any, received_ns: int, out: list[Any]) -> None:
-        cpu = time.thread_time()
-        try:
-            tick_at(self, received_ns, out)
-        finally:
-            parts["tick"] += time.thread_time() - cpu
-
-    cloud_flow.decode_record = timed_decode
-    NodeState.process = timed_process  # type: ignore[method-assign]
-    cloud_flow.NodeLogic._tick_at = timed_tick
+    cloud_flow.decode_record = timed(cloud_flow.decode_record, lambda *_: "decode")
+    NodeState.process = timed(  # type: ignore[method-assign]
+        NodeState.process, lambda _, data: "data" if data.status is None else "heartbeat")
+    cloud_flow.NodeLogic._tick_at = timed(cloud_flow.NodeLogic._tick_at, lambda *_: "tick")
 
 
 def _child(args: argparse.Namespace) -> int:
