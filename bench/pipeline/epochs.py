@@ -54,6 +54,7 @@ from bench.pipeline.errors import PipelineBenchError
 from bench.pipeline.node_state_size import HEARTBEAT_S, MESSAGE_S, START, messages
 from bench.pipeline.workload import numbering_of
 from cloud.config import STOP_MODES
+from cloud.frozen_store import FrozenStore
 from cloud.journal import Journal, JournalRecord, journal_path
 from cloud.logic.node import NodeState
 from cloud.logic.rollup import HOUR_NS
@@ -75,6 +76,10 @@ CATCHUP_BUDGET_S = 240.0
 # state's work on a data message and on a heartbeat, the ticks; the step's other work (the
 # outputs' tuples, the drift inputs, the replay requests) is the step less these.
 STEP_PARTS = ("decode", "data", "heartbeat", "tick")
+# A node snapshot's parts, timed apart the same way: `NodeState.frozen_snapshot` (the
+# detectors' book, the rows let go, the frozen store's flush) and, of it, `FrozenStore.flush`
+# (a transaction of the store, synchronous FULL); the rest of the snapshot is its pickling.
+SNAPSHOT_PARTS = ("frozen", "flush")
 
 
 @dataclass(frozen=True)
@@ -173,7 +178,7 @@ class _Stats:
         self.first_batch: float | None = None
         self.step_cpu = 0.0  # the node step's own CPU (its thread's), summed
         # of it, by part (STEP_PARTS), summed; the step's thread only ever adds to them
-        self.parts = dict.fromkeys(STEP_PARTS, 0.0)
+        self.parts = dict.fromkeys(STEP_PARTS + SNAPSHOT_PARTS, 0.0)
 
 
 def _time_step_parts(cloud_flow: Any, parts: dict[str, float]) -> None:
@@ -196,6 +201,19 @@ def _time_step_parts(cloud_flow: Any, parts: dict[str, float]) -> None:
     NodeState.process = timed(  # type: ignore[method-assign]
         NodeState.process, lambda _, data: "data" if data.status is None else "heartbeat")
     cloud_flow.NodeLogic._tick_at = timed(cloud_flow.NodeLogic._tick_at, lambda *_: "tick")
+    NodeState.frozen_snapshot = timed(NodeState.frozen_snapshot, lambda *_: "frozen")  # type: ignore[method-assign]
+    FrozenStore.flush = timed(FrozenStore.flush, lambda *_: "flush")  # type: ignore[method-assign]
+
+
+def _snapshot_parts(marks: list[dict[str, Any]]) -> dict[str, float] | None:
+    """The node snapshots' CPU an epoch by part, medians: their pickling, the frozen store's
+    flush, and the rest of `frozen_snapshot` (None for marks kept before the parts were)."""
+    if not marks or not all("flush" in m for m in marks):
+        return None
+    split = {"pickle": [m["pickle_cpu"] - m["frozen"] for m in marks],
+             "frozen_but_flush": [m["frozen"] - m["flush"] for m in marks],
+             "flush": [m["flush"] for m in marks]}
+    return {name: round(statistics.median(v), 3) for name, v in split.items()}
 
 
 def _child(args: argparse.Namespace) -> int:
@@ -275,6 +293,7 @@ def _child(args: argparse.Namespace) -> int:
             if drain.is_set():
                 after_stop["snapshots"] += 1
             now = time.monotonic()
+            before = {name: stats.parts[name] for name in SNAPSHOT_PARTS}
             cpu = time.thread_time()
             data: bytes = super().snapshot()
             spent = time.thread_time() - cpu
@@ -289,6 +308,8 @@ def _child(args: argparse.Namespace) -> int:
                 stats.current["keys"] += 1
                 stats.current["bytes"] += len(data)
                 stats.current["pickle_cpu"] += spent
+                for name in SNAPSHOT_PARTS:
+                    stats.current[name] = stats.current.get(name, 0.0) + stats.parts[name] - before[name]
                 stats.current["end"] = time.time()
                 stats.last_snap = time.monotonic()
             return data
@@ -534,6 +555,7 @@ def _summary(epoch: float, live: list[LiveRecord], wall0: float, sim0: int, firs
             pickle_cpu_s_an_epoch_median=(round(statistics.median(a["pickle_cpu"] for a in full[:-1]), 3)
                                           if len(full) > 1 else None),
             step_parts_s_an_epoch_median=parts,
+            snapshot_parts_s_an_epoch_median=_snapshot_parts(full[:-1]),
             lag_p50_s=round(statistics.median(s["lag_p50"] for s in lags), 2) if lags else None,
             lag_max_s=round(max(s["lag_max"] for s in lags), 2) if lags else None,
             rss_mib_max=round(max(s["rss"] for s in secs) / 2**20),

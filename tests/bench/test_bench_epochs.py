@@ -13,6 +13,7 @@ import pytest
 
 from bench.pipeline.epoch_outputs import delays
 from bench.pipeline.epochs import (
+    SNAPSHOT_PARTS,
     SPREAD_S,
     STEP_PARTS,
     _base_of,
@@ -23,6 +24,7 @@ from bench.pipeline.epochs import (
     make_city,
 )
 from cloud.flow import NodeLogic, node_key
+from cloud.frozen_store import FrozenStore
 from cloud.journal import JournalRecord
 
 
@@ -100,17 +102,29 @@ def test_the_summary_parts_an_epoch_s_cpu_into_the_node_step_the_snapshots_and_t
                    t0 + 190, t0 + 191, journal)
     assert out["step_parts_s_an_epoch_median"] == {
         "decode": 0.2, "data": 0.6, "heartbeat": 0.3, "tick": 0.1, "other": 0.3}  # 1.5 - 1.2
+    assert out["snapshot_parts_s_an_epoch_median"] is None
+
+    # the snapshots' parts, summed per epoch: the flush within `frozen_snapshot`, the
+    # pickling the snapshots' CPU less it
+    for mark in marks:
+        mark.update(frozen=0.15, flush=0.05)
+    marks[-1].update(frozen=9.0, flush=9.0)  # the last mark's epoch is not a whole one
+    out = _summary(30.0, [], t0, 0, [*marks, second], [], t0 + 180, t0 + 181, None, None, None,
+                   t0 + 190, t0 + 191, journal)
+    assert out["snapshot_parts_s_an_epoch_median"] == {
+        "pickle": 0.35, "frozen_but_flush": 0.1, "flush": 0.05}
 
 
 def test_the_step_s_parts_are_timed_without_changing_what_the_step_does(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """`_time_step_parts` wraps the step's parts for the bench's child: the same outputs and
     state, each part's CPU counted, together within the step's own."""
     import cloud.flow as cloud_flow
     from cloud.logic.node import NodeState
 
     for owner, name in ((cloud_flow, "decode_record"), (NodeState, "process"),
-                        (cloud_flow.NodeLogic, "_tick_at")):
+                        (cloud_flow.NodeLogic, "_tick_at"), (NodeState, "frozen_snapshot"),
+                        (FrozenStore, "flush")):
         monkeypatch.setattr(owner, name, getattr(owner, name))  # put back after the test
     bases, live, _, _ = make_city(1, 600.0, keys=["lang-ha/aq-1"], warm_hours=0.5)
     records = [JournalRecord("i0", i, r.received_ns, r.topic, r.payload) for i, r in enumerate(live)]
@@ -118,7 +132,7 @@ def test_the_step_s_parts_are_timed_without_changing_what_the_step_does(
     plain = NodeLogic(pickle.loads(bases["lang-ha/aq-1"]), 1 << 16)
     expected = [plain.on_batch([r])[0] for r in records]
 
-    parts = dict.fromkeys(STEP_PARTS, 0.0)
+    parts = dict.fromkeys(STEP_PARTS + SNAPSHOT_PARTS, 0.0)
     _time_step_parts(cloud_flow, parts)
     timed = NodeLogic(pickle.loads(bases["lang-ha/aq-1"]), 1 << 16)
     cpu = time.thread_time()
@@ -128,3 +142,14 @@ def test_the_step_s_parts_are_timed_without_changing_what_the_step_does(
     assert pickle.dumps(timed.state) == pickle.dumps(plain.state)
     assert all(parts[name] > 0 for name in ("decode", "data", "heartbeat", "tick")), parts
     assert sum(parts.values()) <= step
+
+    # a snapshot's: its frozen store's flush within its `frozen_snapshot`, within the snapshot
+    assert parts["frozen"] == parts["flush"] == 0.0
+    store = FrozenStore(tmp_path, 0, 0)
+    timed.state.use_frozen_store(store)
+    cpu = time.thread_time()
+    timed.snapshot()
+    snapshot = time.thread_time() - cpu
+    assert store.rows_written > 0  # the warm state's closed windows, frozen and flushed
+    assert 0 < parts["flush"] < parts["frozen"] < snapshot
+    store.close()
