@@ -189,10 +189,10 @@ def _time_step_parts(cloud_flow: Any, parts: dict[str, float]) -> None:
 
     def timed(fn: Any, part_of: Any) -> Any:
         """`fn`, its thread CPU added to `parts[part_of(*its arguments)]`."""
-        def wrapper(*args: Any) -> Any:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
             cpu = time.thread_time()
             try:
-                return fn(*args)
+                return fn(*args, **kwargs)
             finally:
                 parts[part_of(*args)] += time.thread_time() - cpu
         return wrapper
