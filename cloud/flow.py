@@ -52,6 +52,7 @@ from cloud.logic.events import Alert
 from cloud.logic.node import NodeState
 from cloud.logic.records import Point, Record, RelayedReject, decode_record, expand_relays
 from cloud.sink import InfluxWriter, make_writer, owed_entry, retry_advice
+from cloud.snapshot_round import SnapshotRound
 from cloud.stop_grace import EpochProgress
 from urbanpulse.clock import Clock, SystemClock, from_epoch_ns, to_epoch_ns
 from urbanpulse.influx_http import InfluxError
@@ -276,13 +277,18 @@ NodeOut = tuple[list[Point], list[SiteUpdate], list[Alert], list[AirReading]]
 
 class NodeLogic(op.StatefulBatchLogic[Record, NodeOut, bytes]):
     def __init__(self, state: NodeState, dead_letter_max_bytes: int, drift: bool = False,
-                 progress: EpochProgress | None = None) -> None:
+                 progress: EpochProgress | None = None, snapshot_round: SnapshotRound | None = None
+                 ) -> None:
         self.state = state
         self.dead_letter_max_bytes = dead_letter_max_bytes
         self.drift = drift  # hand the air readings on to the city's drift step
         self.progress = progress or EpochProgress()  # a stop's wait for the last epoch
+        # with a frozen store: the worker's last snapshot of an epoch flushes it (None: each)
+        self.snapshot_round = snapshot_round
 
     def on_batch(self, values: list[Record]) -> tuple[list[NodeOut], bool]:
+        if self.snapshot_round is not None:
+            self.snapshot_round.woke(self)
         out: list[NodeOut] = []
         for rec in values:
             data, points = decode_record(rec, self.dead_letter_max_bytes)
@@ -331,12 +337,16 @@ class NodeLogic(op.StatefulBatchLogic[Record, NodeOut, bytes]):
         """The run ends (a stop with flow.stop = "drain"): Bytewax calls this on every key,
         then snapshots each. A stop by abort calls none."""
         self.progress.end_of_input()
+        if self.snapshot_round is not None:
+            self.snapshot_round.woke(self)
         return [], op.StatefulBatchLogic.RETAIN
 
     def snapshot(self) -> bytes:
         self.progress.tick()
-        # The frozen windows' rows on disk before the snapshot that references them
-        self.state.frozen_snapshot()
+        # The frozen windows' rows on disk before Bytewax has a snapshot that references
+        # them: at the worker's last snapshot of the epoch (cloud/snapshot_round.py)
+        rnd = self.snapshot_round
+        self.state.frozen_snapshot(flush=rnd is None or rnd.snapshotted(self))
         return pickle.dumps(self.state, protocol=pickle.HIGHEST_PROTOCOL)
 
 
@@ -1048,6 +1058,7 @@ def build_flow(cfg: CloudConfig, partitions: list[str], sink: Any = None,
     keyed = op.key_on("by_node", records, node_key)
     # (without recovery nothing is snapshotted: the windows freeze as bytes in the state)
     frozen = frozen_store(cfg, process_id) if cfg.flow.recovery else None
+    snapshot_round = SnapshotRound() if frozen is not None else None
 
     def builder(resume: bytes | None) -> NodeLogic:
         state = pickle.loads(resume) if resume is not None else NodeState(horizon_ns, cfg.flow.detect)
@@ -1059,7 +1070,8 @@ def build_flow(cfg: CloudConfig, partitions: list[str], sink: Any = None,
         state.set_horizon(horizon_ns)
         # not pickled: a changed role reaches the held door hours at the node's next message
         state.domain.set_door_roles(cfg.flow.door_roles)
-        return NodeLogic(state, max_dl, drift=cfg.flow.detect, progress=progress)
+        return NodeLogic(state, max_dl, drift=cfg.flow.detect, progress=progress,
+                         snapshot_round=snapshot_round)
 
     processed = op.stateful_batch("node_state", keyed, builder)
     node_points = op.map("node_points", processed, lambda kv: kv[1][0])

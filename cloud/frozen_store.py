@@ -14,9 +14,11 @@ The same file holds the closed hours of the nodes' air and traffic rollups
 references them; let go and deleted as a frozen window's row is.
 
 Durability: rows are buffered as windows freeze and written in one transaction (SQLite WAL,
-synchronous FULL, as Bytewax's own store) by `flush`, which `cloud.flow.NodeLogic.snapshot`
-calls before it returns the node's pickled state: a snapshot never reaches Bytewax before
-the rows it references are on disk. A crash before a flush loses only rows that no snapshot
+synchronous FULL, as Bytewax's own store) by `flush`, which the last node snapshot of a
+worker's round at an epoch's end calls (`cloud.flow.NodeLogic.snapshot`,
+cloud/snapshot_round.py: Bytewax takes the round's snapshots in one loop and has none of
+them before it ends): a snapshot never reaches Bytewax before the rows it references are on
+disk. A crash before a flush loses only rows that no snapshot
 references (their ids may be given again).
 
 Layout: one file per process of the cluster, `frozen-p<process id>.sqlite3`, inside the

@@ -393,11 +393,13 @@ class NodeState:
             self._book_at = None
         self._journal = {}
 
-    def frozen_snapshot(self) -> None:
+    def frozen_snapshot(self, flush: bool = True) -> None:
         """Called as the node's snapshot is taken, before it is pickled (NodeLogic.snapshot):
         the rows let go since the last snapshot are noted (those not written yet dropped at
-        once), those let go long enough ago are deleted, and the store is flushed, so that
-        every row the snapshot references is on disk before Bytewax has the snapshot. A row
+        once), those let go long enough ago are deleted, and the store is flushed (unless
+        `flush` is False: a later snapshot of the same round flushes it before Bytewax has
+        any of them, cloud/snapshot_round.py), so that every row the snapshot references is
+        on disk before Bytewax has the snapshot. A row
         let go is still held by the snapshots before the one that let it go, and Bytewax
         resumes the newest snapshot of a committed epoch (or, from a copy of the
         store, one up to flow.backup_interval_s older): the row is deleted once the node has
@@ -428,7 +430,8 @@ class NodeState:
                 ids.frombytes(refs)
                 store.discard(ids)
             del gone[:due]
-        store.flush()
+        if flush:
+            store.flush()
 
     def set_horizon(self, horizon_ns: int) -> None:
         """The aggregation horizon of this start (`flow.aggregate_horizon_s`) for a state

@@ -1,0 +1,152 @@
+"""The frozen store is flushed once a worker's round of snapshots, not once a node: Bytewax
+0.21 snapshots every node it woke in an epoch in one loop and writes none of them before the
+loop ends, so the last snapshot's flush puts every row the round references on disk first
+(cloud/snapshot_round.py). A real Bytewax run with a recovery store over many nodes, writing
+to the session's InfluxDB; and the round's bookkeeping alone, per worker thread."""
+
+from __future__ import annotations
+
+import contextlib
+import pickle
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from cloud import flow as cloud_flow
+from cloud.cli import prepare_recovery_dir
+from cloud.config import parse_cloud_config
+from cloud.frozen_store import file_name
+from cloud.journal import Journal, journal_path, partition_names
+from cloud.logic.node import NodeState
+from cloud.logic.records import RP_1M
+from cloud.snapshot_round import SnapshotRound
+from cloud.stack_config import cloud_config_for_stack
+from tests.cloud.flow_runs import run_until
+from urbanpulse.clock import SystemClock, to_epoch_ns
+from urbanpulse.influx_http import InfluxHTTP
+from urbanpulse.stack import StackInfo
+from urbanpulse.wire.payload import Reading, encode_batch
+from urbanpulse.wire.topics import data_topic
+
+SITE = f"hn-flush-{time.time_ns() % 10**9}"
+NODES = 40
+MINUTES = 12
+S = 1_000_000_000
+MINUTE = 60 * S
+
+
+def _beds(first: int, node: int) -> list[Reading]:
+    occupied = {"occupied": float(node % 2)}
+    return [Reading("bed-01", "hospital.bed", first + i * MINUTE + 5 * S, i + 1, occupied)
+            for i in range(MINUTES)]
+
+
+def _newest_nodes(rdir: Path) -> dict[str, NodeState]:
+    newest: dict[str, tuple[int, bytes]] = {}
+    for part in rdir.glob("part-*.sqlite3"):
+        with contextlib.closing(sqlite3.connect(part)) as db:
+            for key, epoch, ser in db.execute("SELECT state_key, snap_epoch, ser_change FROM snaps "
+                                              "WHERE step_id = 'urbanpulse.node_state'"):
+                if ser is not None and (key not in newest or epoch > newest[key][0]):
+                    newest[key] = (epoch, ser)
+    return {key: pickle.loads(pickle.loads(ser)) for key, (_, ser) in newest.items()}
+
+
+def test_bytewax_has_none_of_a_round_s_snapshots_before_its_last_which_flushes_the_store(
+        db_ready: StackInfo, reader: InfluxHTTP, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the flush once a round rests on, on the Bytewax we run: while a worker takes a
+    round's snapshots its recovery store does not change (none of them is written before
+    the last is taken), the store is flushed at the last one only, and every frozen row the
+    committed snapshots reference is on disk."""
+    cfg = parse_cloud_config(cloud_config_for_stack(db_ready, tmp_path / "state"))
+    cfg.journal_dir.mkdir(parents=True)
+    rdir = cfg.recovery_dir
+    prepare_recovery_dir(rdir, 1)
+    # each snapshot call: (the recovery store's snapshots as it is called, whether the
+    # round asks it to flush, the frozen store's commits after it)
+    calls: list[tuple[tuple[int, int | None], bool, int]] = []
+    snapshot = cloud_flow.NodeLogic.snapshot
+
+    def watched(self: cloud_flow.NodeLogic) -> bytes:
+        rnd, store = self.snapshot_round, self.state._frozen_store
+        assert rnd is not None
+        assert store is not None
+        last = rnd.waiting() == 1
+        before = written()
+        data = snapshot(self)
+        calls.append((before, last, store.commits))
+        return data
+
+    monkeypatch.setattr(cloud_flow.NodeLogic, "snapshot", watched)
+
+    now = to_epoch_ns(SystemClock().now())
+    first = now - now % MINUTE - 30 * MINUTE
+    partition = partition_names(cfg.flow.ingest_instances)[0]
+    journal = Journal(journal_path(cfg.journal_dir, partition), partition).open()
+    try:  # every node's readings journaled before the run: all woken in its first epochs
+        for n in range(1, NODES):
+            node = f"ward-{n}"
+            journal.append([(data_topic(SITE, node), encode_batch(SITE, node, _beds(first, n)))],
+                           now, arrived_ns=[now])
+    finally:
+        journal.close()
+
+    def minutes() -> int:
+        rows = reader.query_points(f"SELECT count(\"count\") FROM \"{RP_1M}\".\"hospital_bed\" "
+                                   f"WHERE \"site\" = '{SITE}'", db=cfg.influx.database)
+        return int(rows[0]["count"]) if rows else 0
+
+    def written() -> tuple[int, int | None]:
+        with contextlib.closing(sqlite3.connect(rdir / "part-0.sqlite3")) as db:
+            found: tuple[int, int | None] = db.execute(
+                "SELECT count(*), max(snap_epoch) FROM snaps").fetchone()
+        return found
+
+    run_until(cfg, SITE, "ward-0", _beds(first, 0), rdir, lambda: minutes() == NODES * MINUTES,
+              "every node's minute points")
+
+    rounds: list[list[tuple[tuple[int, int | None], bool, int]]] = [[]]
+    for call in calls:
+        rounds[-1].append(call)
+        if call[1]:
+            rounds.append([])
+    assert rounds.pop() == []  # every round ended with a last snapshot
+    assert len(rounds[-1]) == NODES  # the drain's round: every node
+    for taken in rounds:
+        assert len({w for w, _, _ in taken}) == 1, taken  # nothing written meanwhile
+        commits = [c for _, _, c in taken]
+        assert len(set(commits[:-1])) == 1  # no flush but the last's...
+        assert commits[-1] >= commits[0]
+    assert rounds[0][-1][2] > rounds[0][0][2]  # ...which wrote the round's frozen rows
+    assert written() != rounds[-1][0][0]  # and Bytewax wrote them after the round
+
+    nodes = _newest_nodes(rdir)
+    assert len(nodes) == NODES
+    with contextlib.closing(sqlite3.connect(rdir / file_name(0))) as db:
+        rows = {row[0] for row in db.execute("SELECT id FROM frozen")}
+    referenced = {ref for state in nodes.values() for ref in state.minute["bed-01"].frozen.values()}
+    assert len(referenced) >= NODES * (MINUTES - 3)  # most windows frozen, each by its row's id
+    assert all(type(ref) is int for ref in referenced)
+    assert referenced <= rows
+
+
+def test_the_round_s_last_snapshot_is_the_one_that_empties_it_per_worker_thread() -> None:
+    rnd = SnapshotRound()
+    a, b, c = object(), object(), object()
+    rnd.woke(a)
+    rnd.woke(b)
+    rnd.woke(a)  # woken twice in the epoch: snapshotted once
+    assert rnd.waiting() == 2
+    other: list[bool] = []
+    # another worker's thread has a round of its own: its snapshots do not count here
+    worker = threading.Thread(target=lambda: (rnd.woke(c), other.append(rnd.snapshotted(c))))
+    worker.start()
+    worker.join()
+    assert other == [True]
+    assert rnd.snapshotted(a) is False
+    assert rnd.snapshotted(b) is True  # the last: it flushes
+    assert rnd.waiting() == 0
+    assert rnd.snapshotted(c) is True  # not seen woken here: flushed at once, never left out
