@@ -177,15 +177,17 @@ class _Stats:
         self.current: dict[str, Any] | None = None
         self.first_batch: float | None = None
         self.step_cpu = 0.0  # the node step's own CPU (its thread's), summed
-        # of it, by part (STEP_PARTS), summed; the step's thread only ever adds to them
+        # of it, by part (STEP_PARTS), and of the node snapshots (SNAPSHOT_PARTS), summed;
+        # the step's thread only ever adds to them
         self.parts = dict.fromkeys(STEP_PARTS + SNAPSHOT_PARTS, 0.0)
 
 
 def _time_step_parts(cloud_flow: Any, parts: dict[str, float]) -> None:
     """Wraps the node step's parts in this process (the child) so that each adds its thread
     CPU to `parts`: `decode_record` as the step calls it, `NodeState.process` (a heartbeat's
-    or a data message's), `NodeLogic._tick_at`. About 4 us of `thread_time` calls a record,
-    against some 450 us of step."""
+    or a data message's), `NodeLogic._tick_at`; and a node snapshot's
+    `NodeState.frozen_snapshot` and, within it, `FrozenStore.flush`. About 4 us of
+    `thread_time` calls a record, against some 450 us of step."""
 
     def timed(fn: Any, part_of: Any) -> Any:
         """`fn`, its thread CPU added to `parts[part_of(*its arguments)]`."""
