@@ -57,17 +57,18 @@ def _newest_nodes(rdir: Path) -> dict[str, NodeState]:
 
 def test_bytewax_has_none_of_a_round_s_snapshots_before_its_last_which_flushes_the_store(
         db_ready: StackInfo, reader: InfluxHTTP, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """What the flush once a round rests on, on the Bytewax we run: while a worker takes a
-    round's snapshots its recovery store does not change (none of them is written before
-    the last is taken), the store is flushed at the last one only, and every frozen row the
-    committed snapshots reference is on disk."""
+    """The store is flushed at a round's last snapshot only, that flush writes the round's
+    frozen rows, and every frozen row the committed snapshots reference is on disk. (That
+    Bytewax writes none of a round's snapshots before its last is taken is read from its
+    source, not checked here: its recovery store, read from inside the process that runs
+    it, showed nothing written until the run ended.)"""
     cfg = parse_cloud_config(cloud_config_for_stack(db_ready, tmp_path / "state"))
     cfg.journal_dir.mkdir(parents=True)
     rdir = cfg.recovery_dir
     prepare_recovery_dir(rdir, 1)
-    # each snapshot call: (the recovery store's snapshots as it is called, whether the
-    # round asks it to flush, the frozen store's commits after it)
-    calls: list[tuple[tuple[int, int | None], bool, int]] = []
+    # each snapshot call: (whether the round asks it to flush, the frozen store's commits
+    # after it)
+    calls: list[tuple[bool, int]] = []
     snapshot = cloud_flow.NodeLogic.snapshot
 
     def watched(self: cloud_flow.NodeLogic) -> bytes:
@@ -75,9 +76,8 @@ def test_bytewax_has_none_of_a_round_s_snapshots_before_its_last_which_flushes_t
         assert rnd is not None
         assert store is not None
         last = rnd.waiting() == 1
-        before = written()
         data = snapshot(self)
-        calls.append((before, last, store.commits))
+        calls.append((last, store.commits))
         return data
 
     monkeypatch.setattr(cloud_flow.NodeLogic, "snapshot", watched)
@@ -99,29 +99,21 @@ def test_bytewax_has_none_of_a_round_s_snapshots_before_its_last_which_flushes_t
                                    f"WHERE \"site\" = '{SITE}'", db=cfg.influx.database)
         return int(rows[0]["count"]) if rows else 0
 
-    def written() -> tuple[int, int | None]:
-        with contextlib.closing(sqlite3.connect(rdir / "part-0.sqlite3")) as db:
-            found: tuple[int, int | None] = db.execute(
-                "SELECT count(*), max(snap_epoch) FROM snaps").fetchone()
-        return found
-
     run_until(cfg, SITE, "ward-0", _beds(first, 0), rdir, lambda: minutes() == NODES * MINUTES,
               "every node's minute points")
 
-    rounds: list[list[tuple[tuple[int, int | None], bool, int]]] = [[]]
+    rounds: list[list[tuple[bool, int]]] = [[]]
     for call in calls:
         rounds[-1].append(call)
-        if call[1]:
+        if call[0]:
             rounds.append([])
     assert rounds.pop() == []  # every round ended with a last snapshot
     assert len(rounds[-1]) == NODES  # the drain's round: every node
     for taken in rounds:
-        assert len({w for w, _, _ in taken}) == 1, taken  # nothing written meanwhile
-        commits = [c for _, _, c in taken]
+        commits = [c for _, c in taken]
         assert len(set(commits[:-1])) == 1  # no flush but the last's...
         assert commits[-1] >= commits[0]
-    assert rounds[0][-1][2] > rounds[0][0][2]  # ...which wrote the round's frozen rows
-    assert written() != rounds[-1][0][0]  # and Bytewax wrote them after the round
+    assert rounds[0][-1][1] > rounds[0][0][1]  # ...which wrote the round's frozen rows
 
     nodes = _newest_nodes(rdir)
     assert len(nodes) == NODES
