@@ -5,12 +5,13 @@ A node's snapshot references rows of the frozen store (cloud/frozen_store.py) th
 on disk before Bytewax has the snapshot. Bytewax 0.21's `stateful_batch` snapshots, at an
 epoch's end, every key it woke in that epoch (`on_batch`, `on_notify`, `on_eof`) in one
 loop, and hands the snapshots on to its recovery store only after that loop (its
-src/operators.rs; tests/cloud/test_flow_frozen_store_flush.py checks it on the version we
-run). So one flush at the loop's last snapshot puts every row the loop's snapshots
-reference on disk before any of them is written. A flush at each node's snapshot made a
-transaction whenever deletions or rows had piled up since the last, several a round on a
-large process: on the warm city sample at 6,900 nodes the flushes took 0.83 s of CPU an
-epoch, against 0.08 flushed once a round (docs/throughput.md, "Session 29").
+src/operators.rs, as read; tests/cloud/test_flow_frozen_store_flush.py checks the flushes
+and the rows on disk, not that ordering). So one flush at the loop's last snapshot puts
+every row the loop's snapshots reference on disk before any of them is written. A flush
+at each node's snapshot made a transaction whenever deletions or rows had piled up since
+the last, several a round on a large process: on the warm city sample at 6,900 nodes the
+flushes took 0.83 s of CPU an epoch, against 0.08 flushed once a round (docs/throughput.md,
+"Session 29").
 
 The nodes woken since the worker's last snapshots are kept per thread (a Bytewax worker is
 a thread; a process may run several): a snapshot whose node is not among them (woken some
