@@ -18,8 +18,8 @@ synchronous FULL, as Bytewax's own store) by `flush`, which the last node snapsh
 worker's round at an epoch's end calls (`cloud.flow.NodeLogic.snapshot`,
 cloud/snapshot_round.py: Bytewax takes the round's snapshots in one loop and has none of
 them before it ends): a snapshot never reaches Bytewax before the rows it references are on
-disk. A crash before a flush loses only rows that no snapshot
-references (their ids may be given again).
+disk. A crash before a flush loses only rows that no snapshot references (their ids may be
+given again).
 
 Layout: one file per process of the cluster, `frozen-p<process id>.sqlite3`, inside the
 recovery store's directory (Bytewax opens only its `part-*` files there): only that process

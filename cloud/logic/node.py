@@ -399,8 +399,8 @@ class NodeState:
         once), those let go long enough ago are deleted, and the store is flushed (unless
         `flush` is False: a later snapshot of the same round flushes it before Bytewax has
         any of them, cloud/snapshot_round.py), so that every row the snapshot references is
-        on disk before Bytewax has the snapshot. A row
-        let go is still held by the snapshots before the one that let it go, and Bytewax
+        on disk before Bytewax has the snapshot. A row let go is still held by the snapshots
+        before the one that let it go, and Bytewax
         resumes the newest snapshot of a committed epoch (or, from a copy of the
         store, one up to flow.backup_interval_s older): the row is deleted once the node has
         taken FROZEN_GC_SNAPSHOTS more snapshots and the store's delay (that interval and a

@@ -5,6 +5,9 @@ with its snapshots, is committed)."""
 
 from __future__ import annotations
 
+import contextlib
+import pickle
+import sqlite3
 import threading
 from collections.abc import Callable, Sequence
 from datetime import timedelta
@@ -16,6 +19,7 @@ from bytewax.testing import TestingSink, run_main
 from cloud.config import CloudConfig
 from cloud.flow import build_flow
 from cloud.journal import Journal, journal_path, partition_names
+from cloud.logic.node import NodeState
 from urbanpulse.clock import SystemClock, to_epoch_ns
 from urbanpulse.testing import wait_for
 from urbanpulse.wire.payload import Reading, encode_batch
@@ -51,3 +55,17 @@ def run_until(cfg: CloudConfig, site: str, node: str, readings: Sequence[Reading
         runner.join(60)
     assert not runner.is_alive()
     assert not failed, failed
+
+
+def newest_node_states(rdir: Path) -> dict[str, NodeState]:
+    """Each node's newest snapshot in the recovery store `rdir`, unpickled, by node key."""
+    newest: dict[str, tuple[int, bytes]] = {}
+    for part in rdir.glob("part-*.sqlite3"):
+        with contextlib.closing(sqlite3.connect(part)) as db:
+            for key, epoch, ser in db.execute("SELECT state_key, snap_epoch, ser_change FROM snaps "
+                                              "WHERE step_id = 'urbanpulse.node_state'"):
+                if ser is not None and (key not in newest or epoch > newest[key][0]):
+                    newest[key] = (epoch, ser)
+    states = {key: pickle.loads(pickle.loads(ser)) for key, (_, ser) in newest.items()}
+    assert all(isinstance(state, NodeState) for state in states.values())
+    return states

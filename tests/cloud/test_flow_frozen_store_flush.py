@@ -1,13 +1,13 @@
 """The frozen store is flushed once a worker's round of snapshots, not once a node: Bytewax
 0.21 snapshots every node it woke in an epoch in one loop and writes none of them before the
-loop ends, so the last snapshot's flush puts every row the round references on disk first
-(cloud/snapshot_round.py). A real Bytewax run with a recovery store over many nodes, writing
-to the session's InfluxDB; and the round's bookkeeping alone, per worker thread."""
+loop ends (its source, as read), so the last snapshot's flush puts every row the round
+references on disk first (cloud/snapshot_round.py). A real Bytewax run with a recovery store
+over many nodes, writing to the session's InfluxDB; and the round's bookkeeping alone, per
+worker thread."""
 
 from __future__ import annotations
 
 import contextlib
-import pickle
 import sqlite3
 import threading
 import time
@@ -20,11 +20,10 @@ from cloud.cli import prepare_recovery_dir
 from cloud.config import parse_cloud_config
 from cloud.frozen_store import file_name
 from cloud.journal import Journal, journal_path, partition_names
-from cloud.logic.node import NodeState
 from cloud.logic.records import RP_1M
 from cloud.snapshot_round import SnapshotRound
 from cloud.stack_config import cloud_config_for_stack
-from tests.cloud.flow_runs import run_until
+from tests.cloud.flow_runs import newest_node_states, run_until
 from urbanpulse.clock import SystemClock, to_epoch_ns
 from urbanpulse.influx_http import InfluxHTTP
 from urbanpulse.stack import StackInfo
@@ -44,18 +43,7 @@ def _beds(first: int, node: int) -> list[Reading]:
             for i in range(MINUTES)]
 
 
-def _newest_nodes(rdir: Path) -> dict[str, NodeState]:
-    newest: dict[str, tuple[int, bytes]] = {}
-    for part in rdir.glob("part-*.sqlite3"):
-        with contextlib.closing(sqlite3.connect(part)) as db:
-            for key, epoch, ser in db.execute("SELECT state_key, snap_epoch, ser_change FROM snaps "
-                                              "WHERE step_id = 'urbanpulse.node_state'"):
-                if ser is not None and (key not in newest or epoch > newest[key][0]):
-                    newest[key] = (epoch, ser)
-    return {key: pickle.loads(pickle.loads(ser)) for key, (_, ser) in newest.items()}
-
-
-def test_bytewax_has_none_of_a_round_s_snapshots_before_its_last_which_flushes_the_store(
+def test_a_round_of_node_snapshots_flushes_the_store_at_its_last_and_its_rows_are_on_disk(
         db_ready: StackInfo, reader: InfluxHTTP, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The store is flushed at a round's last snapshot only, that flush writes the round's
     frozen rows, and every frozen row the committed snapshots reference is on disk. (That
@@ -115,7 +103,7 @@ def test_bytewax_has_none_of_a_round_s_snapshots_before_its_last_which_flushes_t
         assert commits[-1] >= commits[0]
     assert rounds[0][-1][1] > rounds[0][0][1]  # ...which wrote the round's frozen rows
 
-    nodes = _newest_nodes(rdir)
+    nodes = newest_node_states(rdir)
     assert len(nodes) == NODES
     with contextlib.closing(sqlite3.connect(rdir / file_name(0))) as db:
         rows = {row[0] for row in db.execute("SELECT id FROM frozen")}

@@ -7,7 +7,6 @@ to the session's InfluxDB."""
 from __future__ import annotations
 
 import contextlib
-import pickle
 import sqlite3
 import time
 from pathlib import Path
@@ -18,7 +17,7 @@ from cloud.frozen_store import file_name
 from cloud.logic.node import NodeState
 from cloud.logic.records import RP_1M
 from cloud.stack_config import cloud_config_for_stack
-from tests.cloud.flow_runs import run_until
+from tests.cloud.flow_runs import newest_node_states, run_until
 from urbanpulse.clock import SystemClock, to_epoch_ns
 from urbanpulse.influx_http import InfluxHTTP
 from urbanpulse.stack import StackInfo
@@ -30,15 +29,7 @@ MINUTE = 60 * S
 
 
 def _newest_node(rdir: Path) -> NodeState:
-    found: list[tuple[int, bytes]] = []
-    for part in rdir.glob("part-*.sqlite3"):
-        with contextlib.closing(sqlite3.connect(part)) as db:
-            found += db.execute("SELECT snap_epoch, ser_change FROM snaps WHERE step_id = ? AND "
-                                "state_key = ?", ("urbanpulse.node_state", f"{SITE}/{NODE}")).fetchall()
-    assert found
-    state = pickle.loads(pickle.loads(max(found)[1]))
-    assert isinstance(state, NodeState)
-    return state
+    return newest_node_states(rdir)[f"{SITE}/{NODE}"]
 
 
 def _minute(reader: InfluxHTTP, db: str, start_ns: int) -> tuple[int, float] | None:
