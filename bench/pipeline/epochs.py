@@ -12,14 +12,19 @@ n x 30 s / copies) so that the copies do not send in step.
 Per epoch setting a run: a fresh state dir; the real processor dataflow
 (`cloud.flow.build_flow`, recovery on, a fresh recovery store, the real journal source
 reading a real journal) in a child process run by Bytewax's `cli_main` as `cloud run` runs
-it, with InfluxDB and the MQTT alerts replaced by sinks that drop what they get (the writer's CPU is not
-in the figures); this process appends the records to the journal at their own pace (as
-the ingest would). After the measured part the child is SIGKILLed just before an epoch's
-end (the most input to replay), started again on the same store and journal, and given a
-SIGTERM once it has caught up: the resume, the catch-up and the stop are timed. With
-`--stops drain,abort` (flow.stop's two ways) it is started again after each stop but the
-last, caught up again and stopped the next way: each stop's seconds from the SIGTERM to the
-exit, and the `on_eof` calls and node snapshots after the SIGTERM.
+it, with InfluxDB and the MQTT alerts replaced by sinks that drop what they get (the
+writer's CPU is not in the figures); this process appends the records to the journal at
+their own pace (as the ingest would). With `--influx` the points go to a real InfluxDB
+instead (started here on a free 127.0.0.1 port as `bench.pipeline.privstack` starts it,
+its database and retention policies made by `cloud init-db`'s code) through the
+processor's own writer: the writer's CPU is then in the processor's, and influxd's over the
+same measured part is reported beside it (`influxd_cores`, `influxd_cpu_s_an_epoch_median`).
+After the measured part the child is SIGKILLed just before an epoch's end (the most input
+to replay), started again on the same store and journal, and given a SIGTERM once it has
+caught up: the resume, the catch-up and the stop are timed. With `--stops drain,abort`
+(flow.stop's two ways) it is started again after each stop but the last, caught up again
+and stopped the next way: each stop's seconds from the SIGTERM to the exit, and the
+`on_eof` calls and node snapshots after the SIGTERM.
 
 A setting `EPOCH/N` (`--epochs 30/0,30/20`) runs with `flow.detector_checkpoint_every = N`
 (the detectors' book, cloud/logic/detector_book.py; without `/N` the config's default). The
@@ -45,6 +50,7 @@ import tempfile
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -52,6 +58,7 @@ from typing import Any
 
 from bench.pipeline.errors import PipelineBenchError
 from bench.pipeline.node_state_size import HEARTBEAT_S, MESSAGE_S, START, messages
+from bench.pipeline.privstack import PrivateStack
 from bench.pipeline.workload import numbering_of
 from cloud.config import STOP_MODES
 from cloud.frozen_store import FrozenStore
@@ -218,6 +225,14 @@ def _snapshot_parts(marks: list[dict[str, Any]]) -> dict[str, float] | None:
     return {name: round(statistics.median(v), 3) for name, v in split.items()}
 
 
+def _process_cpu_s(pid: int | None) -> float | None:
+    """Process `pid`'s CPU (user and system) in seconds so far, None without a pid."""
+    if pid is None:
+        return None
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _child(args: argparse.Namespace) -> int:
     from bytewax.recovery import RecoveryConfig
     from bytewax.run import cli_main
@@ -304,6 +319,7 @@ def _child(args: argparse.Namespace) -> int:
                     if stats.current is not None:
                         stats.epochs.append(stats.current)
                     stats.current = {"t": time.time(), "cpu": time.process_time(),
+                                     "influxd_cpu": _process_cpu_s(args.influxd_pid),
                                      "records": stats.records, "keys": 0,
                                      "bytes": 0, "pickle_cpu": 0.0, "step_cpu": stats.step_cpu,
                                      "parts": dict(stats.parts)}
@@ -332,13 +348,18 @@ def _child(args: argparse.Namespace) -> int:
             for epoch in done:
                 line("epoch", **epoch)
             rss = int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-            line("second", cpu=time.process_time(), records=records, max_received=newest,
+            line("second", cpu=time.process_time(), influxd_cpu=_process_cpu_s(args.influxd_pid),
+                 records=records, max_received=newest,
                  lag_max=max(lags, default=None), lag_p50=statistics.median(lags) if lags else None,
                  rss=rss, store=size, first_batch=first)
 
-    cfg = parse_cloud_config({
+    # With --influx, the private stack's config (its InfluxDB for real, its broker unused:
+    # the alerts are dropped); else one whose InfluxDB nobody reaches (the points dropped)
+    base: dict[str, Any] = (json.loads(Path(args.cloud_config).read_text()) if args.cloud_config else {
         "mqtt": {"password_file": "p", "ca_file": "c"},
-        "influx": {"url": "http://127.0.0.1:1", "database": "city", "password_file": "p"},
+        "influx": {"url": "http://127.0.0.1:1", "database": "city", "password_file": "p"}})
+    cfg = parse_cloud_config({
+        **base,
         "flow": {"epoch_interval_s": args.epoch, "detect": True,
                  **({} if args.every is None else {"detector_checkpoint_every": args.every})},
         "state": {"dir": str(state_dir)}})
@@ -352,7 +373,8 @@ def _child(args: argparse.Namespace) -> int:
     cloud_flow.NodeLogic = WarmLogic  # type: ignore[misc]
     threading.Thread(target=sample, daemon=True).start()
     line("started")
-    cli_main(cloud_flow.build_flow(cfg, [PARTITION], sink=DropSink(), alert_sink=DropSink(),  # type: ignore[no-untyped-call]
+    sink = None if args.cloud_config else DropSink()  # None: the processor's InfluxDB writer
+    cli_main(cloud_flow.build_flow(cfg, [PARTITION], sink=sink, alert_sink=DropSink(),  # type: ignore[no-untyped-call]
                                    drain=drain),
              workers_per_process=1, epoch_interval=timedelta(seconds=args.epoch),
              recovery_config=RecoveryConfig(str(cfg.recovery_dir), timedelta(0)))  # type: ignore[no-untyped-call]
@@ -416,7 +438,9 @@ def _spawn(args: argparse.Namespace, state_dir: Path, bases: Path, stats: Path, 
     cmd = [sys.executable, "-m", "bench.pipeline.epochs", "--child", "--state-dir", str(state_dir),
            "--bases", str(bases), "--stats", str(stats), "--epoch", str(epoch), "--sim0", str(sim0),
            "--copies", str(args.copies), "--stop", stop,
-           *([] if every is None else ["--every", str(every)])]
+           *([] if every is None else ["--every", str(every)]),
+           *([] if args.cloud_config is None else ["--cloud-config", str(args.cloud_config),
+                                                   "--influxd-pid", str(args.influxd_pid)])]
     log = open(state_dir / "child.log", "ab")  # noqa: SIM115 (the child holds it)
     return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
 
@@ -558,6 +582,7 @@ def _summary(epoch: float, live: list[LiveRecord], wall0: float, sim0: int, firs
                                           if len(full) > 1 else None),
             step_parts_s_an_epoch_median=parts,
             snapshot_parts_s_an_epoch_median=_snapshot_parts(full[:-1]),
+            **_influxd_cpu(begin, last, full, span),
             lag_p50_s=round(statistics.median(s["lag_p50"] for s in lags), 2) if lags else None,
             lag_max_s=round(max(s["lag_max"] for s in lags), 2) if lags else None,
             rss_mib_max=round(max(s["rss"] for s in secs) / 2**20),
@@ -577,6 +602,19 @@ def _summary(epoch: float, live: list[LiveRecord], wall0: float, sim0: int, firs
     return out
 
 
+def _influxd_cpu(begin: dict[str, Any], last: dict[str, Any], full: list[dict[str, Any]],
+                 span: float) -> dict[str, float]:
+    """influxd's CPU over the measured part, as the processor's is taken (`--influx`; marks
+    without it, or from before it was sampled, give nothing)."""
+    if begin.get("influxd_cpu") is None or last.get("influxd_cpu") is None:
+        return {}
+    out = {"influxd_cores": round((last["influxd_cpu"] - begin["influxd_cpu"]) / span, 4)}
+    per_epoch = [b["influxd_cpu"] - a["influxd_cpu"] for a, b in itertools.pairwise(full)]
+    if per_epoch:
+        out["influxd_cpu_s_an_epoch_median"] = round(statistics.median(per_epoch), 3)
+    return out
+
+
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.pipeline.epochs", description=__doc__)
     p.add_argument("--epochs", default="2,120,30,10,300",
@@ -592,6 +630,9 @@ def main(argv: list[str]) -> int:
                         "started again in between")
     p.add_argument("--workdir", type=Path, default=None)
     p.add_argument("--out", type=Path, default=None, help="the results as JSON")
+    p.add_argument("--influx", action="store_true",
+                   help="write the points to a real InfluxDB (started here) through the "
+                        "processor's writer, and report influxd's CPU beside the processor's")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--state-dir", help=argparse.SUPPRESS)
     p.add_argument("--bases", help=argparse.SUPPRESS)
@@ -600,6 +641,8 @@ def main(argv: list[str]) -> int:
     p.add_argument("--sim0", type=int, help=argparse.SUPPRESS)
     p.add_argument("--stop", default="drain", choices=STOP_MODES, help=argparse.SUPPRESS)
     p.add_argument("--every", type=int, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--cloud-config", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--influxd-pid", type=int, default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
         return _child(args)
@@ -632,16 +675,49 @@ def main(argv: list[str]) -> int:
           f"{time.monotonic() - made:.0f} s", flush=True)
     bases_path = workdir / "bases.pickle"
     bases_path.write_bytes(pickle.dumps(bases))
-    results = []
-    for epoch, every in settings:
-        result = run_setting(args, epoch, bases_path, live, sim0, workdir, every)
-        result["nodes"] = nodes
-        result["load"] = os.getloadavg()[0]
-        results.append(result)
-        print(json.dumps(result), flush=True)
-        if args.out:
-            args.out.write_text(json.dumps(results, indent=1))
+    with _influx_stack(args, workdir) as stack:
+        results = []
+        for epoch, every in settings:
+            result = run_setting(args, epoch, bases_path, live, sim0, workdir, every)
+            result["nodes"] = nodes
+            if stack is not None:  # (the settings write the same points: this is all of them)
+                result["influx_raw_points"] = _raw_points(stack)
+            result["load"] = os.getloadavg()[0]
+            results.append(result)
+            print(json.dumps(result), flush=True)
+            if args.out:
+                args.out.write_text(json.dumps(results, indent=1))
     return 0
+
+
+@contextlib.contextmanager
+def _influx_stack(args: argparse.Namespace, workdir: Path) -> Iterator[PrivateStack | None]:
+    """With `--influx`, a private stack (bench.pipeline.privstack) for the run: its InfluxDB's
+    database made, the processor's config for it in `args.cloud_config` and influxd's pid in
+    `args.influxd_pid` (the children's); else None."""
+    args.cloud_config = args.influxd_pid = None
+    if not args.influx:
+        yield None
+        return
+    from bench.pipeline.privstack import cloud_config
+
+    stack = PrivateStack.start(workdir / "stack", [])
+    try:
+        config = cloud_config(stack.info, workdir / "unused", detect=True)
+        stack.init_database(config)
+        args.cloud_config = workdir / "cloud.json"
+        args.cloud_config.write_text(json.dumps({t: config[t] for t in ("mqtt", "influx", "retention")}))
+        args.influxd_pid = stack.pids()["influxd"]
+        yield stack
+    finally:
+        stack.stop()
+
+
+def _raw_points(stack: PrivateStack) -> int:
+    """The raw points in the stack's database (each a reading: the sink wrote them)."""
+    with stack.reader() as reader:
+        series = reader.query('SELECT count("seq") FROM "raw"./.*/', db=stack.info.database)
+    return sum(int(row[1]) for s in series for row in s["values"])
 
 
 def _setting(token: str) -> tuple[float, int | None]:

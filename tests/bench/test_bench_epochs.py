@@ -1,10 +1,14 @@
 """The epoch benchmark's warm city and the check that outputs do not wait for the epoch:
 a copy of a node goes on from its base node's warm state (its readings are new to it, not
 duplicates of the warm hours), the copies do not send in step, and a stateful step's
-outputs reach the sink long before a 30 s epoch ends; a setting's form, EPOCH or EPOCH/N."""
+outputs reach the sink long before a 30 s epoch ends; a setting's form, EPOCH or EPOCH/N;
+with `--influx`, a real InfluxDB for the children and influxd's CPU beside the processor's."""
 
 from __future__ import annotations
 
+import argparse
+import json
+import os
 import pickle
 import time
 from pathlib import Path
@@ -17,15 +21,20 @@ from bench.pipeline.epochs import (
     SPREAD_S,
     STEP_PARTS,
     _base_of,
+    _influx_stack,
+    _process_cpu_s,
+    _raw_points,
     _setting,
     _summary,
     _time_step_parts,
     main,
     make_city,
 )
+from cloud.config import parse_cloud_config
 from cloud.flow import NodeLogic, node_key
 from cloud.frozen_store import FrozenStore
 from cloud.journal import JournalRecord
+from urbanpulse.influx_http import InfluxHTTP
 
 
 def test_a_copy_goes_on_from_its_base_nodes_warm_state() -> None:
@@ -113,6 +122,17 @@ def test_the_summary_parts_an_epoch_s_cpu_into_the_node_step_the_snapshots_and_t
                    t0 + 190, t0 + 191, journal)
     assert out["snapshot_parts_s_an_epoch_median"] == {
         "pickle": 0.35, "frozen_but_flush": 0.1, "flush": 0.05}
+    assert "influxd_cores" not in out  # (no --influx)
+
+    # with --influx, influxd's CPU at each mark and second: over the same part as the
+    # processor's, and from one mark to the next
+    for i, mark in enumerate(marks, start=1):
+        mark["influxd_cpu"] = 0.6 * i + (0.3 if i == 3 else 0)
+    second["influxd_cpu"] = 3.2
+    out = _summary(30.0, [], t0, 0, [*marks, second], [], t0 + 180, t0 + 181, None, None, None,
+                   t0 + 190, t0 + 191, journal)
+    assert out["influxd_cpu_s_an_epoch_median"] == 0.6  # 0.6, 0.9, 0.3, 0.6
+    assert out["influxd_cores"] == round((3.2 - 0.6) / 145, 4)  # from the first mark to the last second
 
 
 def test_the_step_s_parts_are_timed_without_changing_what_the_step_does(
@@ -153,3 +173,39 @@ def test_the_step_s_parts_are_timed_without_changing_what_the_step_does(
     assert store.rows_written > 0  # the warm state's closed windows, frozen and flushed
     assert 0 < parts["flush"] < parts["frozen"] < snapshot
     store.close()
+
+
+def test_with_influx_the_children_write_to_a_real_influxdb_whose_cpu_is_read(tmp_path: Path) -> None:
+    """`--influx`: a private stack's InfluxDB (on a free 127.0.0.1 port) for the run, the
+    children's config for it (its writer may write the database), influxd's pid, whose CPU
+    `_process_cpu_s` reads as /proc counts it, and the raw points the database holds; the
+    stack stopped after. Without it, nothing."""
+    plain = argparse.Namespace(influx=False)
+    with _influx_stack(plain, tmp_path / "none") as stack:
+        assert stack is None
+        assert plain.cloud_config is None
+        assert plain.influxd_pid is None
+    assert _process_cpu_s(None) is None
+    own = _process_cpu_s(os.getpid())
+    assert own is not None
+    assert 0 < own <= time.process_time() + 0.02  # (clock ticks: 10 ms)
+
+    args = argparse.Namespace(influx=True)
+    with _influx_stack(args, tmp_path) as stack:
+        assert stack is not None
+        config = json.loads(args.cloud_config.read_text())
+        cfg = parse_cloud_config({**config, "state": {"dir": str(tmp_path / "state")}})
+        assert cfg.influx.url == stack.info.influx("writer").url
+        assert cfg.retention.raw == "INF"  # every simulated point kept, however old
+        cpu = _process_cpu_s(args.influxd_pid)
+        assert cpu is not None
+        assert cpu > 0  # its start's
+        assert _raw_points(stack) == 0
+        with InfluxHTTP(cfg.influx.url, cfg.influx.username,
+                        Path(cfg.influx.password_file).read_text().strip()) as writer:
+            writer.write(b"air,site=s,node=n,sensor=x,kind=pms5003 pm25=1.5,seq=1i 1780293600000000000\n"
+                         b"air,site=s,node=n,sensor=x,kind=pms5003 pm25=2.5,seq=2i 1780293601000000000\n",
+                         db=cfg.influx.database, rp="raw")
+        assert _raw_points(stack) == 2
+    assert not Path(f"/proc/{args.influxd_pid}").exists() or \
+        "zombie" in Path(f"/proc/{args.influxd_pid}/status").read_text().lower()  # stopped
