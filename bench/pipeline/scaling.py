@@ -11,6 +11,11 @@ overstates a city's cores; a least-squares line through the sizes does not:
     python -m bench.pipeline.epochs --copies 50 --epochs 30 --measure-s 240 --out s50.json
     python -m bench.pipeline.epochs --copies 150 --epochs 30 --measure-s 240 --out s150.json
     python -m bench.pipeline.scaling s1.json s50.json s150.json
+
+Runs made with `--influx` (every one of them) add InfluxDB: influxd's CPU an epoch as its
+mean over the measured part (its compactions come every few epochs: a median an epoch would
+leave them out), and the processor's median with it, what the processor and its database
+take together.
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ CITY_NODES = 49_680  # the simulated city's 23 nodes x 2,160
 # the summary's medians an epoch: the whole CPU and its parts
 MEASURES = {"cpu": "cpu_s_an_epoch_median", "node step": "step_cpu_s_an_epoch_median",
             "node snapshots": "pickle_cpu_s_an_epoch_median", "rest": "rest_cpu_s_an_epoch_median"}
+# with --influx: influxd's mean an epoch (`with_influxd` makes it), and the processor's with it
+INFLUXD = {"influxd": "influxd_cpu_s_an_epoch_mean", "processor + influxd": "with_influxd_s_an_epoch"}
 
 
 @dataclass(frozen=True)
@@ -57,7 +64,20 @@ def runs_of(paths: list[Path]) -> list[dict[str, Any]]:
                 raise PipelineBenchError(f"{path}: setting {i} lacks {', '.join(missing)} (a run "
                                          "of an older bench, or one too short to measure)")
             runs.append(result)
-    return runs
+    return with_influxd(runs)
+
+
+def with_influxd(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The runs with influxd's mean CPU an epoch and the processor's with it (INFLUXD), when
+    every run measured influxd (`--influx`); else as they are."""
+    if not runs or any(r.get("influxd_cores") is None for r in runs):
+        return runs
+    out = []
+    for r in runs:
+        mean = r["influxd_cores"] * r["epoch_s"]
+        out.append({**r, INFLUXD["influxd"]: mean,
+                    INFLUXD["processor + influxd"]: r[MEASURES["cpu"]] + mean})
+    return out
 
 
 def fit(runs: list[dict[str, Any]], key: str) -> Fit:
@@ -76,10 +96,11 @@ def report(runs: list[dict[str, Any]], nodes: int) -> str:
     epoch_s = runs[0]["epoch_s"]
     lines = [f"{len(runs)} runs, {epoch_s:g} s epochs: " + ", ".join(
         f"{r['nodes']:,} nodes {r[MEASURES['cpu']]:.2f} s" for r in sorted(runs, key=lambda r: r["nodes"]))]
-    lines.append(f"{'':16} {'a node, ms':>11} {'fixed, s':>9} {f'{nodes:,} nodes, cores':>20}")
-    for name, key in MEASURES.items():
+    lines.append(f"{'':19} {'a node, ms':>11} {'fixed, s':>9} {f'{nodes:,} nodes, cores':>20}")
+    measures = MEASURES | (INFLUXD if INFLUXD["influxd"] in runs[0] else {})
+    for name, key in measures.items():
         f = fit(runs, key)
-        lines.append(f"{name:16} {f.per_node_ms:11.3f} {f.fixed_s:9.2f} {f.cores(nodes, epoch_s):20.2f}")
+        lines.append(f"{name:19} {f.per_node_ms:11.3f} {f.fixed_s:9.2f} {f.cores(nodes, epoch_s):20.2f}")
     big = max(runs, key=lambda r: r["nodes"])
     whole = big[MEASURES["cpu"]] / big["nodes"] * 1e3
     lines.append(f"(scaling the {big['nodes']:,}-node run's whole CPU instead: {whole:.3f} ms a node, "

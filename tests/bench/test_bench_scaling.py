@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.pipeline.scaling import MEASURES, fit, main, runs_of
+from bench.pipeline.scaling import INFLUXD, MEASURES, fit, main, runs_of
 
 
 def _run(nodes: int, epoch_s: float = 30.0, **over: float | None) -> dict[str, float | None]:
@@ -40,9 +40,37 @@ def test_the_fit_parts_the_cpu_into_a_fixed_part_and_a_part_a_node(
 
     assert main([str(tmp_path / "a.json"), str(tmp_path / "b.json"), "--nodes", "49680"]) == 0
     out = capsys.readouterr().out
-    assert "cpu                    2.000      1.50                 3.36" in out
+    assert "cpu                       2.000      1.50                 3.36" in out
+    assert "influxd" not in out  # (runs without --influx)
     # the whole CPU of the largest run scaled: its fixed part counted once a node
     assert "3,450-node run's whole CPU instead: 2.435 ms a node, 4.03 cores" in out
+
+
+def test_runs_with_influxd_add_its_mean_cpu_and_the_processor_s_with_it(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """influxd's CPU an epoch is its mean over the run (its cores x the epoch), 0.3 s + 0.1 ms
+    a node here; fitted beside the processor's, and added to it. A run without it among
+    them: no influxd line."""
+    def run(nodes: int) -> dict[str, float | None]:
+        return _run(nodes, influxd_cores=(0.3 + 0.0001 * nodes) / 30.0,
+                    influxd_cpu_s_an_epoch_median=0.1)  # (left out: compactions come in bursts)
+
+    runs = runs_of([_write(tmp_path / "i.json", run(23), run(1150), run(3450))])
+    f = fit(runs, INFLUXD["influxd"])
+    assert f.per_node_ms == pytest.approx(0.1)
+    assert f.fixed_s == pytest.approx(0.3)
+    both = fit(runs, INFLUXD["processor + influxd"])
+    assert both.per_node_ms == pytest.approx(2.1)
+    assert both.fixed_s == pytest.approx(1.8)
+    assert main([str(tmp_path / "i.json")]) == 0
+    out = capsys.readouterr().out
+    assert "influxd                   0.100      0.30                 0.18" in out
+    assert "processor + influxd       2.100      1.80                 3.54" in out
+
+    mixed = _write(tmp_path / "m.json", run(23), _run(1150), run(3450))
+    assert all(INFLUXD["influxd"] not in r for r in runs_of([mixed]))
+    assert main([str(mixed)]) == 0
+    assert "influxd" not in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(("runs", "why"), [
