@@ -16,16 +16,20 @@ kernel's retransmissions give up (about 15 minutes) when data is waiting, and ne
 the connection is idle. With them the kernel ends the connection after about half a
 minute of silence, and timely's receive thread fails on it (its own lost-peer path).
 
-Linux only (/proc/self/fd, /proc/self/net/tcp{,6}): the processor's platform. Timely's
-connections are found by their addresses, never read or written: process i connects to
-every process j < i (the remote end is flow.addresses[j]) and accepts one connection from
-every process j > i on its own address.
+Linux only (/proc/self/fd, /proc/self/net/tcp{,6}, TCP_INFO): the processor's platform.
+Timely's connections are found by their addresses, never read or written: process i
+connects to every process j < i (the remote end is flow.addresses[j]) and accepts one
+connection from every process j > i on its own address. They are found in the kernel's TCP
+tables, which list every socket of the host's network namespace (a broker beside the
+processor holds one for each node it serves); once found, each is watched on its own
+descriptor (`tcp_state`: its state from TCP_INFO), and the tables are not read again.
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import errno
 import ipaddress
 import os
 import socket
@@ -37,6 +41,7 @@ from pathlib import Path
 from cloud.errors import CloudError
 
 TCP_ESTABLISHED = 1
+TCP_INFO_STATE = 0  # the offset of tcpi_state in struct tcp_info
 TCP_CLOSE = 7
 TCP_CLOSE_WAIT = 8
 TCP_STATE_NAMES = {1: "ESTABLISHED", 2: "SYN-SENT", 3: "SYN-RECV", 4: "FIN-WAIT-1",
@@ -148,6 +153,26 @@ def own_tcp_sockets(proc: Path = Path("/proc/self")) -> tuple[dict[int, TcpSocke
     return sockets, fds
 
 
+def tcp_state(fd: int, inode: int) -> int | None:
+    """The TCP state (as the tables number them) of socket `inode`, held at descriptor `fd`:
+    None if `fd` no longer holds that socket (closed here, perhaps reused). Asked of the
+    descriptor itself (getsockopt TCP_INFO, as `_setsockopt`: no Python socket object on
+    timely's descriptor), so its cost does not grow with the host's sockets."""
+    try:
+        if os.readlink(f"/proc/self/fd/{fd}") != f"socket:[{inode}]":
+            return None
+    except OSError:
+        return None  # closed
+    info = ctypes.create_string_buffer(8)  # the kernel copies no more than asked
+    size = ctypes.c_uint32(len(info))
+    if _c().getsockopt(fd, socket.IPPROTO_TCP, socket.TCP_INFO, info, ctypes.byref(size)) != 0:
+        err = ctypes.get_errno()
+        if err in (errno.EBADF, errno.ENOTSOCK):
+            return None  # closed between the two calls
+        raise PeerWatchError(f"getsockopt TCP_INFO on a cluster connection: {os.strerror(err)}")
+    return info.raw[TCP_INFO_STATE]
+
+
 def _resolve(address: str) -> tuple[set[str], int]:
     host, port = address.rsplit(":", 1)
     try:
@@ -188,15 +213,19 @@ def find_peer_connections(sockets: Iterable[TcpSocket], addresses: Sequence[str]
 _libc: ctypes.CDLL | None = None
 
 
+def _c() -> ctypes.CDLL:
+    global _libc
+    if _libc is None:
+        _libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    return _libc
+
+
 def _setsockopt(fd: int, level: int, option: int, value: int) -> None:
     """setsockopt(2) on a file descriptor timely owns: a Python socket object made on it (or
     on a dup, which shares its flags) could make it non-blocking, and timely's blocking
     reads would then fail."""
-    global _libc
-    if _libc is None:
-        _libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
     v = ctypes.c_int(value)
-    if _libc.setsockopt(fd, level, option, ctypes.byref(v), ctypes.sizeof(v)) != 0:
+    if _c().setsockopt(fd, level, option, ctypes.byref(v), ctypes.sizeof(v)) != 0:
         err = ctypes.get_errno()
         raise PeerWatchError(f"setsockopt on a cluster connection: {os.strerror(err)}")
 
@@ -220,13 +249,17 @@ class PeerWatch:
     words in the log) comes first when it notices."""
 
     def __init__(self, addresses: Sequence[str], process_id: int, grace_s: float,
-                 sockets: Callable[[], tuple[dict[int, TcpSocket], dict[int, int]]] = own_tcp_sockets
-                 ) -> None:
+                 sockets: Callable[[], tuple[dict[int, TcpSocket], dict[int, int]]] = own_tcp_sockets,
+                 state: Callable[[int, int], int | None] = tcp_state) -> None:
+        """`sockets`: this process's TCP sockets and descriptors (read until the cluster has
+        formed); `state`: a watched connection's state by its descriptor and inode."""
         self.addresses = tuple(addresses)
         self.process_id = process_id
         self.grace_s = grace_s
         self._sockets = sockets
+        self._state = state
         self.connections: list[PeerConnection] = []
+        self._fds: dict[int, int] = {}  # a watched connection's inode -> its descriptor
         self.keepalive_error: str | None = None  # why keepalive could not be turned on
         self._lost_since: dict[int, float] = {}
 
@@ -235,11 +268,12 @@ class PeerWatch:
         return bool(self.connections)
 
     def poll(self, now: float) -> LostPeer | None:
-        sockets, fds = self._sockets()
         if not self.armed:
+            sockets, fds = self._sockets()
             found = find_peer_connections(sockets.values(), self.addresses, self.process_id)
             if len(found) >= len(self.addresses) - 1:
                 self.connections = found
+                self._fds = {c.inode: fds[c.inode] for c in found}
                 try:
                     for c in found:
                         keep_alive(fds[c.inode])
@@ -247,13 +281,11 @@ class PeerWatch:
                     self.keepalive_error = str(exc)
             return None
         for c in self.connections:
-            s = sockets.get(c.inode)
-            if s is not None and s.state == TCP_ESTABLISHED:
+            state = self._state(self._fds[c.inode], c.inode)
+            if state == TCP_ESTABLISHED:
                 self._lost_since.pop(c.inode, None)
                 continue
             since = self._lost_since.setdefault(c.inode, now)
             if now - since >= self.grace_s:
-                # held but in no table: reset or timed out (CLOSE)
-                state = s.state if s is not None else TCP_CLOSE if c.inode in fds else None
                 return LostPeer(c, state)
         return None

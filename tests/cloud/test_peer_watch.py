@@ -1,10 +1,13 @@
 """cloud/peer_watch.py on real kernel sockets of this process (loopback, /proc/self): it
 finds a cluster's connections by flow.addresses (accepted on this process's address from a
 higher process, or made to a lower one), turns keepalive on for them, and reports one the
-other end closed (CLOSE-WAIT) or reset, once it has been so for its grace period."""
+other end closed (CLOSE-WAIT) or reset, once it has been so for its grace period; once the
+cluster has formed it asks each connection's own descriptor, never the host's TCP tables
+again (they list every socket of the host: a broker beside the processor holds thousands)."""
 
 from __future__ import annotations
 
+import os
 import socket
 import struct
 from collections.abc import Iterator
@@ -17,10 +20,13 @@ from cloud.peer_watch import (
     KEEPINTVL_S,
     TCP_CLOSE,
     TCP_CLOSE_WAIT,
+    TCP_ESTABLISHED,
     USER_TIMEOUT_S,
     PeerWatch,
+    TcpSocket,
     own_tcp_sockets,
     parse_tcp_table,
+    tcp_state,
 )
 from urbanpulse.stack.process import free_ports
 
@@ -124,3 +130,59 @@ def test_the_proc_tables_read_ipv4_and_ipv4_mapped_ipv6_addresses() -> None:
     (s,) = parse_tcp_table(row, [4242])
     assert (s.local, s.remote, s.state) == (("127.0.0.1", 8080), ("127.0.0.2", 50000), TCP_CLOSE_WAIT)
     assert parse_tcp_table(row, [1]) == []
+
+
+def _inode(s: socket.socket) -> int:
+    return os.stat(f"/proc/self/fd/{s.fileno()}").st_ino
+
+
+@pytest.mark.parametrize("reset", [False, True], ids=["peer-closes", "peer-resets"])
+def test_a_connection_s_state_is_asked_of_its_descriptor(
+        link: tuple[list[str], socket.socket, socket.socket], reset: bool) -> None:
+    _, accepted, client = link
+    fd, inode = accepted.fileno(), _inode(accepted)
+    assert tcp_state(fd, inode) == TCP_ESTABLISHED
+    assert tcp_state(fd, inode + 1) is None  # another socket's inode: not this descriptor's
+    if reset:
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    client.close()  # (on loopback the FIN or RST is in by the time close returns)
+    assert tcp_state(fd, inode) == (TCP_CLOSE if reset else TCP_CLOSE_WAIT)
+    assert accepted.getblocking()  # the descriptor's flags untouched
+
+
+def test_a_descriptor_closed_or_reused_holds_the_connection_no_more(
+        link: tuple[list[str], socket.socket, socket.socket]) -> None:
+    _, accepted, _ = link
+    fd, inode = accepted.fileno(), _inode(accepted)
+    with socket.socket() as other:
+        os.dup2(other.fileno(), fd)  # the number now another socket's (the connection's closed)
+        assert tcp_state(fd, inode) is None
+        assert tcp_state(fd, _inode(other)) == TCP_CLOSE  # (a socket never connected)
+    os.close(fd)
+    accepted.detach()  # (its number closed above)
+    assert tcp_state(fd, inode) is None  # closed here
+    assert tcp_state(-1, inode) is None
+
+
+def test_once_formed_the_cluster_is_watched_without_reading_the_tcp_tables(
+        link: tuple[list[str], socket.socket, socket.socket]) -> None:
+    addresses, accepted, client = link
+    reads = []
+
+    def tables() -> tuple[dict[int, TcpSocket], dict[int, int]]:
+        reads.append(1)
+        return own_tcp_sockets()
+
+    watch = PeerWatch(addresses, 0, GRACE_S, sockets=tables)
+    assert watch.poll(0.0) is None
+    assert watch.armed
+    for t in range(1, 5):
+        assert watch.poll(float(t)) is None
+    assert len(reads) == 1  # the tables read until the cluster formed, not after
+    client.close()
+    assert watch.poll(5.0) is None
+    lost = watch.poll(5.0 + GRACE_S)
+    assert lost is not None
+    assert lost.state == TCP_CLOSE_WAIT
+    assert len(reads) == 1
+    assert lost.connection.local == accepted.getsockname()
