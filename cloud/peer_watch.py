@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import errno
 import ipaddress
 import os
 import socket
@@ -82,7 +81,8 @@ class PeerConnection:
 @dataclass(frozen=True)
 class LostPeer:
     connection: PeerConnection
-    state: int | None  # None: no file descriptor of this process holds the socket any more
+    # None: none of the descriptors that held the socket when the cluster formed holds it
+    state: int | None
 
     def describe(self) -> str:
         c = self.connection
@@ -94,9 +94,10 @@ class LostPeer:
                 f"{c.remote[0]}:{c.remote[1]}) {how}")
 
 
-def _socket_inodes(fd_dir: Path) -> dict[int, int]:
-    """inode -> one file descriptor of this process holding that socket."""
-    out: dict[int, int] = {}
+def _socket_inodes(fd_dir: Path) -> dict[int, list[int]]:
+    """inode -> the file descriptors of this process holding that socket (timely holds each
+    connection twice: its send and receive threads' clones)."""
+    out: dict[int, list[int]] = {}
     try:
         names = os.listdir(fd_dir)
     except OSError as exc:
@@ -107,7 +108,7 @@ def _socket_inodes(fd_dir: Path) -> dict[int, int]:
         except OSError:
             continue  # closed meanwhile
         if link.startswith("socket:[") and link.endswith("]"):
-            out.setdefault(int(link[8:-1]), int(name))
+            out.setdefault(int(link[8:-1]), []).append(int(name))
     return out
 
 
@@ -138,8 +139,8 @@ def parse_tcp_table(text: str, inodes: Iterable[int]) -> list[TcpSocket]:
     return out
 
 
-def own_tcp_sockets(proc: Path = Path("/proc/self")) -> tuple[dict[int, TcpSocket], dict[int, int]]:
-    """This process's TCP sockets by inode, and a file descriptor of each."""
+def own_tcp_sockets(proc: Path = Path("/proc/self")) -> tuple[dict[int, TcpSocket], dict[int, list[int]]]:
+    """This process's TCP sockets by inode, and the file descriptors of each."""
     fds = _socket_inodes(proc / "fd")
     sockets: dict[int, TcpSocket] = {}
     for table in ("tcp", "tcp6"):
@@ -153,22 +154,26 @@ def own_tcp_sockets(proc: Path = Path("/proc/self")) -> tuple[dict[int, TcpSocke
     return sockets, fds
 
 
+def _holds(fd: int, inode: int) -> bool:
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}") == f"socket:[{inode}]"
+    except OSError:
+        return False  # closed
+
+
 def tcp_state(fd: int, inode: int) -> int | None:
     """The TCP state (as the tables number them) of socket `inode`, held at descriptor `fd`:
     None if `fd` no longer holds that socket (closed here, perhaps reused). Asked of the
     descriptor itself (getsockopt TCP_INFO, as `_setsockopt`: no Python socket object on
     timely's descriptor), so its cost does not grow with the host's sockets."""
-    try:
-        if os.readlink(f"/proc/self/fd/{fd}") != f"socket:[{inode}]":
-            return None
-    except OSError:
-        return None  # closed
+    if not _holds(fd, inode):
+        return None
     info = ctypes.create_string_buffer(8)  # the kernel copies no more than asked
     size = ctypes.c_uint32(len(info))
     if _c().getsockopt(fd, socket.IPPROTO_TCP, socket.TCP_INFO, info, ctypes.byref(size)) != 0:
         err = ctypes.get_errno()
-        if err in (errno.EBADF, errno.ENOTSOCK):
-            return None  # closed between the two calls
+        if not _holds(fd, inode):
+            return None  # closed, or its number taken by another socket, between the calls
         raise PeerWatchError(f"getsockopt TCP_INFO on a cluster connection: {os.strerror(err)}")
     return info.raw[TCP_INFO_STATE]
 
@@ -244,12 +249,12 @@ def keep_alive(fd: int) -> None:
 class PeerWatch:
     """One process's watch: `poll(now)` until the cluster's connections are all established
     (then it turns keepalive on for them), then whether one is lost; PeerWatchError when
-    /proc cannot be read. A connection is
-    reported once it has been lost for `grace_s`: Bytewax's own lost-peer path (a panic, its
-    words in the log) comes first when it notices."""
+    /proc cannot be read or a connection's state cannot be asked. A connection is reported
+    once it has been lost for `grace_s`: Bytewax's own lost-peer path (a panic, its words in
+    the log) comes first when it notices."""
 
     def __init__(self, addresses: Sequence[str], process_id: int, grace_s: float,
-                 sockets: Callable[[], tuple[dict[int, TcpSocket], dict[int, int]]] = own_tcp_sockets,
+                 sockets: Callable[[], tuple[dict[int, TcpSocket], dict[int, list[int]]]] = own_tcp_sockets,
                  state: Callable[[int, int], int | None] = tcp_state) -> None:
         """`sockets`: this process's TCP sockets and descriptors (read until the cluster has
         formed); `state`: a watched connection's state by its descriptor and inode."""
@@ -259,7 +264,7 @@ class PeerWatch:
         self._sockets = sockets
         self._state = state
         self.connections: list[PeerConnection] = []
-        self._fds: dict[int, int] = {}  # a watched connection's inode -> its descriptor
+        self._fds: dict[int, list[int]] = {}  # a watched connection's inode -> its descriptors
         self.keepalive_error: str | None = None  # why keepalive could not be turned on
         self._lost_since: dict[int, float] = {}
 
@@ -276,12 +281,16 @@ class PeerWatch:
                 self._fds = {c.inode: fds[c.inode] for c in found}
                 try:
                     for c in found:
-                        keep_alive(fds[c.inode])
+                        keep_alive(fds[c.inode][0])  # (an option of the socket, not the descriptor)
                 except PeerWatchError as exc:  # watched all the same
                     self.keepalive_error = str(exc)
             return None
         for c in self.connections:
-            state = self._state(self._fds[c.inode], c.inode)
+            state = None
+            for fd in self._fds[c.inode]:  # the first that still holds it
+                state = self._state(fd, c.inode)
+                if state is not None:
+                    break
             if state == TCP_ESTABLISHED:
                 self._lost_since.pop(c.inode, None)
                 continue

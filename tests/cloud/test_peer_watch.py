@@ -7,6 +7,7 @@ again (they list every socket of the host: a broker beside the processor holds t
 
 from __future__ import annotations
 
+import fcntl
 import os
 import socket
 import struct
@@ -23,6 +24,7 @@ from cloud.peer_watch import (
     TCP_ESTABLISHED,
     USER_TIMEOUT_S,
     PeerWatch,
+    PeerWatchError,
     TcpSocket,
     own_tcp_sockets,
     parse_tcp_table,
@@ -68,7 +70,7 @@ def test_the_accepting_process_finds_its_peer_turns_keepalive_on_and_reports_it_
     assert watch.connections[0].local == accepted.getsockname()
     assert _keepalive(accepted) == (1, KEEPIDLE_S, KEEPINTVL_S, KEEPCNT, USER_TIMEOUT_S * 1000)
     assert _keepalive(client)[0] == 0  # not a connection of process 0's: left alone
-    assert accepted.getblocking()  # the fd's flags untouched
+    assert not _nonblocking(accepted)  # the descriptor's flags untouched
     assert watch.poll(1.0) is None  # established: nothing to say
 
     if reset:
@@ -136,6 +138,44 @@ def _inode(s: socket.socket) -> int:
     return os.stat(f"/proc/self/fd/{s.fileno()}").st_ino
 
 
+def _nonblocking(s: socket.socket) -> bool:
+    """The descriptor's own flag (`getblocking()` is the Python object's view of it)."""
+    return bool(fcntl.fcntl(s.fileno(), fcntl.F_GETFL) & os.O_NONBLOCK)
+
+
+def test_a_socket_that_is_not_tcp_cannot_be_asked_its_tcp_state() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+        inode = _inode(udp)
+        with pytest.raises(PeerWatchError, match="TCP_INFO"):
+            tcp_state(udp.fileno(), inode)
+
+
+def test_a_connection_held_on_two_descriptors_is_watched_on_either(
+        link: tuple[list[str], socket.socket, socket.socket]) -> None:
+    """Timely holds each connection twice (its send and receive threads' clones), and the
+    receive thread closes its own when the peer ends: the other still tells CLOSE-WAIT, not
+    "closed here"."""
+    addresses, accepted, client = link
+    clone = os.dup(accepted.fileno())
+    try:
+        watch = PeerWatch(addresses, 0, GRACE_S)
+        assert watch.poll(0.0) is None
+        assert watch.armed
+        client.close()
+        first = min(accepted.fileno(), clone)  # the one a single descriptor's watch held
+        os.close(first)
+        if first == accepted.fileno():
+            accepted.detach()
+        else:
+            clone = accepted.detach()
+        assert watch.poll(1.0) is None
+        lost = watch.poll(1.0 + GRACE_S)
+        assert lost is not None
+        assert lost.state == TCP_CLOSE_WAIT
+    finally:
+        os.close(clone)
+
+
 @pytest.mark.parametrize("reset", [False, True], ids=["peer-closes", "peer-resets"])
 def test_a_connection_s_state_is_asked_of_its_descriptor(
         link: tuple[list[str], socket.socket, socket.socket], reset: bool) -> None:
@@ -147,7 +187,7 @@ def test_a_connection_s_state_is_asked_of_its_descriptor(
         client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     client.close()  # (on loopback the FIN or RST is in by the time close returns)
     assert tcp_state(fd, inode) == (TCP_CLOSE if reset else TCP_CLOSE_WAIT)
-    assert accepted.getblocking()  # the descriptor's flags untouched
+    assert not _nonblocking(accepted)  # the descriptor's flags untouched
 
 
 def test_a_descriptor_closed_or_reused_holds_the_connection_no_more(
@@ -169,7 +209,7 @@ def test_once_formed_the_cluster_is_watched_without_reading_the_tcp_tables(
     addresses, accepted, client = link
     reads = []
 
-    def tables() -> tuple[dict[int, TcpSocket], dict[int, int]]:
+    def tables() -> tuple[dict[int, TcpSocket], dict[int, list[int]]]:
         reads.append(1)
         return own_tcp_sockets()
 
