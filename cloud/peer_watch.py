@@ -40,12 +40,12 @@ from pathlib import Path
 from cloud.errors import CloudError
 
 TCP_ESTABLISHED = 1
-TCP_INFO_STATE = 0  # the offset of tcpi_state in struct tcp_info
 TCP_CLOSE = 7
 TCP_CLOSE_WAIT = 8
 TCP_STATE_NAMES = {1: "ESTABLISHED", 2: "SYN-SENT", 3: "SYN-RECV", 4: "FIN-WAIT-1",
                    5: "FIN-WAIT-2", 6: "TIME-WAIT", 7: "CLOSE", 8: "CLOSE-WAIT",
                    9: "LAST-ACK", 10: "LISTEN", 11: "CLOSING"}
+TCP_INFO_STATE = 0  # the offset of tcpi_state (numbered as above) in struct tcp_info
 # Keepalive on an idle peer connection: the first probe after KEEPIDLE s of silence, then
 # every KEEPINTVL s; unacknowledged data or probes for USER_TIMEOUT_S end the connection.
 KEEPIDLE_S = 10

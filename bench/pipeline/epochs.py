@@ -56,9 +56,10 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from bench.edge.procfs import cpu_times
 from bench.pipeline.errors import PipelineBenchError
 from bench.pipeline.node_state_size import HEARTBEAT_S, MESSAGE_S, START, messages
-from bench.pipeline.privstack import PrivateStack
+from bench.pipeline.privstack import PrivateStack, cloud_config
 from bench.pipeline.workload import numbering_of
 from cloud.config import STOP_MODES
 from cloud.frozen_store import FrozenStore
@@ -227,10 +228,7 @@ def _snapshot_parts(marks: list[dict[str, Any]]) -> dict[str, float] | None:
 
 def _process_cpu_s(pid: int | None) -> float | None:
     """Process `pid`'s CPU (user and system) in seconds so far, None without a pid."""
-    if pid is None:
-        return None
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return None if pid is None else cpu_times(pid).total_s
 
 
 def _child(args: argparse.Namespace) -> int:
@@ -699,8 +697,6 @@ def _influx_stack(args: argparse.Namespace, workdir: Path) -> Iterator[PrivateSt
     if not args.influx:
         yield None
         return
-    from bench.pipeline.privstack import cloud_config
-
     stack = PrivateStack.start(workdir / "stack", [])
     try:
         config = cloud_config(stack.info, workdir / "unused", detect=True)

@@ -400,12 +400,12 @@ class NodeState:
         `flush` is False: a later snapshot of the same round flushes it before Bytewax has
         any of them, cloud/snapshot_round.py), so that every row the snapshot references is
         on disk before Bytewax has the snapshot. A row let go is still held by the snapshots
-        before the one that let it go, and Bytewax
-        resumes the newest snapshot of a committed epoch (or, from a copy of the
-        store, one up to flow.backup_interval_s older): the row is deleted once the node has
-        taken FROZEN_GC_SNAPSHOTS more snapshots and the store's delay (that interval and a
-        margin) has passed. A row found missing all the same costs a rebuild of its window
-        from the raw points, not a wrong point (`SensorRollup.window`)."""
+        before the one that let it go, and Bytewax resumes the newest snapshot of a committed
+        epoch (or, from a copy of the store, one up to flow.backup_interval_s older): the row
+        is deleted once the node has taken FROZEN_GC_SNAPSHOTS more snapshots and the store's
+        delay (that interval and a margin) has passed. A row found missing all the same costs
+        a rebuild of its window from the raw points, not a wrong point
+        (`SensorRollup.window`)."""
         store = self._frozen_store
         if store is None:
             return
