@@ -27,6 +27,7 @@ from bench.pipeline.epochs import (
     _setting,
     _summary,
     _time_step_parts,
+    epoch_rounds,
     main,
     make_city,
 )
@@ -209,3 +210,39 @@ def test_with_influx_the_children_write_to_a_real_influxdb_whose_cpu_is_read(tmp
         assert _raw_points(stack) == 2
     assert not Path(f"/proc/{args.influxd_pid}").exists() or \
         "zombie" in Path(f"/proc/{args.influxd_pid}/status").read_text().lower()  # stopped
+
+
+def test_a_round_of_snapshots_split_by_a_pause_is_one_epoch(tmp_path: Path) -> None:
+    """Seen at 120 s epochs: a round's first snapshot, then a pause over NEW_EPOCH_GAP_S,
+    then the rest; the child writes two marks. Counted as two epochs, each real epoch's CPU
+    was parted in two and the median fell to half an epoch's; as one, each epoch is whole."""
+    t0 = 1000.0
+    marks = []
+    for i in range(1, 6):
+        start = t0 + 120 * i
+        marks.append({"kind": "epoch", "t": start, "cpu": 20.0 * i, "step_cpu": 8.0 * i, "pickle_cpu": 0.1,
+                      "records": 100 * i, "keys": 1, "bytes": 10, "end": start + 0.01,
+                      "frozen": 0.0, "flush": 0.0})
+        marks.append({"kind": "epoch", "t": start + 3.0, "cpu": 20.0 * i + 2.5, "step_cpu": 8.0 * i,
+                      "pickle_cpu": 1.9, "records": 100 * i, "keys": 99, "bytes": 990,
+                      "end": start + 4.0, "frozen": 0.8, "flush": 0.7})
+    rounds = epoch_rounds(marks, 120.0)
+    assert [r["t"] for r in rounds] == [t0 + 120 * i for i in range(1, 6)]
+    assert all(r["keys"] == 100 and r["bytes"] == 1000 and r["end"] == r["t"] + 4.0 for r in rounds)
+    assert all(r["pickle_cpu"] == pytest.approx(2.0) and r["flush"] == pytest.approx(0.7) for r in rounds)
+    assert marks[0]["keys"] == 1  # the child's marks are left as they were
+
+    second = {"kind": "second", "t": t0 + 650, "cpu": 110.0, "records": 550, "lag_max": 0.1,
+              "lag_p50": 0.05, "rss": 2**20, "store": 10}
+    journal = tmp_path / "journal" / "j.sqlite3"
+    journal.parent.mkdir()
+    journal.write_bytes(b"x")
+    out = _summary(120.0, [], t0, 0, [*marks, second], [], t0 + 660, t0 + 661, None, None, None,
+                   t0 + 670, t0 + 671, journal)
+    assert out["epochs"] == 5
+    assert out["cpu_s_an_epoch_median"] == 20.0  # split, the medians were of 2.5 and 17.5
+    assert out["step_cpu_s_an_epoch_median"] == 8.0
+    assert out["rest_cpu_s_an_epoch_median"] == 10.0  # 20 - 8 - 2
+    assert out["snapshot_keys_an_epoch"] == 100.0
+    # a 30 s bench's rounds, 30 s apart, stay apart
+    assert len(epoch_rounds([{**m, "t": t0 + 30 * n} for n, m in enumerate(marks)], 30.0)) == 10
