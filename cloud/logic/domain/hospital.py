@@ -167,11 +167,15 @@ def occupancy_fields(beds: int, occupied: int, available: int, faulty: int, stal
 
 
 def wait_fields(waits: list[float]) -> dict[str, float | int | str | bool]:
-    waits = sorted(waits)
-    fields: dict[str, float | int | str | bool] = {"n": len(waits)}
-    if waits:
-        fields.update(median_s=quantile(waits, 0.5), p90_s=quantile(waits, 0.9),
-                      mean_s=math.fsum(waits) / len(waits))
+    return ordered_wait_fields(sorted(waits))
+
+
+def ordered_wait_fields(ordered: list[float]) -> dict[str, float | int | str | bool]:
+    """`wait_fields` of waits already sorted."""
+    fields: dict[str, float | int | str | bool] = {"n": len(ordered)}
+    if ordered:
+        fields.update(median_s=quantile(ordered, 0.5), p90_s=quantile(ordered, 0.9),
+                      mean_s=math.fsum(ordered) / len(ordered))
     return fields
 
 

@@ -40,7 +40,7 @@ from cloud.logic.domain.hospital import (
     WardSnapshot,
     door_faulty,
     occupancy_fields,
-    wait_fields,
+    ordered_wait_fields,
 )
 from cloud.logic.domain.late import Late, LateMarks
 from cloud.logic.domain.site_sums import Ward, WindowSums
@@ -62,6 +62,9 @@ class HospitalSite(Horizon):
         # hour -> the nodes whose waits in it may lack some (`WaitSamples.partial`): each
         # write of the hour asks for its replay from the raw points
         self.partial_waits: dict[int, set[str]] = {}
+        # hour -> every wait of `waits[hour]` in one sorted list, kept as nodes replace
+        # theirs (not pickled: made again from `waits` when first needed)
+        self._merged: dict[int, list[float]] = {}
         self.marks = LateMarks()  # (scope, hour)s replayed for the site
         self.late: list[Late] = []  # marks a window written since the last take_late reached
         # rp -> `wards[rp]` indexed, with the sums of the windows written (not pickled)
@@ -70,7 +73,7 @@ class HospitalSite(Horizon):
 
     def __getstate__(self) -> dict[str, object]:
         state = self.__dict__.copy()
-        del state["_sums"], state["_evicted_at"]
+        del state["_sums"], state["_evicted_at"], state["_merged"]
         return state
 
     def __setstate__(self, state: dict[str, object]) -> None:
@@ -89,6 +92,7 @@ class HospitalSite(Horizon):
                     nodes[node] = (totals[0], totals[1], None)  # not known: not 0
         self._sums = _window_sums(self.wards)
         self._evicted_at = None
+        self._merged = {}
 
     def process(self, site: str, updates: Iterable[SiteUpdate]) -> list[Point]:
         ward_from: dict[str, int] = {}
@@ -116,7 +120,11 @@ class HospitalSite(Horizon):
                 if u.hour_ns < floor - HOUR_NS:
                     self.late.append(("queue", u.hour_ns))
                     continue
-                self.waits.setdefault(u.hour_ns, {})[u.node] = u.waits_s
+                hour_waits = self.waits.setdefault(u.hour_ns, {})
+                merged = self._merged.get(u.hour_ns)
+                if merged is not None and not _replace_sorted(merged, hour_waits.get(u.node, ()), u.waits_s):
+                    del self._merged[u.hour_ns]  # (made again from `waits` at the write)
+                hour_waits[u.node] = u.waits_s
                 if u.partial:
                     self.partial_waits.setdefault(u.hour_ns, set()).add(u.node)
                 elif self.partial_waits:
@@ -153,8 +161,11 @@ class HospitalSite(Horizon):
                 fields["faulty"] = faulty
             out.append((RP_1H, line("hospital_flow", tags, fields, hour)))
         for hour in sorted(wait_hours):
-            waits = [w for node_waits in self.waits[hour].values() for w in node_waits]
-            out.append((RP_1H, line("hospital_wait", tags, wait_fields(waits), hour)))
+            merged = self._merged.get(hour)
+            if merged is None:
+                merged = self._merged[hour] = sorted(
+                    w for node_waits in self.waits[hour].values() for w in node_waits)
+            out.append((RP_1H, line("hospital_wait", tags, ordered_wait_fields(merged), hour)))
             if self.partial_waits.get(hour):
                 self.late.append(("queue", hour))
         if self.marks:  # only after late readings: the live path pays nothing otherwise
@@ -186,8 +197,33 @@ class HospitalSite(Horizon):
         for table in (self.flow, self.waits, self.partial_waits):
             for hour in [h for h in table if h < floor - HOUR_NS]:
                 del table[hour]
+        for hour in [h for h in self._merged if h < floor - HOUR_NS]:
+            del self._merged[hour]
 
 
 def _window_sums(wards: dict[str, dict[str, dict[int, Ward]]]) -> dict[str, WindowSums]:
     return {rp: WindowSums(nodes) for rp, nodes in wards.items()}
 
+
+def _replace_sorted(merged: list[float], old: tuple[float, ...], new: tuple[float, ...]) -> bool:
+    """A node's sorted waits `old` replaced by `new` in the sorted `merged`: the values only
+    one of them holds removed or inserted (a node's hour gains a wait or two a message; the
+    site's hour holds every queue's). False, `merged` then spoilt, when a value to remove is
+    not there (no such state is made here; the caller makes the list again)."""
+    i = j = 0
+    while i < len(old) or j < len(new):
+        if j == len(new) or (i < len(old) and old[i] < new[j]):
+            at = bisect.bisect_left(merged, old[i])
+            if at == len(merged) or merged[at] != old[i]:
+                return False
+            del merged[at]
+            i += 1
+        elif i == len(old) or new[j] < old[i]:
+            bisect.insort(merged, new[j])
+            j += 1
+        elif old[i] == new[j]:
+            i += 1
+            j += 1
+        else:  # unordered (NaN): not to be kept this way
+            return False
+    return True
