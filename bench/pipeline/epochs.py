@@ -2,7 +2,8 @@
 running city, measured on a warm sample of it at its own pace.
 
 The sample: every node of the simulated city `--copies` times (23 nodes x 100 = 2,300 by
-default, the city's own mix; the real city is 2,160 copies, 49,680 nodes). Each node's
+default, the city's own mix; the real city is 2,160 copies, 49,680 nodes), a site holding
+at most 100 copies of its nodes as in the at-pace runs (`bench.pipeline.atpace`). Each node's
 state is first fed its node's 6 hours of readings and heartbeats through the node step
 (`cloud.flow.NodeLogic`), as `bench.pipeline.node_state_size` does, once per base node;
 a copy starts from its base node's state (unpickled when its first record arrives) and
@@ -57,6 +58,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.edge.procfs import cpu_times
+from bench.pipeline.atpace import DEFAULT_PER_SITE, copy_ids
 from bench.pipeline.errors import PipelineBenchError
 from bench.pipeline.node_state_size import HEARTBEAT_S, MESSAGE_S, START, messages
 from bench.pipeline.privstack import PrivateStack, cloud_config
@@ -105,8 +107,11 @@ def _base_of(key: str) -> str:
 
 
 def _copy_key(key: str, copy: int) -> tuple[str, str]:
+    """Copy `copy` of a node, in a site of at most DEFAULT_PER_SITE copies of its base site, as
+    the at-pace runs group them: every copy in one site made the site steps' work a message
+    grow with the sample (a hospital of 150 OPD halls at 150 copies)."""
     site, node = key.split("/")
-    return f"{site}-g0", f"{node}-c{copy}"
+    return copy_ids(site, node, copy, DEFAULT_PER_SITE)
 
 
 def _records(site: str, node: str, numbering: str, readings: list[Reading], shift_ns: int,

@@ -21,6 +21,7 @@ from bench.pipeline.epochs import (
     SPREAD_S,
     STEP_PARTS,
     _base_of,
+    _copy_key,
     _influx_stack,
     _process_cpu_s,
     _raw_points,
@@ -62,6 +63,16 @@ def test_a_copy_goes_on_from_its_base_nodes_warm_state() -> None:
                    if rp == "raw" and ",sensor=" in line and "seq=" in line)
     assert raw == readings  # every reading taken in: none dropped as seen in the warm hours
     assert (logic.state.site, logic.state.node) == ("lang-ha-g0", "aq-1-c1")
+
+
+def test_a_site_holds_at_most_a_hundred_copies_of_its_nodes() -> None:
+    """As the at-pace runs group them: one site for every copy made a hospital of the
+    150-copy sample hold 150 OPD halls, and the site step's work a message grow with it."""
+    assert _copy_key("bach-mai/opd-hall", 99) == ("bach-mai-g0", "opd-hall-c99")
+    assert _copy_key("bach-mai/opd-hall", 100) == ("bach-mai-g1", "opd-hall-c0")
+    assert _copy_key("bach-mai/opd-hall", 299) == ("bach-mai-g2", "opd-hall-c99")
+    assert {_base_of("/".join(_copy_key("bach-mai/opd-hall", c))) for c in (0, 150, 299)} == {
+        "bach-mai/opd-hall"}
 
 
 def test_outputs_reach_the_sink_before_a_long_epoch_ends() -> None:
