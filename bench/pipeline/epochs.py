@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import itertools
 import json
 import os
@@ -90,6 +91,7 @@ STEP_PARTS = ("decode", "data", "heartbeat", "tick")
 # detectors' book, the rows let go, the frozen store's flush) and, of it, `FrozenStore.flush`
 # (a transaction of the store, synchronous FULL); the rest of the snapshot is its pickling.
 SNAPSHOT_PARTS = ("frozen", "flush")
+GC_PARTS = ("gc", "gc_full")  # the collector's CPU, s, and its full collections, counted
 
 
 @dataclass(frozen=True)
@@ -193,6 +195,18 @@ class _Stats:
         # of it, by part (STEP_PARTS), and of the node snapshots (SNAPSHOT_PARTS), summed;
         # the step's thread only ever adds to them
         self.parts = dict.fromkeys(STEP_PARTS + SNAPSHOT_PARTS, 0.0)
+        # the cyclic collector's CPU (in whichever thread set it off) and its full passes
+        self.parts.update(dict.fromkeys(GC_PARTS, 0.0))
+        self._gc_started = 0.0
+
+    def time_gc(self, phase: str, info: dict[str, int]) -> None:
+        """A `gc.callbacks` entry: each collection's thread CPU added to `parts["gc"]`."""
+        if phase == "start":
+            self._gc_started = time.thread_time()
+            return
+        self.parts["gc"] += time.thread_time() - self._gc_started
+        if info["generation"] == 2:
+            self.parts["gc_full"] += 1
 
 
 def _time_step_parts(cloud_flow: Any, parts: dict[str, float]) -> None:
@@ -394,6 +408,7 @@ def _child(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, stop)
     prepare_recovery_dir(cfg.recovery_dir, 1)
     tune_for_streaming()
+    gc.callbacks.append(stats.time_gc)
     cloud_flow.NodeLogic = WarmLogic  # type: ignore[misc]
     threading.Thread(target=sample, daemon=True).start()
     line("started")
@@ -582,6 +597,13 @@ def _summary(epoch: float, live: list[LiveRecord], wall0: float, sim0: int, firs
                      for name in STEP_PARTS}
             split["other"] = [st - sum(split[name][i] for name in STEP_PARTS) for i, st in enumerate(steps)]
             parts = {name: round(statistics.median(v), 3) for name, v in split.items() if v}
+        collector: dict[str, float] = {}
+        if full and all("gc" in m.get("parts", {}) for m in full):
+            for name in GC_PARTS:
+                per = [b["parts"][name] - a["parts"][name] for a, b in itertools.pairwise(full)]
+                if per:
+                    collector[f"{name}_an_epoch_median"] = round(statistics.median(per), 3)
+                    collector[f"{name}_an_epoch_max"] = round(max(per), 3)
         out.update(
             window_s=round(span, 1), readings=readings, records=records,
             offered_records=sum(1 for r in live if begin["t"] - wall0 <= r.at_s < last["t"] - wall0),
@@ -606,6 +628,7 @@ def _summary(epoch: float, live: list[LiveRecord], wall0: float, sim0: int, firs
             pickle_cpu_s_an_epoch_median=(round(statistics.median(a["pickle_cpu"] for a in full[:-1]), 3)
                                           if len(full) > 1 else None),
             step_parts_s_an_epoch_median=parts,
+            **collector,
             snapshot_parts_s_an_epoch_median=_snapshot_parts(full[:-1]),
             **_influxd_cpu(begin, last, full, span),
             lag_p50_s=round(statistics.median(s["lag_p50"] for s in lags), 2) if lags else None,

@@ -7,6 +7,7 @@ with `--influx`, a real InfluxDB for the children and influxd's CPU beside the p
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import pickle
@@ -26,6 +27,7 @@ from bench.pipeline.epochs import (
     _process_cpu_s,
     _raw_points,
     _setting,
+    _Stats,
     _summary,
     _time_step_parts,
     epoch_rounds,
@@ -257,3 +259,37 @@ def test_a_round_of_snapshots_split_by_a_pause_is_one_epoch(tmp_path: Path) -> N
     assert out["snapshot_keys_an_epoch"] == 100.0
     # a 30 s bench's rounds, 30 s apart, stay apart
     assert len(epoch_rounds([{**m, "t": t0 + 30 * n} for n, m in enumerate(marks)], 30.0)) == 10
+
+
+def test_the_collector_s_cpu_and_full_passes_are_counted_an_epoch(tmp_path: Path) -> None:
+    """The child times each cyclic collection by `gc.callbacks` (its thread's CPU, in the
+    thread that set it off), and the summary gives them an epoch from its marks."""
+    stats = _Stats()
+    junk = [[i] for i in range(200_000)]  # something for a full pass to walk
+    gc.callbacks.append(stats.time_gc)
+    try:
+        gc.collect(0)
+        assert stats.parts["gc_full"] == 0
+        gc.collect()
+    finally:
+        gc.callbacks.remove(stats.time_gc)
+    del junk
+    assert stats.parts["gc_full"] == 1
+    assert stats.parts["gc"] > 0
+
+    t0 = 1000.0
+    marks = [{"kind": "epoch", "t": t0 + 30 * i, "cpu": 4.0 * i, "step_cpu": 1.5 * i, "pickle_cpu": 0.5,
+              "records": 10 * i, "keys": 3, "bytes": 100, "end": t0 + 30 * i + 1,
+              "parts": {**dict.fromkeys(STEP_PARTS, 0.0), "gc": 0.2 * i + (0.9 if i >= 3 else 0),
+                        "gc_full": float(i >= 3)}}
+             for i in range(1, 6)]
+    second = {"kind": "second", "t": t0 + 175, "cpu": 22.0, "records": 55, "lag_max": 0.1,
+              "lag_p50": 0.05, "rss": 2**20, "store": 10}
+    journal = tmp_path / "journal" / "j.sqlite3"
+    journal.parent.mkdir()
+    journal.write_bytes(b"x")
+    out = _summary(30.0, [], t0, 0, [*marks, second], [], t0 + 180, t0 + 181, None, None, None,
+                   t0 + 190, t0 + 191, journal)
+    assert out["gc_an_epoch_median"] == 0.2  # 0.2, 1.1, 0.2, 0.2
+    assert out["gc_an_epoch_max"] == 1.1
+    assert out["gc_full_an_epoch_max"] == 1.0
