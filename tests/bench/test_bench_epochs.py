@@ -41,6 +41,21 @@ from cloud.journal import JournalRecord
 from urbanpulse.influx_http import InfluxHTTP
 
 
+def _second(t: float, cpu: float, records: int) -> dict[str, object]:
+    return {"kind": "second", "t": t, "cpu": cpu, "records": records, "lag_max": 0.1,
+            "lag_p50": 0.05, "rss": 2**20, "store": 10}
+
+
+def _summarised(tmp_path: Path, epoch: float, t0: float, marks: list[dict[str, object]],
+                second: dict[str, object], end: float) -> dict[str, object]:
+    """`_summary` of a first run's marks and last second, killed at `end` (after t0)."""
+    journal = tmp_path / "journal" / "j.sqlite3"
+    journal.parent.mkdir(exist_ok=True)
+    journal.write_bytes(b"x")
+    return _summary(epoch, [], t0, 0, [*marks, second], [], t0 + end, t0 + end + 1, None, None,
+                    None, t0 + end + 10, t0 + end + 11, journal)
+
+
 def test_a_copy_goes_on_from_its_base_nodes_warm_state() -> None:
     bases, live, _, pickled = make_city(2, 60.0, keys=["lang-ha/aq-1"], warm_hours=0.5)
     assert list(bases) == ["lang-ha/aq-1"]
@@ -104,13 +119,8 @@ def test_the_summary_parts_an_epoch_s_cpu_into_the_node_step_the_snapshots_and_t
     marks = [{"kind": "epoch", "t": t0 + 30 * i, "cpu": 4.0 * i, "step_cpu": 1.5 * i + (0.1 if i == 2 else 0),
               "pickle_cpu": 0.5, "records": 10 * i, "keys": 3, "bytes": 100, "end": t0 + 30 * i + 1}
              for i in range(1, 6)]
-    second = {"kind": "second", "t": t0 + 175, "cpu": 22.0, "records": 55, "lag_max": 0.1,
-              "lag_p50": 0.05, "rss": 2**20, "store": 10}
-    journal = tmp_path / "journal" / "j.sqlite3"
-    journal.parent.mkdir()
-    journal.write_bytes(b"x")
-    out = _summary(30.0, [], t0, 0, [*marks, second], [], t0 + 180, t0 + 181, None, None, None,
-                   t0 + 190, t0 + 191, journal)
+    second = _second(t0 + 175, 22.0, 55)
+    out = _summarised(tmp_path, 30.0, t0, marks, second, 180)
     assert out["cpu_s_an_epoch_median"] == 4.0
     assert out["step_cpu_s_an_epoch_median"] == 1.5  # 1.6, 1.4, 1.5, 1.5
     assert out["rest_cpu_s_an_epoch_median"] == 2.0  # 4.0 - 1.5 - 0.5
@@ -121,8 +131,7 @@ def test_the_summary_parts_an_epoch_s_cpu_into_the_node_step_the_snapshots_and_t
     # the step's parts, summed as the step's CPU is; the other is the step less them
     for i, mark in enumerate(marks, start=1):
         mark["parts"] = {"decode": 0.2 * i, "data": 0.6 * i, "heartbeat": 0.3 * i, "tick": 0.1 * i}
-    out = _summary(30.0, [], t0, 0, [*marks, second], [], t0 + 180, t0 + 181, None, None, None,
-                   t0 + 190, t0 + 191, journal)
+    out = _summarised(tmp_path, 30.0, t0, marks, second, 180)
     assert out["step_parts_s_an_epoch_median"] == {
         "decode": 0.2, "data": 0.6, "heartbeat": 0.3, "tick": 0.1, "other": 0.3}  # 1.5 - 1.2
     assert out["snapshot_parts_s_an_epoch_median"] is None
@@ -132,8 +141,7 @@ def test_the_summary_parts_an_epoch_s_cpu_into_the_node_step_the_snapshots_and_t
     for mark in marks:
         mark.update(frozen=0.15, flush=0.05)
     marks[-1].update(frozen=9.0, flush=9.0)  # the last mark's epoch is not a whole one
-    out = _summary(30.0, [], t0, 0, [*marks, second], [], t0 + 180, t0 + 181, None, None, None,
-                   t0 + 190, t0 + 191, journal)
+    out = _summarised(tmp_path, 30.0, t0, marks, second, 180)
     assert out["snapshot_parts_s_an_epoch_median"] == {
         "pickle": 0.35, "frozen_but_flush": 0.1, "flush": 0.05}
     assert "influxd_cores" not in out  # (no --influx)
@@ -143,8 +151,7 @@ def test_the_summary_parts_an_epoch_s_cpu_into_the_node_step_the_snapshots_and_t
     for i, mark in enumerate(marks, start=1):
         mark["influxd_cpu"] = 0.6 * i + (0.3 if i == 3 else 0)
     second["influxd_cpu"] = 3.2
-    out = _summary(30.0, [], t0, 0, [*marks, second], [], t0 + 180, t0 + 181, None, None, None,
-                   t0 + 190, t0 + 191, journal)
+    out = _summarised(tmp_path, 30.0, t0, marks, second, 180)
     assert out["influxd_cpu_s_an_epoch_median"] == 0.6  # 0.6, 0.9, 0.3, 0.6
     assert out["influxd_cores"] == round((3.2 - 0.6) / 145, 4)  # from the first mark to the last second
 
@@ -245,13 +252,7 @@ def test_a_round_of_snapshots_split_by_a_pause_is_one_epoch(tmp_path: Path) -> N
     assert all(r["pickle_cpu"] == pytest.approx(2.0) and r["flush"] == pytest.approx(0.7) for r in rounds)
     assert marks[0]["keys"] == 1  # the child's marks are left as they were
 
-    second = {"kind": "second", "t": t0 + 650, "cpu": 110.0, "records": 550, "lag_max": 0.1,
-              "lag_p50": 0.05, "rss": 2**20, "store": 10}
-    journal = tmp_path / "journal" / "j.sqlite3"
-    journal.parent.mkdir()
-    journal.write_bytes(b"x")
-    out = _summary(120.0, [], t0, 0, [*marks, second], [], t0 + 660, t0 + 661, None, None, None,
-                   t0 + 670, t0 + 671, journal)
+    out = _summarised(tmp_path, 120.0, t0, marks, _second(t0 + 650, 110.0, 550), 660)
     assert out["epochs"] == 5
     assert out["cpu_s_an_epoch_median"] == 20.0  # split, the medians were of 2.5 and 17.5
     assert out["step_cpu_s_an_epoch_median"] == 8.0
@@ -283,13 +284,8 @@ def test_the_collector_s_cpu_and_full_passes_are_counted_an_epoch(tmp_path: Path
               "parts": {**dict.fromkeys(STEP_PARTS, 0.0), "gc": 0.2 * i + (0.9 if i >= 3 else 0),
                         "gc_full": float(i >= 3)}}
              for i in range(1, 6)]
-    second = {"kind": "second", "t": t0 + 175, "cpu": 22.0, "records": 55, "lag_max": 0.1,
-              "lag_p50": 0.05, "rss": 2**20, "store": 10}
-    journal = tmp_path / "journal" / "j.sqlite3"
-    journal.parent.mkdir()
-    journal.write_bytes(b"x")
-    out = _summary(30.0, [], t0, 0, [*marks, second], [], t0 + 180, t0 + 181, None, None, None,
-                   t0 + 190, t0 + 191, journal)
+    second = _second(t0 + 175, 22.0, 55)
+    out = _summarised(tmp_path, 30.0, t0, marks, second, 180)
     assert out["gc_an_epoch_median"] == 0.2  # 0.2, 1.1, 0.2, 0.2
     assert out["gc_an_epoch_max"] == 1.1
     assert out["gc_full_an_epoch_max"] == 1.0
