@@ -194,11 +194,9 @@ class HospitalSite(Horizon):
         floor = self._evicted_at = self.floor_ns()
         for rp, width in WIDTHS:
             self._sums[rp].evict(floor - width)
-        for table in (self.flow, self.waits, self.partial_waits):
+        for table in (self.flow, self.waits, self.partial_waits, self._merged):
             for hour in [h for h in table if h < floor - HOUR_NS]:
                 del table[hour]
-        for hour in [h for h in self._merged if h < floor - HOUR_NS]:
-            del self._merged[hour]
 
 
 def _window_sums(wards: dict[str, dict[str, dict[int, Ward]]]) -> dict[str, WindowSums]:
